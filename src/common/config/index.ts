@@ -1,0 +1,17 @@
+export { parseDuration, formatDuration, DurationSyntaxError } from './duration.js';
+export * as opt from './option-types.js';
+export { OptionValueError, formatBytes, type OptionSpec, type OptionKind } from './option-types.js';
+export {
+  loadOptions,
+  renderHelp,
+  ConfigError,
+  HelpRequested,
+  kebab,
+  flagName,
+  envName,
+  type CommandDefinition,
+  type OptionsSpec,
+  type OptionValues,
+  type LoadedOptions,
+  type ValueSource,
+} from './load.js';

@@ -1,0 +1,225 @@
+/**
+ * Typed option definitions. Each option knows its default, its help text and how to turn a raw value (a string from the
+ * command line or the environment, or a YAML/JSON value from a config file) into a typed value. Validation is done with
+ * zod; a failure becomes an `expected ...` phrase that the loader turns into one error naming the flag, the bad value and
+ * what is allowed.
+ */
+import { z } from 'zod';
+import { parseDuration, formatDuration, DurationSyntaxError } from './duration.js';
+
+export type OptionKind = 'string' | 'int' | 'number' | 'bool' | 'duration' | 'enum' | 'list' | 'bytes';
+
+export interface OptionSpec<T> {
+  readonly kind: OptionKind;
+  readonly default: T;
+  readonly description: string;
+  /** Flag name when it is not the kebab-case form of the property name. */
+  readonly flag?: string;
+  /** Other accepted names (deprecated upstream flags, legacy config keys). */
+  readonly aliases?: readonly string[];
+  /** Environment variables read for this option, in order, besides the component's prefixed name. */
+  readonly env?: readonly string[];
+  /** Kept out of --help (internal or deprecated). */
+  readonly hidden?: boolean;
+  /** Type placeholder shown in --help, e.g. `<int>`. */
+  readonly placeholder: string;
+  /** Turns a raw value into T, or throws OptionValueError with what was expected. */
+  parse(raw: unknown): T;
+  /** Default as shown in --help. */
+  formatDefault(): string;
+}
+
+export class OptionValueError extends Error {
+  constructor(readonly expected: string) {
+    super(expected);
+  }
+}
+
+interface Common<T> {
+  default: T;
+  description: string;
+  flag?: string;
+  aliases?: readonly string[];
+  env?: readonly string[];
+  hidden?: boolean;
+}
+
+function make<T>(
+  kind: OptionKind,
+  c: Common<T>,
+  placeholder: string,
+  schema: z.ZodType<T>,
+  expected: string,
+  format: (v: T) => string,
+): OptionSpec<T> {
+  return {
+    kind,
+    default: c.default,
+    description: c.description,
+    flag: c.flag,
+    aliases: c.aliases,
+    env: c.env,
+    hidden: c.hidden,
+    placeholder,
+    parse(raw: unknown): T {
+      const r = schema.safeParse(raw);
+      if (!r.success) throw new OptionValueError(expected);
+      return r.data;
+    },
+    formatDefault: () => format(c.default),
+  };
+}
+
+const intFromString = z
+  .string()
+  .trim()
+  .regex(/^[-+]?\d+$/)
+  .transform(Number);
+const numberFromString = z
+  .string()
+  .trim()
+  .regex(/^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$/)
+  .transform(Number);
+
+function rangePhrase(what: string, min?: number, max?: number): string {
+  if (min !== undefined && max !== undefined) return `${what} between ${min} and ${max}`;
+  if (min !== undefined) return `${what} >= ${min}`;
+  if (max !== undefined) return `${what} <= ${max}`;
+  return what;
+}
+
+function bounded(s: z.ZodNumber, min?: number, max?: number): z.ZodNumber {
+  let out = s;
+  if (min !== undefined) out = out.min(min);
+  if (max !== undefined) out = out.max(max);
+  return out;
+}
+
+export function int(c: Common<number> & { min?: number; max?: number }): OptionSpec<number> {
+  const target = bounded(z.number().int(), c.min, c.max);
+  return make('int', c, '<int>', z.union([z.number(), intFromString]).pipe(target), rangePhrase('an integer', c.min, c.max), String);
+}
+
+export function number(c: Common<number> & { min?: number; max?: number }): OptionSpec<number> {
+  const target = bounded(z.number().finite(), c.min, c.max);
+  return make('number', c, '<number>', z.union([z.number(), numberFromString]).pipe(target), rangePhrase('a number', c.min, c.max), String);
+}
+
+export function string(c: Common<string> & { pattern?: RegExp; patternHint?: string }): OptionSpec<string> {
+  let target = z.string();
+  if (c.pattern) target = target.regex(c.pattern);
+  const schema = z.union([z.string(), z.number().transform(String)]).pipe(target);
+  return make('string', c, '<string>', schema, c.patternHint ?? 'a string', (v) => (v === '' ? '""' : v));
+}
+
+const TRUE = new Set(['true', '1', 't', 'yes', 'on']);
+const FALSE = new Set(['false', '0', 'f', 'no', 'off']);
+
+/** Booleans accept Go's `--flag=false` form and the usual spellings in files and env. */
+export function bool(c: Common<boolean>): OptionSpec<boolean> {
+  const schema = z.union([
+    z.boolean(),
+    z
+      .string()
+      .trim()
+      .toLowerCase()
+      .refine((s) => TRUE.has(s) || FALSE.has(s))
+      .transform((s) => TRUE.has(s)),
+  ]);
+  return make('bool', c, '', schema, 'true or false', String);
+}
+
+/** Durations in milliseconds; accepts Go syntax ("200ms", "1.5s", "2m") or a bare number of milliseconds. */
+export function duration(c: Common<number> & { min?: number; max?: number }): OptionSpec<number> {
+  const schema = z.union([z.string(), z.number()]).transform((v, ctx) => {
+    try {
+      const ms = parseDuration(v);
+      if ((c.min !== undefined && ms < c.min) || (c.max !== undefined && ms > c.max)) {
+        ctx.addIssue({ code: 'custom', message: 'out of range' });
+        return z.NEVER;
+      }
+      return ms;
+    } catch (e) {
+      if (e instanceof DurationSyntaxError) {
+        ctx.addIssue({ code: 'custom', message: e.message });
+        return z.NEVER;
+      }
+      throw e;
+    }
+  });
+  let expected = 'a duration such as 200ms, 1.5s or 2m';
+  if (c.min !== undefined && c.max !== undefined) expected += ` between ${formatDuration(c.min)} and ${formatDuration(c.max)}`;
+  else if (c.min !== undefined) expected += ` of at least ${formatDuration(c.min)}`;
+  return make('duration', c, '<duration>', schema, expected, formatDuration);
+}
+
+export function oneOf<const C extends readonly [string, ...string[]]>(choices: C, c: Common<C[number]>): OptionSpec<C[number]> {
+  const schema = z
+    .string()
+    .trim()
+    .pipe(z.enum(choices as unknown as [C[number], ...C[number][]]));
+  return make('enum', c, `<${choices.join('|')}>`, schema as z.ZodType<C[number]>, `one of ${choices.join(', ')}`, String);
+}
+
+/** A list: repeated flags accumulate, and a comma-separated string is split. */
+export function list(c: Common<string[]> & { choices?: readonly string[]; itemHint?: string }): OptionSpec<string[]> {
+  const item = c.choices ? z.enum(c.choices as [string, ...string[]]) : z.string().min(1);
+  const schema = z
+    .union([z.string(), z.array(z.union([z.string(), z.number().transform(String)]))])
+    .transform((v) =>
+      (Array.isArray(v) ? v : [v])
+        .flatMap((s) => s.split(','))
+        .map((s) => s.trim())
+        .filter((s) => s !== ''),
+    )
+    .pipe(z.array(item));
+  const expected = c.choices ? `a comma-separated list of ${c.choices.join(', ')}` : (c.itemHint ?? 'a comma-separated list');
+  return make('list', c, '<list>', schema, expected, (v) => (v.length === 0 ? '[]' : v.join(',')));
+}
+
+const BYTE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1000,
+  kb: 1000,
+  ki: 1024,
+  kib: 1024,
+  m: 1e6,
+  mb: 1e6,
+  mi: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1e9,
+  gb: 1e9,
+  gi: 1024 ** 3,
+  gib: 1024 ** 3,
+};
+
+/** Byte sizes: "10MiB", "512KiB", "1MB", or a plain number of bytes. */
+export function bytes(c: Common<number> & { min?: number }): OptionSpec<number> {
+  const fromString = z
+    .string()
+    .trim()
+    .regex(/^\d+(\.\d+)?\s*[a-zA-Z]*$/)
+    .transform((s, ctx) => {
+      const m = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(s)!;
+      const unit = BYTE_UNITS[m[2]!.toLowerCase()];
+      if (unit === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'unit' });
+        return z.NEVER;
+      }
+      return Math.round(Number(m[1]) * unit);
+    });
+  const target = bounded(z.number().int(), c.min ?? 0);
+  return make('bytes', c, '<bytes>', z.union([z.number(), fromString]).pipe(target), 'a size such as 10MiB, 512KiB or a number of bytes', formatBytes);
+}
+
+export function formatBytes(n: number): string {
+  for (const [unit, size] of [
+    ['GiB', 1024 ** 3],
+    ['MiB', 1024 ** 2],
+    ['KiB', 1024],
+  ] as const) {
+    if (n >= size && n % size === 0) return `${n / size}${unit}`;
+  }
+  return `${n}`;
+}

@@ -1,0 +1,7 @@
+/** Shared plumbing: configuration, logging, metrics, HTTP server helpers, shutdown, OpenAI request helpers. */
+export * from './config/index.js';
+export * from './logging.js';
+export * from './metrics.js';
+export * from './shutdown.js';
+export * from './http.js';
+export * from './openai/index.js';

@@ -1,0 +1,50 @@
+/**
+ * Structured logging with pino: JSON lines by default (what log pipelines ingest), a pretty mode for terminals.
+ * Request-scoped loggers carry `reqId` (the x-request-id), so one request can be followed across the EPP, the sidecar
+ * and the model servers.
+ */
+import { pino, type Logger, type LoggerOptions } from 'pino';
+import { PinoPretty } from 'pino-pretty';
+import { opt } from './config/index.js';
+
+export type { Logger } from 'pino';
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** The logging flags every command has. */
+export const loggingOptions = {
+  logLevel: opt.oneOf(LOG_LEVELS, { default: 'info', description: 'Log level.' }),
+  logFormat: opt.oneOf(['json', 'pretty'] as const, {
+    default: 'json',
+    description: 'Log format: JSON lines, or human-readable lines for a terminal.',
+  }),
+};
+
+export interface LoggerSettings {
+  level: LogLevel;
+  format?: 'json' | 'pretty';
+  /** Component name, added to every line as `component`. */
+  component: string;
+  /** Where lines go; stdout by default. */
+  destination?: NodeJS.WritableStream;
+}
+
+export function createLogger(s: LoggerSettings): Logger {
+  const options: LoggerOptions = {
+    level: s.level,
+    base: { component: s.component },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+  };
+  if (s.format === 'pretty') {
+    const stream = PinoPretty({ sync: true, colorize: process.stdout.isTTY === true, destination: s.destination ?? 1 });
+    return pino(options, stream);
+  }
+  return s.destination ? pino(options, s.destination) : pino(options);
+}
+
+/** A logger that drops everything; the default for servers started from tests. */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}

@@ -1,0 +1,15 @@
+import { defineConfig } from 'vitest/config';
+
+// Every test bounds its time: a hung server or a missed event fails the test instead of stalling CI.
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    exclude: ['test/interop/**', 'node_modules/**', 'dist/**'],
+    testTimeout: 20_000,
+    hookTimeout: 20_000,
+    teardownTimeout: 10_000,
+    pool: 'forks',
+    maxWorkers: 2,
+    reporters: ['default'],
+  },
+});
