@@ -3,8 +3,8 @@
  * path, and closing with a drain deadline.
  */
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
-import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import type { IncomingMessage, Server } from 'node:http';
+import { LogController, type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 
 export interface ServerBaseSettings {
@@ -19,12 +19,11 @@ export function requestIdOf(req: IncomingMessage): string {
   return v && v.length <= 256 ? v : randomUUID();
 }
 
-export function fastifyBaseOptions(s: ServerBaseSettings): FastifyServerOptions & { loggerInstance: Logger } {
+export function fastifyBaseOptions(s: ServerBaseSettings): FastifyHttpOptions<Server, FastifyBaseLogger> {
   return {
-    loggerInstance: s.logger,
-    disableRequestLogging: true,
+    loggerInstance: s.logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
     genReqId: requestIdOf,
-    requestIdLogLabel: 'reqId',
     bodyLimit: s.bodyLimit,
     // LLM requests can stream for minutes; timeouts are per stage inside the handlers, not per socket.
     requestTimeout: 0,

@@ -5,3 +5,4 @@ export * from './metrics.js';
 export * from './shutdown.js';
 export * from './http.js';
 export * from './openai/index.js';
+export * from './command-runner.js';

@@ -266,6 +266,11 @@ export function loadOptions<S extends OptionsSpec>(def: CommandDefinition<S>, in
   return { values: typed, sources: sources as Record<keyof S, ValueSource>, configFile };
 }
 
+/** Every option at its default, typed; components merge overrides onto it when started in-process. */
+export function defaultValues<S extends OptionsSpec>(options: S): OptionValues<S> {
+  return Object.fromEntries(Object.entries(options).map(([k, spec]) => [k, spec.default])) as OptionValues<S>;
+}
+
 /** --help text: every flag with its type, default and environment variable. */
 export function renderHelp<S extends OptionsSpec>(def: CommandDefinition<S>): string {
   const lines: string[] = [];

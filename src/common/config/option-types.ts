@@ -158,7 +158,8 @@ export function oneOf<const C extends readonly [string, ...string[]]>(choices: C
     .string()
     .trim()
     .pipe(z.enum(choices as unknown as [C[number], ...C[number][]]));
-  return make('enum', c, `<${choices.join('|')}>`, schema as z.ZodType<C[number]>, `one of ${choices.join(', ')}`, String);
+  const shownChoices = choices.map((x) => (x === '' ? '""' : x));
+  return make('enum', c, `<${shownChoices.join('|')}>`, schema as z.ZodType<C[number]>, `one of ${shownChoices.join(', ')}`, (v) => (v === '' ? '""' : v));
 }
 
 /** A list: repeated flags accumulate, and a comma-separated string is split. */

@@ -1,0 +1,56 @@
+/** GPU-free vLLM simulator: `pd-router sim`. */
+import type { FastifyInstance } from 'fastify';
+import { closeWithDeadline, hostPort, listen, silentLogger, type Logger } from '../common/index.js';
+import { SimEngine } from './sim-engine.js';
+import { buildSimServer } from './server.js';
+import type { SimConfig } from './options.js';
+
+export { simCommand, simOptions, simConfig, type SimConfig } from './options.js';
+export { SimEngine, type RequestRecord, type Faults } from './sim-engine.js';
+export { tokenize, tokenId, renderPrompt } from './tokenizer.js';
+export { KVCacheSim, blockHashes } from './kv-cache.js';
+export { LatencyModel, type LatencySettings } from './latency.js';
+export { SeededRandom } from './random.js';
+
+export interface SimulatorRank {
+  engine: SimEngine;
+  app: FastifyInstance;
+  port: number;
+  url: string;
+}
+
+export interface SimulatorHandle {
+  readonly ranks: readonly SimulatorRank[];
+  /** Rank 0's base URL, e.g. http://127.0.0.1:8000. */
+  readonly url: string;
+  readonly port: number;
+  readonly engine: SimEngine;
+  close(deadlineMs?: number): Promise<void>;
+}
+
+/** Starts one HTTP server per data-parallel rank (rank r on port+r; with port 0 each rank gets a free port). */
+export async function startSimulator(config: SimConfig, logger: Logger = silentLogger()): Promise<SimulatorHandle> {
+  const ranks: SimulatorRank[] = [];
+  try {
+    for (let r = 0; r < config.dataParallelSize; r++) {
+      const engine = new SimEngine(config, r, config.dataParallelSize > 1 ? logger.child({ rank: r }) : logger);
+      const app = buildSimServer(engine);
+      const port = await listen(app, config.host, config.port === 0 ? 0 : config.port + r);
+      engine.port = port;
+      const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+      ranks.push({ engine, app, port, url: `http://${hostPort(host, port)}` });
+    }
+  } catch (e) {
+    await Promise.all(ranks.map((r) => r.app.close()));
+    throw e;
+  }
+  return {
+    ranks,
+    url: ranks[0]!.url,
+    port: ranks[0]!.port,
+    engine: ranks[0]!.engine,
+    close: async (deadlineMs = 5_000) => {
+      await Promise.all(ranks.map((r) => closeWithDeadline(r.app, deadlineMs)));
+    },
+  };
+}

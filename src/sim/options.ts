@@ -1,0 +1,106 @@
+/**
+ * `pd-router sim` flags. Names and defaults follow llm-d-inference-sim (pkg/common/config.go), so a manifest written
+ * for it runs this simulator unchanged; flags marked "pd-router" are ours.
+ */
+import { opt, loggingOptions, shutdownOptions, defaultValues, type CommandDefinition, type OptionValues } from '../common/index.js';
+
+const latency = (description: string) => opt.duration({ default: 0, description });
+
+export const simOptions = {
+  port: opt.int({ default: 8000, min: 0, max: 65535, description: 'HTTP port (data-parallel rank r listens on port+r).' }),
+  host: opt.string({ default: '0.0.0.0', description: 'Address to listen on.' }),
+  model: opt.list({ default: ['sim-model'], description: 'Model name(s) served; the first is the name reported in responses and metrics.' }),
+  servedModelName: opt.list({ default: [], description: 'Aliases accepted in requests; defaults to --model.' }),
+  mode: opt.oneOf(['random', 'echo'] as const, { default: 'random', description: 'random: answers drawn from fixed sentences; echo: the prompt is returned.' }),
+  seed: opt.int({ default: -1, description: 'Random seed for latencies and random text; -1 seeds from the clock.' }),
+  timeScale: opt.number({
+    default: 1,
+    min: 0,
+    description: 'pd-router: multiplies every simulated duration when sleeping (0.1 runs ten times faster); metrics report simulated time.',
+  }),
+  latencyCalculator: opt.oneOf(['', 'constant', 'per-token'] as const, {
+    default: '',
+    description: 'TTFT model: constant, per-token, or "" (per-token when --time-to-first-token is 0, else constant).',
+  }),
+  timeToFirstToken: latency('Constant calculator: time to first token.'),
+  timeToFirstTokenStdDev: latency('Std-dev of the time to first token (at most 30% of it).'),
+  interTokenLatency: latency('Time between output tokens.'),
+  interTokenLatencyStdDev: latency('Std-dev of the inter-token latency (at most 30% of it).'),
+  prefillOverhead: latency('Per-token calculator: fixed prefill cost.'),
+  prefillTimePerToken: latency('Per-token calculator: prefill cost per uncached prompt token.'),
+  prefillTimeStdDev: latency('Per-token calculator: std-dev of the prefill time.'),
+  kvCacheTransferLatency: latency('Constant calculator: KV-transfer time replacing prefill for do_remote_prefill requests.'),
+  kvCacheTransferLatencyStdDev: latency('Std-dev of the KV-transfer latency (at most 30% of it).'),
+  kvCacheTransferTimePerToken: latency('Per-token calculator: KV-transfer time per prompt token.'),
+  kvCacheTransferTimeStdDev: latency('Per-token calculator: std-dev of the KV-transfer time.'),
+  timeFactorUnderLoad: opt.number({
+    default: 1,
+    min: 1,
+    description: 'Latency multiplier when max-num-seqs requests run; scales linearly with the running batch. Never applied to KV transfer.',
+  }),
+  latencyMsTruncation: opt.bool({
+    default: false,
+    description: 'pd-router: truncate sampled latencies to whole milliseconds exactly as upstream does (sub-ms totals become 0).',
+  }),
+  maxNumSeqs: opt.int({ default: 5, min: 1, description: 'Requests processed at once; the rest wait.' }),
+  maxWaitingQueueLength: opt.int({ default: 1000, min: 0, description: 'Waiting requests beyond which new ones get 429.' }),
+  maxModelLen: opt.int({ default: 1024, min: 1, description: 'Context window: prompt tokens plus max output tokens.' }),
+  enableKvcache: opt.bool({ default: true, description: 'Simulate the KV cache with prefix reuse (upstream default is false).' }),
+  kvCacheSize: opt.int({ default: 1024, min: 1, description: 'KV cache size in blocks.' }),
+  blockSize: opt.int({ default: 16, min: 1, max: 1024, description: 'KV cache block size in tokens.' }),
+  dataParallelSize: opt.int({ default: 1, min: 1, max: 8, description: 'Data-parallel ranks; rank r is an independent engine on port+r.' }),
+  startupDuration: opt.duration({ default: 0, description: '/health/ready answers 503 for this long after start.' }),
+  enableRequestIdHeaders: opt.bool({
+    default: false,
+    description: 'Echo X-Request-Id and use it as the response id (upstream flag).',
+  }),
+  engineId: opt.string({
+    default: '',
+    description: 'pd-router: engine id returned in kv_transfer_params.remote_engine_id; empty generates one per rank.',
+  }),
+  advertiseHost: opt.string({
+    default: '',
+    env: ['POD_IP'],
+    description: 'pd-router: host returned in kv_transfer_params.remote_host; empty uses the listen host (127.0.0.1 for 0.0.0.0).',
+  }),
+  recordRequests: opt.int({
+    default: 100,
+    min: 0,
+    description: 'pd-router: recent requests kept for GET /admin/requests (bodies over 64 KiB are truncated).',
+  }),
+  maxRequestBodySize: opt.bytes({ default: 16 * 1024 * 1024, min: 1024, description: 'Largest accepted request body; larger gets 413.' }),
+  ...shutdownOptions,
+  ...loggingOptions,
+};
+
+export type SimConfig = OptionValues<typeof simOptions>;
+
+function stdDevRule(values: SimConfig, mean: keyof SimConfig, std: keyof SimConfig, label: string): string | undefined {
+  const m = values[mean] as number;
+  const s = values[std] as number;
+  return s > 0.3 * m ? `${label} standard deviation (${s}ms) cannot be more than 30% of ${label} (${m}ms)` : undefined;
+}
+
+export const simCommand: CommandDefinition<typeof simOptions> = {
+  name: 'sim',
+  summary: 'GPU-free vLLM simulator, behaviour-compatible with llm-d-inference-sim, including the P/D kv_transfer_params handshake.',
+  description: `Serves /v1/chat/completions, /v1/completions, /v1/responses, /v1/messages, /inference/v1/generate, /v1/models,
+/health, /health/ready, /metrics (vLLM metric names) and GET|POST /admin/config. A request with
+kv_transfer_params.do_remote_decode=true is a prefill (finish_reason "remote_decode", kv_transfer_params returned);
+one with do_remote_prefill=true replaces its prefill time with the simulated KV-transfer time.
+Fault injection: header X-Return-Error: <status>; POST /admin/config {"hang":true} or {"drop-connections":true}.`,
+  options: simOptions,
+  envPrefix: 'PD_SIM',
+  validate: (v) =>
+    [
+      stdDevRule(v, 'timeToFirstToken', 'timeToFirstTokenStdDev', 'time to first token'),
+      stdDevRule(v, 'interTokenLatency', 'interTokenLatencyStdDev', 'inter token latency'),
+      stdDevRule(v, 'kvCacheTransferLatency', 'kvCacheTransferLatencyStdDev', 'kv cache transfer latency'),
+      v.port !== 0 && v.port + v.dataParallelSize - 1 > 65535 ? `--port ${v.port} + --data-parallel-size ${v.dataParallelSize} exceeds 65535` : undefined,
+    ].filter((m): m is string => m !== undefined),
+};
+
+/** Defaults with overrides: how tests and the dev stack configure simulators in-process. */
+export function simConfig(overrides: Partial<SimConfig> = {}): SimConfig {
+  return { ...defaultValues(simOptions), ...overrides };
+}

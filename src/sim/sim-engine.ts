@@ -1,0 +1,305 @@
+/**
+ * One simulated vLLM engine (one data-parallel rank): its scheduler, KV cache, latency model, metrics, fault switches
+ * and the processing of one inference request from admission to the last token.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { createRegistry, type ApiType, type Registry } from '../common/index.js';
+import { KVCacheSim, blockHashes } from './kv-cache.js';
+import { LatencyModel, type LatencySettings } from './latency.js';
+import { SimMetrics } from './metrics.js';
+import { SeededRandom } from './random.js';
+import { Scheduler, type Slot } from './scheduler.js';
+import { generateOutput, type GeneratedOutput } from './generation.js';
+import type { SimConfig } from './options.js';
+
+export interface Faults {
+  /** Requests never answer (until the client leaves or the fault is cleared). */
+  hang: boolean;
+  /** Connections are destroyed as soon as a request arrives. */
+  dropConnections: boolean;
+  /** Every inference request gets this status (0 = off). */
+  returnError: number;
+}
+
+export interface RequestRecord {
+  id: string;
+  receivedAt: string;
+  method: string;
+  path: string;
+  api?: ApiType;
+  /** prefill: do_remote_decode; decode: do_remote_prefill; aggregated: neither. */
+  kind?: 'prefill' | 'decode' | 'aggregated';
+  headers: Record<string, string | string[] | undefined>;
+  body: unknown;
+  bodyTruncated: boolean;
+  kvTransferParams?: unknown;
+  status?: number;
+  promptTokens?: number;
+  cachedTokens?: number;
+  outputTokens?: number;
+  finishReason?: string;
+  aborted?: boolean;
+}
+
+const RECORD_BODY_LIMIT = 64 * 1024;
+
+export interface EngineRequest {
+  id: string;
+  api: ApiType;
+  body: Record<string, unknown>;
+  promptTokenIds: number[];
+  maxTokens: number | undefined;
+  minTokens: number;
+  ignoreEos: boolean;
+  prefillOnly: boolean;
+  remotePrefill: boolean;
+  cacheSalt: string;
+  signal: AbortSignal;
+}
+
+export interface TokenSink {
+  /** Called once when the first token is ready (after prefill or KV transfer), with everything that will be emitted. */
+  first(output: GeneratedOutput, cachedTokens: number): void | Promise<void>;
+  /** Called for every token i, at its time. */
+  token(i: number): void | Promise<void>;
+}
+
+export interface EngineResult {
+  output: GeneratedOutput;
+  slot: Slot;
+  promptTokens: number;
+  cachedTokens: number;
+}
+
+/** Milliseconds to wait before anything is worth a timer. */
+const MIN_SLEEP_MS = 1;
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal.reason);
+    };
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+export class SimEngine {
+  readonly registry: Registry = createRegistry();
+  readonly metrics: SimMetrics;
+  readonly scheduler: Scheduler;
+  readonly kv: KVCacheSim | undefined;
+  readonly latency: LatencyModel;
+  readonly rng: SeededRandom;
+  readonly engineId: string;
+  readonly faults: Faults = { hang: false, dropConnections: false, returnError: 0 };
+  readonly startedAt = Date.now();
+  private readonly records: RequestRecord[] = [];
+  /** Port this rank listens on; set once the server is bound. */
+  port = 0;
+
+  constructor(
+    public config: SimConfig,
+    readonly rank: number,
+    readonly logger: Logger,
+  ) {
+    const seed = config.seed >= 0 ? config.seed + rank : Date.now() + rank;
+    this.rng = new SeededRandom(seed);
+    this.latency = new LatencyModel(latencySettings(config), this.rng);
+    this.kv = config.enableKvcache ? new KVCacheSim(config.kvCacheSize, config.blockSize) : undefined;
+    this.metrics = new SimMetrics(this.registry, {
+      model: this.displayModel,
+      maxModelLen: config.maxModelLen,
+      blockSize: config.blockSize,
+      kvCacheSize: config.kvCacheSize,
+      kvCacheEnabled: config.enableKvcache,
+    });
+    this.scheduler = new Scheduler(config.maxNumSeqs, config.maxWaitingQueueLength, this.kv, () => this.updateGauges());
+    this.engineId = config.engineId ? (config.dataParallelSize > 1 ? `${config.engineId}-dp${rank}` : config.engineId) : `pd-sim-${randomUUID()}`;
+  }
+
+  /** The name reported in responses and metrics: the first served model name. */
+  get displayModel(): string {
+    return this.servedModels[0]!;
+  }
+
+  get servedModels(): string[] {
+    return this.config.servedModelName.length > 0 ? this.config.servedModelName : this.config.model;
+  }
+
+  get advertisedHost(): string {
+    if (this.config.advertiseHost) return this.config.advertiseHost;
+    const h = this.config.host;
+    return h === '0.0.0.0' || h === '::' || h === '' ? '127.0.0.1' : h;
+  }
+
+  private updateGauges(): void {
+    const l = this.metrics.labels;
+    this.metrics.running.set(l, this.scheduler.running);
+    this.metrics.waiting.set(l, this.scheduler.waiting);
+    if (this.kv) this.metrics.kvUsage.set(l, this.kv.usage());
+  }
+
+  /** Converts a wall-clock duration into simulated seconds for metrics. */
+  private simSeconds(wallMs: number): number {
+    const scale = this.config.timeScale;
+    return scale > 0 ? wallMs / scale / 1000 : 0;
+  }
+
+  /** Waits until a wall-clock due time, sleeping only when it is worth a timer. */
+  private async waitUntil(due: number, signal: AbortSignal): Promise<void> {
+    const wait = due - performance.now();
+    if (wait >= MIN_SLEEP_MS) await sleep(wait, signal);
+    else if (signal.aborted) throw signal.reason;
+  }
+
+  promptHashes(tokens: readonly number[], salt: string): string[] {
+    if (!this.kv) return [];
+    let s = 0;
+    for (let i = 0; i < salt.length; i++) s = (Math.imul(s, 31) + salt.charCodeAt(i)) >>> 0;
+    return blockHashes(tokens, this.config.blockSize, s);
+  }
+
+  /** Whether a request could ever fit in the KV cache. */
+  fitsKvCache(promptTokens: number, maxOutputTokens: number): boolean {
+    return !this.kv || this.kv.fitsAtAll(promptTokens, maxOutputTokens);
+  }
+
+  /**
+   * Runs one request: waits for admission, sleeps the prefill (or KV-transfer) time, then emits tokens at the
+   * inter-token latency. Throws QueueFullError, or the abort reason when the client leaves.
+   */
+  async run(req: EngineRequest, sink: TokenSink): Promise<EngineResult> {
+    const arrival = performance.now();
+    const promptTokens = req.promptTokenIds.length;
+    const reserveOutput = Math.max(1, Math.min(req.maxTokens ?? 64, this.config.maxModelLen - promptTokens));
+    const hashes = this.promptHashes(req.promptTokenIds, req.cacheSalt);
+    const slot = await this.scheduler.acquire({ id: req.id, promptTokens, hashes, maxOutputTokens: reserveOutput }, req.signal);
+    const m = this.metrics;
+    const l = m.labels;
+    try {
+      const started = performance.now();
+      const scale = this.config.timeScale;
+      let cachedTokens = slot.cachedTokens;
+      let prefillMs: number;
+      if (req.remotePrefill) {
+        // The KV cache arrives from the prefiller: everything but the last prompt token is reported as cached.
+        prefillMs = this.latency.kvTransferMs(promptTokens);
+        const external = Math.max(0, promptTokens - 1 - cachedTokens);
+        m.externalPrefixQueries.inc(l, Math.max(0, promptTokens - cachedTokens));
+        m.externalPrefixHits.inc(l, external);
+        cachedTokens = Math.max(cachedTokens, promptTokens - 1, 0);
+        m.kvTransferTime.observe(l, prefillMs / 1000);
+      } else {
+        prefillMs = this.latency.prefillMs({ promptTokens, cachedTokens, running: this.scheduler.running });
+      }
+      if (this.kv) {
+        m.prefixQueries.inc(l, promptTokens);
+        m.prefixHits.inc(l, slot.cachedTokens);
+      }
+      const output = generateOutput(this.rng, {
+        api: req.api,
+        body: req.body,
+        mode: this.config.mode,
+        maxTokens: req.maxTokens,
+        minTokens: req.minTokens,
+        ignoreEos: req.ignoreEos,
+        promptTokens,
+        maxModelLen: this.config.maxModelLen,
+        prefillOnly: req.prefillOnly,
+      });
+      let due = started + prefillMs * scale;
+      await this.waitUntil(due, req.signal);
+      const firstTokenAt = performance.now();
+      m.ttft.observe(l, this.simSeconds(firstTokenAt - arrival));
+      m.prefillTime.observe(l, this.simSeconds(firstTokenAt - started));
+      await sink.first(output, cachedTokens);
+      const n = output.tokens.length;
+      for (let i = 0; i < n; i++) {
+        if (i > 0) {
+          const itl = this.latency.interTokenMs(this.scheduler.running);
+          due += itl * scale;
+          await this.waitUntil(due, req.signal);
+          const itlSeconds = itl / 1000;
+          m.itl.observe(l, itlSeconds);
+          m.tpot.observe(l, itlSeconds);
+        } else {
+          due = Math.max(due, performance.now());
+        }
+        if (this.kv) this.kv.grow(req.id, promptTokens + i + 1);
+        await sink.token(i);
+      }
+      const done = performance.now();
+      const decodeSeconds = this.simSeconds(done - firstTokenAt);
+      m.decodeTime.observe(l, decodeSeconds);
+      if (n > 1) m.requestTpot.observe(l, decodeSeconds / (n - 1));
+      m.inferenceTime.observe(l, this.simSeconds(done - started));
+      m.queueTime.observe(l, this.simSeconds(slot.queuedMs));
+      m.e2e.observe(l, this.simSeconds(done - arrival));
+      m.success.inc({ ...l, finish_reason: output.finishReason });
+      m.promptTokens.inc(l, promptTokens);
+      m.generationTokens.inc(l, n);
+      m.requestPromptTokens.observe(l, promptTokens);
+      m.requestGenerationTokens.observe(l, n);
+      if (req.maxTokens !== undefined) {
+        m.requestParamsMaxTokens.observe(l, req.maxTokens);
+        m.maxNumGenerationTokens.observe(l, req.maxTokens);
+      }
+      return { output, slot, promptTokens, cachedTokens };
+    } finally {
+      this.scheduler.release(slot);
+    }
+  }
+
+  /** Applies new latency settings at runtime (POST /admin/config). */
+  reconfigure(next: SimConfig): void {
+    this.config = next;
+    this.latency.update(latencySettings(next));
+  }
+
+  record(r: RequestRecord): RequestRecord {
+    if (this.config.recordRequests <= 0) return r;
+    const json = r.body === undefined ? '' : JSON.stringify(r.body);
+    if (json.length > RECORD_BODY_LIMIT) {
+      r.body = json.slice(0, RECORD_BODY_LIMIT);
+      r.bodyTruncated = true;
+    }
+    this.records.push(r);
+    if (this.records.length > this.config.recordRequests) this.records.splice(0, this.records.length - this.config.recordRequests);
+    return r;
+  }
+
+  recentRequests(): readonly RequestRecord[] {
+    return this.records;
+  }
+
+  clearRecords(): void {
+    this.records.length = 0;
+  }
+}
+
+export function latencySettings(c: SimConfig): LatencySettings {
+  return {
+    latencyCalculator: c.latencyCalculator,
+    timeToFirstToken: c.timeToFirstToken,
+    timeToFirstTokenStdDev: c.timeToFirstTokenStdDev,
+    interTokenLatency: c.interTokenLatency,
+    interTokenLatencyStdDev: c.interTokenLatencyStdDev,
+    prefillOverhead: c.prefillOverhead,
+    prefillTimePerToken: c.prefillTimePerToken,
+    prefillTimeStdDev: c.prefillTimeStdDev,
+    kvCacheTransferLatency: c.kvCacheTransferLatency,
+    kvCacheTransferLatencyStdDev: c.kvCacheTransferLatencyStdDev,
+    kvCacheTransferTimePerToken: c.kvCacheTransferTimePerToken,
+    kvCacheTransferTimeStdDev: c.kvCacheTransferTimeStdDev,
+    timeFactorUnderLoad: c.timeFactorUnderLoad,
+    maxNumSeqs: c.maxNumSeqs,
+    latencyMsTruncation: c.latencyMsTruncation,
+  };
+}
