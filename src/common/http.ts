@@ -3,7 +3,8 @@
  * path, and closing with a drain deadline.
  */
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { LogController, type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 
@@ -33,8 +34,46 @@ export function fastifyBaseOptions(s: ServerBaseSettings): FastifyHttpOptions<Se
   };
 }
 
+/**
+ * Connections with no request in flight. Node's closeIdleConnections() skips sockets that never carried a request,
+ * and HTTP clients (undici among them) open spare sockets ahead of need, so a drain would otherwise wait for the
+ * client's keep-alive timeout.
+ */
+class ConnectionTracker {
+  private readonly inFlight = new Map<Socket, number>();
+  private closing = false;
+
+  constructor(server: Server) {
+    server.on('connection', (socket: Socket) => {
+      this.inFlight.set(socket, 0);
+      socket.once('close', () => this.inFlight.delete(socket));
+    });
+    server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      const socket = req.socket;
+      this.inFlight.set(socket, (this.inFlight.get(socket) ?? 0) + 1);
+      if (this.closing) res.setHeader('connection', 'close');
+      res.once('close', () => {
+        if (!this.inFlight.has(socket)) return;
+        const left = Math.max(0, this.inFlight.get(socket)! - 1);
+        this.inFlight.set(socket, left);
+        // While draining, a keep-alive socket must not outlive its last request.
+        if (this.closing && left === 0) socket.destroySoon();
+      });
+    });
+  }
+
+  /** Starts draining: idle sockets close now, busy ones after their last response. */
+  drain(): void {
+    this.closing = true;
+    for (const [socket, n] of this.inFlight) if (n === 0) socket.destroy();
+  }
+}
+
+const trackers = new WeakMap<FastifyInstance, ConnectionTracker>();
+
 /** Listens and returns the bound port (useful with port 0 in tests). */
 export async function listen(app: FastifyInstance, host: string, port: number): Promise<number> {
+  if (!trackers.has(app)) trackers.set(app, new ConnectionTracker(app.server));
   await app.listen({ host, port });
   const addr = app.server.address();
   if (addr === null || typeof addr === 'string') throw new Error('server has no TCP address');
@@ -48,6 +87,7 @@ export async function closeWithDeadline(app: FastifyInstance, deadlineMs: number
     timer = setTimeout(() => resolve('deadline'), deadlineMs);
   });
   const closing = app.close().then(() => 'closed' as const);
+  trackers.get(app)?.drain();
   const first = await Promise.race([closing, deadline]);
   clearTimeout(timer);
   if (first === 'deadline') {

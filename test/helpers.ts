@@ -1,0 +1,162 @@
+/** Test helpers: bounded polling, HTTP calls over loopback, SSE parsing, spawning the compiled CLI. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const CLI = path.join(ROOT, 'dist/src/cli.js');
+
+/** Polls a condition until it holds, or fails after `timeoutMs`. Used instead of sleeps. */
+export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 5_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+export interface JsonResponse<T = any> {
+  status: number;
+  headers: Headers;
+  body: T;
+  text: string;
+}
+
+export async function postJson<T = any>(url: string, body: unknown, headers: Record<string, string> = {}, timeoutMs = 10_000): Promise<JsonResponse<T>> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const text = await res.text();
+  let parsed: unknown = undefined;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  return { status: res.status, headers: res.headers, body: parsed as T, text };
+}
+
+export async function getJson<T = any>(url: string, timeoutMs = 10_000): Promise<JsonResponse<T>> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+  const text = await res.text();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = undefined;
+  }
+  return { status: res.status, headers: res.headers, body: parsed as T, text };
+}
+
+export interface SseFrame {
+  event?: string;
+  data: string;
+}
+
+/** Splits an SSE body into frames (blank-line separated), keeping event names. */
+export function parseSse(text: string): SseFrame[] {
+  return text
+    .split('\n\n')
+    .filter((f) => f.trim().length > 0)
+    .map((frame) => {
+      const out: SseFrame = { data: '' };
+      for (const line of frame.split('\n')) {
+        if (line.startsWith('event: ')) out.event = line.slice(7);
+        else if (line.startsWith('data: ')) out.data += line.slice(6);
+      }
+      return out;
+    });
+}
+
+/** JSON objects of the data frames, skipping [DONE]. */
+export function sseJson(text: string): any[] {
+  return parseSse(text)
+    .filter((f) => f.data !== '[DONE]')
+    .map((f) => JSON.parse(f.data));
+}
+
+/** Reads one metric sample from Prometheus text; labels must all match. */
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const m = /^([^\s{]+)(\{([^}]*)\})?\s+(\S+)/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const got: Record<string, string> = {};
+    for (const pair of (m[3] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) got[pair[1]!] = pair[2]!;
+    if (Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(m[4]);
+  }
+  return undefined;
+}
+
+export async function metricsText(baseUrl: string, path = '/metrics'): Promise<string> {
+  const res = await fetch(baseUrl + path, { signal: AbortSignal.timeout(5_000) });
+  return res.text();
+}
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the compiled CLI to completion (bounded). */
+export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`pd-router ${args.join(' ')} did not exit within ${opts.timeoutMs ?? 10_000}ms`));
+    }, opts.timeoutMs ?? 10_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Starts a long-running CLI command and waits until its output matches `ready`. */
+export async function startCli(
+  args: string[],
+  ready: RegExp,
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<{ child: ChildProcess; output: () => string; match: RegExpMatchArray; exited: Promise<number | null>; stop: () => Promise<number | null> }> {
+  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  /** Sends SIGTERM once (unless the process was already signalled) and waits for the exit, SIGKILL after 10s. */
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null && !child.killed) child.kill('SIGTERM');
+    const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    const code = await exited;
+    clearTimeout(t);
+    return code;
+  };
+  const match = await new Promise<RegExpMatchArray>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`pd-router ${args.join(' ')} not ready within ${opts.timeoutMs ?? 15_000}ms; output:\n${out}`));
+    }, opts.timeoutMs ?? 15_000);
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      const m = out.match(ready);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m);
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`pd-router ${args.join(' ')} exited with ${code} before ready; output:\n${out}`));
+    });
+  });
+  return { child, output: () => out, match, exited, stop };
+}
