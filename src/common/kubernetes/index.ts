@@ -1,0 +1,2 @@
+/** Kubernetes access (kept out of common/index.ts so components that never talk to Kubernetes do not load the client). */
+export * from './pool-watcher.js';

@@ -1,0 +1,303 @@
+/**
+ * Watches the pods behind an InferencePool (or a plain label selector) through the Kubernetes API, with
+ * @kubernetes/client-node list+watch informers. Used by the EPP for endpoint discovery and by the sidecar for its SSRF
+ * allowlist.
+ *
+ * - Pool mode: the `inference.networking.k8s.io/v1` InferencePool named `poolName` (or the v1alpha2
+ *   `inference.networking.x-k8s.io` one) gives the selector (`spec.selector.matchLabels`, or v1alpha2's flat
+ *   `spec.selector`) and the target ports (`spec.targetPorts[].number`, or v1alpha2's `spec.targetPortNumber`).
+ *   A selector or port change restarts the pod watch.
+ * - Selector mode: `--endpoint-selector` and `--endpoint-target-ports` without the CRD.
+ * - One endpoint per pod and target port. The `llm-d.ai/active-ports` annotation (CSV; legacy
+ *   `inference.networking.k8s.io/active-ports`) restricts the ports of a pod.
+ * - List or watch errors (RBAC, API server restarts) are logged, counted and retried with backoff; they never throw
+ *   into the caller, and the last known endpoints stay in place meanwhile.
+ */
+import { EventEmitter } from 'node:events';
+import * as k8s from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+
+export interface PodEndpoint {
+  /** `<namespace>/<pod>` */
+  podKey: string;
+  podName: string;
+  namespace: string;
+  address: string;
+  port: number;
+  labels: Record<string, string>;
+  /** PodReady=True and not being deleted. */
+  ready: boolean;
+}
+
+export type PoolSource =
+  | { kind: 'pool'; namespace: string; name: string; group?: string }
+  | { kind: 'selector'; namespace: string; selector: string; ports: number[] };
+
+export interface KubeClientSettings {
+  /** API server URL; when set, used without credentials (tests, `kubectl proxy`). */
+  server?: string;
+  /** kubeconfig path; default: in-cluster config, else $KUBECONFIG / ~/.kube/config. */
+  kubeconfig?: string;
+}
+
+export function loadKubeConfig(s: KubeClientSettings = {}): k8s.KubeConfig {
+  const kc = new k8s.KubeConfig();
+  if (s.server) {
+    kc.loadFromOptions({
+      clusters: [{ name: 'c', server: s.server, skipTLSVerify: true }],
+      users: [{ name: 'u' }],
+      contexts: [{ name: 'ctx', cluster: 'c', user: 'u' }],
+      currentContext: 'ctx',
+    });
+  } else if (s.kubeconfig) {
+    kc.loadFromFile(s.kubeconfig);
+  } else {
+    kc.loadFromDefault();
+  }
+  return kc;
+}
+
+interface PoolSpec {
+  selector: Record<string, string>;
+  ports: number[];
+}
+
+const ACTIVE_PORTS = ['llm-d.ai/active-ports', 'inference.networking.k8s.io/active-ports'];
+
+/** Selector and ports of an InferencePool object, GA or v1alpha2 shape. */
+export function poolSpecOf(pool: Record<string, any>): PoolSpec | undefined {
+  const spec = pool?.spec;
+  if (!spec || typeof spec !== 'object') return undefined;
+  let selector: Record<string, string> | undefined;
+  if (spec.selector?.matchLabels && typeof spec.selector.matchLabels === 'object') selector = spec.selector.matchLabels;
+  else if (spec.selector && typeof spec.selector === 'object' && Object.values(spec.selector).every((v) => typeof v === 'string')) selector = spec.selector;
+  if (!selector || Object.keys(selector).length === 0) return undefined;
+  let ports: number[] = [];
+  if (Array.isArray(spec.targetPorts)) ports = spec.targetPorts.map((p: { number?: number }) => p?.number).filter((n: unknown): n is number => typeof n === 'number');
+  else if (typeof spec.targetPortNumber === 'number') ports = [spec.targetPortNumber];
+  return { selector, ports };
+}
+
+export function labelSelectorString(labels: Record<string, string>): string {
+  return Object.entries(labels)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+}
+
+function podReady(pod: k8s.V1Pod): boolean {
+  if (pod.metadata?.deletionTimestamp) return false;
+  return (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+}
+
+export function podEndpoints(pod: k8s.V1Pod, ports: readonly number[]): PodEndpoint[] {
+  const ip = pod.status?.podIP;
+  const name = pod.metadata?.name;
+  if (!ip || !name) return [];
+  const namespace = pod.metadata?.namespace ?? 'default';
+  let active = ports;
+  for (const key of ACTIVE_PORTS) {
+    const csv = pod.metadata?.annotations?.[key];
+    if (csv) {
+      const allowed = new Set(csv.split(',').map((s) => Number(s.trim())));
+      active = ports.filter((p) => allowed.has(p));
+      break;
+    }
+  }
+  const ready = podReady(pod);
+  return active.map((port) => ({
+    podKey: `${namespace}/${name}`,
+    podName: name,
+    namespace,
+    address: ip,
+    port,
+    labels: { ...(pod.metadata?.labels ?? {}) },
+    ready,
+  }));
+}
+
+export interface PoolWatcherEvents {
+  change: [PodEndpoint[]];
+  error: [Error];
+}
+
+const RETRY_MIN_MS = 500;
+const RETRY_MAX_MS = 30_000;
+
+/**
+ * Emits `change` with the full endpoint list whenever it changes. `synced()` resolves after the first successful
+ * listing of the pool (pool mode) and of its pods, or rejects after `timeoutMs`.
+ */
+export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
+  private readonly watch: k8s.Watch;
+  private readonly core: k8s.CoreV1Api;
+  private readonly custom: k8s.CustomObjectsApi;
+  private poolInformer?: k8s.ListWatch<k8s.KubernetesObject>;
+  private podInformer?: k8s.ListWatch<k8s.V1Pod>;
+  private spec?: PoolSpec;
+  private stopped = false;
+  private syncedResolve!: () => void;
+  private readonly syncedPromise: Promise<void>;
+  private retryTimers = new Set<NodeJS.Timeout>();
+  private retryDelay = RETRY_MIN_MS;
+  /** Errors seen (list or watch), for metrics. */
+  errorCount = 0;
+
+  constructor(
+    kc: k8s.KubeConfig,
+    readonly source: PoolSource,
+    private readonly logger: Logger,
+  ) {
+    super();
+    this.watch = new k8s.Watch(kc);
+    this.core = kc.makeApiClient(k8s.CoreV1Api);
+    this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
+    this.syncedPromise = new Promise((r) => (this.syncedResolve = r));
+  }
+
+  /** Starts watching; never rejects (errors are retried). */
+  start(): void {
+    if (this.source.kind === 'selector') {
+      this.spec = { selector: parseSelector(this.source.selector), ports: this.source.ports };
+      this.startPods();
+    } else {
+      this.startPool(this.source);
+    }
+  }
+
+  synced(timeoutMs: number): Promise<void> {
+    let t: NodeJS.Timeout;
+    return Promise.race([
+      this.syncedPromise,
+      new Promise<void>((_, reject) => {
+        t = setTimeout(() => reject(new Error(`Kubernetes watch not synced within ${timeoutMs}ms`)), timeoutMs);
+      }),
+    ]).finally(() => clearTimeout(t));
+  }
+
+  endpoints(): PodEndpoint[] {
+    if (!this.spec || !this.podInformer) return [];
+    return this.podInformer.list().flatMap((p) => podEndpoints(p, this.spec!.ports));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.retryTimers) clearTimeout(t);
+    this.retryTimers.clear();
+    await Promise.all([this.poolInformer?.stop(), this.podInformer?.stop()]);
+  }
+
+  private emitChange(): void {
+    this.emit('change', this.endpoints());
+  }
+
+  /**
+   * Starts an informer and keeps it running: ListWatch reports list/watch failures through its error callback (its
+   * start() resolves either way), so a failed attempt schedules a restart with backoff, and `onSynced` runs only after
+   * an attempt whose list succeeded.
+   */
+  private runInformer(what: string, informer: k8s.ListWatch<any>, onSynced: () => void): void {
+    let failed = false;
+    informer.on('error', (err: unknown) => {
+      failed = true;
+      this.errorCount++;
+      const error = err instanceof Error ? err : new Error(String((err as { message?: string })?.message ?? err));
+      this.logger.warn({ err: error, what, retryInMs: this.retryDelay }, 'kubernetes list/watch failed, retrying');
+      if (this.listenerCount('error') > 0) this.emit('error', error);
+      if (this.stopped) return;
+      const t = setTimeout(() => {
+        this.retryTimers.delete(t);
+        if (!this.stopped) attempt();
+      }, this.retryDelay);
+      this.retryTimers.add(t);
+      this.retryDelay = Math.min(RETRY_MAX_MS, this.retryDelay * 2);
+    });
+    const attempt = () => {
+      failed = false;
+      informer.start().then(
+        () => {
+          if (failed || this.stopped) return;
+          this.retryDelay = RETRY_MIN_MS;
+          onSynced();
+        },
+        () => undefined, // reported through the error callback
+      );
+    };
+    attempt();
+  }
+
+  private startPool(src: Extract<PoolSource, { kind: 'pool' }>): void {
+    const group = src.group ?? 'inference.networking.k8s.io';
+    const version = group === 'inference.networking.x-k8s.io' ? 'v1alpha2' : 'v1';
+    const path = `/apis/${group}/${version}/namespaces/${src.namespace}/inferencepools`;
+    const fieldSelector = `metadata.name=${src.name}`;
+    const list = () =>
+      this.custom.listNamespacedCustomObject({ group, version, namespace: src.namespace, plural: 'inferencepools', fieldSelector }) as Promise<
+        k8s.KubernetesListObject<k8s.KubernetesObject>
+      >;
+    const informer = new k8s.ListWatch<k8s.KubernetesObject>(path, this.watch, list, false, undefined, fieldSelector);
+    this.poolInformer = informer;
+    const apply = (obj: k8s.KubernetesObject) => {
+      if (obj.metadata?.name !== src.name) return;
+      const spec = poolSpecOf(obj as Record<string, any>);
+      if (!spec) {
+        this.logger.warn({ pool: `${src.namespace}/${src.name}` }, 'InferencePool has no usable selector; no endpoints');
+        this.spec = undefined;
+        void this.podInformer?.stop();
+        this.podInformer = undefined;
+        this.emitChange();
+        return;
+      }
+      const changedSelector = !this.spec || labelSelectorString(this.spec.selector) !== labelSelectorString(spec.selector);
+      this.spec = spec;
+      if (changedSelector) this.startPods();
+      else this.emitChange();
+    };
+    informer.on('add', apply);
+    informer.on('update', apply);
+    informer.on('delete', (obj) => {
+      if (obj.metadata?.name !== src.name) return;
+      this.spec = undefined;
+      void this.podInformer?.stop();
+      this.podInformer = undefined;
+      this.emitChange();
+    });
+    this.runInformer('inferencepools', informer, () => {
+      // A missing pool is a synced state too: it means "no endpoints" until the pool appears.
+      if (!this.spec) this.syncedResolve();
+    });
+  }
+
+  private startPods(): void {
+    void this.podInformer?.stop();
+    const ns = this.source.namespace;
+    const labelSelector = labelSelectorString(this.spec!.selector);
+    const list = () => this.core.listNamespacedPod({ namespace: ns, labelSelector });
+    const informer = new k8s.ListWatch<k8s.V1Pod>(`/api/v1/namespaces/${ns}/pods`, this.watch, list, false, labelSelector);
+    this.podInformer = informer;
+    const changed = () => {
+      if (this.podInformer === informer) this.emitChange();
+    };
+    informer.on('add', changed);
+    informer.on('update', changed);
+    informer.on('delete', changed);
+    this.runInformer('pods', informer, () => {
+      if (this.podInformer === informer) {
+        this.emitChange();
+        this.syncedResolve();
+      }
+    });
+  }
+}
+
+/** Equality-based label selector (`a=b,c=d`; `==` accepted), as `--endpoint-selector` takes. */
+export function parseSelector(selector: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of selector.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const m = /^([A-Za-z0-9._/-]+)\s*==?\s*([A-Za-z0-9._-]*)$/.exec(part);
+    if (!m) throw new Error(`unsupported label selector term "${part}": use key=value terms separated by commas`);
+    out[m[1]!] = m[2]!;
+  }
+  if (Object.keys(out).length === 0) throw new Error('empty label selector');
+  return out;
+}
