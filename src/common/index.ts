@@ -6,3 +6,4 @@ export * from './shutdown.js';
 export * from './http.js';
 export * from './openai/index.js';
 export * from './command-runner.js';
+export * from './tls.js';
