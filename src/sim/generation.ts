@@ -10,7 +10,7 @@ import { contentText, type ApiType } from '../common/index.js';
 import type { SeededRandom } from './random.js';
 import { RANDOM_SENTENCE_TOKENS, tokenize, tokenId } from './tokenizer.js';
 
-export type FinishReason = 'stop' | 'length' | 'remote_decode';
+export type FinishReason = 'stop' | 'length' | 'remote_decode' | 'cache_threshold';
 
 export interface GeneratedOutput {
   tokens: string[];

@@ -48,6 +48,12 @@ export const simOptions = {
   enableKvcache: opt.bool({ default: true, description: 'Simulate the KV cache with prefix reuse (upstream default is false).' }),
   kvCacheSize: opt.int({ default: 1024, min: 1, description: 'KV cache size in blocks.' }),
   blockSize: opt.int({ default: 16, min: 1, max: 1024, description: 'KV cache block size in tokens.' }),
+  globalCacheHitThreshold: opt.number({
+    default: 0,
+    min: 0,
+    max: 1,
+    description: 'Requests whose prefix-cache hit rate is below this answer at once with finish_reason cache_threshold (0 = off); a request\'s cache_hit_threshold overrides it.',
+  }),
   dataParallelSize: opt.int({ default: 1, min: 1, max: 8, description: 'Data-parallel ranks; rank r is an independent engine on port+r.' }),
   startupDuration: opt.duration({ default: 0, description: '/health/ready answers 503 for this long after start.' }),
   enableRequestIdHeaders: opt.bool({

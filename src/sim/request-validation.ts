@@ -96,6 +96,8 @@ export function semanticError(api: ApiType, body: JsonObject, prefillOnly: boole
     if (max !== undefined && min > max) return `min_tokens must be less than or equal to max_tokens=${max}, got ${min}.`;
   }
   if (prefillOnly && body.stream === true) return 'Prefill does not support streaming';
+  const cht = body.cache_hit_threshold;
+  if (cht !== undefined && cht !== null && (typeof cht !== 'number' || cht < 0 || cht > 1)) return 'cache_hit_threshold must be between 0 and 1';
   if (body.ignore_eos === true && !maxFields.some((v) => typeof v === 'number')) {
     return 'Ignore_eos is true but max_completion_tokens (or max_tokens) is not set';
   }

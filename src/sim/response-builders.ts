@@ -31,7 +31,8 @@ function usageOpenAI(r: CompletionResult) {
     prompt_tokens: r.promptTokens,
     completion_tokens: r.tokens.length,
     total_tokens: r.promptTokens + r.tokens.length,
-    prompt_tokens_details: { cached_tokens: r.cachedTokens },
+    // Upstream sends null details with a cache_threshold answer.
+    prompt_tokens_details: r.finishReason === 'cache_threshold' ? null : { cached_tokens: r.cachedTokens },
   };
 }
 

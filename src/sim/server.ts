@@ -192,6 +192,8 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
         prefillOnly,
         remotePrefill,
         cacheSalt: salt,
+        cacheHitThreshold: typeof body.cache_hit_threshold === 'number' ? body.cache_hit_threshold : undefined,
+        forceCacheThreshold: (api === 'chat' || api === 'completions') && /^(1|t|true)$/i.test(String(request.headers['x-cache-threshold-finish-reason'] ?? '')),
         signal: abort.signal,
       },
       {

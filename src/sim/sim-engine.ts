@@ -54,6 +54,10 @@ export interface EngineRequest {
   ignoreEos: boolean;
   prefillOnly: boolean;
   remotePrefill: boolean;
+  /** Answer at once with finish_reason cache_threshold when cached/prompt is below this (request or global). */
+  cacheHitThreshold?: number;
+  /** X-Cache-Threshold-Finish-Reason: true forces the cache_threshold answer. */
+  forceCacheThreshold: boolean;
   cacheSalt: string;
   signal: AbortSignal;
 }
@@ -202,6 +206,15 @@ export class SimEngine {
       if (this.kv) {
         m.prefixQueries.inc(l, promptTokens);
         m.prefixHits.inc(l, slot.cachedTokens);
+      }
+      const threshold = req.cacheHitThreshold ?? (this.config.globalCacheHitThreshold > 0 ? this.config.globalCacheHitThreshold : undefined);
+      const hitRate = promptTokens > 0 ? slot.cachedTokens / promptTokens : 0;
+      if (req.forceCacheThreshold || (threshold !== undefined && hitRate < threshold)) {
+        // Upstream answers at once, without prefill, so a router can fall back to remote prefill (shared-storage connector).
+        const output: GeneratedOutput = { tokens: [], tokenIds: [], finishReason: 'cache_threshold' };
+        await sink.first(output, slot.cachedTokens);
+        m.success.inc({ ...l, finish_reason: 'cache_threshold' });
+        return { output, slot, promptTokens, cachedTokens: slot.cachedTokens };
       }
       const output = generateOutput(this.rng, {
         api: req.api,

@@ -90,3 +90,22 @@ describe('P/D request kinds', () => {
     expect(metricValue(text, 'vllm:request_success_total', { model_name: MODEL, finish_reason: 'remote_decode' })).toBeGreaterThanOrEqual(6);
   });
 });
+
+describe('cache hit threshold (shared-storage connector support)', () => {
+  it('answers at once with finish_reason cache_threshold when the hit rate is below the threshold, else decodes', async () => {
+    const prompt = 'k1 k2 k3 k4 k5 k6 k7 k8 k9 k10';
+    const cold = await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt, max_tokens: 3, cache_hit_threshold: 0.5 });
+    expect(cold.status).toBe(200);
+    expect(cold.body.choices[0]).toMatchObject({ finish_reason: 'cache_threshold', text: '' });
+    expect(cold.body.usage.completion_tokens).toBe(0);
+    expect(cold.body.usage.prompt_tokens_details).toBeNull();
+    // Warm the cache (block size 4: two full blocks of the 10-token prompt become reusable), then ask again.
+    await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt, max_tokens: 1 });
+    const warm = await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt, max_tokens: 3, cache_hit_threshold: 0.5 });
+    expect(warm.body.choices[0].finish_reason).not.toBe('cache_threshold');
+    const forced = await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt, max_tokens: 3 }, { 'x-cache-threshold-finish-reason': 'true' });
+    expect(forced.body.choices[0].finish_reason).toBe('cache_threshold');
+    const bad = await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt, cache_hit_threshold: 2 });
+    expect(bad.status).toBe(400);
+  });
+});
