@@ -6,6 +6,10 @@ import type { CommandModule } from './common/index.js';
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
   sim: { summary: 'GPU-free vLLM simulator (llm-d-inference-sim compatible).', load: async () => (await import('./sim/command.js')).simCommandModule },
+  sidecar: {
+    summary: 'Decode-pod routing sidecar: remote prefill, then local decode (llm-d compatible).',
+    load: async () => (await import('./sidecar/command.js')).sidecarCommandModule,
+  },
   dev: { summary: 'Local P/D stack on simulators (what `npm start` runs).', load: async () => (await import('./dev/command.js')).devCommandModule },
 };
 

@@ -1,0 +1,112 @@
+/**
+ * Replaces the decoder's `cached_tokens` with the prefiller's in decode answers. After a KV transfer the decoder
+ * reports almost the whole prompt as cached; clients should see the prefiller's prefix-cache hits (llm-d #916).
+ *
+ * - SSE: bytes are cut into lines at '\n' however the upstream chunks them (a `data:` line split inside its JSON is
+ *   joined first); each complete `data: {json}` line whose object carries `usage` (chat, completions) or
+ *   `response.usage` (responses API) is rewritten; everything else passes byte for byte and complete lines are never
+ *   held back. A line longer than the bound passes through unrewritten.
+ * - JSON: the whole body is rewritten once complete, whatever its size up to the configured bound (upstream rewrote each
+ *   32 KiB write separately and silently skipped large bodies).
+ */
+
+type JsonObject = Record<string, unknown>;
+
+const USAGE_MARKER = Buffer.from('"usage"');
+const NEWLINE = 0x0a;
+
+function setCached(usage: JsonObject, detailsKey: 'prompt_tokens_details' | 'input_tokens_details', cached: number): void {
+  const prev = usage[detailsKey];
+  usage[detailsKey] = { ...(prev && typeof prev === 'object' ? (prev as JsonObject) : {}), cached_tokens: cached };
+}
+
+/** Rewrites a parsed answer in place; returns whether anything changed. */
+export function rewriteUsage(obj: unknown, cached: number): boolean {
+  if (!obj || typeof obj !== 'object' || Array.isArray(obj)) return false;
+  const o = obj as JsonObject;
+  let changed = false;
+  if (o.usage && typeof o.usage === 'object' && !Array.isArray(o.usage)) {
+    const usage = o.usage as JsonObject;
+    setCached(usage, 'input_tokens' in usage && !('prompt_tokens' in usage) ? 'input_tokens_details' : 'prompt_tokens_details', cached);
+    changed = true;
+  }
+  const resp = o.response as JsonObject | undefined;
+  if (resp && typeof resp === 'object' && resp.usage && typeof resp.usage === 'object') {
+    setCached(resp.usage as JsonObject, 'input_tokens_details', cached);
+    changed = true;
+  }
+  return changed;
+}
+
+/** Rewrites a complete JSON body; returns it unchanged when it is not a JSON object with usage. */
+export function rewriteJsonBody(body: Buffer, cached: number): Buffer {
+  if (body.indexOf(USAGE_MARKER) < 0) return body;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    return body;
+  }
+  return rewriteUsage(parsed, cached) ? Buffer.from(JSON.stringify(parsed)) : body;
+}
+
+function rewriteLine(line: string, cached: number): string {
+  // line has no terminator here
+  const m = /^data:( ?)(.*)$/s.exec(line);
+  if (!m || !m[2]!.startsWith('{') || !m[2]!.includes('"usage"')) return line;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(m[2]!);
+  } catch {
+    return line;
+  }
+  return rewriteUsage(parsed, cached) ? `data:${m[1]}${JSON.stringify(parsed)}` : line;
+}
+
+export class SseCachedTokensRewriter {
+  private pending: Buffer = Buffer.alloc(0);
+  /** Lines passed through unrewritten because they exceeded the bound. */
+  oversizedLines = 0;
+
+  constructor(
+    private readonly cached: number,
+    private readonly maxLineBytes = 16 * 1024 * 1024,
+  ) {}
+
+  /** Returns the bytes that can be sent now: every complete line, rewritten where needed. */
+  push(chunk: Buffer): Buffer {
+    const data = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
+    const lastNewline = data.lastIndexOf(NEWLINE);
+    if (lastNewline < 0) {
+      if (data.length > this.maxLineBytes) {
+        // Give up on this line: pass it through as it comes.
+        this.oversizedLines++;
+        this.pending = Buffer.alloc(0);
+        return data;
+      }
+      this.pending = data;
+      return Buffer.alloc(0);
+    }
+    const complete = data.subarray(0, lastNewline + 1);
+    this.pending = Buffer.from(data.subarray(lastNewline + 1));
+    if (complete.indexOf(USAGE_MARKER) < 0) return complete;
+    const lines = complete.toString('utf8').split('\n');
+    // split leaves a final empty string after the trailing '\n'
+    let out = '';
+    for (let i = 0; i < lines.length - 1; i++) {
+      let line = lines[i]!;
+      const cr = line.endsWith('\r');
+      if (cr) line = line.slice(0, -1);
+      out += rewriteLine(line, this.cached) + (cr ? '\r\n' : '\n');
+    }
+    return Buffer.from(out);
+  }
+
+  /** The trailing partial line, rewritten if it is a complete data line. */
+  end(): Buffer {
+    const rest = this.pending;
+    this.pending = Buffer.alloc(0);
+    if (rest.length === 0) return rest;
+    return Buffer.from(rewriteLine(rest.toString('utf8'), this.cached));
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * Relays an upstream answer to the client as it arrives: SSE events are written (and flushed) one by one, never
+ * buffered, with the cached-tokens rewrite applied line by line; a non-streamed JSON answer that must be rewritten is
+ * buffered up to a bound and sent with a correct Content-Length. The response head is written when the first body byte
+ * is known, so a decode that never answers still gets a proper 504 instead of a truncated 200.
+ */
+import { once } from 'node:events';
+import type { ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { SseCachedTokensRewriter, rewriteJsonBody } from './cached-tokens-rewriter.js';
+import { LegStopped, sseErrorEvent } from './errors.js';
+import type { SidecarMetrics } from './metrics.js';
+import { responseHeaders } from './upstream.js';
+import type { UpstreamLeg } from './upstream-leg.js';
+
+export interface RelayOptions {
+  res: ServerResponse;
+  /** The prefiller's cached_tokens to write into usage; undefined relays the body unchanged. */
+  rewriteCached?: number;
+  maxRewriteBody: number;
+  /** Chunks already read from the leg (a probe looked at them). */
+  prefix?: Buffer[];
+  metrics: SidecarMetrics;
+  logger: Logger;
+  /** Called once, when the first byte goes to the client. */
+  onFirstClientByte?: () => void;
+}
+
+export type RelayOutcome =
+  | { kind: 'done' }
+  /** The leg stopped or failed; `headersSent` tells whether the caller can still answer with its own status. */
+  | { kind: 'failed'; error: unknown; headersSent: boolean };
+
+const DATA_PREFIX = Buffer.from('data:');
+
+export async function relayToClient(leg: UpstreamLeg, o: RelayOptions): Promise<RelayOutcome> {
+  const res = o.res;
+  const pending = [...(o.prefix ?? [])];
+  const next = async (): Promise<Buffer | null> => (pending.length > 0 ? pending.shift()! : leg.read());
+  const contentType = String(leg.headers['content-type'] ?? '').toLowerCase();
+  let sse = contentType.includes('text/event-stream');
+  let rewriter: SseCachedTokensRewriter | undefined;
+  let firstWritten = false;
+
+  const writeHead = (dropLength: boolean, length?: number) => {
+    const headers = responseHeaders(leg.headers, dropLength);
+    if (length !== undefined) headers['content-length'] = String(length);
+    res.writeHead(leg.status, headers);
+  };
+  const write = async (buf: Buffer) => {
+    if (buf.length === 0) return;
+    if (!firstWritten) {
+      firstWritten = true;
+      o.onFirstClientByte?.();
+    }
+    if (!res.write(buf) && !res.destroyed) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+  };
+
+  try {
+    let first = await next();
+    if (o.rewriteCached !== undefined && !sse && first !== null && first.subarray(0, 5).equals(DATA_PREFIX)) sse = true;
+    if (o.rewriteCached !== undefined && sse) {
+      rewriter = new SseCachedTokensRewriter(o.rewriteCached);
+      writeHead(true);
+      for (let c = first; c !== null; c = await next()) await write(rewriter.push(c));
+      await write(rewriter.end());
+      if (rewriter.oversizedLines > 0) o.metrics.rewriteSkipped.inc({ reason: 'sse_line_too_long' }, rewriter.oversizedLines);
+    } else if (o.rewriteCached !== undefined && leg.status >= 200 && leg.status < 300) {
+      const parts: Buffer[] = [];
+      let size = 0;
+      let overflow = false;
+      for (let c = first; c !== null; c = await next()) {
+        if (overflow) {
+          await write(c);
+          continue;
+        }
+        parts.push(c);
+        size += c.length;
+        if (size > o.maxRewriteBody) {
+          // Too large to hold: send it unchanged rather than fail the request.
+          overflow = true;
+          o.metrics.rewriteSkipped.inc({ reason: 'body_too_large' });
+          o.logger.warn({ size, limit: o.maxRewriteBody }, 'decode answer too large to rewrite cached_tokens; relaying it unchanged');
+          writeHead(true);
+          for (const p of parts) await write(p);
+        }
+      }
+      if (!overflow) {
+        const body = rewriteJsonBody(Buffer.concat(parts, size), o.rewriteCached);
+        writeHead(true, body.length);
+        await write(body);
+      }
+    } else {
+      writeHead(false);
+      for (let c = first; c !== null; c = await next()) await write(c);
+      first = null;
+    }
+    if (!res.destroyed) res.end();
+    return { kind: 'done' };
+  } catch (error) {
+    const headersSent = res.headersSent;
+    if (headersSent && !res.destroyed) {
+      const stopped = error instanceof LegStopped ? error : undefined;
+      if (stopped?.reason !== 'client_gone') {
+        if (sse) {
+          res.end(sseErrorEvent(stopped?.reason === 'idle_timeout' ? 504 : 502, stopped?.message ?? `upstream failed: ${(error as Error).message}`));
+        } else {
+          // A JSON body cannot carry an error once it has started: cut the connection so the client sees the failure.
+          res.destroy();
+        }
+      }
+    }
+    return { kind: 'failed', error, headersSent };
+  }
+}

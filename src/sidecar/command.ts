@@ -1,0 +1,22 @@
+import { defineCommand } from '../common/index.js';
+import { sidecarCommand, zapLevelToLogLevel } from './options.js';
+import { startSidecar } from './index.js';
+
+export const sidecarCommandModule = defineCommand(sidecarCommand, async (values, logger) => {
+  const zap = zapLevelToLogLevel(values.zapLogLevel);
+  if (zap) logger.level = zap;
+  const sidecar = await startSidecar(values, logger);
+  logger.info(
+    {
+      url: sidecar.url,
+      ports: sidecar.ports,
+      decoder: `${values.modelServerHost}:${values.modelServerPort}`,
+      connector: values.kvConnector,
+      ssrfProtection: sidecar.guard.mode,
+      prefillFailurePolicy: values.prefillFailurePolicy,
+      metricsPort: sidecar.metricsPort,
+    },
+    'sidecar listening',
+  );
+  return { stop: (d) => sidecar.close(d) };
+});

@@ -1,0 +1,149 @@
+/**
+ * What a connector gets for one request, and the decode step every connector ends with: send the decode leg to the
+ * local vLLM and relay its answer, mapping failures to llm-d's statuses (503 "decode node is not ready" when vLLM
+ * refuses the connection, 502 otherwise, 504 for our deadlines).
+ */
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import type { Logger } from 'pino';
+import type { ApiType } from '../../common/index.js';
+import { relayToClient } from '../client-relay.js';
+import { DECODER_NOT_READY, LegStopped, writeJsonError } from '../errors.js';
+import type { Mode, Outcome, SidecarMetrics } from '../metrics.js';
+import type { SidecarConfig } from '../options.js';
+import { forwardHeaders, type Target, type UpstreamAgents } from '../upstream.js';
+import { UpstreamLeg, connectErrorCode } from '../upstream-leg.js';
+
+export type JsonObject = Record<string, unknown>;
+
+export interface RequestTimings {
+  start: number;
+  /** Time spent waiting on the prefill leg. */
+  prefillMs: number;
+  /** Time from sending the decode leg to its first byte. */
+  decodeTtfbMs: number;
+}
+
+export interface PdContext {
+  requestId: string;
+  api: ApiType;
+  method: string;
+  /** Path and query, forwarded unchanged to both legs. */
+  url: string;
+  headers: IncomingHttpHeaders;
+  clientAddress: string;
+  body: JsonObject;
+  rawBody: Buffer;
+  res: ServerResponse;
+  /** Aborted when the client disconnects. */
+  signal: AbortSignal;
+  target: Target;
+  decoderOrigin: string;
+  agents: UpstreamAgents;
+  config: SidecarConfig;
+  metrics: SidecarMetrics;
+  logger: Logger;
+  timings: RequestTimings;
+}
+
+export interface Connector {
+  readonly name: SidecarConfig['kvConnector'];
+  /** Serves the request end to end (the answer is written to ctx.res); returns its outcome for metrics. */
+  handle(ctx: PdContext): Promise<Outcome>;
+}
+
+export function prefillOrigin(ctx: PdContext): string {
+  return `${ctx.agents.scheme('prefiller')}://${ctx.target.hostPort}`;
+}
+
+export function legHeaders(ctx: PdContext, dropHost = true): Record<string, string | string[]> {
+  const h = forwardHeaders(ctx.headers, { requestId: ctx.requestId, dropHost, clientAddress: ctx.clientAddress });
+  h['content-type'] = 'application/json';
+  return h;
+}
+
+export interface DecodeStep {
+  body: Buffer | string;
+  mode: Mode;
+  /** The prefiller's cached tokens to write into the answer's usage (NIXL); undefined: relay unchanged. */
+  rewriteCached?: number;
+  /** Headers for the decode leg; default: the client's, cleaned. */
+  headers?: Record<string, string | string[]>;
+  /** Stops the decode leg from outside with its LegStopped reason (e.g. the concurrent SGLang prefill failed). */
+  peerSignal?: AbortSignal;
+  /** Chunks to put back in front of the answer (a probe read them). */
+  leg?: UpstreamLeg;
+  prefix?: Buffer[];
+}
+
+/** Maps a leg failure to the outcome and, when nothing was sent yet, writes the error answer. */
+export function answerLegFailure(ctx: PdContext, err: unknown, stage: 'decode' | 'prefill', headersSent: boolean): Outcome {
+  if (err instanceof LegStopped) {
+    if (err.reason === 'client_gone') {
+      ctx.metrics.clientAborts.inc({ stage });
+      return 'aborted';
+    }
+    if (err.reason === 'first_byte_timeout' || err.reason === 'idle_timeout' || err.reason === 'prefill_timeout') {
+      ctx.metrics.timeouts.inc({ stage: err.reason === 'first_byte_timeout' ? `${stage}_first_byte` : err.reason === 'idle_timeout' ? `${stage}_idle` : 'prefill' });
+      if (!headersSent) writeJsonError(ctx.res, 504, err.message);
+      return 'timeout';
+    }
+    if (!headersSent) writeJsonError(ctx.res, 502, err.message);
+    return 'upstream_error';
+  }
+  if (ctx.signal.aborted) {
+    ctx.metrics.clientAborts.inc({ stage });
+    return 'aborted';
+  }
+  const code = connectErrorCode(err);
+  if (!headersSent) {
+    if (stage === 'decode' && code === 'ECONNREFUSED') writeJsonError(ctx.res, 503, DECODER_NOT_READY, 'ServiceUnavailable');
+    else writeJsonError(ctx.res, 502, `${stage} failed: ${code ?? ''} ${(err as Error)?.message ?? String(err)}`.replace(/\s+/g, ' ').trim(), 'BadGateway');
+  }
+  ctx.logger.warn({ err, stage, code }, `${stage} leg failed`);
+  return 'upstream_error';
+}
+
+/** Sends the decode leg (unless one is given) and relays its answer to the client. */
+export async function runDecode(ctx: PdContext, step: DecodeStep): Promise<Outcome> {
+  const c = ctx.config;
+  let leg = step.leg;
+  if (!leg) {
+    try {
+      leg = await UpstreamLeg.open({
+        agent: ctx.agents.decode as Dispatcher,
+        origin: ctx.decoderOrigin,
+        method: ctx.method,
+        path: ctx.url,
+        headers: step.headers ?? legHeaders(ctx, false),
+        body: step.body,
+        clientSignal: ctx.signal,
+        firstByteTimeoutMs: c.decodeFirstByteTimeout,
+        idleTimeoutMs: c.decodeIdleTimeout,
+        label: 'decode',
+        peerSignal: step.peerSignal,
+      });
+    } catch (err) {
+      return answerLegFailure(ctx, err, 'decode', false);
+    }
+  }
+  const opened = leg;
+  const outcome = await relayToClient(opened, {
+    res: ctx.res,
+    rewriteCached: step.rewriteCached,
+    maxRewriteBody: c.maxRewriteBodySize,
+    prefix: step.prefix,
+    metrics: ctx.metrics,
+    logger: ctx.logger,
+    onFirstClientByte: () => {
+      const now = performance.now();
+      const t = ctx.timings;
+      t.decodeTtfbMs = (opened.firstByteAt || now) - opened.sentAt;
+      ctx.metrics.decodeTtfb.observe({ mode: step.mode }, t.decodeTtfbMs / 1000);
+      ctx.metrics.ttft.observe({ mode: step.mode }, (now - t.start) / 1000);
+      ctx.metrics.overhead.observe({ mode: step.mode }, Math.max(0, now - t.start - t.prefillMs - t.decodeTtfbMs) / 1000);
+    },
+  });
+  if (outcome.kind === 'done') return opened.status >= 500 ? 'upstream_error' : opened.status >= 400 ? 'client_error' : 'success';
+  return answerLegFailure(ctx, outcome.error, 'decode', outcome.headersSent);
+}

@@ -1,0 +1,62 @@
+/**
+ * SGLang: one body for both legs (the client's plus bootstrap_host, bootstrap_port, bootstrap_room), sent
+ * concurrently; the decode engine pulls the KV cache from the prefill engine's bootstrap server, so the decode answer
+ * can stream before the prefill answer is back (no +200ms as in routers that wait for it).
+ *
+ * Unlike upstream (fire-and-forget prefill whose failure the client never sees, while decode waits up to SGLang's 300s
+ * bootstrap timeout), a failed prefill stops the decode leg and the client gets a 502 naming the prefiller (or an SSE
+ * error event if the stream had started); a failed decode or a client that leaves stops the prefill leg.
+ */
+import { randomInt } from 'node:crypto';
+import type { Dispatcher } from 'undici';
+import { LegStopped } from '../errors.js';
+import { sendPrefill } from '../prefill-client.js';
+import { sglangBody } from '../request-bodies.js';
+import { legHeaders, prefillOrigin, runDecode, type Connector } from './context.js';
+
+/** A random room id below 2^53, so it survives JSON number handling on every side. */
+export function bootstrapRoom(): number {
+  return randomInt(0, 2 ** 47) * 64 + randomInt(0, 64);
+}
+
+export const sglangConnector: Connector = {
+  name: 'sglang',
+  async handle(ctx) {
+    const c = ctx.config;
+    const body = JSON.stringify(sglangBody(ctx.body, ctx.target.host, c.sglangBootstrapPort, bootstrapRoom()));
+    const stopDecode = new AbortController();
+    const stopPrefill = new AbortController();
+    const sent = performance.now();
+    const prefill = sendPrefill({
+      agent: ctx.agents.prefill as Dispatcher,
+      origin: prefillOrigin(ctx),
+      targetLabel: ctx.target.hostPort,
+      path: ctx.url,
+      headers: legHeaders(ctx),
+      body,
+      clientSignal: AbortSignal.any([ctx.signal, stopPrefill.signal]),
+      timeoutMs: c.prefillTimeout,
+      maxResponseBytes: c.maxPrefillResponseSize,
+      // A bootstrap room is single-use: a retried prefill could not meet the decode that is already waiting.
+      maxRetries: 0,
+      backoffMs: c.prefillRetryBackoff,
+      retryTransportErrors: false,
+      requireKvParams: false,
+    }).then((r) => {
+      ctx.timings.prefillMs = performance.now() - sent;
+      ctx.metrics.prefillDuration.observe({ connector: 'sglang', outcome: r.kind }, ctx.timings.prefillMs / 1000);
+      if (r.kind !== 'ok' && r.kind !== 'aborted') {
+        const detail = r.kind === 'http_error' ? `answered ${r.status}: ${r.body.toString('utf8').slice(0, 200)}` : r.message;
+        ctx.logger.warn({ prefiller: ctx.target.hostPort, kind: r.kind }, 'sglang prefill failed; stopping the decode leg');
+        stopDecode.abort(new LegStopped(r.kind === 'timeout' ? 'prefill_timeout' : 'peer_failed', `prefill to ${ctx.target.hostPort} failed: ${detail}`));
+      }
+      return r;
+    });
+    ctx.metrics.modes.inc({ connector: 'sglang', mode: 'disaggregated' });
+    // Prefill time overlaps decode here; the TTFT split counts it inside the decode wait.
+    const outcome = await runDecode(ctx, { body, mode: 'disaggregated', peerSignal: stopDecode.signal });
+    if (outcome !== 'success') stopPrefill.abort();
+    await prefill;
+    return outcome;
+  },
+};

@@ -1,0 +1,99 @@
+/**
+ * shared-storage (e.g. LMCache on a shared filesystem), as upstream: when the request carries cache_hit_threshold the
+ * decode vLLM is tried first, and only an answer with finish_reason "cache_threshold" (too little of the prompt is in
+ * the shared cache) leads to remote prefill. The prefill leg is the client's body with max_tokens and
+ * max_completion_tokens 1 and cache_hit_threshold 0, its answer discarded once successful; then the decode leg is the
+ * client's body with cache_hit_threshold 0. No kv_transfer_params: the KV cache travels through storage.
+ */
+import type { Dispatcher } from 'undici';
+import { LegStopped } from '../errors.js';
+import type { Outcome } from '../metrics.js';
+import { sendPrefill } from '../prefill-client.js';
+import { sharedStoragePrefillBody } from '../request-bodies.js';
+import { UpstreamLeg } from '../upstream-leg.js';
+import { answerLegFailure, legHeaders, prefillOrigin, runDecode, type Connector, type PdContext } from './context.js';
+import { answerPrefillFailure, localFallback } from './nixlv2.js';
+
+const CACHE_THRESHOLD = /"finish_reason"\s*:\s*"cache_threshold"/;
+
+/** Tries decode first; returns the outcome when it answered, or undefined when the cache hit was too low. */
+async function decodeFirst(ctx: PdContext): Promise<Outcome | undefined> {
+  const c = ctx.config;
+  let leg: UpstreamLeg;
+  try {
+    leg = await UpstreamLeg.open({
+      agent: ctx.agents.decode as Dispatcher,
+      origin: ctx.decoderOrigin,
+      method: ctx.method,
+      path: ctx.url,
+      headers: legHeaders(ctx, false),
+      body: ctx.rawBody,
+      clientSignal: ctx.signal,
+      firstByteTimeoutMs: c.decodeFirstByteTimeout,
+      idleTimeoutMs: c.decodeIdleTimeout,
+      label: 'decode',
+    });
+  } catch (err) {
+    return answerLegFailure(ctx, err, 'decode', false);
+  }
+  // Look at the start of the answer: the whole JSON body, or the first two SSE events.
+  const seen: Buffer[] = [];
+  let text = '';
+  const sse = String(leg.headers['content-type'] ?? '').includes('text/event-stream');
+  try {
+    for (let chunk = await leg.read(); chunk !== null; chunk = await leg.read()) {
+      seen.push(chunk);
+      text += chunk.toString('utf8');
+      if (sse && (text.match(/\n\n/g)?.length ?? 0) >= 2) break;
+      if (!sse && text.length > c.maxRewriteBodySize) break;
+    }
+  } catch (err) {
+    return answerLegFailure(ctx, err, 'decode', false);
+  }
+  if (leg.status >= 200 && leg.status < 300 && CACHE_THRESHOLD.test(text)) {
+    leg.stop(new LegStopped('peer_failed', 'cache hit below threshold; remote prefill instead'));
+    return undefined;
+  }
+  ctx.metrics.modes.inc({ connector: 'shared-storage', mode: 'local' });
+  return runDecode(ctx, { body: '', mode: 'local', leg, prefix: seen });
+}
+
+export const sharedStorageConnector: Connector = {
+  name: 'shared-storage',
+  async handle(ctx) {
+    const c = ctx.config;
+    if (ctx.body.cache_hit_threshold !== undefined && ctx.body.cache_hit_threshold !== null) {
+      const answered = await decodeFirst(ctx);
+      if (answered !== undefined) return answered;
+    }
+    const sent = performance.now();
+    const r = await sendPrefill({
+      agent: ctx.agents.prefill as Dispatcher,
+      origin: prefillOrigin(ctx),
+      targetLabel: ctx.target.hostPort,
+      path: ctx.url,
+      headers: legHeaders(ctx),
+      body: JSON.stringify(sharedStoragePrefillBody(ctx.body)),
+      clientSignal: ctx.signal,
+      timeoutMs: c.prefillTimeout,
+      maxResponseBytes: c.maxPrefillResponseSize,
+      maxRetries: c.prefillMaxRetries,
+      backoffMs: c.prefillRetryBackoff,
+      retryTransportErrors: c.prefillFailurePolicy !== 'fail',
+      requireKvParams: false,
+      onRetry: (reason) => ctx.metrics.prefillRetries.inc({ connector: 'shared-storage', reason }),
+    });
+    ctx.timings.prefillMs = performance.now() - sent;
+    ctx.metrics.prefillDuration.observe({ connector: 'shared-storage', outcome: r.kind }, ctx.timings.prefillMs / 1000);
+    if (r.kind === 'aborted') {
+      ctx.metrics.clientAborts.inc({ stage: 'prefill' });
+      return 'aborted';
+    }
+    if (r.kind !== 'ok') {
+      if (c.prefillFailurePolicy === 'local' && (r.kind !== 'http_error' || r.status >= 500)) return localFallback(ctx, r.kind, 'shared-storage prefill failed');
+      return answerPrefillFailure(ctx, r);
+    }
+    ctx.metrics.modes.inc({ connector: 'shared-storage', mode: 'disaggregated' });
+    return runDecode(ctx, { body: JSON.stringify({ ...ctx.body, cache_hit_threshold: 0 }), mode: 'disaggregated' });
+  },
+};

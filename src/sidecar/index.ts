@@ -1,0 +1,117 @@
+/** Decode-pod routing sidecar: `pd-router sidecar`. */
+import type { FastifyInstance } from 'fastify';
+import Fastify from 'fastify';
+import {
+  closeWithDeadline,
+  fastifyBaseOptions,
+  hostPort,
+  listen,
+  renderMetrics,
+  serverTls,
+  silentLogger,
+  type Logger,
+} from '../common/index.js';
+import { SidecarMetrics } from './metrics.js';
+import type { SidecarConfig } from './options.js';
+import { buildSidecarServer, type SidecarRank } from './server.js';
+import { InferencePoolAllowlist, StaticAllowlist, allowAll, type TargetGuard } from './ssrf-guard.js';
+import { UpstreamAgents } from './upstream.js';
+
+export { sidecarCommand, sidecarOptions, sidecarConfig, zapLevelToLogLevel, type SidecarConfig } from './options.js';
+export { SidecarMetrics } from './metrics.js';
+export { SseCachedTokensRewriter, rewriteJsonBody } from './cached-tokens-rewriter.js';
+export { nixlPrefillBody, nixlDecodeBody } from './request-bodies.js';
+export { parseTarget } from './upstream.js';
+
+export interface SidecarHandle {
+  /** Listening ports, one per data-parallel rank. */
+  ports: number[];
+  /** Base URL of rank 0. */
+  url: string;
+  metricsPort?: number;
+  metrics: SidecarMetrics;
+  guard: TargetGuard;
+  close(deadlineMs?: number): Promise<void>;
+}
+
+async function buildGuard(c: SidecarConfig, logger: Logger): Promise<TargetGuard> {
+  if (!c.enableSsrfProtection) return allowAll;
+  if (c.ssrfAllowlist.length > 0 || c.ssrfAllowlistFile) return new StaticAllowlist(c.ssrfAllowlist, c.ssrfAllowlistFile, logger);
+  const guard = new InferencePoolAllowlist(c.inferencePool, c.poolGroup, { server: c.kubeApiServer || undefined, kubeconfig: c.kubeconfig || undefined }, logger);
+  await guard.start(c.ssrfSyncTimeout);
+  return guard;
+}
+
+export async function startSidecar(config: SidecarConfig, logger: Logger = silentLogger()): Promise<SidecarHandle> {
+  const metrics = new SidecarMetrics();
+  const agents = new UpstreamAgents({
+    enableTls: config.enableTls,
+    tlsInsecureSkipVerify: config.tlsInsecureSkipVerify,
+    maxConnsPerHost: config.maxIdleConnsPerHost,
+  });
+  const guard = await buildGuard(config, logger);
+  const apps: FastifyInstance[] = [];
+  const ports: number[] = [];
+  let stopTls = () => undefined as void;
+  try {
+    let tls: { key: string; cert: string } | undefined;
+    if (config.secureProxy) {
+      const t = await serverTls(config.certPath, logger, (m) => {
+        for (const app of apps) (app.server as unknown as import('node:tls').Server).setSecureContext({ key: m.key, cert: m.cert });
+      });
+      tls = t.material;
+      stopTls = t.close;
+    }
+    const decoderScheme = agents.scheme('decoder');
+    const decoderOrigin = (rank: number) => `${decoderScheme}://${hostPort(config.modelServerHost, config.modelServerPort + rank)}`;
+    const dpRoutes = new Map<string, string>();
+    for (let rank = 0; rank < config.dataParallelSize; rank++) {
+      const rankInfo: SidecarRank = {
+        rank,
+        config,
+        decoderOrigin: decoderOrigin(rank),
+        dataParallelRoutes: rank === 0 && config.dataParallelSize > 1 ? dpRoutes : undefined,
+        agents,
+        metrics,
+        guard,
+        logger: config.dataParallelSize > 1 ? logger.child({ rank }) : logger,
+      };
+      const app = buildSidecarServer(rankInfo, tls);
+      apps.push(app);
+      const port = await listen(app, config.host, config.port === 0 ? 0 : config.port + rank);
+      ports.push(port);
+      if (config.podIp) dpRoutes.set(hostPort(config.podIp, port), rankInfo.decoderOrigin);
+    }
+    let metricsPort: number | undefined;
+    if (config.metricsPort > 0) {
+      const m = Fastify(fastifyBaseOptions({ logger, bodyLimit: 1024 }));
+      m.get('/metrics', async (_req, reply) => {
+        const { contentType, body } = await renderMetrics([metrics.registry]);
+        return reply.header('content-type', contentType).send(body);
+      });
+      apps.push(m);
+      metricsPort = await listen(m, config.host, config.metricsPort);
+    }
+    const scheme = config.secureProxy ? 'https' : 'http';
+    const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+    return {
+      ports,
+      url: `${scheme}://${hostPort(host, ports[0]!)}`,
+      metricsPort,
+      metrics,
+      guard,
+      close: async (deadlineMs = 5_000) => {
+        await Promise.all(apps.map((a) => closeWithDeadline(a, deadlineMs)));
+        stopTls();
+        await guard.close();
+        await agents.close();
+      },
+    };
+  } catch (e) {
+    await Promise.all(apps.map((a) => a.close()));
+    stopTls();
+    await guard.close();
+    await agents.close();
+    throw e;
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * The sidecar's own metrics (upstream has none for requests): traffic by path, connector and outcome; how many
+ * requests were disaggregated; the latency split (prefill, decode time to first byte, true TTFT, the sidecar's own
+ * overhead); retries, fallbacks, timeouts, SSRF denials and client aborts.
+ */
+import { Counter, Gauge, Histogram } from 'prom-client';
+import { LATENCY_BUCKETS_SECONDS, OVERHEAD_BUCKETS_SECONDS, createRegistry, type Registry } from '../common/index.js';
+
+export type Outcome = 'success' | 'client_error' | 'upstream_error' | 'timeout' | 'aborted' | 'denied';
+export type Mode = 'disaggregated' | 'local' | 'fallback_local' | 'passthrough';
+
+export class SidecarMetrics {
+  readonly registry: Registry = createRegistry();
+  readonly requests: Counter<'path' | 'connector' | 'outcome'>;
+  readonly modes: Counter<'connector' | 'mode'>;
+  readonly prefillDuration: Histogram<'connector' | 'outcome'>;
+  readonly decodeTtfb: Histogram<'mode'>;
+  readonly ttft: Histogram<'mode'>;
+  readonly overhead: Histogram<'mode'>;
+  readonly prefillRetries: Counter<'connector' | 'reason'>;
+  readonly fallbacks: Counter<'reason'>;
+  readonly timeouts: Counter<'stage'>;
+  readonly ssrfDenied: Counter<never>;
+  readonly clientAborts: Counter<'stage'>;
+  readonly inflight: Gauge<never>;
+  readonly rewriteSkipped: Counter<'reason'>;
+
+  constructor() {
+    const registers = [this.registry];
+    this.requests = new Counter({
+      name: 'pd_router_sidecar_requests_total',
+      help: 'Requests handled, by path, connector and outcome (success, client_error, upstream_error, timeout, aborted, denied).',
+      labelNames: ['path', 'connector', 'outcome'],
+      registers,
+    });
+    this.modes = new Counter({
+      name: 'pd_router_sidecar_pd_requests_total',
+      help: 'Inference requests by how they were served: disaggregated, local (no prefill header), fallback_local (prefill failed, local prefill), passthrough.',
+      labelNames: ['connector', 'mode'],
+      registers,
+    });
+    this.prefillDuration = new Histogram({
+      name: 'pd_router_sidecar_prefill_duration_seconds',
+      help: 'Time from sending the prefill leg to its complete answer, including retries.',
+      labelNames: ['connector', 'outcome'],
+      buckets: LATENCY_BUCKETS_SECONDS,
+      registers,
+    });
+    this.decodeTtfb = new Histogram({
+      name: 'pd_router_sidecar_decode_ttfb_seconds',
+      help: 'Time from sending the decode leg to its first body byte (KV transfer plus first decode step on a P/D request).',
+      labelNames: ['mode'],
+      buckets: LATENCY_BUCKETS_SECONDS,
+      registers,
+    });
+    this.ttft = new Histogram({
+      name: 'pd_router_sidecar_ttft_seconds',
+      help: 'True time to first token as the client sees it: request arrival to the first decode byte written.',
+      labelNames: ['mode'],
+      buckets: LATENCY_BUCKETS_SECONDS,
+      registers,
+    });
+    this.overhead = new Histogram({
+      name: 'pd_router_sidecar_overhead_seconds',
+      help: "The sidecar's own share of TTFT: time to first byte minus the prefill and decode upstream waits.",
+      labelNames: ['mode'],
+      buckets: OVERHEAD_BUCKETS_SECONDS,
+      registers,
+    });
+    this.prefillRetries = new Counter({
+      name: 'pd_router_sidecar_prefill_retries_total',
+      help: 'Prefill retries, by reason (status code, connect_error, timeout).',
+      labelNames: ['connector', 'reason'],
+      registers,
+    });
+    this.fallbacks = new Counter({
+      name: 'pd_router_sidecar_prefill_fallbacks_total',
+      help: 'Requests prefilled on the local vLLM after a prefill failure (--prefill-failure-policy=local), by reason.',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.timeouts = new Counter({
+      name: 'pd_router_sidecar_timeouts_total',
+      help: 'Expired deadlines by stage: prefill, decode_first_byte, decode_idle, request_body.',
+      labelNames: ['stage'],
+      registers,
+    });
+    this.ssrfDenied = new Counter({ name: 'pd_router_sidecar_ssrf_denied_total', help: 'Prefill targets refused by SSRF protection.', registers });
+    this.clientAborts = new Counter({
+      name: 'pd_router_sidecar_client_aborts_total',
+      help: 'Clients that disconnected before the answer was complete, by stage (prefill, decode); every upstream leg still running is aborted.',
+      labelNames: ['stage'],
+      registers,
+    });
+    this.inflight = new Gauge({ name: 'pd_router_sidecar_inflight_requests', help: 'Requests in progress.', registers });
+    this.rewriteSkipped = new Counter({
+      name: 'pd_router_sidecar_cached_tokens_rewrite_skipped_total',
+      help: 'Decode answers whose cached_tokens could not be rewritten (body over --max-rewrite-body-size, oversized SSE line).',
+      labelNames: ['reason'],
+      registers,
+    });
+  }
+}

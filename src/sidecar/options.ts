@@ -1,0 +1,144 @@
+/**
+ * `pd-router sidecar` flags. Upstream llm-d sidecar names and defaults where they mean the same (cmd/pd-sidecar,
+ * pkg/sidecar/proxy/options.go), including its config file flags `--configuration` (inline YAML) and
+ * `--configuration-file`, and its environment variables (INFERENCE_POOL, ENABLE_PREFILLER_SAMPLING, ...).
+ * Flags marked "pd-router" are ours: deadlines, failure policy, body limits, static SSRF allowlists.
+ */
+import { defaultValues, loggingOptions, opt, shutdownOptions, type CommandDefinition, type OptionValues } from '../common/index.js';
+
+export const TLS_STAGES = ['prefiller', 'decoder', 'encoder'] as const;
+export const CONNECTORS = ['nixlv2', 'sglang', 'shared-storage'] as const;
+export const FAILURE_POLICIES = ['fail', 'retry', 'local'] as const;
+
+export const sidecarOptions = {
+  port: opt.int({ default: 8000, min: 1, max: 65535, description: 'Listen port; data-parallel rank r listens on port+r.' }),
+  host: opt.string({ default: '0.0.0.0', description: 'pd-router: address to listen on.' }),
+  modelServerPort: opt.int({
+    default: 8200,
+    min: 1,
+    max: 65535,
+    aliases: ['vllm-port'],
+    description: 'Port of the local vLLM (decoder) on localhost; rank r uses port+r. --vllm-port is the deprecated name.',
+  }),
+  modelServerHost: opt.string({ default: 'localhost', description: 'pd-router: host of the local vLLM (upstream always uses localhost).' }),
+  kvConnector: opt.oneOf(CONNECTORS, { default: 'nixlv2', description: 'P/D protocol: nixlv2 (kv_transfer_params), sglang (bootstrap room), shared-storage.' }),
+  dataParallelSize: opt.int({ default: 1, min: 1, max: 64, description: 'Data-parallel ranks: one listener and one decoder port per rank.' }),
+  secureProxy: opt.bool({ default: true, description: 'Serve HTTPS (self-signed certificate unless --cert-path is given), as upstream.' }),
+  certPath: opt.string({ default: '', description: 'Directory with tls.crt and tls.key for --secure-proxy; reloaded when the files change.' }),
+  enableTls: opt.list({ default: [], choices: TLS_STAGES, description: 'Stages that use HTTPS upstream: prefiller, decoder (encoder accepted for compatibility).' }),
+  tlsInsecureSkipVerify: opt.list({ default: [], choices: TLS_STAGES, description: 'Stages whose upstream certificates are not verified (pod IPs lack SANs).' }),
+  enableSsrfProtection: opt.bool({
+    default: false,
+    description: 'Only send prefills to allowed host:port targets: the InferencePool\'s pods and target ports, or --ssrf-allowlist / --ssrf-allowlist-file.',
+  }),
+  inferencePool: opt.string({
+    default: '',
+    env: ['INFERENCE_POOL'],
+    description: 'InferencePool for SSRF protection: "namespace/name" or "name" (namespace default).',
+  }),
+  poolGroup: opt.oneOf(['inference.networking.k8s.io', 'inference.networking.x-k8s.io'] as const, {
+    default: 'inference.networking.k8s.io',
+    description: 'API group of the InferencePool (x-k8s.io is the deprecated v1alpha2).',
+  }),
+  ssrfAllowlist: opt.list({ default: [], description: 'pd-router: static host:port targets allowed (instead of watching an InferencePool).' }),
+  ssrfAllowlistFile: opt.string({
+    default: '',
+    description: 'pd-router: YAML/JSON list (or one per line) of allowed host:port targets, reloaded when it changes.',
+  }),
+  ssrfSyncTimeout: opt.duration({
+    default: 30_000,
+    description: 'pd-router: how long to wait at start for the InferencePool watch to sync; until then prefills are denied (403).',
+  }),
+  kubeconfig: opt.string({ default: '', env: ['KUBECONFIG'], description: 'kubeconfig for SSRF protection; default in-cluster.' }),
+  kubeApiServer: opt.string({ default: '', hidden: true, description: 'Kubernetes API URL without credentials (kubectl proxy, tests).' }),
+  enablePrefillerSampling: opt.bool({
+    default: false,
+    env: ['ENABLE_PREFILLER_SAMPLING'],
+    description: 'Pick a random prefiller among the x-prefiller-host-port values instead of the first.',
+  }),
+  prefillFailurePolicy: opt.oneOf(FAILURE_POLICIES, {
+    default: 'fail',
+    description:
+      'pd-router: on prefill failure: fail (relay the error; connection failure = 502), retry (also retries connection errors and timeouts), local (prefill on the local vLLM instead).',
+  }),
+  prefillMaxRetries: opt.int({ default: 0, min: 0, max: 10, description: 'Retries of a prefill answered 502/503/504 (and, with --prefill-failure-policy=retry, connection errors and timeouts).' }),
+  prefillRetryBackoff: opt.duration({ default: 200, description: 'Wait before the first prefill retry; doubles each retry.' }),
+  prefillTimeout: opt.duration({ default: 120_000, min: 1, description: 'pd-router: deadline for a prefill answer (per attempt); 504 beyond it.' }),
+  decodeFirstByteTimeout: opt.duration({
+    default: 300_000,
+    min: 1,
+    description: 'pd-router: deadline for the first byte of the decode answer; 504 beyond it.',
+  }),
+  decodeIdleTimeout: opt.duration({
+    default: 120_000,
+    min: 1,
+    description: 'pd-router: longest pause between two chunks of a decode answer; an SSE error event (or a closed connection) beyond it.',
+  }),
+  requestBodyTimeout: opt.duration({ default: 60_000, min: 1, description: 'pd-router: deadline for receiving a P/D request body; 408 beyond it.' }),
+  maxRequestBodySize: opt.bytes({ default: 32 * 1024 * 1024, min: 1024, description: 'pd-router: largest request body read for P/D; 413 beyond it.' }),
+  maxPrefillResponseSize: opt.bytes({ default: 8 * 1024 * 1024, min: 1024, description: 'pd-router: largest prefill answer buffered (it is one token).' }),
+  maxRewriteBodySize: opt.bytes({
+    default: 64 * 1024 * 1024,
+    min: 1024,
+    description: 'pd-router: largest non-streamed decode answer buffered to rewrite cached_tokens; larger ones pass through unchanged (counted).',
+  }),
+  maxIdleConnsPerHost: opt.int({ default: 1024, min: 1, description: 'Connections kept per upstream host (undici pool size per origin).' }),
+  sglangBootstrapPort: opt.int({ default: 8998, min: 1, max: 65535, env: ['SGLANG_BOOTSTRAP_PORT'], description: 'SGLang bootstrap port sent as bootstrap_port.' }),
+  podIp: opt.string({ default: '', env: ['POD_IP'], description: 'This pod\'s IP: key of the deprecated x-data-parallel-host-port header.' }),
+  metricsPort: opt.int({
+    default: 0,
+    min: 0,
+    max: 65535,
+    description: 'Serve Prometheus /metrics on this port (0: only at /sidecar/metrics on the proxy port; /metrics there is vLLM\'s).',
+  }),
+  readinessTimeout: opt.duration({ default: 1000, min: 1, description: 'pd-router: deadline of the local vLLM check behind GET /ready.' }),
+  zapLogLevel: opt.string({ default: '', hidden: true, description: 'Upstream logger level (debug|info|error or a verbosity number); overrides --log-level.' }),
+  ...shutdownOptions,
+  ...loggingOptions,
+};
+
+export type SidecarConfig = OptionValues<typeof sidecarOptions>;
+
+export const sidecarCommand: CommandDefinition<typeof sidecarOptions> = {
+  name: 'sidecar',
+  summary: 'Decode-pod routing sidecar: remote prefill (x-prefiller-host-port) then local decode, llm-d compatible.',
+  description: `POST /v1/chat/completions, /v1/completions, /v1/responses, /v1/messages and /inference/v1/generate go through
+the P/D handler: with an x-prefiller-host-port header the prefill leg goes to that worker (max tokens 1,
+kv_transfer_params.do_remote_decode=true) and the original request, with the prefiller's kv_transfer_params, to the
+local vLLM, streamed back. Without the header the request goes to the local vLLM untouched. Every other method and path
+(including /metrics and /v1/models) is passed through. GET /health answers locally; GET /ready checks the local vLLM;
+GET /sidecar/metrics serves the sidecar's own metrics.`,
+  options: sidecarOptions,
+  envPrefix: 'PD_SIDECAR',
+  configFileFlags: ['configuration-file'],
+  configTextFlags: ['configuration'],
+  validate: (v) => {
+    const problems: string[] = [];
+    if (v.port + v.dataParallelSize - 1 > 65535) problems.push(`--port ${v.port} + --data-parallel-size ${v.dataParallelSize} exceeds 65535`);
+    if (v.modelServerPort + v.dataParallelSize - 1 > 65535) {
+      problems.push(`--model-server-port ${v.modelServerPort} + --data-parallel-size ${v.dataParallelSize} exceeds 65535`);
+    }
+    if (v.prefillMaxRetries > 0 && v.prefillRetryBackoff <= 0) problems.push('--prefill-retry-backoff must be > 0 when --prefill-max-retries > 0');
+    if (v.prefillFailurePolicy === 'retry' && v.prefillMaxRetries === 0) problems.push('--prefill-failure-policy=retry needs --prefill-max-retries >= 1');
+    const static_ = v.ssrfAllowlist.length > 0 || v.ssrfAllowlistFile !== '';
+    if (v.enableSsrfProtection && !static_ && v.inferencePool === '') {
+      problems.push('--enable-ssrf-protection needs --inference-pool (or env INFERENCE_POOL), --ssrf-allowlist or --ssrf-allowlist-file');
+    }
+    for (const t of v.ssrfAllowlist) if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(t)) problems.push(`invalid value "${t}" for --ssrf-allowlist: expected host:port`);
+    return problems;
+  },
+};
+
+export function sidecarConfig(overrides: Partial<SidecarConfig> = {}): SidecarConfig {
+  return { ...defaultValues(sidecarOptions), ...overrides };
+}
+
+/** Maps upstream's zap level (name or verbosity number) onto a pino level. */
+export function zapLevelToLogLevel(zap: string): SidecarConfig['logLevel'] | undefined {
+  if (zap === '') return undefined;
+  const named: Record<string, SidecarConfig['logLevel']> = { debug: 'debug', info: 'info', warn: 'warn', error: 'error', panic: 'fatal', dpanic: 'fatal', fatal: 'fatal' };
+  if (named[zap]) return named[zap];
+  const n = Number(zap);
+  if (Number.isInteger(n)) return n >= 5 ? 'trace' : n >= 1 ? 'debug' : 'info';
+  return undefined;
+}

@@ -1,0 +1,117 @@
+/**
+ * Sends a prefill leg and classifies the result. Retries follow upstream llm-d (#1206): 502/503/504 answers are retried
+ * on the same host up to --prefill-max-retries; with --prefill-failure-policy=retry (or local) connection errors and
+ * per-attempt timeouts are retried too. The wait doubles from --prefill-retry-backoff. A 2xx answer is never retried:
+ * the prefiller may already hold KV blocks for it.
+ */
+import type { Dispatcher } from 'undici';
+import { LegStopped } from './errors.js';
+import { UpstreamLeg, connectErrorCode } from './upstream-leg.js';
+
+type JsonObject = Record<string, unknown>;
+
+export type PrefillOutcome =
+  | { kind: 'ok'; json: JsonObject; attempts: number }
+  | { kind: 'http_error'; status: number; headers: Record<string, string | string[] | undefined>; body: Buffer; attempts: number }
+  | { kind: 'connect_error'; code: string; message: string; attempts: number }
+  | { kind: 'timeout'; message: string; attempts: number }
+  | { kind: 'bad_response'; message: string; attempts: number }
+  | { kind: 'aborted' };
+
+export interface PrefillRequest {
+  agent: Dispatcher;
+  origin: string;
+  targetLabel: string;
+  path: string;
+  headers: Record<string, string | string[]>;
+  body: Buffer | string;
+  clientSignal: AbortSignal;
+  timeoutMs: number;
+  maxResponseBytes: number;
+  maxRetries: number;
+  backoffMs: number;
+  retryTransportErrors: boolean;
+  /** Whether a 2xx body must carry kv_transfer_params (NIXL). */
+  requireKvParams: boolean;
+  onRetry?: (reason: string, attempt: number) => void;
+}
+
+const RETRY_STATUSES = new Set([502, 503, 504]);
+
+function wait(ms: number, signal: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve(false);
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      resolve(false);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+async function attempt(p: PrefillRequest): Promise<PrefillOutcome> {
+  let leg: UpstreamLeg | undefined;
+  try {
+    // One deadline for the whole attempt: the prefill answer is a single token, read in full.
+    leg = await UpstreamLeg.open({
+      agent: p.agent,
+      origin: p.origin,
+      method: 'POST',
+      path: p.path,
+      headers: p.headers,
+      body: p.body,
+      clientSignal: p.clientSignal,
+      firstByteTimeoutMs: p.timeoutMs,
+      idleTimeoutMs: p.timeoutMs,
+      label: `prefill to ${p.targetLabel}`,
+    });
+    const body = await leg.readAll(p.maxResponseBytes);
+    if (leg.status < 200 || leg.status >= 300) return { kind: 'http_error', status: leg.status, headers: leg.headers, body, attempts: 1 };
+    let json: unknown;
+    try {
+      json = JSON.parse(body.toString('utf8'));
+    } catch {
+      return { kind: 'bad_response', message: `prefiller ${p.targetLabel} answered ${leg.status} with a body that is not JSON`, attempts: 1 };
+    }
+    if (!json || typeof json !== 'object' || Array.isArray(json)) {
+      return { kind: 'bad_response', message: `prefiller ${p.targetLabel} answered ${leg.status} with a JSON ${Array.isArray(json) ? 'array' : typeof json}, not an object`, attempts: 1 };
+    }
+    const kv = (json as JsonObject).kv_transfer_params;
+    if (p.requireKvParams && (kv === undefined || kv === null || typeof kv !== 'object')) {
+      return {
+        kind: 'bad_response',
+        message: `prefiller ${p.targetLabel} answered without kv_transfer_params; is vLLM started with --kv-transfer-config? (the decoder would recompute the prompt)`,
+        attempts: 1,
+      };
+    }
+    return { kind: 'ok', json: json as JsonObject, attempts: 1 };
+  } catch (err) {
+    if (err instanceof LegStopped) {
+      if (err.reason === 'client_gone') return { kind: 'aborted' };
+      if (err.reason === 'first_byte_timeout' || err.reason === 'idle_timeout') return { kind: 'timeout', message: `prefill to ${p.targetLabel} timed out after ${p.timeoutMs}ms`, attempts: 1 };
+    }
+    if (err instanceof RangeError) return { kind: 'bad_response', message: err.message, attempts: 1 };
+    if (p.clientSignal.aborted) return { kind: 'aborted' };
+    const code = connectErrorCode(err) ?? 'EUNKNOWN';
+    return { kind: 'connect_error', code, message: `prefiller ${p.targetLabel} unreachable: ${code} ${(err as Error).message ?? ''}`.trim(), attempts: 1 };
+  }
+}
+
+export async function sendPrefill(p: PrefillRequest): Promise<PrefillOutcome> {
+  for (let n = 0; ; n++) {
+    const r = await attempt(p);
+    if (r.kind === 'aborted') return r;
+    const retryable =
+      (r.kind === 'http_error' && RETRY_STATUSES.has(r.status)) || (p.retryTransportErrors && (r.kind === 'connect_error' || r.kind === 'timeout'));
+    if (!retryable || n >= p.maxRetries) {
+      return { ...r, attempts: n + 1 } as PrefillOutcome;
+    }
+    const reason = r.kind === 'http_error' ? String(r.status) : r.kind;
+    p.onRetry?.(reason, n + 1);
+    if (!(await wait(p.backoffMs * 2 ** n, p.clientSignal))) return { kind: 'aborted' };
+  }
+}

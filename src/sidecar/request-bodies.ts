@@ -1,0 +1,67 @@
+/**
+ * The bodies of the two legs, per llm-d's wire contract:
+ * - NIXL v2 prefill: the client's body with `kv_transfer_params` overwritten by the do_remote_decode shape, `stream`
+ *   false, `stream_options` removed and every token-limit field of the API type set to 1 (generate: inside
+ *   `sampling_params`, created if absent);
+ * - NIXL v2 decode: the client's own body (its stream, stream_options and token fields exactly as sent, or absent) with
+ *   `kv_transfer_params` set to the prefiller's, copied verbatim.
+ * The client's parsed body is never mutated, so the decode leg needs no "restore" step.
+ */
+import { TOKEN_LIMIT_FIELDS, type ApiType } from '../common/index.js';
+
+export type JsonObject = Record<string, unknown>;
+
+export const NIXL_PREFILL_KV_PARAMS = Object.freeze({
+  do_remote_decode: true,
+  do_remote_prefill: false,
+  remote_engine_id: null,
+  remote_block_ids: null,
+  remote_host: null,
+  remote_port: null,
+});
+
+/** Sets every token-limit field of the API type to `value` on a shallow copy. */
+export function withTokenLimits(api: ApiType, body: JsonObject, value: number): JsonObject {
+  const { container, fields } = TOKEN_LIMIT_FIELDS[api];
+  const out: JsonObject = { ...body };
+  if (container === 'root') {
+    for (const f of fields) out[f] = value;
+  } else {
+    const prev = body[container];
+    const nested: JsonObject = prev && typeof prev === 'object' && !Array.isArray(prev) ? { ...(prev as JsonObject) } : {};
+    for (const f of fields) nested[f] = value;
+    out[container] = nested;
+  }
+  return out;
+}
+
+export function nixlPrefillBody(api: ApiType, body: JsonObject): JsonObject {
+  const out = withTokenLimits(api, body, 1);
+  out.kv_transfer_params = { ...NIXL_PREFILL_KV_PARAMS };
+  out.stream = false;
+  delete out.stream_options;
+  return out;
+}
+
+export function nixlDecodeBody(body: JsonObject, prefillKvParams: unknown): JsonObject {
+  return { ...body, kv_transfer_params: prefillKvParams ?? null };
+}
+
+/** SGLang: one body for both legs, the client's plus the bootstrap triple; no token capping, stream unchanged. */
+export function sglangBody(body: JsonObject, bootstrapHost: string, bootstrapPort: number, bootstrapRoom: number): JsonObject {
+  return { ...body, bootstrap_host: bootstrapHost, bootstrap_port: bootstrapPort, bootstrap_room: bootstrapRoom };
+}
+
+/** Shared-storage prefill: max_tokens and max_completion_tokens 1, cache_hit_threshold 0; stream untouched. */
+export function sharedStoragePrefillBody(body: JsonObject): JsonObject {
+  return { ...body, max_tokens: 1, max_completion_tokens: 1, cache_hit_threshold: 0 };
+}
+
+/** The prefiller's cached prompt tokens: usage.prompt_tokens_details.cached_tokens (responses: input_tokens_details). */
+export function cachedTokensOf(response: JsonObject): number {
+  const usage = response.usage as JsonObject | undefined;
+  if (!usage || typeof usage !== 'object') return 0;
+  const details = (usage.prompt_tokens_details ?? usage.input_tokens_details) as JsonObject | undefined | null;
+  const n = details && typeof details === 'object' ? details.cached_tokens : undefined;
+  return typeof n === 'number' && Number.isFinite(n) ? n : 0;
+}

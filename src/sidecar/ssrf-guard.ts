@@ -1,0 +1,158 @@
+/**
+ * SSRF protection for prefill targets. The x-prefiller-host-port header names a host the sidecar will POST the
+ * client's request (Authorization included) to, so with protection on only pool members may be targets.
+ *
+ * Unlike upstream (host-only match: any port on an allowed pod passes, llm-d #979), a target must match host AND port:
+ * the InferencePool's pods (IP or pod name) on its target ports, or a static list of host:port entries (a flag or a file
+ * reloaded on change) for deployments without Kubernetes. Until the pool watch has synced, every target is denied.
+ */
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import type { Logger } from 'pino';
+import { PoolWatcher, loadKubeConfig, type PodEndpoint } from '../common/kubernetes/index.js';
+import { parseTarget } from './upstream.js';
+
+export interface TargetGuard {
+  readonly mode: 'off' | 'static' | 'inference-pool';
+  allowed(host: string, port: number): boolean;
+  /** False until the allowlist is known (pool watch synced). */
+  ready(): boolean;
+  size(): number;
+  close(): Promise<void>;
+}
+
+function key(host: string, port: number): string {
+  return `${host.toLowerCase().replace(/^\[|\]$/g, '')}:${port}`;
+}
+
+export const allowAll: TargetGuard = {
+  mode: 'off',
+  allowed: () => true,
+  ready: () => true,
+  size: () => 0,
+  close: async () => undefined,
+};
+
+/** Parses an allowlist file: a YAML/JSON list, `{targets: [...]}`, or one host:port per line. */
+export function parseAllowlistFile(text: string): string[] {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch {
+    doc = undefined;
+  }
+  const list = Array.isArray(doc)
+    ? doc
+    : doc && typeof doc === 'object' && Array.isArray((doc as { targets?: unknown }).targets)
+      ? (doc as { targets: unknown[] }).targets
+      : text.split(/\r?\n/);
+  const out: string[] = [];
+  for (const raw of list) {
+    const s = String(raw).replace(/#.*$/, '').trim();
+    if (!s) continue;
+    if (!parseTarget(s)) throw new Error(`invalid allowlist entry "${s}": expected host:port`);
+    out.push(s);
+  }
+  return out;
+}
+
+export class StaticAllowlist implements TargetGuard {
+  readonly mode = 'static' as const;
+  private entries = new Set<string>();
+  private fileWatcher?: FSWatcher;
+
+  constructor(
+    private readonly flagEntries: readonly string[],
+    private readonly file: string,
+    private readonly logger: Logger,
+  ) {
+    this.entries = this.build(this.file ? parseAllowlistFile(readFileSync(this.file, 'utf8')) : []);
+    if (file) {
+      let pending: NodeJS.Timeout | undefined;
+      this.fileWatcher = watch(file, () => {
+        clearTimeout(pending);
+        pending = setTimeout(() => this.reload(), 100);
+      });
+      this.fileWatcher.unref();
+    }
+  }
+
+  private build(fileEntries: string[]): Set<string> {
+    const set = new Set<string>();
+    for (const e of [...this.flagEntries, ...fileEntries]) {
+      const t = parseTarget(e)!;
+      set.add(key(t.host, t.port));
+    }
+    return set;
+  }
+
+  reload(): void {
+    try {
+      this.entries = this.build(parseAllowlistFile(readFileSync(this.file, 'utf8')));
+      this.logger.info({ file: this.file, targetCount: this.entries.size }, 'rebuilt SSRF allowlist');
+    } catch (err) {
+      this.logger.warn({ err, file: this.file }, 'SSRF allowlist reload failed; keeping the previous one');
+    }
+  }
+
+  allowed(host: string, port: number): boolean {
+    return this.entries.has(key(host, port));
+  }
+  ready(): boolean {
+    return true;
+  }
+  size(): number {
+    return this.entries.size;
+  }
+  async close(): Promise<void> {
+    this.fileWatcher?.close();
+  }
+}
+
+export class InferencePoolAllowlist implements TargetGuard {
+  readonly mode = 'inference-pool' as const;
+  private entries = new Set<string>();
+  private synced = false;
+  private readonly watcher: PoolWatcher;
+
+  constructor(pool: string, group: string, kube: { server?: string; kubeconfig?: string }, private readonly logger: Logger) {
+    const [namespace, name] = pool.includes('/') ? (pool.split('/', 2) as [string, string]) : ['default', pool];
+    this.watcher = new PoolWatcher(loadKubeConfig(kube), { kind: 'pool', namespace, name, group }, logger);
+    this.watcher.on('change', (eps) => this.rebuild(eps));
+  }
+
+  async start(syncTimeoutMs: number): Promise<void> {
+    this.watcher.start();
+    try {
+      await this.watcher.synced(syncTimeoutMs);
+      this.synced = true;
+    } catch (err) {
+      // Keep denying until it syncs; readiness reports it. The watch keeps retrying in the background.
+      this.logger.error({ err }, 'SSRF allowlist not synced; prefill targets are denied until it is');
+      void this.watcher.synced(24 * 3600 * 1000).then(() => (this.synced = true), () => undefined);
+    }
+  }
+
+  private rebuild(eps: PodEndpoint[]): void {
+    const set = new Set<string>();
+    for (const e of eps) {
+      set.add(key(e.address, e.port));
+      set.add(key(e.podName, e.port));
+    }
+    this.entries = set;
+    this.logger.info({ targetCount: set.size, targets: [...set].slice(0, 50) }, 'rebuilt allowlist');
+  }
+
+  allowed(host: string, port: number): boolean {
+    return this.synced && this.entries.has(key(host, port));
+  }
+  ready(): boolean {
+    return this.synced;
+  }
+  size(): number {
+    return this.entries.size;
+  }
+  async close(): Promise<void> {
+    await this.watcher.stop();
+  }
+}

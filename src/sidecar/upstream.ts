@@ -1,0 +1,130 @@
+/**
+ * Upstream connections and headers. All upstream calls go through two undici Agents owned here: one for prefillers
+ * (any number of hosts, pooled per origin) and one for the local decoder, each with the TLS settings of its stage.
+ * Deadlines are enforced per call by the callers, so the agents themselves have no header or body timeouts.
+ */
+import { randomBytes } from 'node:crypto';
+import { Agent } from 'undici';
+import type { IncomingHttpHeaders } from 'node:http';
+
+export type Stage = 'prefiller' | 'decoder';
+
+export interface UpstreamSettings {
+  enableTls: readonly string[];
+  tlsInsecureSkipVerify: readonly string[];
+  maxConnsPerHost: number;
+}
+
+export class UpstreamAgents {
+  readonly prefill: Agent;
+  readonly decode: Agent;
+
+  constructor(private readonly s: UpstreamSettings) {
+    this.prefill = this.agent('prefiller');
+    this.decode = this.agent('decoder');
+  }
+
+  scheme(stage: Stage): 'http' | 'https' {
+    return this.s.enableTls.includes(stage) ? 'https' : 'http';
+  }
+
+  private agent(stage: Stage): Agent {
+    return new Agent({
+      connections: this.s.maxConnsPerHost,
+      pipelining: 1,
+      // Go's transport keeps idle connections 90s; vLLM's uvicorn closes them after 5s unless told otherwise.
+      keepAliveTimeout: 4_000,
+      keepAliveMaxTimeout: 90_000,
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      connectTimeout: 30_000,
+      connect: this.s.enableTls.includes(stage) ? { rejectUnauthorized: !this.s.tlsInsecureSkipVerify.includes(stage) } : undefined,
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.prefill.close(), this.decode.close()]);
+  }
+}
+
+/** Headers a proxy must not forward (RFC 9110 §7.6.1), plus the ones undici computes itself. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+
+/** Routing headers the EPP sets for this sidecar; never forwarded to a model server. */
+export const ROUTING_HEADERS = new Set(['x-prefiller-host-port', 'x-prefiller-url', 'x-encoder-hosts-ports', 'x-kv-cache-source-host-port', 'x-data-parallel-host-port']);
+
+export interface ForwardOptions {
+  requestId: string;
+  /** Drop Host (legs to another server); passthrough keeps the client's Host, as Go's reverse proxy does. */
+  dropHost: boolean;
+  clientAddress?: string;
+}
+
+/** Headers for an upstream leg: hop-by-hop and routing headers removed, one x-request-id, traceparent propagated. */
+export function forwardHeaders(incoming: IncomingHttpHeaders, o: ForwardOptions): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  const connectionListed = new Set(
+    String(incoming.connection ?? '')
+      .split(',')
+      .map((s) => s.trim().toLowerCase())
+      .filter(Boolean),
+  );
+  for (const [name, value] of Object.entries(incoming)) {
+    if (value === undefined) continue;
+    if (HOP_BY_HOP.has(name) || connectionListed.has(name) || ROUTING_HEADERS.has(name)) continue;
+    if (name === 'content-length' || name === 'x-request-id' || name === 'x-forwarded-for') continue;
+    if (name === 'host' && o.dropHost) continue;
+    out[name] = value;
+  }
+  out['x-request-id'] = o.requestId;
+  if (!out.traceparent) out.traceparent = newTraceparent();
+  const xff = incoming['x-forwarded-for'];
+  if (o.clientAddress) out['x-forwarded-for'] = xff ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${o.clientAddress}` : o.clientAddress;
+  else if (xff) out['x-forwarded-for'] = xff;
+  return out;
+}
+
+/** A W3C trace context for requests that arrive without one, so both legs share a trace id. */
+export function newTraceparent(): string {
+  return `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`;
+}
+
+/** Response headers relayed to the client (hop-by-hop removed; content-length removed when the body is rewritten). */
+export function responseHeaders(headers: Record<string, string | string[] | undefined>, dropLength: boolean): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || HOP_BY_HOP.has(name)) continue;
+    if (dropLength && name === 'content-length') continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+export interface Target {
+  host: string;
+  port: number;
+  /** host:port as written in URLs (IPv6 bracketed). */
+  hostPort: string;
+}
+
+/**
+ * Parses one x-prefiller-host-port value: `host:port`, `[v6]:port`, or with an `http://`/`https://` prefix (accepted
+ * for backward compatibility; the scheme comes from --enable-tls).
+ */
+export function parseTarget(value: string): Target | undefined {
+  const v = value.trim().replace(/^https?:\/\//i, '').replace(/\/+$/, '');
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:/\s[\]]+):(\d{1,5})$/.exec(v);
+  if (!m) return undefined;
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return undefined;
+  const host = m[1]!.startsWith('[') ? m[1]!.slice(1, -1) : m[1]!;
+  return { host: host.toLowerCase(), port, hostPort: m[1]!.startsWith('[') ? `${m[1]}:${port}` : `${host.toLowerCase()}:${port}` };
+}
+
+/** All candidate prefillers from the header's values (comma-split when there is exactly one value, as upstream). */
+export function prefillCandidates(header: string | string[] | undefined): string[] {
+  if (header === undefined) return [];
+  const values = Array.isArray(header) ? header : [header];
+  const list = values.length === 1 ? values[0]!.split(',') : values;
+  return list.map((s) => s.trim()).filter((s) => s.length > 0);
+}
