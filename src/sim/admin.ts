@@ -3,7 +3,7 @@
  * - GET /admin/config: the running configuration (flag names as keys, latencies as Go duration strings);
  * - POST /admin/config: change latencies and the calculator at runtime, as upstream allows (flat keys or nested under
  *   "latencies"; durations as strings or integer nanoseconds), plus pd-router's fault switches "hang",
- *   "drop-connections" and "return-error" (a status code, 0 = off);
+ *   "drop-connections", "return-error" (a status code, 0 = off) and "return-error-count" (only the next N requests);
  * - GET /admin/requests, DELETE /admin/requests: the recent requests this instance received (pd-router), so a test can
  *   check exactly what a router sent.
  */
@@ -64,7 +64,12 @@ export function configView(engine: SimEngine): Record<string, unknown> {
     kvcache: { 'enable-kvcache': c.enableKvcache, 'kv-cache-size': c.kvCacheSize, 'block-size': c.blockSize },
     'data-parallel-size': c.dataParallelSize,
     'engine-id': engine.engineId,
-    faults: { hang: engine.faults.hang, 'drop-connections': engine.faults.dropConnections, 'return-error': engine.faults.returnError },
+    faults: {
+      hang: engine.faults.hang,
+      'drop-connections': engine.faults.dropConnections,
+      'return-error': engine.faults.returnError,
+      'return-error-count': engine.faults.returnErrorCount,
+    },
   };
 }
 
@@ -101,6 +106,9 @@ function applyConfig(engine: SimEngine, body: unknown): void {
         throw new AdminError('field "return-error" must be 0 or an HTTP status between 400 and 599');
       }
       faults.returnError = value;
+    } else if (key === 'return-error-count') {
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) throw new AdminError('field "return-error-count" must be a non-negative integer');
+      faults.returnErrorCount = value;
     } else {
       throw new AdminError(`field '${key}' is not admin-configurable`);
     }

@@ -101,8 +101,10 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
     return reply.hijack();
   }
   if (engine.faults.returnError > 0) {
-    finish(engine.faults.returnError);
-    return sendError(reply, engine.faults.returnError, `Simulated error set by /admin/config (code ${engine.faults.returnError})`);
+    const status = engine.faults.returnError;
+    if (engine.faults.returnErrorCount > 0 && --engine.faults.returnErrorCount === 0) engine.faults.returnError = 0;
+    finish(status);
+    return sendError(reply, status, `Simulated error set by /admin/config (code ${status})`);
   }
 
   const model = typeof body.model === 'string' ? body.model : '';

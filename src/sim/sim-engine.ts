@@ -20,6 +20,8 @@ export interface Faults {
   dropConnections: boolean;
   /** Every inference request gets this status (0 = off). */
   returnError: number;
+  /** When > 0, only this many more requests get returnError, then it switches off. */
+  returnErrorCount: number;
 }
 
 export interface RequestRecord {
@@ -102,7 +104,7 @@ export class SimEngine {
   readonly latency: LatencyModel;
   readonly rng: SeededRandom;
   readonly engineId: string;
-  readonly faults: Faults = { hang: false, dropConnections: false, returnError: 0 };
+  readonly faults: Faults = { hang: false, dropConnections: false, returnError: 0, returnErrorCount: 0 };
   readonly startedAt = Date.now();
   private readonly records: RequestRecord[] = [];
   /** Port this rank listens on; set once the server is bound. */

@@ -125,7 +125,11 @@ describe('fault injection and admin config', () => {
       expect((await set({ hang: false, 'return-error': 503 })).status).toBe(200);
       const failed = await postJson(`${sim.url}/v1/completions`, { model: M, prompt: 'x' });
       expect(failed.status).toBe(503);
-      expect((await set({ 'return-error': 0, 'drop-connections': true })).status).toBe(200);
+      expect((await set({ 'return-error': 502, 'return-error-count': 2 })).status).toBe(200);
+      expect((await postJson(`${sim.url}/v1/completions`, { model: M, prompt: 'x' })).status).toBe(502);
+      expect((await postJson(`${sim.url}/v1/completions`, { model: M, prompt: 'x' })).status).toBe(502);
+      expect((await postJson(`${sim.url}/v1/completions`, { model: M, prompt: 'x' })).status).toBe(200);
+      expect((await set({ 'drop-connections': true })).status).toBe(200);
       await expect(postJson(`${sim.url}/v1/completions`, { model: M, prompt: 'x' })).rejects.toThrow(/fetch failed/);
       expect((await set({ 'drop-connections': false })).status).toBe(200);
       expect((await postJson(`${sim.url}/v1/completions`, { model: M, prompt: 'x' })).status).toBe(200);
