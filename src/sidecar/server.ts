@@ -15,7 +15,7 @@ import { LegStopped, writeJsonError, writeText } from './errors.js';
 import type { Outcome, SidecarMetrics } from './metrics.js';
 import type { SidecarConfig } from './options.js';
 import type { TargetGuard } from './ssrf-guard.js';
-import { forwardHeaders, parseTarget, prefillCandidates, type UpstreamAgents } from './upstream.js';
+import { forwardHeaders, newTraceparent, parseTarget, prefillCandidates, type UpstreamAgents } from './upstream.js';
 import { UpstreamLeg } from './upstream-leg.js';
 
 export interface SidecarRank {
@@ -173,8 +173,10 @@ async function handlePd(r: SidecarRank, api: ApiType, request: FastifyRequest, r
     writeJsonError(res, 400, 'invalid JSON: the request body must be a JSON object', 'BadRequestError');
     return t.done(path, 'client_error');
   }
+  const incomingTrace = request.headers.traceparent;
   const ctx: PdContext = {
     requestId,
+    traceparent: typeof incomingTrace === 'string' ? incomingTrace : newTraceparent(),
     api,
     method: request.method,
     url: request.url,

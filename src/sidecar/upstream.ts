@@ -58,6 +58,8 @@ export interface ForwardOptions {
   /** Drop Host (legs to another server); passthrough keeps the client's Host, as Go's reverse proxy does. */
   dropHost: boolean;
   clientAddress?: string;
+  /** Trace context to use when the client sent none; one per request, so both legs share it. */
+  traceparent?: string;
 }
 
 /** Headers for an upstream leg: hop-by-hop and routing headers removed, one x-request-id, traceparent propagated. */
@@ -77,7 +79,7 @@ export function forwardHeaders(incoming: IncomingHttpHeaders, o: ForwardOptions)
     out[name] = value;
   }
   out['x-request-id'] = o.requestId;
-  if (!out.traceparent) out.traceparent = newTraceparent();
+  if (!out.traceparent) out.traceparent = o.traceparent ?? newTraceparent();
   const xff = incoming['x-forwarded-for'];
   if (o.clientAddress) out['x-forwarded-for'] = xff ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${o.clientAddress}` : o.clientAddress;
   else if (xff) out['x-forwarded-for'] = xff;

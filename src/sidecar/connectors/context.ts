@@ -26,6 +26,8 @@ export interface RequestTimings {
 
 export interface PdContext {
   requestId: string;
+  /** W3C trace context shared by both legs (the client's, or one made for this request). */
+  traceparent: string;
   api: ApiType;
   method: string;
   /** Path and query, forwarded unchanged to both legs. */
@@ -57,7 +59,7 @@ export function prefillOrigin(ctx: PdContext): string {
 }
 
 export function legHeaders(ctx: PdContext, dropHost = true): Record<string, string | string[]> {
-  const h = forwardHeaders(ctx.headers, { requestId: ctx.requestId, dropHost, clientAddress: ctx.clientAddress });
+  const h = forwardHeaders(ctx.headers, { requestId: ctx.requestId, dropHost, clientAddress: ctx.clientAddress, traceparent: ctx.traceparent });
   h['content-type'] = 'application/json';
   return h;
 }

@@ -1,0 +1,42 @@
+/** Two simulators (prefill, decode) and a sidecar in front of the decode one, all on loopback. */
+import { simConfig, startSimulator, type RequestRecord, type SimConfig, type SimulatorHandle } from '../../src/sim/index.js';
+import { sidecarConfig, startSidecar, type SidecarConfig, type SidecarHandle } from '../../src/sidecar/index.js';
+
+export const MODEL = 'pd-model';
+
+export interface PdFixture {
+  prefill: SimulatorHandle;
+  decode: SimulatorHandle;
+  sidecar: SidecarHandle;
+  /** Value for x-prefiller-host-port. */
+  prefillHeader: string;
+  close(): Promise<void>;
+}
+
+export async function startPd(o: { sidecar?: Partial<SidecarConfig>; prefill?: Partial<SimConfig>; decode?: Partial<SimConfig> } = {}): Promise<PdFixture> {
+  const prefill = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], mode: 'echo', engineId: 'prefill-0', seed: 1, ...o.prefill }));
+  const decode = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], mode: 'echo', engineId: 'decode-0', seed: 2, ...o.decode }));
+  const sidecar = await startSidecar(
+    sidecarConfig({ host: '127.0.0.1', port: 0, secureProxy: false, modelServerHost: '127.0.0.1', modelServerPort: decode.port, ...o.sidecar }),
+  );
+  return {
+    prefill,
+    decode,
+    sidecar,
+    prefillHeader: `127.0.0.1:${prefill.port}`,
+    close: async () => {
+      await sidecar.close();
+      await Promise.all([prefill.close(), decode.close()]);
+    },
+  };
+}
+
+export function records(sim: SimulatorHandle): readonly RequestRecord[] {
+  return sim.engine.recentRequests();
+}
+
+export function lastRecord(sim: SimulatorHandle): RequestRecord {
+  const all = sim.engine.recentRequests();
+  if (all.length === 0) throw new Error('no request recorded');
+  return all[all.length - 1]!;
+}
