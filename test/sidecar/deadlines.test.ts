@@ -1,0 +1,111 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { metricsText, metricValue, postJson, sseJson, waitFor } from '../helpers.js';
+import { MODEL, records, startPd, type PdFixture } from './fixture.js';
+
+let f: PdFixture | undefined;
+afterEach(async () => {
+  await f?.close();
+  f = undefined;
+});
+
+const timeoutsMetric = async (fx: PdFixture, stage: string) =>
+  metricValue(await metricsText(fx.sidecar.url, '/sidecar/metrics'), 'pd_router_sidecar_timeouts_total', { stage }) ?? 0;
+
+describe('deadlines', () => {
+  it('prefill timeout: 504 JSON, and the prefill leg is aborted on the prefiller', async () => {
+    f = await startPd({ sidecar: { prefillTimeout: 150 }, prefill: { timeToFirstToken: 60_000 } });
+    const started = Date.now();
+    const r = await postJson(`${f.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x' }, { 'x-prefiller-host-port': f.prefillHeader });
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(r.status).toBe(504);
+    expect(r.body).toEqual({ object: 'error', message: `prefill to ${f.prefillHeader} timed out after 150ms`, type: 'GatewayTimeout', param: '', code: 504 });
+    await waitFor(() => f!.prefill.engine.scheduler.running === 0, 5000, 'prefill aborted on the prefiller');
+    expect(records(f.decode)).toHaveLength(0);
+    expect(await timeoutsMetric(f, 'prefill')).toBe(1);
+  });
+
+  it('decode first-byte timeout: 504 JSON before anything is sent, decode aborted', async () => {
+    f = await startPd({ sidecar: { decodeFirstByteTimeout: 150 }, decode: { kvCacheTransferLatency: 60_000 } });
+    const r = await postJson(`${f.sidecar.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: 'user', content: 'x' }], stream: true }, { 'x-prefiller-host-port': f.prefillHeader });
+    expect(r.status).toBe(504);
+    expect(r.body).toMatchObject({ object: 'error', type: 'GatewayTimeout', code: 504, message: 'decode sent no data within 150ms' });
+    await waitFor(() => f!.decode.engine.scheduler.running === 0, 5000, 'decode aborted');
+    expect(await timeoutsMetric(f, 'decode_first_byte')).toBe(1);
+  });
+
+  it('stream idle timeout after the stream started: an SSE error event ends the stream, decode aborted', async () => {
+    f = await startPd({ sidecar: { decodeIdleTimeout: 200 }, decode: { interTokenLatency: 60_000 } });
+    const r = await postJson(
+      `${f.sidecar.url}/v1/chat/completions`,
+      { model: MODEL, messages: [{ role: 'user', content: 'one two three' }], stream: true },
+      { 'x-prefiller-host-port': f.prefillHeader },
+    );
+    expect(r.status).toBe(200);
+    const events = sseJson(r.text);
+    expect(events[0].choices[0].delta.role).toBe('assistant');
+    expect(events.at(-1)).toEqual({ error: { message: 'decode sent no data for 200ms', type: 'GatewayTimeout', param: null, code: 504 } });
+    expect(r.text.endsWith('data: [DONE]\n\n')).toBe(true);
+    await waitFor(() => f!.decode.engine.scheduler.running === 0, 5000, 'decode aborted');
+    expect(await timeoutsMetric(f, 'decode_idle')).toBe(1);
+  });
+
+  it('the deadlines are flags with defaults in --help', async () => {
+    const { runCli } = await import('../helpers.js');
+    const help = (await runCli(['sidecar', '--help'])).stdout;
+    expect(help).toContain('--prefill-timeout <duration>');
+    expect(help).toContain('(default 2m)');
+    expect(help).toContain('--decode-first-byte-timeout <duration>');
+    expect(help).toContain('(default 5m)');
+    expect(help).toContain('--decode-idle-timeout <duration>');
+  });
+});
+
+describe('client disconnect aborts every running leg', () => {
+  function abortable(url: string, body: unknown, headers: Record<string, string>) {
+    const ac = new AbortController();
+    const done = fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body), signal: ac.signal })
+      .then(async (r) => {
+        const reader = r.body!.getReader();
+        for (;;) {
+          const { done } = await reader.read();
+          if (done) return 'complete';
+        }
+      })
+      .catch(() => 'aborted');
+    return { done, abort: () => ac.abort() };
+  }
+
+  it('during prefill: the prefill leg is aborted and decode is never called', async () => {
+    f = await startPd({ prefill: { timeToFirstToken: 60_000 } });
+    const req = abortable(`${f.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x' }, { 'x-prefiller-host-port': f.prefillHeader });
+    await waitFor(() => f!.prefill.engine.scheduler.running === 1, 5000, 'prefill running');
+    req.abort();
+    expect(await req.done).toBe('aborted');
+    await waitFor(() => f!.prefill.engine.scheduler.running === 0, 5000, 'prefill aborted');
+    expect(records(f.decode)).toHaveLength(0);
+    await waitFor(async () => (metricValue(await metricsText(f!.sidecar.url, '/sidecar/metrics'), 'pd_router_sidecar_client_aborts_total', { stage: 'prefill' }) ?? 0) === 1);
+  });
+
+  it('during a streamed decode: the decode leg is aborted', async () => {
+    f = await startPd({ decode: { interTokenLatency: 60_000 } });
+    const req = abortable(
+      `${f.sidecar.url}/v1/chat/completions`,
+      { model: MODEL, messages: [{ role: 'user', content: 'a b c d' }], stream: true },
+      { 'x-prefiller-host-port': f.prefillHeader },
+    );
+    await waitFor(() => f!.decode.engine.scheduler.running === 1, 5000, 'decode running');
+    req.abort();
+    expect(await req.done).toBe('aborted');
+    await waitFor(() => f!.decode.engine.scheduler.running === 0, 5000, 'decode aborted');
+    await waitFor(async () => (metricValue(await metricsText(f!.sidecar.url, '/sidecar/metrics'), 'pd_router_sidecar_inflight_requests') ?? -1) === 0);
+  });
+
+  it('during a local (non-P/D) request: the decoder request is aborted', async () => {
+    f = await startPd({ decode: { timeToFirstToken: 60_000 } });
+    const req = abortable(`${f.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x' }, {});
+    await waitFor(() => f!.decode.engine.scheduler.running === 1, 5000, 'decode running');
+    req.abort();
+    await req.done;
+    await waitFor(() => f!.decode.engine.scheduler.running === 0, 5000, 'decode aborted');
+  });
+});
