@@ -160,3 +160,26 @@ export async function startCli(
   });
   return { child, output: () => out, match, exited, stop };
 }
+
+/** A base port p such that p..p+n-1 are free on 127.0.0.1 right now (for components that listen on port+rank). */
+export async function freePortRange(n: number): Promise<number> {
+  const net = await import('node:net');
+  const tryBind = (port: number) =>
+    new Promise<import('node:net').Server | undefined>((resolve) => {
+      const s = net.createServer();
+      s.once('error', () => resolve(undefined));
+      s.listen(port, '127.0.0.1', () => resolve(s));
+    });
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 40_000);
+    const held: import('node:net').Server[] = [];
+    for (let i = 0; i < n; i++) {
+      const s = await tryBind(base + i);
+      if (!s) break;
+      held.push(s);
+    }
+    await Promise.all(held.map((s) => new Promise((r) => s.close(r))));
+    if (held.length === n) return base;
+  }
+  throw new Error(`no ${n} consecutive free ports found`);
+}

@@ -11,7 +11,7 @@ export const CONNECTORS = ['nixlv2', 'sglang', 'shared-storage'] as const;
 export const FAILURE_POLICIES = ['fail', 'retry', 'local'] as const;
 
 export const sidecarOptions = {
-  port: opt.int({ default: 8000, min: 1, max: 65535, description: 'Listen port; data-parallel rank r listens on port+r.' }),
+  port: opt.int({ default: 8000, min: 0, max: 65535, description: 'Listen port (0: any free port); data-parallel rank r listens on port+r.' }),
   host: opt.string({ default: '0.0.0.0', description: 'pd-router: address to listen on.' }),
   modelServerPort: opt.int({
     default: 8200,

@@ -31,8 +31,11 @@ export interface PrefillRequest {
   maxRetries: number;
   backoffMs: number;
   retryTransportErrors: boolean;
-  /** Whether a 2xx body must carry kv_transfer_params (NIXL). */
-  requireKvParams: boolean;
+  /**
+   * What a 2xx body must be: `kv-params` (NIXL: a JSON object with kv_transfer_params), or `any` (SGLang,
+   * shared-storage: the answer is discarded, and may be SSE when the client streamed).
+   */
+  expect: 'kv-params' | 'any';
   onRetry?: (reason: string, attempt: number) => void;
 }
 
@@ -71,6 +74,7 @@ async function attempt(p: PrefillRequest): Promise<PrefillOutcome> {
     });
     const body = await leg.readAll(p.maxResponseBytes);
     if (leg.status < 200 || leg.status >= 300) return { kind: 'http_error', status: leg.status, headers: leg.headers, body, attempts: 1 };
+    if (p.expect === 'any') return { kind: 'ok', json: {}, attempts: 1 };
     let json: unknown;
     try {
       json = JSON.parse(body.toString('utf8'));
@@ -81,7 +85,7 @@ async function attempt(p: PrefillRequest): Promise<PrefillOutcome> {
       return { kind: 'bad_response', message: `prefiller ${p.targetLabel} answered ${leg.status} with a JSON ${Array.isArray(json) ? 'array' : typeof json}, not an object`, attempts: 1 };
     }
     const kv = (json as JsonObject).kv_transfer_params;
-    if (p.requireKvParams && (kv === undefined || kv === null || typeof kv !== 'object')) {
+    if (kv === undefined || kv === null || typeof kv !== 'object') {
       return {
         kind: 'bad_response',
         message: `prefiller ${p.targetLabel} answered without kv_transfer_params; is vLLM started with --kv-transfer-config? (the decoder would recompute the prompt)`,

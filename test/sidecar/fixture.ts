@@ -13,11 +13,19 @@ export interface PdFixture {
   close(): Promise<void>;
 }
 
-export async function startPd(o: { sidecar?: Partial<SidecarConfig>; prefill?: Partial<SimConfig>; decode?: Partial<SimConfig> } = {}): Promise<PdFixture> {
+export interface PdOptions {
+  /** Sidecar overrides, or a function of the simulators' ports (e.g. for an allowlist naming the prefiller). */
+  sidecar?: Partial<SidecarConfig> | ((ports: { prefill: number; decode: number }) => Partial<SidecarConfig>);
+  prefill?: Partial<SimConfig>;
+  decode?: Partial<SimConfig>;
+}
+
+export async function startPd(o: PdOptions = {}): Promise<PdFixture> {
   const prefill = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], mode: 'echo', engineId: 'prefill-0', seed: 1, ...o.prefill }));
   const decode = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], mode: 'echo', engineId: 'decode-0', seed: 2, ...o.decode }));
+  const overrides = typeof o.sidecar === 'function' ? o.sidecar({ prefill: prefill.port, decode: decode.port }) : o.sidecar;
   const sidecar = await startSidecar(
-    sidecarConfig({ host: '127.0.0.1', port: 0, secureProxy: false, modelServerHost: '127.0.0.1', modelServerPort: decode.port, ...o.sidecar }),
+    sidecarConfig({ host: '127.0.0.1', port: 0, secureProxy: false, modelServerHost: '127.0.0.1', modelServerPort: decode.port, ...overrides }),
   );
   return {
     prefill,

@@ -75,7 +75,7 @@ export const nixlv2Connector: Connector = {
       maxRetries: c.prefillMaxRetries,
       backoffMs: c.prefillRetryBackoff,
       retryTransportErrors: c.prefillFailurePolicy !== 'fail',
-      requireKvParams: true,
+      expect: 'kv-params',
       onRetry: (reason, attempt) => {
         ctx.metrics.prefillRetries.inc({ connector: 'nixlv2', reason });
         ctx.logger.info({ prefiller: ctx.target.hostPort, attempt, previous: reason }, 'retrying prefill request');

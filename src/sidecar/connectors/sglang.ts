@@ -41,7 +41,7 @@ export const sglangConnector: Connector = {
       maxRetries: 0,
       backoffMs: c.prefillRetryBackoff,
       retryTransportErrors: false,
-      requireKvParams: false,
+      expect: 'any',
     }).then((r) => {
       ctx.timings.prefillMs = performance.now() - sent;
       ctx.metrics.prefillDuration.observe({ connector: 'sglang', outcome: r.kind }, ctx.timings.prefillMs / 1000);

@@ -80,7 +80,7 @@ export const sharedStorageConnector: Connector = {
       maxRetries: c.prefillMaxRetries,
       backoffMs: c.prefillRetryBackoff,
       retryTransportErrors: c.prefillFailurePolicy !== 'fail',
-      requireKvParams: false,
+      expect: 'any',
       onRetry: (reason) => ctx.metrics.prefillRetries.inc({ connector: 'shared-storage', reason }),
     });
     ctx.timings.prefillMs = performance.now() - sent;

@@ -1,0 +1,99 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Agent, request } from 'undici';
+import { afterEach, describe, expect, it } from 'vitest';
+import { simConfig, startSimulator, type SimulatorHandle } from '../../src/sim/index.js';
+import { runCli, startCli } from '../helpers.js';
+
+let sim: SimulatorHandle | undefined;
+afterEach(async () => {
+  await sim?.close();
+  sim = undefined;
+});
+
+describe('pd-router sidecar CLI', () => {
+  it('--help documents every flag with its default', async () => {
+    const r = await runCli(['sidecar', '--help']);
+    expect(r.code).toBe(0);
+    for (const s of [
+      '--port <int>',
+      '(default 8000)',
+      '--model-server-port <int>',
+      '(default 8200)',
+      '(also accepted: --vllm-port)',
+      '--kv-connector <nixlv2|sglang|shared-storage>',
+      '--data-parallel-size',
+      '--secure-proxy',
+      '--cert-path',
+      '--enable-tls <list>',
+      '--tls-insecure-skip-verify <list>',
+      '--enable-ssrf-protection',
+      '--inference-pool',
+      'INFERENCE_POOL',
+      '--enable-prefiller-sampling',
+      'ENABLE_PREFILLER_SAMPLING',
+      '--prefill-max-retries',
+      '--prefill-retry-backoff',
+      '(default 200ms)',
+      '--prefill-failure-policy <fail|retry|local>',
+      '--metrics-port',
+      '--log-level',
+      '--configuration-file',
+      '--configuration <yaml>',
+    ]) {
+      expect(r.stdout).toContain(s);
+    }
+  });
+
+  it.each([
+    [['--kv-connector', 'mooncake'], 'invalid value "mooncake" for --kv-connector: expected one of nixlv2, sglang, shared-storage'],
+    [['--port', 'abc'], 'invalid value "abc" for --port: expected an integer between 0 and 65535'],
+    [['--enable-tls', 'prefill'], 'invalid value ["prefill"] for --enable-tls: expected a comma-separated list of prefiller, decoder, encoder'],
+    [['--enable-ssrf-protection'], '--enable-ssrf-protection needs --inference-pool (or env INFERENCE_POOL), --ssrf-allowlist or --ssrf-allowlist-file'],
+    [['--prefill-failure-policy', 'retry'], '--prefill-failure-policy=retry needs --prefill-max-retries >= 1'],
+    [['--connector', 'nixlv2'], 'unknown flag --connector'],
+  ])('rejects %j', async (args, message) => {
+    const r = await runCli(['sidecar', ...args], { env: { INFERENCE_POOL: '' } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(message);
+  });
+
+  it('serves HTTPS by default (self-signed) and reads --configuration-file with the same keys as the flags', async () => {
+    sim = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: ['m'] }));
+    const dir = mkdtempSync(path.join(tmpdir(), 'pdr-sidecar-'));
+    const file = path.join(dir, 'sidecar.yaml');
+    writeFileSync(file, `model-server-port: ${sim.port}\nmodel-server-host: 127.0.0.1\nkv-connector: nixlv2\n`);
+    const proc = await startCli(['sidecar', '--port', '0', '--host', '127.0.0.1', '--configuration-file', file], /"url":"(https:[^"]+)".*sidecar listening/);
+    try {
+      const url = proc.match[1]!;
+      const agent = new Agent({ connect: { rejectUnauthorized: false } });
+      const r = await request(`${url}/v1/completions`, {
+        method: 'POST',
+        dispatcher: agent,
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'm', prompt: 'hi' }),
+      });
+      expect(r.statusCode).toBe(200);
+      expect(((await r.body.json()) as { choices: unknown[] }).choices).toHaveLength(1);
+      await agent.close();
+    } finally {
+      expect(await proc.stop()).toBe(0);
+    }
+  });
+
+  it('accepts upstream\'s deprecated --vllm-port and --zap-log-level', async () => {
+    sim = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: ['m'] }));
+    const proc = await startCli(
+      ['sidecar', '--port=0', '--host=127.0.0.1', `--vllm-port=${sim.port}`, '--model-server-host=127.0.0.1', '--secure-proxy=false', '--zap-log-level=1'],
+      /"url":"(http:[^"]+)".*sidecar listening/,
+    );
+    try {
+      expect(proc.output()).toContain(`"decoder":"127.0.0.1:${sim.port}"`);
+      const r = await fetch(`${proc.match[1]}/ready`);
+      expect(r.status).toBe(200);
+    } finally {
+      expect(await proc.stop()).toBe(0);
+    }
+  });
+});
