@@ -1,0 +1,213 @@
+/**
+ * Envoy's external-processing gRPC API (envoy.service.ext_proc.v3), loaded once from our v1.37 protos in `proto/`
+ * (which shadow the older copies in @grpc/grpc-js-xds) plus the base types @grpc/grpc-js-xds ships. The EPP serves it,
+ * the gateway (a client playing Envoy) and the tests call it.
+ *
+ * Messages are plain objects as @grpc/proto-loader produces them with `keepCase`: Envoy's own fields are snake_case
+ * (`request_headers`, `end_of_stream`), enums are their names as strings, bytes are Buffers. Well-known types keep
+ * protobuf.js's camelCase names (`structValue`, `stringValue`, `listValue`).
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+
+const EXT_PROC_PROTO = 'envoy/service/ext_proc/v3/external_processor.proto';
+
+/** The repository (or installed package) root: the nearest ancestor holding proto/; works from src/ and dist/src/. */
+export function packageRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    if (existsSync(path.join(dir, 'proto', EXT_PROC_PROTO))) return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error(`cannot find proto/${EXT_PROC_PROTO} above ${fileURLToPath(import.meta.url)}`);
+    dir = parent;
+  }
+}
+
+/** Include paths for our protos: proto/ MUST come first so our v1.37 ext_proc files shadow grpc-js-xds's copies. */
+export function protoIncludeDirs(root = packageRoot()): string[] {
+  const deps = path.join(root, 'node_modules', '@grpc', 'grpc-js-xds', 'deps');
+  return [path.join(root, 'proto'), ...['envoy-api', 'googleapis', 'xds', 'protoc-gen-validate'].map((d) => path.join(deps, d))];
+}
+
+export const PROTO_LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
+
+/** Loads proto files (relative to the include dirs) into a grpc package object. */
+export function loadProtoPackage(files: string[]): grpc.GrpcObject {
+  const definition = protoLoader.loadSync(files, { ...PROTO_LOADER_OPTIONS, includeDirs: protoIncludeDirs() });
+  return grpc.loadPackageDefinition(definition);
+}
+
+let cached: { service: grpc.ServiceDefinition; client: grpc.ServiceClientConstructor } | undefined;
+
+function load() {
+  if (!cached) {
+    const pkg = loadProtoPackage([EXT_PROC_PROTO]) as any;
+    const client = pkg.envoy.service.ext_proc.v3.ExternalProcessor as grpc.ServiceClientConstructor;
+    cached = { service: client.service, client };
+  }
+  return cached;
+}
+
+/** Fully qualified service name, also a gRPC health service name upstream reports. */
+export const EXT_PROC_SERVICE_NAME = 'envoy.service.ext_proc.v3.ExternalProcessor';
+
+/** Service definition to pass to `server.addService`. */
+export function extProcServiceDefinition(): grpc.ServiceDefinition {
+  return load().service;
+}
+
+/** Client constructor: `new (extProcClientConstructor())(address, credentials)`, then `.Process()` for a duplex stream. */
+export function extProcClientConstructor(): grpc.ServiceClientConstructor {
+  return load().client;
+}
+
+// ---- Message shapes (the subset of fields pd-router reads or writes) ----
+
+export interface HeaderValue {
+  key: string;
+  value?: string;
+  raw_value?: Buffer | Uint8Array;
+}
+
+export type HeaderAppendAction = 'APPEND_IF_EXISTS_OR_ADD' | 'ADD_IF_ABSENT' | 'OVERWRITE_IF_EXISTS_OR_ADD' | 'OVERWRITE_IF_EXISTS';
+
+export interface HeaderValueOption {
+  header: HeaderValue;
+  append_action?: HeaderAppendAction;
+}
+
+export interface HeaderMap {
+  headers: HeaderValue[];
+}
+
+export interface HttpHeaders {
+  headers?: HeaderMap | null;
+  end_of_stream?: boolean;
+}
+
+export interface HttpBody {
+  body?: Buffer | Uint8Array;
+  end_of_stream?: boolean;
+}
+
+export interface HttpTrailers {
+  trailers?: HeaderMap | null;
+}
+
+/** google.protobuf.Value / Struct as protobuf.js represents them. */
+export type ProtoValue =
+  | { nullValue: 'NULL_VALUE'; kind?: 'nullValue' }
+  | { numberValue: number; kind?: 'numberValue' }
+  | { stringValue: string; kind?: 'stringValue' }
+  | { boolValue: boolean; kind?: 'boolValue' }
+  | { structValue: ProtoStruct; kind?: 'structValue' }
+  | { listValue: { values: ProtoValue[] }; kind?: 'listValue' };
+
+export interface ProtoStruct {
+  fields: Record<string, ProtoValue>;
+}
+
+export interface Metadata {
+  filter_metadata?: Record<string, ProtoStruct>;
+}
+
+export interface ProcessingRequest {
+  request?: 'request_headers' | 'response_headers' | 'request_body' | 'response_body' | 'request_trailers' | 'response_trailers';
+  request_headers?: HttpHeaders | null;
+  response_headers?: HttpHeaders | null;
+  request_body?: HttpBody | null;
+  response_body?: HttpBody | null;
+  request_trailers?: HttpTrailers | null;
+  response_trailers?: HttpTrailers | null;
+  metadata_context?: Metadata | null;
+  observability_mode?: boolean;
+}
+
+export interface HeaderMutation {
+  set_headers?: HeaderValueOption[];
+  remove_headers?: string[];
+}
+
+export interface StreamedBodyResponse {
+  body: Buffer | Uint8Array;
+  end_of_stream: boolean;
+}
+
+export interface CommonResponse {
+  status?: 'CONTINUE' | 'CONTINUE_AND_REPLACE';
+  header_mutation?: HeaderMutation;
+  body_mutation?: { streamed_response: StreamedBodyResponse } | { body: Buffer } | { clear_body: boolean };
+  clear_route_cache?: boolean;
+}
+
+export interface ImmediateResponse {
+  status: { code: string };
+  headers?: HeaderMutation;
+  body?: Buffer | Uint8Array;
+  details?: string;
+}
+
+export interface ProcessingResponse {
+  request_headers?: { response: CommonResponse };
+  response_headers?: { response: CommonResponse };
+  request_body?: { response: CommonResponse };
+  response_body?: { response: CommonResponse };
+  request_trailers?: { header_mutation?: HeaderMutation };
+  response_trailers?: { header_mutation?: HeaderMutation };
+  immediate_response?: ImmediateResponse;
+  dynamic_metadata?: ProtoStruct;
+}
+
+// ---- Helpers ----
+
+/** A header's value: `raw_value` when present (Envoy sends values there), else `value`. */
+export function headerValueText(h: HeaderValue): string {
+  if (h.raw_value !== undefined && h.raw_value !== null && h.raw_value.length > 0) return Buffer.from(h.raw_value).toString('utf8');
+  return h.value ?? '';
+}
+
+/** Converts a protobuf Struct to plain JSON values. */
+export function structToJson(s: ProtoStruct | null | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(s?.fields ?? {})) out[k] = valueToJson(v);
+  return out;
+}
+
+export function valueToJson(v: ProtoValue | null | undefined): unknown {
+  if (!v) return null;
+  const any = v as Record<string, any>;
+  const kind: string | undefined = any.kind ?? Object.keys(any).find((k) => k.endsWith('Value') && any[k] !== undefined && any[k] !== null);
+  switch (kind) {
+    case 'stringValue':
+      return any.stringValue;
+    case 'numberValue':
+      return any.numberValue;
+    case 'boolValue':
+      return any.boolValue;
+    case 'structValue':
+      return structToJson(any.structValue);
+    case 'listValue':
+      return (any.listValue?.values ?? []).map(valueToJson);
+    default:
+      return null;
+  }
+}
+
+/** Converts plain JSON to a protobuf Struct. */
+export function jsonToStruct(obj: Record<string, unknown>): ProtoStruct {
+  const fields: Record<string, ProtoValue> = {};
+  for (const [k, v] of Object.entries(obj)) fields[k] = jsonToValue(v);
+  return { fields };
+}
+
+export function jsonToValue(v: unknown): ProtoValue {
+  if (v === null || v === undefined) return { nullValue: 'NULL_VALUE' };
+  if (typeof v === 'string') return { stringValue: v };
+  if (typeof v === 'number') return { numberValue: v };
+  if (typeof v === 'boolean') return { boolValue: v };
+  if (Array.isArray(v)) return { listValue: { values: v.map(jsonToValue) } };
+  return { structValue: jsonToStruct(v as Record<string, unknown>) };
+}

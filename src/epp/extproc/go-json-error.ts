@@ -1,0 +1,160 @@
+/**
+ * Go's encoding/json syntax-error messages for a body JSON.parse rejected, so a 400 reads exactly as llm-d's EPP
+ * writes it (e.g. `invalid character 'o' in literal null (expecting 'u')`, `unexpected end of JSON input`). This is a
+ * validating scanner with Go's states and wording; it runs only on the error path.
+ */
+
+class SyntaxFailure {
+  constructor(readonly message: string) {}
+}
+
+const C0_ESCAPES: Record<number, string> = { 7: '\\a', 8: '\\b', 9: '\\t', 10: '\\n', 11: '\\v', 12: '\\f', 13: '\\r' };
+
+/** Go's quoteChar: the byte as a one-character Go-quoted literal in single quotes. */
+function quoteChar(c: number): string {
+  if (c === 0x27) return "'\\''";
+  if (c === 0x22) return "'\"'";
+  if (c === 0x5c) return "'\\\\'";
+  if (C0_ESCAPES[c]) return `'${C0_ESCAPES[c]}'`;
+  if (c < 0x20 || c === 0x7f) return `'\\x${c.toString(16).padStart(2, '0')}'`;
+  // Go converts the byte to the rune U+00XX; C1 controls, NBSP and the soft hyphen are not printable.
+  if ((c >= 0x80 && c <= 0xa0) || c === 0xad) return `'\\u00${c.toString(16).padStart(2, '0')}'`;
+  return `'${String.fromCharCode(c)}'`;
+}
+
+const isSpace = (c: number) => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
+const isDigit = (c: number) => c >= 0x30 && c <= 0x39;
+const isHex = (c: number) => isDigit(c) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
+
+class Scanner {
+  private i = 0;
+  constructor(private readonly b: Uint8Array) {}
+
+  private fail(c: number, context: string): never {
+    throw new SyntaxFailure(`invalid character ${quoteChar(c)} ${context}`);
+  }
+
+  private next(): number {
+    if (this.i >= this.b.length) throw new SyntaxFailure('unexpected end of JSON input');
+    return this.b[this.i++]!;
+  }
+
+  private skipSpace(): number {
+    let c = this.next();
+    while (isSpace(c)) c = this.next();
+    return c;
+  }
+
+  run(): void {
+    this.value(this.skipSpace());
+    while (this.i < this.b.length) {
+      const c = this.b[this.i++]!;
+      if (!isSpace(c)) this.fail(c, 'after top-level value');
+    }
+  }
+
+  private value(c: number): void {
+    if (c === 0x7b) return this.object();
+    if (c === 0x5b) return this.array();
+    if (c === 0x22) return this.string();
+    if (c === 0x2d || isDigit(c)) return this.number(c);
+    if (c === 0x74) return this.literal('true');
+    if (c === 0x66) return this.literal('false');
+    if (c === 0x6e) return this.literal('null');
+    this.fail(c, 'looking for beginning of value');
+  }
+
+  private literal(word: string): void {
+    for (let k = 1; k < word.length; k++) {
+      const c = this.next();
+      if (c !== word.charCodeAt(k)) this.fail(c, `in literal ${word} (expecting '${word[k]}')`);
+    }
+  }
+
+  private object(): void {
+    let c = this.skipSpace();
+    if (c === 0x7d) return;
+    for (;;) {
+      if (c !== 0x22) this.fail(c, 'looking for beginning of object key string');
+      this.string();
+      c = this.skipSpace();
+      if (c !== 0x3a) this.fail(c, 'after object key');
+      this.value(this.skipSpace());
+      c = this.skipSpace();
+      if (c === 0x7d) return;
+      if (c !== 0x2c) this.fail(c, 'after object key:value pair');
+      c = this.skipSpace();
+    }
+  }
+
+  private array(): void {
+    let c = this.skipSpace();
+    if (c === 0x5d) return;
+    for (;;) {
+      this.value(c);
+      c = this.skipSpace();
+      if (c === 0x5d) return;
+      if (c !== 0x2c) this.fail(c, 'after array element');
+      c = this.skipSpace();
+    }
+  }
+
+  private string(): void {
+    for (;;) {
+      const c = this.next();
+      if (c === 0x22) return;
+      if (c < 0x20) this.fail(c, 'in string literal');
+      if (c !== 0x5c) continue;
+      const e = this.next();
+      if (e === 0x75) {
+        for (let k = 0; k < 4; k++) {
+          const h = this.next();
+          if (!isHex(h)) this.fail(h, 'in \\u hexadecimal character escape');
+        }
+      } else if (!'bfnrt\\/"'.includes(String.fromCharCode(e))) {
+        this.fail(e, 'in string escape code');
+      }
+    }
+  }
+
+  /** Consumes a number; the byte after it is left for the caller, as Go re-scans it in the end-of-value state. */
+  private number(first: number): void {
+    let c = first;
+    if (c === 0x2d) {
+      c = this.next();
+      if (!isDigit(c)) this.fail(c, 'in numeric literal');
+    }
+    const peek = () => (this.i < this.b.length ? this.b[this.i]! : -1);
+    if (c !== 0x30) while (isDigit(peek())) this.i++;
+    if (peek() === 0x2e) {
+      this.i++;
+      const d = this.next();
+      if (!isDigit(d)) this.fail(d, 'after decimal point in numeric literal');
+      while (isDigit(peek())) this.i++;
+    }
+    if (peek() === 0x65 || peek() === 0x45) {
+      this.i++;
+      let d = this.next();
+      if (d === 0x2b || d === 0x2d) d = this.next();
+      if (!isDigit(d)) this.fail(d, 'in exponent of numeric literal');
+      while (isDigit(peek())) this.i++;
+    }
+  }
+}
+
+/** Go's message for a JSON syntax error in `body`, or undefined when the body is valid JSON. */
+export function goJsonSyntaxError(body: Uint8Array): string | undefined {
+  try {
+    new Scanner(body).run();
+    return undefined;
+  } catch (e) {
+    if (e instanceof SyntaxFailure) return e.message;
+    throw e;
+  }
+}
+
+/** Go's json.Unmarshal message for a valid JSON value that is not an object, decoded into map[string]any. */
+export function goUnmarshalTypeError(value: unknown): string {
+  const kind = Array.isArray(value) ? 'array' : typeof value === 'string' ? 'string' : typeof value === 'number' ? 'number' : 'bool';
+  return `json: cannot unmarshal ${kind} into Go value of type map[string]interface {}`;
+}

@@ -1,0 +1,52 @@
+/**
+ * Request failures the EPP answers with an ext_proc ImmediateResponse. The codes and the status each maps to are
+ * llm-d's (`pkg/common/error/error.go`); the body is `inference error: <Code> - <message>`, and some failures carry the
+ * `x-llm-d-request-dropped-reason` header.
+ */
+
+export const ERROR_STATUS = {
+  BadRequest: 400,
+  Unauthorized: 401,
+  Forbidden: 403,
+  NotFound: 404,
+  PreconditionFailed: 412,
+  PayloadTooLarge: 413,
+  ResourceExhausted: 429,
+  Internal: 500,
+  ServiceUnavailable: 503,
+} as const;
+
+export type InferenceErrorCode = keyof typeof ERROR_STATUS;
+
+/** Values of `x-llm-d-request-dropped-reason`. */
+export type DropReason = 'rejected-no-endpoints' | 'rejected-saturated' | 'rejected-too-large';
+
+export class InferenceError extends Error {
+  override name = 'InferenceError';
+  constructor(
+    readonly code: InferenceErrorCode,
+    message: string,
+    readonly dropReason?: DropReason,
+  ) {
+    super(message);
+  }
+
+  get status(): number {
+    return ERROR_STATUS[this.code];
+  }
+
+  /** The immediate-response body, exactly as llm-d writes it. */
+  get body(): string {
+    return `inference error: ${this.code} - ${this.message}`;
+  }
+}
+
+/** A profile's filters removed every candidate (llm-d: 429 ResourceExhausted, `rejected-saturated`). */
+export function noEndpointsAfterFilters(): InferenceError {
+  return new InferenceError('ResourceExhausted', 'no endpoints available for the given request', 'rejected-saturated');
+}
+
+/** Nothing to schedule on: empty pool, or a subset hint that matches nothing (503, `rejected-no-endpoints`). */
+export function noCandidates(): InferenceError {
+  return new InferenceError('ServiceUnavailable', 'failed to find endpoint candidates for serving the request', 'rejected-no-endpoints');
+}

@@ -1,0 +1,35 @@
+/**
+ * `by-label` (deprecated upstream in favour of `label-selector-filter`): keeps endpoints whose label `label` has one of
+ * `validValues`; endpoints without the label are kept iff `allowsNoLabel`. Also the building block of the role filters.
+ *
+ * Parameters: `label` (string, required), `validValues` (string[], default []), `allowsNoLabel` (bool, default false).
+ */
+import { z } from 'zod';
+import type { Endpoint, Filter } from '../../framework/types.js';
+import { definePlugin } from '../definition.js';
+
+/** A filter keeping endpoints whose `label` is in `values` (or absent, if `allowsNoLabel`). */
+export function labelValueFilter(type: string, name: string, label: string, values: Iterable<string>, allowsNoLabel: boolean): Filter {
+  const valid = new Set(values);
+  return {
+    type,
+    name,
+    filter: (_ctx, endpoints) =>
+      endpoints.filter((e: Endpoint) => {
+        const v = e.labels[label];
+        return v === undefined ? allowsNoLabel : valid.has(v);
+      }),
+  };
+}
+
+export const byLabelFilter = definePlugin({
+  kind: 'filter',
+  description: 'Keeps endpoints whose label has one of the valid values.',
+  deprecatedFor: 'label-selector-filter',
+  params: z.object({
+    label: z.string().min(1, 'must be a non-empty label name'),
+    validValues: z.array(z.string()).default([]),
+    allowsNoLabel: z.boolean().default(false),
+  }),
+  create: (ctx, p) => labelValueFilter(ctx.type, ctx.name, p.label, p.validValues, p.allowsNoLabel),
+});

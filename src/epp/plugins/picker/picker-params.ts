@@ -1,0 +1,27 @@
+/** Parameters every picker shares: `maxNumOfEndpoints` (int, default 1; 0 means the default, as upstream). */
+import { z } from 'zod';
+import type { ScoredEndpoint } from '../../framework/types.js';
+
+export const pickerParams = z.object({
+  maxNumOfEndpoints: z
+    .number()
+    .int()
+    .min(0, 'must be >= 0')
+    .default(1)
+    .transform((n) => (n === 0 ? 1 : n)),
+});
+
+/** Fisher-Yates shuffle in place. */
+export function shuffle<T>(items: T[], random: () => number): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    const t = items[i]!;
+    items[i] = items[j]!;
+    items[j] = t;
+  }
+  return items;
+}
+
+export function resultOf(picked: ScoredEndpoint[], all: ScoredEndpoint[]) {
+  return { targets: picked.map((s) => s.endpoint), scored: all };
+}

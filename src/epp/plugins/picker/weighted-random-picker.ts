@@ -1,0 +1,28 @@
+/**
+ * `weighted-random-picker`: picks `maxNumOfEndpoints` (default 1) candidates at random with probability proportional
+ * to their score, without replacement (A-Res: key = U^(1/score), the largest keys win). Zero-score candidates are
+ * only picked when nothing scores above 0, in which case the pick is uniform.
+ */
+import type { Picker, ScoredEndpoint } from '../../framework/types.js';
+import { definePlugin } from '../definition.js';
+import { pickerParams, resultOf, shuffle } from './picker-params.js';
+
+export const weightedRandomPicker = definePlugin({
+  kind: 'picker',
+  description: 'Random, proportional to score.',
+  params: pickerParams,
+  create: (ctx, p): Picker => ({
+    type: ctx.type,
+    name: ctx.name,
+    pick(_c, scored) {
+      if (!scored.some((s) => s.score > 0)) return resultOf(shuffle([...scored], ctx.random).slice(0, p.maxNumOfEndpoints), scored);
+      const keyed: Array<{ s: ScoredEndpoint; key: number }> = scored.map((s) => {
+        if (s.score <= 0) return { s, key: 0 };
+        const u = ctx.random() || 1e-10;
+        return { s, key: Math.pow(u, 1 / s.score) };
+      });
+      keyed.sort((a, b) => b.key - a.key);
+      return resultOf(keyed.slice(0, p.maxNumOfEndpoints).map((k) => k.s), scored);
+    },
+  }),
+});

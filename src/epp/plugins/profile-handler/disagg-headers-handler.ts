@@ -1,0 +1,31 @@
+/**
+ * `disagg-headers-handler` and `prefill-header-handler` (deprecated upstream, removal planned in llm-d v0.11; the
+ * disagg-profile-handler writes these headers itself): a PreRequest plugin that sets `x-prefiller-host-port` from the
+ * first pick of `prefillProfile` and `x-encoder-hosts-ports` from every pick of `encodeProfile`, after dropping any
+ * value already present.
+ *
+ * Parameters: `prefillProfile` (default "prefill"), `encodeProfile` (default "encode").
+ */
+import { z } from 'zod';
+import type { PreRequest } from '../../framework/types.js';
+import { ENCODER_HOSTS_PORTS, PREFILLER_HOST_PORT } from '../../routing-headers.js';
+import { definePlugin } from '../definition.js';
+
+export const disaggHeadersHandler = definePlugin({
+  kind: 'pre-request',
+  description: 'Writes x-prefiller-host-port / x-encoder-hosts-ports from the profile results.',
+  deprecatedFor: 'disagg-profile-handler',
+  params: z.object({ prefillProfile: z.string().min(1).default('prefill'), encodeProfile: z.string().min(1).default('encode') }),
+  create: (ctx, p): PreRequest => ({
+    type: ctx.type,
+    name: ctx.name,
+    preRequest(c, result) {
+      delete c.request.headers[PREFILLER_HOST_PORT];
+      delete c.request.headers[ENCODER_HOSTS_PORTS];
+      const prefill = result.results.get(p.prefillProfile)?.targets[0];
+      if (prefill) c.request.headers[PREFILLER_HOST_PORT] = prefill.hostPort;
+      const encoders = result.results.get(p.encodeProfile)?.targets ?? [];
+      if (encoders.length > 0) c.request.headers[ENCODER_HOSTS_PORTS] = encoders.map((e) => e.hostPort).join(',');
+    },
+  }),
+});

@@ -1,0 +1,15 @@
+/** `kv-cache-utilization-scorer`: score = 1 − vllm:kv_cache_usage_perc (0..1). No parameters. */
+import { z } from 'zod';
+import type { Scorer } from '../../framework/types.js';
+import { definePlugin } from '../definition.js';
+
+export const kvCacheUtilizationScorer = definePlugin({
+  kind: 'scorer',
+  description: 'Free KV-cache fraction.',
+  params: z.object({}),
+  create: (ctx): Scorer => ({
+    type: ctx.type,
+    name: ctx.name,
+    score: (_c, endpoints) => endpoints.map((e) => 1 - e.metrics.kvCacheUsage),
+  }),
+});

@@ -1,0 +1,71 @@
+/**
+ * `no-hit-lru-scorer`: spreads cold requests (no candidate holds any prefix block) over the endpoints least recently
+ * given one, so new prefixes land where the cache is coldest.
+ *
+ * - Some candidate has matchedBlocks > 0 → every candidate scores 0.5 (the prefix scorer decides).
+ * - Cold: endpoints never given a cold request come first in candidate order, then used ones by LRU age, oldest first;
+ *   the i-th of n scores 1 − i/(n − 1) (a single candidate scores 1).
+ * - PreRequest (cold requests only): the decode pick and the pick of the profile named "prefill" become the most
+ *   recently used.
+ *
+ * Parameters: `lruSize` (int > 0, default 1024), `prefixMatchInfoProducerName` (default: the first producer).
+ */
+import { z } from 'zod';
+import type { Endpoint, PreRequest, Scorer, SchedulingContext, SchedulingResult } from '../../framework/types.js';
+import { prefixState } from '../../prefix/match-state.js';
+import { definePlugin } from '../definition.js';
+import { resolvePrefixProducer } from './producer-ref.js';
+
+export const noHitLruScorer = definePlugin({
+  kind: 'scorer',
+  description: 'Cold requests go to the least recently used endpoints.',
+  params: z.object({
+    lruSize: z.number().int().positive('must be > 0').default(1024),
+    prefixMatchInfoProducerName: z.string().optional(),
+  }),
+  create: (ctx, p): Scorer & PreRequest => {
+    const producer = resolvePrefixProducer(ctx, p.prefixMatchInfoProducerName);
+    const coldKey = `no-hit-lru/${ctx.name}/cold`;
+    /** Endpoint ids, least recently used first (Map keeps insertion order). */
+    const lru = new Map<string, true>();
+    const touch = (id: string) => {
+      lru.delete(id);
+      lru.set(id, true);
+      if (lru.size > p.lruSize) lru.delete(lru.keys().next().value!);
+    };
+    return {
+      type: ctx.type,
+      name: ctx.name,
+      score(c: SchedulingContext, endpoints: readonly Endpoint[]) {
+        const s = prefixState(c, producer);
+        const hot = s !== undefined && endpoints.some((e) => (s.matched.get(e.id) ?? 0) > 0);
+        if (hot) return endpoints.map(() => 0.5);
+        c.state.set(coldKey, true);
+        const n = endpoints.length;
+        if (n === 1) return [1];
+        const neverUsed: number[] = [];
+        const used: Array<{ i: number; age: number }> = [];
+        const ages = new Map<string, number>();
+        let age = 0;
+        for (const id of lru.keys()) ages.set(id, age++);
+        endpoints.forEach((e, i) => {
+          const a = ages.get(e.id);
+          if (a === undefined) neverUsed.push(i);
+          else used.push({ i, age: a });
+        });
+        used.sort((a, b) => a.age - b.age);
+        const out = new Float64Array(n);
+        const order = [...neverUsed, ...used.map((u) => u.i)];
+        order.forEach((idx, rank) => (out[idx] = 1 - rank / (n - 1)));
+        return out;
+      },
+      preRequest(c: SchedulingContext, result: SchedulingResult) {
+        if (c.state.get(coldKey) !== true) return;
+        const decode = result.results.get(result.primaryProfile)?.targets[0];
+        const prefill = result.results.get('prefill')?.targets[0];
+        if (decode) touch(decode.id);
+        if (prefill) touch(prefill.id);
+      },
+    };
+  },
+});
