@@ -10,6 +10,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
     summary: 'Decode-pod routing sidecar: remote prefill, then local decode (llm-d compatible).',
     load: async () => (await import('./sidecar/command.js')).sidecarCommandModule,
   },
+  epp: { summary: 'Endpoint Picker: Envoy ext_proc server for P/D routing (llm-d EPP compatible).', load: async () => (await import('./epp/command.js')).eppCommandModule },
   dev: { summary: 'Local P/D stack on simulators (what `npm start` runs).', load: async () => (await import('./dev/command.js')).devCommandModule },
 };
 

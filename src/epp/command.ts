@@ -1,0 +1,8 @@
+import { defineCommand } from '../common/index.js';
+import { eppCommand } from './options.js';
+import { startEpp } from './epp.js';
+
+export const eppCommandModule = defineCommand(eppCommand, async (values, logger) => {
+  const epp = await startEpp(values, { logger });
+  return { stop: (deadlineMs) => epp.close(deadlineMs) };
+});

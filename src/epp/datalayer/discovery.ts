@@ -1,0 +1,46 @@
+/**
+ * Chooses and starts the one endpoint source: --endpoints-file, the config's file-discovery plugin, --pool-name
+ * (InferencePool) or --endpoint-selector. Kubernetes sources do not block start-up: the EPP reports NOT_SERVING
+ * until the first listing arrives.
+ */
+import type { Logger } from 'pino';
+import { ConfigError } from '../../common/index.js';
+import type { LoadedEndpointPickerConfig } from '../config/loader.js';
+import type { EppMetrics } from '../metrics.js';
+import type { EppConfig } from '../options.js';
+import type { EndpointStore } from './endpoint-store.js';
+import { EndpointsFileWatcher } from './endpoints-file.js';
+import { startKubernetesDiscovery } from './kubernetes-discovery.js';
+
+export interface RunningDiscovery {
+  description: string;
+  stop(): Promise<void>;
+}
+
+export async function startDiscovery(o: EppConfig, loaded: LoadedEndpointPickerConfig, store: EndpointStore, metrics: EppMetrics, logger: Logger): Promise<RunningDiscovery> {
+  const configured = loaded.discovery;
+  const flagSource = o.endpointsFile ? '--endpoints-file' : o.poolName ? '--pool-name' : o.endpointSelector ? '--endpoint-selector' : undefined;
+  if (configured && flagSource) throw new ConfigError(`the EndpointPickerConfig's dataLayer.discovery and ${flagSource} both choose the endpoints; give one`);
+  const file = o.endpointsFile ? { path: o.endpointsFile, watch: true } : configured ? { path: configured.path, watch: configured.watchFile } : undefined;
+  if (file) {
+    const errors = metrics.pollErrors.labels({ source_type: 'file-discovery' });
+    const watcher = new EndpointsFileWatcher(file.path, (specs) => store.replaceAll(specs), logger, () => errors.inc());
+    try {
+      await watcher.load();
+    } catch (e) {
+      throw new ConfigError(`endpoints file ${file.path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    if (file.watch) watcher.watch();
+    return { description: `file ${file.path}${file.watch ? ' (watched)' : ''}`, stop: async () => watcher.close() };
+  }
+  const namespace = o.poolNamespace || 'default';
+  if (o.poolName || o.endpointSelector) {
+    const source = o.poolName
+      ? ({ kind: 'pool', namespace, name: o.poolName, group: o.poolGroup } as const)
+      : ({ kind: 'selector', namespace, selector: o.endpointSelector, ports: o.endpointTargetPorts.map(Number) } as const);
+    const watcher = startKubernetesDiscovery({ source, server: o.kubeApiServer, kubeconfig: o.kubeconfig }, (specs) => store.replaceAll(specs), logger);
+    const what = o.poolName ? `InferencePool ${namespace}/${o.poolName}` : `pods ${namespace} ${o.endpointSelector}`;
+    return { description: what, stop: () => watcher.stop() };
+  }
+  throw new ConfigError('no endpoint source: give --endpoints-file, --pool-name, --endpoint-selector or a file-discovery plugin in the config');
+}

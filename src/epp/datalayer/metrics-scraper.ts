@@ -1,0 +1,135 @@
+/**
+ * Polls every endpoint's Prometheus endpoint (llm-d `metrics-data-source`): one request per endpoint per interval, never
+ * two at once for the same endpoint, each bounded by a timeout and a response-size cap. A failure (connection,
+ * status, timeout, size) is counted in llm_d_epp_datalayer_poll_errors_total and marks the endpoint stale; its last
+ * values stay. Metrics older than the staleness threshold are marked stale too. Nothing here can crash the EPP.
+ */
+import { Agent, request } from 'undici';
+import type { Logger } from 'pino';
+import { hostPort } from '../../common/index.js';
+import type { Endpoint } from '../framework/types.js';
+import type { EppMetrics } from '../metrics.js';
+import type { MetricsSourceSettings } from '../plugins/datalayer/metrics-data-source.js';
+import type { EndpointStore } from './endpoint-store.js';
+import { engineFor, extractEngineMetrics } from './engine-metrics.js';
+
+export interface ScraperSettings {
+  source: MetricsSourceSettings;
+  /** Base tick (--refresh-metrics-interval); a source `interval` is rounded up to a multiple of it. */
+  intervalMs: number;
+  timeoutMs: number;
+  stalenessMs: number;
+  maxResponseBytes: number;
+}
+
+const SOURCE_TYPE = 'metrics-data-source';
+const EXTRACTOR_TYPE = 'core-metrics-extractor';
+
+export class MetricsScraper {
+  private readonly agent: Agent;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly inFlight = new Set<string>();
+  private readonly lastStart = new Map<string, number>();
+  private readonly failing = new Set<string>();
+  private readonly everyMs: number;
+  private readonly pollErrors;
+  private readonly extractErrors;
+  private stopped = false;
+
+  constructor(
+    private readonly store: EndpointStore,
+    private readonly s: ScraperSettings,
+    metrics: EppMetrics,
+    private readonly logger: Logger,
+  ) {
+    this.agent = new Agent({
+      keepAliveTimeout: 30_000,
+      connections: 2,
+      headersTimeout: s.timeoutMs,
+      bodyTimeout: s.timeoutMs,
+      connect: { rejectUnauthorized: !s.source.insecureSkipVerify, timeout: s.timeoutMs },
+    });
+    const base = Math.max(1, s.intervalMs);
+    this.everyMs = s.source.intervalMs ? Math.ceil(s.source.intervalMs / base) * base : base;
+    this.pollErrors = metrics.pollErrors.labels({ source_type: SOURCE_TYPE });
+    this.extractErrors = metrics.extractErrors.labels({ source_type: SOURCE_TYPE, extractor_type: EXTRACTOR_TYPE });
+    store.on('removed', (e) => {
+      this.lastStart.delete(e.id);
+      this.failing.delete(e.id);
+    });
+  }
+
+  start(): void {
+    this.tick();
+    this.timer = setInterval(() => this.tick(), Math.max(1, this.s.intervalMs));
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.agent.destroy().catch(() => undefined);
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    for (const e of this.store.all()) {
+      if (e.metrics.updatedAt > 0 && now - e.metrics.updatedAt > this.s.stalenessMs) e.metrics.stale = true;
+      if (this.inFlight.has(e.id)) continue;
+      const last = this.lastStart.get(e.id) ?? 0;
+      if (now - last < this.everyMs - 1) continue;
+      this.lastStart.set(e.id, now);
+      this.inFlight.add(e.id);
+      void this.scrape(e).finally(() => this.inFlight.delete(e.id));
+    }
+  }
+
+  private url(e: Endpoint): string {
+    const host = this.s.source.port ? hostPort(e.address, this.s.source.port) : e.metricsHost;
+    return `${this.s.source.scheme}://${host}${this.s.source.path}`;
+  }
+
+  /** One scrape; resolves whatever happens. */
+  async scrape(e: Endpoint): Promise<void> {
+    let text: string;
+    try {
+      text = await this.fetchText(this.url(e));
+    } catch (err) {
+      if (this.stopped) return;
+      this.pollErrors.inc();
+      e.metrics.stale = true;
+      if (!this.failing.has(e.id)) {
+        this.failing.add(e.id);
+        this.logger.warn({ endpoint: e.id, url: this.url(e), err: (err as Error).message }, 'metrics scrape failed; endpoint marked stale');
+      }
+      return;
+    }
+    const missing = extractEngineMetrics(text, engineFor(e.labels), e.metrics);
+    if (missing.length > 0) {
+      this.extractErrors.inc();
+      this.logger.debug({ endpoint: e.id, missing }, 'metrics missing from scrape');
+    }
+    e.metrics.updatedAt = Date.now();
+    e.metrics.stale = false;
+    if (this.failing.delete(e.id)) this.logger.info({ endpoint: e.id }, 'metrics scrape recovered');
+  }
+
+  private async fetchText(url: string): Promise<string> {
+    const res = await request(url, { dispatcher: this.agent, signal: AbortSignal.timeout(this.s.timeoutMs), headers: { accept: 'text/plain' } });
+    if (res.statusCode !== 200) {
+      await res.body.dump().catch(() => undefined);
+      throw new Error(`status ${res.statusCode}`);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of res.body) {
+      size += (chunk as Buffer).length;
+      if (size > this.s.maxResponseBytes) {
+        res.body.destroy();
+        throw new Error(`metrics response larger than ${this.s.maxResponseBytes} bytes`);
+      }
+      chunks.push(chunk as Buffer);
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  }
+}

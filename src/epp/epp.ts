@@ -1,0 +1,171 @@
+/**
+ * Starts an EPP in-process: loads the EndpointPickerConfig, starts discovery and metrics scraping, and serves
+ * ext_proc (TLS by default), gRPC health and Prometheus metrics. `close()` drains: health turns NOT_SERVING, open
+ * streams may finish until the deadline, then everything is closed.
+ */
+import { readFile } from 'node:fs/promises';
+import * as grpc from '@grpc/grpc-js';
+import Fastify from 'fastify';
+import type { Logger } from 'pino';
+import { ConfigError, closeWithDeadline, fastifyBaseOptions, listen, renderMetrics, serverTls, silentLogger, type TlsMaterial } from '../common/index.js';
+import { extProcServiceDefinition } from '../common/envoy/ext-proc.js';
+import { loadEndpointPickerConfig, type LoadedEndpointPickerConfig } from './config/loader.js';
+import { startDiscovery } from './datalayer/discovery.js';
+import { EndpointStore } from './datalayer/endpoint-store.js';
+import { MetricsScraper } from './datalayer/metrics-scraper.js';
+import { RequestDirector } from './director.js';
+import { ExtProcStream } from './extproc/stream.js';
+import { healthClientConstructor, healthImplementation } from './health.js';
+import { EppMetrics } from './metrics.js';
+import type { EppConfig } from './options.js';
+import { IdentityProvider } from './tls-provider.js';
+
+export interface EppHandle {
+  readonly grpcPort: number;
+  readonly healthPort: number;
+  readonly metricsPort: number;
+  readonly store: EndpointStore;
+  readonly config: LoadedEndpointPickerConfig;
+  readonly metrics: EppMetrics;
+  /** The serving certificate (PEM) when --secure-serving is on. */
+  readonly certificate?: string;
+  /** Discovery synced and not draining. */
+  ready(): boolean;
+  close(deadlineMs?: number): Promise<void>;
+}
+
+export interface StartEppOptions {
+  logger?: Logger;
+  /** Random source for pickers and header-only routing (deterministic tests). */
+  random?: () => number;
+}
+
+async function configText(o: EppConfig): Promise<string> {
+  if (o.configText) return o.configText;
+  if (!o.configFile) return '';
+  try {
+    return await readFile(o.configFile, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`cannot read --config-file ${o.configFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+function bindGrpc(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {
+  return new Promise((resolve, reject) => server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))));
+}
+
+function grpcAddress(host: string, port: number): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promise<EppHandle> {
+  const logger = opts.logger ?? silentLogger();
+  const metrics = new EppMetrics();
+  const config = loadEndpointPickerConfig(await configText(o), { metrics, logger, random: opts.random });
+  const store = new EndpointStore();
+  store.on('removed', (e) => {
+    for (const p of config.endpointRemoved) p.endpointRemoved(e.id);
+  });
+  metrics.registerPoolGauges(o.poolName || 'epp', () => {
+    const now = Date.now();
+    const fresh = store
+      .all()
+      .filter((e) => e.metrics.updatedAt > 0 && now - e.metrics.updatedAt <= o.metricsStalenessThreshold)
+      .map((e) => ({ hostPort: e.hostPort, waiting: e.metrics.waitingQueueSize, running: e.metrics.runningRequests, kv: e.metrics.kvCacheUsage }));
+    return { fresh };
+  });
+
+  const cleanups: Array<() => Promise<void> | void> = [];
+  const cleanup = async () => {
+    for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
+  };
+  try {
+    const discovery = await startDiscovery(o, config, store, metrics, logger);
+    cleanups.push(() => discovery.stop());
+    if (config.metricsSource) {
+      const scraper = new MetricsScraper(
+        store,
+        { source: config.metricsSource, intervalMs: o.refreshMetricsInterval, timeoutMs: o.metricsScrapeTimeout, stalenessMs: o.metricsStalenessThreshold, maxResponseBytes: o.maxMetricsResponseSize },
+        metrics,
+        logger,
+      );
+      scraper.start();
+      cleanups.push(() => scraper.stop());
+    }
+
+    let draining = false;
+    const ready = () => store.synced && !draining;
+    const director = new RequestDirector(config, store, metrics, logger);
+    const maxMessage = Math.max(o.maxRequestBodySize, o.maxResponseBodyBuffer) + 1024 * 1024;
+    const server = new grpc.Server({
+      'grpc.max_receive_message_length': maxMessage,
+      'grpc.keepalive_time_ms': 60_000,
+      'grpc.keepalive_timeout_ms': 20_000,
+      'grpc.keepalive_permit_without_calls': 1,
+    });
+    const settings = { maxRequestBodyBytes: o.maxRequestBodySize, maxResponseBodyBytes: o.maxResponseBodyBuffer, idleTimeoutMs: o.streamIdleTimeout };
+    server.addService(extProcServiceDefinition(), {
+      Process: (call: grpc.ServerDuplexStream<any, any>) => new ExtProcStream(call, { director, metrics, logger, settings }),
+    });
+    let credentials = grpc.ServerCredentials.createInsecure();
+    let certificate: string | undefined;
+    if (o.secureServing) {
+      const provider = new IdentityProvider();
+      const tls = await serverTls(o.certPath, logger, (m: TlsMaterial) => provider.update(m));
+      provider.update(tls.material);
+      certificate = tls.material.cert;
+      cleanups.push(() => tls.close());
+      credentials = grpc.experimental.createCertificateProviderServerCredentials(provider, null, false);
+    }
+    cleanups.push(() => new Promise<void>((resolve) => server.tryShutdown(() => resolve())));
+    const grpcPort = await bindGrpc(server, grpcAddress(o.host, o.grpcPort), credentials);
+
+    const health = new grpc.Server();
+    health.addService(healthClientConstructor().service, healthImplementation(ready));
+    cleanups.push(() => void health.forceShutdown());
+    const healthPort = await bindGrpc(health, grpcAddress(o.host, o.grpcHealthPort), grpc.ServerCredentials.createInsecure());
+
+    const app = Fastify(fastifyBaseOptions({ logger, bodyLimit: 1024 }));
+    app.get('/metrics', async (_req, reply) => {
+      const { contentType, body } = await renderMetrics([metrics.registry]);
+      return reply.type(contentType).send(body);
+    });
+    cleanups.push(() => closeWithDeadline(app, 1000));
+    const metricsPort = await listen(app, o.host, o.metricsPort);
+
+    logger.info({ grpcPort, healthPort, metricsPort, tls: o.secureServing, discovery: discovery.description, profiles: [...config.profiles.keys()] }, 'epp listening');
+    let closing: Promise<void> | undefined;
+    return {
+      grpcPort,
+      healthPort,
+      metricsPort,
+      store,
+      config,
+      metrics,
+      certificate,
+      ready,
+      close(deadlineMs = 5_000) {
+        closing ??= (async () => {
+          draining = true;
+          // Open streams (requests in flight) may finish until the deadline; then they are cut.
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([
+            new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
+            new Promise<void>((resolve) => {
+              timer = setTimeout(() => {
+                server.forceShutdown();
+                resolve();
+              }, deadlineMs);
+            }),
+          ]);
+          clearTimeout(timer);
+          await cleanup();
+        })();
+        return closing;
+      },
+    };
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+}

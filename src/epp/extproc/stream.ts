@@ -1,0 +1,247 @@
+/**
+ * One ext_proc stream = one HTTP request through Envoy, in FULL_DUPLEX_STREAMED body mode:
+ *
+ * - request headers: stored (lower-cased), `x-request-id` generated when missing, the client's routing headers
+ *   dropped. No reply yet, unless the request has no body (then a random endpoint is chosen at once, as upstream).
+ * - request body: buffered up to the size bound (beyond it: 413); at end of stream the request is parsed and
+ *   scheduled, and the reply is one headers response (route-cache clear, destination, Content-Length, echoed and
+ *   plugin-added headers, removal of unset routing headers, `envoy.lb` metadata) then the body in ≤ 62000-byte chunks.
+ *   Trailers instead of a body end-of-stream finish the body the same way.
+ * - response headers/body/trailers: headers echoed with `x-went-into-resp-headers`; SSE bodies echoed chunk by chunk,
+ *   others buffered to the end (bounded) and re-chunked; usage parsed for the token metrics.
+ * Failures become immediate responses (InferenceError) or, for bugs, an INTERNAL stream error.
+ */
+import { randomUUID } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { valueToJson, type HttpBody, type HttpHeaders, type Metadata, type ProcessingRequest, type ProcessingResponse } from '../../common/envoy/ext-proc.js';
+import type { ParsedRequest, RequestDirector, ScheduledRequest } from '../director.js';
+import { InferenceError } from '../framework/errors.js';
+import type { EppMetrics } from '../metrics.js';
+import { DESTINATION_ENDPOINT, ROUTING_HEADERS, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE } from '../routing-headers.js';
+import { echoHeaders, receiveHeaders, type ReceivedHeaders } from './header-map.js';
+import { immediateResponse, requestHeadersResponse, setHeader, streamedBody } from './messages.js';
+import { ResponseTracker } from './response-tracker.js';
+
+export interface StreamSettings {
+  maxRequestBodyBytes: number;
+  maxResponseBodyBytes: number;
+  /** A stream with no message for this long is ended with DEADLINE_EXCEEDED; 0 disables. */
+  idleTimeoutMs: number;
+}
+
+export interface StreamDependencies {
+  director: RequestDirector;
+  metrics: EppMetrics;
+  logger: Logger;
+  settings: StreamSettings;
+  /** Called when the stream is over (for drain accounting). */
+  onClose?: () => void;
+}
+
+type Duplex = grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>;
+
+export class ExtProcStream {
+  private headers: ReceivedHeaders = { values: Object.create(null), repeated: new Set() };
+  private requestId = '';
+  private chunks: Buffer[] = [];
+  private bodyBytes = 0;
+  private requestDone = false;
+  private subset: string[] | undefined;
+  private parsed: ParsedRequest | undefined;
+  private scheduled: ScheduledRequest | undefined;
+  private response: ResponseTracker | undefined;
+  private closed = false;
+  private idle: NodeJS.Timeout | undefined;
+  private readonly openedAt = performance.now();
+  private requestEndAt = 0;
+
+  constructor(
+    private readonly call: Duplex,
+    private readonly deps: StreamDependencies,
+  ) {
+    deps.metrics.streamsInflight.inc();
+    call.on('data', (m: ProcessingRequest) => this.onMessage(m));
+    call.on('end', () => {
+      this.close('OK');
+      call.end();
+    });
+    call.on('cancelled', () => this.close('CANCELLED'));
+    call.on('error', () => this.close('ERROR'));
+    this.touch();
+  }
+
+  private touch(): void {
+    if (this.deps.settings.idleTimeoutMs <= 0 || this.closed) return;
+    clearTimeout(this.idle);
+    this.idle = setTimeout(() => {
+      this.deps.logger.warn({ reqId: this.requestId, idleTimeoutMs: this.deps.settings.idleTimeoutMs }, 'ext_proc stream idle too long; ending it');
+      this.fail(grpc.status.DEADLINE_EXCEEDED, 'ext_proc stream idle timeout');
+    }, this.deps.settings.idleTimeoutMs);
+    this.idle.unref();
+  }
+
+  private send(m: ProcessingResponse): void {
+    if (!this.closed) this.call.write(m);
+  }
+
+  private fail(code: grpc.status, details: string): void {
+    if (this.closed) return;
+    this.close(grpc.status[code] ?? 'ERROR');
+    this.call.emit('error', { code, details });
+  }
+
+  private onMessage(m: ProcessingRequest): void {
+    if (this.closed) return;
+    this.touch();
+    try {
+      this.captureMetadata(m.metadata_context);
+      switch (m.request) {
+        case 'request_headers':
+          return this.onRequestHeaders(m.request_headers!);
+        case 'request_body':
+          return this.onRequestBody(m.request_body!);
+        case 'request_trailers':
+          if (!this.requestDone && this.parsed === undefined) this.finishRequest(false);
+          return this.send({ request_trailers: {} });
+        case 'response_headers':
+          return this.tracker().onHeaders(m.response_headers!);
+        case 'response_body':
+          return this.tracker().onBody(m.response_body!);
+        case 'response_trailers':
+          this.tracker().onTrailers();
+          return this.send({ response_trailers: {} });
+        default:
+          return;
+      }
+    } catch (err) {
+      if (err instanceof InferenceError) return this.reject(err);
+      this.deps.logger.error({ err, reqId: this.requestId }, 'ext_proc stream failed');
+      this.fail(grpc.status.INTERNAL, (err as Error).message);
+    }
+  }
+
+  private captureMetadata(md: Metadata | null | undefined): void {
+    const hint = md?.filter_metadata?.[SUBSET_HINT_NAMESPACE];
+    if (!hint?.fields || !(SUBSET_HINT_KEY in hint.fields)) return;
+    const list = valueToJson(hint.fields[SUBSET_HINT_KEY]);
+    this.subset = Array.isArray(list) ? list.filter((x): x is string => typeof x === 'string') : [];
+  }
+
+  private onRequestHeaders(h: HttpHeaders): void {
+    this.headers = receiveHeaders(h.headers);
+    const values = this.headers.values;
+    // A client never chooses the route: its routing headers are dropped here and removed from the request in the reply.
+    for (const name of ROUTING_HEADERS) delete values[name];
+    if (!values['x-request-id']) values['x-request-id'] = randomUUID();
+    this.requestId = values['x-request-id'];
+    if (h.end_of_stream) this.routeHeaderOnly();
+  }
+
+  /** A request without a body gets a random endpoint and no scheduling (llm-d `fallbackToRandomEndpoint`). */
+  private routeHeaderOnly(): void {
+    this.requestDone = true;
+    const e = this.deps.director.randomEndpoint();
+    if (!e) throw new InferenceError('Internal', 'no pods available in datastore');
+    const set = [setHeader(DESTINATION_ENDPOINT, e.hostPort), ...echoHeaders(this.headers.values, this.headers.repeated)];
+    this.send(requestHeadersResponse(set, this.removals(), e.hostPort));
+  }
+
+  private onRequestBody(b: HttpBody): void {
+    if (this.requestDone) return;
+    const chunk = b.body ? Buffer.from(b.body) : Buffer.alloc(0);
+    this.bodyBytes += chunk.length;
+    if (this.bodyBytes > this.deps.settings.maxRequestBodyBytes) {
+      this.requestDone = true;
+      this.chunks = [];
+      throw new InferenceError('PayloadTooLarge', `request body exceeds the limit of ${this.deps.settings.maxRequestBodyBytes} bytes`, 'rejected-too-large');
+    }
+    if (chunk.length > 0) this.chunks.push(chunk);
+    if (b.end_of_stream) this.finishRequest(true);
+  }
+
+  private finishRequest(endOfStream: boolean): void {
+    this.requestDone = true;
+    const start = performance.now();
+    this.requestEndAt = start;
+    const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    this.chunks = [];
+    const director = this.deps.director;
+    this.parsed = director.parse(this.requestId, this.headers.values, body);
+    const request = this.parsed.request;
+    const labels = { model: request.model, targetModel: request.targetModel };
+    this.deps.metrics.countRequest({ ...labels, fairnessId: request.headers['x-llm-d-inference-fairness-id'] ?? request.headers['x-gateway-inference-fairness-id'] ?? 'default-flow', priority: 0 });
+    this.deps.metrics.requestSize.observe(this.deps.metrics.requestLabels(labels), body.length);
+    this.scheduled = director.schedule(request, this.subset);
+    this.deps.metrics.requestRunning.inc({ model_name: this.deps.metrics.requestLabels(labels).model_name });
+    const forwarded = this.parsed.body;
+    const set = [setHeader(DESTINATION_ENDPOINT, this.scheduled.destination)];
+    if (forwarded.length > 0) set.push(setHeader('Content-Length', String(forwarded.length)));
+    set.push(...echoHeaders(request.headers, this.headers.repeated));
+    this.send(requestHeadersResponse(set, this.removals(), this.scheduled.destination));
+    for (const m of streamedBody('request_body', forwarded, endOfStream)) this.send(m);
+    this.deps.metrics.requestProcessing.observe((performance.now() - start) / 1000);
+    const d = this.scheduled.ctx.decision;
+    if (this.deps.logger.isLevelEnabled('debug')) {
+      this.deps.logger.debug({ reqId: this.requestId, model: request.model, destination: this.scheduled.destination, decision: d?.type, reason: d?.reason, tokens: request.tokenCount }, 'request scheduled');
+    }
+  }
+
+  /** Routing headers the EPP did not set: removed so a client's copy can never reach the sidecar. */
+  private removals(): string[] {
+    const set = this.parsed?.request.headers ?? this.headers.values;
+    return ROUTING_HEADERS.filter((h) => h !== DESTINATION_ENDPOINT && set[h] === undefined);
+  }
+
+  private tracker(): ResponseTracker {
+    if (!this.response) {
+      const request = this.parsed?.request;
+      this.response = new ResponseTracker({
+        send: (m) => this.send(m),
+        metrics: this.deps.metrics,
+        labels: { model: request?.model ?? '', targetModel: request?.targetModel ?? '' },
+        streamRequested: request?.stream ?? false,
+        parsesUsage: this.parsed?.parser.parsesUsage ?? true,
+        maxBufferedBytes: this.deps.settings.maxResponseBodyBytes,
+        requestEndAt: this.requestEndAt,
+        rewriteModel: request && request.targetModel !== request.model ? { from: request.targetModel, to: request.model } : undefined,
+        onComplete: () => this.complete(),
+      });
+    }
+    return this.response;
+  }
+
+  private reject(err: InferenceError): void {
+    this.requestDone = true;
+    const request = this.parsed?.request;
+    this.deps.metrics.countError({ model: request?.model ?? '', targetModel: request?.targetModel ?? '' }, err.code);
+    this.deps.logger.debug({ reqId: this.requestId, status: err.status, reason: err.message }, 'request rejected');
+    this.send(immediateResponse(err));
+    this.close('OK');
+    this.call.end();
+  }
+
+  private completed = false;
+
+  /** The request is over: release what scheduling held (once). */
+  private complete(): void {
+    if (this.completed) return;
+    this.completed = true;
+    if (this.scheduled) {
+      this.deps.director.complete(this.scheduled);
+      this.deps.metrics.requestRunning.dec({ model_name: this.deps.metrics.requestLabels(this.scheduled.ctx.request).model_name });
+    }
+  }
+
+  private close(code: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.idle);
+    this.complete();
+    this.deps.metrics.streamsInflight.dec();
+    this.deps.metrics.streamsTotal.inc({ code });
+    this.deps.metrics.streamDuration.observe((performance.now() - this.openedAt) / 1000);
+    this.deps.onClose?.();
+  }
+}
+

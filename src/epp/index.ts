@@ -1,0 +1,14 @@
+/** The Endpoint Picker: `pd-router epp`, and the pieces other components reuse in-process. */
+export { eppCommand, eppOptions, eppConfig, type EppConfig } from './options.js';
+export { startEpp, type EppHandle, type StartEppOptions } from './epp.js';
+export { loadEndpointPickerConfig, type LoadedEndpointPickerConfig, type LoadDependencies } from './config/loader.js';
+export { DEFAULT_CONFIG_YAML, ACCEPTED_API_VERSIONS } from './config/schema.js';
+export { PLUGIN_REGISTRY, UNSUPPORTED_UPSTREAM_TYPES } from './plugins/registry.js';
+export type { PluginDefinition, PluginFactoryContext, PluginKind } from './plugins/definition.js';
+export { EndpointStore, endpointFromSpec, emptyMetrics, type EndpointSpec } from './datalayer/endpoint-store.js';
+export { parseEndpointsFile } from './datalayer/endpoints-file.js';
+export { EppMetrics } from './metrics.js';
+export { InferenceError } from './framework/errors.js';
+export * from './framework/types.js';
+export * from './routing-headers.js';
+export { healthClientConstructor } from './health.js';

@@ -1,0 +1,75 @@
+/**
+ * `pd-router epp` flags. Names and defaults follow llm-d's EPP (`pkg/epp/server/options.go`) where they mean the same;
+ * the rest (body and buffer bounds, scrape timeout, stream idle bound, --endpoints-file, API-server override) are
+ * pd-router's. The EndpointPickerConfig itself comes from --config-file / --config-text (not --config, which is the
+ * file of these flags, as for every pd-router command).
+ */
+import { opt, loggingOptions, shutdownOptions, defaultValues, type CommandDefinition, type OptionValues } from '../common/index.js';
+
+const port = (def: number, description: string) => opt.int({ default: def, min: 0, max: 65535, description });
+
+export const eppOptions = {
+  configFile: opt.string({ default: '', description: 'EndpointPickerConfig YAML file; empty (and no --config-text) runs llm-d\'s default single-profile config.' }),
+  configText: opt.string({ default: '', description: 'EndpointPickerConfig YAML given inline.' }),
+  host: opt.string({ default: '0.0.0.0', description: 'Address the gRPC, health and metrics servers listen on.' }),
+  grpcPort: port(9002, 'ext_proc gRPC port.'),
+  grpcHealthPort: port(9003, 'gRPC health port (grpc.health.v1, plain text).'),
+  metricsPort: port(9090, 'Prometheus /metrics port (HTTP, no auth).'),
+  secureServing: opt.bool({ default: true, description: 'TLS on the ext_proc port (self-signed unless --cert-path); --secure-serving=false for plain gRPC.' }),
+  certPath: opt.string({ default: '', description: 'Directory with tls.crt and tls.key for --secure-serving, reloaded when they change.' }),
+  poolName: opt.string({ default: '', description: 'InferencePool to watch for endpoints (Kubernetes discovery).' }),
+  poolNamespace: opt.string({ default: '', env: ['NAMESPACE'], description: 'Namespace of the pool or selector; empty: $NAMESPACE, else "default".' }),
+  poolGroup: opt.oneOf(['inference.networking.k8s.io', 'inference.networking.x-k8s.io'] as const, {
+    default: 'inference.networking.k8s.io',
+    description: 'API group of the InferencePool (v1, or v1alpha2 for inference.networking.x-k8s.io).',
+  }),
+  endpointSelector: opt.string({ default: '', description: 'Label selector of model-server pods, without an InferencePool (key=value,...).' }),
+  endpointTargetPorts: opt.list({ default: [], itemHint: 'a comma-separated list of 1 to 8 ports', description: 'Ports of each selected pod (with --endpoint-selector), one endpoint per port.' }),
+  endpointsFile: opt.string({ default: '', description: 'pd-router: YAML/JSON endpoints file (file-discovery format), hot-reloaded; no Kubernetes needed.' }),
+  kubeApiServer: opt.string({ default: '', description: 'pd-router: Kubernetes API server URL used without credentials (kubectl proxy, tests); default in-cluster/kubeconfig.' }),
+  kubeconfig: opt.string({ default: '', env: ['KUBECONFIG'], description: 'kubeconfig file when not running in a cluster.' }),
+  refreshMetricsInterval: opt.duration({ default: 50, min: 1, description: 'How often each endpoint\'s /metrics is scraped (llm-d\'s base tick).' }),
+  metricsStalenessThreshold: opt.duration({ default: 2000, min: 1, description: 'Metrics older than this mark an endpoint stale (and leave the pool gauges).' }),
+  metricsScrapeTimeout: opt.duration({ default: 1000, min: 1, description: 'pd-router: deadline of one metrics scrape (connect, headers and body).' }),
+  maxMetricsResponseSize: opt.bytes({ default: 16 * 1024 * 1024, min: 1024, description: 'pd-router: largest /metrics answer read; larger counts as a scrape failure.' }),
+  maxRequestBodySize: opt.bytes({ default: 64 * 1024 * 1024, min: 1024, description: 'pd-router: largest request body buffered; beyond it the request gets 413 PayloadTooLarge.' }),
+  maxResponseBodyBuffer: opt.bytes({ default: 16 * 1024 * 1024, min: 1024, description: 'pd-router: non-streaming responses larger than this are passed through unbuffered (no usage metrics).' }),
+  streamIdleTimeout: opt.duration({ default: 3_600_000, description: 'pd-router: an ext_proc stream with no message for this long is ended (DEADLINE_EXCEEDED); 0 disables.' }),
+  ...shutdownOptions,
+  ...loggingOptions,
+};
+
+export type EppConfig = OptionValues<typeof eppOptions>;
+
+export const eppCommand: CommandDefinition<typeof eppOptions> = {
+  name: 'epp',
+  summary: 'Endpoint Picker: Envoy ext_proc server choosing decode and prefill endpoints (llm-d EPP compatible).',
+  description: `Serves envoy.service.ext_proc.v3.ExternalProcessor (FULL_DUPLEX_STREAMED) on --grpc-port, gRPC health on
+--grpc-health-port and Prometheus metrics on --metrics-port. Endpoints come from exactly one of: --endpoints-file,
+the config's file-discovery plugin, --pool-name (InferencePool), or --endpoint-selector with --endpoint-target-ports.`,
+  options: eppOptions,
+  envPrefix: 'PD_EPP',
+  validate: (v) => {
+    const problems: string[] = [];
+    const sources = [v.endpointsFile && '--endpoints-file', v.poolName && '--pool-name', v.endpointSelector && '--endpoint-selector'].filter(Boolean);
+    if (sources.length > 1) problems.push(`give only one endpoint source, got ${sources.join(' and ')}`);
+    if (v.configFile && v.configText) problems.push('give --config-file or --config-text, not both');
+    if (v.endpointSelector) {
+      if (v.endpointTargetPorts.length < 1 || v.endpointTargetPorts.length > 8) problems.push('--endpoint-selector needs 1 to 8 --endpoint-target-ports');
+      for (const p of v.endpointTargetPorts) {
+        const n = Number(p);
+        if (!Number.isInteger(n) || n < 1 || n > 65535) problems.push(`invalid value "${p}" in --endpoint-target-ports: expected a port between 1 and 65535`);
+      }
+    } else if (v.endpointTargetPorts.length > 0) problems.push('--endpoint-target-ports needs --endpoint-selector');
+    if (!v.secureServing && v.certPath) problems.push('--cert-path needs --secure-serving');
+    return problems;
+  },
+  epilog: `Plugin parameters (for example approx-prefix-cache-producer lruCapacityPerServer=31250 and
+maxPrefixTokensToMatch=131072, no-hit-lru-scorer lruSize=1024, disagg-profile-handler
+onPrefillUnavailable=decode-only) are set in the EndpointPickerConfig; see src/epp/README.md.`,
+};
+
+/** Defaults with overrides: how tests and the dev stack configure an EPP in-process. */
+export function eppConfig(overrides: Partial<EppConfig> = {}): EppConfig {
+  return { ...defaultValues(eppOptions), ...overrides };
+}

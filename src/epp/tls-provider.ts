@@ -1,0 +1,31 @@
+/**
+ * Feeds the serving certificate to grpc-js and swaps it when the certificate directory changes (the common TLS
+ * helper watches it), so a rotated Kubernetes TLS secret needs no restart.
+ */
+import type { experimental } from '@grpc/grpc-js';
+import type { TlsMaterial } from '../common/index.js';
+
+type Listener = (update: experimental.IdentityCertificateUpdate | null) => void;
+
+export class IdentityProvider implements experimental.CertificateProvider {
+  private current: experimental.IdentityCertificateUpdate | null = null;
+  private readonly listeners = new Set<Listener>();
+
+  update(m: TlsMaterial): void {
+    this.current = { certificate: Buffer.from(m.cert), privateKey: Buffer.from(m.key) };
+    for (const l of this.listeners) l(this.current);
+  }
+
+  addIdentityCertificateListener(l: Listener): void {
+    this.listeners.add(l);
+    if (this.current) l(this.current);
+  }
+
+  removeIdentityCertificateListener(l: Listener): void {
+    this.listeners.delete(l);
+  }
+
+  addCaCertificateListener(): void {}
+
+  removeCaCertificateListener(): void {}
+}
