@@ -38,9 +38,30 @@ export function rewriteUsage(obj: unknown, cached: number): boolean {
   return changed;
 }
 
+const DETAILS_KEY = Buffer.from('"prompt_tokens_details":{"cached_tokens":');
+const CACHED_KEY = Buffer.from('"cached_tokens":');
+
+/**
+ * Fast path for vLLM's compact JSON: when `"cached_tokens":` occurs exactly once, right after
+ * `"prompt_tokens_details":{`, splice the new number in. A key inside a JSON string would be escaped (`\"`), so the
+ * byte pattern can only be the real key.
+ */
+function spliceCachedTokens(body: Buffer, cached: number): Buffer | undefined {
+  const at = body.indexOf(DETAILS_KEY);
+  if (at < 0 || body.indexOf(DETAILS_KEY, at + 1) >= 0) return undefined;
+  if (body.indexOf(CACHED_KEY, body.indexOf(CACHED_KEY) + 1) >= 0) return undefined;
+  const start = at + DETAILS_KEY.length;
+  let end = start;
+  while (end < body.length && body[end]! >= 0x30 && body[end]! <= 0x39) end++;
+  if (end === start) return undefined;
+  return Buffer.concat([body.subarray(0, start), Buffer.from(String(cached)), body.subarray(end)]);
+}
+
 /** Rewrites a complete JSON body; returns it unchanged when it is not a JSON object with usage. */
 export function rewriteJsonBody(body: Buffer, cached: number): Buffer {
   if (body.indexOf(USAGE_MARKER) < 0) return body;
+  const fast = spliceCachedTokens(body, cached);
+  if (fast) return fast;
   let parsed: unknown;
   try {
     parsed = JSON.parse(body.toString('utf8'));

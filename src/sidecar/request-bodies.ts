@@ -47,6 +47,24 @@ export function nixlDecodeBody(body: JsonObject, prefillKvParams: unknown): Json
   return { ...body, kv_transfer_params: prefillKvParams ?? null };
 }
 
+/**
+ * The decode leg's bytes: the client's raw body with `kv_transfer_params` appended before its closing brace, so the
+ * client's JSON reaches vLLM byte for byte and a large prompt is not serialized again. Falls back to serializing the
+ * parsed body when the client sent kv_transfer_params itself (it must be replaced, not duplicated).
+ */
+export function nixlDecodeBytes(raw: Buffer, body: JsonObject, prefillKvParams: unknown): Buffer | string {
+  if (!('kv_transfer_params' in body)) {
+    let end = raw.length - 1;
+    while (end >= 0 && (raw[end] === 0x20 || raw[end] === 0x0a || raw[end] === 0x0d || raw[end] === 0x09)) end--;
+    if (end > 0 && raw[end] === 0x7d /* } */) {
+      const empty = Object.keys(body).length === 0;
+      const tail = `${empty ? '' : ','}"kv_transfer_params":${JSON.stringify(prefillKvParams ?? null)}}`;
+      return Buffer.concat([raw.subarray(0, end), Buffer.from(tail)]);
+    }
+  }
+  return JSON.stringify(nixlDecodeBody(body, prefillKvParams));
+}
+
 /** SGLang: one body for both legs, the client's plus the bootstrap triple; no token capping, stream unchanged. */
 export function sglangBody(body: JsonObject, bootstrapHost: string, bootstrapPort: number, bootstrapRoom: number): JsonObject {
   return { ...body, bootstrap_host: bootstrapHost, bootstrap_port: bootstrapPort, bootstrap_room: bootstrapRoom };

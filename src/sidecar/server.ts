@@ -191,7 +191,7 @@ async function handlePd(r: SidecarRank, api: ApiType, request: FastifyRequest, r
     agents: r.agents,
     config: c,
     metrics: r.metrics,
-    logger: logger.child({ prefiller: target.hostPort }),
+    logger,
     timings: { start: t.start, prefillMs: 0, decodeTtfbMs: 0 },
   };
   let outcome: Outcome;

@@ -123,3 +123,33 @@ describe('over HTTP: a decoder that splits an SSE data line across writes', () =
     }
   });
 });
+
+describe('byte-level fast paths agree with full parsing', () => {
+  it('the cached_tokens splice gives the same JSON as parse + rewrite, and falls back when ambiguous', async () => {
+    const { rewriteUsage } = await import('../../src/sidecar/cached-tokens-rewriter.js');
+    const cases = [
+      { id: 'a', choices: [{ text: 'quote \\"cached_tokens\\": 5 in text' }], usage: { prompt_tokens: 9, prompt_tokens_details: { cached_tokens: 8 } } },
+      { usage: { prompt_tokens: 9, prompt_tokens_details: { cached_tokens: 0 }, completion_tokens_details: { cached_tokens: 3 } } },
+      { usage: { prompt_tokens: 9 } },
+      { usage: { prompt_tokens: 9, prompt_tokens_details: null } },
+    ];
+    for (const c of cases) {
+      const viaBytes = JSON.parse(rewriteJsonBody(Buffer.from(JSON.stringify(c)), 42).toString());
+      const expected = structuredClone(c);
+      rewriteUsage(expected, 42);
+      expect(viaBytes).toEqual(expected);
+    }
+  });
+
+  it('the decode body keeps the client\'s bytes and appends kv_transfer_params', async () => {
+    const { nixlDecodeBytes } = await import('../../src/sidecar/request-bodies.js');
+    const raw = Buffer.from('{ "model": "m",\n  "prompt": "x  y" }\n');
+    const out = nixlDecodeBytes(raw, JSON.parse(raw.toString()), { a: 1 }).toString();
+    expect(out).toBe('{ "model": "m",\n  "prompt": "x  y" ,"kv_transfer_params":{"a":1}}');
+    expect(JSON.parse(out)).toEqual({ model: 'm', prompt: 'x  y', kv_transfer_params: { a: 1 } });
+    expect(nixlDecodeBytes(Buffer.from('{}'), {}, null).toString()).toBe('{"kv_transfer_params":null}');
+    // A client-sent kv_transfer_params is replaced, not duplicated.
+    const withKv = Buffer.from('{"kv_transfer_params":{"x":1},"model":"m"}');
+    expect(JSON.parse(nixlDecodeBytes(withKv, JSON.parse(withKv.toString()), { b: 2 }).toString())).toEqual({ kv_transfer_params: { b: 2 }, model: 'm' });
+  });
+});

@@ -102,7 +102,7 @@ export function answerLegFailure(ctx: PdContext, err: unknown, stage: 'decode' |
     if (stage === 'decode' && code === 'ECONNREFUSED') writeJsonError(ctx.res, 503, DECODER_NOT_READY, 'ServiceUnavailable');
     else writeJsonError(ctx.res, 502, `${stage} failed: ${code ?? ''} ${(err as Error)?.message ?? String(err)}`.replace(/\s+/g, ' ').trim(), 'BadGateway');
   }
-  ctx.logger.warn({ err, stage, code }, `${stage} leg failed`);
+  ctx.logger.warn({ err, stage, code, prefiller: ctx.target?.hostPort }, `${stage} leg failed`);
   return 'upstream_error';
 }
 

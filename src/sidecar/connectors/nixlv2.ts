@@ -12,7 +12,7 @@ import type { Dispatcher } from 'undici';
 import { writeJsonError } from '../errors.js';
 import type { Outcome } from '../metrics.js';
 import { sendPrefill, type PrefillOutcome } from '../prefill-client.js';
-import { cachedTokensOf, nixlDecodeBody, nixlPrefillBody } from '../request-bodies.js';
+import { cachedTokensOf, nixlDecodeBytes, nixlPrefillBody } from '../request-bodies.js';
 import { legHeaders, prefillOrigin, runDecode, type Connector, type PdContext } from './context.js';
 
 /** Prefill failures the `local` policy may serve locally: anything that is not the client's own fault. */
@@ -94,7 +94,7 @@ export const nixlv2Connector: Connector = {
       return answerPrefillFailure(ctx, r);
     }
     ctx.metrics.modes.inc({ connector: 'nixlv2', mode: 'disaggregated' });
-    const decodeBody = JSON.stringify(nixlDecodeBody(ctx.body, r.json.kv_transfer_params));
+    const decodeBody = nixlDecodeBytes(ctx.rawBody, ctx.body, r.json.kv_transfer_params);
     return runDecode(ctx, { body: decodeBody, mode: 'disaggregated', rewriteCached: cachedTokensOf(r.json) });
   },
 };

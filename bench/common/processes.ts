@@ -1,0 +1,88 @@
+/**
+ * Benchmark plumbing: starting pd-router commands as child processes (so the component under test has its own event
+ * loop, as in production), waiting until they listen, reading their peak memory, and stopping them.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** dist/src/cli.js, found from dist/bench/common/. */
+export const CLI = path.resolve(here, '../../src/cli.js');
+
+export interface ChildComponent {
+  child: ChildProcess;
+  url: string;
+  stop(): Promise<void>;
+  /** Peak resident set size in bytes (Linux VmHWM), or undefined where /proc is missing. */
+  peakRssBytes(): number | undefined;
+}
+
+/** Starts `pd-router <args>` and resolves with the first URL matching `ready` in its output (JSON logs). */
+export function startComponent(args: string[], ready: RegExp, timeoutMs = 20_000): Promise<ChildComponent> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`pd-router ${args[0]} not ready in ${timeoutMs}ms:\n${out}`));
+    }, timeoutMs);
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      const m = out.match(ready);
+      if (m) {
+        clearTimeout(timer);
+        child.stdout!.off('data', onData);
+        child.stderr!.off('data', onData);
+        child.stdout!.resume();
+        child.stderr!.resume();
+        resolve({
+          child,
+          url: m[1]!,
+          stop: () =>
+            new Promise<void>((res) => {
+              if (child.exitCode !== null) return res();
+              const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
+              child.once('exit', () => {
+                clearTimeout(kill);
+                res();
+              });
+              child.kill('SIGTERM');
+            }),
+          peakRssBytes: () => {
+            try {
+              const m2 = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+              return m2 ? Number(m2[1]) * 1024 : undefined;
+            } catch {
+              return undefined;
+            }
+          },
+        });
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`pd-router ${args[0]} exited with ${code}:\n${out}`));
+    });
+  });
+}
+
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+export function fmt(n: number, digits = 2): string {
+  return Number.isFinite(n) ? n.toFixed(digits) : 'n/a';
+}
+
+/** A Markdown table. */
+export function table(header: string[], rows: (string | number)[][]): string {
+  const lines = [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`];
+  for (const r of rows) lines.push(`| ${r.join(' | ')} |`);
+  return lines.join('\n');
+}

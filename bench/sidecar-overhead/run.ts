@@ -1,0 +1,176 @@
+/**
+ * bench/sidecar-overhead: what the sidecar adds to a P/D request.
+ *
+ * One zero-latency simulator process plays both prefiller and decoder. For each concurrency level, autocannon sends
+ * the same P/D operation two ways, each for the same duration:
+ *   direct   — as a client would without a sidecar: the prefill request (max_tokens 1, do_remote_decode) to the
+ *              simulator, then the original request with the returned kv_transfer_params;
+ *   sidecar  — the original request to the sidecar (its own process) with x-prefiller-host-port naming the simulator.
+ * Latency is measured per operation (prefill + decode) in both modes; the added latency at a percentile is the
+ * difference of the two distributions at that percentile. Throughput is operations per second. The sidecar's peak
+ * RSS is read from /proc at the end.
+ *
+ * Usage: node dist/bench/sidecar-overhead/run.js [--duration 10] [--concurrency 1,64,256] [--out bench/results]
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import autocannon from 'autocannon';
+import { fmt, percentile, startComponent, table } from '../common/processes.js';
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
+}
+
+const DURATION = Number(arg('duration', '10'));
+const LEVELS = arg('concurrency', '1,64,256').split(',').map(Number);
+const OUT = arg('out', 'bench/results');
+
+const PROMPT = Array.from({ length: 200 }, (_, i) => `word${i}`).join(' ');
+const CLIENT_BODY = { model: 'bench-model', messages: [{ role: 'user', content: PROMPT }], max_tokens: 16, ignore_eos: true };
+const PREFILL_BODY = JSON.stringify({
+  ...CLIENT_BODY,
+  max_tokens: 1,
+  max_completion_tokens: 1,
+  min_tokens: 1,
+  stream: false,
+  kv_transfer_params: { do_remote_decode: true, do_remote_prefill: false, remote_engine_id: null, remote_block_ids: null, remote_host: null, remote_port: null },
+});
+const HEADERS = { 'content-type': 'application/json' };
+
+interface ModeResult {
+  mode: string;
+  concurrency: number;
+  ops: number;
+  opsPerSec: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+async function runMode(mode: 'direct' | 'sidecar', url: string, simHostPort: string, concurrency: number): Promise<ModeResult> {
+  const latencies: number[] = [];
+  let errors = 0;
+  const now = () => performance.now();
+  const requests =
+    mode === 'direct'
+      ? [
+          {
+            method: 'POST',
+            path: '/v1/chat/completions',
+            headers: HEADERS,
+            body: PREFILL_BODY,
+            setupRequest: (req: Record<string, unknown>, ctx: Record<string, unknown>) => {
+              ctx.t0 = now();
+              return req;
+            },
+            onResponse: (status: number, body: string, ctx: Record<string, unknown>) => {
+              if (status !== 200) errors++;
+              try {
+                ctx.kv = JSON.parse(body).kv_transfer_params;
+              } catch {
+                ctx.kv = null;
+              }
+            },
+          },
+          {
+            method: 'POST',
+            path: '/v1/chat/completions',
+            headers: HEADERS,
+            setupRequest: (req: Record<string, unknown>, ctx: Record<string, unknown>) => ({ ...req, body: JSON.stringify({ ...CLIENT_BODY, kv_transfer_params: ctx.kv }) }),
+            onResponse: (status: number, _body: string, ctx: Record<string, unknown>) => {
+              if (status !== 200) errors++;
+              latencies.push(now() - (ctx.t0 as number));
+            },
+          },
+        ]
+      : [
+          {
+            method: 'POST',
+            path: '/v1/chat/completions',
+            headers: { ...HEADERS, 'x-prefiller-host-port': simHostPort },
+            body: JSON.stringify(CLIENT_BODY),
+            setupRequest: (req: Record<string, unknown>, ctx: Record<string, unknown>) => {
+              ctx.t0 = now();
+              return req;
+            },
+            onResponse: (status: number, _body: string, ctx: Record<string, unknown>) => {
+              if (status !== 200) errors++;
+              latencies.push(now() - (ctx.t0 as number));
+            },
+          },
+        ];
+  // Warm-up: connections, JIT, pools.
+  await autocannon({ url, connections: concurrency, duration: 1, requests: requests as never });
+  latencies.length = 0;
+  errors = 0;
+  const r = await autocannon({ url, connections: concurrency, duration: DURATION, requests: requests as never, timeout: 30 });
+  latencies.sort((a, b) => a - b);
+  return {
+    mode,
+    concurrency,
+    ops: latencies.length,
+    opsPerSec: latencies.length / (r.duration || DURATION),
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    errors: errors + r.errors + r.timeouts,
+  };
+}
+
+async function main(): Promise<void> {
+  const sim = await startComponent(
+    ['sim', '--host', '127.0.0.1', '--port', '0', '--model', 'bench-model', '--max-num-seqs', '4096', '--max-waiting-queue-length', '100000', '--kv-cache-size', '1000000', '--max-model-len', '100000', '--log-level', 'info', '--record-requests', '0', '--seed', '1'],
+    /"url":"(http:[^"]+)".*simulator listening/,
+  );
+  const simHostPort = sim.url.replace('http://', '');
+  const sidecar = await startComponent(
+    ['sidecar', '--host', '127.0.0.1', '--port', '0', '--secure-proxy=false', '--model-server-host', '127.0.0.1', '--model-server-port', simHostPort.split(':')[1]!, '--log-level', 'info'],
+    /"url":"(http:[^"]+)".*sidecar listening/,
+  );
+  const rows: Array<Record<string, number | string>> = [];
+  try {
+    for (const c of LEVELS) {
+      const direct = await runMode('direct', sim.url, simHostPort, c);
+      const via = await runMode('sidecar', sidecar.url, simHostPort, c);
+      const row = {
+        concurrency: c,
+        directP50: direct.p50,
+        directP99: direct.p99,
+        sidecarP50: via.p50,
+        sidecarP99: via.p99,
+        addedP50: via.p50 - direct.p50,
+        addedP99: via.p99 - direct.p99,
+        directOpsPerSec: direct.opsPerSec,
+        sidecarOpsPerSec: via.opsPerSec,
+        errors: direct.errors + via.errors,
+      };
+      rows.push(row);
+      process.stderr.write(`concurrency ${c}: added p50 ${fmt(row.addedP50)} ms, p99 ${fmt(row.addedP99)} ms, ${fmt(via.opsPerSec, 0)} ops/s via sidecar\n`);
+    }
+  } finally {
+    const rss = sidecar.peakRssBytes();
+    await sidecar.stop();
+    await sim.stop();
+    const md = [
+      `# Sidecar overhead (${new Date().toISOString()})`,
+      '',
+      `Command: \`node dist/bench/sidecar-overhead/run.js --duration ${DURATION} --concurrency ${LEVELS.join(',')}\`; zero-latency simulator, non-streamed chat completion, 200-word prompt, 16 output tokens; latency per P/D operation in ms.`,
+      '',
+      table(
+        ['concurrency', 'direct p50', 'direct p99', 'sidecar p50', 'sidecar p99', 'added p50', 'added p99', 'direct ops/s', 'sidecar ops/s', 'errors'],
+        rows.map((r) => [r.concurrency!, fmt(r.directP50 as number), fmt(r.directP99 as number), fmt(r.sidecarP50 as number), fmt(r.sidecarP99 as number), fmt(r.addedP50 as number), fmt(r.addedP99 as number), fmt(r.directOpsPerSec as number, 0), fmt(r.sidecarOpsPerSec as number, 0), r.errors!]),
+      ),
+      '',
+      `Sidecar peak RSS: ${rss === undefined ? 'n/a' : `${fmt(rss / 1024 / 1024, 1)} MB`}`,
+    ].join('\n');
+    mkdirSync(OUT, { recursive: true });
+    writeFileSync(path.join(OUT, 'sidecar-overhead.md'), md + '\n');
+    writeFileSync(path.join(OUT, 'sidecar-overhead.json'), JSON.stringify({ durationSeconds: DURATION, rows, sidecarPeakRssBytes: rss }, null, 2) + '\n');
+    process.stdout.write(md + '\n');
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(`${(e as Error).stack ?? e}\n`);
+  process.exitCode = 1;
+});
