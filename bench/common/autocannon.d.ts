@@ -15,6 +15,8 @@ declare module 'autocannon' {
     amount?: number;
     pipelining?: number;
     timeout?: number;
+    /** Requests per second across all connections. */
+    overallRate?: number;
     requests?: RequestSpec[];
     headers?: Record<string, string>;
     method?: string;

@@ -20,9 +20,9 @@ export interface ChildComponent {
 }
 
 /** Starts `pd-router <args>` and resolves with the first URL matching `ready` in its output (JSON logs). */
-export function startComponent(args: string[], ready: RegExp, timeoutMs = 20_000): Promise<ChildComponent> {
+export function startComponent(args: string[], ready: RegExp, timeoutMs = 20_000, nodeArgs: string[] = []): Promise<ChildComponent> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const timer = setTimeout(() => {
       child.kill('SIGKILL');

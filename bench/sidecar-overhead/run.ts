@@ -10,7 +10,15 @@
  * difference of the two distributions at that percentile. Throughput is operations per second. The sidecar's peak
  * RSS is read from /proc at the end.
  *
+ * Two phases per concurrency level:
+ *   closed loop — every connection sends its next operation as soon as the last one ends: the machine saturates
+ *                 (on 2 cores the simulator, the sidecar and autocannon share the CPU), so this phase measures
+ *                 throughput, and its latency is mostly queueing;
+ *   fixed rate  — the same connections, offered half the closed-loop throughput: latency without saturation, so
+ *                 the difference is the sidecar's own cost per operation.
+ *
  * Usage: node dist/bench/sidecar-overhead/run.js [--duration 10] [--concurrency 1,64,256] [--out bench/results]
+ *        [--sidecar-node-args "--max-old-space-size=96"]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -25,6 +33,12 @@ function arg(name: string, fallback: string): string {
 const DURATION = Number(arg('duration', '10'));
 const LEVELS = arg('concurrency', '1,64,256').split(',').map(Number);
 const OUT = arg('out', 'bench/results');
+/**
+ * Node flags for the sidecar process: the heap cap the Kustomize sidecar component sets through NODE_OPTIONS. Without
+ * a cap V8 sizes its heap from the machine's memory and lets garbage accumulate (RSS ~300 MB here for a live set
+ * under 60 MB).
+ */
+const SIDECAR_NODE_ARGS = arg('sidecar-node-args', '--max-old-space-size=96').split(' ').filter(Boolean);
 
 const PROMPT = Array.from({ length: 200 }, (_, i) => `word${i}`).join(' ');
 const CLIENT_BODY = { model: 'bench-model', messages: [{ role: 'user', content: PROMPT }], max_tokens: 16, ignore_eos: true };
@@ -48,7 +62,7 @@ interface ModeResult {
   errors: number;
 }
 
-async function runMode(mode: 'direct' | 'sidecar', url: string, simHostPort: string, concurrency: number): Promise<ModeResult> {
+async function runMode(mode: 'direct' | 'sidecar', url: string, simHostPort: string, concurrency: number, opsPerSec?: number): Promise<ModeResult> {
   const latencies: number[] = [];
   let errors = 0;
   const now = () => performance.now();
@@ -104,7 +118,9 @@ async function runMode(mode: 'direct' | 'sidecar', url: string, simHostPort: str
   await autocannon({ url, connections: concurrency, duration: 1, requests: requests as never });
   latencies.length = 0;
   errors = 0;
-  const r = await autocannon({ url, connections: concurrency, duration: DURATION, requests: requests as never, timeout: 30 });
+  // A direct operation is two requests, a sidecar operation one: the same operation rate in both modes.
+  const overallRate = opsPerSec === undefined ? undefined : Math.max(1, Math.round(opsPerSec * (mode === 'direct' ? 2 : 1)));
+  const r = await autocannon({ url, connections: concurrency, duration: DURATION, requests: requests as never, timeout: 30, overallRate });
   latencies.sort((a, b) => a - b);
   return {
     mode,
@@ -126,14 +142,16 @@ async function main(): Promise<void> {
   const sidecar = await startComponent(
     ['sidecar', '--host', '127.0.0.1', '--port', '0', '--secure-proxy=false', '--model-server-host', '127.0.0.1', '--model-server-port', simHostPort.split(':')[1]!, '--log-level', 'info'],
     /"url":"(http:[^"]+)".*sidecar listening/,
+    20_000,
+    SIDECAR_NODE_ARGS,
   );
   const rows: Array<Record<string, number | string>> = [];
-  try {
-    for (const c of LEVELS) {
-      const direct = await runMode('direct', sim.url, simHostPort, c);
-      const via = await runMode('sidecar', sidecar.url, simHostPort, c);
-      const row = {
+  const phase = async (c: number, label: string, rate?: number) => {
+    const direct = await runMode('direct', sim.url, simHostPort, c, rate);
+    const via = await runMode('sidecar', sidecar.url, simHostPort, c, rate);
+    const row = {
         concurrency: c,
+        phase: label,
         directP50: direct.p50,
         directP99: direct.p99,
         sidecarP50: via.p50,
@@ -143,9 +161,16 @@ async function main(): Promise<void> {
         directOpsPerSec: direct.opsPerSec,
         sidecarOpsPerSec: via.opsPerSec,
         errors: direct.errors + via.errors,
-      };
-      rows.push(row);
-      process.stderr.write(`concurrency ${c}: added p50 ${fmt(row.addedP50)} ms, p99 ${fmt(row.addedP99)} ms, ${fmt(via.opsPerSec, 0)} ops/s via sidecar\n`);
+    };
+    rows.push(row);
+    process.stderr.write(`concurrency ${c} ${label}: added p50 ${fmt(row.addedP50)} ms, p99 ${fmt(row.addedP99)} ms, ${fmt(via.opsPerSec, 0)} ops/s via sidecar\n`);
+    return row;
+  };
+  try {
+    for (const c of LEVELS) {
+      const closed = await phase(c, 'closed loop');
+      const rate = Math.floor(0.5 * Math.min(closed.directOpsPerSec, closed.sidecarOpsPerSec));
+      await phase(c, `fixed ${rate} ops/s`, rate);
     }
   } finally {
     const rss = sidecar.peakRssBytes();
@@ -157,11 +182,11 @@ async function main(): Promise<void> {
       `Command: \`node dist/bench/sidecar-overhead/run.js --duration ${DURATION} --concurrency ${LEVELS.join(',')}\`; zero-latency simulator, non-streamed chat completion, 200-word prompt, 16 output tokens; latency per P/D operation in ms.`,
       '',
       table(
-        ['concurrency', 'direct p50', 'direct p99', 'sidecar p50', 'sidecar p99', 'added p50', 'added p99', 'direct ops/s', 'sidecar ops/s', 'errors'],
-        rows.map((r) => [r.concurrency!, fmt(r.directP50 as number), fmt(r.directP99 as number), fmt(r.sidecarP50 as number), fmt(r.sidecarP99 as number), fmt(r.addedP50 as number), fmt(r.addedP99 as number), fmt(r.directOpsPerSec as number, 0), fmt(r.sidecarOpsPerSec as number, 0), r.errors!]),
+        ['concurrency', 'load', 'direct p50', 'direct p99', 'sidecar p50', 'sidecar p99', 'added p50', 'added p99', 'direct ops/s', 'sidecar ops/s', 'errors'],
+        rows.map((r) => [r.concurrency!, r.phase!, fmt(r.directP50 as number), fmt(r.directP99 as number), fmt(r.sidecarP50 as number), fmt(r.sidecarP99 as number), fmt(r.addedP50 as number), fmt(r.addedP99 as number), fmt(r.directOpsPerSec as number, 0), fmt(r.sidecarOpsPerSec as number, 0), r.errors!]),
       ),
       '',
-      `Sidecar peak RSS: ${rss === undefined ? 'n/a' : `${fmt(rss / 1024 / 1024, 1)} MB`}`,
+      `Sidecar peak RSS: ${rss === undefined ? 'n/a' : `${fmt(rss / 1024 / 1024, 1)} MB`} (sidecar node flags: \`${SIDECAR_NODE_ARGS.join(' ')}\`)`,
     ].join('\n');
     mkdirSync(OUT, { recursive: true });
     writeFileSync(path.join(OUT, 'sidecar-overhead.md'), md + '\n');
