@@ -133,3 +133,24 @@ describe('prefill header values', () => {
     expect(r.body).toEqual({ object: 'error', message: 'invalid x-prefiller-host-port value "no-port-here": expected host:port', type: 'BadRequestError', param: '', code: 400 });
   });
 });
+
+describe('prefiller sampling', () => {
+  it('--enable-prefiller-sampling spreads requests over the listed prefillers', async () => {
+    const { simConfig, startSimulator } = await import('../../src/sim/index.js');
+    const second = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], engineId: 'prefill-1' }));
+    const sampled = await startPd({ sidecar: { enablePrefillerSampling: true } });
+    try {
+      const header = `${sampled.prefillHeader},127.0.0.1:${second.port}`;
+      for (let i = 0; i < 24; i++) {
+        expect((await postJson(`${sampled.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x' }, { 'x-prefiller-host-port': header })).status).toBe(200);
+      }
+      // Each of the two gets some: the chance that 24 uniform picks all land on one is 2^-23.
+      expect(records(sampled.prefill).length).toBeGreaterThan(0);
+      expect(second.engine.recentRequests().length).toBeGreaterThan(0);
+      expect(records(sampled.prefill).length + second.engine.recentRequests().length).toBe(24);
+    } finally {
+      await sampled.close();
+      await second.close();
+    }
+  });
+});

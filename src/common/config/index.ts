@@ -4,6 +4,7 @@ export { OptionValueError, formatBytes, type OptionSpec, type OptionKind } from 
 export {
   loadOptions,
   renderHelp,
+  renderFlagTable,
   defaultValues,
   ConfigError,
   HelpRequested,

@@ -1,0 +1,157 @@
+/** Shared fixtures for EPP tests: the two llm-d P/D configs verbatim, endpoints, and in-process scheduling. */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { silentLogger } from '../../src/common/index.js';
+import { RequestDirector } from '../../src/epp/director.js';
+import { EndpointStore, loadEndpointPickerConfig, type EndpointSpec, type LoadedEndpointPickerConfig } from '../../src/epp/index.js';
+import type { EndpointMetrics } from '../../src/decider/index.js';
+
+/** llm-d deploy/config/pd-epp-config.yaml @ebab6879, verbatim. */
+export const PD_EPP_CONFIG = `# Sample EPP configuration for running with P/D
+apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: approx-prefix-cache-producer
+  parameters:
+    maxPrefixTokensToMatch: 16384
+    lruCapacityPerServer: 31250
+- type: prefix-cache-scorer
+- type: queue-scorer
+- type: prefill-filter
+- type: decode-filter
+- type: max-score-picker
+- type: disagg-profile-handler
+  parameters:
+    deciders:
+      prefill: prefix-based-pd-decider
+- type: prefix-based-pd-decider
+  parameters:
+    nonCachedTokens: 16
+schedulingProfiles:
+- name: prefill
+  plugins:
+  - pluginRef: prefill-filter
+  - pluginRef: max-score-picker
+  - pluginRef: prefix-cache-scorer
+    weight: 2
+  - pluginRef: queue-scorer
+    weight: 1
+- name: decode
+  plugins:
+  - pluginRef: decode-filter
+  - pluginRef: max-score-picker
+  - pluginRef: prefix-cache-scorer
+    weight: 2
+  - pluginRef: queue-scorer
+    weight: 1
+`;
+
+/** llm-d deploy/config/sim-pd-epp-config.yaml @ebab6879, verbatim. */
+export const SIM_PD_EPP_CONFIG = `# Sample EPP configuration for tunning with P/D
+# Use with small hash block size for simulation purposes
+apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: approx-prefix-cache-producer
+  parameters:
+    blockSizeTokens: 16
+    autoTune: false
+    maxPrefixTokensToMatch: 16384
+    lruCapacityPerServer: 31250
+- type: prefix-cache-scorer
+- type: queue-scorer
+- type: prefill-filter
+- type: decode-filter
+- type: max-score-picker
+- type: prefix-based-pd-decider
+  parameters:
+    nonCachedTokens: 16
+- type: disagg-profile-handler
+  parameters:
+    deciders:
+      prefill: prefix-based-pd-decider
+schedulingProfiles:
+- name: prefill
+  plugins:
+  - pluginRef: prefill-filter
+  - pluginRef: max-score-picker
+  - pluginRef: prefix-cache-scorer
+    weight: 2
+  - pluginRef: queue-scorer
+    weight: 1
+- name: decode
+  plugins:
+  - pluginRef: decode-filter
+  - pluginRef: max-score-picker
+  - pluginRef: prefix-cache-scorer
+    weight: 2
+  - pluginRef: queue-scorer
+    weight: 1
+`;
+
+export const ROLE = 'llm-d.ai/role';
+
+export function spec(name: string, address: string, role?: string, extra: Record<string, string> = {}, port = 8000): EndpointSpec {
+  return { name, namespace: 'default', address, port, labels: { ...(role ? { [ROLE]: role } : {}), ...extra } };
+}
+
+/** A store with the given endpoints, metrics set (fresh) from `metrics` by name. */
+export function storeWith(specs: EndpointSpec[], metrics: Record<string, Partial<EndpointMetrics>> = {}): EndpointStore {
+  const store = new EndpointStore();
+  store.replaceAll(specs);
+  for (const e of store.all()) Object.assign(e.metrics, { updatedAt: Date.now(), stale: false }, metrics[e.name] ?? {});
+  return store;
+}
+
+export interface Harness {
+  config: LoadedEndpointPickerConfig;
+  store: EndpointStore;
+  director: RequestDirector;
+  /** Parses and schedules a chat request; returns the scheduling outcome. */
+  route(prompt: string, opts?: { model?: string; headers?: Record<string, string>; path?: string; subset?: string[] }): ReturnType<RequestDirector['schedule']>;
+}
+
+/** A seeded generator (mulberry32) for deterministic pickers. */
+export function seeded(seed = 1): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function harness(yaml: string, store: EndpointStore, random: () => number = seeded()): Harness {
+  const config = loadEndpointPickerConfig(yaml, { random });
+  store.on('removed', (e) => config.endpointRemoved.forEach((p) => p.endpointRemoved(e.id)));
+  const director = new RequestDirector(config, store, config.metrics, silentLogger());
+  let n = 0;
+  return {
+    config,
+    store,
+    director,
+    route(prompt, opts = {}) {
+      const headers: Record<string, string> = { ':path': opts.path ?? '/v1/completions', 'x-request-id': `r${++n}`, ...opts.headers };
+      const body = Buffer.from(JSON.stringify({ model: opts.model ?? 'm', prompt }));
+      const parsed = director.parse(headers['x-request-id']!, headers, body);
+      return director.schedule(parsed.request, opts.subset);
+    },
+  };
+}
+
+/** Writes an endpoints file in a fresh temp dir; returns its path. */
+export function endpointsFile(content: string): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pd-epp-'));
+  const file = path.join(dir, 'endpoints.yaml');
+  writeFileSync(file, content);
+  return file;
+}
+
+export function endpointsYaml(specs: EndpointSpec[]): string {
+  return `endpoints:\n${specs
+    .map((s) => `- name: ${s.name}\n  namespace: ${s.namespace}\n  address: "${s.address}"\n  port: "${s.port}"\n  labels: ${JSON.stringify(s.labels)}`)
+    .join('\n')}\n`;
+}
