@@ -15,7 +15,7 @@ import { ConfigError, silentLogger } from '../../common/index.js';
 import { EppMetrics } from '../metrics.js';
 import { isDataProducer, isEndpointRemoved, isFilter, isPicker, isPreRequest, isProfileHandler, isResponseComplete, isScorer } from '../framework/types.js';
 import type { DataProducer, EndpointRemoved, Picker, Plugin, PreRequest, ProfileHandler, ResponseComplete } from '../framework/types.js';
-import type { PluginFactoryContext } from '../plugins/definition.js';
+import type { PluginDefinition, PluginFactoryContext } from '../plugins/definition.js';
 import type { FileDiscoverySettings } from '../plugins/datalayer/file-discovery.js';
 import type { MetricsDataSource, MetricsSourceSettings } from '../plugins/datalayer/metrics-data-source.js';
 import { isRequestParser, type RequestParser } from '../plugins/parser/parser-types.js';
@@ -31,6 +31,8 @@ export interface LoadDependencies {
   metrics?: EppMetrics;
   logger?: Logger;
   random?: () => number;
+  /** Plugin types available to the config; default PLUGIN_REGISTRY (tests and experiments add their own). */
+  registry?: Readonly<Record<string, PluginDefinition>>;
 }
 
 export interface LoadedEndpointPickerConfig {
@@ -80,6 +82,7 @@ export function loadEndpointPickerConfig(yamlText: string, deps: LoadDependencie
   const metrics = deps.metrics ?? new EppMetrics();
   const logger = deps.logger ?? silentLogger();
   const random = deps.random ?? Math.random;
+  const registry = deps.registry ?? PLUGIN_REGISTRY;
   const warnings: string[] = [];
   const warn = (m: string) => {
     warnings.push(m);
@@ -104,7 +107,7 @@ export function loadEndpointPickerConfig(yamlText: string, deps: LoadDependencie
     if (done) return done;
     const where = `plugin "${spec.name}" (type ${spec.type})`;
     if (building.has(spec.name)) fail(`${where}: circular plugin reference`);
-    const def = PLUGIN_REGISTRY[spec.type];
+    const def = registry[spec.type];
     if (!def) {
       const why = UNSUPPORTED_UPSTREAM_TYPES[spec.type];
       fail(why ? `${where}: type ${spec.type} is not supported by pd-router (${why})` : `${where}: unknown plugin type "${spec.type}"`);

@@ -1,0 +1,150 @@
+/** The approximate prefix cache: llm-d's block-hash chain, the per-endpoint LRU index, and the producer's matching. */
+import { describe, expect, it } from 'vitest';
+import xxhash from 'xxhash-wasm';
+import { chainSeed, promptBlockHashes } from '../../src/epp/prefix/block-hash.js';
+import { PrefixIndex } from '../../src/epp/prefix/prefix-index.js';
+import { prefixState } from '../../src/epp/prefix/match-state.js';
+import { harness, spec, storeWith } from './fixtures.js';
+import { metricValue } from '../helpers.js';
+
+const { h64Raw } = await xxhash();
+
+/** The formula as llm-d states it, over explicit estimate-tokenizer token ids. */
+function referenceChain(model: string, salt: string, text: string, blockSize: number, maxBlocks: number): bigint[] {
+  const bytes = Buffer.from(text, 'utf8');
+  const tokens: number[] = [];
+  for (let i = 0; i < bytes.length; i += 4) {
+    const b = [0, 1, 2, 3].map((k) => bytes[i + k] ?? 0);
+    tokens.push((b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0);
+  }
+  let prev = h64Raw(Buffer.from(model + salt));
+  const out: bigint[] = [];
+  for (let i = 0; i < tokens.length && (maxBlocks === 0 || out.length < maxBlocks); i += blockSize) {
+    const block = tokens.slice(i, i + blockSize);
+    const buf = Buffer.alloc(block.length * 4);
+    block.forEach((t, k) => buf.writeUInt32LE(t, k * 4));
+    const id = h64Raw(buf);
+    const chain = Buffer.alloc(16);
+    chain.writeBigUInt64LE(id, 0);
+    chain.writeBigUInt64LE(prev, 8);
+    prev = h64Raw(chain);
+    out.push(prev);
+  }
+  return out;
+}
+
+describe('block hashing', () => {
+  it('matches llm-d\'s chain over estimate tokens, including the partial last block and multi-byte text', () => {
+    for (const text of ['', 'a', 'abcd', 'hello world, hello world!', 'héllo wörld ✓ '.repeat(37)]) {
+      for (const bs of [1, 2, 64]) {
+        expect(promptBlockHashes(chainSeed('model', 'salt'), { kind: 'text', text }, bs, 0)).toEqual(referenceChain('model', 'salt', text, bs, 0));
+      }
+    }
+  });
+
+  it('token-id prompts hash their little-endian uint32s, so they equal the same bytes given as text', () => {
+    const text = 'abcdefgh';
+    const tokens = [0x64636261, 0x68676665];
+    expect(promptBlockHashes(0n, { kind: 'tokens', tokens }, 1, 0)).toEqual(promptBlockHashes(0n, { kind: 'text', text }, 1, 0));
+  });
+
+  it('the model and cache salt seed the chain; maxBlocks caps it; a shared prefix shares hashes', () => {
+    const p = { kind: 'text' as const, text: 'x'.repeat(1000) };
+    expect(promptBlockHashes(chainSeed('a', ''), p, 64, 0)[0]).not.toBe(promptBlockHashes(chainSeed('b', ''), p, 64, 0)[0]);
+    expect(promptBlockHashes(chainSeed('a', 's1'), p, 64, 0)[0]).not.toBe(promptBlockHashes(chainSeed('a', 's2'), p, 64, 0)[0]);
+    expect(promptBlockHashes(0n, p, 64, 0)).toHaveLength(4); // 250 tokens / 64
+    expect(promptBlockHashes(0n, p, 64, 2)).toHaveLength(2);
+    const longer = promptBlockHashes(0n, { kind: 'text', text: 'x'.repeat(1000) + 'tail' }, 64, 0);
+    expect(longer.slice(0, 3)).toEqual(promptBlockHashes(0n, p, 64, 0).slice(0, 3));
+  });
+});
+
+describe('PrefixIndex', () => {
+  it('per-endpoint LRU with capacity fixed at first sight; eviction and removal update the reverse map', () => {
+    const idx = new PrefixIndex();
+    idx.add('a', [1n, 2n, 3n], 3);
+    idx.add('b', [1n], 10);
+    expect([...idx.holders(1n)!].sort()).toEqual(['a', 'b']);
+    idx.add('a', [1n], 100); // refresh 1; capacity stays 3
+    idx.add('a', [4n], 100); // evicts 2 (least recently added)
+    expect(idx.holders(2n)).toBeUndefined();
+    expect(idx.holders(1n)!.has('a')).toBe(true);
+    expect(idx.size).toBe(4);
+    idx.removeEndpoint('a');
+    expect([...idx.holders(1n)!]).toEqual(['b']);
+    expect(idx.holders(4n)).toBeUndefined();
+    expect(idx.size).toBe(1);
+  });
+});
+
+const producerConfig = (params: string) => `apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: approx-prefix-cache-producer
+  parameters: ${params}
+- type: prefix-cache-scorer
+- type: queue-scorer
+dataLayer: {injectDefaults: false}
+schedulingProfiles:
+- name: default
+  plugins: [{pluginRef: prefix-cache-scorer, weight: 2}, {pluginRef: queue-scorer}]
+`;
+
+describe('approx-prefix-cache-producer', () => {
+  const text = 'y'.repeat(64 * 4 * 5); // 5 blocks of 64 tokens
+
+  it('block size: configured or auto-tuned from vllm:cache_config_info, floored at 64; maxPrefixTokensToMatch caps the blocks', () => {
+    const cases: Array<[string, number, number, number]> = [
+      ['{autoTune: false, blockSizeTokens: 16}', 0, 64, 5],
+      ['{autoTune: false, blockSizeTokens: 128}', 0, 128, 3],
+      ['{}', 16, 64, 5],
+      ['{}', 256, 256, 2],
+      ['{maxPrefixTokensToMatch: 128}', 0, 64, 2],
+      ['{maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 3}', 0, 64, 3],
+    ];
+    for (const [params, reported, blockSize, blocks] of cases) {
+      const h = harness(producerConfig(params), storeWith([spec('a', '10.0.0.1')], { a: { cacheBlockSize: reported } }));
+      const r = h.route(text);
+      const s = prefixState(r.ctx, 'approx-prefix-cache-producer')!;
+      expect([params, s.blockSizeTokens, s.totalBlocks]).toEqual([params, blockSize, blocks]);
+    }
+  });
+
+  it('the pick is indexed; later requests match block by block and stop at the first block nobody holds', () => {
+    const h = harness(producerConfig('{}'), storeWith([spec('a', '10.0.0.1'), spec('b', '10.0.0.2')], { b: { waitingQueueSize: 5 } }));
+    expect(h.route(text).destination).toBe('10.0.0.1:8000'); // lower queue
+    // Same first 3 blocks, then different: a matches 3 of 5, b nothing.
+    const variant = text.slice(0, 64 * 4 * 3) + 'z'.repeat(64 * 4 * 2);
+    const r = h.route(variant);
+    const s = prefixState(r.ctx, 'approx-prefix-cache-producer')!;
+    expect(s.matched.get('default/a')).toBe(3);
+    expect(s.matched.get('default/b')).toBeUndefined();
+    expect(r.destination).toBe('10.0.0.1:8000');
+  });
+
+  it('LRU capacity comes from num_gpu_blocks when auto-tuning, else lruCapacityPerServer', () => {
+    const h = harness(producerConfig('{}'), storeWith([spec('a', '10.0.0.1')], { a: { cacheNumBlocks: 2 } }));
+    h.route(text);
+    const producer = h.config.plugins.get('approx-prefix-cache-producer') as unknown as { index: PrefixIndex };
+    expect(producer.index.size).toBe(2);
+    const h2 = harness(producerConfig('{autoTune: false, blockSizeTokens: 64, lruCapacityPerServer: 4}'), storeWith([spec('a', '10.0.0.1')], { a: { cacheNumBlocks: 2 } }));
+    h2.route(text);
+    expect((h2.config.plugins.get('approx-prefix-cache-producer') as unknown as { index: PrefixIndex }).index.size).toBe(4);
+  });
+
+  it('an endpoint that leaves the pool is forgotten; indexer size and hit ratio are exported', async () => {
+    const store = storeWith([spec('a', '10.0.0.1')]);
+    const h = harness(producerConfig('{}'), store);
+    h.route(text);
+    h.route(text);
+    let metrics = await h.config.metrics.registry.metrics();
+    const labels = { plugin_name: 'approx-prefix-cache-producer', plugin_type: 'approx-prefix-cache-producer' };
+    expect(metricValue(metrics, 'llm_d_epp_prefix_indexer_size', labels)).toBe(5);
+    expect(metricValue(metrics, 'llm_d_epp_prefix_indexer_hit_ratio_count', labels)).toBe(2);
+    expect(metricValue(metrics, 'llm_d_epp_prefix_indexer_hit_ratio_sum', labels)).toBe(1);
+    expect(metricValue(metrics, 'llm_d_epp_prefix_indexer_hit_bytes_sum', labels)).toBe(5 * 64 * 4);
+    store.replaceAll([spec('b', '10.0.0.2')]);
+    metrics = await h.config.metrics.registry.metrics();
+    expect(metricValue(metrics, 'llm_d_epp_prefix_indexer_size', labels)).toBe(0);
+  });
+});
