@@ -100,10 +100,11 @@ describe('scorers', () => {
     const s = create<ScorerT & { preRequest(c: SchedulingContext, r: SchedulingResult): void }>('no-hit-lru-scorer');
     const [a, b, c, d] = [ep('a'), ep('b'), ep('c'), ep('d')];
     expect(scores(s, [a, b, c, d], withPrefix({ b: 1 }, 4))).toEqual([0.5, 0.5, 0.5, 0.5]);
-    const pick = (e: Endpoint, prefill?: Endpoint): SchedulingResult => ({
-      primaryProfile: 'decode',
-      results: new Map([['decode', { targets: [e], scored: [] }], ...(prefill ? ([['prefill', { targets: [prefill], scored: [] }]] as const) : [])]),
-    });
+    const pick = (e: Endpoint, prefill?: Endpoint): SchedulingResult => {
+      const results: SchedulingResult['results'] = new Map([['decode', { targets: [e], scored: [] }]]);
+      if (prefill) results.set('prefill', { targets: [prefill], scored: [] });
+      return { primaryProfile: 'decode', results };
+    };
     const cold = () => withPrefix({}, 4);
     expect(scores(s, [a, b, c, d], cold())).toEqual([1, 0.666667, 0.333333, 0]);
     // Cold picks of c, then a (with prefill d): order of use c (oldest), d, a.
