@@ -1,0 +1,232 @@
+/**
+ * `cost-based-pd-decider`: disaggregate when remote prefill is expected to give the earlier first token.
+ *
+ * For the decode pick and each eligible prefill endpoint it estimates time to first token from the scraped metrics:
+ *
+ *   work(ep, tokens)  = (prefillOverheadMs + tokens × msPerToken) × (1 + batchSlowdownPerRequest × running(ep))
+ *   queue(ep)         = waiting(ep) × work(ep, meanPromptTokens(ep))
+ *   local             = queue(decode) + work(decode, uncached)            uncached = prompt − cached on the decode pick
+ *   remote            = min over prefill endpoints of [queue(p) + work(p, prompt)] + kvTransferMs(prompt)
+ *   kvTransferMs(n)   = kvTransferOverheadMs + n × kvTransferMsPerToken
+ *
+ * and disaggregates when remote < local × (1 − margin) (`remote-faster`), else not (`local-faster`). Prefill is
+ * compute-bound, so the prefill endpoint's queue is counted as the prompt tokens ahead of the request; the remote side
+ * pays for the full prompt (the prefill pick's own prefix cache is not known to the decider) and the KV transfer.
+ *
+ * Calibration (`calibrate: true`, the default): msPerToken is learnt from the model servers' own counters, as an
+ * exponentially weighted average of (Δ vllm:request_prefill_time_seconds_sum − Δcount × overhead) / (Δ prompt tokens −
+ * Δ prefix-cache hits) between scrapes, and kvTransferMsPerToken from Δ vllm:nixl_xfer_time_seconds on decode pods,
+ * so the estimate follows the real hardware and load. Configured values are the starting point and the fallback.
+ *
+ * Bounds, checked before the cost model, in this order (Dynamo's conditional disaggregation, plus our floor):
+ * 1. `minUncachedTokens`: an uncached suffix shorter than this is always prefilled locally (`below-threshold`).
+ * 2. Decode-busy veto: decode KV usage ≥ `decodeBusyKvUsage` → remote prefill (`decode-busy`), so a saturated decode
+ *    pod is not also asked to prefill. It vetoes the bypasses below.
+ * 3. ISL bypass: uncached < `bypassUncachedTokens` AND uncached/prompt < `bypassUncachedRatio` → local (`cached`);
+ *    Dynamo's `isl_bounding` is 2048 and 0.7. 0 turns a bound off; with one bound set, it alone decides.
+ * 4. Prefill-busy bypass: the best prefill endpoint's estimated queue wait ≥ `prefillBusyQueueMs`, or its waiting
+ *    requests ≥ `prefillBusyWaiting` → local (`prefill-busy`).
+ * 5. Stale metrics on the decode pick or every prefill endpoint: fall back to `uncached ≥ staleNonCachedTokens`
+ *    (`stale-metrics`), since the cost model would be guessing.
+ */
+import { z } from 'zod';
+import type { DeciderDefinition, DeciderEndpoint, Decision, DecisionInput, EndpointMetrics } from './types.js';
+
+const nonNegative = z.number().min(0, 'must be >= 0');
+const nonNegativeInt = z.number().int().min(0, 'must be >= 0');
+
+export const costBasedPdDeciderParams = z.object({
+  prefillMsPerToken: z.number().positive('must be > 0').default(0.25),
+  prefillOverheadMs: nonNegative.default(30),
+  batchSlowdownPerRequest: nonNegative.default(0.004),
+  kvTransferMsPerToken: nonNegative.default(0.003),
+  kvTransferOverheadMs: nonNegative.default(2),
+  margin: z.number().min(0, 'must be >= 0').max(0.9, 'must be <= 0.9').default(0.1),
+  minUncachedTokens: nonNegativeInt.default(32),
+  decodeBusyKvUsage: z.number().min(0).max(1.01, 'must be <= 1 (a share of KV capacity), or above 1 to disable').default(0.9),
+  bypassUncachedTokens: nonNegativeInt.default(0),
+  bypassUncachedRatio: z.number().min(0).max(1, 'must be between 0 and 1').default(0),
+  prefillBusyQueueMs: nonNegative.default(0),
+  prefillBusyWaiting: nonNegativeInt.default(0),
+  staleNonCachedTokens: nonNegativeInt.default(256),
+  calibrate: z.boolean().default(true),
+  calibrationHalfLifeMs: z.number().positive('must be > 0').default(30_000),
+});
+
+export type CostBasedPdDeciderParams = z.infer<typeof costBasedPdDeciderParams>;
+
+interface Snapshot {
+  prefillSum: number;
+  prefillCount: number;
+  promptSum: number;
+  promptCount: number;
+  hits: number;
+  xferSum: number;
+  xferCount: number;
+}
+
+/** An exponentially weighted average whose weight decays with time, not with samples. */
+class DecayingAverage {
+  private value: number | undefined;
+  private at = 0;
+
+  constructor(private readonly halfLifeMs: number) {}
+
+  add(sample: number, weight: number, now: number): void {
+    if (!Number.isFinite(sample) || weight <= 0) return;
+    if (this.value === undefined) {
+      this.value = sample;
+    } else {
+      const decay = Math.pow(0.5, Math.max(0, now - this.at) / this.halfLifeMs);
+      // Old knowledge fades with time; a sample carries more weight the more requests it covers.
+      const keep = decay * (1 - Math.min(0.9, weight / 50));
+      this.value = keep * this.value + (1 - keep) * sample;
+    }
+    this.at = now;
+  }
+
+  get(): number | undefined {
+    return this.value;
+  }
+}
+
+/** Learns per-token costs from the deltas of the model servers' cumulative counters between scrapes. */
+export class CostCalibration {
+  private readonly last = new Map<string, Snapshot>();
+  readonly prefillMsPerToken: DecayingAverage;
+  readonly kvMsPerToken: DecayingAverage;
+  private readonly meanPrompt = new Map<string, DecayingAverage>();
+
+  constructor(
+    private readonly halfLifeMs: number,
+    private readonly overheadMs: number,
+    private readonly kvOverheadMs: number,
+    private readonly batchSlowdownPerRequest = 0,
+  ) {
+    this.prefillMsPerToken = new DecayingAverage(halfLifeMs);
+    this.kvMsPerToken = new DecayingAverage(halfLifeMs);
+  }
+
+  meanPromptTokens(id: string): number | undefined {
+    return this.meanPrompt.get(id)?.get();
+  }
+
+  observe(ep: DeciderEndpoint, now: number): void {
+    const m = ep.metrics;
+    if (m.stale || !m.prefillTime || !m.promptTokens) return;
+    const snap: Snapshot = {
+      prefillSum: m.prefillTime.sum,
+      prefillCount: m.prefillTime.count,
+      promptSum: m.promptTokens.sum,
+      promptCount: m.promptTokens.count,
+      hits: m.prefixCacheHits ?? 0,
+      xferSum: m.kvTransferTime?.sum ?? 0,
+      xferCount: m.kvTransferTime?.count ?? 0,
+    };
+    const prev = this.last.get(ep.id);
+    this.last.set(ep.id, snap);
+    if (!prev || snap.promptCount < prev.promptCount || snap.prefillCount < prev.prefillCount) return; // first sight or restart
+    const dCount = snap.promptCount - prev.promptCount;
+    if (dCount <= 0) return;
+    const dPrompt = snap.promptSum - prev.promptSum;
+    let avg = this.meanPrompt.get(ep.id);
+    if (!avg) this.meanPrompt.set(ep.id, (avg = new DecayingAverage(this.halfLifeMs)));
+    avg.add(dPrompt / dCount, dCount, now);
+    const dXferCount = snap.xferCount - prev.xferCount;
+    const dPrefillCount = snap.prefillCount - prev.prefillCount;
+    // Prefill time of requests whose KV came from a prefiller is transfer time, not compute: learn from pods that
+    // computed their own prefills in this interval.
+    if (dXferCount === 0 && dPrefillCount > 0) {
+      const uncached = dPrompt - Math.max(0, snap.hits - prev.hits);
+      const computeMs = (snap.prefillSum - prev.prefillSum) * 1000 - dPrefillCount * this.overheadMs;
+      // Remove the batch slowdown the pod was under, so the sample is the unloaded cost the model scales again.
+      const slowdown = 1 + this.batchSlowdownPerRequest * m.runningRequests;
+      if (uncached > 0 && computeMs > 0) this.prefillMsPerToken.add(computeMs / uncached / slowdown, dPrefillCount, now);
+    }
+    if (dXferCount > 0 && dPrompt > 0) {
+      const xferMs = (snap.xferSum - prev.xferSum) * 1000 - dXferCount * this.kvOverheadMs;
+      // Decode pods also serve local requests; the transfer average covers only pulled prompts.
+      if (xferMs >= 0) this.kvMsPerToken.add(xferMs / dXferCount / Math.max(1, dPrompt / dCount), dXferCount, now);
+    }
+  }
+}
+
+export function createCostBasedDecider(type: string, name: string, p: CostBasedPdDeciderParams) {
+  const calibration = new CostCalibration(p.calibrationHalfLifeMs, p.prefillOverheadMs, p.kvTransferOverheadMs, p.batchSlowdownPerRequest);
+  const msPerToken = () => (p.calibrate ? (calibration.prefillMsPerToken.get() ?? p.prefillMsPerToken) : p.prefillMsPerToken);
+  const kvMsPerToken = () => (p.calibrate ? (calibration.kvMsPerToken.get() ?? p.kvTransferMsPerToken) : p.kvTransferMsPerToken);
+  const work = (m: EndpointMetrics, tokens: number) => (p.prefillOverheadMs + tokens * msPerToken()) * (1 + p.batchSlowdownPerRequest * m.runningRequests);
+  const queue = (ep: DeciderEndpoint, fallbackTokens: number) => ep.metrics.waitingQueueSize * work(ep.metrics, calibration.meanPromptTokens(ep.id) ?? fallbackTokens);
+
+  return {
+    type,
+    name,
+    /** Exposed for tests and the debug header: what the decider currently believes. */
+    calibration,
+    decide(input: DecisionInput): Decision {
+      const now = input.now();
+      if (!input.decode) return { disaggregate: false, reason: 'no-decode-endpoint' };
+      const candidates = input.prefillCandidates;
+      if (p.calibrate) {
+        calibration.observe(input.decode.endpoint, now);
+        for (const c of candidates) calibration.observe(c, now);
+      }
+      if (candidates.length === 0) return { disaggregate: false, reason: 'no-prefill-endpoint' };
+      const prompt = input.request.tokenCount;
+      const pm = input.decode.prefix;
+      const cached = pm ? Math.min(prompt, pm.matchedBlocks * pm.blockSizeTokens) : 0;
+      const uncached = Math.max(0, prompt - cached);
+      const base = { promptTokens: prompt, cachedTokens: cached, uncachedTokens: uncached };
+      if (uncached < p.minUncachedTokens) return { disaggregate: false, reason: uncached === 0 && prompt > 0 ? 'cached' : 'below-threshold', detail: { ...base, minUncachedTokens: p.minUncachedTokens } };
+
+      const decodeMetrics = input.decode.endpoint.metrics;
+      if (!decodeMetrics.stale && decodeMetrics.kvCacheUsage >= p.decodeBusyKvUsage) {
+        return { disaggregate: true, reason: 'decode-busy', detail: { ...base, decodeKvUsage: decodeMetrics.kvCacheUsage, decodeBusyKvUsage: p.decodeBusyKvUsage } };
+      }
+      const tokenBound = p.bypassUncachedTokens === 0 || uncached < p.bypassUncachedTokens;
+      const ratioBound = p.bypassUncachedRatio === 0 || (prompt > 0 && uncached / prompt < p.bypassUncachedRatio);
+      if ((p.bypassUncachedTokens > 0 || p.bypassUncachedRatio > 0) && tokenBound && ratioBound) {
+        return { disaggregate: false, reason: 'cached', detail: { ...base, bypassUncachedTokens: p.bypassUncachedTokens, bypassUncachedRatio: p.bypassUncachedRatio } };
+      }
+
+      const fresh = candidates.filter((c) => !c.metrics.stale);
+      if (decodeMetrics.stale || fresh.length === 0) {
+        const yes = uncached >= p.staleNonCachedTokens;
+        return { disaggregate: yes, reason: 'stale-metrics', detail: { ...base, staleNonCachedTokens: p.staleNonCachedTokens } };
+      }
+      let best: { ep: DeciderEndpoint; queueMs: number; totalMs: number } | undefined;
+      for (const ep of fresh) {
+        const queueMs = queue(ep, prompt);
+        const totalMs = queueMs + work(ep.metrics, prompt);
+        if (!best || totalMs < best.totalMs) best = { ep, queueMs, totalMs };
+      }
+      const busy = (p.prefillBusyQueueMs > 0 && best!.queueMs >= p.prefillBusyQueueMs) || (p.prefillBusyWaiting > 0 && best!.ep.metrics.waitingQueueSize >= p.prefillBusyWaiting);
+      const transferMs = p.kvTransferOverheadMs + prompt * kvMsPerToken();
+      const remoteMs = best!.totalMs + transferMs;
+      const localMs = queue(input.decode.endpoint, uncached) + work(decodeMetrics, uncached);
+      const detail = {
+        ...base,
+        localMs: round(localMs),
+        remoteMs: round(remoteMs),
+        prefillQueueMs: round(best!.queueMs),
+        kvTransferMs: round(transferMs),
+        prefillEndpoint: best!.ep.hostPort,
+        msPerToken: round(msPerToken(), 5),
+        calibrated: p.calibrate && calibration.prefillMsPerToken.get() !== undefined,
+      };
+      if (busy) return { disaggregate: false, reason: 'prefill-busy', detail: { ...detail, prefillBusyQueueMs: p.prefillBusyQueueMs, prefillBusyWaiting: p.prefillBusyWaiting } };
+      return remoteMs < localMs * (1 - p.margin) ? { disaggregate: true, reason: 'remote-faster', detail } : { disaggregate: false, reason: 'local-faster', detail };
+    },
+  };
+}
+
+function round(n: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
+
+export const costBasedPdDecider: DeciderDefinition<CostBasedPdDeciderParams> = {
+  params: costBasedPdDeciderParams,
+  description: 'Disaggregates when estimated remote TTFT (prefill queue + prefill + KV transfer) beats local TTFT on the decode pick by a margin.',
+  create: createCostBasedDecider,
+};
