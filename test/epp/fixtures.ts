@@ -155,3 +155,36 @@ export function endpointsYaml(specs: EndpointSpec[]): string {
     .map((s) => `- name: ${s.name}\n  namespace: ${s.namespace}\n  address: "${s.address}"\n  port: "${s.port}"\n  labels: ${JSON.stringify(s.labels)}`)
     .join('\n')}\n`;
 }
+
+export interface TestEpp {
+  epp: import('../../src/epp/index.js').EppHandle;
+  client: import('./ext-proc-client.js').ExtProcTestClient;
+  file: string;
+  close(): Promise<void>;
+}
+
+/** Starts an EPP on loopback (plain gRPC, ports 0) over an endpoints file. */
+export async function startTestEpp(configText: string, specs: EndpointSpec[], overrides: Partial<import('../../src/epp/index.js').EppConfig> = {}): Promise<TestEpp> {
+  const { startEpp, eppConfig } = await import('../../src/epp/index.js');
+  const { ExtProcTestClient } = await import('./ext-proc-client.js');
+  const file = endpointsFile(endpointsYaml(specs));
+  const epp = await startEpp(
+    eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, endpointsFile: file, configText, ...overrides }),
+    { random: seeded() },
+  );
+  const client = new ExtProcTestClient(`127.0.0.1:${epp.grpcPort}`);
+  return {
+    epp,
+    client,
+    file,
+    async close() {
+      client.close();
+      await epp.close(1000);
+    },
+  };
+}
+
+/** Decoded messages with bytes as UTF-8 strings, for exact comparisons. */
+export function decoded<T>(v: T): unknown {
+  return JSON.parse(JSON.stringify(v, (_k, x) => (x && x.type === 'Buffer' && Array.isArray(x.data) ? Buffer.from(x.data).toString('utf8') : x)));
+}

@@ -36,7 +36,10 @@ const fileSchema = z.object({
         labels: z.record(z.string(), z.string()).default({}),
       }),
     )
-    .default([]),
+    .nullable()
+    .default([])
+    // `endpoints:` with nothing under it (an emptied ConfigMap) is an empty pool.
+    .transform((v) => v ?? []),
 });
 
 /** Parses an endpoints file's text; throws an Error naming the entry and field at fault. */
