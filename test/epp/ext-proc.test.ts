@@ -4,7 +4,6 @@
  * and bounds).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ProcessingResponse } from '../../src/common/envoy/ext-proc.js';
 import { body, headers, responseBody, responseHeaders, setHeadersOf, subsetHint } from './ext-proc-client.js';
 import { PD_EPP_CONFIG, decoded, spec, startTestEpp, type TestEpp } from './fixtures.js';
 import { metricValue, metricsText } from '../helpers.js';
