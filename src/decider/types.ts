@@ -131,10 +131,10 @@ export interface PdDecider {
 }
 
 /** How a decider is built from its config parameters: a zod schema checked at load time, then a constructor. */
-export interface DeciderDefinition<P = any> {
+export interface DeciderDefinition<P = any, D extends PdDecider = PdDecider> {
   /** Schema of the `parameters` block; `{}` when the plugin has none. Unknown keys are reported by the loader. */
   readonly params: z.ZodType<P>;
   /** One-line description for docs and errors. */
   readonly description: string;
-  create(type: string, name: string, params: P): PdDecider;
+  create(type: string, name: string, params: P): D;
 }
