@@ -18,7 +18,11 @@ export class IdentityProvider implements experimental.CertificateProvider {
 
   addIdentityCertificateListener(l: Listener): void {
     this.listeners.add(l);
-    if (this.current) l(this.current);
+    // grpc-js subscribes before it registers the server as a watcher of the credentials: an answer given
+    // synchronously would never reach the server, so it is delivered on the next microtask.
+    queueMicrotask(() => {
+      if (this.current && this.listeners.has(l)) l(this.current);
+    });
   }
 
   removeIdentityCertificateListener(l: Listener): void {

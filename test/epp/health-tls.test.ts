@@ -1,0 +1,111 @@
+/** gRPC health states, TLS on the ext_proc port (self-signed and a reloaded certificate directory), drain. */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { selfSignedCertificate } from '../../src/common/index.js';
+import { EXT_PROC_SERVICE_NAME } from '../../src/common/envoy/ext-proc.js';
+import { eppConfig, healthClientConstructor, startEpp, type EppHandle } from '../../src/epp/index.js';
+import { FakeKubeApiServer, inferencePoolObject, podObject } from '../fakes/kube-apiserver.js';
+import { waitFor } from '../helpers.js';
+import { ExtProcTestClient, body, headers } from './ext-proc-client.js';
+import { endpointsFile, endpointsYaml, spec } from './fixtures.js';
+
+const CONFIG = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\ndataLayer: {injectDefaults: false}\nschedulingProfiles: [{name: default}]\n';
+const base = { host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, configText: CONFIG };
+
+let epp: EppHandle | undefined;
+let api: FakeKubeApiServer | undefined;
+const clients: grpc.Client[] = [];
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.close();
+  await epp?.close(500);
+  await api?.close();
+  epp = undefined;
+  api = undefined;
+});
+
+function healthClient(port: number): any {
+  const Ctor = healthClientConstructor();
+  const c = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  clients.push(c);
+  return c;
+}
+
+const check = (c: any, service: string) =>
+  new Promise<string>((resolve, reject) => c.Check({ service }, { deadline: Date.now() + 3000 }, (err: Error | null, r: { status: string }) => (err ? reject(err) : resolve(r.status))));
+
+const SERVICES = ['', 'liveness', 'readiness', EXT_PROC_SERVICE_NAME];
+
+describe('gRPC health', () => {
+  it('NOT_SERVING until discovery has synced, then SERVING for every service name; List and Watch as upstream', async () => {
+    api = await new FakeKubeApiServer().start();
+    api.upsert('inferencepools', inferencePoolObject('pool', { app: 'vllm' }, [8000]));
+    api.upsert('pods', podObject('d0', '10.4.0.1', { app: 'vllm' }));
+    api.failNext('pods', 403, 1);
+    epp = await startEpp(eppConfig({ ...base, secureServing: false, poolName: 'pool', poolNamespace: 'default', kubeApiServer: api.url }));
+    const h = healthClient(epp.healthPort);
+    for (const s of SERVICES) expect(await check(h, s)).toBe('NOT_SERVING');
+    await waitFor(async () => (await check(h, 'readiness')) === 'SERVING', 10_000, 'serving after the retried list');
+    for (const s of SERVICES) expect(await check(h, s)).toBe('SERVING');
+    const list = await new Promise<any>((resolve, reject) => h.List({}, (err: Error | null, r: unknown) => (err ? reject(err) : resolve(r))));
+    expect(list.statuses).toEqual({ [EXT_PROC_SERVICE_NAME]: { status: 'SERVING' } });
+    const watch = h.Watch({ service: '' });
+    const code = await new Promise<number>((resolve) => watch.on('error', (e: grpc.ServiceError) => resolve(e.code)));
+    expect(code).toBe(grpc.status.UNIMPLEMENTED);
+  });
+
+  it('draining: NOT_SERVING at once, in-flight streams may finish, then the servers close', async () => {
+    epp = await startEpp(eppConfig({ ...base, secureServing: false, endpointsFile: endpointsFile(endpointsYaml([spec('a', '10.4.0.2')])) }));
+    const h = healthClient(epp.healthPort);
+    expect(await check(h, 'liveness')).toBe('SERVING');
+    const client = new ExtProcTestClient(`127.0.0.1:${epp.grpcPort}`);
+    const call = client.open();
+    call.send(headers({ ':path': '/v1/completions' }));
+    await waitFor(() => epp!.metrics.streamsInflight.get().then((m) => m.values[0]?.value === 1), 5000, 'stream open');
+    const closing = epp.close(5000);
+    await waitFor(async () => (await check(h, 'liveness').catch(() => 'gone')) !== 'SERVING', 5000, 'not serving while draining');
+    call.send(body(JSON.stringify({ model: 'm', prompt: 'hi' }), true));
+    await call.waitFor(2); // the in-flight request still gets its answer
+    call.end();
+    await closing;
+    epp = undefined;
+    client.close();
+  });
+});
+
+describe('TLS on the ext_proc port', () => {
+  const request = async (address: string, creds: grpc.ChannelCredentials) => {
+    const client = new ExtProcTestClient(address, creds);
+    try {
+      const call = client.open();
+      call.send(headers({ ':path': '/v1/completions' }), body(JSON.stringify({ model: 'm', prompt: 'hi' }), true));
+      return (await call.waitFor(1, 3000))[0];
+    } finally {
+      client.close();
+    }
+  };
+
+  it('--secure-serving (the default) serves a self-signed certificate; plain-text clients are refused', async () => {
+    epp = await startEpp(eppConfig({ ...base, endpointsFile: endpointsFile(endpointsYaml([spec('a', '10.4.0.3')])) }));
+    expect(epp.certificate).toMatch(/BEGIN CERTIFICATE/);
+    const ok = await request(`127.0.0.1:${epp.grpcPort}`, grpc.credentials.createSsl(Buffer.from(epp.certificate!)));
+    expect(ok!.request_headers).toBeTruthy();
+    await expect(request(`127.0.0.1:${epp.grpcPort}`, grpc.credentials.createInsecure())).rejects.toThrow();
+  });
+
+  it('--cert-path: tls.crt/tls.key are used and reloaded when they change', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'pd-epp-tls-'));
+    const first = await selfSignedCertificate('first');
+    writeFileSync(path.join(dir, 'tls.crt'), first.cert);
+    writeFileSync(path.join(dir, 'tls.key'), first.key);
+    epp = await startEpp(eppConfig({ ...base, certPath: dir, endpointsFile: endpointsFile(endpointsYaml([spec('a', '10.4.0.4')])) }));
+    const address = `127.0.0.1:${epp.grpcPort}`;
+    expect((await request(address, grpc.credentials.createSsl(Buffer.from(first.cert))))!.request_headers).toBeTruthy();
+    const second = await selfSignedCertificate('second');
+    writeFileSync(path.join(dir, 'tls.key'), second.key);
+    writeFileSync(path.join(dir, 'tls.crt'), second.cert);
+    await waitFor(async () => (await request(address, grpc.credentials.createSsl(Buffer.from(second.cert))).catch(() => undefined)) !== undefined, 10_000, 'new certificate served');
+  });
+});
