@@ -2,8 +2,8 @@
  * Benchmark plumbing: starting pd-router commands as child processes (so the component under test has its own event
  * loop, as in production), waiting until they listen, reading their peak memory, and stopping them.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -17,12 +17,40 @@ export interface ChildComponent {
   stop(): Promise<void>;
   /** Peak resident set size in bytes (Linux VmHWM), or undefined where /proc is missing. */
   peakRssBytes(): number | undefined;
+  /** CPU time used so far (user + system), in seconds. */
+  cpuSeconds(): number | undefined;
+}
+
+/** Pins the current process to the given CPU list (taskset), if available. */
+export function pinSelf(cpus: string): boolean {
+  if (!hasTaskset()) return false;
+  const r = spawnSync('taskset', ['-p', '-c', cpus, String(process.pid)], { stdio: 'ignore' });
+  return r.status === 0;
 }
 
 /** Starts `pd-router <args>` and resolves with the first URL matching `ready` in its output (JSON logs). */
-export function startComponent(args: string[], ready: RegExp, timeoutMs = 20_000, nodeArgs: string[] = []): Promise<ChildComponent> {
+export interface StartOptions {
+  timeoutMs?: number;
+  /** Node flags, e.g. a heap cap. */
+  nodeArgs?: string[];
+  /** CPU list for taskset (e.g. "1"), to give a component a core of its own; ignored where taskset is missing. */
+  cpus?: string;
+}
+
+export function hasTaskset(): boolean {
+  try {
+    return existsSync('/usr/bin/taskset') || existsSync('/bin/taskset');
+  } catch {
+    return false;
+  }
+}
+
+export function startComponent(args: string[], ready: RegExp, opts: StartOptions = {}): Promise<ChildComponent> {
+  const timeoutMs = opts.timeoutMs ?? 20_000;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const nodeCmd = [process.execPath, ...(opts.nodeArgs ?? []), CLI, ...args];
+    const [cmd, ...cmdArgs] = opts.cpus && hasTaskset() ? ['taskset', '-c', opts.cpus, ...nodeCmd] : nodeCmd;
+    const child = spawn(cmd!, cmdArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
@@ -50,6 +78,15 @@ export function startComponent(args: string[], ready: RegExp, timeoutMs = 20_000
               });
               child.kill('SIGTERM');
             }),
+          cpuSeconds: () => {
+            try {
+              // utime and stime are fields 14 and 15 of /proc/<pid>/stat, in clock ticks (100 per second on Linux).
+              const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+              return (Number(fields[11]) + Number(fields[12])) / 100;
+            } catch {
+              return undefined;
+            }
+          },
           peakRssBytes: () => {
             try {
               const m2 = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));

@@ -10,20 +10,19 @@
  * difference of the two distributions at that percentile. Throughput is operations per second. The sidecar's peak
  * RSS is read from /proc at the end.
  *
- * Two phases per concurrency level:
- *   closed loop — every connection sends its next operation as soon as the last one ends: the machine saturates
- *                 (on 2 cores the simulator, the sidecar and autocannon share the CPU), so this phase measures
- *                 throughput, and its latency is mostly queueing;
- *   fixed rate  — the same connections, offered half the closed-loop throughput: latency without saturation, so
- *                 the difference is the sidecar's own cost per operation.
+ * autocannon runs a closed loop: each connection sends its next operation as soon as the last one ends, so at 64 and
+ * 256 connections the machine saturates and latency is mostly queueing. On a 2-core machine the simulator and
+ * autocannon would share the CPU with the sidecar; with `--pin` (default when taskset exists) the simulator and
+ * autocannon run on CPU 0 and the sidecar on CPU 1, as the sidecar has its own CPU request in a decode pod. The
+ * sidecar's CPU time per operation (from /proc) is reported too: the overhead independent of contention.
  *
  * Usage: node dist/bench/sidecar-overhead/run.js [--duration 10] [--concurrency 1,64,256] [--out bench/results]
- *        [--sidecar-node-args "--max-old-space-size=96"]
+ *        [--sidecar-node-args "--max-old-space-size=96 --max-semi-space-size=4"] [--pin true|false]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import autocannon from 'autocannon';
-import { fmt, percentile, startComponent, table } from '../common/processes.js';
+import { fmt, hasTaskset, percentile, pinSelf, startComponent, table } from '../common/processes.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -38,7 +37,8 @@ const OUT = arg('out', 'bench/results');
  * a cap V8 sizes its heap from the machine's memory and lets garbage accumulate (RSS ~300 MB here for a live set
  * under 60 MB).
  */
-const SIDECAR_NODE_ARGS = arg('sidecar-node-args', '--max-old-space-size=96').split(' ').filter(Boolean);
+const SIDECAR_NODE_ARGS = arg('sidecar-node-args', '--max-old-space-size=96 --max-semi-space-size=4').split(' ').filter(Boolean);
+const PIN = arg('pin', hasTaskset() ? 'true' : 'false') === 'true';
 
 const PROMPT = Array.from({ length: 200 }, (_, i) => `word${i}`).join(' ');
 const CLIENT_BODY = { model: 'bench-model', messages: [{ role: 'user', content: PROMPT }], max_tokens: 16, ignore_eos: true };
@@ -62,7 +62,7 @@ interface ModeResult {
   errors: number;
 }
 
-async function runMode(mode: 'direct' | 'sidecar', url: string, simHostPort: string, concurrency: number, opsPerSec?: number): Promise<ModeResult> {
+async function runMode(mode: 'direct' | 'sidecar', url: string, simHostPort: string, concurrency: number): Promise<ModeResult> {
   const latencies: number[] = [];
   let errors = 0;
   const now = () => performance.now();
@@ -118,9 +118,7 @@ async function runMode(mode: 'direct' | 'sidecar', url: string, simHostPort: str
   await autocannon({ url, connections: concurrency, duration: 1, requests: requests as never });
   latencies.length = 0;
   errors = 0;
-  // A direct operation is two requests, a sidecar operation one: the same operation rate in both modes.
-  const overallRate = opsPerSec === undefined ? undefined : Math.max(1, Math.round(opsPerSec * (mode === 'direct' ? 2 : 1)));
-  const r = await autocannon({ url, connections: concurrency, duration: DURATION, requests: requests as never, timeout: 30, overallRate });
+  const r = await autocannon({ url, connections: concurrency, duration: DURATION, requests: requests as never, timeout: 30 });
   latencies.sort((a, b) => a - b);
   return {
     mode,
@@ -134,24 +132,28 @@ async function runMode(mode: 'direct' | 'sidecar', url: string, simHostPort: str
 }
 
 async function main(): Promise<void> {
+  if (PIN) pinSelf('0');
   const sim = await startComponent(
     ['sim', '--host', '127.0.0.1', '--port', '0', '--model', 'bench-model', '--max-num-seqs', '4096', '--max-waiting-queue-length', '100000', '--kv-cache-size', '1000000', '--max-model-len', '100000', '--log-level', 'info', '--record-requests', '0', '--seed', '1'],
     /"url":"(http:[^"]+)".*simulator listening/,
+    { cpus: PIN ? '0' : undefined },
   );
   const simHostPort = sim.url.replace('http://', '');
   const sidecar = await startComponent(
     ['sidecar', '--host', '127.0.0.1', '--port', '0', '--secure-proxy=false', '--model-server-host', '127.0.0.1', '--model-server-port', simHostPort.split(':')[1]!, '--log-level', 'info'],
     /"url":"(http:[^"]+)".*sidecar listening/,
-    20_000,
-    SIDECAR_NODE_ARGS,
+    { nodeArgs: SIDECAR_NODE_ARGS, cpus: PIN ? '1' : undefined },
   );
   const rows: Array<Record<string, number | string>> = [];
-  const phase = async (c: number, label: string, rate?: number) => {
-    const direct = await runMode('direct', sim.url, simHostPort, c, rate);
-    const via = await runMode('sidecar', sidecar.url, simHostPort, c, rate);
+  const phase = async (c: number) => {
+    const direct = await runMode('direct', sim.url, simHostPort, c);
+    const cpuBefore = sidecar.cpuSeconds() ?? NaN;
+    const via = await runMode('sidecar', sidecar.url, simHostPort, c);
+    // The sidecar run includes a 1 s warm-up; CPU is divided by all operations it served in the window.
+    const cpuPerOpUs = (((sidecar.cpuSeconds() ?? NaN) - cpuBefore) / (via.ops / (1 - 1 / (DURATION + 1)))) * 1e6;
     const row = {
         concurrency: c,
-        phase: label,
+        sidecarCpuPerOpUs: cpuPerOpUs,
         directP50: direct.p50,
         directP99: direct.p99,
         sidecarP50: via.p50,
@@ -163,15 +165,11 @@ async function main(): Promise<void> {
         errors: direct.errors + via.errors,
     };
     rows.push(row);
-    process.stderr.write(`concurrency ${c} ${label}: added p50 ${fmt(row.addedP50)} ms, p99 ${fmt(row.addedP99)} ms, ${fmt(via.opsPerSec, 0)} ops/s via sidecar\n`);
+    process.stderr.write(`concurrency ${c}: added p50 ${fmt(row.addedP50)} ms, p99 ${fmt(row.addedP99)} ms, ${fmt(via.opsPerSec, 0)} ops/s via sidecar, ${fmt(cpuPerOpUs, 0)} us CPU/op\n`);
     return row;
   };
   try {
-    for (const c of LEVELS) {
-      const closed = await phase(c, 'closed loop');
-      const rate = Math.floor(0.5 * Math.min(closed.directOpsPerSec, closed.sidecarOpsPerSec));
-      await phase(c, `fixed ${rate} ops/s`, rate);
-    }
+    for (const c of LEVELS) await phase(c);
   } finally {
     const rss = sidecar.peakRssBytes();
     await sidecar.stop();
@@ -179,11 +177,11 @@ async function main(): Promise<void> {
     const md = [
       `# Sidecar overhead (${new Date().toISOString()})`,
       '',
-      `Command: \`node dist/bench/sidecar-overhead/run.js --duration ${DURATION} --concurrency ${LEVELS.join(',')}\`; zero-latency simulator, non-streamed chat completion, 200-word prompt, 16 output tokens; latency per P/D operation in ms.`,
+      `Command: \`node dist/bench/sidecar-overhead/run.js --duration ${DURATION} --concurrency ${LEVELS.join(',')}\`; zero-latency simulator, non-streamed chat completion, 200-word prompt, 16 output tokens; latency per P/D operation in ms; ${PIN ? 'simulator and autocannon pinned to CPU 0, sidecar to CPU 1' : 'no CPU pinning'}.`,
       '',
       table(
-        ['concurrency', 'load', 'direct p50', 'direct p99', 'sidecar p50', 'sidecar p99', 'added p50', 'added p99', 'direct ops/s', 'sidecar ops/s', 'errors'],
-        rows.map((r) => [r.concurrency!, r.phase!, fmt(r.directP50 as number), fmt(r.directP99 as number), fmt(r.sidecarP50 as number), fmt(r.sidecarP99 as number), fmt(r.addedP50 as number), fmt(r.addedP99 as number), fmt(r.directOpsPerSec as number, 0), fmt(r.sidecarOpsPerSec as number, 0), r.errors!]),
+        ['concurrency', 'direct p50', 'direct p99', 'sidecar p50', 'sidecar p99', 'added p50', 'added p99', 'direct ops/s', 'sidecar ops/s', 'sidecar CPU/op (µs)', 'errors'],
+        rows.map((r) => [r.concurrency!, fmt(r.directP50 as number), fmt(r.directP99 as number), fmt(r.sidecarP50 as number), fmt(r.sidecarP99 as number), fmt(r.addedP50 as number), fmt(r.addedP99 as number), fmt(r.directOpsPerSec as number, 0), fmt(r.sidecarOpsPerSec as number, 0), fmt(r.sidecarCpuPerOpUs as number, 0), r.errors!]),
       ),
       '',
       `Sidecar peak RSS: ${rss === undefined ? 'n/a' : `${fmt(rss / 1024 / 1024, 1)} MB`} (sidecar node flags: \`${SIDECAR_NODE_ARGS.join(' ')}\`)`,

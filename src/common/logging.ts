@@ -3,8 +3,8 @@
  * Request-scoped loggers carry `reqId` (the x-request-id), so one request can be followed across the EPP, the sidecar
  * and the model servers.
  */
+import { createRequire } from 'node:module';
 import { pino, type Logger, type LoggerOptions } from 'pino';
-import { PinoPretty } from 'pino-pretty';
 import { opt } from './config/index.js';
 
 export type { Logger } from 'pino';
@@ -38,6 +38,8 @@ export function createLogger(s: LoggerSettings): Logger {
     formatters: { level: (label) => ({ level: label }) },
   };
   if (s.format === 'pretty') {
+    // Loaded only when asked for: the formatter and its dependencies cost memory a JSON-logging server never needs.
+    const { PinoPretty } = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
     const stream = PinoPretty({ sync: true, colorize: process.stdout.isTTY === true, destination: s.destination ?? 1 });
     return pino(options, stream);
   }

@@ -5,7 +5,6 @@
  */
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
-import { generate } from 'selfsigned';
 import type { Logger } from 'pino';
 
 export interface TlsMaterial {
@@ -15,6 +14,8 @@ export interface TlsMaterial {
 
 /** A self-signed EC P-256 certificate for the host names and addresses given (plus localhost and 127.0.0.1). */
 export async function selfSignedCertificate(commonName = 'pd-router', altNames: string[] = []): Promise<TlsMaterial> {
+  // X.509 generation pulls in a large ASN.1 stack; load it only when a certificate must be made.
+  const { generate } = await import('selfsigned');
   const names = new Set(['localhost', '127.0.0.1', '::1', ...altNames]);
   const notAfter = new Date();
   notAfter.setFullYear(notAfter.getFullYear() + 10);
@@ -31,7 +32,7 @@ export async function selfSignedCertificate(commonName = 'pd-router', altNames: 
         altNames: [...names].map((n) => (/^[\d.]+$|:/.test(n) ? { type: 7 as const, ip: n } : { type: 2 as const, value: n })),
       },
     ],
-  } as Parameters<typeof generate>[1]);
+  } as Parameters<typeof import('selfsigned').generate>[1]);
   return { key: pems.private, cert: pems.cert };
 }
 
