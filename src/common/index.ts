@@ -7,3 +7,4 @@ export * from './http.js';
 export * from './openai/index.js';
 export * from './command-runner.js';
 export * from './tls.js';
+export * from './upstream-leg.js';

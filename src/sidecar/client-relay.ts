@@ -11,7 +11,7 @@ import { SseCachedTokensRewriter, rewriteJsonBody } from './cached-tokens-rewrit
 import { LegStopped, sseErrorEvent } from './errors.js';
 import type { SidecarMetrics } from './metrics.js';
 import { responseHeaders } from './upstream.js';
-import type { UpstreamLeg } from './upstream-leg.js';
+import type { UpstreamLeg } from '../common/upstream-leg.js';
 
 export interface RelayOptions {
   res: ServerResponse;

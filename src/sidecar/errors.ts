@@ -39,12 +39,4 @@ export function sseErrorEvent(status: number, message: string): string {
   return `data: ${JSON.stringify({ error: { message, type: TYPE_BY_STATUS[status] ?? 'InternalServerError', param: null, code: status } })}\n\ndata: [DONE]\n\n`;
 }
 
-/** Why an upstream leg was stopped. */
-export class LegStopped extends Error {
-  constructor(
-    readonly reason: 'client_gone' | 'first_byte_timeout' | 'idle_timeout' | 'prefill_timeout' | 'peer_failed',
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export { LegStopped } from '../common/upstream-leg.js';

@@ -6,7 +6,7 @@
  */
 import type { Dispatcher } from 'undici';
 import { LegStopped } from './errors.js';
-import { UpstreamLeg, connectErrorCode } from './upstream-leg.js';
+import { UpstreamLeg, connectErrorCode } from '../common/upstream-leg.js';
 
 type JsonObject = Record<string, unknown>;
 

@@ -16,7 +16,7 @@ import type { Outcome, SidecarMetrics } from './metrics.js';
 import type { SidecarConfig } from './options.js';
 import type { TargetGuard } from './ssrf-guard.js';
 import { forwardHeaders, newTraceparent, parseTarget, prefillCandidates, type UpstreamAgents } from './upstream.js';
-import { UpstreamLeg } from './upstream-leg.js';
+import { UpstreamLeg } from '../common/upstream-leg.js';
 
 export interface SidecarRank {
   rank: number;

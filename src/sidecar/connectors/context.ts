@@ -12,7 +12,7 @@ import { DECODER_NOT_READY, LegStopped, writeJsonError } from '../errors.js';
 import type { Mode, Outcome, SidecarMetrics } from '../metrics.js';
 import type { SidecarConfig } from '../options.js';
 import { forwardHeaders, type Target, type UpstreamAgents } from '../upstream.js';
-import { UpstreamLeg, connectErrorCode } from '../upstream-leg.js';
+import { UpstreamLeg, connectErrorCode } from '../../common/upstream-leg.js';
 
 export type JsonObject = Record<string, unknown>;
 

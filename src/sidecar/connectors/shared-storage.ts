@@ -10,7 +10,7 @@ import { LegStopped } from '../errors.js';
 import type { Outcome } from '../metrics.js';
 import { sendPrefill } from '../prefill-client.js';
 import { sharedStoragePrefillBody } from '../request-bodies.js';
-import { UpstreamLeg } from '../upstream-leg.js';
+import { UpstreamLeg } from '../../common/upstream-leg.js';
 import { answerLegFailure, legHeaders, prefillOrigin, runDecode, type Connector, type PdContext } from './context.js';
 import { answerPrefillFailure, localFallback } from './nixlv2.js';
 

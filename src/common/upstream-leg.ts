@@ -1,11 +1,20 @@
 /**
- * One upstream call with the sidecar's deadlines: until the first body byte the first-byte deadline applies, after
+ * One upstream HTTP call (undici) with a proxy's deadlines: until the first body byte the first-byte deadline applies, after
  * it the idle deadline applies between chunks. Leaving the call (client gone, deadline, peer leg failed) aborts the
  * upstream request, so the model server stops working on it.
  */
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { LegStopped } from './errors.js';
+
+/** Why an upstream leg was stopped. */
+export class LegStopped extends Error {
+  constructor(
+    readonly reason: 'client_gone' | 'first_byte_timeout' | 'idle_timeout' | 'prefill_timeout' | 'peer_failed',
+    message: string,
+  ) {
+    super(message);
+  }
+}
 
 export interface LegRequest {
   agent: Dispatcher;
