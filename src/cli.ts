@@ -11,6 +11,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
     load: async () => (await import('./sidecar/command.js')).sidecarCommandModule,
   },
   epp: { summary: 'Endpoint Picker: Envoy ext_proc server for P/D routing (llm-d EPP compatible).', load: async () => (await import('./epp/command.js')).eppCommandModule },
+  gateway: {
+    summary: 'Development/test stand-in for Envoy: ext_proc client of the EPP, then a streaming proxy.',
+    load: async () => (await import('./gateway/command.js')).gatewayCommandModule,
+  },
   dev: { summary: 'Local P/D stack on simulators (what `npm start` runs).', load: async () => (await import('./dev/command.js')).devCommandModule },
 };
 

@@ -1,0 +1,91 @@
+/** Development/test stand-in for Envoy: `pd-router gateway`. */
+import * as grpc from '@grpc/grpc-js';
+import Fastify from 'fastify';
+import type { Readable } from 'node:stream';
+import { Agent } from 'undici';
+import { closeWithDeadline, fastifyBaseOptions, hostPort, listen, renderMetrics, silentLogger, type Logger } from '../common/index.js';
+import { extProcClientConstructor } from '../common/envoy/ext-proc.js';
+import { ExtProcSession } from './ext-proc-session.js';
+import { GatewayMetrics } from './metrics.js';
+import type { GatewayConfig } from './options.js';
+import { proxyExchange } from './proxy.js';
+
+export { gatewayCommand, gatewayOptions, gatewayConfig, type GatewayConfig } from './options.js';
+export { applyMutation } from './proxy.js';
+export { GatewayMetrics } from './metrics.js';
+
+export interface GatewayHandle {
+  url: string;
+  port: number;
+  metrics: GatewayMetrics;
+  close(deadlineMs?: number): Promise<void>;
+}
+
+export async function startGateway(config: GatewayConfig, logger: Logger = silentLogger()): Promise<GatewayHandle> {
+  const metrics = new GatewayMetrics();
+  const credentials = config.eppTls
+    ? grpc.credentials.createSsl(null, null, null, config.eppTlsInsecureSkipVerify ? { checkServerIdentity: () => undefined, rejectUnauthorized: false } : undefined)
+    : grpc.credentials.createInsecure();
+  const Client = extProcClientConstructor();
+  const client = new Client(config.epp, credentials, {
+    // Reconnect quickly after an EPP restart; requests in between fail open or closed.
+    'grpc.initial_reconnect_backoff_ms': 200,
+    'grpc.max_reconnect_backoff_ms': 2000,
+    'grpc.max_receive_message_length': 64 * 1024 * 1024,
+  }) as unknown as ConstructorParameters<typeof ExtProcSession>[0];
+  const agent = new Agent({ connect: { timeout: config.upstreamConnectTimeout }, headersTimeout: 0, bodyTimeout: 0, keepAliveTimeout: 4_000 });
+  let fallbackIndex = 0;
+  const app = Fastify(fastifyBaseOptions({ logger, bodyLimit: config.maxRequestBodySize }));
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
+  app.get('/gateway/metrics', async (_req, reply) => {
+    const { contentType, body } = await renderMetrics([metrics.registry]);
+    return reply.header('content-type', contentType).send(body);
+  });
+  const handler = async (request: import('fastify').FastifyRequest, reply: import('fastify').FastifyReply) => {
+    reply.hijack();
+    const res = reply.raw;
+    const ac = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) ac.abort();
+    });
+    const status = await proxyExchange(
+      {
+        method: request.method,
+        url: request.url,
+        headers: request.headers,
+        body: request.body as Readable | undefined,
+        res,
+        signal: ac.signal,
+        logger: request.log as Logger,
+      },
+      {
+        config,
+        agent,
+        metrics,
+        openSession: () => new ExtProcSession(client, config.eppMessageTimeout),
+        nextFallback: () => (config.fallbackEndpoints.length === 0 ? undefined : config.fallbackEndpoints[fallbackIndex++ % config.fallbackEndpoints.length]),
+      },
+    ).catch((err: unknown) => {
+      request.log.error({ err }, 'gateway exchange failed');
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' }).end('internal gateway error');
+      else res.destroy();
+      return 500;
+    });
+    metrics.requests.inc({ code: String(status) });
+  };
+  app.all('/*', handler);
+  app.all('/', handler);
+  const port = await listen(app, config.host, config.port);
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  return {
+    url: `http://${hostPort(host, port)}`,
+    port,
+    metrics,
+    close: async (deadlineMs = 5_000) => {
+      await closeWithDeadline(app, deadlineMs);
+      (client as unknown as grpc.Client).close();
+      await agent.close();
+    },
+  };
+}

@@ -1,0 +1,56 @@
+/**
+ * `pd-router gateway` flags. The gateway plays Envoy's part for machines without Envoy: a development and test tool.
+ * Production runs Envoy (deploy/envoy.yaml) or a Gateway API implementation with InferencePool support.
+ */
+import { defaultValues, loggingOptions, opt, shutdownOptions, type CommandDefinition, type OptionValues } from '../common/index.js';
+
+export const gatewayOptions = {
+  port: opt.int({ default: 8080, min: 0, max: 65535, description: 'HTTP port clients send OpenAI requests to.' }),
+  host: opt.string({ default: '0.0.0.0', description: 'Address to listen on.' }),
+  epp: opt.string({ default: '127.0.0.1:9002', description: 'The EPP\'s ext_proc address (host:port).' }),
+  eppTls: opt.bool({ default: true, description: 'Use TLS to the EPP (its --secure-serving defaults to true).' }),
+  eppTlsInsecureSkipVerify: opt.bool({ default: true, description: 'Accept the EPP\'s self-signed certificate, as Envoy configs for the EPP do.' }),
+  failureModeAllow: opt.bool({
+    default: false,
+    description: "Envoy's failure_mode_allow: when the EPP fails, route to --fallback-endpoints (fail-open) instead of answering 500 (fail-closed).",
+  }),
+  fallbackEndpoints: opt.list({ default: [], description: 'host:port endpoints used round-robin when the EPP is down and --failure-mode-allow is set.' }),
+  eppMessageTimeout: opt.duration({
+    default: 10_000,
+    min: 1,
+    description: "Envoy's message_timeout: how long to wait for each EPP answer before treating the EPP as failed.",
+  }),
+  responseBodyMode: opt.oneOf(['streamed', 'none'] as const, {
+    default: 'streamed',
+    description: 'Send response bodies to the EPP (FULL_DUPLEX_STREAMED, so it can count usage) or not (NONE).',
+  }),
+  maxRequestBodySize: opt.bytes({ default: 32 * 1024 * 1024, min: 1024, description: 'Largest request body accepted; 413 beyond it.' }),
+  upstreamConnectTimeout: opt.duration({ default: 10_000, min: 1, description: 'Deadline for connecting to the chosen endpoint.' }),
+  upstreamFirstByteTimeout: opt.duration({ default: 600_000, min: 1, description: 'Deadline for the first byte of the endpoint\'s answer; 504 beyond it.' }),
+  upstreamIdleTimeout: opt.duration({ default: 300_000, min: 1, description: 'Longest pause between chunks of the endpoint\'s answer.' }),
+  ...shutdownOptions,
+  ...loggingOptions,
+};
+
+export type GatewayConfig = OptionValues<typeof gatewayOptions>;
+
+export const gatewayCommand: CommandDefinition<typeof gatewayOptions> = {
+  name: 'gateway',
+  summary: 'Development/test stand-in for Envoy: asks the EPP over ext_proc where to send each request, then proxies it.',
+  description: `Speaks Envoy's ext_proc protocol to the EPP with FULL_DUPLEX_STREAMED request and response bodies, applies its
+header mutations, routes to the endpoint in the envoy.lb x-gateway-destination-endpoint metadata (or header), relays
+immediate responses, and streams the answer back. Production uses Envoy (deploy/envoy.yaml) or a Gateway API
+implementation with InferencePool support; this gateway is for laptops, tests and tuning runs.`,
+  options: gatewayOptions,
+  envPrefix: 'PD_GATEWAY',
+  validate: (v) => {
+    const problems: string[] = [];
+    if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(v.epp)) problems.push(`invalid value "${v.epp}" for --epp: expected host:port`);
+    for (const e of v.fallbackEndpoints) if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(e)) problems.push(`invalid value "${e}" for --fallback-endpoints: expected host:port`);
+    return problems;
+  },
+};
+
+export function gatewayConfig(overrides: Partial<GatewayConfig> = {}): GatewayConfig {
+  return { ...defaultValues(gatewayOptions), ...overrides };
+}

@@ -1,0 +1,393 @@
+/**
+ * One HTTP exchange through the gateway, in Envoy's ext_proc order with FULL_DUPLEX_STREAMED bodies:
+ *
+ *   request headers  ──► EPP          (protocol_config announces the body modes)
+ *   request body     ──► EPP          (chunks as they arrive, end_of_stream on the last)
+ *   EPP ──► headers response          (header mutations, clear_route_cache, envoy.lb destination metadata)
+ *   EPP ──► body chunks               (the body to send upstream, ≤ 62000 bytes each)
+ *       or immediate response         (relayed to the client as is)
+ *   upstream request to the destination (first entry of x-gateway-destination-endpoint; the next on connect failure)
+ *   response headers ──► EPP ──► header mutations applied to the client response
+ *   response body    ──► EPP ──► chunks written to the client as the EPP returns them
+ *
+ * If the EPP fails (unreachable, stream error, no answer within the message timeout), fail-closed answers 500 as Envoy
+ * does; fail-open sends the original request to a fallback endpoint, or, once the answer is streaming, keeps streaming
+ * it without the EPP (chunks the EPP had not yet returned are written from the gateway's own copy, so none are lost).
+ */
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import type { Logger } from 'pino';
+import {
+  headerValueText,
+  structToJson,
+  type CommonResponse,
+  type HeaderMutation,
+  type HeaderValue,
+  type ProcessingResponse,
+} from '../common/envoy/ext-proc.js';
+import { LegStopped, UpstreamLeg, connectErrorCode } from '../common/index.js';
+import { EppUnavailable, type ExtProcSession } from './ext-proc-session.js';
+import type { GatewayConfig } from './options.js';
+import type { GatewayMetrics } from './metrics.js';
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length']);
+
+export interface Exchange {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  body: Readable | undefined;
+  res: ServerResponse;
+  signal: AbortSignal;
+  logger: Logger;
+}
+
+export interface ProxyDeps {
+  config: GatewayConfig;
+  agent: Dispatcher;
+  metrics: GatewayMetrics;
+  openSession: () => ExtProcSession;
+  nextFallback: () => string | undefined;
+}
+
+/** Request headers as a multi-map (lower-case names), the form mutations apply to. */
+type Headers = Map<string, string[]>;
+
+function toHeaders(h: IncomingHttpHeaders): Headers {
+  const out: Headers = new Map();
+  for (const [k, v] of Object.entries(h)) if (v !== undefined) out.set(k, Array.isArray(v) ? [...v] : [String(v)]);
+  return out;
+}
+
+function headerMap(pseudo: Record<string, string>, h: Headers): { headers: HeaderValue[] } {
+  const headers: HeaderValue[] = Object.entries(pseudo).map(([key, v]) => ({ key, raw_value: Buffer.from(v) }));
+  for (const [key, values] of h) for (const v of values) headers.push({ key, raw_value: Buffer.from(v) });
+  return { headers };
+}
+
+/** Applies an ext_proc header mutation: removals first, then sets with their append action (default: append). */
+export function applyMutation(h: Headers, m: HeaderMutation | undefined | null): void {
+  if (!m) return;
+  for (const name of m.remove_headers ?? []) h.delete(name.toLowerCase());
+  for (const opt of m.set_headers ?? []) {
+    const key = opt.header.key.toLowerCase();
+    const value = headerValueText(opt.header);
+    const action = opt.append_action ?? 'APPEND_IF_EXISTS_OR_ADD';
+    const existing = h.get(key);
+    if (action === 'OVERWRITE_IF_EXISTS_OR_ADD') h.set(key, [value]);
+    else if (action === 'ADD_IF_ABSENT') {
+      if (!existing) h.set(key, [value]);
+    } else if (action === 'OVERWRITE_IF_EXISTS') {
+      if (existing) h.set(key, [value]);
+    } else h.set(key, [...(existing ?? []), value]);
+  }
+}
+
+function commonOf(r: ProcessingResponse): CommonResponse | undefined {
+  return r.request_headers?.response ?? r.request_body?.response ?? r.response_headers?.response ?? r.response_body?.response;
+}
+
+/** Destinations from the envoy.lb dynamic metadata, else the x-gateway-destination-endpoint header. */
+function destinations(meta: Record<string, unknown> | undefined, h: Headers): string[] {
+  const lb = meta?.['envoy.lb'] as Record<string, unknown> | undefined;
+  const fromMeta = typeof lb?.['x-gateway-destination-endpoint'] === 'string' ? (lb['x-gateway-destination-endpoint'] as string) : undefined;
+  const value = fromMeta ?? h.get('x-gateway-destination-endpoint')?.[0] ?? '';
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+function writeLocalReply(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
+  if (res.headersSent || res.destroyed) {
+    if (!res.destroyed) res.destroy();
+    return;
+  }
+  res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), ...headers });
+  res.end(body);
+}
+
+function relayImmediate(res: ServerResponse, r: NonNullable<ProcessingResponse['immediate_response']>): number {
+  const status = Number(r.status?.code && /^\d+$/.test(String(r.status.code)) ? r.status.code : httpStatusOf(String(r.status?.code ?? '')));
+  const h: Headers = new Map();
+  applyMutation(h, r.headers);
+  const body = r.body ? Buffer.from(r.body) : Buffer.alloc(0);
+  const headers: Record<string, string | string[]> = {};
+  for (const [k, v] of h) headers[k] = v.length === 1 ? v[0]! : v;
+  headers['content-length'] = String(body.length);
+  if (!headers['content-type']) headers['content-type'] = 'text/plain';
+  res.writeHead(status || 500, headers);
+  res.end(body);
+  return status || 500;
+}
+
+/** Envoy's HttpStatus enum names (proto-loader gives enum names) to numbers. */
+function httpStatusOf(name: string): number {
+  const known: Record<string, number> = {
+    OK: 200,
+    BadRequest: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    PreconditionFailed: 412,
+    PayloadTooLarge: 413,
+    TooManyRequests: 429,
+    InternalServerError: 500,
+    BadGateway: 502,
+    ServiceUnavailable: 503,
+    GatewayTimeout: 504,
+  };
+  return known[name] ?? 500;
+}
+
+async function readBody(body: Readable | undefined, limit: number): Promise<Buffer[]> {
+  if (!body) return [];
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new RangeError(`request body exceeds ${limit} bytes`);
+    parts.push(chunk);
+  }
+  return parts;
+}
+
+/** Serves one exchange; returns the status sent to the client (0 if the client left). */
+export async function proxyExchange(x: Exchange, d: ProxyDeps): Promise<number> {
+  const c = d.config;
+  const started = performance.now();
+  let chunks: Buffer[];
+  try {
+    chunks = await readBody(x.body, c.maxRequestBodySize);
+  } catch (err) {
+    if (err instanceof RangeError) {
+      writeLocalReply(x.res, 413, err.message);
+      x.res.once('finish', () => x.res.socket?.destroy());
+      return 413;
+    }
+    return 0;
+  }
+  const headers = toHeaders(x.headers);
+  const original = { headers: new Map(headers), chunks };
+  let session: ExtProcSession | undefined;
+  let destination: string[] = [];
+  let upstreamBody: Buffer;
+  try {
+    session = d.openSession();
+    const s = session;
+    x.signal.addEventListener('abort', () => s.cancel(), { once: true });
+    const hasBody = chunks.length > 0;
+    const pseudo = { ':method': x.method, ':path': x.url, ':authority': x.headers.host ?? 'localhost', ':scheme': 'http' };
+    s.send({
+      request_headers: { headers: headerMap(pseudo, headers), end_of_stream: !hasBody },
+      protocol_config: {
+        request_body_mode: 'FULL_DUPLEX_STREAMED',
+        response_body_mode: c.responseBodyMode === 'streamed' ? 'FULL_DUPLEX_STREAMED' : 'NONE',
+      },
+    } as never);
+    chunks.forEach((chunk, i) => s.send({ request_body: { body: chunk, end_of_stream: i === chunks.length - 1 } }));
+    const first = await s.next('request headers');
+    d.metrics.eppDecision.observe((performance.now() - started) / 1000);
+    if (first.immediate_response) {
+      s.close();
+      return relayImmediate(x.res, first.immediate_response);
+    }
+    const common = commonOf(first);
+    applyMutation(headers, common?.header_mutation);
+    destination = destinations(first.dynamic_metadata ? structToJson(first.dynamic_metadata) : undefined, headers);
+    // The EPP re-emits the request body (possibly rewritten) as streamed chunks.
+    const body: Buffer[] = [];
+    if (hasBody) {
+      for (;;) {
+        const r = await s.next('request body');
+        if (r.immediate_response) {
+          s.close();
+          return relayImmediate(x.res, r.immediate_response);
+        }
+        const mutation = r.request_body?.response?.body_mutation as { streamed_response?: { body?: Buffer; end_of_stream?: boolean } } | undefined;
+        if (mutation?.streamed_response) {
+          if (mutation.streamed_response.body) body.push(Buffer.from(mutation.streamed_response.body));
+          if (mutation.streamed_response.end_of_stream) break;
+        } else break;
+      }
+    }
+    upstreamBody = hasBody ? Buffer.concat(body) : Buffer.alloc(0);
+  } catch (err) {
+    session?.cancel();
+    if (x.signal.aborted) return 0;
+    const stage = err instanceof EppUnavailable ? err.stage : 'connect';
+    d.metrics.eppFailures.inc({ stage });
+    x.logger.warn({ err, stage }, 'endpoint picker failed');
+    if (!c.failureModeAllow) {
+      writeLocalReply(x.res, 500, `ext_proc error: endpoint picker unavailable (${(err as Error).message})`);
+      return 500;
+    }
+    const fallback = d.nextFallback();
+    if (!fallback) {
+      writeLocalReply(x.res, 503, 'no healthy upstream: endpoint picker unavailable and no --fallback-endpoints configured');
+      return 503;
+    }
+    d.metrics.failOpen.inc();
+    return forward(x, d, original.headers, Buffer.concat(original.chunks), [fallback], undefined);
+  }
+  if (destination.length === 0) {
+    session.close();
+    writeLocalReply(x.res, 503, 'no healthy upstream: the endpoint picker named no destination');
+    return 503;
+  }
+  return forward(x, d, headers, upstreamBody, destination, session);
+}
+
+/** Sends the request upstream (trying destinations in order on connect failure) and relays the answer. */
+async function forward(x: Exchange, d: ProxyDeps, headers: Headers, body: Buffer, destinations: string[], session: ExtProcSession | undefined): Promise<number> {
+  const c = d.config;
+  const out: Record<string, string | string[]> = {};
+  for (const [k, v] of headers) if (!HOP_BY_HOP.has(k) && !k.startsWith(':')) out[k] = v.length === 1 ? v[0]! : v;
+  let leg: UpstreamLeg | undefined;
+  let lastErr: unknown;
+  for (const dest of destinations) {
+    try {
+      leg = await UpstreamLeg.open({
+        agent: d.agent,
+        origin: `http://${dest}`,
+        method: x.method,
+        path: headers.get(':path')?.[0] ?? x.url,
+        headers: out,
+        body: body.length > 0 || (x.method !== 'GET' && x.method !== 'HEAD') ? body : undefined,
+        clientSignal: x.signal,
+        firstByteTimeoutMs: c.upstreamFirstByteTimeout,
+        idleTimeoutMs: c.upstreamIdleTimeout,
+        label: `upstream ${dest}`,
+      });
+      break;
+    } catch (err) {
+      lastErr = err;
+      if (err instanceof LegStopped || x.signal.aborted) break;
+      if (!connectErrorCode(err)) break;
+      x.logger.warn({ destination: dest, code: connectErrorCode(err) }, 'upstream connect failed; trying the next destination');
+    }
+  }
+  if (!leg) {
+    session?.cancel();
+    if (x.signal.aborted) return 0;
+    if (lastErr instanceof LegStopped && lastErr.reason === 'first_byte_timeout') {
+      writeLocalReply(x.res, 504, 'upstream request timeout');
+      return 504;
+    }
+    writeLocalReply(x.res, 503, `upstream connect error or disconnect/reset before headers. reset reason: ${connectErrorCode(lastErr) ?? (lastErr as Error)?.message}`);
+    return 503;
+  }
+  d.metrics.upstreamTtfb.observe((performance.now() - leg.sentAt) / 1000);
+  const respHeaders: Headers = new Map();
+  for (const [k, v] of Object.entries(leg.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) respHeaders.set(k, Array.isArray(v) ? v : [String(v)]);
+  let eppLive = session !== undefined;
+  if (session && eppLive) {
+    try {
+      session.send({ response_headers: { headers: headerMap({ ':status': String(leg.status) }, respHeaders), end_of_stream: false } });
+      const r = await session.next('response headers');
+      if (r.immediate_response) {
+        leg.stop(new LegStopped('peer_failed', 'EPP answered the response with an immediate response'));
+        session.close();
+        return relayImmediate(x.res, r.immediate_response);
+      }
+      applyMutation(respHeaders, commonOf(r)?.header_mutation);
+      respHeaders.delete(':status');
+    } catch (err) {
+      eppLive = false;
+      session.cancel();
+      d.metrics.eppFailures.inc({ stage: 'response headers' });
+      if (!c.failureModeAllow) {
+        leg.stop(new LegStopped('peer_failed', 'EPP failed'));
+        writeLocalReply(x.res, 500, `ext_proc error: endpoint picker failed on the response (${(err as Error).message})`);
+        return 500;
+      }
+    }
+  }
+  const h: Record<string, string | string[]> = {};
+  for (const [k, v] of respHeaders) h[k] = v.length === 1 ? v[0]! : v;
+  x.res.writeHead(leg.status, h);
+  const streamToEpp = eppLive && session !== undefined && c.responseBodyMode === 'streamed';
+  try {
+    if (!streamToEpp) {
+      session?.close();
+      for (let chunk = await leg.read(); chunk !== null; chunk = await leg.read()) await write(x.res, chunk);
+      x.res.end();
+      return leg.status;
+    }
+    await relayThroughEpp(x, d, leg, session!);
+    return leg.status;
+  } catch (err) {
+    session?.cancel();
+    if (!x.res.destroyed) x.res.destroy();
+    if (!(err instanceof LegStopped && err.reason === 'client_gone')) x.logger.warn({ err }, 'response relay failed');
+    return x.signal.aborted ? 0 : leg.status;
+  }
+}
+
+async function write(res: ServerResponse, chunk: Buffer): Promise<void> {
+  if (chunk.length === 0 || res.destroyed) return;
+  if (!res.write(chunk)) await new Promise<void>((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
+  });
+}
+
+/**
+ * Streams the upstream answer through the EPP: every chunk goes to the EPP, whose streamed chunks go to the client.
+ * Chunks the EPP has not returned yet are kept, so a fail-open switch mid-stream writes them itself.
+ */
+async function relayThroughEpp(x: Exchange, d: ProxyDeps, leg: UpstreamLeg, session: ExtProcSession): Promise<void> {
+  const pending: Buffer[] = [];
+  let upstreamDone = false;
+  let eppFailed: Error | undefined;
+  const reader = (async () => {
+    for (;;) {
+      const r = await session.next('response body');
+      const m = r.response_body?.response?.body_mutation as { streamed_response?: { body?: Buffer; end_of_stream?: boolean } } | undefined;
+      const chunk = m?.streamed_response?.body ? Buffer.from(m.streamed_response.body) : Buffer.alloc(0);
+      // Forget what the EPP has returned; what it returns is what the client gets.
+      let n = chunk.length;
+      while (n > 0 && pending.length > 0) {
+        const head = pending[0]!;
+        if (head.length <= n) {
+          n -= head.length;
+          pending.shift();
+        } else {
+          pending[0] = head.subarray(n);
+          n = 0;
+        }
+      }
+      await write(x.res, chunk);
+      if (m?.streamed_response?.end_of_stream || (!m?.streamed_response && upstreamDone)) return;
+    }
+  })().catch((err: Error) => {
+    eppFailed = err;
+  });
+  for (let chunk = await leg.read(); chunk !== null; chunk = await leg.read()) {
+    if (eppFailed) {
+      await write(x.res, chunk);
+      continue;
+    }
+    pending.push(chunk);
+    session.send({ response_body: { body: chunk, end_of_stream: false } });
+  }
+  upstreamDone = true;
+  if (!eppFailed) session.send({ response_body: { body: Buffer.alloc(0), end_of_stream: true } });
+  await reader;
+  if (eppFailed) {
+    d.metrics.eppFailures.inc({ stage: 'response body' });
+    if (!d.config.failureModeAllow) throw eppFailed;
+    d.metrics.failOpen.inc();
+    for (const p of pending) await write(x.res, p);
+  } else {
+    session.close();
+  }
+  x.res.end();
+}
+
