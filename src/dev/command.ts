@@ -1,45 +1,112 @@
 /**
- * `pd-router dev`: the local P/D stack on simulators.
+ * `pd-router dev` (what `npm start` runs): the whole P/D path on this machine, on simulators, without Kubernetes or GPUs.
  */
-import { defineCommand, opt, loggingOptions, shutdownOptions, type CommandDefinition } from '../common/index.js';
-import { simConfig, startSimulator, type SimulatorHandle } from '../sim/index.js';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { defineCommand, loggingOptions, opt, shutdownOptions, type CommandDefinition } from '../common/index.js';
+import { FAILURE_POLICIES } from '../sidecar/options.js';
+import { DECIDERS } from './epp-configs.js';
+import { LATENCY_PROFILES, PROFILE_NAMES } from './profiles.js';
+import { prometheusScrapeConfig } from './prometheus.js';
+import { DEV_STACK_DEFAULTS as D, startDevStack, type DevStack } from './stack.js';
 
 const devOptions = {
-  host: opt.string({ default: '127.0.0.1', description: 'Address every local server binds to.' }),
-  prefillPort: opt.int({ default: 8100, min: 0, max: 65535, description: 'Port of the prefill simulator.' }),
-  decodePort: opt.int({ default: 8200, min: 0, max: 65535, description: 'Port of the decode simulator.' }),
-  model: opt.string({ default: 'sim-model', description: 'Model name the simulators serve.' }),
+  prefill: opt.int({ default: D.prefill, min: 1, max: 32, description: 'Prefill simulators (x in xPyD).' }),
+  decode: opt.int({ default: D.decode, min: 1, max: 32, description: 'Decode simulators, each with its own sidecar (y in xPyD).' }),
+  profile: opt.oneOf(PROFILE_NAMES, {
+    default: D.profile,
+    description: `Simulator latency profile: ${PROFILE_NAMES.map((p) => `${p} (${LATENCY_PROFILES[p].description})`).join('; ')}.`,
+  }),
+  model: opt.string({ default: D.model, description: 'Model name the simulators serve.' }),
+  host: opt.string({ default: D.host, description: 'Address every component binds to.' }),
+  port: opt.int({ default: D.gatewayPort, min: 0, max: 65535, description: 'Gateway port, where clients send OpenAI requests.' }),
+  basePort: opt.int({
+    default: D.basePort,
+    min: 0,
+    max: 65000,
+    description: 'Prefill simulators listen on base+i, decode simulators on base+100+i, sidecars on base+200+i; 0 picks free ports for everything (EPP included).',
+  }),
+  eppGrpcPort: opt.int({ default: D.eppGrpcPort, min: 1, max: 65535, description: 'EPP ext_proc port (health on the next port).' }),
+  eppMetricsPort: opt.int({ default: D.eppMetricsPort, min: 1, max: 65535, description: 'EPP metrics port.' }),
+  decider: opt.oneOf(DECIDERS, {
+    default: D.decider,
+    description: 'Prefill decider: prefix (prefix-based-pd-decider), always, cost (cost-based-pd-decider), never (decode-only).',
+  }),
+  nonCachedTokens: opt.int({ default: D.nonCachedTokens, min: 0, description: 'prefix decider threshold: uncached prompt tokens needed to disaggregate.' }),
+  eppConfig: opt.string({ default: '', description: 'EndpointPickerConfig file to use instead of the generated one.' }),
+  inProcess: opt.bool({ default: false, description: 'Run every component in this process instead of one process each.' }),
+  timeScale: opt.number({ default: D.timeScale, min: 0, description: 'Simulator time scale (0.1 runs ten times faster than real time).' }),
+  seed: opt.int({ default: D.seed, min: 0, description: 'Seed for the simulators.' }),
+  failureModeAllow: opt.bool({ default: D.failureModeAllow, description: 'Gateway fails open (to the decode sidecars) when the EPP is down.' }),
+  prefillFailurePolicy: opt.oneOf(FAILURE_POLICIES, { default: D.prefillFailurePolicy, description: 'Sidecar prefill failure policy.' }),
+  prometheus: opt.bool({ default: false, description: 'Write a Prometheus scrape config for this stack to --prometheus-file and print how to run Prometheus with it.' }),
+  prometheusFile: opt.string({ default: 'pd-router-prometheus.yml', description: 'Where --prometheus writes the scrape config.' }),
   ...shutdownOptions,
   ...loggingOptions,
 };
 
 const devCommand: CommandDefinition<typeof devOptions> = {
   name: 'dev',
-  summary: 'Starts a simulated pool on this machine: one prefill and one decode simulator, and prints their URLs.',
+  summary: 'The local P/D stack on simulators: prefill and decode simulators, a sidecar per decode, the EPP and the gateway.',
+  description: `Starts N prefill simulators, M decode simulators each fronted by its own routing sidecar, the EPP (file
+discovery of those endpoints, a P/D EndpointPickerConfig) and the gateway, then prints the URLs. Send OpenAI requests to
+the gateway. Ctrl-C stops everything.`,
   options: devOptions,
   envPrefix: 'PD_DEV',
 };
 
-export const devCommandModule = defineCommand(devCommand, async (values, logger) => {
-  const started: SimulatorHandle[] = [];
-  try {
-    for (const [role, port] of [
-      ['prefill', values.prefillPort],
-      ['decode', values.decodePort],
-    ] as const) {
-      const sim = await startSimulator(
-        simConfig({ host: values.host, port, model: [values.model], mode: 'random', seed: 1, engineId: `${role}-0` }),
-        logger.child({ role }),
-      );
-      started.push(sim);
-      process.stdout.write(`${role.padEnd(8)} simulator: ${sim.url}  (metrics ${sim.url}/metrics)\n`);
-    }
-  } catch (e) {
-    await Promise.all(started.map((s) => s.close(1000)));
-    throw e;
-  }
-  process.stdout.write(
-    `\nTry: curl -s ${started[1]!.url}/v1/chat/completions -H 'content-type: application/json' -d '{"model":"${values.model}","messages":[{"role":"user","content":"Hello"}]}'\n`,
+export function describeStack(s: DevStack): string {
+  const o = s.options;
+  const lines = [
+    `pd-router dev: ${s.shape} on simulators (profile ${o.profile}, model ${o.model}, decider ${o.decider}${o.timeScale !== 1 ? `, time scale ${o.timeScale}` : ''})`,
+    '',
+    `  gateway     ${s.gateway.url}   metrics ${s.gateway.url}/gateway/metrics`,
+    `  epp         grpc ${s.epp.url}   metrics http://${o.host}:${s.epp.ports.metricsPort}/metrics`,
+  ];
+  s.prefills.forEach((p, i) => lines.push(`  prefill-${i}   ${p.url}   metrics ${p.url}/metrics`));
+  for (const d of s.decodes) lines.push(`  ${d.name}    sidecar ${d.sidecar.url} -> vLLM sim ${d.sim.url}   metrics ${d.sidecar.url}/sidecar/metrics, ${d.sim.url}/metrics`);
+  lines.push(
+    '',
+    `Endpoints file: ${s.endpointsFile}   EPP config: ${s.eppConfigFile}`,
+    '',
+    'Try:',
+    `  curl -s ${s.gateway.url}/v1/chat/completions -H 'content-type: application/json' \\`,
+    `    -d '{"model":"${o.model}","messages":[{"role":"user","content":"Hello!"}],"max_tokens":32}'`,
+    '',
+    `Prompts with more than ${o.nonCachedTokens} uncached tokens (about ${o.nonCachedTokens * 4} characters) are disaggregated with the prefix decider;`,
+    `watch llm_d_epp_disagg_decision_total on the EPP metrics. Ctrl-C stops everything.`,
   );
-  return { stop: (d) => Promise.all(started.map((s) => s.close(d))).then(() => undefined) };
+  return lines.join('\n') + '\n';
+}
+
+export const devCommandModule = defineCommand(devCommand, async (v, logger) => {
+  const stack = await startDevStack({
+    prefill: v.prefill,
+    decode: v.decode,
+    profile: v.profile,
+    model: v.model,
+    host: v.host,
+    gatewayPort: v.port,
+    basePort: v.basePort,
+    eppGrpcPort: v.eppGrpcPort,
+    eppMetricsPort: v.eppMetricsPort,
+    decider: v.decider,
+    nonCachedTokens: v.nonCachedTokens,
+    eppConfigFile: v.eppConfig || undefined,
+    mode: v.inProcess ? 'in-process' : 'processes',
+    timeScale: v.timeScale,
+    seed: v.seed,
+    failureModeAllow: v.failureModeAllow,
+    prefillFailurePolicy: v.prefillFailurePolicy,
+    logger,
+  });
+  process.stdout.write(describeStack(stack));
+  if (v.prometheus) {
+    const file = path.resolve(v.prometheusFile);
+    writeFileSync(file, prometheusScrapeConfig(stack));
+    process.stdout.write(
+      `\nPrometheus scrape config written to ${file}. Run:\n  prometheus --config.file=${file}\nthen import deploy/grafana/pd-router-dashboard.json into Grafana (data source: that Prometheus).\n`,
+    );
+  }
+  return { stop: (d) => stack.close(d) };
 });

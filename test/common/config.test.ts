@@ -166,3 +166,14 @@ describe('pd-router CLI', () => {
     expect(bad.stderr).toContain('unknown command "nope"');
   });
 });
+
+describe('toArgs', () => {
+  it('turns typed values back into flags that load to the same values', async () => {
+    const { toArgs } = await import('../../src/common/index.js');
+    const values = { port: 9000, timeout: 1500, secure: false, stages: ['decoder', 'encoder'], mode: 'b' as const, limit: 2048, pool: 'ns/p' };
+    const args = toArgs(options, values);
+    expect(args).toEqual(['--port=9000', '--timeout=1500ms', '--secure=false', '--stages=decoder,encoder', '--mode=b', '--limit=2048', '--pool=ns/p']);
+    expect(loadOptions(def, { argv: args, env: {} }).values).toMatchObject(values);
+    expect(toArgs(options, { port: 8000 })).toEqual([]);
+  });
+});

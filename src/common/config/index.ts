@@ -5,6 +5,7 @@ export {
   loadOptions,
   renderHelp,
   renderFlagTable,
+  toArgs,
   defaultValues,
   ConfigError,
   HelpRequested,

@@ -271,6 +271,24 @@ export function defaultValues<S extends OptionsSpec>(options: S): OptionValues<S
   return Object.fromEntries(Object.entries(options).map(([k, spec]) => [k, spec.default])) as OptionValues<S>;
 }
 
+/**
+ * Command-line flags reproducing `values` (only those that differ from the defaults), so a supervisor can start a
+ * component as a child process from the same typed config it would pass in-process.
+ */
+export function toArgs<S extends OptionsSpec>(options: S, values: Partial<OptionValues<S>>): string[] {
+  const args: string[] = [];
+  for (const [key, spec] of Object.entries(options)) {
+    const v = (values as Record<string, unknown>)[key];
+    if (v === undefined) continue;
+    if (JSON.stringify(v) === JSON.stringify(spec.default)) continue;
+    const flag = `--${flagName(key, spec)}`;
+    if (Array.isArray(v)) args.push(`${flag}=${v.join(',')}`);
+    else if (spec.kind === 'duration') args.push(`${flag}=${v}ms`);
+    else args.push(`${flag}=${String(v)}`);
+  }
+  return args;
+}
+
 /** The flags of a command as a Markdown table (flag, default, environment, description), for the README. */
 export function renderFlagTable<S extends OptionsSpec>(def: CommandDefinition<S>): string {
   const rows = ['| Flag | Default | Env | Description |', '|---|---|---|---|'];

@@ -1,0 +1,262 @@
+/**
+ * The local P/D stack: N prefill simulators, M decode simulators each fronted by its own sidecar, the EPP with a P/D
+ * config and file discovery of those endpoints, and the gateway in front. It is what `npm start` runs, what the
+ * end-to-end tests and the xPyD tuning runs stand on.
+ *
+ * The stack supervises its endpoints the way Kubernetes would: when a simulator or sidecar exits unexpectedly, its
+ * endpoint is removed from the endpoints file, so the EPP stops choosing it (as when a pod disappears).
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { stringify as toYaml } from 'yaml';
+import { hostPort, silentLogger, type Logger } from '../common/index.js';
+import { eppConfig } from '../epp/index.js';
+import { gatewayConfig } from '../gateway/index.js';
+import { sidecarConfig, type SidecarConfig } from '../sidecar/index.js';
+import { simConfig, type SimConfig } from '../sim/index.js';
+import { devEppConfig, type DeciderChoice } from './epp-configs.js';
+import { Launcher, type Component, type LaunchMode } from './launcher.js';
+import { LATENCY_PROFILES, type ProfileName } from './profiles.js';
+
+export interface DevStackOptions {
+  prefill: number;
+  decode: number;
+  profile: ProfileName;
+  model: string;
+  host: string;
+  /** Gateway port (8080); 0 for any free port. */
+  gatewayPort: number;
+  /** First port of the simulators and sidecars (prefill at base+i, decode vLLM at base+100+i, sidecars at base+200+i); 0 for free ports everywhere. */
+  basePort: number;
+  eppGrpcPort: number;
+  eppMetricsPort: number;
+  decider: DeciderChoice;
+  nonCachedTokens: number;
+  /** An EndpointPickerConfig file to use instead of the generated one. */
+  eppConfigFile?: string;
+  mode: LaunchMode;
+  timeScale: number;
+  seed: number;
+  failureModeAllow: boolean;
+  prefillFailurePolicy: SidecarConfig['prefillFailurePolicy'];
+  /** Extra simulator settings for every prefill / decode simulator (tuning runs scale latencies by TP). */
+  prefillSim?: Partial<SimConfig>;
+  decodeSim?: Partial<SimConfig>;
+  /** Extra sidecar settings. */
+  sidecar?: Partial<SidecarConfig>;
+  logger?: Logger;
+}
+
+export const DEV_STACK_DEFAULTS: DevStackOptions = {
+  prefill: 1,
+  decode: 1,
+  profile: '8b-h100',
+  model: 'sim-model',
+  host: '127.0.0.1',
+  gatewayPort: 8080,
+  basePort: 8100,
+  eppGrpcPort: 9002,
+  eppMetricsPort: 9090,
+  decider: 'prefix',
+  nonCachedTokens: 256,
+  mode: 'processes',
+  timeScale: 1,
+  seed: 1,
+  failureModeAllow: false,
+  prefillFailurePolicy: 'fail',
+};
+
+export interface DecodeUnit {
+  name: string;
+  sim: Component;
+  sidecar: Component;
+}
+
+export interface DevStack {
+  options: DevStackOptions;
+  /** e.g. "2P2D". */
+  shape: string;
+  gateway: Component;
+  epp: Component;
+  prefills: Component[];
+  decodes: DecodeUnit[];
+  endpointsFile: string;
+  eppConfigFile: string;
+  /** Endpoint names currently in the endpoints file. */
+  liveEndpoints(): string[];
+  /** Takes an endpoint out of discovery (as a pod leaving the pool). */
+  removeEndpoint(name: string): void;
+  close(deadlineMs?: number): Promise<void>;
+}
+
+interface EndpointEntry {
+  name: string;
+  address: string;
+  port: string;
+  labels: Record<string, string>;
+}
+
+function portOf(c: Component): number {
+  return c.ports.port ?? Number(new URL(c.url).port);
+}
+
+export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promise<DevStack> {
+  const o: DevStackOptions = { ...DEV_STACK_DEFAULTS, ...opts };
+  const logger = o.logger ?? silentLogger();
+  const launcher = new Launcher(o.mode, logger);
+  const workDir = mkdtempSync(path.join(tmpdir(), 'pd-router-dev-'));
+  const endpointsFile = path.join(workDir, 'endpoints.yaml');
+  const eppConfigFile = o.eppConfigFile ?? path.join(workDir, 'epp-config.yaml');
+  if (!o.eppConfigFile) writeFileSync(eppConfigFile, devEppConfig(o.decider, o.nonCachedTokens));
+  const profile = LATENCY_PROFILES[o.profile].sim;
+  const port = (offset: number) => (o.basePort === 0 ? 0 : o.basePort + offset);
+  const started: Component[] = [];
+  let closing = false;
+  const entries = new Map<string, EndpointEntry>();
+  const writeEndpoints = () => {
+    // Write-then-rename would be atomic, but the EPP's reload keeps the last good state on a partial read anyway.
+    writeFileSync(endpointsFile, toYaml({ endpoints: [...entries.values()] }));
+  };
+  const supervise = (c: Component, endpoint: string) => {
+    void c.exited.then(() => {
+      if (closing || !entries.has(endpoint)) return;
+      logger.warn({ component: c.name, endpoint }, 'component exited; removing its endpoint from discovery');
+      entries.delete(endpoint);
+      writeEndpoints();
+    });
+  };
+  const track = <T extends Component>(c: T) => {
+    started.push(c);
+    return c;
+  };
+  try {
+    const prefillStarts = Array.from({ length: o.prefill }, (_, i) =>
+      launcher
+        .sim(
+          `prefill-${i}`,
+          simConfig({
+            ...profile,
+            ...o.prefillSim,
+            host: o.host,
+            port: port(i),
+            model: [o.model],
+            seed: o.seed * 1000 + i,
+            timeScale: o.timeScale,
+            engineId: `prefill-${i}`,
+            advertiseHost: o.host,
+            recordRequests: 0,
+          }),
+        )
+        .then(track),
+    );
+    const decodeSimStarts = Array.from({ length: o.decode }, (_, i) =>
+      launcher
+        .sim(
+          `decode-${i}`,
+          simConfig({
+            ...profile,
+            ...o.decodeSim,
+            host: o.host,
+            port: port(100 + i),
+            model: [o.model],
+            seed: o.seed * 1000 + 500 + i,
+            timeScale: o.timeScale,
+            engineId: `decode-${i}`,
+            advertiseHost: o.host,
+            recordRequests: 0,
+          }),
+        )
+        .then(track),
+    );
+    const prefills = await Promise.all(prefillStarts);
+    const decodeSims = await Promise.all(decodeSimStarts);
+    const sidecars = await Promise.all(
+      decodeSims.map((sim, i) =>
+        launcher
+          .sidecar(
+            `sidecar-${i}`,
+            sidecarConfig({
+              ...o.sidecar,
+              host: o.host,
+              port: port(200 + i),
+              modelServerHost: o.host,
+              modelServerPort: portOf(sim),
+              secureProxy: false,
+              prefillFailurePolicy: o.prefillFailurePolicy,
+              prefillMaxRetries: o.prefillFailurePolicy === 'retry' ? 2 : (o.sidecar?.prefillMaxRetries ?? 0),
+            }),
+          )
+          .then(track),
+      ),
+    );
+    prefills.forEach((p, i) => {
+      const name = `prefill-${i}`;
+      entries.set(name, { name, address: o.host, port: String(portOf(p)), labels: { 'llm-d.ai/role': 'prefill' } });
+      supervise(p, name);
+    });
+    sidecars.forEach((s, i) => {
+      const name = `decode-${i}`;
+      entries.set(name, { name, address: o.host, port: String(portOf(s)), labels: { 'llm-d.ai/role': 'decode' } });
+      supervise(s, name);
+      supervise(decodeSims[i]!, name);
+    });
+    writeEndpoints();
+    const epp = track(
+      await launcher.epp(
+        'epp',
+        eppConfig({
+          host: o.host,
+          grpcPort: o.basePort === 0 ? 0 : o.eppGrpcPort,
+          grpcHealthPort: o.basePort === 0 ? 0 : o.eppGrpcPort + 1,
+          metricsPort: o.basePort === 0 ? 0 : o.eppMetricsPort,
+          secureServing: false,
+          endpointsFile,
+          configFile: eppConfigFile,
+        }),
+      ),
+    );
+    const gateway = track(
+      await launcher.gateway(
+        'gateway',
+        gatewayConfig({
+          host: o.host,
+          port: o.gatewayPort,
+          epp: hostPort(o.host, epp.ports.grpcPort!),
+          eppTls: false,
+          failureModeAllow: o.failureModeAllow,
+          fallbackEndpoints: sidecars.map((s) => hostPort(o.host, portOf(s))),
+        }),
+      ),
+    );
+    return {
+      options: o,
+      shape: `${o.prefill}P${o.decode}D`,
+      gateway,
+      epp,
+      prefills,
+      decodes: decodeSims.map((sim, i) => ({ name: `decode-${i}`, sim, sidecar: sidecars[i]! })),
+      endpointsFile,
+      eppConfigFile,
+      liveEndpoints: () => [...entries.keys()],
+      removeEndpoint: (name) => {
+        if (entries.delete(name)) writeEndpoints();
+      },
+      close: async (deadlineMs = 5_000) => {
+        closing = true;
+        // Front to back, so no component sees its upstream vanish while it still has traffic.
+        await gateway.stop(deadlineMs);
+        await epp.stop(deadlineMs);
+        await Promise.all(sidecars.map((s) => s.stop(deadlineMs)));
+        await Promise.all([...prefills, ...decodeSims].map((s) => s.stop(deadlineMs)));
+        await rm(workDir, { recursive: true, force: true });
+      },
+    };
+  } catch (e) {
+    closing = true;
+    await Promise.all(started.map((c) => c.kill()));
+    await rm(workDir, { recursive: true, force: true });
+    throw e;
+  }
+}
