@@ -4,6 +4,7 @@
  * caller gets the same handle: URL, ports, and a way to stop or kill it.
  */
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { toArgs, type Logger } from '../common/index.js';
@@ -12,7 +13,14 @@ import { sidecarOptions, startSidecar, type SidecarConfig } from '../sidecar/ind
 import { eppOptions, startEpp, type EppConfig } from '../epp/index.js';
 import { gatewayOptions, startGateway, type GatewayConfig } from '../gateway/index.js';
 
-const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../cli.js');
+/** The compiled CLI: next to this file in dist/, or dist/src/cli.js when running from TypeScript sources (tests). */
+function cliPath(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const sibling = path.resolve(here, '../cli.js');
+  return existsSync(sibling) ? sibling : path.resolve(here, '../../dist/src/cli.js');
+}
+
+const CLI = cliPath();
 
 export interface Component {
   name: string;

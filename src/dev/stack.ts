@@ -98,6 +98,14 @@ interface EndpointEntry {
   labels: Record<string, string>;
 }
 
+/** Like Promise.all, but waits for every start to settle before failing, so none is left unobserved or running. */
+async function settle<T>(starts: Promise<T>[]): Promise<T[]> {
+  const results = await Promise.allSettled(starts);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
+}
+
 function portOf(c: Component): number {
   return c.ports.port ?? Number(new URL(c.url).port);
 }
@@ -146,7 +154,6 @@ export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promis
             timeScale: o.timeScale,
             engineId: `prefill-${i}`,
             advertiseHost: o.host,
-            recordRequests: 0,
           }),
         )
         .then(track),
@@ -165,14 +172,12 @@ export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promis
             timeScale: o.timeScale,
             engineId: `decode-${i}`,
             advertiseHost: o.host,
-            recordRequests: 0,
           }),
         )
         .then(track),
     );
-    const prefills = await Promise.all(prefillStarts);
-    const decodeSims = await Promise.all(decodeSimStarts);
-    const sidecars = await Promise.all(
+    const [prefills, decodeSims] = await Promise.all([settle(prefillStarts), settle(decodeSimStarts)]);
+    const sidecars = await settle(
       decodeSims.map((sim, i) =>
         launcher
           .sidecar(
