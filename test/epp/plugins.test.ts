@@ -80,7 +80,7 @@ describe('scorers', () => {
 
   const withPrefix = (matched: Record<string, number>, totalBlocks: number, blockSizeTokens = 64) => {
     const c = ctx();
-    const state: PrefixMatchState = { blockSizeTokens, totalBlocks, matched: new Map(Object.entries(matched).map(([k, v]) => [`default/${k}`, v])), hashes: [] };
+    const state: PrefixMatchState = { blockSizeTokens, totalBlocks, matched: new Map(Object.entries(matched).map(([k, v]) => [`default/${k}`, v])), keys: [] };
     c.state.set(prefixStateKey('approx-prefix-cache-producer'), state);
     return c;
   };

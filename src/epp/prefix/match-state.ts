@@ -11,8 +11,8 @@ export interface PrefixMatchState {
   totalBlocks: number;
   /** Endpoint id → matched blocks (absent = 0). */
   matched: Map<string, number>;
-  /** Block hash chains, one per prompt. */
-  hashes: bigint[][];
+  /** Block keys (see PrefixIndex.blockKey) of each prompt's hash chain. */
+  keys: number[][];
 }
 
 export const APPROX_PREFIX_PRODUCER_TYPE = 'approx-prefix-cache-producer';

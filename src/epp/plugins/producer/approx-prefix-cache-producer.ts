@@ -15,13 +15,15 @@
  * Produce: for each prompt, walk its hash chain; stop at the first hash no endpoint holds; otherwise every holder
  * gets +1. matchedBlocks per endpoint sums over prompts, totalBlocks is the chain length summed over prompts.
  * PreRequest (the pick): the decode pick and the pick of the profile named "prefill" are recorded as holding every
- * hash of the request. Endpoints that leave the pool are forgotten at once.
+ * hash of the request. As upstream, the index is updated off the decision path (after the reply, on the next
+ * event-loop turn); the next produce() applies any update still pending first, so every decision sees every earlier
+ * pick. Endpoints that leave the pool are forgotten at once.
  */
 import { z } from 'zod';
 import type { DataProducer, Endpoint, EndpointRemoved, PreRequest, SchedulingContext, SchedulingResult } from '../../framework/types.js';
 import { chainSeed, promptBlockHashes } from '../../prefix/block-hash.js';
 import { prefixStateKey, type PrefixMatchState } from '../../prefix/match-state.js';
-import { PrefixIndex } from '../../prefix/prefix-index.js';
+import { PrefixIndex, blockKey } from '../../prefix/prefix-index.js';
 import { definePlugin } from '../definition.js';
 
 /** llm-d's floor on the block size, against EPP memory blow-ups with 16-token blocks (#1158). */
@@ -40,7 +42,13 @@ const params = z
   .transform(({ blockSize, blockSizeTokens, ...rest }) => ({ ...rest, blockSizeTokens: blockSizeTokens ?? blockSize ?? 16 }))
   .refine((p) => p.autoTune || p.blockSizeTokens > 0, { message: 'blockSizeTokens must be > 0 when autoTune is false', path: ['blockSizeTokens'] });
 
-export type ApproxPrefixCacheProducer = DataProducer & PreRequest & EndpointRemoved & { readonly index: PrefixIndex };
+export type ApproxPrefixCacheProducer = DataProducer &
+  PreRequest &
+  EndpointRemoved & {
+    readonly index: PrefixIndex;
+    /** Applies the index updates of earlier picks now (normally done on the next event-loop turn). */
+    flush(): void;
+  };
 
 export const approxPrefixCacheProducer = definePlugin({
   kind: 'data-producer',
@@ -62,26 +70,34 @@ export const approxPrefixCacheProducer = definePlugin({
     };
     const capacityFor = (e: Endpoint) => (p.autoTune && e.metrics.cacheNumBlocks > 0 ? e.metrics.cacheNumBlocks : p.lruCapacityPerServer);
 
+    const pending: Array<{ id: string; keys: number[][]; capacity: number }> = [];
+    let flushScheduled = false;
+    const flush = () => {
+      flushScheduled = false;
+      if (pending.length === 0) return;
+      for (const p of pending.splice(0)) for (const chain of p.keys) index.add(p.id, chain, p.capacity);
+      ctx.metrics.prefixIndexerSize.set(labels, index.size);
+    };
+
     return {
       type: ctx.type,
       name: ctx.name,
       index,
+      flush,
       produce(c: SchedulingContext, candidates: readonly Endpoint[]) {
+        flush();
         const blockSizeTokens = blockSizeFor(candidates);
         const maxBlocks = p.maxPrefixTokensToMatch > 0 ? Math.floor(p.maxPrefixTokensToMatch / blockSizeTokens) : p.maxPrefixBlocksToMatch;
         const seed = chainSeed(c.request.targetModel, c.request.cacheSalt);
-        const hashes = c.request.prompts.map((prompt) => promptBlockHashes(seed, prompt, blockSizeTokens, maxBlocks));
+        const keys = c.request.prompts.map((prompt) => promptBlockHashes(seed, prompt, blockSizeTokens, maxBlocks).map(blockKey));
         const matched = new Map<string, number>();
+        const count = (id: string) => matched.set(id, (matched.get(id) ?? 0) + 1);
         let totalBlocks = 0;
-        for (const chain of hashes) {
+        for (const chain of keys) {
           totalBlocks += chain.length;
-          for (const h of chain) {
-            const holders = index.holders(h);
-            if (!holders) break;
-            for (const id of holders) matched.set(id, (matched.get(id) ?? 0) + 1);
-          }
+          for (const k of chain) if (!index.forEachHolder(k, count)) break;
         }
-        const state: PrefixMatchState = { blockSizeTokens, totalBlocks, matched, hashes };
+        const state: PrefixMatchState = { blockSizeTokens, totalBlocks, matched, keys };
         c.state.set(key, state);
         if (totalBlocks > 0) {
           let best = 0;
@@ -94,13 +110,14 @@ export const approxPrefixCacheProducer = definePlugin({
         const state = c.state.get(key) as PrefixMatchState | undefined;
         if (!state) return;
         const picks = [result.results.get(result.primaryProfile)?.targets[0], result.results.get('prefill')?.targets[0]];
-        for (const e of picks) {
-          if (!e) continue;
-          for (const chain of state.hashes) index.add(e.id, chain, capacityFor(e));
+        for (const e of picks) if (e) pending.push({ id: e.id, keys: state.keys, capacity: capacityFor(e) });
+        if (!flushScheduled) {
+          flushScheduled = true;
+          setImmediate(flush).unref();
         }
-        ctx.metrics.prefixIndexerSize.set(labels, index.size);
       },
       endpointRemoved(id: string) {
+        flush();
         index.removeEndpoint(id);
         ctx.metrics.prefixIndexerSize.set(labels, index.size);
       },

@@ -1,0 +1,113 @@
+/**
+ * Synthetic pools and prompts for the EPP benchmarks: a P/D pool (a quarter prefill, the rest decode) with injected
+ * metrics, and completion requests whose prompts share a limited set of prefixes (as chat system prompts do), so the
+ * prefix index holds real content and decisions vary between P+D and decode-only.
+ */
+import type { EndpointSpec } from '../../src/epp/index.js';
+
+export function poolSpecs(n: number): EndpointSpec[] {
+  const prefill = Math.max(1, Math.floor(n / 4));
+  return Array.from({ length: n }, (_, i) => ({
+    name: `${i < prefill ? 'prefill' : 'decode'}-${i}`,
+    namespace: 'bench',
+    address: `10.${(i >> 8) & 255}.${i & 255}.1`,
+    port: 8000,
+    labels: { 'llm-d.ai/role': i < prefill ? 'prefill' : 'decode' },
+  }));
+}
+
+/** Deterministic pseudo-random numbers (mulberry32). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const WORDS = 'the quick brown fox jumps over lazy dog while seven wizards quietly judge boxing matches in old towns'.split(' ');
+
+function text(random: () => number, bytes: number): string {
+  let s = '';
+  while (s.length < bytes) s += WORDS[Math.floor(random() * WORDS.length)] + ' ';
+  return s.slice(0, bytes);
+}
+
+/**
+ * Request bodies of about `tokens` estimate tokens (4 bytes each): 3/4 of the prompt is one of `prefixes` shared
+ * prefixes (a system prompt), the rest is unique to the request, so the index holds real content, repeat prefixes
+ * hit it, and the uncached suffix keeps most decisions P/D.
+ */
+export class RequestBodies {
+  private readonly random: () => number;
+  private readonly shared: string[];
+  private readonly suffixBytes: number;
+  private n = 0;
+
+  constructor(readonly tokens: number, prefixes = 32, seed = 42) {
+    this.random = rng(seed);
+    this.shared = Array.from({ length: prefixes }, () => text(this.random, Math.floor(tokens * 4 * 0.75)));
+    this.suffixBytes = Math.ceil(tokens * 4 * 0.25);
+  }
+
+  next(): Buffer {
+    const prefix = this.shared[Math.floor(this.random() * this.shared.length)]!;
+    const suffix = `request ${this.n++} ` + text(this.random, this.suffixBytes);
+    return Buffer.from(JSON.stringify({ model: 'bench-model', prompt: prefix + suffix.slice(0, this.suffixBytes), max_tokens: 64 }));
+  }
+}
+
+export interface Percentiles {
+  p50: number;
+  p99: number;
+  mean: number;
+}
+
+export function percentiles(samples: number[]): Percentiles {
+  const s = [...samples].sort((a, b) => a - b);
+  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? 0;
+  return { p50: at(0.5), p99: at(0.99), mean: s.reduce((a, b) => a + b, 0) / Math.max(1, s.length) };
+}
+
+/** The benchmarked EndpointPickerConfig: llm-d's pd-epp-config.yaml with scraping off (metrics are injected). */
+export const BENCH_CONFIG = `apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+plugins:
+- type: approx-prefix-cache-producer
+  parameters:
+    maxPrefixTokensToMatch: 16384
+    lruCapacityPerServer: 31250
+- type: prefix-cache-scorer
+- type: queue-scorer
+- type: prefill-filter
+- type: decode-filter
+- type: max-score-picker
+- type: disagg-profile-handler
+  parameters:
+    deciders:
+      prefill: prefix-based-pd-decider
+- type: prefix-based-pd-decider
+  parameters:
+    nonCachedTokens: 16
+dataLayer: {injectDefaults: false}
+schedulingProfiles:
+- name: prefill
+  plugins:
+  - pluginRef: prefill-filter
+  - pluginRef: max-score-picker
+  - pluginRef: prefix-cache-scorer
+    weight: 2
+  - pluginRef: queue-scorer
+    weight: 1
+- name: decode
+  plugins:
+  - pluginRef: decode-filter
+  - pluginRef: max-score-picker
+  - pluginRef: prefix-cache-scorer
+    weight: 2
+  - pluginRef: queue-scorer
+    weight: 1
+`;
