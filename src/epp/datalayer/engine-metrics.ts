@@ -53,45 +53,70 @@ export function engineFor(labels: Readonly<Record<string, string>>): EngineMetri
   return ENGINES.vllm!;
 }
 
-interface Sample {
+export interface Sample {
   labels: string;
   value: number;
 }
 
-/** The last sample of a series name (exact name, with or without labels), or undefined. */
-export function lastSample(text: string, name: string): Sample | undefined {
-  let from = text.length;
-  while (from > 0) {
-    const at = text.lastIndexOf(name, from - 1);
-    if (at < 0) return undefined;
-    from = at;
-    if (at > 0 && text.charCodeAt(at - 1) !== 10) continue;
-    let i = at + name.length;
-    const c = text.charCodeAt(i);
-    let labels = '';
-    if (c === 123) {
-      // Labels: scan to the closing brace outside quotes.
-      let inQuote = false;
-      const start = i + 1;
-      for (i = start; i < text.length; i++) {
-        const ch = text.charCodeAt(i);
-        if (inQuote) {
-          if (ch === 92) i++;
-          else if (ch === 34) inQuote = false;
-        } else if (ch === 34) inQuote = true;
-        else if (ch === 125) break;
-      }
-      labels = text.slice(start, i);
-      i++;
-    } else if (c !== 32 && c !== 9) continue;
-    const end = text.indexOf('\n', i);
-    const rest = text.slice(i, end < 0 ? text.length : end).trim();
-    const token = rest.split(/\s+/)[0] ?? '';
-    const value = token === '+Inf' ? Infinity : token === '-Inf' ? -Infinity : Number(token);
-    if (token === '' || (Number.isNaN(value) && token !== 'NaN')) return undefined;
-    return { labels, value };
+/** Parses one sample line starting at `at` (just after the name); undefined when malformed. */
+function sampleAt(text: string, at: number, lineEnd: number): Sample | undefined {
+  let i = at;
+  let labels = '';
+  if (text.charCodeAt(i) === 123) {
+    // Labels: scan to the closing brace outside quotes.
+    let inQuote = false;
+    const start = i + 1;
+    for (i = start; i < lineEnd; i++) {
+      const ch = text.charCodeAt(i);
+      if (inQuote) {
+        if (ch === 92) i++;
+        else if (ch === 34) inQuote = false;
+      } else if (ch === 34) inQuote = true;
+      else if (ch === 125) break;
+    }
+    labels = text.slice(start, i);
+    i++;
   }
-  return undefined;
+  const rest = text.slice(i, lineEnd).trim();
+  const space = rest.search(/\s/);
+  const token = space < 0 ? rest : rest.slice(0, space);
+  const value = token === '+Inf' ? Infinity : token === '-Inf' ? -Infinity : Number(token);
+  if (token === '' || (Number.isNaN(value) && token !== 'NaN')) return undefined;
+  return { labels, value };
+}
+
+/**
+ * The last sample of each wanted series name, in one pass over the exposition (comment lines skipped). A name
+ * matches exactly: `vllm:num_requests_waiting` does not match `vllm:num_requests_waiting_by_priority`.
+ */
+export function wantedSamples(text: string, wanted: ReadonlySet<string>): Map<string, Sample> {
+  const out = new Map<string, Sample>();
+  let pos = 0;
+  while (pos < text.length) {
+    let lineEnd = text.indexOf('\n', pos);
+    if (lineEnd < 0) lineEnd = text.length;
+    const c = text.charCodeAt(pos);
+    if (c !== 35 && c !== 10) {
+      let nameEnd = pos;
+      while (nameEnd < lineEnd) {
+        const ch = text.charCodeAt(nameEnd);
+        if (ch === 123 || ch === 32 || ch === 9) break;
+        nameEnd++;
+      }
+      const name = text.slice(pos, nameEnd);
+      if (wanted.has(name)) {
+        const s = sampleAt(text, nameEnd, lineEnd);
+        if (s) out.set(name, s);
+      }
+    }
+    pos = lineEnd + 1;
+  }
+  return out;
+}
+
+/** The last sample of one series name (exact name, with or without labels), or undefined. */
+export function lastSample(text: string, name: string): Sample | undefined {
+  return wantedSamples(text, new Set([name])).get(name);
 }
 
 /** Label values of a sample's label string (`a="x",b="y"`). */
@@ -101,17 +126,34 @@ export function labelValue(labels: string, key: string): string | undefined {
   return m ? m[1]!.replace(/\\(.)/g, (_, ch: string) => (ch === 'n' ? '\n' : ch)) : undefined;
 }
 
-function first(text: string, names: string[]): number | undefined {
+const wantedByEngine = new WeakMap<EngineMetricNames, Set<string>>();
+
+/** Every series name an engine's extraction reads. */
+function wantedNames(engine: EngineMetricNames): Set<string> {
+  let w = wantedByEngine.get(engine);
+  if (!w) {
+    w = new Set([...engine.waiting, ...engine.running, ...engine.kvUsage, ...Object.values(engine.counters)]);
+    if (engine.cacheConfig) w.add(engine.cacheConfig.name);
+    for (const h of Object.values(engine.histograms)) {
+      w.add(`${h}_sum`);
+      w.add(`${h}_count`);
+    }
+    wantedByEngine.set(engine, w);
+  }
+  return w;
+}
+
+function first(samples: Map<string, Sample>, names: string[]): number | undefined {
   for (const n of names) {
-    const s = lastSample(text, n);
+    const s = samples.get(n);
     if (s && Number.isFinite(s.value)) return s.value;
   }
   return undefined;
 }
 
-function histogram(text: string, name: string): HistogramSummary | undefined {
-  const sum = lastSample(text, `${name}_sum`);
-  const count = lastSample(text, `${name}_count`);
+function histogram(samples: Map<string, Sample>, name: string): HistogramSummary | undefined {
+  const sum = samples.get(`${name}_sum`);
+  const count = samples.get(`${name}_count`);
   return sum && count ? { sum: sum.value, count: count.value } : undefined;
 }
 
@@ -120,10 +162,11 @@ function histogram(text: string, name: string): HistogramSummary | undefined {
  * missing; present fields are updated either way.
  */
 export function extractEngineMetrics(text: string, engine: EngineMetricNames, m: EndpointMetrics): string[] {
+  const samples = wantedSamples(text, wantedNames(engine));
   const missing: string[] = [];
-  const waiting = first(text, engine.waiting);
-  const running = first(text, engine.running);
-  const kv = first(text, engine.kvUsage);
+  const waiting = first(samples, engine.waiting);
+  const running = first(samples, engine.running);
+  const kv = first(samples, engine.kvUsage);
   if (waiting === undefined) missing.push(engine.waiting[0]!);
   else m.waitingQueueSize = waiting;
   if (running === undefined) missing.push(engine.running[0]!);
@@ -131,7 +174,7 @@ export function extractEngineMetrics(text: string, engine: EngineMetricNames, m:
   if (kv === undefined) missing.push(engine.kvUsage[0]!);
   else m.kvCacheUsage = kv;
   if (engine.cacheConfig) {
-    const s = lastSample(text, engine.cacheConfig.name);
+    const s = samples.get(engine.cacheConfig.name);
     if (s) {
       const bs = Number(labelValue(s.labels, engine.cacheConfig.blockSizeLabel));
       const nb = Number(labelValue(s.labels, engine.cacheConfig.numBlocksLabel));
@@ -140,11 +183,11 @@ export function extractEngineMetrics(text: string, engine: EngineMetricNames, m:
     }
   }
   for (const [field, name] of Object.entries(engine.histograms) as Array<[HistogramField, string]>) {
-    const h = histogram(text, name);
+    const h = histogram(samples, name);
     if (h) m[field] = h;
   }
   for (const [field, name] of Object.entries(engine.counters) as Array<[CounterField, string]>) {
-    const s = lastSample(text, name);
+    const s = samples.get(name);
     if (s && Number.isFinite(s.value)) m[field] = s.value;
   }
   return missing;
