@@ -68,7 +68,8 @@ describe('a decode simulator killed', () => {
   it('its in-flight request ends with an error, not a hang; later requests go to the other decode pod', async () => {
     stack = await startDevStack({ basePort: 0, gatewayPort: 0, profile: 'zero', prefill: 1, decode: 2, nonCachedTokens: 64, decodeSim: { interTokenLatency: 20_000, latencyCalculator: 'constant' } });
     const s = stack;
-    const inflight = send(s.gateway.url, 'dec', { stream: true });
+    // ignore_eos makes the simulator produce all max_tokens, so the stream stays open between tokens.
+    const inflight = send(s.gateway.url, 'dec', { stream: true, ignore_eos: true });
     await waitFor(async () => (await running(s.decodes[0]!.sim.url)) + (await running(s.decodes[1]!.sim.url)) === 1, 10_000, 'decode in flight');
     const victim = (await running(s.decodes[0]!.sim.url)) === 1 ? 0 : 1;
     await s.decodes[victim]!.sim.kill();
