@@ -1,0 +1,33 @@
+/** src/epp/README.md stays true: every flag with its default, every plugin type, every exported metric name. */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { flagName } from '../../src/common/index.js';
+import { EppMetrics, PLUGIN_REGISTRY, eppOptions } from '../../src/epp/index.js';
+import { ROOT } from '../helpers.js';
+
+const readme = readFileSync(path.join(ROOT, 'src/epp/README.md'), 'utf8');
+
+describe('src/epp/README.md', () => {
+  it('lists every flag with its default', () => {
+    for (const [key, spec] of Object.entries(eppOptions)) {
+      const row = readme.split('\n').find((l) => l.startsWith(`| \`--${flagName(key, spec)}\``));
+      expect(row, `--${flagName(key, spec)}`).toBeDefined();
+      expect(row).toContain(`\`${spec.formatDefault()}\``);
+    }
+  });
+
+  it('documents every plugin type', () => {
+    for (const type of Object.keys(PLUGIN_REGISTRY)) expect(readme, type).toContain(`\`${type}\``);
+  });
+
+  it('names every llm_d_epp_ metric family the EPP exports', async () => {
+    const m = new EppMetrics();
+    m.registerPoolGauges('p', () => ({ fresh: [] }));
+    const names = (await m.registry.getMetricsAsJSON()).map((x) => x.name);
+    for (const name of names) {
+      const short = name.replace(/^llm_d_epp_/, '');
+      expect(readme.includes(name) || readme.includes(`_${short}`), name).toBe(true);
+    }
+  });
+});
