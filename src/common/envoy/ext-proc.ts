@@ -8,6 +8,7 @@
  * protobuf.js's camelCase names (`structValue`, `stringValue`, `listValue`).
  */
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
@@ -28,27 +29,39 @@ export function packageRoot(): string {
 
 /** Include paths for our protos: proto/ MUST come first so our v1.37 ext_proc files shadow grpc-js-xds's copies. */
 export function protoIncludeDirs(root = packageRoot()): string[] {
-  const deps = path.join(root, 'node_modules', '@grpc', 'grpc-js-xds', 'deps');
+  // Resolved like an import, so it also works when pd-router is installed and its dependencies are hoisted.
+  const xds = path.dirname(createRequire(import.meta.url).resolve('@grpc/grpc-js-xds/package.json'));
+  const deps = path.join(xds, 'deps');
   return [path.join(root, 'proto'), ...['envoy-api', 'googleapis', 'xds', 'protoc-gen-validate'].map((d) => path.join(deps, d))];
 }
 
 export const PROTO_LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
 
-/** Loads proto files (relative to the include dirs) into a grpc package object. */
-export function loadProtoPackage(files: string[]): grpc.GrpcObject {
-  const definition = protoLoader.loadSync(files, { ...PROTO_LOADER_OPTIONS, includeDirs: protoIncludeDirs() });
-  return grpc.loadPackageDefinition(definition);
+/** Loads proto files (relative to the include dirs) as a proto-loader package definition. */
+export function loadProtoDefinition(files: string[]): protoLoader.PackageDefinition {
+  return protoLoader.loadSync(files, { ...PROTO_LOADER_OPTIONS, includeDirs: protoIncludeDirs() });
 }
 
-let cached: { service: grpc.ServiceDefinition; client: grpc.ServiceClientConstructor } | undefined;
+/** Loads proto files (relative to the include dirs) into a grpc package object. */
+export function loadProtoPackage(files: string[]): grpc.GrpcObject {
+  return grpc.loadPackageDefinition(loadProtoDefinition(files));
+}
+
+let cached: { definition: protoLoader.PackageDefinition; service: grpc.ServiceDefinition; client: grpc.ServiceClientConstructor } | undefined;
 
 function load() {
   if (!cached) {
-    const pkg = loadProtoPackage([EXT_PROC_PROTO]) as any;
+    const definition = loadProtoDefinition([EXT_PROC_PROTO]);
+    const pkg = grpc.loadPackageDefinition(definition) as any;
     const client = pkg.envoy.service.ext_proc.v3.ExternalProcessor as grpc.ServiceClientConstructor;
-    cached = { service: client.service, client };
+    cached = { definition, service: client.service, client };
   }
   return cached;
+}
+
+/** The loaded package definition (message types by full name, e.g. `envoy.service.ext_proc.v3.ProcessingRequest`). */
+export function extProcPackageDefinition(): protoLoader.PackageDefinition {
+  return load().definition;
 }
 
 /** Fully qualified service name, also a gRPC health service name upstream reports. */
