@@ -97,6 +97,8 @@ one with do_remote_prefill=true replaces its prefill time with the simulated KV-
 Fault injection: header X-Return-Error: <status>; POST /admin/config {"hang":true} or {"drop-connections":true}.`,
   options: simOptions,
   envPrefix: 'PD_SIM',
+  // `pd-router sim <model>` as `vllm serve <model>`, so manifests put the model at the same argument position.
+  positional: 'model',
   validate: (v) =>
     [
       stdDevRule(v, 'timeToFirstToken', 'timeToFirstTokenStdDev', 'time to first token'),

@@ -177,3 +177,12 @@ describe('toArgs', () => {
     expect(toArgs(options, { port: 8000 })).toEqual([]);
   });
 });
+
+describe('positional argument', () => {
+  it('pd-router sim takes the model positionally, as vllm serve does', async () => {
+    const { simCommand } = await import('../../src/sim/index.js');
+    expect(loadOptions(simCommand, { argv: ['Qwen/Qwen3-8B', '--port=9'], env: {} }).values.model).toEqual(['Qwen/Qwen3-8B']);
+    expect(() => loadOptions(simCommand, { argv: ['a', 'b'], env: {} })).toThrow('unexpected argument "b": pd-router sim takes one model and flags (see --help)');
+    expect(() => loadOptions(def, { argv: ['x'], env: {} })).toThrow('takes only flags');
+  });
+});

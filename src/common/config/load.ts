@@ -31,6 +31,8 @@ export interface CommandDefinition<S extends OptionsSpec> {
   validate?: (values: OptionValues<S>) => string[];
   /** Extra help text printed after the flag list. */
   epilog?: string;
+  /** An option that may also be given as the one positional argument (e.g. `vllm serve <model>`). */
+  positional?: keyof S & string;
 }
 
 export interface LoadedOptions<S extends OptionsSpec> {
@@ -129,6 +131,7 @@ function editDistance(a: string, b: string): number {
 
 interface ParsedArgv {
   flags: Map<string, unknown[]>; // key -> raw values in order
+  positional?: string;
   configFiles: string[];
   configTexts: string[];
   help: boolean;
@@ -144,7 +147,12 @@ function parseArgv<S extends OptionsSpec>(def: CommandDefinition<S>, argv: reado
       continue;
     }
     if (!arg.startsWith('-') || arg === '-' || arg === '--') {
-      throw new ConfigError(`unexpected argument ${JSON.stringify(arg)}: pd-router ${def.name} takes only flags (see --help)`);
+      if (def.positional && out.positional === undefined && arg !== '-' && arg !== '--') {
+        out.positional = arg;
+        continue;
+      }
+      const what = def.positional ? `one ${kebab(def.positional)} and flags` : 'only flags';
+      throw new ConfigError(`unexpected argument ${JSON.stringify(arg)}: pd-router ${def.name} takes ${what} (see --help)`);
     }
     const body = arg.replace(/^--?/, '');
     const eq = body.indexOf('=');
@@ -236,7 +244,7 @@ export function loadOptions<S extends OptionsSpec>(def: CommandDefinition<S>, in
   const sources: Record<string, ValueSource> = {};
   for (const [key, spec] of Object.entries(def.options)) {
     const flag = flagName(key, spec);
-    const flagRaw = argv.flags.get(key);
+    const flagRaw = argv.flags.get(key) ?? (def.positional === key && argv.positional !== undefined ? [argv.positional] : undefined);
     if (flagRaw !== undefined) {
       // Lists accumulate repeated flags; scalars take the last one, as Go's flag package does.
       const raw = spec.kind === 'list' ? flagRaw.map(String) : flagRaw[flagRaw.length - 1];
@@ -305,7 +313,7 @@ export function renderFlagTable<S extends OptionsSpec>(def: CommandDefinition<S>
 /** --help text: every flag with its type, default and environment variable. */
 export function renderHelp<S extends OptionsSpec>(def: CommandDefinition<S>): string {
   const lines: string[] = [];
-  lines.push(`Usage: pd-router ${def.name} [flags]`, '', def.summary);
+  lines.push(`Usage: pd-router ${def.name}${def.positional ? ` [${kebab(def.positional)}]` : ''} [flags]`, '', def.summary);
   if (def.description) lines.push('', def.description.trim());
   lines.push('', 'Flags:');
   const rows: Array<[string, string]> = [];
