@@ -4,7 +4,7 @@
  * and bounds).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { body, headers, setHeadersOf, subsetHint } from './ext-proc-client.js';
+import { body, headers, responseBody, responseHeaders, setHeadersOf, subsetHint } from './ext-proc-client.js';
 import { PD_EPP_CONFIG, decoded, spec, startTestEpp, type TestEpp } from './fixtures.js';
 
 // Closed loopback ports: scraping these fails fast (counted), no traffic leaves the host.
