@@ -225,4 +225,19 @@ schedulingProfiles:
     expect(text.ctx.decision?.type).toBe('decode-only');
     expect(text.ctx.request.headers['x-encoder-hosts-ports']).toBeUndefined();
   });
+
+  it('pd-profile-handler (deprecated): primaryPort routes to the decode IP on that port, the original ip:port rides in x-data-parallel-host-port, pd_decision_total counts', async () => {
+    const yaml = PD_TEST_CONFIG().replace(/- type: disagg-profile-handler\n  parameters:\n    deciders: \{prefill: prefix-based-pd-decider\}/, '- type: pd-profile-handler\n  parameters: {primaryPort: 8200}');
+    const h = harness(yaml, storeWith([spec('p0', '10.0.0.1', 'prefill'), spec('d0', '10.0.0.2', 'decode')]));
+    expect(h.config.warnings.join()).toMatch(/pd-profile-handler.*deprecated upstream; use disagg-profile-handler/);
+    const r = h.route(LONG);
+    expect(r.destination).toBe('10.0.0.2:8200');
+    expect(r.ctx.request.headers['x-data-parallel-host-port']).toBe('10.0.0.2:8000');
+    expect(r.ctx.request.headers[PREFILLER_HOST_PORT]).toBe('10.0.0.1:8000');
+    const text = await h.config.metrics.registry.metrics();
+    expect(metricValue(text, 'llm_d_epp_pd_decision_total', { model_name: 'm', decision_type: 'prefill-decode' })).toBe(1);
+    expect(metricValue(text, 'llm_d_inference_scheduler_pd_decision_total', { model_name: 'm', decision_type: 'prefill-decode' })).toBe(1);
+    expect(metricValue(text, 'llm_d_epp_disagg_decision_total')).toBeUndefined();
+    expect(() => loadEndpointPickerConfig(yaml.replace('primaryPort: 8200', 'primaryPort: 70000'))).toThrow(/parameter "primaryPort": must be between 1 and 65535/);
+  });
 });
