@@ -27,7 +27,7 @@ export const eppOptions = {
   endpointTargetPorts: opt.list({ default: [], itemHint: 'a comma-separated list of 1 to 8 ports', description: 'Ports of each selected pod (with --endpoint-selector), one endpoint per port.' }),
   endpointsFile: opt.string({ default: '', description: 'pd-router: YAML/JSON endpoints file (file-discovery format), hot-reloaded; no Kubernetes needed.' }),
   kubeApiServer: opt.string({ default: '', description: 'pd-router: Kubernetes API server URL used without credentials (kubectl proxy, tests); default in-cluster/kubeconfig.' }),
-  kubeconfig: opt.string({ default: '', env: ['KUBECONFIG'], description: 'kubeconfig file when not running in a cluster.' }),
+  kubeconfig: opt.string({ default: '', description: 'kubeconfig file when not running in a cluster (empty: in-cluster, else $KUBECONFIG, else ~/.kube/config).' }),
   refreshMetricsInterval: opt.duration({ default: 50, min: 1, description: 'How often each endpoint\'s /metrics is scraped (llm-d\'s base tick).' }),
   metricsStalenessThreshold: opt.duration({ default: 2000, min: 1, description: 'Metrics older than this mark an endpoint stale (and leave the pool gauges).' }),
   metricsScrapeTimeout: opt.duration({ default: 1000, min: 1, description: 'pd-router: deadline of one metrics scrape (connect, headers and body).' }),
