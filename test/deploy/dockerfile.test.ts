@@ -18,7 +18,8 @@ describe('Dockerfile', () => {
     expect(froms).toHaveLength(2);
     expect(froms[0]).toMatch(/^FROM \S+node:20\.\d+\S* AS build$/);
     expect(froms[1]).toMatch(/^FROM gcr\.io\/distroless\/nodejs20-debian12:nonroot$/);
-    expect(lines.at(-3)).toBe('USER 65532:65532');
+    const runtimeStage = lines.slice(lines.indexOf(froms[1]!));
+    expect(runtimeStage).toContain('USER 65532:65532');
   });
 
   it('the entrypoint is the compiled CLI, so manifests give the component as the first argument', () => {
