@@ -225,7 +225,9 @@ function round(n: number, digits = 2): number {
   return Math.round(n * f) / f;
 }
 
-export const costBasedPdDecider: DeciderDefinition<CostBasedPdDeciderParams> = {
+export type CostBasedPdDecider = ReturnType<typeof createCostBasedDecider>;
+
+export const costBasedPdDecider: DeciderDefinition<CostBasedPdDeciderParams, CostBasedPdDecider> = {
   params: costBasedPdDeciderParams,
   description: 'Disaggregates when estimated remote TTFT (prefill queue + prefill + KV transfer) beats local TTFT on the decode pick by a margin.',
   create: createCostBasedDecider,

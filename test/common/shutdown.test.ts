@@ -22,7 +22,7 @@ describe('graceful shutdown', () => {
     sim.child.kill('SIGTERM');
     const res = await inflight;
     expect(res.status).toBe(200);
-    expect((await res.json()).choices).toHaveLength(1);
+    expect(((await res.json()) as { choices: unknown[] }).choices).toHaveLength(1);
     expect(await sim.stop()).toBe(0);
     expect(sim.output()).toContain('shutdown complete');
   });

@@ -68,7 +68,8 @@ function unknownFields(type: string, value: unknown, path: string, out: string[]
 }
 
 /** All problems with one rendered object. */
-export function validateObject(o: Obj): string[] {
+export function validateObject(obj: Record<string, any>): string[] {
+  const o = obj as Obj;
   const where = `${o.kind}/${o.metadata?.name}`;
   if (o.kind === 'InferencePool') {
     const r = InferencePool.safeParse(o);

@@ -47,7 +47,7 @@ describe('sidecar routes', () => {
   it('POST to an unknown path is passed through with its body and query', async () => {
     const r = await fetch(`${f.sidecar.url}/admin/config?probe=1`, { method: 'POST', body: JSON.stringify({ 'inter-token-latency': '0s' }) });
     expect(r.status).toBe(200);
-    expect((await r.json()).latencies['inter-token-latency']).toBe('0s');
+    expect(((await r.json()) as { latencies: Record<string, string> }).latencies['inter-token-latency']).toBe('0s');
   });
 
   it('/sidecar/metrics serves the sidecar\'s own metrics', async () => {

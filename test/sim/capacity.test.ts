@@ -159,7 +159,7 @@ describe('fault injection and admin config', () => {
       expect(badDuration.body.error.message).toBe('field "prefill-overhead": time: invalid duration "soon"');
       const std = await postJson(`${sim.url}/admin/config`, { 'time-to-first-token-std-dev': '200ms' });
       expect(std.body.error.message).toBe('time to first token standard deviation cannot be more than 30% of time to first token');
-      const get = await fetch(`${sim.url}/admin/config`).then((r) => r.json());
+      const get = (await fetch(`${sim.url}/admin/config`).then((r) => r.json())) as { latencies: Record<string, string> };
       expect(get.latencies['time-to-first-token']).toBe('250ms');
     } finally {
       await sim.close();

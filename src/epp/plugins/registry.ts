@@ -2,7 +2,7 @@
  * Every plugin type pd-router accepts in an EndpointPickerConfig, by its upstream type name. This is the one place a
  * type string is written; each entry's file documents the plugin's parameters and formula.
  */
-import { alwaysDisaggMultimodalDecider, alwaysDisaggPdDecider, prefixBasedPdDecider, type DeciderDefinition } from '../../decider/index.js';
+import { alwaysDisaggMultimodalDecider, alwaysDisaggPdDecider, costBasedPdDecider, prefixBasedPdDecider, type DeciderDefinition } from '../../decider/index.js';
 import { definePlugin, type PluginDefinition } from './definition.js';
 import { byLabelFilter } from './filter/by-label.js';
 import { decodeFilter } from './filter/decode-filter.js';
@@ -65,6 +65,8 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'always-disagg-pd-decider': deciderPlugin(alwaysDisaggPdDecider),
   'prefix-based-pd-decider': deciderPlugin(prefixBasedPdDecider),
   'always-disagg-multimodal-decider': deciderPlugin(alwaysDisaggMultimodalDecider),
+  // pd-router's own (not in llm-d)
+  'cost-based-pd-decider': deciderPlugin(costBasedPdDecider as DeciderDefinition),
   // data producers
   'approx-prefix-cache-producer': approxPrefixCacheProducer,
   'token-producer': tokenProducer,
