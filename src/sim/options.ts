@@ -38,6 +38,16 @@ export const simOptions = {
     min: 1,
     description: 'Latency multiplier when max-num-seqs requests run; scales linearly with the running batch. Never applied to KV transfer.',
   }),
+  engineModel: opt.oneOf(['request', 'step'] as const, {
+    default: 'request',
+    description:
+      'pd-router: request = each request sleeps its own latencies (upstream model); step = vLLM-like steps with chunked prefill, where prefills and decodes on one engine slow each other (used by xPyD tuning).',
+  }),
+  maxNumBatchedTokens: opt.int({
+    default: 8192,
+    min: 1,
+    description: 'Step engine: tokens per step (vLLM chunked prefill budget); decoding sequences take one each, waiting prefills the rest.',
+  }),
   latencyMsTruncation: opt.bool({
     default: false,
     description: 'pd-router: truncate sampled latencies to whole milliseconds exactly as upstream does (sub-ms totals become 0).',

@@ -11,6 +11,7 @@ import { SimMetrics } from './metrics.js';
 import { SeededRandom } from './random.js';
 import { Scheduler, type Slot } from './scheduler.js';
 import { generateOutput, type GeneratedOutput } from './generation.js';
+import { RequestPacer, StepLoop, type Pacer, type StepSettings } from './pacing.js';
 import type { SimConfig } from './options.js';
 
 export interface Faults {
@@ -78,24 +79,6 @@ export interface EngineResult {
   cachedTokens: number;
 }
 
-/** Milliseconds to wait before anything is worth a timer. */
-const MIN_SLEEP_MS = 1;
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal.reason);
-    };
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
 export class SimEngine {
   readonly registry: Registry = createRegistry();
   readonly metrics: SimMetrics;
@@ -109,6 +92,8 @@ export class SimEngine {
   private readonly records: RequestRecord[] = [];
   /** Port this rank listens on; set once the server is bound. */
   port = 0;
+  /** The step engine's loop (--engine-model step). */
+  private readonly stepLoop: StepLoop;
 
   constructor(
     public config: SimConfig,
@@ -127,6 +112,7 @@ export class SimEngine {
       kvCacheEnabled: config.enableKvcache,
     });
     this.scheduler = new Scheduler(config.maxNumSeqs, config.maxWaitingQueueLength, this.kv, () => this.updateGauges());
+    this.stepLoop = new StepLoop(stepSettings(config), this.latency);
     this.engineId = config.engineId ? (config.dataParallelSize > 1 ? `${config.engineId}-dp${rank}` : config.engineId) : `pd-sim-${randomUUID()}`;
   }
 
@@ -158,13 +144,6 @@ export class SimEngine {
     return scale > 0 ? wallMs / scale / 1000 : 0;
   }
 
-  /** Waits until a wall-clock due time, sleeping only when it is worth a timer. */
-  private async waitUntil(due: number, signal: AbortSignal): Promise<void> {
-    const wait = due - performance.now();
-    if (wait >= MIN_SLEEP_MS) await sleep(wait, signal);
-    else if (signal.aborted) throw signal.reason;
-  }
-
   promptHashes(tokens: readonly number[], salt: string): string[] {
     if (!this.kv) return [];
     let s = 0;
@@ -191,19 +170,16 @@ export class SimEngine {
     const l = m.labels;
     try {
       const started = performance.now();
-      const scale = this.config.timeScale;
       let cachedTokens = slot.cachedTokens;
-      let prefillMs: number;
+      let transferMs: number | undefined;
       if (req.remotePrefill) {
         // The KV cache arrives from the prefiller: everything but the last prompt token is reported as cached.
-        prefillMs = this.latency.kvTransferMs(promptTokens);
+        transferMs = this.latency.kvTransferMs(promptTokens);
         const external = Math.max(0, promptTokens - 1 - cachedTokens);
         m.externalPrefixQueries.inc(l, Math.max(0, promptTokens - cachedTokens));
         m.externalPrefixHits.inc(l, external);
         cachedTokens = Math.max(cachedTokens, promptTokens - 1, 0);
-        m.kvTransferTime.observe(l, prefillMs / 1000);
-      } else {
-        prefillMs = this.latency.prefillMs({ promptTokens, cachedTokens, running: this.scheduler.running });
+        m.kvTransferTime.observe(l, transferMs / 1000);
       }
       if (this.kv) {
         m.prefixQueries.inc(l, promptTokens);
@@ -229,26 +205,36 @@ export class SimEngine {
         maxModelLen: this.config.maxModelLen,
         prefillOnly: req.prefillOnly,
       });
-      let due = started + prefillMs * scale;
-      await this.waitUntil(due, req.signal);
-      const firstTokenAt = performance.now();
-      m.ttft.observe(l, this.simSeconds(firstTokenAt - arrival));
-      m.prefillTime.observe(l, this.simSeconds(firstTokenAt - started));
-      await sink.first(output, cachedTokens);
       const n = output.tokens.length;
-      for (let i = 0; i < n; i++) {
-        if (i > 0) {
-          const itl = this.latency.interTokenMs(this.scheduler.running);
-          due += itl * scale;
-          await this.waitUntil(due, req.signal);
-          const itlSeconds = itl / 1000;
-          m.itl.observe(l, itlSeconds);
-          m.tpot.observe(l, itlSeconds);
-        } else {
-          due = Math.max(due, performance.now());
+      const pacer: Pacer =
+        this.config.engineModel === 'step'
+          ? this.stepLoop.pacer({ prefillTokens: promptTokens - slot.cachedTokens, transferMs, outputTokens: Math.max(1, n), signal: req.signal })
+          : new RequestPacer(
+              { prefillTokens: promptTokens - slot.cachedTokens, transferMs, outputTokens: n, signal: req.signal },
+              this.latency,
+              () => this.scheduler.running,
+              promptTokens,
+              slot.cachedTokens,
+              this.config.timeScale,
+            );
+      let firstTokenAt: number;
+      try {
+        const prefillMs = await pacer.prefill();
+        firstTokenAt = performance.now();
+        m.ttft.observe(l, this.simSeconds(firstTokenAt - arrival));
+        m.prefillTime.observe(l, prefillMs / 1000);
+        await sink.first(output, cachedTokens);
+        for (let i = 0; i < n; i++) {
+          if (i > 0) {
+            const itlSeconds = (await pacer.next(i)) / 1000;
+            m.itl.observe(l, itlSeconds);
+            m.tpot.observe(l, itlSeconds);
+          }
+          if (this.kv) this.kv.grow(req.id, promptTokens + i + 1);
+          await sink.token(i);
         }
-        if (this.kv) this.kv.grow(req.id, promptTokens + i + 1);
-        await sink.token(i);
+      } finally {
+        pacer.leave();
       }
       const done = performance.now();
       const decodeSeconds = this.simSeconds(done - firstTokenAt);
@@ -276,6 +262,7 @@ export class SimEngine {
   reconfigure(next: SimConfig): void {
     this.config = next;
     this.latency.update(latencySettings(next));
+    this.stepLoop.update(stepSettings(next));
   }
 
   record(r: RequestRecord): RequestRecord {
@@ -297,6 +284,15 @@ export class SimEngine {
   clearRecords(): void {
     this.records.length = 0;
   }
+}
+
+export function stepSettings(c: SimConfig): StepSettings {
+  return {
+    maxNumBatchedTokens: c.maxNumBatchedTokens,
+    prefillTimePerToken: c.prefillTimePerToken,
+    prefillOverhead: c.prefillOverhead,
+    timeScale: c.timeScale,
+  };
 }
 
 export function latencySettings(c: SimConfig): LatencySettings {
