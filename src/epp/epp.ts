@@ -4,6 +4,7 @@
  * streams may finish until the deadline, then everything is closed.
  */
 import { readFile } from 'node:fs/promises';
+import { applyConfigParams } from './config/config-params.js';
 import * as grpc from '@grpc/grpc-js';
 import Fastify from 'fastify';
 import type { Logger } from 'pino';
@@ -61,7 +62,7 @@ function grpcAddress(host: string, port: number): string {
 export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promise<EppHandle> {
   const logger = opts.logger ?? silentLogger();
   const metrics = new EppMetrics();
-  const config = loadEndpointPickerConfig(await configText(o), { metrics, logger, random: opts.random });
+  const config = loadEndpointPickerConfig(applyConfigParams(await configText(o), o.configParam), { metrics, logger, random: opts.random });
   const store = new EndpointStore();
   store.on('removed', (e) => {
     for (const p of config.endpointRemoved) p.endpointRemoved(e.id);

@@ -1,6 +1,7 @@
 /** The Endpoint Picker: `pd-router epp`, and the pieces other components reuse in-process. */
 export { eppCommand, eppOptions, eppConfig, type EppConfig } from './options.js';
 export { startEpp, type EppHandle, type StartEppOptions } from './epp.js';
+export { applyConfigParams } from './config/config-params.js';
 export { loadEndpointPickerConfig, type LoadedEndpointPickerConfig, type LoadDependencies } from './config/loader.js';
 export { DEFAULT_CONFIG_YAML, ACCEPTED_API_VERSIONS } from './config/schema.js';
 export { PLUGIN_REGISTRY, UNSUPPORTED_UPSTREAM_TYPES } from './plugins/registry.js';

@@ -11,6 +11,11 @@ const port = (def: number, description: string) => opt.int({ default: def, min: 
 export const eppOptions = {
   configFile: opt.string({ default: '', description: 'EndpointPickerConfig YAML file; empty (and no --config-text) runs llm-d\'s default single-profile config.' }),
   configText: opt.string({ default: '', description: 'EndpointPickerConfig YAML given inline.' }),
+  configParam: opt.list({
+    default: [],
+    itemHint: 'a list of <plugin-name>.<parameter>=<value>',
+    description: 'pd-router: set a plugin parameter over the config file, e.g. --config-param=prefix-based-pd-decider.nonCachedTokens=256 (repeatable).',
+  }),
   host: opt.string({ default: '0.0.0.0', description: 'Address the gRPC, health and metrics servers listen on.' }),
   grpcPort: port(9002, 'ext_proc gRPC port.'),
   grpcHealthPort: port(9003, 'gRPC health port (grpc.health.v1, plain text).'),

@@ -96,13 +96,16 @@ describe('kustomize overlays', () => {
     });
 
     it("the EPP ConfigMap parses with the EPP's own config loader, with the overlay's threshold", async () => {
-      const { loadEndpointPickerConfig } = await import('../../src/epp/index.js');
+      const { applyConfigParams, loadEndpointPickerConfig } = await import('../../src/epp/index.js');
       const cm = objs.find((o) => o.kind === 'ConfigMap' && o.metadata.name.startsWith('pd-router-epp-config'))!;
       const epp = find(objs, 'Deployment', 'pd-router-epp');
       const volume = epp.spec.template.spec.volumes.find((v: Obj) => v.name === 'config');
       expect(volume.configMap.name).toBe(cm.metadata.name);
-      const loaded = loadEndpointPickerConfig(cm.data['epp-config.yaml']);
-      expect(loaded).toBeDefined();
+      const configParams = (epp.spec.template.spec.containers[0].args as string[]).filter((a) => a.startsWith('--config-param=')).map((a) => a.slice('--config-param='.length));
+      const effective = applyConfigParams(cm.data['epp-config.yaml'], configParams);
+      expect(() => loadEndpointPickerConfig(effective)).not.toThrow();
+      const decider = (parseAllDocuments(effective)[0]!.toJSON() as Obj).plugins.find((p: Obj) => p.name === 'decider');
+      expect(decider.parameters.nonCachedTokens).toBe(Number(params(overlay).NON_CACHED_TOKENS));
     });
   });
 });
