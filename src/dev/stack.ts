@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { hostPort, silentLogger, type Logger } from '../common/index.js';
-import { eppConfig } from '../epp/index.js';
+import { eppConfig, type EppConfig } from '../epp/index.js';
 import { gatewayConfig } from '../gateway/index.js';
 import { sidecarConfig, type SidecarConfig } from '../sidecar/index.js';
 import { simConfig, type SimConfig } from '../sim/index.js';
@@ -46,6 +46,8 @@ export interface DevStackOptions {
   decodeSim?: Partial<SimConfig>;
   /** Extra sidecar settings. */
   sidecar?: Partial<SidecarConfig>;
+  /** Extra EPP settings. */
+  epp?: Partial<EppConfig>;
   logger?: Logger;
 }
 
@@ -212,6 +214,7 @@ export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promis
       await launcher.epp(
         'epp',
         eppConfig({
+          ...o.epp,
           host: o.host,
           grpcPort: o.basePort === 0 ? 0 : o.eppGrpcPort,
           grpcHealthPort: o.basePort === 0 ? 0 : o.eppGrpcPort + 1,

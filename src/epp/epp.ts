@@ -104,7 +104,12 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
       'grpc.keepalive_timeout_ms': 20_000,
       'grpc.keepalive_permit_without_calls': 1,
     });
-    const settings = { maxRequestBodyBytes: o.maxRequestBodySize, maxResponseBodyBytes: o.maxResponseBodyBuffer, idleTimeoutMs: o.streamIdleTimeout };
+    const settings = {
+      maxRequestBodyBytes: o.maxRequestBodySize,
+      maxResponseBodyBytes: o.maxResponseBodyBuffer,
+      idleTimeoutMs: o.streamIdleTimeout,
+      decisionHeader: o.decisionHeader,
+    };
     server.addService(extProcServiceDefinition(), {
       Process: (call: grpc.ServerDuplexStream<any, any>) => new ExtProcStream(call, { director, metrics, logger, settings }),
     });

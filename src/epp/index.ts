@@ -13,3 +13,4 @@ export { InferenceError } from './framework/errors.js';
 export * from './framework/types.js';
 export * from './routing-headers.js';
 export { healthClientConstructor } from './health.js';
+export { DECISION_HEADER, DEBUG_REQUEST_HEADER, formatDecision } from './extproc/stream.js';

@@ -11,6 +11,11 @@ const port = (def: number, description: string) => opt.int({ default: def, min: 
 export const eppOptions = {
   configFile: opt.string({ default: '', description: 'EndpointPickerConfig YAML file; empty (and no --config-text) runs llm-d\'s default single-profile config.' }),
   configText: opt.string({ default: '', description: 'EndpointPickerConfig YAML given inline.' }),
+  decisionHeader: opt.oneOf(['off', 'on-request', 'always'] as const, {
+    default: 'off',
+    description:
+      'pd-router: return the P/D decision (type, reason, the decider\'s numbers) in the x-pd-router-decision response header: never, only when the request carries x-pd-router-debug: decision, or always.',
+  }),
   configParam: opt.list({
     default: [],
     itemHint: 'a list of <plugin-name>.<parameter>=<value>',

@@ -20,6 +20,8 @@ export interface ResponseTrackerSettings {
   /** performance.now() at the request body's end of stream (0 if the request was never scheduled). */
   requestEndAt: number;
   rewriteModel?: { from: string; to: string };
+  /** Headers added to the response (the opt-in decision header). */
+  extraHeaders?: Array<[string, string]>;
   onComplete: () => void;
 }
 
@@ -45,7 +47,8 @@ export class ResponseTracker {
     if (status !== undefined && status !== '200') this.s.metrics.countError(this.s.labels, 'ModelServerError');
     if ((received.values['content-type'] ?? '').toLowerCase().includes('text/event-stream')) this.streaming = true;
     if (this.streaming && this.s.parsesUsage) this.sse = new SseUsageReader();
-    this.s.send(responseHeadersResponse([setHeader('x-went-into-resp-headers', 'true'), ...echoHeaders(received.values, received.repeated)]));
+    const extra = (this.s.extraHeaders ?? []).map(([k, v]) => setHeader(k, v));
+    this.s.send(responseHeadersResponse([setHeader('x-went-into-resp-headers', 'true'), ...echoHeaders(received.values, received.repeated), ...extra]));
     if (h.end_of_stream) this.finish();
   }
 

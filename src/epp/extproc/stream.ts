@@ -16,6 +16,19 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { valueToJson, type HttpBody, type HttpHeaders, type Metadata, type ProcessingRequest, type ProcessingResponse } from '../../common/envoy/ext-proc.js';
 import type { ParsedRequest, RequestDirector, ScheduledRequest } from '../director.js';
+import type { DisaggDecisionRecord } from '../framework/types.js';
+
+export const DECISION_HEADER = 'x-pd-router-decision';
+export const DEBUG_REQUEST_HEADER = 'x-pd-router-debug';
+
+/** `prefill-decode; reason=remote-faster; localMs=812.5; remoteMs=310.2; ...` (scalar details only). */
+export function formatDecision(d: DisaggDecisionRecord): string {
+  const parts = [d.type, `reason=${d.reason}`];
+  for (const [k, v] of Object.entries(d.detail ?? {})) {
+    if (typeof v === 'number' || typeof v === 'boolean' || (typeof v === 'string' && /^[\w.:/\[\]-]+$/.test(v))) parts.push(`${k}=${v}`);
+  }
+  return parts.join('; ');
+}
 import { InferenceError } from '../framework/errors.js';
 import type { EppMetrics } from '../metrics.js';
 import { DESTINATION_ENDPOINT, ROUTING_HEADERS, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE } from '../routing-headers.js';
@@ -28,6 +41,8 @@ export interface StreamSettings {
   maxResponseBodyBytes: number;
   /** A stream with no message for this long is ended with DEADLINE_EXCEEDED; 0 disables. */
   idleTimeoutMs: number;
+  /** When to add the x-pd-router-decision response header. */
+  decisionHeader?: 'off' | 'on-request' | 'always';
 }
 
 export interface StreamDependencies {
@@ -187,6 +202,15 @@ export class ExtProcStream {
     }
   }
 
+  /** The opt-in debug header with the P/D decision, when enabled for this request. */
+  private decisionHeader(): Array<[string, string]> {
+    const mode = this.deps.settings.decisionHeader ?? 'off';
+    const d = this.scheduled?.ctx.decision;
+    if (mode === 'off' || !d) return [];
+    if (mode === 'on-request' && !/\bdecision\b/.test(this.headers.values[DEBUG_REQUEST_HEADER] ?? '')) return [];
+    return [[DECISION_HEADER, formatDecision(d)]];
+  }
+
   /** Routing headers the EPP did not set: removed so a client's copy can never reach the sidecar. */
   private removals(): string[] {
     const set = this.parsed?.request.headers ?? this.headers.values;
@@ -205,6 +229,7 @@ export class ExtProcStream {
         maxBufferedBytes: this.deps.settings.maxResponseBodyBytes,
         requestEndAt: this.requestEndAt,
         rewriteModel: request && request.targetModel !== request.model ? { from: request.targetModel, to: request.model } : undefined,
+        extraHeaders: this.decisionHeader(),
         onComplete: () => this.complete(),
       });
     }
