@@ -1,0 +1,271 @@
+/**
+ * runLoad: sends a workload to an OpenAI-compatible server with undici and measures every request from its SSE stream.
+ *
+ * - One undici Pool for the origin: as many connections as the closed-loop concurrency (or maxConcurrency), unlimited
+ *   for open-loop arrivals, so the server, not the client, decides the queueing.
+ * - Arrivals: constant = evenly spaced from t = 0; poisson = exponential gaps from the seeded RNG (first request at
+ *   t = 0); concurrency = closed loop, N workers each sending its next request as soon as the previous one ends.
+ * - Every wait has a deadline: each request has its own timeout (simulated ms × time scale), and the run's signal
+ *   cancels the dispatcher and every request in flight at once; cancelled requests are left out of the samples.
+ * - Times are measured with performance.now() in wall ms and reported in simulated ms (wall / timeScale).
+ */
+import { randomInt } from 'node:crypto';
+import { Pool } from 'undici';
+import { PromptFactory, WORDS } from './prompts.js';
+import { Progress } from './progress.js';
+import { Rng, drawLength } from './random.js';
+import { validateRunOptions } from './schema.js';
+import { StreamMetrics } from './sse.js';
+import { summarize } from './stats.js';
+import type { LoadRunOptions, RequestSample, RunResult } from './types.js';
+
+export const DEFAULT_REQUEST_TIMEOUT_MS = 10 * 60_000;
+export const DEFAULT_SEED = 1;
+
+/** RNG streams of one seed. */
+const STREAM = { lengths: 1, arrivals: 2, groups: 3, words: 100 } as const;
+
+/** The inference path for an API under a base URL (a base URL ending in /v1, as OpenAI clients take it, also works). */
+export function inferencePath(baseUrl: string, api: 'chat' | 'completions'): string {
+  const u = new URL(baseUrl);
+  let base = u.pathname.replace(/\/+$/, '');
+  if (!base.endsWith('/v1')) base += '/v1';
+  return `${base}/${api === 'chat' ? 'chat/completions' : 'completions'}`;
+}
+
+interface PlannedRequest {
+  index: number;
+  inputTokens: number;
+  outputTokens: number;
+  body: string;
+  scheduledWallMs: number;
+}
+
+class TimeoutError extends Error {}
+
+function errorMessage(e: unknown): string {
+  if (e instanceof Error) {
+    const cause = (e as Error & { cause?: unknown }).cause;
+    const code = (e as Error & { code?: string }).code;
+    return `${e.message}${code ? ` (${code})` : ''}${cause instanceof Error ? `: ${cause.message}` : ''}`;
+  }
+  return String(e);
+}
+
+/** Resolves at `target` (performance.now() ms) or as soon as `signal` aborts. */
+function sleepUntil(target: number, signal: AbortSignal): Promise<void> {
+  const wait = target - performance.now();
+  if (signal.aborted) return Promise.resolve();
+  if (wait <= 0) return new Promise((r) => setImmediate(r));
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const t = setTimeout(done, wait);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+export async function runLoad(o: LoadRunOptions): Promise<RunResult> {
+  validateRunOptions(o);
+  const scale = o.timeScale ?? 1;
+  const seed = o.seed ?? DEFAULT_SEED;
+  const timeoutWallMs = (o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS) * scale;
+  const maxRequests = o.requests ?? Number.POSITIVE_INFINITY;
+  const wallBudgetMs = o.durationSeconds !== undefined ? o.durationSeconds * 1000 * scale : Number.POSITIVE_INFINITY;
+  const profile = o.profile;
+  const arrival = o.arrival;
+  const url = new URL(o.baseUrl);
+  const path = inferencePath(o.baseUrl, profile.api);
+  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream', ...o.headers };
+
+  const lengths = new Rng(seed, STREAM.lengths);
+  const arrivals = new Rng(seed, STREAM.arrivals);
+  const groups = new Rng(seed, STREAM.groups);
+  const prompts = new PromptFactory(profile.api, seed, randomInt(0, WORDS.length * WORDS.length), profile.sharedPrefix);
+
+  const plan = (index: number, scheduledWallMs: number): PlannedRequest => {
+    const inputTokens = Math.max(prompts.minTokens, drawLength(profile.inputTokens, lengths));
+    const outputTokens = drawLength(profile.outputTokens, lengths);
+    const group = profile.sharedPrefix ? groups.int(0, profile.sharedPrefix.groups - 1) : 0;
+    const prompt = prompts.build(index, inputTokens, group, new Rng(seed, STREAM.words + index));
+    const common = { max_tokens: outputTokens, min_tokens: outputTokens, ignore_eos: true, stream: true, stream_options: { include_usage: true } };
+    const body =
+      profile.api === 'chat'
+        ? { model: o.model, messages: [{ role: 'user', content: prompt.text }], ...common }
+        : { model: o.model, prompt: prompt.text, ...common };
+    return { index, inputTokens: prompt.tokens, outputTokens, body: JSON.stringify(body), scheduledWallMs };
+  };
+
+  const closedLoop = arrival.kind === 'concurrency';
+  const connections = closedLoop ? arrival.concurrency : (o.maxConcurrency ?? null);
+  const pool = new Pool(url.origin, {
+    connections,
+    pipelining: 1,
+    // Deadlines are ours (per request, in simulated time); undici's own would cut long generations short.
+    headersTimeout: 0,
+    bodyTimeout: 0,
+    keepAliveTimeout: 60_000,
+  });
+
+  const runAbort = new AbortController();
+  const onOuterAbort = () => runAbort.abort(o.signal?.reason);
+  if (o.signal?.aborted) runAbort.abort(o.signal.reason);
+  else o.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  const signal = runAbort.signal;
+
+  const samples: RequestSample[] = [];
+  let issued = 0;
+  let inFlight = 0;
+  let failures = 0;
+  let cancelled = 0;
+  let lastEndWall = 0;
+  const t0 = performance.now();
+  const startedAt = Date.now();
+
+  const progressStream = o.progress === true ? process.stderr : o.progress === false ? undefined : (o.progress ?? (process.stderr.isTTY ? process.stderr : undefined));
+  const progress = progressStream
+    ? new Progress(progressStream, () => ({
+        done: samples.length,
+        failures,
+        inFlight,
+        total: o.requests,
+        elapsedSeconds: (performance.now() - t0) / 1000 / scale,
+        durationSeconds: o.durationSeconds,
+      }))
+    : undefined;
+
+  const send = async (req: PlannedRequest): Promise<void> => {
+    inFlight++;
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(new TimeoutError(`timed out after ${o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS}ms`)), timeoutWallMs);
+    const onRunAbort = () => ac.abort(signal.reason);
+    signal.addEventListener('abort', onRunAbort, { once: true });
+    const start = performance.now();
+    const sample: RequestSample = {
+      index: req.index,
+      ok: false,
+      status: 0,
+      inputTokens: req.inputTokens,
+      requestedOutputTokens: req.outputTokens,
+      outputTokens: 0,
+      startMs: (start - t0) / scale,
+      scheduledMs: req.scheduledWallMs / scale,
+      e2eMs: 0,
+      itlMs: [],
+    };
+    let end = start;
+    try {
+      const res = await pool.request({ path, method: 'POST', headers, body: req.body, signal: ac.signal });
+      sample.status = res.statusCode;
+      if (res.statusCode < 200 || res.statusCode >= 300) {
+        const text = await res.body.text().catch(() => '');
+        end = performance.now();
+        let message = text.slice(0, 300);
+        try {
+          const j = JSON.parse(text) as { error?: { message?: string } | string; message?: string };
+          message = (typeof j.error === 'string' ? j.error : j.error?.message) ?? j.message ?? message;
+        } catch {
+          /* not JSON */
+        }
+        sample.error = `HTTP ${res.statusCode}${message ? `: ${message}` : ''}`;
+      } else {
+        const contentType = String(res.headers['content-type'] ?? '');
+        const m = new StreamMetrics(start);
+        const decoder = new TextDecoder();
+        for await (const chunk of res.body) {
+          m.push(performance.now(), decoder.decode(chunk as Buffer, { stream: true }));
+        }
+        end = performance.now();
+        m.push(end, decoder.decode());
+        m.end(end);
+        const r = m.result();
+        sample.outputTokens = r.outputTokens;
+        if (r.usage) sample.reportedInputTokens = r.usage.prompt_tokens;
+        if (r.ttftMs !== undefined) sample.ttftMs = r.ttftMs / scale;
+        sample.itlMs = scale === 1 ? r.itlMs : r.itlMs.map((g) => g / scale);
+        if (r.error !== undefined) sample.error = `stream error: ${r.error}`;
+        else if (!contentType.includes('text/event-stream') && r.contentChunks === 0) sample.error = `expected an event stream, got content-type ${contentType || 'none'}`;
+        else if (!r.done) sample.error = 'stream ended without [DONE]';
+        else if (r.contentChunks === 0) sample.error = 'no output tokens';
+        else sample.ok = true;
+      }
+    } catch (e) {
+      end = performance.now();
+      if (signal.aborted && !(ac.signal.reason instanceof TimeoutError)) {
+        cancelled++;
+        return;
+      }
+      sample.error = ac.signal.reason instanceof TimeoutError ? ac.signal.reason.message : `transport error: ${errorMessage(e)}`;
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onRunAbort);
+      inFlight--;
+    }
+    sample.e2eMs = (end - start) / scale;
+    if (sample.ok && sample.ttftMs !== undefined && sample.outputTokens > 1) sample.tpotMs = (sample.e2eMs - sample.ttftMs) / (sample.outputTokens - 1);
+    if (!sample.ok) failures++;
+    lastEndWall = Math.max(lastEndWall, end - t0);
+    samples.push(sample);
+  };
+
+  const budgetLeft = () => issued < maxRequests && !signal.aborted && performance.now() - t0 < wallBudgetMs;
+
+  try {
+    if (arrival.kind === 'concurrency') {
+      const worker = async () => {
+        while (budgetLeft()) {
+          const req = plan(issued++, performance.now() - t0);
+          await send(req);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(arrival.concurrency, maxRequests) }, worker));
+    } else {
+      const running = new Set<Promise<void>>();
+      const meanGapWallMs = (1000 / arrival.rate) * scale;
+      let due = 0;
+      let sinceYield = 0;
+      const aborted = new Promise<void>((r) => (signal.aborted ? r() : signal.addEventListener('abort', () => r(), { once: true })));
+      while (issued < maxRequests && due < wallBudgetMs && !signal.aborted) {
+        const target = t0 + due;
+        if (target - performance.now() > 1) {
+          await sleepUntil(target, signal);
+          sinceYield = 0;
+        } else if (++sinceYield >= 32) {
+          // Catching up on a backlog of due arrivals: let responses be read in between.
+          await new Promise((r) => setImmediate(r));
+          sinceYield = 0;
+        }
+        if (signal.aborted) break;
+        while (o.maxConcurrency !== undefined && running.size >= o.maxConcurrency && !signal.aborted) {
+          await Promise.race([...running, aborted]);
+        }
+        if (signal.aborted) break;
+        const p = send(plan(issued++, due)).finally(() => running.delete(p));
+        running.add(p);
+        due += arrival.kind === 'constant' ? meanGapWallMs : arrivals.exponential(meanGapWallMs);
+      }
+      await Promise.all(running);
+    }
+  } finally {
+    o.signal?.removeEventListener('abort', onOuterAbort);
+    progress?.stop();
+    await pool.destroy().catch(() => undefined);
+  }
+
+  const endedAt = Date.now();
+  samples.sort((a, b) => a.index! - b.index!);
+  const wallDuration = samples.length > 0 ? lastEndWall : performance.now() - t0;
+  const durationSeconds = wallDuration / 1000 / scale;
+  return {
+    options: o,
+    samples,
+    summary: summarize(samples, durationSeconds),
+    startedAt,
+    endedAt,
+    aborted: signal.aborted,
+    cancelled,
+  };
+}
