@@ -15,7 +15,12 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
     summary: 'Development/test stand-in for Envoy: ext_proc client of the EPP, then a streaming proxy.',
     load: async () => (await import('./gateway/command.js')).gatewayCommandModule,
   },
+  tune: {
+    summary: 'xPyD ratio tuning: topologies × load levels on simulators (or a real endpoint), plots and a recommendation.',
+    load: async () => (await import('./tune/command.js')).tuneCommandModule,
+  },
   dev: { summary: 'Local P/D stack on simulators (what `npm start` runs).', load: async () => (await import('./dev/command.js')).devCommandModule },
+  loadgen: { summary: 'LLM load generator: TTFT/TPOT/ITL, throughput, goodput; inference-perf report.', load: async () => (await import('./loadgen/command.js')).loadgenCommandModule },
 };
 
 function usage(): string {

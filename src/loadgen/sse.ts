@@ -190,12 +190,24 @@ export class StreamMetrics {
 /**
  * Pure: per-request metrics from a recorded SSE timeline (ms timestamps of each received chunk with its text). A chunk's
  * text is either raw event-stream bytes (`data: {...}\n\n`, possibly several events or part of one) or one bare event
- * payload (`{...}` or `[DONE]`).
+ * payload (`{...}` or `[DONE]`). Adds the end-to-end time (to the last chunk) and TPOT.
  */
 export function metricsFromSseTimeline(
   startMs: number,
   chunks: Array<{ atMs: number; data: string }>,
-): { ttftMs?: number; itlMs: number[]; outputTokens: number; usage?: Usage; contentChunks: number; done: boolean; error?: string } {
+): {
+  ttftMs?: number;
+  itlMs: number[];
+  outputTokens: number;
+  usage?: Usage;
+  contentChunks: number;
+  done: boolean;
+  error?: string;
+  /** Last chunk's time − startMs. */
+  e2eMs: number;
+  /** (e2e − ttft) / (outputTokens − 1), when there are at least 2 output tokens. */
+  tpotMs?: number;
+} {
   const m = new StreamMetrics(startMs);
   let lastAt = startMs;
   for (const c of chunks) {
@@ -205,5 +217,7 @@ export function metricsFromSseTimeline(
     lastAt = c.atMs;
   }
   m.end(lastAt);
-  return m.result();
+  const r = m.result();
+  const e2eMs = lastAt - startMs;
+  return r.ttftMs !== undefined && r.outputTokens > 1 ? { ...r, e2eMs, tpotMs: (e2eMs - r.ttftMs) / (r.outputTokens - 1) } : { ...r, e2eMs };
 }
