@@ -10,6 +10,7 @@
  * - Times are measured with performance.now() in wall ms and reported in simulated ms (wall / timeScale).
  */
 import { randomInt } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { Pool } from 'undici';
 import { PromptFactory, WORDS } from './prompts.js';
 import { Progress } from './progress.js';
@@ -111,6 +112,7 @@ export async function runLoad(o: LoadRunOptions): Promise<RunResult> {
   });
 
   const runAbort = new AbortController();
+  setMaxListeners(0, runAbort.signal); // one listener per request in flight
   const onOuterAbort = () => runAbort.abort(o.signal?.reason);
   if (o.signal?.aborted) runAbort.abort(o.signal.reason);
   else o.signal?.addEventListener('abort', onOuterAbort, { once: true });
@@ -209,6 +211,11 @@ export async function runLoad(o: LoadRunOptions): Promise<RunResult> {
     if (!sample.ok) failures++;
     lastEndWall = Math.max(lastEndWall, end - t0);
     samples.push(sample);
+    try {
+      o.onSample?.(sample);
+    } catch {
+      /* an observer's bug must not break the run */
+    }
   };
 
   const budgetLeft = () => issued < maxRequests && !signal.aborted && performance.now() - t0 < wallBudgetMs;

@@ -56,6 +56,8 @@ export interface LoadRunOptions {
   signal?: AbortSignal;
   /** pd-router: open-loop runs only: at most this many requests in flight; later arrivals wait (default unlimited). */
   maxConcurrency?: number;
+  /** pd-router: called with each finished request (success or failure) as it completes. */
+  onSample?: (sample: RequestSample) => void;
 }
 
 export interface RequestSample {

@@ -1,0 +1,308 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { runLoad, statSummary, type LoadRunOptions, type RequestSample, type WorkloadProfile } from '../../src/loadgen/index.js';
+import { simConfig, startSimulator, type SimConfig, type SimulatorHandle } from '../../src/sim/index.js';
+import { postJson, waitFor } from '../helpers.js';
+
+const handles: Array<{ close: () => Promise<void> }> = [];
+afterEach(async () => {
+  await Promise.all(handles.splice(0).map((h) => h.close()));
+});
+
+async function sim(overrides: Partial<SimConfig> = {}): Promise<SimulatorHandle> {
+  const s = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, seed: 1, maxNumSeqs: 16, maxModelLen: 8192, kvCacheSize: 4096, ...overrides }));
+  handles.push({ close: () => s.close(1_000) });
+  return s;
+}
+
+function profile(p: Partial<WorkloadProfile> = {}): WorkloadProfile {
+  return { name: 'test', description: '', api: 'completions', inputTokens: { kind: 'fixed', value: 32 }, outputTokens: { kind: 'fixed', value: 4 }, ...p };
+}
+
+function opts(s: { url: string }, o: Partial<LoadRunOptions>): LoadRunOptions {
+  return { baseUrl: s.url, model: 'sim-model', profile: profile(), arrival: { kind: 'concurrency', concurrency: 1 }, progress: false, ...o };
+}
+
+/** Largest number of requests in flight at once, from the samples' [start, start + e2e] intervals. */
+function maxOverlap(samples: RequestSample[]): number {
+  const edges = samples.flatMap((s) => [
+    [s.startMs, 1],
+    [s.startMs + s.e2eMs, -1],
+  ]);
+  edges.sort((a, b) => a[0]! - b[0]! || a[1]! - b[1]!);
+  let cur = 0;
+  let max = 0;
+  for (const [, d] of edges) max = Math.max(max, (cur += d!));
+  return max;
+}
+
+interface Recorded {
+  promptTokens?: number;
+  cachedTokens?: number;
+  status?: number;
+  body: { prompt?: string; max_tokens?: number; min_tokens?: number; ignore_eos?: boolean; stream_options?: unknown };
+}
+
+async function records(s: SimulatorHandle): Promise<Recorded[]> {
+  return (s.engine.recentRequests() as unknown as Recorded[]).slice();
+}
+
+describe('runLoad against the simulator', () => {
+  it('measures TTFT, ITL and TPOT matching the configured latencies', async () => {
+    const s = await sim({ timeToFirstToken: 80, interTokenLatency: 10 });
+    const r = await runLoad(opts(s, { profile: profile({ outputTokens: { kind: 'fixed', value: 20 } }), arrival: { kind: 'concurrency', concurrency: 2 }, requests: 8 }));
+    expect(r.samples.every((x) => x.ok)).toBe(true);
+    const ttft = r.summary.latency.timeToFirstToken;
+    const itl = r.summary.latency.interTokenLatency;
+    const tpot = r.summary.latency.timePerOutputToken;
+    expect(ttft.count).toBe(8);
+    expect(ttft.p50 * 1000).toBeGreaterThanOrEqual(80);
+    expect(ttft.p50 * 1000).toBeLessThan(95);
+    expect(itl.count).toBe(8 * 19);
+    expect(itl.mean * 1000).toBeGreaterThan(9.5);
+    expect(itl.mean * 1000).toBeLessThan(11.5);
+    expect(tpot.mean * 1000).toBeGreaterThan(9.5);
+    expect(tpot.mean * 1000).toBeLessThan(11.5);
+    expect(r.summary.requests.outputLength.mean).toBe(20);
+    expect(r.summary.latency.requestLatency.p50 * 1000).toBeGreaterThanOrEqual(80 + 19 * 10 - 5);
+    expect(r.summary.throughput.outputTokensPerSec).toBeCloseTo((8 * 20) / r.summary.durationSeconds, 6);
+  });
+
+  it.each(['completions', 'chat'] as const)('%s: the prompt tokens the simulator counts equal the drawn input lengths', async (api) => {
+    const s = await sim({ timeToFirstToken: 1, interTokenLatency: 1 });
+    const r = await runLoad(
+      opts(s, { profile: profile({ api, inputTokens: { kind: 'uniform', min: 6, max: 400 }, outputTokens: { kind: 'uniform', min: 1, max: 5 } }), arrival: { kind: 'concurrency', concurrency: 4 }, requests: 30 }),
+    );
+    expect(r.samples.filter((x) => !x.ok)).toEqual([]);
+    expect(new Set(r.samples.map((x) => x.inputTokens)).size).toBeGreaterThan(20);
+    for (const x of r.samples) {
+      expect(x.reportedInputTokens).toBe(x.inputTokens);
+      expect(x.outputTokens).toBe(x.requestedOutputTokens);
+    }
+    const rec = await records(s);
+    expect(rec.map((x) => x.promptTokens).sort()).toEqual(r.samples.map((x) => x.inputTokens).sort());
+    for (const x of rec) {
+      expect(x.body.ignore_eos).toBe(true);
+      expect(x.body.min_tokens).toBe(x.body.max_tokens);
+      expect(x.body.stream_options).toEqual({ include_usage: true });
+    }
+  });
+
+  it('shared prefixes hit the prefix cache, everything after them misses, also across runs', async () => {
+    const s = await sim({ timeToFirstToken: 1, interTokenLatency: 1, blockSize: 16 });
+    const p = profile({ inputTokens: { kind: 'fixed', value: 64 }, sharedPrefix: { groups: 2, prefixTokens: 32 } });
+    const first = await runLoad(opts(s, { profile: p, requests: 12 }));
+    expect(first.samples.every((x) => x.ok)).toBe(true);
+    const cached = (await records(s)).map((x) => x.cachedTokens);
+    // Each group's first request fills the cache; later ones hit exactly the two prefix blocks.
+    expect(cached.filter((c) => c === 0).length).toBe(2);
+    expect(cached.filter((c) => c === 32).length).toBe(10);
+    s.engine.clearRecords();
+    await runLoad(opts(s, { profile: profile({ inputTokens: { kind: 'fixed', value: 64 } }), requests: 4 }));
+    await runLoad(opts(s, { profile: profile({ inputTokens: { kind: 'fixed', value: 64 } }), requests: 4 }));
+    expect((await records(s)).map((x) => x.cachedTokens)).toEqual(Array(8).fill(0));
+  });
+
+  it('constant arrivals are evenly spaced', async () => {
+    const s = await sim({ timeToFirstToken: 1, interTokenLatency: 1 });
+    const r = await runLoad(opts(s, { arrival: { kind: 'constant', rate: 50 }, requests: 15 }));
+    expect(r.samples).toHaveLength(15);
+    r.samples.forEach((x, i) => {
+      expect(x.scheduledMs).toBeCloseTo(i * 20, 6);
+      expect(Math.abs(x.startMs - i * 20)).toBeLessThan(15);
+    });
+    const span = r.samples[14]!.startMs - r.samples[0]!.startMs;
+    expect(span / 14).toBeGreaterThan(18);
+    expect(span / 14).toBeLessThan(22);
+  });
+
+  it('poisson arrivals have exponential gaps, reproducible from the seed', async () => {
+    const s = await sim({ timeToFirstToken: 1, interTokenLatency: 1 });
+    const o = opts(s, { arrival: { kind: 'poisson', rate: 200 }, requests: 100, seed: 11 });
+    const a = await runLoad(o);
+    const b = await runLoad(o);
+    expect(a.samples.map((x) => x.scheduledMs)).toEqual(b.samples.map((x) => x.scheduledMs));
+    const gaps = a.samples.slice(1).map((x, i) => x.scheduledMs! - a.samples[i]!.scheduledMs!);
+    const g = statSummary(gaps);
+    expect(g.mean).toBeGreaterThan(5 * 0.75);
+    expect(g.mean).toBeLessThan(5 * 1.25);
+    expect(g.stddev / g.mean).toBeGreaterThan(0.7); // exponential: coefficient of variation 1
+    expect(g.stddev / g.mean).toBeLessThan(1.3);
+    expect(statSummary(a.samples.map((x) => x.startMs - x.scheduledMs!)).p50).toBeLessThan(10);
+    const c = await runLoad({ ...o, seed: 12 });
+    expect(c.samples.map((x) => x.scheduledMs)).not.toEqual(a.samples.map((x) => x.scheduledMs));
+  });
+
+  it('the closed loop keeps exactly N in flight and never more', async () => {
+    const s = await sim({ timeToFirstToken: 20, interTokenLatency: 5 });
+    let peak = 0;
+    const poll = setInterval(() => (peak = Math.max(peak, s.engine.scheduler.running + s.engine.scheduler.waiting)), 1);
+    try {
+      const r = await runLoad(opts(s, { arrival: { kind: 'concurrency', concurrency: 3 }, requests: 15 }));
+      expect(r.samples).toHaveLength(15);
+      expect(r.samples.every((x) => x.ok)).toBe(true);
+      expect(maxOverlap(r.samples)).toBe(3);
+    } finally {
+      clearInterval(poll);
+    }
+    expect(peak).toBe(3);
+  });
+
+  it('a duration bound stops starting requests at the (simulated) deadline', async () => {
+    const s = await sim({ timeToFirstToken: 10, interTokenLatency: 2 });
+    const r = await runLoad(opts(s, { arrival: { kind: 'concurrency', concurrency: 2 }, durationSeconds: 0.2 }));
+    expect(r.samples.length).toBeGreaterThan(4);
+    for (const x of r.samples) expect(x.startMs).toBeLessThan(200);
+  });
+
+  it('time scale: a simulator at --time-scale 0.1 is measured in simulated time', async () => {
+    const s = await sim({ timeScale: 0.1, timeToFirstToken: 500, interTokenLatency: 50 });
+    const wallStart = performance.now();
+    const r = await runLoad(opts(s, { profile: profile({ outputTokens: { kind: 'fixed', value: 10 } }), arrival: { kind: 'constant', rate: 10 }, durationSeconds: 2, timeScale: 0.1 }));
+    const wallMs = performance.now() - wallStart;
+    expect(r.samples).toHaveLength(20); // 2 simulated seconds at 10/s
+    expect(r.samples.every((x) => x.ok)).toBe(true);
+    r.samples.forEach((x, i) => expect(x.scheduledMs).toBeCloseTo(i * 100, 6));
+    const ttft = r.summary.latency.timeToFirstToken;
+    expect(ttft.p50 * 1000).toBeGreaterThanOrEqual(500);
+    expect(ttft.p50 * 1000).toBeLessThan(600);
+    expect(r.summary.latency.interTokenLatency.mean * 1000).toBeGreaterThan(45);
+    expect(r.summary.latency.interTokenLatency.mean * 1000).toBeLessThan(60);
+    expect(r.summary.latency.requestLatency.p50 * 1000).toBeGreaterThanOrEqual(950);
+    // 1.9 s of arrivals plus one ~0.95 s request, in simulated time; the wall clock took a tenth of it.
+    expect(r.summary.durationSeconds).toBeGreaterThan(2.8);
+    expect(r.summary.durationSeconds).toBeLessThan(3.6);
+    expect(wallMs).toBeLessThan(1_500);
+    expect(r.summary.throughput.requestsPerSec).toBeCloseTo(20 / r.summary.durationSeconds, 6);
+  });
+});
+
+describe('failures never hang the run', () => {
+  it('counts HTTP errors injected with X-Return-Error', async () => {
+    const s = await sim();
+    const r = await runLoad(opts(s, { headers: { 'X-Return-Error': '503' }, requests: 5, arrival: { kind: 'concurrency', concurrency: 2 } }));
+    expect(r.summary.requests).toMatchObject({ total: 5, failures: 5 });
+    expect(r.samples.every((x) => x.status === 503 && x.error?.startsWith('HTTP 503: Simulated error'))).toBe(true);
+    expect(r.summary.throughput.outputTokensPerSec).toBe(0);
+    expect(r.summary.latency.timeToFirstToken.count).toBe(0);
+  });
+
+  it('counts the errors a simulator returns for part of a run (/admin/config return-error-count)', async () => {
+    const s = await sim({ timeToFirstToken: 1, interTokenLatency: 1 });
+    expect((await postJson(`${s.url}/admin/config`, { 'return-error': 500, 'return-error-count': 3 })).status).toBe(200);
+    const r = await runLoad(opts(s, { requests: 10 }));
+    expect(r.summary.requests).toMatchObject({ total: 10, failures: 3 });
+    expect(r.samples.slice(0, 3).every((x) => !x.ok && x.status === 500)).toBe(true);
+    expect(r.summary.latency.timeToFirstToken.count).toBe(7);
+  });
+
+  it('counts dropped connections and an unreachable server as transport errors', async () => {
+    const s = await sim();
+    expect((await postJson(`${s.url}/admin/config`, { 'drop-connections': true })).status).toBe(200);
+    const r = await runLoad(opts(s, { requests: 3 }));
+    expect(r.summary.requests.failures).toBe(3);
+    expect(r.samples[0]!.error).toMatch(/^transport error/);
+    const closed = createServer();
+    await new Promise<void>((res) => closed.listen(0, '127.0.0.1', res));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((res) => closed.close(res));
+    const u = await runLoad({ ...opts(s, { requests: 2 }), baseUrl: `http://127.0.0.1:${port}` });
+    expect(u.samples.map((x) => x.ok)).toEqual([false, false]);
+    expect(u.samples[0]!.error).toMatch(/ECONNREFUSED/);
+  });
+
+  it('times out hung requests at the per-request deadline (scaled by the time scale)', async () => {
+    const s = await sim();
+    expect((await postJson(`${s.url}/admin/config`, { hang: true })).status).toBe(200);
+    const t = performance.now();
+    const r = await runLoad(opts(s, { requests: 3, arrival: { kind: 'concurrency', concurrency: 3 }, requestTimeoutMs: 1_500, timeScale: 0.1 }));
+    expect(performance.now() - t).toBeLessThan(1_000);
+    expect(r.samples.map((x) => x.error)).toEqual(Array(3).fill('timed out after 1500ms'));
+    for (const x of r.samples) expect(x.e2eMs).toBeGreaterThanOrEqual(1_400);
+  });
+
+  it('an abort stops a closed-loop run at once; requests in flight are cancelled, not failed', async () => {
+    const s = await sim({ timeToFirstToken: 10_000 });
+    const ac = new AbortController();
+    const running = runLoad(opts(s, { requests: 50, arrival: { kind: 'concurrency', concurrency: 5 }, signal: ac.signal }));
+    await waitFor(() => s.engine.scheduler.running === 5, 5_000, 'five requests running');
+    const t = performance.now();
+    ac.abort();
+    const r = await running;
+    expect(performance.now() - t).toBeLessThan(1_000);
+    expect(r).toMatchObject({ aborted: true, cancelled: 5, samples: [] });
+    await waitFor(() => s.engine.scheduler.running === 0, 5_000, 'the simulator to see the cancellations');
+  });
+
+  it('an abort stops an open-loop run waiting for its next arrival; a pre-aborted run returns at once', async () => {
+    const s = await sim({ timeToFirstToken: 1, interTokenLatency: 1 });
+    const ac = new AbortController();
+    let finished = 0;
+    const running = runLoad(opts(s, { arrival: { kind: 'constant', rate: 0.1 }, durationSeconds: 600, signal: ac.signal, onSample: () => finished++ }));
+    await waitFor(() => finished === 1, 5_000, 'the first request');
+    ac.abort();
+    const r = await running;
+    expect(r.aborted).toBe(true);
+    expect(r.samples).toHaveLength(1);
+    expect(r.samples[0]!.ok).toBe(true);
+    const pre = await runLoad(opts(s, { requests: 5, signal: AbortSignal.abort() }));
+    expect(pre.samples).toEqual([]);
+    expect(pre.aborted).toBe(true);
+  });
+
+  it('an open-loop cap on requests in flight makes later arrivals wait', async () => {
+    const s = await sim({ timeToFirstToken: 30, interTokenLatency: 1 });
+    const r = await runLoad(opts(s, { arrival: { kind: 'constant', rate: 1000 }, requests: 8, maxConcurrency: 2 }));
+    expect(r.samples.every((x) => x.ok)).toBe(true);
+    expect(maxOverlap(r.samples)).toBe(2);
+    expect(r.samples[7]!.startMs - r.samples[7]!.scheduledMs!).toBeGreaterThan(60);
+  });
+
+  it('rejects invalid options with every problem named', async () => {
+    await expect(runLoad({ baseUrl: 'nope', model: '', profile: profile({ inputTokens: { kind: 'uniform', min: 5, max: 1 } }), arrival: { kind: 'constant', rate: 0 } })).rejects.toThrow(
+      /baseUrl "nope" is not a URL; model is required; profile.inputTokens: .*; arrival.*; give requests, durationSeconds or both/,
+    );
+  });
+});
+
+describe('stream errors from a non-simulator server', () => {
+  let server: Server;
+  async function fake(): Promise<string> {
+    server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d) => (body += d));
+      req.on('end', () => {
+        const model = (JSON.parse(body) as { model: string }).model;
+        const chunk = (t: string) => `data: ${JSON.stringify({ choices: [{ index: 0, text: t }] })}\n\n`;
+        if (model === 'json') {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end('{"choices":[{"text":"hi"}]}');
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        if (model === 'error') res.end(chunk('a') + `data: ${JSON.stringify({ error: { message: 'engine died' } })}\n\n`);
+        else if (model === 'nodone') res.end(chunk('a') + chunk('b'));
+        else if (model === 'empty') res.end('data: [DONE]\n\n');
+        else res.end(chunk('a') + chunk('b') + chunk('c') + 'data: [DONE]\n\n'); // no usage chunk
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    handles.push({ close: () => new Promise((r) => server.close(() => r())) });
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  it.each([
+    ['error', false, 'stream error: engine died'],
+    ['nodone', false, 'stream ended without [DONE]'],
+    ['empty', false, 'no output tokens'],
+    ['json', false, 'expected an event stream, got content-type application/json'],
+    ['nousage', true, undefined],
+  ])('model %s: ok=%s %s', async (model, ok, error) => {
+    const url = await fake();
+    const r = await runLoad(opts({ url }, { model, requests: 1 }));
+    expect(r.samples[0]).toMatchObject({ ok, status: 200 });
+    expect(r.samples[0]!.error).toBe(error);
+    if (ok) expect(r.samples[0]!.outputTokens).toBe(3);
+  });
+});
