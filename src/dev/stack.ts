@@ -13,7 +13,7 @@ import path from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { hostPort, silentLogger, type Logger } from '../common/index.js';
 import { eppConfig, type EppConfig } from '../epp/index.js';
-import { gatewayConfig } from '../gateway/index.js';
+import { gatewayConfig, type GatewayConfig } from '../gateway/index.js';
 import { sidecarConfig, type SidecarConfig } from '../sidecar/index.js';
 import { simConfig, type SimConfig } from '../sim/index.js';
 import { devEppConfig, type DeciderChoice } from './epp-configs.js';
@@ -48,6 +48,8 @@ export interface DevStackOptions {
   sidecar?: Partial<SidecarConfig>;
   /** Extra EPP settings. */
   epp?: Partial<EppConfig>;
+  /** Extra gateway settings. */
+  gateway?: Partial<GatewayConfig>;
   logger?: Logger;
 }
 
@@ -229,6 +231,7 @@ export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promis
       await launcher.gateway(
         'gateway',
         gatewayConfig({
+          ...o.gateway,
           host: o.host,
           port: o.gatewayPort,
           epp: hostPort(o.host, epp.ports.grpcPort!),

@@ -1,0 +1,156 @@
+/**
+ * What a sweep shows: per run, throughput per GPU against tokens per second per user (llm-d-benchmark's Pareto
+ * view); per topology, the SLO goodput (the highest output-token rate among its runs meeting every SLO gate); and the
+ * recommendation: the topology with the highest goodput per GPU within the GPU budget, its runner-up and the margin.
+ */
+import { meetsSlo, sloGoodput, type RunSummary, type SloTargets } from '../loadgen/index.js';
+import { gpus, type Topology } from './topology.js';
+
+export interface SweepRun {
+  topology: Topology;
+  /** The load level as given (concurrency or rate). */
+  load: number;
+  loadKind: 'concurrency' | 'rate';
+  summary: RunSummary;
+}
+
+export interface RunPoint {
+  topology: string;
+  load: number;
+  gpus: number;
+  outputTokensPerSec: number;
+  outputTokensPerSecPerGpu: number;
+  /** 1 / mean time per output token: the decode speed one user sees. */
+  tokensPerSecPerUser: number;
+  ttftP50: number;
+  ttftP90: number;
+  tpotP50: number;
+  tpotP90: number;
+  requestsPerSec: number;
+  failures: number;
+  meetsSlo: boolean;
+}
+
+export interface TopologyGoodput {
+  topology: string;
+  kind: Topology['kind'];
+  gpus: number;
+  goodput: number;
+  goodputPerGpu: number;
+  /** Load level of the run that gave the goodput. */
+  atLoad?: number;
+}
+
+export interface Recommendation {
+  best?: TopologyGoodput;
+  runnerUp?: TopologyGoodput;
+  /** (best − runner-up) / runner-up, per GPU. */
+  margin?: number;
+  excludedByBudget: string[];
+  text: string;
+}
+
+export function runPoint(r: SweepRun, slo: SloTargets): RunPoint {
+  const s = r.summary;
+  const g = gpus(r.topology);
+  const tpotMean = s.latency.timePerOutputToken.mean;
+  return {
+    topology: r.topology.name,
+    load: r.load,
+    gpus: g,
+    outputTokensPerSec: s.throughput.outputTokensPerSec,
+    outputTokensPerSecPerGpu: s.throughput.outputTokensPerSec / g,
+    tokensPerSecPerUser: tpotMean > 0 ? 1 / tpotMean : 0,
+    ttftP50: s.latency.timeToFirstToken.p50,
+    ttftP90: s.latency.timeToFirstToken.p90,
+    tpotP50: s.latency.timePerOutputToken.p50,
+    tpotP90: s.latency.timePerOutputToken.p90,
+    requestsPerSec: s.throughput.requestsPerSec,
+    failures: s.requests.failures,
+    meetsSlo: meetsSlo(s, slo),
+  };
+}
+
+/** Points no other point beats on both throughput per GPU and tokens per second per user. */
+export function paretoFront(points: readonly RunPoint[]): RunPoint[] {
+  return points.filter(
+    (p) =>
+      !points.some(
+        (q) =>
+          q !== p &&
+          q.outputTokensPerSecPerGpu >= p.outputTokensPerSecPerGpu &&
+          q.tokensPerSecPerUser >= p.tokensPerSecPerUser &&
+          (q.outputTokensPerSecPerGpu > p.outputTokensPerSecPerGpu || q.tokensPerSecPerUser > p.tokensPerSecPerUser),
+      ),
+  );
+}
+
+export function topologyGoodputs(runs: readonly SweepRun[], slo: SloTargets): TopologyGoodput[] {
+  const byTopology = new Map<string, SweepRun[]>();
+  for (const r of runs) byTopology.set(r.topology.name, [...(byTopology.get(r.topology.name) ?? []), r]);
+  return [...byTopology.values()].map((rs) => {
+    const t = rs[0]!.topology;
+    const g = sloGoodput(
+      rs.map((r) => r.summary),
+      slo,
+    );
+    return {
+      topology: t.name,
+      kind: t.kind,
+      gpus: gpus(t),
+      goodput: g.outputTokensPerSec,
+      goodputPerGpu: g.outputTokensPerSec / gpus(t),
+      atLoad: g.bestRun === undefined ? undefined : rs[g.bestRun]!.load,
+    };
+  });
+}
+
+export function recommend(goodputs: readonly TopologyGoodput[], gpuBudget: number, slo: SloTargets): Recommendation {
+  const within = goodputs.filter((g) => g.gpus <= gpuBudget);
+  const excludedByBudget = goodputs.filter((g) => g.gpus > gpuBudget).map((g) => g.topology);
+  const ranked = [...within].sort((a, b) => b.goodputPerGpu - a.goodputPerGpu || b.goodput - a.goodput);
+  const sloText = [slo.ttftMs !== undefined ? `TTFT p${slo.percentile} ≤ ${slo.ttftMs} ms` : '', slo.tpotMs !== undefined ? `TPOT p${slo.percentile} ≤ ${slo.tpotMs} ms` : '']
+    .filter(Boolean)
+    .join(' and ');
+  const best = ranked[0];
+  if (!best || best.goodput <= 0) {
+    return {
+      excludedByBudget,
+      text: `No topology within ${gpuBudget} GPUs met ${sloText || 'the SLOs'} at any load level; relax the SLOs or add GPUs.`,
+    };
+  }
+  const runnerUp = ranked[1];
+  const margin = runnerUp && runnerUp.goodputPerGpu > 0 ? (best.goodputPerGpu - runnerUp.goodputPerGpu) / runnerUp.goodputPerGpu : undefined;
+  const f = (n: number) => n.toFixed(1);
+  let text = `Recommended: ${best.topology} (${best.kind === 'pd' ? 'P/D' : 'aggregated'}, ${best.gpus} GPUs): SLO goodput ${f(best.goodput)} output tokens/s, ${f(best.goodputPerGpu)} per GPU, under ${sloText}.`;
+  if (runnerUp) {
+    text += ` Runner-up: ${runnerUp.topology} with ${f(runnerUp.goodputPerGpu)} per GPU`;
+    text += margin === undefined ? ' (it meets the SLOs at no load level).' : `; margin ${(margin * 100).toFixed(1)}%.`;
+  }
+  if (excludedByBudget.length) text += ` Over the ${gpuBudget}-GPU budget and not considered: ${excludedByBudget.join(', ')}.`;
+  return { best, runnerUp, margin, excludedByBudget, text };
+}
+
+const n1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : 'n/a');
+const ms = (s: number) => (Number.isFinite(s) ? (s * 1000).toFixed(1) : 'n/a');
+
+export function resultsTable(points: readonly RunPoint[], loadKind: SweepRun['loadKind']): string {
+  const lines = [
+    `| topology | GPUs | ${loadKind} | req/s | output tok/s | tok/s/GPU | tok/s/user | TTFT p50 ms | TTFT p90 ms | TPOT p50 ms | TPOT p90 ms | failures | meets SLO |`,
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|',
+  ];
+  for (const p of points) {
+    lines.push(
+      `| ${p.topology} | ${p.gpus} | ${p.load} | ${p.requestsPerSec.toFixed(2)} | ${n1(p.outputTokensPerSec)} | ${n1(p.outputTokensPerSecPerGpu)} | ${n1(p.tokensPerSecPerUser)} | ${ms(p.ttftP50)} | ${ms(p.ttftP90)} | ${ms(p.tpotP50)} | ${ms(p.tpotP90)} | ${p.failures} | ${p.meetsSlo ? 'yes' : 'no'} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+export function goodputTable(goodputs: readonly TopologyGoodput[]): string {
+  const lines = ['| topology | kind | GPUs | SLO goodput (tok/s) | per GPU | at load |', '|---|---|---:|---:|---:|---:|'];
+  for (const g of [...goodputs].sort((a, b) => b.goodputPerGpu - a.goodputPerGpu)) {
+    lines.push(`| ${g.topology} | ${g.kind === 'pd' ? 'P/D' : 'aggregated'} | ${g.gpus} | ${n1(g.goodput)} | ${n1(g.goodputPerGpu)} | ${g.atLoad ?? '—'} |`);
+  }
+  return lines.join('\n');
+}
