@@ -57,7 +57,8 @@ describe('runLoad against the simulator', () => {
     const itl = r.summary.latency.interTokenLatency;
     const tpot = r.summary.latency.timePerOutputToken;
     expect(ttft.count).toBe(8);
-    expect(ttft.p50 * 1000).toBeGreaterThanOrEqual(80);
+    // Node timers may fire up to 1 ms early by performance.now(), in the simulator's sleeps as anywhere.
+    expect(ttft.p50 * 1000).toBeGreaterThanOrEqual(79);
     expect(ttft.p50 * 1000).toBeLessThan(95);
     expect(itl.count).toBe(8 * 19);
     expect(itl.mean * 1000).toBeGreaterThan(9.5);
@@ -165,11 +166,12 @@ describe('runLoad against the simulator', () => {
     expect(r.samples.every((x) => x.ok)).toBe(true);
     r.samples.forEach((x, i) => expect(x.scheduledMs).toBeCloseTo(i * 100, 6));
     const ttft = r.summary.latency.timeToFirstToken;
-    expect(ttft.p50 * 1000).toBeGreaterThanOrEqual(500);
+    // One wall millisecond of timer jitter is 10 simulated ones.
+    expect(ttft.p50 * 1000).toBeGreaterThanOrEqual(490);
     expect(ttft.p50 * 1000).toBeLessThan(600);
     expect(r.summary.latency.interTokenLatency.mean * 1000).toBeGreaterThan(45);
     expect(r.summary.latency.interTokenLatency.mean * 1000).toBeLessThan(60);
-    expect(r.summary.latency.requestLatency.p50 * 1000).toBeGreaterThanOrEqual(950);
+    expect(r.summary.latency.requestLatency.p50 * 1000).toBeGreaterThanOrEqual(930);
     // 1.9 s of arrivals plus one ~0.95 s request, in simulated time; the wall clock took a tenth of it.
     expect(r.summary.durationSeconds).toBeGreaterThan(2.8);
     expect(r.summary.durationSeconds).toBeLessThan(3.6);
