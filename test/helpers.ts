@@ -114,7 +114,8 @@ export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutM
       child.kill('SIGKILL');
       reject(new Error(`pd-router ${args.join(' ')} did not exit within ${opts.timeoutMs ?? 10_000}ms`));
     }, opts.timeoutMs ?? 10_000);
-    child.on('exit', (code) => {
+    // 'close', not 'exit': the output streams may still hold data when the process exits.
+    child.on('close', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });

@@ -2,6 +2,7 @@
 import { loggingOptions, opt, shutdownOptions, type CommandDefinition } from '../common/index.js';
 import { PROFILE_NAMES } from '../dev/profiles.js';
 import { TUNE_PRESETS } from './presets.js';
+import { parseTopology } from './topology.js';
 
 export const tuneOptions = {
   preset: opt.oneOf(Object.keys(TUNE_PRESETS) as [string, ...string[]], {
@@ -38,4 +39,26 @@ is torn down. With --endpoint the load levels run against a real deployment. Wri
 goodput per topology, every run), results.json, SVG plots and each run's inference-perf report.`,
   options: tuneOptions,
   envPrefix: 'PD_TUNE',
+  validate: (v) => {
+    const problems: string[] = [];
+    for (const t of v.topologies) {
+      try {
+        parseTopology(t);
+      } catch (err) {
+        problems.push(`--topologies: "${t}": ${(err as Error).message}`);
+      }
+    }
+    for (const c of v.concurrency) {
+      if (!/^[1-9]\d*$/.test(c)) problems.push(`--concurrency: "${c}" is not a positive whole number`);
+    }
+    if (v.endpoint) {
+      try {
+        const u = new URL(v.endpoint);
+        if (u.protocol !== 'http:' && u.protocol !== 'https:') problems.push(`--endpoint: "${v.endpoint}" is not an http(s) URL`);
+      } catch {
+        problems.push(`--endpoint: "${v.endpoint}" is not a URL`);
+      }
+    }
+    return problems;
+  },
 };

@@ -55,7 +55,6 @@ async function runLevels(o: SweepOptions, t: Topology, baseUrl: string, out: Swe
     out.push({ topology: t, load: c, loadKind: 'concurrency', summary: s });
     const report = inferencePerfReport(result, {
       load: { type: 'concurrent', concurrency: c, num_prompts: result.samples.length },
-      data: { type: o.workload.name, input: o.workload.inputTokens, output: o.workload.outputTokens },
       server: { topology: t.name, gpus: gpus(t), endpoint: o.endpoint ?? 'simulators', timeScale: o.endpoint ? 1 : o.timeScale },
     });
     const dir = runDir(o, t);
