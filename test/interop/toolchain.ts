@@ -1,0 +1,150 @@
+/**
+ * The interop suite's Go side: finds the Go toolchain, installs the pinned upstream simulator
+ * (github.com/llm-d/llm-d-inference-sim) with `go install` from the Go module proxy, and builds the Envoy ext_proc
+ * client in test/interop/extproc-client. Both land in the repo-local, gitignored `.cache/interop/bin` and are reused
+ * while their pins (and sources) are unchanged, so only the first run pays for the build.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { ROOT } from '../helpers.js';
+
+/** The upstream simulator, pinned. v0.10.2 is the image llm-d's own router e2e tests run (ghcr.io/llm-d/llm-d-inference-sim:v0.10.2). */
+export const SIM_MODULE = 'github.com/llm-d/llm-d-inference-sim';
+export const SIM_VERSION = 'v0.10.2';
+export const SIM_PACKAGE = `${SIM_MODULE}/cmd/llm-d-inference-sim`;
+
+export const CACHE_DIR = path.join(ROOT, '.cache/interop');
+export const BIN_DIR = path.join(CACHE_DIR, 'bin');
+export const EXTPROC_CLIENT_DIR = path.join(ROOT, 'test/interop/extproc-client');
+
+export const GO_MISSING_MESSAGE =
+  'interop suite skipped: the Go toolchain (`go`) is not on PATH. Install Go >= 1.25 (https://go.dev/dl/, or your package manager) ' +
+  'to run it; it installs the pinned upstream simulator with `go install` from the Go module proxy.';
+
+export interface InteropEnv {
+  available: boolean;
+  /** Why the suite is skipped (when not available). */
+  reason?: string;
+  goVersion?: string;
+  simModule: string;
+  simVersion: string;
+  simBinary?: string;
+  simCached?: boolean;
+  simInstallSeconds?: number;
+  /** How `go install` reached the module (see installSim). */
+  simInstallNote?: string;
+  extProcClient?: string;
+  extProcClientCached?: boolean;
+  /** The pinned go-control-plane module, from extproc-client/go.mod. */
+  goControlPlane?: string;
+}
+
+/** `go version`, or undefined when Go is not installed. */
+export function goVersion(): string | undefined {
+  const r = spawnSync('go', ['version'], { encoding: 'utf8', timeout: 30_000 });
+  if (r.error || r.status !== 0) return undefined;
+  return r.stdout.trim();
+}
+
+function goEnv(name: string): string {
+  const r = spawnSync('go', ['env', name], { encoding: 'utf8', timeout: 30_000 });
+  return r.status === 0 ? r.stdout.trim() : '';
+}
+
+interface RunResult {
+  code: number | null;
+  output: string;
+}
+
+/** Runs a go command to completion, bounded; output (stdout+stderr) kept for the error message. */
+function runGo(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs: number }): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('go', args, { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    const keep = (d: Buffer) => {
+      output += d.toString();
+      if (output.length > 200_000) output = output.slice(-100_000);
+    };
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`go ${args.join(' ')} did not finish within ${opts.timeoutMs / 1000}s; output:\n${output.slice(-4000)}`));
+    }, opts.timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
+
+const stampOf = (file: string) => `${file}.stamp`;
+const readStamp = (file: string) => (existsSync(stampOf(file)) ? readFileSync(stampOf(file), 'utf8').trim() : '');
+
+/**
+ * `go install <sim>@<version>` into .cache/interop/bin (GOBIN), CGO off (v0.10.2 is pure Go: go-zeromq and
+ * modernc sqlite). Reused when the binary and its stamp match the pin.
+ *
+ * `go install pkg@version` also asks the proxy for the module's version list, to report a deprecation. A proxy that
+ * serves the pinned version but refuses the list (as a filtering registry mirror may) makes that fatal; the module is
+ * then in the module cache, whose download directory is itself a GOPROXY, so the install is retried with it as a
+ * fallback after the configured proxies (`<proxies>|file://<GOMODCACHE>/cache/download`). The build is unchanged: same
+ * module, same version, verified against go.sum / the checksum database.
+ */
+export async function installSim(log: (line: string) => void): Promise<Pick<InteropEnv, 'simBinary' | 'simCached' | 'simInstallSeconds' | 'simInstallNote'>> {
+  mkdirSync(BIN_DIR, { recursive: true });
+  const binary = path.join(BIN_DIR, 'llm-d-inference-sim');
+  const pin = `${SIM_MODULE}@${SIM_VERSION}`;
+  if (existsSync(binary) && readStamp(binary) === pin) return { simBinary: binary, simCached: true };
+  log(`[interop] installing ${pin} with go install (first run only; a few minutes on 2 cores)...`);
+  const started = Date.now();
+  const env = { GOBIN: BIN_DIR, CGO_ENABLED: '0' };
+  const target = `${SIM_PACKAGE}@${SIM_VERSION}`;
+  let r = await runGo(['install', target], { env, timeoutMs: 8 * 60_000 });
+  let note: string | undefined;
+  if (r.code !== 0 && /loading deprecation for/.test(r.output)) {
+    // "|" (not ",") so that any error of the configured proxies, a 403 included, falls through to the module cache.
+    const proxies = (goEnv('GOPROXY') || 'https://proxy.golang.org').split(/[,|]/).filter((p) => p && p !== 'direct' && p !== 'off');
+    const goproxy = [...proxies, `file://${goEnv('GOMODCACHE')}/cache/download`].join('|');
+    note = `the module proxy refused ${SIM_MODULE}'s version list (deprecation check); retried with GOPROXY=${goproxy}`;
+    log(`[interop] ${note}`);
+    r = await runGo(['install', target], { env: { ...env, GOPROXY: goproxy }, timeoutMs: 8 * 60_000 });
+  }
+  if (r.code !== 0 || !existsSync(binary)) throw new Error(`go install ${target} failed (exit ${r.code}):\n${r.output.slice(-6000)}`);
+  writeFileSync(stampOf(binary), pin + '\n');
+  return { simBinary: binary, simCached: false, simInstallSeconds: (Date.now() - started) / 1000, simInstallNote: note };
+}
+
+/** Builds test/interop/extproc-client (its own go.mod, pinned go-control-plane) unless its sources are unchanged. */
+export async function buildExtProcClient(log: (line: string) => void): Promise<Pick<InteropEnv, 'extProcClient' | 'extProcClientCached' | 'goControlPlane'>> {
+  mkdirSync(BIN_DIR, { recursive: true });
+  const binary = path.join(BIN_DIR, 'extproc-client');
+  const hash = createHash('sha256');
+  for (const f of ['go.mod', 'go.sum', 'main.go']) hash.update(f).update(readFileSync(path.join(EXTPROC_CLIENT_DIR, f)));
+  const digest = hash.digest('hex');
+  const goMod = readFileSync(path.join(EXTPROC_CLIENT_DIR, 'go.mod'), 'utf8');
+  const pin = /github\.com\/envoyproxy\/go-control-plane\/envoy (v\S+)/.exec(goMod)?.[1];
+  const goControlPlane = `github.com/envoyproxy/go-control-plane/envoy ${pin ?? '?'}`;
+  if (existsSync(binary) && readStamp(binary) === digest) return { extProcClient: binary, extProcClientCached: true, goControlPlane };
+  log(`[interop] building the Envoy ext_proc client (${goControlPlane})...`);
+  const r = await runGo(['build', '-mod=readonly', '-o', binary, '.'], { cwd: EXTPROC_CLIENT_DIR, env: { CGO_ENABLED: '0' }, timeoutMs: 5 * 60_000 });
+  if (r.code !== 0 || !existsSync(binary)) throw new Error(`go build of test/interop/extproc-client failed (exit ${r.code}):\n${r.output.slice(-6000)}`);
+  writeFileSync(stampOf(binary), digest + '\n');
+  return { extProcClient: binary, extProcClientCached: false, goControlPlane };
+}
+
+/** Everything the interop tests need, or the reason to skip them. */
+export async function prepareInterop(log: (line: string) => void): Promise<InteropEnv> {
+  const base: InteropEnv = { available: false, simModule: SIM_MODULE, simVersion: SIM_VERSION };
+  const version = goVersion();
+  if (!version) return { ...base, reason: GO_MISSING_MESSAGE };
+  const sim = await installSim(log);
+  const client = await buildExtProcClient(log);
+  return { ...base, available: true, goVersion: version, ...sim, ...client };
+}
