@@ -19,3 +19,5 @@ export { Rng, drawLength, nominalMean, maxLength, parseLengthDistribution, forma
 export { PromptFactory, CHAT_TEMPLATE_TOKENS, WORDS } from './prompts.js';
 export { workloadProfileSchema, arrivalSchema, lengthDistributionSchema, validateRunOptions } from './schema.js';
 export { Progress, progressLine, type ProgressState } from './progress.js';
+export { writeRunFiles } from './files.js';
+export { loadgenCommand, loadgenOptions, resolveRunOptions, discoverModel, type LoadgenConfig } from './options.js';

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { request } from 'undici';
-import { ConfigError, loggingOptions, opt, shutdownOptions, type CommandDefinition, type OptionValues } from '../common/index.js';
+import { ConfigError, loggingOptions, opt, type CommandDefinition, type OptionValues } from '../common/index.js';
 import { DOE_PROMPTS_PER_CONCURRENCY, WORKLOAD_PRESETS } from './presets.js';
 import { formatLengthDistribution, parseLengthDistribution } from './random.js';
 import { DEFAULT_REQUEST_TIMEOUT_MS, DEFAULT_SEED } from './runner.js';
@@ -46,7 +46,10 @@ export const loadgenOptions = {
   header: opt.list({ default: [], itemHint: 'a list of "Name: value" headers', description: 'Extra request header "Name: value" (repeatable).' }),
   out: opt.string({ default: '', description: 'Directory for report.yaml, report.json, summary.md and samples.jsonl; empty prints the summary only.' }),
   progress: opt.oneOf(['auto', 'on', 'off'] as const, { default: 'auto', description: 'Progress on stderr: auto = a bar when stderr is a terminal.' }),
-  ...shutdownOptions,
+  shutdownTimeout: opt.duration({
+    default: 10_000,
+    description: 'On SIGTERM/SIGINT the run stops at once (requests in flight are cancelled); how long reporting the finished ones may take.',
+  }),
   ...loggingOptions,
 };
 
@@ -126,7 +129,10 @@ export function resolveProfile(v: LoadgenConfig): WorkloadProfile {
     p.sharedPrefix = { groups: v.prefixGroups, prefixTokens: v.prefixTokens };
     overridden.push(`${v.prefixGroups}×${v.prefixTokens} shared prefix`);
   }
-  if (overridden.length > 0) p.description = `${p.description} Overridden: ${overridden.join(', ')}.`;
+  if (overridden.length > 0) {
+    p.name = `${base.name}-custom`;
+    p.description = `${p.description} Overridden: ${overridden.join(', ')}.`;
+  }
   return p;
 }
 

@@ -151,7 +151,7 @@ export function markdownSummary(r: RunResult): string {
       (o.profile.sharedPrefix ? `, ${o.profile.sharedPrefix.groups} shared prefixes of ${o.profile.sharedPrefix.prefixTokens} tokens` : ''),
     `- Arrival: ${arrivalText(o.arrival)}; stop after ${[o.requests !== undefined ? `${o.requests} requests` : '', o.durationSeconds !== undefined ? `${o.durationSeconds} s` : ''].filter(Boolean).join(' or ')}`,
     `- Duration: ${num(s.durationSeconds)} s${(o.timeScale ?? 1) !== 1 ? ` simulated (time scale ${o.timeScale})` : ''}; seed ${o.seed ?? 1}`,
-    `- Requests: ${s.requests.total} sent, ${ok} succeeded, ${s.requests.failures} failed${r.cancelled ? `, ${r.cancelled} cancelled` : ''}${r.aborted ? ' (run aborted)' : ''}`,
+    `- Requests: ${s.requests.total} finished, ${ok} succeeded, ${s.requests.failures} failed${r.cancelled ? `, ${r.cancelled} cancelled` : ''}${r.aborted ? ' (run aborted)' : ''}`,
     '',
     '| Throughput | |',
     '|---|---:|',

@@ -44,6 +44,9 @@ interface PlannedRequest {
 
 class TimeoutError extends Error {}
 
+/** Sample times are kept to the microsecond. */
+const round = (ms: number) => Math.round(ms * 1000) / 1000;
+
 function errorMessage(e: unknown): string {
   if (e instanceof Error) {
     const cause = (e as Error & { cause?: unknown }).cause;
@@ -187,7 +190,7 @@ export async function runLoad(o: LoadRunOptions): Promise<RunResult> {
         sample.outputTokens = r.outputTokens;
         if (r.usage) sample.reportedInputTokens = r.usage.prompt_tokens;
         if (r.ttftMs !== undefined) sample.ttftMs = r.ttftMs / scale;
-        sample.itlMs = scale === 1 ? r.itlMs : r.itlMs.map((g) => g / scale);
+        sample.itlMs = r.itlMs.map((g) => g / scale);
         if (r.error !== undefined) sample.error = `stream error: ${r.error}`;
         else if (!contentType.includes('text/event-stream') && r.contentChunks === 0) sample.error = `expected an event stream, got content-type ${contentType || 'none'}`;
         else if (!r.done) sample.error = 'stream ended without [DONE]';
@@ -206,7 +209,11 @@ export async function runLoad(o: LoadRunOptions): Promise<RunResult> {
       signal.removeEventListener('abort', onRunAbort);
       inFlight--;
     }
-    sample.e2eMs = (end - start) / scale;
+    sample.e2eMs = round((end - start) / scale);
+    sample.startMs = round(sample.startMs);
+    sample.scheduledMs = round(sample.scheduledMs!);
+    if (sample.ttftMs !== undefined) sample.ttftMs = round(sample.ttftMs);
+    for (let i = 0; i < sample.itlMs.length; i++) sample.itlMs[i] = round(sample.itlMs[i]!);
     if (sample.ok && sample.ttftMs !== undefined && sample.outputTokens > 1) sample.tpotMs = (sample.e2eMs - sample.ttftMs) / (sample.outputTokens - 1);
     if (!sample.ok) failures++;
     lastEndWall = Math.max(lastEndWall, end - t0);

@@ -35,7 +35,7 @@ const PERCENTILES = [
 export const STAT_KEYS = ['min', 'max', 'mean', 'stddev', ...PERCENTILES.map(([k]) => k)] as const;
 
 /** Summary of values (any order; not modified). Empty input gives count 0 and every statistic 0. */
-export function statSummary(values: readonly number[]): StatSummary {
+export function statSummary(values: readonly number[]): StatSummary & { stddev: number } {
   const n = values.length;
   const s = Float64Array.from(values).sort();
   const sorted = Array.from(s);
@@ -50,7 +50,7 @@ export function statSummary(values: readonly number[]): StatSummary {
     max: n > 0 ? sorted[n - 1]! : 0,
     mean,
     stddev: n > 0 ? Math.sqrt(sq / n) : 0,
-  } as StatSummary;
+  } as StatSummary & { stddev: number };
   for (const [k, p] of PERCENTILES) out[k] = n > 0 ? percentileOf(sorted, p) : 0;
   return out;
 }
