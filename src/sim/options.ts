@@ -70,6 +70,10 @@ export const simOptions = {
     default: false,
     description: 'Echo X-Request-Id and use it as the response id (upstream flag).',
   }),
+  forceDummyTokenizer: opt.bool({
+    default: false,
+    description: 'Accepted for llm-d-inference-sim manifests; pd-router always uses the simulated tokenizer (never asks Hugging Face).',
+  }),
   engineId: opt.string({
     default: '',
     description: 'pd-router: engine id returned in kv_transfer_params.remote_engine_id; empty generates one per rank.',

@@ -22,6 +22,7 @@ import { kvTransferParamsOf, semanticError, typeError } from './request-validati
 import { renderPrompt, tokenIds, tokenize } from './tokenizer.js';
 import type { SimEngine, RequestRecord } from './sim-engine.js';
 import { registerAdminRoutes } from './admin.js';
+import { goJsonSyntaxError } from '../epp/extproc/go-json-error.js';
 
 type JsonObject = Record<string, unknown>;
 
@@ -75,7 +76,8 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
   } catch (e) {
     record.body = raw?.toString('utf8');
     finish(400);
-    return sendError(reply, 400, `Failed to read and parse request body, ${(e as Error).message}`);
+    // Go's encoding/json wording, as upstream answers (e.g. "unexpected end of JSON input").
+    return sendError(reply, 400, `Failed to read and parse request body, ${goJsonSyntaxError(raw ?? Buffer.alloc(0)) ?? (e as Error).message}`);
   }
   record.body = body;
   const typeProblem = typeError(api, body);
@@ -110,7 +112,7 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
   const model = typeof body.model === 'string' ? body.model : '';
   if (!engine.servedModels.includes(model)) {
     finish(404);
-    return sendError(reply, 404, `The model \`${model}\` does not exist.`, 'model');
+    return sendError(reply, 404, `The model \`${model}\` does not exist.`);
   }
 
   const kvParams = kvTransferParamsOf(api, body);

@@ -198,7 +198,7 @@ describe('simulator bad input', () => {
     expect(missing.body.error.message).toBe('The model `` does not exist.');
     const unknown = await postJson(url(), { ...chatBody, model: 'gpt-9' });
     expect(unknown.status).toBe(404);
-    expect(unknown.body.error).toEqual({ message: 'The model `gpt-9` does not exist.', type: 'NotFoundError', param: 'model', code: 404 });
+    expect(unknown.body.error).toEqual({ message: 'The model `gpt-9` does not exist.', type: 'NotFoundError', param: null, code: 404 });
   });
 
   it('a prompt over max-model-len is 400 with vLLM wording', async () => {
