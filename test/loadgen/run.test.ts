@@ -59,12 +59,13 @@ describe('runLoad against the simulator', () => {
     expect(ttft.count).toBe(8);
     // Node timers may fire up to 1 ms early by performance.now(), in the simulator's sleeps as anywhere.
     expect(ttft.p50 * 1000).toBeGreaterThanOrEqual(79);
-    expect(ttft.p50 * 1000).toBeLessThan(95);
+    // Upper bounds leave room for a loaded 2-core machine (other test files run alongside).
+    expect(ttft.p50 * 1000).toBeLessThan(100);
     expect(itl.count).toBe(8 * 19);
     expect(itl.mean * 1000).toBeGreaterThan(9.5);
-    expect(itl.mean * 1000).toBeLessThan(11.5);
+    expect(itl.mean * 1000).toBeLessThan(12.5);
     expect(tpot.mean * 1000).toBeGreaterThan(9.5);
-    expect(tpot.mean * 1000).toBeLessThan(11.5);
+    expect(tpot.mean * 1000).toBeLessThan(12.5);
     expect(r.summary.requests.outputLength.mean).toBe(20);
     expect(r.summary.latency.requestLatency.p50 * 1000).toBeGreaterThanOrEqual(80 + 19 * 10 - 5);
     expect(r.summary.throughput.outputTokensPerSec).toBeCloseTo((8 * 20) / r.summary.durationSeconds, 6);
@@ -107,15 +108,13 @@ describe('runLoad against the simulator', () => {
 
   it('constant arrivals are evenly spaced', async () => {
     const s = await sim({ timeToFirstToken: 1, interTokenLatency: 1 });
-    const r = await runLoad(opts(s, { arrival: { kind: 'constant', rate: 50 }, requests: 15 }));
-    expect(r.samples).toHaveLength(15);
-    r.samples.forEach((x, i) => {
-      expect(x.scheduledMs).toBeCloseTo(i * 20, 6);
-      expect(Math.abs(x.startMs - i * 20)).toBeLessThan(15);
-    });
-    const span = r.samples[14]!.startMs - r.samples[0]!.startMs;
-    expect(span / 14).toBeGreaterThan(18);
-    expect(span / 14).toBeLessThan(22);
+    const r = await runLoad(opts(s, { arrival: { kind: 'constant', rate: 50 }, requests: 30 }));
+    expect(r.samples).toHaveLength(30);
+    r.samples.forEach((x, i) => expect(x.scheduledMs).toBeCloseTo(i * 20, 6));
+    // Sends follow the schedule: a stall of the (shared, loaded) machine delays a few, which then catch up.
+    expect(statSummary(r.samples.map((x) => x.startMs - x.scheduledMs!)).p50).toBeLessThan(5);
+    const gaps = r.samples.slice(1).map((x, i) => x.startMs - r.samples[i]!.startMs);
+    expect(gaps.filter((g) => g > 12 && g < 28).length).toBeGreaterThanOrEqual(Math.floor(0.8 * gaps.length));
   });
 
   it('poisson arrivals have exponential gaps, reproducible from the seed', async () => {
@@ -170,11 +169,11 @@ describe('runLoad against the simulator', () => {
     expect(ttft.p50 * 1000).toBeGreaterThanOrEqual(490);
     expect(ttft.p50 * 1000).toBeLessThan(600);
     expect(r.summary.latency.interTokenLatency.mean * 1000).toBeGreaterThan(45);
-    expect(r.summary.latency.interTokenLatency.mean * 1000).toBeLessThan(60);
+    expect(r.summary.latency.interTokenLatency.mean * 1000).toBeLessThan(65);
     expect(r.summary.latency.requestLatency.p50 * 1000).toBeGreaterThanOrEqual(930);
     // 1.9 s of arrivals plus one ~0.95 s request, in simulated time; the wall clock took a tenth of it.
     expect(r.summary.durationSeconds).toBeGreaterThan(2.8);
-    expect(r.summary.durationSeconds).toBeLessThan(3.6);
+    expect(r.summary.durationSeconds).toBeLessThan(4);
     expect(wallMs).toBeLessThan(1_500);
     expect(r.summary.throughput.requestsPerSec).toBeCloseTo(20 / r.summary.durationSeconds, 6);
   });
