@@ -100,6 +100,8 @@ interface Member {
   phase: 'transfer' | 'prefill' | 'decode' | 'done';
   prefillLeft: number;
   started: boolean;
+  /** A step has taken some of its prefill (vLLM V1: the request moved from waiting to running). */
+  scheduled: boolean;
   tokensMade: number;
   outputTokens: number;
   /** Simulated ms at which each made token became ready. */
@@ -121,15 +123,28 @@ export interface StepSettings {
  */
 export class StepLoop {
   private readonly members = new Set<Member>();
+  /** Members waiting for their first prefill chunk. */
+  private queued = 0;
   private looping = false;
   /** Simulated clock (ms) and the wall time it corresponds to. */
   private simNow = 0;
   private wallAtSimNow = performance.now();
 
+  /** @param onQueueChange called when the number of prefills waiting for their first chunk changes (gauges) */
   constructor(
     private settings: StepSettings,
     private readonly latency: LatencyModel,
+    private readonly onQueueChange: () => void = () => {},
   ) {}
+
+  /**
+   * Requests admitted to the engine whose prefill no step has started yet. vLLM V1 counts these in
+   * num_requests_waiting, not num_requests_running; the engine reports them that way.
+   */
+  get queuedPrefills(): number {
+    return this.queued;
+  }
+
 
   update(settings: StepSettings): void {
     this.settings = settings;
@@ -154,6 +169,7 @@ export class StepLoop {
       phase: r.transferMs !== undefined ? 'transfer' : 'prefill',
       prefillLeft: Math.max(0, r.prefillTokens),
       started: false,
+      scheduled: false,
       tokensMade: 0,
       outputTokens: Math.max(0, r.outputTokens),
       readyAt: [],
@@ -187,6 +203,8 @@ export class StepLoop {
           return r.transferMs! + (m.readyAt[0]! - m.joinedAt);
         }
         loop.members.add(m);
+        loop.queued++;
+        loop.onQueueChange();
         loop.kick();
         await waitFor(() => m.tokensMade >= 1);
         return m.prefillMs;
@@ -196,6 +214,10 @@ export class StepLoop {
         return (m.readyAt[i] ?? m.readyAt[m.readyAt.length - 1]!) - (m.readyAt[i - 1] ?? 0);
       },
       leave() {
+        if (m.phase === 'prefill' && !m.scheduled && loop.members.has(m)) {
+          loop.queued--;
+          loop.onQueueChange();
+        }
         m.phase = 'done';
         loop.members.delete(m);
       },
@@ -220,12 +242,19 @@ export class StepLoop {
     const prefilling: Array<{ m: Member; tokens: number; starts: boolean }> = [];
     for (const m of this.members) if (m.phase === 'decode' && m.tokensMade < Math.max(1, m.outputTokens)) decoding.push(m);
     let budget = Math.max(1, s.maxNumBatchedTokens - decoding.length);
+    let queueChanged = false;
     for (const m of this.members) {
       if (m.phase !== 'prefill' || budget <= 0) continue;
       const tokens = Math.min(m.prefillLeft, budget);
       budget -= tokens;
       prefilling.push({ m, tokens, starts: !m.started });
+      if (!m.scheduled) {
+        m.scheduled = true;
+        this.queued--;
+        queueChanged = true;
+      }
     }
+    if (queueChanged) this.onQueueChange();
     let stepMs = 0;
     if (decoding.length > 0) stepMs += this.latency.interTokenMs(decoding.length);
     for (const p of prefilling) stepMs += p.tokens * s.prefillTimePerToken + (p.starts ? s.prefillOverhead : 0);

@@ -112,7 +112,7 @@ export class SimEngine {
       kvCacheEnabled: config.enableKvcache,
     });
     this.scheduler = new Scheduler(config.maxNumSeqs, config.maxWaitingQueueLength, this.kv, () => this.updateGauges());
-    this.stepLoop = new StepLoop(stepSettings(config), this.latency);
+    this.stepLoop = new StepLoop(stepSettings(config), this.latency, () => this.updateGauges());
     this.engineId = config.engineId ? (config.dataParallelSize > 1 ? `${config.engineId}-dp${rank}` : config.engineId) : `pd-sim-${randomUUID()}`;
   }
 
@@ -133,8 +133,10 @@ export class SimEngine {
 
   private updateGauges(): void {
     const l = this.metrics.labels;
-    this.metrics.running.set(l, this.scheduler.running);
-    this.metrics.waiting.set(l, this.scheduler.waiting);
+    // Step engine: admitted requests whose prefill has not started count as waiting, as in vLLM V1.
+    const queued = this.config.engineModel === 'step' ? ((this.stepLoop as StepLoop | undefined)?.queuedPrefills ?? 0) : 0;
+    this.metrics.running.set(l, this.scheduler.running - queued);
+    this.metrics.waiting.set(l, this.scheduler.waiting + queued);
     if (this.kv) this.metrics.kvUsage.set(l, this.kv.usage());
   }
 

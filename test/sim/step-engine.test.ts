@@ -111,6 +111,24 @@ describe('step engine', () => {
     expect((await hist('vllm:nixl_xfer_time_seconds')).sum).toBeCloseTo(0.1, 6);
   });
 
+  it('reports prefills no step has started as waiting and the others as running (vLLM V1 semantics)', async () => {
+    // 512-token steps of 0.5 ms/token: a 4000-token prompt takes 8 steps, and nothing else fits beside it.
+    sim = await stepSim({ timeScale: 0.2 });
+    const gauge = async (name: string) => metricValue(await metricsText(sim!.url), name, { model_name: M });
+    const first = postJson(`${sim.url}/v1/completions`, { model: M, prompt: words(4000, 'a'), max_tokens: 1 });
+    await waitFor(() => sim!.engine.scheduler.running === 1, 5000, 'first admitted');
+    const queued = [
+      postJson(`${sim.url}/v1/completions`, { model: M, prompt: words(600, 'b'), max_tokens: 1 }),
+      postJson(`${sim.url}/v1/completions`, { model: M, prompt: words(600, 'c'), max_tokens: 1 }),
+    ];
+    await waitFor(() => sim!.engine.scheduler.running === 3, 5000, 'all admitted');
+    // The first prompt's chunks fill every step for ~2 s of simulated time; the two behind it have no chunk yet.
+    expect(await gauge('vllm:num_requests_waiting')).toBe(2);
+    expect(await gauge('vllm:num_requests_running')).toBe(1);
+    await Promise.all([first, ...queued]);
+    await waitFor(async () => (await gauge('vllm:num_requests_waiting')) === 0 && (await gauge('vllm:num_requests_running')) === 0, 5000, 'drained');
+  });
+
   it('client aborts leave the batch', async () => {
     sim = await stepSim({ interTokenLatency: 200 });
     const ac = new AbortController();
