@@ -1,6 +1,6 @@
 /**
  * Workload presets: the upstream guide's profiles (llm-d/llm-d guides/pd-disaggregation, llm-d-benchmark's DoE and the
- * llm-d-router perf suite; see ../../shared/reference/benchmarks.md) and two contrasting shapes for the P/D question.
+ * llm-d-router perf suite) and two contrasting shapes for the P/D question.
  */
 import type { WorkloadProfile } from './types.js';
 
