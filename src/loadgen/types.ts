@@ -1,7 +1,8 @@
 /**
- * The load generator's public types (fields marked pd-router are additions to the contract and optional, so samples
- * and summaries built elsewhere, e.g. by a step simulator, type-check without them): workload profiles, arrival processes, run options, per-request samples and the
- * run summary (inference-perf units: seconds in summaries, milliseconds in samples).
+ * The load generator's public types: workload profiles, arrival processes, run options, per-request samples and the run
+ * summary (inference-perf units: seconds in summaries, milliseconds in samples). Fields marked "pd-router" extend the
+ * agreed contract and are optional, so samples and summaries built elsewhere (a step simulator, tests) type-check
+ * without them.
  */
 
 export type LengthDistribution =
@@ -61,22 +62,22 @@ export interface LoadRunOptions {
 }
 
 export interface RequestSample {
-  /** Order in which the request was issued (0-based). */
+  /** pd-router: order in which the request was issued (0-based). */
   index?: number;
   ok: boolean;
   status: number;
   error?: string;
   /** As sent (the prompt is built to this length for the simulator's tokenizer). */
   inputTokens: number;
-  /** Requested output length (max_tokens = min_tokens). */
+  /** pd-router: requested output length (max_tokens = min_tokens). */
   requestedOutputTokens?: number;
   /** From the final usage chunk if present, else counted content chunks. */
   outputTokens: number;
-  /** prompt_tokens the server reported in its usage chunk, when it sent one. */
+  /** pd-router: prompt_tokens the server reported in its usage chunk, when it sent one. */
   reportedInputTokens?: number;
   /** Simulated ms since run start when the request was sent. */
   startMs: number;
-  /** Simulated ms since run start when the arrival process scheduled it (differs from startMs when sends lag). */
+  /** pd-router: simulated ms since run start when the arrival process scheduled it (startMs lags it when sends wait). */
   scheduledMs?: number;
   ttftMs?: number;
   e2eMs: number;
@@ -91,7 +92,7 @@ export interface StatSummary {
   min: number;
   max: number;
   mean: number;
-  /** Population standard deviation (pd-router addition). */
+  /** pd-router: population standard deviation. */
   stddev?: number;
   p0p1: number;
   p1: number;
@@ -118,19 +119,19 @@ export interface RunSummary {
     interTokenLatency: StatSummary;
     requestLatency: StatSummary;
   };
-  throughput: { requestsPerSec: number; outputTokensPerSec: number; totalTokensPerSec: number; inputTokensPerSec?: number };
+  throughput: { requestsPerSec: number; outputTokensPerSec: number; totalTokensPerSec: number; /** pd-router */ inputTokensPerSec?: number };
 }
 
 export interface RunResult {
   options: LoadRunOptions;
   samples: RequestSample[];
   summary: RunSummary;
-  /** Wall-clock epoch ms of the run start and end. */
+  /** pd-router: wall-clock epoch ms of the run start and end. */
   startedAt?: number;
   endedAt?: number;
-  /** True when the run was stopped by its signal; requests still in flight then are left out of samples. */
+  /** pd-router: the run was stopped by its signal; requests still in flight then are left out of samples. */
   aborted?: boolean;
-  /** Requests cancelled in flight by the abort (not in samples). */
+  /** pd-router: requests cancelled in flight by the abort (not in samples). */
   cancelled?: number;
 }
 
