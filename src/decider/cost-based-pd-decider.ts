@@ -4,14 +4,27 @@
  * For the decode pick and each eligible prefill endpoint it estimates time to first token from the scraped metrics:
  *
  *   work(ep, tokens)  = (prefillOverheadMs + tokens × msPerToken) × (1 + batchSlowdownPerRequest × running(ep))
- *   queue(ep)         = waiting(ep) × work(ep, meanPromptTokens(ep))
+ *   queue(decode)     = waiting(decode) × work(decode, meanComputedTokens(decode))
+ *   queue(p)          = (waiting(p) + running(p) / 2) × work(p, meanComputedTokens(p))      p a prefill endpoint
  *   local             = queue(decode) + work(decode, uncached)            uncached = prompt − cached on the decode pick
- *   remote            = min over prefill endpoints of [queue(p) + work(p, prompt)] + kvTransferMs(prompt)
+ *   remote            = min over prefill endpoints of [queue(p) + work(p, prompt − cached on p)] + kvTransferMs(prompt)
  *   kvTransferMs(n)   = kvTransferOverheadMs + n × kvTransferMsPerToken
+ *   interference      = localInterferenceWeight × work(decode, uncached)   when the decode pick is busy, else 0
  *
- * and disaggregates when remote < local × (1 − margin) (`remote-faster`), else not (`local-faster`). Prefill is
- * compute-bound, so the prefill endpoint's queue is counted as the prompt tokens ahead of the request; the remote side
- * pays for the full prompt (the prefill pick's own prefix cache is not known to the decider) and the KV transfer.
+ * and disaggregates when remote < local × (1 − margin) (`remote-faster`); or, when remote prefill is not faster,
+ * when remote < (local + interference) × (1 − margin) (`decode-interference`); else not (`local-faster`).
+ *
+ * Prefill is compute-bound, so an endpoint's queue is the prefill work ahead of the request: its waiting requests (vLLM
+ * V1 counts a request as running once a step has taken its first chunk) and, on a prefill endpoint, about half the work
+ * of the prefills in progress (its running requests). Requests are charged for the tokens they compute: the mean
+ * prompt less prefix-cache hits. The remote side pays for the prompt less what the prefill endpoint is believed to
+ * hold (the approximate prefix index, when the EPP has one) and for moving the whole prompt's KV cache.
+ *
+ * The interference term is what time-to-first-token alone misses: a prefill run on a decode pod stalls every
+ * sequence decoding there, and every request queued behind it, for its duration (the inter-token latency spike P/D
+ * exists to remove). Charged once (not per stalled sequence), it makes remote prefill the choice while the prefill pool
+ * keeps up (remote no slower than local + the stall) and hands prefills back to decode pods as the prefill queue
+ * grows, instead of letting it grow without bound as a fixed threshold does. 0 optimises TTFT alone.
  *
  * Calibration (`calibrate: true`, the default): msPerToken is learnt from the model servers' own counters, as an
  * exponentially weighted average of (Δ vllm:request_prefill_time_seconds_sum − Δcount × overhead) / (Δ prompt tokens −
@@ -42,6 +55,7 @@ export const costBasedPdDeciderParams = z.object({
   kvTransferMsPerToken: nonNegative.default(0.003),
   kvTransferOverheadMs: nonNegative.default(2),
   margin: z.number().min(0, 'must be >= 0').max(0.9, 'must be <= 0.9').default(0.1),
+  localInterferenceWeight: nonNegative.default(1),
   minUncachedTokens: nonNegativeInt.default(32),
   decodeBusyKvUsage: z.number().min(0).max(1.01, 'must be <= 1 (a share of KV capacity), or above 1 to disable').default(0.9),
   bypassUncachedTokens: nonNegativeInt.default(0),
@@ -95,7 +109,7 @@ export class CostCalibration {
   private readonly last = new Map<string, Snapshot>();
   readonly prefillMsPerToken: DecayingAverage;
   readonly kvMsPerToken: DecayingAverage;
-  private readonly meanPrompt = new Map<string, DecayingAverage>();
+  private readonly meanComputed = new Map<string, DecayingAverage>();
 
   constructor(
     private readonly halfLifeMs: number,
@@ -107,8 +121,9 @@ export class CostCalibration {
     this.kvMsPerToken = new DecayingAverage(halfLifeMs);
   }
 
-  meanPromptTokens(id: string): number | undefined {
-    return this.meanPrompt.get(id)?.get();
+  /** Mean prompt tokens an endpoint computed per request (prompt less prefix-cache hits), as recently observed. */
+  meanComputedTokens(id: string): number | undefined {
+    return this.meanComputed.get(id)?.get();
   }
 
   observe(ep: DeciderEndpoint, now: number): void {
@@ -129,15 +144,16 @@ export class CostCalibration {
     const dCount = snap.promptCount - prev.promptCount;
     if (dCount <= 0) return;
     const dPrompt = snap.promptSum - prev.promptSum;
-    let avg = this.meanPrompt.get(ep.id);
-    if (!avg) this.meanPrompt.set(ep.id, (avg = new DecayingAverage(this.halfLifeMs)));
-    avg.add(dPrompt / dCount, dCount, now);
+    const dHits = Math.max(0, snap.hits - prev.hits);
+    let avg = this.meanComputed.get(ep.id);
+    if (!avg) this.meanComputed.set(ep.id, (avg = new DecayingAverage(this.halfLifeMs)));
+    avg.add(Math.max(0, dPrompt - dHits) / dCount, dCount, now);
     const dXferCount = snap.xferCount - prev.xferCount;
     const dPrefillCount = snap.prefillCount - prev.prefillCount;
     // Prefill time of requests whose KV came from a prefiller is transfer time, not compute: learn from pods that
     // computed their own prefills in this interval.
     if (dXferCount === 0 && dPrefillCount > 0) {
-      const uncached = dPrompt - Math.max(0, snap.hits - prev.hits);
+      const uncached = dPrompt - dHits;
       const computeMs = (snap.prefillSum - prev.prefillSum) * 1000 - dPrefillCount * this.overheadMs;
       // Remove the batch slowdown the pod was under, so the sample is the unloaded cost the model scales again.
       const slowdown = 1 + this.batchSlowdownPerRequest * m.runningRequests;
@@ -156,7 +172,9 @@ export function createCostBasedDecider(type: string, name: string, p: CostBasedP
   const msPerToken = () => (p.calibrate ? (calibration.prefillMsPerToken.get() ?? p.prefillMsPerToken) : p.prefillMsPerToken);
   const kvMsPerToken = () => (p.calibrate ? (calibration.kvMsPerToken.get() ?? p.kvTransferMsPerToken) : p.kvTransferMsPerToken);
   const work = (m: EndpointMetrics, tokens: number) => (p.prefillOverheadMs + tokens * msPerToken()) * (1 + p.batchSlowdownPerRequest * m.runningRequests);
-  const queue = (ep: DeciderEndpoint, fallbackTokens: number) => ep.metrics.waitingQueueSize * work(ep.metrics, calibration.meanPromptTokens(ep.id) ?? fallbackTokens);
+  /** Prefill work ahead of a new request on an endpoint; on prefill endpoints the running requests are prefills in progress. */
+  const queue = (ep: DeciderEndpoint, fallbackTokens: number, prefillEndpoint: boolean) =>
+    (ep.metrics.waitingQueueSize + (prefillEndpoint ? ep.metrics.runningRequests / 2 : 0)) * work(ep.metrics, calibration.meanComputedTokens(ep.id) ?? fallbackTokens);
 
   return {
     type,
@@ -194,20 +212,27 @@ export function createCostBasedDecider(type: string, name: string, p: CostBasedP
         const yes = uncached >= p.staleNonCachedTokens;
         return { disaggregate: yes, reason: 'stale-metrics', detail: { ...base, staleNonCachedTokens: p.staleNonCachedTokens } };
       }
-      let best: { ep: DeciderEndpoint; queueMs: number; totalMs: number } | undefined;
+      let best: { ep: DeciderEndpoint; queueMs: number; totalMs: number; computeTokens: number } | undefined;
       for (const ep of fresh) {
-        const queueMs = queue(ep, prompt);
-        const totalMs = queueMs + work(ep.metrics, prompt);
-        if (!best || totalMs < best.totalMs) best = { ep, queueMs, totalMs };
+        const pmp = input.prefixMatch?.(ep.id);
+        const computeTokens = pmp ? Math.max(0, prompt - pmp.matchedBlocks * pmp.blockSizeTokens) : prompt;
+        const queueMs = queue(ep, prompt, true);
+        const totalMs = queueMs + work(ep.metrics, computeTokens);
+        if (!best || totalMs < best.totalMs) best = { ep, queueMs, totalMs, computeTokens };
       }
       const busy = (p.prefillBusyQueueMs > 0 && best!.queueMs >= p.prefillBusyQueueMs) || (p.prefillBusyWaiting > 0 && best!.ep.metrics.waitingQueueSize >= p.prefillBusyWaiting);
       const transferMs = p.kvTransferOverheadMs + prompt * kvMsPerToken();
       const remoteMs = best!.totalMs + transferMs;
-      const localMs = queue(input.decode.endpoint, uncached) + work(decodeMetrics, uncached);
+      const localWorkMs = work(decodeMetrics, uncached);
+      const localMs = queue(input.decode.endpoint, uncached, false) + localWorkMs;
+      const decodeBusy = decodeMetrics.runningRequests + decodeMetrics.waitingQueueSize > 0;
+      const interferenceMs = decodeBusy ? p.localInterferenceWeight * localWorkMs : 0;
       const detail = {
         ...base,
         localMs: round(localMs),
         remoteMs: round(remoteMs),
+        interferenceMs: round(interferenceMs),
+        prefillComputeTokens: best!.computeTokens,
         prefillQueueMs: round(best!.queueMs),
         kvTransferMs: round(transferMs),
         prefillEndpoint: best!.ep.hostPort,
@@ -215,7 +240,9 @@ export function createCostBasedDecider(type: string, name: string, p: CostBasedP
         calibrated: p.calibrate && calibration.prefillMsPerToken.get() !== undefined,
       };
       if (busy) return { disaggregate: false, reason: 'prefill-busy', detail: { ...detail, prefillBusyQueueMs: p.prefillBusyQueueMs, prefillBusyWaiting: p.prefillBusyWaiting } };
-      return remoteMs < localMs * (1 - p.margin) ? { disaggregate: true, reason: 'remote-faster', detail } : { disaggregate: false, reason: 'local-faster', detail };
+      if (remoteMs < localMs * (1 - p.margin)) return { disaggregate: true, reason: 'remote-faster', detail };
+      if (remoteMs < (localMs + interferenceMs) * (1 - p.margin)) return { disaggregate: true, reason: 'decode-interference', detail };
+      return { disaggregate: false, reason: 'local-faster', detail };
     },
   };
 }
@@ -229,6 +256,7 @@ export type CostBasedPdDecider = ReturnType<typeof createCostBasedDecider>;
 
 export const costBasedPdDecider: DeciderDefinition<CostBasedPdDeciderParams, CostBasedPdDecider> = {
   params: costBasedPdDeciderParams,
-  description: 'Disaggregates when estimated remote TTFT (prefill queue + prefill + KV transfer) beats local TTFT on the decode pick by a margin.',
+  description:
+    'Disaggregates when estimated remote TTFT (prefill queue + prefill + KV transfer) beats local TTFT on the decode pick, counting the stall a local prefill causes to the decodes running there, by a margin.',
   create: createCostBasedDecider,
 };

@@ -95,6 +95,8 @@ export interface DecisionInput {
   readonly decode: { readonly endpoint: DeciderEndpoint; readonly prefix?: PrefixMatch } | undefined;
   /** Endpoints that pass the prefill profile's filters (computed lazily on first access). */
   readonly prefillCandidates: readonly DeciderEndpoint[];
+  /** The request's approximate prefix-cache match on any endpoint (by id), when the EPP keeps a prefix index. */
+  prefixMatch?(endpointId: string): PrefixMatch | undefined;
   /** Milliseconds since the epoch; injectable for tests. */
   now(): number;
 }

@@ -13,6 +13,8 @@ function ep(id: string, m: Partial<EndpointMetrics> = {}): DeciderEndpoint {
 interface Scenario {
   prompt: number;
   cachedTokens?: number;
+  /** Tokens each prefill endpoint (by index) holds, for input.prefixMatch. */
+  prefillCachedTokens?: number[];
   decode?: Partial<EndpointMetrics> | null;
   prefill?: Array<Partial<EndpointMetrics>>;
   now?: number;
@@ -23,6 +25,13 @@ function input(s: Scenario): DecisionInput {
     request: { requestId: 'r', model: 'm', targetModel: 'm', tokenCount: s.prompt, prompts: [], headers: {} },
     decode: s.decode === null ? undefined : { endpoint: ep('decode', s.decode ?? {}), prefix: { matchedBlocks: (s.cachedTokens ?? 0) / 16, totalBlocks: Math.ceil(s.prompt / 16), blockSizeTokens: 16 } },
     prefillCandidates: (s.prefill ?? [{}]).map((m, i) => ep(`prefill${i}`, m)),
+    prefixMatch: s.prefillCachedTokens
+      ? (id: string) => {
+          const i = Number(/^prefill(\d+)$/.exec(id)?.[1] ?? NaN);
+          const cached = s.prefillCachedTokens![i];
+          return cached === undefined ? undefined : { matchedBlocks: cached / 16, totalBlocks: Math.ceil(s.prompt / 16), blockSizeTokens: 16 };
+        }
+      : undefined,
     now: () => s.now ?? 0,
   };
 }
@@ -38,6 +47,7 @@ function decider(p: Partial<CostBasedPdDeciderParams> = {}) {
     margin: 0,
     minUncachedTokens: 0,
     calibrate: false,
+    localInterferenceWeight: 0,
     ...p,
   });
   return costBasedPdDecider.create('cost-based-pd-decider', 'cost', params);
@@ -46,7 +56,8 @@ function decider(p: Partial<CostBasedPdDeciderParams> = {}) {
 describe('cost-based-pd-decider: parameters', () => {
   it('has documented defaults and rejects bad values at load time', () => {
     const d = costBasedPdDeciderParams.parse({});
-    expect(d).toMatchObject({ prefillMsPerToken: 0.25, prefillOverheadMs: 30, margin: 0.1, minUncachedTokens: 32, decodeBusyKvUsage: 0.9, calibrate: true });
+    expect(d).toMatchObject({ prefillMsPerToken: 0.25, prefillOverheadMs: 30, margin: 0.1, localInterferenceWeight: 1, minUncachedTokens: 32, decodeBusyKvUsage: 0.9, calibrate: true });
+    expect(costBasedPdDeciderParams.safeParse({ localInterferenceWeight: -1 }).success).toBe(false);
     expect(costBasedPdDeciderParams.safeParse({ margin: 0.95 }).success).toBe(false);
     expect(costBasedPdDeciderParams.safeParse({ prefillMsPerToken: 0 }).success).toBe(false);
     expect(costBasedPdDeciderParams.safeParse({ bypassUncachedRatio: 2 }).success).toBe(false);
@@ -75,6 +86,33 @@ describe('cost-based-pd-decider: cost comparison', () => {
   it('picks the prefill endpoint with the least work ahead', () => {
     const r = decider().decide(input({ prompt: 100, decode: { waitingQueueSize: 5 }, prefill: [{ waitingQueueSize: 3 }, { waitingQueueSize: 1 }, { waitingQueueSize: 2 }] }));
     expect(r.detail).toMatchObject({ prefillEndpoint: 'prefill1:8000', prefillQueueMs: 100 });
+  });
+
+  it('counts half the work of the prefills in progress on a prefill endpoint (its running requests), not on the decode pick', () => {
+    // prefill: 4 running x 100 tokens / 2 = 200 ms ahead; remote = 200 + 100 + 10 = 310; local = 1 waiting x 100 + 100 = 200
+    const r = decider().decide(input({ prompt: 100, decode: { waitingQueueSize: 1, runningRequests: 50 }, prefill: [{ runningRequests: 4 }] }));
+    expect(r).toMatchObject({ disaggregate: false, reason: 'local-faster', detail: { prefillQueueMs: 200, remoteMs: 310, localMs: 200 } });
+  });
+
+  it('charges the remote side only for what the prefill endpoint does not hold, and picks by it', () => {
+    // prompt 1000, decode pick holds 0: local 1000 (+ 1 waiting x 1000 = 2000). prefill0 holds 0 (remote 1010), prefill1 holds 800 (remote 210)
+    const r = decider().decide(input({ prompt: 1000, decode: { waitingQueueSize: 1 }, prefill: [{}, {}], prefillCachedTokens: [0, 800] }));
+    expect(r).toMatchObject({ disaggregate: true, reason: 'remote-faster', detail: { prefillEndpoint: 'prefill1:8000', prefillComputeTokens: 200, remoteMs: 210 } });
+    // Without a prefix index the full prompt is charged.
+    expect(decider().decide(input({ prompt: 1000, decode: { waitingQueueSize: 1 }, prefill: [{}, {}] })).detail).toMatchObject({ prefillComputeTokens: 1000, remoteMs: 1010 });
+  });
+
+  it('decode interference: remote wins, though not faster, when it beats local TTFT + the stall of the decodes running there', () => {
+    // local = 100 (idle queue), remote = 100 + 10 = 110: not faster. Busy decode pick (running 3): interference 100 x w.
+    const busy = { prompt: 100, decode: { runningRequests: 3 } };
+    expect(decider({ localInterferenceWeight: 1 }).decide(input(busy))).toMatchObject({ disaggregate: true, reason: 'decode-interference', detail: { localMs: 100, remoteMs: 110, interferenceMs: 100 } });
+    // Boundary: remote < (local + w x work) strictly: w = 0.1 -> 110 is not < 110
+    expect(decider({ localInterferenceWeight: 0.1 }).decide(input(busy))).toMatchObject({ disaggregate: false, reason: 'local-faster' });
+    expect(decider({ localInterferenceWeight: 0.11 }).decide(input(busy))).toMatchObject({ disaggregate: true, reason: 'decode-interference' });
+    // An idle decode pick suffers no stall: local wins.
+    expect(decider({ localInterferenceWeight: 1 }).decide(input({ prompt: 100 }))).toMatchObject({ disaggregate: false, reason: 'local-faster', detail: { interferenceMs: 0 } });
+    // A prefill backlog larger than the stall hands the prefill back to the decode pod: queue 2 x 100 -> remote 310 > 200.
+    expect(decider({ localInterferenceWeight: 1 }).decide(input({ ...busy, prefill: [{ waitingQueueSize: 2 }] }))).toMatchObject({ disaggregate: false, reason: 'local-faster' });
   });
 
   it('batch slowdown scales prefill work with the running requests', () => {
@@ -155,8 +193,19 @@ describe('cost-based-pd-decider: calibration from model-server metrics', () => {
     for (let i = 1; i <= 20; i++) last = d.decide(input({ prompt: 1000, now: i * 1000, ...step(i) }));
     expect(d.calibration.prefillMsPerToken.get()).toBeCloseTo(0.5, 6);
     expect(d.calibration.kvMsPerToken.get()).toBeCloseTo(0.004, 6);
-    expect(d.calibration.meanPromptTokens('prefill0')).toBeCloseTo(1000, 6);
+    expect(d.calibration.meanComputedTokens('prefill0')).toBeCloseTo(1000, 6);
     expect(last!.detail).toMatchObject({ msPerToken: 0.5, calibrated: true, kvTransferMs: 4 });
+  });
+
+  it('the queue estimate charges each request for the tokens it computed (prompt less prefix-cache hits)', () => {
+    const d = costBasedPdDecider.create('x', 'x', costBasedPdDeciderParams.parse({ prefillOverheadMs: 0, prefillMsPerToken: 1, calibrate: true, calibrationHalfLifeMs: 1000, localInterferenceWeight: 0 }));
+    // Each interval: 10 prompts of 1000 tokens, 600 of them prefix-cache hits, 400 ms each.
+    const at = (i: number) => ({ prefillTime: { sum: i * 10 * 0.4, count: i * 10 }, promptTokens: { sum: i * 10 * 1000, count: i * 10 }, prefixCacheHits: i * 10 * 600, waitingQueueSize: 2 });
+    let last;
+    for (let i = 1; i <= 5; i++) last = d.decide(input({ prompt: 100, now: i * 1000, prefill: [at(i)] }));
+    expect(d.calibration.meanComputedTokens('prefill0')).toBeCloseTo(400, 6);
+    // 2 waiting x 400 computed tokens x 1 ms
+    expect(last!.detail).toMatchObject({ prefillQueueMs: 800 });
   });
 
   it('follows a change in speed, and ignores counter resets', () => {

@@ -72,6 +72,7 @@ export function createDisaggHandler(ctx: PluginFactoryContext, s: DisaggSettings
       get prefillCandidates() {
         return (prefillCandidates ??= profiles.get(prefill)?.filter(c, candidates) ?? []);
       },
+      prefixMatch: (id: string) => (producer ? prefixMatchOf(c, producer, id) : undefined),
       now: c.now,
     };
     try {
