@@ -92,9 +92,9 @@ const readStamp = (file: string) => (existsSync(stampOf(file)) ? readFileSync(st
  * modernc sqlite). Reused when the binary and its stamp match the pin.
  *
  * `go install pkg@version` also asks the proxy for the module's version list, to report a deprecation. A proxy that
- * serves the pinned version but refuses the list (as a filtering registry mirror may) makes that fatal; the module is
- * then in the module cache, whose download directory is itself a GOPROXY, so the install is retried with it as a
- * fallback after the configured proxies (`<proxies>|file://<GOMODCACHE>/cache/download`). The build is unchanged: same
+ * serves the pinned version but refuses the list (as a filtering registry mirror may) makes that fatal. Then the
+ * pinned version is fetched with `go mod download` into the module cache, whose download directory is itself a
+ * GOPROXY, and the install is retried with it as a fallback after the configured proxies (`<proxies>|file://<GOMODCACHE>/cache/download`). The build is unchanged: same
  * module, same version, verified against go.sum / the checksum database.
  */
 export async function installSim(log: (line: string) => void): Promise<Pick<InteropEnv, 'simBinary' | 'simCached' | 'simInstallSeconds' | 'simInstallNote'>> {
@@ -114,6 +114,9 @@ export async function installSim(log: (line: string) => void): Promise<Pick<Inte
     const goproxy = [...proxies, `file://${goEnv('GOMODCACHE')}/cache/download`].join('|');
     note = `the module proxy refused ${SIM_MODULE}'s version list (deprecation check); retried with GOPROXY=${goproxy}`;
     log(`[interop] ${note}`);
+    // `go mod download` fetches the pinned version (.info, .mod, .zip) and records it in the cache's version list.
+    const d = await runGo(['mod', 'download', `${SIM_MODULE}@${SIM_VERSION}`], { env, timeoutMs: 5 * 60_000 });
+    if (d.code !== 0) throw new Error(`go mod download ${SIM_MODULE}@${SIM_VERSION} failed (exit ${d.code}):\n${d.output.slice(-6000)}`);
     r = await runGo(['install', target], { env: { ...env, GOPROXY: goproxy }, timeoutMs: 8 * 60_000 });
   }
   if (r.code !== 0 || !existsSync(binary)) throw new Error(`go install ${target} failed (exit ${r.code}):\n${r.output.slice(-6000)}`);
