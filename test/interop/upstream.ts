@@ -19,6 +19,12 @@ export function skipInterop(): boolean {
   return !interopEnv().available;
 }
 
+/** Upstream processes still running; killed if the test worker exits without closing them (a crash, a timeout). */
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
 export interface UpstreamSim {
   readonly port: number;
   readonly url: string;
@@ -51,8 +57,15 @@ export async function startUpstreamSim(args: string[], opts: { env?: NodeJS.Proc
     };
     child.stdout!.on('data', keep);
     child.stderr!.on('data', keep);
+    live.add(child);
     let exited = false;
-    const exit = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), resolve())));
+    const exit = new Promise<void>((resolve) =>
+      child.once('exit', () => {
+        exited = true;
+        live.delete(child);
+        resolve();
+      }),
+    );
     const url = `http://127.0.0.1:${port}`;
     const close = async () => {
       if (exited) return;
