@@ -23,7 +23,8 @@ describe('README stays true', () => {
   it('lists every runtime and dev dependency in the dependency table', () => {
     const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as Record<string, Record<string, string>>;
     for (const name of [...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.devDependencies ?? {})]) {
-      expect(readme, `${name} missing from the README dependency table`).toMatch(new RegExp(`^\\\\| ${name.replace(/[/.]/g, (c) => `\\\\${c}`)} \\\\|`, 'm'));
+      const escaped = name.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+      expect(readme, `${name} missing from the README dependency table`).toMatch(new RegExp(`^\\| ${escaped} \\|`, 'm'));
     }
   });
 });
