@@ -73,8 +73,14 @@ export function describeStack(s: DevStack): string {
     `  curl -s ${s.gateway.url}/v1/chat/completions -H 'content-type: application/json' \\`,
     `    -d '{"model":"${o.model}","messages":[{"role":"user","content":"Hello!"}],"max_tokens":32}'`,
     '',
-    `Prompts with more than ${o.nonCachedTokens} uncached tokens (about ${o.nonCachedTokens * 4} characters) are disaggregated with the prefix decider;`,
-    `watch llm_d_epp_disagg_decision_total on the EPP metrics. Ctrl-C stops everything.`,
+    {
+      prefix: `Prompts with at least ${o.nonCachedTokens} tokens not cached on the chosen decode pod (about ${o.nonCachedTokens * 4} characters) are prefilled remotely.`,
+      always: 'Every prompt is prefilled remotely (always-disagg-pd-decider).',
+      cost: 'A prompt is prefilled remotely when the cost model expects that to be faster, or to spare the decode pod a stall.',
+      never: 'No prompt is prefilled remotely (decode-only).',
+    }[o.decider],
+    `Add -H 'x-pd-router-debug: decision' to see the decision and its reason in the x-pd-router-decision response header;`,
+    `llm_d_epp_disagg_decision_total counts them on the EPP metrics. Ctrl-C stops everything.`,
   );
   return lines.join('\n') + '\n';
 }

@@ -216,6 +216,8 @@ export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promis
       await launcher.epp(
         'epp',
         eppConfig({
+          // A development stack answers `x-pd-router-debug: decision` with the P/D decision and its reason.
+          decisionHeader: 'on-request',
           ...o.epp,
           host: o.host,
           grpcPort: o.basePort === 0 ? 0 : o.eppGrpcPort,
