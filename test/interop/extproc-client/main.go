@@ -224,11 +224,11 @@ func (s *session) recv() (*extprocv3.ProcessingResponse, error) {
 	return resp, nil
 }
 
-// recvBody receives body responses of one direction until a streamed chunk with end_of_stream (or an immediate response).
+// recvUntilEOS receives body responses of one direction until a streamed chunk with end_of_stream (or an immediate
+// response).
 func (s *session) recvUntilEOS(kind string) (immediate bool, err error) {
 	for {
-		resp, err := s.recv()
-		if err != nil {
+		if _, err := s.recv(); err != nil {
 			return false, err
 		}
 		last := s.report.Received[len(s.report.Received)-1]
@@ -238,7 +238,6 @@ func (s *session) recvUntilEOS(kind string) (immediate bool, err error) {
 		if last.Kind == kind && last.StreamedEOS {
 			return false, nil
 		}
-		_ = resp
 	}
 }
 
