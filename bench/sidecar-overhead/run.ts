@@ -16,12 +16,19 @@
  * autocannon run on CPU 0 and the sidecar on CPU 1, as the sidecar has its own CPU request in a decode pod. The
  * sidecar's CPU time per operation (from /proc) is reported too: the overhead independent of contention.
  *
- * Usage: node dist/bench/sidecar-overhead/run.js [--duration 10] [--concurrency 1,64,256] [--out bench/results]
+ * Closed loops saturate a core and then measure queueing, not the sidecar: at 256 connections the latency of either
+ * mode is 256 / throughput. So the same operations are also sent open loop: at a fixed rate (evenly spaced, paced by
+ * our own timer, not autocannon's per-second bursts) over 256 keep-alive connections, with each operation's latency
+ * counted from its scheduled start (no coordinated omission). That is the sidecar's added latency at a given load.
+ *
+ * Usage: node dist/bench/sidecar-overhead/run.js [--duration 10] [--concurrency 1,64,256] [--open-rates 500,1000]
+ *        [--open-connections 256] [--out bench/results]
  *        [--sidecar-node-args "--max-old-space-size=96 --max-semi-space-size=4"] [--pin true|false]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import autocannon from 'autocannon';
+import { Pool } from 'undici';
 import { fmt, hasTaskset, percentile, pinSelf, startComponent, table } from '../common/processes.js';
 
 function arg(name: string, fallback: string): string {
@@ -32,6 +39,8 @@ function arg(name: string, fallback: string): string {
 const DURATION = Number(arg('duration', '10'));
 const LEVELS = arg('concurrency', '1,64,256').split(',').map(Number);
 const OUT = arg('out', 'bench/results');
+const OPEN_RATES = arg('open-rates', '500,1000').split(',').filter(Boolean).map(Number);
+const OPEN_CONNECTIONS = Number(arg('open-connections', '256'));
 /**
  * Node flags for the sidecar process: the heap cap the Kustomize sidecar component sets through NODE_OPTIONS. Without
  * a cap V8 sizes its heap from the machine's memory and lets garbage accumulate (RSS ~300 MB here for a live set
@@ -131,6 +140,107 @@ async function runMode(mode: 'direct' | 'sidecar', url: string, simHostPort: str
   };
 }
 
+interface OpenLoopResult {
+  mode: string;
+  rate: number;
+  ops: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  /** Most operations in flight at once. */
+  maxInFlight: number;
+  /** Largest delay between an operation's scheduled start and its send (the driver's own lag). */
+  maxSendLagMs: number;
+}
+
+/** Operations at a fixed rate over `connections` keep-alive connections; latency from each scheduled start. */
+async function runOpenLoop(mode: 'direct' | 'sidecar', url: string, simHostPort: string, rate: number, connections: number): Promise<OpenLoopResult> {
+  const pool = new Pool(url, { connections, pipelining: 1, keepAliveTimeout: 60_000 });
+  const post = async (body: string, headers: Record<string, string>): Promise<{ status: number; text: string }> => {
+    const r = await pool.request({ method: 'POST', path: '/v1/chat/completions', headers: { ...HEADERS, ...headers }, body, headersTimeout: 30_000, bodyTimeout: 30_000 });
+    return { status: r.statusCode, text: await r.body.text() };
+  };
+  const clientBody = JSON.stringify(CLIENT_BODY);
+  const op = async (): Promise<boolean> => {
+    if (mode === 'sidecar') return (await post(clientBody, { 'x-prefiller-host-port': simHostPort })).status === 200;
+    const prefill = await post(PREFILL_BODY, {});
+    if (prefill.status !== 200) return false;
+    const kv = (JSON.parse(prefill.text) as { kv_transfer_params?: unknown }).kv_transfer_params;
+    return (await post(JSON.stringify({ ...CLIENT_BODY, kv_transfer_params: kv }), {})).status === 200;
+  };
+  // Warm-up: open the connections and let the JIT settle, at the same rate.
+  const drive = async (total: number, record: boolean) => {
+    const latencies: number[] = [];
+    let errors = 0;
+    let inFlight = 0;
+    let maxInFlight = 0;
+    let maxSendLagMs = 0;
+    let issued = 0;
+    const gap = 1000 / rate;
+    const t0 = performance.now() + 20;
+    await new Promise<void>((resolve) => {
+      const finishOne = () => {
+        inFlight--;
+        if (issued === total && inFlight === 0) resolve();
+      };
+      const tick = () => {
+        const now = performance.now();
+        while (issued < total && t0 + issued * gap <= now) {
+          const scheduled = t0 + issued * gap;
+          issued++;
+          inFlight++;
+          maxInFlight = Math.max(maxInFlight, inFlight);
+          maxSendLagMs = Math.max(maxSendLagMs, now - scheduled);
+          op().then(
+            (ok) => {
+              if (!ok) errors++;
+              else if (record) latencies.push(performance.now() - scheduled);
+              finishOne();
+            },
+            () => {
+              errors++;
+              finishOne();
+            },
+          );
+        }
+        if (issued < total) setTimeout(tick, Math.max(0, t0 + issued * gap - performance.now()));
+      };
+      tick();
+    });
+    return { latencies, errors, maxInFlight, maxSendLagMs };
+  };
+  try {
+    await drive(Math.round(rate), false);
+    const r = await drive(Math.round(rate * DURATION), true);
+    r.latencies.sort((a, b) => a - b);
+    return { mode, rate, ops: r.latencies.length, p50: percentile(r.latencies, 50), p99: percentile(r.latencies, 99), errors: r.errors, maxInFlight: r.maxInFlight, maxSendLagMs: r.maxSendLagMs };
+  } finally {
+    await pool.close();
+  }
+}
+
+/** Cumulative bucket counts of the sidecar's own-overhead histogram (all modes summed), by upper bound in seconds. */
+async function overheadBuckets(sidecarUrl: string): Promise<Map<number, number>> {
+  const text = await (await fetch(`${sidecarUrl}/sidecar/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
+  const out = new Map<number, number>();
+  for (const line of text.split('\n')) {
+    const m = /^pd_router_sidecar_overhead_seconds_bucket\{(.*)\} (\S+)$/.exec(line);
+    if (!m) continue;
+    const le = /le="([^"]+)"/.exec(m[1]!)?.[1];
+    const bound = le === '+Inf' ? Infinity : Number(le);
+    out.set(bound, (out.get(bound) ?? 0) + Number(m[2]));
+  }
+  return out;
+}
+
+/** The bucket bound under which a share q of the observations between two scrapes fall (ms). */
+function bucketQuantileMs(before: Map<number, number>, after: Map<number, number>, q: number): number {
+  const bounds = [...after.keys()].sort((a, b) => a - b);
+  const total = (after.get(Infinity) ?? 0) - (before.get(Infinity) ?? 0);
+  for (const b of bounds) if ((after.get(b) ?? 0) - (before.get(b) ?? 0) >= q * total) return b * 1000;
+  return Infinity;
+}
+
 async function main(): Promise<void> {
   if (PIN) pinSelf('0');
   const sim = await startComponent(
@@ -168,8 +278,22 @@ async function main(): Promise<void> {
     process.stderr.write(`concurrency ${c}: added p50 ${fmt(row.addedP50)} ms, p99 ${fmt(row.addedP99)} ms, ${fmt(via.opsPerSec, 0)} ops/s via sidecar, ${fmt(cpuPerOpUs, 0)} us CPU/op\n`);
     return row;
   };
+  const openRows: Array<{ rate: number; direct: OpenLoopResult; via: OpenLoopResult; cpuPerOpUs: number; own: { p50: number; p99: number } }> = [];
   try {
     for (const c of LEVELS) await phase(c);
+    for (const rate of OPEN_RATES) {
+      const direct = await runOpenLoop('direct', sim.url, simHostPort, rate, OPEN_CONNECTIONS);
+      const cpuBefore = sidecar.cpuSeconds() ?? NaN;
+      const bucketsBefore = await overheadBuckets(sidecar.url);
+      const via = await runOpenLoop('sidecar', sidecar.url, simHostPort, rate, OPEN_CONNECTIONS);
+      const cpuPerOpUs = (((sidecar.cpuSeconds() ?? NaN) - cpuBefore) / (via.ops + via.errors + Math.round(rate))) * 1e6;
+      const bucketsAfter = await overheadBuckets(sidecar.url);
+      const own = { p50: bucketQuantileMs(bucketsBefore, bucketsAfter, 0.5), p99: bucketQuantileMs(bucketsBefore, bucketsAfter, 0.99) };
+      openRows.push({ rate, direct, via, cpuPerOpUs, own });
+      process.stderr.write(
+        `open loop ${rate} ops/s over ${OPEN_CONNECTIONS} connections: added p50 ${fmt(via.p50 - direct.p50)} ms, p99 ${fmt(via.p99 - direct.p99)} ms (direct ${fmt(direct.p50)}/${fmt(direct.p99)}, sidecar ${fmt(via.p50)}/${fmt(via.p99)}), own share p50 ≤ ${fmt(own.p50)} ms p99 ≤ ${fmt(own.p99)} ms, ${fmt(cpuPerOpUs, 0)} us CPU/op\n`,
+      );
+    }
   } finally {
     const rss = sidecar.peakRssBytes();
     await sidecar.stop();
@@ -184,11 +308,31 @@ async function main(): Promise<void> {
         rows.map((r) => [r.concurrency!, fmt(r.directP50 as number), fmt(r.directP99 as number), fmt(r.sidecarP50 as number), fmt(r.sidecarP99 as number), fmt(r.addedP50 as number), fmt(r.addedP99 as number), fmt(r.directOpsPerSec as number, 0), fmt(r.sidecarOpsPerSec as number, 0), fmt(r.sidecarCpuPerOpUs as number, 0), r.errors!]),
       ),
       '',
+      `Open loop: operations at a fixed rate over ${OPEN_CONNECTIONS} keep-alive connections, latency from each operation's scheduled start (\`--open-rates ${OPEN_RATES.join(',')}\`):`,
+      '',
+      table(
+        ['ops/s', 'direct p50', 'direct p99', 'sidecar p50', 'sidecar p99', 'added p50', 'added p99', "sidecar's own share p50 / p99 (≤ bucket)", 'most in flight (direct / sidecar)', 'driver lag max ms', 'sidecar CPU/op (µs)', 'errors'],
+        openRows.map((r) => [
+          r.rate,
+          fmt(r.direct.p50),
+          fmt(r.direct.p99),
+          fmt(r.via.p50),
+          fmt(r.via.p99),
+          fmt(r.via.p50 - r.direct.p50),
+          fmt(r.via.p99 - r.direct.p99),
+          `${fmt(r.own.p50)} / ${fmt(r.own.p99)}`,
+          `${r.direct.maxInFlight} / ${r.via.maxInFlight}`,
+          fmt(Math.max(r.direct.maxSendLagMs, r.via.maxSendLagMs), 1),
+          fmt(r.cpuPerOpUs, 0),
+          r.direct.errors + r.via.errors,
+        ]),
+      ),
+      '',
       `Sidecar peak RSS: ${rss === undefined ? 'n/a' : `${fmt(rss / 1024 / 1024, 1)} MB`} (sidecar node flags: \`${SIDECAR_NODE_ARGS.join(' ')}\`)`,
     ].join('\n');
     mkdirSync(OUT, { recursive: true });
     writeFileSync(path.join(OUT, 'sidecar-overhead.md'), md + '\n');
-    writeFileSync(path.join(OUT, 'sidecar-overhead.json'), JSON.stringify({ durationSeconds: DURATION, rows, sidecarPeakRssBytes: rss }, null, 2) + '\n');
+    writeFileSync(path.join(OUT, 'sidecar-overhead.json'), JSON.stringify({ durationSeconds: DURATION, rows, openLoop: openRows, sidecarPeakRssBytes: rss }, null, 2) + '\n');
     process.stdout.write(md + '\n');
   }
 }
