@@ -1,9 +1,10 @@
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { flagName } from '../src/common/index.js';
 import { sidecarCommand } from '../src/sidecar/index.js';
-import { ROOT } from './helpers.js';
+import { CLI, ROOT } from './helpers.js';
 
 const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
 
@@ -27,4 +28,38 @@ describe('README stays true', () => {
       expect(readme, `${name} missing from the README dependency table`).toMatch(new RegExp(`^\\| ${escaped} \\|`, 'm'));
     }
   });
+
+  it('every flag in a command line of the READMEs exists on that command', () => {
+    const docs = ['README.md', 'src/epp/README.md', 'src/loadgen/README.md'].map((f) => readFileSync(path.join(ROOT, f), 'utf8').replace(/\\\n\s*/g, ' '));
+    const uses: Array<{ command: string; flags: string[]; line: string }> = [];
+    const patterns: Array<[RegExp, string | undefined]> = [
+      [/(?:pd-router|node dist\/src\/cli\.js) (sim|sidecar|epp|gateway|tune|dev|loadgen)\b([^\n`]*)/g, undefined],
+      [/npm start -- ([^\n`]*)/g, 'dev'],
+      [/npm run tune -- ([^\n`]*)/g, 'tune'],
+    ];
+    for (const text of docs) {
+      for (const [re, fixed] of patterns) {
+        for (const m of text.matchAll(re)) {
+          const command = fixed ?? m[1]!;
+          const rest = (fixed ? m[1] : m[2]) ?? '';
+          // Flags up to a shell comment; values such as --secure-serving=false count by name.
+          const flags = [...rest.split(' #')[0]!.matchAll(/(?:^|\s)--([a-z][a-z0-9-]*)/g)].map((f) => f[1]!);
+          uses.push({ command, flags, line: m[0] });
+        }
+      }
+    }
+    expect(uses.length).toBeGreaterThan(10);
+    const help = new Map<string, string>();
+    for (const { command, flags, line } of uses) {
+      if (!help.has(command)) {
+        const r = spawnSync(process.execPath, [CLI, command, '--help'], { encoding: 'utf8', timeout: 15_000 });
+        expect(r.status, `${command} --help`).toBe(0);
+        help.set(command, r.stdout);
+      }
+      for (const f of flags) {
+        if (f === 'help') continue;
+        expect(help.get(command), `README line "${line.trim()}": pd-router ${command} has no --${f}`).toMatch(new RegExp(`--${f}[ ,=<]|--${f}$`, 'm'));
+      }
+    }
+  }, 60_000);
 });
