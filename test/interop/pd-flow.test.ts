@@ -124,7 +124,8 @@ describe.skipIf(skipInterop())('NIXL v2 through pd-router against llm-d-inferenc
           const frames = parseSse(r.text);
           expect(frames.at(-1)!.data).toBe('[DONE]');
           const chunks = frames.filter((f) => f.data !== '[DONE]').map((f) => JSON.parse(f.data));
-          expect(chunks.length).toBeGreaterThanOrEqual(2);
+          // Random-mode answers may be one token long, so one chunk can carry both the text and the finish reason.
+          expect(chunks.length).toBeGreaterThanOrEqual(1);
           expect(chunks.some((x) => x.choices?.some((ch: any) => ch.finish_reason === 'stop' || ch.finish_reason === 'length'))).toBe(true);
         } else {
           expect(r.body.choices).toHaveLength(1);
