@@ -8,3 +8,4 @@ export * from './openai/index.js';
 export * from './command-runner.js';
 export * from './tls.js';
 export * from './upstream-leg.js';
+export { Rng } from './random.js';
