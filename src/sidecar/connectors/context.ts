@@ -11,6 +11,7 @@ import { relayToClient } from '../client-relay.js';
 import { DECODER_NOT_READY, LegStopped, writeJsonError } from '../errors.js';
 import type { Mode, Outcome, SidecarMetrics } from '../metrics.js';
 import type { SidecarConfig } from '../options.js';
+import type { PrefillRequest } from '../prefill-client.js';
 import { forwardHeaders, type Target, type UpstreamAgents } from '../upstream.js';
 import { UpstreamLeg, connectErrorCode } from '../../common/upstream-leg.js';
 
@@ -62,6 +63,34 @@ export function legHeaders(ctx: PdContext, dropHost = true): Record<string, stri
   const h = forwardHeaders(ctx.headers, { requestId: ctx.requestId, dropHost, clientAddress: ctx.clientAddress, traceparent: ctx.traceparent });
   h['content-type'] = 'application/json';
   return h;
+}
+
+/**
+ * The prefill leg to this request's prefiller with the configured deadline, size bound and retry policy; `overrides`
+ * changes what a connector needs otherwise (SGLang: no retries, its own abort signal).
+ */
+export function prefillRequest(ctx: PdContext, body: string, expect: PrefillRequest['expect'], overrides: Partial<PrefillRequest> = {}): PrefillRequest {
+  const c = ctx.config;
+  return {
+    agent: ctx.agents.prefill as Dispatcher,
+    origin: prefillOrigin(ctx),
+    targetLabel: ctx.target.hostPort,
+    path: ctx.url,
+    headers: legHeaders(ctx),
+    body,
+    clientSignal: ctx.signal,
+    timeoutMs: c.prefillTimeout,
+    maxResponseBytes: c.maxPrefillResponseSize,
+    maxRetries: c.prefillMaxRetries,
+    backoffMs: c.prefillRetryBackoff,
+    retryTransportErrors: c.prefillFailurePolicy !== 'fail',
+    expect,
+    onRetry: (reason, attempt) => {
+      ctx.metrics.prefillRetries.inc({ connector: c.kvConnector, reason });
+      ctx.logger.info({ prefiller: ctx.target.hostPort, attempt, previous: reason }, 'retrying prefill request');
+    },
+    ...overrides,
+  };
 }
 
 export interface DecodeStep {

@@ -8,12 +8,11 @@
  * request with local prefill on the decode vLLM after a server-side prefill failure (4xx answers are the client's
  * fault and are relayed in every mode).
  */
-import type { Dispatcher } from 'undici';
 import { writeJsonError } from '../errors.js';
 import type { Outcome } from '../metrics.js';
 import { sendPrefill, type PrefillOutcome } from '../prefill-client.js';
 import { cachedTokensOf, nixlDecodeBytes, nixlPrefillBody } from '../request-bodies.js';
-import { legHeaders, prefillOrigin, runDecode, type Connector, type PdContext } from './context.js';
+import { prefillRequest, runDecode, type Connector, type PdContext } from './context.js';
 
 /** Prefill failures the `local` policy may serve locally: anything that is not the client's own fault. */
 function canFallBack(r: PrefillOutcome): boolean {
@@ -62,25 +61,7 @@ export const nixlv2Connector: Connector = {
   async handle(ctx) {
     const c = ctx.config;
     const sent = performance.now();
-    const r = await sendPrefill({
-      agent: ctx.agents.prefill as Dispatcher,
-      origin: prefillOrigin(ctx),
-      targetLabel: ctx.target.hostPort,
-      path: ctx.url,
-      headers: legHeaders(ctx),
-      body: JSON.stringify(nixlPrefillBody(ctx.api, ctx.body)),
-      clientSignal: ctx.signal,
-      timeoutMs: c.prefillTimeout,
-      maxResponseBytes: c.maxPrefillResponseSize,
-      maxRetries: c.prefillMaxRetries,
-      backoffMs: c.prefillRetryBackoff,
-      retryTransportErrors: c.prefillFailurePolicy !== 'fail',
-      expect: 'kv-params',
-      onRetry: (reason, attempt) => {
-        ctx.metrics.prefillRetries.inc({ connector: 'nixlv2', reason });
-        ctx.logger.info({ prefiller: ctx.target.hostPort, attempt, previous: reason }, 'retrying prefill request');
-      },
-    });
+    const r = await sendPrefill(prefillRequest(ctx, JSON.stringify(nixlPrefillBody(ctx.api, ctx.body)), 'kv-params'));
     ctx.timings.prefillMs = performance.now() - sent;
     ctx.metrics.prefillDuration.observe({ connector: 'nixlv2', outcome: r.kind }, ctx.timings.prefillMs / 1000);
     if (r.kind === 'aborted') {

@@ -8,11 +8,10 @@
  * error event if the stream had started); a failed decode or a client that leaves stops the prefill leg.
  */
 import { randomInt } from 'node:crypto';
-import type { Dispatcher } from 'undici';
 import { LegStopped } from '../errors.js';
 import { sendPrefill } from '../prefill-client.js';
 import { sglangBody } from '../request-bodies.js';
-import { legHeaders, prefillOrigin, runDecode, type Connector } from './context.js';
+import { prefillRequest, runDecode, type Connector } from './context.js';
 
 /** A random room id below 2^53, so it survives JSON number handling on every side. */
 export function bootstrapRoom(): number {
@@ -27,22 +26,14 @@ export const sglangConnector: Connector = {
     const stopDecode = new AbortController();
     const stopPrefill = new AbortController();
     const sent = performance.now();
-    const prefill = sendPrefill({
-      agent: ctx.agents.prefill as Dispatcher,
-      origin: prefillOrigin(ctx),
-      targetLabel: ctx.target.hostPort,
-      path: ctx.url,
-      headers: legHeaders(ctx),
-      body,
-      clientSignal: AbortSignal.any([ctx.signal, stopPrefill.signal]),
-      timeoutMs: c.prefillTimeout,
-      maxResponseBytes: c.maxPrefillResponseSize,
-      // A bootstrap room is single-use: a retried prefill could not meet the decode that is already waiting.
-      maxRetries: 0,
-      backoffMs: c.prefillRetryBackoff,
-      retryTransportErrors: false,
-      expect: 'any',
-    }).then((r) => {
+    const prefill = sendPrefill(
+      prefillRequest(ctx, body, 'any', {
+        clientSignal: AbortSignal.any([ctx.signal, stopPrefill.signal]),
+        // A bootstrap room is single-use: a retried prefill could not meet the decode that is already waiting.
+        maxRetries: 0,
+        retryTransportErrors: false,
+      }),
+    ).then((r) => {
       ctx.timings.prefillMs = performance.now() - sent;
       ctx.metrics.prefillDuration.observe({ connector: 'sglang', outcome: r.kind }, ctx.timings.prefillMs / 1000);
       if (r.kind !== 'ok' && r.kind !== 'aborted') {

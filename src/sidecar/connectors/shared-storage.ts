@@ -11,7 +11,7 @@ import type { Outcome } from '../metrics.js';
 import { sendPrefill } from '../prefill-client.js';
 import { sharedStoragePrefillBody } from '../request-bodies.js';
 import { UpstreamLeg } from '../../common/upstream-leg.js';
-import { answerLegFailure, legHeaders, prefillOrigin, runDecode, type Connector, type PdContext } from './context.js';
+import { answerLegFailure, legHeaders, prefillRequest, runDecode, type Connector, type PdContext } from './context.js';
 import { answerPrefillFailure, localFallback } from './nixlv2.js';
 
 const CACHE_THRESHOLD = /"finish_reason"\s*:\s*"cache_threshold"/;
@@ -67,22 +67,7 @@ export const sharedStorageConnector: Connector = {
       if (answered !== undefined) return answered;
     }
     const sent = performance.now();
-    const r = await sendPrefill({
-      agent: ctx.agents.prefill as Dispatcher,
-      origin: prefillOrigin(ctx),
-      targetLabel: ctx.target.hostPort,
-      path: ctx.url,
-      headers: legHeaders(ctx),
-      body: JSON.stringify(sharedStoragePrefillBody(ctx.body)),
-      clientSignal: ctx.signal,
-      timeoutMs: c.prefillTimeout,
-      maxResponseBytes: c.maxPrefillResponseSize,
-      maxRetries: c.prefillMaxRetries,
-      backoffMs: c.prefillRetryBackoff,
-      retryTransportErrors: c.prefillFailurePolicy !== 'fail',
-      expect: 'any',
-      onRetry: (reason) => ctx.metrics.prefillRetries.inc({ connector: 'shared-storage', reason }),
-    });
+    const r = await sendPrefill(prefillRequest(ctx, JSON.stringify(sharedStoragePrefillBody(ctx.body)), 'any'));
     ctx.timings.prefillMs = performance.now() - sent;
     ctx.metrics.prefillDuration.observe({ connector: 'shared-storage', outcome: r.kind }, ctx.timings.prefillMs / 1000);
     if (r.kind === 'aborted') {
