@@ -58,9 +58,13 @@ describe('a prefill simulator killed mid-run', () => {
     expect(fallbacks).toBeGreaterThanOrEqual(1);
     // Once discovery dropped it, new long prompts go to the survivor only.
     await eppSees(s, 2);
+    const prefillsOnSurvivor = async () => ((await getJson(`${survivor.url}/admin/requests`)).body.requests as Array<{ kind: string }>).filter((r) => r.kind === 'prefill').length;
+    const fallbacksNow = async () => metricValue(await metricsText(s.decodes[0]!.sidecar.url, '/sidecar/metrics'), 'pd_router_sidecar_pd_requests_total', { connector: 'nixlv2', mode: 'fallback_local' }) ?? 0;
+    const [prefillsBefore, fallbacksBefore] = [await prefillsOnSurvivor(), await fallbacksNow()];
     for (let i = 0; i < 4; i++) expect(await send(s.gateway.url, `after${i}`)).toBe(200);
-    const survivorPrefills = ((await getJson(`${survivor.url}/admin/requests`)).body.requests as Array<{ kind: string }>).filter((r) => r.kind === 'prefill').length;
-    expect(survivorPrefills).toBeGreaterThanOrEqual(4);
+    // Each of the four was prefilled by the survivor, none fell back to a local prefill after trying the dead one.
+    expect((await prefillsOnSurvivor()) - prefillsBefore).toBe(4);
+    expect(await fallbacksNow()).toBe(fallbacksBefore);
   }, 60_000);
 });
 
@@ -69,13 +73,23 @@ describe('a decode simulator killed', () => {
     stack = await startDevStack({ basePort: 0, gatewayPort: 0, profile: 'zero', prefill: 1, decode: 2, nonCachedTokens: 64, decodeSim: { interTokenLatency: 20_000, latencyCalculator: 'constant' } });
     const s = stack;
     // ignore_eos makes the simulator produce all max_tokens, so the stream stays open between tokens.
-    const inflight = send(s.gateway.url, 'dec', { stream: true, ignore_eos: true });
+    const inflight = postJson(`${s.gateway.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: 'user', content: prompt('dec') }], max_tokens: 4, stream: true, ignore_eos: true }, {}, 15_000).then(
+      (r) => ({ status: r.status, text: r.text }),
+      (e: Error) => ({ status: 0, text: e.message }),
+    );
     await waitFor(async () => (await running(s.decodes[0]!.sim.url)) + (await running(s.decodes[1]!.sim.url)) === 1, 10_000, 'decode in flight');
     const victim = (await running(s.decodes[0]!.sim.url)) === 1 ? 0 : 1;
     await s.decodes[victim]!.sim.kill();
     const result = await inflight;
-    // The stream had started (status 200) and ends with an SSE error event, or the connection is cut.
-    expect([200, 'fetch failed', 'terminated']).toContain(result);
+    // The stream had started (status 200) and ends with an SSE error event (then [DONE], as vLLM ends a failed
+    // stream), or the connection is cut.
+    if (result.status === 200) {
+      const events = result.text.split('\n\n').filter(Boolean);
+      expect(events.at(-2)).toMatch(/^data: \{"error":\{"message":"upstream failed/);
+      expect(events.at(-1)).toBe('data: [DONE]');
+    } else {
+      expect(['fetch failed', 'terminated']).toContain(result.text);
+    }
     await waitFor(() => !s.liveEndpoints().includes(`decode-${victim}`), 5_000, 'decode endpoint dropped');
     await eppSees(s, 2);
     const other = s.decodes[1 - victim]!;

@@ -58,20 +58,24 @@ describe('gRPC health', () => {
 
   it('draining: NOT_SERVING at once, in-flight streams may finish, then the servers close', async () => {
     epp = await startEpp(eppConfig({ ...base, secureServing: false, endpointsFile: endpointsFile(endpointsYaml([spec('a', '10.4.0.2')])) }));
-    const h = healthClient(epp.healthPort);
+    const port = epp.healthPort;
+    const h = healthClient(port);
     expect(await check(h, 'liveness')).toBe('SERVING');
     const client = new ExtProcTestClient(`127.0.0.1:${epp.grpcPort}`);
     const call = client.open();
     call.send(headers({ ':path': '/v1/completions' }));
     await waitFor(() => epp!.metrics.streamsInflight.get().then((m) => m.values[0]?.value === 1), 5000, 'stream open');
     const closing = epp.close(5000);
-    await waitFor(async () => (await check(h, 'liveness').catch(() => 'gone')) !== 'SERVING', 5000, 'not serving while draining');
+    // While a stream is in flight the health server stays up and says NOT_SERVING.
+    await waitFor(async () => (await check(h, 'liveness').catch(() => 'gone')) === 'NOT_SERVING', 5000, 'NOT_SERVING while draining');
     call.send(body(JSON.stringify({ model: 'm', prompt: 'hi' }), true));
     await call.waitFor(2); // the in-flight request still gets its answer
     call.end();
     await closing;
     epp = undefined;
     client.close();
+    // Then the servers are gone: a new connection is refused.
+    await expect(check(healthClient(port), 'liveness')).rejects.toThrow(/UNAVAILABLE/);
   });
 });
 

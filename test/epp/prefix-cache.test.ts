@@ -140,8 +140,9 @@ describe('approx-prefix-cache-producer', () => {
     expect(producer.index.size).toBe(2);
     const h2 = harness(producerConfig('{autoTune: false, blockSizeTokens: 64, lruCapacityPerServer: 4}'), storeWith([spec('a', '10.0.0.1')], { a: { cacheNumBlocks: 2 } }));
     h2.route(text);
-    await new Promise((r) => setImmediate(r));
-    expect((h2.config.plugins.get('approx-prefix-cache-producer') as unknown as ApproxPrefixCacheProducer).index.size).toBe(4);
+    const producer2 = h2.config.plugins.get('approx-prefix-cache-producer') as unknown as ApproxPrefixCacheProducer;
+    producer2.flush();
+    expect(producer2.index.size).toBe(4);
   });
 
   it('an endpoint that leaves the pool is forgotten; indexer size and hit ratio are exported', async () => {
@@ -149,7 +150,7 @@ describe('approx-prefix-cache-producer', () => {
     const h = harness(producerConfig('{}'), store);
     h.route(text);
     h.route(text);
-    await new Promise((r) => setImmediate(r));
+    (h.config.plugins.get('approx-prefix-cache-producer') as unknown as ApproxPrefixCacheProducer).flush();
     let metrics = await h.config.metrics.registry.metrics();
     const labels = { plugin_name: 'approx-prefix-cache-producer', plugin_type: 'approx-prefix-cache-producer' };
     expect(metricValue(metrics, 'llm_d_epp_prefix_indexer_size', labels)).toBe(5);

@@ -27,7 +27,8 @@ describe('src/epp/README.md', () => {
     const names = (await m.registry.getMetricsAsJSON()).map((x) => x.name);
     for (const name of names) {
       const short = name.replace(/^llm_d_epp_/, '');
-      expect(readme.includes(name) || readme.includes(`_${short}`), name).toBe(true);
+      // The full name, or its suffix in backticks (tables list `_suffix` under the llm_d_epp_ prefix).
+      expect(readme.includes(name) || readme.includes(`\`_${short}\``), name).toBe(true);
     }
   });
 });

@@ -29,6 +29,20 @@ describe('sglang connector', () => {
     expect(r.status).toBe(502);
     expect(r.body.message).toContain(`prefill to ${f.prefillHeader} failed: answered 500`);
     await waitFor(() => f!.decode.engine.scheduler.running === 0, 5000, 'decode leg stopped');
+    // A decode leg that reached the decoder before the prefill failed was aborted, not left running.
+    expect(records(f.decode).every((x) => x.aborted === true)).toBe(true);
+  });
+
+  it('a prefill that times out stops the decode leg already running on the decoder', async () => {
+    f = await startPd({ sidecar: { kvConnector: 'sglang', prefillTimeout: 2_000 }, decode: { timeToFirstToken: 60_000 } });
+    await postJson(`${f.prefill.url}/admin/config`, { hang: true });
+    const pending = postJson(`${f.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x' }, { 'x-prefiller-host-port': f.prefillHeader });
+    await waitFor(() => f!.decode.engine.scheduler.running === 1, 5000, 'decode leg running');
+    const r = await pending;
+    expect(r.status).toBe(504);
+    await waitFor(() => f!.decode.engine.scheduler.running === 0, 5000, 'decode leg stopped');
+    expect(records(f.decode)).toHaveLength(1);
+    expect(records(f.decode)[0]!.aborted).toBe(true);
   });
 });
 

@@ -20,6 +20,8 @@ describe('deadlines', () => {
     expect(r.status).toBe(504);
     expect(r.body).toEqual({ object: 'error', message: `prefill to ${f.prefillHeader} timed out after 150ms`, type: 'GatewayTimeout', param: '', code: 504 });
     await waitFor(() => f!.prefill.engine.scheduler.running === 0, 5000, 'prefill aborted on the prefiller');
+    expect(records(f.prefill)).toHaveLength(1);
+    expect(records(f.prefill)[0]!.aborted).toBe(true);
     expect(records(f.decode)).toHaveLength(0);
     expect(await timeoutsMetric(f, 'prefill')).toBe(1);
   });
@@ -30,6 +32,7 @@ describe('deadlines', () => {
     expect(r.status).toBe(504);
     expect(r.body).toMatchObject({ object: 'error', type: 'GatewayTimeout', code: 504, message: 'decode sent no data within 150ms' });
     await waitFor(() => f!.decode.engine.scheduler.running === 0, 5000, 'decode aborted');
+    expect(records(f.decode)[0]!.aborted).toBe(true);
     expect(await timeoutsMetric(f, 'decode_first_byte')).toBe(1);
   });
 
@@ -46,6 +49,7 @@ describe('deadlines', () => {
     expect(events.at(-1)).toEqual({ error: { message: 'decode sent no data for 200ms', type: 'GatewayTimeout', param: null, code: 504 } });
     expect(r.text.endsWith('data: [DONE]\n\n')).toBe(true);
     await waitFor(() => f!.decode.engine.scheduler.running === 0, 5000, 'decode aborted');
+    expect(records(f.decode)[0]!.aborted).toBe(true);
     expect(await timeoutsMetric(f, 'decode_idle')).toBe(1);
   });
 
@@ -105,7 +109,8 @@ describe('client disconnect aborts every running leg', () => {
     const req = abortable(`${f.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x' }, {});
     await waitFor(() => f!.decode.engine.scheduler.running === 1, 5000, 'decode running');
     req.abort();
-    await req.done;
+    expect(await req.done).toBe('aborted');
     await waitFor(() => f!.decode.engine.scheduler.running === 0, 5000, 'decode aborted');
+    expect(records(f.decode)[0]!.aborted).toBe(true);
   });
 });
