@@ -101,3 +101,20 @@ export async function closeWithDeadline(app: FastifyInstance, deadlineMs: number
 export function hostPort(host: string, port: number): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
 }
+
+/**
+ * Waits after a `res.write()` that returned false: resolves when the client takes more data ('drain') or goes away
+ * ('close'). Both listeners are removed either way, so a long stream to a slow client does not collect them.
+ */
+export function drainOrClose(res: ServerResponse): Promise<void> {
+  if (res.destroyed || res.writableEnded) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}

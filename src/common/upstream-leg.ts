@@ -31,6 +31,8 @@ export interface LegRequest {
   label: string;
   /** Aborted (with a LegStopped reason) when a concurrent leg failed and this one must stop. */
   peerSignal?: AbortSignal;
+  /** The first-byte deadline bounds the whole leg, head and body (a small answer read in full, e.g. a prefill). */
+  wholeLegDeadline?: boolean;
 }
 
 export class UpstreamLeg {
@@ -39,14 +41,19 @@ export class UpstreamLeg {
   headers: Record<string, string | string[] | undefined> = {};
   private iterator?: AsyncIterator<Buffer>;
   private sawFirstByte = false;
-  private deadline: number;
+  /**
+   * One timer per leg. It only counts while the leg waits on the upstream (`waiting`): a consumer that is slow to take
+   * a chunk (a client applying backpressure) must not make the upstream look idle.
+   */
   private timer?: NodeJS.Timeout;
+  private timerMs = -1;
+  private waiting = false;
+  private finished = false;
   private readonly onClientAbort = () => this.stop(new LegStopped('client_gone', 'client disconnected'));
   readonly sentAt = performance.now();
   firstByteAt = 0;
 
   private constructor(private readonly req: LegRequest) {
-    this.deadline = this.sentAt + req.firstByteTimeoutMs;
     if (req.clientSignal.aborted) this.onClientAbort();
     else req.clientSignal.addEventListener('abort', this.onClientAbort, { once: true });
     if (req.peerSignal) {
@@ -63,7 +70,9 @@ export class UpstreamLeg {
   /** Sends the request and waits for the response head (bounded by the first-byte deadline). */
   static async open(req: LegRequest): Promise<UpstreamLeg> {
     const leg = new UpstreamLeg(req);
-    leg.arm();
+    // The first-byte deadline runs from the send, across the response head and the first body chunk.
+    leg.waiting = true;
+    leg.armFor(req.firstByteTimeoutMs);
     try {
       const res = await req.agent.request({
         origin: req.origin,
@@ -93,30 +102,38 @@ export class UpstreamLeg {
     return this.stopReason ?? err;
   }
 
-  private arm(): void {
+  private readonly onTimer = () => {
+    if (this.finished || (!this.waiting && !this.req.wholeLegDeadline)) return;
+    const first = !this.sawFirstByte;
+    this.stop(
+      new LegStopped(
+        first ? 'first_byte_timeout' : 'idle_timeout',
+        first ? `${this.req.label} sent no data within ${this.req.firstByteTimeoutMs}ms` : `${this.req.label} sent no data for ${this.req.idleTimeoutMs}ms`,
+      ),
+    );
+  };
+
+  /** (Re)starts the timer for `ms` from now, reusing the timer object when the allowance is unchanged. */
+  private armFor(ms: number): void {
+    if (this.timer && this.timerMs === ms) {
+      this.timer.refresh();
+      return;
+    }
     clearTimeout(this.timer);
-    const wait = Math.max(0, this.deadline - performance.now());
-    this.timer = setTimeout(() => {
-      const first = !this.sawFirstByte;
-      this.stop(
-        new LegStopped(
-          first ? 'first_byte_timeout' : 'idle_timeout',
-          first
-            ? `${this.req.label} sent no data within ${this.req.firstByteTimeoutMs}ms`
-            : `${this.req.label} sent no data for ${this.req.idleTimeoutMs}ms`,
-        ),
-      );
-    }, wait);
+    this.timerMs = ms;
+    this.timer = setTimeout(this.onTimer, ms);
   }
 
   /** Next body chunk, or null at the end. Throws LegStopped when a deadline expires or the leg is stopped. */
   async read(): Promise<Buffer | null> {
     if (!this.iterator) return null;
-    // Before the first byte the first-byte deadline runs from the send; after it, each read gets the idle allowance.
-    if (this.sawFirstByte) this.deadline = performance.now() + this.req.idleTimeoutMs;
-    this.arm();
+    // Before the first byte the first-byte deadline keeps running from the send; after it, each wait on the upstream
+    // gets the idle allowance.
+    if (this.sawFirstByte && !this.req.wholeLegDeadline) this.armFor(this.req.idleTimeoutMs);
+    this.waiting = true;
     try {
       const r = await this.iterator.next();
+      this.waiting = false;
       if (r.done) {
         this.cleanup();
         return null;
@@ -127,6 +144,7 @@ export class UpstreamLeg {
       }
       return r.value;
     } catch (err) {
+      this.waiting = false;
       this.cleanup();
       throw this.reasonOr(err);
     }
@@ -153,6 +171,7 @@ export class UpstreamLeg {
   }
 
   private cleanup(): void {
+    this.finished = true;
     clearTimeout(this.timer);
     this.req.clientSignal.removeEventListener('abort', this.onClientAbort);
     this.req.peerSignal?.removeEventListener('abort', this.onPeerAbort);

@@ -26,7 +26,7 @@ import {
   type HeaderValue,
   type ProcessingResponse,
 } from '../common/envoy/ext-proc.js';
-import { LegStopped, UpstreamLeg, connectErrorCode } from '../common/index.js';
+import { LegStopped, UpstreamLeg, connectErrorCode, drainOrClose } from '../common/index.js';
 import { EppUnavailable, type ExtProcSession } from './ext-proc-session.js';
 import type { GatewayConfig } from './options.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -327,15 +327,7 @@ async function forward(x: Exchange, d: ProxyDeps, headers: Headers, body: Buffer
 
 async function write(res: ServerResponse, chunk: Buffer): Promise<void> {
   if (chunk.length === 0 || res.destroyed) return;
-  if (!res.write(chunk)) await new Promise<void>((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.once('drain', done);
-    res.once('close', done);
-  });
+  if (!res.write(chunk)) await drainOrClose(res);
 }
 
 /**

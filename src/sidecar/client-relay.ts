@@ -4,8 +4,8 @@
  * buffered up to a bound and sent with a correct Content-Length. The response head is written when the first body byte
  * is known, so a decode that never answers still gets a proper 504 instead of a truncated 200.
  */
-import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
+import { drainOrClose } from '../common/index.js';
 import type { Logger } from 'pino';
 import { SseCachedTokensRewriter, rewriteJsonBody } from './cached-tokens-rewriter.js';
 import { LegStopped, sseErrorEvent } from './errors.js';
@@ -33,6 +33,7 @@ export type RelayOutcome =
 
 const DATA_PREFIX = Buffer.from('data:');
 
+
 export async function relayToClient(leg: UpstreamLeg, o: RelayOptions): Promise<RelayOutcome> {
   const res = o.res;
   const pending = [...(o.prefix ?? [])];
@@ -53,7 +54,7 @@ export async function relayToClient(leg: UpstreamLeg, o: RelayOptions): Promise<
       firstWritten = true;
       o.onFirstClientByte?.();
     }
-    if (!res.write(buf) && !res.destroyed) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+    if (!res.write(buf) && !res.destroyed) await drainOrClose(res);
   };
 
   try {

@@ -70,6 +70,7 @@ async function attempt(p: PrefillRequest): Promise<PrefillOutcome> {
       clientSignal: p.clientSignal,
       firstByteTimeoutMs: p.timeoutMs,
       idleTimeoutMs: p.timeoutMs,
+      wholeLegDeadline: true,
       label: `prefill to ${p.targetLabel}`,
     });
     const body = await leg.readAll(p.maxResponseBytes);

@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import {
   INFERENCE_PATHS,
+  drainOrClose,
   fastifyBaseOptions,
   includeUsageInStream,
   openAIError,
@@ -178,9 +179,7 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
   let encoder: ReturnType<typeof sseEncoder> | undefined;
   const write = async (chunk: string) => {
     if (chunk.length === 0) return;
-    if (!res.write(chunk)) {
-      await Promise.race([once(res, 'drain'), once(abort.signal, 'abort')]);
-    }
+    if (!res.write(chunk)) await drainOrClose(res);
   };
   const salt = typeof body.cache_salt === 'string' ? body.cache_salt : '';
   try {

@@ -1,3 +1,5 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { metricsText, metricValue, postJson, sseJson, waitFor } from '../helpers.js';
 import { MODEL, records, startPd, type PdFixture } from './fixture.js';
@@ -35,6 +37,61 @@ describe('deadlines', () => {
     expect(records(f.decode)[0]!.aborted).toBe(true);
     expect(await timeoutsMetric(f, 'decode_first_byte')).toBe(1);
   });
+
+  it('the prefill deadline bounds the whole answer: a prefiller that trickles bytes is cut off', async () => {
+    // Answers at once, then one byte every 50 ms: each gap is far below the deadline, the whole answer far above it.
+    const trickle = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{');
+      const t = setInterval(() => res.write(' '), 50);
+      res.on('close', () => clearInterval(t));
+    });
+    await new Promise<void>((r) => trickle.listen(0, '127.0.0.1', r));
+    try {
+      f = await startPd({ sidecar: { prefillTimeout: 400 } });
+      const target = `127.0.0.1:${(trickle.address() as AddressInfo).port}`;
+      const started = Date.now();
+      const r = await postJson(`${f.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x' }, { 'x-prefiller-host-port': target });
+      expect(r.status).toBe(504);
+      expect(r.body.message).toBe(`prefill to ${target} timed out after 400ms`);
+      expect(Date.now() - started).toBeLessThan(3_000);
+    } finally {
+      trickle.closeAllConnections();
+      await new Promise((r) => trickle.close(r));
+    }
+  });
+
+  it('a client slow to read (backpressure) does not make the decode leg look idle', async () => {
+    // ~10 MB of SSE at zero latency: more than the loopback socket buffers hold, so the sidecar must wait for drain.
+    f = await startPd({ sidecar: { decodeIdleTimeout: 300 }, decode: { mode: 'random', maxModelLen: 200_000, kvCacheSize: 100_000 } });
+    const url = new URL(`${f.sidecar.url}/v1/completions`);
+    const result = await new Promise<{ status: number; bytes: number; tail: string }>((resolve, reject) => {
+      const req = http.request({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { 'content-type': 'application/json' }, timeout: 20_000 }, (res) => {
+        // The client stops reading for well over the idle deadline, then reads everything.
+        res.pause();
+        const resume = setTimeout(() => res.resume(), 1_500);
+        let bytes = 0;
+        let tail = '';
+        res.on('data', (c: Buffer) => {
+          bytes += c.length;
+          tail = (tail + c.toString('utf8')).slice(-400);
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes, tail }));
+        res.on('error', (e) => {
+          clearTimeout(resume);
+          reject(e);
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error('client timeout')));
+      req.on('error', reject);
+      req.end(JSON.stringify({ model: MODEL, prompt: 'x', max_tokens: 60_000, ignore_eos: true, stream: true }));
+    });
+    expect(result.status).toBe(200);
+    expect(result.bytes).toBeGreaterThan(5_000_000);
+    expect(result.tail).not.toContain('"error"');
+    expect(result.tail.endsWith('data: [DONE]\n\n')).toBe(true);
+    expect(await timeoutsMetric(f, 'decode_idle')).toBe(0);
+  }, 30_000);
 
   it('stream idle timeout after the stream started: an SSE error event ends the stream, decode aborted', async () => {
     f = await startPd({ sidecar: { decodeIdleTimeout: 200 }, decode: { interTokenLatency: 60_000 } });
