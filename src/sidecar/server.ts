@@ -29,6 +29,8 @@ export interface SidecarRank {
   metrics: SidecarMetrics;
   guard: TargetGuard;
   logger: Logger;
+  /** The deprecation of x-data-parallel-host-port has been logged (once per rank). */
+  warnedDataParallelHeader?: boolean;
 }
 
 class BodyTooLarge extends Error {}
@@ -79,6 +81,7 @@ function track(r: SidecarRank, request: FastifyRequest, reply: FastifyReply, con
   r.metrics.inflight.inc();
   let counted = false;
   const start = performance.now();
+  const debug = (request.log as Logger).isLevelEnabled('debug');
   return {
     res,
     signal: ac.signal,
@@ -88,7 +91,7 @@ function track(r: SidecarRank, request: FastifyRequest, reply: FastifyReply, con
       counted = true;
       r.metrics.inflight.dec();
       r.metrics.requests.inc({ path, connector, outcome });
-      request.log.debug({ path, outcome, ms: Math.round(performance.now() - start) }, 'request done');
+      if (debug) request.log.debug({ path, outcome, ms: Math.round(performance.now() - start) }, 'request done');
     },
   };
 }
@@ -102,7 +105,10 @@ function decoderFor(r: SidecarRank, request: FastifyRequest): { origin?: string;
   const h = request.headers['x-data-parallel-host-port'];
   const v = (Array.isArray(h) ? h[0] : h)?.trim();
   if (!v || !r.dataParallelRoutes) return { origin: r.decoderOrigin };
-  r.logger.info({ header: v }, 'x-data-parallel-host-port is deprecated; use one target port per data-parallel rank');
+  if (!r.warnedDataParallelHeader) {
+    r.warnedDataParallelHeader = true;
+    r.logger.warn({ header: v }, 'x-data-parallel-host-port is deprecated; use one target port per data-parallel rank (logged once)');
+  }
   const origin = r.dataParallelRoutes.get(v);
   return origin ? { origin } : { unknownRank: v };
 }
@@ -130,8 +136,9 @@ async function handlePd(r: SidecarRank, api: ApiType, request: FastifyRequest, r
   const chosen = c.enablePrefillerSampling ? candidates[randomInt(0, candidates.length)]! : candidates[0]!;
   const target = parseTarget(chosen);
   if (!target) {
-    await drain(request);
+    const drained = await drain(request, c.maxRequestBodySize, c.requestBodyTimeout);
     writeJsonError(res, 400, `invalid x-prefiller-host-port value ${JSON.stringify(chosen)}: expected host:port`);
+    if (!drained) closeAfterAnswer(request, res);
     return t.done(path, 'client_error');
   }
   if (!r.guard.allowed(target.host, target.port)) {
@@ -140,8 +147,9 @@ async function handlePd(r: SidecarRank, api: ApiType, request: FastifyRequest, r
       { target: target.hostPort, clientIP: clientAddress(request.raw), userAgent: request.headers['user-agent'], requestPath: path, allowlistReady: r.guard.ready() },
       'SSRF protection: prefill target not in allowlist',
     );
-    await drain(request);
+    const drained = await drain(request, c.maxRequestBodySize, c.requestBodyTimeout);
     writeText(res, 403, 'Forbidden: prefill target not allowed by SSRF protection');
+    if (!drained) closeAfterAnswer(request, res);
     return t.done(path, 'denied');
   }
   let rawBody: Buffer;
@@ -151,7 +159,7 @@ async function handlePd(r: SidecarRank, api: ApiType, request: FastifyRequest, r
     if (err instanceof BodyTooLarge) {
       writeJsonError(res, 413, err.message, 'RequestTooLarge');
       // The rest of the upload is not read: close the connection after answering.
-      res.once('finish', () => request.raw.socket.destroy());
+      closeAfterAnswer(request, res);
       return t.done(path, 'client_error');
     }
     if (err instanceof LegStopped) {
@@ -205,16 +213,43 @@ async function handlePd(r: SidecarRank, api: ApiType, request: FastifyRequest, r
   t.done(path, outcome);
 }
 
-/** Consumes an unread request body so the connection can be reused. */
-function drain(request: FastifyRequest): Promise<void> {
+/**
+ * Consumes an unread request body so the connection can be reused, within the body bounds: true when it was read to
+ * its end; false when it was larger than `limit` bytes, slower than `timeoutMs`, or failed (the caller then closes
+ * the connection after answering).
+ */
+function drain(request: FastifyRequest, limit: number, timeoutMs: number): Promise<boolean> {
   const s = request.body as Readable | undefined;
-  if (!s || typeof s.resume !== 'function' || s.readableEnded) return Promise.resolve();
+  if (!s || typeof s.resume !== 'function' || s.readableEnded) return Promise.resolve(true);
   return new Promise((resolve) => {
-    s.once('end', resolve);
-    s.once('error', () => resolve());
-    s.once('close', () => resolve());
-    s.resume();
+    let size = 0;
+    const finish = (ok: boolean) => {
+      clearTimeout(timer);
+      s.off('data', onData);
+      s.off('end', onEnd);
+      s.off('error', onFail);
+      s.off('close', onFail);
+      if (!ok) s.pause();
+      resolve(ok);
+    };
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > limit) finish(false);
+    };
+    const onEnd = () => finish(true);
+    const onFail = () => finish(false);
+    const timer = setTimeout(onFail, timeoutMs);
+    s.on('data', onData);
+    s.once('end', onEnd);
+    s.once('error', onFail);
+    s.once('close', onFail);
   });
+}
+
+/** Closes the client connection once the answer is sent (the rest of its upload is not read). */
+function closeAfterAnswer(request: FastifyRequest, res: ServerResponse): void {
+  if (res.writableFinished) request.raw.socket.destroy();
+  else res.once('finish', () => request.raw.socket.destroy());
 }
 
 /** Streams the request to the decoder as it came and relays the answer unchanged. */

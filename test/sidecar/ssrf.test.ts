@@ -1,4 +1,5 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -23,6 +24,26 @@ describe('SSRF protection matches host AND port', () => {
     expect((await send(f, f.prefillHeader)).status).toBe(200);
     expect((await send(f, `127.0.0.1:${f.prefill.port + 1}`)).status).toBe(403);
     expect((await send(f, `localhost:${f.prefill.port}`)).status).toBe(403);
+  });
+
+  it('a denied request whose body never finishes is answered within the body deadline and its connection closed', async () => {
+    f = await startPd({ sidecar: { enableSsrfProtection: true, ssrfAllowlist: ['10.0.0.1:8000'], requestBodyTimeout: 300 } });
+    const { port } = new URL(f.sidecar.url);
+    const socket = net.connect(Number(port), '127.0.0.1');
+    const answer = new Promise<{ text: string; closed: boolean }>((resolve, reject) => {
+      let text = '';
+      socket.on('data', (c) => (text += c.toString('utf8')));
+      socket.on('close', () => resolve({ text, closed: true }));
+      socket.on('error', reject);
+      setTimeout(() => resolve({ text, closed: false }), 5_000);
+    });
+    // Promises 1000 bytes, sends 10, then stalls.
+    socket.write(`POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\nx-prefiller-host-port: 127.0.0.1:${f.prefill.port}\r\n\r\n{"model":1`);
+    const r = await answer;
+    socket.destroy();
+    expect(r.text).toMatch(/^HTTP\/1\.1 403 /);
+    expect(r.text).toContain('Forbidden: prefill target not allowed by SSRF protection');
+    expect(r.closed).toBe(true);
   });
 
   it('static allowlist from a file, reloaded when it changes', async () => {
