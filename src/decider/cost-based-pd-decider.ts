@@ -70,6 +70,10 @@ export const costBasedPdDeciderParams = z.object({
 export type CostBasedPdDeciderParams = z.infer<typeof costBasedPdDeciderParams>;
 
 interface Snapshot {
+  /** The scrape these counters came from (EndpointMetrics.updatedAt). */
+  updatedAt: number;
+  /** When the endpoint was last seen by the decider. */
+  seenAt: number;
   prefillSum: number;
   prefillCount: number;
   promptSum: number;
@@ -121,6 +125,26 @@ export class CostCalibration {
     this.kvMsPerToken = new DecayingAverage(halfLifeMs);
   }
 
+  private lastPrune = 0;
+
+  /** Drops what was learnt about endpoints not seen for ten half-lives (pods that left the pool), at most once a minute. */
+  private forgetGone(now: number): void {
+    if (now - this.lastPrune < 60_000) return;
+    this.lastPrune = now;
+    const horizon = now - Math.max(10 * this.halfLifeMs, 60_000);
+    for (const [id, snap] of this.last) {
+      if (snap.seenAt < horizon) {
+        this.last.delete(id);
+        this.meanComputed.delete(id);
+      }
+    }
+  }
+
+  /** Endpoints the calibration holds state for (tests, debugging). */
+  get trackedEndpoints(): number {
+    return this.last.size;
+  }
+
   /** Mean prompt tokens an endpoint computed per request (prompt less prefix-cache hits), as recently observed. */
   meanComputedTokens(id: string): number | undefined {
     return this.meanComputed.get(id)?.get();
@@ -129,7 +153,16 @@ export class CostCalibration {
   observe(ep: DeciderEndpoint, now: number): void {
     const m = ep.metrics;
     if (m.stale || !m.prefillTime || !m.promptTokens) return;
+    const prev = this.last.get(ep.id);
+    // Counters change only when a scrape lands: most decisions between two scrapes have nothing to learn.
+    if (prev && prev.updatedAt === m.updatedAt) {
+      prev.seenAt = now;
+      return;
+    }
+    this.forgetGone(now);
     const snap: Snapshot = {
+      updatedAt: m.updatedAt,
+      seenAt: now,
       prefillSum: m.prefillTime.sum,
       prefillCount: m.prefillTime.count,
       promptSum: m.promptTokens.sum,
@@ -138,7 +171,6 @@ export class CostCalibration {
       xferSum: m.kvTransferTime?.sum ?? 0,
       xferCount: m.kvTransferTime?.count ?? 0,
     };
-    const prev = this.last.get(ep.id);
     this.last.set(ep.id, snap);
     if (!prev || snap.promptCount < prev.promptCount || snap.prefillCount < prev.prefillCount) return; // first sight or restart
     const dCount = snap.promptCount - prev.promptCount;

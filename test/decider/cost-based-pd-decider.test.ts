@@ -23,8 +23,9 @@ interface Scenario {
 function input(s: Scenario): DecisionInput {
   return {
     request: { requestId: 'r', model: 'm', targetModel: 'm', tokenCount: s.prompt, prompts: [], headers: {} },
-    decode: s.decode === null ? undefined : { endpoint: ep('decode', s.decode ?? {}), prefix: { matchedBlocks: (s.cachedTokens ?? 0) / 16, totalBlocks: Math.ceil(s.prompt / 16), blockSizeTokens: 16 } },
-    prefillCandidates: (s.prefill ?? [{}]).map((m, i) => ep(`prefill${i}`, m)),
+    // Each scenario is one scrape: metrics stamped with its time.
+    decode: s.decode === null ? undefined : { endpoint: ep('decode', { updatedAt: s.now ?? 1, ...s.decode }), prefix: { matchedBlocks: (s.cachedTokens ?? 0) / 16, totalBlocks: Math.ceil(s.prompt / 16), blockSizeTokens: 16 } },
+    prefillCandidates: (s.prefill ?? [{}]).map((m, i) => ep(`prefill${i}`, { updatedAt: s.now ?? 1, ...m })),
     prefixMatch: s.prefillCachedTokens
       ? (id: string) => {
           const i = Number(/^prefill(\d+)$/.exec(id)?.[1] ?? NaN);
@@ -206,6 +207,25 @@ describe('cost-based-pd-decider: calibration from model-server metrics', () => {
     expect(d.calibration.meanComputedTokens('prefill0')).toBeCloseTo(400, 6);
     // 2 waiting x 400 computed tokens x 1 ms
     expect(last!.detail).toMatchObject({ prefillQueueMs: 800 });
+  });
+
+  it('learns only from new scrapes, and forgets endpoints that left the pool', () => {
+    const d = costBasedPdDecider.create('x', 'x', costBasedPdDeciderParams.parse({ prefillOverheadMs: 0, calibrationHalfLifeMs: 1000 }));
+    const m = (count: number, updatedAt: number) => ({ prefillTime: { sum: count * 0.1, count }, promptTokens: { sum: count * 100, count }, updatedAt });
+    d.decide(input({ prompt: 100, now: 1_000, prefill: [m(10, 1_000)] }));
+    d.decide(input({ prompt: 100, now: 2_000, prefill: [m(20, 2_000)] }));
+    expect(d.calibration.prefillMsPerToken.get()).toBeCloseTo(1, 6);
+    // The same scrape seen again (counters changed under the same stamp cannot happen): nothing new is learnt.
+    d.decide(input({ prompt: 100, now: 2_500, prefill: [m(1000, 2_000)] }));
+    expect(d.calibration.prefillMsPerToken.get()).toBeCloseTo(1, 6);
+    expect(d.calibration.trackedEndpoints).toBe(1);
+    expect(d.calibration.meanComputedTokens('prefill0')).toBeCloseTo(100, 6);
+    // prefill0 leaves the pool; an hour later a scrape of another prefill endpoint prunes what was learnt about it.
+    const later = 3_600_000;
+    const other = { id: 'other', address: 'o', port: 1, hostPort: 'o:1', labels: {}, metrics: { waitingQueueSize: 0, runningRequests: 0, kvCacheUsage: 0, cacheBlockSize: 16, cacheNumBlocks: 1, stale: false, ...m(5, later) } };
+    d.decide({ ...input({ prompt: 100, now: later }), prefillCandidates: [other] });
+    expect(d.calibration.trackedEndpoints).toBe(1);
+    expect(d.calibration.meanComputedTokens('prefill0')).toBeUndefined();
   });
 
   it('follows a change in speed, and ignores counter resets', () => {

@@ -178,7 +178,7 @@ export interface ProcessingResponse {
 
 /** A header's value: `raw_value` when present (Envoy sends values there), else `value`. */
 export function headerValueText(h: HeaderValue): string {
-  if (h.raw_value !== undefined && h.raw_value !== null && h.raw_value.length > 0) return Buffer.from(h.raw_value).toString('utf8');
+  if (h.raw_value !== undefined && h.raw_value !== null && h.raw_value.length > 0) return asBuffer(h.raw_value).toString('utf8');
   return h.value ?? '';
 }
 
@@ -223,4 +223,12 @@ export function jsonToValue(v: unknown): ProtoValue {
   if (typeof v === 'boolean') return { boolValue: v };
   if (Array.isArray(v)) return { listValue: { values: v.map(jsonToValue) } };
   return { structValue: jsonToStruct(v as Record<string, unknown>) };
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** A protobuf `bytes` field as a Buffer, without copying (proto-loader already decodes them as Buffers). */
+export function asBuffer(b: Uint8Array | null | undefined): Buffer {
+  if (!b || b.length === 0) return EMPTY;
+  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }

@@ -4,7 +4,7 @@
  * back to streaming when a body outgrows the buffer bound; rewrites the model name back after a model rewrite; and
  * records the request's latency, sizes and token usage when the response ends.
  */
-import type { HttpBody, HttpHeaders, ProcessingResponse } from '../../common/envoy/ext-proc.js';
+import { asBuffer, type HttpBody, type HttpHeaders, type ProcessingResponse } from '../../common/envoy/ext-proc.js';
 import type { EppMetrics } from '../metrics.js';
 import { echoHeaders, receiveHeaders } from './header-map.js';
 import { responseHeadersResponse, setHeader, streamedBody } from './messages.js';
@@ -54,7 +54,7 @@ export class ResponseTracker {
 
   onBody(b: HttpBody): void {
     if (this.done) return;
-    let chunk: Buffer = b.body ? Buffer.from(b.body) : Buffer.alloc(0);
+    let chunk: Buffer = asBuffer(b.body);
     const now = performance.now();
     if (chunk.length > 0) {
       if (this.firstChunkAt === 0) this.firstChunkAt = now;

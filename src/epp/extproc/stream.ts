@@ -14,7 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { valueToJson, type HttpBody, type HttpHeaders, type Metadata, type ProcessingRequest, type ProcessingResponse } from '../../common/envoy/ext-proc.js';
+import { asBuffer, valueToJson, type HttpBody, type HttpHeaders, type Metadata, type ProcessingRequest, type ProcessingResponse } from '../../common/envoy/ext-proc.js';
 import type { ParsedRequest, RequestDirector, ScheduledRequest } from '../director.js';
 import type { DisaggDecisionRecord } from '../framework/types.js';
 
@@ -88,7 +88,11 @@ export class ExtProcStream {
 
   private touch(): void {
     if (this.deps.settings.idleTimeoutMs <= 0 || this.closed) return;
-    clearTimeout(this.idle);
+    // One timer per stream, restarted on every message.
+    if (this.idle) {
+      this.idle.refresh();
+      return;
+    }
     this.idle = setTimeout(() => {
       this.deps.logger.warn({ reqId: this.requestId, idleTimeoutMs: this.deps.settings.idleTimeoutMs }, 'ext_proc stream idle too long; ending it');
       this.fail(grpc.status.DEADLINE_EXCEEDED, 'ext_proc stream idle timeout');
@@ -164,7 +168,7 @@ export class ExtProcStream {
 
   private onRequestBody(b: HttpBody): void {
     if (this.requestDone) return;
-    const chunk = b.body ? Buffer.from(b.body) : Buffer.alloc(0);
+    const chunk = asBuffer(b.body);
     this.bodyBytes += chunk.length;
     if (this.bodyBytes > this.deps.settings.maxRequestBodyBytes) {
       this.requestDone = true;

@@ -1,8 +1,9 @@
 /**
  * Token usage from model-server responses, as llm-d's OpenAI parser reads it: non-streaming JSON
  * `usage.{prompt_tokens|input_tokens, completion_tokens|output_tokens, prompt_tokens_details|input_tokens_details
- * .cached_tokens}`; SSE: the first `data: {...}` line carrying `usage` (or a Responses API `response.completed`
- * event), `data: [DONE]` skipped.
+ * .cached_tokens}`; SSE: a `data: {...}` line carrying `usage` (or a Responses API `response.completed` event),
+ * `data: [DONE]` skipped. Upstream keeps the first such line; pd-router keeps the last, because with vLLM's
+ * `continuous_usage_stats` every chunk carries the running totals and only the last one is the request's.
  */
 import { StringDecoder } from 'node:string_decoder';
 
@@ -52,7 +53,7 @@ export function usageFromSseData(data: string): Usage | undefined {
   return undefined;
 }
 
-/** Incremental SSE reader: feeds chunks, keeps a bounded partial line, records the first usage and the event count. */
+/** Incremental SSE reader: feeds chunks, keeps a bounded partial line, records the last usage and the event count. */
 export class SseUsageReader {
   private partial = '';
   // Keeps multi-byte characters split across chunks intact.
@@ -81,7 +82,8 @@ export class SseUsageReader {
     const data = line.slice(5).trimStart();
     if (data === '[DONE]') return;
     this.events++;
-    if (!this.usage) this.usage = usageFromSseData(data);
+    const u = usageFromSseData(data);
+    if (u) this.usage = u;
   }
 }
 
