@@ -3,7 +3,7 @@
  * metrics, and completion requests whose prompts share a limited set of prefixes (as chat system prompts do), so the
  * prefix index holds real content and decisions vary between P+D and decode-only.
  */
-import type { EndpointSpec } from '../../src/epp/index.js';
+import { LLM_D_PD_EPP_CONFIG, type EndpointSpec } from '../../src/epp/index.js';
 
 export function poolSpecs(n: number): EndpointSpec[] {
   const prefill = Math.max(1, Math.floor(n / 4));
@@ -73,41 +73,4 @@ export function percentiles(samples: number[]): Percentiles {
 }
 
 /** The benchmarked EndpointPickerConfig: llm-d's pd-epp-config.yaml with scraping off (metrics are injected). */
-export const BENCH_CONFIG = `apiVersion: llm-d.ai/v1alpha1
-kind: EndpointPickerConfig
-plugins:
-- type: approx-prefix-cache-producer
-  parameters:
-    maxPrefixTokensToMatch: 16384
-    lruCapacityPerServer: 31250
-- type: prefix-cache-scorer
-- type: queue-scorer
-- type: prefill-filter
-- type: decode-filter
-- type: max-score-picker
-- type: disagg-profile-handler
-  parameters:
-    deciders:
-      prefill: prefix-based-pd-decider
-- type: prefix-based-pd-decider
-  parameters:
-    nonCachedTokens: 16
-dataLayer: {injectDefaults: false}
-schedulingProfiles:
-- name: prefill
-  plugins:
-  - pluginRef: prefill-filter
-  - pluginRef: max-score-picker
-  - pluginRef: prefix-cache-scorer
-    weight: 2
-  - pluginRef: queue-scorer
-    weight: 1
-- name: decode
-  plugins:
-  - pluginRef: decode-filter
-  - pluginRef: max-score-picker
-  - pluginRef: prefix-cache-scorer
-    weight: 2
-  - pluginRef: queue-scorer
-    weight: 1
-`;
+export const BENCH_CONFIG = `${LLM_D_PD_EPP_CONFIG}dataLayer: {injectDefaults: false}\n`;

@@ -1,64 +1,41 @@
 /**
- * EndpointPickerConfigs the local stack runs, one per decider. All are llm-d's `sim-pd-epp-config.yaml` shape
- * (prefix-cache scorer ×2 and queue scorer ×1 on both profiles, role filters, max-score picker, decode-first
- * disagg-profile-handler) with a different prefill decider.
+ * EndpointPickerConfigs the local stack runs, one per decider: llm-d's `sim-pd-epp-config.yaml` (prefix-cache scorer
+ * ×2 and queue scorer ×1 on both profiles, role filters, max-score picker, decode-first disagg-profile-handler) with
+ * the chosen prefill decider in place of its prefix-based one, and a longer prefix match (the simulators' prompts reach
+ * 128k tokens).
  */
+import { parseDocument } from 'yaml';
+import { LLM_D_SIM_PD_EPP_CONFIG } from '../epp/index.js';
+
 export const DECIDERS = ['prefix', 'always', 'cost', 'never'] as const;
 export type DeciderChoice = (typeof DECIDERS)[number];
 
-const deciderPlugin = (d: DeciderChoice, nonCachedTokens: number): string => ({
-  prefix: `- type: prefix-based-pd-decider
-  name: decider
-  parameters:
-    nonCachedTokens: ${nonCachedTokens}`,
-  always: `- type: always-disagg-pd-decider
-  name: decider`,
-  cost: `- type: cost-based-pd-decider
-  name: decider`,
-  // nonCachedTokens 0 is llm-d's "never disaggregate".
-  never: `- type: prefix-based-pd-decider
-  name: decider
-  parameters:
-    nonCachedTokens: 0`,
-})[d];
+const DECIDER_NAME = 'decider';
+
+function deciderPlugin(d: DeciderChoice, nonCachedTokens: number): Record<string, unknown> {
+  switch (d) {
+    case 'prefix':
+      return { type: 'prefix-based-pd-decider', name: DECIDER_NAME, parameters: { nonCachedTokens } };
+    case 'always':
+      return { type: 'always-disagg-pd-decider', name: DECIDER_NAME };
+    case 'cost':
+      return { type: 'cost-based-pd-decider', name: DECIDER_NAME };
+    case 'never':
+      // nonCachedTokens 0 is llm-d's "never disaggregate".
+      return { type: 'prefix-based-pd-decider', name: DECIDER_NAME, parameters: { nonCachedTokens: 0 } };
+  }
+}
 
 export function devEppConfig(decider: DeciderChoice, nonCachedTokens = 256, blockSizeTokens = 16): string {
-  return `# pd-router dev: P/D with the ${decider} decider
-apiVersion: llm-d.ai/v1alpha1
-kind: EndpointPickerConfig
-plugins:
-- type: approx-prefix-cache-producer
-  parameters:
-    blockSizeTokens: ${blockSizeTokens}
-    autoTune: false
-    maxPrefixTokensToMatch: 131072
-    lruCapacityPerServer: 31250
-- type: prefix-cache-scorer
-- type: queue-scorer
-- type: prefill-filter
-- type: decode-filter
-- type: max-score-picker
-${deciderPlugin(decider, nonCachedTokens)}
-- type: disagg-profile-handler
-  parameters:
-    deciders:
-      prefill: decider
-schedulingProfiles:
-- name: prefill
-  plugins:
-  - pluginRef: prefill-filter
-  - pluginRef: max-score-picker
-  - pluginRef: prefix-cache-scorer
-    weight: 2
-  - pluginRef: queue-scorer
-    weight: 1
-- name: decode
-  plugins:
-  - pluginRef: decode-filter
-  - pluginRef: max-score-picker
-  - pluginRef: prefix-cache-scorer
-    weight: 2
-  - pluginRef: queue-scorer
-    weight: 1
-`;
+  const doc = parseDocument(LLM_D_SIM_PD_EPP_CONFIG);
+  doc.commentBefore = ` pd-router dev: llm-d's sim-pd-epp-config.yaml with the ${decider} decider`;
+  const plugins = doc.toJS().plugins as Array<Record<string, any>>;
+  const next = plugins.map((p) => {
+    if (p.type === 'approx-prefix-cache-producer') return { ...p, parameters: { ...p.parameters, blockSizeTokens, maxPrefixTokensToMatch: 131072 } };
+    if (p.type === 'prefix-based-pd-decider') return deciderPlugin(decider, nonCachedTokens);
+    if (p.type === 'disagg-profile-handler') return { ...p, parameters: { ...p.parameters, deciders: { prefill: DECIDER_NAME } } };
+    return p;
+  });
+  doc.set('plugins', doc.createNode(next));
+  return doc.toString();
 }

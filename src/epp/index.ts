@@ -4,6 +4,7 @@ export { startEpp, type EppHandle, type StartEppOptions } from './epp.js';
 export { applyConfigParams } from './config/config-params.js';
 export { loadEndpointPickerConfig, type LoadedEndpointPickerConfig, type LoadDependencies } from './config/loader.js';
 export { DEFAULT_CONFIG_YAML, ACCEPTED_API_VERSIONS } from './config/schema.js';
+export { LLM_D_PD_EPP_CONFIG, LLM_D_SIM_PD_EPP_CONFIG } from './config/llm-d-configs.js';
 export { PLUGIN_REGISTRY, UNSUPPORTED_UPSTREAM_TYPES } from './plugins/registry.js';
 export type { PluginDefinition, PluginFactoryContext, PluginKind } from './plugins/definition.js';
 export { EndpointStore, endpointFromSpec, emptyMetrics, type EndpointSpec } from './datalayer/endpoint-store.js';
