@@ -19,6 +19,7 @@ import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Logger } from 'pino';
 import {
+  envoyStatusNumber,
   headerValueText,
   structToJson,
   type CommonResponse,
@@ -109,7 +110,7 @@ function writeLocalReply(res: ServerResponse, status: number, body: string, head
 }
 
 function relayImmediate(res: ServerResponse, r: NonNullable<ProcessingResponse['immediate_response']>): number {
-  const status = Number(r.status?.code && /^\d+$/.test(String(r.status.code)) ? r.status.code : httpStatusOf(String(r.status?.code ?? '')));
+  const status = envoyStatusNumber(r.status?.code);
   const h: Headers = new Map();
   applyMutation(h, r.headers);
   const body = r.body ? Buffer.from(r.body) : Buffer.alloc(0);
@@ -122,24 +123,6 @@ function relayImmediate(res: ServerResponse, r: NonNullable<ProcessingResponse['
   return status || 500;
 }
 
-/** Envoy's HttpStatus enum names (proto-loader gives enum names) to numbers. */
-function httpStatusOf(name: string): number {
-  const known: Record<string, number> = {
-    OK: 200,
-    BadRequest: 400,
-    Unauthorized: 401,
-    Forbidden: 403,
-    NotFound: 404,
-    PreconditionFailed: 412,
-    PayloadTooLarge: 413,
-    TooManyRequests: 429,
-    InternalServerError: 500,
-    BadGateway: 502,
-    ServiceUnavailable: 503,
-    GatewayTimeout: 504,
-  };
-  return known[name] ?? 500;
-}
 
 async function readBody(body: Readable | undefined, limit: number): Promise<Buffer[]> {
   if (!body) return [];

@@ -232,3 +232,33 @@ export function asBuffer(b: Uint8Array | null | undefined): Buffer {
   if (!b || b.length === 0) return EMPTY;
   return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 }
+
+/** envoy.type.v3.StatusCode: the enum names proto-loader gives (enums as strings), by HTTP status. */
+const ENVOY_STATUS_NAMES: Readonly<Record<number, string>> = {
+  200: 'OK',
+  400: 'BadRequest',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'NotFound',
+  408: 'RequestTimeout',
+  412: 'PreconditionFailed',
+  413: 'PayloadTooLarge',
+  429: 'TooManyRequests',
+  500: 'InternalServerError',
+  502: 'BadGateway',
+  503: 'ServiceUnavailable',
+  504: 'GatewayTimeout',
+};
+const ENVOY_STATUS_NUMBERS: Readonly<Record<string, number>> = Object.fromEntries(Object.entries(ENVOY_STATUS_NAMES).map(([n, name]) => [name, Number(n)]));
+
+/** The StatusCode enum name for an HTTP status (InternalServerError for one the table lacks). */
+export function envoyStatusName(status: number): string {
+  return ENVOY_STATUS_NAMES[status] ?? 'InternalServerError';
+}
+
+/** The HTTP status of a StatusCode, given as its enum name or number (500 for one the table lacks). */
+export function envoyStatusNumber(code: string | number | undefined | null): number {
+  if (typeof code === 'number') return code || 500;
+  if (code && /^\d+$/.test(code)) return Number(code) || 500;
+  return ENVOY_STATUS_NUMBERS[code ?? ''] ?? 500;
+}

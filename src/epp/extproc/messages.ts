@@ -3,7 +3,7 @@
  * `remove_headers` for routing headers a client sent, and an explicit OVERWRITE_IF_EXISTS_OR_ADD on every set header,
  * so a smuggled value is replaced, never appended to).
  */
-import type { HeaderValueOption, ProcessingResponse, ProtoStruct } from '../../common/envoy/ext-proc.js';
+import { envoyStatusName, type HeaderValueOption, type ProcessingResponse, type ProtoStruct } from '../../common/envoy/ext-proc.js';
 import type { InferenceError } from '../framework/errors.js';
 import { DESTINATION_ENDPOINT, DESTINATION_METADATA_NAMESPACE, DROPPED_REASON } from '../routing-headers.js';
 
@@ -54,22 +54,10 @@ export function responseHeadersResponse(setHeaders: HeaderValueOption[]): Proces
 export function immediateResponse(err: InferenceError): ProcessingResponse {
   return {
     immediate_response: {
-      status: { code: STATUS_NAMES[err.status] ?? 'InternalServerError' },
+      status: { code: envoyStatusName(err.status) },
       body: Buffer.from(err.body, 'utf8'),
       ...(err.dropReason ? { headers: { set_headers: [setHeader(DROPPED_REASON, err.dropReason)] } } : {}),
     },
   };
 }
 
-/** envoy.type.v3.StatusCode names for the statuses the EPP returns. */
-const STATUS_NAMES: Record<number, string> = {
-  400: 'BadRequest',
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  404: 'NotFound',
-  412: 'PreconditionFailed',
-  413: 'PayloadTooLarge',
-  429: 'TooManyRequests',
-  500: 'InternalServerError',
-  503: 'ServiceUnavailable',
-};
