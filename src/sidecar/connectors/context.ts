@@ -13,7 +13,7 @@ import type { Mode, Outcome, SidecarMetrics } from '../metrics.js';
 import type { SidecarConfig } from '../options.js';
 import type { PrefillRequest } from '../prefill-client.js';
 import { forwardHeaders, type Target, type UpstreamAgents } from '../upstream.js';
-import { UpstreamLeg, connectErrorCode } from '../../common/upstream-leg.js';
+import { UpstreamLeg, connectErrorCode, type LegRequest } from '../../common/upstream-leg.js';
 
 export type JsonObject = Record<string, unknown>;
 
@@ -135,25 +135,30 @@ export function answerLegFailure(ctx: PdContext, err: unknown, stage: 'decode' |
   return 'upstream_error';
 }
 
+/** The decode leg to the local vLLM with the configured deadlines. */
+export function decodeRequest(ctx: PdContext, body: LegRequest['body'], overrides: Partial<LegRequest> = {}): LegRequest {
+  return {
+    agent: ctx.agents.decode as Dispatcher,
+    origin: ctx.decoderOrigin,
+    method: ctx.method,
+    path: ctx.url,
+    headers: legHeaders(ctx, false),
+    body,
+    clientSignal: ctx.signal,
+    firstByteTimeoutMs: ctx.config.decodeFirstByteTimeout,
+    idleTimeoutMs: ctx.config.decodeIdleTimeout,
+    label: 'decode',
+    ...overrides,
+  };
+}
+
 /** Sends the decode leg (unless one is given) and relays its answer to the client. */
 export async function runDecode(ctx: PdContext, step: DecodeStep): Promise<Outcome> {
   const c = ctx.config;
   let leg = step.leg;
   if (!leg) {
     try {
-      leg = await UpstreamLeg.open({
-        agent: ctx.agents.decode as Dispatcher,
-        origin: ctx.decoderOrigin,
-        method: ctx.method,
-        path: ctx.url,
-        headers: step.headers ?? legHeaders(ctx, false),
-        body: step.body,
-        clientSignal: ctx.signal,
-        firstByteTimeoutMs: c.decodeFirstByteTimeout,
-        idleTimeoutMs: c.decodeIdleTimeout,
-        label: 'decode',
-        peerSignal: step.peerSignal,
-      });
+      leg = await UpstreamLeg.open(decodeRequest(ctx, step.body, { ...(step.headers ? { headers: step.headers } : {}), peerSignal: step.peerSignal }));
     } catch (err) {
       return answerLegFailure(ctx, err, 'decode', false);
     }

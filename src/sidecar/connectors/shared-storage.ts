@@ -5,13 +5,12 @@
  * max_completion_tokens 1 and cache_hit_threshold 0, its answer discarded once successful; then the decode leg is the
  * client's body with cache_hit_threshold 0. No kv_transfer_params: the KV cache travels through storage.
  */
-import type { Dispatcher } from 'undici';
 import { LegStopped } from '../errors.js';
 import type { Outcome } from '../metrics.js';
 import { sendPrefill } from '../prefill-client.js';
 import { sharedStoragePrefillBody } from '../request-bodies.js';
 import { UpstreamLeg } from '../../common/upstream-leg.js';
-import { answerLegFailure, legHeaders, prefillRequest, runDecode, type Connector, type PdContext } from './context.js';
+import { answerLegFailure, decodeRequest, prefillRequest, runDecode, type Connector, type PdContext } from './context.js';
 import { answerPrefillFailure, localFallback } from './nixlv2.js';
 
 const CACHE_THRESHOLD = /"finish_reason"\s*:\s*"cache_threshold"/;
@@ -21,18 +20,7 @@ async function decodeFirst(ctx: PdContext): Promise<Outcome | undefined> {
   const c = ctx.config;
   let leg: UpstreamLeg;
   try {
-    leg = await UpstreamLeg.open({
-      agent: ctx.agents.decode as Dispatcher,
-      origin: ctx.decoderOrigin,
-      method: ctx.method,
-      path: ctx.url,
-      headers: legHeaders(ctx, false),
-      body: ctx.rawBody,
-      clientSignal: ctx.signal,
-      firstByteTimeoutMs: c.decodeFirstByteTimeout,
-      idleTimeoutMs: c.decodeIdleTimeout,
-      label: 'decode',
-    });
+    leg = await UpstreamLeg.open(decodeRequest(ctx, ctx.rawBody));
   } catch (err) {
     return answerLegFailure(ctx, err, 'decode', false);
   }
