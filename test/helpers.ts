@@ -100,26 +100,56 @@ export interface RunResult {
   code: number | null;
   stdout: string;
   stderr: string;
+  /** stdout and stderr as they arrived, the last `maxOutput` characters. */
+  output: string;
+}
+
+export interface RunOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Written to stdin, which is then closed (stdin is ignored without it). */
+  input?: string;
+  timeoutMs?: number;
+  /** Characters of output kept (default 1 MB); older ones are dropped. */
+  maxOutput?: number;
+}
+
+/** Runs a program to completion, bounded by `timeoutMs` (default 10 s): killed and rejected beyond it. */
+export function runProcess(command: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const max = opts.maxOutput ?? 1_000_000;
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let output = '';
+    const keep = (s: string, d: Buffer) => {
+      const t = d.toString();
+      output = (output + t).slice(-max);
+      return (s + t).slice(-max);
+    };
+    child.stdout!.on('data', (d: Buffer) => (stdout = keep(stdout, d)));
+    child.stderr!.on('data', (d: Buffer) => (stderr = keep(stderr, d)));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${path.basename(command)} ${args.join(' ')} did not exit within ${timeoutMs}ms; output:\n${output.slice(-4000)}`));
+    }, timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    // 'close', not 'exit': the output streams may still hold data when the process exits.
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, output });
+    });
+    if (opts.input !== undefined) child.stdin!.end(opts.input);
+  });
 }
 
 /** Runs the compiled CLI to completion (bounded). */
 export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`pd-router ${args.join(' ')} did not exit within ${opts.timeoutMs ?? 10_000}ms`));
-    }, opts.timeoutMs ?? 10_000);
-    // 'close', not 'exit': the output streams may still hold data when the process exits.
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return runProcess(process.execPath, [CLI, ...args], opts);
 }
 
 /** Starts a long-running CLI command and waits until its output matches `ready`. */

@@ -5,7 +5,7 @@
  * response headers and body. Every ProcessingResponse is decoded by Go's generated code, checked for fields Go does not
  * know (unknown fields would mean our protos drifted from Envoy's) and against Envoy's protoc-gen-validate rules.
  */
-import { spawn } from 'node:child_process';
+import { runProcess } from '../helpers.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PD_EPP_CONFIG, spec, startTestEpp, type TestEpp } from '../epp/fixtures.js';
 import { interopEnv, skipInterop } from './upstream.js';
@@ -53,28 +53,14 @@ interface Exchange {
 }
 
 /** Runs the Go client over the exchanges (bounded); returns its report per exchange. */
-function runGoClient(address: string, exchanges: Exchange[]): Promise<{ reports: Report[]; goApi: string; stderr: string; code: number | null }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(interopEnv().extProcClient!, [], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`extproc-client did not finish in 30s; stderr:\n${stderr}`));
-    }, 30_000);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      try {
-        const out = JSON.parse(stdout) as { exchanges: Report[]; goApi: string };
-        resolve({ reports: out.exchanges, goApi: out.goApi, stderr, code });
-      } catch {
-        reject(new Error(`extproc-client exited ${code} without a JSON report; stdout:\n${stdout}\nstderr:\n${stderr}`));
-      }
-    });
-    child.stdin.end(JSON.stringify({ address, timeoutMs: 10_000, exchanges }));
-  });
+async function runGoClient(address: string, exchanges: Exchange[]): Promise<{ reports: Report[]; goApi: string; stderr: string; code: number | null }> {
+  const r = await runProcess(interopEnv().extProcClient!, [], { input: JSON.stringify({ address, timeoutMs: 10_000, exchanges }), timeoutMs: 30_000 });
+  try {
+    const out = JSON.parse(r.stdout) as { exchanges: Report[]; goApi: string };
+    return { reports: out.exchanges, goApi: out.goApi, stderr: r.stderr, code: r.code };
+  } catch {
+    throw new Error(`extproc-client exited ${r.code} without a JSON report; stdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
+  }
 }
 
 const chunk = (s: string, n: number) => Array.from({ length: Math.ceil(s.length / n) }, (_, i) => s.slice(i * n, (i + 1) * n));

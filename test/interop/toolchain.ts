@@ -4,11 +4,11 @@
  * client in test/interop/extproc-client. Both land in the repo-local, gitignored `.cache/interop/bin` and are reused
  * while their pins (and sources) are unchanged, so only the first run pays for the build.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { ROOT } from '../helpers.js';
+import { ROOT, runProcess, type RunResult } from '../helpers.js';
 
 /** The upstream simulator, pinned. v0.10.2 is the image llm-d's own router e2e tests run (ghcr.io/llm-d/llm-d-inference-sim:v0.10.2). */
 export const SIM_MODULE = 'github.com/llm-d/llm-d-inference-sim';
@@ -53,35 +53,9 @@ function goEnv(name: string): string {
   return r.status === 0 ? r.stdout.trim() : '';
 }
 
-interface RunResult {
-  code: number | null;
-  output: string;
-}
-
 /** Runs a go command to completion, bounded; output (stdout+stderr) kept for the error message. */
 function runGo(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs: number }): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('go', args, { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    const keep = (d: Buffer) => {
-      output += d.toString();
-      if (output.length > 200_000) output = output.slice(-100_000);
-    };
-    child.stdout.on('data', keep);
-    child.stderr.on('data', keep);
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`go ${args.join(' ')} did not finish within ${opts.timeoutMs / 1000}s; output:\n${output.slice(-4000)}`));
-    }, opts.timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, output });
-    });
-  });
+  return runProcess('go', args, { cwd: opts.cwd ?? ROOT, env: opts.env, timeoutMs: opts.timeoutMs, maxOutput: 100_000 });
 }
 
 const stampOf = (file: string) => `${file}.stamp`;
