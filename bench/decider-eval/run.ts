@@ -29,6 +29,7 @@ import type { DeciderChoice } from '../../src/dev/epp-configs.js';
 import type { ProfileName } from '../../src/dev/profiles.js';
 import { runLoad, summarize, type RequestSample, type RunSummary, type WorkloadProfile } from '../../src/loadgen/index.js';
 import { fmt, table } from '../common/processes.js';
+import { samplesOf, scrape, sumBy } from '../common/prometheus.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -75,30 +76,13 @@ const DECIDER_TYPE: Record<DeciderChoice, string> = {
   never: 'never (nonCachedTokens 0)',
 };
 
-/** Sums a counter's samples by one label from Prometheus text. */
-function counterBy(text: string, name: string, label: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
-    const labels = line.slice(name.length + 1, line.lastIndexOf('}'));
-    const value = Number(line.slice(line.lastIndexOf('}') + 1).trim());
-    const key = new RegExp(`${label}="([^"]*)"`).exec(labels)?.[1] ?? '';
-    out.set(key, (out.get(key) ?? 0) + value);
-  }
-  return out;
-}
-
 async function eppCounters(metricsUrl: string): Promise<{ decisions: Map<string, number>; reasons: Map<string, number> }> {
-  const text = await (await fetch(metricsUrl, { signal: AbortSignal.timeout(5_000) })).text();
+  const text = await scrape(metricsUrl);
   const reasons = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    const m = /^llm_d_epp_disagg_decision_reason_total\{(.*)\} (\S+)$/.exec(line);
-    if (!m) continue;
-    const type = /decision_type="([^"]*)"/.exec(m[1]!)?.[1];
-    const reason = /reason="([^"]*)"/.exec(m[1]!)?.[1];
-    reasons.set(`${type === 'prefill-decode' ? 'P/D' : 'local'}:${reason}`, Number(m[2]));
+  for (const { labels, value } of samplesOf(text, 'llm_d_epp_disagg_decision_reason_total')) {
+    reasons.set(`${labels.decision_type === 'prefill-decode' ? 'P/D' : 'local'}:${labels.reason}`, value);
   }
-  return { decisions: counterBy(text, 'llm_d_epp_disagg_decision_total', 'decision_type'), reasons };
+  return { decisions: sumBy(text, 'llm_d_epp_disagg_decision_total', 'decision_type'), reasons };
 }
 
 const delta = (after: Map<string, number>, before: Map<string, number>, k: string) => (after.get(k) ?? 0) - (before.get(k) ?? 0);

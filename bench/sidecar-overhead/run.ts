@@ -30,6 +30,7 @@ import path from 'node:path';
 import autocannon from 'autocannon';
 import { Pool } from 'undici';
 import { fmt, hasTaskset, percentile, pinSelf, startComponent, table } from '../common/processes.js';
+import { scrape, sumBy } from '../common/prometheus.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -221,14 +222,9 @@ async function runOpenLoop(mode: 'direct' | 'sidecar', url: string, simHostPort:
 
 /** Cumulative bucket counts of the sidecar's own-overhead histogram (all modes summed), by upper bound in seconds. */
 async function overheadBuckets(sidecarUrl: string): Promise<Map<number, number>> {
-  const text = await (await fetch(`${sidecarUrl}/sidecar/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
   const out = new Map<number, number>();
-  for (const line of text.split('\n')) {
-    const m = /^pd_router_sidecar_overhead_seconds_bucket\{(.*)\} (\S+)$/.exec(line);
-    if (!m) continue;
-    const le = /le="([^"]+)"/.exec(m[1]!)?.[1];
-    const bound = le === '+Inf' ? Infinity : Number(le);
-    out.set(bound, (out.get(bound) ?? 0) + Number(m[2]));
+  for (const [le, n] of sumBy(await scrape(`${sidecarUrl}/sidecar/metrics`), 'pd_router_sidecar_overhead_seconds_bucket', 'le')) {
+    out.set(le === '+Inf' ? Infinity : Number(le), n);
   }
   return out;
 }

@@ -195,14 +195,7 @@ export class StreamMetrics {
 export function metricsFromSseTimeline(
   startMs: number,
   chunks: Array<{ atMs: number; data: string }>,
-): {
-  ttftMs?: number;
-  itlMs: number[];
-  outputTokens: number;
-  usage?: Usage;
-  contentChunks: number;
-  done: boolean;
-  error?: string;
+): StreamMetricsResult & {
   /** Last chunk's time − startMs. */
   e2eMs: number;
   /** (e2e − ttft) / (outputTokens − 1), when there are at least 2 output tokens. */
