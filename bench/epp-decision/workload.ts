@@ -3,6 +3,7 @@
  * metrics, and completion requests whose prompts share a limited set of prefixes (as chat system prompts do), so the
  * prefix index holds real content and decisions vary between P+D and decode-only.
  */
+import { Rng } from '../../src/common/index.js';
 import { LLM_D_PD_EPP_CONFIG, type EndpointSpec } from '../../src/epp/index.js';
 
 export function poolSpecs(n: number): EndpointSpec[] {
@@ -16,16 +17,10 @@ export function poolSpecs(n: number): EndpointSpec[] {
   }));
 }
 
-/** Deterministic pseudo-random numbers (mulberry32). */
+/** Deterministic pseudo-random numbers (the project's seeded RNG). */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 const WORDS = 'the quick brown fox jumps over lazy dog while seven wizards quietly judge boxing matches in old towns'.split(' ');

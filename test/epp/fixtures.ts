@@ -2,7 +2,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { silentLogger } from '../../src/common/index.js';
+import { Rng, silentLogger } from '../../src/common/index.js';
 import { RequestDirector } from '../../src/epp/director.js';
 import { EndpointStore, loadEndpointPickerConfig, type EndpointSpec, type LoadedEndpointPickerConfig } from '../../src/epp/index.js';
 import type { EndpointMetrics } from '../../src/decider/index.js';
@@ -32,16 +32,10 @@ export interface Harness {
   route(prompt: string, opts?: { model?: string; headers?: Record<string, string>; path?: string; subset?: string[] }): ReturnType<RequestDirector['schedule']>;
 }
 
-/** A seeded generator (mulberry32) for deterministic pickers. */
+/** A seeded generator for deterministic pickers (the project's seeded RNG). */
 export function seeded(seed = 1): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 export function harness(yaml: string, store: EndpointStore, random: () => number = seeded()): Harness {
