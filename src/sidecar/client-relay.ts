@@ -21,7 +21,8 @@ export interface RelayOptions {
   /** Chunks already read from the leg (a probe looked at them). */
   prefix?: Buffer[];
   metrics: SidecarMetrics;
-  logger: Logger;
+  /** The request's logger, asked for only when something is logged. */
+  logger: () => Logger;
   /** Called once, when the first byte goes to the client. */
   onFirstClientByte?: () => void;
 }
@@ -36,8 +37,8 @@ const DATA_PREFIX = Buffer.from('data:');
 
 export async function relayToClient(leg: UpstreamLeg, o: RelayOptions): Promise<RelayOutcome> {
   const res = o.res;
-  const pending = [...(o.prefix ?? [])];
-  const next = async (): Promise<Buffer | null> => (pending.length > 0 ? pending.shift()! : leg.read());
+  const pending = o.prefix && o.prefix.length > 0 ? [...o.prefix] : undefined;
+  const next = (): Promise<Buffer | null> => (pending && pending.length > 0 ? Promise.resolve(pending.shift()!) : leg.read());
   const contentType = String(leg.headers['content-type'] ?? '').toLowerCase();
   let sse = contentType.includes('text/event-stream');
   let rewriter: SseCachedTokensRewriter | undefined;
@@ -81,15 +82,18 @@ export async function relayToClient(leg: UpstreamLeg, o: RelayOptions): Promise<
           // Too large to hold: send it unchanged rather than fail the request.
           overflow = true;
           o.metrics.rewriteSkipped.inc({ reason: 'body_too_large' });
-          o.logger.warn({ size, limit: o.maxRewriteBody }, 'decode answer too large to rewrite cached_tokens; relaying it unchanged');
+          o.logger().warn({ size, limit: o.maxRewriteBody }, 'decode answer too large to rewrite cached_tokens; relaying it unchanged');
           writeHead(true);
           for (const p of parts) await write(p);
         }
       }
       if (!overflow) {
-        const body = rewriteJsonBody(Buffer.concat(parts, size), o.rewriteCached);
+        const body = rewriteJsonBody(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size), o.rewriteCached);
         writeHead(true, body.length);
-        await write(body);
+        if (body.length > 0) o.onFirstClientByte?.();
+        // Head and body in one write.
+        res.end(body);
+        return { kind: 'done' };
       }
     } else {
       writeHead(false);

@@ -6,7 +6,7 @@
  */
 import type { Dispatcher } from 'undici';
 import { LegStopped } from './errors.js';
-import { UpstreamLeg, connectErrorCode } from '../common/upstream-leg.js';
+import { UpstreamLeg, connectErrorCode, type StopSignal } from '../common/upstream-leg.js';
 
 type JsonObject = Record<string, unknown>;
 
@@ -25,7 +25,7 @@ export interface PrefillRequest {
   path: string;
   headers: Record<string, string | string[]>;
   body: Buffer | string;
-  clientSignal: AbortSignal;
+  clientSignal: StopSignal;
   timeoutMs: number;
   maxResponseBytes: number;
   maxRetries: number;
@@ -41,7 +41,7 @@ export interface PrefillRequest {
 
 const RETRY_STATUSES = new Set([502, 503, 504]);
 
-function wait(ms: number, signal: AbortSignal): Promise<boolean> {
+function wait(ms: number, signal: StopSignal): Promise<boolean> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve(false);
     const t = setTimeout(() => {

@@ -1,14 +1,20 @@
 /**
  * The sidecar's HTTP surface for one data-parallel rank. P/D routes read the routing headers and hand the request to
  * the connector; every other method and path is relayed to the local vLLM unchanged (streamed both ways).
+ *
+ * The five inference routes are the hot path: their POSTs go straight from Node's HTTP server to the P/D handler,
+ * before fastify's routing, hooks and per-request objects (about a tenth of the sidecar's CPU per request). Fastify
+ * serves everything else (health, readiness, metrics, passthrough), and the inference routes too while the server
+ * is closing, so they get its 503 like every other route.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { randomInt } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import type { Logger } from 'pino';
-import { INFERENCE_PATHS, fastifyBaseOptions, renderMetrics, type ApiType } from '../common/index.js';
+import { Cancellation, INFERENCE_PATHS, fastifyBaseOptions, renderMetrics, requestIdOf, type ApiType } from '../common/index.js';
 import { CONNECTOR_REGISTRY, type PdContext } from './connectors/index.js';
 import { answerLegFailure, runDecode } from './connectors/context.js';
 import { LegStopped, writeJsonError, writeText } from './errors.js';
@@ -49,7 +55,7 @@ function readBody(stream: Readable, limit: number, timeoutMs: number): Promise<B
       if (err) {
         stream.resume();
         reject(err);
-      } else resolve(Buffer.concat(parts, size));
+      } else resolve(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size));
     };
     const onData = (c: Buffer) => {
       size += c.length;
@@ -65,45 +71,66 @@ function readBody(stream: Readable, limit: number, timeoutMs: number): Promise<B
 
 interface Tracked {
   res: ServerResponse;
-  signal: AbortSignal;
+  /** Stopped when the client disconnects before its answer is complete. */
+  signal: Cancellation;
   start: number;
   done: (path: string, outcome: Outcome) => void;
 }
 
-/** Hijacks the reply, ties an abort signal to the client connection and counts the request once it ends. */
-function track(r: SidecarRank, request: FastifyRequest, reply: FastifyReply, connector: string): Tracked {
-  reply.hijack();
-  const res = reply.raw;
-  const ac = new AbortController();
+/** Ties a stop signal to the client connection and counts the request once it ends. */
+function track(r: SidecarRank, res: ServerResponse, connector: string, log: RequestLog): Tracked {
+  const signal = new Cancellation();
   res.once('close', () => {
-    if (!res.writableFinished) ac.abort();
+    if (!res.writableFinished) signal.abort();
   });
   r.metrics.inflight.inc();
   let counted = false;
   const start = performance.now();
-  const debug = (request.log as Logger).isLevelEnabled('debug');
   return {
     res,
-    signal: ac.signal,
+    signal,
     start,
     done: (path, outcome) => {
       if (counted) return;
       counted = true;
       r.metrics.inflight.dec();
       r.metrics.requests.inc({ path, connector, outcome });
-      if (debug) request.log.debug({ path, outcome, ms: Math.round(performance.now() - start) }, 'request done');
+      if (log.debug) log.logger.debug({ path, outcome, ms: Math.round(performance.now() - start) }, 'request done');
     },
   };
+}
+
+/**
+ * The request's logger, a child carrying its id, made on first use: most requests log nothing, and a pino child per
+ * request is a cost the hot path does not need.
+ */
+class RequestLog {
+  private child?: Logger;
+  readonly debug: boolean;
+
+  constructor(
+    private readonly base: Logger,
+    readonly requestId: string,
+  ) {
+    this.debug = base.isLevelEnabled('debug');
+  }
+
+  get logger(): Logger {
+    return (this.child ??= this.base.child({ reqId: this.requestId }));
+  }
 }
 
 function clientAddress(req: IncomingMessage): string {
   return req.socket.remoteAddress ?? '';
 }
 
+function firstHeader(h: string | string[] | undefined): string | undefined {
+  return Array.isArray(h) ? h[0] : h;
+}
+
 /** Decoder origin for this request: the rank named by the deprecated x-data-parallel-host-port header, if any. */
-function decoderFor(r: SidecarRank, request: FastifyRequest): { origin?: string; unknownRank?: string } {
-  const h = request.headers['x-data-parallel-host-port'];
-  const v = (Array.isArray(h) ? h[0] : h)?.trim();
+function decoderFor(r: SidecarRank, req: IncomingMessage): { origin?: string; unknownRank?: string } {
+  const v = firstHeader(req.headers['x-data-parallel-host-port'])?.trim();
   if (!v || !r.dataParallelRoutes) return { origin: r.decoderOrigin };
   if (!r.warnedDataParallelHeader) {
     r.warnedDataParallelHeader = true;
@@ -113,58 +140,59 @@ function decoderFor(r: SidecarRank, request: FastifyRequest): { origin?: string;
   return origin ? { origin } : { unknownRank: v };
 }
 
-async function handlePd(r: SidecarRank, api: ApiType, request: FastifyRequest, reply: FastifyReply): Promise<void> {
+/** One inference request (POST to one of the INFERENCE_PATHS, `path` without its query) on the raw Node objects. */
+async function handlePd(r: SidecarRank, api: ApiType, path: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const c = r.config;
-  const path = request.routeOptions.url ?? request.url;
-  const t = track(r, request, reply, c.kvConnector);
-  const res = t.res;
-  const logger = request.log as Logger;
-  const requestId = String(request.id);
-  const dp = decoderFor(r, request);
+  const log = new RequestLog(r.logger, requestIdOf(req));
+  const t = track(r, res, c.kvConnector, log);
+  const dp = decoderFor(r, req);
   if (dp.unknownRank !== undefined) {
+    const drained = await drain(req, c.maxRequestBodySize, c.requestBodyTimeout);
     res.writeHead(400).end();
+    if (!drained) closeAfterAnswer(req, res);
     return t.done(path, 'client_error');
   }
   const decoderOrigin = dp.origin!;
-  const candidates = prefillCandidates(request.headers['x-prefiller-host-port'] ?? request.headers['x-prefiller-url']);
+  const candidates = prefillCandidates(req.headers['x-prefiller-host-port'] ?? req.headers['x-prefiller-url']);
   if (candidates.length === 0) {
     // Local prefill: the body goes to the decoder byte for byte.
     r.metrics.modes.inc({ connector: c.kvConnector, mode: 'local' });
-    const outcome = await relayRaw(r, request, t, decoderOrigin, 'local');
+    const outcome = await relayRaw(r, req, t, log, decoderOrigin, 'local');
     return t.done(path, outcome);
   }
   const chosen = c.enablePrefillerSampling ? candidates[randomInt(0, candidates.length)]! : candidates[0]!;
   const target = parseTarget(chosen);
   if (!target) {
-    const drained = await drain(request, c.maxRequestBodySize, c.requestBodyTimeout);
+    const drained = await drain(req, c.maxRequestBodySize, c.requestBodyTimeout);
     writeJsonError(res, 400, `invalid x-prefiller-host-port value ${JSON.stringify(chosen)}: expected host:port`);
-    if (!drained) closeAfterAnswer(request, res);
+    if (!drained) closeAfterAnswer(req, res);
     return t.done(path, 'client_error');
   }
   if (!r.guard.allowed(target.host, target.port)) {
     r.metrics.ssrfDenied.inc();
-    logger.warn(
-      { target: target.hostPort, clientIP: clientAddress(request.raw), userAgent: request.headers['user-agent'], requestPath: path, allowlistReady: r.guard.ready() },
+    log.logger.warn(
+      { target: target.hostPort, clientIP: clientAddress(req), userAgent: req.headers['user-agent'], requestPath: path, allowlistReady: r.guard.ready() },
       'SSRF protection: prefill target not in allowlist',
     );
-    const drained = await drain(request, c.maxRequestBodySize, c.requestBodyTimeout);
+    const drained = await drain(req, c.maxRequestBodySize, c.requestBodyTimeout);
     writeText(res, 403, 'Forbidden: prefill target not allowed by SSRF protection');
-    if (!drained) closeAfterAnswer(request, res);
+    if (!drained) closeAfterAnswer(req, res);
     return t.done(path, 'denied');
   }
   let rawBody: Buffer;
   try {
-    rawBody = await readBody(request.body as Readable, c.maxRequestBodySize, c.requestBodyTimeout);
+    rawBody = await readBody(req, c.maxRequestBodySize, c.requestBodyTimeout);
   } catch (err) {
     if (err instanceof BodyTooLarge) {
       writeJsonError(res, 413, err.message, 'RequestTooLarge');
       // The rest of the upload is not read: close the connection after answering.
-      closeAfterAnswer(request, res);
+      closeAfterAnswer(req, res);
       return t.done(path, 'client_error');
     }
     if (err instanceof LegStopped) {
       r.metrics.timeouts.inc({ stage: 'request_body' });
       writeJsonError(res, 408, err.message, 'RequestTimeout');
+      closeAfterAnswer(req, res);
       return t.done(path, 'timeout');
     }
     r.metrics.clientAborts.inc({ stage: 'request_body' });
@@ -181,15 +209,15 @@ async function handlePd(r: SidecarRank, api: ApiType, request: FastifyRequest, r
     writeJsonError(res, 400, 'invalid JSON: the request body must be a JSON object', 'BadRequestError');
     return t.done(path, 'client_error');
   }
-  const incomingTrace = request.headers.traceparent;
+  const incomingTrace = req.headers.traceparent;
   const ctx: PdContext = {
-    requestId,
+    requestId: log.requestId,
     traceparent: typeof incomingTrace === 'string' ? incomingTrace : newTraceparent(),
     api,
-    method: request.method,
-    url: request.url,
-    headers: request.headers,
-    clientAddress: clientAddress(request.raw),
+    method: 'POST',
+    url: req.url ?? path,
+    headers: req.headers,
+    clientAddress: clientAddress(req),
     body: body as Record<string, unknown>,
     rawBody,
     res,
@@ -199,14 +227,16 @@ async function handlePd(r: SidecarRank, api: ApiType, request: FastifyRequest, r
     agents: r.agents,
     config: c,
     metrics: r.metrics,
-    logger,
+    get logger() {
+      return log.logger;
+    },
     timings: { start: t.start, prefillMs: 0, decodeTtfbMs: 0 },
   };
   let outcome: Outcome;
   try {
     outcome = await CONNECTOR_REGISTRY[c.kvConnector].handle(ctx);
   } catch (err) {
-    logger.error({ err }, 'P/D handler failed');
+    log.logger.error({ err }, 'P/D handler failed');
     writeJsonError(res, 500, `internal error: ${(err as Error).message}`, 'InternalServerError');
     outcome = 'upstream_error';
   }
@@ -218,18 +248,17 @@ async function handlePd(r: SidecarRank, api: ApiType, request: FastifyRequest, r
  * its end; false when it was larger than `limit` bytes, slower than `timeoutMs`, or failed (the caller then closes
  * the connection after answering).
  */
-function drain(request: FastifyRequest, limit: number, timeoutMs: number): Promise<boolean> {
-  const s = request.body as Readable | undefined;
-  if (!s || typeof s.resume !== 'function' || s.readableEnded) return Promise.resolve(true);
+function drain(req: IncomingMessage, limit: number, timeoutMs: number): Promise<boolean> {
+  if (req.readableEnded || !hasBody(req)) return Promise.resolve(true);
   return new Promise((resolve) => {
     let size = 0;
     const finish = (ok: boolean) => {
       clearTimeout(timer);
-      s.off('data', onData);
-      s.off('end', onEnd);
-      s.off('error', onFail);
-      s.off('close', onFail);
-      if (!ok) s.pause();
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onFail);
+      req.off('close', onFail);
+      if (!ok) req.pause();
       resolve(ok);
     };
     const onData = (c: Buffer) => {
@@ -239,47 +268,55 @@ function drain(request: FastifyRequest, limit: number, timeoutMs: number): Promi
     const onEnd = () => finish(true);
     const onFail = () => finish(false);
     const timer = setTimeout(onFail, timeoutMs);
-    s.on('data', onData);
-    s.once('end', onEnd);
-    s.once('error', onFail);
-    s.once('close', onFail);
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', onFail);
+    req.once('close', onFail);
   });
 }
 
+/** Whether the request carries a body (HTTP/1.1: a non-zero Content-Length or a Transfer-Encoding). */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined;
+}
+
 /** Closes the client connection once the answer is sent (the rest of its upload is not read). */
-function closeAfterAnswer(request: FastifyRequest, res: ServerResponse): void {
-  if (res.writableFinished) request.raw.socket.destroy();
-  else res.once('finish', () => request.raw.socket.destroy());
+function closeAfterAnswer(req: IncomingMessage, res: ServerResponse): void {
+  if (res.writableFinished) req.socket.destroy();
+  else res.once('finish', () => req.socket.destroy());
 }
 
 /** Streams the request to the decoder as it came and relays the answer unchanged. */
-async function relayRaw(r: SidecarRank, request: FastifyRequest, t: Tracked, origin: string, mode: 'local' | 'passthrough'): Promise<Outcome> {
+async function relayRaw(r: SidecarRank, req: IncomingMessage, t: Tracked, log: RequestLog, origin: string, mode: 'local' | 'passthrough'): Promise<Outcome> {
+  const method = req.method ?? 'GET';
+  const url = req.url ?? '/';
   const ctx = {
-    requestId: String(request.id),
-    method: request.method,
-    url: request.url,
-    headers: request.headers,
-    clientAddress: clientAddress(request.raw),
+    requestId: log.requestId,
+    method,
+    url,
+    headers: req.headers,
+    clientAddress: clientAddress(req),
     res: t.res,
     signal: t.signal,
     decoderOrigin: origin,
     agents: r.agents,
     config: r.config,
     metrics: r.metrics,
-    logger: request.log as Logger,
+    get logger() {
+      return log.logger;
+    },
     timings: { start: t.start, prefillMs: 0, decodeTtfbMs: 0 },
   } as unknown as PdContext;
-  const body = request.body as Readable | undefined;
-  const hasBody = body !== undefined && typeof (body as Readable).pipe === 'function';
   let leg: UpstreamLeg;
   try {
     leg = await UpstreamLeg.open({
       agent: r.agents.decode as Dispatcher,
       origin,
-      method: request.method,
-      path: request.url,
-      headers: forwardHeaders(request.headers, { requestId: String(request.id), dropHost: false, clientAddress: clientAddress(request.raw) }),
-      body: hasBody ? body : undefined,
+      method,
+      path: url,
+      headers: forwardHeaders(req.headers, { requestId: log.requestId, dropHost: false, clientAddress: ctx.clientAddress }),
+      body: hasBody(req) ? req : undefined,
       clientSignal: t.signal,
       firstByteTimeoutMs: r.config.decodeFirstByteTimeout,
       idleTimeoutMs: r.config.decodeIdleTimeout,
@@ -291,11 +328,46 @@ async function relayRaw(r: SidecarRank, request: FastifyRequest, t: Tracked, ori
   return runDecode(ctx, { body: '', mode, leg });
 }
 
+/** The five inference routes by path, for the fast path. */
+const INFERENCE_ROUTES: ReadonlyMap<string, ApiType> = new Map(Object.entries(INFERENCE_PATHS));
+
+/**
+ * The HTTP(S) server for a rank: POSTs to the inference routes go to the P/D handler directly, everything else to
+ * fastify's handler. Set up as fastify sets up its own server (keep-alive and request timeouts from its options).
+ */
+function serverWithFastPath(r: SidecarRank, https: { key: string; cert: string } | undefined, isClosing: () => boolean) {
+  return (fastifyHandler: RequestListener, opts: { keepAliveTimeout?: number; requestTimeout?: number; connectionTimeout?: number }): Server => {
+    const onRequest: RequestListener = (req, res) => {
+      if (req.method === 'POST' && !isClosing()) {
+        const url = req.url ?? '';
+        const q = url.indexOf('?');
+        const path = q < 0 ? url : url.slice(0, q);
+        const api = INFERENCE_ROUTES.get(path);
+        if (api !== undefined) {
+          void handlePd(r, api, path, req, res);
+          return;
+        }
+      }
+      fastifyHandler(req, res);
+    };
+    const server = https ? (createHttpsServer(https, onRequest) as unknown as Server) : createServer(onRequest);
+    if (opts.keepAliveTimeout !== undefined) server.keepAliveTimeout = opts.keepAliveTimeout;
+    if (opts.requestTimeout !== undefined) server.requestTimeout = opts.requestTimeout;
+    if (opts.connectionTimeout !== undefined) server.setTimeout(opts.connectionTimeout);
+    return server;
+  };
+}
+
 export function buildSidecarServer(r: SidecarRank, https?: { key: string; cert: string }): FastifyInstance {
+  let closing = false;
   const app = Fastify({
     ...fastifyBaseOptions({ logger: r.logger, bodyLimit: r.config.maxRequestBodySize }),
-    ...(https ? { https } : {}),
-  } as ReturnType<typeof fastifyBaseOptions>);
+    serverFactory: serverWithFastPath(r, https, () => closing),
+  } as ReturnType<typeof fastifyBaseOptions>) as unknown as FastifyInstance;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
   app.removeAllContentTypeParsers();
   // Bodies stay streams: passthrough pipes them, the P/D handler reads them with its own bound.
   app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
@@ -311,19 +383,24 @@ export function buildSidecarServer(r: SidecarRank, https?: { key: string; cert: 
     const { contentType, body } = await renderMetrics([r.metrics.registry]);
     return reply.header('content-type', contentType).send(body);
   });
-  for (const [path, api] of Object.entries(INFERENCE_PATHS)) {
-    app.post(path, (request, reply) => handlePd(r, api, request, reply));
+  // Reached through fastify only while closing (fastify answers 503 first) or through app.inject().
+  for (const [path, api] of INFERENCE_ROUTES) {
+    app.post(path, (request, reply) => {
+      reply.hijack();
+      return handlePd(r, api, path, request.raw, reply.raw);
+    });
   }
   const passthrough = async (request: FastifyRequest, reply: FastifyReply) => {
-    const t = track(r, request, reply, 'none');
+    reply.hijack();
+    const log = new RequestLog(r.logger, String(request.id));
+    const t = track(r, reply.raw, 'none', log);
     r.metrics.modes.inc({ connector: r.config.kvConnector, mode: 'passthrough' });
-    t.done('other', await relayRaw(r, request, t, r.decoderOrigin, 'passthrough'));
+    t.done('other', await relayRaw(r, request.raw, t, log, r.decoderOrigin, 'passthrough'));
   };
   app.all('/*', passthrough);
   app.all('/', passthrough);
   return app;
 }
-
 async function checkDecoder(r: SidecarRank): Promise<string> {
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(), r.config.readinessTimeout);

@@ -3,7 +3,7 @@
  * (any number of hosts, pooled per origin) and one for the local decoder, each with the TLS settings of its stage.
  * Deadlines are enforced per call by the callers, so the agents themselves have no header or body timeouts.
  */
-import { randomUUID } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { Agent } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 
@@ -65,15 +65,16 @@ export interface ForwardOptions {
 /** Headers for an upstream leg: hop-by-hop and routing headers removed, one x-request-id, traceparent propagated. */
 export function forwardHeaders(incoming: IncomingHttpHeaders, o: ForwardOptions): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
-  const connectionListed = new Set(
-    String(incoming.connection ?? '')
-      .split(',')
-      .map((s) => s.trim().toLowerCase())
-      .filter(Boolean),
-  );
-  for (const [name, value] of Object.entries(incoming)) {
+  // Headers the client's Connection header names are hop-by-hop too (rare: most clients send only keep-alive).
+  const connection = incoming.connection;
+  const connectionListed =
+    connection === undefined || connection === 'keep-alive' || connection === 'close'
+      ? undefined
+      : new Set(connection.split(',').map((s) => s.trim().toLowerCase()));
+  for (const name in incoming) {
+    const value = incoming[name];
     if (value === undefined) continue;
-    if (HOP_BY_HOP.has(name) || connectionListed.has(name) || ROUTING_HEADERS.has(name)) continue;
+    if (HOP_BY_HOP.has(name) || ROUTING_HEADERS.has(name) || connectionListed?.has(name)) continue;
     if (name === 'content-length' || name === 'x-request-id' || name === 'x-forwarded-for') continue;
     if (name === 'host' && o.dropHost) continue;
     out[name] = value;
@@ -86,18 +87,27 @@ export function forwardHeaders(incoming: IncomingHttpHeaders, o: ForwardOptions)
   return out;
 }
 
+/** Random bytes for trace ids, refilled in blocks: one getrandom call per 170 trace contexts, not one per request. */
+const TRACE_ENTROPY = Buffer.alloc(24 * 170);
+let traceEntropyAt = TRACE_ENTROPY.length;
+
 /** A W3C trace context for requests that arrive without one, so both legs share a trace id. */
 export function newTraceparent(): string {
-  // randomUUID draws from a pre-filled entropy cache, unlike randomBytes on every call.
-  const a = randomUUID().replace(/-/g, '');
-  const b = randomUUID().replace(/-/g, '');
-  return `00-${a}-${b.slice(0, 16)}-01`;
+  if (traceEntropyAt + 24 > TRACE_ENTROPY.length) {
+    randomFillSync(TRACE_ENTROPY);
+    traceEntropyAt = 0;
+  }
+  const at = traceEntropyAt;
+  traceEntropyAt += 24;
+  // An all-zero trace or span id is invalid; with 128 and 64 random bits it does not happen in practice.
+  return `00-${TRACE_ENTROPY.toString('hex', at, at + 16)}-${TRACE_ENTROPY.toString('hex', at + 16, at + 24)}-01`;
 }
 
 /** Response headers relayed to the client (hop-by-hop removed; content-length removed when the body is rewritten). */
 export function responseHeaders(headers: Record<string, string | string[] | undefined>, dropLength: boolean): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(headers)) {
+  for (const name in headers) {
+    const value = headers[name];
     if (value === undefined || HOP_BY_HOP.has(name)) continue;
     if (dropLength && name === 'content-length') continue;
     out[name] = value;

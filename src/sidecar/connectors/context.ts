@@ -13,7 +13,7 @@ import type { Mode, Outcome, SidecarMetrics } from '../metrics.js';
 import type { SidecarConfig } from '../options.js';
 import type { PrefillRequest } from '../prefill-client.js';
 import { forwardHeaders, type Target, type UpstreamAgents } from '../upstream.js';
-import { UpstreamLeg, connectErrorCode, type LegRequest } from '../../common/upstream-leg.js';
+import { UpstreamLeg, connectErrorCode, type LegRequest, type StopSignal } from '../../common/upstream-leg.js';
 
 export type JsonObject = Record<string, unknown>;
 
@@ -38,8 +38,8 @@ export interface PdContext {
   body: JsonObject;
   rawBody: Buffer;
   res: ServerResponse;
-  /** Aborted when the client disconnects. */
-  signal: AbortSignal;
+  /** Stopped when the client disconnects. */
+  signal: StopSignal;
   target: Target;
   decoderOrigin: string;
   agents: UpstreamAgents;
@@ -47,6 +47,8 @@ export interface PdContext {
   metrics: SidecarMetrics;
   logger: Logger;
   timings: RequestTimings;
+  /** The upstream legs' headers, built once per request by legHeaders(). */
+  forwardedHeaders?: Record<string, string | string[]>;
 }
 
 export interface Connector {
@@ -59,10 +61,20 @@ export function prefillOrigin(ctx: PdContext): string {
   return `${ctx.agents.scheme('prefiller')}://${ctx.target.hostPort}`;
 }
 
+/**
+ * Headers for a leg with a JSON body: the client's, cleaned, built once per request and shared by its legs (undici
+ * does not change them). Legs to another server drop the client's Host; the decode leg keeps it, as a reverse proxy
+ * does.
+ */
 export function legHeaders(ctx: PdContext, dropHost = true): Record<string, string | string[]> {
-  const h = forwardHeaders(ctx.headers, { requestId: ctx.requestId, dropHost, clientAddress: ctx.clientAddress, traceparent: ctx.traceparent });
-  h['content-type'] = 'application/json';
-  return h;
+  let h = ctx.forwardedHeaders;
+  if (!h) {
+    h = forwardHeaders(ctx.headers, { requestId: ctx.requestId, dropHost: true, clientAddress: ctx.clientAddress, traceparent: ctx.traceparent });
+    h['content-type'] = 'application/json';
+    ctx.forwardedHeaders = h;
+  }
+  const host = ctx.headers.host;
+  return dropHost || host === undefined ? h : { ...h, host };
 }
 
 /**
@@ -101,7 +113,7 @@ export interface DecodeStep {
   /** Headers for the decode leg; default: the client's, cleaned. */
   headers?: Record<string, string | string[]>;
   /** Stops the decode leg from outside with its LegStopped reason (e.g. the concurrent SGLang prefill failed). */
-  peerSignal?: AbortSignal;
+  peerSignal?: StopSignal;
   /** Chunks to put back in front of the answer (a probe read them). */
   leg?: UpstreamLeg;
   prefix?: Buffer[];
@@ -170,7 +182,7 @@ export async function runDecode(ctx: PdContext, step: DecodeStep): Promise<Outco
     maxRewriteBody: c.maxRewriteBodySize,
     prefix: step.prefix,
     metrics: ctx.metrics,
-    logger: ctx.logger,
+    logger: () => ctx.logger,
     onFirstClientByte: () => {
       const now = performance.now();
       const t = ctx.timings;

@@ -9,6 +9,7 @@
  */
 import { randomInt } from 'node:crypto';
 import { LegStopped } from '../errors.js';
+import { Cancellation } from '../../common/upstream-leg.js';
 import { sendPrefill } from '../prefill-client.js';
 import { sglangBody } from '../request-bodies.js';
 import { prefillRequest, runDecode, type Connector } from './context.js';
@@ -23,12 +24,16 @@ export const sglangConnector: Connector = {
   async handle(ctx) {
     const c = ctx.config;
     const body = JSON.stringify(sglangBody(ctx.body, ctx.target.host, c.sglangBootstrapPort, bootstrapRoom()));
-    const stopDecode = new AbortController();
-    const stopPrefill = new AbortController();
+    const stopDecode = new Cancellation();
+    // The prefill leg stops when the client leaves or the decode leg failed.
+    const stopPrefill = new Cancellation();
+    const onClientGone = () => stopPrefill.abort(new LegStopped('client_gone', 'client disconnected'));
+    if (ctx.signal.aborted) onClientGone();
+    else ctx.signal.addEventListener('abort', onClientGone);
     const sent = performance.now();
     const prefill = sendPrefill(
       prefillRequest(ctx, body, 'any', {
-        clientSignal: AbortSignal.any([ctx.signal, stopPrefill.signal]),
+        clientSignal: stopPrefill,
         // A bootstrap room is single-use: a retried prefill could not meet the decode that is already waiting.
         maxRetries: 0,
         retryTransportErrors: false,
@@ -45,9 +50,10 @@ export const sglangConnector: Connector = {
     });
     ctx.metrics.modes.inc({ connector: 'sglang', mode: 'disaggregated' });
     // Prefill time overlaps decode here; the TTFT split counts it inside the decode wait.
-    const outcome = await runDecode(ctx, { body, mode: 'disaggregated', peerSignal: stopDecode.signal });
+    const outcome = await runDecode(ctx, { body, mode: 'disaggregated', peerSignal: stopDecode });
     if (outcome !== 'success') stopPrefill.abort();
     await prefill;
+    ctx.signal.removeEventListener('abort', onClientGone);
     return outcome;
   },
 };
