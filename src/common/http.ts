@@ -51,7 +51,8 @@ class ConnectionTracker {
     server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       const socket = req.socket;
       this.inFlight.set(socket, (this.inFlight.get(socket) ?? 0) + 1);
-      if (this.closing) res.setHeader('connection', 'close');
+      // A handler may have answered synchronously (fastify's 503 while closing) before this listener runs.
+      if (this.closing && !res.headersSent) res.setHeader('connection', 'close');
       res.once('close', () => {
         if (!this.inFlight.has(socket)) return;
         const left = Math.max(0, this.inFlight.get(socket)! - 1);

@@ -93,6 +93,7 @@ export async function startSidecar(config: SidecarConfig, logger: Logger = silen
       metricsPort = await listen(m, config.host, config.metricsPort);
     }
     const scheme = config.secureProxy ? 'https' : 'http';
+    let closed: Promise<void> | undefined;
     const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
     return {
       ports,
@@ -100,12 +101,14 @@ export async function startSidecar(config: SidecarConfig, logger: Logger = silen
       metricsPort,
       metrics,
       guard,
-      close: async (deadlineMs = 5_000) => {
-        await Promise.all(apps.map((a) => closeWithDeadline(a, deadlineMs)));
-        stopTls();
-        await guard.close();
-        await agents.close();
-      },
+      close: (deadlineMs = 5_000) =>
+        // Idempotent: a second call waits for the first.
+        (closed ??= (async () => {
+          await Promise.all(apps.map((a) => closeWithDeadline(a, deadlineMs)));
+          stopTls();
+          await guard.close();
+          await agents.close();
+        })()),
     };
   } catch (e) {
     await Promise.all(apps.map((a) => a.close()));

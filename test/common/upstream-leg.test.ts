@@ -1,0 +1,170 @@
+/** UpstreamLeg over real HTTP on loopback: bounded queue with backpressure, deadlines, stop signals and their listeners. */
+import { createHash } from 'node:crypto';
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Agent } from 'undici';
+import { Cancellation, LegStopped, UpstreamLeg, type LegRequest, type StopSignal } from '../../src/common/index.js';
+
+const CHUNK = 16 * 1024;
+const CHUNKS = 256; // 4 MiB
+
+let server: Server;
+let origin: string;
+const agent = new Agent({ connections: 4 });
+/** The last /big stream: the digest of what the server sent, and how often its socket was full. */
+let lastStream: { res?: ServerResponse; digest: string; stalls: number } = { digest: '', stalls: 0 };
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    if (req.url === '/big') {
+      const hash = createHash('sha256');
+      lastStream = { res, digest: '', stalls: 0 };
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      let i = 0;
+      const pump = () => {
+        while (i < CHUNKS) {
+          const buf = Buffer.alloc(CHUNK, i % 251);
+          hash.update(buf);
+          i++;
+          if (!res.write(buf)) {
+            lastStream.stalls++;
+            res.once('drain', pump);
+            return;
+          }
+        }
+        lastStream.digest = hash.digest('hex');
+        res.end();
+      };
+      pump();
+      return;
+    }
+    if (req.url === '/hang') return; // never answers
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end('ok');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise((r) => server.close(r));
+  await agent.close();
+});
+
+function leg(path: string, signal: StopSignal, over: Partial<LegRequest> = {}): Promise<UpstreamLeg> {
+  return UpstreamLeg.open({
+    agent,
+    origin,
+    method: 'GET',
+    path,
+    headers: {},
+    clientSignal: signal,
+    firstByteTimeoutMs: 5_000,
+    idleTimeoutMs: 5_000,
+    label: 'test leg',
+    ...over,
+  });
+}
+
+/** A StopSignal that counts its listeners, to prove a leg removes what it added. */
+class CountingSignal extends Cancellation {
+  attached = 0;
+  everAttached = 0;
+  override addEventListener(type: 'abort', l: () => void): void {
+    this.attached++;
+    this.everAttached++;
+    super.addEventListener(type, l);
+  }
+  override removeEventListener(type: 'abort', l: () => void): void {
+    this.attached--;
+    super.removeEventListener(type, l);
+  }
+}
+
+describe('UpstreamLeg', () => {
+  it('delivers a 4 MiB answer intact to a slow reader, pausing the upstream while its queue is full', { timeout: 20_000 }, async () => {
+    const l = await leg('/big', new Cancellation());
+    const hash = createHash('sha256');
+    let total = 0;
+    for (let c = await l.read(); c !== null; c = await l.read()) {
+      hash.update(c);
+      total += c.length;
+      // A slow consumer: every 64 KiB it yields to the event loop a few times, so chunks pile up in the queue.
+      if (total % (64 * 1024) === 0) for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    }
+    expect(total).toBe(CHUNK * CHUNKS);
+    expect(hash.digest('hex')).toBe(lastStream.digest);
+    // The server had to wait for the socket: the leg did not read everything into memory as fast as it came.
+    expect(lastStream.stalls).toBeGreaterThan(0);
+  });
+
+  it('removes its listeners from the client and peer signals when it ends', { timeout: 10_000 }, async () => {
+    const client = new CountingSignal();
+    const peer = new CountingSignal();
+    const l = await leg('/small', client, { peerSignal: peer });
+    expect(await l.readAll(1024)).toEqual(Buffer.from('ok'));
+    expect([client.everAttached, peer.everAttached]).toEqual([1, 1]);
+    expect(client.attached).toBe(0);
+    expect(peer.attached).toBe(0);
+  });
+
+  it('a signal stopped before the call rejects at once with client_gone and sends nothing', { timeout: 10_000 }, async () => {
+    const client = new Cancellation();
+    client.abort();
+    const err = await leg('/small', client).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LegStopped);
+    expect((err as LegStopped).reason).toBe('client_gone');
+  });
+
+  it('stopping the client signal while waiting for the head rejects open() and aborts the upstream request', { timeout: 10_000 }, async () => {
+    const client = new Cancellation();
+    const closed = new Promise<void>((resolve) => server.once('request', (_req, res: ServerResponse) => res.once('close', () => resolve())));
+    const opening = leg('/hang', client);
+    // Abort once the server has the request (its 'request' listener runs before the abort below resolves anything).
+    await new Promise<void>((resolve) => server.once('request', () => resolve()));
+    client.abort();
+    const err = await opening.catch((e: unknown) => e);
+    expect((err as LegStopped).reason).toBe('client_gone');
+    await closed; // the upstream saw the connection go
+  });
+
+  it('the first-byte deadline stops a leg whose upstream never answers', { timeout: 10_000 }, async () => {
+    const err = await leg('/hang', new Cancellation(), { firstByteTimeoutMs: 100 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LegStopped);
+    expect((err as LegStopped).reason).toBe('first_byte_timeout');
+    expect((err as Error).message).toBe('test leg sent no data within 100ms');
+  });
+
+  it('a peer signal stops a running leg with the peer reason', { timeout: 10_000 }, async () => {
+    const peer = new Cancellation();
+    const l = await leg('/big', new Cancellation(), { peerSignal: peer });
+    await l.read();
+    peer.abort(new LegStopped('peer_failed', 'the other leg failed'));
+    const err = await (async () => {
+      for (;;) if ((await l.read()) === null) return undefined;
+    })().catch((e: unknown) => e);
+    expect((err as LegStopped).message).toBe('the other leg failed');
+    expect(l.stopReason?.reason).toBe('peer_failed');
+  });
+});
+
+describe('Cancellation', () => {
+  it('runs each listener once, in order, and none added after the abort', () => {
+    const c = new Cancellation();
+    const calls: string[] = [];
+    const a = () => calls.push('a');
+    c.addEventListener('abort', a);
+    c.addEventListener('abort', () => calls.push('b'));
+    c.addEventListener('abort', () => calls.push('c'));
+    c.removeEventListener('abort', a);
+    c.addEventListener('abort', a);
+    c.abort('why');
+    c.abort('again');
+    c.addEventListener('abort', () => calls.push('late'));
+    expect(calls).toEqual(['b', 'c', 'a']);
+    expect(c.aborted).toBe(true);
+    expect(c.reason).toBe('why');
+  });
+});
