@@ -16,14 +16,19 @@
  * autocannon run on CPU 0 and the sidecar on CPU 1, as the sidecar has its own CPU request in a decode pod. The
  * sidecar's CPU time per operation (from /proc) is reported too: the overhead independent of contention.
  *
+ * Each closed-loop run lasts 1 + duration + 1 seconds on the same connections and only operations started in the
+ * middle `duration` seconds count: the first operations on 256 new connections wait for a saturated server to accept
+ * them (up to seconds) and would otherwise be most of p99. Direct and sidecar runs alternate `--repeats` times with
+ * latencies pooled per mode, so a slow spell of a shared VM falls on both.
+ *
  * Closed loops saturate a core and then measure queueing, not the sidecar: at 256 connections the latency of either
  * mode is 256 / throughput. So the same operations are also sent open loop: at a fixed rate (evenly spaced, paced by
  * our own timer, not autocannon's per-second bursts) over 256 keep-alive connections, with each operation's latency
  * counted from its scheduled start (no coordinated omission). That is the sidecar's added latency at a given load.
  *
- * Usage: node dist/bench/sidecar-overhead/run.js [--duration 10] [--concurrency 1,64,256] [--open-rates 500,1000]
- *        [--open-connections 256] [--out bench/results]
- *        [--sidecar-node-args "--max-old-space-size=96 --max-semi-space-size=4"] [--pin true|false]
+ * Usage: node dist/bench/sidecar-overhead/run.js [--duration 10] [--repeats 3] [--concurrency 1,64,256]
+ *        [--open-rates 500,1000] [--open-connections 256] [--out bench/results]
+ *        [--sidecar-node-args "--max-old-space-size=96 --max-semi-space-size=16"] [--pin true|false]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -38,6 +43,10 @@ function arg(name: string, fallback: string): string {
 }
 
 const DURATION = Number(arg('duration', '10'));
+/** Closed loop: seconds before the measured window (connection setup, JIT) and after it (its operations finish). */
+const WARMUP_S = 1;
+const COOLDOWN_S = 1;
+const REPEATS = Number(arg('repeats', '3'));
 const LEVELS = arg('concurrency', '1,64,256').split(',').map(Number);
 const OUT = arg('out', 'bench/results');
 const OPEN_RATES = arg('open-rates', '500,1000').split(',').filter(Boolean).map(Number);
@@ -47,7 +56,7 @@ const OPEN_CONNECTIONS = Number(arg('open-connections', '256'));
  * a cap V8 sizes its heap from the machine's memory and lets garbage accumulate (RSS ~300 MB here for a live set
  * under 60 MB).
  */
-const SIDECAR_NODE_ARGS = arg('sidecar-node-args', '--max-old-space-size=96 --max-semi-space-size=4').split(' ').filter(Boolean);
+const SIDECAR_NODE_ARGS = arg('sidecar-node-args', '--max-old-space-size=96 --max-semi-space-size=16').split(' ').filter(Boolean);
 const PIN = arg('pin', hasTaskset() ? 'true' : 'false') === 'true';
 
 const PROMPT = Array.from({ length: 200 }, (_, i) => `word${i}`).join(' ');
@@ -65,17 +74,38 @@ const HEADERS = { 'content-type': 'application/json' };
 interface ModeResult {
   mode: string;
   concurrency: number;
+  /** Operations in the measured window. */
   ops: number;
+  /** Operations completed over the whole run, warm-up and cool-down included (for CPU per operation). */
+  allOps: number;
   opsPerSec: number;
   p50: number;
   p99: number;
   errors: number;
+  /** Sorted, in ms. */
+  latencies: number[];
 }
 
+/**
+ * One autocannon run of WARMUP_S + DURATION + COOLDOWN_S seconds on the same connections. Only operations that start
+ * inside the DURATION window count: the first second holds connection setup (a server saturated by a closed loop
+ * accepts 256 new connections slowly, and those first operations would dominate p99), the last lets the window's
+ * operations finish.
+ */
 async function runMode(mode: 'direct' | 'sidecar', url: string, simHostPort: string, concurrency: number): Promise<ModeResult> {
   const latencies: number[] = [];
   let errors = 0;
+  let allOps = 0;
   const now = () => performance.now();
+  let windowStart = Infinity;
+  let windowEnd = Infinity;
+  const finish = (status: number, ctx: Record<string, unknown>) => {
+    allOps++;
+    const t0 = ctx.t0 as number;
+    if (t0 < windowStart || t0 >= windowEnd) return;
+    if (status !== 200) errors++;
+    latencies.push(now() - t0);
+  };
   const requests =
     mode === 'direct'
       ? [
@@ -89,7 +119,7 @@ async function runMode(mode: 'direct' | 'sidecar', url: string, simHostPort: str
               return req;
             },
             onResponse: (status: number, body: string, ctx: Record<string, unknown>) => {
-              if (status !== 200) errors++;
+              ctx.prefillStatus = status;
               try {
                 ctx.kv = JSON.parse(body).kv_transfer_params;
               } catch {
@@ -102,10 +132,7 @@ async function runMode(mode: 'direct' | 'sidecar', url: string, simHostPort: str
             path: '/v1/chat/completions',
             headers: HEADERS,
             setupRequest: (req: Record<string, unknown>, ctx: Record<string, unknown>) => ({ ...req, body: JSON.stringify({ ...CLIENT_BODY, kv_transfer_params: ctx.kv }) }),
-            onResponse: (status: number, _body: string, ctx: Record<string, unknown>) => {
-              if (status !== 200) errors++;
-              latencies.push(now() - (ctx.t0 as number));
-            },
+            onResponse: (status: number, _body: string, ctx: Record<string, unknown>) => finish(ctx.prefillStatus === 200 ? status : (ctx.prefillStatus as number), ctx),
           },
         ]
       : [
@@ -118,26 +145,41 @@ async function runMode(mode: 'direct' | 'sidecar', url: string, simHostPort: str
               ctx.t0 = now();
               return req;
             },
-            onResponse: (status: number, _body: string, ctx: Record<string, unknown>) => {
-              if (status !== 200) errors++;
-              latencies.push(now() - (ctx.t0 as number));
-            },
+            onResponse: (status: number, _body: string, ctx: Record<string, unknown>) => finish(status, ctx),
           },
         ];
-  // Warm-up: connections, JIT, pools.
-  await autocannon({ url, connections: concurrency, duration: 1, requests: requests as never });
-  latencies.length = 0;
-  errors = 0;
-  const r = await autocannon({ url, connections: concurrency, duration: DURATION, requests: requests as never, timeout: 30 });
+  const start = now();
+  windowStart = start + WARMUP_S * 1000;
+  windowEnd = windowStart + DURATION * 1000;
+  const r = await autocannon({ url, connections: concurrency, duration: WARMUP_S + DURATION + COOLDOWN_S, requests: requests as never, timeout: 30 });
   latencies.sort((a, b) => a - b);
   return {
     mode,
     concurrency,
     ops: latencies.length,
-    opsPerSec: latencies.length / (r.duration || DURATION),
+    allOps,
+    opsPerSec: latencies.length / DURATION,
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
     errors: errors + r.errors + r.timeouts,
+    latencies,
+  };
+}
+
+/** One result from several runs of a mode: latencies pooled, operations summed, throughput averaged. */
+function pooled(runs: ModeResult[]): ModeResult {
+  const latencies = runs.flatMap((r) => r.latencies).sort((a, b) => a - b);
+  const ops = runs.reduce((n, r) => n + r.ops, 0);
+  return {
+    mode: runs[0]!.mode,
+    concurrency: runs[0]!.concurrency,
+    ops,
+    allOps: runs.reduce((n, r) => n + r.allOps, 0),
+    opsPerSec: ops / (DURATION * runs.length),
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    errors: runs.reduce((n, r) => n + r.errors, 0),
+    latencies,
   };
 }
 
@@ -211,6 +253,9 @@ async function runOpenLoop(mode: 'direct' | 'sidecar', url: string, simHostPort:
     return { latencies, errors, maxInFlight, maxSendLagMs };
   };
   try {
+    // Open every connection before the clock starts (one operation each, all at once): a connection opened later, in
+    // a burst, would wait on a busy server's accept and count as latency.
+    await Promise.all(Array.from({ length: connections }, () => op().catch(() => false)));
     await drive(Math.round(rate), false);
     const r = await drive(Math.round(rate * DURATION), true);
     r.latencies.sort((a, b) => a - b);
@@ -252,11 +297,21 @@ async function main(): Promise<void> {
   );
   const rows: Array<Record<string, number | string>> = [];
   const phase = async (c: number) => {
-    const direct = await runMode('direct', sim.url, simHostPort, c);
-    const cpuBefore = sidecar.cpuSeconds() ?? NaN;
-    const via = await runMode('sidecar', sidecar.url, simHostPort, c);
-    // The sidecar run includes a 1 s warm-up; CPU is divided by all operations it served in the window.
-    const cpuPerOpUs = (((sidecar.cpuSeconds() ?? NaN) - cpuBefore) / (via.ops / (1 - 1 / (DURATION + 1)))) * 1e6;
+    // Direct and sidecar runs alternate REPEATS times and each mode's latencies are pooled, so a slow spell of the
+    // machine (a shared VM) falls on both modes rather than on one.
+    const directRuns: ModeResult[] = [];
+    const viaRuns: ModeResult[] = [];
+    let sidecarCpu = 0;
+    for (let i = 0; i < REPEATS; i++) {
+      directRuns.push(await runMode('direct', sim.url, simHostPort, c));
+      const cpuBefore = sidecar.cpuSeconds() ?? NaN;
+      viaRuns.push(await runMode('sidecar', sidecar.url, simHostPort, c));
+      sidecarCpu += (sidecar.cpuSeconds() ?? NaN) - cpuBefore;
+    }
+    const direct = pooled(directRuns);
+    const via = pooled(viaRuns);
+    // CPU over the whole runs, warm-up and cool-down included, divided by every operation the sidecar served in them.
+    const cpuPerOpUs = (sidecarCpu / via.allOps) * 1e6;
     const row = {
         concurrency: c,
         sidecarCpuPerOpUs: cpuPerOpUs,
@@ -297,7 +352,7 @@ async function main(): Promise<void> {
     const md = [
       `# Sidecar overhead (${new Date().toISOString()})`,
       '',
-      `Command: \`node dist/bench/sidecar-overhead/run.js --duration ${DURATION} --concurrency ${LEVELS.join(',')}\`; zero-latency simulator, non-streamed chat completion, 200-word prompt, 16 output tokens; latency per P/D operation in ms; ${PIN ? 'simulator and autocannon pinned to CPU 0, sidecar to CPU 1' : 'no CPU pinning'}.`,
+      `Command: \`node dist/bench/sidecar-overhead/run.js --duration ${DURATION} --repeats ${REPEATS} --concurrency ${LEVELS.join(',')} --open-rates ${OPEN_RATES.join(',')}\`; closed loop: ${REPEATS} alternating runs per mode, latencies pooled, operations started in the first second of each run (connection setup) not counted; zero-latency simulator, non-streamed chat completion, 200-word prompt, 16 output tokens; latency per P/D operation in ms; ${PIN ? 'simulator and autocannon pinned to CPU 0, sidecar to CPU 1' : 'no CPU pinning'}.`,
       '',
       table(
         ['concurrency', 'direct p50', 'direct p99', 'sidecar p50', 'sidecar p99', 'added p50', 'added p99', 'direct ops/s', 'sidecar ops/s', 'sidecar CPU/op (µs)', 'errors'],

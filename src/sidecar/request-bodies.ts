@@ -56,7 +56,11 @@ export function nixlDecodeBytes(raw: Buffer, body: JsonObject, prefillKvParams: 
     let end = raw.length - 1;
     while (end >= 0 && (raw[end] === 0x20 || raw[end] === 0x0a || raw[end] === 0x0d || raw[end] === 0x09)) end--;
     if (end > 0 && raw[end] === 0x7d /* } */) {
-      const empty = Object.keys(body).length === 0;
+      let empty = true;
+      for (const _ in body) {
+        empty = false;
+        break;
+      }
       const tail = `${empty ? '' : ','}"kv_transfer_params":${JSON.stringify(prefillKvParams ?? null)}}`;
       return Buffer.concat([raw.subarray(0, end), Buffer.from(tail)]);
     }

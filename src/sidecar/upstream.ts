@@ -115,11 +115,12 @@ export function responseHeaders(headers: Record<string, string | string[] | unde
   return out;
 }
 
+/** A parsed prefill target; shared between requests (parseTarget caches them), so never changed. */
 export interface Target {
-  host: string;
-  port: number;
+  readonly host: string;
+  readonly port: number;
   /** host:port as written in URLs (IPv6 bracketed). */
-  hostPort: string;
+  readonly hostPort: string;
 }
 
 /**
@@ -127,6 +128,18 @@ export interface Target {
  * for backward compatibility; the scheme comes from --enable-tls).
  */
 export function parseTarget(value: string): Target | undefined {
+  const cached = parsedTargets.get(value);
+  if (cached !== undefined) return cached;
+  const target = parseTargetUncached(value);
+  // Routing headers name the same few prefill pods over and over; the bound keeps arbitrary client values from growing it.
+  if (target && parsedTargets.size < PARSED_TARGETS_MAX) parsedTargets.set(value, Object.freeze(target));
+  return target;
+}
+
+const PARSED_TARGETS_MAX = 4096;
+const parsedTargets = new Map<string, Target>();
+
+function parseTargetUncached(value: string): Target | undefined {
   const v = value.trim().replace(/^https?:\/\//i, '').replace(/\/+$/, '');
   const m = /^(\[[0-9a-fA-F:.]+\]|[^:/\s[\]]+):(\d{1,5})$/.exec(v);
   if (!m) return undefined;
@@ -139,6 +152,11 @@ export function parseTarget(value: string): Target | undefined {
 /** All candidate prefillers from the header's values (comma-split when there is exactly one value, as upstream). */
 export function prefillCandidates(header: string | string[] | undefined): string[] {
   if (header === undefined) return [];
+  // The usual case: one value naming one host.
+  if (typeof header === 'string' && !header.includes(',')) {
+    const v = header.trim();
+    return v.length > 0 ? [v] : [];
+  }
   const values = Array.isArray(header) ? header : [header];
   const list = values.length === 1 ? values[0]!.split(',') : values;
   return list.map((s) => s.trim()).filter((s) => s.length > 0);
