@@ -38,6 +38,13 @@ declare module 'autocannon' {
     '2xx': number;
     duration: number;
   }
-  function autocannon(opts: Options): Promise<Result>;
+  /** What autocannon() returns: its result as a promise, plus the run's events and an early stop. */
+  interface Run extends Promise<Result> {
+    /** Ends the run now; the promise resolves with what was measured so far. */
+    stop(): void;
+    /** An answer on one connection (`client` is the same object for every answer on that connection). */
+    on(event: 'response', listener: (client: unknown, statusCode: number, resBytes: number, responseTime: number) => void): this;
+  }
+  function autocannon(opts: Options): Run;
   export default autocannon;
 }

@@ -16,10 +16,12 @@
  * autocannon run on CPU 0 and the sidecar on CPU 1, as the sidecar has its own CPU request in a decode pod. The
  * sidecar's CPU time per operation (from /proc) is reported too: the overhead independent of contention.
  *
- * Each closed-loop run lasts 1 + duration + 1 seconds on the same connections and only operations started in the
- * middle `duration` seconds count: the first operations on 256 new connections wait for a saturated server to accept
- * them (up to seconds) and would otherwise be most of p99. Direct and sidecar runs alternate `--repeats` times with
- * latencies pooled per mode, so a slow spell of a shared VM falls on both.
+ * A closed-loop run measures a `duration`-second window on connections that are all up: it opens once every
+ * connection has had its first answer (at least 1 s in, at most 15 s), and only operations started inside it count.
+ * Opening 256 connections right after the previous run closed its 256 leaves some of them waiting 1–8 s for their
+ * first answer (loopback connection setup colliding with the old connections); counted, they would be most of p99,
+ * and while they wait the loop runs with fewer connections than it says. Direct and sidecar runs alternate
+ * `--repeats` times with latencies pooled per mode, so a slow spell of a shared VM falls on both.
  *
  * Closed loops saturate a core and then measure queueing, not the sidecar: at 256 connections the latency of either
  * mode is 256 / throughput. So the same operations are also sent open loop: at a fixed rate (evenly spaced, paced by
@@ -45,6 +47,7 @@ function arg(name: string, fallback: string): string {
 const DURATION = Number(arg('duration', '10'));
 /** Closed loop: seconds before the measured window (connection setup, JIT) and after it (its operations finish). */
 const WARMUP_S = 1;
+const WARMUP_MAX_S = 15;
 const COOLDOWN_S = 1;
 const REPEATS = Number(arg('repeats', '3'));
 const LEVELS = arg('concurrency', '1,64,256').split(',').map(Number);
@@ -74,6 +77,8 @@ const HEADERS = { 'content-type': 'application/json' };
 interface ModeResult {
   mode: string;
   concurrency: number;
+  /** Connections that had their first answer before the window opened. */
+  connectionsUp: number;
   /** Operations in the measured window. */
   ops: number;
   /** Operations completed over the whole run, warm-up and cool-down included (for CPU per operation). */
@@ -148,14 +153,35 @@ async function runMode(mode: 'direct' | 'sidecar', url: string, simHostPort: str
             onResponse: (status: number, _body: string, ctx: Record<string, unknown>) => finish(status, ctx),
           },
         ];
+  // The window opens once every connection has had an answer (and at least WARMUP_S has passed), or after
+  // WARMUP_MAX_S whatever the connections' state; the run stops COOLDOWN_S after the window closes.
   const start = now();
-  windowStart = start + WARMUP_S * 1000;
-  windowEnd = windowStart + DURATION * 1000;
-  const r = await autocannon({ url, connections: concurrency, duration: WARMUP_S + DURATION + COOLDOWN_S, requests: requests as never, timeout: 30 });
+  const answered = new Set<unknown>();
+  let connectionsUp = 0;
+  const timers: NodeJS.Timeout[] = [];
+  const instance = autocannon({ url, connections: concurrency, duration: WARMUP_MAX_S + DURATION + COOLDOWN_S, requests: requests as never, timeout: 30 });
+  const openWindow = () => {
+    if (windowStart !== Infinity) return;
+    windowStart = now();
+    windowEnd = windowStart + DURATION * 1000;
+    connectionsUp = answered.size;
+    timers.push(setTimeout(() => instance.stop(), (DURATION + COOLDOWN_S) * 1000));
+  };
+  instance.on('response', (client: unknown) => {
+    if (windowStart !== Infinity) return;
+    answered.add(client);
+    if (answered.size >= concurrency && now() - start >= WARMUP_S * 1000) openWindow();
+  });
+  timers.push(setTimeout(() => answered.size >= concurrency && openWindow(), WARMUP_S * 1000));
+  timers.push(setTimeout(openWindow, WARMUP_MAX_S * 1000));
+  const r = await instance;
+  for (const t of timers) clearTimeout(t);
+  if (connectionsUp < concurrency) process.stderr.write(`${mode} at ${concurrency}: only ${connectionsUp} connections had answered after ${WARMUP_MAX_S}s\n`);
   latencies.sort((a, b) => a - b);
   return {
     mode,
     concurrency,
+    connectionsUp,
     ops: latencies.length,
     allOps,
     opsPerSec: latencies.length / DURATION,
@@ -173,6 +199,7 @@ function pooled(runs: ModeResult[]): ModeResult {
   return {
     mode: runs[0]!.mode,
     concurrency: runs[0]!.concurrency,
+    connectionsUp: Math.min(...runs.map((r) => r.connectionsUp)),
     ops,
     allOps: runs.reduce((n, r) => n + r.allOps, 0),
     opsPerSec: ops / (DURATION * runs.length),
@@ -352,7 +379,7 @@ async function main(): Promise<void> {
     const md = [
       `# Sidecar overhead (${new Date().toISOString()})`,
       '',
-      `Command: \`node dist/bench/sidecar-overhead/run.js --duration ${DURATION} --repeats ${REPEATS} --concurrency ${LEVELS.join(',')} --open-rates ${OPEN_RATES.join(',')}\`; closed loop: ${REPEATS} alternating runs per mode, latencies pooled, operations started in the first second of each run (connection setup) not counted; zero-latency simulator, non-streamed chat completion, 200-word prompt, 16 output tokens; latency per P/D operation in ms; ${PIN ? 'simulator and autocannon pinned to CPU 0, sidecar to CPU 1' : 'no CPU pinning'}.`,
+      `Command: \`node dist/bench/sidecar-overhead/run.js --duration ${DURATION} --repeats ${REPEATS} --concurrency ${LEVELS.join(',')} --open-rates ${OPEN_RATES.join(',')}\`; closed loop: ${REPEATS} alternating runs per mode, latencies pooled, each run measured from the moment all its connections have answered once (connection setup not counted); zero-latency simulator, non-streamed chat completion, 200-word prompt, 16 output tokens; latency per P/D operation in ms; ${PIN ? 'simulator and autocannon pinned to CPU 0, sidecar to CPU 1' : 'no CPU pinning'}.`,
       '',
       table(
         ['concurrency', 'direct p50', 'direct p99', 'sidecar p50', 'sidecar p99', 'added p50', 'added p99', 'direct ops/s', 'sidecar ops/s', 'sidecar CPU/op (µs)', 'errors'],
