@@ -53,7 +53,16 @@ export class Cancellation implements StopSignal {
     this.reason = reason;
     const listeners = this.listeners;
     this.listeners = [];
-    for (const l of listeners) l();
+    // Every listener runs even if one throws; the first error is rethrown after them.
+    let failure: unknown;
+    for (const l of listeners) {
+      try {
+        l();
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+    if (failure !== undefined) throw failure;
   }
 }
 
@@ -127,10 +136,15 @@ export class UpstreamLeg implements Dispatcher.DispatchHandler {
     if (leg.finished) return head;
     // The first-byte deadline runs from the send, across the response head and the first body chunk.
     leg.armFor(req.firstByteTimeoutMs);
-    req.agent.dispatch(
-      { origin: req.origin, path: req.path, method: req.method as Dispatcher.HttpMethod, headers: req.headers, body: req.body ?? null },
-      leg,
-    );
+    try {
+      req.agent.dispatch(
+        { origin: req.origin, path: req.path, method: req.method as Dispatcher.HttpMethod, headers: req.headers, body: req.body ?? null },
+        leg,
+      );
+    } catch (err) {
+      // undici reports its errors through the handler; a dispatcher that throws instead must still settle the leg.
+      leg.onResponseError(undefined, err as Error);
+    }
     return head;
   }
 
@@ -147,7 +161,8 @@ export class UpstreamLeg implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
-    if (this.finished) return;
+    // Interim answers (103 Early Hints and the like) are not the response; undici reports them here too.
+    if (this.finished || statusCode < 200) return;
     this.status = statusCode;
     this.headers = headers;
     const w = this.headWaiter;

@@ -103,6 +103,8 @@ export async function relayToClient(leg: UpstreamLeg, o: RelayOptions): Promise<
     if (!res.destroyed) res.end();
     return { kind: 'done' };
   } catch (error) {
+    // A failure on our side (writing to the client, the rewrite) leaves the leg running: stop it (no-op if it ended).
+    leg.stop(error instanceof LegStopped ? error : new LegStopped('peer_failed', `relaying the answer failed: ${(error as Error)?.message ?? String(error)}`));
     const headersSent = res.headersSent;
     if (headersSent && !res.destroyed) {
       const stopped = error instanceof LegStopped ? error : undefined;

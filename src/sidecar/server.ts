@@ -328,6 +328,16 @@ async function relayRaw(r: SidecarRank, req: IncomingMessage, t: Tracked, log: R
   return runDecode(ctx, { body: '', mode, leg });
 }
 
+/**
+ * Last resort for a fast-path request whose handler threw outside its own error handling (fastify did this for routes
+ * before): log it, answer 500 if nothing was sent, else cut the connection so the client sees the failure.
+ */
+function answerUnexpected(r: SidecarRank, req: IncomingMessage, res: ServerResponse, err: unknown): void {
+  r.logger.error({ err, reqId: requestIdOf(req), path: req.url }, 'inference request handler failed');
+  if (!res.headersSent && !res.destroyed) writeJsonError(res, 500, `internal error: ${(err as Error)?.message ?? String(err)}`, 'InternalServerError');
+  else if (!res.writableEnded) res.destroy();
+}
+
 /** The five inference routes by path, for the fast path. */
 const INFERENCE_ROUTES: ReadonlyMap<string, ApiType> = new Map(Object.entries(INFERENCE_PATHS));
 
@@ -336,7 +346,10 @@ const INFERENCE_ROUTES: ReadonlyMap<string, ApiType> = new Map(Object.entries(IN
  * fastify's handler. Set up as fastify sets up its own server (keep-alive and request timeouts from its options).
  */
 function serverWithFastPath(r: SidecarRank, https: { key: string; cert: string } | undefined, isClosing: () => boolean) {
-  return (fastifyHandler: RequestListener, opts: { keepAliveTimeout?: number; requestTimeout?: number; connectionTimeout?: number }): Server => {
+  return (
+    fastifyHandler: RequestListener,
+    opts: { keepAliveTimeout?: number; requestTimeout?: number; connectionTimeout?: number; maxRequestsPerSocket?: number },
+  ): Server => {
     const onRequest: RequestListener = (req, res) => {
       if (req.method === 'POST' && !isClosing()) {
         const url = req.url ?? '';
@@ -344,7 +357,7 @@ function serverWithFastPath(r: SidecarRank, https: { key: string; cert: string }
         const path = q < 0 ? url : url.slice(0, q);
         const api = INFERENCE_ROUTES.get(path);
         if (api !== undefined) {
-          void handlePd(r, api, path, req, res);
+          handlePd(r, api, path, req, res).catch((err: unknown) => answerUnexpected(r, req, res, err));
           return;
         }
       }
@@ -354,6 +367,7 @@ function serverWithFastPath(r: SidecarRank, https: { key: string; cert: string }
     if (opts.keepAliveTimeout !== undefined) server.keepAliveTimeout = opts.keepAliveTimeout;
     if (opts.requestTimeout !== undefined) server.requestTimeout = opts.requestTimeout;
     if (opts.connectionTimeout !== undefined) server.setTimeout(opts.connectionTimeout);
+    if (opts.maxRequestsPerSocket !== undefined && opts.maxRequestsPerSocket > 0) server.maxRequestsPerSocket = opts.maxRequestsPerSocket;
     return server;
   };
 }
@@ -363,6 +377,8 @@ export function buildSidecarServer(r: SidecarRank, https?: { key: string; cert: 
   const app = Fastify({
     ...fastifyBaseOptions({ logger: r.logger, bodyLimit: r.config.maxRequestBodySize }),
     serverFactory: serverWithFastPath(r, https, () => closing),
+    // Not used to create the server (the factory does), but fastify names the scheme in its listen log from it.
+    ...(https ? { https } : {}),
   } as ReturnType<typeof fastifyBaseOptions>) as unknown as FastifyInstance;
   app.addHook('preClose', (done) => {
     closing = true;

@@ -40,6 +40,15 @@ beforeAll(async () => {
       return;
     }
     if (req.url === '/hang') return; // never answers
+    if (req.url === '/hints') {
+      // An interim 103 first, the real answer 50 ms later (so the client reads them separately).
+      res.writeEarlyHints({ link: '</style.css>; rel=preload' });
+      setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end('final');
+      }, 50);
+      return;
+    }
     res.writeHead(200, { 'content-type': 'text/plain' });
     res.end('ok');
   });
@@ -100,6 +109,13 @@ describe('UpstreamLeg', () => {
     expect(lastStream.stalls).toBeGreaterThan(0);
   });
 
+  it('skips interim 1xx answers (103 Early Hints): open() resolves with the final status', { timeout: 10_000 }, async () => {
+    const l = await leg('/hints', new Cancellation());
+    expect(l.status).toBe(200);
+    expect(l.headers.link).toBeUndefined();
+    expect((await l.readAll(1024)).toString()).toBe('final');
+  });
+
   it('removes its listeners from the client and peer signals when it ends', { timeout: 10_000 }, async () => {
     const client = new CountingSignal();
     const peer = new CountingSignal();
@@ -151,6 +167,17 @@ describe('UpstreamLeg', () => {
 });
 
 describe('Cancellation', () => {
+  it('runs every listener even when one throws, then rethrows the first error', () => {
+    const c = new Cancellation();
+    const calls: string[] = [];
+    c.addEventListener('abort', () => {
+      throw new Error('first');
+    });
+    c.addEventListener('abort', () => calls.push('second'));
+    expect(() => c.abort()).toThrow('first');
+    expect(calls).toEqual(['second']);
+  });
+
   it('runs each listener once, in order, and none added after the abort', () => {
     const c = new Cancellation();
     const calls: string[] = [];
