@@ -2,6 +2,7 @@
 export * from './config/index.js';
 export * from './logging.js';
 export * from './metrics.js';
+export { BoundHistogram, type BoundHistogramConfig } from './bound-histogram.js';
 export * from './shutdown.js';
 export * from './http.js';
 export * from './openai/index.js';

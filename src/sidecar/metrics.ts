@@ -3,8 +3,8 @@
  * requests were disaggregated; the latency split (prefill, decode time to first byte, true TTFT, the sidecar's own
  * overhead); retries, fallbacks, timeouts, SSRF denials and client aborts.
  */
-import { Counter, Gauge, Histogram } from 'prom-client';
-import { LATENCY_BUCKETS_SECONDS, OVERHEAD_BUCKETS_SECONDS, createRegistry, type Registry } from '../common/index.js';
+import { Counter, Gauge } from 'prom-client';
+import { BoundHistogram, LATENCY_BUCKETS_SECONDS, OVERHEAD_BUCKETS_SECONDS, createRegistry, type Registry } from '../common/index.js';
 
 export type Outcome = 'success' | 'client_error' | 'upstream_error' | 'timeout' | 'aborted' | 'denied';
 export type Mode = 'disaggregated' | 'local' | 'fallback_local' | 'passthrough';
@@ -13,10 +13,11 @@ export class SidecarMetrics {
   readonly registry: Registry = createRegistry();
   readonly requests: Counter<'path' | 'connector' | 'outcome'>;
   readonly modes: Counter<'connector' | 'mode'>;
-  readonly prefillDuration: Histogram<'connector' | 'outcome'>;
-  readonly decodeTtfb: Histogram<'mode'>;
-  readonly ttft: Histogram<'mode'>;
-  readonly overhead: Histogram<'mode'>;
+  // Observed on every request: the hot-path histogram (same exposition as prom-client's).
+  readonly prefillDuration: BoundHistogram<'connector' | 'outcome'>;
+  readonly decodeTtfb: BoundHistogram<'mode'>;
+  readonly ttft: BoundHistogram<'mode'>;
+  readonly overhead: BoundHistogram<'mode'>;
   readonly prefillRetries: Counter<'connector' | 'reason'>;
   readonly fallbacks: Counter<'reason'>;
   readonly timeouts: Counter<'stage'>;
@@ -39,28 +40,28 @@ export class SidecarMetrics {
       labelNames: ['connector', 'mode'],
       registers,
     });
-    this.prefillDuration = new Histogram({
+    this.prefillDuration = new BoundHistogram({
       name: 'pd_router_sidecar_prefill_duration_seconds',
       help: 'Time from sending the prefill leg to its complete answer, including retries.',
       labelNames: ['connector', 'outcome'],
       buckets: LATENCY_BUCKETS_SECONDS,
       registers,
     });
-    this.decodeTtfb = new Histogram({
+    this.decodeTtfb = new BoundHistogram({
       name: 'pd_router_sidecar_decode_ttfb_seconds',
       help: 'Time from sending the decode leg to its first body byte (KV transfer plus first decode step on a P/D request).',
       labelNames: ['mode'],
       buckets: LATENCY_BUCKETS_SECONDS,
       registers,
     });
-    this.ttft = new Histogram({
+    this.ttft = new BoundHistogram({
       name: 'pd_router_sidecar_ttft_seconds',
       help: 'True time to first token as the client sees it: request arrival to the first decode byte written.',
       labelNames: ['mode'],
       buckets: LATENCY_BUCKETS_SECONDS,
       registers,
     });
-    this.overhead = new Histogram({
+    this.overhead = new BoundHistogram({
       name: 'pd_router_sidecar_overhead_seconds',
       help: "The sidecar's own share of TTFT: time to first byte minus the prefill and decode upstream waits.",
       labelNames: ['mode'],
