@@ -35,6 +35,8 @@ export interface StartOptions {
   nodeArgs?: string[];
   /** CPU list for taskset (e.g. "1"), to give a component a core of its own; ignored where taskset is missing. */
   cpus?: string;
+  /** A script to run instead of pd-router's CLI (e.g. a benchmark's reference program); `args` are its arguments. */
+  script?: string;
 }
 
 export function hasTaskset(): boolean {
@@ -48,7 +50,7 @@ export function hasTaskset(): boolean {
 export function startComponent(args: string[], ready: RegExp, opts: StartOptions = {}): Promise<ChildComponent> {
   const timeoutMs = opts.timeoutMs ?? 20_000;
   return new Promise((resolve, reject) => {
-    const nodeCmd = [process.execPath, ...(opts.nodeArgs ?? []), CLI, ...args];
+    const nodeCmd = [process.execPath, ...(opts.nodeArgs ?? []), opts.script ?? CLI, ...args];
     const [cmd, ...cmdArgs] = opts.cpus && hasTaskset() ? ['taskset', '-c', opts.cpus, ...nodeCmd] : nodeCmd;
     const child = spawn(cmd!, cmdArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

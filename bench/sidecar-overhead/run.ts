@@ -29,11 +29,12 @@
  * counted from its scheduled start (no coordinated omission). That is the sidecar's added latency at a given load.
  *
  * Usage: node dist/bench/sidecar-overhead/run.js [--duration 10] [--repeats 3] [--concurrency 1,64,256]
- *        [--open-rates 500,1000] [--open-connections 256] [--out bench/results]
+ *        [--open-rates 500,1000] [--open-connections 256] [--out bench/results] [--proxy sidecar|minimal]
  *        [--sidecar-node-args "--max-old-space-size=96 --max-semi-space-size=16"] [--pin true|false]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { Pool } from 'undici';
 import { fmt, hasTaskset, percentile, pinSelf, startComponent, table } from '../common/processes.js';
@@ -61,6 +62,12 @@ const OPEN_CONNECTIONS = Number(arg('open-connections', '256'));
  */
 const SIDECAR_NODE_ARGS = arg('sidecar-node-args', '--max-old-space-size=96 --max-semi-space-size=16').split(' ').filter(Boolean);
 const PIN = arg('pin', hasTaskset() ? 'true' : 'false') === 'true';
+/**
+ * What runs on CPU 1 in "sidecar" mode: pd-router's sidecar, or `minimal`, the reference proxy in minimal-proxy.ts that
+ * does only the three HTTP exchanges and the JSON work (how much of the overhead is Node's HTTP stack itself).
+ */
+const PROXY = arg('proxy', 'sidecar');
+if (PROXY !== 'sidecar' && PROXY !== 'minimal') throw new Error(`--proxy must be sidecar or minimal, not ${PROXY}`);
 
 const PROMPT = Array.from({ length: 200 }, (_, i) => `word${i}`).join(' ');
 const CLIENT_BODY = { model: 'bench-model', messages: [{ role: 'user', content: PROMPT }], max_tokens: 16, ignore_eos: true };
@@ -317,11 +324,18 @@ async function main(): Promise<void> {
     { cpus: PIN ? '0' : undefined },
   );
   const simHostPort = sim.url.replace('http://', '');
-  const sidecar = await startComponent(
-    ['sidecar', '--host', '127.0.0.1', '--port', '0', '--secure-proxy=false', '--model-server-host', '127.0.0.1', '--model-server-port', simHostPort.split(':')[1]!, '--log-level', 'info'],
-    /"url":"(http:[^"]+)".*sidecar listening/,
-    { nodeArgs: SIDECAR_NODE_ARGS, cpus: PIN ? '1' : undefined },
-  );
+  const sidecar =
+    PROXY === 'minimal'
+      ? await startComponent(['--upstream', simHostPort], /"url":"(http:[^"]+)".*minimal proxy listening/, {
+          script: fileURLToPath(new URL('./minimal-proxy.js', import.meta.url)),
+          nodeArgs: SIDECAR_NODE_ARGS,
+          cpus: PIN ? '1' : undefined,
+        })
+      : await startComponent(
+          ['sidecar', '--host', '127.0.0.1', '--port', '0', '--secure-proxy=false', '--model-server-host', '127.0.0.1', '--model-server-port', simHostPort.split(':')[1]!, '--log-level', 'info'],
+          /"url":"(http:[^"]+)".*sidecar listening/,
+          { nodeArgs: SIDECAR_NODE_ARGS, cpus: PIN ? '1' : undefined },
+        );
   const rows: Array<Record<string, number | string>> = [];
   const phase = async (c: number) => {
     // Direct and sidecar runs alternate REPEATS times and each mode's latencies are pooled, so a slow spell of the
@@ -377,9 +391,9 @@ async function main(): Promise<void> {
     await sidecar.stop();
     await sim.stop();
     const md = [
-      `# Sidecar overhead (${new Date().toISOString()})`,
+      PROXY === 'minimal' ? `# Minimal proxy overhead, the reference for the sidecar (${new Date().toISOString()})` : `# Sidecar overhead (${new Date().toISOString()})`,
       '',
-      `Command: \`node dist/bench/sidecar-overhead/run.js --duration ${DURATION} --repeats ${REPEATS} --concurrency ${LEVELS.join(',')} --open-rates ${OPEN_RATES.join(',')}\`; closed loop: ${REPEATS} alternating runs per mode, latencies pooled, each run measured from the moment all its connections have answered once (connection setup not counted); zero-latency simulator, non-streamed chat completion, 200-word prompt, 16 output tokens; latency per P/D operation in ms; ${PIN ? 'simulator and autocannon pinned to CPU 0, sidecar to CPU 1' : 'no CPU pinning'}.`,
+      `Command: \`node dist/bench/sidecar-overhead/run.js --duration ${DURATION} --repeats ${REPEATS} --concurrency ${LEVELS.join(',')} --open-rates ${OPEN_RATES.join(',')}${PROXY === 'minimal' ? ' --proxy minimal' : ''}\`; ${PROXY === 'minimal' ? 'the "sidecar" columns are the minimal reference proxy (bench/sidecar-overhead/minimal-proxy.ts); ' : ''}closed loop: ${REPEATS} alternating runs per mode, latencies pooled, each run measured from the moment all its connections have answered once (connection setup not counted); zero-latency simulator, non-streamed chat completion, 200-word prompt, 16 output tokens; latency per P/D operation in ms; ${PIN ? 'simulator and autocannon pinned to CPU 0, sidecar to CPU 1' : 'no CPU pinning'}.`,
       '',
       table(
         ['concurrency', 'direct p50', 'direct p99', 'sidecar p50', 'sidecar p99', 'added p50', 'added p99', 'direct ops/s', 'sidecar ops/s', 'sidecar CPU/op (µs)', 'errors'],
@@ -409,8 +423,9 @@ async function main(): Promise<void> {
       `Sidecar peak RSS: ${rss === undefined ? 'n/a' : `${fmt(rss / 1024 / 1024, 1)} MB`} (sidecar node flags: \`${SIDECAR_NODE_ARGS.join(' ')}\`)`,
     ].join('\n');
     mkdirSync(OUT, { recursive: true });
-    writeFileSync(path.join(OUT, 'sidecar-overhead.md'), md + '\n');
-    writeFileSync(path.join(OUT, 'sidecar-overhead.json'), JSON.stringify({ durationSeconds: DURATION, rows, openLoop: openRows, sidecarPeakRssBytes: rss }, null, 2) + '\n');
+    const base = PROXY === 'minimal' ? 'minimal-proxy-overhead' : 'sidecar-overhead';
+    writeFileSync(path.join(OUT, `${base}.md`), md + '\n');
+    writeFileSync(path.join(OUT, `${base}.json`), JSON.stringify({ durationSeconds: DURATION, rows, openLoop: openRows, sidecarPeakRssBytes: rss }, null, 2) + '\n');
     process.stdout.write(md + '\n');
   }
 }
