@@ -2,7 +2,7 @@
  * `pd-router gateway` flags. The gateway plays Envoy's part for machines without Envoy: a development and test tool.
  * Production runs Envoy (deploy/envoy.yaml) or a Gateway API implementation with InferencePool support.
  */
-import { defaultValues, loggingOptions, opt, shutdownOptions, type CommandDefinition, type OptionValues } from '../common/index.js';
+import { defaultValues, loggingOptions, opt, parseTarget, shutdownOptions, type CommandDefinition, type OptionValues } from '../common/index.js';
 
 export const gatewayOptions = {
   port: opt.int({ default: 8080, min: 0, max: 65535, description: 'HTTP port clients send OpenAI requests to.' }),
@@ -45,8 +45,10 @@ implementation with InferencePool support; this gateway is for laptops, tests an
   envPrefix: 'PD_GATEWAY',
   validate: (v) => {
     const problems: string[] = [];
-    if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(v.epp)) problems.push(`invalid value "${v.epp}" for --epp: expected host:port`);
-    for (const e of v.fallbackEndpoints) if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(e)) problems.push(`invalid value "${e}" for --fallback-endpoints: expected host:port`);
+    // host:port without a scheme (the gateway dials them as given).
+    const isHostPort = (s: string) => !s.includes('://') && parseTarget(s) !== undefined;
+    if (!isHostPort(v.epp)) problems.push(`invalid value "${v.epp}" for --epp: expected host:port`);
+    for (const e of v.fallbackEndpoints) if (!isHostPort(e)) problems.push(`invalid value "${e}" for --fallback-endpoints: expected host:port`);
     return problems;
   },
 };

@@ -21,7 +21,7 @@ export { sidecarCommand, sidecarOptions, sidecarConfig, zapLevelToLogLevel, type
 export { SidecarMetrics } from './metrics.js';
 export { SseCachedTokensRewriter, rewriteJsonBody } from './cached-tokens-rewriter.js';
 export { nixlPrefillBody, nixlDecodeBody } from './request-bodies.js';
-export { parseTarget } from './upstream.js';
+export { parseTarget } from '../common/index.js';
 
 export interface SidecarHandle {
   /** Listening ports, one per data-parallel rank. */

@@ -4,7 +4,7 @@
  * `--configuration-file`, and its environment variables (INFERENCE_POOL, ENABLE_PREFILLER_SAMPLING, ...).
  * Flags marked "pd-router" are ours: deadlines, failure policy, body limits, static SSRF allowlists.
  */
-import { defaultValues, loggingOptions, opt, shutdownOptions, type CommandDefinition, type OptionValues } from '../common/index.js';
+import { defaultValues, loggingOptions, opt, parseTarget, shutdownOptions, type CommandDefinition, type OptionValues } from '../common/index.js';
 
 export const TLS_STAGES = ['prefiller', 'decoder', 'encoder'] as const;
 export const CONNECTORS = ['nixlv2', 'sglang', 'shared-storage'] as const;
@@ -124,7 +124,8 @@ GET /sidecar/metrics serves the sidecar's own metrics.`,
     if (v.enableSsrfProtection && !static_ && v.inferencePool === '') {
       problems.push('--enable-ssrf-protection needs --inference-pool (or env INFERENCE_POOL), --ssrf-allowlist or --ssrf-allowlist-file');
     }
-    for (const t of v.ssrfAllowlist) if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(t)) problems.push(`invalid value "${t}" for --ssrf-allowlist: expected host:port`);
+    // The same parser the allowlist is built with, so what passes here cannot fail at startup.
+    for (const t of v.ssrfAllowlist) if (!parseTarget(t)) problems.push(`invalid value "${t}" for --ssrf-allowlist: expected host:port with a port from 1 to 65535`);
     return problems;
   },
 };

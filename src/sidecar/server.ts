@@ -14,14 +14,14 @@ import type { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import type { Logger } from 'pino';
-import { Cancellation, INFERENCE_PATHS, fastifyBaseOptions, renderMetrics, requestIdOf, type ApiType } from '../common/index.js';
+import { Cancellation, INFERENCE_PATHS, fastifyBaseOptions, parseTarget, renderMetrics, requestIdOf, type ApiType } from '../common/index.js';
 import { CONNECTOR_REGISTRY, type PdContext } from './connectors/index.js';
 import { answerLegFailure, runDecode } from './connectors/context.js';
 import { LegStopped, writeJsonError, writeText } from './errors.js';
 import type { Outcome, SidecarMetrics } from './metrics.js';
 import type { SidecarConfig } from './options.js';
 import type { TargetGuard } from './ssrf-guard.js';
-import { forwardHeaders, newTraceparent, parseTarget, prefillCandidates, type UpstreamAgents } from './upstream.js';
+import { forwardHeaders, newTraceparent, prefillCandidates, type UpstreamAgents } from './upstream.js';
 import { UpstreamLeg } from '../common/upstream-leg.js';
 
 export interface SidecarRank {

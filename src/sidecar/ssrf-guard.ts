@@ -10,7 +10,7 @@ import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { Logger } from 'pino';
 import type { PodEndpoint, PoolWatcher } from '../common/kubernetes/index.js';
-import { parseTarget } from './upstream.js';
+import { parseTarget } from '../common/index.js';
 
 export interface TargetGuard {
   readonly mode: 'off' | 'static' | 'inference-pool';

@@ -115,40 +115,6 @@ export function responseHeaders(headers: Record<string, string | string[] | unde
   return out;
 }
 
-/** A parsed prefill target; shared between requests (parseTarget caches them), so never changed. */
-export interface Target {
-  readonly host: string;
-  readonly port: number;
-  /** host:port as written in URLs (IPv6 bracketed). */
-  readonly hostPort: string;
-}
-
-/**
- * Parses one x-prefiller-host-port value: `host:port`, `[v6]:port`, or with an `http://`/`https://` prefix (accepted
- * for backward compatibility; the scheme comes from --enable-tls).
- */
-export function parseTarget(value: string): Target | undefined {
-  const cached = parsedTargets.get(value);
-  if (cached !== undefined) return cached;
-  const target = parseTargetUncached(value);
-  // Routing headers name the same few prefill pods over and over; the bound keeps arbitrary client values from growing it.
-  if (target && parsedTargets.size < PARSED_TARGETS_MAX) parsedTargets.set(value, Object.freeze(target));
-  return target;
-}
-
-const PARSED_TARGETS_MAX = 4096;
-const parsedTargets = new Map<string, Target>();
-
-function parseTargetUncached(value: string): Target | undefined {
-  const v = value.trim().replace(/^https?:\/\//i, '').replace(/\/+$/, '');
-  const m = /^(\[[0-9a-fA-F:.]+\]|[^:/\s[\]]+):(\d{1,5})$/.exec(v);
-  if (!m) return undefined;
-  const port = Number(m[2]);
-  if (port < 1 || port > 65535) return undefined;
-  const host = m[1]!.startsWith('[') ? m[1]!.slice(1, -1) : m[1]!;
-  return { host: host.toLowerCase(), port, hostPort: m[1]!.startsWith('[') ? `${m[1]}:${port}` : `${host.toLowerCase()}:${port}` };
-}
-
 /** All candidate prefillers from the header's values (comma-split when there is exactly one value, as upstream). */
 export function prefillCandidates(header: string | string[] | undefined): string[] {
   if (header === undefined) return [];

@@ -53,6 +53,9 @@ describe('pd-router sidecar CLI', () => {
     [['--enable-ssrf-protection'], '--enable-ssrf-protection needs --inference-pool (or env INFERENCE_POOL), --ssrf-allowlist or --ssrf-allowlist-file'],
     [['--prefill-failure-policy', 'retry'], '--prefill-failure-policy=retry needs --prefill-max-retries >= 1'],
     [['--connector', 'nixlv2'], 'unknown flag --connector'],
+    // Used to pass the option check and then crash building the allowlist.
+    [['--enable-ssrf-protection', '--ssrf-allowlist', 'pod-a:99999'], 'invalid value "pod-a:99999" for --ssrf-allowlist: expected host:port with a port from 1 to 65535'],
+    [['--enable-ssrf-protection', '--ssrf-allowlist', 'pod-a/x:80'], 'invalid value "pod-a/x:80" for --ssrf-allowlist'],
   ])('rejects %j', async (args, message) => {
     const r = await runCli(['sidecar', ...args], { env: { INFERENCE_POOL: '' } });
     expect(r.code).toBe(2);

@@ -6,13 +6,13 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { Logger } from 'pino';
-import type { ApiType } from '../../common/index.js';
+import type { ApiType, Target } from '../../common/index.js';
 import { relayToClient } from '../client-relay.js';
 import { DECODER_NOT_READY, LegStopped, writeJsonError } from '../errors.js';
 import type { Mode, Outcome, SidecarMetrics } from '../metrics.js';
 import type { SidecarConfig } from '../options.js';
 import type { PrefillRequest } from '../prefill-client.js';
-import { forwardHeaders, type Target, type UpstreamAgents } from '../upstream.js';
+import { forwardHeaders, type UpstreamAgents } from '../upstream.js';
 import { UpstreamLeg, connectErrorCode, type LegRequest, type StopSignal } from '../../common/upstream-leg.js';
 
 export type JsonObject = Record<string, unknown>;
