@@ -246,7 +246,8 @@ describe('cost-based-pd-decider: calibration from model-server metrics', () => {
     // Restart: counters drop; the sample is skipped rather than read as a negative cost.
     sum = 0;
     count = 0;
+    const before = d.calibration.prefillMsPerToken.get();
     feed(5);
-    expect(d.calibration.prefillMsPerToken.get()!).toBeLessThan(0.25);
+    expect(d.calibration.prefillMsPerToken.get()).toBe(before);
   });
 });

@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { postJson, sseJson, waitFor } from '../helpers.js';
 import { MODEL, lastRecord, records, startPd, type PdFixture } from './fixture.js';
@@ -24,13 +26,27 @@ describe('sglang connector', () => {
 
   it('a failed prefill stops the decode leg; the client gets a 502 naming the prefiller', async () => {
     f = await startPd({ sidecar: { kvConnector: 'sglang' }, decode: { timeToFirstToken: 60_000 } });
-    await postJson(`${f.prefill.url}/admin/config`, { 'return-error': 500 });
-    const r = await postJson(`${f.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x' }, { 'x-prefiller-host-port': f.prefillHeader });
-    expect(r.status).toBe(502);
-    expect(r.body.message).toContain(`prefill to ${f.prefillHeader} failed: answered 500`);
-    await waitFor(() => f!.decode.engine.scheduler.running === 0, 5000, 'decode leg stopped');
-    // A decode leg that reached the decoder before the prefill failed was aborted, not left running.
-    expect(records(f.decode).every((x) => x.aborted === true)).toBe(true);
+    // A prefiller that fails only when told to, so the decode leg is surely running on the decoder by then.
+    let fail: () => void = () => undefined;
+    const prefiller = createServer((_req, res) => {
+      fail = () => res.writeHead(500, { 'content-type': 'application/json' }).end('{"error":"boom"}');
+    });
+    await new Promise<void>((resolve) => prefiller.listen(0, '127.0.0.1', resolve));
+    const target = `127.0.0.1:${(prefiller.address() as AddressInfo).port}`;
+    try {
+      const pending = postJson(`${f.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x' }, { 'x-prefiller-host-port': target });
+      await waitFor(() => f!.decode.engine.scheduler.running === 1, 5000, 'decode leg running');
+      fail();
+      const r = await pending;
+      expect(r.status).toBe(502);
+      expect(r.body.message).toContain(`prefill to ${target} failed: answered 500`);
+      await waitFor(() => f!.decode.engine.scheduler.running === 0, 5000, 'decode leg stopped');
+      expect(records(f.decode)).toHaveLength(1);
+      expect(records(f.decode)[0]!.aborted).toBe(true);
+    } finally {
+      prefiller.closeAllConnections();
+      await new Promise((resolve) => prefiller.close(resolve));
+    }
   });
 
   it('a prefill that times out stops the decode leg already running on the decoder', async () => {

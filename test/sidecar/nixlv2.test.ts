@@ -20,6 +20,9 @@ async function pd(path: string, body: Record<string, unknown>) {
   expect(records(f.decode)).toHaveLength(1);
   const prefill = lastRecord(f.prefill);
   const decode = lastRecord(f.decode);
+  // Every API: the decode leg carries the prefiller's kv_transfer_params (its engine, host, port and blocks).
+  expect(decode.kvTransferParams).toMatchObject({ do_remote_prefill: true, do_remote_decode: false, remote_engine_id: 'prefill-0', remote_host: '127.0.0.1', remote_port: f.prefill.port });
+  expect((decode.kvTransferParams as { remote_block_ids?: unknown }).remote_block_ids).toEqual(expect.arrayContaining([expect.anything()]));
   return { r, prefillBody: prefill.body as Record<string, any>, decodeBody: decode.body as Record<string, any>, prefill, decode };
 }
 
