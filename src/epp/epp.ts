@@ -8,7 +8,7 @@ import { applyConfigParams } from './config/config-params.js';
 import * as grpc from '@grpc/grpc-js';
 import Fastify from 'fastify';
 import type { Logger } from 'pino';
-import { ConfigError, closeWithDeadline, fastifyBaseOptions, listen, renderMetrics, serverTls, silentLogger, type TlsMaterial } from '../common/index.js';
+import { ConfigError, closeWithDeadline, fastifyBaseOptions, hostPort, listen, renderMetrics, serverTls, silentLogger, type TlsMaterial } from '../common/index.js';
 import { extProcServiceDefinition } from '../common/envoy/ext-proc.js';
 import { loadEndpointPickerConfig, type LoadedEndpointPickerConfig } from './config/loader.js';
 import { startDiscovery } from './datalayer/discovery.js';
@@ -53,10 +53,6 @@ async function configText(o: EppConfig): Promise<string> {
 
 function bindGrpc(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {
   return new Promise((resolve, reject) => server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))));
-}
-
-function grpcAddress(host: string, port: number): string {
-  return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promise<EppHandle> {
@@ -124,12 +120,12 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
       credentials = grpc.experimental.createCertificateProviderServerCredentials(provider, null, false);
     }
     cleanups.push(() => new Promise<void>((resolve) => server.tryShutdown(() => resolve())));
-    const grpcPort = await bindGrpc(server, grpcAddress(o.host, o.grpcPort), credentials);
+    const grpcPort = await bindGrpc(server, hostPort(o.host, o.grpcPort), credentials);
 
     const health = new grpc.Server();
     health.addService(healthClientConstructor().service, healthImplementation(ready));
     cleanups.push(() => void health.forceShutdown());
-    const healthPort = await bindGrpc(health, grpcAddress(o.host, o.grpcHealthPort), grpc.ServerCredentials.createInsecure());
+    const healthPort = await bindGrpc(health, hostPort(o.host, o.grpcHealthPort), grpc.ServerCredentials.createInsecure());
 
     const app = Fastify(fastifyBaseOptions({ logger, bodyLimit: 1024 }));
     app.get('/metrics', async (_req, reply) => {

@@ -3,6 +3,8 @@
  * (`pkg/epp/metadata/consts.go`, `pkg/common/routing/common.go`).
  */
 
+import type { SchedulingResult } from './framework/types.js';
+
 /** Where Envoy routes the request (ORIGINAL_DST `http_header_name`); also the `envoy.lb` metadata key. */
 export const DESTINATION_ENDPOINT = 'x-gateway-destination-endpoint';
 export const DESTINATION_ENDPOINT_SERVED = 'x-gateway-destination-endpoint-served';
@@ -23,6 +25,20 @@ export const DATA_PARALLEL_HOST_PORT = 'x-data-parallel-host-port';
  * them with the EPP's own value), so nobody can point the sidecar at an arbitrary host.
  */
 export const ROUTING_HEADERS = [DESTINATION_ENDPOINT, PREFILLER_HOST_PORT, ENCODER_HOSTS_PORTS, DATA_PARALLEL_HOST_PORT] as const;
+
+/**
+ * Writes the P/D routing headers from a scheduling result, after dropping whatever the request carried:
+ * `x-prefiller-host-port` from the first pick of `prefillProfile`, `x-encoder-hosts-ports` from every pick of
+ * `encodeProfile`.
+ */
+export function writeDisaggHeaders(headers: Record<string, string>, result: SchedulingResult, prefillProfile: string, encodeProfile: string): void {
+  delete headers[PREFILLER_HOST_PORT];
+  delete headers[ENCODER_HOSTS_PORTS];
+  const prefill = result.results.get(prefillProfile)?.targets[0];
+  if (prefill) headers[PREFILLER_HOST_PORT] = prefill.hostPort;
+  const encoders = result.results.get(encodeProfile)?.targets ?? [];
+  if (encoders.length > 0) headers[ENCODER_HOSTS_PORTS] = encoders.map((e) => e.hostPort).join(',');
+}
 
 export const OBJECTIVE_HEADERS = ['x-llm-d-inference-objective', 'x-gateway-inference-objective'];
 export const MODEL_REWRITE_HEADERS = ['x-llm-d-model-name-rewrite', 'x-gateway-model-name-rewrite'];

@@ -31,7 +31,7 @@ export function formatDecision(d: DisaggDecisionRecord): string {
 }
 import { InferenceError } from '../framework/errors.js';
 import type { EppMetrics } from '../metrics.js';
-import { DESTINATION_ENDPOINT, ROUTING_HEADERS, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE } from '../routing-headers.js';
+import { DESTINATION_ENDPOINT, FAIRNESS_ID_HEADERS, ROUTING_HEADERS, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE, firstHeader } from '../routing-headers.js';
 import { echoHeaders, receiveHeaders, type ReceivedHeaders } from './header-map.js';
 import { immediateResponse, requestHeadersResponse, setHeader, streamedBody } from './messages.js';
 import { ResponseTracker } from './response-tracker.js';
@@ -189,7 +189,7 @@ export class ExtProcStream {
     this.parsed = director.parse(this.requestId, this.headers.values, body);
     const request = this.parsed.request;
     const labels = { model: request.model, targetModel: request.targetModel };
-    this.deps.metrics.countRequest({ ...labels, fairnessId: request.headers['x-llm-d-inference-fairness-id'] ?? request.headers['x-gateway-inference-fairness-id'] ?? 'default-flow', priority: 0 });
+    this.deps.metrics.countRequest({ ...labels, fairnessId: firstHeader(request.headers, FAIRNESS_ID_HEADERS) ?? 'default-flow', priority: 0 });
     this.deps.metrics.requestSize.observe(this.deps.metrics.requestLabels(labels), body.length);
     this.scheduled = director.schedule(request, this.subset);
     this.deps.metrics.requestRunning.inc({ model_name: this.deps.metrics.requestLabels(labels).model_name });

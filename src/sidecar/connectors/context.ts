@@ -11,7 +11,7 @@ import { relayToClient } from '../client-relay.js';
 import { DECODER_NOT_READY, LegStopped, writeJsonError } from '../errors.js';
 import type { Mode, Outcome, SidecarMetrics } from '../metrics.js';
 import type { SidecarConfig } from '../options.js';
-import type { PrefillRequest } from '../prefill-client.js';
+import { sendPrefill, type PrefillOutcome, type PrefillRequest } from '../prefill-client.js';
 import { forwardHeaders, type UpstreamAgents } from '../upstream.js';
 import { UpstreamLeg, connectErrorCode, type LegRequest, type StopSignal } from '../../common/upstream-leg.js';
 
@@ -105,13 +105,20 @@ export function prefillRequest(ctx: PdContext, body: string, expect: PrefillRequ
   };
 }
 
+/** Sends the prefill leg and records how long it took and how it ended (pd_router_sidecar_prefill_duration_seconds). */
+export async function timedPrefill(ctx: PdContext, req: PrefillRequest): Promise<PrefillOutcome> {
+  const sent = performance.now();
+  const r = await sendPrefill(req);
+  ctx.timings.prefillMs = performance.now() - sent;
+  ctx.metrics.prefillDuration.observe({ connector: ctx.config.kvConnector, outcome: r.kind }, ctx.timings.prefillMs / 1000);
+  return r;
+}
+
 export interface DecodeStep {
   body: Buffer | string;
   mode: Mode;
   /** The prefiller's cached tokens to write into the answer's usage (NIXL); undefined: relay unchanged. */
   rewriteCached?: number;
-  /** Headers for the decode leg; default: the client's, cleaned. */
-  headers?: Record<string, string | string[]>;
   /** Stops the decode leg from outside with its LegStopped reason (e.g. the concurrent SGLang prefill failed). */
   peerSignal?: StopSignal;
   /** Chunks to put back in front of the answer (a probe read them). */
@@ -170,7 +177,7 @@ export async function runDecode(ctx: PdContext, step: DecodeStep): Promise<Outco
   let leg = step.leg;
   if (!leg) {
     try {
-      leg = await UpstreamLeg.open(decodeRequest(ctx, step.body, { ...(step.headers ? { headers: step.headers } : {}), peerSignal: step.peerSignal }));
+      leg = await UpstreamLeg.open(decodeRequest(ctx, step.body, { peerSignal: step.peerSignal }));
     } catch (err) {
       return answerLegFailure(ctx, err, 'decode', false);
     }

@@ -10,16 +10,32 @@
  */
 import { writeJsonError } from '../errors.js';
 import type { Outcome } from '../metrics.js';
-import { sendPrefill, type PrefillOutcome } from '../prefill-client.js';
+import type { PrefillOutcome } from '../prefill-client.js';
+import { responseHeaders } from '../upstream.js';
 import { cachedTokensOf, nixlDecodeBytes, nixlPrefillBody } from '../request-bodies.js';
-import { prefillRequest, runDecode, type Connector, type PdContext } from './context.js';
+import { prefillRequest, runDecode, timedPrefill, type Connector, type PdContext } from './context.js';
 
 /** Prefill failures the `local` policy may serve locally: anything that is not the client's own fault. */
 function canFallBack(r: PrefillOutcome): boolean {
   return r.kind === 'connect_error' || r.kind === 'timeout' || r.kind === 'bad_response' || (r.kind === 'http_error' && r.status >= 500);
 }
 
-export async function localFallback(ctx: PdContext, reason: string, detail: string): Promise<Outcome> {
+/**
+ * A prefill that did not succeed (NIXL and shared-storage): a client that left is counted; with the `local` policy a
+ * server-side failure is served with local prefill; otherwise the failure is answered.
+ */
+export function afterPrefillFailure(ctx: PdContext, r: Exclude<PrefillOutcome, { kind: 'ok' }>): Promise<Outcome> | Outcome {
+  if (r.kind === 'aborted') {
+    ctx.metrics.clientAborts.inc({ stage: 'prefill' });
+    return 'aborted';
+  }
+  if (ctx.config.prefillFailurePolicy === 'local' && canFallBack(r)) {
+    return localFallback(ctx, r.kind === 'http_error' ? `status_${r.status}` : r.kind, r.kind === 'http_error' ? `status ${r.status}` : r.message);
+  }
+  return answerPrefillFailure(ctx, r);
+}
+
+function localFallback(ctx: PdContext, reason: string, detail: string): Promise<Outcome> {
   ctx.metrics.fallbacks.inc({ reason });
   ctx.metrics.modes.inc({ connector: ctx.config.kvConnector, mode: 'fallback_local' });
   ctx.logger.warn({ prefiller: ctx.target.hostPort, reason, detail }, 'prefill failed; serving the request with local prefill on the decode vLLM');
@@ -27,13 +43,12 @@ export async function localFallback(ctx: PdContext, reason: string, detail: stri
 }
 
 /** Writes the answer for a failed prefill (policy fail/retry). */
-export function answerPrefillFailure(ctx: PdContext, r: Exclude<PrefillOutcome, { kind: 'ok' } | { kind: 'aborted' }>): Outcome {
+function answerPrefillFailure(ctx: PdContext, r: Exclude<PrefillOutcome, { kind: 'ok' } | { kind: 'aborted' }>): Outcome {
   const res = ctx.res;
   switch (r.kind) {
     case 'http_error': {
       // Relayed verbatim, as upstream: the client sees the prefiller's own status and error.
-      const headers: Record<string, string | string[]> = {};
-      for (const [k, v] of Object.entries(r.headers)) if (v !== undefined && k !== 'transfer-encoding' && k !== 'connection' && k !== 'keep-alive') headers[k] = v;
+      const headers = responseHeaders(r.headers, true);
       headers['content-length'] = String(r.body.length);
       res.writeHead(r.status, headers);
       res.end(r.body);
@@ -59,21 +74,8 @@ export function answerPrefillFailure(ctx: PdContext, r: Exclude<PrefillOutcome, 
 export const nixlv2Connector: Connector = {
   name: 'nixlv2',
   async handle(ctx) {
-    const c = ctx.config;
-    const sent = performance.now();
-    const r = await sendPrefill(prefillRequest(ctx, JSON.stringify(nixlPrefillBody(ctx.api, ctx.body)), 'kv-params'));
-    ctx.timings.prefillMs = performance.now() - sent;
-    ctx.metrics.prefillDuration.observe({ connector: 'nixlv2', outcome: r.kind }, ctx.timings.prefillMs / 1000);
-    if (r.kind === 'aborted') {
-      ctx.metrics.clientAborts.inc({ stage: 'prefill' });
-      return 'aborted';
-    }
-    if (r.kind !== 'ok') {
-      if (c.prefillFailurePolicy === 'local' && canFallBack(r)) {
-        return localFallback(ctx, r.kind === 'http_error' ? `status_${r.status}` : r.kind, r.kind === 'http_error' ? `status ${r.status}` : r.message);
-      }
-      return answerPrefillFailure(ctx, r);
-    }
+    const r = await timedPrefill(ctx, prefillRequest(ctx, JSON.stringify(nixlPrefillBody(ctx.api, ctx.body)), 'kv-params'));
+    if (r.kind !== 'ok') return afterPrefillFailure(ctx, r);
     ctx.metrics.modes.inc({ connector: 'nixlv2', mode: 'disaggregated' });
     const decodeBody = nixlDecodeBytes(ctx.rawBody, ctx.body, r.json.kv_transfer_params);
     return runDecode(ctx, { body: decodeBody, mode: 'disaggregated', rewriteCached: cachedTokensOf(r.json) });

@@ -10,9 +10,8 @@
 import { randomInt } from 'node:crypto';
 import { LegStopped } from '../errors.js';
 import { Cancellation } from '../../common/upstream-leg.js';
-import { sendPrefill } from '../prefill-client.js';
 import { sglangBody } from '../request-bodies.js';
-import { prefillRequest, runDecode, type Connector } from './context.js';
+import { prefillRequest, runDecode, timedPrefill, type Connector } from './context.js';
 
 /** A random room id below 2^53, so it survives JSON number handling on every side. */
 export function bootstrapRoom(): number {
@@ -30,8 +29,8 @@ export const sglangConnector: Connector = {
     const onClientGone = () => stopPrefill.abort(new LegStopped('client_gone', 'client disconnected'));
     if (ctx.signal.aborted) onClientGone();
     else ctx.signal.addEventListener('abort', onClientGone);
-    const sent = performance.now();
-    const prefill = sendPrefill(
+    const prefill = timedPrefill(
+      ctx,
       prefillRequest(ctx, body, 'any', {
         clientSignal: stopPrefill,
         // A bootstrap room is single-use: a retried prefill could not meet the decode that is already waiting.
@@ -39,8 +38,6 @@ export const sglangConnector: Connector = {
         retryTransportErrors: false,
       }),
     ).then((r) => {
-      ctx.timings.prefillMs = performance.now() - sent;
-      ctx.metrics.prefillDuration.observe({ connector: 'sglang', outcome: r.kind }, ctx.timings.prefillMs / 1000);
       if (r.kind !== 'ok' && r.kind !== 'aborted') {
         const detail = r.kind === 'http_error' ? `answered ${r.status}: ${r.body.toString('utf8').slice(0, 200)}` : r.message;
         ctx.logger.warn({ prefiller: ctx.target.hostPort, kind: r.kind }, 'sglang prefill failed; stopping the decode leg');

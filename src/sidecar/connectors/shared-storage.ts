@@ -7,11 +7,10 @@
  */
 import { LegStopped } from '../errors.js';
 import type { Outcome } from '../metrics.js';
-import { sendPrefill } from '../prefill-client.js';
 import { sharedStoragePrefillBody } from '../request-bodies.js';
 import { UpstreamLeg } from '../../common/upstream-leg.js';
-import { answerLegFailure, decodeRequest, prefillRequest, runDecode, type Connector, type PdContext } from './context.js';
-import { answerPrefillFailure, localFallback } from './nixlv2.js';
+import { answerLegFailure, decodeRequest, prefillRequest, runDecode, timedPrefill, type Connector, type PdContext } from './context.js';
+import { afterPrefillFailure } from './nixlv2.js';
 
 const CACHE_THRESHOLD = /"finish_reason"\s*:\s*"cache_threshold"/;
 
@@ -49,23 +48,12 @@ async function decodeFirst(ctx: PdContext): Promise<Outcome | undefined> {
 export const sharedStorageConnector: Connector = {
   name: 'shared-storage',
   async handle(ctx) {
-    const c = ctx.config;
     if (ctx.body.cache_hit_threshold !== undefined && ctx.body.cache_hit_threshold !== null) {
       const answered = await decodeFirst(ctx);
       if (answered !== undefined) return answered;
     }
-    const sent = performance.now();
-    const r = await sendPrefill(prefillRequest(ctx, JSON.stringify(sharedStoragePrefillBody(ctx.body)), 'any'));
-    ctx.timings.prefillMs = performance.now() - sent;
-    ctx.metrics.prefillDuration.observe({ connector: 'shared-storage', outcome: r.kind }, ctx.timings.prefillMs / 1000);
-    if (r.kind === 'aborted') {
-      ctx.metrics.clientAborts.inc({ stage: 'prefill' });
-      return 'aborted';
-    }
-    if (r.kind !== 'ok') {
-      if (c.prefillFailurePolicy === 'local' && (r.kind !== 'http_error' || r.status >= 500)) return localFallback(ctx, r.kind, 'shared-storage prefill failed');
-      return answerPrefillFailure(ctx, r);
-    }
+    const r = await timedPrefill(ctx, prefillRequest(ctx, JSON.stringify(sharedStoragePrefillBody(ctx.body)), 'any'));
+    if (r.kind !== 'ok') return afterPrefillFailure(ctx, r);
     ctx.metrics.modes.inc({ connector: 'shared-storage', mode: 'disaggregated' });
     return runDecode(ctx, { body: JSON.stringify({ ...ctx.body, cache_hit_threshold: 0 }), mode: 'disaggregated' });
   },

@@ -8,7 +8,7 @@
  */
 import { z } from 'zod';
 import type { PreRequest } from '../../framework/types.js';
-import { ENCODER_HOSTS_PORTS, PREFILLER_HOST_PORT } from '../../routing-headers.js';
+import { writeDisaggHeaders } from '../../routing-headers.js';
 import { definePlugin } from '../definition.js';
 
 export const disaggHeadersHandler = definePlugin({
@@ -20,12 +20,7 @@ export const disaggHeadersHandler = definePlugin({
     type: ctx.type,
     name: ctx.name,
     preRequest(c, result) {
-      delete c.request.headers[PREFILLER_HOST_PORT];
-      delete c.request.headers[ENCODER_HOSTS_PORTS];
-      const prefill = result.results.get(p.prefillProfile)?.targets[0];
-      if (prefill) c.request.headers[PREFILLER_HOST_PORT] = prefill.hostPort;
-      const encoders = result.results.get(p.encodeProfile)?.targets ?? [];
-      if (encoders.length > 0) c.request.headers[ENCODER_HOSTS_PORTS] = encoders.map((e) => e.hostPort).join(',');
+      writeDisaggHeaders(c.request.headers, result, p.prefillProfile, p.encodeProfile);
     },
   }),
 });

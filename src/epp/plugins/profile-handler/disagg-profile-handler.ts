@@ -25,7 +25,7 @@ import { InferenceError } from '../../framework/errors.js';
 import type { DisaggDecisionRecord, Endpoint, PreRequest, ProfileHandler, ProfileResults, SchedulerProfileView, SchedulingContext, SchedulingResult } from '../../framework/types.js';
 import { isDecider } from '../../framework/types.js';
 import { APPROX_PREFIX_PRODUCER_TYPE, prefixMatchOf } from '../../prefix/match-state.js';
-import { ENCODER_HOSTS_PORTS, PREFILLER_HOST_PORT } from '../../routing-headers.js';
+import { writeDisaggHeaders } from '../../routing-headers.js';
 import { definePlugin, type PluginFactoryContext } from '../definition.js';
 import { disaggParams, type DisaggSettings } from './disagg-params.js';
 
@@ -173,12 +173,7 @@ export function createDisaggHandler(ctx: PluginFactoryContext, s: DisaggSettings
     },
 
     preRequest(c: SchedulingContext, result: SchedulingResult) {
-      delete c.request.headers[PREFILLER_HOST_PORT];
-      delete c.request.headers[ENCODER_HOSTS_PORTS];
-      const p = result.results.get(prefill)?.targets[0];
-      if (p) c.request.headers[PREFILLER_HOST_PORT] = p.hostPort;
-      const enc = result.results.get(encode)?.targets ?? [];
-      if (enc.length > 0) c.request.headers[ENCODER_HOSTS_PORTS] = enc.map((x) => x.hostPort).join(',');
+      writeDisaggHeaders(c.request.headers, result, prefill, encode);
     },
 
     validateProfiles: (names) => (names.includes(decode) ? undefined : `disagg-profile-handler "${ctx.name}": decode profile "${decode}" is not among the scheduling profiles (${names.join(', ')})`),
