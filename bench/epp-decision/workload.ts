@@ -4,6 +4,7 @@
  * prefix index holds real content and decisions vary between P+D and decode-only.
  */
 import { Rng } from '../../src/common/index.js';
+import { percentile } from '../common/processes.js';
 import { LLM_D_PD_EPP_CONFIG, type EndpointSpec } from '../../src/epp/index.js';
 
 export function poolSpecs(n: number): EndpointSpec[] {
@@ -61,10 +62,10 @@ export interface Percentiles {
   mean: number;
 }
 
+/** Nearest-rank p50/p99 (the benchmarks' one percentile, bench/common/processes.ts) and the mean. */
 export function percentiles(samples: number[]): Percentiles {
   const s = [...samples].sort((a, b) => a - b);
-  const at = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? 0;
-  return { p50: at(0.5), p99: at(0.99), mean: s.reduce((a, b) => a + b, 0) / Math.max(1, s.length) };
+  return { p50: percentile(s, 50), p99: percentile(s, 99), mean: s.reduce((a, b) => a + b, 0) / Math.max(1, s.length) };
 }
 
 /** The benchmarked EndpointPickerConfig: llm-d's pd-epp-config.yaml with scraping off (metrics are injected). */

@@ -2,7 +2,7 @@
  * The least a P/D proxy has to do, as a reference for bench/sidecar-overhead (`--proxy minimal`): read the client's
  * JSON body, send the prefill leg (max tokens 1, do_remote_decode) to the prefiller, append the returned
  * kv_transfer_params to the client's body for the decode leg, and relay the decode answer. Node's HTTP server and undici's
- * dispatch API, nothing else: no deadlines, header handling, metrics, logging, error mapping or cached-token rewrite,
+ * dispatch API (and the sidecar's own prefill-body builder), nothing else: no deadlines, header handling, metrics, logging, error mapping or cached-token rewrite,
  * so not usable as a sidecar. It shows how much of the sidecar's overhead is Node's HTTP stack itself.
  *
  * Usage: node dist/bench/sidecar-overhead/minimal-proxy.js --upstream host:port
@@ -10,6 +10,7 @@
  */
 import { createServer } from 'node:http';
 import { Agent, type Dispatcher } from 'undici';
+import { nixlPrefillBody } from '../../src/sidecar/index.js';
 
 const at = process.argv.indexOf('--upstream');
 const upstream = at >= 0 ? process.argv[at + 1] : undefined;
@@ -20,7 +21,6 @@ if (!upstream) {
 const origin = `http://${upstream}`;
 const agent = new Agent({ connections: 1024, pipelining: 1, keepAliveTimeout: 4_000 });
 const JSON_HEADERS = { 'content-type': 'application/json' };
-const PREFILL_KV = { do_remote_decode: true, do_remote_prefill: false, remote_engine_id: null, remote_block_ids: null, remote_host: null, remote_port: null };
 
 /** One POST, its whole answer in memory. */
 function post(path: string, body: Buffer | string): Promise<{ status: number; body: Buffer }> {
@@ -58,7 +58,8 @@ const server = createServer((req, res) => {
       const raw = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
       const client = JSON.parse(raw.toString('utf8')) as Record<string, unknown>;
       const path = req.url ?? '/';
-      const prefill = await post(path, JSON.stringify({ ...client, max_tokens: 1, max_completion_tokens: 1, min_tokens: 1, stream: false, kv_transfer_params: PREFILL_KV }));
+      // The same prefill body the sidecar builds (chat completions, as the benchmark sends).
+      const prefill = await post(path, JSON.stringify(nixlPrefillBody('chat', client)));
       const kv = (JSON.parse(prefill.body.toString('utf8')) as { kv_transfer_params?: unknown }).kv_transfer_params ?? null;
       const decode = await post(path, Buffer.concat([raw.subarray(0, raw.lastIndexOf(0x7d)), Buffer.from(`,"kv_transfer_params":${JSON.stringify(kv)}}`)]));
       res.writeHead(decode.status, { 'content-type': 'application/json', 'content-length': decode.body.length });

@@ -39,6 +39,7 @@ import autocannon from 'autocannon';
 import { Pool } from 'undici';
 import { fmt, hasTaskset, percentile, pinSelf, startComponent, table } from '../common/processes.js';
 import { scrape, sumBy } from '../common/prometheus.js';
+import { nixlPrefillBody } from '../../src/sidecar/index.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -71,14 +72,8 @@ if (PROXY !== 'sidecar' && PROXY !== 'minimal') throw new Error(`--proxy must be
 
 const PROMPT = Array.from({ length: 200 }, (_, i) => `word${i}`).join(' ');
 const CLIENT_BODY = { model: 'bench-model', messages: [{ role: 'user', content: PROMPT }], max_tokens: 16, ignore_eos: true };
-const PREFILL_BODY = JSON.stringify({
-  ...CLIENT_BODY,
-  max_tokens: 1,
-  max_completion_tokens: 1,
-  min_tokens: 1,
-  stream: false,
-  kv_transfer_params: { do_remote_decode: true, do_remote_prefill: false, remote_engine_id: null, remote_block_ids: null, remote_host: null, remote_port: null },
-});
+/** What the sidecar sends the prefiller for CLIENT_BODY (the direct mode sends the same). */
+const PREFILL_BODY = JSON.stringify(nixlPrefillBody('chat', CLIENT_BODY));
 const HEADERS = { 'content-type': 'application/json' };
 
 interface ModeResult {

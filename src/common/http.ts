@@ -98,6 +98,24 @@ export async function closeWithDeadline(app: FastifyInstance, deadlineMs: number
   }
 }
 
+/** Headers a proxy must not forward (RFC 9110 §7.6.1), plus the ones HTTP clients compute themselves. */
+export const HOP_BY_HOP_HEADERS: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/** A host a local client can dial for a listen address: wildcard addresses (0.0.0.0, ::, empty) become 127.0.0.1. */
+export function dialableHost(listenHost: string): string {
+  return listenHost === '0.0.0.0' || listenHost === '::' || listenHost === '' ? '127.0.0.1' : listenHost;
+}
+
 /** Host formatting for URLs: IPv6 literals in brackets. */
 export function hostPort(host: string, port: number): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;

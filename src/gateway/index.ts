@@ -3,7 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import Fastify from 'fastify';
 import type { Readable } from 'node:stream';
 import { Agent } from 'undici';
-import { closeWithDeadline, fastifyBaseOptions, hostPort, listen, renderMetrics, silentLogger, type Logger } from '../common/index.js';
+import { closeWithDeadline, dialableHost, fastifyBaseOptions, hostPort, listen, renderMetrics, silentLogger, type Logger } from '../common/index.js';
 import { extProcClientConstructor } from '../common/envoy/ext-proc.js';
 import { ExtProcSession } from './ext-proc-session.js';
 import { GatewayMetrics } from './metrics.js';
@@ -11,7 +11,6 @@ import type { GatewayConfig } from './options.js';
 import { proxyExchange } from './proxy.js';
 
 export { gatewayCommand, gatewayOptions, gatewayConfig, type GatewayConfig } from './options.js';
-export { applyMutation } from './proxy.js';
 export { GatewayMetrics } from './metrics.js';
 
 export interface GatewayHandle {
@@ -77,7 +76,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger = silen
   app.all('/*', handler);
   app.all('/', handler);
   const port = await listen(app, config.host, config.port);
-  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  const host = dialableHost(config.host);
   return {
     url: `http://${hostPort(host, port)}`,
     port,

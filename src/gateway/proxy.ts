@@ -27,12 +27,13 @@ import {
   type HeaderValue,
   type ProcessingResponse,
 } from '../common/envoy/ext-proc.js';
-import { LegStopped, UpstreamLeg, connectErrorCode, drainOrClose } from '../common/index.js';
+import { HOP_BY_HOP_HEADERS, LegStopped, UpstreamLeg, connectErrorCode, drainOrClose } from '../common/index.js';
 import { EppUnavailable, type ExtProcSession } from './ext-proc-session.js';
 import type { GatewayConfig } from './options.js';
 import type { GatewayMetrics } from './metrics.js';
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length']);
+/** Not forwarded either way: hop-by-hop headers, and content-length (undici and Node set it for the body they send). */
+const HOP_BY_HOP = new Set([...HOP_BY_HOP_HEADERS, 'content-length']);
 
 export interface Exchange {
   method: string;

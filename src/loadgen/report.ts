@@ -2,7 +2,7 @@
  * Reports of a run: the llm-d benchmark report (v0.1, which llm-d-benchmark converts inference-perf results into) with
  * inference-perf's own config sections (load, data, server) under `scenario`, and a Markdown summary.
  */
-import { formatLengthDistribution } from './random.js';
+import { formatLengthDistribution, maxLength, nominalMean } from './random.js';
 import { STAT_KEYS } from './stats.js';
 import type { ArrivalProcess, LengthDistribution, RunResult, StatSummary } from './types.js';
 
@@ -16,15 +16,9 @@ function stats(s: StatSummary, units: string): Record<string, unknown> {
 
 /** inference-perf's distribution block ({min, max, mean, std}), plus our `kind`. */
 function distribution(d: LengthDistribution): Record<string, unknown> {
-  switch (d.kind) {
-    case 'fixed':
-      return { kind: 'fixed', min: d.value, max: d.value, mean: d.value, std: 0 };
-    case 'uniform':
-      return { kind: 'uniform', min: d.min, max: d.max, mean: (d.min + d.max) / 2, std: (d.max - d.min) / Math.sqrt(12) };
-    case 'normal':
-    case 'lognormal':
-      return { kind: d.kind, min: d.min, max: d.max, mean: d.mean, std: d.std };
-  }
+  const min = d.kind === 'fixed' ? d.value : d.min;
+  const std = d.kind === 'fixed' ? 0 : d.kind === 'uniform' ? (d.max - d.min) / Math.sqrt(12) : d.std;
+  return { kind: d.kind, min, max: maxLength(d), mean: nominalMean(d), std };
 }
 
 function loadSection(r: RunResult): Record<string, unknown> {

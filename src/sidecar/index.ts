@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import Fastify from 'fastify';
 import {
   closeWithDeadline,
+  dialableHost,
   fastifyBaseOptions,
   hostPort,
   listen,
@@ -94,7 +95,7 @@ export async function startSidecar(config: SidecarConfig, logger: Logger = silen
     }
     const scheme = config.secureProxy ? 'https' : 'http';
     let closed: Promise<void> | undefined;
-    const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+    const host = dialableHost(config.host);
     return {
       ports,
       url: `${scheme}://${hostPort(host, ports[0]!)}`,

@@ -6,6 +6,7 @@
 import { randomFillSync } from 'node:crypto';
 import { Agent } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
+import { HOP_BY_HOP_HEADERS } from '../common/index.js';
 
 export type Stage = 'prefiller' | 'decoder';
 
@@ -47,9 +48,6 @@ export class UpstreamAgents {
   }
 }
 
-/** Headers a proxy must not forward (RFC 9110 §7.6.1), plus the ones undici computes itself. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
-
 /** Routing headers the EPP sets for this sidecar; never forwarded to a model server. */
 export const ROUTING_HEADERS = new Set(['x-prefiller-host-port', 'x-prefiller-url', 'x-encoder-hosts-ports', 'x-kv-cache-source-host-port', 'x-data-parallel-host-port']);
 
@@ -74,7 +72,7 @@ export function forwardHeaders(incoming: IncomingHttpHeaders, o: ForwardOptions)
   for (const name in incoming) {
     const value = incoming[name];
     if (value === undefined) continue;
-    if (HOP_BY_HOP.has(name) || ROUTING_HEADERS.has(name) || connectionListed?.has(name)) continue;
+    if (HOP_BY_HOP_HEADERS.has(name) || ROUTING_HEADERS.has(name) || connectionListed?.has(name)) continue;
     if (name === 'content-length' || name === 'x-request-id' || name === 'x-forwarded-for') continue;
     if (name === 'host' && o.dropHost) continue;
     out[name] = value;
@@ -108,7 +106,7 @@ export function responseHeaders(headers: Record<string, string | string[] | unde
   const out: Record<string, string | string[]> = {};
   for (const name in headers) {
     const value = headers[name];
-    if (value === undefined || HOP_BY_HOP.has(name)) continue;
+    if (value === undefined || HOP_BY_HOP_HEADERS.has(name)) continue;
     if (dropLength && name === 'content-length') continue;
     out[name] = value;
   }

@@ -1,6 +1,6 @@
 /** GPU-free vLLM simulator: `pd-router sim`. */
 import type { FastifyInstance } from 'fastify';
-import { closeWithDeadline, hostPort, listen, silentLogger, type Logger } from '../common/index.js';
+import { closeWithDeadline, dialableHost, hostPort, listen, silentLogger, type Logger } from '../common/index.js';
 import { SimEngine } from './sim-engine.js';
 import { buildSimServer } from './server.js';
 import type { SimConfig } from './options.js';
@@ -37,7 +37,7 @@ export async function startSimulator(config: SimConfig, logger: Logger = silentL
       const app = buildSimServer(engine);
       const port = await listen(app, config.host, config.port === 0 ? 0 : config.port + r);
       engine.port = port;
-      const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+      const host = dialableHost(config.host);
       ranks.push({ engine, app, port, url: `http://${hostPort(host, port)}` });
     }
   } catch (e) {

@@ -59,8 +59,6 @@ export class KVCacheSim {
   private readonly allocations = new Map<string, Allocation>();
   private reserved = 0;
   private used = 0;
-  queriedTokens = 0;
-  hitTokens = 0;
 
   constructor(
     readonly totalBlocks: number,
@@ -72,11 +70,6 @@ export class KVCacheSim {
   /** Blocks a request of this size may need at most. */
   blocksNeeded(promptTokens: number, maxOutputTokens: number): number {
     return Math.ceil((promptTokens + maxOutputTokens) / this.blockSize);
-  }
-
-  /** Prompt tokens that would be served from cache. */
-  cachedTokensFor(hashes: readonly string[], promptTokens: number): number {
-    return this.matchedBlocks(hashes, promptTokens) * this.blockSize;
   }
 
   private matchedBlocks(hashes: readonly string[], promptTokens: number): number {
@@ -102,8 +95,6 @@ export class KVCacheSim {
 
   admit(requestId: string, hashes: readonly string[], promptTokens: number, maxOutputTokens: number): Admission {
     const matched = this.matchedBlocks(hashes, promptTokens);
-    this.queriedTokens += promptTokens;
-    this.hitTokens += matched * this.blockSize;
     const alloc: Allocation = { hashes: [], promptBlockIds: [], privateBlockIds: [], reservedBlocks: 0, usedBlocks: 0 };
     for (let i = 0; i < matched; i++) {
       const h = hashes[i]!;
@@ -200,19 +191,5 @@ export class KVCacheSim {
   /** Share of blocks referenced by running requests, 0..1. */
   usage(): number {
     return this.totalBlocks === 0 ? 0 : this.used / this.totalBlocks;
-  }
-
-  /** Cached prefix blocks (referenced or evictable). */
-  cachedBlockCount(): number {
-    return this.byHash.size;
-  }
-
-  /** Drops every cached prefix (admin reset). Running requests keep their blocks. */
-  resetPrefixCache(): void {
-    for (const [h, block] of this.evictable) {
-      this.byHash.delete(h);
-      this.freeIds.push(block.id);
-    }
-    this.evictable.clear();
   }
 }

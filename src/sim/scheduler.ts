@@ -59,12 +59,6 @@ export class Scheduler {
     return this.queue.length;
   }
 
-  setLimits(maxNumSeqs: number, maxWaiting: number): void {
-    this.maxNumSeqs = maxNumSeqs;
-    this.maxWaiting = maxWaiting;
-    this.dispatch();
-  }
-
   private fits(req: ScheduleRequest): boolean {
     if (this.runningCount >= this.maxNumSeqs) return false;
     if (!this.kv || this.runningCount === 0) return true;

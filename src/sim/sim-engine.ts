@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { createRegistry, type ApiType, type Registry } from '../common/index.js';
+import { createRegistry, dialableHost, type ApiType, type Registry } from '../common/index.js';
 import { KVCacheSim, blockHashes } from './kv-cache.js';
 import { LatencyModel, type LatencySettings } from './latency.js';
 import { SimMetrics } from './metrics.js';
@@ -127,8 +127,7 @@ export class SimEngine {
 
   get advertisedHost(): string {
     if (this.config.advertiseHost) return this.config.advertiseHost;
-    const h = this.config.host;
-    return h === '0.0.0.0' || h === '::' || h === '' ? '127.0.0.1' : h;
+    return dialableHost(this.config.host);
   }
 
   private updateGauges(): void {

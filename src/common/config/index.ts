@@ -4,7 +4,6 @@ export { OptionValueError, formatBytes, type OptionSpec, type OptionKind } from 
 export {
   loadOptions,
   renderHelp,
-  renderFlagTable,
   toArgs,
   defaultValues,
   ConfigError,

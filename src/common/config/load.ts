@@ -297,19 +297,6 @@ export function toArgs<S extends OptionsSpec>(options: S, values: Partial<Option
   return args;
 }
 
-/** The flags of a command as a Markdown table (flag, default, environment, description), for the README. */
-export function renderFlagTable<S extends OptionsSpec>(def: CommandDefinition<S>): string {
-  const rows = ['| Flag | Default | Env | Description |', '|---|---|---|---|'];
-  for (const [key, spec] of Object.entries(def.options)) {
-    if (spec.hidden) continue;
-    const flag = flagName(key, spec);
-    const names = [`--${flag}`, ...(spec.aliases ?? []).map((a) => `--${a}`)].map((n) => `\`${n}\``).join(', ');
-    const envs = [envName(def.envPrefix, flag), ...(spec.env ?? [])].map((e) => `\`${e}\``).join(', ');
-    rows.push(`| ${names} | \`${spec.formatDefault()}\` | ${envs} | ${spec.description.replace(/\|/g, '\\|')} |`);
-  }
-  return rows.join('\n');
-}
-
 /** --help text: every flag with its type, default and environment variable. */
 export function renderHelp<S extends OptionsSpec>(def: CommandDefinition<S>): string {
   const lines: string[] = [];

@@ -59,11 +59,6 @@ function load() {
   return cached;
 }
 
-/** The loaded package definition (message types by full name, e.g. `envoy.service.ext_proc.v3.ProcessingRequest`). */
-export function extProcPackageDefinition(): protoLoader.PackageDefinition {
-  return load().definition;
-}
-
 /** Fully qualified service name, also a gRPC health service name upstream reports. */
 export const EXT_PROC_SERVICE_NAME = 'envoy.service.ext_proc.v3.ExternalProcessor';
 
@@ -207,22 +202,6 @@ export function valueToJson(v: ProtoValue | null | undefined): unknown {
     default:
       return null;
   }
-}
-
-/** Converts plain JSON to a protobuf Struct. */
-export function jsonToStruct(obj: Record<string, unknown>): ProtoStruct {
-  const fields: Record<string, ProtoValue> = {};
-  for (const [k, v] of Object.entries(obj)) fields[k] = jsonToValue(v);
-  return { fields };
-}
-
-export function jsonToValue(v: unknown): ProtoValue {
-  if (v === null || v === undefined) return { nullValue: 'NULL_VALUE' };
-  if (typeof v === 'string') return { stringValue: v };
-  if (typeof v === 'number') return { numberValue: v };
-  if (typeof v === 'boolean') return { boolValue: v };
-  if (Array.isArray(v)) return { listValue: { values: v.map(jsonToValue) } };
-  return { structValue: jsonToStruct(v as Record<string, unknown>) };
 }
 
 const EMPTY = Buffer.alloc(0);

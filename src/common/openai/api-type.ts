@@ -15,13 +15,6 @@ export const INFERENCE_PATHS: Readonly<Record<string, ApiType>> = {
   '/inference/v1/generate': 'generate',
 };
 
-/** API type of a request path (query string ignored), or undefined for paths that are not inference calls. */
-export function apiTypeForPath(path: string): ApiType | undefined {
-  const q = path.indexOf('?');
-  const p = q >= 0 ? path.slice(0, q) : path;
-  return INFERENCE_PATHS[p.length > 1 && p.endsWith('/') ? p.slice(0, -1) : p];
-}
-
 export interface TokenLimitFields {
   /** Object holding the fields: the body root, or a nested object key (generate keeps them in sampling_params). */
   container: 'root' | 'sampling_params';
@@ -72,11 +65,6 @@ export function requestedMinTokens(api: ApiType, body: JsonObject): number {
   if (api === 'generate') return isObject(body.sampling_params) ? (positiveInt(body.sampling_params.min_tokens) ?? 0) : 0;
   if (api === 'responses') return 0;
   return positiveInt(body.min_tokens) ?? 0;
-}
-
-/** Whether the client asked for a streamed (SSE) answer. */
-export function isStreamRequested(body: JsonObject): boolean {
-  return body.stream === true;
 }
 
 /** stream_options.include_usage, which asks for a final usage chunk in a stream. */

@@ -85,13 +85,6 @@ export function extractPrompts(api: ApiType, body: JsonObject): Prompt[] {
   }
 }
 
-/** All prompts' text joined, for consumers that need one string (token ids are rendered as numbers). */
-export function promptText(api: ApiType, body: JsonObject): string {
-  return extractPrompts(api, body)
-    .map((p) => (p.kind === 'text' ? p.text : p.tokens.join(' ')))
-    .join('');
-}
-
 /** llm-d's estimate tokenizer packs 4 bytes per token: tokens = ceil(utf8 bytes / 4). */
 export function estimateTokenCount(prompts: readonly Prompt[]): number {
   let n = 0;
