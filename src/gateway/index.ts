@@ -3,7 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import Fastify from 'fastify';
 import type { Readable } from 'node:stream';
 import { Agent } from 'undici';
-import { closeWithDeadline, dialableHost, fastifyBaseOptions, hostPort, listen, renderMetrics, silentLogger, type Logger } from '../common/index.js';
+import { Cancellation, closeWithDeadline, dialableHost, fastifyBaseOptions, hostPort, listen, renderMetrics, silentLogger, type Logger } from '../common/index.js';
 import { extProcClientConstructor } from '../common/envoy/ext-proc.js';
 import { ExtProcSession } from './ext-proc-session.js';
 import { GatewayMetrics } from './metrics.js';
@@ -41,12 +41,20 @@ export async function startGateway(config: GatewayConfig, logger: Logger = silen
     const { contentType, body } = await renderMetrics([metrics.registry]);
     return reply.header('content-type', contentType).send(body);
   });
+  // The same for every exchange.
+  const deps = {
+    config,
+    agent,
+    metrics,
+    openSession: () => new ExtProcSession(client, config.eppMessageTimeout),
+    nextFallback: () => (config.fallbackEndpoints.length === 0 ? undefined : config.fallbackEndpoints[fallbackIndex++ % config.fallbackEndpoints.length]),
+  };
   const handler = async (request: import('fastify').FastifyRequest, reply: import('fastify').FastifyReply) => {
     reply.hijack();
     const res = reply.raw;
-    const ac = new AbortController();
+    const clientGone = new Cancellation();
     res.once('close', () => {
-      if (!res.writableFinished) ac.abort();
+      if (!res.writableFinished) clientGone.abort();
     });
     const status = await proxyExchange(
       {
@@ -55,16 +63,10 @@ export async function startGateway(config: GatewayConfig, logger: Logger = silen
         headers: request.headers,
         body: request.body as Readable | undefined,
         res,
-        signal: ac.signal,
+        signal: clientGone,
         logger: request.log as Logger,
       },
-      {
-        config,
-        agent,
-        metrics,
-        openSession: () => new ExtProcSession(client, config.eppMessageTimeout),
-        nextFallback: () => (config.fallbackEndpoints.length === 0 ? undefined : config.fallbackEndpoints[fallbackIndex++ % config.fallbackEndpoints.length]),
-      },
+      deps,
     ).catch((err: unknown) => {
       request.log.error({ err }, 'gateway exchange failed');
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' }).end('internal gateway error');

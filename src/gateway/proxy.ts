@@ -27,7 +27,7 @@ import {
   type HeaderValue,
   type ProcessingResponse,
 } from '../common/envoy/ext-proc.js';
-import { HOP_BY_HOP_HEADERS, LegStopped, UpstreamLeg, connectErrorCode, drainOrClose } from '../common/index.js';
+import { HOP_BY_HOP_HEADERS, LegStopped, UpstreamLeg, connectErrorCode, drainOrClose, type StopSignal } from '../common/index.js';
 import { EppUnavailable, type ExtProcSession } from './ext-proc-session.js';
 import type { GatewayConfig } from './options.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -41,7 +41,8 @@ export interface Exchange {
   headers: IncomingHttpHeaders;
   body: Readable | undefined;
   res: ServerResponse;
-  signal: AbortSignal;
+  /** Stopped when the client disconnects. */
+  signal: StopSignal;
   logger: Logger;
 }
 

@@ -14,6 +14,7 @@ type JsonObject = Record<string, unknown>;
 
 const USAGE_MARKER = Buffer.from('"usage"');
 const NEWLINE = 0x0a;
+const EMPTY = Buffer.alloc(0);
 
 function setCached(usage: JsonObject, detailsKey: 'prompt_tokens_details' | 'input_tokens_details', cached: number): void {
   const prev = usage[detailsKey];
@@ -102,14 +103,15 @@ export class SseCachedTokensRewriter {
       if (data.length > this.maxLineBytes) {
         // Give up on this line: pass it through as it comes.
         this.oversizedLines++;
-        this.pending = Buffer.alloc(0);
+        this.pending = EMPTY;
         return data;
       }
       this.pending = data;
-      return Buffer.alloc(0);
+      return EMPTY;
     }
     const complete = data.subarray(0, lastNewline + 1);
-    this.pending = Buffer.from(data.subarray(lastNewline + 1));
+    // Usually a chunk ends at a line end and nothing is left over; a leftover is copied so the chunk can be freed.
+    this.pending = lastNewline + 1 === data.length ? EMPTY : Buffer.from(data.subarray(lastNewline + 1));
     if (complete.indexOf(USAGE_MARKER) < 0) return complete;
     const lines = complete.toString('utf8').split('\n');
     // split leaves a final empty string after the trailing '\n'

@@ -78,6 +78,17 @@ describe('shared-storage connector', () => {
     expect(lastRecord(f.prefill).body).toEqual({ ...client, max_tokens: 1, max_completion_tokens: 1, cache_hit_threshold: 0 });
   });
 
+  it('streamed: the cache_threshold event is recognised in the SSE probe and the request goes to prefill then decode', async () => {
+    f = await startPd({ sidecar: { kvConnector: 'shared-storage' } });
+    const client = { model: MODEL, prompt: 'v1 v2 v3 v4 v5 v6 v7 v8 v9 v10 v11 v12 v13 v14 v15 v16 v17 v18 v19 v20', max_tokens: 4, cache_hit_threshold: 0.5, stream: true };
+    const r = await postJson(`${f.sidecar.url}/v1/completions`, client, { 'x-prefiller-host-port': f.prefillHeader });
+    expect(r.status).toBe(200);
+    expect(r.text).not.toContain('cache_threshold');
+    expect(sseJson(r.text).map((c) => c.choices[0]?.text).join('')).toBe('v1 v2 v3 v4 ');
+    expect(records(f.decode).map((d) => d.finishReason)).toEqual(['cache_threshold', expect.not.stringMatching(/^cache_threshold$/)]);
+    expect(records(f.prefill)).toHaveLength(1);
+  });
+
   it('a warm decode cache answers directly, without prefill', async () => {
     f = await startPd({ sidecar: { kvConnector: 'shared-storage' } });
     const prompt = 'a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11 a12 a13 a14 a15 a16 a17 a18 a19 a20 a21 a22 a23 a24 a25 a26 a27 a28 a29 a30 a31 a32 a33 a34';

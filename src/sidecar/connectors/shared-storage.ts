@@ -14,6 +14,13 @@ import { afterPrefillFailure } from './nixlv2.js';
 
 const CACHE_THRESHOLD = /"finish_reason"\s*:\s*"cache_threshold"/;
 
+/** "\n\n" occurrences in `chunk`, counting one that starts at `previousByte` (the byte before the chunk). */
+function countEventEnds(previousByte: number | undefined, chunk: Buffer): number {
+  let n = previousByte === 0x0a && chunk[0] === 0x0a ? 1 : 0;
+  for (let i = chunk.indexOf('\n\n', n); i >= 0; i = chunk.indexOf('\n\n', i + 2)) n++;
+  return n;
+}
+
 /** Tries decode first; returns the outcome when it answered, or undefined when the cache hit was too low. */
 async function decodeFirst(ctx: PdContext): Promise<Outcome | undefined> {
   const c = ctx.config;
@@ -25,18 +32,22 @@ async function decodeFirst(ctx: PdContext): Promise<Outcome | undefined> {
   }
   // Look at the start of the answer: the whole JSON body, or the first two SSE events.
   const seen: Buffer[] = [];
-  let text = '';
-  const sse = String(leg.headers['content-type'] ?? '').includes('text/event-stream');
+  let size = 0;
+  let events = 0;
+  const sse = String(leg.headers['content-type'] ?? '').toLowerCase().includes('text/event-stream');
   try {
     for (let chunk = await leg.read(); chunk !== null; chunk = await leg.read()) {
       seen.push(chunk);
-      text += chunk.toString('utf8');
-      if (sse && (text.match(/\n\n/g)?.length ?? 0) >= 2) break;
-      if (!sse && text.length > c.maxRewriteBodySize) break;
+      size += chunk.length;
+      // Count event ends in the new bytes only (with the previous chunk's last byte, for a "\n\n" split across).
+      if (sse) events += countEventEnds(seen.length > 1 ? seen[seen.length - 2]![seen[seen.length - 2]!.length - 1] : undefined, chunk);
+      if (sse && events >= 2) break;
+      if (!sse && size > c.maxRewriteBodySize) break;
     }
   } catch (err) {
     return answerLegFailure(ctx, err, 'decode', false);
   }
+  const text = Buffer.concat(seen, size).toString('utf8');
   if (leg.status >= 200 && leg.status < 300 && CACHE_THRESHOLD.test(text)) {
     leg.stop(new LegStopped('peer_failed', 'cache hit below threshold; remote prefill instead'));
     return undefined;
