@@ -69,7 +69,7 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
   };
   const finish = (status: number) => {
     record.status = status;
-    engine.record(record);
+    engine.record(record, raw?.length ?? 0);
   };
   let body: JsonObject;
   try {

@@ -266,11 +266,12 @@ export class SimEngine {
     this.stepLoop.update(stepSettings(next));
   }
 
-  record(r: RequestRecord): RequestRecord {
+  /** Keeps the request for /admin/requests; `bodyBytes` is the size of the body as received. */
+  record(r: RequestRecord, bodyBytes: number): RequestRecord {
     if (this.config.recordRequests <= 0) return r;
-    const json = r.body === undefined ? '' : JSON.stringify(r.body);
-    if (json.length > RECORD_BODY_LIMIT) {
-      r.body = json.slice(0, RECORD_BODY_LIMIT);
+    // Only a body over the limit is serialised again (to keep its first bytes).
+    if (r.body !== undefined && bodyBytes > RECORD_BODY_LIMIT) {
+      r.body = JSON.stringify(r.body).slice(0, RECORD_BODY_LIMIT);
       r.bodyTruncated = true;
     }
     this.records.push(r);

@@ -109,3 +109,17 @@ describe('cache hit threshold (shared-storage connector support)', () => {
     expect(bad.status).toBe(400);
   });
 });
+
+describe('request records', () => {
+  it('keep a small body as parsed and cut a body over 64 KiB to its first 64 KiB of JSON', async () => {
+    sim.engine.clearRecords();
+    await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt: 'small', max_tokens: 1 });
+    const big = 'x'.repeat(70 * 1024);
+    await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt: big, max_tokens: 1 });
+    const [small, large] = sim.engine.recentRequests();
+    expect(small!.bodyTruncated).toBe(false);
+    expect(small!.body).toMatchObject({ prompt: 'small' });
+    expect(large!.bodyTruncated).toBe(true);
+    expect(large!.body).toBe(JSON.stringify({ model: MODEL, prompt: big, max_tokens: 1 }).slice(0, 64 * 1024));
+  });
+});
