@@ -155,9 +155,9 @@ describe('cost-based-pd-decider: bounds, each at its boundary', () => {
     // uncached 1000 of 4000 (ratio 0.25): both bounds hold -> local
     expect(d.decide(input({ prompt: 4000, cachedTokens: 3008, decode: busyDecode }))).toMatchObject({ disaggregate: false, reason: 'cached' });
     // uncached exactly 2048: token bound fails -> cost model
-    expect(d.decide(input({ prompt: 4096, cachedTokens: 2048, decode: busyDecode })).reason).not.toBe('cached');
+    expect(d.decide(input({ prompt: 4096, cachedTokens: 2048, decode: busyDecode }))).toMatchObject({ disaggregate: true, reason: 'remote-faster' });
     // ratio exactly 0.7: 700 of 1000 uncached -> cost model
-    expect(d.decide(input({ prompt: 1000, cachedTokens: 300, decode: busyDecode })).reason).not.toBe('cached');
+    expect(d.decide(input({ prompt: 1000, cachedTokens: 300, decode: busyDecode }))).toMatchObject({ disaggregate: true, reason: 'remote-faster' });
     // one bound alone
     expect(decider({ bypassUncachedTokens: 512 }).decide(input({ prompt: 511, decode: busyDecode }))).toMatchObject({ reason: 'cached' });
     expect(decider({ bypassUncachedTokens: 512 }).decide(input({ prompt: 512, decode: busyDecode }))).toMatchObject({ reason: 'remote-faster' });
