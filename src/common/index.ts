@@ -10,3 +10,4 @@ export * from './command-runner.js';
 export * from './tls.js';
 export * from './upstream-leg.js';
 export { Rng } from './random.js';
+export * from './pd-contract.js';

@@ -4,27 +4,33 @@
  */
 
 import type { SchedulingResult } from './framework/types.js';
+import {
+  DESTINATION_ENDPOINT,
+  DESTINATION_ENDPOINT_SERVED,
+  DROPPED_REASON,
+  ENCODER_HOSTS_PORTS,
+  FAIRNESS_ID_HEADERS,
+  MODEL_REWRITE_HEADERS,
+  OBJECTIVE_HEADERS,
+  PREFILLER_HOST_PORT,
+  SUBSET_HINT_KEY,
+} from '../common/pd-contract.js';
 
-/** Where Envoy routes the request (ORIGINAL_DST `http_header_name`); also the `envoy.lb` metadata key. */
-export const DESTINATION_ENDPOINT = 'x-gateway-destination-endpoint';
-export const DESTINATION_ENDPOINT_SERVED = 'x-gateway-destination-endpoint-served';
-export const DESTINATION_METADATA_NAMESPACE = 'envoy.lb';
-export const SUBSET_HINT_NAMESPACE = 'envoy.lb.subset_hint';
-export const SUBSET_HINT_KEY = 'x-gateway-destination-endpoint-subset';
-export const DROPPED_REASON = 'x-llm-d-request-dropped-reason';
-
-/** The decode sidecar runs remote prefill on this `host:port`. */
-export const PREFILLER_HOST_PORT = 'x-prefiller-host-port';
-/** E/PD: comma-joined encoder `host:port`s. */
-export const ENCODER_HOSTS_PORTS = 'x-encoder-hosts-ports';
-/** Deprecated pd-profile-handler's `primaryPort` mode. */
-export const DATA_PARALLEL_HOST_PORT = 'x-data-parallel-host-port';
-
-/**
- * Headers that steer routing. A client must never set them: every decision removes the client's copies (or overwrites
- * them with the EPP's own value), so nobody can point the sidecar at an arbitrary host.
- */
-export const ROUTING_HEADERS = [DESTINATION_ENDPOINT, PREFILLER_HOST_PORT, ENCODER_HOSTS_PORTS, DATA_PARALLEL_HOST_PORT] as const;
+export {
+  DATA_PARALLEL_HOST_PORT,
+  DESTINATION_ENDPOINT,
+  DESTINATION_ENDPOINT_SERVED,
+  DESTINATION_METADATA_NAMESPACE,
+  DROPPED_REASON,
+  ENCODER_HOSTS_PORTS,
+  FAIRNESS_ID_HEADERS,
+  MODEL_REWRITE_HEADERS,
+  OBJECTIVE_HEADERS,
+  PREFILLER_HOST_PORT,
+  ROUTING_HEADERS,
+  SUBSET_HINT_KEY,
+  SUBSET_HINT_NAMESPACE,
+} from '../common/pd-contract.js';
 
 /**
  * Writes the P/D routing headers from a scheduling result, after dropping whatever the request carried:
@@ -39,10 +45,6 @@ export function writeDisaggHeaders(headers: Record<string, string>, result: Sche
   const encoders = result.results.get(encodeProfile)?.targets ?? [];
   if (encoders.length > 0) headers[ENCODER_HOSTS_PORTS] = encoders.map((e) => e.hostPort).join(',');
 }
-
-export const OBJECTIVE_HEADERS = ['x-llm-d-inference-objective', 'x-gateway-inference-objective'];
-export const MODEL_REWRITE_HEADERS = ['x-llm-d-model-name-rewrite', 'x-gateway-model-name-rewrite'];
-export const FAIRNESS_ID_HEADERS = ['x-llm-d-inference-fairness-id', 'x-gateway-inference-fairness-id'];
 
 /**
  * Headers the EPP never echoes back to Envoy (llm-d `IsSystemOwnedHeader`): input controls, its own outputs and

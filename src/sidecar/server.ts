@@ -23,6 +23,7 @@ import type { SidecarConfig } from './options.js';
 import type { TargetGuard } from './ssrf-guard.js';
 import { forwardHeaders, newTraceparent, prefillCandidates, type UpstreamAgents } from './upstream.js';
 import { UpstreamLeg } from '../common/upstream-leg.js';
+import { DATA_PARALLEL_HOST_PORT, PREFILLER_HOST_PORT, PREFILLER_URL } from '../common/pd-contract.js';
 
 export interface SidecarRank {
   rank: number;
@@ -130,7 +131,7 @@ function firstHeader(h: string | string[] | undefined): string | undefined {
 
 /** Decoder origin for this request: the rank named by the deprecated x-data-parallel-host-port header, if any. */
 function decoderFor(r: SidecarRank, req: IncomingMessage): { origin?: string; unknownRank?: string } {
-  const v = firstHeader(req.headers['x-data-parallel-host-port'])?.trim();
+  const v = firstHeader(req.headers[DATA_PARALLEL_HOST_PORT])?.trim();
   if (!v || !r.dataParallelRoutes) return { origin: r.decoderOrigin };
   if (!r.warnedDataParallelHeader) {
     r.warnedDataParallelHeader = true;
@@ -153,7 +154,7 @@ async function handlePd(r: SidecarRank, api: ApiType, path: string, req: Incomin
     return t.done(path, 'client_error');
   }
   const decoderOrigin = dp.origin!;
-  const candidates = prefillCandidates(req.headers['x-prefiller-host-port'] ?? req.headers['x-prefiller-url']);
+  const candidates = prefillCandidates(req.headers[PREFILLER_HOST_PORT] ?? req.headers[PREFILLER_URL]);
   if (candidates.length === 0) {
     // Local prefill: the body goes to the decoder byte for byte.
     r.metrics.modes.inc({ connector: c.kvConnector, mode: 'local' });

@@ -7,6 +7,7 @@ import { randomFillSync } from 'node:crypto';
 import { Agent } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import { HOP_BY_HOP_HEADERS } from '../common/index.js';
+import { ROUTING_HEADER_SET } from '../common/pd-contract.js';
 
 export type Stage = 'prefiller' | 'decoder';
 
@@ -48,9 +49,6 @@ export class UpstreamAgents {
   }
 }
 
-/** Routing headers the EPP sets for this sidecar; never forwarded to a model server. */
-export const ROUTING_HEADERS = new Set(['x-prefiller-host-port', 'x-prefiller-url', 'x-encoder-hosts-ports', 'x-kv-cache-source-host-port', 'x-data-parallel-host-port']);
-
 export interface ForwardOptions {
   requestId: string;
   /** Drop Host (legs to another server); passthrough keeps the client's Host, as Go's reverse proxy does. */
@@ -72,7 +70,7 @@ export function forwardHeaders(incoming: IncomingHttpHeaders, o: ForwardOptions)
   for (const name in incoming) {
     const value = incoming[name];
     if (value === undefined) continue;
-    if (HOP_BY_HOP_HEADERS.has(name) || ROUTING_HEADERS.has(name) || connectionListed?.has(name)) continue;
+    if (HOP_BY_HOP_HEADERS.has(name) || ROUTING_HEADER_SET.has(name) || connectionListed?.has(name)) continue;
     if (name === 'content-length' || name === 'x-request-id' || name === 'x-forwarded-for') continue;
     if (name === 'host' && o.dropHost) continue;
     out[name] = value;
