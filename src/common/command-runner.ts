@@ -1,16 +1,22 @@
 /**
  * Runs a long-lived command: loads its options (flag > file > env > default), creates the logger, starts the
- * component, and drains it on SIGTERM/SIGINT. Config errors are printed with the flag and value at fault, exit code 2.
+ * component, and drains it on SIGTERM/SIGINT, or when the process that supervises it is gone (see parent-watch.ts).
+ * Config errors are printed with the flag and value at fault, exit code 2.
  */
 import { ConfigError, HelpRequested, loadOptions, type CommandDefinition, type OptionsSpec, type OptionValues } from './config/index.js';
 import { createLogger, type LogLevel, type Logger } from './logging.js';
+import { watchParent } from './parent-watch.js';
 import { handleShutdownSignals } from './shutdown.js';
 
 export interface RunningComponent {
   stop(deadlineMs: number): Promise<void>;
+  /** Stops at once (a second signal): e.g. kills child processes, so that none outlives this one. */
+  kill?(): Promise<void>;
+  /** Resolves with an exit code when the component ends on its own (e.g. a part it cannot run without exited). */
+  ended?: Promise<number>;
 }
 
-type BaseValues = { logLevel: LogLevel; logFormat: 'json' | 'pretty'; shutdownTimeout: number };
+type BaseValues = { logLevel: LogLevel; logFormat: 'json' | 'pretty'; shutdownTimeout: number; watchParentInterval?: number };
 
 export type CommandStarter<S extends OptionsSpec> = (values: OptionValues<S>, logger: Logger) => Promise<RunningComponent>;
 
@@ -43,6 +49,7 @@ export function defineCommand<S extends OptionsSpec>(def: CommandDefinition<S>, 
   return {
     definition: def as unknown as CommandDefinition<OptionsSpec>,
     async run(argv) {
+      const parentAtStart = process.ppid;
       const parsed = parseCommandOptions(def, argv);
       if ('exitCode' in parsed) return parsed.exitCode;
       const values = parsed.values as OptionValues<S> & BaseValues;
@@ -58,7 +65,15 @@ export function defineCommand<S extends OptionsSpec>(def: CommandDefinition<S>, 
         logger.fatal({ err: e }, `pd-router ${def.name} failed to start`);
         return 1;
       }
-      handleShutdownSignals({ logger, deadlineMs: values.shutdownTimeout, stop: (d) => running.stop(d) });
+      const shutdown = handleShutdownSignals({ logger, deadlineMs: values.shutdownTimeout, stop: (d) => running.stop(d), kill: running.kill && (() => running.kill!()) });
+      // Started by a supervisor with an IPC channel (pd-router dev): its exit, even by SIGKILL, stops this process.
+      // Commands with --watch-parent-interval also stop when their parent pid changes (npm or a shell killed).
+      const parent = watchParent(values.watchParentInterval ?? 0, (how) => shutdown.shutdown(how), parentAtStart);
+      void running.ended?.then((code) => {
+        parent.stop();
+        shutdown.remove();
+        process.exit(code);
+      });
       return -1; // keep running
     },
   };

@@ -4,6 +4,7 @@ export * from './logging.js';
 export * from './metrics.js';
 export { BoundHistogram, type BoundHistogramConfig } from './bound-histogram.js';
 export * from './shutdown.js';
+export * from './parent-watch.js';
 export * from './http.js';
 export * from './openai/index.js';
 export * from './command-runner.js';

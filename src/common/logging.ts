@@ -43,7 +43,9 @@ export function createLogger(s: LoggerSettings): Logger {
     const stream = PinoPretty({ sync: true, colorize: process.stdout.isTTY === true, destination: s.destination ?? 1 });
     return pino(options, stream);
   }
-  return s.destination ? pino(options, s.destination) : pino(options);
+  // Synchronous writes to stdout (as console.log's to a pipe): pino's default asynchronous stream flushes at exit in a
+  // loop that never ends once the reader is gone (EPIPE), so a component whose supervisor died could never exit.
+  return pino(options, s.destination ?? pino.destination({ dest: 1, sync: true }));
 }
 
 /** A logger that drops everything; the default for servers started from tests. */

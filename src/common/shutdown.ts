@@ -12,47 +12,76 @@ export const shutdownOptions = {
   }),
 };
 
+/**
+ * A repeat of a signal this soon after the first is the same request, not a second one: a terminal's Ctrl-C reaches
+ * every process of the foreground group, and npm (which `npm start` runs under) forwards it to its script once more.
+ */
+export const REPEATED_SIGNAL_WINDOW_MS = 2_000;
+
 export interface ShutdownHandlerSettings {
   logger: Logger;
   deadlineMs: number;
   /** Stops every server; must resolve by the deadline (it is given the deadline to enforce). */
   stop: (deadlineMs: number) => Promise<void>;
+  /** What a second signal does before exiting: stop at once (e.g. kill child processes, so none outlives us). */
+  kill?: () => Promise<void>;
   exit?: (code: number) => void;
 }
 
-/** Installs signal handlers; returns a function that removes them. */
-export function handleShutdownSignals(s: ShutdownHandlerSettings): () => void {
+export interface ShutdownHandle {
+  /** Starts the graceful stop for a reason other than a signal (e.g. the parent process is gone). */
+  shutdown(reason: string): void;
+  /** Removes the signal handlers. */
+  remove(): void;
+}
+
+/** Installs signal handlers. */
+export function handleShutdownSignals(s: ShutdownHandlerSettings): ShutdownHandle {
   const exit = s.exit ?? ((code: number) => process.exit(code));
-  let stopping = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      s.logger.warn({ signal }, 'second signal during shutdown, exiting now');
-      exit(1);
-      return;
-    }
-    stopping = true;
-    s.logger.info({ signal, deadlineMs: s.deadlineMs }, 'shutting down: draining in-flight requests');
+  let stoppingSince: number | undefined;
+  // Once a second signal has taken over, the graceful stop (which ends when the killed parts are gone) must not exit 0.
+  let killing = false;
+  const begin = (fields: Record<string, unknown>) => {
+    stoppingSince = performance.now();
+    s.logger.info({ ...fields, deadlineMs: s.deadlineMs }, 'shutting down: draining in-flight requests');
     // A stop that overruns its own deadline must not keep the process alive.
     const backstop = setTimeout(() => {
       s.logger.error('shutdown overran its deadline, exiting');
-      exit(0);
+      void (s.kill?.() ?? Promise.resolve()).finally(() => exit(0));
     }, s.deadlineMs + 5_000);
     backstop.unref();
     s.stop(s.deadlineMs).then(
       () => {
+        if (killing) return;
         s.logger.info('shutdown complete');
         exit(0);
       },
       (err: unknown) => {
+        if (killing) return;
         s.logger.error({ err }, 'error during shutdown');
         exit(1);
       },
     );
   };
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stoppingSince === undefined) return begin({ signal });
+    if (performance.now() - stoppingSince < REPEATED_SIGNAL_WINDOW_MS) {
+      s.logger.debug({ signal }, 'signal repeated while shutting down; already stopping');
+      return;
+    }
+    s.logger.warn({ signal }, 'second signal during shutdown, exiting now');
+    killing = true;
+    void (s.kill?.() ?? Promise.resolve()).finally(() => exit(1));
+  };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-  return () => {
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
+  return {
+    shutdown: (reason) => {
+      if (stoppingSince === undefined) begin({ reason });
+    },
+    remove: () => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    },
   };
 }

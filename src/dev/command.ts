@@ -3,7 +3,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { defineCommand, loggingOptions, opt, shutdownOptions, type CommandDefinition } from '../common/index.js';
+import { defineCommand, loggingOptions, opt, parentWatchOptions, shutdownOptions, type CommandDefinition } from '../common/index.js';
 import { FAILURE_POLICIES } from '../sidecar/options.js';
 import { DECIDERS } from './epp-configs.js';
 import { LATENCY_PROFILES, PROFILE_NAMES } from './profiles.js';
@@ -41,6 +41,11 @@ const devOptions = {
   prefillFailurePolicy: opt.oneOf(FAILURE_POLICIES, { default: D.prefillFailurePolicy, description: 'Sidecar prefill failure policy.' }),
   prometheus: opt.bool({ default: false, description: 'Write a Prometheus scrape config for this stack to --prometheus-file and print how to run Prometheus with it.' }),
   prometheusFile: opt.string({ default: 'pd-router-prometheus.yml', description: 'Where --prometheus writes the scrape config.' }),
+  showLogs: opt.bool({
+    default: false,
+    description: "Print every component's log lines at --log-level and above, each prefixed by the component's name (otherwise only their warnings and errors).",
+  }),
+  ...parentWatchOptions,
   ...shutdownOptions,
   ...loggingOptions,
 };
@@ -50,7 +55,8 @@ const devCommand: CommandDefinition<typeof devOptions> = {
   summary: 'The local P/D stack on simulators: prefill and decode simulators, a sidecar per decode, the EPP and the gateway.',
   description: `Starts N prefill simulators, M decode simulators each fronted by its own routing sidecar, the EPP (file
 discovery of those endpoints, a P/D EndpointPickerConfig) and the gateway, then prints the URLs. Send OpenAI requests to
-the gateway. Ctrl-C stops everything.`,
+the gateway. Ctrl-C (SIGINT) or SIGTERM stops everything, front to back; so does the exit of the process that started
+this one (npm, a shell), and a component started by this process stops when this process is gone, even killed.`,
   options: devOptions,
   envPrefix: 'PD_DEV',
 };
@@ -105,6 +111,8 @@ export const devCommandModule = defineCommand(devCommand, async (v, logger) => {
     failureModeAllow: v.failureModeAllow,
     prefillFailurePolicy: v.prefillFailurePolicy,
     logger,
+    childLogs: { level: v.logLevel, show: v.showLogs, format: v.logFormat },
+    shutdownTimeoutMs: v.shutdownTimeout,
   });
   process.stdout.write(describeStack(stack));
   if (v.prometheus) {
@@ -114,5 +122,14 @@ export const devCommandModule = defineCommand(devCommand, async (v, logger) => {
       `\nPrometheus scrape config written to ${file}. Run:\n  prometheus --config.file=${file}\nthen import deploy/grafana/pd-router-dashboard.json into Grafana (data source: that Prometheus).\n`,
     );
   }
-  return { stop: (d) => stack.close(d) };
+  return {
+    stop: (d) => stack.close(d),
+    kill: () => stack.kill(),
+    // The gateway or the EPP exited on its own: stop the rest and exit non-zero.
+    ended: stack.broken.then(async (why) => {
+      logger.error({ reason: why }, 'the stack cannot serve without it; stopping everything');
+      await stack.close(v.shutdownTimeout);
+      return 1;
+    }),
+  };
 });

@@ -4,10 +4,11 @@
  * caller gets the same handle: URL, ports, and a way to stop or kill it.
  */
 import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { toArgs, type Logger } from '../common/index.js';
+import { toArgs, type Logger, type LogLevel } from '../common/index.js';
 import { simOptions, startSimulator, type SimConfig } from '../sim/index.js';
 import { sidecarOptions, startSidecar, type SidecarConfig } from '../sidecar/index.js';
 import { eppOptions, startEpp, type EppConfig } from '../epp/index.js';
@@ -38,24 +39,88 @@ export interface Component {
 
 export type LaunchMode = 'processes' | 'in-process';
 
+/** What child processes log, and where their lines go. */
+export interface ChildLogSettings {
+  /** Level the user asked for; children log at it (at least at info: their "listening" line says they are ready). */
+  level: LogLevel;
+  /** Print every child line at or above `level`, prefixed by the component; otherwise only warnings and errors. */
+  show: boolean;
+  format: 'json' | 'pretty';
+  /** Where shown lines go (stdout). */
+  out?: NodeJS.WritableStream;
+}
+
+export const DEFAULT_CHILD_LOGS: ChildLogSettings = { level: 'info', show: false, format: 'json' };
+
+/** A child that ignores SIGTERM for this long past its drain deadline is killed. */
+const KILL_GRACE_MS = 2_000;
+
 const READY = /"msg":"(?:simulator|sidecar|epp|gateway) listening"/;
 
-function childComponent(name: string, command: string, args: string[], logger: Logger, timeoutMs = 30_000): Promise<Component> {
+const LEVEL_VALUES: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
+
+type LineFormatter = (line: string) => string;
+
+function lineFormatter(format: 'json' | 'pretty'): LineFormatter {
+  if (format === 'json') return (line) => line + '\n';
+  // Loaded only when asked for, as in createLogger.
+  const { prettyFactory } = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
+  return prettyFactory({ colorize: process.stdout.isTTY === true, ignore: 'component' }) as LineFormatter;
+}
+
+interface ChildSpec {
+  name: string;
+  command: string;
+  args: string[];
+  logger: Logger;
+  logs: ChildLogSettings;
+  shutdownTimeoutMs: number;
+  timeoutMs?: number;
+}
+
+function childComponent(c: ChildSpec): Promise<Component> {
+  const { name, command, logger, logs } = c;
+  const timeoutMs = c.timeoutMs ?? 30_000;
+  const childLevel = LEVEL_VALUES[logs.level]! < LEVEL_VALUES.info! ? logs.level : 'info';
+  const shownFrom = LEVEL_VALUES[logs.level]!;
+  const format = logs.show ? lineFormatter(logs.format) : undefined;
+  const out = logs.out ?? process.stdout;
+  const prefix = `${name.padEnd(10)} | `;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, command, ...args, '--log-level=info'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Its own process group, so a terminal's Ctrl-C reaches only the supervisor, which stops the stack front to back;
+    // the IPC channel is how the child knows its supervisor is gone (even after a SIGKILL): it then stops itself.
+    const child = spawn(process.execPath, [CLI, command, ...c.args, `--log-level=${childLevel}`, `--shutdown-timeout=${c.shutdownTimeoutMs}ms`], {
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      detached: true,
+    });
+    child.channel?.unref();
     let buffered = '';
     let ready = false;
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    const running = () => child.exitCode === null && child.signalCode === null;
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`${name} (pd-router ${command}) did not start within ${timeoutMs}ms:\n${buffered}`));
     }, timeoutMs);
+    const show = (line: string, rec: { level?: string } | undefined) => {
+      if (!format) return false;
+      if (rec && (LEVEL_VALUES[rec.level ?? 'info'] ?? 0) < shownFrom) return true;
+      const text = rec ? format(line) : line + '\n';
+      out.write(text.replace(/\n(?=.)/g, `\n${' '.repeat(prefix.length)}`).replace(/^/, prefix));
+      return true;
+    };
     const onLine = (line: string) => {
       if (!line.trim()) return;
+      let rec: { level?: string; msg?: string } | undefined;
+      try {
+        rec = JSON.parse(line) as { level?: string; msg?: string };
+      } catch {
+        rec = undefined;
+      }
       if (!ready && READY.test(line)) {
         ready = true;
         clearTimeout(timer);
-        const info = JSON.parse(line) as Record<string, unknown>;
+        const info = rec as Record<string, unknown>;
         const ports: Record<string, number> = {};
         for (const [k, v] of Object.entries(info)) if (/port$/i.test(k) && typeof v === 'number') ports[k] = v;
         resolve({
@@ -64,23 +129,25 @@ function childComponent(name: string, command: string, args: string[], logger: L
           ports,
           pid: child.pid,
           exited,
-          stop: async () => {
-            if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+          stop: async (deadlineMs = c.shutdownTimeoutMs) => {
+            if (!running()) return exited;
+            child.kill('SIGTERM');
+            const backstop = setTimeout(() => child.kill('SIGKILL'), Math.min(deadlineMs, c.shutdownTimeoutMs) + KILL_GRACE_MS);
             await exited;
+            clearTimeout(backstop);
           },
           kill: async () => {
-            if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+            if (running()) child.kill('SIGKILL');
             await exited;
           },
         });
-        return;
       }
-      // Children log JSON lines; pass on warnings and errors, tagged with the component.
-      try {
-        const rec = JSON.parse(line) as { level?: string; msg?: string };
-        if (rec.level === 'warn' || rec.level === 'error' || rec.level === 'fatal') logger[rec.level === 'warn' ? 'warn' : 'error']({ component: name, ...rec }, rec.msg ?? '');
-      } catch {
-        logger.info({ component: name }, line);
+      if (show(line, rec)) return;
+      // Not shown in full: pass on warnings, errors and anything that is not a log line (a crash), tagged.
+      if (!rec) logger.warn({ component: name }, line);
+      else if (rec.level === 'warn' || rec.level === 'error' || rec.level === 'fatal') {
+        const { level, time: _time, msg, component: _component, ...fields } = rec as Record<string, unknown>;
+        logger[level === 'warn' ? 'warn' : 'error']({ ...fields, component: name }, String(msg ?? ''));
       }
     };
     const splitter = () => {
@@ -95,6 +162,10 @@ function childComponent(name: string, command: string, args: string[], logger: L
     };
     child.stdout!.on('data', splitter());
     child.stderr!.on('data', splitter());
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} (pd-router ${command}) could not be started: ${err.message}`));
+    });
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
       if (!ready) reject(new Error(`${name} (pd-router ${command}) exited with ${code ?? signal} before it was ready:\n${buffered}`));
@@ -110,32 +181,48 @@ function inProcess(name: string, url: string, ports: Record<string, number>, clo
   return { name, url, ports, exited, stop: (d = 5_000) => stop(d), kill: () => stop(0) };
 }
 
+export interface LauncherSettings {
+  mode: LaunchMode;
+  logger: Logger;
+  /** Child processes only. */
+  childLogs?: ChildLogSettings;
+  /** Child processes' --shutdown-timeout (their drain deadline on SIGTERM). */
+  shutdownTimeoutMs?: number;
+}
+
 export class Launcher {
-  constructor(
-    readonly mode: LaunchMode,
-    private readonly logger: Logger,
-  ) {}
+  readonly mode: LaunchMode;
+  private readonly logger: Logger;
+
+  constructor(private readonly s: LauncherSettings) {
+    this.mode = s.mode;
+    this.logger = s.logger;
+  }
+
+  private child(name: string, command: string, args: string[]): Promise<Component> {
+    return childComponent({ name, command, args, logger: this.logger, logs: this.s.childLogs ?? DEFAULT_CHILD_LOGS, shutdownTimeoutMs: this.s.shutdownTimeoutMs ?? 5_000 });
+  }
 
   async sim(name: string, c: SimConfig): Promise<Component> {
-    if (this.mode === 'processes') return childComponent(name, 'sim', toArgs(simOptions, c), this.logger);
+    if (this.mode === 'processes') return this.child(name, 'sim', toArgs(simOptions, c));
     const h = await startSimulator(c, this.logger.child({ component: name }));
     return inProcess(name, h.url, { port: h.port }, (d) => h.close(d));
   }
 
   async sidecar(name: string, c: SidecarConfig): Promise<Component> {
-    if (this.mode === 'processes') return childComponent(name, 'sidecar', toArgs(sidecarOptions, c), this.logger);
+    if (this.mode === 'processes') return this.child(name, 'sidecar', toArgs(sidecarOptions, c));
     const h = await startSidecar(c, this.logger.child({ component: name }));
     return inProcess(name, h.url, { port: h.ports[0]! }, (d) => h.close(d));
   }
 
   async epp(name: string, c: EppConfig): Promise<Component> {
-    if (this.mode === 'processes') return childComponent(name, 'epp', toArgs(eppOptions, c), this.logger);
+    if (this.mode === 'processes') return this.child(name, 'epp', toArgs(eppOptions, c));
     const h = await startEpp(c, { logger: this.logger.child({ component: name }) });
     return inProcess(name, `127.0.0.1:${h.grpcPort}`, { grpcPort: h.grpcPort, healthPort: h.healthPort, metricsPort: h.metricsPort }, (d) => h.close(d));
   }
 
   async gateway(name: string, c: GatewayConfig): Promise<Component> {
-    if (this.mode === 'processes') return childComponent(name, 'gateway', toArgs(gatewayOptions, c), this.logger);
+    if (this.mode === 'processes') return this.child(name, 'gateway', toArgs(gatewayOptions, c));
     const h = await startGateway(c, this.logger.child({ component: name }));
     return inProcess(name, h.url, { port: h.port }, (d) => h.close(d));
   }

@@ -17,7 +17,7 @@ import { gatewayConfig, type GatewayConfig } from '../gateway/index.js';
 import { sidecarConfig, type SidecarConfig } from '../sidecar/index.js';
 import { simConfig, type SimConfig } from '../sim/index.js';
 import { devEppConfig, type DeciderChoice } from './epp-configs.js';
-import { Launcher, type Component, type LaunchMode } from './launcher.js';
+import { Launcher, type ChildLogSettings, type Component, type LaunchMode } from './launcher.js';
 import { LATENCY_PROFILES, type ProfileName } from './profiles.js';
 
 export interface DevStackOptions {
@@ -51,6 +51,10 @@ export interface DevStackOptions {
   /** Extra gateway settings. */
   gateway?: Partial<GatewayConfig>;
   logger?: Logger;
+  /** Child processes' log level, and whether their lines are printed (processes mode). */
+  childLogs?: ChildLogSettings;
+  /** Child processes' drain deadline on SIGTERM. */
+  shutdownTimeoutMs?: number;
 }
 
 export const DEV_STACK_DEFAULTS: DevStackOptions = {
@@ -92,7 +96,15 @@ export interface DevStack {
   liveEndpoints(): string[];
   /** Takes an endpoint out of discovery (as a pod leaving the pool). */
   removeEndpoint(name: string): void;
+  /**
+   * Resolves when the gateway or the EPP exits on its own (not through close()): without them the stack serves
+   * nothing. Simulators and sidecars that exit only leave discovery, as a pod would.
+   */
+  broken: Promise<string>;
+  /** Stops every component, front to back, all within `deadlineMs`. */
   close(deadlineMs?: number): Promise<void>;
+  /** Kills every component at once. */
+  kill(): Promise<void>;
 }
 
 interface EndpointEntry {
@@ -117,7 +129,7 @@ function portOf(c: Component): number {
 export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promise<DevStack> {
   const o: DevStackOptions = { ...DEV_STACK_DEFAULTS, ...opts };
   const logger = o.logger ?? silentLogger();
-  const launcher = new Launcher(o.mode, logger);
+  const launcher = new Launcher({ mode: o.mode, logger, childLogs: o.childLogs, shutdownTimeoutMs: o.shutdownTimeoutMs });
   const workDir = mkdtempSync(path.join(tmpdir(), 'pd-router-dev-'));
   const endpointsFile = path.join(workDir, 'endpoints.yaml');
   const eppConfigFile = o.eppConfigFile ?? path.join(workDir, 'epp-config.yaml');
@@ -243,6 +255,14 @@ export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promis
         }),
       ),
     );
+    const broken = Promise.race(
+      [gateway, epp].map((c) =>
+        c.exited.then(() => {
+          if (closing) return new Promise<string>(() => {});
+          return `${c.name} exited`;
+        }),
+      ),
+    );
     return {
       options: o,
       shape: `${o.prefill}P${o.decode}D`,
@@ -256,13 +276,21 @@ export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promis
       removeEndpoint: (name) => {
         if (entries.delete(name)) writeEndpoints();
       },
+      broken,
       close: async (deadlineMs = 5_000) => {
         closing = true;
-        // Front to back, so no component sees its upstream vanish while it still has traffic.
-        await gateway.stop(deadlineMs);
-        await epp.stop(deadlineMs);
-        await Promise.all(sidecars.map((s) => s.stop(deadlineMs)));
-        await Promise.all([...prefills, ...decodeSims].map((s) => s.stop(deadlineMs)));
+        // Front to back, so no component sees its upstream vanish while it still has traffic; one deadline for all.
+        const end = performance.now() + deadlineMs;
+        const left = () => Math.max(0, end - performance.now());
+        await gateway.stop(left());
+        await epp.stop(left());
+        await Promise.all(sidecars.map((s) => s.stop(left())));
+        await Promise.all([...prefills, ...decodeSims].map((s) => s.stop(left())));
+        await rm(workDir, { recursive: true, force: true });
+      },
+      kill: async () => {
+        closing = true;
+        await Promise.all(started.map((c) => c.kill()));
         await rm(workDir, { recursive: true, force: true });
       },
     };
