@@ -3,6 +3,7 @@
  * pd-router: one binary, one command per component. `pd-router <command> --help` lists a command's flags.
  */
 import type { CommandModule } from './common/index.js';
+import { packageVersion } from './common/version.js';
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
   sim: { summary: 'GPU-free vLLM simulator (llm-d-inference-sim compatible).', load: async () => (await import('./sim/command.js')).simCommandModule },
@@ -33,7 +34,7 @@ function usage(): string {
     'Commands:',
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}${c.summary}`),
     '',
-    'Run `pd-router <command> --help` for the flags of a command.',
+    'Run `pd-router <command> --help` for the flags of a command, `pd-router --version` for the version.',
   ];
   return lines.join('\n') + '\n';
 }
@@ -43,6 +44,10 @@ async function main(argv: string[]): Promise<void> {
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(usage());
     process.exitCode = name === undefined ? 2 : 0;
+    return;
+  }
+  if (name === '--version' || name === 'version') {
+    process.stdout.write(`pd-router ${packageVersion()}\n`);
     return;
   }
   const command = COMMANDS[name];

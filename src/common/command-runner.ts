@@ -7,6 +7,7 @@ import { ConfigError, HelpRequested, loadOptions, type CommandDefinition, type O
 import { createLogger, type LogLevel, type Logger } from './logging.js';
 import { watchParent } from './parent-watch.js';
 import { handleShutdownSignals } from './shutdown.js';
+import { packageVersion } from './version.js';
 
 export interface RunningComponent {
   stop(deadlineMs: number): Promise<void>;
@@ -30,6 +31,10 @@ export function parseCommandOptions<S extends OptionsSpec>(
   def: CommandDefinition<S>,
   argv: readonly string[],
 ): { values: OptionValues<S> } | { exitCode: number } {
+  if (argv.includes('--version')) {
+    process.stdout.write(`pd-router ${packageVersion()}\n`);
+    return { exitCode: 0 };
+  }
   try {
     return { values: loadOptions(def, { argv }).values };
   } catch (e) {

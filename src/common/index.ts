@@ -5,6 +5,7 @@ export * from './metrics.js';
 export { BoundHistogram, type BoundHistogramConfig } from './bound-histogram.js';
 export * from './shutdown.js';
 export * from './parent-watch.js';
+export { packageVersion } from './version.js';
 export * from './http.js';
 export * from './openai/index.js';
 export * from './command-runner.js';

@@ -320,6 +320,7 @@ export function renderHelp<S extends OptionsSpec>(def: CommandDefinition<S>): st
     rows.push([left, right]);
   }
   rows.push(['--help, -h', 'Show this help.']);
+  rows.push(['--version', 'Print the pd-router version and exit.']);
   const width = Math.min(44, Math.max(...rows.map(([l]) => l.length)) + 2);
   for (const [l, r] of rows) {
     if (l.length + 2 > width) lines.push(`  ${l}`, `  ${' '.repeat(width)}${r}`);
