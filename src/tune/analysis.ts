@@ -4,7 +4,7 @@
  * recommendation: the topology with the highest goodput per GPU within the GPU budget, its runner-up and the margin.
  */
 import { meetsSlo, sloGoodput, type RunSummary, type SloTargets } from '../loadgen/index.js';
-import { gpus, type Topology } from './topology.js';
+import { displayName, gpus, shapeName, type Topology } from './topology.js';
 
 export interface SweepRun {
   topology: Topology;
@@ -122,12 +122,14 @@ export function recommend(goodputs: readonly TopologyGoodput[], gpuBudget: numbe
   const runnerUp = ranked[1];
   const margin = runnerUp && runnerUp.goodputPerGpu > 0 ? (best.goodputPerGpu - runnerUp.goodputPerGpu) / runnerUp.goodputPerGpu : undefined;
   const f = (n: number) => n.toFixed(1);
-  let text = `Recommended: ${best.topology} (${best.kind === 'pd' ? 'P/D' : 'aggregated'}, ${best.gpus} GPUs): SLO goodput ${f(best.goodput)} output tokens/s, ${f(best.goodputPerGpu)} per GPU, under ${sloText}.`;
+  const kind = `${best.kind === 'pd' ? 'P/D' : 'aggregated'}, ${best.gpus} GPUs`;
+  const shape = shapeName(best.topology);
+  let text = `Recommended: ${shape ? `${shape} (${best.topology}; ${kind})` : `${best.topology} (${kind})`}: SLO goodput ${f(best.goodput)} output tokens/s, ${f(best.goodputPerGpu)} per GPU, under ${sloText}.`;
   if (runnerUp) {
-    text += ` Runner-up: ${runnerUp.topology} with ${f(runnerUp.goodputPerGpu)} per GPU`;
+    text += ` Runner-up: ${displayName(runnerUp.topology)} with ${f(runnerUp.goodputPerGpu)} per GPU`;
     text += margin === undefined ? ' (it meets the SLOs at no load level).' : `; margin ${(margin * 100).toFixed(1)}%.`;
   }
-  if (excludedByBudget.length) text += ` Over the ${gpuBudget}-GPU budget and not considered: ${excludedByBudget.join(', ')}.`;
+  if (excludedByBudget.length) text += ` Over the ${gpuBudget}-GPU budget and not considered: ${excludedByBudget.map(displayName).join(', ')}.`;
   return { best, runnerUp, margin, excludedByBudget, text };
 }
 
@@ -141,7 +143,7 @@ export function resultsTable(points: readonly RunPoint[], loadKind: SweepRun['lo
   ];
   for (const p of points) {
     lines.push(
-      `| ${p.topology} | ${p.gpus} | ${p.load} | ${p.requestsPerSec.toFixed(2)} | ${n1(p.outputTokensPerSec)} | ${n1(p.outputTokensPerSecPerGpu)} | ${n1(p.tokensPerSecPerUser)} | ${ms(p.ttftP50)} | ${ms(p.ttftP90)} | ${ms(p.tpotP50)} | ${ms(p.tpotP90)} | ${p.failures} | ${p.meetsSlo ? 'yes' : 'no'} |`,
+      `| ${displayName(p.topology)} | ${p.gpus} | ${p.load} | ${p.requestsPerSec.toFixed(2)} | ${n1(p.outputTokensPerSec)} | ${n1(p.outputTokensPerSecPerGpu)} | ${n1(p.tokensPerSecPerUser)} | ${ms(p.ttftP50)} | ${ms(p.ttftP90)} | ${ms(p.tpotP50)} | ${ms(p.tpotP90)} | ${p.failures} | ${p.meetsSlo ? 'yes' : 'no'} |`,
     );
   }
   return lines.join('\n');
@@ -150,7 +152,7 @@ export function resultsTable(points: readonly RunPoint[], loadKind: SweepRun['lo
 export function goodputTable(goodputs: readonly TopologyGoodput[]): string {
   const lines = ['| topology | kind | GPUs | SLO goodput (tok/s) | per GPU | at load |', '|---|---|---:|---:|---:|---:|'];
   for (const g of [...goodputs].sort((a, b) => b.goodputPerGpu - a.goodputPerGpu)) {
-    lines.push(`| ${g.topology} | ${g.kind === 'pd' ? 'P/D' : 'aggregated'} | ${g.gpus} | ${n1(g.goodput)} | ${n1(g.goodputPerGpu)} | ${g.atLoad ?? '—'} |`);
+    lines.push(`| ${displayName(g.topology)} | ${g.kind === 'pd' ? 'P/D' : 'aggregated'} | ${g.gpus} | ${n1(g.goodput)} | ${n1(g.goodputPerGpu)} | ${g.atLoad ?? '—'} |`);
   }
   return lines.join('\n');
 }

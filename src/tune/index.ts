@@ -12,7 +12,7 @@ import { parseTopology, type Topology } from './topology.js';
 
 export { tuneCommand, tuneOptions } from './options.js';
 export { TUNE_PRESETS, type TunePreset } from './presets.js';
-export { parseTopology, scaleByTp, gpus, type Topology } from './topology.js';
+export { parseTopology, scaleByTp, gpus, shapeName, displayName, type Topology } from './topology.js';
 export { paretoFront, recommend, topologyGoodputs, runPoint, type SweepRun, type RunPoint } from './analysis.js';
 export { renderLineChart, niceTicks } from './svg-chart.js';
 export { writeSweepOutputs } from './report.js';

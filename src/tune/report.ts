@@ -3,7 +3,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { SloTargets } from '../loadgen/index.js';
 import { goodputTable, paretoFront, recommend, resultsTable, runPoint, topologyGoodputs, type Recommendation, type SweepRun } from './analysis.js';
-import { renderLineChart, type ChartSeries } from './svg-chart.js';
+import { renderLineChart, type ChartSeries, type MarkedPoint, type ReferenceLine } from './svg-chart.js';
+import { displayName, shapeName } from './topology.js';
 
 export interface SweepMeta {
   title: string;
@@ -28,8 +29,23 @@ export function writeSweepOutputs(outDir: string, runs: readonly SweepRun[], slo
   const goodputs = topologyGoodputs(runs, slo);
   const rec = recommend(goodputs, gpuBudget, slo);
   const topologies = [...new Set(points.map((p) => p.topology))];
-  const series = (x: (p: (typeof points)[number]) => number, y: (p: (typeof points)[number]) => number): ChartSeries[] =>
-    topologies.map((t) => ({ name: t, points: points.filter((p) => p.topology === t).map((p) => ({ x: x(p), y: y(p) })) }));
+  type Point = (typeof points)[number];
+  // Latency plots show the percentile the SLO gates on, so the SLO line and the points are comparable.
+  const pkey = `p${slo.percentile}` as 'p50' | 'p90' | 'p95' | 'p99';
+  const atSlo = (p: Point, metric: 'timeToFirstToken' | 'timePerOutputToken') => runs[points.indexOf(p)]!.summary.latency[metric][pkey];
+  const unit = runs[0]?.loadKind === 'rate' ? 'rate' : 'c';
+  // Each point is one load level; where the x axis is not the load, the point says which it is.
+  const series = (x: (p: Point) => number, y: (p: Point) => number, labelled = false): ChartSeries[] =>
+    topologies.map((t) => ({
+      name: displayName(t),
+      points: points.filter((p) => p.topology === t).map((p) => ({ x: x(p), y: y(p), label: labelled ? `${unit}=${p.load}` : undefined })),
+    }));
+  // The recommended shape at the load level that gave its goodput, drawn as a star on every plot.
+  const chosen = rec.best && points.find((p) => p.topology === rec.best!.topology && p.load === rec.best!.atLoad);
+  const marked = (x: (p: Point) => number, y: (p: Point) => number): MarkedPoint | undefined =>
+    chosen && { x: x(chosen), y: y(chosen), label: `recommended: ${shapeName(chosen.topology) ?? chosen.topology} at ${unit === 'c' ? 'concurrency' : 'rate'} ${chosen.load}` };
+  const sloLine = (target: number | undefined, scale: number, what: string): ReferenceLine[] =>
+    target === undefined ? [] : [{ y: target * scale, label: `SLO: ${what} p${slo.percentile} ≤ ${target} ms` }];
 
   writeFileSync(
     path.join(outDir, PLOT_FILES.pareto),
@@ -37,18 +53,33 @@ export function writeSweepOutputs(outDir: string, runs: readonly SweepRun[], slo
       title: 'Throughput per GPU vs interactivity (one point per concurrency level)',
       xLabel: 'Tokens per second per user (1 / mean TPOT)',
       yLabel: 'Output tokens per second per GPU',
-      series: series((p) => p.tokensPerSecPerUser, (p) => p.outputTokensPerSecPerGpu),
+      series: series((p) => p.tokensPerSecPerUser, (p) => p.outputTokensPerSecPerGpu, true),
       highlight: front.map((p) => ({ x: p.tokensPerSecPerUser, y: p.outputTokensPerSecPerGpu })),
       highlightLabel: 'Pareto front',
+      marked: marked((p) => p.tokensPerSecPerUser, (p) => p.outputTokensPerSecPerGpu),
     }),
   );
   writeFileSync(
     path.join(outDir, PLOT_FILES.ttft),
-    renderLineChart({ title: 'Time to first token (p90) vs load', xLabel: 'Concurrency (requests in flight)', yLabel: 'TTFT p90 (s)', series: series((p) => p.load, (p) => p.ttftP90) }),
+    renderLineChart({
+      title: `Time to first token (p${slo.percentile}) vs load`,
+      xLabel: 'Concurrency (requests in flight)',
+      yLabel: `TTFT p${slo.percentile} (s)`,
+      series: series((p) => p.load, (p) => atSlo(p, 'timeToFirstToken')),
+      referenceLines: sloLine(slo.ttftMs, 1 / 1000, 'TTFT'),
+      marked: marked((p) => p.load, (p) => atSlo(p, 'timeToFirstToken')),
+    }),
   );
   writeFileSync(
     path.join(outDir, PLOT_FILES.tpot),
-    renderLineChart({ title: 'Time per output token (p90) vs load', xLabel: 'Concurrency (requests in flight)', yLabel: 'TPOT p90 (ms)', series: series((p) => p.load, (p) => p.tpotP90 * 1000) }),
+    renderLineChart({
+      title: `Time per output token (p${slo.percentile}) vs load`,
+      xLabel: 'Concurrency (requests in flight)',
+      yLabel: `TPOT p${slo.percentile} (ms)`,
+      series: series((p) => p.load, (p) => atSlo(p, 'timePerOutputToken') * 1000),
+      referenceLines: sloLine(slo.tpotMs, 1, 'TPOT'),
+      marked: marked((p) => p.load, (p) => atSlo(p, 'timePerOutputToken') * 1000),
+    }),
   );
 
   const sloText = `${slo.ttftMs !== undefined ? `TTFT p${slo.percentile} ≤ ${slo.ttftMs} ms` : ''}${slo.ttftMs !== undefined && slo.tpotMs !== undefined ? ', ' : ''}${slo.tpotMs !== undefined ? `TPOT p${slo.percentile} ≤ ${slo.tpotMs} ms` : ''}`;
@@ -60,6 +91,7 @@ export function writeSweepOutputs(outDir: string, runs: readonly SweepRun[], slo
     `- Command: \`${meta.command}\``,
     `- Workload: ${meta.workload}`,
     `- SLOs: ${sloText}; GPU budget ${gpuBudget}`,
+    '- Names: `ms-d<decode replicas>xTP<TP>-p<prefill replicas>xTP<TP>` is the xPyD shape <prefill>P<decode>D (`ms-d1xTP1-p2xTP1` = 2P1D), `sa-d<replicas>xTP<TP>` is aggregated (`sa-d2xTP1` = agg2); tables show both.',
     meta.simulated
       ? `- Simulated: pd-router simulators (step engine), time scale ${meta.timeScale}; all times and rates are simulated, the sweep took ${meta.wallSeconds.toFixed(0)} s of wall time.`
       : `- Measured against a real deployment in ${meta.wallSeconds.toFixed(0)} s.`,
@@ -78,15 +110,15 @@ export function writeSweepOutputs(outDir: string, runs: readonly SweepRun[], slo
     '',
     '## Pareto front (throughput per GPU vs tokens per second per user)',
     '',
-    ...front.map((p) => `- ${p.topology} at concurrency ${p.load}: ${p.outputTokensPerSecPerGpu.toFixed(1)} tok/s/GPU, ${p.tokensPerSecPerUser.toFixed(1)} tok/s/user`),
+    ...front.map((p) => `- ${displayName(p.topology)} at concurrency ${p.load}: ${p.outputTokensPerSecPerGpu.toFixed(1)} tok/s/GPU, ${p.tokensPerSecPerUser.toFixed(1)} tok/s/user`),
     '',
     '## Plots',
     '',
     `![throughput per GPU vs tokens per user](${PLOT_FILES.pareto})`,
     '',
-    `![TTFT p90 vs concurrency](${PLOT_FILES.ttft})`,
+    `![TTFT p${slo.percentile} vs concurrency](${PLOT_FILES.ttft})`,
     '',
-    `![TPOT p90 vs concurrency](${PLOT_FILES.tpot})`,
+    `![TPOT p${slo.percentile} vs concurrency](${PLOT_FILES.tpot})`,
     '',
   ].join('\n');
   writeFileSync(path.join(outDir, 'results.md'), md);

@@ -1,12 +1,26 @@
 /**
  * Line charts as standalone SVG: labelled axes with round tick values, one coloured series per topology (points joined
- * in load order), a legend, and optional highlighted points (the Pareto front). No dependencies; any browser or
- * image viewer shows the files.
+ * in load order, each optionally labelled, e.g. with its concurrency), a legend, optional highlighted points (the
+ * Pareto front), horizontal reference lines (SLOs) and one marked point (the recommendation). No dependencies; any
+ * browser or image viewer shows the files.
  */
 
 export interface ChartPoint {
   x: number;
   y: number;
+  /** Written next to the point (e.g. "c=8" for concurrency 8). */
+  label?: string;
+}
+
+export interface ReferenceLine {
+  /** Horizontal line at this y (the y range always includes it). */
+  y: number;
+  label: string;
+}
+
+export interface MarkedPoint extends ChartPoint {
+  /** Legend text, e.g. "recommended: 2P1D at concurrency 8". */
+  label: string;
 }
 
 export interface ChartSeries {
@@ -22,6 +36,10 @@ export interface ChartSpec {
   /** Points drawn as rings on top (e.g. the Pareto front). */
   highlight?: ChartPoint[];
   highlightLabel?: string;
+  /** Dashed horizontal lines, e.g. an SLO. */
+  referenceLines?: ReferenceLine[];
+  /** One point drawn as a star, with its own legend entry (the recommended shape at its goodput load). */
+  marked?: MarkedPoint;
   width?: number;
   height?: number;
 }
@@ -62,7 +80,8 @@ export function renderLineChart(spec: ChartSpec): string {
   const ph = H - m.top - m.bottom;
   const all = spec.series.flatMap((s) => s.points).filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
   const xs = niceTicks(Math.min(0, ...all.map((p) => p.x)), Math.max(...all.map((p) => p.x), 0) || 1);
-  const ys = niceTicks(Math.min(0, ...all.map((p) => p.y)), Math.max(...all.map((p) => p.y), 0) || 1);
+  const refYs = (spec.referenceLines ?? []).map((l) => l.y).filter(Number.isFinite);
+  const ys = niceTicks(Math.min(0, ...all.map((p) => p.y), ...refYs), Math.max(...all.map((p) => p.y), ...refYs, 0) || 1);
   const [x0, x1, y0, y1] = [xs[0]!, xs[xs.length - 1]!, ys[0]!, ys[ys.length - 1]!];
   const sx = (x: number) => m.left + ((x - x0) / (x1 - x0 || 1)) * pw;
   const sy = (y: number) => m.top + ph - ((y - y0) / (y1 - y0 || 1)) * ph;
@@ -85,17 +104,44 @@ export function renderLineChart(spec: ChartSpec): string {
     const color = PALETTE[i % PALETTE.length]!;
     const pts = s.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
     if (pts.length > 1) out.push(`<polyline fill="none" stroke="${color}" stroke-width="2.2" points="${pts.map((p) => `${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`).join(' ')}"/>`);
-    for (const p of pts) out.push(`<circle cx="${sx(p.x).toFixed(1)}" cy="${sy(p.y).toFixed(1)}" r="4" fill="${color}"/>`);
+    for (const p of pts) {
+      out.push(`<circle cx="${sx(p.x).toFixed(1)}" cy="${sy(p.y).toFixed(1)}" r="4" fill="${color}"/>`);
+      if (p.label) out.push(`<text class="point-label" x="${(sx(p.x) + 6).toFixed(1)}" y="${(sy(p.y) - 7).toFixed(1)}" font-size="11" fill="${color}">${esc(p.label)}</text>`);
+    }
     const ly = m.top + 10 + i * 24;
     out.push(`<line x1="${W - legendW}" y1="${ly}" x2="${W - legendW + 26}" y2="${ly}" stroke="${color}" stroke-width="3"/>`);
     out.push(`<circle cx="${W - legendW + 13}" cy="${ly}" r="4" fill="${color}"/>`);
     out.push(`<text x="${W - legendW + 34}" y="${ly + 5}" font-size="14">${esc(s.name)}</text>`);
   });
+  // Extra legend rows below the series.
+  let row = spec.series.length;
+  const legendY = () => m.top + 10 + row++ * 24 + 8;
   if (spec.highlight?.length) {
     for (const p of spec.highlight) out.push(`<circle cx="${sx(p.x).toFixed(1)}" cy="${sy(p.y).toFixed(1)}" r="9" fill="none" stroke="#000" stroke-width="1.6"/>`);
-    const ly = m.top + 10 + spec.series.length * 24 + 8;
+    const ly = legendY();
     out.push(`<circle cx="${W - legendW + 13}" cy="${ly}" r="8" fill="none" stroke="#000" stroke-width="1.6"/>`);
     out.push(`<text x="${W - legendW + 34}" y="${ly + 5}" font-size="14">${esc(spec.highlightLabel ?? 'highlighted')}</text>`);
+  }
+  for (const l of spec.referenceLines ?? []) {
+    if (!Number.isFinite(l.y)) continue;
+    const y = sy(l.y).toFixed(1);
+    out.push(`<line class="reference-line" x1="${m.left}" y1="${y}" x2="${m.left + pw}" y2="${y}" stroke="#c00" stroke-width="1.5" stroke-dasharray="7 5"/>`);
+    out.push(`<text x="${m.left + pw - 6}" y="${(sy(l.y) - 6).toFixed(1)}" font-size="12" text-anchor="end" fill="#c00">${esc(l.label)}</text>`);
+    const ly = legendY();
+    out.push(`<line x1="${W - legendW}" y1="${ly}" x2="${W - legendW + 26}" y2="${ly}" stroke="#c00" stroke-width="1.5" stroke-dasharray="7 5"/>`);
+    out.push(`<text x="${W - legendW + 34}" y="${ly + 5}" font-size="14">${esc(l.label)}</text>`);
+  }
+  if (spec.marked && Number.isFinite(spec.marked.x) && Number.isFinite(spec.marked.y)) {
+    const star = (cx: number, cy: number, r: number) =>
+      Array.from({ length: 10 }, (_, i) => {
+        const a = (Math.PI / 5) * i - Math.PI / 2;
+        const rr = i % 2 === 0 ? r : r * 0.45;
+        return `${(cx + rr * Math.cos(a)).toFixed(1)},${(cy + rr * Math.sin(a)).toFixed(1)}`;
+      }).join(' ');
+    out.push(`<polygon class="marked-point" points="${star(sx(spec.marked.x), sy(spec.marked.y), 13)}" fill="#ffd400" fill-opacity="0.85" stroke="#000" stroke-width="1.4"/>`);
+    const ly = legendY();
+    out.push(`<polygon points="${star(W - legendW + 13, ly, 9)}" fill="#ffd400" stroke="#000" stroke-width="1.2"/>`);
+    out.push(`<text x="${W - legendW + 34}" y="${ly + 5}" font-size="14">${esc(spec.marked.label)}</text>`);
   }
   out.push('</svg>');
   return out.join('\n') + '\n';

@@ -26,6 +26,25 @@ export function topologyName(t: Omit<Topology, 'name'>): string {
   return t.kind === 'aggregated' ? `sa-d${t.decode.replicas}xTP${t.decode.tp}` : `ms-d${t.decode.replicas}xTP${t.decode.tp}-p${t.prefill.replicas}xTP${t.prefill.tp}`;
 }
 
+/**
+ * The xPyD shape of an llm-d-benchmark name, in the short form `parseTopology` accepts: `ms-d1xTP1-p2xTP1` is 2P1D
+ * (p = prefill replicas, d = decode replicas), `ms-d1xTP4-p2xTP2` is 2P1D-tp2-4 (prefill TP, decode TP), `sa-d2xTP1`
+ * is agg2 (two aggregated replicas). Undefined for other names (e.g. a --label of a real deployment).
+ */
+export function shapeName(name: string): string | undefined {
+  let m = /^ms-d(\d+)xTP(\d+)-p(\d+)xTP(\d+)$/i.exec(name);
+  if (m) return `${m[3]}P${m[1]}D${m[2] === '1' && m[4] === '1' ? '' : `-tp${m[4]}-${m[2]}`}`;
+  m = /^sa-d(\d+)xTP(\d+)$/i.exec(name);
+  if (m) return `agg${m[1]}${m[2] === '1' ? '' : `-tp${m[2]}`}`;
+  return undefined;
+}
+
+/** How reports name a topology: its shape first, then the llm-d-benchmark name, e.g. "2P1D (ms-d1xTP1-p2xTP1)". */
+export function displayName(name: string): string {
+  const shape = shapeName(name);
+  return shape && shape !== name ? `${shape} (${name})` : name;
+}
+
 /** Parses a topology name; throws with the accepted forms when it cannot. */
 export function parseTopology(text: string): Topology {
   const s = text.trim();
