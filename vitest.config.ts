@@ -5,8 +5,9 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     exclude: ['test/interop/**', 'node_modules/**', 'dist/**'],
-    testTimeout: 20_000,
-    hookTimeout: 20_000,
+    // Upper bounds for a shared, loaded 2-core machine (each test synchronises on events, never on elapsed time).
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
     teardownTimeout: 10_000,
     pool: 'forks',
     maxWorkers: 2,

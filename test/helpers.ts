@@ -6,8 +6,13 @@ import path from 'node:path';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const CLI = path.join(ROOT, 'dist/src/cli.js');
 
-/** Polls a condition until it holds, or fails after `timeoutMs`. Used instead of sleeps. */
+/** The shortest any wait of a test may be: CI is a shared 2-core machine under load, where starting Node takes seconds. */
+export const WAIT_FLOOR_MS = 30_000;
+
+/** Polls a condition until it holds, or fails after `timeoutMs` (at least WAIT_FLOOR_MS). Used instead of sleeps. */
 export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 5_000, what = 'condition'): Promise<void> {
+  // Bounds are upper bounds for a loaded 2-core machine, not expectations: never less than 30 s.
+  timeoutMs = Math.max(timeoutMs, WAIT_FLOOR_MS);
   const deadline = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
@@ -22,7 +27,7 @@ export interface JsonResponse<T = any> {
   text: string;
 }
 
-export async function postJson<T = any>(url: string, body: unknown, headers: Record<string, string> = {}, timeoutMs = 10_000): Promise<JsonResponse<T>> {
+export async function postJson<T = any>(url: string, body: unknown, headers: Record<string, string> = {}, timeoutMs = 60_000): Promise<JsonResponse<T>> {
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
@@ -39,7 +44,7 @@ export async function postJson<T = any>(url: string, body: unknown, headers: Rec
   return { status: res.status, headers: res.headers, body: parsed as T, text };
 }
 
-export async function getJson<T = any>(url: string, timeoutMs = 10_000): Promise<JsonResponse<T>> {
+export async function getJson<T = any>(url: string, timeoutMs = 60_000): Promise<JsonResponse<T>> {
   const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
   const text = await res.text();
   let parsed: unknown;
@@ -92,7 +97,7 @@ export function metricValue(text: string, name: string, labels: Record<string, s
 }
 
 export async function metricsText(baseUrl: string, path = '/metrics'): Promise<string> {
-  const res = await fetch(baseUrl + path, { signal: AbortSignal.timeout(5_000) });
+  const res = await fetch(baseUrl + path, { signal: AbortSignal.timeout(60_000) });
   return res.text();
 }
 
@@ -114,9 +119,9 @@ export interface RunOptions {
   maxOutput?: number;
 }
 
-/** Runs a program to completion, bounded by `timeoutMs` (default 10 s): killed and rejected beyond it. */
+/** Runs a program to completion, bounded by `timeoutMs` (default and least 60 s): killed and rejected beyond it. */
 export function runProcess(command: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
-  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const timeoutMs = Math.max(opts.timeoutMs ?? 0, 60_000);
   const max = opts.maxOutput ?? 1_000_000;
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
@@ -159,12 +164,13 @@ export async function startCli(
   opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
 ): Promise<{ child: ChildProcess; output: () => string; match: RegExpMatchArray; exited: Promise<number | null>; stop: () => Promise<number | null> }> {
   const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const readyMs = Math.max(opts.timeoutMs ?? 0, 60_000);
   let out = '';
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  /** Sends SIGTERM once (unless the process was already signalled) and waits for the exit, SIGKILL after 10s. */
+  /** Sends SIGTERM once (unless the process was already signalled) and waits for the exit, SIGKILL after 60s. */
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null && !child.killed) child.kill('SIGTERM');
-    const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    const t = setTimeout(() => child.kill('SIGKILL'), 60_000);
     const code = await exited;
     clearTimeout(t);
     return code;
@@ -172,8 +178,8 @@ export async function startCli(
   const match = await new Promise<RegExpMatchArray>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`pd-router ${args.join(' ')} not ready within ${opts.timeoutMs ?? 15_000}ms; output:\n${out}`));
-    }, opts.timeoutMs ?? 15_000);
+      reject(new Error(`pd-router ${args.join(' ')} not ready within ${readyMs}ms; output:\n${out}`));
+    }, readyMs);
     const onData = (d: Buffer) => {
       out += d.toString();
       const m = out.match(ready);

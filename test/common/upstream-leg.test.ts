@@ -99,7 +99,7 @@ class CountingSignal extends Cancellation {
 }
 
 describe('UpstreamLeg', () => {
-  it('a reader that stops reading stalls the upstream (bounded queue); the 32 MiB answer then arrives intact', { timeout: 20_000 }, async () => {
+  it('a reader that stops reading stalls the upstream (bounded queue); the 32 MiB answer then arrives intact', { timeout: 180_000 }, async () => {
     const l = await leg('/big', new Cancellation());
     const hash = createHash('sha256');
     const first = (await l.read())!;
@@ -130,14 +130,14 @@ describe('UpstreamLeg', () => {
     expect(hash.digest('hex')).toBe(lastStream.digest);
   });
 
-  it('skips interim 1xx answers (103 Early Hints): open() resolves with the final status', { timeout: 10_000 }, async () => {
+  it('skips interim 1xx answers (103 Early Hints): open() resolves with the final status', { timeout: 180_000 }, async () => {
     const l = await leg('/hints', new Cancellation());
     expect(l.status).toBe(200);
     expect(l.headers.link).toBeUndefined();
     expect((await l.readAll(1024)).toString()).toBe('final');
   });
 
-  it('removes its listeners from the client and peer signals when it ends', { timeout: 10_000 }, async () => {
+  it('removes its listeners from the client and peer signals when it ends', { timeout: 180_000 }, async () => {
     const client = new CountingSignal();
     const peer = new CountingSignal();
     const l = await leg('/small', client, { peerSignal: peer });
@@ -147,7 +147,7 @@ describe('UpstreamLeg', () => {
     expect(peer.attached).toBe(0);
   });
 
-  it('a signal stopped before the call rejects at once with client_gone and sends nothing', { timeout: 10_000 }, async () => {
+  it('a signal stopped before the call rejects at once with client_gone and sends nothing', { timeout: 180_000 }, async () => {
     const client = new Cancellation();
     client.abort();
     const err = await leg('/small', client).catch((e: unknown) => e);
@@ -155,7 +155,7 @@ describe('UpstreamLeg', () => {
     expect((err as LegStopped).reason).toBe('client_gone');
   });
 
-  it('stopping the client signal while waiting for the head rejects open() and aborts the upstream request', { timeout: 10_000 }, async () => {
+  it('stopping the client signal while waiting for the head rejects open() and aborts the upstream request', { timeout: 180_000 }, async () => {
     const client = new Cancellation();
     const closed = new Promise<void>((resolve) => server.once('request', (_req, res: ServerResponse) => res.once('close', () => resolve())));
     const opening = leg('/hang', client);
@@ -167,14 +167,14 @@ describe('UpstreamLeg', () => {
     await closed; // the upstream saw the connection go
   });
 
-  it('the first-byte deadline stops a leg whose upstream never answers', { timeout: 10_000 }, async () => {
+  it('the first-byte deadline stops a leg whose upstream never answers', { timeout: 180_000 }, async () => {
     const err = await leg('/hang', new Cancellation(), { firstByteTimeoutMs: 100 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LegStopped);
     expect((err as LegStopped).reason).toBe('first_byte_timeout');
     expect((err as Error).message).toBe('test leg sent no data within 100ms');
   });
 
-  it('a peer signal stops a running leg with the peer reason', { timeout: 10_000 }, async () => {
+  it('a peer signal stops a running leg with the peer reason', { timeout: 180_000 }, async () => {
     const peer = new Cancellation();
     const l = await leg('/big', new Cancellation(), { peerSignal: peer });
     await l.read();

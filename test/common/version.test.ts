@@ -13,11 +13,11 @@ describe('--version', () => {
       expect(r.code).toBe(0);
       expect(r.stdout).toBe(`pd-router ${version}\n`);
     }
-  }, 90_000);
+  }, 180_000);
 
   it('--version is listed in the help', async () => {
     const [top, sim] = await Promise.all([runCli(['--help'], { timeoutMs: 60_000 }), runCli(['sim', '--help'], { timeoutMs: 60_000 })]);
     expect(top.stdout).toContain('pd-router --version');
     expect(sim.stdout).toMatch(/^ {2}--version +Print the pd-router version and exit\.$/m);
-  }, 90_000);
+  }, 180_000);
 });

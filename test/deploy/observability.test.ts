@@ -23,7 +23,7 @@ beforeAll(async () => {
     metricsText(stack.prefills[0]!.url),
   ]);
   for (const t of texts) for (const m of t.matchAll(/^# (?:HELP|TYPE) (\S+)/gm)) exposed.add(m[1]!);
-}, 30_000);
+}, 180_000);
 afterAll(() => stack?.close());
 
 /** Metric names in a PromQL expression (ours and vLLM's), histogram suffixes removed. */

@@ -5,7 +5,7 @@ import { metricsText, metricValue, postJson } from '../helpers.js';
 let stack: DevStack;
 beforeAll(async () => {
   stack = await startDevStack({ mode: 'in-process', basePort: 0, gatewayPort: 0, profile: 'zero', nonCachedTokens: 64, epp: { decisionHeader: 'on-request' } });
-}, 30_000);
+}, 180_000);
 afterAll(() => stack?.close());
 
 const chat = (content: string, headers: Record<string, string> = {}) =>

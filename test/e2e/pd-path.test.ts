@@ -9,7 +9,7 @@ import { getJson, metricsText, metricValue, postJson, sseJson } from '../helpers
 let stack: DevStack;
 beforeAll(async () => {
   stack = await startDevStack({ basePort: 0, gatewayPort: 0, profile: 'zero', prefill: 1, decode: 1, nonCachedTokens: 64 });
-}, 60_000);
+}, 180_000);
 afterAll(() => stack?.close());
 
 const MODEL = 'sim-model';

@@ -63,13 +63,13 @@ describe('pd-router tune', () => {
     expect(r.stderr).toContain('"2X": invalid topology');
     expect(r.stderr).toContain('--concurrency: "0" is not a positive whole number');
     expect(r.stderr).toContain('--concurrency: "a" is not a positive whole number');
-  }, 20_000);
+  }, 180_000);
 
   it('rejects an --endpoint that is not an http(s) URL', async () => {
     const r = await runCli(['tune', '--endpoint', 'ftp://127.0.0.1/x', '--out', out], { timeoutMs: 15_000 });
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('is not an http(s) URL');
-  }, 20_000);
+  }, 180_000);
 
   it('--help lists every flag with its default and the presets', async () => {
     const r = await runCli(['tune', '--help'], { timeoutMs: 15_000 });
@@ -80,5 +80,5 @@ describe('pd-router tune', () => {
     expect(r.stdout).toContain('pd-disaggregation-small');
     expect(r.stdout).toContain('decode-heavy-small');
     expect(r.stdout).toContain('(default tune-results)');
-  }, 20_000);
+  }, 180_000);
 });
