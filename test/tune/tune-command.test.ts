@@ -17,7 +17,7 @@ describe('pd-router tune', () => {
   it('sweeps agg1 and 1P1D at two load levels and writes the recommendation, tables, plots and per-run reports', async () => {
     const r = await runCli(
       ['tune', '--topologies', 'agg1,1P1D', '--concurrency', '1,2', '--requests-per-concurrency', '2', '--profile', 'zero', '--out', out, '--log-level', 'warn'],
-      { timeoutMs: 90_000 },
+      { timeoutMs: 170_000 },
     );
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/Recommended: (sa-d1xTP1|ms-d1xTP1-p1xTP1)/);
