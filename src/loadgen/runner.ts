@@ -56,20 +56,26 @@ function errorMessage(e: unknown): string {
   return String(e);
 }
 
-/** Resolves at `target` (performance.now() ms) or as soon as `signal` aborts. */
-function sleepUntil(target: number, signal: AbortSignal): Promise<void> {
-  const wait = target - performance.now();
-  if (signal.aborted) return Promise.resolve();
-  if (wait <= 0) return new Promise((r) => setImmediate(r));
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const t = setTimeout(done, wait);
-    signal.addEventListener('abort', done, { once: true });
-  });
+/**
+ * Resolves at or after `target` (performance.now() ms), never before it, or as soon as `signal`
+ * aborts. Node's timers have millisecond granularity and may fire up to 1 ms early, so the wait is
+ * rounded up and re-checked.
+ */
+async function sleepUntil(target: number, signal: AbortSignal): Promise<void> {
+  for (;;) {
+    if (signal.aborted) return;
+    const wait = target - performance.now();
+    if (wait <= 0) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(t);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const t = setTimeout(done, Math.max(1, Math.ceil(wait)));
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
 }
 
 export async function runLoad(o: LoadRunOptions): Promise<RunResult> {
@@ -244,7 +250,7 @@ export async function runLoad(o: LoadRunOptions): Promise<RunResult> {
       const aborted = new Promise<void>((r) => (signal.aborted ? r() : signal.addEventListener('abort', () => r(), { once: true })));
       while (issued < maxRequests && due < wallBudgetMs && !signal.aborted) {
         const target = t0 + due;
-        if (target - performance.now() > 1) {
+        if (target > performance.now()) {
           await sleepUntil(target, signal);
           sinceYield = 0;
         } else if (++sinceYield >= 32) {

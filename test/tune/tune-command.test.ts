@@ -20,7 +20,7 @@ describe('pd-router tune', () => {
       { timeoutMs: 170_000 },
     );
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/Recommended: (sa-d1xTP1|ms-d1xTP1-p1xTP1)/);
+    expect(r.stdout).toMatch(/Recommended: (agg1 \(sa-d1xTP1|1P1D \(ms-d1xTP1-p1xTP1)/);
     // Progress goes to stderr, one line per run.
     expect(r.stderr.match(/concurrency \d+: \d+\/\d+ ok/g)).toHaveLength(4);
 
