@@ -74,8 +74,8 @@ export const sidecarOptions = {
     min: 1,
     description: 'pd-router: longest pause between two chunks of a decode answer; an SSE error event (or a closed connection) beyond it.',
   }),
-  requestBodyTimeout: opt.duration({ default: 60_000, min: 1, description: 'pd-router: deadline for receiving a P/D request body; 408 beyond it.' }),
-  maxRequestBodySize: opt.bytes({ default: 32 * 1024 * 1024, min: 1024, description: 'pd-router: largest request body read for P/D; 413 beyond it.' }),
+  requestBodyTimeout: opt.duration({ default: 60_000, min: 1, description: 'pd-router: deadline for receiving a request body (every path, read whole before it is sent on); 408 beyond it.' }),
+  maxRequestBodySize: opt.bytes({ default: 32 * 1024 * 1024, min: 1024, description: 'pd-router: largest request body (every path); 413 beyond it, before the body is read when Content-Length says so.' }),
   maxPrefillResponseSize: opt.bytes({ default: 8 * 1024 * 1024, min: 1024, description: 'pd-router: largest prefill answer buffered (it is one token).' }),
   maxRewriteBodySize: opt.bytes({
     default: 64 * 1024 * 1024,

@@ -10,14 +10,14 @@
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { randomInt } from 'node:crypto';
-import type { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import type { Logger } from 'pino';
 import { Cancellation, INFERENCE_PATHS, fastifyBaseOptions, parseTarget, renderMetrics, requestIdOf, type ApiType } from '../common/index.js';
 import { CONNECTOR_REGISTRY, type PdContext } from './connectors/index.js';
 import { answerLegFailure, runDecode } from './connectors/context.js';
-import { LegStopped, writeJsonError, writeText } from './errors.js';
+import { writeJsonError, writeText } from './errors.js';
+import { BodyError, closeAfterAnswer, drainBody, hasBody, readBody, settleUnreadBody } from './request-body.js';
 import type { Outcome, SidecarMetrics } from './metrics.js';
 import type { SidecarConfig } from './options.js';
 import type { TargetGuard } from './ssrf-guard.js';
@@ -38,36 +38,6 @@ export interface SidecarRank {
   logger: Logger;
   /** The deprecation of x-data-parallel-host-port has been logged (once per rank). */
   warnedDataParallelHeader?: boolean;
-}
-
-class BodyTooLarge extends Error {}
-
-/** Reads a request body up to `limit` bytes within `timeoutMs`. */
-function readBody(stream: Readable, limit: number, timeoutMs: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const parts: Buffer[] = [];
-    let size = 0;
-    const timer = setTimeout(() => finish(new LegStopped('first_byte_timeout', `request body not received within ${timeoutMs}ms`)), timeoutMs);
-    const finish = (err?: Error) => {
-      clearTimeout(timer);
-      stream.off('data', onData);
-      stream.off('end', onEnd);
-      stream.off('error', finish);
-      if (err) {
-        stream.resume();
-        reject(err);
-      } else resolve(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size));
-    };
-    const onData = (c: Buffer) => {
-      size += c.length;
-      if (size > limit) return finish(new BodyTooLarge(`request body exceeds ${limit} bytes`));
-      parts.push(c);
-    };
-    const onEnd = () => finish();
-    stream.on('data', onData);
-    stream.on('end', onEnd);
-    stream.on('error', finish);
-  });
 }
 
 interface Tracked {
@@ -148,9 +118,7 @@ async function handlePd(r: SidecarRank, api: ApiType, path: string, req: Incomin
   const t = track(r, res, c.kvConnector, log);
   const dp = decoderFor(r, req);
   if (dp.unknownRank !== undefined) {
-    const drained = await drain(req, c.maxRequestBodySize, c.requestBodyTimeout);
-    res.writeHead(400).end();
-    if (!drained) closeAfterAnswer(req, res);
+    await answerBeforeBody(r, req, res, () => res.writeHead(400).end());
     return t.done(path, 'client_error');
   }
   const decoderOrigin = dp.origin!;
@@ -164,9 +132,7 @@ async function handlePd(r: SidecarRank, api: ApiType, path: string, req: Incomin
   const chosen = c.enablePrefillerSampling ? candidates[randomInt(0, candidates.length)]! : candidates[0]!;
   const target = parseTarget(chosen);
   if (!target) {
-    const drained = await drain(req, c.maxRequestBodySize, c.requestBodyTimeout);
-    writeJsonError(res, 400, `invalid x-prefiller-host-port value ${JSON.stringify(chosen)}: expected host:port`);
-    if (!drained) closeAfterAnswer(req, res);
+    await answerBeforeBody(r, req, res, () => writeJsonError(res, 400, `invalid x-prefiller-host-port value ${JSON.stringify(chosen)}: expected host:port`));
     return t.done(path, 'client_error');
   }
   if (!r.guard.allowed(target.host, target.port)) {
@@ -175,30 +141,11 @@ async function handlePd(r: SidecarRank, api: ApiType, path: string, req: Incomin
       { target: target.hostPort, clientIP: clientAddress(req), userAgent: req.headers['user-agent'], requestPath: path, allowlistReady: r.guard.ready() },
       'SSRF protection: prefill target not in allowlist',
     );
-    const drained = await drain(req, c.maxRequestBodySize, c.requestBodyTimeout);
-    writeText(res, 403, 'Forbidden: prefill target not allowed by SSRF protection');
-    if (!drained) closeAfterAnswer(req, res);
+    await answerBeforeBody(r, req, res, () => writeText(res, 403, 'Forbidden: prefill target not allowed by SSRF protection'));
     return t.done(path, 'denied');
   }
-  let rawBody: Buffer;
-  try {
-    rawBody = await readBody(req, c.maxRequestBodySize, c.requestBodyTimeout);
-  } catch (err) {
-    if (err instanceof BodyTooLarge) {
-      writeJsonError(res, 413, err.message, 'RequestTooLarge');
-      // The rest of the upload is not read: close the connection after answering.
-      closeAfterAnswer(req, res);
-      return t.done(path, 'client_error');
-    }
-    if (err instanceof LegStopped) {
-      r.metrics.timeouts.inc({ stage: 'request_body' });
-      writeJsonError(res, 408, err.message, 'RequestTimeout');
-      closeAfterAnswer(req, res);
-      return t.done(path, 'timeout');
-    }
-    r.metrics.clientAborts.inc({ stage: 'request_body' });
-    return t.done(path, 'aborted');
-  }
+  const rawBody = await readOrAnswer(r, req, res);
+  if (typeof rawBody === 'string') return t.done(path, rawBody);
   let body: unknown;
   try {
     body = JSON.parse(rawBody.toString('utf8'));
@@ -245,50 +192,38 @@ async function handlePd(r: SidecarRank, api: ApiType, path: string, req: Incomin
 }
 
 /**
- * Consumes an unread request body so the connection can be reused, within the body bounds: true when it was read to
- * its end; false when it was larger than `limit` bytes, slower than `timeoutMs`, or failed (the caller then closes
- * the connection after answering).
+ * Answers a request refused before its body was read: the body is drained first (within its bounds) so the
+ * connection can be reused, or the connection is closed after the answer.
  */
-function drain(req: IncomingMessage, limit: number, timeoutMs: number): Promise<boolean> {
-  if (req.readableEnded || !hasBody(req)) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    let size = 0;
-    const finish = (ok: boolean) => {
-      clearTimeout(timer);
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onFail);
-      req.off('close', onFail);
-      if (!ok) req.pause();
-      resolve(ok);
-    };
-    const onData = (c: Buffer) => {
-      size += c.length;
-      if (size > limit) finish(false);
-    };
-    const onEnd = () => finish(true);
-    const onFail = () => finish(false);
-    const timer = setTimeout(onFail, timeoutMs);
-    req.on('data', onData);
-    req.once('end', onEnd);
-    req.once('error', onFail);
-    req.once('close', onFail);
-  });
+async function answerBeforeBody(r: SidecarRank, req: IncomingMessage, res: ServerResponse, answer: () => void): Promise<void> {
+  const drained = await drainBody(req, r.config.maxRequestBodySize, r.config.requestBodyTimeout);
+  if (!drained) closeAfterAnswer(req, res);
+  answer();
 }
 
-/** Whether the request carries a body (HTTP/1.1: a non-zero Content-Length or a Transfer-Encoding). */
-function hasBody(req: IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  return length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined;
+/** Reads the request body within its bounds; when it cannot, answers (413, 408) and returns the outcome instead. */
+async function readOrAnswer(r: SidecarRank, req: IncomingMessage, res: ServerResponse): Promise<Buffer | Outcome> {
+  try {
+    return await readBody(req, res, r.config.maxRequestBodySize, r.config.requestBodyTimeout);
+  } catch (err) {
+    if (!(err instanceof BodyError)) throw err;
+    if (err.kind === 'aborted') {
+      r.metrics.clientAborts.inc({ stage: 'request_body' });
+      return 'aborted';
+    }
+    // The rest of the upload is not read: the connection closes after the answer.
+    closeAfterAnswer(req, res);
+    if (err.kind === 'too_large') {
+      writeJsonError(res, 413, err.message, 'RequestTooLarge');
+      return 'client_error';
+    }
+    r.metrics.timeouts.inc({ stage: 'request_body' });
+    writeJsonError(res, 408, err.message, 'RequestTimeout');
+    return 'timeout';
+  }
 }
 
-/** Closes the client connection once the answer is sent (the rest of its upload is not read). */
-function closeAfterAnswer(req: IncomingMessage, res: ServerResponse): void {
-  if (res.writableFinished) req.socket.destroy();
-  else res.once('finish', () => req.socket.destroy());
-}
-
-/** Streams the request to the decoder as it came and relays the answer unchanged. */
+/** Sends the request to the decoder as it came (its body read whole first) and relays the answer unchanged. */
 async function relayRaw(r: SidecarRank, req: IncomingMessage, t: Tracked, log: RequestLog, origin: string, mode: 'local' | 'passthrough'): Promise<Outcome> {
   const method = req.method ?? 'GET';
   const url = req.url ?? '/';
@@ -309,6 +244,12 @@ async function relayRaw(r: SidecarRank, req: IncomingMessage, t: Tracked, log: R
     },
     timings: { start: t.start, prefillMs: 0, decodeTtfbMs: 0 },
   } as unknown as PdContext;
+  let body: Buffer | undefined;
+  if (hasBody(req)) {
+    const read = await readOrAnswer(r, req, t.res);
+    if (typeof read === 'string') return read;
+    body = read;
+  }
   let leg: UpstreamLeg;
   try {
     leg = await UpstreamLeg.open({
@@ -317,7 +258,7 @@ async function relayRaw(r: SidecarRank, req: IncomingMessage, t: Tracked, log: R
       method,
       path: url,
       headers: forwardHeaders(req.headers, { requestId: log.requestId, dropHost: false, clientAddress: ctx.clientAddress }),
-      body: hasBody(req) ? req : undefined,
+      body,
       clientSignal: t.signal,
       firstByteTimeoutMs: r.config.decodeFirstByteTimeout,
       idleTimeoutMs: r.config.decodeIdleTimeout,
@@ -352,6 +293,7 @@ function serverWithFastPath(r: SidecarRank, https: { key: string; cert: string }
     opts: { keepAliveTimeout?: number; requestTimeout?: number; connectionTimeout?: number; maxRequestsPerSocket?: number },
   ): Server => {
     const onRequest: RequestListener = (req, res) => {
+      settleUnreadBody(req, res, r.config.maxRequestBodySize, r.config.requestBodyTimeout);
       if (req.method === 'POST' && !isClosing()) {
         const url = req.url ?? '';
         const q = url.indexOf('?');
@@ -386,7 +328,7 @@ export function buildSidecarServer(r: SidecarRank, https?: { key: string; cert: 
     done();
   });
   app.removeAllContentTypeParsers();
-  // Bodies stay streams: passthrough pipes them, the P/D handler reads them with its own bound.
+  // Bodies stay streams: every path reads them itself, within its bounds (request-body.ts).
   app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
 
   app.get('/health', async (_req, reply) => reply.code(200).send());

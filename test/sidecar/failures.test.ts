@@ -165,7 +165,7 @@ describe('bad client input', () => {
     f = await startPd({ sidecar: { maxRequestBodySize: 2048 } });
     const r = await postJson(`${f.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x'.repeat(10_000) }, { 'x-prefiller-host-port': f.prefillHeader });
     expect(r.status).toBe(413);
-    expect(r.body).toEqual({ object: 'error', message: 'request body exceeds 2048 bytes', type: 'RequestTooLarge', param: '', code: 413 });
+    expect(r.body).toEqual({ object: 'error', message: 'request body exceeds 2048 bytes (--max-request-body-size)', type: 'RequestTooLarge', param: '', code: 413 });
   });
 
   it('a decoder that refuses connections gives upstream\'s 503 "decode node is not ready"', async () => {
