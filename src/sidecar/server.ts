@@ -17,7 +17,7 @@ import { Cancellation, INFERENCE_PATHS, fastifyBaseOptions, parseTarget, renderM
 import { CONNECTOR_REGISTRY, type PdContext } from './connectors/index.js';
 import { answerLegFailure, runDecode } from './connectors/context.js';
 import { writeJsonError, writeText } from './errors.js';
-import { BodyError, closeAfterAnswer, drainBody, hasBody, readBody, settleUnreadBody } from './request-body.js';
+import { BodyError, closeAfterAnswer, drainBody, expectContinue, hasBody, readBody, settleUnreadBody } from './request-body.js';
 import type { Outcome, SidecarMetrics } from './metrics.js';
 import type { SidecarConfig } from './options.js';
 import type { TargetGuard } from './ssrf-guard.js';
@@ -307,6 +307,12 @@ function serverWithFastPath(r: SidecarRank, https: { key: string; cert: string }
       fastifyHandler(req, res);
     };
     const server = https ? (createHttpsServer(https, onRequest) as unknown as Server) : createServer(onRequest);
+    // Expect: 100-continue: "100 Continue" goes out when the body is first read (request-body.ts), not before every
+    // such request as Node does by default, so a request refused first gets its final status without an upload.
+    server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+      expectContinue(req);
+      server.emit('request', req, res);
+    });
     if (opts.keepAliveTimeout !== undefined) server.keepAliveTimeout = opts.keepAliveTimeout;
     if (opts.requestTimeout !== undefined) server.requestTimeout = opts.requestTimeout;
     if (opts.connectionTimeout !== undefined) server.setTimeout(opts.connectionTimeout);
