@@ -76,6 +76,12 @@ export const sidecarOptions = {
   }),
   requestBodyTimeout: opt.duration({ default: 60_000, min: 1, description: 'pd-router: deadline for receiving a request body (every path, read whole before it is sent on); 408 beyond it.' }),
   maxRequestBodySize: opt.bytes({ default: 32 * 1024 * 1024, min: 1024, description: 'pd-router: largest request body (every path); 413 beyond it, before the body is read when Content-Length says so.' }),
+  maxJsonDepth: opt.int({
+    default: 256,
+    min: 2,
+    max: 1000,
+    description: 'pd-router: deepest JSON nesting the sidecar parses (request bodies, prefill answers); 400 for a request, 502 for a prefill answer beyond it.',
+  }),
   maxPrefillResponseSize: opt.bytes({ default: 8 * 1024 * 1024, min: 1024, description: 'pd-router: largest prefill answer buffered (it is one token).' }),
   maxRewriteBodySize: opt.bytes({
     default: 64 * 1024 * 1024,

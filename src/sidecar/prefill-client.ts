@@ -7,6 +7,7 @@
 import type { Dispatcher } from 'undici';
 import { LegStopped } from './errors.js';
 import { UpstreamLeg, connectErrorCode, type StopSignal } from '../common/upstream-leg.js';
+import { depthMessage, nestedDeeperThan } from './json-body.js';
 
 type JsonObject = Record<string, unknown>;
 
@@ -28,6 +29,8 @@ export interface PrefillRequest {
   clientSignal: StopSignal;
   timeoutMs: number;
   maxResponseBytes: number;
+  /** Deepest JSON nesting accepted in a prefill answer (--max-json-depth). */
+  maxJsonDepth: number;
   maxRetries: number;
   backoffMs: number;
   retryTransportErrors: boolean;
@@ -81,6 +84,9 @@ async function attempt(p: PrefillRequest): Promise<PrefillOutcome> {
       json = JSON.parse(body.toString('utf8'));
     } catch {
       return { kind: 'bad_response', message: `prefiller ${p.targetLabel} answered ${leg.status} with a body that is not JSON`, attempts: 1 };
+    }
+    if (nestedDeeperThan(json, p.maxJsonDepth)) {
+      return { kind: 'bad_response', message: `the prefiller answered ${leg.status} with JSON ${depthMessage(p.maxJsonDepth)}`, attempts: 1 };
     }
     if (!json || typeof json !== 'object' || Array.isArray(json)) {
       return { kind: 'bad_response', message: `prefiller ${p.targetLabel} answered ${leg.status} with a JSON ${Array.isArray(json) ? 'array' : typeof json}, not an object`, attempts: 1 };

@@ -17,6 +17,7 @@ import { Cancellation, INFERENCE_PATHS, fastifyBaseOptions, parseTarget, renderM
 import { CONNECTOR_REGISTRY, type PdContext } from './connectors/index.js';
 import { answerLegFailure, runDecode } from './connectors/context.js';
 import { writeJsonError, writeText } from './errors.js';
+import { parseJsonObject } from './json-body.js';
 import { BodyError, closeAfterAnswer, drainBody, expectContinue, hasBody, readBody, settleUnreadBody } from './request-body.js';
 import type { Outcome, SidecarMetrics } from './metrics.js';
 import type { SidecarConfig } from './options.js';
@@ -146,17 +147,12 @@ async function handlePd(r: SidecarRank, api: ApiType, path: string, req: Incomin
   }
   const rawBody = await readOrAnswer(r, req, res);
   if (typeof rawBody === 'string') return t.done(path, rawBody);
-  let body: unknown;
-  try {
-    body = JSON.parse(rawBody.toString('utf8'));
-  } catch (err) {
-    writeJsonError(res, 400, `invalid JSON: ${(err as Error).message}`, 'BadRequestError');
+  const parsed = parseJsonObject(rawBody, c.maxJsonDepth);
+  if ('error' in parsed) {
+    writeJsonError(res, 400, parsed.error, 'BadRequestError');
     return t.done(path, 'client_error');
   }
-  if (!body || typeof body !== 'object' || Array.isArray(body)) {
-    writeJsonError(res, 400, 'invalid JSON: the request body must be a JSON object', 'BadRequestError');
-    return t.done(path, 'client_error');
-  }
+  const body = parsed.value;
   const incomingTrace = req.headers.traceparent;
   const ctx: PdContext = {
     requestId: log.requestId,
@@ -166,7 +162,7 @@ async function handlePd(r: SidecarRank, api: ApiType, path: string, req: Incomin
     url: req.url ?? path,
     headers: req.headers,
     clientAddress: clientAddress(req),
-    body: body as Record<string, unknown>,
+    body,
     rawBody,
     res,
     signal: t.signal,

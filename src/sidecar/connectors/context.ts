@@ -93,6 +93,7 @@ export function prefillRequest(ctx: PdContext, body: string, expect: PrefillRequ
     clientSignal: ctx.signal,
     timeoutMs: c.prefillTimeout,
     maxResponseBytes: c.maxPrefillResponseSize,
+    maxJsonDepth: c.maxJsonDepth,
     maxRetries: c.prefillMaxRetries,
     backoffMs: c.prefillRetryBackoff,
     retryTransportErrors: c.prefillFailurePolicy !== 'fail',
