@@ -18,6 +18,7 @@ import { CONNECTOR_REGISTRY, type PdContext } from './connectors/index.js';
 import { answerLegFailure, runDecode } from './connectors/context.js';
 import { writeJsonError, writeText } from './errors.js';
 import { parseJsonObject } from './json-body.js';
+import { clientTransferFields } from './client-kv-params.js';
 import { BodyError, closeAfterAnswer, drainBody, expectContinue, hasBody, readBody, settleUnreadBody } from './request-body.js';
 import type { Outcome, SidecarMetrics } from './metrics.js';
 import type { SidecarConfig } from './options.js';
@@ -145,14 +146,22 @@ async function handlePd(r: SidecarRank, api: ApiType, path: string, req: Incomin
     await answerBeforeBody(r, req, res, () => writeText(res, 403, 'Forbidden: prefill target not allowed by SSRF protection'));
     return t.done(path, 'denied');
   }
-  const rawBody = await readOrAnswer(r, req, res);
-  if (typeof rawBody === 'string') return t.done(path, rawBody);
-  const parsed = parseJsonObject(rawBody, c.maxJsonDepth);
+  const read = await readOrAnswer(r, req, res);
+  if (typeof read === 'string') return t.done(path, read);
+  const parsed = parseJsonObject(read, c.maxJsonDepth);
   if ('error' in parsed) {
     writeJsonError(res, 400, parsed.error, 'BadRequestError');
     return t.done(path, 'client_error');
   }
-  const body = parsed.value;
+  let body = parsed.value;
+  let rawBody = read;
+  // The client's own transfer fields never reach a model server; every leg is built from the body without them.
+  const stripped = clientTransferFields(c.kvConnector).strip(body);
+  if (stripped) {
+    body = stripped;
+    rawBody = Buffer.from(JSON.stringify(stripped));
+    log.logger.info({ fields: clientTransferFields(c.kvConnector).fields }, 'removed the client\'s KV transfer fields from the request body');
+  }
   const incomingTrace = req.headers.traceparent;
   const ctx: PdContext = {
     requestId: log.requestId,
@@ -244,7 +253,14 @@ async function relayRaw(r: SidecarRank, req: IncomingMessage, t: Tracked, log: R
   if (hasBody(req)) {
     const read = await readOrAnswer(r, req, t.res);
     if (typeof read === 'string') return read;
-    body = read;
+    // Byte for byte, unless the client's KV transfer fields had to be removed.
+    const kept = clientTransferFields(r.config.kvConnector).stripRaw(read, r.config.maxJsonDepth);
+    if ('error' in kept) {
+      writeJsonError(t.res, 400, kept.error, 'BadRequestError');
+      return 'client_error';
+    }
+    if (kept.removed) log.logger.info({ mode }, 'removed the client\'s KV transfer fields from the request body');
+    body = kept.bytes;
   }
   let leg: UpstreamLeg;
   try {
