@@ -134,7 +134,9 @@ async function handlePd(r: SidecarRank, api: ApiType, path: string, req: Incomin
   const chosen = c.enablePrefillerSampling ? candidates[randomInt(0, candidates.length)]! : candidates[0]!;
   const target = parseTarget(chosen);
   if (!target) {
-    await answerBeforeBody(r, req, res, () => writeJsonError(res, 400, `invalid x-prefiller-host-port value ${JSON.stringify(chosen)}: expected host:port`));
+    // The value (the EPP's, or a client's) goes to the log, not back to the client.
+    log.logger.warn({ value: chosen.slice(0, 256) }, 'invalid x-prefiller-host-port value');
+    await answerBeforeBody(r, req, res, () => writeJsonError(res, 400, 'invalid x-prefiller-host-port header: expected host:port'));
     return t.done(path, 'client_error');
   }
   if (!r.guard.allowed(target.host, target.port)) {

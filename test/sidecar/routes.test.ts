@@ -130,7 +130,7 @@ describe('prefill header values', () => {
   it('rejects a value that is not host:port with 400', async () => {
     const r = await postJson(`${f.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x' }, { 'x-prefiller-host-port': 'no-port-here' });
     expect(r.status).toBe(400);
-    expect(r.body).toEqual({ object: 'error', message: 'invalid x-prefiller-host-port value "no-port-here": expected host:port', type: 'BadRequestError', param: '', code: 400 });
+    expect(r.body).toEqual({ object: 'error', message: 'invalid x-prefiller-host-port header: expected host:port', type: 'BadRequestError', param: '', code: 400 });
   });
 });
 

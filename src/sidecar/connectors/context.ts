@@ -86,7 +86,6 @@ export function prefillRequest(ctx: PdContext, body: string, expect: PrefillRequ
   return {
     agent: ctx.agents.prefill as Dispatcher,
     origin: prefillOrigin(ctx),
-    targetLabel: ctx.target.hostPort,
     path: ctx.url,
     headers: legHeaders(ctx),
     body,
@@ -149,7 +148,8 @@ export function answerLegFailure(ctx: PdContext, err: unknown, stage: 'decode' |
   const code = connectErrorCode(err);
   if (!headersSent) {
     if (stage === 'decode' && code === 'ECONNREFUSED') writeJsonError(ctx.res, 503, DECODER_NOT_READY, 'ServiceUnavailable');
-    else writeJsonError(ctx.res, 502, `${stage} failed: ${code ?? ''} ${(err as Error)?.message ?? String(err)}`.replace(/\s+/g, ' ').trim(), 'BadGateway');
+    // The error's own text can name an internal address: it goes to the log below, the client gets the code.
+    else writeJsonError(ctx.res, 502, `${stage} failed: the ${stage === 'decode' ? 'model server' : 'prefiller'} connection failed (${code ?? 'unexpected error'})`, 'BadGateway');
   }
   ctx.logger.warn({ err, stage, code, prefiller: ctx.target?.hostPort }, `${stage} leg failed`);
   return 'upstream_error';
