@@ -50,13 +50,18 @@ interface Tracked {
   done: (path: string, outcome: Outcome) => void;
 }
 
-/** Ties a stop signal to the client connection and counts the request once it ends. */
-function track(r: SidecarRank, res: ServerResponse, connector: string, log: RequestLog): Tracked {
+/**
+ * Ties a stop signal to the client connection and counts the request once it ends. Only inference requests count as
+ * requests (in flight, by outcome, and in the latency histograms); passthrough traffic (the EPP scrapes vLLM's
+ * /metrics through the sidecar every 50 ms) has its own counter, or it would outnumber the requests it measures.
+ */
+function track(r: SidecarRank, res: ServerResponse, connector: string, log: RequestLog, kind: 'inference' | 'passthrough'): Tracked {
   const signal = new Cancellation();
   res.once('close', () => {
     if (!res.writableFinished) signal.abort();
   });
-  r.metrics.inflight.inc();
+  const inference = kind === 'inference';
+  if (inference) r.metrics.inflight.inc();
   let counted = false;
   const start = performance.now();
   return {
@@ -66,8 +71,10 @@ function track(r: SidecarRank, res: ServerResponse, connector: string, log: Requ
     done: (path, outcome) => {
       if (counted) return;
       counted = true;
-      r.metrics.inflight.dec();
-      r.metrics.requests.inc({ path, connector, outcome });
+      if (inference) {
+        r.metrics.inflight.dec();
+        r.metrics.requests.inc({ path, connector, outcome });
+      } else r.metrics.passthroughRequests.inc({ outcome });
       if (log.debug) log.logger.debug({ path, outcome, ms: Math.round(performance.now() - start) }, 'request done');
     },
   };
@@ -117,7 +124,7 @@ function decoderFor(r: SidecarRank, req: IncomingMessage): { origin?: string; un
 async function handlePd(r: SidecarRank, api: ApiType, path: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const c = r.config;
   const log = new RequestLog(r.logger, requestIdOf(req));
-  const t = track(r, res, c.kvConnector, log);
+  const t = track(r, res, c.kvConnector, log, 'inference');
   const dp = decoderFor(r, req);
   if (dp.unknownRank !== undefined) {
     await answerBeforeBody(r, req, res, () => res.writeHead(400).end());
@@ -372,8 +379,7 @@ export function buildSidecarServer(r: SidecarRank, https?: { key: string; cert: 
   const passthrough = async (request: FastifyRequest, reply: FastifyReply) => {
     reply.hijack();
     const log = new RequestLog(r.logger, String(request.id));
-    const t = track(r, reply.raw, 'none', log);
-    r.metrics.modes.inc({ connector: r.config.kvConnector, mode: 'passthrough' });
+    const t = track(r, reply.raw, 'none', log, 'passthrough');
     t.done('other', await relayRaw(r, request.raw, t, log, r.decoderOrigin, 'passthrough'));
   };
   app.all('/*', passthrough);

@@ -191,7 +191,8 @@ export async function runDecode(ctx: PdContext, step: DecodeStep): Promise<Outco
     prefix: step.prefix,
     metrics: ctx.metrics,
     logger: () => ctx.logger,
-    onFirstClientByte: () => {
+    // Latency is an inference request's: passthrough answers (vLLM's /metrics, /v1/models) are not timed.
+    onFirstClientByte: step.mode === 'passthrough' ? undefined : () => {
       const now = performance.now();
       const t = ctx.timings;
       t.decodeTtfbMs = (opened.firstByteAt || now) - opened.sentAt;
