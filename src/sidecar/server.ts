@@ -1,6 +1,7 @@
 /**
  * The sidecar's HTTP surface for one data-parallel rank. P/D routes read the routing headers and hand the request to
- * the connector; every other method and path is relayed to the local vLLM unchanged (streamed both ways).
+ * the connector; every other method and path is relayed to the local vLLM unchanged (its body read whole within the
+ * body bounds, as on every path, then sent on without the client's KV transfer fields; the answer streamed).
  *
  * The five inference routes are the hot path: their POSTs go straight from Node's HTTP server to the P/D handler,
  * before fastify's routing, hooks and per-request objects (about a tenth of the sidecar's CPU per request). Fastify
@@ -133,7 +134,7 @@ async function handlePd(r: SidecarRank, api: ApiType, path: string, req: Incomin
   const decoderOrigin = dp.origin!;
   const candidates = prefillCandidates(req.headers[PREFILLER_HOST_PORT] ?? req.headers[PREFILLER_URL]);
   if (candidates.length === 0) {
-    // Local prefill: the body goes to the decoder byte for byte.
+    // Local prefill: the body goes to the decoder byte for byte (without the client's KV transfer fields, if any).
     r.metrics.modes.inc({ connector: c.kvConnector, mode: 'local' });
     const outcome = await relayRaw(r, req, t, log, decoderOrigin, 'local');
     return t.done(path, outcome);

@@ -192,15 +192,18 @@ export async function runDecode(ctx: PdContext, step: DecodeStep): Promise<Outco
     metrics: ctx.metrics,
     logger: () => ctx.logger,
     // Latency is an inference request's: passthrough answers (vLLM's /metrics, /v1/models) are not timed.
-    onFirstClientByte: step.mode === 'passthrough' ? undefined : () => {
-      const now = performance.now();
-      const t = ctx.timings;
-      t.decodeTtfbMs = (opened.firstByteAt || now) - opened.sentAt;
-      ctx.metrics.decodeTtfb.observe({ mode: step.mode }, t.decodeTtfbMs / 1000);
-      ctx.metrics.ttft.observe({ mode: step.mode }, (now - t.start) / 1000);
-      ctx.metrics.overhead.observe({ mode: step.mode }, Math.max(0, now - t.start - t.prefillMs - t.decodeTtfbMs) / 1000);
-    },
+    onFirstClientByte: step.mode === 'passthrough' ? undefined : () => observeFirstByte(ctx, step.mode, opened),
   });
   if (outcome.kind === 'done') return opened.status >= 500 ? 'upstream_error' : opened.status >= 400 ? 'client_error' : 'success';
   return answerLegFailure(ctx, outcome.error, 'decode', outcome.headersSent);
+}
+
+/** The latency split of an inference request at its first byte to the client (TTFT, decode TTFB, the sidecar's share). */
+function observeFirstByte(ctx: PdContext, mode: Mode, leg: UpstreamLeg): void {
+  const now = performance.now();
+  const t = ctx.timings;
+  t.decodeTtfbMs = (leg.firstByteAt || now) - leg.sentAt;
+  ctx.metrics.decodeTtfb.observe({ mode }, t.decodeTtfbMs / 1000);
+  ctx.metrics.ttft.observe({ mode }, (now - t.start) / 1000);
+  ctx.metrics.overhead.observe({ mode }, Math.max(0, now - t.start - t.prefillMs - t.decodeTtfbMs) / 1000);
 }
