@@ -2,7 +2,10 @@
  * The client's request body on every path (P/D, local, passthrough): read within --request-body-timeout and
  * --max-request-body-size before any upstream leg, and never left half read on a keep-alive connection.
  */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { sidecarConfig, startSidecar } from '../../src/sidecar/index.js';
 import { MODEL, records, startPd, type PdFixture } from './fixture.js';
 import { RawConnection, requestHead } from './raw-http.js';
 
@@ -76,6 +79,41 @@ describe('a body over the model server\'s limit', () => {
       c.destroy();
     }
   }, 60_000);
+});
+
+describe('a model server that fails mid-upload', () => {
+  it.each([
+    ['local', '/v1/completions'],
+    ['passthrough', '/v1/embeddings'],
+  ])('%s: the client gets an answer and its keep-alive connection serves the next request', async (_name, path) => {
+    // A model server that drops the connection after 64 KiB of a body (the simulator cannot fail this way).
+    const model = http.createServer((req, res) => {
+      let got = 0;
+      req.on('data', (c: Buffer) => {
+        got += c.length;
+        if (got > 64 * 1024) req.socket.destroy();
+      });
+      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'));
+    });
+    await new Promise<void>((r) => model.listen(0, '127.0.0.1', r));
+    const sidecar = await startSidecar(
+      sidecarConfig({ host: '127.0.0.1', port: 0, secureProxy: false, modelServerHost: '127.0.0.1', modelServerPort: (model.address() as AddressInfo).port }),
+    );
+    const c = await RawConnection.open(sidecar.url);
+    try {
+      const big = JSON.stringify({ model: MODEL, input: 'word '.repeat((4 * MiB) / 5) });
+      void c.write(requestHead('POST', path, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(big) }) + big);
+      expect((await c.next(10_000)).status).toBe(502);
+      // Not awaited: with the first body left unread, this write would never complete.
+      void c.write(requestHead('POST', path, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(small) }) + small);
+      expect((await c.next(10_000)).status).toBe(200);
+    } finally {
+      c.destroy();
+      await sidecar.close();
+      model.closeAllConnections();
+      await new Promise((r) => model.close(r));
+    }
+  }, 30_000);
 });
 
 describe('bodies the sidecar answers without reading', () => {
