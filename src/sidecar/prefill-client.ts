@@ -1,10 +1,11 @@
 /**
- * Sends a prefill leg and classifies the result. Messages go to the client, so they never name the prefiller's address
- * (an internal pod address): the callers log it with the request id.
- * Retries follow upstream llm-d (#1206): 502/503/504 answers are retried
+ * Sends a prefill leg and classifies the result. Retries follow upstream llm-d (#1206): 502/503/504 answers are retried
  * on the same host up to --prefill-max-retries; with --prefill-failure-policy=retry (or local) connection errors and
  * per-attempt timeouts are retried too. The wait doubles from --prefill-retry-backoff. A 2xx answer is never retried:
  * the prefiller may already hold KV blocks for it.
+ *
+ * The messages go to the client, so they never name the prefiller's address (an internal pod address): the callers
+ * log it with the request id.
  */
 import type { Dispatcher } from 'undici';
 import { LegStopped } from './errors.js';

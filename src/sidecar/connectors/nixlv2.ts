@@ -4,9 +4,9 @@
  * local vLLM, whose answer is streamed back with the prefiller's cached_tokens.
  *
  * Failures follow --prefill-failure-policy: `fail` relays the prefiller's error (connection failure 502, timeout 504,
- * malformed 2xx or a redirect 502; the messages never carry the prefiller's address, the log line does); `retry` also retries connection errors and timeouts; `local` serves the
- * request with local prefill on the decode vLLM after a server-side prefill failure (4xx answers are the client's
- * fault and are relayed in every mode).
+ * malformed 2xx or a redirect 502; the messages never carry the prefiller's address, the log line does); `retry` also
+ * retries connection errors and timeouts; `local` serves the request with local prefill on the decode vLLM after a
+ * server-side prefill failure (4xx answers are the client's fault and are relayed in every mode).
  */
 import { writeJsonError } from '../errors.js';
 import type { Outcome } from '../metrics.js';
