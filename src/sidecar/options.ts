@@ -112,8 +112,8 @@ export const sidecarCommand: CommandDefinition<typeof sidecarOptions> = {
 the P/D handler: with an x-prefiller-host-port header the prefill leg goes to that worker (max tokens 1,
 kv_transfer_params.do_remote_decode=true) and the original request, with the prefiller's kv_transfer_params, to the
 local vLLM, streamed back. Without the header the request goes to the local vLLM untouched. Every other method and path
-(including /metrics and /v1/models) is passed through. GET /health answers locally; GET /ready checks the local vLLM;
-GET /sidecar/metrics serves the sidecar's own metrics.`,
+(including /metrics and /v1/models) is passed through. A client's own kv_transfer_params is removed on every path.
+GET /health answers locally; GET /ready checks the local vLLM; GET /sidecar/metrics serves the sidecar's own metrics.`,
   options: sidecarOptions,
   envPrefix: 'PD_SIDECAR',
   configFileFlags: ['configuration-file'],
