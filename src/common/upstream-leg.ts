@@ -105,6 +105,8 @@ export class UpstreamLeg implements Dispatcher.DispatchHandler {
   private headWaiter?: Waiter<UpstreamLeg>;
   private readWaiter?: Waiter<Buffer | null>;
   private sawFirstByte = false;
+  /** Body chunks received so far: how an expiring deadline tells whether data came in meanwhile. */
+  private chunks = 0;
   /**
    * One timer per leg. It only counts while the leg waits on the upstream (`waiting`): a consumer that is slow to take
    * a chunk (a client applying backpressure) must not make the upstream look idle.
@@ -172,6 +174,7 @@ export class UpstreamLeg implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.finished) return;
+    this.chunks++;
     if (!this.sawFirstByte) {
       this.sawFirstByte = true;
       this.firstByteAt = performance.now();
@@ -251,6 +254,16 @@ export class UpstreamLeg implements Dispatcher.DispatchHandler {
 
   private readonly onTimer = () => {
     if (this.finished || (!this.waiting && !this.req.wholeLegDeadline)) return;
+    if (this.req.wholeLegDeadline) return this.expire();
+    // Timers run before I/O in an event-loop turn. When the process itself was busy past the deadline (a GC pause, a
+    // long rewrite, a starved CPU), what the upstream sent meanwhile is still unread: decide after this turn's I/O.
+    const seen = this.chunks;
+    setImmediate(() => {
+      if (!this.finished && this.waiting && this.chunks === seen) this.expire();
+    });
+  };
+
+  private expire(): void {
     const first = !this.sawFirstByte;
     this.stop(
       new LegStopped(
@@ -258,7 +271,7 @@ export class UpstreamLeg implements Dispatcher.DispatchHandler {
         first ? `${this.req.label} sent no data within ${this.req.firstByteTimeoutMs}ms` : `${this.req.label} sent no data for ${this.req.idleTimeoutMs}ms`,
       ),
     );
-  };
+  }
 
   /** (Re)starts the timer for `ms` from now, reusing the timer object when the allowance is unchanged. */
   private armFor(ms: number): void {

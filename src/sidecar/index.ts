@@ -45,12 +45,13 @@ async function buildGuard(c: SidecarConfig, logger: Logger): Promise<TargetGuard
 
 export async function startSidecar(config: SidecarConfig, logger: Logger = silentLogger()): Promise<SidecarHandle> {
   const metrics = new SidecarMetrics();
+  // First: a bad allowlist file is a configuration error (exit 2), with nothing opened yet.
+  const guard = await buildGuard(config, logger);
   const agents = new UpstreamAgents({
     enableTls: config.enableTls,
     tlsInsecureSkipVerify: config.tlsInsecureSkipVerify,
     maxConnsPerHost: config.maxIdleConnsPerHost,
   });
-  const guard = await buildGuard(config, logger);
   const apps: FastifyInstance[] = [];
   const ports: number[] = [];
   let stopTls = () => undefined as void;

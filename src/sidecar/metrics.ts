@@ -7,11 +7,13 @@ import { Counter, Gauge } from 'prom-client';
 import { BoundHistogram, LATENCY_BUCKETS_SECONDS, OVERHEAD_BUCKETS_SECONDS, createRegistry, type Registry } from '../common/index.js';
 
 export type Outcome = 'success' | 'client_error' | 'upstream_error' | 'timeout' | 'aborted' | 'denied';
+/** How an inference request was served; `passthrough` (any other path) is never a label value. */
 export type Mode = 'disaggregated' | 'local' | 'fallback_local' | 'passthrough';
 
 export class SidecarMetrics {
   readonly registry: Registry = createRegistry();
   readonly requests: Counter<'path' | 'connector' | 'outcome'>;
+  readonly passthroughRequests: Counter<'outcome'>;
   readonly modes: Counter<'connector' | 'mode'>;
   // Observed on every request: the hot-path histogram (same exposition as prom-client's).
   readonly prefillDuration: BoundHistogram<'connector' | 'outcome'>;
@@ -30,13 +32,19 @@ export class SidecarMetrics {
     const registers = [this.registry];
     this.requests = new Counter({
       name: 'pd_router_sidecar_requests_total',
-      help: 'Requests handled, by path, connector and outcome (success, client_error, upstream_error, timeout, aborted, denied).',
+      help: 'Inference requests (the P/D routes) handled, by path, connector and outcome (success, client_error, upstream_error, timeout, aborted, denied).',
       labelNames: ['path', 'connector', 'outcome'],
+      registers,
+    });
+    this.passthroughRequests = new Counter({
+      name: 'pd_router_sidecar_passthrough_requests_total',
+      help: "Requests relayed to the local vLLM unchanged (every other path: vLLM's /metrics, /v1/models, ...), by outcome; not in the request and latency metrics.",
+      labelNames: ['outcome'],
       registers,
     });
     this.modes = new Counter({
       name: 'pd_router_sidecar_pd_requests_total',
-      help: 'Inference requests by how they were served: disaggregated, local (no prefill header), fallback_local (prefill failed, local prefill), passthrough.',
+      help: 'Inference requests by how they were served: disaggregated, local (no prefill header), fallback_local (prefill failed, local prefill).',
       labelNames: ['connector', 'mode'],
       registers,
     });
@@ -93,7 +101,7 @@ export class SidecarMetrics {
       labelNames: ['stage'],
       registers,
     });
-    this.inflight = new Gauge({ name: 'pd_router_sidecar_inflight_requests', help: 'Requests in progress.', registers });
+    this.inflight = new Gauge({ name: 'pd_router_sidecar_inflight_requests', help: 'Inference requests in progress.', registers });
     this.rewriteSkipped = new Counter({
       name: 'pd_router_sidecar_cached_tokens_rewrite_skipped_total',
       help: 'Decode answers whose cached_tokens could not be rewritten (body over --max-rewrite-body-size, oversized SSE line).',

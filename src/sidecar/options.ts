@@ -74,8 +74,14 @@ export const sidecarOptions = {
     min: 1,
     description: 'pd-router: longest pause between two chunks of a decode answer; an SSE error event (or a closed connection) beyond it.',
   }),
-  requestBodyTimeout: opt.duration({ default: 60_000, min: 1, description: 'pd-router: deadline for receiving a P/D request body; 408 beyond it.' }),
-  maxRequestBodySize: opt.bytes({ default: 32 * 1024 * 1024, min: 1024, description: 'pd-router: largest request body read for P/D; 413 beyond it.' }),
+  requestBodyTimeout: opt.duration({ default: 60_000, min: 1, description: 'pd-router: deadline for receiving a request body (every path, read whole before it is sent on); 408 beyond it.' }),
+  maxRequestBodySize: opt.bytes({ default: 32 * 1024 * 1024, min: 1024, description: 'pd-router: largest request body (every path); 413 beyond it, before the body is read when Content-Length says so.' }),
+  maxJsonDepth: opt.int({
+    default: 256,
+    min: 2,
+    max: 1000,
+    description: 'pd-router: deepest JSON nesting the sidecar parses (request bodies, prefill answers); 400 for a request, 502 for a prefill answer beyond it.',
+  }),
   maxPrefillResponseSize: opt.bytes({ default: 8 * 1024 * 1024, min: 1024, description: 'pd-router: largest prefill answer buffered (it is one token).' }),
   maxRewriteBodySize: opt.bytes({
     default: 64 * 1024 * 1024,
@@ -106,8 +112,8 @@ export const sidecarCommand: CommandDefinition<typeof sidecarOptions> = {
 the P/D handler: with an x-prefiller-host-port header the prefill leg goes to that worker (max tokens 1,
 kv_transfer_params.do_remote_decode=true) and the original request, with the prefiller's kv_transfer_params, to the
 local vLLM, streamed back. Without the header the request goes to the local vLLM untouched. Every other method and path
-(including /metrics and /v1/models) is passed through. GET /health answers locally; GET /ready checks the local vLLM;
-GET /sidecar/metrics serves the sidecar's own metrics.`,
+(including /metrics and /v1/models) is passed through. A client's own kv_transfer_params is removed on every path.
+GET /health answers locally; GET /ready checks the local vLLM; GET /sidecar/metrics serves the sidecar's own metrics.`,
   options: sidecarOptions,
   envPrefix: 'PD_SIDECAR',
   configFileFlags: ['configuration-file'],

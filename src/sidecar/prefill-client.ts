@@ -3,17 +3,21 @@
  * on the same host up to --prefill-max-retries; with --prefill-failure-policy=retry (or local) connection errors and
  * per-attempt timeouts are retried too. The wait doubles from --prefill-retry-backoff. A 2xx answer is never retried:
  * the prefiller may already hold KV blocks for it.
+ *
+ * The messages go to the client, so they never name the prefiller's address (an internal pod address): the callers
+ * log it with the request id.
  */
 import type { Dispatcher } from 'undici';
 import { LegStopped } from './errors.js';
 import { UpstreamLeg, connectErrorCode, type StopSignal } from '../common/upstream-leg.js';
+import { depthMessage, nestedDeeperThan } from './json-body.js';
 
 type JsonObject = Record<string, unknown>;
 
 export type PrefillOutcome =
   | { kind: 'ok'; json: JsonObject; attempts: number }
   | { kind: 'http_error'; status: number; headers: Record<string, string | string[] | undefined>; body: Buffer; attempts: number }
-  | { kind: 'connect_error'; code: string; message: string; attempts: number }
+  | { kind: 'connect_error'; code: string; message: string; /** For the log: the error as reported. */ detail: string; attempts: number }
   | { kind: 'timeout'; message: string; attempts: number }
   | { kind: 'bad_response'; message: string; attempts: number }
   | { kind: 'aborted' };
@@ -21,13 +25,14 @@ export type PrefillOutcome =
 export interface PrefillRequest {
   agent: Dispatcher;
   origin: string;
-  targetLabel: string;
   path: string;
   headers: Record<string, string | string[]>;
   body: Buffer | string;
   clientSignal: StopSignal;
   timeoutMs: number;
   maxResponseBytes: number;
+  /** Deepest JSON nesting accepted in a prefill answer (--max-json-depth). */
+  maxJsonDepth: number;
   maxRetries: number;
   backoffMs: number;
   retryTransportErrors: boolean;
@@ -71,25 +76,33 @@ async function attempt(p: PrefillRequest): Promise<PrefillOutcome> {
       firstByteTimeoutMs: p.timeoutMs,
       idleTimeoutMs: p.timeoutMs,
       wholeLegDeadline: true,
-      label: `prefill to ${p.targetLabel}`,
+      label: 'prefill',
     });
     const body = await leg.readAll(p.maxResponseBytes);
+    // A prefill is never redirected: relaying a Location to the client, or following it, would send the request (or
+    // the client) to a host nobody chose.
+    if (leg.status >= 300 && leg.status < 400) {
+      return { kind: 'bad_response', message: `the prefiller answered with a redirect (${leg.status}), which a prefill does not follow`, attempts: 1 };
+    }
     if (leg.status < 200 || leg.status >= 300) return { kind: 'http_error', status: leg.status, headers: leg.headers, body, attempts: 1 };
     if (p.expect === 'any') return { kind: 'ok', json: {}, attempts: 1 };
     let json: unknown;
     try {
       json = JSON.parse(body.toString('utf8'));
     } catch {
-      return { kind: 'bad_response', message: `prefiller ${p.targetLabel} answered ${leg.status} with a body that is not JSON`, attempts: 1 };
+      return { kind: 'bad_response', message: `the prefiller answered ${leg.status} with a body that is not JSON`, attempts: 1 };
+    }
+    if (nestedDeeperThan(json, p.maxJsonDepth)) {
+      return { kind: 'bad_response', message: `the prefiller answered ${leg.status} with JSON ${depthMessage(p.maxJsonDepth)}`, attempts: 1 };
     }
     if (!json || typeof json !== 'object' || Array.isArray(json)) {
-      return { kind: 'bad_response', message: `prefiller ${p.targetLabel} answered ${leg.status} with a JSON ${Array.isArray(json) ? 'array' : typeof json}, not an object`, attempts: 1 };
+      return { kind: 'bad_response', message: `the prefiller answered ${leg.status} with a JSON ${Array.isArray(json) ? 'array' : typeof json}, not an object`, attempts: 1 };
     }
     const kv = (json as JsonObject).kv_transfer_params;
     if (kv === undefined || kv === null || typeof kv !== 'object') {
       return {
         kind: 'bad_response',
-        message: `prefiller ${p.targetLabel} answered without kv_transfer_params; is vLLM started with --kv-transfer-config? (the decoder would recompute the prompt)`,
+        message: 'the prefiller answered without kv_transfer_params; is vLLM started with --kv-transfer-config? (the decoder would recompute the prompt)',
         attempts: 1,
       };
     }
@@ -97,12 +110,12 @@ async function attempt(p: PrefillRequest): Promise<PrefillOutcome> {
   } catch (err) {
     if (err instanceof LegStopped) {
       if (err.reason === 'client_gone') return { kind: 'aborted' };
-      if (err.reason === 'first_byte_timeout' || err.reason === 'idle_timeout') return { kind: 'timeout', message: `prefill to ${p.targetLabel} timed out after ${p.timeoutMs}ms`, attempts: 1 };
+      if (err.reason === 'first_byte_timeout' || err.reason === 'idle_timeout') return { kind: 'timeout', message: `prefill timed out after ${p.timeoutMs}ms`, attempts: 1 };
     }
     if (err instanceof RangeError) return { kind: 'bad_response', message: err.message, attempts: 1 };
     if (p.clientSignal.aborted) return { kind: 'aborted' };
     const code = connectErrorCode(err) ?? 'EUNKNOWN';
-    return { kind: 'connect_error', code, message: `prefiller ${p.targetLabel} unreachable: ${code} ${(err as Error).message ?? ''}`.trim(), attempts: 1 };
+    return { kind: 'connect_error', code, message: `the prefiller could not be reached (${code})`, detail: String((err as Error)?.message ?? err), attempts: 1 };
   }
 }
 

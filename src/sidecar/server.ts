@@ -1,6 +1,7 @@
 /**
  * The sidecar's HTTP surface for one data-parallel rank. P/D routes read the routing headers and hand the request to
- * the connector; every other method and path is relayed to the local vLLM unchanged (streamed both ways).
+ * the connector; every other method and path is relayed to the local vLLM unchanged (its body read whole within the
+ * body bounds, as on every path, then sent on without the client's KV transfer fields; the answer streamed).
  *
  * The five inference routes are the hot path: their POSTs go straight from Node's HTTP server to the P/D handler,
  * before fastify's routing, hooks and per-request objects (about a tenth of the sidecar's CPU per request). Fastify
@@ -10,14 +11,16 @@
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { randomInt } from 'node:crypto';
-import type { Readable } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import type { Logger } from 'pino';
 import { Cancellation, INFERENCE_PATHS, fastifyBaseOptions, parseTarget, renderMetrics, requestIdOf, type ApiType } from '../common/index.js';
 import { CONNECTOR_REGISTRY, type PdContext } from './connectors/index.js';
 import { answerLegFailure, runDecode } from './connectors/context.js';
-import { LegStopped, writeJsonError, writeText } from './errors.js';
+import { writeJsonError, writeText } from './errors.js';
+import { parseJsonObject } from './json-body.js';
+import { clientTransferFields } from './client-kv-params.js';
+import { BodyError, closeAfterAnswer, drainBody, expectContinue, hasBody, readBody, settleUnreadBody } from './request-body.js';
 import type { Outcome, SidecarMetrics } from './metrics.js';
 import type { SidecarConfig } from './options.js';
 import type { TargetGuard } from './ssrf-guard.js';
@@ -40,36 +43,6 @@ export interface SidecarRank {
   warnedDataParallelHeader?: boolean;
 }
 
-class BodyTooLarge extends Error {}
-
-/** Reads a request body up to `limit` bytes within `timeoutMs`. */
-function readBody(stream: Readable, limit: number, timeoutMs: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const parts: Buffer[] = [];
-    let size = 0;
-    const timer = setTimeout(() => finish(new LegStopped('first_byte_timeout', `request body not received within ${timeoutMs}ms`)), timeoutMs);
-    const finish = (err?: Error) => {
-      clearTimeout(timer);
-      stream.off('data', onData);
-      stream.off('end', onEnd);
-      stream.off('error', finish);
-      if (err) {
-        stream.resume();
-        reject(err);
-      } else resolve(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size));
-    };
-    const onData = (c: Buffer) => {
-      size += c.length;
-      if (size > limit) return finish(new BodyTooLarge(`request body exceeds ${limit} bytes`));
-      parts.push(c);
-    };
-    const onEnd = () => finish();
-    stream.on('data', onData);
-    stream.on('end', onEnd);
-    stream.on('error', finish);
-  });
-}
-
 interface Tracked {
   res: ServerResponse;
   /** Stopped when the client disconnects before its answer is complete. */
@@ -78,13 +51,18 @@ interface Tracked {
   done: (path: string, outcome: Outcome) => void;
 }
 
-/** Ties a stop signal to the client connection and counts the request once it ends. */
-function track(r: SidecarRank, res: ServerResponse, connector: string, log: RequestLog): Tracked {
+/**
+ * Ties a stop signal to the client connection and counts the request once it ends. Only inference requests count as
+ * requests (in flight, by outcome, and in the latency histograms); passthrough traffic (the EPP scrapes vLLM's
+ * /metrics through the sidecar every 50 ms) has its own counter, or it would outnumber the requests it measures.
+ */
+function track(r: SidecarRank, res: ServerResponse, connector: string, log: RequestLog, kind: 'inference' | 'passthrough'): Tracked {
   const signal = new Cancellation();
   res.once('close', () => {
     if (!res.writableFinished) signal.abort();
   });
-  r.metrics.inflight.inc();
+  const inference = kind === 'inference';
+  if (inference) r.metrics.inflight.inc();
   let counted = false;
   const start = performance.now();
   return {
@@ -94,8 +72,10 @@ function track(r: SidecarRank, res: ServerResponse, connector: string, log: Requ
     done: (path, outcome) => {
       if (counted) return;
       counted = true;
-      r.metrics.inflight.dec();
-      r.metrics.requests.inc({ path, connector, outcome });
+      if (inference) {
+        r.metrics.inflight.dec();
+        r.metrics.requests.inc({ path, connector, outcome });
+      } else r.metrics.passthroughRequests.inc({ outcome });
       if (log.debug) log.logger.debug({ path, outcome, ms: Math.round(performance.now() - start) }, 'request done');
     },
   };
@@ -145,18 +125,16 @@ function decoderFor(r: SidecarRank, req: IncomingMessage): { origin?: string; un
 async function handlePd(r: SidecarRank, api: ApiType, path: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const c = r.config;
   const log = new RequestLog(r.logger, requestIdOf(req));
-  const t = track(r, res, c.kvConnector, log);
+  const t = track(r, res, c.kvConnector, log, 'inference');
   const dp = decoderFor(r, req);
   if (dp.unknownRank !== undefined) {
-    const drained = await drain(req, c.maxRequestBodySize, c.requestBodyTimeout);
-    res.writeHead(400).end();
-    if (!drained) closeAfterAnswer(req, res);
+    await answerBeforeBody(r, req, res, () => res.writeHead(400).end());
     return t.done(path, 'client_error');
   }
   const decoderOrigin = dp.origin!;
   const candidates = prefillCandidates(req.headers[PREFILLER_HOST_PORT] ?? req.headers[PREFILLER_URL]);
   if (candidates.length === 0) {
-    // Local prefill: the body goes to the decoder byte for byte.
+    // Local prefill: the body goes to the decoder byte for byte (without the client's KV transfer fields, if any).
     r.metrics.modes.inc({ connector: c.kvConnector, mode: 'local' });
     const outcome = await relayRaw(r, req, t, log, decoderOrigin, 'local');
     return t.done(path, outcome);
@@ -164,9 +142,9 @@ async function handlePd(r: SidecarRank, api: ApiType, path: string, req: Incomin
   const chosen = c.enablePrefillerSampling ? candidates[randomInt(0, candidates.length)]! : candidates[0]!;
   const target = parseTarget(chosen);
   if (!target) {
-    const drained = await drain(req, c.maxRequestBodySize, c.requestBodyTimeout);
-    writeJsonError(res, 400, `invalid x-prefiller-host-port value ${JSON.stringify(chosen)}: expected host:port`);
-    if (!drained) closeAfterAnswer(req, res);
+    // The value (the EPP's, or a client's) goes to the log, not back to the client.
+    log.logger.warn({ value: chosen.slice(0, 256) }, 'invalid x-prefiller-host-port value');
+    await answerBeforeBody(r, req, res, () => writeJsonError(res, 400, 'invalid x-prefiller-host-port header: expected host:port'));
     return t.done(path, 'client_error');
   }
   if (!r.guard.allowed(target.host, target.port)) {
@@ -175,40 +153,24 @@ async function handlePd(r: SidecarRank, api: ApiType, path: string, req: Incomin
       { target: target.hostPort, clientIP: clientAddress(req), userAgent: req.headers['user-agent'], requestPath: path, allowlistReady: r.guard.ready() },
       'SSRF protection: prefill target not in allowlist',
     );
-    const drained = await drain(req, c.maxRequestBodySize, c.requestBodyTimeout);
-    writeText(res, 403, 'Forbidden: prefill target not allowed by SSRF protection');
-    if (!drained) closeAfterAnswer(req, res);
+    await answerBeforeBody(r, req, res, () => writeText(res, 403, 'Forbidden: prefill target not allowed by SSRF protection'));
     return t.done(path, 'denied');
   }
-  let rawBody: Buffer;
-  try {
-    rawBody = await readBody(req, c.maxRequestBodySize, c.requestBodyTimeout);
-  } catch (err) {
-    if (err instanceof BodyTooLarge) {
-      writeJsonError(res, 413, err.message, 'RequestTooLarge');
-      // The rest of the upload is not read: close the connection after answering.
-      closeAfterAnswer(req, res);
-      return t.done(path, 'client_error');
-    }
-    if (err instanceof LegStopped) {
-      r.metrics.timeouts.inc({ stage: 'request_body' });
-      writeJsonError(res, 408, err.message, 'RequestTimeout');
-      closeAfterAnswer(req, res);
-      return t.done(path, 'timeout');
-    }
-    r.metrics.clientAborts.inc({ stage: 'request_body' });
-    return t.done(path, 'aborted');
-  }
-  let body: unknown;
-  try {
-    body = JSON.parse(rawBody.toString('utf8'));
-  } catch (err) {
-    writeJsonError(res, 400, `invalid JSON: ${(err as Error).message}`, 'BadRequestError');
+  const read = await readOrAnswer(r, req, res);
+  if (typeof read === 'string') return t.done(path, read);
+  const parsed = parseJsonObject(read, c.maxJsonDepth);
+  if ('error' in parsed) {
+    writeJsonError(res, 400, parsed.error, 'BadRequestError');
     return t.done(path, 'client_error');
   }
-  if (!body || typeof body !== 'object' || Array.isArray(body)) {
-    writeJsonError(res, 400, 'invalid JSON: the request body must be a JSON object', 'BadRequestError');
-    return t.done(path, 'client_error');
+  let body = parsed.value;
+  let rawBody = read;
+  // The client's own transfer fields never reach a model server; every leg is built from the body without them.
+  const stripped = clientTransferFields(c.kvConnector).strip(body);
+  if (stripped) {
+    body = stripped;
+    rawBody = Buffer.from(JSON.stringify(stripped));
+    log.logger.info({ fields: clientTransferFields(c.kvConnector).fields }, 'removed the client\'s KV transfer fields from the request body');
   }
   const incomingTrace = req.headers.traceparent;
   const ctx: PdContext = {
@@ -219,7 +181,7 @@ async function handlePd(r: SidecarRank, api: ApiType, path: string, req: Incomin
     url: req.url ?? path,
     headers: req.headers,
     clientAddress: clientAddress(req),
-    body: body as Record<string, unknown>,
+    body,
     rawBody,
     res,
     signal: t.signal,
@@ -245,50 +207,38 @@ async function handlePd(r: SidecarRank, api: ApiType, path: string, req: Incomin
 }
 
 /**
- * Consumes an unread request body so the connection can be reused, within the body bounds: true when it was read to
- * its end; false when it was larger than `limit` bytes, slower than `timeoutMs`, or failed (the caller then closes
- * the connection after answering).
+ * Answers a request refused before its body was read: the body is drained first (within its bounds) so the
+ * connection can be reused, or the connection is closed after the answer.
  */
-function drain(req: IncomingMessage, limit: number, timeoutMs: number): Promise<boolean> {
-  if (req.readableEnded || !hasBody(req)) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    let size = 0;
-    const finish = (ok: boolean) => {
-      clearTimeout(timer);
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onFail);
-      req.off('close', onFail);
-      if (!ok) req.pause();
-      resolve(ok);
-    };
-    const onData = (c: Buffer) => {
-      size += c.length;
-      if (size > limit) finish(false);
-    };
-    const onEnd = () => finish(true);
-    const onFail = () => finish(false);
-    const timer = setTimeout(onFail, timeoutMs);
-    req.on('data', onData);
-    req.once('end', onEnd);
-    req.once('error', onFail);
-    req.once('close', onFail);
-  });
+async function answerBeforeBody(r: SidecarRank, req: IncomingMessage, res: ServerResponse, answer: () => void): Promise<void> {
+  const drained = await drainBody(req, r.config.maxRequestBodySize, r.config.requestBodyTimeout);
+  if (!drained) closeAfterAnswer(req, res);
+  answer();
 }
 
-/** Whether the request carries a body (HTTP/1.1: a non-zero Content-Length or a Transfer-Encoding). */
-function hasBody(req: IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  return length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined;
+/** Reads the request body within its bounds; when it cannot, answers (413, 408) and returns the outcome instead. */
+async function readOrAnswer(r: SidecarRank, req: IncomingMessage, res: ServerResponse): Promise<Buffer | Outcome> {
+  try {
+    return await readBody(req, res, r.config.maxRequestBodySize, r.config.requestBodyTimeout);
+  } catch (err) {
+    if (!(err instanceof BodyError)) throw err;
+    if (err.kind === 'aborted') {
+      r.metrics.clientAborts.inc({ stage: 'request_body' });
+      return 'aborted';
+    }
+    // The rest of the upload is not read: the connection closes after the answer.
+    closeAfterAnswer(req, res);
+    if (err.kind === 'too_large') {
+      writeJsonError(res, 413, err.message, 'RequestTooLarge');
+      return 'client_error';
+    }
+    r.metrics.timeouts.inc({ stage: 'request_body' });
+    writeJsonError(res, 408, err.message, 'RequestTimeout');
+    return 'timeout';
+  }
 }
 
-/** Closes the client connection once the answer is sent (the rest of its upload is not read). */
-function closeAfterAnswer(req: IncomingMessage, res: ServerResponse): void {
-  if (res.writableFinished) req.socket.destroy();
-  else res.once('finish', () => req.socket.destroy());
-}
-
-/** Streams the request to the decoder as it came and relays the answer unchanged. */
+/** Sends the request to the decoder as it came (its body read whole first) and relays the answer unchanged. */
 async function relayRaw(r: SidecarRank, req: IncomingMessage, t: Tracked, log: RequestLog, origin: string, mode: 'local' | 'passthrough'): Promise<Outcome> {
   const method = req.method ?? 'GET';
   const url = req.url ?? '/';
@@ -309,6 +259,19 @@ async function relayRaw(r: SidecarRank, req: IncomingMessage, t: Tracked, log: R
     },
     timings: { start: t.start, prefillMs: 0, decodeTtfbMs: 0 },
   } as unknown as PdContext;
+  let body: Buffer | undefined;
+  if (hasBody(req)) {
+    const read = await readOrAnswer(r, req, t.res);
+    if (typeof read === 'string') return read;
+    // Byte for byte, unless the client's KV transfer fields had to be removed.
+    const kept = clientTransferFields(r.config.kvConnector).stripRaw(read, r.config.maxJsonDepth);
+    if ('error' in kept) {
+      writeJsonError(t.res, 400, kept.error, 'BadRequestError');
+      return 'client_error';
+    }
+    if (kept.removed) log.logger.info({ mode }, 'removed the client\'s KV transfer fields from the request body');
+    body = kept.bytes;
+  }
   let leg: UpstreamLeg;
   try {
     leg = await UpstreamLeg.open({
@@ -317,7 +280,7 @@ async function relayRaw(r: SidecarRank, req: IncomingMessage, t: Tracked, log: R
       method,
       path: url,
       headers: forwardHeaders(req.headers, { requestId: log.requestId, dropHost: false, clientAddress: ctx.clientAddress }),
-      body: hasBody(req) ? req : undefined,
+      body,
       clientSignal: t.signal,
       firstByteTimeoutMs: r.config.decodeFirstByteTimeout,
       idleTimeoutMs: r.config.decodeIdleTimeout,
@@ -352,6 +315,7 @@ function serverWithFastPath(r: SidecarRank, https: { key: string; cert: string }
     opts: { keepAliveTimeout?: number; requestTimeout?: number; connectionTimeout?: number; maxRequestsPerSocket?: number },
   ): Server => {
     const onRequest: RequestListener = (req, res) => {
+      settleUnreadBody(req, res, r.config.maxRequestBodySize, r.config.requestBodyTimeout);
       if (req.method === 'POST' && !isClosing()) {
         const url = req.url ?? '';
         const q = url.indexOf('?');
@@ -365,6 +329,12 @@ function serverWithFastPath(r: SidecarRank, https: { key: string; cert: string }
       fastifyHandler(req, res);
     };
     const server = https ? (createHttpsServer(https, onRequest) as unknown as Server) : createServer(onRequest);
+    // Expect: 100-continue: "100 Continue" goes out when the body is first read (request-body.ts), not before every
+    // such request as Node does by default, so a request refused first gets its final status without an upload.
+    server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+      expectContinue(req);
+      server.emit('request', req, res);
+    });
     if (opts.keepAliveTimeout !== undefined) server.keepAliveTimeout = opts.keepAliveTimeout;
     if (opts.requestTimeout !== undefined) server.requestTimeout = opts.requestTimeout;
     if (opts.connectionTimeout !== undefined) server.setTimeout(opts.connectionTimeout);
@@ -386,7 +356,7 @@ export function buildSidecarServer(r: SidecarRank, https?: { key: string; cert: 
     done();
   });
   app.removeAllContentTypeParsers();
-  // Bodies stay streams: passthrough pipes them, the P/D handler reads them with its own bound.
+  // Bodies stay streams: every path reads them itself, within its bounds (request-body.ts).
   app.addContentTypeParser('*', (_req, payload, done) => done(null, payload));
 
   app.get('/health', async (_req, reply) => reply.code(200).send());
@@ -410,8 +380,7 @@ export function buildSidecarServer(r: SidecarRank, https?: { key: string; cert: 
   const passthrough = async (request: FastifyRequest, reply: FastifyReply) => {
     reply.hijack();
     const log = new RequestLog(r.logger, String(request.id));
-    const t = track(r, reply.raw, 'none', log);
-    r.metrics.modes.inc({ connector: r.config.kvConnector, mode: 'passthrough' });
+    const t = track(r, reply.raw, 'none', log, 'passthrough');
     t.done('other', await relayRaw(r, request.raw, t, log, r.decoderOrigin, 'passthrough'));
   };
   app.all('/*', passthrough);

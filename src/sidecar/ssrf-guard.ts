@@ -10,7 +10,7 @@ import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { Logger } from 'pino';
 import type { PodEndpoint, PoolWatcher } from '../common/kubernetes/index.js';
-import { parseTarget } from '../common/index.js';
+import { ConfigError, parseTarget } from '../common/index.js';
 
 export interface TargetGuard {
   readonly mode: 'off' | 'static' | 'inference-pool';
@@ -50,10 +50,30 @@ export function parseAllowlistFile(text: string): string[] {
   for (const raw of list) {
     const s = String(raw).replace(/#.*$/, '').trim();
     if (!s) continue;
-    if (!parseTarget(s)) throw new Error(`invalid allowlist entry "${s}": expected host:port`);
+    if (!parseTarget(s)) throw new Error(`entry "${s}" is not host:port (a DNS name, IPv4 or [IPv6] address and a port from 1 to 65535)`);
     out.push(s);
   }
   return out;
+}
+
+/**
+ * Reads and parses --ssrf-allowlist-file. A file that cannot be read or holds a bad entry is a configuration error:
+ * one line naming the flag, the file and the problem, exit code 2 (it was an exit 1 with a stack trace).
+ */
+function readAllowlistFile(file: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EISDIR' ? 'it is a directory' : e.code === 'EACCES' ? 'permission denied' : (e.code ?? e.message);
+    throw new ConfigError(`invalid value "${file}" for --ssrf-allowlist-file: cannot read it (${why})`);
+  }
+  try {
+    return parseAllowlistFile(text);
+  } catch (err) {
+    throw new ConfigError(`invalid value "${file}" for --ssrf-allowlist-file: ${(err as Error).message}`);
+  }
 }
 
 export class StaticAllowlist implements TargetGuard {
@@ -66,7 +86,7 @@ export class StaticAllowlist implements TargetGuard {
     private readonly file: string,
     private readonly logger: Logger,
   ) {
-    this.entries = this.build(this.file ? parseAllowlistFile(readFileSync(this.file, 'utf8')) : []);
+    this.entries = this.build(this.file ? readAllowlistFile(this.file) : []);
     if (file) {
       let pending: NodeJS.Timeout | undefined;
       this.fileWatcher = watch(file, () => {
@@ -88,7 +108,7 @@ export class StaticAllowlist implements TargetGuard {
 
   reload(): void {
     try {
-      this.entries = this.build(parseAllowlistFile(readFileSync(this.file, 'utf8')));
+      this.entries = this.build(readAllowlistFile(this.file));
       this.logger.info({ file: this.file, targetCount: this.entries.size }, 'rebuilt SSRF allowlist');
     } catch (err) {
       this.logger.warn({ err, file: this.file }, 'SSRF allowlist reload failed; keeping the previous one');

@@ -58,7 +58,7 @@ export interface ForwardOptions {
   traceparent?: string;
 }
 
-/** Headers for an upstream leg: hop-by-hop and routing headers removed, one x-request-id, traceparent propagated. */
+/** Headers for an upstream leg: hop-by-hop, routing and Expect headers removed, one x-request-id, traceparent propagated. */
 export function forwardHeaders(incoming: IncomingHttpHeaders, o: ForwardOptions): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   // Headers the client's Connection header names are hop-by-hop too (rare: most clients send only keep-alive).
@@ -71,7 +71,8 @@ export function forwardHeaders(incoming: IncomingHttpHeaders, o: ForwardOptions)
     const value = incoming[name];
     if (value === undefined) continue;
     if (HOP_BY_HOP_HEADERS.has(name) || ROUTING_HEADER_SET.has(name) || connectionListed?.has(name)) continue;
-    if (name === 'content-length' || name === 'x-request-id' || name === 'x-forwarded-for') continue;
+    // Expect: 100-continue is answered by the sidecar, which sends the body whole (undici refuses the header).
+    if (name === 'content-length' || name === 'x-request-id' || name === 'x-forwarded-for' || name === 'expect') continue;
     if (name === 'host' && o.dropHost) continue;
     out[name] = value;
   }

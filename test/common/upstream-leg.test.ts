@@ -16,6 +16,8 @@ let origin: string;
 const agent = new Agent({ connections: 4 });
 /** The last /big stream: bytes handed to the socket, whether it waits for 'drain', done, and the digest of all it sent. */
 let lastStream = { sent: 0, waitingForDrain: false, done: false, digest: '' };
+/** The open /steps answer. */
+let steps: ServerResponse | undefined;
 
 beforeAll(async () => {
   server = createServer((req, res) => {
@@ -46,6 +48,13 @@ beforeAll(async () => {
       return;
     }
     if (req.url === '/hang') return; // never answers
+    if (req.url === '/steps') {
+      // One chunk now, the next when the test writes it.
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('first');
+      steps = res;
+      return;
+    }
     if (req.url === '/hints') {
       // An interim 103 first, the real answer 50 ms later (so the client reads them separately).
       res.writeEarlyHints({ link: '</style.css>; rel=preload' });
@@ -172,6 +181,19 @@ describe('UpstreamLeg', () => {
     expect(err).toBeInstanceOf(LegStopped);
     expect((err as LegStopped).reason).toBe('first_byte_timeout');
     expect((err as Error).message).toBe('test leg sent no data within 100ms');
+  });
+
+  it('the process being busy past the idle deadline is not upstream idleness: data that came in meanwhile is read', { timeout: 180_000 }, async () => {
+    const l = await leg('/steps', new Cancellation(), { idleTimeoutMs: 100 });
+    expect((await l.read())!.toString()).toBe('first');
+    const next = l.read(); // waits on the upstream: the idle deadline runs
+    steps!.write('second');
+    // Block the event loop well past the deadline: the chunk waits in the socket while the timer expires.
+    const until = performance.now() + 400;
+    while (performance.now() < until);
+    expect((await next)!.toString()).toBe('second');
+    steps!.end();
+    expect(await l.read()).toBe(null);
   });
 
   it('a peer signal stops a running leg with the peer reason', { timeout: 180_000 }, async () => {

@@ -178,17 +178,17 @@ describe.skipIf(skipInterop())('NIXL v2 through pd-router against llm-d-inferenc
   });
 
   // llm-d-inference-sim v0.10.2 returns no kv_transfer_params for /v1/responses and /v1/messages prefills (an upstream
-  // gap). pd-router's sidecar does not silently let the decoder recompute the prompt: it answers 502 naming the prefiller.
+  // gap). pd-router's sidecar does not silently let the decoder recompute the prompt: it answers 502 saying so.
   for (const c of NO_KV_PARAMS) {
     for (const stream of [false, true]) {
-      it(`${c.api}${stream ? ', streamed' : ''}: the upstream prefiller answers without kv_transfer_params -> 502 naming it (upstream gap, by design)`, async () => {
+      it(`${c.api}${stream ? ', streamed' : ''}: the upstream prefiller answers without kv_transfer_params -> 502 saying so (upstream gap, by design)`, async () => {
         const rid = `interop-${c.api}-gap-${stream ? 's' : 'n'}`;
         const remoteDecodeBefore = await simMetric(prefill, 'vllm:request_success_total', { model_name: MODEL, finish_reason: 'remote_decode' });
         const r = await postJson(`${gateway.url}${c.path}`, c.body(stream), { 'x-request-id': rid }, 20_000);
         expect(r.status).toBe(502);
         expect(r.body).toMatchObject({ object: 'error', type: 'BadGateway', code: 502 });
         expect(r.body.message).toBe(
-          `prefiller ${prefill.hostPort} answered without kv_transfer_params; is vLLM started with --kv-transfer-config? (the decoder would recompute the prompt)`,
+          'the prefiller answered without kv_transfer_params; is vLLM started with --kv-transfer-config? (the decoder would recompute the prompt)',
         );
         const prefillLeg = loggedRequests(prefill.output()).filter((x) => x.headers['x-request-id'] === rid);
         expect(prefillLeg).toHaveLength(1);

@@ -62,6 +62,25 @@ describe('pd-router sidecar CLI', () => {
     expect(r.stderr).toContain(message);
   });
 
+  it('a bad --ssrf-allowlist-file is exit 2 with one line naming the flag and the problem (was exit 1 with a stack trace)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'pdr-allowlist-'));
+    const bad = path.join(dir, 'bad.txt');
+    writeFileSync(bad, 'pod-a:8000\n[127.0.0.1]:8000\n');
+    const cases: Array<[string, string]> = [
+      [path.join(dir, 'missing.yaml'), `pd-router sidecar: invalid value "${path.join(dir, 'missing.yaml')}" for --ssrf-allowlist-file: cannot read it (no such file)`],
+      [dir, `pd-router sidecar: invalid value "${dir}" for --ssrf-allowlist-file: cannot read it (it is a directory)`],
+      [
+        bad,
+        `pd-router sidecar: invalid value "${bad}" for --ssrf-allowlist-file: entry "[127.0.0.1]:8000" is not host:port (a DNS name, IPv4 or [IPv6] address and a port from 1 to 65535)`,
+      ],
+    ];
+    for (const [file, line] of cases) {
+      const r = await runCli(['sidecar', '--port=0', '--host=127.0.0.1', '--secure-proxy=false', '--enable-ssrf-protection', '--ssrf-allowlist-file', file], { timeoutMs: 20_000 });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toBe(`${line}\n`);
+    }
+  }, 60_000);
+
   it('serves HTTPS by default (self-signed) and reads --configuration-file with the same keys as the flags', async () => {
     sim = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: ['m'] }));
     const dir = mkdtempSync(path.join(tmpdir(), 'pdr-sidecar-'));

@@ -24,7 +24,7 @@ describe('sglang connector', () => {
     expect(Number.isSafeInteger(p.bootstrap_room)).toBe(true);
   });
 
-  it('a failed prefill stops the decode leg; the client gets a 502 naming the prefiller', async () => {
+  it('a failed prefill stops the decode leg; the client gets a 502 saying why', async () => {
     f = await startPd({ sidecar: { kvConnector: 'sglang' }, decode: { timeToFirstToken: 60_000 } });
     // A prefiller that fails only when told to, so the decode leg is surely running on the decoder by then.
     let fail: () => void = () => undefined;
@@ -39,7 +39,7 @@ describe('sglang connector', () => {
       fail();
       const r = await pending;
       expect(r.status).toBe(502);
-      expect(r.body.message).toContain(`prefill to ${target} failed: answered 500`);
+      expect(r.body.message).toBe('prefill failed: the prefiller answered 500: {"error":"boom"}');
       await waitFor(() => f!.decode.engine.scheduler.running === 0, 5000, 'decode leg stopped');
       expect(records(f.decode)).toHaveLength(1);
       expect(records(f.decode)[0]!.aborted).toBe(true);

@@ -20,7 +20,7 @@ describe('deadlines', () => {
     f = await startPd({ sidecar: { prefillTimeout: 3_000 }, prefill: { timeToFirstToken: 600_000 } });
     const r = await postJson(`${f.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x' }, { 'x-prefiller-host-port': f.prefillHeader });
     expect(r.status).toBe(504);
-    expect(r.body).toEqual({ object: 'error', message: `prefill to ${f.prefillHeader} timed out after 3000ms`, type: 'GatewayTimeout', param: '', code: 504 });
+    expect(r.body).toEqual({ object: 'error', message: 'prefill timed out after 3000ms', type: 'GatewayTimeout', param: '', code: 504 });
     await waitFor(() => f!.prefill.engine.scheduler.running === 0, 5000, 'prefill aborted on the prefiller');
     expect(records(f.prefill)).toHaveLength(1);
     expect(records(f.prefill)[0]!.aborted).toBe(true);
@@ -53,7 +53,7 @@ describe('deadlines', () => {
       // Without a whole-answer deadline the trickle never ends and the test times out.
       const r = await postJson(`${f.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x' }, { 'x-prefiller-host-port': target });
       expect(r.status).toBe(504);
-      expect(r.body.message).toBe(`prefill to ${target} timed out after 400ms`);
+      expect(r.body.message).toBe('prefill timed out after 400ms');
     } finally {
       trickle.closeAllConnections();
       await new Promise((r) => trickle.close(r));

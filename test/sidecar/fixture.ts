@@ -1,6 +1,7 @@
 /** Two simulators (prefill, decode) and a sidecar in front of the decode one, all on loopback. */
 import { simConfig, startSimulator, type RequestRecord, type SimConfig, type SimulatorHandle } from '../../src/sim/index.js';
 import { sidecarConfig, startSidecar, type SidecarConfig, type SidecarHandle } from '../../src/sidecar/index.js';
+import type { Logger } from '../../src/common/index.js';
 
 export const MODEL = 'pd-model';
 
@@ -18,6 +19,8 @@ export interface PdOptions {
   sidecar?: Partial<SidecarConfig> | ((ports: { prefill: number; decode: number }) => Partial<SidecarConfig>);
   prefill?: Partial<SimConfig>;
   decode?: Partial<SimConfig>;
+  /** The sidecar's logger (silent by default). */
+  logger?: Logger;
 }
 
 export async function startPd(o: PdOptions = {}): Promise<PdFixture> {
@@ -26,6 +29,7 @@ export async function startPd(o: PdOptions = {}): Promise<PdFixture> {
   const overrides = typeof o.sidecar === 'function' ? o.sidecar({ prefill: prefill.port, decode: decode.port }) : o.sidecar;
   const sidecar = await startSidecar(
     sidecarConfig({ host: '127.0.0.1', port: 0, secureProxy: false, modelServerHost: '127.0.0.1', modelServerPort: decode.port, ...overrides }),
+    o.logger,
   );
   return {
     prefill,

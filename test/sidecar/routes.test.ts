@@ -58,6 +58,35 @@ describe('sidecar routes', () => {
   });
 });
 
+describe('sidecar metrics count inference requests only', () => {
+  /** Sum of every sample of `name` in Prometheus text (all label sets). */
+  const total = (text: string, name: string) =>
+    text
+      .split('\n')
+      .filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
+      .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+
+  it('passthrough traffic (the EPP scrapes vLLM\'s /metrics through the sidecar) is neither a request nor a latency sample', async () => {
+    const own = await startPd();
+    try {
+      expect((await postJson(`${own.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x', max_tokens: 1 })).status).toBe(200);
+      for (let i = 0; i < 20; i++) expect((await fetch(`${own.sidecar.url}/metrics`)).status).toBe(200);
+      expect((await fetch(`${own.sidecar.url}/v1/models`)).status).toBe(200);
+      const text = await metricsText(own.sidecar.url, '/sidecar/metrics');
+      expect(total(text, 'pd_router_sidecar_requests_total')).toBe(1);
+      for (const h of ['pd_router_sidecar_ttft_seconds_count', 'pd_router_sidecar_decode_ttfb_seconds_count', 'pd_router_sidecar_overhead_seconds_count']) {
+        expect(total(text, h)).toBe(1);
+      }
+      expect(total(text, 'pd_router_sidecar_pd_requests_total')).toBe(1);
+      expect(text).not.toContain('mode="passthrough"');
+      expect(metricValue(text, 'pd_router_sidecar_passthrough_requests_total', { outcome: 'success' })).toBe(21);
+      expect(metricValue(text, 'pd_router_sidecar_inflight_requests')).toBe(0);
+    } finally {
+      await own.close();
+    }
+  });
+});
+
 describe('local prefill (no x-prefiller-host-port)', () => {
   it('forwards the body byte for byte to the decoder only', async () => {
     const raw = '{"prompt":"keep   my   spacing","model":"pd-model","max_tokens":3,"zzz":{"b":1,"a":2}}';
@@ -130,7 +159,7 @@ describe('prefill header values', () => {
   it('rejects a value that is not host:port with 400', async () => {
     const r = await postJson(`${f.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x' }, { 'x-prefiller-host-port': 'no-port-here' });
     expect(r.status).toBe(400);
-    expect(r.body).toEqual({ object: 'error', message: 'invalid x-prefiller-host-port value "no-port-here": expected host:port', type: 'BadRequestError', param: '', code: 400 });
+    expect(r.body).toEqual({ object: 'error', message: 'invalid x-prefiller-host-port header: expected host:port', type: 'BadRequestError', param: '', code: 400 });
   });
 });
 

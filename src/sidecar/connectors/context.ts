@@ -86,13 +86,13 @@ export function prefillRequest(ctx: PdContext, body: string, expect: PrefillRequ
   return {
     agent: ctx.agents.prefill as Dispatcher,
     origin: prefillOrigin(ctx),
-    targetLabel: ctx.target.hostPort,
     path: ctx.url,
     headers: legHeaders(ctx),
     body,
     clientSignal: ctx.signal,
     timeoutMs: c.prefillTimeout,
     maxResponseBytes: c.maxPrefillResponseSize,
+    maxJsonDepth: c.maxJsonDepth,
     maxRetries: c.prefillMaxRetries,
     backoffMs: c.prefillRetryBackoff,
     retryTransportErrors: c.prefillFailurePolicy !== 'fail',
@@ -148,7 +148,8 @@ export function answerLegFailure(ctx: PdContext, err: unknown, stage: 'decode' |
   const code = connectErrorCode(err);
   if (!headersSent) {
     if (stage === 'decode' && code === 'ECONNREFUSED') writeJsonError(ctx.res, 503, DECODER_NOT_READY, 'ServiceUnavailable');
-    else writeJsonError(ctx.res, 502, `${stage} failed: ${code ?? ''} ${(err as Error)?.message ?? String(err)}`.replace(/\s+/g, ' ').trim(), 'BadGateway');
+    // The error's own text can name an internal address: it goes to the log below, the client gets the code.
+    else writeJsonError(ctx.res, 502, `${stage} failed: the ${stage === 'decode' ? 'model server' : 'prefiller'} connection failed (${code ?? 'unexpected error'})`, 'BadGateway');
   }
   ctx.logger.warn({ err, stage, code, prefiller: ctx.target?.hostPort }, `${stage} leg failed`);
   return 'upstream_error';
@@ -190,15 +191,19 @@ export async function runDecode(ctx: PdContext, step: DecodeStep): Promise<Outco
     prefix: step.prefix,
     metrics: ctx.metrics,
     logger: () => ctx.logger,
-    onFirstClientByte: () => {
-      const now = performance.now();
-      const t = ctx.timings;
-      t.decodeTtfbMs = (opened.firstByteAt || now) - opened.sentAt;
-      ctx.metrics.decodeTtfb.observe({ mode: step.mode }, t.decodeTtfbMs / 1000);
-      ctx.metrics.ttft.observe({ mode: step.mode }, (now - t.start) / 1000);
-      ctx.metrics.overhead.observe({ mode: step.mode }, Math.max(0, now - t.start - t.prefillMs - t.decodeTtfbMs) / 1000);
-    },
+    // Latency is an inference request's: passthrough answers (vLLM's /metrics, /v1/models) are not timed.
+    onFirstClientByte: step.mode === 'passthrough' ? undefined : () => observeFirstByte(ctx, step.mode, opened),
   });
   if (outcome.kind === 'done') return opened.status >= 500 ? 'upstream_error' : opened.status >= 400 ? 'client_error' : 'success';
   return answerLegFailure(ctx, outcome.error, 'decode', outcome.headersSent);
+}
+
+/** The latency split of an inference request at its first byte to the client (TTFT, decode TTFB, the sidecar's share). */
+function observeFirstByte(ctx: PdContext, mode: Mode, leg: UpstreamLeg): void {
+  const now = performance.now();
+  const t = ctx.timings;
+  t.decodeTtfbMs = (leg.firstByteAt || now) - leg.sentAt;
+  ctx.metrics.decodeTtfb.observe({ mode }, t.decodeTtfbMs / 1000);
+  ctx.metrics.ttft.observe({ mode }, (now - t.start) / 1000);
+  ctx.metrics.overhead.observe({ mode }, Math.max(0, now - t.start - t.prefillMs - t.decodeTtfbMs) / 1000);
 }

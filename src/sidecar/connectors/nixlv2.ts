@@ -4,9 +4,9 @@
  * local vLLM, whose answer is streamed back with the prefiller's cached_tokens.
  *
  * Failures follow --prefill-failure-policy: `fail` relays the prefiller's error (connection failure 502, timeout 504,
- * malformed 2xx 502 naming the prefiller); `retry` also retries connection errors and timeouts; `local` serves the
- * request with local prefill on the decode vLLM after a server-side prefill failure (4xx answers are the client's
- * fault and are relayed in every mode).
+ * malformed 2xx or a redirect 502; the messages never carry the prefiller's address, the log line does); `retry` also
+ * retries connection errors and timeouts; `local` serves the request with local prefill on the decode vLLM after a
+ * server-side prefill failure (4xx answers are the client's fault and are relayed in every mode).
  */
 import { writeJsonError } from '../errors.js';
 import type { Outcome } from '../metrics.js';
@@ -30,7 +30,7 @@ export function afterPrefillFailure(ctx: PdContext, r: Exclude<PrefillOutcome, {
     return 'aborted';
   }
   if (ctx.config.prefillFailurePolicy === 'local' && canFallBack(r)) {
-    return localFallback(ctx, r.kind === 'http_error' ? `status_${r.status}` : r.kind, r.kind === 'http_error' ? `status ${r.status}` : r.message);
+    return localFallback(ctx, r.kind === 'http_error' ? `status_${r.status}` : r.kind, r.kind === 'http_error' ? `status ${r.status}` : r.kind === 'connect_error' ? `${r.message}: ${r.detail}` : r.message);
   }
   return answerPrefillFailure(ctx, r);
 }
@@ -57,7 +57,7 @@ function answerPrefillFailure(ctx: PdContext, r: Exclude<PrefillOutcome, { kind:
     }
     case 'connect_error':
       writeJsonError(res, 502, r.message, 'BadGateway');
-      ctx.logger.warn({ prefiller: ctx.target.hostPort, code: r.code, attempts: r.attempts }, 'prefiller unreachable');
+      ctx.logger.warn({ prefiller: ctx.target.hostPort, code: r.code, detail: r.detail, attempts: r.attempts }, 'prefiller unreachable');
       return 'upstream_error';
     case 'timeout':
       ctx.metrics.timeouts.inc({ stage: 'prefill' });

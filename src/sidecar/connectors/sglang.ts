@@ -4,8 +4,8 @@
  * can stream before the prefill answer is back (no +200ms as in routers that wait for it).
  *
  * Unlike upstream (fire-and-forget prefill whose failure the client never sees, while decode waits up to SGLang's 300s
- * bootstrap timeout), a failed prefill stops the decode leg and the client gets a 502 naming the prefiller (or an SSE
- * error event if the stream had started); a failed decode or a client that leaves stops the prefill leg.
+ * bootstrap timeout), a failed prefill stops the decode leg and the client gets a 502 saying why (or an SSE error
+ * event if the stream had started); a failed decode or a client that leaves stops the prefill leg.
  */
 import { randomInt } from 'node:crypto';
 import { LegStopped } from '../errors.js';
@@ -39,9 +39,9 @@ export const sglangConnector: Connector = {
       }),
     ).then((r) => {
       if (r.kind !== 'ok' && r.kind !== 'aborted') {
-        const detail = r.kind === 'http_error' ? `answered ${r.status}: ${r.body.toString('utf8').slice(0, 200)}` : r.message;
-        ctx.logger.warn({ prefiller: ctx.target.hostPort, kind: r.kind }, 'sglang prefill failed; stopping the decode leg');
-        stopDecode.abort(new LegStopped(r.kind === 'timeout' ? 'prefill_timeout' : 'peer_failed', `prefill to ${ctx.target.hostPort} failed: ${detail}`));
+        const detail = r.kind === 'http_error' ? `the prefiller answered ${r.status}: ${r.body.toString('utf8').slice(0, 200)}` : r.message;
+        ctx.logger.warn({ prefiller: ctx.target.hostPort, kind: r.kind, detail: r.kind === 'connect_error' ? r.detail : detail }, 'sglang prefill failed; stopping the decode leg');
+        stopDecode.abort(new LegStopped(r.kind === 'timeout' ? 'prefill_timeout' : 'peer_failed', `prefill failed: ${detail}`));
       }
       return r;
     });
