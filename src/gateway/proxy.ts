@@ -11,7 +11,7 @@
  *   response body    ──► EPP ──► chunks written to the client as the EPP returns them
  *
  * If the EPP fails (unreachable, stream error, no answer within the message timeout), fail-closed answers 500 as Envoy
- * does; fail-open sends the original request to a fallback endpoint, or, once the answer is streaming, keeps streaming
+ * does; fail-open sends the original request, without the client's routing headers, to a fallback endpoint, or, once the answer is streaming, keeps streaming
  * it without the EPP (chunks the EPP had not yet returned are written from the gateway's own copy, so none are lost).
  */
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
@@ -28,6 +28,7 @@ import {
   type ProcessingResponse,
 } from '../common/envoy/ext-proc.js';
 import { HOP_BY_HOP_HEADERS, LegStopped, UpstreamLeg, connectErrorCode, drainOrClose, type StopSignal } from '../common/index.js';
+import { ROUTING_HEADERS } from '../common/pd-contract.js';
 import { EppUnavailable, type ExtProcSession } from './ext-proc-session.js';
 import type { GatewayConfig } from './options.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -214,6 +215,8 @@ export async function proxyExchange(x: Exchange, d: ProxyDeps): Promise<number> 
       return 503;
     }
     d.metrics.failOpen.inc();
+    // Without the EPP nobody vouches for the client's routing headers: they go, as the EPP would have removed them.
+    for (const h of ROUTING_HEADERS) original.headers.delete(h);
     return forward(x, d, original.headers, Buffer.concat(original.chunks), [fallback], undefined);
   }
   if (destination.length === 0) {
