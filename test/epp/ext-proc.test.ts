@@ -197,6 +197,37 @@ describe('request path', () => {
     }
   });
 
+  it('deep JSON (anywhere in the body, any API, with or without a model rewrite) → 400 exceeded max depth, never a stream error', async () => {
+    const cases: Array<[string, (open: string, close: string) => string, Record<string, string>]> = [
+      ['/v1/completions', (o, c) => `{"model":"m","prompt":"x","a":${o}${c}}`, {}],
+      ['/v1/completions', (o, c) => `{"model":"m","prompt":"x","a":${o}${c}}`, { 'x-llm-d-model-name-rewrite': 'other' }],
+      ['/v1/completions', (o, c) => `{"model":"m","prompt":${o}"x"${c}}`, {}],
+      ['/v1/chat/completions', (o, c) => `{"model":"m","messages":[{"role":"user","content":"x"}],"tools":${o}${c}}`, {}],
+      ['/v1/chat/completions', (o) => `{"model":"m","messages":[{"role":"user","content":${o}`, {}],
+      ['/v1/messages', (o, c) => `{"model":"m","max_tokens":1,"messages":[{"role":"user","content":${o}${c}}]}`, {}],
+    ];
+    for (const depth of [1_001, 4_100, 10_001, 200_000]) {
+      for (const [path, make, extra] of cases) {
+        const call = t.client.open();
+        call.send(headers({ ':path': path, ...extra }), body(make('['.repeat(depth), ']'.repeat(depth)), true));
+        const [r] = await call.waitFor(1);
+        expect(decoded(r!.immediate_response), `${path} depth ${depth}`).toEqual({
+          status: { code: 'BadRequest' },
+          headers: null,
+          body: "inference error: BadRequest - error unmarshaling request bodyMap: invalid character '[' exceeded max depth",
+          grpc_status: null,
+          details: '',
+        });
+        expect(await call.ended).toEqual({ code: 0, details: 'OK' });
+      }
+    }
+    // At the bound (objects and arrays 1000 deep in all) the request is routed.
+    const call = t.client.open();
+    call.send(headers({ ':path': '/v1/completions', 'x-llm-d-model-name-rewrite': 'other' }), body(`{"model":"m","prompt":"x","a":${'['.repeat(999)}${']'.repeat(999)}}`, true));
+    expect((await call.waitFor(2))[0]!.request_headers).toBeTruthy();
+    call.end();
+  }, 60_000);
+
   it('a header-only request gets a random endpoint at once, without scheduling', async () => {
     const call = t.client.open();
     call.send(headers({ ':path': '/v1/models', ':method': 'GET', 'x-request-id': 'get-1' }, true));

@@ -87,3 +87,25 @@ describe('a fail-open gateway strips every routing header when it skips the EPP'
     }
   });
 });
+
+describe('deep JSON through a fail-open gateway', () => {
+  it('is the EPP\'s 400, and nothing reaches the sidecar (the EPP is not skipped)', async () => {
+    const s = await startGatewayStack({ gateway: (r) => ({ failureModeAllow: true, fallbackEndpoints: [r.decode.hostPort] }) });
+    try {
+      for (const depth of [4_100, 100_000]) {
+        const res = await fetch(`${s.gateway.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...smuggled },
+          body: `{"model":"food-review","messages":[{"role":"user","content":"hi"}],"tools":${'['.repeat(depth)}${']'.repeat(depth)}}`,
+          signal: AbortSignal.timeout(10_000),
+        });
+        expect(res.status).toBe(400);
+        expect(await res.text()).toBe("inference error: BadRequest - error unmarshaling request bodyMap: invalid character '[' exceeded max depth");
+      }
+      expect([...s.decode.requests, ...s.prefill.requests]).toEqual([]);
+      expect(await s.gateway.metrics.failOpen.get()).toMatchObject({ values: [{ value: 0 }] });
+    } finally {
+      await s.close();
+    }
+  });
+});
