@@ -9,8 +9,9 @@ import { opt, loggingOptions, shutdownOptions, defaultValues, type CommandDefini
 const port = (def: number, description: string) => opt.int({ default: def, min: 0, max: 65535, description });
 
 export const eppOptions = {
-  configFile: opt.string({ default: '', description: 'EndpointPickerConfig YAML file; empty (and no --config-text) runs llm-d\'s default single-profile config.' }),
+  configFile: opt.string({ default: '', description: 'EndpointPickerConfig YAML file (an empty file is an error); no --config-file and no --config-text runs llm-d\'s default single-profile config.' }),
   configText: opt.string({ default: '', description: 'EndpointPickerConfig YAML given inline.' }),
+  maxConfigSize: opt.bytes({ default: 256 * 1024, min: 1024, description: 'pd-router: largest EndpointPickerConfig (--config-file or --config-text); a larger one is refused before parsing.' }),
   decisionHeader: opt.oneOf(['off', 'on-request', 'always'] as const, {
     default: 'off',
     description:
