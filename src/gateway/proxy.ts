@@ -61,6 +61,9 @@ type Headers = Map<string, string[]>;
 function toHeaders(h: IncomingHttpHeaders): Headers {
   const out: Headers = new Map();
   for (const [k, v] of Object.entries(h)) if (v !== undefined) out.set(k, Array.isArray(v) ? [...v] : [String(v)]);
+  // The gateway answered the expectation itself (100 Continue) and has the body: like Envoy, it passes the header
+  // neither to the EPP nor upstream (undici refuses to send it).
+  out.delete('expect');
   return out;
 }
 
