@@ -16,6 +16,7 @@ import { EndpointStore } from './datalayer/endpoint-store.js';
 import { MetricsScraper } from './datalayer/metrics-scraper.js';
 import { RequestDirector } from './director.js';
 import { ExtProcStream } from './extproc/stream.js';
+import { RequestBufferBudget } from './extproc/request-buffer-budget.js';
 import { healthClientConstructor, healthImplementation } from './health.js';
 import { EppMetrics } from './metrics.js';
 import type { EppConfig } from './options.js';
@@ -127,6 +128,8 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
       maxRequestBodyBytes: o.maxRequestBodySize,
       maxResponseBodyBytes: o.maxResponseBodyBuffer,
       idleTimeoutMs: o.streamIdleTimeout,
+      requestBodyTimeoutMs: o.requestBodyTimeout,
+      budget: new RequestBufferBudget(o.requestBufferBudget, metrics.requestBufferBytes),
       decisionHeader: o.decisionHeader,
     };
     server.addService(extProcServiceDefinition(), {

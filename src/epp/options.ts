@@ -46,6 +46,15 @@ export const eppOptions = {
   maxRequestBodySize: opt.bytes({ default: 64 * 1024 * 1024, min: 1024, description: 'pd-router: largest request body buffered; beyond it the request gets 413 PayloadTooLarge.' }),
   maxResponseBodyBuffer: opt.bytes({ default: 16 * 1024 * 1024, min: 1024, description: 'pd-router: non-streaming responses larger than this are passed through unbuffered (no usage metrics).' }),
   streamIdleTimeout: opt.duration({ default: 3_600_000, description: 'pd-router: an ext_proc stream with no message for this long is ended (DEADLINE_EXCEEDED); 0 disables.' }),
+  requestBufferBudget: opt.bytes({
+    default: 256 * 1024 * 1024,
+    min: 1024,
+    description: 'pd-router: request body bytes all streams together may hold while bodies arrive; a request that would pass it gets 503 (rejected-saturated). At least --max-request-body-size.',
+  }),
+  requestBodyTimeout: opt.duration({
+    default: 60_000,
+    description: 'pd-router: longest wait for the next request body chunk (from the request headers on); beyond it the request gets 408 and its stream ends; 0 disables.',
+  }),
   ...shutdownOptions,
   ...loggingOptions,
 };
@@ -73,6 +82,7 @@ the config's file-discovery plugin, --pool-name (InferencePool), or --endpoint-s
       }
     } else if (v.endpointTargetPorts.length > 0) problems.push('--endpoint-target-ports needs --endpoint-selector');
     if (!v.secureServing && v.certPath) problems.push('--cert-path needs --secure-serving');
+    if (v.requestBufferBudget < v.maxRequestBodySize) problems.push(`--request-buffer-budget (${v.requestBufferBudget} bytes) must be at least --max-request-body-size (${v.maxRequestBodySize} bytes)`);
     return problems;
   },
   epilog: `Plugin parameters (for example approx-prefix-cache-producer lruCapacityPerServer=31250 and

@@ -130,16 +130,35 @@ function relayImmediate(res: ServerResponse, r: NonNullable<ProcessingResponse['
 }
 
 
-async function readBody(body: Readable | undefined, limit: number): Promise<Buffer[]> {
-  if (!body) return [];
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new RangeError(`request body exceeds ${limit} bytes`);
-    parts.push(chunk);
-  }
-  return parts;
+/** The client's body stopped arriving for the body timeout. */
+class BodyTimeout extends Error {}
+
+/**
+ * Reads the whole request body: at most `limit` bytes (RangeError beyond), each chunk within `idleMs` of the one
+ * before (BodyTimeout beyond; a stalled upload would otherwise hold its buffers until the client gives up).
+ */
+function readBody(body: Readable | undefined, limit: number, idleMs: number): Promise<Buffer[]> {
+  if (!body) return Promise.resolve([]);
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      body.off('data', onData).off('end', onEnd).off('error', done).off('close', onClose);
+      if (err) reject(err);
+      else resolve(parts);
+    };
+    const timer = setTimeout(() => done(new BodyTimeout(`request body made no progress for ${idleMs}ms (${size} bytes received)`)), idleMs);
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) return done(new RangeError(`request body exceeds ${limit} bytes`));
+      parts.push(chunk);
+      timer.refresh();
+    };
+    const onEnd = () => done();
+    const onClose = () => done(new Error('client closed the request'));
+    body.on('data', onData).on('end', onEnd).on('error', done).on('close', onClose);
+  });
 }
 
 /** Serves one exchange; returns the status sent to the client (0 if the client left). */
@@ -148,14 +167,14 @@ export async function proxyExchange(x: Exchange, d: ProxyDeps): Promise<number> 
   const started = performance.now();
   let chunks: Buffer[];
   try {
-    chunks = await readBody(x.body, c.maxRequestBodySize);
+    chunks = await readBody(x.body, c.maxRequestBodySize, c.requestBodyTimeout);
   } catch (err) {
-    if (err instanceof RangeError) {
-      writeLocalReply(x.res, 413, err.message);
-      x.res.once('finish', () => x.res.socket?.destroy());
-      return 413;
-    }
-    return 0;
+    // The rest of the body is never read: answer, then close the connection.
+    const status = err instanceof RangeError ? 413 : err instanceof BodyTimeout ? 408 : 0;
+    if (status === 0) return 0;
+    writeLocalReply(x.res, status, (err as Error).message, { connection: 'close' });
+    x.res.once('finish', () => x.res.socket?.destroy());
+    return status;
   }
   const headers = toHeaders(x.headers);
   const original = { headers: new Map(headers), chunks };
