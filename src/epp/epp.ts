@@ -17,6 +17,7 @@ import { MetricsScraper } from './datalayer/metrics-scraper.js';
 import { RequestDirector } from './director.js';
 import { ExtProcStream } from './extproc/stream.js';
 import { RequestBufferBudget } from './extproc/request-buffer-budget.js';
+import { ConnectionStreamGuard } from './extproc/connection-stream-guard.js';
 import { healthClientConstructor, healthImplementation } from './health.js';
 import { EppMetrics } from './metrics.js';
 import type { EppConfig } from './options.js';
@@ -132,6 +133,7 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
       budget: new RequestBufferBudget(o.requestBufferBudget, metrics.requestBufferBytes),
       decisionHeader: o.decisionHeader,
     };
+    new ConnectionStreamGuard({ burst: o.connectionStreamBurst, ratePerSecond: o.connectionStreamRate }, metrics, logger).attach(server);
     server.addService(extProcServiceDefinition(), {
       Process: (call: grpc.ServerDuplexStream<any, any>) => new ExtProcStream(call, { director, metrics, logger, settings }),
     });

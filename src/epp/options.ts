@@ -51,6 +51,14 @@ export const eppOptions = {
     min: 1024,
     description: 'pd-router: request body bytes all streams together may hold while bodies arrive; a request that would pass it gets 503 (rejected-saturated). At least --max-request-body-size.',
   }),
+  connectionStreamBurst: opt.int({
+    default: 900,
+    min: 1,
+    max: 990,
+    description:
+      "pd-router: ext_proc streams one connection may open at once (refilled at --connection-stream-rate per second) before the EPP closes it gracefully (GOAWAY NO_ERROR: its streams finish, the client reconnects). Each stream may end in a reset, and nghttp2 answers its 1001st quick reset with GOAWAY INTERNAL_ERROR, which fails every stream on the connection.",
+  }),
+  connectionStreamRate: opt.int({ default: 33, min: 0, max: 33, description: 'pd-router: streams per second added back to --connection-stream-burst (at most nghttp2\'s reset refill, 33).' }),
   requestBodyTimeout: opt.duration({
     default: 60_000,
     description: 'pd-router: longest wait for the next request body chunk (from the request headers on); beyond it the request gets 408 and its stream ends; 0 disables.',
