@@ -11,8 +11,10 @@
  *   response body    ──► EPP ──► chunks written to the client as the EPP returns them
  *
  * If the EPP fails (unreachable, stream error, no answer within the message timeout), fail-closed answers 500 as Envoy
- * does; fail-open sends the original request, without the client's routing headers, to a fallback endpoint, or, once the answer is streaming, keeps streaming
- * it without the EPP (chunks the EPP had not yet returned are written from the gateway's own copy, so none are lost).
+ * does, or, once the answer is streaming, cuts it at once (the client sees an unterminated body, never a complete-looking
+ * one with chunks missing); fail-open sends the original request, without the client's routing headers, to a fallback
+ * endpoint, or, once the answer is streaming, keeps streaming it without the EPP: the chunks the EPP had not returned
+ * first, from the gateway's own copy, then the rest, so none is lost or reordered.
  */
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
@@ -342,12 +344,21 @@ async function write(res: ServerResponse, chunk: Buffer): Promise<void> {
 
 /**
  * Streams the upstream answer through the EPP: every chunk goes to the EPP, whose streamed chunks go to the client.
- * Chunks the EPP has not returned yet are kept, so a fail-open switch mid-stream writes them itself.
+ * Chunks the EPP has not returned yet are kept. If the EPP fails: fail-closed stops at once, upstream leg and client
+ * response (never terminated, so the client sees the failure; Envoy resets the stream); fail-open writes the kept
+ * chunks first, then streams the rest itself, so nothing is lost or reordered (an SSE client stops reading at [DONE]).
  */
 async function relayThroughEpp(x: Exchange, d: ProxyDeps, leg: UpstreamLeg, session: ExtProcSession): Promise<void> {
   const pending: Buffer[] = [];
   let upstreamDone = false;
   let eppFailed: Error | undefined;
+  let takingOver: Promise<void> | undefined;
+  /** Fail-open after an EPP failure: the chunks it kept go out first (once; every later write waits for them). */
+  const takeOver = () =>
+    (takingOver ??= (async () => {
+      d.metrics.failOpen.inc();
+      for (const p of pending.splice(0)) await write(x.res, p);
+    })());
   const reader = (async () => {
     for (;;) {
       const r = await session.next('response body');
@@ -368,11 +379,16 @@ async function relayThroughEpp(x: Exchange, d: ProxyDeps, leg: UpstreamLeg, sess
       await write(x.res, chunk);
       if (m?.streamed_response?.end_of_stream || (!m?.streamed_response && upstreamDone)) return;
     }
-  })().catch((err: Error) => {
+  })().catch(async (err: Error) => {
     eppFailed = err;
+    d.metrics.eppFailures.inc({ stage: 'response body' });
+    // Fail-closed: nothing more reaches the client; the relay below ends on the stopped leg.
+    if (!d.config.failureModeAllow) leg.stop(new LegStopped('peer_failed', `EPP failed on the response body: ${err.message}`));
+    else await takeOver();
   });
   for (let chunk = await leg.read(); chunk !== null; chunk = await leg.read()) {
     if (eppFailed) {
+      await takeOver();
       await write(x.res, chunk);
       continue;
     }
@@ -383,10 +399,8 @@ async function relayThroughEpp(x: Exchange, d: ProxyDeps, leg: UpstreamLeg, sess
   if (!eppFailed) session.send({ response_body: { body: Buffer.alloc(0), end_of_stream: true } });
   await reader;
   if (eppFailed) {
-    d.metrics.eppFailures.inc({ stage: 'response body' });
     if (!d.config.failureModeAllow) throw eppFailed;
-    d.metrics.failOpen.inc();
-    for (const p of pending) await write(x.res, p);
+    await takeOver();
   } else {
     session.close();
   }
