@@ -3,7 +3,7 @@
  * ext_proc (TLS by default), gRPC health and Prometheus metrics. `close()` drains: health turns NOT_SERVING, open
  * streams may finish until the deadline, then everything is closed.
  */
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { applyConfigParams } from './config/config-params.js';
 import * as grpc from '@grpc/grpc-js';
 import Fastify from 'fastify';
@@ -16,6 +16,8 @@ import { EndpointStore } from './datalayer/endpoint-store.js';
 import { MetricsScraper } from './datalayer/metrics-scraper.js';
 import { RequestDirector } from './director.js';
 import { ExtProcStream } from './extproc/stream.js';
+import { RequestBufferBudget } from './extproc/request-buffer-budget.js';
+import { ConnectionStreamGuard } from './extproc/connection-stream-guard.js';
 import { healthClientConstructor, healthImplementation } from './health.js';
 import { EppMetrics } from './metrics.js';
 import type { EppConfig } from './options.js';
@@ -41,14 +43,37 @@ export interface StartEppOptions {
   random?: () => number;
 }
 
+/**
+ * The EndpointPickerConfig text: --config-text, else --config-file read up to --max-config-size (a larger file is
+ * refused before it is parsed: YAML parsing costs about a second of CPU per MiB), else '' (llm-d's default config). An
+ * empty file is an error: a mounted ConfigMap that lost its data must not silently run a non-P/D default.
+ */
 async function configText(o: EppConfig): Promise<string> {
-  if (o.configText) return o.configText;
+  const tooLarge = (what: string) => new ConfigError(`${what} is larger than --max-config-size (${o.maxConfigSize} bytes)`);
+  if (o.configText) {
+    if (Buffer.byteLength(o.configText) > o.maxConfigSize) throw tooLarge('--config-text');
+    return o.configText;
+  }
   if (!o.configFile) return '';
+  let text: string;
   try {
-    return await readFile(o.configFile, 'utf8');
+    const file = await open(o.configFile, 'r');
+    try {
+      // One byte more than allowed tells a file at the limit from a larger one, without reading the rest.
+      const buf = Buffer.alloc(o.maxConfigSize + 1);
+      let n = 0;
+      for (let r = 1; r > 0 && n < buf.length; n += r) r = (await file.read(buf, n, buf.length - n, null)).bytesRead;
+      if (n > o.maxConfigSize) throw tooLarge(`--config-file ${o.configFile}`);
+      text = buf.toString('utf8', 0, n);
+    } finally {
+      await file.close();
+    }
   } catch (e) {
+    if (e instanceof ConfigError) throw e;
     throw new ConfigError(`cannot read --config-file ${o.configFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
+  if (text.trim() === '') throw new ConfigError(`--config-file ${o.configFile} is empty; give an EndpointPickerConfig (or no --config-file for llm-d's default single-profile config)`);
+  return text;
 }
 
 function bindGrpc(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {
@@ -104,8 +129,11 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
       maxRequestBodyBytes: o.maxRequestBodySize,
       maxResponseBodyBytes: o.maxResponseBodyBuffer,
       idleTimeoutMs: o.streamIdleTimeout,
+      requestBodyTimeoutMs: o.requestBodyTimeout,
+      budget: new RequestBufferBudget(o.requestBufferBudget, metrics.requestBufferBytes),
       decisionHeader: o.decisionHeader,
     };
+    new ConnectionStreamGuard({ burst: o.connectionStreamBurst, ratePerSecond: o.connectionStreamRate }, metrics, logger).attach(server);
     server.addService(extProcServiceDefinition(), {
       Process: (call: grpc.ServerDuplexStream<any, any>) => new ExtProcStream(call, { director, metrics, logger, settings }),
     });

@@ -77,6 +77,8 @@ export class EppMetrics {
   readonly streamsInflight: Gauge;
   readonly streamsTotal: Counter;
   readonly streamDuration: Histogram;
+  readonly requestBufferBytes: Gauge;
+  readonly connectionsDrained: Counter;
 
   constructor(registry: Registry = createRegistry()) {
     this.registry = registry;
@@ -111,6 +113,8 @@ export class EppMetrics {
     this.streamsInflight = new Gauge({ name: `${P}extproc_streams_inflight`, help: 'Open ext_proc streams.', registers });
     this.streamsTotal = new Counter({ name: `${P}extproc_streams_total`, help: 'ext_proc streams by final gRPC code.', labelNames: ['code'], registers });
     this.streamDuration = new Histogram({ name: `${P}extproc_stream_duration_seconds`, help: 'ext_proc stream lifetimes.', buckets: LATENCY_BUCKETS, registers });
+    this.requestBufferBytes = new Gauge({ name: `${P}extproc_request_buffer_bytes`, help: 'Request body bytes held by all streams (bounded by --request-buffer-budget).', registers });
+    this.connectionsDrained = new Counter({ name: `${P}extproc_connections_drained_total`, help: 'ext_proc connections closed gracefully (GOAWAY NO_ERROR), by reason.', labelNames: ['reason'], registers });
     new Gauge({ name: `${P}info`, help: 'Build information.', labelNames: ['commit', 'build_ref'], registers }).set({ commit: process.env.PD_ROUTER_COMMIT ?? 'unknown', build_ref: 'pd-router' }, 1);
   }
 

@@ -9,8 +9,9 @@ import { opt, loggingOptions, shutdownOptions, defaultValues, type CommandDefini
 const port = (def: number, description: string) => opt.int({ default: def, min: 0, max: 65535, description });
 
 export const eppOptions = {
-  configFile: opt.string({ default: '', description: 'EndpointPickerConfig YAML file; empty (and no --config-text) runs llm-d\'s default single-profile config.' }),
+  configFile: opt.string({ default: '', description: 'EndpointPickerConfig YAML file (an empty file is an error); no --config-file and no --config-text runs llm-d\'s default single-profile config.' }),
   configText: opt.string({ default: '', description: 'EndpointPickerConfig YAML given inline.' }),
+  maxConfigSize: opt.bytes({ default: 256 * 1024, min: 1024, description: 'pd-router: largest EndpointPickerConfig (--config-file or --config-text); a larger one is refused before parsing.' }),
   decisionHeader: opt.oneOf(['off', 'on-request', 'always'] as const, {
     default: 'off',
     description:
@@ -45,6 +46,23 @@ export const eppOptions = {
   maxRequestBodySize: opt.bytes({ default: 64 * 1024 * 1024, min: 1024, description: 'pd-router: largest request body buffered; beyond it the request gets 413 PayloadTooLarge.' }),
   maxResponseBodyBuffer: opt.bytes({ default: 16 * 1024 * 1024, min: 1024, description: 'pd-router: non-streaming responses larger than this are passed through unbuffered (no usage metrics).' }),
   streamIdleTimeout: opt.duration({ default: 3_600_000, description: 'pd-router: an ext_proc stream with no message for this long is ended (DEADLINE_EXCEEDED); 0 disables.' }),
+  requestBufferBudget: opt.bytes({
+    default: 256 * 1024 * 1024,
+    min: 1024,
+    description: 'pd-router: request body bytes all streams together may hold while bodies arrive; a request that would pass it gets 503 (rejected-saturated). At least --max-request-body-size.',
+  }),
+  connectionStreamBurst: opt.int({
+    default: 900,
+    min: 1,
+    max: 990,
+    description:
+      "pd-router: ext_proc streams one connection may open at once (refilled at --connection-stream-rate per second) before the EPP closes it gracefully (GOAWAY NO_ERROR: its streams finish, the client reconnects). Each stream may end in a reset, and nghttp2 answers its 1001st quick reset with GOAWAY INTERNAL_ERROR, which fails every stream on the connection.",
+  }),
+  connectionStreamRate: opt.int({ default: 33, min: 0, max: 33, description: 'pd-router: streams per second added back to --connection-stream-burst (at most nghttp2\'s reset refill, 33).' }),
+  requestBodyTimeout: opt.duration({
+    default: 60_000,
+    description: 'pd-router: longest wait for the next request body chunk (from the request headers on); beyond it the request gets 408 and its stream ends; 0 disables.',
+  }),
   ...shutdownOptions,
   ...loggingOptions,
 };
@@ -72,6 +90,7 @@ the config's file-discovery plugin, --pool-name (InferencePool), or --endpoint-s
       }
     } else if (v.endpointTargetPorts.length > 0) problems.push('--endpoint-target-ports needs --endpoint-selector');
     if (!v.secureServing && v.certPath) problems.push('--cert-path needs --secure-serving');
+    if (v.requestBufferBudget < v.maxRequestBodySize) problems.push(`--request-buffer-budget (${v.requestBufferBudget} bytes) must be at least --max-request-body-size (${v.maxRequestBodySize} bytes)`);
     return problems;
   },
   epilog: `Plugin parameters (for example approx-prefix-cache-producer lruCapacityPerServer=31250 and

@@ -75,14 +75,20 @@ export class ExtProcSession {
     });
   }
 
-  /** Half-closes the stream after the last message (Envoy does so when the HTTP exchange is complete). */
+  /**
+   * Half-closes the stream after the last message and lets the EPP end it: Envoy's graceful_grpc_close. (Envoy's
+   * default also resets the stream right after the half-close; the EPP's connection stream guard allows for that.)
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     if (!this.failure) this.call.end();
   }
 
-  /** Cancels the stream (client gone, or the exchange failed). */
+  /**
+   * Cancels the stream (client gone, or the exchange failed) as Envoy does when its client disconnects: a half-close,
+   * then RST_STREAM CANCEL (grpc-js's cancel).
+   */
   cancel(): void {
     this.closed = true;
     if (this.waiter) clearTimeout(this.waiter.timer);

@@ -1,4 +1,5 @@
 /** Development/test stand-in for Envoy: `pd-router gateway`. */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import Fastify from 'fastify';
 import type { Readable } from 'node:stream';
@@ -77,6 +78,19 @@ export async function startGateway(config: GatewayConfig, logger: Logger = silen
   };
   app.all('/*', handler);
   app.all('/', handler);
+  app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    // Expect: 100-continue, answered as Envoy does: the final status at once when the declared body is too large
+    // (the client then never sends it), else 100 Continue and on as any request (the header is not passed on).
+    const declared = Number(req.headers['content-length']);
+    if (declared > config.maxRequestBodySize) {
+      const body = `request body exceeds ${config.maxRequestBodySize} bytes`;
+      res.writeHead(413, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), connection: 'close' }).end(body);
+      metrics.requests.inc({ code: '413' });
+      return;
+    }
+    res.writeContinue();
+    app.server.emit('request', req, res);
+  });
   const port = await listen(app, config.host, config.port);
   const host = dialableHost(config.host);
   return {

@@ -25,6 +25,7 @@ export const gatewayOptions = {
     description: 'Send response bodies to the EPP (FULL_DUPLEX_STREAMED, so it can count usage) or not (NONE).',
   }),
   maxRequestBodySize: opt.bytes({ default: 32 * 1024 * 1024, min: 1024, description: 'Largest request body accepted; 413 beyond it.' }),
+  requestBodyTimeout: opt.duration({ default: 60_000, min: 1, description: 'Longest pause while reading a client\'s request body; 408 beyond it (a stalled upload).' }),
   upstreamConnectTimeout: opt.duration({ default: 10_000, min: 1, description: 'Deadline for connecting to the chosen endpoint.' }),
   upstreamFirstByteTimeout: opt.duration({ default: 600_000, min: 1, description: 'Deadline for the first byte of the endpoint\'s answer; 504 beyond it.' }),
   upstreamIdleTimeout: opt.duration({ default: 300_000, min: 1, description: 'Longest pause between chunks of the endpoint\'s answer.' }),

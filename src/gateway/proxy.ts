@@ -11,8 +11,10 @@
  *   response body    ──► EPP ──► chunks written to the client as the EPP returns them
  *
  * If the EPP fails (unreachable, stream error, no answer within the message timeout), fail-closed answers 500 as Envoy
- * does; fail-open sends the original request to a fallback endpoint, or, once the answer is streaming, keeps streaming
- * it without the EPP (chunks the EPP had not yet returned are written from the gateway's own copy, so none are lost).
+ * does, or, once the answer is streaming, cuts it at once (the client sees an unterminated body, never a complete-looking
+ * one with chunks missing); fail-open sends the original request, without the client's routing headers, to a fallback
+ * endpoint, or, once the answer is streaming, keeps streaming it without the EPP: the chunks the EPP had not returned
+ * first, from the gateway's own copy, then the rest, so none is lost or reordered.
  */
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
@@ -28,6 +30,7 @@ import {
   type ProcessingResponse,
 } from '../common/envoy/ext-proc.js';
 import { HOP_BY_HOP_HEADERS, LegStopped, UpstreamLeg, connectErrorCode, drainOrClose, type StopSignal } from '../common/index.js';
+import { ROUTING_HEADERS } from '../common/pd-contract.js';
 import { EppUnavailable, type ExtProcSession } from './ext-proc-session.js';
 import type { GatewayConfig } from './options.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -60,6 +63,9 @@ type Headers = Map<string, string[]>;
 function toHeaders(h: IncomingHttpHeaders): Headers {
   const out: Headers = new Map();
   for (const [k, v] of Object.entries(h)) if (v !== undefined) out.set(k, Array.isArray(v) ? [...v] : [String(v)]);
+  // The gateway answered the expectation itself (100 Continue) and has the body: like Envoy, it passes the header
+  // neither to the EPP nor upstream (undici refuses to send it).
+  out.delete('expect');
   return out;
 }
 
@@ -126,16 +132,35 @@ function relayImmediate(res: ServerResponse, r: NonNullable<ProcessingResponse['
 }
 
 
-async function readBody(body: Readable | undefined, limit: number): Promise<Buffer[]> {
-  if (!body) return [];
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new RangeError(`request body exceeds ${limit} bytes`);
-    parts.push(chunk);
-  }
-  return parts;
+/** The client's body stopped arriving for the body timeout. */
+class BodyTimeout extends Error {}
+
+/**
+ * Reads the whole request body: at most `limit` bytes (RangeError beyond), each chunk within `idleMs` of the one
+ * before (BodyTimeout beyond; a stalled upload would otherwise hold its buffers until the client gives up).
+ */
+function readBody(body: Readable | undefined, limit: number, idleMs: number): Promise<Buffer[]> {
+  if (!body) return Promise.resolve([]);
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      body.off('data', onData).off('end', onEnd).off('error', done).off('close', onClose);
+      if (err) reject(err);
+      else resolve(parts);
+    };
+    const timer = setTimeout(() => done(new BodyTimeout(`request body made no progress for ${idleMs}ms (${size} bytes received)`)), idleMs);
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) return done(new RangeError(`request body exceeds ${limit} bytes`));
+      parts.push(chunk);
+      timer.refresh();
+    };
+    const onEnd = () => done();
+    const onClose = () => done(new Error('client closed the request'));
+    body.on('data', onData).on('end', onEnd).on('error', done).on('close', onClose);
+  });
 }
 
 /** Serves one exchange; returns the status sent to the client (0 if the client left). */
@@ -144,14 +169,14 @@ export async function proxyExchange(x: Exchange, d: ProxyDeps): Promise<number> 
   const started = performance.now();
   let chunks: Buffer[];
   try {
-    chunks = await readBody(x.body, c.maxRequestBodySize);
+    chunks = await readBody(x.body, c.maxRequestBodySize, c.requestBodyTimeout);
   } catch (err) {
-    if (err instanceof RangeError) {
-      writeLocalReply(x.res, 413, err.message);
-      x.res.once('finish', () => x.res.socket?.destroy());
-      return 413;
-    }
-    return 0;
+    // The rest of the body is never read: answer, then close the connection.
+    const status = err instanceof RangeError ? 413 : err instanceof BodyTimeout ? 408 : 0;
+    if (status === 0) return 0;
+    writeLocalReply(x.res, status, (err as Error).message, { connection: 'close' });
+    x.res.once('finish', () => x.res.socket?.destroy());
+    return status;
   }
   const headers = toHeaders(x.headers);
   const original = { headers: new Map(headers), chunks };
@@ -214,6 +239,8 @@ export async function proxyExchange(x: Exchange, d: ProxyDeps): Promise<number> 
       return 503;
     }
     d.metrics.failOpen.inc();
+    // Without the EPP nobody vouches for the client's routing headers: they go, as the EPP would have removed them.
+    for (const h of ROUTING_HEADERS) original.headers.delete(h);
     return forward(x, d, original.headers, Buffer.concat(original.chunks), [fallback], undefined);
   }
   if (destination.length === 0) {
@@ -317,12 +344,21 @@ async function write(res: ServerResponse, chunk: Buffer): Promise<void> {
 
 /**
  * Streams the upstream answer through the EPP: every chunk goes to the EPP, whose streamed chunks go to the client.
- * Chunks the EPP has not returned yet are kept, so a fail-open switch mid-stream writes them itself.
+ * Chunks the EPP has not returned yet are kept. If the EPP fails: fail-closed stops at once, upstream leg and client
+ * response (never terminated, so the client sees the failure; Envoy resets the stream); fail-open writes the kept
+ * chunks first, then streams the rest itself, so nothing is lost or reordered (an SSE client stops reading at [DONE]).
  */
 async function relayThroughEpp(x: Exchange, d: ProxyDeps, leg: UpstreamLeg, session: ExtProcSession): Promise<void> {
   const pending: Buffer[] = [];
   let upstreamDone = false;
   let eppFailed: Error | undefined;
+  let takingOver: Promise<void> | undefined;
+  /** Fail-open after an EPP failure: the chunks it kept go out first (once; every later write waits for them). */
+  const takeOver = () =>
+    (takingOver ??= (async () => {
+      d.metrics.failOpen.inc();
+      for (const p of pending.splice(0)) await write(x.res, p);
+    })());
   const reader = (async () => {
     for (;;) {
       const r = await session.next('response body');
@@ -343,11 +379,16 @@ async function relayThroughEpp(x: Exchange, d: ProxyDeps, leg: UpstreamLeg, sess
       await write(x.res, chunk);
       if (m?.streamed_response?.end_of_stream || (!m?.streamed_response && upstreamDone)) return;
     }
-  })().catch((err: Error) => {
+  })().catch(async (err: Error) => {
     eppFailed = err;
+    d.metrics.eppFailures.inc({ stage: 'response body' });
+    // Fail-closed: nothing more reaches the client; the relay below ends on the stopped leg.
+    if (!d.config.failureModeAllow) leg.stop(new LegStopped('peer_failed', `EPP failed on the response body: ${err.message}`));
+    else await takeOver();
   });
   for (let chunk = await leg.read(); chunk !== null; chunk = await leg.read()) {
     if (eppFailed) {
+      await takeOver();
       await write(x.res, chunk);
       continue;
     }
@@ -358,10 +399,8 @@ async function relayThroughEpp(x: Exchange, d: ProxyDeps, leg: UpstreamLeg, sess
   if (!eppFailed) session.send({ response_body: { body: Buffer.alloc(0), end_of_stream: true } });
   await reader;
   if (eppFailed) {
-    d.metrics.eppFailures.inc({ stage: 'response body' });
     if (!d.config.failureModeAllow) throw eppFailed;
-    d.metrics.failOpen.inc();
-    for (const p of pending) await write(x.res, p);
+    await takeOver();
   } else {
     session.close();
   }

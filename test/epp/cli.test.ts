@@ -62,6 +62,16 @@ describe('pd-router epp', () => {
     expect(none.stderr).toContain('no endpoint source');
   });
 
+  it('an empty --config-file (a ConfigMap that lost its data) exits 2 naming the file, instead of running a non-P/D default', async () => {
+    const file = endpointsFile(endpointsYaml([spec('a', '10.5.0.1')]));
+    for (const content of ['', '  \n\n']) {
+      const config = endpointsFile(content);
+      const r = await runCli(['epp', '--endpoints-file', file, '--secure-serving=false', '--config-file', config]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`--config-file ${config} is empty`);
+    }
+  });
+
   it('starts from flags, routes a request, and exits 0 on SIGTERM', async () => {
     const file = endpointsFile(endpointsYaml([spec('d', '10.5.0.2', 'decode')]));
     const epp = await startCli(

@@ -154,3 +154,39 @@ describe('config errors name the plugin and the parameter', () => {
     expect(() => loadEndpointPickerConfig('a: [')).toThrow(/cannot parse as YAML/);
   });
 });
+
+describe('the config file as the EPP reads it', () => {
+  const base = { host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false };
+
+  it('a 16 MB bad config is refused unread, in bounded CPU time, naming the flag and the bound', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const { eppConfig, startEpp } = await import('../../src/epp/index.js');
+    const { endpointsFile, endpointsYaml } = await import('./fixtures.js');
+    const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'pd-epp-')), 'big.yaml');
+    // 16 MB of plugins of unknown types: parsing it all took about 20 s of CPU before the bound.
+    const line = (i: number) => `- {type: nope-${i}, name: plugin-number-${i}}\n`;
+    const lines: string[] = [HEAD, 'plugins:\n'];
+    for (let i = 0, size = 0; size < 16 * 1024 * 1024; i++) size += (lines[lines.push(line(i)) - 1]!).length;
+    writeFileSync(file, lines.join(''));
+    const endpoints = endpointsFile(endpointsYaml([spec('a', '10.0.0.1')]));
+    const cpu = process.cpuUsage();
+    await expect(startEpp(eppConfig({ ...base, endpointsFile: endpoints, configFile: file }))).rejects.toThrow(`--config-file ${file} is larger than --max-config-size (262144 bytes)`);
+    const used = process.cpuUsage(cpu);
+    expect((used.user + used.system) / 1000).toBeLessThan(1_000);
+    // The same bound for --config-text.
+    await expect(startEpp(eppConfig({ ...base, endpointsFile: endpoints, configText: lines.slice(0, 20_000).join('') }))).rejects.toThrow('--config-text is larger than --max-config-size (262144 bytes)');
+  });
+
+  it('a file at the bound is read; the bound is --max-config-size', async () => {
+    const { eppConfig, startEpp } = await import('../../src/epp/index.js');
+    const { endpointsFile, endpointsYaml } = await import('./fixtures.js');
+    const text = `${HEAD}schedulingProfiles: [{name: default}]\ndataLayer: {injectDefaults: false}\n`;
+    const file = endpointsFile(text.padEnd(2048, '#'));
+    const endpoints = endpointsFile(endpointsYaml([spec('a', '10.0.0.1')]));
+    const epp = await startEpp(eppConfig({ ...base, endpointsFile: endpoints, configFile: file, maxConfigSize: 2048 }));
+    await epp.close(500);
+    await expect(startEpp(eppConfig({ ...base, endpointsFile: endpoints, configFile: file, maxConfigSize: 2047 }))).rejects.toThrow('is larger than --max-config-size (2047 bytes)');
+  });
+});

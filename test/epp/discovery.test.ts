@@ -23,22 +23,40 @@ afterEach(async () => {
 const ids = (e: EppHandle) => e.store.all().map((x) => `${x.id}@${x.hostPort}[${x.labels['llm-d.ai/role'] ?? ''}]`).sort();
 
 describe('endpoints file', () => {
-  it('parses the upstream format: namespace defaults to "default", ports as strings or numbers, last duplicate wins', () => {
+  it('parses the upstream format: namespace defaults to "default", ports as strings or numbers', () => {
     const specs = parseEndpointsFile(
       `endpoints:
 - {name: a, address: 10.0.0.1, port: "8000", labels: {llm-d.ai/role: prefill}}
-- {name: a, address: 10.0.0.9, port: 8001}
+- {name: a, namespace: other, address: 10.0.0.9, port: 8001}
 - {name: b, namespace: ns, address: "fd00::1", port: "8000"}
 `,
       'f',
     );
     expect(specs).toEqual([
-      { name: 'a', namespace: 'default', address: '10.0.0.9', port: 8001, labels: {} },
+      { name: 'a', namespace: 'default', address: '10.0.0.1', port: 8000, labels: { 'llm-d.ai/role': 'prefill' } },
+      { name: 'a', namespace: 'other', address: '10.0.0.9', port: 8001, labels: {} },
       { name: 'b', namespace: 'ns', address: 'fd00::1', port: 8000, labels: {} },
     ]);
     expect(() => parseEndpointsFile('endpoints: [{name: a, address: my-host, port: "80"}]', 'f')).toThrow(/endpoints.0.address: address must be an IP address/);
     expect(() => parseEndpointsFile('endpoints: [{name: a, address: 10.0.0.1, port: "0"}]', 'f')).toThrow(/port must be between 1 and 65535/);
     expect(() => parseEndpointsFile('x'.repeat(1024 * 1024 + 1), 'f')).toThrow(/larger than 1 MiB/);
+  });
+
+  it('duplicate endpoint names are refused, naming the duplicate: at start (flag or config plugin) and on reload', async () => {
+    const dup = 'endpoints:\n- {name: d, address: 10.0.0.1, port: 8000}\n- {name: e, address: 10.0.0.2, port: 8000}\n- {name: d, namespace: default, address: 10.0.0.3, port: 8000}\n';
+    const message = 'endpoints.2: duplicate endpoint name "d" in namespace "default" (also endpoints.0)';
+    expect(() => parseEndpointsFile(dup, 'f')).toThrow(`f: ${message}`);
+    const file = endpointsFile(dup);
+    await expect(startEpp(eppConfig({ ...base, endpointsFile: file }))).rejects.toThrow(`${file}: ${message}`);
+    const configText = `${HEAD}plugins: [{type: file-discovery, parameters: {path: ${file}}}]\ndataLayer: {injectDefaults: false, discovery: {pluginRef: file-discovery}}\n`;
+    await expect(startEpp(eppConfig({ ...base, configText }))).rejects.toThrow(`${file}: ${message}`);
+    // A reload with a duplicate keeps the endpoints it had.
+    writeFileSync(file, endpointsYaml([spec('d', '10.0.0.1')]));
+    epp = await startEpp(eppConfig({ ...base, endpointsFile: file }));
+    writeFileSync(file, dup);
+    const text = () => metricsText(`http://127.0.0.1:${epp!.metricsPort}`);
+    await waitFor(async () => (metricValue(await text(), 'llm_d_epp_datalayer_poll_errors_total', { source_type: 'file-discovery' }) ?? 0) >= 1, 5000, 'reload error counted');
+    expect(ids(epp)).toEqual(['default/d@10.0.0.1:8000[]']);
   });
 
   it('reloads on change: add, remove, a bad file keeps the last good state, then recovers; metrics survive', async () => {

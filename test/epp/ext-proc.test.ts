@@ -6,6 +6,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { body, headers, responseBody, responseHeaders, setHeadersOf, subsetHint } from './ext-proc-client.js';
 import { PD_EPP_CONFIG, decoded, spec, startTestEpp, type TestEpp } from './fixtures.js';
+import { DESTINATION_ENDPOINT, PREFILLER_HOST_PORT, ROUTING_HEADERS } from '../../src/common/pd-contract.js';
+
+/** The routing headers the EPP removes when it sets only the destination (decode-only), or also the prefiller (P/D). */
+const REMOVED_DECODE_ONLY = ROUTING_HEADERS.filter((h) => h !== DESTINATION_ENDPOINT);
+const REMOVED_PD = REMOVED_DECODE_ONLY.filter((h) => h !== PREFILLER_HOST_PORT);
 
 // Closed loopback ports: scraping these fails fast (counted), no traffic leaves the host.
 const P = spec('prefill-0', '127.0.0.2', 'prefill', {}, 9);
@@ -86,7 +91,7 @@ describe('request path', () => {
           ['x-request-id', 'test-request-id'],
           ['x-prefiller-host-port', '127.0.0.2:9'],
         ],
-        ['x-encoder-hosts-ports', 'x-data-parallel-host-port'],
+        REMOVED_PD,
       ),
       expectedBodyResponse(text, true),
     ]);
@@ -107,7 +112,7 @@ describe('request path', () => {
           ['hi', 'mom'],
           ['x-request-id', 'r2'],
         ],
-        ['x-prefiller-host-port', 'x-encoder-hosts-ports', 'x-data-parallel-host-port'],
+        REMOVED_DECODE_ONLY,
       ),
       expectedBodyResponse(text, true),
     ]);
@@ -131,7 +136,7 @@ describe('request path', () => {
       expect(set.filter(([k]) => k === 'x-gateway-destination-endpoint')).toEqual([['x-gateway-destination-endpoint', '127.0.0.3:9', OVERWRITE]]);
       expect(set.filter(([k]) => k === 'x-prefiller-host-port')).toEqual(prefill ? [['x-prefiller-host-port', prefill, OVERWRITE]] : []);
       expect(set.some(([, v]) => v.startsWith('6.6.6.6') || v.startsWith('169.254'))).toBe(false);
-      expect(mutation.remove_headers).toEqual(prefill ? ['x-encoder-hosts-ports', 'x-data-parallel-host-port'] : ['x-prefiller-host-port', 'x-encoder-hosts-ports', 'x-data-parallel-host-port']);
+      expect(mutation.remove_headers).toEqual(prefill ? REMOVED_PD : REMOVED_DECODE_ONLY);
       expect(set.every(([, , action]) => action === OVERWRITE)).toBe(true);
       call.end();
     }
@@ -192,6 +197,37 @@ describe('request path', () => {
     }
   });
 
+  it('deep JSON (anywhere in the body, any API, with or without a model rewrite) → 400 exceeded max depth, never a stream error', async () => {
+    const cases: Array<[string, (open: string, close: string) => string, Record<string, string>]> = [
+      ['/v1/completions', (o, c) => `{"model":"m","prompt":"x","a":${o}${c}}`, {}],
+      ['/v1/completions', (o, c) => `{"model":"m","prompt":"x","a":${o}${c}}`, { 'x-llm-d-model-name-rewrite': 'other' }],
+      ['/v1/completions', (o, c) => `{"model":"m","prompt":${o}"x"${c}}`, {}],
+      ['/v1/chat/completions', (o, c) => `{"model":"m","messages":[{"role":"user","content":"x"}],"tools":${o}${c}}`, {}],
+      ['/v1/chat/completions', (o) => `{"model":"m","messages":[{"role":"user","content":${o}`, {}],
+      ['/v1/messages', (o, c) => `{"model":"m","max_tokens":1,"messages":[{"role":"user","content":${o}${c}}]}`, {}],
+    ];
+    for (const depth of [1_001, 4_100, 10_001, 200_000]) {
+      for (const [path, make, extra] of cases) {
+        const call = t.client.open();
+        call.send(headers({ ':path': path, ...extra }), body(make('['.repeat(depth), ']'.repeat(depth)), true));
+        const [r] = await call.waitFor(1);
+        expect(decoded(r!.immediate_response), `${path} depth ${depth}`).toEqual({
+          status: { code: 'BadRequest' },
+          headers: null,
+          body: "inference error: BadRequest - error unmarshaling request bodyMap: invalid character '[' exceeded max depth",
+          grpc_status: null,
+          details: '',
+        });
+        expect(await call.ended).toEqual({ code: 0, details: 'OK' });
+      }
+    }
+    // At the bound (objects and arrays 1000 deep in all) the request is routed.
+    const call = t.client.open();
+    call.send(headers({ ':path': '/v1/completions', 'x-llm-d-model-name-rewrite': 'other' }), body(`{"model":"m","prompt":"x","a":${'['.repeat(999)}${']'.repeat(999)}}`, true));
+    expect((await call.waitFor(2))[0]!.request_headers).toBeTruthy();
+    call.end();
+  }, 60_000);
+
   it('a header-only request gets a random endpoint at once, without scheduling', async () => {
     const call = t.client.open();
     call.send(headers({ ':path': '/v1/models', ':method': 'GET', 'x-request-id': 'get-1' }, true));
@@ -226,6 +262,70 @@ describe('request path', () => {
     const resp = await call.waitFor(4);
     expect((resp[3]!.response_body!.response.body_mutation as any).streamed_response.body.toString()).toBe('{"model": "food-review","choices":[]}');
     call.end();
+  });
+});
+
+describe('every routing header a client sends (ROUTING_HEADERS), on every decision', () => {
+  const MARK = '6.6.6.6';
+  /** Every routing header, some in upper case, x-prefiller-url twice: each with a value that names the smuggler. */
+  const smuggling = (pseudo: Record<string, string>, endOfStream: boolean) => {
+    const list = Object.entries(pseudo).map(([key, v]) => ({ key, raw_value: Buffer.from(v) }));
+    ROUTING_HEADERS.forEach((h, i) => list.push({ key: i % 2 ? h.toUpperCase() : h, raw_value: Buffer.from(`${MARK}:${i + 1}`) }));
+    list.push({ key: 'x-prefiller-url', raw_value: Buffer.from(`http://${MARK}:99`) });
+    return { request_headers: { headers: { headers: list }, end_of_stream: endOfStream } };
+  };
+
+  /** Each routing header is removed, or set (overwritten) to the EPP's own value in `own`; no set header carries the client's. */
+  function expectOnlyEppRouting(mutation: { set_headers?: any[]; remove_headers?: string[] } | null | undefined, own: Record<string, string>) {
+    const set = setHeadersOf(mutation);
+    for (const h of ROUTING_HEADERS) {
+      const sets = set.filter(([k]) => k.toLowerCase() === h);
+      if (own[h] !== undefined) {
+        expect(sets, h).toEqual([[h, own[h], OVERWRITE]]);
+      } else {
+        expect(sets, h).toEqual([]);
+        expect(mutation?.remove_headers ?? [], h).toContain(h);
+      }
+    }
+    expect(set.filter(([, v]) => v.includes(MARK))).toEqual([]);
+  }
+
+  it('decode-only: every one removed except the destination, which is the EPP\'s', async () => {
+    const call = t.client.open();
+    call.send(smuggling({ ':path': '/v1/completions', ':method': 'POST' }, false), body(completion('hi'), true));
+    const [h] = await call.waitFor(2);
+    expectOnlyEppRouting(h!.request_headers!.response.header_mutation, { [DESTINATION_ENDPOINT]: '127.0.0.3:9' });
+    expect(JSON.stringify(decoded(h!.dynamic_metadata))).not.toContain(MARK);
+    call.end();
+  });
+
+  it('P/D: the destination and x-prefiller-host-port are the EPP\'s, x-prefiller-url and the rest removed', async () => {
+    const call = t.client.open();
+    call.send(smuggling({ ':path': '/v1/completions', ':method': 'POST' }, false), body(completion(`Nobody asked this before. ${LONG_PROMPT}`), true));
+    const [h] = await call.waitFor(2);
+    expectOnlyEppRouting(h!.request_headers!.response.header_mutation, { [DESTINATION_ENDPOINT]: '127.0.0.3:9', [PREFILLER_HOST_PORT]: '127.0.0.2:9' });
+    call.end();
+  });
+
+  it('a header-only request (no body): routed at once, every one removed except the destination', async () => {
+    const call = t.client.open();
+    call.send(smuggling({ ':path': '/v1/models', ':method': 'GET' }, true));
+    const [h] = await call.waitFor(1);
+    const mutation = h!.request_headers!.response.header_mutation;
+    const destination = setHeadersOf(mutation).find(([k]) => k === DESTINATION_ENDPOINT)![1];
+    expect(['127.0.0.2:9', '127.0.0.3:9']).toContain(destination);
+    expectOnlyEppRouting(mutation, { [DESTINATION_ENDPOINT]: destination });
+    call.end();
+  });
+
+  it('a rejected request: the immediate response carries none of them, and the request goes nowhere', async () => {
+    const call = t.client.open();
+    call.send(smuggling({ ':path': '/v1/completions', ':method': 'POST' }, false), body('{"model": ', true));
+    const [r] = await call.waitFor(1);
+    expect(r!.immediate_response!.status.code).toBe('BadRequest');
+    expect(setHeadersOf(r!.immediate_response!.headers).filter(([k]) => ROUTING_HEADERS.includes(k.toLowerCase()))).toEqual([]);
+    expect(JSON.stringify(decoded(r))).not.toContain(MARK);
+    expect(await call.ended).toEqual({ code: 0, details: 'OK' });
   });
 });
 

@@ -1,6 +1,6 @@
 /** Go encoding/json syntax-error wording, which llm-d's 400 bodies carry. */
 import { describe, expect, it } from 'vitest';
-import { goJsonSyntaxError, goUnmarshalTypeError } from '../../src/epp/extproc/go-json-error.js';
+import { GO_MAX_NESTING_DEPTH, goJsonSyntaxError, goUnmarshalTypeError, mayNestDeeperThan } from '../../src/epp/extproc/go-json-error.js';
 
 describe("Go's JSON syntax errors", () => {
   const cases: Array<[string, string | undefined]> = [
@@ -34,5 +34,26 @@ describe("Go's JSON syntax errors", () => {
     expect(goUnmarshalTypeError('s')).toBe('json: cannot unmarshal string into Go value of type map[string]interface {}');
     expect(goUnmarshalTypeError(1)).toBe('json: cannot unmarshal number into Go value of type map[string]interface {}');
     expect(goUnmarshalTypeError(true)).toBe('json: cannot unmarshal bool into Go value of type map[string]interface {}');
+  });
+
+  it("nesting: Go's maxNestingDepth (10000) is fine, one more is 'exceeded max depth' at the bracket that opens it", () => {
+    const nested = (n: number, open = '[', close = ']') => Buffer.from(open.repeat(n) + close.repeat(n));
+    expect(goJsonSyntaxError(nested(GO_MAX_NESTING_DEPTH))).toBeUndefined();
+    expect(goJsonSyntaxError(nested(GO_MAX_NESTING_DEPTH + 1))).toBe("invalid character '[' exceeded max depth");
+    expect(goJsonSyntaxError(Buffer.from(`{"a":${'{"b":'.repeat(3)}1${'}'.repeat(3)}}`), 3)).toBe("invalid character '{' exceeded max depth");
+    expect(goJsonSyntaxError(Buffer.from(`{"a":${'{"b":'.repeat(2)}1${'}'.repeat(2)}}`), 3)).toBeUndefined();
+    // An error before the depth is exceeded is reported first, as Go scans in order.
+    expect(goJsonSyntaxError(Buffer.from(`{"a":x${'['.repeat(20)}`), 5)).toBe("invalid character 'x' looking for beginning of value");
+  });
+
+  it('a million levels: the scanner keeps its stack on the heap (no RangeError)', () => {
+    expect(goJsonSyntaxError(Buffer.from('['.repeat(1_000_000)), 2_000_000)).toBe('unexpected end of JSON input');
+    expect(goJsonSyntaxError(Buffer.from(`${'['.repeat(1_000_000)}${']'.repeat(1_000_000)}`), 2_000_000)).toBeUndefined();
+    expect(goJsonSyntaxError(Buffer.from(`${'{"a":'.repeat(500_000)}1${'}'.repeat(500_000)}`), 2_000_000)).toBeUndefined();
+  });
+
+  it('mayNestDeeperThan counts opening brackets: a body with few cannot nest deep', () => {
+    expect(mayNestDeeperThan(Buffer.from('{"messages":[{"a":1},{"b":[2]}]}'), 5)).toBe(false);
+    expect(mayNestDeeperThan(Buffer.from('{"messages":[{"a":1},{"b":[2]},{}]}'), 5)).toBe(true);
   });
 });

@@ -5,8 +5,8 @@
  *   - {name: p0, namespace: default, address: 10.0.0.1, port: "8000", labels: {llm-d.ai/role: prefill}}
  *
  * With `watch`, the file is re-read when its directory changes (fs.watch also sees ConfigMap symlink swaps) and on a
- * periodic stat as a fallback; a file that fails to read or validate keeps the previous endpoints. Duplicate names:
- * the last entry wins. Addresses must be IP literals (upstream accepts IPv4 only; pd-router also accepts IPv6).
+ * periodic stat as a fallback; a file that fails to read or validate keeps the previous endpoints. Two entries with
+ * the same namespace and name make the file invalid. Addresses must be IP literals (upstream accepts IPv4 only; pd-router also accepts IPv6).
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
@@ -53,9 +53,15 @@ export function parseEndpointsFile(text: string, origin: string): EndpointSpec[]
   }
   const r = fileSchema.safeParse(doc ?? {});
   if (!r.success) throw new Error(`${origin}: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
-  const byId = new Map<string, EndpointSpec>();
-  for (const e of r.data.endpoints) byId.set(`${e.namespace}/${e.name}`, e);
-  return [...byId.values()];
+  // Two entries with one name would be one endpoint in the store (the last silently winning): a typo to report.
+  const seen = new Map<string, number>();
+  for (const [i, e] of r.data.endpoints.entries()) {
+    const id = `${e.namespace}/${e.name}`;
+    const first = seen.get(id);
+    if (first !== undefined) throw new Error(`${origin}: endpoints.${i}: duplicate endpoint name "${e.name}" in namespace "${e.namespace}" (also endpoints.${first})`);
+    seen.set(id, i);
+  }
+  return r.data.endpoints;
 }
 
 export class EndpointsFileWatcher {

@@ -1,7 +1,7 @@
 /**
  * Go's encoding/json syntax-error messages for a body JSON.parse rejected, so a 400 reads exactly as llm-d's EPP
  * writes it (e.g. `invalid character 'o' in literal null (expecting 'u')`, `unexpected end of JSON input`). This is a
- * validating scanner with Go's states and wording; it runs only on the error path.
+ * validating scanner with Go's states and wording; it runs on the error path, and on bodies that may nest too deep.
  */
 
 class SyntaxFailure {
@@ -26,9 +26,22 @@ const isSpace = (c: number) => c === 0x20 || c === 0x09 || c === 0x0a || c === 0
 const isDigit = (c: number) => c >= 0x30 && c <= 0x39;
 const isHex = (c: number) => isDigit(c) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
 
+/** Go encoding/json's maxNestingDepth: a deeper value is "exceeded max depth". */
+export const GO_MAX_NESTING_DEPTH = 10_000;
+
+const OPEN_OBJECT = 0x7b;
+const OPEN_ARRAY = 0x5b;
+
+/**
+ * Go's scanner, iterative: nesting is an explicit stack, so a body nested a million levels costs memory linear in
+ * its size, never call stack. Containers deeper than `maxDepth` fail as Go's do beyond its maxNestingDepth.
+ */
 class Scanner {
   private i = 0;
-  constructor(private readonly b: Uint8Array) {}
+  constructor(
+    private readonly b: Uint8Array,
+    private readonly maxDepth: number,
+  ) {}
 
   private fail(c: number, context: string): never {
     throw new SyntaxFailure(`invalid character ${quoteChar(c)} ${context}`);
@@ -46,16 +59,63 @@ class Scanner {
   }
 
   run(): void {
-    this.value(this.skipSpace());
-    while (this.i < this.b.length) {
-      const c = this.b[this.i++]!;
-      if (!isSpace(c)) this.fail(c, 'after top-level value');
+    const open: number[] = [];
+    let c = this.skipSpace();
+    for (;;) {
+      // A value starts at c.
+      if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
+        if (open.length >= this.maxDepth) this.fail(c, 'exceeded max depth');
+        open.push(c);
+        c = this.skipSpace();
+        if (c === (open.at(-1) === OPEN_OBJECT ? 0x7d : 0x5d)) {
+          open.pop();
+        } else {
+          if (open.at(-1) === OPEN_OBJECT) c = this.objectKey(c);
+          continue;
+        }
+      } else {
+        this.scalar(c);
+      }
+      // The value is complete: close containers until one expects another member.
+      for (;;) {
+        if (open.length === 0) {
+          while (this.i < this.b.length) {
+            const t = this.b[this.i++]!;
+            if (!isSpace(t)) this.fail(t, 'after top-level value');
+          }
+          return;
+        }
+        c = this.skipSpace();
+        if (open.at(-1) === OPEN_OBJECT) {
+          if (c === 0x7d) {
+            open.pop();
+            continue;
+          }
+          if (c !== 0x2c) this.fail(c, 'after object key:value pair');
+          c = this.objectKey(this.skipSpace());
+        } else {
+          if (c === 0x5d) {
+            open.pop();
+            continue;
+          }
+          if (c !== 0x2c) this.fail(c, 'after array element');
+          c = this.skipSpace();
+        }
+        break;
+      }
     }
   }
 
-  private value(c: number): void {
-    if (c === 0x7b) return this.object();
-    if (c === 0x5b) return this.array();
+  /** An object key starting at c and its colon; returns the first byte of the member's value. */
+  private objectKey(c: number): number {
+    if (c !== 0x22) this.fail(c, 'looking for beginning of object key string');
+    this.string();
+    c = this.skipSpace();
+    if (c !== 0x3a) this.fail(c, 'after object key');
+    return this.skipSpace();
+  }
+
+  private scalar(c: number): void {
     if (c === 0x22) return this.string();
     if (c === 0x2d || isDigit(c)) return this.number(c);
     if (c === 0x74) return this.literal('true');
@@ -68,34 +128,6 @@ class Scanner {
     for (let k = 1; k < word.length; k++) {
       const c = this.next();
       if (c !== word.charCodeAt(k)) this.fail(c, `in literal ${word} (expecting '${word[k]}')`);
-    }
-  }
-
-  private object(): void {
-    let c = this.skipSpace();
-    if (c === 0x7d) return;
-    for (;;) {
-      if (c !== 0x22) this.fail(c, 'looking for beginning of object key string');
-      this.string();
-      c = this.skipSpace();
-      if (c !== 0x3a) this.fail(c, 'after object key');
-      this.value(this.skipSpace());
-      c = this.skipSpace();
-      if (c === 0x7d) return;
-      if (c !== 0x2c) this.fail(c, 'after object key:value pair');
-      c = this.skipSpace();
-    }
-  }
-
-  private array(): void {
-    let c = this.skipSpace();
-    if (c === 0x5d) return;
-    for (;;) {
-      this.value(c);
-      c = this.skipSpace();
-      if (c === 0x5d) return;
-      if (c !== 0x2c) this.fail(c, 'after array element');
-      c = this.skipSpace();
     }
   }
 
@@ -142,10 +174,13 @@ class Scanner {
   }
 }
 
-/** Go's message for a JSON syntax error in `body`, or undefined when the body is valid JSON. */
-export function goJsonSyntaxError(body: Uint8Array): string | undefined {
+/**
+ * Go's message for a JSON syntax error in `body` (containers nested deeper than `maxDepth` included), or undefined when
+ * the body is valid JSON.
+ */
+export function goJsonSyntaxError(body: Uint8Array, maxDepth = GO_MAX_NESTING_DEPTH): string | undefined {
   try {
-    new Scanner(body).run();
+    new Scanner(body, maxDepth).run();
     return undefined;
   } catch (e) {
     if (e instanceof SyntaxFailure) return e.message;
@@ -157,4 +192,16 @@ export function goJsonSyntaxError(body: Uint8Array): string | undefined {
 export function goUnmarshalTypeError(value: unknown): string {
   const kind = Array.isArray(value) ? 'array' : typeof value === 'string' ? 'string' : typeof value === 'number' ? 'number' : 'bool';
   return `json: cannot unmarshal ${kind} into Go value of type map[string]interface {}`;
+}
+
+/**
+ * Whether `body` could nest deeper than `maxDepth`: it holds more than `maxDepth` opening brackets in all (counted
+ * natively with indexOf, stopping early). Most bodies have a few dozen, so the scanner rarely needs to run.
+ */
+export function mayNestDeeperThan(body: Buffer, maxDepth: number): boolean {
+  let n = 0;
+  for (const open of [OPEN_OBJECT, OPEN_ARRAY]) {
+    for (let i = body.indexOf(open); i !== -1; i = body.indexOf(open, i + 1)) if (++n > maxDepth) return true;
+  }
+  return false;
 }

@@ -3,7 +3,8 @@
  *
  * - request headers: stored (lower-cased), `x-request-id` generated when missing, the client's routing headers
  *   dropped. No reply yet, unless the request has no body (then a random endpoint is chosen at once, as upstream).
- * - request body: buffered up to the size bound (beyond it: 413); at end of stream the request is parsed and
+ * - request body: buffered up to the size bound (beyond it: 413) within the process-wide buffer budget (beyond it:
+ *   503 rejected-saturated); a body that stops arriving for the body timeout gets 408; at end of stream the request is parsed and
  *   scheduled, and the reply is one headers response (route-cache clear, destination, Content-Length, echoed and
  *   plugin-added headers, removal of unset routing headers, `envoy.lb` metadata) then the body in ≤ 62000-byte chunks.
  *   Trailers instead of a body end-of-stream finish the body the same way.
@@ -34,6 +35,7 @@ import type { EppMetrics } from '../metrics.js';
 import { DESTINATION_ENDPOINT, FAIRNESS_ID_HEADERS, ROUTING_HEADERS, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE, firstHeader } from '../routing-headers.js';
 import { echoHeaders, receiveHeaders, type ReceivedHeaders } from './header-map.js';
 import { immediateResponse, requestHeadersResponse, setHeader, streamedBody } from './messages.js';
+import type { RequestBufferBudget } from './request-buffer-budget.js';
 import { ResponseTracker } from './response-tracker.js';
 
 export interface StreamSettings {
@@ -41,6 +43,10 @@ export interface StreamSettings {
   maxResponseBodyBytes: number;
   /** A stream with no message for this long is ended with DEADLINE_EXCEEDED; 0 disables. */
   idleTimeoutMs: number;
+  /** A request body with no new chunk for this long (from the headers on) gets 408; 0 disables. */
+  requestBodyTimeoutMs: number;
+  /** Request body bytes all streams together may hold. */
+  budget: RequestBufferBudget;
   /** When to add the x-pd-router-decision response header. */
   decisionHeader?: 'off' | 'on-request' | 'always';
 }
@@ -61,6 +67,9 @@ export class ExtProcStream {
   private requestId = '';
   private chunks: Buffer[] = [];
   private bodyBytes = 0;
+  /** Bytes of `chunks` taken from the budget. */
+  private held = 0;
+  private bodyTimer: NodeJS.Timeout | undefined;
   private requestDone = false;
   private subset: string[] | undefined;
   private parsed: ParsedRequest | undefined;
@@ -98,6 +107,30 @@ export class ExtProcStream {
       this.fail(grpc.status.DEADLINE_EXCEEDED, 'ext_proc stream idle timeout');
     }, this.deps.settings.idleTimeoutMs);
     this.idle.unref();
+  }
+
+  /** (Re)starts the wait for the next request body chunk. */
+  private awaitBody(): void {
+    const ms = this.deps.settings.requestBodyTimeoutMs;
+    if (ms <= 0 || this.closed || this.requestDone) return;
+    if (this.bodyTimer) {
+      this.bodyTimer.refresh();
+      return;
+    }
+    this.bodyTimer = setTimeout(() => {
+      if (this.closed || this.requestDone) return;
+      this.deps.logger.warn({ reqId: this.requestId, requestBodyTimeoutMs: ms, bodyBytes: this.bodyBytes }, 'request body stalled; answering 408');
+      this.reject(new InferenceError('RequestTimeout', `request body made no progress for ${ms}ms (${this.bodyBytes} bytes received)`));
+    }, ms);
+    this.bodyTimer.unref();
+  }
+
+  /** Drops the buffered body and gives its bytes back to the budget. */
+  private releaseBody(): void {
+    clearTimeout(this.bodyTimer);
+    this.chunks = [];
+    this.deps.settings.budget.give(this.held);
+    this.held = 0;
   }
 
   private send(m: ProcessingResponse): void {
@@ -155,6 +188,7 @@ export class ExtProcStream {
     if (!values['x-request-id']) values['x-request-id'] = randomUUID();
     this.requestId = values['x-request-id'];
     if (h.end_of_stream) this.routeHeaderOnly();
+    else this.awaitBody();
   }
 
   /** A request without a body gets a random endpoint and no scheduling (llm-d `fallbackToRandomEndpoint`). */
@@ -172,11 +206,21 @@ export class ExtProcStream {
     this.bodyBytes += chunk.length;
     if (this.bodyBytes > this.deps.settings.maxRequestBodyBytes) {
       this.requestDone = true;
-      this.chunks = [];
+      this.releaseBody();
       throw new InferenceError('PayloadTooLarge', `request body exceeds the limit of ${this.deps.settings.maxRequestBodyBytes} bytes`, 'rejected-too-large');
     }
-    if (chunk.length > 0) this.chunks.push(chunk);
+    if (chunk.length > 0) {
+      const budget = this.deps.settings.budget;
+      if (!budget.take(chunk.length)) {
+        this.requestDone = true;
+        this.releaseBody();
+        throw new InferenceError('ServiceUnavailable', `request body buffers are full (${budget.inUse} of ${budget.limit} bytes held by requests in flight)`, 'rejected-saturated');
+      }
+      this.held += chunk.length;
+      this.chunks.push(chunk);
+    }
     if (b.end_of_stream) this.finishRequest(true);
+    else this.awaitBody();
   }
 
   private finishRequest(endOfStream: boolean): void {
@@ -184,7 +228,7 @@ export class ExtProcStream {
     const start = performance.now();
     this.requestEndAt = start;
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
-    this.chunks = [];
+    this.releaseBody();
     const director = this.deps.director;
     this.parsed = director.parse(this.requestId, this.headers.values, body);
     const request = this.parsed.request;
@@ -242,6 +286,7 @@ export class ExtProcStream {
 
   private reject(err: InferenceError): void {
     this.requestDone = true;
+    this.releaseBody();
     const request = this.parsed?.request;
     this.deps.metrics.countError({ model: request?.model ?? '', targetModel: request?.targetModel ?? '' }, err.code);
     this.deps.logger.debug({ reqId: this.requestId, status: err.status, reason: err.message }, 'request rejected');
@@ -266,6 +311,7 @@ export class ExtProcStream {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.idle);
+    this.releaseBody();
     this.complete();
     this.deps.metrics.streamsInflight.dec();
     this.deps.metrics.streamsTotal.inc({ code });

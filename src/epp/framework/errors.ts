@@ -9,6 +9,8 @@ export const ERROR_STATUS = {
   Unauthorized: 401,
   Forbidden: 403,
   NotFound: 404,
+  /** pd-router: a request body that stopped arriving (llm-d has no body timeout). */
+  RequestTimeout: 408,
   PreconditionFailed: 412,
   PayloadTooLarge: 413,
   ResourceExhausted: 429,

@@ -6,7 +6,7 @@
 import type { ApiType, Prompt } from '../../../common/openai/index.js';
 import { InferenceError } from '../../framework/errors.js';
 import type { Plugin } from '../../framework/types.js';
-import { goJsonSyntaxError, goUnmarshalTypeError } from '../../extproc/go-json-error.js';
+import { goJsonSyntaxError, goUnmarshalTypeError, mayNestDeeperThan } from '../../extproc/go-json-error.js';
 
 export interface ParsedBody {
   api: ApiType | undefined;
@@ -35,8 +35,23 @@ export function badRequest(message: string): InferenceError {
   return new InferenceError('BadRequest', message);
 }
 
-/** JSON.parse into an object, with Go's error messages (the wording llm-d's 400s carry). */
+/**
+ * Deepest nesting of objects and arrays a request body may have. Go's decoder (llm-d) allows 10000, but the EPP's
+ * later work on the body (JSON.stringify of a rewritten body or of tools, prompt rendering) recurses, and a body
+ * nested some thousands of levels overflowed the stack: the stream failed with INTERNAL and a fail-open proxy skipped
+ * the EPP. vLLM's Python decoder refuses beyond about 1000 levels anyway.
+ */
+export const MAX_REQUEST_JSON_DEPTH = 1_000;
+
+/**
+ * JSON.parse into an object, with Go's error messages (the wording llm-d's 400s carry). A body nested deeper than
+ * {@link MAX_REQUEST_JSON_DEPTH} is a 400 `invalid character '[' exceeded max depth`, Go's message for its own limit.
+ */
 export function parseJsonObject(body: Buffer): Record<string, unknown> | null {
+  if (mayNestDeeperThan(body, MAX_REQUEST_JSON_DEPTH)) {
+    const goMessage = goJsonSyntaxError(body, MAX_REQUEST_JSON_DEPTH);
+    if (goMessage) throw badRequest(`error unmarshaling request bodyMap: ${goMessage}`);
+  }
   let value: unknown;
   try {
     value = JSON.parse(body.toString('utf8'));

@@ -1,0 +1,138 @@
+/**
+ * The gateway in-process on loopback, in front of recording upstreams that stand where the decode sidecar (or a model
+ * server) stands: they keep every request exactly as it arrived, so a test sees what the sidecar would see.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import { extProcServiceDefinition } from '../../src/common/envoy/ext-proc.js';
+import { gatewayConfig, startGateway, type GatewayConfig, type GatewayHandle } from '../../src/gateway/index.js';
+import { eppConfig, startEpp, type EppConfig, type EppHandle } from '../../src/epp/index.js';
+import { PD_EPP_CONFIG, endpointsFile, endpointsYaml, seeded, spec } from '../epp/fixtures.js';
+
+export interface RecordedRequest {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+export interface Recorder {
+  port: number;
+  hostPort: string;
+  requests: RecordedRequest[];
+  /** Resolves with the next request that arrives (its headers; the body may still be coming). */
+  nextArrival(): Promise<http.IncomingMessage>;
+  /** Replaces the default answer (a small OpenAI completion). */
+  handler?: (req: http.IncomingMessage, res: http.ServerResponse, body: Buffer) => void;
+  close(): Promise<void>;
+}
+
+const COMPLETION = JSON.stringify({
+  id: 'cmpl-1',
+  object: 'text_completion',
+  model: 'food-review',
+  choices: [{ index: 0, text: 'ok', finish_reason: 'stop' }],
+  usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 },
+});
+
+/** An HTTP server on 127.0.0.1 recording every request (but the EPP's metrics scrapes) and answering a small completion. */
+export async function startRecorder(): Promise<Recorder> {
+  const arrivals: Array<(req: http.IncomingMessage) => void> = [];
+  const rec: Recorder = {
+    port: 0,
+    hostPort: '',
+    requests: [],
+    nextArrival: () => new Promise((resolve) => arrivals.push(resolve)),
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+  const server = http.createServer((req, res) => {
+    // The EPP scrapes every endpoint: those are not requests the gateway sent.
+    if (req.url === '/metrics') return void res.writeHead(404).end();
+    arrivals.shift()?.(req);
+    const parts: Buffer[] = [];
+    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(parts);
+      rec.requests.push({ method: req.method!, url: req.url!, headers: req.headers, body: body.toString() });
+      if (rec.handler) return rec.handler(req, res, body);
+      res.writeHead(200, { 'content-type': 'application/json' }).end(req.method === 'GET' ? '{"object":"list","data":[]}' : COMPLETION);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  rec.port = (server.address() as AddressInfo).port;
+  rec.hostPort = `127.0.0.1:${rec.port}`;
+  return rec;
+}
+
+export interface GatewayStack {
+  epp?: EppHandle;
+  gateway: GatewayHandle;
+  prefill: Recorder;
+  decode: Recorder;
+  close(): Promise<void>;
+}
+
+/**
+ * EPP (llm-d's P/D config; one prefill and one decode endpoint, both recorders) and a gateway in front of it. With
+ * `epp: false` the gateway points at `eppAddress` (default: a closed port) instead, for fail-open and fail-closed.
+ */
+export async function startGatewayStack(
+  o: {
+    /** Gateway overrides, or a function of the recorders (e.g. to name one as the fallback endpoint). */
+    gateway?: Partial<GatewayConfig> | ((r: { prefill: Recorder; decode: Recorder }) => Partial<GatewayConfig>);
+    epp?: Partial<EppConfig> | false;
+    eppAddress?: string;
+  } = {},
+): Promise<GatewayStack> {
+  const prefill = await startRecorder();
+  const decode = await startRecorder();
+  let epp: EppHandle | undefined;
+  if (o.epp !== false) {
+    const specs = [spec('prefill-0', '127.0.0.1', 'prefill', {}, prefill.port), spec('decode-0', '127.0.0.1', 'decode', {}, decode.port)];
+    epp = await startEpp(
+      eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, endpointsFile: endpointsFile(endpointsYaml(specs)), configText: PD_EPP_CONFIG, ...o.epp }),
+      { random: seeded() },
+    );
+  }
+  const overrides = typeof o.gateway === 'function' ? o.gateway({ prefill, decode }) : o.gateway;
+  const gateway = await startGateway(
+    gatewayConfig({ host: '127.0.0.1', port: 0, eppTls: false, epp: epp ? `127.0.0.1:${epp.grpcPort}` : (o.eppAddress ?? (await closedPort())), ...overrides }),
+  );
+  return {
+    epp,
+    gateway,
+    prefill,
+    decode,
+    async close() {
+      await gateway.close(1_000);
+      await epp?.close(1_000);
+      await Promise.all([prefill.close(), decode.close()]);
+    },
+  };
+}
+
+/** A loopback address nothing listens on (bound, then released). */
+export async function closedPort(): Promise<string> {
+  const s = http.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return `127.0.0.1:${port}`;
+}
+
+/** An ext_proc server that fails every stream with INTERNAL at its first message: an EPP that is up but broken. */
+export async function startFailingEpp(): Promise<{ address: string; close(): Promise<void> }> {
+  const server = new grpc.Server();
+  server.addService(extProcServiceDefinition(), {
+    Process: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
+      call.once('data', () => call.emit('error', { code: grpc.status.INTERNAL, details: 'broken on purpose' }));
+      call.on('error', () => undefined);
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  return { address: `127.0.0.1:${port}`, close: () => new Promise((r) => server.tryShutdown(() => r())) };
+}
