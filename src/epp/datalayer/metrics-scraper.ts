@@ -11,7 +11,7 @@ import type { Endpoint } from '../framework/types.js';
 import type { EppMetrics } from '../metrics.js';
 import type { MetricsSourceSettings } from '../plugins/datalayer/metrics-data-source.js';
 import type { EndpointStore } from './endpoint-store.js';
-import { engineFor, extractEngineMetrics } from './engine-metrics.js';
+import { DEFAULT_ENGINES, extractEngineMetrics, type EngineRegistry } from './engine-metrics.js';
 
 export interface ScraperSettings {
   source: MetricsSourceSettings;
@@ -20,6 +20,8 @@ export interface ScraperSettings {
   timeoutMs: number;
   stalenessMs: number;
   maxResponseBytes: number;
+  /** The extractor's engines (core-metrics-extractor parameters); default the built-in ones. */
+  engines?: EngineRegistry;
 }
 
 const SOURCE_TYPE = 'metrics-data-source';
@@ -47,7 +49,7 @@ export class MetricsScraper {
       connections: 2,
       headersTimeout: s.timeoutMs,
       bodyTimeout: s.timeoutMs,
-      connect: { rejectUnauthorized: !s.source.insecureSkipVerify, timeout: s.timeoutMs },
+      connect: { rejectUnauthorized: !s.source.insecureSkipVerify, timeout: s.timeoutMs, ca: s.source.ca, cert: s.source.cert, key: s.source.key },
     });
     const base = Math.max(1, s.intervalMs);
     this.everyMs = s.source.intervalMs ? Math.ceil(s.source.intervalMs / base) * base : base;
@@ -104,7 +106,7 @@ export class MetricsScraper {
       }
       return;
     }
-    const missing = extractEngineMetrics(text, engineFor(e.labels), e.metrics);
+    const missing = extractEngineMetrics(text, (this.s.engines ?? DEFAULT_ENGINES).engineFor(e.labels), e.metrics);
     if (missing.length > 0) {
       this.extractErrors.inc();
       this.logger.debug({ endpoint: e.id, missing }, 'metrics missing from scrape');

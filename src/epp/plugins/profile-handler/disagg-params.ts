@@ -52,6 +52,8 @@ export interface DisaggSettings {
   profiles: { decode: string; prefill: string; encode: string };
   deciders: { prefill?: string; encode?: string };
   onPrefillUnavailable: 'decode-only' | 'fail';
+  /** The approx-prefix-cache-producer whose match the deciders see; default the first one (pd-profile-handler sets it). */
+  producer?: string;
 }
 
 const LEGACY_KEYS = ['decodeProfile', 'prefillProfile', 'encodeProfile', 'prefillDeciderPluginName', 'encodeDeciderPluginName', 'deciderPluginName'];
