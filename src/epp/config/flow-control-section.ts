@@ -121,7 +121,7 @@ export function notEnforcedWarning(s: FlowControlSettings, saturationConfigured:
     const policies = [...s.plugins.values()].filter((p) => p.flowControl.role !== 'saturation-detector');
     const gate = s.enabled ? 'the flowControl feature gate is on' : 'the flowControl feature gate is off (upstream would ignore these settings too)';
     parts.push(
-      `flowControl (${gate}${limits.length ? `; ${limits.join(', ')}` : ''}${policies.length ? `; policies ${policies.map((p) => `${p.name} (${p.type})`).join(', ')}` : ''}): ` +
+      `flowControl (${gate}${limits.length ? `; ${limits.join(', ')}` : ''}${policies.length ? `; policies ${policies.map((p) => (p.name === p.type ? p.name : `${p.name} (${p.type})`)).join(', ')}` : ''}): ` +
         'no request is queued, prioritised, limited, evicted or rejected by flow control; requests are scheduled as they arrive',
     );
   }

@@ -7,7 +7,8 @@ import { z } from 'zod';
 import { parseDuration } from '../../common/index.js';
 
 /** A Go duration string (`200ms`, `1m30s`, `"0"`), in milliseconds. */
-export const goDuration = z.string().transform((s, ctx) => {
+export const goDuration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const s = String(v);
   const t = s.trim();
   if (t !== '0' && /^[+]?[\d.]+$/.test(t)) {
     ctx.addIssue({ code: 'custom', message: `"${s}" is missing a unit (ns, us, ms, s, m, h), e.g. 200ms` });

@@ -136,7 +136,7 @@ export const UNSUPPORTED_UPSTREAM_TYPES: Readonly<Record<string, string>> = {
   'latency-slo-admitter': 'latency prediction and SLO admission are not implemented',
   'slo-headroom-tier-filter': 'latency prediction is not implemented',
   'prefix-cache-affinity-filter': 'latency-aware prefix affinity is not implemented',
-  'probabilistic-admitter': 'admission control is not implemented (pd-router admits every request)',
+  'probabilistic-admitter': 'admission control is not implemented: pd-router admits every request',
   'disaggregatedset-rollout-screener': 'DisaggregatedSet rollout screening is not implemented',
   'request-attribute-reporter': 'request attribute reporting to Envoy metadata is not implemented',
   'agent-identity': 'agent identity headers are not implemented',
