@@ -10,9 +10,9 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/common/index.js';
-import { eppConfig, loadEndpointPickerConfig, startEpp, type EppHandle } from '../../src/epp/index.js';
+import { LLM_D_PD_EPP_CONFIG, LLM_D_SIM_PD_EPP_CONFIG, eppConfig, loadEndpointPickerConfig, startEpp, type EppHandle } from '../../src/epp/index.js';
 import { simConfig, startSimulator, type SimulatorHandle } from '../../src/sim/index.js';
-import { EXPECTED, fixtureFiles, fixtureText, type Drive } from '../fixtures/upstream-configs/index.js';
+import { EXPECTED, fixtureFiles, fixtureText, upstreamText, type Drive } from '../fixtures/upstream-configs/index.js';
 import { ROOT, waitFor } from '../helpers.js';
 import { ExtProcTestClient, body, headers, responseBody, responseHeaders, setHeadersOf } from './ext-proc-client.js';
 import { endpointsFile, endpointsYaml, seeded, spec } from './fixtures.js';
@@ -28,13 +28,18 @@ describe('every upstream sample config has an expectation', () => {
     expect(fixtureFiles()).toHaveLength(37);
   });
 
+  it('the copies src/epp/config/llm-d-configs.ts ships (bench, dev stack) are the fixtures', () => {
+    expect(LLM_D_PD_EPP_CONFIG).toBe(upstreamText('llm-d-router-ebab687/deploy/config/pd-epp-config.yaml'));
+    expect(LLM_D_SIM_PD_EPP_CONFIG).toBe(upstreamText('llm-d-router-ebab687/deploy/config/sim-pd-epp-config.yaml'));
+  });
+
   it('src/epp/README.md states, per sample config, whether it loads and which plugin it lacks', () => {
     const readme = readFileSync(path.join(ROOT, 'src/epp/README.md'), 'utf8');
     for (const [file, e] of Object.entries(EXPECTED)) {
-      const row = readme.split('\n').find((l) => l.startsWith(`| \`${file.replace(/^[^/]+\//, '')}\``) && l.includes(file.split('/')[0]!.replace(/-v0\.7\.1|-ebab687/, '')));
+      const row = readme.split('\n').find((l) => l.startsWith(`| \`${file}\` |`));
       expect(row, file).toBeDefined();
-      if (e.loads) expect(row, file).toMatch(/\| loads \|/);
-      else for (const m of e.missing) expect(row, file).toContain(`\`${m}\``);
+      expect(row, file).toContain(e.loads ? '| loads |' : '| fails |');
+      if (!e.loads) for (const m of e.missing) expect(row, file).toContain(`\`${m}\``);
     }
   });
 });
