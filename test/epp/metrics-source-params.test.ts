@@ -86,7 +86,7 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
 
   it('a configured engine, selected by engineLabelKey or as defaultEngine, is what the scraper reads', async () => {
     const port = await serve(http.createServer(), 'my_requests{state="running"} 3\nmy_requests{state="waiting"} 7\nmy_kv 0.25\nmy_block_tokens 32\nvllm:num_requests_waiting 99\n');
-    for (const labels of [{}, { 'example.com/engine': 'mine' }, { 'example.com/engine': 'unknown-engine' }]) {
+    for (const labels of [{}, { 'example.com/engine': 'mine' }, { 'example.com/engine': 'unknown-engine' }] as Array<Record<string, string>>) {
       const e = await start(EXTRACTOR, port, labels);
       const m = e.store.all()[0]!.metrics;
       await waitFor(() => m.updatedAt > 0, 5000, 'a scrape');
