@@ -13,6 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, selfSignedCertificate } from '../../src/common/index.js';
 import { emptyMetrics, eppConfig, loadEndpointPickerConfig, startEpp, type EppHandle } from '../../src/epp/index.js';
 import { ENGINES, extractEngineMetrics } from '../../src/epp/datalayer/engine-metrics.js';
+import { scrapeCadence } from '../../src/epp/datalayer/metrics-scraper.js';
 import { metricValue, metricsText, waitFor } from '../helpers.js';
 import { endpointsFile, endpointsYaml, spec } from './fixtures.js';
 
@@ -125,6 +126,16 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
       'plugin "core-metrics-extractor" (type core-metrics-extractor): engineConfigs "x": loraSpec is not read (pd-router has no LoRA scheduling)',
       'plugin "core-metrics-extractor" (type core-metrics-extractor): engineConfigs "x": customMetrics gpu are not read (no pd-router plugin consumes endpoint attributes)',
     ]);
+  });
+});
+
+describe('metrics-data-source interval', () => {
+  it('is rounded to the nearest multiple of the tick; a shorter one lowers the tick (not below 50 ms), as llm-d-router', () => {
+    expect(scrapeCadence(50, undefined)).toEqual({ tickMs: 50, everyMs: 50 });
+    expect(scrapeCadence(50, 120)).toEqual({ tickMs: 50, everyMs: 100 });
+    expect(scrapeCadence(50, 130)).toEqual({ tickMs: 50, everyMs: 150 });
+    expect(scrapeCadence(1000, 200)).toEqual({ tickMs: 200, everyMs: 200 });
+    expect(scrapeCadence(1000, 10)).toEqual({ tickMs: 50, everyMs: 50 });
   });
 });
 

@@ -134,6 +134,16 @@ schedulingProfiles:
   });
 });
 
+describe('disagg-profile-handler legacy form', () => {
+  it('takes stageOrder as llm-d-router does (the nested form always did)', () => {
+    const yaml = `${LLMD}plugins: [{type: prefill-filter}, {type: decode-filter}, {type: disagg-profile-handler, parameters: {stageOrder: PrefillFirst, decodeProfile: d, prefillProfile: p}}]
+schedulingProfiles: [{name: p, plugins: [{pluginRef: prefill-filter}]}, {name: d, plugins: [{pluginRef: decode-filter}]}]`;
+    const r = harness(yaml, decodeStore()).route('hi');
+    expect(r.ctx.decision).toMatchObject({ type: 'prefill-decode', reason: 'prefill-first' });
+    expect(r.ctx.request.headers['x-prefiller-host-port']).toBe('10.0.0.1:8000');
+  });
+});
+
 describe('data-parallel-profile-handler', () => {
   const yaml = (params = '') => `${LLMD}plugins: [{type: decode-filter}, {type: data-parallel-profile-handler${params}}]\nschedulingProfiles: [{name: default, plugins: [{pluginRef: decode-filter}]}]`;
 

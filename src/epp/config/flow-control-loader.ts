@@ -39,7 +39,9 @@ export function resolveFlowControl(doc: EndpointPickerConfigDocument, graph: Plu
   } else if (top?.form === 'thresholds') {
     saturationDetector = thresholdDetector(top, warn);
   } else {
-    saturationDetector = { form: 'default', plugin: lookup(UTILIZATION_DETECTOR_TYPE) as FlowControlPlugin };
+    const configured = graph.get(UTILIZATION_DETECTOR_TYPE);
+    const plugin = configured && isFlowControlPlugin(configured) ? configured : (graph.hidden(UTILIZATION_DETECTOR_TYPE) as FlowControlPlugin);
+    saturationDetector = { form: 'default', plugin };
   }
 
   if (enabled && fc) {

@@ -15,7 +15,7 @@ import { DEFAULT_ENGINES, extractEngineMetrics, type EngineRegistry } from './en
 
 export interface ScraperSettings {
   source: MetricsSourceSettings;
-  /** Base tick (--refresh-metrics-interval); a source `interval` is rounded up to a multiple of it. */
+  /** Base tick (--refresh-metrics-interval); a source `interval` adjusts it (see scrapeCadence). */
   intervalMs: number;
   timeoutMs: number;
   stalenessMs: number;
@@ -25,6 +25,20 @@ export interface ScraperSettings {
 }
 
 const SOURCE_TYPE = 'metrics-data-source';
+/** llm-d's floor on the base tick when a source interval lowers it. */
+const MIN_TICK_MS = 50;
+
+/**
+ * The base tick and the scrape period for a source `interval` (llm-d-router `periodTicks`): an interval below the
+ * base tick lowers the tick to it (not below 50 ms); otherwise it is rounded to the nearest multiple of the tick
+ * (at least one). No interval: every tick.
+ */
+export function scrapeCadence(baseMs: number, intervalMs: number | undefined): { tickMs: number; everyMs: number } {
+  let tickMs = Math.max(1, baseMs);
+  if (!intervalMs || intervalMs <= 0) return { tickMs, everyMs: tickMs };
+  if (intervalMs < tickMs) tickMs = Math.max(intervalMs, Math.min(tickMs, MIN_TICK_MS));
+  return { tickMs, everyMs: Math.max(1, Math.round(intervalMs / tickMs)) * tickMs };
+}
 const EXTRACTOR_TYPE = 'core-metrics-extractor';
 
 export class MetricsScraper {
@@ -34,6 +48,7 @@ export class MetricsScraper {
   private readonly lastStart = new Map<string, number>();
   private readonly failing = new Set<string>();
   private readonly everyMs: number;
+  private readonly tickMs: number;
   private readonly pollErrors;
   private readonly extractErrors;
   private stopped = false;
@@ -51,8 +66,9 @@ export class MetricsScraper {
       bodyTimeout: s.timeoutMs,
       connect: { rejectUnauthorized: !s.source.insecureSkipVerify, timeout: s.timeoutMs, ca: s.source.ca, cert: s.source.cert, key: s.source.key },
     });
-    const base = Math.max(1, s.intervalMs);
-    this.everyMs = s.source.intervalMs ? Math.ceil(s.source.intervalMs / base) * base : base;
+    const { tickMs, everyMs } = scrapeCadence(s.intervalMs, s.source.intervalMs);
+    this.tickMs = tickMs;
+    this.everyMs = everyMs;
     this.pollErrors = metrics.pollErrors.labels({ source_type: SOURCE_TYPE });
     this.extractErrors = metrics.extractErrors.labels({ source_type: SOURCE_TYPE, extractor_type: EXTRACTOR_TYPE });
     store.on('removed', (e) => {
@@ -63,7 +79,7 @@ export class MetricsScraper {
 
   start(): void {
     this.tick();
-    this.timer = setInterval(() => this.tick(), Math.max(1, this.s.intervalMs));
+    this.timer = setInterval(() => this.tick(), this.tickMs);
     this.timer.unref();
   }
 
