@@ -18,6 +18,9 @@ import { metricValue, metricsText, waitFor } from '../helpers.js';
 import { endpointsFile, endpointsYaml, spec } from './fixtures.js';
 
 const LLMD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n';
+/** Scrapes take milliseconds on an idle machine; the bounds are for a loaded CI host (the waits end on the event). */
+const WAIT_MS = 30_000;
+const TEST_MS = 90_000;
 
 let epp: EppHandle | undefined;
 const servers: http.Server[] = [];
@@ -51,7 +54,7 @@ async function start(configText: string, port: number, labels: Record<string, st
       configText,
       endpointsFile: endpointsFile(endpointsYaml([spec('m0', '127.0.0.1', 'decode', labels, port)])),
       refreshMetricsInterval: 20,
-      metricsScrapeTimeout: 2000,
+      metricsScrapeTimeout: 10_000,
     }),
   );
   return epp;
@@ -90,16 +93,16 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
     for (const labels of [{}, { 'example.com/engine': 'mine' }, { 'example.com/engine': 'unknown-engine' }] as Array<Record<string, string>>) {
       const e = await start(EXTRACTOR, port, labels);
       const m = e.store.all()[0]!.metrics;
-      await waitFor(() => m.updatedAt > 0, 5000, 'a scrape');
+      await waitFor(() => m.updatedAt > 0, WAIT_MS, 'a scrape');
       expect(m).toMatchObject({ waitingQueueSize: 7, runningRequests: 3, kvCacheUsage: 0.25, cacheBlockSize: 32 });
       await e.close(500);
       epp = undefined;
     }
     // With the engine label on the built-in key only, the default engine applies: engineLabelKey replaced it.
     const e = await start(EXTRACTOR, port, { 'llm-d.ai/engine-type': 'vllm' });
-    await waitFor(() => e.store.all()[0]!.metrics.updatedAt > 0, 5000, 'a scrape');
+    await waitFor(() => e.store.all()[0]!.metrics.updatedAt > 0, WAIT_MS, 'a scrape');
     expect(e.store.all()[0]!.metrics.waitingQueueSize).toBe(7);
-  });
+  }, TEST_MS);
 
   it('built-in engines include triton-tensorrt-llm, whose specs match on labels', () => {
     const m = emptyMetrics();
@@ -176,16 +179,16 @@ dataLayer: {sources: [{pluginRef: src, extractors: [{pluginRef: core-metrics-ext
 schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]`;
 
     const e = await start(config(`{scheme: https, insecureSkipVerify: false, caCertPath: ${ca}, clientCertPath: ${cert}, clientKeyPath: ${key}}`), port);
-    await waitFor(() => e.store.all()[0]!.metrics.updatedAt > 0, 5000, 'an mTLS scrape');
+    await waitFor(() => e.store.all()[0]!.metrics.updatedAt > 0, WAIT_MS, 'an mTLS scrape');
     expect(e.store.all()[0]!.metrics.waitingQueueSize).toBe(5);
     await e.close(500);
     epp = undefined;
 
     // Without the client certificate the server refuses the scrape, which is counted.
     const noClient = await start(config(`{scheme: https, insecureSkipVerify: false, caCertPath: ${ca}}`), port);
-    await waitFor(async () => (metricValue(await metricsText(`http://127.0.0.1:${noClient.metricsPort}`), 'llm_d_epp_datalayer_poll_errors_total', { source_type: 'metrics-data-source' }) ?? 0) >= 1, 5000, 'a refused scrape');
+    await waitFor(async () => (metricValue(await metricsText(`http://127.0.0.1:${noClient.metricsPort}`), 'llm_d_epp_datalayer_poll_errors_total', { source_type: 'metrics-data-source' }) ?? 0) >= 1, WAIT_MS, 'a refused scrape');
     expect(noClient.store.all()[0]!.metrics.updatedAt).toBe(0);
-  });
+  }, TEST_MS);
 
   it('mismatched or unreadable files fail naming the parameter; caCertPath under insecureSkipVerify warns', async () => {
     const src = (params: string) => `${LLMD}plugins: [{type: queue-scorer}, {type: metrics-data-source, parameters: ${params}}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]`;

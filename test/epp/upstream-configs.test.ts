@@ -21,6 +21,12 @@ const MODEL = 'food-review';
 /** 408 bytes = 102 estimate tokens: above every sample's nonCachedTokens (16), two 64-token blocks. */
 const LONG = 'Tell me about the history of Rome in great detail. '.repeat(8);
 const IMAGE = { type: 'image_url', image_url: { url: 'data:image/png;base64,iVBORw0KGgo=' } };
+/**
+ * Each drive starts an EPP and waits for its first scrape of every simulator: a few hundred ms on an idle machine,
+ * far more on a loaded 2-core CI host. The bounds are generous; the waits end on the event, not on the clock.
+ */
+const DRIVE_TIMEOUT_MS = 60_000;
+const SCRAPE_WAIT_MS = 45_000;
 
 describe('every upstream sample config has an expectation', () => {
   it('the fixture directory and the expectation table list the same files (37)', () => {
@@ -90,7 +96,7 @@ describe('each sample config that loads drives its decision over ext_proc agains
         spec('e0', '127.0.0.1', 'encode', {}, sims[3]!.port),
       ]),
     );
-  });
+  }, DRIVE_TIMEOUT_MS);
   afterAll(async () => {
     await Promise.all(sims.map((s) => s.close(500)));
   });
@@ -101,7 +107,7 @@ describe('each sample config that loads drives its decision over ext_proc agains
     try {
       epp = await startEpp(eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, endpointsFile: file, configText }), { random: seeded(7) });
       const e = epp;
-      await waitFor(() => e.store.all().length === 4 && e.store.all().every((x) => x.metrics.updatedAt > 0), 10_000, 'the EPP to scrape the four simulators');
+      await waitFor(() => e.store.all().length === 4 && e.store.all().every((x) => x.metrics.updatedAt > 0), SCRAPE_WAIT_MS, 'the EPP to scrape the four simulators');
       const c = (client = new ExtProcTestClient(`127.0.0.1:${epp.grpcPort}`));
       let n = 0;
       await run(async (payload, p = '/v1/completions') => {
@@ -176,6 +182,6 @@ describe('each sample config that loads drives its decision over ext_proc agains
     if (!e.loads) continue;
     it(`${name}: ${e.drive}`, async () => {
       await withEpp(fixtureText(name), drives[e.drive]);
-    });
+    }, DRIVE_TIMEOUT_MS);
   }
 });
