@@ -107,7 +107,7 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
     if (config.metricsSource) {
       const scraper = new MetricsScraper(
         store,
-        { source: config.metricsSource, intervalMs: o.refreshMetricsInterval, timeoutMs: o.metricsScrapeTimeout, stalenessMs: o.metricsStalenessThreshold, maxResponseBytes: o.maxMetricsResponseSize },
+        { source: config.metricsSource, engines: config.metricsEngines, intervalMs: o.refreshMetricsInterval, timeoutMs: o.metricsScrapeTimeout, stalenessMs: o.metricsStalenessThreshold, maxResponseBytes: o.maxMetricsResponseSize },
         metrics,
         logger,
       );

@@ -102,10 +102,19 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: by-label}]}]`);
     expect(c.warnings.join('\n')).toMatch(/by-label.*deprecated upstream; use label-selector-filter/);
   });
 
-  it('unknown parameters are ignored with a warning, except where upstream is strict', () => {
-    expect(load('plugins: [{type: queue-scorer, parameters: {future: 1}}]\nschedulingProfiles: [{name: a}]').warnings).toEqual([
-      'plugin "queue-scorer" (type queue-scorer): ignoring unknown parameter "future"',
-    ]);
+  it('no scheduling profiles → one profile "default" with every configured filter, scorer and picker (upstream)', () => {
+    const c = load('plugins: [{type: decode-filter}, {type: queue-scorer}, {name: r, type: random-picker}, {type: approx-prefix-cache-producer}]\nschedulingProfiles: []');
+    const p = c.profiles.get('default')!;
+    expect([...c.profiles.keys()]).toEqual(['default']);
+    expect(p.filters.map((f) => f.name)).toEqual(['decode-filter']);
+    expect(p.scorers.map((s) => s.scorer.name)).toEqual(['queue-scorer']);
+    expect(p.picker.name).toBe('r');
+  });
+
+  it('a profile without a picker gets the configured picker (upstream reuses it), else max-score-picker', () => {
+    const c = load('plugins: [{type: queue-scorer}, {type: weighted-random-picker, parameters: {maxNumOfEndpoints: 2}}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]');
+    expect(c.profiles.get('a')!.picker.name).toBe('weighted-random-picker');
+    expect(load('plugins: [{type: queue-scorer}]\nschedulingProfiles: [{name: a}]').profiles.get('a')!.picker.type).toBe('max-score-picker');
   });
 });
 
@@ -127,9 +136,11 @@ describe('config errors name the plugin and the parameter', () => {
     ['plugins: [{type: queue-scorer}, {type: queue-scorer}]\nschedulingProfiles: [{name: a}]', 'EndpointPickerConfig: plugins[1]: duplicate plugin name "queue-scorer"'],
     ['plugins: [{type: max-score-picker}, {name: r, type: random-picker}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: max-score-picker}, {pluginRef: r}]}]', /more than one picker/],
     ['schedulingProfiles: [{name: a}, {name: b}]', /several scheduling profiles need a profile handler/],
-    ['schedulingProfiles: []', /at least one profile is required/],
+    ['plugins: [{type: queue-scorer, parameters: {future: 1}}]\nschedulingProfiles: [{name: a}]', 'EndpointPickerConfig: plugin "queue-scorer" (type queue-scorer): unknown parameter "future"'],
+    ['plugins: [{type: label-selector-filter, parameters: {matchExpressions: [{key: a, operator: In, values: [x], extra: 1}]}}]\nschedulingProfiles: [{name: a}]', /plugin "label-selector-filter" \(type label-selector-filter\): unknown parameter "matchExpressions.0.extra"/],
+    ['plugins: [{type: max-score-picker, parameters: {maxNumOfEndpoints: "2"}}]\nschedulingProfiles: [{name: a}]', /plugin "max-score-picker" \(type max-score-picker\): parameter "maxNumOfEndpoints": /],
     ['plugins: [{type: disagg-profile-handler}, {type: single-profile-handler}]\nschedulingProfiles: [{name: decode}]', /more than one profile handler/],
-    ['plugins: [{type: token-producer, parameters: {backend: vllm}}]\nschedulingProfiles: [{name: a}]', /token-producer.*only the estimate backend is supported/],
+    ['plugins: [{type: token-producer, parameters: {vllm: {url: "http://x:8000"}}}]\nschedulingProfiles: [{name: a}]', /plugin "token-producer" \(type token-producer\): parameter "vllm": the vLLM \/render tokenizer backend is not supported/],
     ['plugins: [{type: approx-prefix-cache-producer}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: approx-prefix-cache-producer}]}]', /is not a filter, scorer or picker/],
     ['schedulingProfiles: [{name: a}]\nsurprise: 1', /Unrecognized key: "surprise"/],
   ];

@@ -6,7 +6,7 @@ import type { PluginFactoryContext } from '../../src/epp/plugins/definition.js';
 import { prefixStateKey, type PrefixMatchState } from '../../src/epp/prefix/match-state.js';
 import { seeded, spec } from './fixtures.js';
 
-function create<T>(type: string, params: Record<string, unknown> = {}, opts: { random?: () => number; producer?: string } = {}): T {
+function create<T>(type: string, params: Record<string, unknown> = {}, opts: { random?: () => number; producer?: string; warnings?: string[] } = {}): T {
   const def = PLUGIN_REGISTRY[type]!;
   const ctx: PluginFactoryContext = {
     type,
@@ -16,6 +16,8 @@ function create<T>(type: string, params: Record<string, unknown> = {}, opts: { r
     random: opts.random ?? seeded(),
     plugin: (n) => ({ type: 'approx-prefix-cache-producer', name: n }) as Plugin,
     namesOfType: (t) => (t === 'approx-prefix-cache-producer' ? [opts.producer ?? 'approx-prefix-cache-producer'] : []),
+    typeOf: () => 'approx-prefix-cache-producer',
+    warn: (m) => opts.warnings?.push(m),
   };
   return def.create(ctx, def.params.parse(params)) as T;
 }
@@ -60,7 +62,11 @@ describe('scorers', () => {
     const s = create<ScorerT>('load-aware-scorer', { threshold: 10 });
     expect(scores(s, [ep('a', { waitingQueueSize: 0 }), ep('b', { waitingQueueSize: 5 }), ep('c', { waitingQueueSize: 50 })])).toEqual([0.5, 0.25, 0]);
     expect(scores(create('load-aware-scorer'), [ep('a', { waitingQueueSize: 64 })])).toEqual([0.25]);
-    expect(PLUGIN_REGISTRY['load-aware-scorer']!.params.safeParse({ threshold: 0 }).success).toBe(false);
+    // Upstream replaces a non-positive threshold by the default 128; pd-router does too, and says so.
+    const warnings: string[] = [];
+    expect(scores(create('load-aware-scorer', { threshold: 0 }, { warnings }), [ep('a', { waitingQueueSize: 64 })])).toEqual([0.25]);
+    expect(warnings).toEqual(['parameter "threshold" 0 is not positive; using the default 128, as upstream']);
+    expect(PLUGIN_REGISTRY['load-aware-scorer']!.params.safeParse({ threshold: 'high' }).success).toBe(false);
   });
 
   it('active-request-scorer: idle → 1, busy → (max − n)/max × maxBusyScore; counts end with the request', () => {
@@ -137,7 +143,9 @@ describe('pickers', () => {
     expect([...seen].sort()).toEqual(['a', 'b']);
     const two = create<PickerT>('max-score-picker', { maxNumOfEndpoints: 2 });
     expect(two.pick(ctx(), scored([['a', 1], ['b', 3], ['c', 2]])).targets.map((e) => e.name)).toEqual(['b', 'c']);
-    expect(PLUGIN_REGISTRY['max-score-picker']!.params.safeParse({ maxNumOfEndpoints: -1 }).success).toBe(false);
+    // Upstream falls back to the default (1) for values <= 0.
+    expect(create<PickerT>('max-score-picker', { maxNumOfEndpoints: -1 }).pick(ctx(), scored([['a', 1], ['b', 3]])).targets.map((e) => e.name)).toEqual(['b']);
+    expect(PLUGIN_REGISTRY['max-score-picker']!.params.safeParse({ maxNumOfEndpoints: 1.5 }).success).toBe(false);
   });
 
   it('random-picker: uniform, ignores scores', () => {

@@ -1,31 +1,38 @@
 /**
- * Loads an EndpointPickerConfig into a ready scheduler: validates the document, instantiates every plugin through the
- * registry (a parameter error fails here, naming the plugin), applies llm-d's loader defaults, and wires profiles,
- * the profile handler, producers, PreRequest plugins, parsers and the data layer.
+ * Loads an EndpointPickerConfig into a ready scheduler: validates the document (schema.ts), instantiates every plugin
+ * through the registry (plugin-graph.ts; a parameter error fails here, naming the plugin and the key), applies the
+ * loader defaults upstream applies, and wires profiles, the profile handler, producers, PreRequest plugins, parsers,
+ * the data layer, and the (parsed, not enforced) flow-control settings.
  *
- * Defaults applied (llm-d `pkg/epp/config/loader/defaults.go`): a plugin's name is its type; a scorer's weight is 1;
- * a profile without a picker gets `max-score-picker`; a single profile without a handler gets
- * `single-profile-handler`; `approx-prefix-cache-producer` is created when a consumer (disagg/pd handler,
- * prefix-cache-scorer, no-hit-lru-scorer) needs it; a metrics source is injected unless `dataLayer.injectDefaults:
- * false`; the parsers default to openai, anthropic, vllmhttp and passthrough. Forward references are fine.
+ * Defaults applied (llm-d-router and GAIE `pkg/epp/config/loader/defaults.go`): a plugin's name is its type; a
+ * scorer's weight is 1; no scheduling profiles → one profile "default" with every configured filter, scorer and
+ * picker; a profile without a picker gets the first configured picker, else `max-score-picker`; a single profile
+ * without a handler gets `single-profile-handler`; `approx-prefix-cache-producer` is created when a consumer
+ * (disagg/pd handler, prefix-cache-scorer, no-hit-lru-scorer) needs it; a metrics source is injected unless
+ * `dataLayer.injectDefaults: false`; the parsers default to openai, anthropic, vllmhttp and passthrough, and a parser
+ * reference to an undefined name creates the parser of that type. Forward references are fine.
  */
 import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
-import { ConfigError, silentLogger } from '../../common/index.js';
+import { silentLogger } from '../../common/index.js';
 import { EppMetrics } from '../metrics.js';
+import { DEFAULT_ENGINES, type EngineRegistry } from '../datalayer/engine-metrics.js';
 import { isDataProducer, isEndpointRemoved, isFilter, isPicker, isPreRequest, isProfileHandler, isResponseComplete, isScorer } from '../framework/types.js';
 import type { DataProducer, EndpointRemoved, Picker, Plugin, PreRequest, ProfileHandler, ResponseComplete } from '../framework/types.js';
-import type { PluginDefinition, PluginFactoryContext } from '../plugins/definition.js';
+import type { PluginDefinition } from '../plugins/definition.js';
+import type { MetricsExtractor } from '../plugins/datalayer/core-metrics-extractor.js';
 import type { FileDiscoverySettings } from '../plugins/datalayer/file-discovery.js';
 import type { MetricsDataSource, MetricsSourceSettings } from '../plugins/datalayer/metrics-data-source.js';
+import { isFlowControlPlugin } from '../plugins/flow-control/flow-control-plugin.js';
 import { isRequestParser, type RequestParser } from '../plugins/parser/parser-types.js';
-import { PLUGIN_REGISTRY, UNSUPPORTED_UPSTREAM_TYPES } from '../plugins/registry.js';
-import { APPROX_PREFIX_PRODUCER_TYPE } from '../prefix/match-state.js';
+import { PLUGIN_REGISTRY } from '../plugins/registry.js';
 import { PluginTimer } from '../scheduling/plugin-timer.js';
 import { SchedulerProfile, type WeightedScorer } from '../scheduling/profile.js';
 import { Scheduler } from '../scheduling/scheduler.js';
-import { describeIssues, knownKeys } from './param-errors.js';
-import { DEFAULT_CONFIG_YAML, endpointPickerConfigSchema, type EndpointPickerConfigDocument, type PluginSpec } from './schema.js';
+import { resolveFlowControl } from './flow-control-loader.js';
+import type { FlowControlSettings } from './flow-control-section.js';
+import { fail, namedSpecs, PluginGraph } from './plugin-graph.js';
+import { DEFAULT_CONFIG_YAML, validateDocument, type EndpointPickerConfigDocument, type ProfileSpec } from './schema.js';
 
 export interface LoadDependencies {
   metrics?: EppMetrics;
@@ -49,17 +56,16 @@ export interface LoadedEndpointPickerConfig {
   readonly discovery?: FileDiscoverySettings['discovery'];
   /** Undefined when scraping is off. */
   readonly metricsSource?: MetricsSourceSettings;
+  /** The engines the metrics extractor maps (core-metrics-extractor parameters). */
+  readonly metricsEngines: EngineRegistry;
+  /** Flow control and saturation detection as configured: parsed and validated, not enforced. */
+  readonly flowControl: FlowControlSettings;
   readonly metrics: EppMetrics;
   readonly timer: PluginTimer;
   readonly warnings: readonly string[];
 }
 
-const PREFIX_CONSUMERS = new Set(['disagg-profile-handler', 'pd-profile-handler', 'prefix-cache-scorer', 'no-hit-lru-scorer']);
 const DEFAULT_PARSERS = ['openai-parser', 'anthropic-parser', 'vllmhttp-parser', 'passthrough-parser'];
-
-function fail(message: string): never {
-  throw new ConfigError(`EndpointPickerConfig: ${message}`);
-}
 
 function parseDocument(text: string): EndpointPickerConfigDocument {
   let raw: unknown;
@@ -69,100 +75,32 @@ function parseDocument(text: string): EndpointPickerConfigDocument {
     fail(`cannot parse as YAML: ${(e as Error).message.split('\n')[0]}`);
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail('must be a YAML mapping');
-  const r = endpointPickerConfigSchema.safeParse(raw);
-  if (!r.success) {
-    fail(r.error.issues.map((i) => (i.path.length ? `${i.path.map(String).join('.')}: ${i.message}` : i.message)).join('; '));
-  }
-  return r.data;
+  const r = validateDocument(raw as Record<string, unknown>);
+  if (!r.ok) fail(r.issues.map((i) => (i.path.length ? `${i.path.map(String).join('.')}: ${i.message}` : i.message)).join('; '));
+  return r.doc;
 }
 
-/** Loads a config from YAML text; an empty text loads llm-d's default single-profile config. */
-export function loadEndpointPickerConfig(yamlText: string, deps: LoadDependencies = {}): LoadedEndpointPickerConfig {
-  const doc = parseDocument(yamlText.trim() === '' ? DEFAULT_CONFIG_YAML : yamlText);
-  const metrics = deps.metrics ?? new EppMetrics();
-  const logger = deps.logger ?? silentLogger();
-  const random = deps.random ?? Math.random;
-  const registry = deps.registry ?? PLUGIN_REGISTRY;
-  const warnings: string[] = [];
-  const warn = (m: string) => {
-    warnings.push(m);
-    logger.warn(m);
-  };
+/** Upstream's default profile when none is configured: every configured filter, scorer and picker. */
+function defaultProfiles(doc: EndpointPickerConfigDocument, graph: PluginGraph): ProfileSpec[] {
+  if (doc.schedulingProfiles.length > 0) return doc.schedulingProfiles;
+  const refs = graph
+    .ordered()
+    .filter((p) => isFilter(p) || isScorer(p) || isPicker(p))
+    .map((p) => ({ pluginRef: p.name }));
+  return [{ name: 'default', plugins: refs }];
+}
 
-  const specs = new Map<string, PluginSpec & { name: string }>();
-  for (const [i, s] of doc.plugins.entries()) {
-    const name = s.name ?? s.type;
-    if (specs.has(name)) fail(`plugins[${i}]: duplicate plugin name "${name}"`);
-    specs.set(name, { ...s, name });
-  }
-  const hasType = (t: string) => [...specs.values()].some((s) => s.type === t);
-  if ([...specs.values()].some((s) => PREFIX_CONSUMERS.has(s.type)) && !hasType(APPROX_PREFIX_PRODUCER_TYPE)) {
-    specs.set(APPROX_PREFIX_PRODUCER_TYPE, { name: APPROX_PREFIX_PRODUCER_TYPE, type: APPROX_PREFIX_PRODUCER_TYPE });
-  }
-
-  const instances = new Map<string, Plugin>();
-  const building = new Set<string>();
-  const instantiate = (spec: PluginSpec & { name: string }): Plugin => {
-    const done = instances.get(spec.name);
-    if (done) return done;
-    const where = `plugin "${spec.name}" (type ${spec.type})`;
-    if (building.has(spec.name)) fail(`${where}: circular plugin reference`);
-    const def = registry[spec.type];
-    if (!def) {
-      const why = UNSUPPORTED_UPSTREAM_TYPES[spec.type];
-      fail(why ? `${where}: type ${spec.type} is not supported by pd-router (${why})` : `${where}: unknown plugin type "${spec.type}"`);
-    }
-    if (def.deprecatedFor) warn(`${where} is deprecated upstream; use ${def.deprecatedFor}`);
-    const rawParams = spec.parameters ?? {};
-    if (typeof rawParams !== 'object' || rawParams === null || Array.isArray(rawParams)) fail(`${where}: parameters must be a mapping`);
-    const parsed = def.params.safeParse(rawParams);
-    if (!parsed.success) fail(`${where}: ${describeIssues(parsed.error.issues)}`);
-    const known = knownKeys(def.params);
-    const unknown = known ? Object.keys(rawParams).filter((k) => !known.has(k)) : [];
-    if (unknown.length > 0) {
-      if (def.strictParams) fail(`${where}: unknown parameter ${unknown.map((k) => `"${k}"`).join(', ')}`);
-      warn(`${where}: ignoring unknown parameter ${unknown.map((k) => `"${k}"`).join(', ')}`);
-    }
-    building.add(spec.name);
-    const ctx: PluginFactoryContext = {
-      type: spec.type,
-      name: spec.name,
-      logger,
-      metrics,
-      random,
-      plugin(name) {
-        const target = specs.get(name);
-        if (!target) fail(`${where}: refers to plugin "${name}", which is not defined`);
-        return instantiate(target);
-      },
-      namesOfType: (t) => [...specs.values()].filter((s) => s.type === t).map((s) => s.name),
-    };
-    let plugin: Plugin;
-    try {
-      plugin = def.create(ctx, parsed.data);
-    } catch (e) {
-      if (e instanceof ConfigError) throw e;
-      fail(`${where}: ${(e as Error).message}`);
-    }
-    building.delete(spec.name);
-    instances.set(spec.name, plugin);
-    return plugin;
-  };
-  for (const spec of specs.values()) instantiate(spec);
-  const hidden = (type: string): Plugin => instantiate({ name: `${type} (default)`, type });
-
-  // Profiles.
-  const timer = new PluginTimer(metrics.pluginDuration);
-  if (doc.schedulingProfiles.length === 0) fail('schedulingProfiles: at least one profile is required');
+function buildProfiles(specs: ProfileSpec[], graph: PluginGraph, timer: PluginTimer, warn: (m: string) => void): Map<string, SchedulerProfile> {
+  const configuredPicker = graph.ordered().find(isPicker);
   const profiles = new Map<string, SchedulerProfile>();
-  for (const [i, p] of doc.schedulingProfiles.entries()) {
+  for (const [i, p] of specs.entries()) {
     const where = `schedulingProfiles[${i}] "${p.name}"`;
     if (profiles.has(p.name)) fail(`${where}: duplicate profile name`);
     const filters = [];
     const scorers: WeightedScorer[] = [];
     let picker: Picker | undefined;
     for (const r of p.plugins) {
-      const plugin = instances.get(r.pluginRef);
+      const plugin = graph.get(r.pluginRef);
       if (!plugin) fail(`${where}: pluginRef "${r.pluginRef}" is not defined in plugins`);
       let used = false;
       if (isFilter(plugin)) {
@@ -178,68 +116,118 @@ export function loadEndpointPickerConfig(yamlText: string, deps: LoadDependencie
         picker = plugin;
         used = true;
       }
+      if (!used && isFlowControlPlugin(plugin)) fail(`${where}: "${r.pluginRef}" (type ${plugin.type}) is a flow-control plugin; pd-router does not implement it as a filter`);
       if (!used) fail(`${where}: "${r.pluginRef}" (type ${plugin.type}) is not a filter, scorer or picker`);
     }
-    profiles.set(p.name, new SchedulerProfile(p.name, filters, scorers, picker ?? (hidden('max-score-picker') as Picker), timer));
+    profiles.set(p.name, new SchedulerProfile(p.name, filters, scorers, picker ?? configuredPicker ?? (graph.hidden('max-score-picker') as Picker), timer));
   }
+  return profiles;
+}
 
-  // Profile handler.
-  const handlers = [...instances.values()].filter(isProfileHandler);
+function buildParsers(doc: EndpointPickerConfigDocument, graph: PluginGraph, registry: Readonly<Record<string, PluginDefinition>>, warn: (m: string) => void): RequestParser[] {
+  let refs = doc.requestHandler?.parsers;
+  let section = 'requestHandler.parsers';
+  if (doc.parser) {
+    if (doc.family === 'llm-d') warn('top-level parser is deprecated in llm-d-router; use requestHandler.parsers');
+    if (refs?.length) warn('both parser and requestHandler.parsers are set; requestHandler.parsers is used, as upstream');
+    else [refs, section] = [[doc.parser], 'parser'];
+  }
+  if (!refs?.length) return DEFAULT_PARSERS.map((t) => graph.hidden(t) as RequestParser);
+  return refs.map((r, i) => {
+    const at = section === 'parser' ? 'parser' : `${section}[${i}]`;
+    // As upstream, a reference to an undefined name creates the parser of that type.
+    const p = graph.get(r.pluginRef) ?? (registry[r.pluginRef]?.kind === 'parser' ? graph.hidden(r.pluginRef, r.pluginRef) : undefined);
+    if (!p) fail(`${at}: pluginRef "${r.pluginRef}" is not defined in plugins`);
+    if (!isRequestParser(p)) fail(`${at}: "${r.pluginRef}" (type ${p.type}) is not a parser`);
+    return p;
+  });
+}
+
+interface DataLayerResult {
+  discovery?: FileDiscoverySettings['discovery'];
+  metricsSource?: MetricsSourceSettings;
+  engines: EngineRegistry;
+}
+
+function buildDataLayer(doc: EndpointPickerConfigDocument, graph: PluginGraph, warn: (m: string) => void): DataLayerResult {
+  const dl = doc.dataLayer;
+  const key = doc.dataKey ?? 'dataLayer';
+  if (doc.featureGates.dataLayer && !dl?.sources) fail('featureGates: the dataLayer gate is on, which needs the data section with its sources (GAIE v1.4)');
+  let discovery: FileDiscoverySettings['discovery'] | undefined;
+  const discoveryRef = dl?.discovery?.pluginRef;
+  if (discoveryRef) {
+    const d = graph.get(discoveryRef) as Partial<FileDiscoverySettings> | undefined;
+    if (!d) fail(`${key}.discovery: pluginRef "${discoveryRef}" is not defined in plugins`);
+    if (!d.discovery) fail(`${key}.discovery: "${discoveryRef}" (type ${d.type}) is not a discovery plugin`);
+    discovery = d.discovery;
+  }
+  for (const [field, ref] of [
+    ['peerDiscovery', dl?.peerDiscovery?.pluginRef],
+    ['crossReplicaSyncerPluginRef', dl?.crossReplicaSyncerPluginRef],
+  ] as const) {
+    if (!ref) continue;
+    const p = graph.get(ref);
+    fail(p ? `${key}.${field}: "${ref}" (type ${p.type}) is not a ${field === 'peerDiscovery' ? 'peer-discovery' : 'cross-replica syncer'} plugin (pd-router does not sync state across EPP replicas)` : `${key}.${field}: pluginRef "${ref}" is not defined in plugins`);
+  }
+  if (dl?.crossReplicaSyncInterval !== undefined) warn(`${key}.crossReplicaSyncInterval has no effect without crossReplicaSyncerPluginRef`);
+  const legacyMetrics = doc.featureGates.enableLegacyMetrics === true;
+  if (legacyMetrics && dl?.sources?.length) warn(`${key}.sources is not used: the enableLegacyMetrics gate scrapes with the default metrics source, as GAIE v1.5`);
+
+  let metricsSource: MetricsSourceSettings | undefined;
+  let engines: EngineRegistry = DEFAULT_ENGINES;
+  for (const [i, s] of (legacyMetrics ? [] : (dl?.sources ?? [])).entries()) {
+    const src = graph.get(s.pluginRef) as Partial<MetricsDataSource> | undefined;
+    if (!src) fail(`${key}.sources[${i}]: pluginRef "${s.pluginRef}" is not defined in plugins`);
+    if (!src.source) fail(`${key}.sources[${i}]: "${s.pluginRef}" (type ${src.type}) is not a metrics data source`);
+    if (metricsSource) fail(`${key}.sources[${i}]: pd-router supports one metrics data source`);
+    for (const [j, x] of s.extractors.entries()) {
+      const ex = graph.get(x.pluginRef) as Partial<MetricsExtractor> | undefined;
+      if (!ex?.extractor) fail(`${key}.sources[${i}].extractors[${j}]: "${x.pluginRef}" is not a metrics extractor`);
+      engines = ex.engines!;
+    }
+    metricsSource = src.source;
+  }
+  if (!metricsSource && (legacyMetrics || dl?.injectDefaults !== false)) {
+    metricsSource = (graph.hidden('metrics-data-source') as MetricsDataSource).source;
+  }
+  return { discovery, metricsSource, engines };
+}
+
+/** Loads a config from YAML text; an empty text loads llm-d's default single-profile config. */
+export function loadEndpointPickerConfig(yamlText: string, deps: LoadDependencies = {}): LoadedEndpointPickerConfig {
+  const doc = parseDocument(yamlText.trim() === '' ? DEFAULT_CONFIG_YAML : yamlText);
+  const metrics = deps.metrics ?? new EppMetrics();
+  const logger = deps.logger ?? silentLogger();
+  const registry = deps.registry ?? PLUGIN_REGISTRY;
+  const warnings: string[] = [];
+  const warn = (m: string) => {
+    warnings.push(m);
+    logger.warn(m);
+  };
+
+  const graph = new PluginGraph(namedSpecs(doc.plugins, registry), { registry, logger, metrics, random: deps.random ?? Math.random, warn });
+  graph.buildAll();
+
+  const timer = new PluginTimer(metrics.pluginDuration);
+  const profiles = buildProfiles(defaultProfiles(doc, graph), graph, timer, warn);
+  const handlers = [...graph.instances.values()].filter(isProfileHandler);
   if (handlers.length > 1) fail(`more than one profile handler: ${handlers.map((h) => `"${h.name}"`).join(', ')}`);
   let handler = handlers[0];
   if (!handler) {
     if (profiles.size > 1) fail('several scheduling profiles need a profile handler (e.g. disagg-profile-handler)');
-    handler = hidden('single-profile-handler') as ProfileHandler;
+    handler = graph.hidden('single-profile-handler') as ProfileHandler;
   }
   const problem = handler.validateProfiles?.([...profiles.keys()]);
   if (problem) fail(problem);
 
-  // Parsers.
-  const parserRefs = doc.requestHandler?.parsers;
-  const parsers: RequestParser[] = parserRefs?.length
-    ? parserRefs.map((r, i) => {
-        const p = instances.get(r.pluginRef);
-        if (!p) fail(`requestHandler.parsers[${i}]: pluginRef "${r.pluginRef}" is not defined in plugins`);
-        if (!isRequestParser(p)) fail(`requestHandler.parsers[${i}]: "${r.pluginRef}" (type ${p.type}) is not a parser`);
-        return p;
-      })
-    : DEFAULT_PARSERS.map((t) => hidden(t) as RequestParser);
+  const parsers = buildParsers(doc, graph, registry, warn);
+  const data = buildDataLayer(doc, graph, warn);
+  const flowControl = resolveFlowControl(doc, graph, warn);
 
-  // Data layer.
-  let discovery: FileDiscoverySettings['discovery'] | undefined;
-  const discoveryRef = doc.dataLayer?.discovery?.pluginRef;
-  if (discoveryRef) {
-    const d = instances.get(discoveryRef) as Partial<FileDiscoverySettings> | undefined;
-    if (!d) fail(`dataLayer.discovery: pluginRef "${discoveryRef}" is not defined in plugins`);
-    if (!d.discovery) fail(`dataLayer.discovery: "${discoveryRef}" (type ${d.type}) is not a discovery plugin`);
-    discovery = d.discovery;
-  }
-  let metricsSource: MetricsSourceSettings | undefined;
-  const sources = doc.dataLayer?.sources ?? [];
-  for (const [i, s] of sources.entries()) {
-    const src = instances.get(s.pluginRef) as Partial<MetricsDataSource> | undefined;
-    if (!src) fail(`dataLayer.sources[${i}]: pluginRef "${s.pluginRef}" is not defined in plugins`);
-    if (!src.source) fail(`dataLayer.sources[${i}]: "${s.pluginRef}" (type ${src.type}) is not a metrics data source`);
-    for (const [j, x] of s.extractors.entries()) {
-      const ex = instances.get(x.pluginRef) as { extractor?: boolean; type?: string } | undefined;
-      if (!ex?.extractor) fail(`dataLayer.sources[${i}].extractors[${j}]: "${x.pluginRef}" is not a metrics extractor`);
-    }
-    if (metricsSource) fail(`dataLayer.sources[${i}]: pd-router supports one metrics data source`);
-    metricsSource = src.source;
-  }
-  if (!metricsSource && doc.dataLayer?.injectDefaults !== false) {
-    metricsSource = (hidden('metrics-data-source') as MetricsDataSource).source;
-  }
-
-  if (doc.flowControl !== undefined || doc.featureGates.includes('flowControl')) warn('flowControl is not implemented by pd-router; the section is ignored');
-  if (doc.saturationDetector) warn('saturationDetector is not implemented by pd-router (no request is ever shed); the section is ignored');
-  for (const g of doc.featureGates) if (g !== 'flowControl') warn(`unknown feature gate "${g}" ignored`);
-
-  // Config order (instantiation order differs with forward references), then the defaults the loader added.
-  const all = [...[...specs.keys()].map((n) => instances.get(n)!), ...[...instances.entries()].filter(([n]) => !specs.has(n)).map(([, p]) => p)];
+  const all = graph.ordered();
   return {
     document: doc,
-    plugins: instances,
+    plugins: graph.instances,
     scheduler: new Scheduler(profiles, handler, timer),
     profiles,
     handler,
@@ -249,8 +237,10 @@ export function loadEndpointPickerConfig(yamlText: string, deps: LoadDependencie
     responseComplete: all.filter(isResponseComplete),
     endpointRemoved: all.filter(isEndpointRemoved),
     parsers,
-    discovery,
-    metricsSource,
+    discovery: data.discovery,
+    metricsSource: data.metricsSource,
+    metricsEngines: data.engines,
+    flowControl,
     metrics,
     timer,
     warnings,

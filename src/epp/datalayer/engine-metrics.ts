@@ -1,29 +1,62 @@
 /**
  * Which Prometheus series hold an endpoint's metrics, per engine (llm-d `core-metrics-extractor`), and a fast extractor
- * over the text exposition format. The engine comes from the endpoint label `llm-d.ai/engine-type` (legacy
- * `inference.networking.k8s.io/engine-type`), default vllm. When a family has several series, the last one in the
- * exposition wins.
+ * over the text exposition format. A series is named by a spec, `name` or `name{label=value,...}` (PromQL selector
+ * syntax, values quoted or not, as upstream); the last sample in the exposition whose labels match wins. The engine of
+ * an endpoint comes from an endpoint label (`llm-d.ai/engine-type`, legacy `inference.networking.k8s.io/engine-type`,
+ * or the extractor's `engineLabelKey`), default vllm (or the extractor's `defaultEngine`).
  */
 import type { EndpointMetrics, HistogramSummary } from '../../decider/index.js';
 
 type HistogramField = 'prefillTime' | 'timeToFirstToken' | 'promptTokens' | 'kvTransferTime' | 'queueTime';
 type CounterField = 'prefixCacheHits' | 'prefixCacheQueries';
 
+/** A series selector: a metric name and the label values it must carry. */
+export interface MetricSpec {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
 export interface EngineMetricNames {
-  waiting: string[];
-  running: string[];
-  kvUsage: string[];
-  cacheConfig?: { name: string; blockSizeLabel: string; numBlocksLabel: string };
+  /** Alternatives, first present wins (vLLM renamed its KV-usage gauge). Empty: not read. */
+  waiting: MetricSpec[];
+  running: MetricSpec[];
+  kvUsage: MetricSpec[];
+  /** An info gauge whose labels carry the block size and block count. */
+  cacheConfig?: { spec: MetricSpec; blockSizeLabel: string; numBlocksLabel: string };
+  /** Block size and count as gauge values (TensorRT-LLM). */
+  cacheBlockSize?: MetricSpec;
+  cacheNumBlocks?: MetricSpec;
+  /** pd-router's extra reads for the deciders (vLLM histograms and counters). */
   histograms: Partial<Record<HistogramField, string>>;
   counters: Partial<Record<CounterField, string>>;
 }
 
+const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+/** Parses `name` or `name{a=b,c="d"}`; throws with the reason. "" is no spec (undefined). */
+export function parseMetricSpec(spec: string): MetricSpec | undefined {
+  if (spec === '') return undefined;
+  const m = /^\s*([^\s{]+)\s*(?:\{([^}]*)\})?\s*$/.exec(spec);
+  if (!m || !METRIC_NAME.test(m[1]!)) throw new Error(`not a valid metric specification: "${spec}"`);
+  const labels: Record<string, string> = {};
+  for (const pair of (m[2] ?? '').split(',').filter((x) => x.trim() !== '')) {
+    const l = /^\s*([^\s=]+)\s*=\s*(?:"([^"]*)"|([^",\s]+))\s*$/.exec(pair);
+    if (!l || !LABEL_NAME.test(l[1]!)) throw new Error(`invalid label pair "${pair.trim()}" in specification "${spec}"`);
+    labels[l[1]!] = l[2] ?? l[3]!;
+  }
+  return { name: m[1]!, labels };
+}
+
+const spec = (name: string, labels: Record<string, string> = {}): MetricSpec => ({ name, labels });
+
+/** The engines upstream's core-metrics-extractor knows, with pd-router's decider reads on vllm and sglang. */
 export const ENGINES: Readonly<Record<string, EngineMetricNames>> = {
   vllm: {
-    waiting: ['vllm:num_requests_waiting'],
-    running: ['vllm:num_requests_running'],
-    kvUsage: ['vllm:kv_cache_usage_perc', 'vllm:gpu_cache_usage_perc'],
-    cacheConfig: { name: 'vllm:cache_config_info', blockSizeLabel: 'block_size', numBlocksLabel: 'num_gpu_blocks' },
+    waiting: [spec('vllm:num_requests_waiting')],
+    running: [spec('vllm:num_requests_running')],
+    kvUsage: [spec('vllm:kv_cache_usage_perc'), spec('vllm:gpu_cache_usage_perc')],
+    cacheConfig: { spec: spec('vllm:cache_config_info'), blockSizeLabel: 'block_size', numBlocksLabel: 'num_gpu_blocks' },
     histograms: {
       prefillTime: 'vllm:request_prefill_time_seconds',
       timeToFirstToken: 'vllm:time_to_first_token_seconds',
@@ -34,23 +67,66 @@ export const ENGINES: Readonly<Record<string, EngineMetricNames>> = {
     counters: { prefixCacheHits: 'vllm:prefix_cache_hits_total', prefixCacheQueries: 'vllm:prefix_cache_queries_total' },
   },
   sglang: {
-    waiting: ['sglang:num_queue_reqs'],
-    running: ['sglang:num_running_reqs'],
-    kvUsage: ['sglang:token_usage'],
-    cacheConfig: { name: 'sglang:cache_config_info', blockSizeLabel: 'page_size', numBlocksLabel: 'num_pages' },
+    waiting: [spec('sglang:num_queue_reqs')],
+    running: [spec('sglang:num_running_reqs')],
+    kvUsage: [spec('sglang:token_usage')],
+    cacheConfig: { spec: spec('sglang:cache_config_info'), blockSizeLabel: 'page_size', numBlocksLabel: 'num_pages' },
     histograms: { timeToFirstToken: 'sglang:time_to_first_token_seconds' },
+    counters: {},
+  },
+  'trtllm-serve': {
+    waiting: [spec('trtllm_num_requests_waiting')],
+    running: [spec('trtllm_num_requests_running')],
+    kvUsage: [spec('trtllm_kv_cache_utilization')],
+    cacheBlockSize: spec('trtllm_kv_cache_tokens_per_block'),
+    cacheNumBlocks: spec('trtllm_kv_cache_max_blocks'),
+    histograms: {},
+    counters: {},
+  },
+  'triton-tensorrt-llm': {
+    waiting: [spec('nv_trt_llm_request_metrics', { request_type: 'waiting' })],
+    running: [spec('nv_trt_llm_request_metrics', { request_type: 'scheduled' })],
+    kvUsage: [spec('nv_trt_llm_kv_cache_block_metrics', { kv_cache_block_type: 'fraction' })],
+    cacheBlockSize: spec('nv_trt_llm_kv_cache_block_metrics', { kv_cache_block_type: 'tokens_per' }),
+    cacheNumBlocks: spec('nv_trt_llm_kv_cache_block_metrics', { kv_cache_block_type: 'max' }),
+    histograms: {},
+    counters: {},
+  },
+  triton: {
+    waiting: [spec('nv_inference_pending_request_count')],
+    running: [spec('nv_inference_exec_count')],
+    kvUsage: [],
+    histograms: {},
     counters: {},
   },
 };
 
 export const ENGINE_LABELS = ['llm-d.ai/engine-type', 'inference.networking.k8s.io/engine-type'];
 
-export function engineFor(labels: Readonly<Record<string, string>>): EngineMetricNames {
-  for (const l of ENGINE_LABELS) {
-    const e = labels[l];
-    if (e !== undefined) return ENGINES[e] ?? ENGINES.vllm!;
+/** Engines by name, the label that selects one, and the engine of unlabeled endpoints. */
+export class EngineRegistry {
+  constructor(
+    readonly engines: Readonly<Record<string, EngineMetricNames>> = ENGINES,
+    readonly labelKeys: readonly string[] = ENGINE_LABELS,
+    readonly defaultEngine = 'vllm',
+  ) {
+    if (!engines[defaultEngine]) throw new Error(`defaultEngine "${defaultEngine}" not found in engineConfigs`);
   }
-  return ENGINES.vllm!;
+
+  /** An unknown engine label value falls back to the default engine. */
+  engineFor(labels: Readonly<Record<string, string>>): EngineMetricNames {
+    for (const l of this.labelKeys) {
+      const e = labels[l];
+      if (e !== undefined) return this.engines[e] ?? this.engines[this.defaultEngine]!;
+    }
+    return this.engines[this.defaultEngine]!;
+  }
+}
+
+export const DEFAULT_ENGINES = new EngineRegistry();
+
+export function engineFor(labels: Readonly<Record<string, string>>): EngineMetricNames {
+  return DEFAULT_ENGINES.engineFor(labels);
 }
 
 export interface Sample {
@@ -86,11 +162,11 @@ function sampleAt(text: string, at: number, lineEnd: number): Sample | undefined
 }
 
 /**
- * The last sample of each wanted series name, in one pass over the exposition (comment lines skipped). A name
- * matches exactly: `vllm:num_requests_waiting` does not match `vllm:num_requests_waiting_by_priority`.
+ * Every sample of each wanted series name, in exposition order, in one pass (comment lines skipped). A name matches
+ * exactly: `vllm:num_requests_waiting` does not match `vllm:num_requests_waiting_by_priority`.
  */
-export function wantedSamples(text: string, wanted: ReadonlySet<string>): Map<string, Sample> {
-  const out = new Map<string, Sample>();
+export function wantedSamples(text: string, wanted: ReadonlySet<string>): Map<string, Sample[]> {
+  const out = new Map<string, Sample[]>();
   let pos = 0;
   while (pos < text.length) {
     let lineEnd = text.indexOf('\n', pos);
@@ -106,7 +182,11 @@ export function wantedSamples(text: string, wanted: ReadonlySet<string>): Map<st
       const name = text.slice(pos, nameEnd);
       if (wanted.has(name)) {
         const s = sampleAt(text, nameEnd, lineEnd);
-        if (s) out.set(name, s);
+        if (s) {
+          const list = out.get(name);
+          if (list) list.push(s);
+          else out.set(name, [s]);
+        }
       }
     }
     pos = lineEnd + 1;
@@ -116,7 +196,7 @@ export function wantedSamples(text: string, wanted: ReadonlySet<string>): Map<st
 
 /** The last sample of one series name (exact name, with or without labels), or undefined. */
 export function lastSample(text: string, name: string): Sample | undefined {
-  return wantedSamples(text, new Set([name])).get(name);
+  return wantedSamples(text, new Set([name])).get(name)?.at(-1);
 }
 
 /** Label values of a sample's label string (`a="x",b="y"`). */
@@ -126,14 +206,29 @@ export function labelValue(labels: string, key: string): string | undefined {
   return m ? m[1]!.replace(/\\(.)/g, (_, ch: string) => (ch === 'n' ? '\n' : ch)) : undefined;
 }
 
+/** The last sample of a spec's series whose labels carry the spec's label values. */
+function pick(samples: Map<string, Sample[]>, spec: MetricSpec): Sample | undefined {
+  const list = samples.get(spec.name);
+  if (!list) return undefined;
+  const wantedLabels = Object.entries(spec.labels);
+  for (let i = list.length - 1; i >= 0; i--) {
+    const s = list[i]!;
+    if (wantedLabels.every(([k, v]) => labelValue(s.labels, k) === v)) return s;
+  }
+  return undefined;
+}
+
 const wantedByEngine = new WeakMap<EngineMetricNames, Set<string>>();
 
 /** Every series name an engine's extraction reads. */
 function wantedNames(engine: EngineMetricNames): Set<string> {
   let w = wantedByEngine.get(engine);
   if (!w) {
-    w = new Set([...engine.waiting, ...engine.running, ...engine.kvUsage, ...Object.values(engine.counters)]);
-    if (engine.cacheConfig) w.add(engine.cacheConfig.name);
+    w = new Set([...engine.waiting, ...engine.running, ...engine.kvUsage].map((x) => x.name));
+    for (const c of Object.values(engine.counters)) w.add(c);
+    if (engine.cacheConfig) w.add(engine.cacheConfig.spec.name);
+    if (engine.cacheBlockSize) w.add(engine.cacheBlockSize.name);
+    if (engine.cacheNumBlocks) w.add(engine.cacheNumBlocks.name);
     for (const h of Object.values(engine.histograms)) {
       w.add(`${h}_sum`);
       w.add(`${h}_count`);
@@ -143,38 +238,43 @@ function wantedNames(engine: EngineMetricNames): Set<string> {
   return w;
 }
 
-function first(samples: Map<string, Sample>, names: string[]): number | undefined {
-  for (const n of names) {
-    const s = samples.get(n);
+function first(samples: Map<string, Sample[]>, specs: readonly MetricSpec[]): number | undefined {
+  for (const sp of specs) {
+    const s = pick(samples, sp);
     if (s && Number.isFinite(s.value)) return s.value;
   }
   return undefined;
 }
 
-function histogram(samples: Map<string, Sample>, name: string): HistogramSummary | undefined {
-  const sum = samples.get(`${name}_sum`);
-  const count = samples.get(`${name}_count`);
+function histogram(samples: Map<string, Sample[]>, name: string): HistogramSummary | undefined {
+  const sum = samples.get(`${name}_sum`)?.at(-1);
+  const count = samples.get(`${name}_count`)?.at(-1);
   return sum && count ? { sum: sum.value, count: count.value } : undefined;
 }
 
+function describe(sp: MetricSpec): string {
+  const l = Object.entries(sp.labels);
+  return l.length ? `${sp.name}{${l.map(([k, v]) => `${k}="${v}"`).join(',')}}` : sp.name;
+}
+
 /**
- * Updates `m` from an exposition. Returns the names of required metrics (waiting, running, KV usage) that were
- * missing; present fields are updated either way.
+ * Updates `m` from an exposition. Returns the specs of configured metrics (waiting, running, KV usage, block size and
+ * count gauges) that were missing; present fields are updated either way.
  */
 export function extractEngineMetrics(text: string, engine: EngineMetricNames, m: EndpointMetrics): string[] {
   const samples = wantedSamples(text, wantedNames(engine));
   const missing: string[] = [];
-  const waiting = first(samples, engine.waiting);
-  const running = first(samples, engine.running);
-  const kv = first(samples, engine.kvUsage);
-  if (waiting === undefined) missing.push(engine.waiting[0]!);
-  else m.waitingQueueSize = waiting;
-  if (running === undefined) missing.push(engine.running[0]!);
-  else m.runningRequests = running;
-  if (kv === undefined) missing.push(engine.kvUsage[0]!);
-  else m.kvCacheUsage = kv;
+  const read = (specs: readonly MetricSpec[], set: (v: number) => void) => {
+    if (specs.length === 0) return;
+    const v = first(samples, specs);
+    if (v === undefined) missing.push(describe(specs[0]!));
+    else set(v);
+  };
+  read(engine.waiting, (v) => (m.waitingQueueSize = v));
+  read(engine.running, (v) => (m.runningRequests = v));
+  read(engine.kvUsage, (v) => (m.kvCacheUsage = v));
   if (engine.cacheConfig) {
-    const s = samples.get(engine.cacheConfig.name);
+    const s = pick(samples, engine.cacheConfig.spec);
     if (s) {
       const bs = Number(labelValue(s.labels, engine.cacheConfig.blockSizeLabel));
       const nb = Number(labelValue(s.labels, engine.cacheConfig.numBlocksLabel));
@@ -182,12 +282,14 @@ export function extractEngineMetrics(text: string, engine: EngineMetricNames, m:
       if (nb > 0) m.cacheNumBlocks = nb;
     }
   }
+  if (engine.cacheBlockSize) read([engine.cacheBlockSize], (v) => v > 0 && (m.cacheBlockSize = Math.trunc(v)));
+  if (engine.cacheNumBlocks) read([engine.cacheNumBlocks], (v) => v > 0 && (m.cacheNumBlocks = Math.trunc(v)));
   for (const [field, name] of Object.entries(engine.histograms) as Array<[HistogramField, string]>) {
     const h = histogram(samples, name);
     if (h) m[field] = h;
   }
   for (const [field, name] of Object.entries(engine.counters) as Array<[CounterField, string]>) {
-    const s = samples.get(name);
+    const s = samples.get(name)?.at(-1);
     if (s && Number.isFinite(s.value)) m[field] = s.value;
   }
   return missing;

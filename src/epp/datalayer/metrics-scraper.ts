@@ -11,18 +11,34 @@ import type { Endpoint } from '../framework/types.js';
 import type { EppMetrics } from '../metrics.js';
 import type { MetricsSourceSettings } from '../plugins/datalayer/metrics-data-source.js';
 import type { EndpointStore } from './endpoint-store.js';
-import { engineFor, extractEngineMetrics } from './engine-metrics.js';
+import { DEFAULT_ENGINES, extractEngineMetrics, type EngineRegistry } from './engine-metrics.js';
 
 export interface ScraperSettings {
   source: MetricsSourceSettings;
-  /** Base tick (--refresh-metrics-interval); a source `interval` is rounded up to a multiple of it. */
+  /** Base tick (--refresh-metrics-interval); a source `interval` adjusts it (see scrapeCadence). */
   intervalMs: number;
   timeoutMs: number;
   stalenessMs: number;
   maxResponseBytes: number;
+  /** The extractor's engines (core-metrics-extractor parameters); default the built-in ones. */
+  engines?: EngineRegistry;
 }
 
 const SOURCE_TYPE = 'metrics-data-source';
+/** llm-d's floor on the base tick when a source interval lowers it. */
+const MIN_TICK_MS = 50;
+
+/**
+ * The base tick and the scrape period for a source `interval` (llm-d-router `periodTicks`): an interval below the
+ * base tick lowers the tick to it (not below 50 ms); otherwise it is rounded to the nearest multiple of the tick
+ * (at least one). No interval: every tick.
+ */
+export function scrapeCadence(baseMs: number, intervalMs: number | undefined): { tickMs: number; everyMs: number } {
+  let tickMs = Math.max(1, baseMs);
+  if (!intervalMs || intervalMs <= 0) return { tickMs, everyMs: tickMs };
+  if (intervalMs < tickMs) tickMs = Math.max(intervalMs, Math.min(tickMs, MIN_TICK_MS));
+  return { tickMs, everyMs: Math.max(1, Math.round(intervalMs / tickMs)) * tickMs };
+}
 const EXTRACTOR_TYPE = 'core-metrics-extractor';
 
 export class MetricsScraper {
@@ -32,6 +48,7 @@ export class MetricsScraper {
   private readonly lastStart = new Map<string, number>();
   private readonly failing = new Set<string>();
   private readonly everyMs: number;
+  private readonly tickMs: number;
   private readonly pollErrors;
   private readonly extractErrors;
   private stopped = false;
@@ -47,10 +64,11 @@ export class MetricsScraper {
       connections: 2,
       headersTimeout: s.timeoutMs,
       bodyTimeout: s.timeoutMs,
-      connect: { rejectUnauthorized: !s.source.insecureSkipVerify, timeout: s.timeoutMs },
+      connect: { rejectUnauthorized: !s.source.insecureSkipVerify, timeout: s.timeoutMs, ca: s.source.ca, cert: s.source.cert, key: s.source.key },
     });
-    const base = Math.max(1, s.intervalMs);
-    this.everyMs = s.source.intervalMs ? Math.ceil(s.source.intervalMs / base) * base : base;
+    const { tickMs, everyMs } = scrapeCadence(s.intervalMs, s.source.intervalMs);
+    this.tickMs = tickMs;
+    this.everyMs = everyMs;
     this.pollErrors = metrics.pollErrors.labels({ source_type: SOURCE_TYPE });
     this.extractErrors = metrics.extractErrors.labels({ source_type: SOURCE_TYPE, extractor_type: EXTRACTOR_TYPE });
     store.on('removed', (e) => {
@@ -61,7 +79,7 @@ export class MetricsScraper {
 
   start(): void {
     this.tick();
-    this.timer = setInterval(() => this.tick(), Math.max(1, this.s.intervalMs));
+    this.timer = setInterval(() => this.tick(), this.tickMs);
     this.timer.unref();
   }
 
@@ -104,7 +122,7 @@ export class MetricsScraper {
       }
       return;
     }
-    const missing = extractEngineMetrics(text, engineFor(e.labels), e.metrics);
+    const missing = extractEngineMetrics(text, (this.s.engines ?? DEFAULT_ENGINES).engineFor(e.labels), e.metrics);
     if (missing.length > 0) {
       this.extractErrors.inc();
       this.logger.debug({ endpoint: e.id, missing }, 'metrics missing from scrape');

@@ -1,6 +1,7 @@
 /**
  * How a plugin type is built: a zod schema for its `parameters` (checked when the config is loaded, so a bad value
- * fails at start, naming the plugin and the parameter) and a constructor. The type string lives only in the registry
+ * fails at start, naming the plugin and the parameter) and a constructor. Parameters are strict, as llm-d-router
+ * decodes them: a key the schema does not know is a load error. The type string lives only in the registry
  * (`registry.ts`); a plugin learns its type and name from the factory context.
  */
 import type { Logger } from 'pino';
@@ -8,7 +9,7 @@ import type { z } from 'zod';
 import type { EppMetrics } from '../metrics.js';
 import type { Plugin } from '../framework/types.js';
 
-export type PluginKind = 'filter' | 'scorer' | 'picker' | 'profile-handler' | 'pre-request' | 'data-producer' | 'decider' | 'datalayer' | 'parser';
+export type PluginKind = 'filter' | 'scorer' | 'picker' | 'profile-handler' | 'pre-request' | 'data-producer' | 'decider' | 'datalayer' | 'parser' | 'flow-control';
 
 export interface PluginFactoryContext {
   readonly type: string;
@@ -21,13 +22,15 @@ export interface PluginFactoryContext {
   plugin(name: string): Plugin;
   /** Names of the configured plugins of a type, in config order (including auto-created ones). */
   namesOfType(type: string): string[];
+  /** The type of a configured plugin, without instantiating it; undefined when there is none of that name. */
+  typeOf(name: string): string | undefined;
+  /** A load-time warning about this plugin (a deprecated or inert parameter), logged and kept in `warnings`. */
+  warn(message: string): void;
 }
 
 export interface PluginDefinition<P = any> {
   readonly kind: PluginKind;
   readonly params: z.ZodType<P>;
-  /** Reject unknown parameter keys (llm-d is strict only for some plugins); otherwise they are logged and ignored. */
-  readonly strictParams?: boolean;
   /** Accepted only for compatibility; using it logs a deprecation warning naming the replacement. */
   readonly deprecatedFor?: string;
   readonly description: string;

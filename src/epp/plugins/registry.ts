@@ -1,6 +1,8 @@
 /**
- * Every plugin type pd-router accepts in an EndpointPickerConfig, by its upstream type name. This is the one place a
- * type string is written; each entry's file documents the plugin's parameters and formula.
+ * Every plugin type pd-router accepts in an EndpointPickerConfig, by its upstream type name (llm-d-router, llm-d
+ * v0.7.1 and GAIE v1.4/v1.5, old names included). This is the one place a type string is written; each entry's file
+ * documents the plugin's parameters and formula. Upstream types pd-router lacks are listed, with the reason, in
+ * UNSUPPORTED_UPSTREAM_TYPES, so a config naming one fails at load saying so.
  */
 import { alwaysDisaggMultimodalDecider, alwaysDisaggPdDecider, costBasedPdDecider, prefixBasedPdDecider, type DeciderDefinition } from '../../decider/index.js';
 import { definePlugin, type PluginDefinition } from './definition.js';
@@ -8,10 +10,13 @@ import { byLabelFilter } from './filter/by-label.js';
 import { decodeFilter } from './filter/decode-filter.js';
 import { encodeFilter } from './filter/encode-filter.js';
 import { labelSelectorFilter } from './filter/label-selector-filter.js';
+import { concurrencyDetector, utilizationDetector } from './flow-control/saturation-detectors.js';
+import { FLOW_CONTROL_POLICIES } from './flow-control/policies.js';
 import { prefillFilter } from './filter/prefill-filter.js';
 import { maxScorePicker } from './picker/max-score-picker.js';
 import { randomPicker } from './picker/random-picker.js';
 import { weightedRandomPicker } from './picker/weighted-random-picker.js';
+import { dataParallelProfileHandler } from './profile-handler/data-parallel-profile-handler.js';
 import { disaggHeadersHandler } from './profile-handler/disagg-headers-handler.js';
 import { disaggProfileHandler } from './profile-handler/disagg-profile-handler.js';
 import { pdProfileHandler } from './profile-handler/pd-profile-handler.js';
@@ -23,6 +28,7 @@ import { loadAwareScorer } from './scorer/load-aware-scorer.js';
 import { noHitLruScorer } from './scorer/no-hit-lru-scorer.js';
 import { prefixCacheScorer } from './scorer/prefix-cache-scorer.js';
 import { queueScorer } from './scorer/queue-scorer.js';
+import { runningRequestsSizeScorer } from './scorer/running-requests-size-scorer.js';
 import { coreMetricsExtractor } from './datalayer/core-metrics-extractor.js';
 import { fileDiscovery } from './datalayer/file-discovery.js';
 import { metricsDataSource } from './datalayer/metrics-data-source.js';
@@ -31,6 +37,11 @@ import { anthropicParser } from './parser/anthropic-parser.js';
 import { openaiParser } from './parser/openai-parser.js';
 import { passthroughParser } from './parser/passthrough-parser.js';
 import { vllmhttpParser } from './parser/vllmhttp-parser.js';
+
+/** The same plugin under an older upstream name; using it logs a deprecation warning naming `current`. */
+function alias(def: PluginDefinition, current: string): PluginDefinition {
+  return { ...def, deprecatedFor: current };
+}
 
 /** A decider from src/decider as an EPP plugin. */
 function deciderPlugin(d: DeciderDefinition): PluginDefinition {
@@ -43,9 +54,11 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'prefill-filter': prefillFilter,
   'encode-filter': encodeFilter,
   'label-selector-filter': labelSelectorFilter,
+  'by-label-selector': alias(labelSelectorFilter, 'label-selector-filter'),
   'by-label': byLabelFilter,
   // scorers
   'queue-scorer': queueScorer,
+  'running-requests-size-scorer': runningRequestsSizeScorer,
   'kv-cache-utilization-scorer': kvCacheUtilizationScorer,
   'load-aware-scorer': loadAwareScorer,
   'active-request-scorer': activeRequestScorer,
@@ -59,8 +72,9 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'single-profile-handler': singleProfileHandler,
   'disagg-profile-handler': disaggProfileHandler,
   'pd-profile-handler': pdProfileHandler,
+  'data-parallel-profile-handler': dataParallelProfileHandler,
   'disagg-headers-handler': disaggHeadersHandler,
-  'prefill-header-handler': disaggHeadersHandler,
+  'prefill-header-handler': alias(disaggHeadersHandler, 'disagg-profile-handler'),
   // deciders (src/decider)
   'always-disagg-pd-decider': deciderPlugin(alwaysDisaggPdDecider),
   'prefix-based-pd-decider': deciderPlugin(prefixBasedPdDecider),
@@ -70,24 +84,75 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   // data producers
   'approx-prefix-cache-producer': approxPrefixCacheProducer,
   'token-producer': tokenProducer,
+  tokenizer: alias(tokenProducer, 'token-producer'),
   // data layer
   'file-discovery': fileDiscovery,
   'metrics-data-source': metricsDataSource,
   'core-metrics-extractor': coreMetricsExtractor,
+  'model-server-protocol-metrics': alias(coreMetricsExtractor, 'core-metrics-extractor'),
   // request parsers
   'openai-parser': openaiParser,
   'anthropic-parser': anthropicParser,
   'vllmhttp-parser': vllmhttpParser,
   'passthrough-parser': passthroughParser,
+  // flow control: parsed, validated and kept, not enforced (see config/flow-control-section.ts)
+  'utilization-detector': utilizationDetector,
+  'concurrency-detector': concurrencyDetector,
+  ...FLOW_CONTROL_POLICIES,
 };
 
-/** Upstream plugin types pd-router does not implement, with what to use instead; named in the load error. */
+/** Upstream plugin types pd-router does not implement, with the reason; named in the load error. */
 export const UNSUPPORTED_UPSTREAM_TYPES: Readonly<Record<string, string>> = {
   'precise-prefix-cache-scorer': 'it needs vLLM KV-cache events; use approx-prefix-cache-producer with prefix-cache-scorer',
-  'session-affinity-scorer': 'not implemented',
+  'precise-prefix-cache-producer': 'it needs vLLM KV-cache events; use approx-prefix-cache-producer with prefix-cache-scorer',
+  'burst-prefix-cache-producer': 'burst co-location of prompt-sharing requests is not implemented',
+  'p2p-source-producer': 'peer-to-peer KV-cache sources are not implemented',
+  'mm-embeddings-cache-producer': 'multimodal embedding-cache affinity is not implemented',
+  'mm-embeddings-cache-scorer': 'multimodal embedding-cache affinity is not implemented',
+  'session-affinity-scorer': 'session affinity is not implemented',
+  'session-affinity-filter': 'session affinity is not implemented',
+  'session-id-producer': 'session affinity is not implemented',
   'lora-affinity-scorer': 'LoRA scheduling is not implemented',
-  'utilization-detector': 'saturation-based shedding needs InferenceObjective priorities, which pd-router does not read',
+  'token-load-scorer': 'token-load scoring (inflight-load-producer) is not implemented',
+  'inflight-load-producer': 'active-request-scorer counts the requests this EPP routed itself; there is no separate producer',
+  'context-length-aware': 'context-length-aware routing is not implemented',
+  'header-label-affinity-scorer': 'header-to-label affinity is not implemented',
+  'header-profile-handler': 'header-selected profiles are not implemented',
+  'topology-extractor': 'topology-aware placement is not implemented',
+  'topology-affinity-filter': 'topology-aware placement is not implemented',
+  'topology-affinity-scorer': 'topology-aware placement is not implemented',
+  'utilization-filter': 'not implemented; utilization-detector, listed in a profile, filters on the same thresholds',
+  'endpoint-attribute-filter': 'endpoint attributes from extra data sources are not implemented',
+  'endpoint-attribute-scorer': 'endpoint attributes from extra data sources are not implemented',
+  'dcgm-data-source': 'GPU metrics from DCGM are not collected',
+  'dcgm-extractor': 'GPU metrics from DCGM are not collected',
+  'models-data-source': 'the models data source is not implemented',
+  'models-data-extractor': 'the models data source is not implemented',
+  'k8s-notification-source': 'Kubernetes notification data sources are not implemented',
+  'endpoint-notification-source': 'endpoint notification data sources (used by KV-event and embedding-cache producers) are not implemented',
+  'predicted-latency-producer': 'latency prediction is not implemented',
+  'predicted-latency-scorer': 'latency prediction is not implemented',
+  'latency-scorer': 'latency prediction is not implemented',
+  'latency-slo-admitter': 'latency prediction and SLO admission are not implemented',
+  'slo-headroom-tier-filter': 'latency prediction is not implemented',
+  'prefix-cache-affinity-filter': 'latency-aware prefix affinity is not implemented',
+  'probabilistic-admitter': 'admission control is not implemented: pd-router admits every request',
+  'disaggregatedset-rollout-screener': 'DisaggregatedSet rollout screening is not implemented',
+  'request-attribute-reporter': 'request attribute reporting to Envoy metadata is not implemented',
+  'agent-identity': 'agent identity headers are not implemented',
+  'header-based-testing-filter': 'conformance-test plugins are not implemented',
+  'destination-endpoint-served-verifier': 'conformance-test plugins are not implemented',
+  'multicluster-session-affinity-filter': 'multi-cluster pools are not implemented',
+  'multicluster-queue-scorer': 'multi-cluster pools are not implemented',
+  'multicluster-kv-cache-utilization-scorer': 'multi-cluster pools are not implemented',
+  'multicluster-prefix-cache-scorer': 'multi-cluster pools are not implemented',
+  'multicluster-approx-prefix-cache-producer': 'multi-cluster pools are not implemented',
+  'multicluster-metrics-data-source': 'multi-cluster pools are not implemented',
+  'multicluster-metrics-extractor': 'multi-cluster pools are not implemented',
+  'multicluster-file-discovery': 'multi-cluster pools are not implemented',
+  'local-syncer': 'cross-replica state sync is not implemented',
   'vllmgrpc-parser': 'gRPC model servers are not supported',
   'sglanggrpc-parser': 'gRPC model servers are not supported',
+  'sglanghttp-parser': "SGLang's native /generate API is not parsed",
   'vertexai-parser': 'not implemented',
 };

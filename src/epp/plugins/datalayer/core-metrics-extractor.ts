@@ -1,16 +1,108 @@
 /**
- * `core-metrics-extractor`: maps the scraped metrics to endpoint fields by engine, chosen per endpoint by the label
- * `llm-d.ai/engine-type` (legacy `inference.networking.k8s.io/engine-type`; default vllm). Built-in engines: vllm and
- * sglang (see datalayer/engine-metrics.ts). No parameters are supported; upstream's custom `engineConfigs` are
- * rejected rather than silently ignored.
+ * `core-metrics-extractor` (GAIE v1.4 calls it `model-server-protocol-metrics`): maps the scraped metrics to endpoint
+ * fields by engine, chosen per endpoint by a label. Built-in engines (upstream's): vllm, sglang, trtllm-serve,
+ * triton-tensorrt-llm, triton (datalayer/engine-metrics.ts).
+ *
+ * Parameters:
+ * - `engineLabelKey` (default `llm-d.ai/engine-type`; pd-router also reads the legacy
+ *   `inference.networking.k8s.io/engine-type` while the key is the default).
+ * - `defaultEngine` (default vllm): the engine of endpoints without the label; must be a known engine.
+ * - `engineConfigs`: engines defined or replaced by name: `name`, `queuedRequestsSpec`, `runningRequestsSpec`,
+ *   `kvUsageSpec`, `cacheInfoSpec` (+ `cacheBlockSizeLabelName` = block_size, `cacheNumBlocksLabelName` =
+ *   num_gpu_blocks), `cacheBlockSizeSpec`, `cacheNumBlocksSpec`: PromQL-style selectors `name{label=value}`; an empty
+ *   spec is not read. A replaced built-in keeps pd-router's extra decider reads (vLLM histograms and counters).
+ *   `loraSpec` and `customMetrics` ([{attributeKey, metricSpec}]) are validated as upstream but read by nothing in
+ *   pd-router (no LoRA scheduling, no endpoint-attribute plugins): setting them logs a load warning.
  */
 import { z } from 'zod';
+import { ENGINES, ENGINE_LABELS, EngineRegistry, parseMetricSpec, type EngineMetricNames, type MetricSpec } from '../../datalayer/engine-metrics.js';
+import type { Plugin } from '../../framework/types.js';
 import { definePlugin } from '../definition.js';
+
+export interface MetricsExtractor extends Plugin {
+  readonly extractor: true;
+  readonly engines: EngineRegistry;
+}
+
+const metricSpec = z.string().transform((s, ctx): MetricSpec | undefined => {
+  try {
+    return parseMetricSpec(s);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+
+const engineConfig = z
+  .object({
+    name: z.string().min(1, 'engine config name cannot be empty').refine((n) => n !== 'default', 'engine config name cannot be "default" (reserved)'),
+    queuedRequestsSpec: metricSpec.optional(),
+    runningRequestsSpec: metricSpec.optional(),
+    kvUsageSpec: metricSpec.optional(),
+    loraSpec: metricSpec.optional(),
+    cacheInfoSpec: metricSpec.optional(),
+    cacheBlockSizeLabelName: z.string().optional(),
+    cacheNumBlocksLabelName: z.string().optional(),
+    cacheBlockSizeSpec: metricSpec.optional(),
+    cacheNumBlocksSpec: metricSpec.optional(),
+    customMetrics: z
+      .array(z.object({ attributeKey: z.string().min(1, 'custom metric attributeKey cannot be empty'), metricSpec: metricSpec }).strict())
+      .default([])
+      .superRefine((list, ctx) => {
+        const seen = new Set<string>();
+        for (const [i, c] of list.entries()) {
+          if (seen.has(c.attributeKey)) ctx.addIssue({ code: 'custom', path: [i, 'attributeKey'], message: `custom metric attributeKey "${c.attributeKey}" is duplicated` });
+          if (!c.metricSpec) ctx.addIssue({ code: 'custom', path: [i, 'metricSpec'], message: `custom metric "${c.attributeKey}" spec cannot be empty` });
+          seen.add(c.attributeKey);
+        }
+      }),
+  })
+  .strict();
+
+type EngineConfig = z.infer<typeof engineConfig>;
+
+const params = z
+  .object({
+    engineLabelKey: z.string().default(''),
+    defaultEngine: z.string().default(''),
+    engineConfigs: z.array(engineConfig).default([]),
+  })
+  .strict();
+
+function engineOf(c: EngineConfig): EngineMetricNames {
+  const builtIn = ENGINES[c.name];
+  const one = (s: MetricSpec | undefined) => (s ? [s] : []);
+  return {
+    waiting: one(c.queuedRequestsSpec),
+    running: one(c.runningRequestsSpec),
+    kvUsage: one(c.kvUsageSpec),
+    cacheConfig: c.cacheInfoSpec
+      ? { spec: c.cacheInfoSpec, blockSizeLabel: c.cacheBlockSizeLabelName || 'block_size', numBlocksLabel: c.cacheNumBlocksLabelName || 'num_gpu_blocks' }
+      : undefined,
+    cacheBlockSize: c.cacheBlockSizeSpec,
+    cacheNumBlocks: c.cacheNumBlocksSpec,
+    histograms: builtIn?.histograms ?? {},
+    counters: builtIn?.counters ?? {},
+  };
+}
 
 export const coreMetricsExtractor = definePlugin({
   kind: 'datalayer',
-  description: 'Extracts queue, running, KV usage and cache config from scraped metrics.',
-  params: z.object({}).strict(),
-  strictParams: true,
-  create: (ctx) => ({ type: ctx.type, name: ctx.name, extractor: true }),
+  description: 'Extracts queue, running, KV usage and cache config from scraped metrics, per engine.',
+  params,
+  create: (ctx, p): MetricsExtractor => {
+    const engines: Record<string, EngineMetricNames> = { ...ENGINES };
+    const seen = new Set<string>();
+    for (const c of p.engineConfigs) {
+      if (seen.has(c.name)) throw new Error(`engineConfigs: engine "${c.name}" is defined twice`);
+      seen.add(c.name);
+      engines[c.name] = engineOf(c);
+      if (c.loraSpec) ctx.warn(`engineConfigs "${c.name}": loraSpec is not read (pd-router has no LoRA scheduling)`);
+      if (c.customMetrics.length > 0) ctx.warn(`engineConfigs "${c.name}": customMetrics ${c.customMetrics.map((m) => m.attributeKey).join(', ')} are not read (no pd-router plugin consumes endpoint attributes)`);
+    }
+    const labelKeys = p.engineLabelKey && p.engineLabelKey !== ENGINE_LABELS[0] ? [p.engineLabelKey] : ENGINE_LABELS;
+    const defaultEngine = p.defaultEngine || 'vllm';
+    if (!engines[defaultEngine]) throw new Error(`parameter "defaultEngine": "${defaultEngine}" is not a built-in engine or one of engineConfigs`);
+    return { type: ctx.type, name: ctx.name, extractor: true, engines: new EngineRegistry(engines, labelKeys, defaultEngine) };
+  },
 });

@@ -16,6 +16,6 @@ export interface FileDiscoverySettings extends Plugin {
 export const fileDiscovery = definePlugin({
   kind: 'datalayer',
   description: 'Endpoints from a YAML/JSON file.',
-  params: z.object({ path: z.string().min(1, 'must name the endpoints file'), watchFile: z.boolean().default(false) }),
+  params: z.object({ path: z.string({ message: 'is required' }).min(1, 'must name the endpoints file'), watchFile: z.boolean().default(false) }).strict(),
   create: (ctx, p): FileDiscoverySettings => ({ type: ctx.type, name: ctx.name, discovery: { kind: 'file', path: p.path, watchFile: p.watchFile } }),
 });

@@ -1,14 +1,19 @@
 /**
  * `metrics-data-source`: scrape each endpoint's Prometheus metrics (injected by default; `dataLayer.injectDefaults:
- * false` turns scraping off). The interval is `--refresh-metrics-interval` unless `interval` is set (rounded up to a
- * multiple of it, as upstream).
+ * false` turns scraping off). The period is `--refresh-metrics-interval` unless `interval` is set: rounded to the
+ * nearest multiple of it, or, when shorter, the tick itself is lowered to it (not below 50 ms), as llm-d-router does
+ * (metrics-scraper.ts `scrapeCadence`).
  *
  * Parameters: `scheme` (http | https, default http), `path` (default /metrics), `port` (override; default the serving
- * port), `insecureSkipVerify` (default true), `interval` (duration, optional).
+ * port), `insecureSkipVerify` (default true), `caCertPath` (PEM bundle that verifies the model server's certificate;
+ * like upstream it has no effect while insecureSkipVerify is true, which pd-router says in a load warning),
+ * `clientCertPath` and `clientKeyPath` (both or neither: a client certificate for mTLS), `interval` (Go duration,
+ * optional). The PEM files are read at load; an unreadable file is a load error naming the parameter.
  */
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { parseDuration } from '../../../common/index.js';
 import type { Plugin } from '../../framework/types.js';
+import { goDuration } from '../../config/go-values.js';
 import { definePlugin } from '../definition.js';
 
 export interface MetricsSourceSettings {
@@ -17,39 +22,57 @@ export interface MetricsSourceSettings {
   port?: number;
   insecureSkipVerify: boolean;
   intervalMs?: number;
+  /** PEM contents: the CA bundle (only when verifying) and the mTLS client certificate and key. */
+  ca?: string;
+  cert?: string;
+  key?: string;
 }
 
 export interface MetricsDataSource extends Plugin {
   readonly source: MetricsSourceSettings;
 }
 
-export const metricsDataSourceParams = z.object({
-  scheme: z.enum(['http', 'https']).default('http'),
-  path: z.string().startsWith('/', 'must start with /').default('/metrics'),
-  port: z.number().int().min(1, 'must be between 1 and 65535').max(65535, 'must be between 1 and 65535').optional(),
-  insecureSkipVerify: z.boolean().default(true),
-  interval: z
-    .union([z.string(), z.number()])
-    .transform((v, c) => {
-      try {
-        const ms = parseDuration(v);
-        if (ms > 0) return ms;
-      } catch {
-        /* reported below */
-      }
-      c.addIssue({ code: 'custom', message: 'must be a positive duration such as 50ms or 1s' });
-      return z.NEVER;
-    })
-    .optional(),
-});
+export const metricsDataSourceParams = z
+  .object({
+    scheme: z.enum(['http', 'https'], { message: 'must be http or https' }).default('http'),
+    path: z.string().startsWith('/', 'must start with /').default('/metrics'),
+    port: z.number().int().min(1, 'must be between 1 and 65535').max(65535, 'must be between 1 and 65535').optional(),
+    insecureSkipVerify: z.boolean().default(true),
+    caCertPath: z.string().default(''),
+    clientCertPath: z.string().default(''),
+    clientKeyPath: z.string().default(''),
+    interval: goDuration.optional(),
+  })
+  .strict()
+  .refine((p) => (p.clientCertPath === '') === (p.clientKeyPath === ''), { message: 'clientCertPath and clientKeyPath must be set together', path: ['clientCertPath'] });
+
+function pem(parameter: string, file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new Error(`parameter "${parameter}": cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
 
 export const metricsDataSource = definePlugin({
   kind: 'datalayer',
   description: 'Scrapes endpoint metrics.',
   params: metricsDataSourceParams,
-  create: (ctx, p): MetricsDataSource => ({
-    type: ctx.type,
-    name: ctx.name,
-    source: { scheme: p.scheme, path: p.path, port: p.port, insecureSkipVerify: p.insecureSkipVerify, intervalMs: p.interval },
-  }),
+  create: (ctx, p): MetricsDataSource => {
+    if (p.caCertPath && p.insecureSkipVerify) ctx.warn('parameter "caCertPath" has no effect while insecureSkipVerify is true (its default); set insecureSkipVerify: false to verify');
+    return {
+      type: ctx.type,
+      name: ctx.name,
+      source: {
+        scheme: p.scheme,
+        path: p.path,
+        port: p.port,
+        insecureSkipVerify: p.insecureSkipVerify,
+        intervalMs: p.interval || undefined,
+        ca: p.caCertPath && !p.insecureSkipVerify ? pem('caCertPath', p.caCertPath) : undefined,
+        cert: p.clientCertPath ? pem('clientCertPath', p.clientCertPath) : undefined,
+        key: p.clientKeyPath ? pem('clientKeyPath', p.clientKeyPath) : undefined,
+      },
+    };
+  },
 });

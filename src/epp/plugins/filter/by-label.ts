@@ -2,7 +2,8 @@
  * `by-label` (deprecated upstream in favour of `label-selector-filter`): keeps endpoints whose label `label` has one of
  * `validValues`; endpoints without the label are kept iff `allowsNoLabel`. Also the building block of the role filters.
  *
- * Parameters: `label` (string, required), `validValues` (string[], default []), `allowsNoLabel` (bool, default false).
+ * Parameters: `label` (string, required), `validValues` (string[], default []), `allowsNoLabel` (bool, default false);
+ * `validValues` must be non-empty unless `allowsNoLabel` (upstream's check).
  */
 import { z } from 'zod';
 import type { Endpoint, Filter } from '../../framework/types.js';
@@ -26,10 +27,13 @@ export const byLabelFilter = definePlugin({
   kind: 'filter',
   description: 'Keeps endpoints whose label has one of the valid values.',
   deprecatedFor: 'label-selector-filter',
-  params: z.object({
-    label: z.string().min(1, 'must be a non-empty label name'),
-    validValues: z.array(z.string()).default([]),
-    allowsNoLabel: z.boolean().default(false),
-  }),
+  params: z
+    .object({
+      label: z.string({ message: 'is required' }).min(1, 'must be a non-empty label name'),
+      validValues: z.array(z.string()).default([]),
+      allowsNoLabel: z.boolean().default(false),
+    })
+    .strict()
+    .refine((p) => p.validValues.length > 0 || p.allowsNoLabel, { message: 'either validValues must be non-empty or allowsNoLabel must be true', path: ['validValues'] }),
   create: (ctx, p) => labelValueFilter(ctx.type, ctx.name, p.label, p.validValues, p.allowsNoLabel),
 });

@@ -10,6 +10,6 @@ import { DECODE_ROLES, ROLE_LABEL } from './roles.js';
 export const decodeFilter = definePlugin({
   kind: 'filter',
   description: 'Keeps decode-capable endpoints and endpoints without a role label.',
-  params: z.object({}),
+  params: z.object({}).strict(),
   create: (ctx) => labelValueFilter(ctx.type, ctx.name, ROLE_LABEL, DECODE_ROLES, true),
 });

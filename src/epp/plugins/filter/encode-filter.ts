@@ -10,6 +10,6 @@ import { ENCODE_ROLES, ROLE_LABEL } from './roles.js';
 export const encodeFilter = definePlugin({
   kind: 'filter',
   description: 'Keeps encode-capable endpoints.',
-  params: z.object({}),
+  params: z.object({}).strict(),
   create: (ctx) => labelValueFilter(ctx.type, ctx.name, ROLE_LABEL, ENCODE_ROLES, false),
 });

@@ -1,5 +1,6 @@
 /**
- * `label-selector-filter`: keeps endpoints matching a Kubernetes label selector.
+ * `label-selector-filter` (llm-d-router), and `by-label-selector`, its llm-d v0.7.1 name (deprecated in llm-d-router,
+ * same parameters): keeps endpoints matching a Kubernetes label selector (`metav1.LabelSelector`).
  *
  * Parameters: `matchLabels` (map, default {}), `matchExpressions` ([{key, operator: In|NotIn|Exists|DoesNotExist,
  * values}], default []). All terms must hold; an empty selector keeps everything. As in Kubernetes, In/NotIn need at
@@ -15,6 +16,7 @@ const expression = z
     operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
     values: z.array(z.string()).default([]),
   })
+  .strict()
   .refine((e) => ((e.operator === 'In' || e.operator === 'NotIn') ? e.values.length > 0 : e.values.length === 0), {
     message: 'In and NotIn need values; Exists and DoesNotExist take none',
   });
@@ -46,10 +48,12 @@ function matches(labels: Readonly<Record<string, string>>, matchLabels: Record<s
 export const labelSelectorFilter = definePlugin({
   kind: 'filter',
   description: 'Keeps endpoints matching a Kubernetes label selector.',
-  params: z.object({
-    matchLabels: z.record(z.string(), z.string()).default({}),
-    matchExpressions: z.array(expression).default([]),
-  }),
+  params: z
+    .object({
+      matchLabels: z.record(z.string(), z.string()).default({}),
+      matchExpressions: z.array(expression).default([]),
+    })
+    .strict(),
   create: (ctx, p): Filter => ({
     type: ctx.type,
     name: ctx.name,

@@ -10,6 +10,6 @@ import { PREFILL_ROLES, ROLE_LABEL } from './roles.js';
 export const prefillFilter = definePlugin({
   kind: 'filter',
   description: 'Keeps prefill-capable endpoints.',
-  params: z.object({}),
+  params: z.object({}).strict(),
   create: (ctx) => labelValueFilter(ctx.type, ctx.name, ROLE_LABEL, PREFILL_ROLES, false),
 });

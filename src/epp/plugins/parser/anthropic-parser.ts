@@ -7,7 +7,7 @@ import { badRequest, parseJsonObject, type RequestParser } from './parser-types.
 export const anthropicParser = definePlugin({
   kind: 'parser',
   description: 'Anthropic Messages API bodies.',
-  params: z.object({}),
+  params: z.object({}).strict(),
   create: (ctx): RequestParser => ({
     type: ctx.type,
     name: ctx.name,

@@ -49,7 +49,7 @@ export function parseOpenAIBody(body: Buffer, path: string): ParsedBody {
 export const openaiParser = definePlugin({
   kind: 'parser',
   description: 'OpenAI API bodies; fallback for unclaimed paths.',
-  params: z.object({}),
+  params: z.object({}).strict(),
   create: (ctx): RequestParser => ({
     type: ctx.type,
     name: ctx.name,

@@ -9,7 +9,7 @@ import type { RequestParser } from './parser-types.js';
 export const passthroughParser = definePlugin({
   kind: 'parser',
   description: 'Opaque bodies.',
-  params: z.object({}),
+  params: z.object({}).strict(),
   create: (ctx): RequestParser => ({
     type: ctx.type,
     name: ctx.name,

@@ -13,7 +13,7 @@ const GENERATE = '/inference/v1/generate';
 export const vllmhttpParser = definePlugin({
   kind: 'parser',
   description: 'vLLM /inference/v1/generate, plus the OpenAI API.',
-  params: z.object({}),
+  params: z.object({}).strict(),
   create: (ctx): RequestParser => ({
     type: ctx.type,
     name: ctx.name,

@@ -1,15 +1,16 @@
-/** Parameters every picker shares: `maxNumOfEndpoints` (int, default 1; 0 means the default, as upstream). */
+/** Parameters every picker shares: `maxNumOfEndpoints` (int, default 1; 0 or less means the default, as upstream). */
 import { z } from 'zod';
 import type { ScoredEndpoint } from '../../framework/types.js';
 
-export const pickerParams = z.object({
-  maxNumOfEndpoints: z
-    .number()
-    .int()
-    .min(0, 'must be >= 0')
-    .default(1)
-    .transform((n) => (n === 0 ? 1 : n)),
-});
+export const pickerParams = z
+  .object({
+    maxNumOfEndpoints: z
+      .number()
+      .int()
+      .default(1)
+      .transform((n) => (n <= 0 ? 1 : n)),
+  })
+  .strict();
 
 /** Fisher-Yates shuffle in place. */
 export function shuffle<T>(items: T[], random: () => number): T[] {

@@ -1,15 +1,23 @@
 /**
  * `approx-prefix-cache-producer`: estimates, for every candidate, how many of the request's prefix blocks it holds,
- * from the picks this EPP made earlier (llm-d's approximate prefix cache).
+ * from the picks this EPP made earlier (llm-d's approximate prefix cache). GAIE v1.4/v1.5 configs set the same
+ * parameters on `prefix-cache-scorer`; the loader hands them to the producer it creates (see prefix-cache-scorer.ts).
  *
- * Parameters:
+ * Parameters (omitted ones take llm-d-router's defaults):
  * - `autoTune` (default true): take the block size from the first candidate's vllm:cache_config_info{block_size} and
  *   each endpoint's LRU capacity from its num_gpu_blocks.
- * - `blockSizeTokens` (default 16; deprecated alias `blockSize`). The effective block size is floored at 64 tokens
- *   (llm-d #1158), so 16 becomes 64.
- * - `maxPrefixTokensToMatch` (default 131072, >= 0): maxBlocks = tokens / blockSize.
- * - `maxPrefixBlocksToMatch` (default 2048, >= 0): used when maxPrefixTokensToMatch is 0; both 0 = no limit.
- * - `lruCapacityPerServer` (default 31250, > 0): hashes kept per endpoint when num_gpu_blocks is unknown.
+ * - `blockSizeTokens` (default 16). `blockSize` is its deprecated name (GAIE's legacy block size): read as
+ *   `blockSizeTokens` when that is not set, with a load warning, as llm-d-router does. The effective block size is
+ *   floored at 64 tokens (llm-d #1158), so 16 becomes 64.
+ * - `maxPrefixTokensToMatch` (default 131072, >= 0): at most floor(tokens / effective block size) blocks are matched.
+ *   0 hands the cap to `maxPrefixBlocksToMatch` (llm-d-router: both 0 = no limit).
+ * - `maxPrefixBlocksToMatch` (>= 0): with `maxPrefixTokensToMatch` 0, a cap in effective blocks (default 2048). Set
+ *   without `maxPrefixTokensToMatch` (how GAIE v1.4/v1.5 configs use it), it keeps its GAIE meaning, a reach of
+ *   maxPrefixBlocksToMatch × block size tokens, with the block size before the floor (configured, or reported when
+ *   auto-tuning): 256 blocks of 16 tokens match up to 4096 tokens, i.e. 64 blocks of 64. (llm-d-router would ignore
+ *   it there, its token default winning.)
+ * - `lruCapacityPerServer` (default 31250, > 0): hashes kept per endpoint when num_gpu_blocks is unknown (or autoTune
+ *   is off).
  * `autoTune: false` requires `blockSizeTokens > 0`.
  *
  * Produce: for each prompt, walk its hash chain; stop at the first hash no endpoint holds; otherwise every holder
@@ -30,17 +38,46 @@ import { definePlugin } from '../definition.js';
 export const MIN_BLOCK_SIZE_TOKENS = 64;
 const BYTES_PER_TOKEN = 4;
 
-const params = z
+/** The producer's parameters, also accepted on a GAIE-style prefix-cache-scorer (the loader moves them here). */
+export const approxPrefixCacheParams = z
   .object({
     autoTune: z.boolean().default(true),
     blockSizeTokens: z.number().int().min(0, 'must be >= 0').optional(),
     blockSize: z.number().int().min(0, 'must be >= 0').optional(),
-    maxPrefixTokensToMatch: z.number().int().min(0, 'must be >= 0').default(131072),
-    maxPrefixBlocksToMatch: z.number().int().min(0, 'must be >= 0').default(2048),
+    maxPrefixTokensToMatch: z.number().int().min(0, 'must be >= 0').optional(),
+    maxPrefixBlocksToMatch: z.number().int().min(0, 'must be >= 0').optional(),
     lruCapacityPerServer: z.number().int().positive('must be > 0').default(31250),
   })
-  .transform(({ blockSize, blockSizeTokens, ...rest }) => ({ ...rest, blockSizeTokens: blockSizeTokens ?? blockSize ?? 16 }))
+  .strict()
+  .transform(({ blockSize, blockSizeTokens, ...rest }) => ({
+    ...rest,
+    blockSizeTokens: blockSizeTokens ?? blockSize ?? 16,
+    /** The deprecated `blockSize` was read as the block size. */
+    blockSizeFromLegacy: blockSizeTokens === undefined && blockSize !== undefined,
+    legacyBlockSizeIgnored: blockSizeTokens !== undefined && blockSize !== undefined,
+  }))
   .refine((p) => p.autoTune || p.blockSizeTokens > 0, { message: 'blockSizeTokens must be > 0 when autoTune is false', path: ['blockSizeTokens'] });
+
+export const PRODUCER_PARAMETER_KEYS = ['autoTune', 'blockSizeTokens', 'blockSize', 'maxPrefixTokensToMatch', 'maxPrefixBlocksToMatch', 'lruCapacityPerServer'] as const;
+
+type ProducerParams = z.infer<typeof approxPrefixCacheParams>;
+
+const DEFAULT_MAX_PREFIX_TOKENS = 131072;
+const DEFAULT_MAX_PREFIX_BLOCKS = 2048;
+
+/** The block cap for one request, from the block size before (`raw`) and after (`effective`) the floor. */
+export function maxBlocksFor(p: Pick<ProducerParams, 'maxPrefixTokensToMatch' | 'maxPrefixBlocksToMatch'>, raw: number, effective: number): number {
+  const tokens = p.maxPrefixTokensToMatch;
+  if (tokens !== undefined && tokens > 0) return Math.floor(tokens / effective);
+  if (tokens === 0) {
+    const blocks = p.maxPrefixBlocksToMatch ?? DEFAULT_MAX_PREFIX_BLOCKS;
+    return blocks === 0 ? Number.MAX_SAFE_INTEGER : blocks;
+  }
+  // maxPrefixTokensToMatch not set: a block cap keeps GAIE's token reach; none (or 0, GAIE's "use the default") gets
+  // llm-d-router's token default.
+  if (p.maxPrefixBlocksToMatch) return Math.floor((p.maxPrefixBlocksToMatch * raw) / effective);
+  return Math.floor(DEFAULT_MAX_PREFIX_TOKENS / effective);
+}
 
 export type ApproxPrefixCacheProducer = DataProducer &
   PreRequest &
@@ -53,8 +90,10 @@ export type ApproxPrefixCacheProducer = DataProducer &
 export const approxPrefixCacheProducer = definePlugin({
   kind: 'data-producer',
   description: 'Approximate per-endpoint prefix-cache match from earlier picks.',
-  params,
+  params: approxPrefixCacheParams,
   create: (ctx, p): ApproxPrefixCacheProducer => {
+    if (p.blockSizeFromLegacy) ctx.warn(`parameter "blockSize" is deprecated; read as blockSizeTokens=${p.blockSizeTokens}`);
+    if (p.legacyBlockSizeIgnored) ctx.warn('parameter "blockSize" is deprecated and ignored: blockSizeTokens is set');
     const index = new PrefixIndex();
     const key = prefixStateKey(ctx.name);
     const labels = { plugin_name: ctx.name, plugin_type: ctx.type };
@@ -62,11 +101,12 @@ export const approxPrefixCacheProducer = definePlugin({
     const hitBytes = ctx.metrics.prefixIndexerHitBytes.labels(labels);
     ctx.metrics.prefixIndexerSize.set(labels, 0);
 
+    /** The block size before the floor (reported when auto-tuning, else configured) and after it. */
     const blockSizeFor = (candidates: readonly Endpoint[]) => {
-      let size = p.blockSizeTokens;
+      let raw = p.blockSizeTokens;
       const reported = candidates[0]?.metrics.cacheBlockSize ?? 0;
-      if (p.autoTune && reported > 0) size = reported;
-      return Math.max(MIN_BLOCK_SIZE_TOKENS, size);
+      if (p.autoTune && reported > 0) raw = reported;
+      return { raw, effective: Math.max(MIN_BLOCK_SIZE_TOKENS, raw) };
     };
     const capacityFor = (e: Endpoint) => (p.autoTune && e.metrics.cacheNumBlocks > 0 ? e.metrics.cacheNumBlocks : p.lruCapacityPerServer);
 
@@ -86,10 +126,11 @@ export const approxPrefixCacheProducer = definePlugin({
       flush,
       produce(c: SchedulingContext, candidates: readonly Endpoint[]) {
         flush();
-        const blockSizeTokens = blockSizeFor(candidates);
-        const maxBlocks = p.maxPrefixTokensToMatch > 0 ? Math.floor(p.maxPrefixTokensToMatch / blockSizeTokens) : p.maxPrefixBlocksToMatch;
+        const { raw, effective: blockSizeTokens } = blockSizeFor(candidates);
+        const maxBlocks = maxBlocksFor(p, raw, blockSizeTokens);
         const seed = chainSeed(c.request.targetModel, c.request.cacheSalt);
-        const keys = c.request.prompts.map((prompt) => promptBlockHashes(seed, prompt, blockSizeTokens, maxBlocks).map(blockKey));
+        // A token cap below one block matches nothing (llm-d-router: a misconfiguration, not "unlimited").
+        const keys = maxBlocks === 0 ? [] : c.request.prompts.map((prompt) => promptBlockHashes(seed, prompt, blockSizeTokens, maxBlocks).map(blockKey));
         const matched = new Map<string, number>();
         const count = (id: string) => matched.set(id, (matched.get(id) ?? 0) + 1);
         let totalBlocks = 0;

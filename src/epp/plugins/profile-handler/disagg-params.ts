@@ -4,7 +4,7 @@
  *
  * Nested: `stageOrder` (decode-first | prefill-first, kebab or PascalCase; default decode-first),
  * `profiles: {decode = "decode", prefill = "prefill", encode = "encode"}`, `deciders: {prefill?, encode?}` (plugin
- * names). Legacy: `decodeProfile`, `prefillProfile`, `encodeProfile`, `prefillDeciderPluginName`,
+ * names). Legacy: `stageOrder`, `decodeProfile`, `prefillProfile`, `encodeProfile`, `prefillDeciderPluginName`,
  * `encodeDeciderPluginName`, `deciderPluginName` (→ prefill).
  *
  * pd-router addition, accepted in both forms: `onPrefillUnavailable` (decode-only | fail, default decode-only) — what
@@ -37,6 +37,7 @@ const nested = z
 
 const legacy = z
   .object({
+    stageOrder,
     decodeProfile: z.string().min(1).optional(),
     prefillProfile: z.string().min(1).optional(),
     encodeProfile: z.string().min(1).optional(),
@@ -52,6 +53,8 @@ export interface DisaggSettings {
   profiles: { decode: string; prefill: string; encode: string };
   deciders: { prefill?: string; encode?: string };
   onPrefillUnavailable: 'decode-only' | 'fail';
+  /** The approx-prefix-cache-producer whose match the deciders see; default the first one (pd-profile-handler sets it). */
+  producer?: string;
 }
 
 const LEGACY_KEYS = ['decodeProfile', 'prefillProfile', 'encodeProfile', 'prefillDeciderPluginName', 'encodeDeciderPluginName', 'deciderPluginName'];
@@ -70,7 +73,7 @@ function settingsOf(raw: Record<string, unknown>, ctx: z.RefinementCtx): DisaggS
   if (legacyForm) {
     const l = r.data as z.infer<typeof legacy>;
     return {
-      stageOrder: 'decode-first',
+      stageOrder: l.stageOrder ?? 'decode-first',
       profiles: { decode: l.decodeProfile ?? 'decode', prefill: l.prefillProfile ?? 'prefill', encode: l.encodeProfile ?? 'encode' },
       deciders: { prefill: l.prefillDeciderPluginName ?? l.deciderPluginName, encode: l.encodeDeciderPluginName },
       onPrefillUnavailable: l.onPrefillUnavailable ?? 'decode-only',

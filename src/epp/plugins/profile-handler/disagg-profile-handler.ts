@@ -54,7 +54,7 @@ export function createDisaggHandler(ctx: PluginFactoryContext, s: DisaggSettings
   }
   const prefillDecider = deciderNamed(ctx, s.deciders.prefill);
   const encodeDecider = deciderNamed(ctx, s.deciders.encode);
-  const producer = ctx.namesOfType(APPROX_PREFIX_PRODUCER_TYPE)[0];
+  const producer = s.producer ?? ctx.namesOfType(APPROX_PREFIX_PRODUCER_TYPE)[0];
   const notesKey = `disagg/${ctx.name}`;
   const { decode, prefill, encode } = s.profiles;
 
@@ -184,6 +184,5 @@ export const disaggProfileHandler = definePlugin({
   kind: 'profile-handler',
   description: 'Decode first, then a decider-gated prefill (and encode) stage; writes the P/D routing headers.',
   params: disaggParams,
-  strictParams: true,
   create: (ctx, settings) => createDisaggHandler(ctx, settings),
 });

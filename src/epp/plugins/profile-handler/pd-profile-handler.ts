@@ -4,18 +4,17 @@
  * `llm_d_inference_scheduler_pd_decision_total`) instead of the disagg counters.
  *
  * Parameters: `decodeProfile` (default "decode"), `prefillProfile` (default "prefill"), `deciderPluginName` (default
- * "prefix-based-pd-decider"), `primaryPort` (1-65535, optional): when set, `x-data-parallel-host-port` carries the
- * decode pick's `ip:port` and the request is routed to the same IP on `primaryPort` (data-parallel ranks behind one
- * port).
+ * "prefix-based-pd-decider"), `primaryPort` (1-65535; 0 or absent = off): see primary-port.ts.
+ * Which prefix-match producer the decider reads: `prefixMatchInfoProducerName` (llm-d-router), or llm-d v0.7.1's
+ * `prefixPluginType` / `prefixPluginName` (a prefix-cache-scorer, whose producer is read, or an
+ * approx-prefix-cache-producer; see scorer/producer-ref.ts). Default: the first approx-prefix-cache-producer.
  */
 import { z } from 'zod';
-import { hostPort } from '../../../common/index.js';
-import type { Endpoint, PreRequest, ProfileHandler, SchedulingContext, SchedulingResult } from '../../framework/types.js';
-import { DATA_PARALLEL_HOST_PORT } from '../../routing-headers.js';
+import type { PreRequest, ProfileHandler, SchedulingContext, SchedulingResult } from '../../framework/types.js';
 import { definePlugin } from '../definition.js';
+import { prefixProducerFor } from '../scorer/producer-ref.js';
 import { createDisaggHandler } from './disagg-profile-handler.js';
-
-const DP_ORIGINAL = 'pd-profile-handler/dp-original';
+import { primaryPortParam, routeToPrimaryPort, writeDataParallelHeader } from './primary-port.js';
 
 export const pdProfileHandler = definePlugin({
   kind: 'profile-handler',
@@ -26,7 +25,10 @@ export const pdProfileHandler = definePlugin({
       decodeProfile: z.string().min(1).default('decode'),
       prefillProfile: z.string().min(1).default('prefill'),
       deciderPluginName: z.string().min(1).default('prefix-based-pd-decider'),
-      primaryPort: z.number().int().min(1, 'must be between 1 and 65535').max(65535, 'must be between 1 and 65535').optional(),
+      primaryPort: primaryPortParam.default(0),
+      prefixPluginType: z.string().min(1).optional(),
+      prefixPluginName: z.string().min(1).optional(),
+      prefixMatchInfoProducerName: z.string().min(1).optional(),
     })
     .strict(),
   create: (ctx, p) => {
@@ -37,26 +39,18 @@ export const pdProfileHandler = definePlugin({
         profiles: { decode: p.decodeProfile, prefill: p.prefillProfile, encode: '' },
         deciders: { prefill: p.deciderPluginName },
         onPrefillUnavailable: 'decode-only',
+        producer: prefixProducerFor(ctx, p),
       },
       {
         record: (model, type) => ctx.metrics.recordPdDecision(model, type),
-        finish(c: SchedulingContext, result: SchedulingResult) {
-          if (p.primaryPort === undefined) return result;
-          const decode = result.results.get(result.primaryProfile)!;
-          const original = decode.targets[0]!;
-          c.state.set(DP_ORIGINAL, original.hostPort);
-          const rewritten: Endpoint = { ...original, port: p.primaryPort, hostPort: hostPort(original.address, p.primaryPort) };
-          result.results.set(result.primaryProfile, { ...decode, targets: [rewritten, ...decode.targets.slice(1)] });
-          return result;
-        },
+        finish: (c: SchedulingContext, result: SchedulingResult) => (p.primaryPort ? routeToPrimaryPort(c, result, p.primaryPort) : result),
       },
     );
     const wrapped: ProfileHandler & PreRequest = {
       ...handler,
       preRequest(c: SchedulingContext, result: SchedulingResult) {
         handler.preRequest(c, result);
-        const original = c.state.get(DP_ORIGINAL) as string | undefined;
-        if (original) c.request.headers[DATA_PARALLEL_HOST_PORT] = original;
+        writeDataParallelHeader(c);
       },
     };
     return wrapped;

@@ -10,7 +10,7 @@ import { definePlugin } from '../definition.js';
 export const singleProfileHandler = definePlugin({
   kind: 'profile-handler',
   description: 'Runs the single profile.',
-  params: z.object({}),
+  params: z.object({}).strict(),
   create: (ctx): ProfileHandler => ({
     type: ctx.type,
     name: ctx.name,

@@ -5,11 +5,15 @@
  * score = 1 for count <= idleThreshold, else (max − count) / max × maxBusyScore (max = the highest count among the
  * candidates).
  *
- * Parameters: `idleThreshold` (int >= 0, default 0), `maxBusyScore` (0..1, default 1), `requestTimeout` (accepted
- * and ignored, as upstream since in-flight tracking moved out of the scorer: a count always ends with its stream).
+ * Parameters: `idleThreshold` (int >= 0, default 0), `maxBusyScore` (0..1, default 1).
+ * - `requestTimeout` (a Go duration): llm-d v0.7.1 stopped counting a request after it; llm-d-router deprecated it
+ *   and ignores it, as pd-router does: a count always ends with its ext_proc stream. Setting it logs a load warning.
+ * - `inFlightLoadProducerName` (llm-d-router) names an `inflight-load-producer`, which pd-router does not have (the
+ *   scorer counts requests itself): setting it is a load error.
  */
 import { z } from 'zod';
 import type { Endpoint, PreRequest, ResponseComplete, Scorer, SchedulingContext, SchedulingResult } from '../../framework/types.js';
+import { goDuration } from '../../config/go-values.js';
 import { definePlugin } from '../definition.js';
 
 function routedEndpoints(result: SchedulingResult): Endpoint[] {
@@ -24,10 +28,14 @@ export const activeRequestScorer = definePlugin({
   params: z.object({
     idleThreshold: z.number().int().min(0, 'must be >= 0').default(0),
     maxBusyScore: z.number().min(0, 'must be in [0, 1]').max(1, 'must be in [0, 1]').default(1),
-    requestTimeout: z.union([z.string(), z.number()]).optional(),
-    inFlightLoadProducerName: z.string().optional(),
-  }),
+    requestTimeout: goDuration.optional(),
+    inFlightLoadProducerName: z
+      .string()
+      .refine((s) => s === '', 'pd-router has no inflight-load-producer: active-request-scorer counts the requests it routed itself')
+      .optional(),
+  }).strict(),
   create: (ctx, p): Scorer & PreRequest & ResponseComplete => {
+    if (p.requestTimeout !== undefined) ctx.warn('parameter "requestTimeout" is ignored (deprecated in llm-d-router): a request counts until its ext_proc stream ends');
     const inFlight = new Map<string, number>();
     return {
       type: ctx.type,

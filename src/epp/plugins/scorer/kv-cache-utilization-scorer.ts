@@ -6,7 +6,7 @@ import { definePlugin } from '../definition.js';
 export const kvCacheUtilizationScorer = definePlugin({
   kind: 'scorer',
   description: 'Free KV-cache fraction.',
-  params: z.object({}),
+  params: z.object({}).strict(),
   create: (ctx): Scorer => ({
     type: ctx.type,
     name: ctx.name,

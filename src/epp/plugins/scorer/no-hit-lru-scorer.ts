@@ -8,23 +8,31 @@
  * - PreRequest (cold requests only): the decode pick and the pick of the profile named "prefill" become the most
  *   recently used.
  *
- * Parameters: `lruSize` (int > 0, default 1024), `prefixMatchInfoProducerName` (default: the first producer).
+ * Parameters: `lruSize` (int, default 1024; 0 or less means the default, as upstream), `prefixMatchInfoProducerName`
+ * (default: the first producer), and llm-d v0.7.1's `prefixPluginType` / `prefixPluginName`, which name the prefix
+ * plugin whose match info is read (see producer-ref.ts; llm-d-router keeps them but no longer reads them).
  */
 import { z } from 'zod';
 import type { Endpoint, PreRequest, Scorer, SchedulingContext, SchedulingResult } from '../../framework/types.js';
 import { prefixState } from '../../prefix/match-state.js';
 import { definePlugin } from '../definition.js';
-import { resolvePrefixProducer } from './producer-ref.js';
+import { prefixProducerFor } from './producer-ref.js';
 
 export const noHitLruScorer = definePlugin({
   kind: 'scorer',
   description: 'Cold requests go to the least recently used endpoints.',
   params: z.object({
-    lruSize: z.number().int().positive('must be > 0').default(1024),
+    lruSize: z
+      .number()
+      .int()
+      .default(1024)
+      .transform((n) => (n > 0 ? n : 1024)),
     prefixMatchInfoProducerName: z.string().optional(),
-  }),
+    prefixPluginType: z.string().min(1).optional(),
+    prefixPluginName: z.string().min(1).optional(),
+  }).strict(),
   create: (ctx, p): Scorer & PreRequest => {
-    const producer = resolvePrefixProducer(ctx, p.prefixMatchInfoProducerName);
+    const producer = prefixProducerFor(ctx, p);
     const coldKey = `no-hit-lru/${ctx.name}/cold`;
     /** Endpoint ids, least recently used first (Map keeps insertion order). */
     const lru = new Map<string, true>();

@@ -1,20 +1,60 @@
 /**
- * Resolves which prefix-match producer a consumer reads (`prefixMatchInfoProducerName`): the named one, else the
- * first `approx-prefix-cache-producer` in the config (the loader auto-creates one when a consumer needs it).
+ * Which prefix-match producer a consumer reads.
+ *
+ * - `prefixMatchInfoProducerName` (llm-d-router): the named approx-prefix-cache-producer; default the first one in
+ *   the config (the loader auto-creates one when a consumer needs it).
+ * - `prefixPluginName` / `prefixPluginType` (llm-d v0.7.1 pd-profile-handler and no-hit-lru-scorer; kept but unused
+ *   in llm-d-router): the prefix plugin whose state to read. In v0.7.1 that plugin was the prefix-cache-scorer, which
+ *   owned the index; here it may name a prefix-cache-scorer (its producer is read) or an approx-prefix-cache-producer.
+ *   The name defaults to the type. Only values actually written in the config are checked: the name must be a
+ *   configured plugin, and the type, if given, must be its type. With a single producer the result is the same as
+ *   upstream's, which reads the default producer.
  */
 import { ConfigError } from '../../../common/index.js';
+import type { Plugin } from '../../framework/types.js';
 import { APPROX_PREFIX_PRODUCER_TYPE } from '../../prefix/match-state.js';
 import type { PluginFactoryContext } from '../definition.js';
+
+export const PREFIX_SCORER_TYPE = 'prefix-cache-scorer';
+
+/** A consumer that exposes the producer it reads (prefix-cache-scorer). */
+export interface PrefixConsumer extends Plugin {
+  readonly prefixProducer: string;
+}
+
+function fail(ctx: PluginFactoryContext, message: string): never {
+  throw new ConfigError(`plugin "${ctx.name}" (type ${ctx.type}): ${message}`);
+}
 
 export function resolvePrefixProducer(ctx: PluginFactoryContext, named: string | undefined): string {
   if (named) {
     const p = ctx.plugin(named);
-    if (p.type !== APPROX_PREFIX_PRODUCER_TYPE) {
-      throw new ConfigError(`plugin "${ctx.name}" (type ${ctx.type}): prefixMatchInfoProducerName "${named}" is a ${p.type}, not an ${APPROX_PREFIX_PRODUCER_TYPE}`);
-    }
+    if (p.type !== APPROX_PREFIX_PRODUCER_TYPE) fail(ctx, `prefixMatchInfoProducerName "${named}" is a ${p.type}, not an ${APPROX_PREFIX_PRODUCER_TYPE}`);
     return named;
   }
   const first = ctx.namesOfType(APPROX_PREFIX_PRODUCER_TYPE)[0];
-  if (first === undefined) throw new ConfigError(`plugin "${ctx.name}" (type ${ctx.type}) needs an ${APPROX_PREFIX_PRODUCER_TYPE}`);
+  if (first === undefined) fail(ctx, `needs an ${APPROX_PREFIX_PRODUCER_TYPE}`);
   return first;
+}
+
+/** The producer named by v0.7.1's prefixPluginType/prefixPluginName, or undefined when neither is written. */
+export function producerOfPrefixPlugin(ctx: PluginFactoryContext, type: string | undefined, name: string | undefined): string | undefined {
+  const target = name ?? type;
+  if (target === undefined) return undefined;
+  const actual = ctx.typeOf(target);
+  if (actual === undefined) fail(ctx, `prefixPluginName "${target}" is not a configured plugin`);
+  if (type !== undefined && type !== actual) fail(ctx, `prefixPluginType "${type}" does not match plugin "${target}", whose type is ${actual}`);
+  if (actual === APPROX_PREFIX_PRODUCER_TYPE) return target;
+  if (actual === PREFIX_SCORER_TYPE) return (ctx.plugin(target) as PrefixConsumer).prefixProducer;
+  fail(ctx, `prefixPluginName "${target}" is a ${actual}, not a ${PREFIX_SCORER_TYPE} or ${APPROX_PREFIX_PRODUCER_TYPE}`);
+}
+
+/** Both ways of naming the producer; they must agree when both are written. */
+export function prefixProducerFor(ctx: PluginFactoryContext, p: { prefixMatchInfoProducerName?: string; prefixPluginType?: string; prefixPluginName?: string }): string {
+  const legacy = producerOfPrefixPlugin(ctx, p.prefixPluginType, p.prefixPluginName);
+  const current = resolvePrefixProducer(ctx, p.prefixMatchInfoProducerName);
+  if (legacy !== undefined && p.prefixMatchInfoProducerName && legacy !== current) {
+    fail(ctx, `prefixPluginName reads producer "${legacy}" but prefixMatchInfoProducerName names "${current}"`);
+  }
+  return legacy ?? current;
 }

@@ -3,27 +3,26 @@
  * vllm:num_requests_waiting; when every queue is equal, every endpoint scores 1. No parameters.
  */
 import { z } from 'zod';
-import type { Scorer } from '../../framework/types.js';
+import type { Endpoint, Scorer } from '../../framework/types.js';
 import { definePlugin } from '../definition.js';
+
+/** (max − v) / (max − min) over the endpoints; 1 for all when every value is equal. */
+export function minMaxLowerIsBetter(endpoints: readonly Endpoint[], value: (e: Endpoint) => number): Float64Array {
+  let min = Infinity;
+  let max = -Infinity;
+  for (const e of endpoints) {
+    const v = value(e);
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  const out = new Float64Array(endpoints.length);
+  for (let i = 0; i < endpoints.length; i++) out[i] = max === min ? 1 : (max - value(endpoints[i]!)) / (max - min);
+  return out;
+}
 
 export const queueScorer = definePlugin({
   kind: 'scorer',
   description: 'Min-max normalized waiting-queue size, shorter is better.',
-  params: z.object({}),
-  create: (ctx): Scorer => ({
-    type: ctx.type,
-    name: ctx.name,
-    score(_c, endpoints) {
-      let min = Infinity;
-      let max = -Infinity;
-      for (const e of endpoints) {
-        const q = e.metrics.waitingQueueSize;
-        if (q < min) min = q;
-        if (q > max) max = q;
-      }
-      const out = new Float64Array(endpoints.length);
-      for (let i = 0; i < endpoints.length; i++) out[i] = max === min ? 1 : (max - endpoints[i]!.metrics.waitingQueueSize) / (max - min);
-      return out;
-    },
-  }),
+  params: z.object({}).strict(),
+  create: (ctx): Scorer => ({ type: ctx.type, name: ctx.name, score: (_c, endpoints) => minMaxLowerIsBetter(endpoints, (e) => e.metrics.waitingQueueSize) }),
 });
