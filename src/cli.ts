@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 /**
  * pd-router: one binary, one command per component. `pd-router <command> --help` lists a command's flags.
+ * The components llm-d ships as images of their own also have a binary each (pd-router-epp, pd-router-sidecar,
+ * pd-router-sim, in src/bin/) that takes the flags directly, as upstream's images are run.
  */
-import type { CommandModule } from './common/index.js';
+import { acceptedFlags, type CommandModule } from './common/index.js';
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
   sim: { summary: 'GPU-free vLLM simulator (llm-d-inference-sim compatible).', load: async () => (await import('./sim/command.js')).simCommandModule },
@@ -34,7 +36,37 @@ function usage(): string {
     ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}${c.summary}`),
     '',
     'Run `pd-router <command> --help` for the flags of a command.',
+    '',
+    'Per-component binaries, taking the flags directly as llm-d\'s images do (`--port=8000 ...`, no command):',
+    ...Object.entries(COMPONENT_BINARIES).map(([name, bin]) => `  ${bin.padEnd(20)}= pd-router ${name}`),
   ];
+  return lines.join('\n') + '\n';
+}
+
+/** Commands with a binary (and an image) of their own, as llm-d ships them. */
+const COMPONENT_BINARIES: Record<string, string> = { epp: 'pd-router-epp', sidecar: 'pd-router-sidecar', sim: 'pd-router-sim' };
+
+/**
+ * `pd-router --port=8000 ...`: the all-in-one image run with a manifest written for an upstream image, whose args are
+ * flags only. Says which binary (or image) takes these flags, instead of "unknown command".
+ */
+async function flagsWithoutCommand(argv: string[]): Promise<string> {
+  const given = argv.filter((a) => a.startsWith('-')).map((a) => a.replace(/^--?/, '').split('=')[0]!);
+  const fits: string[] = [];
+  for (const [name, bin] of Object.entries(COMPONENT_BINARIES)) {
+    const accepted = acceptedFlags((await COMMANDS[name]!.load()).definition);
+    if (given.every((f) => accepted.has(f) || accepted.has(f[0]!))) fits.push(bin);
+  }
+  const joined = argv.join(' ');
+  const shown = joined.length <= 72 ? joined : `${joined.slice(0, 68)} ...`;
+  const lines = [
+    `pd-router: "${argv[0]}" is a flag, but pd-router's first argument is a command: pd-router <command> [flags].`,
+    'Upstream images run their program with flags only. Use the per-component binary or image instead (image',
+    'ghcr.io/pd-router/pd-router-<component>, whose entrypoint is the binary), or put the command first:',
+  ];
+  const command = (bin: string) => Object.keys(COMPONENT_BINARIES).find((k) => COMPONENT_BINARIES[k] === bin);
+  if (fits.length > 0) for (const bin of fits) lines.push(`  ${bin} ${shown}`, `  pd-router ${command(bin)} ${shown}`);
+  else lines.push(`  ${Object.values(COMPONENT_BINARIES).join(', ')} (no single one takes all of these flags; see their --help)`);
   return lines.join('\n') + '\n';
 }
 
@@ -43,6 +75,11 @@ async function main(argv: string[]): Promise<void> {
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(usage());
     process.exitCode = name === undefined ? 2 : 0;
+    return;
+  }
+  if (name.startsWith('-')) {
+    process.stderr.write(await flagsWithoutCommand(argv));
+    process.exitCode = 2;
     return;
   }
   const command = COMMANDS[name];

@@ -6,6 +6,11 @@ import path from 'node:path';
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const CLI = path.join(ROOT, 'dist/src/cli.js');
 
+/** The compiled per-component binary (`pd-router-epp` ...), the entrypoint of that component's image. */
+export function componentBinary(component: string): string {
+  return path.join(ROOT, `dist/src/bin/pd-router-${component}.js`);
+}
+
 /** Polls a condition until it holds, or fails after `timeoutMs`. Used instead of sleeps. */
 export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 5_000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -152,13 +157,13 @@ export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutM
   return runProcess(process.execPath, [CLI, ...args], opts);
 }
 
-/** Starts a long-running CLI command and waits until its output matches `ready`. */
+/** Starts a long-running CLI command (or `opts.script`, e.g. a per-component binary) and waits until its output matches `ready`. */
 export async function startCli(
   args: string[],
   ready: RegExp,
-  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; script?: string } = {},
 ): Promise<{ child: ChildProcess; output: () => string; match: RegExpMatchArray; exited: Promise<number | null>; stop: () => Promise<number | null> }> {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [opts.script ?? CLI, ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   /** Sends SIGTERM once (unless the process was already signalled) and waits for the exit, SIGKILL after 10s. */

@@ -12,6 +12,7 @@ export {
   flagName,
   envName,
   programName,
+  acceptedFlags,
   type CommandDefinition,
   type OptionsSpec,
   type OptionValues,

@@ -317,6 +317,13 @@ export function loadOptions<S extends OptionsSpec>(def: CommandDefinition<S>, in
   return { values: typed, sources: sources as Record<keyof S, ValueSource>, configFile, warnings, upstreamApplied };
 }
 
+/** Every flag name a command accepts (options, aliases, config-file flags, upstream names, shorthands), without dashes. */
+export function acceptedFlags<S extends OptionsSpec>(def: CommandDefinition<S>): Set<string> {
+  const names = indexNames(def);
+  const cfg = configFlagSet(def);
+  return new Set([...names.byName.keys(), ...names.compat.keys(), ...names.shorthand.keys(), ...Object.keys(def.compat?.flags ?? {}), ...cfg.file, ...cfg.text, 'help', 'h']);
+}
+
 /** Every option at its default, typed; components merge overrides onto it when started in-process. */
 export function defaultValues<S extends OptionsSpec>(options: S): OptionValues<S> {
   return Object.fromEntries(Object.entries(options).map(([k, spec]) => [k, spec.default])) as OptionValues<S>;
