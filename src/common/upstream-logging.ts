@@ -73,7 +73,7 @@ export function zapLoggingFlags(releases: readonly string[], o: { verbosity: rea
   flags['zap-log-level'] = compat.mapsTo(
     releases,
     opt.string({
-      default: '',
+      default: 'info',
       pattern: /^(debug|info|error|panic|[1-9]\d*)$/i,
       patternHint: 'one of debug, info, error, panic or an integer > 0',
       description: 'zap level: debug, info, error, panic (fatal), or a verbosity > 0 as --v.',
@@ -83,18 +83,18 @@ export function zapLoggingFlags(releases: readonly string[], o: { verbosity: rea
   );
   flags['zap-encoder'] = compat.mapsTo(
     releases,
-    opt.string({ default: '', pattern: /^(json|console)$/i, patternHint: 'json or console', description: 'json: JSON lines; console: human-readable lines.' }),
+    opt.string({ default: 'json', pattern: /^(json|console)$/i, patternHint: 'json or console', description: 'json: JSON lines; console: human-readable lines.' }),
     '--log-format',
     (v: string, set) => set.set('logFormat', v.toLowerCase() === 'console' ? 'pretty' : 'json'),
   );
   flags['zap-stacktrace-level'] = compat.ignored(
     releases,
-    opt.string({ default: '', pattern: /^(info|error|panic)$/i, patternHint: 'one of info, error, panic', description: 'zap level at which stack traces are added.' }),
+    opt.string({ default: 'error', pattern: /^(info|error|panic)$/i, patternHint: 'one of info, error, panic', description: 'zap level at which stack traces are added.' }),
     'pino writes the stack of every error it logs, at any level; there is no separate stack-trace threshold.',
   );
   flags['zap-time-encoding'] = compat.ignored(
     releases,
-    opt.string({ default: '', pattern: ZAP_TIME, patternHint: 'one of epoch, millis, nanos, iso8601, rfc3339, rfc3339nano', description: 'zap time format.' }),
+    opt.string({ default: 'iso8601', pattern: ZAP_TIME, patternHint: 'one of epoch, millis, nanos, iso8601, rfc3339, rfc3339nano', description: 'zap time format.' }),
     'pd-router writes "time" as ISO-8601/RFC 3339 UTC with milliseconds; epoch, millis and nanos are not offered.',
     { harmless: (v: string) => /^(iso8601|rfc3339|rfc3339nano)$/i.test(v) },
   );

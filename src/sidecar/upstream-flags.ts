@@ -12,8 +12,11 @@ const BOTH = [V071, EBAB] as const;
 
 const otel = (name: string) =>
   compat.ignored([V071, EBAB], opt.string({ default: '', description: `OpenTelemetry ${name}.` }), 'OpenTelemetry export is not implemented; the W3C trace context is propagated to both legs.');
-const moriio = (spec: Parameters<typeof compat.ignored>[1], harmless: (v: any) => boolean) =>
-  compat.ignored([EBAB], spec, 'MoRI-IO WRITE mode and Wide-EP are not implemented; kv_transfer_params pass through as with NIXL v2.', { harmless });
+/** Inert upstream too until --moriio-write-mode or Wide-EP is set, so only a value other than the default warns. */
+const moriio = (spec: Parameters<typeof compat.ignored>[1]) =>
+  compat.ignored([EBAB], spec, 'MoRI-IO WRITE mode and Wide-EP are not implemented; kv_transfer_params pass through as with NIXL v2.', {
+    harmless: (v: unknown) => JSON.stringify(v) === JSON.stringify(spec.default),
+  });
 
 export const sidecarUpstream: CompatTable = {
   releases: {
@@ -115,19 +118,19 @@ export const sidecarUpstream: CompatTable = {
     tracing: compat.ignored([EBAB], opt.bool({ default: false, description: 'OpenTelemetry tracing.' }), 'OpenTelemetry export is not implemented; the W3C trace context (traceparent) is propagated to both legs.', {
       harmless: (v: boolean) => !v,
     }),
-    'moriio-write-mode': moriio(opt.bool({ default: false, description: 'MoRI-IO WRITE-mode passthrough.' }), (v: boolean) => !v),
-    'moriio-decode-notify-port': moriio(opt.int({ default: 61005, description: 'MoRI-IO notify port on the decode pod.' }), () => false),
-    'moriio-local-pod-ip': moriio(opt.string({ default: '', description: "Decode pod's routable address for MoRI-IO." }), () => false),
-    'moriio-decode-handshake-port': moriio(opt.int({ default: 6301, description: 'MoRI-IO handshake port on the decode pod.' }), () => false),
-    'moriio-parallel-dispatch': moriio(opt.bool({ default: false, description: 'Prefill and decode at once (MoRI-IO).' }), (v: boolean) => !v),
-    'moriio-parallel-decode-wait-timeout': moriio(opt.duration({ default: 30_000, description: 'Parallel dispatch backstop.' }), () => false),
-    'moriio-prefill-handshake-port': moriio(opt.int({ default: 6301, description: "Prefill pod's MoRI-IO handshake port." }), () => false),
-    'moriio-prefill-notify-port': moriio(opt.int({ default: 61005, description: "Prefill pod's MoRI-IO notify port." }), () => false),
-    'moriio-tp-size': moriio(opt.int({ default: 1, description: 'Tensor-parallel size echoed in kv_transfer_params.' }), (v: number) => v === 1),
-    'moriio-dp-size': moriio(opt.int({ default: 1, description: 'Data-parallel world size (Wide-EP).' }), (v: number) => v === 1),
-    'moriio-remote-hosts': moriio(opt.list({ default: [], description: 'Wide-EP remote pod hosts.' }), (v: string[]) => v.length === 0),
-    'moriio-dp-size-local': moriio(opt.int({ default: 0, description: 'Wide-EP per-pod DP size.' }), (v: number) => v === 0),
-    'moriio-decode-hosts': moriio(opt.list({ default: [], description: 'Wide-EP decode pod hosts.' }), (v: string[]) => v.length === 0),
+    'moriio-write-mode': moriio(opt.bool({ default: false, description: 'MoRI-IO WRITE-mode passthrough.' })),
+    'moriio-decode-notify-port': moriio(opt.int({ default: 61005, description: 'MoRI-IO notify port on the decode pod.' })),
+    'moriio-local-pod-ip': moriio(opt.string({ default: '', description: "Decode pod's routable address for MoRI-IO." })),
+    'moriio-decode-handshake-port': moriio(opt.int({ default: 6301, description: 'MoRI-IO handshake port on the decode pod.' })),
+    'moriio-parallel-dispatch': moriio(opt.bool({ default: false, description: 'Prefill and decode at once (MoRI-IO).' })),
+    'moriio-parallel-decode-wait-timeout': moriio(opt.duration({ default: 30_000, description: 'Parallel dispatch backstop.' })),
+    'moriio-prefill-handshake-port': moriio(opt.int({ default: 6301, description: "Prefill pod's MoRI-IO handshake port." })),
+    'moriio-prefill-notify-port': moriio(opt.int({ default: 61005, description: "Prefill pod's MoRI-IO notify port." })),
+    'moriio-tp-size': moriio(opt.int({ default: 1, description: 'Tensor-parallel size echoed in kv_transfer_params.' })),
+    'moriio-dp-size': moriio(opt.int({ default: 1, description: 'Data-parallel world size (Wide-EP).' })),
+    'moriio-remote-hosts': moriio(opt.list({ default: [], description: 'Wide-EP remote pod hosts.' })),
+    'moriio-dp-size-local': moriio(opt.int({ default: 0, description: 'Wide-EP per-pod DP size.' })),
+    'moriio-decode-hosts': moriio(opt.list({ default: [], description: 'Wide-EP decode pod hosts.' })),
     // controller-runtime's zap flags (v0.7.1 binds them on Go's flag.CommandLine, ebab687 on its own set).
     ...zapLoggingFlags(BOTH, { verbosity: false }),
   },

@@ -165,6 +165,8 @@ function parseArgv<S extends OptionsSpec>(def: CommandDefinition<S>, argv: reado
       out.help = true;
       continue;
     }
+    // An empty argument is what Kubernetes leaves for an empty $(VAR) or envsubst variable; upstream ignores it too.
+    if (arg === '') continue;
     if (!arg.startsWith('-') || arg === '-' || arg === '--') {
       if (def.positional && out.positional === undefined && arg !== '-' && arg !== '--') {
         out.positional = arg;
