@@ -51,11 +51,16 @@ const COMPONENT_BINARIES: Record<string, string> = { epp: 'pd-router-epp', sidec
  * flags only. Says which binary (or image) takes these flags, instead of "unknown command".
  */
 async function flagsWithoutCommand(argv: string[]): Promise<string> {
-  const given = argv.filter((a) => a.startsWith('-')).map((a) => a.replace(/^--?/, '').split('=')[0]!);
+  const given = argv.filter((a) => a.startsWith('-'));
   const fits: string[] = [];
   for (const [name, bin] of Object.entries(COMPONENT_BINARIES)) {
     const accepted = acceptedFlags((await COMMANDS[name]!.load()).definition);
-    if (given.every((f) => accepted.has(f) || accepted.has(f[0]!))) fits.push(bin);
+    const takes = (arg: string) => {
+      const flag = arg.replace(/^--?/, '').split('=')[0]!;
+      // `-v4`: a one-letter shorthand with its value attached.
+      return accepted.has(flag) || (!arg.startsWith('--') && accepted.has(flag[0]!));
+    };
+    if (given.every(takes)) fits.push(bin);
   }
   const joined = argv.join(' ');
   const shown = joined.length <= 72 ? joined : `${joined.slice(0, 68)} ...`;

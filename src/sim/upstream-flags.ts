@@ -3,7 +3,7 @@
  * pd-router's simulator does with it. Read from upstream's pkg/common/parser.go (its pflag set, the klog flags it
  * adds, the variables it reads) and pkg/common/config.go. The interop suite checks the list against the binary's --help.
  */
-import { compat, klogFlags, opt, type CompatEntry, type CompatTable } from '../common/index.js';
+import { compat, klogFlags, opt, type CompatEntry, type CompatTable, type OptionSpec } from '../common/index.js';
 
 const V = 'v0.10.2';
 const R = [V] as const;
@@ -28,6 +28,17 @@ const toggle = (name: string, description: string, reason: string): Record<strin
 });
 
 const MiB = 1024 * 1024;
+
+/** A value taken as it is: upstream's --fake-metrics is JSON on the command line and a mapping in its config file. */
+const anyValue = (description: string): OptionSpec<unknown> => ({
+  kind: 'string',
+  default: '',
+  description,
+  placeholder: '<json>',
+  variadic: true,
+  parse: (raw: unknown) => raw,
+  formatDefault: () => '""',
+});
 
 export const simUpstream: CompatTable = {
   releases: { [V]: 'llm-d-inference-sim v0.10.2 cmd/llm-d-inference-sim' },
@@ -116,7 +127,7 @@ export const simUpstream: CompatTable = {
     'ssl-keyfile': ignored(opt.string({ default: '', description: 'TLS key.' }), 'the simulator serves plain HTTP only.', harmlessDefault('')),
     'self-signed-certs': ignored(opt.bool({ default: false, description: 'HTTPS with a self-signed certificate.' }), 'the simulator serves plain HTTP only.', (v: boolean) => !v),
     'default-embedding-dimensions': ignored(opt.int({ default: 384, description: 'Embedding size for /v1/embeddings.' }), '/v1/embeddings is not simulated.', harmlessDefault(384)),
-    'fake-metrics': ignored(opt.list({ default: [], variadic: true, description: 'Metrics reported instead of the real ones.' }), 'metrics are always the simulated engine\'s own.', (v: string[]) => v.length === 0),
+    'fake-metrics': ignored(anyValue('Metrics reported instead of the real ones (JSON; a mapping in the config file).'), "metrics are always the simulated engine's own."),
     'fake-metrics-refresh-interval': ignored(opt.duration({ default: 100, description: 'Fake metrics refresh.' }), 'fake metrics are not implemented.', () => true),
     ...toggle('mm-encoder-only', 'Skip the language component (encoder only).', 'multi-modal encoders are not simulated.'),
     ...toggle('omni', 'Omni mode: image chunks on X-Send-Image.', 'image output is not simulated.'),
