@@ -63,16 +63,16 @@ describe('kustomize overlays', () => {
 
     it('every pd-router container runs its component image, whose binary accepts each of its args as a flag', async () => {
       const { acceptedFlags } = await import('../../src/common/index.js');
-      const commands = {
-        epp: (await import('../../src/epp/index.js')).eppCommand,
-        sidecar: (await import('../../src/sidecar/index.js')).sidecarCommand,
-        sim: (await import('../../src/sim/index.js')).simCommand,
+      const commands: Record<string, Parameters<typeof acceptedFlags>[0]> = {
+        epp: (await import('../../src/epp/index.js')).eppCommand as never,
+        sidecar: (await import('../../src/sidecar/index.js')).sidecarCommand as never,
+        sim: (await import('../../src/sim/index.js')).simCommand as never,
       };
       const containers = deployments(objs).flatMap((d) => [...d.spec.template.spec.containers, ...(d.spec.template.spec.initContainers ?? [])] as Obj[]);
       const ours = containers.filter((c) => String(c.image).startsWith('ghcr.io/pd-router/'));
       expect(ours.length).toBeGreaterThan(0);
       for (const c of ours) {
-        const component = /^ghcr\.io\/pd-router\/pd-router-(epp|sidecar|sim):/.exec(c.image)?.[1] as keyof typeof commands | undefined;
+        const component = /^ghcr\.io\/pd-router\/pd-router-(epp|sidecar|sim):/.exec(c.image)?.[1];
         expect(component, `${c.name}: ${c.image} is not a per-component image`).toBeDefined();
         const accepted = acceptedFlags(commands[component!]);
         const args = c.args as string[];
