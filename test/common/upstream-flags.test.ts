@@ -68,7 +68,7 @@ describe.each(Object.entries(COMMANDS))('%s: upstream compatibility table', (com
   });
 
   it('lists every upstream flag and variable in --help, in the compatibility group', async () => {
-    const r = await runProcess(process.execPath, [componentBinary(component), '--help'], { timeoutMs: 15_000 });
+    const r = await runProcess(process.execPath, [componentBinary(component), '--help'], { timeoutMs: 30_000 });
     expect(r.code).toBe(0);
     const group = r.stdout.slice(r.stdout.indexOf('Compatibility flags (llm-d)'));
     expect(group.length).toBeGreaterThan(100);
@@ -77,7 +77,7 @@ describe.each(Object.entries(COMMANDS))('%s: upstream compatibility table', (com
       else expect(group, name).toMatch(new RegExp(`--${name}[ \\n]`));
     }
     for (const name of Object.keys(table.env)) expect(group, name).toContain(name);
-  });
+  }, 60_000);
 
   it('an upstream flag in the config file counts as the flag (maps-to and ignored names are valid keys)', () => {
     const [name, entry] = Object.entries(table.flags).find(([, e]) => e.status === 'ignored' && e.spec!.kind === 'bool')!;
@@ -226,18 +226,18 @@ describe('processes', () => {
     ['sim', ['--port=8000', '--zap-encoder=json'], 'pd-router-sim: unknown flag --zap-encoder'],
     ['sidecar', ['--moriio-dp-size=two'], 'pd-router-sidecar: invalid value "two" for --moriio-dp-size: expected an integer'],
   ])('pd-router-%s %j exits 2', async (component, args, message) => {
-    const r = await runProcess(process.execPath, [componentBinary(component), ...args], { timeoutMs: 15_000, env: { INFERENCE_POOL: '' } });
+    const r = await runProcess(process.execPath, [componentBinary(component), ...args], { timeoutMs: 30_000, env: { INFERENCE_POOL: '' } });
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(message);
-  });
+  }, 60_000);
 
   it('pd-router given flags first (an upstream manifest on the all-in-one image) names the binary that takes them', async () => {
-    const r = await runCli(['--port=8000', '--vllm-port=8200', '--kv-connector=nixlv2', '--secure-proxy=false']);
+    const r = await runCli(['--port=8000', '--vllm-port=8200', '--kv-connector=nixlv2', '--secure-proxy=false'], { timeoutMs: 30_000 });
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`pd-router: "--port=8000" is a flag, but pd-router's first argument is a command`);
     expect(r.stderr).toContain('  pd-router-sidecar --port=8000 --vllm-port=8200 --kv-connector=nixlv2 --secure-proxy=false');
     expect(r.stderr).not.toContain('pd-router-sim --port');
-    const epp = await runCli(['--pool-name', 'p', '--v', '4', '--zap-encoder', 'json']);
+    const epp = await runCli(['--pool-name', 'p', '--v', '4', '--zap-encoder', 'json'], { timeoutMs: 30_000 });
     expect(epp.stderr).toContain('  pd-router-epp --pool-name p --v 4 --zap-encoder json');
-  });
+  }, 60_000);
 });

@@ -49,11 +49,11 @@ describe('Dockerfile', () => {
     // The image's entrypoint, run from the local build: it is that component, taking flags without a command word.
     const local = path.join(ROOT, ep[1]!.replace(/^\/app\//, ''));
     expect(existsSync(local)).toBe(true);
-    const r = await runProcess(process.execPath, [local, '--help'], { timeoutMs: 15_000 });
+    const r = await runProcess(process.execPath, [local, '--help'], { timeoutMs: 30_000 });
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`Usage: ${bin} `);
     expect(r.stdout).toContain('Compatibility flags (llm-d)');
-  });
+  }, 60_000);
 
   it('the default target is the all-in-one image: the first argument is the command', () => {
     const last = stages.at(-1)!;
