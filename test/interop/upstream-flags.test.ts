@@ -32,13 +32,22 @@ interface UpstreamBinary {
 }
 
 const BINARIES: UpstreamBinary[] = [
-  { artifact: 'llm-d-inference-sim', command: simCommand as never, release: 'v0.10.2', path: () => (skipInterop() ? undefined : interopEnv().simBinary) },
+  { artifact: 'llm-d-inference-sim', command: simCommand as never, release: 'v0.10.2', path: toolchainSim },
   { artifact: 'llm-d-inference-scheduler-v0.7.1-epp', command: eppCommand as never, release: 'v0.7.1' },
   { artifact: 'llm-d-inference-scheduler-v0.7.1-pd-sidecar', command: sidecarCommand as never, release: 'v0.7.1' },
   { artifact: 'llm-d-router-ebab687-epp', command: eppCommand as never, release: 'ebab687' },
   { artifact: 'llm-d-router-ebab687-pd-sidecar', command: sidecarCommand as never, release: 'ebab687' },
   { artifact: 'gaie-v1.5.0-epp', command: eppCommand as never, release: 'gaie-v1.5.0' },
 ];
+
+/** The simulator the suite's global setup installed, if it ran and Go was there. */
+function toolchainSim(): string | undefined {
+  try {
+    return skipInterop() ? undefined : interopEnv().simBinary;
+  } catch {
+    return undefined; // run without the interop global setup
+  }
+}
 
 /** `PD_INTEROP_UPSTREAM_LLM_D_ROUTER_EBAB687_EPP` for `llm-d-router-ebab687-epp`. */
 export function envVarFor(artifact: string): string {
