@@ -41,6 +41,8 @@ export const sidecarUpstream: CompatTable = {
     'prefill-max-retries': compat.implemented('prefillMaxRetries', [EBAB]),
     'prefill-retry-backoff': compat.implemented('prefillRetryBackoff', [EBAB]),
     'metrics-port': compat.implemented('metricsPort', [EBAB]),
+    configuration: compat.implemented(undefined, [EBAB], { via: 'the inline configuration loader (YAML with the flag names as keys)' }),
+    'configuration-file': compat.implemented(undefined, [EBAB], { via: 'the config file loader (YAML with the flag names as keys)' }),
     // controller-runtime registers --kubeconfig on Go's flag.CommandLine, which v0.7.1 adds to its flag set.
     kubeconfig: compat.implemented('kubeconfig', [V071]),
     connector: compat.mapsTo(

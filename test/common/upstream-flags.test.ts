@@ -54,7 +54,7 @@ describe.each(Object.entries(COMMANDS))('%s: upstream compatibility table', (com
     const entries = Object.entries(table.flags).filter(([, e]) => e.releases.includes(release));
     expect(entries.length).toBeGreaterThan(component === 'sim' ? 60 : 20);
     for (const [name, entry] of entries) {
-      if (name === 'config') continue; // the config file flag; its value must be a readable file
+      if (entry.status === 'implemented' && entry.option === undefined) continue; // config file flags: tested with a file
       const arg = sampleArg(name, specOf(def, entry));
       try {
         load(def, [arg]);
