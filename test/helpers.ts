@@ -9,6 +9,11 @@ export const CLI = path.join(ROOT, 'dist/src/cli.js');
 /** The shortest any wait of a test may be: CI is a shared 2-core machine under load, where starting Node takes seconds. */
 export const WAIT_FLOOR_MS = 30_000;
 
+/** The compiled per-component binary (`pd-router-epp` ...), the entrypoint of that component's image. */
+export function componentBinary(component: string): string {
+  return path.join(ROOT, `dist/src/bin/pd-router-${component}.js`);
+}
+
 /** Polls a condition until it holds, or fails after `timeoutMs` (at least WAIT_FLOOR_MS). Used instead of sleeps. */
 export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 5_000, what = 'condition'): Promise<void> {
   // Bounds are upper bounds for a loaded 2-core machine, not expectations: never less than 30 s.
@@ -157,13 +162,13 @@ export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutM
   return runProcess(process.execPath, [CLI, ...args], opts);
 }
 
-/** Starts a long-running CLI command and waits until its output matches `ready`. */
+/** Starts a long-running CLI command (or `opts.script`, e.g. a per-component binary) and waits until its output matches `ready`. */
 export async function startCli(
   args: string[],
   ready: RegExp,
-  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; script?: string } = {},
 ): Promise<{ child: ChildProcess; output: () => string; match: RegExpMatchArray; exited: Promise<number | null>; stop: () => Promise<number | null> }> {
-  const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [opts.script ?? CLI, ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const readyMs = Math.max(opts.timeoutMs ?? 0, 60_000);
   let out = '';
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

@@ -2,8 +2,10 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { flagName } from '../src/common/index.js';
-import { sidecarCommand } from '../src/sidecar/index.js';
+import { compatCounts, flagName } from '../src/common/index.js';
+import { eppUpstream } from '../src/epp/index.js';
+import { sidecarCommand, sidecarUpstream } from '../src/sidecar/index.js';
+import { simUpstream } from '../src/sim/index.js';
 import { CLI, ROOT } from './helpers.js';
 
 const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
@@ -18,6 +20,19 @@ describe('README stays true', () => {
     for (const [key, spec] of Object.entries(sidecarCommand.options)) {
       if (spec.hidden) continue;
       expect(readme, `--${flagName(key, spec)} missing from README`).toContain(`\`--${flagName(key, spec)}\``);
+    }
+  });
+
+  it('gives the compatibility tables\' counts per status, and names every upstream flag that maps onto a pd-router flag', () => {
+    for (const [row, table] of [
+      ['EPP', eppUpstream],
+      ['sidecar', sidecarUpstream],
+      ['simulator', simUpstream],
+    ] as const) {
+      const c = compatCounts(table);
+      const cells = `| ${row} | ${c.flags.implemented} / ${c.flags['maps-to']} / ${c.flags.ignored} | ${c.env.implemented} / ${c.env['maps-to']} / ${c.env.ignored} |`;
+      expect(readme, `README count row for ${row}`).toContain(cells);
+      for (const [name, e] of Object.entries(table.flags)) if (e.status === 'maps-to') expect(readme, `--${name}`).toContain(`--${name}`);
     }
   });
 

@@ -13,3 +13,4 @@ export * from './tls.js';
 export * from './upstream-leg.js';
 export { Rng } from './random.js';
 export * from './pd-contract.js';
+export * from './upstream-logging.js';

@@ -1,5 +1,6 @@
 /** The Endpoint Picker: `pd-router epp`, and the pieces other components reuse in-process. */
 export { eppCommand, eppOptions, eppConfig, type EppConfig } from './options.js';
+export { eppUpstream } from './upstream-flags.js';
 export { startEpp, type EppHandle, type StartEppOptions } from './epp.js';
 export { applyConfigParams } from './config/config-params.js';
 export { loadEndpointPickerConfig, type LoadedEndpointPickerConfig, type LoadDependencies } from './config/loader.js';

@@ -1,10 +1,11 @@
 /**
  * `pd-router epp` flags. Names and defaults follow llm-d's EPP (`pkg/epp/server/options.go`) where they mean the same;
  * the rest (body and buffer bounds, scrape timeout, stream idle bound, --endpoints-file, API-server override) are
- * pd-router's. The EndpointPickerConfig itself comes from --config-file / --config-text (not --config, which is the
+ * pd-router's. Upstream flags pd-router has under another name, or lacks, are in upstream-flags.ts. The EndpointPickerConfig itself comes from --config-file / --config-text (not --config, which is the
  * file of these flags, as for every pd-router command).
  */
 import { opt, loggingOptions, shutdownOptions, defaultValues, type CommandDefinition, type OptionValues } from '../common/index.js';
+import { eppUpstream } from './upstream-flags.js';
 
 const port = (def: number, description: string) => opt.int({ default: def, min: 0, max: 65535, description });
 
@@ -77,6 +78,7 @@ export const eppCommand: CommandDefinition<typeof eppOptions> = {
 the config's file-discovery plugin, --pool-name (InferencePool), or --endpoint-selector with --endpoint-target-ports.`,
   options: eppOptions,
   envPrefix: 'PD_EPP',
+  compat: eppUpstream,
   validate: (v) => {
     const problems: string[] = [];
     const sources = [v.endpointsFile && '--endpoints-file', v.poolName && '--pool-name', v.endpointSelector && '--endpoint-selector'].filter(Boolean);

@@ -1,10 +1,8 @@
 import { defineCommand } from '../common/index.js';
-import { sidecarCommand, zapLevelToLogLevel } from './options.js';
+import { sidecarCommand } from './options.js';
 import { startSidecar } from './index.js';
 
 export const sidecarCommandModule = defineCommand(sidecarCommand, async (values, logger) => {
-  const zap = zapLevelToLogLevel(values.zapLogLevel);
-  if (zap) logger.level = zap;
   const sidecar = await startSidecar(values, logger);
   logger.info(
     {

@@ -18,7 +18,8 @@ import { buildSidecarServer, type SidecarRank } from './server.js';
 import { InferencePoolAllowlist, StaticAllowlist, allowAll, type TargetGuard } from './ssrf-guard.js';
 import { UpstreamAgents } from './upstream.js';
 
-export { sidecarCommand, sidecarOptions, sidecarConfig, zapLevelToLogLevel, type SidecarConfig } from './options.js';
+export { sidecarCommand, sidecarOptions, sidecarConfig, type SidecarConfig } from './options.js';
+export { sidecarUpstream } from './upstream-flags.js';
 export { SidecarMetrics } from './metrics.js';
 export { SseCachedTokensRewriter, rewriteJsonBody } from './cached-tokens-rewriter.js';
 export { nixlPrefillBody, nixlDecodeBody } from './request-bodies.js';

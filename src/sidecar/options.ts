@@ -2,9 +2,11 @@
  * `pd-router sidecar` flags. Upstream llm-d sidecar names and defaults where they mean the same (cmd/pd-sidecar,
  * pkg/sidecar/proxy/options.go), including its config file flags `--configuration` (inline YAML) and
  * `--configuration-file`, and its environment variables (INFERENCE_POOL, ENABLE_PREFILLER_SAMPLING, ...).
- * Flags marked "pd-router" are ours: deadlines, failure policy, body limits, static SSRF allowlists.
+ * Flags marked "pd-router" are ours: deadlines, failure policy, body limits, static SSRF allowlists. Upstream flags
+ * pd-router has under another name, or lacks, are in upstream-flags.ts.
  */
 import { defaultValues, loggingOptions, opt, parseTarget, shutdownOptions, type CommandDefinition, type OptionValues } from '../common/index.js';
+import { sidecarUpstream } from './upstream-flags.js';
 
 export const TLS_STAGES = ['prefiller', 'decoder', 'encoder'] as const;
 export const CONNECTORS = ['nixlv2', 'sglang', 'shared-storage'] as const;
@@ -98,7 +100,6 @@ export const sidecarOptions = {
     description: 'Serve Prometheus /metrics on this port (0: only at /sidecar/metrics on the proxy port; /metrics there is vLLM\'s).',
   }),
   readinessTimeout: opt.duration({ default: 1000, min: 1, description: 'pd-router: deadline of the local vLLM check behind GET /ready.' }),
-  zapLogLevel: opt.string({ default: '', hidden: true, description: 'Upstream logger level (debug|info|error or a verbosity number); overrides --log-level.' }),
   ...shutdownOptions,
   ...loggingOptions,
 };
@@ -118,6 +119,7 @@ GET /health answers locally; GET /ready checks the local vLLM; GET /sidecar/metr
   envPrefix: 'PD_SIDECAR',
   configFileFlags: ['configuration-file'],
   configTextFlags: ['configuration'],
+  compat: sidecarUpstream,
   validate: (v) => {
     const problems: string[] = [];
     if (v.port + v.dataParallelSize - 1 > 65535) problems.push(`--port ${v.port} + --data-parallel-size ${v.dataParallelSize} exceeds 65535`);
@@ -138,14 +140,4 @@ GET /health answers locally; GET /ready checks the local vLLM; GET /sidecar/metr
 
 export function sidecarConfig(overrides: Partial<SidecarConfig> = {}): SidecarConfig {
   return { ...defaultValues(sidecarOptions), ...overrides };
-}
-
-/** Maps upstream's zap level (name or verbosity number) onto a pino level. */
-export function zapLevelToLogLevel(zap: string): SidecarConfig['logLevel'] | undefined {
-  if (zap === '') return undefined;
-  const named: Record<string, SidecarConfig['logLevel']> = { debug: 'debug', info: 'info', warn: 'warn', error: 'error', panic: 'fatal', dpanic: 'fatal', fatal: 'fatal' };
-  if (named[zap]) return named[zap];
-  const n = Number(zap);
-  if (Number.isInteger(n)) return n >= 5 ? 'trace' : n >= 1 ? 'debug' : 'info';
-  return undefined;
 }

@@ -6,6 +6,7 @@ import { buildSimServer } from './server.js';
 import type { SimConfig } from './options.js';
 
 export { simCommand, simOptions, simConfig, type SimConfig } from './options.js';
+export { simUpstream } from './upstream-flags.js';
 export { SimEngine, type RequestRecord, type Faults } from './sim-engine.js';
 export { tokenize, tokenId, renderPrompt } from './tokenizer.js';
 export { KVCacheSim, blockHashes } from './kv-cache.js';

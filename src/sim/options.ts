@@ -1,16 +1,18 @@
 /**
  * `pd-router sim` flags. Names and defaults follow llm-d-inference-sim (pkg/common/config.go), so a manifest written
- * for it runs this simulator unchanged; flags marked "pd-router" are ours.
+ * for it runs this simulator unchanged; flags marked "pd-router" are ours. Upstream flags it has under another name, or
+ * lacks, are in upstream-flags.ts.
  */
 import { opt, loggingOptions, shutdownOptions, defaultValues, type CommandDefinition, type OptionValues } from '../common/index.js';
+import { simUpstream } from './upstream-flags.js';
 
 const latency = (description: string) => opt.duration({ default: 0, description });
 
 export const simOptions = {
   port: opt.int({ default: 8000, min: 0, max: 65535, description: 'HTTP port (data-parallel rank r listens on port+r).' }),
   host: opt.string({ default: '0.0.0.0', description: 'Address to listen on.' }),
-  model: opt.list({ default: ['sim-model'], description: 'Model name(s) served; the first is the name reported in responses and metrics.' }),
-  servedModelName: opt.list({ default: [], description: 'Aliases accepted in requests; defaults to --model.' }),
+  model: opt.list({ default: ['sim-model'], env: ['SIM_MODEL'], description: 'Model name(s) served; the first is the name reported in responses and metrics.' }),
+  servedModelName: opt.list({ default: [], variadic: true, description: 'Aliases accepted in requests (comma-separated, or space-separated as upstream); defaults to --model.' }),
   mode: opt.oneOf(['random', 'echo'] as const, { default: 'random', description: 'random: answers drawn from fixed sentences; echo: the prompt is returned.' }),
   seed: opt.int({ default: -1, description: 'Random seed for latencies and random text; -1 seeds from the clock.' }),
   timeScale: opt.number({
@@ -113,6 +115,7 @@ Fault injection: header X-Return-Error: <status>; POST /admin/config {"hang":tru
   envPrefix: 'PD_SIM',
   // `pd-router sim <model>` as `vllm serve <model>`, so manifests put the model at the same argument position.
   positional: 'model',
+  compat: simUpstream,
   validate: (v) =>
     [
       stdDevRule(v, 'timeToFirstToken', 'timeToFirstTokenStdDev', 'time to first token'),

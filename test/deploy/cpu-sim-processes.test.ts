@@ -1,7 +1,8 @@
 /**
- * The cpu-sim overlay's manifests start the real processes: the commands and arguments of the rendered Deployments
- * (EPP, routing sidecar, prefill and decode simulators) run as local processes, the image's entrypoint being
- * `node dist/src/cli.js`. What Kubernetes would provide is simulated locally:
+ * The cpu-sim overlay's manifests start the real processes: the arguments of the rendered Deployments (EPP, routing
+ * sidecar, prefill and decode simulators) run as local processes, each with its image's entrypoint (the component's
+ * binary, dist/src/bin/pd-router-<component>.js, as in the Dockerfile). What Kubernetes would provide is simulated
+ * locally:
  * - each pod gets its own loopback address (so the manifests' fixed ports do not collide), passed as --host;
  * - the Kubernetes API is a fake serving the rendered InferencePool and the pods (for the EPP's discovery and the
  *   sidecar's SSRF allowlist), passed as --kube-api-server;
@@ -16,7 +17,7 @@ import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gatewayConfig, startGateway, type GatewayHandle } from '../../src/gateway/index.js';
 import { FakeKubeApiServer } from '../fakes/kube-apiserver.js';
-import { ROOT, getJson, metricsText, metricValue, postJson, startCli } from '../helpers.js';
+import { ROOT, componentBinary, getJson, metricsText, metricValue, postJson, startCli } from '../helpers.js';
 
 type Obj = Record<string, any>;
 
@@ -48,7 +49,8 @@ const stops: Array<() => Promise<number | null>> = [];
 async function run(c: Obj, pod: { name: string; ip: string }, extra: string[], ready: RegExp) {
   const env = containerEnv(c, pod);
   const args = [...expand(c.args, env), `--host=${pod.ip}`, ...extra, '--log-level=info'];
-  const proc = await startCli(args, ready, { env: { ...env, PD_SIM_LOG_FORMAT: 'json' }, timeoutMs: 30_000 });
+  const component = /^ghcr\.io\/pd-router\/pd-router-(epp|sidecar|sim):/.exec(c.image)![1]!;
+  const proc = await startCli(args, ready, { env: { ...env, PD_SIM_LOG_FORMAT: 'json' }, timeoutMs: 30_000, script: componentBinary(component) });
   stops.push(proc.stop);
   return { proc, args };
 }

@@ -50,7 +50,7 @@ describe('kustomize overlays', () => {
         if (role(d) === 'decode') {
           expect(sc, `${d.metadata.name} lacks the sidecar`).toBeDefined();
           expect(sc.restartPolicy).toBe('Always');
-          expect(sc.args[0]).toBe('sidecar');
+          expect(sc.image).toMatch(/^ghcr\.io\/pd-router\/pd-router-sidecar:/);
           expect(sc.securityContext).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
           expect(sc.resources.requests).toMatchObject({ cpu: expect.any(String), memory: expect.any(String) });
           expect(flag(sc.args, 'enable-ssrf-protection')).toBe('true');
@@ -58,6 +58,29 @@ describe('kustomize overlays', () => {
         } else {
           expect(sc, `${d.metadata.name} must not have the sidecar`).toBeUndefined();
         }
+      }
+    });
+
+    it('every pd-router container runs its component image, whose binary accepts each of its args as a flag', async () => {
+      const { acceptedFlags } = await import('../../src/common/index.js');
+      const commands: Record<string, Parameters<typeof acceptedFlags>[0]> = {
+        epp: (await import('../../src/epp/index.js')).eppCommand as never,
+        sidecar: (await import('../../src/sidecar/index.js')).sidecarCommand as never,
+        sim: (await import('../../src/sim/index.js')).simCommand as never,
+      };
+      const containers = deployments(objs).flatMap((d) => [...d.spec.template.spec.containers, ...(d.spec.template.spec.initContainers ?? [])] as Obj[]);
+      const ours = containers.filter((c) => String(c.image).startsWith('ghcr.io/pd-router/'));
+      expect(ours.length).toBeGreaterThan(0);
+      for (const c of ours) {
+        const component = /^ghcr\.io\/pd-router\/pd-router-(epp|sidecar|sim):/.exec(c.image)?.[1];
+        expect(component, `${c.name}: ${c.image} is not a per-component image`).toBeDefined();
+        const accepted = acceptedFlags(commands[component!]);
+        const args = c.args as string[];
+        // A flag or the value of the flag before it (`--model MODEL`); never a command word.
+        args.forEach((a, i) => {
+          if (a.startsWith('--')) expect(accepted.has(a.slice(2).split('=')[0]!), `${c.name}: ${a}`).toBe(true);
+          else expect(args[i - 1]?.startsWith('--') && !args[i - 1]!.includes('='), `${c.name}: stray argument ${a}`).toBe(true);
+        });
       }
     });
 

@@ -30,6 +30,9 @@ describe('pd-router epp', () => {
       '--metrics-scrape-timeout <duration>',
       '--stream-idle-timeout <duration>',
       'lruCapacityPerServer=31250',
+      'Compatibility flags (llm-d)',
+      '-v, --v <int>',
+      '--ha-enable-leader-election',
     ]) {
       expect(r.stdout).toContain(s);
     }

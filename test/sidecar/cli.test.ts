@@ -41,6 +41,10 @@ describe('pd-router sidecar CLI', () => {
       '--log-level',
       '--configuration-file',
       '--configuration <yaml>',
+      'Compatibility flags (llm-d)',
+      '--connector <nixlv2|sglang|shared-storage>  Sets --kv-connector.',
+      '--zap-log-level <string>',
+      'INFERENCE_POOL_NAME',
     ]) {
       expect(r.stdout).toContain(s);
     }
@@ -52,7 +56,9 @@ describe('pd-router sidecar CLI', () => {
     [['--enable-tls', 'prefill'], 'invalid value ["prefill"] for --enable-tls: expected a comma-separated list of prefiller, decoder, encoder'],
     [['--enable-ssrf-protection'], '--enable-ssrf-protection needs --inference-pool (or env INFERENCE_POOL), --ssrf-allowlist or --ssrf-allowlist-file'],
     [['--prefill-failure-policy', 'retry'], '--prefill-failure-policy=retry needs --prefill-max-retries >= 1'],
-    [['--connector', 'nixlv2'], 'unknown flag --connector'],
+    [['--connectr', 'nixlv2'], 'unknown flag --connectr (did you mean --connector?)'],
+    // An upstream flag's value is checked as upstream checks it.
+    [['--connector', 'mooncake'], 'invalid value "mooncake" for --connector: expected one of nixlv2, sglang, shared-storage'],
     // Used to pass the option check and then crash building the allowlist.
     [['--enable-ssrf-protection', '--ssrf-allowlist', 'pod-a:99999'], 'invalid value "pod-a:99999" for --ssrf-allowlist: expected host:port with a port from 1 to 65535'],
     [['--enable-ssrf-protection', '--ssrf-allowlist', 'pod-a/x:80'], 'invalid value "pod-a/x:80" for --ssrf-allowlist'],

@@ -11,9 +11,22 @@ export {
   kebab,
   flagName,
   envName,
+  programName,
+  acceptedFlags,
   type CommandDefinition,
   type OptionsSpec,
   type OptionValues,
   type LoadedOptions,
   type ValueSource,
 } from './load.js';
+export {
+  compat,
+  compatCounts,
+  checkCompatTable,
+  resolveCompat,
+  type CompatEntry,
+  type CompatTable,
+  type CompatStatus,
+  type CompatWarning,
+  type CompatSetter,
+} from './compat.js';

@@ -6,6 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { OptionValueError, type OptionSpec } from './option-types.js';
+import { envName, flagName, kebab } from './names.js';
+import { resolveCompat, type CompatEntry, type CompatTable, type CompatWarning } from './compat.js';
 
 export type OptionsSpec = Record<string, OptionSpec<any>>;
 export type OptionValues<S extends OptionsSpec> = { [K in keyof S]: S[K] extends OptionSpec<infer T> ? T : never };
@@ -33,30 +35,33 @@ export interface CommandDefinition<S extends OptionsSpec> {
   epilog?: string;
   /** An option that may also be given as the one positional argument (e.g. `vllm serve <model>`). */
   positional?: keyof S & string;
+  /** Upstream (llm-d) flags and environment variables accepted besides the options; see compat.ts. */
+  compat?: CompatTable;
 }
 
 export interface LoadedOptions<S extends OptionsSpec> {
   values: OptionValues<S>;
   sources: Record<keyof S, ValueSource>;
   configFile?: string;
+  /** Upstream flags and variables given whose feature pd-router lacks: logged once each at start. */
+  warnings: CompatWarning[];
+  /** Upstream flags and variables that set pd-router options, with the options they drove. */
+  upstreamApplied: Array<{ name: string; mapsTo: string }>;
 }
 
 export interface LoadInput {
   argv: readonly string[];
   env?: NodeJS.ProcessEnv;
+  /** How the program was invoked, for --help and messages: `pd-router epp` (default) or `pd-router-epp`. */
+  program?: string;
 }
 
-export function kebab(key: string): string {
-  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+/** `pd-router <name>` unless the caller says how it was invoked. */
+export function programName(def: { name: string }, program?: string): string {
+  return program ?? `pd-router ${def.name}`;
 }
 
-export function flagName(key: string, spec: OptionSpec<unknown>): string {
-  return spec.flag ?? kebab(key);
-}
-
-export function envName(prefix: string, flag: string): string {
-  return `${prefix}_${flag.replace(/-/g, '_').toUpperCase()}`;
-}
+export { kebab, flagName, envName };
 
 /** Result of `--help`: the caller prints `helpText` and exits 0. */
 export class HelpRequested extends Error {
@@ -67,6 +72,10 @@ export class HelpRequested extends Error {
 
 interface NameIndex {
   byName: Map<string, string>; // flag or alias -> key
+  /** Upstream names pd-router has no option for (maps-to, ignored) -> entry. */
+  compat: Map<string, CompatEntry>;
+  /** pflag shorthand letter (`-v`) -> upstream flag name. */
+  shorthand: Map<string, string>;
 }
 
 function indexNames<S extends OptionsSpec>(def: CommandDefinition<S>): NameIndex {
@@ -78,7 +87,15 @@ function indexNames<S extends OptionsSpec>(def: CommandDefinition<S>): NameIndex
       byName.set(n, key);
     }
   }
-  return { byName };
+  const compat = new Map<string, CompatEntry>();
+  const shorthand = new Map<string, string>();
+  for (const [name, entry] of Object.entries(def.compat?.flags ?? {})) {
+    if (entry.shorthand) shorthand.set(entry.shorthand, name);
+    if (entry.status === 'implemented') continue;
+    if (byName.has(name)) throw new Error(`upstream flag ${name} of ${def.name} is also a pd-router option; mark it implemented`);
+    compat.set(name, entry);
+  }
+  return { byName, compat, shorthand };
 }
 
 function configFlagSet<S extends OptionsSpec>(def: CommandDefinition<S>) {
@@ -131,14 +148,16 @@ function editDistance(a: string, b: string): number {
 
 interface ParsedArgv {
   flags: Map<string, unknown[]>; // key -> raw values in order
+  /** Upstream flags without a pd-router option: name -> raw values in order. */
+  compat: Map<string, unknown[]>;
   positional?: string;
   configFiles: string[];
   configTexts: string[];
   help: boolean;
 }
 
-function parseArgv<S extends OptionsSpec>(def: CommandDefinition<S>, argv: readonly string[], names: NameIndex): ParsedArgv {
-  const out: ParsedArgv = { flags: new Map(), configFiles: [], configTexts: [], help: false };
+function parseArgv<S extends OptionsSpec>(def: CommandDefinition<S>, argv: readonly string[], names: NameIndex, program?: string): ParsedArgv {
+  const out: ParsedArgv = { flags: new Map(), compat: new Map(), configFiles: [], configTexts: [], help: false };
   const cfg = configFlagSet(def);
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -146,18 +165,26 @@ function parseArgv<S extends OptionsSpec>(def: CommandDefinition<S>, argv: reado
       out.help = true;
       continue;
     }
+    // An empty argument is what Kubernetes leaves for an empty $(VAR) or envsubst variable; upstream ignores it too.
+    if (arg === '') continue;
     if (!arg.startsWith('-') || arg === '-' || arg === '--') {
       if (def.positional && out.positional === undefined && arg !== '-' && arg !== '--') {
         out.positional = arg;
         continue;
       }
       const what = def.positional ? `one ${kebab(def.positional)} and flags` : 'only flags';
-      throw new ConfigError(`unexpected argument ${JSON.stringify(arg)}: pd-router ${def.name} takes ${what} (see --help)`);
+      throw new ConfigError(`unexpected argument ${JSON.stringify(arg)}: ${programName(def, program)} takes ${what} (see --help)`);
     }
     const body = arg.replace(/^--?/, '');
     const eq = body.indexOf('=');
-    const name = eq >= 0 ? body.slice(0, eq) : body;
+    let name = eq >= 0 ? body.slice(0, eq) : body;
     let value: string | undefined = eq >= 0 ? body.slice(eq + 1) : undefined;
+    // pflag's shorthand with the value attached: `-v4` is `-v 4`.
+    if (!arg.startsWith('--') && eq < 0 && !names.byName.has(name) && !names.compat.has(name) && names.shorthand.has(name[0]!)) {
+      value = name.slice(1);
+      name = name[0]!;
+    }
+    if (!names.byName.has(name) && !names.compat.has(name) && names.shorthand.has(name)) name = names.shorthand.get(name)!;
     const takeValue = (): string => {
       if (value !== undefined) return value;
       const next = argv[i + 1];
@@ -174,16 +201,24 @@ function parseArgv<S extends OptionsSpec>(def: CommandDefinition<S>, argv: reado
       continue;
     }
     const key = names.byName.get(name);
-    if (key === undefined) {
-      const hint = suggest(name, [...names.byName.keys(), ...cfg.file, ...cfg.text]);
-      throw new ConfigError(`unknown flag --${name}${hint ? ` (did you mean --${hint}?)` : ''}; run pd-router ${def.name} --help for the list`);
+    const upstream = key === undefined ? names.compat.get(name) : undefined;
+    if (key === undefined && upstream === undefined) {
+      const hint = suggest(name, [...names.byName.keys(), ...names.compat.keys(), ...cfg.file, ...cfg.text]);
+      throw new ConfigError(`unknown flag --${name}${hint ? ` (did you mean --${hint}?)` : ''}; run ${programName(def, program)} --help for the list`);
     }
-    const spec = def.options[key]!;
+    const spec = key !== undefined ? def.options[key]! : upstream!.spec!;
     // Go's pflag never lets a boolean swallow the next argument: `--flag` is true, `--flag=false` is false.
-    const raw = spec.kind === 'bool' ? (value ?? 'true') : takeValue();
-    const list = out.flags.get(key) ?? [];
+    let raw: unknown = spec.kind === 'bool' ? (value ?? 'true') : takeValue();
+    if (spec.variadic && value === undefined) {
+      // llm-d-inference-sim's list flags take the following arguments up to the next flag: `--served-model-name a b`.
+      const items = [raw as string];
+      while (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--')) items.push(argv[++i]!);
+      raw = items.join(',');
+    }
+    const target = key !== undefined ? out.flags : out.compat;
+    const list = target.get(key ?? name) ?? [];
     list.push(raw);
-    out.flags.set(key, list);
+    target.set(key ?? name, list);
   }
   return out;
 }
@@ -204,8 +239,8 @@ function readConfigDocument(text: string, origin: string): Record<string, unknow
 export function loadOptions<S extends OptionsSpec>(def: CommandDefinition<S>, input: LoadInput): LoadedOptions<S> {
   const env = input.env ?? process.env;
   const names = indexNames(def);
-  const argv = parseArgv(def, input.argv, names);
-  if (argv.help) throw new HelpRequested(renderHelp(def));
+  const argv = parseArgv(def, input.argv, names, input.program);
+  if (argv.help) throw new HelpRequested(renderHelp(def, input.program));
   if (argv.configFiles.length + argv.configTexts.length > 1) {
     throw new ConfigError('give at most one config file or inline configuration');
   }
@@ -230,10 +265,15 @@ export function loadOptions<S extends OptionsSpec>(def: CommandDefinition<S>, in
     fileValues = readConfigDocument(argv.configTexts[0], fileOrigin);
   }
   const fileByKey = new Map<string, { name: string; raw: unknown }>();
+  const compatFile = new Map<string, unknown>();
   for (const [name, raw] of Object.entries(fileValues)) {
     const key = names.byName.get(name);
+    if (key === undefined && names.compat.has(name)) {
+      compatFile.set(name, raw);
+      continue;
+    }
     if (key === undefined) {
-      const hint = suggest(name, names.byName.keys());
+      const hint = suggest(name, [...names.byName.keys(), ...names.compat.keys()]);
       throw new ConfigError(`unknown key "${name}" in ${fileOrigin}${hint ? ` (did you mean "${hint}"?)` : ''}`);
     }
     if (fileByKey.has(key)) throw new ConfigError(`${fileOrigin} sets "${name}" twice (also as "${fileByKey.get(key)!.name}")`);
@@ -268,10 +308,22 @@ export function loadOptions<S extends OptionsSpec>(def: CommandDefinition<S>, in
     values[key] = spec.default;
     sources[key] = 'default';
   }
+  let warnings: CompatWarning[] = [];
+  let upstreamApplied: LoadedOptions<S>['upstreamApplied'] = [];
+  if (def.compat) {
+    ({ warnings, applied: upstreamApplied } = resolveCompat(def.compat, { flags: argv.compat, file: compatFile, fileOrigin, env }, values, sources, parseValue));
+  }
   const typed = values as OptionValues<S>;
   const problems = def.validate?.(typed) ?? [];
   if (problems.length > 0) throw new ConfigError(problems.join('; '));
-  return { values: typed, sources: sources as Record<keyof S, ValueSource>, configFile };
+  return { values: typed, sources: sources as Record<keyof S, ValueSource>, configFile, warnings, upstreamApplied };
+}
+
+/** Every flag name a command accepts (options, aliases, config-file flags, upstream names, shorthands), without dashes. */
+export function acceptedFlags<S extends OptionsSpec>(def: CommandDefinition<S>): Set<string> {
+  const names = indexNames(def);
+  const cfg = configFlagSet(def);
+  return new Set([...names.byName.keys(), ...names.compat.keys(), ...names.shorthand.keys(), ...Object.keys(def.compat?.flags ?? {}), ...cfg.file, ...cfg.text, 'help', 'h']);
 }
 
 /** Every option at its default, typed; components merge overrides onto it when started in-process. */
@@ -297,10 +349,10 @@ export function toArgs<S extends OptionsSpec>(options: S, values: Partial<Option
   return args;
 }
 
-/** --help text: every flag with its type, default and environment variable. */
-export function renderHelp<S extends OptionsSpec>(def: CommandDefinition<S>): string {
+/** --help text: every flag with its type, default and environment variable, then the upstream compatibility names. */
+export function renderHelp<S extends OptionsSpec>(def: CommandDefinition<S>, program?: string): string {
   const lines: string[] = [];
-  lines.push(`Usage: pd-router ${def.name}${def.positional ? ` [${kebab(def.positional)}]` : ''} [flags]`, '', def.summary);
+  lines.push(`Usage: ${programName(def, program)}${def.positional ? ` [${kebab(def.positional)}]` : ''} [flags]`, '', def.summary);
   if (def.description) lines.push('', def.description.trim());
   lines.push('', 'Flags:');
   const rows: Array<[string, string]> = [];
@@ -321,11 +373,48 @@ export function renderHelp<S extends OptionsSpec>(def: CommandDefinition<S>): st
   }
   rows.push(['--help, -h', 'Show this help.']);
   rows.push(['--version', 'Print the pd-router version and exit.']);
+  pushRows(lines, rows);
+  if (def.epilog) lines.push('', def.epilog.trim());
+  if (def.compat) renderCompat(lines, def.compat, def.options);
+  return lines.join('\n') + '\n';
+}
+
+function pushRows(lines: string[], rows: Array<[string, string]>): void {
   const width = Math.min(44, Math.max(...rows.map(([l]) => l.length)) + 2);
   for (const [l, r] of rows) {
     if (l.length + 2 > width) lines.push(`  ${l}`, `  ${' '.repeat(width)}${r}`);
     else lines.push(`  ${l.padEnd(width)}${r}`);
   }
-  if (def.epilog) lines.push('', def.epilog.trim());
-  return lines.join('\n') + '\n';
+}
+
+/** The compatibility group: every upstream flag and variable, with what pd-router does with it. */
+function renderCompat(lines: string[], table: CompatTable, options: OptionsSpec): void {
+  const releases = Object.entries(table.releases).map(([k, v]) => `${k} = ${v}`);
+  const tag = (e: CompatEntry) => ` [${e.releases.join(', ')}${e.deprecated ? '; deprecated upstream' : ''}]`;
+  const what = (e: CompatEntry) => (e.status === 'maps-to' ? `Sets ${e.mapsTo}. ${e.spec!.description}` : `Ignored: ${e.reason}`);
+  lines.push('', 'Compatibility flags (llm-d): accepted so manifests written for upstream run unchanged.');
+  lines.push(...releases.map((r) => `  ${r}`));
+  const same = Object.entries(table.flags).filter(([, e]) => e.status === 'implemented');
+  if (same.length > 0) lines.push(`  Same name and meaning as above: ${same.map(([n]) => `--${n}`).join(', ')}.`);
+  lines.push('  An ignored value is logged once as a warning at start; the process keeps running.');
+  const rows: Array<[string, string]> = [];
+  for (const [name, e] of Object.entries(table.flags)) {
+    if (e.status === 'implemented') continue;
+    const left = `${e.shorthand ? `-${e.shorthand}, ` : ''}--${name}${e.spec!.placeholder ? ` ${e.spec!.placeholder}` : ''}`;
+    rows.push([left, what(e) + tag(e)]);
+  }
+  if (rows.length > 0) pushRows(lines, rows);
+  const envRows: Array<[string, string]> = [];
+  for (const [name, e] of Object.entries(table.env)) {
+    const native = e.option !== undefined ? options[e.option] : undefined;
+    const text = (native ? `Sets --${flagName(e.option!, native)}.` : e.status === 'implemented' ? `Read by ${e.via}.` : what(e)) + tag(e);
+    // Variables of one feature (OTEL_*) share a row.
+    const last = envRows[envRows.length - 1];
+    if (last && last[1] === text) last[0] += `, ${name}`;
+    else envRows.push([name, text]);
+  }
+  if (envRows.length > 0) {
+    lines.push('', 'Upstream environment variables:');
+    pushRows(lines, envRows);
+  }
 }

@@ -21,6 +21,8 @@ export interface OptionSpec<T> {
   readonly env?: readonly string[];
   /** Kept out of --help (internal or deprecated). */
   readonly hidden?: boolean;
+  /** A list flag that also takes the following arguments up to the next flag (`--served-model-name a b`). */
+  readonly variadic?: boolean;
   /** Type placeholder shown in --help, e.g. `<int>`. */
   readonly placeholder: string;
   /** Turns a raw value into T, or throws OptionValueError with what was expected. */
@@ -42,6 +44,7 @@ interface Common<T> {
   aliases?: readonly string[];
   env?: readonly string[];
   hidden?: boolean;
+  variadic?: boolean;
 }
 
 function make<T>(
@@ -60,6 +63,7 @@ function make<T>(
     aliases: c.aliases,
     env: c.env,
     hidden: c.hidden,
+    variadic: c.variadic,
     placeholder,
     parse(raw: unknown): T {
       const r = schema.safeParse(raw);
