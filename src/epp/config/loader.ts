@@ -152,7 +152,7 @@ export function loadEndpointPickerConfig(yamlText: string, deps: LoadDependencie
   const hidden = (type: string): Plugin => instantiate({ name: `${type} (default)`, type });
 
   // Profiles.
-  const timer = new PluginTimer(metrics.pluginDuration);
+  const timer = new PluginTimer((point, plugin) => metrics.pluginDuration(point, plugin.type, plugin.name));
   if (doc.schedulingProfiles.length === 0) fail('schedulingProfiles: at least one profile is required');
   const profiles = new Map<string, SchedulerProfile>();
   for (const [i, p] of doc.schedulingProfiles.entries()) {

@@ -51,8 +51,8 @@ export class MetricsScraper {
     });
     const base = Math.max(1, s.intervalMs);
     this.everyMs = s.source.intervalMs ? Math.ceil(s.source.intervalMs / base) * base : base;
-    this.pollErrors = metrics.pollErrors.labels({ source_type: SOURCE_TYPE });
-    this.extractErrors = metrics.extractErrors.labels({ source_type: SOURCE_TYPE, extractor_type: EXTRACTOR_TYPE });
+    this.pollErrors = metrics.pollErrors(SOURCE_TYPE);
+    this.extractErrors = metrics.extractErrors(SOURCE_TYPE, EXTRACTOR_TYPE);
     store.on('removed', (e) => {
       this.lastStart.delete(e.id);
       this.failing.delete(e.id);

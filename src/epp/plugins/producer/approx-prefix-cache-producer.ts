@@ -57,10 +57,8 @@ export const approxPrefixCacheProducer = definePlugin({
   create: (ctx, p): ApproxPrefixCacheProducer => {
     const index = new PrefixIndex();
     const key = prefixStateKey(ctx.name);
-    const labels = { plugin_name: ctx.name, plugin_type: ctx.type };
-    const hitRatio = ctx.metrics.prefixIndexerHitRatio.labels(labels);
-    const hitBytes = ctx.metrics.prefixIndexerHitBytes.labels(labels);
-    ctx.metrics.prefixIndexerSize.set(labels, 0);
+    const indexerMetrics = ctx.metrics.prefixIndexer(ctx);
+    indexerMetrics.size(0);
 
     const blockSizeFor = (candidates: readonly Endpoint[]) => {
       let size = p.blockSizeTokens;
@@ -76,7 +74,7 @@ export const approxPrefixCacheProducer = definePlugin({
       flushScheduled = false;
       if (pending.length === 0) return;
       for (const p of pending.splice(0)) for (const chain of p.keys) index.add(p.id, chain, p.capacity);
-      ctx.metrics.prefixIndexerSize.set(labels, index.size);
+      indexerMetrics.size(index.size);
     };
 
     return {
@@ -102,8 +100,7 @@ export const approxPrefixCacheProducer = definePlugin({
         if (totalBlocks > 0) {
           let best = 0;
           for (const e of candidates) best = Math.max(best, matched.get(e.id) ?? 0);
-          hitRatio.observe(best / totalBlocks);
-          hitBytes.observe(best * blockSizeTokens * BYTES_PER_TOKEN);
+          indexerMetrics.match(best / totalBlocks, best * blockSizeTokens * BYTES_PER_TOKEN);
         }
       },
       preRequest(c: SchedulingContext, result: SchedulingResult) {
@@ -119,7 +116,7 @@ export const approxPrefixCacheProducer = definePlugin({
       endpointRemoved(id: string) {
         flush();
         index.removeEndpoint(id);
-        ctx.metrics.prefixIndexerSize.set(labels, index.size);
+        indexerMetrics.size(index.size);
       },
     };
   },

@@ -39,7 +39,7 @@ export const pdProfileHandler = definePlugin({
         onPrefillUnavailable: 'decode-only',
       },
       {
-        record: (model, type) => ctx.metrics.recordPdDecision(model, type),
+        record: (model, type) => ctx.metrics.recordPdDecision(ctx, model, type),
         finish(c: SchedulingContext, result: SchedulingResult) {
           if (p.primaryPort === undefined) return result;
           const decode = result.results.get(result.primaryProfile)!;
