@@ -43,7 +43,7 @@ beforeAll(async () => {
       await e.close(1000);
     }
   }
-}, 60_000);
+}, 180_000);
 afterAll(() => stack?.close());
 
 describe('Grafana dashboard', () => {
