@@ -17,6 +17,11 @@ export interface SchedulingResult {
   /** µs: schedule only */
   schedule: Percentiles;
   prefillShare: number;
+  /**
+   * µs of process CPU (user + system) per decision over the measured loop, the index update between decisions and
+   * GC included. Unlike the latencies it does not grow when other processes compete for the cores.
+   */
+  cpuPerDecision: number;
 }
 
 export async function runSchedulingBench(endpoints: number, tokens: number, opts: { iterations: number; maxMs: number; warmup: number }): Promise<SchedulingResult> {
@@ -52,6 +57,7 @@ export async function runSchedulingBench(endpoints: number, tokens: number, opts
   const schedule: number[] = [];
   let prefill = 0;
   const deadline = performance.now() + opts.maxMs;
+  const cpu0 = process.cpuUsage();
   for (let i = 0; i < opts.iterations && performance.now() < deadline; i++) {
     if (i % 50 === 0) mutate(); // a scrape landed
     const [t, s, p] = one(opts.warmup + i);
@@ -60,5 +66,7 @@ export async function runSchedulingBench(endpoints: number, tokens: number, opts
     schedule.push(s);
     if (p) prefill++;
   }
-  return { endpoints, tokens, decisions: total.length, total: percentiles(total), schedule: percentiles(schedule), prefillShare: prefill / Math.max(1, total.length) };
+  const cpu = process.cpuUsage(cpu0);
+  const n = Math.max(1, total.length);
+  return { endpoints, tokens, decisions: total.length, total: percentiles(total), schedule: percentiles(schedule), prefillShare: prefill / n, cpuPerDecision: (cpu.user + cpu.system) / n };
 }

@@ -10,6 +10,7 @@
  * the tests check series by series.
  */
 import type { Registry } from 'prom-client';
+import { LabelTree, LazySeries } from './label-tree.js';
 
 interface Series {
   labels: Record<string, string>;
@@ -18,8 +19,6 @@ interface Series {
   sum: number;
   count: number;
 }
-
-type Level = Map<string, Level | Series>;
 
 interface RenderedValue {
   value: number;
@@ -39,28 +38,39 @@ export interface BoundHistogramConfig<L extends string> {
   registers: readonly Registry[];
 }
 
+/** One series of a histogram, resolved once: observe() is the bucket search and three additions. */
+export interface HistogramChild {
+  observe(value: number): void;
+}
+
 export class BoundHistogram<L extends string = string> {
   readonly type = 'histogram' as const;
   readonly aggregator = 'sum' as const;
   readonly name: string;
   readonly help: string;
-  private readonly labelNames: readonly L[];
   private readonly bounds: readonly number[];
-  private root: Level = new Map();
-  /** Series in creation order (the order prom-client renders them in). */
-  private series: Series[] = [];
+  private readonly tree: LabelTree<Series>;
 
   constructor(c: BoundHistogramConfig<L>) {
     this.name = c.name;
     this.help = c.help;
-    this.labelNames = c.labelNames;
     this.bounds = [...c.buckets].sort((a, b) => a - b);
+    this.tree = new LabelTree<Series>(c.labelNames, (labels) => ({ labels, counts: new Float64Array(this.bounds.length + 1), sum: 0, count: 0 }));
     for (const r of c.registers) r.registerMetric(this as unknown as Parameters<Registry['registerMetric']>[0]);
   }
 
   observe(labels: Readonly<Record<L, string>>, value: number): void {
+    this.record(this.tree.get(labels), value);
+  }
+
+  /** The series of `labels`, for a caller that observes it repeatedly (created on its first observation). */
+  child(labels: Readonly<Record<L, string>>): HistogramChild {
+    const series = new LazySeries(this.tree, { ...labels });
+    return { observe: (value: number) => this.record(series.get(), value) };
+  }
+
+  private record(s: Series, value: number): void {
     if (!Number.isFinite(value)) throw new TypeError(`${this.name}: value is not a finite number: ${value}`);
-    const s = this.seriesFor(labels);
     const b = this.bounds;
     let i = 0;
     while (i < b.length && value > b[i]!) i++;
@@ -69,44 +79,11 @@ export class BoundHistogram<L extends string = string> {
     s.count++;
   }
 
-  private seriesFor(labels: Readonly<Record<L, string>>): Series {
-    let level = this.root;
-    const names = this.labelNames;
-    for (let d = 0; d < names.length; d++) {
-      const v = String(labels[names[d]!]);
-      let next = level.get(v);
-      if (next === undefined) {
-        if (d === names.length - 1) {
-          const s: Series = { labels: this.labelsOf(labels), counts: new Float64Array(this.bounds.length + 1), sum: 0, count: 0 };
-          this.series.push(s);
-          next = s;
-        } else next = new Map();
-        level.set(v, next);
-      }
-      if (d === names.length - 1) return next as Series;
-      level = next as Level;
-    }
-    // No label names: one series, kept under the empty key.
-    let only = level.get('') as Series | undefined;
-    if (!only) {
-      only = { labels: {}, counts: new Float64Array(this.bounds.length + 1), sum: 0, count: 0 };
-      this.series.push(only);
-      level.set('', only);
-    }
-    return only;
-  }
-
-  private labelsOf(labels: Readonly<Record<L, string>>): Record<string, string> {
-    const out: Record<string, string> = {};
-    for (const n of this.labelNames) out[n] = String(labels[n]);
-    return out;
-  }
-
   /** What the registry renders as text, in the shape prom-client's Histogram gives it (series labels shared). */
   async getForPromString(): Promise<{ name: string; help: string; type: 'histogram'; aggregator: 'sum'; values: RenderedValue[] }> {
     const values: RenderedValue[] = [];
     const bucketName = `${this.name}_bucket`;
-    for (const s of this.series) {
+    for (const s of this.tree.series) {
       let acc = 0;
       for (let i = 0; i < this.bounds.length; i++) {
         acc += s.counts[i]!;
@@ -127,7 +104,6 @@ export class BoundHistogram<L extends string = string> {
   }
 
   reset(): void {
-    this.root = new Map();
-    this.series = [];
+    this.tree.reset();
   }
 }

@@ -37,17 +37,13 @@ export function ipOf(hostPortText: string): string {
 }
 
 export class RequestDirector {
-  private readonly schedulerLatency;
-
   constructor(
     readonly config: LoadedEndpointPickerConfig,
     readonly store: EndpointStore,
     private readonly metrics: EppMetrics,
     private readonly logger: Logger,
     private readonly now: () => number = Date.now,
-  ) {
-    this.schedulerLatency = metrics.schedulerE2e;
-  }
+  ) {}
 
   /** Parses the body for `path`; throws a 400 InferenceError with llm-d's message. */
   parse(requestId: string, headers: Record<string, string>, body: Buffer): ParsedRequest {
@@ -103,14 +99,11 @@ export class RequestDirector {
       const result = this.config.scheduler.schedule(ctx, candidates);
       for (const p of this.config.preRequest) timer.time('PreRequest', p, () => p.preRequest(ctx, result));
       const primary = result.results.get(result.primaryProfile)!;
-      const first = primary.targets[0]!;
-      this.metrics.schedulerAttempts.inc({ status: 'success', target_model_name: this.metrics.requestLabels(request).target_model_name, endpoint_name: first.name, namespace: first.namespace, port: String(first.port) });
+      this.metrics.scheduled(request.targetModel, primary.targets[0]!, (performance.now() - start) / 1000);
       return { ctx, result, destination: primary.targets.map((t) => t.hostPort).join(',') };
     } catch (e) {
-      this.metrics.schedulerAttempts.inc({ status: 'failure', target_model_name: this.metrics.requestLabels(request).target_model_name, endpoint_name: '', namespace: '', port: '' });
+      this.metrics.schedulingFailed(request.targetModel, (performance.now() - start) / 1000);
       throw e;
-    } finally {
-      this.schedulerLatency.observe((performance.now() - start) / 1000);
     }
   }
 

@@ -82,7 +82,7 @@ function bindGrpc(server: grpc.Server, address: string, creds: grpc.ServerCreden
 
 export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promise<EppHandle> {
   const logger = opts.logger ?? silentLogger();
-  const metrics = new EppMetrics();
+  const metrics = new EppMetrics(undefined, o.metricsFamily);
   const config = loadEndpointPickerConfig(applyConfigParams(await configText(o), o.configParam), { metrics, logger, random: opts.random });
   const store = new EndpointStore();
   store.on('removed', (e) => {
@@ -90,11 +90,13 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
   });
   metrics.registerPoolGauges(o.poolName || 'epp', () => {
     const now = Date.now();
-    const fresh = store
-      .all()
-      .filter((e) => e.metrics.updatedAt > 0 && now - e.metrics.updatedAt <= o.metricsStalenessThreshold)
-      .map((e) => ({ hostPort: e.hostPort, waiting: e.metrics.waitingQueueSize, running: e.metrics.runningRequests, kv: e.metrics.kvCacheUsage }));
-    return { fresh };
+    return store.all().map((e) => ({
+      name: e.name,
+      waiting: e.metrics.waitingQueueSize,
+      running: e.metrics.runningRequests,
+      kv: e.metrics.kvCacheUsage,
+      fresh: e.metrics.updatedAt > 0 && now - e.metrics.updatedAt <= o.metricsStalenessThreshold,
+    }));
   });
 
   const cleanups: Array<() => Promise<void> | void> = [];

@@ -4,6 +4,7 @@
  * pd-router's. Upstream flags pd-router has under another name, or lacks, are in upstream-flags.ts. The EndpointPickerConfig itself comes from --config-file / --config-text (not --config, which is the
  * file of these flags, as for every pd-router command).
  */
+import { METRICS_FAMILIES } from './metrics.js';
 import { opt, loggingOptions, shutdownOptions, defaultValues, type CommandDefinition, type OptionValues } from '../common/index.js';
 import { eppUpstream } from './upstream-flags.js';
 
@@ -27,6 +28,11 @@ export const eppOptions = {
   grpcPort: port(9002, 'ext_proc gRPC port.'),
   grpcHealthPort: port(9003, 'gRPC health port (grpc.health.v1, plain text).'),
   metricsPort: port(9090, 'Prometheus /metrics port (HTTP, no auth).'),
+  metricsFamily: opt.oneOf(METRICS_FAMILIES, {
+    default: 'both',
+    description:
+      'pd-router: which metric names /metrics serves: llm-d (llm-d-router\'s llm_d_epp_*), gaie (GAIE v1.4\'s inference_objective_*, inference_pool_*, inference_extension_* and llm-d-inference-scheduler v0.7.1\'s llm_d_inference_scheduler_*), or both; one measurement updates every family served.',
+  }),
   secureServing: opt.bool({ default: true, description: 'TLS on the ext_proc port (self-signed unless --cert-path); --secure-serving=false for plain gRPC.' }),
   certPath: opt.string({ default: '', description: 'Directory with tls.crt and tls.key for --secure-serving, reloaded when they change.' }),
   poolName: opt.string({ default: '', description: 'InferencePool to watch for endpoints (Kubernetes discovery).' }),

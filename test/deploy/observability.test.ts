@@ -4,10 +4,21 @@ import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prometheusScrapeConfig } from '../../src/dev/prometheus.js';
 import { startDevStack, type DevStack } from '../../src/dev/stack.js';
+import { eppConfig, startEpp } from '../../src/epp/index.js';
 import { ROOT, metricsText, postJson } from '../helpers.js';
+import { dashboardQueries, metricNames, orVariants } from './grafana-queries.js';
+
+type Mode = 'both' | 'llm-d' | 'gaie';
+const MODES: Mode[] = ['both', 'llm-d', 'gaie'];
 
 let stack: DevStack;
-const exposed = new Set<string>();
+/** Names every component but the EPP exposes, and the EPP's names per --metrics-family. */
+const others = new Set<string>();
+const epp: Record<Mode, Set<string>> = { both: new Set(), 'llm-d': new Set(), gaie: new Set() };
+const namesIn = (text: string, into: Set<string>) => {
+  for (const m of text.matchAll(/^# (?:HELP|TYPE) (\S+)/gm)) into.add(m[1]!);
+};
+const exposed = (mode: Mode) => new Set([...others, ...epp[mode]]);
 
 beforeAll(async () => {
   stack = await startDevStack({ mode: 'in-process', basePort: 0, gatewayPort: 0, profile: 'zero', nonCachedTokens: 16 });
@@ -17,32 +28,50 @@ beforeAll(async () => {
   }
   const texts = await Promise.all([
     metricsText(stack.gateway.url, '/gateway/metrics'),
-    metricsText(`http://127.0.0.1:${stack.epp.ports.metricsPort}`),
     metricsText(stack.decodes[0]!.sidecar.url, '/sidecar/metrics'),
     metricsText(stack.decodes[0]!.sim.url),
     metricsText(stack.prefills[0]!.url),
   ]);
-  for (const t of texts) for (const m of t.matchAll(/^# (?:HELP|TYPE) (\S+)/gm)) exposed.add(m[1]!);
+  for (const t of texts) namesIn(t, others);
+  namesIn(await metricsText(`http://127.0.0.1:${stack.epp.ports.metricsPort}`), epp.both);
+  // The same EPP (endpoints, config) with each single family.
+  for (const family of ['llm-d', 'gaie'] as const) {
+    const e = await startEpp(eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, endpointsFile: stack.endpointsFile, configFile: stack.eppConfigFile, metricsFamily: family }));
+    try {
+      namesIn(await metricsText(`http://127.0.0.1:${e.metricsPort}`), epp[family]);
+    } finally {
+      await e.close(1000);
+    }
+  }
 }, 180_000);
 afterAll(() => stack?.close());
 
-/** Metric names in a PromQL expression (ours and vLLM's), histogram suffixes removed. */
-function metricNames(expr: string): string[] {
-  return [...expr.matchAll(/\b((?:vllm:|llm_d_|pd_router_)[a-zA-Z0-9_:]+)/g)].map((m) => m[1]!.replace(/_(bucket|sum|count)$/, ''));
-}
-
 describe('Grafana dashboard', () => {
-  const dash = JSON.parse(readFileSync(path.join(ROOT, 'deploy/grafana/pd-router-dashboard.json'), 'utf8')) as { panels: Array<{ title: string; targets: Array<{ expr: string }> }> };
+  const queries = dashboardQueries(path.join(ROOT, 'deploy/grafana/pd-router-dashboard.json'));
 
-  it('queries only metrics that pd-router components and the simulator expose', () => {
-    const missing: string[] = [];
-    for (const p of dash.panels) for (const t of p.targets) for (const name of metricNames(t.expr)) if (!exposed.has(name)) missing.push(`${p.title}: ${name}`);
-    expect(missing).toEqual([]);
+  it('every query can be answered with each --metrics-family: one side of each `or` uses only exposed metrics', () => {
+    const unanswerable: string[] = [];
+    for (const mode of MODES) {
+      const names = exposed(mode);
+      for (const q of queries) {
+        if (!orVariants(q.expr).some((v) => metricNames(v).every((n) => names.has(n)))) unanswerable.push(`${mode}: ${q.panel} ${q.refId}: ${q.expr}`);
+      }
+    }
+    expect(unanswerable).toEqual([]);
   });
 
-  it('covers decisions by type and reason, the TTFT split, queues and KV usage', () => {
-    const all = dash.panels.flatMap((p) => p.targets.map((t) => t.expr)).join('\n');
-    for (const m of ['llm_d_epp_disagg_decision_total', 'llm_d_epp_disagg_decision_reason_total', 'pd_router_sidecar_prefill_duration_seconds', 'vllm:nixl_xfer_time_seconds', 'pd_router_sidecar_decode_ttfb_seconds', 'vllm:num_requests_waiting', 'vllm:kv_cache_usage_perc']) {
+  it('names only metrics some mode exposes (no typo hides behind an `or`)', () => {
+    const all = new Set(MODES.flatMap((m) => [...exposed(m)]));
+    const unknown = queries.flatMap((q) => metricNames(q.expr).filter((n) => !all.has(n)).map((n) => `${q.panel}: ${n}`));
+    expect(unknown).toEqual([]);
+    // The families really differ, so the test above checks something.
+    expect(epp.gaie.has('llm_d_epp_disagg_decision_total')).toBe(false);
+    expect(epp['llm-d'].has('llm_d_inference_scheduler_disagg_decision_total')).toBe(false);
+  });
+
+  it('covers decisions by type and reason, EPP requests, the TTFT split, queues and KV usage', () => {
+    const all = queries.map((q) => q.expr).join('\n');
+    for (const m of ['llm_d_epp_disagg_decision_total', 'llm_d_inference_scheduler_disagg_decision_total', 'llm_d_epp_disagg_decision_reason_total', 'inference_objective_request_total', 'pd_router_sidecar_prefill_duration_seconds', 'vllm:nixl_xfer_time_seconds', 'pd_router_sidecar_decode_ttfb_seconds', 'vllm:num_requests_waiting', 'vllm:kv_cache_usage_perc']) {
       expect(all).toContain(m);
     }
   });

@@ -64,7 +64,7 @@ describe('gRPC health', () => {
     const client = new ExtProcTestClient(`127.0.0.1:${epp.grpcPort}`);
     const call = client.open();
     call.send(headers({ ':path': '/v1/completions' }));
-    await waitFor(() => epp!.metrics.streamsInflight.get().then((m) => m.values[0]?.value === 1), 5000, 'stream open');
+    await waitFor(() => epp!.metrics.llmd!.streamsInflight.get().then((m) => m.values[0]?.value === 1), 5000, 'stream open');
     const closing = epp.close(5000);
     // While a stream is in flight the health server stays up and says NOT_SERVING.
     await waitFor(async () => (await check(h, 'liveness').catch(() => 'gone')) === 'NOT_SERVING', 5000, 'NOT_SERVING while draining');

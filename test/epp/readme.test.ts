@@ -21,10 +21,11 @@ describe('src/epp/README.md', () => {
     for (const type of Object.keys(PLUGIN_REGISTRY)) expect(readme, type).toContain(`\`${type}\``);
   });
 
-  it('names every llm_d_epp_ metric family the EPP exports', async () => {
-    const m = new EppMetrics();
-    m.registerPoolGauges('p', () => ({ fresh: [] }));
+  it('names every metric family the EPP exports, in both families', async () => {
+    const m = new EppMetrics(undefined, 'both');
+    m.registerPoolGauges('p', () => []);
     const names = (await m.registry.getMetricsAsJSON()).map((x) => x.name);
+    expect(names.filter((n) => !n.startsWith('llm_d_epp_')).length).toBeGreaterThan(20);
     for (const name of names) {
       const short = name.replace(/^llm_d_epp_/, '');
       // The full name, or its suffix in backticks (tables list `_suffix` under the llm_d_epp_ prefix).

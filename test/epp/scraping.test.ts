@@ -83,7 +83,10 @@ describe('scraping vLLM metrics from simulators', () => {
 
     const text = await metricsText(`http://127.0.0.1:${e.metricsPort}`);
     expect(metricValue(text, 'llm_d_epp_ready_endpoints', { name: 'epp' })).toBe(2);
-    expect(metricValue(text, 'llm_d_epp_per_endpoint_queue_size', { name: 'epp', model_server_endpoint: `127.0.0.1:${sims[1]!.port}` })).toBe(0);
+    // Endpoints by name, in both families (llm-d-router's per_endpoint and GAIE's per_pod gauges).
+    expect(metricValue(text, 'llm_d_epp_per_endpoint_queue_size', { name: 'epp', model_server_endpoint: 'd1' })).toBe(0);
+    expect(metricValue(text, 'inference_pool_per_pod_queue_size', { name: 'epp', model_server_pod: 'd1' })).toBe(0);
+    expect(metricValue(text, 'inference_pool_ready_pods', { name: 'epp' })).toBe(2);
     expect(metricValue(text, 'llm_d_epp_datalayer_poll_errors_total', { source_type: 'metrics-data-source' }) ?? 0).toBe(0);
   });
 

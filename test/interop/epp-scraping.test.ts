@@ -128,8 +128,8 @@ describe.skipIf(skipInterop())('the EPP scrapes llm-d-inference-sim and routes b
     expect(new Set(await picks('queue', 8))).toEqual(new Set([idle.hostPort]));
     // The pool gauges carry the same figures.
     const m = await metricsText(`http://127.0.0.1:${epps.queue.epp.metricsPort}`);
-    expect(metricValue(m, 'llm_d_epp_per_endpoint_queue_size', { name: 'epp', model_server_endpoint: busy.hostPort })).toBe(2);
-    expect(metricValue(m, 'llm_d_epp_per_endpoint_queue_size', { name: 'epp', model_server_endpoint: idle.hostPort })).toBe(0);
+    expect(metricValue(m, 'llm_d_epp_per_endpoint_queue_size', { name: 'epp', model_server_endpoint: 'busy' })).toBe(2);
+    expect(metricValue(m, 'llm_d_epp_per_endpoint_queue_size', { name: 'epp', model_server_endpoint: 'idle' })).toBe(0);
     expect(metricValue(m, 'llm_d_epp_average_queue_size', { name: 'epp' })).toBe(1);
   });
 });

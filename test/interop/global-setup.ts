@@ -23,6 +23,7 @@ export default async function setup(project: TestProject): Promise<void> {
     log(`[interop] ${env.goVersion}`);
     log(`[interop] upstream simulator: ${env.simModule} ${env.simVersion} (${how}) at ${env.simBinary}`);
     log(`[interop] Envoy API for the ext_proc client: ${env.goControlPlane} (${env.extProcClientCached ? 'cached' : 'built'})`);
+    log(`[interop] upstream metrics reference (GAIE v1.4.0, llm-d-inference-scheduler v0.7.1): ${env.upstreamMetricsCached ? 'cached' : 'built'}`);
     log(`[interop] toolchain ready in ${((Date.now() - started) / 1000).toFixed(1)}s`);
   }
   project.provide('interop', env);

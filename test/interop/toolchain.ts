@@ -18,6 +18,7 @@ export const SIM_PACKAGE = `${SIM_MODULE}/cmd/llm-d-inference-sim`;
 export const CACHE_DIR = path.join(ROOT, '.cache/interop');
 export const BIN_DIR = path.join(CACHE_DIR, 'bin');
 export const EXTPROC_CLIENT_DIR = path.join(ROOT, 'test/interop/extproc-client');
+export const UPSTREAM_METRICS_DIR = path.join(ROOT, 'test/interop/upstream-metrics');
 
 export const GO_MISSING_MESSAGE =
   'interop suite skipped: the Go toolchain (`go`) is not on PATH. Install Go >= 1.25 (https://go.dev/dl/, or your package manager) ' +
@@ -39,6 +40,9 @@ export interface InteropEnv {
   extProcClientCached?: boolean;
   /** The pinned go-control-plane module, from extproc-client/go.mod. */
   goControlPlane?: string;
+  /** Prints GAIE v1.4.0's and llm-d-inference-scheduler v0.7.1's EPP metric families (test/interop/upstream-metrics). */
+  upstreamMetrics?: string;
+  upstreamMetricsCached?: boolean;
 }
 
 /** `go version`, or undefined when Go is not installed. */
@@ -116,6 +120,24 @@ export async function buildExtProcClient(log: (line: string) => void): Promise<P
   return { extProcClient: binary, extProcClientCached: false, goControlPlane };
 }
 
+/**
+ * Builds test/interop/upstream-metrics (its own go.mod: GAIE v1.4.0 and llm-d-inference-scheduler v0.7.1, pulling
+ * controller-runtime and client-go, so the first build takes minutes) unless its sources are unchanged.
+ */
+export async function buildUpstreamMetrics(log: (line: string) => void): Promise<Pick<InteropEnv, 'upstreamMetrics' | 'upstreamMetricsCached'>> {
+  mkdirSync(BIN_DIR, { recursive: true });
+  const binary = path.join(BIN_DIR, 'upstream-metrics');
+  const hash = createHash('sha256');
+  for (const f of ['go.mod', 'go.sum', 'main.go']) hash.update(f).update(readFileSync(path.join(UPSTREAM_METRICS_DIR, f)));
+  const digest = hash.digest('hex');
+  if (existsSync(binary) && readStamp(binary) === digest) return { upstreamMetrics: binary, upstreamMetricsCached: true };
+  log('[interop] building the upstream metrics reference (GAIE v1.4.0, llm-d-inference-scheduler v0.7.1; first run only, minutes on 2 cores)...');
+  const r = await runGo(['build', '-mod=readonly', '-o', binary, '.'], { cwd: UPSTREAM_METRICS_DIR, env: { CGO_ENABLED: '0' }, timeoutMs: 20 * 60_000 });
+  if (r.code !== 0 || !existsSync(binary)) throw new Error(`go build of test/interop/upstream-metrics failed (exit ${r.code}):\n${r.output.slice(-6000)}`);
+  writeFileSync(stampOf(binary), digest + '\n');
+  return { upstreamMetrics: binary, upstreamMetricsCached: false };
+}
+
 /** Everything the interop tests need, or the reason to skip them. */
 export async function prepareInterop(log: (line: string) => void): Promise<InteropEnv> {
   const base: InteropEnv = { available: false, simModule: SIM_MODULE, simVersion: SIM_VERSION };
@@ -123,5 +145,6 @@ export async function prepareInterop(log: (line: string) => void): Promise<Inter
   if (!version) return { ...base, reason: GO_MISSING_MESSAGE };
   const sim = await installSim(log);
   const client = await buildExtProcClient(log);
-  return { ...base, available: true, goVersion: version, ...sim, ...client };
+  const metrics = await buildUpstreamMetrics(log);
+  return { ...base, available: true, goVersion: version, ...sim, ...client, ...metrics };
 }

@@ -208,7 +208,7 @@ export function loadEndpointPickerConfig(yamlText: string, deps: LoadDependencie
   const graph = new PluginGraph(namedSpecs(doc.plugins, registry), { registry, logger, metrics, random: deps.random ?? Math.random, warn });
   graph.buildAll();
 
-  const timer = new PluginTimer(metrics.pluginDuration);
+  const timer = new PluginTimer((point, plugin) => metrics.pluginDuration(point, plugin.type, plugin.name));
   const profiles = buildProfiles(defaultProfiles(doc, graph), graph, timer, warn);
   const handlers = [...graph.instances.values()].filter(isProfileHandler);
   if (handlers.length > 1) fail(`more than one profile handler: ${handlers.map((h) => `"${h.name}"`).join(', ')}`);

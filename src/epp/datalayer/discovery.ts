@@ -23,7 +23,7 @@ export async function startDiscovery(o: EppConfig, loaded: LoadedEndpointPickerC
   if (configured && flagSource) throw new ConfigError(`the EndpointPickerConfig's dataLayer.discovery and ${flagSource} both choose the endpoints; give one`);
   const file = o.endpointsFile ? { path: o.endpointsFile, watch: true } : configured ? { path: configured.path, watch: configured.watchFile } : undefined;
   if (file) {
-    const errors = metrics.pollErrors.labels({ source_type: 'file-discovery' });
+    const errors = metrics.pollErrors('file-discovery');
     const watcher = new EndpointsFileWatcher(file.path, (specs) => store.replaceAll(specs), logger, () => errors.inc());
     try {
       await watcher.load();

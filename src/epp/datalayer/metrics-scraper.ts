@@ -69,8 +69,8 @@ export class MetricsScraper {
     const { tickMs, everyMs } = scrapeCadence(s.intervalMs, s.source.intervalMs);
     this.tickMs = tickMs;
     this.everyMs = everyMs;
-    this.pollErrors = metrics.pollErrors.labels({ source_type: SOURCE_TYPE });
-    this.extractErrors = metrics.extractErrors.labels({ source_type: SOURCE_TYPE, extractor_type: EXTRACTOR_TYPE });
+    this.pollErrors = metrics.pollErrors(SOURCE_TYPE);
+    this.extractErrors = metrics.extractErrors(SOURCE_TYPE, EXTRACTOR_TYPE);
     store.on('removed', (e) => {
       this.lastStart.delete(e.id);
       this.failing.delete(e.id);

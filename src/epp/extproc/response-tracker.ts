@@ -5,15 +5,15 @@
  * records the request's latency, sizes and token usage when the response ends.
  */
 import { asBuffer, type HttpBody, type HttpHeaders, type ProcessingResponse } from '../../common/envoy/ext-proc.js';
-import type { EppMetrics } from '../metrics.js';
+import type { RequestSeries } from '../metrics.js';
 import { echoHeaders, receiveHeaders } from './header-map.js';
 import { responseHeadersResponse, setHeader, streamedBody } from './messages.js';
 import { SseUsageReader, rewriteModelName, usageFromJson, type Usage } from './usage.js';
 
 export interface ResponseTrackerSettings {
   send: (m: ProcessingResponse) => void;
-  metrics: EppMetrics;
-  labels: { model: string; targetModel: string };
+  /** The request's metrics (every enabled family). */
+  series: RequestSeries;
   streamRequested: boolean;
   parsesUsage: boolean;
   maxBufferedBytes: number;
@@ -44,7 +44,7 @@ export class ResponseTracker {
   onHeaders(h: HttpHeaders): void {
     const received = receiveHeaders(h.headers);
     const status = received.values[':status'] ?? received.values['status'];
-    if (status !== undefined && status !== '200') this.s.metrics.countError(this.s.labels, 'ModelServerError');
+    if (status !== undefined && status !== '200') this.s.series.error('ModelServerError');
     if ((received.values['content-type'] ?? '').toLowerCase().includes('text/event-stream')) this.streaming = true;
     if (this.streaming && this.s.parsesUsage) this.sse = new SseUsageReader();
     const extra = (this.s.extraHeaders ?? []).map(([k, v]) => setHeader(k, v));
@@ -102,26 +102,23 @@ export class ResponseTracker {
   private finish(): void {
     if (this.done) return;
     this.done = true;
-    const m = this.s.metrics;
-    const labels = m.requestLabels(this.s.labels);
-    m.responseSize.observe(labels, this.bytes);
+    const m = this.s.series;
+    m.responseSize.observe(this.bytes);
     if (this.s.requestEndAt > 0) {
       const end = performance.now();
       const duration = (end - this.s.requestEndAt) / 1000;
-      m.requestDuration.observe(labels, duration);
-      if (this.firstChunkAt > 0) m.ttft.observe({ ...labels, streaming: String(this.streaming) }, (this.firstChunkAt - this.s.requestEndAt) / 1000);
+      m.duration.observe(duration);
+      if (this.firstChunkAt > 0) m.ttft(this.streaming, (this.firstChunkAt - this.s.requestEndAt) / 1000);
       if (this.sse) {
         this.sse.end();
         this.usage ??= this.sse.usage;
       }
       const u = this.usage;
       if (u) {
-        m.inputTokens.observe(labels, u.promptTokens);
-        m.outputTokens.observe(labels, u.completionTokens);
-        if (u.cachedTokens !== undefined) m.cachedTokens.observe(labels, u.cachedTokens);
-        if (u.completionTokens > 0) m.ntpot.observe(labels, duration / u.completionTokens);
+        m.usage(u.promptTokens, u.completionTokens, u.cachedTokens);
+        if (u.completionTokens > 0) m.ntpot.observe(duration / u.completionTokens);
         if (this.streaming && u.completionTokens > 1 && this.lastChunkAt > this.firstChunkAt) {
-          m.tpot.observe(labels, (this.lastChunkAt - this.firstChunkAt) / 1000 / (u.completionTokens - 1));
+          m.tpot((this.lastChunkAt - this.firstChunkAt) / 1000 / (u.completionTokens - 1));
         }
       }
     }

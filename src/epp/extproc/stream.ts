@@ -31,7 +31,7 @@ export function formatDecision(d: DisaggDecisionRecord): string {
   return parts.join('; ');
 }
 import { InferenceError } from '../framework/errors.js';
-import type { EppMetrics } from '../metrics.js';
+import { DEFAULT_FAIRNESS_ID, type EppMetrics, type RequestSeries } from '../metrics.js';
 import { DESTINATION_ENDPOINT, FAIRNESS_ID_HEADERS, ROUTING_HEADERS, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE, firstHeader } from '../routing-headers.js';
 import { echoHeaders, receiveHeaders, type ReceivedHeaders } from './header-map.js';
 import { immediateResponse, requestHeadersResponse, setHeader, streamedBody } from './messages.js';
@@ -75,6 +75,8 @@ export class ExtProcStream {
   private parsed: ParsedRequest | undefined;
   private scheduled: ScheduledRequest | undefined;
   private response: ResponseTracker | undefined;
+  /** The request's metric series, once it has a model (resolved once, used for every measurement). */
+  private series: RequestSeries | undefined;
   private closed = false;
   private idle: NodeJS.Timeout | undefined;
   private readonly openedAt = performance.now();
@@ -84,7 +86,7 @@ export class ExtProcStream {
     private readonly call: Duplex,
     private readonly deps: StreamDependencies,
   ) {
-    deps.metrics.streamsInflight.inc();
+    deps.metrics.streamOpened();
     call.on('data', (m: ProcessingRequest) => this.onMessage(m));
     call.on('end', () => {
       this.close('OK');
@@ -232,18 +234,18 @@ export class ExtProcStream {
     const director = this.deps.director;
     this.parsed = director.parse(this.requestId, this.headers.values, body);
     const request = this.parsed.request;
-    const labels = { model: request.model, targetModel: request.targetModel };
-    this.deps.metrics.countRequest({ ...labels, fairnessId: firstHeader(request.headers, FAIRNESS_ID_HEADERS) ?? 'default-flow', priority: 0 });
-    this.deps.metrics.requestSize.observe(this.deps.metrics.requestLabels(labels), body.length);
+    this.series = this.deps.metrics.request(request.model, request.targetModel, firstHeader(request.headers, FAIRNESS_ID_HEADERS) ?? DEFAULT_FAIRNESS_ID);
     this.scheduled = director.schedule(request, this.subset);
-    this.deps.metrics.requestRunning.inc({ model_name: this.deps.metrics.requestLabels(labels).model_name });
+    // Counted once scheduled, as upstream: a rejected request counts only as an error.
+    this.series.accepted(body.length);
+    this.series.running.inc();
     const forwarded = this.parsed.body;
     const set = [setHeader(DESTINATION_ENDPOINT, this.scheduled.destination)];
     if (forwarded.length > 0) set.push(setHeader('Content-Length', String(forwarded.length)));
     set.push(...echoHeaders(request.headers, this.headers.repeated));
     this.send(requestHeadersResponse(set, this.removals(), this.scheduled.destination));
     for (const m of streamedBody('request_body', forwarded, endOfStream)) this.send(m);
-    this.deps.metrics.requestProcessing.observe((performance.now() - start) / 1000);
+    this.deps.metrics.requestProcessed((performance.now() - start) / 1000);
     const d = this.scheduled.ctx.decision;
     if (this.deps.logger.isLevelEnabled('debug')) {
       this.deps.logger.debug({ reqId: this.requestId, model: request.model, destination: this.scheduled.destination, decision: d?.type, reason: d?.reason, tokens: request.tokenCount }, 'request scheduled');
@@ -270,8 +272,7 @@ export class ExtProcStream {
       const request = this.parsed?.request;
       this.response = new ResponseTracker({
         send: (m) => this.send(m),
-        metrics: this.deps.metrics,
-        labels: { model: request?.model ?? '', targetModel: request?.targetModel ?? '' },
+        series: this.requestSeries(),
         streamRequested: request?.stream ?? false,
         parsesUsage: this.parsed?.parser.parsesUsage ?? true,
         maxBufferedBytes: this.deps.settings.maxResponseBodyBytes,
@@ -284,11 +285,15 @@ export class ExtProcStream {
     return this.response;
   }
 
+  /** The request's series; before the body was parsed (or when it could not be), the one without a model. */
+  private requestSeries(): RequestSeries {
+    return (this.series ??= this.deps.metrics.request('', ''));
+  }
+
   private reject(err: InferenceError): void {
     this.requestDone = true;
     this.releaseBody();
-    const request = this.parsed?.request;
-    this.deps.metrics.countError({ model: request?.model ?? '', targetModel: request?.targetModel ?? '' }, err.code);
+    this.requestSeries().error(err.code);
     this.deps.logger.debug({ reqId: this.requestId, status: err.status, reason: err.message }, 'request rejected');
     this.send(immediateResponse(err));
     this.close('OK');
@@ -303,7 +308,7 @@ export class ExtProcStream {
     this.completed = true;
     if (this.scheduled) {
       this.deps.director.complete(this.scheduled);
-      this.deps.metrics.requestRunning.dec({ model_name: this.deps.metrics.requestLabels(this.scheduled.ctx.request).model_name });
+      this.series!.running.dec();
     }
   }
 
@@ -313,9 +318,7 @@ export class ExtProcStream {
     clearTimeout(this.idle);
     this.releaseBody();
     this.complete();
-    this.deps.metrics.streamsInflight.dec();
-    this.deps.metrics.streamsTotal.inc({ code });
-    this.deps.metrics.streamDuration.observe((performance.now() - this.openedAt) / 1000);
+    this.deps.metrics.streamClosed(code, (performance.now() - this.openedAt) / 1000);
     this.deps.onClose?.();
   }
 }

@@ -1,26 +1,24 @@
 /**
- * Times plugin calls into `llm_d_epp_plugin_duration_seconds{extension_point, plugin_type, plugin_name}`. Histogram
- * children are bound once per (extension point, plugin), so timing costs two clock reads and one observe.
+ * Times plugin calls into `plugin_duration_seconds{extension_point, plugin_type, plugin_name}` (`llm_d_epp_` and
+ * `inference_extension_`, whichever families are enabled). The series are resolved once per (plugin, extension
+ * point) and kept, so timing costs two clock reads and one observe per family.
  */
-import type { Histogram } from 'prom-client';
+import type { HistogramChild } from '../../common/index.js';
 import type { Plugin } from '../framework/types.js';
 
 export type ExtensionPoint = 'ProfilePicker' | 'Filter' | 'Scorer' | 'Picker' | 'ProcessProfilesResults' | 'PreRequest' | 'DataProducer' | 'ResponseComplete';
 
-type Child = { observe(v: number): void };
-
 export class PluginTimer {
-  private readonly children = new Map<string, Child>();
-  constructor(private readonly histogram?: Histogram) {}
+  private readonly children = new Map<Plugin, Map<ExtensionPoint, HistogramChild>>();
+  /** `resolve` gives the series of a plugin at an extension point; without it nothing is timed. */
+  constructor(private readonly resolve?: (point: ExtensionPoint, plugin: Plugin) => HistogramChild) {}
 
-  child(point: ExtensionPoint, plugin: Plugin): Child | undefined {
-    if (!this.histogram) return undefined;
-    const key = `${point}\u0000${plugin.name}`;
-    let c = this.children.get(key);
-    if (!c) {
-      c = this.histogram.labels({ extension_point: point, plugin_type: plugin.type, plugin_name: plugin.name });
-      this.children.set(key, c);
-    }
+  child(point: ExtensionPoint, plugin: Plugin): HistogramChild | undefined {
+    if (!this.resolve) return undefined;
+    let points = this.children.get(plugin);
+    if (!points) this.children.set(plugin, (points = new Map()));
+    let c = points.get(point);
+    if (!c) points.set(point, (c = this.resolve(point, plugin)));
     return c;
   }
 

@@ -96,10 +96,8 @@ export const approxPrefixCacheProducer = definePlugin({
     if (p.legacyBlockSizeIgnored) ctx.warn('parameter "blockSize" is deprecated and ignored: blockSizeTokens is set');
     const index = new PrefixIndex();
     const key = prefixStateKey(ctx.name);
-    const labels = { plugin_name: ctx.name, plugin_type: ctx.type };
-    const hitRatio = ctx.metrics.prefixIndexerHitRatio.labels(labels);
-    const hitBytes = ctx.metrics.prefixIndexerHitBytes.labels(labels);
-    ctx.metrics.prefixIndexerSize.set(labels, 0);
+    const indexerMetrics = ctx.metrics.prefixIndexer(ctx);
+    indexerMetrics.size(0);
 
     /** The block size before the floor (reported when auto-tuning, else configured) and after it. */
     const blockSizeFor = (candidates: readonly Endpoint[]) => {
@@ -116,7 +114,7 @@ export const approxPrefixCacheProducer = definePlugin({
       flushScheduled = false;
       if (pending.length === 0) return;
       for (const p of pending.splice(0)) for (const chain of p.keys) index.add(p.id, chain, p.capacity);
-      ctx.metrics.prefixIndexerSize.set(labels, index.size);
+      indexerMetrics.size(index.size);
     };
 
     return {
@@ -143,8 +141,7 @@ export const approxPrefixCacheProducer = definePlugin({
         if (totalBlocks > 0) {
           let best = 0;
           for (const e of candidates) best = Math.max(best, matched.get(e.id) ?? 0);
-          hitRatio.observe(best / totalBlocks);
-          hitBytes.observe(best * blockSizeTokens * BYTES_PER_TOKEN);
+          indexerMetrics.match(best / totalBlocks, best * blockSizeTokens * BYTES_PER_TOKEN);
         }
       },
       preRequest(c: SchedulingContext, result: SchedulingResult) {
@@ -160,7 +157,7 @@ export const approxPrefixCacheProducer = definePlugin({
       endpointRemoved(id: string) {
         flush();
         index.removeEndpoint(id);
-        ctx.metrics.prefixIndexerSize.set(labels, index.size);
+        indexerMetrics.size(index.size);
       },
     };
   },

@@ -150,7 +150,7 @@ export function createDisaggHandler(ctx: PluginFactoryContext, s: DisaggSettings
         reason = 'no-prefill-endpoint';
         detail = { ...detail, decidedReason: n.prefill.reason };
         if (s.onPrefillUnavailable === 'fail') {
-          ctx.metrics.disaggDecisionReason.inc({ decision_type: 'rejected', reason });
+          ctx.metrics.recordRejection(reason);
           c.logger.debug({ reqId: c.request.requestId, reason }, 'prefill required but no prefill endpoint is eligible; rejecting');
           throw new InferenceError('ServiceUnavailable', 'prefill was required but no prefill endpoint is available', 'rejected-no-endpoints');
         }

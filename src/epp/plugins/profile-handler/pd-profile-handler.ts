@@ -42,7 +42,7 @@ export const pdProfileHandler = definePlugin({
         producer: prefixProducerFor(ctx, p),
       },
       {
-        record: (model, type) => ctx.metrics.recordPdDecision(model, type),
+        record: (model, type) => ctx.metrics.recordPdDecision(ctx, model, type),
         finish: (c: SchedulingContext, result: SchedulingResult) => (p.primaryPort ? routeToPrimaryPort(c, result, p.primaryPort) : result),
       },
     );
