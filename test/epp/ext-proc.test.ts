@@ -86,7 +86,7 @@ describe('request path', () => {
           ['x-request-id', 'test-request-id'],
           ['x-prefiller-host-port', '127.0.0.2:9'],
         ],
-        ['x-encoder-hosts-ports', 'x-data-parallel-host-port'],
+        ['x-prefiller-url', 'x-encoder-hosts-ports', 'x-data-parallel-host-port', 'x-data-parallel-rank', 'x-kv-cache-source-host-port'],
       ),
       expectedBodyResponse(text, true),
     ]);
@@ -107,7 +107,7 @@ describe('request path', () => {
           ['hi', 'mom'],
           ['x-request-id', 'r2'],
         ],
-        ['x-prefiller-host-port', 'x-encoder-hosts-ports', 'x-data-parallel-host-port'],
+        ['x-prefiller-host-port', 'x-prefiller-url', 'x-encoder-hosts-ports', 'x-data-parallel-host-port', 'x-data-parallel-rank', 'x-kv-cache-source-host-port'],
       ),
       expectedBodyResponse(text, true),
     ]);
@@ -131,7 +131,8 @@ describe('request path', () => {
       expect(set.filter(([k]) => k === 'x-gateway-destination-endpoint')).toEqual([['x-gateway-destination-endpoint', '127.0.0.3:9', OVERWRITE]]);
       expect(set.filter(([k]) => k === 'x-prefiller-host-port')).toEqual(prefill ? [['x-prefiller-host-port', prefill, OVERWRITE]] : []);
       expect(set.some(([, v]) => v.startsWith('6.6.6.6') || v.startsWith('169.254'))).toBe(false);
-      expect(mutation.remove_headers).toEqual(prefill ? ['x-encoder-hosts-ports', 'x-data-parallel-host-port'] : ['x-prefiller-host-port', 'x-encoder-hosts-ports', 'x-data-parallel-host-port']);
+      const others = ['x-prefiller-url', 'x-encoder-hosts-ports', 'x-data-parallel-host-port', 'x-data-parallel-rank', 'x-kv-cache-source-host-port'];
+      expect(mutation.remove_headers).toEqual(prefill ? others : ['x-prefiller-host-port', ...others]);
       expect(set.every(([, , action]) => action === OVERWRITE)).toBe(true);
       call.end();
     }
