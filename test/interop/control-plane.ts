@@ -429,7 +429,7 @@ export class KubeCluster {
   /** Removes the temporary kubeconfig files and closes the HTTP connections (the cluster itself stays). */
   async close(): Promise<void> {
     for (const d of this.tmpDirs.splice(0)) rmSync(d, { recursive: true, force: true });
-    await this.dispatcher.close();
+    if (!this.dispatcher.closed) await this.dispatcher.close();
   }
 }
 
@@ -440,7 +440,7 @@ export interface ControlPlaneOptions {
   watchCache?: boolean;
   /** --min-request-timeout in seconds: a watch is ended by the server after a random time between this and twice it (default 1800, the API server's). */
   minRequestTimeoutSeconds?: number;
-  /** Deadline for each process to become ready (default 120 s: a loaded 2-core machine). */
+  /** Deadline for each process to become ready (default 300 s: kube-apiserver took 120 s on a loaded, shared 2-core machine). */
   readyTimeoutMs?: number;
   extraApiServerArgs?: string[];
 }
@@ -468,7 +468,7 @@ export class ControlPlane extends KubeCluster {
 
   static async start(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
     const [etcdBin, apiBin] = await Promise.all([artifact('etcd'), artifact('kube-apiserver')]);
-    const readyTimeoutMs = opts.readyTimeoutMs ?? 120_000;
+    const readyTimeoutMs = opts.readyTimeoutMs ?? 300_000;
     const dir = mkdtempSync(path.join(os.tmpdir(), 'pd-control-plane-'));
     let etcd: ManagedProcess | undefined;
     let plane: ControlPlane | undefined;
