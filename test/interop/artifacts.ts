@@ -312,7 +312,7 @@ async function sourceTree(name: string, pin: string, fill: (dir: string) => Prom
   return { path: dir, cached: false };
 }
 
-async function schedulerSource(log: Log): Promise<{ path: string; cached: boolean; note: string }> {
+async function schedulerSource(log: Log): Promise<{ path: string; cached: boolean }> {
   const pin = `${SCHEDULER_MODULE}@${SCHEDULER_VERSION} minus llm-d-kv-cache plugins`;
   const r = await sourceTree(`llm-d-inference-scheduler@${SCHEDULER_VERSION}`, pin, async (dir) => {
     const from = (await moduleDir(SCHEDULER_MODULE, SCHEDULER_VERSION, log)).path;
@@ -335,7 +335,7 @@ async function schedulerSource(log: Log): Promise<{ path: string; cached: boolea
     }
     writeFileSync(register, kept.join('\n'));
   });
-  return { ...r, note: SCHEDULER_EPP_NOTE };
+  return r;
 }
 
 async function routerSource(log: Log): Promise<{ path: string; cached: boolean }> {

@@ -37,7 +37,8 @@ export async function need(...names: ArtifactName[]): Promise<Requirement> {
     }
   }
   if (missing.length === 0) return { ok: true, artifacts: got };
-  const reason = `missing ${missing.map((m) => m.split('\n')[0]).join('; ')}`;
+  // An artifact built from another fails with that one's error: name each cause once.
+  const reason = `missing ${[...new Set(missing.map((m) => m.split('\n')[0]))].join('; ')}`;
   if (!warned.has(reason)) {
     warned.add(reason);
     process.stderr.write(`[interop] skipping tests: ${reason}\n`);

@@ -20,8 +20,8 @@ export const BIN_DIR = path.join(CACHE_DIR, 'bin');
 export const EXTPROC_CLIENT_DIR = path.join(ROOT, 'test/interop/extproc-client');
 
 export const GO_MISSING_MESSAGE =
-  'interop suite skipped: the Go toolchain (`go`) is not on PATH. Install Go >= 1.25 (https://go.dev/dl/, or your package manager) ' +
-  'to run it; it installs the pinned upstream simulator with `go install` from the Go module proxy.';
+  'interop suite skipped: the Go toolchain (`go`) is not on PATH. Install Go >= 1.26 (https://go.dev/dl/, or your package manager) ' +
+  'to run it; it builds the pinned upstream simulator, a Kubernetes control plane and the upstream llm-d programs from the Go module proxy.';
 
 export interface InteropEnv {
   available: boolean;
