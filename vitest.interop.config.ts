@@ -1,9 +1,10 @@
 import { defineConfig } from 'vitest/config';
 
 // The interop suite (npm run test:interop): pd-router against software it did not write (llm-d-inference-sim, Envoy's
-// generated ext_proc API). The global setup installs the pinned Go pieces once (cached in .cache/interop); without Go
-// every test is skipped with a message saying what to install. Files run one at a time: they start real processes
-// and check latencies, and the machine may have two cores.
+// generated ext_proc API, kube-apiserver and etcd, the upstream llm-d EPPs and sidecars). The global setup builds the
+// pinned Go pieces once (cached in .cache/interop) and starts a shared control plane; without Go every test is skipped
+// with a message saying what to install. Files run one at a time: they start real processes and check latencies, and
+// the machine may have two cores.
 export default defineConfig({
   test: {
     include: ['test/interop/**/*.test.ts'],

@@ -75,21 +75,20 @@ function headerMap(pseudo: Record<string, string>, h: Headers): { headers: Heade
   return { headers };
 }
 
-/** Applies an ext_proc header mutation: removals first, then sets with their append action (default: append). */
+/**
+ * Applies an ext_proc header mutation as Envoy's ext_proc filter does: removals first, then each set header replaces
+ * the header's values unless its (deprecated) `append` is true, which adds a value. Envoy's ext_proc reads only
+ * `append` and ignores `append_action`, so an EPP that leaves both unset (as llm-d's EPPs do for Content-Length and
+ * the echoed request headers) replaces the header rather than doubling it.
+ */
 export function applyMutation(h: Headers, m: HeaderMutation | undefined | null): void {
   if (!m) return;
   for (const name of m.remove_headers ?? []) h.delete(name.toLowerCase());
   for (const opt of m.set_headers ?? []) {
     const key = opt.header.key.toLowerCase();
     const value = headerValueText(opt.header);
-    const action = opt.append_action ?? 'APPEND_IF_EXISTS_OR_ADD';
-    const existing = h.get(key);
-    if (action === 'OVERWRITE_IF_EXISTS_OR_ADD') h.set(key, [value]);
-    else if (action === 'ADD_IF_ABSENT') {
-      if (!existing) h.set(key, [value]);
-    } else if (action === 'OVERWRITE_IF_EXISTS') {
-      if (existing) h.set(key, [value]);
-    } else h.set(key, [...(existing ?? []), value]);
+    if (opt.append?.value === true) h.set(key, [...(h.get(key) ?? []), value]);
+    else h.set(key, [value]);
   }
 }
 

@@ -1,9 +1,11 @@
-/** Endpoint discovery without restarts: the endpoints file (hot reload) and Kubernetes (InferencePool or selector). */
+/**
+ * Endpoint discovery without restarts: the endpoints file (hot reload). Kubernetes discovery (InferencePool or selector)
+ * runs against a real kube-apiserver in test/interop/kube-discovery.test.ts.
+ */
 import { rmSync, writeFileSync, renameSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { eppConfig, startEpp, type EppHandle } from '../../src/epp/index.js';
 import { parseEndpointsFile } from '../../src/epp/datalayer/endpoints-file.js';
-import { FakeKubeApiServer, inferencePoolObject, podObject } from '../fakes/kube-apiserver.js';
 import { metricValue, metricsText, waitFor } from '../helpers.js';
 import { endpointsFile, endpointsYaml, spec } from './fixtures.js';
 
@@ -12,12 +14,9 @@ const NO_SCRAPE = `${HEAD}dataLayer: {injectDefaults: false}\n`;
 const base = { host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, configText: NO_SCRAPE };
 
 let epp: EppHandle | undefined;
-let api: FakeKubeApiServer | undefined;
 afterEach(async () => {
   await epp?.close(500);
-  await api?.close();
   epp = undefined;
-  api = undefined;
 });
 
 const ids = (e: EppHandle) => e.store.all().map((x) => `${x.id}@${x.hostPort}[${x.labels['llm-d.ai/role'] ?? ''}]`).sort();
@@ -94,38 +93,5 @@ describe('endpoints file', () => {
     epp = await startEpp(eppConfig({ ...base, configText }));
     expect(ids(epp)).toEqual(['default/a@10.0.0.1:8000[]']);
     await expect(startEpp(eppConfig({ ...base, configText, endpointsFile: file, grpcPort: 0 }))).rejects.toThrow(/dataLayer.discovery and --endpoints-file both choose the endpoints/);
-  });
-});
-
-describe('Kubernetes discovery against a fake API server', () => {
-  it('InferencePool: Ready pods matching the selector, one endpoint per target port; pods come and go; readiness follows the sync', async () => {
-    api = await new FakeKubeApiServer().start();
-    api.upsert('inferencepools', inferencePoolObject('pool', { app: 'vllm' }, [8000]));
-    api.upsert('pods', podObject('p0', '10.2.0.1', { app: 'vllm', 'llm-d.ai/role': 'prefill' }));
-    api.upsert('pods', podObject('d0', '10.2.0.2', { app: 'vllm', 'llm-d.ai/role': 'decode' }));
-    api.upsert('pods', podObject('other', '10.2.0.9', { app: 'other' }));
-    api.upsert('pods', podObject('starting', '10.2.0.3', { app: 'vllm' }, { ready: false }));
-    epp = await startEpp(eppConfig({ ...base, poolName: 'pool', poolNamespace: 'default', kubeApiServer: api.url }));
-    await waitFor(() => epp!.ready(), 5000, 'pool synced');
-    // The fake API server does not replay events from a resourceVersion: wait until the watches are open.
-    await waitFor(() => api!.openWatches('pods') === 1 && api!.openWatches('inferencepools') === 1, 5000, 'watches open');
-    expect(ids(epp)).toEqual(['default/d0-rank-0@10.2.0.2:8000[decode]', 'default/p0-rank-0@10.2.0.1:8000[prefill]']);
-
-    api.upsert('pods', podObject('starting', '10.2.0.3', { app: 'vllm', 'llm-d.ai/role': 'decode' }));
-    await waitFor(() => epp!.store.size === 3, 5000, 'pod became ready');
-    api.remove('pods', 'default', 'p0');
-    await waitFor(() => !ids(epp!).some((i) => i.includes('p0')), 5000, 'pod removed');
-    api.upsert('inferencepools', inferencePoolObject('pool', { app: 'vllm' }, [8000, 8001]));
-    await waitFor(() => epp!.store.size === 4, 5000, 'second target port');
-    expect(ids(epp)).toContain('default/d0-rank-1@10.2.0.2:8001[decode]');
-  });
-
-  it('selector mode (--endpoint-selector, --endpoint-target-ports) needs no InferencePool', async () => {
-    api = await new FakeKubeApiServer().start();
-    api.upsert('pods', podObject('d0', '10.3.0.2', { app: 'x' }));
-    epp = await startEpp(eppConfig({ ...base, endpointSelector: 'app=x', endpointTargetPorts: ['8000', '8200'], poolNamespace: 'default', kubeApiServer: api.url }));
-    await waitFor(() => epp!.store.size === 2, 5000, 'selector endpoints');
-    expect(ids(epp)).toEqual(['default/d0-rank-0@10.3.0.2:8000[]', 'default/d0-rank-1@10.3.0.2:8200[]']);
-    expect(api.requests.some((r) => r.resource === 'inferencepools')).toBe(false);
   });
 });

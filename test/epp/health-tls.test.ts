@@ -7,7 +7,6 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { selfSignedCertificate } from '../../src/common/index.js';
 import { EXT_PROC_SERVICE_NAME } from '../../src/common/envoy/ext-proc.js';
 import { eppConfig, healthClientConstructor, startEpp, type EppHandle } from '../../src/epp/index.js';
-import { FakeKubeApiServer, inferencePoolObject, podObject } from '../fakes/kube-apiserver.js';
 import { waitFor } from '../helpers.js';
 import { ExtProcTestClient, body, headers } from './ext-proc-client.js';
 import { endpointsFile, endpointsYaml, spec } from './fixtures.js';
@@ -16,14 +15,11 @@ const CONFIG = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\ndataL
 const base = { host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, configText: CONFIG };
 
 let epp: EppHandle | undefined;
-let api: FakeKubeApiServer | undefined;
 const clients: grpc.Client[] = [];
 afterEach(async () => {
   for (const c of clients.splice(0)) c.close();
   await epp?.close(500);
-  await api?.close();
   epp = undefined;
-  api = undefined;
 });
 
 function healthClient(port: number): any {
@@ -39,15 +35,10 @@ const check = (c: any, service: string) =>
 const SERVICES = ['', 'liveness', 'readiness', EXT_PROC_SERVICE_NAME];
 
 describe('gRPC health', () => {
-  it('NOT_SERVING until discovery has synced, then SERVING for every service name; List and Watch as upstream', async () => {
-    api = await new FakeKubeApiServer().start();
-    api.upsert('inferencepools', inferencePoolObject('pool', { app: 'vllm' }, [8000]));
-    api.upsert('pods', podObject('d0', '10.4.0.1', { app: 'vllm' }));
-    api.failNext('pods', 403, 1);
-    epp = await startEpp(eppConfig({ ...base, secureServing: false, poolName: 'pool', poolNamespace: 'default', kubeApiServer: api.url }));
+  // NOT_SERVING until Kubernetes discovery has synced: test/interop/kube-discovery.test.ts (a real API server's 403).
+  it('SERVING for every service name once discovery has synced; List and Watch as upstream', async () => {
+    epp = await startEpp(eppConfig({ ...base, secureServing: false, endpointsFile: endpointsFile(endpointsYaml([spec('d0', '10.4.0.1')])) }));
     const h = healthClient(epp.healthPort);
-    for (const s of SERVICES) expect(await check(h, s)).toBe('NOT_SERVING');
-    await waitFor(async () => (await check(h, 'readiness')) === 'SERVING', 10_000, 'serving after the retried list');
     for (const s of SERVICES) expect(await check(h, s)).toBe('SERVING');
     const list = await new Promise<any>((resolve, reject) => h.List({}, (err: Error | null, r: unknown) => (err ? reject(err) : resolve(r))));
     expect(list.statuses).toEqual({ [EXT_PROC_SERVICE_NAME]: { status: 'SERVING' } });

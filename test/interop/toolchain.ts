@@ -21,8 +21,8 @@ export const EXTPROC_CLIENT_DIR = path.join(ROOT, 'test/interop/extproc-client')
 export const UPSTREAM_METRICS_DIR = path.join(ROOT, 'test/interop/upstream-metrics');
 
 export const GO_MISSING_MESSAGE =
-  'interop suite skipped: the Go toolchain (`go`) is not on PATH. Install Go >= 1.25 (https://go.dev/dl/, or your package manager) ' +
-  'to run it; it installs the pinned upstream simulator with `go install` from the Go module proxy.';
+  'interop suite skipped: the Go toolchain (`go`) is not on PATH. Install Go >= 1.26 (https://go.dev/dl/, or your package manager) ' +
+  'to run it; it builds the pinned upstream simulator, a Kubernetes control plane and the upstream llm-d programs from the Go module proxy.';
 
 export interface InteropEnv {
   available: boolean;
@@ -62,6 +62,9 @@ function runGo(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; ti
   return runProcess('go', args, { cwd: opts.cwd ?? ROOT, env: opts.env, timeoutMs: opts.timeoutMs, maxOutput: 100_000 });
 }
 
+/** Deadline of one `go install` / `go build` here: minutes on an idle machine, far more on a shared, loaded one. */
+const GO_INSTALL_TIMEOUT_MS = 30 * 60_000;
+
 const stampOf = (file: string) => `${file}.stamp`;
 const readStamp = (file: string) => (existsSync(stampOf(file)) ? readFileSync(stampOf(file), 'utf8').trim() : '');
 
@@ -84,7 +87,7 @@ export async function installSim(log: (line: string) => void): Promise<Pick<Inte
   const started = Date.now();
   const env = { GOBIN: BIN_DIR, CGO_ENABLED: '0' };
   const target = `${SIM_PACKAGE}@${SIM_VERSION}`;
-  let r = await runGo(['install', target], { env, timeoutMs: 8 * 60_000 });
+  let r = await runGo(['install', target], { env, timeoutMs: GO_INSTALL_TIMEOUT_MS });
   let note: string | undefined;
   if (r.code !== 0 && /loading deprecation for/.test(r.output)) {
     // "|" (not ",") so that any error of the configured proxies, a 403 included, falls through to the module cache.
@@ -93,9 +96,9 @@ export async function installSim(log: (line: string) => void): Promise<Pick<Inte
     note = `the module proxy refused ${SIM_MODULE}'s version list (deprecation check); retried with GOPROXY=${goproxy}`;
     log(`[interop] ${note}`);
     // `go mod download` fetches the pinned version (.info, .mod, .zip) and records it in the cache's version list.
-    const d = await runGo(['mod', 'download', `${SIM_MODULE}@${SIM_VERSION}`], { env, timeoutMs: 5 * 60_000 });
+    const d = await runGo(['mod', 'download', `${SIM_MODULE}@${SIM_VERSION}`], { env, timeoutMs: GO_INSTALL_TIMEOUT_MS });
     if (d.code !== 0) throw new Error(`go mod download ${SIM_MODULE}@${SIM_VERSION} failed (exit ${d.code}):\n${d.output.slice(-6000)}`);
-    r = await runGo(['install', target], { env: { ...env, GOPROXY: goproxy }, timeoutMs: 8 * 60_000 });
+    r = await runGo(['install', target], { env: { ...env, GOPROXY: goproxy }, timeoutMs: GO_INSTALL_TIMEOUT_MS });
   }
   if (r.code !== 0 || !existsSync(binary)) throw new Error(`go install ${target} failed (exit ${r.code}):\n${r.output.slice(-6000)}`);
   writeFileSync(stampOf(binary), pin + '\n');
@@ -114,7 +117,7 @@ export async function buildExtProcClient(log: (line: string) => void): Promise<P
   const goControlPlane = `github.com/envoyproxy/go-control-plane/envoy ${pin ?? '?'}`;
   if (existsSync(binary) && readStamp(binary) === digest) return { extProcClient: binary, extProcClientCached: true, goControlPlane };
   log(`[interop] building the Envoy ext_proc client (${goControlPlane})...`);
-  const r = await runGo(['build', '-mod=readonly', '-o', binary, '.'], { cwd: EXTPROC_CLIENT_DIR, env: { CGO_ENABLED: '0' }, timeoutMs: 5 * 60_000 });
+  const r = await runGo(['build', '-mod=readonly', '-o', binary, '.'], { cwd: EXTPROC_CLIENT_DIR, env: { CGO_ENABLED: '0' }, timeoutMs: GO_INSTALL_TIMEOUT_MS });
   if (r.code !== 0 || !existsSync(binary)) throw new Error(`go build of test/interop/extproc-client failed (exit ${r.code}):\n${r.output.slice(-6000)}`);
   writeFileSync(stampOf(binary), digest + '\n');
   return { extProcClient: binary, extProcClientCached: false, goControlPlane };

@@ -84,6 +84,9 @@ export type HeaderAppendAction = 'APPEND_IF_EXISTS_OR_ADD' | 'ADD_IF_ABSENT' | '
 
 export interface HeaderValueOption {
   header: HeaderValue;
+  /** Deprecated in Envoy's API but the only field its ext_proc filter reads: true adds a value, unset or false replaces. */
+  append?: { value?: boolean } | null;
+  /** Ignored by Envoy's ext_proc filter; pd-router's EPP sets OVERWRITE_IF_EXISTS_OR_ADD, which means the same there. */
   append_action?: HeaderAppendAction;
 }
 

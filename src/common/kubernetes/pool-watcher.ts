@@ -139,7 +139,8 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
   private syncedResolve!: () => void;
   private readonly syncedPromise: Promise<void>;
   private retryTimers = new Set<NodeJS.Timeout>();
-  private retryDelay = RETRY_MIN_MS;
+  /** Informers stopped on purpose (a selector change, the pool deleted, stop()): their aborted watch is no error. */
+  private readonly retired = new WeakSet<k8s.ListWatch<any>>();
   /** Errors seen (list or watch), for metrics. */
   errorCount = 0;
 
@@ -184,7 +185,14 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     this.stopped = true;
     for (const t of this.retryTimers) clearTimeout(t);
     this.retryTimers.clear();
-    await Promise.all([this.poolInformer?.stop(), this.podInformer?.stop()]);
+    await Promise.all([this.retire(this.poolInformer), this.retire(this.podInformer)]);
+  }
+
+  /** Stops an informer for good: the abort of its watch is not reported, counted or retried. */
+  private retire(informer: k8s.ListWatch<any> | undefined): Promise<void> | undefined {
+    if (!informer) return undefined;
+    this.retired.add(informer);
+    return informer.stop();
   }
 
   private emitChange(): void {
@@ -198,26 +206,30 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
    */
   private runInformer(what: string, informer: k8s.ListWatch<any>, onSynced: () => void): void {
     let failed = false;
+    // Each informer backs off on its own: the pool's and the pods' failures (both fail while the API server is down)
+    // must not double one shared delay twice as fast.
+    let retryDelay = RETRY_MIN_MS;
     informer.on('error', (err: unknown) => {
       failed = true;
+      // Stopping an informer aborts its watch, which ListWatch reports as an error; restarting it would leak it.
+      if (this.stopped || this.retired.has(informer)) return;
       this.errorCount++;
       const error = err instanceof Error ? err : new Error(String((err as { message?: string })?.message ?? err));
-      this.logger.warn({ err: error, what, retryInMs: this.retryDelay }, 'kubernetes list/watch failed, retrying');
+      this.logger.warn({ err: error, what, retryInMs: retryDelay }, 'kubernetes list/watch failed, retrying');
       if (this.listenerCount('error') > 0) this.emit('error', error);
-      if (this.stopped) return;
       const t = setTimeout(() => {
         this.retryTimers.delete(t);
-        if (!this.stopped) attempt();
-      }, this.retryDelay);
+        if (!this.stopped && !this.retired.has(informer)) attempt();
+      }, retryDelay);
       this.retryTimers.add(t);
-      this.retryDelay = Math.min(RETRY_MAX_MS, this.retryDelay * 2);
+      retryDelay = Math.min(RETRY_MAX_MS, retryDelay * 2);
     });
     const attempt = () => {
       failed = false;
       informer.start().then(
         () => {
           if (failed || this.stopped) return;
-          this.retryDelay = RETRY_MIN_MS;
+          retryDelay = RETRY_MIN_MS;
           onSynced();
         },
         () => undefined, // reported through the error callback
@@ -243,7 +255,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
       if (!spec) {
         this.logger.warn({ pool: `${src.namespace}/${src.name}` }, 'InferencePool has no usable selector; no endpoints');
         this.spec = undefined;
-        void this.podInformer?.stop();
+        void this.retire(this.podInformer);
         this.podInformer = undefined;
         this.emitChange();
         return;
@@ -258,7 +270,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     informer.on('delete', (obj) => {
       if (obj.metadata?.name !== src.name) return;
       this.spec = undefined;
-      void this.podInformer?.stop();
+      void this.retire(this.podInformer);
       this.podInformer = undefined;
       this.emitChange();
     });
@@ -269,7 +281,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
   }
 
   private startPods(): void {
-    void this.podInformer?.stop();
+    void this.retire(this.podInformer);
     const ns = this.source.namespace;
     const labelSelector = labelSelectorString(this.spec!.selector);
     const list = () => this.core.listNamespacedPod({ namespace: ns, labelSelector });

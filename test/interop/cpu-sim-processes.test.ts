@@ -4,8 +4,10 @@
  * binary, dist/src/bin/pd-router-<component>.js, as in the Dockerfile). What Kubernetes would provide is simulated
  * locally:
  * - each pod gets its own loopback address (so the manifests' fixed ports do not collide), passed as --host;
- * - the Kubernetes API is a fake serving the rendered InferencePool and the pods (for the EPP's discovery and the
- *   sidecar's SSRF allowlist), passed as --kube-api-server;
+ * - the Kubernetes API is the interop suite's real kube-apiserver: every rendered object is applied to a fresh
+ *   namespace, the prefill and decode pods are created from the Deployments' pod templates with their status written
+ *   as a kubelet would, and the EPP and the sidecar run with kubeconfigs of the manifests' ServiceAccounts, so the
+ *   manifests' RBAC is what lets them see the pool and its pods;
  * - the EPP's ConfigMap volume is a temporary directory; $(VAR) references are expanded from the container env.
  * A request then goes through our gateway (the Envoy stand-in) to the EPP and the pods.
  */
@@ -14,10 +16,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { gatewayConfig, startGateway, type GatewayHandle } from '../../src/gateway/index.js';
-import { FakeKubeApiServer } from '../fakes/kube-apiserver.js';
-import { ROOT, componentBinary, getJson, metricsText, metricValue, postJson, startCli } from '../helpers.js';
+import { ROOT, componentBinary, getJson, metricsText, metricValue, postJson, startCli, waitFor } from '../helpers.js';
+import type { KubeCluster } from './control-plane.js';
+import { describeWith, needSharedControlPlane, sharedCluster } from './need.js';
 
 type Obj = Record<string, any>;
 
@@ -27,14 +30,14 @@ const objs = parseAllDocuments(
 const find = (kind: string, name: string) => objs.find((o) => o.kind === kind && o.metadata.name === name)!;
 
 /** Kubernetes' $(VAR) expansion from a container's env (fieldRefs resolved from the pod's fields). */
-function containerEnv(c: Obj, pod: { name: string; ip: string }): Record<string, string> {
+function containerEnv(c: Obj, pod: { name: string; ip: string }, namespace: string): Record<string, string> {
   const env: Record<string, string> = {};
   for (const e of c.env ?? []) {
     if (e.value !== undefined) env[e.name] = e.value;
     const field = e.valueFrom?.fieldRef?.fieldPath;
     if (field === 'status.podIP') env[e.name] = pod.ip;
     if (field === 'metadata.name') env[e.name] = pod.name;
-    if (field === 'metadata.namespace') env[e.name] = 'default';
+    if (field === 'metadata.namespace') env[e.name] = namespace;
   }
   return env;
 }
@@ -42,12 +45,14 @@ const expand = (args: string[], env: Record<string, string>) => args.map((a) => 
 
 const PODS = { prefill: { name: 'prefill-7d9f', ip: '127.0.0.21' }, decode: { name: 'decode-5c2a', ip: '127.0.0.22' }, epp: { name: 'epp-1', ip: '127.0.0.23' } };
 
-let api: FakeKubeApiServer;
+const req = await needSharedControlPlane();
+let cluster: KubeCluster;
+let ns: string;
 let gateway: GatewayHandle;
 const stops: Array<() => Promise<number | null>> = [];
 
 async function run(c: Obj, pod: { name: string; ip: string }, extra: string[], ready: RegExp) {
-  const env = containerEnv(c, pod);
+  const env = containerEnv(c, pod, ns);
   const args = [...expand(c.args, env), `--host=${pod.ip}`, ...extra, '--log-level=info'];
   const component = /^ghcr\.io\/pd-router\/pd-router-(epp|sidecar|sim):/.exec(c.image)![1]!;
   const proc = await startCli(args, ready, { env: { ...env, PD_SIM_LOG_FORMAT: 'json' }, timeoutMs: 30_000, script: componentBinary(component) });
@@ -56,18 +61,16 @@ async function run(c: Obj, pod: { name: string; ip: string }, extra: string[], r
 }
 
 beforeAll(async () => {
-  api = await new FakeKubeApiServer().start();
-  api.upsert('inferencepools', find('InferencePool', 'pd-pool') as never);
+  if (!req.ok) return;
+  cluster = sharedCluster();
+  ns = await cluster.createNamespace('cpu-sim');
+  await cluster.apply(objs, { namespace: ns });
   for (const role of ['prefill', 'decode'] as const) {
-    const d = find('Deployment', role);
+    const template = find('Deployment', role).spec.template;
     const pod = PODS[role];
-    api.upsert('pods', {
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name: pod.name, namespace: 'default', labels: d.spec.template.metadata.labels },
-      status: { phase: 'Running', podIP: pod.ip, conditions: [{ type: 'Ready', status: 'True' }] },
-    });
+    await cluster.createPod(ns, pod.name, { labels: template.metadata.labels, spec: template.spec, ip: pod.ip });
   }
+  const kubeconfig = (sa: string) => cluster.serviceAccountKubeconfig(ns, sa);
   const prefill = find('Deployment', 'prefill').spec.template.spec.containers.find((c: Obj) => c.name === 'vllm');
   const decode = find('Deployment', 'decode').spec.template.spec;
   const eppDeployment = find('Deployment', 'pd-router-epp').spec.template.spec;
@@ -76,7 +79,7 @@ beforeAll(async () => {
   await run(
     decode.initContainers.find((c: Obj) => c.name === 'routing-sidecar'),
     PODS.decode,
-    [`--model-server-host=${PODS.decode.ip}`, `--kube-api-server=${api.url}`],
+    [`--model-server-host=${PODS.decode.ip}`, `--kubeconfig=${await kubeconfig(find('Deployment', 'decode').spec.template.spec.serviceAccountName)}`],
     /sidecar listening/,
   );
   // The EPP's config volume: the ConfigMap's data in a directory, the mount path rewritten to it.
@@ -86,17 +89,21 @@ beforeAll(async () => {
   const epp = eppDeployment.containers[0];
   const mount = epp.volumeMounts.find((m: Obj) => m.name === 'config').mountPath as string;
   const eppContainer = { ...epp, args: (epp.args as string[]).map((a) => a.replace(mount, configDir)) };
-  await run(eppContainer, PODS.epp, [`--kube-api-server=${api.url}`], /epp listening/);
+  await run(eppContainer, PODS.epp, [`--kubeconfig=${await kubeconfig(eppDeployment.serviceAccountName)}`], /epp listening/);
+  // Ready once their watches have synced: the sidecar's SSRF allowlist holds the prefill pod, the EPP scrapes both pods.
+  await waitFor(async () => (await getJson(`http://${PODS.decode.ip}:8000/ready`).catch(() => undefined))?.body?.ssrfAllowlist === 'synced', 30_000, 'sidecar allowlist synced');
+  const eppMetrics = `http://${PODS.epp.ip}:9090`;
+  await waitFor(async () => metricValue(await metricsText(eppMetrics), 'llm_d_epp_ready_endpoints', { name: 'pd-pool' }) === 2, 30_000, 'EPP sees both pods');
   gateway = await startGateway(gatewayConfig({ host: '127.0.0.1', port: 0, epp: `${PODS.epp.ip}:9002`, eppTls: true }));
 }, 180_000);
 
 afterAll(async () => {
   await gateway?.close();
   for (const stop of stops.reverse()) await stop();
-  await api?.close();
+  await cluster?.close();
 });
 
-describe('cpu-sim overlay, run as processes from its rendered manifests', () => {
+describeWith(req, 'cpu-sim overlay, run as processes from its rendered manifests against kube-apiserver', () => {
   it('the EPP found both pods through the InferencePool and serves; a long prompt is disaggregated', async () => {
     const eppMetrics = `http://${PODS.epp.ip}:9090`;
     const prompt = Array.from({ length: 300 }, (_, i) => `manifest${i}`).join(' ');

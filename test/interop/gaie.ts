@@ -1,0 +1,52 @@
+/** Gateway API Inference Extension's inferencepool Helm chart, rendered with the pinned helm (artifacts.ts). */
+import { chmodSync, cpSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { runProcess } from '../helpers.js';
+
+type Obj = Record<string, any>;
+
+function makeWritable(dir: string): void {
+  chmodSync(dir, 0o755);
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) makeWritable(p);
+    else chmodSync(p, statSync(p).mode | 0o200);
+  }
+}
+
+export interface ChartValues {
+  release: string;
+  namespace: string;
+  matchLabels: Record<string, string>;
+  targetPort: number;
+}
+
+/**
+ * `helm template` of config/charts/inferencepool from a GAIE module directory (read-only, so copied first; its
+ * epplib dependency is a file:// chart that `helm dependency build` packages offline). helm's own directories are
+ * temporary, so nothing is written to the user's helm cache or config.
+ */
+export async function renderInferencePoolChart(helm: string, gaieDir: string, v: ChartValues): Promise<Obj[]> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pd-helm-'));
+  try {
+    cpSync(path.join(gaieDir, 'config/charts'), path.join(dir, 'charts'), { recursive: true });
+    makeWritable(path.join(dir, 'charts'));
+    const env = { HELM_CACHE_HOME: path.join(dir, 'cache'), HELM_CONFIG_HOME: path.join(dir, 'config'), HELM_DATA_HOME: path.join(dir, 'data') };
+    const chart = path.join(dir, 'charts/inferencepool');
+    const dep = await runProcess(helm, ['dependency', 'build', chart], { env, timeoutMs: 60_000 });
+    if (dep.code !== 0) throw new Error(`helm dependency build failed (exit ${dep.code}):\n${dep.output.slice(-3000)}`);
+    const sets = [
+      ...Object.entries(v.matchLabels).map(([k, val]) => `inferencePool.modelServers.matchLabels.${k.replace(/\./g, '\\.')}=${val}`),
+      `inferencePool.targetPorts[0].number=${v.targetPort}`,
+    ];
+    const r = await runProcess(helm, ['template', v.release, chart, '--namespace', v.namespace, ...sets.flatMap((s) => ['--set', s])], { env, timeoutMs: 60_000 });
+    if (r.code !== 0) throw new Error(`helm template failed (exit ${r.code}):\n${r.output.slice(-3000)}`);
+    return parseAllDocuments(r.stdout)
+      .map((d) => d.toJSON() as Obj)
+      .filter((o) => o && o.kind);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
