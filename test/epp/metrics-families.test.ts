@@ -31,7 +31,8 @@ const GAIE_NOT_EMITTED = [
   // The InferenceModelRewrite CRD.
   'inference_extension_model_rewrite_decisions_total',
 ];
-const OWN = 'llm_d_epp_disagg_decision_reason_total';
+/** pd-router's own metrics, served in every mode. */
+const OWN = ['llm_d_epp_disagg_decision_reason_total', 'llm_d_epp_extproc_request_buffer_bytes']; // (and llm_d_epp_extproc_connections_drained_total once a connection is drained)
 
 /** One record through every EppMetrics entry point, so each family has a series. */
 function exercise(m: EppMetrics): void {
@@ -74,7 +75,7 @@ describe('metric families: the same schema as upstream', () => {
 
   it('gaie: every GAIE v1.4.0 / v0.7.1 family pd-router can fill, exactly as upstream (type, help, labels, buckets)', async () => {
     const got = await served('gaie');
-    expect([...got.keys()].sort()).toEqual([...gaieServed.map((f) => f.name), OWN].sort());
+    expect([...got.keys()].sort()).toEqual([...gaieServed.map((f) => f.name), ...OWN].sort());
     for (const ref of gaieServed) {
       const { samples, ...schema } = got.get(ref.name)!;
       expect(samples, ref.name).toBeGreaterThan(0);
@@ -86,7 +87,7 @@ describe('metric families: the same schema as upstream', () => {
 
   it('llm-d: every llm-d-router family pd-router fills, exactly as upstream', async () => {
     const got = await served('llm-d');
-    expect([...got.keys()].sort()).toEqual([...llmd.map((f) => f.name), OWN].sort());
+    expect([...got.keys()].sort()).toEqual([...llmd.map((f) => f.name), ...OWN].sort());
     for (const ref of llmd) {
       const { samples: _, ...schema } = got.get(ref.name)!;
       expect(schema, ref.name).toEqual(ref);
@@ -95,7 +96,7 @@ describe('metric families: the same schema as upstream', () => {
 
   it('both (the default): the union, and pd-router\'s reason counter in every mode', async () => {
     const got = await served('both');
-    expect([...got.keys()].sort()).toEqual([...gaieServed.map((f) => f.name), ...llmd.map((f) => f.name), OWN].sort());
+    expect([...got.keys()].sort()).toEqual([...gaieServed.map((f) => f.name), ...llmd.map((f) => f.name), ...OWN].sort());
     expect(new EppMetrics().family).toBe('both');
   });
 });
@@ -185,9 +186,9 @@ describe('metric families: one measurement, every family', () => {
       await streamedRequest('hello again');
       const names = [...familiesOf(await metricsText(`http://127.0.0.1:${t.epp.metricsPort}`)).keys()].filter((n) => /^(llm_d_|inference_)/.test(n));
       const gaieName = (n: string) => /^(inference_|llm_d_inference_scheduler_)/.test(n);
-      expect(names.filter((n) => n !== OWN).every((n) => (family === 'gaie' ? gaieName(n) : !gaieName(n))), names.join(' ')).toBe(true);
+      expect(names.filter((n) => !OWN.includes(n)).every((n) => (family === 'gaie' ? gaieName(n) : !gaieName(n))), names.join(' ')).toBe(true);
       expect(names).toContain(family === 'gaie' ? 'inference_objective_request_total' : 'llm_d_epp_request_total');
-      expect(names).toContain(OWN);
+      for (const own of OWN) expect(names).toContain(own);
     });
   }
 });

@@ -41,7 +41,7 @@ async function aborted(t: TestEpp): Promise<StreamEnd> {
 /** A good stream's failure, as a result to compare (not a rejection left unhandled while the flood goes on). */
 const failed = (e: Error): StreamEnd => ({ code: -1, details: e.message });
 
-const closedStreams = async (t: TestEpp) => (await t.epp.metrics.streamsTotal.get()).values.reduce((n, v) => n + v.value, 0);
+const closedStreams = async (t: TestEpp) => (await t.epp.metrics.llmd!.streamsTotal.get()).values.reduce((n, v) => n + v.value, 0);
 
 /** As `aborted`, one at a time: the EPP has seen the stream open and close before the next one. */
 async function abortedSeen(t: TestEpp): Promise<StreamEnd> {

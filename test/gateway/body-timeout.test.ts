@@ -31,7 +31,7 @@ describe('a stalled upload through the gateway', () => {
     });
     expect(result).toEqual({ status: 408, body: 'request body made no progress for 300ms (100 bytes received)', closed: true });
     expect([...s.decode.requests, ...s.prefill.requests]).toEqual([]);
-    expect(await s.epp!.metrics.streamsTotal.get()).toMatchObject({ values: [] });
+    expect(await s.epp!.metrics.llmd!.streamsTotal.get()).toMatchObject({ values: [] });
     expect((await s.gateway.metrics.requests.get()).values).toEqual([expect.objectContaining({ labels: { code: '408' }, value: 1 })]);
   });
 });
