@@ -204,7 +204,8 @@ describeWith(req, 'EPP discovery against kube-apiserver', () => {
   });
 
   it('gRPC health: NOT_SERVING while RBAC denies the pod list (403), SERVING for every service name once the Role is bound', async () => {
-    const { ns, kubeconfig } = await namespaceWith('epp-health', [{ apiGroups: ['inference.networking.k8s.io'], resources: ['inferencepools'], verbs: ['get', 'list', 'watch'] }]);
+    // The pool and the pool's InferenceModelRewrites / InferenceObjectives (GAIE's rule), not the pods.
+    const { ns, kubeconfig } = await namespaceWith('epp-health', [GAIE_EPP_RULES[0]!, { apiGroups: ['inference.networking.k8s.io'], resources: ['inferencepools'], verbs: ['get', 'list', 'watch'] }]);
     await cluster.apply(inferencePool('pool', { app: 'vllm' }, [8000]), { namespace: ns });
     await cluster.createPod(ns, 'd0', { labels: { app: 'vllm' }, ip: '10.4.0.1' });
     const log = capturedLogger();
