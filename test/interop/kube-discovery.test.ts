@@ -184,7 +184,8 @@ describeWith(req, 'EPP discovery against kube-apiserver', () => {
     await cluster.createPod(ns, 'pending', { labels: { app: 'vllm' } }); // no IP yet
     epp = await startEpp(eppConfig({ ...base, poolName: 'pool', poolNamespace: ns, kubeconfig }));
     await untilIds([`${ns}/d0-rank-0@10.2.0.2:8000[decode]`, `${ns}/p0-rank-0@10.2.0.1:8000[prefill]`], 'pool synced');
-    expect(epp.ready()).toBe(true);
+    // Ready once the pool's InferenceModelRewrites and InferenceObjectives are listed too.
+    await until(epp.crds!, 'status', () => epp!.ready(), T, 'ready');
 
     await cluster.patchPodMetadata(ns, 'starting', { labels: { 'llm-d.ai/role': 'decode' } });
     await cluster.setPodStatus(ns, 'starting', { ready: true });
@@ -219,6 +220,7 @@ describeWith(req, 'EPP discovery against kube-apiserver', () => {
       for (const s of ['', 'liveness', 'readiness', EXT_PROC_SERVICE_NAME]) expect(await check(s)).toBe('NOT_SERVING');
       await cluster.grant(ns, 'epp', 'pods', [{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }]);
       await until(epp.store, 'changed', () => epp!.store.size === 1, T, 'pods listed after the retry');
+      await until(epp.crds!, 'status', () => epp!.ready(), T, 'the CRDs listed too');
       for (const s of ['', 'liveness', 'readiness', EXT_PROC_SERVICE_NAME]) expect(await check(s)).toBe('SERVING');
     } finally {
       h.close();
