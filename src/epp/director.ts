@@ -1,12 +1,13 @@
 /**
  * From a buffered request to a routing decision (llm-d's Director): parse the body with the parser the path selects,
- * apply the model rewrite header, take the candidates (subset-filtered), run the data producers, the scheduler and
+ * rewrite the model (InferenceModelRewrite, else the rewrite header), give it its objective's priority, take the candidates (subset-filtered), run the data producers, the scheduler and
  * the PreRequest plugins. Everything here is synchronous: a decision costs no event-loop turn.
  */
 import type { Logger } from 'pino';
 import { estimateTokenCount } from '../common/openai/index.js';
 import type { LoadedEndpointPickerConfig } from './config/loader.js';
 import type { EndpointStore } from './datalayer/endpoint-store.js';
+import { NO_REQUEST_POLICIES, type RequestPolicies } from './datalayer/inference-crds.js';
 import { InferenceError, noCandidates } from './framework/errors.js';
 import { SchedulingContext, type Endpoint, type InferenceRequest, type SchedulingResult } from './framework/types.js';
 import type { EppMetrics } from './metrics.js';
@@ -42,6 +43,8 @@ export class RequestDirector {
     readonly store: EndpointStore,
     private readonly metrics: EppMetrics,
     private readonly logger: Logger,
+    /** InferenceModelRewrites and InferenceObjectives (none without Kubernetes discovery). */
+    private readonly policies: RequestPolicies = NO_REQUEST_POLICIES,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -54,13 +57,20 @@ export class RequestDirector {
     let model = '';
     if (parsed.json && typeof parsed.json.model === 'string') model = parsed.json.model;
     if (parsed.requiresModel && model === '') throw new InferenceError('BadRequest', 'model not found in request body');
-    const rewrite = firstHeader(headers, MODEL_REWRITE_HEADERS);
     let targetModel = model;
     let forwarded = body;
-    if (rewrite && parsed.json && rewrite !== model) {
-      targetModel = rewrite;
-      forwarded = Buffer.from(JSON.stringify({ ...parsed.json, model: rewrite }), 'utf8');
+    if (parsed.json) {
+      // As llm-d-router's Director: the header names the target, then an InferenceModelRewrite rule matching the
+      // body's model overrides it.
+      targetModel = firstHeader(headers, MODEL_REWRITE_HEADERS) || model;
+      const crd = this.policies.rewrite(model);
+      if (crd) {
+        targetModel = crd.targetModel;
+        this.metrics.modelRewriteDecision(crd.rewriteName, model, crd.targetModel);
+      }
+      if (targetModel !== model) forwarded = Buffer.from(JSON.stringify({ ...parsed.json, model: targetModel }), 'utf8');
     }
+    const objective = firstHeader(headers, OBJECTIVE_HEADERS) ?? '';
     const request: InferenceRequest = {
       requestId,
       model,
@@ -74,7 +84,8 @@ export class RequestDirector {
       parser: parser.name,
       stream: parsed.stream,
       cacheSalt: parsed.cacheSalt,
-      objective: firstHeader(headers, OBJECTIVE_HEADERS) ?? '',
+      objective,
+      priority: this.policies.priority(objective),
     };
     return { request, body: forwarded, parser };
   }

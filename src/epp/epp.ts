@@ -12,6 +12,7 @@ import { ConfigError, closeWithDeadline, fastifyBaseOptions, hostPort, listen, r
 import { extProcServiceDefinition } from '../common/envoy/ext-proc.js';
 import { loadEndpointPickerConfig, type LoadedEndpointPickerConfig } from './config/loader.js';
 import { startDiscovery } from './datalayer/discovery.js';
+import { startInferenceCrdWatcher, type InferenceCrdWatcher } from './datalayer/inference-crds.js';
 import { EndpointStore } from './datalayer/endpoint-store.js';
 import { MetricsScraper } from './datalayer/metrics-scraper.js';
 import { RequestDirector } from './director.js';
@@ -32,7 +33,9 @@ export interface EppHandle {
   readonly metrics: EppMetrics;
   /** The serving certificate (PEM) when --secure-serving is on. */
   readonly certificate?: string;
-  /** Discovery synced and not draining. */
+  /** The pool's InferenceModelRewrites and InferenceObjectives (with --pool-name only). */
+  readonly crds?: InferenceCrdWatcher;
+  /** Discovery synced (and the pool's CRDs listed) and not draining. */
   ready(): boolean;
   close(deadlineMs?: number): Promise<void>;
 }
@@ -117,9 +120,18 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
       cleanups.push(() => scraper.stop());
     }
 
+    // As llm-d-router: the CRD reconcilers run with an InferencePool, not in selector or file mode.
+    let crds: InferenceCrdWatcher | undefined;
+    if (o.poolName) {
+      const pool = { namespace: o.poolNamespace || 'default', name: o.poolName, group: o.poolGroup, server: o.kubeApiServer, kubeconfig: o.kubeconfig };
+      const watcher = startInferenceCrdWatcher(pool, logger, { random: opts.random, onConfiguredModels: (m) => metrics.pinModelNames(m) });
+      cleanups.push(() => watcher.stop());
+      crds = watcher;
+    }
+
     let draining = false;
-    const ready = () => store.synced && !draining;
-    const director = new RequestDirector(config, store, metrics, logger);
+    const ready = () => store.synced && (crds?.ready() ?? true) && !draining;
+    const director = new RequestDirector(config, store, metrics, logger, crds);
     const maxMessage = Math.max(o.maxRequestBodySize, o.maxResponseBodyBuffer) + 1024 * 1024;
     const server = new grpc.Server({
       'grpc.max_receive_message_length': maxMessage,
@@ -175,6 +187,7 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
       config,
       metrics,
       certificate,
+      crds,
       ready,
       close(deadlineMs = 5_000) {
         closing ??= (async () => {

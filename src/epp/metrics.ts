@@ -32,12 +32,20 @@ const MAX_LABEL_VALUES = 100;
 /** llm-d-router's fairness id when a request names none (metadata.DefaultFairnessID). */
 export const DEFAULT_FAIRNESS_ID = 'default-flow';
 
-/** Keeps at most `max` distinct values of a label; the rest become `other`. */
+/**
+ * Keeps at most `max` distinct values of a label; the rest become `other`. Pinned values (the model names
+ * InferenceModelRewrites configure, as llm-d-router pins them) always keep their own value and take no slot.
+ */
 export class LabelGuard {
   private readonly seen = new Set<string>();
+  private readonly pinned = new Set<string>();
   constructor(private readonly max = MAX_LABEL_VALUES) {}
+  /** Pins are never removed: series already exported keep their label, and paired gauge updates stay balanced. */
+  pin(v: string): void {
+    this.pinned.add(v);
+  }
   value(v: string): string {
-    if (this.seen.has(v)) return v;
+    if (this.seen.has(v) || this.pinned.has(v)) return v;
     if (this.seen.size >= this.max) return 'other';
     this.seen.add(v);
     return v;
@@ -103,6 +111,18 @@ export class EppMetrics {
     const byFairness = getOrAdd(byTarget, t, () => new Map());
     const byPriority = getOrAdd(byFairness, f, () => new Map());
     return getOrAdd(byPriority, p, () => new RequestSeries(this.llmd, this.gaie, { model_name: m, target_model_name: t, fairness_id: f, priority: p }));
+  }
+
+  /** Model names configured by InferenceModelRewrites: they keep their label value however many others clients send. */
+  pinModelNames(names: Iterable<string>): void {
+    for (const n of names) this.models.pin(n);
+  }
+
+  /** A request's model rewritten by an InferenceModelRewrite rule (the rewrite's name and target come from config). */
+  modelRewriteDecision(rewriteName: string, model: string, targetModel: string): void {
+    const labels = { model_rewrite_name: rewriteName, model_name: this.models.value(model), target_model: targetModel };
+    this.llmd?.modelRewriteDecisions.inc(labels);
+    this.gaie?.modelRewriteDecisions.inc(labels);
   }
 
   /** A scheduling attempt that picked `first` (the primary profile's first target). */

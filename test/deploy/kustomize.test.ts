@@ -134,14 +134,13 @@ describe('kustomize overlays', () => {
 });
 
 describe('RBAC', () => {
-  it('grants exactly list and watch on pods and inferencepools, to the EPP and to the decode pods', () => {
+  it('grants exactly list and watch on pods and inferencepools, to the EPP and to the decode pods; the EPP also reads the pool\'s rewrites and objectives', () => {
     const objs = rendered.get('nvidia')!;
-    for (const name of ['pd-router-epp', 'pd-router-sidecar']) {
+    const pool = ['/pods:list,watch', 'inference.networking.k8s.io/inferencepools:list,watch'];
+    const crds = ['llm-d.ai,inference.networking.x-k8s.io/inferencemodelrewrites,inferenceobjectives:get,list,watch'];
+    for (const [name, expected] of [['pd-router-epp', [...pool, ...crds]], ['pd-router-sidecar', pool]] as const) {
       const rules = find(objs, 'Role', name).rules as Obj[];
-      expect(rules.map((r) => `${r.apiGroups.join(',')}/${r.resources.join(',')}:${[...r.verbs].sort().join(',')}`).sort()).toEqual([
-        '/pods:list,watch',
-        'inference.networking.k8s.io/inferencepools:list,watch',
-      ]);
+      expect(rules.map((r) => `${r.apiGroups.join(',')}/${r.resources.join(',')}:${[...r.verbs].sort().join(',')}`).sort()).toEqual([...expected].sort());
       const binding = find(objs, 'RoleBinding', name);
       expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name }]);
     }

@@ -28,8 +28,6 @@ const GAIE_NOT_EMITTED = [
   'inference_extension_flow_control_queue_size',
   'inference_extension_flow_control_request_enqueue_duration_seconds',
   'inference_extension_flow_control_request_queue_duration_seconds',
-  // The InferenceModelRewrite CRD.
-  'inference_extension_model_rewrite_decisions_total',
 ];
 /** pd-router's own metrics, served in every mode. */
 const OWN = ['llm_d_epp_disagg_decision_reason_total', 'llm_d_epp_extproc_request_buffer_bytes']; // (and llm_d_epp_extproc_connections_drained_total once a connection is drained)
@@ -60,6 +58,7 @@ function exercise(m: EppMetrics): void {
   m.extractErrors('metrics-data-source', 'core-metrics-extractor').inc();
   m.streamOpened();
   m.streamClosed('OK', 0.1);
+  m.modelRewriteDecision('rw', 'model', 'target');
 }
 
 async function served(family: 'gaie' | 'llm-d' | 'both') {

@@ -41,6 +41,7 @@ const request: InferenceRequest = {
   stream: false,
   cacheSalt: '',
   objective: '',
+  priority: 0,
 };
 const ctx = () => new SchedulingContext({ ...request, headers: {} }, silentLogger());
 

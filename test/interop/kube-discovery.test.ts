@@ -184,7 +184,8 @@ describeWith(req, 'EPP discovery against kube-apiserver', () => {
     await cluster.createPod(ns, 'pending', { labels: { app: 'vllm' } }); // no IP yet
     epp = await startEpp(eppConfig({ ...base, poolName: 'pool', poolNamespace: ns, kubeconfig }));
     await untilIds([`${ns}/d0-rank-0@10.2.0.2:8000[decode]`, `${ns}/p0-rank-0@10.2.0.1:8000[prefill]`], 'pool synced');
-    expect(epp.ready()).toBe(true);
+    // Ready once the pool's InferenceModelRewrites and InferenceObjectives are listed too.
+    await until(epp.crds!, 'status', () => epp!.ready(), T, 'ready');
 
     await cluster.patchPodMetadata(ns, 'starting', { labels: { 'llm-d.ai/role': 'decode' } });
     await cluster.setPodStatus(ns, 'starting', { ready: true });
@@ -204,7 +205,8 @@ describeWith(req, 'EPP discovery against kube-apiserver', () => {
   });
 
   it('gRPC health: NOT_SERVING while RBAC denies the pod list (403), SERVING for every service name once the Role is bound', async () => {
-    const { ns, kubeconfig } = await namespaceWith('epp-health', [{ apiGroups: ['inference.networking.k8s.io'], resources: ['inferencepools'], verbs: ['get', 'list', 'watch'] }]);
+    // The pool and the pool's InferenceModelRewrites / InferenceObjectives (GAIE's rule), not the pods.
+    const { ns, kubeconfig } = await namespaceWith('epp-health', [GAIE_EPP_RULES[0]!, { apiGroups: ['inference.networking.k8s.io'], resources: ['inferencepools'], verbs: ['get', 'list', 'watch'] }]);
     await cluster.apply(inferencePool('pool', { app: 'vllm' }, [8000]), { namespace: ns });
     await cluster.createPod(ns, 'd0', { labels: { app: 'vllm' }, ip: '10.4.0.1' });
     const log = capturedLogger();
@@ -218,6 +220,7 @@ describeWith(req, 'EPP discovery against kube-apiserver', () => {
       for (const s of ['', 'liveness', 'readiness', EXT_PROC_SERVICE_NAME]) expect(await check(s)).toBe('NOT_SERVING');
       await cluster.grant(ns, 'epp', 'pods', [{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }]);
       await until(epp.store, 'changed', () => epp!.store.size === 1, T, 'pods listed after the retry');
+      await until(epp.crds!, 'status', () => epp!.ready(), T, 'the CRDs listed too');
       for (const s of ['', 'liveness', 'readiness', EXT_PROC_SERVICE_NAME]) expect(await check(s)).toBe('SERVING');
     } finally {
       h.close();

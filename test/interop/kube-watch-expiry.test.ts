@@ -74,6 +74,7 @@ async function startBoth(ns: string, eppKubeconfig: string, sidecarKubeconfig: s
     sidecarConfig({ host: '127.0.0.1', port: 0, secureProxy: false, modelServerPort: 1, enableSsrfProtection: true, inferencePool: `${ns}/pool`, poolGroup, kubeconfig: sidecarKubeconfig }),
   );
   await untilIds([`${ns}/a-rank-0@10.5.0.1:8000`, `${ns}/b-rank-0@10.5.0.2:8000`], 'EPP synced');
+  await until(epp.crds!, 'status', () => epp!.ready(), T, 'EPP ready (the pool\'s CRDs listed too)');
   expect(sidecar.guard.ready()).toBe(true);
   expect(sidecar.guard.allowed('10.5.0.1', 8000) && sidecar.guard.allowed('10.5.0.2', 8000)).toBe(true);
 }

@@ -16,6 +16,7 @@
 import { EventEmitter } from 'node:events';
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { runInformer, type RunningInformer } from './informer.js';
 
 export interface PodEndpoint {
   /** `<namespace>/<pod>` */
@@ -121,9 +122,6 @@ export interface PoolWatcherEvents {
   error: [Error];
 }
 
-const RETRY_MIN_MS = 500;
-const RETRY_MAX_MS = 30_000;
-
 /**
  * Emits `change` with the full endpoint list whenever it changes. `synced()` resolves after the first successful
  * listing of the pool (pool mode) and of its pods, or rejects after `timeoutMs`.
@@ -138,7 +136,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
   private stopped = false;
   private syncedResolve!: () => void;
   private readonly syncedPromise: Promise<void>;
-  private retryTimers = new Set<NodeJS.Timeout>();
+  private readonly running = new Map<k8s.ListWatch<any>, RunningInformer>();
   /** Informers stopped on purpose (a selector change, the pool deleted, stop()): their aborted watch is no error. */
   private readonly retired = new WeakSet<k8s.ListWatch<any>>();
   /** Errors seen (list or watch), for metrics. */
@@ -183,8 +181,8 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const t of this.retryTimers) clearTimeout(t);
-    this.retryTimers.clear();
+    for (const r of this.running.values()) r.cancel();
+    this.running.clear();
     await Promise.all([this.retire(this.poolInformer), this.retire(this.podInformer)]);
   }
 
@@ -192,6 +190,8 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
   private retire(informer: k8s.ListWatch<any> | undefined): Promise<void> | undefined {
     if (!informer) return undefined;
     this.retired.add(informer);
+    this.running.get(informer)?.cancel();
+    this.running.delete(informer);
     return informer.stop();
   }
 
@@ -199,43 +199,21 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     this.emit('change', this.endpoints());
   }
 
-  /**
-   * Starts an informer and keeps it running: ListWatch reports list/watch failures through its error callback (its
-   * start() resolves either way), so a failed attempt schedules a restart with backoff, and `onSynced` runs only after
-   * an attempt whose list succeeded.
-   */
+  /** Starts an informer and keeps it running (retries with backoff, see runInformer). */
   private runInformer(what: string, informer: k8s.ListWatch<any>, onSynced: () => void): void {
-    let failed = false;
     // Each informer backs off on its own: the pool's and the pods' failures (both fail while the API server is down)
     // must not double one shared delay twice as fast.
-    let retryDelay = RETRY_MIN_MS;
-    informer.on('error', (err: unknown) => {
-      failed = true;
-      // Stopping an informer aborts its watch, which ListWatch reports as an error; restarting it would leak it.
-      if (this.stopped || this.retired.has(informer)) return;
-      this.errorCount++;
-      const error = err instanceof Error ? err : new Error(String((err as { message?: string })?.message ?? err));
-      this.logger.warn({ err: error, what, retryInMs: retryDelay }, 'kubernetes list/watch failed, retrying');
-      if (this.listenerCount('error') > 0) this.emit('error', error);
-      const t = setTimeout(() => {
-        this.retryTimers.delete(t);
-        if (!this.stopped && !this.retired.has(informer)) attempt();
-      }, retryDelay);
-      this.retryTimers.add(t);
-      retryDelay = Math.min(RETRY_MAX_MS, retryDelay * 2);
+    const running = runInformer(informer, {
+      what,
+      logger: this.logger,
+      retired: () => this.stopped || this.retired.has(informer),
+      onError: (error) => {
+        this.errorCount++;
+        if (this.listenerCount('error') > 0) this.emit('error', error);
+      },
+      onSynced,
     });
-    const attempt = () => {
-      failed = false;
-      informer.start().then(
-        () => {
-          if (failed || this.stopped) return;
-          retryDelay = RETRY_MIN_MS;
-          onSynced();
-        },
-        () => undefined, // reported through the error callback
-      );
-    };
-    attempt();
+    this.running.set(informer, running);
   }
 
   private startPool(src: Extract<PoolSource, { kind: 'pool' }>): void {

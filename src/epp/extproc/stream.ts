@@ -234,7 +234,7 @@ export class ExtProcStream {
     const director = this.deps.director;
     this.parsed = director.parse(this.requestId, this.headers.values, body);
     const request = this.parsed.request;
-    this.series = this.deps.metrics.request(request.model, request.targetModel, firstHeader(request.headers, FAIRNESS_ID_HEADERS) ?? DEFAULT_FAIRNESS_ID);
+    this.series = this.deps.metrics.request(request.model, request.targetModel, firstHeader(request.headers, FAIRNESS_ID_HEADERS) ?? DEFAULT_FAIRNESS_ID, request.priority);
     this.scheduled = director.schedule(request, this.subset);
     // Counted once scheduled, as upstream: a rejected request counts only as an error.
     this.series.accepted(body.length);

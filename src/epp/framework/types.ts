@@ -26,6 +26,8 @@ export interface InferenceRequest extends DecisionRequest {
   readonly stream: boolean;
   readonly cacheSalt: string;
   readonly objective: string;
+  /** The priority of the request's InferenceObjective (0 without one); higher is more important. */
+  readonly priority: number;
   readonly headers: Record<string, string>;
 }
 
