@@ -136,9 +136,9 @@ describe('gateway with an EPP that echoes pseudo-headers (as llm-d-router ebab68
             call.write(mutation(h));
             if (m.request_headers.end_of_stream) return;
           }
-          if (m.request_body) call.write({ request_body: { response: { body_mutation: { streamed_response: { body: m.request_body.body, end_of_stream: m.request_body.end_of_stream } } } } });
+          if (m.request_body) call.write({ request_body: { response: { body_mutation: { streamed_response: { body: m.request_body.body ?? Buffer.alloc(0), end_of_stream: m.request_body.end_of_stream ?? false } } } } });
           if (m.response_headers) call.write(responseMutation);
-          if (m.response_body) call.write({ response_body: { response: { body_mutation: { streamed_response: { body: m.response_body.body, end_of_stream: m.response_body.end_of_stream } } } } });
+          if (m.response_body) call.write({ response_body: { response: { body_mutation: { streamed_response: { body: m.response_body.body ?? Buffer.alloc(0), end_of_stream: m.response_body.end_of_stream ?? false } } } } });
         });
         call.on('end', () => call.end());
         call.on('error', () => undefined);
