@@ -21,6 +21,11 @@ export class GatewayMetrics {
     help: 'Requests (or responses) served without the EPP because --failure-mode-allow is set.',
     registers: [this.registry],
   });
+  readonly rejectedHeaderMutations = new Counter({
+    name: 'pd_router_gateway_rejected_header_mutations_total',
+    help: "ext_proc header changes ignored by Envoy's default mutation rules (Envoy's rejected_header_mutations): host, :authority, :method, :scheme, x-envoy-*, removals of pseudo-headers.",
+    registers: [this.registry],
+  });
   readonly eppDecision: Histogram<never> = new Histogram({
     name: 'pd_router_gateway_epp_decision_seconds',
     help: 'From the request arriving to the EPP\'s routing decision (includes reading the body).',

@@ -20,18 +20,11 @@ import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Logger } from 'pino';
-import {
-  envoyStatusNumber,
-  headerValueText,
-  structToJson,
-  type CommonResponse,
-  type HeaderMutation,
-  type HeaderValue,
-  type ProcessingResponse,
-} from '../common/envoy/ext-proc.js';
+import { envoyStatusNumber, structToJson, type CommonResponse, type HeaderValue, type ProcessingResponse } from '../common/envoy/ext-proc.js';
 import { HOP_BY_HOP_HEADERS, LegStopped, UpstreamLeg, connectErrorCode, drainOrClose, type StopSignal } from '../common/index.js';
 import { ROUTING_HEADERS } from '../common/pd-contract.js';
 import { EppUnavailable, type ExtProcSession } from './ext-proc-session.js';
+import { applyMutation, InvalidHeaderMutation, type HeaderMultiMap } from './header-mutation.js';
 import type { GatewayConfig } from './options.js';
 import type { GatewayMetrics } from './metrics.js';
 
@@ -57,11 +50,12 @@ export interface ProxyDeps {
   nextFallback: () => string | undefined;
 }
 
-/** Request headers as a multi-map (lower-case names), the form mutations apply to. */
-type Headers = Map<string, string[]>;
+/** Request headers as a multi-map (lower-case names), the form mutations apply to; pseudo-headers under `:` names. */
+type Headers = HeaderMultiMap;
 
-function toHeaders(h: IncomingHttpHeaders): Headers {
-  const out: Headers = new Map();
+/** The request as Envoy's ext_proc filter sees it: the pseudo-headers first, then the client's headers. */
+function toHeaders(pseudo: Record<string, string>, h: IncomingHttpHeaders): Headers {
+  const out: Headers = new Map(Object.entries(pseudo).map(([k, v]) => [k, [v]]));
   for (const [k, v] of Object.entries(h)) if (v !== undefined) out.set(k, Array.isArray(v) ? [...v] : [String(v)]);
   // The gateway answered the expectation itself (100 Continue) and has the body: like Envoy, it passes the header
   // neither to the EPP nor upstream (undici refuses to send it).
@@ -69,27 +63,10 @@ function toHeaders(h: IncomingHttpHeaders): Headers {
   return out;
 }
 
-function headerMap(pseudo: Record<string, string>, h: Headers): { headers: HeaderValue[] } {
-  const headers: HeaderValue[] = Object.entries(pseudo).map(([key, v]) => ({ key, raw_value: Buffer.from(v) }));
+function headerMap(h: Headers): { headers: HeaderValue[] } {
+  const headers: HeaderValue[] = [];
   for (const [key, values] of h) for (const v of values) headers.push({ key, raw_value: Buffer.from(v) });
   return { headers };
-}
-
-/**
- * Applies an ext_proc header mutation as Envoy's ext_proc filter does: removals first, then each set header replaces
- * the header's values unless its (deprecated) `append` is true, which adds a value. Envoy's ext_proc reads only
- * `append` and ignores `append_action`, so an EPP that leaves both unset (as llm-d's EPPs do for Content-Length and
- * the echoed request headers) replaces the header rather than doubling it.
- */
-export function applyMutation(h: Headers, m: HeaderMutation | undefined | null): void {
-  if (!m) return;
-  for (const name of m.remove_headers ?? []) h.delete(name.toLowerCase());
-  for (const opt of m.set_headers ?? []) {
-    const key = opt.header.key.toLowerCase();
-    const value = headerValueText(opt.header);
-    if (opt.append?.value === true) h.set(key, [...(h.get(key) ?? []), value]);
-    else h.set(key, [value]);
-  }
 }
 
 function commonOf(r: ProcessingResponse): CommonResponse | undefined {
@@ -119,7 +96,13 @@ function writeLocalReply(res: ServerResponse, status: number, body: string, head
 function relayImmediate(res: ServerResponse, r: NonNullable<ProcessingResponse['immediate_response']>): number {
   const status = envoyStatusNumber(r.status?.code);
   const h: Headers = new Map();
-  applyMutation(h, r.headers);
+  try {
+    applyMutation(h, r.headers);
+  } catch (err) {
+    // Envoy logs a failed immediate-response mutation and sends the response without it.
+    if (!(err instanceof InvalidHeaderMutation)) throw err;
+    h.clear();
+  }
   const body = r.body ? Buffer.from(r.body) : Buffer.alloc(0);
   const headers: Record<string, string | string[]> = {};
   for (const [k, v] of h) headers[k] = v.length === 1 ? v[0]! : v;
@@ -177,7 +160,7 @@ export async function proxyExchange(x: Exchange, d: ProxyDeps): Promise<number> 
     x.res.once('finish', () => x.res.socket?.destroy());
     return status;
   }
-  const headers = toHeaders(x.headers);
+  const headers = toHeaders({ ':method': x.method, ':path': x.url, ':authority': x.headers.host ?? 'localhost', ':scheme': 'http' }, x.headers);
   const original = { headers: new Map(headers), chunks };
   let session: ExtProcSession | undefined;
   let destination: string[] = [];
@@ -187,9 +170,8 @@ export async function proxyExchange(x: Exchange, d: ProxyDeps): Promise<number> 
     const s = session;
     x.signal.addEventListener('abort', () => s.cancel(), { once: true });
     const hasBody = chunks.length > 0;
-    const pseudo = { ':method': x.method, ':path': x.url, ':authority': x.headers.host ?? 'localhost', ':scheme': 'http' };
     s.send({
-      request_headers: { headers: headerMap(pseudo, headers), end_of_stream: !hasBody },
+      request_headers: { headers: headerMap(headers), end_of_stream: !hasBody },
       protocol_config: {
         request_body_mode: 'FULL_DUPLEX_STREAMED',
         response_body_mode: c.responseBodyMode === 'streamed' ? 'FULL_DUPLEX_STREAMED' : 'NONE',
@@ -203,7 +185,16 @@ export async function proxyExchange(x: Exchange, d: ProxyDeps): Promise<number> 
       return relayImmediate(x.res, first.immediate_response);
     }
     const common = commonOf(first);
-    applyMutation(headers, common?.header_mutation);
+    try {
+      d.metrics.rejectedHeaderMutations.inc(applyMutation(headers, common?.header_mutation));
+    } catch (err) {
+      if (!(err instanceof InvalidHeaderMutation)) throw err;
+      // Envoy closes the ext_proc stream and answers 500, failure_mode_allow or not.
+      s.cancel();
+      x.logger.warn({ err }, 'endpoint picker sent an invalid header mutation');
+      writeLocalReply(x.res, 500, `ext_proc error: invalid header mutation (${err.message})`);
+      return 500;
+    }
     destination = destinations(first.dynamic_metadata ? structToJson(first.dynamic_metadata) : undefined, headers);
     // The EPP re-emits the request body (possibly rewritten) as streamed chunks.
     const body: Buffer[] = [];
@@ -254,6 +245,7 @@ export async function proxyExchange(x: Exchange, d: ProxyDeps): Promise<number> 
 async function forward(x: Exchange, d: ProxyDeps, headers: Headers, body: Buffer, destinations: string[], session: ExtProcSession | undefined): Promise<number> {
   const c = d.config;
   const out: Record<string, string | string[]> = {};
+  // Pseudo-headers are never headers: :path is the request's path, the others are not sent (HTTP/1.1 upstream).
   for (const [k, v] of headers) if (!HOP_BY_HOP.has(k) && !k.startsWith(':')) out[k] = v.length === 1 ? v[0]! : v;
   let leg: UpstreamLeg | undefined;
   let lastErr: unknown;
@@ -290,21 +282,28 @@ async function forward(x: Exchange, d: ProxyDeps, headers: Headers, body: Buffer
     return 503;
   }
   d.metrics.upstreamTtfb.observe((performance.now() - leg.sentAt) / 1000);
-  const respHeaders: Headers = new Map();
+  const respHeaders: Headers = new Map([[':status', [String(leg.status)]]]);
   for (const [k, v] of Object.entries(leg.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) respHeaders.set(k, Array.isArray(v) ? v : [String(v)]);
   let eppLive = session !== undefined;
   if (session && eppLive) {
     try {
-      session.send({ response_headers: { headers: headerMap({ ':status': String(leg.status) }, respHeaders), end_of_stream: false } });
+      session.send({ response_headers: { headers: headerMap(respHeaders), end_of_stream: false } });
       const r = await session.next('response headers');
       if (r.immediate_response) {
         leg.stop(new LegStopped('peer_failed', 'EPP answered the response with an immediate response'));
         session.close();
         return relayImmediate(x.res, r.immediate_response);
       }
-      applyMutation(respHeaders, commonOf(r)?.header_mutation);
-      respHeaders.delete(':status');
+      d.metrics.rejectedHeaderMutations.inc(applyMutation(respHeaders, commonOf(r)?.header_mutation));
     } catch (err) {
+      if (err instanceof InvalidHeaderMutation) {
+        // As on the request: Envoy answers 500 whatever failure_mode_allow says.
+        session.cancel();
+        leg.stop(new LegStopped('peer_failed', 'EPP sent an invalid header mutation'));
+        x.logger.warn({ err }, 'endpoint picker sent an invalid header mutation');
+        writeLocalReply(x.res, 500, `ext_proc error: invalid header mutation (${err.message})`);
+        return 500;
+      }
       eppLive = false;
       session.cancel();
       d.metrics.eppFailures.inc({ stage: 'response headers' });
@@ -315,24 +314,27 @@ async function forward(x: Exchange, d: ProxyDeps, headers: Headers, body: Buffer
       }
     }
   }
+  // The EPP may have set :status (Envoy applies it); it is the status line, never a header.
+  const status = Number(respHeaders.get(':status')?.[0] ?? leg.status);
+  respHeaders.delete(':status');
   const h: Record<string, string | string[]> = {};
   for (const [k, v] of respHeaders) h[k] = v.length === 1 ? v[0]! : v;
-  x.res.writeHead(leg.status, h);
+  x.res.writeHead(status, h);
   const streamToEpp = eppLive && session !== undefined && c.responseBodyMode === 'streamed';
   try {
     if (!streamToEpp) {
       session?.close();
       for (let chunk = await leg.read(); chunk !== null; chunk = await leg.read()) await write(x.res, chunk);
       x.res.end();
-      return leg.status;
+      return status;
     }
     await relayThroughEpp(x, d, leg, session!);
-    return leg.status;
+    return status;
   } catch (err) {
     session?.cancel();
     if (!x.res.destroyed) x.res.destroy();
     if (!(err instanceof LegStopped && err.reason === 'client_gone')) x.logger.warn({ err }, 'response relay failed');
-    return x.signal.aborted ? 0 : leg.status;
+    return x.signal.aborted ? 0 : status;
   }
 }
 

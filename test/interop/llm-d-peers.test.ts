@@ -85,10 +85,8 @@ describeWith(chartReq, 'pd-router EPP (process) with the GAIE inferencepool char
     const metricsUrl = `http://127.0.0.1:${metricsPort}`;
     await waitFor(async () => metricValue(await metricsText(metricsUrl), 'llm_d_epp_ready_endpoints', { name: pool }) === 2, 30_000, 'both pods discovered and scraped');
     const text = await metricsText(metricsUrl);
-    // One per-endpoint queue series per pod, labelled with the endpoint's name (as llm-d-router: the pod's name).
-    const queues = [...text.matchAll(/^llm_d_epp_per_endpoint_queue_size\{([^}]*)\} (\S+)$/gm)].filter((m) => m[1]!.includes(`name="${pool}"`));
-    expect(queues.map((m) => /model_server_endpoint="([^"]*)"/.exec(m[1]!)![1]!.replace(/-rank-\d+$/, '')).sort()).toEqual(['decode-0', 'prefill-0']);
-    expect(queues.map((m) => Number(m[2]))).toEqual([0, 0]);
+    // Endpoints are named after their pod and rank, as llm-d-router names them.
+    for (const pod of ['prefill-0', 'decode-0']) expect(metricValue(text, 'llm_d_epp_per_endpoint_queue_size', { name: pool, model_server_endpoint: `${pod}-rank-0` }), text).toBe(0);
 
     gateway = await startGateway(gatewayConfig({ host: '127.0.0.1', port: 0, epp: `127.0.0.1:${grpcPort}`, eppTls: false }));
     const r = await postJson(`${gateway.url}/v1/completions`, SHORT);
