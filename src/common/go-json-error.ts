@@ -2,6 +2,7 @@
  * Go's encoding/json syntax-error messages for a body JSON.parse rejected, so a 400 reads exactly as llm-d's EPP
  * writes it (e.g. `invalid character 'o' in literal null (expecting 'u')`, `unexpected end of JSON input`). This is a
  * validating scanner with Go's states and wording; it runs on the error path, and on bodies that may nest too deep.
+ * The EPP's request parsers and the simulator (which imitates llm-d-inference-sim, also Go) both answer with it.
  */
 
 class SyntaxFailure {

@@ -7,6 +7,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { isIP, type Socket } from 'node:net';
 import { LogController, type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { REQUEST_ID_HEADER } from './pd-contract.js';
 
 export interface ServerBaseSettings {
   logger: Logger;
@@ -15,7 +16,7 @@ export interface ServerBaseSettings {
 }
 
 export function requestIdOf(req: IncomingMessage): string {
-  const h = req.headers['x-request-id'];
+  const h = req.headers[REQUEST_ID_HEADER];
   const v = Array.isArray(h) ? h[0] : h;
   return v && v.length <= 256 ? v : randomUUID();
 }

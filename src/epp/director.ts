@@ -11,7 +11,8 @@ import { InferenceError, noCandidates } from './framework/errors.js';
 import { SchedulingContext, type Endpoint, type InferenceRequest, type SchedulingResult } from './framework/types.js';
 import type { EppMetrics } from './metrics.js';
 import { resolveParser, type RequestParser } from './plugins/parser/parser-types.js';
-import { MODEL_REWRITE_HEADERS, OBJECTIVE_HEADERS, firstHeader } from './routing-headers.js';
+import { MODEL_REWRITE_HEADERS, OBJECTIVE_HEADERS } from '../common/pd-contract.js';
+import { firstHeader } from './routing-headers.js';
 
 export interface ScheduledRequest {
   ctx: SchedulingContext;

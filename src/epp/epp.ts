@@ -104,7 +104,7 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
     for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
   };
   try {
-    const discovery = await startDiscovery(o, config, store, metrics, logger);
+    const discovery = await startDiscovery(o, config.discovery, store, metrics, logger);
     cleanups.push(() => discovery.stop());
     if (config.metricsSource) {
       const scraper = new MetricsScraper(

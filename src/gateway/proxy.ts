@@ -30,7 +30,7 @@ import {
   type ProcessingResponse,
 } from '../common/envoy/ext-proc.js';
 import { HOP_BY_HOP_HEADERS, LegStopped, UpstreamLeg, connectErrorCode, drainOrClose, type StopSignal } from '../common/index.js';
-import { ROUTING_HEADERS } from '../common/pd-contract.js';
+import { DESTINATION_ENDPOINT, DESTINATION_METADATA_NAMESPACE, ROUTING_HEADERS } from '../common/pd-contract.js';
 import { EppUnavailable, type ExtProcSession } from './ext-proc-session.js';
 import type { GatewayConfig } from './options.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -98,9 +98,9 @@ function commonOf(r: ProcessingResponse): CommonResponse | undefined {
 
 /** Destinations from the envoy.lb dynamic metadata, else the x-gateway-destination-endpoint header. */
 function destinations(meta: Record<string, unknown> | undefined, h: Headers): string[] {
-  const lb = meta?.['envoy.lb'] as Record<string, unknown> | undefined;
-  const fromMeta = typeof lb?.['x-gateway-destination-endpoint'] === 'string' ? (lb['x-gateway-destination-endpoint'] as string) : undefined;
-  const value = fromMeta ?? h.get('x-gateway-destination-endpoint')?.[0] ?? '';
+  const lb = meta?.[DESTINATION_METADATA_NAMESPACE] as Record<string, unknown> | undefined;
+  const fromMeta = typeof lb?.[DESTINATION_ENDPOINT] === 'string' ? (lb[DESTINATION_ENDPOINT] as string) : undefined;
+  const value = fromMeta ?? h.get(DESTINATION_ENDPOINT)?.[0] ?? '';
   return value
     .split(',')
     .map((s) => s.trim())

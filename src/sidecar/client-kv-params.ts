@@ -16,8 +16,7 @@
  */
 import type { SidecarConfig } from './options.js';
 import { depthMessage, nestedDeeperThan, type JsonObject } from './json-body.js';
-
-const KV_TRANSFER_PARAMS = 'kv_transfer_params';
+import { EXTRA_ARGS, KV_TRANSFER_PARAMS, SAMPLING_PARAMS, SGLANG_BOOTSTRAP_FIELDS } from '../common/pd-contract.js';
 const BACKSLASH_U = Buffer.from('\\u');
 
 function isObject(v: unknown): v is JsonObject {
@@ -44,11 +43,11 @@ export class ClientTransferFields {
       out ??= { ...body };
       delete out[f];
     }
-    const sampling = body.sampling_params;
-    if (isObject(sampling) && isObject(sampling.extra_args) && Object.hasOwn(sampling.extra_args, KV_TRANSFER_PARAMS)) {
-      const { [KV_TRANSFER_PARAMS]: _client, ...extra } = sampling.extra_args;
+    const sampling = body[SAMPLING_PARAMS];
+    if (isObject(sampling) && isObject(sampling[EXTRA_ARGS]) && Object.hasOwn(sampling[EXTRA_ARGS], KV_TRANSFER_PARAMS)) {
+      const { [KV_TRANSFER_PARAMS]: _client, ...extra } = sampling[EXTRA_ARGS];
       out ??= { ...body };
-      out.sampling_params = { ...sampling, extra_args: extra };
+      out[SAMPLING_PARAMS] = { ...sampling, [EXTRA_ARGS]: extra };
     }
     return out;
   }
@@ -78,7 +77,7 @@ export class ClientTransferFields {
 }
 
 const NIXL = new ClientTransferFields([KV_TRANSFER_PARAMS], [KV_TRANSFER_PARAMS]);
-const SGLANG = new ClientTransferFields([KV_TRANSFER_PARAMS, 'bootstrap_host', 'bootstrap_port', 'bootstrap_room'], [KV_TRANSFER_PARAMS, 'bootstrap_']);
+const SGLANG = new ClientTransferFields([KV_TRANSFER_PARAMS, ...SGLANG_BOOTSTRAP_FIELDS], [KV_TRANSFER_PARAMS, 'bootstrap_']);
 
 /** The fields a client must not set, for the configured connector. */
 export function clientTransferFields(connector: SidecarConfig['kvConnector']): ClientTransferFields {

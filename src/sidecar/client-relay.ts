@@ -8,10 +8,10 @@ import type { ServerResponse } from 'node:http';
 import { drainOrClose } from '../common/index.js';
 import type { Logger } from 'pino';
 import { SseCachedTokensRewriter, rewriteJsonBody } from './cached-tokens-rewriter.js';
-import { LegStopped, sseErrorEvent } from './errors.js';
+import { sseErrorEvent } from './errors.js';
 import type { SidecarMetrics } from './metrics.js';
 import { responseHeaders } from './upstream.js';
-import type { UpstreamLeg } from '../common/upstream-leg.js';
+import { LegStopped, type UpstreamLeg } from '../common/upstream-leg.js';
 
 export interface RelayOptions {
   res: ServerResponse;

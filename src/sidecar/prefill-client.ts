@@ -8,9 +8,9 @@
  * log it with the request id.
  */
 import type { Dispatcher } from 'undici';
-import { LegStopped } from './errors.js';
-import { UpstreamLeg, connectErrorCode, type StopSignal } from '../common/upstream-leg.js';
+import { LegStopped, UpstreamLeg, connectErrorCode, type StopSignal } from '../common/upstream-leg.js';
 import { depthMessage, nestedDeeperThan } from './json-body.js';
+import { KV_TRANSFER_PARAMS } from '../common/pd-contract.js';
 
 type JsonObject = Record<string, unknown>;
 
@@ -98,7 +98,7 @@ async function attempt(p: PrefillRequest): Promise<PrefillOutcome> {
     if (!json || typeof json !== 'object' || Array.isArray(json)) {
       return { kind: 'bad_response', message: `the prefiller answered ${leg.status} with a JSON ${Array.isArray(json) ? 'array' : typeof json}, not an object`, attempts: 1 };
     }
-    const kv = (json as JsonObject).kv_transfer_params;
+    const kv = (json as JsonObject)[KV_TRANSFER_PARAMS];
     if (kv === undefined || kv === null || typeof kv !== 'object') {
       return {
         kind: 'bad_response',

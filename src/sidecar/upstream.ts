@@ -7,7 +7,7 @@ import { randomFillSync } from 'node:crypto';
 import { Agent } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import { HOP_BY_HOP_HEADERS } from '../common/index.js';
-import { ROUTING_HEADER_SET } from '../common/pd-contract.js';
+import { REQUEST_ID_HEADER, ROUTING_HEADER_SET } from '../common/pd-contract.js';
 
 export type Stage = 'prefiller' | 'decoder';
 
@@ -72,11 +72,11 @@ export function forwardHeaders(incoming: IncomingHttpHeaders, o: ForwardOptions)
     if (value === undefined) continue;
     if (HOP_BY_HOP_HEADERS.has(name) || ROUTING_HEADER_SET.has(name) || connectionListed?.has(name)) continue;
     // Expect: 100-continue is answered by the sidecar, which sends the body whole (undici refuses the header).
-    if (name === 'content-length' || name === 'x-request-id' || name === 'x-forwarded-for' || name === 'expect') continue;
+    if (name === 'content-length' || name === REQUEST_ID_HEADER || name === 'x-forwarded-for' || name === 'expect') continue;
     if (name === 'host' && o.dropHost) continue;
     out[name] = value;
   }
-  out['x-request-id'] = o.requestId;
+  out[REQUEST_ID_HEADER] = o.requestId;
   if (!out.traceparent) out.traceparent = o.traceparent ?? newTraceparent();
   const xff = incoming['x-forwarded-for'];
   if (o.clientAddress) out['x-forwarded-for'] = xff ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${o.clientAddress}` : o.clientAddress;

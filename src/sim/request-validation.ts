@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import type { ApiType } from '../common/index.js';
+import { EXTRA_ARGS, KV_TRANSFER_PARAMS, SAMPLING_PARAMS } from '../common/pd-contract.js';
 
 const int = z.number().int();
 const optInt = int.nullish();
@@ -20,7 +21,7 @@ const common = {
   max_completion_tokens: optInt,
   min_tokens: optInt,
   ignore_eos: z.boolean().nullish(),
-  kv_transfer_params: kvParams,
+  [KV_TRANSFER_PARAMS]: kvParams,
   cache_salt: z.string().nullish(),
 };
 
@@ -44,11 +45,11 @@ const SCHEMAS: Record<ApiType, z.ZodType<Record<string, unknown>>> = {
   generate: z.looseObject({
     ...common,
     token_ids: z.array(int).nullish(),
-    sampling_params: z
+    [SAMPLING_PARAMS]: z
       .looseObject({
         max_tokens: optInt,
         min_tokens: optInt,
-        extra_args: z.looseObject({ kv_transfer_params: kvParams }).nullish(),
+        [EXTRA_ARGS]: z.looseObject({ [KV_TRANSFER_PARAMS]: kvParams }).nullish(),
       })
       .nullish(),
   }),
@@ -130,10 +131,10 @@ export function semanticError(api: ApiType, body: JsonObject, prefillOnly: boole
 
 /** kv_transfer_params of a request: at the root, or (generate only) in sampling_params.extra_args when the root has none. */
 export function kvTransferParamsOf(api: ApiType, body: JsonObject): JsonObject | undefined {
-  const root = body.kv_transfer_params;
+  const root = body[KV_TRANSFER_PARAMS];
   if (root && typeof root === 'object') return root as JsonObject;
   if (api === 'generate') {
-    const extra = ((body.sampling_params as JsonObject | undefined)?.extra_args as JsonObject | undefined)?.kv_transfer_params;
+    const extra = ((body[SAMPLING_PARAMS] as JsonObject | undefined)?.[EXTRA_ARGS] as JsonObject | undefined)?.[KV_TRANSFER_PARAMS];
     if (extra && typeof extra === 'object') return extra as JsonObject;
   }
   return undefined;

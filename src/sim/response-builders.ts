@@ -9,6 +9,7 @@
  */
 import type { ApiType } from '../common/index.js';
 import type { FinishReason } from './generation.js';
+import { KV_TRANSFER_PARAMS, type PrefillAnswerKvParams } from '../common/pd-contract.js';
 
 export interface CompletionResult {
   api: ApiType;
@@ -20,7 +21,7 @@ export interface CompletionResult {
   finishReason: FinishReason;
   promptTokens: number;
   cachedTokens: number;
-  kvTransferParams?: Record<string, unknown>;
+  kvTransferParams?: PrefillAnswerKvParams;
   includeUsage: boolean;
   /** Responses API: instructions echoed back when sent. */
   instructions?: string;
@@ -50,7 +51,7 @@ function responsesUsage(r: CompletionResult) {
 }
 
 function withKv<T extends Record<string, unknown>>(body: T, r: CompletionResult): T {
-  if (r.kvTransferParams) (body as Record<string, unknown>).kv_transfer_params = r.kvTransferParams;
+  if (r.kvTransferParams) (body as Record<string, unknown>)[KV_TRANSFER_PARAMS] = r.kvTransferParams;
   return body;
 }
 

@@ -1,6 +1,6 @@
 /** Go encoding/json syntax-error wording, which llm-d's 400 bodies carry. */
 import { describe, expect, it } from 'vitest';
-import { GO_MAX_NESTING_DEPTH, goJsonSyntaxError, goUnmarshalTypeError, mayNestDeeperThan } from '../../src/epp/extproc/go-json-error.js';
+import { GO_MAX_NESTING_DEPTH, goJsonSyntaxError, goUnmarshalTypeError, mayNestDeeperThan } from '../../src/common/go-json-error.js';
 
 describe("Go's JSON syntax errors", () => {
   const cases: Array<[string, string | undefined]> = [

@@ -5,7 +5,6 @@
  */
 import type { Logger } from 'pino';
 import { ConfigError } from '../../common/index.js';
-import type { LoadedEndpointPickerConfig } from '../config/loader.js';
 import type { EppMetrics } from '../metrics.js';
 import type { EppConfig } from '../options.js';
 import type { EndpointStore } from './endpoint-store.js';
@@ -17,8 +16,20 @@ export interface RunningDiscovery {
   stop(): Promise<void>;
 }
 
-export async function startDiscovery(o: EppConfig, loaded: LoadedEndpointPickerConfig, store: EndpointStore, metrics: EppMetrics, logger: Logger): Promise<RunningDiscovery> {
-  const configured = loaded.discovery;
+/** The endpoint source an EndpointPickerConfig chooses (its file-discovery plugin), in place of the flags. */
+export interface ConfiguredDiscovery {
+  kind: 'file';
+  path: string;
+  watchFile: boolean;
+}
+
+export async function startDiscovery(
+  o: EppConfig,
+  configured: ConfiguredDiscovery | undefined,
+  store: EndpointStore,
+  metrics: EppMetrics,
+  logger: Logger,
+): Promise<RunningDiscovery> {
   const flagSource = o.endpointsFile ? '--endpoints-file' : o.poolName ? '--pool-name' : o.endpointSelector ? '--endpoint-selector' : undefined;
   if (configured && flagSource) throw new ConfigError(`the EndpointPickerConfig's dataLayer.discovery and ${flagSource} both choose the endpoints; give one`);
   const file = o.endpointsFile ? { path: o.endpointsFile, watch: true } : configured ? { path: configured.path, watch: configured.watchFile } : undefined;

@@ -9,9 +9,21 @@ import type { Logger } from 'pino';
 import { hostPort } from '../../common/index.js';
 import type { Endpoint } from '../framework/types.js';
 import type { EppMetrics } from '../metrics.js';
-import type { MetricsSourceSettings } from '../plugins/datalayer/metrics-data-source.js';
 import type { EndpointStore } from './endpoint-store.js';
 import { DEFAULT_ENGINES, extractEngineMetrics, type EngineRegistry } from './engine-metrics.js';
+
+/** How the endpoints' metrics are fetched: the `metrics-data-source` plugin's parameters, resolved at load. */
+export interface MetricsSourceSettings {
+  scheme: 'http' | 'https';
+  path: string;
+  port?: number;
+  insecureSkipVerify: boolean;
+  intervalMs?: number;
+  /** PEM contents: the CA bundle (only when verifying) and the mTLS client certificate and key. */
+  ca?: string;
+  cert?: string;
+  key?: string;
+}
 
 export interface ScraperSettings {
   source: MetricsSourceSettings;

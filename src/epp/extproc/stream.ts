@@ -32,7 +32,8 @@ export function formatDecision(d: DisaggDecisionRecord): string {
 }
 import { InferenceError } from '../framework/errors.js';
 import { DEFAULT_FAIRNESS_ID, type EppMetrics, type RequestSeries } from '../metrics.js';
-import { DESTINATION_ENDPOINT, FAIRNESS_ID_HEADERS, ROUTING_HEADERS, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE, firstHeader } from '../routing-headers.js';
+import { DESTINATION_ENDPOINT, FAIRNESS_ID_HEADERS, REQUEST_ID_HEADER, ROUTING_HEADERS, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE } from '../../common/pd-contract.js';
+import { firstHeader } from '../routing-headers.js';
 import { echoHeaders, receiveHeaders, type ReceivedHeaders } from './header-map.js';
 import { immediateResponse, requestHeadersResponse, setHeader, streamedBody } from './messages.js';
 import type { RequestBufferBudget } from './request-buffer-budget.js';
@@ -187,8 +188,8 @@ export class ExtProcStream {
     const values = this.headers.values;
     // A client never chooses the route: its routing headers are dropped here and removed from the request in the reply.
     for (const name of ROUTING_HEADERS) delete values[name];
-    if (!values['x-request-id']) values['x-request-id'] = randomUUID();
-    this.requestId = values['x-request-id'];
+    if (!values[REQUEST_ID_HEADER]) values[REQUEST_ID_HEADER] = randomUUID();
+    this.requestId = values[REQUEST_ID_HEADER];
     if (h.end_of_stream) this.routeHeaderOnly();
     else this.awaitBody();
   }

@@ -8,12 +8,12 @@ import type { Dispatcher } from 'undici';
 import type { Logger } from 'pino';
 import type { ApiType, Target } from '../../common/index.js';
 import { relayToClient } from '../client-relay.js';
-import { DECODER_NOT_READY, LegStopped, writeJsonError } from '../errors.js';
+import { DECODER_NOT_READY, writeJsonError } from '../errors.js';
 import type { Mode, Outcome, SidecarMetrics } from '../metrics.js';
 import type { SidecarConfig } from '../options.js';
 import { sendPrefill, type PrefillOutcome, type PrefillRequest } from '../prefill-client.js';
 import { forwardHeaders, type UpstreamAgents } from '../upstream.js';
-import { UpstreamLeg, connectErrorCode, type LegRequest, type StopSignal } from '../../common/upstream-leg.js';
+import { LegStopped, UpstreamLeg, connectErrorCode, type LegRequest, type StopSignal } from '../../common/upstream-leg.js';
 
 export type JsonObject = Record<string, unknown>;
 

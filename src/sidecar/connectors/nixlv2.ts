@@ -8,6 +8,7 @@
  * retries connection errors and timeouts; `local` serves the request with local prefill on the decode vLLM after a
  * server-side prefill failure (4xx answers are the client's fault and are relayed in every mode).
  */
+import { KV_TRANSFER_PARAMS } from '../../common/pd-contract.js';
 import { writeJsonError } from '../errors.js';
 import type { Outcome } from '../metrics.js';
 import type { PrefillOutcome } from '../prefill-client.js';
@@ -77,7 +78,7 @@ export const nixlv2Connector: Connector = {
     const r = await timedPrefill(ctx, prefillRequest(ctx, JSON.stringify(nixlPrefillBody(ctx.api, ctx.body)), 'kv-params'));
     if (r.kind !== 'ok') return afterPrefillFailure(ctx, r);
     ctx.metrics.modes.inc({ connector: 'nixlv2', mode: 'disaggregated' });
-    const decodeBody = nixlDecodeBytes(ctx.rawBody, ctx.body, r.json.kv_transfer_params);
+    const decodeBody = nixlDecodeBytes(ctx.rawBody, ctx.body, r.json[KV_TRANSFER_PARAMS]);
     return runDecode(ctx, { body: decodeBody, mode: 'disaggregated', rewriteCached: cachedTokensOf(r.json) });
   },
 };

@@ -8,8 +8,7 @@
  * event if the stream had started); a failed decode or a client that leaves stops the prefill leg.
  */
 import { randomInt } from 'node:crypto';
-import { LegStopped } from '../errors.js';
-import { Cancellation } from '../../common/upstream-leg.js';
+import { Cancellation, LegStopped } from '../../common/upstream-leg.js';
 import { sglangBody } from '../request-bodies.js';
 import { prefillRequest, runDecode, timedPrefill, type Connector } from './context.js';
 

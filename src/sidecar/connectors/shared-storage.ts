@@ -5,10 +5,9 @@
  * max_completion_tokens 1 and cache_hit_threshold 0, its answer discarded once successful; then the decode leg is the
  * client's body with cache_hit_threshold 0. No kv_transfer_params: the KV cache travels through storage.
  */
-import { LegStopped } from '../errors.js';
 import type { Outcome } from '../metrics.js';
 import { sharedStoragePrefillBody } from '../request-bodies.js';
-import { UpstreamLeg } from '../../common/upstream-leg.js';
+import { LegStopped, UpstreamLeg } from '../../common/upstream-leg.js';
 import { answerLegFailure, decodeRequest, prefillRequest, runDecode, timedPrefill, type Connector, type PdContext } from './context.js';
 import { afterPrefillFailure } from './nixlv2.js';
 

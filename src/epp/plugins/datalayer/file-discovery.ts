@@ -7,10 +7,11 @@
  */
 import { z } from 'zod';
 import type { Plugin } from '../../framework/types.js';
+import type { ConfiguredDiscovery } from '../../datalayer/discovery.js';
 import { definePlugin } from '../definition.js';
 
 export interface FileDiscoverySettings extends Plugin {
-  readonly discovery: { kind: 'file'; path: string; watchFile: boolean };
+  readonly discovery: ConfiguredDiscovery;
 }
 
 export const fileDiscovery = definePlugin({

@@ -14,19 +14,10 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { Plugin } from '../../framework/types.js';
 import { goDuration } from '../../config/go-values.js';
+import type { MetricsSourceSettings } from '../../datalayer/metrics-scraper.js';
 import { definePlugin } from '../definition.js';
 
-export interface MetricsSourceSettings {
-  scheme: 'http' | 'https';
-  path: string;
-  port?: number;
-  insecureSkipVerify: boolean;
-  intervalMs?: number;
-  /** PEM contents: the CA bundle (only when verifying) and the mTLS client certificate and key. */
-  ca?: string;
-  cert?: string;
-  key?: string;
-}
+export type { MetricsSourceSettings } from '../../datalayer/metrics-scraper.js';
 
 export interface MetricsDataSource extends Plugin {
   readonly source: MetricsSourceSettings;

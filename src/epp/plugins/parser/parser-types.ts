@@ -6,7 +6,7 @@
 import type { ApiType, Prompt } from '../../../common/openai/index.js';
 import { InferenceError } from '../../framework/errors.js';
 import type { Plugin } from '../../framework/types.js';
-import { goJsonSyntaxError, goUnmarshalTypeError, mayNestDeeperThan } from '../../extproc/go-json-error.js';
+import { goJsonSyntaxError, goUnmarshalTypeError, mayNestDeeperThan } from '../../../common/go-json-error.js';
 
 export interface ParsedBody {
   api: ApiType | undefined;

@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { hostPort } from '../../../common/index.js';
 import type { SchedulingContext, SchedulingResult } from '../../framework/types.js';
-import { DATA_PARALLEL_HOST_PORT } from '../../routing-headers.js';
+import { DATA_PARALLEL_HOST_PORT } from '../../../common/pd-contract.js';
 
 const ORIGINAL = 'primary-port/original';
 
