@@ -49,6 +49,13 @@ const INTERNAL = [
     from: { path: '^src/epp/(datalayer|framework|prefix|scheduling)/' },
     to: { path: '^src/epp/(plugins|config|extproc)/' },
   },
+  {
+    name: 'sidecar-connectors-independent',
+    comment: 'A connector builds on the shared pipeline (pd-context, legs, decode, failures), never on another connector.',
+    severity: 'error',
+    from: { path: '^src/sidecar/connectors/([^/]+)\\.ts$', pathNot: '^src/sidecar/connectors/index\\.ts$' },
+    to: { path: '^src/sidecar/connectors/', pathNot: ['^src/sidecar/connectors/$1\\.ts$'] },
+  },
 ];
 
 module.exports = {

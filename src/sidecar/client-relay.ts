@@ -8,7 +8,7 @@ import type { ServerResponse } from 'node:http';
 import { drainOrClose } from '../common/index.js';
 import type { Logger } from 'pino';
 import { SseCachedTokensRewriter, rewriteJsonBody } from './cached-tokens-rewriter.js';
-import { sseErrorEvent } from './errors.js';
+import { streamFailureEvent } from './failures.js';
 import type { SidecarMetrics } from './metrics.js';
 import { responseHeaders } from './upstream.js';
 import { LegStopped, type UpstreamLeg } from '../common/upstream-leg.js';
@@ -107,10 +107,9 @@ export async function relayToClient(leg: UpstreamLeg, o: RelayOptions): Promise<
     leg.stop(error instanceof LegStopped ? error : new LegStopped('peer_failed', `relaying the answer failed: ${(error as Error)?.message ?? String(error)}`));
     const headersSent = res.headersSent;
     if (headersSent && !res.destroyed) {
-      const stopped = error instanceof LegStopped ? error : undefined;
-      if (stopped?.reason !== 'client_gone') {
+      if (!(error instanceof LegStopped && error.reason === 'client_gone')) {
         if (sse) {
-          res.end(sseErrorEvent(stopped?.reason === 'idle_timeout' ? 504 : 502, stopped?.message ?? `upstream failed: ${(error as Error).message}`));
+          res.end(streamFailureEvent(error));
         } else {
           // A JSON body cannot carry an error once it has started: cut the connection so the client sees the failure.
           res.destroy();

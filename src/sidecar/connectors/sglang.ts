@@ -10,7 +10,9 @@
 import { randomInt } from 'node:crypto';
 import { Cancellation, LegStopped } from '../../common/upstream-leg.js';
 import { sglangBody } from '../request-bodies.js';
-import { prefillRequest, runDecode, timedPrefill, type Connector } from './context.js';
+import { runDecode } from '../decode.js';
+import { prefillRequest, timedPrefill } from '../legs.js';
+import type { Connector } from '../pd-context.js';
 
 /** A random room id below 2^53, so it survives JSON number handling on every side. */
 export function bootstrapRoom(): number {
