@@ -15,8 +15,9 @@ function create<T>(type: string, params: Record<string, unknown> = {}, opts: { r
     metrics: new EppMetrics(),
     random: opts.random ?? seeded(),
     plugin: (n) => ({ type: 'approx-prefix-cache-producer', name: n }) as Plugin,
-    namesOfType: (t) => (t === 'approx-prefix-cache-producer' ? [opts.producer ?? 'approx-prefix-cache-producer'] : []),
+    namesProducing: (data) => (data === 'prefix-match' ? [opts.producer ?? 'approx-prefix-cache-producer'] : []),
     typeOf: () => 'approx-prefix-cache-producer',
+    kindsOf: () => ['data-producer'],
     warn: (m) => opts.warnings?.push(m),
   };
   return def.create(ctx, def.params.parse(params)) as T;

@@ -87,7 +87,7 @@ function engineOf(c: EngineConfig): EngineMetricNames {
 }
 
 export const coreMetricsExtractor = definePlugin({
-  kind: 'datalayer',
+  kind: 'metrics-extractor',
   description: 'Extracts queue, running, KV usage and cache config from scraped metrics, per engine.',
   params,
   create: (ctx, p): MetricsExtractor => {

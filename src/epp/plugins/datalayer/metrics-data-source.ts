@@ -46,7 +46,7 @@ function pem(parameter: string, file: string): string {
 }
 
 export const metricsDataSource = definePlugin({
-  kind: 'datalayer',
+  kind: 'metrics-source',
   description: 'Scrapes endpoint metrics.',
   params: metricsDataSourceParams,
   create: (ctx, p): MetricsDataSource => {

@@ -24,8 +24,6 @@ import { goDuration } from '../../config/go-values.js';
 import { definePlugin } from '../definition.js';
 import type { FlowControlPlugin } from './flow-control-plugin.js';
 
-export const UTILIZATION_DETECTOR_TYPE = 'utilization-detector';
-
 const utilizationParams = z
   .object({
     queueDepthThreshold: z.number().int().positive('must be > 0').default(5),
@@ -56,7 +54,7 @@ export function utilizationFilter(s: UtilizationSettings, now: () => number = Da
 }
 
 export const utilizationDetector = definePlugin({
-  kind: 'flow-control',
+  kind: ['flow-control', 'filter'],
   description: 'Saturation from queue depth and KV-cache usage (not enforced); also a filter.',
   params: utilizationParams,
   create: (ctx, p): FlowControlPlugin & Filter => {

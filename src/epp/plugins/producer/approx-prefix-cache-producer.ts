@@ -30,7 +30,7 @@
 import { z } from 'zod';
 import type { DataProducer, Endpoint, EndpointRemoved, PreRequest, SchedulingContext, SchedulingResult } from '../../framework/types.js';
 import { chainSeed, promptBlockHashes } from '../../prefix/block-hash.js';
-import { prefixStateKey, type PrefixMatchState } from '../../prefix/match-state.js';
+import { PREFIX_MATCH_DATA, prefixStateKey, type PrefixMatchState } from '../../prefix/match-state.js';
 import { PrefixIndex, blockKey } from '../../prefix/prefix-index.js';
 import { definePlugin } from '../definition.js';
 
@@ -89,6 +89,7 @@ export type ApproxPrefixCacheProducer = DataProducer &
 
 export const approxPrefixCacheProducer = definePlugin({
   kind: 'data-producer',
+  produces: [PREFIX_MATCH_DATA],
   description: 'Approximate per-endpoint prefix-cache match from earlier picks.',
   params: approxPrefixCacheParams,
   create: (ctx, p): ApproxPrefixCacheProducer => {

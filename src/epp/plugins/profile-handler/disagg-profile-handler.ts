@@ -24,7 +24,7 @@ import type { Decision, DecisionInput, PdDecider } from '../../../decider/index.
 import { InferenceError } from '../../framework/errors.js';
 import type { DisaggDecisionRecord, Endpoint, PreRequest, ProfileHandler, ProfileResults, SchedulerProfileView, SchedulingContext, SchedulingResult } from '../../framework/types.js';
 import { isDecider } from '../../framework/types.js';
-import { APPROX_PREFIX_PRODUCER_TYPE, prefixMatchOf } from '../../prefix/match-state.js';
+import { PREFIX_MATCH_DATA, prefixMatchOf } from '../../prefix/match-state.js';
 import { writeDisaggHeaders } from '../../routing-headers.js';
 import { definePlugin, type PluginFactoryContext } from '../definition.js';
 import { disaggParams, type DisaggSettings } from './disagg-params.js';
@@ -37,7 +37,7 @@ interface StageNotes {
 function deciderNamed(ctx: PluginFactoryContext, name: string | undefined): PdDecider | undefined {
   if (name === undefined) return undefined;
   const p = ctx.plugin(name);
-  if (!isDecider(p)) throw new ConfigError(`plugin "${ctx.name}" (type ${ctx.type}): "${name}" (type ${p.type}) is not a decider`);
+  if (!isDecider(p) || !ctx.kindsOf(name).includes('decider')) throw new ConfigError(`plugin "${ctx.name}" (type ${ctx.type}): "${name}" (type ${p.type}) is not a decider`);
   return p;
 }
 
@@ -54,7 +54,7 @@ export function createDisaggHandler(ctx: PluginFactoryContext, s: DisaggSettings
   }
   const prefillDecider = deciderNamed(ctx, s.deciders.prefill);
   const encodeDecider = deciderNamed(ctx, s.deciders.encode);
-  const producer = s.producer ?? ctx.namesOfType(APPROX_PREFIX_PRODUCER_TYPE)[0];
+  const producer = s.producer ?? ctx.namesProducing(PREFIX_MATCH_DATA)[0];
   const notesKey = `disagg/${ctx.name}`;
   const { decode, prefill, encode } = s.profiles;
 
@@ -182,6 +182,7 @@ export function createDisaggHandler(ctx: PluginFactoryContext, s: DisaggSettings
 
 export const disaggProfileHandler = definePlugin({
   kind: 'profile-handler',
+  requires: [PREFIX_MATCH_DATA],
   description: 'Decode first, then a decider-gated prefill (and encode) stage; writes the P/D routing headers.',
   params: disaggParams,
   create: (ctx, settings) => createDisaggHandler(ctx, settings),

@@ -11,6 +11,7 @@
  */
 import { z } from 'zod';
 import type { PreRequest, ProfileHandler, SchedulingContext, SchedulingResult } from '../../framework/types.js';
+import { PREFIX_MATCH_DATA } from '../../prefix/match-state.js';
 import { definePlugin } from '../definition.js';
 import { prefixProducerFor } from '../scorer/producer-ref.js';
 import { createDisaggHandler } from './disagg-profile-handler.js';
@@ -18,6 +19,7 @@ import { primaryPortParam, routeToPrimaryPort, writeDataParallelHeader } from '.
 
 export const pdProfileHandler = definePlugin({
   kind: 'profile-handler',
+  requires: [PREFIX_MATCH_DATA],
   description: 'Deprecated decode-first P/D handler with one decider and optional primaryPort.',
   deprecatedFor: 'disagg-profile-handler',
   params: z

@@ -14,12 +14,13 @@
  */
 import { z } from 'zod';
 import type { Endpoint, PreRequest, Scorer, SchedulingContext, SchedulingResult } from '../../framework/types.js';
-import { prefixState } from '../../prefix/match-state.js';
+import { PREFIX_MATCH_DATA, prefixState } from '../../prefix/match-state.js';
 import { definePlugin } from '../definition.js';
 import { prefixProducerFor } from './producer-ref.js';
 
 export const noHitLruScorer = definePlugin({
   kind: 'scorer',
+  requires: [PREFIX_MATCH_DATA],
   description: 'Cold requests go to the least recently used endpoints.',
   params: z.object({
     lruSize: z

@@ -18,9 +18,9 @@
  */
 import { z } from 'zod';
 import type { Scorer } from '../../framework/types.js';
-import { prefixState } from '../../prefix/match-state.js';
+import { PREFIX_MATCH_DATA, prefixState } from '../../prefix/match-state.js';
 import { definePlugin } from '../definition.js';
-import { PRODUCER_PARAMETER_KEYS } from '../producer/approx-prefix-cache-producer.js';
+import { PRODUCER_PARAMETER_KEYS, approxPrefixCacheParams } from '../producer/approx-prefix-cache-producer.js';
 import { resolvePrefixProducer, type PrefixConsumer } from './producer-ref.js';
 
 /** The GAIE producer parameters a scorer may carry; validated by the loader with the producer's schema. */
@@ -28,6 +28,14 @@ const producerKeys = Object.fromEntries(PRODUCER_PARAMETER_KEYS.map((k) => [k, z
 
 export const prefixCacheScorer = definePlugin({
   kind: 'scorer',
+  requires: [PREFIX_MATCH_DATA],
+  producerParameters: {
+    data: PREFIX_MATCH_DATA,
+    index: 'prefix',
+    keys: PRODUCER_PARAMETER_KEYS,
+    params: approxPrefixCacheParams,
+    producerReference: 'prefixMatchInfoProducerName',
+  },
   description: 'Fraction of the prompt prefix the endpoint is believed to hold.',
   params: z
     .object({

@@ -12,7 +12,7 @@
  */
 import { ConfigError } from '../../../common/index.js';
 import type { Plugin } from '../../framework/types.js';
-import { APPROX_PREFIX_PRODUCER_TYPE } from '../../prefix/match-state.js';
+import { APPROX_PREFIX_PRODUCER_TYPE, PREFIX_MATCH_DATA } from '../../prefix/match-state.js';
 import type { PluginFactoryContext } from '../definition.js';
 
 export const PREFIX_SCORER_TYPE = 'prefix-cache-scorer';
@@ -29,10 +29,10 @@ function fail(ctx: PluginFactoryContext, message: string): never {
 export function resolvePrefixProducer(ctx: PluginFactoryContext, named: string | undefined): string {
   if (named) {
     const p = ctx.plugin(named);
-    if (p.type !== APPROX_PREFIX_PRODUCER_TYPE) fail(ctx, `prefixMatchInfoProducerName "${named}" is a ${p.type}, not an ${APPROX_PREFIX_PRODUCER_TYPE}`);
+    if (!ctx.namesProducing(PREFIX_MATCH_DATA).includes(named)) fail(ctx, `prefixMatchInfoProducerName "${named}" is a ${p.type}, not an ${APPROX_PREFIX_PRODUCER_TYPE}`);
     return named;
   }
-  const first = ctx.namesOfType(APPROX_PREFIX_PRODUCER_TYPE)[0];
+  const first = ctx.namesProducing(PREFIX_MATCH_DATA)[0];
   if (first === undefined) fail(ctx, `needs an ${APPROX_PREFIX_PRODUCER_TYPE}`);
   return first;
 }
@@ -44,7 +44,7 @@ export function producerOfPrefixPlugin(ctx: PluginFactoryContext, type: string |
   const actual = ctx.typeOf(target);
   if (actual === undefined) fail(ctx, `prefixPluginName "${target}" is not a configured plugin`);
   if (type !== undefined && type !== actual) fail(ctx, `prefixPluginType "${type}" does not match plugin "${target}", whose type is ${actual}`);
-  if (actual === APPROX_PREFIX_PRODUCER_TYPE) return target;
+  if (ctx.namesProducing(PREFIX_MATCH_DATA).includes(target)) return target;
   if (actual === PREFIX_SCORER_TYPE) return (ctx.plugin(target) as PrefixConsumer).prefixProducer;
   fail(ctx, `prefixPluginName "${target}" is a ${actual}, not a ${PREFIX_SCORER_TYPE} or ${APPROX_PREFIX_PRODUCER_TYPE}`);
 }
