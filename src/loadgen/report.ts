@@ -5,6 +5,7 @@
 import { formatLengthDistribution, maxLength, nominalMean } from './random.js';
 import { STAT_KEYS } from './stats.js';
 import type { ArrivalProcess, LengthDistribution, RunResult, StatSummary } from './types.js';
+import { isObject } from '../common/json.js';
 
 export const REPORT_VERSION = '0.1';
 
@@ -43,10 +44,6 @@ function loadSection(r: RunResult): Record<string, unknown> {
   return base;
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 /**
  * The report object: `version`, `scenario.{description, model, load, data, server}` (the caller's `scenario` entries
  * are merged in, one level deep, e.g. a topology), and `metrics.{time, requests, latency, throughput}` in
@@ -78,7 +75,7 @@ export function inferencePerfReport(r: RunResult, scenario: Record<string, unkno
       api: { type: p.api === 'chat' ? 'chat' : 'completion', streaming: true },
     },
   };
-  for (const [k, v] of Object.entries(scenario)) sc[k] = isPlainObject(v) && isPlainObject(sc[k]) ? { ...(sc[k] as object), ...v } : v;
+  for (const [k, v] of Object.entries(scenario)) sc[k] = isObject(v) && isObject(sc[k]) ? { ...(sc[k] as object), ...v } : v;
   const lat = s.latency;
   return {
     version: REPORT_VERSION,

@@ -4,6 +4,7 @@
  * the usage chunk's completion_tokens when the server sends one (stream_options.include_usage), else the number of
  * content chunks. A JSON `error` object in a data frame, or an `event: error` frame, marks the request failed.
  */
+import { isObject } from '../common/json.js';
 
 export interface SseEvent {
   event?: string;
@@ -85,12 +86,6 @@ export interface StreamMetricsResult {
   done: boolean;
   /** The server reported an error in the stream. */
   error?: string;
-}
-
-type Json = Record<string, unknown>;
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** Output text of one chat or completions chunk choice (reasoning text counts: it is generated tokens too). */

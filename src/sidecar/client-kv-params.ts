@@ -15,13 +15,10 @@
  * does beyond JSON (NaN, Infinity, -Infinity).
  */
 import type { SidecarConfig } from './options.js';
-import { depthMessage, nestedDeeperThan, type JsonObject } from './json-body.js';
+import { depthMessage, nestedDeeperThan } from './json-body.js';
 import { EXTRA_ARGS, KV_TRANSFER_PARAMS, SAMPLING_PARAMS, SGLANG_BOOTSTRAP_FIELDS } from '../common/pd-contract.js';
+import { isObject, type JsonObject } from '../common/json.js';
 const BACKSLASH_U = Buffer.from('\\u');
-
-function isObject(v: unknown): v is JsonObject {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}
 
 export class ClientTransferFields {
   private readonly markers: readonly Buffer[];

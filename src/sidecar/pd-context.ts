@@ -17,8 +17,7 @@ import type { StopSignal } from '../common/upstream-leg.js';
 import type { Outcome, SidecarMetrics } from './metrics.js';
 import type { SidecarConfig } from './options.js';
 import type { UpstreamAgents } from './upstream.js';
-
-export type JsonObject = Record<string, unknown>;
+import type { JsonObject } from '../common/json.js';
 
 /** Where an inference request's time went, for the latency split observed at its first byte (decode.ts). */
 export interface RequestTimings {

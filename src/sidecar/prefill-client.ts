@@ -11,8 +11,7 @@ import type { Dispatcher } from 'undici';
 import { LegStopped, UpstreamLeg, connectErrorCode, type StopSignal } from '../common/upstream-leg.js';
 import { depthMessage, nestedDeeperThan } from './json-body.js';
 import { KV_TRANSFER_PARAMS } from '../common/pd-contract.js';
-
-type JsonObject = Record<string, unknown>;
+import { isObject, type JsonObject } from '../common/json.js';
 
 export type PrefillOutcome =
   | { kind: 'ok'; json: JsonObject; attempts: number }
@@ -95,10 +94,10 @@ async function attempt(p: PrefillRequest): Promise<PrefillOutcome> {
     if (nestedDeeperThan(json, p.maxJsonDepth)) {
       return { kind: 'bad_response', message: `the prefiller answered ${leg.status} with JSON ${depthMessage(p.maxJsonDepth)}`, attempts: 1 };
     }
-    if (!json || typeof json !== 'object' || Array.isArray(json)) {
+    if (!isObject(json)) {
       return { kind: 'bad_response', message: `the prefiller answered ${leg.status} with a JSON ${Array.isArray(json) ? 'array' : typeof json}, not an object`, attempts: 1 };
     }
-    const kv = (json as JsonObject)[KV_TRANSFER_PARAMS];
+    const kv = json[KV_TRANSFER_PARAMS];
     if (kv === undefined || kv === null || typeof kv !== 'object') {
       return {
         kind: 'bad_response',
@@ -106,7 +105,7 @@ async function attempt(p: PrefillRequest): Promise<PrefillOutcome> {
         attempts: 1,
       };
     }
-    return { kind: 'ok', json: json as JsonObject, attempts: 1 };
+    return { kind: 'ok', json, attempts: 1 };
   } catch (err) {
     if (err instanceof LegStopped) {
       if (err.reason === 'client_gone') return { kind: 'aborted' };

@@ -9,8 +9,7 @@
  */
 import { TOKEN_LIMIT_FIELDS, type ApiType } from '../common/index.js';
 import { KV_TRANSFER_PARAMS, PREFILL_LEG_KV_PARAMS } from '../common/pd-contract.js';
-
-export type JsonObject = Record<string, unknown>;
+import { isObject, type JsonObject } from '../common/json.js';
 
 /** Sets every token-limit field of the API type to `value` on `out`, a copy of the client's body (nested objects copied too). */
 function setTokenLimits(api: ApiType, out: JsonObject, value: number): void {
@@ -19,7 +18,7 @@ function setTokenLimits(api: ApiType, out: JsonObject, value: number): void {
     for (const f of fields) out[f] = value;
   } else {
     const prev = out[container];
-    const nested: JsonObject = prev && typeof prev === 'object' && !Array.isArray(prev) ? { ...(prev as JsonObject) } : {};
+    const nested: JsonObject = isObject(prev) ? { ...prev } : {};
     for (const f of fields) nested[f] = value;
     out[container] = nested;
   }

@@ -9,6 +9,7 @@
 import { contentText, type ApiType } from '../common/index.js';
 import type { SeededRandom } from './random.js';
 import { RANDOM_SENTENCE_TOKENS, tokenize, tokenId } from './tokenizer.js';
+import { isObject, type JsonObject } from '../common/json.js';
 
 export type FinishReason = 'stop' | 'length' | 'remote_decode' | 'cache_threshold';
 
@@ -16,12 +17,6 @@ export interface GeneratedOutput {
   tokens: string[];
   tokenIds: number[];
   finishReason: FinishReason;
-}
-
-type JsonObject = Record<string, unknown>;
-
-function isObject(v: unknown): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function lastItemText(items: unknown): string {

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import type { ApiType } from '../common/index.js';
 import { EXTRA_ARGS, KV_TRANSFER_PARAMS, SAMPLING_PARAMS } from '../common/pd-contract.js';
+import type { JsonObject } from '../common/json.js';
 
 const int = z.number().int();
 const optInt = int.nullish();
@@ -81,8 +82,6 @@ function describe(v: unknown): string {
   if (Array.isArray(v)) return 'array';
   return typeof v;
 }
-
-type JsonObject = Record<string, unknown>;
 
 /** Semantic checks after the model is known; returns the 400 message or undefined. */
 export function semanticError(api: ApiType, body: JsonObject, prefillOnly: boolean): string | undefined {

@@ -25,8 +25,7 @@ import type { SimEngine, RequestRecord } from './sim-engine.js';
 import { registerAdminRoutes } from './admin.js';
 import { goJsonSyntaxError } from '../common/go-json-error.js';
 import { REQUEST_ID_HEADER, isDecodeLeg, isPrefillLeg, type PrefillAnswerKvParams } from '../common/pd-contract.js';
-
-type JsonObject = Record<string, unknown>;
+import type { JsonObject } from '../common/json.js';
 
 function sendError(reply: FastifyReply, status: number, message: string, param: string | null = null): FastifyReply {
   return reply.code(status).header('content-type', 'application/json').send(openAIError(status, message, param));

@@ -4,14 +4,9 @@
  * are the JSON of `tools` followed by each message's role and content with no separators.
  */
 import type { ApiType } from './api-type.js';
-
-type JsonObject = Record<string, unknown>;
+import { isObject, type JsonObject } from '../json.js';
 
 export type Prompt = { kind: 'text'; text: string } | { kind: 'tokens'; tokens: number[] };
-
-function isObject(v: unknown): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** Text of an OpenAI/Anthropic content value: a string, or the text of its text blocks concatenated. */
 export function contentText(content: unknown): string {

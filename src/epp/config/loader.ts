@@ -18,7 +18,7 @@
  */
 import type { Logger } from 'pino';
 import { parse as parseYaml } from 'yaml';
-import { silentLogger } from '../../common/index.js';
+import { isObject, silentLogger } from '../../common/index.js';
 import { EppMetrics } from '../metrics.js';
 import type { ConfiguredDiscovery } from '../datalayer/discovery.js';
 import { DEFAULT_ENGINES, type EngineRegistry } from '../datalayer/engine-metrics.js';
@@ -77,8 +77,8 @@ function parseDocument(text: string): EndpointPickerConfigDocument {
   } catch (e) {
     fail(`cannot parse as YAML: ${(e as Error).message.split('\n')[0]}`);
   }
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail('must be a YAML mapping');
-  const r = validateDocument(raw as Record<string, unknown>);
+  if (!isObject(raw)) fail('must be a YAML mapping');
+  const r = validateDocument(raw);
   if (!r.ok) fail(r.issues.map((i) => (i.path.length ? `${i.path.map(String).join('.')}: ${i.message}` : i.message)).join('; '));
   return r.doc;
 }
