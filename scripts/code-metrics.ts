@@ -122,16 +122,16 @@ function percent(part: number, whole: number): string {
   return whole === 0 ? '-' : `${((100 * part) / whole).toFixed(0)}%`;
 }
 
-function report(label: string, f: Figures): string {
+function report(label: string, figures: Figures): string {
   return [
-    `${label}: ${f.files} files, ${f.lines} lines`,
-    `  files over ${LONG_FILE_LINES} lines: ${f.filesOver300}`,
-    `  functions over ${LONG_FUNCTION_LINES} lines: ${f.functionsOver60} of ${f.functions}`,
-    `  one-letter parameters: ${f.oneLetterParameters} of ${f.parameters} (${percent(f.oneLetterParameters, f.parameters)})`,
-    `  exported functions and classes with a doc comment: ${f.documentedFunctionsAndClasses} of ${f.exportedFunctionsAndClasses} (${percent(f.documentedFunctionsAndClasses, f.exportedFunctionsAndClasses)})`,
-    `  exported symbols with a doc comment: ${f.documentedSymbols} of ${f.exportedSymbols} (${percent(f.documentedSymbols, f.exportedSymbols)})`,
-    `  'as unknown as' casts: ${f.asUnknownAs}`,
-    `  lines over ${LONG_LINE_CHARS} characters: ${f.linesOver120}`,
+    `${label}: ${figures.files} files, ${figures.lines} lines`,
+    `  files over ${LONG_FILE_LINES} lines: ${figures.filesOver300}`,
+    `  functions over ${LONG_FUNCTION_LINES} lines: ${figures.functionsOver60} of ${figures.functions}`,
+    `  one-letter parameters: ${figures.oneLetterParameters} of ${figures.parameters} (${percent(figures.oneLetterParameters, figures.parameters)})`,
+    `  exported functions and classes with a doc comment: ${figures.documentedFunctionsAndClasses} of ${figures.exportedFunctionsAndClasses} (${percent(figures.documentedFunctionsAndClasses, figures.exportedFunctionsAndClasses)})`,
+    `  exported symbols with a doc comment: ${figures.documentedSymbols} of ${figures.exportedSymbols} (${percent(figures.documentedSymbols, figures.exportedSymbols)})`,
+    `  'as unknown as' casts: ${figures.asUnknownAs}`,
+    `  lines over ${LONG_LINE_CHARS} characters: ${figures.linesOver120}`,
   ].join('\n');
 }
 

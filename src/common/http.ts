@@ -21,12 +21,12 @@ export function requestIdOf(req: IncomingMessage): string {
   return v && v.length <= 256 ? v : randomUUID();
 }
 
-export function fastifyBaseOptions(s: ServerBaseSettings): FastifyHttpOptions<Server, FastifyBaseLogger> {
+export function fastifyBaseOptions(settings: ServerBaseSettings): FastifyHttpOptions<Server, FastifyBaseLogger> {
   return {
-    loggerInstance: s.logger as FastifyBaseLogger,
+    loggerInstance: settings.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
     genReqId: requestIdOf,
-    bodyLimit: s.bodyLimit,
+    bodyLimit: settings.bodyLimit,
     // LLM requests can stream for minutes; timeouts are per stage inside the handlers, not per socket.
     requestTimeout: 0,
     keepAliveTimeout: 300_000,

@@ -36,11 +36,11 @@ export const DEFAULT_FAIRNESS_ID = 'default-flow';
 export class LabelGuard {
   private readonly seen = new Set<string>();
   constructor(private readonly max = MAX_LABEL_VALUES) {}
-  value(v: string): string {
-    if (this.seen.has(v)) return v;
+  value(item: string): string {
+    if (this.seen.has(item)) return item;
     if (this.seen.size >= this.max) return 'other';
-    this.seen.add(v);
-    return v;
+    this.seen.add(item);
+    return item;
   }
 }
 
@@ -161,9 +161,9 @@ export class EppMetrics {
         llmdSize?.set(entries);
         gaieSize?.set(entries);
       },
-      match(r: number, b: number) {
-        ratio.observe(r);
-        bytes.observe(b);
+      match(rate: number, right: number) {
+        ratio.observe(rate);
+        bytes.observe(right);
       },
     };
   }

@@ -27,7 +27,7 @@ export function writeDisaggHeaders(headers: Record<string, string>, result: Sche
   const prefill = result.results.get(prefillProfile)?.targets[0];
   if (prefill) headers[PREFILLER_HOST_PORT] = prefill.hostPort;
   const encoders = result.results.get(encodeProfile)?.targets ?? [];
-  if (encoders.length > 0) headers[ENCODER_HOSTS_PORTS] = encoders.map((e) => e.hostPort).join(',');
+  if (encoders.length > 0) headers[ENCODER_HOSTS_PORTS] = encoders.map((endpoint) => endpoint.hostPort).join(',');
 }
 
 /**

@@ -60,18 +60,18 @@ export interface ProxyDeps {
 /** Request headers as a multi-map (lower-case names), the form mutations apply to. */
 type Headers = Map<string, string[]>;
 
-function toHeaders(h: IncomingHttpHeaders): Headers {
+function toHeaders(headers: IncomingHttpHeaders): Headers {
   const out: Headers = new Map();
-  for (const [k, v] of Object.entries(h)) if (v !== undefined) out.set(k, Array.isArray(v) ? [...v] : [String(v)]);
+  for (const [k, v] of Object.entries(headers)) if (v !== undefined) out.set(k, Array.isArray(v) ? [...v] : [String(v)]);
   // The gateway answered the expectation itself (100 Continue) and has the body: like Envoy, it passes the header
   // neither to the EPP nor upstream (undici refuses to send it).
   out.delete('expect');
   return out;
 }
 
-function headerMap(pseudo: Record<string, string>, h: Headers): { headers: HeaderValue[] } {
+function headerMap(pseudo: Record<string, string>, value: Headers): { headers: HeaderValue[] } {
   const headers: HeaderValue[] = Object.entries(pseudo).map(([key, v]) => ({ key, raw_value: Buffer.from(v) }));
-  for (const [key, values] of h) for (const v of values) headers.push({ key, raw_value: Buffer.from(v) });
+  for (const [key, values] of value) for (const v of values) headers.push({ key, raw_value: Buffer.from(v) });
   return { headers };
 }
 
@@ -81,29 +81,29 @@ function headerMap(pseudo: Record<string, string>, h: Headers): { headers: Heade
  * `append` and ignores `append_action`, so an EPP that leaves both unset (as llm-d's EPPs do for Content-Length and
  * the echoed request headers) replaces the header rather than doubling it.
  */
-export function applyMutation(h: Headers, m: HeaderMutation | undefined | null): void {
-  if (!m) return;
-  for (const name of m.remove_headers ?? []) h.delete(name.toLowerCase());
-  for (const opt of m.set_headers ?? []) {
+export function applyMutation(headers: Headers, mutation: HeaderMutation | undefined | null): void {
+  if (!mutation) return;
+  for (const name of mutation.remove_headers ?? []) headers.delete(name.toLowerCase());
+  for (const opt of mutation.set_headers ?? []) {
     const key = opt.header.key.toLowerCase();
     const value = headerValueText(opt.header);
-    if (opt.append?.value === true) h.set(key, [...(h.get(key) ?? []), value]);
-    else h.set(key, [value]);
+    if (opt.append?.value === true) headers.set(key, [...(headers.get(key) ?? []), value]);
+    else headers.set(key, [value]);
   }
 }
 
-function commonOf(r: ProcessingResponse): CommonResponse | undefined {
-  return r.request_headers?.response ?? r.request_body?.response ?? r.response_headers?.response ?? r.response_body?.response;
+function commonOf(result: ProcessingResponse): CommonResponse | undefined {
+  return result.request_headers?.response ?? result.request_body?.response ?? result.response_headers?.response ?? result.response_body?.response;
 }
 
 /** Destinations from the envoy.lb dynamic metadata, else the x-gateway-destination-endpoint header. */
-function destinations(meta: Record<string, unknown> | undefined, h: Headers): string[] {
+function destinations(meta: Record<string, unknown> | undefined, headers: Headers): string[] {
   const lb = meta?.[DESTINATION_METADATA_NAMESPACE] as Record<string, unknown> | undefined;
   const fromMeta = typeof lb?.[DESTINATION_ENDPOINT] === 'string' ? (lb[DESTINATION_ENDPOINT] as string) : undefined;
-  const value = fromMeta ?? h.get(DESTINATION_ENDPOINT)?.[0] ?? '';
+  const value = fromMeta ?? headers.get(DESTINATION_ENDPOINT)?.[0] ?? '';
   return value
     .split(',')
-    .map((s) => s.trim())
+    .map((text) => text.trim())
     .filter(Boolean);
 }
 
@@ -116,11 +116,11 @@ function writeLocalReply(res: ServerResponse, status: number, body: string, head
   res.end(body);
 }
 
-function relayImmediate(res: ServerResponse, r: NonNullable<ProcessingResponse['immediate_response']>): number {
-  const status = envoyStatusNumber(r.status?.code);
+function relayImmediate(res: ServerResponse, response: NonNullable<ProcessingResponse['immediate_response']>): number {
+  const status = envoyStatusNumber(response.status?.code);
   const h: Headers = new Map();
-  applyMutation(h, r.headers);
-  const body = r.body ? Buffer.from(r.body) : Buffer.alloc(0);
+  applyMutation(h, response.headers);
+  const body = response.body ? Buffer.from(response.body) : Buffer.alloc(0);
   const headers: Record<string, string | string[]> = {};
   for (const [k, v] of h) headers[k] = v.length === 1 ? v[0]! : v;
   headers['content-length'] = String(body.length);
@@ -163,31 +163,31 @@ function readBody(body: Readable | undefined, limit: number, idleMs: number): Pr
 }
 
 /** Serves one exchange; returns the status sent to the client (0 if the client left). */
-export async function proxyExchange(x: Exchange, d: ProxyDeps): Promise<number> {
-  const c = d.config;
+export async function proxyExchange(exchange: Exchange, proxyDeps: ProxyDeps): Promise<number> {
+  const c = proxyDeps.config;
   const started = performance.now();
   let chunks: Buffer[];
   try {
-    chunks = await readBody(x.body, c.maxRequestBodySize, c.requestBodyTimeout);
+    chunks = await readBody(exchange.body, c.maxRequestBodySize, c.requestBodyTimeout);
   } catch (err) {
     // The rest of the body is never read: answer, then close the connection.
     const status = err instanceof RangeError ? 413 : err instanceof BodyTimeout ? 408 : 0;
     if (status === 0) return 0;
-    writeLocalReply(x.res, status, (err as Error).message, { connection: 'close' });
-    x.res.once('finish', () => x.res.socket?.destroy());
+    writeLocalReply(exchange.res, status, (err as Error).message, { connection: 'close' });
+    exchange.res.once('finish', () => exchange.res.socket?.destroy());
     return status;
   }
-  const headers = toHeaders(x.headers);
+  const headers = toHeaders(exchange.headers);
   const original = { headers: new Map(headers), chunks };
   let session: ExtProcSession | undefined;
   let destination: string[] = [];
   let upstreamBody: Buffer;
   try {
-    session = d.openSession();
+    session = proxyDeps.openSession();
     const s = session;
-    x.signal.addEventListener('abort', () => s.cancel(), { once: true });
+    exchange.signal.addEventListener('abort', () => s.cancel(), { once: true });
     const hasBody = chunks.length > 0;
-    const pseudo = { ':method': x.method, ':path': x.url, ':authority': x.headers.host ?? 'localhost', ':scheme': 'http' };
+    const pseudo = { ':method': exchange.method, ':path': exchange.url, ':authority': exchange.headers.host ?? 'localhost', ':scheme': 'http' };
     s.send({
       request_headers: { headers: headerMap(pseudo, headers), end_of_stream: !hasBody },
       protocol_config: {
@@ -197,10 +197,10 @@ export async function proxyExchange(x: Exchange, d: ProxyDeps): Promise<number> 
     } as never);
     chunks.forEach((chunk, i) => s.send({ request_body: { body: chunk, end_of_stream: i === chunks.length - 1 } }));
     const first = await s.next('request headers');
-    d.metrics.eppDecision.observe((performance.now() - started) / 1000);
+    proxyDeps.metrics.eppDecision.observe((performance.now() - started) / 1000);
     if (first.immediate_response) {
       s.close();
-      return relayImmediate(x.res, first.immediate_response);
+      return relayImmediate(exchange.res, first.immediate_response);
     }
     const common = commonOf(first);
     applyMutation(headers, common?.header_mutation);
@@ -212,7 +212,7 @@ export async function proxyExchange(x: Exchange, d: ProxyDeps): Promise<number> 
         const r = await s.next('request body');
         if (r.immediate_response) {
           s.close();
-          return relayImmediate(x.res, r.immediate_response);
+          return relayImmediate(exchange.res, r.immediate_response);
         }
         const mutation = r.request_body?.response?.body_mutation as { streamed_response?: { body?: Buffer; end_of_stream?: boolean } } | undefined;
         if (mutation?.streamed_response) {
@@ -224,35 +224,35 @@ export async function proxyExchange(x: Exchange, d: ProxyDeps): Promise<number> 
     upstreamBody = hasBody ? Buffer.concat(body) : Buffer.alloc(0);
   } catch (err) {
     session?.cancel();
-    if (x.signal.aborted) return 0;
+    if (exchange.signal.aborted) return 0;
     const stage = err instanceof EppUnavailable ? err.stage : 'connect';
-    d.metrics.eppFailures.inc({ stage });
-    x.logger.warn({ err, stage }, 'endpoint picker failed');
+    proxyDeps.metrics.eppFailures.inc({ stage });
+    exchange.logger.warn({ err, stage }, 'endpoint picker failed');
     if (!c.failureModeAllow) {
-      writeLocalReply(x.res, 500, `ext_proc error: endpoint picker unavailable (${(err as Error).message})`);
+      writeLocalReply(exchange.res, 500, `ext_proc error: endpoint picker unavailable (${(err as Error).message})`);
       return 500;
     }
-    const fallback = d.nextFallback();
+    const fallback = proxyDeps.nextFallback();
     if (!fallback) {
-      writeLocalReply(x.res, 503, 'no healthy upstream: endpoint picker unavailable and no --fallback-endpoints configured');
+      writeLocalReply(exchange.res, 503, 'no healthy upstream: endpoint picker unavailable and no --fallback-endpoints configured');
       return 503;
     }
-    d.metrics.failOpen.inc();
+    proxyDeps.metrics.failOpen.inc();
     // Without the EPP nobody vouches for the client's routing headers: they go, as the EPP would have removed them.
     for (const h of ROUTING_HEADERS) original.headers.delete(h);
-    return forward(x, d, original.headers, Buffer.concat(original.chunks), [fallback], undefined);
+    return forward(exchange, proxyDeps, original.headers, Buffer.concat(original.chunks), [fallback], undefined);
   }
   if (destination.length === 0) {
     session.close();
-    writeLocalReply(x.res, 503, 'no healthy upstream: the endpoint picker named no destination');
+    writeLocalReply(exchange.res, 503, 'no healthy upstream: the endpoint picker named no destination');
     return 503;
   }
-  return forward(x, d, headers, upstreamBody, destination, session);
+  return forward(exchange, proxyDeps, headers, upstreamBody, destination, session);
 }
 
 /** Sends the request upstream (trying destinations in order on connect failure) and relays the answer. */
-async function forward(x: Exchange, d: ProxyDeps, headers: Headers, body: Buffer, destinations: string[], session: ExtProcSession | undefined): Promise<number> {
-  const c = d.config;
+async function forward(exchange: Exchange, proxyDeps: ProxyDeps, headers: Headers, body: Buffer, destinations: string[], session: ExtProcSession | undefined): Promise<number> {
+  const c = proxyDeps.config;
   const out: Record<string, string | string[]> = {};
   for (const [k, v] of headers) if (!HOP_BY_HOP.has(k) && !k.startsWith(':')) out[k] = v.length === 1 ? v[0]! : v;
   let leg: UpstreamLeg | undefined;
@@ -260,13 +260,13 @@ async function forward(x: Exchange, d: ProxyDeps, headers: Headers, body: Buffer
   for (const dest of destinations) {
     try {
       leg = await UpstreamLeg.open({
-        agent: d.agent,
+        agent: proxyDeps.agent,
         origin: `http://${dest}`,
-        method: x.method,
-        path: headers.get(':path')?.[0] ?? x.url,
+        method: exchange.method,
+        path: headers.get(':path')?.[0] ?? exchange.url,
         headers: out,
-        body: body.length > 0 || (x.method !== 'GET' && x.method !== 'HEAD') ? body : undefined,
-        clientSignal: x.signal,
+        body: body.length > 0 || (exchange.method !== 'GET' && exchange.method !== 'HEAD') ? body : undefined,
+        clientSignal: exchange.signal,
         firstByteTimeoutMs: c.upstreamFirstByteTimeout,
         idleTimeoutMs: c.upstreamIdleTimeout,
         label: `upstream ${dest}`,
@@ -274,22 +274,22 @@ async function forward(x: Exchange, d: ProxyDeps, headers: Headers, body: Buffer
       break;
     } catch (err) {
       lastErr = err;
-      if (err instanceof LegStopped || x.signal.aborted) break;
+      if (err instanceof LegStopped || exchange.signal.aborted) break;
       if (!connectErrorCode(err)) break;
-      x.logger.warn({ destination: dest, code: connectErrorCode(err) }, 'upstream connect failed; trying the next destination');
+      exchange.logger.warn({ destination: dest, code: connectErrorCode(err) }, 'upstream connect failed; trying the next destination');
     }
   }
   if (!leg) {
     session?.cancel();
-    if (x.signal.aborted) return 0;
+    if (exchange.signal.aborted) return 0;
     if (lastErr instanceof LegStopped && lastErr.reason === 'first_byte_timeout') {
-      writeLocalReply(x.res, 504, 'upstream request timeout');
+      writeLocalReply(exchange.res, 504, 'upstream request timeout');
       return 504;
     }
-    writeLocalReply(x.res, 503, `upstream connect error or disconnect/reset before headers. reset reason: ${connectErrorCode(lastErr) ?? (lastErr as Error)?.message}`);
+    writeLocalReply(exchange.res, 503, `upstream connect error or disconnect/reset before headers. reset reason: ${connectErrorCode(lastErr) ?? (lastErr as Error)?.message}`);
     return 503;
   }
-  d.metrics.upstreamTtfb.observe((performance.now() - leg.sentAt) / 1000);
+  proxyDeps.metrics.upstreamTtfb.observe((performance.now() - leg.sentAt) / 1000);
   const respHeaders: Headers = new Map();
   for (const [k, v] of Object.entries(leg.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) respHeaders.set(k, Array.isArray(v) ? v : [String(v)]);
   let eppLive = session !== undefined;
@@ -300,39 +300,39 @@ async function forward(x: Exchange, d: ProxyDeps, headers: Headers, body: Buffer
       if (r.immediate_response) {
         leg.stop(new LegStopped('peer_failed', 'EPP answered the response with an immediate response'));
         session.close();
-        return relayImmediate(x.res, r.immediate_response);
+        return relayImmediate(exchange.res, r.immediate_response);
       }
       applyMutation(respHeaders, commonOf(r)?.header_mutation);
       respHeaders.delete(':status');
     } catch (err) {
       eppLive = false;
       session.cancel();
-      d.metrics.eppFailures.inc({ stage: 'response headers' });
+      proxyDeps.metrics.eppFailures.inc({ stage: 'response headers' });
       if (!c.failureModeAllow) {
         leg.stop(new LegStopped('peer_failed', 'EPP failed'));
-        writeLocalReply(x.res, 500, `ext_proc error: endpoint picker failed on the response (${(err as Error).message})`);
+        writeLocalReply(exchange.res, 500, `ext_proc error: endpoint picker failed on the response (${(err as Error).message})`);
         return 500;
       }
     }
   }
   const h: Record<string, string | string[]> = {};
   for (const [k, v] of respHeaders) h[k] = v.length === 1 ? v[0]! : v;
-  x.res.writeHead(leg.status, h);
+  exchange.res.writeHead(leg.status, h);
   const streamToEpp = eppLive && session !== undefined && c.responseBodyMode === 'streamed';
   try {
     if (!streamToEpp) {
       session?.close();
-      for (let chunk = await leg.read(); chunk !== null; chunk = await leg.read()) await write(x.res, chunk);
-      x.res.end();
+      for (let chunk = await leg.read(); chunk !== null; chunk = await leg.read()) await write(exchange.res, chunk);
+      exchange.res.end();
       return leg.status;
     }
-    await relayThroughEpp(x, d, leg, session!);
+    await relayThroughEpp(exchange, proxyDeps, leg, session!);
     return leg.status;
   } catch (err) {
     session?.cancel();
-    if (!x.res.destroyed) x.res.destroy();
-    if (!(err instanceof LegStopped && err.reason === 'client_gone')) x.logger.warn({ err }, 'response relay failed');
-    return x.signal.aborted ? 0 : leg.status;
+    if (!exchange.res.destroyed) exchange.res.destroy();
+    if (!(err instanceof LegStopped && err.reason === 'client_gone')) exchange.logger.warn({ err }, 'response relay failed');
+    return exchange.signal.aborted ? 0 : leg.status;
   }
 }
 
@@ -347,7 +347,7 @@ async function write(res: ServerResponse, chunk: Buffer): Promise<void> {
  * response (never terminated, so the client sees the failure; Envoy resets the stream); fail-open writes the kept
  * chunks first, then streams the rest itself, so nothing is lost or reordered (an SSE client stops reading at [DONE]).
  */
-async function relayThroughEpp(x: Exchange, d: ProxyDeps, leg: UpstreamLeg, session: ExtProcSession): Promise<void> {
+async function relayThroughEpp(exchange: Exchange, proxyDeps: ProxyDeps, leg: UpstreamLeg, session: ExtProcSession): Promise<void> {
   const pending: Buffer[] = [];
   let upstreamDone = false;
   let eppFailed: Error | undefined;
@@ -355,8 +355,8 @@ async function relayThroughEpp(x: Exchange, d: ProxyDeps, leg: UpstreamLeg, sess
   /** Fail-open after an EPP failure: the chunks it kept go out first (once; every later write waits for them). */
   const takeOver = () =>
     (takingOver ??= (async () => {
-      d.metrics.failOpen.inc();
-      for (const p of pending.splice(0)) await write(x.res, p);
+      proxyDeps.metrics.failOpen.inc();
+      for (const p of pending.splice(0)) await write(exchange.res, p);
     })());
   const reader = (async () => {
     for (;;) {
@@ -375,20 +375,20 @@ async function relayThroughEpp(x: Exchange, d: ProxyDeps, leg: UpstreamLeg, sess
           n = 0;
         }
       }
-      await write(x.res, chunk);
+      await write(exchange.res, chunk);
       if (m?.streamed_response?.end_of_stream || (!m?.streamed_response && upstreamDone)) return;
     }
   })().catch(async (err: Error) => {
     eppFailed = err;
-    d.metrics.eppFailures.inc({ stage: 'response body' });
+    proxyDeps.metrics.eppFailures.inc({ stage: 'response body' });
     // Fail-closed: nothing more reaches the client; the relay below ends on the stopped leg.
-    if (!d.config.failureModeAllow) leg.stop(new LegStopped('peer_failed', `EPP failed on the response body: ${err.message}`));
+    if (!proxyDeps.config.failureModeAllow) leg.stop(new LegStopped('peer_failed', `EPP failed on the response body: ${err.message}`));
     else await takeOver();
   });
   for (let chunk = await leg.read(); chunk !== null; chunk = await leg.read()) {
     if (eppFailed) {
       await takeOver();
-      await write(x.res, chunk);
+      await write(exchange.res, chunk);
       continue;
     }
     pending.push(chunk);
@@ -398,11 +398,11 @@ async function relayThroughEpp(x: Exchange, d: ProxyDeps, leg: UpstreamLeg, sess
   if (!eppFailed) session.send({ response_body: { body: Buffer.alloc(0), end_of_stream: true } });
   await reader;
   if (eppFailed) {
-    if (!d.config.failureModeAllow) throw eppFailed;
+    if (!proxyDeps.config.failureModeAllow) throw eppFailed;
     await takeOver();
   } else {
     session.close();
   }
-  x.res.end();
+  exchange.res.end();
 }
 

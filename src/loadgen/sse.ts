@@ -102,10 +102,10 @@ function choiceText(choice: unknown): string {
   return out;
 }
 
-function errorText(e: unknown): string {
-  if (typeof e === 'string') return e;
-  if (isObject(e) && typeof e.message === 'string') return e.message;
-  return JSON.stringify(e);
+function errorText(err: unknown): string {
+  if (typeof err === 'string') return err;
+  if (isObject(err) && typeof err.message === 'string') return err.message;
+  return JSON.stringify(err);
 }
 
 /** Accumulates one response stream's metrics; times are in the caller's unit and origin. */

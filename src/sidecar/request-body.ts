@@ -88,10 +88,10 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limit: numbe
         reject(err);
       } else resolve(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size));
     };
-    const onData = (c: Buffer) => {
-      size += c.length;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
       if (size > limit) return finish(tooLarge(limit));
-      parts.push(c);
+      parts.push(chunk);
     };
     const onEnd = () => finish();
     const onAbort = () => finish(new BodyError('aborted', 'client disconnected while sending the request body'));
@@ -127,8 +127,8 @@ export function drainBody(req: IncomingMessage, limit: number, timeoutMs: number
       if (!ok) req.pause();
       resolve(ok);
     };
-    const onData = (c: Buffer) => {
-      size += c.length;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
       if (size > limit) finish(false);
     };
     const onEnd = () => finish(true);

@@ -25,8 +25,8 @@ export type { SidecarRank } from './tracking.js';
  * Last resort for a fast-path request whose handler threw outside its own error handling (fastify did this for routes
  * before): log it, answer 500 if nothing was sent, else cut the connection so the client sees the failure.
  */
-function answerUnexpected(r: SidecarRank, req: IncomingMessage, res: ServerResponse, err: unknown): void {
-  r.logger.error({ err, reqId: requestIdOf(req), path: req.url }, 'inference request handler failed');
+function answerUnexpected(rank: SidecarRank, req: IncomingMessage, res: ServerResponse, err: unknown): void {
+  rank.logger.error({ err, reqId: requestIdOf(req), path: req.url }, 'inference request handler failed');
   answerInternalError(res, err);
 }
 
@@ -37,20 +37,20 @@ const INFERENCE_ROUTES: ReadonlyMap<string, ApiType> = new Map(Object.entries(IN
  * The HTTP(S) server for a rank: POSTs to the inference routes go to the P/D handler directly, everything else to
  * fastify's handler. Set up as fastify sets up its own server (keep-alive and request timeouts from its options).
  */
-function serverWithFastPath(r: SidecarRank, https: { key: string; cert: string } | undefined, isClosing: () => boolean) {
+function serverWithFastPath(rank: SidecarRank, https: { key: string; cert: string } | undefined, isClosing: () => boolean) {
   return (
     fastifyHandler: RequestListener,
     opts: { keepAliveTimeout?: number; requestTimeout?: number; connectionTimeout?: number; maxRequestsPerSocket?: number },
   ): Server => {
     const onRequest: RequestListener = (req, res) => {
-      settleUnreadBody(req, res, r.config.maxRequestBodySize, r.config.requestBodyTimeout);
+      settleUnreadBody(req, res, rank.config.maxRequestBodySize, rank.config.requestBodyTimeout);
       if (req.method === 'POST' && !isClosing()) {
         const url = req.url ?? '';
         const q = url.indexOf('?');
         const path = q < 0 ? url : url.slice(0, q);
         const api = INFERENCE_ROUTES.get(path);
         if (api !== undefined) {
-          handlePd(r, api, path, req, res).catch((err: unknown) => answerUnexpected(r, req, res, err));
+          handlePd(rank, api, path, req, res).catch((err: unknown) => answerUnexpected(rank, req, res, err));
           return;
         }
       }
@@ -71,11 +71,11 @@ function serverWithFastPath(r: SidecarRank, https: { key: string; cert: string }
   };
 }
 
-export function buildSidecarServer(r: SidecarRank, https?: { key: string; cert: string }): FastifyInstance {
+export function buildSidecarServer(rank: SidecarRank, https?: { key: string; cert: string }): FastifyInstance {
   let closing = false;
   const app = Fastify({
-    ...fastifyBaseOptions({ logger: r.logger, bodyLimit: r.config.maxRequestBodySize }),
-    serverFactory: serverWithFastPath(r, https, () => closing),
+    ...fastifyBaseOptions({ logger: rank.logger, bodyLimit: rank.config.maxRequestBodySize }),
+    serverFactory: serverWithFastPath(rank, https, () => closing),
     // Not used to create the server (the factory does), but fastify names the scheme in its listen log from it.
     ...(https ? { https } : {}),
   } as ReturnType<typeof fastifyBaseOptions>) as unknown as FastifyInstance;
@@ -89,41 +89,41 @@ export function buildSidecarServer(r: SidecarRank, https?: { key: string; cert: 
 
   app.get('/health', async (_req, reply) => reply.code(200).send());
   app.get('/ready', async (_req, reply) => {
-    const decoder = await checkDecoder(r);
-    const allowlist = r.guard.ready();
+    const decoder = await checkDecoder(rank);
+    const allowlist = rank.guard.ready();
     const ok = decoder === 'ok' && allowlist;
-    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not ready', decoder, ssrfAllowlist: r.guard.mode === 'off' ? 'off' : allowlist ? 'synced' : 'not synced' });
+    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not ready', decoder, ssrfAllowlist: rank.guard.mode === 'off' ? 'off' : allowlist ? 'synced' : 'not synced' });
   });
   app.get('/sidecar/metrics', async (_req, reply) => {
-    const { contentType, body } = await renderMetrics([r.metrics.registry]);
+    const { contentType, body } = await renderMetrics([rank.metrics.registry]);
     return reply.header('content-type', contentType).send(body);
   });
   // Reached through fastify only while closing (fastify answers 503 first) or through app.inject().
   for (const [path, api] of INFERENCE_ROUTES) {
     app.post(path, (request, reply) => {
       reply.hijack();
-      return handlePd(r, api, path, request.raw, reply.raw);
+      return handlePd(rank, api, path, request.raw, reply.raw);
     });
   }
   const passthrough = async (request: FastifyRequest, reply: FastifyReply) => {
     reply.hijack();
-    const log = new RequestLog(r.logger, String(request.id));
-    const t = track(r, reply.raw, 'none', log, 'passthrough');
-    t.done('other', await passThrough(r, request.raw, t, log, r.decoderOrigin, 'passthrough'));
+    const log = new RequestLog(rank.logger, String(request.id));
+    const t = track(rank, reply.raw, 'none', log, 'passthrough');
+    t.done('other', await passThrough(rank, request.raw, t, log, rank.decoderOrigin, 'passthrough'));
   };
   app.all('/*', passthrough);
   app.all('/', passthrough);
   return app;
 }
-async function checkDecoder(r: SidecarRank): Promise<string> {
+async function checkDecoder(rank: SidecarRank): Promise<string> {
   const ac = new AbortController();
-  const timer = setTimeout(() => ac.abort(), r.config.readinessTimeout);
+  const timer = setTimeout(() => ac.abort(), rank.config.readinessTimeout);
   try {
-    const res = await (r.agents.decode as Dispatcher).request({ origin: r.decoderOrigin, path: '/health', method: 'GET', signal: ac.signal });
+    const res = await (rank.agents.decode as Dispatcher).request({ origin: rank.decoderOrigin, path: '/health', method: 'GET', signal: ac.signal });
     await res.body.dump();
     return res.statusCode === 200 ? 'ok' : `status ${res.statusCode}`;
   } catch (err) {
-    return ac.signal.aborted ? `no answer within ${r.config.readinessTimeout}ms` : `unreachable (${(err as { code?: string }).code ?? (err as Error).message})`;
+    return ac.signal.aborted ? `no answer within ${rank.config.readinessTimeout}ms` : `unreachable (${(err as { code?: string }).code ?? (err as Error).message})`;
   } finally {
     clearTimeout(timer);
   }

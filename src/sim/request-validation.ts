@@ -72,15 +72,15 @@ export function typeError(api: ApiType, body: unknown): string | undefined {
     if ((body as Record<string, unknown>)[path] === undefined) return MISSING_INPUT[api];
     return MISSING_INPUT[api];
   }
-  const got = describe(issue.path.reduce<unknown>((v, k) => (v as Record<string | number, unknown> | undefined)?.[k as string], body));
+  const got = describe(issue.path.reduce<unknown>((acc, k) => (acc as Record<string | number, unknown> | undefined)?.[k as string], body));
   return `field "${path}" has the wrong type (got ${got}): ${issue.message}`;
 }
 
-function describe(v: unknown): string {
-  if (v === undefined) return 'nothing';
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'array';
-  return typeof v;
+function describe(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'array';
+  return typeof value;
 }
 
 /** Semantic checks after the model is known; returns the 400 message or undefined. */
@@ -88,17 +88,17 @@ export function semanticError(api: ApiType, body: JsonObject, prefillOnly: boole
   if (typeof body.n === 'number' && body.n <= 0) return 'n must be at least 1';
   const sp = (body.sampling_params ?? {}) as JsonObject;
   const maxFields = api === 'generate' ? [sp.max_tokens] : api === 'responses' ? [body.max_output_tokens] : [body.max_tokens, body.max_completion_tokens];
-  if (maxFields.some((v) => typeof v === 'number' && v <= 0)) return 'Max completion tokens and max tokens should be positive';
+  if (maxFields.some((value) => typeof value === 'number' && value <= 0)) return 'Max completion tokens and max tokens should be positive';
   const min = api === 'generate' ? sp.min_tokens : body.min_tokens;
   if (typeof min === 'number') {
     if (min < 0) return `min_tokens must be greater than or equal to 0, got ${min}.`;
-    const max = maxFields.find((v): v is number => typeof v === 'number');
+    const max = maxFields.find((value): value is number => typeof value === 'number');
     if (max !== undefined && min > max) return `min_tokens must be less than or equal to max_tokens=${max}, got ${min}.`;
   }
   if (prefillOnly && body.stream === true) return 'Prefill does not support streaming';
   const cht = body.cache_hit_threshold;
   if (cht !== undefined && cht !== null && (typeof cht !== 'number' || cht < 0 || cht > 1)) return 'cache_hit_threshold must be between 0 and 1';
-  if (body.ignore_eos === true && !maxFields.some((v) => typeof v === 'number')) {
+  if (body.ignore_eos === true && !maxFields.some((value) => typeof value === 'number')) {
     return 'Ignore_eos is true but max_completion_tokens (or max_tokens) is not set';
   }
   switch (api) {
@@ -113,8 +113,8 @@ export function semanticError(api: ApiType, body: JsonObject, prefillOnly: boole
       const p = body.prompt;
       if (Array.isArray(p)) {
         if (p.length === 0) return 'prompt array must contain at least one prompt';
-        if (p.some((x) => x === '')) return 'prompt must not contain an empty string';
-        if (p.some((x) => Array.isArray(x) && x.length === 0)) return 'prompt must not contain an empty token-id array';
+        if (p.some((value) => value === '')) return 'prompt must not contain an empty string';
+        if (p.some((value) => Array.isArray(value) && value.length === 0)) return 'prompt must not contain an empty token-id array';
       }
       break;
     }

@@ -48,7 +48,7 @@ function promptTokenIdsFor(api: ApiType, body: JsonObject): number[] {
     if (typeof p === 'string') return tokenIds(tokenize(p));
     if (Array.isArray(p) && p.length > 0) {
       if (typeof p[0] === 'number') return p as number[];
-      return (p as unknown[]).flatMap((x) => (typeof x === 'string' ? tokenIds(tokenize(x)) : Array.isArray(x) ? (x as number[]) : []));
+      return (p as unknown[]).flatMap((value) => (typeof value === 'string' ? tokenIds(tokenize(value)) : Array.isArray(value) ? (value as number[]) : []));
     }
     return [];
   }

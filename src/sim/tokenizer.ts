@@ -59,7 +59,7 @@ export function renderPrompt(api: ApiType, body: JsonObject): string {
       return renderMessages(msgs);
     }
     case 'completions':
-      return typeof body.prompt === 'string' ? body.prompt : Array.isArray(body.prompt) ? body.prompt.filter((p) => typeof p === 'string').join('') : '';
+      return typeof body.prompt === 'string' ? body.prompt : Array.isArray(body.prompt) ? body.prompt.filter((params) => typeof params === 'string').join('') : '';
     case 'generate':
       return '';
   }

@@ -33,8 +33,8 @@ export const TOKEN_LIMIT_FIELDS: Readonly<Record<ApiType, TokenLimitFields>> = {
   generate: { container: 'sampling_params', fields: ['max_tokens', 'min_tokens'] },
 };
 
-function positiveInt(v: unknown): number | undefined {
-  return typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : undefined;
+function positiveInt(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 ? value : undefined;
 }
 
 /**

@@ -16,7 +16,7 @@ const DEFAULT_DETECTOR = LOADER_DEFAULTS.saturationDetector;
 const DEFAULT_POLICIES: ReadonlySet<string> = new Set([...LOADER_DEFAULTS.flowControlPolicies, DEFAULT_DETECTOR]);
 
 /** Phase 7: the flow-control settings and the saturation detector, resolved against the plugins (not enforced). */
-export function resolveFlowControl(doc: EndpointPickerConfigDocument, graph: PluginGraph, warn: (m: string) => void): FlowControlSettings {
+export function resolveFlowControl(doc: EndpointPickerConfigDocument, graph: PluginGraph, warn: (message: string) => void): FlowControlSettings {
   const enabled = doc.featureGates.flowControl === true;
   const fc = doc.flowControl;
   /** A configured plugin, or one of upstream's defaults (added under its type name, as upstream registers it). */
@@ -52,7 +52,7 @@ export function resolveFlowControl(doc: EndpointPickerConfigDocument, graph: Plu
     const bands = [
       ...(fc.defaultPriorityBand ? [['flowControl.defaultPriorityBand', fc.defaultPriorityBand] as const] : []),
       ...(fc.defaultNegativePriorityBand ? [['flowControl.defaultNegativePriorityBand', fc.defaultNegativePriorityBand] as const] : []),
-      ...(fc.priorityBands ?? []).map((b, i) => [`flowControl.priorityBands[${i}]`, b] as const),
+      ...(fc.priorityBands ?? []).map((right, i) => [`flowControl.priorityBands[${i}]`, right] as const),
     ];
     for (const [where, b] of bands) {
       if (b.fairnessPolicyRef) ref(`${where}.fairnessPolicyRef`, b.fairnessPolicyRef, 'fairness-policy');

@@ -103,8 +103,8 @@ function profileSpecs({ doc, graph }: LoadPhase): ProfileSpec[] {
   if (doc.schedulingProfiles.length > 0) return doc.schedulingProfiles;
   const refs = graph
     .ordered()
-    .filter((p) => isFilter(p) || isScorer(p) || isPicker(p))
-    .map((p) => ({ pluginRef: p.name }));
+    .filter((plugin) => isFilter(plugin) || isScorer(plugin) || isPicker(plugin))
+    .map((params) => ({ pluginRef: params.name }));
   return [{ name: 'default', plugins: refs }];
 }
 
@@ -114,7 +114,7 @@ function profileSpecs({ doc, graph }: LoadPhase): ProfileSpec[] {
  */
 export function buildProfiles(phase: LoadPhase, timer: PluginTimer): Map<string, SchedulerProfile> {
   const { graph, warn } = phase;
-  const configuredPicker = graph.ordered().find((p) => isPicker(p) && graph.hasKind(p, 'picker')) as Picker | undefined;
+  const configuredPicker = graph.ordered().find((plugin) => isPicker(plugin) && graph.hasKind(plugin, 'picker')) as Picker | undefined;
   const profiles = new Map<string, SchedulerProfile>();
   for (const [i, p] of profileSpecs(phase).entries()) {
     const where = `schedulingProfiles[${i}] "${p.name}"`;
@@ -149,8 +149,8 @@ export function buildProfiles(phase: LoadPhase, timer: PluginTimer): Map<string,
 
 /** Phase 4: the one profile handler (the default one for a single profile), checked against the profiles. */
 export function chooseProfileHandler({ graph }: LoadPhase, profiles: ReadonlyMap<string, SchedulerProfile>): ProfileHandler {
-  const handlers = [...graph.instances.values()].filter((p) => isProfileHandler(p) && graph.hasKind(p, 'profile-handler')) as ProfileHandler[];
-  if (handlers.length > 1) fail(`more than one profile handler: ${handlers.map((h) => `"${h.name}"`).join(', ')}`);
+  const handlers = [...graph.instances.values()].filter((plugin) => isProfileHandler(plugin) && graph.hasKind(plugin, 'profile-handler')) as ProfileHandler[];
+  if (handlers.length > 1) fail(`more than one profile handler: ${handlers.map((handler) => `"${handler.name}"`).join(', ')}`);
   let handler = handlers[0];
   if (!handler) {
     if (profiles.size > 1) fail('several scheduling profiles need a profile handler (e.g. disagg-profile-handler)');
@@ -170,14 +170,14 @@ export function buildParsers({ doc, graph, registry, warn }: LoadPhase): Request
     if (refs?.length) warn('both parser and requestHandler.parsers are set; requestHandler.parsers is used, as upstream');
     else [refs, section] = [[doc.parser], 'parser'];
   }
-  if (!refs?.length) return LOADER_DEFAULTS.parsers.map((t) => graph.hidden(t) as RequestParser);
-  return refs.map((r, i) => {
+  if (!refs?.length) return LOADER_DEFAULTS.parsers.map((text) => graph.hidden(text) as RequestParser);
+  return refs.map((result, i) => {
     const at = section === 'parser' ? 'parser' : `${section}[${i}]`;
     // As upstream, a reference to an undefined name creates the parser of that type.
-    const named = registry[r.pluginRef];
-    const p = graph.get(r.pluginRef) ?? (named && kindsOf(named).includes('parser') ? graph.hidden(r.pluginRef, r.pluginRef) : undefined);
-    if (!p) fail(`${at}: pluginRef "${r.pluginRef}" is not defined in plugins`);
-    if (!isRequestParser(p) || !graph.hasKind(p, 'parser')) fail(`${at}: "${r.pluginRef}" (type ${p.type}) is not a parser`);
+    const named = registry[result.pluginRef];
+    const p = graph.get(result.pluginRef) ?? (named && kindsOf(named).includes('parser') ? graph.hidden(result.pluginRef, result.pluginRef) : undefined);
+    if (!p) fail(`${at}: pluginRef "${result.pluginRef}" is not defined in plugins`);
+    if (!isRequestParser(p) || !graph.hasKind(p, 'parser')) fail(`${at}: "${result.pluginRef}" (type ${p.type}) is not a parser`);
     return p;
   });
 }
@@ -251,9 +251,9 @@ export function loadEndpointPickerConfig(yamlText: string, deps: LoadDependencie
   const logger = deps.logger ?? silentLogger();
   const registry = deps.registry ?? PLUGIN_REGISTRY;
   const warnings: string[] = [];
-  const warn = (m: string) => {
-    warnings.push(m);
-    logger.warn(m);
+  const warn = (message: string) => {
+    warnings.push(message);
+    logger.warn(message);
   };
 
   const graph = buildPlugins(doc, { registry, logger, metrics, random: deps.random ?? Math.random, warn });

@@ -22,11 +22,11 @@ export function fail(message: string): never {
   throw new ConfigError(`EndpointPickerConfig: ${message}`);
 }
 
-const where = (s: NamedSpec) => `plugin "${s.name}" (type ${s.type})`;
+const where = (namedSpec: NamedSpec) => `plugin "${namedSpec.name}" (type ${namedSpec.type})`;
 
-function paramsOf(s: NamedSpec): Record<string, unknown> {
-  const p = s.parameters ?? {};
-  if (typeof p !== 'object' || p === null || Array.isArray(p)) fail(`${where(s)}: parameters must be a mapping`);
+function paramsOf(namedSpec: NamedSpec): Record<string, unknown> {
+  const p = namedSpec.parameters ?? {};
+  if (typeof p !== 'object' || p === null || Array.isArray(p)) fail(`${where(namedSpec)}: parameters must be a mapping`);
   return p as Record<string, unknown>;
 }
 
@@ -47,15 +47,15 @@ function checkTypes(specs: Iterable<NamedSpec>, registry: Registry): void {
  * approx-prefix-cache-producer it creates; pd-router does the same, and fails where GAIE would drop them silently.
  */
 function carriedProducerParams(specs: Map<string, NamedSpec>, registry: Registry, data: string, producer: NamedSpec | undefined): Record<string, unknown> | undefined {
-  const carriers = [...specs.values()].flatMap((s) => {
-    const carried: ProducerParameters | undefined = registry[s.type]!.producerParameters;
+  const carriers = [...specs.values()].flatMap((namedSpec) => {
+    const carried: ProducerParameters | undefined = registry[namedSpec.type]!.producerParameters;
     if (carried?.data !== data) return [];
-    const params = paramsOf(s);
+    const params = paramsOf(namedSpec);
     const moved = Object.fromEntries(carried.keys.filter((k) => k in params).map((k) => [k, params[k]]));
-    return Object.keys(moved).length > 0 ? [{ s, params, moved, carried }] : [];
+    return Object.keys(moved).length > 0 ? [{ s: namedSpec, params, moved, carried }] : [];
   });
   if (carriers.length === 0) return undefined;
-  const keys = (c: (typeof carriers)[number]) => Object.keys(c.moved).map((k) => `"${k}"`).join(', ');
+  const keys = (config: (typeof carriers)[number]) => Object.keys(config.moved).map((k) => `"${k}"`).join(', ');
   for (const c of carriers) {
     const { index, producerReference } = c.carried;
     if (producer) fail(`${where(c.s)}: parameter ${keys(c)} configures the ${index} index; with an ${producer.type} configured ("${producer.name}"), set it there`);
@@ -63,9 +63,9 @@ function carriedProducerParams(specs: Map<string, NamedSpec>, registry: Registry
     const r = c.carried.params.safeParse(c.moved);
     if (!r.success) fail(`${where(c.s)}: ${describeIssues(r.error.issues)}`);
   }
-  const canonical = (o: Record<string, unknown>) => JSON.stringify(Object.keys(o).sort().map((k) => [k, o[k]]));
+  const canonical = (options: Record<string, unknown>) => JSON.stringify(Object.keys(options).sort().map((k) => [k, options[k]]));
   const first = carriers[0]!;
-  const other = carriers.find((c) => canonical(c.moved) !== canonical(first.moved));
+  const other = carriers.find((config) => canonical(config.moved) !== canonical(first.moved));
   if (other) {
     const type = producerTypeOf(registry, data);
     fail(
@@ -81,13 +81,13 @@ function carriedProducerParams(specs: Map<string, NamedSpec>, registry: Registry
  */
 function addRequiredProducers(specs: Map<string, NamedSpec>, registry: Registry): void {
   const configured = [...specs.values()];
-  const data = new Set(configured.flatMap((s) => [...(registry[s.type]!.requires ?? []), ...(registry[s.type]!.producerParameters ? [registry[s.type]!.producerParameters!.data] : [])]));
+  const data = new Set(configured.flatMap((namedSpec) => [...(registry[namedSpec.type]!.requires ?? []), ...(registry[namedSpec.type]!.producerParameters ? [registry[namedSpec.type]!.producerParameters!.data] : [])]));
   for (const d of data) {
-    const producer = configured.find((s) => registry[s.type]!.produces?.includes(d));
+    const producer = configured.find((namedSpec) => registry[namedSpec.type]!.produces?.includes(d));
     const moved = carriedProducerParams(specs, registry, d, producer);
-    if (producer || !configured.some((s) => registry[s.type]!.requires?.includes(d))) continue;
+    if (producer || !configured.some((namedSpec) => registry[namedSpec.type]!.requires?.includes(d))) continue;
     const type = producerTypeOf(registry, d);
-    if (type === undefined) fail(`no plugin type produces "${d}", which ${configured.filter((s) => registry[s.type]!.requires?.includes(d)).map(where).join(', ')} requires`);
+    if (type === undefined) fail(`no plugin type produces "${d}", which ${configured.filter((namedSpec) => registry[namedSpec.type]!.requires?.includes(d)).map(where).join(', ')} requires`);
     if (specs.has(type)) fail(`plugin "${type}" must be of type ${type}: the loader adds one under that name`);
     specs.set(type, { name: type, type, parameters: moved });
   }
@@ -107,7 +107,7 @@ export function namedSpecs(plugins: readonly PluginSpec[], registry: Registry): 
 }
 
 /** The interface each kind promises, where a kind has one (a data producer's output is not an interface). */
-const KIND_INTERFACES: Partial<Record<PluginKind, (p: Plugin) => boolean>> = {
+const KIND_INTERFACES: Partial<Record<PluginKind, (plugin: Plugin) => boolean>> = {
   filter: isFilter,
   scorer: isScorer,
   picker: isPicker,
@@ -116,9 +116,9 @@ const KIND_INTERFACES: Partial<Record<PluginKind, (p: Plugin) => boolean>> = {
   decider: isDecider,
   parser: isRequestParser,
   'flow-control': isFlowControlPlugin,
-  'endpoint-discovery': (p) => (p as { discovery?: unknown }).discovery !== undefined,
-  'metrics-source': (p) => (p as { source?: unknown }).source !== undefined,
-  'metrics-extractor': (p) => (p as { extractor?: unknown }).extractor !== undefined,
+  'endpoint-discovery': (plugin) => (plugin as { discovery?: unknown }).discovery !== undefined,
+  'metrics-source': (plugin) => (plugin as { source?: unknown }).source !== undefined,
+  'metrics-extractor': (plugin) => (plugin as { extractor?: unknown }).extractor !== undefined,
 };
 
 export interface GraphDependencies {
@@ -147,7 +147,7 @@ export class PluginGraph {
 
   /** Configured plugins in config order (instantiation order differs with forward references), then added ones. */
   ordered(): Plugin[] {
-    const configured = [...this.specs.keys()].map((n) => this.instances.get(n)).filter((p): p is Plugin => p !== undefined);
+    const configured = [...this.specs.keys()].map((count) => this.instances.get(count)).filter((plugin): plugin is Plugin => plugin !== undefined);
     return [...configured, ...[...this.instances.entries()].filter(([n]) => !this.specs.has(n)).map(([, p]) => p)];
   }
 
@@ -196,7 +196,7 @@ export class PluginGraph {
         if (!target) fail(`${w}: refers to plugin "${name}", which is not defined`);
         return this.instantiate(target);
       },
-      namesProducing: (data) => [...this.specs.values()].filter((s) => this.deps.registry[s.type]?.produces?.includes(data)).map((s) => s.name),
+      namesProducing: (data) => [...this.specs.values()].filter((namedSpec) => this.deps.registry[namedSpec.type]?.produces?.includes(data)).map((namedSpec) => namedSpec.name),
       typeOf: (name) => this.specs.get(name)?.type,
       kindsOf: (name) => {
         const type = this.specs.get(name)?.type;

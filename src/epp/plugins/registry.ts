@@ -44,8 +44,8 @@ function alias(def: PluginDefinition, current: string): PluginDefinition {
 }
 
 /** A decider from src/decider as an EPP plugin. */
-function deciderPlugin(d: DeciderDefinition): PluginDefinition {
-  return definePlugin({ kind: 'decider', description: d.description, params: d.params, create: (ctx, params) => d.create(ctx.type, ctx.name, params) });
+function deciderPlugin(definition: DeciderDefinition): PluginDefinition {
+  return definePlugin({ kind: 'decider', description: definition.description, params: definition.params, create: (ctx, params) => definition.create(ctx.type, ctx.name, params) });
 }
 
 export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {

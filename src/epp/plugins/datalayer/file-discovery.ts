@@ -18,5 +18,5 @@ export const fileDiscovery = definePlugin({
   kind: 'endpoint-discovery',
   description: 'Endpoints from a YAML/JSON file.',
   params: z.object({ path: z.string({ message: 'is required' }).min(1, 'must name the endpoints file'), watchFile: z.boolean().default(false) }).strict(),
-  create: (ctx, p): FileDiscoverySettings => ({ type: ctx.type, name: ctx.name, discovery: { kind: 'file', path: p.path, watchFile: p.watchFile } }),
+  create: (ctx, params): FileDiscoverySettings => ({ type: ctx.type, name: ctx.name, discovery: { kind: 'file', path: params.path, watchFile: params.watchFile } }),
 });

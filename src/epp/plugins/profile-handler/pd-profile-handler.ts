@@ -33,26 +33,26 @@ export const pdProfileHandler = definePlugin({
       prefixMatchInfoProducerName: z.string().min(1).optional(),
     })
     .strict(),
-  create: (ctx, p) => {
+  create: (ctx, params) => {
     const handler = createDisaggHandler(
       ctx,
       {
         stageOrder: 'decode-first',
-        profiles: { decode: p.decodeProfile, prefill: p.prefillProfile, encode: '' },
-        deciders: { prefill: p.deciderPluginName },
+        profiles: { decode: params.decodeProfile, prefill: params.prefillProfile, encode: '' },
+        deciders: { prefill: params.deciderPluginName },
         onPrefillUnavailable: 'decode-only',
-        producer: prefixProducerFor(ctx, p),
+        producer: prefixProducerFor(ctx, params),
       },
       {
         record: (model, type) => ctx.metrics.recordPdDecision(ctx, model, type),
-        finish: (c: SchedulingContext, result: SchedulingResult) => (p.primaryPort ? routeToPrimaryPort(c, result, p.primaryPort) : result),
+        finish: (context: SchedulingContext, result: SchedulingResult) => (params.primaryPort ? routeToPrimaryPort(context, result, params.primaryPort) : result),
       },
     );
     const wrapped: ProfileHandler & PreRequest = {
       ...handler,
-      preRequest(c: SchedulingContext, result: SchedulingResult) {
-        handler.preRequest(c, result);
-        writeDataParallelHeader(c);
+      preRequest(context: SchedulingContext, result: SchedulingResult) {
+        handler.preRequest(context, result);
+        writeDataParallelHeader(context);
       },
     };
     return wrapped;

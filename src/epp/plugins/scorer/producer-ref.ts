@@ -50,10 +50,10 @@ export function producerOfPrefixPlugin(ctx: PluginFactoryContext, type: string |
 }
 
 /** Both ways of naming the producer; they must agree when both are written. */
-export function prefixProducerFor(ctx: PluginFactoryContext, p: { prefixMatchInfoProducerName?: string; prefixPluginType?: string; prefixPluginName?: string }): string {
-  const legacy = producerOfPrefixPlugin(ctx, p.prefixPluginType, p.prefixPluginName);
-  const current = resolvePrefixProducer(ctx, p.prefixMatchInfoProducerName);
-  if (legacy !== undefined && p.prefixMatchInfoProducerName && legacy !== current) {
+export function prefixProducerFor(ctx: PluginFactoryContext, params: { prefixMatchInfoProducerName?: string; prefixPluginType?: string; prefixPluginName?: string }): string {
+  const legacy = producerOfPrefixPlugin(ctx, params.prefixPluginType, params.prefixPluginName);
+  const current = resolvePrefixProducer(ctx, params.prefixMatchInfoProducerName);
+  if (legacy !== undefined && params.prefixMatchInfoProducerName && legacy !== current) {
     fail(ctx, `prefixPluginName reads producer "${legacy}" but prefixMatchInfoProducerName names "${current}"`);
   }
   return legacy ?? current;
