@@ -34,9 +34,9 @@ const GAIE_NOT_EMITTED = [
 const OWN = 'llm_d_epp_disagg_decision_reason_total';
 
 /** One record through every EppMetrics entry point, so each family has a series. */
-function exercise(m: EppMetrics): void {
-  m.registerPoolGauges('pool', () => [{ name: 'a', waiting: 1, running: 2, kv: 0.5, fresh: true }]);
-  const s = m.request('model', 'target', 'flow', 0);
+function exercise(eppMetrics: EppMetrics): void {
+  eppMetrics.registerPoolGauges('pool', () => [{ name: 'a', waiting: 1, running: 2, kv: 0.5, fresh: true }]);
+  const s = eppMetrics.request('model', 'target', 'flow', 0);
   s.accepted(100);
   s.running.inc();
   s.error('ResourceExhausted');
@@ -46,19 +46,19 @@ function exercise(m: EppMetrics): void {
   s.usage(10, 5, 2);
   s.ttft(true, 0.5);
   s.tpot(0.01);
-  m.scheduled('target', { name: 'a', namespace: 'default', port: 8000 }, 0.001);
-  m.schedulingFailed('target', 0.001);
-  m.requestProcessed(0.001);
-  m.pluginDuration('Filter', 'decode-filter', 'decode-filter').observe(0.0001);
-  m.recordDecision({ name: 'h', type: 'disagg-profile-handler' }, 'target', 'prefill-decode', 'above-threshold');
-  m.recordPdDecision({ name: 'p', type: 'pd-profile-handler' }, 'target', 'decode-only');
-  const p = m.prefixIndexer({ name: 'x', type: 'approx-prefix-cache-producer' });
+  eppMetrics.scheduled('target', { name: 'a', namespace: 'default', port: 8000 }, 0.001);
+  eppMetrics.schedulingFailed('target', 0.001);
+  eppMetrics.requestProcessed(0.001);
+  eppMetrics.pluginDuration('Filter', 'decode-filter', 'decode-filter').observe(0.0001);
+  eppMetrics.recordDecision({ name: 'h', type: 'disagg-profile-handler' }, 'target', 'prefill-decode', 'above-threshold');
+  eppMetrics.recordPdDecision({ name: 'p', type: 'pd-profile-handler' }, 'target', 'decode-only');
+  const p = eppMetrics.prefixIndexer({ name: 'x', type: 'approx-prefix-cache-producer' });
   p.size(3);
   p.match(0.5, 64);
-  m.pollErrors('file-discovery').inc();
-  m.extractErrors('metrics-data-source', 'core-metrics-extractor').inc();
-  m.streamOpened();
-  m.streamClosed('OK', 0.1);
+  eppMetrics.pollErrors('file-discovery').inc();
+  eppMetrics.extractErrors('metrics-data-source', 'core-metrics-extractor').inc();
+  eppMetrics.streamOpened();
+  eppMetrics.streamClosed('OK', 0.1);
 }
 
 async function served(family: 'gaie' | 'llm-d' | 'both') {
@@ -70,23 +70,23 @@ async function served(family: 'gaie' | 'llm-d' | 'both') {
 describe('metric families: the same schema as upstream', () => {
   const gaie = upstreamReference('gaie-v1.4.0.json');
   const llmd = upstreamReference('llm-d-router-ebab687.json');
-  const gaieServed = gaie.filter((f) => !GAIE_NOT_EMITTED.includes(f.name));
+  const gaieServed = gaie.filter((familySchema) => !GAIE_NOT_EMITTED.includes(familySchema.name));
 
   it('gaie: every GAIE v1.4.0 / v0.7.1 family pd-router can fill, exactly as upstream (type, help, labels, buckets)', async () => {
     const got = await served('gaie');
-    expect([...got.keys()].sort()).toEqual([...gaieServed.map((f) => f.name), OWN].sort());
+    expect([...got.keys()].sort()).toEqual([...gaieServed.map((familySchema) => familySchema.name), OWN].sort());
     for (const ref of gaieServed) {
       const { samples, ...schema } = got.get(ref.name)!;
       expect(samples, ref.name).toBeGreaterThan(0);
       expect(schema, ref.name).toEqual(ref);
     }
     // The ones left out are exactly those of components pd-router does not have.
-    expect(GAIE_NOT_EMITTED.every((n) => gaie.some((f) => f.name === n))).toBe(true);
+    expect(GAIE_NOT_EMITTED.every((count) => gaie.some((familySchema) => familySchema.name === count))).toBe(true);
   });
 
   it('llm-d: every llm-d-router family pd-router fills, exactly as upstream', async () => {
     const got = await served('llm-d');
-    expect([...got.keys()].sort()).toEqual([...llmd.map((f) => f.name), OWN].sort());
+    expect([...got.keys()].sort()).toEqual([...llmd.map((familySchema) => familySchema.name), OWN].sort());
     for (const ref of llmd) {
       const { samples: _, ...schema } = got.get(ref.name)!;
       expect(schema, ref.name).toEqual(ref);
@@ -95,7 +95,7 @@ describe('metric families: the same schema as upstream', () => {
 
   it('both (the default): the union, and pd-router\'s reason counter in every mode', async () => {
     const got = await served('both');
-    expect([...got.keys()].sort()).toEqual([...gaieServed.map((f) => f.name), ...llmd.map((f) => f.name), OWN].sort());
+    expect([...got.keys()].sort()).toEqual([...gaieServed.map((familySchema) => familySchema.name), ...llmd.map((familySchema) => familySchema.name), OWN].sort());
     expect(new EppMetrics().family).toBe('both');
   });
 });
@@ -183,9 +183,9 @@ describe('metric families: one measurement, every family', () => {
     it(`--metrics-family ${family}: only that family is served, and requests still record in it`, async () => {
       t = await startTestEpp(PD_EPP_CONFIG, [P, D], { metricsFamily: family });
       await streamedRequest('hello again');
-      const names = [...familiesOf(await metricsText(`http://127.0.0.1:${t.epp.metricsPort}`)).keys()].filter((n) => /^(llm_d_|inference_)/.test(n));
-      const gaieName = (n: string) => /^(inference_|llm_d_inference_scheduler_)/.test(n);
-      expect(names.filter((n) => n !== OWN).every((n) => (family === 'gaie' ? gaieName(n) : !gaieName(n))), names.join(' ')).toBe(true);
+      const names = [...familiesOf(await metricsText(`http://127.0.0.1:${t.epp.metricsPort}`)).keys()].filter((count) => /^(llm_d_|inference_)/.test(count));
+      const gaieName = (count: string) => /^(inference_|llm_d_inference_scheduler_)/.test(count);
+      expect(names.filter((count) => count !== OWN).every((count) => (family === 'gaie' ? gaieName(count) : !gaieName(count))), names.join(' ')).toBe(true);
       expect(names).toContain(family === 'gaie' ? 'inference_objective_request_total' : 'llm_d_epp_request_total');
       expect(names).toContain(OWN);
     });
