@@ -12,7 +12,8 @@ import { InferenceError, noCandidates } from './framework/errors.js';
 import { SchedulingContext, type Endpoint, type InferenceRequest, type SchedulingResult } from './framework/types.js';
 import type { EppMetrics } from './metrics.js';
 import { resolveParser, type RequestParser } from './plugins/parser/parser-types.js';
-import { MODEL_REWRITE_HEADERS, OBJECTIVE_HEADERS, firstHeader } from './routing-headers.js';
+import { MODEL_REWRITE_HEADERS, OBJECTIVE_HEADERS } from '../common/pd-contract.js';
+import { firstHeader } from './routing-headers.js';
 
 export interface ScheduledRequest {
   ctx: SchedulingContext;
@@ -95,7 +96,7 @@ export class RequestDirector {
     const all = this.store.all();
     if (subset === undefined) return all;
     const ips = new Set(subset.map(ipOf));
-    return all.filter((e) => ips.has(e.address));
+    return all.filter((endpoint) => ips.has(endpoint.address));
   }
 
   /** Schedules a parsed request; throws an InferenceError (503 no candidates, 429 filters drained, ...). */
@@ -111,7 +112,7 @@ export class RequestDirector {
       for (const p of this.config.preRequest) timer.time('PreRequest', p, () => p.preRequest(ctx, result));
       const primary = result.results.get(result.primaryProfile)!;
       this.metrics.scheduled(request.targetModel, primary.targets[0]!, (performance.now() - start) / 1000);
-      return { ctx, result, destination: primary.targets.map((t) => t.hostPort).join(',') };
+      return { ctx, result, destination: primary.targets.map((endpoint) => endpoint.hostPort).join(',') };
     } catch (e) {
       this.metrics.schedulingFailed(request.targetModel, (performance.now() - start) / 1000);
       throw e;
@@ -119,12 +120,12 @@ export class RequestDirector {
   }
 
   /** Tells ResponseComplete plugins a scheduled request is over (exactly once per request). */
-  complete(s: ScheduledRequest): void {
+  complete(scheduledRequest: ScheduledRequest): void {
     for (const p of this.config.responseComplete) {
       try {
-        this.config.timer.time('ResponseComplete', p, () => p.responseComplete(s.ctx, s.result));
+        this.config.timer.time('ResponseComplete', p, () => p.responseComplete(scheduledRequest.ctx, scheduledRequest.result));
       } catch (err) {
-        this.logger.warn({ err, plugin: p.name, reqId: s.ctx.request.requestId }, 'ResponseComplete plugin failed');
+        this.logger.warn({ err, plugin: p.name, reqId: scheduledRequest.ctx.request.requestId }, 'ResponseComplete plugin failed');
       }
     }
   }

@@ -51,31 +51,31 @@ export interface StartEppOptions {
  * refused before it is parsed: YAML parsing costs about a second of CPU per MiB), else '' (llm-d's default config). An
  * empty file is an error: a mounted ConfigMap that lost its data must not silently run a non-P/D default.
  */
-async function configText(o: EppConfig): Promise<string> {
-  const tooLarge = (what: string) => new ConfigError(`${what} is larger than --max-config-size (${o.maxConfigSize} bytes)`);
-  if (o.configText) {
-    if (Buffer.byteLength(o.configText) > o.maxConfigSize) throw tooLarge('--config-text');
-    return o.configText;
+async function configText(optionValues: EppConfig): Promise<string> {
+  const tooLarge = (what: string) => new ConfigError(`${what} is larger than --max-config-size (${optionValues.maxConfigSize} bytes)`);
+  if (optionValues.configText) {
+    if (Buffer.byteLength(optionValues.configText) > optionValues.maxConfigSize) throw tooLarge('--config-text');
+    return optionValues.configText;
   }
-  if (!o.configFile) return '';
+  if (!optionValues.configFile) return '';
   let text: string;
   try {
-    const file = await open(o.configFile, 'r');
+    const file = await open(optionValues.configFile, 'r');
     try {
       // One byte more than allowed tells a file at the limit from a larger one, without reading the rest.
-      const buf = Buffer.alloc(o.maxConfigSize + 1);
+      const buf = Buffer.alloc(optionValues.maxConfigSize + 1);
       let n = 0;
       for (let r = 1; r > 0 && n < buf.length; n += r) r = (await file.read(buf, n, buf.length - n, null)).bytesRead;
-      if (n > o.maxConfigSize) throw tooLarge(`--config-file ${o.configFile}`);
+      if (n > optionValues.maxConfigSize) throw tooLarge(`--config-file ${optionValues.configFile}`);
       text = buf.toString('utf8', 0, n);
     } finally {
       await file.close();
     }
   } catch (e) {
     if (e instanceof ConfigError) throw e;
-    throw new ConfigError(`cannot read --config-file ${o.configFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new ConfigError(`cannot read --config-file ${optionValues.configFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  if (text.trim() === '') throw new ConfigError(`--config-file ${o.configFile} is empty; give an EndpointPickerConfig (or no --config-file for llm-d's default single-profile config)`);
+  if (text.trim() === '') throw new ConfigError(`--config-file ${optionValues.configFile} is empty; give an EndpointPickerConfig (or no --config-file for llm-d's default single-profile config)`);
   return text;
 }
 
@@ -83,22 +83,22 @@ function bindGrpc(server: grpc.Server, address: string, creds: grpc.ServerCreden
   return new Promise((resolve, reject) => server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))));
 }
 
-export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promise<EppHandle> {
+export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = {}): Promise<EppHandle> {
   const logger = opts.logger ?? silentLogger();
-  const metrics = new EppMetrics(undefined, o.metricsFamily);
-  const config = loadEndpointPickerConfig(applyConfigParams(await configText(o), o.configParam), { metrics, logger, random: opts.random });
+  const metrics = new EppMetrics(undefined, optionValues.metricsFamily);
+  const config = loadEndpointPickerConfig(applyConfigParams(await configText(optionValues), optionValues.configParam), { metrics, logger, random: opts.random });
   const store = new EndpointStore();
-  store.on('removed', (e) => {
-    for (const p of config.endpointRemoved) p.endpointRemoved(e.id);
+  store.on('removed', (endpoint) => {
+    for (const p of config.endpointRemoved) p.endpointRemoved(endpoint.id);
   });
-  metrics.registerPoolGauges(o.poolName || 'epp', () => {
+  metrics.registerPoolGauges(optionValues.poolName || 'epp', () => {
     const now = Date.now();
-    return store.all().map((e) => ({
-      name: e.name,
-      waiting: e.metrics.waitingQueueSize,
-      running: e.metrics.runningRequests,
-      kv: e.metrics.kvCacheUsage,
-      fresh: e.metrics.updatedAt > 0 && now - e.metrics.updatedAt <= o.metricsStalenessThreshold,
+    return store.all().map((endpoint) => ({
+      name: endpoint.name,
+      waiting: endpoint.metrics.waitingQueueSize,
+      running: endpoint.metrics.runningRequests,
+      kv: endpoint.metrics.kvCacheUsage,
+      fresh: endpoint.metrics.updatedAt > 0 && now - endpoint.metrics.updatedAt <= optionValues.metricsStalenessThreshold,
     }));
   });
 
@@ -107,12 +107,12 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
     for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
   };
   try {
-    const discovery = await startDiscovery(o, config, store, metrics, logger);
+    const discovery = await startDiscovery(optionValues, config.discovery, store, metrics, logger);
     cleanups.push(() => discovery.stop());
     if (config.metricsSource) {
       const scraper = new MetricsScraper(
         store,
-        { source: config.metricsSource, engines: config.metricsEngines, intervalMs: o.refreshMetricsInterval, timeoutMs: o.metricsScrapeTimeout, stalenessMs: o.metricsStalenessThreshold, maxResponseBytes: o.maxMetricsResponseSize },
+        { source: config.metricsSource, engines: config.metricsEngines, intervalMs: optionValues.refreshMetricsInterval, timeoutMs: optionValues.metricsScrapeTimeout, stalenessMs: optionValues.metricsStalenessThreshold, maxResponseBytes: optionValues.maxMetricsResponseSize },
         metrics,
         logger,
       );
@@ -122,9 +122,9 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
 
     // As llm-d-router: the CRD reconcilers run with an InferencePool, not in selector or file mode.
     let crds: InferenceCrdWatcher | undefined;
-    if (o.poolName) {
-      const pool = { namespace: o.poolNamespace || 'default', name: o.poolName, group: o.poolGroup, server: o.kubeApiServer, kubeconfig: o.kubeconfig };
-      const watcher = startInferenceCrdWatcher(pool, logger, { random: opts.random, onConfiguredModels: (m) => metrics.pinModelNames(m) });
+    if (optionValues.poolName) {
+      const pool = { namespace: optionValues.poolNamespace || 'default', name: optionValues.poolName, group: optionValues.poolGroup, server: optionValues.kubeApiServer, kubeconfig: optionValues.kubeconfig };
+      const watcher = startInferenceCrdWatcher(pool, logger, { random: opts.random, onConfiguredModels: (models) => metrics.pinModelNames(models) });
       cleanups.push(() => watcher.stop());
       crds = watcher;
     }
@@ -132,7 +132,7 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
     let draining = false;
     const ready = () => store.synced && (crds?.ready() ?? true) && !draining;
     const director = new RequestDirector(config, store, metrics, logger, crds);
-    const maxMessage = Math.max(o.maxRequestBodySize, o.maxResponseBodyBuffer) + 1024 * 1024;
+    const maxMessage = Math.max(optionValues.maxRequestBodySize, optionValues.maxResponseBodyBuffer) + 1024 * 1024;
     const server = new grpc.Server({
       'grpc.max_receive_message_length': maxMessage,
       'grpc.keepalive_time_ms': 60_000,
@@ -140,34 +140,34 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
       'grpc.keepalive_permit_without_calls': 1,
     });
     const settings = {
-      maxRequestBodyBytes: o.maxRequestBodySize,
-      maxResponseBodyBytes: o.maxResponseBodyBuffer,
-      idleTimeoutMs: o.streamIdleTimeout,
-      requestBodyTimeoutMs: o.requestBodyTimeout,
-      budget: new RequestBufferBudget(o.requestBufferBudget, metrics.requestBufferBytes),
-      decisionHeader: o.decisionHeader,
+      maxRequestBodyBytes: optionValues.maxRequestBodySize,
+      maxResponseBodyBytes: optionValues.maxResponseBodyBuffer,
+      idleTimeoutMs: optionValues.streamIdleTimeout,
+      requestBodyTimeoutMs: optionValues.requestBodyTimeout,
+      budget: new RequestBufferBudget(optionValues.requestBufferBudget, metrics.requestBufferBytes),
+      decisionHeader: optionValues.decisionHeader,
     };
-    new ConnectionStreamGuard({ burst: o.connectionStreamBurst, ratePerSecond: o.connectionStreamRate }, metrics, logger).attach(server);
+    new ConnectionStreamGuard({ burst: optionValues.connectionStreamBurst, ratePerSecond: optionValues.connectionStreamRate }, metrics, logger).attach(server);
     server.addService(extProcServiceDefinition(), {
       Process: (call: grpc.ServerDuplexStream<any, any>) => new ExtProcStream(call, { director, metrics, logger, settings }),
     });
     let credentials = grpc.ServerCredentials.createInsecure();
     let certificate: string | undefined;
-    if (o.secureServing) {
+    if (optionValues.secureServing) {
       const provider = new IdentityProvider();
-      const tls = await serverTls(o.certPath, logger, (m: TlsMaterial) => provider.update(m));
+      const tls = await serverTls(optionValues.certPath, logger, (tlsMaterial: TlsMaterial) => provider.update(tlsMaterial));
       provider.update(tls.material);
       certificate = tls.material.cert;
       cleanups.push(() => tls.close());
       credentials = grpc.experimental.createCertificateProviderServerCredentials(provider, null, false);
     }
     cleanups.push(() => new Promise<void>((resolve) => server.tryShutdown(() => resolve())));
-    const grpcPort = await bindGrpc(server, hostPort(o.host, o.grpcPort), credentials);
+    const grpcPort = await bindGrpc(server, hostPort(optionValues.host, optionValues.grpcPort), credentials);
 
     const health = new grpc.Server();
     health.addService(healthClientConstructor().service, healthImplementation(ready));
     cleanups.push(() => void health.forceShutdown());
-    const healthPort = await bindGrpc(health, hostPort(o.host, o.grpcHealthPort), grpc.ServerCredentials.createInsecure());
+    const healthPort = await bindGrpc(health, hostPort(optionValues.host, optionValues.grpcHealthPort), grpc.ServerCredentials.createInsecure());
 
     const app = Fastify(fastifyBaseOptions({ logger, bodyLimit: 1024 }));
     app.get('/metrics', async (_req, reply) => {
@@ -175,9 +175,9 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
       return reply.type(contentType).send(body);
     });
     cleanups.push(() => closeWithDeadline(app, 1000));
-    const metricsPort = await listen(app, o.host, o.metricsPort);
+    const metricsPort = await listen(app, optionValues.host, optionValues.metricsPort);
 
-    logger.info({ grpcPort, healthPort, metricsPort, tls: o.secureServing, discovery: discovery.description, profiles: [...config.profiles.keys()] }, 'epp listening');
+    logger.info({ grpcPort, healthPort, metricsPort, tls: optionValues.secureServing, discovery: discovery.description, profiles: [...config.profiles.keys()] }, 'epp listening');
     let closing: Promise<void> | undefined;
     return {
       grpcPort,

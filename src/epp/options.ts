@@ -85,20 +85,20 @@ the config's file-discovery plugin, --pool-name (InferencePool), or --endpoint-s
   options: eppOptions,
   envPrefix: 'PD_EPP',
   compat: eppUpstream,
-  validate: (v) => {
+  validate: (optionValues) => {
     const problems: string[] = [];
-    const sources = [v.endpointsFile && '--endpoints-file', v.poolName && '--pool-name', v.endpointSelector && '--endpoint-selector'].filter(Boolean);
+    const sources = [optionValues.endpointsFile && '--endpoints-file', optionValues.poolName && '--pool-name', optionValues.endpointSelector && '--endpoint-selector'].filter(Boolean);
     if (sources.length > 1) problems.push(`give only one endpoint source, got ${sources.join(' and ')}`);
-    if (v.configFile && v.configText) problems.push('give --config-file or --config-text, not both');
-    if (v.endpointSelector) {
-      if (v.endpointTargetPorts.length < 1 || v.endpointTargetPorts.length > 8) problems.push('--endpoint-selector needs 1 to 8 --endpoint-target-ports');
-      for (const p of v.endpointTargetPorts) {
+    if (optionValues.configFile && optionValues.configText) problems.push('give --config-file or --config-text, not both');
+    if (optionValues.endpointSelector) {
+      if (optionValues.endpointTargetPorts.length < 1 || optionValues.endpointTargetPorts.length > 8) problems.push('--endpoint-selector needs 1 to 8 --endpoint-target-ports');
+      for (const p of optionValues.endpointTargetPorts) {
         const n = Number(p);
         if (!Number.isInteger(n) || n < 1 || n > 65535) problems.push(`invalid value "${p}" in --endpoint-target-ports: expected a port between 1 and 65535`);
       }
-    } else if (v.endpointTargetPorts.length > 0) problems.push('--endpoint-target-ports needs --endpoint-selector');
-    if (!v.secureServing && v.certPath) problems.push('--cert-path needs --secure-serving');
-    if (v.requestBufferBudget < v.maxRequestBodySize) problems.push(`--request-buffer-budget (${v.requestBufferBudget} bytes) must be at least --max-request-body-size (${v.maxRequestBodySize} bytes)`);
+    } else if (optionValues.endpointTargetPorts.length > 0) problems.push('--endpoint-target-ports needs --endpoint-selector');
+    if (!optionValues.secureServing && optionValues.certPath) problems.push('--cert-path needs --secure-serving');
+    if (optionValues.requestBufferBudget < optionValues.maxRequestBodySize) problems.push(`--request-buffer-budget (${optionValues.requestBufferBudget} bytes) must be at least --max-request-body-size (${optionValues.maxRequestBodySize} bytes)`);
     return problems;
   },
   epilog: `Plugin parameters (for example approx-prefix-cache-producer lruCapacityPerServer=31250 and

@@ -17,8 +17,8 @@ const EBAB = 'ebab687';
 const ALL = [V071, GAIE15, EBAB] as const;
 const GAIE = [V071, GAIE15] as const;
 
-const yes = (v: boolean) => v;
-const no = (v: boolean) => !v;
+const yes = (flag: boolean) => flag;
+const no = (flag: boolean) => !flag;
 
 /** GAIE v1.4.0+ rejects these when set ("configure metrics via engineConfigs"); pd-router reads the engine's names. */
 const metricName = (what: string, dflt: string): CompatEntry =>
@@ -26,10 +26,10 @@ const metricName = (what: string, dflt: string): CompatEntry =>
     ALL,
     opt.string({ default: dflt, description: `Prometheus metric for ${what}.` }),
     "pd-router reads each engine's own metric names (vLLM, SGLang; see the core-metrics-extractor plugin); upstream rejects this flag since GAIE v1.4.0.",
-    { harmless: (v: string) => v === dflt, deprecated: 'use engineConfigs in EndpointPickerConfig' },
+    { harmless: (value: string) => value === dflt, deprecated: 'use engineConfigs in EndpointPickerConfig' },
   );
 
-const metricsSource = (spec: CompatEntry['spec'], param: string, harmless: (v: any) => boolean, releases: readonly string[] = GAIE): CompatEntry =>
+const metricsSource = (spec: CompatEntry['spec'], param: string, harmless: (value: any) => boolean, releases: readonly string[] = GAIE): CompatEntry =>
   compat.ignored(
     releases,
     spec!,
@@ -68,7 +68,7 @@ export const eppUpstream: CompatTable = {
       [EBAB],
       opt.duration({ default: 30_000, description: 'Graceful shutdown window after SIGTERM.' }),
       '--shutdown-timeout',
-      (v: number, set) => set.set('shutdownTimeout', v),
+      (value: number, set) => set.set('shutdownTimeout', value),
     ),
     ...zapLoggingFlags(ALL, { verbosity: ALL }),
     'ha-enable-leader-election': compat.ignored(
@@ -90,10 +90,10 @@ export const eppUpstream: CompatTable = {
       { harmless: no },
     ),
     'metrics-client-ca-file': compat.ignored([EBAB], opt.string({ default: '', description: 'CA requiring client certificates on /metrics.' }), 'the metrics endpoint serves plain HTTP (no mTLS).', {
-      harmless: (v: string) => v === '',
+      harmless: (value: string) => value === '',
     }),
     'metrics-cert-dir': compat.ignored([EBAB], opt.string({ default: '', description: 'Certificates for TLS on /metrics.' }), 'the metrics endpoint serves plain HTTP.', {
-      harmless: (v: string) => v === '',
+      harmless: (value: string) => value === '',
     }),
     'enable-cert-reload': compat.ignored(
       ALL,
@@ -122,9 +122,9 @@ export const eppUpstream: CompatTable = {
       'pd-router computes the pool gauges when /metrics is scraped, so there is no refresh interval.',
       { harmless: () => true },
     ),
-    'model-server-metrics-scheme': metricsSource(opt.string({ default: 'http', pattern: /^https?$/, patternHint: 'http or https', description: 'Scheme for scraping model servers.' }), 'scheme', (v: string) => v === 'http'),
-    'model-server-metrics-path': metricsSource(opt.string({ default: '/metrics', description: 'Path scraped on model servers.' }), 'path', (v: string) => v === '/metrics'),
-    'model-server-metrics-port': metricsSource(opt.int({ default: 0, min: 0, max: 65535, description: 'Port scraped on model servers (0: the serving port).' }), 'port', (v: number) => v === 0),
+    'model-server-metrics-scheme': metricsSource(opt.string({ default: 'http', pattern: /^https?$/, patternHint: 'http or https', description: 'Scheme for scraping model servers.' }), 'scheme', (value: string) => value === 'http'),
+    'model-server-metrics-path': metricsSource(opt.string({ default: '/metrics', description: 'Path scraped on model servers.' }), 'path', (value: string) => value === '/metrics'),
+    'model-server-metrics-port': metricsSource(opt.int({ default: 0, min: 0, max: 65535, description: 'Port scraped on model servers (0: the serving port).' }), 'port', (value: number) => value === 0),
     'model-server-metrics-https-insecure-skip-verify': metricsSource(
       opt.bool({ default: true, description: 'Skip certificate checks when scraping over https.' }),
       'insecureSkipVerify',
@@ -139,10 +139,10 @@ export const eppUpstream: CompatTable = {
       [EBAB],
       opt.string({ default: '', description: 'Largest gRPC message received (10MiB, 25MB).' }),
       'the ext_proc receive limit follows --max-request-body-size and --max-response-body-buffer (plus 1 MiB).',
-      { harmless: (v: string) => v === '' },
+      { harmless: (value: string) => value === '' },
     ),
     'grpc-max-send-msg-size': compat.ignored([EBAB], opt.string({ default: '', description: 'Largest gRPC message sent.' }), 'sent messages are not limited (bodies are re-chunked below 62000 bytes).', {
-      harmless: (v: string) => v === '',
+      harmless: (value: string) => value === '',
     }),
     'emit-endpoint-scores': compat.ignored(
       [EBAB],
@@ -155,10 +155,10 @@ export const eppUpstream: CompatTable = {
       [EBAB],
       opt.string({ default: '', pattern: /^(|VersionTLS1[0-3])$/, patternHint: 'one of VersionTLS10, VersionTLS11, VersionTLS12, VersionTLS13', description: 'Minimum TLS version for secure serving.' }),
       "Node.js's minimum, TLS 1.2, applies.",
-      { harmless: (v: string) => v === '' || v === 'VersionTLS12' },
+      { harmless: (value: string) => value === '' || value === 'VersionTLS12' },
     ),
     'tls-cipher-suites': compat.ignored([EBAB], opt.list({ default: [], description: 'TLS 1.2 cipher suites (Go names).' }), "Node.js's default TLS 1.2 cipher list applies.", {
-      harmless: (v: string[]) => v.length === 0,
+      harmless: (items: string[]) => items.length === 0,
     }),
     'allow-experimental-plugins': compat.ignored(
       [EBAB],

@@ -44,12 +44,12 @@ immediate responses, and streams the answer back. Production uses Envoy (deploy/
 implementation with InferencePool support; this gateway is for laptops, tests and tuning runs.`,
   options: gatewayOptions,
   envPrefix: 'PD_GATEWAY',
-  validate: (v) => {
+  validate: (optionValues) => {
     const problems: string[] = [];
     // host:port without a scheme (the gateway dials them as given).
-    const isHostPort = (s: string) => !s.includes('://') && parseTarget(s) !== undefined;
-    if (!isHostPort(v.epp)) problems.push(`invalid value "${v.epp}" for --epp: expected host:port`);
-    for (const e of v.fallbackEndpoints) if (!isHostPort(e)) problems.push(`invalid value "${e}" for --fallback-endpoints: expected host:port`);
+    const isHostPort = (text: string) => !text.includes('://') && parseTarget(text) !== undefined;
+    if (!isHostPort(optionValues.epp)) problems.push(`invalid value "${optionValues.epp}" for --epp: expected host:port`);
+    for (const e of optionValues.fallbackEndpoints) if (!isHostPort(e)) problems.push(`invalid value "${e}" for --fallback-endpoints: expected host:port`);
     return problems;
   },
 };

@@ -120,20 +120,20 @@ GET /health answers locally; GET /ready checks the local vLLM; GET /sidecar/metr
   configFileFlags: ['configuration-file'],
   configTextFlags: ['configuration'],
   compat: sidecarUpstream,
-  validate: (v) => {
+  validate: (optionValues) => {
     const problems: string[] = [];
-    if (v.port + v.dataParallelSize - 1 > 65535) problems.push(`--port ${v.port} + --data-parallel-size ${v.dataParallelSize} exceeds 65535`);
-    if (v.modelServerPort + v.dataParallelSize - 1 > 65535) {
-      problems.push(`--model-server-port ${v.modelServerPort} + --data-parallel-size ${v.dataParallelSize} exceeds 65535`);
+    if (optionValues.port + optionValues.dataParallelSize - 1 > 65535) problems.push(`--port ${optionValues.port} + --data-parallel-size ${optionValues.dataParallelSize} exceeds 65535`);
+    if (optionValues.modelServerPort + optionValues.dataParallelSize - 1 > 65535) {
+      problems.push(`--model-server-port ${optionValues.modelServerPort} + --data-parallel-size ${optionValues.dataParallelSize} exceeds 65535`);
     }
-    if (v.prefillMaxRetries > 0 && v.prefillRetryBackoff <= 0) problems.push('--prefill-retry-backoff must be > 0 when --prefill-max-retries > 0');
-    if (v.prefillFailurePolicy === 'retry' && v.prefillMaxRetries === 0) problems.push('--prefill-failure-policy=retry needs --prefill-max-retries >= 1');
-    const static_ = v.ssrfAllowlist.length > 0 || v.ssrfAllowlistFile !== '';
-    if (v.enableSsrfProtection && !static_ && v.inferencePool === '') {
+    if (optionValues.prefillMaxRetries > 0 && optionValues.prefillRetryBackoff <= 0) problems.push('--prefill-retry-backoff must be > 0 when --prefill-max-retries > 0');
+    if (optionValues.prefillFailurePolicy === 'retry' && optionValues.prefillMaxRetries === 0) problems.push('--prefill-failure-policy=retry needs --prefill-max-retries >= 1');
+    const static_ = optionValues.ssrfAllowlist.length > 0 || optionValues.ssrfAllowlistFile !== '';
+    if (optionValues.enableSsrfProtection && !static_ && optionValues.inferencePool === '') {
       problems.push('--enable-ssrf-protection needs --inference-pool (or env INFERENCE_POOL), --ssrf-allowlist or --ssrf-allowlist-file');
     }
     // The same parser the allowlist is built with, so what passes here cannot fail at startup.
-    for (const t of v.ssrfAllowlist) if (!parseTarget(t)) problems.push(`invalid value "${t}" for --ssrf-allowlist: expected host:port with a port from 1 to 65535`);
+    for (const t of optionValues.ssrfAllowlist) if (!parseTarget(t)) problems.push(`invalid value "${t}" for --ssrf-allowlist: expected host:port with a port from 1 to 65535`);
     return problems;
   },
 };

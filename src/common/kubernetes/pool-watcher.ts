@@ -41,17 +41,17 @@ export interface KubeClientSettings {
   kubeconfig?: string;
 }
 
-export function loadKubeConfig(s: KubeClientSettings = {}): k8s.KubeConfig {
+export function loadKubeConfig(settings: KubeClientSettings = {}): k8s.KubeConfig {
   const kc = new k8s.KubeConfig();
-  if (s.server) {
+  if (settings.server) {
     kc.loadFromOptions({
-      clusters: [{ name: 'c', server: s.server, skipTLSVerify: true }],
+      clusters: [{ name: 'c', server: settings.server, skipTLSVerify: true }],
       users: [{ name: 'u' }],
       contexts: [{ name: 'ctx', cluster: 'c', user: 'u' }],
       currentContext: 'ctx',
     });
-  } else if (s.kubeconfig) {
-    kc.loadFromFile(s.kubeconfig);
+  } else if (settings.kubeconfig) {
+    kc.loadFromFile(settings.kubeconfig);
   } else {
     kc.loadFromDefault();
   }
@@ -71,10 +71,10 @@ export function poolSpecOf(pool: Record<string, any>): PoolSpec | undefined {
   if (!spec || typeof spec !== 'object') return undefined;
   let selector: Record<string, string> | undefined;
   if (spec.selector?.matchLabels && typeof spec.selector.matchLabels === 'object') selector = spec.selector.matchLabels;
-  else if (spec.selector && typeof spec.selector === 'object' && Object.values(spec.selector).every((v) => typeof v === 'string')) selector = spec.selector;
+  else if (spec.selector && typeof spec.selector === 'object' && Object.values(spec.selector).every((value) => typeof value === 'string')) selector = spec.selector;
   if (!selector || Object.keys(selector).length === 0) return undefined;
   let ports: number[] = [];
-  if (Array.isArray(spec.targetPorts)) ports = spec.targetPorts.map((p: { number?: number }) => p?.number).filter((n: unknown): n is number => typeof n === 'number');
+  if (Array.isArray(spec.targetPorts)) ports = spec.targetPorts.map((params: { number?: number }) => params?.number).filter((count: unknown): count is number => typeof count === 'number');
   else if (typeof spec.targetPortNumber === 'number') ports = [spec.targetPortNumber];
   return { selector, ports };
 }
@@ -88,7 +88,7 @@ export function labelSelectorString(labels: Record<string, string>): string {
 
 function podReady(pod: k8s.V1Pod): boolean {
   if (pod.metadata?.deletionTimestamp) return false;
-  return (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+  return (pod.status?.conditions ?? []).some((condition) => condition.type === 'Ready' && condition.status === 'True');
 }
 
 export function podEndpoints(pod: k8s.V1Pod, ports: readonly number[]): PodEndpoint[] {
@@ -100,8 +100,8 @@ export function podEndpoints(pod: k8s.V1Pod, ports: readonly number[]): PodEndpo
   for (const key of ACTIVE_PORTS) {
     const csv = pod.metadata?.annotations?.[key];
     if (csv) {
-      const allowed = new Set(csv.split(',').map((s) => Number(s.trim())));
-      active = ports.filter((p) => allowed.has(p));
+      const allowed = new Set(csv.split(',').map((text) => Number(text.trim())));
+      active = ports.filter((quantile) => allowed.has(quantile));
       break;
     }
   }
@@ -151,7 +151,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     this.watch = new k8s.Watch(kc);
     this.core = kc.makeApiClient(k8s.CoreV1Api);
     this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
-    this.syncedPromise = new Promise((r) => (this.syncedResolve = r));
+    this.syncedPromise = new Promise((resolve) => (this.syncedResolve = resolve));
   }
 
   /** Starts watching; never rejects (errors are retried). */
@@ -176,7 +176,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
 
   endpoints(): PodEndpoint[] {
     if (!this.spec || !this.podInformer) return [];
-    return this.podInformer.list().flatMap((p) => podEndpoints(p, this.spec!.ports));
+    return this.podInformer.list().flatMap((v1Pod) => podEndpoints(v1Pod, this.spec!.ports));
   }
 
   async stop(): Promise<void> {
@@ -283,7 +283,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
 /** Equality-based label selector (`a=b,c=d`; `==` accepted), as `--endpoint-selector` takes. */
 export function parseSelector(selector: string): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const part of selector.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of selector.split(',').map((text) => text.trim()).filter(Boolean)) {
     const m = /^([A-Za-z0-9._/-]+)\s*==?\s*([A-Za-z0-9._-]*)$/.exec(part);
     if (!m) throw new Error(`unsupported label selector term "${part}": use key=value terms separated by commas`);
     out[m[1]!] = m[2]!;

@@ -40,7 +40,7 @@ export function parseMetricSpec(spec: string): MetricSpec | undefined {
   const m = /^\s*([^\s{]+)\s*(?:\{([^}]*)\})?\s*$/.exec(spec);
   if (!m || !METRIC_NAME.test(m[1]!)) throw new Error(`not a valid metric specification: "${spec}"`);
   const labels: Record<string, string> = {};
-  for (const pair of (m[2] ?? '').split(',').filter((x) => x.trim() !== '')) {
+  for (const pair of (m[2] ?? '').split(',').filter((text) => text.trim() !== '')) {
     const l = /^\s*([^\s=]+)\s*=\s*(?:"([^"]*)"|([^",\s]+))\s*$/.exec(pair);
     if (!l || !LABEL_NAME.test(l[1]!)) throw new Error(`invalid label pair "${pair.trim()}" in specification "${spec}"`);
     labels[l[1]!] = l[2] ?? l[3]!;
@@ -224,7 +224,7 @@ const wantedByEngine = new WeakMap<EngineMetricNames, Set<string>>();
 function wantedNames(engine: EngineMetricNames): Set<string> {
   let w = wantedByEngine.get(engine);
   if (!w) {
-    w = new Set([...engine.waiting, ...engine.running, ...engine.kvUsage].map((x) => x.name));
+    w = new Set([...engine.waiting, ...engine.running, ...engine.kvUsage].map((metricSpec) => metricSpec.name));
     for (const c of Object.values(engine.counters)) w.add(c);
     if (engine.cacheConfig) w.add(engine.cacheConfig.spec.name);
     if (engine.cacheBlockSize) w.add(engine.cacheBlockSize.name);
@@ -261,36 +261,36 @@ function describe(sp: MetricSpec): string {
  * Updates `m` from an exposition. Returns the specs of configured metrics (waiting, running, KV usage, block size and
  * count gauges) that were missing; present fields are updated either way.
  */
-export function extractEngineMetrics(text: string, engine: EngineMetricNames, m: EndpointMetrics): string[] {
+export function extractEngineMetrics(text: string, engine: EngineMetricNames, metrics: EndpointMetrics): string[] {
   const samples = wantedSamples(text, wantedNames(engine));
   const missing: string[] = [];
-  const read = (specs: readonly MetricSpec[], set: (v: number) => void) => {
+  const read = (specs: readonly MetricSpec[], set: (value: number) => void) => {
     if (specs.length === 0) return;
     const v = first(samples, specs);
     if (v === undefined) missing.push(describe(specs[0]!));
     else set(v);
   };
-  read(engine.waiting, (v) => (m.waitingQueueSize = v));
-  read(engine.running, (v) => (m.runningRequests = v));
-  read(engine.kvUsage, (v) => (m.kvCacheUsage = v));
+  read(engine.waiting, (value) => (metrics.waitingQueueSize = value));
+  read(engine.running, (value) => (metrics.runningRequests = value));
+  read(engine.kvUsage, (value) => (metrics.kvCacheUsage = value));
   if (engine.cacheConfig) {
     const s = pick(samples, engine.cacheConfig.spec);
     if (s) {
       const bs = Number(labelValue(s.labels, engine.cacheConfig.blockSizeLabel));
       const nb = Number(labelValue(s.labels, engine.cacheConfig.numBlocksLabel));
-      if (bs > 0) m.cacheBlockSize = bs;
-      if (nb > 0) m.cacheNumBlocks = nb;
+      if (bs > 0) metrics.cacheBlockSize = bs;
+      if (nb > 0) metrics.cacheNumBlocks = nb;
     }
   }
-  if (engine.cacheBlockSize) read([engine.cacheBlockSize], (v) => v > 0 && (m.cacheBlockSize = Math.trunc(v)));
-  if (engine.cacheNumBlocks) read([engine.cacheNumBlocks], (v) => v > 0 && (m.cacheNumBlocks = Math.trunc(v)));
+  if (engine.cacheBlockSize) read([engine.cacheBlockSize], (value) => value > 0 && (metrics.cacheBlockSize = Math.trunc(value)));
+  if (engine.cacheNumBlocks) read([engine.cacheNumBlocks], (value) => value > 0 && (metrics.cacheNumBlocks = Math.trunc(value)));
   for (const [field, name] of Object.entries(engine.histograms) as Array<[HistogramField, string]>) {
     const h = histogram(samples, name);
-    if (h) m[field] = h;
+    if (h) metrics[field] = h;
   }
   for (const [field, name] of Object.entries(engine.counters) as Array<[CounterField, string]>) {
     const s = samples.get(name)?.at(-1);
-    if (s && Number.isFinite(s.value)) m[field] = s.value;
+    if (s && Number.isFinite(s.value)) metrics[field] = s.value;
   }
   return missing;
 }
