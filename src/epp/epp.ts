@@ -153,7 +153,7 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
     const grpcPort = await bindGrpc(server, hostPort(o.host, o.grpcPort), credentials);
 
     const health = new grpc.Server();
-    health.addService(healthClientConstructor().service, healthImplementation(ready));
+    health.addService(healthClientConstructor().service, healthImplementation(ready, () => !draining));
     cleanups.push(() => void health.forceShutdown());
     const healthPort = await bindGrpc(health, hostPort(o.host, o.grpcHealthPort), grpc.ServerCredentials.createInsecure());
 

@@ -40,7 +40,7 @@ async function buildGuard(c: SidecarConfig, logger: Logger): Promise<TargetGuard
   if (!c.enableSsrfProtection) return allowAll;
   if (c.ssrfAllowlist.length > 0 || c.ssrfAllowlistFile) return new StaticAllowlist(c.ssrfAllowlist, c.ssrfAllowlistFile, logger);
   const guard = await InferencePoolAllowlist.create(c.inferencePool, c.poolGroup, { server: c.kubeApiServer || undefined, kubeconfig: c.kubeconfig || undefined }, logger);
-  await guard.start(c.ssrfSyncTimeout);
+  guard.start(c.ssrfSyncTimeout);
   return guard;
 }
 

@@ -49,7 +49,7 @@ export const sidecarOptions = {
   }),
   ssrfSyncTimeout: opt.duration({
     default: 30_000,
-    description: 'pd-router: how long to wait at start for the InferencePool watch to sync; until then prefills are denied (403).',
+    description: 'pd-router: how long the InferencePool watch may take to sync before an error names the cause; the sidecar listens at once, and until the watch syncs /ready answers 503 and prefills are denied (403).',
   }),
   kubeconfig: opt.string({ default: '', env: ['KUBECONFIG'], description: 'kubeconfig for SSRF protection; default in-cluster.' }),
   kubeApiServer: opt.string({ default: '', hidden: true, description: 'Kubernetes API URL without credentials (kubectl proxy, tests).' }),

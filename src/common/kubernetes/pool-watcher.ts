@@ -11,11 +11,13 @@
  * - One endpoint per pod and target port. The `llm-d.ai/active-ports` annotation (CSV; legacy
  *   `inference.networking.k8s.io/active-ports`) restricts the ports of a pod.
  * - List or watch errors (RBAC, API server restarts) are logged, counted and retried with backoff; they never throw
- *   into the caller, and the last known endpoints stay in place meanwhile.
+ *   into the caller, and the last known endpoints stay in place meanwhile. The log line names the permission a 403
+ *   lacks or the address that could not be reached (api-errors.ts), without a stack trace.
  */
 import { EventEmitter } from 'node:events';
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { describeKubeError, type KubeErrorDescription } from './api-errors.js';
 
 export interface PodEndpoint {
   /** `<namespace>/<pod>` */
@@ -143,6 +145,11 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
   private readonly retired = new WeakSet<k8s.ListWatch<any>>();
   /** Errors seen (list or watch), for metrics. */
   errorCount = 0;
+  /** The last list or watch failure, described (cleared by a successful sync); for readiness reports. */
+  lastError?: KubeErrorDescription;
+  /** Errors thrown by our list functions (the rest of an informer's errors come from its watch). */
+  private readonly listErrors = new WeakSet<object>();
+  private readonly server: string;
 
   constructor(
     kc: k8s.KubeConfig,
@@ -154,6 +161,19 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     this.core = kc.makeApiClient(k8s.CoreV1Api);
     this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
     this.syncedPromise = new Promise((r) => (this.syncedResolve = r));
+    this.server = kc.getCurrentCluster()?.server ?? '(no cluster in the kubeconfig)';
+  }
+
+  /** Marks what a list function throws, so the error handler knows the verb that failed. */
+  private tagList<T>(list: () => Promise<T>): () => Promise<T> {
+    return async () => {
+      try {
+        return await list();
+      } catch (e) {
+        if (e && typeof e === 'object') this.listErrors.add(e);
+        throw e;
+      }
+    };
   }
 
   /** Starts watching; never rejects (errors are retried). */
@@ -204,7 +224,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
    * start() resolves either way), so a failed attempt schedules a restart with backoff, and `onSynced` runs only after
    * an attempt whose list succeeded.
    */
-  private runInformer(what: string, informer: k8s.ListWatch<any>, onSynced: () => void): void {
+  private runInformer(what: { resource: string; group: string }, informer: k8s.ListWatch<any>, onSynced: () => void): void {
     let failed = false;
     // Each informer backs off on its own: the pool's and the pods' failures (both fail while the API server is down)
     // must not double one shared delay twice as fast.
@@ -215,7 +235,9 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
       if (this.stopped || this.retired.has(informer)) return;
       this.errorCount++;
       const error = err instanceof Error ? err : new Error(String((err as { message?: string })?.message ?? err));
-      this.logger.warn({ err: error, what, retryInMs: retryDelay }, 'kubernetes list/watch failed, retrying');
+      const verb = err && typeof err === 'object' && this.listErrors.has(err) ? 'list' : 'watch';
+      this.lastError = describeKubeError(err, { verb, ...what, namespace: this.source.namespace, server: this.server });
+      this.logger.warn({ what: what.resource, ...this.lastError, apiServer: this.server, retryInMs: retryDelay }, 'kubernetes list/watch failed, retrying');
       if (this.listenerCount('error') > 0) this.emit('error', error);
       const t = setTimeout(() => {
         this.retryTimers.delete(t);
@@ -230,6 +252,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
         () => {
           if (failed || this.stopped) return;
           retryDelay = RETRY_MIN_MS;
+          this.lastError = undefined;
           onSynced();
         },
         () => undefined, // reported through the error callback
@@ -243,10 +266,10 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     const version = group === 'inference.networking.x-k8s.io' ? 'v1alpha2' : 'v1';
     const path = `/apis/${group}/${version}/namespaces/${src.namespace}/inferencepools`;
     const fieldSelector = `metadata.name=${src.name}`;
-    const list = () =>
+    const list = this.tagList(() =>
       this.custom.listNamespacedCustomObject({ group, version, namespace: src.namespace, plural: 'inferencepools', fieldSelector }) as Promise<
         k8s.KubernetesListObject<k8s.KubernetesObject>
-      >;
+      >);
     const informer = new k8s.ListWatch<k8s.KubernetesObject>(path, this.watch, list, false, undefined, fieldSelector);
     this.poolInformer = informer;
     const apply = (obj: k8s.KubernetesObject) => {
@@ -274,7 +297,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
       this.podInformer = undefined;
       this.emitChange();
     });
-    this.runInformer('inferencepools', informer, () => {
+    this.runInformer({ resource: 'inferencepools', group }, informer, () => {
       // A missing pool is a synced state too: it means "no endpoints" until the pool appears.
       if (!this.spec) this.syncedResolve();
     });
@@ -284,7 +307,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     void this.retire(this.podInformer);
     const ns = this.source.namespace;
     const labelSelector = labelSelectorString(this.spec!.selector);
-    const list = () => this.core.listNamespacedPod({ namespace: ns, labelSelector });
+    const list = this.tagList(() => this.core.listNamespacedPod({ namespace: ns, labelSelector }));
     const informer = new k8s.ListWatch<k8s.V1Pod>(`/api/v1/namespaces/${ns}/pods`, this.watch, list, false, labelSelector);
     this.podInformer = informer;
     const changed = () => {
@@ -293,7 +316,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     informer.on('add', changed);
     informer.on('update', changed);
     informer.on('delete', changed);
-    this.runInformer('pods', informer, () => {
+    this.runInformer({ resource: 'pods', group: '' }, informer, () => {
       if (this.podInformer === informer) {
         this.emitChange();
         this.syncedResolve();
