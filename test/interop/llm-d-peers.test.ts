@@ -85,7 +85,8 @@ describeWith(chartReq, 'pd-router EPP (process) with the GAIE inferencepool char
     const metricsUrl = `http://127.0.0.1:${metricsPort}`;
     await waitFor(async () => metricValue(await metricsText(metricsUrl), 'llm_d_epp_ready_endpoints', { name: pool }) === 2, 30_000, 'both pods discovered and scraped');
     const text = await metricsText(metricsUrl);
-    for (const addr of ['127.0.0.41', '127.0.0.42']) expect(metricValue(text, 'llm_d_epp_per_endpoint_queue_size', { name: pool, model_server_endpoint: `${addr}:${port}` })).toBe(0);
+    // The per-endpoint series are labelled with the endpoint's name, `<pod>-rank-<i>`, as llm-d-router labels them.
+    for (const pod of ['prefill-0', 'decode-0']) expect(metricValue(text, 'llm_d_epp_per_endpoint_queue_size', { name: pool, model_server_endpoint: `${pod}-rank-0` })).toBe(0);
 
     gateway = await startGateway(gatewayConfig({ host: '127.0.0.1', port: 0, epp: `127.0.0.1:${grpcPort}`, eppTls: false }));
     const r = await postJson(`${gateway.url}/v1/completions`, SHORT);
