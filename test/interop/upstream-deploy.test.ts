@@ -163,7 +163,7 @@ describeWith(v071Req, 'llm-d-inference-scheduler v0.7.1: the P/D kind environmen
     await expectDisaggregated(gateway, rendered.vars.MODEL_NAME!, servers);
     const local = await expectServedLocally(gateway, rendered.vars.MODEL_NAME!, servers);
     expect(local.role).toBe('decode');
-  });
+  }, 120_000);
 
   it('GAIE v1.4.0\'s chart: with llm-d\'s pd-epp-config.yaml a long prompt goes P/D; with its default values a request is served', async () => {
     for (const release of ['gaie-pd', 'gaie-default']) await untilEppSees(stack.epps[release]!, release, 3);
@@ -174,7 +174,7 @@ describeWith(v071Req, 'llm-d-inference-scheduler v0.7.1: the P/D kind environmen
     const plain = await gatewayTo(stack.epps['gaie-default']!);
     stack.gateways.push(plain);
     await expectServedLocally(plain, rendered.vars.MODEL_NAME!, servers);
-  });
+  }, 120_000);
 });
 
 describeWith(routerReq, 'llm-d-router ebab687: inference-gateway and the p-d environment, and GAIE v1.5.0\'s inferencepool chart, with pd-router\'s images', () => {
@@ -220,7 +220,7 @@ describeWith(routerReq, 'llm-d-router ebab687: inference-gateway and the p-d env
     const servers = modelServers(stack.kubelet);
     await expectDisaggregated(gateway, rendered.vars.MODEL_NAME!, servers);
     expect((await expectServedLocally(gateway, rendered.vars.MODEL_NAME!, servers)).role).toBe('decode');
-  });
+  }, 120_000);
 
   it('GAIE v1.5.0\'s chart: with llm-d-router\'s pd-epp-config.yaml a long prompt goes P/D; with its default values a request is served', async () => {
     for (const release of ['gaie-pd', 'gaie-default']) await untilEppSees(stack.epps[release]!, release, 2);
@@ -231,7 +231,7 @@ describeWith(routerReq, 'llm-d-router ebab687: inference-gateway and the p-d env
     const plain = await gatewayTo(stack.epps['gaie-default']!);
     stack.gateways.push(plain);
     await expectServedLocally(plain, rendered.vars.MODEL_NAME!, servers);
-  });
+  }, 120_000);
 });
 
 describeWith(v071Req, 'missing RBAC: v0.7.1\'s P/D environment applied outside "default"', () => {
@@ -262,5 +262,5 @@ describeWith(v071Req, 'missing RBAC: v0.7.1\'s P/D environment applied outside "
     expect(epp.probes.liveness!.ok).toBe(false);
     expect((await runProbe({ grpc: { port: 9003, service: 'liveness' } }, epp.raw, pod!.ip)).ok).toBe(true);
     expect(epp.proc!.running).toBe(true);
-  });
+  }, 180_000);
 });
