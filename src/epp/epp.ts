@@ -165,7 +165,7 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
     const grpcPort = await bindGrpc(server, hostPort(optionValues.host, optionValues.grpcPort), credentials);
 
     const health = new grpc.Server();
-    health.addService(healthClientConstructor().service, healthImplementation(ready));
+    health.addService(healthClientConstructor().service, healthImplementation(ready, () => !draining));
     cleanups.push(() => void health.forceShutdown());
     const healthPort = await bindGrpc(health, hostPort(optionValues.host, optionValues.grpcHealthPort), grpc.ServerCredentials.createInsecure());
 

@@ -40,7 +40,7 @@ async function buildGuard(optionValues: SidecarConfig, logger: Logger): Promise<
   if (!optionValues.enableSsrfProtection) return allowAll;
   if (optionValues.ssrfAllowlist.length > 0 || optionValues.ssrfAllowlistFile) return new StaticAllowlist(optionValues.ssrfAllowlist, optionValues.ssrfAllowlistFile, logger);
   const guard = await InferencePoolAllowlist.create(optionValues.inferencePool, optionValues.poolGroup, { server: optionValues.kubeApiServer || undefined, kubeconfig: optionValues.kubeconfig || undefined }, logger);
-  await guard.start(optionValues.ssrfSyncTimeout);
+  guard.start(optionValues.ssrfSyncTimeout);
   return guard;
 }
 

@@ -49,7 +49,7 @@ export const sidecarOptions = {
   }),
   ssrfSyncTimeout: opt.duration({
     default: 30_000,
-    description: 'pd-router: how long to wait at start for the InferencePool watch to sync; until then prefills are denied (403).',
+    description: 'pd-router: how long the InferencePool watch may take to sync before an error names the cause; the sidecar listens at once, and until the watch syncs /ready answers 503 and prefills are denied (403).',
   }),
   kubeconfig: opt.string({ default: '', env: ['KUBECONFIG'], description: 'kubeconfig for SSRF protection; default in-cluster.' }),
   kubeApiServer: opt.string({ default: '', hidden: true, description: 'Kubernetes API URL without credentials (kubectl proxy, tests).' }),
@@ -61,10 +61,10 @@ export const sidecarOptions = {
   prefillFailurePolicy: opt.oneOf(FAILURE_POLICIES, {
     default: 'fail',
     description:
-      'pd-router: on prefill failure: fail (relay the error; connection failure = 502), retry (also retries connection errors and timeouts), local (prefill on the local vLLM instead).',
+      'pd-router: on prefill failure: fail (relay the error; connection failure = 502; llm-d-router ebab687), retry (also retries connection errors and timeouts), local (prefill on the local vLLM instead; llm-d-inference-scheduler v0.7.1 always did this, except on 4xx).',
   }),
-  prefillMaxRetries: opt.int({ default: 0, min: 0, max: 10, description: 'Retries of a prefill answered 502/503/504 (and, with --prefill-failure-policy=retry, connection errors and timeouts).' }),
-  prefillRetryBackoff: opt.duration({ default: 200, description: 'Wait before the first prefill retry; doubles each retry.' }),
+  prefillMaxRetries: opt.int({ default: 0, min: 0, max: 10, description: 'Retries of a prefill answered 502/503/504 (and, with --prefill-failure-policy=retry, connection errors and timeouts); llm-d-router ebab687\'s flag (v0.7.1 never retries).' }),
+  prefillRetryBackoff: opt.duration({ default: 200, description: 'Wait before the first prefill retry; doubles each retry (llm-d-router ebab687 waits this long before every retry).' }),
   prefillTimeout: opt.duration({ default: 120_000, min: 1, description: 'pd-router: deadline for a prefill answer (per attempt); 504 beyond it.' }),
   decodeFirstByteTimeout: opt.duration({
     default: 300_000,

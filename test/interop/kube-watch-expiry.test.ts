@@ -75,7 +75,8 @@ async function startBoth(ns: string, eppKubeconfig: string, sidecarKubeconfig: s
   );
   await untilIds([`${ns}/a-rank-0@10.5.0.1:8000`, `${ns}/b-rank-0@10.5.0.2:8000`], 'EPP synced');
   await until(epp.crds!, 'status', () => epp!.ready(), T, 'EPP ready (the pool\'s CRDs listed too)');
-  expect(sidecar.guard.ready()).toBe(true);
+  // The sidecar listens before its allowlist's first sync; it is ready once the watch has synced.
+  await waitFor(() => sidecar!.guard.ready(), T, 'sidecar allowlist synced');
   expect(sidecar.guard.allowed('10.5.0.1', 8000) && sidecar.guard.allowed('10.5.0.2', 8000)).toBe(true);
 }
 

@@ -11,12 +11,14 @@
  * - One endpoint per pod and target port. The `llm-d.ai/active-ports` annotation (CSV; legacy
  *   `inference.networking.k8s.io/active-ports`) restricts the ports of a pod.
  * - List or watch errors (RBAC, API server restarts) are logged, counted and retried with backoff; they never throw
- *   into the caller, and the last known endpoints stay in place meanwhile.
+ *   into the caller, and the last known endpoints stay in place meanwhile. The log line names the permission a 403
+ *   lacks or the address that could not be reached (api-errors.ts), without a stack trace.
  */
 import { EventEmitter } from 'node:events';
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { runInformer, type RunningInformer } from './informer.js';
+import { describeKubeError, type KubeErrorDescription } from './api-errors.js';
 
 export interface PodEndpoint {
   /** `<namespace>/<pod>` */
@@ -141,6 +143,11 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
   private readonly retired = new WeakSet<k8s.ListWatch<any>>();
   /** Errors seen (list or watch), for metrics. */
   errorCount = 0;
+  /** The last list or watch failure, described (cleared by a successful sync); for readiness reports. */
+  lastError?: KubeErrorDescription;
+  /** Errors thrown by our list functions (the rest of an informer's errors come from its watch). */
+  private readonly listErrors = new WeakSet<object>();
+  private readonly server: string;
 
   constructor(
     kc: k8s.KubeConfig,
@@ -152,6 +159,19 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     this.core = kc.makeApiClient(k8s.CoreV1Api);
     this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
     this.syncedPromise = new Promise((resolve) => (this.syncedResolve = resolve));
+    this.server = kc.getCurrentCluster()?.server ?? '(no cluster in the kubeconfig)';
+  }
+
+  /** Marks what a list function throws, so the error handler knows the verb that failed. */
+  private tagList<T>(list: () => Promise<T>): () => Promise<T> {
+    return async () => {
+      try {
+        return await list();
+      } catch (e) {
+        if (e && typeof e === 'object') this.listErrors.add(e);
+        throw e;
+      }
+    };
   }
 
   /** Starts watching; never rejects (errors are retried). */
@@ -199,19 +219,30 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     this.emit('change', this.endpoints());
   }
 
-  /** Starts an informer and keeps it running (retries with backoff, see runInformer). */
-  private runInformer(what: string, informer: k8s.ListWatch<any>, onSynced: () => void): void {
+  /**
+   * Starts an informer and keeps it running (retries with backoff, see runInformer); each failure is logged as what
+   * it means (the permission to grant, the address that did not answer), never as a stack trace.
+   */
+  private runInformer(what: { resource: string; group: string }, informer: k8s.ListWatch<any>, onSynced: () => void): void {
     // Each informer backs off on its own: the pool's and the pods' failures (both fail while the API server is down)
     // must not double one shared delay twice as fast.
     const running = runInformer(informer, {
-      what,
+      what: what.resource,
       logger: this.logger,
       retired: () => this.stopped || this.retired.has(informer),
+      describe: (err) => {
+        const verb = err && typeof err === 'object' && this.listErrors.has(err) ? 'list' : 'watch';
+        this.lastError = describeKubeError(err, { verb, ...what, namespace: this.source.namespace, server: this.server });
+        return { ...this.lastError, apiServer: this.server };
+      },
       onError: (error) => {
         this.errorCount++;
         if (this.listenerCount('error') > 0) this.emit('error', error);
       },
-      onSynced,
+      onSynced: () => {
+        this.lastError = undefined;
+        onSynced();
+      },
     });
     this.running.set(informer, running);
   }
@@ -221,10 +252,10 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     const version = group === 'inference.networking.x-k8s.io' ? 'v1alpha2' : 'v1';
     const path = `/apis/${group}/${version}/namespaces/${src.namespace}/inferencepools`;
     const fieldSelector = `metadata.name=${src.name}`;
-    const list = () =>
+    const list = this.tagList(() =>
       this.custom.listNamespacedCustomObject({ group, version, namespace: src.namespace, plural: 'inferencepools', fieldSelector }) as Promise<
         k8s.KubernetesListObject<k8s.KubernetesObject>
-      >;
+      >);
     const informer = new k8s.ListWatch<k8s.KubernetesObject>(path, this.watch, list, false, undefined, fieldSelector);
     this.poolInformer = informer;
     const apply = (obj: k8s.KubernetesObject) => {
@@ -252,7 +283,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
       this.podInformer = undefined;
       this.emitChange();
     });
-    this.runInformer('inferencepools', informer, () => {
+    this.runInformer({ resource: 'inferencepools', group }, informer, () => {
       // A missing pool is a synced state too: it means "no endpoints" until the pool appears.
       if (!this.spec) this.syncedResolve();
     });
@@ -262,7 +293,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     void this.retire(this.podInformer);
     const ns = this.source.namespace;
     const labelSelector = labelSelectorString(this.spec!.selector);
-    const list = () => this.core.listNamespacedPod({ namespace: ns, labelSelector });
+    const list = this.tagList(() => this.core.listNamespacedPod({ namespace: ns, labelSelector }));
     const informer = new k8s.ListWatch<k8s.V1Pod>(`/api/v1/namespaces/${ns}/pods`, this.watch, list, false, labelSelector);
     this.podInformer = informer;
     const changed = () => {
@@ -271,7 +302,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     informer.on('add', changed);
     informer.on('update', changed);
     informer.on('delete', changed);
-    this.runInformer('pods', informer, () => {
+    this.runInformer({ resource: 'pods', group: '' }, informer, () => {
       if (this.podInformer === informer) {
         this.emitChange();
         this.syncedResolve();
