@@ -22,6 +22,7 @@ import { healthClientConstructor, healthImplementation } from './health.js';
 import { EppMetrics } from './metrics.js';
 import type { EppConfig } from './options.js';
 import { IdentityProvider } from './tls-provider.js';
+import { startControlPlaneFeatures, type ControlPlaneFeatures } from './ha/index.js';
 
 export interface EppHandle {
   readonly grpcPort: number;
@@ -32,8 +33,10 @@ export interface EppHandle {
   readonly metrics: EppMetrics;
   /** The serving certificate (PEM) when --secure-serving is on. */
   readonly certificate?: string;
-  /** Discovery synced and not draining. */
+  /** Discovery synced, not draining, the leader (with leader election) and /metrics auth able to review (when on). */
   ready(): boolean;
+  /** Leader election and /metrics auth, when enabled. */
+  readonly controlPlane: ControlPlaneFeatures;
   close(deadlineMs?: number): Promise<void>;
 }
 
@@ -117,8 +120,11 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
       cleanups.push(() => scraper.stop());
     }
 
+    // Leader election and /metrics auth; followers run discovery and scraping too, so a takeover starts warm.
+    const controlPlane = startControlPlaneFeatures(o, logger);
+    cleanups.push(() => controlPlane.stop());
     let draining = false;
-    const ready = () => store.synced && !draining;
+    const ready = () => store.synced && !draining && controlPlane.notServingReason() === undefined;
     const director = new RequestDirector(config, store, metrics, logger);
     const maxMessage = Math.max(o.maxRequestBodySize, o.maxResponseBodyBuffer) + 1024 * 1024;
     const server = new grpc.Server({
@@ -137,7 +143,7 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
     };
     new ConnectionStreamGuard({ burst: o.connectionStreamBurst, ratePerSecond: o.connectionStreamRate }, metrics, logger).attach(server);
     server.addService(extProcServiceDefinition(), {
-      Process: (call: grpc.ServerDuplexStream<any, any>) => new ExtProcStream(call, { director, metrics, logger, settings }),
+      Process: (call: grpc.ServerDuplexStream<any, any>) => new ExtProcStream(call, { director, metrics, logger, settings, admission: () => controlPlane.followerRejection() }),
     });
     let credentials = grpc.ServerCredentials.createInsecure();
     let certificate: string | undefined;
@@ -153,19 +159,36 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
     const grpcPort = await bindGrpc(server, hostPort(o.host, o.grpcPort), credentials);
 
     const health = new grpc.Server();
-    health.addService(healthClientConstructor().service, healthImplementation(ready));
+    health.addService(healthClientConstructor().service, healthImplementation(ready, o.haEnableLeaderElection));
     cleanups.push(() => void health.forceShutdown());
     const healthPort = await bindGrpc(health, hostPort(o.host, o.grpcHealthPort), grpc.ServerCredentials.createInsecure());
 
     const app = Fastify(fastifyBaseOptions({ logger, bodyLimit: 1024 }));
-    app.get('/metrics', async (_req, reply) => {
+    const auth = controlPlane.metricsAuth;
+    app.get('/metrics', async (req, reply) => {
+      if (auth) {
+        const outcome = await auth.check(req.headers.authorization, req.method, '/metrics');
+        if (outcome.status !== 200) return reply.code(outcome.status).type('text/plain; charset=utf-8').header('x-content-type-options', 'nosniff').send(`${outcome.message}\n`);
+      }
       const { contentType, body } = await renderMetrics([metrics.registry]);
       return reply.type(contentType).send(body);
     });
     cleanups.push(() => closeWithDeadline(app, 1000));
     const metricsPort = await listen(app, o.host, o.metricsPort);
 
-    logger.info({ grpcPort, healthPort, metricsPort, tls: o.secureServing, discovery: discovery.description, profiles: [...config.profiles.keys()] }, 'epp listening');
+    logger.info(
+      {
+        grpcPort,
+        healthPort,
+        metricsPort,
+        tls: o.secureServing,
+        discovery: discovery.description,
+        profiles: [...config.profiles.keys()],
+        leaderElection: controlPlane.elector ? controlPlane.elector.lease : false,
+        metricsAuth: auth !== undefined,
+      },
+      'epp listening',
+    );
     let closing: Promise<void> | undefined;
     return {
       grpcPort,
@@ -176,9 +199,13 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
       metrics,
       certificate,
       ready,
+      controlPlane,
       close(deadlineMs = 5_000) {
         closing ??= (async () => {
           draining = true;
+          // The Lease goes first and at once (ReleaseOnCancel), so a follower takes over while our streams drain; from
+          // here on this replica routes nothing new (isLeader() is false).
+          const released = controlPlane.elector?.release();
           // Open streams (requests in flight) may finish until the deadline; then they are cut.
           let timer: NodeJS.Timeout | undefined;
           await Promise.race([
@@ -191,6 +218,7 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
             }),
           ]);
           clearTimeout(timer);
+          await released;
           await cleanup();
         })();
         return closing;

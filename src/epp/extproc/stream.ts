@@ -58,6 +58,8 @@ export interface StreamDependencies {
   settings: StreamSettings;
   /** Called when the stream is over (for drain accounting). */
   onClose?: () => void;
+  /** Refuses requests this replica must not route (a follower under leader election); checked before any decision. */
+  admission?: () => InferenceError | undefined;
 }
 
 type Duplex = grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>;
@@ -189,8 +191,19 @@ export class ExtProcStream {
     for (const name of ROUTING_HEADERS) delete values[name];
     if (!values['x-request-id']) values['x-request-id'] = randomUUID();
     this.requestId = values['x-request-id'];
+    this.admit();
     if (h.end_of_stream) this.routeHeaderOnly();
     else this.awaitBody();
+  }
+
+  /** Throws the admission's refusal; checked at the headers and again right before the decision. */
+  private admit(): void {
+    const refusal = this.deps.admission?.();
+    if (refusal) {
+      this.requestDone = true;
+      this.releaseBody();
+      throw refusal;
+    }
   }
 
   /** A request without a body gets a random endpoint and no scheduling (llm-d `fallbackToRandomEndpoint`). */
@@ -229,6 +242,7 @@ export class ExtProcStream {
     this.requestDone = true;
     const start = performance.now();
     this.requestEndAt = start;
+    this.admit();
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
     this.releaseBody();
     const director = this.deps.director;
