@@ -1,3 +1,5 @@
+import * as k8s from '@kubernetes/client-node';
+
 /** Reading @kubernetes/client-node failures: the HTTP status and the API server's message, for logs and decisions. */
 
 /** The HTTP status of a failed API call (ApiException.code), or undefined for a transport failure. */
@@ -23,16 +25,19 @@ export function apiMessage(err: unknown): string {
   return message.length > 500 ? `${message.slice(0, 500)}...` : message;
 }
 
-/** Per-call options for client-node's generated APIs: the call is aborted after `timeoutMs`. */
-export function callTimeout(timeoutMs: number): any {
+/**
+ * Per-call options for client-node's generated APIs (whose middleware is its Observable form, as setHeaderOptions
+ * builds it): the call is aborted after `timeoutMs`.
+ */
+export function callTimeout(timeoutMs: number): k8s.ConfigurationOptions {
   return {
     middleware: [
       {
-        pre: async (ctx: { setSignal(s: AbortSignal): void }) => {
+        pre: (ctx: k8s.RequestContext) => {
           ctx.setSignal(AbortSignal.timeout(timeoutMs));
-          return ctx;
+          return new k8s.Observable(Promise.resolve(ctx));
         },
-        post: async (ctx: unknown) => ctx,
+        post: (ctx: k8s.ResponseContext) => new k8s.Observable(Promise.resolve(ctx)),
       },
     ],
     middlewareMergeStrategy: 'append',
