@@ -49,6 +49,10 @@ const req = await needSharedControlPlane();
 let cluster: KubeCluster;
 let ns: string;
 let gateway: GatewayHandle;
+/** A token of the EPP's ServiceAccount: the manifests enable /metrics auth and let that account read it (as GAIE's chart). */
+let eppToken: string;
+const eppMetricsText = async (base: string) =>
+  (await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${eppToken}` }, signal: AbortSignal.timeout(60_000) })).text();
 const stops: Array<() => Promise<number | null>> = [];
 
 async function run(c: Obj, pod: { name: string; ip: string }, extra: string[], ready: RegExp) {
@@ -64,6 +68,8 @@ beforeAll(async () => {
   if (!req.ok) return;
   cluster = sharedCluster();
   ns = await cluster.createNamespace('cpu-sim');
+  // The metrics-auth ClusterRoleBinding names its subject's namespace; an overlay's `namespace:` would set it.
+  for (const o of objs) if (o.kind === 'ClusterRoleBinding') for (const sub of o.subjects) sub.namespace = ns;
   await cluster.apply(objs, { namespace: ns });
   for (const role of ['prefill', 'decode'] as const) {
     const template = find('Deployment', role).spec.template;
@@ -90,10 +96,11 @@ beforeAll(async () => {
   const mount = epp.volumeMounts.find((m: Obj) => m.name === 'config').mountPath as string;
   const eppContainer = { ...epp, args: (epp.args as string[]).map((a) => a.replace(mount, configDir)) };
   await run(eppContainer, PODS.epp, [`--kubeconfig=${await kubeconfig(eppDeployment.serviceAccountName)}`], /epp listening/);
+  eppToken = await cluster.serviceAccountToken(ns, eppDeployment.serviceAccountName);
   // Ready once their watches have synced: the sidecar's SSRF allowlist holds the prefill pod, the EPP scrapes both pods.
   await waitFor(async () => (await getJson(`http://${PODS.decode.ip}:8000/ready`).catch(() => undefined))?.body?.ssrfAllowlist === 'synced', 30_000, 'sidecar allowlist synced');
   const eppMetrics = `http://${PODS.epp.ip}:9090`;
-  await waitFor(async () => metricValue(await metricsText(eppMetrics), 'llm_d_epp_ready_endpoints', { name: 'pd-pool' }) === 2, 30_000, 'EPP sees both pods');
+  await waitFor(async () => metricValue(await eppMetricsText(eppMetrics), 'llm_d_epp_ready_endpoints', { name: 'pd-pool' }) === 2, 30_000, 'EPP sees both pods');
   gateway = await startGateway(gatewayConfig({ host: '127.0.0.1', port: 0, epp: `${PODS.epp.ip}:9002`, eppTls: true }));
 }, 180_000);
 
@@ -110,7 +117,8 @@ describeWith(req, 'cpu-sim overlay, run as processes from its rendered manifests
     const r = await postJson(`${gateway.url}/v1/chat/completions`, { model: 'sim-model', messages: [{ role: 'user', content: prompt }], max_tokens: 4 });
     expect(r.status).toBe(200);
     expect(r.body.choices[0].message.role).toBe('assistant');
-    const decisions = metricValue(await metricsText(eppMetrics), 'llm_d_epp_disagg_decision_total', { decision_type: 'prefill-decode' });
+    expect((await fetch(`${eppMetrics}/metrics`)).status).toBe(401); // /metrics auth on, as upstream
+    const decisions = metricValue(await eppMetricsText(eppMetrics), 'llm_d_epp_disagg_decision_total', { decision_type: 'prefill-decode' });
     expect(decisions).toBe(1);
     const prefillRecords = (await getJson(`http://${PODS.prefill.ip}:8000/admin/requests`)).body.requests as Obj[];
     expect(prefillRecords.some((x) => x.kind === 'prefill')).toBe(true);
