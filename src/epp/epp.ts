@@ -33,7 +33,7 @@ export interface EppHandle {
   readonly metrics: EppMetrics;
   /** The serving certificate (PEM) when --secure-serving is on. */
   readonly certificate?: string;
-  /** Discovery synced, not draining, the leader (with leader election) and /metrics auth able to review (when on). */
+  /** Discovery synced, not draining, and the leader (with leader election). */
   ready(): boolean;
   /** Leader election and /metrics auth, when enabled. */
   readonly controlPlane: ControlPlaneFeatures;

@@ -1,7 +1,7 @@
 /**
  * gRPC health (grpc.health.v1) as llm-d's EPP answers it (cmd/epp/runner/health.go):
- * - without leader election every service name is SERVING iff the EPP is ready (discovery synced, not draining, and
- *   /metrics auth able to review tokens when it is on), else NOT_SERVING; `List` reports the ext_proc service.
+ * - without leader election every service name is SERVING iff the EPP is ready (discovery synced, not draining), else
+ *   NOT_SERVING; `List` reports the ext_proc service.
  * - with leader election (`--ha-enable-leader-election`) `liveness` is always SERVING (a follower must not be
  *   restarted); `readiness`, `""` and `envoy.service.ext_proc.v3.ExternalProcessor` are SERVING only on a ready leader;
  *   any other name is SERVICE_UNKNOWN; `List` reports those three.

@@ -70,9 +70,11 @@ export function startControlPlaneFeatures(o: EppConfig, logger: Logger): Control
   return {
     elector,
     metricsAuth,
+    // /metrics auth does not gate readiness: GAIE's chart with its default values turns auth on but grants the
+    // reviews only with Prometheus monitoring enabled, and upstream's EPP is ready there (its /metrics answers 500).
+    // A missing permission is logged by name and retried; scrapes get 500 until it is granted.
     notServingReason() {
       if (elector && !elector.isLeader()) return elector.problem() ?? `not the leader (leader: ${elector.leader() || 'none'})`;
-      if (metricsAuth && !metricsAuth.ready()) return metricsAuth.problem() ?? 'metrics auth permission check pending';
       return undefined;
     },
     followerRejection() {

@@ -8,9 +8,10 @@
  *   when more distinct tokens are under review at once than --metrics-auth-cache-size (pd-router's bound).
  * - Outcomes are cached per token (SHA-256 of it) for --metrics-auth-cache-ttl, at most --metrics-auth-cache-size
  *   tokens (the oldest go first); concurrent requests with one token share one review. Failed reviews are not cached.
- * - Readiness: at start (and again after a review is forbidden) a probe TokenReview and SubjectAccessReview check that
- *   this EPP may create them; until they succeed the EPP reports NOT_SERVING and logs the missing permission, retrying
- *   with backoff. A scraper must not meet a 500 on a pod that reports ready.
+ * - Permissions: at start (and again after a review is forbidden) a probe TokenReview and SubjectAccessReview check
+ *   that this EPP may create them; until they succeed the missing permission is logged by name and the probe retried
+ *   with backoff (500 ms doubling to 30 s), and scrapes get 500. Readiness does not depend on it: GAIE's chart with
+ *   default values enables auth without granting the reviews, and upstream's EPP serves traffic there.
  */
 import { createHash } from 'node:crypto';
 import * as k8s from '@kubernetes/client-node';
@@ -59,7 +60,7 @@ export class MetricsAuthorizer {
     this.callOptions = callTimeout(settings.timeoutMs);
   }
 
-  /** Both reviews may be created (the permission probe succeeded). */
+  /** Both reviews may be created (the permission probe succeeded); false while a permission is missing. */
   ready(): boolean {
     return this.permitted;
   }
@@ -143,7 +144,7 @@ export class MetricsAuthorizer {
 
   private reviewFailed(resource: string, err: unknown): void {
     this.logger.error({ status: apiStatus(err), error: apiMessage(err) }, `metrics auth: creating a ${resource} failed`);
-    // Forbidden: the permission was taken away; report NOT_SERVING until it is back.
+    // Forbidden: the permission was taken away; probe (and log) until it is back.
     if (apiStatus(err) === 403 && this.permitted) {
       this.permitted = false;
       this.backoffMs = MIN_BACKOFF_MS;
