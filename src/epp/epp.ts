@@ -121,7 +121,7 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
     }
 
     // Leader election and /metrics auth; followers run discovery and scraping too, so a takeover starts warm.
-    const controlPlane = startControlPlaneFeatures(o, logger);
+    const controlPlane = startControlPlaneFeatures(o, logger, metrics.registry);
     cleanups.push(() => controlPlane.stop());
     let draining = false;
     const ready = () => store.synced && !draining && controlPlane.notServingReason() === undefined;

@@ -89,6 +89,11 @@ describeWith(req, 'EPP leader election (3 replicas, real kube-apiserver)', () =>
     const answer = await follower.route();
     expect(answer.detail).toMatch(/^ServiceUnavailable rejected-not-leader /); // Envoy's status name for 503
     expect(answer.detail).toContain(`this EPP replica is not the leader (the leader is ${leader.identity})`);
+    // controller-runtime's leader gauge, as upstream's EPP serves it.
+    for (const r of replicas) {
+      const text = await (await fetch(`http://127.0.0.1:${r.metricsPort}/metrics`, { signal: AbortSignal.timeout(20_000) })).text();
+      expect(text, `epp-${r.index}`).toContain(`leader_election_master_status{name="${lease}"} ${r === leader ? 1 : 0}`);
+    }
     const stored = await cluster.request('GET', `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/${lease}`);
     expect(stored.json.spec).toMatchObject({ holderIdentity: leader.identity, leaseDurationSeconds: 4 });
   }, 240_000);

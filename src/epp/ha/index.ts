@@ -3,6 +3,7 @@
  * /metrics authentication (--metrics-endpoint-auth). Built from the EPP's flags; both are optional.
  */
 import type { Logger } from 'pino';
+import { Gauge, type Registry } from 'prom-client';
 import { ConfigError } from '../../common/index.js';
 import { loadKubeConfig } from '../../common/kubernetes/index.js';
 import { InferenceError } from '../framework/errors.js';
@@ -49,7 +50,24 @@ export interface ControlPlaneFeatures {
   stop(): Promise<void>;
 }
 
-export function startControlPlaneFeatures(o: EppConfig, logger: Logger): ControlPlaneFeatures {
+/**
+ * controller-runtime's `leader_election_master_status{name=<lease>}` (1 on the leader, 0 on a follower), which
+ * upstream's EPP serves on /metrics; read at scrape time, so it never lags the elector.
+ */
+function leaderGauge(registry: Registry, elector: LeaseElector): void {
+  const name = elector.settings.name;
+  new Gauge({
+    name: 'leader_election_master_status',
+    help: "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master. 'name' is the string used to identify the lease. Please make sure to group by name.",
+    labelNames: ['name'],
+    registers: [registry],
+    collect() {
+      this.set({ name }, elector.isLeader() ? 1 : 0);
+    },
+  });
+}
+
+export function startControlPlaneFeatures(o: EppConfig, logger: Logger, registry?: Registry): ControlPlaneFeatures {
   let elector: LeaseElector | undefined;
   let metricsAuth: MetricsAuthorizer | undefined;
   const authOn = o.metricsEndpointAuth && (usesKubernetes(o) || o.metricsEndpointAuthAlways);
@@ -65,6 +83,7 @@ export function startControlPlaneFeatures(o: EppConfig, logger: Logger): Control
     if (authOn) metricsAuth = new MetricsAuthorizer(kc, { cacheTtlMs: o.metricsAuthCacheTtl, cacheSize: o.metricsAuthCacheSize, timeoutMs: o.metricsAuthTimeout }, logger);
   }
   if (o.metricsEndpointAuth && !authOn) logger.info('metrics endpoint auth is off: the EPP reads an endpoints file and has no Kubernetes API (--metrics-endpoint-auth-always to require tokens anyway)');
+  if (elector && registry) leaderGauge(registry, elector);
   elector?.start();
   metricsAuth?.start();
   return {
