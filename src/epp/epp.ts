@@ -23,6 +23,7 @@ import { healthClientConstructor, healthImplementation } from './health.js';
 import { EppMetrics } from './metrics.js';
 import type { EppConfig } from './options.js';
 import { IdentityProvider } from './tls-provider.js';
+import { startControlPlaneFeatures, type ControlPlaneFeatures } from './ha/index.js';
 
 export interface EppHandle {
   readonly grpcPort: number;
@@ -35,8 +36,10 @@ export interface EppHandle {
   readonly certificate?: string;
   /** The pool's InferenceModelRewrites and InferenceObjectives (with --pool-name only). */
   readonly crds?: InferenceCrdWatcher;
-  /** Discovery synced (and the pool's CRDs listed) and not draining. */
+  /** Discovery synced (and the pool's CRDs listed), not draining, and the leader (with leader election). */
   ready(): boolean;
+  /** Leader election and /metrics auth, when enabled. */
+  readonly controlPlane: ControlPlaneFeatures;
   close(deadlineMs?: number): Promise<void>;
 }
 
@@ -128,9 +131,12 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
       cleanups.push(() => watcher.stop());
       crds = watcher;
     }
+    // Leader election and /metrics auth; followers run discovery and scraping too, so a takeover starts warm.
+    const controlPlane = startControlPlaneFeatures(optionValues, logger, metrics.registry);
+    cleanups.push(() => controlPlane.stop());
 
     let draining = false;
-    const ready = () => store.synced && (crds?.ready() ?? true) && !draining;
+    const ready = () => store.synced && (crds?.ready() ?? true) && !draining && controlPlane.notServingReason() === undefined;
     const director = new RequestDirector(config, store, metrics, logger, crds);
     const maxMessage = Math.max(optionValues.maxRequestBodySize, optionValues.maxResponseBodyBuffer) + 1024 * 1024;
     const server = new grpc.Server({
@@ -149,7 +155,7 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
     };
     new ConnectionStreamGuard({ burst: optionValues.connectionStreamBurst, ratePerSecond: optionValues.connectionStreamRate }, metrics, logger).attach(server);
     server.addService(extProcServiceDefinition(), {
-      Process: (call: grpc.ServerDuplexStream<any, any>) => new ExtProcStream(call, { director, metrics, logger, settings }),
+      Process: (call: grpc.ServerDuplexStream<any, any>) => new ExtProcStream(call, { director, metrics, logger, settings, admission: () => controlPlane.followerRejection() }),
     });
     let credentials = grpc.ServerCredentials.createInsecure();
     let certificate: string | undefined;
@@ -165,19 +171,36 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
     const grpcPort = await bindGrpc(server, hostPort(optionValues.host, optionValues.grpcPort), credentials);
 
     const health = new grpc.Server();
-    health.addService(healthClientConstructor().service, healthImplementation(ready, () => !draining));
+    health.addService(healthClientConstructor().service, healthImplementation(ready, () => !draining, optionValues.haEnableLeaderElection));
     cleanups.push(() => void health.forceShutdown());
     const healthPort = await bindGrpc(health, hostPort(optionValues.host, optionValues.grpcHealthPort), grpc.ServerCredentials.createInsecure());
 
     const app = Fastify(fastifyBaseOptions({ logger, bodyLimit: 1024 }));
-    app.get('/metrics', async (_req, reply) => {
+    const auth = controlPlane.metricsAuth;
+    app.get('/metrics', async (req, reply) => {
+      if (auth) {
+        const outcome = await auth.check(req.headers.authorization, req.method, '/metrics');
+        if (outcome.status !== 200) return reply.code(outcome.status).type('text/plain; charset=utf-8').header('x-content-type-options', 'nosniff').send(`${outcome.message}\n`);
+      }
       const { contentType, body } = await renderMetrics([metrics.registry]);
       return reply.type(contentType).send(body);
     });
     cleanups.push(() => closeWithDeadline(app, 1000));
     const metricsPort = await listen(app, optionValues.host, optionValues.metricsPort);
 
-    logger.info({ grpcPort, healthPort, metricsPort, tls: optionValues.secureServing, discovery: discovery.description, profiles: [...config.profiles.keys()] }, 'epp listening');
+    logger.info(
+      {
+        grpcPort,
+        healthPort,
+        metricsPort,
+        tls: optionValues.secureServing,
+        discovery: discovery.description,
+        profiles: [...config.profiles.keys()],
+        leaderElection: controlPlane.elector ? controlPlane.elector.lease : false,
+        metricsAuth: auth !== undefined,
+      },
+      'epp listening',
+    );
     let closing: Promise<void> | undefined;
     return {
       grpcPort,
@@ -189,9 +212,13 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
       certificate,
       crds,
       ready,
+      controlPlane,
       close(deadlineMs = 5_000) {
         closing ??= (async () => {
           draining = true;
+          // The Lease goes first and at once (ReleaseOnCancel), so a follower takes over while our streams drain; from
+          // here on this replica routes nothing new (isLeader() is false).
+          const released = controlPlane.elector?.release();
           // Open streams (requests in flight) may finish until the deadline; then they are cut.
           let timer: NodeJS.Timeout | undefined;
           await Promise.race([
@@ -204,6 +231,7 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
             }),
           ]);
           clearTimeout(timer);
+          await released;
           await cleanup();
         })();
         return closing;

@@ -71,24 +71,14 @@ export const eppUpstream: CompatTable = {
       (value: number, set) => set.set('shutdownTimeout', value),
     ),
     ...zapLoggingFlags(ALL, { verbosity: ALL }),
-    'ha-enable-leader-election': compat.ignored(
-      ALL,
-      opt.bool({ default: false, description: 'Leader election between EPP replicas (readiness only on the leader).' }),
-      'leader election is not implemented: every replica serves and reports ready; run one replica (in-flight and prefix-cache state are per process).',
-      { harmless: no },
-    ),
+    'ha-enable-leader-election': compat.implemented('haEnableLeaderElection', ALL),
     tracing: compat.ignored(
       ALL,
       opt.bool({ default: true, description: 'Emit OpenTelemetry traces.' }),
       'OpenTelemetry export is not implemented; the W3C trace context reaches the model servers through the request headers.',
       { harmless: no },
     ),
-    'metrics-endpoint-auth': compat.ignored(
-      ALL,
-      opt.bool({ default: true, description: 'Authenticate and authorize /metrics (TokenReview/SubjectAccessReview).' }),
-      '/metrics is served without authentication; restrict it with a NetworkPolicy.',
-      { harmless: no },
-    ),
+    'metrics-endpoint-auth': compat.implemented('metricsEndpointAuth', ALL),
     'metrics-client-ca-file': compat.ignored([EBAB], opt.string({ default: '', description: 'CA requiring client certificates on /metrics.' }), 'the metrics endpoint serves plain HTTP (no mTLS).', {
       harmless: (value: string) => value === '',
     }),
@@ -170,9 +160,7 @@ export const eppUpstream: CompatTable = {
   env: {
     NAMESPACE: compat.implemented('poolNamespace', ALL),
     KUBECONFIG: compat.implemented(undefined, ALL, { via: 'the Kubernetes client (when --kubeconfig is not given)' }),
-    POD_NAME: compat.ignored(ALL, opt.string({ default: '', description: "The EPP pod's name (names the endpoint-selector pool)." }), 'pd-router needs no name for an --endpoint-selector pool.', {
-      harmless: () => true,
-    }),
+    POD_NAME: compat.implemented(undefined, ALL, { via: "the leader election Lease name with --endpoint-selector (the pod's Deployment name, as upstream)" }),
     HF_TOKEN: compat.ignored(ALL, opt.string({ default: '', description: 'Hugging Face token for tokenizers (precise prefix cache).' }), 'pd-router downloads no tokenizer.', { harmless: () => true }),
     ENABLE_EXPERIMENTAL_DATALAYER_V2: compat.ignored(
       [V071],

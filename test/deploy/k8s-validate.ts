@@ -10,7 +10,7 @@ import * as k8s from '@kubernetes/client-node';
 import { z } from 'zod';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { ConfigMap, Service, ServiceAccount } from 'kubernetes-models/v1';
-import { Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
+import { ClusterRole, ClusterRoleBinding, Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { HTTPRoute } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1';
 
 type Obj = { apiVersion: string; kind: string; metadata: { name: string; [k: string]: unknown }; [k: string]: unknown };
@@ -22,6 +22,8 @@ const MODELS: Record<string, { model: new (options: never) => { validate(): void
   'v1/ServiceAccount': { model: ServiceAccount as never, root: 'V1ServiceAccount' },
   'rbac.authorization.k8s.io/v1/Role': { model: Role as never, root: 'V1Role' },
   'rbac.authorization.k8s.io/v1/RoleBinding': { model: RoleBinding as never, root: 'V1RoleBinding' },
+  'rbac.authorization.k8s.io/v1/ClusterRole': { model: ClusterRole as never, root: 'V1ClusterRole' },
+  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': { model: ClusterRoleBinding as never, root: 'V1ClusterRoleBinding' },
   'gateway.networking.k8s.io/v1/HTTPRoute': { model: HTTPRoute as never, root: '' },
 };
 

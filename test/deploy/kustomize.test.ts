@@ -145,8 +145,33 @@ describe('RBAC', () => {
       expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name }]);
     }
     expect(find(objs, 'Deployment', 'decode').spec.template.spec.serviceAccountName).toBe('pd-router-sidecar');
+    // Leader election: the Lease, in the EPP's namespace only.
+    expect(find(objs, 'Role', 'pd-router-epp-leader-election').rules).toEqual([{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'watch', 'create', 'update'] }]);
+    expect(find(objs, 'RoleBinding', 'pd-router-epp-leader-election').subjects).toEqual([{ kind: 'ServiceAccount', name: 'pd-router-epp' }]);
+    // /metrics auth: GAIE's ClusterRole (epplib/templates/_rbac.yaml), bound to the EPP's ServiceAccount.
+    expect(find(objs, 'ClusterRole', 'pd-router-epp-metrics-auth').rules).toEqual([
+      { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
+      { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
+      { nonResourceURLs: ['/metrics'], verbs: ['get'] },
+    ]);
+    const crb = find(objs, 'ClusterRoleBinding', 'pd-router-epp-metrics-auth');
+    expect(crb.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'pd-router-epp-metrics-auth' });
+    expect(crb.subjects).toEqual([{ kind: 'ServiceAccount', name: 'pd-router-epp', namespace: 'default' }]);
     expect(find(objs, 'Deployment', 'pd-router-epp').spec.template.spec.serviceAccountName).toBe('pd-router-epp');
     expect(find(objs, 'Deployment', 'prefill').spec.template.spec.serviceAccountName).toBeUndefined();
+  });
+});
+
+describe('EPP high availability', () => {
+  it.each(OVERLAYS)('%s: two EPP replicas with leader election, Recreate, probes on liveness and readiness, /metrics auth on', (overlay) => {
+    const epp = find(rendered.get(overlay)!, 'Deployment', 'pd-router-epp');
+    expect(epp.spec.replicas).toBe(2);
+    expect(epp.spec.strategy).toEqual({ type: 'Recreate' });
+    const c = epp.spec.template.spec.containers.find((x: Obj) => x.name === 'epp');
+    expect(c.args).toContain('--ha-enable-leader-election');
+    expect(c.args.some((a: string) => a.startsWith('--metrics-endpoint-auth'))).toBe(false); // upstream's default: on
+    expect(c.livenessProbe.grpc).toEqual({ port: 9003, service: 'liveness' });
+    expect(c.readinessProbe.grpc).toEqual({ port: 9003, service: 'readiness' });
   });
 });
 

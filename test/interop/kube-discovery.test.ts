@@ -151,7 +151,7 @@ describeWith(req, 'PoolWatcher against kube-apiserver', () => {
 
 const HEAD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nschedulingProfiles: [{name: default}]\n';
 const NO_SCRAPE = `${HEAD}dataLayer: {injectDefaults: false}\n`;
-const base = { host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, configText: NO_SCRAPE };
+const base = { host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, configText: NO_SCRAPE, metricsEndpointAuth: false }; // metrics auth: epp-metrics-auth.test.ts
 const ids = (e: EppHandle) => e.store.all().map((x) => `${x.id}@${x.hostPort}[${x.labels['llm-d.ai/role'] ?? ''}]`).sort();
 const untilIds = (expected: string[], what: string) => until(epp!.store, 'changed', () => ids(epp!).join() === [...expected].sort().join(), T, what, () => ids(epp!).join());
 

@@ -35,7 +35,7 @@ afterEach(async () => {
 
 const T = 60_000;
 const CONFIG = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nschedulingProfiles: [{name: default}]\ndataLayer: {injectDefaults: false}\n';
-const base = { host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, configText: CONFIG };
+const base = { host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, configText: CONFIG, metricsEndpointAuth: false }; // metrics auth: epp-metrics-auth.test.ts
 const ids = (e: EppHandle) => e.store.all().map((x) => `${x.id}@${x.hostPort}`).sort().join();
 const untilIds = (expected: string[], what: string) => until(epp!.store, 'changed', () => ids(epp!) === [...expected].sort().join(), T, what, () => ids(epp!));
 

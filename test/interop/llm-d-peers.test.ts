@@ -75,7 +75,8 @@ describeWith(chartReq, 'pd-router EPP (process) with the GAIE inferencepool char
     const kubeconfig = await cluster!.serviceAccountKubeconfig(ns, sa);
 
     const epp = await startCli(
-      ['epp', '--host=127.0.0.1', '--grpc-port=0', '--grpc-health-port=0', '--metrics-port=0', '--secure-serving=false', `--pool-name=${pool}`, `--pool-namespace=${ns}`, `--kubeconfig=${kubeconfig}`],
+      // The chart grants no token reviews with its default values (Prometheus monitoring off): /metrics read without auth.
+      ['epp', '--host=127.0.0.1', '--grpc-port=0', '--grpc-health-port=0', '--metrics-port=0', '--secure-serving=false', `--pool-name=${pool}`, `--pool-namespace=${ns}`, `--kubeconfig=${kubeconfig}`, '--metrics-endpoint-auth=false'],
       /"grpcPort":(\d+),"healthPort":\d+,"metricsPort":(\d+)/,
       { timeoutMs: 30_000 },
     );

@@ -59,6 +59,8 @@ export interface StreamDependencies {
   settings: StreamSettings;
   /** Called when the stream is over (for drain accounting). */
   onClose?: () => void;
+  /** Refuses requests this replica must not route (a follower under leader election); checked before any decision. */
+  admission?: () => InferenceError | undefined;
 }
 
 type Duplex = grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>;
@@ -190,8 +192,19 @@ export class ExtProcStream {
     for (const name of ROUTING_HEADERS) delete values[name];
     if (!values[REQUEST_ID_HEADER]) values[REQUEST_ID_HEADER] = randomUUID();
     this.requestId = values[REQUEST_ID_HEADER];
+    this.admit();
     if (value.end_of_stream) this.routeHeaderOnly();
     else this.awaitBody();
+  }
+
+  /** Throws the admission's refusal; checked at the headers and again right before the decision. */
+  private admit(): void {
+    const refusal = this.deps.admission?.();
+    if (refusal) {
+      this.requestDone = true;
+      this.releaseBody();
+      throw refusal;
+    }
   }
 
   /** A request without a body gets a random endpoint and no scheduling (llm-d `fallbackToRandomEndpoint`). */
@@ -230,6 +243,7 @@ export class ExtProcStream {
     this.requestDone = true;
     const start = performance.now();
     this.requestEndAt = start;
+    this.admit();
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
     this.releaseBody();
     const director = this.deps.director;
