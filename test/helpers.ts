@@ -101,8 +101,18 @@ export function metricValue(text: string, name: string, labels: Record<string, s
   return undefined;
 }
 
+let metricsBearerToken: string | undefined;
+/**
+ * A bearer token metricsText sends from now on (the interop suite's API server admin: an EPP that talks to Kubernetes
+ * authenticates /metrics, as upstream's does). Other metrics endpoints ignore it.
+ */
+export function setMetricsBearerToken(token: string | undefined): void {
+  metricsBearerToken = token;
+}
+
 export async function metricsText(baseUrl: string, path = '/metrics'): Promise<string> {
-  const res = await fetch(baseUrl + path, { signal: AbortSignal.timeout(60_000) });
+  const headers: Record<string, string> = metricsBearerToken ? { authorization: `Bearer ${metricsBearerToken}` } : {};
+  const res = await fetch(baseUrl + path, { headers, signal: AbortSignal.timeout(60_000) });
   return res.text();
 }
 
