@@ -64,6 +64,32 @@ async function chart(req: typeof v071Req, version: 'v1.4.0' | 'v1.5.0', namespac
   });
 }
 
+/**
+ * What GAIE's chart adds with `monitoring.prometheus.enabled` (its default leaves it out): leave for the EPPs'
+ * ServiceAccounts to review tokens, so /metrics auth (on by default, as upstream) can answer the tests' admin token.
+ */
+function metricsAuthRbac(namespace: string, serviceAccounts: string[]): Obj[] {
+  const name = `${namespace}-epp-metrics-auth`;
+  return [
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRole',
+      metadata: { name },
+      rules: [
+        { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
+        { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
+      ],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name },
+      subjects: serviceAccounts.map((sa) => ({ kind: 'ServiceAccount', name: sa, namespace })),
+    },
+  ];
+}
+
 interface Stack {
   kubelet: LocalKubelet;
   objects: Obj[];
@@ -120,7 +146,7 @@ describeWith(v071Req, 'llm-d-inference-scheduler v0.7.1: the P/D kind environmen
     rendered = await renderV071PdEnvironment(src);
     const pool = byKind(rendered.objects, 'InferencePool')[0]!;
     const pdConfig = readFileSync(path.join(src, 'deploy/config/pd-epp-config.yaml'), 'utf8');
-    const objects = [...rendered.objects, ...(await chart(v071Req, 'v1.4.0', ns, 'gaie-default', pool)), ...(await chart(v071Req, 'v1.4.0', ns, 'gaie-pd', pool, pdConfig))];
+    const objects = [...rendered.objects, ...(await chart(v071Req, 'v1.4.0', ns, 'gaie-default', pool)), ...(await chart(v071Req, 'v1.4.0', ns, 'gaie-pd', pool, pdConfig)), ...metricsAuthRbac(ns, ['gaie-default-epp', 'gaie-pd-epp'])];
     const kubelet = new LocalKubelet(cluster!, ns, { addresses: Array.from({ length: 8 }, (_, i) => `127.0.2.${i + 1}`), notRun: { 'uds-tokenizer': UDS_TOKENIZER } });
     stack = await deploy(kubelet, objects, { environment: rendered.vars.EPP_NAME!, 'gaie-default': 'gaie-default-epp', 'gaie-pd': 'gaie-pd-epp' });
   }, T);
@@ -187,7 +213,7 @@ describeWith(routerReq, 'llm-d-router ebab687: inference-gateway and the p-d env
     rendered = await renderRouterPd(src, ns);
     const pool = byKind(rendered.objects, 'InferencePool')[0]!;
     const pdConfig = readFileSync(path.join(src, 'deploy/config/pd-epp-config.yaml'), 'utf8');
-    const objects = [...rendered.objects, ...(await chart(routerReq, 'v1.5.0', ns, 'gaie-default', pool)), ...(await chart(routerReq, 'v1.5.0', ns, 'gaie-pd', pool, pdConfig))];
+    const objects = [...rendered.objects, ...(await chart(routerReq, 'v1.5.0', ns, 'gaie-default', pool)), ...(await chart(routerReq, 'v1.5.0', ns, 'gaie-pd', pool, pdConfig)), ...metricsAuthRbac(ns, ['gaie-default-epp', 'gaie-pd-epp'])];
     const kubelet = new LocalKubelet(cluster!, ns, { addresses: Array.from({ length: 8 }, (_, i) => `127.0.2.${i + 11}`) });
     stack = await deploy(kubelet, objects, { environment: rendered.vars.EPP_NAME!, 'gaie-default': 'gaie-default-epp', 'gaie-pd': 'gaie-pd-epp' });
   }, T);
