@@ -273,8 +273,9 @@ describeWith(v071Req, 'missing RBAC: v0.7.1\'s P/D environment applied outside "
     kubelet = new LocalKubelet(cluster!, ns, { addresses: ['127.0.2.21'], notRun: { 'uds-tokenizer': UDS_TOKENIZER } });
     const [pod] = await kubelet.runDeployment(named(rendered.objects, 'Deployment', rendered.vars.EPP_NAME!), { requireReady: false });
     const epp = eppOf(pod!);
-    await epp.proc!.untilOutput(/(kubernetes list\/watch failed[^\n]*\n[\s\S]*){3}/, 30_000, 'three failed attempts');
-    const failures = epp.proc!.output().split('\n').filter((l) => l.includes('kubernetes list/watch failed')).map((l) => JSON.parse(l) as Obj);
+    // The pool's informer (the EPP's InferenceModelRewrite / InferenceObjective informers fail too, each on its own backoff).
+    await epp.proc!.untilOutput(/("what":"inferencepools"[^\n]*kubernetes list\/watch failed[^\n]*\n[\s\S]*){3}/, 30_000, 'three failed attempts');
+    const failures = epp.proc!.output().split('\n').filter((l) => l.includes('kubernetes list/watch failed')).map((l) => JSON.parse(l) as Obj).filter((f) => f.what === 'inferencepools');
     expect(failures[0]).toMatchObject({ status: 403, missingPermission: 'list inferencepools.inference.networking.k8s.io in namespace default' });
     expect(failures[0]!.error).toContain(`User "system:serviceaccount:${ns}:${rendered.vars.EPP_NAME}" cannot list resource "inferencepools"`);
     expect(failures.slice(0, 3).map((f) => f.retryInMs)).toEqual([500, 1000, 2000]);
