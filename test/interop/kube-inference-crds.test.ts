@@ -176,7 +176,7 @@ async function poolWithSims(prefix: string, rules: Parameters<KubeCluster['grant
 /** Starts the EPP (seeded) and the gateway; resolves once the EPP is ready (pods listed, both CRDs listed). */
 async function startStack(ns: string, kubeconfig: string, logger?: pino.Logger): Promise<void> {
   const rng = new Rng(42);
-  epp = await startEpp(eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, configText: CONFIG, poolName: 'pool', poolNamespace: ns, kubeconfig }), {
+  epp = await startEpp(eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, configText: CONFIG, poolName: 'pool', poolNamespace: ns, kubeconfig, metricsEndpointAuth: false }), {
     logger,
     random: () => rng.next(),
   });
@@ -360,7 +360,7 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
     const { ns, kubeconfig } = await poolWithSims('crd-rbac', POOL_RULES);
     const log = capturedLogger();
     epp = await startEpp(
-      eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, configText: CONFIG, poolName: 'pool', poolNamespace: ns, kubeconfig }),
+      eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, configText: CONFIG, poolName: 'pool', poolNamespace: ns, kubeconfig, metricsEndpointAuth: false }),
       { logger: log.logger },
     );
     for (const plural of ['inferencemodelrewrites', 'inferenceobjectives']) {
