@@ -54,7 +54,7 @@ function lines(p: ManagedProcess): Line[] {
     });
 }
 
-const failures = (p: ManagedProcess) => lines(p).filter((l) => l.msg === 'kubernetes list/watch failed, retrying');
+const failures = (p: ManagedProcess) => lines(p).filter((l) => l.msg === 'kubernetes list/watch failed, retrying' && l.what === 'inferencepools');
 
 /** No line carries a stack trace (pino's err serializer writes one under `stack`; V8 frames read "    at "). */
 function expectNoStackTrace(p: ManagedProcess): void {
@@ -62,7 +62,8 @@ function expectNoStackTrace(p: ManagedProcess): void {
 }
 
 /** Resolves once the output holds `n` failed attempts (each a line of its own). */
-const untilFailures = (p: ManagedProcess, n: number) => p.untilOutput(new RegExp(`(kubernetes list/watch failed[^\\n]*\\n[\\s\\S]*){${n}}`), T, `${n} failed list/watch attempts logged`);
+// The pool's informer (the EPP's InferenceModelRewrite / InferenceObjective informers fail too, each on its own backoff).
+const untilFailures = (p: ManagedProcess, n: number) => p.untilOutput(new RegExp(`("what":"inferencepools"[^\\n]*kubernetes list/watch failed[^\\n]*\\n[\\s\\S]*){${n}}`), T, `${n} failed list/watch attempts logged`);
 
 async function untilHealth(host: string, service: string, want: string): Promise<void> {
   const deadline = Date.now() + T;
