@@ -1,0 +1,131 @@
+/**
+ * One closed-loop run of the P/D operation with autocannon (in this process, on CPU 0): `concurrency` connections, each
+ * sending its next operation as soon as the last one ends. Two ways to do the operation:
+ *   direct  — as a client without a sidecar would: the prefill request (max tokens 1, do_remote_decode) to the
+ *             simulator, then the original request with the returned kv_transfer_params;
+ *   sidecar — the original request to a sidecar with x-prefiller-host-port naming the simulator.
+ * Latency is per operation (both legs in direct mode). The measured window opens once every connection has had its
+ * first answer (at least `warmupS` in, at most `warmupMaxS`), lasts `durationS`, and only operations started inside
+ * it count; the run ends `cooldownS` later (as bench/sidecar-overhead, whose notes explain why).
+ */
+import autocannon from 'autocannon';
+import { nixlPrefillBody } from '../../src/sidecar/index.js';
+
+export interface LoopTiming {
+  durationS: number;
+  warmupS: number;
+  warmupMaxS: number;
+  cooldownS: number;
+}
+
+export interface LoopResult {
+  /** Operations started in the window, with their latencies (ms, sorted). */
+  latencies: number[];
+  /** Operations completed over the whole run (for CPU per operation). */
+  allOps: number;
+  errors: number;
+  /** Connections that had answered when the window opened. */
+  connectionsUp: number;
+  /** Sample of a failed operation's status and body. */
+  errorSample?: string;
+}
+
+const PROMPT = Array.from({ length: 200 }, (_, i) => `word${i}`).join(' ');
+export const MODEL = 'bench-model';
+
+/** The client's request: chat, 200-word prompt, 16 output tokens (as bench/sidecar-overhead), streamed or not. */
+export function clientBody(stream: boolean): Record<string, unknown> {
+  return { model: MODEL, messages: [{ role: 'user', content: PROMPT }], max_tokens: 16, ignore_eos: true, ...(stream ? { stream: true } : {}) };
+}
+
+const HEADERS = { 'content-type': 'application/json' };
+
+export async function closedLoop(target: { kind: 'direct' } | { kind: 'sidecar'; url: string }, simUrl: string, stream: boolean, concurrency: number, t: LoopTiming): Promise<LoopResult> {
+  const body = clientBody(stream);
+  const prefillBody = JSON.stringify(nixlPrefillBody('chat', body));
+  const simHostPort = simUrl.replace('http://', '');
+  const latencies: number[] = [];
+  let errors = 0;
+  let allOps = 0;
+  let errorSample: string | undefined;
+  const now = () => performance.now();
+  let windowStart = Infinity;
+  let windowEnd = Infinity;
+  const finish = (status: number, text: string, ctx: Record<string, unknown>) => {
+    allOps++;
+    const t0 = ctx.t0 as number;
+    if (t0 < windowStart || t0 >= windowEnd) return;
+    if (status !== 200) {
+      errors++;
+      errorSample ??= `${status} ${text.slice(0, 300)}`;
+      return;
+    }
+    latencies.push(now() - t0);
+  };
+  const start = (req: Record<string, unknown>, ctx: Record<string, unknown>) => {
+    ctx.t0 = now();
+    return req;
+  };
+  const requests =
+    target.kind === 'direct'
+      ? [
+          {
+            method: 'POST',
+            path: '/v1/chat/completions',
+            headers: HEADERS,
+            body: prefillBody,
+            setupRequest: start,
+            onResponse: (status: number, text: string, ctx: Record<string, unknown>) => {
+              ctx.prefillStatus = status;
+              ctx.prefillText = text;
+              try {
+                ctx.kv = JSON.parse(text).kv_transfer_params;
+              } catch {
+                ctx.kv = null;
+              }
+            },
+          },
+          {
+            method: 'POST',
+            path: '/v1/chat/completions',
+            headers: HEADERS,
+            setupRequest: (req: Record<string, unknown>, ctx: Record<string, unknown>) => ({ ...req, body: JSON.stringify({ ...body, kv_transfer_params: ctx.kv }) }),
+            onResponse: (status: number, text: string, ctx: Record<string, unknown>) =>
+              ctx.prefillStatus === 200 ? finish(status, text, ctx) : finish(ctx.prefillStatus as number, ctx.prefillText as string, ctx),
+          },
+        ]
+      : [
+          {
+            method: 'POST',
+            path: '/v1/chat/completions',
+            headers: { ...HEADERS, 'x-prefiller-host-port': simHostPort },
+            body: JSON.stringify(body),
+            setupRequest: start,
+            onResponse: (status: number, text: string, ctx: Record<string, unknown>) => finish(status, text, ctx),
+          },
+        ];
+  const url = target.kind === 'direct' ? simUrl : target.url;
+  const t0 = now();
+  const answered = new Set<unknown>();
+  let connectionsUp = 0;
+  const timers: NodeJS.Timeout[] = [];
+  const instance = autocannon({ url, connections: concurrency, duration: t.warmupMaxS + t.durationS + t.cooldownS, requests: requests as never, timeout: 30 });
+  const openWindow = () => {
+    if (windowStart !== Infinity) return;
+    windowStart = now();
+    windowEnd = windowStart + t.durationS * 1000;
+    connectionsUp = answered.size;
+    timers.push(setTimeout(() => instance.stop(), (t.durationS + t.cooldownS) * 1000));
+  };
+  instance.on('response', (client: unknown) => {
+    if (windowStart !== Infinity) return;
+    answered.add(client);
+    if (answered.size >= concurrency && now() - t0 >= t.warmupS * 1000) openWindow();
+  });
+  timers.push(setTimeout(() => answered.size >= concurrency && openWindow(), t.warmupS * 1000));
+  timers.push(setTimeout(openWindow, t.warmupMaxS * 1000));
+  const r = await instance;
+  for (const x of timers) clearTimeout(x);
+  latencies.sort((a, b) => a - b);
+  return { latencies, allOps, errors: errors + r.errors + r.timeouts, connectionsUp, errorSample };
+}
