@@ -6,7 +6,9 @@
  *   sidecar — the original request to a sidecar with x-prefiller-host-port naming the simulator.
  * Latency is per operation (both legs in direct mode). The measured window opens once every connection has had its
  * first answer (at least `warmupS` in, at most `warmupMaxS`), lasts `durationS`, and only operations started inside
- * it count; the run ends `cooldownS` later (as bench/sidecar-overhead, whose notes explain why).
+ * it count (as bench/sidecar-overhead, whose notes explain why). The load goes on after the window until every
+ * operation started inside it has ended (at least `cooldownS`, at most `drainMaxS`): stopping at a fixed time would
+ * drop the slowest ones, which under saturation are most of them. One still open then counts as an error.
  */
 import autocannon from 'autocannon';
 import { nixlPrefillBody } from '../../src/sidecar/index.js';
@@ -16,6 +18,8 @@ export interface LoopTiming {
   warmupS: number;
   warmupMaxS: number;
   cooldownS: number;
+  /** Longest wait after the window for its operations to end (default 35 s: autocannon's request timeout is 30 s). */
+  drainMaxS?: number;
 }
 
 export interface LoopResult {
@@ -24,6 +28,8 @@ export interface LoopResult {
   /** Operations completed over the whole run (for CPU per operation). */
   allOps: number;
   errors: number;
+  /** Operations started in the window still open when the drain bound ran out (counted in errors too). */
+  unfinished: number;
   /** Connections that had answered when the window opened. */
   connectionsUp: number;
   /** Sample of a failed operation's status and body. */
@@ -51,10 +57,16 @@ export async function closedLoop(target: { kind: 'direct' } | { kind: 'sidecar';
   const now = () => performance.now();
   let windowStart = Infinity;
   let windowEnd = Infinity;
+  /** Operations started in the window and not ended yet. */
+  let open = 0;
+  let onDrained: (() => void) | undefined;
   const finish = (status: number, text: string, ctx: Record<string, unknown>) => {
     allOps++;
+    if (!ctx.inWindow) return;
+    ctx.inWindow = false;
+    open--;
+    if (open === 0 && now() >= windowEnd) onDrained?.();
     const t0 = ctx.t0 as number;
-    if (t0 < windowStart || t0 >= windowEnd) return;
     if (status !== 200) {
       errors++;
       errorSample ??= `${status} ${text.slice(0, 300)}`;
@@ -63,7 +75,10 @@ export async function closedLoop(target: { kind: 'direct' } | { kind: 'sidecar';
     latencies.push(now() - t0);
   };
   const start = (req: Record<string, unknown>, ctx: Record<string, unknown>) => {
-    ctx.t0 = now();
+    const t = now();
+    ctx.t0 = t;
+    ctx.inWindow = t >= windowStart && t < windowEnd;
+    if (ctx.inWindow) open++;
     return req;
   };
   const requests =
@@ -109,13 +124,27 @@ export async function closedLoop(target: { kind: 'direct' } | { kind: 'sidecar';
   const answered = new Set<unknown>();
   let connectionsUp = 0;
   const timers: NodeJS.Timeout[] = [];
-  const instance = autocannon({ url, connections: concurrency, duration: t.warmupMaxS + t.durationS + t.cooldownS, requests: requests as never, timeout: 30 });
+  const instance = autocannon({ url, connections: concurrency, duration: t.warmupMaxS + t.durationS + (t.drainMaxS ?? 35) + 5, requests: requests as never, timeout: 30 });
+  let unfinished = 0;
   const openWindow = () => {
     if (windowStart !== Infinity) return;
     windowStart = now();
     windowEnd = windowStart + t.durationS * 1000;
     connectionsUp = answered.size;
-    timers.push(setTimeout(() => instance.stop(), (t.durationS + t.cooldownS) * 1000));
+    timers.push(
+      setTimeout(() => {
+        // Keep the load on until the window's operations have ended, within the drain bound.
+        const stop = () => {
+          onDrained = undefined;
+          clearTimeout(bound);
+          unfinished = open;
+          instance.stop();
+        };
+        const bound = setTimeout(stop, Math.max(0, (t.drainMaxS ?? 35) - t.cooldownS) * 1000);
+        if (open === 0) stop();
+        else onDrained = stop;
+      }, (t.durationS + t.cooldownS) * 1000),
+    );
   };
   instance.on('response', (client: unknown) => {
     if (windowStart !== Infinity) return;
@@ -127,5 +156,5 @@ export async function closedLoop(target: { kind: 'direct' } | { kind: 'sidecar';
   const r = await instance;
   for (const x of timers) clearTimeout(x);
   latencies.sort((a, b) => a - b);
-  return { latencies, allOps, errors: errors + r.errors + r.timeouts, connectionsUp, errorSample };
+  return { latencies, allOps, errors: errors + r.errors + r.timeouts + unfinished, unfinished, connectionsUp, errorSample };
 }
