@@ -2,8 +2,8 @@
  * The EPP half of bench/peers: pd-router's EPP and llm-d's (llm-d-router ebab687, llm-d-inference-scheduler v0.7.1),
  * each with llm-d's P/D sample config of its version (pd-router, a drop-in for the newest upstream, with
  * llm-d-router's), all watching the same pods of one InferencePool through a real kube-apiserver (RBAC as GAIE's
- * chart grants it, a ServiceAccount token). The pods are pd-router simulators on 127.0.0.x (bench/peers/pods.ts, on
- * CPU 0) that the EPPs scrape; the EPP under test runs on CPU 1 and the others are paused (SIGSTOP), so an idle EPP's
+ * chart grants it, a ServiceAccount token). The pods are HTTP servers on 127.0.0.x serving a pd-router simulator's
+ * /metrics text (bench/peers/pods.ts, on CPU 0) that the EPPs scrape; the EPP under test runs on CPU 1 and the others are paused (SIGSTOP), so an idle EPP's
  * scraping takes no CPU from the one measured. The load client is bench/peers/extproc-load (Go, Envoy's generated
  * ext_proc API), on CPU 0.
  *
@@ -17,6 +17,7 @@ import { freePortRange } from '../../test/helpers.js';
 import { KubeCluster, startControlPlane, type ClusterInfo } from '../../test/interop/control-plane.js';
 import { GAIE_EPP_RULES, freePortOn, inferencePool } from '../../test/interop/kube-fixtures.js';
 import { CLI, percentile } from '../common/processes.js';
+import { scrape, sumBy } from '../common/prometheus.js';
 import { modeLabel, upstreamBinary, upstreamPdConfig, type Mode } from './build.js';
 import { onCleanup, startProc, type Proc } from './procs.js';
 
@@ -63,6 +64,12 @@ export interface EppCell {
   destinations: number;
   /** CPU of the EPP process per decision (µs), over the whole of its runs (warm-up included). */
   cpuPerDecisionUs: number;
+  /**
+   * The EPP's own scheduling time, from its inference_extension_scheduler_e2e_duration_seconds histogram (GAIE's name,
+   * which all three serve) over the runs, warm-up included: the upper bound (ms) of the bucket holding p50 and p99.
+   */
+  schedulerE2eP50Ms?: number;
+  schedulerE2eP99Ms?: number;
   errorSamples: string[];
 }
 
@@ -152,6 +159,29 @@ async function setUpPool(cluster: KubeCluster, index: number, n: number, o: EppO
 interface RunningEpp {
   proc: Proc;
   grpcPort: number;
+  metricsPort: number;
+}
+
+const SCHEDULER_E2E = 'inference_extension_scheduler_e2e_duration_seconds_bucket';
+
+/** Cumulative counts of the EPP's scheduler e2e histogram by upper bound (s), or an empty map if unavailable. */
+async function schedulerBuckets(epp: RunningEpp): Promise<Map<number, number>> {
+  const out = new Map<number, number>();
+  try {
+    for (const [le, n] of sumBy(await scrape(`http://127.0.0.1:${epp.metricsPort}/metrics`), SCHEDULER_E2E, 'le')) out.set(le === '+Inf' ? Infinity : Number(le), n);
+  } catch {
+    // reported as n/a
+  }
+  return out;
+}
+
+/** The upper bound (ms) of the bucket under which a share q of the counted observations fall. */
+function bucketQuantileMs(counts: Map<number, number>, q: number): number | undefined {
+  const bounds = [...counts.keys()].sort((a, b) => a - b);
+  const total = counts.get(Infinity) ?? 0;
+  if (total <= 0) return undefined;
+  for (const b of bounds) if ((counts.get(b) ?? 0) >= q * total) return b * 1000;
+  return undefined;
 }
 
 async function startEppProc(mode: Mode, pool: Pool, configFile: string, o: EppOptions): Promise<RunningEpp> {
@@ -179,7 +209,7 @@ async function startEppProc(mode: Mode, pool: Pool, configFile: string, o: EppOp
     await proc.stop();
     throw e;
   }
-  return { proc, grpcPort };
+  return { proc, grpcPort, metricsPort };
 }
 
 async function runLoad(epp: RunningEpp, o: EppOptions, tokens: number, streams: number, nonce: string, warmupS: number, durationS: number): Promise<LoadReport> {
@@ -246,6 +276,7 @@ export async function runEppBench(o: EppOptions): Promise<EppResult> {
     const key = (n: number, t: number, s: number, m: string) => `${n}/${t}/${s}/${m}`;
     const reports = new Map<string, LoadReport[]>();
     const cpu = new Map<string, { seconds: number; requests: number }>();
+    const hist = new Map<string, Map<number, number>>();
     let goApi = 'unknown';
     let roundsDone = 0;
     let complete = true;
@@ -262,16 +293,23 @@ export async function runEppBench(o: EppOptions): Promise<EppResult> {
                 break outer;
               }
               epp.proc.resume();
+              const before = await schedulerBuckets(epp);
               const cpu0 = epp.proc.cpuSeconds() ?? NaN;
               let r: LoadReport;
+              let cpu1: number;
               try {
                 r = await runLoad(epp, o, t, s, `r${round}-${n}-${t}-${s}`, o.warmupS, o.durationS);
+                cpu1 = epp.proc.cpuSeconds() ?? NaN;
+                const after = await schedulerBuckets(epp);
+                const acc = hist.get(key(n, t, s, m)) ?? new Map<number, number>();
+                for (const [le, v] of after) acc.set(le, (acc.get(le) ?? 0) + v - (before.get(le) ?? 0));
+                hist.set(key(n, t, s, m), acc);
               } finally {
                 epp.proc.pause();
               }
               goApi = r.goApi;
               const c = cpu.get(key(n, t, s, m)) ?? { seconds: 0, requests: 0 };
-              c.seconds += (epp.proc.cpuSeconds() ?? NaN) - cpu0;
+              c.seconds += cpu1 - cpu0;
               c.requests += r.requests + r.warmupRequests;
               cpu.set(key(n, t, s, m), c);
               const list = reports.get(key(n, t, s, m)) ?? [];
@@ -308,6 +346,8 @@ export async function runEppBench(o: EppOptions): Promise<EppResult> {
               prefillShare: rs.reduce((x, r) => x + r.prefill, 0) / Math.max(1, requests),
               destinations: new Set(rs.flatMap((r) => Object.keys(r.destinations))).size,
               cpuPerDecisionUs: (c.seconds / Math.max(1, c.requests)) * 1e6,
+              schedulerE2eP50Ms: bucketQuantileMs(hist.get(key(n, t, s, m)) ?? new Map(), 0.5),
+              schedulerE2eP99Ms: bucketQuantileMs(hist.get(key(n, t, s, m)) ?? new Map(), 0.99),
               errorSamples: [...new Set(rs.flatMap((r) => r.errorSamples))].slice(0, 3),
             };
           }

@@ -18,7 +18,7 @@ import { spawnSync } from 'node:child_process';
 import type { ClusterInfo } from '../../test/interop/control-plane.js';
 import { MODES, REFERENCE, UPSTREAM_PINS, loadClientBinary, type Mode } from './build.js';
 import { runEppBench } from './epp.js';
-import { hasTaskset, stopAll } from './procs.js';
+import { hasTaskset, stopAll, writeLogs } from './procs.js';
 import { summariseProfile, type ProfileSummary } from './profile.js';
 import { renderMarkdown, type LoadAverage, type PeersRecord } from './report.js';
 import { runSidecarBench } from './sidecar.js';
@@ -36,12 +36,12 @@ const OPTIONS: Option[] = [
   { name: 'rounds', def: '3', smoke: '1', help: 'rounds; each runs every mode once per cell, latencies pooled over rounds' },
   { name: 'sidecar-concurrency', def: '1,64,256', smoke: '1,8', help: 'closed-loop connections' },
   { name: 'streaming', def: 'false,true', help: 'non-streamed and/or streamed client requests' },
-  { name: 'sidecar-duration', def: '3', smoke: '0.5', help: 'seconds measured per sidecar run' },
+  { name: 'sidecar-duration', def: '2', smoke: '0.5', help: 'seconds measured per sidecar run' },
   { name: 'sidecar-warmup', def: '1', smoke: '0.3', help: 'least seconds before the window opens (it also waits until every connection has answered, at most 15 s)' },
   { name: 'epp-pools', def: '3,64', smoke: '3', help: 'pods per pool (a quarter prefill); each size is its own InferencePool' },
   { name: 'epp-tokens', def: '1024,8192', smoke: '1024', help: 'prompt size in estimated tokens (4 bytes each)' },
   { name: 'epp-streams', def: '1,32', smoke: '1,4', help: 'concurrent ext_proc streams of the load client' },
-  { name: 'epp-duration', def: '3', smoke: '0.5', help: 'seconds measured per EPP run' },
+  { name: 'epp-duration', def: '2', smoke: '0.5', help: 'seconds measured per EPP run' },
   { name: 'epp-warmup', def: '1', smoke: '0.3', help: 'seconds of requests before each EPP run, not counted' },
   { name: 'jit-warmup', def: '3', smoke: '0.5', help: 'seconds of uncounted traffic to each component right after it starts (V8 compiles the hot paths; the same for every program)' },
   { name: 'epp-idle', def: '3', smoke: '1', help: 'seconds each EPP is left without requests after its warm-up, to measure the CPU its discovery and scraping take' },
@@ -148,7 +148,9 @@ async function main(): Promise<void> {
   const streaming = o.streaming!.split(',').filter(Boolean).map((v) => bool('streaming', v));
   const sidecarNodeArgs = o['sidecar-node-args']!.split(' ').filter(Boolean);
   const eppNodeArgs = o['epp-node-args']!.split(' ').filter(Boolean);
-  const profDir = path.resolve('bench/results/tmp', `profiles-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  /** Per-run scratch (logs, profiles): gitignored. */
+  const tmpDir = path.resolve('bench/results/tmp', `peers-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  const profDir = path.join(tmpDir, 'profiles');
   const profArgs = (sub: string) => (cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${path.join(profDir, sub)}`] : []);
   const log = (line: string) => process.stderr.write(line + '\n');
   const options = {
@@ -236,6 +238,8 @@ async function main(): Promise<void> {
     process.exitCode = 1;
   } finally {
     await stopAll();
+    const logs = writeLogs(path.join(tmpDir, 'logs'), /^extproc-load$/);
+    log(`[bench/peers] the components' logs (tails): ${path.relative(process.cwd(), path.join(tmpDir, 'logs'))}/ (${logs.length} files)`);
     if (cpuProf) {
       record.profiles = {};
       for (const sub of existsSync(profDir) ? readdirSync(profDir) : []) record.profiles[sub] = profilesIn(path.join(profDir, sub));

@@ -1,14 +1,20 @@
 /**
- * The model servers behind an EPP benchmark pool, in one process (bench/peers runs it on CPU 0): a pd-router
- * simulator on each pod address (127.0.0.x) and the pool's target port, zero latency. The EPPs only scrape their
- * /metrics (vLLM's names); no inference request reaches them, so every pod reports an empty queue and an idle KV
- * cache, the same for every EPP: the scores then come from the prefix index.
+ * The model servers behind an EPP benchmark pool, in one process (bench/peers runs it on CPU 0): on each pod address
+ * (127.0.0.x) and the pool's target port, an HTTP server answering GET /metrics with the vLLM metrics text of a
+ * pd-router simulator, rendered once at start (an idle server: empty queue, idle KV cache, so every pod looks the
+ * same to every EPP and the scores come from the prefix index).
+ *
+ * The EPPs only scrape; no inference request reaches these pods. They serve a fixed text rather than run a simulator
+ * each because every EPP scrapes every pod every 50 ms: 64 pods make 1,280 scrapes a second, which 64 simulators
+ * rendering their registries could not answer on a shared core in time (scrapes then time out and the EPP under test
+ * measures the pods, not itself).
  *
  *   node dist/bench/peers/pods.js --port 23456 --addresses 127.0.10.1,127.0.10.2 [--model bench-model]
  *
- * Prints `{"msg":"pods ready",...}` once every simulator listens; SIGTERM closes them and exits.
+ * Prints `{"msg":"pods ready",...}` once every address listens; SIGTERM closes them and exits.
  */
-import { simConfig, startSimulator, type SimulatorHandle } from '../../src/sim/index.js';
+import http from 'node:http';
+import { simConfig, startSimulator } from '../../src/sim/index.js';
 
 function arg(name: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -23,18 +29,46 @@ const model = process.argv.includes('--model') ? arg('model') : 'bench-model';
 if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new Error(`--port must be a port number, not ${port}`);
 if (addresses.length === 0 || addresses.length > 1024) throw new Error('--addresses must list 1 to 1024 addresses');
 
-const sims: SimulatorHandle[] = [];
-const close = async () => {
-  await Promise.all(sims.map((s) => s.close(2_000)));
+/** A pd-router simulator's /metrics, once. */
+async function metricsText(): Promise<Buffer> {
+  const sim = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [model], seed: 1 }));
+  try {
+    const r = await fetch(`${sim.url}/metrics`, { signal: AbortSignal.timeout(30_000) });
+    if (r.status !== 200) throw new Error(`the simulator's /metrics answered ${r.status}`);
+    return Buffer.from(await r.text());
+  } finally {
+    await sim.close(2_000);
+  }
+}
+
+const servers: http.Server[] = [];
+const close = () => {
+  for (const s of servers) s.closeAllConnections();
   process.exit(0);
 };
-process.once('SIGTERM', () => void close());
-process.once('SIGINT', () => void close());
+process.once('SIGTERM', close);
+process.once('SIGINT', close);
 try {
-  for (const host of addresses) sims.push(await startSimulator(simConfig({ host, port, model: [model], seed: 1, maxNumSeqs: 256, maxModelLen: 100_000, kvCacheSize: 100_000 })));
-  process.stdout.write(JSON.stringify({ msg: 'pods ready', port, pods: sims.length }) + '\n');
+  const text = await metricsText();
+  const headers = { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': String(text.length) };
+  const handler: http.RequestListener = (req, res) => {
+    if (req.method === 'GET' && req.url?.split('?')[0] === '/metrics') {
+      res.writeHead(200, headers).end(text);
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+  };
+  for (const host of addresses) {
+    // Idle keep-alive connections stay open (the EPPs reuse them every 50 ms, and a paused EPP resumes on them).
+    const server = http.createServer({ keepAliveTimeout: 600_000 }, handler);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+    servers.push(server);
+  }
+  process.stdout.write(JSON.stringify({ msg: 'pods ready', port, pods: servers.length, metricsBytes: text.length }) + '\n');
 } catch (e) {
   process.stderr.write(`pods: ${(e as Error).message}\n`);
-  await Promise.all(sims.map((s) => s.close(2_000)));
   process.exit(1);
 }

@@ -10,9 +10,12 @@
  * ever signalled, by pid.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 
 const live = new Set<Proc>();
+/** Every process started, for writeLogs(). */
+const started: Proc[] = [];
 let cleanupInstalled = false;
 const extraCleanups: Array<() => Promise<void>> = [];
 
@@ -168,7 +171,22 @@ export class Proc {
 
 export function startProc(name: string, command: string, args: string[], opts: SpawnOptions = {}): Proc {
   installCleanup();
-  return new Proc(name, command, args, opts);
+  const p = new Proc(name, command, args, opts);
+  started.push(p);
+  return p;
+}
+
+/** Writes the kept output of every long-running process started (load clients excepted) into `dir`, one file each. */
+export function writeLogs(dir: string, skip: RegExp): string[] {
+  mkdirSync(dir, { recursive: true });
+  const files: string[] = [];
+  for (const [i, p] of started.entries()) {
+    if (skip.test(p.name)) continue;
+    const file = path.join(dir, `${String(i).padStart(2, '0')}-${p.name.replace(/[^\w.-]+/g, '-')}.log`);
+    writeFileSync(file, p.output());
+    files.push(file);
+  }
+  return files;
 }
 
 /** Registers work to run on cleanup before the processes are stopped (e.g. stopping a control plane). */

@@ -163,10 +163,10 @@ export function renderMarkdown(rec: PeersRecord): string {
     out.push('## Endpoint Picker');
     out.push('');
     out.push(
-      `Each EPP watches the same InferencePool through a real kube-apiserver (ServiceAccount with GAIE's chart RBAC); the pods (a quarter prefill, the rest decode) are pd-router simulators on 127.0.0.x on CPU 0, scraped by the EPP. Configs: ${rec.modes.map((m) => `${modeLabel(m)}: \`${e.configs[m] ?? '?'}\``).join('; ')}. The load client is bench/peers/extproc-load (Go, ${e.goApi}) on CPU 0: one FULL_DUPLEX_STREAMED ext_proc stream per request, headers then the body in 16 KiB chunks; decision latency = stream open to the last streamed body chunk back. Completions with prompts of the given size in estimated tokens (4 bytes each), three quarters one of 32 shared prefixes, the rest unique. The EPPs not under test are paused (SIGSTOP). ${e.rounds} round${e.rounds > 1 ? 's' : ''}, ${rec.options.eppDuration} s measured per run after ${rec.options.eppWarmup} s of warm-up, pooled; ${loadLine(e.loadAverage)}.${e.complete ? '' : ' **Stopped early by --time-limit.**'}`,
+      `Each EPP watches the same InferencePool through a real kube-apiserver (ServiceAccount with GAIE's chart RBAC); the pods (a quarter prefill, the rest decode) are HTTP servers on 127.0.0.x on CPU 0 answering the EPP's scrapes with a pd-router simulator's /metrics text (idle: empty queue, idle KV cache), rendered once (bench/peers/pods.ts). Configs: ${rec.modes.map((m) => `${modeLabel(m)}: \`${e.configs[m] ?? '?'}\``).join('; ')}. The load client is bench/peers/extproc-load (Go, ${e.goApi}) on CPU 0: one FULL_DUPLEX_STREAMED ext_proc stream per request, headers then the body in 16 KiB chunks; decision latency = stream open to the last streamed body chunk back. Completions with prompts of the given size in estimated tokens (4 bytes each), three quarters one of 32 shared prefixes, the rest unique. The EPPs not under test are paused (SIGSTOP). ${e.rounds} round${e.rounds > 1 ? 's' : ''}, ${rec.options.eppDuration} s measured per run after ${rec.options.eppWarmup} s of warm-up, pooled; ${loadLine(e.loadAverage)}.${e.complete ? '' : ' **Stopped early by --time-limit.**'}`,
     );
     out.push('');
-    const header = ['pods', 'prompt tokens', 'streams', 'program', 'p50 ms', 'p99 ms', 'decisions/s', `× ${REFERENCE}: p50 / p99 / decisions/s`, 'CPU/decision µs', 'with prefill', 'errors'];
+    const header = ['pods', 'prompt tokens', 'streams', 'program', 'p50 ms', 'p99 ms', 'decisions/s', `× ${REFERENCE}: p50 / p99 / decisions/s`, 'own scheduling p50 / p99 ms (≤ bucket)', 'CPU/decision µs', 'with prefill', 'errors'];
     const rows: string[][] = [];
     for (const row of e.rows) {
       const ref = row.modes[REFERENCE];
@@ -174,7 +174,7 @@ export function renderMarkdown(rec: PeersRecord): string {
         const c = row.modes[m];
         if (!c) continue;
         const rs = m === REFERENCE || !ref ? '' : `${x(ratio(c.p50Ms, ref.p50Ms))} / ${x(ratio(c.p99Ms, ref.p99Ms))} / ${x(ratio(c.perSecond, ref.perSecond))}`;
-        rows.push([String(row.endpoints), String(row.tokens), String(row.streams), modeLabel(m), ms(c.p50Ms), ms(c.p99Ms), fmt(c.perSecond, 0), rs, fmt(c.cpuPerDecisionUs, 0), `${(c.prefillShare * 100).toFixed(0)}%`, `${c.errors}${c.errorSamples.length ? ` (${c.errorSamples[0]!.slice(0, 80)})` : ''}`]);
+        rows.push([String(row.endpoints), String(row.tokens), String(row.streams), modeLabel(m), ms(c.p50Ms), ms(c.p99Ms), fmt(c.perSecond, 0), rs, `${ms(c.schedulerE2eP50Ms)} / ${ms(c.schedulerE2eP99Ms)}`, fmt(c.cpuPerDecisionUs, 0), `${(c.prefillShare * 100).toFixed(0)}%`, `${c.errors}${c.errorSamples.length ? ` (${c.errorSamples[0]!.slice(0, 80)})` : ''}`]);
       }
     }
     out.push(table(header, rows));
