@@ -1,7 +1,11 @@
 /**
  * A summary of a V8 CPU profile (`node --cpu-prof`, the .cpuprofile JSON): where the samples fell, by function (self
- * time), with V8's own buckets ((garbage collector), (program), (idle)) kept apart. bench/peers --cpu-prof profiles
+ * samples), with V8's own buckets ((garbage collector), (program), (idle)) kept apart. bench/peers --cpu-prof profiles
  * pd-router's sidecar and EPP over the whole run and prints this for each.
+ *
+ * Shares are of sample counts, not of the time between samples: V8 samples on a wall-clock interval from a thread of
+ * the same process, so on a contended CPU a sample taken just before the process is descheduled would otherwise carry
+ * the whole time it waited, charged to whatever function it interrupted.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -14,20 +18,22 @@ interface ProfileNode {
 
 export interface ProfileSummary {
   file: string;
-  /** Sampled milliseconds that were not idle. */
+  /** Samples that were not idle, and the wall time they span. */
+  busySamples: number;
   busyMs: number;
-  idleMs: number;
-  gcMs: number;
-  /** Top functions by self time (share of busy time). */
-  top: Array<{ fn: string; where: string; selfMs: number; share: number }>;
+  idleSamples: number;
+  gcSamples: number;
+  /** Top functions by self samples (share of the busy samples). */
+  top: Array<{ fn: string; where: string; samples: number; share: number }>;
 }
 
 export function summariseProfile(file: string, topN = 15): ProfileSummary {
   const prof = JSON.parse(readFileSync(file, 'utf8')) as { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
   const byId = new Map(prof.nodes.map((n) => [n.id, n]));
-  const self = new Map<string, { fn: string; where: string; us: number }>();
-  let idleUs = 0;
-  let gcUs = 0;
+  const self = new Map<string, { fn: string; where: string; n: number }>();
+  let idle = 0;
+  let gc = 0;
+  let busy = 0;
   let busyUs = 0;
   for (let i = 0; i < prof.samples.length; i++) {
     // Each sample's time is the delta to the next one (the last sample gets the previous delta).
@@ -36,23 +42,24 @@ export function summariseProfile(file: string, topN = 15): ProfileSummary {
     if (!node) continue;
     const name = node.callFrame.functionName || '(anonymous)';
     if (name === '(idle)') {
-      idleUs += dt;
+      idle++;
       continue;
     }
+    busy++;
     busyUs += dt;
-    if (name === '(garbage collector)') gcUs += dt;
+    if (name === '(garbage collector)') gc++;
     const url = node.callFrame.url.replace(/^file:\/\//, '');
     const where = url ? `${shortPath(url)}:${node.callFrame.lineNumber + 1}` : '';
     const key = `${name} ${where}`;
-    const e = self.get(key) ?? { fn: name, where, us: 0 };
-    e.us += dt;
+    const e = self.get(key) ?? { fn: name, where, n: 0 };
+    e.n++;
     self.set(key, e);
   }
   const top = [...self.values()]
-    .sort((a, b) => b.us - a.us)
+    .sort((a, b) => b.n - a.n)
     .slice(0, topN)
-    .map((e) => ({ fn: e.fn, where: e.where, selfMs: e.us / 1000, share: busyUs > 0 ? e.us / busyUs : 0 }));
-  return { file, busyMs: busyUs / 1000, idleMs: idleUs / 1000, gcMs: gcUs / 1000, top };
+    .map((e) => ({ fn: e.fn, where: e.where, samples: e.n, share: busy > 0 ? e.n / busy : 0 }));
+  return { file, busySamples: busy, busyMs: busyUs / 1000, idleSamples: idle, gcSamples: gc, top };
 }
 
 /** node_modules/<pkg>/..., dist/src/..., or node:internal paths, without the machine's directories. */

@@ -1,4 +1,5 @@
 /** bench/peers' results: the JSON record and the Markdown tables (a summary as in the README, then every figure). */
+import path from 'node:path';
 import { fmt, table } from '../common/processes.js';
 import { REFERENCE, UPSTREAM_PINS, modeLabel, type Mode } from './build.js';
 import type { EppResult } from './epp.js';
@@ -121,7 +122,8 @@ export function renderMarkdown(rec: PeersRecord): string {
   const out: string[] = [];
   out.push(`# pd-router side by side with llm-d's own programs (bench/peers)`);
   out.push('');
-  out.push(`Measured ${rec.startedAt} (${rec.wallSeconds.toFixed(0)} s) against ${upstreamLine(rec.modes)}.${rec.smoke ? ' **Smoke run: counts too small for the figures to mean anything.**' : ''}`);
+  const against = upstreamLine(rec.modes);
+  out.push(`Measured ${rec.startedAt} (${rec.wallSeconds.toFixed(0)} s) ${against ? `against ${against}` : 'with pd-router alone (no upstream mode)'}.${rec.smoke ? ' **Smoke run: counts too small for the figures to mean anything.**' : ''}`);
   out.push('');
   out.push(`Command: \`${rec.command}\``);
   out.push('');
@@ -191,9 +193,9 @@ export function renderMarkdown(rec: PeersRecord): string {
     out.push('');
     for (const [what, list] of Object.entries(rec.profiles)) {
       for (const p of list) {
-        out.push(`**${what}** (\`${p.file}\`): ${p.busyMs.toFixed(0)} ms busy, ${p.gcMs.toFixed(0)} ms of it in garbage collection. Top functions by self time:`);
+        out.push(`**${what}** (\`${path.relative(process.cwd(), p.file)}\`): ${p.busySamples} busy samples (${p.idleSamples} idle), ${((p.gcSamples / Math.max(1, p.busySamples)) * 100).toFixed(1)}% of them in garbage collection. Top functions by self samples:`);
         out.push('');
-        out.push(table(['function', 'where', 'self ms', 'share of busy'], p.top.map((t) => [t.fn, t.where, t.selfMs.toFixed(0), `${(t.share * 100).toFixed(1)}%`])));
+        out.push(table(['function', 'where', 'self samples', 'share of busy'], p.top.map((t) => [t.fn, t.where, String(t.samples), `${(t.share * 100).toFixed(1)}%`])));
         out.push('');
       }
     }
