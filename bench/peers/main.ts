@@ -148,8 +148,9 @@ async function main(): Promise<void> {
   const streaming = o.streaming!.split(',').filter(Boolean).map((v) => bool('streaming', v));
   const sidecarNodeArgs = o['sidecar-node-args']!.split(' ').filter(Boolean);
   const eppNodeArgs = o['epp-node-args']!.split(' ').filter(Boolean);
-  /** Per-run scratch (logs, profiles): gitignored. */
-  const tmpDir = path.resolve('bench/results/tmp', `peers-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  /** Per-run scratch (logs, profiles): the gitignored bench/results/tmp for the default --out, else beside the results. */
+  const scratchParent = outDir === path.resolve('bench/results') ? path.resolve('bench/results/tmp') : outDir;
+  const tmpDir = path.join(scratchParent, `peers-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   const profDir = path.join(tmpDir, 'profiles');
   const profArgs = (sub: string) => (cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${path.join(profDir, sub)}`] : []);
   const log = (line: string) => process.stderr.write(line + '\n');
