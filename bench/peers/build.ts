@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT, runProcess } from '../../test/helpers.js';
-import { artifact, ROUTER_COMMIT, SCHEDULER_MODULE, SCHEDULER_VERSION, type ArtifactName } from '../../test/interop/artifacts.js';
+import { artifact, ROUTER_COMMIT, SCHEDULER_MODULE, SCHEDULER_VERSION } from '../../test/interop/artifacts.js';
 import { UPSTREAM, type UpstreamRelease } from '../../test/interop/llm-d.js';
 import { BIN_DIR } from '../../test/interop/toolchain.js';
 
@@ -23,8 +23,16 @@ export const RELEASE_OF: Record<UpstreamMode, UpstreamRelease> = { 'llm-d-router
 
 /** What each upstream mode is, pinned: named next to every figure. */
 export const UPSTREAM_PINS: Record<UpstreamMode, { program: string; version: string; source: string }> = {
-  'llm-d-router': { program: 'llm-d-router', version: ROUTER_COMMIT.slice(0, 7), source: `github.com/llm-d/llm-d-router@${ROUTER_COMMIT}` },
-  'v0.7.1': { program: 'llm-d-inference-scheduler', version: SCHEDULER_VERSION, source: `${SCHEDULER_MODULE}@${SCHEDULER_VERSION}` },
+  'llm-d-router': {
+    program: 'llm-d-router',
+    version: ROUTER_COMMIT.slice(0, 7),
+    source: `github.com/llm-d/llm-d-router@${ROUTER_COMMIT}`,
+  },
+  'v0.7.1': {
+    program: 'llm-d-inference-scheduler',
+    version: SCHEDULER_VERSION,
+    source: `${SCHEDULER_MODULE}@${SCHEDULER_VERSION}`,
+  },
 };
 
 export function modeLabel(mode: Mode): string {
@@ -35,7 +43,7 @@ type Log = (line: string) => void;
 
 /** An upstream binary (EPP or pd-sidecar) of a mode, built on first use. */
 export async function upstreamBinary(mode: UpstreamMode, kind: 'epp' | 'sidecar', log: Log): Promise<string> {
-  return (await artifact(UPSTREAM[RELEASE_OF[mode]][kind] as ArtifactName, log)).path;
+  return (await artifact(UPSTREAM[RELEASE_OF[mode]][kind], log)).path;
 }
 
 /** llm-d's P/D sample EndpointPickerConfig of an upstream release (deploy/config/pd-epp-config.yaml). */
@@ -57,8 +65,16 @@ export async function loadClientBinary(log: Log): Promise<string> {
   if (existsSync(binary) && existsSync(stamp) && readFileSync(stamp, 'utf8').trim() === digest) return binary;
   log('[bench/peers] building the ext_proc load client (bench/peers/extproc-load, Envoy go-control-plane)...');
   const tmp = `${binary}.tmp-${process.pid}`;
-  const r = await runProcess('go', ['build', '-mod=readonly', '-buildvcs=false', '-o', tmp, '.'], { cwd: LOAD_CLIENT_DIR, env: { CGO_ENABLED: '0' }, timeoutMs: 20 * 60_000, maxOutput: 100_000 });
-  if (r.code !== 0 || !existsSync(tmp)) throw new Error(`go build of bench/peers/extproc-load failed (exit ${r.code}); is Go >= 1.24 on the PATH?\n${r.output.slice(-4000)}`);
+  const r = await runProcess('go', ['build', '-mod=readonly', '-buildvcs=false', '-o', tmp, '.'], {
+    cwd: LOAD_CLIENT_DIR,
+    env: { CGO_ENABLED: '0' },
+    timeoutMs: 20 * 60_000,
+    maxOutput: 100_000,
+  });
+  if (r.code !== 0 || !existsSync(tmp))
+    throw new Error(
+      `go build of bench/peers/extproc-load failed (exit ${r.code}); is Go >= 1.24 on the PATH?\n${r.output.slice(-4000)}`,
+    );
   renameSync(tmp, binary);
   writeFileSync(stamp, digest + '\n');
   return binary;

@@ -41,12 +41,24 @@ export const MODEL = 'bench-model';
 
 /** The client's request: chat, 200-word prompt, 16 output tokens (as bench/sidecar-overhead), streamed or not. */
 export function clientBody(stream: boolean): Record<string, unknown> {
-  return { model: MODEL, messages: [{ role: 'user', content: PROMPT }], max_tokens: 16, ignore_eos: true, ...(stream ? { stream: true } : {}) };
+  return {
+    model: MODEL,
+    messages: [{ role: 'user', content: PROMPT }],
+    max_tokens: 16,
+    ignore_eos: true,
+    ...(stream ? { stream: true } : {}),
+  };
 }
 
 const HEADERS = { 'content-type': 'application/json' };
 
-export async function closedLoop(target: { kind: 'direct' } | { kind: 'sidecar'; url: string }, simUrl: string, stream: boolean, concurrency: number, t: LoopTiming): Promise<LoopResult> {
+export async function closedLoop(
+  target: { kind: 'direct' } | { kind: 'sidecar'; url: string },
+  simUrl: string,
+  stream: boolean,
+  concurrency: number,
+  timing: LoopTiming,
+): Promise<LoopResult> {
   const body = clientBody(stream);
   const prefillBody = JSON.stringify(nixlPrefillBody('chat', body));
   const simHostPort = simUrl.replace('http://', '');
@@ -75,9 +87,9 @@ export async function closedLoop(target: { kind: 'direct' } | { kind: 'sidecar';
     latencies.push(now() - t0);
   };
   const start = (req: Record<string, unknown>, ctx: Record<string, unknown>) => {
-    const t = now();
-    ctx.t0 = t;
-    ctx.inWindow = t >= windowStart && t < windowEnd;
+    const startedAt = now();
+    ctx.t0 = startedAt;
+    ctx.inWindow = startedAt >= windowStart && startedAt < windowEnd;
     if (ctx.inWindow) open++;
     return req;
   };
@@ -94,7 +106,7 @@ export async function closedLoop(target: { kind: 'direct' } | { kind: 'sidecar';
               ctx.prefillStatus = status;
               ctx.prefillText = text;
               try {
-                ctx.kv = JSON.parse(text).kv_transfer_params;
+                ctx.kv = (JSON.parse(text) as { kv_transfer_params?: unknown }).kv_transfer_params;
               } catch {
                 ctx.kv = null;
               }
@@ -104,9 +116,14 @@ export async function closedLoop(target: { kind: 'direct' } | { kind: 'sidecar';
             method: 'POST',
             path: '/v1/chat/completions',
             headers: HEADERS,
-            setupRequest: (req: Record<string, unknown>, ctx: Record<string, unknown>) => ({ ...req, body: JSON.stringify({ ...body, kv_transfer_params: ctx.kv }) }),
+            setupRequest: (req: Record<string, unknown>, ctx: Record<string, unknown>) => ({
+              ...req,
+              body: JSON.stringify({ ...body, kv_transfer_params: ctx.kv }),
+            }),
             onResponse: (status: number, text: string, ctx: Record<string, unknown>) =>
-              ctx.prefillStatus === 200 ? finish(status, text, ctx) : finish(ctx.prefillStatus as number, ctx.prefillText as string, ctx),
+              ctx.prefillStatus === 200
+                ? finish(status, text, ctx)
+                : finish(ctx.prefillStatus as number, ctx.prefillText as string, ctx),
           },
         ]
       : [
@@ -124,37 +141,53 @@ export async function closedLoop(target: { kind: 'direct' } | { kind: 'sidecar';
   const answered = new Set<unknown>();
   let connectionsUp = 0;
   const timers: NodeJS.Timeout[] = [];
-  const instance = autocannon({ url, connections: concurrency, duration: t.warmupMaxS + t.durationS + (t.drainMaxS ?? 35) + 5, requests: requests as never, timeout: 30 });
+  const instance = autocannon({
+    url,
+    connections: concurrency,
+    duration: timing.warmupMaxS + timing.durationS + (timing.drainMaxS ?? 35) + 5,
+    requests: requests as never,
+    timeout: 30,
+  });
   let unfinished = 0;
   const openWindow = () => {
     if (windowStart !== Infinity) return;
     windowStart = now();
-    windowEnd = windowStart + t.durationS * 1000;
+    windowEnd = windowStart + timing.durationS * 1000;
     connectionsUp = answered.size;
     timers.push(
-      setTimeout(() => {
-        // Keep the load on until the window's operations have ended, within the drain bound.
-        const stop = () => {
-          onDrained = undefined;
-          clearTimeout(bound);
-          unfinished = open;
-          instance.stop();
-        };
-        const bound = setTimeout(stop, Math.max(0, (t.drainMaxS ?? 35) - t.cooldownS) * 1000);
-        if (open === 0) stop();
-        else onDrained = stop;
-      }, (t.durationS + t.cooldownS) * 1000),
+      setTimeout(
+        () => {
+          // Keep the load on until the window's operations have ended, within the drain bound.
+          const stop = () => {
+            onDrained = undefined;
+            clearTimeout(bound);
+            unfinished = open;
+            instance.stop();
+          };
+          const bound = setTimeout(stop, Math.max(0, (timing.drainMaxS ?? 35) - timing.cooldownS) * 1000);
+          if (open === 0) stop();
+          else onDrained = stop;
+        },
+        (timing.durationS + timing.cooldownS) * 1000,
+      ),
     );
   };
-  instance.on('response', (client: unknown) => {
+  void instance.on('response', (client: unknown) => {
     if (windowStart !== Infinity) return;
     answered.add(client);
-    if (answered.size >= concurrency && now() - t0 >= t.warmupS * 1000) openWindow();
+    if (answered.size >= concurrency && now() - t0 >= timing.warmupS * 1000) openWindow();
   });
-  timers.push(setTimeout(() => answered.size >= concurrency && openWindow(), t.warmupS * 1000));
-  timers.push(setTimeout(openWindow, t.warmupMaxS * 1000));
+  timers.push(setTimeout(() => answered.size >= concurrency && openWindow(), timing.warmupS * 1000));
+  timers.push(setTimeout(openWindow, timing.warmupMaxS * 1000));
   const r = await instance;
   for (const x of timers) clearTimeout(x);
-  latencies.sort((a, b) => a - b);
-  return { latencies, allOps, errors: errors + r.errors + r.timeouts + unfinished, unfinished, connectionsUp, errorSample };
+  latencies.sort((left, right) => left - right);
+  return {
+    latencies,
+    allOps,
+    errors: errors + r.errors + r.timeouts + unfinished,
+    unfinished,
+    connectionsUp,
+    errorSample,
+  };
 }

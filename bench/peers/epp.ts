@@ -22,6 +22,12 @@ import { modeLabel, upstreamBinary, upstreamPdConfig, type Mode } from './build.
 import { onCleanup, startProc, type Proc } from './procs.js';
 
 const EXT_PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
+
+type HealthCheck = (
+  request: { service: string },
+  options: { deadline: number },
+  callback: (err: Error | null, reply: { status: string }) => void,
+) => void;
 const PODS_SCRIPT = fileURLToPath(new URL('./pods.js', import.meta.url));
 
 export interface EppOptions {
@@ -114,12 +120,19 @@ interface LoadReport {
 
 function healthCheck(port: number): Promise<string> {
   const Ctor = healthClientConstructor();
-  const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & { Check: Function };
+  // eslint-disable-next-line no-restricted-syntax -- the health client is generated at runtime by proto-loader, so its Check method is not in the type
+  const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+    Check: HealthCheck;
+  };
   return new Promise<string>((resolve) =>
-    client.Check({ service: EXT_PROC_SERVICE }, { deadline: Date.now() + 2_000 }, (err: Error | null, r: { status: string }) => {
-      client.close();
-      resolve(err ? `error: ${err.message}` : r.status);
-    }),
+    client.Check(
+      { service: EXT_PROC_SERVICE },
+      { deadline: Date.now() + 2_000 },
+      (err: Error | null, reply: { status: string }) => {
+        client.close();
+        resolve(err ? `error: ${err.message}` : reply.status);
+      },
+    ),
   );
 }
 
@@ -137,23 +150,31 @@ interface Pool {
   pods: Proc;
 }
 
-async function setUpPool(cluster: KubeCluster, index: number, n: number, o: EppOptions): Promise<Pool> {
-  if (n < 2 || n > 254) throw new Error(`a pool has 2 to 254 pods, not ${n}`);
-  const addresses = Array.from({ length: n }, (_, i) => `127.0.${10 + index}.${i + 1}`);
+async function setUpPool(cluster: KubeCluster, index: number, size: number, opts: EppOptions): Promise<Pool> {
+  if (size < 2 || size > 254) throw new Error(`a pool has 2 to 254 pods, not ${size}`);
+  const addresses = Array.from({ length: size }, (_, i) => `127.0.${10 + index}.${i + 1}`);
   const port = await freePortOn(addresses);
-  const pods = startProc(`pods (${n})`, process.execPath, [PODS_SCRIPT, '--port', String(port), '--addresses', addresses.join(',')], { cpus: o.pin ? '0' : undefined });
+  const pods = startProc(
+    `pods (${size})`,
+    process.execPath,
+    [PODS_SCRIPT, '--port', String(port), '--addresses', addresses.join(',')],
+    { cpus: opts.pin ? '0' : undefined },
+  );
   await pods.waitForOutput(/pods ready/, 120_000);
-  const namespace = await cluster.createNamespace(`bench-peers-${n}`);
-  const prefill = Math.max(1, Math.floor(n / 4));
-  for (let i = 0; i < n; i++) {
+  const namespace = await cluster.createNamespace(`bench-peers-${size}`);
+  const prefill = Math.max(1, Math.floor(size / 4));
+  for (let i = 0; i < size; i++) {
     const role = i < prefill ? 'prefill' : 'decode';
-    await cluster.createPod(namespace, `${role}-${i}`, { labels: { app: 'bench-pd', 'llm-d.ai/role': role }, ip: addresses[i] });
+    await cluster.createPod(namespace, `${role}-${i}`, {
+      labels: { app: 'bench-pd', 'llm-d.ai/role': role },
+      ip: addresses[i],
+    });
   }
   await cluster.apply(inferencePool('pool', { app: 'bench-pd' }, [port]), { namespace });
   await cluster.createServiceAccount(namespace, 'epp');
   await cluster.grant(namespace, 'epp', 'epp', GAIE_EPP_RULES);
   const kubeconfig = await cluster.serviceAccountKubeconfig(namespace, 'epp');
-  return { endpoints: n, namespace, kubeconfig, pods };
+  return { endpoints: size, namespace, kubeconfig, pods };
 }
 
 interface RunningEpp {
@@ -168,7 +189,8 @@ const SCHEDULER_E2E = 'inference_extension_scheduler_e2e_duration_seconds_bucket
 async function schedulerBuckets(epp: RunningEpp): Promise<Map<number, number>> {
   const out = new Map<number, number>();
   try {
-    for (const [le, n] of sumBy(await scrape(`http://127.0.0.1:${epp.metricsPort}/metrics`), SCHEDULER_E2E, 'le')) out.set(le === '+Inf' ? Infinity : Number(le), n);
+    for (const [le, n] of sumBy(await scrape(`http://127.0.0.1:${epp.metricsPort}/metrics`), SCHEDULER_E2E, 'le'))
+      out.set(le === '+Inf' ? Infinity : Number(le), n);
   } catch {
     // reported as n/a
   }
@@ -176,35 +198,68 @@ async function schedulerBuckets(epp: RunningEpp): Promise<Map<number, number>> {
 }
 
 /** The upper bound (ms) of the bucket under which a share q of the counted observations fall. */
-function bucketQuantileMs(counts: Map<number, number>, q: number): number | undefined {
-  const bounds = [...counts.keys()].sort((a, b) => a - b);
+function bucketQuantileMs(counts: Map<number, number>, quantile: number): number | undefined {
+  const bounds = [...counts.keys()].sort((left, right) => left - right);
   const total = counts.get(Infinity) ?? 0;
   if (total <= 0) return undefined;
-  for (const b of bounds) if ((counts.get(b) ?? 0) >= q * total) return b * 1000;
+  for (const b of bounds) if ((counts.get(b) ?? 0) >= quantile * total) return b * 1000;
   return undefined;
 }
 
-async function startEppProc(mode: Mode, pool: Pool, configFile: string, o: EppOptions): Promise<RunningEpp> {
+async function startEppProc(mode: Mode, pool: Pool, configFile: string, opts: EppOptions): Promise<RunningEpp> {
   const [grpcPort, healthPort, metricsPort] = [await freePortRange(1), await freePortRange(1), await freePortRange(1)];
-  const cpus = o.pin ? '1' : undefined;
-  const common = [`--grpc-port=${grpcPort}`, `--grpc-health-port=${healthPort}`, `--metrics-port=${metricsPort}`, '--secure-serving=false', '--pool-name=pool', `--pool-namespace=${pool.namespace}`, `--config-file=${configFile}`];
+  const cpus = opts.pin ? '1' : undefined;
+  const common = [
+    `--grpc-port=${grpcPort}`,
+    `--grpc-health-port=${healthPort}`,
+    `--metrics-port=${metricsPort}`,
+    '--secure-serving=false',
+    '--pool-name=pool',
+    `--pool-namespace=${pool.namespace}`,
+    `--config-file=${configFile}`,
+    // /metrics without a bearer token for all three (the bench reads it); upstream's default requires one.
+    '--metrics-endpoint-auth=false',
+  ];
   const proc =
     mode === 'pd-router'
-      ? startProc(`pd-router epp (${pool.endpoints} pods)`, process.execPath, [...o.nodeArgs, ...(o.profArgs?.(pool.endpoints) ?? []), CLI, 'epp', '--host=127.0.0.1', ...common, `--kubeconfig=${pool.kubeconfig}`], { cpus })
+      ? startProc(
+          `pd-router epp (${pool.endpoints} pods)`,
+          process.execPath,
+          [
+            ...opts.nodeArgs,
+            ...(opts.profArgs?.(pool.endpoints) ?? []),
+            CLI,
+            'epp',
+            '--host=127.0.0.1',
+            ...common,
+            `--kubeconfig=${pool.kubeconfig}`,
+          ],
+          { cpus },
+        )
       : startProc(
           `${modeLabel(mode)} epp (${pool.endpoints} pods)`,
-          await upstreamBinary(mode, 'epp', o.log),
-          // Metrics without auth and tracing off (no collector here), as test/interop/llm-d.ts starts them.
-          [...common, '--metrics-endpoint-auth=false', '--tracing=false'],
+          await upstreamBinary(mode, 'epp', opts.log),
+          // Tracing off (no collector here), as test/interop/llm-d.ts starts them.
+          [...common, '--tracing=false'],
           { cpus, env: { KUBECONFIG: pool.kubeconfig, NAMESPACE: pool.namespace } },
         );
   try {
-    await proc.waitUntil(`gRPC health SERVING on port ${healthPort}`, async () => (await healthCheck(healthPort)) === 'SERVING', 120_000);
+    await proc.waitUntil(
+      `gRPC health SERVING on port ${healthPort}`,
+      async () => (await healthCheck(healthPort)) === 'SERVING',
+      120_000,
+    );
     // Every pod discovered and scraped (upstream refreshes this gauge every 5 s).
     let last = NaN;
-    await proc.waitUntil(`${pool.endpoints} ready pods on :${metricsPort}/metrics`, async () => (last = await readyPods(metricsPort)) === pool.endpoints, 90_000).catch((e: Error) => {
-      throw new Error(`${e.message.split('\n')[0]} (last seen: ${last}); its log:\n${proc.tail()}`);
-    });
+    await proc
+      .waitUntil(
+        `${pool.endpoints} ready pods on :${metricsPort}/metrics`,
+        async () => (last = await readyPods(metricsPort)) === pool.endpoints,
+        90_000,
+      )
+      .catch((error: unknown) => {
+        throw new Error(`${(error as Error).message.split('\n')[0]} (last seen: ${last}); its log:\n${proc.tail()}`);
+      });
   } catch (e) {
     await proc.stop();
     throw e;
@@ -212,9 +267,28 @@ async function startEppProc(mode: Mode, pool: Pool, configFile: string, o: EppOp
   return { proc, grpcPort, metricsPort };
 }
 
-async function runLoad(epp: RunningEpp, o: EppOptions, tokens: number, streams: number, nonce: string, warmupS: number, durationS: number): Promise<LoadReport> {
-  const args = [`-addr=127.0.0.1:${epp.grpcPort}`, `-streams=${streams}`, `-tokens=${tokens}`, `-warmup=${warmupS}s`, `-duration=${durationS}s`, `-nonce=${nonce}`, '-timeout=10s'];
-  const client = startProc('extproc-load', o.loadClient, args, { cpus: o.pin ? '0' : undefined, maxOutput: 64 * 1024 * 1024 });
+async function runLoad(
+  epp: RunningEpp,
+  opts: EppOptions,
+  tokens: number,
+  streams: number,
+  nonce: string,
+  warmupS: number,
+  durationS: number,
+): Promise<LoadReport> {
+  const args = [
+    `-addr=127.0.0.1:${epp.grpcPort}`,
+    `-streams=${streams}`,
+    `-tokens=${tokens}`,
+    `-warmup=${warmupS}s`,
+    `-duration=${durationS}s`,
+    `-nonce=${nonce}`,
+    '-timeout=10s',
+  ];
+  const client = startProc('extproc-load', opts.loadClient, args, {
+    cpus: opts.pin ? '0' : undefined,
+    maxOutput: 64 * 1024 * 1024,
+  });
   const bound = (warmupS + durationS) * 1000 + 60_000;
   const timer = setTimeout(() => client.child.kill('SIGKILL'), bound);
   await client.exited;
@@ -225,17 +299,17 @@ async function runLoad(epp: RunningEpp, o: EppOptions, tokens: number, streams: 
   return JSON.parse(line) as LoadReport;
 }
 
-export async function runEppBench(o: EppOptions): Promise<EppResult> {
+export async function runEppBench(opts: EppOptions): Promise<EppResult> {
   let cluster: KubeCluster;
-  if (o.cluster) {
-    cluster = new KubeCluster(o.cluster);
+  if (opts.cluster) {
+    cluster = new KubeCluster(opts.cluster);
   } else {
-    o.log('[bench/peers] starting etcd and kube-apiserver (test/interop/control-plane.ts)...');
+    opts.log('[bench/peers] starting etcd and kube-apiserver (test/interop/control-plane.ts)...');
     const t0 = Date.now();
     const plane = await startControlPlane();
     onCleanup(() => plane.stop());
     cluster = plane;
-    o.log(`[bench/peers] control plane ready in ${((Date.now() - t0) / 1000).toFixed(0)} s at ${plane.server}`);
+    opts.log(`[bench/peers] control plane ready in ${((Date.now() - t0) / 1000).toFixed(0)} s at ${plane.server}`);
   }
   const epps = new Map<string, RunningEpp>();
   const pools: Pool[] = [];
@@ -244,51 +318,54 @@ export async function runEppBench(o: EppOptions): Promise<EppResult> {
   try {
     await cluster.installCrds('gaie-v1.5.0');
     const configs: Partial<Record<Mode, string>> = {};
-    for (const m of o.modes) configs[m] = await upstreamPdConfig(m === 'pd-router' ? 'llm-d-router' : m, o.log);
-    for (const [i, n] of o.pools.entries()) {
-      const pool = await setUpPool(cluster, i, n, o);
+    for (const m of opts.modes) configs[m] = await upstreamPdConfig(m === 'pd-router' ? 'llm-d-router' : m, opts.log);
+    for (const [i, n] of opts.pools.entries()) {
+      const pool = await setUpPool(cluster, i, n, opts);
       pools.push(pool);
-      for (const m of o.modes) {
+      for (const m of opts.modes) {
         try {
-          o.log(`[bench/peers] starting ${modeLabel(m)} epp for ${n} pods...`);
-          const epp = await startEppProc(m, pool, configs[m]!, o);
+          opts.log(`[bench/peers] starting ${modeLabel(m)} epp for ${n} pods...`);
+          const epp = await startEppProc(m, pool, configs[m]!, opts);
           // A first decision proves the EPP serves this pool before anything is measured.
-          const probe = await runLoad(epp, o, 256, 1, `probe-${n}`, 0, 1);
-          if (probe.requests === 0) throw new Error(`no decision from ${modeLabel(m)} epp in 1 s: ${probe.errorSamples.join('; ')}`);
-          if (o.jitWarmupS > 0) for (const t of o.tokens) await runLoad(epp, o, t, 4, `jit-${n}-${t}`, 0, o.jitWarmupS / o.tokens.length);
+          const probe = await runLoad(epp, opts, 256, 1, `probe-${n}`, 0, 1);
+          if (probe.requests === 0)
+            throw new Error(`no decision from ${modeLabel(m)} epp in 1 s: ${probe.errorSamples.join('; ')}`);
+          if (opts.jitWarmupS > 0)
+            for (const t of opts.tokens)
+              await runLoad(epp, opts, t, 4, `jit-${n}-${t}`, 0, opts.jitWarmupS / opts.tokens.length);
           // Idle: no decisions, only discovery and the scraping of every pod (each --refresh-metrics-interval, 50 ms).
           const cpu0 = epp.proc.cpuSeconds() ?? NaN;
           const t0 = performance.now();
-          await new Promise((r) => setTimeout(r, o.idleS * 1000));
+          await new Promise((resolve) => setTimeout(resolve, opts.idleS * 1000));
           idleCpu[String(n)] ??= {};
-          idleCpu[String(n)]![m] = ((epp.proc.cpuSeconds() ?? NaN) - cpu0) / ((performance.now() - t0) / 1000);
+          idleCpu[String(n)][m] = ((epp.proc.cpuSeconds() ?? NaN) - cpu0) / ((performance.now() - t0) / 1000);
           epp.proc.pause();
           epps.set(`${n}/${m}`, epp);
         } catch (e) {
           const why = `${modeLabel(m)} EPP with ${n} pods: ${(e as Error).message.split('\n').slice(0, 12).join('\n')}`;
           if (n <= 8) throw new Error(why);
           // Only the large pool may be unsupported upstream; it is reported instead of failing the run.
-          o.log(`[bench/peers] ${why}`);
+          opts.log(`[bench/peers] ${why}`);
           unavailable.push(why);
         }
       }
     }
-    const key = (n: number, t: number, s: number, m: string) => `${n}/${t}/${s}/${m}`;
+    const key = (pods: number, tokens: number, streams: number, mode: string) => `${pods}/${tokens}/${streams}/${mode}`;
     const reports = new Map<string, LoadReport[]>();
     const cpu = new Map<string, { seconds: number; requests: number }>();
     const hist = new Map<string, Map<number, number>>();
     let goApi = 'unknown';
     let roundsDone = 0;
     let complete = true;
-    outer: for (let round = 0; round < o.rounds; round++) {
-      for (const n of o.pools) {
-        for (const t of o.tokens) {
-          for (const s of o.streams) {
-            for (const m of o.modes) {
+    outer: for (let round = 0; round < opts.rounds; round++) {
+      for (const n of opts.pools) {
+        for (const t of opts.tokens) {
+          for (const s of opts.streams) {
+            for (const m of opts.modes) {
               const epp = epps.get(`${n}/${m}`);
               if (!epp) continue;
-              if (Date.now() > o.deadline) {
-                o.log(`[bench/peers] epp: time limit reached in round ${round + 1}; reporting the runs done`);
+              if (Date.now() > opts.deadline) {
+                opts.log(`[bench/peers] epp: time limit reached in round ${round + 1}; reporting the runs done`);
                 complete = false;
                 break outer;
               }
@@ -298,7 +375,7 @@ export async function runEppBench(o: EppOptions): Promise<EppResult> {
               let r: LoadReport;
               let cpu1: number;
               try {
-                r = await runLoad(epp, o, t, s, `r${round}-${n}-${t}-${s}`, o.warmupS, o.durationS);
+                r = await runLoad(epp, opts, t, s, `r${round}-${n}-${t}-${s}`, opts.warmupS, opts.durationS);
                 cpu1 = epp.proc.cpuSeconds() ?? NaN;
                 const after = await schedulerBuckets(epp);
                 const acc = hist.get(key(n, t, s, m)) ?? new Map<number, number>();
@@ -315,8 +392,8 @@ export async function runEppBench(o: EppOptions): Promise<EppResult> {
               const list = reports.get(key(n, t, s, m)) ?? [];
               list.push(r);
               reports.set(key(n, t, s, m), list);
-              o.log(
-                `[bench/peers] epp round ${round + 1}/${o.rounds} ${n} pods, ${t} tokens, ${s} streams, ${m}: p50 ${(percentile(r.latenciesUs, 50) / 1000).toFixed(2)} ms, p99 ${(percentile(r.latenciesUs, 99) / 1000).toFixed(2)} ms, ${r.perSecond.toFixed(0)}/s, ${r.errors} errors${r.errorSamples.length ? ` (${r.errorSamples[0]})` : ''}`,
+              opts.log(
+                `[bench/peers] epp round ${round + 1}/${opts.rounds} ${n} pods, ${t} tokens, ${s} streams, ${m}: p50 ${(percentile(r.latenciesUs, 50) / 1000).toFixed(2)} ms, p99 ${(percentile(r.latenciesUs, 99) / 1000).toFixed(2)} ms, ${r.perSecond.toFixed(0)}/s, ${r.errors} errors${r.errorSamples.length ? ` (${r.errorSamples[0]})` : ''}`,
               );
             }
           }
@@ -325,30 +402,30 @@ export async function runEppBench(o: EppOptions): Promise<EppResult> {
       roundsDone = round + 1;
     }
     const rows: EppRow[] = [];
-    for (const n of o.pools) {
-      for (const t of o.tokens) {
-        for (const s of o.streams) {
+    for (const n of opts.pools) {
+      for (const t of opts.tokens) {
+        for (const s of opts.streams) {
           const row: EppRow = { endpoints: n, tokens: t, streams: s, bodyBytes: 0, modes: {} };
-          for (const m of o.modes) {
+          for (const m of opts.modes) {
             const rs = reports.get(key(n, t, s, m));
             if (!rs) continue;
-            const lat = rs.flatMap((r) => r.latenciesUs).sort((a, b) => a - b);
+            const lat = rs.flatMap((run) => run.latenciesUs).sort((left, right) => left - right);
             const requests = lat.length;
             const c = cpu.get(key(n, t, s, m))!;
-            row.bodyBytes ||= rs[0]!.bodyBytes;
+            row.bodyBytes ||= rs[0].bodyBytes;
             row.modes[m] = {
               requests,
-              perSecond: requests / (rs.reduce((x, r) => x + r.elapsedMs, 0) / 1000),
+              perSecond: requests / (rs.reduce((sum, run) => sum + run.elapsedMs, 0) / 1000),
               p50Ms: percentile(lat, 50) / 1000,
               p99Ms: percentile(lat, 99) / 1000,
-              errors: rs.reduce((x, r) => x + r.errors, 0),
-              warmupErrors: rs.reduce((x, r) => x + r.warmupErrors, 0),
-              prefillShare: rs.reduce((x, r) => x + r.prefill, 0) / Math.max(1, requests),
-              destinations: new Set(rs.flatMap((r) => Object.keys(r.destinations))).size,
+              errors: rs.reduce((sum, run) => sum + run.errors, 0),
+              warmupErrors: rs.reduce((sum, run) => sum + run.warmupErrors, 0),
+              prefillShare: rs.reduce((sum, run) => sum + run.prefill, 0) / Math.max(1, requests),
+              destinations: new Set(rs.flatMap((run) => Object.keys(run.destinations))).size,
               cpuPerDecisionUs: (c.seconds / Math.max(1, c.requests)) * 1e6,
-              schedulerE2eP50Ms: bucketQuantileMs(hist.get(key(n, t, s, m)) ?? new Map(), 0.5),
-              schedulerE2eP99Ms: bucketQuantileMs(hist.get(key(n, t, s, m)) ?? new Map(), 0.99),
-              errorSamples: [...new Set(rs.flatMap((r) => r.errorSamples))].slice(0, 3),
+              schedulerE2eP50Ms: bucketQuantileMs(hist.get(key(n, t, s, m)) ?? new Map<number, number>(), 0.5),
+              schedulerE2eP99Ms: bucketQuantileMs(hist.get(key(n, t, s, m)) ?? new Map<number, number>(), 0.99),
+              errorSamples: [...new Set(rs.flatMap((run) => run.errorSamples))].slice(0, 3),
             };
           }
           if (Object.keys(row.modes).length > 0) rows.push(row);
@@ -362,7 +439,7 @@ export async function runEppBench(o: EppOptions): Promise<EppResult> {
     }
     return { rows, peakRssBytes, idleCpu, configs, goApi, rounds: roundsDone, complete, unavailable };
   } finally {
-    for (const e of epps.values()) await e.proc.stop(e.proc.name.startsWith('pd-router') ? o.stopGraceMs : 10_000);
+    for (const e of epps.values()) await e.proc.stop(e.proc.name.startsWith('pd-router') ? opts.stopGraceMs : 10_000);
     for (const p of pools) await p.pods.stop();
     await cluster.close();
   }

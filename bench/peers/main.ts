@@ -32,49 +32,113 @@ interface Option {
 
 const OPTIONS: Option[] = [
   { name: 'only', def: 'all', help: 'all, sidecar or epp' },
-  { name: 'modes', def: MODES.join(','), help: `programs compared, run in this order each round (ratios are to ${REFERENCE})` },
-  { name: 'rounds', def: '3', smoke: '1', help: 'rounds; each runs every mode once per cell, latencies pooled over rounds' },
+  {
+    name: 'modes',
+    def: MODES.join(','),
+    help: `programs compared, run in this order each round (ratios are to ${REFERENCE})`,
+  },
+  {
+    name: 'rounds',
+    def: '3',
+    smoke: '1',
+    help: 'rounds; each runs every mode once per cell, latencies pooled over rounds',
+  },
   { name: 'sidecar-concurrency', def: '1,64,256', smoke: '1,8', help: 'closed-loop connections' },
   { name: 'streaming', def: 'false,true', help: 'non-streamed and/or streamed client requests' },
   { name: 'sidecar-duration', def: '2', smoke: '0.5', help: 'seconds measured per sidecar run' },
-  { name: 'sidecar-warmup', def: '1', smoke: '0.3', help: 'least seconds before the window opens (it also waits until every connection has answered, at most 15 s)' },
-  { name: 'epp-pools', def: '3,64', smoke: '3', help: 'pods per pool (a quarter prefill); each size is its own InferencePool' },
+  {
+    name: 'sidecar-warmup',
+    def: '1',
+    smoke: '0.3',
+    help: 'least seconds before the window opens (it also waits until every connection has answered, at most 15 s)',
+  },
+  {
+    name: 'epp-pools',
+    def: '3,64',
+    smoke: '3',
+    help: 'pods per pool (a quarter prefill); each size is its own InferencePool',
+  },
   { name: 'epp-tokens', def: '1024,8192', smoke: '1024', help: 'prompt size in estimated tokens (4 bytes each)' },
   { name: 'epp-streams', def: '1,32', smoke: '1,4', help: 'concurrent ext_proc streams of the load client' },
   { name: 'epp-duration', def: '2', smoke: '0.5', help: 'seconds measured per EPP run' },
   { name: 'epp-warmup', def: '1', smoke: '0.3', help: 'seconds of requests before each EPP run, not counted' },
-  { name: 'jit-warmup', def: '3', smoke: '0.5', help: 'seconds of uncounted traffic to each component right after it starts (V8 compiles the hot paths; the same for every program)' },
-  { name: 'epp-idle', def: '3', smoke: '1', help: 'seconds each EPP is left without requests after its warm-up, to measure the CPU its discovery and scraping take' },
-  { name: 'sidecar-node-args', def: '--max-old-space-size=96 --max-semi-space-size=16', help: "Node flags of pd-router's sidecar (the Kustomize component's NODE_OPTIONS)" },
-  { name: 'epp-node-args', def: '--max-old-space-size=768', help: "Node flags of pd-router's EPP (the Kustomize base's NODE_OPTIONS)" },
-  { name: 'pin', def: hasTaskset() ? 'true' : 'false', help: 'pin with taskset: component under test on CPU 1, the rest on CPU 0' },
-  { name: 'cpu-prof', def: 'false', help: "profile pd-router's sidecar and EPP (node --cpu-prof) and summarise the profiles in the results" },
-  { name: 'time-limit', def: '1800', smoke: '600', help: 'seconds; past it no new run starts and the runs done are reported' },
+  {
+    name: 'jit-warmup',
+    def: '3',
+    smoke: '0.5',
+    help: 'seconds of uncounted traffic to each component right after it starts (V8 compiles the hot paths; the same for every program)',
+  },
+  {
+    name: 'epp-idle',
+    def: '3',
+    smoke: '1',
+    help: 'seconds each EPP is left without requests after its warm-up, to measure the CPU its discovery and scraping take',
+  },
+  {
+    name: 'sidecar-node-args',
+    def: '--max-old-space-size=96 --max-semi-space-size=16',
+    help: "Node flags of pd-router's sidecar (the Kustomize component's NODE_OPTIONS)",
+  },
+  {
+    name: 'epp-node-args',
+    def: '--max-old-space-size=768',
+    help: "Node flags of pd-router's EPP (the Kustomize base's NODE_OPTIONS)",
+  },
+  {
+    name: 'pin',
+    def: hasTaskset() ? 'true' : 'false',
+    help: 'pin with taskset: component under test on CPU 1, the rest on CPU 0',
+  },
+  {
+    name: 'cpu-prof',
+    def: 'false',
+    help: "profile pd-router's sidecar and EPP (node --cpu-prof) and summarise the profiles in the results",
+  },
+  {
+    name: 'time-limit',
+    def: '1800',
+    smoke: '600',
+    help: 'seconds; past it no new run starts and the runs done are reported',
+  },
   { name: 'out', def: 'bench/results', smoke: 'bench/results/tmp', help: 'directory for peers.md and peers.json' },
-  { name: 'smoke', def: 'false', help: 'tiny counts (the smoke defaults above) to check that everything runs, in a few minutes' },
+  {
+    name: 'smoke',
+    def: 'false',
+    help: 'tiny counts (the smoke defaults above) to check that everything runs, in a few minutes',
+  },
 ];
 
 function usage(): string {
-  const lines = ['Usage: npm run bench:peers -- [options]   (or: node dist/bench/peers/main.js [options])', '', 'Options (default; smoke default):'];
-  for (const o of OPTIONS) lines.push(`  --${o.name.padEnd(20)} ${o.help} (default ${JSON.stringify(o.def)}${o.smoke ? `; --smoke: ${JSON.stringify(o.smoke)}` : ''})`);
-  lines.push('', 'Environment: PD_BENCH_CLUSTER = JSON {server, caPem, adminToken} of a running kube-apiserver with GAIE v1.5.0 CRDs to use instead of starting one.');
+  const lines = [
+    'Usage: npm run bench:peers -- [options]   (or: node dist/bench/peers/main.js [options])',
+    '',
+    'Options (default; smoke default):',
+  ];
+  for (const o of OPTIONS)
+    lines.push(
+      `  --${o.name.padEnd(20)} ${o.help} (default ${JSON.stringify(o.def)}${o.smoke ? `; --smoke: ${JSON.stringify(o.smoke)}` : ''})`,
+    );
+  lines.push(
+    '',
+    'Environment: PD_BENCH_CLUSTER = JSON {server, caPem, adminToken} of a running kube-apiserver with GAIE v1.5.0 CRDs to use instead of starting one.',
+  );
   return lines.join('\n');
 }
 
 function parseArgs(argv: string[]): Record<string, string> {
   const given: Record<string, string> = {};
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
+    const a = argv[i];
     if (a === '--help' || a === '-h') {
       process.stdout.write(usage() + '\n');
       process.exit(0);
     }
     const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
-    const opt = m && OPTIONS.find((o) => o.name === m[1]);
+    const opt = m && OPTIONS.find((option) => option.name === m[1]);
     if (!m || !opt) throw new Error(`unknown argument ${a}\n\n${usage()}`);
-    let v = m[2];
+    let v = m[2] as string | undefined;
     if (v === undefined) {
-      const next = argv[i + 1];
+      const next = argv[i + 1] as string | undefined;
       // Boolean options may stand alone (--smoke, --cpu-prof).
       if ((opt.def === 'true' || opt.def === 'false') && (next === undefined || next.startsWith('--'))) v = 'true';
       else if (next === undefined) throw new Error(`--${opt.name} needs a value`);
@@ -88,33 +152,42 @@ function parseArgs(argv: string[]): Record<string, string> {
   return out;
 }
 
-const numbers = (name: string, v: string, min: number, max: number): number[] => {
-  const list = v.split(',').filter(Boolean).map(Number);
-  if (list.length === 0 || list.some((n) => !Number.isFinite(n) || n < min || n > max)) throw new Error(`--${name} must list numbers from ${min} to ${max}, not ${JSON.stringify(v)}`);
+const numbers = (name: string, value: string, min: number, max: number): number[] => {
+  const list = value.split(',').filter(Boolean).map(Number);
+  if (list.length === 0 || list.some((num) => !Number.isFinite(num) || num < min || num > max))
+    throw new Error(`--${name} must list numbers from ${min} to ${max}, not ${JSON.stringify(value)}`);
   return list;
 };
-const number = (name: string, v: string, min: number, max: number): number => {
-  const [n, ...rest] = numbers(name, v, min, max);
+const number = (name: string, value: string, min: number, max: number): number => {
+  const [n, ...rest] = numbers(name, value, min, max);
   if (rest.length > 0) throw new Error(`--${name} takes one number`);
-  return n!;
+  return n;
 };
-const bool = (name: string, v: string): boolean => {
-  if (v !== 'true' && v !== 'false') throw new Error(`--${name} must be true or false, not ${JSON.stringify(v)}`);
-  return v === 'true';
+const bool = (name: string, value: string): boolean => {
+  if (value !== 'true' && value !== 'false')
+    throw new Error(`--${name} must be true or false, not ${JSON.stringify(value)}`);
+  return value === 'true';
 };
 
 /** 1-minute load average every 5 s from now until stop(). */
 function loadSampler(): { stop(): LoadAverage } {
   const start = os.loadavg();
-  const samples = [start[0]!];
-  const timer = setInterval(() => samples.push(os.loadavg()[0]!), 5_000);
+  const samples = [start[0]];
+  const timer = setInterval(() => samples.push(os.loadavg()[0]), 5_000);
   timer.unref();
   return {
     stop: () => {
       clearInterval(timer);
       const end = os.loadavg();
-      samples.push(end[0]!);
-      return { start, end, min: Math.min(...samples), max: Math.max(...samples), mean: samples.reduce((a, b) => a + b, 0) / samples.length, samples: samples.length };
+      samples.push(end[0]);
+      return {
+        start,
+        end,
+        min: Math.min(...samples),
+        max: Math.max(...samples),
+        mean: samples.reduce((sum, sample) => sum + sample, 0) / samples.length,
+        samples: samples.length,
+      };
     },
   };
 }
@@ -127,27 +200,32 @@ function pinSelf(): boolean {
 function profilesIn(dir: string): ProfileSummary[] {
   if (!existsSync(dir)) return [];
   return readdirSync(dir)
-    .filter((f) => f.endsWith('.cpuprofile'))
-    .map((f) => summariseProfile(path.join(dir, f)));
+    .filter((file) => file.endsWith('.cpuprofile'))
+    .map((file) => summariseProfile(path.join(dir, file)));
 }
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
-  const only = o.only!;
+  const only = o.only;
   if (!['all', 'sidecar', 'epp'].includes(only)) throw new Error(`--only must be all, sidecar or epp, not ${only}`);
-  const modes = o.modes!.split(',').filter(Boolean) as Mode[];
-  for (const m of modes) if (!MODES.includes(m)) throw new Error(`--modes: unknown mode ${m} (known: ${MODES.join(', ')})`);
-  if (new Set(modes).size !== modes.length || modes.length === 0) throw new Error('--modes must list each mode at most once');
-  const rounds = number('rounds', o.rounds!, 1, 20);
-  const pin = bool('pin', o.pin!) && hasTaskset();
-  const cpuProf = bool('cpu-prof', o['cpu-prof']!);
-  const smoke = bool('smoke', o.smoke!);
-  const timeLimitS = number('time-limit', o['time-limit']!, 10, 4 * 3600);
+  const modes = o.modes.split(',').filter(Boolean) as Mode[];
+  for (const m of modes)
+    if (!MODES.includes(m)) throw new Error(`--modes: unknown mode ${m} (known: ${MODES.join(', ')})`);
+  if (new Set(modes).size !== modes.length || modes.length === 0)
+    throw new Error('--modes must list each mode at most once');
+  const rounds = number('rounds', o.rounds, 1, 20);
+  const pin = bool('pin', o.pin) && hasTaskset();
+  const cpuProf = bool('cpu-prof', o['cpu-prof']);
+  const smoke = bool('smoke', o.smoke);
+  const timeLimitS = number('time-limit', o['time-limit'], 10, 4 * 3600);
   const deadline = Date.now() + timeLimitS * 1000;
-  const outDir = path.resolve(o.out!);
-  const streaming = o.streaming!.split(',').filter(Boolean).map((v) => bool('streaming', v));
-  const sidecarNodeArgs = o['sidecar-node-args']!.split(' ').filter(Boolean);
-  const eppNodeArgs = o['epp-node-args']!.split(' ').filter(Boolean);
+  const outDir = path.resolve(o.out);
+  const streaming = o.streaming
+    .split(',')
+    .filter(Boolean)
+    .map((value) => bool('streaming', value));
+  const sidecarNodeArgs = o['sidecar-node-args'].split(' ').filter(Boolean);
+  const eppNodeArgs = o['epp-node-args'].split(' ').filter(Boolean);
   /** Per-run scratch (logs, profiles): the gitignored bench/results/tmp for the default --out, else beside the results. */
   const scratchParent = outDir === path.resolve('bench/results') ? path.resolve('bench/results/tmp') : outDir;
   const tmpDir = path.join(scratchParent, `peers-${new Date().toISOString().replace(/[:.]/g, '-')}`);
@@ -157,17 +235,17 @@ async function main(): Promise<void> {
   const options = {
     only,
     rounds,
-    sidecarConcurrency: numbers('sidecar-concurrency', o['sidecar-concurrency']!, 1, 1024),
+    sidecarConcurrency: numbers('sidecar-concurrency', o['sidecar-concurrency'], 1, 1024),
     streaming,
-    sidecarDuration: number('sidecar-duration', o['sidecar-duration']!, 0.2, 120),
-    sidecarWarmup: number('sidecar-warmup', o['sidecar-warmup']!, 0.1, 15),
-    eppPools: numbers('epp-pools', o['epp-pools']!, 2, 254),
-    eppTokens: numbers('epp-tokens', o['epp-tokens']!, 16, 131072),
-    eppStreams: numbers('epp-streams', o['epp-streams']!, 1, 1024),
-    eppDuration: number('epp-duration', o['epp-duration']!, 0.2, 120),
-    eppWarmup: number('epp-warmup', o['epp-warmup']!, 0, 30),
-    jitWarmup: number('jit-warmup', o['jit-warmup']!, 0, 60),
-    eppIdle: number('epp-idle', o['epp-idle']!, 0.5, 60),
+    sidecarDuration: number('sidecar-duration', o['sidecar-duration'], 0.2, 120),
+    sidecarWarmup: number('sidecar-warmup', o['sidecar-warmup'], 0.1, 15),
+    eppPools: numbers('epp-pools', o['epp-pools'], 2, 254),
+    eppTokens: numbers('epp-tokens', o['epp-tokens'], 16, 131072),
+    eppStreams: numbers('epp-streams', o['epp-streams'], 1, 1024),
+    eppDuration: number('epp-duration', o['epp-duration'], 0.2, 120),
+    eppWarmup: number('epp-warmup', o['epp-warmup'], 0, 30),
+    jitWarmup: number('jit-warmup', o['jit-warmup'], 0, 60),
+    eppIdle: number('epp-idle', o['epp-idle'], 0.5, 60),
     pin,
     cpuProf,
     timeLimitSeconds: timeLimitS,
@@ -184,14 +262,27 @@ async function main(): Promise<void> {
     wallSeconds: 0,
     command,
     smoke,
-    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? '?', node: process.version, platform: `${process.platform}/${process.arch} ${os.release()}`, pinned: pin },
+    machine: {
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model ?? '?',
+      node: process.version,
+      platform: `${process.platform}/${process.arch} ${os.release()}`,
+      pinned: pin,
+    },
     loadAverage: { start: os.loadavg(), end: [], min: NaN, max: NaN, mean: NaN, samples: 0 },
     reference: REFERENCE,
     modes,
-    upstream: Object.fromEntries(modes.filter((m) => m !== 'pd-router').map((m) => [m, UPSTREAM_PINS[m as Exclude<Mode, 'pd-router'>]])),
+    upstream: Object.fromEntries(
+      modes.filter((mode) => mode !== 'pd-router').map((mode) => [mode, UPSTREAM_PINS[mode]]),
+    ),
     options,
   };
-  log(`[bench/peers] ${command}; load average ${os.loadavg().map((v) => v.toFixed(2)).join(' ')}; results to ${outDir}`);
+  log(
+    `[bench/peers] ${command}; load average ${os
+      .loadavg()
+      .map((load) => load.toFixed(2))
+      .join(' ')}; results to ${outDir}`,
+  );
   try {
     if (only !== 'epp') {
       const l = loadSampler();
@@ -212,7 +303,9 @@ async function main(): Promise<void> {
     if (only !== 'sidecar') {
       const loadClient = await loadClientBinary(log);
       const l = loadSampler();
-      const cluster = process.env.PD_BENCH_CLUSTER ? (JSON.parse(process.env.PD_BENCH_CLUSTER) as ClusterInfo) : undefined;
+      const cluster = process.env.PD_BENCH_CLUSTER
+        ? (JSON.parse(process.env.PD_BENCH_CLUSTER) as ClusterInfo)
+        : undefined;
       const r = await runEppBench({
         modes,
         rounds,
@@ -225,7 +318,7 @@ async function main(): Promise<void> {
         idleS: options.eppIdle,
         pin,
         nodeArgs: eppNodeArgs,
-        profArgs: (n) => profArgs(`epp-${n}pods`),
+        profArgs: (pods) => profArgs(`epp-${pods}pods`),
         loadClient,
         cluster,
         log,
@@ -240,10 +333,13 @@ async function main(): Promise<void> {
   } finally {
     await stopAll();
     const logs = writeLogs(path.join(tmpDir, 'logs'), /^extproc-load$/);
-    log(`[bench/peers] the components' logs (tails): ${path.relative(process.cwd(), path.join(tmpDir, 'logs'))}/ (${logs.length} files)`);
+    log(
+      `[bench/peers] the components' logs (tails): ${path.relative(process.cwd(), path.join(tmpDir, 'logs'))}/ (${logs.length} files)`,
+    );
     if (cpuProf) {
       record.profiles = {};
-      for (const sub of existsSync(profDir) ? readdirSync(profDir) : []) record.profiles[sub] = profilesIn(path.join(profDir, sub));
+      for (const sub of existsSync(profDir) ? readdirSync(profDir) : [])
+        record.profiles[sub] = profilesIn(path.join(profDir, sub));
     }
     record.loadAverage = overall.stop();
     record.finishedAt = new Date().toISOString();
@@ -257,8 +353,8 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch(async (e) => {
-  process.stderr.write(`bench/peers: ${(e as Error).message}\n`);
+main().catch(async (error: unknown) => {
+  process.stderr.write(`bench/peers: ${(error as Error).message}\n`);
   await stopAll();
   process.exitCode = 2;
 });

@@ -67,7 +67,9 @@ try {
     });
     servers.push(server);
   }
-  process.stdout.write(JSON.stringify({ msg: 'pods ready', port, pods: servers.length, metricsBytes: text.length }) + '\n');
+  process.stdout.write(
+    JSON.stringify({ msg: 'pods ready', port, pods: servers.length, metricsBytes: text.length }) + '\n',
+  );
 } catch (e) {
   process.stderr.write(`pods: ${(e as Error).message}\n`);
   process.exit(1);

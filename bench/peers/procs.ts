@@ -46,23 +46,28 @@ export class Proc {
     args: string[],
     opts: SpawnOptions = {},
   ) {
-    const [cmd, ...cmdArgs] = opts.cpus && hasTaskset() ? ['taskset', '-c', opts.cpus, command, ...args] : [command, ...args];
-    this.child = spawn(cmd!, cmdArgs, { env: { ...process.env, ...opts.env }, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const [cmd, ...cmdArgs] =
+      opts.cpus && hasTaskset() ? ['taskset', '-c', opts.cpus, command, ...args] : [command, ...args];
+    this.child = spawn(cmd, cmdArgs, {
+      env: { ...process.env, ...opts.env },
+      cwd: opts.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     live.add(this);
     const max = opts.maxOutput ?? 256 * 1024;
-    const keep = (d: Buffer) => {
-      this.out += d.toString();
+    const keep = (chunk: Buffer) => {
+      this.out += chunk.toString();
       if (this.out.length > max * 2) this.out = this.out.slice(-max);
     };
-    this.child.stdout!.on('data', (d: Buffer) => {
-      keep(d);
-      this.stdoutText += d.toString();
+    this.child.stdout!.on('data', (chunk: Buffer) => {
+      keep(chunk);
+      this.stdoutText += chunk.toString();
       if (this.stdoutText.length > max * 2) this.stdoutText = this.stdoutText.slice(-max);
     });
     this.child.stderr!.on('data', keep);
     this.exited = new Promise((resolve) => {
-      this.child.once('error', (e) => {
-        this.exitInfo ??= `failed to start: ${e.message}`;
+      this.child.once('error', (error) => {
+        this.exitInfo ??= `failed to start: ${error.message}`;
         live.delete(this);
         resolve();
       });
@@ -107,8 +112,9 @@ export class Proc {
       const m = this.out.match(re);
       if (m) return m;
       if (!this.running) throw new Error(`${this.name} ended before printing ${re}: ${this.describeExit()}`);
-      if (Date.now() > deadline) throw new Error(`${this.name}: ${re} not printed within ${timeoutMs} ms; its log:\n${this.tail()}`);
-      await new Promise((r) => setTimeout(r, 50));
+      if (Date.now() > deadline)
+        throw new Error(`${this.name}: ${re} not printed within ${timeoutMs} ms; its log:\n${this.tail()}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
 
@@ -118,8 +124,9 @@ export class Proc {
     for (;;) {
       if (!this.running) throw new Error(`${this.name} ended before ${what}: ${this.describeExit()}`);
       if (await check().catch(() => false)) return;
-      if (Date.now() > deadline) throw new Error(`${this.name}: ${what} not reached within ${timeoutMs} ms; its log:\n${this.tail()}`);
-      await new Promise((r) => setTimeout(r, 100));
+      if (Date.now() > deadline)
+        throw new Error(`${this.name}: ${what} not reached within ${timeoutMs} ms; its log:\n${this.tail()}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
 
@@ -150,7 +157,7 @@ export class Proc {
   cpuSeconds(): number | undefined {
     try {
       // utime and stime are fields 14 and 15 of /proc/<pid>/stat, in clock ticks (100 per second on Linux).
-      const fields = readFileSync(`/proc/${this.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      const fields = readFileSync(`/proc/${this.pid}/stat`, 'utf8').split(') ')[1].split(' ');
       return (Number(fields[11]) + Number(fields[12])) / 100;
     } catch {
       return undefined;
@@ -198,7 +205,7 @@ export function onCleanup(fn: () => Promise<void>): void {
 /** Stops every process still running (in parallel, each bounded by its grace), after the registered cleanups. */
 export async function stopAll(graceMs = 10_000): Promise<void> {
   for (const fn of extraCleanups.splice(0).reverse()) await fn().catch(() => undefined);
-  await Promise.all([...live].map((p) => p.stop(graceMs)));
+  await Promise.all([...live].map((proc) => proc.stop(graceMs)));
 }
 
 function installCleanup(): void {

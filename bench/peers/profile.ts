@@ -28,8 +28,12 @@ export interface ProfileSummary {
 }
 
 export function summariseProfile(file: string, topN = 15): ProfileSummary {
-  const prof = JSON.parse(readFileSync(file, 'utf8')) as { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
-  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+  const prof = JSON.parse(readFileSync(file, 'utf8')) as {
+    nodes: ProfileNode[];
+    samples: number[];
+    timeDeltas: number[];
+  };
+  const byId = new Map(prof.nodes.map((node) => [node.id, node]));
   const self = new Map<string, { fn: string; where: string; n: number }>();
   let idle = 0;
   let gc = 0;
@@ -37,8 +41,8 @@ export function summariseProfile(file: string, topN = 15): ProfileSummary {
   let busyUs = 0;
   for (let i = 0; i < prof.samples.length; i++) {
     // Each sample's time is the delta to the next one (the last sample gets the previous delta).
-    const dt = Math.max(0, prof.timeDeltas[i + 1] ?? prof.timeDeltas[i] ?? 0);
-    const node = byId.get(prof.samples[i]!);
+    const dt = Math.max(0, prof.timeDeltas[Math.min(i + 1, prof.timeDeltas.length - 1)]);
+    const node = byId.get(prof.samples[i]);
     if (!node) continue;
     const name = node.callFrame.functionName || '(anonymous)';
     if (name === '(idle)') {
@@ -56,9 +60,9 @@ export function summariseProfile(file: string, topN = 15): ProfileSummary {
     self.set(key, e);
   }
   const top = [...self.values()]
-    .sort((a, b) => b.n - a.n)
+    .sort((left, right) => right.n - left.n)
     .slice(0, topN)
-    .map((e) => ({ fn: e.fn, where: e.where, samples: e.n, share: busy > 0 ? e.n / busy : 0 }));
+    .map((entry) => ({ fn: entry.fn, where: entry.where, samples: entry.n, share: busy > 0 ? entry.n / busy : 0 }));
   return { file, busySamples: busy, busyMs: busyUs / 1000, idleSamples: idle, gcSamples: gc, top };
 }
 

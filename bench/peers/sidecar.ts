@@ -71,21 +71,32 @@ function accepts(port: number): Promise<boolean> {
   });
 }
 
-async function startSidecar(mode: Mode, simPort: number, o: SidecarOptions): Promise<{ proc: Proc; url: string }> {
+async function startSidecar(mode: Mode, simPort: number, opts: SidecarOptions): Promise<{ proc: Proc; url: string }> {
   const port = await freePortRange(1);
-  const cpus = o.pin ? '1' : undefined;
+  const cpus = opts.pin ? '1' : undefined;
   const proc =
     mode === 'pd-router'
       ? startProc(
           'pd-router sidecar',
           process.execPath,
           // Upstream talks to the model server on localhost; so does pd-router by default.
-          [...o.nodeArgs, CLI, 'sidecar', '--host', '127.0.0.1', '--port', String(port), '--secure-proxy=false', '--model-server-port', String(simPort)],
+          [
+            ...opts.nodeArgs,
+            CLI,
+            'sidecar',
+            '--host',
+            '127.0.0.1',
+            '--port',
+            String(port),
+            '--secure-proxy=false',
+            '--model-server-port',
+            String(simPort),
+          ],
           { cpus },
         )
       : startProc(
           `${modeLabel(mode)} pd-sidecar`,
-          await upstreamBinary(mode, 'sidecar', o.log),
+          await upstreamBinary(mode, 'sidecar', opts.log),
           // Upstream's sidecar has no bind-address flag: it listens on every interface; the bench talks to it over 127.0.0.1.
           [`--port=${port}`, `--vllm-port=${simPort}`, '--kv-connector=nixlv2', '--secure-proxy=false'],
           { cpus },
@@ -95,79 +106,124 @@ async function startSidecar(mode: Mode, simPort: number, o: SidecarOptions): Pro
 }
 
 function cell(runs: LoopResult[], durationS: number): SidecarCell {
-  const latencies = runs.flatMap((r) => r.latencies).sort((a, b) => a - b);
+  const latencies = runs.flatMap((run) => run.latencies).sort((left, right) => left - right);
   return {
     ops: latencies.length,
     opsPerSec: latencies.length / (durationS * runs.length),
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
-    errors: runs.reduce((n, r) => n + r.errors, 0),
-    connectionsUpMin: Math.min(...runs.map((r) => r.connectionsUp)),
-    errorSample: runs.find((r) => r.errorSample)?.errorSample,
+    errors: runs.reduce((sum, run) => sum + run.errors, 0),
+    connectionsUpMin: Math.min(...runs.map((run) => run.connectionsUp)),
+    errorSample: runs.find((run) => run.errorSample)?.errorSample,
   };
 }
 
-export async function runSidecarBench(o: SidecarOptions): Promise<SidecarResult> {
+export async function runSidecarBench(opts: SidecarOptions): Promise<SidecarResult> {
   const sim = startProc(
     'simulator',
     process.execPath,
-    [CLI, 'sim', '--host', '127.0.0.1', '--port', '0', '--model', MODEL, '--max-num-seqs', '4096', '--max-waiting-queue-length', '100000', '--kv-cache-size', '1000000', '--max-model-len', '100000', '--record-requests', '0', '--seed', '1'],
-    { cpus: o.pin ? '0' : undefined },
+    [
+      CLI,
+      'sim',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--model',
+      MODEL,
+      '--max-num-seqs',
+      '4096',
+      '--max-waiting-queue-length',
+      '100000',
+      '--kv-cache-size',
+      '1000000',
+      '--max-model-len',
+      '100000',
+      '--record-requests',
+      '0',
+      '--seed',
+      '1',
+    ],
+    { cpus: opts.pin ? '0' : undefined },
   );
   const sidecars = new Map<Mode, { proc: Proc; url: string }>();
   try {
-    const simUrl = (await sim.waitForOutput(/"url":"(http:[^"]+)".*simulator listening/, 60_000))[1]!;
+    const simUrl = (await sim.waitForOutput(/"url":"(http:[^"]+)".*simulator listening/, 60_000))[1];
     const simPort = Number(new URL(simUrl).port);
-    for (const mode of o.modes) {
-      const sc = await startSidecar(mode, simPort, o);
+    for (const mode of opts.modes) {
+      const sc = await startSidecar(mode, simPort, opts);
       sidecars.set(mode, sc);
-      if (o.jitWarmupS > 0) {
-        for (const stream of o.streams) await closedLoop({ kind: 'sidecar', url: sc.url }, simUrl, stream, 8, { durationS: o.jitWarmupS / o.streams.length, warmupS: 0.1, warmupMaxS: 15, cooldownS: 0 });
+      if (opts.jitWarmupS > 0) {
+        for (const stream of opts.streams)
+          await closedLoop({ kind: 'sidecar', url: sc.url }, simUrl, stream, 8, {
+            durationS: opts.jitWarmupS / opts.streams.length,
+            warmupS: 0.1,
+            warmupMaxS: 15,
+            cooldownS: 0,
+          });
       }
     }
-    if (o.jitWarmupS > 0) for (const stream of o.streams) await closedLoop({ kind: 'direct' }, simUrl, stream, 8, { durationS: o.jitWarmupS / o.streams.length, warmupS: 0.1, warmupMaxS: 15, cooldownS: 0 });
-    const key = (stream: boolean, c: number, m: string) => `${stream}/${c}/${m}`;
+    if (opts.jitWarmupS > 0)
+      for (const stream of opts.streams)
+        await closedLoop({ kind: 'direct' }, simUrl, stream, 8, {
+          durationS: opts.jitWarmupS / opts.streams.length,
+          warmupS: 0.1,
+          warmupMaxS: 15,
+          cooldownS: 0,
+        });
+    const key = (stream: boolean, connections: number, mode: string) => `${stream}/${connections}/${mode}`;
     const runs = new Map<string, LoopResult[]>();
     const cpu = new Map<string, number>();
     let roundsDone = 0;
     let complete = true;
-    outer: for (let round = 0; round < o.rounds; round++) {
-      for (const stream of o.streams) {
-        for (const c of o.levels) {
-          for (const m of ['direct', ...o.modes] as const) {
-            if (Date.now() > o.deadline) {
-              o.log(`[bench/peers] sidecar: time limit reached in round ${round + 1}; reporting the runs done`);
+    outer: for (let round = 0; round < opts.rounds; round++) {
+      for (const stream of opts.streams) {
+        for (const c of opts.levels) {
+          for (const m of ['direct', ...opts.modes] as const) {
+            if (Date.now() > opts.deadline) {
+              opts.log(`[bench/peers] sidecar: time limit reached in round ${round + 1}; reporting the runs done`);
               complete = false;
               break outer;
             }
             const sc = m === 'direct' ? undefined : sidecars.get(m)!;
             const cpuBefore = sc?.proc.cpuSeconds() ?? NaN;
-            const r = await closedLoop(sc ? { kind: 'sidecar', url: sc.url } : { kind: 'direct' }, simUrl, stream, c, o.timing);
+            const r = await closedLoop(
+              sc ? { kind: 'sidecar', url: sc.url } : { kind: 'direct' },
+              simUrl,
+              stream,
+              c,
+              opts.timing,
+            );
             if (sc) {
               if (!sc.proc.running) throw new Error(sc.proc.describeExit());
-              cpu.set(key(stream, c, m), (cpu.get(key(stream, c, m)) ?? 0) + ((sc.proc.cpuSeconds() ?? NaN) - cpuBefore) / Math.max(1, r.allOps));
+              cpu.set(
+                key(stream, c, m),
+                (cpu.get(key(stream, c, m)) ?? 0) + ((sc.proc.cpuSeconds() ?? NaN) - cpuBefore) / Math.max(1, r.allOps),
+              );
             }
             if (!sim.running) throw new Error(sim.describeExit());
             const list = runs.get(key(stream, c, m)) ?? [];
             list.push(r);
             runs.set(key(stream, c, m), list);
-            o.log(`[bench/peers] sidecar round ${round + 1}/${o.rounds} ${stream ? 'streamed' : 'non-streamed'} c=${c} ${m}: p50 ${percentile(r.latencies, 50).toFixed(2)} ms, p99 ${percentile(r.latencies, 99).toFixed(2)} ms, ${(r.latencies.length / o.timing.durationS).toFixed(0)} ops/s, ${r.errors} errors`);
+            opts.log(
+              `[bench/peers] sidecar round ${round + 1}/${opts.rounds} ${stream ? 'streamed' : 'non-streamed'} c=${c} ${m}: p50 ${percentile(r.latencies, 50).toFixed(2)} ms, p99 ${percentile(r.latencies, 99).toFixed(2)} ms, ${(r.latencies.length / opts.timing.durationS).toFixed(0)} ops/s, ${r.errors} errors`,
+            );
           }
         }
       }
       roundsDone = round + 1;
     }
     const rows: SidecarRow[] = [];
-    for (const stream of o.streams) {
-      for (const c of o.levels) {
+    for (const stream of opts.streams) {
+      for (const c of opts.levels) {
         const directRuns = runs.get(key(stream, c, 'direct'));
         if (!directRuns) continue;
-        const direct = cell(directRuns, o.timing.durationS);
+        const direct = cell(directRuns, opts.timing.durationS);
         const row: SidecarRow = { stream, concurrency: c, direct, modes: {} };
-        for (const m of o.modes) {
+        for (const m of opts.modes) {
           const rs = runs.get(key(stream, c, m));
           if (!rs) continue;
-          const x = cell(rs, o.timing.durationS);
+          const x = cell(rs, opts.timing.durationS);
           x.cpuPerOpUs = ((cpu.get(key(stream, c, m)) ?? NaN) / rs.length) * 1e6;
           x.addedP50 = x.p50 - direct.p50;
           x.addedP99 = x.p99 - direct.p99;
