@@ -1,9 +1,20 @@
 /** Test helpers: bounded polling, HTTP calls over loopback, SSE parsing, spawning the compiled CLI. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/**
+ * The repository root: the nearest directory above this file with a package.json. Found rather than fixed because this
+ * file also runs compiled, as dist/test/helpers.js, when a benchmark (bench/peers) imports the interop harness.
+ */
+export const ROOT = (() => {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  for (let dir = path.dirname(here); ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, 'package.json'))) return dir;
+    if (path.dirname(dir) === dir) return path.resolve(here, '..');
+  }
+})();
 export const CLI = path.join(ROOT, 'dist/src/cli.js');
 
 /** The shortest any wait of a test may be: CI is a shared 2-core machine under load, where starting Node takes seconds. */
