@@ -46,12 +46,16 @@ describeWith(req, "pd-router's Kustomize overlays, applied to kube-apiserver and
       cluster = sharedCluster();
       const ns = await cluster.createNamespace(`overlay-${overlay}`);
       const objects = await renderOverlay(overlay);
+      // The metrics-auth ClusterRoleBinding names its subject's namespace (the overlays' `namespace:` would set it).
+      for (const o of objects) if (o.kind === 'ClusterRoleBinding') for (const sub of o.subjects) sub.namespace = ns;
       await cluster.apply(objects, { namespace: ns });
       kubelet = new LocalKubelet(cluster, ns, { addresses: Array.from({ length: 16 }, (_, i) => `127.0.${3 + index}.${i + 1}`), notRun: { envoy: ENVOY } });
       const pool = named(objects, 'InferencePool', 'pd-pool');
       const { modelServers: servers } = splitDeployments(objects, pool);
       await Promise.all(servers.map((d) => kubelet!.runDeployment(d)));
-      const [eppPod] = await kubelet.runDeployment(named(objects, 'Deployment', 'pd-router-epp'));
+      // One EPP replica: the overlays run two under leader election, where the follower is unready by design
+      // (high availability has its own tests, epp-ha.test.ts).
+      const [eppPod] = await kubelet.runDeployment(named(objects, 'Deployment', 'pd-router-epp'), { replicas: 1 });
       const envoy = byKind(objects, 'Deployment').find((d) => d.metadata.name === 'pd-router-envoy');
       if (envoy) await kubelet.runDeployment(envoy, { requireReady: false });
 
