@@ -90,6 +90,23 @@ function metricsAuthRbac(namespace: string, serviceAccounts: string[]): Obj[] {
   ];
 }
 
+/** The chart twice beside the environment: `gaie-default` (default values) and `gaie-pd` (`pdConfig`), with their metrics-auth RBAC. */
+async function bothCharts(req: typeof v071Req, version: 'v1.4.0' | 'v1.5.0', namespace: string, pool: Obj, pdConfig: string): Promise<Obj[]> {
+  return [...(await chart(req, version, namespace, 'gaie-default', pool)), ...(await chart(req, version, namespace, 'gaie-pd', pool, pdConfig)), ...metricsAuthRbac(namespace, ['gaie-default-epp', 'gaie-pd-epp'])];
+}
+
+/** Both chart EPPs see the pool's `endpoints`; `gaie-pd` disaggregates a long prompt and `gaie-default` serves a request. */
+async function expectChartsServe(stack: Stack, endpoints: number, model: string): Promise<void> {
+  for (const release of ['gaie-pd', 'gaie-default']) await untilEppSees(stack.epps[release]!, release, endpoints);
+  const servers = modelServers(stack.kubelet);
+  const pd = await gatewayTo(stack.epps['gaie-pd']!);
+  stack.gateways.push(pd);
+  await expectDisaggregated(pd, model, servers);
+  const plain = await gatewayTo(stack.epps['gaie-default']!);
+  stack.gateways.push(plain);
+  await expectServedLocally(plain, model, servers);
+}
+
 interface Stack {
   kubelet: LocalKubelet;
   objects: Obj[];
@@ -146,7 +163,7 @@ describeWith(v071Req, 'llm-d-inference-scheduler v0.7.1: the P/D kind environmen
     rendered = await renderV071PdEnvironment(src);
     const pool = byKind(rendered.objects, 'InferencePool')[0]!;
     const pdConfig = readFileSync(path.join(src, 'deploy/config/pd-epp-config.yaml'), 'utf8');
-    const objects = [...rendered.objects, ...(await chart(v071Req, 'v1.4.0', ns, 'gaie-default', pool)), ...(await chart(v071Req, 'v1.4.0', ns, 'gaie-pd', pool, pdConfig)), ...metricsAuthRbac(ns, ['gaie-default-epp', 'gaie-pd-epp'])];
+    const objects = [...rendered.objects, ...(await bothCharts(v071Req, 'v1.4.0', ns, pool, pdConfig))];
     const kubelet = new LocalKubelet(cluster!, ns, { addresses: Array.from({ length: 8 }, (_, i) => `127.0.2.${i + 1}`), notRun: { 'uds-tokenizer': UDS_TOKENIZER } });
     stack = await deploy(kubelet, objects, { environment: rendered.vars.EPP_NAME!, 'gaie-default': 'gaie-default-epp', 'gaie-pd': 'gaie-pd-epp' });
   }, T);
@@ -192,14 +209,7 @@ describeWith(v071Req, 'llm-d-inference-scheduler v0.7.1: the P/D kind environmen
   }, 120_000);
 
   it('GAIE v1.4.0\'s chart: with llm-d\'s pd-epp-config.yaml a long prompt goes P/D; with its default values a request is served', async () => {
-    for (const release of ['gaie-pd', 'gaie-default']) await untilEppSees(stack.epps[release]!, release, 3);
-    const servers = modelServers(stack.kubelet);
-    const pd = await gatewayTo(stack.epps['gaie-pd']!);
-    stack.gateways.push(pd);
-    await expectDisaggregated(pd, rendered.vars.MODEL_NAME!, servers);
-    const plain = await gatewayTo(stack.epps['gaie-default']!);
-    stack.gateways.push(plain);
-    await expectServedLocally(plain, rendered.vars.MODEL_NAME!, servers);
+    await expectChartsServe(stack, 3, rendered.vars.MODEL_NAME!);
   }, 120_000);
 });
 
@@ -213,7 +223,7 @@ describeWith(routerReq, 'llm-d-router ebab687: inference-gateway and the p-d env
     rendered = await renderRouterPd(src, ns);
     const pool = byKind(rendered.objects, 'InferencePool')[0]!;
     const pdConfig = readFileSync(path.join(src, 'deploy/config/pd-epp-config.yaml'), 'utf8');
-    const objects = [...rendered.objects, ...(await chart(routerReq, 'v1.5.0', ns, 'gaie-default', pool)), ...(await chart(routerReq, 'v1.5.0', ns, 'gaie-pd', pool, pdConfig)), ...metricsAuthRbac(ns, ['gaie-default-epp', 'gaie-pd-epp'])];
+    const objects = [...rendered.objects, ...(await bothCharts(routerReq, 'v1.5.0', ns, pool, pdConfig))];
     const kubelet = new LocalKubelet(cluster!, ns, { addresses: Array.from({ length: 8 }, (_, i) => `127.0.2.${i + 11}`) });
     stack = await deploy(kubelet, objects, { environment: rendered.vars.EPP_NAME!, 'gaie-default': 'gaie-default-epp', 'gaie-pd': 'gaie-pd-epp' });
   }, T);
@@ -249,14 +259,7 @@ describeWith(routerReq, 'llm-d-router ebab687: inference-gateway and the p-d env
   }, 120_000);
 
   it('GAIE v1.5.0\'s chart: with llm-d-router\'s pd-epp-config.yaml a long prompt goes P/D; with its default values a request is served', async () => {
-    for (const release of ['gaie-pd', 'gaie-default']) await untilEppSees(stack.epps[release]!, release, 2);
-    const servers = modelServers(stack.kubelet);
-    const pd = await gatewayTo(stack.epps['gaie-pd']!);
-    stack.gateways.push(pd);
-    await expectDisaggregated(pd, rendered.vars.MODEL_NAME!, servers);
-    const plain = await gatewayTo(stack.epps['gaie-default']!);
-    stack.gateways.push(plain);
-    await expectServedLocally(plain, rendered.vars.MODEL_NAME!, servers);
+    await expectChartsServe(stack, 2, rendered.vars.MODEL_NAME!);
   }, 120_000);
 });
 
