@@ -14,6 +14,8 @@ export interface Endpoint extends DeciderEndpoint {
   readonly namespace: string;
   /** `host:port` whose /metrics is scraped. */
   readonly metricsHost: string;
+  /** The pod's spec.hostname, when discovery knows it (Kubernetes). */
+  readonly hostname?: string;
   readonly metrics: EndpointMetrics;
 }
 

@@ -13,6 +13,7 @@ import { labelSelectorFilter } from './filter/label-selector-filter.js';
 import { concurrencyDetector, utilizationDetector } from './flow-control/saturation-detectors.js';
 import { FLOW_CONTROL_POLICIES } from './flow-control/policies.js';
 import { prefillFilter } from './filter/prefill-filter.js';
+import { topologyAffinityFilter } from './filter/topology-affinity-filter.js';
 import { maxScorePicker } from './picker/max-score-picker.js';
 import { randomPicker } from './picker/random-picker.js';
 import { weightedRandomPicker } from './picker/weighted-random-picker.js';
@@ -29,10 +30,12 @@ import { noHitLruScorer } from './scorer/no-hit-lru-scorer.js';
 import { prefixCacheScorer } from './scorer/prefix-cache-scorer.js';
 import { queueScorer } from './scorer/queue-scorer.js';
 import { runningRequestsSizeScorer } from './scorer/running-requests-size-scorer.js';
+import { topologyAffinityScorer } from './scorer/topology-affinity-scorer.js';
 import { coreMetricsExtractor } from './datalayer/core-metrics-extractor.js';
 import { fileDiscovery } from './datalayer/file-discovery.js';
 import { metricsDataSource } from './datalayer/metrics-data-source.js';
 import { tokenProducer } from './datalayer/token-producer.js';
+import { topologyExtractor } from './datalayer/topology-extractor.js';
 import { anthropicParser } from './parser/anthropic-parser.js';
 import { openaiParser } from './parser/openai-parser.js';
 import { passthroughParser } from './parser/passthrough-parser.js';
@@ -56,6 +59,7 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'label-selector-filter': labelSelectorFilter,
   'by-label-selector': alias(labelSelectorFilter, 'label-selector-filter'),
   'by-label': byLabelFilter,
+  'topology-affinity-filter': topologyAffinityFilter,
   // scorers
   'queue-scorer': queueScorer,
   'running-requests-size-scorer': runningRequestsSizeScorer,
@@ -64,6 +68,7 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'active-request-scorer': activeRequestScorer,
   'no-hit-lru-scorer': noHitLruScorer,
   'prefix-cache-scorer': prefixCacheScorer,
+  'topology-affinity-scorer': topologyAffinityScorer,
   // pickers
   'max-score-picker': maxScorePicker,
   'random-picker': randomPicker,
@@ -90,6 +95,7 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'metrics-data-source': metricsDataSource,
   'core-metrics-extractor': coreMetricsExtractor,
   'model-server-protocol-metrics': alias(coreMetricsExtractor, 'core-metrics-extractor'),
+  'topology-extractor': topologyExtractor,
   // request parsers
   'openai-parser': openaiParser,
   'anthropic-parser': anthropicParser,
@@ -118,9 +124,6 @@ export const UNSUPPORTED_UPSTREAM_TYPES: Readonly<Record<string, string>> = {
   'context-length-aware': 'context-length-aware routing is not implemented',
   'header-label-affinity-scorer': 'header-to-label affinity is not implemented',
   'header-profile-handler': 'header-selected profiles are not implemented',
-  'topology-extractor': 'topology-aware placement is not implemented',
-  'topology-affinity-filter': 'topology-aware placement is not implemented',
-  'topology-affinity-scorer': 'topology-aware placement is not implemented',
   'utilization-filter': 'not implemented; utilization-detector, listed in a profile, filters on the same thresholds',
   'endpoint-attribute-filter': 'endpoint attributes from extra data sources are not implemented',
   'endpoint-attribute-scorer': 'endpoint attributes from extra data sources are not implemented',
