@@ -50,6 +50,16 @@ export interface EndpointMetrics {
   prefixCacheHits?: number;
   /** vllm:prefix_cache_queries_total (tokens) */
   prefixCacheQueries?: number;
+  /** vllm:lora_requests_info, its newest series: adapters running and waiting, and max_lora (the engine's loraSpec). */
+  lora?: LoraInfo;
+  /** The engine's customMetrics (core-metrics-extractor), by attributeKey; a metric missing from a scrape keeps its value. */
+  custom?: Record<string, number>;
+}
+
+export interface LoraInfo {
+  running: readonly string[];
+  waiting: readonly string[];
+  maxLoras: number;
 }
 
 /** What a decider sees of an endpoint. */

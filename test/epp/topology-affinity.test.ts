@@ -5,12 +5,12 @@
  * config run through the loader and the director.
  */
 import { describe, expect, it } from 'vitest';
-import { ConfigError, silentLogger } from '../../src/common/index.js';
-import { EppMetrics, PLUGIN_REGISTRY, SchedulingContext, endpointFromSpec, loadEndpointPickerConfig, type Endpoint, type Filter, type InferenceRequest, type Plugin, type Scorer } from '../../src/epp/index.js';
-import type { PluginFactoryContext } from '../../src/epp/plugins/definition.js';
+import { ConfigError } from '../../src/common/index.js';
+import { PLUGIN_REGISTRY, loadEndpointPickerConfig, type Endpoint, type Filter, type SchedulingContext, type Scorer } from '../../src/epp/index.js';
 import { compareTopology, type TopologyExtractor } from '../../src/epp/plugins/datalayer/topology-extractor.js';
 import { fixtureText } from '../fixtures/upstream-configs/index.js';
 import { harness, seeded, spec, storeWith } from './fixtures.js';
+import { build, context, endpoint } from './plugin-build.js';
 
 const LLMD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n';
 const HOST = 'kubernetes.io/hostname';
@@ -18,32 +18,9 @@ const RACK = 'topology.kubernetes.io/rack';
 const ZONE = 'topology.kubernetes.io/zone';
 const REGION = 'topology.kubernetes.io/region';
 
-/** Builds a plugin through its registry definition, with the named plugins available to it. */
-function build<T>(type: string, params: Record<string, unknown>, others: Record<string, Plugin> = {}, warnings: string[] = []): T {
-  const def = PLUGIN_REGISTRY[type]!;
-  const ctx: PluginFactoryContext = {
-    type,
-    name: type,
-    logger: silentLogger(),
-    metrics: new EppMetrics(),
-    random: seeded(),
-    plugin: (n) => others[n]!,
-    namesOfType: (t) => Object.values(others).filter((p) => p.type === t).map((p) => p.name),
-    typeOf: (n) => others[n]?.type,
-    warn: (m) => warnings.push(m),
-  };
-  return def.create(ctx, def.params.parse(params)) as T;
-}
-
-let n = 0;
-function ep(labels: Record<string, string>, hostname?: string): Endpoint {
-  n++;
-  return endpointFromSpec({ ...spec(`e${n}`, `10.0.1.${n}`), labels, ...(hostname ? { hostname } : {}) });
-}
-
-const request: InferenceRequest = { requestId: 'r', model: 'm', targetModel: 'm', tokenCount: 0, prompts: [], headers: {}, path: '/v1/completions', api: 'completions', parser: 'openai-parser', stream: false, cacheSalt: '', objective: '' };
+const ep = (labels: Record<string, string>, hostname?: string) => endpoint(labels, {}, hostname);
 function withPeer(peer: Endpoint | undefined): SchedulingContext {
-  const c = new SchedulingContext(request, silentLogger());
+  const c = context();
   c.peerEndpoint = peer;
   return c;
 }

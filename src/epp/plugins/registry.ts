@@ -9,6 +9,7 @@ import { definePlugin, type PluginDefinition } from './definition.js';
 import { byLabelFilter } from './filter/by-label.js';
 import { decodeFilter } from './filter/decode-filter.js';
 import { encodeFilter } from './filter/encode-filter.js';
+import { endpointAttributeFilter } from './filter/endpoint-attribute-filter.js';
 import { labelSelectorFilter } from './filter/label-selector-filter.js';
 import { concurrencyDetector, utilizationDetector } from './flow-control/saturation-detectors.js';
 import { FLOW_CONTROL_POLICIES } from './flow-control/policies.js';
@@ -24,6 +25,7 @@ import { pdProfileHandler } from './profile-handler/pd-profile-handler.js';
 import { singleProfileHandler } from './profile-handler/single-profile-handler.js';
 import { approxPrefixCacheProducer } from './producer/approx-prefix-cache-producer.js';
 import { activeRequestScorer } from './scorer/active-request-scorer.js';
+import { endpointAttributeScorer } from './scorer/endpoint-attribute-scorer.js';
 import { kvCacheUtilizationScorer } from './scorer/kv-cache-utilization-scorer.js';
 import { loadAwareScorer } from './scorer/load-aware-scorer.js';
 import { noHitLruScorer } from './scorer/no-hit-lru-scorer.js';
@@ -60,6 +62,7 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'by-label-selector': alias(labelSelectorFilter, 'label-selector-filter'),
   'by-label': byLabelFilter,
   'topology-affinity-filter': topologyAffinityFilter,
+  'endpoint-attribute-filter': endpointAttributeFilter,
   // scorers
   'queue-scorer': queueScorer,
   'running-requests-size-scorer': runningRequestsSizeScorer,
@@ -69,6 +72,7 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'no-hit-lru-scorer': noHitLruScorer,
   'prefix-cache-scorer': prefixCacheScorer,
   'topology-affinity-scorer': topologyAffinityScorer,
+  'endpoint-attribute-scorer': endpointAttributeScorer,
   // pickers
   'max-score-picker': maxScorePicker,
   'random-picker': randomPicker,
@@ -125,8 +129,6 @@ export const UNSUPPORTED_UPSTREAM_TYPES: Readonly<Record<string, string>> = {
   'header-label-affinity-scorer': 'header-to-label affinity is not implemented',
   'header-profile-handler': 'header-selected profiles are not implemented',
   'utilization-filter': 'not implemented; utilization-detector, listed in a profile, filters on the same thresholds',
-  'endpoint-attribute-filter': 'endpoint attributes from extra data sources are not implemented',
-  'endpoint-attribute-scorer': 'endpoint attributes from extra data sources are not implemented',
   'dcgm-data-source': 'GPU metrics from DCGM are not collected',
   'dcgm-extractor': 'GPU metrics from DCGM are not collected',
   'models-data-source': 'the models data source is not implemented',

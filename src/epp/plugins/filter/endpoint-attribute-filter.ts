@@ -1,0 +1,63 @@
+/**
+ * `endpoint-attribute-filter` (llm-d-router): keeps the candidates whose numeric endpoint attribute passes a threshold
+ * (`value <operator> threshold.value`), e.g. a GPU utilization published by core-metrics-extractor customMetrics.
+ *
+ * Parameters: `attribute` (required), `producer` (default core-metrics-extractor; see datalayer/endpoint-attribute.ts),
+ * `onMissing` (`Pass` keeps an endpoint without the attribute, the default; `Fail` drops it), `fallbackOnEmpty`
+ * (false; true returns every candidate when none passes), `algorithm: {type: threshold, threshold: {operator, value}}`
+ * with operator LessThan, LessThanOrEqual, GreaterThan, GreaterThanOrEqual, Equal or NotEqual and value a number
+ * (default 0, as upstream). `threshold` is the only algorithm upstream implements.
+ */
+import { z } from 'zod';
+import type { Filter } from '../../framework/types.js';
+import { attributeReader } from '../datalayer/endpoint-attribute.js';
+import { definePlugin } from '../definition.js';
+
+const OPERATORS = {
+  LessThan: (v: number, t: number) => v < t,
+  LessThanOrEqual: (v: number, t: number) => v <= t,
+  GreaterThan: (v: number, t: number) => v > t,
+  GreaterThanOrEqual: (v: number, t: number) => v >= t,
+  Equal: (v: number, t: number) => v === t,
+  NotEqual: (v: number, t: number) => v !== t,
+} as const;
+const OPERATOR_NAMES = Object.keys(OPERATORS) as Array<keyof typeof OPERATORS>;
+
+export const endpointAttributeFilter = definePlugin({
+  kind: 'filter',
+  description: 'Keeps endpoints whose numeric attribute passes a threshold.',
+  params: z
+    .object({
+      attribute: z.string({ message: 'is required' }).min(1, 'must not be empty'),
+      producer: z.string().optional(),
+      onMissing: z
+        .enum(['', 'Pass', 'Fail'], { message: 'must be Pass or Fail' })
+        .default('Pass')
+        .transform((v) => v || 'Pass'),
+      fallbackOnEmpty: z.boolean().default(false),
+      algorithm: z
+        .object({
+          type: z.literal('threshold', { message: 'must be "threshold" (the only algorithm upstream implements)' }),
+          threshold: z.object({ operator: z.enum(OPERATOR_NAMES, { message: `must be one of ${OPERATOR_NAMES.join(', ')}` }), value: z.number().default(0) }, { message: 'is required when algorithm.type is threshold' }).strict(),
+        }, { message: 'is required' })
+        .strict(),
+    })
+    .strict(),
+  create: (ctx, p): Filter => {
+    const read = attributeReader(ctx, 'attribute', p.attribute, p.producer);
+    const passes = OPERATORS[p.algorithm.threshold.operator];
+    const limit = p.algorithm.threshold.value;
+    const passOnMissing = p.onMissing === 'Pass';
+    return {
+      type: ctx.type,
+      name: ctx.name,
+      filter(_c, endpoints) {
+        const kept = endpoints.filter((e) => {
+          const v = read(e);
+          return v === undefined ? passOnMissing : passes(v, limit);
+        });
+        return kept.length === 0 && p.fallbackOnEmpty ? [...endpoints] : kept;
+      },
+    };
+  },
+});

@@ -1,0 +1,41 @@
+/** One whole request through an EPP over ext_proc, playing Envoy: request headers and body, then a 200 response. */
+import { expect } from 'vitest';
+import { envoyStatusNumber } from '../../src/common/envoy/ext-proc.js';
+import type { ExtProcTestClient } from './ext-proc-client.js';
+import { body, headers, responseBody, responseHeaders, setHeadersOf } from './ext-proc-client.js';
+
+export interface RouteOutcome {
+  /** Request headers the EPP set (lower-cased names), e.g. x-gateway-destination-endpoint. */
+  set: Map<string, string>;
+  /** Response headers the EPP set. */
+  response: Map<string, string>;
+  /** An immediate response instead of a routing decision: its HTTP status and body. */
+  rejected?: { status: number; body: string };
+}
+
+const lower = (pairs: Array<[string, string, string]>) => new Map(pairs.map(([k, v]) => [k.toLowerCase(), v]));
+
+let n = 0;
+export async function routeOverExtProc(client: ExtProcTestClient, payload: Record<string, unknown>, opts: { path?: string; headers?: Record<string, string> } = {}): Promise<RouteOutcome> {
+  const call = client.open();
+  call.send(
+    headers({ ':method': 'POST', ':path': opts.path ?? '/v1/completions', ':authority': 'envoy', 'content-type': 'application/json', 'x-request-id': `route-${++n}`, ...opts.headers }),
+    body(JSON.stringify(payload), true),
+  );
+  const [first] = await call.waitFor(1);
+  if (first!.immediate_response) {
+    call.end();
+    await call.ended;
+    const ir = first!.immediate_response;
+    return { set: new Map(), response: new Map(), rejected: { status: envoyStatusNumber(ir.status?.code as string | number | undefined), body: Buffer.from(ir.body ?? '').toString() } };
+  }
+  await call.waitFor(2);
+  const set = lower(setHeadersOf(first!.request_headers!.response!.header_mutation));
+  call.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }));
+  const [, , rh] = await call.waitFor(3);
+  call.send(responseBody('{"choices":[]}', true));
+  await call.waitFor(4);
+  call.end();
+  expect(await call.ended).toEqual({ code: 0, details: 'OK' });
+  return { set, response: lower(setHeadersOf(rh!.response_headers!.response!.header_mutation)) };
+}

@@ -1,0 +1,40 @@
+/** Builds one plugin through its registry definition (the loader's validation), with other plugins it may refer to. */
+import { silentLogger } from '../../src/common/index.js';
+import { EppMetrics, PLUGIN_REGISTRY, SchedulingContext, endpointFromSpec, type Endpoint, type InferenceRequest, type Plugin } from '../../src/epp/index.js';
+import type { PluginFactoryContext } from '../../src/epp/plugins/definition.js';
+import { seeded, spec } from './fixtures.js';
+
+export function build<T>(type: string, params: Record<string, unknown>, others: Record<string, Plugin> = {}, warnings: string[] = [], name = type): T {
+  const def = PLUGIN_REGISTRY[type]!;
+  const ctx: PluginFactoryContext = {
+    type,
+    name,
+    logger: silentLogger(),
+    metrics: new EppMetrics(),
+    random: seeded(),
+    plugin: (n) => {
+      const p = others[n];
+      if (!p) throw new Error(`no plugin ${n}`);
+      return p;
+    },
+    namesOfType: (t) => Object.entries(others).filter(([, p]) => p.type === t).map(([n]) => n),
+    typeOf: (n) => others[n]?.type,
+    warn: (m) => warnings.push(m),
+  };
+  return def.create(ctx, def.params.parse(params)) as T;
+}
+
+let n = 0;
+/** A fresh endpoint (unique name and address) with the given labels, metrics and pod hostname. */
+export function endpoint(labels: Record<string, string> = {}, metrics: Partial<Endpoint['metrics']> = {}, hostname?: string): Endpoint {
+  n++;
+  const e = endpointFromSpec({ ...spec(`e${n}`, `10.0.${n >> 8}.${n & 255}`), labels, ...(hostname ? { hostname } : {}) });
+  Object.assign(e.metrics, { updatedAt: Date.now(), stale: false }, metrics);
+  return e;
+}
+
+export const REQUEST: InferenceRequest = { requestId: 'r', model: 'm', targetModel: 'm', tokenCount: 0, prompts: [], headers: {}, path: '/v1/completions', api: 'completions', parser: 'openai-parser', stream: false, cacheSalt: '', objective: '' };
+
+export function context(over: Partial<InferenceRequest> = {}): SchedulingContext {
+  return new SchedulingContext({ ...REQUEST, headers: {}, ...over }, silentLogger());
+}
