@@ -28,6 +28,7 @@ import { activeRequestScorer } from './scorer/active-request-scorer.js';
 import { endpointAttributeScorer } from './scorer/endpoint-attribute-scorer.js';
 import { kvCacheUtilizationScorer } from './scorer/kv-cache-utilization-scorer.js';
 import { loadAwareScorer } from './scorer/load-aware-scorer.js';
+import { loraAffinityScorer } from './scorer/lora-affinity-scorer.js';
 import { noHitLruScorer } from './scorer/no-hit-lru-scorer.js';
 import { prefixCacheScorer } from './scorer/prefix-cache-scorer.js';
 import { queueScorer } from './scorer/queue-scorer.js';
@@ -73,6 +74,7 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'prefix-cache-scorer': prefixCacheScorer,
   'topology-affinity-scorer': topologyAffinityScorer,
   'endpoint-attribute-scorer': endpointAttributeScorer,
+  'lora-affinity-scorer': loraAffinityScorer,
   // pickers
   'max-score-picker': maxScorePicker,
   'random-picker': randomPicker,
@@ -122,7 +124,6 @@ export const UNSUPPORTED_UPSTREAM_TYPES: Readonly<Record<string, string>> = {
   'session-affinity-scorer': 'session affinity is not implemented',
   'session-affinity-filter': 'session affinity is not implemented',
   'session-id-producer': 'session affinity is not implemented',
-  'lora-affinity-scorer': 'LoRA scheduling is not implemented',
   'token-load-scorer': 'token-load scoring (inflight-load-producer) is not implemented',
   'inflight-load-producer': 'active-request-scorer counts the requests this EPP routed itself; there is no separate producer',
   'context-length-aware': 'context-length-aware routing is not implemented',
