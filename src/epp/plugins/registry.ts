@@ -25,6 +25,7 @@ import { pdProfileHandler } from './profile-handler/pd-profile-handler.js';
 import { singleProfileHandler } from './profile-handler/single-profile-handler.js';
 import { approxPrefixCacheProducer } from './producer/approx-prefix-cache-producer.js';
 import { activeRequestScorer } from './scorer/active-request-scorer.js';
+import { contextLengthAware } from './scorer/context-length-aware.js';
 import { endpointAttributeScorer } from './scorer/endpoint-attribute-scorer.js';
 import { kvCacheUtilizationScorer } from './scorer/kv-cache-utilization-scorer.js';
 import { loadAwareScorer } from './scorer/load-aware-scorer.js';
@@ -75,6 +76,7 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'topology-affinity-scorer': topologyAffinityScorer,
   'endpoint-attribute-scorer': endpointAttributeScorer,
   'lora-affinity-scorer': loraAffinityScorer,
+  'context-length-aware': contextLengthAware,
   // pickers
   'max-score-picker': maxScorePicker,
   'random-picker': randomPicker,
@@ -126,7 +128,6 @@ export const UNSUPPORTED_UPSTREAM_TYPES: Readonly<Record<string, string>> = {
   'session-id-producer': 'session affinity is not implemented',
   'token-load-scorer': 'token-load scoring (inflight-load-producer) is not implemented',
   'inflight-load-producer': 'active-request-scorer counts the requests this EPP routed itself; there is no separate producer',
-  'context-length-aware': 'context-length-aware routing is not implemented',
   'header-label-affinity-scorer': 'header-to-label affinity is not implemented',
   'header-profile-handler': 'header-selected profiles are not implemented',
   'utilization-filter': 'not implemented; utilization-detector, listed in a profile, filters on the same thresholds',
