@@ -107,6 +107,19 @@ export class RequestDirector {
     }
   }
 
+  /** Headers the ResponseReceived plugins add to the response; a plugin that throws adds none (logged). */
+  responseHeaders(s: ScheduledRequest): Array<[string, string]> {
+    const out: Array<[string, string]> = [];
+    for (const p of this.config.responseHeaders) {
+      try {
+        out.push(...this.config.timer.time('ResponseReceived', p, () => p.responseHeaders(s.ctx, s.result)));
+      } catch (err) {
+        this.logger.warn({ err, plugin: p.name, reqId: s.ctx.request.requestId }, 'ResponseReceived plugin failed');
+      }
+    }
+    return out;
+  }
+
   /** Tells ResponseComplete plugins a scheduled request is over (exactly once per request). */
   complete(s: ScheduledRequest): void {
     for (const p of this.config.responseComplete) {

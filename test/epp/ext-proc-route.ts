@@ -7,8 +7,10 @@ import { body, headers, responseBody, responseHeaders, setHeadersOf } from './ex
 export interface RouteOutcome {
   /** Request headers the EPP set (lower-cased names), e.g. x-gateway-destination-endpoint. */
   set: Map<string, string>;
-  /** Response headers the EPP set. */
+  /** Response headers the EPP set (the last value of each name). */
   response: Map<string, string>;
+  /** Every response header mutation, in order (names as sent). */
+  responseList: Array<[string, string]>;
   /** An immediate response instead of a routing decision: its HTTP status and body. */
   rejected?: { status: number; body: string };
 }
@@ -16,7 +18,7 @@ export interface RouteOutcome {
 const lower = (pairs: Array<[string, string, string]>) => new Map(pairs.map(([k, v]) => [k.toLowerCase(), v]));
 
 let n = 0;
-export async function routeOverExtProc(client: ExtProcTestClient, payload: Record<string, unknown>, opts: { path?: string; headers?: Record<string, string> } = {}): Promise<RouteOutcome> {
+export async function routeOverExtProc(client: ExtProcTestClient, payload: Record<string, unknown>, opts: { path?: string; headers?: Record<string, string>; responseHeaders?: Record<string, string> } = {}): Promise<RouteOutcome> {
   const call = client.open();
   call.send(
     headers({ ':method': 'POST', ':path': opts.path ?? '/v1/completions', ':authority': 'envoy', 'content-type': 'application/json', 'x-request-id': `route-${++n}`, ...opts.headers }),
@@ -27,15 +29,16 @@ export async function routeOverExtProc(client: ExtProcTestClient, payload: Recor
     call.end();
     await call.ended;
     const ir = first!.immediate_response;
-    return { set: new Map(), response: new Map(), rejected: { status: envoyStatusNumber(ir.status?.code as string | number | undefined), body: Buffer.from(ir.body ?? '').toString() } };
+    return { set: new Map(), response: new Map(), responseList: [], rejected: { status: envoyStatusNumber(ir.status?.code as string | number | undefined), body: Buffer.from(ir.body ?? '').toString() } };
   }
   await call.waitFor(2);
   const set = lower(setHeadersOf(first!.request_headers!.response!.header_mutation));
-  call.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }));
+  call.send(responseHeaders({ ':status': '200', 'content-type': 'application/json', ...opts.responseHeaders }));
   const [, , rh] = await call.waitFor(3);
   call.send(responseBody('{"choices":[]}', true));
   await call.waitFor(4);
   call.end();
   expect(await call.ended).toEqual({ code: 0, details: 'OK' });
-  return { set, response: lower(setHeadersOf(rh!.response_headers!.response!.header_mutation)) };
+  const list = setHeadersOf(rh!.response_headers!.response!.header_mutation);
+  return { set, response: lower(list), responseList: list.map(([k, v]) => [k, v]) };
 }

@@ -35,6 +35,6 @@ export function endpoint(labels: Record<string, string> = {}, metrics: Partial<E
 
 export const REQUEST: InferenceRequest = { requestId: 'r', model: 'm', targetModel: 'm', tokenCount: 0, prompts: [], headers: {}, path: '/v1/completions', api: 'completions', parser: 'openai-parser', stream: false, cacheSalt: '', objective: '' };
 
-export function context(over: Partial<InferenceRequest> = {}): SchedulingContext {
-  return new SchedulingContext({ ...REQUEST, headers: {}, ...over }, silentLogger());
+export function context(over: Partial<InferenceRequest> = {}, now?: () => number): SchedulingContext {
+  return new SchedulingContext({ ...REQUEST, headers: {}, ...over }, silentLogger(), now);
 }

@@ -17,8 +17,8 @@ import { parse as parseYaml } from 'yaml';
 import { silentLogger } from '../../common/index.js';
 import { EppMetrics } from '../metrics.js';
 import { DEFAULT_ENGINES, type EngineRegistry } from '../datalayer/engine-metrics.js';
-import { isDataProducer, isEndpointRemoved, isFilter, isPicker, isPreRequest, isProfileHandler, isResponseComplete, isScorer } from '../framework/types.js';
-import type { DataProducer, EndpointRemoved, Picker, Plugin, PreRequest, ProfileHandler, ResponseComplete } from '../framework/types.js';
+import { isDataProducer, isEndpointRemoved, isFilter, isPicker, isPreRequest, isProfileHandler, isResponseComplete, isResponseHeaders, isScorer } from '../framework/types.js';
+import type { DataProducer, EndpointRemoved, Picker, Plugin, PreRequest, ProfileHandler, ResponseComplete, ResponseHeaders } from '../framework/types.js';
 import type { PluginDefinition } from '../plugins/definition.js';
 import type { MetricsExtractor } from '../plugins/datalayer/core-metrics-extractor.js';
 import type { FileDiscoverySettings } from '../plugins/datalayer/file-discovery.js';
@@ -51,6 +51,8 @@ export interface LoadedEndpointPickerConfig {
   readonly producers: readonly DataProducer[];
   readonly preRequest: readonly PreRequest[];
   readonly responseComplete: readonly ResponseComplete[];
+  /** Plugins that add response headers (session affinity's token), in config order. */
+  readonly responseHeaders: readonly ResponseHeaders[];
   readonly endpointRemoved: readonly EndpointRemoved[];
   readonly parsers: readonly RequestParser[];
   readonly discovery?: FileDiscoverySettings['discovery'];
@@ -219,6 +221,12 @@ export function loadEndpointPickerConfig(yamlText: string, deps: LoadDependencie
   }
   const problem = handler.validateProfiles?.([...profiles.keys()]);
   if (problem) fail(problem);
+  // Other plugins that name a profile (session affinity's profileName) check it the same way.
+  for (const p of graph.instances.values()) {
+    const check = (p as Partial<Pick<ProfileHandler, 'validateProfiles'>>).validateProfiles;
+    const issue = p !== handler && typeof check === 'function' ? check.call(p, [...profiles.keys()]) : undefined;
+    if (issue) fail(issue);
+  }
 
   const parsers = buildParsers(doc, graph, registry, warn);
   const data = buildDataLayer(doc, graph, warn);
@@ -235,6 +243,7 @@ export function loadEndpointPickerConfig(yamlText: string, deps: LoadDependencie
     // PreRequest plugins run in config order; the handler is among them when it writes headers.
     preRequest: all.filter(isPreRequest),
     responseComplete: all.filter(isResponseComplete),
+    responseHeaders: all.filter(isResponseHeaders),
     endpointRemoved: all.filter(isEndpointRemoved),
     parsers,
     discovery: data.discovery,

@@ -278,7 +278,7 @@ export class ExtProcStream {
         maxBufferedBytes: this.deps.settings.maxResponseBodyBytes,
         requestEndAt: this.requestEndAt,
         rewriteModel: request && request.targetModel !== request.model ? { from: request.targetModel, to: request.model } : undefined,
-        extraHeaders: this.decisionHeader(),
+        extraHeaders: [...(this.scheduled ? this.deps.director.responseHeaders(this.scheduled) : []), ...this.decisionHeader()],
         onComplete: () => this.complete(),
       });
     }

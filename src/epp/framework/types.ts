@@ -123,6 +123,15 @@ export interface ResponseComplete extends Plugin {
   responseComplete(ctx: SchedulingContext, result: SchedulingResult): void;
 }
 
+/**
+ * Adds headers to the response sent to the client when the model server's response headers arrive (llm-d's
+ * ResponseHeaderProcessor, extension point ResponseReceived); a header it sets replaces one of that name from the
+ * model server.
+ */
+export interface ResponseHeaders extends Plugin {
+  responseHeaders(ctx: SchedulingContext, result: SchedulingResult): Array<[string, string]>;
+}
+
 /** Told when an endpoint leaves the pool, to drop per-endpoint state (prefix index entries, LRU positions). */
 export interface EndpointRemoved extends Plugin {
   endpointRemoved(endpointId: string): void;
@@ -138,5 +147,6 @@ export const isProfileHandler = (p: Plugin): p is ProfileHandler =>
 export const isPreRequest = (p: Plugin): p is PreRequest => typeof (p as PreRequest).preRequest === 'function';
 export const isDataProducer = (p: Plugin): p is DataProducer => typeof (p as DataProducer).produce === 'function';
 export const isResponseComplete = (p: Plugin): p is ResponseComplete => typeof (p as ResponseComplete).responseComplete === 'function';
+export const isResponseHeaders = (p: Plugin): p is ResponseHeaders => typeof (p as ResponseHeaders).responseHeaders === 'function';
 export const isEndpointRemoved = (p: Plugin): p is EndpointRemoved => typeof (p as EndpointRemoved).endpointRemoved === 'function';
 export const isDecider = (p: Plugin): p is DeciderPlugin => typeof (p as DeciderPlugin).decide === 'function';

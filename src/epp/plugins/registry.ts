@@ -14,6 +14,7 @@ import { labelSelectorFilter } from './filter/label-selector-filter.js';
 import { concurrencyDetector, utilizationDetector } from './flow-control/saturation-detectors.js';
 import { FLOW_CONTROL_POLICIES } from './flow-control/policies.js';
 import { prefillFilter } from './filter/prefill-filter.js';
+import { sessionAffinityFilter } from './filter/session-affinity-filter.js';
 import { topologyAffinityFilter } from './filter/topology-affinity-filter.js';
 import { maxScorePicker } from './picker/max-score-picker.js';
 import { randomPicker } from './picker/random-picker.js';
@@ -24,6 +25,7 @@ import { disaggProfileHandler } from './profile-handler/disagg-profile-handler.j
 import { pdProfileHandler } from './profile-handler/pd-profile-handler.js';
 import { singleProfileHandler } from './profile-handler/single-profile-handler.js';
 import { approxPrefixCacheProducer } from './producer/approx-prefix-cache-producer.js';
+import { sessionIdProducer } from './producer/session-id-producer.js';
 import { activeRequestScorer } from './scorer/active-request-scorer.js';
 import { contextLengthAware } from './scorer/context-length-aware.js';
 import { endpointAttributeScorer } from './scorer/endpoint-attribute-scorer.js';
@@ -34,6 +36,7 @@ import { noHitLruScorer } from './scorer/no-hit-lru-scorer.js';
 import { prefixCacheScorer } from './scorer/prefix-cache-scorer.js';
 import { queueScorer } from './scorer/queue-scorer.js';
 import { runningRequestsSizeScorer } from './scorer/running-requests-size-scorer.js';
+import { sessionAffinityScorer } from './scorer/session-affinity-scorer.js';
 import { topologyAffinityScorer } from './scorer/topology-affinity-scorer.js';
 import { coreMetricsExtractor } from './datalayer/core-metrics-extractor.js';
 import { fileDiscovery } from './datalayer/file-discovery.js';
@@ -65,6 +68,7 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'by-label': byLabelFilter,
   'topology-affinity-filter': topologyAffinityFilter,
   'endpoint-attribute-filter': endpointAttributeFilter,
+  'session-affinity-filter': sessionAffinityFilter,
   // scorers
   'queue-scorer': queueScorer,
   'running-requests-size-scorer': runningRequestsSizeScorer,
@@ -77,6 +81,7 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'endpoint-attribute-scorer': endpointAttributeScorer,
   'lora-affinity-scorer': loraAffinityScorer,
   'context-length-aware': contextLengthAware,
+  'session-affinity-scorer': sessionAffinityScorer,
   // pickers
   'max-score-picker': maxScorePicker,
   'random-picker': randomPicker,
@@ -97,6 +102,7 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   // data producers
   'approx-prefix-cache-producer': approxPrefixCacheProducer,
   'token-producer': tokenProducer,
+  'session-id-producer': sessionIdProducer,
   tokenizer: alias(tokenProducer, 'token-producer'),
   // data layer
   'file-discovery': fileDiscovery,
@@ -123,9 +129,6 @@ export const UNSUPPORTED_UPSTREAM_TYPES: Readonly<Record<string, string>> = {
   'p2p-source-producer': 'peer-to-peer KV-cache sources are not implemented',
   'mm-embeddings-cache-producer': 'multimodal embedding-cache affinity is not implemented',
   'mm-embeddings-cache-scorer': 'multimodal embedding-cache affinity is not implemented',
-  'session-affinity-scorer': 'session affinity is not implemented',
-  'session-affinity-filter': 'session affinity is not implemented',
-  'session-id-producer': 'session affinity is not implemented',
   'token-load-scorer': 'token-load scoring (inflight-load-producer) is not implemented',
   'inflight-load-producer': 'active-request-scorer counts the requests this EPP routed itself; there is no separate producer',
   'header-label-affinity-scorer': 'header-to-label affinity is not implemented',
