@@ -22,6 +22,7 @@ import { weightedRandomPicker } from './picker/weighted-random-picker.js';
 import { dataParallelProfileHandler } from './profile-handler/data-parallel-profile-handler.js';
 import { disaggHeadersHandler } from './profile-handler/disagg-headers-handler.js';
 import { disaggProfileHandler } from './profile-handler/disagg-profile-handler.js';
+import { headerProfileHandler } from './profile-handler/header-profile-handler.js';
 import { pdProfileHandler } from './profile-handler/pd-profile-handler.js';
 import { singleProfileHandler } from './profile-handler/single-profile-handler.js';
 import { approxPrefixCacheProducer } from './producer/approx-prefix-cache-producer.js';
@@ -91,6 +92,7 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'disagg-profile-handler': disaggProfileHandler,
   'pd-profile-handler': pdProfileHandler,
   'data-parallel-profile-handler': dataParallelProfileHandler,
+  'header-profile-handler': headerProfileHandler,
   'disagg-headers-handler': disaggHeadersHandler,
   'prefill-header-handler': alias(disaggHeadersHandler, 'disagg-profile-handler'),
   // deciders (src/decider)
@@ -132,7 +134,6 @@ export const UNSUPPORTED_UPSTREAM_TYPES: Readonly<Record<string, string>> = {
   'token-load-scorer': 'token-load scoring (inflight-load-producer) is not implemented',
   'inflight-load-producer': 'active-request-scorer counts the requests this EPP routed itself; there is no separate producer',
   'header-label-affinity-scorer': 'header-to-label affinity is not implemented',
-  'header-profile-handler': 'header-selected profiles are not implemented',
   'utilization-filter': 'not implemented; utilization-detector, listed in a profile, filters on the same thresholds',
   'dcgm-data-source': 'GPU metrics from DCGM are not collected',
   'dcgm-extractor': 'GPU metrics from DCGM are not collected',

@@ -1,0 +1,69 @@
+/**
+ * `header-profile-handler` (llm-d-router): runs exactly one scheduling profile per request, the one a request header
+ * names, for callers that already know which stage a call is for (the coordinator's one call per stage). With a single
+ * profile, that profile always runs. Otherwise the header value (trimmed, matched exactly) picks the profile; a missing
+ * or blank header runs `defaultProfile`; a value naming no profile runs nothing and the request fails as upstream's
+ * does: 429 `failed to find target endpoint: header profile handler: no scheduling profile configured for "<header>"
+ * header value "<value>"` (upstream notes 400 would be more accurate; the status is kept for compatibility).
+ * No routing headers are written: nothing downstream reads pod addresses from them.
+ *
+ * Parameters: `headerName` (`EPP-Profile`, matched case-insensitively), `defaultProfile` (`decode`). A default that is
+ * not a configured profile (with several profiles) is warned about at load: headerless requests then fail.
+ */
+import { z } from 'zod';
+import { InferenceError } from '../../framework/errors.js';
+import type { ProfileHandler } from '../../framework/types.js';
+import { definePlugin } from '../definition.js';
+
+export const headerProfileHandler = definePlugin({
+  kind: 'profile-handler',
+  description: 'Runs the one profile a request header names (default profile without the header).',
+  params: z
+    .object({
+      headerName: z
+        .string()
+        .default('')
+        .transform((h) => h.trim().toLowerCase() || 'epp-profile'),
+      defaultProfile: z
+        .string()
+        .default('')
+        .transform((p) => p.trim() || 'decode'),
+    })
+    .strict(),
+  create: (ctx, p): ProfileHandler => {
+    const named = (headers: Record<string, string>) => (headers[p.headerName] ?? '').trim();
+    const notFound = (value: string) =>
+      value === ''
+        ? `header profile handler: defaultProfile "${p.defaultProfile}" is not a configured scheduling profile`
+        : `header profile handler: no scheduling profile configured for "${p.headerName}" header value "${value}"`;
+    return {
+      type: ctx.type,
+      name: ctx.name,
+      pickProfiles(c, profiles, results) {
+        if (results.size > 0) return [];
+        if (profiles.size === 1) return [...profiles.keys()];
+        const want = named(c.request.headers) || p.defaultProfile;
+        if (profiles.has(want)) return [want];
+        c.logger.info({ reqId: c.request.requestId, error: notFound(named(c.request.headers)), profiles: [...profiles.keys()].sort() }, 'no scheduling profile selected for request');
+        return [];
+      },
+      processResults(c, results) {
+        const [name, result] = [...results.entries()][0] ?? [];
+        if (name === undefined) {
+          const value = named(c.request.headers);
+          throw new InferenceError('ResourceExhausted', `failed to find target endpoint: ${value === '' ? `header profile handler: missing "${p.headerName}" header` : notFound(value)}`);
+        }
+        if (result) return { primaryProfile: name, results: new Map([[name, result]]) };
+        const err = c.profileErrors.get(name);
+        if (err instanceof InferenceError) throw err;
+        throw new InferenceError('ResourceExhausted', `failed to find target endpoint: failed to run scheduler profile '${name}'`);
+      },
+      validateProfiles(names) {
+        if (names.length > 1 && !names.includes(p.defaultProfile)) {
+          ctx.warn(`defaultProfile "${p.defaultProfile}" is not a scheduling profile (${names.join(', ')}): requests without the ${p.headerName} header will fail`);
+        }
+        return undefined;
+      },
+    };
+  },
+});
