@@ -54,6 +54,8 @@ export interface EndpointMetrics {
   lora?: LoraInfo;
   /** The engine's customMetrics (core-metrics-extractor), by attributeKey; a metric missing from a scrape keeps its value. */
   custom?: Record<string, number>;
+  /** The models the server lists at /v1/models (models-data-source with models-data-extractor): id and, for a LoRA adapter, its parent. */
+  models?: ReadonlyArray<{ id: string; parent?: string }>;
 }
 
 export interface LoraInfo {

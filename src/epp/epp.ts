@@ -14,6 +14,7 @@ import { loadEndpointPickerConfig, type LoadedEndpointPickerConfig } from './con
 import { startDiscovery } from './datalayer/discovery.js';
 import { EndpointStore } from './datalayer/endpoint-store.js';
 import { MetricsScraper } from './datalayer/metrics-scraper.js';
+import { ModelsPoller } from './datalayer/models-poller.js';
 import { RequestDirector } from './director.js';
 import { ExtProcStream } from './extproc/stream.js';
 import { RequestBufferBudget } from './extproc/request-buffer-budget.js';
@@ -115,6 +116,11 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
       );
       scraper.start();
       cleanups.push(() => scraper.stop());
+    }
+    if (config.modelsSource) {
+      const poller = new ModelsPoller(store, { source: config.modelsSource, intervalMs: o.refreshMetricsInterval, timeoutMs: o.metricsScrapeTimeout, maxResponseBytes: o.maxMetricsResponseSize }, metrics, logger);
+      poller.start();
+      cleanups.push(() => poller.stop());
     }
 
     let draining = false;

@@ -23,6 +23,7 @@ import type { PluginDefinition } from '../plugins/definition.js';
 import type { MetricsExtractor } from '../plugins/datalayer/core-metrics-extractor.js';
 import type { FileDiscoverySettings } from '../plugins/datalayer/file-discovery.js';
 import type { MetricsDataSource, MetricsSourceSettings } from '../plugins/datalayer/metrics-data-source.js';
+import type { ModelsDataSource, ModelsExtractor } from '../plugins/datalayer/models-data-source.js';
 import { isFlowControlPlugin } from '../plugins/flow-control/flow-control-plugin.js';
 import { isRequestParser, type RequestParser } from '../plugins/parser/parser-types.js';
 import { PLUGIN_REGISTRY } from '../plugins/registry.js';
@@ -58,6 +59,8 @@ export interface LoadedEndpointPickerConfig {
   readonly discovery?: FileDiscoverySettings['discovery'];
   /** Undefined when scraping is off. */
   readonly metricsSource?: MetricsSourceSettings;
+  /** The /v1/models poll (models-data-source with a models-data-extractor), when configured. */
+  readonly modelsSource?: MetricsSourceSettings;
   /** The engines the metrics extractor maps (core-metrics-extractor parameters). */
   readonly metricsEngines: EngineRegistry;
   /** Flow control and saturation detection as configured: parsed and validated, not enforced. */
@@ -148,6 +151,7 @@ function buildParsers(doc: EndpointPickerConfigDocument, graph: PluginGraph, reg
 interface DataLayerResult {
   discovery?: FileDiscoverySettings['discovery'];
   metricsSource?: MetricsSourceSettings;
+  modelsSource?: MetricsSourceSettings;
   engines: EngineRegistry;
 }
 
@@ -176,10 +180,22 @@ function buildDataLayer(doc: EndpointPickerConfigDocument, graph: PluginGraph, w
   if (legacyMetrics && dl?.sources?.length) warn(`${key}.sources is not used: the enableLegacyMetrics gate scrapes with the default metrics source, as GAIE v1.5`);
 
   let metricsSource: MetricsSourceSettings | undefined;
+  let modelsSource: MetricsSourceSettings | undefined;
   let engines: EngineRegistry = DEFAULT_ENGINES;
   for (const [i, s] of (legacyMetrics ? [] : (dl?.sources ?? [])).entries()) {
-    const src = graph.get(s.pluginRef) as Partial<MetricsDataSource> | undefined;
+    const src = graph.get(s.pluginRef) as Partial<MetricsDataSource & ModelsDataSource> | undefined;
     if (!src) fail(`${key}.sources[${i}]: pluginRef "${s.pluginRef}" is not defined in plugins`);
+    if (src.modelsSource) {
+      if (modelsSource) fail(`${key}.sources[${i}]: pd-router supports one models data source`);
+      for (const [j, x] of s.extractors.entries()) {
+        const ex = graph.get(x.pluginRef) as Partial<ModelsExtractor> | undefined;
+        if (!ex?.modelsExtractor) fail(`${key}.sources[${i}].extractors[${j}]: "${x.pluginRef}" is not a models extractor (models-data-extractor)`);
+      }
+      // Without an extractor nothing would keep what the poll returns: do not poll.
+      if (s.extractors.length === 0) warn(`${key}.sources[${i}]: "${s.pluginRef}" has no extractor; /v1/models is not polled`);
+      else modelsSource = src.modelsSource;
+      continue;
+    }
     if (!src.source) fail(`${key}.sources[${i}]: "${s.pluginRef}" (type ${src.type}) is not a metrics data source`);
     if (metricsSource) fail(`${key}.sources[${i}]: pd-router supports one metrics data source`);
     for (const [j, x] of s.extractors.entries()) {
@@ -192,7 +208,7 @@ function buildDataLayer(doc: EndpointPickerConfigDocument, graph: PluginGraph, w
   if (!metricsSource && (legacyMetrics || dl?.injectDefaults !== false)) {
     metricsSource = (graph.hidden('metrics-data-source') as MetricsDataSource).source;
   }
-  return { discovery, metricsSource, engines };
+  return { discovery, metricsSource, modelsSource, engines };
 }
 
 /** Loads a config from YAML text; an empty text loads llm-d's default single-profile config. */
@@ -248,6 +264,7 @@ export function loadEndpointPickerConfig(yamlText: string, deps: LoadDependencie
     parsers,
     discovery: data.discovery,
     metricsSource: data.metricsSource,
+    modelsSource: data.modelsSource,
     metricsEngines: data.engines,
     flowControl,
     metrics,

@@ -42,6 +42,7 @@ import { topologyAffinityScorer } from './scorer/topology-affinity-scorer.js';
 import { coreMetricsExtractor } from './datalayer/core-metrics-extractor.js';
 import { fileDiscovery } from './datalayer/file-discovery.js';
 import { metricsDataSource } from './datalayer/metrics-data-source.js';
+import { modelsDataExtractor, modelsDataSource } from './datalayer/models-data-source.js';
 import { tokenProducer } from './datalayer/token-producer.js';
 import { topologyExtractor } from './datalayer/topology-extractor.js';
 import { anthropicParser } from './parser/anthropic-parser.js';
@@ -112,6 +113,9 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'core-metrics-extractor': coreMetricsExtractor,
   'model-server-protocol-metrics': alias(coreMetricsExtractor, 'core-metrics-extractor'),
   'topology-extractor': topologyExtractor,
+  'models-data-source': modelsDataSource,
+  'models-data-extractor': modelsDataExtractor,
+  'model-server-protocol-models': alias(modelsDataExtractor, 'models-data-extractor'),
   // request parsers
   'openai-parser': openaiParser,
   'anthropic-parser': anthropicParser,
@@ -137,8 +141,6 @@ export const UNSUPPORTED_UPSTREAM_TYPES: Readonly<Record<string, string>> = {
   'utilization-filter': 'not implemented; utilization-detector, listed in a profile, filters on the same thresholds',
   'dcgm-data-source': 'GPU metrics from DCGM are not collected',
   'dcgm-extractor': 'GPU metrics from DCGM are not collected',
-  'models-data-source': 'the models data source is not implemented',
-  'models-data-extractor': 'the models data source is not implemented',
   'k8s-notification-source': 'Kubernetes notification data sources are not implemented',
   'endpoint-notification-source': 'endpoint notification data sources (used by KV-event and embedding-cache producers) are not implemented',
   'predicted-latency-producer': 'latency prediction is not implemented',
