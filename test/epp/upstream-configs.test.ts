@@ -70,6 +70,8 @@ describe('each sample config loads unchanged, or fails naming the plugins pd-rou
       }
       expect(err).toBeInstanceOf(ConfigError);
       for (const m of e.missing) expect((err as Error).message).toContain(`(type ${m}): type ${m} is not supported by pd-router (`);
+      if (e.error) expect((err as Error).message).toMatch(e.error);
+      if (e.missing.length === 0) expect((err as Error).message).not.toContain('is not supported by pd-router');
     });
   }
 });

@@ -17,8 +17,8 @@ import { parse as parseYaml } from 'yaml';
 import { silentLogger } from '../../common/index.js';
 import { EppMetrics } from '../metrics.js';
 import { DEFAULT_ENGINES, type EngineRegistry } from '../datalayer/engine-metrics.js';
-import { isDataProducer, isEndpointRemoved, isFilter, isPicker, isPreRequest, isProfileHandler, isResponseComplete, isResponseHeaders, isScorer } from '../framework/types.js';
-import type { DataProducer, EndpointRemoved, Picker, Plugin, PreRequest, ProfileHandler, ResponseComplete, ResponseHeaders } from '../framework/types.js';
+import { isAsyncDataProducer, isDataProducer, isEndpointRemoved, isFilter, isPicker, isPreRequest, isProfileHandler, isResponseComplete, isResponseHeaders, isScorer } from '../framework/types.js';
+import type { AsyncDataProducer, DataProducer, EndpointRemoved, Picker, Plugin, PreRequest, ProfileHandler, ResponseComplete, ResponseHeaders } from '../framework/types.js';
 import type { PluginDefinition } from '../plugins/definition.js';
 import type { MetricsExtractor } from '../plugins/datalayer/core-metrics-extractor.js';
 import type { FileDiscoverySettings } from '../plugins/datalayer/file-discovery.js';
@@ -50,6 +50,8 @@ export interface LoadedEndpointPickerConfig {
   readonly profiles: ReadonlyMap<string, SchedulerProfile>;
   readonly handler: ProfileHandler;
   readonly producers: readonly DataProducer[];
+  /** Producers that wait (burst-prefix-cache-producer): scheduling becomes asynchronous when there is one. */
+  readonly asyncProducers: readonly AsyncDataProducer[];
   readonly preRequest: readonly PreRequest[];
   readonly responseComplete: readonly ResponseComplete[];
   /** Plugins that add response headers (session affinity's token), in config order. */
@@ -256,6 +258,7 @@ export function loadEndpointPickerConfig(yamlText: string, deps: LoadDependencie
     profiles,
     handler,
     producers: all.filter(isDataProducer),
+    asyncProducers: all.filter(isAsyncDataProducer),
     // PreRequest plugins run in config order; the handler is among them when it writes headers.
     preRequest: all.filter(isPreRequest),
     responseComplete: all.filter(isResponseComplete),

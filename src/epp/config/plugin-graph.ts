@@ -83,7 +83,12 @@ export function namedSpecs(plugins: readonly PluginSpec[], registry: Readonly<Re
   }
   checkTypes(specs.values(), registry);
   const moved = producerParamsFromScorers(specs);
-  const needsProducer = [...specs.values()].some((s) => PREFIX_CONSUMERS.has(s.type));
+  // A scorer that names a configured producer (e.g. a burst-prefix-cache-producer) needs no default one.
+  const namesItsProducer = (s: NamedSpec) => {
+    const named = (s.type === PREFIX_SCORER_TYPE || s.type === 'no-hit-lru-scorer') && paramsOf(s).prefixMatchInfoProducerName;
+    return typeof named === 'string' && specs.has(named);
+  };
+  const needsProducer = [...specs.values()].some((s) => PREFIX_CONSUMERS.has(s.type) && !namesItsProducer(s));
   if (needsProducer && ![...specs.values()].some((s) => s.type === APPROX_PREFIX_PRODUCER_TYPE)) {
     if (specs.has(APPROX_PREFIX_PRODUCER_TYPE)) fail(`plugin "${APPROX_PREFIX_PRODUCER_TYPE}" must be of type ${APPROX_PREFIX_PRODUCER_TYPE}: the loader adds one under that name`);
     specs.set(APPROX_PREFIX_PRODUCER_TYPE, { name: APPROX_PREFIX_PRODUCER_TYPE, type: APPROX_PREFIX_PRODUCER_TYPE, parameters: moved });

@@ -118,6 +118,15 @@ export interface DataProducer extends Plugin {
   produce(ctx: SchedulingContext, candidates: readonly Endpoint[]): void;
 }
 
+/**
+ * A producer that must wait before it can answer (burst-prefix-cache-producer's batch window). A config with one makes
+ * every request's scheduling asynchronous; it runs after the synchronous producers. It must settle by the time the
+ * signal aborts (the client left); an error is logged and the request is scheduled without its data, as upstream.
+ */
+export interface AsyncDataProducer extends Plugin {
+  produceAsync(ctx: SchedulingContext, candidates: readonly Endpoint[], signal: AbortSignal): Promise<void>;
+}
+
 /** Told when a request that was scheduled has finished (response complete, or the stream ended). */
 export interface ResponseComplete extends Plugin {
   responseComplete(ctx: SchedulingContext, result: SchedulingResult): void;
@@ -146,6 +155,7 @@ export const isProfileHandler = (p: Plugin): p is ProfileHandler =>
   typeof (p as ProfileHandler).pickProfiles === 'function' && typeof (p as ProfileHandler).processResults === 'function';
 export const isPreRequest = (p: Plugin): p is PreRequest => typeof (p as PreRequest).preRequest === 'function';
 export const isDataProducer = (p: Plugin): p is DataProducer => typeof (p as DataProducer).produce === 'function';
+export const isAsyncDataProducer = (p: Plugin): p is AsyncDataProducer => typeof (p as AsyncDataProducer).produceAsync === 'function';
 export const isResponseComplete = (p: Plugin): p is ResponseComplete => typeof (p as ResponseComplete).responseComplete === 'function';
 export const isResponseHeaders = (p: Plugin): p is ResponseHeaders => typeof (p as ResponseHeaders).responseHeaders === 'function';
 export const isEndpointRemoved = (p: Plugin): p is EndpointRemoved => typeof (p as EndpointRemoved).endpointRemoved === 'function';

@@ -26,6 +26,7 @@ import { headerProfileHandler } from './profile-handler/header-profile-handler.j
 import { pdProfileHandler } from './profile-handler/pd-profile-handler.js';
 import { singleProfileHandler } from './profile-handler/single-profile-handler.js';
 import { approxPrefixCacheProducer } from './producer/approx-prefix-cache-producer.js';
+import { burstPrefixCacheProducer } from './producer/burst-prefix-cache-producer.js';
 import { sessionIdProducer } from './producer/session-id-producer.js';
 import { activeRequestScorer } from './scorer/active-request-scorer.js';
 import { contextLengthAware } from './scorer/context-length-aware.js';
@@ -104,6 +105,7 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'cost-based-pd-decider': deciderPlugin(costBasedPdDecider as DeciderDefinition),
   // data producers
   'approx-prefix-cache-producer': approxPrefixCacheProducer,
+  'burst-prefix-cache-producer': burstPrefixCacheProducer,
   'token-producer': tokenProducer,
   'session-id-producer': sessionIdProducer,
   tokenizer: alias(tokenProducer, 'token-producer'),
@@ -131,7 +133,6 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
 export const UNSUPPORTED_UPSTREAM_TYPES: Readonly<Record<string, string>> = {
   'precise-prefix-cache-scorer': 'it needs vLLM KV-cache events; use approx-prefix-cache-producer with prefix-cache-scorer',
   'precise-prefix-cache-producer': 'it needs vLLM KV-cache events; use approx-prefix-cache-producer with prefix-cache-scorer',
-  'burst-prefix-cache-producer': 'burst co-location of prompt-sharing requests is not implemented',
   'p2p-source-producer': 'peer-to-peer KV-cache sources are not implemented',
   'mm-embeddings-cache-producer': 'multimodal embedding-cache affinity is not implemented',
   'mm-embeddings-cache-scorer': 'multimodal embedding-cache affinity is not implemented',

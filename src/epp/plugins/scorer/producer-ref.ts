@@ -1,8 +1,9 @@
 /**
  * Which prefix-match producer a consumer reads.
  *
- * - `prefixMatchInfoProducerName` (llm-d-router): the named approx-prefix-cache-producer; default the first one in
- *   the config (the loader auto-creates one when a consumer needs it).
+ * - `prefixMatchInfoProducerName` (llm-d-router): the named approx-prefix-cache-producer or
+ *   burst-prefix-cache-producer; default the first approx-prefix-cache-producer in the config (the loader auto-creates
+ *   one when a consumer needs it).
  * - `prefixPluginName` / `prefixPluginType` (llm-d v0.7.1 pd-profile-handler and no-hit-lru-scorer; kept but unused
  *   in llm-d-router): the prefix plugin whose state to read. In v0.7.1 that plugin was the prefix-cache-scorer, which
  *   owned the index; here it may name a prefix-cache-scorer (its producer is read) or an approx-prefix-cache-producer.
@@ -13,6 +14,7 @@
 import { ConfigError } from '../../../common/index.js';
 import type { Plugin } from '../../framework/types.js';
 import { APPROX_PREFIX_PRODUCER_TYPE } from '../../prefix/match-state.js';
+import { BURST_PREFIX_PRODUCER_TYPE } from '../producer/burst-prefix-cache-producer.js';
 import type { PluginFactoryContext } from '../definition.js';
 
 export const PREFIX_SCORER_TYPE = 'prefix-cache-scorer';
@@ -29,7 +31,7 @@ function fail(ctx: PluginFactoryContext, message: string): never {
 export function resolvePrefixProducer(ctx: PluginFactoryContext, named: string | undefined): string {
   if (named) {
     const p = ctx.plugin(named);
-    if (p.type !== APPROX_PREFIX_PRODUCER_TYPE) fail(ctx, `prefixMatchInfoProducerName "${named}" is a ${p.type}, not an ${APPROX_PREFIX_PRODUCER_TYPE}`);
+    if (p.type !== APPROX_PREFIX_PRODUCER_TYPE && p.type !== BURST_PREFIX_PRODUCER_TYPE) fail(ctx, `prefixMatchInfoProducerName "${named}" is a ${p.type}, not an ${APPROX_PREFIX_PRODUCER_TYPE} or ${BURST_PREFIX_PRODUCER_TYPE}`);
     return named;
   }
   const first = ctx.namesOfType(APPROX_PREFIX_PRODUCER_TYPE)[0];
