@@ -38,7 +38,8 @@ export async function routeOverExtProc(client: ExtProcTestClient, payload: Recor
   call.send(responseBody('{"choices":[]}', true));
   await call.waitFor(4);
   call.end();
-  expect(await call.ended).toEqual({ code: 0, details: 'OK' });
+  // Status OK (llm-d-router's EPP ends the stream with empty details, pd-router's with "OK").
+  expect((await call.ended).code).toBe(0);
   const list = setHeadersOf(rh!.response_headers!.response!.header_mutation);
   return { set, response: lower(list), responseList: list.map(([k, v]) => [k, v]) };
 }

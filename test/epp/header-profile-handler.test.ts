@@ -54,13 +54,13 @@ describe('header-profile-handler', () => {
     expect(r.ctx.request.headers['x-prefiller-host-port']).toBeUndefined();
   });
 
-  it('a value naming no profile fails with 429 and upstream’s message; so does a missing default', () => {
+  it('a value naming no profile fails with 429 and the message upstream’s scheduler gives; so does a missing default', () => {
     const h = harness(STAGES(), POOL());
-    const e = failure(() => h.route('hi', { headers: { 'epp-profile': 'Decode' } }));
-    expect([e.status, e.message]).toEqual([429, 'failed to find target endpoint: header profile handler: no scheduling profile configured for "epp-profile" header value "Decode"']);
+    const e = failure(() => h.route('hi', { headers: { 'epp-profile': 'Decode', 'x-request-id': 'req-7' } }));
+    expect([e.status, e.message]).toEqual([429, 'failed to find target endpoint: failed to run any scheduler profile for request req-7']);
     const noDefault = harness(STAGES('{defaultProfile: aggregate}'), POOL());
     expect(noDefault.config.warnings).toEqual(['plugin "header-profile-handler" (type header-profile-handler): defaultProfile "aggregate" is not a scheduling profile (encode, prefill, decode): requests without the epp-profile header will fail']);
-    expect(failure(() => noDefault.route('hi')).message).toBe('failed to find target endpoint: header profile handler: missing "epp-profile" header');
+    expect(failure(() => noDefault.route('hi', { headers: { 'x-request-id': 'req-8' } })).message).toBe('failed to find target endpoint: failed to run any scheduler profile for request req-8');
   });
 
   it('a profile whose filters leave nothing fails as the other handlers do (429, rejected-saturated)', () => {
@@ -94,13 +94,13 @@ describe('over ext_proc', () => {
 
   it('each call goes to the pods of the stage its header names; an unknown stage is an immediate 429', async () => {
     t = await startTestEpp(`${STAGES()}dataLayer: {injectDefaults: false}\n`, [spec('e0', '127.0.0.21', 'encode', {}, 8000), spec('p0', '127.0.0.22', 'prefill', {}, 8000), spec('d0', '127.0.0.23', 'decode', {}, 8000)]);
-    const route = (stage?: string) => routeOverExtProc(t!.client, { model: 'm', prompt: 'hi' }, { headers: stage ? { 'EPP-Profile': stage } : {} });
+    const route = (stage?: string) => routeOverExtProc(t!.client, { model: 'm', prompt: 'hi' }, { headers: { 'x-request-id': `req-${stage}`, ...(stage ? { 'EPP-Profile': stage } : {}) } });
     expect((await route('encode')).set.get('x-gateway-destination-endpoint')).toBe('127.0.0.21:8000');
     expect((await route('prefill')).set.get('x-gateway-destination-endpoint')).toBe('127.0.0.22:8000');
     expect((await route()).set.get('x-gateway-destination-endpoint')).toBe('127.0.0.23:8000');
     expect((await route('nope')).rejected).toEqual({
       status: 429,
-      body: 'inference error: ResourceExhausted - failed to find target endpoint: header profile handler: no scheduling profile configured for "epp-profile" header value "nope"',
+      body: 'inference error: ResourceExhausted - failed to find target endpoint: failed to run any scheduler profile for request req-nope',
     });
   }, 60_000);
 });

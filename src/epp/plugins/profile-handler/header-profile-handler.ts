@@ -2,10 +2,11 @@
  * `header-profile-handler` (llm-d-router): runs exactly one scheduling profile per request, the one a request header
  * names, for callers that already know which stage a call is for (the coordinator's one call per stage). With a single
  * profile, that profile always runs. Otherwise the header value (trimmed, matched exactly) picks the profile; a missing
- * or blank header runs `defaultProfile`; a value naming no profile runs nothing and the request fails as upstream's
- * does: 429 `failed to find target endpoint: header profile handler: no scheduling profile configured for "<header>"
- * header value "<value>"` (upstream notes 400 would be more accurate; the status is kept for compatibility).
- * No routing headers are written: nothing downstream reads pod addresses from them.
+ * or blank header runs `defaultProfile`; a value naming no profile (or a default that is not one) runs nothing and the
+ * request fails as upstream's scheduler fails it: 429 `failed to find target endpoint: failed to run any scheduler
+ * profile for request <x-request-id>` (upstream's README says the handler's own reason would be returned and that 400
+ * would be more accurate; its code does this, checked against it in test/interop/plugins-differential.test.ts). The
+ * reason is logged. No routing headers are written: nothing downstream reads pod addresses from them.
  *
  * Parameters: `headerName` (`EPP-Profile`, matched case-insensitively), `defaultProfile` (`decode`). A default that is
  * not a configured profile (with several profiles) is warned about at load: headerless requests then fail.
@@ -49,10 +50,8 @@ export const headerProfileHandler = definePlugin({
       },
       processResults(c, results) {
         const [name, result] = [...results.entries()][0] ?? [];
-        if (name === undefined) {
-          const value = named(c.request.headers);
-          throw new InferenceError('ResourceExhausted', `failed to find target endpoint: ${value === '' ? `header profile handler: missing "${p.headerName}" header` : notFound(value)}`);
-        }
+        // Nothing ran: upstream's scheduler fails the request itself, before the handler sees the results.
+        if (name === undefined) throw new InferenceError('ResourceExhausted', `failed to find target endpoint: failed to run any scheduler profile for request ${c.request.requestId}`);
         if (result) return { primaryProfile: name, results: new Map([[name, result]]) };
         const err = c.profileErrors.get(name);
         if (err instanceof InferenceError) throw err;
