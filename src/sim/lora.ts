@@ -28,8 +28,8 @@ export function parseLoraModules(entries: readonly string[]): LoraModule[] {
     } catch (e) {
       throw new Error(`--lora-modules[${i}]: not valid JSON: ${(e as Error).message}`);
     }
-    const o = v as { name?: unknown; path?: unknown };
-    if (typeof o !== 'object' || o === null || typeof o.name !== 'string' || o.name === '') throw new Error(`--lora-modules[${i}]: needs a non-empty string "name"`);
+    const o = typeof v === 'object' && v !== null ? (v as { name?: unknown; path?: unknown }) : {};
+    if (typeof o.name !== 'string' || o.name === '') throw new Error(`--lora-modules[${i}]: needs a non-empty string "name"`);
     return { name: o.name, path: typeof o.path === 'string' ? o.path : '' };
   });
 }
@@ -50,7 +50,7 @@ export class LoraState {
     private readonly maxLoras: number,
     registry: Registry,
   ) {
-    this.modules = new Map(modules.map((m) => [m.name, m]));
+    this.modules = new Map(modules.map((module) => [module.name, module]));
     this.gauge = new Gauge({ name: 'vllm:lora_requests_info', help: 'Running stats on lora requests.', labelNames: ['max_lora', 'running_lora_adapters', 'waiting_lora_adapters'], registers: [registry] });
     this.report();
   }
@@ -86,7 +86,7 @@ export class LoraState {
 
   private report(): void {
     const labels = { max_lora: String(this.maxLoras), running_lora_adapters: [...this.running.keys()].join(','), waiting_lora_adapters: [...this.waiting.keys()].join(',') };
-    const at = this.series.findIndex((s) => s.running_lora_adapters === labels.running_lora_adapters && s.waiting_lora_adapters === labels.waiting_lora_adapters);
+    const at = this.series.findIndex((existing) => existing.running_lora_adapters === labels.running_lora_adapters && existing.waiting_lora_adapters === labels.waiting_lora_adapters);
     if (at >= 0) this.series.splice(at, 1);
     this.series.push(labels);
     if (this.series.length > MAX_SERIES) this.gauge.remove(this.series.shift()!);
@@ -96,8 +96,8 @@ export class LoraState {
   }
 }
 
-function bump(m: Map<string, number>, key: string, by: number): void {
-  const n = (m.get(key) ?? 0) + by;
-  if (n > 0) m.set(key, n);
-  else m.delete(key);
+function bump(counts: Map<string, number>, key: string, by: number): void {
+  const n = (counts.get(key) ?? 0) + by;
+  if (n > 0) counts.set(key, n);
+  else counts.delete(key);
 }

@@ -133,14 +133,14 @@ Fault injection: header X-Return-Error: <status>; POST /admin/config {"hang":tru
   // `pd-router sim <model>` as `vllm serve <model>`, so manifests put the model at the same argument position.
   positional: 'model',
   compat: simUpstream,
-  validate: (v) =>
+  validate: (optionValues) =>
     [
-      stdDevRule(v, 'timeToFirstToken', 'timeToFirstTokenStdDev', 'time to first token'),
-      stdDevRule(v, 'interTokenLatency', 'interTokenLatencyStdDev', 'inter token latency'),
-      stdDevRule(v, 'kvCacheTransferLatency', 'kvCacheTransferLatencyStdDev', 'kv cache transfer latency'),
-      v.port !== 0 && v.port + v.dataParallelSize - 1 > 65535 ? `--port ${v.port} + --data-parallel-size ${v.dataParallelSize} exceeds 65535` : undefined,
-      loraModulesProblem(v.loraModules),
-    ].filter((m): m is string => m !== undefined),
+      stdDevRule(optionValues, 'timeToFirstToken', 'timeToFirstTokenStdDev', 'time to first token'),
+      stdDevRule(optionValues, 'interTokenLatency', 'interTokenLatencyStdDev', 'inter token latency'),
+      stdDevRule(optionValues, 'kvCacheTransferLatency', 'kvCacheTransferLatencyStdDev', 'kv cache transfer latency'),
+      optionValues.port !== 0 && optionValues.port + optionValues.dataParallelSize - 1 > 65535 ? `--port ${optionValues.port} + --data-parallel-size ${optionValues.dataParallelSize} exceeds 65535` : undefined,
+      loraModulesProblem(optionValues.loraModules),
+    ].filter((message): message is string => message !== undefined),
 };
 
 /** Defaults with overrides: how tests and the dev stack configure simulators in-process. */

@@ -23,9 +23,9 @@ import { kvTransferParamsOf, semanticError, typeError } from './request-validati
 import { renderPrompt, tokenIds, tokenize } from './tokenizer.js';
 import type { SimEngine, RequestRecord } from './sim-engine.js';
 import { registerAdminRoutes } from './admin.js';
-import { goJsonSyntaxError } from '../epp/extproc/go-json-error.js';
-
-type JsonObject = Record<string, unknown>;
+import { goJsonSyntaxError } from '../common/go-json-error.js';
+import { REQUEST_ID_HEADER, isDecodeLeg, isPrefillLeg, type PrefillAnswerKvParams } from '../common/pd-contract.js';
+import type { JsonObject } from '../common/json.js';
 
 function sendError(reply: FastifyReply, status: number, message: string, param: string | null = null): FastifyReply {
   return reply.code(status).header('content-type', 'application/json').send(openAIError(status, message, param));
@@ -48,7 +48,7 @@ function promptTokenIdsFor(api: ApiType, body: JsonObject): number[] {
     if (typeof p === 'string') return tokenIds(tokenize(p));
     if (Array.isArray(p) && p.length > 0) {
       if (typeof p[0] === 'number') return p as number[];
-      return (p as unknown[]).flatMap((x) => (typeof x === 'string' ? tokenIds(tokenize(x)) : Array.isArray(x) ? (x as number[]) : []));
+      return (p as unknown[]).flatMap((value) => (typeof value === 'string' ? tokenIds(tokenize(value)) : Array.isArray(value) ? (value as number[]) : []));
     }
     return [];
   }
@@ -118,8 +118,8 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
   }
 
   const kvParams = kvTransferParamsOf(api, body);
-  const prefillOnly = kvParams?.do_remote_decode === true;
-  const remotePrefill = !prefillOnly && kvParams?.do_remote_prefill === true;
+  const prefillOnly = isPrefillLeg(kvParams);
+  const remotePrefill = isDecodeLeg(kvParams);
   record.kind = prefillOnly ? 'prefill' : remotePrefill ? 'decode' : 'aggregated';
   record.kvTransferParams = kvParams;
   const problem = semanticError(api, body, prefillOnly);
@@ -144,9 +144,9 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
     return sendError(reply, 500, 'the kv cache does not have sufficient capacity to store this request');
   }
 
-  const requestId = c.enableRequestIdHeaders && typeof request.headers['x-request-id'] === 'string' ? request.headers['x-request-id'] : randomUUID();
+  const requestId = c.enableRequestIdHeaders && typeof request.headers[REQUEST_ID_HEADER] === 'string' ? request.headers[REQUEST_ID_HEADER] : randomUUID();
   const headers: Record<string, string> = { ...podHeaders(engine) };
-  if (c.enableRequestIdHeaders) headers['x-request-id'] = requestId;
+  if (c.enableRequestIdHeaders) headers[REQUEST_ID_HEADER] = requestId;
   const stream = body.stream === true;
   const abort = new AbortController();
   const res = reply.raw;
@@ -225,7 +225,7 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
     record.outputTokens = outcome.output.tokens.length;
     record.finishReason = outcome.output.finishReason;
     if (prefillOnly) {
-      result.kvTransferParams = {
+      const answer: PrefillAnswerKvParams = {
         do_remote_decode: false,
         do_remote_prefill: true,
         remote_engine_id: engine.engineId,
@@ -235,6 +235,7 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
         tp_size: 1,
         remote_request_id: requestId,
       };
+      result.kvTransferParams = answer;
     }
     finish(200);
     if (stream && encoder) {

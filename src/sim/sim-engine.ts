@@ -281,16 +281,16 @@ export class SimEngine {
   }
 
   /** Keeps the request for /admin/requests; `bodyBytes` is the size of the body as received. */
-  record(r: RequestRecord, bodyBytes: number): RequestRecord {
-    if (this.config.recordRequests <= 0) return r;
+  record(requestRecord: RequestRecord, bodyBytes: number): RequestRecord {
+    if (this.config.recordRequests <= 0) return requestRecord;
     // Only a body over the limit is serialised again (to keep its first bytes).
-    if (r.body !== undefined && bodyBytes > RECORD_BODY_LIMIT) {
-      r.body = JSON.stringify(r.body).slice(0, RECORD_BODY_LIMIT);
-      r.bodyTruncated = true;
+    if (requestRecord.body !== undefined && bodyBytes > RECORD_BODY_LIMIT) {
+      requestRecord.body = JSON.stringify(requestRecord.body).slice(0, RECORD_BODY_LIMIT);
+      requestRecord.bodyTruncated = true;
     }
-    this.records.push(r);
+    this.records.push(requestRecord);
     if (this.records.length > this.config.recordRequests) this.records.splice(0, this.records.length - this.config.recordRequests);
-    return r;
+    return requestRecord;
   }
 
   recentRequests(): readonly RequestRecord[] {
@@ -302,31 +302,31 @@ export class SimEngine {
   }
 }
 
-export function stepSettings(c: SimConfig): StepSettings {
+export function stepSettings(optionValues: SimConfig): StepSettings {
   return {
-    maxNumBatchedTokens: c.maxNumBatchedTokens,
-    prefillTimePerToken: c.prefillTimePerToken,
-    prefillOverhead: c.prefillOverhead,
-    timeScale: c.timeScale,
+    maxNumBatchedTokens: optionValues.maxNumBatchedTokens,
+    prefillTimePerToken: optionValues.prefillTimePerToken,
+    prefillOverhead: optionValues.prefillOverhead,
+    timeScale: optionValues.timeScale,
   };
 }
 
-export function latencySettings(c: SimConfig): LatencySettings {
+export function latencySettings(optionValues: SimConfig): LatencySettings {
   return {
-    latencyCalculator: c.latencyCalculator,
-    timeToFirstToken: c.timeToFirstToken,
-    timeToFirstTokenStdDev: c.timeToFirstTokenStdDev,
-    interTokenLatency: c.interTokenLatency,
-    interTokenLatencyStdDev: c.interTokenLatencyStdDev,
-    prefillOverhead: c.prefillOverhead,
-    prefillTimePerToken: c.prefillTimePerToken,
-    prefillTimeStdDev: c.prefillTimeStdDev,
-    kvCacheTransferLatency: c.kvCacheTransferLatency,
-    kvCacheTransferLatencyStdDev: c.kvCacheTransferLatencyStdDev,
-    kvCacheTransferTimePerToken: c.kvCacheTransferTimePerToken,
-    kvCacheTransferTimeStdDev: c.kvCacheTransferTimeStdDev,
-    timeFactorUnderLoad: c.timeFactorUnderLoad,
-    maxNumSeqs: c.maxNumSeqs,
-    latencyMsTruncation: c.latencyMsTruncation,
+    latencyCalculator: optionValues.latencyCalculator,
+    timeToFirstToken: optionValues.timeToFirstToken,
+    timeToFirstTokenStdDev: optionValues.timeToFirstTokenStdDev,
+    interTokenLatency: optionValues.interTokenLatency,
+    interTokenLatencyStdDev: optionValues.interTokenLatencyStdDev,
+    prefillOverhead: optionValues.prefillOverhead,
+    prefillTimePerToken: optionValues.prefillTimePerToken,
+    prefillTimeStdDev: optionValues.prefillTimeStdDev,
+    kvCacheTransferLatency: optionValues.kvCacheTransferLatency,
+    kvCacheTransferLatencyStdDev: optionValues.kvCacheTransferLatencyStdDev,
+    kvCacheTransferTimePerToken: optionValues.kvCacheTransferTimePerToken,
+    kvCacheTransferTimeStdDev: optionValues.kvCacheTransferTimeStdDev,
+    timeFactorUnderLoad: optionValues.timeFactorUnderLoad,
+    maxNumSeqs: optionValues.maxNumSeqs,
+    latencyMsTruncation: optionValues.latencyMsTruncation,
   };
 }

@@ -261,5 +261,5 @@ export const ENVSUBST_DEFAULTS: Record<string, string> = {
 
 /** envsubst: `${VAR}` from the variables. */
 export function envsubst(args: readonly string[], vars: Record<string, string> = ENVSUBST_DEFAULTS): string[] {
-  return args.map((a) => a.replace(/\$\{([A-Z_][A-Z0-9_]*)\}/g, (m, v: string) => vars[v] ?? m));
+  return args.map((left) => left.replace(/\$\{([A-Z_][A-Z0-9_]*)\}/g, (message, value: string) => vars[value] ?? message));
 }

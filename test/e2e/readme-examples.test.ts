@@ -17,10 +17,12 @@ describe('README examples', () => {
     expect(decider).toBe('cost');
     // The reasons cost-based-pd-decider.ts can give.
     const source = readFileSync(path.join(ROOT, 'src/decider/cost-based-pd-decider.ts'), 'utf8');
-    const reasons = new Set([...source.matchAll(/reason: '([a-z-]+)'/g)].map((m) => m[1]!));
+    const reasons = new Set([...source.matchAll(/reason: '([a-z-]+)'/g)].map((match) => match[1]!));
     expect(reasons.has(/reason=([a-z-]+)/.exec(shown!)![1]!)).toBe(true);
 
-    const stack = await startDevStack({ mode: 'in-process', basePort: 0, gatewayPort: 0, prefill: +prefill!, decode: +decode!, decider: decider as DeciderChoice, profile: profile as ProfileName });
+    // Metrics never go stale within the test (the decision under test is the README's, not the stale-metrics fallback a
+    // loaded machine would otherwise trigger when a scrape comes late).
+    const stack = await startDevStack({ mode: 'in-process', basePort: 0, gatewayPort: 0, prefill: +prefill!, decode: +decode!, decider: decider as DeciderChoice, profile: profile as ProfileName, epp: { metricsStalenessThreshold: 600_000 } });
     try {
       // The decision reads the scraped metrics: wait until every endpoint has been scraped (fresh).
       const eppMetrics = `http://127.0.0.1:${stack.epp.ports.metricsPort}`;

@@ -18,10 +18,10 @@ import { RequestDirector } from '../../src/epp/director.js';
 
 const LLMD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n';
 
-const pods = (n: number) => Array.from({ length: n }, (_, i) => endpointFromSpec(spec(`pod${i + 1}`, `10.9.0.${i + 1}`)));
-const group = (n: number, chain: number[], replicas: Endpoint[]): BurstEntry[] => Array.from({ length: n }, () => ({ keys: [chain], candidates: replicas }));
-const name = (e: BurstEntry) => e.assigned?.id.slice('default/'.length);
-const counts = (es: BurstEntry[]) => es.reduce<Record<string, number>>((m, e) => ((m[name(e) ?? 'none'] = (m[name(e) ?? 'none'] ?? 0) + 1), m), {});
+const pods = (count: number) => Array.from({ length: count }, (_, i) => endpointFromSpec(spec(`pod${i + 1}`, `10.9.0.${i + 1}`)));
+const group = (count: number, chain: number[], replicas: Endpoint[]): BurstEntry[] => Array.from({ length: count }, () => ({ keys: [chain], candidates: replicas }));
+const name = (entry: BurstEntry) => entry.assigned?.id.slice('default/'.length);
+const counts = (es: BurstEntry[]) => es.reduce<Record<string, number>>((tally, entry) => ((tally[name(entry) ?? 'none'] = (tally[name(entry) ?? 'none'] ?? 0) + 1), tally), {});
 
 describe('placement of a sealed batch', () => {
   it('an identical group goes whole to one replica (maxPerReplica -1)', () => {
@@ -95,14 +95,14 @@ describe('placement of a sealed batch', () => {
     expect(name(s1[0]!)).toBe(name(s2[0]!));
     const shared = [10, 11, 12].map((last) => group(2, [1, 2, 3, 4, 5, 6, 7, 8, 9, last], r));
     assignBurst(shared.flat(), UNLIMITED, 9, true);
-    expect(new Set(shared.map((g) => name(g[0]!))).size).toBe(1);
+    expect(new Set(shared.map((unit) => name(unit[0]!))).size).toBe(1);
   });
 
   it('ties on load go to the replica running fewer requests, then by name', () => {
     const r = [endpoint({}, { runningRequests: 5 }), endpoint({}, { runningRequests: 1 })];
     const g = group(3, [4, 2], r);
     assignBurst(g, UNLIMITED, 0, false);
-    expect(g.map((e) => e.assigned)).toEqual([r[1], r[1], r[1]]);
+    expect(g.map((entry) => entry.assigned)).toEqual([r[1], r[1], r[1]]);
   });
 });
 
@@ -124,15 +124,15 @@ schedulingProfiles:
     return { d: new RequestDirector(loaded, store, loaded.metrics, silentLogger()), loaded, store };
   };
   let n = 0;
-  const request = (d: RequestDirector, prompt: string) => d.parse(`r${++n}`, { ':path': '/v1/completions', 'x-request-id': `r${n}` }, Buffer.from(JSON.stringify({ model: 'm', prompt }))).request;
+  const request = (director: RequestDirector, prompt: string) => director.parse(`r${++n}`, { ':path': '/v1/completions', 'x-request-id': `r${n}` }, Buffer.from(JSON.stringify({ model: 'm', prompt }))).request;
 
   it('requests in one window are decided together: a same-prompt burst lands on one replica, its match info full there', async () => {
     const { d, loaded } = director(CONFIG());
     expect(d.waits).toBe(true);
     // No default approx producer is added: the scorer names the burst producer.
-    expect([...loaded.plugins.values()].map((p) => p.type)).not.toContain('approx-prefix-cache-producer');
+    expect([...loaded.plugins.values()].map((plugin) => plugin.type)).not.toContain('approx-prefix-cache-producer');
     const burst = await Promise.all(Array.from({ length: 6 }, () => d.scheduleAsync(request(d, PROMPT), undefined, new AbortController().signal)));
-    const destinations = new Set(burst.map((s) => s.destination));
+    const destinations = new Set(burst.map((scheduled) => scheduled.destination));
     expect(destinations.size).toBe(1);
     const s = prefixState(burst[0]!.ctx, 'burst-prefix-cache-producer')!;
     expect(s.totalBlocks).toBeGreaterThan(0);
@@ -186,7 +186,7 @@ schedulingProfiles:
     const text = sample.replace(/ {6}modelName: .*\n {6}vllm:\n {8}url: .*\n/, '      estimate: {}\n');
     expect(text).not.toBe(sample);
     const c = loadEndpointPickerConfig(text);
-    expect(c.asyncProducers.map((p) => p.name)).toEqual(['burst-prefix-cache-producer']);
+    expect(c.asyncProducers.map((producer) => producer.name)).toEqual(['burst-prefix-cache-producer']);
   });
 });
 
@@ -213,10 +213,10 @@ schedulingProfiles:
     t = await startTestEpp(config, [spec('a', '127.0.0.31', undefined, {}, 8000), spec('b', '127.0.0.32', undefined, {}, 8000), spec('c', '127.0.0.33', undefined, {}, 8000)]);
     const prompt = 'Group sample prompt for a rollout step. '.repeat(12);
     const same = await Promise.all(Array.from({ length: 8 }, () => routeOverExtProc(t!.client, { model: 'm', prompt })));
-    expect(new Set(same.map((r) => r.set.get('x-gateway-destination-endpoint'))).size).toBe(1);
+    expect(new Set(same.map((outcome) => outcome.set.get('x-gateway-destination-endpoint'))).size).toBe(1);
     // Distinct prompts share nothing: no affinity, and max-score-picker breaks the all-zero tie at random.
     const distinct = await Promise.all(Array.from({ length: 8 }, (_, i) => routeOverExtProc(t!.client, { model: 'm', prompt: `${i} ${prompt}` })));
-    expect(new Set(distinct.map((r) => r.set.get('x-gateway-destination-endpoint'))).size).toBeGreaterThan(1);
+    expect(new Set(distinct.map((outcome) => outcome.set.get('x-gateway-destination-endpoint'))).size).toBeGreaterThan(1);
   }, 60_000);
 
   it('asynchronous scheduling keeps Envoy’s order with request trailers, and a stream cancelled while waiting ends cleanly', async () => {
@@ -233,7 +233,7 @@ schedulingProfiles: [{name: default, plugins: [{pluginRef: prefix-cache-scorer}]
       request_trailers: { trailers: { headers: [] } },
     });
     const got = await call.waitFor(3);
-    expect(got.map((m) => Object.keys(m).find((k) => k.startsWith('request_') && (m as Record<string, unknown>)[k]))).toEqual(['request_headers', 'request_body', 'request_trailers']);
+    expect(got.map((response) => Object.keys(response).find((k) => k.startsWith('request_') && (response as Record<string, unknown>)[k]))).toEqual(['request_headers', 'request_body', 'request_trailers']);
     call.end();
     await call.ended;
     // Cancelled during the window: the stream ends, nothing is sent, the EPP keeps serving.

@@ -12,7 +12,7 @@ import { build, context, endpoint } from './plugin-build.js';
 const LLMD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n';
 const LABEL = 'llm-d.ai/context-length-range';
 const ranged = (range?: string, label = LABEL): Endpoint => endpoint(range === undefined ? {} : { [label]: range });
-const round = (xs: ArrayLike<number>) => Array.from(xs).map((x) => Math.round(x * 1e6) / 1e6);
+const round = (xs: ArrayLike<number>) => Array.from(xs).map((value) => Math.round(value * 1e6) / 1e6);
 
 describe('context-length-aware', () => {
   it('parses "min-max" as upstream: trimmed integers, min <= max, exactly one dash', () => {
@@ -48,7 +48,7 @@ describe('context-length-aware', () => {
 
   it('filters only when enableFiltering: in range or unlabelled kept, malformed and out of range dropped', () => {
     const es = [ranged('0-100'), ranged('100-500'), ranged('0-2000'), ranged(), ranged('x-y')];
-    const names = (xs: Endpoint[]) => xs.map((e) => e.name);
+    const names = (xs: Endpoint[]) => xs.map((candidate) => candidate.name);
     expect(names(build<Filter>('context-length-aware', { enableFiltering: true }).filter(context({ tokenCount: 0 }), es))).toEqual(names([es[0]!, es[2]!, es[3]!]));
     expect(names(build<Filter>('context-length-aware', { enableFiltering: true }).filter(context({ tokenCount: 300 }), es))).toEqual(names([es[1]!, es[2]!, es[3]!]));
     expect(build<Filter>('context-length-aware', {}).filter(context({ tokenCount: 300 }), es)).toHaveLength(5);

@@ -23,8 +23,8 @@ const extractor = build<Plugin>('core-metrics-extractor', {
   engineConfigs: [{ name: 'vllm', queuedRequestsSpec: 'q', customMetrics: [{ attributeKey: 'gpu', metricSpec: 'gpu_util' }, { attributeKey: 'queue', metricSpec: 'q' }] }],
 });
 const withExtractor = { 'core-metrics-extractor': extractor };
-const gpu = (v?: number): Endpoint => endpoint({}, v === undefined ? {} : { custom: { gpu: v } });
-const names = (es: readonly Endpoint[]) => es.map((e) => e.name);
+const gpu = (utilization?: number): Endpoint => endpoint({}, utilization === undefined ? {} : { custom: { gpu: utilization } });
+const names = (es: readonly Endpoint[]) => es.map((candidate) => candidate.name);
 const threshold = (operator: string, value: number, extra: Record<string, unknown> = {}) => ({ attribute: 'gpu', algorithm: { type: 'threshold', threshold: { operator, value } }, ...extra });
 
 describe('endpoint-attribute-filter', () => {
@@ -75,7 +75,7 @@ describe('endpoint-attribute-filter', () => {
 });
 
 describe('endpoint-attribute-scorer', () => {
-  const score = (params: Record<string, unknown>, es: Endpoint[]) => Array.from(build<Scorer>('endpoint-attribute-scorer', { attributeKey: 'gpu', ...params }, withExtractor).score(context(), es)).map((x) => Math.round(x * 1e6) / 1e6);
+  const score = (params: Record<string, unknown>, es: Endpoint[]) => Array.from(build<Scorer>('endpoint-attribute-scorer', { attributeKey: 'gpu', ...params }, withExtractor).score(context(), es)).map((candidate) => Math.round(candidate * 1e6) / 1e6);
   const es = [gpu(0.2), gpu(0.5), gpu(1), gpu()];
 
   it('adaptiveRange (default): (v − min)/(max − min) over the candidates that have it, inverted when lower is better; missing → 0', () => {
@@ -95,7 +95,7 @@ describe('endpoint-attribute-scorer', () => {
 
   it('parameters follow upstream: required attributeKey and type, at most one normalization, min < max', () => {
     const params = PLUGIN_REGISTRY['endpoint-attribute-scorer']!.params;
-    const ok = (p: Record<string, unknown>) => params.safeParse(p).success;
+    const ok = (candidate: Record<string, unknown>) => params.safeParse(candidate).success;
     expect(ok({ algorithm: { type: 'linear_lower_is_better' } })).toBe(false);
     expect(ok({ attributeKey: 'gpu' })).toBe(false);
     expect(ok({ attributeKey: 'gpu', algorithm: { type: 'log' } })).toBe(false);
@@ -122,7 +122,7 @@ describe('over ext_proc, with the attribute scraped from the model servers', () 
     t = undefined;
     for (const s of servers.splice(0)) {
       s.closeAllConnections();
-      await new Promise((r) => s.close(r));
+      await new Promise((resolve) => s.close(resolve));
     }
   });
 
@@ -132,7 +132,7 @@ describe('over ext_proc, with the attribute scraped from the model servers', () 
       res.end(`vllm:num_requests_waiting 0\nvllm:num_requests_running 0\nvllm:kv_cache_usage_perc 0\nDCGM_FI_DEV_GPU_UTIL{gpu="0"} ${gpuUtil}\n`);
     });
     servers.push(s);
-    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
     return (s.address() as AddressInfo).port;
   }
 
@@ -174,7 +174,7 @@ schedulingProfiles:
     const destinations = async (config: string) => {
       const epp = (t = await startTestEpp(config, pool, { refreshMetricsInterval: 20 }));
       expect(epp.epp.config.warnings).toEqual([]);
-      await waitFor(() => epp.epp.store.all().every((x) => x.metrics.custom?.GPUUtilization !== undefined), WAIT_MS, 'the EPP to scrape GPUUtilization from the three servers');
+      await waitFor(() => epp.epp.store.all().every((candidate) => candidate.metrics.custom?.GPUUtilization !== undefined), WAIT_MS, 'the EPP to scrape GPUUtilization from the three servers');
       const out = [];
       for (let i = 0; i < 3; i++) out.push((await routeOverExtProc(epp.client, { model: 'm', prompt: 'hi' })).set.get('x-gateway-destination-endpoint'));
       await epp.close();

@@ -15,7 +15,7 @@ export interface RouteOutcome {
   rejected?: { status: number; body: string };
 }
 
-const lower = (pairs: Array<[string, string, string]>) => new Map(pairs.map(([k, v]) => [k.toLowerCase(), v]));
+const lower = (pairs: Array<[string, string, string]>) => new Map(pairs.map(([k, value]) => [k.toLowerCase(), value]));
 
 let n = 0;
 export async function routeOverExtProc(client: ExtProcTestClient, payload: Record<string, unknown>, opts: { path?: string; headers?: Record<string, string>; responseHeaders?: Record<string, string> } = {}): Promise<RouteOutcome> {
@@ -41,5 +41,5 @@ export async function routeOverExtProc(client: ExtProcTestClient, payload: Recor
   // Status OK (llm-d-router's EPP ends the stream with empty details, pd-router's with "OK").
   expect((await call.ended).code).toBe(0);
   const list = setHeadersOf(rh!.response_headers!.response!.header_mutation);
-  return { set, response: lower(list), responseList: list.map(([k, v]) => [k, v]) };
+  return { set, response: lower(list), responseList: list.map(([k, value]) => [k, value]) };
 }

@@ -46,7 +46,7 @@ describe('over ext_proc, against simulators serving LoRA adapters', () => {
     for (const a of inFlight.splice(0)) a.abort();
     await t?.close();
     t = undefined;
-    await Promise.all(sims.map((s) => s.close(500)));
+    await Promise.all(sims.map((sim) => sim.close(500)));
     sims = [];
   });
 

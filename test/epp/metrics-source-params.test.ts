@@ -29,7 +29,7 @@ afterEach(async () => {
   epp = undefined;
   for (const s of servers.splice(0)) {
     s.closeAllConnections();
-    await new Promise((r) => s.close(r));
+    await new Promise((resolve) => s.close(resolve));
   }
 });
 
@@ -39,7 +39,7 @@ async function serve(server: http.Server, exposition: string): Promise<number> {
     res.end(exposition);
   });
   servers.push(server);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return (server.address() as AddressInfo).port;
 }
 
@@ -153,7 +153,7 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
 
   it('bad specs, unknown default engines and reserved names fail naming the key', () => {
     const base = `${LLMD}plugins: [{type: queue-scorer}, {type: core-metrics-extractor, parameters: PARAMS}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]`;
-    const load = (p: string) => base.replace('PARAMS', p);
+    const load = (path: string) => base.replace('PARAMS', path);
     expect(loadError(load('{engineConfigs: [{name: x, queuedRequestsSpec: "bad name{"}]}'))).toMatch(/parameter "engineConfigs.0.queuedRequestsSpec": not a valid metric specification/);
     expect(loadError(load('{engineConfigs: [{name: x, kvUsageSpec: "kv{1a=b}"}]}'))).toMatch(/parameter "engineConfigs.0.kvUsageSpec": invalid label pair "1a=b"/);
     expect(loadError(load('{defaultEngine: nope}'))).toMatch(/parameter "defaultEngine": "nope" is not a built-in engine or one of engineConfigs/);

@@ -35,11 +35,11 @@ const servers: http.Server[] = [];
 afterEach(async () => {
   await epp?.close(500);
   epp = undefined;
-  await Promise.all(sims.map((s) => s.close(500)));
+  await Promise.all(sims.map((sim) => sim.close(500)));
   sims = [];
   for (const s of servers.splice(0)) {
     s.closeAllConnections();
-    await new Promise((r) => s.close(r));
+    await new Promise((resolve) => s.close(resolve));
   }
 });
 
@@ -52,7 +52,7 @@ async function start(configText: string, ports: number[]): Promise<EppHandle> {
       metricsPort: 0,
       secureServing: false,
       configText,
-      endpointsFile: endpointsFile(endpointsYaml(ports.map((p, i) => spec(`m${i}`, '127.0.0.1', 'decode', {}, p)))),
+      endpointsFile: endpointsFile(endpointsYaml(ports.map((port, i) => spec(`m${i}`, '127.0.0.1', 'decode', {}, port)))),
       refreshMetricsInterval: 20,
     }),
   );
@@ -65,13 +65,13 @@ describe('models-data-source with models-data-extractor', () => {
       startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: ['base-a'] })),
       startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: ['base-b'], loraModules: ['{"name":"sql-lora","path":"/a/sql"}'] })),
     ]);
-    const e = await start(CONFIG('{interval: 50ms}'), sims.map((s) => s.port));
+    const e = await start(CONFIG('{interval: 50ms}'), sims.map((sim) => sim.port));
     expect(e.config.warnings).toEqual([]);
-    await waitFor(() => e.store.all().every((x) => x.metrics.models !== undefined), WAIT_MS, 'both /v1/models polled');
+    await waitFor(() => e.store.all().every((candidate) => candidate.metrics.models !== undefined), WAIT_MS, 'both /v1/models polled');
     expect(e.store.get('default/m0')!.metrics.models).toEqual([{ id: 'base-a' }]);
     expect(e.store.get('default/m1')!.metrics.models).toEqual([{ id: 'base-b' }, { id: 'sql-lora', parent: 'base-b' }]);
     // The default metrics source is still injected: queue, running and KV usage are scraped too.
-    await waitFor(() => e.store.all().every((x) => x.metrics.updatedAt > 0), WAIT_MS, 'metrics scraped');
+    await waitFor(() => e.store.all().every((candidate) => candidate.metrics.updatedAt > 0), WAIT_MS, 'metrics scraped');
   }, 90_000);
 
   it('a server answering something else is counted and keeps the last list', async () => {
@@ -81,7 +81,7 @@ describe('models-data-source with models-data-extractor', () => {
       res.end(req.url === '/v1/models' ? body : 'vllm:num_requests_waiting 0\n');
     });
     servers.push(s);
-    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+    await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
     const e = await start(CONFIG(), [(s.address() as AddressInfo).port]);
     const m = e.store.get('default/m0')!.metrics;
     await waitFor(() => m.models !== undefined, WAIT_MS, 'the first poll');

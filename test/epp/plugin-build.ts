@@ -1,7 +1,7 @@
 /** Builds one plugin through its registry definition (the loader's validation), with other plugins it may refer to. */
 import { silentLogger } from '../../src/common/index.js';
 import { EppMetrics, PLUGIN_REGISTRY, SchedulingContext, endpointFromSpec, type Endpoint, type InferenceRequest, type Plugin } from '../../src/epp/index.js';
-import type { PluginFactoryContext } from '../../src/epp/plugins/definition.js';
+import { kindsOf, type PluginFactoryContext } from '../../src/epp/plugins/definition.js';
 import { seeded, spec } from './fixtures.js';
 
 export function build<T>(type: string, params: Record<string, unknown>, others: Record<string, Plugin> = {}, warnings: string[] = [], name = type): T {
@@ -12,14 +12,18 @@ export function build<T>(type: string, params: Record<string, unknown>, others: 
     logger: silentLogger(),
     metrics: new EppMetrics(),
     random: seeded(),
-    plugin: (n) => {
-      const p = others[n];
-      if (!p) throw new Error(`no plugin ${n}`);
+    plugin: (pluginName) => {
+      const p = others[pluginName];
+      if (!p) throw new Error(`no plugin ${pluginName}`);
       return p;
     },
-    namesOfType: (t) => Object.entries(others).filter(([, p]) => p.type === t).map(([n]) => n),
-    typeOf: (n) => others[n]?.type,
-    warn: (m) => warnings.push(m),
+    namesProducing: (data) => Object.entries(others).filter(([, plugin]) => PLUGIN_REGISTRY[plugin.type]?.produces?.includes(data)).map(([pluginName]) => pluginName),
+    kindsOf: (pluginName) => {
+      const definition = others[pluginName] && PLUGIN_REGISTRY[others[pluginName].type];
+      return definition ? kindsOf(definition) : [];
+    },
+    typeOf: (pluginName) => others[pluginName]?.type,
+    warn: (message) => warnings.push(message),
   };
   return def.create(ctx, def.params.parse(params)) as T;
 }
@@ -33,7 +37,7 @@ export function endpoint(labels: Record<string, string> = {}, metrics: Partial<E
   return e;
 }
 
-export const REQUEST: InferenceRequest = { requestId: 'r', model: 'm', targetModel: 'm', tokenCount: 0, prompts: [], headers: {}, path: '/v1/completions', api: 'completions', parser: 'openai-parser', stream: false, cacheSalt: '', objective: '' };
+export const REQUEST: InferenceRequest = { requestId: 'r', model: 'm', targetModel: 'm', tokenCount: 0, prompts: [], headers: {}, path: '/v1/completions', api: 'completions', parser: 'openai-parser', stream: false, cacheSalt: '', objective: '', priority: 0 };
 
 export function context(over: Partial<InferenceRequest> = {}, now?: () => number): SchedulingContext {
   return new SchedulingContext({ ...REQUEST, headers: {}, ...over }, silentLogger(), now);

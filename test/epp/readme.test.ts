@@ -11,7 +11,7 @@ const readme = readFileSync(path.join(ROOT, 'src/epp/README.md'), 'utf8');
 describe('src/epp/README.md', () => {
   it('lists every flag with its default', () => {
     for (const [key, spec] of Object.entries(eppOptions)) {
-      const row = readme.split('\n').find((l) => l.startsWith(`| \`--${flagName(key, spec)}\``));
+      const row = readme.split('\n').find((line) => line.startsWith(`| \`--${flagName(key, spec)}\``));
       expect(row, `--${flagName(key, spec)}`).toBeDefined();
       expect(row).toContain(`\`${spec.formatDefault()}\``);
     }
@@ -34,8 +34,8 @@ describe('src/epp/README.md', () => {
   it('names every metric family the EPP exports, in both families', async () => {
     const m = new EppMetrics(undefined, 'both');
     m.registerPoolGauges('p', () => []);
-    const names = (await m.registry.getMetricsAsJSON()).map((x) => x.name);
-    expect(names.filter((n) => !n.startsWith('llm_d_epp_')).length).toBeGreaterThan(20);
+    const names = (await m.registry.getMetricsAsJSON()).map((values) => values.name);
+    expect(names.filter((count) => !count.startsWith('llm_d_epp_')).length).toBeGreaterThan(20);
     for (const name of names) {
       const short = name.replace(/^llm_d_epp_/, '');
       // The full name, or its suffix in backticks (tables list `_suffix` under the llm_d_epp_ prefix).

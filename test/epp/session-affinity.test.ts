@@ -21,9 +21,9 @@ type Session = Scorer & Filter & PreRequest & ResponseHeaders;
 
 const result = (picks: Record<string, Endpoint>, primary = 'decode'): SchedulingResult => ({
   primaryProfile: primary,
-  results: new Map(Object.entries(picks).map(([profile, e]) => [profile, { targets: [e], scored: [] }])),
+  results: new Map(Object.entries(picks).map(([profile, target]) => [profile, { targets: [target], scored: [] }])),
 });
-const scores = (s: Scorer, c: ReturnType<typeof context>, es: Endpoint[]) => Array.from(s.score(c, es));
+const scores = (scorer: Scorer, cycle: ReturnType<typeof context>, es: Endpoint[]) => Array.from(scorer.score(cycle, es));
 
 describe('encoded_endpoint_header (the default)', () => {
   const [a, b, c] = [endpoint(), endpoint(), endpoint()];
@@ -64,10 +64,10 @@ describe('session_id', () => {
   const clock = () => now;
   const req = (id?: string, extra: Record<string, string> = {}) => context({ headers: { ...(id ? { 'x-session-id': id } : {}), ...extra } }, clock);
   /** One request through the plugin: score (or filter) the candidates, then record the pick. */
-  const cycle = (s: Session, id: string | undefined, candidates: Endpoint[], pick: (scores: number[]) => Endpoint) => {
+  const cycle = (session: Session, id: string | undefined, candidates: Endpoint[], pick: (scores: number[]) => Endpoint) => {
     const c = req(id);
-    const sc = scores(s, c, candidates);
-    s.preRequest(c, result({ decode: pick(sc) }));
+    const sc = scores(session, c, candidates);
+    session.preRequest(c, result({ decode: pick(sc) }));
     return sc;
   };
 
@@ -233,8 +233,8 @@ schedulingProfiles:
     const pool = [spec('a', '127.0.0.11', undefined, {}, 8000), spec('b', '127.0.0.12', undefined, {}, 8000), spec('c', '127.0.0.13', undefined, {}, 8000)];
     t = await startTestEpp(CONFIG, pool);
     const store = t.epp.store;
-    const queues = (q: Record<string, number>) => {
-      for (const [n, v] of Object.entries(q)) store.get(`default/${n}`)!.metrics.waitingQueueSize = v;
+    const queues = (queueSizes: Record<string, number>) => {
+      for (const [n, v] of Object.entries(queueSizes)) store.get(`default/${n}`)!.metrics.waitingQueueSize = v;
     };
     queues({ a: 0, b: 5, c: 9 });
     const route = (headers: Record<string, string> = {}) => routeOverExtProc(t!.client, { model: 'm', prompt: 'hi' }, { headers });

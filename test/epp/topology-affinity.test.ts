@@ -81,7 +81,7 @@ describe('topology-affinity-filter', () => {
   const sameRack = ep({ ...full, [HOST]: 'h2' });
   const sameZone = ep({ ...full, [HOST]: 'h2', [RACK]: 'r2' });
   const bare = ep({});
-  const names = (es: Endpoint[]) => es.map((e) => e.name);
+  const names = (es: Endpoint[]) => es.map((candidate) => candidate.name);
 
   it('keeps candidates at minAffinity or tighter (default host); a candidate without topology never qualifies', () => {
     const all = [sameHost, sameRack, sameZone, bare];
@@ -150,7 +150,7 @@ describe('in a P/D config (the pd-topology sample)', () => {
       spec('d-b', '10.0.0.4', 'decode', { [HOST]: 'node-b', [ZONE]: 'z' }),
     ]);
     const h = harness(config, store, seeded(3));
-    const hostOf = (e: Endpoint) => e.labels[HOST];
+    const hostOf = (candidate: Endpoint) => candidate.labels[HOST];
     const decodes = new Set<string>();
     for (let i = 0; i < 8; i++) {
       const r = h.route(prompt(i));

@@ -45,7 +45,7 @@ describe('every upstream sample config has an expectation', () => {
   it('src/epp/README.md states, per sample config, whether it loads and which plugin it lacks', () => {
     const readme = readFileSync(path.join(ROOT, 'src/epp/README.md'), 'utf8');
     for (const [file, e] of Object.entries(EXPECTED)) {
-      const row = readme.split('\n').find((l) => l.startsWith(`| \`${file}\` |`));
+      const row = readme.split('\n').find((line) => line.startsWith(`| \`${file}\` |`));
       expect(row, file).toBeDefined();
       expect(row, file).toContain(e.loads ? '| loads |' : '| fails |');
       if (!e.loads) for (const m of e.missing) expect(row, file).toContain(`\`${m}\``);
@@ -59,7 +59,7 @@ describe('each sample config loads unchanged, or fails naming the plugins pd-rou
       if (e.loads) {
         const c = loadEndpointPickerConfig(fixtureText(file));
         expect(c.warnings).toHaveLength(e.warnings.length);
-        e.warnings.forEach((w, i) => expect(c.warnings[i]).toMatch(w));
+        e.warnings.forEach((regExp, i) => expect(c.warnings[i]).toMatch(regExp));
         return;
       }
       let err: unknown;
@@ -114,23 +114,23 @@ describe('each sample config that loads drives its decision over ext_proc agains
     );
   }, DRIVE_TIMEOUT_MS);
   afterAll(async () => {
-    await Promise.all(sims.map((s) => s.close(500)));
+    await Promise.all(sims.map((handle) => handle.close(500)));
   });
 
-  async function withEpp(configText: string, run: (route: (b: Record<string, unknown>, p?: string) => Promise<Routed>) => Promise<void>, pool = file): Promise<void> {
+  async function withEpp(configText: string, run: (route: (right: Record<string, unknown>, path?: string) => Promise<Routed>) => Promise<void>, pool = file): Promise<void> {
     let epp: EppHandle | undefined;
     let client: ExtProcTestClient | undefined;
     try {
       epp = await startEpp(eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, endpointsFile: pool, configText }), { random: seeded(7) });
       const e = epp;
-      await waitFor(() => e.store.all().length === 4 && e.store.all().every((x) => x.metrics.updatedAt > 0), SCRAPE_WAIT_MS, 'the EPP to scrape the four simulators');
+      await waitFor(() => e.store.all().length === 4 && e.store.all().every((endpoint) => endpoint.metrics.updatedAt > 0), SCRAPE_WAIT_MS, 'the EPP to scrape the four simulators');
       const c = (client = new ExtProcTestClient(`127.0.0.1:${epp.grpcPort}`));
       let n = 0;
-      await run(async (payload, p = '/v1/completions') => {
+      await run(async (payload, path = '/v1/completions') => {
         const call = c.open();
-        call.send(headers({ ':method': 'POST', ':path': p, ':authority': 'envoy', 'content-type': 'application/json', 'x-request-id': `r${++n}` }), body(JSON.stringify({ model: MODEL, ...payload }), true));
+        call.send(headers({ ':method': 'POST', ':path': path, ':authority': 'envoy', 'content-type': 'application/json', 'x-request-id': `r${++n}` }), body(JSON.stringify({ model: MODEL, ...payload }), true));
         const [h] = await call.waitFor(2);
-        const set = new Map(setHeadersOf(h!.request_headers!.response!.header_mutation).map(([k, v]) => [k.toLowerCase(), v]));
+        const set = new Map(setHeadersOf(h!.request_headers!.response!.header_mutation).map(([k, value]) => [k.toLowerCase(), value]));
         call.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }), responseBody('{"choices":[]}', true));
         await call.waitFor(3);
         call.end();
@@ -143,7 +143,7 @@ describe('each sample config that loads drives its decision over ext_proc agains
     }
   }
 
-  const drives: Record<Drive, (route: (b: Record<string, unknown>, p?: string) => Promise<Routed>) => Promise<void>> = {
+  const drives: Record<Drive, (route: (right: Record<string, unknown>, path?: string) => Promise<Routed>) => Promise<void>> = {
     async pd(route) {
       const first = await route({ prompt: LONG });
       expect(decodes()).toContain(first.destination);

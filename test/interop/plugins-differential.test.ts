@@ -42,7 +42,7 @@ const holds: AbortController[] = [];
 afterEach(async () => {
   for (const h of holds.splice(0)) h.abort();
   for (const p of peers.splice(0)) await p.close();
-  await Promise.all(sims.map((s) => s.close(500)));
+  await Promise.all(sims.map((sim) => sim.close(500)));
   sims = [];
 });
 
@@ -53,7 +53,7 @@ function writeConfig(config: string, pods: Pod[]): { file: string; text: string 
   const endpoints = path.join(dir, 'endpoints.yaml');
   writeFileSync(
     endpoints,
-    `endpoints:\n${pods.map((p) => `- {name: ${p.name}, namespace: default, address: 127.0.0.1, port: "${p.sim.port}", labels: ${JSON.stringify(p.labels ?? {})}}`).join('\n')}\n`,
+    `endpoints:\n${pods.map((pod) => `- {name: ${pod.name}, namespace: default, address: 127.0.0.1, port: "${pod.sim.port}", labels: ${JSON.stringify(pod.labels ?? {})}}`).join('\n')}\n`,
   );
   // The same discovery for both: a file-discovery plugin the config names.
   const withDiscovery = config.replace(/^plugins:\n/m, `plugins:\n- type: file-discovery\n  parameters: {path: ${endpoints}}\n`);
@@ -67,9 +67,9 @@ function healthy(port: number): Promise<boolean> {
   const Ctor = healthClientConstructor();
   const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & { Check: Function };
   return new Promise((resolve) =>
-    client.Check({ service: 'envoy.service.ext_proc.v3.ExternalProcessor' }, { deadline: Date.now() + 2_000 }, (err: Error | null, r: { status: string }) => {
+    client.Check({ service: 'envoy.service.ext_proc.v3.ExternalProcessor' }, { deadline: Date.now() + 2_000 }, (err: Error | null, reply: { status: string }) => {
       client.close();
-      resolve(!err && r.status === 'SERVING');
+      resolve(!err && reply.status === 'SERVING');
     }),
   );
 }
@@ -80,7 +80,7 @@ async function startPdRouter(text: string, pods: Pod[]): Promise<Peer> {
   return {
     name: 'pd-router',
     route: (payload, headers = {}) => routeOverExtProc(client, payload, { headers }),
-    scraped: async () => epp.store.size === pods.length && epp.store.all().every((e) => e.metrics.updatedAt > 0),
+    scraped: () => Promise.resolve(epp.store.size === pods.length && epp.store.all().every((candidate) => candidate.metrics.updatedAt > 0)),
     async close() {
       client.close();
       await epp.close(1000);
@@ -113,7 +113,7 @@ async function startUpstream(file: string, pods: Pod[]): Promise<Peer> {
     route: (payload, headers = {}) => routeOverExtProc(client, payload, { headers }),
     async scraped() {
       const text = await metricsText(`http://127.0.0.1:${metricsPort}`);
-      return pods.every((p) => metricValue(text, 'llm_d_epp_per_endpoint_queue_size', { model_server_endpoint: p.name }) !== undefined);
+      return pods.every((pod) => metricValue(text, 'llm_d_epp_per_endpoint_queue_size', { model_server_endpoint: pod.name }) !== undefined);
     },
     async close() {
       client.close();
@@ -130,13 +130,13 @@ async function bothEpps(config: string, pods: Pod[]): Promise<Peer[]> {
   return peers;
 }
 
-async function simulators(n: number, o: Parameters<typeof simConfig>[0] = {}): Promise<SimulatorHandle[]> {
-  sims = await Promise.all(Array.from({ length: n }, () => startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: ['m'], ...o }))));
+async function simulators(count: number, overrides: Parameters<typeof simConfig>[0] = {}): Promise<SimulatorHandle[]> {
+  sims = await Promise.all(Array.from({ length: count }, () => startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: ['m'], ...overrides }))));
   return sims;
 }
 
-const destination = (r: RouteOutcome) => r.set.get('x-gateway-destination-endpoint');
-const hostOf = (s: SimulatorHandle) => `127.0.0.1:${s.port}`;
+const destination = (outcome: RouteOutcome) => outcome.set.get('x-gateway-destination-endpoint');
+const hostOf = (sim: SimulatorHandle) => `127.0.0.1:${sim.port}`;
 
 /** Holds a request on a simulator (it runs until the test ends). */
 function hold(sim: SimulatorHandle, model: string): void {
@@ -149,7 +149,7 @@ describeWith(req, 'the new plugins, pd-router and llm-d-router ebab687 side by s
   it('header-profile-handler: each stage’s pods, the default, and the same 429 for an unknown profile', async () => {
     const [e, p, d] = await simulators(3);
     const config = `${LLMD}plugins:\n- type: encode-filter\n- type: prefill-filter\n- type: decode-filter\n- type: header-profile-handler\nschedulingProfiles:\n- {name: encode, plugins: [{pluginRef: encode-filter}]}\n- {name: prefill, plugins: [{pluginRef: prefill-filter}]}\n- {name: decode, plugins: [{pluginRef: decode-filter}]}\n`;
-    const role = (r: string) => ({ 'llm-d.ai/role': r });
+    const role = (role: string) => ({ 'llm-d.ai/role': role });
     for (const peer of await bothEpps(config, [{ name: 'e0', sim: e!, labels: role('encode') }, { name: 'p0', sim: p!, labels: role('prefill') }, { name: 'd0', sim: d!, labels: role('decode') }])) {
       const at = async (stage?: string) => destination(await peer.route({ model: 'm', prompt: 'hi' }, stage ? { 'EPP-Profile': stage } : {}));
       expect([await at('encode'), await at('prefill'), await at('decode'), await at()], peer.name).toEqual([hostOf(e!), hostOf(p!), hostOf(d!), hostOf(d!)]);
@@ -207,7 +207,7 @@ describeWith(req, 'the new plugins, pd-router and llm-d-router ebab687 side by s
   it('context-length-aware with filtering: short prompts to the short-context pod, long ones to the long-context pod', async () => {
     const [short, long] = await simulators(2, { maxModelLen: 100_000 });
     const config = `${LLMD}plugins:\n- type: context-length-aware\n  parameters: {enableFiltering: true}\n- type: max-score-picker\nschedulingProfiles:\n- {name: default, plugins: [{pluginRef: context-length-aware}, {pluginRef: max-score-picker}]}\n`;
-    const label = (r: string) => ({ 'llm-d.ai/context-length-range': r });
+    const label = (range: string) => ({ 'llm-d.ai/context-length-range': range });
     for (const peer of await bothEpps(config, [{ name: 'short', sim: short!, labels: label('0-1000') }, { name: 'long', sim: long!, labels: label('1000-100000') }])) {
       expect(destination(await peer.route({ model: 'm', prompt: 'a short question' })), peer.name).toBe(hostOf(short!));
       expect(destination(await peer.route({ model: 'm', prompt: 'many words here '.repeat(1000) })), peer.name).toBe(hostOf(long!));

@@ -28,7 +28,7 @@ function longRequest(url: string, model: string) {
     body: JSON.stringify({ model, prompt: 'hold this request', max_tokens: 2 }),
     signal: ac.signal,
   }).then(
-    (r) => r.status,
+    (response) => response.status,
     () => 'aborted' as const,
   );
   return { done, abort: () => ac.abort() };
@@ -50,7 +50,7 @@ describe('simulator LoRA adapters', () => {
     const sim = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [M], loraModules: LORAS }));
     try {
       const models = (await (await fetch(`${sim.url}/v1/models`)).json()) as { data: Array<{ id: string; root: string; parent: string | null }> };
-      expect(models.data.map((d) => [d.id, d.root, d.parent])).toEqual([
+      expect(models.data.map((model) => [model.id, model.root, model.parent])).toEqual([
         [M, M, null],
         ['sql-lora', '/adapters/sql', M],
         ['chat-lora', '/adapters/chat', M],

@@ -37,9 +37,9 @@ export function endpointFromSpec(spec: EndpointSpec, metrics: EndpointMetrics = 
   };
 }
 
-function sameLabels(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
-  const ka = Object.keys(a);
-  return ka.length === Object.keys(b).length && ka.every((k) => a[k] === b[k]);
+function sameLabels(left: Readonly<Record<string, string>>, right: Readonly<Record<string, string>>): boolean {
+  const ka = Object.keys(left);
+  return ka.length === Object.keys(right).length && ka.every((k) => left[k] === right[k]);
 }
 
 export interface EndpointStoreEvents {

@@ -25,8 +25,8 @@ export interface KubernetesDiscoverySettings {
   kubeconfig?: string;
 }
 
-export function startKubernetesDiscovery(s: KubernetesDiscoverySettings, onEndpoints: (specs: EndpointSpec[]) => void, logger: Logger): PoolWatcher {
-  const watcher = new PoolWatcher(loadKubeConfig({ server: s.server || undefined, kubeconfig: s.kubeconfig || undefined }), s.source, logger);
+export function startKubernetesDiscovery(settings: KubernetesDiscoverySettings, onEndpoints: (specs: EndpointSpec[]) => void, logger: Logger): PoolWatcher {
+  const watcher = new PoolWatcher(loadKubeConfig({ server: settings.server || undefined, kubeconfig: settings.kubeconfig || undefined }), settings.source, logger);
   watcher.on('change', (pods) => onEndpoints(endpointSpecsFromPods(pods)));
   watcher.start();
   return watcher;

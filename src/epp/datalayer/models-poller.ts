@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { hostPort } from '../../common/index.js';
 import type { Endpoint } from '../framework/types.js';
 import type { EppMetrics } from '../metrics.js';
-import type { MetricsSourceSettings } from '../plugins/datalayer/metrics-data-source.js';
+import type { MetricsSourceSettings } from './metrics-scraper.js';
 import type { EndpointStore } from './endpoint-store.js';
 import { scrapeCadence } from './metrics-scraper.js';
 
@@ -33,7 +33,7 @@ const modelList = z.object({
 export function parseModelList(text: string): Array<{ id: string; parent?: string }> {
   const r = modelList.safeParse(JSON.parse(text));
   if (!r.success) throw new Error(`not an OpenAI model list: ${r.error.issues[0]?.message ?? 'invalid'}`);
-  return r.data.data.map((m) => (m.parent ? { id: m.id, parent: m.parent } : { id: m.id }));
+  return r.data.data.map((model) => (model.parent ? { id: model.id, parent: model.parent } : { id: model.id }));
 }
 
 export class ModelsPoller {
@@ -62,9 +62,9 @@ export class ModelsPoller {
     });
     ({ tickMs: this.tickMs, everyMs: this.everyMs } = scrapeCadence(s.intervalMs, s.source.intervalMs));
     this.pollErrors = metrics.pollErrors(SOURCE_TYPE);
-    store.on('removed', (e) => {
-      this.lastStart.delete(e.id);
-      this.failing.delete(e.id);
+    store.on('removed', (endpoint) => {
+      this.lastStart.delete(endpoint.id);
+      this.failing.delete(endpoint.id);
     });
   }
 
@@ -90,24 +90,24 @@ export class ModelsPoller {
     }
   }
 
-  private url(e: Endpoint): string {
-    return `${this.s.source.scheme}://${hostPort(e.address, e.port)}${this.s.source.path}`;
+  private url(endpoint: Endpoint): string {
+    return `${this.s.source.scheme}://${hostPort(endpoint.address, endpoint.port)}${this.s.source.path}`;
   }
 
   /** One poll; resolves whatever happens. */
-  async poll(e: Endpoint): Promise<void> {
+  async poll(endpoint: Endpoint): Promise<void> {
     try {
-      e.metrics.models = parseModelList(await this.fetchText(this.url(e)));
+      endpoint.metrics.models = parseModelList(await this.fetchText(this.url(endpoint)));
     } catch (err) {
       if (this.stopped) return;
       this.pollErrors.inc();
-      if (!this.failing.has(e.id)) {
-        this.failing.add(e.id);
-        this.logger.warn({ endpoint: e.id, url: this.url(e), err: (err as Error).message }, 'models poll failed; keeping the last list');
+      if (!this.failing.has(endpoint.id)) {
+        this.failing.add(endpoint.id);
+        this.logger.warn({ endpoint: endpoint.id, url: this.url(endpoint), err: (err as Error).message }, 'models poll failed; keeping the last list');
       }
       return;
     }
-    if (this.failing.delete(e.id)) this.logger.info({ endpoint: e.id }, 'models poll recovered');
+    if (this.failing.delete(endpoint.id)) this.logger.info({ endpoint: endpoint.id }, 'models poll recovered');
   }
 
   private async fetchText(url: string): Promise<string> {

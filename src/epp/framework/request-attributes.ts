@@ -6,10 +6,10 @@ import type { SchedulingContext } from './types.js';
 
 const key = (dataType: string, producer: string) => `request-attribute:${dataType}/${producer}`;
 
-export function putRequestAttribute(c: SchedulingContext, dataType: string, producer: string, value: unknown): void {
-  c.state.set(key(dataType, producer), value);
+export function putRequestAttribute(cycle: SchedulingContext, dataType: string, producer: string, value: unknown): void {
+  cycle.state.set(key(dataType, producer), value);
 }
 
-export function requestAttribute(c: SchedulingContext, dataType: string, producer: string): unknown {
-  return c.state.get(key(dataType, producer));
+export function requestAttribute(cycle: SchedulingContext, dataType: string, producer: string): unknown {
+  return cycle.state.get(key(dataType, producer));
 }

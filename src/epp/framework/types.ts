@@ -28,6 +28,8 @@ export interface InferenceRequest extends DecisionRequest {
   readonly stream: boolean;
   readonly cacheSalt: string;
   readonly objective: string;
+  /** The priority of the request's InferenceObjective (0 without one); higher is more important. */
+  readonly priority: number;
   readonly headers: Record<string, string>;
 }
 
@@ -148,15 +150,15 @@ export interface EndpointRemoved extends Plugin {
 
 export interface DeciderPlugin extends Plugin, PdDecider {}
 
-export const isFilter = (p: Plugin): p is Filter => typeof (p as Filter).filter === 'function';
-export const isScorer = (p: Plugin): p is Scorer => typeof (p as Scorer).score === 'function';
-export const isPicker = (p: Plugin): p is Picker => typeof (p as Picker).pick === 'function';
-export const isProfileHandler = (p: Plugin): p is ProfileHandler =>
-  typeof (p as ProfileHandler).pickProfiles === 'function' && typeof (p as ProfileHandler).processResults === 'function';
-export const isPreRequest = (p: Plugin): p is PreRequest => typeof (p as PreRequest).preRequest === 'function';
-export const isDataProducer = (p: Plugin): p is DataProducer => typeof (p as DataProducer).produce === 'function';
-export const isAsyncDataProducer = (p: Plugin): p is AsyncDataProducer => typeof (p as AsyncDataProducer).produceAsync === 'function';
-export const isResponseComplete = (p: Plugin): p is ResponseComplete => typeof (p as ResponseComplete).responseComplete === 'function';
-export const isResponseHeaders = (p: Plugin): p is ResponseHeaders => typeof (p as ResponseHeaders).responseHeaders === 'function';
-export const isEndpointRemoved = (p: Plugin): p is EndpointRemoved => typeof (p as EndpointRemoved).endpointRemoved === 'function';
-export const isDecider = (p: Plugin): p is DeciderPlugin => typeof (p as DeciderPlugin).decide === 'function';
+export const isFilter = (plugin: Plugin): plugin is Filter => typeof (plugin as Filter).filter === 'function';
+export const isScorer = (plugin: Plugin): plugin is Scorer => typeof (plugin as Scorer).score === 'function';
+export const isPicker = (plugin: Plugin): plugin is Picker => typeof (plugin as Picker).pick === 'function';
+export const isProfileHandler = (plugin: Plugin): plugin is ProfileHandler =>
+  typeof (plugin as ProfileHandler).pickProfiles === 'function' && typeof (plugin as ProfileHandler).processResults === 'function';
+export const isPreRequest = (plugin: Plugin): plugin is PreRequest => typeof (plugin as PreRequest).preRequest === 'function';
+export const isDataProducer = (plugin: Plugin): plugin is DataProducer => typeof (plugin as DataProducer).produce === 'function';
+export const isAsyncDataProducer = (plugin: Plugin): plugin is AsyncDataProducer => typeof (plugin as AsyncDataProducer).produceAsync === 'function';
+export const isResponseComplete = (plugin: Plugin): plugin is ResponseComplete => typeof (plugin as ResponseComplete).responseComplete === 'function';
+export const isResponseHeaders = (plugin: Plugin): plugin is ResponseHeaders => typeof (plugin as ResponseHeaders).responseHeaders === 'function';
+export const isEndpointRemoved = (plugin: Plugin): plugin is EndpointRemoved => typeof (plugin as EndpointRemoved).endpointRemoved === 'function';
+export const isDecider = (plugin: Plugin): plugin is DeciderPlugin => typeof (plugin as DeciderPlugin).decide === 'function';

@@ -12,7 +12,7 @@ import { encodeFilter } from './filter/encode-filter.js';
 import { endpointAttributeFilter } from './filter/endpoint-attribute-filter.js';
 import { labelSelectorFilter } from './filter/label-selector-filter.js';
 import { concurrencyDetector, utilizationDetector } from './flow-control/saturation-detectors.js';
-import { FLOW_CONTROL_POLICIES } from './flow-control/policies.js';
+import { DEFAULT_FAIRNESS_POLICY, DEFAULT_ORDERING_POLICY, DEFAULT_USAGE_LIMIT_POLICY, FLOW_CONTROL_POLICIES } from './flow-control/policies.js';
 import { prefillFilter } from './filter/prefill-filter.js';
 import { sessionAffinityFilter } from './filter/session-affinity-filter.js';
 import { topologyAffinityFilter } from './filter/topology-affinity-filter.js';
@@ -57,8 +57,8 @@ function alias(def: PluginDefinition, current: string): PluginDefinition {
 }
 
 /** A decider from src/decider as an EPP plugin. */
-function deciderPlugin(d: DeciderDefinition): PluginDefinition {
-  return definePlugin({ kind: 'decider', description: d.description, params: d.params, create: (ctx, params) => d.create(ctx.type, ctx.name, params) });
+function deciderPlugin(definition: DeciderDefinition): PluginDefinition {
+  return definePlugin({ kind: 'decider', description: definition.description, params: definition.params, create: (ctx, params) => definition.create(ctx.type, ctx.name, params) });
 }
 
 export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
@@ -128,6 +128,27 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'concurrency-detector': concurrencyDetector,
   ...FLOW_CONTROL_POLICIES,
 };
+
+/**
+ * The plugins the loader adds where a config leaves a slot empty, as llm-d's loader does (`loader/defaults.go`):
+ * a profile's picker, the handler of a single profile, the request parsers, the metrics source (unless
+ * `dataLayer.injectDefaults: false`) and the saturation detector. Producers of required data are found by their
+ * `produces` declaration instead.
+ */
+export const LOADER_DEFAULTS = {
+  picker: 'max-score-picker',
+  profileHandler: 'single-profile-handler',
+  parsers: ['openai-parser', 'anthropic-parser', 'vllmhttp-parser', 'passthrough-parser'],
+  metricsSource: 'metrics-data-source',
+  saturationDetector: 'utilization-detector',
+  /** Upstream's default flow-control policies, which a reference may name without configuring them. */
+  flowControlPolicies: [DEFAULT_FAIRNESS_POLICY, DEFAULT_ORDERING_POLICY, DEFAULT_USAGE_LIMIT_POLICY],
+} as const;
+
+/** The registry's producer of `data`: the first type that declares it produces it (an alias never is). */
+export function producerTypeOf(registry: Readonly<Record<string, PluginDefinition>>, data: string): string | undefined {
+  return Object.entries(registry).find(([, def]) => !def.deprecatedFor && def.produces?.includes(data))?.[0];
+}
 
 /** Upstream plugin types pd-router does not implement, with the reason; named in the load error. */
 export const UNSUPPORTED_UPSTREAM_TYPES: Readonly<Record<string, string>> = {

@@ -21,15 +21,17 @@ import type { Plugin } from '../../framework/types.js';
 import { definePlugin } from '../definition.js';
 
 export const CORE_METRICS_EXTRACTOR_TYPE = 'core-metrics-extractor';
+/** Numeric endpoint attributes (engineConfigs customMetrics), read by the endpoint-attribute plugins. */
+export const ENDPOINT_ATTRIBUTE_DATA = 'endpoint-attributes';
 
 export interface MetricsExtractor extends Plugin {
   readonly extractor: true;
   readonly engines: EngineRegistry;
 }
 
-const metricSpec = z.string().transform((s, ctx): MetricSpec | undefined => {
+const metricSpec = z.string().transform((text, ctx): MetricSpec | undefined => {
   try {
-    return parseMetricSpec(s);
+    return parseMetricSpec(text);
   } catch (e) {
     ctx.addIssue({ code: 'custom', message: (e as Error).message });
     return z.NEVER;
@@ -38,7 +40,7 @@ const metricSpec = z.string().transform((s, ctx): MetricSpec | undefined => {
 
 const engineConfig = z
   .object({
-    name: z.string().min(1, 'engine config name cannot be empty').refine((n) => n !== 'default', 'engine config name cannot be "default" (reserved)'),
+    name: z.string().min(1, 'engine config name cannot be empty').refine((count) => count !== 'default', 'engine config name cannot be "default" (reserved)'),
     queuedRequestsSpec: metricSpec.optional(),
     runningRequestsSpec: metricSpec.optional(),
     kvUsageSpec: metricSpec.optional(),
@@ -72,39 +74,40 @@ const params = z
   })
   .strict();
 
-function engineOf(c: EngineConfig): EngineMetricNames {
-  const builtIn = ENGINES[c.name];
-  const one = (s: MetricSpec | undefined) => (s ? [s] : []);
+function engineOf(config: EngineConfig): EngineMetricNames {
+  const builtIn = ENGINES[config.name];
+  const one = (metricSpec: MetricSpec | undefined) => (metricSpec ? [metricSpec] : []);
   return {
-    waiting: one(c.queuedRequestsSpec),
-    running: one(c.runningRequestsSpec),
-    kvUsage: one(c.kvUsageSpec),
-    cacheConfig: c.cacheInfoSpec
-      ? { spec: c.cacheInfoSpec, blockSizeLabel: c.cacheBlockSizeLabelName || 'block_size', numBlocksLabel: c.cacheNumBlocksLabelName || 'num_gpu_blocks' }
+    waiting: one(config.queuedRequestsSpec),
+    running: one(config.runningRequestsSpec),
+    kvUsage: one(config.kvUsageSpec),
+    cacheConfig: config.cacheInfoSpec
+      ? { spec: config.cacheInfoSpec, blockSizeLabel: config.cacheBlockSizeLabelName || 'block_size', numBlocksLabel: config.cacheNumBlocksLabelName || 'num_gpu_blocks' }
       : undefined,
-    cacheBlockSize: c.cacheBlockSizeSpec,
-    cacheNumBlocks: c.cacheNumBlocksSpec,
-    lora: c.loraSpec,
-    custom: c.customMetrics.map((m) => ({ attributeKey: m.attributeKey, spec: m.metricSpec! })),
+    cacheBlockSize: config.cacheBlockSizeSpec,
+    cacheNumBlocks: config.cacheNumBlocksSpec,
+    lora: config.loraSpec,
+    custom: config.customMetrics.map((metric) => ({ attributeKey: metric.attributeKey, spec: metric.metricSpec! })),
     histograms: builtIn?.histograms ?? {},
     counters: builtIn?.counters ?? {},
   };
 }
 
 export const coreMetricsExtractor = definePlugin({
-  kind: 'datalayer',
+  kind: 'metrics-extractor',
+  produces: [ENDPOINT_ATTRIBUTE_DATA],
   description: 'Extracts queue, running, KV usage and cache config from scraped metrics, per engine.',
   params,
-  create: (ctx, p): MetricsExtractor => {
+  create: (ctx, params): MetricsExtractor => {
     const engines: Record<string, EngineMetricNames> = { ...ENGINES };
     const seen = new Set<string>();
-    for (const c of p.engineConfigs) {
+    for (const c of params.engineConfigs) {
       if (seen.has(c.name)) throw new Error(`engineConfigs: engine "${c.name}" is defined twice`);
       seen.add(c.name);
       engines[c.name] = engineOf(c);
     }
-    const labelKeys = p.engineLabelKey && p.engineLabelKey !== ENGINE_LABELS[0] ? [p.engineLabelKey] : ENGINE_LABELS;
-    const defaultEngine = p.defaultEngine || 'vllm';
+    const labelKeys = params.engineLabelKey && params.engineLabelKey !== ENGINE_LABELS[0] ? [params.engineLabelKey] : ENGINE_LABELS;
+    const defaultEngine = params.defaultEngine || 'vllm';
     if (!engines[defaultEngine]) throw new Error(`parameter "defaultEngine": "${defaultEngine}" is not a built-in engine or one of engineConfigs`);
     return { type: ctx.type, name: ctx.name, extractor: true, engines: new EngineRegistry(engines, labelKeys, defaultEngine) };
   },

@@ -8,10 +8,7 @@
 import { ConfigError } from '../../../common/index.js';
 import type { Endpoint } from '../../framework/types.js';
 import type { PluginFactoryContext } from '../definition.js';
-import { CORE_METRICS_EXTRACTOR_TYPE, type MetricsExtractor } from './core-metrics-extractor.js';
-
-/** The extractor's GAIE v1.4 name, an alias of the same plugin. */
-const EXTRACTOR_TYPES = [CORE_METRICS_EXTRACTOR_TYPE, 'model-server-protocol-metrics'];
+import { CORE_METRICS_EXTRACTOR_TYPE, ENDPOINT_ATTRIBUTE_DATA, type MetricsExtractor } from './core-metrics-extractor.js';
 
 export type AttributeReader = (e: Endpoint) => number | undefined;
 
@@ -31,9 +28,9 @@ export function attributeReader(ctx: PluginFactoryContext, key: string, attribut
     ctx.warn(`parameter "producer": pd-router has no producer "${producer}" of endpoint attributes (only ${CORE_METRICS_EXTRACTOR_TYPE} customMetrics): every endpoint lacks "${attribute}"`);
     return () => undefined;
   }
-  const declared = EXTRACTOR_TYPES.flatMap((t) => ctx.namesOfType(t)).some((name) =>
-    Object.values((ctx.plugin(name) as MetricsExtractor).engines.engines).some((engine) => engine.custom?.some((c) => c.attributeKey === attribute)),
+  const declared = ctx.namesProducing(ENDPOINT_ATTRIBUTE_DATA).some((name) =>
+    Object.values((ctx.plugin(name) as MetricsExtractor).engines.engines).some((engine) => engine.custom?.some((metric) => metric.attributeKey === attribute)),
   );
   if (!declared) ctx.warn(`no ${CORE_METRICS_EXTRACTOR_TYPE} engineConfigs declare customMetrics attributeKey "${attribute}": every endpoint lacks it`);
-  return (e) => e.metrics.custom?.[attribute];
+  return (endpoint) => endpoint.metrics.custom?.[attribute];
 }

@@ -24,7 +24,7 @@ export interface ModelsExtractor extends Plugin {
 }
 
 export const modelsDataSource = definePlugin({
-  kind: 'datalayer',
+  kind: 'models-source',
   description: 'Polls each endpoint’s /v1/models.',
   params: z
     .object({
@@ -37,27 +37,27 @@ export const modelsDataSource = definePlugin({
       interval: goDuration.optional(),
     })
     .strict()
-    .refine((p) => (p.clientCertPath === '') === (p.clientKeyPath === ''), { message: 'clientCertPath and clientKeyPath must be set together', path: ['clientCertPath'] }),
-  create: (ctx, p): ModelsDataSource => {
-    if (p.caCertPath && p.insecureSkipVerify) ctx.warn('parameter "caCertPath" has no effect while insecureSkipVerify is true (its default); set insecureSkipVerify: false to verify');
+    .refine((params) => (params.clientCertPath === '') === (params.clientKeyPath === ''), { message: 'clientCertPath and clientKeyPath must be set together', path: ['clientCertPath'] }),
+  create: (ctx, params): ModelsDataSource => {
+    if (params.caCertPath && params.insecureSkipVerify) ctx.warn('parameter "caCertPath" has no effect while insecureSkipVerify is true (its default); set insecureSkipVerify: false to verify');
     return {
       type: ctx.type,
       name: ctx.name,
       modelsSource: {
-        scheme: p.scheme,
-        path: p.path,
-        insecureSkipVerify: p.insecureSkipVerify,
-        intervalMs: p.interval || undefined,
-        ca: p.caCertPath && !p.insecureSkipVerify ? pem('caCertPath', p.caCertPath) : undefined,
-        cert: p.clientCertPath ? pem('clientCertPath', p.clientCertPath) : undefined,
-        key: p.clientKeyPath ? pem('clientKeyPath', p.clientKeyPath) : undefined,
+        scheme: params.scheme,
+        path: params.path,
+        insecureSkipVerify: params.insecureSkipVerify,
+        intervalMs: params.interval || undefined,
+        ca: params.caCertPath && !params.insecureSkipVerify ? pem('caCertPath', params.caCertPath) : undefined,
+        cert: params.clientCertPath ? pem('clientCertPath', params.clientCertPath) : undefined,
+        key: params.clientKeyPath ? pem('clientKeyPath', params.clientKeyPath) : undefined,
       },
     };
   },
 });
 
 export const modelsDataExtractor = definePlugin({
-  kind: 'datalayer',
+  kind: 'models-extractor',
   description: 'Keeps the models an endpoint lists at /v1/models.',
   params: z.object({}).strict(),
   create: (ctx): ModelsExtractor => ({ type: ctx.type, name: ctx.name, modelsExtractor: true }),

@@ -32,7 +32,7 @@ export interface TopologyExtractor extends Plugin {
   topologyOf(e: Endpoint): Topology | undefined;
 }
 
-const same = (a: string, b: string) => a !== '' && a === b;
+const same = (left: string, right: string) => left !== '' && left === right;
 
 /** The tightest level two endpoints share; a missing value never matches, not even another missing one. */
 export function compareTopology(peer: Topology | undefined, candidate: Topology | undefined): TopologyLevel {
@@ -45,8 +45,8 @@ export function compareTopology(peer: Topology | undefined, candidate: Topology 
 }
 
 /** The peer's topology (the endpoint the other P/D stage picked), or undefined when it is unknown or empty. */
-export function peerTopology(c: SchedulingContext, extractor: TopologyExtractor | undefined): Topology | undefined {
-  return c.peerEndpoint && extractor ? extractor.topologyOf(c.peerEndpoint) : undefined;
+export function peerTopology(cycle: SchedulingContext, extractor: TopologyExtractor | undefined): Topology | undefined {
+  return cycle.peerEndpoint && extractor ? extractor.topologyOf(cycle.peerEndpoint) : undefined;
 }
 
 /** The extractor a consumer reads: the named one (which must be a topology-extractor), else `topology-extractor`. */
@@ -66,10 +66,14 @@ const label = (fallback: string) =>
   z
     .string()
     .default('')
-    .transform((s) => s || fallback);
+    .transform((labelName) => labelName || fallback);
+
+/** What topology-extractor produces (its consumers read it as optional: they fail open without it). */
+export const TOPOLOGY_DATA = 'endpoint-topology';
 
 export const topologyExtractor = definePlugin({
-  kind: 'datalayer',
+  kind: 'data-producer',
+  produces: [TOPOLOGY_DATA],
   description: 'Endpoint topology (host, rack, zone, region) from pod labels.',
   params: z
     .object({
@@ -79,19 +83,19 @@ export const topologyExtractor = definePlugin({
       region: label('topology.kubernetes.io/region'),
     })
     .strict(),
-  create: (ctx, p): TopologyExtractor => {
+  create: (ctx, params): TopologyExtractor => {
     // Endpoints are immutable: a label change replaces the object, so a cached answer never goes stale.
     const cache = new WeakMap<Endpoint, Topology | null>();
     return {
       type: ctx.type,
       name: ctx.name,
-      topologyOf(e) {
-        let t = cache.get(e);
+      topologyOf(endpoint) {
+        let t = cache.get(endpoint);
         if (t === undefined) {
-          const l = e.labels;
-          const found = { hostname: l[p.hostname] || e.hostname || '', rack: l[p.rack] ?? '', zone: l[p.zone] ?? '', region: l[p.region] ?? '' };
+          const l = endpoint.labels;
+          const found = { hostname: l[params.hostname] || endpoint.hostname || '', rack: l[params.rack] ?? '', zone: l[params.zone] ?? '', region: l[params.region] ?? '' };
           t = found.hostname || found.rack || found.zone || found.region ? found : null;
-          cache.set(e, t);
+          cache.set(endpoint, t);
         }
         return t ?? undefined;
       },

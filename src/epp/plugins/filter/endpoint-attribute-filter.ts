@@ -14,12 +14,12 @@ import { attributeReader } from '../datalayer/endpoint-attribute.js';
 import { definePlugin } from '../definition.js';
 
 const OPERATORS = {
-  LessThan: (v: number, t: number) => v < t,
-  LessThanOrEqual: (v: number, t: number) => v <= t,
-  GreaterThan: (v: number, t: number) => v > t,
-  GreaterThanOrEqual: (v: number, t: number) => v >= t,
-  Equal: (v: number, t: number) => v === t,
-  NotEqual: (v: number, t: number) => v !== t,
+  LessThan: (value: number, limit: number) => value < limit,
+  LessThanOrEqual: (value: number, limit: number) => value <= limit,
+  GreaterThan: (value: number, limit: number) => value > limit,
+  GreaterThanOrEqual: (value: number, limit: number) => value >= limit,
+  Equal: (value: number, limit: number) => value === limit,
+  NotEqual: (value: number, limit: number) => value !== limit,
 } as const;
 const OPERATOR_NAMES = Object.keys(OPERATORS) as Array<keyof typeof OPERATORS>;
 
@@ -33,7 +33,7 @@ export const endpointAttributeFilter = definePlugin({
       onMissing: z
         .enum(['', 'Pass', 'Fail'], { message: 'must be Pass or Fail' })
         .default('Pass')
-        .transform((v) => v || 'Pass'),
+        .transform((value) => value || 'Pass'),
       fallbackOnEmpty: z.boolean().default(false),
       algorithm: z
         .object({
@@ -43,20 +43,20 @@ export const endpointAttributeFilter = definePlugin({
         .strict(),
     })
     .strict(),
-  create: (ctx, p): Filter => {
-    const read = attributeReader(ctx, 'attribute', p.attribute, p.producer);
-    const passes = OPERATORS[p.algorithm.threshold.operator];
-    const limit = p.algorithm.threshold.value;
-    const passOnMissing = p.onMissing === 'Pass';
+  create: (ctx, params): Filter => {
+    const read = attributeReader(ctx, 'attribute', params.attribute, params.producer);
+    const passes = OPERATORS[params.algorithm.threshold.operator];
+    const limit = params.algorithm.threshold.value;
+    const passOnMissing = params.onMissing === 'Pass';
     return {
       type: ctx.type,
       name: ctx.name,
-      filter(_c, endpoints) {
-        const kept = endpoints.filter((e) => {
-          const v = read(e);
+      filter(_cycle, endpoints) {
+        const kept = endpoints.filter((endpoint) => {
+          const v = read(endpoint);
           return v === undefined ? passOnMissing : passes(v, limit);
         });
-        return kept.length === 0 && p.fallbackOnEmpty ? [...endpoints] : kept;
+        return kept.length === 0 && params.fallbackOnEmpty ? [...endpoints] : kept;
       },
     };
   },

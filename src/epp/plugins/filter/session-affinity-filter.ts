@@ -11,18 +11,18 @@ export const sessionAffinityFilter = definePlugin({
   kind: 'filter',
   description: 'Pins a session to the endpoint that served it (x-session-token, or a bound session id).',
   params: sessionAffinityParams,
-  create: (ctx, p): Filter & PreRequest & ResponseHeaders & { validateProfiles(names: readonly string[]): string | undefined } => {
-    const s = sessionAffinity(ctx, p);
+  create: (ctx, params): Filter & PreRequest & ResponseHeaders & { validateProfiles(names: readonly string[]): string | undefined } => {
+    const s = sessionAffinity(ctx, params);
     return {
       type: ctx.type,
       name: ctx.name,
-      filter(c, endpoints) {
-        const target = s.choose(c, endpoints);
+      filter(cycle, endpoints) {
+        const target = s.choose(cycle, endpoints);
         return target ? [target] : [...endpoints];
       },
-      preRequest: (c, result) => s.preRequest(c, result),
-      responseHeaders: (c, result) => s.responseHeaders(c, result),
-      validateProfiles: s.validateProfiles,
+      preRequest: (cycle, result) => s.preRequest(cycle, result),
+      responseHeaders: (cycle, result) => s.responseHeaders(cycle, result),
+      validateProfiles: (names) => s.validateProfiles(names),
     };
   },
 });

@@ -23,21 +23,21 @@ export const topologyAffinityFilter = definePlugin({
       minAffinity: z
         .enum(['', ...TOPOLOGY_LEVELS], { message: 'must be one of host, rack, zone, region' })
         .default('host')
-        .transform((l) => l || 'host'),
+        .transform((level) => level || 'host'),
       topologyProducerName: z.string().default(''),
     })
     .strict(),
-  create: (ctx, p): Filter => {
-    const extractor = resolveTopologyExtractor(ctx, p.topologyProducerName);
-    const floor = TOPOLOGY_LEVELS.indexOf(p.minAffinity);
+  create: (ctx, params): Filter => {
+    const extractor = resolveTopologyExtractor(ctx, params.topologyProducerName);
+    const floor = TOPOLOGY_LEVELS.indexOf(params.minAffinity);
     return {
       type: ctx.type,
       name: ctx.name,
-      filter(c, endpoints) {
-        const peer = peerTopology(c, extractor);
+      filter(cycle, endpoints) {
+        const peer = peerTopology(cycle, extractor);
         if (!peer) return [...endpoints];
-        const kept = endpoints.filter((e) => {
-          const level = compareTopology(peer, extractor!.topologyOf(e));
+        const kept = endpoints.filter((endpoint) => {
+          const level = compareTopology(peer, extractor!.topologyOf(endpoint));
           return level !== 'none' && TOPOLOGY_LEVELS.indexOf(level) <= floor;
         });
         return kept.length > 0 ? kept : [...endpoints];

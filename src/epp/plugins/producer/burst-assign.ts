@@ -23,14 +23,14 @@ export interface BurstEntry {
 
 export const UNLIMITED = -1;
 
-const blocksOf = (keys: BurstEntry['keys']) => keys.reduce((n, k) => n + k.length, 0);
+const blocksOf = (keys: BurstEntry['keys']) => keys.reduce((total, k) => total + k.length, 0);
 
 /** The first `n` blocks across the prompts, as a string key. */
-function prefixKey(keys: BurstEntry['keys'], n: number): string {
+function prefixKey(keys: BurstEntry['keys'], count: number): string {
   const out: number[] = [];
   for (const chain of keys) {
     for (const k of chain) {
-      if (out.length >= n) return out.join(',');
+      if (out.length >= count) return out.join(',');
       out.push(k);
     }
   }
@@ -75,60 +75,60 @@ interface Placement {
   load: Map<string, number>;
 }
 
-function less(a: Endpoint, b: Endpoint, load: Map<string, number>): boolean {
-  const la = load.get(a.id) ?? 0;
-  const lb = load.get(b.id) ?? 0;
+function less(left: Endpoint, right: Endpoint, load: Map<string, number>): boolean {
+  const la = load.get(left.id) ?? 0;
+  const lb = load.get(right.id) ?? 0;
   if (la !== lb) return la < lb;
-  if (a.metrics.runningRequests !== b.metrics.runningRequests) return a.metrics.runningRequests < b.metrics.runningRequests;
-  return a.id < b.id;
+  if (left.metrics.runningRequests !== right.metrics.runningRequests) return left.metrics.runningRequests < right.metrics.runningRequests;
+  return left.id < right.id;
 }
 
-function leastLoaded(p: Placement, perReplica: Map<string, number>): Endpoint {
+function leastLoaded(placement: Placement, perReplica: Map<string, number>): Endpoint {
   let best: Endpoint | undefined;
-  for (const r of p.replicas) {
-    if (p.k !== UNLIMITED && (perReplica.get(r.id) ?? 0) >= p.k) continue;
-    if (!best || less(r, best, p.load)) best = r;
+  for (const r of placement.replicas) {
+    if (placement.k !== UNLIMITED && (perReplica.get(r.id) ?? 0) >= placement.k) continue;
+    if (!best || less(r, best, placement.load)) best = r;
   }
   if (best) return best;
   // Every replica has k members of this unit already: overflow onto the least loaded.
-  for (const r of p.replicas) if (!best || less(r, best, p.load)) best = r;
+  for (const r of placement.replicas) if (!best || less(r, best, placement.load)) best = r;
   return best!;
 }
 
-function pickReplica(p: Placement, perReplica: Map<string, number>, matches: Map<string, number>, preferMatch: boolean): Endpoint {
+function pickReplica(placement: Placement, perReplica: Map<string, number>, matches: Map<string, number>, preferMatch: boolean): Endpoint {
   if (preferMatch) {
     let best: Endpoint | undefined;
     let bestMatch = 0;
-    for (const r of p.replicas) {
-      if (p.k !== UNLIMITED && (perReplica.get(r.id) ?? 0) >= p.k) continue;
-      if ((p.load.get(r.id) ?? 0) >= p.maxShare) continue; // at its fair share: co-locating would unbalance the batch
+    for (const r of placement.replicas) {
+      if (placement.k !== UNLIMITED && (perReplica.get(r.id) ?? 0) >= placement.k) continue;
+      if ((placement.load.get(r.id) ?? 0) >= placement.maxShare) continue; // at its fair share: co-locating would unbalance the batch
       const m = matches.get(r.id) ?? 0;
-      if (m < p.minColocateBlocks) continue;
-      if (!best || m > bestMatch || (m === bestMatch && less(r, best, p.load))) [best, bestMatch] = [r, m];
+      if (m < placement.minColocateBlocks) continue;
+      if (!best || m > bestMatch || (m === bestMatch && less(r, best, placement.load))) [best, bestMatch] = [r, m];
     }
     if (best) return best;
   }
-  return leastLoaded(p, perReplica);
+  return leastLoaded(placement, perReplica);
 }
 
-function placeUnit(members: BurstEntry[], cost: number, p: Placement): void {
+function placeUnit(members: BurstEntry[], cost: number, placement: Placement): void {
   const keys = members[0]!.keys;
-  let preferMatch = p.minColocateBlocks > 0;
-  const matches = preferMatch || p.byTokens ? p.index.longestPrefix(keys) : new Map<string, number>();
+  let preferMatch = placement.minColocateBlocks > 0;
+  const matches = preferMatch || placement.byTokens ? placement.index.longestPrefix(keys) : new Map<string, number>();
   const perReplica = new Map<string, number>();
   for (let i = 0; i < members.length; ) {
-    const target = pickReplica(p, perReplica, matches, preferMatch);
+    const target = pickReplica(placement, perReplica, matches, preferMatch);
     const placed = perReplica.get(target.id) ?? 0;
     let run = members.length - i;
-    if (p.k !== UNLIMITED) run = Math.min(run, Math.max(1, p.k - placed));
+    if (placement.k !== UNLIMITED) run = Math.min(run, Math.max(1, placement.k - placed));
     for (let j = 0; j < run; j++) members[i + j]!.assigned = target;
     perReplica.set(target.id, placed + run);
-    if (!p.byTokens) p.load.set(target.id, (p.load.get(target.id) ?? 0) + run);
-    else if (placed === 0) p.load.set(target.id, (p.load.get(target.id) ?? 0) + Math.max(0, cost - (matches.get(target.id) ?? 0)));
+    if (!placement.byTokens) placement.load.set(target.id, (placement.load.get(target.id) ?? 0) + run);
+    else if (placed === 0) placement.load.set(target.id, (placement.load.get(target.id) ?? 0) + Math.max(0, cost - (matches.get(target.id) ?? 0)));
     i += run;
     preferMatch = false; // only the unit's first replica gets the prefix preference
   }
-  for (const m of members) if (m.assigned) p.index.add(keys, m.assigned.id);
+  for (const m of members) if (m.assigned) placement.index.add(keys, m.assigned.id);
 }
 
 /** Assigns a replica to the entries of one sealed batch (sets `assigned`; entries without a unit keep none). */
@@ -169,7 +169,7 @@ export function assignBurst(entries: readonly BurstEntry[], k: number, minColoca
     cost.set(key, blocksOf(g[0]!.keys));
   }
   if (groupUnits.length === 0 && singleUnits.length === 0) return;
-  const longestFirst = (a: string, b: string) => cost.get(b)! - cost.get(a)!;
+  const longestFirst = (left: string, right: string) => cost.get(right)! - cost.get(left)!;
   groupUnits.sort(longestFirst);
   singleUnits.sort(longestFirst);
 

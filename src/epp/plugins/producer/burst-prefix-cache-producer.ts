@@ -17,7 +17,7 @@ import { once } from 'node:events';
 import { z } from 'zod';
 import type { AsyncDataProducer, Endpoint, SchedulingContext } from '../../framework/types.js';
 import { chainSeed, promptBlockHashes } from '../../prefix/block-hash.js';
-import { prefixStateKey, type PrefixMatchState } from '../../prefix/match-state.js';
+import { PREFIX_MATCH_DATA, prefixStateKey, type PrefixMatchState } from '../../prefix/match-state.js';
 import { blockKey } from '../../prefix/prefix-index.js';
 import { definePlugin } from '../definition.js';
 import { UNLIMITED, assignBurst, type BurstEntry } from './burst-assign.js';
@@ -27,7 +27,7 @@ const DEFAULT_MAX_BLOCKS = 2048;
 
 const int = z.number().int('must be an integer');
 const unlimitedOrPositive = (fallback: number) =>
-  int.refine((v) => v === UNLIMITED || v >= 1, 'must be -1 (unlimited) or >= 1').default(fallback);
+  int.refine((value) => value === UNLIMITED || value >= 1, 'must be -1 (unlimited) or >= 1').default(fallback);
 
 export const burstParams = z
   .object({
@@ -40,10 +40,10 @@ export const burstParams = z
     balanceBy: z
       .enum(['', 'requests', 'tokens'], { message: 'must be requests or tokens' })
       .default('requests')
-      .transform((b) => b || 'requests'),
+      .transform((balance) => balance || 'requests'),
   })
   .strict()
-  .refine((p) => p.maxPrefixTokensToMatch === 0 || p.maxPrefixTokensToMatch >= p.blockSizeTokens, {
+  .refine((params) => params.maxPrefixTokensToMatch === 0 || params.maxPrefixTokensToMatch >= params.blockSizeTokens, {
     message: 'must be 0 or >= blockSizeTokens; a smaller positive value yields zero prefix blocks',
     path: ['maxPrefixTokensToMatch'],
   });
@@ -59,25 +59,26 @@ export interface BurstProducer extends AsyncDataProducer {
 
 export const burstPrefixCacheProducer = definePlugin({
   kind: 'data-producer',
+  produces: [PREFIX_MATCH_DATA],
   description: 'Co-locates bursts of prompt-sharing requests arriving within a window.',
   params: burstParams,
-  create: (ctx, p): BurstProducer => {
-    const maxBlocks = p.maxPrefixTokensToMatch > 0 ? Math.floor(p.maxPrefixTokensToMatch / p.blockSizeTokens) : DEFAULT_MAX_BLOCKS;
+  create: (ctx, params): BurstProducer => {
+    const maxBlocks = params.maxPrefixTokensToMatch > 0 ? Math.floor(params.maxPrefixTokensToMatch / params.blockSizeTokens) : DEFAULT_MAX_BLOCKS;
     let open: Batch | undefined;
 
     const join = (entry: BurstEntry): Batch => {
       if (!open) {
-        const b: Batch = { entries: [], sealed: undefined as unknown as Promise<void> };
-        b.sealed = new Promise((resolve) =>
+        const entries: BurstEntry[] = [];
+        const sealed = new Promise<void>((resolve) =>
           setTimeout(() => {
-            if (open === b) open = undefined;
-            assignBurst(b.entries, p.maxPerReplica, p.minColocateBlocks, p.balanceBy === 'tokens');
+            if (open?.entries === entries) open = undefined;
+            assignBurst(entries, params.maxPerReplica, params.minColocateBlocks, params.balanceBy === 'tokens');
             resolve();
-          }, p.windowDurationMs),
+          }, params.windowDurationMs),
         );
-        open = b;
+        open = { entries, sealed };
       }
-      if (p.maxBatchSize !== UNLIMITED && open.entries.length >= p.maxBatchSize) throw new Error(`burst prefix batch full: maxBatchSize ${p.maxBatchSize} reached`);
+      if (params.maxBatchSize !== UNLIMITED && open.entries.length >= params.maxBatchSize) throw new Error(`burst prefix batch full: maxBatchSize ${params.maxBatchSize} reached`);
       open.entries.push(entry);
       return open;
     };
@@ -86,9 +87,9 @@ export const burstPrefixCacheProducer = definePlugin({
       type: ctx.type,
       name: ctx.name,
       burstPrefixProducer: true,
-      async produceAsync(c: SchedulingContext, candidates: readonly Endpoint[], signal: AbortSignal) {
-        const seed = chainSeed(c.request.targetModel, c.request.cacheSalt);
-        const keys = c.request.prompts.map((prompt) => promptBlockHashes(seed, prompt, p.blockSizeTokens, maxBlocks).map(blockKey));
+      async produceAsync(cycle: SchedulingContext, candidates: readonly Endpoint[], signal: AbortSignal) {
+        const seed = chainSeed(cycle.request.targetModel, cycle.request.cacheSalt);
+        const keys = cycle.request.prompts.map((prompt) => promptBlockHashes(seed, prompt, params.blockSizeTokens, maxBlocks).map(blockKey));
         const entry: BurstEntry = { keys, candidates };
         const batch = join(entry);
         if (signal.aborted) return;
@@ -98,13 +99,14 @@ export const burstPrefixCacheProducer = definePlugin({
         } finally {
           stop.abort();
         }
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the client may have left while we waited
         if (signal.aborted) return;
-        const totalBlocks = keys.reduce((n, k) => n + k.length, 0);
+        const totalBlocks = keys.reduce((total, k) => total + k.length, 0);
         const matched = new Map<string, number>();
         // The assigned replica is one of the batch's first request's candidates: it counts only if it is one of ours.
-        if (entry.assigned && candidates.some((e) => e.id === entry.assigned!.id)) matched.set(entry.assigned.id, totalBlocks);
-        const state: PrefixMatchState = { blockSizeTokens: p.blockSizeTokens, totalBlocks, matched, keys };
-        c.state.set(prefixStateKey(ctx.name), state);
+        if (entry.assigned && candidates.some((candidate) => candidate.id === entry.assigned!.id)) matched.set(entry.assigned.id, totalBlocks);
+        const state: PrefixMatchState = { blockSizeTokens: params.blockSizeTokens, totalBlocks, matched, keys };
+        cycle.state.set(prefixStateKey(ctx.name), state);
       },
     };
   },

@@ -23,26 +23,27 @@ function cookieValue(header: string | undefined, name: string): string {
 
 export const sessionIdProducer = definePlugin({
   kind: 'data-producer',
+  produces: [SESSION_ID_ATTRIBUTE],
   description: 'Publishes the session id from a header or a cookie as a request attribute.',
   params: z
     .object({
       headerName: z
         .string()
         .default('')
-        .transform((h) => h.trim().toLowerCase()),
+        .transform((header) => header.trim().toLowerCase()),
       cookieName: z
         .string()
         .default('')
-        .transform((c) => c.trim()),
+        .transform((cookie) => cookie.trim()),
     })
     .strict()
-    .refine((p) => (p.headerName === '') !== (p.cookieName === ''), 'exactly one of headerName or cookieName must be set'),
-  create: (ctx, p): DataProducer => ({
+    .refine((params) => (params.headerName === '') !== (params.cookieName === ''), 'exactly one of headerName or cookieName must be set'),
+  create: (ctx, params): DataProducer => ({
     type: ctx.type,
     name: ctx.name,
-    produce(c) {
-      const id = (p.headerName ? (c.request.headers[p.headerName] ?? '') : cookieValue(c.request.headers.cookie, p.cookieName)).trim();
-      if (id) putRequestAttribute(c, SESSION_ID_ATTRIBUTE, ctx.name, id);
+    produce(cycle) {
+      const id = (params.headerName ? (cycle.request.headers[params.headerName] ?? '') : cookieValue(cycle.request.headers.cookie, params.cookieName)).trim();
+      if (id) putRequestAttribute(cycle, SESSION_ID_ATTRIBUTE, ctx.name, id);
     },
   }),
 });

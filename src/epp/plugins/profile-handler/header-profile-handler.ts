@@ -24,42 +24,42 @@ export const headerProfileHandler = definePlugin({
       headerName: z
         .string()
         .default('')
-        .transform((h) => h.trim().toLowerCase() || 'epp-profile'),
+        .transform((header) => header.trim().toLowerCase() || 'epp-profile'),
       defaultProfile: z
         .string()
         .default('')
-        .transform((p) => p.trim() || 'decode'),
+        .transform((profile) => profile.trim() || 'decode'),
     })
     .strict(),
-  create: (ctx, p): ProfileHandler => {
-    const named = (headers: Record<string, string>) => (headers[p.headerName] ?? '').trim();
+  create: (ctx, params): ProfileHandler => {
+    const named = (headers: Record<string, string>) => (headers[params.headerName] ?? '').trim();
     const notFound = (value: string) =>
       value === ''
-        ? `header profile handler: defaultProfile "${p.defaultProfile}" is not a configured scheduling profile`
-        : `header profile handler: no scheduling profile configured for "${p.headerName}" header value "${value}"`;
+        ? `header profile handler: defaultProfile "${params.defaultProfile}" is not a configured scheduling profile`
+        : `header profile handler: no scheduling profile configured for "${params.headerName}" header value "${value}"`;
     return {
       type: ctx.type,
       name: ctx.name,
-      pickProfiles(c, profiles, results) {
+      pickProfiles(cycle, profiles, results) {
         if (results.size > 0) return [];
         if (profiles.size === 1) return [...profiles.keys()];
-        const want = named(c.request.headers) || p.defaultProfile;
+        const want = named(cycle.request.headers) || params.defaultProfile;
         if (profiles.has(want)) return [want];
-        c.logger.info({ reqId: c.request.requestId, error: notFound(named(c.request.headers)), profiles: [...profiles.keys()].sort() }, 'no scheduling profile selected for request');
+        cycle.logger.info({ reqId: cycle.request.requestId, error: notFound(named(cycle.request.headers)), profiles: [...profiles.keys()].sort() }, 'no scheduling profile selected for request');
         return [];
       },
-      processResults(c, results) {
+      processResults(cycle, results) {
         const [name, result] = [...results.entries()][0] ?? [];
         // Nothing ran: upstream's scheduler fails the request itself, before the handler sees the results.
-        if (name === undefined) throw new InferenceError('ResourceExhausted', `failed to find target endpoint: failed to run any scheduler profile for request ${c.request.requestId}`);
+        if (name === undefined) throw new InferenceError('ResourceExhausted', `failed to find target endpoint: failed to run any scheduler profile for request ${cycle.request.requestId}`);
         if (result) return { primaryProfile: name, results: new Map([[name, result]]) };
-        const err = c.profileErrors.get(name);
+        const err = cycle.profileErrors.get(name);
         if (err instanceof InferenceError) throw err;
         throw new InferenceError('ResourceExhausted', `failed to find target endpoint: failed to run scheduler profile '${name}'`);
       },
       validateProfiles(names) {
-        if (names.length > 1 && !names.includes(p.defaultProfile)) {
-          ctx.warn(`defaultProfile "${p.defaultProfile}" is not a scheduling profile (${names.join(', ')}): requests without the ${p.headerName} header will fail`);
+        if (names.length > 1 && !names.includes(params.defaultProfile)) {
+          ctx.warn(`defaultProfile "${params.defaultProfile}" is not a scheduling profile (${names.join(', ')}): requests without the ${params.headerName} header will fail`);
         }
         return undefined;
       },

@@ -26,7 +26,7 @@ const INTEGER = /^[+-]?\d+$/;
 export function parseContextRange(text: string): ContextRange | undefined {
   const parts = text.split('-');
   if (parts.length !== 2) return undefined;
-  const [a, b] = parts.map((p) => p.trim()) as [string, string];
+  const [a, b] = parts.map((part) => part.trim()) as [string, string];
   if (!INTEGER.test(a) || !INTEGER.test(b)) return undefined;
   const min = Number(a);
   const max = Number(b);
@@ -35,52 +35,52 @@ export function parseContextRange(text: string): ContextRange | undefined {
 
 const MAX_FALLBACK = 0.3;
 
-export function contextRangeScore(n: number, r: ContextRange): number {
-  if (n >= r.min && n <= r.max) {
-    const width = r.max - r.min;
+export function contextRangeScore(tokens: number, range: ContextRange): number {
+  if (tokens >= range.min && tokens <= range.max) {
+    const width = range.max - range.min;
     if (width === 0) return 1;
     const widthScore = 1 / (1 + width / 10000);
-    const positionScore = (r.max - n) / width;
+    const positionScore = (range.max - tokens) / width;
     return MAX_FALLBACK + (0.7 * widthScore + 0.3 * positionScore) * (1 - MAX_FALLBACK);
   }
-  const distance = n > r.max ? n - r.max : r.min - n;
+  const distance = tokens > range.max ? tokens - range.max : range.min - tokens;
   return MAX_FALLBACK / (1 + distance / 1000);
 }
 
 export const contextLengthAware = definePlugin({
-  kind: 'scorer',
+  kind: ['scorer', 'filter'],
   description: 'Scores (and optionally filters) pods by the context-length range in their label.',
   params: z
     .object({
-      label: z.string().default('llm-d.ai/context-length-range').refine((l) => l !== '', "'label' must be specified"),
+      label: z.string().default('llm-d.ai/context-length-range').refine((label) => label !== '', "'label' must be specified"),
       enableFiltering: z.boolean().default(false),
     })
     .strict(),
-  create: (ctx, p): Filter & Scorer => {
+  create: (ctx, params): Filter & Scorer => {
     // Endpoints are immutable (a label change replaces the object), so a parsed range never goes stale.
     const ranges = new WeakMap<Endpoint, ContextRange | null>();
-    const rangeOf = (e: Endpoint): ContextRange | null | undefined => {
-      const text = e.labels[p.label];
+    const rangeOf = (endpoint: Endpoint): ContextRange | null | undefined => {
+      const text = endpoint.labels[params.label];
       if (text === undefined) return undefined;
-      let r = ranges.get(e);
-      if (r === undefined) ranges.set(e, (r = parseContextRange(text) ?? null));
+      let r = ranges.get(endpoint);
+      if (r === undefined) ranges.set(endpoint, (r = parseContextRange(text) ?? null));
       return r;
     };
     return {
       type: ctx.type,
       name: ctx.name,
-      filter(c, endpoints) {
-        if (!p.enableFiltering) return [...endpoints];
-        const n = c.request.tokenCount;
-        return endpoints.filter((e) => {
-          const r = rangeOf(e);
+      filter(cycle, endpoints) {
+        if (!params.enableFiltering) return [...endpoints];
+        const n = cycle.request.tokenCount;
+        return endpoints.filter((endpoint) => {
+          const r = rangeOf(endpoint);
           return r === undefined || (r !== null && n >= r.min && n <= r.max);
         });
       },
-      score(c, endpoints) {
-        const n = c.request.tokenCount;
-        return endpoints.map((e) => {
-          const r = rangeOf(e);
+      score(cycle, endpoints) {
+        const n = cycle.request.tokenCount;
+        return endpoints.map((endpoint) => {
+          const r = rangeOf(endpoint);
           return r === undefined ? 0.5 : r === null ? 0 : contextRangeScore(n, r);
         });
       },

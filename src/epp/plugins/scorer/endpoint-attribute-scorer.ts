@@ -31,22 +31,22 @@ export const endpointAttributeScorer = definePlugin({
               })
               .strict()
               .default({})
-              .refine((n) => !(n.fixedRange && n.adaptiveRange), 'at most one normalization strategy: fixedRange or adaptiveRange')
-              .refine((n) => !n.fixedRange || n.fixedRange.min < n.fixedRange.max, 'fixedRange needs min < max'),
+              .refine((normalization) => !(normalization.fixedRange && normalization.adaptiveRange), 'at most one normalization strategy: fixedRange or adaptiveRange')
+              .refine((normalization) => !normalization.fixedRange || normalization.fixedRange.min < normalization.fixedRange.max, 'fixedRange needs min < max'),
           },
           { message: 'is required' },
         )
         .strict(),
     })
     .strict(),
-  create: (ctx, p): Scorer => {
-    const read = attributeReader(ctx, 'attributeKey', p.attributeKey, p.producer);
-    const lowerIsBetter = p.algorithm.type === 'linear_lower_is_better';
-    const fixed = p.algorithm.normalization.fixedRange;
+  create: (ctx, params): Scorer => {
+    const read = attributeReader(ctx, 'attributeKey', params.attributeKey, params.producer);
+    const lowerIsBetter = params.algorithm.type === 'linear_lower_is_better';
+    const fixed = params.algorithm.normalization.fixedRange;
     return {
       type: ctx.type,
       name: ctx.name,
-      score(_c, endpoints) {
+      score(_cycle, endpoints) {
         const values = endpoints.map(read);
         let [min, max] = fixed ? [fixed.min, fixed.max] : [Infinity, -Infinity];
         if (!fixed) {
@@ -56,10 +56,10 @@ export const endpointAttributeScorer = definePlugin({
             if (v > max) max = v;
           }
         }
-        return values.map((v) => {
-          if (v === undefined) return 0;
+        return values.map((value) => {
+          if (value === undefined) return 0;
           if (max === min) return 1;
-          const x = Math.max(0, Math.min(1, (v - min) / (max - min)));
+          const x = Math.max(0, Math.min(1, (value - min) / (max - min)));
           return lowerIsBetter ? 1 - x : x;
         });
       },

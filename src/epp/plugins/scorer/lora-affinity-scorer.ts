@@ -16,8 +16,8 @@ export const loraAffinityScorer = definePlugin({
   create: (ctx): Scorer => ({
     type: ctx.type,
     name: ctx.name,
-    score(c, endpoints) {
-      const target = c.request.targetModel;
+    score(cycle, endpoints) {
+      const target = cycle.request.targetModel;
       const out = new Float64Array(endpoints.length);
       for (let i = 0; i < endpoints.length; i++) {
         const lora = endpoints[i]!.metrics.lora;

@@ -12,18 +12,18 @@ export const sessionAffinityScorer = definePlugin({
   kind: 'scorer',
   description: 'Prefers the endpoint that served the session (x-session-token, or a bound session id).',
   params: sessionAffinityParams,
-  create: (ctx, p): Scorer & PreRequest & ResponseHeaders & { validateProfiles(names: readonly string[]): string | undefined } => {
-    const s = sessionAffinity(ctx, p);
+  create: (ctx, params): Scorer & PreRequest & ResponseHeaders & { validateProfiles(names: readonly string[]): string | undefined } => {
+    const s = sessionAffinity(ctx, params);
     return {
       type: ctx.type,
       name: ctx.name,
-      score(c, endpoints) {
-        const target = s.choose(c, endpoints);
-        return endpoints.map((e) => (e === target ? 1 : 0));
+      score(cycle, endpoints) {
+        const target = s.choose(cycle, endpoints);
+        return endpoints.map((endpoint) => (endpoint === target ? 1 : 0));
       },
-      preRequest: (c, result) => s.preRequest(c, result),
-      responseHeaders: (c, result) => s.responseHeaders(c, result),
-      validateProfiles: s.validateProfiles,
+      preRequest: (cycle, result) => s.preRequest(cycle, result),
+      responseHeaders: (cycle, result) => s.responseHeaders(cycle, result),
+      validateProfiles: (names) => s.validateProfiles(names),
     };
   },
 });

@@ -35,20 +35,20 @@ const headerName = (fallback: string) =>
   z
     .string()
     .default('')
-    .transform((h) => h.trim().toLowerCase() || fallback)
-    .refine((h) => HEADER_NAME.test(h), 'must be an HTTP header name');
+    .transform((header) => header.trim().toLowerCase() || fallback)
+    .refine((header) => HEADER_NAME.test(header), 'must be an HTTP header name');
 
 const positiveSeconds = (fallback: number) =>
   z
     .number()
-    .refine((v) => v >= 0, 'must be > 0')
+    .refine((seconds) => seconds >= 0, 'must be > 0')
     .default(0)
-    .transform((v) => v || fallback);
+    .transform((seconds) => seconds || fallback);
 
 const source = z
   .object({ header: z.string().default(''), attribute: z.string().default(''), producer: z.string().default('') })
   .strict()
-  .refine((s) => (s.header === '') !== (s.attribute === ''), 'exactly one of header or attribute must be set');
+  .refine((source) => (source.header === '') !== (source.attribute === ''), 'exactly one of header or attribute must be set');
 
 export const sessionAffinityParams = z
   .object({
@@ -89,28 +89,28 @@ function pickOf(result: SchedulingResult, profile: string): Endpoint | undefined
   return result.results.get(profile || result.primaryProfile)?.targets[0];
 }
 
-export function sessionAffinity(ctx: PluginFactoryContext, p: SessionAffinityParams): SessionAffinity {
+export function sessionAffinity(ctx: PluginFactoryContext, params: SessionAffinityParams): SessionAffinity {
   const validateProfiles = (names: readonly string[]) =>
-    p.profileName && !names.includes(p.profileName) ? `plugin "${ctx.name}" (type ${ctx.type}): parameter "profileName": "${p.profileName}" is not a scheduling profile (${names.join(', ')})` : undefined;
-  if (p.strategy === 'encoded_endpoint_header') {
-    if (p.sessionIdConfig) ctx.warn('parameter "sessionIdConfig" has no effect with strategy encoded_endpoint_header');
-    const header = p.encodedEndpointHeaderConfig?.header ?? DEFAULT_SESSION_TOKEN_HEADER;
+    params.profileName && !names.includes(params.profileName) ? `plugin "${ctx.name}" (type ${ctx.type}): parameter "profileName": "${params.profileName}" is not a scheduling profile (${names.join(', ')})` : undefined;
+  if (params.strategy === 'encoded_endpoint_header') {
+    if (params.sessionIdConfig) ctx.warn('parameter "sessionIdConfig" has no effect with strategy encoded_endpoint_header');
+    const header = params.encodedEndpointHeaderConfig?.header ?? DEFAULT_SESSION_TOKEN_HEADER;
     return {
-      choose(c, endpoints) {
-        const id = decodeSessionToken(c.request.headers[header]);
-        return id === undefined ? undefined : endpoints.find((e) => e.id === id);
+      choose(cycle, endpoints) {
+        const id = decodeSessionToken(cycle.request.headers[header]);
+        return id === undefined ? undefined : endpoints.find((endpoint) => endpoint.id === id);
       },
       preRequest() {},
-      responseHeaders(_c, result) {
+      responseHeaders(_cycle, result) {
         // With profileName, that profile's pick (none when it did not run, e.g. a decode-only request); else the primary.
-        const e = p.profileName ? result.results.get(p.profileName)?.targets[0] : pickOf(result, '');
+        const e = params.profileName ? result.results.get(params.profileName)?.targets[0] : pickOf(result, '');
         return e ? [[header, encodeSessionToken(e.id)]] : [];
       },
       validateProfiles,
     };
   }
-  if (p.encodedEndpointHeaderConfig) ctx.warn('parameter "encodedEndpointHeaderConfig" has no effect with strategy session_id');
-  const cfg = p.sessionIdConfig ?? sessionAffinityParams.shape.sessionIdConfig.unwrap().parse({});
+  if (params.encodedEndpointHeaderConfig) ctx.warn('parameter "encodedEndpointHeaderConfig" has no effect with strategy session_id');
+  const cfg = params.sessionIdConfig ?? sessionAffinityParams.shape.sessionIdConfig.unwrap().parse({});
   const sources = cfg.sources.length > 0 ? cfg.sources : [{ header: DEFAULT_SESSION_ID_HEADER, attribute: '', producer: '' }];
   for (const s of sources) {
     // session-id-producer is the only publisher of request attributes in pd-router.
@@ -118,7 +118,7 @@ export function sessionAffinity(ctx: PluginFactoryContext, p: SessionAffinityPar
       ctx.warn(`sessionIdConfig source {attribute: "${s.attribute}", producer: "${s.producer}"} never matches: only a configured session-id-producer publishes a request attribute (${SESSION_ID_ATTRIBUTE})`);
     }
   }
-  const read = sources.map((s) => (s.header ? { header: s.header.trim().toLowerCase() } : { attribute: s.attribute, producer: s.producer }));
+  const read = sources.map((source) => (source.header ? { header: source.header.trim().toLowerCase() } : { attribute: source.attribute, producer: source.producer }));
   const ttlMs = cfg.evictionTtlSeconds * 1000;
   const sweepMs = cfg.evictionSweepSeconds * 1000;
   /** Session id → endpoint id and last use; Map order is least recently used first. */
@@ -126,9 +126,9 @@ export function sessionAffinity(ctx: PluginFactoryContext, p: SessionAffinityPar
   let lastSweep = 0;
   const presenceKey = `session-affinity/${ctx.name}/bound-present`;
 
-  const sessionOf = (c: SchedulingContext): string | undefined => {
+  const sessionOf = (cycle: SchedulingContext): string | undefined => {
     for (const s of read) {
-      const v = s.header !== undefined ? c.request.headers[s.header] : requestAttribute(c, s.attribute!, s.producer!);
+      const v = s.header !== undefined ? cycle.request.headers[s.header] : requestAttribute(cycle, s.attribute!, s.producer!);
       const id = typeof v === 'string' ? v.trim() : '';
       if (id) return id;
     }
@@ -156,24 +156,24 @@ export function sessionAffinity(ctx: PluginFactoryContext, p: SessionAffinityPar
   };
 
   return {
-    choose(c, endpoints) {
-      const id = sessionOf(c);
+    choose(cycle, endpoints) {
+      const id = sessionOf(cycle);
       if (!id) return undefined;
-      const endpointId = bound(id, c.now());
+      const endpointId = bound(id, cycle.now());
       if (endpointId === undefined) return undefined;
-      const target = endpoints.find((e) => e.id === endpointId);
-      c.state.set(presenceKey, target !== undefined);
+      const target = endpoints.find((endpoint) => endpoint.id === endpointId);
+      cycle.state.set(presenceKey, target !== undefined);
       return target;
     },
-    preRequest(c, result) {
-      const id = sessionOf(c);
-      const picked = pickOf(result, p.profileName);
+    preRequest(cycle, result) {
+      const id = sessionOf(cycle);
+      const picked = pickOf(result, params.profileName);
       if (!id || !picked) return;
-      const now = c.now();
+      const now = cycle.now();
       const current = bound(id, now);
       // A session moves only when its endpoint was not among the candidates; otherwise another plugin outweighed the
       // preference for this one request, and the binding stays.
-      if (current === undefined || current === picked.id || c.state.get(presenceKey) === false) bind(id, picked.id, now);
+      if (current === undefined || current === picked.id || cycle.state.get(presenceKey) === false) bind(id, picked.id, now);
     },
     responseHeaders: () => [],
     validateProfiles,

@@ -17,14 +17,14 @@ export const topologyAffinityScorer = definePlugin({
   kind: 'scorer',
   description: 'Proximity to the other stage’s pick: host 1, rack 0.2, zone 0.05, region 0.02.',
   params: z.object({ topologyProducerName: z.string().default('') }).strict(),
-  create: (ctx, p): Scorer => {
-    const extractor = resolveTopologyExtractor(ctx, p.topologyProducerName);
+  create: (ctx, params): Scorer => {
+    const extractor = resolveTopologyExtractor(ctx, params.topologyProducerName);
     return {
       type: ctx.type,
       name: ctx.name,
-      score(c, endpoints) {
+      score(cycle, endpoints) {
         const out = new Float64Array(endpoints.length);
-        const peer = peerTopology(c, extractor);
+        const peer = peerTopology(cycle, extractor);
         if (!peer) return out;
         for (let i = 0; i < endpoints.length; i++) out[i] = TOPOLOGY_LEVEL_SCORES[compareTopology(peer, extractor!.topologyOf(endpoints[i]!))];
         return out;
