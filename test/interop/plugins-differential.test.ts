@@ -31,8 +31,12 @@ const TEST_MS = 120_000;
 interface Peer {
   name: string;
   route(payload: Record<string, unknown>, headers?: Record<string, string>): Promise<RouteOutcome>;
-  /** The peer has scraped every endpoint at least once (its per-endpoint queue gauge, or its store). */
-  scraped(): Promise<boolean>;
+  /**
+   * The peer has scraped every endpoint, and each shows the waiting-queue size given (its per-endpoint queue gauge, or
+   * its store): llm-d-router's gauge exists before the first scrape, so a test that needs scraped figures waits for a
+   * queue only a scrape can show.
+   */
+  scraped(queues: Record<string, number>): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -80,7 +84,8 @@ async function startPdRouter(text: string, pods: Pod[]): Promise<Peer> {
   return {
     name: 'pd-router',
     route: (payload, headers = {}) => routeOverExtProc(client, payload, { headers }),
-    scraped: () => Promise.resolve(epp.store.size === pods.length && epp.store.all().every((candidate) => candidate.metrics.updatedAt > 0)),
+    scraped: (queues) =>
+      Promise.resolve(epp.store.size === pods.length && epp.store.all().every((candidate) => candidate.metrics.updatedAt > 0 && candidate.metrics.waitingQueueSize === (queues[candidate.name] ?? candidate.metrics.waitingQueueSize))),
     async close() {
       client.close();
       await epp.close(1000);
@@ -111,9 +116,12 @@ async function startUpstream(file: string, pods: Pod[]): Promise<Peer> {
   return {
     name: 'llm-d-router',
     route: (payload, headers = {}) => routeOverExtProc(client, payload, { headers }),
-    async scraped() {
+    async scraped(queues) {
       const text = await metricsText(`http://127.0.0.1:${metricsPort}`);
-      return pods.every((pod) => metricValue(text, 'llm_d_epp_per_endpoint_queue_size', { model_server_endpoint: pod.name }) !== undefined);
+      return pods.every((pod) => {
+        const value = metricValue(text, 'llm_d_epp_per_endpoint_queue_size', { model_server_endpoint: pod.name });
+        return value !== undefined && (queues[pod.name] === undefined || value === queues[pod.name]);
+      });
     },
     async close() {
       client.close();
@@ -122,11 +130,11 @@ async function startUpstream(file: string, pods: Pod[]): Promise<Peer> {
   };
 }
 
-/** Both EPPs on one config and pool; resolves once each has scraped every simulator. */
-async function bothEpps(config: string, pods: Pod[]): Promise<Peer[]> {
+/** Both EPPs on one config and pool; resolves once each has scraped every simulator (showing `queues`, by pod). */
+async function bothEpps(config: string, pods: Pod[], queues: Record<string, number> = {}): Promise<Peer[]> {
   const { file, text } = writeConfig(config, pods);
   peers = [await startPdRouter(text, pods), await startUpstream(file, pods)];
-  for (const p of peers) await waitFor(() => p.scraped(), WAIT_MS, `${p.name} to scrape the simulators`);
+  for (const p of peers) await waitFor(() => p.scraped(queues), WAIT_MS, `${p.name} to scrape the simulators`);
   return peers;
 }
 
@@ -238,20 +246,26 @@ describeWith(req, 'the new plugins, pd-router and llm-d-router ebab687 side by s
 
   it('lora-affinity-scorer over the simulators’ vllm:lora_requests_info: the adapter’s server, else the one with room', async () => {
     const loras = ['{"name":"sql-lora","path":"/a/sql"}', '{"name":"chat-lora","path":"/a/chat"}'];
-    const [a, b] = await simulators(2, { loraModules: loras, maxLoras: 1, timeToFirstToken: 120_000 });
+    const [a, b] = await simulators(2, { loraModules: loras, maxLoras: 1, maxNumSeqs: 1, timeToFirstToken: 120_000 });
+    // sql-lora runs on b, and a second sql-lora request waits there: the queue of 1 tells when an EPP has scraped b.
     hold(b!, 'sql-lora');
     await waitFor(() => b!.engine.scheduler.running === 1, WAIT_MS, 'sql-lora running on b');
+    hold(b!, 'sql-lora');
+    await waitFor(() => b!.engine.scheduler.waiting === 1, WAIT_MS, 'sql-lora waiting on b');
     const config = `${LLMD}plugins:\n- type: lora-affinity-scorer\n- type: max-score-picker\nschedulingProfiles:\n- {name: default, plugins: [{pluginRef: lora-affinity-scorer}, {pluginRef: max-score-picker}]}\n`;
-    for (const peer of await bothEpps(config, [{ name: 'a', sim: a! }, { name: 'b', sim: b! }])) {
+    for (const peer of await bothEpps(config, [{ name: 'a', sim: a! }, { name: 'b', sim: b! }], { b: 1 })) {
       expect(destination(await peer.route({ model: 'sql-lora', prompt: 'hi' })), peer.name).toBe(hostOf(b!));
       expect(destination(await peer.route({ model: 'chat-lora', prompt: 'hi' })), peer.name).toBe(hostOf(a!));
     }
   }, TEST_MS);
 
   it('endpoint-attribute-filter on a customMetrics attribute: the busy server is filtered out', async () => {
-    const [a, b] = await simulators(2, { timeToFirstToken: 120_000 });
+    const [a, b] = await simulators(2, { maxNumSeqs: 1, timeToFirstToken: 120_000 });
+    // One request runs on a and one waits: the queue of 1 tells when an EPP has scraped a.
     hold(a!, 'm');
     await waitFor(() => a!.engine.scheduler.running === 1, WAIT_MS, 'a request running on a');
+    hold(a!, 'm');
+    await waitFor(() => a!.engine.scheduler.waiting === 1, WAIT_MS, 'a request waiting on a');
     const config = `${LLMD}plugins:
 - type: metrics-data-source
 - type: core-metrics-extractor
@@ -276,7 +290,7 @@ dataLayer:
 schedulingProfiles:
 - {name: default, plugins: [{pluginRef: endpoint-attribute-filter}, {pluginRef: max-score-picker}]}
 `;
-    for (const peer of await bothEpps(config, [{ name: 'a', sim: a! }, { name: 'b', sim: b! }])) {
+    for (const peer of await bothEpps(config, [{ name: 'a', sim: a! }, { name: 'b', sim: b! }], { a: 1 })) {
       for (let i = 0; i < 3; i++) expect(destination(await peer.route({ model: 'm', prompt: `hi ${i}` })), peer.name).toBe(hostOf(b!));
     }
   }, TEST_MS);
