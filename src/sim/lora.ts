@@ -19,7 +19,8 @@ export function parseLoraModules(entries: readonly string[]): LoraModule[] {
     const text = entry.trim();
     if (!text.startsWith('{')) {
       const eq = text.indexOf('=');
-      if (eq <= 0) throw new Error(`--lora-modules[${i}]: "${entry}" is neither JSON ({"name": ..., "path": ...}) nor name=path`);
+      if (eq <= 0)
+        throw new Error(`--lora-modules[${i}]: "${entry}" is neither JSON ({"name": ..., "path": ...}) nor name=path`);
       return { name: text.slice(0, eq), path: text.slice(eq + 1) };
     }
     let v: unknown;
@@ -29,7 +30,8 @@ export function parseLoraModules(entries: readonly string[]): LoraModule[] {
       throw new Error(`--lora-modules[${i}]: not valid JSON: ${(e as Error).message}`);
     }
     const o = typeof v === 'object' && v !== null ? (v as { name?: unknown; path?: unknown }) : {};
-    if (typeof o.name !== 'string' || o.name === '') throw new Error(`--lora-modules[${i}]: needs a non-empty string "name"`);
+    if (typeof o.name !== 'string' || o.name === '')
+      throw new Error(`--lora-modules[${i}]: needs a non-empty string "name"`);
     return { name: o.name, path: typeof o.path === 'string' ? o.path : '' };
   });
 }
@@ -51,7 +53,12 @@ export class LoraState {
     registry: Registry,
   ) {
     this.modules = new Map(modules.map((module) => [module.name, module]));
-    this.gauge = new Gauge({ name: 'vllm:lora_requests_info', help: 'Running stats on lora requests.', labelNames: ['max_lora', 'running_lora_adapters', 'waiting_lora_adapters'], registers: [registry] });
+    this.gauge = new Gauge({
+      name: 'vllm:lora_requests_info',
+      help: 'Running stats on lora requests.',
+      labelNames: ['max_lora', 'running_lora_adapters', 'waiting_lora_adapters'],
+      registers: [registry],
+    });
     this.report();
   }
 
@@ -85,8 +92,16 @@ export class LoraState {
   }
 
   private report(): void {
-    const labels = { max_lora: String(this.maxLoras), running_lora_adapters: [...this.running.keys()].join(','), waiting_lora_adapters: [...this.waiting.keys()].join(',') };
-    const at = this.series.findIndex((existing) => existing.running_lora_adapters === labels.running_lora_adapters && existing.waiting_lora_adapters === labels.waiting_lora_adapters);
+    const labels = {
+      max_lora: String(this.maxLoras),
+      running_lora_adapters: [...this.running.keys()].join(','),
+      waiting_lora_adapters: [...this.waiting.keys()].join(','),
+    };
+    const at = this.series.findIndex(
+      (existing) =>
+        existing.running_lora_adapters === labels.running_lora_adapters &&
+        existing.waiting_lora_adapters === labels.waiting_lora_adapters,
+    );
     if (at >= 0) this.series.splice(at, 1);
     this.series.push(labels);
     if (this.series.length > MAX_SERIES) this.gauge.remove(this.series.shift()!);

@@ -298,12 +298,12 @@ export function buildSimServer(engine: SimEngine): FastifyInstance {
         max_model_len: engine.config.maxModelLen,
       })),
       // LoRA adapters: root is the adapter's path, parent the base model (vLLM's and llm-d-inference-sim's shape).
-      ...[...engine.loras.modules.values()].map((l) => ({
-        id: l.name,
+      ...[...engine.loras.modules.values()].map((lora) => ({
+        id: lora.name,
         object: 'model',
         created: Math.floor(engine.startedAt / 1000),
         owned_by: 'vllm',
-        root: l.path,
+        root: lora.path,
         parent: engine.displayModel,
         max_model_len: engine.config.maxModelLen,
       })),

@@ -18,21 +18,37 @@ export interface RouteOutcome {
 const lower = (pairs: Array<[string, string, string]>) => new Map(pairs.map(([k, value]) => [k.toLowerCase(), value]));
 
 let n = 0;
-export async function routeOverExtProc(client: ExtProcTestClient, payload: Record<string, unknown>, opts: { path?: string; headers?: Record<string, string>; responseHeaders?: Record<string, string> } = {}): Promise<RouteOutcome> {
+export async function routeOverExtProc(
+  client: ExtProcTestClient,
+  payload: Record<string, unknown>,
+  opts: { path?: string; headers?: Record<string, string>; responseHeaders?: Record<string, string> } = {},
+): Promise<RouteOutcome> {
   const call = client.open();
   call.send(
-    headers({ ':method': 'POST', ':path': opts.path ?? '/v1/completions', ':authority': 'envoy', 'content-type': 'application/json', 'x-request-id': `route-${++n}`, ...opts.headers }),
+    headers({
+      ':method': 'POST',
+      ':path': opts.path ?? '/v1/completions',
+      ':authority': 'envoy',
+      'content-type': 'application/json',
+      'x-request-id': `route-${++n}`,
+      ...opts.headers,
+    }),
     body(JSON.stringify(payload), true),
   );
   const [first] = await call.waitFor(1);
-  if (first!.immediate_response) {
+  if (first.immediate_response) {
     call.end();
     await call.ended;
-    const ir = first!.immediate_response;
-    return { set: new Map(), response: new Map(), responseList: [], rejected: { status: envoyStatusNumber(ir.status?.code as string | number | undefined), body: Buffer.from(ir.body ?? '').toString() } };
+    const ir = first.immediate_response;
+    return {
+      set: new Map(),
+      response: new Map(),
+      responseList: [],
+      rejected: { status: envoyStatusNumber(ir.status.code), body: Buffer.from(ir.body ?? '').toString() },
+    };
   }
   await call.waitFor(2);
-  const set = lower(setHeadersOf(first!.request_headers!.response!.header_mutation));
+  const set = lower(setHeadersOf(first.request_headers!.response.header_mutation));
   call.send(responseHeaders({ ':status': '200', 'content-type': 'application/json', ...opts.responseHeaders }));
   const [, , rh] = await call.waitFor(3);
   call.send(responseBody('{"choices":[]}', true));
@@ -40,6 +56,6 @@ export async function routeOverExtProc(client: ExtProcTestClient, payload: Recor
   call.end();
   // Status OK (llm-d-router's EPP ends the stream with empty details, pd-router's with "OK").
   expect((await call.ended).code).toBe(0);
-  const list = setHeadersOf(rh!.response_headers!.response!.header_mutation);
+  const list = setHeadersOf(rh.response_headers!.response.header_mutation);
   return { set, response: lower(list), responseList: list.map(([k, value]) => [k, value]) };
 }

@@ -23,7 +23,8 @@ schedulingProfiles:
 - name: decode
   plugins: [{pluginRef: decode-filter}]
 `;
-const POOL = () => storeWith([spec('e0', '10.0.0.1', 'encode'), spec('p0', '10.0.0.2', 'prefill'), spec('d0', '10.0.0.3', 'decode')]);
+const POOL = () =>
+  storeWith([spec('e0', '10.0.0.1', 'encode'), spec('p0', '10.0.0.2', 'prefill'), spec('d0', '10.0.0.3', 'decode')]);
 
 function failure(fn: () => unknown): InferenceError {
   try {
@@ -41,7 +42,7 @@ describe('header-profile-handler', () => {
     const pick = (headers: Record<string, string> = {}) => {
       const r = h.route('hi', { headers });
       expect([...r.result.results.keys()]).toEqual([r.result.primaryProfile]);
-      return `${r.result.primaryProfile}:${r.result.results.get(r.result.primaryProfile)!.targets[0]!.name}`;
+      return `${r.result.primaryProfile}:${r.result.results.get(r.result.primaryProfile)!.targets[0].name}`;
     };
     expect(pick({ 'epp-profile': 'encode' })).toBe('encode:e0');
     expect(pick({ 'epp-profile': ' prefill ' })).toBe('prefill:p0');
@@ -57,10 +58,17 @@ describe('header-profile-handler', () => {
   it('a value naming no profile fails with 429 and the message upstream’s scheduler gives; so does a missing default', () => {
     const h = harness(STAGES(), POOL());
     const e = failure(() => h.route('hi', { headers: { 'epp-profile': 'Decode', 'x-request-id': 'req-7' } }));
-    expect([e.status, e.message]).toEqual([429, 'failed to find target endpoint: failed to run any scheduler profile for request req-7']);
+    expect([e.status, e.message]).toEqual([
+      429,
+      'failed to find target endpoint: failed to run any scheduler profile for request req-7',
+    ]);
     const noDefault = harness(STAGES('{defaultProfile: aggregate}'), POOL());
-    expect(noDefault.config.warnings).toEqual(['plugin "header-profile-handler" (type header-profile-handler): defaultProfile "aggregate" is not a scheduling profile (encode, prefill, decode): requests without the epp-profile header will fail']);
-    expect(failure(() => noDefault.route('hi', { headers: { 'x-request-id': 'req-8' } })).message).toBe('failed to find target endpoint: failed to run any scheduler profile for request req-8');
+    expect(noDefault.config.warnings).toEqual([
+      'plugin "header-profile-handler" (type header-profile-handler): defaultProfile "aggregate" is not a scheduling profile (encode, prefill, decode): requests without the epp-profile header will fail',
+    ]);
+    expect(failure(() => noDefault.route('hi', { headers: { 'x-request-id': 'req-8' } })).message).toBe(
+      'failed to find target endpoint: failed to run any scheduler profile for request req-8',
+    );
   });
 
   it('a profile whose filters leave nothing fails as the other handlers do (429, rejected-saturated)', () => {
@@ -70,7 +78,10 @@ describe('header-profile-handler', () => {
   });
 
   it('with a single profile, that profile always runs, whatever the header says', () => {
-    const h = harness(`${LLMD}plugins: [{type: decode-filter}, {type: header-profile-handler}]\nschedulingProfiles: [{name: only, plugins: [{pluginRef: decode-filter}]}]`, POOL());
+    const h = harness(
+      `${LLMD}plugins: [{type: decode-filter}, {type: header-profile-handler}]\nschedulingProfiles: [{name: only, plugins: [{pluginRef: decode-filter}]}]`,
+      POOL(),
+    );
     expect(h.config.warnings).toEqual([]);
     expect(h.route('hi', { headers: { 'epp-profile': 'encode' } }).destination).toBe('10.0.0.3:8000');
   });
@@ -80,8 +91,12 @@ describe('header-profile-handler', () => {
     expect(h.route('hi').destination).toBe('10.0.0.2:8000');
     expect(h.route('hi', { headers: { 'x-stage': 'encode' } }).destination).toBe('10.0.0.1:8000');
     expect(() => loadEndpointPickerConfig(STAGES('{header: x}'))).toThrow(ConfigError);
-    expect(() => loadEndpointPickerConfig(STAGES('{header: x}'))).toThrow(/plugin "header-profile-handler" \(type header-profile-handler\): unknown parameter "header"/);
-    expect(() => loadEndpointPickerConfig(STAGES('{defaultProfile: [a]}'))).toThrow(/plugin "header-profile-handler" \(type header-profile-handler\): parameter "defaultProfile"/);
+    expect(() => loadEndpointPickerConfig(STAGES('{header: x}'))).toThrow(
+      /plugin "header-profile-handler" \(type header-profile-handler\): unknown parameter "header"/,
+    );
+    expect(() => loadEndpointPickerConfig(STAGES('{defaultProfile: [a]}'))).toThrow(
+      /plugin "header-profile-handler" \(type header-profile-handler\): parameter "defaultProfile"/,
+    );
   });
 });
 
@@ -93,8 +108,17 @@ describe('over ext_proc', () => {
   });
 
   it('each call goes to the pods of the stage its header names; an unknown stage is an immediate 429', async () => {
-    t = await startTestEpp(`${STAGES()}dataLayer: {injectDefaults: false}\n`, [spec('e0', '127.0.0.21', 'encode', {}, 8000), spec('p0', '127.0.0.22', 'prefill', {}, 8000), spec('d0', '127.0.0.23', 'decode', {}, 8000)]);
-    const route = (stage?: string) => routeOverExtProc(t!.client, { model: 'm', prompt: 'hi' }, { headers: { 'x-request-id': `req-${stage}`, ...(stage ? { 'EPP-Profile': stage } : {}) } });
+    t = await startTestEpp(`${STAGES()}dataLayer: {injectDefaults: false}\n`, [
+      spec('e0', '127.0.0.21', 'encode', {}, 8000),
+      spec('p0', '127.0.0.22', 'prefill', {}, 8000),
+      spec('d0', '127.0.0.23', 'decode', {}, 8000),
+    ]);
+    const route = (stage?: string) =>
+      routeOverExtProc(
+        t!.client,
+        { model: 'm', prompt: 'hi' },
+        { headers: { 'x-request-id': `req-${stage}`, ...(stage ? { 'EPP-Profile': stage } : {}) } },
+      );
     expect((await route('encode')).set.get('x-gateway-destination-endpoint')).toBe('127.0.0.21:8000');
     expect((await route('prefill')).set.get('x-gateway-destination-endpoint')).toBe('127.0.0.22:8000');
     expect((await route()).set.get('x-gateway-destination-endpoint')).toBe('127.0.0.23:8000');

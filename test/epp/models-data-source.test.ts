@@ -52,7 +52,9 @@ async function start(configText: string, ports: number[]): Promise<EppHandle> {
       metricsPort: 0,
       secureServing: false,
       configText,
-      endpointsFile: endpointsFile(endpointsYaml(ports.map((port, i) => spec(`m${i}`, '127.0.0.1', 'decode', {}, port)))),
+      endpointsFile: endpointsFile(
+        endpointsYaml(ports.map((port, i) => spec(`m${i}`, '127.0.0.1', 'decode', {}, port))),
+      ),
       refreshMetricsInterval: 20,
     }),
   );
@@ -63,15 +65,33 @@ describe('models-data-source with models-data-extractor', () => {
   it('keeps each endpoint’s /v1/models list: the base model, and LoRA adapters with their parent', async () => {
     sims = await Promise.all([
       startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: ['base-a'] })),
-      startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: ['base-b'], loraModules: ['{"name":"sql-lora","path":"/a/sql"}'] })),
+      startSimulator(
+        simConfig({
+          host: '127.0.0.1',
+          port: 0,
+          model: ['base-b'],
+          loraModules: ['{"name":"sql-lora","path":"/a/sql"}'],
+        }),
+      ),
     ]);
-    const e = await start(CONFIG('{interval: 50ms}'), sims.map((sim) => sim.port));
+    const e = await start(
+      CONFIG('{interval: 50ms}'),
+      sims.map((sim) => sim.port),
+    );
     expect(e.config.warnings).toEqual([]);
-    await waitFor(() => e.store.all().every((candidate) => candidate.metrics.models !== undefined), WAIT_MS, 'both /v1/models polled');
+    await waitFor(
+      () => e.store.all().every((candidate) => candidate.metrics.models !== undefined),
+      WAIT_MS,
+      'both /v1/models polled',
+    );
     expect(e.store.get('default/m0')!.metrics.models).toEqual([{ id: 'base-a' }]);
     expect(e.store.get('default/m1')!.metrics.models).toEqual([{ id: 'base-b' }, { id: 'sql-lora', parent: 'base-b' }]);
     // The default metrics source is still injected: queue, running and KV usage are scraped too.
-    await waitFor(() => e.store.all().every((candidate) => candidate.metrics.updatedAt > 0), WAIT_MS, 'metrics scraped');
+    await waitFor(
+      () => e.store.all().every((candidate) => candidate.metrics.updatedAt > 0),
+      WAIT_MS,
+      'metrics scraped',
+    );
   }, 90_000);
 
   it('a server answering something else is counted and keeps the last list', async () => {
@@ -87,14 +107,20 @@ describe('models-data-source with models-data-extractor', () => {
     await waitFor(() => m.models !== undefined, WAIT_MS, 'the first poll');
     expect(m.models).toEqual([{ id: 'm' }]);
     body = '{"data": "nope"}';
-    const errors = async () => metricValue(await metricsText(`http://127.0.0.1:${e.metricsPort}`), 'llm_d_epp_datalayer_poll_errors_total', { source_type: 'models-data-source' }) ?? 0;
+    const errors = async () =>
+      metricValue(await metricsText(`http://127.0.0.1:${e.metricsPort}`), 'llm_d_epp_datalayer_poll_errors_total', {
+        source_type: 'models-data-source',
+      }) ?? 0;
     await waitFor(async () => (await errors()) >= 1, WAIT_MS, 'a poll error counted');
     expect(m.models).toEqual([{ id: 'm' }]);
   }, 90_000);
 
   it('parses OpenAI model lists; anything else is an error', () => {
-    expect(parseModelList('{"object":"list","data":[{"id":"a","owned_by":"vllm"},{"id":"b","parent":"a","root":"/x"}]}')).toEqual([{ id: 'a' }, { id: 'b', parent: 'a' }]);
-    for (const bad of ['[]', '{"data":[{"name":"a"}]}', '{"data":{}}', 'not json']) expect(() => parseModelList(bad), bad).toThrow();
+    expect(
+      parseModelList('{"object":"list","data":[{"id":"a","owned_by":"vllm"},{"id":"b","parent":"a","root":"/x"}]}'),
+    ).toEqual([{ id: 'a' }, { id: 'b', parent: 'a' }]);
+    for (const bad of ['[]', '{"data":[{"name":"a"}]}', '{"data":{}}', 'not json'])
+      expect(() => parseModelList(bad), bad).toThrow();
   });
 });
 
@@ -106,12 +132,16 @@ describe('configuration', () => {
   });
 
   it('wiring: a metrics extractor on the models source and a models extractor on the metrics source are errors; no extractor is a warning', () => {
-    expect(() => loadEndpointPickerConfig(CONFIG('', 'core-metrics-extractor'))).toThrow(/dataLayer.sources\[0\].extractors\[0\]: "vllm-models-extractor" is not a models extractor/);
+    expect(() => loadEndpointPickerConfig(CONFIG('', 'core-metrics-extractor'))).toThrow(
+      /dataLayer.sources\[0\].extractors\[0\]: "vllm-models-extractor" is not a models extractor/,
+    );
     const onMetrics = `${LLMD}plugins: [{type: queue-scorer}, {type: metrics-data-source}, {type: models-data-extractor}]\ndataLayer: {sources: [{pluginRef: metrics-data-source, extractors: [{pluginRef: models-data-extractor}]}]}\nschedulingProfiles: [{name: d, plugins: [{pluginRef: queue-scorer}]}]`;
     expect(() => loadEndpointPickerConfig(onMetrics)).toThrow(/"models-data-extractor" is not a metrics extractor/);
     const bare = `${LLMD}plugins: [{type: queue-scorer}, {type: models-data-source}]\ndataLayer: {sources: [{pluginRef: models-data-source}]}\nschedulingProfiles: [{name: d, plugins: [{pluginRef: queue-scorer}]}]`;
     const c = loadEndpointPickerConfig(bare);
-    expect(c.warnings).toEqual(['dataLayer.sources[0]: "models-data-source" has no extractor; /v1/models is not polled']);
+    expect(c.warnings).toEqual([
+      'dataLayer.sources[0]: "models-data-source" has no extractor; /v1/models is not polled',
+    ]);
     expect(c.modelsSource).toBeUndefined();
   });
 
@@ -124,8 +154,14 @@ describe('configuration', () => {
       ['{port: 9000}', 'unknown parameter "port"'],
     ] as const) {
       expect(() => loadEndpointPickerConfig(CONFIG(params)), params).toThrow(ConfigError);
-      expect(() => loadEndpointPickerConfig(CONFIG(params)), params).toThrow(`plugin "vllm-models-source" (type models-data-source): ${message}`);
+      expect(() => loadEndpointPickerConfig(CONFIG(params)), params).toThrow(
+        `plugin "vllm-models-source" (type models-data-source): ${message}`,
+      );
     }
-    expect(() => loadEndpointPickerConfig(CONFIG().replace('name: vllm-models-extractor', 'name: vllm-models-extractor\n  parameters: {x: 1}'))).toThrow('plugin "vllm-models-extractor" (type models-data-extractor): unknown parameter "x"');
+    expect(() =>
+      loadEndpointPickerConfig(
+        CONFIG().replace('name: vllm-models-extractor', 'name: vllm-models-extractor\n  parameters: {x: 1}'),
+      ),
+    ).toThrow('plugin "vllm-models-extractor" (type models-data-extractor): unknown parameter "x"');
   });
 });

@@ -8,7 +8,16 @@
 import { writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/common/index.js';
-import { PLUGIN_REGISTRY, loadEndpointPickerConfig, type Endpoint, type Filter, type PreRequest, type ResponseHeaders, type Scorer, type SchedulingResult } from '../../src/epp/index.js';
+import {
+  PLUGIN_REGISTRY,
+  loadEndpointPickerConfig,
+  type Endpoint,
+  type Filter,
+  type PreRequest,
+  type ResponseHeaders,
+  type Scorer,
+  type SchedulingResult,
+} from '../../src/epp/index.js';
 import { decodeSessionToken, encodeSessionToken } from '../../src/epp/plugins/scorer/session-affinity.js';
 import { waitFor } from '../helpers.js';
 import { endpointsYaml, harness, spec, startTestEpp, storeWith, type TestEpp } from './fixtures.js';
@@ -23,7 +32,8 @@ const result = (picks: Record<string, Endpoint>, primary = 'decode'): Scheduling
   primaryProfile: primary,
   results: new Map(Object.entries(picks).map(([profile, target]) => [profile, { targets: [target], scored: [] }])),
 });
-const scores = (scorer: Scorer, cycle: ReturnType<typeof context>, es: Endpoint[]) => Array.from(scorer.score(cycle, es));
+const scores = (scorer: Scorer, cycle: ReturnType<typeof context>, es: Endpoint[]) =>
+  Array.from(scorer.score(cycle, es));
 
 describe('encoded_endpoint_header (the default)', () => {
   const [a, b, c] = [endpoint(), endpoint(), endpoint()];
@@ -31,7 +41,8 @@ describe('encoded_endpoint_header (the default)', () => {
   it('tokens are base64(namespace/name), decoded strictly as Go’s StdEncoding', () => {
     expect(encodeSessionToken('default/d1')).toBe('ZGVmYXVsdC9kMQ==');
     expect(decodeSessionToken('ZGVmYXVsdC9kMQ==')).toBe('default/d1');
-    for (const bad of ['ZGVmYXVsdC9kMQ', 'ZGVm*XVsdC9kMQ==', 'ZGVmYXVsdC9kMQ==\n', '', undefined]) expect(decodeSessionToken(bad), String(bad)).toBeUndefined();
+    for (const bad of ['ZGVmYXVsdC9kMQ', 'ZGVm*XVsdC9kMQ==', 'ZGVmYXVsdC9kMQ==\n', '', undefined])
+      expect(decodeSessionToken(bad), String(bad)).toBeUndefined();
   });
 
   it('scorer: 1 for the session endpoint, 0 elsewhere; no token, a bad token, or a pod not in the pool → all 0', () => {
@@ -39,22 +50,37 @@ describe('encoded_endpoint_header (the default)', () => {
     expect(scores(s, context({ headers: { [TOKEN]: encodeSessionToken(b.id) } }), [a, b, c])).toEqual([0, 1, 0]);
     expect(scores(s, context(), [a, b, c])).toEqual([0, 0, 0]);
     expect(scores(s, context({ headers: { [TOKEN]: 'not base64!' } }), [a, b, c])).toEqual([0, 0, 0]);
-    expect(scores(s, context({ headers: { [TOKEN]: encodeSessionToken('default/gone') } }), [a, b, c])).toEqual([0, 0, 0]);
+    expect(scores(s, context({ headers: { [TOKEN]: encodeSessionToken('default/gone') } }), [a, b, c])).toEqual([
+      0, 0, 0,
+    ]);
   });
 
   it('filter: only the session endpoint when it is a candidate, else every candidate (never empty)', () => {
     const f = build<Session>('session-affinity-filter', {});
     expect(f.filter(context({ headers: { [TOKEN]: encodeSessionToken(c.id) } }), [a, b, c])).toEqual([c]);
-    expect(f.filter(context({ headers: { [TOKEN]: encodeSessionToken('default/gone') } }), [a, b, c])).toEqual([a, b, c]);
+    expect(f.filter(context({ headers: { [TOKEN]: encodeSessionToken('default/gone') } }), [a, b, c])).toEqual([
+      a,
+      b,
+      c,
+    ]);
     expect(f.filter(context({ headers: { [TOKEN]: '%%%' } }), [a, b])).toEqual([a, b]);
   });
 
   it("writes the token of the primary pick, or of profileName's pick (nothing when that profile did not run)", () => {
-    expect(build<Session>('session-affinity-scorer', {}).responseHeaders(context(), result({ decode: a, prefill: b }))).toEqual([[TOKEN, encodeSessionToken(a.id)]]);
-    const prefill = build<Session>('session-affinity-scorer', { profileName: 'prefill', encodedEndpointHeaderConfig: { header: ' X-Session-Token-Prefill ' } });
-    expect(prefill.responseHeaders(context(), result({ decode: a, prefill: b }))).toEqual([['x-session-token-prefill', encodeSessionToken(b.id)]]);
+    expect(
+      build<Session>('session-affinity-scorer', {}).responseHeaders(context(), result({ decode: a, prefill: b })),
+    ).toEqual([[TOKEN, encodeSessionToken(a.id)]]);
+    const prefill = build<Session>('session-affinity-scorer', {
+      profileName: 'prefill',
+      encodedEndpointHeaderConfig: { header: ' X-Session-Token-Prefill ' },
+    });
+    expect(prefill.responseHeaders(context(), result({ decode: a, prefill: b }))).toEqual([
+      ['x-session-token-prefill', encodeSessionToken(b.id)],
+    ]);
     expect(prefill.responseHeaders(context(), result({ decode: a }))).toEqual([]);
-    expect(prefill.score(context({ headers: { 'x-session-token-prefill': encodeSessionToken(b.id) } }), [a, b])).toEqual([0, 1]);
+    expect(
+      prefill.score(context({ headers: { 'x-session-token-prefill': encodeSessionToken(b.id) } }), [a, b]),
+    ).toEqual([0, 1]);
   });
 });
 
@@ -62,9 +88,15 @@ describe('session_id', () => {
   const [a, b, c] = [endpoint(), endpoint(), endpoint()];
   let now = 1_000_000;
   const clock = () => now;
-  const req = (id?: string, extra: Record<string, string> = {}) => context({ headers: { ...(id ? { 'x-session-id': id } : {}), ...extra } }, clock);
+  const req = (id?: string, extra: Record<string, string> = {}) =>
+    context({ headers: { ...(id ? { 'x-session-id': id } : {}), ...extra } }, clock);
   /** One request through the plugin: score (or filter) the candidates, then record the pick. */
-  const cycle = (session: Session, id: string | undefined, candidates: Endpoint[], pick: (scores: number[]) => Endpoint) => {
+  const cycle = (
+    session: Session,
+    id: string | undefined,
+    candidates: Endpoint[],
+    pick: (scores: number[]) => Endpoint,
+  ) => {
     const c = req(id);
     const sc = scores(session, c, candidates);
     session.preRequest(c, result({ decode: pick(sc) }));
@@ -93,7 +125,10 @@ describe('session_id', () => {
   });
 
   it('bindings unused for evictionTtlSeconds are dropped; use refreshes them', () => {
-    const s = build<Session>('session-affinity-filter', { strategy: 'session_id', sessionIdConfig: { evictionTtlSeconds: 60, evictionSweepSeconds: 1 } });
+    const s = build<Session>('session-affinity-filter', {
+      strategy: 'session_id',
+      sessionIdConfig: { evictionTtlSeconds: 60, evictionSweepSeconds: 1 },
+    });
     let c = req('s');
     s.filter(c, [a, b]);
     s.preRequest(c, result({ decode: a }));
@@ -108,7 +143,10 @@ describe('session_id', () => {
   });
 
   it('pd-router bounds the bindings at maxSessions, dropping the least recently used', () => {
-    const s = build<Session>('session-affinity-scorer', { strategy: 'session_id', sessionIdConfig: { maxSessions: 2 } });
+    const s = build<Session>('session-affinity-scorer', {
+      strategy: 'session_id',
+      sessionIdConfig: { maxSessions: 2 },
+    });
     cycle(s, 'x', [a, b], () => a);
     cycle(s, 'y', [a, b], () => b);
     cycle(s, 'x', [a, b], () => a);
@@ -120,10 +158,21 @@ describe('session_id', () => {
 
   it('sources in priority order: headers, and session-id-producer’s attribute (header or cookie)', () => {
     const warnings: string[] = [];
-    const producer = build<{ type: string; name: string; produce: (c: ReturnType<typeof context>) => void }>('session-id-producer', { cookieName: 'sid' }, {}, [], 'sid-cookie');
+    const producer = build<{ type: string; name: string; produce: (c: ReturnType<typeof context>) => void }>(
+      'session-id-producer',
+      { cookieName: 'sid' },
+      {},
+      [],
+      'sid-cookie',
+    );
     const s = build<Session>(
       'session-affinity-scorer',
-      { strategy: 'session_id', sessionIdConfig: { sources: [{ header: 'X-Conversation' }, { attribute: 'SessionIDDataKey', producer: 'sid-cookie' }] } },
+      {
+        strategy: 'session_id',
+        sessionIdConfig: {
+          sources: [{ header: 'X-Conversation' }, { attribute: 'SessionIDDataKey', producer: 'sid-cookie' }],
+        },
+      },
       { 'sid-cookie': producer },
       warnings,
     );
@@ -146,7 +195,7 @@ describe('session_id', () => {
 
 describe('session-id-producer', () => {
   it('publishes a trimmed header value or cookie; exactly one of headerName and cookieName', () => {
-    const params = PLUGIN_REGISTRY['session-id-producer']!.params;
+    const params = PLUGIN_REGISTRY['session-id-producer'].params;
     expect(params.safeParse({}).success).toBe(false);
     expect(params.safeParse({ headerName: 'a', cookieName: 'b' }).success).toBe(false);
     expect(params.safeParse({ header: 'a' }).success).toBe(false);
@@ -155,11 +204,19 @@ describe('session-id-producer', () => {
 });
 
 describe('parameters', () => {
-  const load = (params: string, profiles = '[{name: decode, plugins: [{pluginRef: s}]}]') => () =>
-    loadEndpointPickerConfig(`${LLMD}plugins:\n- type: session-affinity-scorer\n  name: s\n  parameters: ${params}\nschedulingProfiles: ${profiles}`);
+  const load =
+    (params: string, profiles = '[{name: decode, plugins: [{pluginRef: s}]}]') =>
+    () =>
+      loadEndpointPickerConfig(
+        `${LLMD}plugins:\n- type: session-affinity-scorer\n  name: s\n  parameters: ${params}\nschedulingProfiles: ${profiles}`,
+      );
 
   it("v0.7.1's scorer (no parameters) and llm-d-router's P/D pair load", () => {
-    expect(loadEndpointPickerConfig(`${LLMD}plugins: [{type: session-affinity-scorer}, {type: decode-filter}]\nschedulingProfiles: [{name: d, plugins: [{pluginRef: decode-filter}, {pluginRef: session-affinity-scorer}]}]`).warnings).toEqual([]);
+    expect(
+      loadEndpointPickerConfig(
+        `${LLMD}plugins: [{type: session-affinity-scorer}, {type: decode-filter}]\nschedulingProfiles: [{name: d, plugins: [{pluginRef: decode-filter}, {pluginRef: session-affinity-scorer}]}]`,
+      ).warnings,
+    ).toEqual([]);
     const pd = `${LLMD}plugins:
 - {type: prefill-filter}
 - {type: decode-filter}
@@ -171,16 +228,29 @@ schedulingProfiles:
 - {name: prefill, plugins: [{pluginRef: prefill-filter}, {pluginRef: session-affinity-prefill}]}
 - {name: decode, plugins: [{pluginRef: decode-filter}, {pluginRef: session-affinity-decode}]}
 `;
-    const h = harness(pd, storeWith([spec('p0', '10.0.0.1', 'prefill'), spec('p1', '10.0.0.2', 'prefill'), spec('d0', '10.0.0.3', 'decode'), spec('d1', '10.0.0.4', 'decode')]));
+    const h = harness(
+      pd,
+      storeWith([
+        spec('p0', '10.0.0.1', 'prefill'),
+        spec('p1', '10.0.0.2', 'prefill'),
+        spec('d0', '10.0.0.3', 'decode'),
+        spec('d1', '10.0.0.4', 'decode'),
+      ]),
+    );
     const first = h.route('hi');
     const headers = new Map(h.director.responseHeaders(first));
-    const [d, p] = [first.result.results.get('decode')!.targets[0]!, first.result.results.get('prefill')!.targets[0]!];
-    expect(headers).toEqual(new Map([[TOKEN, encodeSessionToken(d.id)], ['x-session-token-prefill', encodeSessionToken(p.id)]]));
+    const [d, p] = [first.result.results.get('decode')!.targets[0], first.result.results.get('prefill')!.targets[0]];
+    expect(headers).toEqual(
+      new Map([
+        [TOKEN, encodeSessionToken(d.id)],
+        ['x-session-token-prefill', encodeSessionToken(p.id)],
+      ]),
+    );
     // Echoed back, both stages stick, whatever the random tie-break would have chosen.
     for (let i = 0; i < 6; i++) {
       const again = h.route(`hi ${i}`, { headers: Object.fromEntries(headers) });
-      expect(again.result.results.get('decode')!.targets[0]!.id).toBe(d.id);
-      expect(again.result.results.get('prefill')!.targets[0]!.id).toBe(p.id);
+      expect(again.result.results.get('decode')!.targets[0].id).toBe(d.id);
+      expect(again.result.results.get('prefill')!.targets[0].id).toBe(p.id);
     }
   });
 
@@ -188,10 +258,22 @@ schedulingProfiles:
     const where = /plugin "s" \(type session-affinity-scorer\)/;
     for (const [params, key] of [
       ['{strategy: sticky}', 'parameter "strategy": must be "encoded_endpoint_header" or "session_id"'],
-      ['{strategy: session_id, sessionIdConfig: {evictionTtlSeconds: -1}}', 'parameter "sessionIdConfig.evictionTtlSeconds": must be > 0'],
-      ['{strategy: session_id, sessionIdConfig: {sources: [{header: a, attribute: b}]}}', 'parameter "sessionIdConfig.sources.0": exactly one of header or attribute must be set'],
-      ['{strategy: session_id, sessionIdConfig: {sources: [{}]}}', 'parameter "sessionIdConfig.sources.0": exactly one of header or attribute must be set'],
-      ['{encodedEndpointHeaderConfig: {header: "x session"}}', 'parameter "encodedEndpointHeaderConfig.header": must be an HTTP header name'],
+      [
+        '{strategy: session_id, sessionIdConfig: {evictionTtlSeconds: -1}}',
+        'parameter "sessionIdConfig.evictionTtlSeconds": must be > 0',
+      ],
+      [
+        '{strategy: session_id, sessionIdConfig: {sources: [{header: a, attribute: b}]}}',
+        'parameter "sessionIdConfig.sources.0": exactly one of header or attribute must be set',
+      ],
+      [
+        '{strategy: session_id, sessionIdConfig: {sources: [{}]}}',
+        'parameter "sessionIdConfig.sources.0": exactly one of header or attribute must be set',
+      ],
+      [
+        '{encodedEndpointHeaderConfig: {header: "x session"}}',
+        'parameter "encodedEndpointHeaderConfig.header": must be an HTTP header name',
+      ],
       ['{encodedEndpointHeaderConfig: {name: x}}', 'unknown parameter "encodedEndpointHeaderConfig.name"'],
       ['{sessionHeader: x}', 'unknown parameter "sessionHeader"'],
       ['{profileName: prefil}', 'parameter "profileName": "prefil" is not a scheduling profile (decode)'],
@@ -203,10 +285,18 @@ schedulingProfiles:
   });
 
   it('a block for the other strategy, or an attribute nothing publishes, is warned about', () => {
-    expect(loadEndpointPickerConfig(`${LLMD}plugins:\n- {type: session-affinity-filter, name: s, parameters: {sessionIdConfig: {}}}\nschedulingProfiles: [{name: d, plugins: [{pluginRef: s}]}]`).warnings).toEqual([
+    expect(
+      loadEndpointPickerConfig(
+        `${LLMD}plugins:\n- {type: session-affinity-filter, name: s, parameters: {sessionIdConfig: {}}}\nschedulingProfiles: [{name: d, plugins: [{pluginRef: s}]}]`,
+      ).warnings,
+    ).toEqual([
       'plugin "s" (type session-affinity-filter): parameter "sessionIdConfig" has no effect with strategy encoded_endpoint_header',
     ]);
-    expect(loadEndpointPickerConfig(`${LLMD}plugins:\n- {type: session-affinity-filter, name: s, parameters: {strategy: session_id, sessionIdConfig: {sources: [{attribute: agent-identity}]}}}\nschedulingProfiles: [{name: d, plugins: [{pluginRef: s}]}]`).warnings).toEqual([
+    expect(
+      loadEndpointPickerConfig(
+        `${LLMD}plugins:\n- {type: session-affinity-filter, name: s, parameters: {strategy: session_id, sessionIdConfig: {sources: [{attribute: agent-identity}]}}}\nschedulingProfiles: [{name: d, plugins: [{pluginRef: s}]}]`,
+      ).warnings,
+    ).toEqual([
       'plugin "s" (type session-affinity-filter): sessionIdConfig source {attribute: "agent-identity", producer: ""} never matches: only a configured session-id-producer publishes a request attribute (SessionIDDataKey)',
     ]);
   });
@@ -230,14 +320,19 @@ schedulingProfiles:
 `;
 
   it('the token comes back on the response, pins the next request, and a pod that left the pool falls back to normal scoring', async () => {
-    const pool = [spec('a', '127.0.0.11', undefined, {}, 8000), spec('b', '127.0.0.12', undefined, {}, 8000), spec('c', '127.0.0.13', undefined, {}, 8000)];
+    const pool = [
+      spec('a', '127.0.0.11', undefined, {}, 8000),
+      spec('b', '127.0.0.12', undefined, {}, 8000),
+      spec('c', '127.0.0.13', undefined, {}, 8000),
+    ];
     t = await startTestEpp(CONFIG, pool);
     const store = t.epp.store;
     const queues = (queueSizes: Record<string, number>) => {
       for (const [n, v] of Object.entries(queueSizes)) store.get(`default/${n}`)!.metrics.waitingQueueSize = v;
     };
     queues({ a: 0, b: 5, c: 9 });
-    const route = (headers: Record<string, string> = {}) => routeOverExtProc(t!.client, { model: 'm', prompt: 'hi' }, { headers });
+    const route = (headers: Record<string, string> = {}) =>
+      routeOverExtProc(t!.client, { model: 'm', prompt: 'hi' }, { headers });
     const first = await route();
     expect(first.set.get('x-gateway-destination-endpoint')).toBe('127.0.0.11:8000');
     const token = first.response.get(TOKEN)!;
@@ -249,7 +344,11 @@ schedulingProfiles:
     expect(sticky.set.get('x-gateway-destination-endpoint')).toBe('127.0.0.11:8000');
     expect(sticky.response.get(TOKEN)).toBe(token);
     // The EPP's token replaces one the model server sent (one header, the EPP's value), as upstream's header map.
-    const replaced = await routeOverExtProc(t.client, { model: 'm', prompt: 'hi' }, { headers: { [TOKEN]: token }, responseHeaders: { [TOKEN]: 'from-the-model-server' } });
+    const replaced = await routeOverExtProc(
+      t.client,
+      { model: 'm', prompt: 'hi' },
+      { headers: { [TOKEN]: token }, responseHeaders: { [TOKEN]: 'from-the-model-server' } },
+    );
     expect(replaced.responseList.filter(([k]) => k.toLowerCase() === TOKEN)).toEqual([[TOKEN, token]]);
     // Garbage in the header is no error: normal scoring.
     expect((await route({ [TOKEN]: '***' })).set.get('x-gateway-destination-endpoint')).toBe('127.0.0.12:8000');

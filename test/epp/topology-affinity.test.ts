@@ -6,7 +6,14 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/common/index.js';
-import { PLUGIN_REGISTRY, loadEndpointPickerConfig, type Endpoint, type Filter, type SchedulingContext, type Scorer } from '../../src/epp/index.js';
+import {
+  PLUGIN_REGISTRY,
+  loadEndpointPickerConfig,
+  type Endpoint,
+  type Filter,
+  type SchedulingContext,
+  type Scorer,
+} from '../../src/epp/index.js';
 import { compareTopology, type TopologyExtractor } from '../../src/epp/plugins/datalayer/topology-extractor.js';
 import { fixtureText } from '../fixtures/upstream-configs/index.js';
 import { harness, seeded, spec, storeWith } from './fixtures.js';
@@ -43,13 +50,20 @@ describe('topology-extractor', () => {
   });
 
   it('custom label names; an empty name means the default', () => {
-    const custom = build<TopologyExtractor>('topology-extractor', { hostname: 'my/host', rack: '', zone: 'my/zone', region: 'my/region' });
-    expect(custom.topologyOf(ep({ 'my/host': 'h', [RACK]: 'r', 'my/zone': 'z', 'my/region': 'g', [HOST]: 'ignored' }))).toEqual({ hostname: 'h', rack: 'r', zone: 'z', region: 'g' });
+    const custom = build<TopologyExtractor>('topology-extractor', {
+      hostname: 'my/host',
+      rack: '',
+      zone: 'my/zone',
+      region: 'my/region',
+    });
+    expect(
+      custom.topologyOf(ep({ 'my/host': 'h', [RACK]: 'r', 'my/zone': 'z', 'my/region': 'g', [HOST]: 'ignored' })),
+    ).toEqual({ hostname: 'h', rack: 'r', zone: 'z', region: 'g' });
   });
 
   it('parameters are strict strings', () => {
-    expect(PLUGIN_REGISTRY['topology-extractor']!.params.safeParse({ host: 'x' }).success).toBe(false);
-    expect(PLUGIN_REGISTRY['topology-extractor']!.params.safeParse({ zone: 3 }).success).toBe(false);
+    expect(PLUGIN_REGISTRY['topology-extractor'].params.safeParse({ host: 'x' }).success).toBe(false);
+    expect(PLUGIN_REGISTRY['topology-extractor'].params.safeParse({ zone: 3 }).success).toBe(false);
   });
 });
 
@@ -85,9 +99,15 @@ describe('topology-affinity-filter', () => {
 
   it('keeps candidates at minAffinity or tighter (default host); a candidate without topology never qualifies', () => {
     const all = [sameHost, sameRack, sameZone, bare];
-    expect(names(build<Filter>('topology-affinity-filter', {}, others).filter(withPeer(peer), all))).toEqual(names([sameHost]));
-    expect(names(build<Filter>('topology-affinity-filter', { minAffinity: 'rack' }, others).filter(withPeer(peer), all))).toEqual(names([sameHost, sameRack]));
-    expect(names(build<Filter>('topology-affinity-filter', { minAffinity: 'region' }, others).filter(withPeer(peer), all))).toEqual(names([sameHost, sameRack, sameZone]));
+    expect(names(build<Filter>('topology-affinity-filter', {}, others).filter(withPeer(peer), all))).toEqual(
+      names([sameHost]),
+    );
+    expect(
+      names(build<Filter>('topology-affinity-filter', { minAffinity: 'rack' }, others).filter(withPeer(peer), all)),
+    ).toEqual(names([sameHost, sameRack]));
+    expect(
+      names(build<Filter>('topology-affinity-filter', { minAffinity: 'region' }, others).filter(withPeer(peer), all)),
+    ).toEqual(names([sameHost, sameRack, sameZone]));
   });
 
   it('fails open: no peer, a peer without topology, or no candidate qualifying keeps every candidate', () => {
@@ -102,16 +122,22 @@ describe('topology-affinity-filter', () => {
     const warnings: string[] = [];
     const f = build<Filter>('topology-affinity-filter', {}, {}, warnings);
     expect(f.filter(withPeer(peer), [sameZone, bare])).toHaveLength(2);
-    expect(warnings).toEqual(['no topology-extractor named "topology-extractor" is configured: endpoints have no topology and the plugin keeps every candidate']);
+    expect(warnings).toEqual([
+      'no topology-extractor named "topology-extractor" is configured: endpoints have no topology and the plugin keeps every candidate',
+    ]);
   });
 
   it('parameters: minAffinity is a level ("" = host); topologyProducerName must name a topology-extractor', () => {
-    const params = PLUGIN_REGISTRY['topology-affinity-filter']!.params;
+    const params = PLUGIN_REGISTRY['topology-affinity-filter'].params;
     expect(params.safeParse({ minAffinity: 'datacenter' }).success).toBe(false);
     expect(params.parse({ minAffinity: '' })).toMatchObject({ minAffinity: 'host' });
     expect(params.safeParse({ minAffinty: 'rack' }).success).toBe(false);
-    expect(() => build('topology-affinity-filter', { topologyProducerName: 'nope' }, others)).toThrow('parameter "topologyProducerName": no plugin named "nope" is configured');
-    expect(() => build('topology-affinity-filter', { topologyProducerName: 'q' }, { q: { type: 'queue-scorer', name: 'q' } })).toThrow('"q" is a queue-scorer, not a topology-extractor');
+    expect(() => build('topology-affinity-filter', { topologyProducerName: 'nope' }, others)).toThrow(
+      'parameter "topologyProducerName": no plugin named "nope" is configured',
+    );
+    expect(() =>
+      build('topology-affinity-filter', { topologyProducerName: 'q' }, { q: { type: 'queue-scorer', name: 'q' } }),
+    ).toThrow('"q" is a queue-scorer, not a topology-extractor');
   });
 });
 
@@ -119,7 +145,14 @@ describe('topology-affinity-scorer', () => {
   const extractor = build<TopologyExtractor>('topology-extractor', {});
   const s = build<Scorer>('topology-affinity-scorer', {}, { 'topology-extractor': extractor });
   const peer = ep(full);
-  const candidates = [ep(full), ep({ ...full, [HOST]: 'h2' }), ep({ [ZONE]: 'z1', [REGION]: 'reg1' }), ep({ [REGION]: 'reg1' }), ep({ [REGION]: 'reg2' }), ep({})];
+  const candidates = [
+    ep(full),
+    ep({ ...full, [HOST]: 'h2' }),
+    ep({ [ZONE]: 'z1', [REGION]: 'reg1' }),
+    ep({ [REGION]: 'reg1' }),
+    ep({ [REGION]: 'reg2' }),
+    ep({}),
+  ];
 
   it("upstream's curve: host 1, rack 0.2, zone 0.05, region 0.02, none 0; candidate without topology 0", () => {
     expect(Array.from(s.score(withPeer(peer), candidates))).toEqual([1, 0.2, 0.05, 0.02, 0, 0]);
@@ -132,8 +165,14 @@ describe('topology-affinity-scorer', () => {
 
   it('reads the extractor named by topologyProducerName', () => {
     const custom = build<TopologyExtractor>('topology-extractor', { hostname: 'node' });
-    const named = build<Scorer>('topology-affinity-scorer', { topologyProducerName: 'mine' }, { mine: { ...custom, name: 'mine' } });
-    expect(Array.from(named.score(withPeer(ep({ node: 'a' })), [ep({ node: 'a' }), ep({ node: 'b' })]))).toEqual([1, 0]);
+    const named = build<Scorer>(
+      'topology-affinity-scorer',
+      { topologyProducerName: 'mine' },
+      { mine: { ...custom, name: 'mine' } },
+    );
+    expect(Array.from(named.score(withPeer(ep({ node: 'a' })), [ep({ node: 'a' }), ep({ node: 'b' })]))).toEqual([
+      1, 0,
+    ]);
   });
 });
 
@@ -154,7 +193,7 @@ describe('in a P/D config (the pd-topology sample)', () => {
     const decodes = new Set<string>();
     for (let i = 0; i < 8; i++) {
       const r = h.route(prompt(i));
-      const decode = r.result.results.get('decode')!.targets[0]!;
+      const decode = r.result.results.get('decode')!.targets[0];
       const prefill = r.result.results.get('prefill')?.targets[0];
       expect(prefill, `request ${i}`).toBeDefined();
       expect(hostOf(prefill!), `request ${i}`).toBe(hostOf(decode));
@@ -165,16 +204,25 @@ describe('in a P/D config (the pd-topology sample)', () => {
   });
 
   it('a prefill pod on another host is still used when none shares the decode pick’s host (fails open)', () => {
-    const store = storeWith([spec('p-b', '10.0.0.2', 'prefill', { [HOST]: 'node-b' }), spec('d-a', '10.0.0.3', 'decode', { [HOST]: 'node-a' })]);
+    const store = storeWith([
+      spec('p-b', '10.0.0.2', 'prefill', { [HOST]: 'node-b' }),
+      spec('d-a', '10.0.0.3', 'decode', { [HOST]: 'node-a' }),
+    ]);
     const r = harness(config, store).route(prompt(0));
     expect(r.result.results.get('prefill')?.targets[0]?.name).toBe('p-b');
   });
 
   it('an unknown or mistyped parameter fails the load naming the plugin and key', () => {
     const bad = (params: string) => () =>
-      loadEndpointPickerConfig(`${LLMD}plugins:\n- type: topology-extractor\n- type: topology-affinity-filter\n  parameters: ${params}\n- type: decode-filter\nschedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: decode-filter\n  - pluginRef: topology-affinity-filter\n`);
+      loadEndpointPickerConfig(
+        `${LLMD}plugins:\n- type: topology-extractor\n- type: topology-affinity-filter\n  parameters: ${params}\n- type: decode-filter\nschedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: decode-filter\n  - pluginRef: topology-affinity-filter\n`,
+      );
     expect(bad('{minAffinity: planet}')).toThrow(ConfigError);
-    expect(bad('{minAffinity: planet}')).toThrow(/plugin "topology-affinity-filter" \(type topology-affinity-filter\): parameter "minAffinity"/);
-    expect(bad('{minAffnity: rack}')).toThrow(/plugin "topology-affinity-filter" \(type topology-affinity-filter\): unknown parameter "minAffnity"/);
+    expect(bad('{minAffinity: planet}')).toThrow(
+      /plugin "topology-affinity-filter" \(type topology-affinity-filter\): parameter "minAffinity"/,
+    );
+    expect(bad('{minAffnity: rack}')).toThrow(
+      /plugin "topology-affinity-filter" \(type topology-affinity-filter\): unknown parameter "minAffnity"/,
+    );
   });
 });

@@ -16,7 +16,7 @@ const LORAS = ['{"name":"sql-lora","path":"/adapters/sql"}', 'chat-lora=/adapter
 /** The LoRA state the EPP reads from the simulator's /metrics. */
 async function loraState(url: string) {
   const m = emptyMetrics();
-  extractEngineMetrics(await metricsText(url), ENGINES.vllm!, m);
+  extractEngineMetrics(await metricsText(url), ENGINES.vllm, m);
   return m.lora;
 }
 
@@ -43,13 +43,17 @@ describe('simulator LoRA adapters', () => {
     expect(() => parseLoraModules(['{"path":"/x"}'])).toThrow('--lora-modules[0]: needs a non-empty string "name"');
     expect(() => parseLoraModules(['a', '{bad'])).toThrow('--lora-modules[0]: "a" is neither JSON');
     expect(() => parseLoraModules(['x=y', '{bad'])).toThrow(/--lora-modules\[1\]: not valid JSON/);
-    expect(simCommand.validate!(simConfig({ loraModules: ['nope'] }))).toContain('--lora-modules[0]: "nope" is neither JSON ({"name": ..., "path": ...}) nor name=path');
+    expect(simCommand.validate!(simConfig({ loraModules: ['nope'] }))).toContain(
+      '--lora-modules[0]: "nope" is neither JSON ({"name": ..., "path": ...}) nor name=path',
+    );
   });
 
   it('serves the adapters: /v1/models lists them with the base model as parent; answers carry the adapter name; others are 404', async () => {
     const sim = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [M], loraModules: LORAS }));
     try {
-      const models = (await (await fetch(`${sim.url}/v1/models`)).json()) as { data: Array<{ id: string; root: string; parent: string | null }> };
+      const models = (await (await fetch(`${sim.url}/v1/models`)).json()) as {
+        data: Array<{ id: string; root: string; parent: string | null }>;
+      };
       expect(models.data.map((model) => [model.id, model.root, model.parent])).toEqual([
         [M, M, null],
         ['sql-lora', '/adapters/sql', M],
@@ -65,23 +69,54 @@ describe('simulator LoRA adapters', () => {
   });
 
   it('vllm:lora_requests_info follows the adapters with requests waiting and running, then clears', async () => {
-    const sim = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [M], loraModules: LORAS, maxLoras: 3, maxNumSeqs: 1, timeToFirstToken: 60_000 }));
+    const sim = await startSimulator(
+      simConfig({
+        host: '127.0.0.1',
+        port: 0,
+        model: [M],
+        loraModules: LORAS,
+        maxLoras: 3,
+        maxNumSeqs: 1,
+        timeToFirstToken: 60_000,
+      }),
+    );
     try {
       expect(await loraState(sim.url)).toEqual({ running: [], waiting: [], maxLoras: 3 });
       const a = longRequest(sim.url, 'sql-lora');
-      await waitFor(async () => (await loraState(sim.url))?.running.includes('sql-lora') === true, 10_000, 'sql-lora running');
+      await waitFor(
+        async () => (await loraState(sim.url))?.running.includes('sql-lora') === true,
+        10_000,
+        'sql-lora running',
+      );
       const b = longRequest(sim.url, 'chat-lora');
-      await waitFor(async () => (await loraState(sim.url))?.waiting.includes('chat-lora') === true, 10_000, 'chat-lora waiting');
+      await waitFor(
+        async () => (await loraState(sim.url))?.waiting.includes('chat-lora') === true,
+        10_000,
+        'chat-lora waiting',
+      );
       expect(await loraState(sim.url)).toEqual({ running: ['sql-lora'], waiting: ['chat-lora'], maxLoras: 3 });
       // A base-model request is not an adapter.
       const base = longRequest(sim.url, M);
       await waitFor(() => sim.engine.scheduler.waiting === 2, 10_000, 'the base-model request queued');
       expect(await loraState(sim.url)).toEqual({ running: ['sql-lora'], waiting: ['chat-lora'], maxLoras: 3 });
       a.abort();
-      await waitFor(async () => JSON.stringify(await loraState(sim.url)) === JSON.stringify({ running: ['chat-lora'], waiting: [], maxLoras: 3 }), 10_000, 'chat-lora promoted');
+      await waitFor(
+        async () =>
+          JSON.stringify(await loraState(sim.url)) ===
+          JSON.stringify({ running: ['chat-lora'], waiting: [], maxLoras: 3 }),
+        10_000,
+        'chat-lora promoted',
+      );
       b.abort();
       base.abort();
-      await waitFor(async () => (await loraState(sim.url))?.running.length === 0 && sim.engine.scheduler.running === 0 && sim.engine.scheduler.waiting === 0, 10_000, 'all adapters done');
+      await waitFor(
+        async () =>
+          (await loraState(sim.url))?.running.length === 0 &&
+          sim.engine.scheduler.running === 0 &&
+          sim.engine.scheduler.waiting === 0,
+        10_000,
+        'all adapters done',
+      );
       expect(await loraState(sim.url)).toEqual({ running: [], waiting: [], maxLoras: 3 });
       await Promise.all([a.done, b.done, base.done]);
     } finally {

@@ -220,7 +220,7 @@ const carries = (sample: Sample, spec: MetricSpec) => Object.entries(spec.labels
 function pick(samples: Map<string, Sample[]>, spec: MetricSpec): Sample | undefined {
   const list = samples.get(spec.name);
   if (!list) return undefined;
-  for (let i = list.length - 1; i >= 0; i--) if (carries(list[i]!, spec)) return list[i];
+  for (let i = list.length - 1; i >= 0; i--) if (carries(list[i], spec)) return list[i];
   return undefined;
 }
 

@@ -58,7 +58,13 @@ export class ModelsPoller {
       connections: 1,
       headersTimeout: s.timeoutMs,
       bodyTimeout: s.timeoutMs,
-      connect: { rejectUnauthorized: !s.source.insecureSkipVerify, timeout: s.timeoutMs, ca: s.source.ca, cert: s.source.cert, key: s.source.key },
+      connect: {
+        rejectUnauthorized: !s.source.insecureSkipVerify,
+        timeout: s.timeoutMs,
+        ca: s.source.ca,
+        cert: s.source.cert,
+        key: s.source.key,
+      },
     });
     ({ tickMs: this.tickMs, everyMs: this.everyMs } = scrapeCadence(s.intervalMs, s.source.intervalMs));
     this.pollErrors = metrics.pollErrors(SOURCE_TYPE);
@@ -103,7 +109,10 @@ export class ModelsPoller {
       this.pollErrors.inc();
       if (!this.failing.has(endpoint.id)) {
         this.failing.add(endpoint.id);
-        this.logger.warn({ endpoint: endpoint.id, url: this.url(endpoint), err: (err as Error).message }, 'models poll failed; keeping the last list');
+        this.logger.warn(
+          { endpoint: endpoint.id, url: this.url(endpoint), err: (err as Error).message },
+          'models poll failed; keeping the last list',
+        );
       }
       return;
     }
@@ -111,7 +120,11 @@ export class ModelsPoller {
   }
 
   private async fetchText(url: string): Promise<string> {
-    const res = await request(url, { dispatcher: this.agent, signal: AbortSignal.timeout(this.s.timeoutMs), headers: { accept: 'application/json' } });
+    const res = await request(url, {
+      dispatcher: this.agent,
+      signal: AbortSignal.timeout(this.s.timeoutMs),
+      headers: { accept: 'application/json' },
+    });
     if (res.statusCode !== 200) {
       await res.body.dump().catch(() => undefined);
       throw new Error(`status ${res.statusCode}`);

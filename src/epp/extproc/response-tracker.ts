@@ -48,7 +48,7 @@ export class ResponseTracker {
     if ((received.values['content-type'] ?? '').toLowerCase().includes('text/event-stream')) this.streaming = true;
     if (this.streaming && this.settings.parsesUsage) this.sse = new SseUsageReader();
     const extraHeaders = this.settings.extraHeaders ?? [];
-    const extra = extraHeaders.map(([k, v]) => setHeader(k, v));
+    const extra = extraHeaders.map(([k, value]) => setHeader(k, value));
     // A header the EPP sets replaces the model server's of that name, as upstream's response header map does.
     const replaced = new Set(extraHeaders.map(([k]) => k.toLowerCase()));
     this.settings.send(responseHeadersResponse([setHeader('x-went-into-resp-headers', 'true'), ...echoHeaders(received.values, received.repeated, replaced), ...extra]));

@@ -162,7 +162,12 @@ export class ExtProcStream {
           return this.onRequestBody(match.request_body!);
         case 'request_trailers':
           // With asynchronous scheduling the trailers are answered once the request is routed, keeping Envoy's order.
-          if (!this.requestDone && this.parsed === undefined) return this.finishRequest(false, () => this.send({ request_trailers: {} }));
+          if (!this.requestDone && this.parsed === undefined) {
+            this.finishRequest(false, () => {
+              this.send({ request_trailers: {} });
+            });
+            return;
+          }
           return this.send({ request_trailers: {} });
         case 'response_headers':
           return this.tracker().onHeaders(match.response_headers!);
@@ -263,16 +268,22 @@ export class ExtProcStream {
     director.scheduleAsync(request, this.subset, this.scheduling.signal).then(
       (scheduled) => {
         this.scheduling = undefined;
-        if (this.closed) return director.complete(scheduled);
+        if (this.closed) {
+          director.complete(scheduled);
+          return;
+        }
         this.route((this.scheduled = scheduled), body.length, endOfStream, start);
         then?.();
       },
-      (err) => {
+      (err: unknown) => {
         this.scheduling = undefined;
         if (this.closed) return;
-        if (err instanceof InferenceError) return this.reject(err);
+        if (err instanceof InferenceError) {
+          this.reject(err);
+          return;
+        }
         this.deps.logger.error({ err, reqId: this.requestId }, 'ext_proc stream failed');
-        this.fail(grpc.status.INTERNAL, (err as Error).message);
+        this.fail(grpc.status.INTERNAL, err instanceof Error ? err.message : String(err));
       },
     );
   }

@@ -6,7 +6,12 @@ import type { SchedulingContext } from './types.js';
 
 const key = (dataType: string, producer: string) => `request-attribute:${dataType}/${producer}`;
 
-export function putRequestAttribute(cycle: SchedulingContext, dataType: string, producer: string, value: unknown): void {
+export function putRequestAttribute(
+  cycle: SchedulingContext,
+  dataType: string,
+  producer: string,
+  value: unknown,
+): void {
   cycle.state.set(key(dataType, producer), value);
 }
 

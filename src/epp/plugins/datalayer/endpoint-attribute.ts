@@ -8,12 +8,21 @@
 import { ConfigError } from '../../../common/index.js';
 import type { Endpoint } from '../../framework/types.js';
 import type { PluginFactoryContext } from '../definition.js';
-import { CORE_METRICS_EXTRACTOR_TYPE, ENDPOINT_ATTRIBUTE_DATA, type MetricsExtractor } from './core-metrics-extractor.js';
+import {
+  CORE_METRICS_EXTRACTOR_TYPE,
+  ENDPOINT_ATTRIBUTE_DATA,
+  type MetricsExtractor,
+} from './core-metrics-extractor.js';
 
 export type AttributeReader = (e: Endpoint) => number | undefined;
 
 /** How a consumer reads `attribute` from `producer`; `key` is the parameter name, for messages. */
-export function attributeReader(ctx: PluginFactoryContext, key: string, attribute: string, producer: string | undefined): AttributeReader {
+export function attributeReader(
+  ctx: PluginFactoryContext,
+  key: string,
+  attribute: string,
+  producer: string | undefined,
+): AttributeReader {
   if (producer === undefined) {
     const slash = attribute.lastIndexOf('/');
     if (slash >= 0) {
@@ -25,12 +34,21 @@ export function attributeReader(ctx: PluginFactoryContext, key: string, attribut
     producer = CORE_METRICS_EXTRACTOR_TYPE;
   }
   if (producer !== CORE_METRICS_EXTRACTOR_TYPE) {
-    ctx.warn(`parameter "producer": pd-router has no producer "${producer}" of endpoint attributes (only ${CORE_METRICS_EXTRACTOR_TYPE} customMetrics): every endpoint lacks "${attribute}"`);
+    ctx.warn(
+      `parameter "producer": pd-router has no producer "${producer}" of endpoint attributes (only ${CORE_METRICS_EXTRACTOR_TYPE} customMetrics): every endpoint lacks "${attribute}"`,
+    );
     return () => undefined;
   }
-  const declared = ctx.namesProducing(ENDPOINT_ATTRIBUTE_DATA).some((name) =>
-    Object.values((ctx.plugin(name) as MetricsExtractor).engines.engines).some((engine) => engine.custom?.some((metric) => metric.attributeKey === attribute)),
-  );
-  if (!declared) ctx.warn(`no ${CORE_METRICS_EXTRACTOR_TYPE} engineConfigs declare customMetrics attributeKey "${attribute}": every endpoint lacks it`);
+  const declared = ctx
+    .namesProducing(ENDPOINT_ATTRIBUTE_DATA)
+    .some((name) =>
+      Object.values((ctx.plugin(name) as MetricsExtractor).engines.engines).some((engine) =>
+        engine.custom?.some((metric) => metric.attributeKey === attribute),
+      ),
+    );
+  if (!declared)
+    ctx.warn(
+      `no ${CORE_METRICS_EXTRACTOR_TYPE} engineConfigs declare customMetrics attributeKey "${attribute}": every endpoint lacks it`,
+    );
   return (endpoint) => endpoint.metrics.custom?.[attribute];
 }

@@ -28,7 +28,7 @@ export const modelsDataSource = definePlugin({
   description: 'Polls each endpoint’s /v1/models.',
   params: z
     .object({
-      scheme: z.enum(['http', 'https'], { message: 'must be http or https' }).default('http'),
+      scheme: z.enum(['http', 'https'], { error: 'must be http or https' }).default('http'),
       path: z.string().startsWith('/', 'must start with /').default('/v1/models'),
       insecureSkipVerify: z.boolean().default(true),
       caCertPath: z.string().default(''),
@@ -37,9 +37,15 @@ export const modelsDataSource = definePlugin({
       interval: goDuration.optional(),
     })
     .strict()
-    .refine((params) => (params.clientCertPath === '') === (params.clientKeyPath === ''), { message: 'clientCertPath and clientKeyPath must be set together', path: ['clientCertPath'] }),
+    .refine((params) => (params.clientCertPath === '') === (params.clientKeyPath === ''), {
+      error: 'clientCertPath and clientKeyPath must be set together',
+      path: ['clientCertPath'],
+    }),
   create: (ctx, params): ModelsDataSource => {
-    if (params.caCertPath && params.insecureSkipVerify) ctx.warn('parameter "caCertPath" has no effect while insecureSkipVerify is true (its default); set insecureSkipVerify: false to verify');
+    if (params.caCertPath && params.insecureSkipVerify)
+      ctx.warn(
+        'parameter "caCertPath" has no effect while insecureSkipVerify is true (its default); set insecureSkipVerify: false to verify',
+      );
     return {
       type: ctx.type,
       name: ctx.name,

@@ -50,15 +50,26 @@ export function peerTopology(cycle: SchedulingContext, extractor: TopologyExtrac
 }
 
 /** The extractor a consumer reads: the named one (which must be a topology-extractor), else `topology-extractor`. */
-export function resolveTopologyExtractor(ctx: PluginFactoryContext, named: string | undefined): TopologyExtractor | undefined {
+export function resolveTopologyExtractor(
+  ctx: PluginFactoryContext,
+  named: string | undefined,
+): TopologyExtractor | undefined {
   const name = named || TOPOLOGY_EXTRACTOR_TYPE;
   const type = ctx.typeOf(name);
   if (type === undefined) {
-    if (named) throw new ConfigError(`plugin "${ctx.name}" (type ${ctx.type}): parameter "topologyProducerName": no plugin named "${named}" is configured`);
-    ctx.warn(`no ${TOPOLOGY_EXTRACTOR_TYPE} named "${TOPOLOGY_EXTRACTOR_TYPE}" is configured: endpoints have no topology and the plugin ${ctx.type.endsWith('filter') ? 'keeps every candidate' : 'scores every candidate 0'}`);
+    if (named)
+      throw new ConfigError(
+        `plugin "${ctx.name}" (type ${ctx.type}): parameter "topologyProducerName": no plugin named "${named}" is configured`,
+      );
+    ctx.warn(
+      `no ${TOPOLOGY_EXTRACTOR_TYPE} named "${TOPOLOGY_EXTRACTOR_TYPE}" is configured: endpoints have no topology and the plugin ${ctx.type.endsWith('filter') ? 'keeps every candidate' : 'scores every candidate 0'}`,
+    );
     return undefined;
   }
-  if (type !== TOPOLOGY_EXTRACTOR_TYPE) throw new ConfigError(`plugin "${ctx.name}" (type ${ctx.type}): parameter "topologyProducerName": "${name}" is a ${type}, not a ${TOPOLOGY_EXTRACTOR_TYPE}`);
+  if (type !== TOPOLOGY_EXTRACTOR_TYPE)
+    throw new ConfigError(
+      `plugin "${ctx.name}" (type ${ctx.type}): parameter "topologyProducerName": "${name}" is a ${type}, not a ${TOPOLOGY_EXTRACTOR_TYPE}`,
+    );
   return ctx.plugin(name) as TopologyExtractor;
 }
 
@@ -93,7 +104,12 @@ export const topologyExtractor = definePlugin({
         let t = cache.get(endpoint);
         if (t === undefined) {
           const l = endpoint.labels;
-          const found = { hostname: l[params.hostname] || endpoint.hostname || '', rack: l[params.rack] ?? '', zone: l[params.zone] ?? '', region: l[params.region] ?? '' };
+          const found = {
+            hostname: l[params.hostname] || endpoint.hostname || '',
+            rack: l[params.rack] ?? '',
+            zone: l[params.zone] ?? '',
+            region: l[params.region] ?? '',
+          };
           t = found.hostname || found.rack || found.zone || found.region ? found : null;
           cache.set(endpoint, t);
         }

@@ -28,18 +28,29 @@ export const endpointAttributeFilter = definePlugin({
   description: 'Keeps endpoints whose numeric attribute passes a threshold.',
   params: z
     .object({
-      attribute: z.string({ message: 'is required' }).min(1, 'must not be empty'),
+      attribute: z.string({ error: 'is required' }).min(1, 'must not be empty'),
       producer: z.string().optional(),
       onMissing: z
-        .enum(['', 'Pass', 'Fail'], { message: 'must be Pass or Fail' })
+        .enum(['', 'Pass', 'Fail'], { error: 'must be Pass or Fail' })
         .default('Pass')
         .transform((value) => value || 'Pass'),
       fallbackOnEmpty: z.boolean().default(false),
       algorithm: z
-        .object({
-          type: z.literal('threshold', { message: 'must be "threshold" (the only algorithm upstream implements)' }),
-          threshold: z.object({ operator: z.enum(OPERATOR_NAMES, { message: `must be one of ${OPERATOR_NAMES.join(', ')}` }), value: z.number().default(0) }, { message: 'is required when algorithm.type is threshold' }).strict(),
-        }, { message: 'is required' })
+        .object(
+          {
+            type: z.literal('threshold', { error: 'must be "threshold" (the only algorithm upstream implements)' }),
+            threshold: z
+              .object(
+                {
+                  operator: z.enum(OPERATOR_NAMES, { error: `must be one of ${OPERATOR_NAMES.join(', ')}` }),
+                  value: z.number().default(0),
+                },
+                { error: 'is required when algorithm.type is threshold' },
+              )
+              .strict(),
+          },
+          { error: 'is required' },
+        )
         .strict(),
     })
     .strict(),

@@ -11,7 +11,10 @@ export const sessionAffinityFilter = definePlugin({
   kind: 'filter',
   description: 'Pins a session to the endpoint that served it (x-session-token, or a bound session id).',
   params: sessionAffinityParams,
-  create: (ctx, params): Filter & PreRequest & ResponseHeaders & { validateProfiles(names: readonly string[]): string | undefined } => {
+  create: (
+    ctx,
+    params,
+  ): Filter & PreRequest & ResponseHeaders & { validateProfiles(names: readonly string[]): string | undefined } => {
     const s = sessionAffinity(ctx, params);
     return {
       type: ctx.type,

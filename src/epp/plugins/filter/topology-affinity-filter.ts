@@ -12,7 +12,12 @@
  */
 import { z } from 'zod';
 import type { Filter } from '../../framework/types.js';
-import { TOPOLOGY_LEVELS, compareTopology, peerTopology, resolveTopologyExtractor } from '../datalayer/topology-extractor.js';
+import {
+  TOPOLOGY_LEVELS,
+  compareTopology,
+  peerTopology,
+  resolveTopologyExtractor,
+} from '../datalayer/topology-extractor.js';
 import { definePlugin } from '../definition.js';
 
 export const topologyAffinityFilter = definePlugin({
@@ -21,7 +26,7 @@ export const topologyAffinityFilter = definePlugin({
   params: z
     .object({
       minAffinity: z
-        .enum(['', ...TOPOLOGY_LEVELS], { message: 'must be one of host, rack, zone, region' })
+        .enum(['', ...TOPOLOGY_LEVELS], { error: 'must be one of host, rack, zone, region' })
         .default('host')
         .transform((level) => level || 'host'),
       topologyProducerName: z.string().default(''),

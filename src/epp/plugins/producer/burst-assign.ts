@@ -79,7 +79,8 @@ function less(left: Endpoint, right: Endpoint, load: Map<string, number>): boole
   const la = load.get(left.id) ?? 0;
   const lb = load.get(right.id) ?? 0;
   if (la !== lb) return la < lb;
-  if (left.metrics.runningRequests !== right.metrics.runningRequests) return left.metrics.runningRequests < right.metrics.runningRequests;
+  if (left.metrics.runningRequests !== right.metrics.runningRequests)
+    return left.metrics.runningRequests < right.metrics.runningRequests;
   return left.id < right.id;
 }
 
@@ -95,7 +96,12 @@ function leastLoaded(placement: Placement, perReplica: Map<string, number>): End
   return best!;
 }
 
-function pickReplica(placement: Placement, perReplica: Map<string, number>, matches: Map<string, number>, preferMatch: boolean): Endpoint {
+function pickReplica(
+  placement: Placement,
+  perReplica: Map<string, number>,
+  matches: Map<string, number>,
+  preferMatch: boolean,
+): Endpoint {
   if (preferMatch) {
     let best: Endpoint | undefined;
     let bestMatch = 0;
@@ -112,19 +118,23 @@ function pickReplica(placement: Placement, perReplica: Map<string, number>, matc
 }
 
 function placeUnit(members: BurstEntry[], cost: number, placement: Placement): void {
-  const keys = members[0]!.keys;
+  const keys = members[0].keys;
   let preferMatch = placement.minColocateBlocks > 0;
   const matches = preferMatch || placement.byTokens ? placement.index.longestPrefix(keys) : new Map<string, number>();
   const perReplica = new Map<string, number>();
-  for (let i = 0; i < members.length; ) {
+  for (let i = 0; i < members.length;) {
     const target = pickReplica(placement, perReplica, matches, preferMatch);
     const placed = perReplica.get(target.id) ?? 0;
     let run = members.length - i;
     if (placement.k !== UNLIMITED) run = Math.min(run, Math.max(1, placement.k - placed));
-    for (let j = 0; j < run; j++) members[i + j]!.assigned = target;
+    for (let j = 0; j < run; j++) members[i + j].assigned = target;
     perReplica.set(target.id, placed + run);
     if (!placement.byTokens) placement.load.set(target.id, (placement.load.get(target.id) ?? 0) + run);
-    else if (placed === 0) placement.load.set(target.id, (placement.load.get(target.id) ?? 0) + Math.max(0, cost - (matches.get(target.id) ?? 0)));
+    else if (placed === 0)
+      placement.load.set(
+        target.id,
+        (placement.load.get(target.id) ?? 0) + Math.max(0, cost - (matches.get(target.id) ?? 0)),
+      );
     i += run;
     preferMatch = false; // only the unit's first replica gets the prefix preference
   }
@@ -132,7 +142,12 @@ function placeUnit(members: BurstEntry[], cost: number, placement: Placement): v
 }
 
 /** Assigns a replica to the entries of one sealed batch (sets `assigned`; entries without a unit keep none). */
-export function assignBurst(entries: readonly BurstEntry[], k: number, minColocateBlocks: number, byTokens: boolean): void {
+export function assignBurst(
+  entries: readonly BurstEntry[],
+  k: number,
+  minColocateBlocks: number,
+  byTokens: boolean,
+): void {
   const groups = new Map<string, BurstEntry[]>();
   let replicas: readonly Endpoint[] | undefined;
   for (const e of entries) {
@@ -152,8 +167,8 @@ export function assignBurst(entries: readonly BurstEntry[], k: number, minColoca
     const bySignature = new Map<string, number>();
     const signatureOf = new Map<string, string>();
     for (const [key, g] of groups) {
-      if (blocksOf(g[0]!.keys) < minColocateBlocks) continue;
-      const sig = prefixKey(g[0]!.keys, minColocateBlocks);
+      if (blocksOf(g[0].keys) < minColocateBlocks) continue;
+      const sig = prefixKey(g[0].keys, minColocateBlocks);
       signatureOf.set(key, sig);
       bySignature.set(sig, (bySignature.get(sig) ?? 0) + g.length);
     }
@@ -166,7 +181,7 @@ export function assignBurst(entries: readonly BurstEntry[], k: number, minColoca
     if (g.length >= 2) groupUnits.push(key);
     else if (shared.has(key)) singleUnits.push(key);
     else continue;
-    cost.set(key, blocksOf(g[0]!.keys));
+    cost.set(key, blocksOf(g[0].keys));
   }
   if (groupUnits.length === 0 && singleUnits.length === 0) return;
   const longestFirst = (left: string, right: string) => cost.get(right)! - cost.get(left)!;
@@ -175,6 +190,14 @@ export function assignBurst(entries: readonly BurstEntry[], k: number, minColoca
 
   let total = 0;
   for (const [key, c] of cost) total += byTokens ? c : groups.get(key)!.length;
-  const p: Placement = { replicas, k, minColocateBlocks, maxShare: Math.ceil(total / replicas.length), byTokens, index: new BatchIndex(), load: new Map() };
+  const p: Placement = {
+    replicas,
+    k,
+    minColocateBlocks,
+    maxShare: Math.ceil(total / replicas.length),
+    byTokens,
+    index: new BatchIndex(),
+    load: new Map(),
+  };
   for (const key of [...groupUnits, ...singleUnits]) placeUnit(groups.get(key)!, cost.get(key)!, p);
 }

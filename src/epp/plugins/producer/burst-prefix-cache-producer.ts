@@ -38,13 +38,13 @@ export const burstParams = z
     minColocateBlocks: int.min(0, 'must be >= 0').default(0),
     maxBatchSize: unlimitedOrPositive(1000),
     balanceBy: z
-      .enum(['', 'requests', 'tokens'], { message: 'must be requests or tokens' })
+      .enum(['', 'requests', 'tokens'], { error: 'must be requests or tokens' })
       .default('requests')
       .transform((balance) => balance || 'requests'),
   })
   .strict()
   .refine((params) => params.maxPrefixTokensToMatch === 0 || params.maxPrefixTokensToMatch >= params.blockSizeTokens, {
-    message: 'must be 0 or >= blockSizeTokens; a smaller positive value yields zero prefix blocks',
+    error: 'must be 0 or >= blockSizeTokens; a smaller positive value yields zero prefix blocks',
     path: ['maxPrefixTokensToMatch'],
   });
 
@@ -63,7 +63,10 @@ export const burstPrefixCacheProducer = definePlugin({
   description: 'Co-locates bursts of prompt-sharing requests arriving within a window.',
   params: burstParams,
   create: (ctx, params): BurstProducer => {
-    const maxBlocks = params.maxPrefixTokensToMatch > 0 ? Math.floor(params.maxPrefixTokensToMatch / params.blockSizeTokens) : DEFAULT_MAX_BLOCKS;
+    const maxBlocks =
+      params.maxPrefixTokensToMatch > 0
+        ? Math.floor(params.maxPrefixTokensToMatch / params.blockSizeTokens)
+        : DEFAULT_MAX_BLOCKS;
     let open: Batch | undefined;
 
     const join = (entry: BurstEntry): Batch => {
@@ -78,7 +81,8 @@ export const burstPrefixCacheProducer = definePlugin({
         );
         open = { entries, sealed };
       }
-      if (params.maxBatchSize !== UNLIMITED && open.entries.length >= params.maxBatchSize) throw new Error(`burst prefix batch full: maxBatchSize ${params.maxBatchSize} reached`);
+      if (params.maxBatchSize !== UNLIMITED && open.entries.length >= params.maxBatchSize)
+        throw new Error(`burst prefix batch full: maxBatchSize ${params.maxBatchSize} reached`);
       open.entries.push(entry);
       return open;
     };
@@ -89,7 +93,9 @@ export const burstPrefixCacheProducer = definePlugin({
       burstPrefixProducer: true,
       async produceAsync(cycle: SchedulingContext, candidates: readonly Endpoint[], signal: AbortSignal) {
         const seed = chainSeed(cycle.request.targetModel, cycle.request.cacheSalt);
-        const keys = cycle.request.prompts.map((prompt) => promptBlockHashes(seed, prompt, params.blockSizeTokens, maxBlocks).map(blockKey));
+        const keys = cycle.request.prompts.map((prompt) =>
+          promptBlockHashes(seed, prompt, params.blockSizeTokens, maxBlocks).map(blockKey),
+        );
         const entry: BurstEntry = { keys, candidates };
         const batch = join(entry);
         if (signal.aborted) return;
@@ -104,7 +110,8 @@ export const burstPrefixCacheProducer = definePlugin({
         const totalBlocks = keys.reduce((total, k) => total + k.length, 0);
         const matched = new Map<string, number>();
         // The assigned replica is one of the batch's first request's candidates: it counts only if it is one of ours.
-        if (entry.assigned && candidates.some((candidate) => candidate.id === entry.assigned!.id)) matched.set(entry.assigned.id, totalBlocks);
+        if (entry.assigned && candidates.some((candidate) => candidate.id === entry.assigned!.id))
+          matched.set(entry.assigned.id, totalBlocks);
         const state: PrefixMatchState = { blockSizeTokens: params.blockSizeTokens, totalBlocks, matched, keys };
         cycle.state.set(prefixStateKey(ctx.name), state);
       },

@@ -37,12 +37,19 @@ export const sessionIdProducer = definePlugin({
         .transform((cookie) => cookie.trim()),
     })
     .strict()
-    .refine((params) => (params.headerName === '') !== (params.cookieName === ''), 'exactly one of headerName or cookieName must be set'),
+    .refine(
+      (params) => (params.headerName === '') !== (params.cookieName === ''),
+      'exactly one of headerName or cookieName must be set',
+    ),
   create: (ctx, params): DataProducer => ({
     type: ctx.type,
     name: ctx.name,
     produce(cycle) {
-      const id = (params.headerName ? (cycle.request.headers[params.headerName] ?? '') : cookieValue(cycle.request.headers.cookie, params.cookieName)).trim();
+      const id = (
+        params.headerName
+          ? (cycle.request.headers[params.headerName] ?? '')
+          : cookieValue(cycle.request.headers.cookie, params.cookieName)
+      ).trim();
       if (id) putRequestAttribute(cycle, SESSION_ID_ATTRIBUTE, ctx.name, id);
     },
   }),

@@ -45,21 +45,38 @@ export const headerProfileHandler = definePlugin({
         if (profiles.size === 1) return [...profiles.keys()];
         const want = named(cycle.request.headers) || params.defaultProfile;
         if (profiles.has(want)) return [want];
-        cycle.logger.info({ reqId: cycle.request.requestId, error: notFound(named(cycle.request.headers)), profiles: [...profiles.keys()].sort() }, 'no scheduling profile selected for request');
+        cycle.logger.info(
+          {
+            reqId: cycle.request.requestId,
+            error: notFound(named(cycle.request.headers)),
+            profiles: [...profiles.keys()].sort(),
+          },
+          'no scheduling profile selected for request',
+        );
         return [];
       },
       processResults(cycle, results) {
-        const [name, result] = [...results.entries()][0] ?? [];
+        // The one profile that ran (pickProfiles never asks for more).
+        for (const [name, result] of results) {
+          if (result) return { primaryProfile: name, results: new Map([[name, result]]) };
+          const err = cycle.profileErrors.get(name);
+          if (err instanceof InferenceError) throw err;
+          throw new InferenceError(
+            'ResourceExhausted',
+            `failed to find target endpoint: failed to run scheduler profile '${name}'`,
+          );
+        }
         // Nothing ran: upstream's scheduler fails the request itself, before the handler sees the results.
-        if (name === undefined) throw new InferenceError('ResourceExhausted', `failed to find target endpoint: failed to run any scheduler profile for request ${cycle.request.requestId}`);
-        if (result) return { primaryProfile: name, results: new Map([[name, result]]) };
-        const err = cycle.profileErrors.get(name);
-        if (err instanceof InferenceError) throw err;
-        throw new InferenceError('ResourceExhausted', `failed to find target endpoint: failed to run scheduler profile '${name}'`);
+        throw new InferenceError(
+          'ResourceExhausted',
+          `failed to find target endpoint: failed to run any scheduler profile for request ${cycle.request.requestId}`,
+        );
       },
       validateProfiles(names) {
         if (names.length > 1 && !names.includes(params.defaultProfile)) {
-          ctx.warn(`defaultProfile "${params.defaultProfile}" is not a scheduling profile (${names.join(', ')}): requests without the ${params.headerName} header will fail`);
+          ctx.warn(
+            `defaultProfile "${params.defaultProfile}" is not a scheduling profile (${names.join(', ')}): requests without the ${params.headerName} header will fail`,
+          );
         }
         return undefined;
       },

@@ -52,7 +52,10 @@ export const contextLengthAware = definePlugin({
   description: 'Scores (and optionally filters) pods by the context-length range in their label.',
   params: z
     .object({
-      label: z.string().default('llm-d.ai/context-length-range').refine((label) => label !== '', "'label' must be specified"),
+      label: z
+        .string()
+        .default('llm-d.ai/context-length-range')
+        .refine((label) => label !== '', "'label' must be specified"),
       enableFiltering: z.boolean().default(false),
     })
     .strict(),
@@ -60,7 +63,7 @@ export const contextLengthAware = definePlugin({
     // Endpoints are immutable (a label change replaces the object), so a parsed range never goes stale.
     const ranges = new WeakMap<Endpoint, ContextRange | null>();
     const rangeOf = (endpoint: Endpoint): ContextRange | null | undefined => {
-      const text = endpoint.labels[params.label];
+      const text = Object.hasOwn(endpoint.labels, params.label) ? endpoint.labels[params.label] : undefined;
       if (text === undefined) return undefined;
       let r = ranges.get(endpoint);
       if (r === undefined) ranges.set(endpoint, (r = parseContextRange(text) ?? null));

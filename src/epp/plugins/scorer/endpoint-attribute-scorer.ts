@@ -18,23 +18,35 @@ export const endpointAttributeScorer = definePlugin({
   description: 'Linear score of a numeric endpoint attribute over an adaptive or fixed range.',
   params: z
     .object({
-      attributeKey: z.string({ message: 'is required' }).min(1, 'must not be empty'),
+      attributeKey: z.string({ error: 'is required' }).min(1, 'must not be empty'),
       producer: z.string().optional(),
       algorithm: z
         .object(
           {
-            type: z.enum(['linear_lower_is_better', 'linear_higher_is_better'], { message: 'must be linear_lower_is_better or linear_higher_is_better' }),
+            type: z.enum(['linear_lower_is_better', 'linear_higher_is_better'], {
+              error: 'must be linear_lower_is_better or linear_higher_is_better',
+            }),
             normalization: z
               .object({
-                fixedRange: z.object({ min: z.number().default(0), max: z.number().default(0) }).strict().optional(),
+                fixedRange: z
+                  .object({ min: z.number().default(0), max: z.number().default(0) })
+                  .strict()
+                  .optional(),
                 adaptiveRange: z.object({}).strict().optional(),
               })
               .strict()
               .default({})
-              .refine((normalization) => !(normalization.fixedRange && normalization.adaptiveRange), 'at most one normalization strategy: fixedRange or adaptiveRange')
-              .refine((normalization) => !normalization.fixedRange || normalization.fixedRange.min < normalization.fixedRange.max, 'fixedRange needs min < max'),
+              .refine(
+                (normalization) => !(normalization.fixedRange && normalization.adaptiveRange),
+                'at most one normalization strategy: fixedRange or adaptiveRange',
+              )
+              .refine(
+                (normalization) =>
+                  !normalization.fixedRange || normalization.fixedRange.min < normalization.fixedRange.max,
+                'fixedRange needs min < max',
+              ),
           },
-          { message: 'is required' },
+          { error: 'is required' },
         )
         .strict(),
     })

@@ -20,7 +20,7 @@ export const loraAffinityScorer = definePlugin({
       const target = cycle.request.targetModel;
       const out = new Float64Array(endpoints.length);
       for (let i = 0; i < endpoints.length; i++) {
-        const lora = endpoints[i]!.metrics.lora;
+        const lora = endpoints[i].metrics.lora;
         if (!lora) continue;
         const running = new Set(lora.running);
         const waiting = new Set(lora.waiting);

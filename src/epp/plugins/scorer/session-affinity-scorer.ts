@@ -12,7 +12,10 @@ export const sessionAffinityScorer = definePlugin({
   kind: 'scorer',
   description: 'Prefers the endpoint that served the session (x-session-token, or a bound session id).',
   params: sessionAffinityParams,
-  create: (ctx, params): Scorer & PreRequest & ResponseHeaders & { validateProfiles(names: readonly string[]): string | undefined } => {
+  create: (
+    ctx,
+    params,
+  ): Scorer & PreRequest & ResponseHeaders & { validateProfiles(names: readonly string[]): string | undefined } => {
     const s = sessionAffinity(ctx, params);
     return {
       type: ctx.type,

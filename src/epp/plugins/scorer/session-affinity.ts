@@ -48,13 +48,21 @@ const positiveSeconds = (fallback: number) =>
 const source = z
   .object({ header: z.string().default(''), attribute: z.string().default(''), producer: z.string().default('') })
   .strict()
-  .refine((source) => (source.header === '') !== (source.attribute === ''), 'exactly one of header or attribute must be set');
+  .refine(
+    (source) => (source.header === '') !== (source.attribute === ''),
+    'exactly one of header or attribute must be set',
+  );
 
 export const sessionAffinityParams = z
   .object({
-    strategy: z.enum(['encoded_endpoint_header', 'session_id'], { message: 'must be "encoded_endpoint_header" or "session_id"' }).default('encoded_endpoint_header'),
+    strategy: z
+      .enum(['encoded_endpoint_header', 'session_id'], { error: 'must be "encoded_endpoint_header" or "session_id"' })
+      .default('encoded_endpoint_header'),
     profileName: z.string().default(''),
-    encodedEndpointHeaderConfig: z.object({ header: headerName(DEFAULT_SESSION_TOKEN_HEADER) }).strict().optional(),
+    encodedEndpointHeaderConfig: z
+      .object({ header: headerName(DEFAULT_SESSION_TOKEN_HEADER) })
+      .strict()
+      .optional(),
     sessionIdConfig: z
       .object({
         sources: z.array(source).default([]),
@@ -91,9 +99,12 @@ function pickOf(result: SchedulingResult, profile: string): Endpoint | undefined
 
 export function sessionAffinity(ctx: PluginFactoryContext, params: SessionAffinityParams): SessionAffinity {
   const validateProfiles = (names: readonly string[]) =>
-    params.profileName && !names.includes(params.profileName) ? `plugin "${ctx.name}" (type ${ctx.type}): parameter "profileName": "${params.profileName}" is not a scheduling profile (${names.join(', ')})` : undefined;
+    params.profileName && !names.includes(params.profileName)
+      ? `plugin "${ctx.name}" (type ${ctx.type}): parameter "profileName": "${params.profileName}" is not a scheduling profile (${names.join(', ')})`
+      : undefined;
   if (params.strategy === 'encoded_endpoint_header') {
-    if (params.sessionIdConfig) ctx.warn('parameter "sessionIdConfig" has no effect with strategy encoded_endpoint_header');
+    if (params.sessionIdConfig)
+      ctx.warn('parameter "sessionIdConfig" has no effect with strategy encoded_endpoint_header');
     const header = params.encodedEndpointHeaderConfig?.header ?? DEFAULT_SESSION_TOKEN_HEADER;
     return {
       choose(cycle, endpoints) {
@@ -109,16 +120,24 @@ export function sessionAffinity(ctx: PluginFactoryContext, params: SessionAffini
       validateProfiles,
     };
   }
-  if (params.encodedEndpointHeaderConfig) ctx.warn('parameter "encodedEndpointHeaderConfig" has no effect with strategy session_id');
+  if (params.encodedEndpointHeaderConfig)
+    ctx.warn('parameter "encodedEndpointHeaderConfig" has no effect with strategy session_id');
   const cfg = params.sessionIdConfig ?? sessionAffinityParams.shape.sessionIdConfig.unwrap().parse({});
-  const sources = cfg.sources.length > 0 ? cfg.sources : [{ header: DEFAULT_SESSION_ID_HEADER, attribute: '', producer: '' }];
+  const sources =
+    cfg.sources.length > 0 ? cfg.sources : [{ header: DEFAULT_SESSION_ID_HEADER, attribute: '', producer: '' }];
   for (const s of sources) {
     // session-id-producer is the only publisher of request attributes in pd-router.
     if (s.attribute && (s.attribute !== SESSION_ID_ATTRIBUTE || ctx.typeOf(s.producer) !== SESSION_ID_PRODUCER_TYPE)) {
-      ctx.warn(`sessionIdConfig source {attribute: "${s.attribute}", producer: "${s.producer}"} never matches: only a configured session-id-producer publishes a request attribute (${SESSION_ID_ATTRIBUTE})`);
+      ctx.warn(
+        `sessionIdConfig source {attribute: "${s.attribute}", producer: "${s.producer}"} never matches: only a configured session-id-producer publishes a request attribute (${SESSION_ID_ATTRIBUTE})`,
+      );
     }
   }
-  const read = sources.map((source) => (source.header ? { header: source.header.trim().toLowerCase() } : { attribute: source.attribute, producer: source.producer }));
+  const read = sources.map((source) =>
+    source.header
+      ? { header: source.header.trim().toLowerCase() }
+      : { attribute: source.attribute, producer: source.producer },
+  );
   const ttlMs = cfg.evictionTtlSeconds * 1000;
   const sweepMs = cfg.evictionSweepSeconds * 1000;
   /** Session id → endpoint id and last use; Map order is least recently used first. */
@@ -128,7 +147,8 @@ export function sessionAffinity(ctx: PluginFactoryContext, params: SessionAffini
 
   const sessionOf = (cycle: SchedulingContext): string | undefined => {
     for (const s of read) {
-      const v = s.header !== undefined ? cycle.request.headers[s.header] : requestAttribute(cycle, s.attribute!, s.producer!);
+      const v =
+        s.header !== undefined ? cycle.request.headers[s.header] : requestAttribute(cycle, s.attribute, s.producer);
       const id = typeof v === 'string' ? v.trim() : '';
       if (id) return id;
     }
@@ -173,7 +193,8 @@ export function sessionAffinity(ctx: PluginFactoryContext, params: SessionAffini
       const current = bound(id, now);
       // A session moves only when its endpoint was not among the candidates; otherwise another plugin outweighed the
       // preference for this one request, and the binding stays.
-      if (current === undefined || current === picked.id || cycle.state.get(presenceKey) === false) bind(id, picked.id, now);
+      if (current === undefined || current === picked.id || cycle.state.get(presenceKey) === false)
+        bind(id, picked.id, now);
     },
     responseHeaders: () => [],
     validateProfiles,

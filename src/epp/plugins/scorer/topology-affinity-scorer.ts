@@ -8,10 +8,21 @@
  */
 import { z } from 'zod';
 import type { Scorer } from '../../framework/types.js';
-import { compareTopology, peerTopology, resolveTopologyExtractor, type TopologyLevel } from '../datalayer/topology-extractor.js';
+import {
+  compareTopology,
+  peerTopology,
+  resolveTopologyExtractor,
+  type TopologyLevel,
+} from '../datalayer/topology-extractor.js';
 import { definePlugin } from '../definition.js';
 
-export const TOPOLOGY_LEVEL_SCORES: Readonly<Record<TopologyLevel, number>> = { host: 1, rack: 0.2, zone: 0.05, region: 0.02, none: 0 };
+export const TOPOLOGY_LEVEL_SCORES: Readonly<Record<TopologyLevel, number>> = {
+  host: 1,
+  rack: 0.2,
+  zone: 0.05,
+  region: 0.02,
+  none: 0,
+};
 
 export const topologyAffinityScorer = definePlugin({
   kind: 'scorer',
@@ -26,7 +37,8 @@ export const topologyAffinityScorer = definePlugin({
         const out = new Float64Array(endpoints.length);
         const peer = peerTopology(cycle, extractor);
         if (!peer) return out;
-        for (let i = 0; i < endpoints.length; i++) out[i] = TOPOLOGY_LEVEL_SCORES[compareTopology(peer, extractor!.topologyOf(endpoints[i]!))];
+        for (let i = 0; i < endpoints.length; i++)
+          out[i] = TOPOLOGY_LEVEL_SCORES[compareTopology(peer, extractor!.topologyOf(endpoints[i]))];
         return out;
       },
     };
