@@ -15,6 +15,7 @@ import { startDiscovery } from './datalayer/discovery.js';
 import { startInferenceCrdWatcher, type InferenceCrdWatcher } from './datalayer/inference-crds.js';
 import { EndpointStore } from './datalayer/endpoint-store.js';
 import { MetricsScraper } from './datalayer/metrics-scraper.js';
+import { ModelsPoller } from './datalayer/models-poller.js';
 import { RequestDirector } from './director.js';
 import { ExtProcStream } from './extproc/stream.js';
 import { RequestBufferBudget } from './extproc/request-buffer-budget.js';
@@ -121,6 +122,11 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
       );
       scraper.start();
       cleanups.push(() => scraper.stop());
+    }
+    if (config.modelsSource) {
+      const poller = new ModelsPoller(store, { source: config.modelsSource, intervalMs: optionValues.refreshMetricsInterval, timeoutMs: optionValues.metricsScrapeTimeout, maxResponseBytes: optionValues.maxMetricsResponseSize }, metrics, logger);
+      poller.start();
+      cleanups.push(() => poller.stop());
     }
 
     // As llm-d-router: the CRD reconcilers run with an InferencePool, not in selector or file mode.

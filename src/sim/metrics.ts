@@ -119,13 +119,6 @@ export class SimMetrics {
       },
       1,
     );
-    const lora = new Gauge({
-      name: 'vllm:lora_requests_info',
-      help: 'Running stats on lora requests.',
-      labelNames: ['max_lora', 'running_lora_adapters', 'waiting_lora_adapters'],
-      registers,
-    });
-    lora.set({ max_lora: '0', running_lora_adapters: '', waiting_lora_adapters: '' }, Math.floor(Date.now() / 1000));
     this.running.set(this.labels, 0);
     this.waiting.set(this.labels, 0);
     this.kvUsage.set(this.labels, 0);

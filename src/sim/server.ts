@@ -111,7 +111,8 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
   }
 
   const model = typeof body.model === 'string' ? body.model : '';
-  if (!engine.servedModels.includes(model)) {
+  const lora = engine.loras.isLora(model) ? model : undefined;
+  if (!lora && !engine.servedModels.includes(model)) {
     finish(404);
     return sendError(reply, 404, `The model \`${model}\` does not exist.`);
   }
@@ -166,7 +167,8 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
   const result: CompletionResult = {
     api,
     requestId,
-    model: engine.displayModel,
+    // A LoRA adapter keeps its own name in the response, as upstream; base-model aliases answer with the display name.
+    model: lora ?? engine.displayModel,
     created: Math.floor(Date.now() / 1000),
     tokens: [],
     tokenIds: [],
@@ -195,6 +197,7 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
         prefillOnly,
         remotePrefill,
         cacheSalt: salt,
+        lora,
         cacheHitThreshold: typeof body.cache_hit_threshold === 'number' ? body.cache_hit_threshold : undefined,
         forceCacheThreshold: (api === 'chat' || api === 'completions') && /^(1|t|true)$/i.test(String(request.headers['x-cache-threshold-finish-reason'] ?? '')),
         signal: abort.signal,
@@ -284,15 +287,27 @@ export function buildSimServer(engine: SimEngine): FastifyInstance {
 
   app.get('/v1/models', async () => ({
     object: 'list',
-    data: engine.servedModels.map((id) => ({
-      id,
-      object: 'model',
-      created: Math.floor(engine.startedAt / 1000),
-      owned_by: 'vllm',
-      root: engine.config.model[0],
-      parent: null,
-      max_model_len: engine.config.maxModelLen,
-    })),
+    data: [
+      ...engine.servedModels.map((id) => ({
+        id,
+        object: 'model',
+        created: Math.floor(engine.startedAt / 1000),
+        owned_by: 'vllm',
+        root: engine.config.model[0],
+        parent: null,
+        max_model_len: engine.config.maxModelLen,
+      })),
+      // LoRA adapters: root is the adapter's path, parent the base model (vLLM's and llm-d-inference-sim's shape).
+      ...[...engine.loras.modules.values()].map((lora) => ({
+        id: lora.name,
+        object: 'model',
+        created: Math.floor(engine.startedAt / 1000),
+        owned_by: 'vllm',
+        root: lora.path,
+        parent: engine.displayModel,
+        max_model_len: engine.config.maxModelLen,
+      })),
+    ],
   }));
   app.get('/health', async (_req, reply) => reply.header('content-type', 'application/json').send(''));
   app.get('/health/ready', async (_req, reply) => {

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { createRegistry, dialableHost, type ApiType, type Registry } from '../common/index.js';
 import { KVCacheSim, blockHashes } from './kv-cache.js';
 import { LatencyModel, type LatencySettings } from './latency.js';
+import { LoraState, parseLoraModules } from './lora.js';
 import { SimMetrics } from './metrics.js';
 import { SeededRandom } from './random.js';
 import { Scheduler, type Slot } from './scheduler.js';
@@ -62,6 +63,8 @@ export interface EngineRequest {
   /** X-Cache-Threshold-Finish-Reason: true forces the cache_threshold answer. */
   forceCacheThreshold: boolean;
   cacheSalt: string;
+  /** The LoRA adapter the request names (--lora-modules), if any. */
+  lora?: string;
   signal: AbortSignal;
 }
 
@@ -82,6 +85,7 @@ export interface EngineResult {
 export class SimEngine {
   readonly registry: Registry = createRegistry();
   readonly metrics: SimMetrics;
+  readonly loras: LoraState;
   readonly scheduler: Scheduler;
   readonly kv: KVCacheSim | undefined;
   readonly latency: LatencyModel;
@@ -111,6 +115,7 @@ export class SimEngine {
       kvCacheSize: config.kvCacheSize,
       kvCacheEnabled: config.enableKvcache,
     });
+    this.loras = new LoraState(parseLoraModules(config.loraModules), config.maxLoras, this.registry);
     this.scheduler = new Scheduler(config.maxNumSeqs, config.maxWaitingQueueLength, this.kv, () => this.updateGauges());
     this.stepLoop = new StepLoop(stepSettings(config), this.latency, () => this.updateGauges());
     this.engineId = config.engineId ? (config.dataParallelSize > 1 ? `${config.engineId}-dp${rank}` : config.engineId) : `pd-sim-${randomUUID()}`;
@@ -166,7 +171,15 @@ export class SimEngine {
     const promptTokens = req.promptTokenIds.length;
     const reserveOutput = Math.max(1, Math.min(req.maxTokens ?? 64, this.config.maxModelLen - promptTokens));
     const hashes = this.promptHashes(req.promptTokenIds, req.cacheSalt);
-    const slot = await this.scheduler.acquire({ id: req.id, promptTokens, hashes, maxOutputTokens: reserveOutput }, req.signal);
+    if (req.lora) this.loras.enqueue(req.lora);
+    let slot: Slot;
+    try {
+      slot = await this.scheduler.acquire({ id: req.id, promptTokens, hashes, maxOutputTokens: reserveOutput }, req.signal);
+    } catch (e) {
+      if (req.lora) this.loras.dequeue(req.lora);
+      throw e;
+    }
+    if (req.lora) this.loras.start(req.lora);
     const m = this.metrics;
     const l = m.labels;
     try {
@@ -256,6 +269,7 @@ export class SimEngine {
       return { output, slot, promptTokens, cachedTokens };
     } finally {
       this.scheduler.release(slot);
+      if (req.lora) this.loras.finish(req.lora);
     }
   }
 

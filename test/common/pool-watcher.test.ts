@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type * as k8s from '@kubernetes/client-node';
 import { labelSelectorString, parseSelector, podEndpoints, poolSpecOf } from '../../src/common/kubernetes/pool-watcher.js';
+import { endpointSpecsFromPods } from '../../src/epp/datalayer/kubernetes-discovery.js';
 
 const pod = (options: { ip?: string; ready?: boolean; deleting?: boolean; annotations?: Record<string, string> } = {}): k8s.V1Pod => ({
   metadata: { name: 'p', namespace: 'ns', labels: { app: 'x' }, annotations: options.annotations, ...(options.deleting ? { deletionTimestamp: new Date() } : {}) },
@@ -39,5 +40,12 @@ describe('pod endpoints', () => {
   it('the llm-d.ai/active-ports annotation (or the legacy inference.networking.k8s.io one) restricts the ports', () => {
     expect(podEndpoints(pod({ annotations: { 'llm-d.ai/active-ports': '8001, 9' } }), [8000, 8001]).map((podEndpoint) => podEndpoint.port)).toEqual([8001]);
     expect(podEndpoints(pod({ annotations: { 'inference.networking.k8s.io/active-ports': '8000' } }), [8000, 8001]).map((podEndpoint) => podEndpoint.port)).toEqual([8000]);
+  });
+
+  it("carry the pod's spec.hostname when set (topology-extractor's host fallback), through to the endpoint specs", () => {
+    const named = { ...pod(), spec: { containers: [], hostname: 'vllm-0' } };
+    expect(podEndpoints(named, [8000])[0]!.hostname).toBe('vllm-0');
+    expect(endpointSpecsFromPods(podEndpoints(named, [8000, 8001])).map((endpointSpec) => `${endpointSpec.name} ${endpointSpec.hostname}`)).toEqual(['p-rank-0 vllm-0', 'p-rank-1 vllm-0']);
+    expect('hostname' in podEndpoints(pod(), [8000])[0]!).toBe(false);
   });
 });

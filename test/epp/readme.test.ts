@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { flagName } from '../../src/common/index.js';
-import { EppMetrics, PLUGIN_REGISTRY, eppOptions } from '../../src/epp/index.js';
+import { EppMetrics, PLUGIN_REGISTRY, UNSUPPORTED_UPSTREAM_TYPES, eppOptions } from '../../src/epp/index.js';
 import { ROOT } from '../helpers.js';
 
 const readme = readFileSync(path.join(ROOT, 'src/epp/README.md'), 'utf8');
@@ -19,6 +19,16 @@ describe('src/epp/README.md', () => {
 
   it('documents every plugin type', () => {
     for (const type of Object.keys(PLUGIN_REGISTRY)) expect(readme, type).toContain(`\`${type}\``);
+  });
+
+  it('no type is both implemented and listed as unsupported; the not-implemented paragraph names no implemented type', () => {
+    for (const type of Object.keys(UNSUPPORTED_UPSTREAM_TYPES)) expect(PLUGIN_REGISTRY[type], type).toBeUndefined();
+    const start = readme.indexOf('\nNot implemented (');
+    expect(start).toBeGreaterThan(0);
+    const paragraph = readme.slice(start, readme.indexOf('\n\n', start + 1));
+    for (const type of Object.keys(PLUGIN_REGISTRY)) expect(paragraph, type).not.toContain(`\`${type}\``);
+    // The plugin families this EPP implements are not listed there either.
+    for (const family of ['session affinity', 'topology affinity', 'LoRA affinity', 'endpoint-attribute']) expect(paragraph, family).not.toContain(family);
   });
 
   it('names every metric family the EPP exports, in both families', async () => {

@@ -28,6 +28,8 @@ export interface PodEndpoint {
   address: string;
   port: number;
   labels: Record<string, string>;
+  /** The pod's spec.hostname, when set (topology-extractor's fallback for the host). */
+  hostname?: string;
   /** PodReady=True and not being deleted. */
   ready: boolean;
 }
@@ -115,6 +117,7 @@ export function podEndpoints(pod: k8s.V1Pod, ports: readonly number[]): PodEndpo
     address: ip,
     port,
     labels: { ...(pod.metadata?.labels ?? {}) },
+    ...(pod.spec?.hostname ? { hostname: pod.spec.hostname } : {}),
     ready,
   }));
 }

@@ -23,12 +23,13 @@ import { EppMetrics } from '../metrics.js';
 import type { ConfiguredDiscovery } from '../datalayer/discovery.js';
 import { DEFAULT_ENGINES, type EngineRegistry } from '../datalayer/engine-metrics.js';
 import type { MetricsSourceSettings } from '../datalayer/metrics-scraper.js';
-import { isDataProducer, isEndpointRemoved, isFilter, isPicker, isPreRequest, isProfileHandler, isResponseComplete, isScorer } from '../framework/types.js';
-import type { DataProducer, EndpointRemoved, Picker, Plugin, PreRequest, ProfileHandler, ResponseComplete } from '../framework/types.js';
+import { isAsyncDataProducer, isDataProducer, isEndpointRemoved, isFilter, isPicker, isPreRequest, isProfileHandler, isResponseComplete, isResponseHeaders, isScorer } from '../framework/types.js';
+import type { AsyncDataProducer, DataProducer, EndpointRemoved, Picker, Plugin, PreRequest, ProfileHandler, ResponseComplete, ResponseHeaders } from '../framework/types.js';
 import { kindsOf, type PluginDefinition } from '../plugins/definition.js';
 import type { MetricsExtractor } from '../plugins/datalayer/core-metrics-extractor.js';
 import type { FileDiscoverySettings } from '../plugins/datalayer/file-discovery.js';
 import type { MetricsDataSource } from '../plugins/datalayer/metrics-data-source.js';
+import type { ModelsDataSource } from '../plugins/datalayer/models-data-source.js';
 import { isRequestParser, type RequestParser } from '../plugins/parser/parser-types.js';
 import { LOADER_DEFAULTS, PLUGIN_REGISTRY } from '../plugins/registry.js';
 import { PluginTimer } from '../scheduling/plugin-timer.js';
@@ -54,13 +55,19 @@ export interface LoadedEndpointPickerConfig {
   readonly profiles: ReadonlyMap<string, SchedulerProfile>;
   readonly handler: ProfileHandler;
   readonly producers: readonly DataProducer[];
+  /** Producers that wait (burst-prefix-cache-producer): scheduling becomes asynchronous when there is one. */
+  readonly asyncProducers: readonly AsyncDataProducer[];
   readonly preRequest: readonly PreRequest[];
   readonly responseComplete: readonly ResponseComplete[];
+  /** Plugins that add response headers (session affinity's token), in config order. */
+  readonly responseHeaders: readonly ResponseHeaders[];
   readonly endpointRemoved: readonly EndpointRemoved[];
   readonly parsers: readonly RequestParser[];
   readonly discovery?: ConfiguredDiscovery;
   /** Undefined when scraping is off. */
   readonly metricsSource?: MetricsSourceSettings;
+  /** The /v1/models poll (models-data-source with a models-data-extractor), when configured. */
+  readonly modelsSource?: MetricsSourceSettings;
   /** The engines the metrics extractor maps (core-metrics-extractor parameters). */
   readonly metricsEngines: EngineRegistry;
   /** Flow control and saturation detection as configured: parsed and validated, not enforced. */
@@ -185,6 +192,7 @@ export function buildParsers({ doc, graph, registry, warn }: LoadPhase): Request
 interface DataLayerResult {
   discovery?: ConfiguredDiscovery;
   metricsSource?: MetricsSourceSettings;
+  modelsSource?: MetricsSourceSettings;
   engines: EngineRegistry;
 }
 
@@ -204,6 +212,7 @@ function configuredMetricsSource({ doc, graph }: LoadPhase, key: string): { sour
   for (const [i, s] of (doc.dataLayer?.sources ?? []).entries()) {
     const src = graph.get(s.pluginRef);
     if (!src) fail(`${key}.sources[${i}]: pluginRef "${s.pluginRef}" is not defined in plugins`);
+    if (graph.hasKind(src, 'models-source')) continue;
     if (!graph.hasKind(src, 'metrics-source')) fail(`${key}.sources[${i}]: "${s.pluginRef}" (type ${src.type}) is not a metrics data source`);
     if (found) fail(`${key}.sources[${i}]: pd-router supports one metrics data source`);
     let engines: EngineRegistry = DEFAULT_ENGINES;
@@ -215,6 +224,33 @@ function configuredMetricsSource({ doc, graph }: LoadPhase, key: string): { sour
     found = { source: (src as MetricsDataSource).source, engines };
   }
   return found;
+}
+
+/** The configured models source (models-data-source with its models-data-extractor), if any; at most one. */
+function configuredModelsSource({ doc, graph, warn }: LoadPhase, key: string): MetricsSourceSettings | undefined {
+  let found: MetricsSourceSettings | undefined;
+  for (const [i, s] of (doc.dataLayer?.sources ?? []).entries()) {
+    const src = graph.get(s.pluginRef);
+    if (!src || !graph.hasKind(src, 'models-source')) continue;
+    if (found) fail(`${key}.sources[${i}]: pd-router supports one models data source`);
+    for (const [j, x] of s.extractors.entries()) {
+      const ex = graph.get(x.pluginRef);
+      if (!ex || !graph.hasKind(ex, 'models-extractor')) fail(`${key}.sources[${i}].extractors[${j}]: "${x.pluginRef}" is not a models extractor (models-data-extractor)`);
+    }
+    // Without an extractor nothing would keep what the poll returns: do not poll.
+    if (s.extractors.length === 0) warn(`${key}.sources[${i}]: "${s.pluginRef}" has no extractor; /v1/models is not polled`);
+    else found = (src as ModelsDataSource).modelsSource;
+  }
+  return found;
+}
+
+/** Plugins other than the handler that name a profile (session affinity's profileName) check it against the profiles. */
+function checkProfileReferences({ graph }: LoadPhase, profiles: ReadonlyMap<string, SchedulerProfile>, handler: ProfileHandler): void {
+  for (const plugin of graph.instances.values()) {
+    const check = (plugin as Partial<Pick<ProfileHandler, 'validateProfiles'>>).validateProfiles;
+    const issue = plugin !== handler && typeof check === 'function' ? check.call(plugin, [...profiles.keys()]) : undefined;
+    if (issue) fail(issue);
+  }
 }
 
 /**
@@ -239,9 +275,10 @@ export function buildDataLayer(phase: LoadPhase): DataLayerResult {
   const legacyMetrics = doc.featureGates.enableLegacyMetrics === true;
   if (legacyMetrics && dl?.sources?.length) warn(`${key}.sources is not used: the enableLegacyMetrics gate scrapes with the default metrics source, as GAIE v1.5`);
   const configured = legacyMetrics ? undefined : configuredMetricsSource(phase, key);
-  if (configured) return { discovery, metricsSource: configured.source, engines: configured.engines };
+  const modelsSource = legacyMetrics ? undefined : configuredModelsSource(phase, key);
+  if (configured) return { discovery, metricsSource: configured.source, modelsSource, engines: configured.engines };
   const inject = legacyMetrics || dl?.injectDefaults !== false;
-  return { discovery, metricsSource: inject ? (graph.hidden(LOADER_DEFAULTS.metricsSource) as MetricsDataSource).source : undefined, engines: DEFAULT_ENGINES };
+  return { discovery, metricsSource: inject ? (graph.hidden(LOADER_DEFAULTS.metricsSource) as MetricsDataSource).source : undefined, modelsSource, engines: DEFAULT_ENGINES };
 }
 
 /** Loads a config from YAML text; an empty text loads llm-d's default single-profile config. */
@@ -261,6 +298,7 @@ export function loadEndpointPickerConfig(yamlText: string, deps: LoadDependencie
   const timer = new PluginTimer((point, plugin) => metrics.pluginDuration(point, plugin.type, plugin.name));
   const profiles = buildProfiles(phase, timer);
   const handler = chooseProfileHandler(phase, profiles);
+  checkProfileReferences(phase, profiles, handler);
   const parsers = buildParsers(phase);
   const data = buildDataLayer(phase);
   const flowControl = resolveFlowControl(doc, graph, warn);
@@ -273,13 +311,16 @@ export function loadEndpointPickerConfig(yamlText: string, deps: LoadDependencie
     profiles,
     handler,
     producers: all.filter(isDataProducer),
+    asyncProducers: all.filter(isAsyncDataProducer),
     // PreRequest plugins run in config order; the handler is among them when it writes headers.
     preRequest: all.filter(isPreRequest),
     responseComplete: all.filter(isResponseComplete),
+    responseHeaders: all.filter(isResponseHeaders),
     endpointRemoved: all.filter(isEndpointRemoved),
     parsers,
     discovery: data.discovery,
     metricsSource: data.metricsSource,
+    modelsSource: data.modelsSource,
     metricsEngines: data.engines,
     flowControl,
     metrics,

@@ -119,6 +119,8 @@ const KIND_INTERFACES: Partial<Record<PluginKind, (plugin: Plugin) => boolean>> 
   'endpoint-discovery': (plugin) => (plugin as { discovery?: unknown }).discovery !== undefined,
   'metrics-source': (plugin) => (plugin as { source?: unknown }).source !== undefined,
   'metrics-extractor': (plugin) => (plugin as { extractor?: unknown }).extractor !== undefined,
+  'models-source': (plugin) => (plugin as { modelsSource?: unknown }).modelsSource !== undefined,
+  'models-extractor': (plugin) => (plugin as { modelsExtractor?: unknown }).modelsExtractor !== undefined,
 };
 
 export interface GraphDependencies {

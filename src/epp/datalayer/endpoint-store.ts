@@ -14,6 +14,8 @@ export interface EndpointSpec {
   address: string;
   port: number;
   labels: Record<string, string>;
+  /** The pod's spec.hostname (Kubernetes discovery only). */
+  hostname?: string;
 }
 
 export function emptyMetrics(): EndpointMetrics {
@@ -30,6 +32,7 @@ export function endpointFromSpec(spec: EndpointSpec, metrics: EndpointMetrics = 
     hostPort: hostPort(spec.address, spec.port),
     metricsHost: hostPort(spec.address, spec.port),
     labels: Object.freeze({ ...spec.labels }),
+    ...(spec.hostname ? { hostname: spec.hostname } : {}),
     metrics,
   };
 }
@@ -71,8 +74,8 @@ export class EndpointStore extends EventEmitter<EndpointStoreEvents> {
       const id = `${spec.namespace}/${spec.name}`;
       const old = this.byId.get(id);
       if (old && old.address === spec.address && old.port === spec.port) {
-        // Same endpoint: keep its metrics; a label change yields a new object (endpoints are immutable to plugins).
-        next.set(id, sameLabels(old.labels, spec.labels) ? old : endpointFromSpec(spec, old.metrics));
+        // Same endpoint: keep its metrics; a label (or hostname) change yields a new object (endpoints are immutable to plugins).
+        next.set(id, sameLabels(old.labels, spec.labels) && old.hostname === spec.hostname ? old : endpointFromSpec(spec, old.metrics));
       } else {
         const e = endpointFromSpec(spec);
         next.set(id, e);

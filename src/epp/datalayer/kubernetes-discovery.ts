@@ -13,7 +13,7 @@ export function endpointSpecsFromPods(pods: readonly PodEndpoint[]): EndpointSpe
     if (!p.ready) continue;
     const i = rank.get(p.podKey) ?? 0;
     rank.set(p.podKey, i + 1);
-    out.push({ name: `${p.podName}-rank-${i}`, namespace: p.namespace, address: p.address, port: p.port, labels: p.labels });
+    out.push({ name: `${p.podName}-rank-${i}`, namespace: p.namespace, address: p.address, port: p.port, labels: p.labels, ...(p.hostname ? { hostname: p.hostname } : {}) });
   }
   return out;
 }

@@ -20,7 +20,7 @@ export interface ResponseTrackerSettings {
   /** performance.now() at the request body's end of stream (0 if the request was never scheduled). */
   requestEndAt: number;
   rewriteModel?: { from: string; to: string };
-  /** Headers added to the response (the opt-in decision header). */
+  /** Headers added to the response (ResponseReceived plugins, the opt-in decision header). */
   extraHeaders?: Array<[string, string]>;
   onComplete: () => void;
 }
@@ -47,8 +47,11 @@ export class ResponseTracker {
     if (status !== undefined && status !== '200') this.settings.series.error('ModelServerError');
     if ((received.values['content-type'] ?? '').toLowerCase().includes('text/event-stream')) this.streaming = true;
     if (this.streaming && this.settings.parsesUsage) this.sse = new SseUsageReader();
-    const extra = (this.settings.extraHeaders ?? []).map(([k, v]) => setHeader(k, v));
-    this.settings.send(responseHeadersResponse([setHeader('x-went-into-resp-headers', 'true'), ...echoHeaders(received.values, received.repeated), ...extra]));
+    const extraHeaders = this.settings.extraHeaders ?? [];
+    const extra = extraHeaders.map(([k, value]) => setHeader(k, value));
+    // A header the EPP sets replaces the model server's of that name, as upstream's response header map does.
+    const replaced = new Set(extraHeaders.map(([k]) => k.toLowerCase()));
+    this.settings.send(responseHeadersResponse([setHeader('x-went-into-resp-headers', 'true'), ...echoHeaders(received.values, received.repeated, replaced), ...extra]));
     if (value.end_of_stream) this.finish();
   }
 

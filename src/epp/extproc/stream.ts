@@ -77,6 +77,8 @@ export class ExtProcStream {
   private subset: string[] | undefined;
   private parsed: ParsedRequest | undefined;
   private scheduled: ScheduledRequest | undefined;
+  /** Aborted when the stream closes while an asynchronous producer holds the decision. */
+  private scheduling: AbortController | undefined;
   private response: ResponseTracker | undefined;
   /** The request's metric series, once it has a model (resolved once, used for every measurement). */
   private series: RequestSeries | undefined;
@@ -159,7 +161,13 @@ export class ExtProcStream {
         case 'request_body':
           return this.onRequestBody(match.request_body!);
         case 'request_trailers':
-          if (!this.requestDone && this.parsed === undefined) this.finishRequest(false);
+          // With asynchronous scheduling the trailers are answered once the request is routed, keeping Envoy's order.
+          if (!this.requestDone && this.parsed === undefined) {
+            this.finishRequest(false, () => {
+              this.send({ request_trailers: {} });
+            });
+            return;
+          }
           return this.send({ request_trailers: {} });
         case 'response_headers':
           return this.tracker().onHeaders(match.response_headers!);
@@ -239,7 +247,7 @@ export class ExtProcStream {
     else this.awaitBody();
   }
 
-  private finishRequest(endOfStream: boolean): void {
+  private finishRequest(endOfStream: boolean, then?: () => void): void {
     this.requestDone = true;
     const start = performance.now();
     this.requestEndAt = start;
@@ -250,20 +258,52 @@ export class ExtProcStream {
     this.parsed = director.parse(this.requestId, this.headers.values, body);
     const request = this.parsed.request;
     this.series = this.deps.metrics.request(request.model, request.targetModel, firstHeader(request.headers, FAIRNESS_ID_HEADERS) ?? DEFAULT_FAIRNESS_ID, request.priority);
-    this.scheduled = director.schedule(request, this.subset);
+    if (!director.waits) {
+      this.route((this.scheduled = director.schedule(request, this.subset)), body.length, endOfStream, start);
+      then?.();
+      return;
+    }
+    // An asynchronous producer (burst window) holds the decision; the stream may end meanwhile.
+    this.scheduling = new AbortController();
+    director.scheduleAsync(request, this.subset, this.scheduling.signal).then(
+      (scheduled) => {
+        this.scheduling = undefined;
+        if (this.closed) {
+          director.complete(scheduled);
+          return;
+        }
+        this.route((this.scheduled = scheduled), body.length, endOfStream, start);
+        then?.();
+      },
+      (err: unknown) => {
+        this.scheduling = undefined;
+        if (this.closed) return;
+        if (err instanceof InferenceError) {
+          this.reject(err);
+          return;
+        }
+        this.deps.logger.error({ err, reqId: this.requestId }, 'ext_proc stream failed');
+        this.fail(grpc.status.INTERNAL, err instanceof Error ? err.message : String(err));
+      },
+    );
+  }
+
+  /** Sends the routing decision and the body (the request is scheduled). */
+  private route(scheduled: ScheduledRequest, bodyBytes: number, endOfStream: boolean, start: number): void {
+    const request = this.parsed!.request;
     // Counted once scheduled, as upstream: a rejected request counts only as an error.
-    this.series.accepted(body.length);
-    this.series.running.inc();
-    const forwarded = this.parsed.body;
-    const set = [setHeader(DESTINATION_ENDPOINT, this.scheduled.destination)];
+    this.series!.accepted(bodyBytes);
+    this.series!.running.inc();
+    const forwarded = this.parsed!.body;
+    const set = [setHeader(DESTINATION_ENDPOINT, scheduled.destination)];
     if (forwarded.length > 0) set.push(setHeader('Content-Length', String(forwarded.length)));
     set.push(...echoHeaders(request.headers, this.headers.repeated));
-    this.send(requestHeadersResponse(set, this.removals(), this.scheduled.destination));
+    this.send(requestHeadersResponse(set, this.removals(), scheduled.destination));
     for (const m of streamedBody('request_body', forwarded, endOfStream)) this.send(m);
     this.deps.metrics.requestProcessed((performance.now() - start) / 1000);
-    const d = this.scheduled.ctx.decision;
+    const d = scheduled.ctx.decision;
     if (this.deps.logger.isLevelEnabled('debug')) {
-      this.deps.logger.debug({ reqId: this.requestId, model: request.model, destination: this.scheduled.destination, decision: d?.type, reason: d?.reason, tokens: request.tokenCount }, 'request scheduled');
+      this.deps.logger.debug({ reqId: this.requestId, model: request.model, destination: scheduled.destination, decision: d?.type, reason: d?.reason, tokens: request.tokenCount }, 'request scheduled');
     }
   }
 
@@ -293,7 +333,7 @@ export class ExtProcStream {
         maxBufferedBytes: this.deps.settings.maxResponseBodyBytes,
         requestEndAt: this.requestEndAt,
         rewriteModel: request && request.targetModel !== request.model ? { from: request.targetModel, to: request.model } : undefined,
-        extraHeaders: this.decisionHeader(),
+        extraHeaders: [...(this.scheduled ? this.deps.director.responseHeaders(this.scheduled) : []), ...this.decisionHeader()],
         onComplete: () => this.complete(),
       });
     }
@@ -330,6 +370,7 @@ export class ExtProcStream {
   private close(code: string): void {
     if (this.closed) return;
     this.closed = true;
+    this.scheduling?.abort();
     clearTimeout(this.idle);
     this.releaseBody();
     this.complete();

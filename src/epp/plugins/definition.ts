@@ -30,6 +30,8 @@ export type PluginKind =
   | 'endpoint-discovery'
   | 'metrics-source'
   | 'metrics-extractor'
+  | 'models-source'
+  | 'models-extractor'
   | 'parser'
   | 'flow-control';
 

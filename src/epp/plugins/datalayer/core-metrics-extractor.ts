@@ -11,13 +11,18 @@
  *   `kvUsageSpec`, `cacheInfoSpec` (+ `cacheBlockSizeLabelName` = block_size, `cacheNumBlocksLabelName` =
  *   num_gpu_blocks), `cacheBlockSizeSpec`, `cacheNumBlocksSpec`: PromQL-style selectors `name{label=value}`; an empty
  *   spec is not read. A replaced built-in keeps pd-router's extra decider reads (vLLM histograms and counters).
- *   `loraSpec` and `customMetrics` ([{attributeKey, metricSpec}]) are validated as upstream but read by nothing in
- *   pd-router (no LoRA scheduling, no endpoint-attribute plugins): setting them logs a load warning.
+ *   `loraSpec`: the LoRA info gauge (built-in vllm: `vllm:lora_requests_info`), read by `lora-affinity-scorer`.
+ *   `customMetrics` ([{attributeKey, metricSpec}]): scalars published as endpoint attributes under the producer
+ *   `core-metrics-extractor`, read by `endpoint-attribute-filter` and `endpoint-attribute-scorer`.
  */
 import { z } from 'zod';
 import { ENGINES, ENGINE_LABELS, EngineRegistry, parseMetricSpec, type EngineMetricNames, type MetricSpec } from '../../datalayer/engine-metrics.js';
 import type { Plugin } from '../../framework/types.js';
 import { definePlugin } from '../definition.js';
+
+export const CORE_METRICS_EXTRACTOR_TYPE = 'core-metrics-extractor';
+/** Numeric endpoint attributes (engineConfigs customMetrics), read by the endpoint-attribute plugins. */
+export const ENDPOINT_ATTRIBUTE_DATA = 'endpoint-attributes';
 
 export interface MetricsExtractor extends Plugin {
   readonly extractor: true;
@@ -81,6 +86,8 @@ function engineOf(config: EngineConfig): EngineMetricNames {
       : undefined,
     cacheBlockSize: config.cacheBlockSizeSpec,
     cacheNumBlocks: config.cacheNumBlocksSpec,
+    lora: config.loraSpec,
+    custom: config.customMetrics.map((metric) => ({ attributeKey: metric.attributeKey, spec: metric.metricSpec! })),
     histograms: builtIn?.histograms ?? {},
     counters: builtIn?.counters ?? {},
   };
@@ -88,6 +95,7 @@ function engineOf(config: EngineConfig): EngineMetricNames {
 
 export const coreMetricsExtractor = definePlugin({
   kind: 'metrics-extractor',
+  produces: [ENDPOINT_ATTRIBUTE_DATA],
   description: 'Extracts queue, running, KV usage and cache config from scraped metrics, per engine.',
   params,
   create: (ctx, params): MetricsExtractor => {
@@ -97,8 +105,6 @@ export const coreMetricsExtractor = definePlugin({
       if (seen.has(c.name)) throw new Error(`engineConfigs: engine "${c.name}" is defined twice`);
       seen.add(c.name);
       engines[c.name] = engineOf(c);
-      if (c.loraSpec) ctx.warn(`engineConfigs "${c.name}": loraSpec is not read (pd-router has no LoRA scheduling)`);
-      if (c.customMetrics.length > 0) ctx.warn(`engineConfigs "${c.name}": customMetrics ${c.customMetrics.map((match) => match.attributeKey).join(', ')} are not read (no pd-router plugin consumes endpoint attributes)`);
     }
     const labelKeys = params.engineLabelKey && params.engineLabelKey !== ENGINE_LABELS[0] ? [params.engineLabelKey] : ENGINE_LABELS;
     const defaultEngine = params.defaultEngine || 'vllm';

@@ -37,7 +37,8 @@ export const metricsDataSourceParams = z
   .strict()
   .refine((params) => (params.clientCertPath === '') === (params.clientKeyPath === ''), { message: 'clientCertPath and clientKeyPath must be set together', path: ['clientCertPath'] });
 
-function pem(parameter: string, file: string): string {
+/** A PEM file read at load; unreadable is an error naming the parameter. */
+export function pem(parameter: string, file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (e) {
