@@ -46,6 +46,7 @@ abstract class BoundScalar<L extends string> {
     this.help = config.help;
     this.tree = new LabelTree<Series>(config.labelNames, (labels) => ({ labels, value: 0 }));
     if (config.labelNames.length === 0 && config.zeroBeforeFirst !== false) this.tree.get({});
+    // eslint-disable-next-line no-restricted-syntax -- prom-client's Registry takes its own Metric type; this class serves the same calls (get, reset) and exposition
     for (const r of config.registers) r.registerMetric(this as unknown as Parameters<Registry['registerMetric']>[0]);
   }
 

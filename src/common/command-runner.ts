@@ -68,6 +68,7 @@ export function logCompatWarnings(logger: Logger, warnings: readonly CompatWarni
 
 export function defineCommand<S extends OptionsSpec>(def: CommandDefinition<S>, start: CommandStarter<S>): CommandModule {
   return {
+    // eslint-disable-next-line no-restricted-syntax -- a registered command forgets its options type; start() was checked against it above
     definition: def as unknown as CommandDefinition<OptionsSpec>,
     async run(argv, program) {
       const parsed = parseCommandOptions(def, argv, program);

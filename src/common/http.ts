@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { isIP, type Socket } from 'node:net';
-import { LogController, type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance } from 'fastify';
+import { LogController, type FastifyHttpOptions, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { REQUEST_ID_HEADER } from './pd-contract.js';
 
@@ -21,9 +21,9 @@ export function requestIdOf(req: IncomingMessage): string {
   return v && v.length <= 256 ? v : randomUUID();
 }
 
-export function fastifyBaseOptions(settings: ServerBaseSettings): FastifyHttpOptions<Server, FastifyBaseLogger> {
+export function fastifyBaseOptions(settings: ServerBaseSettings): FastifyHttpOptions<Server> {
   return {
-    loggerInstance: settings.logger as FastifyBaseLogger,
+    loggerInstance: settings.logger,
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
     genReqId: requestIdOf,
     bodyLimit: settings.bodyLimit,
@@ -173,7 +173,7 @@ function parseTargetUncached(value: string): Target | undefined {
   if (!m) return undefined;
   const port = Number(m[2]);
   if (port < 1 || port > 65535) return undefined;
-  const host = m[1]!.startsWith('[') ? m[1]!.slice(1, -1) : m[1]!;
-  if (m[1]!.startsWith('[') && isIP(host) !== 6) return undefined;
-  return { host: host.toLowerCase(), port, hostPort: m[1]!.startsWith('[') ? `${m[1]}:${port}` : `${host.toLowerCase()}:${port}` };
+  const host = m[1].startsWith('[') ? m[1].slice(1, -1) : m[1];
+  if (m[1].startsWith('[') && isIP(host) !== 6) return undefined;
+  return { host: host.toLowerCase(), port, hostPort: m[1].startsWith('[') ? `${m[1]}:${port}` : `${host.toLowerCase()}:${port}` };
 }

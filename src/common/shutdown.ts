@@ -64,7 +64,7 @@ export function handleShutdownSignals(settings: ShutdownHandlerSettings): Shutdo
     );
   };
   const onSignal = (signal: NodeJS.Signals) => {
-    if (stoppingSince === undefined) return begin({ signal });
+    if (stoppingSince === undefined) { begin({ signal }); return; }
     if (performance.now() - stoppingSince < REPEATED_SIGNAL_WINDOW_MS) {
       settings.logger.debug({ signal }, 'signal repeated while shutting down; already stopping');
       return;

@@ -32,7 +32,7 @@ export async function selfSignedCertificate(commonName = 'pd-router', altNames: 
         altNames: [...names].map((count) => (/^[\d.]+$|:/.test(count) ? { type: 7 as const, ip: count } : { type: 2 as const, value: count })),
       },
     ],
-  } as Parameters<typeof import('selfsigned').generate>[1]);
+  });
   return { key: pems.private, cert: pems.cert };
 }
 

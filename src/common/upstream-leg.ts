@@ -62,6 +62,7 @@ export class Cancellation implements StopSignal {
         failure ??= err;
       }
     }
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- a listener's own error, rethrown as it was
     if (failure !== undefined) throw failure;
   }
 }
@@ -140,7 +141,7 @@ export class UpstreamLeg implements Dispatcher.DispatchHandler {
     leg.armFor(req.firstByteTimeoutMs);
     try {
       req.agent.dispatch(
-        { origin: req.origin, path: req.path, method: req.method as Dispatcher.HttpMethod, headers: req.headers, body: req.body ?? null },
+        { origin: req.origin, path: req.path, method: req.method, headers: req.headers, body: req.body ?? null },
         leg,
       );
     } catch (err) {
@@ -219,6 +220,7 @@ export class UpstreamLeg implements Dispatcher.DispatchHandler {
       return Promise.resolve(chunk);
     }
     if (this.outcome === null) return Promise.resolve(null);
+    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the leg's failure as it happened (a LegStopped or undici's error)
     if (this.outcome !== undefined) return Promise.reject(this.outcome);
     // Before the first byte the first-byte deadline keeps running from the send; after it, each wait on the upstream
     // gets the idle allowance.
@@ -241,7 +243,7 @@ export class UpstreamLeg implements Dispatcher.DispatchHandler {
       }
       parts.push(c);
     }
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts, size);
   }
 
   /** Stops the call (aborting it upstream); pending and later reads fail with `reason`. */
@@ -254,7 +256,7 @@ export class UpstreamLeg implements Dispatcher.DispatchHandler {
 
   private readonly onTimer = () => {
     if (this.finished || (!this.waiting && !this.req.wholeLegDeadline)) return;
-    if (this.req.wholeLegDeadline) return this.expire();
+    if (this.req.wholeLegDeadline) { this.expire(); return; }
     // Timers run before I/O in an event-loop turn. When the process itself was busy past the deadline (a GC pause, a
     // long rewrite, a starved CPU), what the upstream sent meanwhile is still unread: decide after this turn's I/O.
     const seen = this.chunks;

@@ -100,7 +100,7 @@ export class RequestDirector {
       const result = this.config.scheduler.schedule(ctx, candidates);
       for (const p of this.config.preRequest) timer.time('PreRequest', p, () => p.preRequest(ctx, result));
       const primary = result.results.get(result.primaryProfile)!;
-      this.metrics.scheduled(request.targetModel, primary.targets[0]!, (performance.now() - start) / 1000);
+      this.metrics.scheduled(request.targetModel, primary.targets[0], (performance.now() - start) / 1000);
       return { ctx, result, destination: primary.targets.map((endpoint) => endpoint.hostPort).join(',') };
     } catch (e) {
       this.metrics.schedulingFailed(request.targetModel, (performance.now() - start) / 1000);

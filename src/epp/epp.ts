@@ -137,6 +137,7 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
     };
     new ConnectionStreamGuard({ burst: optionValues.connectionStreamBurst, ratePerSecond: optionValues.connectionStreamRate }, metrics, logger).attach(server);
     server.addService(extProcServiceDefinition(), {
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- messages decoded from the ext_proc proto at run time; ExtProcStream types what it reads
       Process: (call: grpc.ServerDuplexStream<any, any>) => new ExtProcStream(call, { director, metrics, logger, settings }),
     });
     let credentials = grpc.ServerCredentials.createInsecure();
@@ -154,7 +155,7 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
 
     const health = new grpc.Server();
     health.addService(healthClientConstructor().service, healthImplementation(ready));
-    cleanups.push(() => void health.forceShutdown());
+    cleanups.push(() => health.forceShutdown());
     const healthPort = await bindGrpc(health, hostPort(optionValues.host, optionValues.grpcHealthPort), grpc.ServerCredentials.createInsecure());
 
     const app = Fastify(fastifyBaseOptions({ logger, bodyLimit: 1024 }));

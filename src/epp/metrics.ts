@@ -99,9 +99,9 @@ export class EppMetrics {
     const t = this.models.value(targetModel);
     const f = this.fairness.value(fairnessId);
     const p = String(priority);
-    const byTarget = getOrAdd(this.series, m, () => new Map());
-    const byFairness = getOrAdd(byTarget, t, () => new Map());
-    const byPriority = getOrAdd(byFairness, f, () => new Map());
+    const byTarget = getOrAdd(this.series, m, () => new Map<string, Nested<Nested<RequestSeries>>>());
+    const byFairness = getOrAdd(byTarget, t, () => new Map<string, Nested<RequestSeries>>());
+    const byPriority = getOrAdd(byFairness, f, () => new Map<string, RequestSeries>());
     return getOrAdd(byPriority, p, () => new RequestSeries(this.llmd, this.gaie, { model_name: m, target_model_name: t, fairness_id: f, priority: p }));
   }
 

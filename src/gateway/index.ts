@@ -27,6 +27,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger = silen
     ? grpc.credentials.createSsl(null, null, null, config.eppTlsInsecureSkipVerify ? { checkServerIdentity: () => undefined, rejectUnauthorized: false } : undefined)
     : grpc.credentials.createInsecure();
   const Client = extProcClientConstructor();
+  // eslint-disable-next-line no-restricted-syntax -- the client is built from the ext_proc proto at run time; ExtProcSession names the one method it calls
   const client = new Client(config.epp, credentials, {
     // Reconnect quickly after an EPP restart; requests in between fail open or closed.
     'grpc.initial_reconnect_backoff_ms': 200,
@@ -65,6 +66,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger = silen
         body: request.body as Readable | undefined,
         res,
         signal: clientGone,
+        // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment -- fastify's request logger is a pino child logger
         logger: request.log as Logger,
       },
       deps,
@@ -99,6 +101,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger = silen
     metrics,
     close: async (deadlineMs = 5_000) => {
       await closeWithDeadline(app, deadlineMs);
+      // eslint-disable-next-line no-restricted-syntax -- the proto-built client is a grpc.Client, which the session type does not say
       (client as unknown as grpc.Client).close();
       await agent.close();
     },

@@ -62,7 +62,7 @@ type Headers = Map<string, string[]>;
 
 function toHeaders(headers: IncomingHttpHeaders): Headers {
   const out: Headers = new Map();
-  for (const [k, v] of Object.entries(headers)) if (v !== undefined) out.set(k, Array.isArray(v) ? [...v] : [String(v)]);
+  for (const [k, v] of Object.entries(headers)) if (v !== undefined) out.set(k, Array.isArray(v) ? [...v] : [v]);
   // The gateway answered the expectation itself (100 Continue) and has the body: like Envoy, it passes the header
   // neither to the EPP nor upstream (undici refuses to send it).
   out.delete('expect');
@@ -70,7 +70,7 @@ function toHeaders(headers: IncomingHttpHeaders): Headers {
 }
 
 function headerMap(pseudo: Record<string, string>, value: Headers): { headers: HeaderValue[] } {
-  const headers: HeaderValue[] = Object.entries(pseudo).map(([key, v]) => ({ key, raw_value: Buffer.from(v) }));
+  const headers: HeaderValue[] = Object.entries(pseudo).map(([key, value]) => ({ key, raw_value: Buffer.from(value) }));
   for (const [key, values] of value) for (const v of values) headers.push({ key, raw_value: Buffer.from(v) });
   return { headers };
 }
@@ -99,7 +99,7 @@ function commonOf(result: ProcessingResponse): CommonResponse | undefined {
 /** Destinations from the envoy.lb dynamic metadata, else the x-gateway-destination-endpoint header. */
 function destinations(meta: Record<string, unknown> | undefined, headers: Headers): string[] {
   const lb = meta?.[DESTINATION_METADATA_NAMESPACE] as Record<string, unknown> | undefined;
-  const fromMeta = typeof lb?.[DESTINATION_ENDPOINT] === 'string' ? (lb[DESTINATION_ENDPOINT] as string) : undefined;
+  const fromMeta = typeof lb?.[DESTINATION_ENDPOINT] === 'string' ? (lb[DESTINATION_ENDPOINT]) : undefined;
   const value = fromMeta ?? headers.get(DESTINATION_ENDPOINT)?.[0] ?? '';
   return value
     .split(',')
@@ -122,7 +122,7 @@ function relayImmediate(res: ServerResponse, response: NonNullable<ProcessingRes
   applyMutation(h, response.headers);
   const body = response.body ? Buffer.from(response.body) : Buffer.alloc(0);
   const headers: Record<string, string | string[]> = {};
-  for (const [k, v] of h) headers[k] = v.length === 1 ? v[0]! : v;
+  for (const [k, v] of h) headers[k] = v.length === 1 ? v[0] : v;
   headers['content-length'] = String(body.length);
   if (!headers['content-type']) headers['content-type'] = 'text/plain';
   res.writeHead(status || 500, headers);
@@ -152,7 +152,7 @@ function readBody(body: Readable | undefined, limit: number, idleMs: number): Pr
     const timer = setTimeout(() => done(new BodyTimeout(`request body made no progress for ${idleMs}ms (${size} bytes received)`)), idleMs);
     const onData = (chunk: Buffer) => {
       size += chunk.length;
-      if (size > limit) return done(new RangeError(`request body exceeds ${limit} bytes`));
+      if (size > limit) { done(new RangeError(`request body exceeds ${limit} bytes`)); return; }
       parts.push(chunk);
       timer.refresh();
     };
@@ -254,7 +254,7 @@ export async function proxyExchange(exchange: Exchange, proxyDeps: ProxyDeps): P
 async function forward(exchange: Exchange, proxyDeps: ProxyDeps, headers: Headers, body: Buffer, destinations: string[], session: ExtProcSession | undefined): Promise<number> {
   const c = proxyDeps.config;
   const out: Record<string, string | string[]> = {};
-  for (const [k, v] of headers) if (!HOP_BY_HOP.has(k) && !k.startsWith(':')) out[k] = v.length === 1 ? v[0]! : v;
+  for (const [k, v] of headers) if (!HOP_BY_HOP.has(k) && !k.startsWith(':')) out[k] = v.length === 1 ? v[0] : v;
   let leg: UpstreamLeg | undefined;
   let lastErr: unknown;
   for (const dest of destinations) {
@@ -291,7 +291,7 @@ async function forward(exchange: Exchange, proxyDeps: ProxyDeps, headers: Header
   }
   proxyDeps.metrics.upstreamTtfb.observe((performance.now() - leg.sentAt) / 1000);
   const respHeaders: Headers = new Map();
-  for (const [k, v] of Object.entries(leg.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) respHeaders.set(k, Array.isArray(v) ? v : [String(v)]);
+  for (const [k, v] of Object.entries(leg.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) respHeaders.set(k, Array.isArray(v) ? v : [v]);
   let eppLive = session !== undefined;
   if (session && eppLive) {
     try {
@@ -316,7 +316,7 @@ async function forward(exchange: Exchange, proxyDeps: ProxyDeps, headers: Header
     }
   }
   const h: Record<string, string | string[]> = {};
-  for (const [k, v] of respHeaders) h[k] = v.length === 1 ? v[0]! : v;
+  for (const [k, v] of respHeaders) h[k] = v.length === 1 ? v[0] : v;
   exchange.res.writeHead(leg.status, h);
   const streamToEpp = eppLive && session !== undefined && c.responseBodyMode === 'streamed';
   try {
@@ -326,7 +326,7 @@ async function forward(exchange: Exchange, proxyDeps: ProxyDeps, headers: Header
       exchange.res.end();
       return leg.status;
     }
-    await relayThroughEpp(exchange, proxyDeps, leg, session!);
+    await relayThroughEpp(exchange, proxyDeps, leg, session);
     return leg.status;
   } catch (err) {
     session?.cancel();
@@ -366,7 +366,7 @@ async function relayThroughEpp(exchange: Exchange, proxyDeps: ProxyDeps, leg: Up
       // Forget what the EPP has returned; what it returns is what the client gets.
       let n = chunk.length;
       while (n > 0 && pending.length > 0) {
-        const head = pending[0]!;
+        const head = pending[0];
         if (head.length <= n) {
           n -= head.length;
           pending.shift();
@@ -378,11 +378,11 @@ async function relayThroughEpp(exchange: Exchange, proxyDeps: ProxyDeps, leg: Up
       await write(exchange.res, chunk);
       if (m?.streamed_response?.end_of_stream || (!m?.streamed_response && upstreamDone)) return;
     }
-  })().catch(async (err: Error) => {
-    eppFailed = err;
+  })().catch(async (err: unknown) => {
+    eppFailed = err as Error;
     proxyDeps.metrics.eppFailures.inc({ stage: 'response body' });
     // Fail-closed: nothing more reaches the client; the relay below ends on the stopped leg.
-    if (!proxyDeps.config.failureModeAllow) leg.stop(new LegStopped('peer_failed', `EPP failed on the response body: ${err.message}`));
+    if (!proxyDeps.config.failureModeAllow) leg.stop(new LegStopped('peer_failed', `EPP failed on the response body: ${eppFailed.message}`));
     else await takeOver();
   });
   for (let chunk = await leg.read(); chunk !== null; chunk = await leg.read()) {

@@ -102,7 +102,7 @@ function loadProfileFile(file: string): WorkloadProfile {
 
 /** The profile after --profile-file/--preset and the length, API and prefix overrides. */
 export function resolveProfile(optionValues: LoadgenConfig): WorkloadProfile {
-  const base = optionValues.profileFile ? loadProfileFile(optionValues.profileFile) : WORKLOAD_PRESETS[optionValues.preset]!;
+  const base = optionValues.profileFile ? loadProfileFile(optionValues.profileFile) : WORKLOAD_PRESETS[optionValues.preset];
   const p: WorkloadProfile = structuredClone(base);
   const overridden: string[] = [];
   try {

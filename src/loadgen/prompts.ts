@@ -65,7 +65,7 @@ export class PromptFactory {
     let p = this.prefixes.get(group);
     if (!p) {
       const rng = new Rng(this.seed, 1_000_003 + group);
-      p = Array.from({ length: this.sharedPrefix?.prefixTokens ?? 0 }, () => WORDS[rng.nextU32() % WORDS.length]!);
+      p = Array.from({ length: this.sharedPrefix?.prefixTokens ?? 0 }, () => WORDS[rng.nextU32() % WORDS.length]);
       this.prefixes.set(group, p);
     }
     return p;
@@ -78,8 +78,8 @@ export class PromptFactory {
     const out: string[] = this.sharedPrefix ? [...this.prefixWords(group)] : [];
     const v = WORDS.length;
     const unique = [index % v, Math.floor(index / v) % v, Math.floor(index / (v * v)) % v, this.nonce % v, Math.floor(this.nonce / v) % v];
-    for (let i = 0; i < UNIQUE_WORDS && out.length < words; i++) out.push(WORDS[unique[i]!]!);
-    while (out.length < words) out.push(WORDS[rng.nextU32() % v]!);
+    for (let i = 0; i < UNIQUE_WORDS && out.length < words; i++) out.push(WORDS[unique[i]]);
+    while (out.length < words) out.push(WORDS[rng.nextU32() % v]);
     return { text: out.join(' '), tokens: total };
   }
 }

@@ -219,7 +219,7 @@ export async function runLoad(loadRunOptions: LoadRunOptions): Promise<RunResult
     sample.startMs = round(sample.startMs);
     sample.scheduledMs = round(sample.scheduledMs!);
     if (sample.ttftMs !== undefined) sample.ttftMs = round(sample.ttftMs);
-    for (let i = 0; i < sample.itlMs.length; i++) sample.itlMs[i] = round(sample.itlMs[i]!);
+    for (let i = 0; i < sample.itlMs.length; i++) sample.itlMs[i] = round(sample.itlMs[i]);
     if (sample.ok && sample.ttftMs !== undefined && sample.outputTokens > 1) sample.tpotMs = (sample.e2eMs - sample.ttftMs) / (sample.outputTokens - 1);
     if (!sample.ok) failures++;
     lastEndWall = Math.max(lastEndWall, end - t0);

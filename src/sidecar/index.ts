@@ -55,11 +55,12 @@ export async function startSidecar(config: SidecarConfig, logger: Logger = silen
   });
   const apps: FastifyInstance[] = [];
   const ports: number[] = [];
-  let stopTls = () => undefined as void;
+  let stopTls: () => void = () => undefined;
   try {
     let tls: { key: string; cert: string } | undefined;
     if (config.secureProxy) {
       const t = await serverTls(config.certPath, logger, (tlsMaterial) => {
+        // eslint-disable-next-line no-restricted-syntax -- the serverFactory made an https server, which fastify's types call an http.Server
         for (const app of apps) (app.server as unknown as import('node:tls').Server).setSecureContext({ key: tlsMaterial.key, cert: tlsMaterial.cert });
       });
       tls = t.material;
@@ -100,7 +101,7 @@ export async function startSidecar(config: SidecarConfig, logger: Logger = silen
     const host = dialableHost(config.host);
     return {
       ports,
-      url: `${scheme}://${hostPort(host, ports[0]!)}`,
+      url: `${scheme}://${hostPort(host, ports[0])}`,
       metricsPort,
       metrics,
       guard,

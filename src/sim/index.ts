@@ -47,9 +47,9 @@ export async function startSimulator(config: SimConfig, logger: Logger = silentL
   }
   return {
     ranks,
-    url: ranks[0]!.url,
-    port: ranks[0]!.port,
-    engine: ranks[0]!.engine,
+    url: ranks[0].url,
+    port: ranks[0].port,
+    engine: ranks[0].engine,
     close: async (deadlineMs = 5_000) => {
       await Promise.all(ranks.map((rank) => closeWithDeadline(rank.app, deadlineMs)));
     },

@@ -118,7 +118,7 @@ export class SimEngine {
 
   /** The name reported in responses and metrics: the first served model name. */
   get displayModel(): string {
-    return this.servedModels[0]!;
+    return this.servedModels[0];
   }
 
   get servedModels(): string[] {

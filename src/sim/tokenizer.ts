@@ -48,18 +48,18 @@ export function renderPrompt(api: ApiType, body: JsonObject): string {
     case 'messages': {
       const msgs: unknown[] = [];
       if (body.system !== undefined) msgs.push({ role: 'system', content: body.system });
-      if (Array.isArray(body.messages)) msgs.push(...body.messages);
+      if (Array.isArray(body.messages)) msgs.push(...(body.messages as unknown[]));
       return renderMessages(msgs);
     }
     case 'responses': {
       const msgs: unknown[] = [];
       if (typeof body.instructions === 'string') msgs.push({ role: 'system', content: body.instructions });
       if (typeof body.input === 'string') msgs.push({ role: 'user', content: body.input });
-      else if (Array.isArray(body.input)) msgs.push(...body.input);
+      else if (Array.isArray(body.input)) msgs.push(...(body.input as unknown[]));
       return renderMessages(msgs);
     }
     case 'completions':
-      return typeof body.prompt === 'string' ? body.prompt : Array.isArray(body.prompt) ? body.prompt.filter((params) => typeof params === 'string').join('') : '';
+      return typeof body.prompt === 'string' ? body.prompt : Array.isArray(body.prompt) ? body.prompt.filter((part) => typeof part === 'string').join('') : '';
     case 'generate':
       return '';
   }

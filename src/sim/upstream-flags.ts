@@ -13,6 +13,7 @@ const harmlessDefault =
   (value: T) =>
     value === dflt;
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the value of whichever option the entry holds
 const ignored = (spec: CompatEntry['spec'], reason: string, harmless?: (value: any) => boolean): CompatEntry => compat.ignored(R, spec!, reason, harmless ? { harmless } : {});
 
 /** Flags upstream itself reads and ignores (accepted for vLLM command-line compatibility). */

@@ -89,7 +89,7 @@ export function topologyGoodputs(runs: readonly SweepRun[], slo: SloTargets): To
   const byTopology = new Map<string, SweepRun[]>();
   for (const r of runs) byTopology.set(r.topology.name, [...(byTopology.get(r.topology.name) ?? []), r]);
   return [...byTopology.values()].map((rs) => {
-    const t = rs[0]!.topology;
+    const t = rs[0].topology;
     const g = sloGoodput(
       rs.map((sweepRun) => sweepRun.summary),
       slo,
@@ -100,7 +100,7 @@ export function topologyGoodputs(runs: readonly SweepRun[], slo: SloTargets): To
       gpus: gpus(t),
       goodput: g.outputTokensPerSec,
       goodputPerGpu: g.outputTokensPerSec / gpus(t),
-      atLoad: g.bestRun === undefined ? undefined : rs[g.bestRun]!.load,
+      atLoad: g.bestRun === undefined ? undefined : rs[g.bestRun].load,
     };
   });
 }

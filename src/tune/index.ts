@@ -19,7 +19,7 @@ export { writeSweepOutputs } from './report.js';
 export { runSweep } from './runner.js';
 
 export async function runTune(optionValues: OptionValues<typeof tuneOptions>, logger: Logger, signal?: AbortSignal): Promise<Recommendation> {
-  const preset = TUNE_PRESETS[optionValues.preset]!;
+  const preset = TUNE_PRESETS[optionValues.preset];
   const endpoint = optionValues.endpoint || undefined;
   const topologies: Topology[] = endpoint
     ? [{ ...parseTopology(`agg${optionValues.gpus}`), name: optionValues.label }]

@@ -8,7 +8,7 @@ export const tuneOptions = {
   preset: opt.oneOf(Object.keys(TUNE_PRESETS) as [string, ...string[]], {
     default: 'pd-disaggregation-small',
     description: `Sweep preset: ${Object.entries(TUNE_PRESETS)
-      .map(([k, p]) => `${k} (${p.description})`)
+      .map(([k, preset]) => `${k} (${preset.description})`)
       .join('; ')}.`,
   }),
   out: opt.string({ default: 'tune-results', description: 'Directory for results.md, results.json, the plots and every run\'s inference-perf report.' }),

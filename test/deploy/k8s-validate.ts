@@ -16,13 +16,13 @@ import { HTTPRoute } from '@kubernetes-models/gateway-api/gateway.networking.k8s
 type Obj = { apiVersion: string; kind: string; metadata: { name: string; [k: string]: unknown }; [k: string]: unknown };
 
 const MODELS: Record<string, { model: new (options: never) => { validate(): void }; root: string }> = {
-  'apps/v1/Deployment': { model: Deployment as never, root: 'V1Deployment' },
-  'v1/Service': { model: Service as never, root: 'V1Service' },
-  'v1/ConfigMap': { model: ConfigMap as never, root: 'V1ConfigMap' },
-  'v1/ServiceAccount': { model: ServiceAccount as never, root: 'V1ServiceAccount' },
-  'rbac.authorization.k8s.io/v1/Role': { model: Role as never, root: 'V1Role' },
-  'rbac.authorization.k8s.io/v1/RoleBinding': { model: RoleBinding as never, root: 'V1RoleBinding' },
-  'gateway.networking.k8s.io/v1/HTTPRoute': { model: HTTPRoute as never, root: '' },
+  'apps/v1/Deployment': { model: Deployment, root: 'V1Deployment' },
+  'v1/Service': { model: Service, root: 'V1Service' },
+  'v1/ConfigMap': { model: ConfigMap, root: 'V1ConfigMap' },
+  'v1/ServiceAccount': { model: ServiceAccount, root: 'V1ServiceAccount' },
+  'rbac.authorization.k8s.io/v1/Role': { model: Role, root: 'V1Role' },
+  'rbac.authorization.k8s.io/v1/RoleBinding': { model: RoleBinding, root: 'V1RoleBinding' },
+  'gateway.networking.k8s.io/v1/HTTPRoute': { model: HTTPRoute, root: '' },
 };
 
 /** Label keys: an optional DNS-subdomain prefix and '/', then a name of at most 63 characters (Kubernetes qualified name). */
@@ -54,9 +54,10 @@ const InferencePool = z.strictObject({
 function unknownFields(type: string, value: unknown, path: string, out: string[]): void {
   const m = /^Array<(.+)>$/.exec(type);
   if (m) {
-    if (Array.isArray(value)) value.forEach((value, i) => unknownFields(m[1]!, value, `${path}[${i}]`, out));
+    if (Array.isArray(value)) value.forEach((value, i) => unknownFields(m[1], value, `${path}[${i}]`, out));
     return;
   }
+  // eslint-disable-next-line no-restricted-syntax -- the client library's model classes, looked up by name
   const model = (k8s as unknown as Record<string, { getAttributeTypeMap?: () => Array<{ baseName: string; type: string }> }>)[type];
   if (!model?.getAttributeTypeMap || typeof value !== 'object' || value === null) return;
   const fields = new Map(model.getAttributeTypeMap().map((left) => [left.baseName, left.type]));

@@ -17,15 +17,15 @@ describe('README examples', () => {
     expect(decider).toBe('cost');
     // The reasons cost-based-pd-decider.ts can give.
     const source = readFileSync(path.join(ROOT, 'src/decider/cost-based-pd-decider.ts'), 'utf8');
-    const reasons = new Set([...source.matchAll(/reason: '([a-z-]+)'/g)].map((match) => match[1]!));
-    expect(reasons.has(/reason=([a-z-]+)/.exec(shown!)![1]!)).toBe(true);
+    const reasons = new Set([...source.matchAll(/reason: '([a-z-]+)'/g)].map((match) => match[1]));
+    expect(reasons.has(/reason=([a-z-]+)/.exec(shown)![1])).toBe(true);
 
-    const stack = await startDevStack({ mode: 'in-process', basePort: 0, gatewayPort: 0, prefill: +prefill!, decode: +decode!, decider: decider as DeciderChoice, profile: profile as ProfileName });
+    const stack = await startDevStack({ mode: 'in-process', basePort: 0, gatewayPort: 0, prefill: +prefill, decode: +decode, decider: decider as DeciderChoice, profile: profile as ProfileName });
     try {
       // The decision reads the scraped metrics: wait until every endpoint has been scraped (fresh).
       const eppMetrics = `http://127.0.0.1:${stack.epp.ports.metricsPort}`;
-      await waitFor(async () => metricValue(await metricsText(eppMetrics), 'llm_d_epp_ready_endpoints', { name: 'epp' }) === +prefill! + +decode!, 60_000, 'fresh metrics');
-      const content = Array.from({ length: +words! }, (_, i) => String(i + 1)).join(' ');
+      await waitFor(async () => metricValue(await metricsText(eppMetrics), 'llm_d_epp_ready_endpoints', { name: 'epp' }) === +prefill + +decode, 60_000, 'fresh metrics');
+      const content = Array.from({ length: +words }, (_, i) => String(i + 1)).join(' ');
       const r = await postJson(`${stack.gateway.url}/v1/chat/completions`, { model: 'sim-model', messages: [{ role: 'user', content }], max_tokens: 32 }, { 'x-pd-router-debug': 'decision' });
       expect(r.status).toBe(200);
       expect(r.headers.get('x-pd-router-decision')!.startsWith(`${shown}; `)).toBe(true);

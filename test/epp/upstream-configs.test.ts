@@ -81,7 +81,7 @@ interface Routed {
 describe('each sample config that loads drives its decision over ext_proc against simulators', () => {
   let sims: SimulatorHandle[] = [];
   let file = '';
-  const hostOf = (i: number) => `127.0.0.1:${sims[i]!.port}`;
+  const hostOf = (i: number) => `127.0.0.1:${sims[i].port}`;
   const prefill = () => hostOf(0);
   const decodes = () => [hostOf(1), hostOf(2)];
   const encode = () => hostOf(3);
@@ -90,10 +90,10 @@ describe('each sample config that loads drives its decision over ext_proc agains
     sims = await Promise.all([0, 1, 2, 3].map(() => startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL] }))));
     file = endpointsFile(
       endpointsYaml([
-        spec('p0', '127.0.0.1', 'prefill', {}, sims[0]!.port),
-        spec('d0', '127.0.0.1', 'decode', {}, sims[1]!.port),
-        spec('d1', '127.0.0.1', 'decode', {}, sims[2]!.port),
-        spec('e0', '127.0.0.1', 'encode', {}, sims[3]!.port),
+        spec('p0', '127.0.0.1', 'prefill', {}, sims[0].port),
+        spec('d0', '127.0.0.1', 'decode', {}, sims[1].port),
+        spec('d1', '127.0.0.1', 'decode', {}, sims[2].port),
+        spec('e0', '127.0.0.1', 'encode', {}, sims[3].port),
       ]),
     );
   }, DRIVE_TIMEOUT_MS);
@@ -114,7 +114,7 @@ describe('each sample config that loads drives its decision over ext_proc agains
         const call = c.open();
         call.send(headers({ ':method': 'POST', ':path': path, ':authority': 'envoy', 'content-type': 'application/json', 'x-request-id': `r${++n}` }), body(JSON.stringify({ model: MODEL, ...payload }), true));
         const [h] = await call.waitFor(2);
-        const set = new Map(setHeadersOf(h!.request_headers!.response!.header_mutation).map(([k, v]) => [k.toLowerCase(), v]));
+        const set = new Map(setHeadersOf(h.request_headers!.response.header_mutation).map(([k, value]) => [k.toLowerCase(), value]));
         call.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }), responseBody('{"choices":[]}', true));
         await call.waitFor(3);
         call.end();

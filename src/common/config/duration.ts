@@ -40,7 +40,7 @@ export function parseDuration(input: string | number): number {
     PART.lastIndex = pos;
     const m = PART.exec(rest);
     if (!m) throw new DurationSyntaxError(`invalid duration "${input}": expected a number followed by a unit (ns, us, ms, s, m, h), e.g. 200ms or 1.5s`);
-    total += Number(m[1]) * UNIT_MS[m[2]!]!;
+    total += Number(m[1]) * UNIT_MS[m[2]];
     pos = PART.lastIndex;
   }
   return total;

@@ -105,7 +105,7 @@ export function int(config: Common<number> & { min?: number; max?: number }): Op
 }
 
 export function number(config: Common<number> & { min?: number; max?: number }): OptionSpec<number> {
-  const target = bounded(z.number().finite(), config.min, config.max);
+  const target = bounded(z.number(), config.min, config.max);
   return make('number', config, '<number>', z.union([z.number(), numberFromString]).pipe(target), rangePhrase('a number', config.min, config.max), String);
 }
 
@@ -161,6 +161,7 @@ export function oneOf<const C extends readonly [string, ...string[]]>(choices: C
   const schema = z
     .string()
     .trim()
+    // eslint-disable-next-line no-restricted-syntax -- z.enum takes a mutable non-empty tuple; choices is that tuple, readonly
     .pipe(z.enum(choices as unknown as [C[number], ...C[number][]]));
   const shownChoices = choices.map((text) => (text === '' ? '""' : text));
   return make('enum', common, `<${shownChoices.join('|')}>`, schema as z.ZodType<C[number]>, `one of ${shownChoices.join(', ')}`, (value) => (value === '' ? '""' : value));
@@ -207,7 +208,7 @@ export function bytes(config: Common<number> & { min?: number }): OptionSpec<num
     .regex(/^\d+(\.\d+)?\s*[a-zA-Z]*$/)
     .transform((text, ctx) => {
       const m = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(text)!;
-      const unit = BYTE_UNITS[m[2]!.toLowerCase()];
+      const unit = BYTE_UNITS[m[2].toLowerCase()];
       if (unit === undefined) {
         ctx.addIssue({ code: 'custom', message: 'unit' });
         return z.NEVER;

@@ -104,7 +104,7 @@ function profileSpecs({ doc, graph }: LoadPhase): ProfileSpec[] {
   const refs = graph
     .ordered()
     .filter((plugin) => isFilter(plugin) || isScorer(plugin) || isPicker(plugin))
-    .map((params) => ({ pluginRef: params.name }));
+    .map((plugin) => ({ pluginRef: plugin.name }));
   return [{ name: 'default', plugins: refs }];
 }
 
@@ -236,6 +236,7 @@ export function buildDataLayer(phase: LoadPhase): DataLayerResult {
     fail(p ? `${key}.${field}: "${ref}" (type ${p.type}) is not a ${field === 'peerDiscovery' ? 'peer-discovery' : 'cross-replica syncer'} plugin (pd-router does not sync state across EPP replicas)` : `${key}.${field}: pluginRef "${ref}" is not defined in plugins`);
   }
   if (dl?.crossReplicaSyncInterval !== undefined) warn(`${key}.crossReplicaSyncInterval has no effect without crossReplicaSyncerPluginRef`);
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-boolean-literal-compare -- a gate the document does not name is undefined
   const legacyMetrics = doc.featureGates.enableLegacyMetrics === true;
   if (legacyMetrics && dl?.sources?.length) warn(`${key}.sources is not used: the enableLegacyMetrics gate scrapes with the default metrics source, as GAIE v1.5`);
   const configured = legacyMetrics ? undefined : configuredMetricsSource(phase, key);

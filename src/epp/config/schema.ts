@@ -79,7 +79,7 @@ function featureGateValue(raw: string): [string, boolean] | undefined {
 
 const common = {
   apiVersion: z.string(),
-  kind: z.literal('EndpointPickerConfig', { message: 'kind must be EndpointPickerConfig' }),
+  kind: z.literal('EndpointPickerConfig', { error: 'kind must be EndpointPickerConfig' }),
   featureGates: z.array(z.string()).default([]),
   plugins: z.array(pluginSpecSchema).default([]),
   schedulingProfiles: z.array(profileSchema).default([]),
@@ -154,7 +154,7 @@ export function validateDocument(raw: Record<string, unknown>): { ok: true; doc:
       continue;
     }
     if (!(gate[0] in gates)) {
-      issues.push({ path: ['featureGates', i], message: `unknown feature gate "${gate[0]}" for ${apiVersion} (known: ${Object.keys(gates).join(', ')})` });
+      issues.push({ path: ['featureGates', i], message: `unknown feature gate "${gate[0]}" for ${String(apiVersion)} (known: ${Object.keys(gates).join(', ')})` });
       continue;
     }
     gates[gate[0]] = gate[1];

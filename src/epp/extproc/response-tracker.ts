@@ -47,7 +47,7 @@ export class ResponseTracker {
     if (status !== undefined && status !== '200') this.settings.series.error('ModelServerError');
     if ((received.values['content-type'] ?? '').toLowerCase().includes('text/event-stream')) this.streaming = true;
     if (this.streaming && this.settings.parsesUsage) this.sse = new SseUsageReader();
-    const extra = (this.settings.extraHeaders ?? []).map(([k, v]) => setHeader(k, v));
+    const extra = (this.settings.extraHeaders ?? []).map(([k, value]) => setHeader(k, value));
     this.settings.send(responseHeadersResponse([setHeader('x-went-into-resp-headers', 'true'), ...echoHeaders(received.values, received.repeated), ...extra]));
     if (value.end_of_stream) this.finish();
   }

@@ -26,7 +26,7 @@ export const DEBUG_REQUEST_HEADER = 'x-pd-router-debug';
 export function formatDecision(record: DisaggDecisionRecord): string {
   const parts = [record.type, `reason=${record.reason}`];
   for (const [k, v] of Object.entries(record.detail ?? {})) {
-    if (typeof v === 'number' || typeof v === 'boolean' || (typeof v === 'string' && /^[\w.:/\[\]-]+$/.test(v))) parts.push(`${k}=${v}`);
+    if (typeof v === 'number' || typeof v === 'boolean' || (typeof v === 'string' && /^[\w.:/[\]-]+$/.test(v))) parts.push(`${k}=${v}`);
   }
   return parts.join('; ');
 }
@@ -64,7 +64,7 @@ export interface StreamDependencies {
 type Duplex = grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>;
 
 export class ExtProcStream {
-  private headers: ReceivedHeaders = { values: Object.create(null), repeated: new Set() };
+  private headers: ReceivedHeaders = { values: Object.create(null) as Record<string, string>, repeated: new Set() };
   private requestId = '';
   private chunks: Buffer[] = [];
   private bodyBytes = 0;
@@ -153,24 +153,24 @@ export class ExtProcStream {
       this.captureMetadata(match.metadata_context);
       switch (match.request) {
         case 'request_headers':
-          return this.onRequestHeaders(match.request_headers!);
+          { this.onRequestHeaders(match.request_headers!); return; }
         case 'request_body':
-          return this.onRequestBody(match.request_body!);
+          { this.onRequestBody(match.request_body!); return; }
         case 'request_trailers':
           if (!this.requestDone && this.parsed === undefined) this.finishRequest(false);
-          return this.send({ request_trailers: {} });
+          { this.send({ request_trailers: {} }); return; }
         case 'response_headers':
-          return this.tracker().onHeaders(match.response_headers!);
+          { this.tracker().onHeaders(match.response_headers!); return; }
         case 'response_body':
-          return this.tracker().onBody(match.response_body!);
+          { this.tracker().onBody(match.response_body!); return; }
         case 'response_trailers':
           this.tracker().onTrailers();
-          return this.send({ response_trailers: {} });
+          { this.send({ response_trailers: {} }); return; }
         default:
           return;
       }
     } catch (err) {
-      if (err instanceof InferenceError) return this.reject(err);
+      if (err instanceof InferenceError) { this.reject(err); return; }
       this.deps.logger.error({ err, reqId: this.requestId }, 'ext_proc stream failed');
       this.fail(grpc.status.INTERNAL, (err as Error).message);
     }
@@ -230,7 +230,7 @@ export class ExtProcStream {
     this.requestDone = true;
     const start = performance.now();
     this.requestEndAt = start;
-    const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    const body = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
     this.releaseBody();
     const director = this.deps.director;
     this.parsed = director.parse(this.requestId, this.headers.values, body);
