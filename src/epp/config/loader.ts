@@ -84,7 +84,7 @@ function parseDocument(text: string): EndpointPickerConfigDocument {
 }
 
 /** What every phase after parsing shares: the document, the plugins and where warnings go. */
-interface LoadPhase {
+export interface LoadPhase {
   readonly doc: EndpointPickerConfigDocument;
   readonly graph: PluginGraph;
   readonly registry: Readonly<Record<string, PluginDefinition>>;
