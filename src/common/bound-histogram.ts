@@ -29,6 +29,7 @@ interface RenderedValue {
   exemplar?: null;
 }
 
+/** A bound histogram's name, help, labels, buckets and registries. */
 export interface BoundHistogramConfig<L extends string> {
   name: string;
   help: string;
@@ -43,6 +44,7 @@ export interface HistogramChild {
   observe(value: number): void;
 }
 
+/** A histogram whose children are bound label sets: the hot path observes without a label lookup; the exposition is prom-client's. */
 export class BoundHistogram<L extends string = string> {
   readonly type = 'histogram' as const;
   readonly aggregator = 'sum' as const;

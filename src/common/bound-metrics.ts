@@ -13,6 +13,7 @@ interface Series {
   value: number;
 }
 
+/** A bound counter's or gauge's name, help, labels and registries. */
 export interface BoundMetricConfig<L extends string> {
   name: string;
   help: string;
@@ -25,10 +26,12 @@ export interface BoundMetricConfig<L extends string> {
   zeroBeforeFirst?: boolean;
 }
 
+/** One label set of a bound counter. */
 export interface CounterChild {
   inc(count?: number): void;
 }
 
+/** One label set of a bound gauge. */
 export interface GaugeChild {
   inc(count?: number): void;
   dec(count?: number): void;
@@ -65,6 +68,7 @@ function amount(name: string, count: number): number {
   return count;
 }
 
+/** A counter with bound children (see BoundHistogram). */
 export class BoundCounter<L extends string = string> extends BoundScalar<L> {
   readonly type = 'counter' as const;
 
@@ -87,6 +91,7 @@ export class BoundCounter<L extends string = string> extends BoundScalar<L> {
   }
 }
 
+/** A gauge with bound children (see BoundHistogram). */
 export class BoundGauge<L extends string = string> extends BoundScalar<L> {
   readonly type = 'gauge' as const;
 

@@ -9,18 +9,21 @@ import { LogController, type FastifyHttpOptions, type FastifyInstance } from 'fa
 import type { Logger } from 'pino';
 import { REQUEST_ID_HEADER } from './pd-contract.js';
 
+/** A server's logger and body limit. */
 export interface ServerBaseSettings {
   logger: Logger;
   /** Largest accepted request body in bytes. */
   bodyLimit: number;
 }
 
+/** The request id: the client's x-request-id, or a new one. */
 export function requestIdOf(req: IncomingMessage): string {
   const h = req.headers[REQUEST_ID_HEADER];
   const v = Array.isArray(h) ? h[0] : h;
   return v && v.length <= 256 ? v : randomUUID();
 }
 
+/** Fastify options every server shares: the logger, request ids, body limit, no per-request info logging. */
 export function fastifyBaseOptions(settings: ServerBaseSettings): FastifyHttpOptions<Server> {
   return {
     loggerInstance: settings.logger,

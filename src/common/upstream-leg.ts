@@ -67,6 +67,7 @@ export class Cancellation implements StopSignal {
   }
 }
 
+/** One upstream call: where, what, the stop signals and the deadlines. */
 export interface LegRequest {
   agent: Dispatcher;
   origin: string;
@@ -91,6 +92,7 @@ const QUEUE_HIGH_WATER = 64 * 1024;
 
 type Waiter<T> = { resolve: (value: T) => void; reject: (err: unknown) => void };
 
+/** One upstream HTTP call with a proxy's deadlines, read chunk by chunk (see the file's header). */
 export class UpstreamLeg implements Dispatcher.DispatchHandler {
   status = 0;
   headers: Record<string, string | string[] | undefined> = {};

@@ -74,6 +74,7 @@ export interface PrefixMatch {
   blockSizeTokens: number;
 }
 
+/** The request as a decider sees it: model, token count, prompts, headers. */
 export interface DecisionRequest {
   readonly requestId: string;
   /** Model named in the request body. */
@@ -89,6 +90,7 @@ export interface DecisionRequest {
   readonly body?: Readonly<Record<string, unknown>>;
 }
 
+/** Everything a decider decides on: the request, the decode pick, its prefix match and the prefill candidates. */
 export interface DecisionInput {
   readonly request: DecisionRequest;
   /** The decode profile's first pick and its prefix match; undefined when decode picked nothing (or prefill-first). */
@@ -118,6 +120,7 @@ export type DecisionReason =
   | 'no-multimodal'
   | (string & {});
 
+/** A decider's answer: disaggregate or not, the reason, and optional figures for logs and the decision header. */
 export interface Decision {
   /** True: run the prefill (or encode) stage on another endpoint. */
   disaggregate: boolean;
@@ -126,6 +129,7 @@ export interface Decision {
   detail?: Record<string, unknown>;
 }
 
+/** A P/D decider: whether one request gets a remote prefill (or encode). */
 export interface PdDecider {
   readonly type: string;
   readonly name: string;

@@ -23,6 +23,7 @@ import { EppMetrics } from './metrics.js';
 import type { EppConfig } from './options.js';
 import { IdentityProvider } from './tls-provider.js';
 
+/** A running EPP: its ports, metrics, endpoints and config, and close(). */
 export interface EppHandle {
   readonly grpcPort: number;
   readonly healthPort: number;
@@ -37,6 +38,7 @@ export interface EppHandle {
   close(deadlineMs?: number): Promise<void>;
 }
 
+/** What startEpp takes besides the options: a logger, and the pieces tests replace. */
 export interface StartEppOptions {
   logger?: Logger;
   /** Random source for pickers and header-only routing (deterministic tests). */
@@ -80,6 +82,7 @@ function bindGrpc(server: grpc.Server, address: string, creds: grpc.ServerCreden
   return new Promise((resolve, reject) => server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))));
 }
 
+/** Starts the EPP: loads the config, starts discovery and scraping, serves ext_proc, health and metrics. */
 export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = {}): Promise<EppHandle> {
   const logger = opts.logger ?? silentLogger();
   const metrics = new EppMetrics(undefined, optionValues.metricsFamily);

@@ -52,6 +52,7 @@ export interface PrefixIndexerMetrics {
 
 type Nested<T> = Map<string, T>;
 
+/** The EPP's metrics, in llm-d's and GAIE's families (--metrics-family). */
 export class EppMetrics {
   readonly registry: Registry;
   readonly family: MetricsFamily;

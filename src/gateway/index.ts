@@ -14,6 +14,7 @@ import { proxyExchange } from './proxy.js';
 export { gatewayCommand, gatewayOptions, gatewayConfig, type GatewayConfig } from './options.js';
 export { GatewayMetrics } from './metrics.js';
 
+/** A running gateway: its URL, metrics, and close(). */
 export interface GatewayHandle {
   url: string;
   port: number;
@@ -21,6 +22,7 @@ export interface GatewayHandle {
   close(deadlineMs?: number): Promise<void>;
 }
 
+/** Starts the gateway: an HTTP proxy that asks the EPP over ext_proc where each request goes. */
 export async function startGateway(config: GatewayConfig, logger: Logger = silentLogger()): Promise<GatewayHandle> {
   const metrics = new GatewayMetrics();
   const credentials = config.eppTls

@@ -4,6 +4,7 @@
  */
 import { defaultValues, loggingOptions, opt, parseTarget, shutdownOptions, type CommandDefinition, type OptionValues } from '../common/index.js';
 
+/** The gateway's flag table. */
 export const gatewayOptions = {
   port: opt.int({ default: 8080, min: 0, max: 65535, description: 'HTTP port clients send OpenAI requests to.' }),
   host: opt.string({ default: '0.0.0.0', description: 'Address to listen on.' }),
@@ -33,8 +34,10 @@ export const gatewayOptions = {
   ...loggingOptions,
 };
 
+/** The gateway's options, parsed. */
 export type GatewayConfig = OptionValues<typeof gatewayOptions>;
 
+/** `pd-router gateway`: the command, its options and its start function. */
 export const gatewayCommand: CommandDefinition<typeof gatewayOptions> = {
   name: 'gateway',
   summary: 'Development/test stand-in for Envoy: asks the EPP over ext_proc where to send each request, then proxies it.',
@@ -54,6 +57,7 @@ implementation with InferencePool support; this gateway is for laptops, tests an
   },
 };
 
+/** Parses the gateway's options from a command line (tests and `pd-router dev`). */
 export function gatewayConfig(overrides: Partial<GatewayConfig> = {}): GatewayConfig {
   return { ...defaultValues(gatewayOptions), ...overrides };
 }

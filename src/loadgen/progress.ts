@@ -34,6 +34,7 @@ export function progressLine(state: ProgressState, withBar: boolean): string {
   return (withBar ? `${bar(fraction, 24)} ${fmt(fraction * 100, 0).padStart(3)}% ` : 'loadgen: ') + parts.join(' | ');
 }
 
+/** Progress lines of a load run: on a terminal every 200 ms, otherwise every 5 s. */
 export class Progress {
   private timer: NodeJS.Timeout | undefined;
   private lastLength = 0;

@@ -27,6 +27,7 @@ plane truck horse bird fish dog cat cow sheep lion bear wolf fox deer mouse snak
 teacher student worker farmer driver writer singer player leader member friend mother father sister brother child baby
 woman man girl boy`;
 
+/** The word list prompts are made from. */
 export const WORDS: readonly string[] = [...new Set(WORDS_TEXT.split(/\s+/).filter((word) => word.length > 0))];
 
 /** Tokens the simulator's chat rendering adds around one user message (`### user: ` … `\n`). */
@@ -42,6 +43,7 @@ export interface BuiltPrompt {
   tokens: number;
 }
 
+/** Makes prompts of given lengths, with a shared prefix where the workload asks. */
 export class PromptFactory {
   private readonly prefixes = new Map<number, string[]>();
 

@@ -20,7 +20,9 @@ import { StreamMetrics } from './sse.js';
 import { summarize } from './stats.js';
 import type { LoadRunOptions, RequestSample, RunResult } from './types.js';
 
+/** The default per-request timeout. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10 * 60_000;
+/** The default seed: runs are reproducible unless told otherwise. */
 export const DEFAULT_SEED = 1;
 
 /** RNG streams of one seed. */
@@ -78,6 +80,7 @@ async function sleepUntil(target: number, signal: AbortSignal): Promise<void> {
   }
 }
 
+/** Runs a load against a target and measures each request. */
 export async function runLoad(loadRunOptions: LoadRunOptions): Promise<RunResult> {
   validateRunOptions(loadRunOptions);
   const scale = loadRunOptions.timeScale ?? 1;

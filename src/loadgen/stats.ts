@@ -32,6 +32,7 @@ const PERCENTILES = [
   ['p99p9', 99.9],
 ] as const;
 
+/** The statistics every summary reports. */
 export const STAT_KEYS = ['min', 'max', 'mean', 'stddev', ...PERCENTILES.map(([k]) => k)] as const;
 
 /** Summary of values (any order; not modified). Empty input gives count 0 and every statistic 0. */

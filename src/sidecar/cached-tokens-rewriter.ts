@@ -84,6 +84,7 @@ function rewriteLine(line: string, cached: number): string {
   return rewriteUsage(parsed, cached) ? `data:${m[1]}${JSON.stringify(parsed)}` : line;
 }
 
+/** Rewrites cached_tokens in an SSE stream line by line, however the upstream chunks it. */
 export class SseCachedTokensRewriter {
   private pending: Buffer = Buffer.alloc(0);
   /** Lines passed through unrewritten because they exceeded the bound. */

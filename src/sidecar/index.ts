@@ -25,6 +25,7 @@ export { SseCachedTokensRewriter, rewriteJsonBody } from './cached-tokens-rewrit
 export { nixlPrefillBody, nixlDecodeBody } from './request-bodies.js';
 export { parseTarget } from '../common/index.js';
 
+/** A running sidecar: its ports (one per rank), metrics, guard, and close(). */
 export interface SidecarHandle {
   /** Listening ports, one per data-parallel rank. */
   ports: number[];
@@ -44,6 +45,7 @@ async function buildGuard(optionValues: SidecarConfig, logger: Logger): Promise<
   return guard;
 }
 
+/** Starts the sidecar: one HTTP server per data-parallel rank, the SSRF guard, the upstream agents. */
 export async function startSidecar(config: SidecarConfig, logger: Logger = silentLogger()): Promise<SidecarHandle> {
   const metrics = new SidecarMetrics();
   // First: a bad allowlist file is a configuration error (exit 2), with nothing opened yet.

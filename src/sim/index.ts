@@ -13,6 +13,7 @@ export { KVCacheSim, blockHashes } from './kv-cache.js';
 export { LatencyModel, type LatencySettings } from './latency.js';
 export { SeededRandom } from './random.js';
 
+/** One data-parallel rank of a running simulator: its port and engine. */
 export interface SimulatorRank {
   engine: SimEngine;
   app: FastifyInstance;
@@ -20,6 +21,7 @@ export interface SimulatorRank {
   url: string;
 }
 
+/** A running simulator: its ranks, URL, and close(). */
 export interface SimulatorHandle {
   readonly ranks: readonly SimulatorRank[];
   /** Rank 0's base URL, e.g. http://127.0.0.1:8000. */

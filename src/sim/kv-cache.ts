@@ -51,6 +51,7 @@ export interface Admission {
   blockIds: number[];
 }
 
+/** The simulated KV cache: blocks by hash, LRU eviction, hit counting. */
 export class KVCacheSim {
   private readonly byHash = new Map<string, CachedBlock>();
   /** Unreferenced cached blocks in LRU order (first = least recently used). */

@@ -11,6 +11,7 @@ import { isObject, type JsonObject } from '../common/json.js';
 
 const TOKEN = /([{}:,\-.?!;@#$%^&*()+_~/\\><[\]="']|[0-9A-Za-z_]+)([\t\n\f\r ]*)/g;
 
+/** The simulator's tokens of a text (words and punctuation, as llm-d-inference-sim counts them). */
 export function tokenize(text: string): string[] {
   const out: string[] = [];
   TOKEN.lastIndex = 0;
@@ -18,6 +19,7 @@ export function tokenize(text: string): string[] {
   return out;
 }
 
+/** A stable token id for a token. */
 export function tokenId(token: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < token.length; i++) {

@@ -41,6 +41,7 @@ const anyValue = (description: string): OptionSpec<unknown> => ({
   formatDefault: () => '""',
 });
 
+/** llm-d-inference-sim's flags, each implemented, mapped to pd-router's, or ignored with a reason. */
 export const simUpstream: CompatTable = {
   releases: { [V]: 'llm-d-inference-sim v0.10.2 cmd/llm-d-inference-sim' },
   flags: {

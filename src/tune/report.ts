@@ -22,6 +22,7 @@ export const PLOT_FILES = {
   tpot: 'tpot-p90-vs-concurrency.svg',
 };
 
+/** Writes a sweep's report: runs, charts and the recommendation. */
 export function writeSweepOutputs(outDir: string, runs: readonly SweepRun[], slo: SloTargets, gpuBudget: number, meta: SweepMeta): Recommendation {
   mkdirSync(outDir, { recursive: true });
   const points = runs.map((sweepRun) => runPoint(sweepRun, slo));

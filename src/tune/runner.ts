@@ -66,6 +66,7 @@ async function runLevels(sweepOptions: SweepOptions, value: Topology, baseUrl: s
   }
 }
 
+/** Runs a sweep: one dev stack per topology, one load run per level. */
 export async function runSweep(sweepOptions: SweepOptions): Promise<SweepRun[]> {
   const runs: SweepRun[] = [];
   if (sweepOptions.endpoint) {

@@ -71,6 +71,7 @@ function fmtTick(value: number): string {
   return String(Number(value.toPrecision(3)));
 }
 
+/** An SVG line chart of series of points. */
 export function renderLineChart(spec: ChartSpec): string {
   const W = spec.width ?? 960;
   const H = spec.height ?? 580;

@@ -11,6 +11,7 @@
  */
 import type { SimConfig } from '../sim/index.js';
 
+/** An xPyD topology: prefill and decode instances and their tensor-parallel sizes. */
 export interface Topology {
   name: string;
   kind: 'pd' | 'aggregated';
@@ -18,6 +19,7 @@ export interface Topology {
   decode: { replicas: number; tp: number };
 }
 
+/** GPUs a topology uses. */
 export function gpus(topology: Topology): number {
   return topology.prefill.replicas * topology.prefill.tp + topology.decode.replicas * topology.decode.tp;
 }

@@ -15,6 +15,7 @@
 import { envName, flagName } from './names.js';
 import type { OptionSpec } from './option-types.js';
 
+/** How pd-router treats an upstream flag. */
 export type CompatStatus = 'implemented' | 'maps-to' | 'ignored';
 
 /** Where a compatibility value came from; ranks as the loader's precedence (flag > file > env > default). */
@@ -36,6 +37,7 @@ export interface CompatSetter {
   given(name: string): unknown;
 }
 
+/** One upstream flag: how pd-router treats it. */
 export interface CompatEntry {
   status: CompatStatus;
   /** Upstream releases (keys of CompatTable.releases) whose program reads this name. */
@@ -63,6 +65,7 @@ export interface CompatEntry {
   deprecated?: string;
 }
 
+/** An upstream binary's flags and the releases they come from. */
 export interface CompatTable {
   /** Upstream release label -> what it is (module and version). */
   releases: Record<string, string>;
@@ -81,6 +84,7 @@ export interface CompatWarning {
   reason: string;
 }
 
+/** Builders of compatibility entries: an upstream flag implemented, mapped or ignored. */
 export const compat = {
   implemented(option: string | undefined, releases: readonly string[], extra: Partial<CompatEntry> = {}): CompatEntry {
     return { status: 'implemented', option, releases, ...extra };

@@ -19,6 +19,7 @@ const UNIT_MS: Record<string, number> = {
 
 const PART = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)/y;
 
+/** A duration that is not in Go's syntax (`300ms`, `1m30s`). */
 export class DurationSyntaxError extends Error {}
 
 /** Parses a Go-style duration into milliseconds. Throws DurationSyntaxError on anything else. */

@@ -10,14 +10,19 @@ import { envName, flagName, kebab } from './names.js';
 import { resolveCompat, type CompatEntry, type CompatTable, type CompatWarning } from './compat.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- one table holds definitions of every parameter type; `any` is the slot each of their types fits
+/** An option table: option specs by key. */
 export type OptionsSpec = Record<string, OptionSpec<any>>;
+/** Parsed option values by key. */
 export type OptionValues<S extends OptionsSpec> = { [K in keyof S]: S[K] extends OptionSpec<infer T> ? T : never };
+/** Where an option's value came from. */
 export type ValueSource = 'flag' | 'file' | 'env' | 'default';
 
+/** A configuration error: the process exits with status 2 and this message, no stack trace. */
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+/** A command: its name, summary, option table and upstream flags. */
 export interface CommandDefinition<S extends OptionsSpec> {
   /** Command name as typed after `pd-router`. */
   name: string;
@@ -40,6 +45,7 @@ export interface CommandDefinition<S extends OptionsSpec> {
   compat?: CompatTable;
 }
 
+/** Parsed options, with where each value came from and the warnings for ignored flags. */
 export interface LoadedOptions<S extends OptionsSpec> {
   values: OptionValues<S>;
   sources: Record<keyof S, ValueSource>;

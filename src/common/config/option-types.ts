@@ -7,8 +7,10 @@
 import { z } from 'zod';
 import { parseDuration, formatDuration, DurationSyntaxError } from './duration.js';
 
+/** The kinds of option values. */
 export type OptionKind = 'string' | 'int' | 'number' | 'bool' | 'duration' | 'enum' | 'list' | 'bytes';
 
+/** One option: its kind, default, description and validation. */
 export interface OptionSpec<T> {
   readonly kind: OptionKind;
   readonly default: T;
@@ -31,6 +33,7 @@ export interface OptionSpec<T> {
   formatDefault(): string;
 }
 
+/** An option value that its spec refuses; the message names the option. */
 export class OptionValueError extends Error {
   constructor(readonly expected: string) {
     super(expected);
@@ -219,6 +222,7 @@ export function bytes(config: Common<number> & { min?: number }): OptionSpec<num
   return make('bytes', config, '<bytes>', z.union([z.number(), fromString]).pipe(target), 'a size such as 10MiB, 512KiB or a number of bytes', formatBytes);
 }
 
+/** A byte count for --help: `64KiB`, `1MiB`. */
 export function formatBytes(count: number): string {
   for (const [unit, size] of [
     ['GiB', 1024 ** 3],

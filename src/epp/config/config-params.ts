@@ -7,6 +7,7 @@
 import { parseDocument, parse as parseYaml } from 'yaml';
 import { ConfigError } from '../../common/index.js';
 
+/** Applies --config-param values (`<plugin>.<parameter>=<value>`) to the config document. */
 export function applyConfigParams(configText: string, params: readonly string[]): string {
   if (params.length === 0) return configText;
   const doc = parseDocument(configText === '' ? '{}' : configText);

@@ -39,6 +39,7 @@ import type { FlowControlSettings } from './flow-control-section.js';
 import { fail, namedSpecs, PluginGraph, type GraphDependencies } from './plugin-graph.js';
 import { DEFAULT_CONFIG_YAML, validateDocument, type EndpointPickerConfigDocument, type ProfileSpec } from './schema.js';
 
+/** What the loader may be given: metrics, a logger, a random source and the plugin registry. */
 export interface LoadDependencies {
   metrics?: EppMetrics;
   logger?: Logger;
@@ -47,6 +48,7 @@ export interface LoadDependencies {
   registry?: Readonly<Record<string, PluginDefinition>>;
 }
 
+/** A loaded EndpointPickerConfig: the document, the plugins, the scheduler and what the EPP wires from it. */
 export interface LoadedEndpointPickerConfig {
   readonly document: EndpointPickerConfigDocument;
   readonly plugins: ReadonlyMap<string, Plugin>;

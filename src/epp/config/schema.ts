@@ -22,6 +22,7 @@ export const API_VERSIONS: Readonly<Record<string, ApiFamily>> = {
   'llm-d.ai/v1alpha1': 'llm-d',
   'inference.networking.x-k8s.io/v1alpha1': 'gaie',
 };
+/** The EndpointPickerConfig apiVersions pd-router accepts (llm-d and GAIE families). */
 export const ACCEPTED_API_VERSIONS = Object.keys(API_VERSIONS);
 
 /**

@@ -19,7 +19,9 @@ import { asBuffer, valueToJson, type HttpBody, type HttpHeaders, type Metadata, 
 import type { ParsedRequest, RequestDirector, ScheduledRequest } from '../director.js';
 import type { DisaggDecisionRecord } from '../framework/types.js';
 
+/** The response header carrying the P/D decision, when the request asks for it. */
 export const DECISION_HEADER = 'x-pd-router-decision';
+/** The request header that asks for the decision header. */
 export const DEBUG_REQUEST_HEADER = 'x-pd-router-debug';
 
 /** `prefill-decode; reason=remote-faster; localMs=812.5; remoteMs=310.2; ...` (scalar details only). */
