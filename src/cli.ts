@@ -34,7 +34,7 @@ function usage(): string {
     'Prefill/Decode disaggregation router for vLLM.',
     '',
     'Commands:',
-    ...Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}${c.summary}`),
+    ...Object.entries(COMMANDS).map(([name, command]) => `  ${name.padEnd(width)}${command.summary}`),
     '',
     'Run `pd-router <command> --help` for the flags of a command, `pd-router --version` for the version.',
     '',
@@ -55,11 +55,11 @@ async function flagsWithoutCommand(argv: string[]): Promise<string> {
   const given = argv.filter((left) => left.startsWith('-'));
   const fits: string[] = [];
   for (const [name, bin] of Object.entries(COMPONENT_BINARIES)) {
-    const accepted = acceptedFlags((await COMMANDS[name]!.load()).definition);
+    const accepted = acceptedFlags((await COMMANDS[name].load()).definition);
     const takes = (arg: string) => {
-      const flag = arg.replace(/^--?/, '').split('=')[0]!;
+      const flag = arg.replace(/^--?/, '').split('=')[0];
       // `-v4`: a one-letter shorthand with its value attached.
-      return accepted.has(flag) || (!arg.startsWith('--') && accepted.has(flag[0]!));
+      return accepted.has(flag) || (!arg.startsWith('--') && accepted.has(flag[0]));
     };
     if (given.every(takes)) fits.push(bin);
   }

@@ -106,8 +106,8 @@ export function metricValue(text: string, name: string, labels: Record<string, s
     const m = /^([^\s{]+)(\{([^}]*)\})?\s+(\S+)/.exec(line);
     if (!m || m[1] !== name) continue;
     const got: Record<string, string> = {};
-    for (const pair of (m[3] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) got[pair[1]!] = pair[2]!;
-    if (Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(m[4]);
+    for (const pair of (m[3] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) got[pair[1]] = pair[2]!;
+    if (Object.entries(labels).every(([k, value]) => got[k] === value)) return Number(m[4]);
   }
   return undefined;
 }
@@ -214,8 +214,8 @@ export async function startCli(
         resolve(m);
       }
     };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
     child.on('exit', (code) => {
       clearTimeout(timer);
       reject(new Error(`pd-router ${args.join(' ')} exited with ${code} before ready; output:\n${out}`));

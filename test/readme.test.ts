@@ -55,10 +55,10 @@ describe('README stays true', () => {
     for (const text of docs) {
       for (const [re, fixed] of patterns) {
         for (const m of text.matchAll(re)) {
-          const command = fixed ?? m[1]!;
+          const command = fixed ?? m[1];
           const rest = (fixed ? m[1] : m[2]) ?? '';
           // Flags up to a shell comment; values such as --secure-serving=false count by name.
-          const flags = [...rest.split(' #')[0]!.matchAll(/(?:^|\s)--([a-z][a-z0-9-]*)/g)].map((match) => match[1]!);
+          const flags = [...rest.split(' #')[0].matchAll(/(?:^|\s)--([a-z][a-z0-9-]*)/g)].map((match) => match[1]);
           uses.push({ command, flags, line: m[0] });
         }
       }

@@ -29,6 +29,7 @@ interface RenderedValue {
   exemplar?: null;
 }
 
+/** A bound histogram's name, help, labels, buckets and registries. */
 export interface BoundHistogramConfig<L extends string> {
   name: string;
   help: string;
@@ -43,6 +44,7 @@ export interface HistogramChild {
   observe(value: number): void;
 }
 
+/** A histogram whose children are bound label sets: the hot path observes without a label lookup; the exposition is prom-client's. */
 export class BoundHistogram<L extends string = string> {
   readonly type = 'histogram' as const;
   readonly aggregator = 'sum' as const;
@@ -56,6 +58,7 @@ export class BoundHistogram<L extends string = string> {
     this.help = config.help;
     this.bounds = [...config.buckets].sort((left, right) => left - right);
     this.tree = new LabelTree<Series>(config.labelNames, (labels) => ({ labels, counts: new Float64Array(this.bounds.length + 1), sum: 0, count: 0 }));
+    // eslint-disable-next-line no-restricted-syntax -- prom-client's Registry takes its own Metric type; this class serves the same calls (get, reset) and exposition
     for (const r of config.registers) r.registerMetric(this as unknown as Parameters<Registry['registerMetric']>[0]);
   }
 
@@ -73,8 +76,8 @@ export class BoundHistogram<L extends string = string> {
     if (!Number.isFinite(value)) throw new TypeError(`${this.name}: value is not a finite number: ${value}`);
     const b = this.bounds;
     let i = 0;
-    while (i < b.length && value > b[i]!) i++;
-    series.counts[i]!++;
+    while (i < b.length && value > b[i]) i++;
+    series.counts[i]++;
     series.sum += value;
     series.count++;
   }
@@ -86,8 +89,8 @@ export class BoundHistogram<L extends string = string> {
     for (const s of this.tree.series) {
       let acc = 0;
       for (let i = 0; i < this.bounds.length; i++) {
-        acc += s.counts[i]!;
-        values.push({ labels: { le: this.bounds[i]! }, sharedLabels: s.labels, value: acc, metricName: bucketName, exemplar: null });
+        acc += s.counts[i];
+        values.push({ labels: { le: this.bounds[i] }, sharedLabels: s.labels, value: acc, metricName: bucketName, exemplar: null });
       }
       values.push({ labels: { le: '+Inf' }, sharedLabels: s.labels, value: s.count, metricName: bucketName, exemplar: null });
       values.push({ labels: {}, sharedLabels: s.labels, value: s.sum, metricName: `${this.name}_sum` });

@@ -13,6 +13,7 @@ interface Series {
   value: number;
 }
 
+/** A bound counter's or gauge's name, help, labels and registries. */
 export interface BoundMetricConfig<L extends string> {
   name: string;
   help: string;
@@ -25,10 +26,12 @@ export interface BoundMetricConfig<L extends string> {
   zeroBeforeFirst?: boolean;
 }
 
+/** One label set of a bound counter. */
 export interface CounterChild {
   inc(count?: number): void;
 }
 
+/** One label set of a bound gauge. */
 export interface GaugeChild {
   inc(count?: number): void;
   dec(count?: number): void;
@@ -46,6 +49,7 @@ abstract class BoundScalar<L extends string> {
     this.help = config.help;
     this.tree = new LabelTree<Series>(config.labelNames, (labels) => ({ labels, value: 0 }));
     if (config.labelNames.length === 0 && config.zeroBeforeFirst !== false) this.tree.get({});
+    // eslint-disable-next-line no-restricted-syntax -- prom-client's Registry takes its own Metric type; this class serves the same calls (get, reset) and exposition
     for (const r of config.registers) r.registerMetric(this as unknown as Parameters<Registry['registerMetric']>[0]);
   }
 
@@ -64,6 +68,7 @@ function amount(name: string, count: number): number {
   return count;
 }
 
+/** A counter with bound children (see BoundHistogram). */
 export class BoundCounter<L extends string = string> extends BoundScalar<L> {
   readonly type = 'counter' as const;
 
@@ -86,6 +91,7 @@ export class BoundCounter<L extends string = string> extends BoundScalar<L> {
   }
 }
 
+/** A gauge with bound children (see BoundHistogram). */
 export class BoundGauge<L extends string = string> extends BoundScalar<L> {
   readonly type = 'gauge' as const;
 

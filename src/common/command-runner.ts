@@ -9,6 +9,7 @@ import { watchParent } from './parent-watch.js';
 import { handleShutdownSignals } from './shutdown.js';
 import { packageVersion } from './version.js';
 
+/** A started component: what it prints when ready, and how it closes. */
 export interface RunningComponent {
   stop(deadlineMs: number): Promise<void>;
   /** Stops at once (a second signal): e.g. kills child processes, so that none outlives this one. */
@@ -19,8 +20,10 @@ export interface RunningComponent {
 
 type BaseValues = { logLevel: LogLevel; logFormat: 'json' | 'pretty'; shutdownTimeout: number; watchParentInterval?: number };
 
+/** Starts a component from its parsed options. */
 export type CommandStarter<S extends OptionsSpec> = (values: OptionValues<S>, logger: Logger) => Promise<RunningComponent>;
 
+/** A command as the CLI loads it. */
 export interface CommandModule {
   definition: CommandDefinition<OptionsSpec>;
   /**
@@ -66,8 +69,10 @@ export function logCompatWarnings(logger: Logger, warnings: readonly CompatWarni
   }
 }
 
+/** A command module: the definition and the function that starts the component. */
 export function defineCommand<S extends OptionsSpec>(def: CommandDefinition<S>, start: CommandStarter<S>): CommandModule {
   return {
+    // eslint-disable-next-line no-restricted-syntax -- a registered command forgets its options type; start() was checked against it above
     definition: def as unknown as CommandDefinition<OptionsSpec>,
     async run(argv, program) {
       const parsed = parseCommandOptions(def, argv, program);

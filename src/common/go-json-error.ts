@@ -12,20 +12,20 @@ class SyntaxFailure {
 const C0_ESCAPES: Record<number, string> = { 7: '\\a', 8: '\\b', 9: '\\t', 10: '\\n', 11: '\\v', 12: '\\f', 13: '\\r' };
 
 /** Go's quoteChar: the byte as a one-character Go-quoted literal in single quotes. */
-function quoteChar(count: number): string {
-  if (count === 0x27) return "'\\''";
-  if (count === 0x22) return "'\"'";
-  if (count === 0x5c) return "'\\\\'";
-  if (C0_ESCAPES[count]) return `'${C0_ESCAPES[count]}'`;
-  if (count < 0x20 || count === 0x7f) return `'\\x${count.toString(16).padStart(2, '0')}'`;
+function quoteChar(byte: number): string {
+  if (byte === 0x27) return "'\\''";
+  if (byte === 0x22) return "'\"'";
+  if (byte === 0x5c) return "'\\\\'";
+  if (C0_ESCAPES[byte]) return `'${C0_ESCAPES[byte]}'`;
+  if (byte < 0x20 || byte === 0x7f) return `'\\x${byte.toString(16).padStart(2, '0')}'`;
   // Go converts the byte to the rune U+00XX; C1 controls, NBSP and the soft hyphen are not printable.
-  if ((count >= 0x80 && count <= 0xa0) || count === 0xad) return `'\\u00${count.toString(16).padStart(2, '0')}'`;
-  return `'${String.fromCharCode(count)}'`;
+  if ((byte >= 0x80 && byte <= 0xa0) || byte === 0xad) return `'\\u00${byte.toString(16).padStart(2, '0')}'`;
+  return `'${String.fromCharCode(byte)}'`;
 }
 
-const isSpace = (count: number) => count === 0x20 || count === 0x09 || count === 0x0a || count === 0x0d;
-const isDigit = (count: number) => count >= 0x30 && count <= 0x39;
-const isHex = (count: number) => isDigit(count) || (count >= 0x61 && count <= 0x66) || (count >= 0x41 && count <= 0x46);
+const isSpace = (byte: number) => byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d;
+const isDigit = (byte: number) => byte >= 0x30 && byte <= 0x39;
+const isHex = (byte: number) => isDigit(byte) || (byte >= 0x61 && byte <= 0x66) || (byte >= 0x41 && byte <= 0x46);
 
 /** Go encoding/json's maxNestingDepth: a deeper value is "exceeded max depth". */
 export const GO_MAX_NESTING_DEPTH = 10_000;
@@ -44,13 +44,15 @@ class Scanner {
     private readonly maxDepth: number,
   ) {}
 
-  private fail(count: number, context: string): never {
-    throw new SyntaxFailure(`invalid character ${quoteChar(count)} ${context}`);
+  private fail(byte: number, context: string): never {
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- a signal the scanner catches in this file, never seen by a caller
+    throw new SyntaxFailure(`invalid character ${quoteChar(byte)} ${context}`);
   }
 
   private next(): number {
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- as in fail()
     if (this.i >= this.bytes.length) throw new SyntaxFailure('unexpected end of JSON input');
-    return this.bytes[this.i++]!;
+    return this.bytes[this.i++];
   }
 
   private skipSpace(): number {
@@ -81,7 +83,7 @@ class Scanner {
       for (;;) {
         if (open.length === 0) {
           while (this.i < this.bytes.length) {
-            const t = this.bytes[this.i++]!;
+            const t = this.bytes[this.i++];
             if (!isSpace(t)) this.fail(t, 'after top-level value');
           }
           return;
@@ -107,22 +109,22 @@ class Scanner {
     }
   }
 
-  /** An object key starting at c and its colon; returns the first byte of the member's value. */
-  private objectKey(count: number): number {
-    if (count !== 0x22) this.fail(count, 'looking for beginning of object key string');
+  /** An object key starting at `byte` and its colon; returns the first byte of the member's value. */
+  private objectKey(byte: number): number {
+    if (byte !== 0x22) this.fail(byte, 'looking for beginning of object key string');
     this.string();
-    count = this.skipSpace();
-    if (count !== 0x3a) this.fail(count, 'after object key');
+    byte = this.skipSpace();
+    if (byte !== 0x3a) this.fail(byte, 'after object key');
     return this.skipSpace();
   }
 
-  private scalar(count: number): void {
-    if (count === 0x22) return this.string();
-    if (count === 0x2d || isDigit(count)) return this.number(count);
-    if (count === 0x74) return this.literal('true');
-    if (count === 0x66) return this.literal('false');
-    if (count === 0x6e) return this.literal('null');
-    this.fail(count, 'looking for beginning of value');
+  private scalar(byte: number): void {
+    if (byte === 0x22) { this.string(); return; }
+    if (byte === 0x2d || isDigit(byte)) { this.number(byte); return; }
+    if (byte === 0x74) { this.literal('true'); return; }
+    if (byte === 0x66) { this.literal('false'); return; }
+    if (byte === 0x6e) { this.literal('null'); return; }
+    this.fail(byte, 'looking for beginning of value');
   }
 
   private literal(word: string): void {
@@ -157,7 +159,7 @@ class Scanner {
       c = this.next();
       if (!isDigit(c)) this.fail(c, 'in numeric literal');
     }
-    const peek = () => (this.i < this.bytes.length ? this.bytes[this.i]! : -1);
+    const peek = () => (this.i < this.bytes.length ? this.bytes[this.i] : -1);
     if (c !== 0x30) while (isDigit(peek())) this.i++;
     if (peek() === 0x2e) {
       this.i++;

@@ -5,25 +5,28 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { isIP, type Socket } from 'node:net';
-import { LogController, type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance } from 'fastify';
+import { LogController, type FastifyHttpOptions, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { REQUEST_ID_HEADER } from './pd-contract.js';
 
+/** A server's logger and body limit. */
 export interface ServerBaseSettings {
   logger: Logger;
   /** Largest accepted request body in bytes. */
   bodyLimit: number;
 }
 
+/** The request id: the client's x-request-id, or a new one. */
 export function requestIdOf(req: IncomingMessage): string {
   const h = req.headers[REQUEST_ID_HEADER];
   const v = Array.isArray(h) ? h[0] : h;
   return v && v.length <= 256 ? v : randomUUID();
 }
 
-export function fastifyBaseOptions(settings: ServerBaseSettings): FastifyHttpOptions<Server, FastifyBaseLogger> {
+/** Fastify options every server shares: the logger, request ids, body limit, no per-request info logging. */
+export function fastifyBaseOptions(settings: ServerBaseSettings): FastifyHttpOptions<Server> {
   return {
-    loggerInstance: settings.logger as FastifyBaseLogger,
+    loggerInstance: settings.logger,
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
     genReqId: requestIdOf,
     bodyLimit: settings.bodyLimit,
@@ -173,7 +176,7 @@ function parseTargetUncached(value: string): Target | undefined {
   if (!m) return undefined;
   const port = Number(m[2]);
   if (port < 1 || port > 65535) return undefined;
-  const host = m[1]!.startsWith('[') ? m[1]!.slice(1, -1) : m[1]!;
-  if (m[1]!.startsWith('[') && isIP(host) !== 6) return undefined;
-  return { host: host.toLowerCase(), port, hostPort: m[1]!.startsWith('[') ? `${m[1]}:${port}` : `${host.toLowerCase()}:${port}` };
+  const host = m[1].startsWith('[') ? m[1].slice(1, -1) : m[1];
+  if (m[1].startsWith('[') && isIP(host) !== 6) return undefined;
+  return { host: host.toLowerCase(), port, hostPort: m[1].startsWith('[') ? `${m[1]}:${port}` : `${host.toLowerCase()}:${port}` };
 }

@@ -32,7 +32,7 @@ export class LabelTree<S> {
     }
     let level = this.root;
     for (let d = 0; d < names.length; d++) {
-      const v = String(labels[names[d]!]);
+      const v = String(labels[names[d]]);
       let next = level.get(v);
       if (next === undefined) {
         if (d === names.length - 1) {

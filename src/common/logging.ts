@@ -9,7 +9,9 @@ import { opt } from './config/index.js';
 
 export type { Logger } from 'pino';
 
+/** The log levels, least verbose first. */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+/** A log level. */
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** The logging flags every command has. */
@@ -21,6 +23,7 @@ export const loggingOptions = {
   }),
 };
 
+/** A logger's level, format, component name and destination. */
 export interface LoggerSettings {
   level: LogLevel;
   format?: 'json' | 'pretty';
@@ -30,6 +33,7 @@ export interface LoggerSettings {
   destination?: NodeJS.WritableStream;
 }
 
+/** A pino logger with the component's level and format (json or pretty). */
 export function createLogger(settings: LoggerSettings): Logger {
   const options: LoggerOptions = {
     level: settings.level,
@@ -40,6 +44,7 @@ export function createLogger(settings: LoggerSettings): Logger {
   if (settings.format === 'pretty') {
     // Loaded only when asked for: the formatter and its dependencies cost memory a JSON-logging server never needs.
     const { PinoPretty } = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-boolean-literal-compare -- isTTY is undefined, not false, when output is not a terminal
     const stream = PinoPretty({ sync: true, colorize: process.stdout.isTTY === true, destination: settings.destination ?? 1 });
     return pino(options, stream);
   }

@@ -6,6 +6,7 @@
  */
 import { opt } from './config/index.js';
 
+/** The flag that makes a child process exit when its parent does (`pd-router dev`). */
 export const parentWatchOptions = {
   watchParentInterval: opt.duration({
     default: 1_000,
@@ -15,6 +16,7 @@ export const parentWatchOptions = {
   }),
 };
 
+/** Watches the parent process; stops the component when it is gone. */
 export interface ParentWatch {
   stop(): void;
 }

@@ -8,10 +8,15 @@
 
 /** Where Envoy routes the request (ORIGINAL_DST `http_header_name`); also the `envoy.lb` metadata key. */
 export const DESTINATION_ENDPOINT = 'x-gateway-destination-endpoint';
+/** Set by Envoy on the answer: the endpoint that served the request. */
 export const DESTINATION_ENDPOINT_SERVED = 'x-gateway-destination-endpoint-served';
+/** The dynamic metadata namespace of the destination, read by Envoy's ORIGINAL_DST cluster. */
 export const DESTINATION_METADATA_NAMESPACE = 'envoy.lb';
+/** The metadata namespace of a subset hint: the endpoints the gateway allows for this request. */
 export const SUBSET_HINT_NAMESPACE = 'envoy.lb.subset_hint';
+/** The key of the subset hint in its namespace. */
 export const SUBSET_HINT_KEY = 'x-gateway-destination-endpoint-subset';
+/** Why the EPP dropped a request (with its 503). */
 export const DROPPED_REASON = 'x-llm-d-request-dropped-reason';
 
 /** The decode sidecar runs remote prefill on this `host:port` (a comma list: several candidates). */

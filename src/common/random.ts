@@ -16,6 +16,7 @@ function splitmix32(left: number): () => number {
   };
 }
 
+/** A seeded random number generator (sfc32), for reproducible workloads and simulations. */
 export class Rng {
   private a: number;
   private b: number;

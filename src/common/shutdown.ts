@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import { opt } from './config/index.js';
 
+/** The shutdown flags every server command has (drain deadline). */
 export const shutdownOptions = {
   shutdownTimeout: opt.duration({
     default: 30_000,
@@ -18,6 +19,7 @@ export const shutdownOptions = {
  */
 export const REPEATED_SIGNAL_WINDOW_MS = 2_000;
 
+/** What the shutdown handler closes, and within which deadline. */
 export interface ShutdownHandlerSettings {
   logger: Logger;
   deadlineMs: number;
@@ -28,6 +30,7 @@ export interface ShutdownHandlerSettings {
   exit?: (code: number) => void;
 }
 
+/** A shutdown handler installed on SIGTERM and SIGINT. */
 export interface ShutdownHandle {
   /** Starts the graceful stop for a reason other than a signal (e.g. the parent process is gone). */
   shutdown(reason: string): void;
@@ -64,7 +67,7 @@ export function handleShutdownSignals(settings: ShutdownHandlerSettings): Shutdo
     );
   };
   const onSignal = (signal: NodeJS.Signals) => {
-    if (stoppingSince === undefined) return begin({ signal });
+    if (stoppingSince === undefined) { begin({ signal }); return; }
     if (performance.now() - stoppingSince < REPEATED_SIGNAL_WINDOW_MS) {
       settings.logger.debug({ signal }, 'signal repeated while shutting down; already stopping');
       return;

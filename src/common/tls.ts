@@ -7,6 +7,7 @@ import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 
+/** A certificate and its key, PEM. */
 export interface TlsMaterial {
   key: string;
   cert: string;
@@ -32,10 +33,11 @@ export async function selfSignedCertificate(commonName = 'pd-router', altNames: 
         altNames: [...names].map((count) => (/^[\d.]+$|:/.test(count) ? { type: 7 as const, ip: count } : { type: 2 as const, value: count })),
       },
     ],
-  } as Parameters<typeof import('selfsigned').generate>[1]);
+  });
   return { key: pems.private, cert: pems.cert };
 }
 
+/** Reads tls.crt and tls.key from a directory. */
 export function readCertificateDir(dir: string): TlsMaterial {
   return {
     cert: readFileSync(path.join(dir, 'tls.crt'), 'utf8'),

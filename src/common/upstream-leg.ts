@@ -62,10 +62,12 @@ export class Cancellation implements StopSignal {
         failure ??= err;
       }
     }
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- a listener's own error, rethrown as it was
     if (failure !== undefined) throw failure;
   }
 }
 
+/** One upstream call: where, what, the stop signals and the deadlines. */
 export interface LegRequest {
   agent: Dispatcher;
   origin: string;
@@ -90,6 +92,7 @@ const QUEUE_HIGH_WATER = 64 * 1024;
 
 type Waiter<T> = { resolve: (value: T) => void; reject: (err: unknown) => void };
 
+/** One upstream HTTP call with a proxy's deadlines, read chunk by chunk (see the file's header). */
 export class UpstreamLeg implements Dispatcher.DispatchHandler {
   status = 0;
   headers: Record<string, string | string[] | undefined> = {};
@@ -140,7 +143,7 @@ export class UpstreamLeg implements Dispatcher.DispatchHandler {
     leg.armFor(req.firstByteTimeoutMs);
     try {
       req.agent.dispatch(
-        { origin: req.origin, path: req.path, method: req.method as Dispatcher.HttpMethod, headers: req.headers, body: req.body ?? null },
+        { origin: req.origin, path: req.path, method: req.method, headers: req.headers, body: req.body ?? null },
         leg,
       );
     } catch (err) {
@@ -219,6 +222,7 @@ export class UpstreamLeg implements Dispatcher.DispatchHandler {
       return Promise.resolve(chunk);
     }
     if (this.outcome === null) return Promise.resolve(null);
+    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the leg's failure as it happened (a LegStopped or undici's error)
     if (this.outcome !== undefined) return Promise.reject(this.outcome);
     // Before the first byte the first-byte deadline keeps running from the send; after it, each wait on the upstream
     // gets the idle allowance.
@@ -241,7 +245,7 @@ export class UpstreamLeg implements Dispatcher.DispatchHandler {
       }
       parts.push(c);
     }
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts, size);
   }
 
   /** Stops the call (aborting it upstream); pending and later reads fail with `reason`. */
@@ -254,7 +258,7 @@ export class UpstreamLeg implements Dispatcher.DispatchHandler {
 
   private readonly onTimer = () => {
     if (this.finished || (!this.waiting && !this.req.wholeLegDeadline)) return;
-    if (this.req.wholeLegDeadline) return this.expire();
+    if (this.req.wholeLegDeadline) { this.expire(); return; }
     // Timers run before I/O in an event-loop turn. When the process itself was busy past the deadline (a GC pause, a
     // long rewrite, a starved CPU), what the upstream sent meanwhile is still unread: decide after this turn's I/O.
     const seen = this.chunks;

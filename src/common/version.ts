@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 
 let cached: string | undefined;
 
+/** This package's version (package.json). */
 export function packageVersion(): string {
   if (cached !== undefined) return cached;
   let dir = path.dirname(fileURLToPath(import.meta.url));

@@ -26,6 +26,7 @@ export function isMultimodalRequest(body: Readonly<Record<string, unknown>> | un
   return hasMultimodalContent(body.messages) || hasMultimodalContent(Array.isArray(body.input) ? body.input : undefined);
 }
 
+/** `always-disagg-multimodal-decider`: a remote encode for every request that carries images, audio or video. */
 export const alwaysDisaggMultimodalDecider: DeciderDefinition<Record<string, never>> = {
   params: z.object({}),
   description: 'Runs the encode stage iff the request has image, audio or video input.',

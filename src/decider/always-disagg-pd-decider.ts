@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import type { DeciderDefinition } from './types.js';
 
+/** `always-disagg-pd-decider`: every request gets a remote prefill (llm-d's default decider). */
 export const alwaysDisaggPdDecider: DeciderDefinition<Record<string, never>> = {
   params: z.object({}),
   description: 'Always disaggregates.',

@@ -48,6 +48,7 @@ import type { DeciderDefinition, DeciderEndpoint, Decision, DecisionInput, Endpo
 const nonNegative = z.number().min(0, 'must be >= 0');
 const nonNegativeInt = z.number().int().min(0, 'must be >= 0');
 
+/** The parameters of `cost-based-pd-decider`. */
 export const costBasedPdDeciderParams = z.object({
   prefillMsPerToken: z.number().positive('must be > 0').default(0.25),
   prefillOverheadMs: nonNegative.default(30),
@@ -67,6 +68,7 @@ export const costBasedPdDeciderParams = z.object({
   calibrationHalfLifeMs: z.number().positive('must be > 0').default(30_000),
 });
 
+/** Parsed parameters of `cost-based-pd-decider`. */
 export type CostBasedPdDeciderParams = z.infer<typeof costBasedPdDeciderParams>;
 
 interface Snapshot {
@@ -199,6 +201,7 @@ export class CostCalibration {
   }
 }
 
+/** A cost-based decider with its own calibration, from parsed parameters. */
 export function createCostBasedDecider(type: string, name: string, params: CostBasedPdDeciderParams) {
   const calibration = new CostCalibration(params.calibrationHalfLifeMs, params.prefillOverheadMs, params.kvTransferOverheadMs, params.batchSlowdownPerRequest);
   const msPerToken = () => (params.calibrate ? (calibration.prefillMsPerToken.get() ?? params.prefillMsPerToken) : params.prefillMsPerToken);
@@ -284,8 +287,10 @@ function round(count: number, digits = 2): number {
   return Math.round(count * f) / f;
 }
 
+/** A cost-based decider: a PdDecider that also learns from the prefills it observes. */
 export type CostBasedPdDecider = ReturnType<typeof createCostBasedDecider>;
 
+/** `cost-based-pd-decider` (pd-router's own): a remote prefill when its estimated time beats a local one. */
 export const costBasedPdDecider: DeciderDefinition<CostBasedPdDeciderParams, CostBasedPdDecider> = {
   params: costBasedPdDeciderParams,
   description:

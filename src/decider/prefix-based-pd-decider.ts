@@ -22,13 +22,16 @@ import type { DeciderDefinition } from './types.js';
 
 const nonNegativeInt = z.number().int().min(0, 'must be >= 0');
 
+/** The parameters of `prefix-based-pd-decider`. */
 export const prefixBasedPdDeciderParams = z.object({
   nonCachedTokens: nonNegativeInt.default(0),
   promptTokens: nonNegativeInt.default(0),
 });
 
+/** Parsed parameters of `prefix-based-pd-decider`. */
 export type PrefixBasedPdDeciderParams = z.infer<typeof prefixBasedPdDeciderParams>;
 
+/** `prefix-based-pd-decider`: a remote prefill when the prompt's uncached part is at least `nonCachedTokens` tokens. */
 export const prefixBasedPdDecider: DeciderDefinition<PrefixBasedPdDeciderParams> = {
   params: prefixBasedPdDeciderParams,
   description: 'Disaggregates when the uncached prompt suffix on the decode pick is at least nonCachedTokens.',

@@ -86,6 +86,7 @@ export interface PrefixMatch {
   blockSizeTokens: number;
 }
 
+/** The request as a decider sees it: model, token count, prompts, headers. */
 export interface DecisionRequest {
   readonly requestId: string;
   /** Model named in the request body. */
@@ -101,6 +102,7 @@ export interface DecisionRequest {
   readonly body?: Readonly<Record<string, unknown>>;
 }
 
+/** Everything a decider decides on: the request, the decode pick, its prefix match and the prefill candidates. */
 export interface DecisionInput {
   readonly request: DecisionRequest;
   /** The decode profile's first pick and its prefix match; undefined when decode picked nothing (or prefill-first). */
@@ -130,6 +132,7 @@ export type DecisionReason =
   | 'no-multimodal'
   | (string & {});
 
+/** A decider's answer: disaggregate or not, the reason, and optional figures for logs and the decision header. */
 export interface Decision {
   /** True: run the prefill (or encode) stage on another endpoint. */
   disaggregate: boolean;
@@ -138,6 +141,7 @@ export interface Decision {
   detail?: Record<string, unknown>;
 }
 
+/** A P/D decider: whether one request gets a remote prefill (or encode). */
 export interface PdDecider {
   readonly type: string;
   readonly name: string;
@@ -145,6 +149,7 @@ export interface PdDecider {
 }
 
 /** How a decider is built from its config parameters: a zod schema checked at load time, then a constructor. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- one table holds definitions of every parameter type; `any` is the slot each of their types fits
 export interface DeciderDefinition<P = any, D extends PdDecider = PdDecider> {
   /** Schema of the `parameters` block; `{}` when the plugin has none. Unknown keys are reported by the loader. */
   readonly params: z.ZodType<P>;

@@ -29,12 +29,13 @@ function deciderPlugin(text: DeciderChoice, nonCachedTokens: number): Record<str
 export function devEppConfig(decider: DeciderChoice, nonCachedTokens = 256, blockSizeTokens = 16): string {
   const doc = parseDocument(LLM_D_SIM_PD_EPP_CONFIG);
   doc.commentBefore = ` pd-router dev: llm-d's sim-pd-epp-config.yaml with the ${decider} decider`;
-  const plugins = doc.toJS().plugins as Array<Record<string, any>>;
-  const next = plugins.map((params) => {
-    if (params.type === 'approx-prefix-cache-producer') return { ...params, parameters: { ...params.parameters, blockSizeTokens, maxPrefixTokensToMatch: 131072 } };
-    if (params.type === 'prefix-based-pd-decider') return deciderPlugin(decider, nonCachedTokens);
-    if (params.type === 'disagg-profile-handler') return { ...params, parameters: { ...params.parameters, deciders: { prefill: DECIDER_NAME } } };
-    return params;
+  // eslint-disable-next-line @typescript-eslint/no-unsafe-member-access -- the YAML document as parsed
+  const plugins = doc.toJS().plugins as Array<{ type: string; parameters?: Record<string, unknown> }>;
+  const next = plugins.map((plugin) => {
+    if (plugin.type === 'approx-prefix-cache-producer') return { ...plugin, parameters: { ...plugin.parameters, blockSizeTokens, maxPrefixTokensToMatch: 131072 } };
+    if (plugin.type === 'prefix-based-pd-decider') return deciderPlugin(decider, nonCachedTokens);
+    if (plugin.type === 'disagg-profile-handler') return { ...plugin, parameters: { ...plugin.parameters, deciders: { prefill: DECIDER_NAME } } };
+    return plugin;
   });
   doc.set('plugins', doc.createNode(next));
   return doc.toString();

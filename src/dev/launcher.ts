@@ -65,6 +65,7 @@ function lineFormatter(format: 'json' | 'pretty'): LineFormatter {
   if (format === 'json') return (line) => line + '\n';
   // Loaded only when asked for, as in createLogger.
   const { prettyFactory } = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-boolean-literal-compare -- isTTY is undefined, not false, when output is not a terminal
   return prettyFactory({ colorize: process.stdout.isTTY === true, ignore: 'component' }) as LineFormatter;
 }
 
@@ -81,8 +82,8 @@ interface ChildSpec {
 function childComponent(childSpec: ChildSpec): Promise<Component> {
   const { name, command, logger, logs } = childSpec;
   const timeoutMs = childSpec.timeoutMs ?? 30_000;
-  const childLevel = LEVEL_VALUES[logs.level]! < LEVEL_VALUES.info! ? logs.level : 'info';
-  const shownFrom = LEVEL_VALUES[logs.level]!;
+  const childLevel = LEVEL_VALUES[logs.level] < LEVEL_VALUES.info ? logs.level : 'info';
+  const shownFrom = LEVEL_VALUES[logs.level];
   const format = logs.show ? lineFormatter(logs.format) : undefined;
   const out = logs.out ?? process.stdout;
   const prefix = `${name.padEnd(10)} | `;
@@ -125,6 +126,7 @@ function childComponent(childSpec: ChildSpec): Promise<Component> {
         for (const [k, v] of Object.entries(info)) if (/port$/i.test(k) && typeof v === 'number') ports[k] = v;
         resolve({
           name,
+          // eslint-disable-next-line @typescript-eslint/no-base-to-string -- a URL string in the child's ready line
           url: String(info.url ?? `127.0.0.1:${ports.grpcPort}`),
           ports,
           pid: child.pid,
@@ -147,6 +149,7 @@ function childComponent(childSpec: ChildSpec): Promise<Component> {
       if (!rec) logger.warn({ component: name }, line);
       else if (rec.level === 'warn' || rec.level === 'error' || rec.level === 'fatal') {
         const { level, time: _time, msg, component: _component, ...fields } = rec as Record<string, unknown>;
+        // eslint-disable-next-line @typescript-eslint/no-base-to-string -- a pino line's msg is a string
         logger[level === 'warn' ? 'warn' : 'error']({ ...fields, component: name }, String(msg ?? ''));
       }
     };
@@ -212,7 +215,7 @@ export class Launcher {
   async sidecar(name: string, optionValues: SidecarConfig): Promise<Component> {
     if (this.mode === 'processes') return this.child(name, 'sidecar', toArgs(sidecarOptions, optionValues));
     const h = await startSidecar(optionValues, this.logger.child({ component: name }));
-    return inProcess(name, h.url, { port: h.ports[0]! }, (delta) => h.close(delta));
+    return inProcess(name, h.url, { port: h.ports[0] }, (delta) => h.close(delta));
   }
 
   async epp(name: string, optionValues: EppConfig): Promise<Component> {

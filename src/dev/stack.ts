@@ -221,7 +221,7 @@ export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promis
       const name = `decode-${i}`;
       entries.set(name, { name, address: o.host, port: String(portOf(component)), labels: { 'llm-d.ai/role': 'decode' } });
       supervise(component, name);
-      supervise(decodeSims[i]!, name);
+      supervise(decodeSims[i], name);
     });
     writeEndpoints();
     const epp = track(
@@ -248,7 +248,7 @@ export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promis
           ...o.gateway,
           host: o.host,
           port: o.gatewayPort,
-          epp: hostPort(o.host, epp.ports.grpcPort!),
+          epp: hostPort(o.host, epp.ports.grpcPort),
           eppTls: false,
           failureModeAllow: o.failureModeAllow,
           fallbackEndpoints: sidecars.map((component) => hostPort(o.host, portOf(component))),
@@ -269,7 +269,7 @@ export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promis
       gateway,
       epp,
       prefills,
-      decodes: decodeSims.map((sim, i) => ({ name: `decode-${i}`, sim, sidecar: sidecars[i]! })),
+      decodes: decodeSims.map((sim, i) => ({ name: `decode-${i}`, sim, sidecar: sidecars[i] })),
       endpointsFile,
       eppConfigFile,
       liveEndpoints: () => [...entries.keys()],

@@ -26,6 +26,7 @@ import type { EppConfig } from './options.js';
 import { IdentityProvider } from './tls-provider.js';
 import { startControlPlaneFeatures, type ControlPlaneFeatures } from './ha/index.js';
 
+/** A running EPP: its ports, metrics, endpoints and config, and close(). */
 export interface EppHandle {
   readonly grpcPort: number;
   readonly healthPort: number;
@@ -44,6 +45,7 @@ export interface EppHandle {
   close(deadlineMs?: number): Promise<void>;
 }
 
+/** What startEpp takes besides the options: a logger, and the pieces tests replace. */
 export interface StartEppOptions {
   logger?: Logger;
   /** Random source for pickers and header-only routing (deterministic tests). */
@@ -87,6 +89,7 @@ function bindGrpc(server: grpc.Server, address: string, creds: grpc.ServerCreden
   return new Promise((resolve, reject) => server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))));
 }
 
+/** Starts the EPP: loads the config, starts discovery and scraping, serves ext_proc, health and metrics. */
 export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = {}): Promise<EppHandle> {
   const logger = opts.logger ?? silentLogger();
   const metrics = new EppMetrics(undefined, optionValues.metricsFamily);
@@ -161,6 +164,7 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
     };
     new ConnectionStreamGuard({ burst: optionValues.connectionStreamBurst, ratePerSecond: optionValues.connectionStreamRate }, metrics, logger).attach(server);
     server.addService(extProcServiceDefinition(), {
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- messages decoded from the ext_proc proto at run time; ExtProcStream types what it reads
       Process: (call: grpc.ServerDuplexStream<any, any>) => new ExtProcStream(call, { director, metrics, logger, settings, admission: () => controlPlane.followerRejection() }),
     });
     let credentials = grpc.ServerCredentials.createInsecure();
@@ -178,7 +182,7 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
 
     const health = new grpc.Server();
     health.addService(healthClientConstructor().service, healthImplementation(ready, () => !draining, optionValues.haEnableLeaderElection));
-    cleanups.push(() => void health.forceShutdown());
+    cleanups.push(() => health.forceShutdown());
     const healthPort = await bindGrpc(health, hostPort(optionValues.host, optionValues.grpcHealthPort), grpc.ServerCredentials.createInsecure());
 
     const app = Fastify(fastifyBaseOptions({ logger, bodyLimit: 1024 }));

@@ -24,6 +24,7 @@ let healthClient: grpc.ServiceClientConstructor | undefined;
 
 /** The grpc.health.v1.Health client constructor (its `.service` is the service definition). */
 export function healthClientConstructor(): grpc.ServiceClientConstructor {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-member-access -- the package is built from the proto at run time
   healthClient ??= (loadProtoPackage([HEALTH_PROTO]) as any).grpc.health.v1.Health as grpc.ServiceClientConstructor;
   return healthClient;
 }

@@ -60,6 +60,7 @@ export interface PrefixIndexerMetrics {
 
 type Nested<T> = Map<string, T>;
 
+/** The EPP's metrics, in llm-d's and GAIE's families (--metrics-family). */
 export class EppMetrics {
   readonly registry: Registry;
   readonly family: MetricsFamily;
@@ -107,9 +108,9 @@ export class EppMetrics {
     const t = this.models.value(targetModel);
     const f = this.fairness.value(fairnessId);
     const p = String(priority);
-    const byTarget = getOrAdd(this.series, m, () => new Map());
-    const byFairness = getOrAdd(byTarget, t, () => new Map());
-    const byPriority = getOrAdd(byFairness, f, () => new Map());
+    const byTarget = getOrAdd(this.series, m, () => new Map<string, Nested<Nested<RequestSeries>>>());
+    const byFairness = getOrAdd(byTarget, t, () => new Map<string, Nested<RequestSeries>>());
+    const byPriority = getOrAdd(byFairness, f, () => new Map<string, RequestSeries>());
     return getOrAdd(byPriority, p, () => new RequestSeries(this.llmd, this.gaie, { model_name: m, target_model_name: t, fairness_id: f, priority: p }));
   }
 

@@ -10,6 +10,7 @@ import { eppUpstream } from './upstream-flags.js';
 
 const port = (def: number, description: string) => opt.int({ default: def, min: 0, max: 65535, description });
 
+/** The EPP's flag table: names, defaults, descriptions and validation (drives --help, env vars and config files). */
 export const eppOptions = {
   configFile: opt.string({ default: '', description: 'EndpointPickerConfig YAML file (an empty file is an error); no --config-file and no --config-text runs llm-d\'s default single-profile config.' }),
   configText: opt.string({ default: '', description: 'EndpointPickerConfig YAML given inline.' }),
@@ -92,8 +93,10 @@ export const eppOptions = {
   ...loggingOptions,
 };
 
+/** The EPP's options, parsed. */
 export type EppConfig = OptionValues<typeof eppOptions>;
 
+/** `pd-router epp`: the command, its options and its start function. */
 export const eppCommand: CommandDefinition<typeof eppOptions> = {
   name: 'epp',
   summary: 'Endpoint Picker: Envoy ext_proc server choosing decode and prefill endpoints (llm-d EPP compatible).',

@@ -29,6 +29,7 @@ const metricName = (what: string, dflt: string): CompatEntry =>
     { harmless: (value: string) => value === dflt, deprecated: 'use engineConfigs in EndpointPickerConfig' },
   );
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the value of whichever option the entry holds
 const metricsSource = (spec: CompatEntry['spec'], param: string, harmless: (value: any) => boolean, releases: readonly string[] = GAIE): CompatEntry =>
   compat.ignored(
     releases,
@@ -43,6 +44,7 @@ const otel = (name: string, releases: readonly string[] = ALL): CompatEntry =>
 const latencyPredictor = (name: string): CompatEntry =>
   compat.ignored([EBAB], opt.string({ default: '', description: `Latency predictor ${name}.` }), 'the predicted-latency plugins are not implemented (a config naming them fails to load).');
 
+/** llm-d's and GAIE's EPP flags, each implemented, mapped to pd-router's, or ignored with a reason. */
 export const eppUpstream: CompatTable = {
   releases: {
     [V071]: 'llm-d-inference-scheduler v0.7.1 cmd/epp (GAIE v1.4.0 runner)',

@@ -15,6 +15,7 @@ import { proxyExchange } from './proxy.js';
 export { gatewayCommand, gatewayOptions, gatewayConfig, type GatewayConfig } from './options.js';
 export { GatewayMetrics } from './metrics.js';
 
+/** A running gateway: its URL, metrics, and close(). */
 export interface GatewayHandle {
   url: string;
   port: number;
@@ -22,6 +23,7 @@ export interface GatewayHandle {
   close(deadlineMs?: number): Promise<void>;
 }
 
+/** Starts the gateway: an HTTP proxy that asks the EPP over ext_proc where each request goes. */
 export async function startGateway(config: GatewayConfig, logger: Logger = silentLogger()): Promise<GatewayHandle> {
   const metrics = new GatewayMetrics();
   const credentials = config.eppTls
@@ -31,6 +33,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger = silen
   const addresses = eppAddresses(config.epp);
   const clients = addresses.map(
     (address) =>
+      // eslint-disable-next-line no-restricted-syntax -- the client is built from the ext_proc proto at run time; ExtProcSession names the one method it calls
       new Client(address, credentials, {
         // Reconnect quickly after an EPP restart; requests in between go to another replica, or fail open or closed.
         'grpc.initial_reconnect_backoff_ms': 200,
@@ -71,6 +74,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger = silen
         body: request.body as Readable | undefined,
         res,
         signal: clientGone,
+        // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment -- fastify's request logger is a pino child logger
         logger: request.log as Logger,
       },
       deps,

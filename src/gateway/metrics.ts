@@ -2,6 +2,7 @@
 import { Counter, Histogram } from 'prom-client';
 import { LATENCY_BUCKETS_SECONDS, OVERHEAD_BUCKETS_SECONDS, createRegistry, type Registry } from '../common/index.js';
 
+/** The gateway's metrics: requests by outcome, EPP failures by stage. */
 export class GatewayMetrics {
   readonly registry: Registry = createRegistry();
   readonly requests = new Counter({

@@ -4,6 +4,7 @@
  */
 import { defaultValues, loggingOptions, opt, parseTarget, shutdownOptions, type CommandDefinition, type OptionValues } from '../common/index.js';
 
+/** The gateway's flag table. */
 export const gatewayOptions = {
   port: opt.int({ default: 8080, min: 0, max: 65535, description: 'HTTP port clients send OpenAI requests to.' }),
   host: opt.string({ default: '0.0.0.0', description: 'Address to listen on.' }),
@@ -42,8 +43,10 @@ export const gatewayOptions = {
   ...loggingOptions,
 };
 
+/** The gateway's options, parsed. */
 export type GatewayConfig = OptionValues<typeof gatewayOptions>;
 
+/** `pd-router gateway`: the command, its options and its start function. */
 export const gatewayCommand: CommandDefinition<typeof gatewayOptions> = {
   name: 'gateway',
   summary: 'Development/test stand-in for Envoy: asks the EPP over ext_proc where to send each request, then proxies it.',
@@ -68,10 +71,11 @@ implementation with InferencePool support; this gateway is for laptops, tests an
 export function eppAddresses(epp: string): string[] {
   return epp
     .split(',')
-    .map((s) => s.trim())
+    .map((address) => address.trim())
     .filter(Boolean);
 }
 
+/** Parses the gateway's options from a command line (tests and `pd-router dev`). */
 export function gatewayConfig(overrides: Partial<GatewayConfig> = {}): GatewayConfig {
   return { ...defaultValues(gatewayOptions), ...overrides };
 }

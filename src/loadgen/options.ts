@@ -14,6 +14,7 @@ import type { ArrivalProcess, LoadRunOptions, WorkloadProfile } from './types.js
 
 const PRESET_NAMES = Object.keys(WORKLOAD_PRESETS) as [string, ...string[]];
 
+/** The load generator's flag table. */
 export const loadgenOptions = {
   url: opt.string({ default: 'http://127.0.0.1:8080', description: 'Base URL of the OpenAI-compatible server (default: the gateway of `pd-router dev`).' }),
   model: opt.string({ default: '', description: 'Model name sent in requests; empty asks the server (first model of GET /v1/models).' }),
@@ -53,12 +54,14 @@ export const loadgenOptions = {
   ...loggingOptions,
 };
 
+/** The load generator's options, parsed. */
 export type LoadgenConfig = OptionValues<typeof loadgenOptions>;
 
 const presetList = Object.values(WORKLOAD_PRESETS)
   .map((profile) => `  ${profile.name.padEnd(17)}${profile.api}, input ${formatLengthDistribution(profile.inputTokens)}, output ${formatLengthDistribution(profile.outputTokens)}: ${profile.description}`)
   .join('\n');
 
+/** `pd-router loadgen`: the command, its options and its start function. */
 export const loadgenCommand: CommandDefinition<typeof loadgenOptions> = {
   name: 'loadgen',
   summary: 'LLM load generator: streams a workload at an OpenAI-compatible server and reports TTFT, TPOT, ITL, throughput, goodput.',
@@ -102,7 +105,7 @@ function loadProfileFile(file: string): WorkloadProfile {
 
 /** The profile after --profile-file/--preset and the length, API and prefix overrides. */
 export function resolveProfile(optionValues: LoadgenConfig): WorkloadProfile {
-  const base = optionValues.profileFile ? loadProfileFile(optionValues.profileFile) : WORKLOAD_PRESETS[optionValues.preset]!;
+  const base = optionValues.profileFile ? loadProfileFile(optionValues.profileFile) : WORKLOAD_PRESETS[optionValues.preset];
   const p: WorkloadProfile = structuredClone(base);
   const overridden: string[] = [];
   try {

@@ -6,8 +6,10 @@ import type { WorkloadProfile } from './types.js';
 
 /** llm-d-benchmark's pd-disaggregation DoE run treatments: concurrency levels, with num_prompts = 10 × concurrency. */
 export const DOE_CONCURRENCY_LEVELS = [1, 8, 32, 64, 128, 256] as const;
+/** Prompts per concurrency level in the design-of-experiments presets. */
 export const DOE_PROMPTS_PER_CONCURRENCY = 10;
 
+/** The workload presets by name. */
 export const WORKLOAD_PRESETS: Record<string, WorkloadProfile> = {
   'pd-guide-5k-250': {
     name: 'pd-guide-5k-250',

@@ -34,6 +34,7 @@ export function progressLine(state: ProgressState, withBar: boolean): string {
   return (withBar ? `${bar(fraction, 24)} ${fmt(fraction * 100, 0).padStart(3)}% ` : 'loadgen: ') + parts.join(' | ');
 }
 
+/** Progress lines of a load run: on a terminal every 200 ms, otherwise every 5 s. */
 export class Progress {
   private timer: NodeJS.Timeout | undefined;
   private lastLength = 0;
@@ -44,6 +45,7 @@ export class Progress {
     private readonly state: () => ProgressState,
     intervalMs?: number,
   ) {
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-boolean-literal-compare, @typescript-eslint/no-unsafe-class-instance-assignment -- isTTY is undefined, not false, when output is not a terminal
     this.tty = (stream as NodeJS.WriteStream).isTTY === true;
     this.timer = setInterval(() => this.render(), intervalMs ?? (this.tty ? 200 : 5_000));
     this.timer.unref();

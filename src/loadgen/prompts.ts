@@ -27,6 +27,7 @@ plane truck horse bird fish dog cat cow sheep lion bear wolf fox deer mouse snak
 teacher student worker farmer driver writer singer player leader member friend mother father sister brother child baby
 woman man girl boy`;
 
+/** The word list prompts are made from. */
 export const WORDS: readonly string[] = [...new Set(WORDS_TEXT.split(/\s+/).filter((word) => word.length > 0))];
 
 /** Tokens the simulator's chat rendering adds around one user message (`### user: ` … `\n`). */
@@ -42,6 +43,7 @@ export interface BuiltPrompt {
   tokens: number;
 }
 
+/** Makes prompts of given lengths, with a shared prefix where the workload asks. */
 export class PromptFactory {
   private readonly prefixes = new Map<number, string[]>();
 
@@ -65,7 +67,7 @@ export class PromptFactory {
     let p = this.prefixes.get(group);
     if (!p) {
       const rng = new Rng(this.seed, 1_000_003 + group);
-      p = Array.from({ length: this.sharedPrefix?.prefixTokens ?? 0 }, () => WORDS[rng.nextU32() % WORDS.length]!);
+      p = Array.from({ length: this.sharedPrefix?.prefixTokens ?? 0 }, () => WORDS[rng.nextU32() % WORDS.length]);
       this.prefixes.set(group, p);
     }
     return p;
@@ -78,8 +80,8 @@ export class PromptFactory {
     const out: string[] = this.sharedPrefix ? [...this.prefixWords(group)] : [];
     const v = WORDS.length;
     const unique = [index % v, Math.floor(index / v) % v, Math.floor(index / (v * v)) % v, this.nonce % v, Math.floor(this.nonce / v) % v];
-    for (let i = 0; i < UNIQUE_WORDS && out.length < words; i++) out.push(WORDS[unique[i]!]!);
-    while (out.length < words) out.push(WORDS[rng.nextU32() % v]!);
+    for (let i = 0; i < UNIQUE_WORDS && out.length < words; i++) out.push(WORDS[unique[i]]);
+    while (out.length < words) out.push(WORDS[rng.nextU32() % v]);
     return { text: out.join(' '), tokens: total };
   }
 }

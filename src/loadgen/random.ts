@@ -71,6 +71,7 @@ export function formatLengthDistribution(distribution: LengthDistribution): stri
   }
 }
 
+/** Parses a length distribution in its compact text form (`5000`, `100-200`, `normal:1000,200,500,1500`, ...). */
 export function parseLengthDistribution(text: string): LengthDistribution {
   const s = text.trim();
   let m = /^(\d+)$/.exec(s);

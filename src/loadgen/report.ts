@@ -7,6 +7,7 @@ import { STAT_KEYS } from './stats.js';
 import type { ArrivalProcess, LengthDistribution, RunResult, StatSummary } from './types.js';
 import { isObject } from '../common/json.js';
 
+/** The version of the report format. */
 export const REPORT_VERSION = '0.1';
 
 function stats(statSummary: StatSummary, units: string): Record<string, unknown> {

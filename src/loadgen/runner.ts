@@ -20,7 +20,9 @@ import { StreamMetrics } from './sse.js';
 import { summarize } from './stats.js';
 import type { LoadRunOptions, RequestSample, RunResult } from './types.js';
 
+/** The default per-request timeout. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10 * 60_000;
+/** The default seed: runs are reproducible unless told otherwise. */
 export const DEFAULT_SEED = 1;
 
 /** RNG streams of one seed. */
@@ -78,6 +80,7 @@ async function sleepUntil(target: number, signal: AbortSignal): Promise<void> {
   }
 }
 
+/** Runs a load against a target and measures each request. */
 export async function runLoad(loadRunOptions: LoadRunOptions): Promise<RunResult> {
   validateRunOptions(loadRunOptions);
   const scale = loadRunOptions.timeScale ?? 1;
@@ -219,7 +222,7 @@ export async function runLoad(loadRunOptions: LoadRunOptions): Promise<RunResult
     sample.startMs = round(sample.startMs);
     sample.scheduledMs = round(sample.scheduledMs!);
     if (sample.ttftMs !== undefined) sample.ttftMs = round(sample.ttftMs);
-    for (let i = 0; i < sample.itlMs.length; i++) sample.itlMs[i] = round(sample.itlMs[i]!);
+    for (let i = 0; i < sample.itlMs.length; i++) sample.itlMs[i] = round(sample.itlMs[i]);
     if (sample.ok && sample.ttftMs !== undefined && sample.outputTokens > 1) sample.tpotMs = (sample.e2eMs - sample.ttftMs) / (sample.outputTokens - 1);
     if (!sample.ok) failures++;
     lastEndWall = Math.max(lastEndWall, end - t0);

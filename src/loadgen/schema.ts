@@ -7,10 +7,11 @@ import type { ArrivalProcess, LengthDistribution, LoadRunOptions, WorkloadProfil
 
 const count = z.number().int().min(1);
 
-const minMax = <T extends { min: number; max: number }>(def: T, ctx: z.RefinementCtx) => {
-  if (def.min > def.max) ctx.addIssue({ code: 'custom', message: `min (${def.min}) exceeds max (${def.max})` });
+const minMax = (range: { min: number; max: number }, ctx: z.RefinementCtx) => {
+  if (range.min > range.max) ctx.addIssue({ code: 'custom', message: `min (${range.min}) exceeds max (${range.max})` });
 };
 
+/** The schema of a length distribution. */
 export const lengthDistributionSchema: z.ZodType<LengthDistribution> = z.union([
   z.strictObject({ kind: z.literal('fixed'), value: count }),
   z.strictObject({ kind: z.literal('uniform'), min: count, max: count }).superRefine(minMax),
@@ -18,12 +19,14 @@ export const lengthDistributionSchema: z.ZodType<LengthDistribution> = z.union([
   z.strictObject({ kind: z.literal('lognormal'), mean: z.number().positive(), std: z.number().min(0), min: count, max: count }).superRefine(minMax),
 ]);
 
+/** The schema of a workload's arrival process. */
 export const arrivalSchema: z.ZodType<ArrivalProcess> = z.union([
-  z.strictObject({ kind: z.literal('constant'), rate: z.number().positive().finite() }),
-  z.strictObject({ kind: z.literal('poisson'), rate: z.number().positive().finite() }),
+  z.strictObject({ kind: z.literal('constant'), rate: z.number().positive() }),
+  z.strictObject({ kind: z.literal('poisson'), rate: z.number().positive() }),
   z.strictObject({ kind: z.literal('concurrency'), concurrency: count }),
 ]);
 
+/** The workload file's schema. */
 export const workloadProfileSchema: z.ZodType<WorkloadProfile> = z.strictObject({
   name: z.string().min(1),
   description: z.string().default(''),
@@ -34,7 +37,7 @@ export const workloadProfileSchema: z.ZodType<WorkloadProfile> = z.strictObject(
   suggested: z
     .strictObject({ arrival: arrivalSchema, requests: count.optional(), durationSeconds: z.number().positive().optional() })
     .optional(),
-}) as z.ZodType<WorkloadProfile>;
+});
 
 function issues(zodError: z.ZodError, where: string): string {
   return zodError.issues.map((i) => `${where}${i.path.length > 0 ? '.' + i.path.join('.') : ''}: ${i.message}`).join('; ');

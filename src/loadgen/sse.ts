@@ -6,6 +6,7 @@
  */
 import { isObject } from '../common/json.js';
 
+/** One server-sent event. */
 export interface SseEvent {
   event?: string;
   data: string;
@@ -70,11 +71,13 @@ export class SseParser {
   }
 }
 
+/** Token usage an answer reports. */
 export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
 }
 
+/** What a stream's events add up to: TTFT, inter-token gaps, output length, error. */
 export interface StreamMetricsResult {
   ttftMs?: number;
   itlMs: number[];

@@ -11,11 +11,11 @@ import type { RequestSample, RunSummary, SloTargets, StatSummary } from './types
 export function percentileOf(sorted: number[], quantile: number): number {
   const n = sorted.length;
   if (n === 0) return Number.NaN;
-  if (n === 1) return sorted[0]!;
+  if (n === 1) return sorted[0];
   const h = (Math.min(100, Math.max(0, quantile)) / 100) * (n - 1);
   const lo = Math.floor(h);
   const hi = Math.ceil(h);
-  return sorted[lo]! + (h - lo) * (sorted[hi]! - sorted[lo]!);
+  return sorted[lo] + (h - lo) * (sorted[hi] - sorted[lo]);
 }
 
 const PERCENTILES = [
@@ -32,6 +32,7 @@ const PERCENTILES = [
   ['p99p9', 99.9],
 ] as const;
 
+/** The statistics every summary reports. */
 export const STAT_KEYS = ['min', 'max', 'mean', 'stddev', ...PERCENTILES.map(([k]) => k)] as const;
 
 /** Summary of values (any order; not modified). Empty input gives count 0 and every statistic 0. */
@@ -46,8 +47,8 @@ export function statSummary(values: readonly number[]): StatSummary & { stddev: 
   for (const v of sorted) sq += (v - mean) * (v - mean);
   const out = {
     count: n,
-    min: n > 0 ? sorted[0]! : 0,
-    max: n > 0 ? sorted[n - 1]! : 0,
+    min: n > 0 ? sorted[0] : 0,
+    max: n > 0 ? sorted[n - 1] : 0,
     mean,
     stddev: n > 0 ? Math.sqrt(sq / n) : 0,
   } as StatSummary & { stddev: number };
@@ -132,8 +133,8 @@ export function meetsSlo(runSummary: RunSummary, slo: SloTargets): boolean {
 export function sloGoodput(runs: RunSummary[], slo: SloTargets): { outputTokensPerSec: number; bestRun?: number } {
   let best: number | undefined;
   for (let i = 0; i < runs.length; i++) {
-    if (!meetsSlo(runs[i]!, slo)) continue;
-    if (best === undefined || runs[i]!.throughput.outputTokensPerSec > runs[best]!.throughput.outputTokensPerSec) best = i;
+    if (!meetsSlo(runs[i], slo)) continue;
+    if (best === undefined || runs[i].throughput.outputTokensPerSec > runs[best].throughput.outputTokensPerSec) best = i;
   }
-  return best === undefined ? { outputTokensPerSec: 0 } : { outputTokensPerSec: runs[best]!.throughput.outputTokensPerSec, bestRun: best };
+  return best === undefined ? { outputTokensPerSec: 0 } : { outputTokensPerSec: runs[best].throughput.outputTokensPerSec, bestRun: best };
 }

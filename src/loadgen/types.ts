@@ -12,6 +12,7 @@ export type LengthDistribution =
   /** mean/std of the resulting lengths (not of the underlying normal). */
   | { kind: 'lognormal'; mean: number; std: number; min: number; max: number };
 
+/** A workload: request shapes, prompt and output lengths, streaming, arrivals. */
 export interface WorkloadProfile {
   name: string;
   description: string;
@@ -24,6 +25,7 @@ export interface WorkloadProfile {
   suggested?: { arrival: ArrivalProcess; requests?: number; durationSeconds?: number };
 }
 
+/** How requests arrive: a fixed concurrency, or a constant or Poisson rate. */
 export type ArrivalProcess =
   /** Requests per second (simulated time, see timeScale), evenly spaced. */
   | { kind: 'constant'; rate: number }
@@ -32,6 +34,7 @@ export type ArrivalProcess =
   /** Closed loop: N in flight; each finished request is replaced at once. */
   | { kind: 'concurrency'; concurrency: number };
 
+/** One load run: target, workload, duration, bounds. */
 export interface LoadRunOptions {
   /** e.g. http://127.0.0.1:8080 (the gateway): any OpenAI-compatible server. */
   baseUrl: string;
@@ -61,6 +64,7 @@ export interface LoadRunOptions {
   onSample?: (sample: RequestSample) => void;
 }
 
+/** One request's measurements. */
 export interface RequestSample {
   /** pd-router: order in which the request was issued (0-based). */
   index?: number;
@@ -87,6 +91,7 @@ export interface RequestSample {
   tpotMs?: number;
 }
 
+/** Summary statistics of one measurement (mean, percentiles). */
 export interface StatSummary {
   count: number;
   min: number;
@@ -107,6 +112,7 @@ export interface StatSummary {
   p99p9: number;
 }
 
+/** A run's summary: counts, throughput, latency statistics. */
 export interface RunSummary {
   /** Simulated seconds from the run start to the end of the last request. */
   durationSeconds: number;
@@ -122,6 +128,7 @@ export interface RunSummary {
   throughput: { requestsPerSec: number; outputTokensPerSec: number; totalTokensPerSec: number; /** pd-router */ inputTokensPerSec?: number };
 }
 
+/** A run's result: its summary and its samples. */
 export interface RunResult {
   options: LoadRunOptions;
   samples: RequestSample[];
@@ -135,6 +142,7 @@ export interface RunResult {
   cancelled?: number;
 }
 
+/** Latency targets a run is judged against. */
 export interface SloTargets {
   ttftMs?: number;
   tpotMs?: number;

@@ -17,7 +17,7 @@ const EMPTY = Buffer.alloc(0);
 
 function setCached(usage: JsonObject, detailsKey: 'prompt_tokens_details' | 'input_tokens_details', cached: number): void {
   const prev = usage[detailsKey];
-  usage[detailsKey] = { ...(prev && typeof prev === 'object' ? (prev as JsonObject) : {}), cached_tokens: cached };
+  usage[detailsKey] = { ...(prev && typeof prev === 'object' ? (prev) : {}), cached_tokens: cached };
 }
 
 /** Rewrites a parsed answer in place; returns whether anything changed. */
@@ -52,7 +52,7 @@ function spliceCachedTokens(body: Buffer, cached: number): Buffer | undefined {
   if (body.indexOf(CACHED_KEY, body.indexOf(CACHED_KEY) + 1) >= 0) return undefined;
   const start = at + DETAILS_KEY.length;
   let end = start;
-  while (end < body.length && body[end]! >= 0x30 && body[end]! <= 0x39) end++;
+  while (end < body.length && body[end] >= 0x30 && body[end] <= 0x39) end++;
   if (end === start) return undefined;
   return Buffer.concat([body.subarray(0, start), Buffer.from(String(cached)), body.subarray(end)]);
 }
@@ -74,16 +74,17 @@ export function rewriteJsonBody(body: Buffer, cached: number): Buffer {
 function rewriteLine(line: string, cached: number): string {
   // line has no terminator here
   const m = /^data:( ?)(.*)$/s.exec(line);
-  if (!m || !m[2]!.startsWith('{') || !m[2]!.includes('"usage"')) return line;
+  if (!m || !m[2].startsWith('{') || !m[2].includes('"usage"')) return line;
   let parsed: unknown;
   try {
-    parsed = JSON.parse(m[2]!);
+    parsed = JSON.parse(m[2]);
   } catch {
     return line;
   }
   return rewriteUsage(parsed, cached) ? `data:${m[1]}${JSON.stringify(parsed)}` : line;
 }
 
+/** Rewrites cached_tokens in an SSE stream line by line, however the upstream chunks it. */
 export class SseCachedTokensRewriter {
   private pending: Buffer = Buffer.alloc(0);
   /** Lines passed through unrewritten because they exceeded the bound. */
@@ -116,7 +117,7 @@ export class SseCachedTokensRewriter {
     // split leaves a final empty string after the trailing '\n'
     let out = '';
     for (let i = 0; i < lines.length - 1; i++) {
-      let line = lines[i]!;
+      let line = lines[i];
       const cr = line.endsWith('\r');
       if (cr) line = line.slice(0, -1);
       out += rewriteLine(line, this.cached) + (cr ? '\r\n' : '\n');

@@ -88,7 +88,7 @@ export async function relayToClient(leg: UpstreamLeg, relayOptions: RelayOptions
         }
       }
       if (!overflow) {
-        const body = rewriteJsonBody(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size), relayOptions.rewriteCached);
+        const body = rewriteJsonBody(parts.length === 1 ? parts[0] : Buffer.concat(parts, size), relayOptions.rewriteCached);
         writeHead(true, body.length);
         if (body.length > 0) relayOptions.onFirstClientByte?.();
         // Head and body in one write.

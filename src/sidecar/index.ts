@@ -25,6 +25,7 @@ export { SseCachedTokensRewriter, rewriteJsonBody } from './cached-tokens-rewrit
 export { nixlPrefillBody, nixlDecodeBody } from './request-bodies.js';
 export { parseTarget } from '../common/index.js';
 
+/** A running sidecar: its ports (one per rank), metrics, guard, and close(). */
 export interface SidecarHandle {
   /** Listening ports, one per data-parallel rank. */
   ports: number[];
@@ -44,6 +45,7 @@ async function buildGuard(optionValues: SidecarConfig, logger: Logger): Promise<
   return guard;
 }
 
+/** Starts the sidecar: one HTTP server per data-parallel rank, the SSRF guard, the upstream agents. */
 export async function startSidecar(config: SidecarConfig, logger: Logger = silentLogger()): Promise<SidecarHandle> {
   const metrics = new SidecarMetrics();
   // First: a bad allowlist file is a configuration error (exit 2), with nothing opened yet.
@@ -55,11 +57,12 @@ export async function startSidecar(config: SidecarConfig, logger: Logger = silen
   });
   const apps: FastifyInstance[] = [];
   const ports: number[] = [];
-  let stopTls = () => undefined as void;
+  let stopTls: () => void = () => undefined;
   try {
     let tls: { key: string; cert: string } | undefined;
     if (config.secureProxy) {
       const t = await serverTls(config.certPath, logger, (tlsMaterial) => {
+        // eslint-disable-next-line no-restricted-syntax -- the serverFactory made an https server, which fastify's types call an http.Server
         for (const app of apps) (app.server as unknown as import('node:tls').Server).setSecureContext({ key: tlsMaterial.key, cert: tlsMaterial.cert });
       });
       tls = t.material;
@@ -100,7 +103,7 @@ export async function startSidecar(config: SidecarConfig, logger: Logger = silen
     const host = dialableHost(config.host);
     return {
       ports,
-      url: `${scheme}://${hostPort(host, ports[0]!)}`,
+      url: `${scheme}://${hostPort(host, ports[0])}`,
       metricsPort,
       metrics,
       guard,

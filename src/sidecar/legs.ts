@@ -2,7 +2,6 @@
  * The upstream legs' requests: the headers both legs share, the prefill leg with its deadline, size bound and retry
  * policy (sent by prefill-client.ts, timed here), and the decode leg to the local vLLM with its deadlines.
  */
-import type { Dispatcher } from 'undici';
 import type { LegRequest } from '../common/upstream-leg.js';
 import type { PdContext } from './pd-context.js';
 import { sendPrefill, type PrefillOutcome, type PrefillRequest } from './prefill-client.js';
@@ -36,7 +35,7 @@ export function legHeaders(ctx: PdContext, dropHost = true): Record<string, stri
 export function prefillRequest(ctx: PdContext, body: string, expect: PrefillRequest['expect'], overrides: Partial<PrefillRequest> = {}): PrefillRequest {
   const config = ctx.config;
   return {
-    agent: ctx.agents.prefill as Dispatcher,
+    agent: ctx.agents.prefill,
     origin: prefillOrigin(ctx),
     path: ctx.url,
     headers: legHeaders(ctx),
@@ -69,7 +68,7 @@ export async function timedPrefill(ctx: PdContext, request: PrefillRequest): Pro
 /** The decode leg to the local vLLM with the configured deadlines. */
 export function decodeRequest(ctx: PdContext, body: LegRequest['body'], overrides: Partial<LegRequest> = {}): LegRequest {
   return {
-    agent: ctx.agents.decode as Dispatcher,
+    agent: ctx.agents.decode,
     origin: ctx.decoderOrigin,
     method: ctx.method,
     path: ctx.url,

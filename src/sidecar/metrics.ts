@@ -10,6 +10,7 @@ export type Outcome = 'success' | 'client_error' | 'upstream_error' | 'timeout' 
 /** How an inference request was served; `passthrough` (any other path) is never a label value. */
 export type Mode = 'disaggregated' | 'local' | 'fallback_local' | 'passthrough';
 
+/** The sidecar's metrics: requests by outcome, modes, the latency split, retries, fallbacks, timeouts, denials. */
 export class SidecarMetrics {
   readonly registry: Registry = createRegistry();
   readonly requests: Counter<'path' | 'connector' | 'outcome'>;

@@ -12,6 +12,7 @@ export const TLS_STAGES = ['prefiller', 'decoder', 'encoder'] as const;
 export const CONNECTORS = ['nixlv2', 'sglang', 'shared-storage'] as const;
 export const FAILURE_POLICIES = ['fail', 'retry', 'local'] as const;
 
+/** The sidecar's flag table. */
 export const sidecarOptions = {
   port: opt.int({ default: 8000, min: 0, max: 65535, description: 'Listen port (0: any free port); data-parallel rank r listens on port+r.' }),
   host: opt.string({ default: '0.0.0.0', description: 'pd-router: address to listen on.' }),
@@ -104,8 +105,10 @@ export const sidecarOptions = {
   ...loggingOptions,
 };
 
+/** The sidecar's options, parsed. */
 export type SidecarConfig = OptionValues<typeof sidecarOptions>;
 
+/** `pd-router sidecar`: the command, its options and its start function. */
 export const sidecarCommand: CommandDefinition<typeof sidecarOptions> = {
   name: 'sidecar',
   summary: 'Decode-pod routing sidecar: remote prefill (x-prefiller-host-port) then local decode, llm-d compatible.',
@@ -138,6 +141,7 @@ GET /health answers locally; GET /ready checks the local vLLM; GET /sidecar/metr
   },
 };
 
+/** Parses the sidecar's options from a command line (tests and `pd-router dev`). */
 export function sidecarConfig(overrides: Partial<SidecarConfig> = {}): SidecarConfig {
   return { ...defaultValues(sidecarOptions), ...overrides };
 }

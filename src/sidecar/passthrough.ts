@@ -6,7 +6,6 @@
  * prefiller and no parsed body.
  */
 import type { IncomingMessage } from 'node:http';
-import type { Dispatcher } from 'undici';
 import { UpstreamLeg } from '../common/upstream-leg.js';
 import { clientTransferFields } from './client-kv-params.js';
 import { relayDecode } from './decode.js';
@@ -44,7 +43,7 @@ export async function passThrough(rank: SidecarRank, req: IncomingMessage, track
   let leg: UpstreamLeg;
   try {
     leg = await UpstreamLeg.open({
-      agent: rank.agents.decode as Dispatcher,
+      agent: rank.agents.decode,
       origin,
       method: req.method ?? 'GET',
       path: req.url ?? '/',

@@ -55,7 +55,7 @@ async function servePd(rank: SidecarRank, api: ApiType, path: string, req: Incom
     rank.metrics.modes.inc({ connector: config.kvConnector, mode: 'local' });
     return passThrough(rank, req, tracked, log, decoderOrigin, 'local');
   }
-  const chosen = config.enablePrefillerSampling ? candidates[randomInt(0, candidates.length)]! : candidates[0]!;
+  const chosen = config.enablePrefillerSampling ? candidates[randomInt(0, candidates.length)] : candidates[0];
   const target = parseTarget(chosen);
   if (!target) {
     // The value (the EPP's, or a client's) goes to the log, not back to the client.

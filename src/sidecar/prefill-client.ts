@@ -47,7 +47,7 @@ const RETRY_STATUSES = new Set([502, 503, 504]);
 
 function wait(ms: number, signal: StopSignal): Promise<boolean> {
   return new Promise((resolve) => {
-    if (signal.aborted) return resolve(false);
+    if (signal.aborted) { resolve(false); return; }
     const t = setTimeout(() => {
       signal.removeEventListener('abort', onAbort);
       resolve(true);
@@ -114,7 +114,7 @@ async function attempt(request: PrefillRequest): Promise<PrefillOutcome> {
     if (err instanceof RangeError) return { kind: 'bad_response', message: err.message, attempts: 1 };
     if (request.clientSignal.aborted) return { kind: 'aborted' };
     const code = connectErrorCode(err) ?? 'EUNKNOWN';
-    return { kind: 'connect_error', code, message: `the prefiller could not be reached (${code})`, detail: String((err as Error)?.message ?? err), attempts: 1 };
+    return { kind: 'connect_error', code, message: `the prefiller could not be reached (${code})`, detail: (err as Error | undefined)?.message ?? String(err), attempts: 1 };
   }
 }
 
@@ -125,7 +125,7 @@ export async function sendPrefill(request: PrefillRequest): Promise<PrefillOutco
     const retryable =
       (r.kind === 'http_error' && RETRY_STATUSES.has(r.status)) || (request.retryTransportErrors && (r.kind === 'connect_error' || r.kind === 'timeout'));
     if (!retryable || n >= request.maxRetries) {
-      return { ...r, attempts: n + 1 } as PrefillOutcome;
+      return { ...r, attempts: n + 1 };
     }
     const reason = r.kind === 'http_error' ? String(r.status) : r.kind;
     request.onRetry?.(reason, n + 1);

@@ -24,6 +24,7 @@ function setTokenLimits(api: ApiType, out: JsonObject, value: number): void {
   }
 }
 
+/** The NIXL v2 prefill leg's body: token limits 1, no streaming, the prefill-leg kv_transfer_params. */
 export function nixlPrefillBody(api: ApiType, body: JsonObject): JsonObject {
   // Rest destructuring instead of `delete`: the copy keeps V8's fast properties, so serializing it stays cheap.
   const { stream_options: _clientStreamOptions, ...out } = body;
@@ -33,6 +34,7 @@ export function nixlPrefillBody(api: ApiType, body: JsonObject): JsonObject {
   return out;
 }
 
+/** The NIXL v2 decode leg's body: the client's, with the prefiller's kv_transfer_params. */
 export function nixlDecodeBody(body: JsonObject, prefillKvParams: unknown): JsonObject {
   return { ...body, [KV_TRANSFER_PARAMS]: prefillKvParams ?? null };
 }

@@ -86,11 +86,11 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limit: numbe
       if (err) {
         req.resume();
         reject(err);
-      } else resolve(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size));
+      } else resolve(parts.length === 1 ? parts[0] : Buffer.concat(parts, size));
     };
     const onData = (chunk: Buffer) => {
       size += chunk.length;
-      if (size > limit) return finish(tooLarge(limit));
+      if (size > limit) { finish(tooLarge(limit)); return; }
       parts.push(chunk);
     };
     const onEnd = () => finish();

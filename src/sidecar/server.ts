@@ -56,6 +56,7 @@ function serverWithFastPath(rank: SidecarRank, https: { key: string; cert: strin
       }
       fastifyHandler(req, res);
     };
+    // eslint-disable-next-line no-restricted-syntax -- fastify's serverFactory type wants an http.Server; an https.Server serves every call fastify makes
     const server = https ? (createHttpsServer(https, onRequest) as unknown as Server) : createServer(onRequest);
     // Expect: 100-continue: "100 Continue" goes out when the body is first read (request-body.ts), not before every
     // such request as Node does by default, so a request refused first gets its final status without an upload.
@@ -73,6 +74,7 @@ function serverWithFastPath(rank: SidecarRank, https: { key: string; cert: strin
 
 export function buildSidecarServer(rank: SidecarRank, https?: { key: string; cert: string }): FastifyInstance {
   let closing = false;
+  // eslint-disable-next-line no-restricted-syntax -- the options add serverFactory, which fastify's overloads do not type together with an https server
   const app = Fastify({
     ...fastifyBaseOptions({ logger: rank.logger, bodyLimit: rank.config.maxRequestBodySize }),
     serverFactory: serverWithFastPath(rank, https, () => closing),
@@ -107,7 +109,7 @@ export function buildSidecarServer(rank: SidecarRank, https?: { key: string; cer
   }
   const passthrough = async (request: FastifyRequest, reply: FastifyReply) => {
     reply.hijack();
-    const log = new RequestLog(rank.logger, String(request.id));
+    const log = new RequestLog(rank.logger, request.id);
     const t = track(rank, reply.raw, 'none', log, 'passthrough');
     t.done('other', await passThrough(rank, request.raw, t, log, rank.decoderOrigin, 'passthrough'));
   };

@@ -18,6 +18,7 @@ const moriio = (spec: Parameters<typeof compat.ignored>[1]) =>
     harmless: (value: unknown) => JSON.stringify(value) === JSON.stringify(spec.default),
   });
 
+/** llm-d's sidecar flags, each implemented, mapped to pd-router's, or ignored with a reason. */
 export const sidecarUpstream: CompatTable = {
   releases: {
     [V071]: 'llm-d-inference-scheduler v0.7.1 cmd/pd-sidecar',

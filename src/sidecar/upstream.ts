@@ -121,6 +121,6 @@ export function prefillCandidates(header: string | string[] | undefined): string
     return v.length > 0 ? [v] : [];
   }
   const values = Array.isArray(header) ? header : [header];
-  const list = values.length === 1 ? values[0]!.split(',') : values;
+  const list = values.length === 1 ? values[0].split(',') : values;
   return list.map((text) => text.trim()).filter((text) => text.length > 0);
 }

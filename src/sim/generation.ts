@@ -22,7 +22,7 @@ export interface GeneratedOutput {
 function lastItemText(items: unknown): string {
   if (typeof items === 'string') return items;
   if (!Array.isArray(items) || items.length === 0) return '';
-  const last = items[items.length - 1];
+  const last: unknown = items[items.length - 1];
   return isObject(last) ? contentText(last.content) : typeof last === 'string' ? last : '';
 }
 
@@ -51,7 +51,7 @@ export function randomLength(rng: SeededRandom, maxTokens: number | undefined, m
     if (lo >= maxTokens) return maxTokens;
     let u = rng.next();
     for (let b = 0; b < BUCKET_PROBABILITIES.length; b++) {
-      const p = BUCKET_PROBABILITIES[b]!;
+      const p = BUCKET_PROBABILITIES[b];
       if (u < p) {
         const span = maxTokens - lo; // values lo .. maxTokens-1, split into 5 ranges
         const from = lo + Math.floor((span * b) / 5);
@@ -69,7 +69,7 @@ export function randomLength(rng: SeededRandom, maxTokens: number | undefined, m
 function randomTokens(rng: SeededRandom, count: number): string[] {
   const out: string[] = [];
   while (out.length < count) {
-    const sentence = RANDOM_SENTENCE_TOKENS[rng.int(0, RANDOM_SENTENCE_TOKENS.length - 1)]!;
+    const sentence = RANDOM_SENTENCE_TOKENS[rng.int(0, RANDOM_SENTENCE_TOKENS.length - 1)];
     for (const t of sentence) {
       if (out.length >= count) break;
       out.push(t);

@@ -13,6 +13,7 @@ export { KVCacheSim, blockHashes } from './kv-cache.js';
 export { LatencyModel, type LatencySettings } from './latency.js';
 export { SeededRandom } from './random.js';
 
+/** One data-parallel rank of a running simulator: its port and engine. */
 export interface SimulatorRank {
   engine: SimEngine;
   app: FastifyInstance;
@@ -20,6 +21,7 @@ export interface SimulatorRank {
   url: string;
 }
 
+/** A running simulator: its ranks, URL, and close(). */
 export interface SimulatorHandle {
   readonly ranks: readonly SimulatorRank[];
   /** Rank 0's base URL, e.g. http://127.0.0.1:8000. */
@@ -47,9 +49,9 @@ export async function startSimulator(config: SimConfig, logger: Logger = silentL
   }
   return {
     ranks,
-    url: ranks[0]!.url,
-    port: ranks[0]!.port,
-    engine: ranks[0]!.engine,
+    url: ranks[0].url,
+    port: ranks[0].port,
+    engine: ranks[0].engine,
     close: async (deadlineMs = 5_000) => {
       await Promise.all(ranks.map((rank) => closeWithDeadline(rank.app, deadlineMs)));
     },

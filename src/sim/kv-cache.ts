@@ -20,7 +20,7 @@ export function blockHashes(tokens: readonly number[], blockSize: number, salt =
   const full = Math.floor(tokens.length / blockSize);
   for (let b = 0; b < full; b++) {
     for (let i = b * blockSize; i < (b + 1) * blockSize; i++) {
-      const t = tokens[i]!;
+      const t = tokens[i];
       h1 = Math.imul(h1 ^ t, 0x01000193) >>> 0;
       h2 = Math.imul(h2 ^ (t >>> 16) ^ (t << 5), 0x5bd1e995) >>> 0;
     }
@@ -51,6 +51,7 @@ export interface Admission {
   blockIds: number[];
 }
 
+/** The simulated KV cache: blocks by hash, LRU eviction, hit counting. */
 export class KVCacheSim {
   private readonly byHash = new Map<string, CachedBlock>();
   /** Unreferenced cached blocks in LRU order (first = least recently used). */
@@ -75,7 +76,7 @@ export class KVCacheSim {
   private matchedBlocks(hashes: readonly string[], promptTokens: number): number {
     const limit = Math.floor(Math.max(0, promptTokens - 1) / this.blockSize);
     let n = 0;
-    while (n < hashes.length && n < limit && this.byHash.has(hashes[n]!)) n++;
+    while (n < hashes.length && n < limit && this.byHash.has(hashes[n])) n++;
     return n;
   }
 
@@ -84,7 +85,7 @@ export class KVCacheSim {
     const matched = this.matchedBlocks(hashes, promptTokens);
     const need = this.blocksNeeded(promptTokens, maxOutputTokens) - matched;
     let reusableMatched = 0;
-    for (let i = 0; i < matched; i++) if (this.evictable.has(hashes[i]!)) reusableMatched++;
+    for (let i = 0; i < matched; i++) if (this.evictable.has(hashes[i])) reusableMatched++;
     return need <= this.freeIds.length + this.evictable.size - reusableMatched - this.reserved;
   }
 
@@ -97,7 +98,7 @@ export class KVCacheSim {
     const matched = this.matchedBlocks(hashes, promptTokens);
     const alloc: Allocation = { hashes: [], promptBlockIds: [], privateBlockIds: [], reservedBlocks: 0, usedBlocks: 0 };
     for (let i = 0; i < matched; i++) {
-      const h = hashes[i]!;
+      const h = hashes[i];
       const block = this.byHash.get(h)!;
       this.reference(h, block);
       alloc.hashes.push(h);
@@ -105,7 +106,7 @@ export class KVCacheSim {
     }
     // New full prompt blocks enter the prefix map now, so a concurrent identical request can share them.
     for (let i = matched; i < hashes.length; i++) {
-      const h = hashes[i]!;
+      const h = hashes[i];
       const existing = this.byHash.get(h);
       if (existing) {
         this.reference(h, existing);

@@ -14,6 +14,7 @@ import { normalDurationMs, type SeededRandom } from './random.js';
 
 export type LatencyCalculator = '' | 'constant' | 'per-token';
 
+/** The latency flags, parsed. */
 export interface LatencySettings {
   latencyCalculator: LatencyCalculator;
   timeToFirstToken: number;
@@ -40,6 +41,7 @@ export interface PrefillInput {
   running: number;
 }
 
+/** Simulated time to first token and between tokens, from the latency settings and the load. */
 export class LatencyModel {
   constructor(
     private settings: LatencySettings,

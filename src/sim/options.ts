@@ -9,6 +9,7 @@ import { simUpstream } from './upstream-flags.js';
 
 const latency = (description: string) => opt.duration({ default: 0, description });
 
+/** The simulator's flag table. */
 export const simOptions = {
   port: opt.int({ default: 8000, min: 0, max: 65535, description: 'HTTP port (data-parallel rank r listens on port+r).' }),
   host: opt.string({ default: '0.0.0.0', description: 'Address to listen on.' }),
@@ -103,6 +104,7 @@ export const simOptions = {
   ...loggingOptions,
 };
 
+/** The simulator's options, parsed. */
 export type SimConfig = OptionValues<typeof simOptions>;
 
 function loraModulesProblem(entries: readonly string[]): string | undefined {
@@ -120,6 +122,7 @@ function stdDevRule(values: SimConfig, mean: keyof SimConfig, std: keyof SimConf
   return s > 0.3 * m ? `${label} standard deviation (${s}ms) cannot be more than 30% of ${label} (${m}ms)` : undefined;
 }
 
+/** `pd-router sim`: the command, its options and its start function. */
 export const simCommand: CommandDefinition<typeof simOptions> = {
   name: 'sim',
   summary: 'GPU-free vLLM simulator, behaviour-compatible with llm-d-inference-sim, including the P/D kv_transfer_params handshake.',

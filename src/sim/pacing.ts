@@ -40,9 +40,11 @@ export interface Pacer {
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
+    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the abort reason (an AbortedError)
+    if (signal.aborted) { reject(signal.reason); return; }
     const onAbort = () => {
       clearTimeout(t);
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the abort reason (an AbortedError)
       reject(signal.reason);
     };
     const t = setTimeout(() => {
@@ -176,11 +178,14 @@ export class StepLoop {
       prefillMs: 0,
       joinedAt: this.clock(),
     };
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the returned object's methods refer to the loop, not to themselves
     const loop = this;
     const waitFor = (cond: () => boolean): Promise<void> =>
       new Promise<void>((resolve, reject) => {
-        if (pacedRequest.signal.aborted) return reject(pacedRequest.signal.reason);
-        if (cond()) return resolve();
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the abort reason (an AbortedError)
+        if (pacedRequest.signal.aborted) { reject(pacedRequest.signal.reason); return; }
+        if (cond()) { resolve(); return; }
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the abort reason (an AbortedError)
         const onAbort = () => reject(pacedRequest.signal.reason);
         pacedRequest.signal.addEventListener('abort', onAbort, { once: true });
         m.wake = () => {
@@ -200,7 +205,7 @@ export class StepLoop {
           loop.members.add(m);
           loop.kick();
           await waitFor(() => m.tokensMade >= 1);
-          return pacedRequest.transferMs! + (m.readyAt[0]! - m.joinedAt);
+          return pacedRequest.transferMs! + (m.readyAt[0] - m.joinedAt);
         }
         loop.members.add(m);
         loop.queued++;
@@ -211,7 +216,7 @@ export class StepLoop {
       },
       async next(i: number) {
         await waitFor(() => m.tokensMade >= i + 1 || m.phase === 'done');
-        return (m.readyAt[i] ?? m.readyAt[m.readyAt.length - 1]!) - (m.readyAt[i - 1] ?? 0);
+        return (m.readyAt[i] ?? m.readyAt[m.readyAt.length - 1]) - (m.readyAt[i - 1] ?? 0);
       },
       leave() {
         if (m.phase === 'prefill' && !m.scheduled && loop.members.has(m)) {

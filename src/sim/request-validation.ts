@@ -66,7 +66,7 @@ export function typeError(api: ApiType, body: unknown): string | undefined {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return 'request body must be a JSON object';
   const r = SCHEMAS[api].safeParse(body);
   if (r.success) return undefined;
-  const issue = r.error.issues[0]!;
+  const issue = r.error.issues[0];
   const path = issue.path.join('.');
   if (MISSING_INPUT[api] && (path === 'input' || path === 'prompt')) {
     if ((body as Record<string, unknown>)[path] === undefined) return MISSING_INPUT[api];

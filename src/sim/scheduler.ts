@@ -115,7 +115,7 @@ export class Scheduler {
 
   private dispatch(): void {
     let changed = false;
-    while (this.queue.length > 0 && this.fits(this.queue[0]!.req)) {
+    while (this.queue.length > 0 && this.fits(this.queue[0].req)) {
       const w = this.queue.shift()!;
       w.signal.removeEventListener('abort', w.onAbort);
       w.resolve(this.start(w.req, w.enqueuedAt));

@@ -55,10 +55,10 @@ function promptTokenIdsFor(api: ApiType, body: JsonObject): number[] {
   return tokenIds(tokenize(renderPrompt(api, body)));
 }
 
-async function handleInference(engine: SimEngine, api: ApiType, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | void> {
+async function handleInference(engine: SimEngine, api: ApiType, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
   const raw = request.body as Buffer | undefined;
   const record: RequestRecord = {
-    id: String(request.id),
+    id: request.id,
     receivedAt: new Date().toISOString(),
     method: request.method,
     path: request.url,
@@ -89,7 +89,7 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
 
   const injected = request.headers['x-return-error'];
   if (injected !== undefined) {
-    const v = Array.isArray(injected) ? injected[0]! : injected;
+    const v = Array.isArray(injected) ? injected[0] : injected;
     const code = Number(v);
     if (!/^\d+$/.test(v.trim()) || code < 100 || code > 599) {
       finish(400);
@@ -243,10 +243,12 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
       res.end();
       return;
     }
+    // eslint-disable-next-line @typescript-eslint/return-await -- fastify's reply is thenable: awaiting it would wait for the send
     return reply.code(200).headers(headers).header('content-type', 'application/json').send(completionBody(result));
   } catch (e) {
     if (e instanceof QueueFullError) {
       finish(429);
+      // eslint-disable-next-line @typescript-eslint/return-await -- as above
       return sendError(reply, 429, e.message);
     }
     if (e instanceof AbortedError || abort.signal.aborted) {

@@ -15,6 +15,7 @@ import { generateOutput, type GeneratedOutput } from './generation.js';
 import { RequestPacer, StepLoop, type Pacer, type StepSettings } from './pacing.js';
 import type { SimConfig } from './options.js';
 
+/** Faults an engine can be told to inject (/admin/config). */
 export interface Faults {
   /** Requests never answer (until the client leaves or the fault is cleared). */
   hang: boolean;
@@ -26,6 +27,7 @@ export interface Faults {
   returnErrorCount: number;
 }
 
+/** One request as the simulator saw it, for /admin and tests. */
 export interface RequestRecord {
   id: string;
   receivedAt: string;
@@ -82,6 +84,7 @@ export interface EngineResult {
   cachedTokens: number;
 }
 
+/** One simulated vLLM engine (one data-parallel rank). */
 export class SimEngine {
   readonly registry: Registry = createRegistry();
   readonly metrics: SimMetrics;
@@ -123,7 +126,7 @@ export class SimEngine {
 
   /** The name reported in responses and metrics: the first served model name. */
   get displayModel(): string {
-    return this.servedModels[0]!;
+    return this.servedModels[0];
   }
 
   get servedModels(): string[] {

@@ -11,6 +11,7 @@ import { isObject, type JsonObject } from '../common/json.js';
 
 const TOKEN = /([{}:,\-.?!;@#$%^&*()+_~/\\><[\]="']|[0-9A-Za-z_]+)([\t\n\f\r ]*)/g;
 
+/** The simulator's tokens of a text (words and punctuation, as llm-d-inference-sim counts them). */
 export function tokenize(text: string): string[] {
   const out: string[] = [];
   TOKEN.lastIndex = 0;
@@ -18,6 +19,7 @@ export function tokenize(text: string): string[] {
   return out;
 }
 
+/** A stable token id for a token. */
 export function tokenId(token: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < token.length; i++) {
@@ -48,18 +50,18 @@ export function renderPrompt(api: ApiType, body: JsonObject): string {
     case 'messages': {
       const msgs: unknown[] = [];
       if (body.system !== undefined) msgs.push({ role: 'system', content: body.system });
-      if (Array.isArray(body.messages)) msgs.push(...body.messages);
+      if (Array.isArray(body.messages)) msgs.push(...(body.messages as unknown[]));
       return renderMessages(msgs);
     }
     case 'responses': {
       const msgs: unknown[] = [];
       if (typeof body.instructions === 'string') msgs.push({ role: 'system', content: body.instructions });
       if (typeof body.input === 'string') msgs.push({ role: 'user', content: body.input });
-      else if (Array.isArray(body.input)) msgs.push(...body.input);
+      else if (Array.isArray(body.input)) msgs.push(...(body.input as unknown[]));
       return renderMessages(msgs);
     }
     case 'completions':
-      return typeof body.prompt === 'string' ? body.prompt : Array.isArray(body.prompt) ? body.prompt.filter((params) => typeof params === 'string').join('') : '';
+      return typeof body.prompt === 'string' ? body.prompt : Array.isArray(body.prompt) ? body.prompt.filter((part) => typeof part === 'string').join('') : '';
     case 'generate':
       return '';
   }

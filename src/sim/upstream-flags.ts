@@ -13,6 +13,7 @@ const harmlessDefault =
   (value: T) =>
     value === dflt;
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the value of whichever option the entry holds
 const ignored = (spec: CompatEntry['spec'], reason: string, harmless?: (value: any) => boolean): CompatEntry => compat.ignored(R, spec!, reason, harmless ? { harmless } : {});
 
 /** Flags upstream itself reads and ignores (accepted for vLLM command-line compatibility). */
@@ -40,6 +41,7 @@ const anyValue = (description: string): OptionSpec<unknown> => ({
   formatDefault: () => '""',
 });
 
+/** llm-d-inference-sim's flags, each implemented, mapped to pd-router's, or ignored with a reason. */
 export const simUpstream: CompatTable = {
   releases: { [V]: 'llm-d-inference-sim v0.10.2 cmd/llm-d-inference-sim' },
   flags: {

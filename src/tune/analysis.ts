@@ -6,6 +6,7 @@
 import { meetsSlo, sloGoodput, type RunSummary, type SloTargets } from '../loadgen/index.js';
 import { displayName, gpus, shapeName, type Topology } from './topology.js';
 
+/** One run of a sweep: its topology, load and load generator summary. */
 export interface SweepRun {
   topology: Topology;
   /** The load level as given (concurrency or rate). */
@@ -14,6 +15,7 @@ export interface SweepRun {
   summary: RunSummary;
 }
 
+/** One run reduced to the figures the analysis compares. */
 export interface RunPoint {
   topology: string;
   load: number;
@@ -50,6 +52,7 @@ export interface Recommendation {
   text: string;
 }
 
+/** One run as a chart point: load, latency at the SLO percentile, throughput, whether it meets the SLO. */
 export function runPoint(sweepRun: SweepRun, slo: SloTargets): RunPoint {
   const s = sweepRun.summary;
   const g = gpus(sweepRun.topology);
@@ -85,11 +88,12 @@ export function paretoFront(points: readonly RunPoint[]): RunPoint[] {
   );
 }
 
+/** Each topology's goodput: the highest load at which it meets the SLO. */
 export function topologyGoodputs(runs: readonly SweepRun[], slo: SloTargets): TopologyGoodput[] {
   const byTopology = new Map<string, SweepRun[]>();
   for (const r of runs) byTopology.set(r.topology.name, [...(byTopology.get(r.topology.name) ?? []), r]);
   return [...byTopology.values()].map((rs) => {
-    const t = rs[0]!.topology;
+    const t = rs[0].topology;
     const g = sloGoodput(
       rs.map((sweepRun) => sweepRun.summary),
       slo,
@@ -100,11 +104,12 @@ export function topologyGoodputs(runs: readonly SweepRun[], slo: SloTargets): To
       gpus: gpus(t),
       goodput: g.outputTokensPerSec,
       goodputPerGpu: g.outputTokensPerSec / gpus(t),
-      atLoad: g.bestRun === undefined ? undefined : rs[g.bestRun]!.load,
+      atLoad: g.bestRun === undefined ? undefined : rs[g.bestRun].load,
     };
   });
 }
 
+/** The recommended topology: the best goodput per GPU that meets the SLO. */
 export function recommend(goodputs: readonly TopologyGoodput[], gpuBudget: number, slo: SloTargets): Recommendation {
   const within = goodputs.filter((goodput) => goodput.gpus <= gpuBudget);
   const excludedByBudget = goodputs.filter((goodput) => goodput.gpus > gpuBudget).map((goodput) => goodput.topology);

@@ -18,8 +18,9 @@ export { renderLineChart, niceTicks } from './svg-chart.js';
 export { writeSweepOutputs } from './report.js';
 export { runSweep } from './runner.js';
 
+/** Runs `pd-router tune`: the sweep, its analysis and its report. */
 export async function runTune(optionValues: OptionValues<typeof tuneOptions>, logger: Logger, signal?: AbortSignal): Promise<Recommendation> {
-  const preset = TUNE_PRESETS[optionValues.preset]!;
+  const preset = TUNE_PRESETS[optionValues.preset];
   const endpoint = optionValues.endpoint || undefined;
   const topologies: Topology[] = endpoint
     ? [{ ...parseTopology(`agg${optionValues.gpus}`), name: optionValues.label }]

@@ -4,11 +4,12 @@ import { PROFILE_NAMES } from '../dev/profiles.js';
 import { TUNE_PRESETS } from './presets.js';
 import { parseTopology } from './topology.js';
 
+/** The tuner's flag table. */
 export const tuneOptions = {
   preset: opt.oneOf(Object.keys(TUNE_PRESETS) as [string, ...string[]], {
     default: 'pd-disaggregation-small',
     description: `Sweep preset: ${Object.entries(TUNE_PRESETS)
-      .map(([k, p]) => `${k} (${p.description})`)
+      .map(([k, preset]) => `${k} (${preset.description})`)
       .join('; ')}.`,
   }),
   out: opt.string({ default: 'tune-results', description: 'Directory for results.md, results.json, the plots and every run\'s inference-perf report.' }),
@@ -30,6 +31,7 @@ export const tuneOptions = {
   ...loggingOptions,
 };
 
+/** `pd-router tune`: the command, its options and its start function. */
 export const tuneCommand: CommandDefinition<typeof tuneOptions> = {
   name: 'tune',
   summary: 'xPyD ratio tuning: a design-of-experiments sweep of topologies × load levels, with plots and a recommendation.',

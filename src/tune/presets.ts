@@ -6,6 +6,7 @@
 import type { SloTargets, WorkloadProfile } from '../loadgen/index.js';
 import type { ProfileName } from '../dev/profiles.js';
 
+/** A sweep preset: topologies, load levels, workload and SLO. */
 export interface TunePreset {
   description: string;
   /** Simulator latency profile at TP1, scaled per role by TP. */
@@ -39,6 +40,7 @@ const decodeHeavySmall: WorkloadProfile = {
 
 const SMALL_TOPOLOGIES = ['agg2', 'agg4', '1P1D', '2P1D', '3P1D', '2P2D'];
 
+/** The sweep presets by name. */
 export const TUNE_PRESETS: Record<string, TunePreset> = {
   'pd-disaggregation-small': {
     description: 'Prefill-heavy workload on 8B/H100 simulators: P/D vs aggregated, 6 topologies up to 4 GPUs × 4 concurrency levels.',

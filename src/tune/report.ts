@@ -22,6 +22,7 @@ export const PLOT_FILES = {
   tpot: 'tpot-p90-vs-concurrency.svg',
 };
 
+/** Writes a sweep's report: runs, charts and the recommendation. */
 export function writeSweepOutputs(outDir: string, runs: readonly SweepRun[], slo: SloTargets, gpuBudget: number, meta: SweepMeta): Recommendation {
   mkdirSync(outDir, { recursive: true });
   const points = runs.map((sweepRun) => runPoint(sweepRun, slo));
@@ -31,8 +32,8 @@ export function writeSweepOutputs(outDir: string, runs: readonly SweepRun[], slo
   const topologies = [...new Set(points.map((runPoint) => runPoint.topology))];
   type Point = (typeof points)[number];
   // Latency plots show the percentile the SLO gates on, so the SLO line and the points are comparable.
-  const pkey = `p${slo.percentile}` as 'p50' | 'p90' | 'p95' | 'p99';
-  const atSlo = (runPoint: Point, metric: 'timeToFirstToken' | 'timePerOutputToken') => runs[points.indexOf(runPoint)]!.summary.latency[metric][pkey];
+  const pkey = `p${slo.percentile}` as const;
+  const atSlo = (runPoint: Point, metric: 'timeToFirstToken' | 'timePerOutputToken') => runs[points.indexOf(runPoint)].summary.latency[metric][pkey];
   const unit = runs[0]?.loadKind === 'rate' ? 'rate' : 'c';
   // Each point is one load level; where the x axis is not the load, the point says which it is.
   const series = (fn: (runPoint: Point) => number, item: (runPoint: Point) => number, labelled = false): ChartSeries[] =>

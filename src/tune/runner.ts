@@ -66,10 +66,11 @@ async function runLevels(sweepOptions: SweepOptions, value: Topology, baseUrl: s
   }
 }
 
+/** Runs a sweep: one dev stack per topology, one load run per level. */
 export async function runSweep(sweepOptions: SweepOptions): Promise<SweepRun[]> {
   const runs: SweepRun[] = [];
   if (sweepOptions.endpoint) {
-    const t = sweepOptions.topologies[0]!;
+    const t = sweepOptions.topologies[0];
     sweepOptions.progress(`${t.name} at ${sweepOptions.endpoint}`);
     await runLevels(sweepOptions, t, sweepOptions.endpoint, runs);
     return runs;

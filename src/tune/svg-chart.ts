@@ -58,7 +58,7 @@ export function niceTicks(lo: number, hi: number, target = 6): number[] {
   const start = Math.floor(lo / step) * step;
   const ticks: number[] = [];
   for (let v = start; v <= hi + step * 1e-9; v += step) ticks.push(Number(v.toPrecision(12)));
-  if (ticks[ticks.length - 1]! < hi) ticks.push(Number((ticks[ticks.length - 1]! + step).toPrecision(12)));
+  if (ticks[ticks.length - 1] < hi) ticks.push(Number((ticks[ticks.length - 1] + step).toPrecision(12)));
   return ticks;
 }
 
@@ -71,6 +71,7 @@ function fmtTick(value: number): string {
   return String(Number(value.toPrecision(3)));
 }
 
+/** An SVG line chart of series of points. */
 export function renderLineChart(spec: ChartSpec): string {
   const W = spec.width ?? 960;
   const H = spec.height ?? 580;
@@ -82,7 +83,7 @@ export function renderLineChart(spec: ChartSpec): string {
   const xs = niceTicks(Math.min(0, ...all.map((chartPoint) => chartPoint.x)), Math.max(...all.map((chartPoint) => chartPoint.x), 0) || 1);
   const refYs = (spec.referenceLines ?? []).map((line) => line.y).filter(Number.isFinite);
   const ys = niceTicks(Math.min(0, ...all.map((chartPoint) => chartPoint.y), ...refYs), Math.max(...all.map((chartPoint) => chartPoint.y), ...refYs, 0) || 1);
-  const [x0, x1, y0, y1] = [xs[0]!, xs[xs.length - 1]!, ys[0]!, ys[ys.length - 1]!];
+  const [x0, x1, y0, y1] = [xs[0], xs[xs.length - 1], ys[0], ys[ys.length - 1]];
   const sx = (value: number) => m.left + ((value - x0) / (x1 - x0 || 1)) * pw;
   const sy = (value: number) => m.top + ph - ((value - y0) / (y1 - y0 || 1)) * ph;
   const out: string[] = [];
@@ -101,7 +102,7 @@ export function renderLineChart(spec: ChartSpec): string {
   out.push(`<text x="${m.left + pw / 2}" y="${H - 22}" font-size="15" text-anchor="middle">${esc(spec.xLabel)}</text>`);
   out.push(`<text x="22" y="${m.top + ph / 2}" font-size="15" text-anchor="middle" transform="rotate(-90 22 ${m.top + ph / 2})">${esc(spec.yLabel)}</text>`);
   spec.series.forEach((chartSeries, i) => {
-    const color = PALETTE[i % PALETTE.length]!;
+    const color = PALETTE[i % PALETTE.length];
     const pts = chartSeries.points.filter((chartPoint) => Number.isFinite(chartPoint.x) && Number.isFinite(chartPoint.y));
     if (pts.length > 1) out.push(`<polyline fill="none" stroke="${color}" stroke-width="2.2" points="${pts.map((chartPoint) => `${sx(chartPoint.x).toFixed(1)},${sy(chartPoint.y).toFixed(1)}`).join(' ')}"/>`);
     for (const p of pts) {

@@ -11,6 +11,7 @@
  */
 import type { SimConfig } from '../sim/index.js';
 
+/** An xPyD topology: prefill and decode instances and their tensor-parallel sizes. */
 export interface Topology {
   name: string;
   kind: 'pd' | 'aggregated';
@@ -18,6 +19,7 @@ export interface Topology {
   decode: { replicas: number; tp: number };
 }
 
+/** GPUs a topology uses. */
 export function gpus(topology: Topology): number {
   return topology.prefill.replicas * topology.prefill.tp + topology.decode.replicas * topology.decode.tp;
 }
@@ -49,13 +51,13 @@ export function displayName(name: string): string {
 export function parseTopology(text: string): Topology {
   const s = text.trim();
   let m = /^ms-d(\d+)xTP(\d+)-p(\d+)xTP(\d+)$/i.exec(s);
-  if (m) return make('pd', +m[3]!, +m[4]!, +m[1]!, +m[2]!, s);
+  if (m) return make('pd', +m[3], +m[4], +m[1], +m[2], s);
   m = /^sa-d(\d+)xTP(\d+)$/i.exec(s);
-  if (m) return make('aggregated', 0, 1, +m[1]!, +m[2]!, s);
+  if (m) return make('aggregated', 0, 1, +m[1], +m[2], s);
   m = /^(\d+)P(\d+)D(?:-tp(\d+)-(\d+))?$/i.exec(s);
-  if (m) return make('pd', +m[1]!, m[3] ? +m[3] : 1, +m[2]!, m[4] ? +m[4] : 1);
+  if (m) return make('pd', +m[1], m[3] ? +m[3] : 1, +m[2], m[4] ? +m[4] : 1);
   m = /^agg(\d+)(?:-tp(\d+))?$/i.exec(s);
-  if (m) return make('aggregated', 0, 1, +m[1]!, m[2] ? +m[2] : 1);
+  if (m) return make('aggregated', 0, 1, +m[1], m[2] ? +m[2] : 1);
   throw new Error(`invalid topology "${text}": expected e.g. 2P1D, 2P1D-tp1-2 (prefill TP, decode TP), agg4, agg2-tp2, ms-d1xTP4-p2xTP2 or sa-d2xTP4`);
 }
 

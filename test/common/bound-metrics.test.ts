@@ -45,9 +45,16 @@ describe('BoundCounter / BoundGauge', () => {
         const bound = new BoundGauge({ name: 'x', help: 'A gauge.', labelNames: ['code'], registers: [ours] });
         for (const o of ops) {
           const child = bound.child({ code: o.code });
-          if (o.kind === 'dec') (reference.dec({ code: o.code }, o.value), child.dec(o.value));
-          else if (o.kind === 'set') (reference.set({ code: o.code }, o.value), child.set(o.value));
-          else (reference.inc({ code: o.code }, o.value), child.inc(o.value));
+          if (o.kind === 'dec') {
+            reference.dec({ code: o.code }, o.value);
+            child.dec(o.value);
+          } else if (o.kind === 'set') {
+            reference.set({ code: o.code }, o.value);
+            child.set(o.value);
+          } else {
+            reference.inc({ code: o.code }, o.value);
+            child.inc(o.value);
+          }
         }
         await same(ours, theirs);
       }),

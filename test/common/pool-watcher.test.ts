@@ -32,8 +32,9 @@ describe('pool specs', () => {
 describe('pod endpoints', () => {
   it('one per target port; readiness from the Ready condition and deletionTimestamp; no IP, no endpoint', () => {
     expect(podEndpoints(pod(), [8000, 8001]).map((podEndpoint) => `${podEndpoint.podKey} ${podEndpoint.address}:${podEndpoint.port} ${podEndpoint.ready}`)).toEqual(['ns/p 10.0.0.1:8000 true', 'ns/p 10.0.0.1:8001 true']);
-    expect(podEndpoints(pod({ ready: false }), [8000])[0]!.ready).toBe(false);
-    expect(podEndpoints(pod({ deleting: true }), [8000])[0]!.ready).toBe(false);
+    expect(podEndpoints(pod({ ready: false }), [8000])[0].ready).toBe(false);
+    expect(podEndpoints(pod({ deleting: true }), [8000])[0].ready).toBe(false);
+    // eslint-disable-next-line @typescript-eslint/no-misused-spread -- podEndpoints reads plain fields
     expect(podEndpoints({ ...pod(), status: {} }, [8000])).toEqual([]);
   });
 

@@ -9,7 +9,7 @@ async function startSim(extra: string[]) {
 describe('graceful shutdown', () => {
   it('SIGTERM lets an in-flight request finish, then exits 0', async () => {
     const sim = await startSim(['--time-to-first-token', '600ms', '--shutdown-timeout', '10s']);
-    const url = sim.match[1]!;
+    const url = sim.match[1];
     const inflight = fetch(`${url}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -30,7 +30,7 @@ describe('graceful shutdown', () => {
 
   it('the drain deadline closes requests that outlive it, and the process still exits 0', async () => {
     const sim = await startSim(['--time-to-first-token', '60s', '--shutdown-timeout', '200ms']);
-    const url = sim.match[1]!;
+    const url = sim.match[1];
     const inflight = fetch(`${url}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -38,7 +38,7 @@ describe('graceful shutdown', () => {
       signal: AbortSignal.timeout(10_000),
     }).then(
       (response) => response.status,
-      (err: Error) => err.message,
+      (err: unknown) => (err as Error).message,
     );
     await waitFor(async () => /vllm:num_requests_running\{[^}]*\} 1/.test(await fetch(`${url}/metrics`).then((response) => response.text())));
     sim.child.kill('SIGTERM');

@@ -23,19 +23,20 @@ import { sidecarCommand } from '../../src/sidecar/index.js';
 import { simCommand } from '../../src/sim/index.js';
 import { componentBinary, runCli, runProcess } from '../helpers.js';
 
+// eslint-disable-next-line no-restricted-syntax -- the three commands' option types differ; this test reads only what every definition has
 const COMMANDS = { epp: eppCommand, sidecar: sidecarCommand, sim: simCommand } as unknown as Record<string, CommandDefinition<OptionsSpec>>;
 
 /** A valid command-line form of a value: the spec's default, as upstream would print it. */
 function sampleArg(name: string, spec: OptionSpec<unknown>): string {
-  const d = spec.default as unknown;
+  const d = spec.default;
   if (spec.kind === 'bool') return `--${name}=${String(d)}`;
-  if (spec.kind === 'duration') return `--${name}=${d}ms`;
+  if (spec.kind === 'duration') return `--${name}=${String(d)}ms`;
   if (Array.isArray(d)) return `--${name}=${d.join(',')}`;
   return `--${name}=${String(d)}`;
 }
 
 function specOf(def: CommandDefinition<OptionsSpec>, entry: CompatEntry): OptionSpec<unknown> {
-  return entry.status === 'implemented' ? def.options[entry.option!]! : entry.spec!;
+  return entry.status === 'implemented' ? def.options[entry.option!] : entry.spec!;
 }
 
 /** Loads with no environment, so the machine's KUBECONFIG, POD_IP ... do not leak in. */
@@ -51,7 +52,7 @@ describe.each(Object.entries(COMMANDS))('%s: upstream compatibility table', (com
   });
 
   it.each(Object.keys(table.releases))('accepts every flag of %s with a valid value', (release) => {
-    const entries = Object.entries(table.flags).filter(([, e]) => e.releases.includes(release));
+    const entries = Object.entries(table.flags).filter(([, entry]) => entry.releases.includes(release));
     expect(entries.length).toBeGreaterThan(component === 'sim' ? 60 : 20);
     for (const [name, entry] of entries) {
       if (entry.status === 'implemented' && entry.option === undefined) continue; // config file flags: tested with a file
@@ -61,8 +62,8 @@ describe.each(Object.entries(COMMANDS))('%s: upstream compatibility table', (com
       } catch (e) {
         // Only a cross-field rule may object (e.g. --endpoint-target-ports needs --endpoint-selector): never the flag
         // or its value.
-        expect(e, `${arg}`).toBeInstanceOf(ConfigError);
-        expect((e as Error).message, `${arg}`).not.toMatch(/unknown flag|invalid value/);
+        expect(e, arg).toBeInstanceOf(ConfigError);
+        expect((e as Error).message, arg).not.toMatch(/unknown flag|invalid value/);
       }
     }
   });
@@ -80,7 +81,7 @@ describe.each(Object.entries(COMMANDS))('%s: upstream compatibility table', (com
   }, 60_000);
 
   it('an upstream flag in the config file counts as the flag (maps-to and ignored names are valid keys)', () => {
-    const [name, entry] = Object.entries(table.flags).find(([, e]) => e.status === 'ignored' && e.spec!.kind === 'bool')!;
+    const [name, entry] = Object.entries(table.flags).find(([, flag]) => flag.status === 'ignored' && flag.spec!.kind === 'bool')!;
     const dir = mkdtempSync(path.join(tmpdir(), 'pdr-compat-'));
     const file = path.join(dir, 'c.yaml');
     writeFileSync(file, `${name}: ${!entry.spec!.default}\n`);
@@ -213,7 +214,7 @@ describe('mapping and precedence', () => {
 
   it('every pd-router flag keeps its own name; upstream names never shadow one', () => {
     for (const def of Object.values(COMMANDS)) {
-      const native = new Set(Object.entries(def.options).flatMap(([k, s]) => [flagName(k, s), ...(s.aliases ?? [])]));
+      const native = new Set(Object.entries(def.options).flatMap(([k, spec]) => [flagName(k, spec), ...(spec.aliases ?? [])]));
       for (const [name, e] of Object.entries(def.compat!.flags)) expect(e.status === 'implemented' || !native.has(name), name).toBe(true);
     }
   });

@@ -195,7 +195,7 @@ describe('cost-based-pd-decider: calibration from model-server metrics', () => {
     expect(d.calibration.prefillMsPerToken.get()).toBeCloseTo(0.5, 6);
     expect(d.calibration.kvMsPerToken.get()).toBeCloseTo(0.004, 6);
     expect(d.calibration.meanComputedTokens('prefill0')).toBeCloseTo(1000, 6);
-    expect(last!.detail).toMatchObject({ msPerToken: 0.5, calibrated: true, kvTransferMs: 4 });
+    expect(last?.detail).toMatchObject({ msPerToken: 0.5, calibrated: true, kvTransferMs: 4 });
   });
 
   it('the queue estimate charges each request for the tokens it computed (prompt less prefix-cache hits)', () => {
@@ -206,7 +206,7 @@ describe('cost-based-pd-decider: calibration from model-server metrics', () => {
     for (let i = 1; i <= 5; i++) last = d.decide(input({ prompt: 100, now: i * 1000, prefill: [at(i)] }));
     expect(d.calibration.meanComputedTokens('prefill0')).toBeCloseTo(400, 6);
     // 2 waiting x 400 computed tokens x 1 ms
-    expect(last!.detail).toMatchObject({ prefillQueueMs: 800 });
+    expect(last?.detail).toMatchObject({ prefillQueueMs: 800 });
   });
 
   it('learns only from new scrapes, and forgets endpoints that left the pool', () => {

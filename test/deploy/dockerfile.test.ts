@@ -21,7 +21,7 @@ interface Stage {
 const stages: Stage[] = [];
 for (const l of lines) {
   const m = /^FROM (\S+)(?: AS (\S+))?$/.exec(l);
-  if (m) stages.push({ from: m[1]!, name: m[2] ?? '', lines: [] });
+  if (m) stages.push({ from: m[1], name: m[2] ?? '', lines: [] });
   else stages.at(-1)!.lines.push(l);
 }
 const stage = (name: string) => stages.find((stage) => stage.name === name)!;
@@ -30,8 +30,8 @@ const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as
 
 describe('Dockerfile', () => {
   it('builds in one stage and runs in a distroless, non-root stage every image derives from', () => {
-    expect(stages[0]!.from).toMatch(/^\S+node:20\.\d+\S*$/);
-    expect(stages[0]!.name).toBe('build');
+    expect(stages[0].from).toMatch(/^\S+node:20\.\d+\S*$/);
+    expect(stages[0].name).toBe('build');
     expect(stage('runtime').from).toBe('gcr.io/distroless/nodejs20-debian12:nonroot');
     expect(stage('runtime').lines).toContain('USER 65532:65532');
     expect(stage('build').lines).toContain('RUN npm run build && npm prune --omit=dev --ignore-scripts');
@@ -47,7 +47,7 @@ describe('Dockerfile', () => {
     expect(ep).toEqual(['/nodejs/bin/node', `/app/${pkg.bin[bin]}`]);
     expect(stage(target).lines.some((line) => line.startsWith('CMD'))).toBe(false);
     // The image's entrypoint, run from the local build: it is that component, taking flags without a command word.
-    const local = path.join(ROOT, ep[1]!.replace(/^\/app\//, ''));
+    const local = path.join(ROOT, ep[1].replace(/^\/app\//, ''));
     expect(existsSync(local)).toBe(true);
     const r = await runProcess(process.execPath, [local, '--help'], { timeoutMs: 30_000 });
     expect(r.code).toBe(0);

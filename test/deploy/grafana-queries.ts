@@ -39,7 +39,7 @@ export function metricNames(expr: string): string[] {
   const withoutLabels = withoutStrings.replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, '$1').replace(/\{[^}]*\}/g, '');
   const names = new Set<string>();
   for (const m of withoutLabels.matchAll(/(?<![\w$:.])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w:])/g)) {
-    const id = m[1]!;
+    const id = m[1];
     if (FUNCTIONS_AND_KEYWORDS.has(id)) continue;
     if (/^\d/.test(id)) continue;
     names.add(id.replace(/_(bucket|sum|count)$/, ''));
@@ -53,7 +53,7 @@ function splitTop(text: string, at: (settings: string, i: number) => boolean, wi
   let depth = 0;
   let start = 0;
   for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
+    const c = text[i];
     if (c === '(' || c === '[' || c === '{') depth++;
     else if (c === ')' || c === ']' || c === '}') depth--;
     else if (depth === 0 && at(text, i)) {
@@ -65,7 +65,7 @@ function splitTop(text: string, at: (settings: string, i: number) => boolean, wi
   return parts.map((path) => path.trim());
 }
 
-const isOr = (text: string, i: number) => i > 0 && text.startsWith('or', i) && /\s/.test(text[i - 1]!) && /\s/.test(text[i + 2] ?? '');
+const isOr = (text: string, i: number) => i > 0 && text.startsWith('or', i) && /\s/.test(text[i - 1]) && /\s/.test(text[i + 2] ?? '');
 
 /**
  * The variants of an expression with every `or` resolved to one of its sides (at any depth): the queries that must

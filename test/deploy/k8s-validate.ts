@@ -56,9 +56,10 @@ const InferencePool = z.strictObject({
 function unknownFields(type: string, value: unknown, path: string, out: string[]): void {
   const m = /^Array<(.+)>$/.exec(type);
   if (m) {
-    if (Array.isArray(value)) value.forEach((value, i) => unknownFields(m[1]!, value, `${path}[${i}]`, out));
+    if (Array.isArray(value)) value.forEach((value, i) => unknownFields(m[1], value, `${path}[${i}]`, out));
     return;
   }
+  // eslint-disable-next-line no-restricted-syntax -- the client library's model classes, looked up by name
   const model = (k8s as unknown as Record<string, { getAttributeTypeMap?: () => Array<{ baseName: string; type: string }> }>)[type];
   if (!model?.getAttributeTypeMap || typeof value !== 'object' || value === null) return;
   const fields = new Map(model.getAttributeTypeMap().map((left) => [left.baseName, left.type]));

@@ -17,7 +17,7 @@ type Obj = Record<string, any>;
 
 function render(dir: string): Obj[] {
   const out = execFileSync(KUSTOMIZE, ['build', path.join(ROOT, dir)], { encoding: 'utf8', timeout: 120_000 });
-  return parseAllDocuments(out).map((def) => def.toJSON() as Obj);
+  return parseAllDocuments(out).map((doc) => doc.toJSON() as Obj);
 }
 
 const rendered = new Map(OVERLAYS.map((text) => [text, render(`kustomize/overlays/${text}`)]));
@@ -29,7 +29,7 @@ const flag = (args: string[], name: string) => args.find((left) => left.startsWi
 const sidecarOf = (obj: Obj) => (obj.spec.template.spec.initContainers ?? []).find((config: Obj) => config.name === 'routing-sidecar');
 const serverOf = (obj: Obj) => obj.spec.template.spec.containers.find((config: Obj) => config.name === 'vllm');
 const params = (overlay: string) =>
-  (parseAllDocuments(readFileSync(path.join(ROOT, `kustomize/overlays/${overlay}/params.yaml`), 'utf8'))[0]!.toJSON() as Obj).data as Record<string, string>;
+  (parseAllDocuments(readFileSync(path.join(ROOT, `kustomize/overlays/${overlay}/params.yaml`), 'utf8'))[0].toJSON() as Obj).data as Record<string, string>;
 
 describe('kustomize overlays', () => {
   it('there is an overlay per accelerator plus cpu-sim', () => {
@@ -78,8 +78,8 @@ describe('kustomize overlays', () => {
         const args = c.args as string[];
         // A flag or the value of the flag before it (`--model MODEL`); never a command word.
         args.forEach((left, i) => {
-          if (left.startsWith('--')) expect(accepted.has(left.slice(2).split('=')[0]!), `${c.name}: ${left}`).toBe(true);
-          else expect(args[i - 1]?.startsWith('--') && !args[i - 1]!.includes('='), `${c.name}: stray argument ${left}`).toBe(true);
+          if (left.startsWith('--')) expect(accepted.has(left.slice(2).split('=')[0]), `${c.name}: ${left}`).toBe(true);
+          else expect(args[i - 1]?.startsWith('--') && !args[i - 1].includes('='), `${c.name}: stray argument ${left}`).toBe(true);
         });
       }
     });
@@ -101,7 +101,7 @@ describe('kustomize overlays', () => {
 
     it("prefill and decode pods share the pool's selector labels; nothing else matches it", () => {
       const selector = find(objs, 'InferencePool', 'pd-pool').spec.selector.matchLabels as Record<string, string>;
-      const matches = (line: Record<string, string>) => Object.entries(selector).every(([k, v]) => line?.[k] === v);
+      const matches = (line: Record<string, string>) => Object.entries(selector).every(([k, value]) => line?.[k] === value);
       const selected = deployments(objs).filter((obj) => matches(obj.spec.template.metadata.labels));
       expect(selected.map((obj) => role(obj)).sort()).toEqual(['decode', 'prefill']);
     });
@@ -127,7 +127,7 @@ describe('kustomize overlays', () => {
       const configParams = (epp.spec.template.spec.containers[0].args as string[]).filter((left) => left.startsWith('--config-param=')).map((left) => left.slice('--config-param='.length));
       const effective = applyConfigParams(cm.data['epp-config.yaml'], configParams);
       expect(() => loadEndpointPickerConfig(effective)).not.toThrow();
-      const decider = (parseAllDocuments(effective)[0]!.toJSON() as Obj).plugins.find((obj: Obj) => obj.name === 'decider');
+      const decider = (parseAllDocuments(effective)[0].toJSON() as Obj).plugins.find((obj: Obj) => obj.name === 'decider');
       expect(decider.parameters.nonCachedTokens).toBe(Number(params(overlay).NON_CACHED_TOKENS));
     });
   });

@@ -16,7 +16,7 @@ let stack: DevStack;
 const others = new Set<string>();
 const epp: Record<Mode, Set<string>> = { both: new Set(), 'llm-d': new Set(), gaie: new Set() };
 const namesIn = (text: string, into: Set<string>) => {
-  for (const m of text.matchAll(/^# (?:HELP|TYPE) (\S+)/gm)) into.add(m[1]!);
+  for (const m of text.matchAll(/^# (?:HELP|TYPE) (\S+)/gm)) into.add(m[1]);
 };
 const exposed = (mode: Mode) => new Set([...others, ...epp[mode]]);
 
@@ -28,9 +28,9 @@ beforeAll(async () => {
   }
   const texts = await Promise.all([
     metricsText(stack.gateway.url, '/gateway/metrics'),
-    metricsText(stack.decodes[0]!.sidecar.url, '/sidecar/metrics'),
-    metricsText(stack.decodes[0]!.sim.url),
-    metricsText(stack.prefills[0]!.url),
+    metricsText(stack.decodes[0].sidecar.url, '/sidecar/metrics'),
+    metricsText(stack.decodes[0].sim.url),
+    metricsText(stack.prefills[0].url),
   ]);
   for (const t of texts) namesIn(t, others);
   namesIn(await metricsText(`http://127.0.0.1:${stack.epp.ports.metricsPort}`), epp.both);
@@ -81,14 +81,14 @@ describe('Prometheus scrape configs', () => {
   it('the dev stack config names every component\'s metrics endpoint', () => {
     const cfg = parse(prometheusScrapeConfig(stack)) as { scrape_configs: Array<{ job_name: string; metrics_path: string; static_configs: Array<{ targets: string[] }> }> };
     const jobs = Object.fromEntries(cfg.scrape_configs.map((j) => [j.job_name, j]));
-    expect(jobs['pd-router-gateway']!.metrics_path).toBe('/gateway/metrics');
-    expect(jobs['pd-router-sidecar']!.metrics_path).toBe('/sidecar/metrics');
-    expect(jobs.vllm!.static_configs).toHaveLength(2);
+    expect(jobs['pd-router-gateway'].metrics_path).toBe('/gateway/metrics');
+    expect(jobs['pd-router-sidecar'].metrics_path).toBe('/sidecar/metrics');
+    expect(jobs.vllm.static_configs).toHaveLength(2);
   });
 
   it('the Kubernetes config parses and scrapes the sidecar path', () => {
     const k8s = parse(readFileSync(path.join(ROOT, 'deploy/prometheus/prometheus.yml'), 'utf8')) as { scrape_configs: Array<{ job_name: string; metrics_path?: string }> };
     expect(k8s.scrape_configs.map((j) => j.job_name)).toEqual(['pd-router-epp', 'pd-router-sidecar', 'vllm']);
-    expect(k8s.scrape_configs[1]!.metrics_path).toBe('/sidecar/metrics');
+    expect(k8s.scrape_configs[1].metrics_path).toBe('/sidecar/metrics');
   });
 });

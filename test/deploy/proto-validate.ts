@@ -60,7 +60,7 @@ export class ProtoValidator {
         return;
       case '.google.protobuf.Any': {
         const o = (value ?? {}) as Record<string, unknown>;
-        const name = typeof o['@type'] === 'string' ? (o['@type'] as string).replace(/^type\.googleapis\.com\//, '') : '';
+        const name = typeof o['@type'] === 'string' ? (o['@type']).replace(/^type\.googleapis\.com\//, '') : '';
         if (!name) return void errors.push(`${at}: Any without @type`);
         let inner: protobuf.Type;
         try {
@@ -69,7 +69,7 @@ export class ProtoValidator {
           return void errors.push(`${at}: unknown @type ${name}`);
         }
         const { ['@type']: _ignored, ...rest } = o;
-        return this.checkMessage(inner, rest, at, errors);
+        this.checkMessage(inner, rest, at, errors); return;
       }
     }
     if (typeof value !== 'object' || value === null || Array.isArray(value)) return void errors.push(`${at}: expected an object (${type.fullName.slice(1)})`);
@@ -106,7 +106,7 @@ export class ProtoValidator {
 
   private checkValue(field: protobuf.Field, value: unknown, at: string, errors: string[]): void {
     const rt = field.resolvedType;
-    if (rt instanceof protobuf.Type) return this.checkMessage(rt, value, at, errors);
+    if (rt instanceof protobuf.Type) { this.checkMessage(rt, value, at, errors); return; }
     if (rt instanceof protobuf.Enum) {
       if (!(typeof value === 'string' && value in rt.values) && !(typeof value === 'number' && Object.values(rt.values).includes(value))) {
         errors.push(`${at}: ${JSON.stringify(value)} is not a value of ${rt.fullName.slice(1)}`);

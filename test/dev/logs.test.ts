@@ -8,7 +8,7 @@ describe('pd-router dev logs', () => {
       timeoutMs: 120_000,
     });
     try {
-      const gateway = dev.match[1]!;
+      const gateway = dev.match[1];
       const r = await postJson(`${gateway}/v1/completions`, { model: 'sim-model', prompt: 'Hello', max_tokens: 4 }, { 'x-request-id': 'logs-test-1' }, 60_000);
       expect(r.status).toBe(200);
       // The EPP's scheduling decision and the sidecar's request line are debug logs of child processes.
@@ -28,7 +28,7 @@ describe('pd-router dev logs', () => {
     expect(help).toMatch(/--show-logs +Print every component's log lines .*\(default false\)/);
     const dev = await startCli(['dev', '--base-port', '0', '--port', '0', '--profile', 'zero', '--log-level', 'debug'], /gateway\s+(http:\S+)[\s\S]*Ctrl-C stops/, { timeoutMs: 120_000 });
     try {
-      const r = await postJson(`${dev.match[1]!}/v1/completions`, { model: 'sim-model', prompt: 'Hello', max_tokens: 4 }, {}, 60_000);
+      const r = await postJson(`${dev.match[1]}/v1/completions`, { model: 'sim-model', prompt: 'Hello', max_tokens: 4 }, {}, 60_000);
       expect(r.status).toBe(200);
     } finally {
       expect(await dev.stop()).toBe(0);

@@ -71,7 +71,7 @@ export function listeningPorts(pids: number[]): number[] {
     for (const fd of fds) {
       try {
         const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
-        if (m) inodes.add(m[1]!);
+        if (m) inodes.add(m[1]);
       } catch {
         // closed meanwhile
       }
@@ -83,7 +83,7 @@ export function listeningPorts(pids: number[]): number[] {
     for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
       const f = line.trim().split(/\s+/);
       // local_address is HEX_IP:HEX_PORT, st 0A is LISTEN, inode is the 10th field.
-      if (f.length > 9 && f[3] === '0A' && inodes.has(f[9]!)) ports.add(parseInt(f[1]!.split(':')[1]!, 16));
+      if (f.length > 9 && f[3] === '0A' && inodes.has(f[9])) ports.add(parseInt(f[1].split(':')[1], 16));
     }
   }
   return [...ports].sort((left, right) => left - right);

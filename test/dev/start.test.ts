@@ -57,10 +57,10 @@ async function startStack(ctx: TestContext, via: 'npm' | 'node', extra: string[]
     const onData = (chunk: Buffer) => {
       out += chunk.toString();
       const m = /gateway\s+(http:\S+)[\s\S]*Ctrl-C stops everything/.exec(out);
-      if (m) resolve(m[1]!);
+      if (m) resolve(m[1]);
     };
-    root.stdout!.on('data', onData);
-    root.stderr!.on('data', onData);
+    root.stdout.on('data', onData);
+    root.stderr.on('data', onData);
     void exit.then((entry) => reject(new Error(`exited (${entry.code ?? entry.signal}) before serving:\n${out}`)));
     setTimeout(() => reject(new Error(`not serving within ${START_MS}ms:\n${out}`)), START_MS).unref();
   });
@@ -149,7 +149,7 @@ describe.concurrent('npm start under signals: the whole stack stops, every port 
     // Both simulators hold requests until the client leaves, so the gateway drains (up to 60 s) on the first signal.
     for (const sim of s.output().matchAll(/(?:prefill-0\s+|vLLM sim )(http:\S+)/g)) expect((await postJson(`${sim[1]}/admin/config`, { hang: true })).status).toBe(200);
     void postJson(`${s.gateway}/v1/completions`, { model: 'sim-model', prompt: 'x', max_tokens: 2 }, {}, START_MS).catch(() => undefined);
-    const sidecar = /sidecar (http:\S+)/.exec(s.output())![1]!;
+    const sidecar = /sidecar (http:\S+)/.exec(s.output())![1];
     await waitFor(async () => metricValue(await metricsText(sidecar, '/sidecar/metrics'), 'pd_router_sidecar_inflight_requests') === 1, STOP_MS, 'the request held');
     process.kill(devPid(s), 'SIGTERM');
     await waitFor(() => s.output().includes('shutting down'), STOP_MS, 'the first signal to be handled');

@@ -29,7 +29,7 @@ describe('the opt-in decision header', () => {
     // The same reasons are counted for dashboards.
     const text = await metricsText(`http://127.0.0.1:${stack.epp.ports.metricsPort}`);
     for (const [type, reason] of [['prefill-decode', 'above-threshold'], ['decode-only', 'cached'], ['decode-only', 'below-threshold']]) {
-      expect(metricValue(text, 'llm_d_epp_disagg_decision_reason_total', { decision_type: type!, reason: reason! })).toBeGreaterThanOrEqual(1);
+      expect(metricValue(text, 'llm_d_epp_disagg_decision_reason_total', { decision_type: type, reason: reason })).toBeGreaterThanOrEqual(1);
     }
   });
 });

@@ -19,7 +19,7 @@ const prompt = (tag: string) => Array.from({ length: 400 }, (_, i) => `${tag}${i
 function send(gateway: string, tag: string, extra: Record<string, unknown> = {}): Promise<number | string> {
   return postJson(`${gateway}/v1/chat/completions`, { model: MODEL, messages: [{ role: 'user', content: prompt(tag) }], max_tokens: 4, ...extra }, {}, 15_000).then(
     (jsonResponse) => jsonResponse.status,
-    (err: Error) => err.message,
+    (err: unknown) => (err as Error).message,
   );
 }
 
@@ -45,21 +45,21 @@ describe('a prefill simulator killed mid-run', () => {
     });
     const s = stack;
     const inflight = [send(s.gateway.url, 'a'), send(s.gateway.url, 'b'), send(s.gateway.url, 'c')];
-    await waitFor(async () => (await running(s.prefills[0]!.url)) + (await running(s.prefills[1]!.url)) === 3, 10_000, 'three prefills in flight');
-    const victim = (await running(s.prefills[0]!.url)) > 0 ? 0 : 1;
-    await s.prefills[victim]!.kill();
+    await waitFor(async () => (await running(s.prefills[0].url)) + (await running(s.prefills[1].url)) === 3, 10_000, 'three prefills in flight');
+    const victim = (await running(s.prefills[0].url)) > 0 ? 0 : 1;
+    await s.prefills[victim].kill();
     await waitFor(() => !s.liveEndpoints().includes(`prefill-${victim}`), 5_000, 'endpoint dropped from discovery');
-    const survivor = s.prefills[1 - victim]!;
+    const survivor = s.prefills[1 - victim];
     // Requests already on the survivor finish after its 3 s prefill; new ones need not wait.
     expect((await postJson(`${survivor.url}/admin/config`, { 'time-to-first-token': '0s' })).status).toBe(200);
     const statuses = await Promise.all(inflight);
     expect(statuses).toEqual([200, 200, 200]);
-    const fallbacks = metricValue(await metricsText(s.decodes[0]!.sidecar.url, '/sidecar/metrics'), 'pd_router_sidecar_pd_requests_total', { connector: 'nixlv2', mode: 'fallback_local' }) ?? 0;
+    const fallbacks = metricValue(await metricsText(s.decodes[0].sidecar.url, '/sidecar/metrics'), 'pd_router_sidecar_pd_requests_total', { connector: 'nixlv2', mode: 'fallback_local' }) ?? 0;
     expect(fallbacks).toBeGreaterThanOrEqual(1);
     // Once discovery dropped it, new long prompts go to the survivor only.
     await eppSees(s, 2);
     const prefillsOnSurvivor = async () => ((await getJson(`${survivor.url}/admin/requests`)).body.requests as Array<{ kind: string }>).filter((result) => result.kind === 'prefill').length;
-    const fallbacksNow = async () => metricValue(await metricsText(s.decodes[0]!.sidecar.url, '/sidecar/metrics'), 'pd_router_sidecar_pd_requests_total', { connector: 'nixlv2', mode: 'fallback_local' }) ?? 0;
+    const fallbacksNow = async () => metricValue(await metricsText(s.decodes[0].sidecar.url, '/sidecar/metrics'), 'pd_router_sidecar_pd_requests_total', { connector: 'nixlv2', mode: 'fallback_local' }) ?? 0;
     const [prefillsBefore, fallbacksBefore] = [await prefillsOnSurvivor(), await fallbacksNow()];
     for (let i = 0; i < 4; i++) expect(await send(s.gateway.url, `after${i}`)).toBe(200);
     // Each of the four was prefilled by the survivor, none fell back to a local prefill after trying the dead one.
@@ -75,11 +75,11 @@ describe('a decode simulator killed', () => {
     // ignore_eos makes the simulator produce all max_tokens, so the stream stays open between tokens.
     const inflight = postJson(`${s.gateway.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: 'user', content: prompt('dec') }], max_tokens: 4, stream: true, ignore_eos: true }, {}, 15_000).then(
       (jsonResponse) => ({ status: jsonResponse.status, text: jsonResponse.text }),
-      (err: Error) => ({ status: 0, text: err.message }),
+      (err: unknown) => ({ status: 0, text: (err as Error).message }),
     );
-    await waitFor(async () => (await running(s.decodes[0]!.sim.url)) + (await running(s.decodes[1]!.sim.url)) === 1, 10_000, 'decode in flight');
-    const victim = (await running(s.decodes[0]!.sim.url)) === 1 ? 0 : 1;
-    await s.decodes[victim]!.sim.kill();
+    await waitFor(async () => (await running(s.decodes[0].sim.url)) + (await running(s.decodes[1].sim.url)) === 1, 10_000, 'decode in flight');
+    const victim = (await running(s.decodes[0].sim.url)) === 1 ? 0 : 1;
+    await s.decodes[victim].sim.kill();
     const result = await inflight;
     // The stream had started (status 200) and ends with an SSE error event (then [DONE], as vLLM ends a failed
     // stream), or the connection is cut.
@@ -92,7 +92,7 @@ describe('a decode simulator killed', () => {
     }
     await waitFor(() => !s.liveEndpoints().includes(`decode-${victim}`), 5_000, 'decode endpoint dropped');
     await eppSees(s, 2);
-    const other = s.decodes[1 - victim]!;
+    const other = s.decodes[1 - victim];
     expect((await postJson(`${other.sim.url}/admin/config`, { 'inter-token-latency': '0s' })).status).toBe(200);
     for (let i = 0; i < 3; i++) expect(await send(s.gateway.url, `later${i}`)).toBe(200);
   }, 180_000);

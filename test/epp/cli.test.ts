@@ -86,7 +86,7 @@ describe('pd-router epp', () => {
       const call = client.open();
       call.send(headers({ ':path': '/v1/completions' }), body(JSON.stringify({ model: 'm', prompt: 'hi' }), true));
       const [r] = await call.waitFor(1);
-      expect(setHeadersOf(r!.request_headers!.response.header_mutation)[0]).toEqual(['x-gateway-destination-endpoint', '10.5.0.2:8000', 'OVERWRITE_IF_EXISTS_OR_ADD']);
+      expect(setHeadersOf(r.request_headers!.response.header_mutation)[0]).toEqual(['x-gateway-destination-endpoint', '10.5.0.2:8000', 'OVERWRITE_IF_EXISTS_OR_ADD']);
       call.end();
     } finally {
       client.close();

@@ -29,9 +29,9 @@ describe('--config-param', () => {
     const out = parse(
       applyConfigParams(CONFIG, ['decider.nonCachedTokens=256', 'approx-prefix-cache-producer.autoTune=false', 'disagg-profile-handler.deciders.prefill=decider']),
     ) as { plugins: Array<{ parameters?: Record<string, unknown> }> };
-    expect(out.plugins[0]!.parameters).toEqual({ nonCachedTokens: 256 });
-    expect(out.plugins[1]!.parameters).toEqual({ autoTune: false });
-    expect(out.plugins[2]!.parameters).toEqual({ deciders: { prefill: 'decider' } });
+    expect(out.plugins[0].parameters).toEqual({ nonCachedTokens: 256 });
+    expect(out.plugins[1].parameters).toEqual({ autoTune: false });
+    expect(out.plugins[2].parameters).toEqual({ deciders: { prefill: 'decider' } });
     expect(() => loadEndpointPickerConfig(applyConfigParams(CONFIG, ['decider.nonCachedTokens=256']))).not.toThrow();
   });
 

@@ -71,7 +71,7 @@ plugins:
 schedulingProfiles:
 - {name: decode, plugins: [{pluginRef: queue-scorer}]}
 `);
-      expect(c.profiles.get('decode')!.scorers[0]!.weight).toBe(1);
+      expect(c.profiles.get('decode')!.scorers[0].weight).toBe(1);
       expect(c.plugins.get('later')!.type).toBe('always-disagg-pd-decider');
     }
   });
@@ -179,7 +179,7 @@ describe('the config file as the EPP reads it', () => {
     // 16 MB of plugins of unknown types: parsing it all took about 20 s of CPU before the bound.
     const line = (i: number) => `- {type: nope-${i}, name: plugin-number-${i}}\n`;
     const lines: string[] = [HEAD, 'plugins:\n'];
-    for (let i = 0, size = 0; size < 16 * 1024 * 1024; i++) size += (lines[lines.push(line(i)) - 1]!).length;
+    for (let i = 0, size = 0; size < 16 * 1024 * 1024; i++) size += (lines[lines.push(line(i)) - 1]).length;
     writeFileSync(file, lines.join(''));
     const endpoints = endpointsFile(endpointsYaml([spec('a', '10.0.0.1')]));
     const cpu = process.cpuUsage();

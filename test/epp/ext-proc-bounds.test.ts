@@ -33,11 +33,11 @@ describe('the request buffer budget (--request-buffer-budget)', () => {
 
     const c = t.client.open().send(headers(REQUEST), body(opening(400 * KiB), false));
     const [r] = await c.waitFor(1);
-    expect(decoded(r!.immediate_response)).toMatchObject({
+    expect(decoded(r.immediate_response)).toMatchObject({
       status: { code: 'ServiceUnavailable' },
       body: `inference error: ServiceUnavailable - request body buffers are full (${800 * KiB} of ${1024 * KiB} bytes held by requests in flight)`,
     });
-    expect(setHeadersOf(r!.immediate_response!.headers)).toEqual([['x-llm-d-request-dropped-reason', 'rejected-saturated', 'OVERWRITE_IF_EXISTS_OR_ADD']]);
+    expect(setHeadersOf(r.immediate_response!.headers)).toEqual([['x-llm-d-request-dropped-reason', 'rejected-saturated', 'OVERWRITE_IF_EXISTS_OR_ADD']]);
     expect(await c.ended).toEqual({ code: 0, details: 'OK' });
     expect(await held()).toBe(800 * KiB);
 
@@ -45,11 +45,11 @@ describe('the request buffer budget (--request-buffer-budget)', () => {
     a.cancel();
     await waitFor(async () => (await held()) === 400 * KiB, 5_000, 'cancelled body released');
     const d = t.client.open().send(headers(REQUEST), body(opening(400 * KiB), false), body(closing, true));
-    expect((await d.waitFor(2))[0]!.request_headers).toBeTruthy();
+    expect((await d.waitFor(2))[0].request_headers).toBeTruthy();
     d.end();
     // A finished body is parsed, scheduled and released.
     b.send(body(closing, true));
-    expect((await b.waitFor(2))[0]!.request_headers).toBeTruthy();
+    expect((await b.waitFor(2))[0].request_headers).toBeTruthy();
     b.end();
     await waitFor(async () => (await held()) === 0, 5_000, 'every body released');
   });
@@ -57,7 +57,7 @@ describe('the request buffer budget (--request-buffer-budget)', () => {
   it('a body over --max-request-body-size is still a 413 and holds nothing', async () => {
     const call = t.client.open().send(headers(REQUEST), body(opening(300 * KiB), false), body('y'.repeat(300 * KiB), false));
     const [r] = await call.waitFor(1);
-    expect(r!.immediate_response!.status.code).toBe('PayloadTooLarge');
+    expect(r.immediate_response!.status.code).toBe('PayloadTooLarge');
     expect(await held()).toBe(0);
   });
 });
@@ -72,7 +72,7 @@ describe('the request body timeout (--request-body-timeout)', () => {
   it('a body that stops arriving gets 408 with the reason, the stream ends and its bytes are released', async () => {
     const call = t.client.open().send(headers(REQUEST), body(opening(1000), false));
     const [r] = await call.waitFor(1);
-    expect(decoded(r!.immediate_response)).toEqual({
+    expect(decoded(r.immediate_response)).toEqual({
       status: { code: 'RequestTimeout' },
       headers: null,
       body: 'inference error: RequestTimeout - request body made no progress for 300ms (1000 bytes received)',
@@ -86,7 +86,7 @@ describe('the request body timeout (--request-body-timeout)', () => {
   it('request headers announcing a body that never comes: 408 too', async () => {
     const call = t.client.open().send(headers(REQUEST));
     const [r] = await call.waitFor(1);
-    expect(Buffer.from(r!.immediate_response!.body!).toString()).toBe('inference error: RequestTimeout - request body made no progress for 300ms (0 bytes received)');
+    expect(Buffer.from(r.immediate_response!.body!).toString()).toBe('inference error: RequestTimeout - request body made no progress for 300ms (0 bytes received)');
     expect(await call.ended).toEqual({ code: 0, details: 'OK' });
   });
 });

@@ -82,7 +82,7 @@ export class ExtProcTestClient {
 
 export function headers(value: Record<string, string>, endOfStream = false): ProcessingRequest {
   return {
-    request_headers: { headers: { headers: Object.entries(value).map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) }, end_of_stream: endOfStream },
+    request_headers: { headers: { headers: Object.entries(value).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) }, end_of_stream: endOfStream },
   };
 }
 
@@ -92,7 +92,7 @@ export function body(right: string | Buffer, endOfStream: boolean): ProcessingRe
 
 export function responseHeaders(value: Record<string, string>, endOfStream = false): ProcessingRequest {
   return {
-    response_headers: { headers: { headers: Object.entries(value).map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) }, end_of_stream: endOfStream },
+    response_headers: { headers: { headers: Object.entries(value).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) }, end_of_stream: endOfStream },
   };
 }
 

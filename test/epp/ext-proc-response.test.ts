@@ -27,7 +27,7 @@ describe('response path', () => {
     await call.waitFor(2);
     call.send(responseHeaders({ ':status': '200', 'content-type': 'text/event-stream', 'x-backend': 'b' }));
     const [, , h] = await call.waitFor(3);
-    expect(setHeadersOf(h!.response_headers!.response.header_mutation)).toEqual([
+    expect(setHeadersOf(h.response_headers!.response.header_mutation)).toEqual([
       ['x-went-into-resp-headers', 'true', OVERWRITE],
       ['content-type', 'text/event-stream', OVERWRITE],
       ['x-backend', 'b', OVERWRITE],
@@ -37,13 +37,13 @@ describe('response path', () => {
       'data: {"choices":[{"text":" world"}],"usage":null}\n\ndata: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":10,"total_tokens":17}}\n\n',
       'data: [DONE]\n\n',
     ];
-    call.send(responseBody(frames[0]!, false));
+    call.send(responseBody(frames[0], false));
     const r1 = await call.waitFor(4);
-    expect((r1[3]!.response_body!.response.body_mutation as any).streamed_response).toMatchObject({ end_of_stream: false });
-    expect(Buffer.from((r1[3]!.response_body!.response.body_mutation as any).streamed_response.body).toString()).toBe(frames[0]);
-    call.send(responseBody(frames[1]!, false), responseBody(frames[2]!, true));
+    expect((r1[3].response_body!.response.body_mutation as any).streamed_response).toMatchObject({ end_of_stream: false });
+    expect(Buffer.from((r1[3].response_body!.response.body_mutation as any).streamed_response.body).toString()).toBe(frames[0]);
+    call.send(responseBody(frames[1], false), responseBody(frames[2], true));
     const all = await call.waitFor(6);
-    expect((all[5]!.response_body!.response.body_mutation as any).streamed_response.end_of_stream).toBe(true);
+    expect((all[5].response_body!.response.body_mutation as any).streamed_response.end_of_stream).toBe(true);
     call.end();
     await call.ended;
     const text = await metricsText(`http://127.0.0.1:${t.epp.metricsPort}`);
@@ -72,8 +72,8 @@ describe('response path', () => {
     await call.waitFor(2);
     call.send(responseHeaders({ ':status': '500' }), responseBody('not json', false), { response_trailers: { trailers: { headers: [] } } });
     const got = await call.waitFor(5);
-    expect(Buffer.from((got[3]!.response_body!.response.body_mutation as any).streamed_response.body).toString()).toBe('not json');
-    expect(got[4]!.response_trailers).toBeTruthy();
+    expect(Buffer.from((got[3].response_body!.response.body_mutation as any).streamed_response.body).toString()).toBe('not json');
+    expect(got[4].response_trailers).toBeTruthy();
     call.end();
   });
 });
@@ -85,8 +85,8 @@ describe('bounds', () => {
       const call = small.client.open();
       call.send(headers({ ':path': '/v1/completions' }), body('x'.repeat(1500), false), body('x'.repeat(1500), false));
       const [r] = await call.waitFor(1);
-      expect(r!.immediate_response!.status.code).toBe('PayloadTooLarge');
-      expect(Buffer.from(r!.immediate_response!.body!).toString()).toBe('inference error: PayloadTooLarge - request body exceeds the limit of 2048 bytes');
+      expect(r.immediate_response!.status.code).toBe('PayloadTooLarge');
+      expect(Buffer.from(r.immediate_response!.body!).toString()).toBe('inference error: PayloadTooLarge - request body exceeds the limit of 2048 bytes');
       expect((await call.ended).code).toBe(0);
     } finally {
       await small.close();

@@ -27,7 +27,7 @@ function expectedHeadersResponse(destination: string, set: Array<[string, string
     request_headers: {
       response: {
         status: 'CONTINUE',
-        header_mutation: { set_headers: set.map(([k, v]) => hv(k, v)), remove_headers: remove },
+        header_mutation: { set_headers: set.map(([k, value]) => hv(k, value)), remove_headers: remove },
         body_mutation: null,
         trailers: null,
         clear_route_cache: true,
@@ -131,11 +131,11 @@ describe('request path', () => {
       const call = t.client.open();
       call.send(headers(smuggled), body(completion(prompt), true));
       const [h] = await call.waitFor(2);
-      const mutation = h!.request_headers!.response.header_mutation!;
+      const mutation = h.request_headers!.response.header_mutation!;
       const set = setHeadersOf(mutation);
       expect(set.filter(([k]) => k === 'x-gateway-destination-endpoint')).toEqual([['x-gateway-destination-endpoint', '127.0.0.3:9', OVERWRITE]]);
       expect(set.filter(([k]) => k === 'x-prefiller-host-port')).toEqual(prefill ? [['x-prefiller-host-port', prefill, OVERWRITE]] : []);
-      expect(set.some(([, v]) => v.startsWith('6.6.6.6') || v.startsWith('169.254'))).toBe(false);
+      expect(set.some(([, value]) => value.startsWith('6.6.6.6') || value.startsWith('169.254'))).toBe(false);
       expect(mutation.remove_headers).toEqual(prefill ? REMOVED_PD : REMOVED_DECODE_ONLY);
       expect(set.every(([, , action]) => action === OVERWRITE)).toBe(true);
       call.end();
@@ -149,9 +149,9 @@ describe('request path', () => {
     // Nothing may be answered before the end of stream; the first reply must follow the last chunk.
     call.send(body(text.slice(20), true));
     const got = await call.waitFor(2);
-    expect(got[0]!.request_headers).toBeTruthy();
+    expect(got[0].request_headers).toBeTruthy();
     expect(decoded(got[1])).toEqual(expectedBodyResponse(text, true));
-    expect(setHeadersOf(got[0]!.request_headers!.response.header_mutation).find(([k]) => k === 'Content-Length')![1]).toBe(String(text.length));
+    expect(setHeadersOf(got[0].request_headers!.response.header_mutation).find(([k]) => k === 'Content-Length')![1]).toBe(String(text.length));
     call.end();
   });
 
@@ -171,7 +171,7 @@ describe('request path', () => {
     const call = t.client.open();
     call.send(headers({ ':path': '/v1/completions' }), body('no json', true));
     const [r] = await call.waitFor(1);
-    expect(decoded(r!.immediate_response)).toEqual({
+    expect(decoded(r.immediate_response)).toEqual({
       status: { code: 'BadRequest' },
       headers: null,
       body: "inference error: BadRequest - error unmarshaling request bodyMap: invalid character 'o' in literal null (expecting 'u')",
@@ -192,8 +192,8 @@ describe('request path', () => {
       const call = t.client.open();
       call.send(headers({ ':path': path }), body(text, true));
       const [r] = await call.waitFor(1);
-      expect(r!.immediate_response!.status.code).toBe('BadRequest');
-      expect(Buffer.from(r!.immediate_response!.body!).toString()).toBe(message);
+      expect(r.immediate_response!.status.code).toBe('BadRequest');
+      expect(Buffer.from(r.immediate_response!.body!).toString()).toBe(message);
     }
   });
 
@@ -211,7 +211,7 @@ describe('request path', () => {
         const call = t.client.open();
         call.send(headers({ ':path': path, ...extra }), body(make('['.repeat(depth), ']'.repeat(depth)), true));
         const [r] = await call.waitFor(1);
-        expect(decoded(r!.immediate_response), `${path} depth ${depth}`).toEqual({
+        expect(decoded(r.immediate_response), `${path} depth ${depth}`).toEqual({
           status: { code: 'BadRequest' },
           headers: null,
           body: "inference error: BadRequest - error unmarshaling request bodyMap: invalid character '[' exceeded max depth",
@@ -224,7 +224,7 @@ describe('request path', () => {
     // At the bound (objects and arrays 1000 deep in all) the request is routed.
     const call = t.client.open();
     call.send(headers({ ':path': '/v1/completions', 'x-llm-d-model-name-rewrite': 'other' }), body(`{"model":"m","prompt":"x","a":${'['.repeat(999)}${']'.repeat(999)}}`, true));
-    expect((await call.waitFor(2))[0]!.request_headers).toBeTruthy();
+    expect((await call.waitFor(2))[0].request_headers).toBeTruthy();
     call.end();
   }, 60_000);
 
@@ -232,10 +232,10 @@ describe('request path', () => {
     const call = t.client.open();
     call.send(headers({ ':path': '/v1/models', ':method': 'GET', 'x-request-id': 'get-1' }, true));
     const [r] = await call.waitFor(1);
-    const set = setHeadersOf(r!.request_headers!.response.header_mutation);
-    expect(['127.0.0.2:9', '127.0.0.3:9']).toContain(set[0]![1]);
+    const set = setHeadersOf(r.request_headers!.response.header_mutation);
+    expect(['127.0.0.2:9', '127.0.0.3:9']).toContain(set[0][1]);
     expect(set.map(([k]) => k)).toEqual(['x-gateway-destination-endpoint', 'x-request-id']);
-    expect(r!.request_headers!.response.clear_route_cache).toBe(true);
+    expect(r.request_headers!.response.clear_route_cache).toBe(true);
     call.end();
   });
 
@@ -244,8 +244,8 @@ describe('request path', () => {
     const text = completion('hi');
     call.send(headers({ ':path': '/v1/completions' }), body(text, false), { request_trailers: { trailers: { headers: [] } } });
     const got = await call.waitFor(3);
-    expect((got[1]!.request_body!.response.body_mutation as any).streamed_response.end_of_stream).toBe(false);
-    expect(got[2]!.request_trailers).toBeTruthy();
+    expect((got[1].request_body!.response.body_mutation as any).streamed_response.end_of_stream).toBe(false);
+    expect(got[2].request_trailers).toBeTruthy();
     call.end();
   });
 
@@ -253,14 +253,14 @@ describe('request path', () => {
     const call = t.client.open();
     call.send(headers({ ':path': '/v1/completions', 'x-llm-d-model-name-rewrite': 'target-model' }), body(completion('hi'), true));
     const got = await call.waitFor(2);
-    const forwarded = (got[1]!.request_body!.response.body_mutation as any).streamed_response.body.toString();
+    const forwarded = (got[1].request_body!.response.body_mutation as any).streamed_response.body.toString();
     expect(JSON.parse(forwarded).model).toBe('target-model');
-    const set = setHeadersOf(got[0]!.request_headers!.response.header_mutation);
+    const set = setHeadersOf(got[0].request_headers!.response.header_mutation);
     expect(set.find(([k]) => k === 'Content-Length')![1]).toBe(String(Buffer.byteLength(forwarded)));
     expect(set.some(([k]) => k === 'x-llm-d-model-name-rewrite')).toBe(false);
     call.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }), responseBody('{"model": "target-model","choices":[]}', true));
     const resp = await call.waitFor(4);
-    expect((resp[3]!.response_body!.response.body_mutation as any).streamed_response.body.toString()).toBe('{"model": "food-review","choices":[]}');
+    expect((resp[3].response_body!.response.body_mutation as any).streamed_response.body.toString()).toBe('{"model": "food-review","choices":[]}');
     call.end();
   });
 });
@@ -269,7 +269,7 @@ describe('every routing header a client sends (ROUTING_HEADERS), on every decisi
   const MARK = '6.6.6.6';
   /** Every routing header, some in upper case, x-prefiller-url twice: each with a value that names the smuggler. */
   const smuggling = (pseudo: Record<string, string>, endOfStream: boolean) => {
-    const list = Object.entries(pseudo).map(([key, v]) => ({ key, raw_value: Buffer.from(v) }));
+    const list = Object.entries(pseudo).map(([key, value]) => ({ key, raw_value: Buffer.from(value) }));
     ROUTING_HEADERS.forEach((host, i) => list.push({ key: i % 2 ? host.toUpperCase() : host, raw_value: Buffer.from(`${MARK}:${i + 1}`) }));
     list.push({ key: 'x-prefiller-url', raw_value: Buffer.from(`http://${MARK}:99`) });
     return { request_headers: { headers: { headers: list }, end_of_stream: endOfStream } };
@@ -287,15 +287,15 @@ describe('every routing header a client sends (ROUTING_HEADERS), on every decisi
         expect(mutation?.remove_headers ?? [], h).toContain(h);
       }
     }
-    expect(set.filter(([, v]) => v.includes(MARK))).toEqual([]);
+    expect(set.filter(([, value]) => value.includes(MARK))).toEqual([]);
   }
 
   it('decode-only: every one removed except the destination, which is the EPP\'s', async () => {
     const call = t.client.open();
     call.send(smuggling({ ':path': '/v1/completions', ':method': 'POST' }, false), body(completion('hi'), true));
     const [h] = await call.waitFor(2);
-    expectOnlyEppRouting(h!.request_headers!.response.header_mutation, { [DESTINATION_ENDPOINT]: '127.0.0.3:9' });
-    expect(JSON.stringify(decoded(h!.dynamic_metadata))).not.toContain(MARK);
+    expectOnlyEppRouting(h.request_headers!.response.header_mutation, { [DESTINATION_ENDPOINT]: '127.0.0.3:9' });
+    expect(JSON.stringify(decoded(h.dynamic_metadata))).not.toContain(MARK);
     call.end();
   });
 
@@ -303,7 +303,7 @@ describe('every routing header a client sends (ROUTING_HEADERS), on every decisi
     const call = t.client.open();
     call.send(smuggling({ ':path': '/v1/completions', ':method': 'POST' }, false), body(completion(`Nobody asked this before. ${LONG_PROMPT}`), true));
     const [h] = await call.waitFor(2);
-    expectOnlyEppRouting(h!.request_headers!.response.header_mutation, { [DESTINATION_ENDPOINT]: '127.0.0.3:9', [PREFILLER_HOST_PORT]: '127.0.0.2:9' });
+    expectOnlyEppRouting(h.request_headers!.response.header_mutation, { [DESTINATION_ENDPOINT]: '127.0.0.3:9', [PREFILLER_HOST_PORT]: '127.0.0.2:9' });
     call.end();
   });
 
@@ -311,7 +311,7 @@ describe('every routing header a client sends (ROUTING_HEADERS), on every decisi
     const call = t.client.open();
     call.send(smuggling({ ':path': '/v1/models', ':method': 'GET' }, true));
     const [h] = await call.waitFor(1);
-    const mutation = h!.request_headers!.response.header_mutation;
+    const mutation = h.request_headers!.response.header_mutation;
     const destination = setHeadersOf(mutation).find(([k]) => k === DESTINATION_ENDPOINT)![1];
     expect(['127.0.0.2:9', '127.0.0.3:9']).toContain(destination);
     expectOnlyEppRouting(mutation, { [DESTINATION_ENDPOINT]: destination });
@@ -322,8 +322,8 @@ describe('every routing header a client sends (ROUTING_HEADERS), on every decisi
     const call = t.client.open();
     call.send(smuggling({ ':path': '/v1/completions', ':method': 'POST' }, false), body('{"model": ', true));
     const [r] = await call.waitFor(1);
-    expect(r!.immediate_response!.status.code).toBe('BadRequest');
-    expect(setHeadersOf(r!.immediate_response!.headers).filter(([k]) => ROUTING_HEADERS.includes(k.toLowerCase()))).toEqual([]);
+    expect(r.immediate_response!.status.code).toBe('BadRequest');
+    expect(setHeadersOf(r.immediate_response!.headers).filter(([k]) => ROUTING_HEADERS.includes(k.toLowerCase()))).toEqual([]);
     expect(JSON.stringify(decoded(r))).not.toContain(MARK);
     expect(await call.ended).toEqual({ code: 0, details: 'OK' });
   });
@@ -348,14 +348,14 @@ schedulingProfiles: [{name: default, plugins: [{pluginRef: queue-scorer}]}]
     call.send({ ...headers({ ':path': '/v1/completions' }), ...(subset ? { metadata_context: subsetHint(subset) } : {}) }, body(completion('hi'), true));
     const [r] = await call.waitFor(1);
     call.end();
-    return r!;
+    return r;
   };
 
   it('picks the best endpoint of the subset (ports ignored), and of the pool without a hint', async () => {
     expect((await route(undefined)).dynamic_metadata).toBeTruthy();
-    expect(setHeadersOf((await route(undefined)).request_headers!.response.header_mutation)[0]![1]).toBe('127.0.0.11:8000');
-    expect(setHeadersOf((await route(['127.0.0.12:1', '127.0.0.13:2'])).request_headers!.response.header_mutation)[0]![1]).toBe('127.0.0.12:8000');
-    expect(setHeadersOf((await route(['127.0.0.13:8000', '10.9.9.9:8000'])).request_headers!.response.header_mutation)[0]![1]).toBe('127.0.0.13:8000');
+    expect(setHeadersOf((await route(undefined)).request_headers!.response.header_mutation)[0][1]).toBe('127.0.0.11:8000');
+    expect(setHeadersOf((await route(['127.0.0.12:1', '127.0.0.13:2'])).request_headers!.response.header_mutation)[0][1]).toBe('127.0.0.12:8000');
+    expect(setHeadersOf((await route(['127.0.0.13:8000', '10.9.9.9:8000'])).request_headers!.response.header_mutation)[0][1]).toBe('127.0.0.13:8000');
   });
 
   it('a subset that matches nothing, or an empty subset → 503 with x-llm-d-request-dropped-reason: rejected-no-endpoints', async () => {
@@ -383,12 +383,12 @@ describe('no endpoints', () => {
     let call = e.client.open();
     call.send(headers({ ':path': '/v1/models' }, true));
     let [r] = await call.waitFor(1);
-    expect(r!.immediate_response!.status.code).toBe('InternalServerError');
-    expect(Buffer.from(r!.immediate_response!.body!).toString()).toBe('inference error: Internal - no pods available in datastore');
+    expect(r.immediate_response!.status.code).toBe('InternalServerError');
+    expect(Buffer.from(r.immediate_response!.body!).toString()).toBe('inference error: Internal - no pods available in datastore');
     call = e.client.open();
     call.send(headers({ ':path': '/v1/completions' }), body(completion('hi'), true));
     [r] = await call.waitFor(1);
-    expect(r!.immediate_response!.status.code).toBe('ServiceUnavailable');
-    expect(setHeadersOf(r!.immediate_response!.headers)).toEqual([['x-llm-d-request-dropped-reason', 'rejected-no-endpoints', OVERWRITE]]);
+    expect(r.immediate_response!.status.code).toBe('ServiceUnavailable');
+    expect(setHeadersOf(r.immediate_response!.headers)).toEqual([['x-llm-d-request-dropped-reason', 'rejected-no-endpoints', OVERWRITE]]);
   });
 });

@@ -50,7 +50,7 @@ export function harness(yaml: string, store: EndpointStore, random: () => number
     route(prompt, opts = {}) {
       const headers: Record<string, string> = { ':path': opts.path ?? '/v1/completions', 'x-request-id': `r${++n}`, ...opts.headers };
       const body = Buffer.from(JSON.stringify({ model: opts.model ?? 'm', prompt }));
-      const parsed = director.parse(headers['x-request-id']!, headers, body);
+      const parsed = director.parse(headers['x-request-id'], headers, body);
       return director.schedule(parsed.request, opts.subset);
     },
   };
@@ -99,6 +99,6 @@ export async function startTestEpp(configText: string, specs: EndpointSpec[], ov
 }
 
 /** Decoded messages with bytes as UTF-8 strings, for exact comparisons. */
-export function decoded<T>(value: T): unknown {
+export function decoded(value: unknown): unknown {
   return JSON.parse(JSON.stringify(value, (_key, item) => (item && item.type === 'Buffer' && Array.isArray(item.data) ? Buffer.from(item.data).toString('utf8') : item)));
 }

@@ -86,7 +86,7 @@ describe('TLS on the ext_proc port', () => {
     epp = await startEpp(eppConfig({ ...base, endpointsFile: endpointsFile(endpointsYaml([spec('a', '10.4.0.3')])) }));
     expect(epp.certificate).toMatch(/BEGIN CERTIFICATE/);
     const ok = await request(`127.0.0.1:${epp.grpcPort}`, grpc.credentials.createSsl(Buffer.from(epp.certificate!)));
-    expect(ok!.request_headers).toBeTruthy();
+    expect(ok.request_headers).toBeTruthy();
     await expect(request(`127.0.0.1:${epp.grpcPort}`, grpc.credentials.createInsecure())).rejects.toThrow();
   });
 
@@ -97,7 +97,7 @@ describe('TLS on the ext_proc port', () => {
     writeFileSync(path.join(dir, 'tls.key'), first.key);
     epp = await startEpp(eppConfig({ ...base, certPath: dir, endpointsFile: endpointsFile(endpointsYaml([spec('a', '10.4.0.4')])) }));
     const address = `127.0.0.1:${epp.grpcPort}`;
-    expect((await request(address, grpc.credentials.createSsl(Buffer.from(first.cert))))!.request_headers).toBeTruthy();
+    expect((await request(address, grpc.credentials.createSsl(Buffer.from(first.cert)))).request_headers).toBeTruthy();
     const second = await selfSignedCertificate('second');
     writeFileSync(path.join(dir, 'tls.key'), second.key);
     writeFileSync(path.join(dir, 'tls.crt'), second.cert);

@@ -66,12 +66,12 @@ for (const [file, yaml] of [
     for (const seed of [1, 2, 3]) {
       let epp: EppHandle;
       let client: ExtProcTestClient;
-      const prefillPod = () => `127.0.0.1:${sims[0]!.port}`;
+      const prefillPod = () => `127.0.0.1:${sims[0].port}`;
       const decodePods = () => sims.slice(1).map((handle) => `127.0.0.1:${handle.port}`);
 
       beforeAll(async () => {
         const specs = [
-          spec('vllm-sim-p-0', '127.0.0.1', 'prefill', {}, sims[0]!.port),
+          spec('vllm-sim-p-0', '127.0.0.1', 'prefill', {}, sims[0].port),
           ...sims.slice(1).map((handle, i) => spec(`vllm-sim-d-${i}`, '127.0.0.1', 'decode', {}, handle.port)),
         ];
         epp = await startEpp(
@@ -94,7 +94,7 @@ for (const [file, yaml] of [
         const call = client.open();
         call.send(headers({ ':method': 'POST', ':path': path, ':authority': 'envoy', 'content-type': 'application/json', 'x-request-id': `e2e-${seed}-${count}` }), body(JSON.stringify(payload), true));
         const [h] = await call.waitFor(2);
-        const set = new Map(setHeadersOf(h!.request_headers!.response!.header_mutation).map(([k, v]) => [k.toLowerCase(), v]));
+        const set = new Map(setHeadersOf(h.request_headers!.response.header_mutation).map(([k, value]) => [k.toLowerCase(), value]));
         // Close the exchange as Envoy would after the model server answered.
         call.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }), responseBody(JSON.stringify({ id: 'x', choices: [], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }), true));
         await call.waitFor(3);

@@ -168,7 +168,7 @@ describe('metric families: one measurement, every family', () => {
     const call = t.client.open();
     call.send(headers({ ':path': '/v1/completions' }), body(JSON.stringify({ model: 'food-review', prompt: 'x' }), true));
     const [r] = await call.waitFor(1);
-    expect(r!.immediate_response).toBeTruthy();
+    expect(r.immediate_response).toBeTruthy();
     call.end();
     await call.ended;
     const text = await metricsText(`http://127.0.0.1:${t.epp.metricsPort}`);
@@ -224,11 +224,11 @@ describe('pool gauges: each upstream\'s arithmetic', () => {
     expect(value(text, 'inference_pool_ready_pods')).toBe(0);
     expect(value(text, 'inference_pool_average_queue_size')).toBeUndefined();
     expect(value(text, 'llm_d_epp_average_queue_size')).toBeUndefined();
-    eps[0]!.fresh = true;
+    eps[0].fresh = true;
     text = await m.registry.metrics();
     expect(value(text, 'inference_pool_average_queue_size')).toBe(4);
-    eps[0]!.fresh = false;
-    eps[0]!.waiting = 0;
+    eps[0].fresh = false;
+    eps[0].waiting = 0;
     text = await m.registry.metrics();
     expect(value(text, 'inference_pool_ready_pods')).toBe(0);
     expect(value(text, 'inference_pool_average_queue_size')).toBe(4);

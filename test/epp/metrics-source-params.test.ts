@@ -92,7 +92,7 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
     const port = await serve(http.createServer(), 'my_requests{state="running"} 3\nmy_requests{state="waiting"} 7\nmy_kv 0.25\nmy_block_tokens 32\nvllm:num_requests_waiting 99\n');
     for (const labels of [{}, { 'example.com/engine': 'mine' }, { 'example.com/engine': 'unknown-engine' }] as Array<Record<string, string>>) {
       const e = await start(EXTRACTOR, port, labels);
-      const m = e.store.all()[0]!.metrics;
+      const m = e.store.all()[0].metrics;
       await waitFor(() => m.updatedAt > 0, WAIT_MS, 'a scrape');
       expect(m).toMatchObject({ waitingQueueSize: 7, runningRequests: 3, kvCacheUsage: 0.25, cacheBlockSize: 32 });
       await e.close(500);
@@ -100,8 +100,8 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
     }
     // With the engine label on the built-in key only, the default engine applies: engineLabelKey replaced it.
     const e = await start(EXTRACTOR, port, { 'llm-d.ai/engine-type': 'vllm' });
-    await waitFor(() => e.store.all()[0]!.metrics.updatedAt > 0, WAIT_MS, 'a scrape');
-    expect(e.store.all()[0]!.metrics.waitingQueueSize).toBe(7);
+    await waitFor(() => e.store.all()[0].metrics.updatedAt > 0, WAIT_MS, 'a scrape');
+    expect(e.store.all()[0].metrics.waitingQueueSize).toBe(7);
   }, TEST_MS);
 
   it('built-in engines include triton-tensorrt-llm, whose specs match on labels', () => {
@@ -113,7 +113,7 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
       'nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="tokens_per"} 64',
       'nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="max"} 1000',
     ].join('\n');
-    expect(extractEngineMetrics(text, ENGINES['triton-tensorrt-llm']!, m)).toEqual([]);
+    expect(extractEngineMetrics(text, ENGINES['triton-tensorrt-llm'], m)).toEqual([]);
     expect(m).toMatchObject({ waitingQueueSize: 2, runningRequests: 4, kvCacheUsage: 0.5, cacheBlockSize: 64, cacheNumBlocks: 1000 });
   });
 
@@ -188,7 +188,7 @@ describe('metrics-data-source TLS parameters', () => {
         { name: 'extKeyUsage', [role]: true },
         { name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] },
       ],
-    } as Parameters<typeof generate>[1]);
+    });
     return { key: pems.private, cert: pems.cert };
   }
 
@@ -212,15 +212,15 @@ dataLayer: {sources: [{pluginRef: src, extractors: [{pluginRef: core-metrics-ext
 schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]`;
 
     const e = await start(config(`{scheme: https, insecureSkipVerify: false, caCertPath: ${ca}, clientCertPath: ${cert}, clientKeyPath: ${key}}`), port);
-    await waitFor(() => e.store.all()[0]!.metrics.updatedAt > 0, WAIT_MS, 'an mTLS scrape');
-    expect(e.store.all()[0]!.metrics.waitingQueueSize).toBe(5);
+    await waitFor(() => e.store.all()[0].metrics.updatedAt > 0, WAIT_MS, 'an mTLS scrape');
+    expect(e.store.all()[0].metrics.waitingQueueSize).toBe(5);
     await e.close(500);
     epp = undefined;
 
     // Without the client certificate the server refuses the scrape, which is counted.
     const noClient = await start(config(`{scheme: https, insecureSkipVerify: false, caCertPath: ${ca}}`), port);
     await waitFor(async () => (metricValue(await metricsText(`http://127.0.0.1:${noClient.metricsPort}`), 'llm_d_epp_datalayer_poll_errors_total', { source_type: 'metrics-data-source' }) ?? 0) >= 1, WAIT_MS, 'a refused scrape');
-    expect(noClient.store.all()[0]!.metrics.updatedAt).toBe(0);
+    expect(noClient.store.all()[0].metrics.updatedAt).toBe(0);
   }, TEST_MS);
 
   it('mismatched or unreadable files fail naming the parameter; caCertPath under insecureSkipVerify warns', async () => {

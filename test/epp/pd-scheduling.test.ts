@@ -106,7 +106,7 @@ describe('TestPDSchedule scenarios', () => {
         [idle]: { waitingQueueSize: 1 },
       });
       const r = harness(PD_TEST_CONFIG(), store).route(LONG);
-      expect(r.result.results.get('decode')!.targets[0]!.name).toBe(idle);
+      expect(r.result.results.get('decode')!.targets[0].name).toBe(idle);
       expect(r.ctx.request.headers[PREFILLER_HOST_PORT]).toBe('10.0.0.1:8000');
     }
   });
@@ -137,10 +137,10 @@ describe('disagg-profile-handler behaviours', () => {
     const parsed = director.parse('r1', { ':path': '/v1/completions' }, Buffer.from(JSON.stringify({ model: 'm', prompt: LONG })));
     const r = director.schedule(parsed.request, undefined);
     expect(seen).toHaveLength(1);
-    expect(seen[0]!.decode!.endpoint.hostPort).toBe(r.destination);
-    expect(seen[0]!.decode!.prefix).toEqual({ matchedBlocks: 0, totalBlocks: 1, blockSizeTokens: 64 });
-    expect(seen[0]!.prefillCandidates.map((endpoint) => endpoint.id)).toEqual(['default/p0']);
-    expect(seen[0]!.request.tokenCount).toBe(Math.ceil(Buffer.byteLength(LONG) / 4));
+    expect(seen[0].decode!.endpoint.hostPort).toBe(r.destination);
+    expect(seen[0].decode!.prefix).toEqual({ matchedBlocks: 0, totalBlocks: 1, blockSizeTokens: 64 });
+    expect(seen[0].prefillCandidates.map((endpoint) => endpoint.id)).toEqual(['default/p0']);
+    expect(seen[0].request.tokenCount).toBe(Math.ceil(Buffer.byteLength(LONG) / 4));
     expect(r.ctx.decision).toMatchObject({ type: 'prefill-decode', reason: 'spy' });
   });
 
@@ -220,14 +220,14 @@ schedulingProfiles:
       h.director.parse('r', { ':path': '/v1/chat/completions' }, Buffer.from(JSON.stringify({ model: 'm', messages: [{ role: 'user', content }] })));
     const image = h.director.schedule(parse([{ type: 'image_url', image_url: { url: 'x' } }]).request, undefined);
     expect(image.ctx.decision?.type).toBe('encode-decode');
-    expect(image.ctx.request.headers['x-encoder-hosts-ports']!.split(',').sort()).toEqual(['10.0.0.5:8000', '10.0.0.6:8000']);
+    expect(image.ctx.request.headers['x-encoder-hosts-ports'].split(',').sort()).toEqual(['10.0.0.5:8000', '10.0.0.6:8000']);
     const text = h.director.schedule(parse('hello').request, undefined);
     expect(text.ctx.decision?.type).toBe('decode-only');
     expect(text.ctx.request.headers['x-encoder-hosts-ports']).toBeUndefined();
   });
 
   it('pd-profile-handler (deprecated): primaryPort routes to the decode IP on that port, the original ip:port rides in x-data-parallel-host-port, pd_decision_total counts', async () => {
-    const yaml = PD_TEST_CONFIG().replace(/- type: disagg-profile-handler\n  parameters:\n    deciders: \{prefill: prefix-based-pd-decider\}/, '- type: pd-profile-handler\n  parameters: {primaryPort: 8200}');
+    const yaml = PD_TEST_CONFIG().replace(/- type: disagg-profile-handler\n {2}parameters:\n {4}deciders: \{prefill: prefix-based-pd-decider\}/, '- type: pd-profile-handler\n  parameters: {primaryPort: 8200}');
     const h = harness(yaml, storeWith([spec('p0', '10.0.0.1', 'prefill'), spec('d0', '10.0.0.2', 'decode')]));
     expect(h.config.warnings.join()).toMatch(/pd-profile-handler.*deprecated upstream; use disagg-profile-handler/);
     const r = h.route(LONG);

@@ -1,20 +1,21 @@
 /** Each plugin's formula, driven through the registry factories with the same validation the loader applies. */
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/common/index.js';
-import { EppMetrics, PLUGIN_REGISTRY, SchedulingContext, endpointFromSpec, type Endpoint, type InferenceRequest, type Plugin, type SchedulingResult } from '../../src/epp/index.js';
+import { EppMetrics, PLUGIN_REGISTRY, SchedulingContext, endpointFromSpec, type Endpoint, type InferenceRequest, type SchedulingResult } from '../../src/epp/index.js';
 import type { PluginFactoryContext } from '../../src/epp/plugins/definition.js';
 import { prefixStateKey, type PrefixMatchState } from '../../src/epp/prefix/match-state.js';
 import { seeded, spec } from './fixtures.js';
 
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- the caller names the plugin interface it tests
 function create<T>(type: string, params: Record<string, unknown> = {}, opts: { random?: () => number; producer?: string; warnings?: string[] } = {}): T {
-  const def = PLUGIN_REGISTRY[type]!;
+  const def = PLUGIN_REGISTRY[type];
   const ctx: PluginFactoryContext = {
     type,
     name: type,
     logger: silentLogger(),
     metrics: new EppMetrics(),
     random: opts.random ?? seeded(),
-    plugin: (count) => ({ type: 'approx-prefix-cache-producer', name: count }) as Plugin,
+    plugin: (count) => ({ type: 'approx-prefix-cache-producer', name: count }),
     namesProducing: (data) => (data === 'prefix-match' ? [opts.producer ?? 'approx-prefix-cache-producer'] : []),
     typeOf: () => 'approx-prefix-cache-producer',
     kindsOf: () => ['data-producer'],
@@ -68,11 +69,11 @@ describe('scorers', () => {
     const warnings: string[] = [];
     expect(scores(create('load-aware-scorer', { threshold: 0 }, { warnings }), [ep('a', { waitingQueueSize: 64 })])).toEqual([0.25]);
     expect(warnings).toEqual(['parameter "threshold" 0 is not positive; using the default 128, as upstream']);
-    expect(PLUGIN_REGISTRY['load-aware-scorer']!.params.safeParse({ threshold: 'high' }).success).toBe(false);
+    expect(PLUGIN_REGISTRY['load-aware-scorer'].params.safeParse({ threshold: 'high' }).success).toBe(false);
   });
 
   it('active-request-scorer: idle → 1, busy → (max − n)/max × maxBusyScore; counts end with the request', () => {
-    const s = create<ScorerT & { preRequest: Function; responseComplete: Function }>('active-request-scorer', { maxBusyScore: 0.5 });
+    const s = create<ScorerT & { preRequest: (...args: any[]) => unknown; responseComplete: (...args: any[]) => unknown }>('active-request-scorer', { maxBusyScore: 0.5 });
     const [a, b, c] = [ep('a'), ep('b'), ep('c')];
     const result = (endpoint: Endpoint): SchedulingResult => ({ primaryProfile: 'd', results: new Map([['d', { targets: [endpoint], scored: [] }]]) });
     s.preRequest(ctx(), result(a));
@@ -83,12 +84,12 @@ describe('scorers', () => {
     s.responseComplete(ctx(), result(a));
     s.responseComplete(ctx(), result(b));
     expect(scores(s, [a, b, c])).toEqual([1, 1, 1]);
-    expect(PLUGIN_REGISTRY['active-request-scorer']!.params.safeParse({ maxBusyScore: 2 }).success).toBe(false);
+    expect(PLUGIN_REGISTRY['active-request-scorer'].params.safeParse({ maxBusyScore: 2 }).success).toBe(false);
   });
 
   const withPrefix = (matched: Record<string, number>, totalBlocks: number, blockSizeTokens = 64) => {
     const c = ctx();
-    const state: PrefixMatchState = { blockSizeTokens, totalBlocks, matched: new Map(Object.entries(matched).map(([k, v]) => [`default/${k}`, v])), keys: [] };
+    const state: PrefixMatchState = { blockSizeTokens, totalBlocks, matched: new Map(Object.entries(matched).map(([k, value]) => [`default/${k}`, value])), keys: [] };
     c.state.set(prefixStateKey('approx-prefix-cache-producer'), state);
     return c;
   };
@@ -101,7 +102,7 @@ describe('scorers', () => {
     expect(scores(create('prefix-cache-scorer', { matchLengthWeight: 0.5, matchLengthScaleTokens: 512 }), eps, c)).toEqual([0.375, 0.070313, 0]);
     expect(scores(create('prefix-cache-scorer'), eps, ctx())).toEqual([0, 0, 0]);
     expect(scores(create('prefix-cache-scorer'), eps, withPrefix({}, 0))).toEqual([0, 0, 0]);
-    expect(PLUGIN_REGISTRY['prefix-cache-scorer']!.params.safeParse({ matchLengthWeight: 1.5 }).success).toBe(false);
+    expect(PLUGIN_REGISTRY['prefix-cache-scorer'].params.safeParse({ matchLengthWeight: 1.5 }).success).toBe(false);
   });
 
   it('no-hit-lru-scorer: hot request → all 0.5; cold → never-used first, then least recently used', () => {
@@ -134,26 +135,26 @@ describe('scorers', () => {
 });
 
 describe('pickers', () => {
-  const scored = (xs: Array<[string, number]>) => xs.map(([n, score]) => ({ endpoint: ep(n), score }));
+  const scored = (xs: Array<[string, number]>) => xs.map(([name, score]) => ({ endpoint: ep(name), score }));
   type PickerT = { pick(context: SchedulingContext, items: ReturnType<typeof scored>): { targets: Endpoint[] } };
 
   it('max-score-picker: the highest score; ties broken at random; maxNumOfEndpoints', () => {
     const p = create<PickerT>('max-score-picker', {}, { random: seeded(7) });
     expect(p.pick(ctx(), scored([['a', 1], ['b', 3], ['c', 2]])).targets.map((endpoint) => endpoint.name)).toEqual(['b']);
     const seen = new Set<string>();
-    for (let i = 0; i < 200; i++) seen.add(p.pick(ctx(), scored([['a', 2], ['b', 2], ['c', 1]])).targets[0]!.name);
+    for (let i = 0; i < 200; i++) seen.add(p.pick(ctx(), scored([['a', 2], ['b', 2], ['c', 1]])).targets[0].name);
     expect([...seen].sort()).toEqual(['a', 'b']);
     const two = create<PickerT>('max-score-picker', { maxNumOfEndpoints: 2 });
     expect(two.pick(ctx(), scored([['a', 1], ['b', 3], ['c', 2]])).targets.map((endpoint) => endpoint.name)).toEqual(['b', 'c']);
     // Upstream falls back to the default (1) for values <= 0.
     expect(create<PickerT>('max-score-picker', { maxNumOfEndpoints: -1 }).pick(ctx(), scored([['a', 1], ['b', 3]])).targets.map((endpoint) => endpoint.name)).toEqual(['b']);
-    expect(PLUGIN_REGISTRY['max-score-picker']!.params.safeParse({ maxNumOfEndpoints: 1.5 }).success).toBe(false);
+    expect(PLUGIN_REGISTRY['max-score-picker'].params.safeParse({ maxNumOfEndpoints: 1.5 }).success).toBe(false);
   });
 
   it('random-picker: uniform, ignores scores', () => {
     const p = create<PickerT>('random-picker', {}, { random: seeded(3) });
     const counts: Record<string, number> = { a: 0, b: 0 };
-    for (let i = 0; i < 2000; i++) counts[p.pick(ctx(), scored([['a', 0], ['b', 100]])).targets[0]!.name]!++;
+    for (let i = 0; i < 2000; i++) counts[p.pick(ctx(), scored([['a', 0], ['b', 100]])).targets[0].name]++;
     expect(counts.a).toBeGreaterThan(850);
     expect(counts.b).toBeGreaterThan(850);
   });
@@ -161,12 +162,12 @@ describe('pickers', () => {
   it('weighted-random-picker: proportional to score; zero scores only when all are zero', () => {
     const p = create<PickerT>('weighted-random-picker', {}, { random: seeded(5) });
     const counts: Record<string, number> = { a: 0, b: 0, z: 0 };
-    for (let i = 0; i < 4000; i++) counts[p.pick(ctx(), scored([['a', 1], ['b', 3], ['z', 0]])).targets[0]!.name]!++;
+    for (let i = 0; i < 4000; i++) counts[p.pick(ctx(), scored([['a', 1], ['b', 3], ['z', 0]])).targets[0].name]++;
     expect(counts.z).toBe(0);
     expect(counts.b / counts.a).toBeGreaterThan(2.5);
     expect(counts.b / counts.a).toBeLessThan(3.6);
     const all0 = new Set<string>();
-    for (let i = 0; i < 100; i++) all0.add(p.pick(ctx(), scored([['a', 0], ['b', 0]])).targets[0]!.name);
+    for (let i = 0; i < 100; i++) all0.add(p.pick(ctx(), scored([['a', 0], ['b', 0]])).targets[0].name);
     expect(all0.size).toBe(2);
   });
 });
@@ -190,12 +191,12 @@ describe('filters', () => {
     expect(kept(create('label-selector-filter', { matchExpressions: [{ key: 'llm-d.ai/role', operator: 'DoesNotExist' }] }))).toEqual(['(none)']);
     expect(kept(create('label-selector-filter', { matchExpressions: [{ key: 'llm-d.ai/role', operator: 'NotIn', values: roles.slice(1) }] }))).toEqual(['decode', '(none)']);
     expect(kept(create('label-selector-filter', { matchExpressions: [{ key: 'llm-d.ai/role', operator: 'Exists' }] }))).toHaveLength(8);
-    expect(PLUGIN_REGISTRY['label-selector-filter']!.params.safeParse({ matchExpressions: [{ key: 'a', operator: 'In' }] }).success).toBe(false);
-    expect(PLUGIN_REGISTRY['label-selector-filter']!.params.safeParse({ matchExpressions: [{ key: 'a', operator: 'Near', values: ['x'] }] }).success).toBe(false);
+    expect(PLUGIN_REGISTRY['label-selector-filter'].params.safeParse({ matchExpressions: [{ key: 'a', operator: 'In' }] }).success).toBe(false);
+    expect(PLUGIN_REGISTRY['label-selector-filter'].params.safeParse({ matchExpressions: [{ key: 'a', operator: 'Near', values: ['x'] }] }).success).toBe(false);
   });
 
   it('by-label (deprecated): validValues plus allowsNoLabel', () => {
     expect(kept(create('by-label', { label: 'llm-d.ai/role', validValues: ['other'], allowsNoLabel: true }))).toEqual(['other', '(none)']);
-    expect(PLUGIN_REGISTRY['by-label']!.params.safeParse({}).success).toBe(false);
+    expect(PLUGIN_REGISTRY['by-label'].params.safeParse({}).success).toBe(false);
   });
 });

@@ -8,6 +8,7 @@ import type { ApproxPrefixCacheProducer } from '../../src/epp/plugins/producer/a
 import { harness, spec, storeWith } from './fixtures.js';
 import { metricValue } from '../helpers.js';
 
+// eslint-disable-next-line @typescript-eslint/unbound-method -- xxhash-wasm's functions are closures, not methods
 const { h64Raw } = await xxhash();
 
 /** The formula as llm-d states it, over explicit estimate-tokenizer token ids. */
@@ -16,7 +17,7 @@ function referenceChain(model: string, salt: string, text: string, blockSize: nu
   const tokens: number[] = [];
   for (let i = 0; i < bytes.length; i += 4) {
     const b = [0, 1, 2, 3].map((k) => bytes[i + k] ?? 0);
-    tokens.push((b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0);
+    tokens.push((b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)) >>> 0);
   }
   let prev = h64Raw(Buffer.from(model + salt));
   const out: bigint[] = [];
@@ -134,12 +135,14 @@ describe('approx-prefix-cache-producer', () => {
   it('LRU capacity comes from num_gpu_blocks when auto-tuning, else lruCapacityPerServer', async () => {
     const h = harness(producerConfig('{}'), storeWith([spec('a', '10.0.0.1')], { a: { cacheNumBlocks: 2 } }));
     h.route(text);
+    // eslint-disable-next-line no-restricted-syntax -- the producer's own type, to reach its index
     const producer = h.config.plugins.get('approx-prefix-cache-producer') as unknown as ApproxPrefixCacheProducer;
     expect(producer.index.size).toBe(0); // updated off the decision path...
     producer.flush(); // ...on the next event-loop turn (or the next decision)
     expect(producer.index.size).toBe(2);
     const h2 = harness(producerConfig('{autoTune: false, blockSizeTokens: 64, lruCapacityPerServer: 4}'), storeWith([spec('a', '10.0.0.1')], { a: { cacheNumBlocks: 2 } }));
     h2.route(text);
+    // eslint-disable-next-line no-restricted-syntax -- the producer's own type, to reach its index
     const producer2 = h2.config.plugins.get('approx-prefix-cache-producer') as unknown as ApproxPrefixCacheProducer;
     producer2.flush();
     expect(producer2.index.size).toBe(4);
@@ -150,6 +153,7 @@ describe('approx-prefix-cache-producer', () => {
     const h = harness(producerConfig('{}'), store);
     h.route(text);
     h.route(text);
+    // eslint-disable-next-line no-restricted-syntax -- the producer's own type, to flush its pending updates
     (h.config.plugins.get('approx-prefix-cache-producer') as unknown as ApproxPrefixCacheProducer).flush();
     let metrics = await h.config.metrics.registry.metrics();
     const labels = { plugin_name: 'approx-prefix-cache-producer', plugin_type: 'approx-prefix-cache-producer' };

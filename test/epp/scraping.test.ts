@@ -55,20 +55,20 @@ describe('scraping vLLM metrics from simulators', () => {
     // Slow decode engines with one slot, so queued requests show up in vllm:num_requests_waiting.
     const slow = { host: '127.0.0.1', port: 0, maxNumSeqs: 1, timeToFirstToken: 700, interTokenLatency: 0, seed: 1 };
     sims = [await startSimulator(simConfig(slow)), await startSimulator(simConfig(slow))];
-    const e = await start([spec('d0', '127.0.0.1', 'decode', {}, sims[0]!.port), spec('d1', '127.0.0.1', 'decode', {}, sims[1]!.port)]);
+    const e = await start([spec('d0', '127.0.0.1', 'decode', {}, sims[0].port), spec('d1', '127.0.0.1', 'decode', {}, sims[1].port)]);
     const d0 = e.store.get('default/d0')!;
     await waitFor(() => d0.metrics.updatedAt > 0 && !d0.metrics.stale, 5000, 'first scrape');
     expect(d0.metrics).toMatchObject({ waitingQueueSize: 0, runningRequests: 0, kvCacheUsage: 0, cacheBlockSize: 16, cacheNumBlocks: 1024 });
 
     // Three requests on d0: one runs, two wait.
-    const pending = [1, 2, 3].map(() => postJson(`${sims[0]!.url}/v1/completions`, { model: 'sim-model', prompt: 'hello there', max_tokens: 1 }, {}, 15_000).catch(() => undefined));
+    const pending = [1, 2, 3].map(() => postJson(`${sims[0].url}/v1/completions`, { model: 'sim-model', prompt: 'hello there', max_tokens: 1 }, {}, 15_000).catch(() => undefined));
     await waitFor(() => d0.metrics.waitingQueueSize === 2 && d0.metrics.runningRequests === 1, 5000, 'queue visible');
     const client = new ExtProcTestClient(`127.0.0.1:${e.grpcPort}`);
     try {
       const call = client.open();
       call.send(headers({ ':path': '/v1/completions' }), body(JSON.stringify({ model: 'sim-model', prompt: 'hi' }), true));
       const [r] = await call.waitFor(1);
-      expect(setHeadersOf(r!.request_headers!.response.header_mutation)[0]![1]).toBe(`127.0.0.1:${sims[1]!.port}`);
+      expect(setHeadersOf(r.request_headers!.response.header_mutation)[0][1]).toBe(`127.0.0.1:${sims[1].port}`);
       call.end();
     } finally {
       client.close();
@@ -93,10 +93,10 @@ describe('scraping vLLM metrics from simulators', () => {
   it('a server that goes away marks its endpoint stale and is counted; the EPP keeps serving with the rest', async () => {
     sims = [await startSimulator(simConfig({ host: '127.0.0.1', port: 0 })), await startSimulator(simConfig({ host: '127.0.0.1', port: 0 }))];
     // Leaving the pool gauges is by age: a's last good scrape must get older than the threshold.
-    const e = await start([spec('a', '127.0.0.1', 'decode', {}, sims[0]!.port), spec('b', '127.0.0.1', 'decode', {}, sims[1]!.port)], { metricsStalenessThreshold: 500 });
+    const e = await start([spec('a', '127.0.0.1', 'decode', {}, sims[0].port), spec('b', '127.0.0.1', 'decode', {}, sims[1].port)], { metricsStalenessThreshold: 500 });
     const [a, b] = [e.store.get('default/a')!, e.store.get('default/b')!];
     await waitFor(() => !a.metrics.stale && !b.metrics.stale, 5000, 'both scraped');
-    await sims[0]!.close(500);
+    await sims[0].close(500);
     await waitFor(() => a.metrics.stale, 5000, 'a stale');
     const text = await metricsText(`http://127.0.0.1:${e.metricsPort}`);
     expect(metricValue(text, 'llm_d_epp_datalayer_poll_errors_total', { source_type: 'metrics-data-source' })).toBeGreaterThanOrEqual(1);
@@ -152,11 +152,11 @@ describe('engine metric extraction', () => {
 
   it('sglang names map to the same fields; missing required metrics are reported', () => {
     const m = emptyMetrics();
-    const missing = extractEngineMetrics('sglang:num_queue_reqs 2\nsglang:num_running_reqs 5\nsglang:cache_config_info{page_size="32",num_pages="900"} 1\n', ENGINES.sglang!, m);
+    const missing = extractEngineMetrics('sglang:num_queue_reqs 2\nsglang:num_running_reqs 5\nsglang:cache_config_info{page_size="32",num_pages="900"} 1\n', ENGINES.sglang, m);
     expect(missing).toEqual(['sglang:token_usage']);
     expect(m).toMatchObject({ waitingQueueSize: 2, runningRequests: 5, cacheBlockSize: 32, cacheNumBlocks: 900 });
     const v = emptyMetrics();
-    extractEngineMetrics('vllm:gpu_cache_usage_perc 0.5\n', ENGINES.vllm!, v);
+    extractEngineMetrics('vllm:gpu_cache_usage_perc 0.5\n', ENGINES.vllm, v);
     expect(v.kvCacheUsage).toBe(0.5);
   });
 });

@@ -97,10 +97,10 @@ describe('each sample config that loads drives its decision over ext_proc agains
     sims = await Promise.all([0, 1, 2, 3].map(() => startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL] }))));
     file = endpointsFile(
       endpointsYaml([
-        spec('p0', '127.0.0.1', 'prefill', {}, sims[0]!.port),
-        spec('d0', '127.0.0.1', 'decode', {}, sims[1]!.port),
-        spec('d1', '127.0.0.1', 'decode', {}, sims[2]!.port),
-        spec('e0', '127.0.0.1', 'encode', {}, sims[3]!.port),
+        spec('p0', '127.0.0.1', 'prefill', {}, sims[0].port),
+        spec('d0', '127.0.0.1', 'decode', {}, sims[1].port),
+        spec('d1', '127.0.0.1', 'decode', {}, sims[2].port),
+        spec('e0', '127.0.0.1', 'encode', {}, sims[3].port),
       ]),
     );
     const host = (node: string) => ({ [TOPOLOGY_HOST]: node });

@@ -64,6 +64,7 @@ describe('a client that disconnects mid-request', () => {
     const upstreamReq = await arrived;
     const upstreamGone = new Promise<void>((resolve) => upstreamReq.socket.once('close', () => resolve()));
     req.destroy();
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-boolean-literal-compare -- streams[0] is undefined until the stream arrives
     await waitFor(() => epp.streams[0]?.cancelled === true, 5_000, 'the EPP stream reset');
     await upstreamGone;
     expect(epp.streams).toEqual([{ halfClosed: true, cancelled: true }]);

@@ -58,7 +58,7 @@ export async function startRecorder(): Promise<Recorder> {
     req.on('end', () => {
       const body = Buffer.concat(parts);
       rec.requests.push({ method: req.method!, url: req.url!, headers: req.headers, body: body.toString() });
-      if (rec.handler) return rec.handler(req, res, body);
+      if (rec.handler) { rec.handler(req, res, body); return; }
       res.writeHead(200, { 'content-type': 'application/json' }).end(req.method === 'GET' ? '{"object":"list","data":[]}' : COMPLETION);
     });
   });

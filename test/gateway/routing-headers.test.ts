@@ -66,7 +66,7 @@ describe('a fail-open gateway strips every routing header when it skips the EPP'
     try {
       expect(await post(s.gateway.url, `A fresh question. ${LONG_PROMPT}`)).toBe(200);
       expect(s.decode.requests).toHaveLength(1);
-      expect(routing(s.decode.requests[0]!)).toEqual({});
+      expect(routing(s.decode.requests[0])).toEqual({});
       expect(await s.gateway.metrics.failOpen.get()).toMatchObject({ values: [{ value: 1 }] });
     } finally {
       await s.close();
@@ -79,7 +79,7 @@ describe('a fail-open gateway strips every routing header when it skips the EPP'
     try {
       expect(await post(s.gateway.url, 'hi')).toBe(200);
       expect(s.decode.requests).toHaveLength(1);
-      expect(routing(s.decode.requests[0]!)).toEqual({});
+      expect(routing(s.decode.requests[0])).toEqual({});
       expect(await s.gateway.metrics.eppFailures.get()).toMatchObject({ values: [{ value: 1, labels: { stage: 'stream' } }] });
     } finally {
       await s.close();

@@ -193,8 +193,8 @@ describe('SLO gates and goodput', () => {
   ];
 
   it('applies each gate at the chosen percentile', () => {
-    expect(runs[1]!.latency.timeToFirstToken.p90 * 1000).toBeCloseTo(180, 9);
-    expect(runs[1]!.latency.timeToFirstToken.p95 * 1000).toBeCloseTo(540, 9);
+    expect(runs[1].latency.timeToFirstToken.p90 * 1000).toBeCloseTo(180, 9);
+    expect(runs[1].latency.timeToFirstToken.p95 * 1000).toBeCloseTo(540, 9);
     expect(runs.map((runSummary) => meetsSlo(runSummary, { ttftMs: 200, tpotMs: 25, percentile: 90 }))).toEqual([true, true, false]);
     expect(runs.map((runSummary) => meetsSlo(runSummary, { ttftMs: 200, tpotMs: 25, percentile: 95 }))).toEqual([true, false, false]);
     expect(runs.map((runSummary) => meetsSlo(runSummary, { ttftMs: 200, percentile: 50 }))).toEqual([true, true, false]);
@@ -236,7 +236,7 @@ function fakeResult(): RunResult {
     options: {
       baseUrl: 'http://127.0.0.1:8080',
       model: 'm',
-      profile: WORKLOAD_PRESETS['pd-guide-5k-250']!,
+      profile: WORKLOAD_PRESETS['pd-guide-5k-250'],
       arrival: { kind: 'constant', rate: 45 },
       durationSeconds: 120,
       timeScale: 0.1,
@@ -308,7 +308,7 @@ describe('workload profiles, lengths and prompts', () => {
     for (const name of ['pd-guide-5k-250', 'random-10k-1k', 'prefill-heavy', 'decode-heavy', 'shared-prefix']) {
       expect(workloadProfileSchema.safeParse(WORKLOAD_PRESETS[name]).success, name).toBe(true);
     }
-    expect(WORKLOAD_PRESETS['pd-guide-5k-250']!.suggested!.arrival).toEqual({ kind: 'constant', rate: 45 });
+    expect(WORKLOAD_PRESETS['pd-guide-5k-250'].suggested!.arrival).toEqual({ kind: 'constant', rate: 45 });
   });
 
   it('length distributions: fixed, uniform bounds, normal and lognormal moments, clamping, text forms', () => {
@@ -367,14 +367,14 @@ describe('workload profiles, lengths and prompts', () => {
     const rng = new Rng(1);
     const words = Array.from({ length: 1000 }, (_, i) => f.build(i, 40, i % 2, rng).text.split(' '));
     expect(new Set(words.map((items) => items.slice(0, 25).join(' '))).size).toBe(1000);
-    expect(words[0]!.slice(0, 20)).toEqual(words[2]!.slice(0, 20));
-    expect(words[0]!.slice(0, 20)).not.toEqual(words[1]!.slice(0, 20));
+    expect(words[0].slice(0, 20)).toEqual(words[2].slice(0, 20));
+    expect(words[0].slice(0, 20)).not.toEqual(words[1].slice(0, 20));
     expect(f.minTokens).toBe(21);
     // Another run (another nonce) of the same seed shares the prefixes but not the prompts.
     const g = new PromptFactory('completions', 1, 124, { groups: 2, prefixTokens: 20 });
     const other = g.build(0, 40, 0, new Rng(1)).text.split(' ');
-    expect(other.slice(0, 20)).toEqual(words[0]!.slice(0, 20));
-    expect(other.slice(0, 25)).not.toEqual(words[0]!.slice(0, 25));
+    expect(other.slice(0, 20)).toEqual(words[0].slice(0, 20));
+    expect(other.slice(0, 25)).not.toEqual(words[0].slice(0, 25));
   });
 
   it('inference paths accept base URLs with or without /v1', () => {

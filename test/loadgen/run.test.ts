@@ -30,10 +30,10 @@ function maxOverlap(samples: RequestSample[]): number {
     [sample.startMs, 1],
     [sample.startMs + sample.e2eMs, -1],
   ]);
-  edges.sort((left, right) => left[0]! - right[0]! || left[1]! - right[1]!);
+  edges.sort((left, right) => left[0] - right[0] || left[1] - right[1]);
   let cur = 0;
   let max = 0;
-  for (const [, d] of edges) max = Math.max(max, (cur += d!));
+  for (const [, d] of edges) max = Math.max(max, (cur += d));
   return max;
 }
 
@@ -45,6 +45,7 @@ interface Recorded {
 }
 
 async function records(handle: SimulatorHandle): Promise<Recorded[]> {
+  // eslint-disable-next-line no-restricted-syntax -- the simulator's records, read as the fields this test checks
   return (handle.engine.recentRequests() as unknown as Recorded[]).slice();
 }
 
@@ -71,7 +72,7 @@ describe('runLoad against the simulator', () => {
     const wallMs = performance.now() - wallStart;
     for (const x of r.samples) {
       expect(x.ttftMs!).toBeLessThanOrEqual(x.e2eMs);
-      expect(x.ttftMs! + x.itlMs!.reduce((acc, right) => acc + right, 0)).toBeLessThanOrEqual(x.e2eMs + 1e-6);
+      expect(x.ttftMs! + x.itlMs.reduce((acc, right) => acc + right, 0)).toBeLessThanOrEqual(x.e2eMs + 1e-6);
       expect(x.startMs + x.e2eMs).toBeLessThanOrEqual(wallMs);
     }
     expect(r.summary.requests.outputLength.mean).toBe(20);
@@ -129,7 +130,7 @@ describe('runLoad against the simulator', () => {
     const a = await runLoad(o);
     const b = await runLoad(o);
     expect(a.samples.map((sample) => sample.scheduledMs)).toEqual(b.samples.map((sample) => sample.scheduledMs));
-    const gaps = a.samples.slice(1).map((sample, i) => sample.scheduledMs! - a.samples[i]!.scheduledMs!);
+    const gaps = a.samples.slice(1).map((sample, i) => sample.scheduledMs! - a.samples[i].scheduledMs!);
     const g = statSummary(gaps);
     expect(g.mean).toBeGreaterThan(5 * 0.75);
     expect(g.mean).toBeLessThan(5 * 1.25);
@@ -207,14 +208,14 @@ describe('failures never hang the run', () => {
     expect((await postJson(`${s.url}/admin/config`, { 'drop-connections': true })).status).toBe(200);
     const r = await runLoad(opts(s, { requests: 3 }));
     expect(r.summary.requests.failures).toBe(3);
-    expect(r.samples[0]!.error).toMatch(/^transport error/);
+    expect(r.samples[0].error).toMatch(/^transport error/);
     const closed = createServer();
     await new Promise<void>((res) => closed.listen(0, '127.0.0.1', res));
     const port = (closed.address() as AddressInfo).port;
     await new Promise((res) => closed.close(res));
     const u = await runLoad({ ...opts(s, { requests: 2 }), baseUrl: `http://127.0.0.1:${port}` });
     expect(u.samples.map((sample) => sample.ok)).toEqual([false, false]);
-    expect(u.samples[0]!.error).toMatch(/ECONNREFUSED/);
+    expect(u.samples[0].error).toMatch(/ECONNREFUSED/);
   });
 
   it('times out hung requests at the per-request deadline (scaled by the time scale)', async () => {
@@ -248,7 +249,7 @@ describe('failures never hang the run', () => {
     const r = await running;
     expect(r.aborted).toBe(true);
     expect(r.samples).toHaveLength(1);
-    expect(r.samples[0]!.ok).toBe(true);
+    expect(r.samples[0].ok).toBe(true);
     const pre = await runLoad(opts(s, { requests: 5, signal: AbortSignal.abort() }));
     expect(pre.samples).toEqual([]);
     expect(pre.aborted).toBe(true);
@@ -259,7 +260,7 @@ describe('failures never hang the run', () => {
     const r = await runLoad(opts(s, { arrival: { kind: 'constant', rate: 1000 }, requests: 8, maxConcurrency: 2 }));
     expect(r.samples.every((sample) => sample.ok)).toBe(true);
     expect(maxOverlap(r.samples)).toBe(2);
-    expect(r.samples[7]!.startMs - r.samples[7]!.scheduledMs!).toBeGreaterThan(60);
+    expect(r.samples[7].startMs - r.samples[7].scheduledMs!).toBeGreaterThan(60);
   });
 
   it('rejects invalid options with every problem named', async () => {
@@ -274,7 +275,7 @@ describe('stream errors from a non-simulator server', () => {
   async function fake(): Promise<string> {
     server = createServer((req, res) => {
       let body = '';
-      req.on('data', (def) => (body += def));
+      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
       req.on('end', () => {
         const model = (JSON.parse(body) as { model: string }).model;
         const chunk = (value: string) => `data: ${JSON.stringify({ choices: [{ index: 0, text: value }] })}\n\n`;
@@ -305,7 +306,7 @@ describe('stream errors from a non-simulator server', () => {
     const url = await fake();
     const r = await runLoad(opts({ url }, { model, requests: 1 }));
     expect(r.samples[0]).toMatchObject({ ok, status: 200 });
-    expect(r.samples[0]!.error).toBe(error);
-    if (ok) expect(r.samples[0]!.outputTokens).toBe(3);
+    expect(r.samples[0].error).toBe(error);
+    if (ok) expect(r.samples[0].outputTokens).toBe(3);
   });
 });

@@ -94,7 +94,7 @@ describe('pd-router sidecar CLI', () => {
     writeFileSync(file, `model-server-port: ${sim.port}\nmodel-server-host: 127.0.0.1\nkv-connector: nixlv2\n`);
     const proc = await startCli(['sidecar', '--port', '0', '--host', '127.0.0.1', '--configuration-file', file], /"url":"(https:[^"]+)".*sidecar listening/);
     try {
-      const url = proc.match[1]!;
+      const url = proc.match[1];
       const agent = new Agent({ connect: { rejectUnauthorized: false } });
       const r = await request(`${url}/v1/completions`, {
         method: 'POST',

@@ -170,6 +170,7 @@ describe('the byte scan and the parse behind it', () => {
   const fields = clientTransferFields('nixlv2');
   /** `key` with some of its characters written as \uXXXX escapes (`pick` says which). */
   const escaped = (key: string, pick: boolean[]) =>
+    // eslint-disable-next-line @typescript-eslint/no-misused-spread -- the keys are ASCII
     [...key].map((ch, i) => (pick[i % pick.length] ? `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}` : ch)).join('');
   const encodings = ['utf8', 'utf8-bom', 'utf16le', 'utf16be'] as const;
   const encode = (text: string, enc: (typeof encodings)[number]) =>

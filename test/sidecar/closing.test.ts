@@ -27,7 +27,7 @@ function refusesConnections(port: number): Promise<boolean> {
 
 describe('sidecar closing', () => {
   it('an inference POST that arrives while closing gets 503; the one in flight completes', { timeout: 180_000 }, async () => {
-    const port = f.sidecar.ports[0]!;
+    const port = f.sidecar.ports[0];
     const body = JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'hello' }], max_tokens: 2 });
     const request = `POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
     const socket = connect(port, '127.0.0.1');

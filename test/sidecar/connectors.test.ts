@@ -42,7 +42,7 @@ describe('sglang connector', () => {
       expect(r.body.message).toBe('prefill failed: the prefiller answered 500: {"error":"boom"}');
       await waitFor(() => f!.decode.engine.scheduler.running === 0, 5000, 'decode leg stopped');
       expect(records(f.decode)).toHaveLength(1);
-      expect(records(f.decode)[0]!.aborted).toBe(true);
+      expect(records(f.decode)[0].aborted).toBe(true);
     } finally {
       prefiller.closeAllConnections();
       await new Promise((resolve) => prefiller.close(resolve));
@@ -58,7 +58,7 @@ describe('sglang connector', () => {
     expect(r.status).toBe(504);
     await waitFor(() => f!.decode.engine.scheduler.running === 0, 5000, 'decode leg stopped');
     expect(records(f.decode)).toHaveLength(1);
-    expect(records(f.decode)[0]!.aborted).toBe(true);
+    expect(records(f.decode)[0].aborted).toBe(true);
   });
 });
 
@@ -72,9 +72,9 @@ describe('shared-storage connector', () => {
     // decode (cache_threshold), then prefill, then decode again with cache_hit_threshold 0
     const decodes = records(f.decode);
     expect(decodes).toHaveLength(2);
-    expect((decodes[0]!.body as Record<string, unknown>).cache_hit_threshold).toBe(0.5);
-    expect(decodes[0]!.finishReason).toBe('cache_threshold');
-    expect((decodes[1]!.body as Record<string, unknown>).cache_hit_threshold).toBe(0);
+    expect((decodes[0].body as Record<string, unknown>).cache_hit_threshold).toBe(0.5);
+    expect(decodes[0].finishReason).toBe('cache_threshold');
+    expect((decodes[1].body as Record<string, unknown>).cache_hit_threshold).toBe(0);
     expect(lastRecord(f.prefill).body).toEqual({ ...client, max_tokens: 1, max_completion_tokens: 1, cache_hit_threshold: 0 });
   });
 

@@ -28,16 +28,16 @@ describe('data-parallel ranks', () => {
     const pd = { 'x-prefiller-host-port': `127.0.0.1:${prefill.port}` };
 
     expect((await postJson(`http://127.0.0.1:${sidecarBase + 1}/v1/completions`, body, pd)).status).toBe(200);
-    expect(rank1!.engine.recentRequests()).toHaveLength(1);
-    expect(rank1!.engine.recentRequests()[0]!.kind).toBe('decode');
-    expect(rank0!.engine.recentRequests()).toHaveLength(0);
+    expect(rank1.engine.recentRequests()).toHaveLength(1);
+    expect(rank1.engine.recentRequests()[0].kind).toBe('decode');
+    expect(rank0.engine.recentRequests()).toHaveLength(0);
 
     expect((await postJson(`http://127.0.0.1:${sidecarBase}/v1/completions`, body)).status).toBe(200);
-    expect(rank0!.engine.recentRequests()).toHaveLength(1);
+    expect(rank0.engine.recentRequests()).toHaveLength(1);
 
     // Deprecated header: rank 0 sends the decode to rank 1's vLLM.
     expect((await postJson(`http://127.0.0.1:${sidecarBase}/v1/completions`, body, { 'x-data-parallel-host-port': `127.0.0.1:${sidecarBase + 1}` })).status).toBe(200);
-    expect(rank1!.engine.recentRequests()).toHaveLength(2);
+    expect(rank1.engine.recentRequests()).toHaveLength(2);
     const unknown = await postJson(`http://127.0.0.1:${sidecarBase}/v1/completions`, body, { 'x-data-parallel-host-port': '10.0.0.1:1' });
     expect(unknown.status).toBe(400);
     expect(unknown.text).toBe('');

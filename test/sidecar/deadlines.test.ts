@@ -23,7 +23,7 @@ describe('deadlines', () => {
     expect(r.body).toEqual({ object: 'error', message: 'prefill timed out after 3000ms', type: 'GatewayTimeout', param: '', code: 504 });
     await waitFor(() => f!.prefill.engine.scheduler.running === 0, 5000, 'prefill aborted on the prefiller');
     expect(records(f.prefill)).toHaveLength(1);
-    expect(records(f.prefill)[0]!.aborted).toBe(true);
+    expect(records(f.prefill)[0].aborted).toBe(true);
     expect(records(f.decode)).toHaveLength(0);
     expect(await timeoutsMetric(f, 'prefill')).toBe(1);
   });
@@ -34,7 +34,7 @@ describe('deadlines', () => {
     expect(r.status).toBe(504);
     expect(r.body).toMatchObject({ object: 'error', type: 'GatewayTimeout', code: 504, message: 'decode sent no data within 3000ms' });
     await waitFor(() => f!.decode.engine.scheduler.running === 0, 5000, 'decode aborted');
-    expect(records(f.decode)[0]!.aborted).toBe(true);
+    expect(records(f.decode)[0].aborted).toBe(true);
     expect(await timeoutsMetric(f, 'decode_first_byte')).toBe(1);
   });
 
@@ -109,7 +109,7 @@ describe('deadlines', () => {
     expect(events.at(-1)).toEqual({ error: { message: 'decode sent no data for 200ms', type: 'GatewayTimeout', param: null, code: 504 } });
     expect(r.text.endsWith('data: [DONE]\n\n')).toBe(true);
     await waitFor(() => f!.decode.engine.scheduler.running === 0, 5000, 'decode aborted');
-    expect(records(f.decode)[0]!.aborted).toBe(true);
+    expect(records(f.decode)[0].aborted).toBe(true);
     expect(await timeoutsMetric(f, 'decode_idle')).toBe(1);
   });
 
@@ -172,6 +172,6 @@ describe('client disconnect aborts every running leg', () => {
     req.abort();
     expect(await req.done).toBe('aborted');
     await waitFor(() => f!.decode.engine.scheduler.running === 0, 5000, 'decode aborted');
-    expect(records(f.decode)[0]!.aborted).toBe(true);
+    expect(records(f.decode)[0].aborted).toBe(true);
   });
 });

@@ -76,7 +76,7 @@ export class RawConnection {
     const headEnd = this.buffer.indexOf('\r\n\r\n');
     if (headEnd < 0) return undefined;
     const lines = this.buffer.subarray(0, headEnd).toString('latin1').split('\r\n');
-    const status = Number(lines[0]!.split(' ')[1]);
+    const status = Number(lines[0].split(' ')[1]);
     const headers: Record<string, string> = {};
     for (const l of lines.slice(1)) {
       const i = l.indexOf(':');
@@ -117,6 +117,6 @@ export class RawConnection {
 /** A request head for {@link RawConnection.write}. */
 export function requestHead(method: string, path: string, headers: Record<string, string | number>): string {
   return `${method} ${path} HTTP/1.1\r\nhost: sidecar\r\n${Object.entries(headers)
-    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .map(([k, value]) => `${k}: ${value}\r\n`)
     .join('')}\r\n`;
 }

@@ -29,7 +29,7 @@ function headerLiterals(): string[] {
     for (const e of readdirSync(dir, { withFileTypes: true })) {
       const p = path.join(dir, e.name);
       if (e.isDirectory()) walk(p);
-      else if (e.name.endsWith('.ts')) for (const m of readFileSync(p, 'utf8').matchAll(/['"`](x-[A-Za-z0-9_-]+)['"`]/g)) names.add(m[1]!.toLowerCase());
+      else if (e.name.endsWith('.ts')) for (const m of readFileSync(p, 'utf8').matchAll(/['"`](x-[A-Za-z0-9_-]+)['"`]/g)) names.add(m[1].toLowerCase());
     }
   };
   walk(path.join(ROOT, 'src/sidecar'));
@@ -128,7 +128,7 @@ async function probe(sidecar: SidecarHandle, route: Route, headers: Array<{ name
   for (const t of traps) t.contacts = 0;
   decode.requests.length = 0;
   const sent: Record<string, string> = { 'content-type': 'application/json' };
-  for (const h of headers) sent[h.name] = VALUE_FORMS[h.form]!(traps[h.trap]!.port);
+  for (const h of headers) sent[h.name] = VALUE_FORMS[h.form](traps[h.trap].port);
   const res = await fetch(`${sidecar.url}${route.path}`, { method: route.method, headers: sent, body: route.body, signal: AbortSignal.timeout(10_000) });
   await res.arrayBuffer();
   // Every leg has ended (an SGLang prefill runs beside decode and can end after the answer).
@@ -151,9 +151,9 @@ function lookalike(base: string): fc.Arbitrary<string> {
   const at = fc.integer({ min: 2, max: base.length - 1 });
   return fc
     .oneof(
-      fc.tuple(at, ch).map(([i, c]) => base.slice(0, i) + c + base.slice(i)),
+      fc.tuple(at, ch).map(([i, char]) => base.slice(0, i) + char + base.slice(i)),
       at.map((i) => base.slice(0, i) + base.slice(i + 1)),
-      fc.tuple(at, ch).map(([i, c]) => base.slice(0, i) + c + base.slice(i + 1)),
+      fc.tuple(at, ch).map(([i, char]) => base.slice(0, i) + char + base.slice(i + 1)),
       fc.constantFrom('s', '-1', '-v2', '-url', '-host', '-port').map((text) => base + text),
       fc.constantFrom('x-', 'x-x-', 'x-llm-d-', 'x-gateway-').map((path) => path + base.slice(2)),
       fc.constant(base.replaceAll('-', '_')),
@@ -172,8 +172,8 @@ describe('routing headers: ROUTING_HEADERS lists every header the sidecar follow
   it('the probe sees a contact: the prefill headers make every connector call the trap they name', async () => {
     for (const connector of CONNECTORS) {
       for (const name of ['x-prefiller-host-port', 'x-prefiller-url']) {
-        expect(await probe(sidecars.get(connector)!, ROUTES[0]!, [{ name, trap: 1, form: 0 }])).toBeUndefined();
-        expect(traps[1]!.contacts, `${connector}: ${name}`).toBeGreaterThan(0);
+        expect(await probe(sidecars.get(connector)!, ROUTES[0], [{ name, trap: 1, form: 0 }])).toBeUndefined();
+        expect(traps[1].contacts, `${connector}: ${name}`).toBeGreaterThan(0);
       }
     }
   });
@@ -182,7 +182,7 @@ describe('routing headers: ROUTING_HEADERS lists every header the sidecar follow
     const problems: string[] = [];
     for (const [i, name] of literals.entries()) {
       // Every name on every route, on one connector each (in turn); the combinations below mix the rest.
-      const sidecar = sidecars.get(CONNECTORS[i % CONNECTORS.length]!)!;
+      const sidecar = sidecars.get(CONNECTORS[i % CONNECTORS.length])!;
       for (const route of ROUTES) {
         const problem = await probe(sidecar, route, [{ name, trap: 0, form: i % VALUE_FORMS.length }]);
         if (problem) problems.push(problem);
@@ -207,7 +207,7 @@ describe('routing headers: ROUTING_HEADERS lists every header the sidecar follow
           const problem = await probe(
             sidecars.get(connector)!,
             route,
-            names.map((count, i) => ({ name: count, trap: i, form: forms[i]! })),
+            names.map((count, i) => ({ name: count, trap: i, form: forms[i] })),
           );
           expect(problem).toBeUndefined();
         },

@@ -171,11 +171,11 @@ describe('fault injection and admin config', () => {
     try {
       expect(sim.ranks).toHaveLength(2);
       const p = { do_remote_decode: true };
-      const r0 = await postJson(`${sim.ranks[0]!.url}/v1/completions`, { model: M, prompt: 'x', max_tokens: 1, kv_transfer_params: p });
-      const r1 = await postJson(`${sim.ranks[1]!.url}/v1/completions`, { model: M, prompt: 'x', max_tokens: 1, kv_transfer_params: p });
+      const r0 = await postJson(`${sim.ranks[0].url}/v1/completions`, { model: M, prompt: 'x', max_tokens: 1, kv_transfer_params: p });
+      const r1 = await postJson(`${sim.ranks[1].url}/v1/completions`, { model: M, prompt: 'x', max_tokens: 1, kv_transfer_params: p });
       expect(r0.body.kv_transfer_params.remote_engine_id).toBe('dp-dp0');
       expect(r1.body.kv_transfer_params.remote_engine_id).toBe('dp-dp1');
-      expect(r1.body.kv_transfer_params.remote_port).toBe(sim.ranks[1]!.port);
+      expect(r1.body.kv_transfer_params.remote_port).toBe(sim.ranks[1].port);
     } finally {
       await sim.close();
     }

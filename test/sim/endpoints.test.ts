@@ -151,7 +151,7 @@ describe('simulator streaming framing', () => {
       'message_delta',
       'message_stop',
     ]);
-    expect(JSON.parse(frames[6]!.data).usage.output_tokens).toBe(2);
+    expect(JSON.parse(frames[6].data).usage.output_tokens).toBe(2);
   });
 
   it('generate stream: finish reason rides on the last token', async () => {

@@ -117,9 +117,9 @@ describe('request records', () => {
     const big = 'x'.repeat(70 * 1024);
     await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt: big, max_tokens: 1 });
     const [small, large] = sim.engine.recentRequests();
-    expect(small!.bodyTruncated).toBe(false);
-    expect(small!.body).toMatchObject({ prompt: 'small' });
-    expect(large!.bodyTruncated).toBe(true);
-    expect(large!.body).toBe(JSON.stringify({ model: MODEL, prompt: big, max_tokens: 1 }).slice(0, 64 * 1024));
+    expect(small.bodyTruncated).toBe(false);
+    expect(small.body).toMatchObject({ prompt: 'small' });
+    expect(large.bodyTruncated).toBe(true);
+    expect(large.body).toBe(JSON.stringify({ model: MODEL, prompt: big, max_tokens: 1 }).slice(0, 64 * 1024));
   });
 });

@@ -80,13 +80,13 @@ describe('sweep analysis', () => {
   ];
 
   it('per-run points: throughput per GPU and tokens per second per user', () => {
-    const p = runPoint(runs[0]!, slo);
+    const p = runPoint(runs[0], slo);
     expect(p.gpus).toBe(2);
     expect(p.outputTokensPerSec).toBeCloseTo(101, 6);
     expect(p.outputTokensPerSecPerGpu).toBeCloseTo(50.5, 6);
     expect(p.tokensPerSecPerUser).toBeCloseTo(25, 6);
     expect(p.meetsSlo).toBe(true);
-    expect(runPoint(runs[1]!, slo).meetsSlo).toBe(false);
+    expect(runPoint(runs[1], slo).meetsSlo).toBe(false);
   });
 
   it('Pareto front: no point is beaten on both axes by another', () => {
@@ -103,10 +103,10 @@ describe('sweep analysis', () => {
   it('goodput per topology is its best SLO-meeting run; the recommendation ranks per GPU within the budget', () => {
     const g = topologyGoodputs(runs, slo);
     const by = Object.fromEntries(g.map((goodput) => [goodput.topology, goodput]));
-    expect(by['sa-d2xTP1']!.goodput).toBeCloseTo(101, 6);
-    expect(by['sa-d2xTP1']!.atLoad).toBe(4);
-    expect(by['ms-d1xTP1-p2xTP1']!.goodput).toBeCloseTo(121.2, 6);
-    expect(by['ms-d1xTP1-p1xTP1']!.goodputPerGpu).toBeCloseTo(55.55, 2);
+    expect(by['sa-d2xTP1'].goodput).toBeCloseTo(101, 6);
+    expect(by['sa-d2xTP1'].atLoad).toBe(4);
+    expect(by['ms-d1xTP1-p2xTP1'].goodput).toBeCloseTo(121.2, 6);
+    expect(by['ms-d1xTP1-p1xTP1'].goodputPerGpu).toBeCloseTo(55.55, 2);
     const rec = recommend(g, 4, slo);
     expect(rec.best!.topology).toBe('ms-d1xTP1-p1xTP1');
     expect(rec.runnerUp!.topology).toBe('sa-d2xTP1');
@@ -183,7 +183,7 @@ describe('sweep outputs', () => {
       const star = /<polygon class="marked-point" points="([\d.]+),([\d.]+)/.exec(tpot)!;
       const dots = [...tpot.matchAll(/<circle cx="([\d.]+)" cy="([\d.]+)" r="4"/g)].map((match) => [Number(match[1]), Number(match[2])]);
       const top = [Number(star[1]), Number(star[2]) + 13]; // the first vertex is the star's top, 13 px above its centre
-      expect(dots.some(([x, y]) => Math.abs(x! - top[0]!) < 0.2 && Math.abs(y! - top[1]!) < 0.2)).toBe(true);
+      expect(dots.some(([dotX, dotY]) => Math.abs(dotX - top[0]) < 0.2 && Math.abs(dotY - top[1]) < 0.2)).toBe(true);
       const md = readFileSync(path.join(out, 'results.md'), 'utf8');
       expect(md).toContain('Recommended: 2P1D (ms-d1xTP1-p2xTP1; P/D, 3 GPUs)');
       expect(md).toContain('| 2P1D (ms-d1xTP1-p2xTP1) | P/D | 3 |');

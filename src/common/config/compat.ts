@@ -15,6 +15,7 @@
 import { envName, flagName } from './names.js';
 import type { OptionSpec } from './option-types.js';
 
+/** How pd-router treats an upstream flag. */
 export type CompatStatus = 'implemented' | 'maps-to' | 'ignored';
 
 /** Where a compatibility value came from; ranks as the loader's precedence (flag > file > env > default). */
@@ -36,6 +37,7 @@ export interface CompatSetter {
   given(name: string): unknown;
 }
 
+/** One upstream flag: how pd-router treats it. */
 export interface CompatEntry {
   status: CompatStatus;
   /** Upstream releases (keys of CompatTable.releases) whose program reads this name. */
@@ -45,14 +47,17 @@ export interface CompatEntry {
   /** implemented without an option: what reads it (a variable a library reads, such as KUBECONFIG). */
   via?: string;
   /** maps-to / ignored: how the value is read and validated; its description is shown in --help. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an entry holds an option of any value type, as OptionsSpec does
   spec?: OptionSpec<any>;
   /** maps-to: the pd-router flag(s) it drives, for --help and the README. */
   mapsTo?: string;
   /** maps-to: sets pd-router's options from the value. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an entry holds an option of any value type, as OptionsSpec does
   apply?: (value: any, set: CompatSetter) => void;
   /** ignored: what pd-router does instead, and why. */
   reason?: string;
   /** ignored: true when the value asks for what pd-router does anyway, so nothing is lost and nothing is warned. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an entry holds an option of any value type, as OptionsSpec does
   harmless?: (value: any) => boolean;
   /** One-letter form (`-v`), as pflag's shorthand. */
   shorthand?: string;
@@ -60,6 +65,7 @@ export interface CompatEntry {
   deprecated?: string;
 }
 
+/** An upstream binary's flags and the releases they come from. */
 export interface CompatTable {
   /** Upstream release label -> what it is (module and version). */
   releases: Record<string, string>;
@@ -78,19 +84,23 @@ export interface CompatWarning {
   reason: string;
 }
 
+/** Builders of compatibility entries: an upstream flag implemented, mapped or ignored. */
 export const compat = {
   implemented(option: string | undefined, releases: readonly string[], extra: Partial<CompatEntry> = {}): CompatEntry {
     return { status: 'implemented', option, releases, ...extra };
   },
   mapsTo(
     releases: readonly string[],
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an entry holds an option of any value type, as OptionsSpec does
     spec: OptionSpec<any>,
     mapsTo: string,
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an entry holds an option of any value type, as OptionsSpec does
     apply: (value: any, set: CompatSetter) => void,
     extra: Partial<CompatEntry> = {},
   ): CompatEntry {
     return { status: 'maps-to', releases, spec, mapsTo, apply, ...extra };
   },
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an entry holds an option of any value type, as OptionsSpec does
   ignored(releases: readonly string[], spec: OptionSpec<any>, reason: string, extra: Partial<CompatEntry> = {}): CompatEntry {
     return { status: 'ignored', releases, spec, reason, ...extra };
   },
@@ -166,6 +176,7 @@ export function resolveCompat(
   given: CompatGiven,
   values: Record<string, unknown>,
   sources: Record<string, CompatSource | 'default'>,
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an entry holds an option of any value type, as OptionsSpec does
   parse: (spec: OptionSpec<any>, raw: unknown, where: string) => unknown,
 ): CompatResult {
   type Hit = { name: string; shown: string; entry: CompatEntry; raw: unknown; source: CompatSource };

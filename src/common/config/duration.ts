@@ -19,6 +19,7 @@ const UNIT_MS: Record<string, number> = {
 
 const PART = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)/y;
 
+/** A duration that is not in Go's syntax (`300ms`, `1m30s`). */
 export class DurationSyntaxError extends Error {}
 
 /** Parses a Go-style duration into milliseconds. Throws DurationSyntaxError on anything else. */
@@ -40,7 +41,7 @@ export function parseDuration(input: string | number): number {
     PART.lastIndex = pos;
     const m = PART.exec(rest);
     if (!m) throw new DurationSyntaxError(`invalid duration "${input}": expected a number followed by a unit (ns, us, ms, s, m, h), e.g. 200ms or 1.5s`);
-    total += Number(m[1]) * UNIT_MS[m[2]!]!;
+    total += Number(m[1]) * UNIT_MS[m[2]];
     pos = PART.lastIndex;
   }
   return total;

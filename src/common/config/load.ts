@@ -9,14 +9,20 @@ import { OptionValueError, type OptionSpec } from './option-types.js';
 import { envName, flagName, kebab } from './names.js';
 import { resolveCompat, type CompatEntry, type CompatTable, type CompatWarning } from './compat.js';
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- one table holds definitions of every parameter type; `any` is the slot each of their types fits
+/** An option table: option specs by key. */
 export type OptionsSpec = Record<string, OptionSpec<any>>;
+/** Parsed option values by key. */
 export type OptionValues<S extends OptionsSpec> = { [K in keyof S]: S[K] extends OptionSpec<infer T> ? T : never };
+/** Where an option's value came from. */
 export type ValueSource = 'flag' | 'file' | 'env' | 'default';
 
+/** A configuration error: the process exits with status 2 and this message, no stack trace. */
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+/** A command: its name, summary, option table and upstream flags. */
 export interface CommandDefinition<S extends OptionsSpec> {
   /** Command name as typed after `pd-router`. */
   name: string;
@@ -39,6 +45,7 @@ export interface CommandDefinition<S extends OptionsSpec> {
   compat?: CompatTable;
 }
 
+/** Parsed options, with where each value came from and the warnings for ignored flags. */
 export interface LoadedOptions<S extends OptionsSpec> {
   values: OptionValues<S>;
   sources: Record<keyof S, ValueSource>;
@@ -135,15 +142,15 @@ function suggest(name: string, known: Iterable<string>): string | undefined {
 function editDistance(left: string, right: string): number {
   const prev = Array.from({ length: right.length + 1 }, (_, i) => i);
   for (let i = 1; i <= left.length; i++) {
-    let diag = prev[0]!;
+    let diag = prev[0];
     prev[0] = i;
     for (let j = 1; j <= right.length; j++) {
-      const tmp = prev[j]!;
-      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (left[i - 1] === right[j - 1] ? 0 : 1));
+      const tmp = prev[j];
+      prev[j] = Math.min(prev[j] + 1, prev[j - 1] + 1, diag + (left[i - 1] === right[j - 1] ? 0 : 1));
       diag = tmp;
     }
   }
-  return prev[right.length]!;
+  return prev[right.length];
 }
 
 interface ParsedArgv {
@@ -160,7 +167,7 @@ function parseArgv<S extends OptionsSpec>(def: CommandDefinition<S>, argv: reado
   const out: ParsedArgv = { flags: new Map(), compat: new Map(), configFiles: [], configTexts: [], help: false };
   const cfg = configFlagSet(def);
   for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
+    const arg = argv[i];
     if (arg === '--help' || arg === '-h' || arg === 'help') {
       out.help = true;
       continue;
@@ -180,7 +187,7 @@ function parseArgv<S extends OptionsSpec>(def: CommandDefinition<S>, argv: reado
     let name = eq >= 0 ? body.slice(0, eq) : body;
     let value: string | undefined = eq >= 0 ? body.slice(eq + 1) : undefined;
     // pflag's shorthand with the value attached: `-v4` is `-v 4`.
-    if (!arg.startsWith('--') && eq < 0 && !names.byName.has(name) && !names.compat.has(name) && names.shorthand.has(name[0]!)) {
+    if (!arg.startsWith('--') && eq < 0 && !names.byName.has(name) && !names.compat.has(name) && names.shorthand.has(name[0])) {
       value = name.slice(1);
       name = name[0]!;
     }
@@ -206,13 +213,13 @@ function parseArgv<S extends OptionsSpec>(def: CommandDefinition<S>, argv: reado
       const hint = suggest(name, [...names.byName.keys(), ...names.compat.keys(), ...cfg.file, ...cfg.text]);
       throw new ConfigError(`unknown flag --${name}${hint ? ` (did you mean --${hint}?)` : ''}; run ${programName(def, program)} --help for the list`);
     }
-    const spec = key !== undefined ? def.options[key]! : upstream!.spec!;
+    const spec = key !== undefined ? def.options[key] : upstream!.spec!;
     // Go's pflag never lets a boolean swallow the next argument: `--flag` is true, `--flag=false` is false.
     let raw: unknown = spec.kind === 'bool' ? (value ?? 'true') : takeValue();
     if (spec.variadic && value === undefined) {
       // llm-d-inference-sim's list flags take the following arguments up to the next flag: `--served-model-name a b`.
       const items = [raw as string];
-      while (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--')) items.push(argv[++i]!);
+      while (argv[i + 1] !== undefined && !argv[i + 1].startsWith('--')) items.push(argv[++i]);
       raw = items.join(',');
     }
     const target = key !== undefined ? out.flags : out.compat;
@@ -343,7 +350,9 @@ export function toArgs<S extends OptionsSpec>(options: S, values: Partial<Option
     if (JSON.stringify(v) === JSON.stringify(spec.default)) continue;
     const flag = `--${flagName(key, spec)}`;
     if (Array.isArray(v)) args.push(`${flag}=${v.join(',')}`);
+    // eslint-disable-next-line @typescript-eslint/restrict-template-expressions, @typescript-eslint/no-base-to-string -- option values are strings, numbers and booleans (arrays above)
     else if (spec.kind === 'duration') args.push(`${flag}=${v}ms`);
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- as above
     else args.push(`${flag}=${String(v)}`);
   }
   return args;
@@ -380,7 +389,7 @@ export function renderHelp<S extends OptionsSpec>(def: CommandDefinition<S>, pro
 }
 
 function pushRows(lines: string[], rows: Array<[string, string]>): void {
-  const width = Math.min(44, Math.max(...rows.map(([l]) => l.length)) + 2);
+  const width = Math.min(44, Math.max(...rows.map(([label]) => label.length)) + 2);
   for (const [l, r] of rows) {
     if (l.length + 2 > width) lines.push(`  ${l}`, `  ${' '.repeat(width)}${r}`);
     else lines.push(`  ${l.padEnd(width)}${r}`);
@@ -389,13 +398,13 @@ function pushRows(lines: string[], rows: Array<[string, string]>): void {
 
 /** The compatibility group: every upstream flag and variable, with what pd-router does with it. */
 function renderCompat(lines: string[], table: CompatTable, options: OptionsSpec): void {
-  const releases = Object.entries(table.releases).map(([k, v]) => `${k} = ${v}`);
+  const releases = Object.entries(table.releases).map(([k, value]) => `${k} = ${value}`);
   const tag = (compatEntry: CompatEntry) => ` [${compatEntry.releases.join(', ')}${compatEntry.deprecated ? '; deprecated upstream' : ''}]`;
   const what = (compatEntry: CompatEntry) => (compatEntry.status === 'maps-to' ? `Sets ${compatEntry.mapsTo}. ${compatEntry.spec!.description}` : `Ignored: ${compatEntry.reason}`);
   lines.push('', 'Compatibility flags (llm-d): accepted so manifests written for upstream run unchanged.');
   lines.push(...releases.map((text) => `  ${text}`));
-  const same = Object.entries(table.flags).filter(([, e]) => e.status === 'implemented');
-  if (same.length > 0) lines.push(`  Same name and meaning as above: ${same.map(([n]) => `--${n}`).join(', ')}.`);
+  const same = Object.entries(table.flags).filter(([, entry]) => entry.status === 'implemented');
+  if (same.length > 0) lines.push(`  Same name and meaning as above: ${same.map(([name]) => `--${name}`).join(', ')}.`);
   lines.push('  An ignored value is logged once as a warning at start; the process keeps running.');
   const rows: Array<[string, string]> = [];
   for (const [name, e] of Object.entries(table.flags)) {

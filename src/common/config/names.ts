@@ -1,14 +1,17 @@
 /** How an option's key becomes its flag and environment variable names. */
 import type { OptionSpec } from './option-types.js';
 
+/** camelCase to kebab-case. */
 export function kebab(key: string): string {
   return key.replace(/[A-Z]/g, (text) => `-${text.toLowerCase()}`);
 }
 
+/** An option's flag name (without the dashes). */
 export function flagName(key: string, spec: OptionSpec<unknown>): string {
   return spec.flag ?? kebab(key);
 }
 
+/** An option's environment variable name. */
 export function envName(prefix: string, flag: string): string {
   return `${prefix}_${flag.replace(/-/g, '_').toUpperCase()}`;
 }

@@ -7,8 +7,10 @@
 import { z } from 'zod';
 import { parseDuration, formatDuration, DurationSyntaxError } from './duration.js';
 
+/** The kinds of option values. */
 export type OptionKind = 'string' | 'int' | 'number' | 'bool' | 'duration' | 'enum' | 'list' | 'bytes';
 
+/** One option: its kind, default, description and validation. */
 export interface OptionSpec<T> {
   readonly kind: OptionKind;
   readonly default: T;
@@ -31,6 +33,7 @@ export interface OptionSpec<T> {
   formatDefault(): string;
 }
 
+/** An option value that its spec refuses; the message names the option. */
 export class OptionValueError extends Error {
   constructor(readonly expected: string) {
     super(expected);
@@ -105,7 +108,7 @@ export function int(config: Common<number> & { min?: number; max?: number }): Op
 }
 
 export function number(config: Common<number> & { min?: number; max?: number }): OptionSpec<number> {
-  const target = bounded(z.number().finite(), config.min, config.max);
+  const target = bounded(z.number(), config.min, config.max);
   return make('number', config, '<number>', z.union([z.number(), numberFromString]).pipe(target), rangePhrase('a number', config.min, config.max), String);
 }
 
@@ -161,6 +164,7 @@ export function oneOf<const C extends readonly [string, ...string[]]>(choices: C
   const schema = z
     .string()
     .trim()
+    // eslint-disable-next-line no-restricted-syntax -- z.enum takes a mutable non-empty tuple; choices is that tuple, readonly
     .pipe(z.enum(choices as unknown as [C[number], ...C[number][]]));
   const shownChoices = choices.map((text) => (text === '' ? '""' : text));
   return make('enum', common, `<${shownChoices.join('|')}>`, schema as z.ZodType<C[number]>, `one of ${shownChoices.join(', ')}`, (value) => (value === '' ? '""' : value));
@@ -207,7 +211,7 @@ export function bytes(config: Common<number> & { min?: number }): OptionSpec<num
     .regex(/^\d+(\.\d+)?\s*[a-zA-Z]*$/)
     .transform((text, ctx) => {
       const m = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(text)!;
-      const unit = BYTE_UNITS[m[2]!.toLowerCase()];
+      const unit = BYTE_UNITS[m[2].toLowerCase()];
       if (unit === undefined) {
         ctx.addIssue({ code: 'custom', message: 'unit' });
         return z.NEVER;
@@ -218,6 +222,7 @@ export function bytes(config: Common<number> & { min?: number }): OptionSpec<num
   return make('bytes', config, '<bytes>', z.union([z.number(), fromString]).pipe(target), 'a size such as 10MiB, 512KiB or a number of bytes', formatBytes);
 }
 
+/** A byte count for --help: `64KiB`, `1MiB`. */
 export function formatBytes(count: number): string {
   for (const [unit, size] of [
     ['GiB', 1024 ** 3],

@@ -52,7 +52,9 @@ let cached: { definition: protoLoader.PackageDefinition; service: grpc.ServiceDe
 function load() {
   if (!cached) {
     const definition = loadProtoDefinition([EXT_PROC_PROTO]);
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-assignment -- the package is built from the proto at run time
     const pkg = grpc.loadPackageDefinition(definition) as any;
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-member-access -- the service's path in the proto
     const client = pkg.envoy.service.ext_proc.v3.ExternalProcessor as grpc.ServiceClientConstructor;
     cached = { definition, service: client.service, client };
   }
@@ -187,6 +189,7 @@ export function structToJson(protoStruct: ProtoStruct | null | undefined): Recor
   return out;
 }
 
+/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-member-access -- a protobuf Value decoded by proto-loader: which field is set is known only at run time */
 export function valueToJson(value: ProtoValue | null | undefined): unknown {
   if (!value) return null;
   const any = value as Record<string, any>;
@@ -206,6 +209,7 @@ export function valueToJson(value: ProtoValue | null | undefined): unknown {
       return null;
   }
 }
+/* eslint-enable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-member-access */
 
 const EMPTY = Buffer.alloc(0);
 
@@ -231,7 +235,7 @@ const ENVOY_STATUS_NAMES: Readonly<Record<number, string>> = {
   503: 'ServiceUnavailable',
   504: 'GatewayTimeout',
 };
-const ENVOY_STATUS_NUMBERS: Readonly<Record<string, number>> = Object.fromEntries(Object.entries(ENVOY_STATUS_NAMES).map(([n, name]) => [name, Number(n)]));
+const ENVOY_STATUS_NUMBERS: Readonly<Record<string, number>> = Object.fromEntries(Object.entries(ENVOY_STATUS_NAMES).map(([code, name]) => [name, Number(code)]));
 
 /** The StatusCode enum name for an HTTP status (InternalServerError for one the table lacks). */
 export function envoyStatusName(status: number): string {

@@ -69,6 +69,7 @@ interface PoolSpec {
 
 const ACTIVE_PORTS = ['llm-d.ai/active-ports', 'inference.networking.k8s.io/active-ports'];
 
+/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-member-access -- an InferencePool as the API server sent it: every field is checked before use */
 /** Selector and ports of an InferencePool object, GA or v1alpha2 shape. */
 export function poolSpecOf(pool: Record<string, any>): PoolSpec | undefined {
   const spec = pool?.spec;
@@ -78,15 +79,16 @@ export function poolSpecOf(pool: Record<string, any>): PoolSpec | undefined {
   else if (spec.selector && typeof spec.selector === 'object' && Object.values(spec.selector).every((value) => typeof value === 'string')) selector = spec.selector;
   if (!selector || Object.keys(selector).length === 0) return undefined;
   let ports: number[] = [];
-  if (Array.isArray(spec.targetPorts)) ports = spec.targetPorts.map((params: { number?: number }) => params?.number).filter((count: unknown): count is number => typeof count === 'number');
+  if (Array.isArray(spec.targetPorts)) ports = spec.targetPorts.map((port: { number?: number }) => port?.number).filter((portNumber: unknown): portNumber is number => typeof portNumber === 'number');
   else if (typeof spec.targetPortNumber === 'number') ports = [spec.targetPortNumber];
   return { selector, ports };
 }
+/* eslint-enable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-member-access */
 
 export function labelSelectorString(labels: Record<string, string>): string {
   return Object.entries(labels)
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([k, v]) => `${k}=${v}`)
+    .sort(([left], [right]) => left.localeCompare(right))
+    .map(([k, value]) => `${k}=${value}`)
     .join(',');
 }
 
@@ -143,6 +145,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
   private readonly syncedPromise: Promise<void>;
   private readonly running = new Map<k8s.ListWatch<any>, RunningInformer>();
   /** Informers stopped on purpose (a selector change, the pool deleted, stop()): their aborted watch is no error. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- informers of pools and of pods alike
   private readonly retired = new WeakSet<k8s.ListWatch<any>>();
   /** Errors seen (list or watch), for metrics. */
   errorCount = 0;
@@ -210,6 +213,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
   }
 
   /** Stops an informer for good: the abort of its watch is not reported, counted or retried. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- informers of pools and of pods alike
   private retire(informer: k8s.ListWatch<any> | undefined): Promise<void> | undefined {
     if (!informer) return undefined;
     this.retired.add(informer);
@@ -226,6 +230,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
    * Starts an informer and keeps it running (retries with backoff, see runInformer); each failure is logged as what
    * it means (the permission to grant, the address that did not answer), never as a stack trace.
    */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- informers of pools and of pods alike
   private runInformer(what: { resource: string; group: string }, informer: k8s.ListWatch<any>, onSynced: () => void): void {
     // Each informer backs off on its own: the pool's and the pods' failures (both fail while the API server is down)
     // must not double one shared delay twice as fast.
@@ -263,6 +268,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     this.poolInformer = informer;
     const apply = (obj: k8s.KubernetesObject) => {
       if (obj.metadata?.name !== src.name) return;
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- checked field by field in poolSpecOf
       const spec = poolSpecOf(obj as Record<string, any>);
       if (!spec) {
         this.logger.warn({ pool: `${src.namespace}/${src.name}` }, 'InferencePool has no usable selector; no endpoints');
@@ -320,7 +326,7 @@ export function parseSelector(selector: string): Record<string, string> {
   for (const part of selector.split(',').map((text) => text.trim()).filter(Boolean)) {
     const m = /^([A-Za-z0-9._/-]+)\s*==?\s*([A-Za-z0-9._-]*)$/.exec(part);
     if (!m) throw new Error(`unsupported label selector term "${part}": use key=value terms separated by commas`);
-    out[m[1]!] = m[2]!;
+    out[m[1]] = m[2]!;
   }
   if (Object.keys(out).length === 0) throw new Error('empty label selector');
   return out;

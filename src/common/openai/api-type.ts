@@ -6,8 +6,10 @@
  */
 import { isObject, type JsonObject } from '../json.js';
 
+/** The inference APIs: chat, completions, responses, messages, generate. */
 export type ApiType = 'chat' | 'completions' | 'responses' | 'messages' | 'generate';
 
+/** The inference API of each path. */
 export const INFERENCE_PATHS: Readonly<Record<string, ApiType>> = {
   '/v1/chat/completions': 'chat',
   '/v1/completions': 'completions',
@@ -16,6 +18,7 @@ export const INFERENCE_PATHS: Readonly<Record<string, ApiType>> = {
   '/inference/v1/generate': 'generate',
 };
 
+/** The token-limit fields of each API (capped on a prefill leg). */
 export interface TokenLimitFields {
   /** Object holding the fields: the body root, or a nested object key (generate keeps them in sampling_params). */
   container: 'root' | 'sampling_params';

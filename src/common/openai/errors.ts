@@ -21,14 +21,17 @@ export function errorTypeForStatus(status: number): string {
   return TYPE_BY_STATUS[status] ?? (status >= 500 ? 'InternalServerError' : 'APIConnectionError');
 }
 
+/** The OpenAI error body: `{"error": {message, type, param, code}}`. */
 export interface OpenAIErrorBody {
   error: { message: string; type: string; param: string | null; code: number };
 }
 
+/** The OpenAI error body for a status and message. */
 export function openAIError(status: number, message: string, param: string | null = null, type = errorTypeForStatus(status)): OpenAIErrorBody {
   return { error: { message, type, param, code: status } };
 }
 
+/** vLLM's and llm-d's flat error body: `{"object": "error", message, type, param, code}`. */
 export interface FlatErrorBody {
   object: 'error';
   message: string;

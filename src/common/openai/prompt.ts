@@ -6,6 +6,7 @@
 import type { ApiType } from './api-type.js';
 import { isObject, type JsonObject } from '../json.js';
 
+/** A prompt: text, or token ids. */
 export type Prompt = { kind: 'text'; text: string } | { kind: 'tokens'; tokens: number[] };
 
 /** Text of an OpenAI/Anthropic content value: a string, or the text of its text blocks concatenated. */

@@ -7,6 +7,7 @@
 import { parseDocument, parse as parseYaml } from 'yaml';
 import { ConfigError } from '../../common/index.js';
 
+/** Applies --config-param values (`<plugin>.<parameter>=<value>`) to the config document. */
 export function applyConfigParams(configText: string, params: readonly string[]): string {
   if (params.length === 0) return configText;
   const doc = parseDocument(configText === '' ? '{}' : configText);
@@ -14,7 +15,7 @@ export function applyConfigParams(configText: string, params: readonly string[])
   for (const p of params) {
     const m = /^([^.=]+)\.([^=]+)=(.*)$/s.exec(p);
     if (!m) throw new ConfigError(`invalid value "${p}" for --config-param: expected <plugin-name>.<parameter>=<value>`);
-    const [, pluginName, paramPath, raw] = m as unknown as [string, string, string, string];
+    const [, pluginName, paramPath, raw] = m;
     const index = (plugins?.items ?? []).findIndex((item) => (item.get('name') ?? item.get('type')) === pluginName);
     if (index < 0) throw new ConfigError(`--config-param ${p}: no plugin named "${pluginName}" in the EndpointPickerConfig`);
     let value: unknown;

@@ -17,6 +17,7 @@ const DEFAULT_POLICIES: ReadonlySet<string> = new Set([...LOADER_DEFAULTS.flowCo
 
 /** Phase 7: the flow-control settings and the saturation detector, resolved against the plugins (not enforced). */
 export function resolveFlowControl(doc: EndpointPickerConfigDocument, graph: PluginGraph, warn: (message: string) => void): FlowControlSettings {
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-boolean-literal-compare -- a gate the document does not name is undefined
   const enabled = doc.featureGates.flowControl === true;
   const fc = doc.flowControl;
   /** A configured plugin, or one of upstream's defaults (added under its type name, as upstream registers it). */

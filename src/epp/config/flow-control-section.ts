@@ -80,11 +80,11 @@ export interface FlowControlSettings {
  * KV-cache 0.8 for values outside (0, 1), staleness 200ms). `notes` receives each replaced value.
  */
 export function thresholdDetector(value: SaturationThresholds, notes: (message: string) => void): Extract<SaturationDetectorSetting, { form: 'thresholds' }> {
-  const pick = <T>(key: string, item: T | undefined, ok: (entry: T) => boolean, def: T, show: (entry: T) => string = String): T => {
-    if (item === undefined) return def;
+  const pick = <T>(key: string, item: T | undefined, ok: (entry: T) => boolean, fallback: T, show: (entry: T) => string = String): T => {
+    if (item === undefined) return fallback;
     if (ok(item)) return item;
-    notes(`saturationDetector.${key}: ${show(item)} is out of range; GAIE v1.4 uses the default ${show(def)}`);
-    return def;
+    notes(`saturationDetector.${key}: ${show(item)} is out of range; GAIE v1.4 uses the default ${show(fallback)}`);
+    return fallback;
   };
   return {
     form: 'thresholds',
@@ -106,7 +106,7 @@ export function resolveFlowControlRef(where: string, ref: string, role: FlowCont
 export function notEnforcedWarning(flowControlSettings: FlowControlSettings, saturationConfigured: boolean): string | undefined {
   const parts: string[] = [];
   const sec = flowControlSettings.section;
-  const asked = sec !== undefined && Object.entries(sec).some(([k, v]) => k !== 'saturationDetector' && v !== undefined);
+  const asked = sec !== undefined && Object.entries(sec).some(([k, value]) => k !== 'saturationDetector' && value !== undefined);
   if (flowControlSettings.enabled || asked) {
     const limits: string[] = [];
     if (sec?.maxBytes) limits.push(`maxBytes=${sec.maxBytes}`);

@@ -48,7 +48,7 @@ export function parseQuantity(input: string | number): number | undefined {
   if (!m) return undefined;
   const base = Number(m[1]);
   if (m[2]) return Number(`${m[1]}${m[2]}`);
-  return base * SUFFIX[m[3] ?? '']!;
+  return base * SUFFIX[m[3] ?? ''];
 }
 
 /**

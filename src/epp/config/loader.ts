@@ -40,6 +40,7 @@ import type { FlowControlSettings } from './flow-control-section.js';
 import { fail, namedSpecs, PluginGraph, type GraphDependencies } from './plugin-graph.js';
 import { DEFAULT_CONFIG_YAML, validateDocument, type EndpointPickerConfigDocument, type ProfileSpec } from './schema.js';
 
+/** What the loader may be given: metrics, a logger, a random source and the plugin registry. */
 export interface LoadDependencies {
   metrics?: EppMetrics;
   logger?: Logger;
@@ -48,6 +49,7 @@ export interface LoadDependencies {
   registry?: Readonly<Record<string, PluginDefinition>>;
 }
 
+/** A loaded EndpointPickerConfig: the document, the plugins, the scheduler and what the EPP wires from it. */
 export interface LoadedEndpointPickerConfig {
   readonly document: EndpointPickerConfigDocument;
   readonly plugins: ReadonlyMap<string, Plugin>;
@@ -91,7 +93,7 @@ function parseDocument(text: string): EndpointPickerConfigDocument {
 }
 
 /** What every phase after parsing shares: the document, the plugins and where warnings go. */
-interface LoadPhase {
+export interface LoadPhase {
   readonly doc: EndpointPickerConfigDocument;
   readonly graph: PluginGraph;
   readonly registry: Readonly<Record<string, PluginDefinition>>;
@@ -111,7 +113,7 @@ function profileSpecs({ doc, graph }: LoadPhase): ProfileSpec[] {
   const refs = graph
     .ordered()
     .filter((plugin) => isFilter(plugin) || isScorer(plugin) || isPicker(plugin))
-    .map((params) => ({ pluginRef: params.name }));
+    .map((plugin) => ({ pluginRef: plugin.name }));
   return [{ name: 'default', plugins: refs }];
 }
 
@@ -272,6 +274,7 @@ export function buildDataLayer(phase: LoadPhase): DataLayerResult {
     fail(p ? `${key}.${field}: "${ref}" (type ${p.type}) is not a ${field === 'peerDiscovery' ? 'peer-discovery' : 'cross-replica syncer'} plugin (pd-router does not sync state across EPP replicas)` : `${key}.${field}: pluginRef "${ref}" is not defined in plugins`);
   }
   if (dl?.crossReplicaSyncInterval !== undefined) warn(`${key}.crossReplicaSyncInterval has no effect without crossReplicaSyncerPluginRef`);
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-boolean-literal-compare -- a gate the document does not name is undefined
   const legacyMetrics = doc.featureGates.enableLegacyMetrics === true;
   if (legacyMetrics && dl?.sources?.length) warn(`${key}.sources is not used: the enableLegacyMetrics gate scrapes with the default metrics source, as GAIE v1.5`);
   const configured = legacyMetrics ? undefined : configuredMetricsSource(phase, key);

@@ -48,7 +48,7 @@ function checkTypes(specs: Iterable<NamedSpec>, registry: Registry): void {
  */
 function carriedProducerParams(specs: Map<string, NamedSpec>, registry: Registry, data: string, producer: NamedSpec | undefined): Record<string, unknown> | undefined {
   const carriers = [...specs.values()].flatMap((namedSpec) => {
-    const carried: ProducerParameters | undefined = registry[namedSpec.type]!.producerParameters;
+    const carried: ProducerParameters | undefined = registry[namedSpec.type].producerParameters;
     if (carried?.data !== data) return [];
     const params = paramsOf(namedSpec);
     const moved = Object.fromEntries(carried.keys.filter((k) => k in params).map((k) => [k, params[k]]));
@@ -64,7 +64,7 @@ function carriedProducerParams(specs: Map<string, NamedSpec>, registry: Registry
     if (!r.success) fail(`${where(c.s)}: ${describeIssues(r.error.issues)}`);
   }
   const canonical = (options: Record<string, unknown>) => JSON.stringify(Object.keys(options).sort().map((k) => [k, options[k]]));
-  const first = carriers[0]!;
+  const first = carriers[0];
   const other = carriers.find((config) => canonical(config.moved) !== canonical(first.moved));
   if (other) {
     const type = producerTypeOf(registry, data);
@@ -81,13 +81,13 @@ function carriedProducerParams(specs: Map<string, NamedSpec>, registry: Registry
  */
 function addRequiredProducers(specs: Map<string, NamedSpec>, registry: Registry): void {
   const configured = [...specs.values()];
-  const data = new Set(configured.flatMap((namedSpec) => [...(registry[namedSpec.type]!.requires ?? []), ...(registry[namedSpec.type]!.producerParameters ? [registry[namedSpec.type]!.producerParameters!.data] : [])]));
+  const data = new Set(configured.flatMap((namedSpec) => [...(registry[namedSpec.type].requires ?? []), ...(registry[namedSpec.type].producerParameters ? [registry[namedSpec.type].producerParameters!.data] : [])]));
   for (const d of data) {
-    const producer = configured.find((namedSpec) => registry[namedSpec.type]!.produces?.includes(d));
+    const producer = configured.find((namedSpec) => registry[namedSpec.type].produces?.includes(d));
     const moved = carriedProducerParams(specs, registry, d, producer);
-    if (producer || !configured.some((namedSpec) => registry[namedSpec.type]!.requires?.includes(d))) continue;
+    if (producer || !configured.some((namedSpec) => registry[namedSpec.type].requires?.includes(d))) continue;
     const type = producerTypeOf(registry, d);
-    if (type === undefined) fail(`no plugin type produces "${d}", which ${configured.filter((namedSpec) => registry[namedSpec.type]!.requires?.includes(d)).map(where).join(', ')} requires`);
+    if (type === undefined) fail(`no plugin type produces "${d}", which ${configured.filter((namedSpec) => registry[namedSpec.type].requires?.includes(d)).map(where).join(', ')} requires`);
     if (specs.has(type)) fail(`plugin "${type}" must be of type ${type}: the loader adds one under that name`);
     specs.set(type, { name: type, type, parameters: moved });
   }
@@ -150,7 +150,7 @@ export class PluginGraph {
   /** Configured plugins in config order (instantiation order differs with forward references), then added ones. */
   ordered(): Plugin[] {
     const configured = [...this.specs.keys()].map((count) => this.instances.get(count)).filter((plugin): plugin is Plugin => plugin !== undefined);
-    return [...configured, ...[...this.instances.entries()].filter(([n]) => !this.specs.has(n)).map(([, p]) => p)];
+    return [...configured, ...[...this.instances.entries()].filter(([name]) => !this.specs.has(name)).map(([, plugin]) => plugin)];
   }
 
   get(name: string): Plugin | undefined {

@@ -22,6 +22,7 @@ export const API_VERSIONS: Readonly<Record<string, ApiFamily>> = {
   'llm-d.ai/v1alpha1': 'llm-d',
   'inference.networking.x-k8s.io/v1alpha1': 'gaie',
 };
+/** The EndpointPickerConfig apiVersions pd-router accepts (llm-d and GAIE families). */
 export const ACCEPTED_API_VERSIONS = Object.keys(API_VERSIONS);
 
 /**
@@ -79,7 +80,7 @@ function featureGateValue(raw: string): [string, boolean] | undefined {
 
 const common = {
   apiVersion: z.string(),
-  kind: z.literal('EndpointPickerConfig', { message: 'kind must be EndpointPickerConfig' }),
+  kind: z.literal('EndpointPickerConfig', { error: 'kind must be EndpointPickerConfig' }),
   featureGates: z.array(z.string()).default([]),
   plugins: z.array(pluginSpecSchema).default([]),
   schedulingProfiles: z.array(profileSchema).default([]),
@@ -154,7 +155,7 @@ export function validateDocument(raw: Record<string, unknown>): { ok: true; doc:
       continue;
     }
     if (!(gate[0] in gates)) {
-      issues.push({ path: ['featureGates', i], message: `unknown feature gate "${gate[0]}" for ${apiVersion} (known: ${Object.keys(gates).join(', ')})` });
+      issues.push({ path: ['featureGates', i], message: `unknown feature gate "${gate[0]}" for ${String(apiVersion)} (known: ${Object.keys(gates).join(', ')})` });
       continue;
     }
     gates[gate[0]] = gate[1];

@@ -8,6 +8,7 @@ import { hostPort } from '../../common/index.js';
 import type { EndpointMetrics } from '../../decider/index.js';
 import type { Endpoint } from '../framework/types.js';
 
+/** An endpoint as discovery reports it: name, namespace, address, port, labels. */
 export interface EndpointSpec {
   name: string;
   namespace: string;
@@ -18,10 +19,12 @@ export interface EndpointSpec {
   hostname?: string;
 }
 
+/** Metrics of an endpoint never scraped. */
 export function emptyMetrics(): EndpointMetrics {
   return { waitingQueueSize: 0, runningRequests: 0, kvCacheUsage: 0, cacheBlockSize: 0, cacheNumBlocks: 0, updatedAt: 0, stale: true };
 }
 
+/** An endpoint from its spec, with empty metrics. */
 export function endpointFromSpec(spec: EndpointSpec, metrics: EndpointMetrics = emptyMetrics()): Endpoint {
   return {
     id: `${spec.namespace}/${spec.name}`,
@@ -48,6 +51,7 @@ export interface EndpointStoreEvents {
   changed: [readonly Endpoint[]];
 }
 
+/** The current endpoints by id, replaced by discovery and read by the scheduler; metrics are updated in place. */
 export class EndpointStore extends EventEmitter<EndpointStoreEvents> {
   private byId = new Map<string, Endpoint>();
   private list: readonly Endpoint[] = [];

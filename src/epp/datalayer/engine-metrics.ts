@@ -45,14 +45,14 @@ const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 export function parseMetricSpec(spec: string): MetricSpec | undefined {
   if (spec === '') return undefined;
   const m = /^\s*([^\s{]+)\s*(?:\{([^}]*)\})?\s*$/.exec(spec);
-  if (!m || !METRIC_NAME.test(m[1]!)) throw new Error(`not a valid metric specification: "${spec}"`);
+  if (!m || !METRIC_NAME.test(m[1])) throw new Error(`not a valid metric specification: "${spec}"`);
   const labels: Record<string, string> = {};
   for (const pair of (m[2] ?? '').split(',').filter((text) => text.trim() !== '')) {
     const l = /^\s*([^\s=]+)\s*=\s*(?:"([^"]*)"|([^",\s]+))\s*$/.exec(pair);
-    if (!l || !LABEL_NAME.test(l[1]!)) throw new Error(`invalid label pair "${pair.trim()}" in specification "${spec}"`);
-    labels[l[1]!] = l[2] ?? l[3]!;
+    if (!l || !LABEL_NAME.test(l[1])) throw new Error(`invalid label pair "${pair.trim()}" in specification "${spec}"`);
+    labels[l[1]] = l[2] ?? l[3];
   }
-  return { name: m[1]!, labels };
+  return { name: m[1], labels };
 }
 
 const spec = (name: string, labels: Record<string, string> = {}): MetricSpec => ({ name, labels });
@@ -125,9 +125,9 @@ export class EngineRegistry {
   engineFor(labels: Readonly<Record<string, string>>): EngineMetricNames {
     for (const l of this.labelKeys) {
       const e = labels[l];
-      if (e !== undefined) return this.engines[e] ?? this.engines[this.defaultEngine]!;
+      if (e !== undefined) return this.engines[e] ?? this.engines[this.defaultEngine];
     }
-    return this.engines[this.defaultEngine]!;
+    return this.engines[this.defaultEngine];
   }
 }
 
@@ -211,7 +211,7 @@ export function lastSample(text: string, name: string): Sample | undefined {
 export function labelValue(labels: string, key: string): string | undefined {
   const re = new RegExp(`(?:^|,)\\s*${key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}="((?:[^"\\\\]|\\\\.)*)"`);
   const m = re.exec(labels);
-  return m ? m[1]!.replace(/\\(.)/g, (_, ch: string) => (ch === 'n' ? '\n' : ch)) : undefined;
+  return m ? m[1].replace(/\\(.)/g, (_, ch: string) => (ch === 'n' ? '\n' : ch)) : undefined;
 }
 
 const carries = (sample: Sample, spec: MetricSpec) => Object.entries(spec.labels).every(([k, value]) => labelValue(sample.labels, k) === value);
@@ -289,7 +289,7 @@ export function extractEngineMetrics(text: string, engine: EngineMetricNames, me
   const read = (specs: readonly MetricSpec[], set: (value: number) => void) => {
     if (specs.length === 0) return;
     const v = first(samples, specs);
-    if (v === undefined) missing.push(describe(specs[0]!));
+    if (v === undefined) missing.push(describe(specs[0]));
     else set(v);
   };
   read(engine.waiting, (value) => (metrics.waitingQueueSize = value));

@@ -14,7 +14,7 @@ export interface ReceivedHeaders {
 }
 
 export function receiveHeaders(map: HeaderMap | null | undefined): ReceivedHeaders {
-  const values: Record<string, string> = Object.create(null);
+  const values = Object.create(null) as Record<string, string>;
   const repeated = new Set<string>();
   for (const h of map?.headers ?? []) {
     const key = h.key.toLowerCase();

@@ -19,14 +19,16 @@ import { asBuffer, valueToJson, type HttpBody, type HttpHeaders, type Metadata, 
 import type { ParsedRequest, RequestDirector, ScheduledRequest } from '../director.js';
 import type { DisaggDecisionRecord } from '../framework/types.js';
 
+/** The response header carrying the P/D decision, when the request asks for it. */
 export const DECISION_HEADER = 'x-pd-router-decision';
+/** The request header that asks for the decision header. */
 export const DEBUG_REQUEST_HEADER = 'x-pd-router-debug';
 
 /** `prefill-decode; reason=remote-faster; localMs=812.5; remoteMs=310.2; ...` (scalar details only). */
 export function formatDecision(record: DisaggDecisionRecord): string {
   const parts = [record.type, `reason=${record.reason}`];
   for (const [k, v] of Object.entries(record.detail ?? {})) {
-    if (typeof v === 'number' || typeof v === 'boolean' || (typeof v === 'string' && /^[\w.:/\[\]-]+$/.test(v))) parts.push(`${k}=${v}`);
+    if (typeof v === 'number' || typeof v === 'boolean' || (typeof v === 'string' && /^[\w.:/[\]-]+$/.test(v))) parts.push(`${k}=${v}`);
   }
   return parts.join('; ');
 }
@@ -66,7 +68,7 @@ export interface StreamDependencies {
 type Duplex = grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>;
 
 export class ExtProcStream {
-  private headers: ReceivedHeaders = { values: Object.create(null), repeated: new Set() };
+  private headers: ReceivedHeaders = { values: Object.create(null) as Record<string, string>, repeated: new Set() };
   private requestId = '';
   private chunks: Buffer[] = [];
   private bodyBytes = 0;
@@ -157,9 +159,9 @@ export class ExtProcStream {
       this.captureMetadata(match.metadata_context);
       switch (match.request) {
         case 'request_headers':
-          return this.onRequestHeaders(match.request_headers!);
+          { this.onRequestHeaders(match.request_headers!); return; }
         case 'request_body':
-          return this.onRequestBody(match.request_body!);
+          { this.onRequestBody(match.request_body!); return; }
         case 'request_trailers':
           // With asynchronous scheduling the trailers are answered once the request is routed, keeping Envoy's order.
           if (!this.requestDone && this.parsed === undefined) {
@@ -170,17 +172,17 @@ export class ExtProcStream {
           }
           return this.send({ request_trailers: {} });
         case 'response_headers':
-          return this.tracker().onHeaders(match.response_headers!);
+          { this.tracker().onHeaders(match.response_headers!); return; }
         case 'response_body':
-          return this.tracker().onBody(match.response_body!);
+          { this.tracker().onBody(match.response_body!); return; }
         case 'response_trailers':
           this.tracker().onTrailers();
-          return this.send({ response_trailers: {} });
+          { this.send({ response_trailers: {} }); return; }
         default:
           return;
       }
     } catch (err) {
-      if (err instanceof InferenceError) return this.reject(err);
+      if (err instanceof InferenceError) { this.reject(err); return; }
       this.deps.logger.error({ err, reqId: this.requestId }, 'ext_proc stream failed');
       this.fail(grpc.status.INTERNAL, (err as Error).message);
     }

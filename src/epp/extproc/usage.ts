@@ -44,8 +44,10 @@ export function usageFromJson(body: Buffer): Usage | undefined {
 export function usageFromSseData(data: string): Usage | undefined {
   if (data === '[DONE]' || !data.includes('"usage"')) return undefined;
   try {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an answer's JSON; usageOf checks what it reads
     const o = JSON.parse(data) as Record<string, any>;
     if (o?.usage) return usageOf(o.usage);
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-member-access -- as above
     if (o?.type === 'response.completed' && o.response?.usage) return usageOf(o.response.usage);
   } catch {
     /* not JSON */

@@ -23,6 +23,7 @@ export type InferenceErrorCode = keyof typeof ERROR_STATUS;
 /** Values of `x-llm-d-request-dropped-reason` (`rejected-not-leader` is pd-router's: a follower under leader election). */
 export type DropReason = 'rejected-no-endpoints' | 'rejected-saturated' | 'rejected-too-large' | 'rejected-not-leader';
 
+/** A request the EPP refuses, with the status and message llm-d answers it with. */
 export class InferenceError extends Error {
   override name = 'InferenceError';
   constructor(

@@ -33,11 +33,13 @@ export interface InferenceRequest extends DecisionRequest {
   readonly headers: Record<string, string>;
 }
 
+/** An endpoint with its weighted score. */
 export interface ScoredEndpoint {
   endpoint: Endpoint;
   score: number;
 }
 
+/** What one profile picked, and every candidate it scored. */
 export interface ProfileRunResult {
   /** Picked endpoints, best first. */
   targets: Endpoint[];
@@ -48,6 +50,7 @@ export interface ProfileRunResult {
 /** Results by profile name; `null` = the profile ran (or was skipped) without a result. */
 export type ProfileResults = Map<string, ProfileRunResult | null>;
 
+/** The scheduling result: the primary profile and each profile's picks. */
 export interface SchedulingResult {
   primaryProfile: string;
   results: Map<string, ProfileRunResult>;
@@ -77,20 +80,24 @@ export class SchedulingContext {
   ) {}
 }
 
+/** What every plugin is: a type (its registry name) and a name (its config name). */
 export interface Plugin {
   readonly type: string;
   readonly name: string;
 }
 
+/** Keeps the endpoints a profile may pick from. */
 export interface Filter extends Plugin {
   filter(ctx: SchedulingContext, endpoints: readonly Endpoint[]): Endpoint[];
 }
 
+/** Scores endpoints in [0, 1]; a profile sums the weighted scores. */
 export interface Scorer extends Plugin {
   /** Scores aligned with `endpoints`; the framework clamps them to [0, 1]. */
   score(ctx: SchedulingContext, endpoints: readonly Endpoint[]): ArrayLike<number>;
 }
 
+/** Picks from the scored endpoints. */
 export interface Picker extends Plugin {
   pick(ctx: SchedulingContext, scored: ScoredEndpoint[]): ProfileRunResult;
 }
@@ -102,6 +109,7 @@ export interface SchedulerProfileView {
   filter(ctx: SchedulingContext, candidates: readonly Endpoint[]): Endpoint[];
 }
 
+/** Chooses which profiles run, and makes the final result from theirs. */
 export interface ProfileHandler extends Plugin {
   /** Profiles to run next; empty ends the loop. Called again after each batch with the accumulated results. */
   pickProfiles(ctx: SchedulingContext, profiles: ReadonlyMap<string, SchedulerProfileView>, results: ProfileResults, candidates: readonly Endpoint[]): string[];
@@ -111,6 +119,7 @@ export interface ProfileHandler extends Plugin {
   validateProfiles?(names: readonly string[]): string | undefined;
 }
 
+/** Runs after scheduling, before the answer (writes routing headers, records picks). */
 export interface PreRequest extends Plugin {
   preRequest(ctx: SchedulingContext, result: SchedulingResult): void;
 }
@@ -148,17 +157,29 @@ export interface EndpointRemoved extends Plugin {
   endpointRemoved(endpointId: string): void;
 }
 
+/** A decider registered as an EPP plugin. */
 export interface DeciderPlugin extends Plugin, PdDecider {}
 
+/** Whether a plugin implements Filter. */
 export const isFilter = (plugin: Plugin): plugin is Filter => typeof (plugin as Filter).filter === 'function';
+/** Whether a plugin implements Scorer. */
 export const isScorer = (plugin: Plugin): plugin is Scorer => typeof (plugin as Scorer).score === 'function';
+/** Whether a plugin implements Picker. */
 export const isPicker = (plugin: Plugin): plugin is Picker => typeof (plugin as Picker).pick === 'function';
+/** Whether a plugin implements ProfileHandler. */
 export const isProfileHandler = (plugin: Plugin): plugin is ProfileHandler =>
   typeof (plugin as ProfileHandler).pickProfiles === 'function' && typeof (plugin as ProfileHandler).processResults === 'function';
+/** Whether a plugin implements PreRequest. */
 export const isPreRequest = (plugin: Plugin): plugin is PreRequest => typeof (plugin as PreRequest).preRequest === 'function';
+/** Whether a plugin implements DataProducer. */
 export const isDataProducer = (plugin: Plugin): plugin is DataProducer => typeof (plugin as DataProducer).produce === 'function';
+/** Whether a plugin implements AsyncDataProducer. */
 export const isAsyncDataProducer = (plugin: Plugin): plugin is AsyncDataProducer => typeof (plugin as AsyncDataProducer).produceAsync === 'function';
+/** Whether a plugin implements ResponseComplete. */
 export const isResponseComplete = (plugin: Plugin): plugin is ResponseComplete => typeof (plugin as ResponseComplete).responseComplete === 'function';
+/** Whether a plugin implements ResponseHeaders. */
 export const isResponseHeaders = (plugin: Plugin): plugin is ResponseHeaders => typeof (plugin as ResponseHeaders).responseHeaders === 'function';
+/** Whether a plugin implements EndpointRemoved. */
 export const isEndpointRemoved = (plugin: Plugin): plugin is EndpointRemoved => typeof (plugin as EndpointRemoved).endpointRemoved === 'function';
+/** Whether a plugin is a decider. */
 export const isDecider = (plugin: Plugin): plugin is DeciderPlugin => typeof (plugin as DeciderPlugin).decide === 'function';

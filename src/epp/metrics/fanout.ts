@@ -9,17 +9,46 @@ export const NO_HISTOGRAM: HistogramChild = { observe() {} };
 export const NO_COUNTER: CounterChild = { inc() {} };
 export const NO_GAUGE: GaugeChild = { inc() {}, dec() {}, set() {} };
 
-export function fanHistogram(child: HistogramChild | undefined, histogramChild: HistogramChild | undefined): HistogramChild {
-  if (child && histogramChild) return { observe: (value) => (child.observe(value), histogramChild.observe(value)) };
-  return child ?? histogramChild ?? NO_HISTOGRAM;
+export function fanHistogram(first: HistogramChild | undefined, second: HistogramChild | undefined): HistogramChild {
+  if (first && second) {
+    return {
+      observe: (value) => {
+        first.observe(value);
+        second.observe(value);
+      },
+    };
+  }
+  return first ?? second ?? NO_HISTOGRAM;
 }
 
-export function fanCounter(counterChild: CounterChild | undefined, child: CounterChild | undefined): CounterChild {
-  if (counterChild && child) return { inc: (count) => (counterChild.inc(count), child.inc(count)) };
-  return counterChild ?? child ?? NO_COUNTER;
+export function fanCounter(first: CounterChild | undefined, second: CounterChild | undefined): CounterChild {
+  if (first && second) {
+    return {
+      inc: (count) => {
+        first.inc(count);
+        second.inc(count);
+      },
+    };
+  }
+  return first ?? second ?? NO_COUNTER;
 }
 
-export function fanGauge(gaugeChild: GaugeChild | undefined, child: GaugeChild | undefined): GaugeChild {
-  if (gaugeChild && child) return { inc: (count) => (gaugeChild.inc(count), child.inc(count)), dec: (count) => (gaugeChild.dec(count), child.dec(count)), set: (value) => (gaugeChild.set(value), child.set(value)) };
-  return gaugeChild ?? child ?? NO_GAUGE;
+export function fanGauge(first: GaugeChild | undefined, second: GaugeChild | undefined): GaugeChild {
+  if (first && second) {
+    return {
+      inc: (count) => {
+        first.inc(count);
+        second.inc(count);
+      },
+      dec: (count) => {
+        first.dec(count);
+        second.dec(count);
+      },
+      set: (value) => {
+        first.set(value);
+        second.set(value);
+      },
+    };
+  }
+  return first ?? second ?? NO_GAUGE;
 }

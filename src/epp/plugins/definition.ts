@@ -35,6 +35,7 @@ export type PluginKind =
   | 'parser'
   | 'flow-control';
 
+/** What a plugin constructor gets: its type and name, shared services, and lookups of other plugins. */
 export interface PluginFactoryContext {
   readonly type: string;
   readonly name: string;
@@ -68,6 +69,8 @@ export interface ProducerParameters {
   readonly producerReference: string;
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- one table holds definitions of every parameter type; `any` is the slot each of their types fits
+/** How a plugin type is built: its kind, data needs, parameter schema and constructor. */
 export interface PluginDefinition<P = any> {
   /** The extension points the plugin can be used in: one, or several (a saturation detector that also filters). */
   readonly kind: PluginKind | readonly PluginKind[];

@@ -61,6 +61,7 @@ function deciderPlugin(definition: DeciderDefinition): PluginDefinition {
   return definePlugin({ kind: 'decider', description: definition.description, params: definition.params, create: (ctx, params) => definition.create(ctx.type, ctx.name, params) });
 }
 
+/** Every plugin type pd-router accepts, by its upstream type name. */
 export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   // filters
   'decode-filter': decodeFilter,

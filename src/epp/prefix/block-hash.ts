@@ -12,6 +12,7 @@
 import xxhash from 'xxhash-wasm';
 import type { Prompt } from '../../common/openai/index.js';
 
+// eslint-disable-next-line @typescript-eslint/unbound-method -- xxhash-wasm's functions are closures, not methods
 const { h64Raw } = await xxhash();
 
 const BYTES_PER_TOKEN = 4;
@@ -26,7 +27,7 @@ export function chainSeed(targetModel: string, cacheSalt: string): bigint {
 function promptBytes(prompt: Prompt): Uint8Array {
   if (prompt.kind === 'text') return Buffer.from(prompt.text, 'utf8');
   const out = Buffer.allocUnsafe(prompt.tokens.length * BYTES_PER_TOKEN);
-  for (let i = 0; i < prompt.tokens.length; i++) out.writeUInt32LE(prompt.tokens[i]! >>> 0, i * BYTES_PER_TOKEN);
+  for (let i = 0; i < prompt.tokens.length; i++) out.writeUInt32LE(prompt.tokens[i] >>> 0, i * BYTES_PER_TOKEN);
   return out;
 }
 

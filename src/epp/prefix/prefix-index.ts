@@ -81,7 +81,7 @@ export class PrefixIndex {
     const i = h.indexOf(slot);
     if (i < 0) return;
     h.splice(i, 1);
-    if (h.length === 1) this.byKey.set(key, h[0]!);
+    if (h.length === 1) this.byKey.set(key, h[0]);
   }
 
   private evictOldest(endpointEntries: EndpointEntries): void {

@@ -16,7 +16,7 @@ export class PluginTimer {
   child(point: ExtensionPoint, plugin: Plugin): HistogramChild | undefined {
     if (!this.resolve) return undefined;
     let points = this.children.get(plugin);
-    if (!points) this.children.set(plugin, (points = new Map()));
+    if (!points) this.children.set(plugin, (points = new Map<ExtensionPoint, HistogramChild>()));
     let c = points.get(point);
     if (!c) points.set(point, (c = this.resolve(point, plugin)));
     return c;

@@ -41,10 +41,10 @@ export class SchedulerProfile implements SchedulerProfileView {
         let s = scores[i] ?? 0;
         if (!(s > 0)) s = 0; // negative and NaN
         else if (s > 1) s = 1;
-        totals[i]! += weight * s;
+        totals[i] += weight * s;
       }
     }
-    const scored = endpoints.map((endpoint, i) => ({ endpoint, score: totals[i]! }));
+    const scored = endpoints.map((endpoint, i) => ({ endpoint, score: totals[i] }));
     const result = this.timer.time('Picker', this.picker, () => this.picker.pick(ctx, scored));
     if (result.targets.length === 0) throw noEndpointsAfterFilters();
     return result;

@@ -35,21 +35,21 @@ export function familiesOf(text: string): Map<string, FamilySchema & { samples: 
   for (const line of text.split('\n')) {
     let m = /^# HELP (\S+) (.*)$/.exec(line);
     if (m) {
-      help.set(m[1]!, unescapeHelp(m[2]!));
+      help.set(m[1], unescapeHelp(m[2]));
       continue;
     }
     m = /^# TYPE (\S+) (\S+)$/.exec(line);
     if (m) {
-      type.set(m[1]!, m[2]!);
+      type.set(m[1], m[2]);
       continue;
     }
     if (line === '' || line.startsWith('#')) continue;
     const s = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+\S+/.exec(line);
     if (!s) throw new Error(`unparsable sample line: ${line}`);
-    let name = s[1]!;
+    let name = s[1];
     if (!type.has(name)) name = name.replace(/_(bucket|sum|count)$/, '');
     const labels: Record<string, string> = {};
-    for (const pair of (s[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[pair[1]!] = pair[2]!;
+    for (const pair of (s[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[pair[1]] = pair[2]!;
     let f = out.get(name);
     if (!f) {
       f = { name, type: type.get(name) ?? '?', help: help.get(name) ?? '', labels: [], samples: 0, labelSet: new Set() };

@@ -25,7 +25,7 @@ export interface MetricsDataSource extends Plugin {
 
 export const metricsDataSourceParams = z
   .object({
-    scheme: z.enum(['http', 'https'], { message: 'must be http or https' }).default('http'),
+    scheme: z.enum(['http', 'https'], { error: 'must be http or https' }).default('http'),
     path: z.string().startsWith('/', 'must start with /').default('/metrics'),
     port: z.number().int().min(1, 'must be between 1 and 65535').max(65535, 'must be between 1 and 65535').optional(),
     insecureSkipVerify: z.boolean().default(true),
@@ -35,7 +35,7 @@ export const metricsDataSourceParams = z
     interval: goDuration.optional(),
   })
   .strict()
-  .refine((params) => (params.clientCertPath === '') === (params.clientKeyPath === ''), { message: 'clientCertPath and clientKeyPath must be set together', path: ['clientCertPath'] });
+  .refine((params) => (params.clientCertPath === '') === (params.clientKeyPath === ''), { error: 'clientCertPath and clientKeyPath must be set together', path: ['clientCertPath'] });
 
 /** A PEM file read at load; unreadable is an error naming the parameter. */
 export function pem(parameter: string, file: string): string {

@@ -29,11 +29,11 @@ export const byLabelFilter = definePlugin({
   deprecatedFor: 'label-selector-filter',
   params: z
     .object({
-      label: z.string({ message: 'is required' }).min(1, 'must be a non-empty label name'),
+      label: z.string({ error: 'is required' }).min(1, 'must be a non-empty label name'),
       validValues: z.array(z.string()).default([]),
       allowsNoLabel: z.boolean().default(false),
     })
     .strict()
-    .refine((params) => params.validValues.length > 0 || params.allowsNoLabel, { message: 'either validValues must be non-empty or allowsNoLabel must be true', path: ['validValues'] }),
+    .refine((params) => params.validValues.length > 0 || params.allowsNoLabel, { error: 'either validValues must be non-empty or allowsNoLabel must be true', path: ['validValues'] }),
   create: (ctx, params) => labelValueFilter(ctx.type, ctx.name, params.label, params.validValues, params.allowsNoLabel),
 });

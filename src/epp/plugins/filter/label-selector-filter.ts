@@ -18,7 +18,7 @@ const expression = z
   })
   .strict()
   .refine((entry) => ((entry.operator === 'In' || entry.operator === 'NotIn') ? entry.values.length > 0 : entry.values.length === 0), {
-    message: 'In and NotIn need values; Exists and DoesNotExist take none',
+    error: 'In and NotIn need values; Exists and DoesNotExist take none',
   });
 
 type Expression = z.infer<typeof expression>;

@@ -17,7 +17,8 @@ export const isFlowControlPlugin = (plugin: Plugin): plugin is FlowControlPlugin
 /** A one-line rendering of a plugin's settings for the warning, e.g. `queueDepthThreshold=5, headroom=0`. */
 export function describeSettings(settings: Readonly<Record<string, unknown>>): string {
   return Object.entries(settings)
-    .filter(([, v]) => v !== undefined)
-    .map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`)
+    .filter(([, value]) => value !== undefined)
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- objects are JSON above; the rest are numbers, strings and booleans
+    .map(([k, value]) => `${k}=${typeof value === 'object' ? JSON.stringify(value) : String(value)}`)
     .join(', ');
 }

@@ -38,7 +38,7 @@ const programAware = z
     // Upstream's factory accepts "" as las.
     strategy: z
       .string()
-      .refine((text) => text === '' || text === 'las', { message: 'unknown scoring strategy: only "las" is supported' })
+      .refine((text) => text === '' || text === 'las', { error: 'unknown scoring strategy: only "las" is supported' })
       .transform((text) => text || 'las')
       .default('las'),
     evictionTtlSeconds: z.number().min(0, 'must be >= 0').default(3600),
@@ -51,13 +51,13 @@ const programAware = z
 
 const priorityHoldback = z
   .object({
-    minCeiling: z.number({ message: 'is required (a number in [0, 1))' }).min(0, 'must be in [0, 1)').lt(1, 'must be in [0, 1)'),
+    minCeiling: z.number({ error: 'is required (a number in [0, 1))' }).min(0, 'must be in [0, 1)').lt(1, 'must be in [0, 1)'),
     maxCeiling: z.number().gt(0, 'must be in (0, 1]').max(1, 'must be in (0, 1]').default(1),
-    shape: z.literal('linear', { message: 'must be "linear"' }).default('linear'),
-    domain: z.enum(['rank', 'value'], { message: 'must be rank or value' }).default('rank'),
+    shape: z.literal('linear', { error: 'must be "linear"' }).default('linear'),
+    domain: z.enum(['rank', 'value'], { error: 'must be rank or value' }).default('rank'),
   })
   .strict()
-  .refine((params) => params.minCeiling < params.maxCeiling, { message: 'minCeiling must be strictly less than maxCeiling', path: ['minCeiling'] });
+  .refine((params) => params.minCeiling < params.maxCeiling, { error: 'minCeiling must be strictly less than maxCeiling', path: ['minCeiling'] });
 
 export const FLOW_CONTROL_POLICIES: Readonly<Record<string, PluginDefinition>> = {
   [DEFAULT_FAIRNESS_POLICY]: policy('fairness-policy', 'Strict priority between flows', none),

@@ -81,7 +81,7 @@ export const concurrencyDetector = definePlugin({
     .object({
       maxConcurrency: z.number().int().positive('must be > 0').default(100),
       headroom: z.number().min(0, 'must be >= 0').default(0),
-      concurrencyMode: z.enum(['requests', 'tokens', 'hybrid'], { message: 'must be requests, tokens or hybrid' }).default('requests'),
+      concurrencyMode: z.enum(['requests', 'tokens', 'hybrid'], { error: 'must be requests, tokens or hybrid' }).default('requests'),
       maxTokenConcurrency: z.number().int().positive('must be > 0').default(1_000_000),
       inFlightLoadProducerName: z.string().optional(),
     })

@@ -16,7 +16,7 @@ export const pickerParams = z
 export function shuffle<T>(items: T[], random: () => number): T[] {
   for (let i = items.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));
-    const t = items[i]!;
+    const t = items[i];
     items[i] = items[j]!;
     items[j] = t;
   }

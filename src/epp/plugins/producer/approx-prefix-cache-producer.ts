@@ -56,7 +56,7 @@ export const approxPrefixCacheParams = z
     blockSizeFromLegacy: blockSizeTokens === undefined && blockSize !== undefined,
     legacyBlockSizeIgnored: blockSizeTokens !== undefined && blockSize !== undefined,
   }))
-  .refine((params) => params.autoTune || params.blockSizeTokens > 0, { message: 'blockSizeTokens must be > 0 when autoTune is false', path: ['blockSizeTokens'] });
+  .refine((params) => params.autoTune || params.blockSizeTokens > 0, { error: 'blockSizeTokens must be > 0 when autoTune is false', path: ['blockSizeTokens'] });
 
 export const PRODUCER_PARAMETER_KEYS = ['autoTune', 'blockSizeTokens', 'blockSize', 'maxPrefixTokensToMatch', 'maxPrefixBlocksToMatch', 'lruCapacityPerServer'] as const;
 

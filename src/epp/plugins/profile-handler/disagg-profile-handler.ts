@@ -161,7 +161,7 @@ export function createDisaggHandler(ctx: PluginFactoryContext, settings: DisaggS
       else ctx.metrics.recordDecision(ctx, context.request.targetModel, type, reason);
       if (context.logger.isLevelEnabled('debug')) {
         context.logger.debug(
-          { reqId: context.request.requestId, decision: type, reason, detail, decode: d.targets[0]!.hostPort, prefill: p?.targets[0]?.hostPort, encodeReason: n.encode?.reason },
+          { reqId: context.request.requestId, decision: type, reason, detail, decode: d.targets[0].hostPort, prefill: p?.targets[0]?.hostPort, encodeReason: n.encode?.reason },
           'disaggregation decision',
         );
       }

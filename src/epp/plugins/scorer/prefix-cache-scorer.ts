@@ -47,7 +47,7 @@ export const prefixCacheScorer = definePlugin({
     })
     .strict()
     .refine((params) => params.matchLengthWeight === 0 || params.matchLengthScaleTokens > 0, {
-      message: 'must be > 0 when matchLengthWeight is > 0',
+      error: 'must be > 0 when matchLengthWeight is > 0',
       path: ['matchLengthScaleTokens'],
     }),
   create: (ctx, params): Scorer & PrefixConsumer => {
@@ -65,7 +65,7 @@ export const prefixCacheScorer = definePlugin({
         const s = prefixState(context, producer);
         if (!s || s.totalBlocks === 0) return out;
         for (let i = 0; i < endpoints.length; i++) {
-          const m = s.matched.get(endpoints[i]!.id) ?? 0;
+          const m = s.matched.get(endpoints[i].id) ?? 0;
           if (m === 0) continue;
           const length = w > 0 ? Math.min(1, (m * s.blockSizeTokens) / params.matchLengthScaleTokens) : 0;
           out[i] = w * length * length + (1 - w) * (m / s.totalBlocks);

@@ -16,7 +16,7 @@ export function minMaxLowerIsBetter(endpoints: readonly Endpoint[], value: (endp
     if (v > max) max = v;
   }
   const out = new Float64Array(endpoints.length);
-  for (let i = 0; i < endpoints.length; i++) out[i] = max === min ? 1 : (max - value(endpoints[i]!)) / (max - min);
+  for (let i = 0; i < endpoints.length; i++) out[i] = max === min ? 1 : (max - value(endpoints[i])) / (max - min);
   return out;
 }
 
