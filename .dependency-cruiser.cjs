@@ -44,14 +44,16 @@ const INTERNAL = [
   },
   {
     name: 'epp-engine-below-plugins',
-    comment: 'The data layer, the framework, the prefix index and the scheduler are the engine plugins run on; the engine owns its settings types and knows neither plugins nor the config loader.',
+    comment:
+      'The data layer, the framework, the prefix index and the scheduler are the engine plugins run on; the engine owns its settings types and knows neither plugins nor the config loader.',
     severity: 'error',
     from: { path: '^src/epp/(datalayer|framework|prefix|scheduling)/' },
     to: { path: '^src/epp/(plugins|config|extproc)/' },
   },
   {
     name: 'sidecar-connectors-independent',
-    comment: 'A connector builds on the shared pipeline (pd-context, legs, decode, failures), never on another connector.',
+    comment:
+      'A connector builds on the shared pipeline (pd-context, legs, decode, failures), never on another connector.',
     severity: 'error',
     from: { path: '^src/sidecar/connectors/([^/]+)\\.ts$', pathNot: '^src/sidecar/connectors/index\\.ts$' },
     to: { path: '^src/sidecar/connectors/', pathNot: ['^src/sidecar/connectors/$1\\.ts$'] },

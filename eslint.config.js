@@ -32,13 +32,22 @@ const explainedDoubleCasts = [
   'error',
   {
     selector: "TSAsExpression[expression.type='TSAsExpression'][expression.typeAnnotation.type='TSUnknownKeyword']",
-    message: '`as unknown as` bypasses the type checker: say why on the line above (eslint-disable-next-line no-restricted-syntax -- <reason>).',
+    message:
+      '`as unknown as` bypasses the type checker: say why on the line above (eslint-disable-next-line no-restricted-syntax -- <reason>).',
   },
 ];
 
 export default defineConfig(
   {
-    ignores: ['dist/', 'node_modules/', '.cache/', 'coverage/', 'bench/results/', 'test/interop/builds/', 'load-all-tmp.mjs'],
+    ignores: [
+      'dist/',
+      'node_modules/',
+      '.cache/',
+      'coverage/',
+      'bench/results/',
+      'test/interop/builds/',
+      'load-all-tmp.mjs',
+    ],
   },
   js.configs.recommended,
   tseslint.configs.strictTypeChecked,
@@ -65,7 +74,10 @@ export default defineConfig(
       '@typescript-eslint/require-await': 'off',
       // Header and field names are data: removing one by its computed name is the operation, not a smell.
       '@typescript-eslint/no-dynamic-delete': 'off',
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' },
+      ],
     },
   },
   {

@@ -64,7 +64,9 @@ function typeScriptFiles(dir: string): string[] {
 }
 
 function isExported(node: ts.Node): boolean {
-  return ts.canHaveModifiers(node) && (ts.getModifiers(node) ?? []).some((mod) => mod.kind === ts.SyntaxKind.ExportKeyword);
+  return (
+    ts.canHaveModifiers(node) && (ts.getModifiers(node) ?? []).some((mod) => mod.kind === ts.SyntaxKind.ExportKeyword)
+  );
 }
 
 /** Whether a `/** … *\/` comment stands right before the declaration (the statement, for a variable). */
@@ -110,7 +112,11 @@ function measureFile(fileName: string, into: Figures): void {
       into.parameters++;
       if (node.name.text.length === 1) into.oneLetterParameters++;
     }
-    if (ts.isAsExpression(node) && ts.isAsExpression(node.expression) && node.expression.type.kind === ts.SyntaxKind.UnknownKeyword) {
+    if (
+      ts.isAsExpression(node) &&
+      ts.isAsExpression(node.expression) &&
+      node.expression.type.kind === ts.SyntaxKind.UnknownKeyword
+    ) {
       into.asUnknownAs++;
     }
     ts.forEachChild(node, visit);

@@ -8,22 +8,35 @@ import { acceptedFlags, type CommandModule } from './common/index.js';
 import { packageVersion } from './common/version.js';
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandModule> }> = {
-  sim: { summary: 'GPU-free vLLM simulator (llm-d-inference-sim compatible).', load: async () => (await import('./sim/command.js')).simCommandModule },
+  sim: {
+    summary: 'GPU-free vLLM simulator (llm-d-inference-sim compatible).',
+    load: async () => (await import('./sim/command.js')).simCommandModule,
+  },
   sidecar: {
     summary: 'Decode-pod routing sidecar: remote prefill, then local decode (llm-d compatible).',
     load: async () => (await import('./sidecar/command.js')).sidecarCommandModule,
   },
-  epp: { summary: 'Endpoint Picker: Envoy ext_proc server for P/D routing (llm-d EPP compatible).', load: async () => (await import('./epp/command.js')).eppCommandModule },
+  epp: {
+    summary: 'Endpoint Picker: Envoy ext_proc server for P/D routing (llm-d EPP compatible).',
+    load: async () => (await import('./epp/command.js')).eppCommandModule,
+  },
   gateway: {
     summary: 'Development/test stand-in for Envoy: ext_proc client of the EPP, then a streaming proxy.',
     load: async () => (await import('./gateway/command.js')).gatewayCommandModule,
   },
   tune: {
-    summary: 'xPyD ratio tuning: topologies × load levels on simulators (or a real endpoint), plots and a recommendation.',
+    summary:
+      'xPyD ratio tuning: topologies × load levels on simulators (or a real endpoint), plots and a recommendation.',
     load: async () => (await import('./tune/command.js')).tuneCommandModule,
   },
-  dev: { summary: 'Local P/D stack on simulators (what `npm start` runs).', load: async () => (await import('./dev/command.js')).devCommandModule },
-  loadgen: { summary: 'LLM load generator: TTFT/TPOT/ITL, throughput, goodput; inference-perf report.', load: async () => (await import('./loadgen/command.js')).loadgenCommandModule },
+  dev: {
+    summary: 'Local P/D stack on simulators (what `npm start` runs).',
+    load: async () => (await import('./dev/command.js')).devCommandModule,
+  },
+  loadgen: {
+    summary: 'LLM load generator: TTFT/TPOT/ITL, throughput, goodput; inference-perf report.',
+    load: async () => (await import('./loadgen/command.js')).loadgenCommandModule,
+  },
 };
 
 function usage(): string {
@@ -38,14 +51,18 @@ function usage(): string {
     '',
     'Run `pd-router <command> --help` for the flags of a command, `pd-router --version` for the version.',
     '',
-    'Per-component binaries, taking the flags directly as llm-d\'s images do (`--port=8000 ...`, no command):',
+    "Per-component binaries, taking the flags directly as llm-d's images do (`--port=8000 ...`, no command):",
     ...Object.entries(COMPONENT_BINARIES).map(([name, bin]) => `  ${bin.padEnd(20)}= pd-router ${name}`),
   ];
   return lines.join('\n') + '\n';
 }
 
 /** Commands with a binary (and an image) of their own, as llm-d ships them. */
-const COMPONENT_BINARIES: Record<string, string> = { epp: 'pd-router-epp', sidecar: 'pd-router-sidecar', sim: 'pd-router-sim' };
+const COMPONENT_BINARIES: Record<string, string> = {
+  epp: 'pd-router-epp',
+  sidecar: 'pd-router-sidecar',
+  sim: 'pd-router-sim',
+};
 
 /**
  * `pd-router --port=8000 ...`: the all-in-one image run with a manifest written for an upstream image, whose args are
@@ -72,7 +89,10 @@ async function flagsWithoutCommand(argv: string[]): Promise<string> {
   ];
   const command = (bin: string) => Object.keys(COMPONENT_BINARIES).find((k) => COMPONENT_BINARIES[k] === bin);
   if (fits.length > 0) for (const bin of fits) lines.push(`  ${bin} ${shown}`, `  pd-router ${command(bin)} ${shown}`);
-  else lines.push(`  ${Object.values(COMPONENT_BINARIES).join(', ')} (no single one takes all of these flags; see their --help)`);
+  else
+    lines.push(
+      `  ${Object.values(COMPONENT_BINARIES).join(', ')} (no single one takes all of these flags; see their --help)`,
+    );
   return lines.join('\n') + '\n';
 }
 

@@ -26,7 +26,11 @@ export function componentBinary(component: string): string {
 }
 
 /** Polls a condition until it holds, or fails after `timeoutMs` (at least WAIT_FLOOR_MS). Used instead of sleeps. */
-export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs = 5_000, what = 'condition'): Promise<void> {
+export async function waitFor(
+  cond: () => boolean | Promise<boolean>,
+  timeoutMs = 5_000,
+  what = 'condition',
+): Promise<void> {
   // Bounds are upper bounds for a loaded 2-core machine, not expectations: never less than 30 s.
   timeoutMs = Math.max(timeoutMs, WAIT_FLOOR_MS);
   const deadline = Date.now() + timeoutMs;
@@ -43,7 +47,12 @@ export interface JsonResponse<T = any> {
   text: string;
 }
 
-export async function postJson<T = any>(url: string, body: unknown, headers: Record<string, string> = {}, timeoutMs = 60_000): Promise<JsonResponse<T>> {
+export async function postJson<T = any>(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+  timeoutMs = 60_000,
+): Promise<JsonResponse<T>> {
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
@@ -150,7 +159,11 @@ export function runProcess(command: string, args: string[], opts: RunOptions = {
   const timeoutMs = Math.max(opts.timeoutMs ?? 0, 60_000);
   const max = opts.maxOutput ?? 1_000_000;
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    const child = spawn(command, args, {
+      cwd: opts.cwd,
+      env: { ...process.env, ...opts.env },
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     let output = '';
@@ -163,7 +176,11 @@ export function runProcess(command: string, args: string[], opts: RunOptions = {
     child.stderr!.on('data', (chunk: Buffer) => (stderr = keep(stderr, chunk)));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`${path.basename(command)} ${args.join(' ')} did not exit within ${timeoutMs}ms; output:\n${output.slice(-4000)}`));
+      reject(
+        new Error(
+          `${path.basename(command)} ${args.join(' ')} did not exit within ${timeoutMs}ms; output:\n${output.slice(-4000)}`,
+        ),
+      );
     }, timeoutMs);
     child.on('error', (err) => {
       clearTimeout(timer);
@@ -188,8 +205,17 @@ export async function startCli(
   args: string[],
   ready: RegExp,
   opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number; script?: string } = {},
-): Promise<{ child: ChildProcess; output: () => string; match: RegExpMatchArray; exited: Promise<number | null>; stop: () => Promise<number | null> }> {
-  const child = spawn(process.execPath, [opts.script ?? CLI, ...args], { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+): Promise<{
+  child: ChildProcess;
+  output: () => string;
+  match: RegExpMatchArray;
+  exited: Promise<number | null>;
+  stop: () => Promise<number | null>;
+}> {
+  const child = spawn(process.execPath, [opts.script ?? CLI, ...args], {
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const readyMs = Math.max(opts.timeoutMs ?? 0, 60_000);
   let out = '';
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

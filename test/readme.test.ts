@@ -23,7 +23,7 @@ describe('README stays true', () => {
     }
   });
 
-  it('gives the compatibility tables\' counts per status, and names every upstream flag that maps onto a pd-router flag', () => {
+  it("gives the compatibility tables' counts per status, and names every upstream flag that maps onto a pd-router flag", () => {
     for (const [row, table] of [
       ['EPP', eppUpstream],
       ['sidecar', sidecarUpstream],
@@ -32,20 +32,28 @@ describe('README stays true', () => {
       const c = compatCounts(table);
       const cells = `| ${row} | ${c.flags.implemented} / ${c.flags['maps-to']} / ${c.flags.ignored} | ${c.env.implemented} / ${c.env['maps-to']} / ${c.env.ignored} |`;
       expect(readme, `README count row for ${row}`).toContain(cells);
-      for (const [name, e] of Object.entries(table.flags)) if (e.status === 'maps-to') expect(readme, `--${name}`).toContain(`--${name}`);
+      for (const [name, e] of Object.entries(table.flags))
+        if (e.status === 'maps-to') expect(readme, `--${name}`).toContain(`--${name}`);
     }
   });
 
   it('lists every runtime and dev dependency in the dependency table', () => {
-    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as Record<string, Record<string, string>>;
+    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as Record<
+      string,
+      Record<string, string>
+    >;
     for (const name of [...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.devDependencies ?? {})]) {
       const escaped = name.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
-      expect(readme, `${name} missing from the README dependency table`).toMatch(new RegExp(`^\\| ${escaped} \\|`, 'm'));
+      expect(readme, `${name} missing from the README dependency table`).toMatch(
+        new RegExp(`^\\| ${escaped} \\|`, 'm'),
+      );
     }
   });
 
   it('every flag in a command line of the READMEs exists on that command', () => {
-    const docs = ['README.md', 'src/epp/README.md', 'src/loadgen/README.md'].map((field) => readFileSync(path.join(ROOT, field), 'utf8').replace(/\\\n\s*/g, ' '));
+    const docs = ['README.md', 'src/epp/README.md', 'src/loadgen/README.md'].map((field) =>
+      readFileSync(path.join(ROOT, field), 'utf8').replace(/\\\n\s*/g, ' '),
+    );
     const uses: Array<{ command: string; flags: string[]; line: string }> = [];
     const patterns: Array<[RegExp, string | undefined]> = [
       [/(?:pd-router|node dist\/src\/cli\.js) (sim|sidecar|epp|gateway|tune|dev|loadgen)\b([^\n`]*)/g, undefined],
@@ -73,7 +81,9 @@ describe('README stays true', () => {
       }
       for (const f of flags) {
         if (f === 'help') continue;
-        expect(help.get(command), `README line "${line.trim()}": pd-router ${command} has no --${f}`).toMatch(new RegExp(`--${f}[ ,=<]|--${f}$`, 'm'));
+        expect(help.get(command), `README line "${line.trim()}": pd-router ${command} has no --${f}`).toMatch(
+          new RegExp(`--${f}[ ,=<]|--${f}$`, 'm'),
+        );
       }
     }
   }, 180_000);

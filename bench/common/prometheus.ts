@@ -15,7 +15,9 @@ export function samplesOf(text: string, name: string): PromSample[] {
     let valueText: string;
     if (rest.startsWith('{')) {
       const close = rest.lastIndexOf('}');
-      labels = Object.fromEntries([...rest.slice(1, close).matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1]!, m[2]!]));
+      labels = Object.fromEntries(
+        [...rest.slice(1, close).matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1]!, m[2]!]),
+      );
       valueText = rest.slice(close + 1);
     } else if (rest.startsWith(' ')) {
       valueText = rest;

@@ -27,7 +27,13 @@ import path from 'node:path';
 import { startDevStack } from '../../src/dev/stack.js';
 import type { DeciderChoice } from '../../src/dev/epp-configs.js';
 import type { ProfileName } from '../../src/dev/profiles.js';
-import { runLoad, summarize, type RequestSample, type RunSummary, type WorkloadProfile } from '../../src/loadgen/index.js';
+import {
+  runLoad,
+  summarize,
+  type RequestSample,
+  type RunSummary,
+  type WorkloadProfile,
+} from '../../src/loadgen/index.js';
 import { fmt, table } from '../common/processes.js';
 import { samplesOf, scrape, sumBy } from '../common/prometheus.js';
 
@@ -65,8 +71,26 @@ const STREAMS: Stream[] = [
       sharedPrefix: { groups: 8, prefixTokens: 2048 },
     },
   },
-  { share: 0.3, profile: { name: 'short', description: 'short unique prompts', api: 'chat', inputTokens: { kind: 'uniform', min: 32, max: 320 }, outputTokens: OUTPUT } },
-  { share: 0.2, profile: { name: 'long', description: 'long unique documents', api: 'chat', inputTokens: { kind: 'uniform', min: 3000, max: 8000 }, outputTokens: OUTPUT } },
+  {
+    share: 0.3,
+    profile: {
+      name: 'short',
+      description: 'short unique prompts',
+      api: 'chat',
+      inputTokens: { kind: 'uniform', min: 32, max: 320 },
+      outputTokens: OUTPUT,
+    },
+  },
+  {
+    share: 0.2,
+    profile: {
+      name: 'long',
+      description: 'long unique documents',
+      api: 'chat',
+      inputTokens: { kind: 'uniform', min: 3000, max: 8000 },
+      outputTokens: OUTPUT,
+    },
+  },
 ];
 
 const DECIDER_TYPE: Record<DeciderChoice, string> = {
@@ -76,7 +100,9 @@ const DECIDER_TYPE: Record<DeciderChoice, string> = {
   never: 'never (nonCachedTokens 0)',
 };
 
-async function eppCounters(metricsUrl: string): Promise<{ decisions: Map<string, number>; reasons: Map<string, number> }> {
+async function eppCounters(
+  metricsUrl: string,
+): Promise<{ decisions: Map<string, number>; reasons: Map<string, number> }> {
   const text = await scrape(metricsUrl);
   const reasons = new Map<string, number>();
   for (const { labels, value } of samplesOf(text, 'llm_d_epp_disagg_decision_reason_total')) {
@@ -85,7 +111,8 @@ async function eppCounters(metricsUrl: string): Promise<{ decisions: Map<string,
   return { decisions: sumBy(text, 'llm_d_epp_disagg_decision_total', 'decision_type'), reasons };
 }
 
-const delta = (after: Map<string, number>, before: Map<string, number>, k: string) => (after.get(k) ?? 0) - (before.get(k) ?? 0);
+const delta = (after: Map<string, number>, before: Map<string, number>, k: string) =>
+  (after.get(k) ?? 0) - (before.get(k) ?? 0);
 
 interface LevelResult {
   decider: DeciderChoice;
@@ -97,7 +124,12 @@ interface LevelResult {
   maxSendLagMs: number;
 }
 
-async function runLevel(decider: DeciderChoice, gatewayUrl: string, eppMetricsUrl: string, rate: number): Promise<LevelResult> {
+async function runLevel(
+  decider: DeciderChoice,
+  gatewayUrl: string,
+  eppMetricsUrl: string,
+  rate: number,
+): Promise<LevelResult> {
   const before = await eppCounters(eppMetricsUrl);
   const ac = new AbortController();
   setMaxListeners(0, ac.signal);
@@ -137,7 +169,10 @@ async function runLevel(decider: DeciderChoice, gatewayUrl: string, eppMetricsUr
       count: r.samples.length,
     };
   }
-  const maxSendLagMs = Math.max(0, ...samples.map((s) => (s.scheduledMs !== undefined ? s.startMs - s.scheduledMs : 0)));
+  const maxSendLagMs = Math.max(
+    0,
+    ...samples.map((s) => (s.scheduledMs !== undefined ? s.startMs - s.scheduledMs : 0)),
+  );
   process.stderr.write(
     `  ${decider} @ ${rate} req/s: ${summary.requests.total - summary.requests.failures}/${summary.requests.total} ok, TTFT p50 ${fmt(summary.latency.timeToFirstToken.p50 * 1000, 0)} ms p99 ${fmt(summary.latency.timeToFirstToken.p99 * 1000, 0)} ms, TPOT p90 ${fmt(summary.latency.timePerOutputToken.p90 * 1000, 1)} ms, ${fmt(summary.throughput.outputTokensPerSec, 0)} tok/s, P/D ${fmt((100 * pd) / Math.max(1, pd + local), 0)}% (${((Date.now() - started) / 1000).toFixed(0)} s wall)\n`,
   );
@@ -148,7 +183,9 @@ async function main(): Promise<void> {
   const all: LevelResult[] = [];
   const started = Date.now();
   for (const decider of DECIDERS) {
-    process.stderr.write(`${decider}: ${DECIDER_TYPE[decider]} on ${PREFILL}P${DECODE}D (${PROFILE}, step engine, time scale ${TIME_SCALE})\n`);
+    process.stderr.write(
+      `${decider}: ${DECIDER_TYPE[decider]} on ${PREFILL}P${DECODE}D (${PROFILE}, step engine, time scale ${TIME_SCALE})\n`,
+    );
     const stack = await startDevStack({
       prefill: PREFILL,
       decode: DECODE,
@@ -192,7 +229,21 @@ async function main(): Promise<void> {
       ]);
     }
   }
-  const main = table(['load (req/s)', 'decider', 'TTFT p50 ms', 'TTFT p99 ms', 'TPOT p50 ms', 'TPOT p90 ms', 'output tok/s', 'req/s', 'disaggregated', 'failed'], rows);
+  const main = table(
+    [
+      'load (req/s)',
+      'decider',
+      'TTFT p50 ms',
+      'TTFT p99 ms',
+      'TPOT p50 ms',
+      'TPOT p90 ms',
+      'output tok/s',
+      'req/s',
+      'disaggregated',
+      'failed',
+    ],
+    rows,
+  );
 
   const streamRows: (string | number)[][] = [];
   for (const r of all) {
@@ -206,7 +257,14 @@ async function main(): Promise<void> {
     ]);
   }
   const byStream = table(['load', 'decider', ...STREAMS.map((s) => `${s.profile.name} TTFT p50 / p99 ms`)], streamRows);
-  const reasonRows = all.map((r) => [r.rate, r.decider, Object.entries(r.reasons).map(([k, v]) => `${k} ${v}`).join(', '), fmt(r.maxSendLagMs, 0)]);
+  const reasonRows = all.map((r) => [
+    r.rate,
+    r.decider,
+    Object.entries(r.reasons)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', '),
+    fmt(r.maxSendLagMs, 0),
+  ]);
   const reasons = table(['load', 'decider', 'decisions by reason', 'max send lag ms'], reasonRows);
 
   const verdict: string[] = [];
@@ -246,7 +304,10 @@ ${reasons}
 ${verdict.length > 0 ? `Cost-based against the best of the others (5% tolerance on p99, 3% on throughput):\n\n${verdict.join('\n')}\n` : ''}`;
   mkdirSync(OUT, { recursive: true });
   writeFileSync(path.join(OUT, 'decider-eval.md'), md);
-  writeFileSync(path.join(OUT, 'decider-eval.json'), JSON.stringify({ command, streams: STREAMS, results: all }, null, 2) + '\n');
+  writeFileSync(
+    path.join(OUT, 'decider-eval.json'),
+    JSON.stringify({ command, streams: STREAMS, results: all }, null, 2) + '\n',
+  );
   process.stdout.write(md);
 }
 

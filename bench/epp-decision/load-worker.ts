@@ -5,7 +5,11 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as grpc from '@grpc/grpc-js';
-import { extProcClientConstructor, type ProcessingRequest, type ProcessingResponse } from '../../src/common/envoy/ext-proc.js';
+import {
+  extProcClientConstructor,
+  type ProcessingRequest,
+  type ProcessingResponse,
+} from '../../src/common/envoy/ext-proc.js';
 
 interface Job {
   address: string;
@@ -17,7 +21,9 @@ interface Job {
 
 const job = workerData as Job;
 const Ctor = extProcClientConstructor();
-const client = new Ctor(job.address, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
+const client = new Ctor(job.address, grpc.credentials.createInsecure(), {
+  'grpc.max_receive_message_length': 64 * 1024 * 1024,
+});
 const latencies: number[] = [];
 let started = 0;
 let errors = 0;
@@ -38,11 +44,23 @@ function oneRequest(i: number): Promise<void> {
     };
     call.on('data', (m: ProcessingResponse) => {
       if (m.immediate_response) finish(false);
-      const streamed = (m.request_body?.response.body_mutation as { streamed_response?: { end_of_stream: boolean } } | undefined)?.streamed_response;
+      const streamed = (
+        m.request_body?.response.body_mutation as { streamed_response?: { end_of_stream: boolean } } | undefined
+      )?.streamed_response;
       if (streamed?.end_of_stream) finish(true);
     });
     call.on('error', () => finish(false));
-    call.write({ request_headers: { headers: { headers: [{ key: ':path', raw_value: Buffer.from('/v1/completions') }, { key: 'x-request-id', raw_value: Buffer.from(`w-${i}`) }] }, end_of_stream: false } });
+    call.write({
+      request_headers: {
+        headers: {
+          headers: [
+            { key: ':path', raw_value: Buffer.from('/v1/completions') },
+            { key: 'x-request-id', raw_value: Buffer.from(`w-${i}`) },
+          ],
+        },
+        end_of_stream: false,
+      },
+    });
     call.write({ request_body: { body: Buffer.from(job.bodies[i % job.bodies.length]!), end_of_stream: true } });
   });
 }

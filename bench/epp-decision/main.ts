@@ -28,28 +28,46 @@ const concurrency = Math.min(flag('concurrency', 32), 512);
 const f = (n: number, d = 1) => n.toFixed(d);
 
 const os = await import('node:os');
-console.log(`node ${process.version}, ${process.platform}/${process.arch}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+console.log(
+  `node ${process.version}, ${process.platform}/${process.arch}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load average ${os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')}`,
+);
 if (only === undefined || only === 'metrics') {
   console.log(`\nMetric recording per ext_proc request (CPU ns; everything one request records), by --metrics-family`);
   console.log('| family | CPU per request |');
   console.log('|---|---:|');
-  for (const family of METRICS_FAMILIES) console.log(`| ${family} | ${f(runMetricsCostBench(family, 200_000), 0)} ns |`);
+  for (const family of METRICS_FAMILIES)
+    console.log(`| ${family} | ${f(runMetricsCostBench(family, 200_000), 0)} ns |`);
 }
 if (only === undefined || only === 'scheduling') {
-  console.log(`\nScheduling latency per decision (µs; parse = JSON + prompt + token estimate; schedule = producers, profiles, decider, PreRequest), ${iterations} decisions max, 10 s max per row`);
-  console.log('| endpoints | prompt tokens | decisions | schedule p50 | schedule p99 | parse+schedule p50 | parse+schedule p99 | CPU per decision | P/D share |');
+  console.log(
+    `\nScheduling latency per decision (µs; parse = JSON + prompt + token estimate; schedule = producers, profiles, decider, PreRequest), ${iterations} decisions max, 10 s max per row`,
+  );
+  console.log(
+    '| endpoints | prompt tokens | decisions | schedule p50 | schedule p99 | parse+schedule p50 | parse+schedule p99 | CPU per decision | P/D share |',
+  );
   console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const n of ENDPOINTS) {
     for (const t of TOKENS) {
       const r = await runSchedulingBench(n, t, { iterations, maxMs: 10_000, warmup: 2_000 });
-      console.log(`| ${n} | ${t} | ${r.decisions} | ${f(r.schedule.p50)} | ${f(r.schedule.p99)} | ${f(r.total.p50)} | ${f(r.total.p99)} | ${f(r.cpuPerDecision)} | ${f(r.prefillShare * 100, 0)}% |`);
+      console.log(
+        `| ${n} | ${t} | ${r.decisions} | ${f(r.schedule.p50)} | ${f(r.schedule.p99)} | ${f(r.total.p50)} | ${f(r.total.p99)} | ${f(r.cpuPerDecision)} | ${f(r.prefillShare * 100, 0)}% |`,
+      );
     }
   }
 }
 if (only === undefined || only === 'throughput') {
-  console.log(`\next_proc throughput over loopback gRPC (plain text), ${concurrency} concurrent streams, ${durationMs} ms per row`);
-  console.log('EPP thread = event-loop utilization of the EPP during the row (the load generator is a worker thread on the same 2 cores).');
-  console.log('| endpoints | prompt tokens | requests | errors | requests/s | latency p50 (ms) | latency p99 (ms) | EPP thread busy | requests/s per busy EPP core |');
+  console.log(
+    `\next_proc throughput over loopback gRPC (plain text), ${concurrency} concurrent streams, ${durationMs} ms per row`,
+  );
+  console.log(
+    'EPP thread = event-loop utilization of the EPP during the row (the load generator is a worker thread on the same 2 cores).',
+  );
+  console.log(
+    '| endpoints | prompt tokens | requests | errors | requests/s | latency p50 (ms) | latency p99 (ms) | EPP thread busy | requests/s per busy EPP core |',
+  );
   console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const n of ENDPOINTS) {
     for (const t of TOKENS) {

@@ -24,13 +24,23 @@ export interface SchedulingResult {
   cpuPerDecision: number;
 }
 
-export async function runSchedulingBench(endpoints: number, tokens: number, opts: { iterations: number; maxMs: number; warmup: number }): Promise<SchedulingResult> {
+export async function runSchedulingBench(
+  endpoints: number,
+  tokens: number,
+  opts: { iterations: number; maxMs: number; warmup: number },
+): Promise<SchedulingResult> {
   const random = rng(7);
   const config = loadEndpointPickerConfig(BENCH_CONFIG, { random });
   const store = new EndpointStore();
   store.replaceAll(poolSpecs(endpoints));
   const mutate = () => {
-    for (const e of store.all()) Object.assign(e.metrics, { waitingQueueSize: Math.floor(random() * 8), kvCacheUsage: random(), updatedAt: Date.now(), stale: false });
+    for (const e of store.all())
+      Object.assign(e.metrics, {
+        waitingQueueSize: Math.floor(random() * 8),
+        kvCacheUsage: random(),
+        updatedAt: Date.now(),
+        stale: false,
+      });
   };
   mutate();
   const director = new RequestDirector(config, store, config.metrics, silentLogger());
@@ -68,5 +78,13 @@ export async function runSchedulingBench(endpoints: number, tokens: number, opts
   }
   const cpu = process.cpuUsage(cpu0);
   const n = Math.max(1, total.length);
-  return { endpoints, tokens, decisions: total.length, total: percentiles(total), schedule: percentiles(schedule), prefillShare: prefill / n, cpuPerDecision: (cpu.user + cpu.system) / n };
+  return {
+    endpoints,
+    tokens,
+    decisions: total.length,
+    total: percentiles(total),
+    schedule: percentiles(schedule),
+    prefillShare: prefill / n,
+    cpuPerDecision: (cpu.user + cpu.system) / n,
+  };
 }

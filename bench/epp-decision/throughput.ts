@@ -21,14 +21,29 @@ export interface ThroughputResult {
   serverUtilization: number;
 }
 
-export async function runThroughputBench(endpoints: number, tokens: number, opts: { durationMs: number; concurrency: number; maxRequests: number }): Promise<ThroughputResult> {
+export async function runThroughputBench(
+  endpoints: number,
+  tokens: number,
+  opts: { durationMs: number; concurrency: number; maxRequests: number },
+): Promise<ThroughputResult> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'epp-bench-'));
   const file = path.join(dir, 'endpoints.yaml');
   const specs = poolSpecs(endpoints);
   writeFileSync(file, JSON.stringify({ endpoints: specs.map((s) => ({ ...s, port: String(s.port) })) }));
-  const epp = await startEpp(eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, endpointsFile: file, configText: BENCH_CONFIG }));
+  const epp = await startEpp(
+    eppConfig({
+      host: '127.0.0.1',
+      grpcPort: 0,
+      grpcHealthPort: 0,
+      metricsPort: 0,
+      secureServing: false,
+      endpointsFile: file,
+      configText: BENCH_CONFIG,
+    }),
+  );
   let i = 0;
-  for (const e of epp.store.all()) Object.assign(e.metrics, { waitingQueueSize: i++ % 5, kvCacheUsage: 0.3, updatedAt: Date.now(), stale: false });
+  for (const e of epp.store.all())
+    Object.assign(e.metrics, { waitingQueueSize: i++ % 5, kvCacheUsage: 0.3, updatedAt: Date.now(), stale: false });
   try {
     // Distinct requests (repeats would make every decision a cache hit); the worker cycles through them.
     const source = new RequestBodies(tokens);
@@ -36,7 +51,13 @@ export async function runThroughputBench(endpoints: number, tokens: number, opts
     const load = (durationMs: number) =>
       new Promise<{ latencies: number[]; errors: number; elapsedMs: number }>((resolve, reject) => {
         const worker = new Worker(new URL('./load-worker.js', import.meta.url), {
-          workerData: { address: `127.0.0.1:${epp.grpcPort}`, bodies, concurrency: opts.concurrency, durationMs, maxRequests: opts.maxRequests },
+          workerData: {
+            address: `127.0.0.1:${epp.grpcPort}`,
+            bodies,
+            concurrency: opts.concurrency,
+            durationMs,
+            maxRequests: opts.maxRequests,
+          },
         });
         worker.once('message', resolve);
         worker.once('error', reject);

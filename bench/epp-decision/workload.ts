@@ -24,7 +24,8 @@ export function rng(seed: number): () => number {
   return () => r.next();
 }
 
-const WORDS = 'the quick brown fox jumps over lazy dog while seven wizards quietly judge boxing matches in old towns'.split(' ');
+const WORDS =
+  'the quick brown fox jumps over lazy dog while seven wizards quietly judge boxing matches in old towns'.split(' ');
 
 function text(random: () => number, bytes: number): string {
   let s = '';
@@ -43,7 +44,11 @@ export class RequestBodies {
   private readonly suffixBytes: number;
   private n = 0;
 
-  constructor(readonly tokens: number, prefixes = 32, seed = 42) {
+  constructor(
+    readonly tokens: number,
+    prefixes = 32,
+    seed = 42,
+  ) {
     this.random = rng(seed);
     this.shared = Array.from({ length: prefixes }, () => text(this.random, Math.floor(tokens * 4 * 0.75)));
     this.suffixBytes = Math.ceil(tokens * 4 * 0.25);
@@ -52,7 +57,9 @@ export class RequestBodies {
   next(): Buffer {
     const prefix = this.shared[Math.floor(this.random() * this.shared.length)]!;
     const suffix = `request ${this.n++} ` + text(this.random, this.suffixBytes);
-    return Buffer.from(JSON.stringify({ model: 'bench-model', prompt: prefix + suffix.slice(0, this.suffixBytes), max_tokens: 64 }));
+    return Buffer.from(
+      JSON.stringify({ model: 'bench-model', prompt: prefix + suffix.slice(0, this.suffixBytes), max_tokens: 64 }),
+    );
   }
 }
 

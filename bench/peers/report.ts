@@ -60,7 +60,8 @@ export function ratio(value: number | undefined, ref: number | undefined): numbe
 }
 const x = (times: number | undefined) => (times === undefined ? '–' : `${times.toFixed(2)}×`);
 /** Ratios to the reference, `a / b / c`, each as `x` prints it. */
-const ratios = (...pairs: Array<[number | undefined, number | undefined]>) => pairs.map(([value, ref]) => x(ratio(value, ref))).join(' / ');
+const ratios = (...pairs: Array<[number | undefined, number | undefined]>) =>
+  pairs.map(([value, ref]) => x(ratio(value, ref))).join(' / ');
 
 function loadLine(load: LoadAverage): string {
   const three = (values: number[]) => values.map((value) => value.toFixed(2)).join(' / ');
@@ -222,7 +223,10 @@ export function renderMarkdown(rec: PeersRecord): string {
       for (const m of rec.modes) {
         const c = row.modes[m];
         if (!c) continue;
-        const rs = m === REFERENCE || !ref ? '' : ratios([c.addedP50, ref.addedP50], [c.addedP99, ref.addedP99], [c.opsPerSec, ref.opsPerSec]);
+        const rs =
+          m === REFERENCE || !ref
+            ? ''
+            : ratios([c.addedP50, ref.addedP50], [c.addedP99, ref.addedP99], [c.opsPerSec, ref.opsPerSec]);
         rows.push([
           b,
           String(row.concurrency),
@@ -273,7 +277,10 @@ export function renderMarkdown(rec: PeersRecord): string {
       for (const m of rec.modes) {
         const c = row.modes[m];
         if (!c) continue;
-        const rs = m === REFERENCE || !ref ? '' : ratios([c.p50Ms, ref.p50Ms], [c.p99Ms, ref.p99Ms], [c.perSecond, ref.perSecond]);
+        const rs =
+          m === REFERENCE || !ref
+            ? ''
+            : ratios([c.p50Ms, ref.p50Ms], [c.p99Ms, ref.p99Ms], [c.perSecond, ref.perSecond]);
         rows.push([
           String(row.endpoints),
           String(row.tokens),

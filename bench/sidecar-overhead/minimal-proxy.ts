@@ -60,8 +60,15 @@ const server = createServer((req, res) => {
       const path = req.url ?? '/';
       // The same prefill body the sidecar builds (chat completions, as the benchmark sends).
       const prefill = await post(path, JSON.stringify(nixlPrefillBody('chat', client)));
-      const kv = (JSON.parse(prefill.body.toString('utf8')) as { kv_transfer_params?: unknown }).kv_transfer_params ?? null;
-      const decode = await post(path, Buffer.concat([raw.subarray(0, raw.lastIndexOf(0x7d)), Buffer.from(`,"kv_transfer_params":${JSON.stringify(kv)}}`)]));
+      const kv =
+        (JSON.parse(prefill.body.toString('utf8')) as { kv_transfer_params?: unknown }).kv_transfer_params ?? null;
+      const decode = await post(
+        path,
+        Buffer.concat([
+          raw.subarray(0, raw.lastIndexOf(0x7d)),
+          Buffer.from(`,"kv_transfer_params":${JSON.stringify(kv)}}`),
+        ]),
+      );
       res.writeHead(decode.status, { 'content-type': 'application/json', 'content-length': decode.body.length });
       res.end(decode.body);
     })().catch((err: Error) => {

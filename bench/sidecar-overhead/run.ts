@@ -61,7 +61,9 @@ const OPEN_CONNECTIONS = Number(arg('open-connections', '256'));
  * a cap V8 sizes its heap from the machine's memory and lets garbage accumulate (RSS ~300 MB here for a live set
  * under 60 MB).
  */
-const SIDECAR_NODE_ARGS = arg('sidecar-node-args', '--max-old-space-size=96 --max-semi-space-size=16').split(' ').filter(Boolean);
+const SIDECAR_NODE_ARGS = arg('sidecar-node-args', '--max-old-space-size=96 --max-semi-space-size=16')
+  .split(' ')
+  .filter(Boolean);
 const PIN = arg('pin', hasTaskset() ? 'true' : 'false') === 'true';
 /**
  * What runs on CPU 1 in "sidecar" mode: pd-router's sidecar, or `minimal`, the reference proxy in minimal-proxy.ts that
@@ -71,7 +73,12 @@ const PROXY = arg('proxy', 'sidecar');
 if (PROXY !== 'sidecar' && PROXY !== 'minimal') throw new Error(`--proxy must be sidecar or minimal, not ${PROXY}`);
 
 const PROMPT = Array.from({ length: 200 }, (_, i) => `word${i}`).join(' ');
-const CLIENT_BODY = { model: 'bench-model', messages: [{ role: 'user', content: PROMPT }], max_tokens: 16, ignore_eos: true };
+const CLIENT_BODY = {
+  model: 'bench-model',
+  messages: [{ role: 'user', content: PROMPT }],
+  max_tokens: 16,
+  ignore_eos: true,
+};
 /** What the sidecar sends the prefiller for CLIENT_BODY (the direct mode sends the same). */
 const PREFILL_BODY = JSON.stringify(nixlPrefillBody('chat', CLIENT_BODY));
 const HEADERS = { 'content-type': 'application/json' };
@@ -99,7 +106,12 @@ interface ModeResult {
  * accepts 256 new connections slowly, and those first operations would dominate p99), the last lets the window's
  * operations finish.
  */
-async function runMode(mode: 'direct' | 'sidecar', url: string, simHostPort: string, concurrency: number): Promise<ModeResult> {
+async function runMode(
+  mode: 'direct' | 'sidecar',
+  url: string,
+  simHostPort: string,
+  concurrency: number,
+): Promise<ModeResult> {
   const latencies: number[] = [];
   let errors = 0;
   let allOps = 0;
@@ -138,8 +150,12 @@ async function runMode(mode: 'direct' | 'sidecar', url: string, simHostPort: str
             method: 'POST',
             path: '/v1/chat/completions',
             headers: HEADERS,
-            setupRequest: (req: Record<string, unknown>, ctx: Record<string, unknown>) => ({ ...req, body: JSON.stringify({ ...CLIENT_BODY, kv_transfer_params: ctx.kv }) }),
-            onResponse: (status: number, _body: string, ctx: Record<string, unknown>) => finish(ctx.prefillStatus === 200 ? status : (ctx.prefillStatus as number), ctx),
+            setupRequest: (req: Record<string, unknown>, ctx: Record<string, unknown>) => ({
+              ...req,
+              body: JSON.stringify({ ...CLIENT_BODY, kv_transfer_params: ctx.kv }),
+            }),
+            onResponse: (status: number, _body: string, ctx: Record<string, unknown>) =>
+              finish(ctx.prefillStatus === 200 ? status : (ctx.prefillStatus as number), ctx),
           },
         ]
       : [
@@ -161,7 +177,13 @@ async function runMode(mode: 'direct' | 'sidecar', url: string, simHostPort: str
   const answered = new Set<unknown>();
   let connectionsUp = 0;
   const timers: NodeJS.Timeout[] = [];
-  const instance = autocannon({ url, connections: concurrency, duration: WARMUP_MAX_S + DURATION + COOLDOWN_S, requests: requests as never, timeout: 30 });
+  const instance = autocannon({
+    url,
+    connections: concurrency,
+    duration: WARMUP_MAX_S + DURATION + COOLDOWN_S,
+    requests: requests as never,
+    timeout: 30,
+  });
   const openWindow = () => {
     if (windowStart !== Infinity) return;
     windowStart = now();
@@ -178,7 +200,10 @@ async function runMode(mode: 'direct' | 'sidecar', url: string, simHostPort: str
   timers.push(setTimeout(openWindow, WARMUP_MAX_S * 1000));
   const r = await instance;
   for (const t of timers) clearTimeout(t);
-  if (connectionsUp < concurrency) process.stderr.write(`${mode} at ${concurrency}: only ${connectionsUp} connections had answered after ${WARMUP_MAX_S}s\n`);
+  if (connectionsUp < concurrency)
+    process.stderr.write(
+      `${mode} at ${concurrency}: only ${connectionsUp} connections had answered after ${WARMUP_MAX_S}s\n`,
+    );
   latencies.sort((a, b) => a - b);
   return {
     mode,
@@ -226,10 +251,23 @@ interface OpenLoopResult {
 }
 
 /** Operations at a fixed rate over `connections` keep-alive connections; latency from each scheduled start. */
-async function runOpenLoop(mode: 'direct' | 'sidecar', url: string, simHostPort: string, rate: number, connections: number): Promise<OpenLoopResult> {
+async function runOpenLoop(
+  mode: 'direct' | 'sidecar',
+  url: string,
+  simHostPort: string,
+  rate: number,
+  connections: number,
+): Promise<OpenLoopResult> {
   const pool = new Pool(url, { connections, pipelining: 1, keepAliveTimeout: 60_000 });
   const post = async (body: string, headers: Record<string, string>): Promise<{ status: number; text: string }> => {
-    const r = await pool.request({ method: 'POST', path: '/v1/chat/completions', headers: { ...HEADERS, ...headers }, body, headersTimeout: 30_000, bodyTimeout: 30_000 });
+    const r = await pool.request({
+      method: 'POST',
+      path: '/v1/chat/completions',
+      headers: { ...HEADERS, ...headers },
+      body,
+      headersTimeout: 30_000,
+      bodyTimeout: 30_000,
+    });
     return { status: r.statusCode, text: await r.body.text() };
   };
   const clientBody = JSON.stringify(CLIENT_BODY);
@@ -288,7 +326,16 @@ async function runOpenLoop(mode: 'direct' | 'sidecar', url: string, simHostPort:
     await drive(Math.round(rate), false);
     const r = await drive(Math.round(rate * DURATION), true);
     r.latencies.sort((a, b) => a - b);
-    return { mode, rate, ops: r.latencies.length, p50: percentile(r.latencies, 50), p99: percentile(r.latencies, 99), errors: r.errors, maxInFlight: r.maxInFlight, maxSendLagMs: r.maxSendLagMs };
+    return {
+      mode,
+      rate,
+      ops: r.latencies.length,
+      p50: percentile(r.latencies, 50),
+      p99: percentile(r.latencies, 99),
+      errors: r.errors,
+      maxInFlight: r.maxInFlight,
+      maxSendLagMs: r.maxSendLagMs,
+    };
   } finally {
     await pool.close();
   }
@@ -297,7 +344,11 @@ async function runOpenLoop(mode: 'direct' | 'sidecar', url: string, simHostPort:
 /** Cumulative bucket counts of the sidecar's own-overhead histogram (all modes summed), by upper bound in seconds. */
 async function overheadBuckets(sidecarUrl: string): Promise<Map<number, number>> {
   const out = new Map<number, number>();
-  for (const [le, n] of sumBy(await scrape(`${sidecarUrl}/sidecar/metrics`), 'pd_router_sidecar_overhead_seconds_bucket', 'le')) {
+  for (const [le, n] of sumBy(
+    await scrape(`${sidecarUrl}/sidecar/metrics`),
+    'pd_router_sidecar_overhead_seconds_bucket',
+    'le',
+  )) {
     out.set(le === '+Inf' ? Infinity : Number(le), n);
   }
   return out;
@@ -314,7 +365,29 @@ function bucketQuantileMs(before: Map<number, number>, after: Map<number, number
 async function main(): Promise<void> {
   if (PIN) pinSelf('0');
   const sim = await startComponent(
-    ['sim', '--host', '127.0.0.1', '--port', '0', '--model', 'bench-model', '--max-num-seqs', '4096', '--max-waiting-queue-length', '100000', '--kv-cache-size', '1000000', '--max-model-len', '100000', '--log-level', 'info', '--record-requests', '0', '--seed', '1'],
+    [
+      'sim',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--model',
+      'bench-model',
+      '--max-num-seqs',
+      '4096',
+      '--max-waiting-queue-length',
+      '100000',
+      '--kv-cache-size',
+      '1000000',
+      '--max-model-len',
+      '100000',
+      '--log-level',
+      'info',
+      '--record-requests',
+      '0',
+      '--seed',
+      '1',
+    ],
     /"url":"(http:[^"]+)".*simulator listening/,
     { cpus: PIN ? '0' : undefined },
   );
@@ -327,7 +400,20 @@ async function main(): Promise<void> {
           cpus: PIN ? '1' : undefined,
         })
       : await startComponent(
-          ['sidecar', '--host', '127.0.0.1', '--port', '0', '--secure-proxy=false', '--model-server-host', '127.0.0.1', '--model-server-port', simHostPort.split(':')[1]!, '--log-level', 'info'],
+          [
+            'sidecar',
+            '--host',
+            '127.0.0.1',
+            '--port',
+            '0',
+            '--secure-proxy=false',
+            '--model-server-host',
+            '127.0.0.1',
+            '--model-server-port',
+            simHostPort.split(':')[1]!,
+            '--log-level',
+            'info',
+          ],
           /"url":"(http:[^"]+)".*sidecar listening/,
           { nodeArgs: SIDECAR_NODE_ARGS, cpus: PIN ? '1' : undefined },
         );
@@ -349,23 +435,31 @@ async function main(): Promise<void> {
     // CPU over the whole runs, warm-up and cool-down included, divided by every operation the sidecar served in them.
     const cpuPerOpUs = (sidecarCpu / via.allOps) * 1e6;
     const row = {
-        concurrency: c,
-        sidecarCpuPerOpUs: cpuPerOpUs,
-        directP50: direct.p50,
-        directP99: direct.p99,
-        sidecarP50: via.p50,
-        sidecarP99: via.p99,
-        addedP50: via.p50 - direct.p50,
-        addedP99: via.p99 - direct.p99,
-        directOpsPerSec: direct.opsPerSec,
-        sidecarOpsPerSec: via.opsPerSec,
-        errors: direct.errors + via.errors,
+      concurrency: c,
+      sidecarCpuPerOpUs: cpuPerOpUs,
+      directP50: direct.p50,
+      directP99: direct.p99,
+      sidecarP50: via.p50,
+      sidecarP99: via.p99,
+      addedP50: via.p50 - direct.p50,
+      addedP99: via.p99 - direct.p99,
+      directOpsPerSec: direct.opsPerSec,
+      sidecarOpsPerSec: via.opsPerSec,
+      errors: direct.errors + via.errors,
     };
     rows.push(row);
-    process.stderr.write(`concurrency ${c}: added p50 ${fmt(row.addedP50)} ms, p99 ${fmt(row.addedP99)} ms, ${fmt(via.opsPerSec, 0)} ops/s via sidecar, ${fmt(cpuPerOpUs, 0)} us CPU/op\n`);
+    process.stderr.write(
+      `concurrency ${c}: added p50 ${fmt(row.addedP50)} ms, p99 ${fmt(row.addedP99)} ms, ${fmt(via.opsPerSec, 0)} ops/s via sidecar, ${fmt(cpuPerOpUs, 0)} us CPU/op\n`,
+    );
     return row;
   };
-  const openRows: Array<{ rate: number; direct: OpenLoopResult; via: OpenLoopResult; cpuPerOpUs: number; own: { p50: number; p99: number } }> = [];
+  const openRows: Array<{
+    rate: number;
+    direct: OpenLoopResult;
+    via: OpenLoopResult;
+    cpuPerOpUs: number;
+    own: { p50: number; p99: number };
+  }> = [];
   try {
     for (const c of LEVELS) await phase(c);
     for (const rate of OPEN_RATES) {
@@ -373,9 +467,13 @@ async function main(): Promise<void> {
       const cpuBefore = sidecar.cpuSeconds() ?? NaN;
       const bucketsBefore = await overheadBuckets(sidecar.url);
       const via = await runOpenLoop('sidecar', sidecar.url, simHostPort, rate, OPEN_CONNECTIONS);
-      const cpuPerOpUs = (((sidecar.cpuSeconds() ?? NaN) - cpuBefore) / (via.ops + via.errors + Math.round(rate))) * 1e6;
+      const cpuPerOpUs =
+        (((sidecar.cpuSeconds() ?? NaN) - cpuBefore) / (via.ops + via.errors + Math.round(rate))) * 1e6;
       const bucketsAfter = await overheadBuckets(sidecar.url);
-      const own = { p50: bucketQuantileMs(bucketsBefore, bucketsAfter, 0.5), p99: bucketQuantileMs(bucketsBefore, bucketsAfter, 0.99) };
+      const own = {
+        p50: bucketQuantileMs(bucketsBefore, bucketsAfter, 0.5),
+        p99: bucketQuantileMs(bucketsBefore, bucketsAfter, 0.99),
+      };
       openRows.push({ rate, direct, via, cpuPerOpUs, own });
       process.stderr.write(
         `open loop ${rate} ops/s over ${OPEN_CONNECTIONS} connections: added p50 ${fmt(via.p50 - direct.p50)} ms, p99 ${fmt(via.p99 - direct.p99)} ms (direct ${fmt(direct.p50)}/${fmt(direct.p99)}, sidecar ${fmt(via.p50)}/${fmt(via.p99)}), own share p50 ≤ ${fmt(own.p50)} ms p99 ≤ ${fmt(own.p99)} ms, ${fmt(cpuPerOpUs, 0)} us CPU/op\n`,
@@ -386,19 +484,58 @@ async function main(): Promise<void> {
     await sidecar.stop();
     await sim.stop();
     const md = [
-      PROXY === 'minimal' ? `# Minimal proxy overhead, the reference for the sidecar (${new Date().toISOString()})` : `# Sidecar overhead (${new Date().toISOString()})`,
+      PROXY === 'minimal'
+        ? `# Minimal proxy overhead, the reference for the sidecar (${new Date().toISOString()})`
+        : `# Sidecar overhead (${new Date().toISOString()})`,
       '',
       `Command: \`node dist/bench/sidecar-overhead/run.js --duration ${DURATION} --repeats ${REPEATS} --concurrency ${LEVELS.join(',')} --open-rates ${OPEN_RATES.join(',')}${PROXY === 'minimal' ? ' --proxy minimal' : ''}\`; ${PROXY === 'minimal' ? 'the "sidecar" columns are the minimal reference proxy (bench/sidecar-overhead/minimal-proxy.ts); ' : ''}closed loop: ${REPEATS} alternating runs per mode, latencies pooled, each run measured from the moment all its connections have answered once (connection setup not counted); zero-latency simulator, non-streamed chat completion, 200-word prompt, 16 output tokens; latency per P/D operation in ms; ${PIN ? 'simulator and autocannon pinned to CPU 0, sidecar to CPU 1' : 'no CPU pinning'}.`,
       '',
       table(
-        ['concurrency', 'direct p50', 'direct p99', 'sidecar p50', 'sidecar p99', 'added p50', 'added p99', 'direct ops/s', 'sidecar ops/s', 'sidecar CPU/op (µs)', 'errors'],
-        rows.map((r) => [r.concurrency!, fmt(r.directP50 as number), fmt(r.directP99 as number), fmt(r.sidecarP50 as number), fmt(r.sidecarP99 as number), fmt(r.addedP50 as number), fmt(r.addedP99 as number), fmt(r.directOpsPerSec as number, 0), fmt(r.sidecarOpsPerSec as number, 0), fmt(r.sidecarCpuPerOpUs as number, 0), r.errors!]),
+        [
+          'concurrency',
+          'direct p50',
+          'direct p99',
+          'sidecar p50',
+          'sidecar p99',
+          'added p50',
+          'added p99',
+          'direct ops/s',
+          'sidecar ops/s',
+          'sidecar CPU/op (µs)',
+          'errors',
+        ],
+        rows.map((r) => [
+          r.concurrency!,
+          fmt(r.directP50 as number),
+          fmt(r.directP99 as number),
+          fmt(r.sidecarP50 as number),
+          fmt(r.sidecarP99 as number),
+          fmt(r.addedP50 as number),
+          fmt(r.addedP99 as number),
+          fmt(r.directOpsPerSec as number, 0),
+          fmt(r.sidecarOpsPerSec as number, 0),
+          fmt(r.sidecarCpuPerOpUs as number, 0),
+          r.errors!,
+        ]),
       ),
       '',
       `Open loop: operations at a fixed rate over ${OPEN_CONNECTIONS} keep-alive connections, latency from each operation's scheduled start (\`--open-rates ${OPEN_RATES.join(',')}\`):`,
       '',
       table(
-        ['ops/s', 'direct p50', 'direct p99', 'sidecar p50', 'sidecar p99', 'added p50', 'added p99', "sidecar's own share p50 / p99 (≤ bucket)", 'most in flight (direct / sidecar)', 'driver lag max ms', 'sidecar CPU/op (µs)', 'errors'],
+        [
+          'ops/s',
+          'direct p50',
+          'direct p99',
+          'sidecar p50',
+          'sidecar p99',
+          'added p50',
+          'added p99',
+          "sidecar's own share p50 / p99 (≤ bucket)",
+          'most in flight (direct / sidecar)',
+          'driver lag max ms',
+          'sidecar CPU/op (µs)',
+          'errors',
+        ],
         openRows.map((r) => [
           r.rate,
           fmt(r.direct.p50),
@@ -420,7 +557,10 @@ async function main(): Promise<void> {
     mkdirSync(OUT, { recursive: true });
     const base = PROXY === 'minimal' ? 'minimal-proxy-overhead' : 'sidecar-overhead';
     writeFileSync(path.join(OUT, `${base}.md`), md + '\n');
-    writeFileSync(path.join(OUT, `${base}.json`), JSON.stringify({ durationSeconds: DURATION, rows, openLoop: openRows, sidecarPeakRssBytes: rss }, null, 2) + '\n');
+    writeFileSync(
+      path.join(OUT, `${base}.json`),
+      JSON.stringify({ durationSeconds: DURATION, rows, openLoop: openRows, sidecarPeakRssBytes: rss }, null, 2) + '\n',
+    );
     process.stdout.write(md + '\n');
   }
 }

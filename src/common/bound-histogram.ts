@@ -57,7 +57,12 @@ export class BoundHistogram<L extends string = string> {
     this.name = config.name;
     this.help = config.help;
     this.bounds = [...config.buckets].sort((left, right) => left - right);
-    this.tree = new LabelTree<Series>(config.labelNames, (labels) => ({ labels, counts: new Float64Array(this.bounds.length + 1), sum: 0, count: 0 }));
+    this.tree = new LabelTree<Series>(config.labelNames, (labels) => ({
+      labels,
+      counts: new Float64Array(this.bounds.length + 1),
+      sum: 0,
+      count: 0,
+    }));
     // eslint-disable-next-line no-restricted-syntax -- prom-client's Registry takes its own Metric type; this class serves the same calls (get, reset) and exposition
     for (const r of config.registers) r.registerMetric(this as unknown as Parameters<Registry['registerMetric']>[0]);
   }
@@ -83,16 +88,34 @@ export class BoundHistogram<L extends string = string> {
   }
 
   /** What the registry renders as text, in the shape prom-client's Histogram gives it (series labels shared). */
-  async getForPromString(): Promise<{ name: string; help: string; type: 'histogram'; aggregator: 'sum'; values: RenderedValue[] }> {
+  async getForPromString(): Promise<{
+    name: string;
+    help: string;
+    type: 'histogram';
+    aggregator: 'sum';
+    values: RenderedValue[];
+  }> {
     const values: RenderedValue[] = [];
     const bucketName = `${this.name}_bucket`;
     for (const s of this.tree.series) {
       let acc = 0;
       for (let i = 0; i < this.bounds.length; i++) {
         acc += s.counts[i];
-        values.push({ labels: { le: this.bounds[i] }, sharedLabels: s.labels, value: acc, metricName: bucketName, exemplar: null });
+        values.push({
+          labels: { le: this.bounds[i] },
+          sharedLabels: s.labels,
+          value: acc,
+          metricName: bucketName,
+          exemplar: null,
+        });
       }
-      values.push({ labels: { le: '+Inf' }, sharedLabels: s.labels, value: s.count, metricName: bucketName, exemplar: null });
+      values.push({
+        labels: { le: '+Inf' },
+        sharedLabels: s.labels,
+        value: s.count,
+        metricName: bucketName,
+        exemplar: null,
+      });
       values.push({ labels: {}, sharedLabels: s.labels, value: s.sum, metricName: `${this.name}_sum` });
       values.push({ labels: {}, sharedLabels: s.labels, value: s.count, metricName: `${this.name}_count` });
     }
@@ -102,7 +125,10 @@ export class BoundHistogram<L extends string = string> {
   /** The metric as JSON (getMetricsAsJSON, getSingleMetric), labels merged as prom-client's Histogram.get() does. */
   async get(): Promise<{ name: string; help: string; type: 'histogram'; aggregator: 'sum'; values: RenderedValue[] }> {
     const data = await this.getForPromString();
-    data.values = data.values.map(({ sharedLabels, labels, ...rest }) => ({ ...rest, labels: { ...labels, ...sharedLabels } }));
+    data.values = data.values.map(({ sharedLabels, labels, ...rest }) => ({
+      ...rest,
+      labels: { ...labels, ...sharedLabels },
+    }));
     return data;
   }
 

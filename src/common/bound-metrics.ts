@@ -44,7 +44,10 @@ abstract class BoundScalar<L extends string> {
   readonly help: string;
   protected readonly tree: LabelTree<Series>;
 
-  constructor(config: BoundMetricConfig<L>, readonly aggregator: 'sum') {
+  constructor(
+    config: BoundMetricConfig<L>,
+    readonly aggregator: 'sum',
+  ) {
     this.name = config.name;
     this.help = config.help;
     this.tree = new LabelTree<Series>(config.labelNames, (labels) => ({ labels, value: 0 }));
@@ -58,8 +61,20 @@ abstract class BoundScalar<L extends string> {
   }
 
   /** The metric as prom-client's Counter/Gauge get() returns it (what Registry.metrics() renders). */
-  async get(): Promise<{ name: string; help: string; type: 'counter' | 'gauge'; aggregator: 'sum'; values: Array<{ value: number; labels: Record<string, string> }> }> {
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: this.tree.series.map((series) => ({ value: series.value, labels: series.labels })) };
+  async get(): Promise<{
+    name: string;
+    help: string;
+    type: 'counter' | 'gauge';
+    aggregator: 'sum';
+    values: Array<{ value: number; labels: Record<string, string> }>;
+  }> {
+    return {
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      aggregator: this.aggregator,
+      values: this.tree.series.map((series) => ({ value: series.value, labels: series.labels })),
+    };
   }
 }
 

@@ -3,7 +3,16 @@
  * component, and drains it on SIGTERM/SIGINT, or when the process that supervises it is gone (see parent-watch.ts).
  * Config errors are printed with the flag and value at fault, exit code 2.
  */
-import { ConfigError, HelpRequested, loadOptions, programName, type CommandDefinition, type CompatWarning, type OptionsSpec, type OptionValues } from './config/index.js';
+import {
+  ConfigError,
+  HelpRequested,
+  loadOptions,
+  programName,
+  type CommandDefinition,
+  type CompatWarning,
+  type OptionsSpec,
+  type OptionValues,
+} from './config/index.js';
 import { createLogger, type LogLevel, type Logger } from './logging.js';
 import { watchParent } from './parent-watch.js';
 import { handleShutdownSignals } from './shutdown.js';
@@ -18,10 +27,18 @@ export interface RunningComponent {
   ended?: Promise<number>;
 }
 
-type BaseValues = { logLevel: LogLevel; logFormat: 'json' | 'pretty'; shutdownTimeout: number; watchParentInterval?: number };
+type BaseValues = {
+  logLevel: LogLevel;
+  logFormat: 'json' | 'pretty';
+  shutdownTimeout: number;
+  watchParentInterval?: number;
+};
 
 /** Starts a component from its parsed options. */
-export type CommandStarter<S extends OptionsSpec> = (values: OptionValues<S>, logger: Logger) => Promise<RunningComponent>;
+export type CommandStarter<S extends OptionsSpec> = (
+  values: OptionValues<S>,
+  logger: Logger,
+) => Promise<RunningComponent>;
 
 /** A command as the CLI loads it. */
 export interface CommandModule {
@@ -38,7 +55,9 @@ export function parseCommandOptions<S extends OptionsSpec>(
   def: CommandDefinition<S>,
   argv: readonly string[],
   program?: string,
-): { values: OptionValues<S>; warnings: CompatWarning[]; upstreamApplied: Array<{ name: string; mapsTo: string }> } | { exitCode: number } {
+):
+  | { values: OptionValues<S>; warnings: CompatWarning[]; upstreamApplied: Array<{ name: string; mapsTo: string }> }
+  | { exitCode: number } {
   if (argv.includes('--version')) {
     process.stdout.write(`pd-router ${packageVersion()}\n`);
     return { exitCode: 0 };
@@ -65,12 +84,18 @@ export function parseCommandOptions<S extends OptionsSpec>(
  */
 export function logCompatWarnings(logger: Logger, warnings: readonly CompatWarning[]): void {
   for (const w of warnings) {
-    logger.warn({ upstreamFlag: w.name, value: w.value, source: w.source }, `${w.name} is accepted for llm-d compatibility but ignored: ${w.reason}`);
+    logger.warn(
+      { upstreamFlag: w.name, value: w.value, source: w.source },
+      `${w.name} is accepted for llm-d compatibility but ignored: ${w.reason}`,
+    );
   }
 }
 
 /** A command module: the definition and the function that starts the component. */
-export function defineCommand<S extends OptionsSpec>(def: CommandDefinition<S>, start: CommandStarter<S>): CommandModule {
+export function defineCommand<S extends OptionsSpec>(
+  def: CommandDefinition<S>,
+  start: CommandStarter<S>,
+): CommandModule {
   return {
     // eslint-disable-next-line no-restricted-syntax -- a registered command forgets its options type; start() was checked against it above
     definition: def as unknown as CommandDefinition<OptionsSpec>,
@@ -81,7 +106,8 @@ export function defineCommand<S extends OptionsSpec>(def: CommandDefinition<S>, 
       const values = parsed.values as OptionValues<S> & BaseValues;
       const logger = createLogger({ level: values.logLevel, format: values.logFormat, component: def.name });
       logCompatWarnings(logger, parsed.warnings);
-      if (parsed.upstreamApplied.length > 0) logger.debug({ upstreamFlags: parsed.upstreamApplied }, 'upstream flags applied');
+      if (parsed.upstreamApplied.length > 0)
+        logger.debug({ upstreamFlags: parsed.upstreamApplied }, 'upstream flags applied');
       logger.debug({ options: values }, 'effective options');
       let running: RunningComponent;
       try {
@@ -94,7 +120,12 @@ export function defineCommand<S extends OptionsSpec>(def: CommandDefinition<S>, 
         logger.fatal({ err: e }, `${programName(def, program)} failed to start`);
         return 1;
       }
-      const shutdown = handleShutdownSignals({ logger, deadlineMs: values.shutdownTimeout, stop: (delta) => running.stop(delta), kill: running.kill && (() => running.kill!()) });
+      const shutdown = handleShutdownSignals({
+        logger,
+        deadlineMs: values.shutdownTimeout,
+        stop: (delta) => running.stop(delta),
+        kill: running.kill && (() => running.kill!()),
+      });
       // Started by a supervisor with an IPC channel (pd-router dev): its exit, even by SIGKILL, stops this process.
       // Commands with --watch-parent-interval also stop when their parent pid changes (npm or a shell killed).
       const parent = watchParent(values.watchParentInterval ?? 0, (how) => shutdown.shutdown(how), parentAtStart);

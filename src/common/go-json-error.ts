@@ -119,11 +119,26 @@ class Scanner {
   }
 
   private scalar(byte: number): void {
-    if (byte === 0x22) { this.string(); return; }
-    if (byte === 0x2d || isDigit(byte)) { this.number(byte); return; }
-    if (byte === 0x74) { this.literal('true'); return; }
-    if (byte === 0x66) { this.literal('false'); return; }
-    if (byte === 0x6e) { this.literal('null'); return; }
+    if (byte === 0x22) {
+      this.string();
+      return;
+    }
+    if (byte === 0x2d || isDigit(byte)) {
+      this.number(byte);
+      return;
+    }
+    if (byte === 0x74) {
+      this.literal('true');
+      return;
+    }
+    if (byte === 0x66) {
+      this.literal('false');
+      return;
+    }
+    if (byte === 0x6e) {
+      this.literal('null');
+      return;
+    }
     this.fail(byte, 'looking for beginning of value');
   }
 
@@ -193,7 +208,13 @@ export function goJsonSyntaxError(body: Uint8Array, maxDepth = GO_MAX_NESTING_DE
 
 /** Go's json.Unmarshal message for a valid JSON value that is not an object, decoded into map[string]any. */
 export function goUnmarshalTypeError(value: unknown): string {
-  const kind = Array.isArray(value) ? 'array' : typeof value === 'string' ? 'string' : typeof value === 'number' ? 'number' : 'bool';
+  const kind = Array.isArray(value)
+    ? 'array'
+    : typeof value === 'string'
+      ? 'string'
+      : typeof value === 'number'
+        ? 'number'
+        : 'bool';
   return `json: cannot unmarshal ${kind} into Go value of type map[string]interface {}`;
 }
 

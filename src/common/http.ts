@@ -168,7 +168,10 @@ const PARSED_TARGETS_MAX = 4096;
 const parsedTargets = new Map<string, Target>();
 
 function parseTargetUncached(value: string): Target | undefined {
-  const v = value.trim().replace(/^https?:\/\//i, '').replace(/\/+$/, '');
+  const v = value
+    .trim()
+    .replace(/^https?:\/\//i, '')
+    .replace(/\/+$/, '');
   // A host is a DNS name or an IPv4 address, or an IPv6 address in brackets: nothing a URL parser would read
   // differently from the SSRF allowlist (user info, percent escapes, a bracketed IPv4 that passed the allowlist and
   // then failed as an invalid URL).
@@ -178,5 +181,9 @@ function parseTargetUncached(value: string): Target | undefined {
   if (port < 1 || port > 65535) return undefined;
   const host = m[1].startsWith('[') ? m[1].slice(1, -1) : m[1];
   if (m[1].startsWith('[') && isIP(host) !== 6) return undefined;
-  return { host: host.toLowerCase(), port, hostPort: m[1].startsWith('[') ? `${m[1]}:${port}` : `${host.toLowerCase()}:${port}` };
+  return {
+    host: host.toLowerCase(),
+    port,
+    hostPort: m[1].startsWith('[') ? `${m[1]}:${port}` : `${host.toLowerCase()}:${port}`,
+  };
 }

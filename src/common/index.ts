@@ -3,7 +3,13 @@ export * from './config/index.js';
 export * from './logging.js';
 export * from './metrics.js';
 export { BoundHistogram, type BoundHistogramConfig, type HistogramChild } from './bound-histogram.js';
-export { BoundCounter, BoundGauge, type BoundMetricConfig, type CounterChild, type GaugeChild } from './bound-metrics.js';
+export {
+  BoundCounter,
+  BoundGauge,
+  type BoundMetricConfig,
+  type CounterChild,
+  type GaugeChild,
+} from './bound-metrics.js';
 export * from './shutdown.js';
 export * from './parent-watch.js';
 export { packageVersion } from './version.js';

@@ -24,7 +24,10 @@ export function createRegistry(): Registry {
 }
 
 /** Renders the given registries plus the process metrics in the Prometheus text format. */
-export async function renderMetrics(registries: readonly Registry[], includeProcess = true): Promise<{ contentType: string; body: string }> {
+export async function renderMetrics(
+  registries: readonly Registry[],
+  includeProcess = true,
+): Promise<{ contentType: string; body: string }> {
   const all = includeProcess ? [...registries, processMetricsRegistry()] : [...registries];
   const parts = await Promise.all(all.map((registry) => registry.metrics()));
   return { contentType: client.register.contentType, body: parts.filter((path) => path.length > 0).join('\n') };
@@ -36,4 +39,6 @@ export const LATENCY_BUCKETS_SECONDS = [
 ];
 
 /** Buckets for a router's own overhead in seconds, from 50 µs to 1 s. */
-export const OVERHEAD_BUCKETS_SECONDS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+export const OVERHEAD_BUCKETS_SECONDS = [
+  0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1,
+];

@@ -49,7 +49,8 @@ export function watchParent(pollMs: number, onGone: (how: string) => void, initi
       : undefined;
   timer?.unref();
   if (closedAlready) queueMicrotask(onDisconnect);
-  else if (timer && process.ppid !== initialParent) queueMicrotask(() => fire(`the parent process ${initialParent} exited`));
+  else if (timer && process.ppid !== initialParent)
+    queueMicrotask(() => fire(`the parent process ${initialParent} exited`));
   function stop() {
     process.off('disconnect', onDisconnect);
     if (timer) clearInterval(timer);

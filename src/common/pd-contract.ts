@@ -61,7 +61,10 @@ export const OBJECTIVE_HEADERS: readonly string[] = ['x-llm-d-inference-objectiv
 /** Request headers that ask for a model-name rewrite, current name first. */
 export const MODEL_REWRITE_HEADERS: readonly string[] = ['x-llm-d-model-name-rewrite', 'x-gateway-model-name-rewrite'];
 /** Request headers that name the flow-control fairness id, current name first. */
-export const FAIRNESS_ID_HEADERS: readonly string[] = ['x-llm-d-inference-fairness-id', 'x-gateway-inference-fairness-id'];
+export const FAIRNESS_ID_HEADERS: readonly string[] = [
+  'x-llm-d-inference-fairness-id',
+  'x-gateway-inference-fairness-id',
+];
 
 /** The request id both legs and every log line carry. */
 export const REQUEST_ID_HEADER = 'x-request-id';

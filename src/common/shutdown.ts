@@ -9,7 +9,8 @@ import { opt } from './config/index.js';
 export const shutdownOptions = {
   shutdownTimeout: opt.duration({
     default: 30_000,
-    description: 'On SIGTERM/SIGINT, how long in-flight requests may take to finish before their connections are closed.',
+    description:
+      'On SIGTERM/SIGINT, how long in-flight requests may take to finish before their connections are closed.',
   }),
 };
 
@@ -67,7 +68,10 @@ export function handleShutdownSignals(settings: ShutdownHandlerSettings): Shutdo
     );
   };
   const onSignal = (signal: NodeJS.Signals) => {
-    if (stoppingSince === undefined) { begin({ signal }); return; }
+    if (stoppingSince === undefined) {
+      begin({ signal });
+      return;
+    }
     if (performance.now() - stoppingSince < REPEATED_SIGNAL_WINDOW_MS) {
       settings.logger.debug({ signal }, 'signal repeated while shutting down; already stopping');
       return;

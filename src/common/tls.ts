@@ -30,7 +30,9 @@ export async function selfSignedCertificate(commonName = 'pd-router', altNames: 
       { name: 'extKeyUsage', serverAuth: true },
       {
         name: 'subjectAltName',
-        altNames: [...names].map((count) => (/^[\d.]+$|:/.test(count) ? { type: 7 as const, ip: count } : { type: 2 as const, value: count })),
+        altNames: [...names].map((count) =>
+          /^[\d.]+$|:/.test(count) ? { type: 7 as const, ip: count } : { type: 2 as const, value: count },
+        ),
       },
     ],
   });

@@ -165,7 +165,11 @@ export class UpstreamLeg implements Dispatcher.DispatchHandler {
     if (this.stopped) controller.abort(this.stopped);
   }
 
-  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+  onResponseStart(
+    _controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+  ): void {
     // Interim answers (103 Early Hints and the like) are not the response; undici reports them here too.
     if (this.finished || statusCode < 200) return;
     this.status = statusCode;
@@ -258,7 +262,10 @@ export class UpstreamLeg implements Dispatcher.DispatchHandler {
 
   private readonly onTimer = () => {
     if (this.finished || (!this.waiting && !this.req.wholeLegDeadline)) return;
-    if (this.req.wholeLegDeadline) { this.expire(); return; }
+    if (this.req.wholeLegDeadline) {
+      this.expire();
+      return;
+    }
     // Timers run before I/O in an event-loop turn. When the process itself was busy past the deadline (a GC pause, a
     // long rewrite, a starved CPU), what the upstream sent meanwhile is still unread: decide after this turn's I/O.
     const seen = this.chunks;
@@ -272,7 +279,9 @@ export class UpstreamLeg implements Dispatcher.DispatchHandler {
     this.stop(
       new LegStopped(
         first ? 'first_byte_timeout' : 'idle_timeout',
-        first ? `${this.req.label} sent no data within ${this.req.firstByteTimeoutMs}ms` : `${this.req.label} sent no data for ${this.req.idleTimeoutMs}ms`,
+        first
+          ? `${this.req.label} sent no data within ${this.req.firstByteTimeoutMs}ms`
+          : `${this.req.label} sent no data for ${this.req.idleTimeoutMs}ms`,
       ),
     );
   }

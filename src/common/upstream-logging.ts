@@ -49,11 +49,19 @@ const ZAP_TIME = /^(epoch|millis|nanos|iso8601|rfc3339|rfc3339nano)$/i;
  * controller-runtime's zap flags (zap.Options.BindFlags), plus GAIE's `-v/--v` when `verbosity` is set. Entries are in
  * precedence order: a later one overrides an earlier one on the same pd-router option.
  */
-export function zapLoggingFlags(releases: readonly string[], options: { verbosity: readonly string[] | false }): Record<string, CompatEntry> {
+export function zapLoggingFlags(
+  releases: readonly string[],
+  options: { verbosity: readonly string[] | false },
+): Record<string, CompatEntry> {
   const flags: Record<string, CompatEntry> = {
     'zap-devel': compat.mapsTo(
       releases,
-      opt.bool({ default: false, description: 'zap development mode: console encoder' + (options.verbosity ? ' (the level still follows --v, as upstream).' : ', debug level.') }),
+      opt.bool({
+        default: false,
+        description:
+          'zap development mode: console encoder' +
+          (options.verbosity ? ' (the level still follows --v, as upstream).' : ', debug level.'),
+      }),
       options.verbosity ? '--log-format' : '--log-format, --log-level',
       (flag: boolean, set) => {
         set.set('logFormat', flag ? 'pretty' : 'json');
@@ -83,18 +91,33 @@ export function zapLoggingFlags(releases: readonly string[], options: { verbosit
   );
   flags['zap-encoder'] = compat.mapsTo(
     releases,
-    opt.string({ default: 'json', pattern: /^(json|console)$/i, patternHint: 'json or console', description: 'json: JSON lines; console: human-readable lines.' }),
+    opt.string({
+      default: 'json',
+      pattern: /^(json|console)$/i,
+      patternHint: 'json or console',
+      description: 'json: JSON lines; console: human-readable lines.',
+    }),
     '--log-format',
     (value: string, set) => set.set('logFormat', value.toLowerCase() === 'console' ? 'pretty' : 'json'),
   );
   flags['zap-stacktrace-level'] = compat.ignored(
     releases,
-    opt.string({ default: 'error', pattern: /^(info|error|panic)$/i, patternHint: 'one of info, error, panic', description: 'zap level at which stack traces are added.' }),
+    opt.string({
+      default: 'error',
+      pattern: /^(info|error|panic)$/i,
+      patternHint: 'one of info, error, panic',
+      description: 'zap level at which stack traces are added.',
+    }),
     'pino writes the stack of every error it logs, at any level; there is no separate stack-trace threshold.',
   );
   flags['zap-time-encoding'] = compat.ignored(
     releases,
-    opt.string({ default: 'iso8601', pattern: ZAP_TIME, patternHint: 'one of epoch, millis, nanos, iso8601, rfc3339, rfc3339nano', description: 'zap time format.' }),
+    opt.string({
+      default: 'iso8601',
+      pattern: ZAP_TIME,
+      patternHint: 'one of epoch, millis, nanos, iso8601, rfc3339, rfc3339nano',
+      description: 'zap time format.',
+    }),
     'pd-router writes "time" as ISO-8601/RFC 3339 UTC with milliseconds; epoch, millis and nanos are not offered.',
     { harmless: (value: string) => /^(iso8601|rfc3339|rfc3339nano)$/i.test(value) },
   );
@@ -106,7 +129,10 @@ export function klogFlags(releases: readonly string[]): Record<string, CompatEnt
   const toStdout = 'pd-router logs JSON lines (or --log-format pretty) to stdout, never to files.';
   const ignoredBool = (description: string, reason: string, harmless: (flag: boolean) => boolean) =>
     compat.ignored(releases, opt.bool({ default: false, description }), reason, { harmless });
-  const ignoredString = (description: string, reason: string) => compat.ignored(releases, opt.string({ default: '', description }), reason, { harmless: (value: string) => value === '' });
+  const ignoredString = (description: string, reason: string) =>
+    compat.ignored(releases, opt.string({ default: '', description }), reason, {
+      harmless: (value: string) => value === '',
+    });
   return {
     v: compat.mapsTo(
       releases,
@@ -120,14 +146,40 @@ export function klogFlags(releases: readonly string[]): Record<string, CompatEnt
     alsologtostderr: ignoredBool('Log to standard error as well as files.', toStdout, (flag) => !flag),
     log_dir: ignoredString('Directory for log files.', toStdout),
     log_file: ignoredString('Log file.', toStdout),
-    log_file_max_size: compat.ignored(releases, opt.int({ default: 1800, min: 0, description: 'Log file size limit in MB.' }), toStdout, { harmless: () => true }),
+    log_file_max_size: compat.ignored(
+      releases,
+      opt.int({ default: 1800, min: 0, description: 'Log file size limit in MB.' }),
+      toStdout,
+      { harmless: () => true },
+    ),
     legacy_stderr_threshold_behavior: ignoredBool('klog stderr threshold compatibility switch.', toStdout, () => true),
-    add_dir_header: ignoredBool('Add the file directory to log headers.', 'pd-router lines are JSON without source locations.', (flag) => !flag),
-    skip_headers: ignoredBool('Leave out log headers.', 'pd-router lines are JSON; they have no text header.', () => true),
+    add_dir_header: ignoredBool(
+      'Add the file directory to log headers.',
+      'pd-router lines are JSON without source locations.',
+      (flag) => !flag,
+    ),
+    skip_headers: ignoredBool(
+      'Leave out log headers.',
+      'pd-router lines are JSON; they have no text header.',
+      () => true,
+    ),
     skip_log_headers: ignoredBool('Leave out headers in log files.', toStdout, () => true),
     one_output: ignoredBool('Write each message to its own severity file only.', toStdout, () => true),
-    stderrthreshold: compat.ignored(releases, opt.string({ default: '', description: 'Severity written to stderr as well as files.' }), toStdout, { harmless: () => true }),
-    alsologtostderrthreshold: compat.ignored(releases, opt.string({ default: '', description: 'Severity written to stderr with -alsologtostderr.' }), toStdout, { harmless: () => true }),
-    log_backtrace_at: ignoredString('Emit a stack trace when logging hits file:N.', 'pd-router writes the stack of every error it logs; there are no source-line triggers.'),
+    stderrthreshold: compat.ignored(
+      releases,
+      opt.string({ default: '', description: 'Severity written to stderr as well as files.' }),
+      toStdout,
+      { harmless: () => true },
+    ),
+    alsologtostderrthreshold: compat.ignored(
+      releases,
+      opt.string({ default: '', description: 'Severity written to stderr with -alsologtostderr.' }),
+      toStdout,
+      { harmless: () => true },
+    ),
+    log_backtrace_at: ignoredString(
+      'Emit a stack trace when logging hits file:N.',
+      'pd-router writes the stack of every error it logs; there are no source-line triggers.',
+    ),
   };
 }

@@ -5,7 +5,17 @@
 import { z } from 'zod';
 import type { DeciderDefinition } from './types.js';
 
-const MULTIMODAL_BLOCK_TYPES = new Set(['image_url', 'image', 'input_image', 'input_audio', 'audio_url', 'audio', 'video_url', 'video', 'input_video']);
+const MULTIMODAL_BLOCK_TYPES = new Set([
+  'image_url',
+  'image',
+  'input_image',
+  'input_audio',
+  'audio_url',
+  'audio',
+  'video_url',
+  'video',
+  'input_video',
+]);
 
 function hasMultimodalContent(messages: unknown): boolean {
   if (!Array.isArray(messages)) return false;
@@ -23,7 +33,9 @@ function hasMultimodalContent(messages: unknown): boolean {
 /** Whether an OpenAI/Anthropic/Responses request body carries image, audio or video input. */
 export function isMultimodalRequest(body: Readonly<Record<string, unknown>> | undefined): boolean {
   if (!body) return false;
-  return hasMultimodalContent(body.messages) || hasMultimodalContent(Array.isArray(body.input) ? body.input : undefined);
+  return (
+    hasMultimodalContent(body.messages) || hasMultimodalContent(Array.isArray(body.input) ? body.input : undefined)
+  );
 }
 
 /** `always-disagg-multimodal-decider`: a remote encode for every request that carries images, audio or video. */
@@ -34,6 +46,8 @@ export const alwaysDisaggMultimodalDecider: DeciderDefinition<Record<string, nev
     type,
     name,
     decide: (input) =>
-      isMultimodalRequest(input.request.body) ? { disaggregate: true, reason: 'multimodal' } : { disaggregate: false, reason: 'no-multimodal' },
+      isMultimodalRequest(input.request.body)
+        ? { disaggregate: true, reason: 'multimodal' }
+        : { disaggregate: false, reason: 'no-multimodal' },
   }),
 };

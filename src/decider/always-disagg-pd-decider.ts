@@ -12,6 +12,7 @@ export const alwaysDisaggPdDecider: DeciderDefinition<Record<string, never>> = {
   create: (type, name) => ({
     type,
     name,
-    decide: (input) => (input.decode ? { disaggregate: true, reason: 'always' } : { disaggregate: false, reason: 'no-decode-endpoint' }),
+    decide: (input) =>
+      input.decode ? { disaggregate: true, reason: 'always' } : { disaggregate: false, reason: 'no-decode-endpoint' },
   }),
 };

@@ -58,7 +58,11 @@ export const costBasedPdDeciderParams = z.object({
   margin: z.number().min(0, 'must be >= 0').max(0.9, 'must be <= 0.9').default(0.1),
   localInterferenceWeight: nonNegative.default(1),
   minUncachedTokens: nonNegativeInt.default(32),
-  decodeBusyKvUsage: z.number().min(0).max(1.01, 'must be <= 1 (a share of KV capacity), or above 1 to disable').default(0.9),
+  decodeBusyKvUsage: z
+    .number()
+    .min(0)
+    .max(1.01, 'must be <= 1 (a share of KV capacity), or above 1 to disable')
+    .default(0.9),
   bypassUncachedTokens: nonNegativeInt.default(0),
   bypassUncachedRatio: z.number().min(0).max(1, 'must be between 0 and 1').default(0),
   prefillBusyQueueMs: nonNegative.default(0),
@@ -191,7 +195,8 @@ export class CostCalibration {
       const computeMs = (snap.prefillSum - prev.prefillSum) * 1000 - dPrefillCount * this.overheadMs;
       // Remove the batch slowdown the pod was under, so the sample is the unloaded cost the model scales again.
       const slowdown = 1 + this.batchSlowdownPerRequest * m.runningRequests;
-      if (uncached > 0 && computeMs > 0) this.prefillMsPerToken.add(computeMs / uncached / slowdown, dPrefillCount, now);
+      if (uncached > 0 && computeMs > 0)
+        this.prefillMsPerToken.add(computeMs / uncached / slowdown, dPrefillCount, now);
     }
     if (dXferCount > 0 && dPrompt > 0) {
       const xferMs = (snap.xferSum - prev.xferSum) * 1000 - dXferCount * this.kvOverheadMs;
@@ -203,13 +208,22 @@ export class CostCalibration {
 
 /** A cost-based decider with its own calibration, from parsed parameters. */
 export function createCostBasedDecider(type: string, name: string, params: CostBasedPdDeciderParams) {
-  const calibration = new CostCalibration(params.calibrationHalfLifeMs, params.prefillOverheadMs, params.kvTransferOverheadMs, params.batchSlowdownPerRequest);
-  const msPerToken = () => (params.calibrate ? (calibration.prefillMsPerToken.get() ?? params.prefillMsPerToken) : params.prefillMsPerToken);
-  const kvMsPerToken = () => (params.calibrate ? (calibration.kvMsPerToken.get() ?? params.kvTransferMsPerToken) : params.kvTransferMsPerToken);
-  const work = (metrics: EndpointMetrics, tokens: number) => (params.prefillOverheadMs + tokens * msPerToken()) * (1 + params.batchSlowdownPerRequest * metrics.runningRequests);
+  const calibration = new CostCalibration(
+    params.calibrationHalfLifeMs,
+    params.prefillOverheadMs,
+    params.kvTransferOverheadMs,
+    params.batchSlowdownPerRequest,
+  );
+  const msPerToken = () =>
+    params.calibrate ? (calibration.prefillMsPerToken.get() ?? params.prefillMsPerToken) : params.prefillMsPerToken;
+  const kvMsPerToken = () =>
+    params.calibrate ? (calibration.kvMsPerToken.get() ?? params.kvTransferMsPerToken) : params.kvTransferMsPerToken;
+  const work = (metrics: EndpointMetrics, tokens: number) =>
+    (params.prefillOverheadMs + tokens * msPerToken()) * (1 + params.batchSlowdownPerRequest * metrics.runningRequests);
   /** Prefill work ahead of a new request on an endpoint; on prefill endpoints the running requests are prefills in progress. */
   const queue = (ep: DeciderEndpoint, fallbackTokens: number, prefillEndpoint: boolean) =>
-    (ep.metrics.waitingQueueSize + (prefillEndpoint ? ep.metrics.runningRequests / 2 : 0)) * work(ep.metrics, calibration.meanComputedTokens(ep.id) ?? fallbackTokens);
+    (ep.metrics.waitingQueueSize + (prefillEndpoint ? ep.metrics.runningRequests / 2 : 0)) *
+    work(ep.metrics, calibration.meanComputedTokens(ep.id) ?? fallbackTokens);
 
   return {
     type,
@@ -230,22 +244,44 @@ export function createCostBasedDecider(type: string, name: string, params: CostB
       const cached = pm ? Math.min(prompt, pm.matchedBlocks * pm.blockSizeTokens) : 0;
       const uncached = Math.max(0, prompt - cached);
       const base = { promptTokens: prompt, cachedTokens: cached, uncachedTokens: uncached };
-      if (uncached < params.minUncachedTokens) return { disaggregate: false, reason: uncached === 0 && prompt > 0 ? 'cached' : 'below-threshold', detail: { ...base, minUncachedTokens: params.minUncachedTokens } };
+      if (uncached < params.minUncachedTokens)
+        return {
+          disaggregate: false,
+          reason: uncached === 0 && prompt > 0 ? 'cached' : 'below-threshold',
+          detail: { ...base, minUncachedTokens: params.minUncachedTokens },
+        };
 
       const decodeMetrics = input.decode.endpoint.metrics;
       if (!decodeMetrics.stale && decodeMetrics.kvCacheUsage >= params.decodeBusyKvUsage) {
-        return { disaggregate: true, reason: 'decode-busy', detail: { ...base, decodeKvUsage: decodeMetrics.kvCacheUsage, decodeBusyKvUsage: params.decodeBusyKvUsage } };
+        return {
+          disaggregate: true,
+          reason: 'decode-busy',
+          detail: { ...base, decodeKvUsage: decodeMetrics.kvCacheUsage, decodeBusyKvUsage: params.decodeBusyKvUsage },
+        };
       }
       const tokenBound = params.bypassUncachedTokens === 0 || uncached < params.bypassUncachedTokens;
-      const ratioBound = params.bypassUncachedRatio === 0 || (prompt > 0 && uncached / prompt < params.bypassUncachedRatio);
+      const ratioBound =
+        params.bypassUncachedRatio === 0 || (prompt > 0 && uncached / prompt < params.bypassUncachedRatio);
       if ((params.bypassUncachedTokens > 0 || params.bypassUncachedRatio > 0) && tokenBound && ratioBound) {
-        return { disaggregate: false, reason: 'cached', detail: { ...base, bypassUncachedTokens: params.bypassUncachedTokens, bypassUncachedRatio: params.bypassUncachedRatio } };
+        return {
+          disaggregate: false,
+          reason: 'cached',
+          detail: {
+            ...base,
+            bypassUncachedTokens: params.bypassUncachedTokens,
+            bypassUncachedRatio: params.bypassUncachedRatio,
+          },
+        };
       }
 
       const fresh = candidates.filter((endpoint) => !endpoint.metrics.stale);
       if (decodeMetrics.stale || fresh.length === 0) {
         const yes = uncached >= params.staleNonCachedTokens;
-        return { disaggregate: yes, reason: 'stale-metrics', detail: { ...base, staleNonCachedTokens: params.staleNonCachedTokens } };
+        return {
+          disaggregate: yes,
+          reason: 'stale-metrics',
+          detail: { ...base, staleNonCachedTokens: params.staleNonCachedTokens },
+        };
       }
       let best: { ep: DeciderEndpoint; queueMs: number; totalMs: number; computeTokens: number } | undefined;
       for (const ep of fresh) {
@@ -255,7 +291,9 @@ export function createCostBasedDecider(type: string, name: string, params: CostB
         const totalMs = queueMs + work(ep.metrics, computeTokens);
         if (!best || totalMs < best.totalMs) best = { ep, queueMs, totalMs, computeTokens };
       }
-      const busy = (params.prefillBusyQueueMs > 0 && best!.queueMs >= params.prefillBusyQueueMs) || (params.prefillBusyWaiting > 0 && best!.ep.metrics.waitingQueueSize >= params.prefillBusyWaiting);
+      const busy =
+        (params.prefillBusyQueueMs > 0 && best!.queueMs >= params.prefillBusyQueueMs) ||
+        (params.prefillBusyWaiting > 0 && best!.ep.metrics.waitingQueueSize >= params.prefillBusyWaiting);
       const transferMs = params.kvTransferOverheadMs + prompt * kvMsPerToken();
       const remoteMs = best!.totalMs + transferMs;
       const localWorkMs = work(decodeMetrics, uncached);
@@ -274,9 +312,19 @@ export function createCostBasedDecider(type: string, name: string, params: CostB
         msPerToken: round(msPerToken(), 5),
         calibrated: params.calibrate && calibration.prefillMsPerToken.get() !== undefined,
       };
-      if (busy) return { disaggregate: false, reason: 'prefill-busy', detail: { ...detail, prefillBusyQueueMs: params.prefillBusyQueueMs, prefillBusyWaiting: params.prefillBusyWaiting } };
+      if (busy)
+        return {
+          disaggregate: false,
+          reason: 'prefill-busy',
+          detail: {
+            ...detail,
+            prefillBusyQueueMs: params.prefillBusyQueueMs,
+            prefillBusyWaiting: params.prefillBusyWaiting,
+          },
+        };
       if (remoteMs < localMs * (1 - params.margin)) return { disaggregate: true, reason: 'remote-faster', detail };
-      if (remoteMs < (localMs + interferenceMs) * (1 - params.margin)) return { disaggregate: true, reason: 'decode-interference', detail };
+      if (remoteMs < (localMs + interferenceMs) * (1 - params.margin))
+        return { disaggregate: true, reason: 'decode-interference', detail };
       return { disaggregate: false, reason: 'local-faster', detail };
     },
   };

@@ -46,13 +46,23 @@ export const prefixBasedPdDecider: DeciderDefinition<PrefixBasedPdDeciderParams>
       if (promptTokens > 0 && inputTokens < promptTokens) {
         return { disaggregate: false, reason: 'below-prompt-tokens', detail: { inputTokens, promptTokens } };
       }
-      if (inputTokens < nonCachedTokens) return { disaggregate: false, reason: 'below-threshold', detail: { inputTokens, nonCachedTokens } };
+      if (inputTokens < nonCachedTokens)
+        return { disaggregate: false, reason: 'below-threshold', detail: { inputTokens, nonCachedTokens } };
       const prefix = input.decode.prefix;
       if (!prefix) return { disaggregate: false, reason: 'no-prefix-info', detail: { inputTokens } };
       const hitTokens = prefix.matchedBlocks * prefix.blockSizeTokens;
       const nonCached = inputTokens - hitTokens;
-      const detail = { inputTokens, hitTokens, nonCachedTokens: nonCached, threshold: nonCachedTokens, matchedBlocks: prefix.matchedBlocks, totalBlocks: prefix.totalBlocks };
-      return nonCached >= nonCachedTokens ? { disaggregate: true, reason: 'above-threshold', detail } : { disaggregate: false, reason: 'cached', detail };
+      const detail = {
+        inputTokens,
+        hitTokens,
+        nonCachedTokens: nonCached,
+        threshold: nonCachedTokens,
+        matchedBlocks: prefix.matchedBlocks,
+        totalBlocks: prefix.totalBlocks,
+      };
+      return nonCached >= nonCachedTokens
+        ? { disaggregate: true, reason: 'above-threshold', detail }
+        : { disaggregate: false, reason: 'cached', detail };
     },
   }),
 };

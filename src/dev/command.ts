@@ -3,7 +3,14 @@
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { defineCommand, loggingOptions, opt, parentWatchOptions, shutdownOptions, type CommandDefinition } from '../common/index.js';
+import {
+  defineCommand,
+  loggingOptions,
+  opt,
+  parentWatchOptions,
+  shutdownOptions,
+  type CommandDefinition,
+} from '../common/index.js';
 import { FAILURE_POLICIES } from '../sidecar/options.js';
 import { DECIDERS } from './epp-configs.js';
 import { LATENCY_PROFILES, PROFILE_NAMES } from './profiles.js';
@@ -12,38 +19,80 @@ import { DEV_STACK_DEFAULTS as D, startDevStack, type DevStack } from './stack.j
 
 const devOptions = {
   prefill: opt.int({ default: D.prefill, min: 1, max: 32, description: 'Prefill simulators (x in xPyD).' }),
-  decode: opt.int({ default: D.decode, min: 1, max: 32, description: 'Decode simulators, each with its own sidecar (y in xPyD).' }),
+  decode: opt.int({
+    default: D.decode,
+    min: 1,
+    max: 32,
+    description: 'Decode simulators, each with its own sidecar (y in xPyD).',
+  }),
   profile: opt.oneOf(PROFILE_NAMES, {
     default: D.profile,
     description: `Simulator latency profile: ${PROFILE_NAMES.map((path) => `${path} (${LATENCY_PROFILES[path].description})`).join('; ')}.`,
   }),
   model: opt.string({ default: D.model, description: 'Model name the simulators serve.' }),
   host: opt.string({ default: D.host, description: 'Address every component binds to.' }),
-  port: opt.int({ default: D.gatewayPort, min: 0, max: 65535, description: 'Gateway port, where clients send OpenAI requests.' }),
+  port: opt.int({
+    default: D.gatewayPort,
+    min: 0,
+    max: 65535,
+    description: 'Gateway port, where clients send OpenAI requests.',
+  }),
   basePort: opt.int({
     default: D.basePort,
     min: 0,
     max: 65000,
-    description: 'Prefill simulators listen on base+i, decode simulators on base+100+i, sidecars on base+200+i; 0 picks free ports for everything (EPP included).',
+    description:
+      'Prefill simulators listen on base+i, decode simulators on base+100+i, sidecars on base+200+i; 0 picks free ports for everything (EPP included).',
   }),
-  eppGrpcPort: opt.int({ default: D.eppGrpcPort, min: 1, max: 65535, description: 'EPP ext_proc port (health on the next port).' }),
+  eppGrpcPort: opt.int({
+    default: D.eppGrpcPort,
+    min: 1,
+    max: 65535,
+    description: 'EPP ext_proc port (health on the next port).',
+  }),
   eppMetricsPort: opt.int({ default: D.eppMetricsPort, min: 1, max: 65535, description: 'EPP metrics port.' }),
   decider: opt.oneOf(DECIDERS, {
     default: D.decider,
-    description: 'Prefill decider: prefix (prefix-based-pd-decider), always, cost (cost-based-pd-decider), never (decode-only).',
+    description:
+      'Prefill decider: prefix (prefix-based-pd-decider), always, cost (cost-based-pd-decider), never (decode-only).',
   }),
-  nonCachedTokens: opt.int({ default: D.nonCachedTokens, min: 0, description: 'prefix decider threshold: uncached prompt tokens needed to disaggregate.' }),
+  nonCachedTokens: opt.int({
+    default: D.nonCachedTokens,
+    min: 0,
+    description: 'prefix decider threshold: uncached prompt tokens needed to disaggregate.',
+  }),
   eppConfig: opt.string({ default: '', description: 'EndpointPickerConfig file to use instead of the generated one.' }),
-  inProcess: opt.bool({ default: false, description: 'Run every component in this process instead of one process each.' }),
-  timeScale: opt.number({ default: D.timeScale, min: 0, description: 'Simulator time scale (0.1 runs ten times faster than real time).' }),
+  inProcess: opt.bool({
+    default: false,
+    description: 'Run every component in this process instead of one process each.',
+  }),
+  timeScale: opt.number({
+    default: D.timeScale,
+    min: 0,
+    description: 'Simulator time scale (0.1 runs ten times faster than real time).',
+  }),
   seed: opt.int({ default: D.seed, min: 0, description: 'Seed for the simulators.' }),
-  failureModeAllow: opt.bool({ default: D.failureModeAllow, description: 'Gateway fails open (to the decode sidecars) when the EPP is down.' }),
-  prefillFailurePolicy: opt.oneOf(FAILURE_POLICIES, { default: D.prefillFailurePolicy, description: 'Sidecar prefill failure policy.' }),
-  prometheus: opt.bool({ default: false, description: 'Write a Prometheus scrape config for this stack to --prometheus-file and print how to run Prometheus with it.' }),
-  prometheusFile: opt.string({ default: 'pd-router-prometheus.yml', description: 'Where --prometheus writes the scrape config.' }),
+  failureModeAllow: opt.bool({
+    default: D.failureModeAllow,
+    description: 'Gateway fails open (to the decode sidecars) when the EPP is down.',
+  }),
+  prefillFailurePolicy: opt.oneOf(FAILURE_POLICIES, {
+    default: D.prefillFailurePolicy,
+    description: 'Sidecar prefill failure policy.',
+  }),
+  prometheus: opt.bool({
+    default: false,
+    description:
+      'Write a Prometheus scrape config for this stack to --prometheus-file and print how to run Prometheus with it.',
+  }),
+  prometheusFile: opt.string({
+    default: 'pd-router-prometheus.yml',
+    description: 'Where --prometheus writes the scrape config.',
+  }),
   showLogs: opt.bool({
     default: false,
-    description: "Print every component's log lines at --log-level and above, each prefixed by the component's name (otherwise only their warnings and errors).",
+    description:
+      "Print every component's log lines at --log-level and above, each prefixed by the component's name (otherwise only their warnings and errors).",
   }),
   ...parentWatchOptions,
   ...shutdownOptions,
@@ -52,7 +101,8 @@ const devOptions = {
 
 const devCommand: CommandDefinition<typeof devOptions> = {
   name: 'dev',
-  summary: 'The local P/D stack on simulators: prefill and decode simulators, a sidecar per decode, the EPP and the gateway.',
+  summary:
+    'The local P/D stack on simulators: prefill and decode simulators, a sidecar per decode, the EPP and the gateway.',
   description: `Starts N prefill simulators, M decode simulators each fronted by its own routing sidecar, the EPP (file
 discovery of those endpoints, a P/D EndpointPickerConfig) and the gateway, then prints the URLs. Send OpenAI requests to
 the gateway. Ctrl-C (SIGINT) or SIGTERM stops everything, front to back; so does the exit of the process that started
@@ -69,8 +119,13 @@ export function describeStack(devStack: DevStack): string {
     `  gateway     ${devStack.gateway.url}   metrics ${devStack.gateway.url}/gateway/metrics`,
     `  epp         grpc ${devStack.epp.url}   metrics http://${o.host}:${devStack.epp.ports.metricsPort}/metrics`,
   ];
-  devStack.prefills.forEach((component, i) => lines.push(`  prefill-${i}   ${component.url}   metrics ${component.url}/metrics`));
-  for (const d of devStack.decodes) lines.push(`  ${d.name}    sidecar ${d.sidecar.url} -> vLLM sim ${d.sim.url}   metrics ${d.sidecar.url}/sidecar/metrics, ${d.sim.url}/metrics`);
+  devStack.prefills.forEach((component, i) =>
+    lines.push(`  prefill-${i}   ${component.url}   metrics ${component.url}/metrics`),
+  );
+  for (const d of devStack.decodes)
+    lines.push(
+      `  ${d.name}    sidecar ${d.sidecar.url} -> vLLM sim ${d.sim.url}   metrics ${d.sidecar.url}/sidecar/metrics, ${d.sim.url}/metrics`,
+    );
   lines.push(
     '',
     `Endpoints file: ${devStack.endpointsFile}   EPP config: ${devStack.eppConfigFile}`,

@@ -32,9 +32,11 @@ export function devEppConfig(decider: DeciderChoice, nonCachedTokens = 256, bloc
   // eslint-disable-next-line @typescript-eslint/no-unsafe-member-access -- the YAML document as parsed
   const plugins = doc.toJS().plugins as Array<{ type: string; parameters?: Record<string, unknown> }>;
   const next = plugins.map((plugin) => {
-    if (plugin.type === 'approx-prefix-cache-producer') return { ...plugin, parameters: { ...plugin.parameters, blockSizeTokens, maxPrefixTokensToMatch: 131072 } };
+    if (plugin.type === 'approx-prefix-cache-producer')
+      return { ...plugin, parameters: { ...plugin.parameters, blockSizeTokens, maxPrefixTokensToMatch: 131072 } };
     if (plugin.type === 'prefix-based-pd-decider') return deciderPlugin(decider, nonCachedTokens);
-    if (plugin.type === 'disagg-profile-handler') return { ...plugin, parameters: { ...plugin.parameters, deciders: { prefill: DECIDER_NAME } } };
+    if (plugin.type === 'disagg-profile-handler')
+      return { ...plugin, parameters: { ...plugin.parameters, deciders: { prefill: DECIDER_NAME } } };
     return plugin;
   });
   doc.set('plugins', doc.createNode(next));

@@ -57,7 +57,15 @@ const KILL_GRACE_MS = 2_000;
 
 const READY = /"msg":"(?:simulator|sidecar|epp|gateway) listening"/;
 
-const LEVEL_VALUES: Record<string, number> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
+const LEVEL_VALUES: Record<string, number> = {
+  trace: 10,
+  debug: 20,
+  info: 30,
+  warn: 40,
+  error: 50,
+  fatal: 60,
+  silent: Infinity,
+};
 
 type LineFormatter = (line: string) => string;
 
@@ -90,10 +98,20 @@ function childComponent(childSpec: ChildSpec): Promise<Component> {
   return new Promise((resolve, reject) => {
     // Its own process group, so a terminal's Ctrl-C reaches only the supervisor, which stops the stack front to back;
     // the IPC channel is how the child knows its supervisor is gone (even after a SIGKILL): it then stops itself.
-    const child = spawn(process.execPath, [CLI, command, ...childSpec.args, `--log-level=${childLevel}`, `--shutdown-timeout=${childSpec.shutdownTimeoutMs}ms`], {
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      detached: true,
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        command,
+        ...childSpec.args,
+        `--log-level=${childLevel}`,
+        `--shutdown-timeout=${childSpec.shutdownTimeoutMs}ms`,
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+        detached: true,
+      },
+    );
     child.channel?.unref();
     let buffered = '';
     let ready = false;
@@ -134,7 +152,10 @@ function childComponent(childSpec: ChildSpec): Promise<Component> {
           stop: async (deadlineMs = childSpec.shutdownTimeoutMs) => {
             if (!running()) return exited;
             child.kill('SIGTERM');
-            const backstop = setTimeout(() => child.kill('SIGKILL'), Math.min(deadlineMs, childSpec.shutdownTimeoutMs) + KILL_GRACE_MS);
+            const backstop = setTimeout(
+              () => child.kill('SIGKILL'),
+              Math.min(deadlineMs, childSpec.shutdownTimeoutMs) + KILL_GRACE_MS,
+            );
             await exited;
             clearTimeout(backstop);
           },
@@ -171,12 +192,20 @@ function childComponent(childSpec: ChildSpec): Promise<Component> {
     });
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
-      if (!ready) reject(new Error(`${name} (pd-router ${command}) exited with ${code ?? signal} before it was ready:\n${buffered}`));
+      if (!ready)
+        reject(
+          new Error(`${name} (pd-router ${command}) exited with ${code ?? signal} before it was ready:\n${buffered}`),
+        );
     });
   });
 }
 
-function inProcess(name: string, url: string, ports: Record<string, number>, close: (delta: number) => Promise<void>): Component {
+function inProcess(
+  name: string,
+  url: string,
+  ports: Record<string, number>,
+  close: (delta: number) => Promise<void>,
+): Component {
   let done!: () => void;
   const exited = new Promise<void>((resolve) => (done = resolve));
   let closing: Promise<void> | undefined;
@@ -203,7 +232,14 @@ export class Launcher {
   }
 
   private child(name: string, command: string, args: string[]): Promise<Component> {
-    return childComponent({ name, command, args, logger: this.logger, logs: this.settings.childLogs ?? DEFAULT_CHILD_LOGS, shutdownTimeoutMs: this.settings.shutdownTimeoutMs ?? 5_000 });
+    return childComponent({
+      name,
+      command,
+      args,
+      logger: this.logger,
+      logs: this.settings.childLogs ?? DEFAULT_CHILD_LOGS,
+      shutdownTimeoutMs: this.settings.shutdownTimeoutMs ?? 5_000,
+    });
   }
 
   async sim(name: string, optionValues: SimConfig): Promise<Component> {
@@ -221,7 +257,12 @@ export class Launcher {
   async epp(name: string, optionValues: EppConfig): Promise<Component> {
     if (this.mode === 'processes') return this.child(name, 'epp', toArgs(eppOptions, optionValues));
     const h = await startEpp(optionValues, { logger: this.logger.child({ component: name }) });
-    return inProcess(name, `127.0.0.1:${h.grpcPort}`, { grpcPort: h.grpcPort, healthPort: h.healthPort, metricsPort: h.metricsPort }, (delta) => h.close(delta));
+    return inProcess(
+      name,
+      `127.0.0.1:${h.grpcPort}`,
+      { grpcPort: h.grpcPort, healthPort: h.healthPort, metricsPort: h.metricsPort },
+      (delta) => h.close(delta),
+    );
   }
 
   async gateway(name: string, optionValues: GatewayConfig): Promise<Component> {

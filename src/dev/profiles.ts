@@ -12,7 +12,8 @@ export interface LatencyProfile {
 
 export const LATENCY_PROFILES = {
   '8b-h100': {
-    description: 'Llama-class 8B on one H100: ITL 12ms±2, prefill 30ms + 250µs/token (σ 5ms), KV transfer 3µs/token, load factor 2.0',
+    description:
+      'Llama-class 8B on one H100: ITL 12ms±2, prefill 30ms + 250µs/token (σ 5ms), KV transfer 3µs/token, load factor 2.0',
     sim: {
       latencyCalculator: 'per-token',
       interTokenLatency: 12,
@@ -30,7 +31,8 @@ export const LATENCY_PROFILES = {
     },
   },
   '70b-tp8': {
-    description: '70B on 8×H100 (TP8): ITL 25ms±4, prefill overhead 80ms, KV transfer 8µs/token, load factor 3.0 (per-token prefill 0.3ms is assumed)',
+    description:
+      '70B on 8×H100 (TP8): ITL 25ms±4, prefill overhead 80ms, KV transfer 8µs/token, load factor 3.0 (per-token prefill 0.3ms is assumed)',
     sim: {
       latencyCalculator: 'per-token',
       interTokenLatency: 25,
@@ -47,7 +49,8 @@ export const LATENCY_PROFILES = {
     },
   },
   'edge-l40s': {
-    description: 'Small model on an L40S: KV transfer 5ms±1 (constant), load factor 1.5 (ITL 20ms, prefill 40ms + 400µs/token are assumed)',
+    description:
+      'Small model on an L40S: KV transfer 5ms±1 (constant), load factor 1.5 (ITL 20ms, prefill 40ms + 400µs/token are assumed)',
     sim: {
       latencyCalculator: 'constant',
       timeToFirstToken: 120,

@@ -17,12 +17,29 @@ export function prometheusScrapeConfig(devStack: DevStack): string {
   return toYaml({
     global: { scrape_interval: '5s' },
     scrape_configs: [
-      job('pd-router-gateway', '/gateway/metrics', [{ target: target(devStack.gateway.url), labels: { component: 'gateway' } }]),
-      job('pd-router-epp', '/metrics', [{ target: `${o.host}:${devStack.epp.ports.metricsPort}`, labels: { component: 'epp' } }]),
-      job('pd-router-sidecar', '/sidecar/metrics', devStack.decodes.map((decodeUnit) => ({ target: target(decodeUnit.sidecar.url), labels: { component: 'sidecar', pod: decodeUnit.name } }))),
+      job('pd-router-gateway', '/gateway/metrics', [
+        { target: target(devStack.gateway.url), labels: { component: 'gateway' } },
+      ]),
+      job('pd-router-epp', '/metrics', [
+        { target: `${o.host}:${devStack.epp.ports.metricsPort}`, labels: { component: 'epp' } },
+      ]),
+      job(
+        'pd-router-sidecar',
+        '/sidecar/metrics',
+        devStack.decodes.map((decodeUnit) => ({
+          target: target(decodeUnit.sidecar.url),
+          labels: { component: 'sidecar', pod: decodeUnit.name },
+        })),
+      ),
       job('vllm', '/metrics', [
-        ...devStack.prefills.map((params, i) => ({ target: target(params.url), labels: { component: 'vllm', role: 'prefill', pod: `prefill-${i}` } })),
-        ...devStack.decodes.map((decodeUnit) => ({ target: target(decodeUnit.sim.url), labels: { component: 'vllm', role: 'decode', pod: decodeUnit.name } })),
+        ...devStack.prefills.map((params, i) => ({
+          target: target(params.url),
+          labels: { component: 'vllm', role: 'prefill', pod: `prefill-${i}` },
+        })),
+        ...devStack.decodes.map((decodeUnit) => ({
+          target: target(decodeUnit.sim.url),
+          labels: { component: 'vllm', role: 'decode', pod: decodeUnit.name },
+        })),
       ]),
     ],
   });

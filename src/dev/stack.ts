@@ -129,7 +129,12 @@ function portOf(component: Component): number {
 export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promise<DevStack> {
   const o: DevStackOptions = { ...DEV_STACK_DEFAULTS, ...opts };
   const logger = o.logger ?? silentLogger();
-  const launcher = new Launcher({ mode: o.mode, logger, childLogs: o.childLogs, shutdownTimeoutMs: o.shutdownTimeoutMs });
+  const launcher = new Launcher({
+    mode: o.mode,
+    logger,
+    childLogs: o.childLogs,
+    shutdownTimeoutMs: o.shutdownTimeoutMs,
+  });
   const workDir = mkdtempSync(path.join(tmpdir(), 'pd-router-dev-'));
   const endpointsFile = path.join(workDir, 'endpoints.yaml');
   const eppConfigFile = o.eppConfigFile ?? path.join(workDir, 'epp-config.yaml');
@@ -214,12 +219,22 @@ export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promis
     );
     prefills.forEach((component, i) => {
       const name = `prefill-${i}`;
-      entries.set(name, { name, address: o.host, port: String(portOf(component)), labels: { 'llm-d.ai/role': 'prefill' } });
+      entries.set(name, {
+        name,
+        address: o.host,
+        port: String(portOf(component)),
+        labels: { 'llm-d.ai/role': 'prefill' },
+      });
       supervise(component, name);
     });
     sidecars.forEach((component, i) => {
       const name = `decode-${i}`;
-      entries.set(name, { name, address: o.host, port: String(portOf(component)), labels: { 'llm-d.ai/role': 'decode' } });
+      entries.set(name, {
+        name,
+        address: o.host,
+        port: String(portOf(component)),
+        labels: { 'llm-d.ai/role': 'decode' },
+      });
       supervise(component, name);
       supervise(decodeSims[i], name);
     });

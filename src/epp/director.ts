@@ -70,7 +70,8 @@ export class RequestDirector {
         targetModel = crd.targetModel;
         this.metrics.modelRewriteDecision(crd.rewriteName, model, crd.targetModel);
       }
-      if (targetModel !== model) forwarded = Buffer.from(JSON.stringify({ ...parsed.json, model: targetModel }), 'utf8');
+      if (targetModel !== model)
+        forwarded = Buffer.from(JSON.stringify({ ...parsed.json, model: targetModel }), 'utf8');
     }
     const objective = firstHeader(headers, OBJECTIVE_HEADERS) ?? '';
     const request: InferenceRequest = {
@@ -123,7 +124,11 @@ export class RequestDirector {
    * Schedules a parsed request after the asynchronous producers have answered (at most their window); `signal`
    * aborts when the client leaves. Rejects as schedule() throws.
    */
-  async scheduleAsync(request: InferenceRequest, subset: readonly string[] | undefined, signal: AbortSignal): Promise<ScheduledRequest> {
+  async scheduleAsync(
+    request: InferenceRequest,
+    subset: readonly string[] | undefined,
+    signal: AbortSignal,
+  ): Promise<ScheduledRequest> {
     const start = performance.now();
     const ctx = new SchedulingContext(request, this.logger, this.now);
     try {
@@ -134,7 +139,10 @@ export class RequestDirector {
           await producer.produceAsync(ctx, candidates, signal);
         } catch (err) {
           // As upstream, a failed producer does not fail the request: it is scheduled without that producer's data.
-          this.logger.warn({ err, plugin: producer.name, reqId: request.requestId }, 'data producer failed; scheduling without its data');
+          this.logger.warn(
+            { err, plugin: producer.name, reqId: request.requestId },
+            'data producer failed; scheduling without its data',
+          );
         } finally {
           this.config.timer.child('DataProducer', producer)?.observe((performance.now() - began) / 1000);
         }
@@ -151,13 +159,15 @@ export class RequestDirector {
   private produce(ctx: SchedulingContext, subset: readonly string[] | undefined): readonly Endpoint[] {
     const candidates = this.candidates(subset);
     if (candidates.length === 0) throw noCandidates();
-    for (const producer of this.config.producers) this.config.timer.time('DataProducer', producer, () => producer.produce(ctx, candidates));
+    for (const producer of this.config.producers)
+      this.config.timer.time('DataProducer', producer, () => producer.produce(ctx, candidates));
     return candidates;
   }
 
   private decide(ctx: SchedulingContext, candidates: readonly Endpoint[], start: number): ScheduledRequest {
     const result = this.config.scheduler.schedule(ctx, candidates);
-    for (const plugin of this.config.preRequest) this.config.timer.time('PreRequest', plugin, () => plugin.preRequest(ctx, result));
+    for (const plugin of this.config.preRequest)
+      this.config.timer.time('PreRequest', plugin, () => plugin.preRequest(ctx, result));
     const primary = result.results.get(result.primaryProfile)!;
     this.metrics.scheduled(ctx.request.targetModel, primary.targets[0]!, (performance.now() - start) / 1000);
     return { ctx, result, destination: primary.targets.map((endpoint) => endpoint.hostPort).join(',') };
@@ -168,9 +178,16 @@ export class RequestDirector {
     const out: Array<[string, string]> = [];
     for (const plugin of this.config.responseHeaders) {
       try {
-        out.push(...this.config.timer.time('ResponseReceived', plugin, () => plugin.responseHeaders(scheduled.ctx, scheduled.result)));
+        out.push(
+          ...this.config.timer.time('ResponseReceived', plugin, () =>
+            plugin.responseHeaders(scheduled.ctx, scheduled.result),
+          ),
+        );
       } catch (err) {
-        this.logger.warn({ err, plugin: plugin.name, reqId: scheduled.ctx.request.requestId }, 'ResponseReceived plugin failed');
+        this.logger.warn(
+          { err, plugin: plugin.name, reqId: scheduled.ctx.request.requestId },
+          'ResponseReceived plugin failed',
+        );
       }
     }
     return out;
@@ -180,9 +197,14 @@ export class RequestDirector {
   complete(scheduledRequest: ScheduledRequest): void {
     for (const p of this.config.responseComplete) {
       try {
-        this.config.timer.time('ResponseComplete', p, () => p.responseComplete(scheduledRequest.ctx, scheduledRequest.result));
+        this.config.timer.time('ResponseComplete', p, () =>
+          p.responseComplete(scheduledRequest.ctx, scheduledRequest.result),
+        );
       } catch (err) {
-        this.logger.warn({ err, plugin: p.name, reqId: scheduledRequest.ctx.request.requestId }, 'ResponseComplete plugin failed');
+        this.logger.warn(
+          { err, plugin: p.name, reqId: scheduledRequest.ctx.request.requestId },
+          'ResponseComplete plugin failed',
+        );
       }
     }
   }

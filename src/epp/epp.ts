@@ -8,7 +8,17 @@ import { applyConfigParams } from './config/config-params.js';
 import * as grpc from '@grpc/grpc-js';
 import Fastify from 'fastify';
 import type { Logger } from 'pino';
-import { ConfigError, closeWithDeadline, fastifyBaseOptions, hostPort, listen, renderMetrics, serverTls, silentLogger, type TlsMaterial } from '../common/index.js';
+import {
+  ConfigError,
+  closeWithDeadline,
+  fastifyBaseOptions,
+  hostPort,
+  listen,
+  renderMetrics,
+  serverTls,
+  silentLogger,
+  type TlsMaterial,
+} from '../common/index.js';
 import { extProcServiceDefinition } from '../common/envoy/ext-proc.js';
 import { loadEndpointPickerConfig, type LoadedEndpointPickerConfig } from './config/loader.js';
 import { startDiscovery } from './datalayer/discovery.js';
@@ -58,7 +68,8 @@ export interface StartEppOptions {
  * empty file is an error: a mounted ConfigMap that lost its data must not silently run a non-P/D default.
  */
 async function configText(optionValues: EppConfig): Promise<string> {
-  const tooLarge = (what: string) => new ConfigError(`${what} is larger than --max-config-size (${optionValues.maxConfigSize} bytes)`);
+  const tooLarge = (what: string) =>
+    new ConfigError(`${what} is larger than --max-config-size (${optionValues.maxConfigSize} bytes)`);
   if (optionValues.configText) {
     if (Buffer.byteLength(optionValues.configText) > optionValues.maxConfigSize) throw tooLarge('--config-text');
     return optionValues.configText;
@@ -79,21 +90,32 @@ async function configText(optionValues: EppConfig): Promise<string> {
     }
   } catch (e) {
     if (e instanceof ConfigError) throw e;
-    throw new ConfigError(`cannot read --config-file ${optionValues.configFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new ConfigError(
+      `cannot read --config-file ${optionValues.configFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
-  if (text.trim() === '') throw new ConfigError(`--config-file ${optionValues.configFile} is empty; give an EndpointPickerConfig (or no --config-file for llm-d's default single-profile config)`);
+  if (text.trim() === '')
+    throw new ConfigError(
+      `--config-file ${optionValues.configFile} is empty; give an EndpointPickerConfig (or no --config-file for llm-d's default single-profile config)`,
+    );
   return text;
 }
 
 function bindGrpc(server: grpc.Server, address: string, creds: grpc.ServerCredentials): Promise<number> {
-  return new Promise((resolve, reject) => server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))));
+  return new Promise((resolve, reject) =>
+    server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))),
+  );
 }
 
 /** Starts the EPP: loads the config, starts discovery and scraping, serves ext_proc, health and metrics. */
 export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = {}): Promise<EppHandle> {
   const logger = opts.logger ?? silentLogger();
   const metrics = new EppMetrics(undefined, optionValues.metricsFamily);
-  const config = loadEndpointPickerConfig(applyConfigParams(await configText(optionValues), optionValues.configParam), { metrics, logger, random: opts.random });
+  const config = loadEndpointPickerConfig(applyConfigParams(await configText(optionValues), optionValues.configParam), {
+    metrics,
+    logger,
+    random: opts.random,
+  });
   const store = new EndpointStore();
   store.on('removed', (endpoint) => {
     for (const p of config.endpointRemoved) p.endpointRemoved(endpoint.id);
@@ -105,7 +127,8 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
       waiting: endpoint.metrics.waitingQueueSize,
       running: endpoint.metrics.runningRequests,
       kv: endpoint.metrics.kvCacheUsage,
-      fresh: endpoint.metrics.updatedAt > 0 && now - endpoint.metrics.updatedAt <= optionValues.metricsStalenessThreshold,
+      fresh:
+        endpoint.metrics.updatedAt > 0 && now - endpoint.metrics.updatedAt <= optionValues.metricsStalenessThreshold,
     }));
   });
 
@@ -119,7 +142,14 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
     if (config.metricsSource) {
       const scraper = new MetricsScraper(
         store,
-        { source: config.metricsSource, engines: config.metricsEngines, intervalMs: optionValues.refreshMetricsInterval, timeoutMs: optionValues.metricsScrapeTimeout, stalenessMs: optionValues.metricsStalenessThreshold, maxResponseBytes: optionValues.maxMetricsResponseSize },
+        {
+          source: config.metricsSource,
+          engines: config.metricsEngines,
+          intervalMs: optionValues.refreshMetricsInterval,
+          timeoutMs: optionValues.metricsScrapeTimeout,
+          stalenessMs: optionValues.metricsStalenessThreshold,
+          maxResponseBytes: optionValues.maxMetricsResponseSize,
+        },
         metrics,
         logger,
       );
@@ -127,7 +157,17 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
       cleanups.push(() => scraper.stop());
     }
     if (config.modelsSource) {
-      const poller = new ModelsPoller(store, { source: config.modelsSource, intervalMs: optionValues.refreshMetricsInterval, timeoutMs: optionValues.metricsScrapeTimeout, maxResponseBytes: optionValues.maxMetricsResponseSize }, metrics, logger);
+      const poller = new ModelsPoller(
+        store,
+        {
+          source: config.modelsSource,
+          intervalMs: optionValues.refreshMetricsInterval,
+          timeoutMs: optionValues.metricsScrapeTimeout,
+          maxResponseBytes: optionValues.maxMetricsResponseSize,
+        },
+        metrics,
+        logger,
+      );
       poller.start();
       cleanups.push(() => poller.stop());
     }
@@ -135,8 +175,17 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
     // As llm-d-router: the CRD reconcilers run with an InferencePool, not in selector or file mode.
     let crds: InferenceCrdWatcher | undefined;
     if (optionValues.poolName) {
-      const pool = { namespace: optionValues.poolNamespace || 'default', name: optionValues.poolName, group: optionValues.poolGroup, server: optionValues.kubeApiServer, kubeconfig: optionValues.kubeconfig };
-      const watcher = startInferenceCrdWatcher(pool, logger, { random: opts.random, onConfiguredModels: (models) => metrics.pinModelNames(models) });
+      const pool = {
+        namespace: optionValues.poolNamespace || 'default',
+        name: optionValues.poolName,
+        group: optionValues.poolGroup,
+        server: optionValues.kubeApiServer,
+        kubeconfig: optionValues.kubeconfig,
+      };
+      const watcher = startInferenceCrdWatcher(pool, logger, {
+        random: opts.random,
+        onConfiguredModels: (models) => metrics.pinModelNames(models),
+      });
       cleanups.push(() => watcher.stop());
       crds = watcher;
     }
@@ -145,7 +194,8 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
     cleanups.push(() => controlPlane.stop());
 
     let draining = false;
-    const ready = () => store.synced && (crds?.ready() ?? true) && !draining && controlPlane.notServingReason() === undefined;
+    const ready = () =>
+      store.synced && (crds?.ready() ?? true) && !draining && controlPlane.notServingReason() === undefined;
     const director = new RequestDirector(config, store, metrics, logger, crds);
     const maxMessage = Math.max(optionValues.maxRequestBodySize, optionValues.maxResponseBodyBuffer) + 1024 * 1024;
     const server = new grpc.Server({
@@ -162,16 +212,29 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
       budget: new RequestBufferBudget(optionValues.requestBufferBudget, metrics.requestBufferBytes),
       decisionHeader: optionValues.decisionHeader,
     };
-    new ConnectionStreamGuard({ burst: optionValues.connectionStreamBurst, ratePerSecond: optionValues.connectionStreamRate }, metrics, logger).attach(server);
+    new ConnectionStreamGuard(
+      { burst: optionValues.connectionStreamBurst, ratePerSecond: optionValues.connectionStreamRate },
+      metrics,
+      logger,
+    ).attach(server);
     server.addService(extProcServiceDefinition(), {
       // eslint-disable-next-line @typescript-eslint/no-explicit-any -- messages decoded from the ext_proc proto at run time; ExtProcStream types what it reads
-      Process: (call: grpc.ServerDuplexStream<any, any>) => new ExtProcStream(call, { director, metrics, logger, settings, admission: () => controlPlane.followerRejection() }),
+      Process: (call: grpc.ServerDuplexStream<any, any>) =>
+        new ExtProcStream(call, {
+          director,
+          metrics,
+          logger,
+          settings,
+          admission: () => controlPlane.followerRejection(),
+        }),
     });
     let credentials = grpc.ServerCredentials.createInsecure();
     let certificate: string | undefined;
     if (optionValues.secureServing) {
       const provider = new IdentityProvider();
-      const tls = await serverTls(optionValues.certPath, logger, (tlsMaterial: TlsMaterial) => provider.update(tlsMaterial));
+      const tls = await serverTls(optionValues.certPath, logger, (tlsMaterial: TlsMaterial) =>
+        provider.update(tlsMaterial),
+      );
       provider.update(tls.material);
       certificate = tls.material.cert;
       cleanups.push(() => tls.close());
@@ -181,16 +244,28 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
     const grpcPort = await bindGrpc(server, hostPort(optionValues.host, optionValues.grpcPort), credentials);
 
     const health = new grpc.Server();
-    health.addService(healthClientConstructor().service, healthImplementation(ready, () => !draining, optionValues.haEnableLeaderElection));
+    health.addService(
+      healthClientConstructor().service,
+      healthImplementation(ready, () => !draining, optionValues.haEnableLeaderElection),
+    );
     cleanups.push(() => health.forceShutdown());
-    const healthPort = await bindGrpc(health, hostPort(optionValues.host, optionValues.grpcHealthPort), grpc.ServerCredentials.createInsecure());
+    const healthPort = await bindGrpc(
+      health,
+      hostPort(optionValues.host, optionValues.grpcHealthPort),
+      grpc.ServerCredentials.createInsecure(),
+    );
 
     const app = Fastify(fastifyBaseOptions({ logger, bodyLimit: 1024 }));
     const auth = controlPlane.metricsAuth;
     app.get('/metrics', async (req, reply) => {
       if (auth) {
         const outcome = await auth.check(req.headers.authorization, req.method, '/metrics');
-        if (outcome.status !== 200) return reply.code(outcome.status).type('text/plain; charset=utf-8').header('x-content-type-options', 'nosniff').send(`${outcome.message}\n`);
+        if (outcome.status !== 200)
+          return reply
+            .code(outcome.status)
+            .type('text/plain; charset=utf-8')
+            .header('x-content-type-options', 'nosniff')
+            .send(`${outcome.message}\n`);
       }
       const { contentType, body } = await renderMetrics([metrics.registry]);
       return reply.type(contentType).send(body);

@@ -31,21 +31,30 @@ export function healthClientConstructor(): grpc.ServiceClientConstructor {
 
 export type ServingStatus = 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
 
-export function healthImplementation(isServing: () => boolean, isLive: () => boolean = isServing, leaderElection = false): grpc.UntypedServiceImplementation {
+export function healthImplementation(
+  isServing: () => boolean,
+  isLive: () => boolean = isServing,
+  leaderElection = false,
+): grpc.UntypedServiceImplementation {
   const status = (service: string): ServingStatus => {
     if (!leaderElection) {
       if (service === LIVENESS_SERVICE) return isLive() ? 'SERVING' : 'NOT_SERVING';
       return isServing() ? 'SERVING' : 'NOT_SERVING';
     }
     if (service === LIVENESS_SERVICE) return 'SERVING';
-    if (service === READINESS_SERVICE || service === '' || service === EXT_PROC_SERVICE_NAME) return isServing() ? 'SERVING' : 'NOT_SERVING';
+    if (service === READINESS_SERVICE || service === '' || service === EXT_PROC_SERVICE_NAME)
+      return isServing() ? 'SERVING' : 'NOT_SERVING';
     return 'SERVICE_UNKNOWN';
   };
-  const listed = leaderElection ? [EXT_PROC_SERVICE_NAME, LIVENESS_SERVICE, READINESS_SERVICE] : [EXT_PROC_SERVICE_NAME];
+  const listed = leaderElection
+    ? [EXT_PROC_SERVICE_NAME, LIVENESS_SERVICE, READINESS_SERVICE]
+    : [EXT_PROC_SERVICE_NAME];
   return {
-    Check: (call: grpc.ServerUnaryCall<{ service: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => cb(null, { status: status(call.request?.service ?? '') }),
+    Check: (call: grpc.ServerUnaryCall<{ service: string }, unknown>, cb: grpc.sendUnaryData<unknown>) =>
+      cb(null, { status: status(call.request?.service ?? '') }),
     List: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) =>
       cb(null, { statuses: Object.fromEntries(listed.map((s) => [s, { status: status(s) }])) }),
-    Watch: (call: grpc.ServerWritableStream<unknown, unknown>) => call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'Watch is not implemented' }),
+    Watch: (call: grpc.ServerWritableStream<unknown, unknown>) =>
+      call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'Watch is not implemented' }),
   };
 }

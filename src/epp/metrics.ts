@@ -15,7 +15,13 @@
  * series set without bound.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { BoundCounter, createRegistry, type CounterChild, type GaugeChild, type HistogramChild } from '../common/index.js';
+import {
+  BoundCounter,
+  createRegistry,
+  type CounterChild,
+  type GaugeChild,
+  type HistogramChild,
+} from '../common/index.js';
 import { NO_COUNTER, fanHistogram } from './metrics/fanout.js';
 import { GaieFamily } from './metrics/gaie-family.js';
 import { LlmdFamily } from './metrics/llmd-family.js';
@@ -87,7 +93,12 @@ export class EppMetrics {
     this.family = family;
     this.llmd = family === 'gaie' ? undefined : new LlmdFamily(registry);
     this.gaie = family === 'llm-d' ? undefined : new GaieFamily(registry);
-    this.disaggDecisionReason = new BoundCounter({ name: 'llm_d_epp_disagg_decision_reason_total', help: 'Disaggregation decisions by type and reason (pd-router).', labelNames: ['decision_type', 'reason'], registers: [registry] });
+    this.disaggDecisionReason = new BoundCounter({
+      name: 'llm_d_epp_disagg_decision_reason_total',
+      help: 'Disaggregation decisions by type and reason (pd-router).',
+      labelNames: ['decision_type', 'reason'],
+      registers: [registry],
+    });
     this.schedulerE2e = fanHistogram(this.llmd?.schedulerE2e.child({}), this.gaie?.schedulerE2e.child({}));
     this.requestProcessing = this.llmd?.requestProcessing.child({});
     this.attemptSucceededGaie = this.gaie?.schedulerAttempts.child({ status: 'success' });
@@ -95,8 +106,17 @@ export class EppMetrics {
     this.streamsInflight = this.llmd?.streamsInflight.child({});
     this.streamDuration = this.llmd?.streamDuration.child({});
     // pd-router's own, in every mode.
-    this.requestBufferBytes = new Gauge({ name: 'llm_d_epp_extproc_request_buffer_bytes', help: 'Request body bytes held by all streams (bounded by --request-buffer-budget).', registers: [registry] });
-    this.connectionsDrained = new Counter({ name: 'llm_d_epp_extproc_connections_drained_total', help: 'ext_proc connections closed gracefully (GOAWAY NO_ERROR), by reason.', labelNames: ['reason'], registers: [registry] });
+    this.requestBufferBytes = new Gauge({
+      name: 'llm_d_epp_extproc_request_buffer_bytes',
+      help: 'Request body bytes held by all streams (bounded by --request-buffer-budget).',
+      registers: [registry],
+    });
+    this.connectionsDrained = new Counter({
+      name: 'llm_d_epp_extproc_connections_drained_total',
+      help: 'ext_proc connections closed gracefully (GOAWAY NO_ERROR), by reason.',
+      labelNames: ['reason'],
+      registers: [registry],
+    });
     const info = { commit: process.env.PD_ROUTER_COMMIT ?? 'unknown', build_ref: 'pd-router' };
     this.llmd?.info.set(info, 1);
     this.gaie?.info.set(info, 1);
@@ -111,7 +131,12 @@ export class EppMetrics {
     const byTarget = getOrAdd(this.series, m, () => new Map<string, Nested<Nested<RequestSeries>>>());
     const byFairness = getOrAdd(byTarget, t, () => new Map<string, Nested<RequestSeries>>());
     const byPriority = getOrAdd(byFairness, f, () => new Map<string, RequestSeries>());
-    return getOrAdd(byPriority, p, () => new RequestSeries(this.llmd, this.gaie, { model_name: m, target_model_name: t, fairness_id: f, priority: p }));
+    return getOrAdd(
+      byPriority,
+      p,
+      () =>
+        new RequestSeries(this.llmd, this.gaie, { model_name: m, target_model_name: t, fairness_id: f, priority: p }),
+    );
   }
 
   /** Model names configured by InferenceModelRewrites: they keep their label value however many others clients send. */
@@ -128,13 +153,25 @@ export class EppMetrics {
 
   /** A scheduling attempt that picked `first` (the primary profile's first target). */
   scheduled(targetModel: string, first: { name: string; namespace: string; port: number }, seconds: number): void {
-    this.llmd?.schedulerAttempts.inc({ status: 'success', target_model_name: this.models.value(targetModel), endpoint_name: first.name, namespace: first.namespace, port: String(first.port) });
+    this.llmd?.schedulerAttempts.inc({
+      status: 'success',
+      target_model_name: this.models.value(targetModel),
+      endpoint_name: first.name,
+      namespace: first.namespace,
+      port: String(first.port),
+    });
     this.attemptSucceededGaie?.inc();
     this.schedulerE2e.observe(seconds);
   }
 
   schedulingFailed(targetModel: string, seconds: number): void {
-    this.llmd?.schedulerAttempts.inc({ status: 'failure', target_model_name: this.models.value(targetModel), endpoint_name: '', namespace: '', port: '' });
+    this.llmd?.schedulerAttempts.inc({
+      status: 'failure',
+      target_model_name: this.models.value(targetModel),
+      endpoint_name: '',
+      namespace: '',
+      port: '',
+    });
     this.attemptFailedGaie?.inc();
     this.schedulerE2e.observe(seconds);
   }
@@ -153,7 +190,12 @@ export class EppMetrics {
   /** A disaggregation decision of a profile handler; the model is the target model ("unknown" when empty). */
   recordDecision(plugin: { name: string; type: string }, model: string, decisionType: string, reason: string): void {
     const model_name = this.models.value(model || 'unknown');
-    this.llmd?.disaggDecision.inc({ plugin_name: plugin.name, plugin_type: plugin.type, model_name, decision_type: decisionType });
+    this.llmd?.disaggDecision.inc({
+      plugin_name: plugin.name,
+      plugin_type: plugin.type,
+      model_name,
+      decision_type: decisionType,
+    });
     this.gaie?.disaggDecision.inc({ model_name, decision_type: decisionType });
     this.disaggDecisionReason.inc({ decision_type: decisionType, reason });
   }
@@ -161,7 +203,12 @@ export class EppMetrics {
   /** A decision of the deprecated pd-profile-handler (counted under pd_decision_total only, as upstream). */
   recordPdDecision(plugin: { name: string; type: string }, model: string, decisionType: string): void {
     const model_name = this.models.value(model || 'unknown');
-    this.llmd?.pdDecision.inc({ plugin_name: plugin.name, plugin_type: plugin.type, model_name, decision_type: decisionType });
+    this.llmd?.pdDecision.inc({
+      plugin_name: plugin.name,
+      plugin_type: plugin.type,
+      model_name,
+      decision_type: decisionType,
+    });
     this.gaie?.pdDecision.inc({ model_name, decision_type: decisionType });
   }
 
@@ -173,8 +220,14 @@ export class EppMetrics {
   /** The approximate prefix index's metrics for one producer plugin (GAIE's are unlabelled, as upstream). */
   prefixIndexer(plugin: { name: string; type: string }): PrefixIndexerMetrics {
     const labels = { plugin_name: plugin.name, plugin_type: plugin.type };
-    const ratio = fanHistogram(this.llmd?.prefixIndexerHitRatio.child(labels), this.gaie?.prefixIndexerHitRatio.child({}));
-    const bytes = fanHistogram(this.llmd?.prefixIndexerHitBytes.child(labels), this.gaie?.prefixIndexerHitBytes.child({}));
+    const ratio = fanHistogram(
+      this.llmd?.prefixIndexerHitRatio.child(labels),
+      this.gaie?.prefixIndexerHitRatio.child({}),
+    );
+    const bytes = fanHistogram(
+      this.llmd?.prefixIndexerHitBytes.child(labels),
+      this.gaie?.prefixIndexerHitBytes.child({}),
+    );
     const llmdSize = this.llmd?.prefixIndexerSize.child(labels);
     const gaieSize = this.gaie?.prefixIndexerSize.child({});
     return {

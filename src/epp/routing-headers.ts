@@ -21,7 +21,12 @@ import {
  * `x-prefiller-host-port` from the first pick of `prefillProfile`, `x-encoder-hosts-ports` from every pick of
  * `encodeProfile`.
  */
-export function writeDisaggHeaders(headers: Record<string, string>, result: SchedulingResult, prefillProfile: string, encodeProfile: string): void {
+export function writeDisaggHeaders(
+  headers: Record<string, string>,
+  result: SchedulingResult,
+  prefillProfile: string,
+  encodeProfile: string,
+): void {
   delete headers[PREFILLER_HOST_PORT];
   delete headers[ENCODER_HOSTS_PORTS];
   const prefill = result.results.get(prefillProfile)?.targets[0];

@@ -30,7 +30,12 @@ const metricName = (what: string, dflt: string): CompatEntry =>
   );
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the value of whichever option the entry holds
-const metricsSource = (spec: CompatEntry['spec'], param: string, harmless: (value: any) => boolean, releases: readonly string[] = GAIE): CompatEntry =>
+const metricsSource = (
+  spec: CompatEntry['spec'],
+  param: string,
+  harmless: (value: any) => boolean,
+  releases: readonly string[] = GAIE,
+): CompatEntry =>
   compat.ignored(
     releases,
     spec!,
@@ -39,10 +44,18 @@ const metricsSource = (spec: CompatEntry['spec'], param: string, harmless: (valu
   );
 
 const otel = (name: string, releases: readonly string[] = ALL): CompatEntry =>
-  compat.ignored(releases, opt.string({ default: '', description: `OpenTelemetry ${name}.` }), 'OpenTelemetry export is not implemented; the W3C trace context reaches the model servers through the request headers.');
+  compat.ignored(
+    releases,
+    opt.string({ default: '', description: `OpenTelemetry ${name}.` }),
+    'OpenTelemetry export is not implemented; the W3C trace context reaches the model servers through the request headers.',
+  );
 
 const latencyPredictor = (name: string): CompatEntry =>
-  compat.ignored([EBAB], opt.string({ default: '', description: `Latency predictor ${name}.` }), 'the predicted-latency plugins are not implemented (a config naming them fails to load).');
+  compat.ignored(
+    [EBAB],
+    opt.string({ default: '', description: `Latency predictor ${name}.` }),
+    'the predicted-latency plugins are not implemented (a config naming them fails to load).',
+  );
 
 /** llm-d's and GAIE's EPP flags, each implemented, mapped to pd-router's, or ignored with a reason. */
 export const eppUpstream: CompatTable = {
@@ -81,12 +94,22 @@ export const eppUpstream: CompatTable = {
       { harmless: no },
     ),
     'metrics-endpoint-auth': compat.implemented('metricsEndpointAuth', ALL),
-    'metrics-client-ca-file': compat.ignored([EBAB], opt.string({ default: '', description: 'CA requiring client certificates on /metrics.' }), 'the metrics endpoint serves plain HTTP (no mTLS).', {
-      harmless: (value: string) => value === '',
-    }),
-    'metrics-cert-dir': compat.ignored([EBAB], opt.string({ default: '', description: 'Certificates for TLS on /metrics.' }), 'the metrics endpoint serves plain HTTP.', {
-      harmless: (value: string) => value === '',
-    }),
+    'metrics-client-ca-file': compat.ignored(
+      [EBAB],
+      opt.string({ default: '', description: 'CA requiring client certificates on /metrics.' }),
+      'the metrics endpoint serves plain HTTP (no mTLS).',
+      {
+        harmless: (value: string) => value === '',
+      },
+    ),
+    'metrics-cert-dir': compat.ignored(
+      [EBAB],
+      opt.string({ default: '', description: 'Certificates for TLS on /metrics.' }),
+      'the metrics endpoint serves plain HTTP.',
+      {
+        harmless: (value: string) => value === '',
+      },
+    ),
     'enable-cert-reload': compat.ignored(
       ALL,
       opt.bool({ default: false, description: 'Reload the --cert-path certificates when they change.' }),
@@ -99,9 +122,14 @@ export const eppUpstream: CompatTable = {
       'gRPC health is served on --grpc-health-port only.',
       { harmless: no },
     ),
-    'enable-pprof': compat.ignored(ALL, opt.bool({ default: true, description: 'Go pprof handlers on the metrics port.' }), 'there are no pprof handlers (a Node.js process; use --inspect).', {
-      harmless: no,
-    }),
+    'enable-pprof': compat.ignored(
+      ALL,
+      opt.bool({ default: true, description: 'Go pprof handlers on the metrics port.' }),
+      'there are no pprof handlers (a Node.js process; use --inspect).',
+      {
+        harmless: no,
+      },
+    ),
     'disable-endpoint-subset-filter': compat.ignored(
       ALL,
       opt.bool({ default: false, description: 'Ignore the x-gateway-destination-endpoint-subset metadata.' }),
@@ -114,9 +142,26 @@ export const eppUpstream: CompatTable = {
       'pd-router computes the pool gauges when /metrics is scraped, so there is no refresh interval.',
       { harmless: () => true },
     ),
-    'model-server-metrics-scheme': metricsSource(opt.string({ default: 'http', pattern: /^https?$/, patternHint: 'http or https', description: 'Scheme for scraping model servers.' }), 'scheme', (value: string) => value === 'http'),
-    'model-server-metrics-path': metricsSource(opt.string({ default: '/metrics', description: 'Path scraped on model servers.' }), 'path', (value: string) => value === '/metrics'),
-    'model-server-metrics-port': metricsSource(opt.int({ default: 0, min: 0, max: 65535, description: 'Port scraped on model servers (0: the serving port).' }), 'port', (value: number) => value === 0),
+    'model-server-metrics-scheme': metricsSource(
+      opt.string({
+        default: 'http',
+        pattern: /^https?$/,
+        patternHint: 'http or https',
+        description: 'Scheme for scraping model servers.',
+      }),
+      'scheme',
+      (value: string) => value === 'http',
+    ),
+    'model-server-metrics-path': metricsSource(
+      opt.string({ default: '/metrics', description: 'Path scraped on model servers.' }),
+      'path',
+      (value: string) => value === '/metrics',
+    ),
+    'model-server-metrics-port': metricsSource(
+      opt.int({ default: 0, min: 0, max: 65535, description: 'Port scraped on model servers (0: the serving port).' }),
+      'port',
+      (value: number) => value === 0,
+    ),
     'model-server-metrics-https-insecure-skip-verify': metricsSource(
       opt.bool({ default: true, description: 'Skip certificate checks when scraping over https.' }),
       'insecureSkipVerify',
@@ -124,7 +169,10 @@ export const eppUpstream: CompatTable = {
     ),
     'total-queued-requests-metric': metricName('the number of queued requests', 'vllm:num_requests_waiting'),
     'total-running-requests-metric': metricName('the number of running requests', 'vllm:num_requests_running'),
-    'kv-cache-usage-percentage-metric': metricName('the fraction of KV-cache blocks in use', 'vllm:kv_cache_usage_perc'),
+    'kv-cache-usage-percentage-metric': metricName(
+      'the fraction of KV-cache blocks in use',
+      'vllm:kv_cache_usage_perc',
+    ),
     'lora-info-metric': metricName('LoRA information', 'vllm:lora_requests_info'),
     'cache-info-metric': metricName('cache configuration', 'vllm:cache_config_info'),
     'grpc-max-recv-msg-size': compat.ignored(
@@ -133,25 +181,45 @@ export const eppUpstream: CompatTable = {
       'the ext_proc receive limit follows --max-request-body-size and --max-response-body-buffer (plus 1 MiB).',
       { harmless: (value: string) => value === '' },
     ),
-    'grpc-max-send-msg-size': compat.ignored([EBAB], opt.string({ default: '', description: 'Largest gRPC message sent.' }), 'sent messages are not limited (bodies are re-chunked below 62000 bytes).', {
-      harmless: (value: string) => value === '',
-    }),
+    'grpc-max-send-msg-size': compat.ignored(
+      [EBAB],
+      opt.string({ default: '', description: 'Largest gRPC message sent.' }),
+      'sent messages are not limited (bodies are re-chunked below 62000 bytes).',
+      {
+        harmless: (value: string) => value === '',
+      },
+    ),
     'emit-endpoint-scores': compat.ignored(
       [EBAB],
       opt.bool({ default: false, description: 'Per-endpoint scores in the envoy.lb metadata.' }),
       'per-endpoint scores are not emitted (x-pd-router-decision gives the decision and its numbers).',
       { harmless: no },
     ),
-    'enable-grpc-stream-metrics': compat.ignored([EBAB], opt.bool({ default: false, description: 'ext_proc stream metrics.' }), 'the ext_proc stream metrics are not implemented.', { harmless: no }),
+    'enable-grpc-stream-metrics': compat.ignored(
+      [EBAB],
+      opt.bool({ default: false, description: 'ext_proc stream metrics.' }),
+      'the ext_proc stream metrics are not implemented.',
+      { harmless: no },
+    ),
     'tls-min-version': compat.ignored(
       [EBAB],
-      opt.string({ default: '', pattern: /^(|VersionTLS1[0-3])$/, patternHint: 'one of VersionTLS10, VersionTLS11, VersionTLS12, VersionTLS13', description: 'Minimum TLS version for secure serving.' }),
+      opt.string({
+        default: '',
+        pattern: /^(|VersionTLS1[0-3])$/,
+        patternHint: 'one of VersionTLS10, VersionTLS11, VersionTLS12, VersionTLS13',
+        description: 'Minimum TLS version for secure serving.',
+      }),
       "Node.js's minimum, TLS 1.2, applies.",
       { harmless: (value: string) => value === '' || value === 'VersionTLS12' },
     ),
-    'tls-cipher-suites': compat.ignored([EBAB], opt.list({ default: [], description: 'TLS 1.2 cipher suites (Go names).' }), "Node.js's default TLS 1.2 cipher list applies.", {
-      harmless: (items: string[]) => items.length === 0,
-    }),
+    'tls-cipher-suites': compat.ignored(
+      [EBAB],
+      opt.list({ default: [], description: 'TLS 1.2 cipher suites (Go names).' }),
+      "Node.js's default TLS 1.2 cipher list applies.",
+      {
+        harmless: (items: string[]) => items.length === 0,
+      },
+    ),
     'allow-experimental-plugins': compat.ignored(
       [EBAB],
       opt.bool({ default: false, description: 'Allow alpha plugins.' }),
@@ -162,8 +230,15 @@ export const eppUpstream: CompatTable = {
   env: {
     NAMESPACE: compat.implemented('poolNamespace', ALL),
     KUBECONFIG: compat.implemented(undefined, ALL, { via: 'the Kubernetes client (when --kubeconfig is not given)' }),
-    POD_NAME: compat.implemented(undefined, ALL, { via: "the leader election Lease name with --endpoint-selector (the pod's Deployment name, as upstream)" }),
-    HF_TOKEN: compat.ignored(ALL, opt.string({ default: '', description: 'Hugging Face token for tokenizers (precise prefix cache).' }), 'pd-router downloads no tokenizer.', { harmless: () => true }),
+    POD_NAME: compat.implemented(undefined, ALL, {
+      via: "the leader election Lease name with --endpoint-selector (the pod's Deployment name, as upstream)",
+    }),
+    HF_TOKEN: compat.ignored(
+      ALL,
+      opt.string({ default: '', description: 'Hugging Face token for tokenizers (precise prefix cache).' }),
+      'pd-router downloads no tokenizer.',
+      { harmless: () => true },
+    ),
     ENABLE_EXPERIMENTAL_DATALAYER_V2: compat.ignored(
       [V071],
       opt.bool({ default: false, description: 'Feature gate: pluggable data layer.' }),
@@ -176,9 +251,21 @@ export const eppUpstream: CompatTable = {
       'flow control is not implemented: requests are never queued or shed by the EPP.',
       { harmless: no },
     ),
-    SD_QUEUE_DEPTH_THRESHOLD: compat.ignored([V071], opt.string({ default: '', description: 'Saturation detector queue depth.' }), 'the saturation detector is not implemented (no request is shed).'),
-    SD_KV_CACHE_UTIL_THRESHOLD: compat.ignored([V071], opt.string({ default: '', description: 'Saturation detector KV utilization.' }), 'the saturation detector is not implemented (no request is shed).'),
-    SD_METRICS_STALENESS_THRESHOLD: compat.ignored([V071], opt.string({ default: '', description: 'Saturation detector staleness.' }), 'the saturation detector is not implemented; --metrics-staleness-threshold governs staleness.'),
+    SD_QUEUE_DEPTH_THRESHOLD: compat.ignored(
+      [V071],
+      opt.string({ default: '', description: 'Saturation detector queue depth.' }),
+      'the saturation detector is not implemented (no request is shed).',
+    ),
+    SD_KV_CACHE_UTIL_THRESHOLD: compat.ignored(
+      [V071],
+      opt.string({ default: '', description: 'Saturation detector KV utilization.' }),
+      'the saturation detector is not implemented (no request is shed).',
+    ),
+    SD_METRICS_STALENESS_THRESHOLD: compat.ignored(
+      [V071],
+      opt.string({ default: '', description: 'Saturation detector staleness.' }),
+      'the saturation detector is not implemented; --metrics-staleness-threshold governs staleness.',
+    ),
     OTEL_SERVICE_NAME: otel('service name'),
     OTEL_EXPORTER_OTLP_ENDPOINT: otel('collector endpoint'),
     OTEL_TRACES_EXPORTER: otel('exporter'),

@@ -25,7 +25,9 @@ export class ExtProcSession {
   private closed = false;
 
   constructor(
-    client: grpc.Client & { Process: (opts?: grpc.CallOptions) => grpc.ClientDuplexStream<ProcessingRequest, ProcessingResponse> },
+    client: grpc.Client & {
+      Process: (opts?: grpc.CallOptions) => grpc.ClientDuplexStream<ProcessingRequest, ProcessingResponse>;
+    },
     private readonly messageTimeoutMs: number,
   ) {
     this.call = client.Process();
@@ -49,7 +51,9 @@ export class ExtProcSession {
         w.reject(err);
       }
     };
-    this.call.on('error', (err: grpc.ServiceError) => fail(new EppUnavailable(`ext_proc stream failed: ${err.details || err.message}`, 'stream')));
+    this.call.on('error', (err: grpc.ServiceError) =>
+      fail(new EppUnavailable(`ext_proc stream failed: ${err.details || err.message}`, 'stream')),
+    );
     this.call.on('end', () => fail(new EppUnavailable('ext_proc stream ended by the EPP', 'stream')));
   }
 

@@ -56,10 +56,19 @@ function validValue(name: string, value: string): boolean {
 export function applyMutation(h: HeaderMultiMap, m: HeaderMutation | undefined | null): number {
   if (!m) return 0;
   const removals = (m.remove_headers ?? []).map((n) => n.toLowerCase());
-  const sets = (m.set_headers ?? []).filter((o) => o?.header).map((o) => ({ name: o.header.key.toLowerCase(), value: headerValueText(o.header), append: o.append?.value === true }));
-  for (const name of removals) if (!validName(name)) throw new InvalidHeaderMutation(`header_mutation_remove_contains_invalid_character: ${JSON.stringify(name)}`);
+  const sets = (m.set_headers ?? [])
+    .filter((o) => o?.header)
+    .map((o) => ({
+      name: o.header.key.toLowerCase(),
+      value: headerValueText(o.header),
+      append: o.append?.value === true,
+    }));
+  for (const name of removals)
+    if (!validName(name))
+      throw new InvalidHeaderMutation(`header_mutation_remove_contains_invalid_character: ${JSON.stringify(name)}`);
   for (const s of sets) {
-    if (!validName(s.name) || INVALID_VALUE.test(s.value)) throw new InvalidHeaderMutation(`header_mutation_set_contains_invalid_character: ${JSON.stringify(s.name)}`);
+    if (!validName(s.name) || INVALID_VALUE.test(s.value))
+      throw new InvalidHeaderMutation(`header_mutation_set_contains_invalid_character: ${JSON.stringify(s.name)}`);
   }
   let rejected = 0;
   for (const name of removals) {

@@ -4,7 +4,17 @@ import * as grpc from '@grpc/grpc-js';
 import Fastify from 'fastify';
 import type { Readable } from 'node:stream';
 import { Agent } from 'undici';
-import { Cancellation, closeWithDeadline, dialableHost, fastifyBaseOptions, hostPort, listen, renderMetrics, silentLogger, type Logger } from '../common/index.js';
+import {
+  Cancellation,
+  closeWithDeadline,
+  dialableHost,
+  fastifyBaseOptions,
+  hostPort,
+  listen,
+  renderMetrics,
+  silentLogger,
+  type Logger,
+} from '../common/index.js';
 import { extProcClientConstructor } from '../common/envoy/ext-proc.js';
 import type { ExtProcSession } from './ext-proc-session.js';
 import { EppReplicas } from './epp-replicas.js';
@@ -27,7 +37,14 @@ export interface GatewayHandle {
 export async function startGateway(config: GatewayConfig, logger: Logger = silentLogger()): Promise<GatewayHandle> {
   const metrics = new GatewayMetrics();
   const credentials = config.eppTls
-    ? grpc.credentials.createSsl(null, null, null, config.eppTlsInsecureSkipVerify ? { checkServerIdentity: () => undefined, rejectUnauthorized: false } : undefined)
+    ? grpc.credentials.createSsl(
+        null,
+        null,
+        null,
+        config.eppTlsInsecureSkipVerify
+          ? { checkServerIdentity: () => undefined, rejectUnauthorized: false }
+          : undefined,
+      )
     : grpc.credentials.createInsecure();
   const Client = extProcClientConstructor();
   const addresses = eppAddresses(config.epp);
@@ -42,7 +59,12 @@ export async function startGateway(config: GatewayConfig, logger: Logger = silen
       }) as unknown as ConstructorParameters<typeof ExtProcSession>[0],
   );
   const epps = new EppReplicas(addresses, clients, config.eppMessageTimeout);
-  const agent = new Agent({ connect: { timeout: config.upstreamConnectTimeout }, headersTimeout: 0, bodyTimeout: 0, keepAliveTimeout: 4_000 });
+  const agent = new Agent({
+    connect: { timeout: config.upstreamConnectTimeout },
+    headersTimeout: 0,
+    bodyTimeout: 0,
+    keepAliveTimeout: 4_000,
+  });
   let fallbackIndex = 0;
   const app = Fastify(fastifyBaseOptions({ logger, bodyLimit: config.maxRequestBodySize }));
   app.removeAllContentTypeParsers();
@@ -57,7 +79,10 @@ export async function startGateway(config: GatewayConfig, logger: Logger = silen
     agent,
     metrics,
     epps,
-    nextFallback: () => (config.fallbackEndpoints.length === 0 ? undefined : config.fallbackEndpoints[fallbackIndex++ % config.fallbackEndpoints.length]),
+    nextFallback: () =>
+      config.fallbackEndpoints.length === 0
+        ? undefined
+        : config.fallbackEndpoints[fallbackIndex++ % config.fallbackEndpoints.length],
   };
   const handler = async (request: import('fastify').FastifyRequest, reply: import('fastify').FastifyReply) => {
     reply.hijack();
@@ -94,7 +119,13 @@ export async function startGateway(config: GatewayConfig, logger: Logger = silen
     const declared = Number(req.headers['content-length']);
     if (declared > config.maxRequestBodySize) {
       const body = `request body exceeds ${config.maxRequestBodySize} bytes`;
-      res.writeHead(413, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), connection: 'close' }).end(body);
+      res
+        .writeHead(413, {
+          'content-type': 'text/plain',
+          'content-length': Buffer.byteLength(body),
+          connection: 'close',
+        })
+        .end(body);
       metrics.requests.inc({ code: '413' });
       return;
     }

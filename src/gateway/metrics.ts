@@ -35,7 +35,7 @@ export class GatewayMetrics {
   });
   readonly eppDecision: Histogram<never> = new Histogram({
     name: 'pd_router_gateway_epp_decision_seconds',
-    help: 'From the request arriving to the EPP\'s routing decision (includes reading the body).',
+    help: "From the request arriving to the EPP's routing decision (includes reading the body).",
     buckets: OVERHEAD_BUCKETS_SECONDS,
     registers: [this.registry],
   });

@@ -23,8 +23,21 @@ import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Logger } from 'pino';
-import { envoyStatusNumber, structToJson, type CommonResponse, type HeaderValue, type ProcessingResponse } from '../common/envoy/ext-proc.js';
-import { HOP_BY_HOP_HEADERS, LegStopped, UpstreamLeg, connectErrorCode, drainOrClose, type StopSignal } from '../common/index.js';
+import {
+  envoyStatusNumber,
+  structToJson,
+  type CommonResponse,
+  type HeaderValue,
+  type ProcessingResponse,
+} from '../common/envoy/ext-proc.js';
+import {
+  HOP_BY_HOP_HEADERS,
+  LegStopped,
+  UpstreamLeg,
+  connectErrorCode,
+  drainOrClose,
+  type StopSignal,
+} from '../common/index.js';
 import { ROUTING_HEADERS } from '../common/pd-contract.js';
 import { EppUnavailable, type ExtProcSession } from './ext-proc-session.js';
 import { applyMutation, InvalidHeaderMutation, type HeaderMultiMap } from './header-mutation.js';
@@ -74,13 +87,18 @@ function headerMap(h: Headers): { headers: HeaderValue[] } {
 }
 
 function commonOf(r: ProcessingResponse): CommonResponse | undefined {
-  return r.request_headers?.response ?? r.request_body?.response ?? r.response_headers?.response ?? r.response_body?.response;
+  return (
+    r.request_headers?.response ?? r.request_body?.response ?? r.response_headers?.response ?? r.response_body?.response
+  );
 }
 
 /** Destinations from the envoy.lb dynamic metadata, else the x-gateway-destination-endpoint header. */
 function destinations(meta: Record<string, unknown> | undefined, h: Headers): string[] {
   const lb = meta?.['envoy.lb'] as Record<string, unknown> | undefined;
-  const fromMeta = typeof lb?.['x-gateway-destination-endpoint'] === 'string' ? (lb['x-gateway-destination-endpoint'] as string) : undefined;
+  const fromMeta =
+    typeof lb?.['x-gateway-destination-endpoint'] === 'string'
+      ? (lb['x-gateway-destination-endpoint'] as string)
+      : undefined;
   const value = fromMeta ?? h.get('x-gateway-destination-endpoint')?.[0] ?? '';
   return value
     .split(',')
@@ -88,7 +106,12 @@ function destinations(meta: Record<string, unknown> | undefined, h: Headers): st
     .filter(Boolean);
 }
 
-function writeLocalReply(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
+function writeLocalReply(
+  res: ServerResponse,
+  status: number,
+  body: string,
+  headers: Record<string, string> = {},
+): void {
   if (res.headersSent || res.destroyed) {
     if (!res.destroyed) res.destroy();
     return;
@@ -117,7 +140,6 @@ function relayImmediate(res: ServerResponse, r: NonNullable<ProcessingResponse['
   return status || 500;
 }
 
-
 /** The client's body stopped arriving for the body timeout. */
 class BodyTimeout extends Error {}
 
@@ -136,7 +158,10 @@ function readBody(body: Readable | undefined, limit: number, idleMs: number): Pr
       if (err) reject(err);
       else resolve(parts);
     };
-    const timer = setTimeout(() => done(new BodyTimeout(`request body made no progress for ${idleMs}ms (${size} bytes received)`)), idleMs);
+    const timer = setTimeout(
+      () => done(new BodyTimeout(`request body made no progress for ${idleMs}ms (${size} bytes received)`)),
+      idleMs,
+    );
     const onData = (chunk: Buffer) => {
       size += chunk.length;
       if (size > limit) return done(new RangeError(`request body exceeds ${limit} bytes`));
@@ -164,7 +189,13 @@ export async function proxyExchange(x: Exchange, d: ProxyDeps): Promise<number> 
     x.res.once('finish', () => x.res.socket?.destroy());
     return status;
   }
-  const original = { headers: toHeaders({ ':method': x.method, ':path': x.url, ':authority': x.headers.host ?? 'localhost', ':scheme': 'http' }, x.headers), chunks };
+  const original = {
+    headers: toHeaders(
+      { ':method': x.method, ':path': x.url, ':authority': x.headers.host ?? 'localhost', ':scheme': 'http' },
+      x.headers,
+    ),
+    chunks,
+  };
   const asked = await askEppReplicas(x, d, original.headers, chunks, started);
   if ('relayed' in asked) return asked.relayed;
   if ('failed' in asked) {
@@ -179,7 +210,11 @@ export async function proxyExchange(x: Exchange, d: ProxyDeps): Promise<number> 
     }
     const fallback = d.nextFallback();
     if (!fallback) {
-      writeLocalReply(x.res, 503, 'no healthy upstream: endpoint picker unavailable and no --fallback-endpoints configured');
+      writeLocalReply(
+        x.res,
+        503,
+        'no healthy upstream: endpoint picker unavailable and no --fallback-endpoints configured',
+      );
       return 503;
     }
     d.metrics.failOpen.inc();
@@ -199,7 +234,14 @@ export async function proxyExchange(x: Exchange, d: ProxyDeps): Promise<number> 
 
 type Routed = { session: ExtProcSession; headers: Headers; destination: string[]; body: Buffer };
 /** A route, an immediate response to relay, or a reply already written (an invalid header mutation: 500). */
-type EppAnswer = Routed | { immediate: NonNullable<ProcessingResponse['immediate_response']>; session: ExtProcSession; stopWatching: () => void } | { answered: number };
+type EppAnswer =
+  | Routed
+  | {
+      immediate: NonNullable<ProcessingResponse['immediate_response']>;
+      session: ExtProcSession;
+      stopWatching: () => void;
+    }
+  | { answered: number };
 
 /** An immediate response of a follower under leader election: another replica may be the leader. */
 function isNotLeader(r: NonNullable<ProcessingResponse['immediate_response']>): boolean {
@@ -220,7 +262,13 @@ function isNotLeader(r: NonNullable<ProcessingResponse['immediate_response']>): 
  * backoff until --epp-retry-timeout; then the last failure is returned (or, if every replica answered as a follower,
  * that answer is relayed: there is no leader).
  */
-async function askEppReplicas(x: Exchange, d: ProxyDeps, original: Headers, chunks: Buffer[], started: number): Promise<Routed | { relayed: number } | { failed: unknown }> {
+async function askEppReplicas(
+  x: Exchange,
+  d: ProxyDeps,
+  original: Headers,
+  chunks: Buffer[],
+  started: number,
+): Promise<Routed | { relayed: number } | { failed: unknown }> {
   const deadline = started + d.config.eppRetryTimeout;
   let backoff = 50;
   let lastFailure: unknown;
@@ -228,15 +276,27 @@ async function askEppReplicas(x: Exchange, d: ProxyDeps, original: Headers, chun
   for (;;) {
     for (const i of d.epps.order()) {
       if (x.signal.aborted) return { failed: new Error('client gone') };
-      if (lastFailure !== undefined || lastFollower) d.metrics.eppRetries.inc({ reason: lastFollower ? 'not_leader' : 'unavailable' });
+      if (lastFailure !== undefined || lastFollower)
+        d.metrics.eppRetries.inc({ reason: lastFollower ? 'not_leader' : 'unavailable' });
       let answer: EppAnswer;
       try {
-        answer = await askEpp(x, d, d.epps.open(i), new Map([...original].map(([k, v]) => [k, [...v]])), chunks, started);
+        answer = await askEpp(
+          x,
+          d,
+          d.epps.open(i),
+          new Map([...original].map(([k, v]) => [k, [...v]])),
+          chunks,
+          started,
+        );
       } catch (err) {
         if (x.signal.aborted) return { failed: err };
         lastFailure = err;
         lastFollower = undefined;
-        if (d.epps.addresses.length > 1) x.logger.debug({ epp: d.epps.addresses[i], err: (err as Error).message }, 'EPP replica unavailable; asking the next');
+        if (d.epps.addresses.length > 1)
+          x.logger.debug(
+            { epp: d.epps.addresses[i], err: (err as Error).message },
+            'EPP replica unavailable; asking the next',
+          );
         continue;
       }
       if ('answered' in answer) {
@@ -285,7 +345,14 @@ function pause(ms: number, signal: StopSignal): Promise<void> {
  * One replica's request phase: headers and body out; the route and the (possibly rewritten) body, or an immediate
  * response. Throws EppUnavailable. A routed session stays cancelled by the client's leaving for the rest of the exchange.
  */
-async function askEpp(x: Exchange, d: ProxyDeps, s: ExtProcSession, headers: Headers, chunks: Buffer[], started: number): Promise<EppAnswer> {
+async function askEpp(
+  x: Exchange,
+  d: ProxyDeps,
+  s: ExtProcSession,
+  headers: Headers,
+  chunks: Buffer[],
+  started: number,
+): Promise<EppAnswer> {
   const c = d.config;
   const onAbort = () => s.cancel();
   const stopWatching = () => x.signal.removeEventListener('abort', onAbort);
@@ -315,14 +382,18 @@ async function askEpp(x: Exchange, d: ProxyDeps, s: ExtProcSession, headers: Hea
       writeLocalReply(x.res, 500, `ext_proc error: invalid header mutation (${err.message})`);
       return { answered: 500 };
     }
-    const destination = destinations(first.dynamic_metadata ? structToJson(first.dynamic_metadata) : undefined, headers);
+    const destination = destinations(
+      first.dynamic_metadata ? structToJson(first.dynamic_metadata) : undefined,
+      headers,
+    );
     // The EPP re-emits the request body (possibly rewritten) as streamed chunks.
     const body: Buffer[] = [];
     if (hasBody) {
       for (;;) {
         const r = await s.next('request body');
         if (r.immediate_response) return { immediate: r.immediate_response, session: s, stopWatching };
-        const mutation = r.request_body?.response?.body_mutation as { streamed_response?: { body?: Buffer; end_of_stream?: boolean } } | undefined;
+        const mutation = r.request_body?.response?.body_mutation as
+          { streamed_response?: { body?: Buffer; end_of_stream?: boolean } } | undefined;
         if (mutation?.streamed_response) {
           if (mutation.streamed_response.body) body.push(Buffer.from(mutation.streamed_response.body));
           if (mutation.streamed_response.end_of_stream) break;
@@ -338,7 +409,14 @@ async function askEpp(x: Exchange, d: ProxyDeps, s: ExtProcSession, headers: Hea
 }
 
 /** Sends the request upstream (trying destinations in order on connect failure) and relays the answer. */
-async function forward(x: Exchange, d: ProxyDeps, headers: Headers, body: Buffer, destinations: string[], session: ExtProcSession | undefined): Promise<number> {
+async function forward(
+  x: Exchange,
+  d: ProxyDeps,
+  headers: Headers,
+  body: Buffer,
+  destinations: string[],
+  session: ExtProcSession | undefined,
+): Promise<number> {
   const c = d.config;
   const out: Record<string, string | string[]> = {};
   // Pseudo-headers are never headers: :path is the request's path, the others are not sent (HTTP/1.1 upstream).
@@ -364,7 +442,10 @@ async function forward(x: Exchange, d: ProxyDeps, headers: Headers, body: Buffer
       lastErr = err;
       if (err instanceof LegStopped || x.signal.aborted) break;
       if (!connectErrorCode(err)) break;
-      x.logger.warn({ destination: dest, code: connectErrorCode(err) }, 'upstream connect failed; trying the next destination');
+      x.logger.warn(
+        { destination: dest, code: connectErrorCode(err) },
+        'upstream connect failed; trying the next destination',
+      );
     }
   }
   if (!leg) {
@@ -374,12 +455,17 @@ async function forward(x: Exchange, d: ProxyDeps, headers: Headers, body: Buffer
       writeLocalReply(x.res, 504, 'upstream request timeout');
       return 504;
     }
-    writeLocalReply(x.res, 503, `upstream connect error or disconnect/reset before headers. reset reason: ${connectErrorCode(lastErr) ?? (lastErr as Error)?.message}`);
+    writeLocalReply(
+      x.res,
+      503,
+      `upstream connect error or disconnect/reset before headers. reset reason: ${connectErrorCode(lastErr) ?? (lastErr as Error)?.message}`,
+    );
     return 503;
   }
   d.metrics.upstreamTtfb.observe((performance.now() - leg.sentAt) / 1000);
   const respHeaders: Headers = new Map([[':status', [String(leg.status)]]]);
-  for (const [k, v] of Object.entries(leg.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) respHeaders.set(k, Array.isArray(v) ? v : [String(v)]);
+  for (const [k, v] of Object.entries(leg.headers))
+    if (v !== undefined && !HOP_BY_HOP.has(k)) respHeaders.set(k, Array.isArray(v) ? v : [String(v)]);
   let eppLive = session !== undefined;
   if (session && eppLive) {
     try {
@@ -405,7 +491,11 @@ async function forward(x: Exchange, d: ProxyDeps, headers: Headers, body: Buffer
       d.metrics.eppFailures.inc({ stage: 'response headers' });
       if (!c.failureModeAllow) {
         leg.stop(new LegStopped('peer_failed', 'EPP failed'));
-        writeLocalReply(x.res, 500, `ext_proc error: endpoint picker failed on the response (${(err as Error).message})`);
+        writeLocalReply(
+          x.res,
+          500,
+          `ext_proc error: endpoint picker failed on the response (${(err as Error).message})`,
+        );
         return 500;
       }
     }
@@ -459,7 +549,8 @@ async function relayThroughEpp(x: Exchange, d: ProxyDeps, leg: UpstreamLeg, sess
   const reader = (async () => {
     for (;;) {
       const r = await session.next('response body');
-      const m = r.response_body?.response?.body_mutation as { streamed_response?: { body?: Buffer; end_of_stream?: boolean } } | undefined;
+      const m = r.response_body?.response?.body_mutation as
+        { streamed_response?: { body?: Buffer; end_of_stream?: boolean } } | undefined;
       const chunk = m?.streamed_response?.body ? Buffer.from(m.streamed_response.body) : Buffer.alloc(0);
       // Forget what the EPP has returned; what it returns is what the client gets.
       let n = chunk.length;
@@ -480,7 +571,8 @@ async function relayThroughEpp(x: Exchange, d: ProxyDeps, leg: UpstreamLeg, sess
     eppFailed = err;
     d.metrics.eppFailures.inc({ stage: 'response body' });
     // Fail-closed: nothing more reaches the client; the relay below ends on the stopped leg.
-    if (!d.config.failureModeAllow) leg.stop(new LegStopped('peer_failed', `EPP failed on the response body: ${err.message}`));
+    if (!d.config.failureModeAllow)
+      leg.stop(new LegStopped('peer_failed', `EPP failed on the response body: ${err.message}`));
     else await takeOver();
   });
   for (let chunk = await leg.read(); chunk !== null; chunk = await leg.read()) {
@@ -503,4 +595,3 @@ async function relayThroughEpp(x: Exchange, d: ProxyDeps, leg: UpstreamLeg, sess
   }
   x.res.end();
 }
-

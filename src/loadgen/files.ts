@@ -12,7 +12,8 @@ export function writeRunFiles(dir: string, runResult: RunResult, scenario: Recor
     'report.yaml': toYaml(report),
     'report.json': JSON.stringify(report, null, 2) + '\n',
     'summary.md': markdownSummary(runResult),
-    'samples.jsonl': runResult.samples.map((sample) => JSON.stringify(sample)).join('\n') + (runResult.samples.length > 0 ? '\n' : ''),
+    'samples.jsonl':
+      runResult.samples.map((sample) => JSON.stringify(sample)).join('\n') + (runResult.samples.length > 0 ? '\n' : ''),
   };
   return Object.entries(files).map(([name, text]) => {
     const file = path.join(dir, name);

@@ -16,40 +16,93 @@ const PRESET_NAMES = Object.keys(WORKLOAD_PRESETS) as [string, ...string[]];
 
 /** The load generator's flag table. */
 export const loadgenOptions = {
-  url: opt.string({ default: 'http://127.0.0.1:8080', description: 'Base URL of the OpenAI-compatible server (default: the gateway of `pd-router dev`).' }),
-  model: opt.string({ default: '', description: 'Model name sent in requests; empty asks the server (first model of GET /v1/models).' }),
+  url: opt.string({
+    default: 'http://127.0.0.1:8080',
+    description: 'Base URL of the OpenAI-compatible server (default: the gateway of `pd-router dev`).',
+  }),
+  model: opt.string({
+    default: '',
+    description: 'Model name sent in requests; empty asks the server (first model of GET /v1/models).',
+  }),
   preset: opt.oneOf(PRESET_NAMES, { default: 'pd-guide-5k-250', description: 'Workload preset (listed below).' }),
   profileFile: opt.string({ default: '', description: 'YAML or JSON workload profile file; replaces --preset.' }),
-  api: opt.oneOf(['', 'chat', 'completions'] as const, { default: '', description: 'API to call; empty keeps the profile\'s.' }),
+  api: opt.oneOf(['', 'chat', 'completions'] as const, {
+    default: '',
+    description: "API to call; empty keeps the profile's.",
+  }),
   inputTokens: opt.string({
     default: '',
-    description: 'Input length: N, MIN-MAX (uniform), normal:MEAN,STD,MIN,MAX or lognormal:MEAN,STD,MIN,MAX; empty keeps the profile\'s.',
+    description:
+      "Input length: N, MIN-MAX (uniform), normal:MEAN,STD,MIN,MAX or lognormal:MEAN,STD,MIN,MAX; empty keeps the profile's.",
   }),
-  outputTokens: opt.string({ default: '', description: 'Output length (max_tokens = min_tokens, ignore_eos), same syntax; empty keeps the profile\'s.' }),
-  prefixGroups: opt.int({ default: 0, min: 0, description: 'Shared-prefix groups (with --prefix-tokens); 0 keeps the profile\'s.' }),
-  prefixTokens: opt.int({ default: 0, min: 0, description: 'Tokens of each shared prefix (included in the input length); 0 keeps the profile\'s.' }),
+  outputTokens: opt.string({
+    default: '',
+    description: "Output length (max_tokens = min_tokens, ignore_eos), same syntax; empty keeps the profile's.",
+  }),
+  prefixGroups: opt.int({
+    default: 0,
+    min: 0,
+    description: "Shared-prefix groups (with --prefix-tokens); 0 keeps the profile's.",
+  }),
+  prefixTokens: opt.int({
+    default: 0,
+    min: 0,
+    description: "Tokens of each shared prefix (included in the input length); 0 keeps the profile's.",
+  }),
   arrival: opt.oneOf(['', 'constant', 'poisson', 'concurrency'] as const, {
     default: '',
-    description: 'Arrival process; empty: concurrency when --concurrency is set, constant when --rate is set, else the preset\'s.',
+    description:
+      "Arrival process; empty: concurrency when --concurrency is set, constant when --rate is set, else the preset's.",
   }),
-  rate: opt.number({ default: 0, min: 0, description: 'Requests per simulated second for constant and poisson arrivals.' }),
+  rate: opt.number({
+    default: 0,
+    min: 0,
+    description: 'Requests per simulated second for constant and poisson arrivals.',
+  }),
   concurrency: opt.int({ default: 0, min: 0, description: 'Requests in flight for the closed loop.' }),
-  maxConcurrency: opt.int({ default: 0, min: 0, description: 'Open-loop arrivals: at most this many in flight, later ones wait (0 = unlimited).' }),
+  maxConcurrency: opt.int({
+    default: 0,
+    min: 0,
+    description: 'Open-loop arrivals: at most this many in flight, later ones wait (0 = unlimited).',
+  }),
   requests: opt.int({
     default: 0,
     min: 0,
-    description: 'Stop after this many requests; with neither this nor --duration: 10 × concurrency (the DoE rule), else the preset\'s.',
+    description:
+      "Stop after this many requests; with neither this nor --duration: 10 × concurrency (the DoE rule), else the preset's.",
   }),
-  duration: opt.duration({ default: 0, description: 'Stop starting requests after this much simulated time (0 = no limit).' }),
-  timeScale: opt.number({ default: 1, min: 0, description: 'The simulators\' --time-scale: rates and timeouts run scaled, results are reported in simulated time.' }),
+  duration: opt.duration({
+    default: 0,
+    description: 'Stop starting requests after this much simulated time (0 = no limit).',
+  }),
+  timeScale: opt.number({
+    default: 1,
+    min: 0,
+    description: "The simulators' --time-scale: rates and timeouts run scaled, results are reported in simulated time.",
+  }),
   seed: opt.int({ default: DEFAULT_SEED, description: 'Seed for lengths, arrivals and shared prefixes.' }),
-  timeout: opt.duration({ default: DEFAULT_REQUEST_TIMEOUT_MS, min: 1, description: 'Per-request timeout (simulated time).' }),
-  header: opt.list({ default: [], itemHint: 'a list of "Name: value" headers', description: 'Extra request header "Name: value" (repeatable).' }),
-  out: opt.string({ default: '', description: 'Directory for report.yaml, report.json, summary.md and samples.jsonl; empty prints the summary only.' }),
-  progress: opt.oneOf(['auto', 'on', 'off'] as const, { default: 'auto', description: 'Progress on stderr: auto = a bar when stderr is a terminal.' }),
+  timeout: opt.duration({
+    default: DEFAULT_REQUEST_TIMEOUT_MS,
+    min: 1,
+    description: 'Per-request timeout (simulated time).',
+  }),
+  header: opt.list({
+    default: [],
+    itemHint: 'a list of "Name: value" headers',
+    description: 'Extra request header "Name: value" (repeatable).',
+  }),
+  out: opt.string({
+    default: '',
+    description: 'Directory for report.yaml, report.json, summary.md and samples.jsonl; empty prints the summary only.',
+  }),
+  progress: opt.oneOf(['auto', 'on', 'off'] as const, {
+    default: 'auto',
+    description: 'Progress on stderr: auto = a bar when stderr is a terminal.',
+  }),
   shutdownTimeout: opt.duration({
     default: 10_000,
-    description: 'On SIGTERM/SIGINT the run stops at once (requests in flight are cancelled); how long reporting the finished ones may take.',
+    description:
+      'On SIGTERM/SIGINT the run stops at once (requests in flight are cancelled); how long reporting the finished ones may take.',
   }),
   ...loggingOptions,
 };
@@ -58,13 +111,17 @@ export const loadgenOptions = {
 export type LoadgenConfig = OptionValues<typeof loadgenOptions>;
 
 const presetList = Object.values(WORKLOAD_PRESETS)
-  .map((profile) => `  ${profile.name.padEnd(17)}${profile.api}, input ${formatLengthDistribution(profile.inputTokens)}, output ${formatLengthDistribution(profile.outputTokens)}: ${profile.description}`)
+  .map(
+    (profile) =>
+      `  ${profile.name.padEnd(17)}${profile.api}, input ${formatLengthDistribution(profile.inputTokens)}, output ${formatLengthDistribution(profile.outputTokens)}: ${profile.description}`,
+  )
   .join('\n');
 
 /** `pd-router loadgen`: the command, its options and its start function. */
 export const loadgenCommand: CommandDefinition<typeof loadgenOptions> = {
   name: 'loadgen',
-  summary: 'LLM load generator: streams a workload at an OpenAI-compatible server and reports TTFT, TPOT, ITL, throughput, goodput.',
+  summary:
+    'LLM load generator: streams a workload at an OpenAI-compatible server and reports TTFT, TPOT, ITL, throughput, goodput.',
   description: `Sends streaming chat or completions requests (ignore_eos, max_tokens = min_tokens = the drawn output length,
 stream_options.include_usage) with prompts built to an exact length for the simulator's tokenizer, and measures every
 request from its SSE stream. Writes a report in the inference-perf / llm-d benchmark report schema and a Markdown summary.`,
@@ -74,8 +131,12 @@ request from its SSE stream. Writes a report in the inference-perf / llm-d bench
   validate: (optionValues) =>
     [
       optionValues.timeScale <= 0 ? '--time-scale must be greater than 0' : undefined,
-      optionValues.rate > 0 && optionValues.concurrency > 0 && optionValues.arrival === '' ? 'give --rate or --concurrency, not both (or choose with --arrival)' : undefined,
-      (optionValues.prefixGroups > 0) !== (optionValues.prefixTokens > 0) ? '--prefix-groups and --prefix-tokens go together' : undefined,
+      optionValues.rate > 0 && optionValues.concurrency > 0 && optionValues.arrival === ''
+        ? 'give --rate or --concurrency, not both (or choose with --arrival)'
+        : undefined,
+      optionValues.prefixGroups > 0 !== optionValues.prefixTokens > 0
+        ? '--prefix-groups and --prefix-tokens go together'
+        : undefined,
     ].filter((message): message is string => message !== undefined),
   epilog: `Presets:\n${presetList}`,
 };
@@ -99,13 +160,18 @@ function loadProfileFile(file: string): WorkloadProfile {
     throw new ConfigError(`--profile-file ${file}: ${(e as Error).message}`);
   }
   const p = workloadProfileSchema.safeParse(raw);
-  if (!p.success) throw new ConfigError(`--profile-file ${file}: ${p.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+  if (!p.success)
+    throw new ConfigError(
+      `--profile-file ${file}: ${p.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`,
+    );
   return p.data;
 }
 
 /** The profile after --profile-file/--preset and the length, API and prefix overrides. */
 export function resolveProfile(optionValues: LoadgenConfig): WorkloadProfile {
-  const base = optionValues.profileFile ? loadProfileFile(optionValues.profileFile) : WORKLOAD_PRESETS[optionValues.preset];
+  const base = optionValues.profileFile
+    ? loadProfileFile(optionValues.profileFile)
+    : WORKLOAD_PRESETS[optionValues.preset];
   const p: WorkloadProfile = structuredClone(base);
   const overridden: string[] = [];
   try {
@@ -140,17 +206,24 @@ export function resolveProfile(optionValues: LoadgenConfig): WorkloadProfile {
 }
 
 /** The arrival process and stop condition from the flags, falling back to the profile's suggestion. */
-export function resolveArrival(optionValues: LoadgenConfig, profile: WorkloadProfile): { arrival: ArrivalProcess; requests?: number; durationSeconds?: number } {
+export function resolveArrival(
+  optionValues: LoadgenConfig,
+  profile: WorkloadProfile,
+): { arrival: ArrivalProcess; requests?: number; durationSeconds?: number } {
   const suggested = profile.suggested;
-  const kind = optionValues.arrival || (optionValues.concurrency > 0 ? 'concurrency' : optionValues.rate > 0 ? 'constant' : undefined);
+  const kind =
+    optionValues.arrival ||
+    (optionValues.concurrency > 0 ? 'concurrency' : optionValues.rate > 0 ? 'constant' : undefined);
   let arrival: ArrivalProcess;
   let fromSuggestion = false;
   if (kind === undefined) {
-    if (!suggested) throw new ConfigError(`profile ${profile.name} suggests no arrival process: give --rate or --concurrency`);
+    if (!suggested)
+      throw new ConfigError(`profile ${profile.name} suggests no arrival process: give --rate or --concurrency`);
     arrival = suggested.arrival;
     fromSuggestion = true;
   } else if (kind === 'concurrency') {
-    const c = optionValues.concurrency || (suggested?.arrival.kind === 'concurrency' ? suggested.arrival.concurrency : 0);
+    const c =
+      optionValues.concurrency || (suggested?.arrival.kind === 'concurrency' ? suggested.arrival.concurrency : 0);
     if (c <= 0) throw new ConfigError('--arrival concurrency needs --concurrency');
     arrival = { kind, concurrency: c };
   } else {
@@ -175,7 +248,11 @@ export function resolveArrival(optionValues: LoadgenConfig, profile: WorkloadPro
 }
 
 /** The first model the server lists (GET /v1/models), for runs without --model. */
-export async function discoverModel(baseUrl: string, headers: Record<string, string> = {}, timeoutMs = 10_000): Promise<string> {
+export async function discoverModel(
+  baseUrl: string,
+  headers: Record<string, string> = {},
+  timeoutMs = 10_000,
+): Promise<string> {
   const u = new URL(baseUrl);
   const base = u.pathname.replace(/\/+$/, '');
   u.pathname = `${base.endsWith('/v1') ? base : base + '/v1'}/models`;
@@ -200,13 +277,24 @@ export async function resolveRunOptions(optionValues: LoadgenConfig): Promise<Lo
   try {
     new URL(optionValues.url);
   } catch {
-    throw new ConfigError(`invalid value "${optionValues.url}" for --url: expected a URL such as http://127.0.0.1:8080`);
+    throw new ConfigError(
+      `invalid value "${optionValues.url}" for --url: expected a URL such as http://127.0.0.1:8080`,
+    );
   }
   const headers = parseHeaders(optionValues.header);
   const profile = resolveProfile(optionValues);
   const { arrival, requests, durationSeconds } = resolveArrival(optionValues, profile);
   const model = optionValues.model || (await discoverModel(optionValues.url, headers));
-  const o: LoadRunOptions = { baseUrl: optionValues.url, model, profile, arrival, timeScale: optionValues.timeScale, seed: optionValues.seed, requestTimeoutMs: optionValues.timeout, headers };
+  const o: LoadRunOptions = {
+    baseUrl: optionValues.url,
+    model,
+    profile,
+    arrival,
+    timeScale: optionValues.timeScale,
+    seed: optionValues.seed,
+    requestTimeoutMs: optionValues.timeout,
+    headers,
+  };
   if (requests !== undefined) o.requests = requests;
   if (durationSeconds !== undefined) o.durationSeconds = durationSeconds;
   if (optionValues.maxConcurrency > 0) o.maxConcurrency = optionValues.maxConcurrency;

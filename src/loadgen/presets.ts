@@ -22,7 +22,8 @@ export const WORKLOAD_PRESETS: Record<string, WorkloadProfile> = {
   },
   'pd-guide-1k-1k': {
     name: 'pd-guide-1k-1k',
-    description: 'llm-d P/D guide low-rate profile (guide_pd-disaggregation_2.yaml): ISL 1024 / OSL 1024 at 1 QPS for 120 s.',
+    description:
+      'llm-d P/D guide low-rate profile (guide_pd-disaggregation_2.yaml): ISL 1024 / OSL 1024 at 1 QPS for 120 s.',
     api: 'completions',
     inputTokens: { kind: 'fixed', value: 1024 },
     outputTokens: { kind: 'fixed', value: 1024 },
@@ -39,7 +40,8 @@ export const WORKLOAD_PRESETS: Record<string, WorkloadProfile> = {
   },
   'prefill-heavy': {
     name: 'prefill-heavy',
-    description: 'Long prompts, short outputs (ISL ≈ 4000, OSL ≈ 100, about 40:1): where disaggregation is expected to win on TPOT.',
+    description:
+      'Long prompts, short outputs (ISL ≈ 4000, OSL ≈ 100, about 40:1): where disaggregation is expected to win on TPOT.',
     api: 'completions',
     inputTokens: { kind: 'normal', mean: 4000, std: 500, min: 2000, max: 6000 },
     outputTokens: { kind: 'normal', mean: 100, std: 20, min: 50, max: 150 },
@@ -47,7 +49,8 @@ export const WORKLOAD_PRESETS: Record<string, WorkloadProfile> = {
   },
   'decode-heavy': {
     name: 'decode-heavy',
-    description: 'Short prompts, long outputs (ISL ≈ 200, OSL ≈ 1000): where disaggregation is expected not to pay off.',
+    description:
+      'Short prompts, long outputs (ISL ≈ 200, OSL ≈ 1000): where disaggregation is expected not to pay off.',
     api: 'completions',
     inputTokens: { kind: 'normal', mean: 200, std: 50, min: 64, max: 400 },
     outputTokens: { kind: 'normal', mean: 1000, std: 200, min: 500, max: 1500 },

@@ -26,11 +26,24 @@ function fmt(count: number, digits = 1): string {
 
 /** The progress line (no newline). */
 export function progressLine(state: ProgressState, withBar: boolean): string {
-  const fraction = state.total ? state.done / state.total : state.durationSeconds ? state.elapsedSeconds / state.durationSeconds : 0;
+  const fraction = state.total
+    ? state.done / state.total
+    : state.durationSeconds
+      ? state.elapsedSeconds / state.durationSeconds
+      : 0;
   const count = state.total ? `${state.done}/${state.total}` : `${state.done}`;
   const rate = state.elapsedSeconds > 0 ? state.done / state.elapsedSeconds : 0;
-  const elapsed = state.durationSeconds && !state.total ? `${fmt(state.elapsedSeconds)}/${fmt(state.durationSeconds)}s` : `${fmt(state.elapsedSeconds)}s`;
-  const parts = [`${count} requests`, `${fmt(rate, 2)} req/s`, `${state.inFlight} in flight`, `${state.failures} failed`, elapsed];
+  const elapsed =
+    state.durationSeconds && !state.total
+      ? `${fmt(state.elapsedSeconds)}/${fmt(state.durationSeconds)}s`
+      : `${fmt(state.elapsedSeconds)}s`;
+  const parts = [
+    `${count} requests`,
+    `${fmt(rate, 2)} req/s`,
+    `${state.inFlight} in flight`,
+    `${state.failures} failed`,
+    elapsed,
+  ];
   return (withBar ? `${bar(fraction, 24)} ${fmt(fraction * 100, 0).padStart(3)}% ` : 'loadgen: ') + parts.join(' | ');
 }
 

@@ -79,7 +79,13 @@ export class PromptFactory {
     const words = total - (this.api === 'chat' ? CHAT_TEMPLATE_TOKENS : 0);
     const out: string[] = this.sharedPrefix ? [...this.prefixWords(group)] : [];
     const v = WORDS.length;
-    const unique = [index % v, Math.floor(index / v) % v, Math.floor(index / (v * v)) % v, this.nonce % v, Math.floor(this.nonce / v) % v];
+    const unique = [
+      index % v,
+      Math.floor(index / v) % v,
+      Math.floor(index / (v * v)) % v,
+      this.nonce % v,
+      Math.floor(this.nonce / v) % v,
+    ];
     for (let i = 0; i < UNIQUE_WORDS && out.length < words; i++) out.push(WORDS[unique[i]]);
     while (out.length < words) out.push(WORDS[rng.nextU32() % v]);
     return { text: out.join(' '), tokens: total };

@@ -90,5 +90,7 @@ export function parseLengthDistribution(text: string): LengthDistribution {
     if (m[1] === 'lognormal' && mean <= 0) throw new Error(`${s}: a lognormal mean must be positive`);
     return { kind: m[1] as 'normal' | 'lognormal', mean, std, min, max };
   }
-  throw new Error(`"${text}" is not a length distribution (expected N, MIN-MAX, normal:MEAN,STD,MIN,MAX or lognormal:MEAN,STD,MIN,MAX)`);
+  throw new Error(
+    `"${text}" is not a length distribution (expected N, MIN-MAX, normal:MEAN,STD,MIN,MAX or lognormal:MEAN,STD,MIN,MAX)`,
+  );
 }

@@ -19,8 +19,19 @@ function stats(statSummary: StatSummary, units: string): Record<string, unknown>
 /** inference-perf's distribution block ({min, max, mean, std}), plus our `kind`. */
 function distribution(lengthDistribution: LengthDistribution): Record<string, unknown> {
   const min = lengthDistribution.kind === 'fixed' ? lengthDistribution.value : lengthDistribution.min;
-  const std = lengthDistribution.kind === 'fixed' ? 0 : lengthDistribution.kind === 'uniform' ? (lengthDistribution.max - lengthDistribution.min) / Math.sqrt(12) : lengthDistribution.std;
-  return { kind: lengthDistribution.kind, min, max: maxLength(lengthDistribution), mean: nominalMean(lengthDistribution), std };
+  const std =
+    lengthDistribution.kind === 'fixed'
+      ? 0
+      : lengthDistribution.kind === 'uniform'
+        ? (lengthDistribution.max - lengthDistribution.min) / Math.sqrt(12)
+        : lengthDistribution.std;
+  return {
+    kind: lengthDistribution.kind,
+    min,
+    max: maxLength(lengthDistribution),
+    mean: nominalMean(lengthDistribution),
+    std,
+  };
 }
 
 function loadSection(runResult: RunResult): Record<string, unknown> {
@@ -50,7 +61,10 @@ function loadSection(runResult: RunResult): Record<string, unknown> {
  * are merged in, one level deep, e.g. a topology), and `metrics.{time, requests, latency, throughput}` in
  * inference-perf units: latencies in seconds (`s`, per-token ones `s/token`), lengths in tokens (`count`).
  */
-export function inferencePerfReport(runResult: RunResult, scenario: Record<string, unknown> = {}): Record<string, unknown> {
+export function inferencePerfReport(
+  runResult: RunResult,
+  scenario: Record<string, unknown> = {},
+): Record<string, unknown> {
   const o = runResult.options;
   const p = o.profile;
   const s = runResult.summary;
@@ -76,7 +90,8 @@ export function inferencePerfReport(runResult: RunResult, scenario: Record<strin
       api: { type: p.api === 'chat' ? 'chat' : 'completion', streaming: true },
     },
   };
-  for (const [k, v] of Object.entries(scenario)) sc[k] = isObject(v) && isObject(sc[k]) ? { ...(sc[k] as object), ...v } : v;
+  for (const [k, v] of Object.entries(scenario))
+    sc[k] = isObject(v) && isObject(sc[k]) ? { ...(sc[k] as object), ...v } : v;
   const lat = s.latency;
   return {
     version: REPORT_VERSION,
@@ -140,7 +155,9 @@ export function markdownSummary(runResult: RunResult): string {
     '',
     `- Target: ${o.baseUrl} (model \`${o.model}\`, ${o.profile.api} API, streaming)`,
     `- Workload: input ${formatLengthDistribution(o.profile.inputTokens)} tokens, output ${formatLengthDistribution(o.profile.outputTokens)} tokens` +
-      (o.profile.sharedPrefix ? `, ${o.profile.sharedPrefix.groups} shared prefixes of ${o.profile.sharedPrefix.prefixTokens} tokens` : ''),
+      (o.profile.sharedPrefix
+        ? `, ${o.profile.sharedPrefix.groups} shared prefixes of ${o.profile.sharedPrefix.prefixTokens} tokens`
+        : ''),
     `- Arrival: ${arrivalText(o.arrival)}; stop after ${[o.requests !== undefined ? `${o.requests} requests` : '', o.durationSeconds !== undefined ? `${o.durationSeconds} s` : ''].filter(Boolean).join(' or ')}`,
     `- Duration: ${num(s.durationSeconds)} s${(o.timeScale ?? 1) !== 1 ? ` simulated (time scale ${o.timeScale})` : ''}; seed ${o.seed ?? 1}`,
     `- Requests: ${s.requests.total} finished, ${ok} succeeded, ${s.requests.failures} failed${runResult.cancelled ? `, ${runResult.cancelled} cancelled` : ''}${runResult.aborted ? ' (run aborted)' : ''}`,
@@ -168,10 +185,12 @@ export function markdownSummary(runResult: RunResult): string {
     `Input length: mean ${num(s.requests.inputLength.mean, 1)}, p50 ${num(s.requests.inputLength.p50, 0)}; output length: mean ${num(s.requests.outputLength.mean, 1)}, p50 ${num(s.requests.outputLength.p50, 0)} tokens.`,
   );
   const errors = new Map<string, number>();
-  for (const x of runResult.samples) if (!x.ok) errors.set(x.error ?? `HTTP ${x.status}`, (errors.get(x.error ?? `HTTP ${x.status}`) ?? 0) + 1);
+  for (const x of runResult.samples)
+    if (!x.ok) errors.set(x.error ?? `HTTP ${x.status}`, (errors.get(x.error ?? `HTTP ${x.status}`) ?? 0) + 1);
   if (errors.size > 0) {
     lines.push('', '| Failure | count |', '|---|---:|');
-    for (const [e, n] of [...errors].sort((left, right) => right[1] - left[1]).slice(0, 10)) lines.push(`| ${e.replace(/\|/g, '\\|').slice(0, 160)} | ${n} |`);
+    for (const [e, n] of [...errors].sort((left, right) => right[1] - left[1]).slice(0, 10))
+      lines.push(`| ${e.replace(/\|/g, '\\|').slice(0, 160)} | ${n} |`);
   }
   return lines.join('\n') + '\n';
 }

@@ -87,12 +87,19 @@ export async function runLoad(loadRunOptions: LoadRunOptions): Promise<RunResult
   const seed = loadRunOptions.seed ?? DEFAULT_SEED;
   const timeoutWallMs = (loadRunOptions.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS) * scale;
   const maxRequests = loadRunOptions.requests ?? Number.POSITIVE_INFINITY;
-  const wallBudgetMs = loadRunOptions.durationSeconds !== undefined ? loadRunOptions.durationSeconds * 1000 * scale : Number.POSITIVE_INFINITY;
+  const wallBudgetMs =
+    loadRunOptions.durationSeconds !== undefined
+      ? loadRunOptions.durationSeconds * 1000 * scale
+      : Number.POSITIVE_INFINITY;
   const profile = loadRunOptions.profile;
   const arrival = loadRunOptions.arrival;
   const url = new URL(loadRunOptions.baseUrl);
   const path = inferencePath(loadRunOptions.baseUrl, profile.api);
-  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream', ...loadRunOptions.headers };
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    accept: 'text/event-stream',
+    ...loadRunOptions.headers,
+  };
 
   const lengths = new Rng(seed, STREAM.lengths);
   const arrivals = new Rng(seed, STREAM.arrivals);
@@ -104,7 +111,13 @@ export async function runLoad(loadRunOptions: LoadRunOptions): Promise<RunResult
     const outputTokens = drawLength(profile.outputTokens, lengths);
     const group = profile.sharedPrefix ? groups.int(0, profile.sharedPrefix.groups - 1) : 0;
     const prompt = prompts.build(index, inputTokens, group, new Rng(seed, STREAM.words + index));
-    const common = { max_tokens: outputTokens, min_tokens: outputTokens, ignore_eos: true, stream: true, stream_options: { include_usage: true } };
+    const common = {
+      max_tokens: outputTokens,
+      min_tokens: outputTokens,
+      ignore_eos: true,
+      stream: true,
+      stream_options: { include_usage: true },
+    };
     const body =
       profile.api === 'chat'
         ? { model: loadRunOptions.model, messages: [{ role: 'user', content: prompt.text }], ...common }
@@ -139,7 +152,12 @@ export async function runLoad(loadRunOptions: LoadRunOptions): Promise<RunResult
   const t0 = performance.now();
   const startedAt = Date.now();
 
-  const progressStream = loadRunOptions.progress === true ? process.stderr : loadRunOptions.progress === false ? undefined : (loadRunOptions.progress ?? (process.stderr.isTTY ? process.stderr : undefined));
+  const progressStream =
+    loadRunOptions.progress === true
+      ? process.stderr
+      : loadRunOptions.progress === false
+        ? undefined
+        : (loadRunOptions.progress ?? (process.stderr.isTTY ? process.stderr : undefined));
   const progress = progressStream
     ? new Progress(progressStream, () => ({
         done: samples.length,
@@ -154,7 +172,13 @@ export async function runLoad(loadRunOptions: LoadRunOptions): Promise<RunResult
   const send = async (req: PlannedRequest): Promise<void> => {
     inFlight++;
     const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(new TimeoutError(`timed out after ${loadRunOptions.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS}ms`)), timeoutWallMs);
+    const timer = setTimeout(
+      () =>
+        ac.abort(
+          new TimeoutError(`timed out after ${loadRunOptions.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS}ms`),
+        ),
+      timeoutWallMs,
+    );
     const onRunAbort = () => ac.abort(signal.reason);
     signal.addEventListener('abort', onRunAbort, { once: true });
     const start = performance.now();
@@ -201,7 +225,8 @@ export async function runLoad(loadRunOptions: LoadRunOptions): Promise<RunResult
         if (r.ttftMs !== undefined) sample.ttftMs = r.ttftMs / scale;
         sample.itlMs = r.itlMs.map((value) => value / scale);
         if (r.error !== undefined) sample.error = `stream error: ${r.error}`;
-        else if (!contentType.includes('text/event-stream') && r.contentChunks === 0) sample.error = `expected an event stream, got content-type ${contentType || 'none'}`;
+        else if (!contentType.includes('text/event-stream') && r.contentChunks === 0)
+          sample.error = `expected an event stream, got content-type ${contentType || 'none'}`;
         else if (!r.done) sample.error = 'stream ended without [DONE]';
         else if (r.contentChunks === 0) sample.error = 'no output tokens';
         else sample.ok = true;
@@ -212,7 +237,8 @@ export async function runLoad(loadRunOptions: LoadRunOptions): Promise<RunResult
         cancelled++;
         return;
       }
-      sample.error = ac.signal.reason instanceof TimeoutError ? ac.signal.reason.message : `transport error: ${errorMessage(e)}`;
+      sample.error =
+        ac.signal.reason instanceof TimeoutError ? ac.signal.reason.message : `transport error: ${errorMessage(e)}`;
     } finally {
       clearTimeout(timer);
       signal.removeEventListener('abort', onRunAbort);
@@ -223,7 +249,8 @@ export async function runLoad(loadRunOptions: LoadRunOptions): Promise<RunResult
     sample.scheduledMs = round(sample.scheduledMs!);
     if (sample.ttftMs !== undefined) sample.ttftMs = round(sample.ttftMs);
     for (let i = 0; i < sample.itlMs.length; i++) sample.itlMs[i] = round(sample.itlMs[i]);
-    if (sample.ok && sample.ttftMs !== undefined && sample.outputTokens > 1) sample.tpotMs = (sample.e2eMs - sample.ttftMs) / (sample.outputTokens - 1);
+    if (sample.ok && sample.ttftMs !== undefined && sample.outputTokens > 1)
+      sample.tpotMs = (sample.e2eMs - sample.ttftMs) / (sample.outputTokens - 1);
     if (!sample.ok) failures++;
     lastEndWall = Math.max(lastEndWall, end - t0);
     samples.push(sample);
@@ -250,7 +277,9 @@ export async function runLoad(loadRunOptions: LoadRunOptions): Promise<RunResult
       const meanGapWallMs = (1000 / arrival.rate) * scale;
       let due = 0;
       let sinceYield = 0;
-      const aborted = new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
+      const aborted = new Promise<void>((resolve) =>
+        signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true }),
+      );
       while (issued < maxRequests && due < wallBudgetMs && !signal.aborted) {
         const target = t0 + due;
         if (target > performance.now()) {
@@ -262,7 +291,11 @@ export async function runLoad(loadRunOptions: LoadRunOptions): Promise<RunResult
           sinceYield = 0;
         }
         if (signal.aborted) break;
-        while (loadRunOptions.maxConcurrency !== undefined && running.size >= loadRunOptions.maxConcurrency && !signal.aborted) {
+        while (
+          loadRunOptions.maxConcurrency !== undefined &&
+          running.size >= loadRunOptions.maxConcurrency &&
+          !signal.aborted
+        ) {
           await Promise.race([...running, aborted]);
         }
         if (signal.aborted) break;

@@ -51,7 +51,12 @@ export class SseParser {
 
   private line(line: string, out: SseEvent[]): void {
     if (line === '') {
-      if (this.hasData) out.push(this.eventName !== undefined ? { event: this.eventName, data: this.data.join('\n') } : { data: this.data.join('\n') });
+      if (this.hasData)
+        out.push(
+          this.eventName !== undefined
+            ? { event: this.eventName, data: this.data.join('\n') }
+            : { data: this.data.join('\n') },
+        );
       this.data = [];
       this.hasData = false;
       this.eventName = undefined;
@@ -167,7 +172,10 @@ export class StreamMetrics {
     }
     const u = obj.usage;
     if (isObject(u) && typeof u.completion_tokens === 'number') {
-      this.usage = { prompt_tokens: typeof u.prompt_tokens === 'number' ? u.prompt_tokens : 0, completion_tokens: u.completion_tokens };
+      this.usage = {
+        prompt_tokens: typeof u.prompt_tokens === 'number' ? u.prompt_tokens : 0,
+        completion_tokens: u.completion_tokens,
+      };
     }
   }
 
@@ -203,12 +211,15 @@ export function metricsFromSseTimeline(
   let lastAt = startMs;
   for (const c of chunks) {
     const t = c.data.trimStart();
-    if ((t.startsWith('{') || t.startsWith('[DONE]')) && !/^(data|event):/m.test(c.data)) m.onEvent(c.atMs, { data: c.data });
+    if ((t.startsWith('{') || t.startsWith('[DONE]')) && !/^(data|event):/m.test(c.data))
+      m.onEvent(c.atMs, { data: c.data });
     else m.push(c.atMs, c.data);
     lastAt = c.atMs;
   }
   m.end(lastAt);
   const r = m.result();
   const e2eMs = lastAt - startMs;
-  return r.ttftMs !== undefined && r.outputTokens > 1 ? { ...r, e2eMs, tpotMs: (e2eMs - r.ttftMs) / (r.outputTokens - 1) } : { ...r, e2eMs };
+  return r.ttftMs !== undefined && r.outputTokens > 1
+    ? { ...r, e2eMs, tpotMs: (e2eMs - r.ttftMs) / (r.outputTokens - 1) }
+    : { ...r, e2eMs };
 }

@@ -73,7 +73,9 @@ export function summarize(samples: RequestSample[], durationSeconds: number): Ru
   let outTok = 0;
   for (const s of ok) {
     if (s.ttftMs !== undefined) ttft.push(s.ttftMs / 1000);
-    const tp = s.tpotMs ?? (s.ttftMs !== undefined && s.outputTokens > 1 ? (s.e2eMs - s.ttftMs) / (s.outputTokens - 1) : undefined);
+    const tp =
+      s.tpotMs ??
+      (s.ttftMs !== undefined && s.outputTokens > 1 ? (s.e2eMs - s.ttftMs) / (s.outputTokens - 1) : undefined);
     if (tp !== undefined) tpot.push(tp / 1000);
     if (s.outputTokens > 0) ntpot.push(s.e2eMs / s.outputTokens / 1000);
     for (const g of s.itlMs) itl.push(g / 1000);
@@ -125,7 +127,8 @@ export function meetsSlo(runSummary: RunSummary, slo: SloTargets): boolean {
     const t = runSummary.latency.timePerOutputToken;
     if (t.count === 0 || t[k] * 1000 > slo.tpotMs) return false;
   }
-  if (slo.maxFailureRate !== undefined && runSummary.requests.failures / runSummary.requests.total > slo.maxFailureRate) return false;
+  if (slo.maxFailureRate !== undefined && runSummary.requests.failures / runSummary.requests.total > slo.maxFailureRate)
+    return false;
   return true;
 }
 
@@ -134,7 +137,10 @@ export function sloGoodput(runs: RunSummary[], slo: SloTargets): { outputTokensP
   let best: number | undefined;
   for (let i = 0; i < runs.length; i++) {
     if (!meetsSlo(runs[i], slo)) continue;
-    if (best === undefined || runs[i].throughput.outputTokensPerSec > runs[best].throughput.outputTokensPerSec) best = i;
+    if (best === undefined || runs[i].throughput.outputTokensPerSec > runs[best].throughput.outputTokensPerSec)
+      best = i;
   }
-  return best === undefined ? { outputTokensPerSec: 0 } : { outputTokensPerSec: runs[best].throughput.outputTokensPerSec, bestRun: best };
+  return best === undefined
+    ? { outputTokensPerSec: 0 }
+    : { outputTokensPerSec: runs[best].throughput.outputTokensPerSec, bestRun: best };
 }

@@ -125,7 +125,12 @@ export interface RunSummary {
     interTokenLatency: StatSummary;
     requestLatency: StatSummary;
   };
-  throughput: { requestsPerSec: number; outputTokensPerSec: number; totalTokensPerSec: number; /** pd-router */ inputTokensPerSec?: number };
+  throughput: {
+    requestsPerSec: number;
+    outputTokensPerSec: number;
+    totalTokensPerSec: number;
+    /** pd-router */ inputTokensPerSec?: number;
+  };
 }
 
 /** A run's result: its summary and its samples. */

@@ -15,9 +15,13 @@ const USAGE_MARKER = Buffer.from('"usage"');
 const NEWLINE = 0x0a;
 const EMPTY = Buffer.alloc(0);
 
-function setCached(usage: JsonObject, detailsKey: 'prompt_tokens_details' | 'input_tokens_details', cached: number): void {
+function setCached(
+  usage: JsonObject,
+  detailsKey: 'prompt_tokens_details' | 'input_tokens_details',
+  cached: number,
+): void {
   const prev = usage[detailsKey];
-  usage[detailsKey] = { ...(prev && typeof prev === 'object' ? (prev) : {}), cached_tokens: cached };
+  usage[detailsKey] = { ...(prev && typeof prev === 'object' ? prev : {}), cached_tokens: cached };
 }
 
 /** Rewrites a parsed answer in place; returns whether anything changed. */
@@ -27,7 +31,11 @@ export function rewriteUsage(obj: unknown, cached: number): boolean {
   let changed = false;
   if (isObject(o.usage)) {
     const usage = o.usage;
-    setCached(usage, 'input_tokens' in usage && !('prompt_tokens' in usage) ? 'input_tokens_details' : 'prompt_tokens_details', cached);
+    setCached(
+      usage,
+      'input_tokens' in usage && !('prompt_tokens' in usage) ? 'input_tokens_details' : 'prompt_tokens_details',
+      cached,
+    );
     changed = true;
   }
   const resp = o.response as JsonObject | undefined;

@@ -41,7 +41,11 @@ export class ClientTransferFields {
       delete out[f];
     }
     const sampling = body[SAMPLING_PARAMS];
-    if (isObject(sampling) && isObject(sampling[EXTRA_ARGS]) && Object.hasOwn(sampling[EXTRA_ARGS], KV_TRANSFER_PARAMS)) {
+    if (
+      isObject(sampling) &&
+      isObject(sampling[EXTRA_ARGS]) &&
+      Object.hasOwn(sampling[EXTRA_ARGS], KV_TRANSFER_PARAMS)
+    ) {
       const { [KV_TRANSFER_PARAMS]: _client, ...extra } = sampling[EXTRA_ARGS];
       out ??= { ...body };
       out[SAMPLING_PARAMS] = { ...sampling, [EXTRA_ARGS]: extra };
@@ -74,7 +78,10 @@ export class ClientTransferFields {
 }
 
 const NIXL = new ClientTransferFields([KV_TRANSFER_PARAMS], [KV_TRANSFER_PARAMS]);
-const SGLANG = new ClientTransferFields([KV_TRANSFER_PARAMS, ...SGLANG_BOOTSTRAP_FIELDS], [KV_TRANSFER_PARAMS, 'bootstrap_']);
+const SGLANG = new ClientTransferFields(
+  [KV_TRANSFER_PARAMS, ...SGLANG_BOOTSTRAP_FIELDS],
+  [KV_TRANSFER_PARAMS, 'bootstrap_'],
+);
 
 /** The fields a client must not set, for the configured connector. */
 export function clientTransferFields(connector: SidecarConfig['kvConnector']): ClientTransferFields {
@@ -84,13 +91,16 @@ export function clientTransferFields(connector: SidecarConfig['kvConnector']): C
 /** Text as Python's json.loads(bytes) reads it (json.detect_encoding); undecodable bytes become U+FFFD. */
 export function decodeLikePython(chunk: Buffer): string {
   if (chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) return chunk.toString('utf8', 3);
-  if (chunk[0] === 0xff && chunk[1] === 0xfe && chunk[2] === 0x00 && chunk[3] === 0x00) return utf32(chunk.subarray(4), true);
-  if (chunk[0] === 0x00 && chunk[1] === 0x00 && chunk[2] === 0xfe && chunk[3] === 0xff) return utf32(chunk.subarray(4), false);
+  if (chunk[0] === 0xff && chunk[1] === 0xfe && chunk[2] === 0x00 && chunk[3] === 0x00)
+    return utf32(chunk.subarray(4), true);
+  if (chunk[0] === 0x00 && chunk[1] === 0x00 && chunk[2] === 0xfe && chunk[3] === 0xff)
+    return utf32(chunk.subarray(4), false);
   if (chunk[0] === 0xff && chunk[1] === 0xfe) return chunk.toString('utf16le', 2);
   if (chunk[0] === 0xfe && chunk[1] === 0xff) return utf16be(chunk.subarray(2));
   if (chunk.length >= 4) {
     if (chunk[0] === 0x00) return chunk[1] !== 0x00 ? utf16be(chunk) : utf32(chunk, false);
-    if (chunk[1] === 0x00) return chunk[2] !== 0x00 || chunk[3] !== 0x00 ? chunk.toString('utf16le') : utf32(chunk, true);
+    if (chunk[1] === 0x00)
+      return chunk[2] !== 0x00 || chunk[3] !== 0x00 ? chunk.toString('utf16le') : utf32(chunk, true);
   } else if (chunk.length === 2) {
     if (chunk[0] === 0x00) return utf16be(chunk);
     if (chunk[1] === 0x00) return chunk.toString('utf16le');
@@ -99,7 +109,9 @@ export function decodeLikePython(chunk: Buffer): string {
 }
 
 function utf16be(chunk: Buffer): string {
-  return Buffer.from(chunk.subarray(0, chunk.length & ~1)).swap16().toString('utf16le');
+  return Buffer.from(chunk.subarray(0, chunk.length & ~1))
+    .swap16()
+    .toString('utf16le');
 }
 
 function utf32(chunk: Buffer, littleEndian: boolean): string {

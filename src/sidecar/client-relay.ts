@@ -34,11 +34,11 @@ export type RelayOutcome =
 
 const DATA_PREFIX = Buffer.from('data:');
 
-
 export async function relayToClient(leg: UpstreamLeg, relayOptions: RelayOptions): Promise<RelayOutcome> {
   const res = relayOptions.res;
   const pending = relayOptions.prefix && relayOptions.prefix.length > 0 ? [...relayOptions.prefix] : undefined;
-  const next = (): Promise<Buffer | null> => (pending && pending.length > 0 ? Promise.resolve(pending.shift()!) : leg.read());
+  const next = (): Promise<Buffer | null> =>
+    pending && pending.length > 0 ? Promise.resolve(pending.shift()!) : leg.read();
   const contentType = String(leg.headers['content-type'] ?? '').toLowerCase();
   let sse = contentType.includes('text/event-stream');
   let rewriter: SseCachedTokensRewriter | undefined;
@@ -60,13 +60,15 @@ export async function relayToClient(leg: UpstreamLeg, relayOptions: RelayOptions
 
   try {
     let first = await next();
-    if (relayOptions.rewriteCached !== undefined && !sse && first !== null && first.subarray(0, 5).equals(DATA_PREFIX)) sse = true;
+    if (relayOptions.rewriteCached !== undefined && !sse && first !== null && first.subarray(0, 5).equals(DATA_PREFIX))
+      sse = true;
     if (relayOptions.rewriteCached !== undefined && sse) {
       rewriter = new SseCachedTokensRewriter(relayOptions.rewriteCached);
       writeHead(true);
       for (let c = first; c !== null; c = await next()) await write(rewriter.push(c));
       await write(rewriter.end());
-      if (rewriter.oversizedLines > 0) relayOptions.metrics.rewriteSkipped.inc({ reason: 'sse_line_too_long' }, rewriter.oversizedLines);
+      if (rewriter.oversizedLines > 0)
+        relayOptions.metrics.rewriteSkipped.inc({ reason: 'sse_line_too_long' }, rewriter.oversizedLines);
     } else if (relayOptions.rewriteCached !== undefined && leg.status >= 200 && leg.status < 300) {
       const parts: Buffer[] = [];
       let size = 0;
@@ -82,13 +84,21 @@ export async function relayToClient(leg: UpstreamLeg, relayOptions: RelayOptions
           // Too large to hold: send it unchanged rather than fail the request.
           overflow = true;
           relayOptions.metrics.rewriteSkipped.inc({ reason: 'body_too_large' });
-          relayOptions.logger().warn({ size, limit: relayOptions.maxRewriteBody }, 'decode answer too large to rewrite cached_tokens; relaying it unchanged');
+          relayOptions
+            .logger()
+            .warn(
+              { size, limit: relayOptions.maxRewriteBody },
+              'decode answer too large to rewrite cached_tokens; relaying it unchanged',
+            );
           writeHead(true);
           for (const p of parts) await write(p);
         }
       }
       if (!overflow) {
-        const body = rewriteJsonBody(parts.length === 1 ? parts[0] : Buffer.concat(parts, size), relayOptions.rewriteCached);
+        const body = rewriteJsonBody(
+          parts.length === 1 ? parts[0] : Buffer.concat(parts, size),
+          relayOptions.rewriteCached,
+        );
         writeHead(true, body.length);
         if (body.length > 0) relayOptions.onFirstClientByte?.();
         // Head and body in one write.
@@ -104,7 +114,11 @@ export async function relayToClient(leg: UpstreamLeg, relayOptions: RelayOptions
     return { kind: 'done' };
   } catch (error) {
     // A failure on our side (writing to the client, the rewrite) leaves the leg running: stop it (no-op if it ended).
-    leg.stop(error instanceof LegStopped ? error : new LegStopped('peer_failed', `relaying the answer failed: ${(error as Error)?.message ?? String(error)}`));
+    leg.stop(
+      error instanceof LegStopped
+        ? error
+        : new LegStopped('peer_failed', `relaying the answer failed: ${(error as Error)?.message ?? String(error)}`),
+    );
     const headersSent = res.headersSent;
     if (headersSent && !res.destroyed) {
       if (!(error instanceof LegStopped && error.reason === 'client_gone')) {

@@ -49,7 +49,8 @@ export async function relayDecode(ctx: RelayContext, leg: UpstreamLeg, step: Rel
     // Latency is an inference request's: passthrough answers (vLLM's /metrics, /v1/models) are not timed.
     onFirstClientByte: step.mode === 'passthrough' ? undefined : () => observeFirstByte(ctx, step.mode, leg),
   });
-  if (outcome.kind === 'done') return leg.status >= 500 ? 'upstream_error' : leg.status >= 400 ? 'client_error' : 'success';
+  if (outcome.kind === 'done')
+    return leg.status >= 500 ? 'upstream_error' : leg.status >= 400 ? 'client_error' : 'success';
   return answerLegFailure(ctx, outcome.error, 'decode', outcome.headersSent);
 }
 
@@ -60,5 +61,8 @@ function observeFirstByte(ctx: RelayContext, mode: Mode, leg: UpstreamLeg): void
   timings.decodeTtfbMs = (leg.firstByteAt || now) - leg.sentAt;
   ctx.metrics.decodeTtfb.observe({ mode }, timings.decodeTtfbMs / 1000);
   ctx.metrics.ttft.observe({ mode }, (now - timings.start) / 1000);
-  ctx.metrics.overhead.observe({ mode }, Math.max(0, now - timings.start - timings.prefillMs - timings.decodeTtfbMs) / 1000);
+  ctx.metrics.overhead.observe(
+    { mode },
+    Math.max(0, now - timings.start - timings.prefillMs - timings.decodeTtfbMs) / 1000,
+  );
 }

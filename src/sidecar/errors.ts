@@ -18,7 +18,12 @@ const TYPE_BY_STATUS: Record<number, string> = {
   504: 'GatewayTimeout',
 };
 
-export function writeJsonError(res: ServerResponse, status: number, message: string, type = TYPE_BY_STATUS[status] ?? 'InternalServerError'): void {
+export function writeJsonError(
+  res: ServerResponse,
+  status: number,
+  message: string,
+  type = TYPE_BY_STATUS[status] ?? 'InternalServerError',
+): void {
   if (res.headersSent || res.destroyed) {
     if (!res.writableEnded) res.destroy();
     return;

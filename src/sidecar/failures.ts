@@ -35,8 +35,14 @@ export type Refusal = 'unknown_data_parallel_rank' | 'invalid_prefill_target' | 
 
 const REFUSALS: Readonly<Record<Refusal, { outcome: Outcome; answer: (res: ServerResponse) => void }>> = {
   unknown_data_parallel_rank: { outcome: 'client_error', answer: (res) => res.writeHead(400).end() },
-  invalid_prefill_target: { outcome: 'client_error', answer: (res) => writeJsonError(res, 400, 'invalid x-prefiller-host-port header: expected host:port') },
-  prefill_target_denied: { outcome: 'denied', answer: (res) => writeText(res, 403, 'Forbidden: prefill target not allowed by SSRF protection') },
+  invalid_prefill_target: {
+    outcome: 'client_error',
+    answer: (res) => writeJsonError(res, 400, 'invalid x-prefiller-host-port header: expected host:port'),
+  },
+  prefill_target_denied: {
+    outcome: 'denied',
+    answer: (res) => writeText(res, 403, 'Forbidden: prefill target not allowed by SSRF protection'),
+  },
 };
 
 /** Answers a request refused on its headers; returns its outcome. */
@@ -76,19 +82,36 @@ export function answerInvalidBody(res: ServerResponse, message: string): Outcome
 
 /** Answers a handler that threw: 500 when nothing was sent yet, else the connection is cut. */
 export function answerInternalError(res: ServerResponse, err: unknown): Outcome {
-  writeJsonError(res, 500, `internal error: ${(err as Error | undefined)?.message ?? String(err)}`, 'InternalServerError');
+  writeJsonError(
+    res,
+    500,
+    `internal error: ${(err as Error | undefined)?.message ?? String(err)}`,
+    'InternalServerError',
+  );
   return 'upstream_error';
 }
 
 /** Maps a leg failure to the outcome and, when nothing was sent yet, writes the error answer. */
-export function answerLegFailure(ctx: RelayContext, err: unknown, stage: 'decode' | 'prefill', headersSent: boolean): Outcome {
+export function answerLegFailure(
+  ctx: RelayContext,
+  err: unknown,
+  stage: 'decode' | 'prefill',
+  headersSent: boolean,
+): Outcome {
   if (err instanceof LegStopped) {
     if (err.reason === 'client_gone') {
       ctx.metrics.clientAborts.inc({ stage });
       return 'aborted';
     }
     if (err.reason === 'first_byte_timeout' || err.reason === 'idle_timeout' || err.reason === 'prefill_timeout') {
-      ctx.metrics.timeouts.inc({ stage: err.reason === 'first_byte_timeout' ? `${stage}_first_byte` : err.reason === 'idle_timeout' ? `${stage}_idle` : 'prefill' });
+      ctx.metrics.timeouts.inc({
+        stage:
+          err.reason === 'first_byte_timeout'
+            ? `${stage}_first_byte`
+            : err.reason === 'idle_timeout'
+              ? `${stage}_idle`
+              : 'prefill',
+      });
       if (!headersSent) writeJsonError(ctx.res, 504, err.message);
       return 'timeout';
     }
@@ -101,9 +124,16 @@ export function answerLegFailure(ctx: RelayContext, err: unknown, stage: 'decode
   }
   const code = connectErrorCode(err);
   if (!headersSent) {
-    if (stage === 'decode' && code === 'ECONNREFUSED') writeJsonError(ctx.res, 503, DECODER_NOT_READY, 'ServiceUnavailable');
+    if (stage === 'decode' && code === 'ECONNREFUSED')
+      writeJsonError(ctx.res, 503, DECODER_NOT_READY, 'ServiceUnavailable');
     // The error's own text can name an internal address: it goes to the log below, the client gets the code.
-    else writeJsonError(ctx.res, 502, `${stage} failed: the ${stage === 'decode' ? 'model server' : 'prefiller'} connection failed (${code ?? 'unexpected error'})`, 'BadGateway');
+    else
+      writeJsonError(
+        ctx.res,
+        502,
+        `${stage} failed: the ${stage === 'decode' ? 'model server' : 'prefiller'} connection failed (${code ?? 'unexpected error'})`,
+        'BadGateway',
+      );
   }
   ctx.logger.warn({ err, stage, code, prefiller: ctx.target?.hostPort }, `${stage} leg failed`);
   return 'upstream_error';
@@ -112,7 +142,10 @@ export function answerLegFailure(ctx: RelayContext, err: unknown, stage: 'decode
 /** The SSE error event that ends a stream whose relay failed after it started (its status can no longer change). */
 export function streamFailureEvent(error: unknown): string {
   const stopped = error instanceof LegStopped ? error : undefined;
-  return sseErrorEvent(stopped?.reason === 'idle_timeout' ? 504 : 502, stopped?.message ?? `upstream failed: ${(error as Error).message}`);
+  return sseErrorEvent(
+    stopped?.reason === 'idle_timeout' ? 504 : 502,
+    stopped?.message ?? `upstream failed: ${(error as Error).message}`,
+  );
 }
 
 /** Answers a prefill that did not succeed (no fallback): counts a client that left, else relays or maps the failure. */
@@ -128,12 +161,18 @@ export function answerPrefillFailure(ctx: PdContext, failure: Exclude<PrefillOut
       headers['content-length'] = String(failure.body.length);
       res.writeHead(failure.status, headers);
       res.end(failure.body);
-      ctx.logger.warn({ prefiller: ctx.target.hostPort, status: failure.status, attempts: failure.attempts }, 'prefill request failed');
+      ctx.logger.warn(
+        { prefiller: ctx.target.hostPort, status: failure.status, attempts: failure.attempts },
+        'prefill request failed',
+      );
       return failure.status >= 500 ? 'upstream_error' : 'client_error';
     }
     case 'connect_error':
       writeJsonError(res, 502, failure.message, 'BadGateway');
-      ctx.logger.warn({ prefiller: ctx.target.hostPort, code: failure.code, detail: failure.detail, attempts: failure.attempts }, 'prefiller unreachable');
+      ctx.logger.warn(
+        { prefiller: ctx.target.hostPort, code: failure.code, detail: failure.detail, attempts: failure.attempts },
+        'prefiller unreachable',
+      );
       return 'upstream_error';
     case 'timeout':
       ctx.metrics.timeouts.inc({ stage: 'prefill' });

@@ -39,8 +39,14 @@ export interface SidecarHandle {
 
 async function buildGuard(optionValues: SidecarConfig, logger: Logger): Promise<TargetGuard> {
   if (!optionValues.enableSsrfProtection) return allowAll;
-  if (optionValues.ssrfAllowlist.length > 0 || optionValues.ssrfAllowlistFile) return new StaticAllowlist(optionValues.ssrfAllowlist, optionValues.ssrfAllowlistFile, logger);
-  const guard = await InferencePoolAllowlist.create(optionValues.inferencePool, optionValues.poolGroup, { server: optionValues.kubeApiServer || undefined, kubeconfig: optionValues.kubeconfig || undefined }, logger);
+  if (optionValues.ssrfAllowlist.length > 0 || optionValues.ssrfAllowlistFile)
+    return new StaticAllowlist(optionValues.ssrfAllowlist, optionValues.ssrfAllowlistFile, logger);
+  const guard = await InferencePoolAllowlist.create(
+    optionValues.inferencePool,
+    optionValues.poolGroup,
+    { server: optionValues.kubeApiServer || undefined, kubeconfig: optionValues.kubeconfig || undefined },
+    logger,
+  );
   guard.start(optionValues.ssrfSyncTimeout);
   return guard;
 }
@@ -63,13 +69,18 @@ export async function startSidecar(config: SidecarConfig, logger: Logger = silen
     if (config.secureProxy) {
       const t = await serverTls(config.certPath, logger, (tlsMaterial) => {
         // eslint-disable-next-line no-restricted-syntax -- the serverFactory made an https server, which fastify's types call an http.Server
-        for (const app of apps) (app.server as unknown as import('node:tls').Server).setSecureContext({ key: tlsMaterial.key, cert: tlsMaterial.cert });
+        for (const app of apps)
+          (app.server as unknown as import('node:tls').Server).setSecureContext({
+            key: tlsMaterial.key,
+            cert: tlsMaterial.cert,
+          });
       });
       tls = t.material;
       stopTls = t.close;
     }
     const decoderScheme = agents.scheme('decoder');
-    const decoderOrigin = (rank: number) => `${decoderScheme}://${hostPort(config.modelServerHost, config.modelServerPort + rank)}`;
+    const decoderOrigin = (rank: number) =>
+      `${decoderScheme}://${hostPort(config.modelServerHost, config.modelServerPort + rank)}`;
     const dpRoutes = new Map<string, string>();
     for (let rank = 0; rank < config.dataParallelSize; rank++) {
       const rankInfo: SidecarRank = {

@@ -20,7 +20,12 @@ export function prefillOrigin(ctx: PdContext): string {
 export function legHeaders(ctx: PdContext, dropHost = true): Record<string, string | string[]> {
   let headers = ctx.forwardedHeaders;
   if (!headers) {
-    headers = forwardHeaders(ctx.headers, { requestId: ctx.requestId, dropHost: true, clientAddress: ctx.clientAddress, traceparent: ctx.traceparent });
+    headers = forwardHeaders(ctx.headers, {
+      requestId: ctx.requestId,
+      dropHost: true,
+      clientAddress: ctx.clientAddress,
+      traceparent: ctx.traceparent,
+    });
     headers['content-type'] = 'application/json';
     ctx.forwardedHeaders = headers;
   }
@@ -32,7 +37,12 @@ export function legHeaders(ctx: PdContext, dropHost = true): Record<string, stri
  * The prefill leg to this request's prefiller with the configured deadline, size bound and retry policy; `overrides`
  * changes what a connector needs otherwise (SGLang: no retries, its own abort signal).
  */
-export function prefillRequest(ctx: PdContext, body: string, expect: PrefillRequest['expect'], overrides: Partial<PrefillRequest> = {}): PrefillRequest {
+export function prefillRequest(
+  ctx: PdContext,
+  body: string,
+  expect: PrefillRequest['expect'],
+  overrides: Partial<PrefillRequest> = {},
+): PrefillRequest {
   const config = ctx.config;
   return {
     agent: ctx.agents.prefill,
@@ -61,12 +71,19 @@ export async function timedPrefill(ctx: PdContext, request: PrefillRequest): Pro
   const sent = performance.now();
   const outcome = await sendPrefill(request);
   ctx.timings.prefillMs = performance.now() - sent;
-  ctx.metrics.prefillDuration.observe({ connector: ctx.config.kvConnector, outcome: outcome.kind }, ctx.timings.prefillMs / 1000);
+  ctx.metrics.prefillDuration.observe(
+    { connector: ctx.config.kvConnector, outcome: outcome.kind },
+    ctx.timings.prefillMs / 1000,
+  );
   return outcome;
 }
 
 /** The decode leg to the local vLLM with the configured deadlines. */
-export function decodeRequest(ctx: PdContext, body: LegRequest['body'], overrides: Partial<LegRequest> = {}): LegRequest {
+export function decodeRequest(
+  ctx: PdContext,
+  body: LegRequest['body'],
+  overrides: Partial<LegRequest> = {},
+): LegRequest {
   return {
     agent: ctx.agents.decode,
     origin: ctx.decoderOrigin,

@@ -4,7 +4,13 @@
  * overhead); retries, fallbacks, timeouts, SSRF denials and client aborts.
  */
 import { Counter, Gauge } from 'prom-client';
-import { BoundHistogram, LATENCY_BUCKETS_SECONDS, OVERHEAD_BUCKETS_SECONDS, createRegistry, type Registry } from '../common/index.js';
+import {
+  BoundHistogram,
+  LATENCY_BUCKETS_SECONDS,
+  OVERHEAD_BUCKETS_SECONDS,
+  createRegistry,
+  type Registry,
+} from '../common/index.js';
 
 export type Outcome = 'success' | 'client_error' | 'upstream_error' | 'timeout' | 'aborted' | 'denied';
 /** How an inference request was served; `passthrough` (any other path) is never a label value. */
@@ -95,14 +101,22 @@ export class SidecarMetrics {
       labelNames: ['stage'],
       registers,
     });
-    this.ssrfDenied = new Counter({ name: 'pd_router_sidecar_ssrf_denied_total', help: 'Prefill targets refused by SSRF protection.', registers });
+    this.ssrfDenied = new Counter({
+      name: 'pd_router_sidecar_ssrf_denied_total',
+      help: 'Prefill targets refused by SSRF protection.',
+      registers,
+    });
     this.clientAborts = new Counter({
       name: 'pd_router_sidecar_client_aborts_total',
       help: 'Clients that disconnected before the answer was complete, by stage (prefill, decode); every upstream leg still running is aborted.',
       labelNames: ['stage'],
       registers,
     });
-    this.inflight = new Gauge({ name: 'pd_router_sidecar_inflight_requests', help: 'Inference requests in progress.', registers });
+    this.inflight = new Gauge({
+      name: 'pd_router_sidecar_inflight_requests',
+      help: 'Inference requests in progress.',
+      registers,
+    });
     this.rewriteSkipped = new Counter({
       name: 'pd_router_sidecar_cached_tokens_rewrite_skipped_total',
       help: 'Decode answers whose cached_tokens could not be rewritten (body over --max-rewrite-body-size, oversized SSE line).',

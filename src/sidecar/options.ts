@@ -5,7 +5,15 @@
  * Flags marked "pd-router" are ours: deadlines, failure policy, body limits, static SSRF allowlists. Upstream flags
  * pd-router has under another name, or lacks, are in upstream-flags.ts.
  */
-import { defaultValues, loggingOptions, opt, parseTarget, shutdownOptions, type CommandDefinition, type OptionValues } from '../common/index.js';
+import {
+  defaultValues,
+  loggingOptions,
+  opt,
+  parseTarget,
+  shutdownOptions,
+  type CommandDefinition,
+  type OptionValues,
+} from '../common/index.js';
 import { sidecarUpstream } from './upstream-flags.js';
 
 export const TLS_STAGES = ['prefiller', 'decoder', 'encoder'] as const;
@@ -14,25 +22,57 @@ export const FAILURE_POLICIES = ['fail', 'retry', 'local'] as const;
 
 /** The sidecar's flag table. */
 export const sidecarOptions = {
-  port: opt.int({ default: 8000, min: 0, max: 65535, description: 'Listen port (0: any free port); data-parallel rank r listens on port+r.' }),
+  port: opt.int({
+    default: 8000,
+    min: 0,
+    max: 65535,
+    description: 'Listen port (0: any free port); data-parallel rank r listens on port+r.',
+  }),
   host: opt.string({ default: '0.0.0.0', description: 'pd-router: address to listen on.' }),
   modelServerPort: opt.int({
     default: 8200,
     min: 1,
     max: 65535,
     aliases: ['vllm-port'],
-    description: 'Port of the local vLLM (decoder) on localhost; rank r uses port+r. --vllm-port is the deprecated name.',
+    description:
+      'Port of the local vLLM (decoder) on localhost; rank r uses port+r. --vllm-port is the deprecated name.',
   }),
-  modelServerHost: opt.string({ default: 'localhost', description: 'pd-router: host of the local vLLM (upstream always uses localhost).' }),
-  kvConnector: opt.oneOf(CONNECTORS, { default: 'nixlv2', description: 'P/D protocol: nixlv2 (kv_transfer_params), sglang (bootstrap room), shared-storage.' }),
-  dataParallelSize: opt.int({ default: 1, min: 1, max: 64, description: 'Data-parallel ranks: one listener and one decoder port per rank.' }),
-  secureProxy: opt.bool({ default: true, description: 'Serve HTTPS (self-signed certificate unless --cert-path is given), as upstream.' }),
-  certPath: opt.string({ default: '', description: 'Directory with tls.crt and tls.key for --secure-proxy; reloaded when the files change.' }),
-  enableTls: opt.list({ default: [], choices: TLS_STAGES, description: 'Stages that use HTTPS upstream: prefiller, decoder (encoder accepted for compatibility).' }),
-  tlsInsecureSkipVerify: opt.list({ default: [], choices: TLS_STAGES, description: 'Stages whose upstream certificates are not verified (pod IPs lack SANs).' }),
+  modelServerHost: opt.string({
+    default: 'localhost',
+    description: 'pd-router: host of the local vLLM (upstream always uses localhost).',
+  }),
+  kvConnector: opt.oneOf(CONNECTORS, {
+    default: 'nixlv2',
+    description: 'P/D protocol: nixlv2 (kv_transfer_params), sglang (bootstrap room), shared-storage.',
+  }),
+  dataParallelSize: opt.int({
+    default: 1,
+    min: 1,
+    max: 64,
+    description: 'Data-parallel ranks: one listener and one decoder port per rank.',
+  }),
+  secureProxy: opt.bool({
+    default: true,
+    description: 'Serve HTTPS (self-signed certificate unless --cert-path is given), as upstream.',
+  }),
+  certPath: opt.string({
+    default: '',
+    description: 'Directory with tls.crt and tls.key for --secure-proxy; reloaded when the files change.',
+  }),
+  enableTls: opt.list({
+    default: [],
+    choices: TLS_STAGES,
+    description: 'Stages that use HTTPS upstream: prefiller, decoder (encoder accepted for compatibility).',
+  }),
+  tlsInsecureSkipVerify: opt.list({
+    default: [],
+    choices: TLS_STAGES,
+    description: 'Stages whose upstream certificates are not verified (pod IPs lack SANs).',
+  }),
   enableSsrfProtection: opt.bool({
     default: false,
-    description: 'Only send prefills to allowed host:port targets: the InferencePool\'s pods and target ports, or --ssrf-allowlist / --ssrf-allowlist-file.',
+    description:
+      "Only send prefills to allowed host:port targets: the InferencePool's pods and target ports, or --ssrf-allowlist / --ssrf-allowlist-file.",
   }),
   inferencePool: opt.string({
     default: '',
@@ -43,17 +83,29 @@ export const sidecarOptions = {
     default: 'inference.networking.k8s.io',
     description: 'API group of the InferencePool (x-k8s.io is the deprecated v1alpha2).',
   }),
-  ssrfAllowlist: opt.list({ default: [], description: 'pd-router: static host:port targets allowed (instead of watching an InferencePool).' }),
+  ssrfAllowlist: opt.list({
+    default: [],
+    description: 'pd-router: static host:port targets allowed (instead of watching an InferencePool).',
+  }),
   ssrfAllowlistFile: opt.string({
     default: '',
     description: 'pd-router: YAML/JSON list (or one per line) of allowed host:port targets, reloaded when it changes.',
   }),
   ssrfSyncTimeout: opt.duration({
     default: 30_000,
-    description: 'pd-router: how long the InferencePool watch may take to sync before an error names the cause; the sidecar listens at once, and until the watch syncs /ready answers 503 and prefills are denied (403).',
+    description:
+      'pd-router: how long the InferencePool watch may take to sync before an error names the cause; the sidecar listens at once, and until the watch syncs /ready answers 503 and prefills are denied (403).',
   }),
-  kubeconfig: opt.string({ default: '', env: ['KUBECONFIG'], description: 'kubeconfig for SSRF protection; default in-cluster.' }),
-  kubeApiServer: opt.string({ default: '', hidden: true, description: 'Kubernetes API URL without credentials (kubectl proxy, tests).' }),
+  kubeconfig: opt.string({
+    default: '',
+    env: ['KUBECONFIG'],
+    description: 'kubeconfig for SSRF protection; default in-cluster.',
+  }),
+  kubeApiServer: opt.string({
+    default: '',
+    hidden: true,
+    description: 'Kubernetes API URL without credentials (kubectl proxy, tests).',
+  }),
   enablePrefillerSampling: opt.bool({
     default: false,
     env: ['ENABLE_PREFILLER_SAMPLING'],
@@ -64,9 +116,23 @@ export const sidecarOptions = {
     description:
       'pd-router: on prefill failure: fail (relay the error; connection failure = 502; llm-d-router ebab687), retry (also retries connection errors and timeouts), local (prefill on the local vLLM instead; llm-d-inference-scheduler v0.7.1 always did this, except on 4xx).',
   }),
-  prefillMaxRetries: opt.int({ default: 0, min: 0, max: 10, description: 'Retries of a prefill answered 502/503/504 (and, with --prefill-failure-policy=retry, connection errors and timeouts); llm-d-router ebab687\'s flag (v0.7.1 never retries).' }),
-  prefillRetryBackoff: opt.duration({ default: 200, description: 'Wait before the first prefill retry; doubles each retry (llm-d-router ebab687 waits this long before every retry).' }),
-  prefillTimeout: opt.duration({ default: 120_000, min: 1, description: 'pd-router: deadline for a prefill answer (per attempt); 504 beyond it.' }),
+  prefillMaxRetries: opt.int({
+    default: 0,
+    min: 0,
+    max: 10,
+    description:
+      "Retries of a prefill answered 502/503/504 (and, with --prefill-failure-policy=retry, connection errors and timeouts); llm-d-router ebab687's flag (v0.7.1 never retries).",
+  }),
+  prefillRetryBackoff: opt.duration({
+    default: 200,
+    description:
+      'Wait before the first prefill retry; doubles each retry (llm-d-router ebab687 waits this long before every retry).',
+  }),
+  prefillTimeout: opt.duration({
+    default: 120_000,
+    min: 1,
+    description: 'pd-router: deadline for a prefill answer (per attempt); 504 beyond it.',
+  }),
   decodeFirstByteTimeout: opt.duration({
     default: 300_000,
     min: 1,
@@ -75,32 +141,68 @@ export const sidecarOptions = {
   decodeIdleTimeout: opt.duration({
     default: 120_000,
     min: 1,
-    description: 'pd-router: longest pause between two chunks of a decode answer; an SSE error event (or a closed connection) beyond it.',
+    description:
+      'pd-router: longest pause between two chunks of a decode answer; an SSE error event (or a closed connection) beyond it.',
   }),
-  requestBodyTimeout: opt.duration({ default: 60_000, min: 1, description: 'pd-router: deadline for receiving a request body (every path, read whole before it is sent on); 408 beyond it.' }),
-  maxRequestBodySize: opt.bytes({ default: 32 * 1024 * 1024, min: 1024, description: 'pd-router: largest request body (every path); 413 beyond it, before the body is read when Content-Length says so.' }),
+  requestBodyTimeout: opt.duration({
+    default: 60_000,
+    min: 1,
+    description:
+      'pd-router: deadline for receiving a request body (every path, read whole before it is sent on); 408 beyond it.',
+  }),
+  maxRequestBodySize: opt.bytes({
+    default: 32 * 1024 * 1024,
+    min: 1024,
+    description:
+      'pd-router: largest request body (every path); 413 beyond it, before the body is read when Content-Length says so.',
+  }),
   maxJsonDepth: opt.int({
     default: 256,
     min: 2,
     max: 1000,
-    description: 'pd-router: deepest JSON nesting the sidecar parses (request bodies, prefill answers); 400 for a request, 502 for a prefill answer beyond it.',
+    description:
+      'pd-router: deepest JSON nesting the sidecar parses (request bodies, prefill answers); 400 for a request, 502 for a prefill answer beyond it.',
   }),
-  maxPrefillResponseSize: opt.bytes({ default: 8 * 1024 * 1024, min: 1024, description: 'pd-router: largest prefill answer buffered (it is one token).' }),
+  maxPrefillResponseSize: opt.bytes({
+    default: 8 * 1024 * 1024,
+    min: 1024,
+    description: 'pd-router: largest prefill answer buffered (it is one token).',
+  }),
   maxRewriteBodySize: opt.bytes({
     default: 64 * 1024 * 1024,
     min: 1024,
-    description: 'pd-router: largest non-streamed decode answer buffered to rewrite cached_tokens; larger ones pass through unchanged (counted).',
+    description:
+      'pd-router: largest non-streamed decode answer buffered to rewrite cached_tokens; larger ones pass through unchanged (counted).',
   }),
-  maxIdleConnsPerHost: opt.int({ default: 1024, min: 1, description: 'Connections kept per upstream host (undici pool size per origin).' }),
-  sglangBootstrapPort: opt.int({ default: 8998, min: 1, max: 65535, env: ['SGLANG_BOOTSTRAP_PORT'], description: 'SGLang bootstrap port sent as bootstrap_port.' }),
-  podIp: opt.string({ default: '', env: ['POD_IP'], description: 'This pod\'s IP: key of the deprecated x-data-parallel-host-port header.' }),
+  maxIdleConnsPerHost: opt.int({
+    default: 1024,
+    min: 1,
+    description: 'Connections kept per upstream host (undici pool size per origin).',
+  }),
+  sglangBootstrapPort: opt.int({
+    default: 8998,
+    min: 1,
+    max: 65535,
+    env: ['SGLANG_BOOTSTRAP_PORT'],
+    description: 'SGLang bootstrap port sent as bootstrap_port.',
+  }),
+  podIp: opt.string({
+    default: '',
+    env: ['POD_IP'],
+    description: "This pod's IP: key of the deprecated x-data-parallel-host-port header.",
+  }),
   metricsPort: opt.int({
     default: 0,
     min: 0,
     max: 65535,
-    description: 'Serve Prometheus /metrics on this port (0: only at /sidecar/metrics on the proxy port; /metrics there is vLLM\'s).',
+    description:
+      "Serve Prometheus /metrics on this port (0: only at /sidecar/metrics on the proxy port; /metrics there is vLLM's).",
   }),
-  readinessTimeout: opt.duration({ default: 1000, min: 1, description: 'pd-router: deadline of the local vLLM check behind GET /ready.' }),
+  readinessTimeout: opt.duration({
+    default: 1000,
+    min: 1,
+    description: 'pd-router: deadline of the local vLLM check behind GET /ready.',
+  }),
   ...shutdownOptions,
   ...loggingOptions,
 };
@@ -125,18 +227,29 @@ GET /health answers locally; GET /ready checks the local vLLM; GET /sidecar/metr
   compat: sidecarUpstream,
   validate: (optionValues) => {
     const problems: string[] = [];
-    if (optionValues.port + optionValues.dataParallelSize - 1 > 65535) problems.push(`--port ${optionValues.port} + --data-parallel-size ${optionValues.dataParallelSize} exceeds 65535`);
+    if (optionValues.port + optionValues.dataParallelSize - 1 > 65535)
+      problems.push(
+        `--port ${optionValues.port} + --data-parallel-size ${optionValues.dataParallelSize} exceeds 65535`,
+      );
     if (optionValues.modelServerPort + optionValues.dataParallelSize - 1 > 65535) {
-      problems.push(`--model-server-port ${optionValues.modelServerPort} + --data-parallel-size ${optionValues.dataParallelSize} exceeds 65535`);
+      problems.push(
+        `--model-server-port ${optionValues.modelServerPort} + --data-parallel-size ${optionValues.dataParallelSize} exceeds 65535`,
+      );
     }
-    if (optionValues.prefillMaxRetries > 0 && optionValues.prefillRetryBackoff <= 0) problems.push('--prefill-retry-backoff must be > 0 when --prefill-max-retries > 0');
-    if (optionValues.prefillFailurePolicy === 'retry' && optionValues.prefillMaxRetries === 0) problems.push('--prefill-failure-policy=retry needs --prefill-max-retries >= 1');
+    if (optionValues.prefillMaxRetries > 0 && optionValues.prefillRetryBackoff <= 0)
+      problems.push('--prefill-retry-backoff must be > 0 when --prefill-max-retries > 0');
+    if (optionValues.prefillFailurePolicy === 'retry' && optionValues.prefillMaxRetries === 0)
+      problems.push('--prefill-failure-policy=retry needs --prefill-max-retries >= 1');
     const static_ = optionValues.ssrfAllowlist.length > 0 || optionValues.ssrfAllowlistFile !== '';
     if (optionValues.enableSsrfProtection && !static_ && optionValues.inferencePool === '') {
-      problems.push('--enable-ssrf-protection needs --inference-pool (or env INFERENCE_POOL), --ssrf-allowlist or --ssrf-allowlist-file');
+      problems.push(
+        '--enable-ssrf-protection needs --inference-pool (or env INFERENCE_POOL), --ssrf-allowlist or --ssrf-allowlist-file',
+      );
     }
     // The same parser the allowlist is built with, so what passes here cannot fail at startup.
-    for (const t of optionValues.ssrfAllowlist) if (!parseTarget(t)) problems.push(`invalid value "${t}" for --ssrf-allowlist: expected host:port with a port from 1 to 65535`);
+    for (const t of optionValues.ssrfAllowlist)
+      if (!parseTarget(t))
+        problems.push(`invalid value "${t}" for --ssrf-allowlist: expected host:port with a port from 1 to 65535`);
     return problems;
   },
 };

@@ -17,7 +17,14 @@ import type { RequestLog, SidecarRank, Tracked } from './tracking.js';
 import { forwardHeaders } from './upstream.js';
 
 /** Sends the request to `origin` as it came (its body read whole first) and relays the answer unchanged. */
-export async function passThrough(rank: SidecarRank, req: IncomingMessage, tracked: Tracked, log: RequestLog, origin: string, mode: 'local' | 'passthrough'): Promise<Outcome> {
+export async function passThrough(
+  rank: SidecarRank,
+  req: IncomingMessage,
+  tracked: Tracked,
+  log: RequestLog,
+  origin: string,
+  mode: 'local' | 'passthrough',
+): Promise<Outcome> {
   const config = rank.config;
   const ctx: RelayContext = {
     requestId: log.requestId,
@@ -47,7 +54,11 @@ export async function passThrough(rank: SidecarRank, req: IncomingMessage, track
       origin,
       method: req.method ?? 'GET',
       path: req.url ?? '/',
-      headers: forwardHeaders(req.headers, { requestId: log.requestId, dropHost: false, clientAddress: req.socket.remoteAddress ?? '' }),
+      headers: forwardHeaders(req.headers, {
+        requestId: log.requestId,
+        dropHost: false,
+        clientAddress: req.socket.remoteAddress ?? '',
+      }),
       body,
       clientSignal: tracked.signal,
       firstByteTimeoutMs: config.decodeFirstByteTimeout,

@@ -32,19 +32,35 @@ function decoderFor(rank: SidecarRank, req: IncomingMessage): string | undefined
   if (!named || !rank.dataParallelRoutes) return rank.decoderOrigin;
   if (!rank.warnedDataParallelHeader) {
     rank.warnedDataParallelHeader = true;
-    rank.logger.warn({ header: named }, 'x-data-parallel-host-port is deprecated; use one target port per data-parallel rank (logged once)');
+    rank.logger.warn(
+      { header: named },
+      'x-data-parallel-host-port is deprecated; use one target port per data-parallel rank (logged once)',
+    );
   }
   return rank.dataParallelRoutes.get(named) || undefined;
 }
 
 /** Serves one inference request (`path` without its query) and counts it. */
-export async function handlePd(rank: SidecarRank, api: ApiType, path: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+export async function handlePd(
+  rank: SidecarRank,
+  api: ApiType,
+  path: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
   const log = new RequestLog(rank.logger, requestIdOf(req));
   const tracked = track(rank, res, rank.config.kvConnector, log, 'inference');
   tracked.done(path, await servePd(rank, api, path, req, tracked, log));
 }
 
-async function servePd(rank: SidecarRank, api: ApiType, path: string, req: IncomingMessage, tracked: Tracked, log: RequestLog): Promise<Outcome> {
+async function servePd(
+  rank: SidecarRank,
+  api: ApiType,
+  path: string,
+  req: IncomingMessage,
+  tracked: Tracked,
+  log: RequestLog,
+): Promise<Outcome> {
   const config = rank.config;
   const res = tracked.res;
   const decoderOrigin = decoderFor(rank, req);
@@ -65,7 +81,13 @@ async function servePd(rank: SidecarRank, api: ApiType, path: string, req: Incom
   if (!rank.guard.allowed(target.host, target.port)) {
     rank.metrics.ssrfDenied.inc();
     log.logger.warn(
-      { target: target.hostPort, clientIP: req.socket.remoteAddress ?? '', userAgent: req.headers['user-agent'], requestPath: path, allowlistReady: rank.guard.ready() },
+      {
+        target: target.hostPort,
+        clientIP: req.socket.remoteAddress ?? '',
+        userAgent: req.headers['user-agent'],
+        requestPath: path,
+        allowlistReady: rank.guard.ready(),
+      },
       'SSRF protection: prefill target not in allowlist',
     );
     return refuseBeforeBody(req, res, config, 'prefill_target_denied');

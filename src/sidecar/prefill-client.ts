@@ -15,8 +15,20 @@ import { isObject, type JsonObject } from '../common/json.js';
 
 export type PrefillOutcome =
   | { kind: 'ok'; json: JsonObject; attempts: number }
-  | { kind: 'http_error'; status: number; headers: Record<string, string | string[] | undefined>; body: Buffer; attempts: number }
-  | { kind: 'connect_error'; code: string; message: string; /** For the log: the error as reported. */ detail: string; attempts: number }
+  | {
+      kind: 'http_error';
+      status: number;
+      headers: Record<string, string | string[] | undefined>;
+      body: Buffer;
+      attempts: number;
+    }
+  | {
+      kind: 'connect_error';
+      code: string;
+      message: string;
+      /** For the log: the error as reported. */ detail: string;
+      attempts: number;
+    }
   | { kind: 'timeout'; message: string; attempts: number }
   | { kind: 'bad_response'; message: string; attempts: number }
   | { kind: 'aborted' };
@@ -47,7 +59,10 @@ const RETRY_STATUSES = new Set([502, 503, 504]);
 
 function wait(ms: number, signal: StopSignal): Promise<boolean> {
   return new Promise((resolve) => {
-    if (signal.aborted) { resolve(false); return; }
+    if (signal.aborted) {
+      resolve(false);
+      return;
+    }
     const t = setTimeout(() => {
       signal.removeEventListener('abort', onAbort);
       resolve(true);
@@ -81,27 +96,45 @@ async function attempt(request: PrefillRequest): Promise<PrefillOutcome> {
     // A prefill is never redirected: relaying a Location to the client, or following it, would send the request (or
     // the client) to a host nobody chose.
     if (leg.status >= 300 && leg.status < 400) {
-      return { kind: 'bad_response', message: `the prefiller answered with a redirect (${leg.status}), which a prefill does not follow`, attempts: 1 };
+      return {
+        kind: 'bad_response',
+        message: `the prefiller answered with a redirect (${leg.status}), which a prefill does not follow`,
+        attempts: 1,
+      };
     }
-    if (leg.status < 200 || leg.status >= 300) return { kind: 'http_error', status: leg.status, headers: leg.headers, body, attempts: 1 };
+    if (leg.status < 200 || leg.status >= 300)
+      return { kind: 'http_error', status: leg.status, headers: leg.headers, body, attempts: 1 };
     if (request.expect === 'any') return { kind: 'ok', json: {}, attempts: 1 };
     let json: unknown;
     try {
       json = JSON.parse(body.toString('utf8'));
     } catch {
-      return { kind: 'bad_response', message: `the prefiller answered ${leg.status} with a body that is not JSON`, attempts: 1 };
+      return {
+        kind: 'bad_response',
+        message: `the prefiller answered ${leg.status} with a body that is not JSON`,
+        attempts: 1,
+      };
     }
     if (nestedDeeperThan(json, request.maxJsonDepth)) {
-      return { kind: 'bad_response', message: `the prefiller answered ${leg.status} with JSON ${depthMessage(request.maxJsonDepth)}`, attempts: 1 };
+      return {
+        kind: 'bad_response',
+        message: `the prefiller answered ${leg.status} with JSON ${depthMessage(request.maxJsonDepth)}`,
+        attempts: 1,
+      };
     }
     if (!isObject(json)) {
-      return { kind: 'bad_response', message: `the prefiller answered ${leg.status} with a JSON ${Array.isArray(json) ? 'array' : typeof json}, not an object`, attempts: 1 };
+      return {
+        kind: 'bad_response',
+        message: `the prefiller answered ${leg.status} with a JSON ${Array.isArray(json) ? 'array' : typeof json}, not an object`,
+        attempts: 1,
+      };
     }
     const kv = json[KV_TRANSFER_PARAMS];
     if (kv === undefined || kv === null || typeof kv !== 'object') {
       return {
         kind: 'bad_response',
-        message: 'the prefiller answered without kv_transfer_params; is vLLM started with --kv-transfer-config? (the decoder would recompute the prompt)',
+        message:
+          'the prefiller answered without kv_transfer_params; is vLLM started with --kv-transfer-config? (the decoder would recompute the prompt)',
         attempts: 1,
       };
     }
@@ -109,12 +142,19 @@ async function attempt(request: PrefillRequest): Promise<PrefillOutcome> {
   } catch (err) {
     if (err instanceof LegStopped) {
       if (err.reason === 'client_gone') return { kind: 'aborted' };
-      if (err.reason === 'first_byte_timeout' || err.reason === 'idle_timeout') return { kind: 'timeout', message: `prefill timed out after ${request.timeoutMs}ms`, attempts: 1 };
+      if (err.reason === 'first_byte_timeout' || err.reason === 'idle_timeout')
+        return { kind: 'timeout', message: `prefill timed out after ${request.timeoutMs}ms`, attempts: 1 };
     }
     if (err instanceof RangeError) return { kind: 'bad_response', message: err.message, attempts: 1 };
     if (request.clientSignal.aborted) return { kind: 'aborted' };
     const code = connectErrorCode(err) ?? 'EUNKNOWN';
-    return { kind: 'connect_error', code, message: `the prefiller could not be reached (${code})`, detail: (err as Error | undefined)?.message ?? String(err), attempts: 1 };
+    return {
+      kind: 'connect_error',
+      code,
+      message: `the prefiller could not be reached (${code})`,
+      detail: (err as Error | undefined)?.message ?? String(err),
+      attempts: 1,
+    };
   }
 }
 
@@ -123,7 +163,8 @@ export async function sendPrefill(request: PrefillRequest): Promise<PrefillOutco
     const r = await attempt(request);
     if (r.kind === 'aborted') return r;
     const retryable =
-      (r.kind === 'http_error' && RETRY_STATUSES.has(r.status)) || (request.retryTransportErrors && (r.kind === 'connect_error' || r.kind === 'timeout'));
+      (r.kind === 'http_error' && RETRY_STATUSES.has(r.status)) ||
+      (request.retryTransportErrors && (r.kind === 'connect_error' || r.kind === 'timeout'));
     if (!retryable || n >= request.maxRetries) {
       return { ...r, attempts: n + 1 };
     }

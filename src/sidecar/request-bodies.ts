@@ -62,7 +62,12 @@ export function nixlDecodeBytes(raw: Buffer, body: JsonObject, prefillKvParams: 
 }
 
 /** SGLang: one body for both legs, the client's plus the bootstrap triple; no token capping, stream unchanged. */
-export function sglangBody(body: JsonObject, bootstrapHost: string, bootstrapPort: number, bootstrapRoom: number): JsonObject {
+export function sglangBody(
+  body: JsonObject,
+  bootstrapHost: string,
+  bootstrapPort: number,
+  bootstrapRoom: number,
+): JsonObject {
   return { ...body, bootstrap_host: bootstrapHost, bootstrap_port: bootstrapPort, bootstrap_room: bootstrapRoom };
 }
 

@@ -74,7 +74,8 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limit: numbe
     const parts: Buffer[] = [];
     let size = 0;
     const timer = setTimeout(
-      () => finish(new BodyError('timeout', `request body not received within ${timeoutMs}ms (--request-body-timeout)`)),
+      () =>
+        finish(new BodyError('timeout', `request body not received within ${timeoutMs}ms (--request-body-timeout)`)),
       timeoutMs,
     );
     const finish = (err?: Error) => {
@@ -90,7 +91,10 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limit: numbe
     };
     const onData = (chunk: Buffer) => {
       size += chunk.length;
-      if (size > limit) { finish(tooLarge(limit)); return; }
+      if (size > limit) {
+        finish(tooLarge(limit));
+        return;
+      }
       parts.push(chunk);
     };
     const onEnd = () => finish();
@@ -166,7 +170,12 @@ export function settleUnreadBody(req: IncomingMessage, res: ServerResponse, limi
 }
 
 /** Reads the request body within its bounds; when it cannot, answers (413, 408) and returns the outcome instead. */
-export async function readOrAnswer(req: IncomingMessage, res: ServerResponse, limits: BodyLimits, metrics: SidecarMetrics): Promise<Buffer | Outcome> {
+export async function readOrAnswer(
+  req: IncomingMessage,
+  res: ServerResponse,
+  limits: BodyLimits,
+  metrics: SidecarMetrics,
+): Promise<Buffer | Outcome> {
   try {
     return await readBody(req, res, limits.maxRequestBodySize, limits.requestBodyTimeout);
   } catch (err) {
@@ -181,7 +190,12 @@ export async function readOrAnswer(req: IncomingMessage, res: ServerResponse, li
  * Answers a request refused before its body was read: the body is drained first (within its bounds) so the
  * connection can be reused, or the connection is closed after the answer.
  */
-export async function refuseBeforeBody(req: IncomingMessage, res: ServerResponse, limits: BodyLimits, refusal: Refusal): Promise<Outcome> {
+export async function refuseBeforeBody(
+  req: IncomingMessage,
+  res: ServerResponse,
+  limits: BodyLimits,
+  refusal: Refusal,
+): Promise<Outcome> {
   const drained = await drainBody(req, limits.maxRequestBodySize, limits.requestBodyTimeout);
   if (!drained) closeAfterAnswer(req, res);
   return answerRefusal(res, refusal);

@@ -37,10 +37,19 @@ const INFERENCE_ROUTES: ReadonlyMap<string, ApiType> = new Map(Object.entries(IN
  * The HTTP(S) server for a rank: POSTs to the inference routes go to the P/D handler directly, everything else to
  * fastify's handler. Set up as fastify sets up its own server (keep-alive and request timeouts from its options).
  */
-function serverWithFastPath(rank: SidecarRank, https: { key: string; cert: string } | undefined, isClosing: () => boolean) {
+function serverWithFastPath(
+  rank: SidecarRank,
+  https: { key: string; cert: string } | undefined,
+  isClosing: () => boolean,
+) {
   return (
     fastifyHandler: RequestListener,
-    opts: { keepAliveTimeout?: number; requestTimeout?: number; connectionTimeout?: number; maxRequestsPerSocket?: number },
+    opts: {
+      keepAliveTimeout?: number;
+      requestTimeout?: number;
+      connectionTimeout?: number;
+      maxRequestsPerSocket?: number;
+    },
   ): Server => {
     const onRequest: RequestListener = (req, res) => {
       settleUnreadBody(req, res, rank.config.maxRequestBodySize, rank.config.requestBodyTimeout);
@@ -67,7 +76,8 @@ function serverWithFastPath(rank: SidecarRank, https: { key: string; cert: strin
     if (opts.keepAliveTimeout !== undefined) server.keepAliveTimeout = opts.keepAliveTimeout;
     if (opts.requestTimeout !== undefined) server.requestTimeout = opts.requestTimeout;
     if (opts.connectionTimeout !== undefined) server.setTimeout(opts.connectionTimeout);
-    if (opts.maxRequestsPerSocket !== undefined && opts.maxRequestsPerSocket > 0) server.maxRequestsPerSocket = opts.maxRequestsPerSocket;
+    if (opts.maxRequestsPerSocket !== undefined && opts.maxRequestsPerSocket > 0)
+      server.maxRequestsPerSocket = opts.maxRequestsPerSocket;
     return server;
   };
 }
@@ -94,7 +104,11 @@ export function buildSidecarServer(rank: SidecarRank, https?: { key: string; cer
     const decoder = await checkDecoder(rank);
     const allowlist = rank.guard.ready();
     const ok = decoder === 'ok' && allowlist;
-    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not ready', decoder, ssrfAllowlist: rank.guard.mode === 'off' ? 'off' : allowlist ? 'synced' : 'not synced' });
+    return reply.code(ok ? 200 : 503).send({
+      status: ok ? 'ready' : 'not ready',
+      decoder,
+      ssrfAllowlist: rank.guard.mode === 'off' ? 'off' : allowlist ? 'synced' : 'not synced',
+    });
   });
   app.get('/sidecar/metrics', async (_req, reply) => {
     const { contentType, body } = await renderMetrics([rank.metrics.registry]);
@@ -121,13 +135,19 @@ async function checkDecoder(rank: SidecarRank): Promise<string> {
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(), rank.config.readinessTimeout);
   try {
-    const res = await (rank.agents.decode as Dispatcher).request({ origin: rank.decoderOrigin, path: '/health', method: 'GET', signal: ac.signal });
+    const res = await (rank.agents.decode as Dispatcher).request({
+      origin: rank.decoderOrigin,
+      path: '/health',
+      method: 'GET',
+      signal: ac.signal,
+    });
     await res.body.dump();
     return res.statusCode === 200 ? 'ok' : `status ${res.statusCode}`;
   } catch (err) {
-    return ac.signal.aborted ? `no answer within ${rank.config.readinessTimeout}ms` : `unreachable (${(err as { code?: string }).code ?? (err as Error).message})`;
+    return ac.signal.aborted
+      ? `no answer within ${rank.config.readinessTimeout}ms`
+      : `unreachable (${(err as { code?: string }).code ?? (err as Error).message})`;
   } finally {
     clearTimeout(timer);
   }
 }
-

@@ -50,7 +50,8 @@ export function parseAllowlistFile(text: string): string[] {
   for (const raw of list) {
     const s = String(raw).replace(/#.*$/, '').trim();
     if (!s) continue;
-    if (!parseTarget(s)) throw new Error(`entry "${s}" is not host:port (a DNS name, IPv4 or [IPv6] address and a port from 1 to 65535)`);
+    if (!parseTarget(s))
+      throw new Error(`entry "${s}" is not host:port (a DNS name, IPv4 or [IPv6] address and a port from 1 to 65535)`);
     out.push(s);
   }
   return out;
@@ -66,7 +67,14 @@ function readAllowlistFile(file: string): string[] {
     text = readFileSync(file, 'utf8');
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EISDIR' ? 'it is a directory' : e.code === 'EACCES' ? 'permission denied' : (e.code ?? e.message);
+    const why =
+      e.code === 'ENOENT'
+        ? 'no such file'
+        : e.code === 'EISDIR'
+          ? 'it is a directory'
+          : e.code === 'EACCES'
+            ? 'permission denied'
+            : (e.code ?? e.message);
     throw new ConfigError(`invalid value "${file}" for --ssrf-allowlist-file: cannot read it (${why})`);
   }
   try {
@@ -142,10 +150,18 @@ export class InferencePoolAllowlist implements TargetGuard {
   }
 
   /** The Kubernetes client is loaded only here: it costs ~80 MB of memory a sidecar without SSRF protection never needs. */
-  static async create(pool: string, group: string, kube: { server?: string; kubeconfig?: string }, logger: Logger): Promise<InferencePoolAllowlist> {
+  static async create(
+    pool: string,
+    group: string,
+    kube: { server?: string; kubeconfig?: string },
+    logger: Logger,
+  ): Promise<InferencePoolAllowlist> {
     const { PoolWatcher, loadKubeConfig } = await import('../common/kubernetes/index.js');
     const [namespace, name] = pool.includes('/') ? (pool.split('/', 2) as [string, string]) : ['default', pool];
-    return new InferencePoolAllowlist(new PoolWatcher(loadKubeConfig(kube), { kind: 'pool', namespace, name, group }, logger), logger);
+    return new InferencePoolAllowlist(
+      new PoolWatcher(loadKubeConfig(kube), { kind: 'pool', namespace, name, group }, logger),
+      logger,
+    );
   }
 
   /**

@@ -60,7 +60,13 @@ export class RequestLog {
  * requests (in flight, by outcome, and in the latency histograms); passthrough traffic (the EPP scrapes vLLM's
  * /metrics through the sidecar every 50 ms) has its own counter, or it would outnumber the requests it measures.
  */
-export function track(rank: SidecarRank, res: ServerResponse, connector: string, log: RequestLog, kind: 'inference' | 'passthrough'): Tracked {
+export function track(
+  rank: SidecarRank,
+  res: ServerResponse,
+  connector: string,
+  log: RequestLog,
+  kind: 'inference' | 'passthrough',
+): Tracked {
   const signal = new Cancellation();
   res.once('close', () => {
     if (!res.writableFinished) signal.abort();

@@ -11,12 +11,21 @@ const EBAB = 'ebab687';
 const BOTH = [V071, EBAB] as const;
 
 const otel = (name: string) =>
-  compat.ignored([V071, EBAB], opt.string({ default: '', description: `OpenTelemetry ${name}.` }), 'OpenTelemetry export is not implemented; the W3C trace context is propagated to both legs.');
+  compat.ignored(
+    [V071, EBAB],
+    opt.string({ default: '', description: `OpenTelemetry ${name}.` }),
+    'OpenTelemetry export is not implemented; the W3C trace context is propagated to both legs.',
+  );
 /** Inert upstream too until --moriio-write-mode or Wide-EP is set, so only a value other than the default warns. */
 const moriio = (spec: Parameters<typeof compat.ignored>[1]) =>
-  compat.ignored([EBAB], spec, 'MoRI-IO WRITE mode and Wide-EP are not implemented; kv_transfer_params pass through as with NIXL v2.', {
-    harmless: (value: unknown) => JSON.stringify(value) === JSON.stringify(spec.default),
-  });
+  compat.ignored(
+    [EBAB],
+    spec,
+    'MoRI-IO WRITE mode and Wide-EP are not implemented; kv_transfer_params pass through as with NIXL v2.',
+    {
+      harmless: (value: unknown) => JSON.stringify(value) === JSON.stringify(spec.default),
+    },
+  );
 
 /** llm-d's sidecar flags, each implemented, mapped to pd-router's, or ignored with a reason. */
 export const sidecarUpstream: CompatTable = {
@@ -26,7 +35,9 @@ export const sidecarUpstream: CompatTable = {
   },
   flags: {
     port: compat.implemented('port', BOTH),
-    'vllm-port': compat.implemented('modelServerPort', BOTH, { deprecated: 'use --model-server-port (ebab687); upstream v0.7.1 defaults it to 8001' }),
+    'vllm-port': compat.implemented('modelServerPort', BOTH, {
+      deprecated: 'use --model-server-port (ebab687); upstream v0.7.1 defaults it to 8001',
+    }),
     'model-server-port': compat.implemented('modelServerPort', [EBAB]),
     'data-parallel-size': compat.implemented('dataParallelSize', BOTH),
     'kv-connector': compat.implemented('kvConnector', BOTH),
@@ -42,23 +53,42 @@ export const sidecarUpstream: CompatTable = {
     'prefill-max-retries': compat.implemented('prefillMaxRetries', [EBAB]),
     'prefill-retry-backoff': compat.implemented('prefillRetryBackoff', [EBAB]),
     'metrics-port': compat.implemented('metricsPort', [EBAB]),
-    configuration: compat.implemented(undefined, [EBAB], { via: 'the inline configuration loader (YAML with the flag names as keys)' }),
-    'configuration-file': compat.implemented(undefined, [EBAB], { via: 'the config file loader (YAML with the flag names as keys)' }),
+    configuration: compat.implemented(undefined, [EBAB], {
+      via: 'the inline configuration loader (YAML with the flag names as keys)',
+    }),
+    'configuration-file': compat.implemented(undefined, [EBAB], {
+      via: 'the config file loader (YAML with the flag names as keys)',
+    }),
     // controller-runtime registers --kubeconfig on Go's flag.CommandLine, which v0.7.1 adds to its flag set.
     kubeconfig: compat.implemented('kubeconfig', [V071]),
     connector: compat.mapsTo(
       [V071],
-      opt.oneOf(['nixlv2', 'sglang', 'shared-storage'] as const, { default: 'nixlv2', description: 'The P/D connector.' }),
+      opt.oneOf(['nixlv2', 'sglang', 'shared-storage'] as const, {
+        default: 'nixlv2',
+        description: 'The P/D connector.',
+      }),
       '--kv-connector',
       (value: string, set) => set.set('kvConnector', value),
       { deprecated: 'use --kv-connector' },
     ),
-    'prefiller-use-tls': compat.mapsTo([V071], opt.bool({ default: false, description: 'HTTPS to prefillers.' }), '--enable-tls=prefiller', (flag: boolean, set) => flag && set.union('enableTls', ['prefiller']), {
-      deprecated: 'use --enable-tls=prefiller',
-    }),
-    'decoder-use-tls': compat.mapsTo([V071], opt.bool({ default: false, description: 'HTTPS to the local decoder.' }), '--enable-tls=decoder', (flag: boolean, set) => flag && set.union('enableTls', ['decoder']), {
-      deprecated: 'use --enable-tls=decoder',
-    }),
+    'prefiller-use-tls': compat.mapsTo(
+      [V071],
+      opt.bool({ default: false, description: 'HTTPS to prefillers.' }),
+      '--enable-tls=prefiller',
+      (flag: boolean, set) => flag && set.union('enableTls', ['prefiller']),
+      {
+        deprecated: 'use --enable-tls=prefiller',
+      },
+    ),
+    'decoder-use-tls': compat.mapsTo(
+      [V071],
+      opt.bool({ default: false, description: 'HTTPS to the local decoder.' }),
+      '--enable-tls=decoder',
+      (flag: boolean, set) => flag && set.union('enableTls', ['decoder']),
+      {
+        deprecated: 'use --enable-tls=decoder',
+      },
+    ),
     'prefiller-tls-insecure-skip-verify': compat.mapsTo(
       [V071],
       opt.bool({ default: false, description: 'Do not verify prefiller certificates.' }),
@@ -85,10 +115,15 @@ export const sidecarUpstream: CompatTable = {
     ),
     'inference-pool-name': compat.mapsTo(
       [V071],
-      opt.string({ default: '', description: 'Name of the InferencePool; the namespace comes from --inference-pool-namespace or INFERENCE_POOL_NAMESPACE, else "default".' }),
+      opt.string({
+        default: '',
+        description:
+          'Name of the InferencePool; the namespace comes from --inference-pool-namespace or INFERENCE_POOL_NAMESPACE, else "default".',
+      }),
       '--inference-pool',
       (name: string, set) => {
-        const ns = (set.given('inference-pool-namespace') ?? set.given('INFERENCE_POOL_NAMESPACE')) as string | undefined;
+        const ns = (set.given('inference-pool-namespace') ?? set.given('INFERENCE_POOL_NAMESPACE')) as
+          string | undefined;
         set.set('inferencePool', ns ? `${ns}/${name}` : name);
       },
       { deprecated: 'use --inference-pool' },
@@ -109,27 +144,53 @@ export const sidecarUpstream: CompatTable = {
       opt.int({ default: 7777, min: 1, max: 65535, description: "Prefiller's OffloadingConnector P2P port." }),
       'the offloading connector and P2P prefix pulls are not implemented.',
     ),
-    'enable-p2p-pull': compat.ignored([EBAB], opt.bool({ default: false, description: 'Declare the OffloadingConnector P2P tier available with NIXL.' }), 'P2P prefix pulls are not implemented.', {
-      harmless: (flag: boolean) => !flag,
-    }),
+    'enable-p2p-pull': compat.ignored(
+      [EBAB],
+      opt.bool({ default: false, description: 'Declare the OffloadingConnector P2P tier available with NIXL.' }),
+      'P2P prefix pulls are not implemented.',
+      {
+        harmless: (flag: boolean) => !flag,
+      },
+    ),
     'decode-chunk-size': compat.ignored(
       [EBAB],
       opt.int({ default: 0, min: 0, description: 'Chunked decode token budget (0: off).' }),
       'chunked decode is not implemented: the decode leg runs whole.',
       { harmless: (value: number) => value === 0 },
     ),
-    tracing: compat.ignored([EBAB], opt.bool({ default: false, description: 'OpenTelemetry tracing.' }), 'OpenTelemetry export is not implemented; the W3C trace context (traceparent) is propagated to both legs.', {
-      harmless: (flag: boolean) => !flag,
-    }),
+    tracing: compat.ignored(
+      [EBAB],
+      opt.bool({ default: false, description: 'OpenTelemetry tracing.' }),
+      'OpenTelemetry export is not implemented; the W3C trace context (traceparent) is propagated to both legs.',
+      {
+        harmless: (flag: boolean) => !flag,
+      },
+    ),
     'moriio-write-mode': moriio(opt.bool({ default: false, description: 'MoRI-IO WRITE-mode passthrough.' })),
-    'moriio-decode-notify-port': moriio(opt.int({ default: 61005, description: 'MoRI-IO notify port on the decode pod.' })),
-    'moriio-local-pod-ip': moriio(opt.string({ default: '', description: "Decode pod's routable address for MoRI-IO." })),
-    'moriio-decode-handshake-port': moriio(opt.int({ default: 6301, description: 'MoRI-IO handshake port on the decode pod.' })),
-    'moriio-parallel-dispatch': moriio(opt.bool({ default: false, description: 'Prefill and decode at once (MoRI-IO).' })),
-    'moriio-parallel-decode-wait-timeout': moriio(opt.duration({ default: 30_000, description: 'Parallel dispatch backstop.' })),
-    'moriio-prefill-handshake-port': moriio(opt.int({ default: 6301, description: "Prefill pod's MoRI-IO handshake port." })),
-    'moriio-prefill-notify-port': moriio(opt.int({ default: 61005, description: "Prefill pod's MoRI-IO notify port." })),
-    'moriio-tp-size': moriio(opt.int({ default: 1, description: 'Tensor-parallel size echoed in kv_transfer_params.' })),
+    'moriio-decode-notify-port': moriio(
+      opt.int({ default: 61005, description: 'MoRI-IO notify port on the decode pod.' }),
+    ),
+    'moriio-local-pod-ip': moriio(
+      opt.string({ default: '', description: "Decode pod's routable address for MoRI-IO." }),
+    ),
+    'moriio-decode-handshake-port': moriio(
+      opt.int({ default: 6301, description: 'MoRI-IO handshake port on the decode pod.' }),
+    ),
+    'moriio-parallel-dispatch': moriio(
+      opt.bool({ default: false, description: 'Prefill and decode at once (MoRI-IO).' }),
+    ),
+    'moriio-parallel-decode-wait-timeout': moriio(
+      opt.duration({ default: 30_000, description: 'Parallel dispatch backstop.' }),
+    ),
+    'moriio-prefill-handshake-port': moriio(
+      opt.int({ default: 6301, description: "Prefill pod's MoRI-IO handshake port." }),
+    ),
+    'moriio-prefill-notify-port': moriio(
+      opt.int({ default: 61005, description: "Prefill pod's MoRI-IO notify port." }),
+    ),
+    'moriio-tp-size': moriio(
+      opt.int({ default: 1, description: 'Tensor-parallel size echoed in kv_transfer_params.' }),
+    ),
     'moriio-dp-size': moriio(opt.int({ default: 1, description: 'Data-parallel world size (Wide-EP).' })),
     'moriio-remote-hosts': moriio(opt.list({ default: [], description: 'Wide-EP remote pod hosts.' })),
     'moriio-dp-size-local': moriio(opt.int({ default: 0, description: 'Wide-EP per-pod DP size.' })),
@@ -143,18 +204,48 @@ export const sidecarUpstream: CompatTable = {
     SGLANG_BOOTSTRAP_PORT: compat.implemented('sglangBootstrapPort', BOTH),
     POD_IP: compat.implemented('podIp', BOTH),
     KUBECONFIG: compat.implemented('kubeconfig', BOTH),
-    INFERENCE_POOL_NAMESPACE: compat.mapsTo([V071], opt.string({ default: '', description: 'Namespace of the InferencePool (deprecated).' }), '--inference-pool', () => {
-      // Read by inference-pool-name's entry; alone it names no pool.
-    }),
-    INFERENCE_POOL_NAME: compat.mapsTo([V071], opt.string({ default: '', description: 'Name of the InferencePool (deprecated).' }), '--inference-pool', (name: string, set) => {
-      const ns = (set.given('INFERENCE_POOL_NAMESPACE') as string | undefined) ?? '';
-      set.set('inferencePool', ns ? `${ns}/${name}` : name);
-    }),
-    MOONCAKE_BOOTSTRAP_PORT: compat.ignored([EBAB], opt.int({ default: 8998, description: 'Default of --mooncake-bootstrap-port.' }), 'the mooncake connector is not implemented.'),
-    P2P_CONNECTOR_PORT: compat.ignored([EBAB], opt.int({ default: 7777, description: 'Default of --p2p-connector-port.' }), 'the offloading connector and P2P prefix pulls are not implemented.'),
-    MORIIO_DNS_RESOLVE_TTL_SECONDS: compat.ignored([EBAB], opt.string({ default: '', description: 'MoRI-IO host re-resolution interval.' }), 'MoRI-IO is not implemented.'),
-    MORIIO_DNS_RESOLVE_TIMEOUT_SECONDS: compat.ignored([EBAB], opt.string({ default: '', description: 'MoRI-IO host resolution timeout.' }), 'MoRI-IO is not implemented.'),
-    MORIIO_METRICS_ADDR: compat.ignored([EBAB], opt.string({ default: '', description: 'Address of the MoRI-IO DNS metrics endpoint.' }), 'MoRI-IO is not implemented (its moriio_dns_* metrics do not exist); --metrics-port serves the sidecar\'s own metrics.'),
+    INFERENCE_POOL_NAMESPACE: compat.mapsTo(
+      [V071],
+      opt.string({ default: '', description: 'Namespace of the InferencePool (deprecated).' }),
+      '--inference-pool',
+      () => {
+        // Read by inference-pool-name's entry; alone it names no pool.
+      },
+    ),
+    INFERENCE_POOL_NAME: compat.mapsTo(
+      [V071],
+      opt.string({ default: '', description: 'Name of the InferencePool (deprecated).' }),
+      '--inference-pool',
+      (name: string, set) => {
+        const ns = (set.given('INFERENCE_POOL_NAMESPACE') as string | undefined) ?? '';
+        set.set('inferencePool', ns ? `${ns}/${name}` : name);
+      },
+    ),
+    MOONCAKE_BOOTSTRAP_PORT: compat.ignored(
+      [EBAB],
+      opt.int({ default: 8998, description: 'Default of --mooncake-bootstrap-port.' }),
+      'the mooncake connector is not implemented.',
+    ),
+    P2P_CONNECTOR_PORT: compat.ignored(
+      [EBAB],
+      opt.int({ default: 7777, description: 'Default of --p2p-connector-port.' }),
+      'the offloading connector and P2P prefix pulls are not implemented.',
+    ),
+    MORIIO_DNS_RESOLVE_TTL_SECONDS: compat.ignored(
+      [EBAB],
+      opt.string({ default: '', description: 'MoRI-IO host re-resolution interval.' }),
+      'MoRI-IO is not implemented.',
+    ),
+    MORIIO_DNS_RESOLVE_TIMEOUT_SECONDS: compat.ignored(
+      [EBAB],
+      opt.string({ default: '', description: 'MoRI-IO host resolution timeout.' }),
+      'MoRI-IO is not implemented.',
+    ),
+    MORIIO_METRICS_ADDR: compat.ignored(
+      [EBAB],
+      opt.string({ default: '', description: 'Address of the MoRI-IO DNS metrics endpoint.' }),
+      "MoRI-IO is not implemented (its moriio_dns_* metrics do not exist); --metrics-port serves the sidecar's own metrics.",
+    ),
     // v0.7.1 starts tracing always (to localhost:4317 unless configured); ebab687 only with --tracing.
     OTEL_SERVICE_NAME: otel('service name'),
     OTEL_EXPORTER_OTLP_ENDPOINT: otel('collector endpoint'),

@@ -40,7 +40,9 @@ export class UpstreamAgents {
       headersTimeout: 0,
       bodyTimeout: 0,
       connectTimeout: 30_000,
-      connect: this.settings.enableTls.includes(stage) ? { rejectUnauthorized: !this.settings.tlsInsecureSkipVerify.includes(stage) } : undefined,
+      connect: this.settings.enableTls.includes(stage)
+        ? { rejectUnauthorized: !this.settings.tlsInsecureSkipVerify.includes(stage) }
+        : undefined,
     });
   }
 
@@ -59,7 +61,10 @@ export interface ForwardOptions {
 }
 
 /** Headers for an upstream leg: hop-by-hop, routing and Expect headers removed, one x-request-id, traceparent propagated. */
-export function forwardHeaders(incoming: IncomingHttpHeaders, options: ForwardOptions): Record<string, string | string[]> {
+export function forwardHeaders(
+  incoming: IncomingHttpHeaders,
+  options: ForwardOptions,
+): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   // Headers the client's Connection header names are hop-by-hop too (rare: most clients send only keep-alive).
   const connection = incoming.connection;
@@ -72,14 +77,18 @@ export function forwardHeaders(incoming: IncomingHttpHeaders, options: ForwardOp
     if (value === undefined) continue;
     if (HOP_BY_HOP_HEADERS.has(name) || ROUTING_HEADER_SET.has(name) || connectionListed?.has(name)) continue;
     // Expect: 100-continue is answered by the sidecar, which sends the body whole (undici refuses the header).
-    if (name === 'content-length' || name === REQUEST_ID_HEADER || name === 'x-forwarded-for' || name === 'expect') continue;
+    if (name === 'content-length' || name === REQUEST_ID_HEADER || name === 'x-forwarded-for' || name === 'expect')
+      continue;
     if (name === 'host' && options.dropHost) continue;
     out[name] = value;
   }
   out[REQUEST_ID_HEADER] = options.requestId;
   if (!out.traceparent) out.traceparent = options.traceparent ?? newTraceparent();
   const xff = incoming['x-forwarded-for'];
-  if (options.clientAddress) out['x-forwarded-for'] = xff ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${options.clientAddress}` : options.clientAddress;
+  if (options.clientAddress)
+    out['x-forwarded-for'] = xff
+      ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${options.clientAddress}`
+      : options.clientAddress;
   else if (xff) out['x-forwarded-for'] = xff;
   return out;
 }
@@ -101,7 +110,10 @@ export function newTraceparent(): string {
 }
 
 /** Response headers relayed to the client (hop-by-hop removed; content-length removed when the body is rewritten). */
-export function responseHeaders(headers: Record<string, string | string[] | undefined>, dropLength: boolean): Record<string, string | string[]> {
+export function responseHeaders(
+  headers: Record<string, string | string[] | undefined>,
+  dropLength: boolean,
+): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (const name in headers) {
     const value = headers[name];

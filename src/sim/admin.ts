@@ -36,7 +36,8 @@ function latencyValue(key: string, value: unknown): number {
     if (!Number.isFinite(value) || value < 0) throw new AdminError(`field "${key}": duration must be non-negative`);
     return value / 1e6;
   }
-  if (typeof value !== 'string') throw new AdminError(`field "${key}": expected a duration string or integer nanoseconds`);
+  if (typeof value !== 'string')
+    throw new AdminError(`field "${key}": expected a duration string or integer nanoseconds`);
   try {
     return parseDuration(value);
   } catch {
@@ -74,7 +75,8 @@ export function configView(engine: SimEngine): Record<string, unknown> {
 }
 
 function applyConfig(engine: SimEngine, body: unknown): void {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new AdminError('failed to unmarshal payload: expected a JSON object');
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw new AdminError('failed to unmarshal payload: expected a JSON object');
   const next: SimConfig = { ...engine.config };
   const faults = { ...engine.faults };
   const entries = Object.entries(body as Record<string, unknown>);
@@ -82,7 +84,9 @@ function applyConfig(engine: SimEngine, body: unknown): void {
   for (const [key, value] of entries) {
     if (key === 'latencies') {
       if (flatLatency.length > 0) {
-        throw new AdminError(`latencies settings mix the flat layout (${flatLatency.join(', ')}) with the nested latencies object; use only one`);
+        throw new AdminError(
+          `latencies settings mix the flat layout (${flatLatency.join(', ')}) with the nested latencies object; use only one`,
+        );
       }
       if (typeof value !== 'object' || value === null) throw new AdminError('field "latencies" must be an object');
       for (const [lk, lv] of Object.entries(value as Record<string, unknown>)) {
@@ -92,7 +96,8 @@ function applyConfig(engine: SimEngine, body: unknown): void {
     } else if (key in LATENCY_KEYS) {
       next[LATENCY_KEYS[key as LatencyKey]] = latencyValue(key, value);
     } else if (key === 'latency-calculator') {
-      if (value !== '' && value !== 'constant' && value !== 'per-token') throw new AdminError(`field "latency-calculator": must be "", constant or per-token`);
+      if (value !== '' && value !== 'constant' && value !== 'per-token')
+        throw new AdminError(`field "latency-calculator": must be "", constant or per-token`);
       next.latencyCalculator = value;
     } else if (key === 'time-factor-under-load') {
       if (typeof value !== 'number' || value < 1) throw new AdminError('time factor under load must be >= 1');
@@ -107,7 +112,8 @@ function applyConfig(engine: SimEngine, body: unknown): void {
       }
       faults.returnError = value;
     } else if (key === 'return-error-count') {
-      if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) throw new AdminError('field "return-error-count" must be a non-negative integer');
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < 0)
+        throw new AdminError('field "return-error-count" must be a non-negative integer');
       faults.returnErrorCount = value;
     } else {
       throw new AdminError(`field '${key}' is not admin-configurable`);
@@ -118,7 +124,8 @@ function applyConfig(engine: SimEngine, body: unknown): void {
     ['interTokenLatency', 'interTokenLatencyStdDev', 'inter token latency'],
     ['kvCacheTransferLatency', 'kvCacheTransferLatencyStdDev', 'kv cache transfer latency'],
   ] as const) {
-    if (next[std] > 0.3 * next[mean]) throw new AdminError(`${label} standard deviation cannot be more than 30% of ${label}`);
+    if (next[std] > 0.3 * next[mean])
+      throw new AdminError(`${label} standard deviation cannot be more than 30% of ${label}`);
   }
   engine.reconfigure(next);
   Object.assign(engine.faults, faults);

@@ -35,7 +35,11 @@ export function echoSource(api: ApiType, body: JsonObject): string {
     case 'responses':
       return lastItemText(body.input);
     case 'completions':
-      return typeof body.prompt === 'string' ? body.prompt : Array.isArray(body.prompt) ? lastItemText(body.prompt) : '';
+      return typeof body.prompt === 'string'
+        ? body.prompt
+        : Array.isArray(body.prompt)
+          ? lastItemText(body.prompt)
+          : '';
     case 'generate':
       return '';
   }
@@ -44,7 +48,13 @@ export function echoSource(api: ApiType, body: JsonObject): string {
 const BUCKET_PROBABILITIES = [0.2, 0.3, 0.2, 0.05, 0.1] as const;
 
 /** Output length for random mode. */
-export function randomLength(rng: SeededRandom, maxTokens: number | undefined, minTokens: number, ignoreEos: boolean, room: number): number {
+export function randomLength(
+  rng: SeededRandom,
+  maxTokens: number | undefined,
+  minTokens: number,
+  ignoreEos: boolean,
+  room: number,
+): number {
   if (maxTokens !== undefined) {
     if (ignoreEos) return maxTokens;
     const lo = Math.max(1, Math.min(minTokens, maxTokens));
@@ -111,7 +121,13 @@ export function generateOutput(rng: SeededRandom, input: GenerationInput): Gener
       finishReason = 'stop';
     }
   } else {
-    const n = randomLength(rng, input.maxTokens, input.minTokens, input.ignoreEos, input.maxModelLen - input.promptTokens);
+    const n = randomLength(
+      rng,
+      input.maxTokens,
+      input.minTokens,
+      input.ignoreEos,
+      input.maxModelLen - input.promptTokens,
+    );
     tokens = randomTokens(rng, n);
     ids = tokens.map(tokenId);
     finishReason = input.maxTokens !== undefined && n >= input.maxTokens ? 'length' : 'stop';

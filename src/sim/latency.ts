@@ -95,7 +95,8 @@ export class LatencyModel {
   /** KV-transfer time that replaces prefill on the decode side of a P/D request. Never scaled by load. */
   kvTransferMs(promptTokens: number): number {
     const s = this.settings;
-    if (this.perTokenTransfer()) return this.sample(promptTokens * s.kvCacheTransferTimePerToken, s.kvCacheTransferTimeStdDev);
+    if (this.perTokenTransfer())
+      return this.sample(promptTokens * s.kvCacheTransferTimePerToken, s.kvCacheTransferTimeStdDev);
     return this.sample(s.kvCacheTransferLatency, s.kvCacheTransferLatencyStdDev);
   }
 

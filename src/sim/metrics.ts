@@ -5,7 +5,9 @@
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
-const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640, 2560];
+const TTFT_BUCKETS = [
+  0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640, 2560,
+];
 const TPOT_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80];
 const REQUEST_BUCKETS = [0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680];
 /** Fine buckets for KV transfer, which takes milliseconds. */
@@ -61,7 +63,8 @@ export class SimMetrics {
     this.labels = { model_name: settings.model };
     const gauge = (name: string, help: string) => new Gauge({ name, help, labelNames, registers });
     const counter = (name: string, help: string) => new Counter({ name, help, labelNames, registers });
-    const hist = (name: string, help: string, buckets: number[]) => new Histogram({ name, help, labelNames, buckets, registers });
+    const hist = (name: string, help: string, buckets: number[]) =>
+      new Histogram({ name, help, labelNames, buckets, registers });
 
     this.running = gauge('vllm:num_requests_running', 'Number of requests in model execution batches.');
     this.waiting = gauge('vllm:num_requests_waiting', 'Number of requests waiting to be processed.');
@@ -74,8 +77,14 @@ export class SimMetrics {
     });
     this.promptTokens = counter('vllm:prompt_tokens_total', 'Number of prefill tokens processed.');
     this.generationTokens = counter('vllm:generation_tokens_total', 'Number of generation tokens processed.');
-    this.prefixQueries = counter('vllm:prefix_cache_queries_total', 'Prefix cache queries, in terms of number of queried tokens.');
-    this.prefixHits = counter('vllm:prefix_cache_hits_total', 'Prefix cache hits, in terms of number of cached tokens.');
+    this.prefixQueries = counter(
+      'vllm:prefix_cache_queries_total',
+      'Prefix cache queries, in terms of number of queried tokens.',
+    );
+    this.prefixHits = counter(
+      'vllm:prefix_cache_hits_total',
+      'Prefix cache hits, in terms of number of cached tokens.',
+    );
     this.externalPrefixQueries = counter(
       'vllm:external_prefix_cache_queries_total',
       'External (KV connector) prefix cache queries, in tokens: prompt tokens of do_remote_prefill requests.',
@@ -86,13 +95,41 @@ export class SimMetrics {
     );
     this.ttft = hist('vllm:time_to_first_token_seconds', 'Histogram of time to first token in seconds.', TTFT_BUCKETS);
     this.itl = hist('vllm:inter_token_latency_seconds', 'Histogram of inter-token latency in seconds.', TPOT_BUCKETS);
-    this.tpot = hist('vllm:time_per_output_token_seconds', 'Histogram of time per output token in seconds (deprecated name of ITL).', TPOT_BUCKETS);
-    this.requestTpot = hist('vllm:request_time_per_output_token_seconds', 'Histogram of time_per_output_token_seconds per request.', TPOT_BUCKETS);
-    this.e2e = hist('vllm:e2e_request_latency_seconds', 'Histogram of e2e request latency in seconds.', REQUEST_BUCKETS);
-    this.queueTime = hist('vllm:request_queue_time_seconds', 'Histogram of time spent in WAITING phase for request.', REQUEST_BUCKETS);
-    this.inferenceTime = hist('vllm:request_inference_time_seconds', 'Histogram of time spent in RUNNING phase for request.', REQUEST_BUCKETS);
-    this.prefillTime = hist('vllm:request_prefill_time_seconds', 'Histogram of time spent in PREFILL phase for request.', REQUEST_BUCKETS);
-    this.decodeTime = hist('vllm:request_decode_time_seconds', 'Histogram of time spent in DECODE phase for request.', REQUEST_BUCKETS);
+    this.tpot = hist(
+      'vllm:time_per_output_token_seconds',
+      'Histogram of time per output token in seconds (deprecated name of ITL).',
+      TPOT_BUCKETS,
+    );
+    this.requestTpot = hist(
+      'vllm:request_time_per_output_token_seconds',
+      'Histogram of time_per_output_token_seconds per request.',
+      TPOT_BUCKETS,
+    );
+    this.e2e = hist(
+      'vllm:e2e_request_latency_seconds',
+      'Histogram of e2e request latency in seconds.',
+      REQUEST_BUCKETS,
+    );
+    this.queueTime = hist(
+      'vllm:request_queue_time_seconds',
+      'Histogram of time spent in WAITING phase for request.',
+      REQUEST_BUCKETS,
+    );
+    this.inferenceTime = hist(
+      'vllm:request_inference_time_seconds',
+      'Histogram of time spent in RUNNING phase for request.',
+      REQUEST_BUCKETS,
+    );
+    this.prefillTime = hist(
+      'vllm:request_prefill_time_seconds',
+      'Histogram of time spent in PREFILL phase for request.',
+      REQUEST_BUCKETS,
+    );
+    this.decodeTime = hist(
+      'vllm:request_decode_time_seconds',
+      'Histogram of time spent in DECODE phase for request.',
+      REQUEST_BUCKETS,
+    );
     this.kvTransferTime = hist(
       'vllm:nixl_xfer_time_seconds',
       'Histogram of KV-transfer time of do_remote_prefill requests in seconds (simulated NIXL pull).',
@@ -101,8 +138,16 @@ export class SimMetrics {
     const tb = tokenBuckets(settings.maxModelLen);
     this.requestPromptTokens = hist('vllm:request_prompt_tokens', 'Number of prefill tokens processed.', tb);
     this.requestGenerationTokens = hist('vllm:request_generation_tokens', 'Number of generation tokens processed.', tb);
-    this.maxNumGenerationTokens = hist('vllm:max_num_generation_tokens', 'Histogram of maximum number of requested generation tokens.', tb);
-    this.requestParamsMaxTokens = hist('vllm:request_params_max_tokens', 'Histogram of the max_tokens request parameter.', tb);
+    this.maxNumGenerationTokens = hist(
+      'vllm:max_num_generation_tokens',
+      'Histogram of maximum number of requested generation tokens.',
+      tb,
+    );
+    this.requestParamsMaxTokens = hist(
+      'vllm:request_params_max_tokens',
+      'Histogram of the max_tokens request parameter.',
+      tb,
+    );
 
     const cacheInfo = new Gauge({
       name: 'vllm:cache_config_info',

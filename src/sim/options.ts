@@ -3,7 +3,14 @@
  * for it runs this simulator unchanged; flags marked "pd-router" are ours. Upstream flags it has under another name, or
  * lacks, are in upstream-flags.ts.
  */
-import { opt, loggingOptions, shutdownOptions, defaultValues, type CommandDefinition, type OptionValues } from '../common/index.js';
+import {
+  opt,
+  loggingOptions,
+  shutdownOptions,
+  defaultValues,
+  type CommandDefinition,
+  type OptionValues,
+} from '../common/index.js';
 import { parseLoraModules } from './lora.js';
 import { simUpstream } from './upstream-flags.js';
 
@@ -11,16 +18,33 @@ const latency = (description: string) => opt.duration({ default: 0, description 
 
 /** The simulator's flag table. */
 export const simOptions = {
-  port: opt.int({ default: 8000, min: 0, max: 65535, description: 'HTTP port (data-parallel rank r listens on port+r).' }),
+  port: opt.int({
+    default: 8000,
+    min: 0,
+    max: 65535,
+    description: 'HTTP port (data-parallel rank r listens on port+r).',
+  }),
   host: opt.string({ default: '0.0.0.0', description: 'Address to listen on.' }),
-  model: opt.list({ default: ['sim-model'], env: ['SIM_MODEL'], description: 'Model name(s) served; the first is the name reported in responses and metrics.' }),
-  servedModelName: opt.list({ default: [], variadic: true, description: 'Aliases accepted in requests (comma-separated, or space-separated as upstream); defaults to --model.' }),
-  mode: opt.oneOf(['random', 'echo'] as const, { default: 'random', description: 'random: answers drawn from fixed sentences; echo: the prompt is returned.' }),
+  model: opt.list({
+    default: ['sim-model'],
+    env: ['SIM_MODEL'],
+    description: 'Model name(s) served; the first is the name reported in responses and metrics.',
+  }),
+  servedModelName: opt.list({
+    default: [],
+    variadic: true,
+    description: 'Aliases accepted in requests (comma-separated, or space-separated as upstream); defaults to --model.',
+  }),
+  mode: opt.oneOf(['random', 'echo'] as const, {
+    default: 'random',
+    description: 'random: answers drawn from fixed sentences; echo: the prompt is returned.',
+  }),
   seed: opt.int({ default: -1, description: 'Random seed for latencies and random text; -1 seeds from the clock.' }),
   timeScale: opt.number({
     default: 1,
     min: 0,
-    description: 'pd-router: multiplies every simulated duration when sleeping (0.1 runs ten times faster); metrics report simulated time.',
+    description:
+      'pd-router: multiplies every simulated duration when sleeping (0.1 runs ten times faster); metrics report simulated time.',
   }),
   latencyCalculator: opt.oneOf(['', 'constant', 'per-token'] as const, {
     default: '',
@@ -33,14 +57,17 @@ export const simOptions = {
   prefillOverhead: latency('Per-token calculator: fixed prefill cost.'),
   prefillTimePerToken: latency('Per-token calculator: prefill cost per uncached prompt token.'),
   prefillTimeStdDev: latency('Per-token calculator: std-dev of the prefill time.'),
-  kvCacheTransferLatency: latency('Constant calculator: KV-transfer time replacing prefill for do_remote_prefill requests.'),
+  kvCacheTransferLatency: latency(
+    'Constant calculator: KV-transfer time replacing prefill for do_remote_prefill requests.',
+  ),
   kvCacheTransferLatencyStdDev: latency('Std-dev of the KV-transfer latency (at most 30% of it).'),
   kvCacheTransferTimePerToken: latency('Per-token calculator: KV-transfer time per prompt token.'),
   kvCacheTransferTimeStdDev: latency('Per-token calculator: std-dev of the KV-transfer time.'),
   timeFactorUnderLoad: opt.number({
     default: 1,
     min: 1,
-    description: 'Latency multiplier when max-num-seqs requests run; scales linearly with the running batch. Never applied to KV transfer.',
+    description:
+      'Latency multiplier when max-num-seqs requests run; scales linearly with the running batch. Never applied to KV transfer.',
   }),
   engineModel: opt.oneOf(['request', 'step'] as const, {
     default: 'request',
@@ -50,23 +77,33 @@ export const simOptions = {
   maxNumBatchedTokens: opt.int({
     default: 8192,
     min: 1,
-    description: 'Step engine: tokens per step (vLLM chunked prefill budget); decoding sequences take one each, waiting prefills the rest.',
+    description:
+      'Step engine: tokens per step (vLLM chunked prefill budget); decoding sequences take one each, waiting prefills the rest.',
   }),
   latencyMsTruncation: opt.bool({
     default: false,
-    description: 'pd-router: truncate sampled latencies to whole milliseconds exactly as upstream does (sub-ms totals become 0).',
+    description:
+      'pd-router: truncate sampled latencies to whole milliseconds exactly as upstream does (sub-ms totals become 0).',
   }),
   maxNumSeqs: opt.int({ default: 5, min: 1, description: 'Requests processed at once; the rest wait.' }),
-  maxWaitingQueueLength: opt.int({ default: 1000, min: 0, description: 'Waiting requests beyond which new ones get 429.' }),
+  maxWaitingQueueLength: opt.int({
+    default: 1000,
+    min: 0,
+    description: 'Waiting requests beyond which new ones get 429.',
+  }),
   maxModelLen: opt.int({ default: 1024, min: 1, description: 'Context window: prompt tokens plus max output tokens.' }),
-  enableKvcache: opt.bool({ default: true, description: 'Simulate the KV cache with prefix reuse (upstream default is false).' }),
+  enableKvcache: opt.bool({
+    default: true,
+    description: 'Simulate the KV cache with prefix reuse (upstream default is false).',
+  }),
   kvCacheSize: opt.int({ default: 1024, min: 1, description: 'KV cache size in blocks.' }),
   blockSize: opt.int({ default: 16, min: 1, max: 1024, description: 'KV cache block size in tokens.' }),
   globalCacheHitThreshold: opt.number({
     default: 0,
     min: 0,
     max: 1,
-    description: 'Requests whose prefix-cache hit rate is below this answer at once with finish_reason cache_threshold (0 = off); a request\'s cache_hit_threshold overrides it.',
+    description:
+      "Requests whose prefix-cache hit rate is below this answer at once with finish_reason cache_threshold (0 = off); a request's cache_hit_threshold overrides it.",
   }),
   loraModules: opt.list({
     default: [],
@@ -74,8 +111,17 @@ export const simOptions = {
     description:
       'LoRA adapters served besides the base model, as vLLM: JSON {"name": ..., "path": ...} or name=path; requests naming one run as that adapter and are reported in vllm:lora_requests_info.',
   }),
-  maxLoras: opt.int({ default: 1, min: 1, description: 'Reported as max_lora in vllm:lora_requests_info (adapters are not limited to that many slots).' }),
-  dataParallelSize: opt.int({ default: 1, min: 1, max: 8, description: 'Data-parallel ranks; rank r is an independent engine on port+r.' }),
+  maxLoras: opt.int({
+    default: 1,
+    min: 1,
+    description: 'Reported as max_lora in vllm:lora_requests_info (adapters are not limited to that many slots).',
+  }),
+  dataParallelSize: opt.int({
+    default: 1,
+    min: 1,
+    max: 8,
+    description: 'Data-parallel ranks; rank r is an independent engine on port+r.',
+  }),
   startupDuration: opt.duration({ default: 0, description: '/health/ready answers 503 for this long after start.' }),
   enableRequestIdHeaders: opt.bool({
     default: false,
@@ -83,7 +129,8 @@ export const simOptions = {
   }),
   forceDummyTokenizer: opt.bool({
     default: false,
-    description: 'Accepted for llm-d-inference-sim manifests; pd-router always uses the simulated tokenizer (never asks Hugging Face).',
+    description:
+      'Accepted for llm-d-inference-sim manifests; pd-router always uses the simulated tokenizer (never asks Hugging Face).',
   }),
   engineId: opt.string({
     default: '',
@@ -92,14 +139,19 @@ export const simOptions = {
   advertiseHost: opt.string({
     default: '',
     env: ['POD_IP'],
-    description: 'pd-router: host returned in kv_transfer_params.remote_host; empty uses the listen host (127.0.0.1 for 0.0.0.0).',
+    description:
+      'pd-router: host returned in kv_transfer_params.remote_host; empty uses the listen host (127.0.0.1 for 0.0.0.0).',
   }),
   recordRequests: opt.int({
     default: 100,
     min: 0,
     description: 'pd-router: recent requests kept for GET /admin/requests (bodies over 64 KiB are truncated).',
   }),
-  maxRequestBodySize: opt.bytes({ default: 16 * 1024 * 1024, min: 1024, description: 'Largest accepted request body; larger gets 413.' }),
+  maxRequestBodySize: opt.bytes({
+    default: 16 * 1024 * 1024,
+    min: 1024,
+    description: 'Largest accepted request body; larger gets 413.',
+  }),
   ...shutdownOptions,
   ...loggingOptions,
 };
@@ -125,7 +177,8 @@ function stdDevRule(values: SimConfig, mean: keyof SimConfig, std: keyof SimConf
 /** `pd-router sim`: the command, its options and its start function. */
 export const simCommand: CommandDefinition<typeof simOptions> = {
   name: 'sim',
-  summary: 'GPU-free vLLM simulator, behaviour-compatible with llm-d-inference-sim, including the P/D kv_transfer_params handshake.',
+  summary:
+    'GPU-free vLLM simulator, behaviour-compatible with llm-d-inference-sim, including the P/D kv_transfer_params handshake.',
   description: `Serves /v1/chat/completions, /v1/completions, /v1/responses, /v1/messages, /inference/v1/generate, /v1/models,
 /health, /health/ready, /metrics (vLLM metric names) and GET|POST /admin/config. A request with
 kv_transfer_params.do_remote_decode=true is a prefill (finish_reason "remote_decode", kv_transfer_params returned);
@@ -141,7 +194,9 @@ Fault injection: header X-Return-Error: <status>; POST /admin/config {"hang":tru
       stdDevRule(optionValues, 'timeToFirstToken', 'timeToFirstTokenStdDev', 'time to first token'),
       stdDevRule(optionValues, 'interTokenLatency', 'interTokenLatencyStdDev', 'inter token latency'),
       stdDevRule(optionValues, 'kvCacheTransferLatency', 'kvCacheTransferLatencyStdDev', 'kv cache transfer latency'),
-      optionValues.port !== 0 && optionValues.port + optionValues.dataParallelSize - 1 > 65535 ? `--port ${optionValues.port} + --data-parallel-size ${optionValues.dataParallelSize} exceeds 65535` : undefined,
+      optionValues.port !== 0 && optionValues.port + optionValues.dataParallelSize - 1 > 65535
+        ? `--port ${optionValues.port} + --data-parallel-size ${optionValues.dataParallelSize} exceeds 65535`
+        : undefined,
       loraModulesProblem(optionValues.loraModules),
     ].filter((message): message is string => message !== undefined),
 };

@@ -41,7 +41,10 @@ export interface Pacer {
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the abort reason (an AbortedError)
-    if (signal.aborted) { reject(signal.reason); return; }
+    if (signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
     const onAbort = () => {
       clearTimeout(t);
       // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the abort reason (an AbortedError)
@@ -81,7 +84,11 @@ export class RequestPacer implements Pacer {
     const ms =
       this.pacedRequest.transferMs !== undefined
         ? this.pacedRequest.transferMs
-        : this.latency.prefillMs({ promptTokens: this.promptTokens, cachedTokens: this.cachedTokens, running: this.running() });
+        : this.latency.prefillMs({
+            promptTokens: this.promptTokens,
+            cachedTokens: this.cachedTokens,
+            running: this.running(),
+          });
     this.due += ms * this.timeScale;
     await this.waitUntil(this.due);
     this.due = Math.max(this.due, performance.now());
@@ -147,7 +154,6 @@ export class StepLoop {
     return this.queued;
   }
 
-
   update(settings: StepSettings): void {
     this.settings = settings;
   }
@@ -183,8 +189,14 @@ export class StepLoop {
     const waitFor = (cond: () => boolean): Promise<void> =>
       new Promise<void>((resolve, reject) => {
         // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the abort reason (an AbortedError)
-        if (pacedRequest.signal.aborted) { reject(pacedRequest.signal.reason); return; }
-        if (cond()) { resolve(); return; }
+        if (pacedRequest.signal.aborted) {
+          reject(pacedRequest.signal.reason);
+          return;
+        }
+        if (cond()) {
+          resolve();
+          return;
+        }
         // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the abort reason (an AbortedError)
         const onAbort = () => reject(pacedRequest.signal.reason);
         pacedRequest.signal.addEventListener('abort', onAbort, { once: true });
@@ -245,7 +257,8 @@ export class StepLoop {
     const s = this.settings;
     const decoding: Member[] = [];
     const prefilling: Array<{ m: Member; tokens: number; starts: boolean }> = [];
-    for (const m of this.members) if (m.phase === 'decode' && m.tokensMade < Math.max(1, m.outputTokens)) decoding.push(m);
+    for (const m of this.members)
+      if (m.phase === 'decode' && m.tokensMade < Math.max(1, m.outputTokens)) decoding.push(m);
     let budget = Math.max(1, s.maxNumBatchedTokens - decoding.length);
     let queueChanged = false;
     for (const m of this.members) {
@@ -285,7 +298,8 @@ export class StepLoop {
         m.readyAt.push(now);
         m.wake?.();
       }
-      for (const m of [...this.members]) if (m.phase === 'decode' && m.tokensMade >= Math.max(1, m.outputTokens)) this.members.delete(m);
+      for (const m of [...this.members])
+        if (m.phase === 'decode' && m.tokensMade >= Math.max(1, m.outputTokens)) this.members.delete(m);
       this.step();
     };
     const wallMs = (this.simNow - startedAt) * s.timeScale;

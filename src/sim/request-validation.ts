@@ -11,7 +11,10 @@ import type { JsonObject } from '../common/json.js';
 const int = z.number().int();
 const optInt = int.nullish();
 const kvParams = z.record(z.string(), z.unknown()).nullish();
-const message = z.looseObject({ role: z.string(), content: z.union([z.string(), z.array(z.unknown()), z.null()]).optional() });
+const message = z.looseObject({
+  role: z.string(),
+  content: z.union([z.string(), z.array(z.unknown()), z.null()]).optional(),
+});
 
 const common = {
   model: z.string().optional(),
@@ -58,7 +61,8 @@ const SCHEMAS: Record<ApiType, z.ZodType<Record<string, unknown>>> = {
 
 const MISSING_INPUT: Partial<Record<ApiType, string>> = {
   responses: 'input is required',
-  completions: 'prompt must be a string, an array of strings, an array of token ids, or an array of arrays of token ids',
+  completions:
+    'prompt must be a string, an array of strings, an array of token ids, or an array of arrays of token ids',
 };
 
 /** Type-checks a parsed body; returns the error message (without the upstream prefix) or undefined. */
@@ -72,7 +76,9 @@ export function typeError(api: ApiType, body: unknown): string | undefined {
     if ((body as Record<string, unknown>)[path] === undefined) return MISSING_INPUT[api];
     return MISSING_INPUT[api];
   }
-  const got = describe(issue.path.reduce<unknown>((acc, k) => (acc as Record<string | number, unknown> | undefined)?.[k as string], body));
+  const got = describe(
+    issue.path.reduce<unknown>((acc, k) => (acc as Record<string | number, unknown> | undefined)?.[k as string], body),
+  );
   return `field "${path}" has the wrong type (got ${got}): ${issue.message}`;
 }
 
@@ -87,17 +93,25 @@ function describe(value: unknown): string {
 export function semanticError(api: ApiType, body: JsonObject, prefillOnly: boolean): string | undefined {
   if (typeof body.n === 'number' && body.n <= 0) return 'n must be at least 1';
   const sp = (body.sampling_params ?? {}) as JsonObject;
-  const maxFields = api === 'generate' ? [sp.max_tokens] : api === 'responses' ? [body.max_output_tokens] : [body.max_tokens, body.max_completion_tokens];
-  if (maxFields.some((value) => typeof value === 'number' && value <= 0)) return 'Max completion tokens and max tokens should be positive';
+  const maxFields =
+    api === 'generate'
+      ? [sp.max_tokens]
+      : api === 'responses'
+        ? [body.max_output_tokens]
+        : [body.max_tokens, body.max_completion_tokens];
+  if (maxFields.some((value) => typeof value === 'number' && value <= 0))
+    return 'Max completion tokens and max tokens should be positive';
   const min = api === 'generate' ? sp.min_tokens : body.min_tokens;
   if (typeof min === 'number') {
     if (min < 0) return `min_tokens must be greater than or equal to 0, got ${min}.`;
     const max = maxFields.find((value): value is number => typeof value === 'number');
-    if (max !== undefined && min > max) return `min_tokens must be less than or equal to max_tokens=${max}, got ${min}.`;
+    if (max !== undefined && min > max)
+      return `min_tokens must be less than or equal to max_tokens=${max}, got ${min}.`;
   }
   if (prefillOnly && body.stream === true) return 'Prefill does not support streaming';
   const cht = body.cache_hit_threshold;
-  if (cht !== undefined && cht !== null && (typeof cht !== 'number' || cht < 0 || cht > 1)) return 'cache_hit_threshold must be between 0 and 1';
+  if (cht !== undefined && cht !== null && (typeof cht !== 'number' || cht < 0 || cht > 1))
+    return 'cache_hit_threshold must be between 0 and 1';
   if (body.ignore_eos === true && !maxFields.some((value) => typeof value === 'number')) {
     return 'Ignore_eos is true but max_completion_tokens (or max_tokens) is not set';
   }
@@ -114,7 +128,8 @@ export function semanticError(api: ApiType, body: JsonObject, prefillOnly: boole
       if (Array.isArray(p)) {
         if (p.length === 0) return 'prompt array must contain at least one prompt';
         if (p.some((value) => value === '')) return 'prompt must not contain an empty string';
-        if (p.some((value) => Array.isArray(value) && value.length === 0)) return 'prompt must not contain an empty token-id array';
+        if (p.some((value) => Array.isArray(value) && value.length === 0))
+          return 'prompt must not contain an empty token-id array';
       }
       break;
     }
@@ -133,7 +148,9 @@ export function kvTransferParamsOf(api: ApiType, body: JsonObject): JsonObject |
   const root = body[KV_TRANSFER_PARAMS];
   if (root && typeof root === 'object') return root as JsonObject;
   if (api === 'generate') {
-    const extra = ((body[SAMPLING_PARAMS] as JsonObject | undefined)?.[EXTRA_ARGS] as JsonObject | undefined)?.[KV_TRANSFER_PARAMS];
+    const extra = ((body[SAMPLING_PARAMS] as JsonObject | undefined)?.[EXTRA_ARGS] as JsonObject | undefined)?.[
+      KV_TRANSFER_PARAMS
+    ];
     if (extra && typeof extra === 'object') return extra as JsonObject;
   }
   return undefined;

@@ -107,7 +107,15 @@ export function completionBody(result: CompletionResult): Record<string, unknown
           created_at: result.created,
           status: 'completed',
           ...(result.instructions !== undefined ? { instructions: result.instructions } : {}),
-          output: [{ type: 'message', id: `msg_${result.requestId}`, role: 'assistant', status: 'completed', content: [{ type: 'output_text', text, annotations: [] }] }],
+          output: [
+            {
+              type: 'message',
+              id: `msg_${result.requestId}`,
+              role: 'assistant',
+              status: 'completed',
+              content: [{ type: 'output_text', text, annotations: [] }],
+            },
+          ],
           text: { format: { type: 'text' } },
           usage: responsesUsage(result),
         },
@@ -123,7 +131,12 @@ export function completionBody(result: CompletionResult): Record<string, unknown
           model: result.model,
           stop_reason: anthropicStopReason(result.finishReason),
           stop_sequence: null,
-          usage: { input_tokens: result.promptTokens, cache_creation_input_tokens: 0, cache_read_input_tokens: result.cachedTokens, output_tokens: result.tokens.length },
+          usage: {
+            input_tokens: result.promptTokens,
+            cache_creation_input_tokens: 0,
+            cache_read_input_tokens: result.cachedTokens,
+            output_tokens: result.tokens.length,
+          },
         },
         result,
       );
@@ -164,7 +177,9 @@ export function sseEncoder(result: CompletionResult): SseEncoder {
         head: () => chunk([{ index: 0, finish_reason: null, delta: { role: 'assistant' } }]),
         token: (i) => chunk([{ index: 0, finish_reason: null, delta: { content: result.tokens[i] } }]),
         tail: () =>
-          chunk([{ index: 0, finish_reason: result.finishReason, delta: {} }]) + (result.includeUsage ? chunk([], usageOpenAI(result)) : '') + SSE_DONE,
+          chunk([{ index: 0, finish_reason: result.finishReason, delta: {} }]) +
+          (result.includeUsage ? chunk([], usageOpenAI(result)) : '') +
+          SSE_DONE,
       };
     }
     case 'completions': {
@@ -173,15 +188,29 @@ export function sseEncoder(result: CompletionResult): SseEncoder {
       return {
         head: () => '',
         token: (i) => chunk([{ index: 0, finish_reason: null, text: result.tokens[i] }]),
-        tail: () => chunk([{ index: 0, finish_reason: result.finishReason, text: '' }]) + (result.includeUsage ? chunk([], usageOpenAI(result)) : '') + SSE_DONE,
+        tail: () =>
+          chunk([{ index: 0, finish_reason: result.finishReason, text: '' }]) +
+          (result.includeUsage ? chunk([], usageOpenAI(result)) : '') +
+          SSE_DONE,
       };
     }
     case 'generate': {
       return {
         head: () => '',
-        token: (i) => data({ request_id: result.requestId, choices: [{ index: 0, finish_reason: i === last ? result.finishReason : null, token_ids: [result.tokenIds[i]] }] }),
+        token: (i) =>
+          data({
+            request_id: result.requestId,
+            choices: [
+              { index: 0, finish_reason: i === last ? result.finishReason : null, token_ids: [result.tokenIds[i]] },
+            ],
+          }),
         tail: () =>
-          (last < 0 ? data({ request_id: result.requestId, choices: [{ index: 0, finish_reason: result.finishReason, token_ids: [] }] }) : '') +
+          (last < 0
+            ? data({
+                request_id: result.requestId,
+                choices: [{ index: 0, finish_reason: result.finishReason, token_ids: [] }],
+              })
+            : '') +
           (result.includeUsage ? data({ request_id: result.requestId, choices: [], usage: usageOpenAI(result) }) : '') +
           SSE_DONE,
       };
@@ -215,12 +244,30 @@ export function sseEncoder(result: CompletionResult): SseEncoder {
             part: { type: 'output_text', text: '', annotations: [] },
           }),
         token: (i) =>
-          event('response.output_text.delta', { type: 'response.output_text.delta', item_id: itemId, output_index: 0, content_index: 0, delta: result.tokens[i] }),
+          event('response.output_text.delta', {
+            type: 'response.output_text.delta',
+            item_id: itemId,
+            output_index: 0,
+            content_index: 0,
+            delta: result.tokens[i],
+          }),
         tail: () => {
           const full = text();
-          const item = { type: 'message', id: itemId, role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: full, annotations: [] }] };
+          const item = {
+            type: 'message',
+            id: itemId,
+            role: 'assistant',
+            status: 'completed',
+            content: [{ type: 'output_text', text: full, annotations: [] }],
+          };
           return (
-            event('response.output_text.done', { type: 'response.output_text.done', item_id: itemId, output_index: 0, content_index: 0, text: full }) +
+            event('response.output_text.done', {
+              type: 'response.output_text.done',
+              item_id: itemId,
+              output_index: 0,
+              content_index: 0,
+              text: full,
+            }) +
             event('response.content_part.done', {
               type: 'response.content_part.done',
               item_id: itemId,
@@ -229,7 +276,10 @@ export function sseEncoder(result: CompletionResult): SseEncoder {
               part: { type: 'output_text', text: full, annotations: [] },
             }) +
             event('response.output_item.done', { type: 'response.output_item.done', output_index: 0, item }) +
-            event('response.completed', { type: 'response.completed', response: response('completed', { output: [item], usage: responsesUsage(result) }) })
+            event('response.completed', {
+              type: 'response.completed',
+              response: response('completed', { output: [item], usage: responsesUsage(result) }),
+            })
           );
         },
       };
@@ -247,12 +297,26 @@ export function sseEncoder(result: CompletionResult): SseEncoder {
               model: result.model,
               stop_reason: null,
               stop_sequence: null,
-              usage: { input_tokens: result.promptTokens, cache_creation_input_tokens: 0, cache_read_input_tokens: result.cachedTokens, output_tokens: 0 },
+              usage: {
+                input_tokens: result.promptTokens,
+                cache_creation_input_tokens: 0,
+                cache_read_input_tokens: result.cachedTokens,
+                output_tokens: 0,
+              },
             },
           }) +
-          event('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }) +
+          event('content_block_start', {
+            type: 'content_block_start',
+            index: 0,
+            content_block: { type: 'text', text: '' },
+          }) +
           event('ping', { type: 'ping' }),
-        token: (i) => event('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: result.tokens[i] } }),
+        token: (i) =>
+          event('content_block_delta', {
+            type: 'content_block_delta',
+            index: 0,
+            delta: { type: 'text_delta', text: result.tokens[i] },
+          }),
         tail: () =>
           event('content_block_stop', { type: 'content_block_stop', index: 0 }) +
           event('message_delta', {

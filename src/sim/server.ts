@@ -28,7 +28,10 @@ import { REQUEST_ID_HEADER, isDecodeLeg, isPrefillLeg, type PrefillAnswerKvParam
 import type { JsonObject } from '../common/json.js';
 
 function sendError(reply: FastifyReply, status: number, message: string, param: string | null = null): FastifyReply {
-  return reply.code(status).header('content-type', 'application/json').send(openAIError(status, message, param));
+  return reply
+    .code(status)
+    .header('content-type', 'application/json')
+    .send(openAIError(status, message, param));
 }
 
 function podHeaders(engine: SimEngine): Record<string, string> {
@@ -48,14 +51,21 @@ function promptTokenIdsFor(api: ApiType, body: JsonObject): number[] {
     if (typeof p === 'string') return tokenIds(tokenize(p));
     if (Array.isArray(p) && p.length > 0) {
       if (typeof p[0] === 'number') return p as number[];
-      return (p as unknown[]).flatMap((value) => (typeof value === 'string' ? tokenIds(tokenize(value)) : Array.isArray(value) ? (value as number[]) : []));
+      return (p as unknown[]).flatMap((value) =>
+        typeof value === 'string' ? tokenIds(tokenize(value)) : Array.isArray(value) ? (value as number[]) : [],
+      );
     }
     return [];
   }
   return tokenIds(tokenize(renderPrompt(api, body)));
 }
 
-async function handleInference(engine: SimEngine, api: ApiType, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+async function handleInference(
+  engine: SimEngine,
+  api: ApiType,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): Promise<FastifyReply | undefined> {
   const raw = request.body as Buffer | undefined;
   const record: RequestRecord = {
     id: request.id,
@@ -78,7 +88,11 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
     record.body = raw?.toString('utf8');
     finish(400);
     // Go's encoding/json wording, as upstream answers (e.g. "unexpected end of JSON input").
-    return sendError(reply, 400, `Failed to read and parse request body, ${goJsonSyntaxError(raw ?? Buffer.alloc(0)) ?? (e as Error).message}`);
+    return sendError(
+      reply,
+      400,
+      `Failed to read and parse request body, ${goJsonSyntaxError(raw ?? Buffer.alloc(0)) ?? (e as Error).message}`,
+    );
   }
   record.body = body;
   const typeProblem = typeError(api, body);
@@ -144,7 +158,10 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
     return sendError(reply, 500, 'the kv cache does not have sufficient capacity to store this request');
   }
 
-  const requestId = c.enableRequestIdHeaders && typeof request.headers[REQUEST_ID_HEADER] === 'string' ? request.headers[REQUEST_ID_HEADER] : randomUUID();
+  const requestId =
+    c.enableRequestIdHeaders && typeof request.headers[REQUEST_ID_HEADER] === 'string'
+      ? request.headers[REQUEST_ID_HEADER]
+      : randomUUID();
   const headers: Record<string, string> = { ...podHeaders(engine) };
   if (c.enableRequestIdHeaders) headers[REQUEST_ID_HEADER] = requestId;
   const stream = body.stream === true;
@@ -199,7 +216,9 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
         cacheSalt: salt,
         lora,
         cacheHitThreshold: typeof body.cache_hit_threshold === 'number' ? body.cache_hit_threshold : undefined,
-        forceCacheThreshold: (api === 'chat' || api === 'completions') && /^(1|t|true)$/i.test(String(request.headers['x-cache-threshold-finish-reason'] ?? '')),
+        forceCacheThreshold:
+          (api === 'chat' || api === 'completions') &&
+          /^(1|t|true)$/i.test(String(request.headers['x-cache-threshold-finish-reason'] ?? '')),
         signal: abort.signal,
       },
       {
@@ -229,7 +248,10 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
         do_remote_decode: false,
         do_remote_prefill: true,
         remote_engine_id: engine.engineId,
-        remote_block_ids: outcome.slot.blockIds.length > 0 ? outcome.slot.blockIds : syntheticBlockIds(outcome.promptTokens, c.blockSize),
+        remote_block_ids:
+          outcome.slot.blockIds.length > 0
+            ? outcome.slot.blockIds
+            : syntheticBlockIds(outcome.promptTokens, c.blockSize),
         remote_host: engine.advertisedHost,
         remote_port: engine.port,
         tp_size: 1,
@@ -277,11 +299,16 @@ export function buildSimServer(engine: SimEngine): FastifyInstance {
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _request, reply) => {
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
     if (status >= 500) engine.logger.error({ err }, 'simulator request failed');
-    const message = err.code === 'FST_ERR_CTP_BODY_TOO_LARGE' ? `request body exceeds ${engine.config.maxRequestBodySize} bytes` : err.message;
+    const message =
+      err.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
+        ? `request body exceeds ${engine.config.maxRequestBodySize} bytes`
+        : err.message;
     if (reply.sent || reply.raw.headersSent) return;
     void sendError(reply, status, message);
   });
-  app.setNotFoundHandler((request, reply) => sendError(reply, 404, `${request.method} ${request.url} is not served by this simulator`));
+  app.setNotFoundHandler((request, reply) =>
+    sendError(reply, 404, `${request.method} ${request.url} is not served by this simulator`),
+  );
 
   for (const [path, api] of Object.entries(INFERENCE_PATHS)) {
     app.post(path, (request, reply) => handleInference(engine, api, request, reply));
@@ -314,7 +341,10 @@ export function buildSimServer(engine: SimEngine): FastifyInstance {
   app.get('/health', async (_req, reply) => reply.header('content-type', 'application/json').send(''));
   app.get('/health/ready', async (_req, reply) => {
     const ready = Date.now() - engine.startedAt >= engine.config.startupDuration;
-    return reply.code(ready ? 200 : 503).header('content-type', 'application/json').send('');
+    return reply
+      .code(ready ? 200 : 503)
+      .header('content-type', 'application/json')
+      .send('');
   });
   app.get('/metrics', async (_req, reply) => {
     const { contentType, body } = await renderMetrics([engine.registry]);

@@ -121,7 +121,11 @@ export class SimEngine {
     this.loras = new LoraState(parseLoraModules(config.loraModules), config.maxLoras, this.registry);
     this.scheduler = new Scheduler(config.maxNumSeqs, config.maxWaitingQueueLength, this.kv, () => this.updateGauges());
     this.stepLoop = new StepLoop(stepSettings(config), this.latency, () => this.updateGauges());
-    this.engineId = config.engineId ? (config.dataParallelSize > 1 ? `${config.engineId}-dp${rank}` : config.engineId) : `pd-sim-${randomUUID()}`;
+    this.engineId = config.engineId
+      ? config.dataParallelSize > 1
+        ? `${config.engineId}-dp${rank}`
+        : config.engineId
+      : `pd-sim-${randomUUID()}`;
   }
 
   /** The name reported in responses and metrics: the first served model name. */
@@ -141,7 +145,8 @@ export class SimEngine {
   private updateGauges(): void {
     const l = this.metrics.labels;
     // Step engine: admitted requests whose prefill has not started count as waiting, as in vLLM V1.
-    const queued = this.config.engineModel === 'step' ? ((this.stepLoop as StepLoop | undefined)?.queuedPrefills ?? 0) : 0;
+    const queued =
+      this.config.engineModel === 'step' ? ((this.stepLoop as StepLoop | undefined)?.queuedPrefills ?? 0) : 0;
     this.metrics.running.set(l, this.scheduler.running - queued);
     this.metrics.waiting.set(l, this.scheduler.waiting + queued);
     if (this.kv) this.metrics.kvUsage.set(l, this.kv.usage());
@@ -177,7 +182,10 @@ export class SimEngine {
     if (req.lora) this.loras.enqueue(req.lora);
     let slot: Slot;
     try {
-      slot = await this.scheduler.acquire({ id: req.id, promptTokens, hashes, maxOutputTokens: reserveOutput }, req.signal);
+      slot = await this.scheduler.acquire(
+        { id: req.id, promptTokens, hashes, maxOutputTokens: reserveOutput },
+        req.signal,
+      );
     } catch (e) {
       if (req.lora) this.loras.dequeue(req.lora);
       throw e;
@@ -202,7 +210,9 @@ export class SimEngine {
         m.prefixQueries.inc(l, promptTokens);
         m.prefixHits.inc(l, slot.cachedTokens);
       }
-      const threshold = req.cacheHitThreshold ?? (this.config.globalCacheHitThreshold > 0 ? this.config.globalCacheHitThreshold : undefined);
+      const threshold =
+        req.cacheHitThreshold ??
+        (this.config.globalCacheHitThreshold > 0 ? this.config.globalCacheHitThreshold : undefined);
       const hitRate = promptTokens > 0 ? slot.cachedTokens / promptTokens : 0;
       if (req.forceCacheThreshold || (threshold !== undefined && hitRate < threshold)) {
         // Upstream answers at once, without prefill, so a router can fall back to remote prefill (shared-storage connector).
@@ -225,7 +235,12 @@ export class SimEngine {
       const n = output.tokens.length;
       const pacer: Pacer =
         this.config.engineModel === 'step'
-          ? this.stepLoop.pacer({ prefillTokens: promptTokens - slot.cachedTokens, transferMs, outputTokens: Math.max(1, n), signal: req.signal })
+          ? this.stepLoop.pacer({
+              prefillTokens: promptTokens - slot.cachedTokens,
+              transferMs,
+              outputTokens: Math.max(1, n),
+              signal: req.signal,
+            })
           : new RequestPacer(
               { prefillTokens: promptTokens - slot.cachedTokens, transferMs, outputTokens: n, signal: req.signal },
               this.latency,
@@ -292,7 +307,8 @@ export class SimEngine {
       requestRecord.bodyTruncated = true;
     }
     this.records.push(requestRecord);
-    if (this.records.length > this.config.recordRequests) this.records.splice(0, this.records.length - this.config.recordRequests);
+    if (this.records.length > this.config.recordRequests)
+      this.records.splice(0, this.records.length - this.config.recordRequests);
     return requestRecord;
   }
 

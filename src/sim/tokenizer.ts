@@ -61,7 +61,11 @@ export function renderPrompt(api: ApiType, body: JsonObject): string {
       return renderMessages(msgs);
     }
     case 'completions':
-      return typeof body.prompt === 'string' ? body.prompt : Array.isArray(body.prompt) ? body.prompt.filter((part) => typeof part === 'string').join('') : '';
+      return typeof body.prompt === 'string'
+        ? body.prompt
+        : Array.isArray(body.prompt)
+          ? body.prompt.filter((part) => typeof part === 'string').join('')
+          : '';
     case 'generate':
       return '';
   }

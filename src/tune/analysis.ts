@@ -83,7 +83,8 @@ export function paretoFront(points: readonly RunPoint[]): RunPoint[] {
           point !== runPoint &&
           point.outputTokensPerSecPerGpu >= runPoint.outputTokensPerSecPerGpu &&
           point.tokensPerSecPerUser >= runPoint.tokensPerSecPerUser &&
-          (point.outputTokensPerSecPerGpu > runPoint.outputTokensPerSecPerGpu || point.tokensPerSecPerUser > runPoint.tokensPerSecPerUser),
+          (point.outputTokensPerSecPerGpu > runPoint.outputTokensPerSecPerGpu ||
+            point.tokensPerSecPerUser > runPoint.tokensPerSecPerUser),
       ),
   );
 }
@@ -113,8 +114,13 @@ export function topologyGoodputs(runs: readonly SweepRun[], slo: SloTargets): To
 export function recommend(goodputs: readonly TopologyGoodput[], gpuBudget: number, slo: SloTargets): Recommendation {
   const within = goodputs.filter((goodput) => goodput.gpus <= gpuBudget);
   const excludedByBudget = goodputs.filter((goodput) => goodput.gpus > gpuBudget).map((goodput) => goodput.topology);
-  const ranked = [...within].sort((left, right) => right.goodputPerGpu - left.goodputPerGpu || right.goodput - left.goodput);
-  const sloText = [slo.ttftMs !== undefined ? `TTFT p${slo.percentile} ≤ ${slo.ttftMs} ms` : '', slo.tpotMs !== undefined ? `TPOT p${slo.percentile} ≤ ${slo.tpotMs} ms` : '']
+  const ranked = [...within].sort(
+    (left, right) => right.goodputPerGpu - left.goodputPerGpu || right.goodput - left.goodput,
+  );
+  const sloText = [
+    slo.ttftMs !== undefined ? `TTFT p${slo.percentile} ≤ ${slo.ttftMs} ms` : '',
+    slo.tpotMs !== undefined ? `TPOT p${slo.percentile} ≤ ${slo.tpotMs} ms` : '',
+  ]
     .filter(Boolean)
     .join(' and ');
   const best = ranked[0];
@@ -125,7 +131,10 @@ export function recommend(goodputs: readonly TopologyGoodput[], gpuBudget: numbe
     };
   }
   const runnerUp = ranked[1];
-  const margin = runnerUp && runnerUp.goodputPerGpu > 0 ? (best.goodputPerGpu - runnerUp.goodputPerGpu) / runnerUp.goodputPerGpu : undefined;
+  const margin =
+    runnerUp && runnerUp.goodputPerGpu > 0
+      ? (best.goodputPerGpu - runnerUp.goodputPerGpu) / runnerUp.goodputPerGpu
+      : undefined;
   const f = (count: number) => count.toFixed(1);
   const kind = `${best.kind === 'pd' ? 'P/D' : 'aggregated'}, ${best.gpus} GPUs`;
   const shape = shapeName(best.topology);
@@ -134,7 +143,8 @@ export function recommend(goodputs: readonly TopologyGoodput[], gpuBudget: numbe
     text += ` Runner-up: ${displayName(runnerUp.topology)} with ${f(runnerUp.goodputPerGpu)} per GPU`;
     text += margin === undefined ? ' (it meets the SLOs at no load level).' : `; margin ${(margin * 100).toFixed(1)}%.`;
   }
-  if (excludedByBudget.length) text += ` Over the ${gpuBudget}-GPU budget and not considered: ${excludedByBudget.map(displayName).join(', ')}.`;
+  if (excludedByBudget.length)
+    text += ` Over the ${gpuBudget}-GPU budget and not considered: ${excludedByBudget.map(displayName).join(', ')}.`;
   return { best, runnerUp, margin, excludedByBudget, text };
 }
 
@@ -155,9 +165,14 @@ export function resultsTable(points: readonly RunPoint[], loadKind: SweepRun['lo
 }
 
 export function goodputTable(goodputs: readonly TopologyGoodput[]): string {
-  const lines = ['| topology | kind | GPUs | SLO goodput (tok/s) | per GPU | at load |', '|---|---|---:|---:|---:|---:|'];
+  const lines = [
+    '| topology | kind | GPUs | SLO goodput (tok/s) | per GPU | at load |',
+    '|---|---|---:|---:|---:|---:|',
+  ];
   for (const g of [...goodputs].sort((left, right) => right.goodputPerGpu - left.goodputPerGpu)) {
-    lines.push(`| ${displayName(g.topology)} | ${g.kind === 'pd' ? 'P/D' : 'aggregated'} | ${g.gpus} | ${n1(g.goodput)} | ${n1(g.goodputPerGpu)} | ${g.atLoad ?? '—'} |`);
+    lines.push(
+      `| ${displayName(g.topology)} | ${g.kind === 'pd' ? 'P/D' : 'aggregated'} | ${g.gpus} | ${n1(g.goodput)} | ${n1(g.goodputPerGpu)} | ${g.atLoad ?? '—'} |`,
+    );
   }
   return lines.join('\n');
 }

@@ -19,7 +19,11 @@ export { writeSweepOutputs } from './report.js';
 export { runSweep } from './runner.js';
 
 /** Runs `pd-router tune`: the sweep, its analysis and its report. */
-export async function runTune(optionValues: OptionValues<typeof tuneOptions>, logger: Logger, signal?: AbortSignal): Promise<Recommendation> {
+export async function runTune(
+  optionValues: OptionValues<typeof tuneOptions>,
+  logger: Logger,
+  signal?: AbortSignal,
+): Promise<Recommendation> {
   const preset = TUNE_PRESETS[optionValues.preset];
   const endpoint = optionValues.endpoint || undefined;
   const topologies: Topology[] = endpoint
@@ -36,7 +40,8 @@ export async function runTune(optionValues: OptionValues<typeof tuneOptions>, lo
   const runs = await runSweep({
     topologies,
     loads,
-    requestsPerConcurrency: optionValues.requestsPerConcurrency > 0 ? optionValues.requestsPerConcurrency : preset.requestsPerConcurrency,
+    requestsPerConcurrency:
+      optionValues.requestsPerConcurrency > 0 ? optionValues.requestsPerConcurrency : preset.requestsPerConcurrency,
     workload: preset.workload,
     profile: (optionValues.profile || preset.profile) as ProfileName,
     timeScale,
@@ -48,13 +53,19 @@ export async function runTune(optionValues: OptionValues<typeof tuneOptions>, lo
     progress: (line) => process.stderr.write(`${line}\n`),
     signal,
   });
-  return writeSweepOutputs(path.resolve(optionValues.out), runs, slo, endpoint ? optionValues.gpus : optionValues.gpuBudget > 0 ? optionValues.gpuBudget : preset.gpuBudget, {
-    title: endpoint ? `Load sweep of ${optionValues.label}` : `xPyD tuning: ${optionValues.preset}`,
-    command: `pd-router tune ${process.argv.slice(3).join(' ')}`.trim(),
-    description: endpoint ? `Load levels against ${endpoint}.` : preset.description,
-    workload: `${preset.workload.name}: ${preset.workload.description}`,
-    simulated: !endpoint,
-    timeScale,
-    wallSeconds: (Date.now() - started) / 1000,
-  });
+  return writeSweepOutputs(
+    path.resolve(optionValues.out),
+    runs,
+    slo,
+    endpoint ? optionValues.gpus : optionValues.gpuBudget > 0 ? optionValues.gpuBudget : preset.gpuBudget,
+    {
+      title: endpoint ? `Load sweep of ${optionValues.label}` : `xPyD tuning: ${optionValues.preset}`,
+      command: `pd-router tune ${process.argv.slice(3).join(' ')}`.trim(),
+      description: endpoint ? `Load levels against ${endpoint}.` : preset.description,
+      workload: `${preset.workload.name}: ${preset.workload.description}`,
+      simulated: !endpoint,
+      timeScale,
+      wallSeconds: (Date.now() - started) / 1000,
+    },
+  );
 }

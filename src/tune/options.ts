@@ -12,21 +12,60 @@ export const tuneOptions = {
       .map(([k, preset]) => `${k} (${preset.description})`)
       .join('; ')}.`,
   }),
-  out: opt.string({ default: 'tune-results', description: 'Directory for results.md, results.json, the plots and every run\'s inference-perf report.' }),
-  topologies: opt.list({ default: [], itemHint: 'a list of topologies such as 2P1D, 2P1D-tp1-2, agg4, ms-d1xTP4-p2xTP2, sa-d2xTP4', description: 'Topologies to try instead of the preset\'s.' }),
-  concurrency: opt.list({ default: [], itemHint: 'a list of concurrency levels', description: 'Load levels (requests in flight) instead of the preset\'s.' }),
-  requestsPerConcurrency: opt.int({ default: 0, min: 0, description: 'Requests per level = this × concurrency (0: the preset\'s; llm-d-benchmark uses 10).' }),
-  sloTtft: opt.duration({ default: 0, description: 'TTFT SLO at --slo-percentile (0: the preset\'s).' }),
-  sloTpot: opt.duration({ default: 0, description: 'TPOT SLO at --slo-percentile (0: the preset\'s).' }),
-  sloPercentile: opt.oneOf(['50', '90', '95', '99'] as const, { default: '90', description: 'Percentile the SLOs apply to.' }),
-  gpuBudget: opt.int({ default: 0, min: 0, description: 'Largest GPU count a recommended topology may use (0: the preset\'s).' }),
-  profile: opt.oneOf(['', ...PROFILE_NAMES] as [string, ...string[]], { default: '', description: 'Simulator latency profile at TP1 ("": the preset\'s).' }),
-  timeScale: opt.number({ default: 0, min: 0, description: 'Simulator time scale (0: the preset\'s; smaller runs faster but needs CPU headroom).' }),
+  out: opt.string({
+    default: 'tune-results',
+    description: "Directory for results.md, results.json, the plots and every run's inference-perf report.",
+  }),
+  topologies: opt.list({
+    default: [],
+    itemHint: 'a list of topologies such as 2P1D, 2P1D-tp1-2, agg4, ms-d1xTP4-p2xTP2, sa-d2xTP4',
+    description: "Topologies to try instead of the preset's.",
+  }),
+  concurrency: opt.list({
+    default: [],
+    itemHint: 'a list of concurrency levels',
+    description: "Load levels (requests in flight) instead of the preset's.",
+  }),
+  requestsPerConcurrency: opt.int({
+    default: 0,
+    min: 0,
+    description: "Requests per level = this × concurrency (0: the preset's; llm-d-benchmark uses 10).",
+  }),
+  sloTtft: opt.duration({ default: 0, description: "TTFT SLO at --slo-percentile (0: the preset's)." }),
+  sloTpot: opt.duration({ default: 0, description: "TPOT SLO at --slo-percentile (0: the preset's)." }),
+  sloPercentile: opt.oneOf(['50', '90', '95', '99'] as const, {
+    default: '90',
+    description: 'Percentile the SLOs apply to.',
+  }),
+  gpuBudget: opt.int({
+    default: 0,
+    min: 0,
+    description: "Largest GPU count a recommended topology may use (0: the preset's).",
+  }),
+  profile: opt.oneOf(['', ...PROFILE_NAMES] as [string, ...string[]], {
+    default: '',
+    description: 'Simulator latency profile at TP1 ("": the preset\'s).',
+  }),
+  timeScale: opt.number({
+    default: 0,
+    min: 0,
+    description: "Simulator time scale (0: the preset's; smaller runs faster but needs CPU headroom).",
+  }),
   model: opt.string({ default: 'sim-model', description: 'Model name sent in requests.' }),
   seed: opt.int({ default: 1, min: 0, description: 'Seed for the workload and the simulators.' }),
-  endpoint: opt.string({ default: '', description: 'Measure a real deployment at this URL instead of standing up simulators (only the load levels run).' }),
-  label: opt.string({ default: 'deployment', description: 'With --endpoint: the name of the deployment in the results.' }),
-  gpus: opt.int({ default: 1, min: 1, description: 'With --endpoint: the GPUs the deployment uses (for per-GPU figures).' }),
+  endpoint: opt.string({
+    default: '',
+    description: 'Measure a real deployment at this URL instead of standing up simulators (only the load levels run).',
+  }),
+  label: opt.string({
+    default: 'deployment',
+    description: 'With --endpoint: the name of the deployment in the results.',
+  }),
+  gpus: opt.int({
+    default: 1,
+    min: 1,
+    description: 'With --endpoint: the GPUs the deployment uses (for per-GPU figures).',
+  }),
   ...shutdownOptions,
   ...loggingOptions,
 };
@@ -34,7 +73,8 @@ export const tuneOptions = {
 /** `pd-router tune`: the command, its options and its start function. */
 export const tuneCommand: CommandDefinition<typeof tuneOptions> = {
   name: 'tune',
-  summary: 'xPyD ratio tuning: a design-of-experiments sweep of topologies × load levels, with plots and a recommendation.',
+  summary:
+    'xPyD ratio tuning: a design-of-experiments sweep of topologies × load levels, with plots and a recommendation.',
   description: `Against simulators (default) each topology is stood up locally (the dev stack, simulator latencies scaled by
 tensor parallelism, step engine so prefill and decode interfere as on real GPUs), every load level is run, and the stack
 is torn down. With --endpoint the load levels run against a real deployment. Writes results.md (recommendation, SLO
@@ -56,7 +96,8 @@ goodput per topology, every run), results.json, SVG plots and each run's inferen
     if (optionValues.endpoint) {
       try {
         const u = new URL(optionValues.endpoint);
-        if (u.protocol !== 'http:' && u.protocol !== 'https:') problems.push(`--endpoint: "${optionValues.endpoint}" is not an http(s) URL`);
+        if (u.protocol !== 'http:' && u.protocol !== 'https:')
+          problems.push(`--endpoint: "${optionValues.endpoint}" is not an http(s) URL`);
       } catch {
         problems.push(`--endpoint: "${optionValues.endpoint}" is not a URL`);
       }

@@ -43,7 +43,8 @@ const SMALL_TOPOLOGIES = ['agg2', 'agg4', '1P1D', '2P1D', '3P1D', '2P2D'];
 /** The sweep presets by name. */
 export const TUNE_PRESETS: Record<string, TunePreset> = {
   'pd-disaggregation-small': {
-    description: 'Prefill-heavy workload on 8B/H100 simulators: P/D vs aggregated, 6 topologies up to 4 GPUs × 4 concurrency levels.',
+    description:
+      'Prefill-heavy workload on 8B/H100 simulators: P/D vs aggregated, 6 topologies up to 4 GPUs × 4 concurrency levels.',
     profile: '8b-h100',
     workload: prefillHeavySmall,
     topologies: SMALL_TOPOLOGIES,
@@ -67,7 +68,8 @@ export const TUNE_PRESETS: Record<string, TunePreset> = {
     gpuBudget: 4,
   },
   'pd-disaggregation': {
-    description: "llm-d-benchmark's P/D design of experiments: 9 topologies × 6 concurrency levels, random 10000/1000 (70B/TP8 profile). Takes hours on a laptop.",
+    description:
+      "llm-d-benchmark's P/D design of experiments: 9 topologies × 6 concurrency levels, random 10000/1000 (70B/TP8 profile). Takes hours on a laptop.",
     profile: '70b-tp8',
     workload: {
       name: 'random-10k-1k',
@@ -76,7 +78,17 @@ export const TUNE_PRESETS: Record<string, TunePreset> = {
       inputTokens: { kind: 'fixed', value: 10000 },
       outputTokens: { kind: 'fixed', value: 1000 },
     },
-    topologies: ['ms-d1xTP8-p8xTP1', 'ms-d1xTP8-p4xTP2', 'ms-d1xTP8-p2xTP4', 'ms-d1xTP4-p6xTP2', 'ms-d2xTP4-p4xTP2', 'ms-d3xTP4-p2xTP2', 'sa-d1xTP2', 'sa-d1xTP4', 'sa-d1xTP8'],
+    topologies: [
+      'ms-d1xTP8-p8xTP1',
+      'ms-d1xTP8-p4xTP2',
+      'ms-d1xTP8-p2xTP4',
+      'ms-d1xTP4-p6xTP2',
+      'ms-d2xTP4-p4xTP2',
+      'ms-d3xTP4-p2xTP2',
+      'sa-d1xTP2',
+      'sa-d1xTP4',
+      'sa-d1xTP8',
+    ],
     loadKind: 'concurrency',
     loads: [1, 8, 32, 64, 128, 256],
     requestsPerConcurrency: 10,

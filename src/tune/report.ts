@@ -2,7 +2,16 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { SloTargets } from '../loadgen/index.js';
-import { goodputTable, paretoFront, recommend, resultsTable, runPoint, topologyGoodputs, type Recommendation, type SweepRun } from './analysis.js';
+import {
+  goodputTable,
+  paretoFront,
+  recommend,
+  resultsTable,
+  runPoint,
+  topologyGoodputs,
+  type Recommendation,
+  type SweepRun,
+} from './analysis.js';
 import { renderLineChart, type ChartSeries, type MarkedPoint, type ReferenceLine } from './svg-chart.js';
 import { displayName, shapeName } from './topology.js';
 
@@ -23,7 +32,13 @@ export const PLOT_FILES = {
 };
 
 /** Writes a sweep's report: runs, charts and the recommendation. */
-export function writeSweepOutputs(outDir: string, runs: readonly SweepRun[], slo: SloTargets, gpuBudget: number, meta: SweepMeta): Recommendation {
+export function writeSweepOutputs(
+  outDir: string,
+  runs: readonly SweepRun[],
+  slo: SloTargets,
+  gpuBudget: number,
+  meta: SweepMeta,
+): Recommendation {
   mkdirSync(outDir, { recursive: true });
   const points = runs.map((sweepRun) => runPoint(sweepRun, slo));
   const front = paretoFront(points);
@@ -33,18 +48,35 @@ export function writeSweepOutputs(outDir: string, runs: readonly SweepRun[], slo
   type Point = (typeof points)[number];
   // Latency plots show the percentile the SLO gates on, so the SLO line and the points are comparable.
   const pkey = `p${slo.percentile}` as const;
-  const atSlo = (runPoint: Point, metric: 'timeToFirstToken' | 'timePerOutputToken') => runs[points.indexOf(runPoint)].summary.latency[metric][pkey];
+  const atSlo = (runPoint: Point, metric: 'timeToFirstToken' | 'timePerOutputToken') =>
+    runs[points.indexOf(runPoint)].summary.latency[metric][pkey];
   const unit = runs[0]?.loadKind === 'rate' ? 'rate' : 'c';
   // Each point is one load level; where the x axis is not the load, the point says which it is.
-  const series = (fn: (runPoint: Point) => number, item: (runPoint: Point) => number, labelled = false): ChartSeries[] =>
+  const series = (
+    fn: (runPoint: Point) => number,
+    item: (runPoint: Point) => number,
+    labelled = false,
+  ): ChartSeries[] =>
     topologies.map((text) => ({
       name: displayName(text),
-      points: points.filter((runPoint) => runPoint.topology === text).map((runPoint) => ({ x: fn(runPoint), y: item(runPoint), label: labelled ? `${unit}=${runPoint.load}` : undefined })),
+      points: points
+        .filter((runPoint) => runPoint.topology === text)
+        .map((runPoint) => ({
+          x: fn(runPoint),
+          y: item(runPoint),
+          label: labelled ? `${unit}=${runPoint.load}` : undefined,
+        })),
     }));
   // The recommended shape at the load level that gave its goodput, drawn as a star on every plot.
-  const chosen = rec.best && points.find((runPoint) => runPoint.topology === rec.best!.topology && runPoint.load === rec.best!.atLoad);
+  const chosen =
+    rec.best &&
+    points.find((runPoint) => runPoint.topology === rec.best!.topology && runPoint.load === rec.best!.atLoad);
   const marked = (fn: (runPoint: Point) => number, item: (runPoint: Point) => number): MarkedPoint | undefined =>
-    chosen && { x: fn(chosen), y: item(chosen), label: `recommended: ${shapeName(chosen.topology) ?? chosen.topology} at ${unit === 'c' ? 'concurrency' : 'rate'} ${chosen.load}` };
+    chosen && {
+      x: fn(chosen),
+      y: item(chosen),
+      label: `recommended: ${shapeName(chosen.topology) ?? chosen.topology} at ${unit === 'c' ? 'concurrency' : 'rate'} ${chosen.load}`,
+    };
   const sloLine = (target: number | undefined, scale: number, what: string): ReferenceLine[] =>
     target === undefined ? [] : [{ y: target * scale, label: `SLO: ${what} p${slo.percentile} ≤ ${target} ms` }];
 
@@ -54,10 +86,17 @@ export function writeSweepOutputs(outDir: string, runs: readonly SweepRun[], slo
       title: 'Throughput per GPU vs interactivity (one point per concurrency level)',
       xLabel: 'Tokens per second per user (1 / mean TPOT)',
       yLabel: 'Output tokens per second per GPU',
-      series: series((runPoint) => runPoint.tokensPerSecPerUser, (runPoint) => runPoint.outputTokensPerSecPerGpu, true),
+      series: series(
+        (runPoint) => runPoint.tokensPerSecPerUser,
+        (runPoint) => runPoint.outputTokensPerSecPerGpu,
+        true,
+      ),
       highlight: front.map((runPoint) => ({ x: runPoint.tokensPerSecPerUser, y: runPoint.outputTokensPerSecPerGpu })),
       highlightLabel: 'Pareto front',
-      marked: marked((runPoint) => runPoint.tokensPerSecPerUser, (runPoint) => runPoint.outputTokensPerSecPerGpu),
+      marked: marked(
+        (runPoint) => runPoint.tokensPerSecPerUser,
+        (runPoint) => runPoint.outputTokensPerSecPerGpu,
+      ),
     }),
   );
   writeFileSync(
@@ -66,9 +105,15 @@ export function writeSweepOutputs(outDir: string, runs: readonly SweepRun[], slo
       title: `Time to first token (p${slo.percentile}) vs load`,
       xLabel: 'Concurrency (requests in flight)',
       yLabel: `TTFT p${slo.percentile} (s)`,
-      series: series((runPoint) => runPoint.load, (runPoint) => atSlo(runPoint, 'timeToFirstToken')),
+      series: series(
+        (runPoint) => runPoint.load,
+        (runPoint) => atSlo(runPoint, 'timeToFirstToken'),
+      ),
       referenceLines: sloLine(slo.ttftMs, 1 / 1000, 'TTFT'),
-      marked: marked((runPoint) => runPoint.load, (runPoint) => atSlo(runPoint, 'timeToFirstToken')),
+      marked: marked(
+        (runPoint) => runPoint.load,
+        (runPoint) => atSlo(runPoint, 'timeToFirstToken'),
+      ),
     }),
   );
   writeFileSync(
@@ -77,9 +122,15 @@ export function writeSweepOutputs(outDir: string, runs: readonly SweepRun[], slo
       title: `Time per output token (p${slo.percentile}) vs load`,
       xLabel: 'Concurrency (requests in flight)',
       yLabel: `TPOT p${slo.percentile} (ms)`,
-      series: series((runPoint) => runPoint.load, (runPoint) => atSlo(runPoint, 'timePerOutputToken') * 1000),
+      series: series(
+        (runPoint) => runPoint.load,
+        (runPoint) => atSlo(runPoint, 'timePerOutputToken') * 1000,
+      ),
       referenceLines: sloLine(slo.tpotMs, 1, 'TPOT'),
-      marked: marked((runPoint) => runPoint.load, (runPoint) => atSlo(runPoint, 'timePerOutputToken') * 1000),
+      marked: marked(
+        (runPoint) => runPoint.load,
+        (runPoint) => atSlo(runPoint, 'timePerOutputToken') * 1000,
+      ),
     }),
   );
 
@@ -111,7 +162,10 @@ export function writeSweepOutputs(outDir: string, runs: readonly SweepRun[], slo
     '',
     '## Pareto front (throughput per GPU vs tokens per second per user)',
     '',
-    ...front.map((runPoint) => `- ${displayName(runPoint.topology)} at concurrency ${runPoint.load}: ${runPoint.outputTokensPerSecPerGpu.toFixed(1)} tok/s/GPU, ${runPoint.tokensPerSecPerUser.toFixed(1)} tok/s/user`),
+    ...front.map(
+      (runPoint) =>
+        `- ${displayName(runPoint.topology)} at concurrency ${runPoint.load}: ${runPoint.outputTokensPerSecPerGpu.toFixed(1)} tok/s/GPU, ${runPoint.tokensPerSecPerUser.toFixed(1)} tok/s/user`,
+    ),
     '',
     '## Plots',
     '',
@@ -123,6 +177,10 @@ export function writeSweepOutputs(outDir: string, runs: readonly SweepRun[], slo
     '',
   ].join('\n');
   writeFileSync(path.join(outDir, 'results.md'), md);
-  writeFileSync(path.join(outDir, 'results.json'), JSON.stringify({ meta, slo, gpuBudget, recommendation: rec, goodputs, points, pareto: front, runs }, null, 2) + '\n');
+  writeFileSync(
+    path.join(outDir, 'results.json'),
+    JSON.stringify({ meta, slo, gpuBudget, recommendation: rec, goodputs, points, pareto: front, runs }, null, 2) +
+      '\n',
+  );
   return rec;
 }

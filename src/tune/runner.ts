@@ -55,7 +55,12 @@ async function runLevels(sweepOptions: SweepOptions, value: Topology, baseUrl: s
     out.push({ topology: value, load: c, loadKind: 'concurrency', summary: s });
     const report = inferencePerfReport(result, {
       load: { type: 'concurrent', concurrency: c, num_prompts: result.samples.length },
-      server: { topology: value.name, gpus: gpus(value), endpoint: sweepOptions.endpoint ?? 'simulators', timeScale: sweepOptions.endpoint ? 1 : sweepOptions.timeScale },
+      server: {
+        topology: value.name,
+        gpus: gpus(value),
+        endpoint: sweepOptions.endpoint ?? 'simulators',
+        timeScale: sweepOptions.endpoint ? 1 : sweepOptions.timeScale,
+      },
     });
     const dir = runDir(sweepOptions, value);
     writeFileSync(path.join(dir, `concurrency-${c}.yaml`), toYaml(report));
@@ -78,7 +83,9 @@ export async function runSweep(sweepOptions: SweepOptions): Promise<SweepRun[]> 
   const base = LATENCY_PROFILES[sweepOptions.profile].sim;
   for (const [i, t] of sweepOptions.topologies.entries()) {
     if (sweepOptions.signal?.aborted) break;
-    sweepOptions.progress(`[${i + 1}/${sweepOptions.topologies.length}] ${t.name} (${t.kind === 'pd' ? `${t.prefill.replicas}P×TP${t.prefill.tp} + ${t.decode.replicas}D×TP${t.decode.tp}` : `${t.decode.replicas}×TP${t.decode.tp} aggregated`}, ${gpus(t)} GPUs)`);
+    sweepOptions.progress(
+      `[${i + 1}/${sweepOptions.topologies.length}] ${t.name} (${t.kind === 'pd' ? `${t.prefill.replicas}P×TP${t.prefill.tp} + ${t.decode.replicas}D×TP${t.decode.tp}` : `${t.decode.replicas}×TP${t.decode.tp} aggregated`}, ${gpus(t)} GPUs)`,
+    );
     const stack = await startDevStack({
       prefill: t.kind === 'pd' ? t.prefill.replicas : 0,
       decode: t.decode.replicas,

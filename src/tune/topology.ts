@@ -25,7 +25,9 @@ export function gpus(topology: Topology): number {
 }
 
 export function topologyName(value: Omit<Topology, 'name'>): string {
-  return value.kind === 'aggregated' ? `sa-d${value.decode.replicas}xTP${value.decode.tp}` : `ms-d${value.decode.replicas}xTP${value.decode.tp}-p${value.prefill.replicas}xTP${value.prefill.tp}`;
+  return value.kind === 'aggregated'
+    ? `sa-d${value.decode.replicas}xTP${value.decode.tp}`
+    : `ms-d${value.decode.replicas}xTP${value.decode.tp}-p${value.prefill.replicas}xTP${value.prefill.tp}`;
 }
 
 /**
@@ -58,12 +60,16 @@ export function parseTopology(text: string): Topology {
   if (m) return make('pd', +m[1], m[3] ? +m[3] : 1, +m[2], m[4] ? +m[4] : 1);
   m = /^agg(\d+)(?:-tp(\d+))?$/i.exec(s);
   if (m) return make('aggregated', 0, 1, +m[1], m[2] ? +m[2] : 1);
-  throw new Error(`invalid topology "${text}": expected e.g. 2P1D, 2P1D-tp1-2 (prefill TP, decode TP), agg4, agg2-tp2, ms-d1xTP4-p2xTP2 or sa-d2xTP4`);
+  throw new Error(
+    `invalid topology "${text}": expected e.g. 2P1D, 2P1D-tp1-2 (prefill TP, decode TP), agg4, agg2-tp2, ms-d1xTP4-p2xTP2 or sa-d2xTP4`,
+  );
 }
 
 function make(kind: Topology['kind'], pr: number, ptp: number, dr: number, dtp: number, name?: string): Topology {
-  if (dr < 1 || (kind === 'pd' && pr < 1)) throw new Error('a topology needs at least one decode replica, and P/D at least one prefill replica');
-  for (const tp of [ptp, dtp]) if (![1, 2, 4, 8].includes(tp)) throw new Error(`tensor parallelism ${tp} is not one of 1, 2, 4, 8`);
+  if (dr < 1 || (kind === 'pd' && pr < 1))
+    throw new Error('a topology needs at least one decode replica, and P/D at least one prefill replica');
+  for (const tp of [ptp, dtp])
+    if (![1, 2, 4, 8].includes(tp)) throw new Error(`tensor parallelism ${tp} is not one of 1, 2, 4, 8`);
   const t = { kind, prefill: { replicas: pr, tp: ptp }, decode: { replicas: dr, tp: dtp } };
   return { ...t, name: name ?? topologyName(t) };
 }
@@ -71,9 +77,11 @@ function make(kind: Topology['kind'], pr: number, ptp: number, dr: number, dtp: 
 /** Simulator settings for a role at a TP degree, scaled from the TP1 profile. */
 export function scaleByTp(profile: Partial<SimConfig>, tp: number): Partial<SimConfig> {
   const scaled: Partial<SimConfig> = { ...profile };
-  if (profile.prefillTimePerToken !== undefined) scaled.prefillTimePerToken = profile.prefillTimePerToken * (0.1 + 0.9 / tp);
+  if (profile.prefillTimePerToken !== undefined)
+    scaled.prefillTimePerToken = profile.prefillTimePerToken * (0.1 + 0.9 / tp);
   if (profile.interTokenLatency !== undefined) scaled.interTokenLatency = profile.interTokenLatency * (0.3 + 0.7 / tp);
-  if (profile.interTokenLatencyStdDev !== undefined) scaled.interTokenLatencyStdDev = profile.interTokenLatencyStdDev * (0.3 + 0.7 / tp);
+  if (profile.interTokenLatencyStdDev !== undefined)
+    scaled.interTokenLatencyStdDev = profile.interTokenLatencyStdDev * (0.3 + 0.7 / tp);
   if (profile.kvCacheSize !== undefined) scaled.kvCacheSize = profile.kvCacheSize * tp;
   if (profile.maxNumSeqs !== undefined) scaled.maxNumSeqs = profile.maxNumSeqs * tp;
   return scaled;

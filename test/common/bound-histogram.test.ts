@@ -23,7 +23,11 @@ function pair<L extends string>(labelNames: L[], buckets: number[]) {
 const observation = fc.record({
   mode: fc.constantFrom(...MODES),
   outcome: fc.constantFrom(...OUTCOMES),
-  value: fc.oneof(fc.double({ min: -1, max: 1000, noNaN: true }), fc.constantFrom(...LATENCY_BUCKETS_SECONDS), fc.constant(0)),
+  value: fc.oneof(
+    fc.double({ min: -1, max: 1000, noNaN: true }),
+    fc.constantFrom(...LATENCY_BUCKETS_SECONDS),
+    fc.constant(0),
+  ),
 });
 
 describe('BoundHistogram', () => {

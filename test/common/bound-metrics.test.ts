@@ -20,12 +20,22 @@ async function same(ours: Registry, theirs: Registry): Promise<void> {
 }
 
 describe('BoundCounter / BoundGauge', () => {
-  it('a counter renders as prom-client\'s for any increments, through inc() and a child', async () => {
+  it("a counter renders as prom-client's for any increments, through inc() and a child", async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(op, { maxLength: 40 }), async (ops) => {
         const [ours, theirs] = [new Registry(), new Registry()];
-        const reference = new Counter({ name: 'x_total', help: 'A counter.', labelNames: ['code'], registers: [theirs] });
-        const bound = new BoundCounter({ name: 'x_total', help: 'A counter.', labelNames: ['code'], registers: [ours] });
+        const reference = new Counter({
+          name: 'x_total',
+          help: 'A counter.',
+          labelNames: ['code'],
+          registers: [theirs],
+        });
+        const bound = new BoundCounter({
+          name: 'x_total',
+          help: 'A counter.',
+          labelNames: ['code'],
+          registers: [ours],
+        });
         for (const o of ops) {
           reference.inc({ code: o.code }, o.value);
           if (o.kind === 'child-inc') bound.child({ code: o.code }).inc(o.value);
@@ -37,7 +47,7 @@ describe('BoundCounter / BoundGauge', () => {
     );
   });
 
-  it('a gauge renders as prom-client\'s for any inc/dec/set', async () => {
+  it("a gauge renders as prom-client's for any inc/dec/set", async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(op, { maxLength: 40 }), async (ops) => {
         const [ours, theirs] = [new Registry(), new Registry()];

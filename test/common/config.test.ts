@@ -16,7 +16,12 @@ const options = {
   pool: opt.string({ default: '', env: ['INFERENCE_POOL'], description: 'Pool.' }),
 };
 
-const def: CommandDefinition<typeof options> = { name: 'test', summary: 'A test command.', options, envPrefix: 'PD_TEST' };
+const def: CommandDefinition<typeof options> = {
+  name: 'test',
+  summary: 'A test command.',
+  options,
+  envPrefix: 'PD_TEST',
+};
 
 function tmpFile(name: string, content: string): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'pdr-config-'));
@@ -28,7 +33,16 @@ function tmpFile(name: string, content: string): string {
 describe('option loading', () => {
   it('uses defaults when nothing is given', () => {
     const { values, sources } = loadOptions(def, { argv: [], env: {} });
-    expect(values).toEqual({ port: 8000, timeout: 1000, secure: true, modelServerPort: 8200, stages: [], mode: 'a', limit: 1024, pool: '' });
+    expect(values).toEqual({
+      port: 8000,
+      timeout: 1000,
+      secure: true,
+      modelServerPort: 8200,
+      stages: [],
+      mode: 'a',
+      limit: 1024,
+      pool: '',
+    });
     expect(sources.port).toBe('default');
   });
 
@@ -74,9 +88,15 @@ describe('option loading', () => {
   it.each([
     [['--port', 'abc'], 'invalid value "abc" for --port: expected an integer between 1 and 65535'],
     [['--port=70000'], 'invalid value "70000" for --port: expected an integer between 1 and 65535'],
-    [['--timeout', '5 parsecs'], 'invalid value "5 parsecs" for --timeout: expected a duration such as 200ms, 1.5s or 2m'],
+    [
+      ['--timeout', '5 parsecs'],
+      'invalid value "5 parsecs" for --timeout: expected a duration such as 200ms, 1.5s or 2m',
+    ],
     [['--mode', 'c'], 'invalid value "c" for --mode: expected one of a, b'],
-    [['--stages', 'prefill'], 'invalid value ["prefill"] for --stages: expected a comma-separated list of prefiller, decoder, encoder'],
+    [
+      ['--stages', 'prefill'],
+      'invalid value ["prefill"] for --stages: expected a comma-separated list of prefiller, decoder, encoder',
+    ],
     [['--secure=maybe'], 'invalid value "maybe" for --secure: expected true or false'],
     [['--prot', '1'], 'unknown flag --prot (did you mean --port?); run pd-router test --help for the list'],
     [['--port'], 'flag --port needs a value'],
@@ -86,14 +106,18 @@ describe('option loading', () => {
 
   it('rejects unknown and bad keys in a config file', () => {
     const unknown = tmpFile('u.yaml', 'prot: 1\n');
-    expect(() => loadOptions(def, { argv: ['--config', unknown], env: {} })).toThrow(`unknown key "prot" in config file ${unknown} (did you mean "port"?)`);
+    expect(() => loadOptions(def, { argv: ['--config', unknown], env: {} })).toThrow(
+      `unknown key "prot" in config file ${unknown} (did you mean "port"?)`,
+    );
     const bad = tmpFile('b.yaml', 'port: -1\n');
     expect(() => loadOptions(def, { argv: ['--config', bad], env: {} })).toThrow(
       `invalid value -1 for "port" in config file ${bad}: expected an integer between 1 and 65535`,
     );
     const notMap = tmpFile('n.yaml', '- 1\n- 2\n');
     expect(() => loadOptions(def, { argv: ['--config', notMap], env: {} })).toThrow(/must be a mapping/);
-    expect(() => loadOptions(def, { argv: ['--config', '/nonexistent/x.yaml'], env: {} })).toThrow('cannot read config file /nonexistent/x.yaml: ENOENT');
+    expect(() => loadOptions(def, { argv: ['--config', '/nonexistent/x.yaml'], env: {} })).toThrow(
+      'cannot read config file /nonexistent/x.yaml: ENOENT',
+    );
   });
 
   it('names the environment variable when an env value is bad', () => {
@@ -109,7 +133,15 @@ describe('option loading', () => {
     } catch (e) {
       expect(e).toBeInstanceOf(HelpRequested);
       const help = (e as HelpRequested).helpText;
-      for (const flag of ['--port <int>', '--timeout <duration>', '--secure', '--model-server-port', '--stages', '--mode <a|b>', '--limit <bytes>']) {
+      for (const flag of [
+        '--port <int>',
+        '--timeout <duration>',
+        '--secure',
+        '--model-server-port',
+        '--stages',
+        '--mode <a|b>',
+        '--limit <bytes>',
+      ]) {
         expect(help).toContain(flag);
       }
       expect(help).toContain('(default 8000) [env PD_TEST_PORT]');
@@ -129,7 +161,9 @@ describe('pd-router CLI', () => {
   it('exits 2 for a cross-field rule', async () => {
     const r = await runCli(['sim', '--time-to-first-token', '100ms', '--time-to-first-token-std-dev', '50ms']);
     expect(r.code).toBe(2);
-    expect(r.stderr).toContain('time to first token standard deviation (50ms) cannot be more than 30% of time to first token (100ms)');
+    expect(r.stderr).toContain(
+      'time to first token standard deviation (50ms) cannot be more than 30% of time to first token (100ms)',
+    );
   });
 
   it('prints help with every simulator flag and its default', async () => {
@@ -170,9 +204,25 @@ describe('pd-router CLI', () => {
 describe('toArgs', () => {
   it('turns typed values back into flags that load to the same values', async () => {
     const { toArgs } = await import('../../src/common/index.js');
-    const values = { port: 9000, timeout: 1500, secure: false, stages: ['decoder', 'encoder'], mode: 'b' as const, limit: 2048, pool: 'ns/p' };
+    const values = {
+      port: 9000,
+      timeout: 1500,
+      secure: false,
+      stages: ['decoder', 'encoder'],
+      mode: 'b' as const,
+      limit: 2048,
+      pool: 'ns/p',
+    };
     const args = toArgs(options, values);
-    expect(args).toEqual(['--port=9000', '--timeout=1500ms', '--secure=false', '--stages=decoder,encoder', '--mode=b', '--limit=2048', '--pool=ns/p']);
+    expect(args).toEqual([
+      '--port=9000',
+      '--timeout=1500ms',
+      '--secure=false',
+      '--stages=decoder,encoder',
+      '--mode=b',
+      '--limit=2048',
+      '--pool=ns/p',
+    ]);
     expect(loadOptions(def, { argv: args, env: {} }).values).toMatchObject(values);
     expect(toArgs(options, { port: 8000 })).toEqual([]);
   });
@@ -181,8 +231,12 @@ describe('toArgs', () => {
 describe('positional argument', () => {
   it('pd-router sim takes the model positionally, as vllm serve does', async () => {
     const { simCommand } = await import('../../src/sim/index.js');
-    expect(loadOptions(simCommand, { argv: ['Qwen/Qwen3-8B', '--port=9'], env: {} }).values.model).toEqual(['Qwen/Qwen3-8B']);
-    expect(() => loadOptions(simCommand, { argv: ['a', 'b'], env: {} })).toThrow('unexpected argument "b": pd-router sim takes one model and flags (see --help)');
+    expect(loadOptions(simCommand, { argv: ['Qwen/Qwen3-8B', '--port=9'], env: {} }).values.model).toEqual([
+      'Qwen/Qwen3-8B',
+    ]);
+    expect(() => loadOptions(simCommand, { argv: ['a', 'b'], env: {} })).toThrow(
+      'unexpected argument "b": pd-router sim takes one model and flags (see --help)',
+    );
     expect(() => loadOptions(def, { argv: ['x'], env: {} })).toThrow('takes only flags');
   });
 });

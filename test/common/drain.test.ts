@@ -23,10 +23,14 @@ describe('drainOrClose', () => {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
-      const res = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`, { signal: AbortSignal.timeout(10_000) });
+      const res = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`, {
+        signal: AbortSignal.timeout(10_000),
+      });
       expect((await res.arrayBuffer()).byteLength).toBe(64 * 256 * 1024);
       expect(waits).toBeGreaterThan(0);
-      expect(listenerCounts.every(([dataListeners, closeListeners]) => dataListeners === 0 && closeListeners === 0)).toBe(true);
+      expect(
+        listenerCounts.every(([dataListeners, closeListeners]) => dataListeners === 0 && closeListeners === 0),
+      ).toBe(true);
     } finally {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
@@ -54,7 +58,9 @@ describe('drainOrClose', () => {
     try {
       const [drainListeners, closeListenersAdded] = await Promise.race([
         done,
-        new Promise<never>((_, reject) => setTimeout(() => reject(new Error('drainOrClose did not resolve on close')), 10_000)),
+        new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error('drainOrClose did not resolve on close')), 10_000),
+        ),
       ]);
       expect(drainListeners).toBe(0);
       expect(closeListenersAdded).toBeLessThanOrEqual(0);

@@ -1,6 +1,11 @@
 /** Go encoding/json syntax-error wording, which llm-d's 400 bodies carry. */
 import { describe, expect, it } from 'vitest';
-import { GO_MAX_NESTING_DEPTH, goJsonSyntaxError, goUnmarshalTypeError, mayNestDeeperThan } from '../../src/common/go-json-error.js';
+import {
+  GO_MAX_NESTING_DEPTH,
+  goJsonSyntaxError,
+  goUnmarshalTypeError,
+  mayNestDeeperThan,
+} from '../../src/common/go-json-error.js';
 
 describe("Go's JSON syntax errors", () => {
   const cases: Array<[string, string | undefined]> = [
@@ -9,7 +14,7 @@ describe("Go's JSON syntax errors", () => {
     ['   ', 'unexpected end of JSON input'],
     ['{"a":1,}', "invalid character '}' looking for beginning of object key string"],
     ['{"a" 1}', "invalid character '1' after object key"],
-    ['{"a":1 "b":2}', 'invalid character \'"\' after object key:value pair'],
+    ['{"a":1 "b":2}', "invalid character '\"' after object key:value pair"],
     ['[1 2]', "invalid character '2' after array element"],
     ['tru', 'unexpected end of JSON input'],
     ['trux', "invalid character 'x' in literal true (expecting 'e')"],
@@ -30,26 +35,40 @@ describe("Go's JSON syntax errors", () => {
   }
 
   it('non-object values are type errors', () => {
-    expect(goUnmarshalTypeError([1])).toBe('json: cannot unmarshal array into Go value of type map[string]interface {}');
-    expect(goUnmarshalTypeError('s')).toBe('json: cannot unmarshal string into Go value of type map[string]interface {}');
+    expect(goUnmarshalTypeError([1])).toBe(
+      'json: cannot unmarshal array into Go value of type map[string]interface {}',
+    );
+    expect(goUnmarshalTypeError('s')).toBe(
+      'json: cannot unmarshal string into Go value of type map[string]interface {}',
+    );
     expect(goUnmarshalTypeError(1)).toBe('json: cannot unmarshal number into Go value of type map[string]interface {}');
-    expect(goUnmarshalTypeError(true)).toBe('json: cannot unmarshal bool into Go value of type map[string]interface {}');
+    expect(goUnmarshalTypeError(true)).toBe(
+      'json: cannot unmarshal bool into Go value of type map[string]interface {}',
+    );
   });
 
   it("nesting: Go's maxNestingDepth (10000) is fine, one more is 'exceeded max depth' at the bracket that opens it", () => {
     const nested = (count: number, open = '[', close = ']') => Buffer.from(open.repeat(count) + close.repeat(count));
     expect(goJsonSyntaxError(nested(GO_MAX_NESTING_DEPTH))).toBeUndefined();
     expect(goJsonSyntaxError(nested(GO_MAX_NESTING_DEPTH + 1))).toBe("invalid character '[' exceeded max depth");
-    expect(goJsonSyntaxError(Buffer.from(`{"a":${'{"b":'.repeat(3)}1${'}'.repeat(3)}}`), 3)).toBe("invalid character '{' exceeded max depth");
+    expect(goJsonSyntaxError(Buffer.from(`{"a":${'{"b":'.repeat(3)}1${'}'.repeat(3)}}`), 3)).toBe(
+      "invalid character '{' exceeded max depth",
+    );
     expect(goJsonSyntaxError(Buffer.from(`{"a":${'{"b":'.repeat(2)}1${'}'.repeat(2)}}`), 3)).toBeUndefined();
     // An error before the depth is exceeded is reported first, as Go scans in order.
-    expect(goJsonSyntaxError(Buffer.from(`{"a":x${'['.repeat(20)}`), 5)).toBe("invalid character 'x' looking for beginning of value");
+    expect(goJsonSyntaxError(Buffer.from(`{"a":x${'['.repeat(20)}`), 5)).toBe(
+      "invalid character 'x' looking for beginning of value",
+    );
   });
 
   it('a million levels: the scanner keeps its stack on the heap (no RangeError)', () => {
     expect(goJsonSyntaxError(Buffer.from('['.repeat(1_000_000)), 2_000_000)).toBe('unexpected end of JSON input');
-    expect(goJsonSyntaxError(Buffer.from(`${'['.repeat(1_000_000)}${']'.repeat(1_000_000)}`), 2_000_000)).toBeUndefined();
-    expect(goJsonSyntaxError(Buffer.from(`${'{"a":'.repeat(500_000)}1${'}'.repeat(500_000)}`), 2_000_000)).toBeUndefined();
+    expect(
+      goJsonSyntaxError(Buffer.from(`${'['.repeat(1_000_000)}${']'.repeat(1_000_000)}`), 2_000_000),
+    ).toBeUndefined();
+    expect(
+      goJsonSyntaxError(Buffer.from(`${'{"a":'.repeat(500_000)}1${'}'.repeat(500_000)}`), 2_000_000),
+    ).toBeUndefined();
   });
 
   it('mayNestDeeperThan counts opening brackets: a body with few cannot nest deep', () => {

@@ -3,7 +3,10 @@ import { alive } from '../dev/process-tree.js';
 import { CLI, runProcess, startCli, waitFor } from '../helpers.js';
 
 async function startSim(extra: string[]) {
-  return startCli(['sim', '--host', '127.0.0.1', '--port', '0', '--log-level', 'info', ...extra], /"url":"(http:[^"]+)".*simulator listening/);
+  return startCli(
+    ['sim', '--host', '127.0.0.1', '--port', '0', '--log-level', 'info', ...extra],
+    /"url":"(http:[^"]+)".*simulator listening/,
+  );
 }
 
 describe('graceful shutdown', () => {
@@ -40,7 +43,9 @@ describe('graceful shutdown', () => {
       (response) => response.status,
       (err: unknown) => (err as Error).message,
     );
-    await waitFor(async () => /vllm:num_requests_running\{[^}]*\} 1/.test(await fetch(`${url}/metrics`).then((response) => response.text())));
+    await waitFor(async () =>
+      /vllm:num_requests_running\{[^}]*\} 1/.test(await fetch(`${url}/metrics`).then((response) => response.text())),
+    );
     sim.child.kill('SIGTERM');
     // Without the deadline the drain would wait for the 60 s prefill, past the test's bound.
     expect(await sim.stop()).toBe(0);

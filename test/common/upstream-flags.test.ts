@@ -24,7 +24,10 @@ import { simCommand } from '../../src/sim/index.js';
 import { componentBinary, runCli, runProcess } from '../helpers.js';
 
 // eslint-disable-next-line no-restricted-syntax -- the three commands' option types differ; this test reads only what every definition has
-const COMMANDS = { epp: eppCommand, sidecar: sidecarCommand, sim: simCommand } as unknown as Record<string, CommandDefinition<OptionsSpec>>;
+const COMMANDS = { epp: eppCommand, sidecar: sidecarCommand, sim: simCommand } as unknown as Record<
+  string,
+  CommandDefinition<OptionsSpec>
+>;
 
 /** A valid command-line form of a value: the spec's default, as upstream would print it. */
 function sampleArg(name: string, spec: OptionSpec<unknown>): string {
@@ -40,7 +43,8 @@ function specOf(def: CommandDefinition<OptionsSpec>, entry: CompatEntry): Option
 }
 
 /** Loads with no environment, so the machine's KUBECONFIG, POD_IP ... do not leak in. */
-const load = (def: CommandDefinition<OptionsSpec>, argv: string[], env: NodeJS.ProcessEnv = {}) => loadOptions(def, { argv, env });
+const load = (def: CommandDefinition<OptionsSpec>, argv: string[], env: NodeJS.ProcessEnv = {}) =>
+  loadOptions(def, { argv, env });
 
 describe.each(Object.entries(COMMANDS))('%s: upstream compatibility table', (component, def) => {
   const table = def.compat!;
@@ -48,7 +52,9 @@ describe.each(Object.entries(COMMANDS))('%s: upstream compatibility table', (com
   it('is consistent with the options: implemented names are real options, the others have a spec and a reason', () => {
     expect(checkCompatTable(table, def.options, def.envPrefix)).toEqual([]);
     const counts = compatCounts(table);
-    expect(counts.flags.implemented + counts.flags['maps-to'] + counts.flags.ignored).toBe(Object.keys(table.flags).length);
+    expect(counts.flags.implemented + counts.flags['maps-to'] + counts.flags.ignored).toBe(
+      Object.keys(table.flags).length,
+    );
   });
 
   it.each(Object.keys(table.releases))('accepts every flag of %s with a valid value', (release) => {
@@ -81,7 +87,9 @@ describe.each(Object.entries(COMMANDS))('%s: upstream compatibility table', (com
   }, 60_000);
 
   it('an upstream flag in the config file counts as the flag (maps-to and ignored names are valid keys)', () => {
-    const [name, entry] = Object.entries(table.flags).find(([, flag]) => flag.status === 'ignored' && flag.spec!.kind === 'bool')!;
+    const [name, entry] = Object.entries(table.flags).find(
+      ([, flag]) => flag.status === 'ignored' && flag.spec!.kind === 'bool',
+    )!;
     const dir = mkdtempSync(path.join(tmpdir(), 'pdr-compat-'));
     const file = path.join(dir, 'c.yaml');
     writeFileSync(file, `${name}: ${!entry.spec!.default}\n`);
@@ -109,17 +117,31 @@ describe('Go flag syntax', () => {
 
   it('--zap-encoder json / console with a separate value; booleans as --flag and --flag=false', () => {
     expect(load(eppCommand as never, ['--pool-name', 'p', '--zap-encoder', 'console']).values.logFormat).toBe('pretty');
-    expect(load(eppCommand as never, ['--pool-name', 'p', '--zap-encoder', 'JSON', '--log-format', 'pretty']).values.logFormat).toBe('pretty');
+    expect(
+      load(eppCommand as never, ['--pool-name', 'p', '--zap-encoder', 'JSON', '--log-format', 'pretty']).values
+        .logFormat,
+    ).toBe('pretty');
     const on = load(sidecarCommand as never, ['--prefiller-use-tls', '--decoder-tls-insecure-skip-verify=true']);
     expect(on.values.enableTls).toEqual(['prefiller']);
     expect(on.values.tlsInsecureSkipVerify).toEqual(['decoder']);
     expect(load(sidecarCommand as never, ['--prefiller-use-tls=false']).values.enableTls).toEqual([]);
     // pflag never lets a boolean take the next argument.
-    expect(() => load(eppCommand as never, ['--pool-name', 'p', '--tracing', 'false'])).toThrow(/unexpected argument "false"/);
+    expect(() => load(eppCommand as never, ['--pool-name', 'p', '--tracing', 'false'])).toThrow(
+      /unexpected argument "false"/,
+    );
   });
 
   it("llm-d-inference-sim's space-separated lists: --served-model-name a b", () => {
-    const v = load(simCommand as never, ['--served-model-name', 'a', 'b', '--model', 'm', '--lora-modules', '{"name":"x"}', '{"name":"y"}']).values;
+    const v = load(simCommand as never, [
+      '--served-model-name',
+      'a',
+      'b',
+      '--model',
+      'm',
+      '--lora-modules',
+      '{"name":"x"}',
+      '{"name":"y"}',
+    ]).values;
     expect(v.servedModelName).toEqual(['a', 'b']);
     expect(v.model).toEqual(['m']);
   });
@@ -156,7 +178,10 @@ describe('logging: zap/logr and klog verbosity onto pino', () => {
 
   it('--zap-devel: console encoder; debug on the sidecar (no --v), the EPP keeps --v', () => {
     expect(sidecar(['--zap-devel'])).toMatchObject({ logFormat: 'pretty', logLevel: 'debug' });
-    expect(sidecar(['--zap-devel', '--zap-encoder=json', '--zap-log-level=info'])).toMatchObject({ logFormat: 'json', logLevel: 'info' });
+    expect(sidecar(['--zap-devel', '--zap-encoder=json', '--zap-log-level=info'])).toMatchObject({
+      logFormat: 'json',
+      logLevel: 'info',
+    });
     expect(epp(['--zap-devel'])).toMatchObject({ logFormat: 'pretty', logLevel: 'info' });
   });
 
@@ -169,7 +194,9 @@ describe('logging: zap/logr and klog verbosity onto pino', () => {
 
   it('bad values are errors naming the flag (upstream rejects them too)', () => {
     expect(() => epp(['--zap-encoder=xml'])).toThrow('invalid value "xml" for --zap-encoder: expected json or console');
-    expect(() => epp(['--zap-log-level=0'])).toThrow('invalid value "0" for --zap-log-level: expected one of debug, info, error, panic or an integer > 0');
+    expect(() => epp(['--zap-log-level=0'])).toThrow(
+      'invalid value "0" for --zap-log-level: expected one of debug, info, error, panic or an integer > 0',
+    );
     expect(() => epp(['--v=x'])).toThrow('invalid value "x" for --v: expected an integer');
     expect(() => epp(['--zap-time-encoding=nano'])).toThrow('invalid value "nano" for --zap-time-encoding');
   });
@@ -177,21 +204,41 @@ describe('logging: zap/logr and klog verbosity onto pino', () => {
 
 describe('mapping and precedence', () => {
   it("the sidecar's deprecated v0.7.1 flags and variables drive pd-router's options", () => {
-    const v = load(sidecarCommand as never, ['--connector=sglang', '--inference-pool-namespace=llm', '--inference-pool-name=pool', '--decoder-use-tls']).values;
+    const v = load(sidecarCommand as never, [
+      '--connector=sglang',
+      '--inference-pool-namespace=llm',
+      '--inference-pool-name=pool',
+      '--decoder-use-tls',
+    ]).values;
     expect(v).toMatchObject({ kvConnector: 'sglang', inferencePool: 'llm/pool', enableTls: ['decoder'] });
     const env = load(sidecarCommand as never, [], { INFERENCE_POOL_NAMESPACE: 'ns', INFERENCE_POOL_NAME: 'p' }).values;
     expect(env.inferencePool).toBe('ns/p');
     expect(load(sidecarCommand as never, [], { INFERENCE_POOL_NAME: 'p' }).values.inferencePool).toBe('p');
     // --enable-ssrf-protection is satisfied by the deprecated variables, as upstream.
-    expect(() => load(sidecarCommand as never, ['--enable-ssrf-protection'], { INFERENCE_POOL_NAME: 'p', INFERENCE_POOL_NAMESPACE: 'ns' })).not.toThrow();
+    expect(() =>
+      load(sidecarCommand as never, ['--enable-ssrf-protection'], {
+        INFERENCE_POOL_NAME: 'p',
+        INFERENCE_POOL_NAMESPACE: 'ns',
+      }),
+    ).not.toThrow();
   });
 
   it("a pd-router name beats the upstream one; an upstream flag beats files and variables; upstream's INFERENCE_POOL beats the deprecated pair", () => {
-    expect(load(sidecarCommand as never, ['--connector=sglang', '--kv-connector=shared-storage']).values.kvConnector).toBe('shared-storage');
-    expect(load(sidecarCommand as never, ['--connector=sglang'], { PD_SIDECAR_KV_CONNECTOR: 'shared-storage' }).values.kvConnector).toBe('sglang');
-    expect(load(sidecarCommand as never, [], { INFERENCE_POOL: 'a/b', INFERENCE_POOL_NAME: 'c' }).values.inferencePool).toBe('a/b');
+    expect(
+      load(sidecarCommand as never, ['--connector=sglang', '--kv-connector=shared-storage']).values.kvConnector,
+    ).toBe('shared-storage');
+    expect(
+      load(sidecarCommand as never, ['--connector=sglang'], { PD_SIDECAR_KV_CONNECTOR: 'shared-storage' }).values
+        .kvConnector,
+    ).toBe('sglang');
+    expect(
+      load(sidecarCommand as never, [], { INFERENCE_POOL: 'a/b', INFERENCE_POOL_NAME: 'c' }).values.inferencePool,
+    ).toBe('a/b');
     expect(load(eppCommand as never, ['--pool-name=p', '--drain-timeout=45s']).values.shutdownTimeout).toBe(45_000);
-    expect(load(eppCommand as never, ['--pool-name=p', '--drain-timeout=45s', '--shutdown-timeout=5s']).values.shutdownTimeout).toBe(5_000);
+    expect(
+      load(eppCommand as never, ['--pool-name=p', '--drain-timeout=45s', '--shutdown-timeout=5s']).values
+        .shutdownTimeout,
+    ).toBe(5_000);
     expect(load(simCommand as never, ['--max-request-body-size-mb=8']).values.maxRequestBodySize).toBe(8 * 1024 * 1024);
   });
 
@@ -199,23 +246,40 @@ describe('mapping and precedence', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'pdr-compat-'));
     const file = path.join(dir, 'sidecar.yaml');
     writeFileSync(file, 'tracing: true\n');
-    const loaded = load(sidecarCommand as never, ['--tracing', '--tracing=true', '--configuration-file', file, '--decode-chunk-size=0', '--ec-connector='], {
-      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4317',
-    });
+    const loaded = load(
+      sidecarCommand as never,
+      ['--tracing', '--tracing=true', '--configuration-file', file, '--decode-chunk-size=0', '--ec-connector='],
+      {
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4317',
+      },
+    );
     expect(loaded.warnings.map((warning) => warning.name)).toEqual(['--tracing', 'OTEL_EXPORTER_OTLP_ENDPOINT']);
-    const quiet = load(eppCommand as never, ['--pool-name=p', '--tracing=false', '--metrics-endpoint-auth=false', '--enable-pprof=false', '--zap-time-encoding=rfc3339']);
+    const quiet = load(eppCommand as never, [
+      '--pool-name=p',
+      '--tracing=false',
+      '--metrics-endpoint-auth=false',
+      '--enable-pprof=false',
+      '--zap-time-encoding=rfc3339',
+    ]);
     expect(quiet.warnings).toEqual([]);
   });
 
   it('only a flag no upstream release has is unknown', () => {
-    expect(() => load(sidecarCommand as never, ['--connectr=nixlv2'])).toThrow('unknown flag --connectr (did you mean --connector?)');
-    expect(() => load(eppCommand as never, ['--pool-name=p', '--leader-election'])).toThrow(/unknown flag --leader-election/);
+    expect(() => load(sidecarCommand as never, ['--connectr=nixlv2'])).toThrow(
+      'unknown flag --connectr (did you mean --connector?)',
+    );
+    expect(() => load(eppCommand as never, ['--pool-name=p', '--leader-election'])).toThrow(
+      /unknown flag --leader-election/,
+    );
   });
 
   it('every pd-router flag keeps its own name; upstream names never shadow one', () => {
     for (const def of Object.values(COMMANDS)) {
-      const native = new Set(Object.entries(def.options).flatMap(([k, spec]) => [flagName(k, spec), ...(spec.aliases ?? [])]));
-      for (const [name, e] of Object.entries(def.compat!.flags)) expect(e.status === 'implemented' || !native.has(name), name).toBe(true);
+      const native = new Set(
+        Object.entries(def.options).flatMap(([k, spec]) => [flagName(k, spec), ...(spec.aliases ?? [])]),
+      );
+      for (const [name, e] of Object.entries(def.compat!.flags))
+        expect(e.status === 'implemented' || !native.has(name), name).toBe(true);
     }
   });
 });
@@ -225,18 +289,33 @@ describe('processes', () => {
     ['epp', ['--pool-nmae=x'], 'pd-router-epp: unknown flag --pool-nmae (did you mean --pool-name?)'],
     ['sidecar', ['--port=8000', '--no-such-flag'], 'pd-router-sidecar: unknown flag --no-such-flag'],
     ['sim', ['--port=8000', '--zap-encoder=json'], 'pd-router-sim: unknown flag --zap-encoder'],
-    ['sidecar', ['--moriio-dp-size=two'], 'pd-router-sidecar: invalid value "two" for --moriio-dp-size: expected an integer'],
-  ])('pd-router-%s %j exits 2', async (component, args, message) => {
-    const r = await runProcess(process.execPath, [componentBinary(component), ...args], { timeoutMs: 30_000, env: { INFERENCE_POOL: '' } });
-    expect(r.code).toBe(2);
-    expect(r.stderr).toContain(message);
-  }, 60_000);
+    [
+      'sidecar',
+      ['--moriio-dp-size=two'],
+      'pd-router-sidecar: invalid value "two" for --moriio-dp-size: expected an integer',
+    ],
+  ])(
+    'pd-router-%s %j exits 2',
+    async (component, args, message) => {
+      const r = await runProcess(process.execPath, [componentBinary(component), ...args], {
+        timeoutMs: 30_000,
+        env: { INFERENCE_POOL: '' },
+      });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(message);
+    },
+    60_000,
+  );
 
   it('pd-router given flags first (an upstream manifest on the all-in-one image) names the binary that takes them', async () => {
-    const r = await runCli(['--port=8000', '--vllm-port=8200', '--kv-connector=nixlv2', '--secure-proxy=false'], { timeoutMs: 30_000 });
+    const r = await runCli(['--port=8000', '--vllm-port=8200', '--kv-connector=nixlv2', '--secure-proxy=false'], {
+      timeoutMs: 30_000,
+    });
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`pd-router: "--port=8000" is a flag, but pd-router's first argument is a command`);
-    expect(r.stderr).toContain('  pd-router-sidecar --port=8000 --vllm-port=8200 --kv-connector=nixlv2 --secure-proxy=false');
+    expect(r.stderr).toContain(
+      '  pd-router-sidecar --port=8000 --vllm-port=8200 --kv-connector=nixlv2 --secure-proxy=false',
+    );
     expect(r.stderr).not.toContain('pd-router-sim --port');
     const epp = await runCli(['--pool-name', 'p', '--v', '4', '--zap-encoder', 'json'], { timeoutMs: 30_000 });
     expect(epp.stderr).toContain('  pd-router-epp --pool-name p --v 4 --zap-encoder json');

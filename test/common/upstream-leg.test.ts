@@ -108,43 +108,51 @@ class CountingSignal extends Cancellation {
 }
 
 describe('UpstreamLeg', () => {
-  it('a reader that stops reading stalls the upstream (bounded queue); the 32 MiB answer then arrives intact', { timeout: 180_000 }, async () => {
-    const l = await leg('/big', new Cancellation());
-    const hash = createHash('sha256');
-    const first = (await l.read())!;
-    hash.update(first);
-    let total = first.length;
-    // Stop reading. The leg must pause the connection once its queue is full, so the server ends up waiting for
-    // 'drain' with no progress. A leg that kept reading into memory would let the server send all 32 MiB (and this
-    // wait would time out).
-    let lastSent = -1;
-    let still = 0;
-    await waitFor(
-      () => {
-        const s = lastStream;
-        still = s.waitingForDrain && !s.done && s.sent === lastSent ? still + 1 : 0;
-        lastSent = s.sent;
-        return still >= 20;
-      },
-      10_000,
-      'the server to stall while the reader is stopped',
-    );
-    expect(lastStream.done).toBe(false);
-    expect(lastStream.sent).toBeLessThan(CHUNK * CHUNKS);
-    for (let c = await l.read(); c !== null; c = await l.read()) {
-      hash.update(c);
-      total += c.length;
-    }
-    expect(total).toBe(CHUNK * CHUNKS);
-    expect(hash.digest('hex')).toBe(lastStream.digest);
-  });
+  it(
+    'a reader that stops reading stalls the upstream (bounded queue); the 32 MiB answer then arrives intact',
+    { timeout: 180_000 },
+    async () => {
+      const l = await leg('/big', new Cancellation());
+      const hash = createHash('sha256');
+      const first = (await l.read())!;
+      hash.update(first);
+      let total = first.length;
+      // Stop reading. The leg must pause the connection once its queue is full, so the server ends up waiting for
+      // 'drain' with no progress. A leg that kept reading into memory would let the server send all 32 MiB (and this
+      // wait would time out).
+      let lastSent = -1;
+      let still = 0;
+      await waitFor(
+        () => {
+          const s = lastStream;
+          still = s.waitingForDrain && !s.done && s.sent === lastSent ? still + 1 : 0;
+          lastSent = s.sent;
+          return still >= 20;
+        },
+        10_000,
+        'the server to stall while the reader is stopped',
+      );
+      expect(lastStream.done).toBe(false);
+      expect(lastStream.sent).toBeLessThan(CHUNK * CHUNKS);
+      for (let c = await l.read(); c !== null; c = await l.read()) {
+        hash.update(c);
+        total += c.length;
+      }
+      expect(total).toBe(CHUNK * CHUNKS);
+      expect(hash.digest('hex')).toBe(lastStream.digest);
+    },
+  );
 
-  it('skips interim 1xx answers (103 Early Hints): open() resolves with the final status', { timeout: 180_000 }, async () => {
-    const l = await leg('/hints', new Cancellation());
-    expect(l.status).toBe(200);
-    expect(l.headers.link).toBeUndefined();
-    expect((await l.readAll(1024)).toString()).toBe('final');
-  });
+  it(
+    'skips interim 1xx answers (103 Early Hints): open() resolves with the final status',
+    { timeout: 180_000 },
+    async () => {
+      const l = await leg('/hints', new Cancellation());
+      expect(l.status).toBe(200);
+      expect(l.headers.link).toBeUndefined();
+      expect((await l.readAll(1024)).toString()).toBe('final');
+    },
+  );
 
   it('removes its listeners from the client and peer signals when it ends', { timeout: 180_000 }, async () => {
     const client = new CountingSignal();
@@ -156,25 +164,35 @@ describe('UpstreamLeg', () => {
     expect(peer.attached).toBe(0);
   });
 
-  it('a signal stopped before the call rejects at once with client_gone and sends nothing', { timeout: 180_000 }, async () => {
-    const client = new Cancellation();
-    client.abort();
-    const err = await leg('/small', client).catch((err: unknown) => err);
-    expect(err).toBeInstanceOf(LegStopped);
-    expect((err as LegStopped).reason).toBe('client_gone');
-  });
+  it(
+    'a signal stopped before the call rejects at once with client_gone and sends nothing',
+    { timeout: 180_000 },
+    async () => {
+      const client = new Cancellation();
+      client.abort();
+      const err = await leg('/small', client).catch((err: unknown) => err);
+      expect(err).toBeInstanceOf(LegStopped);
+      expect((err as LegStopped).reason).toBe('client_gone');
+    },
+  );
 
-  it('stopping the client signal while waiting for the head rejects open() and aborts the upstream request', { timeout: 180_000 }, async () => {
-    const client = new Cancellation();
-    const closed = new Promise<void>((resolve) => server.once('request', (_req, res: ServerResponse) => res.once('close', () => resolve())));
-    const opening = leg('/hang', client);
-    // Abort once the server has the request (its 'request' listener runs before the abort below resolves anything).
-    await new Promise<void>((resolve) => server.once('request', () => resolve()));
-    client.abort();
-    const err = await opening.catch((err: unknown) => err);
-    expect((err as LegStopped).reason).toBe('client_gone');
-    await closed; // the upstream saw the connection go
-  });
+  it(
+    'stopping the client signal while waiting for the head rejects open() and aborts the upstream request',
+    { timeout: 180_000 },
+    async () => {
+      const client = new Cancellation();
+      const closed = new Promise<void>((resolve) =>
+        server.once('request', (_req, res: ServerResponse) => res.once('close', () => resolve())),
+      );
+      const opening = leg('/hang', client);
+      // Abort once the server has the request (its 'request' listener runs before the abort below resolves anything).
+      await new Promise<void>((resolve) => server.once('request', () => resolve()));
+      client.abort();
+      const err = await opening.catch((err: unknown) => err);
+      expect((err as LegStopped).reason).toBe('client_gone');
+      await closed; // the upstream saw the connection go
+    },
+  );
 
   it('the first-byte deadline stops a leg whose upstream never answers', { timeout: 180_000 }, async () => {
     const err = await leg('/hang', new Cancellation(), { firstByteTimeoutMs: 100 }).catch((err: unknown) => err);
@@ -183,18 +201,22 @@ describe('UpstreamLeg', () => {
     expect((err as Error).message).toBe('test leg sent no data within 100ms');
   });
 
-  it('the process being busy past the idle deadline is not upstream idleness: data that came in meanwhile is read', { timeout: 180_000 }, async () => {
-    const l = await leg('/steps', new Cancellation(), { idleTimeoutMs: 100 });
-    expect((await l.read())!.toString()).toBe('first');
-    const next = l.read(); // waits on the upstream: the idle deadline runs
-    steps!.write('second');
-    // Block the event loop well past the deadline: the chunk waits in the socket while the timer expires.
-    const until = performance.now() + 400;
-    while (performance.now() < until);
-    expect((await next)!.toString()).toBe('second');
-    steps!.end();
-    expect(await l.read()).toBe(null);
-  });
+  it(
+    'the process being busy past the idle deadline is not upstream idleness: data that came in meanwhile is read',
+    { timeout: 180_000 },
+    async () => {
+      const l = await leg('/steps', new Cancellation(), { idleTimeoutMs: 100 });
+      expect((await l.read())!.toString()).toBe('first');
+      const next = l.read(); // waits on the upstream: the idle deadline runs
+      steps!.write('second');
+      // Block the event loop well past the deadline: the chunk waits in the socket while the timer expires.
+      const until = performance.now() + 400;
+      while (performance.now() < until);
+      expect((await next)!.toString()).toBe('second');
+      steps!.end();
+      expect(await l.read()).toBe(null);
+    },
+  );
 
   it('a peer signal stops a running leg with the peer reason', { timeout: 180_000 }, async () => {
     const peer = new Cancellation();

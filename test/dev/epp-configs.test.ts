@@ -4,7 +4,12 @@ import { describe, expect, it } from 'vitest';
 import { DECIDERS, devEppConfig } from '../../src/dev/epp-configs.js';
 import { LLM_D_SIM_PD_EPP_CONFIG, loadEndpointPickerConfig } from '../../src/epp/index.js';
 
-const TYPES = { prefix: 'prefix-based-pd-decider', always: 'always-disagg-pd-decider', cost: 'cost-based-pd-decider', never: 'prefix-based-pd-decider' };
+const TYPES = {
+  prefix: 'prefix-based-pd-decider',
+  always: 'always-disagg-pd-decider',
+  cost: 'cost-based-pd-decider',
+  never: 'prefix-based-pd-decider',
+};
 
 describe('devEppConfig', () => {
   it.each(DECIDERS)('%s: loads, names its decider "decider", keeps llm-d\'s profiles', (choice) => {
@@ -14,11 +19,19 @@ describe('devEppConfig', () => {
     const doc = parse(text);
     const upstream = parse(LLM_D_SIM_PD_EPP_CONFIG);
     expect(doc.schedulingProfiles).toEqual(upstream.schedulingProfiles);
-    expect(doc.plugins.find((plugin: any) => plugin.type === 'disagg-profile-handler').parameters.deciders).toEqual({ prefill: 'decider' });
-    expect(doc.plugins.find((plugin: any) => plugin.type === 'approx-prefix-cache-producer').parameters).toMatchObject({ blockSizeTokens: 32, autoTune: false, maxPrefixTokensToMatch: 131072 });
+    expect(doc.plugins.find((plugin: any) => plugin.type === 'disagg-profile-handler').parameters.deciders).toEqual({
+      prefill: 'decider',
+    });
+    expect(doc.plugins.find((plugin: any) => plugin.type === 'approx-prefix-cache-producer').parameters).toMatchObject({
+      blockSizeTokens: 32,
+      autoTune: false,
+      maxPrefixTokensToMatch: 131072,
+    });
     const decider = doc.plugins.find((plugin: any) => plugin.name === 'decider');
     if (choice === 'prefix') expect(decider.parameters).toEqual({ nonCachedTokens: 512 });
     if (choice === 'never') expect(decider.parameters).toEqual({ nonCachedTokens: 0 });
-    expect(doc.plugins.filter((plugin: any) => plugin.type === 'prefix-based-pd-decider' && plugin.name !== 'decider')).toHaveLength(0);
+    expect(
+      doc.plugins.filter((plugin: any) => plugin.type === 'prefix-based-pd-decider' && plugin.name !== 'decider'),
+    ).toHaveLength(0);
   });
 });

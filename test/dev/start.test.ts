@@ -29,7 +29,10 @@ interface Started {
 
 /** Kills whatever a failed test left behind (checked by pid and command line, so that a reused pid is never hit). */
 function cleanUp(started: Started): void {
-  const tree = [...started.tree, ...(started.root.exitCode === null && started.root.signalCode === null ? descendants(started.root.pid!) : [])];
+  const tree = [
+    ...started.tree,
+    ...(started.root.exitCode === null && started.root.signalCode === null ? descendants(started.root.pid!) : []),
+  ];
   if (started.root.exitCode === null && started.root.signalCode === null) started.root.kill('SIGKILL');
   for (const p of tree) {
     if (!alive(p.pid, MARKER)) continue;
@@ -47,10 +50,21 @@ async function startStack(ctx: TestContext, via: 'npm' | 'node', extra: string[]
   // Its own process group, so that a test can signal the group as a terminal's Ctrl-C does.
   const root =
     via === 'npm'
-      ? spawn('npm', ['start', '--ignore-scripts', '--', ...args], { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, npm_config_update_notifier: 'false' } })
-      : spawn(process.execPath, [CLI, 'dev', ...args], { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      ? spawn('npm', ['start', '--ignore-scripts', '--', ...args], {
+          cwd: ROOT,
+          detached: true,
+          stdio: ['ignore', 'pipe', 'pipe'],
+          env: { ...process.env, npm_config_update_notifier: 'false' },
+        })
+      : spawn(process.execPath, [CLI, 'dev', ...args], {
+          cwd: ROOT,
+          detached: true,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
   let out = '';
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => root.once('exit', (code, signal) => resolve({ code, signal })));
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    root.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   const s: Started = { root, tree: [], ports: [], gateway: '', output: () => out, exit };
   ctx.onTestFinished(() => cleanUp(s));
   const ready = new Promise<string>((resolve, reject) => {
@@ -72,7 +86,14 @@ async function startStack(ctx: TestContext, via: 'npm' | 'node', extra: string[]
 
 /** Every process of the tree has exited, and every port it listened on can be bound again. */
 async function expectAllGone(started: Started): Promise<void> {
-  await waitFor(() => started.tree.every((params) => !alive(params.pid, MARKER)), STOP_MS, `every process to exit: ${started.tree.filter((params) => alive(params.pid, MARKER)).map((params) => params.cmd.slice(0, 80)).join('; ')}`);
+  await waitFor(
+    () => started.tree.every((params) => !alive(params.pid, MARKER)),
+    STOP_MS,
+    `every process to exit: ${started.tree
+      .filter((params) => alive(params.pid, MARKER))
+      .map((params) => params.cmd.slice(0, 80))
+      .join('; ')}`,
+  );
   for (const port of started.ports) expect(await portFree(port), `port ${port} free`).toBe(true);
 }
 
@@ -85,80 +106,105 @@ function expectStack(started: Started): void {
 
 const devPid = (started: Started) => started.tree.find((params) => /cli\.js dev/.test(params.cmd))!.pid;
 const exitOf = async (started: Started) => {
-  const e = await Promise.race([started.exit, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`did not exit within ${STOP_MS}ms:\n${started.output()}`)), STOP_MS).unref())]);
+  const e = await Promise.race([
+    started.exit,
+    new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error(`did not exit within ${STOP_MS}ms:\n${started.output()}`)), STOP_MS).unref(),
+    ),
+  ]);
   return e;
 };
 
 // Concurrent: each test waits mostly for six Node processes to start, and they are independent (ports picked freely).
-describe.concurrent('npm start under signals: the whole stack stops, every port is freed', { timeout: START_MS + 2 * STOP_MS }, () => {
-  it('SIGTERM to npm (timeout, docker stop, CI): the gateway answered; then everything exits 0', async (ctx) => {
-    const s = await startStack(ctx, 'npm');
-    expectStack(s);
-    const r = await postJson(`${s.gateway}/v1/chat/completions`, { model: 'sim-model', messages: [{ role: 'user', content: 'Hello' }], max_tokens: 8 }, {}, STOP_MS);
-    expect(r.status).toBe(200);
-    expect(r.body.choices[0].message.role).toBe('assistant');
-    process.kill(s.root.pid!, 'SIGTERM');
-    expect(await exitOf(s)).toEqual({ code: 0, signal: null });
-    await expectAllGone(s);
-    expect(s.output()).toContain('"msg":"shutdown complete"');
-  });
+describe.concurrent(
+  'npm start under signals: the whole stack stops, every port is freed',
+  { timeout: START_MS + 2 * STOP_MS },
+  () => {
+    it('SIGTERM to npm (timeout, docker stop, CI): the gateway answered; then everything exits 0', async (ctx) => {
+      const s = await startStack(ctx, 'npm');
+      expectStack(s);
+      const r = await postJson(
+        `${s.gateway}/v1/chat/completions`,
+        { model: 'sim-model', messages: [{ role: 'user', content: 'Hello' }], max_tokens: 8 },
+        {},
+        STOP_MS,
+      );
+      expect(r.status).toBe(200);
+      expect(r.body.choices[0].message.role).toBe('assistant');
+      process.kill(s.root.pid!, 'SIGTERM');
+      expect(await exitOf(s)).toEqual({ code: 0, signal: null });
+      await expectAllGone(s);
+      expect(s.output()).toContain('"msg":"shutdown complete"');
+    });
 
-  it('SIGINT to npm alone: everything exits 0', async (ctx) => {
-    const s = await startStack(ctx, 'npm');
-    process.kill(s.root.pid!, 'SIGINT');
-    expect(await exitOf(s)).toEqual({ code: 0, signal: null });
-    await expectAllGone(s);
-  });
+    it('SIGINT to npm alone: everything exits 0', async (ctx) => {
+      const s = await startStack(ctx, 'npm');
+      process.kill(s.root.pid!, 'SIGINT');
+      expect(await exitOf(s)).toEqual({ code: 0, signal: null });
+      await expectAllGone(s);
+    });
 
-  it("Ctrl-C in a terminal (SIGINT to the foreground group): npm's forwarded copy is the same Ctrl-C, the stop is clean", async (ctx) => {
-    const s = await startStack(ctx, 'npm');
-    process.kill(-s.root.pid!, 'SIGINT');
-    expect(await exitOf(s)).toEqual({ code: 0, signal: null });
-    await expectAllGone(s);
-    expect(s.output()).toContain('"msg":"shutdown complete"');
-    expect(s.output()).not.toContain('second signal');
-  });
+    it("Ctrl-C in a terminal (SIGINT to the foreground group): npm's forwarded copy is the same Ctrl-C, the stop is clean", async (ctx) => {
+      const s = await startStack(ctx, 'npm');
+      process.kill(-s.root.pid!, 'SIGINT');
+      expect(await exitOf(s)).toEqual({ code: 0, signal: null });
+      await expectAllGone(s);
+      expect(s.output()).toContain('"msg":"shutdown complete"');
+      expect(s.output()).not.toContain('second signal');
+    });
 
-  it('npm killed (SIGKILL): pd-router dev sees its parent gone and stops the stack', async (ctx) => {
-    const s = await startStack(ctx, 'npm', ['--watch-parent-interval', '100ms']);
-    process.kill(s.root.pid!, 'SIGKILL');
-    await exitOf(s);
-    await expectAllGone(s);
-  });
+    it('npm killed (SIGKILL): pd-router dev sees its parent gone and stops the stack', async (ctx) => {
+      const s = await startStack(ctx, 'npm', ['--watch-parent-interval', '100ms']);
+      process.kill(s.root.pid!, 'SIGKILL');
+      await exitOf(s);
+      await expectAllGone(s);
+    });
 
-  it('pd-router dev killed (SIGKILL): every component sees its supervisor gone and exits', async (ctx) => {
-    const s = await startStack(ctx, 'node');
-    expectStack(s);
-    process.kill(devPid(s), 'SIGKILL');
-    expect(await exitOf(s)).toEqual({ code: null, signal: 'SIGKILL' });
-    // The components' stdout is a pipe nobody reads any more: logging their shutdown must not stop them exiting.
-    await expectAllGone(s);
-  });
+    it('pd-router dev killed (SIGKILL): every component sees its supervisor gone and exits', async (ctx) => {
+      const s = await startStack(ctx, 'node');
+      expectStack(s);
+      process.kill(devPid(s), 'SIGKILL');
+      expect(await exitOf(s)).toEqual({ code: null, signal: 'SIGKILL' });
+      // The components' stdout is a pipe nobody reads any more: logging their shutdown must not stop them exiting.
+      await expectAllGone(s);
+    });
 
-  it('a signal to the gateway: without it the stack serves nothing, so everything stops and dev exits 1', async (ctx) => {
-    const s = await startStack(ctx, 'node');
-    const gateway = s.tree.find((params) => /cli\.js gateway/.test(params.cmd))!.pid;
-    process.kill(gateway, 'SIGTERM');
-    expect(await exitOf(s)).toEqual({ code: 1, signal: null });
-    await expectAllGone(s);
-    expect(s.output()).toContain('gateway exited');
-  });
+    it('a signal to the gateway: without it the stack serves nothing, so everything stops and dev exits 1', async (ctx) => {
+      const s = await startStack(ctx, 'node');
+      const gateway = s.tree.find((params) => /cli\.js gateway/.test(params.cmd))!.pid;
+      process.kill(gateway, 'SIGTERM');
+      expect(await exitOf(s)).toEqual({ code: 1, signal: null });
+      await expectAllGone(s);
+      expect(s.output()).toContain('gateway exited');
+    });
 
-  it('a second signal, later, stops at once: the components are killed, none outlives dev', async (ctx) => {
-    const s = await startStack(ctx, 'node', ['--shutdown-timeout', '60s']);
-    // Both simulators hold requests until the client leaves, so the gateway drains (up to 60 s) on the first signal.
-    for (const sim of s.output().matchAll(/(?:prefill-0\s+|vLLM sim )(http:\S+)/g)) expect((await postJson(`${sim[1]}/admin/config`, { hang: true })).status).toBe(200);
-    void postJson(`${s.gateway}/v1/completions`, { model: 'sim-model', prompt: 'x', max_tokens: 2 }, {}, START_MS).catch(() => undefined);
-    const sidecar = /sidecar (http:\S+)/.exec(s.output())![1];
-    await waitFor(async () => metricValue(await metricsText(sidecar, '/sidecar/metrics'), 'pd_router_sidecar_inflight_requests') === 1, STOP_MS, 'the request held');
-    process.kill(devPid(s), 'SIGTERM');
-    await waitFor(() => s.output().includes('shutting down'), STOP_MS, 'the first signal to be handled');
-    // Past the window in which a repeat counts as the same signal (a lower bound: timers never fire early).
-    await new Promise((resolve) => setTimeout(resolve, REPEATED_SIGNAL_WINDOW_MS + 100));
-    expect(s.output()).not.toContain('shutdown complete');
-    process.kill(devPid(s), 'SIGTERM');
-    expect(await exitOf(s)).toEqual({ code: 1, signal: null });
-    await expectAllGone(s);
-    expect(s.output()).toContain('second signal during shutdown, exiting now');
-  });
-});
+    it('a second signal, later, stops at once: the components are killed, none outlives dev', async (ctx) => {
+      const s = await startStack(ctx, 'node', ['--shutdown-timeout', '60s']);
+      // Both simulators hold requests until the client leaves, so the gateway drains (up to 60 s) on the first signal.
+      for (const sim of s.output().matchAll(/(?:prefill-0\s+|vLLM sim )(http:\S+)/g))
+        expect((await postJson(`${sim[1]}/admin/config`, { hang: true })).status).toBe(200);
+      void postJson(
+        `${s.gateway}/v1/completions`,
+        { model: 'sim-model', prompt: 'x', max_tokens: 2 },
+        {},
+        START_MS,
+      ).catch(() => undefined);
+      const sidecar = /sidecar (http:\S+)/.exec(s.output())![1];
+      await waitFor(
+        async () =>
+          metricValue(await metricsText(sidecar, '/sidecar/metrics'), 'pd_router_sidecar_inflight_requests') === 1,
+        STOP_MS,
+        'the request held',
+      );
+      process.kill(devPid(s), 'SIGTERM');
+      await waitFor(() => s.output().includes('shutting down'), STOP_MS, 'the first signal to be handled');
+      // Past the window in which a repeat counts as the same signal (a lower bound: timers never fire early).
+      await new Promise((resolve) => setTimeout(resolve, REPEATED_SIGNAL_WINDOW_MS + 100));
+      expect(s.output()).not.toContain('shutdown complete');
+      process.kill(devPid(s), 'SIGTERM');
+      expect(await exitOf(s)).toEqual({ code: 1, signal: null });
+      await expectAllGone(s);
+      expect(s.output()).toContain('second signal during shutdown, exiting now');
+    });
+  },
+);

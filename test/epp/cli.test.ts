@@ -46,7 +46,15 @@ describe('pd-router epp', () => {
     const bad = await runCli(['epp', '--grpc-port', 'abc']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('invalid value "abc" for --grpc-port: expected an integer between 0 and 65535');
-    const both = await runCli(['epp', '--pool-name', 'p', '--endpoint-selector', 'app=x', '--endpoint-target-ports', '8000']);
+    const both = await runCli([
+      'epp',
+      '--pool-name',
+      'p',
+      '--endpoint-selector',
+      'app=x',
+      '--endpoint-target-ports',
+      '8000',
+    ]);
     expect(both.code).toBe(2);
     expect(both.stderr).toContain('give only one endpoint source, got --pool-name and --endpoint-selector');
   });
@@ -55,11 +63,15 @@ describe('pd-router epp', () => {
     const file = endpointsFile(endpointsYaml([spec('a', '10.5.0.1')]));
     const bad = await runCli([
       'epp',
-      '--endpoints-file', file,
-      '--config-text', 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins: [{type: prefix-based-pd-decider, parameters: {nonCachedTokens: -1}}]\nschedulingProfiles: [{name: a}]',
+      '--endpoints-file',
+      file,
+      '--config-text',
+      'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nplugins: [{type: prefix-based-pd-decider, parameters: {nonCachedTokens: -1}}]\nschedulingProfiles: [{name: a}]',
     ]);
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toContain('pd-router epp: EndpointPickerConfig: plugin "prefix-based-pd-decider" (type prefix-based-pd-decider): parameter "nonCachedTokens": must be >= 0');
+    expect(bad.stderr).toContain(
+      'pd-router epp: EndpointPickerConfig: plugin "prefix-based-pd-decider" (type prefix-based-pd-decider): parameter "nonCachedTokens": must be >= 0',
+    );
     const none = await runCli(['epp', '--secure-serving=false']);
     expect(none.code).toBe(2);
     expect(none.stderr).toContain('no endpoint source');
@@ -78,7 +90,22 @@ describe('pd-router epp', () => {
   it('starts from flags, routes a request, and exits 0 on SIGTERM', async () => {
     const file = endpointsFile(endpointsYaml([spec('d', '10.5.0.2', 'decode')]));
     const epp = await startCli(
-      ['epp', '--endpoints-file', file, '--secure-serving=false', '--host', '127.0.0.1', '--grpc-port', '0', '--grpc-health-port', '0', '--metrics-port', '0', '--config-text', 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\ndataLayer: {injectDefaults: false}\nschedulingProfiles: [{name: default}]'],
+      [
+        'epp',
+        '--endpoints-file',
+        file,
+        '--secure-serving=false',
+        '--host',
+        '127.0.0.1',
+        '--grpc-port',
+        '0',
+        '--grpc-health-port',
+        '0',
+        '--metrics-port',
+        '0',
+        '--config-text',
+        'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\ndataLayer: {injectDefaults: false}\nschedulingProfiles: [{name: default}]',
+      ],
       /"grpcPort":(\d+)/,
     );
     const client = new ExtProcTestClient(`127.0.0.1:${epp.match[1]}`);
@@ -86,7 +113,11 @@ describe('pd-router epp', () => {
       const call = client.open();
       call.send(headers({ ':path': '/v1/completions' }), body(JSON.stringify({ model: 'm', prompt: 'hi' }), true));
       const [r] = await call.waitFor(1);
-      expect(setHeadersOf(r.request_headers!.response.header_mutation)[0]).toEqual(['x-gateway-destination-endpoint', '10.5.0.2:8000', 'OVERWRITE_IF_EXISTS_OR_ADD']);
+      expect(setHeadersOf(r.request_headers!.response.header_mutation)[0]).toEqual([
+        'x-gateway-destination-endpoint',
+        '10.5.0.2:8000',
+        'OVERWRITE_IF_EXISTS_OR_ADD',
+      ]);
       call.end();
     } finally {
       client.close();

@@ -27,7 +27,11 @@ schedulingProfiles:
 describe('--config-param', () => {
   it('sets a plugin parameter by plugin name (or type), typed from YAML, nested paths included', () => {
     const out = parse(
-      applyConfigParams(CONFIG, ['decider.nonCachedTokens=256', 'approx-prefix-cache-producer.autoTune=false', 'disagg-profile-handler.deciders.prefill=decider']),
+      applyConfigParams(CONFIG, [
+        'decider.nonCachedTokens=256',
+        'approx-prefix-cache-producer.autoTune=false',
+        'disagg-profile-handler.deciders.prefill=decider',
+      ]),
     ) as { plugins: Array<{ parameters?: Record<string, unknown> }> };
     expect(out.plugins[0].parameters).toEqual({ nonCachedTokens: 256 });
     expect(out.plugins[1].parameters).toEqual({ autoTune: false });
@@ -36,9 +40,13 @@ describe('--config-param', () => {
   });
 
   it('rejects unknown plugins and malformed values; bad parameter values fail in the loader naming the plugin', () => {
-    expect(() => applyConfigParams(CONFIG, ['nosuch.x=1'])).toThrow(new ConfigError('--config-param nosuch.x=1: no plugin named "nosuch" in the EndpointPickerConfig'));
+    expect(() => applyConfigParams(CONFIG, ['nosuch.x=1'])).toThrow(
+      new ConfigError('--config-param nosuch.x=1: no plugin named "nosuch" in the EndpointPickerConfig'),
+    );
     expect(() => applyConfigParams(CONFIG, ['decider'])).toThrow(/expected <plugin-name>\.<parameter>=<value>/);
-    expect(() => loadEndpointPickerConfig(applyConfigParams(CONFIG, ['decider.nonCachedTokens=-5']))).toThrow(/decider/);
+    expect(() => loadEndpointPickerConfig(applyConfigParams(CONFIG, ['decider.nonCachedTokens=-5']))).toThrow(
+      /decider/,
+    );
   });
 
   it('leaves the text alone when no parameter is given', () => {

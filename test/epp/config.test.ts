@@ -18,18 +18,32 @@ describe('the llm-d P/D configs load unchanged', () => {
       expect(c.handler.type).toBe('disagg-profile-handler');
       const decode = c.profiles.get('decode')!;
       expect(decode.filters.map((filter) => filter.type)).toEqual(['decode-filter']);
-      expect(decode.scorers.map((weightedScorer) => [weightedScorer.scorer.type, weightedScorer.weight])).toEqual([['prefix-cache-scorer', 2], ['queue-scorer', 1]]);
+      expect(decode.scorers.map((weightedScorer) => [weightedScorer.scorer.type, weightedScorer.weight])).toEqual([
+        ['prefix-cache-scorer', 2],
+        ['queue-scorer', 1],
+      ]);
       expect(decode.picker.type).toBe('max-score-picker');
       expect(c.profiles.get('prefill')!.filters.map((filter) => filter.type)).toEqual(['prefill-filter']);
       expect(c.producers.map((dataProducer) => dataProducer.type)).toEqual(['approx-prefix-cache-producer']);
-      expect(c.preRequest.map((preRequest) => preRequest.type).sort()).toEqual(['approx-prefix-cache-producer', 'disagg-profile-handler']);
-      expect(c.parsers.map((parser) => parser.type)).toEqual(['openai-parser', 'anthropic-parser', 'vllmhttp-parser', 'passthrough-parser']);
+      expect(c.preRequest.map((preRequest) => preRequest.type).sort()).toEqual([
+        'approx-prefix-cache-producer',
+        'disagg-profile-handler',
+      ]);
+      expect(c.parsers.map((parser) => parser.type)).toEqual([
+        'openai-parser',
+        'anthropic-parser',
+        'vllmhttp-parser',
+        'passthrough-parser',
+      ]);
       expect(c.metricsSource).toMatchObject({ scheme: 'http', path: '/metrics' });
       expect(c.warnings).toEqual([]);
     });
 
     it(`${name}: long prompt → P+D (nonCachedTokens 16), repeat → D only; short → D only; effective block size 64`, () => {
-      const store = storeWith([spec('p0', '10.1.0.1', 'prefill'), spec('d0', '10.1.0.2', 'decode')], { d0: { cacheBlockSize: 16 }, p0: { cacheBlockSize: 16 } });
+      const store = storeWith([spec('p0', '10.1.0.1', 'prefill'), spec('d0', '10.1.0.2', 'decode')], {
+        d0: { cacheBlockSize: 16 },
+        p0: { cacheBlockSize: 16 },
+      });
       const h = harness(yaml, store);
       const long = 'Tell me about the history of Rome in great detail. '.repeat(8); // 408 bytes = 102 tokens
       const first = h.route(long);
@@ -49,10 +63,14 @@ describe('the llm-d P/D configs load unchanged', () => {
 });
 
 describe('loader defaults', () => {
-  it('no config → llm-d\'s default: queue ×2, kv-cache ×2, prefix ×3, max-score picker, single-profile handler', () => {
+  it("no config → llm-d's default: queue ×2, kv-cache ×2, prefix ×3, max-score picker, single-profile handler", () => {
     for (const c of [loadEndpointPickerConfig(''), loadEndpointPickerConfig(DEFAULT_CONFIG_YAML)]) {
       const p = c.profiles.get('default')!;
-      expect(p.scorers.map((weightedScorer) => [weightedScorer.scorer.type, weightedScorer.weight])).toEqual([['queue-scorer', 2], ['kv-cache-utilization-scorer', 2], ['prefix-cache-scorer', 3]]);
+      expect(p.scorers.map((weightedScorer) => [weightedScorer.scorer.type, weightedScorer.weight])).toEqual([
+        ['queue-scorer', 2],
+        ['kv-cache-utilization-scorer', 2],
+        ['prefix-cache-scorer', 3],
+      ]);
       expect(p.picker.type).toBe('max-score-picker');
       expect(c.handler.type).toBe('single-profile-handler');
       expect(c.producers.map((dataProducer) => dataProducer.type)).toEqual(['approx-prefix-cache-producer']);
@@ -103,7 +121,9 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: by-label}]}]`);
   });
 
   it('no scheduling profiles → one profile "default" with every configured filter, scorer and picker (upstream)', () => {
-    const c = load('plugins: [{type: decode-filter}, {type: queue-scorer}, {name: r, type: random-picker}, {type: approx-prefix-cache-producer}]\nschedulingProfiles: []');
+    const c = load(
+      'plugins: [{type: decode-filter}, {type: queue-scorer}, {name: r, type: random-picker}, {type: approx-prefix-cache-producer}]\nschedulingProfiles: []',
+    );
     const p = c.profiles.get('default')!;
     expect([...c.profiles.keys()]).toEqual(['default']);
     expect(p.filters.map((filter) => filter.name)).toEqual(['decode-filter']);
@@ -112,36 +132,91 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: by-label}]}]`);
   });
 
   it('a profile without a picker gets the configured picker (upstream reuses it), else max-score-picker', () => {
-    const c = load('plugins: [{type: queue-scorer}, {type: weighted-random-picker, parameters: {maxNumOfEndpoints: 2}}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]');
+    const c = load(
+      'plugins: [{type: queue-scorer}, {type: weighted-random-picker, parameters: {maxNumOfEndpoints: 2}}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]',
+    );
     expect(c.profiles.get('a')!.picker.name).toBe('weighted-random-picker');
-    expect(load('plugins: [{type: queue-scorer}]\nschedulingProfiles: [{name: a}]').profiles.get('a')!.picker.type).toBe('max-score-picker');
+    expect(
+      load('plugins: [{type: queue-scorer}]\nschedulingProfiles: [{name: a}]').profiles.get('a')!.picker.type,
+    ).toBe('max-score-picker');
   });
 });
 
 describe('config errors name the plugin and the parameter', () => {
   const cases: Array<[string, string | RegExp]> = [
-    ['plugins: [{type: nope}]\nschedulingProfiles: [{name: a}]', 'EndpointPickerConfig: plugin "nope" (type nope): unknown plugin type "nope"'],
-    ['plugins: [{type: precise-prefix-cache-scorer}]\nschedulingProfiles: [{name: a}]', /type precise-prefix-cache-scorer is not supported by pd-router \(it needs vLLM KV-cache events/],
+    [
+      'plugins: [{type: nope}]\nschedulingProfiles: [{name: a}]',
+      'EndpointPickerConfig: plugin "nope" (type nope): unknown plugin type "nope"',
+    ],
+    [
+      'plugins: [{type: precise-prefix-cache-scorer}]\nschedulingProfiles: [{name: a}]',
+      /type precise-prefix-cache-scorer is not supported by pd-router \(it needs vLLM KV-cache events/,
+    ],
     [
       'plugins: [{name: pd, type: prefix-based-pd-decider, parameters: {nonCachedTokens: -4}}]\nschedulingProfiles: [{name: a}]',
       'EndpointPickerConfig: plugin "pd" (type prefix-based-pd-decider): parameter "nonCachedTokens": must be >= 0',
     ],
-    ['plugins: [{type: load-aware-scorer, parameters: {threshold: "high"}}]\nschedulingProfiles: [{name: a}]', /plugin "load-aware-scorer" \(type load-aware-scorer\): parameter "threshold": /],
-    ['plugins: [{type: queue-scorer}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: missing}]}]', 'EndpointPickerConfig: schedulingProfiles[0] "a": pluginRef "missing" is not defined in plugins'],
-    ['plugins: [{type: disagg-profile-handler, parameters: {deciders: {prefill: ghost}}}]\nschedulingProfiles: [{name: decode}]', /plugin "disagg-profile-handler" \(type disagg-profile-handler\): refers to plugin "ghost", which is not defined/],
-    ['plugins: [{type: disagg-profile-handler, parameters: {deciders: {prefill: queue-scorer}}}, {type: queue-scorer}]\nschedulingProfiles: [{name: decode}]', /"queue-scorer" \(type queue-scorer\) is not a decider/],
-    ['plugins: [{type: disagg-profile-handler, parameters: {profile: {decode: x}}}]\nschedulingProfiles: [{name: decode}]', /disagg-profile-handler\): unknown parameter "profile"/],
-    ['plugins: [{type: disagg-profile-handler}]\nschedulingProfiles: [{name: main}]', /decode profile "decode" is not among the scheduling profiles \(main\)/],
-    ['plugins: [{type: approx-prefix-cache-producer, parameters: {autoTune: false, blockSizeTokens: 0}}]\nschedulingProfiles: [{name: a}]', /parameter "blockSizeTokens": blockSizeTokens must be > 0 when autoTune is false/],
-    ['plugins: [{type: queue-scorer}, {type: queue-scorer}]\nschedulingProfiles: [{name: a}]', 'EndpointPickerConfig: plugins[1]: duplicate plugin name "queue-scorer"'],
-    ['plugins: [{type: max-score-picker}, {name: r, type: random-picker}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: max-score-picker}, {pluginRef: r}]}]', /more than one picker/],
+    [
+      'plugins: [{type: load-aware-scorer, parameters: {threshold: "high"}}]\nschedulingProfiles: [{name: a}]',
+      /plugin "load-aware-scorer" \(type load-aware-scorer\): parameter "threshold": /,
+    ],
+    [
+      'plugins: [{type: queue-scorer}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: missing}]}]',
+      'EndpointPickerConfig: schedulingProfiles[0] "a": pluginRef "missing" is not defined in plugins',
+    ],
+    [
+      'plugins: [{type: disagg-profile-handler, parameters: {deciders: {prefill: ghost}}}]\nschedulingProfiles: [{name: decode}]',
+      /plugin "disagg-profile-handler" \(type disagg-profile-handler\): refers to plugin "ghost", which is not defined/,
+    ],
+    [
+      'plugins: [{type: disagg-profile-handler, parameters: {deciders: {prefill: queue-scorer}}}, {type: queue-scorer}]\nschedulingProfiles: [{name: decode}]',
+      /"queue-scorer" \(type queue-scorer\) is not a decider/,
+    ],
+    [
+      'plugins: [{type: disagg-profile-handler, parameters: {profile: {decode: x}}}]\nschedulingProfiles: [{name: decode}]',
+      /disagg-profile-handler\): unknown parameter "profile"/,
+    ],
+    [
+      'plugins: [{type: disagg-profile-handler}]\nschedulingProfiles: [{name: main}]',
+      /decode profile "decode" is not among the scheduling profiles \(main\)/,
+    ],
+    [
+      'plugins: [{type: approx-prefix-cache-producer, parameters: {autoTune: false, blockSizeTokens: 0}}]\nschedulingProfiles: [{name: a}]',
+      /parameter "blockSizeTokens": blockSizeTokens must be > 0 when autoTune is false/,
+    ],
+    [
+      'plugins: [{type: queue-scorer}, {type: queue-scorer}]\nschedulingProfiles: [{name: a}]',
+      'EndpointPickerConfig: plugins[1]: duplicate plugin name "queue-scorer"',
+    ],
+    [
+      'plugins: [{type: max-score-picker}, {name: r, type: random-picker}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: max-score-picker}, {pluginRef: r}]}]',
+      /more than one picker/,
+    ],
     ['schedulingProfiles: [{name: a}, {name: b}]', /several scheduling profiles need a profile handler/],
-    ['plugins: [{type: queue-scorer, parameters: {future: 1}}]\nschedulingProfiles: [{name: a}]', 'EndpointPickerConfig: plugin "queue-scorer" (type queue-scorer): unknown parameter "future"'],
-    ['plugins: [{type: label-selector-filter, parameters: {matchExpressions: [{key: a, operator: In, values: [x], extra: 1}]}}]\nschedulingProfiles: [{name: a}]', /plugin "label-selector-filter" \(type label-selector-filter\): unknown parameter "matchExpressions.0.extra"/],
-    ['plugins: [{type: max-score-picker, parameters: {maxNumOfEndpoints: "2"}}]\nschedulingProfiles: [{name: a}]', /plugin "max-score-picker" \(type max-score-picker\): parameter "maxNumOfEndpoints": /],
-    ['plugins: [{type: disagg-profile-handler}, {type: single-profile-handler}]\nschedulingProfiles: [{name: decode}]', /more than one profile handler/],
-    ['plugins: [{type: token-producer, parameters: {vllm: {url: "http://x:8000"}}}]\nschedulingProfiles: [{name: a}]', /plugin "token-producer" \(type token-producer\): parameter "vllm": the vLLM \/render tokenizer backend is not supported/],
-    ['plugins: [{type: approx-prefix-cache-producer}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: approx-prefix-cache-producer}]}]', /is not a filter, scorer or picker/],
+    [
+      'plugins: [{type: queue-scorer, parameters: {future: 1}}]\nschedulingProfiles: [{name: a}]',
+      'EndpointPickerConfig: plugin "queue-scorer" (type queue-scorer): unknown parameter "future"',
+    ],
+    [
+      'plugins: [{type: label-selector-filter, parameters: {matchExpressions: [{key: a, operator: In, values: [x], extra: 1}]}}]\nschedulingProfiles: [{name: a}]',
+      /plugin "label-selector-filter" \(type label-selector-filter\): unknown parameter "matchExpressions.0.extra"/,
+    ],
+    [
+      'plugins: [{type: max-score-picker, parameters: {maxNumOfEndpoints: "2"}}]\nschedulingProfiles: [{name: a}]',
+      /plugin "max-score-picker" \(type max-score-picker\): parameter "maxNumOfEndpoints": /,
+    ],
+    [
+      'plugins: [{type: disagg-profile-handler}, {type: single-profile-handler}]\nschedulingProfiles: [{name: decode}]',
+      /more than one profile handler/,
+    ],
+    [
+      'plugins: [{type: token-producer, parameters: {vllm: {url: "http://x:8000"}}}]\nschedulingProfiles: [{name: a}]',
+      /plugin "token-producer" \(type token-producer\): parameter "vllm": the vLLM \/render tokenizer backend is not supported/,
+    ],
+    [
+      'plugins: [{type: approx-prefix-cache-producer}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: approx-prefix-cache-producer}]}]',
+      /is not a filter, scorer or picker/,
+    ],
     ['schedulingProfiles: [{name: a}]\nsurprise: 1', /Unrecognized key: "surprise"/],
   ];
   for (const [yaml, message] of cases) {
@@ -159,8 +234,12 @@ describe('config errors name the plugin and the parameter', () => {
   }
 
   it('bad apiVersion or kind, and non-YAML, are rejected', () => {
-    expect(() => loadEndpointPickerConfig('apiVersion: v9\nkind: EndpointPickerConfig')).toThrow(/apiVersion must be one of llm-d.ai\/v1alpha1/);
-    expect(() => loadEndpointPickerConfig('apiVersion: llm-d.ai/v1alpha1\nkind: Other')).toThrow(/kind must be EndpointPickerConfig/);
+    expect(() => loadEndpointPickerConfig('apiVersion: v9\nkind: EndpointPickerConfig')).toThrow(
+      /apiVersion must be one of llm-d.ai\/v1alpha1/,
+    );
+    expect(() => loadEndpointPickerConfig('apiVersion: llm-d.ai/v1alpha1\nkind: Other')).toThrow(
+      /kind must be EndpointPickerConfig/,
+    );
     expect(() => loadEndpointPickerConfig('- a\n- b')).toThrow(/must be a YAML mapping/);
     expect(() => loadEndpointPickerConfig('a: [')).toThrow(/cannot parse as YAML/);
   });
@@ -179,15 +258,19 @@ describe('the config file as the EPP reads it', () => {
     // 16 MB of plugins of unknown types: parsing it all took about 20 s of CPU before the bound.
     const line = (i: number) => `- {type: nope-${i}, name: plugin-number-${i}}\n`;
     const lines: string[] = [HEAD, 'plugins:\n'];
-    for (let i = 0, size = 0; size < 16 * 1024 * 1024; i++) size += (lines[lines.push(line(i)) - 1]).length;
+    for (let i = 0, size = 0; size < 16 * 1024 * 1024; i++) size += lines[lines.push(line(i)) - 1].length;
     writeFileSync(file, lines.join(''));
     const endpoints = endpointsFile(endpointsYaml([spec('a', '10.0.0.1')]));
     const cpu = process.cpuUsage();
-    await expect(startEpp(eppConfig({ ...base, endpointsFile: endpoints, configFile: file }))).rejects.toThrow(`--config-file ${file} is larger than --max-config-size (262144 bytes)`);
+    await expect(startEpp(eppConfig({ ...base, endpointsFile: endpoints, configFile: file }))).rejects.toThrow(
+      `--config-file ${file} is larger than --max-config-size (262144 bytes)`,
+    );
     const used = process.cpuUsage(cpu);
     expect((used.user + used.system) / 1000).toBeLessThan(1_000);
     // The same bound for --config-text.
-    await expect(startEpp(eppConfig({ ...base, endpointsFile: endpoints, configText: lines.slice(0, 20_000).join('') }))).rejects.toThrow('--config-text is larger than --max-config-size (262144 bytes)');
+    await expect(
+      startEpp(eppConfig({ ...base, endpointsFile: endpoints, configText: lines.slice(0, 20_000).join('') })),
+    ).rejects.toThrow('--config-text is larger than --max-config-size (262144 bytes)');
   });
 
   it('a file at the bound is read; the bound is --max-config-size', async () => {
@@ -198,6 +281,8 @@ describe('the config file as the EPP reads it', () => {
     const endpoints = endpointsFile(endpointsYaml([spec('a', '10.0.0.1')]));
     const epp = await startEpp(eppConfig({ ...base, endpointsFile: endpoints, configFile: file, maxConfigSize: 2048 }));
     await epp.close(500);
-    await expect(startEpp(eppConfig({ ...base, endpointsFile: endpoints, configFile: file, maxConfigSize: 2047 }))).rejects.toThrow('is larger than --max-config-size (2047 bytes)');
+    await expect(
+      startEpp(eppConfig({ ...base, endpointsFile: endpoints, configFile: file, maxConfigSize: 2047 })),
+    ).rejects.toThrow('is larger than --max-config-size (2047 bytes)');
   });
 });

@@ -11,7 +11,14 @@ import { endpointsFile, endpointsYaml, spec } from './fixtures.js';
 
 const HEAD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nschedulingProfiles: [{name: default}]\n';
 const NO_SCRAPE = `${HEAD}dataLayer: {injectDefaults: false}\n`;
-const base = { host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, configText: NO_SCRAPE };
+const base = {
+  host: '127.0.0.1',
+  grpcPort: 0,
+  grpcHealthPort: 0,
+  metricsPort: 0,
+  secureServing: false,
+  configText: NO_SCRAPE,
+};
 
 let epp: EppHandle | undefined;
 afterEach(async () => {
@@ -19,7 +26,11 @@ afterEach(async () => {
   epp = undefined;
 });
 
-const ids = (eppHandle: EppHandle) => eppHandle.store.all().map((endpoint) => `${endpoint.id}@${endpoint.hostPort}[${endpoint.labels['llm-d.ai/role'] ?? ''}]`).sort();
+const ids = (eppHandle: EppHandle) =>
+  eppHandle.store
+    .all()
+    .map((endpoint) => `${endpoint.id}@${endpoint.hostPort}[${endpoint.labels['llm-d.ai/role'] ?? ''}]`)
+    .sort();
 
 describe('endpoints file', () => {
   it('parses the upstream format: namespace defaults to "default", ports as strings or numbers', () => {
@@ -36,13 +47,18 @@ describe('endpoints file', () => {
       { name: 'a', namespace: 'other', address: '10.0.0.9', port: 8001, labels: {} },
       { name: 'b', namespace: 'ns', address: 'fd00::1', port: 8000, labels: {} },
     ]);
-    expect(() => parseEndpointsFile('endpoints: [{name: a, address: my-host, port: "80"}]', 'f')).toThrow(/endpoints.0.address: address must be an IP address/);
-    expect(() => parseEndpointsFile('endpoints: [{name: a, address: 10.0.0.1, port: "0"}]', 'f')).toThrow(/port must be between 1 and 65535/);
+    expect(() => parseEndpointsFile('endpoints: [{name: a, address: my-host, port: "80"}]', 'f')).toThrow(
+      /endpoints.0.address: address must be an IP address/,
+    );
+    expect(() => parseEndpointsFile('endpoints: [{name: a, address: 10.0.0.1, port: "0"}]', 'f')).toThrow(
+      /port must be between 1 and 65535/,
+    );
     expect(() => parseEndpointsFile('x'.repeat(1024 * 1024 + 1), 'f')).toThrow(/larger than 1 MiB/);
   });
 
   it('duplicate endpoint names are refused, naming the duplicate: at start (flag or config plugin) and on reload', async () => {
-    const dup = 'endpoints:\n- {name: d, address: 10.0.0.1, port: 8000}\n- {name: e, address: 10.0.0.2, port: 8000}\n- {name: d, namespace: default, address: 10.0.0.3, port: 8000}\n';
+    const dup =
+      'endpoints:\n- {name: d, address: 10.0.0.1, port: 8000}\n- {name: e, address: 10.0.0.2, port: 8000}\n- {name: d, namespace: default, address: 10.0.0.3, port: 8000}\n';
     const message = 'endpoints.2: duplicate endpoint name "d" in namespace "default" (also endpoints.0)';
     expect(() => parseEndpointsFile(dup, 'f')).toThrow(`f: ${message}`);
     const file = endpointsFile(dup);
@@ -54,7 +70,13 @@ describe('endpoints file', () => {
     epp = await startEpp(eppConfig({ ...base, endpointsFile: file }));
     writeFileSync(file, dup);
     const text = () => metricsText(`http://127.0.0.1:${epp!.metricsPort}`);
-    await waitFor(async () => (metricValue(await text(), 'llm_d_epp_datalayer_poll_errors_total', { source_type: 'file-discovery' }) ?? 0) >= 1, 5000, 'reload error counted');
+    await waitFor(
+      async () =>
+        (metricValue(await text(), 'llm_d_epp_datalayer_poll_errors_total', { source_type: 'file-discovery' }) ?? 0) >=
+        1,
+      5000,
+      'reload error counted',
+    );
     expect(ids(epp)).toEqual(['default/d@10.0.0.1:8000[]']);
   });
 
@@ -71,7 +93,13 @@ describe('endpoints file', () => {
 
     writeFileSync(file, 'endpoints: [{name: broken, address: not-an-ip, port: "1"}]\n');
     const text = () => metricsText(`http://127.0.0.1:${epp!.metricsPort}`);
-    await waitFor(async () => (metricValue(await text(), 'llm_d_epp_datalayer_poll_errors_total', { source_type: 'file-discovery' }) ?? 0) >= 1, 5000, 'reload error counted');
+    await waitFor(
+      async () =>
+        (metricValue(await text(), 'llm_d_epp_datalayer_poll_errors_total', { source_type: 'file-discovery' }) ?? 0) >=
+        1,
+      5000,
+      'reload error counted',
+    );
     expect(epp.store.size).toBe(2);
 
     // Replaced by rename, as a ConfigMap update does.
@@ -82,16 +110,20 @@ describe('endpoints file', () => {
 
   it('a missing or invalid file at start is a startup error naming the file', async () => {
     const file = endpointsFile('endpoints: [{name: a}]');
-    await expect(startEpp(eppConfig({ ...base, endpointsFile: file }))).rejects.toThrow(/endpoints file .*endpoints.0.address/);
+    await expect(startEpp(eppConfig({ ...base, endpointsFile: file }))).rejects.toThrow(
+      /endpoints file .*endpoints.0.address/,
+    );
     rmSync(file);
     await expect(startEpp(eppConfig({ ...base, endpointsFile: file }))).rejects.toThrow(/endpoints file .*ENOENT/);
   });
 
-  it('the config\'s file-discovery plugin works without the flag; giving both is an error', async () => {
+  it("the config's file-discovery plugin works without the flag; giving both is an error", async () => {
     const file = endpointsFile(endpointsYaml([spec('a', '10.0.0.1')]));
     const configText = `${HEAD}plugins: [{type: file-discovery, parameters: {path: ${file}}}]\ndataLayer: {injectDefaults: false, discovery: {pluginRef: file-discovery}}\n`;
     epp = await startEpp(eppConfig({ ...base, configText }));
     expect(ids(epp)).toEqual(['default/a@10.0.0.1:8000[]']);
-    await expect(startEpp(eppConfig({ ...base, configText, endpointsFile: file, grpcPort: 0 }))).rejects.toThrow(/dataLayer.discovery and --endpoints-file both choose the endpoints/);
+    await expect(startEpp(eppConfig({ ...base, configText, endpointsFile: file, grpcPort: 0 }))).rejects.toThrow(
+      /dataLayer.discovery and --endpoints-file both choose the endpoints/,
+    );
   });
 });

@@ -21,7 +21,11 @@ describe('the request buffer budget (--request-buffer-budget)', () => {
   let t: TestEpp;
   const held = async () => (await t.epp.metrics.requestBufferBytes.get()).values[0]?.value ?? 0;
   beforeAll(async () => {
-    t = await startTestEpp(PD_EPP_CONFIG, [P, D], { maxRequestBodySize: 512 * KiB, requestBufferBudget: 1024 * KiB, requestBodyTimeout: 0 });
+    t = await startTestEpp(PD_EPP_CONFIG, [P, D], {
+      maxRequestBodySize: 512 * KiB,
+      requestBufferBudget: 1024 * KiB,
+      requestBodyTimeout: 0,
+    });
   });
   afterAll(() => t.close());
 
@@ -37,7 +41,9 @@ describe('the request buffer budget (--request-buffer-budget)', () => {
       status: { code: 'ServiceUnavailable' },
       body: `inference error: ServiceUnavailable - request body buffers are full (${800 * KiB} of ${1024 * KiB} bytes held by requests in flight)`,
     });
-    expect(setHeadersOf(r.immediate_response!.headers)).toEqual([['x-llm-d-request-dropped-reason', 'rejected-saturated', 'OVERWRITE_IF_EXISTS_OR_ADD']]);
+    expect(setHeadersOf(r.immediate_response!.headers)).toEqual([
+      ['x-llm-d-request-dropped-reason', 'rejected-saturated', 'OVERWRITE_IF_EXISTS_OR_ADD'],
+    ]);
     expect(await c.ended).toEqual({ code: 0, details: 'OK' });
     expect(await held()).toBe(800 * KiB);
 
@@ -55,7 +61,9 @@ describe('the request buffer budget (--request-buffer-budget)', () => {
   });
 
   it('a body over --max-request-body-size is still a 413 and holds nothing', async () => {
-    const call = t.client.open().send(headers(REQUEST), body(opening(300 * KiB), false), body('y'.repeat(300 * KiB), false));
+    const call = t.client
+      .open()
+      .send(headers(REQUEST), body(opening(300 * KiB), false), body('y'.repeat(300 * KiB), false));
     const [r] = await call.waitFor(1);
     expect(r.immediate_response!.status.code).toBe('PayloadTooLarge');
     expect(await held()).toBe(0);
@@ -86,7 +94,9 @@ describe('the request body timeout (--request-body-timeout)', () => {
   it('request headers announcing a body that never comes: 408 too', async () => {
     const call = t.client.open().send(headers(REQUEST));
     const [r] = await call.waitFor(1);
-    expect(Buffer.from(r.immediate_response!.body!).toString()).toBe('inference error: RequestTimeout - request body made no progress for 300ms (0 bytes received)');
+    expect(Buffer.from(r.immediate_response!.body!).toString()).toBe(
+      'inference error: RequestTimeout - request body made no progress for 300ms (0 bytes received)',
+    );
     expect(await call.ended).toEqual({ code: 0, details: 'OK' });
   });
 });

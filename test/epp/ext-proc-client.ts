@@ -3,7 +3,11 @@
  * ProcessingRequests and collecting ProcessingResponses.
  */
 import * as grpc from '@grpc/grpc-js';
-import { extProcClientConstructor, type ProcessingRequest, type ProcessingResponse } from '../../src/common/envoy/ext-proc.js';
+import {
+  extProcClientConstructor,
+  type ProcessingRequest,
+  type ProcessingResponse,
+} from '../../src/common/envoy/ext-proc.js';
 
 export interface StreamEnd {
   code: number;
@@ -82,7 +86,10 @@ export class ExtProcTestClient {
 
 export function headers(value: Record<string, string>, endOfStream = false): ProcessingRequest {
   return {
-    request_headers: { headers: { headers: Object.entries(value).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) }, end_of_stream: endOfStream },
+    request_headers: {
+      headers: { headers: Object.entries(value).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) },
+      end_of_stream: endOfStream,
+    },
   };
 }
 
@@ -92,7 +99,10 @@ export function body(right: string | Buffer, endOfStream: boolean): ProcessingRe
 
 export function responseHeaders(value: Record<string, string>, endOfStream = false): ProcessingRequest {
   return {
-    response_headers: { headers: { headers: Object.entries(value).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) }, end_of_stream: endOfStream },
+    response_headers: {
+      headers: { headers: Object.entries(value).map(([key, value]) => ({ key, raw_value: Buffer.from(value) })) },
+      end_of_stream: endOfStream,
+    },
   };
 }
 
@@ -104,13 +114,31 @@ export function subsetHint(addresses: string[]): ProcessingRequest['metadata_con
   return {
     filter_metadata: {
       'envoy.lb.subset_hint': {
-        fields: { 'x-gateway-destination-endpoint-subset': { listValue: { values: addresses.map((stringValue) => ({ stringValue })) } } },
+        fields: {
+          'x-gateway-destination-endpoint-subset': {
+            listValue: { values: addresses.map((stringValue) => ({ stringValue })) },
+          },
+        },
       },
     },
   };
 }
 
 /** Header name → value of a header mutation's set list (values decoded). */
-export function setHeadersOf(match: { set_headers?: Array<{ header: { key: string; raw_value?: Uint8Array; value?: string }; append_action?: string }> } | null | undefined): Array<[string, string, string]> {
-  return (match?.set_headers ?? []).map((headers) => [headers.header.key, headers.header.raw_value?.length ? Buffer.from(headers.header.raw_value).toString() : (headers.header.value ?? ''), headers.append_action ?? '']);
+export function setHeadersOf(
+  match:
+    | {
+        set_headers?: Array<{
+          header: { key: string; raw_value?: Uint8Array; value?: string };
+          append_action?: string;
+        }>;
+      }
+    | null
+    | undefined,
+): Array<[string, string, string]> {
+  return (match?.set_headers ?? []).map((headers) => [
+    headers.header.key,
+    headers.header.raw_value?.length ? Buffer.from(headers.header.raw_value).toString() : (headers.header.value ?? ''),
+    headers.append_action ?? '',
+  ]);
 }

@@ -10,7 +10,8 @@ import { metricValue, metricsText } from '../helpers.js';
 const P = spec('prefill-0', '127.0.0.2', 'prefill', {}, 9);
 const D = spec('decode-0', '127.0.0.3', 'decode', {}, 9);
 const OVERWRITE = 'OVERWRITE_IF_EXISTS_OR_ADD';
-const completion = (prompt: string, extra: Record<string, unknown> = {}) => JSON.stringify({ model: 'food-review', prompt, ...extra });
+const completion = (prompt: string, extra: Record<string, unknown> = {}) =>
+  JSON.stringify({ model: 'food-review', prompt, ...extra });
 
 let t: TestEpp;
 beforeAll(async () => {
@@ -39,8 +40,12 @@ describe('response path', () => {
     ];
     call.send(responseBody(frames[0], false));
     const r1 = await call.waitFor(4);
-    expect((r1[3].response_body!.response.body_mutation as any).streamed_response).toMatchObject({ end_of_stream: false });
-    expect(Buffer.from((r1[3].response_body!.response.body_mutation as any).streamed_response.body).toString()).toBe(frames[0]);
+    expect((r1[3].response_body!.response.body_mutation as any).streamed_response).toMatchObject({
+      end_of_stream: false,
+    });
+    expect(Buffer.from((r1[3].response_body!.response.body_mutation as any).streamed_response.body).toString()).toBe(
+      frames[0],
+    );
     call.send(responseBody(frames[1], false), responseBody(frames[2], true));
     const all = await call.waitFor(6);
     expect((all[5].response_body!.response.body_mutation as any).streamed_response.end_of_stream).toBe(true);
@@ -60,7 +65,9 @@ describe('response path', () => {
     const json = '{"choices":[{"text":"ok"}],"usage":{"prompt_tokens":3,"completion_tokens":2}}';
     call.send(responseBody(json.slice(0, 10), false), responseBody(json.slice(10), false), responseBody('', true));
     const got = await call.waitFor(4);
-    expect(decoded(got[3])).toMatchObject({ response_body: { response: { body_mutation: { streamed_response: { body: json, end_of_stream: true } } } } });
+    expect(decoded(got[3])).toMatchObject({
+      response_body: { response: { body_mutation: { streamed_response: { body: json, end_of_stream: true } } } },
+    });
     call.end();
     await call.ended;
     expect(call.responses).toHaveLength(4);
@@ -70,9 +77,13 @@ describe('response path', () => {
     const call = t.client.open();
     call.send(headers({ ':path': '/v1/completions' }), body(completion('hi'), true));
     await call.waitFor(2);
-    call.send(responseHeaders({ ':status': '500' }), responseBody('not json', false), { response_trailers: { trailers: { headers: [] } } });
+    call.send(responseHeaders({ ':status': '500' }), responseBody('not json', false), {
+      response_trailers: { trailers: { headers: [] } },
+    });
     const got = await call.waitFor(5);
-    expect(Buffer.from((got[3].response_body!.response.body_mutation as any).streamed_response.body).toString()).toBe('not json');
+    expect(Buffer.from((got[3].response_body!.response.body_mutation as any).streamed_response.body).toString()).toBe(
+      'not json',
+    );
     expect(got[4].response_trailers).toBeTruthy();
     call.end();
   });
@@ -86,7 +97,9 @@ describe('bounds', () => {
       call.send(headers({ ':path': '/v1/completions' }), body('x'.repeat(1500), false), body('x'.repeat(1500), false));
       const [r] = await call.waitFor(1);
       expect(r.immediate_response!.status.code).toBe('PayloadTooLarge');
-      expect(Buffer.from(r.immediate_response!.body!).toString()).toBe('inference error: PayloadTooLarge - request body exceeds the limit of 2048 bytes');
+      expect(Buffer.from(r.immediate_response!.body!).toString()).toBe(
+        'inference error: PayloadTooLarge - request body exceeds the limit of 2048 bytes',
+      );
       expect((await call.ended).code).toBe(0);
     } finally {
       await small.close();
@@ -104,4 +117,3 @@ describe('bounds', () => {
     }
   });
 });
-

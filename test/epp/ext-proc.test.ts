@@ -16,10 +16,16 @@ const REMOVED_PD = REMOVED_DECODE_ONLY.filter((host) => host !== PREFILLER_HOST_
 const P = spec('prefill-0', '127.0.0.2', 'prefill', {}, 9);
 const D = spec('decode-0', '127.0.0.3', 'decode', {}, 9);
 const LONG_PROMPT = 'Summarize the following text. '.repeat(10); // 300 bytes = 75 tokens > nonCachedTokens 16
-const completion = (prompt: string, extra: Record<string, unknown> = {}) => JSON.stringify({ model: 'food-review', prompt, ...extra });
+const completion = (prompt: string, extra: Record<string, unknown> = {}) =>
+  JSON.stringify({ model: 'food-review', prompt, ...extra });
 
 const OVERWRITE = 'OVERWRITE_IF_EXISTS_OR_ADD';
-const hv = (key: string, value: string) => ({ header: { key, value: '', raw_value: value }, append: null, append_action: OVERWRITE, keep_empty_value: false });
+const hv = (key: string, value: string) => ({
+  header: { key, value: '', raw_value: value },
+  append: null,
+  append_action: OVERWRITE,
+  keep_empty_value: false,
+});
 
 /** The exact headers response llm-d's EPP sends, with pd-router's explicit append action and routing-header removals. */
 function expectedHeadersResponse(destination: string, set: Array<[string, string]>, remove: string[]) {
@@ -36,7 +42,9 @@ function expectedHeadersResponse(destination: string, set: Array<[string, string
     dynamic_metadata: {
       fields: {
         'envoy.lb': {
-          structValue: { fields: { 'x-gateway-destination-endpoint': { stringValue: destination, kind: 'stringValue' } } },
+          structValue: {
+            fields: { 'x-gateway-destination-endpoint': { stringValue: destination, kind: 'stringValue' } },
+          },
           kind: 'structValue',
         },
       },
@@ -54,7 +62,15 @@ function expectedBodyResponse(bodyText: string, endOfStream: boolean) {
       response: {
         status: 'CONTINUE',
         header_mutation: null,
-        body_mutation: { streamed_response: { body: bodyText, end_of_stream: endOfStream, end_of_stream_without_message: false, grpc_message_compressed: false }, mutation: 'streamed_response' },
+        body_mutation: {
+          streamed_response: {
+            body: bodyText,
+            end_of_stream: endOfStream,
+            end_of_stream_without_message: false,
+            grpc_message_compressed: false,
+          },
+          mutation: 'streamed_response',
+        },
         trailers: null,
         clear_route_cache: false,
       },
@@ -79,7 +95,10 @@ describe('request path', () => {
   it('P/D decision: exactly one headers response (destination, Content-Length, echoed headers, x-prefiller-host-port) then the body', async () => {
     const call = t.client.open();
     const text = completion(LONG_PROMPT);
-    call.send(headers({ ':path': '/v1/completions', ':method': 'POST', hi: 'mom', 'x-request-id': 'test-request-id' }), body(text, true));
+    call.send(
+      headers({ ':path': '/v1/completions', ':method': 'POST', hi: 'mom', 'x-request-id': 'test-request-id' }),
+      body(text, true),
+    );
     const got = await call.waitFor(2);
     expect(decoded(got)).toEqual([
       expectedHeadersResponse(
@@ -119,7 +138,7 @@ describe('request path', () => {
     call.end();
   });
 
-  it('routing headers a client sent are never echoed: removed, or overwritten by the EPP\'s own value', async () => {
+  it("routing headers a client sent are never echoed: removed, or overwritten by the EPP's own value", async () => {
     const smuggled = {
       ':path': '/v1/completions',
       'X-Prefiller-Host-Port': '169.254.169.254:80',
@@ -127,14 +146,21 @@ describe('request path', () => {
       'x-encoder-hosts-ports': '6.6.6.6:1',
       'x-data-parallel-host-port': '6.6.6.6:2',
     };
-    for (const [prompt, prefill] of [['hi', undefined], [`A fresh prompt nobody has cached yet. ${LONG_PROMPT}`, '127.0.0.2:9']] as const) {
+    for (const [prompt, prefill] of [
+      ['hi', undefined],
+      [`A fresh prompt nobody has cached yet. ${LONG_PROMPT}`, '127.0.0.2:9'],
+    ] as const) {
       const call = t.client.open();
       call.send(headers(smuggled), body(completion(prompt), true));
       const [h] = await call.waitFor(2);
       const mutation = h.request_headers!.response.header_mutation!;
       const set = setHeadersOf(mutation);
-      expect(set.filter(([k]) => k === 'x-gateway-destination-endpoint')).toEqual([['x-gateway-destination-endpoint', '127.0.0.3:9', OVERWRITE]]);
-      expect(set.filter(([k]) => k === 'x-prefiller-host-port')).toEqual(prefill ? [['x-prefiller-host-port', prefill, OVERWRITE]] : []);
+      expect(set.filter(([k]) => k === 'x-gateway-destination-endpoint')).toEqual([
+        ['x-gateway-destination-endpoint', '127.0.0.3:9', OVERWRITE],
+      ]);
+      expect(set.filter(([k]) => k === 'x-prefiller-host-port')).toEqual(
+        prefill ? [['x-prefiller-host-port', prefill, OVERWRITE]] : [],
+      );
       expect(set.some(([, value]) => value.startsWith('6.6.6.6') || value.startsWith('169.254'))).toBe(false);
       expect(mutation.remove_headers).toEqual(prefill ? REMOVED_PD : REMOVED_DECODE_ONLY);
       expect(set.every(([, , action]) => action === OVERWRITE)).toBe(true);
@@ -151,7 +177,9 @@ describe('request path', () => {
     const got = await call.waitFor(2);
     expect(got[0].request_headers).toBeTruthy();
     expect(decoded(got[1])).toEqual(expectedBodyResponse(text, true));
-    expect(setHeadersOf(got[0].request_headers!.response.header_mutation).find(([k]) => k === 'Content-Length')![1]).toBe(String(text.length));
+    expect(
+      setHeadersOf(got[0].request_headers!.response.header_mutation).find(([k]) => k === 'Content-Length')![1],
+    ).toBe(String(text.length));
     call.end();
   });
 
@@ -167,7 +195,7 @@ describe('request path', () => {
     call.end();
   });
 
-  it('invalid JSON → 400 with Go\'s exact message', async () => {
+  it("invalid JSON → 400 with Go's exact message", async () => {
     const call = t.client.open();
     call.send(headers({ ':path': '/v1/completions' }), body('no json', true));
     const [r] = await call.waitFor(1);
@@ -183,10 +211,26 @@ describe('request path', () => {
 
   it('missing model → 400 model not found in request body; API-specific checks as upstream', async () => {
     const cases: Array<[string, string, string]> = [
-      ['/v1/completions', JSON.stringify({ prompt: 'hi' }), 'inference error: BadRequest - model not found in request body'],
-      ['/v1/chat/completions', JSON.stringify({ model: 'm', messages: [] }), 'inference error: BadRequest - invalid chat completions request: must have valid messages field'],
-      ['/v1/completions', '[1,2]', 'inference error: BadRequest - error unmarshaling request bodyMap: json: cannot unmarshal array into Go value of type map[string]interface {}'],
-      ['/v1/completions', '{"model":"m", "prompt":"x"', 'inference error: BadRequest - error unmarshaling request bodyMap: unexpected end of JSON input'],
+      [
+        '/v1/completions',
+        JSON.stringify({ prompt: 'hi' }),
+        'inference error: BadRequest - model not found in request body',
+      ],
+      [
+        '/v1/chat/completions',
+        JSON.stringify({ model: 'm', messages: [] }),
+        'inference error: BadRequest - invalid chat completions request: must have valid messages field',
+      ],
+      [
+        '/v1/completions',
+        '[1,2]',
+        'inference error: BadRequest - error unmarshaling request bodyMap: json: cannot unmarshal array into Go value of type map[string]interface {}',
+      ],
+      [
+        '/v1/completions',
+        '{"model":"m", "prompt":"x"',
+        'inference error: BadRequest - error unmarshaling request bodyMap: unexpected end of JSON input',
+      ],
     ];
     for (const [path, text, message] of cases) {
       const call = t.client.open();
@@ -200,11 +244,23 @@ describe('request path', () => {
   it('deep JSON (anywhere in the body, any API, with or without a model rewrite) → 400 exceeded max depth, never a stream error', async () => {
     const cases: Array<[string, (open: string, close: string) => string, Record<string, string>]> = [
       ['/v1/completions', (text, config) => `{"model":"m","prompt":"x","a":${text}${config}}`, {}],
-      ['/v1/completions', (text, config) => `{"model":"m","prompt":"x","a":${text}${config}}`, { 'x-llm-d-model-name-rewrite': 'other' }],
+      [
+        '/v1/completions',
+        (text, config) => `{"model":"m","prompt":"x","a":${text}${config}}`,
+        { 'x-llm-d-model-name-rewrite': 'other' },
+      ],
       ['/v1/completions', (text, config) => `{"model":"m","prompt":${text}"x"${config}}`, {}],
-      ['/v1/chat/completions', (text, config) => `{"model":"m","messages":[{"role":"user","content":"x"}],"tools":${text}${config}}`, {}],
+      [
+        '/v1/chat/completions',
+        (text, config) => `{"model":"m","messages":[{"role":"user","content":"x"}],"tools":${text}${config}}`,
+        {},
+      ],
       ['/v1/chat/completions', (text) => `{"model":"m","messages":[{"role":"user","content":${text}`, {}],
-      ['/v1/messages', (text, config) => `{"model":"m","max_tokens":1,"messages":[{"role":"user","content":${text}${config}}]}`, {}],
+      [
+        '/v1/messages',
+        (text, config) => `{"model":"m","max_tokens":1,"messages":[{"role":"user","content":${text}${config}}]}`,
+        {},
+      ],
     ];
     for (const depth of [1_001, 4_100, 10_001, 200_000]) {
       for (const [path, make, extra] of cases) {
@@ -223,7 +279,10 @@ describe('request path', () => {
     }
     // At the bound (objects and arrays 1000 deep in all) the request is routed.
     const call = t.client.open();
-    call.send(headers({ ':path': '/v1/completions', 'x-llm-d-model-name-rewrite': 'other' }), body(`{"model":"m","prompt":"x","a":${'['.repeat(999)}${']'.repeat(999)}}`, true));
+    call.send(
+      headers({ ':path': '/v1/completions', 'x-llm-d-model-name-rewrite': 'other' }),
+      body(`{"model":"m","prompt":"x","a":${'['.repeat(999)}${']'.repeat(999)}}`, true),
+    );
     expect((await call.waitFor(2))[0].request_headers).toBeTruthy();
     call.end();
   }, 60_000);
@@ -242,7 +301,9 @@ describe('request path', () => {
   it('request trailers end the body: headers, body (no end of stream), then the trailers answer', async () => {
     const call = t.client.open();
     const text = completion('hi');
-    call.send(headers({ ':path': '/v1/completions' }), body(text, false), { request_trailers: { trailers: { headers: [] } } });
+    call.send(headers({ ':path': '/v1/completions' }), body(text, false), {
+      request_trailers: { trailers: { headers: [] } },
+    });
     const got = await call.waitFor(3);
     expect((got[1].request_body!.response.body_mutation as any).streamed_response.end_of_stream).toBe(false);
     expect(got[2].request_trailers).toBeTruthy();
@@ -251,16 +312,24 @@ describe('request path', () => {
 
   it('model rewrite: the forwarded body names the target model (Content-Length follows); responses are rewritten back', async () => {
     const call = t.client.open();
-    call.send(headers({ ':path': '/v1/completions', 'x-llm-d-model-name-rewrite': 'target-model' }), body(completion('hi'), true));
+    call.send(
+      headers({ ':path': '/v1/completions', 'x-llm-d-model-name-rewrite': 'target-model' }),
+      body(completion('hi'), true),
+    );
     const got = await call.waitFor(2);
     const forwarded = (got[1].request_body!.response.body_mutation as any).streamed_response.body.toString();
     expect(JSON.parse(forwarded).model).toBe('target-model');
     const set = setHeadersOf(got[0].request_headers!.response.header_mutation);
     expect(set.find(([k]) => k === 'Content-Length')![1]).toBe(String(Buffer.byteLength(forwarded)));
     expect(set.some(([k]) => k === 'x-llm-d-model-name-rewrite')).toBe(false);
-    call.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }), responseBody('{"model": "target-model","choices":[]}', true));
+    call.send(
+      responseHeaders({ ':status': '200', 'content-type': 'application/json' }),
+      responseBody('{"model": "target-model","choices":[]}', true),
+    );
     const resp = await call.waitFor(4);
-    expect((resp[3].response_body!.response.body_mutation as any).streamed_response.body.toString()).toBe('{"model": "food-review","choices":[]}');
+    expect((resp[3].response_body!.response.body_mutation as any).streamed_response.body.toString()).toBe(
+      '{"model": "food-review","choices":[]}',
+    );
     call.end();
   });
 });
@@ -270,13 +339,18 @@ describe('every routing header a client sends (ROUTING_HEADERS), on every decisi
   /** Every routing header, some in upper case, x-prefiller-url twice: each with a value that names the smuggler. */
   const smuggling = (pseudo: Record<string, string>, endOfStream: boolean) => {
     const list = Object.entries(pseudo).map(([key, value]) => ({ key, raw_value: Buffer.from(value) }));
-    ROUTING_HEADERS.forEach((host, i) => list.push({ key: i % 2 ? host.toUpperCase() : host, raw_value: Buffer.from(`${MARK}:${i + 1}`) }));
+    ROUTING_HEADERS.forEach((host, i) =>
+      list.push({ key: i % 2 ? host.toUpperCase() : host, raw_value: Buffer.from(`${MARK}:${i + 1}`) }),
+    );
     list.push({ key: 'x-prefiller-url', raw_value: Buffer.from(`http://${MARK}:99`) });
     return { request_headers: { headers: { headers: list }, end_of_stream: endOfStream } };
   };
 
   /** Each routing header is removed, or set (overwritten) to the EPP's own value in `own`; no set header carries the client's. */
-  function expectOnlyEppRouting(mutation: { set_headers?: any[]; remove_headers?: string[] } | null | undefined, own: Record<string, string>) {
+  function expectOnlyEppRouting(
+    mutation: { set_headers?: any[]; remove_headers?: string[] } | null | undefined,
+    own: Record<string, string>,
+  ) {
     const set = setHeadersOf(mutation);
     for (const h of ROUTING_HEADERS) {
       const sets = set.filter(([k]) => k.toLowerCase() === h);
@@ -290,7 +364,7 @@ describe('every routing header a client sends (ROUTING_HEADERS), on every decisi
     expect(set.filter(([, value]) => value.includes(MARK))).toEqual([]);
   }
 
-  it('decode-only: every one removed except the destination, which is the EPP\'s', async () => {
+  it("decode-only: every one removed except the destination, which is the EPP's", async () => {
     const call = t.client.open();
     call.send(smuggling({ ':path': '/v1/completions', ':method': 'POST' }, false), body(completion('hi'), true));
     const [h] = await call.waitFor(2);
@@ -299,11 +373,17 @@ describe('every routing header a client sends (ROUTING_HEADERS), on every decisi
     call.end();
   });
 
-  it('P/D: the destination and x-prefiller-host-port are the EPP\'s, x-prefiller-url and the rest removed', async () => {
+  it("P/D: the destination and x-prefiller-host-port are the EPP's, x-prefiller-url and the rest removed", async () => {
     const call = t.client.open();
-    call.send(smuggling({ ':path': '/v1/completions', ':method': 'POST' }, false), body(completion(`Nobody asked this before. ${LONG_PROMPT}`), true));
+    call.send(
+      smuggling({ ':path': '/v1/completions', ':method': 'POST' }, false),
+      body(completion(`Nobody asked this before. ${LONG_PROMPT}`), true),
+    );
     const [h] = await call.waitFor(2);
-    expectOnlyEppRouting(h.request_headers!.response.header_mutation, { [DESTINATION_ENDPOINT]: '127.0.0.3:9', [PREFILLER_HOST_PORT]: '127.0.0.2:9' });
+    expectOnlyEppRouting(h.request_headers!.response.header_mutation, {
+      [DESTINATION_ENDPOINT]: '127.0.0.3:9',
+      [PREFILLER_HOST_PORT]: '127.0.0.2:9',
+    });
     call.end();
   });
 
@@ -323,7 +403,9 @@ describe('every routing header a client sends (ROUTING_HEADERS), on every decisi
     call.send(smuggling({ ':path': '/v1/completions', ':method': 'POST' }, false), body('{"model": ', true));
     const [r] = await call.waitFor(1);
     expect(r.immediate_response!.status.code).toBe('BadRequest');
-    expect(setHeadersOf(r.immediate_response!.headers).filter(([k]) => ROUTING_HEADERS.includes(k.toLowerCase()))).toEqual([]);
+    expect(
+      setHeadersOf(r.immediate_response!.headers).filter(([k]) => ROUTING_HEADERS.includes(k.toLowerCase())),
+    ).toEqual([]);
     expect(JSON.stringify(decoded(r))).not.toContain(MARK);
     expect(await call.ended).toEqual({ code: 0, details: 'OK' });
   });
@@ -338,14 +420,26 @@ plugins: [{type: queue-scorer}]
 dataLayer: {injectDefaults: false}
 schedulingProfiles: [{name: default, plugins: [{pluginRef: queue-scorer}]}]
 `;
-    s = await startTestEpp(cfg, [spec('a', '127.0.0.11', undefined, {}, 8000), spec('b', '127.0.0.12', undefined, {}, 8000), spec('c', '127.0.0.13', undefined, {}, 8000)]);
-    for (const [id, q] of [['default/a', 0], ['default/b', 5], ['default/c', 9]] as const) Object.assign(s.epp.store.get(id)!.metrics, { waitingQueueSize: q });
+    s = await startTestEpp(cfg, [
+      spec('a', '127.0.0.11', undefined, {}, 8000),
+      spec('b', '127.0.0.12', undefined, {}, 8000),
+      spec('c', '127.0.0.13', undefined, {}, 8000),
+    ]);
+    for (const [id, q] of [
+      ['default/a', 0],
+      ['default/b', 5],
+      ['default/c', 9],
+    ] as const)
+      Object.assign(s.epp.store.get(id)!.metrics, { waitingQueueSize: q });
   });
   afterAll(() => s.close());
 
   const route = async (subset: string[] | undefined) => {
     const call = s.client.open();
-    call.send({ ...headers({ ':path': '/v1/completions' }), ...(subset ? { metadata_context: subsetHint(subset) } : {}) }, body(completion('hi'), true));
+    call.send(
+      { ...headers({ ':path': '/v1/completions' }), ...(subset ? { metadata_context: subsetHint(subset) } : {}) },
+      body(completion('hi'), true),
+    );
     const [r] = await call.waitFor(1);
     call.end();
     return r;
@@ -353,9 +447,15 @@ schedulingProfiles: [{name: default, plugins: [{pluginRef: queue-scorer}]}]
 
   it('picks the best endpoint of the subset (ports ignored), and of the pool without a hint', async () => {
     expect((await route(undefined)).dynamic_metadata).toBeTruthy();
-    expect(setHeadersOf((await route(undefined)).request_headers!.response.header_mutation)[0][1]).toBe('127.0.0.11:8000');
-    expect(setHeadersOf((await route(['127.0.0.12:1', '127.0.0.13:2'])).request_headers!.response.header_mutation)[0][1]).toBe('127.0.0.12:8000');
-    expect(setHeadersOf((await route(['127.0.0.13:8000', '10.9.9.9:8000'])).request_headers!.response.header_mutation)[0][1]).toBe('127.0.0.13:8000');
+    expect(setHeadersOf((await route(undefined)).request_headers!.response.header_mutation)[0][1]).toBe(
+      '127.0.0.11:8000',
+    );
+    expect(
+      setHeadersOf((await route(['127.0.0.12:1', '127.0.0.13:2'])).request_headers!.response.header_mutation)[0][1],
+    ).toBe('127.0.0.12:8000');
+    expect(
+      setHeadersOf((await route(['127.0.0.13:8000', '10.9.9.9:8000'])).request_headers!.response.header_mutation)[0][1],
+    ).toBe('127.0.0.13:8000');
   });
 
   it('a subset that matches nothing, or an empty subset → 503 with x-llm-d-request-dropped-reason: rejected-no-endpoints', async () => {
@@ -384,11 +484,15 @@ describe('no endpoints', () => {
     call.send(headers({ ':path': '/v1/models' }, true));
     let [r] = await call.waitFor(1);
     expect(r.immediate_response!.status.code).toBe('InternalServerError');
-    expect(Buffer.from(r.immediate_response!.body!).toString()).toBe('inference error: Internal - no pods available in datastore');
+    expect(Buffer.from(r.immediate_response!.body!).toString()).toBe(
+      'inference error: Internal - no pods available in datastore',
+    );
     call = e.client.open();
     call.send(headers({ ':path': '/v1/completions' }), body(completion('hi'), true));
     [r] = await call.waitFor(1);
     expect(r.immediate_response!.status.code).toBe('ServiceUnavailable');
-    expect(setHeadersOf(r.immediate_response!.headers)).toEqual([['x-llm-d-request-dropped-reason', 'rejected-no-endpoints', OVERWRITE]]);
+    expect(setHeadersOf(r.immediate_response!.headers)).toEqual([
+      ['x-llm-d-request-dropped-reason', 'rejected-no-endpoints', OVERWRITE],
+    ]);
   });
 });

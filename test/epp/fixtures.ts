@@ -4,20 +4,37 @@ import os from 'node:os';
 import path from 'node:path';
 import { Rng, silentLogger } from '../../src/common/index.js';
 import { RequestDirector } from '../../src/epp/director.js';
-import { EndpointStore, loadEndpointPickerConfig, type EndpointSpec, type LoadedEndpointPickerConfig } from '../../src/epp/index.js';
+import {
+  EndpointStore,
+  loadEndpointPickerConfig,
+  type EndpointSpec,
+  type LoadedEndpointPickerConfig,
+} from '../../src/epp/index.js';
 import type { EndpointMetrics } from '../../src/decider/index.js';
 
 /** llm-d's two published P/D configs, verbatim (src/epp/config/llm-d-configs.ts). */
-export { LLM_D_PD_EPP_CONFIG as PD_EPP_CONFIG, LLM_D_SIM_PD_EPP_CONFIG as SIM_PD_EPP_CONFIG } from '../../src/epp/index.js';
+export {
+  LLM_D_PD_EPP_CONFIG as PD_EPP_CONFIG,
+  LLM_D_SIM_PD_EPP_CONFIG as SIM_PD_EPP_CONFIG,
+} from '../../src/epp/index.js';
 
 export const ROLE = 'llm-d.ai/role';
 
-export function spec(name: string, address: string, role?: string, extra: Record<string, string> = {}, port = 8000): EndpointSpec {
+export function spec(
+  name: string,
+  address: string,
+  role?: string,
+  extra: Record<string, string> = {},
+  port = 8000,
+): EndpointSpec {
   return { name, namespace: 'default', address, port, labels: { ...(role ? { [ROLE]: role } : {}), ...extra } };
 }
 
 /** A store with the given endpoints, metrics set (fresh) from `metrics` by name. */
-export function storeWith(specs: EndpointSpec[], metrics: Record<string, Partial<EndpointMetrics>> = {}): EndpointStore {
+export function storeWith(
+  specs: EndpointSpec[],
+  metrics: Record<string, Partial<EndpointMetrics>> = {},
+): EndpointStore {
   const store = new EndpointStore();
   store.replaceAll(specs);
   for (const e of store.all()) Object.assign(e.metrics, { updatedAt: Date.now(), stale: false }, metrics[e.name] ?? {});
@@ -29,7 +46,10 @@ export interface Harness {
   store: EndpointStore;
   director: RequestDirector;
   /** Parses and schedules a chat request; returns the scheduling outcome. */
-  route(prompt: string, opts?: { model?: string; headers?: Record<string, string>; path?: string; subset?: string[] }): ReturnType<RequestDirector['schedule']>;
+  route(
+    prompt: string,
+    opts?: { model?: string; headers?: Record<string, string>; path?: string; subset?: string[] },
+  ): ReturnType<RequestDirector['schedule']>;
 }
 
 /** A seeded generator for deterministic pickers (the project's seeded RNG). */
@@ -48,7 +68,11 @@ export function harness(yaml: string, store: EndpointStore, random: () => number
     store,
     director,
     route(prompt, opts = {}) {
-      const headers: Record<string, string> = { ':path': opts.path ?? '/v1/completions', 'x-request-id': `r${++n}`, ...opts.headers };
+      const headers: Record<string, string> = {
+        ':path': opts.path ?? '/v1/completions',
+        'x-request-id': `r${++n}`,
+        ...opts.headers,
+      };
       const body = Buffer.from(JSON.stringify({ model: opts.model ?? 'm', prompt }));
       const parsed = director.parse(headers['x-request-id'], headers, body);
       return director.schedule(parsed.request, opts.subset);
@@ -66,7 +90,10 @@ export function endpointsFile(content: string): string {
 
 export function endpointsYaml(specs: EndpointSpec[]): string {
   return `endpoints:\n${specs
-    .map((endpointSpec) => `- name: ${endpointSpec.name}\n  namespace: ${endpointSpec.namespace}\n  address: "${endpointSpec.address}"\n  port: "${endpointSpec.port}"\n  labels: ${JSON.stringify(endpointSpec.labels)}`)
+    .map(
+      (endpointSpec) =>
+        `- name: ${endpointSpec.name}\n  namespace: ${endpointSpec.namespace}\n  address: "${endpointSpec.address}"\n  port: "${endpointSpec.port}"\n  labels: ${JSON.stringify(endpointSpec.labels)}`,
+    )
     .join('\n')}\n`;
 }
 
@@ -78,12 +105,25 @@ export interface TestEpp {
 }
 
 /** Starts an EPP on loopback (plain gRPC, ports 0) over an endpoints file. */
-export async function startTestEpp(configText: string, specs: EndpointSpec[], overrides: Partial<import('../../src/epp/index.js').EppConfig> = {}): Promise<TestEpp> {
+export async function startTestEpp(
+  configText: string,
+  specs: EndpointSpec[],
+  overrides: Partial<import('../../src/epp/index.js').EppConfig> = {},
+): Promise<TestEpp> {
   const { startEpp, eppConfig } = await import('../../src/epp/index.js');
   const { ExtProcTestClient } = await import('./ext-proc-client.js');
   const file = endpointsFile(endpointsYaml(specs));
   const epp = await startEpp(
-    eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, endpointsFile: file, configText, ...overrides }),
+    eppConfig({
+      host: '127.0.0.1',
+      grpcPort: 0,
+      grpcHealthPort: 0,
+      metricsPort: 0,
+      secureServing: false,
+      endpointsFile: file,
+      configText,
+      ...overrides,
+    }),
     { random: seeded() },
   );
   const client = new ExtProcTestClient(`127.0.0.1:${epp.grpcPort}`);
@@ -100,5 +140,9 @@ export async function startTestEpp(configText: string, specs: EndpointSpec[], ov
 
 /** Decoded messages with bytes as UTF-8 strings, for exact comparisons. */
 export function decoded(value: unknown): unknown {
-  return JSON.parse(JSON.stringify(value, (_key, item) => (item && item.type === 'Buffer' && Array.isArray(item.data) ? Buffer.from(item.data).toString('utf8') : item)));
+  return JSON.parse(
+    JSON.stringify(value, (_key, item) =>
+      item && item.type === 'Buffer' && Array.isArray(item.data) ? Buffer.from(item.data).toString('utf8') : item,
+    ),
+  );
 }

@@ -11,7 +11,8 @@ import { waitFor } from '../helpers.js';
 import { ExtProcTestClient, body, headers } from './ext-proc-client.js';
 import { endpointsFile, endpointsYaml, spec } from './fixtures.js';
 
-const CONFIG = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\ndataLayer: {injectDefaults: false}\nschedulingProfiles: [{name: default}]\n';
+const CONFIG =
+  'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\ndataLayer: {injectDefaults: false}\nschedulingProfiles: [{name: default}]\n';
 const base = { host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, configText: CONFIG };
 
 let epp: EppHandle | undefined;
@@ -30,35 +31,63 @@ function healthClient(port: number): any {
 }
 
 const check = (config: any, service: string) =>
-  new Promise<string>((resolve, reject) => config.Check({ service }, { deadline: Date.now() + 3000 }, (err: Error | null, result: { status: string }) => (err ? reject(err) : resolve(result.status))));
+  new Promise<string>((resolve, reject) =>
+    config.Check({ service }, { deadline: Date.now() + 3000 }, (err: Error | null, result: { status: string }) =>
+      err ? reject(err) : resolve(result.status),
+    ),
+  );
 
 const SERVICES = ['', 'liveness', 'readiness', EXT_PROC_SERVICE_NAME];
 
 describe('gRPC health', () => {
   // NOT_SERVING until Kubernetes discovery has synced: test/interop/kube-discovery.test.ts (a real API server's 403).
   it('SERVING for every service name once discovery has synced; List and Watch as upstream', async () => {
-    epp = await startEpp(eppConfig({ ...base, secureServing: false, endpointsFile: endpointsFile(endpointsYaml([spec('d0', '10.4.0.1')])) }));
+    epp = await startEpp(
+      eppConfig({
+        ...base,
+        secureServing: false,
+        endpointsFile: endpointsFile(endpointsYaml([spec('d0', '10.4.0.1')])),
+      }),
+    );
     const h = healthClient(epp.healthPort);
     for (const s of SERVICES) expect(await check(h, s)).toBe('SERVING');
-    const list = await new Promise<any>((resolve, reject) => h.List({}, (err: Error | null, reason: unknown) => (err ? reject(err) : resolve(reason))));
+    const list = await new Promise<any>((resolve, reject) =>
+      h.List({}, (err: Error | null, reason: unknown) => (err ? reject(err) : resolve(reason))),
+    );
     expect(list.statuses).toEqual({ [EXT_PROC_SERVICE_NAME]: { status: 'SERVING' } });
     const watch = h.Watch({ service: '' });
-    const code = await new Promise<number>((resolve) => watch.on('error', (err: grpc.ServiceError) => resolve(err.code)));
+    const code = await new Promise<number>((resolve) =>
+      watch.on('error', (err: grpc.ServiceError) => resolve(err.code)),
+    );
     expect(code).toBe(grpc.status.UNIMPLEMENTED);
   });
 
   it('draining: NOT_SERVING at once, in-flight streams may finish, then the servers close', async () => {
-    epp = await startEpp(eppConfig({ ...base, secureServing: false, endpointsFile: endpointsFile(endpointsYaml([spec('a', '10.4.0.2')])) }));
+    epp = await startEpp(
+      eppConfig({
+        ...base,
+        secureServing: false,
+        endpointsFile: endpointsFile(endpointsYaml([spec('a', '10.4.0.2')])),
+      }),
+    );
     const port = epp.healthPort;
     const h = healthClient(port);
     expect(await check(h, 'liveness')).toBe('SERVING');
     const client = new ExtProcTestClient(`127.0.0.1:${epp.grpcPort}`);
     const call = client.open();
     call.send(headers({ ':path': '/v1/completions' }));
-    await waitFor(() => epp!.metrics.llmd!.streamsInflight.get().then((match) => match.values[0]?.value === 1), 5000, 'stream open');
+    await waitFor(
+      () => epp!.metrics.llmd!.streamsInflight.get().then((match) => match.values[0]?.value === 1),
+      5000,
+      'stream open',
+    );
     const closing = epp.close(5000);
     // While a stream is in flight the health server stays up and says NOT_SERVING.
-    await waitFor(async () => (await check(h, 'liveness').catch(() => 'gone')) === 'NOT_SERVING', 5000, 'NOT_SERVING while draining');
+    await waitFor(
+      async () => (await check(h, 'liveness').catch(() => 'gone')) === 'NOT_SERVING',
+      5000,
+      'NOT_SERVING while draining',
+    );
     call.send(body(JSON.stringify({ model: 'm', prompt: 'hi' }), true));
     await call.waitFor(2); // the in-flight request still gets its answer
     call.end();
@@ -95,12 +124,20 @@ describe('TLS on the ext_proc port', () => {
     const first = await selfSignedCertificate('first');
     writeFileSync(path.join(dir, 'tls.crt'), first.cert);
     writeFileSync(path.join(dir, 'tls.key'), first.key);
-    epp = await startEpp(eppConfig({ ...base, certPath: dir, endpointsFile: endpointsFile(endpointsYaml([spec('a', '10.4.0.4')])) }));
+    epp = await startEpp(
+      eppConfig({ ...base, certPath: dir, endpointsFile: endpointsFile(endpointsYaml([spec('a', '10.4.0.4')])) }),
+    );
     const address = `127.0.0.1:${epp.grpcPort}`;
     expect((await request(address, grpc.credentials.createSsl(Buffer.from(first.cert)))).request_headers).toBeTruthy();
     const second = await selfSignedCertificate('second');
     writeFileSync(path.join(dir, 'tls.key'), second.key);
     writeFileSync(path.join(dir, 'tls.crt'), second.cert);
-    await waitFor(async () => (await request(address, grpc.credentials.createSsl(Buffer.from(second.cert))).catch(() => undefined)) !== undefined, 10_000, 'new certificate served');
+    await waitFor(
+      async () =>
+        (await request(address, grpc.credentials.createSsl(Buffer.from(second.cert))).catch(() => undefined)) !==
+        undefined,
+      10_000,
+      'new certificate served',
+    );
   });
 });

@@ -37,7 +37,8 @@ import { PD_EPP_CONFIG, SIM_PD_EPP_CONFIG, endpointsFile, endpointsYaml, seeded,
 
 // llm-d-router test/e2e/e2e_test.go and e2e_suite_test.go.
 const SIM_MODEL_NAME = 'food-review';
-const simplePrompt = 'Hello my name is Andrew, I have a doctorate in Rocket Science, and I like interplanetary space exploration';
+const simplePrompt =
+  'Hello my name is Andrew, I have a doctorate in Rocket Science, and I like interplanetary space exploration';
 const extraPrompt = 'Why is the sky sometimes blue and sometimes red close to sunset?';
 const PREFILL_REPLICAS = 1;
 const DECODE_REPLICAS = 4;
@@ -46,7 +47,9 @@ let sims: SimulatorHandle[] = [];
 
 beforeAll(async () => {
   sims = await Promise.all(
-    Array.from({ length: PREFILL_REPLICAS + DECODE_REPLICAS }, () => startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [SIM_MODEL_NAME] }))),
+    Array.from({ length: PREFILL_REPLICAS + DECODE_REPLICAS }, () =>
+      startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [SIM_MODEL_NAME] })),
+    ),
   );
 });
 afterAll(async () => {
@@ -75,12 +78,24 @@ for (const [file, yaml] of [
           ...sims.slice(1).map((handle, i) => spec(`vllm-sim-d-${i}`, '127.0.0.1', 'decode', {}, handle.port)),
         ];
         epp = await startEpp(
-          eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, endpointsFile: endpointsFile(endpointsYaml(specs)), configText: yaml }),
+          eppConfig({
+            host: '127.0.0.1',
+            grpcPort: 0,
+            grpcHealthPort: 0,
+            metricsPort: 0,
+            secureServing: false,
+            endpointsFile: endpointsFile(endpointsYaml(specs)),
+            configText: yaml,
+          }),
           { random: seeded(seed) },
         );
         client = new ExtProcTestClient(`127.0.0.1:${epp.grpcPort}`);
         // As in the e2e test, the pods are up and scraped before the first request.
-        await waitFor(() => epp.store.all().length === 5 && epp.store.all().every((endpoint) => endpoint.metrics.updatedAt > 0), 10_000, 'the EPP to scrape all five simulators');
+        await waitFor(
+          () => epp.store.all().length === 5 && epp.store.all().every((endpoint) => endpoint.metrics.updatedAt > 0),
+          10_000,
+          'the EPP to scrape all five simulators',
+        );
       });
       afterAll(async () => {
         client?.close();
@@ -90,13 +105,37 @@ for (const [file, yaml] of [
       /** One request as Envoy sends it; returns the EPP's routing decision. */
       async function route(kind: 'completion' | 'chat', prompt: string, count: number): Promise<Decision> {
         const path = kind === 'completion' ? '/v1/completions' : '/v1/chat/completions';
-        const payload = kind === 'completion' ? { model: SIM_MODEL_NAME, prompt } : { model: SIM_MODEL_NAME, messages: [{ role: 'user', content: prompt }] };
+        const payload =
+          kind === 'completion'
+            ? { model: SIM_MODEL_NAME, prompt }
+            : { model: SIM_MODEL_NAME, messages: [{ role: 'user', content: prompt }] };
         const call = client.open();
-        call.send(headers({ ':method': 'POST', ':path': path, ':authority': 'envoy', 'content-type': 'application/json', 'x-request-id': `e2e-${seed}-${count}` }), body(JSON.stringify(payload), true));
+        call.send(
+          headers({
+            ':method': 'POST',
+            ':path': path,
+            ':authority': 'envoy',
+            'content-type': 'application/json',
+            'x-request-id': `e2e-${seed}-${count}`,
+          }),
+          body(JSON.stringify(payload), true),
+        );
         const [h] = await call.waitFor(2);
-        const set = new Map(setHeadersOf(h.request_headers!.response.header_mutation).map(([k, value]) => [k.toLowerCase(), value]));
+        const set = new Map(
+          setHeadersOf(h.request_headers!.response.header_mutation).map(([k, value]) => [k.toLowerCase(), value]),
+        );
         // Close the exchange as Envoy would after the model server answered.
-        call.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }), responseBody(JSON.stringify({ id: 'x', choices: [], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }), true));
+        call.send(
+          responseHeaders({ ':status': '200', 'content-type': 'application/json' }),
+          responseBody(
+            JSON.stringify({
+              id: 'x',
+              choices: [],
+              usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+            }),
+            true,
+          ),
+        );
         await call.waitFor(3);
         call.end();
         expect(await call.ended).toEqual({ code: 0, details: 'OK' });
@@ -111,22 +150,22 @@ for (const [file, yaml] of [
         const chatExtra = await route('chat', extraPrompt, 5);
         const chat2 = await route('chat', simplePrompt, 6);
 
-        for (const d of [completion1, chat1, completionExtra, completion2, chatExtra, chat2]) expect(decodePods()).toContain(d.destination);
+        for (const d of [completion1, chat1, completionExtra, completion2, chatExtra, chat2])
+          expect(decodePods()).toContain(d.destination);
         expect(completion2.destination).toBe(completion1.destination);
         expect(chat2.destination).toBe(chat1.destination);
         // Which requests disaggregated (the prefill pod rides along in x-prefiller-host-port).
-        expect([completion1, chat1, completionExtra, completion2, chatExtra, chat2].map((decision) => decision.prefiller ?? 'decode-only')).toEqual([
-          prefillPod(),
-          prefillPod(),
-          prefillPod(),
-          'decode-only',
-          prefillPod(),
-          'decode-only',
-        ]);
+        expect(
+          [completion1, chat1, completionExtra, completion2, chatExtra, chat2].map(
+            (decision) => decision.prefiller ?? 'decode-only',
+          ),
+        ).toEqual([prefillPod(), prefillPod(), prefillPod(), 'decode-only', prefillPod(), 'decode-only']);
 
         const text = await metricsText(`http://127.0.0.1:${epp.metricsPort}`);
         for (const name of ['llm_d_inference_scheduler_disagg_decision_total', 'llm_d_epp_disagg_decision_total']) {
-          expect(metricValue(text, name, { decision_type: 'prefill-decode', model_name: SIM_MODEL_NAME }), name).toBe(4);
+          expect(metricValue(text, name, { decision_type: 'prefill-decode', model_name: SIM_MODEL_NAME }), name).toBe(
+            4,
+          );
           expect(metricValue(text, name, { decision_type: 'decode-only', model_name: SIM_MODEL_NAME }), name).toBe(2);
         }
       });

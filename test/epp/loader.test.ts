@@ -8,8 +8,21 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError, silentLogger } from '../../src/common/index.js';
-import { buildDataLayer, buildParsers, buildPlugins, buildProfiles, chooseProfileHandler, type LoadPhase } from '../../src/epp/config/loader.js';
-import { EppMetrics, PLUGIN_REGISTRY, loadEndpointPickerConfig, type Endpoint, type PluginDefinition } from '../../src/epp/index.js';
+import {
+  buildDataLayer,
+  buildParsers,
+  buildPlugins,
+  buildProfiles,
+  chooseProfileHandler,
+  type LoadPhase,
+} from '../../src/epp/config/loader.js';
+import {
+  EppMetrics,
+  PLUGIN_REGISTRY,
+  loadEndpointPickerConfig,
+  type Endpoint,
+  type PluginDefinition,
+} from '../../src/epp/index.js';
 import { validateDocument } from '../../src/epp/config/schema.js';
 import { LOADER_DEFAULTS } from '../../src/epp/plugins/registry.js';
 import { PluginTimer } from '../../src/epp/scheduling/plugin-timer.js';
@@ -23,7 +36,11 @@ const needsX: PluginDefinition = {
   requires: ['x'],
   description: 'reads x',
   params: none,
-  create: (ctx) => ({ type: ctx.type, name: ctx.name, score: (_context: unknown, endpoints: readonly Endpoint[]) => endpoints.map(() => 1) }),
+  create: (ctx) => ({
+    type: ctx.type,
+    name: ctx.name,
+    score: (_context: unknown, endpoints: readonly Endpoint[]) => endpoints.map(() => 1),
+  }),
 };
 /** The registry's producer of "x". */
 const makesX: PluginDefinition = {
@@ -38,12 +55,27 @@ const undeclaredFilter: PluginDefinition = {
   kind: 'data-producer',
   description: 'filters without saying so',
   params: none,
-  create: (ctx) => ({ type: ctx.type, name: ctx.name, filter: (_context: unknown, endpoints: readonly Endpoint[]) => [...endpoints] }),
+  create: (ctx) => ({
+    type: ctx.type,
+    name: ctx.name,
+    filter: (_context: unknown, endpoints: readonly Endpoint[]) => [...endpoints],
+  }),
 };
 /** Declares kind filter but does not implement it: a broken plugin, refused at load. */
-const brokenFilter: PluginDefinition = { kind: 'filter', description: 'says filter, is not one', params: none, create: (ctx) => ({ type: ctx.type, name: ctx.name }) };
+const brokenFilter: PluginDefinition = {
+  kind: 'filter',
+  description: 'says filter, is not one',
+  params: none,
+  create: (ctx) => ({ type: ctx.type, name: ctx.name }),
+};
 
-const registry = { ...PLUGIN_REGISTRY, 'needs-x': needsX, 'makes-x': makesX, 'undeclared-filter': undeclaredFilter, 'broken-filter': brokenFilter };
+const registry = {
+  ...PLUGIN_REGISTRY,
+  'needs-x': needsX,
+  'makes-x': makesX,
+  'undeclared-filter': undeclaredFilter,
+  'broken-filter': brokenFilter,
+};
 const load = (body: string) => loadEndpointPickerConfig(HEAD + body, { registry });
 const loadError = (body: string): string => {
   try {
@@ -61,7 +93,13 @@ function phaseOf(body: string): LoadPhase {
   const doc = validated.doc;
   const warnings: string[] = [];
   const warn = (message: string) => warnings.push(message);
-  const graph = buildPlugins(doc, { registry, logger: silentLogger(), metrics: new EppMetrics(), random: Math.random, warn });
+  const graph = buildPlugins(doc, {
+    registry,
+    logger: silentLogger(),
+    metrics: new EppMetrics(),
+    random: Math.random,
+    warn,
+  });
   return { doc, graph, registry, warn };
 }
 
@@ -81,7 +119,9 @@ describe('requires and produces', () => {
 
   it('data no registry type produces is a load error naming who requires it', () => {
     const lonely: PluginDefinition = { ...needsX, requires: ['y'] };
-    expect(() => loadEndpointPickerConfig(`${HEAD}plugins:\n- type: lonely\n`, { registry: { ...registry, lonely } })).toThrow(/no plugin type produces "y", which plugin "lonely" \(type lonely\) requires/);
+    expect(() =>
+      loadEndpointPickerConfig(`${HEAD}plugins:\n- type: lonely\n`, { registry: { ...registry, lonely } }),
+    ).toThrow(/no plugin type produces "y", which plugin "lonely" \(type lonely\) requires/);
   });
 
   it('the prefix-cache consumers get approx-prefix-cache-producer, as llm-d adds it', () => {
@@ -95,28 +135,40 @@ describe('requires and produces', () => {
 
 describe('kind, checked where a plugin is used', () => {
   it('a profile names only filters, scorers and pickers', () => {
-    expect(loadError('plugins:\n- type: openai-parser\nschedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: openai-parser\n')).toMatch(
-      /"openai-parser" \(type openai-parser\) is not a filter, scorer or picker/,
-    );
+    expect(
+      loadError(
+        'plugins:\n- type: openai-parser\nschedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: openai-parser\n',
+      ),
+    ).toMatch(/"openai-parser" \(type openai-parser\) is not a filter, scorer or picker/);
   });
 
   it('a plugin that implements filter() without declaring the kind is not used as a filter', () => {
-    expect(loadError('plugins:\n- type: undeclared-filter\nschedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: undeclared-filter\n')).toMatch(
-      /is not a filter, scorer or picker/,
-    );
+    expect(
+      loadError(
+        'plugins:\n- type: undeclared-filter\nschedulingProfiles:\n- name: default\n  plugins:\n  - pluginRef: undeclared-filter\n',
+      ),
+    ).toMatch(/is not a filter, scorer or picker/);
   });
 
   it('a plugin that declares a kind it does not implement is refused at load', () => {
-    expect(loadError('plugins:\n- type: broken-filter\n')).toMatch(/plugin type broken-filter declares kind filter but does not implement it/);
+    expect(loadError('plugins:\n- type: broken-filter\n')).toMatch(
+      /plugin type broken-filter declares kind filter but does not implement it/,
+    );
   });
 
   it('a parser reference must name a parser', () => {
-    expect(loadError('plugins:\n- type: queue-scorer\nrequestHandler:\n  parsers:\n  - pluginRef: queue-scorer\n')).toMatch(/requestHandler.parsers\[0\]: "queue-scorer" \(type queue-scorer\) is not a parser/);
+    expect(
+      loadError('plugins:\n- type: queue-scorer\nrequestHandler:\n  parsers:\n  - pluginRef: queue-scorer\n'),
+    ).toMatch(/requestHandler.parsers\[0\]: "queue-scorer" \(type queue-scorer\) is not a parser/);
   });
 
   it('the data layer discovery must name a discovery plugin, a source a metrics source', () => {
-    expect(loadError('plugins:\n- type: queue-scorer\ndataLayer:\n  discovery:\n    pluginRef: queue-scorer\n')).toMatch(/dataLayer.discovery: "queue-scorer" \(type queue-scorer\) is not a discovery plugin/);
-    expect(loadError('plugins:\n- type: queue-scorer\ndataLayer:\n  sources:\n  - pluginRef: queue-scorer\n')).toMatch(/dataLayer.sources\[0\]: "queue-scorer" \(type queue-scorer\) is not a metrics data source/);
+    expect(
+      loadError('plugins:\n- type: queue-scorer\ndataLayer:\n  discovery:\n    pluginRef: queue-scorer\n'),
+    ).toMatch(/dataLayer.discovery: "queue-scorer" \(type queue-scorer\) is not a discovery plugin/);
+    expect(loadError('plugins:\n- type: queue-scorer\ndataLayer:\n  sources:\n  - pluginRef: queue-scorer\n')).toMatch(
+      /dataLayer.sources\[0\]: "queue-scorer" \(type queue-scorer\) is not a metrics data source/,
+    );
   });
 
   it('a disagg handler decider must be a decider', () => {
@@ -127,7 +179,13 @@ describe('kind, checked where a plugin is used', () => {
   });
 
   it('every registry type builds with its defaults and implements the kinds it declares', () => {
-    const needsParameters = new Set(['by-label', 'file-discovery', 'priority-holdback-policy', 'disagg-profile-handler', 'pd-profile-handler']);
+    const needsParameters = new Set([
+      'by-label',
+      'file-discovery',
+      'priority-holdback-policy',
+      'disagg-profile-handler',
+      'pd-profile-handler',
+    ]);
     for (const type of Object.keys(PLUGIN_REGISTRY).filter((name) => !needsParameters.has(name))) {
       expect(() => loadEndpointPickerConfig(`${HEAD}plugins:\n- type: ${type}\n  name: probe\n`), type).not.toThrow();
     }
@@ -143,18 +201,33 @@ describe('the phases', () => {
 
   it('chooseProfileHandler: one profile gets the default handler; two need one configured', () => {
     const single = phaseOf('plugins:\n- type: queue-scorer\n');
-    expect(chooseProfileHandler(single, buildProfiles(single, new PluginTimer())).type).toBe(LOADER_DEFAULTS.profileHandler);
-    const two = phaseOf('plugins:\n- type: queue-scorer\nschedulingProfiles:\n- name: a\n  plugins:\n  - pluginRef: queue-scorer\n- name: b\n  plugins:\n  - pluginRef: queue-scorer\n');
+    expect(chooseProfileHandler(single, buildProfiles(single, new PluginTimer())).type).toBe(
+      LOADER_DEFAULTS.profileHandler,
+    );
+    const two = phaseOf(
+      'plugins:\n- type: queue-scorer\nschedulingProfiles:\n- name: a\n  plugins:\n  - pluginRef: queue-scorer\n- name: b\n  plugins:\n  - pluginRef: queue-scorer\n',
+    );
     expect(() => chooseProfileHandler(two, buildProfiles(two, new PluginTimer()))).toThrow(ConfigError);
   });
 
   it('buildParsers: the default parsers in order; a reference to an unconfigured parser type creates it', () => {
-    expect(buildParsers(phaseOf('plugins:\n- type: queue-scorer\n')).map((parser) => parser.type)).toEqual([...LOADER_DEFAULTS.parsers]);
-    expect(buildParsers(phaseOf('plugins:\n- type: queue-scorer\nrequestHandler:\n  parsers:\n  - pluginRef: vllmhttp-parser\n')).map((parser) => parser.name)).toEqual(['vllmhttp-parser']);
+    expect(buildParsers(phaseOf('plugins:\n- type: queue-scorer\n')).map((parser) => parser.type)).toEqual([
+      ...LOADER_DEFAULTS.parsers,
+    ]);
+    expect(
+      buildParsers(
+        phaseOf('plugins:\n- type: queue-scorer\nrequestHandler:\n  parsers:\n  - pluginRef: vllmhttp-parser\n'),
+      ).map((parser) => parser.name),
+    ).toEqual(['vllmhttp-parser']);
   });
 
   it('buildDataLayer: the default metrics source unless injectDefaults is false', () => {
-    expect(buildDataLayer(phaseOf('plugins:\n- type: queue-scorer\n')).metricsSource).toMatchObject({ scheme: 'http', path: '/metrics' });
-    expect(buildDataLayer(phaseOf('plugins:\n- type: queue-scorer\ndataLayer:\n  injectDefaults: false\n')).metricsSource).toBeUndefined();
+    expect(buildDataLayer(phaseOf('plugins:\n- type: queue-scorer\n')).metricsSource).toMatchObject({
+      scheme: 'http',
+      path: '/metrics',
+    });
+    expect(
+      buildDataLayer(phaseOf('plugins:\n- type: queue-scorer\ndataLayer:\n  injectDefaults: false\n')).metricsSource,
+    ).toBeUndefined();
   });
 });

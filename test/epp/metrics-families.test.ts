@@ -49,7 +49,12 @@ function exercise(eppMetrics: EppMetrics): void {
   eppMetrics.schedulingFailed('target', 0.001);
   eppMetrics.requestProcessed(0.001);
   eppMetrics.pluginDuration('Filter', 'decode-filter', 'decode-filter').observe(0.0001);
-  eppMetrics.recordDecision({ name: 'h', type: 'disagg-profile-handler' }, 'target', 'prefill-decode', 'above-threshold');
+  eppMetrics.recordDecision(
+    { name: 'h', type: 'disagg-profile-handler' },
+    'target',
+    'prefill-decode',
+    'above-threshold',
+  );
   eppMetrics.recordPdDecision({ name: 'p', type: 'pd-profile-handler' }, 'target', 'decode-only');
   const p = eppMetrics.prefixIndexer({ name: 'x', type: 'approx-prefix-cache-producer' });
   p.size(3);
@@ -93,9 +98,11 @@ describe('metric families: the same schema as upstream', () => {
     }
   });
 
-  it('both (the default): the union, and pd-router\'s reason counter in every mode', async () => {
+  it("both (the default): the union, and pd-router's reason counter in every mode", async () => {
     const got = await served('both');
-    expect([...got.keys()].sort()).toEqual([...gaieServed.map((f) => f.name), ...llmd.map((f) => f.name), ...OWN].sort());
+    expect([...got.keys()].sort()).toEqual(
+      [...gaieServed.map((f) => f.name), ...llmd.map((f) => f.name), ...OWN].sort(),
+    );
     expect(new EppMetrics().family).toBe('both');
   });
 });
@@ -113,19 +120,27 @@ describe('metric families: one measurement, every family', () => {
   /** One request over ext_proc with a streamed answer carrying usage, as Envoy would relay it. */
   async function streamedRequest(prompt: string): Promise<void> {
     const call = t!.client.open();
-    call.send(headers({ ':path': '/v1/completions', 'x-gateway-inference-fairness-id': 'tenant-a' }), body(JSON.stringify({ model: 'food-review', prompt, stream: true }), true));
+    call.send(
+      headers({ ':path': '/v1/completions', 'x-gateway-inference-fairness-id': 'tenant-a' }),
+      body(JSON.stringify({ model: 'food-review', prompt, stream: true }), true),
+    );
     await call.waitFor(2);
     call.send(responseHeaders({ ':status': '200', 'content-type': 'text/event-stream' }));
     await call.waitFor(3);
     call.send(responseBody('data: {"choices":[{"text":"Hi"}]}\n\n', false));
     await call.waitFor(4);
-    call.send(responseBody('data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":10,"total_tokens":17}}\n\ndata: [DONE]\n\n', true));
+    call.send(
+      responseBody(
+        'data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":10,"total_tokens":17}}\n\ndata: [DONE]\n\n',
+        true,
+      ),
+    );
     await call.waitFor(5);
     call.end();
     await call.ended;
   }
 
-  it('both: a request updates each family with the same values, under each family\'s labels', async () => {
+  it("both: a request updates each family with the same values, under each family's labels", async () => {
     t = await startTestEpp(PD_EPP_CONFIG, [P, D]);
     await streamedRequest('hello');
     const text = await metricsText(`http://127.0.0.1:${t.epp.metricsPort}`);
@@ -137,13 +152,38 @@ describe('metric families: one measurement, every family', () => {
       ['llm_d_epp_response_size_bytes_sum', 'inference_objective_response_sizes_sum', llmd, model],
       ['llm_d_epp_request_input_tokens_sum', 'inference_objective_input_tokens_sum', llmd, model],
       ['llm_d_epp_request_output_tokens_sum', 'inference_objective_output_tokens_sum', llmd, model],
-      ['llm_d_epp_request_ntpot_seconds_sum', 'inference_objective_normalized_time_per_output_token_seconds_sum', llmd, model],
+      [
+        'llm_d_epp_request_ntpot_seconds_sum',
+        'inference_objective_normalized_time_per_output_token_seconds_sum',
+        llmd,
+        model,
+      ],
       ['llm_d_epp_request_running', 'inference_objective_running_requests', llmd, { model_name: 'food-review' }],
-      ['llm_d_epp_scheduler_e2e_duration_seconds_sum', 'inference_extension_scheduler_e2e_duration_seconds_sum', {}, {}],
-      ['llm_d_epp_scheduler_attempts_total', 'inference_extension_scheduler_attempts_total', { status: 'success', endpoint_name: 'decode-0' }, { status: 'success' }],
-      ['llm_d_epp_plugin_duration_seconds_count', 'inference_extension_plugin_duration_seconds_count', { extension_point: 'Picker', plugin_name: 'max-score-picker' }, { extension_point: 'Picker', plugin_name: 'max-score-picker' }],
+      [
+        'llm_d_epp_scheduler_e2e_duration_seconds_sum',
+        'inference_extension_scheduler_e2e_duration_seconds_sum',
+        {},
+        {},
+      ],
+      [
+        'llm_d_epp_scheduler_attempts_total',
+        'inference_extension_scheduler_attempts_total',
+        { status: 'success', endpoint_name: 'decode-0' },
+        { status: 'success' },
+      ],
+      [
+        'llm_d_epp_plugin_duration_seconds_count',
+        'inference_extension_plugin_duration_seconds_count',
+        { extension_point: 'Picker', plugin_name: 'max-score-picker' },
+        { extension_point: 'Picker', plugin_name: 'max-score-picker' },
+      ],
       ['llm_d_epp_prefix_indexer_hit_ratio_count', 'inference_extension_prefix_indexer_hit_ratio_count', {}, {}],
-      ['llm_d_epp_disagg_decision_total', 'llm_d_inference_scheduler_disagg_decision_total', { model_name: 'food-review' }, { model_name: 'food-review' }],
+      [
+        'llm_d_epp_disagg_decision_total',
+        'llm_d_inference_scheduler_disagg_decision_total',
+        { model_name: 'food-review' },
+        { model_name: 'food-review' },
+      ],
     ];
     for (const [a, b, la, lb] of pairs) {
       const va = metricValue(text, a, la);
@@ -166,14 +206,25 @@ describe('metric families: one measurement, every family', () => {
   it('a rejected request counts as an error, not as a request (as upstream: counted once scheduled)', async () => {
     t = await startTestEpp(PD_EPP_CONFIG, [P]); // no decode endpoint: the decode profile finds nothing
     const call = t.client.open();
-    call.send(headers({ ':path': '/v1/completions' }), body(JSON.stringify({ model: 'food-review', prompt: 'x' }), true));
+    call.send(
+      headers({ ':path': '/v1/completions' }),
+      body(JSON.stringify({ model: 'food-review', prompt: 'x' }), true),
+    );
     const [r] = await call.waitFor(1);
     expect(r.immediate_response).toBeTruthy();
     call.end();
     await call.ended;
     const text = await metricsText(`http://127.0.0.1:${t.epp.metricsPort}`);
-    expect(metricValue(text, 'inference_objective_request_error_total', { ...model, error_code: 'ResourceExhausted' })).toBe(1);
-    expect(metricValue(text, 'llm_d_epp_request_error_total', { ...model, error_code: 'ResourceExhausted', fairness_id: 'default-flow' })).toBe(1);
+    expect(
+      metricValue(text, 'inference_objective_request_error_total', { ...model, error_code: 'ResourceExhausted' }),
+    ).toBe(1);
+    expect(
+      metricValue(text, 'llm_d_epp_request_error_total', {
+        ...model,
+        error_code: 'ResourceExhausted',
+        fairness_id: 'default-flow',
+      }),
+    ).toBe(1);
     expect(metricValue(text, 'inference_objective_request_total')).toBeUndefined();
     expect(metricValue(text, 'llm_d_epp_request_total')).toBeUndefined();
     expect(metricValue(text, 'inference_extension_scheduler_attempts_total', { status: 'failure' })).toBe(1);
@@ -183,18 +234,24 @@ describe('metric families: one measurement, every family', () => {
     it(`--metrics-family ${family}: only that family is served, and requests still record in it`, async () => {
       t = await startTestEpp(PD_EPP_CONFIG, [P, D], { metricsFamily: family });
       await streamedRequest('hello again');
-      const names = [...familiesOf(await metricsText(`http://127.0.0.1:${t.epp.metricsPort}`)).keys()].filter((n) => /^(llm_d_|inference_)/.test(n));
+      const names = [...familiesOf(await metricsText(`http://127.0.0.1:${t.epp.metricsPort}`)).keys()].filter((n) =>
+        /^(llm_d_|inference_)/.test(n),
+      );
       const gaieName = (n: string) => /^(inference_|llm_d_inference_scheduler_)/.test(n);
-      expect(names.filter((n) => !OWN.includes(n)).every((n) => (family === 'gaie' ? gaieName(n) : !gaieName(n))), names.join(' ')).toBe(true);
+      expect(
+        names.filter((n) => !OWN.includes(n)).every((n) => (family === 'gaie' ? gaieName(n) : !gaieName(n))),
+        names.join(' '),
+      ).toBe(true);
       expect(names).toContain(family === 'gaie' ? 'inference_objective_request_total' : 'llm_d_epp_request_total');
       for (const own of OWN) expect(names).toContain(own);
     });
   }
 });
 
-describe('pool gauges: each upstream\'s arithmetic', () => {
+describe("pool gauges: each upstream's arithmetic", () => {
   const snapshotOf = (eps: PoolEndpoint[]) => () => eps;
-  const value = (text: string, name: string, labels: Record<string, string> = { name: 'pool' }) => metricValue(text, name, labels);
+  const value = (text: string, name: string, labels: Record<string, string> = { name: 'pool' }) =>
+    metricValue(text, name, labels);
 
   it('GAIE: integer queue average, per-pod queue for every endpoint; llm-d: means and sample deviations to two decimals', async () => {
     const m = new EppMetrics();
@@ -213,7 +270,9 @@ describe('pool gauges: each upstream\'s arithmetic', () => {
     expect(value(text, 'llm_d_epp_average_queue_size')).toBe(1.5);
     expect(value(text, 'llm_d_epp_std_dev_queue_size')).toBe(0.71); // sqrt(0.5 / (2 - 1)), rounded
     expect(value(text, 'llm_d_epp_std_dev_running_requests')).toBe(2.12);
-    expect(value(text, 'llm_d_epp_per_endpoint_queue_size', { name: 'pool', model_server_endpoint: 'a-rank-0' })).toBe(1);
+    expect(value(text, 'llm_d_epp_per_endpoint_queue_size', { name: 'pool', model_server_endpoint: 'a-rank-0' })).toBe(
+      1,
+    );
   });
 
   it('no fresh endpoint: ready count 0, the averages keep their last values (none before the first)', async () => {
@@ -242,7 +301,9 @@ describe('label values from clients are bounded in both families', () => {
     const m = new EppMetrics();
     for (let i = 0; i < 150; i++) m.request(`model-${i}`, `model-${i}`).accepted(1);
     const text = await m.registry.metrics();
-    expect(metricValue(text, 'inference_objective_request_total', { model_name: 'other', target_model_name: 'other' })).toBe(50);
+    expect(
+      metricValue(text, 'inference_objective_request_total', { model_name: 'other', target_model_name: 'other' }),
+    ).toBe(50);
     expect(metricValue(text, 'llm_d_epp_request_total', { model_name: 'other', target_model_name: 'other' })).toBe(50);
     expect(m.request('model-3', 'model-3')).toBe(m.request('model-3', 'model-3'));
   });

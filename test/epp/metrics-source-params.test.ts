@@ -88,21 +88,30 @@ dataLayer: {sources: [{pluginRef: metrics-data-source, extractors: [{pluginRef: 
 schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
 `;
 
-  it('a configured engine, selected by engineLabelKey or as defaultEngine, is what the scraper reads', async () => {
-    const port = await serve(http.createServer(), 'my_requests{state="running"} 3\nmy_requests{state="waiting"} 7\nmy_kv 0.25\nmy_block_tokens 32\nvllm:num_requests_waiting 99\n');
-    for (const labels of [{}, { 'example.com/engine': 'mine' }, { 'example.com/engine': 'unknown-engine' }] as Array<Record<string, string>>) {
-      const e = await start(EXTRACTOR, port, labels);
-      const m = e.store.all()[0].metrics;
-      await waitFor(() => m.updatedAt > 0, WAIT_MS, 'a scrape');
-      expect(m).toMatchObject({ waitingQueueSize: 7, runningRequests: 3, kvCacheUsage: 0.25, cacheBlockSize: 32 });
-      await e.close(500);
-      epp = undefined;
-    }
-    // With the engine label on the built-in key only, the default engine applies: engineLabelKey replaced it.
-    const e = await start(EXTRACTOR, port, { 'llm-d.ai/engine-type': 'vllm' });
-    await waitFor(() => e.store.all()[0].metrics.updatedAt > 0, WAIT_MS, 'a scrape');
-    expect(e.store.all()[0].metrics.waitingQueueSize).toBe(7);
-  }, TEST_MS);
+  it(
+    'a configured engine, selected by engineLabelKey or as defaultEngine, is what the scraper reads',
+    async () => {
+      const port = await serve(
+        http.createServer(),
+        'my_requests{state="running"} 3\nmy_requests{state="waiting"} 7\nmy_kv 0.25\nmy_block_tokens 32\nvllm:num_requests_waiting 99\n',
+      );
+      for (const labels of [{}, { 'example.com/engine': 'mine' }, { 'example.com/engine': 'unknown-engine' }] as Array<
+        Record<string, string>
+      >) {
+        const e = await start(EXTRACTOR, port, labels);
+        const m = e.store.all()[0].metrics;
+        await waitFor(() => m.updatedAt > 0, WAIT_MS, 'a scrape');
+        expect(m).toMatchObject({ waitingQueueSize: 7, runningRequests: 3, kvCacheUsage: 0.25, cacheBlockSize: 32 });
+        await e.close(500);
+        epp = undefined;
+      }
+      // With the engine label on the built-in key only, the default engine applies: engineLabelKey replaced it.
+      const e = await start(EXTRACTOR, port, { 'llm-d.ai/engine-type': 'vllm' });
+      await waitFor(() => e.store.all()[0].metrics.updatedAt > 0, WAIT_MS, 'a scrape');
+      expect(e.store.all()[0].metrics.waitingQueueSize).toBe(7);
+    },
+    TEST_MS,
+  );
 
   it('built-in engines include triton-tensorrt-llm, whose specs match on labels', () => {
     const m = emptyMetrics();
@@ -114,7 +123,13 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
       'nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="max"} 1000',
     ].join('\n');
     expect(extractEngineMetrics(text, ENGINES['triton-tensorrt-llm'], m)).toEqual([]);
-    expect(m).toMatchObject({ waitingQueueSize: 2, runningRequests: 4, kvCacheUsage: 0.5, cacheBlockSize: 64, cacheNumBlocks: 1000 });
+    expect(m).toMatchObject({
+      waitingQueueSize: 2,
+      runningRequests: 4,
+      kvCacheUsage: 0.5,
+      cacheBlockSize: 64,
+      cacheNumBlocks: 1000,
+    });
   });
 
   it('loraSpec: the newest series of the LoRA info gauge (its value is its creation time); absent is not missing', () => {
@@ -130,10 +145,20 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
     expect(extractEngineMetrics(text, ENGINES.vllm!, m)).toEqual([]);
     expect(m.lora).toEqual({ running: ['a', 'b'], waiting: [], maxLoras: 2 });
     // vLLM emits the family only once an adapter was loaded: its absence keeps what was read and is no error.
-    expect(extractEngineMetrics('vllm:num_requests_waiting 0\nvllm:num_requests_running 0\nvllm:kv_cache_usage_perc 0', ENGINES.vllm!, m)).toEqual([]);
+    expect(
+      extractEngineMetrics(
+        'vllm:num_requests_waiting 0\nvllm:num_requests_running 0\nvllm:kv_cache_usage_perc 0',
+        ENGINES.vllm!,
+        m,
+      ),
+    ).toEqual([]);
     expect(m.lora).toEqual({ running: ['a', 'b'], waiting: [], maxLoras: 2 });
     // A malformed max_lora keeps the previous value, as upstream.
-    extractEngineMetrics('vllm:lora_requests_info{max_lora="x",running_lora_adapters="",waiting_lora_adapters="z"} 1700000003', ENGINES.vllm!, m);
+    extractEngineMetrics(
+      'vllm:lora_requests_info{max_lora="x",running_lora_adapters="",waiting_lora_adapters="z"} 1700000003',
+      ENGINES.vllm!,
+      m,
+    );
     expect(m.lora).toEqual({ running: [], waiting: ['z'], maxLoras: 2 });
   });
 
@@ -144,9 +169,20 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
     expect(c.warnings).toEqual([]);
     const engine = c.metricsEngines.engines.x!;
     const m = emptyMetrics();
-    const text = ['q 3', 'gpu_util{device="1"} 0.9', 'gpu_util{device="0"} 0.4', 'temperature 71', 'lora_info{engine="y",max_lora="9",running_lora_adapters="no"} 5', 'lora_info{engine="x",max_lora="1",running_lora_adapters="yes"} 4'].join('\n');
+    const text = [
+      'q 3',
+      'gpu_util{device="1"} 0.9',
+      'gpu_util{device="0"} 0.4',
+      'temperature 71',
+      'lora_info{engine="y",max_lora="9",running_lora_adapters="no"} 5',
+      'lora_info{engine="x",max_lora="1",running_lora_adapters="yes"} 4',
+    ].join('\n');
     expect(extractEngineMetrics(text, engine, m)).toEqual([]);
-    expect(m).toMatchObject({ waitingQueueSize: 3, custom: { gpu: 0.4, temp: 71 }, lora: { running: ['yes'], waiting: [], maxLoras: 1 } });
+    expect(m).toMatchObject({
+      waitingQueueSize: 3,
+      custom: { gpu: 0.4, temp: 71 },
+      lora: { running: ['yes'], waiting: [], maxLoras: 1 },
+    });
     expect(extractEngineMetrics('q 3\ntemperature 70', engine, m)).toEqual(['gpu_util{device="0"}']);
     expect(m.custom).toEqual({ gpu: 0.4, temp: 70 });
   });
@@ -154,14 +190,34 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
   it('bad specs, unknown default engines and reserved names fail naming the key', () => {
     const base = `${LLMD}plugins: [{type: queue-scorer}, {type: core-metrics-extractor, parameters: PARAMS}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]`;
     const load = (path: string) => base.replace('PARAMS', path);
-    expect(loadError(load('{engineConfigs: [{name: x, queuedRequestsSpec: "bad name{"}]}'))).toMatch(/parameter "engineConfigs.0.queuedRequestsSpec": not a valid metric specification/);
-    expect(loadError(load('{engineConfigs: [{name: x, kvUsageSpec: "kv{1a=b}"}]}'))).toMatch(/parameter "engineConfigs.0.kvUsageSpec": invalid label pair "1a=b"/);
-    expect(loadError(load('{defaultEngine: nope}'))).toMatch(/parameter "defaultEngine": "nope" is not a built-in engine or one of engineConfigs/);
+    expect(loadError(load('{engineConfigs: [{name: x, queuedRequestsSpec: "bad name{"}]}'))).toMatch(
+      /parameter "engineConfigs.0.queuedRequestsSpec": not a valid metric specification/,
+    );
+    expect(loadError(load('{engineConfigs: [{name: x, kvUsageSpec: "kv{1a=b}"}]}'))).toMatch(
+      /parameter "engineConfigs.0.kvUsageSpec": invalid label pair "1a=b"/,
+    );
+    expect(loadError(load('{defaultEngine: nope}'))).toMatch(
+      /parameter "defaultEngine": "nope" is not a built-in engine or one of engineConfigs/,
+    );
     expect(loadError(load('{engineConfigs: [{name: default}]}'))).toMatch(/engine config name cannot be "default"/);
-    expect(loadError(load('{engineConfigs: [{name: x, surprise: 1}]}'))).toMatch(/unknown parameter "engineConfigs.0.surprise"/);
-    expect(loadError(load('{engineConfigs: [{name: x, customMetrics: [{attributeKey: gpu, metricSpec: g}, {attributeKey: gpu, metricSpec: h}]}]}'))).toMatch(/parameter "engineConfigs.0.customMetrics.1.attributeKey": custom metric attributeKey "gpu" is duplicated/);
-    expect(loadError(load('{engineConfigs: [{name: x, customMetrics: [{attributeKey: gpu, metricSpec: ""}]}]}'))).toMatch(/custom metric "gpu" spec cannot be empty/);
-    expect(loadError(load('{engineConfigs: [{name: x, customMetrics: [{attributeKey: gpu, metricSpec: g, unit: pct}]}]}'))).toMatch(/unknown parameter "engineConfigs.0.customMetrics.0.unit"/);
+    expect(loadError(load('{engineConfigs: [{name: x, surprise: 1}]}'))).toMatch(
+      /unknown parameter "engineConfigs.0.surprise"/,
+    );
+    expect(
+      loadError(
+        load(
+          '{engineConfigs: [{name: x, customMetrics: [{attributeKey: gpu, metricSpec: g}, {attributeKey: gpu, metricSpec: h}]}]}',
+        ),
+      ),
+    ).toMatch(
+      /parameter "engineConfigs.0.customMetrics.1.attributeKey": custom metric attributeKey "gpu" is duplicated/,
+    );
+    expect(
+      loadError(load('{engineConfigs: [{name: x, customMetrics: [{attributeKey: gpu, metricSpec: ""}]}]}')),
+    ).toMatch(/custom metric "gpu" spec cannot be empty/);
+    expect(
+      loadError(load('{engineConfigs: [{name: x, customMetrics: [{attributeKey: gpu, metricSpec: g, unit: pct}]}]}')),
+    ).toMatch(/unknown parameter "engineConfigs.0.customMetrics.0.unit"/);
   });
 });
 
@@ -192,41 +248,73 @@ describe('metrics-data-source TLS parameters', () => {
     return { key: pems.private, cert: pems.cert };
   }
 
-  it('caCertPath verifies the server and clientCertPath/clientKeyPath authenticate the scraper (mTLS)', async () => {
-    const server = await certificate('serverAuth');
-    const client = await certificate('clientAuth');
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'pd-metrics-tls-'));
-    const file = (name: string, text: string) => {
-      const p = path.join(dir, name);
-      writeFileSync(p, text);
-      return p;
-    };
-    const ca = file('ca.pem', server.cert);
-    const cert = file('client.pem', client.cert);
-    const key = file('client-key.pem', client.key);
-    const tls = https.createServer({ key: server.key, cert: server.cert, ca: [client.cert], requestCert: true, rejectUnauthorized: true });
-    const port = await serve(tls, 'vllm:num_requests_waiting 5\nvllm:num_requests_running 1\nvllm:kv_cache_usage_perc 0.1\n');
-    const config = (params: string) =>
-      `${LLMD}plugins: [{type: queue-scorer}, {name: src, type: metrics-data-source, parameters: ${params}}, {type: core-metrics-extractor}]
+  it(
+    'caCertPath verifies the server and clientCertPath/clientKeyPath authenticate the scraper (mTLS)',
+    async () => {
+      const server = await certificate('serverAuth');
+      const client = await certificate('clientAuth');
+      const dir = mkdtempSync(path.join(os.tmpdir(), 'pd-metrics-tls-'));
+      const file = (name: string, text: string) => {
+        const p = path.join(dir, name);
+        writeFileSync(p, text);
+        return p;
+      };
+      const ca = file('ca.pem', server.cert);
+      const cert = file('client.pem', client.cert);
+      const key = file('client-key.pem', client.key);
+      const tls = https.createServer({
+        key: server.key,
+        cert: server.cert,
+        ca: [client.cert],
+        requestCert: true,
+        rejectUnauthorized: true,
+      });
+      const port = await serve(
+        tls,
+        'vllm:num_requests_waiting 5\nvllm:num_requests_running 1\nvllm:kv_cache_usage_perc 0.1\n',
+      );
+      const config = (params: string) =>
+        `${LLMD}plugins: [{type: queue-scorer}, {name: src, type: metrics-data-source, parameters: ${params}}, {type: core-metrics-extractor}]
 dataLayer: {sources: [{pluginRef: src, extractors: [{pluginRef: core-metrics-extractor}]}]}
 schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]`;
 
-    const e = await start(config(`{scheme: https, insecureSkipVerify: false, caCertPath: ${ca}, clientCertPath: ${cert}, clientKeyPath: ${key}}`), port);
-    await waitFor(() => e.store.all()[0].metrics.updatedAt > 0, WAIT_MS, 'an mTLS scrape');
-    expect(e.store.all()[0].metrics.waitingQueueSize).toBe(5);
-    await e.close(500);
-    epp = undefined;
+      const e = await start(
+        config(
+          `{scheme: https, insecureSkipVerify: false, caCertPath: ${ca}, clientCertPath: ${cert}, clientKeyPath: ${key}}`,
+        ),
+        port,
+      );
+      await waitFor(() => e.store.all()[0].metrics.updatedAt > 0, WAIT_MS, 'an mTLS scrape');
+      expect(e.store.all()[0].metrics.waitingQueueSize).toBe(5);
+      await e.close(500);
+      epp = undefined;
 
-    // Without the client certificate the server refuses the scrape, which is counted.
-    const noClient = await start(config(`{scheme: https, insecureSkipVerify: false, caCertPath: ${ca}}`), port);
-    await waitFor(async () => (metricValue(await metricsText(`http://127.0.0.1:${noClient.metricsPort}`), 'llm_d_epp_datalayer_poll_errors_total', { source_type: 'metrics-data-source' }) ?? 0) >= 1, WAIT_MS, 'a refused scrape');
-    expect(noClient.store.all()[0].metrics.updatedAt).toBe(0);
-  }, TEST_MS);
+      // Without the client certificate the server refuses the scrape, which is counted.
+      const noClient = await start(config(`{scheme: https, insecureSkipVerify: false, caCertPath: ${ca}}`), port);
+      await waitFor(
+        async () =>
+          (metricValue(
+            await metricsText(`http://127.0.0.1:${noClient.metricsPort}`),
+            'llm_d_epp_datalayer_poll_errors_total',
+            { source_type: 'metrics-data-source' },
+          ) ?? 0) >= 1,
+        WAIT_MS,
+        'a refused scrape',
+      );
+      expect(noClient.store.all()[0].metrics.updatedAt).toBe(0);
+    },
+    TEST_MS,
+  );
 
   it('mismatched or unreadable files fail naming the parameter; caCertPath under insecureSkipVerify warns', async () => {
-    const src = (params: string) => `${LLMD}plugins: [{type: queue-scorer}, {type: metrics-data-source, parameters: ${params}}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]`;
-    expect(loadError(src('{clientCertPath: /x.pem}'))).toMatch(/parameter "clientCertPath": clientCertPath and clientKeyPath must be set together/);
-    expect(loadError(src('{insecureSkipVerify: false, caCertPath: /nonexistent/ca.pem}'))).toMatch(/plugin "metrics-data-source" \(type metrics-data-source\): parameter "caCertPath": cannot read \/nonexistent\/ca\.pem: ENOENT/);
+    const src = (params: string) =>
+      `${LLMD}plugins: [{type: queue-scorer}, {type: metrics-data-source, parameters: ${params}}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]`;
+    expect(loadError(src('{clientCertPath: /x.pem}'))).toMatch(
+      /parameter "clientCertPath": clientCertPath and clientKeyPath must be set together/,
+    );
+    expect(loadError(src('{insecureSkipVerify: false, caCertPath: /nonexistent/ca.pem}'))).toMatch(
+      /plugin "metrics-data-source" \(type metrics-data-source\): parameter "caCertPath": cannot read \/nonexistent\/ca\.pem: ENOENT/,
+    );
     const { cert } = await selfSignedCertificate();
     const dir = mkdtempSync(path.join(os.tmpdir(), 'pd-metrics-ca-'));
     writeFileSync(path.join(dir, 'ca.pem'), cert);

@@ -6,7 +6,13 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type { DecisionInput } from '../../src/decider/index.js';
-import { InferenceError, PLUGIN_REGISTRY, PREFILLER_HOST_PORT, loadEndpointPickerConfig, type PluginDefinition } from '../../src/epp/index.js';
+import {
+  InferenceError,
+  PLUGIN_REGISTRY,
+  PREFILLER_HOST_PORT,
+  loadEndpointPickerConfig,
+  type PluginDefinition,
+} from '../../src/epp/index.js';
 import { RequestDirector } from '../../src/epp/director.js';
 import { silentLogger } from '../../src/common/index.js';
 import { harness, spec, storeWith } from './fixtures.js';
@@ -54,7 +60,12 @@ const expectError = (fn: () => unknown, status: number, message: string, dropRea
 describe('TestPDSchedule scenarios', () => {
   it('no candidates → 503 rejected-no-endpoints', () => {
     const h = harness(PD_TEST_CONFIG(), storeWith([]));
-    expectError(() => h.route(LONG), 503, 'failed to find endpoint candidates for serving the request', 'rejected-no-endpoints');
+    expectError(
+      () => h.route(LONG),
+      503,
+      'failed to find endpoint candidates for serving the request',
+      'rejected-no-endpoints',
+    );
   });
 
   it('decode pod only → decode-only (prefill chosen, no prefill endpoint)', () => {
@@ -71,7 +82,10 @@ describe('TestPDSchedule scenarios', () => {
   });
 
   it('1P1D long prompt → P+D; the same prompt again → D only (prefix cached on the decode pod)', () => {
-    const h = harness(PD_TEST_CONFIG(), storeWith([spec('p0', '10.0.0.1', 'prefill'), spec('d0', '10.0.0.2', 'decode')]));
+    const h = harness(
+      PD_TEST_CONFIG(),
+      storeWith([spec('p0', '10.0.0.1', 'prefill'), spec('d0', '10.0.0.2', 'decode')]),
+    );
     const first = h.route(LONG);
     expect(first.destination).toBe('10.0.0.2:8000');
     expect(first.ctx.request.headers[PREFILLER_HOST_PORT]).toBe('10.0.0.1:8000');
@@ -83,7 +97,10 @@ describe('TestPDSchedule scenarios', () => {
   });
 
   it('1P1D short prompt → D only', () => {
-    const h = harness(PD_TEST_CONFIG(), storeWith([spec('p0', '10.0.0.1', 'prefill'), spec('d0', '10.0.0.2', 'decode')]));
+    const h = harness(
+      PD_TEST_CONFIG(),
+      storeWith([spec('p0', '10.0.0.1', 'prefill'), spec('d0', '10.0.0.2', 'decode')]),
+    );
     const r = h.route(SHORT);
     expect(r.destination).toBe('10.0.0.2:8000');
     expect(r.ctx.decision).toMatchObject({ type: 'decode-only', reason: 'below-threshold' });
@@ -101,10 +118,13 @@ describe('TestPDSchedule scenarios', () => {
       ['d0', 'd1'],
       ['d1', 'd0'],
     ] as const) {
-      const store = storeWith([spec('p0', '10.0.0.1', 'prefill'), spec('d0', '10.0.0.2', 'decode'), spec('d1', '10.0.0.4', 'decode')], {
-        [busy]: { waitingQueueSize: 10 },
-        [idle]: { waitingQueueSize: 1 },
-      });
+      const store = storeWith(
+        [spec('p0', '10.0.0.1', 'prefill'), spec('d0', '10.0.0.2', 'decode'), spec('d1', '10.0.0.4', 'decode')],
+        {
+          [busy]: { waitingQueueSize: 10 },
+          [idle]: { waitingQueueSize: 1 },
+        },
+      );
       const r = harness(PD_TEST_CONFIG(), store).route(LONG);
       expect(r.result.results.get('decode')!.targets[0].name).toBe(idle);
       expect(r.ctx.request.headers[PREFILLER_HOST_PORT]).toBe('10.0.0.1:8000');
@@ -120,21 +140,37 @@ describe('TestPDSchedule scenarios', () => {
 });
 
 describe('disagg-profile-handler behaviours', () => {
-  const pd = () => storeWith([spec('p0', '10.0.0.1', 'prefill'), spec('d0', '10.0.0.2', 'decode'), spec('d1', '10.0.0.4', 'decode', {}, 8000)]);
+  const pd = () =>
+    storeWith([
+      spec('p0', '10.0.0.1', 'prefill'),
+      spec('d0', '10.0.0.2', 'decode'),
+      spec('d1', '10.0.0.4', 'decode', {}, 8000),
+    ]);
 
-  it('consults the decider exactly once, with the decode profile\'s first pick, its prefix match and the prefill candidates', () => {
+  it("consults the decider exactly once, with the decode profile's first pick, its prefix match and the prefill candidates", () => {
     const seen: DecisionInput[] = [];
     const spy: PluginDefinition = {
       kind: 'decider',
       description: 'records its inputs',
       params: z.object({}),
-      create: (ctx) => ({ type: ctx.type, name: ctx.name, decide: (i: DecisionInput) => (seen.push(i), { disaggregate: true, reason: 'spy' }) }),
+      create: (ctx) => ({
+        type: ctx.type,
+        name: ctx.name,
+        decide: (i: DecisionInput) => (seen.push(i), { disaggregate: true, reason: 'spy' }),
+      }),
     };
-    const yaml = PD_TEST_CONFIG('- type: spy-decider').replace('prefill: prefix-based-pd-decider', 'prefill: spy-decider');
+    const yaml = PD_TEST_CONFIG('- type: spy-decider').replace(
+      'prefill: prefix-based-pd-decider',
+      'prefill: spy-decider',
+    );
     const config = loadEndpointPickerConfig(yaml, { registry: { ...PLUGIN_REGISTRY, 'spy-decider': spy } });
     const store = pd();
     const director = new RequestDirector(config, store, config.metrics, silentLogger());
-    const parsed = director.parse('r1', { ':path': '/v1/completions' }, Buffer.from(JSON.stringify({ model: 'm', prompt: LONG })));
+    const parsed = director.parse(
+      'r1',
+      { ':path': '/v1/completions' },
+      Buffer.from(JSON.stringify({ model: 'm', prompt: LONG })),
+    );
     const r = director.schedule(parsed.request, undefined);
     expect(seen).toHaveLength(1);
     expect(seen[0].decode!.endpoint.hostPort).toBe(r.destination);
@@ -145,11 +181,24 @@ describe('disagg-profile-handler behaviours', () => {
   });
 
   it('onPrefillUnavailable: fail → 503 when prefill was chosen but no prefill endpoint is eligible', async () => {
-    const yaml = PD_TEST_CONFIG().replace('deciders: {prefill: prefix-based-pd-decider}', 'deciders: {prefill: prefix-based-pd-decider}\n    onPrefillUnavailable: fail');
+    const yaml = PD_TEST_CONFIG().replace(
+      'deciders: {prefill: prefix-based-pd-decider}',
+      'deciders: {prefill: prefix-based-pd-decider}\n    onPrefillUnavailable: fail',
+    );
     const h = harness(yaml, storeWith([spec('d0', '10.0.0.2', 'decode')]));
-    expectError(() => h.route(LONG), 503, 'prefill was required but no prefill endpoint is available', 'rejected-no-endpoints');
+    expectError(
+      () => h.route(LONG),
+      503,
+      'prefill was required but no prefill endpoint is available',
+      'rejected-no-endpoints',
+    );
     const text = await h.config.metrics.registry.metrics();
-    expect(metricValue(text, 'llm_d_epp_disagg_decision_reason_total', { decision_type: 'rejected', reason: 'no-prefill-endpoint' })).toBe(1);
+    expect(
+      metricValue(text, 'llm_d_epp_disagg_decision_reason_total', {
+        decision_type: 'rejected',
+        reason: 'no-prefill-endpoint',
+      }),
+    ).toBe(1);
     expect(metricValue(text, 'llm_d_epp_disagg_decision_total')).toBeUndefined();
   });
 
@@ -165,19 +214,30 @@ describe('disagg-profile-handler behaviours', () => {
   });
 
   it('prefill-first with a prefill decider is a config error', () => {
-    const yaml = PD_TEST_CONFIG().replace('deciders: {prefill: prefix-based-pd-decider}', 'deciders: {prefill: prefix-based-pd-decider}\n    stageOrder: prefill-first');
-    expect(() => loadEndpointPickerConfig(yaml)).toThrow(/disagg-profile-handler.*prefill-first cannot be combined with a prefill decider/);
+    const yaml = PD_TEST_CONFIG().replace(
+      'deciders: {prefill: prefix-based-pd-decider}',
+      'deciders: {prefill: prefix-based-pd-decider}\n    stageOrder: prefill-first',
+    );
+    expect(() => loadEndpointPickerConfig(yaml)).toThrow(
+      /disagg-profile-handler.*prefill-first cannot be combined with a prefill decider/,
+    );
   });
 
   it('no decider → the prefill stage never runs', () => {
-    const yaml = PD_TEST_CONFIG().replace('    deciders: {prefill: prefix-based-pd-decider}', '    profiles: {decode: decode, prefill: prefill}');
+    const yaml = PD_TEST_CONFIG().replace(
+      '    deciders: {prefill: prefix-based-pd-decider}',
+      '    profiles: {decode: decode, prefill: prefill}',
+    );
     const r = harness(yaml, pd()).route(LONG);
     expect(r.ctx.decision).toMatchObject({ type: 'decode-only', reason: 'no-decider' });
   });
 
   it('legacy flat parameters (decodeProfile, prefillProfile, deciderPluginName) work with custom profile names', () => {
     const yaml = PD_TEST_CONFIG()
-      .replace('    deciders: {prefill: prefix-based-pd-decider}', '    decodeProfile: dec\n    prefillProfile: pre\n    deciderPluginName: prefix-based-pd-decider')
+      .replace(
+        '    deciders: {prefill: prefix-based-pd-decider}',
+        '    decodeProfile: dec\n    prefillProfile: pre\n    deciderPluginName: prefix-based-pd-decider',
+      )
       .replace('- name: prefill', '- name: pre')
       .replace('- name: decode', '- name: dec');
     const r = harness(yaml, pd()).route(LONG);
@@ -191,13 +251,23 @@ describe('disagg-profile-handler behaviours', () => {
     h.route(LONG, { model: 'llama' });
     h.route(SHORT, { model: 'llama' });
     const text = await h.config.metrics.registry.metrics();
-    expect(text).toContain('llm_d_epp_disagg_decision_total{plugin_name="disagg-profile-handler",plugin_type="disagg-profile-handler",model_name="llama",decision_type="prefill-decode"} 1');
-    expect(text).toContain('llm_d_epp_disagg_decision_total{plugin_name="disagg-profile-handler",plugin_type="disagg-profile-handler",model_name="llama",decision_type="decode-only"} 2');
-    expect(text).toContain('llm_d_inference_scheduler_disagg_decision_total{model_name="llama",decision_type="decode-only"} 2');
+    expect(text).toContain(
+      'llm_d_epp_disagg_decision_total{plugin_name="disagg-profile-handler",plugin_type="disagg-profile-handler",model_name="llama",decision_type="prefill-decode"} 1',
+    );
+    expect(text).toContain(
+      'llm_d_epp_disagg_decision_total{plugin_name="disagg-profile-handler",plugin_type="disagg-profile-handler",model_name="llama",decision_type="decode-only"} 2',
+    );
+    expect(text).toContain(
+      'llm_d_inference_scheduler_disagg_decision_total{model_name="llama",decision_type="decode-only"} 2',
+    );
     expect(text).toContain('llm_d_epp_disagg_decision_reason_total{decision_type="decode-only",reason="cached"} 1');
-    expect(text).toContain('llm_d_epp_disagg_decision_reason_total{decision_type="decode-only",reason="below-threshold"} 1');
+    expect(text).toContain(
+      'llm_d_epp_disagg_decision_reason_total{decision_type="decode-only",reason="below-threshold"} 1',
+    );
     h.config.metrics.recordDecision({ name: 'x', type: 'disagg-profile-handler' }, '', 'decode-only', 'cached');
-    expect(await h.config.metrics.registry.metrics()).toContain('llm_d_inference_scheduler_disagg_decision_total{model_name="unknown",decision_type="decode-only"} 1');
+    expect(await h.config.metrics.registry.metrics()).toContain(
+      'llm_d_inference_scheduler_disagg_decision_total{model_name="unknown",decision_type="decode-only"} 1',
+    );
   });
 
   it('E/PD: the encode decider runs the encode profile; x-encoder-hosts-ports lists every encode pick', () => {
@@ -214,20 +284,34 @@ schedulingProfiles:
 - {name: decode, plugins: [{pluginRef: decode-filter}]}
 - {name: encode, plugins: [{pluginRef: encode-filter}, {pluginRef: two}]}
 `;
-    const store = storeWith([spec('d0', '10.0.0.2', 'decode'), spec('e0', '10.0.0.5', 'encode'), spec('e1', '10.0.0.6', 'encode')]);
+    const store = storeWith([
+      spec('d0', '10.0.0.2', 'decode'),
+      spec('e0', '10.0.0.5', 'encode'),
+      spec('e1', '10.0.0.6', 'encode'),
+    ]);
     const h = harness(yaml, store);
     const parse = (content: unknown) =>
-      h.director.parse('r', { ':path': '/v1/chat/completions' }, Buffer.from(JSON.stringify({ model: 'm', messages: [{ role: 'user', content }] })));
+      h.director.parse(
+        'r',
+        { ':path': '/v1/chat/completions' },
+        Buffer.from(JSON.stringify({ model: 'm', messages: [{ role: 'user', content }] })),
+      );
     const image = h.director.schedule(parse([{ type: 'image_url', image_url: { url: 'x' } }]).request, undefined);
     expect(image.ctx.decision?.type).toBe('encode-decode');
-    expect(image.ctx.request.headers['x-encoder-hosts-ports'].split(',').sort()).toEqual(['10.0.0.5:8000', '10.0.0.6:8000']);
+    expect(image.ctx.request.headers['x-encoder-hosts-ports'].split(',').sort()).toEqual([
+      '10.0.0.5:8000',
+      '10.0.0.6:8000',
+    ]);
     const text = h.director.schedule(parse('hello').request, undefined);
     expect(text.ctx.decision?.type).toBe('decode-only');
     expect(text.ctx.request.headers['x-encoder-hosts-ports']).toBeUndefined();
   });
 
   it('pd-profile-handler (deprecated): primaryPort routes to the decode IP on that port, the original ip:port rides in x-data-parallel-host-port, pd_decision_total counts', async () => {
-    const yaml = PD_TEST_CONFIG().replace(/- type: disagg-profile-handler\n {2}parameters:\n {4}deciders: \{prefill: prefix-based-pd-decider\}/, '- type: pd-profile-handler\n  parameters: {primaryPort: 8200}');
+    const yaml = PD_TEST_CONFIG().replace(
+      /- type: disagg-profile-handler\n {2}parameters:\n {4}deciders: \{prefill: prefix-based-pd-decider\}/,
+      '- type: pd-profile-handler\n  parameters: {primaryPort: 8200}',
+    );
     const h = harness(yaml, storeWith([spec('p0', '10.0.0.1', 'prefill'), spec('d0', '10.0.0.2', 'decode')]));
     expect(h.config.warnings.join()).toMatch(/pd-profile-handler.*deprecated upstream; use disagg-profile-handler/);
     const r = h.route(LONG);
@@ -235,9 +319,18 @@ schedulingProfiles:
     expect(r.ctx.request.headers['x-data-parallel-host-port']).toBe('10.0.0.2:8000');
     expect(r.ctx.request.headers[PREFILLER_HOST_PORT]).toBe('10.0.0.1:8000');
     const text = await h.config.metrics.registry.metrics();
-    expect(metricValue(text, 'llm_d_epp_pd_decision_total', { model_name: 'm', decision_type: 'prefill-decode' })).toBe(1);
-    expect(metricValue(text, 'llm_d_inference_scheduler_pd_decision_total', { model_name: 'm', decision_type: 'prefill-decode' })).toBe(1);
+    expect(metricValue(text, 'llm_d_epp_pd_decision_total', { model_name: 'm', decision_type: 'prefill-decode' })).toBe(
+      1,
+    );
+    expect(
+      metricValue(text, 'llm_d_inference_scheduler_pd_decision_total', {
+        model_name: 'm',
+        decision_type: 'prefill-decode',
+      }),
+    ).toBe(1);
     expect(metricValue(text, 'llm_d_epp_disagg_decision_total')).toBeUndefined();
-    expect(() => loadEndpointPickerConfig(yaml.replace('primaryPort: 8200', 'primaryPort: 70000'))).toThrow(/parameter "primaryPort": must be between 1 and 65535/);
+    expect(() => loadEndpointPickerConfig(yaml.replace('primaryPort: 8200', 'primaryPort: 70000'))).toThrow(
+      /parameter "primaryPort": must be between 1 and 65535/,
+    );
   });
 });

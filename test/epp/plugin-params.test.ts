@@ -28,8 +28,13 @@ function loadError(yaml: string): string {
   throw new Error('expected a ConfigError');
 }
 
-const decodeStore = (blockSize = 16) => storeWith([spec('p0', '10.0.0.1', 'prefill'), spec('d0', '10.0.0.2', 'decode')], { d0: { cacheBlockSize: blockSize }, p0: { cacheBlockSize: blockSize } });
-const blocksOf = (yaml: string, prompt: string, blockSize = 16) => prefixState(harness(yaml, decodeStore(blockSize)).route(prompt).ctx, 'approx-prefix-cache-producer')!;
+const decodeStore = (blockSize = 16) =>
+  storeWith([spec('p0', '10.0.0.1', 'prefill'), spec('d0', '10.0.0.2', 'decode')], {
+    d0: { cacheBlockSize: blockSize },
+    p0: { cacheBlockSize: blockSize },
+  });
+const blocksOf = (yaml: string, prompt: string, blockSize = 16) =>
+  prefixState(harness(yaml, decodeStore(blockSize)).route(prompt).ctx, 'approx-prefix-cache-producer')!;
 
 describe('prefix-cache-scorer with GAIE v1.4/v1.5 prefix-index parameters', () => {
   const V071_PD = fixtureText('llm-d-inference-scheduler-v0.7.1/deploy/config/pd-epp-config.yaml');
@@ -47,8 +52,11 @@ describe('prefix-cache-scorer with GAIE v1.4/v1.5 prefix-index parameters', () =
   });
 
   it('llm-d-router producer caps: tokens win; tokens 0 hands over to blocks (effective blocks); a cap below one block matches nothing', () => {
-    const producer = (params: string) => `${LLMD}plugins: [{type: approx-prefix-cache-producer, parameters: ${params}}, {type: prefix-cache-scorer}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: prefix-cache-scorer}]}]`;
-    expect(blocksOf(producer('{maxPrefixTokensToMatch: 16384, maxPrefixBlocksToMatch: 3}'), HUGE).totalBlocks).toBe(256);
+    const producer = (params: string) =>
+      `${LLMD}plugins: [{type: approx-prefix-cache-producer, parameters: ${params}}, {type: prefix-cache-scorer}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: prefix-cache-scorer}]}]`;
+    expect(blocksOf(producer('{maxPrefixTokensToMatch: 16384, maxPrefixBlocksToMatch: 3}'), HUGE).totalBlocks).toBe(
+      256,
+    );
     expect(blocksOf(producer('{maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 3}'), HUGE).totalBlocks).toBe(3);
     expect(blocksOf(producer('{maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 0}'), HUGE).totalBlocks).toBe(300);
     expect(blocksOf(producer('{maxPrefixTokensToMatch: 10}'), HUGE).totalBlocks).toBe(0);
@@ -67,7 +75,10 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: decode-filter}, {pluginRef:
       const h = harness(yaml(cap), storeWith([spec('d0', '10.0.0.2', 'decode')]));
       for (const p of ['A', 'B', 'C']) h.route(p.repeat(200)); // one 64-token block each
       const again = h.route('A'.repeat(200));
-      expect(prefixState(again.ctx, 'approx-prefix-cache-producer')!.matched.get('default/d0') ?? 0, `capacity ${cap}`).toBe(matched);
+      expect(
+        prefixState(again.ctx, 'approx-prefix-cache-producer')!.matched.get('default/d0') ?? 0,
+        `capacity ${cap}`,
+      ).toBe(matched);
     }
   });
 
@@ -83,17 +94,35 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: decode-filter}, {pluginRef:
 
   it('where GAIE v1.5 would drop them silently, or values are bad, the load fails naming the scorer and the key', () => {
     const profile = 'schedulingProfiles: [{name: a, plugins: [{pluginRef: prefix-cache-scorer}]}]';
-    expect(loadError(`${GAIE}plugins: [{type: approx-prefix-cache-producer}, {type: prefix-cache-scorer, parameters: {maxPrefixBlocksToMatch: 10}}]\n${profile}`)).toMatch(
+    expect(
+      loadError(
+        `${GAIE}plugins: [{type: approx-prefix-cache-producer}, {type: prefix-cache-scorer, parameters: {maxPrefixBlocksToMatch: 10}}]\n${profile}`,
+      ),
+    ).toMatch(
       /plugin "prefix-cache-scorer" \(type prefix-cache-scorer\): parameter "maxPrefixBlocksToMatch" configures the prefix index; with an approx-prefix-cache-producer configured \("approx-prefix-cache-producer"\), set it there/,
     );
-    expect(loadError(`${GAIE}plugins: [{type: prefix-cache-scorer, parameters: {lruCapacityPerServer: 9, prefixMatchInfoProducerName: x}}]\n${profile}`)).toMatch(/with prefixMatchInfoProducerName set, set it on that producer/);
-    expect(loadError(`${GAIE}plugins: [{type: prefix-cache-scorer, parameters: {autoTune: false}}, {name: s2, type: prefix-cache-scorer, parameters: {autoTune: true}}]\n${profile}`)).toMatch(
+    expect(
+      loadError(
+        `${GAIE}plugins: [{type: prefix-cache-scorer, parameters: {lruCapacityPerServer: 9, prefixMatchInfoProducerName: x}}]\n${profile}`,
+      ),
+    ).toMatch(/with prefixMatchInfoProducerName set, set it on that producer/);
+    expect(
+      loadError(
+        `${GAIE}plugins: [{type: prefix-cache-scorer, parameters: {autoTune: false}}, {name: s2, type: prefix-cache-scorer, parameters: {autoTune: true}}]\n${profile}`,
+      ),
+    ).toMatch(
       /plugin "prefix-cache-scorer" \(type prefix-cache-scorer\) and plugin "s2" \(type prefix-cache-scorer\) set different prefix-index parameters/,
     );
-    expect(loadError(`${GAIE}plugins: [{type: prefix-cache-scorer, parameters: {lruCapacityPerServer: 0}}]\n${profile}`)).toBe(
+    expect(
+      loadError(`${GAIE}plugins: [{type: prefix-cache-scorer, parameters: {lruCapacityPerServer: 0}}]\n${profile}`),
+    ).toBe(
       'EndpointPickerConfig: plugin "prefix-cache-scorer" (type prefix-cache-scorer): parameter "lruCapacityPerServer": must be > 0',
     );
-    expect(loadError(`${GAIE}plugins: [{type: prefix-cache-scorer, parameters: {matchLengthWeight: 0.5, matchLengthScaleTokens: 0}}]\n${profile}`)).toMatch(/parameter "matchLengthScaleTokens": must be > 0 when matchLengthWeight is > 0/);
+    expect(
+      loadError(
+        `${GAIE}plugins: [{type: prefix-cache-scorer, parameters: {matchLengthWeight: 0.5, matchLengthScaleTokens: 0}}]\n${profile}`,
+      ),
+    ).toMatch(/parameter "matchLengthScaleTokens": must be > 0 when matchLengthWeight is > 0/);
   });
 });
 
@@ -114,23 +143,36 @@ schedulingProfiles:
 - {name: decode, plugins: [{pluginRef: decode-filter}, {pluginRef: s2}, {pluginRef: no-hit-lru-scorer}]}
 `;
   /** The prefix match the decider saw (its detail), which comes from the handler's producer. */
-  const decidedTotalBlocks = (yaml: string) => (harness(yaml, decodeStore()).route(LONG).ctx.decision!.detail as { totalBlocks: number }).totalBlocks;
+  const decidedTotalBlocks = (yaml: string) =>
+    (harness(yaml, decodeStore()).route(LONG).ctx.decision!.detail as { totalBlocks: number }).totalBlocks;
 
   it('select the producer whose match the decider reads: a prefix-cache-scorer (its producer) or a producer; default the first', () => {
     // p1 matches at most one block of LONG, p2 both.
     expect(decidedTotalBlocks(config(''))).toBe(1);
     expect(decidedTotalBlocks(config(', prefixPluginName: s2'))).toBe(2);
-    expect(decidedTotalBlocks(config(', prefixPluginType: approx-prefix-cache-producer, prefixPluginName: p2'))).toBe(2);
+    expect(decidedTotalBlocks(config(', prefixPluginType: approx-prefix-cache-producer, prefixPluginName: p2'))).toBe(
+      2,
+    );
     expect(decidedTotalBlocks(config(', prefixPluginName: p1, prefixMatchInfoProducerName: p1'))).toBe(1);
     expect(decidedTotalBlocks(config(', prefixMatchInfoProducerName: p2'))).toBe(2);
   });
 
   it('values written in the config are checked', () => {
-    expect(loadError(config(', prefixPluginName: nope'))).toMatch(/plugin "pd-profile-handler" \(type pd-profile-handler\): prefixPluginName "nope" is not a configured plugin/);
-    expect(loadError(config(', prefixPluginType: prefix-cache-scorer, prefixPluginName: p2'))).toMatch(/prefixPluginType "prefix-cache-scorer" does not match plugin "p2", whose type is approx-prefix-cache-producer/);
-    expect(loadError(config(', prefixPluginName: queue-scorer'))).toMatch(/prefixPluginName "queue-scorer" is a queue-scorer, not a prefix-cache-scorer or approx-prefix-cache-producer/);
-    expect(loadError(config(', prefixPluginName: s2, prefixMatchInfoProducerName: p1'))).toMatch(/prefixPluginName reads producer "p2" but prefixMatchInfoProducerName names "p1"/);
-    expect(loadError(config('').replace('primaryPort: 0', 'primaryPort: 70000'))).toMatch(/parameter "primaryPort": must be between 1 and 65535/);
+    expect(loadError(config(', prefixPluginName: nope'))).toMatch(
+      /plugin "pd-profile-handler" \(type pd-profile-handler\): prefixPluginName "nope" is not a configured plugin/,
+    );
+    expect(loadError(config(', prefixPluginType: prefix-cache-scorer, prefixPluginName: p2'))).toMatch(
+      /prefixPluginType "prefix-cache-scorer" does not match plugin "p2", whose type is approx-prefix-cache-producer/,
+    );
+    expect(loadError(config(', prefixPluginName: queue-scorer'))).toMatch(
+      /prefixPluginName "queue-scorer" is a queue-scorer, not a prefix-cache-scorer or approx-prefix-cache-producer/,
+    );
+    expect(loadError(config(', prefixPluginName: s2, prefixMatchInfoProducerName: p1'))).toMatch(
+      /prefixPluginName reads producer "p2" but prefixMatchInfoProducerName names "p1"/,
+    );
+    expect(loadError(config('').replace('primaryPort: 0', 'primaryPort: 70000'))).toMatch(
+      /parameter "primaryPort": must be between 1 and 65535/,
+    );
   });
 });
 
@@ -145,7 +187,8 @@ schedulingProfiles: [{name: p, plugins: [{pluginRef: prefill-filter}]}, {name: d
 });
 
 describe('data-parallel-profile-handler', () => {
-  const yaml = (params = '') => `${LLMD}plugins: [{type: decode-filter}, {type: data-parallel-profile-handler${params}}]\nschedulingProfiles: [{name: default, plugins: [{pluginRef: decode-filter}]}]`;
+  const yaml = (params = '') =>
+    `${LLMD}plugins: [{type: decode-filter}, {type: data-parallel-profile-handler${params}}]\nschedulingProfiles: [{name: default, plugins: [{pluginRef: decode-filter}]}]`;
 
   it('routes to primaryPort (default 8000) on the picked IP and sends the rank in x-data-parallel-host-port', () => {
     const store = storeWith([spec('d0', '10.0.0.2', 'decode', {}, 8001)]);
@@ -156,8 +199,12 @@ describe('data-parallel-profile-handler', () => {
   });
 
   it('needs exactly one profile and a real port', () => {
-    expect(loadError(yaml(', parameters: {primaryPort: 0}'))).toMatch(/parameter "primaryPort": must be between 1 and 65535/);
-    expect(loadError(yaml().replace('{name: default, plugins: [{pluginRef: decode-filter}]}', '{name: a}, {name: b}'))).toMatch(/data-parallel-profile-handler needs exactly one scheduling profile, found 2/);
+    expect(loadError(yaml(', parameters: {primaryPort: 0}'))).toMatch(
+      /parameter "primaryPort": must be between 1 and 65535/,
+    );
+    expect(
+      loadError(yaml().replace('{name: default, plugins: [{pluginRef: decode-filter}]}', '{name: a}, {name: b}')),
+    ).toMatch(/data-parallel-profile-handler needs exactly one scheduling profile, found 2/);
   });
 });
 
@@ -165,51 +212,91 @@ describe('filters, scorers and producers of both versions', () => {
   it('by-label-selector (v0.7.1) is label-selector-filter, with a deprecation warning', () => {
     const yaml = `${GAIE}plugins: [{name: sel, type: by-label-selector, parameters: {matchLabels: {tier: gold}, matchExpressions: [{key: zone, operator: NotIn, values: [b]}]}}]
 schedulingProfiles: [{name: a, plugins: [{pluginRef: sel}]}]`;
-    const store = storeWith([spec('x', '10.0.0.1', 'decode', { tier: 'gold', zone: 'b' }), spec('y', '10.0.0.2', 'decode', { tier: 'gold', zone: 'a' }), spec('z', '10.0.0.3', 'decode', { tier: 'tin' })]);
+    const store = storeWith([
+      spec('x', '10.0.0.1', 'decode', { tier: 'gold', zone: 'b' }),
+      spec('y', '10.0.0.2', 'decode', { tier: 'gold', zone: 'a' }),
+      spec('z', '10.0.0.3', 'decode', { tier: 'tin' }),
+    ]);
     const h = harness(yaml, store);
-    expect(h.config.warnings).toEqual(['plugin "sel" (type by-label-selector) is deprecated upstream; use label-selector-filter']);
+    expect(h.config.warnings).toEqual([
+      'plugin "sel" (type by-label-selector) is deprecated upstream; use label-selector-filter',
+    ]);
     expect(h.route('hi').destination).toBe('10.0.0.2:8000');
     expect(loadError(yaml.replace('values: [b]', 'values: []'))).toMatch(/In and NotIn need values/);
-    expect(loadError(`${GAIE}plugins: [{type: by-label, parameters: {label: tier}}]\nschedulingProfiles: [{name: a}]`)).toMatch(/parameter "validValues": either validValues must be non-empty or allowsNoLabel must be true/);
+    expect(
+      loadError(`${GAIE}plugins: [{type: by-label, parameters: {label: tier}}]\nschedulingProfiles: [{name: a}]`),
+    ).toMatch(/parameter "validValues": either validValues must be non-empty or allowsNoLabel must be true/);
   });
 
   it('utilization-detector listed in a profile filters on its thresholds (fresh metrics, queue and KV below the limit); all fail → all kept', () => {
     const yaml = `${LLMD}plugins: [{type: utilization-detector, parameters: {queueDepthThreshold: 4, kvCacheUtilThreshold: 0.5, headroom: 0.5}}]
 schedulingProfiles: [{name: a, plugins: [{pluginRef: utilization-detector}]}]`;
-    const store = storeWith([spec('busy', '10.0.0.1'), spec('full', '10.0.0.2'), spec('ok', '10.0.0.3')], { busy: { waitingQueueSize: 6 }, full: { kvCacheUsage: 0.8 }, ok: { waitingQueueSize: 5, kvCacheUsage: 0.7 } });
+    const store = storeWith([spec('busy', '10.0.0.1'), spec('full', '10.0.0.2'), spec('ok', '10.0.0.3')], {
+      busy: { waitingQueueSize: 6 },
+      full: { kvCacheUsage: 0.8 },
+      ok: { waitingQueueSize: 5, kvCacheUsage: 0.7 },
+    });
     const h = harness(yaml, store);
     for (let i = 0; i < 5; i++) expect(h.route('hi').destination).toBe('10.0.0.3:8000');
     store.get('default/ok')!.metrics.updatedAt = 1; // stale: nobody passes, everyone is kept
     expect(new Set(Array.from({ length: 30 }, () => h.route('hi').destination)).size).toBe(3);
-    expect(loadError(`${LLMD}plugins: [{type: concurrency-detector}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: concurrency-detector}]}]`)).toMatch(
+    expect(
+      loadError(
+        `${LLMD}plugins: [{type: concurrency-detector}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: concurrency-detector}]}]`,
+      ),
+    ).toMatch(
       /"concurrency-detector" \(type concurrency-detector\) is a flow-control plugin; pd-router does not implement it as a filter/,
     );
   });
 
   it('running-requests-size-scorer: (max − r) / (max − min) over vllm:num_requests_running', () => {
     const yaml = `${GAIE}plugins: [{type: running-requests-size-scorer}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: running-requests-size-scorer}]}]`;
-    const store = storeWith([spec('a', '10.0.0.1'), spec('b', '10.0.0.2'), spec('c', '10.0.0.3')], { a: { runningRequests: 8 }, b: { runningRequests: 2 }, c: { runningRequests: 5 } });
+    const store = storeWith([spec('a', '10.0.0.1'), spec('b', '10.0.0.2'), spec('c', '10.0.0.3')], {
+      a: { runningRequests: 8 },
+      b: { runningRequests: 2 },
+      c: { runningRequests: 5 },
+    });
     const r = harness(yaml, store).route('hi');
     expect(r.destination).toBe('10.0.0.2:8000');
-    expect(r.result.results.get('a')!.scored.map((scoredEndpoint) => [scoredEndpoint.endpoint.name, scoredEndpoint.score])).toEqual(expect.arrayContaining([['a', 0], ['b', 1], ['c', 0.5]]));
+    expect(
+      r.result.results.get('a')!.scored.map((scoredEndpoint) => [scoredEndpoint.endpoint.name, scoredEndpoint.score]),
+    ).toEqual(
+      expect.arrayContaining([
+        ['a', 0],
+        ['b', 1],
+        ['c', 0.5],
+      ]),
+    );
   });
 
   it('token-producer / tokenizer: the estimate backend; tokenizer services and multimodal estimation are errors naming the key', () => {
-    const tp = (text: string, params: string) => `${LLMD}plugins: [{type: ${text}, parameters: ${params}}, {type: queue-scorer}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]`;
+    const tp = (text: string, params: string) =>
+      `${LLMD}plugins: [{type: ${text}, parameters: ${params}}, {type: queue-scorer}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]`;
     expect(loadEndpointPickerConfig(tp('token-producer', '{estimate: {}}')).warnings).toEqual([]);
-    expect(loadEndpointPickerConfig(tp('tokenizer', '{}')).warnings).toEqual(['plugin "tokenizer" (type tokenizer) is deprecated upstream; use token-producer']);
-    expect(loadError(tp('tokenizer', '{modelName: Qwen/Qwen2.5-1.5B-Instruct}'))).toMatch(/plugin "tokenizer" \(type tokenizer\): parameter "modelName": selects the vLLM \/render tokenizer backend/);
-    expect(loadError(tp('token-producer', '{udsTokenizerConfig: {socketFile: /tmp/s}}'))).toMatch(/parameter "udsTokenizerConfig": the UDS tokenizer backend is not supported/);
-    expect(loadError(tp('token-producer', '{estimate: {image: {mode: static}}}'))).toMatch(/parameter "estimate.image": multimodal image token estimation is not implemented/);
+    expect(loadEndpointPickerConfig(tp('tokenizer', '{}')).warnings).toEqual([
+      'plugin "tokenizer" (type tokenizer) is deprecated upstream; use token-producer',
+    ]);
+    expect(loadError(tp('tokenizer', '{modelName: Qwen/Qwen2.5-1.5B-Instruct}'))).toMatch(
+      /plugin "tokenizer" \(type tokenizer\): parameter "modelName": selects the vLLM \/render tokenizer backend/,
+    );
+    expect(loadError(tp('token-producer', '{udsTokenizerConfig: {socketFile: /tmp/s}}'))).toMatch(
+      /parameter "udsTokenizerConfig": the UDS tokenizer backend is not supported/,
+    );
+    expect(loadError(tp('token-producer', '{estimate: {image: {mode: static}}}'))).toMatch(
+      /parameter "estimate.image": multimodal image token estimation is not implemented/,
+    );
   });
 
   it('active-request-scorer: requestTimeout is ignored with a warning (llm-d-router); inFlightLoadProducerName is an error', () => {
-    const ar = (params: string) => `${LLMD}plugins: [{type: active-request-scorer, parameters: ${params}}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: active-request-scorer}]}]`;
+    const ar = (params: string) =>
+      `${LLMD}plugins: [{type: active-request-scorer, parameters: ${params}}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: active-request-scorer}]}]`;
     expect(loadEndpointPickerConfig(ar('{requestTimeout: 2m, idleThreshold: 1}')).warnings).toEqual([
       'plugin "active-request-scorer" (type active-request-scorer): parameter "requestTimeout" is ignored (deprecated in llm-d-router): a request counts until its ext_proc stream ends',
     ]);
     expect(loadError(ar('{requestTimeout: soon}'))).toMatch(/parameter "requestTimeout": invalid duration "soon"/);
-    expect(loadError(ar('{inFlightLoadProducerName: ilp}'))).toMatch(/parameter "inFlightLoadProducerName": pd-router has no inflight-load-producer/);
+    expect(loadError(ar('{inFlightLoadProducerName: ilp}'))).toMatch(
+      /parameter "inFlightLoadProducerName": pd-router has no inflight-load-producer/,
+    );
   });
 
   it('no-hit-lru-scorer lruSize <= 0 and pickers maxNumOfEndpoints <= 0 mean the default, as upstream', () => {

@@ -36,10 +36,12 @@ function referenceChain(model: string, salt: string, text: string, blockSize: nu
 }
 
 describe('block hashing', () => {
-  it('matches llm-d\'s chain over estimate tokens, including the partial last block and multi-byte text', () => {
+  it("matches llm-d's chain over estimate tokens, including the partial last block and multi-byte text", () => {
     for (const text of ['', 'a', 'abcd', 'hello world, hello world!', 'héllo wörld ✓ '.repeat(37)]) {
       for (const bs of [1, 2, 64]) {
-        expect(promptBlockHashes(chainSeed('model', 'salt'), { kind: 'text', text }, bs, 0)).toEqual(referenceChain('model', 'salt', text, bs, 0));
+        expect(promptBlockHashes(chainSeed('model', 'salt'), { kind: 'text', text }, bs, 0)).toEqual(
+          referenceChain('model', 'salt', text, bs, 0),
+        );
       }
     }
   });
@@ -47,13 +49,19 @@ describe('block hashing', () => {
   it('token-id prompts hash their little-endian uint32s, so they equal the same bytes given as text', () => {
     const text = 'abcdefgh';
     const tokens = [0x64636261, 0x68676665];
-    expect(promptBlockHashes(0n, { kind: 'tokens', tokens }, 1, 0)).toEqual(promptBlockHashes(0n, { kind: 'text', text }, 1, 0));
+    expect(promptBlockHashes(0n, { kind: 'tokens', tokens }, 1, 0)).toEqual(
+      promptBlockHashes(0n, { kind: 'text', text }, 1, 0),
+    );
   });
 
   it('the model and cache salt seed the chain; maxBlocks caps it; a shared prefix shares hashes', () => {
     const p = { kind: 'text' as const, text: 'x'.repeat(1000) };
-    expect(promptBlockHashes(chainSeed('a', ''), p, 64, 0)[0]).not.toBe(promptBlockHashes(chainSeed('b', ''), p, 64, 0)[0]);
-    expect(promptBlockHashes(chainSeed('a', 's1'), p, 64, 0)[0]).not.toBe(promptBlockHashes(chainSeed('a', 's2'), p, 64, 0)[0]);
+    expect(promptBlockHashes(chainSeed('a', ''), p, 64, 0)[0]).not.toBe(
+      promptBlockHashes(chainSeed('b', ''), p, 64, 0)[0],
+    );
+    expect(promptBlockHashes(chainSeed('a', 's1'), p, 64, 0)[0]).not.toBe(
+      promptBlockHashes(chainSeed('a', 's2'), p, 64, 0)[0],
+    );
     expect(promptBlockHashes(0n, p, 64, 0)).toHaveLength(4); // 250 tokens / 64
     expect(promptBlockHashes(0n, p, 64, 2)).toHaveLength(2);
     const longer = promptBlockHashes(0n, { kind: 'text', text: 'x'.repeat(1000) + 'tail' }, 64, 0);
@@ -113,7 +121,10 @@ describe('approx-prefix-cache-producer', () => {
       ['{maxPrefixTokensToMatch: 0, maxPrefixBlocksToMatch: 3}', 0, 64, 3],
     ];
     for (const [params, reported, blockSize, blocks] of cases) {
-      const h = harness(producerConfig(params), storeWith([spec('a', '10.0.0.1')], { a: { cacheBlockSize: reported } }));
+      const h = harness(
+        producerConfig(params),
+        storeWith([spec('a', '10.0.0.1')], { a: { cacheBlockSize: reported } }),
+      );
       const r = h.route(text);
       const s = prefixState(r.ctx, 'approx-prefix-cache-producer')!;
       expect([params, s.blockSizeTokens, s.totalBlocks]).toEqual([params, blockSize, blocks]);
@@ -121,7 +132,10 @@ describe('approx-prefix-cache-producer', () => {
   });
 
   it('the pick is indexed; later requests match block by block and stop at the first block nobody holds', () => {
-    const h = harness(producerConfig('{}'), storeWith([spec('a', '10.0.0.1'), spec('b', '10.0.0.2')], { b: { waitingQueueSize: 5 } }));
+    const h = harness(
+      producerConfig('{}'),
+      storeWith([spec('a', '10.0.0.1'), spec('b', '10.0.0.2')], { b: { waitingQueueSize: 5 } }),
+    );
     expect(h.route(text).destination).toBe('10.0.0.1:8000'); // lower queue
     // Same first 3 blocks, then different: a matches 3 of 5, b nothing.
     const variant = text.slice(0, 64 * 4 * 3) + 'z'.repeat(64 * 4 * 2);
@@ -140,7 +154,10 @@ describe('approx-prefix-cache-producer', () => {
     expect(producer.index.size).toBe(0); // updated off the decision path...
     producer.flush(); // ...on the next event-loop turn (or the next decision)
     expect(producer.index.size).toBe(2);
-    const h2 = harness(producerConfig('{autoTune: false, blockSizeTokens: 64, lruCapacityPerServer: 4}'), storeWith([spec('a', '10.0.0.1')], { a: { cacheNumBlocks: 2 } }));
+    const h2 = harness(
+      producerConfig('{autoTune: false, blockSizeTokens: 64, lruCapacityPerServer: 4}'),
+      storeWith([spec('a', '10.0.0.1')], { a: { cacheNumBlocks: 2 } }),
+    );
     h2.route(text);
     // eslint-disable-next-line no-restricted-syntax -- the producer's own type, to reach its index
     const producer2 = h2.config.plugins.get('approx-prefix-cache-producer') as unknown as ApproxPrefixCacheProducer;

@@ -28,7 +28,8 @@ describe('src/epp/README.md', () => {
     const paragraph = readme.slice(start, readme.indexOf('\n\n', start + 1));
     for (const type of Object.keys(PLUGIN_REGISTRY)) expect(paragraph, type).not.toContain(`\`${type}\``);
     // The plugin families this EPP implements are not listed there either.
-    for (const family of ['session affinity', 'topology affinity', 'LoRA affinity', 'endpoint-attribute']) expect(paragraph, family).not.toContain(family);
+    for (const family of ['session affinity', 'topology affinity', 'LoRA affinity', 'endpoint-attribute'])
+      expect(paragraph, family).not.toContain(family);
   });
 
   it('names every metric family the EPP exports, in both families', async () => {

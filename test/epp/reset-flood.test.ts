@@ -24,7 +24,10 @@ async function inFlight(testEpp: TestEpp): Promise<ExtProcCall> {
 
 /** Finishes an in-flight exchange: response headers and body, the EPP's answers, then the client half-closes. */
 async function finish(call: ExtProcCall): Promise<StreamEnd> {
-  call.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }), responseBody('{"choices":[]}', true));
+  call.send(
+    responseHeaders({ ':status': '200', 'content-type': 'application/json' }),
+    responseBody('{"choices":[]}', true),
+  );
   await call.waitFor(4, 60_000);
   call.end();
   return call.ended;
@@ -41,7 +44,8 @@ async function aborted(testEpp: TestEpp): Promise<StreamEnd> {
 /** A good stream's failure, as a result to compare (not a rejection left unhandled while the flood goes on). */
 const failed = (err: Error): StreamEnd => ({ code: -1, details: err.message });
 
-const closedStreams = async (testEpp: TestEpp) => (await testEpp.epp.metrics.llmd!.streamsTotal.get()).values.reduce((acc, item) => acc + item.value, 0);
+const closedStreams = async (testEpp: TestEpp) =>
+  (await testEpp.epp.metrics.llmd!.streamsTotal.get()).values.reduce((acc, item) => acc + item.value, 0);
 
 /** As `aborted`, one at a time: the EPP has seen the stream open and close before the next one. */
 async function abortedSeen(testEpp: TestEpp): Promise<StreamEnd> {
@@ -52,7 +56,10 @@ async function abortedSeen(testEpp: TestEpp): Promise<StreamEnd> {
   return end;
 }
 
-const drained = async (testEpp: TestEpp) => (await testEpp.epp.metrics.connectionsDrained.get()).values.find((metricValue) => metricValue.labels.reason === 'stream_burst')?.value ?? 0;
+const drained = async (testEpp: TestEpp) =>
+  (await testEpp.epp.metrics.connectionsDrained.get()).values.find(
+    (metricValue) => metricValue.labels.reason === 'stream_burst',
+  )?.value ?? 0;
 
 describe('thousands of aborting streams on one connection', () => {
   let t: TestEpp;
@@ -75,7 +82,10 @@ describe('thousands of aborting streams on one connection', () => {
     }
     const abortEnds = await Promise.all(aborts);
     expect(abortEnds.filter((streamEnd) => streamEnd.code !== 1)).toEqual([]);
-    const ends = [...(await Promise.all(held.map((extProcCall) => finish(extProcCall).catch(failed)))), ...(await Promise.all(during))];
+    const ends = [
+      ...(await Promise.all(held.map((extProcCall) => finish(extProcCall).catch(failed)))),
+      ...(await Promise.all(during)),
+    ];
     expect(ends).toHaveLength(50);
     expect(ends.filter((streamEnd) => streamEnd.code !== 0)).toEqual([]);
     // The guard, not nghttp2, closed the connection (at least once: 3000 resets against a burst of 500).
@@ -83,7 +93,7 @@ describe('thousands of aborting streams on one connection', () => {
   }, 180_000);
 });
 
-describe('the guard\'s threshold (--connection-stream-burst, --connection-stream-rate)', () => {
+describe("the guard's threshold (--connection-stream-burst, --connection-stream-rate)", () => {
   let t: TestEpp;
   beforeAll(async () => {
     t = await startTestEpp(PD_EPP_CONFIG, [P, D], { connectionStreamBurst: 10, connectionStreamRate: 0 });

@@ -11,7 +11,14 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/common/index.js';
-import { LLM_D_PD_EPP_CONFIG, LLM_D_SIM_PD_EPP_CONFIG, eppConfig, loadEndpointPickerConfig, startEpp, type EppHandle } from '../../src/epp/index.js';
+import {
+  LLM_D_PD_EPP_CONFIG,
+  LLM_D_SIM_PD_EPP_CONFIG,
+  eppConfig,
+  loadEndpointPickerConfig,
+  startEpp,
+  type EppHandle,
+} from '../../src/epp/index.js';
 import { simConfig, startSimulator, type SimulatorHandle } from '../../src/sim/index.js';
 import { EXPECTED, fixtureFiles, fixtureText, upstreamText, type Drive } from '../fixtures/upstream-configs/index.js';
 import { ROOT, waitFor } from '../helpers.js';
@@ -69,7 +76,8 @@ describe('each sample config loads unchanged, or fails naming the plugins pd-rou
         err = x;
       }
       expect(err).toBeInstanceOf(ConfigError);
-      for (const m of e.missing) expect((err as Error).message).toContain(`(type ${m}): type ${m} is not supported by pd-router (`);
+      for (const m of e.missing)
+        expect((err as Error).message).toContain(`(type ${m}): type ${m} is not supported by pd-router (`);
       if (e.error) expect((err as Error).message).toMatch(e.error);
       if (e.missing.length === 0) expect((err as Error).message).not.toContain('is not supported by pd-router');
     });
@@ -94,7 +102,9 @@ describe('each sample config that loads drives its decision over ext_proc agains
   const encode = () => hostOf(3);
 
   beforeAll(async () => {
-    sims = await Promise.all([0, 1, 2, 3].map(() => startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL] }))));
+    sims = await Promise.all(
+      [0, 1, 2, 3].map(() => startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL] }))),
+    );
     file = endpointsFile(
       endpointsYaml([
         spec('p0', '127.0.0.1', 'prefill', {}, sims[0].port),
@@ -117,25 +127,63 @@ describe('each sample config that loads drives its decision over ext_proc agains
     await Promise.all(sims.map((handle) => handle.close(500)));
   });
 
-  async function withEpp(configText: string, run: (route: (right: Record<string, unknown>, path?: string) => Promise<Routed>) => Promise<void>, pool = file): Promise<void> {
+  async function withEpp(
+    configText: string,
+    run: (route: (right: Record<string, unknown>, path?: string) => Promise<Routed>) => Promise<void>,
+    pool = file,
+  ): Promise<void> {
     let epp: EppHandle | undefined;
     let client: ExtProcTestClient | undefined;
     try {
-      epp = await startEpp(eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, endpointsFile: pool, configText }), { random: seeded(7) });
+      epp = await startEpp(
+        eppConfig({
+          host: '127.0.0.1',
+          grpcPort: 0,
+          grpcHealthPort: 0,
+          metricsPort: 0,
+          secureServing: false,
+          endpointsFile: pool,
+          configText,
+        }),
+        { random: seeded(7) },
+      );
       const e = epp;
-      await waitFor(() => e.store.all().length === 4 && e.store.all().every((endpoint) => endpoint.metrics.updatedAt > 0), SCRAPE_WAIT_MS, 'the EPP to scrape the four simulators');
+      await waitFor(
+        () => e.store.all().length === 4 && e.store.all().every((endpoint) => endpoint.metrics.updatedAt > 0),
+        SCRAPE_WAIT_MS,
+        'the EPP to scrape the four simulators',
+      );
       const c = (client = new ExtProcTestClient(`127.0.0.1:${epp.grpcPort}`));
       let n = 0;
       await run(async (payload, path = '/v1/completions') => {
         const call = c.open();
-        call.send(headers({ ':method': 'POST', ':path': path, ':authority': 'envoy', 'content-type': 'application/json', 'x-request-id': `r${++n}` }), body(JSON.stringify({ model: MODEL, ...payload }), true));
+        call.send(
+          headers({
+            ':method': 'POST',
+            ':path': path,
+            ':authority': 'envoy',
+            'content-type': 'application/json',
+            'x-request-id': `r${++n}`,
+          }),
+          body(JSON.stringify({ model: MODEL, ...payload }), true),
+        );
         const [h] = await call.waitFor(2);
-        const set = new Map(setHeadersOf(h!.request_headers!.response!.header_mutation).map(([k, value]) => [k.toLowerCase(), value]));
-        call.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }), responseBody('{"choices":[]}', true));
+        const set = new Map(
+          setHeadersOf(h!.request_headers!.response!.header_mutation).map(([k, value]) => [k.toLowerCase(), value]),
+        );
+        call.send(
+          responseHeaders({ ':status': '200', 'content-type': 'application/json' }),
+          responseBody('{"choices":[]}', true),
+        );
         await call.waitFor(3);
         call.end();
         expect(await call.ended).toEqual({ code: 0, details: 'OK' });
-        return { destination: set.get('x-gateway-destination-endpoint')!, prefiller: set.get('x-prefiller-host-port'), encoders: set.get('x-encoder-hosts-ports'), dataParallel: set.get('x-data-parallel-host-port') };
+        return {
+          destination: set.get('x-gateway-destination-endpoint')!,
+          prefiller: set.get('x-prefiller-host-port'),
+          encoders: set.get('x-encoder-hosts-ports'),
+          dataParallel: set.get('x-data-parallel-host-port'),
+        };
       });
     } finally {
       client?.close();
@@ -143,13 +191,21 @@ describe('each sample config that loads drives its decision over ext_proc agains
     }
   }
 
-  const drives: Record<Drive, (route: (right: Record<string, unknown>, path?: string) => Promise<Routed>) => Promise<void>> = {
+  const drives: Record<
+    Drive,
+    (route: (right: Record<string, unknown>, path?: string) => Promise<Routed>) => Promise<void>
+  > = {
     async pd(route) {
       const first = await route({ prompt: LONG });
       expect(decodes()).toContain(first.destination);
       expect(first.prefiller).toBe(prefill());
       const again = await route({ prompt: LONG });
-      expect(again).toEqual({ destination: first.destination, prefiller: undefined, encoders: undefined, dataParallel: undefined });
+      expect(again).toEqual({
+        destination: first.destination,
+        prefiller: undefined,
+        encoders: undefined,
+        dataParallel: undefined,
+      });
     },
     async single(route) {
       const r = await route({ prompt: LONG });
@@ -174,7 +230,10 @@ describe('each sample config that loads drives its decision over ext_proc agains
       expect(decodes()).toContain(r.dataParallel);
     },
     async 'e-p-d'(route) {
-      const mm = await route({ messages: [{ role: 'user', content: [{ type: 'text', text: LONG }, IMAGE] }] }, '/v1/chat/completions');
+      const mm = await route(
+        { messages: [{ role: 'user', content: [{ type: 'text', text: LONG }, IMAGE] }] },
+        '/v1/chat/completions',
+      );
       expect(decodes()).toContain(mm.destination);
       expect(mm.encoders).toBe(encode());
       expect(mm.prefiller).toBe(prefill());
@@ -200,7 +259,10 @@ describe('each sample config that loads drives its decision over ext_proc agains
       expect(decodesSeen.size).toBe(2);
     },
     async 'e-pd'(route) {
-      const mm = await route({ messages: [{ role: 'user', content: [{ type: 'text', text: 'what is this?' }, IMAGE] }] }, '/v1/chat/completions');
+      const mm = await route(
+        { messages: [{ role: 'user', content: [{ type: 'text', text: 'what is this?' }, IMAGE] }] },
+        '/v1/chat/completions',
+      );
       expect(decodes()).toContain(mm.destination);
       expect(mm.encoders).toBe(encode());
       expect(mm.prefiller).toBeUndefined();
@@ -212,8 +274,12 @@ describe('each sample config that loads drives its decision over ext_proc agains
 
   for (const [name, e] of Object.entries(EXPECTED)) {
     if (!e.loads) continue;
-    it(`${name}: ${e.drive}`, async () => {
-      await withEpp(fixtureText(name), drives[e.drive], e.drive === 'pd-topology' ? topologyFile : file);
-    }, DRIVE_TIMEOUT_MS);
+    it(
+      `${name}: ${e.drive}`,
+      async () => {
+        await withEpp(fixtureText(name), drives[e.drive], e.drive === 'pd-topology' ? topologyFile : file);
+      },
+      DRIVE_TIMEOUT_MS,
+    );
   }
 });

@@ -25,14 +25,23 @@ describe('usage', () => {
   });
 
   it('SSE with include_usage: null usage on content chunks, the totals on the last', () => {
-    const r = feedAll('data: {"usage":null}\r\n\r\ndata: {"usage":null}\n\ndata: {"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":5}}\n\ndata: [DONE]\n\n', 5);
+    const r = feedAll(
+      'data: {"usage":null}\r\n\r\ndata: {"usage":null}\n\ndata: {"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":5}}\n\ndata: [DONE]\n\n',
+      5,
+    );
     expect(r.usage).toEqual({ promptTokens: 2, completionTokens: 5 });
   });
 
   it('Responses API: usage from response.completed; JSON answers: usage or nothing', () => {
-    const r = feedAll('data: {"type":"response.output_text.delta","delta":"x"}\n\ndata: {"type":"response.completed","response":{"usage":{"input_tokens":3,"output_tokens":4,"input_tokens_details":{"cached_tokens":1}}}}\n\n', 9);
+    const r = feedAll(
+      'data: {"type":"response.output_text.delta","delta":"x"}\n\ndata: {"type":"response.completed","response":{"usage":{"input_tokens":3,"output_tokens":4,"input_tokens_details":{"cached_tokens":1}}}}\n\n',
+      9,
+    );
     expect(r.usage).toEqual({ promptTokens: 3, completionTokens: 4, cachedTokens: 1 });
-    expect(usageFromJson(Buffer.from('{"usage":{"prompt_tokens":"5","completion_tokens":6}}'))).toEqual({ promptTokens: 5, completionTokens: 6 });
+    expect(usageFromJson(Buffer.from('{"usage":{"prompt_tokens":"5","completion_tokens":6}}'))).toEqual({
+      promptTokens: 5,
+      completionTokens: 6,
+    });
     expect(usageFromJson(Buffer.from('not json'))).toBeUndefined();
     expect(feedAll('data: {"choices":[]}\n\n', 4).usage).toBeUndefined();
   });

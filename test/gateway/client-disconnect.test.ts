@@ -16,7 +16,9 @@ interface StreamEvents {
 }
 
 /** Routes every request to `destination` and then holds its stream open (never ends it). */
-async function startHoldingEpp(destination: () => string): Promise<{ address: string; streams: StreamEvents[]; close(): void }> {
+async function startHoldingEpp(
+  destination: () => string,
+): Promise<{ address: string; streams: StreamEvents[]; close(): void }> {
   const streams: StreamEvents[] = [];
   const server = new grpc.Server();
   server.addService(extProcServiceDefinition(), {
@@ -25,16 +27,33 @@ async function startHoldingEpp(destination: () => string): Promise<{ address: st
       streams.push(events);
       call.on('data', (message: ProcessingRequest) => {
         if (!message.request_body?.end_of_stream) return;
-        const set = [{ header: { key: 'x-gateway-destination-endpoint', raw_value: Buffer.from(destination()) }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }];
-        call.write({ request_headers: { response: { clear_route_cache: true, header_mutation: { set_headers: set } } } });
-        call.write({ request_body: { response: { body_mutation: { streamed_response: { body: message.request_body.body, end_of_stream: true } } } } });
+        const set = [
+          {
+            header: { key: 'x-gateway-destination-endpoint', raw_value: Buffer.from(destination()) },
+            append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
+          },
+        ];
+        call.write({
+          request_headers: { response: { clear_route_cache: true, header_mutation: { set_headers: set } } },
+        });
+        call.write({
+          request_body: {
+            response: {
+              body_mutation: { streamed_response: { body: message.request_body.body, end_of_stream: true } },
+            },
+          },
+        });
       });
       call.on('end', () => (events.halfClosed = true));
       call.on('cancelled', () => (events.cancelled = true));
       call.on('error', () => undefined);
     },
   });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, quantile) => (err ? reject(err) : resolve(quantile))));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, quantile) =>
+      err ? reject(err) : resolve(quantile),
+    ),
+  );
   return { address: `127.0.0.1:${port}`, streams, close: () => server.forceShutdown() };
 }
 
@@ -58,7 +77,13 @@ describe('a client that disconnects mid-request', () => {
   it('makes the gateway reset its ext_proc stream (RST_STREAM, not just a half-close) and stop the upstream request', async () => {
     const u = new URL(s.gateway.url);
     const arrived = upstream.nextArrival();
-    const req = http.request({ host: u.hostname, port: u.port, path: '/v1/completions', method: 'POST', headers: { 'content-type': 'application/json' } });
+    const req = http.request({
+      host: u.hostname,
+      port: u.port,
+      path: '/v1/completions',
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+    });
     req.on('error', () => undefined);
     req.end(JSON.stringify({ model: 'm', prompt: 'hi' }));
     const upstreamReq = await arrived;

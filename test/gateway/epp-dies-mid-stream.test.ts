@@ -25,20 +25,46 @@ async function startEppFailingMidResponse(destination: () => string): Promise<{ 
       call.on('error', () => undefined);
       call.on('data', (message: ProcessingRequest) => {
         if (message.request_body?.end_of_stream) {
-          const set = [{ header: { key: 'x-gateway-destination-endpoint', raw_value: Buffer.from(destination()) }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }];
-          call.write({ request_headers: { response: { clear_route_cache: true, header_mutation: { set_headers: set } } } });
-          call.write({ request_body: { response: { body_mutation: { streamed_response: { body: message.request_body.body, end_of_stream: true } } } } });
+          const set = [
+            {
+              header: { key: 'x-gateway-destination-endpoint', raw_value: Buffer.from(destination()) },
+              append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
+            },
+          ];
+          call.write({
+            request_headers: { response: { clear_route_cache: true, header_mutation: { set_headers: set } } },
+          });
+          call.write({
+            request_body: {
+              response: {
+                body_mutation: { streamed_response: { body: message.request_body.body, end_of_stream: true } },
+              },
+            },
+          });
         } else if (message.response_headers) {
           call.write({ response_headers: { response: {} } });
         } else if (message.response_body) {
           const chunk = Buffer.from(message.response_body.body ?? []);
-          if (chunk.toString().includes(`"t${FAIL_AT}"`)) return call.emit('error', { code: grpc.status.INTERNAL, details: 'EPP failed mid-response' });
-          call.write({ response_body: { response: { body_mutation: { streamed_response: { body: chunk, end_of_stream: !!message.response_body.end_of_stream } } } } });
+          if (chunk.toString().includes(`"t${FAIL_AT}"`))
+            return call.emit('error', { code: grpc.status.INTERNAL, details: 'EPP failed mid-response' });
+          call.write({
+            response_body: {
+              response: {
+                body_mutation: {
+                  streamed_response: { body: chunk, end_of_stream: !!message.response_body.end_of_stream },
+                },
+              },
+            },
+          });
         }
       });
     },
   });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, quantile) => (err ? reject(err) : resolve(quantile))));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, quantile) =>
+      err ? reject(err) : resolve(quantile),
+    ),
+  );
   return { address: `127.0.0.1:${port}`, close: () => server.forceShutdown() };
 }
 
@@ -64,12 +90,22 @@ function streamThrough(stack: GatewayStack): Promise<ClientView> {
   };
   const u = new URL(stack.gateway.url);
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: u.hostname, port: u.port, path: '/v1/completions', method: 'POST', headers: { 'content-type': 'application/json' }, timeout: 15_000 }, (res) => {
-      let text = '';
-      res.on('data', (chunk: Buffer) => (text += chunk.toString()));
-      res.on('end', () => resolve({ status: res.statusCode!, text, ending: 'end' }));
-      res.on('error', (err) => resolve({ status: res.statusCode!, text, ending: err.message }));
-    });
+    const req = http.request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path: '/v1/completions',
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        timeout: 15_000,
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, text, ending: 'end' }));
+        res.on('error', (err) => resolve({ status: res.statusCode!, text, ending: err.message }));
+      },
+    );
     req.on('timeout', () => req.destroy(new Error('no end within 15 s')));
     req.on('error', reject);
     req.end(JSON.stringify({ model: 'm', prompt: 'hi', stream: true }));
@@ -85,9 +121,17 @@ afterEach(async () => {
 async function setUp(failureModeAllow: boolean): Promise<GatewayStack> {
   const upstream: Recorder = await startRecorder();
   const epp = await startEppFailingMidResponse(() => upstream.hostPort);
-  const s = await startGatewayStack({ epp: false, eppAddress: epp.address, gateway: { failureModeAllow, fallbackEndpoints: [upstream.hostPort] } });
+  const s = await startGatewayStack({
+    epp: false,
+    eppAddress: epp.address,
+    gateway: { failureModeAllow, fallbackEndpoints: [upstream.hostPort] },
+  });
   s.decode = upstream;
-  cleanup.push(() => upstream.close(), () => epp.close(), () => s.close());
+  cleanup.push(
+    () => upstream.close(),
+    () => epp.close(),
+    () => s.close(),
+  );
   return s;
 }
 
@@ -105,6 +149,8 @@ describe('the EPP fails mid-response, holding a chunk', () => {
     // What arrived is an unbroken start of the stream, ending before the event the EPP failed on.
     expect(ALL.startsWith(view.text)).toBe(true);
     expect(view.text).not.toContain(`"t${FAIL_AT}"`);
-    expect((await s.gateway.metrics.eppFailures.get()).values).toEqual([expect.objectContaining({ labels: { stage: 'response body' }, value: 1 })]);
+    expect((await s.gateway.metrics.eppFailures.get()).values).toEqual([
+      expect.objectContaining({ labels: { stage: 'response body' }, value: 1 }),
+    ]);
   });
 });

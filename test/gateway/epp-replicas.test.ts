@@ -21,18 +21,34 @@ async function startFollower(): Promise<{ address: string; streams: () => number
     Process: (call: grpc.ServerDuplexStream<ProcessingRequest, unknown>) => {
       streams++;
       call.once('data', () => {
-        call.write(immediateResponse(new InferenceError('ServiceUnavailable', 'this EPP replica is not the leader (the leader is epp-0)', 'rejected-not-leader')));
+        call.write(
+          immediateResponse(
+            new InferenceError(
+              'ServiceUnavailable',
+              'this EPP replica is not the leader (the leader is epp-0)',
+              'rejected-not-leader',
+            ),
+          ),
+        );
         call.end();
       });
       call.on('error', () => undefined);
     },
   });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
-  return { address: `127.0.0.1:${port}`, streams: () => streams, close: () => new Promise((r) => server.tryShutdown(() => r())) };
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+  );
+  return {
+    address: `127.0.0.1:${port}`,
+    streams: () => streams,
+    close: () => new Promise((r) => server.tryShutdown(() => r())),
+  };
 }
 
-const retries = async (s: GatewayStack) => Object.fromEntries((await s.gateway.metrics.eppRetries.get()).values.map((v) => [v.labels.reason, v.value]));
-const completion = (s: GatewayStack) => postJson(`${s.gateway.url}/v1/completions`, { model: 'food-review', prompt: 'hi', max_tokens: 1 });
+const retries = async (s: GatewayStack) =>
+  Object.fromEntries((await s.gateway.metrics.eppRetries.get()).values.map((v) => [v.labels.reason, v.value]));
+const completion = (s: GatewayStack) =>
+  postJson(`${s.gateway.url}/v1/completions`, { model: 'food-review', prompt: 'hi', max_tokens: 1 });
 
 let stack: GatewayStack | undefined;
 const closers: Array<() => Promise<void>> = [];
@@ -50,7 +66,9 @@ describe('gateway with several --epp replicas', () => {
     stack = await startGatewayStack();
     const leader = `127.0.0.1:${stack.epp!.grpcPort}`;
     // A second gateway, in front of the three replicas (the stack closes its own).
-    const gateway = await startGateway(gatewayConfig({ host: '127.0.0.1', port: 0, eppTls: false, epp: `${follower.address},${down},${leader}` }));
+    const gateway = await startGateway(
+      gatewayConfig({ host: '127.0.0.1', port: 0, eppTls: false, epp: `${follower.address},${down},${leader}` }),
+    );
     closers.push(() => gateway.close(1_000));
     stack = { ...stack, gateway };
     const r = await completion(stack);
@@ -73,7 +91,9 @@ describe('gateway with several --epp replicas', () => {
     // A broken replica and two followers: no leader answered; the last answer was a follower's.
     expect(r.status).toBe(503);
     expect(r.headers.get('x-llm-d-request-dropped-reason')).toBe('rejected-not-leader');
-    expect(r.text).toBe('inference error: ServiceUnavailable - this EPP replica is not the leader (the leader is epp-0)');
+    expect(r.text).toBe(
+      'inference error: ServiceUnavailable - this EPP replica is not the leader (the leader is epp-0)',
+    );
     expect(stack.decode.requests.length + stack.prefill.requests.length).toBe(0);
   });
 
@@ -81,15 +101,29 @@ describe('gateway with several --epp replicas', () => {
     const follower = await startFollower();
     closers.push(follower.close);
     const future = await closedPort(); // nothing listens there yet
-    stack = await startGatewayStack({ epp: false, gateway: { epp: `${follower.address},${future}`, eppRetryTimeout: 30_000 } });
+    stack = await startGatewayStack({
+      epp: false,
+      gateway: { epp: `${follower.address},${future}`, eppRetryTimeout: 30_000 },
+    });
     const pending = completion(stack);
     // Synchronise on the gateway having asked the follower in two rounds, then start the leader where it will look.
     const deadline = Date.now() + 30_000;
     while (follower.streams() < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     expect(follower.streams()).toBeGreaterThanOrEqual(2);
-    const specs = [spec('prefill-0', '127.0.0.1', 'prefill', {}, stack.prefill.port), spec('decode-0', '127.0.0.1', 'decode', {}, stack.decode.port)];
+    const specs = [
+      spec('prefill-0', '127.0.0.1', 'prefill', {}, stack.prefill.port),
+      spec('decode-0', '127.0.0.1', 'decode', {}, stack.decode.port),
+    ];
     const epp = await startEpp(
-      eppConfig({ host: '127.0.0.1', grpcPort: Number(future.split(':')[1]), grpcHealthPort: 0, metricsPort: 0, secureServing: false, endpointsFile: endpointsFile(endpointsYaml(specs)), configText: PD_EPP_CONFIG }),
+      eppConfig({
+        host: '127.0.0.1',
+        grpcPort: Number(future.split(':')[1]),
+        grpcHealthPort: 0,
+        metricsPort: 0,
+        secureServing: false,
+        endpointsFile: endpointsFile(endpointsYaml(specs)),
+        configText: PD_EPP_CONFIG,
+      }),
     );
     closers.push(() => epp.close(1_000));
     const r = await pending;

@@ -58,8 +58,13 @@ export async function startRecorder(): Promise<Recorder> {
     req.on('end', () => {
       const body = Buffer.concat(parts);
       rec.requests.push({ method: req.method!, url: req.url!, headers: req.headers, body: body.toString() });
-      if (rec.handler) { rec.handler(req, res, body); return; }
-      res.writeHead(200, { 'content-type': 'application/json' }).end(req.method === 'GET' ? '{"object":"list","data":[]}' : COMPLETION);
+      if (rec.handler) {
+        rec.handler(req, res, body);
+        return;
+      }
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(req.method === 'GET' ? '{"object":"list","data":[]}' : COMPLETION);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -92,15 +97,33 @@ export async function startGatewayStack(
   const decode = await startRecorder();
   let epp: EppHandle | undefined;
   if (options.epp !== false) {
-    const specs = [spec('prefill-0', '127.0.0.1', 'prefill', {}, prefill.port), spec('decode-0', '127.0.0.1', 'decode', {}, decode.port)];
+    const specs = [
+      spec('prefill-0', '127.0.0.1', 'prefill', {}, prefill.port),
+      spec('decode-0', '127.0.0.1', 'decode', {}, decode.port),
+    ];
     epp = await startEpp(
-      eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, endpointsFile: endpointsFile(endpointsYaml(specs)), configText: PD_EPP_CONFIG, ...options.epp }),
+      eppConfig({
+        host: '127.0.0.1',
+        grpcPort: 0,
+        grpcHealthPort: 0,
+        metricsPort: 0,
+        secureServing: false,
+        endpointsFile: endpointsFile(endpointsYaml(specs)),
+        configText: PD_EPP_CONFIG,
+        ...options.epp,
+      }),
       { random: seeded() },
     );
   }
   const overrides = typeof options.gateway === 'function' ? options.gateway({ prefill, decode }) : options.gateway;
   const gateway = await startGateway(
-    gatewayConfig({ host: '127.0.0.1', port: 0, eppTls: false, epp: epp ? `127.0.0.1:${epp.grpcPort}` : (options.eppAddress ?? (await closedPort())), ...overrides }),
+    gatewayConfig({
+      host: '127.0.0.1',
+      port: 0,
+      eppTls: false,
+      epp: epp ? `127.0.0.1:${epp.grpcPort}` : (options.eppAddress ?? (await closedPort())),
+      ...overrides,
+    }),
   );
   return {
     epp,
@@ -133,6 +156,10 @@ export async function startFailingEpp(): Promise<{ address: string; close(): Pro
       call.on('error', () => undefined);
     },
   });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, quantile) => (err ? reject(err) : resolve(quantile))));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, quantile) =>
+      err ? reject(err) : resolve(quantile),
+    ),
+  );
   return { address: `127.0.0.1:${port}`, close: () => new Promise((resolve) => server.tryShutdown(() => resolve())) };
 }

@@ -7,12 +7,19 @@
 import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
-import { extProcServiceDefinition, type ProcessingRequest, type ProcessingResponse } from '../../src/common/envoy/ext-proc.js';
+import {
+  extProcServiceDefinition,
+  type ProcessingRequest,
+  type ProcessingResponse,
+} from '../../src/common/envoy/ext-proc.js';
 import { gatewayConfig, startGateway, type GatewayHandle } from '../../src/gateway/index.js';
 import { applyMutation, InvalidHeaderMutation } from '../../src/gateway/header-mutation.js';
 
 const hv = (key: string, value: string) => ({ key, raw_value: Buffer.from(value) });
-const set = (key: string, value: string, append?: boolean) => ({ header: hv(key, value), ...(append === undefined ? {} : { append: { value: append } }) });
+const set = (key: string, value: string, append?: boolean) => ({
+  header: hv(key, value),
+  ...(append === undefined ? {} : { append: { value: append } }),
+});
 
 describe('ext_proc header mutations in the gateway', () => {
   it('a set header replaces the values unless append is true; append_action is ignored, as Envoy ignores it', () => {
@@ -86,14 +93,26 @@ describe('ext_proc header mutations in the gateway', () => {
 
   it(':status is applied only when it is a status code of at least 200', () => {
     const h = new Map<string, string[]>([[':status', ['200']]]);
-    expect(applyMutation(h, { set_headers: [set(':status', '418', false), set(':status', 'not a number', false), set(':status', '100', false)] })).toBe(2);
+    expect(
+      applyMutation(h, {
+        set_headers: [
+          set(':status', '418', false),
+          set(':status', 'not a number', false),
+          set(':status', '100', false),
+        ],
+      }),
+    ).toBe(2);
     expect(h.get(':status')).toEqual(['418']);
   });
 
   it('a name or value with characters HTTP forbids fails the whole mutation, before anything is changed', () => {
     const h = new Map<string, string[]>([['x-a', ['1']]]);
-    expect(() => applyMutation(h, { remove_headers: ['x-a'], set_headers: [set('x-append-this\n', 'v')] })).toThrow(InvalidHeaderMutation);
-    expect(() => applyMutation(h, { remove_headers: ['x-a'], set_headers: [set('x-b', 'value\r')] })).toThrow(/set_contains_invalid_character/);
+    expect(() => applyMutation(h, { remove_headers: ['x-a'], set_headers: [set('x-append-this\n', 'v')] })).toThrow(
+      InvalidHeaderMutation,
+    );
+    expect(() => applyMutation(h, { remove_headers: ['x-a'], set_headers: [set('x-b', 'value\r')] })).toThrow(
+      /set_contains_invalid_character/,
+    );
     expect(() => applyMutation(h, { remove_headers: ['host\n'] })).toThrow(/remove_contains_invalid_character/);
     expect(h.get('x-a')).toEqual(['1']);
   });
@@ -111,7 +130,10 @@ describe('gateway with an EPP that echoes pseudo-headers (as llm-d-router ebab68
   });
 
   /** An upstream that records each request's method, URL and headers. */
-  async function recordingUpstream(): Promise<{ port: number; seen: Array<{ method: string; url: string; headers: http.IncomingHttpHeaders }> }> {
+  async function recordingUpstream(): Promise<{
+    port: number;
+    seen: Array<{ method: string; url: string; headers: http.IncomingHttpHeaders }>;
+  }> {
     const seen: Array<{ method: string; url: string; headers: http.IncomingHttpHeaders }> = [];
     upstream = http.createServer((req, res) => {
       req.resume();
@@ -126,25 +148,61 @@ describe('gateway with an EPP that echoes pseudo-headers (as llm-d-router ebab68
   }
 
   /** An ext_proc server answering request headers with `mutation(destination, requestHeaders)`, response headers with `responseMutation`. */
-  async function stubEpp(mutation: (headers: Map<string, string>) => ProcessingResponse, responseMutation: ProcessingResponse): Promise<number> {
+  async function stubEpp(
+    mutation: (headers: Map<string, string>) => ProcessingResponse,
+    responseMutation: ProcessingResponse,
+  ): Promise<number> {
     epp = new grpc.Server();
     epp.addService(extProcServiceDefinition(), {
       Process: (call: grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>) => {
         call.on('data', (m: ProcessingRequest) => {
           if (m.request_headers) {
-            const h = new Map((m.request_headers.headers?.headers ?? []).map((x) => [x.key, Buffer.from(x.raw_value ?? []).toString() || x.value || '']));
+            const h = new Map(
+              (m.request_headers.headers?.headers ?? []).map((x) => [
+                x.key,
+                Buffer.from(x.raw_value ?? []).toString() || x.value || '',
+              ]),
+            );
             call.write(mutation(h));
             if (m.request_headers.end_of_stream) return;
           }
-          if (m.request_body) call.write({ request_body: { response: { body_mutation: { streamed_response: { body: m.request_body.body ?? Buffer.alloc(0), end_of_stream: m.request_body.end_of_stream ?? false } } } } });
+          if (m.request_body)
+            call.write({
+              request_body: {
+                response: {
+                  body_mutation: {
+                    streamed_response: {
+                      body: m.request_body.body ?? Buffer.alloc(0),
+                      end_of_stream: m.request_body.end_of_stream ?? false,
+                    },
+                  },
+                },
+              },
+            });
           if (m.response_headers) call.write(responseMutation);
-          if (m.response_body) call.write({ response_body: { response: { body_mutation: { streamed_response: { body: m.response_body.body ?? Buffer.alloc(0), end_of_stream: m.response_body.end_of_stream ?? false } } } } });
+          if (m.response_body)
+            call.write({
+              response_body: {
+                response: {
+                  body_mutation: {
+                    streamed_response: {
+                      body: m.response_body.body ?? Buffer.alloc(0),
+                      end_of_stream: m.response_body.end_of_stream ?? false,
+                    },
+                  },
+                },
+              },
+            });
         });
         call.on('end', () => call.end());
         call.on('error', () => undefined);
       },
     });
-    return new Promise((resolve, reject) => epp!.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))));
+    return new Promise((resolve, reject) =>
+      epp!.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) =>
+        err ? reject(err) : resolve(port),
+      ),
+    );
   }
 
   it('echoed :method, :authority, :scheme and host are ignored, :path rewrites the path, no pseudo-header goes upstream; :status from the EPP sets the status', async () => {
@@ -158,16 +216,40 @@ describe('gateway with an EPP that echoes pseudo-headers (as llm-d-router ebab68
               set_headers: [
                 set('x-gateway-destination-endpoint', `127.0.0.1:${up.port}`),
                 // Everything it received, as llm-d-router's generateHeaders echoes it.
-                ...[...h].filter(([k]) => k !== 'content-length').map(([k, v]) => set(k, k === ':path' ? '/v1/rewritten' : k === ':method' ? 'DELETE' : k === ':authority' || k === 'host' ? 'elsewhere:1' : v)),
+                ...[...h]
+                  .filter(([k]) => k !== 'content-length')
+                  .map(([k, v]) =>
+                    set(
+                      k,
+                      k === ':path'
+                        ? '/v1/rewritten'
+                        : k === ':method'
+                          ? 'DELETE'
+                          : k === ':authority' || k === 'host'
+                            ? 'elsewhere:1'
+                            : v,
+                    ),
+                  ),
               ],
             },
           },
         },
       }),
-      { response_headers: { response: { header_mutation: { set_headers: [set(':status', '201'), set('x-from-epp', '1')] } } } },
+      {
+        response_headers: {
+          response: { header_mutation: { set_headers: [set(':status', '201'), set('x-from-epp', '1')] } },
+        },
+      },
     );
-    gateway = await startGateway(gatewayConfig({ host: '127.0.0.1', port: 0, epp: `127.0.0.1:${eppPort}`, eppTls: false }));
-    const r = await fetch(`${gateway.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-client': 'c' }, body: '{"model":"m","prompt":"hi"}', signal: AbortSignal.timeout(10_000) });
+    gateway = await startGateway(
+      gatewayConfig({ host: '127.0.0.1', port: 0, epp: `127.0.0.1:${eppPort}`, eppTls: false }),
+    );
+    const r = await fetch(`${gateway.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-client': 'c' },
+      body: '{"model":"m","prompt":"hi"}',
+      signal: AbortSignal.timeout(10_000),
+    });
     expect(r.status).toBe(201);
     expect(await r.text()).toBe('{"ok":true}');
     expect(r.headers.get('x-from-epp')).toBe('1');
@@ -186,11 +268,33 @@ describe('gateway with an EPP that echoes pseudo-headers (as llm-d-router ebab68
   it('an invalid header value from the EPP answers 500 and never reaches the upstream', async () => {
     const up = await recordingUpstream();
     const eppPort = await stubEpp(
-      () => ({ request_headers: { response: { header_mutation: { set_headers: [set('x-gateway-destination-endpoint', `127.0.0.1:${up.port}`), set('x-bad', 'a\r\nb')] } } } }),
+      () => ({
+        request_headers: {
+          response: {
+            header_mutation: {
+              set_headers: [set('x-gateway-destination-endpoint', `127.0.0.1:${up.port}`), set('x-bad', 'a\r\nb')],
+            },
+          },
+        },
+      }),
       { response_headers: { response: {} } },
     );
-    gateway = await startGateway(gatewayConfig({ host: '127.0.0.1', port: 0, epp: `127.0.0.1:${eppPort}`, eppTls: false, failureModeAllow: true, fallbackEndpoints: [`127.0.0.1:${up.port}`] }));
-    const r = await fetch(`${gateway.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}', signal: AbortSignal.timeout(10_000) });
+    gateway = await startGateway(
+      gatewayConfig({
+        host: '127.0.0.1',
+        port: 0,
+        epp: `127.0.0.1:${eppPort}`,
+        eppTls: false,
+        failureModeAllow: true,
+        fallbackEndpoints: [`127.0.0.1:${up.port}`],
+      }),
+    );
+    const r = await fetch(`${gateway.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+      signal: AbortSignal.timeout(10_000),
+    });
     expect(r.status).toBe(500);
     expect(await r.text()).toMatch(/invalid header mutation.*set_contains_invalid_character: "x-bad"/);
     expect(up.seen).toHaveLength(0);

@@ -9,12 +9,16 @@ import { startFailingEpp, startGatewayStack, type GatewayStack, type RecordedReq
 
 const MARK = '6.6.6.6';
 /** Every routing header with a value naming the smuggler (one in upper case, as clients may send it). */
-const smuggled: Record<string, string> = Object.fromEntries(ROUTING_HEADERS.map((host, i) => [i === 0 ? host.toUpperCase() : host, `${MARK}:${i + 1}`]));
+const smuggled: Record<string, string> = Object.fromEntries(
+  ROUTING_HEADERS.map((host, i) => [i === 0 ? host.toUpperCase() : host, `${MARK}:${i + 1}`]),
+);
 const LONG_PROMPT = 'Summarize the following text. '.repeat(10);
 
 /** The routing headers of a request as the upstream received it. */
 function routing(request: RecordedRequest): Record<string, unknown> {
-  return Object.fromEntries(ROUTING_HEADERS.filter((host) => request.headers[host] !== undefined).map((host) => [host, request.headers[host]]));
+  return Object.fromEntries(
+    ROUTING_HEADERS.filter((host) => request.headers[host] !== undefined).map((host) => [host, request.headers[host]]),
+  );
 }
 
 async function post(url: string, prompt: string, headers: Record<string, string> = smuggled): Promise<number> {
@@ -35,17 +39,20 @@ describe('through the gateway and the EPP', () => {
   });
   afterAll(() => s.close());
 
-  it('decode-only: the sidecar sees the EPP\'s destination and no other routing header', async () => {
+  it("decode-only: the sidecar sees the EPP's destination and no other routing header", async () => {
     expect(await post(s.gateway.url, 'hi')).toBe(200);
     expect(routing(s.decode.requests.at(-1)!)).toEqual({ [DESTINATION_ENDPOINT]: s.decode.hostPort });
   });
 
-  it('P/D: the sidecar sees the EPP\'s destination and prefiller, nothing the client sent (x-prefiller-url included)', async () => {
+  it("P/D: the sidecar sees the EPP's destination and prefiller, nothing the client sent (x-prefiller-url included)", async () => {
     expect(await post(s.gateway.url, `A fresh question. ${LONG_PROMPT}`)).toBe(200);
-    expect(routing(s.decode.requests.at(-1)!)).toEqual({ [DESTINATION_ENDPOINT]: s.decode.hostPort, [PREFILLER_HOST_PORT]: s.prefill.hostPort });
+    expect(routing(s.decode.requests.at(-1)!)).toEqual({
+      [DESTINATION_ENDPOINT]: s.decode.hostPort,
+      [PREFILLER_HOST_PORT]: s.prefill.hostPort,
+    });
   });
 
-  it('a header-only request (GET, no body): none of the client\'s routing headers arrive', async () => {
+  it("a header-only request (GET, no body): none of the client's routing headers arrive", async () => {
     const before = s.prefill.requests.length + s.decode.requests.length;
     const res = await fetch(`${s.gateway.url}/v1/models`, { headers: smuggled, signal: AbortSignal.timeout(10_000) });
     expect(res.status).toBe(200);
@@ -59,7 +66,10 @@ describe('through the gateway and the EPP', () => {
 });
 
 describe('a fail-open gateway strips every routing header when it skips the EPP', () => {
-  const failOpen = (result: { decode: { hostPort: string } }) => ({ failureModeAllow: true, fallbackEndpoints: [result.decode.hostPort] });
+  const failOpen = (result: { decode: { hostPort: string } }) => ({
+    failureModeAllow: true,
+    fallbackEndpoints: [result.decode.hostPort],
+  });
 
   it('EPP unreachable: the fallback endpoint gets none of them', async () => {
     const s = await startGatewayStack({ epp: false, gateway: failOpen });
@@ -80,7 +90,9 @@ describe('a fail-open gateway strips every routing header when it skips the EPP'
       expect(await post(s.gateway.url, 'hi')).toBe(200);
       expect(s.decode.requests).toHaveLength(1);
       expect(routing(s.decode.requests[0])).toEqual({});
-      expect(await s.gateway.metrics.eppFailures.get()).toMatchObject({ values: [{ value: 1, labels: { stage: 'stream' } }] });
+      expect(await s.gateway.metrics.eppFailures.get()).toMatchObject({
+        values: [{ value: 1, labels: { stage: 'stream' } }],
+      });
     } finally {
       await s.close();
       await broken.close();
@@ -89,8 +101,10 @@ describe('a fail-open gateway strips every routing header when it skips the EPP'
 });
 
 describe('deep JSON through a fail-open gateway', () => {
-  it('is the EPP\'s 400, and nothing reaches the sidecar (the EPP is not skipped)', async () => {
-    const s = await startGatewayStack({ gateway: (result) => ({ failureModeAllow: true, fallbackEndpoints: [result.decode.hostPort] }) });
+  it("is the EPP's 400, and nothing reaches the sidecar (the EPP is not skipped)", async () => {
+    const s = await startGatewayStack({
+      gateway: (result) => ({ failureModeAllow: true, fallbackEndpoints: [result.decode.hostPort] }),
+    });
     try {
       for (const depth of [4_100, 100_000]) {
         const res = await fetch(`${s.gateway.url}/v1/chat/completions`, {
@@ -100,7 +114,9 @@ describe('deep JSON through a fail-open gateway', () => {
           signal: AbortSignal.timeout(10_000),
         });
         expect(res.status).toBe(400);
-        expect(await res.text()).toBe("inference error: BadRequest - error unmarshaling request bodyMap: invalid character '[' exceeded max depth");
+        expect(await res.text()).toBe(
+          "inference error: BadRequest - error unmarshaling request bodyMap: invalid character '[' exceeded max depth",
+        );
       }
       expect([...s.decode.requests, ...s.prefill.requests]).toEqual([]);
       expect(await s.gateway.metrics.failOpen.get()).toMatchObject({ values: [{ value: 0 }] });

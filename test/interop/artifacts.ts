@@ -24,7 +24,18 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { ROOT, runProcess } from '../helpers.js';
 import { BIN_DIR, CACHE_DIR } from './toolchain.js';
@@ -38,7 +49,8 @@ export const GATEWAY_API_MODULE = 'sigs.k8s.io/gateway-api';
 export const SCHEDULER_MODULE = 'github.com/llm-d/llm-d-inference-scheduler';
 export const SCHEDULER_VERSION = 'v0.7.1';
 export const ROUTER_COMMIT = 'ebab687927f5331c1b39defcb579a07951bce56c';
-export const ROUTER_TARBALL = process.env.PD_INTEROP_LLM_D_ROUTER_TARBALL || '/work/shared/upstream/llm-d-router-ebab687.tar.gz';
+export const ROUTER_TARBALL =
+  process.env.PD_INTEROP_LLM_D_ROUTER_TARBALL || '/work/shared/upstream/llm-d-router-ebab687.tar.gz';
 const ROUTER_TARBALL_SHA256 = '2d14eaa33a2d54a41e596105a117294d735455c94755e0554a90d4cf307b4b83';
 
 /** The plugins of llm-d-inference-scheduler v0.7.1 that import github.com/llm-d/llm-d-kv-cache (refused by the proxy). */
@@ -46,7 +58,13 @@ const SCHEDULER_REMOVED = {
   paths: ['pkg/plugins/preparedata', 'pkg/plugins/multi'],
   scorerFiles: /^precise_prefix_cache.*\.go$/,
   /** Lines of pkg/plugins/register.go that import or register them; exactly these five must be found. */
-  registerLines: [/pkg\/plugins\/multi"$/, /pkg\/plugins\/preparedata"$/, /scorer\.PrecisePrefixCachePlugin/, /preparedata\.TokenizerPlugin/, /multi\.ContextLengthAware/],
+  registerLines: [
+    /pkg\/plugins\/multi"$/,
+    /pkg\/plugins\/preparedata"$/,
+    /scorer\.PrecisePrefixCachePlugin/,
+    /preparedata\.TokenizerPlugin/,
+    /multi\.ContextLengthAware/,
+  ],
 };
 export const SCHEDULER_EPP_NOTE =
   'built without the precise-prefix-cache-scorer, tokenizer and context-length-aware plugins: they import ' +
@@ -82,7 +100,8 @@ export interface Artifact {
   note?: string;
 }
 
-export type ArtifactOutcome = ({ ok: true } & Artifact) | { ok: false; name: ArtifactName; description: string; reason: string };
+export type ArtifactOutcome =
+  ({ ok: true } & Artifact) | { ok: false; name: ArtifactName; description: string; reason: string };
 
 /** An artifact could not be made; the message names what is missing. */
 export class ArtifactError extends Error {
@@ -102,7 +121,9 @@ interface Definition {
 }
 
 const pinOfGoMod = (dir: string, module: string): string => {
-  const m = new RegExp(`^\\s*(?:require\\s+)?${module.replace(/[.]/g, '\\.')} (v\\S+)`, 'm').exec(readFileSync(path.join(BUILDS_DIR, dir, 'go.mod'), 'utf8'));
+  const m = new RegExp(`^\\s*(?:require\\s+)?${module.replace(/[.]/g, '\\.')} (v\\S+)`, 'm').exec(
+    readFileSync(path.join(BUILDS_DIR, dir, 'go.mod'), 'utf8'),
+  );
   return m?.[1] ?? '?';
 };
 export const KUBERNETES_VERSION = pinOfGoMod('kube-apiserver', 'k8s.io/kubernetes');
@@ -119,7 +140,9 @@ const DEFINITIONS: Record<ArtifactName, Definition> = {
     make: (log) => {
       const v = KUBERNETES_VERSION.replace(/^v/, '').split('.');
       // The version the binary reports (/version, --version); a plain `go build` would say v0.0.0-master.
-      const ldflags = [`gitVersion=${KUBERNETES_VERSION}`, `gitMajor=${v[0]}`, `gitMinor=${v[1]}`, 'gitTreeState=clean'].map((x) => `-X k8s.io/component-base/version.${x}`).join(' ');
+      const ldflags = [`gitVersion=${KUBERNETES_VERSION}`, `gitMajor=${v[0]}`, `gitMinor=${v[1]}`, 'gitTreeState=clean']
+        .map((x) => `-X k8s.io/component-base/version.${x}`)
+        .join(' ');
       return buildTool('kube-apiserver', 'k8s.io/kubernetes/cmd/kube-apiserver', log, ['-ldflags', ldflags]);
     },
   },
@@ -127,20 +150,43 @@ const DEFINITIONS: Record<ArtifactName, Definition> = {
     description: `helm ${HELM_VERSION} (helm.sh/helm/v4/cmd/helm)`,
     make: (log) => buildTool('helm', 'helm.sh/helm/v4/cmd/helm', log),
   },
-  'gaie-v1.4.0': { description: `${GAIE_MODULE} v1.4.0 (CRDs, inferencepool chart)`, make: (log) => moduleDir(GAIE_MODULE, 'v1.4.0', log) },
-  'gaie-v1.5.0': { description: `${GAIE_MODULE} v1.5.0 (CRDs, inferencepool chart)`, make: (log) => moduleDir(GAIE_MODULE, 'v1.5.0', log) },
-  'gateway-api-v1.4.0': { description: `${GATEWAY_API_MODULE} v1.4.0 (standard CRDs)`, make: (log) => moduleDir(GATEWAY_API_MODULE, 'v1.4.0', log) },
+  'gaie-v1.4.0': {
+    description: `${GAIE_MODULE} v1.4.0 (CRDs, inferencepool chart)`,
+    make: (log) => moduleDir(GAIE_MODULE, 'v1.4.0', log),
+  },
+  'gaie-v1.5.0': {
+    description: `${GAIE_MODULE} v1.5.0 (CRDs, inferencepool chart)`,
+    make: (log) => moduleDir(GAIE_MODULE, 'v1.5.0', log),
+  },
+  'gateway-api-v1.4.0': {
+    description: `${GATEWAY_API_MODULE} v1.4.0 (standard CRDs)`,
+    make: (log) => moduleDir(GATEWAY_API_MODULE, 'v1.4.0', log),
+  },
   'llm-d-inference-scheduler-v0.7.1-src': {
     description: `${SCHEDULER_MODULE} ${SCHEDULER_VERSION} source, patched`,
     make: (log) => schedulerSource(log),
   },
   'llm-d-inference-scheduler-v0.7.1-epp': {
     description: `llm-d-inference-scheduler ${SCHEDULER_VERSION} cmd/epp`,
-    make: async (log) => ({ ...(await buildUpstream('llm-d-inference-scheduler-v0.7.1-src', 'cmd/epp', 'llm-d-inference-scheduler-v0.7.1-epp', log)), note: SCHEDULER_EPP_NOTE }),
+    make: async (log) => ({
+      ...(await buildUpstream(
+        'llm-d-inference-scheduler-v0.7.1-src',
+        'cmd/epp',
+        'llm-d-inference-scheduler-v0.7.1-epp',
+        log,
+      )),
+      note: SCHEDULER_EPP_NOTE,
+    }),
   },
   'llm-d-inference-scheduler-v0.7.1-pd-sidecar': {
     description: `llm-d-inference-scheduler ${SCHEDULER_VERSION} cmd/pd-sidecar`,
-    make: (log) => buildUpstream('llm-d-inference-scheduler-v0.7.1-src', 'cmd/pd-sidecar', 'llm-d-inference-scheduler-v0.7.1-pd-sidecar', log),
+    make: (log) =>
+      buildUpstream(
+        'llm-d-inference-scheduler-v0.7.1-src',
+        'cmd/pd-sidecar',
+        'llm-d-inference-scheduler-v0.7.1-pd-sidecar',
+        log,
+      ),
   },
   'llm-d-router-ebab687-src': {
     description: `llm-d-router ${ROUTER_COMMIT.slice(0, 7)} source (${path.basename(ROUTER_TARBALL)})`,
@@ -183,7 +229,13 @@ export function artifact(name: ArtifactName, log: Log = quiet): Promise<Artifact
         const r = await def.make(log);
         const seconds = (Date.now() - started) / 1000;
         if (!r.cached) recordBuildTime(name, seconds);
-        return { name, description: def.description, ...r, seconds: r.cached ? 0 : seconds, lastBuildSeconds: buildTimes()[name]?.seconds };
+        return {
+          name,
+          description: def.description,
+          ...r,
+          seconds: r.cached ? 0 : seconds,
+          lastBuildSeconds: buildTimes()[name]?.seconds,
+        };
       } catch (e) {
         if (e instanceof ArtifactError) throw e;
         throw new ArtifactError(name, `${def.description}: ${(e as Error).message}`);
@@ -195,7 +247,10 @@ export function artifact(name: ArtifactName, log: Log = quiet): Promise<Artifact
 }
 
 /** Builds the artifacts one at a time (Go uses both cores for one build), recording failures instead of throwing. */
-export async function prebuild(names: readonly ArtifactName[], log: Log): Promise<Partial<Record<ArtifactName, ArtifactOutcome>>> {
+export async function prebuild(
+  names: readonly ArtifactName[],
+  log: Log,
+): Promise<Partial<Record<ArtifactName, ArtifactOutcome>>> {
   const out: Partial<Record<ArtifactName, ArtifactOutcome>> = {};
   for (const name of names) {
     try {
@@ -236,7 +291,8 @@ const GO_BUILD_TIMEOUT_MS = 40 * 60_000;
 
 async function go(args: string[], cwd: string, what: string, timeoutMs = GO_BUILD_TIMEOUT_MS): Promise<string> {
   const r = await runProcess('go', args, { cwd, env: { CGO_ENABLED: '0' }, timeoutMs, maxOutput: 200_000 });
-  if (r.code !== 0) throw new Error(`${what}: go ${args.join(' ')} failed (exit ${r.code}) in ${cwd}:\n${r.output.slice(-6000)}`);
+  if (r.code !== 0)
+    throw new Error(`${what}: go ${args.join(' ')} failed (exit ${r.code}) in ${cwd}:\n${r.output.slice(-6000)}`);
   return r.stdout;
 }
 
@@ -252,7 +308,13 @@ async function goBuild(cwd: string, pkg: string, binary: string, what: string, e
  * A command built from one of our modules, test/interop/builds/<moduleName> (default: <name>), into
  * .cache/interop/bin/<name>; its pin is the digest of go.mod and go.sum.
  */
-async function buildTool(name: string, pkg: string, log: Log, extra: string[] = [], moduleName = name): Promise<{ path: string; cached: boolean }> {
+async function buildTool(
+  name: string,
+  pkg: string,
+  log: Log,
+  extra: string[] = [],
+  moduleName = name,
+): Promise<{ path: string; cached: boolean }> {
   const dir = name;
   const moduleDir = path.join(BUILDS_DIR, moduleName);
   const hash = createHash('sha256').update(extra.join(' '));
@@ -273,14 +335,24 @@ async function buildTool(name: string, pkg: string, log: Log, extra: string[] = 
 async function moduleDir(module: string, version: string, log: Log): Promise<{ path: string; cached: boolean }> {
   mkdirSync(CACHE_DIR, { recursive: true });
   const download = async (env: NodeJS.ProcessEnv) => {
-    const r = await runProcess('go', ['mod', 'download', '-json', `${module}@${version}`], { cwd: CACHE_DIR, env, timeoutMs: 10 * 60_000, maxOutput: 200_000 });
+    const r = await runProcess('go', ['mod', 'download', '-json', `${module}@${version}`], {
+      cwd: CACHE_DIR,
+      env,
+      timeoutMs: 10 * 60_000,
+      maxOutput: 200_000,
+    });
     let info: { Dir?: string; Error?: string } = {};
     try {
       info = JSON.parse(r.stdout);
     } catch {
       // reported by the caller
     }
-    return { ok: r.code === 0 && !!info.Dir && existsSync(info.Dir), dir: info.Dir ?? '', error: info.Error ?? r.output.slice(-3000), code: r.code };
+    return {
+      ok: r.code === 0 && !!info.Dir && existsSync(info.Dir),
+      dir: info.Dir ?? '',
+      error: info.Error ?? r.output.slice(-3000),
+      code: r.code,
+    };
   };
   const local = await download({ GOPROXY: 'off' });
   if (local.ok) return { path: local.dir, cached: true };
@@ -301,10 +373,15 @@ function makeWritable(dir: string): void {
 }
 
 /** A source tree in .cache/interop/src/<name>, (re)made by `fill` unless its stamp matches `pin`. */
-async function sourceTree(name: string, pin: string, fill: (dir: string) => Promise<void>): Promise<{ path: string; cached: boolean }> {
+async function sourceTree(
+  name: string,
+  pin: string,
+  fill: (dir: string) => Promise<void>,
+): Promise<{ path: string; cached: boolean }> {
   const dir = path.join(SRC_DIR, name);
   const stamp = `${dir}.stamp`;
-  if (existsSync(dir) && existsSync(stamp) && readFileSync(stamp, 'utf8').trim() === pin) return { path: dir, cached: true };
+  if (existsSync(dir) && existsSync(stamp) && readFileSync(stamp, 'utf8').trim() === pin)
+    return { path: dir, cached: true };
   rmSync(dir, { recursive: true, force: true });
   rmSync(stamp, { force: true });
   mkdirSync(SRC_DIR, { recursive: true });
@@ -325,7 +402,9 @@ async function schedulerSource(log: Log): Promise<{ path: string; cached: boolea
   const pin = `${SCHEDULER_MODULE}@${SCHEDULER_VERSION} minus llm-d-kv-cache plugins`;
   const r = await sourceTree(`llm-d-inference-scheduler@${SCHEDULER_VERSION}`, pin, async (dir) => {
     const from = (await moduleDir(SCHEDULER_MODULE, SCHEDULER_VERSION, log)).path;
-    log(`[interop] copying ${SCHEDULER_MODULE}@${SCHEDULER_VERSION} to .cache/interop/src and removing the plugins that need llm-d-kv-cache`);
+    log(
+      `[interop] copying ${SCHEDULER_MODULE}@${SCHEDULER_VERSION} to .cache/interop/src and removing the plugins that need llm-d-kv-cache`,
+    );
     cpSync(from, dir, { recursive: true });
     makeWritable(dir);
     for (const p of SCHEDULER_REMOVED.paths) {
@@ -334,13 +413,18 @@ async function schedulerSource(log: Log): Promise<{ path: string; cached: boolea
     }
     const scorer = path.join(dir, 'pkg/plugins/scorer');
     const files = readdirSync(scorer).filter((f) => SCHEDULER_REMOVED.scorerFiles.test(f));
-    if (!files.includes('precise_prefix_cache.go')) throw new Error('pkg/plugins/scorer/precise_prefix_cache.go not found');
+    if (!files.includes('precise_prefix_cache.go'))
+      throw new Error('pkg/plugins/scorer/precise_prefix_cache.go not found');
     for (const f of files) rmSync(path.join(scorer, f));
     const register = path.join(dir, 'pkg/plugins/register.go');
     const lines = readFileSync(register, 'utf8').split('\n');
-    const kept = lines.filter((l) => !SCHEDULER_REMOVED.registerLines.some((re) => re.test(l.trim().replace(/\s*\/\/.*$/, ''))));
+    const kept = lines.filter(
+      (l) => !SCHEDULER_REMOVED.registerLines.some((re) => re.test(l.trim().replace(/\s*\/\/.*$/, ''))),
+    );
     if (lines.length - kept.length !== SCHEDULER_REMOVED.registerLines.length) {
-      throw new Error(`pkg/plugins/register.go: expected to remove ${SCHEDULER_REMOVED.registerLines.length} lines, removed ${lines.length - kept.length}`);
+      throw new Error(
+        `pkg/plugins/register.go: expected to remove ${SCHEDULER_REMOVED.registerLines.length} lines, removed ${lines.length - kept.length}`,
+      );
     }
     writeFileSync(register, kept.join('\n'));
   });
@@ -348,22 +432,38 @@ async function schedulerSource(log: Log): Promise<{ path: string; cached: boolea
 }
 
 async function routerSource(log: Log): Promise<{ path: string; cached: boolean }> {
-  return sourceTree(`llm-d-router@${ROUTER_COMMIT.slice(0, 7)}`, `llm-d-router@${ROUTER_COMMIT} ${ROUTER_TARBALL_SHA256}`, async (dir) => {
-    if (!existsSync(ROUTER_TARBALL)) {
-      throw new Error(`the llm-d-router source tarball ${ROUTER_TARBALL} is missing (llm-d-router is not on the Go module proxy; set PD_INTEROP_LLM_D_ROUTER_TARBALL to its path)`);
-    }
-    const sha = createHash('sha256').update(readFileSync(ROUTER_TARBALL)).digest('hex');
-    if (sha !== ROUTER_TARBALL_SHA256) throw new Error(`${ROUTER_TARBALL} has sha256 ${sha}, expected ${ROUTER_TARBALL_SHA256} (llm-d-router ${ROUTER_COMMIT})`);
-    log(`[interop] unpacking ${ROUTER_TARBALL} into .cache/interop/src`);
-    mkdirSync(dir, { recursive: true });
-    const r = await runProcess('tar', ['-xzf', ROUTER_TARBALL, '-C', dir, '--strip-components=1'], { timeoutMs: 5 * 60_000 });
-    if (r.code !== 0) throw new Error(`tar -xzf ${ROUTER_TARBALL} failed (exit ${r.code}): ${r.output.slice(-2000)}`);
-    if (!existsSync(path.join(dir, 'go.mod'))) throw new Error(`${ROUTER_TARBALL} has no llm-d-router/go.mod`);
-  });
+  return sourceTree(
+    `llm-d-router@${ROUTER_COMMIT.slice(0, 7)}`,
+    `llm-d-router@${ROUTER_COMMIT} ${ROUTER_TARBALL_SHA256}`,
+    async (dir) => {
+      if (!existsSync(ROUTER_TARBALL)) {
+        throw new Error(
+          `the llm-d-router source tarball ${ROUTER_TARBALL} is missing (llm-d-router is not on the Go module proxy; set PD_INTEROP_LLM_D_ROUTER_TARBALL to its path)`,
+        );
+      }
+      const sha = createHash('sha256').update(readFileSync(ROUTER_TARBALL)).digest('hex');
+      if (sha !== ROUTER_TARBALL_SHA256)
+        throw new Error(
+          `${ROUTER_TARBALL} has sha256 ${sha}, expected ${ROUTER_TARBALL_SHA256} (llm-d-router ${ROUTER_COMMIT})`,
+        );
+      log(`[interop] unpacking ${ROUTER_TARBALL} into .cache/interop/src`);
+      mkdirSync(dir, { recursive: true });
+      const r = await runProcess('tar', ['-xzf', ROUTER_TARBALL, '-C', dir, '--strip-components=1'], {
+        timeoutMs: 5 * 60_000,
+      });
+      if (r.code !== 0) throw new Error(`tar -xzf ${ROUTER_TARBALL} failed (exit ${r.code}): ${r.output.slice(-2000)}`);
+      if (!existsSync(path.join(dir, 'go.mod'))) throw new Error(`${ROUTER_TARBALL} has no llm-d-router/go.mod`);
+    },
+  );
 }
 
 /** `go build ./<cmd>` in an upstream source tree (an artifact itself), into .cache/interop/bin/<name>. */
-async function buildUpstream(source: ArtifactName, cmd: string, name: string, log: Log): Promise<{ path: string; cached: boolean }> {
+async function buildUpstream(
+  source: ArtifactName,
+  cmd: string,
+  name: string,
+  log: Log,
+): Promise<{ path: string; cached: boolean }> {
   const src = await artifact(source, log);
   const pin = `${readFileSync(`${src.path}.stamp`, 'utf8').trim()} ./${cmd}`;
   const binary = path.join(BIN_DIR, name);

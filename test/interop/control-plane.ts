@@ -85,7 +85,10 @@ export class ManagedProcess {
   }
 
   static spawn(name: string, command: string, args: string[], env: NodeJS.ProcessEnv = {}): ManagedProcess {
-    return new ManagedProcess(name, spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
+    return new ManagedProcess(
+      name,
+      spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }),
+    );
   }
 
   get running(): boolean {
@@ -132,7 +135,11 @@ export class ManagedProcess {
       };
       const onExit = () => {
         done();
-        reject(new Error(`${this.name} exited (code ${this.child.exitCode ?? this.child.signalCode}) before ${what}; its log:\n${this.tail()}`));
+        reject(
+          new Error(
+            `${this.name} exited (code ${this.child.exitCode ?? this.child.signalCode}) before ${what}; its log:\n${this.tail()}`,
+          ),
+        );
       };
       const timer = setTimeout(() => {
         done();
@@ -155,12 +162,18 @@ export class ManagedProcess {
  * Waits until `check` passes for a process we started, failing with its log tail if it exits or the deadline passes.
  * This polling is only for the readiness of our own processes.
  */
-export async function waitReady(proc: ManagedProcess, what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+export async function waitReady(
+  proc: ManagedProcess,
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (!proc.running) throw new Error(`${proc.name} exited before ${what}; its log:\n${proc.tail()}`);
     if (await check().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`${proc.name}: ${what} not reached within ${timeoutMs} ms; its log:\n${proc.tail()}`);
+    if (Date.now() > deadline)
+      throw new Error(`${proc.name}: ${what} not reached within ${timeoutMs} ms; its log:\n${proc.tail()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -211,7 +224,14 @@ export class KubeCluster {
   kubeConfig(token = this.info.adminToken): k8s.KubeConfig {
     const kc = new k8s.KubeConfig();
     kc.loadFromOptions({
-      clusters: [{ name: 'interop', server: this.info.server, caData: Buffer.from(this.info.caPem).toString('base64'), skipTLSVerify: false }],
+      clusters: [
+        {
+          name: 'interop',
+          server: this.info.server,
+          caData: Buffer.from(this.info.caPem).toString('base64'),
+          skipTLSVerify: false,
+        },
+      ],
       users: [{ name: 'user', token }],
       contexts: [{ name: 'interop', cluster: 'interop', user: 'user' }],
       currentContext: 'interop',
@@ -229,9 +249,19 @@ export class KubeCluster {
       stringify({
         apiVersion: 'v1',
         kind: 'Config',
-        clusters: [{ name: 'interop', cluster: { server: this.info.server, 'certificate-authority-data': Buffer.from(this.info.caPem).toString('base64') } }],
+        clusters: [
+          {
+            name: 'interop',
+            cluster: {
+              server: this.info.server,
+              'certificate-authority-data': Buffer.from(this.info.caPem).toString('base64'),
+            },
+          },
+        ],
         users: [{ name: 'user', user: { token } }],
-        contexts: [{ name: 'interop', context: { cluster: 'interop', user: 'user', ...(namespace ? { namespace } : {}) } }],
+        contexts: [
+          { name: 'interop', context: { cluster: 'interop', user: 'user', ...(namespace ? { namespace } : {}) } },
+        ],
         'current-context': 'interop',
       }),
       { mode: 0o600 },
@@ -240,7 +270,11 @@ export class KubeCluster {
   }
 
   /** A raw request to the API server as admin (or with `token`); the answer's status and text. */
-  async request(method: string, apiPath: string, opts: { body?: unknown; contentType?: string; token?: string; timeoutMs?: number } = {}): Promise<{ status: number; text: string; json: any }> {
+  async request(
+    method: string,
+    apiPath: string,
+    opts: { body?: unknown; contentType?: string; token?: string; timeoutMs?: number } = {},
+  ): Promise<{ status: number; text: string; json: any }> {
     const res = await fetch(this.info.server + apiPath, {
       method,
       headers: {
@@ -270,7 +304,9 @@ export class KubeCluster {
   }
 
   private async namespaced(apiVersion: string, kind: string): Promise<boolean> {
-    const api = this.objects as unknown as { resource(apiVersion: string, kind: string): Promise<k8s.V1APIResource | undefined> };
+    const api = this.objects as unknown as {
+      resource(apiVersion: string, kind: string): Promise<k8s.V1APIResource | undefined>;
+    };
     const r = await api.resource(apiVersion, kind);
     if (!r) throw new Error(`the API server does not serve ${kind} in ${apiVersion}`);
     return r.namespaced;
@@ -281,14 +317,23 @@ export class KubeCluster {
    * get `namespace` (default "default"). Returns the applied objects as stored.
    */
   async apply(input: string | Obj | Obj[], opts: { namespace?: string } = {}): Promise<Obj[]> {
-    const objs: Obj[] = typeof input === 'string' ? parseAllDocuments(input).map((d) => d.toJSON() as Obj).filter((o) => o && o.kind) : Array.isArray(input) ? input : [input];
+    const objs: Obj[] =
+      typeof input === 'string'
+        ? parseAllDocuments(input)
+            .map((d) => d.toJSON() as Obj)
+            .filter((o) => o && o.kind)
+        : Array.isArray(input)
+          ? input
+          : [input];
     const out: Obj[] = [];
     for (const o of objs) {
       const obj = structuredClone(o);
       obj.metadata ??= {};
       if (await this.namespaced(obj.apiVersion!, obj.kind!)) obj.metadata.namespace ??= opts.namespace ?? 'default';
       else delete obj.metadata.namespace;
-      out.push(await this.objects.patch(obj, undefined, undefined, FIELD_MANAGER, true, k8s.PatchStrategy.ServerSideApply));
+      out.push(
+        await this.objects.patch(obj, undefined, undefined, FIELD_MANAGER, true, k8s.PatchStrategy.ServerSideApply),
+      );
     }
     return out;
   }
@@ -308,14 +353,21 @@ export class KubeCluster {
    */
   async installCrds(set: CrdSet): Promise<string[]> {
     const dir = path.join((await artifact(set as ArtifactName)).path, CRD_DIRS[set]);
-    const files = readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort();
-    const crds: Obj[] = files.flatMap((f) => parseAllDocuments(readFileSync(path.join(dir, f), 'utf8')).map((d) => d.toJSON() as Obj)).filter((o) => o?.kind === 'CustomResourceDefinition');
+    const files = readdirSync(dir)
+      .filter((f) => f.endsWith('.yaml'))
+      .sort();
+    const crds: Obj[] = files
+      .flatMap((f) => parseAllDocuments(readFileSync(path.join(dir, f), 'utf8')).map((d) => d.toJSON() as Obj))
+      .filter((o) => o?.kind === 'CustomResourceDefinition');
     await this.apply(crds);
     for (const crd of crds) {
       await this.waitFor(
         '/apis/apiextensions.k8s.io/v1/customresourcedefinitions',
         crd.metadata!.name!,
-        (o) => (o?.status?.conditions ?? []).some((c: { type: string; status: string }) => c.type === 'Established' && c.status === 'True'),
+        (o) =>
+          (o?.status?.conditions ?? []).some(
+            (c: { type: string; status: string }) => c.type === 'Established' && c.status === 'True',
+          ),
         30_000,
       );
       // Established means served; the discovery documents (which apply() reads) follow a moment later.
@@ -327,7 +379,10 @@ export class KubeCluster {
         for (;;) {
           const r = await this.request('GET', `/apis/${group}/${v.name}`);
           if (r.status === 200 && (r.json?.resources ?? []).some((x: { name: string }) => x.name === plural)) break;
-          if (Date.now() > deadline) throw new Error(`${plural}.${group}/${v.name} not in discovery within 30 s: ${r.status} ${r.text.slice(0, 300)}`);
+          if (Date.now() > deadline)
+            throw new Error(
+              `${plural}.${group}/${v.name} not in discovery within 30 s: ${r.status} ${r.text.slice(0, 300)}`,
+            );
           await new Promise((res) => setTimeout(res, 50));
         }
       }
@@ -339,7 +394,12 @@ export class KubeCluster {
    * Waits, by list and then watch, until the named object at `collectionPath` satisfies `predicate` (it is given
    * undefined while the object does not exist).
    */
-  async waitFor(collectionPath: string, name: string, predicate: (obj: Obj | undefined) => boolean, timeoutMs: number): Promise<Obj | undefined> {
+  async waitFor(
+    collectionPath: string,
+    name: string,
+    predicate: (obj: Obj | undefined) => boolean,
+    timeoutMs: number,
+  ): Promise<Obj | undefined> {
     const fieldSelector = `metadata.name=${name}`;
     const list = await this.request('GET', `${collectionPath}?fieldSelector=${encodeURIComponent(fieldSelector)}`);
     if (list.status !== 200) throw new Error(`GET ${collectionPath}: ${list.status} ${list.text.slice(0, 500)}`);
@@ -349,7 +409,10 @@ export class KubeCluster {
     let controller: AbortController | undefined;
     try {
       return await new Promise<Obj | undefined>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`${collectionPath}/${name}: condition not met within ${timeoutMs} ms`)), timeoutMs);
+        const timer = setTimeout(
+          () => reject(new Error(`${collectionPath}/${name}: condition not met within ${timeoutMs} ms`)),
+          timeoutMs,
+        );
         void watch
           .watch(
             collectionPath,
@@ -409,14 +472,29 @@ export class KubeCluster {
     }
     if (s.ready !== undefined) {
       const c = (type: string, ok: boolean) => ({ type, status: ok ? 'True' : 'False', lastTransitionTime: now });
-      status.conditions = [c('PodScheduled', true), c('Initialized', true), c('ContainersReady', s.ready), c('Ready', s.ready)];
+      status.conditions = [
+        c('PodScheduled', true),
+        c('Initialized', true),
+        c('ContainersReady', s.ready),
+        c('Ready', s.ready),
+      ];
     }
-    return this.core.patchNamespacedPodStatus({ namespace, name, body: { status } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+    return this.core.patchNamespacedPodStatus(
+      { namespace, name, body: { status } },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+    );
   }
 
   /** Merges labels and annotations into a pod's metadata (null deletes a key). */
-  async patchPodMetadata(namespace: string, name: string, metadata: { labels?: Record<string, string | null>; annotations?: Record<string, string | null> }): Promise<k8s.V1Pod> {
-    return this.core.patchNamespacedPod({ namespace, name, body: { metadata } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+  async patchPodMetadata(
+    namespace: string,
+    name: string,
+    metadata: { labels?: Record<string, string | null>; annotations?: Record<string, string | null> },
+  ): Promise<k8s.V1Pod> {
+    return this.core.patchNamespacedPod(
+      { namespace, name, body: { metadata } },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+    );
   }
 
   /** Deletes a pod; grace period 0 (the default) removes it at once, as `kubectl delete --force` or a kubelet would. */
@@ -430,7 +508,11 @@ export class KubeCluster {
   }
 
   /** A token for a ServiceAccount from the TokenRequest API (the API server's own audience unless given). */
-  async serviceAccountToken(namespace: string, name: string, opts: { audiences?: string[]; expirationSeconds?: number } = {}): Promise<string> {
+  async serviceAccountToken(
+    namespace: string,
+    name: string,
+    opts: { audiences?: string[]; expirationSeconds?: number } = {},
+  ): Promise<string> {
     const r = await this.core.createNamespacedServiceAccountToken({
       namespace,
       name,
@@ -521,16 +603,23 @@ export class ControlPlane extends KubeCluster {
         '--unsafe-no-fsync', // test data; fsync on a shared disk only slows every write
         '--log-level=warn',
       ]);
-      await waitReady(etcd, `${etcdUrl}/health`, async () => {
-        const r = await fetch(`${etcdUrl}/health`, { signal: AbortSignal.timeout(2_000) });
-        return r.status === 200 && ((await r.json()) as { health?: string }).health === 'true';
-      }, readyTimeoutMs);
+      await waitReady(
+        etcd,
+        `${etcdUrl}/health`,
+        async () => {
+          const r = await fetch(`${etcdUrl}/health`, { signal: AbortSignal.timeout(2_000) });
+          return r.status === 200 && ((await r.json()) as { health?: string }).health === 'true';
+        },
+        readyTimeoutMs,
+      );
 
       const tls = await selfSignedCertificate('kube-apiserver', ['127.0.0.1', 'kubernetes', 'kubernetes.default.svc']);
       writeFileSync(path.join(dir, 'apiserver.crt'), tls.cert);
       writeFileSync(path.join(dir, 'apiserver.key'), tls.key, { mode: 0o600 });
       const adminToken = randomBytes(24).toString('hex');
-      writeFileSync(path.join(dir, 'tokens.csv'), `${adminToken},interop-admin,interop-admin,"system:masters"\n`, { mode: 0o600 });
+      writeFileSync(path.join(dir, 'tokens.csv'), `${adminToken},interop-admin,interop-admin,"system:masters"\n`, {
+        mode: 0o600,
+      });
       const sa = generateKeyPairSync('rsa', { modulusLength: 2048 });
       writeFileSync(path.join(dir, 'sa.key'), sa.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
       writeFileSync(path.join(dir, 'sa.pub'), sa.publicKey.export({ type: 'spki', format: 'pem' }));
@@ -562,7 +651,15 @@ export class ControlPlane extends KubeCluster {
         '--profiling=false',
         ...(opts.extraApiServerArgs ?? []),
       ];
-      plane = new ControlPlane({ server: `https://127.0.0.1:${apiPort}`, caPem: tls.cert, adminToken }, dir, etcd, etcdUrl, args, apiBin.path, readyTimeoutMs);
+      plane = new ControlPlane(
+        { server: `https://127.0.0.1:${apiPort}`, caPem: tls.cert, adminToken },
+        dir,
+        etcd,
+        etcdUrl,
+        args,
+        apiBin.path,
+        readyTimeoutMs,
+      );
       await plane.startApiServer();
       for (const set of opts.crds ?? []) await plane.installCrds(set);
       return plane;
@@ -580,7 +677,12 @@ export class ControlPlane extends KubeCluster {
   async startApiServer(): Promise<void> {
     if (this.apiServer?.running) throw new Error('kube-apiserver is already running');
     this.apiServer = ManagedProcess.spawn('kube-apiserver', this.apiServerBinary, this.apiServerArgs);
-    await waitReady(this.apiServer, `${this.server}/readyz`, async () => (await this.request('GET', '/readyz', { timeoutMs: 2_000 })).status === 200, this.readyTimeoutMs);
+    await waitReady(
+      this.apiServer,
+      `${this.server}/readyz`,
+      async () => (await this.request('GET', '/readyz', { timeoutMs: 2_000 })).status === 200,
+      this.readyTimeoutMs,
+    );
   }
 
   /** Stops kube-apiserver (SIGTERM: it ends open watches and exits); etcd keeps running. */
@@ -596,7 +698,11 @@ export class ControlPlane extends KubeCluster {
 
   /** etcd's current revision (the newest resourceVersion). */
   async etcdRevision(): Promise<number> {
-    const r = await fetch(`${this.etcdUrl}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: Buffer.from('\0').toString('base64'), limit: 1 }), signal: AbortSignal.timeout(5_000) });
+    const r = await fetch(`${this.etcdUrl}/v3/kv/range`, {
+      method: 'POST',
+      body: JSON.stringify({ key: Buffer.from('\0').toString('base64'), limit: 1 }),
+      signal: AbortSignal.timeout(5_000),
+    });
     const body = (await r.json()) as { header?: { revision?: string } };
     if (r.status !== 200 || !body.header?.revision) throw new Error(`etcd range: ${r.status} ${JSON.stringify(body)}`);
     return Number(body.header.revision);
@@ -605,7 +711,11 @@ export class ControlPlane extends KubeCluster {
   /** Compacts etcd up to its current revision (physically), so older resourceVersions are gone; returns that revision. */
   async compactEtcd(): Promise<number> {
     const revision = await this.etcdRevision();
-    const r = await fetch(`${this.etcdUrl}/v3/kv/compaction`, { method: 'POST', body: JSON.stringify({ revision: String(revision), physical: true }), signal: AbortSignal.timeout(30_000) });
+    const r = await fetch(`${this.etcdUrl}/v3/kv/compaction`, {
+      method: 'POST',
+      body: JSON.stringify({ revision: String(revision), physical: true }),
+      signal: AbortSignal.timeout(30_000),
+    });
     if (r.status !== 200) throw new Error(`etcd compaction at ${revision}: ${r.status} ${await r.text()}`);
     return revision;
   }

@@ -53,17 +53,26 @@ interface Exchange {
 }
 
 /** Runs the Go client over the exchanges (bounded); returns its report per exchange. */
-async function runGoClient(address: string, exchanges: Exchange[]): Promise<{ reports: Report[]; goApi: string; stderr: string; code: number | null }> {
-  const r = await runProcess(interopEnv().extProcClient!, [], { input: JSON.stringify({ address, timeoutMs: 10_000, exchanges }), timeoutMs: 30_000 });
+async function runGoClient(
+  address: string,
+  exchanges: Exchange[],
+): Promise<{ reports: Report[]; goApi: string; stderr: string; code: number | null }> {
+  const r = await runProcess(interopEnv().extProcClient!, [], {
+    input: JSON.stringify({ address, timeoutMs: 10_000, exchanges }),
+    timeoutMs: 30_000,
+  });
   try {
     const out = JSON.parse(r.stdout) as { exchanges: Report[]; goApi: string };
     return { reports: out.exchanges, goApi: out.goApi, stderr: r.stderr, code: r.code };
   } catch {
-    throw new Error(`extproc-client exited ${r.code} without a JSON report; stdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
+    throw new Error(
+      `extproc-client exited ${r.code} without a JSON report; stdout:\n${r.stdout}\nstderr:\n${r.stderr}`,
+    );
   }
 }
 
-const chunk = (s: string, n: number) => Array.from({ length: Math.ceil(s.length / n) }, (_, i) => s.slice(i * n, (i + 1) * n));
+const chunk = (s: string, n: number) =>
+  Array.from({ length: Math.ceil(s.length / n) }, (_, i) => s.slice(i * n, (i + 1) * n));
 const header = (r: Received, key: string) => r.setHeaders?.find((h) => h.key.toLowerCase() === key.toLowerCase());
 const requestHeaders = (path: string, extra: Array<[string, string]> = []): Array<[string, string]> => [
   [':method', 'POST'],
@@ -118,9 +127,27 @@ const EXCHANGES: Exchange[] = [
     responseBodyChunks: SSE_CHUNKS,
     awaitEachResponseChunk: true,
   },
-  { name: 'invalid-json', requestHeaders: requestHeaders('/v1/completions', [['x-request-id', 'envoy-3']]), requestBodyChunks: ['{"model": ', 'nope}'] },
-  { name: 'missing-model', requestHeaders: requestHeaders('/v1/completions', [['x-request-id', 'envoy-4']]), requestBodyChunks: ['{"prompt":"x"}'] },
-  { name: 'header-only', requestHeaders: [[':method', 'GET'], [':scheme', 'http'], [':authority', 'gateway.example'], [':path', '/v1/models'], ['x-request-id', 'envoy-5']], requestBodyChunks: [] },
+  {
+    name: 'invalid-json',
+    requestHeaders: requestHeaders('/v1/completions', [['x-request-id', 'envoy-3']]),
+    requestBodyChunks: ['{"model": ', 'nope}'],
+  },
+  {
+    name: 'missing-model',
+    requestHeaders: requestHeaders('/v1/completions', [['x-request-id', 'envoy-4']]),
+    requestBodyChunks: ['{"prompt":"x"}'],
+  },
+  {
+    name: 'header-only',
+    requestHeaders: [
+      [':method', 'GET'],
+      [':scheme', 'http'],
+      [':authority', 'gateway.example'],
+      [':path', '/v1/models'],
+      ['x-request-id', 'envoy-5'],
+    ],
+    requestBodyChunks: [],
+  },
 ];
 
 let t: TestEpp;
@@ -138,7 +165,7 @@ beforeAll(async () => {
 
 afterAll(() => t?.close());
 
-describe.skipIf(skipInterop())('the EPP driven by Envoy\'s generated ext_proc API (Go, FULL_DUPLEX_STREAMED)', () => {
+describe.skipIf(skipInterop())("the EPP driven by Envoy's generated ext_proc API (Go, FULL_DUPLEX_STREAMED)", () => {
   it(`every response decodes with ${interopEnv().goControlPlane ?? 'go-control-plane'}: no unknown fields, Envoy's validation rules hold, streams end OK`, () => {
     expect(goApi).toBe('github.com/envoyproxy/go-control-plane/envoy@v1.37.0');
     for (const r of reports.values()) {
@@ -203,7 +230,7 @@ describe.skipIf(skipInterop())('the EPP driven by Envoy\'s generated ext_proc AP
     expect(echoed.map((c) => c.streamedEndOfStream ?? false)).toEqual([false, false, false, true]);
   });
 
-  it('invalid JSON (split over two chunks): an ImmediateResponse 400 with llm-d\'s message', () => {
+  it("invalid JSON (split over two chunks): an ImmediateResponse 400 with llm-d's message", () => {
     const r = reports.get('invalid-json')!;
     expect(r.received).toHaveLength(1);
     expect(r.received[0]).toMatchObject({
@@ -214,7 +241,11 @@ describe.skipIf(skipInterop())('the EPP driven by Envoy\'s generated ext_proc AP
   });
 
   it('missing model: an ImmediateResponse 400', () => {
-    expect(reports.get('missing-model')!.received[0]).toMatchObject({ kind: 'immediate_response', httpStatus: 400, body: 'inference error: BadRequest - model not found in request body' });
+    expect(reports.get('missing-model')!.received[0]).toMatchObject({
+      kind: 'immediate_response',
+      httpStatus: 400,
+      body: 'inference error: BadRequest - model not found in request body',
+    });
   });
 
   it('header-only request (end_of_stream on the headers): answered at once with an endpoint, no body phase', () => {

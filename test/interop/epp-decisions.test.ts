@@ -27,8 +27,16 @@ import { PeerSet, startPdRouterEpp } from './pd-router-peers.js';
 import { interopEnv } from './upstream.js';
 
 const cpReq = await needSharedControlPlane();
-const clientReq: Requirement = interopEnv().extProcClient ? { ok: true, artifacts: {} } : { ok: false, reason: 'missing the ext_proc client (test/interop/extproc-client)' };
-const eppReq = Object.fromEntries(await Promise.all(UPSTREAM_RELEASES.map(async (r) => [r, both(both(cpReq, clientReq), await need(UPSTREAM[r].source, UPSTREAM[r].epp))] as const)));
+const clientReq: Requirement = interopEnv().extProcClient
+  ? { ok: true, artifacts: {} }
+  : { ok: false, reason: 'missing the ext_proc client (test/interop/extproc-client)' };
+const eppReq = Object.fromEntries(
+  await Promise.all(
+    UPSTREAM_RELEASES.map(
+      async (r) => [r, both(both(cpReq, clientReq), await need(UPSTREAM[r].source, UPSTREAM[r].epp))] as const,
+    ),
+  ),
+);
 
 let cluster: KubeCluster | undefined;
 beforeAll(() => {
@@ -51,7 +59,8 @@ afterEach(async () => {
 const MODEL = 'sim-model';
 
 /** `n` bytes of text starting with `tag` (ASCII, so bytes = characters). */
-const text = (tag: string, n: number) => (tag + ' ' + 'lorem ipsum dolor sit amet '.repeat(Math.ceil(n / 27) + 1)).slice(0, n);
+const text = (tag: string, n: number) =>
+  (tag + ' ' + 'lorem ipsum dolor sit amet '.repeat(Math.ceil(n / 27) + 1)).slice(0, n);
 
 /** A decision as pod names: "decode-0 + prefill-0" (P/D) or "decode-1" (decode-only). */
 type Summary = string;
@@ -65,8 +74,19 @@ interface Step {
   expect: Summary;
 }
 
-const completion = (name: string, prompt: string, expect: Summary, extraHeaders?: Array<[string, string]>): Step => ({ name, path: '/v1/completions', body: { model: MODEL, prompt, max_tokens: 4 }, extraHeaders, expect });
-const chat = (name: string, content: string, expect: Summary): Step => ({ name, path: '/v1/chat/completions', body: { model: MODEL, messages: [{ role: 'user', content }], max_tokens: 4 }, expect });
+const completion = (name: string, prompt: string, expect: Summary, extraHeaders?: Array<[string, string]>): Step => ({
+  name,
+  path: '/v1/completions',
+  body: { model: MODEL, prompt, max_tokens: 4 },
+  extraHeaders,
+  expect,
+});
+const chat = (name: string, content: string, expect: Summary): Step => ({
+  name,
+  path: '/v1/chat/completions',
+  body: { model: MODEL, messages: [{ role: 'user', content }], max_tokens: 4 },
+  expect,
+});
 
 // 2048 bytes: 512 estimate tokens, exactly 8 of llm-d-router's 64-token prefix blocks (32 of v0.7.1's 64-character ones).
 const LONG_A = text('alpha', 2048);
@@ -101,7 +121,10 @@ const PHASE_2: Step[] = [
   completion('new long completion', LONG_B, 'decode-1 + prefill-0'),
   chat('short chat again, its decode pod busy', 'hi', 'decode-0'),
 ];
-const PHASE_3: Step[] = [completion('new long completion, no prefill pod', LONG_C, 'decode-1'), chat('long chat, no prefill pod', text('delta', 2044), 'decode-1')];
+const PHASE_3: Step[] = [
+  completion('new long completion, no prefill pod', LONG_C, 'decode-1'),
+  chat('long chat, no prefill pod', text('delta', 2044), 'decode-1'),
+];
 
 /**
  * Where the upstream EPP decides otherwise, and why; everything else must be equal. llm-d-router ebab687: none.
@@ -110,10 +133,13 @@ const PHASE_3: Step[] = [completion('new long completion, no prefill pod', LONG_
 const DECISION_DIFFERENCES: Record<UpstreamRelease, Record<string, { upstream: Summary; why: string }>> = {
   ebab687: {},
   'v0.7.1': {
-    'completion of 63 bytes': { upstream: 'decode-0', why: "v0.7.1's prefix-based-pd-decider counts floor(len(prompt) / 4) = 15 tokens for a completion, llm-d-router ceil(63 / 4) = 16" },
+    'completion of 63 bytes': {
+      upstream: 'decode-0',
+      why: "v0.7.1's prefix-based-pd-decider counts floor(len(prompt) / 4) = 15 tokens for a completion, llm-d-router ceil(63 / 4) = 16",
+    },
     'chat of 34 bytes': {
       upstream: PD0,
-      why: "v0.7.1 counts floor(len(json(messages)) / 4) = floor(64 / 4) = 16 tokens for a chat (the JSON's punctuation and keys included), llm-d-router ceil(len(\"user\" + content) / 4) = 10",
+      why: 'v0.7.1 counts floor(len(json(messages)) / 4) = floor(64 / 4) = 16 tokens for a chat (the JSON\'s punctuation and keys included), llm-d-router ceil(len("user" + content) / 4) = 10',
     },
     'short chat again, its decode pod busy': {
       upstream: 'decode-1',
@@ -125,7 +151,15 @@ const DECISION_DIFFERENCES: Record<UpstreamRelease, Record<string, { upstream: S
 /** Go's json.Marshal of a decoded body (map keys sorted; no HTML characters in these bodies). */
 function goJson(v: unknown): string {
   const sort = (x: unknown): unknown =>
-    Array.isArray(x) ? x.map(sort) : x !== null && typeof x === 'object' ? Object.fromEntries(Object.keys(x).sort().map((k) => [k, sort((x as Record<string, unknown>)[k])])) : x;
+    Array.isArray(x)
+      ? x.map(sort)
+      : x !== null && typeof x === 'object'
+        ? Object.fromEntries(
+            Object.keys(x)
+              .sort()
+              .map((k) => [k, sort((x as Record<string, unknown>)[k])]),
+          )
+        : x;
   return JSON.stringify(sort(v));
 }
 
@@ -149,12 +183,23 @@ function exchange(s: Step): ExtProcExchange {
       [':status', '200'],
       ['content-type', 'application/json'],
     ],
-    responseBodyChunks: [JSON.stringify({ id: 'cmpl-1', object: 'text_completion', model: MODEL, choices: [{ index: 0, text: 'ok', finish_reason: 'length' }], usage: { prompt_tokens: 10, completion_tokens: 1, total_tokens: 11 } })],
+    responseBodyChunks: [
+      JSON.stringify({
+        id: 'cmpl-1',
+        object: 'text_completion',
+        model: MODEL,
+        choices: [{ index: 0, text: 'ok', finish_reason: 'length' }],
+        usage: { prompt_tokens: 10, completion_tokens: 1, total_tokens: 11 },
+      }),
+    ],
   };
 }
 
 /** Both EPPs decide the same steps, one step at a time for both (so their prefix indexes see the same history). */
-async function decide(epps: Record<'pdRouter' | 'upstream', { grpcPort: number }>, steps: Step[]): Promise<Array<{ step: string; request: ExtProcExchange; pdRouter: Decision; upstream: Decision }>> {
+async function decide(
+  epps: Record<'pdRouter' | 'upstream', { grpcPort: number }>,
+  steps: Step[],
+): Promise<Array<{ step: string; request: ExtProcExchange; pdRouter: Decision; upstream: Decision }>> {
   const out = [];
   for (const s of steps) {
     const ex = exchange(s);
@@ -169,7 +214,9 @@ async function decide(epps: Record<'pdRouter' | 'upstream', { grpcPort: number }
 /** Per-endpoint queue sizes an EPP reports (either family), by endpoint label. */
 function queueSizes(text: string): Map<string, number> {
   const out = new Map<string, number>();
-  for (const m of text.matchAll(/^(?:inference_pool_per_pod_queue_size|llm_d_epp_per_endpoint_queue_size)\{([^}]*)\} (\S+)$/gm)) {
+  for (const m of text.matchAll(
+    /^(?:inference_pool_per_pod_queue_size|llm_d_epp_per_endpoint_queue_size)\{([^}]*)\} (\S+)$/gm,
+  )) {
     const label = /model_server_(?:pod|endpoint)="([^"]*)"/.exec(m[1]!)?.[1];
     if (label) out.set(label, Number(m[2]));
   }
@@ -177,16 +224,24 @@ function queueSizes(text: string): Map<string, number> {
 }
 
 /** Waits until every EPP reports exactly these pods (by name) with these waiting queues. */
-async function waitQueues(epps: Array<{ name: string; metricsPort: number }>, want: Record<string, number>, timeoutMs = 60_000): Promise<void> {
+async function waitQueues(
+  epps: Array<{ name: string; metricsPort: number }>,
+  want: Record<string, number>,
+  timeoutMs = 60_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  const view = (q: Map<string, number>) => Object.fromEntries(Object.keys(want).map((pod) => [pod, [...q].find(([k]) => k.startsWith(`${pod}`))?.[1]]));
+  const view = (q: Map<string, number>) =>
+    Object.fromEntries(Object.keys(want).map((pod) => [pod, [...q].find(([k]) => k.startsWith(`${pod}`))?.[1]]));
   for (const e of epps) {
     for (;;) {
       peers.check();
       const q = queueSizes(await metricsText(`http://127.0.0.1:${e.metricsPort}`));
       const pods = new Set([...q.keys()].map((k) => k.replace(/-rank-\d+$/, '')));
       if (JSON.stringify(view(q)) === JSON.stringify(want) && pods.size === Object.keys(want).length) break;
-      if (Date.now() > deadline) throw new Error(`${e.name}: queues ${JSON.stringify(Object.fromEntries(q))}, want ${JSON.stringify(want)}\n${peers.tails()}`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `${e.name}: queues ${JSON.stringify(Object.fromEntries(q))}, want ${JSON.stringify(want)}\n${peers.tails()}`,
+        );
       await new Promise((r) => setTimeout(r, 100));
     }
   }
@@ -197,7 +252,12 @@ function load(sim: SimulatorHandle, n: number): AbortController {
   const c = new AbortController();
   loads.push(c);
   for (let i = 0; i < n; i++) {
-    fetch(`${sim.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL, prompt: `load ${i}`, max_tokens: 1 }), signal: c.signal }).catch(() => undefined);
+    fetch(`${sim.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, prompt: `load ${i}`, max_tokens: 1 }),
+      signal: c.signal,
+    }).catch(() => undefined);
   }
   return c;
 }
@@ -206,11 +266,26 @@ for (const release of UPSTREAM_RELEASES) {
   const name = UPSTREAM[release].name;
   describeWith(eppReq[release]!, `EPP decisions: pd-router and ${name}, its pd-epp-config.yaml, the same pods`, () => {
     it('the same decode pick, prefill decision, prefill pick and headers for every scripted request, but for the listed differences', async () => {
-      const addresses = release === 'ebab687' ? ['127.0.0.71', '127.0.0.72', '127.0.0.73'] : ['127.0.0.75', '127.0.0.76', '127.0.0.77'];
+      const addresses =
+        release === 'ebab687' ? ['127.0.0.71', '127.0.0.72', '127.0.0.73'] : ['127.0.0.75', '127.0.0.76', '127.0.0.77'];
       const port = await freePortOn(addresses);
       const start = (host: string, engineId: string, busy: boolean) =>
-        startSimulator(simConfig({ host, port, model: [MODEL], mode: 'echo', engineId, seed: 1, ...(busy ? { maxNumSeqs: 1, timeToFirstToken: 600_000 } : {}) }));
-      const [prefill, decode0, decode1] = [await start(addresses[0]!, 'prefill-0', false), await start(addresses[1]!, 'decode-0', true), await start(addresses[2]!, 'decode-1', true)];
+        startSimulator(
+          simConfig({
+            host,
+            port,
+            model: [MODEL],
+            mode: 'echo',
+            engineId,
+            seed: 1,
+            ...(busy ? { maxNumSeqs: 1, timeToFirstToken: 600_000 } : {}),
+          }),
+        );
+      const [prefill, decode0, decode1] = [
+        await start(addresses[0]!, 'prefill-0', false),
+        await start(addresses[1]!, 'decode-0', true),
+        await start(addresses[2]!, 'decode-1', true),
+      ];
       sims = [prefill, decode0, decode1];
       const ns = await cluster!.createNamespace(`diff-epp-${release.replace(/\W/g, '')}`);
       const pods = [
@@ -218,11 +293,21 @@ for (const release of UPSTREAM_RELEASES) {
         ['decode-0', 'decode', addresses[1]],
         ['decode-1', 'decode', addresses[2]],
       ] as const;
-      for (const [pod, role, ip] of pods) await cluster!.createPod(ns, pod, { labels: { app: 'vllm-pd', 'llm-d.ai/role': role }, ip });
+      for (const [pod, role, ip] of pods)
+        await cluster!.createPod(ns, pod, { labels: { app: 'vllm-pd', 'llm-d.ai/role': role }, ip });
       const kubeconfig = await eppPoolAccess(cluster!, ns, port);
       const configFile = await upstreamFile(release as UpstreamRelease, 'deploy/config/pd-epp-config.yaml');
-      const upstream = peers.add(await startUpstreamEpp(release as UpstreamRelease, { kubeconfig, poolName: 'pool', poolNamespace: ns, configFile }));
-      const pdRouter = peers.add(await startPdRouterEpp({ configFile, discovery: { kubeconfig, poolName: 'pool', poolNamespace: ns } }));
+      const upstream = peers.add(
+        await startUpstreamEpp(release as UpstreamRelease, {
+          kubeconfig,
+          poolName: 'pool',
+          poolNamespace: ns,
+          configFile,
+        }),
+      );
+      const pdRouter = peers.add(
+        await startPdRouterEpp({ configFile, discovery: { kubeconfig, poolName: 'pool', poolNamespace: ns } }),
+      );
       const epps = { pdRouter, upstream };
       const watchers = [
         { name: 'pd-router', metricsPort: pdRouter.metricsPort },
@@ -243,8 +328,12 @@ for (const release of UPSTREAM_RELEASES) {
       await waitQueues(watchers, { 'decode-0': 2, 'decode-1': 0 });
       const phase3 = await decide(epps, PHASE_3);
 
-      const podOf = (addr: string | undefined) => (addr === undefined ? undefined : pods.find(([, , ip]) => `${ip}:${port}` === addr)?.[0] ?? addr);
-      const summary = (d: Decision): Summary => (d.immediate ? `immediate ${d.immediate.status}` : `${podOf(d.decode)}${d.prefill ? ` + ${podOf(d.prefill)}` : ''}`);
+      const podOf = (addr: string | undefined) =>
+        addr === undefined ? undefined : (pods.find(([, , ip]) => `${ip}:${port}` === addr)?.[0] ?? addr);
+      const summary = (d: Decision): Summary =>
+        d.immediate
+          ? `immediate ${d.immediate.status}`
+          : `${podOf(d.decode)}${d.prefill ? ` + ${podOf(d.prefill)}` : ''}`;
       const steps = [...PHASE_1, ...PHASE_2, ...PHASE_3];
       const decided = [...phase1, ...phase2, ...phase3];
       const diffs = DECISION_DIFFERENCES[release as UpstreamRelease];
@@ -260,16 +349,24 @@ for (const release of UPSTREAM_RELEASES) {
         // :scheme and :authority and re-applies the same :path) and v0.7.1 adds a W3C traceparent of its own.
         const pseudo = Object.fromEntries(req.requestHeaders.filter(([k]) => k.startsWith(':')));
         expect(Object.fromEntries(Object.entries(u.set).filter(([k]) => k.startsWith(':'))), where).toEqual(pseudo);
-        const { traceparent, ...upstreamSet } = Object.fromEntries(Object.entries(u.set).filter(([k]) => !k.startsWith(':')));
+        const { traceparent, ...upstreamSet } = Object.fromEntries(
+          Object.entries(u.set).filter(([k]) => !k.startsWith(':')),
+        );
         if (release === 'v0.7.1') expect(traceparent, where).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/);
         else expect(traceparent, where).toBeUndefined();
-        expect(Object.keys(p.set).filter((k) => k.startsWith(':') || k === 'traceparent'), where).toEqual([]);
+        expect(
+          Object.keys(p.set).filter((k) => k.startsWith(':') || k === 'traceparent'),
+          where,
+        ).toEqual([]);
         const routing = (set: Record<string, string>) => {
           const { ['x-gateway-destination-endpoint']: _d, ['x-prefiller-host-port']: _p, ...rest } = set;
           return rest;
         };
         expect(routing(p.set), where).toEqual(routing(upstreamSet));
-        expect([p.decode, p.prefill], where).toEqual([p.set['x-gateway-destination-endpoint'], p.set['x-prefiller-host-port']]);
+        expect([p.decode, p.prefill], where).toEqual([
+          p.set['x-gateway-destination-endpoint'],
+          p.set['x-prefiller-host-port'],
+        ]);
         expect(p.set['x-request-id'], where).toBe(req.requestHeaders.find(([k]) => k === 'x-request-id')![1]);
         // Headers removed: upstream none; pd-router every routing header it did not set, so a client's own never
         // reaches the sidecar (Envoy forwards a request header the EPP neither sets nor removes).
@@ -284,7 +381,10 @@ for (const release of UPSTREAM_RELEASES) {
       // The client's own x-prefiller-host-port on a decode-only decision: the upstream EPPs leave it on the request
       // (neither set nor removed, so Envoy forwards it and the sidecar would prefill there); pd-router removes it.
       const smuggled = decided[1]!;
-      expect([smuggled.upstream.set['x-prefiller-host-port'], smuggled.upstream.removed.includes('x-prefiller-host-port')]).toEqual([undefined, false]);
+      expect([
+        smuggled.upstream.set['x-prefiller-host-port'],
+        smuggled.upstream.removed.includes('x-prefiller-host-port'),
+      ]).toEqual([undefined, false]);
       expect(smuggled.pdRouter.removed).toContain('x-prefiller-host-port');
     }, 240_000);
   });

@@ -47,7 +47,8 @@ const LOADED_MACHINE_MS = 3_000;
 /** Measured handover times, printed at the end for the README. */
 const measured: Record<string, number> = {};
 afterAll(() => {
-  if (Object.keys(measured).length > 0) process.stdout.write(`[epp-ha] handover times (ms): ${JSON.stringify(measured)}\n`);
+  if (Object.keys(measured).length > 0)
+    process.stdout.write(`[epp-ha] handover times (ms): ${JSON.stringify(measured)}\n`);
 });
 
 /** A namespace with the pool, two simulator pods and a ServiceAccount "epp" with GAIE's rules plus `extra`. */
@@ -78,9 +79,20 @@ describeWith(req, 'EPP leader election (3 replicas, real kube-apiserver)', () =>
     expect(watch!.holder).toBe(leader.identity);
     for (let round = 0; round < 5; round++) {
       const probes = await probeAll(replicas);
-      expect(probes.filter((p) => p.readiness === 'SERVING').map((p) => p.replica), describeProbes(probes)).toEqual([leader.index]);
-      expect(probes.filter((p) => p.routing === 'routes').map((p) => p.replica), describeProbes(probes)).toEqual([leader.index]);
-      expect(probes.filter((p) => p.replica !== leader.index).every((p) => p.readiness === 'NOT_SERVING' && p.routing === 'not-leader'), describeProbes(probes)).toBe(true);
+      expect(
+        probes.filter((p) => p.readiness === 'SERVING').map((p) => p.replica),
+        describeProbes(probes),
+      ).toEqual([leader.index]);
+      expect(
+        probes.filter((p) => p.routing === 'routes').map((p) => p.replica),
+        describeProbes(probes),
+      ).toEqual([leader.index]);
+      expect(
+        probes
+          .filter((p) => p.replica !== leader.index)
+          .every((p) => p.readiness === 'NOT_SERVING' && p.routing === 'not-leader'),
+        describeProbes(probes),
+      ).toBe(true);
     }
     // Followers are live (a liveness probe must not restart them), and run discovery: their endpoints are synced.
     for (const r of replicas) expect(await r.readiness(2_000, 'liveness')).toBe('SERVING');
@@ -91,8 +103,12 @@ describeWith(req, 'EPP leader election (3 replicas, real kube-apiserver)', () =>
     expect(answer.detail).toContain(`this EPP replica is not the leader (the leader is ${leader.identity})`);
     // controller-runtime's leader gauge, as upstream's EPP serves it.
     for (const r of replicas) {
-      const text = await (await fetch(`http://127.0.0.1:${r.metricsPort}/metrics`, { signal: AbortSignal.timeout(20_000) })).text();
-      expect(text, `epp-${r.index}`).toContain(`leader_election_master_status{name="${lease}"} ${r === leader ? 1 : 0}`);
+      const text = await (
+        await fetch(`http://127.0.0.1:${r.metricsPort}/metrics`, { signal: AbortSignal.timeout(20_000) })
+      ).text();
+      expect(text, `epp-${r.index}`).toContain(
+        `leader_election_master_status{name="${lease}"} ${r === leader ? 1 : 0}`,
+      );
     }
     const stored = await cluster.request('GET', `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases/${lease}`);
     expect(stored.json.spec).toMatchObject({ holderIdentity: leader.identity, leaseDurationSeconds: 4 });
@@ -156,8 +172,14 @@ describeWith(req, 'EPP leader election (3 replicas, real kube-apiserver)', () =>
     expect(fromQueue.routing, describeProbes([fromQueue])).toBe('not-leader');
     for (let i = 0; i < 5; i++) {
       const after = await probeAll(replicas);
-      expect(after.filter((p) => p.readiness === 'SERVING').map((p) => p.replica), describeProbes(after)).toEqual([next.index]);
-      expect(after.filter((p) => p.routing === 'routes').map((p) => p.replica), describeProbes(after)).toEqual([next.index]);
+      expect(
+        after.filter((p) => p.readiness === 'SERVING').map((p) => p.replica),
+        describeProbes(after),
+      ).toEqual([next.index]);
+      expect(
+        after.filter((p) => p.routing === 'routes').map((p) => p.replica),
+        describeProbes(after),
+      ).toEqual([next.index]);
     }
     probing = false;
     await prober;
@@ -170,12 +192,17 @@ describeWith(req, 'EPP leader election (3 replicas, real kube-apiserver)', () =>
     expect(resumedAt).toBeGreaterThan(takeover);
   }, 240_000);
 
-  it("a Lease held by an unknown identity is waited out, never stolen: no replica leads while it is renewed, one takes over once it expires", async () => {
+  it('a Lease held by an unknown identity is waited out, never stolen: no replica leads while it is renewed, one takes over once it expires', async () => {
     const { ns, kubeconfig, lease } = await setUp('epp-ha-foreign');
     const leasePath = `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`;
     const now = () => new Date().toISOString().replace('Z', '000Z');
     let stored = await cluster.request('POST', leasePath, {
-      body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: lease }, spec: { holderIdentity: 'someone-else', leaseDurationSeconds: 5, acquireTime: now(), renewTime: now() } },
+      body: {
+        apiVersion: 'coordination.k8s.io/v1',
+        kind: 'Lease',
+        metadata: { name: lease },
+        spec: { holderIdentity: 'someone-else', leaseDurationSeconds: 5, acquireTime: now(), renewTime: now() },
+      },
     });
     expect(stored.status, stored.text).toBe(201);
     replicas = await startReplicas(3, { namespace: ns, kubeconfig, ...FAST }, T);
@@ -183,10 +210,15 @@ describeWith(req, 'EPP leader election (3 replicas, real kube-apiserver)', () =>
     let lastRenewSent = performance.now();
     for (let i = 0; i < 6; i++) {
       lastRenewSent = performance.now();
-      stored = await cluster.request('PUT', `${leasePath}/${lease}`, { body: { ...stored.json, spec: { ...stored.json.spec, renewTime: now() } } });
+      stored = await cluster.request('PUT', `${leasePath}/${lease}`, {
+        body: { ...stored.json, spec: { ...stored.json.spec, renewTime: now() } },
+      });
       expect(stored.status, stored.text).toBe(200);
       const probes = await probeAll(replicas);
-      expect(probes.every((p) => p.readiness === 'NOT_SERVING' && p.routing === 'not-leader'), describeProbes(probes)).toBe(true);
+      expect(
+        probes.every((p) => p.readiness === 'NOT_SERVING' && p.routing === 'not-leader'),
+        describeProbes(probes),
+      ).toBe(true);
       await new Promise((r) => setTimeout(r, 1_000)); // the foreign holder's renew period
     }
     expect(watch!.changes.map((c) => c.holder)).toEqual(['someone-else']);
@@ -218,26 +250,42 @@ describeWith(req, 'EPP leader election (3 replicas, real kube-apiserver)', () =>
     replicas = await startReplicas(3, { namespace: ns, kubeconfig, ...FAST }, T);
     const leader = await untilOneLeader(replicas, T);
     gateway = await startGateway(
-      gatewayConfig({ host: '127.0.0.1', port: 0, epp: replicas.map((r) => `127.0.0.1:${r.grpcPort}`).join(','), eppTls: false, eppRetryTimeout: 10_000 }),
+      gatewayConfig({
+        host: '127.0.0.1',
+        port: 0,
+        epp: replicas.map((r) => `127.0.0.1:${r.grpcPort}`).join(','),
+        eppTls: false,
+        eppRetryTimeout: 10_000,
+      }),
     );
     const statuses: number[] = [];
     let sending = true;
     const client = (async () => {
       const workers = Array.from({ length: 4 }, async () => {
         while (sending) {
-          const r = await postJson(`${gateway!.url}/v1/completions`, { model: 'sim-model', prompt: 'across the handover', max_tokens: 2 });
+          const r = await postJson(`${gateway!.url}/v1/completions`, {
+            model: 'sim-model',
+            prompt: 'across the handover',
+            max_tokens: 2,
+          });
           statuses.push(r.status);
           if (r.status !== 200) process.stderr.write(`[epp-ha] ${r.status} ${r.text}\n`);
         }
       });
       await Promise.all(workers);
     })();
-    const served = (n: number) => new Promise<void>((resolve, reject) => {
-      const start = statuses.length;
-      const deadline = Date.now() + T;
-      const tick = () => (statuses.length - start >= n ? resolve() : Date.now() > deadline ? reject(new Error('requests stalled')) : setTimeout(tick, 20));
-      tick();
-    });
+    const served = (n: number) =>
+      new Promise<void>((resolve, reject) => {
+        const start = statuses.length;
+        const deadline = Date.now() + T;
+        const tick = () =>
+          statuses.length - start >= n
+            ? resolve()
+            : Date.now() > deadline
+              ? reject(new Error('requests stalled'))
+              : setTimeout(tick, 20);
+        tick();
+      });
     await served(20);
     const sent = performance.now();
     leader.signal('SIGTERM');
@@ -249,6 +297,8 @@ describeWith(req, 'EPP leader election (3 replicas, real kube-apiserver)', () =>
     expect(statuses.filter((s) => s !== 200)).toEqual([]);
     expect(await leader.proc.waitExit()).toBe(0);
     const retries = await gateway.metrics.eppRetries.get();
-    process.stdout.write(`[epp-ha] gateway requests ${statuses.length}, retries ${JSON.stringify(retries.values.map((v) => [v.labels.reason, v.value]))}\n`);
+    process.stdout.write(
+      `[epp-ha] gateway requests ${statuses.length}, retries ${JSON.stringify(retries.values.map((v) => [v.labels.reason, v.value]))}\n`,
+    );
   }, 240_000);
 });

@@ -31,7 +31,14 @@ afterEach(async () => {
 });
 
 const T = 60_000;
-const base = { host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, configText: NO_SCRAPE };
+const base = {
+  host: '127.0.0.1',
+  grpcPort: 0,
+  grpcHealthPort: 0,
+  metricsPort: 0,
+  secureServing: false,
+  configText: NO_SCRAPE,
+};
 
 /** The rules of GAIE v1.5.0's inference-extension.rbac ClusterRole (epplib/templates/_rbac.yaml). */
 const GAIE_METRICS_AUTH_RULES = [
@@ -60,11 +67,19 @@ async function setUp(prefix: string): Promise<{ ns: string; kubeconfig: string; 
   await cluster.grant(ns, 'epp', 'epp', GAIE_EPP_RULES);
   await clusterGrant(`${ns}-metrics-reader`, [{ nonResourceURLs: ['/metrics'], verbs: ['get'] }], ns, 'scraper');
   await cluster.apply(inferencePool('pool', { app: 'vllm' }, [8000]), { namespace: ns });
-  return { ns, kubeconfig: await cluster.serviceAccountKubeconfig(ns, 'epp'), scraper: await cluster.serviceAccountToken(ns, 'scraper'), stranger: await cluster.serviceAccountToken(ns, 'stranger') };
+  return {
+    ns,
+    kubeconfig: await cluster.serviceAccountKubeconfig(ns, 'epp'),
+    scraper: await cluster.serviceAccountToken(ns, 'scraper'),
+    stranger: await cluster.serviceAccountToken(ns, 'stranger'),
+  };
 }
 
 async function scrape(token?: string): Promise<{ status: number; text: string }> {
-  const r = await fetch(`http://127.0.0.1:${epp!.metricsPort}/metrics`, { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(20_000) });
+  const r = await fetch(`http://127.0.0.1:${epp!.metricsPort}/metrics`, {
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+    signal: AbortSignal.timeout(20_000),
+  });
   return { status: r.status, text: await r.text() };
 }
 
@@ -72,7 +87,13 @@ async function scrape(token?: string): Promise<{ status: number; text: string }>
 async function tokenReviews(): Promise<number> {
   const text = await cluster.metrics();
   let n = 0;
-  for (const line of text.split('\n')) if (line.startsWith('apiserver_request_total{') && line.includes('resource="tokenreviews"') && line.includes('verb="POST"')) n += Number(line.split(' ').at(-1));
+  for (const line of text.split('\n'))
+    if (
+      line.startsWith('apiserver_request_total{') &&
+      line.includes('resource="tokenreviews"') &&
+      line.includes('verb="POST"')
+    )
+      n += Number(line.split(' ').at(-1));
   return n;
 }
 
@@ -88,13 +109,30 @@ function capturedLogger() {
       cb();
     },
   });
-  return { logger: pino({ level: 'info' }, stream), lines, untilLine: (re: RegExp, what: string) => until(events, 'line', () => lines.some((l) => re.test(l)), T, what, () => lines.slice(-5).join('\n')) };
+  return {
+    logger: pino({ level: 'info' }, stream),
+    lines,
+    untilLine: (re: RegExp, what: string) =>
+      until(
+        events,
+        'line',
+        () => lines.some((l) => re.test(l)),
+        T,
+        what,
+        () => lines.slice(-5).join('\n'),
+      ),
+  };
 }
 
 const untilReady = (what: string) =>
   new Promise<void>((resolve, reject) => {
     const deadline = Date.now() + T;
-    const tick = () => (epp!.ready() ? resolve() : Date.now() > deadline ? reject(new Error(`${what}: not ready within ${T} ms`)) : setTimeout(tick, 50));
+    const tick = () =>
+      epp!.ready()
+        ? resolve()
+        : Date.now() > deadline
+          ? reject(new Error(`${what}: not ready within ${T} ms`))
+          : setTimeout(tick, 50);
     tick();
   });
 
@@ -106,7 +144,10 @@ describeWith(req, '/metrics auth (TokenReview + SubjectAccessReview, real kube-a
     await untilReady('EPP with metrics auth');
     expect(await scrape()).toEqual({ status: 401, text: 'Unauthorized\n' });
     expect(await scrape('not-a-token')).toEqual({ status: 401, text: 'Unauthorized\n' });
-    expect(await scrape(stranger)).toEqual({ status: 403, text: `Authorization denied for user system:serviceaccount:${ns}:stranger\n` });
+    expect(await scrape(stranger)).toEqual({
+      status: 403,
+      text: `Authorization denied for user system:serviceaccount:${ns}:stranger\n`,
+    });
     const ok = await scrape(scraper);
     expect(ok.status).toBe(200);
     expect(ok.text).toContain('# TYPE');
@@ -124,10 +165,16 @@ describeWith(req, '/metrics auth (TokenReview + SubjectAccessReview, real kube-a
   it('with --metrics-auth-cache-ttl=0 every scrape is reviewed, so a revoked permission takes effect at once', async () => {
     const { ns, kubeconfig, scraper } = await setUp('metrics-auth-ttl');
     await clusterGrant(`${ns}-epp-metrics-auth`, GAIE_METRICS_AUTH_RULES, ns, 'epp');
-    epp = await startEpp(eppConfig({ ...base, poolName: 'pool', poolNamespace: ns, kubeconfig, metricsAuthCacheTtl: 0 }));
+    epp = await startEpp(
+      eppConfig({ ...base, poolName: 'pool', poolNamespace: ns, kubeconfig, metricsAuthCacheTtl: 0 }),
+    );
     await untilReady('EPP with metrics auth, no cache');
     expect((await scrape(scraper)).status).toBe(200);
-    await cluster.remove({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: `${ns}-metrics-reader` } });
+    await cluster.remove({
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name: `${ns}-metrics-reader` },
+    });
     // RBAC is read from the API server's informer: the removal shows within moments.
     const deadline = Date.now() + T;
     let status = 200;
@@ -138,8 +185,13 @@ describeWith(req, '/metrics auth (TokenReview + SubjectAccessReview, real kube-a
   it('missing RBAC for tokenreviews: a log naming it, /metrics 500, readiness unaffected (as upstream); 200 once the ClusterRole is bound, no restart', async () => {
     const { ns, kubeconfig, scraper } = await setUp('metrics-auth-rbac');
     const log = capturedLogger();
-    epp = await startEpp(eppConfig({ ...base, poolName: 'pool', poolNamespace: ns, kubeconfig }), { logger: log.logger });
-    await log.untilLine(/missing RBAC permission: create tokenreviews\.authentication\.k8s\.io/, 'the missing permission logged');
+    epp = await startEpp(eppConfig({ ...base, poolName: 'pool', poolNamespace: ns, kubeconfig }), {
+      logger: log.logger,
+    });
+    await log.untilLine(
+      /missing RBAC permission: create tokenreviews\.authentication\.k8s\.io/,
+      'the missing permission logged',
+    );
     // GAIE's chart with default values enables auth but grants the reviews only with Prometheus monitoring on; upstream's
     // EPP serves traffic there, so pd-router's readiness does not depend on the permission either.
     await untilReady('discovery synced without the metrics-auth permission');

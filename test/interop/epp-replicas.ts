@@ -11,12 +11,15 @@ import { ExtProcTestClient, body, headers } from '../epp/ext-proc-client.js';
 import { componentBinary } from '../helpers.js';
 import { ManagedProcess, type KubeCluster } from './control-plane.js';
 
-export const HEAD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nschedulingProfiles: [{name: default}]\n';
+export const HEAD =
+  'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nschedulingProfiles: [{name: default}]\n';
 /** No metrics scraping: three replicas scraping every 50 ms would only load the machine. */
 export const NO_SCRAPE = `${HEAD}dataLayer: {injectDefaults: false}\n`;
 
 /** The lease rules GAIE's chart grants its EPP (leader-election Role), less list/patch/delete and events we do not use. */
-export const LEASE_RULES: k8s.V1PolicyRule[] = [{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'watch', 'create', 'update'] }];
+export const LEASE_RULES: k8s.V1PolicyRule[] = [
+  { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'watch', 'create', 'update'] },
+];
 
 export type Readiness = 'SERVING' | 'NOT_SERVING' | 'NO_ANSWER';
 export type Routing = 'routes' | 'not-leader' | 'other' | 'no-answer';
@@ -63,8 +66,10 @@ export class EppReplica {
         this.extProc = new ExtProcTestClient(`127.0.0.1:${this.grpcPort}`);
         return;
       }
-      if (!this.proc.running) throw new Error(`${this.proc.name} exited before listening; its log:\n${this.proc.tail()}`);
-      if (Date.now() > deadline) throw new Error(`${this.proc.name} not listening within ${timeoutMs} ms; its log:\n${this.proc.tail()}`);
+      if (!this.proc.running)
+        throw new Error(`${this.proc.name} exited before listening; its log:\n${this.proc.tail()}`);
+      if (Date.now() > deadline)
+        throw new Error(`${this.proc.name} not listening within ${timeoutMs} ms; its log:\n${this.proc.tail()}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }
@@ -86,7 +91,11 @@ export class EppReplica {
   /** grpc.health.v1 Check of `service`; NO_ANSWER past the deadline (a stopped or dead process). */
   readiness(timeoutMs = 2_000, service = 'readiness'): Promise<Readiness | 'SERVICE_UNKNOWN'> {
     return new Promise((resolve) =>
-      this.health!.Check({ service }, { deadline: Date.now() + timeoutMs }, (err: Error | null, r: { status: string }) => resolve(err ? 'NO_ANSWER' : (r.status as Readiness))),
+      this.health!.Check(
+        { service },
+        { deadline: Date.now() + timeoutMs },
+        (err: Error | null, r: { status: string }) => resolve(err ? 'NO_ANSWER' : (r.status as Readiness)),
+      ),
     );
   }
 
@@ -94,7 +103,10 @@ export class EppReplica {
   async route(timeoutMs = 2_000): Promise<{ routing: Routing; detail: string }> {
     const call = this.extProc!.open();
     try {
-      call.send(headers({ ':method': 'POST', ':path': '/v1/completions', 'content-type': 'application/json' }), body(JSON.stringify({ model: 'sim-model', prompt: 'who leads?', max_tokens: 1 }), true));
+      call.send(
+        headers({ ':method': 'POST', ':path': '/v1/completions', 'content-type': 'application/json' }),
+        body(JSON.stringify({ model: 'sim-model', prompt: 'who leads?', max_tokens: 1 }), true),
+      );
       const [first] = await call.waitFor(1, timeoutMs);
       const imm = first!.immediate_response;
       if (!imm) return { routing: first!.request_headers ? 'routes' : 'other', detail: 'headers response' };
@@ -112,7 +124,13 @@ export class EppReplica {
   async probe(timeoutMs = 2_000): Promise<Probe> {
     const sentAt = performance.now();
     const [readiness, routing] = await Promise.all([this.readiness(timeoutMs), this.route(timeoutMs)]);
-    return { replica: this.index, sentAt, answeredAt: performance.now(), readiness: readiness as Readiness, routing: routing.routing };
+    return {
+      replica: this.index,
+      sentAt,
+      answeredAt: performance.now(),
+      readiness: readiness as Readiness,
+      routing: routing.routing,
+    };
   }
 
   signal(sig: NodeJS.Signals): void {
@@ -158,7 +176,12 @@ export function replicaArgs(o: ReplicaOptions): string[] {
   ];
 }
 
-export async function startReplicas(n: number, o: ReplicaOptions, timeoutMs: number, firstIndex = 0): Promise<EppReplica[]> {
+export async function startReplicas(
+  n: number,
+  o: ReplicaOptions,
+  timeoutMs: number,
+  firstIndex = 0,
+): Promise<EppReplica[]> {
   const replicas = Array.from({ length: n }, (_, i) => new EppReplica(firstIndex + i, replicaArgs(o)));
   try {
     await Promise.all(replicas.map((r) => r.started(timeoutMs)));
@@ -170,14 +193,21 @@ export async function startReplicas(n: number, o: ReplicaOptions, timeoutMs: num
 }
 
 /** Polls every replica until exactly one answers SERVING (readiness of our own processes); returns its index. */
-export async function untilOneLeader(replicas: EppReplica[], timeoutMs: number, exclude: EppReplica[] = []): Promise<EppReplica> {
+export async function untilOneLeader(
+  replicas: EppReplica[],
+  timeoutMs: number,
+  exclude: EppReplica[] = [],
+): Promise<EppReplica> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const live = replicas.filter((r) => r.proc.running && !exclude.includes(r));
     const states = await Promise.all(live.map((r) => r.readiness(1_000)));
     const serving = live.filter((_, i) => states[i] === 'SERVING');
     if (serving.length === 1) return serving[0]!;
-    if (Date.now() > deadline) throw new Error(`no single leader within ${timeoutMs} ms: ${states.join(', ')}; logs:\n${replicas.map((r) => r.proc.tail(1500)).join('\n---\n')}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `no single leader within ${timeoutMs} ms: ${states.join(', ')}; logs:\n${replicas.map((r) => r.proc.tail(1500)).join('\n---\n')}`,
+      );
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -229,7 +259,11 @@ export class LeaseWatch extends EventEmitter<{ change: [string] }> {
       };
       const timer = setTimeout(() => {
         this.off('change', onChange);
-        reject(new Error(`Lease ${this.namespace}/${this.name}: ${what} not seen within ${timeoutMs} ms; holders: ${JSON.stringify(this.changes)}`));
+        reject(
+          new Error(
+            `Lease ${this.namespace}/${this.name}: ${what} not seen within ${timeoutMs} ms; holders: ${JSON.stringify(this.changes)}`,
+          ),
+        );
       }, timeoutMs);
       this.on('change', onChange);
     });

@@ -25,7 +25,19 @@ schedulingProfiles:
   - pluginRef: ${scorer}
 `;
 
-const SIM_ARGS = ['--model', MODEL, '--enable-kvcache', '--kv-cache-size', '64', '--block-size', '16', '--max-num-seqs', '1', '--time-to-first-token', '30s'];
+const SIM_ARGS = [
+  '--model',
+  MODEL,
+  '--enable-kvcache',
+  '--kv-cache-size',
+  '64',
+  '--block-size',
+  '16',
+  '--max-num-seqs',
+  '1',
+  '--time-to-first-token',
+  '30s',
+];
 
 let busy: UpstreamSim;
 let idle: UpstreamSim;
@@ -53,7 +65,17 @@ beforeAll(async () => {
     ['kv', 'kv-cache-utilization-scorer'],
     ['queue', 'queue-scorer'],
   ] as const) {
-    const epp = await startEpp(eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, endpointsFile, configText: scorerConfig(scorer) }));
+    const epp = await startEpp(
+      eppConfig({
+        host: '127.0.0.1',
+        grpcPort: 0,
+        grpcHealthPort: 0,
+        metricsPort: 0,
+        secureServing: false,
+        endpointsFile,
+        configText: scorerConfig(scorer),
+      }),
+    );
     epps[key] = { epp, client: new ExtProcTestClient(`127.0.0.1:${epp.grpcPort}`) };
   }
 }, 60_000);
@@ -68,16 +90,24 @@ afterAll(async () => {
   await Promise.all([busy?.close(), idle?.close()]);
 });
 
-const scraped = (key: 'kv' | 'queue', sim: UpstreamSim) => epps[key].epp.store.all().find((e) => e.hostPort === sim.hostPort)!.metrics;
+const scraped = (key: 'kv' | 'queue', sim: UpstreamSim) =>
+  epps[key].epp.store.all().find((e) => e.hostPort === sim.hostPort)!.metrics;
 
 /** Asks the EPP for `n` decisions over ext_proc; returns the chosen destinations. */
 async function picks(key: 'kv' | 'queue', n: number): Promise<string[]> {
   const out: string[] = [];
   for (let i = 0; i < n; i++) {
     const call = epps[key].client.open();
-    call.send(headers({ ':path': '/v1/completions', ':method': 'POST', 'x-request-id': `scrape-${key}-${i}` }), body(JSON.stringify({ model: MODEL, prompt: `question ${i}` }), true));
+    call.send(
+      headers({ ':path': '/v1/completions', ':method': 'POST', 'x-request-id': `scrape-${key}-${i}` }),
+      body(JSON.stringify({ model: MODEL, prompt: `question ${i}` }), true),
+    );
     const [h] = await call.waitFor(2);
-    out.push(setHeadersOf(h!.request_headers!.response!.header_mutation).find(([k]) => k === 'x-gateway-destination-endpoint')![1]);
+    out.push(
+      setHeadersOf(h!.request_headers!.response!.header_mutation).find(
+        ([k]) => k === 'x-gateway-destination-endpoint',
+      )![1],
+    );
     call.end();
   }
   return out;
@@ -96,11 +126,22 @@ function occupy(prompt: string): void {
 }
 
 describe.skipIf(skipInterop())('the EPP scrapes llm-d-inference-sim and routes by its figures', () => {
-  it('idle: the scraped figures are upstream\'s own (zeros, and cache_config_info\'s block size and block count)', async () => {
+  it("idle: the scraped figures are upstream's own (zeros, and cache_config_info's block size and block count)", async () => {
     for (const key of ['kv', 'queue'] as const) {
-      await waitFor(() => [busy, idle].every((s) => scraped(key, s).updatedAt > 0), 10_000, `EPP (${key}) scraped both`);
+      await waitFor(
+        () => [busy, idle].every((s) => scraped(key, s).updatedAt > 0),
+        10_000,
+        `EPP (${key}) scraped both`,
+      );
       for (const sim of [busy, idle]) {
-        expect(scraped(key, sim)).toMatchObject({ waitingQueueSize: 0, runningRequests: 0, kvCacheUsage: 0, cacheBlockSize: 16, cacheNumBlocks: 64, stale: false });
+        expect(scraped(key, sim)).toMatchObject({
+          waitingQueueSize: 0,
+          runningRequests: 0,
+          kvCacheUsage: 0,
+          cacheBlockSize: 16,
+          cacheNumBlocks: 64,
+          stale: false,
+        });
       }
     }
     const m = await metricsText(`http://127.0.0.1:${epps.queue.epp.metricsPort}`);
@@ -110,9 +151,11 @@ describe.skipIf(skipInterop())('the EPP scrapes llm-d-inference-sim and routes b
   it('KV-cache utilization: a long prompt running on one instance -> the kv-cache-utilization scorer picks the other', async () => {
     // 600 words = 600 simulated tokens = 37 full blocks of 16 out of 64: vllm:kv_cache_usage_perc 0.578125 while it runs.
     occupy(Array.from({ length: 600 }, (_, i) => `k${i}`).join(' '));
-    await waitFor(() => scraped('kv', busy).kvCacheUsage > 0.5, 10_000, 'the EPP to see the busy instance\'s KV usage');
+    await waitFor(() => scraped('kv', busy).kvCacheUsage > 0.5, 10_000, "the EPP to see the busy instance's KV usage");
     const upstream = await metricsText(busy.url);
-    expect(scraped('kv', busy).kvCacheUsage).toBe(metricValue(upstream, 'vllm:kv_cache_usage_perc', { model_name: MODEL }));
+    expect(scraped('kv', busy).kvCacheUsage).toBe(
+      metricValue(upstream, 'vllm:kv_cache_usage_perc', { model_name: MODEL }),
+    );
     expect(scraped('kv', busy).kvCacheUsage).toBeCloseTo(37 / 64, 6);
     expect(scraped('kv', busy)).toMatchObject({ runningRequests: 1, waitingQueueSize: 0 });
     expect(scraped('kv', idle).kvCacheUsage).toBe(0);

@@ -46,14 +46,23 @@ export interface ExtProcExchange {
 }
 
 /** Runs the exchanges in order, each on its own ext_proc stream (bounded: each exchange and the whole run). */
-export async function runExtProc(address: string, exchanges: ExtProcExchange[], timeoutMs = 10_000): Promise<ExtProcReport[]> {
+export async function runExtProc(
+  address: string,
+  exchanges: ExtProcExchange[],
+  timeoutMs = 10_000,
+): Promise<ExtProcReport[]> {
   const client = interopEnv().extProcClient;
   if (!client) throw new Error('the ext_proc client (test/interop/extproc-client) was not built');
-  const r = await runProcess(client, [], { input: JSON.stringify({ address, timeoutMs, exchanges }), timeoutMs: timeoutMs * (exchanges.length + 1) + 10_000 });
+  const r = await runProcess(client, [], {
+    input: JSON.stringify({ address, timeoutMs, exchanges }),
+    timeoutMs: timeoutMs * (exchanges.length + 1) + 10_000,
+  });
   try {
     return (JSON.parse(r.stdout) as { exchanges: ExtProcReport[] }).exchanges;
   } catch {
-    throw new Error(`extproc-client exited ${r.code} without a JSON report; stdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
+    throw new Error(
+      `extproc-client exited ${r.code} without a JSON report; stdout:\n${r.stdout}\nstderr:\n${r.stderr}`,
+    );
   }
 }
 
@@ -76,7 +85,11 @@ export interface Decision {
 }
 
 export function decisionOf(r: ExtProcReport): Decision {
-  const problems = [...(r.error ? [`error: ${r.error}`] : []), ...r.unknownFields.map((f) => `unknown field ${f}`), ...r.validationErrors.map((e) => `invalid: ${e}`)];
+  const problems = [
+    ...(r.error ? [`error: ${r.error}`] : []),
+    ...r.unknownFields.map((f) => `unknown field ${f}`),
+    ...r.validationErrors.map((e) => `invalid: ${e}`),
+  ];
   const imm = r.received.find((x) => x.kind === 'immediate_response');
   if (imm) return { set: {}, removed: [], immediate: { status: imm.httpStatus ?? 0, body: imm.body ?? '' }, problems };
   const headers = r.received.find((x) => x.kind === 'request_headers');
@@ -85,9 +98,14 @@ export function decisionOf(r: ExtProcReport): Decision {
     const k = h.key.toLowerCase();
     set[k] = k in set ? `${set[k]}, ${h.value}` : h.value;
   }
-  const meta = (headers?.dynamicMetadata as { 'envoy.lb'?: { 'x-gateway-destination-endpoint'?: string } } | undefined)?.['envoy.lb']?.['x-gateway-destination-endpoint'];
-  if (meta !== undefined && meta !== set['x-gateway-destination-endpoint']) problems.push(`envoy.lb metadata ${meta} != header ${set['x-gateway-destination-endpoint']}`);
-  const chunks = r.received.filter((x) => x.kind === 'request_body' && x.streamedBody !== undefined).map((x) => x.streamedBody!);
+  const meta = (
+    headers?.dynamicMetadata as { 'envoy.lb'?: { 'x-gateway-destination-endpoint'?: string } } | undefined
+  )?.['envoy.lb']?.['x-gateway-destination-endpoint'];
+  if (meta !== undefined && meta !== set['x-gateway-destination-endpoint'])
+    problems.push(`envoy.lb metadata ${meta} != header ${set['x-gateway-destination-endpoint']}`);
+  const chunks = r.received
+    .filter((x) => x.kind === 'request_body' && x.streamedBody !== undefined)
+    .map((x) => x.streamedBody!);
   return {
     decode: set['x-gateway-destination-endpoint'],
     prefill: set['x-prefiller-host-port'],

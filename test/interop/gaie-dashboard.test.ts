@@ -24,15 +24,22 @@ const prom = prometheusBinary();
 if (!prom) process.stdout.write(`\n[interop] ${PROMETHEUS_MISSING}\n`);
 
 const MODEL = 'sim-model';
-const GAIE_DASHBOARDS = ['v1.4.0', 'v1.5.0'].map((v) => ({ version: v, file: path.join(ROOT, `test/interop/gaie-dashboards/inference_gateway-${v}.json`) }));
+const GAIE_DASHBOARDS = ['v1.4.0', 'v1.5.0'].map((v) => ({
+  version: v,
+  file: path.join(ROOT, `test/interop/gaie-dashboards/inference_gateway-${v}.json`),
+}));
 const PD_ROUTER_DASHBOARD = path.join(ROOT, 'deploy/grafana/pd-router-dashboard.json');
 
 /** Dashboard rows pd-router cannot fill, by the metric names their queries read. */
 const NOT_PD_ROUTER: Array<{ prefix: string; reason: string }> = [
   { prefix: 'bbr_', reason: 'Body-Based Router: a separate GAIE component (bbr), not part of an EPP' },
-  { prefix: 'inference_extension_flow_control_', reason: 'flow control: pd-router has none (GAIE serves these only with flow control enabled)' },
+  {
+    prefix: 'inference_extension_flow_control_',
+    reason: 'flow control: pd-router has none (GAIE serves these only with flow control enabled)',
+  },
 ];
-const exclusion = (q: DashboardQuery) => NOT_PD_ROUTER.find((x) => metricNames(q.expr).some((n) => n.startsWith(x.prefix)));
+const exclusion = (q: DashboardQuery) =>
+  NOT_PD_ROUTER.find((x) => metricNames(q.expr).some((n) => n.startsWith(x.prefix)));
 
 /** Grafana's variables as a query over the whole test would use them: every window spans all samples taken. */
 function substitute(expr: string, windowS: number): string {
@@ -52,16 +59,36 @@ interface Scenario {
 /** One round of traffic through the gateway: decode-only and P/D, streamed and not, chat and completions, a 400. */
 async function traffic(stack: DevStack, round: number): Promise<number> {
   const send = async (path: string, body: unknown, expectStatus: number) => {
-    const res = await fetch(`${stack.gateway.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(20_000) });
+    const res = await fetch(`${stack.gateway.url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(20_000),
+    });
     const text = await res.text();
-    if (res.status !== expectStatus) throw new Error(`${path} answered ${res.status}, expected ${expectStatus}: ${text.slice(0, 500)}`);
+    if (res.status !== expectStatus)
+      throw new Error(`${path} answered ${res.status}, expected ${expectStatus}: ${text.slice(0, 500)}`);
   };
   const long = (tag: string) => Array.from({ length: 300 }, (_, i) => `${tag}-${round}-${i}`).join(' ');
-  const chat = (content: string, extra: Record<string, unknown> = {}) => ({ model: MODEL, messages: [{ role: 'user', content }], max_tokens: 4, ignore_eos: true, ...extra });
+  const chat = (content: string, extra: Record<string, unknown> = {}) => ({
+    model: MODEL,
+    messages: [{ role: 'user', content }],
+    max_tokens: 4,
+    ignore_eos: true,
+    ...extra,
+  });
   await send('/v1/chat/completions', chat('short question'), 200); // decode-only
   await send('/v1/chat/completions', chat(long('pd')), 200); // prefill-decode
-  await send('/v1/chat/completions', chat(long('stream'), { stream: true, stream_options: { include_usage: true } }), 200);
-  await send('/v1/completions', { model: MODEL, prompt: `complete this ${round}`, max_tokens: 4, ignore_eos: true }, 200);
+  await send(
+    '/v1/chat/completions',
+    chat(long('stream'), { stream: true, stream_options: { include_usage: true } }),
+    200,
+  );
+  await send(
+    '/v1/completions',
+    { model: MODEL, prompt: `complete this ${round}`, max_tokens: 4, ignore_eos: true },
+    200,
+  );
   await send('/v1/completions', { prompt: 'no model' }, 400); // rejected by the EPP: an error, not a request
   return 4;
 }
@@ -77,12 +104,23 @@ function total(text: string, name: string): number {
 }
 
 async function startScenario(family: MetricsFamily): Promise<Scenario> {
-  const stack = await startDevStack({ mode: 'in-process', basePort: 0, gatewayPort: 0, profile: 'zero', nonCachedTokens: 16, epp: { metricsFamily: family } });
+  const stack = await startDevStack({
+    mode: 'in-process',
+    basePort: 0,
+    gatewayPort: 0,
+    profile: 'zero',
+    nonCachedTokens: 16,
+    epp: { metricsFamily: family },
+  });
   try {
     const target = (url: string) => url.replace(/^https?:\/\//, '');
     const jobs: ScrapeJob[] = [
       { job: 'epp', path: '/metrics', targets: [`127.0.0.1:${stack.epp.ports.metricsPort}`] },
-      { job: 'vllm', path: '/metrics', targets: [...stack.prefills.map((p) => target(p.url)), ...stack.decodes.map((d) => target(d.sim.url))] },
+      {
+        job: 'vllm',
+        path: '/metrics',
+        targets: [...stack.prefills.map((p) => target(p.url)), ...stack.decodes.map((d) => target(d.sim.url))],
+      },
     ];
     const nTargets = 1 + stack.prefills.length + stack.decodes.length;
     const startedAt = Date.now();
@@ -91,11 +129,18 @@ async function startScenario(family: MetricsFamily): Promise<Scenario> {
       await prometheus.scrapedAfter(startedAt, nTargets);
       const eppUrl = `http://127.0.0.1:${stack.epp.ports.metricsPort}`;
       // The EPP records a response when its end passes through ext_proc, which may follow the client's last byte.
-      const durationCount = family === 'llm-d' ? 'llm_d_epp_request_duration_seconds_count' : 'inference_objective_request_duration_seconds_count';
+      const durationCount =
+        family === 'llm-d'
+          ? 'llm_d_epp_request_duration_seconds_count'
+          : 'inference_objective_request_duration_seconds_count';
       let done = 0;
       for (const round of [1, 2]) {
         done += await traffic(stack, round);
-        await waitFor(async () => total(await metricsText(eppUrl), durationCount) >= done, 10_000, `the EPP to record ${done} responses`);
+        await waitFor(
+          async () => total(await metricsText(eppUrl), durationCount) >= done,
+          10_000,
+          `the EPP to record ${done} responses`,
+        );
         await prometheus.scrapedAfter(Date.now(), nTargets);
       }
       return { stack, prometheus, startedAt, eppText: await metricsText(eppUrl) };
@@ -115,54 +160,66 @@ async function evaluate(s: Scenario, q: DashboardQuery): Promise<{ ok: boolean; 
   const result = await s.prometheus.query(substitute(q.expr, windowS), now);
   const values = result.map((r) => Number(r.value[1]));
   const ok = values.length > 0 && values.every(Number.isFinite);
-  return { ok, detail: `${values.length} series [${values.slice(0, 4).map((v) => +v.toPrecision(4)).join(', ')}${values.length > 4 ? ', ...' : ''}]` };
+  return {
+    ok,
+    detail: `${values.length} series [${values
+      .slice(0, 4)
+      .map((v) => +v.toPrecision(4))
+      .join(', ')}${values.length > 4 ? ', ...' : ''}]`,
+  };
 }
 
-const eppQueries = (file: string) => dashboardQueries(file).filter((q) => metricNames(q.expr).some((n) => /^(llm_d_|inference_)/.test(n)));
+const eppQueries = (file: string) =>
+  dashboardQueries(file).filter((q) => metricNames(q.expr).some((n) => /^(llm_d_|inference_)/.test(n)));
 
-describe.skipIf(!prom)(`GAIE's dashboard against pd-router (EPP --metrics-family gaie), through ${prom?.version ?? 'prometheus'}`, () => {
-  let s: Scenario;
-  beforeAll(async () => {
-    s = await startScenario('gaie');
-  }, 120_000);
-  afterAll(async () => {
-    await s?.prometheus.close();
-    await s?.stack.close();
-  });
-
-  for (const { version, file } of GAIE_DASHBOARDS) {
-    it(`inference_gateway.json ${version}: every EPP and vLLM query returns data; the rest are rows pd-router does not have`, async () => {
-      const failed: string[] = [];
-      const answered: string[] = [];
-      const excluded: string[] = [];
-      for (const q of dashboardQueries(file)) {
-        const why = exclusion(q);
-        if (why) {
-          excluded.push(`${q.panel}: ${why.reason}`);
-          // Not served by the EPP at all, so "no data" there is pd-router's true state, not a missing series.
-          for (const n of metricNames(q.expr)) expect(s.eppText, n).not.toContain(n);
-          continue;
-        }
-        const r = await evaluate(s, q);
-        (r.ok ? answered : failed).push(`${q.panel} [${q.refId}] ${r.detail}: ${q.expr}`);
-      }
-      process.stdout.write(`[interop] GAIE dashboard ${version}: ${answered.length} queries returned data, ${excluded.length} not applicable\n${answered.map((a) => `  data: ${a}`).join('\n')}\n`);
-      expect(failed).toEqual([]);
-      expect(answered.length).toBe(31); // 3 pool + 17 inference objective + 11 vLLM queries
+describe.skipIf(!prom)(
+  `GAIE's dashboard against pd-router (EPP --metrics-family gaie), through ${prom?.version ?? 'prometheus'}`,
+  () => {
+    let s: Scenario;
+    beforeAll(async () => {
+      s = await startScenario('gaie');
+    }, 120_000);
+    afterAll(async () => {
+      await s?.prometheus.close();
+      await s?.stack.close();
     });
-  }
 
-  it('pd-router\'s own dashboard: its EPP panels answer from the GAIE family', async () => {
-    const failed: string[] = [];
-    for (const q of eppQueries(PD_ROUTER_DASHBOARD)) {
-      const r = await evaluate(s, q);
-      if (!r.ok) failed.push(`${q.panel} [${q.refId}] ${r.detail}: ${q.expr}`);
+    for (const { version, file } of GAIE_DASHBOARDS) {
+      it(`inference_gateway.json ${version}: every EPP and vLLM query returns data; the rest are rows pd-router does not have`, async () => {
+        const failed: string[] = [];
+        const answered: string[] = [];
+        const excluded: string[] = [];
+        for (const q of dashboardQueries(file)) {
+          const why = exclusion(q);
+          if (why) {
+            excluded.push(`${q.panel}: ${why.reason}`);
+            // Not served by the EPP at all, so "no data" there is pd-router's true state, not a missing series.
+            for (const n of metricNames(q.expr)) expect(s.eppText, n).not.toContain(n);
+            continue;
+          }
+          const r = await evaluate(s, q);
+          (r.ok ? answered : failed).push(`${q.panel} [${q.refId}] ${r.detail}: ${q.expr}`);
+        }
+        process.stdout.write(
+          `[interop] GAIE dashboard ${version}: ${answered.length} queries returned data, ${excluded.length} not applicable\n${answered.map((a) => `  data: ${a}`).join('\n')}\n`,
+        );
+        expect(failed).toEqual([]);
+        expect(answered.length).toBe(31); // 3 pool + 17 inference objective + 11 vLLM queries
+      });
     }
-    expect(failed).toEqual([]);
-  });
-});
 
-describe.skipIf(!prom)('pd-router\'s dashboard with --metrics-family llm-d, through Prometheus', () => {
+    it("pd-router's own dashboard: its EPP panels answer from the GAIE family", async () => {
+      const failed: string[] = [];
+      for (const q of eppQueries(PD_ROUTER_DASHBOARD)) {
+        const r = await evaluate(s, q);
+        if (!r.ok) failed.push(`${q.panel} [${q.refId}] ${r.detail}: ${q.expr}`);
+      }
+      expect(failed).toEqual([]);
+    });
+  },
+);
+
+describe.skipIf(!prom)("pd-router's dashboard with --metrics-family llm-d, through Prometheus", () => {
   let s: Scenario;
   beforeAll(async () => {
     s = await startScenario('llm-d');

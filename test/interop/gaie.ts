@@ -35,7 +35,11 @@ export function pdRouterEppImageValues(chartVersion: 'v1.4.0' | 'v1.5.0', image:
   const [, registry, repository, tag] = m;
   if (chartVersion === 'v1.4.0') {
     const slash = repository!.lastIndexOf('/');
-    return { inferenceExtension: { image: { hub: `${registry}/${repository!.slice(0, slash)}`, name: repository!.slice(slash + 1), tag } } };
+    return {
+      inferenceExtension: {
+        image: { hub: `${registry}/${repository!.slice(0, slash)}`, name: repository!.slice(slash + 1), tag },
+      },
+    };
   }
   return { inferenceExtension: { image: { registry, repository, tag } } };
 }
@@ -50,17 +54,36 @@ export async function renderInferencePoolChart(helm: string, gaieDir: string, v:
   try {
     cpSync(path.join(gaieDir, 'config/charts'), path.join(dir, 'charts'), { recursive: true });
     makeWritable(path.join(dir, 'charts'));
-    const env = { HELM_CACHE_HOME: path.join(dir, 'cache'), HELM_CONFIG_HOME: path.join(dir, 'config'), HELM_DATA_HOME: path.join(dir, 'data') };
+    const env = {
+      HELM_CACHE_HOME: path.join(dir, 'cache'),
+      HELM_CONFIG_HOME: path.join(dir, 'config'),
+      HELM_DATA_HOME: path.join(dir, 'data'),
+    };
     const chart = path.join(dir, 'charts/inferencepool');
     const dep = await runProcess(helm, ['dependency', 'build', chart], { env, timeoutMs: 60_000 });
     if (dep.code !== 0) throw new Error(`helm dependency build failed (exit ${dep.code}):\n${dep.output.slice(-3000)}`);
     const sets = [
-      ...Object.entries(v.matchLabels).map(([k, val]) => `inferencePool.modelServers.matchLabels.${k.replace(/\./g, '\\.')}=${val}`),
+      ...Object.entries(v.matchLabels).map(
+        ([k, val]) => `inferencePool.modelServers.matchLabels.${k.replace(/\./g, '\\.')}=${val}`,
+      ),
       `inferencePool.targetPorts[0].number=${v.targetPort}`,
     ];
     const valuesFile = path.join(dir, 'values.yaml');
     writeFileSync(valuesFile, stringify(v.values ?? {}));
-    const r = await runProcess(helm, ['template', v.release, chart, '--namespace', v.namespace, '-f', valuesFile, ...sets.flatMap((s) => ['--set', s])], { env, timeoutMs: 60_000 });
+    const r = await runProcess(
+      helm,
+      [
+        'template',
+        v.release,
+        chart,
+        '--namespace',
+        v.namespace,
+        '-f',
+        valuesFile,
+        ...sets.flatMap((s) => ['--set', s]),
+      ],
+      { env, timeoutMs: 60_000 },
+    );
     if (r.code !== 0) throw new Error(`helm template failed (exit ${r.code}):\n${r.output.slice(-3000)}`);
     return parseAllDocuments(r.stdout)
       .map((d) => d.toJSON() as Obj)

@@ -26,29 +26,45 @@ export default async function setup(project: TestProject): Promise<() => Promise
     const how = env.simCached ? 'cached' : `installed in ${env.simInstallSeconds!.toFixed(0)}s`;
     log(`[interop] ${env.goVersion}`);
     log(`[interop] upstream simulator: ${env.simModule} ${env.simVersion} (${how}) at ${env.simBinary}`);
-    log(`[interop] Envoy API for the ext_proc client: ${env.goControlPlane} (${env.extProcClientCached ? 'cached' : 'built'})`);
-    log(`[interop] upstream metrics reference (GAIE v1.4.0, llm-d-inference-scheduler v0.7.1): ${env.upstreamMetricsCached ? 'cached' : 'built'}`);
+    log(
+      `[interop] Envoy API for the ext_proc client: ${env.goControlPlane} (${env.extProcClientCached ? 'cached' : 'built'})`,
+    );
+    log(
+      `[interop] upstream metrics reference (GAIE v1.4.0, llm-d-inference-scheduler v0.7.1): ${env.upstreamMetricsCached ? 'cached' : 'built'}`,
+    );
     const buildStart = Date.now();
     // PD_INTEROP_PREBUILD=0 builds only the control plane here; test files then build what they need themselves.
-    artifacts = process.env.PD_INTEROP_PREBUILD === '0' ? await prebuild(['etcd', 'kube-apiserver'], log) : await prebuild(ARTIFACT_NAMES, log);
+    artifacts =
+      process.env.PD_INTEROP_PREBUILD === '0'
+        ? await prebuild(['etcd', 'kube-apiserver'], log)
+        : await prebuild(ARTIFACT_NAMES, log);
     for (const o of Object.values(artifacts)) {
       if (!o.ok) {
-        log(`[interop] UNAVAILABLE ${o.description}; the tests that need it are skipped:\n           ${o.reason.split('\n').slice(0, 8).join('\n           ')}`);
+        log(
+          `[interop] UNAVAILABLE ${o.description}; the tests that need it are skipped:\n           ${o.reason.split('\n').slice(0, 8).join('\n           ')}`,
+        );
         continue;
       }
-      const how = o.cached ? `cached${o.lastBuildSeconds ? `; built in ${o.lastBuildSeconds.toFixed(0)}s on first run` : ''}` : `built in ${o.seconds.toFixed(0)}s`;
+      const how = o.cached
+        ? `cached${o.lastBuildSeconds ? `; built in ${o.lastBuildSeconds.toFixed(0)}s on first run` : ''}`
+        : `built in ${o.seconds.toFixed(0)}s`;
       log(`[interop] ${o.description} (${how})${o.note ? `\n           note: ${o.note}` : ''}`);
     }
     log(`[interop] artifacts ready in ${((Date.now() - buildStart) / 1000).toFixed(1)}s`);
     const missing = (['etcd', 'kube-apiserver'] as const).map((n) => artifacts[n]).filter((o) => o && !o.ok);
     if (missing.length > 0) {
-      controlPlane = { state: 'skipped', reason: missing.map((o) => (o && !o.ok ? o.reason.split('\n')[0] : '')).join('; ') };
+      controlPlane = {
+        state: 'skipped',
+        reason: missing.map((o) => (o && !o.ok ? o.reason.split('\n')[0] : '')).join('; '),
+      };
     } else {
       const cpStart = Date.now();
       try {
         plane = await startControlPlane({ crds: [...SHARED_CRDS] });
         controlPlane = { state: 'ready', info: plane.info, crds: [...SHARED_CRDS] };
-        log(`[interop] shared control plane at ${plane.server} (CRDs: ${SHARED_CRDS.join(', ')}) ready in ${((Date.now() - cpStart) / 1000).toFixed(1)}s`);
+        log(
+          `[interop] shared control plane at ${plane.server} (CRDs: ${SHARED_CRDS.join(', ')}) ready in ${((Date.now() - cpStart) / 1000).toFixed(1)}s`,
+        );
       } catch (e) {
         controlPlane = { state: 'failed', error: (e as Error).message };
         log(`[interop] the shared control plane did not start; the tests that need it fail:\n${(e as Error).message}`);

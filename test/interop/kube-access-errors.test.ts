@@ -37,7 +37,10 @@ type Line = Record<string, any>;
 
 /** A per-component binary with only the environment given (as in a container), its logs as JSON lines. */
 function run(component: 'epp' | 'sidecar', args: string[], env: Record<string, string>): ManagedProcess {
-  const child = spawn(process.execPath, [componentBinary(component), ...args], { env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [componentBinary(component), ...args], {
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const p = new ManagedProcess(`pd-router-${component}`, child);
   procs.push(p);
   return p;
@@ -54,7 +57,8 @@ function lines(p: ManagedProcess): Line[] {
     });
 }
 
-const failures = (p: ManagedProcess) => lines(p).filter((l) => l.msg === 'kubernetes list/watch failed, retrying' && l.what === 'inferencepools');
+const failures = (p: ManagedProcess) =>
+  lines(p).filter((l) => l.msg === 'kubernetes list/watch failed, retrying' && l.what === 'inferencepools');
 
 /** No line carries a stack trace (pino's err serializer writes one under `stack`; V8 frames read "    at "). */
 function expectNoStackTrace(p: ManagedProcess): void {
@@ -63,13 +67,19 @@ function expectNoStackTrace(p: ManagedProcess): void {
 
 /** Resolves once the output holds `n` failed attempts (each a line of its own). */
 // The pool's informer (the EPP's InferenceModelRewrite / InferenceObjective informers fail too, each on its own backoff).
-const untilFailures = (p: ManagedProcess, n: number) => p.untilOutput(new RegExp(`("what":"inferencepools"[^\\n]*kubernetes list/watch failed[^\\n]*\\n[\\s\\S]*){${n}}`), T, `${n} failed list/watch attempts logged`);
+const untilFailures = (p: ManagedProcess, n: number) =>
+  p.untilOutput(
+    new RegExp(`("what":"inferencepools"[^\\n]*kubernetes list/watch failed[^\\n]*\\n[\\s\\S]*){${n}}`),
+    T,
+    `${n} failed list/watch attempts logged`,
+  );
 
 async function untilHealth(host: string, service: string, want: string): Promise<void> {
   const deadline = Date.now() + T;
   let last = '';
   while ((last = await grpcHealth(host, 9003, service)) !== want) {
-    if (Date.now() > deadline) throw new Error(`health of "${service}" on ${host} is ${last}, not ${want}, after ${T} ms`);
+    if (Date.now() > deadline)
+      throw new Error(`health of "${service}" on ${host} is ${last}, not ${want}, after ${T} ms`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }
@@ -80,7 +90,10 @@ describeWith(req, 'missing RBAC and an unreachable API server: the components st
     await cluster.createServiceAccount(ns, 'epp');
     await cluster.apply(inferencePool('pool', { app: 'vllm' }, [8000]), { namespace: ns });
     const host = '127.0.2.250';
-    const epp = run('epp', ['--pool-name=pool', `--pool-namespace=${ns}`], { PD_EPP_HOST: host, KUBECONFIG: await cluster.serviceAccountKubeconfig(ns, 'epp') });
+    const epp = run('epp', ['--pool-name=pool', `--pool-namespace=${ns}`], {
+      PD_EPP_HOST: host,
+      KUBECONFIG: await cluster.serviceAccountKubeconfig(ns, 'epp'),
+    });
     await untilFailures(epp, 3);
     const f = failures(epp);
     expect(f[0]).toMatchObject({
@@ -96,7 +109,8 @@ describeWith(req, 'missing RBAC and an unreachable API server: the components st
     expect(f.slice(0, 3).map((l) => l.retryInMs)).toEqual([500, 1000, 2000]);
     expectNoStackTrace(epp);
     expect(epp.running).toBe(true);
-    for (const service of ['readiness', 'envoy.service.ext_proc.v3.ExternalProcessor']) expect(await grpcHealth(host, 9003, service)).toBe('NOT_SERVING');
+    for (const service of ['readiness', 'envoy.service.ext_proc.v3.ExternalProcessor'])
+      expect(await grpcHealth(host, 9003, service)).toBe('NOT_SERVING');
     expect(await grpcHealth(host, 9003, 'liveness')).toBe('SERVING');
 
     await cluster.grant(ns, 'epp', 'epp', GAIE_EPP_RULES);
@@ -112,10 +126,19 @@ describeWith(req, 'missing RBAC and an unreachable API server: the components st
     const { readFileSync, writeFileSync } = await import('node:fs');
     writeFileSync(kubeconfig, readFileSync(kubeconfig, 'utf8').replace(cluster.server, closed));
     const host = '127.0.2.251';
-    const epp = run('epp', ['--pool-name=pool', `--pool-namespace=${ns}`], { PD_EPP_HOST: host, KUBECONFIG: kubeconfig });
+    const epp = run('epp', ['--pool-name=pool', `--pool-namespace=${ns}`], {
+      PD_EPP_HOST: host,
+      KUBECONFIG: kubeconfig,
+    });
     await untilFailures(epp, 2);
     const [first] = failures(epp);
-    expect(first).toMatchObject({ level: 'warn', what: 'inferencepools', unreachable: closed, apiServer: closed, retryInMs: 500 });
+    expect(first).toMatchObject({
+      level: 'warn',
+      what: 'inferencepools',
+      unreachable: closed,
+      apiServer: closed,
+      retryInMs: 500,
+    });
     expect(first!.error).toMatch(new RegExp(`^cannot reach the API server at ${closed}: .*ECONNREFUSED`));
     expectNoStackTrace(epp);
     expect(await grpcHealth(host, 9003, 'readiness')).toBe('NOT_SERVING');
@@ -128,11 +151,21 @@ describeWith(req, 'missing RBAC and an unreachable API server: the components st
     await cluster.createServiceAccount(ns, 'sidecar');
     const host = '127.0.2.252';
     sims.push(await startSimulator(simConfig({ host, port: 8200, model: ['sim-model'], mode: 'echo', seed: 1 })));
-    const sidecar = run('sidecar', ['--port=8000', '--secure-proxy=false', '--enable-ssrf-protection=true', `--inference-pool=${ns}/pool`, '--ssrf-sync-timeout=2s'], {
-      PD_SIDECAR_HOST: host,
-      PD_SIDECAR_MODEL_SERVER_HOST: host,
-      KUBECONFIG: await cluster.serviceAccountKubeconfig(ns, 'sidecar'),
-    });
+    const sidecar = run(
+      'sidecar',
+      [
+        '--port=8000',
+        '--secure-proxy=false',
+        '--enable-ssrf-protection=true',
+        `--inference-pool=${ns}/pool`,
+        '--ssrf-sync-timeout=2s',
+      ],
+      {
+        PD_SIDECAR_HOST: host,
+        PD_SIDECAR_MODEL_SERVER_HOST: host,
+        KUBECONFIG: await cluster.serviceAccountKubeconfig(ns, 'sidecar'),
+      },
+    );
     await sidecar.untilOutput(/sidecar listening/, T, 'listening');
     expect((await getJson(`http://${host}:8000/health`)).status).toBe(200);
     const notReady = await getJson(`http://${host}:8000/ready`);
@@ -140,9 +173,17 @@ describeWith(req, 'missing RBAC and an unreachable API server: the components st
     expect(notReady.body.ssrfAllowlist).toBe('not synced');
     await sidecar.untilOutput(/SSRF allowlist not synced within 2000 ms/, T, 'the sync-timeout error');
     const timeoutLine = lines(sidecar).find((l) => /SSRF allowlist not synced/.test(l.msg))!;
-    expect(timeoutLine).toMatchObject({ level: 'error', status: 403, missingPermission: `list inferencepools.inference.networking.k8s.io in namespace ${ns}` });
-    expect(timeoutLine.msg).toContain(`forbidden to list inferencepools.inference.networking.k8s.io in namespace ${ns}`);
-    expect(failures(sidecar)[0]).toMatchObject({ missingPermission: `list inferencepools.inference.networking.k8s.io in namespace ${ns}` });
+    expect(timeoutLine).toMatchObject({
+      level: 'error',
+      status: 403,
+      missingPermission: `list inferencepools.inference.networking.k8s.io in namespace ${ns}`,
+    });
+    expect(timeoutLine.msg).toContain(
+      `forbidden to list inferencepools.inference.networking.k8s.io in namespace ${ns}`,
+    );
+    expect(failures(sidecar)[0]).toMatchObject({
+      missingPermission: `list inferencepools.inference.networking.k8s.io in namespace ${ns}`,
+    });
     expectNoStackTrace(sidecar);
 
     await cluster.grant(ns, 'sidecar', 'sidecar', [

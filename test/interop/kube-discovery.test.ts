@@ -44,7 +44,10 @@ afterEach(async () => {
 const T = 30_000; // bound of each wait for the component to catch up with the API server
 
 /** A fresh namespace with a ServiceAccount "epp" granted `rules` (none: no RBAC at all), and its kubeconfig. */
-async function namespaceWith(prefix: string, rules: Parameters<KubeCluster['grant']>[3] | undefined): Promise<{ ns: string; kubeconfig: string }> {
+async function namespaceWith(
+  prefix: string,
+  rules: Parameters<KubeCluster['grant']>[3] | undefined,
+): Promise<{ ns: string; kubeconfig: string }> {
   const ns = await cluster.createNamespace(prefix);
   await cluster.createServiceAccount(ns, 'epp');
   if (rules) await cluster.grant(ns, 'epp', 'epp', rules);
@@ -53,7 +56,8 @@ async function namespaceWith(prefix: string, rules: Parameters<KubeCluster['gran
 
 const addrs = (eps: PodEndpoint[]) => eps.map((e) => `${e.address}:${e.port}${e.ready ? '' : '(unready)'}`).sort();
 const watcherState = () => addrs(watcher?.endpoints() ?? []).join(',');
-const untilEndpoints = (expected: string[], what: string) => until(watcher!, 'change', () => watcherState() === [...expected].sort().join(','), T, what, watcherState);
+const untilEndpoints = (expected: string[], what: string) =>
+  until(watcher!, 'change', () => watcherState() === [...expected].sort().join(','), T, what, watcherState);
 
 const POOL_READ: Parameters<KubeCluster['grant']>[3] = [
   { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
@@ -65,12 +69,21 @@ describeWith(req, 'PoolWatcher against kube-apiserver', () => {
     // Only the pool named "pool": the API server allows list/watch under resourceNames only with fieldSelector metadata.name=pool.
     const { ns, kubeconfig } = await namespaceWith('pw-follow', [
       { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
-      { apiGroups: ['inference.networking.k8s.io'], resources: ['inferencepools'], resourceNames: ['pool'], verbs: ['list', 'watch'] },
+      {
+        apiGroups: ['inference.networking.k8s.io'],
+        resources: ['inferencepools'],
+        resourceNames: ['pool'],
+        verbs: ['list', 'watch'],
+      },
     ]);
     await cluster.apply(inferencePool('pool', { app: 'llm' }, [8000]), { namespace: ns });
     await cluster.createPod(ns, 'p1', { labels: { app: 'llm', 'llm-d.ai/role': 'prefill' }, ip: '10.0.0.1' });
     await cluster.createPod(ns, 'other', { labels: { app: 'other' }, ip: '10.0.0.9' });
-    watcher = new PoolWatcher(loadKubeConfig({ kubeconfig }), { kind: 'pool', namespace: ns, name: 'pool' }, silentLogger());
+    watcher = new PoolWatcher(
+      loadKubeConfig({ kubeconfig }),
+      { kind: 'pool', namespace: ns, name: 'pool' },
+      silentLogger(),
+    );
     watcher.start();
     await watcher.synced(T);
     expect(addrs(watcher.endpoints())).toEqual(['10.0.0.1:8000']);
@@ -80,10 +93,16 @@ describeWith(req, 'PoolWatcher against kube-apiserver', () => {
     await untilEndpoints(['10.0.0.1:8000', '10.0.0.2:8000(unready)'], 'an unready pod added');
 
     await cluster.apply(inferencePool('pool', { app: 'llm' }, [8000, 8001]), { namespace: ns });
-    await untilEndpoints(['10.0.0.1:8000', '10.0.0.1:8001', '10.0.0.2:8000(unready)', '10.0.0.2:8001(unready)'], 'a second target port');
+    await untilEndpoints(
+      ['10.0.0.1:8000', '10.0.0.1:8001', '10.0.0.2:8000(unready)', '10.0.0.2:8001(unready)'],
+      'a second target port',
+    );
 
     await cluster.patchPodMetadata(ns, 'p1', { annotations: { 'llm-d.ai/active-ports': '8001' } });
-    await untilEndpoints(['10.0.0.1:8001', '10.0.0.2:8000(unready)', '10.0.0.2:8001(unready)'], 'active-ports annotation');
+    await untilEndpoints(
+      ['10.0.0.1:8001', '10.0.0.2:8000(unready)', '10.0.0.2:8001(unready)'],
+      'active-ports annotation',
+    );
 
     await cluster.setPodStatus(ns, 'p2', { ready: true });
     await untilEndpoints(['10.0.0.1:8001', '10.0.0.2:8000', '10.0.0.2:8001'], 'pod became ready');
@@ -100,7 +119,11 @@ describeWith(req, 'PoolWatcher against kube-apiserver', () => {
     const { ns, kubeconfig } = await namespaceWith('pw-rbac', undefined);
     await cluster.apply(inferencePool('pool', { app: 'llm' }, [8000]), { namespace: ns });
     await cluster.createPod(ns, 'p1', { labels: { app: 'llm' }, ip: '10.0.0.1' });
-    watcher = new PoolWatcher(loadKubeConfig({ kubeconfig }), { kind: 'pool', namespace: ns, name: 'pool' }, silentLogger());
+    watcher = new PoolWatcher(
+      loadKubeConfig({ kubeconfig }),
+      { kind: 'pool', namespace: ns, name: 'pool' },
+      silentLogger(),
+    );
     const errors: Error[] = [];
     watcher.on('error', (e) => errors.push(e));
     watcher.start();
@@ -113,9 +136,15 @@ describeWith(req, 'PoolWatcher against kube-apiserver', () => {
   });
 
   it('selector mode needs only pods: no InferencePool access, no errors', async () => {
-    const { ns, kubeconfig } = await namespaceWith('pw-selector', [{ apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] }]);
+    const { ns, kubeconfig } = await namespaceWith('pw-selector', [
+      { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
+    ]);
     await cluster.createPod(ns, 'd1', { labels: { 'llm-d.ai/role': 'decode', app: 'x' }, ip: '10.0.1.1' });
-    watcher = new PoolWatcher(loadKubeConfig({ kubeconfig }), { kind: 'selector', namespace: ns, selector: 'app=x', ports: [8000, 8001] }, silentLogger());
+    watcher = new PoolWatcher(
+      loadKubeConfig({ kubeconfig }),
+      { kind: 'selector', namespace: ns, selector: 'app=x', ports: [8000, 8001] },
+      silentLogger(),
+    );
     watcher.start();
     await watcher.synced(T);
     expect(addrs(watcher.endpoints())).toEqual(['10.0.1.1:8000', '10.0.1.1:8001']);
@@ -125,7 +154,11 @@ describeWith(req, 'PoolWatcher against kube-apiserver', () => {
   it('a missing pool is synced with no endpoints, and endpoints appear when it is created', async () => {
     const { ns, kubeconfig } = await namespaceWith('pw-missing', POOL_READ);
     await cluster.createPod(ns, 'p1', { labels: { app: 'llm' }, ip: '10.0.0.1' });
-    watcher = new PoolWatcher(loadKubeConfig({ kubeconfig }), { kind: 'pool', namespace: ns, name: 'pool' }, silentLogger());
+    watcher = new PoolWatcher(
+      loadKubeConfig({ kubeconfig }),
+      { kind: 'pool', namespace: ns, name: 'pool' },
+      silentLogger(),
+    );
     watcher.start();
     await watcher.synced(T);
     expect(watcher.endpoints()).toEqual([]);
@@ -138,7 +171,11 @@ describeWith(req, 'PoolWatcher against kube-apiserver', () => {
     await cluster.apply(inferencePool('pool', { app: 'llm' }, [8000]), { namespace: ns });
     // Scheduled on a node, so the API server deletes it gracefully (a kubelet would confirm with grace period 0).
     await cluster.createPod(ns, 'p1', { labels: { app: 'llm' }, ip: '10.0.0.1', nodeName: 'node-a' });
-    watcher = new PoolWatcher(loadKubeConfig({ kubeconfig }), { kind: 'pool', namespace: ns, name: 'pool' }, silentLogger());
+    watcher = new PoolWatcher(
+      loadKubeConfig({ kubeconfig }),
+      { kind: 'pool', namespace: ns, name: 'pool' },
+      silentLogger(),
+    );
     watcher.start();
     await watcher.synced(T);
     expect(addrs(watcher.endpoints())).toEqual(['10.0.0.1:8000']);
@@ -151,12 +188,37 @@ describeWith(req, 'PoolWatcher against kube-apiserver', () => {
 
 const HEAD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nschedulingProfiles: [{name: default}]\n';
 const NO_SCRAPE = `${HEAD}dataLayer: {injectDefaults: false}\n`;
-const base = { host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, configText: NO_SCRAPE, metricsEndpointAuth: false }; // metrics auth: epp-metrics-auth.test.ts
-const ids = (e: EppHandle) => e.store.all().map((x) => `${x.id}@${x.hostPort}[${x.labels['llm-d.ai/role'] ?? ''}]`).sort();
-const untilIds = (expected: string[], what: string) => until(epp!.store, 'changed', () => ids(epp!).join() === [...expected].sort().join(), T, what, () => ids(epp!).join());
+const base = {
+  host: '127.0.0.1',
+  grpcPort: 0,
+  grpcHealthPort: 0,
+  metricsPort: 0,
+  secureServing: false,
+  configText: NO_SCRAPE,
+  metricsEndpointAuth: false,
+}; // metrics auth: epp-metrics-auth.test.ts
+const ids = (e: EppHandle) =>
+  e.store
+    .all()
+    .map((x) => `${x.id}@${x.hostPort}[${x.labels['llm-d.ai/role'] ?? ''}]`)
+    .sort();
+const untilIds = (expected: string[], what: string) =>
+  until(
+    epp!.store,
+    'changed',
+    () => ids(epp!).join() === [...expected].sort().join(),
+    T,
+    what,
+    () => ids(epp!).join(),
+  );
 
 /** A pino logger whose lines tests can wait for. */
-function capturedLogger(): { logger: pino.Logger; lines: string[]; events: EventEmitter; untilLine: (re: RegExp, what: string) => Promise<void> } {
+function capturedLogger(): {
+  logger: pino.Logger;
+  lines: string[];
+  events: EventEmitter;
+  untilLine: (re: RegExp, what: string) => Promise<void>;
+} {
   const lines: string[] = [];
   const events = new EventEmitter();
   const stream = new Writable({
@@ -169,7 +231,15 @@ function capturedLogger(): { logger: pino.Logger; lines: string[]; events: Event
     },
   });
   const logger = pino({ level: 'info' }, stream);
-  const untilLine = (re: RegExp, what: string) => until(events, 'line', () => lines.some((l) => re.test(l)), T, what, () => lines.slice(-5).join('\n'));
+  const untilLine = (re: RegExp, what: string) =>
+    until(
+      events,
+      'line',
+      () => lines.some((l) => re.test(l)),
+      T,
+      what,
+      () => lines.slice(-5).join('\n'),
+    );
   return { logger, lines, events, untilLine };
 }
 
@@ -189,38 +259,77 @@ describeWith(req, 'EPP discovery against kube-apiserver', () => {
 
     await cluster.patchPodMetadata(ns, 'starting', { labels: { 'llm-d.ai/role': 'decode' } });
     await cluster.setPodStatus(ns, 'starting', { ready: true });
-    await untilIds([`${ns}/d0-rank-0@10.2.0.2:8000[decode]`, `${ns}/p0-rank-0@10.2.0.1:8000[prefill]`, `${ns}/starting-rank-0@10.2.0.3:8000[decode]`], 'pod became ready');
+    await untilIds(
+      [
+        `${ns}/d0-rank-0@10.2.0.2:8000[decode]`,
+        `${ns}/p0-rank-0@10.2.0.1:8000[prefill]`,
+        `${ns}/starting-rank-0@10.2.0.3:8000[decode]`,
+      ],
+      'pod became ready',
+    );
     await cluster.deletePod(ns, 'p0');
-    await untilIds([`${ns}/d0-rank-0@10.2.0.2:8000[decode]`, `${ns}/starting-rank-0@10.2.0.3:8000[decode]`], 'pod removed');
+    await untilIds(
+      [`${ns}/d0-rank-0@10.2.0.2:8000[decode]`, `${ns}/starting-rank-0@10.2.0.3:8000[decode]`],
+      'pod removed',
+    );
     await cluster.apply(inferencePool('pool', { app: 'vllm' }, [8000, 8001]), { namespace: ns });
-    await until(epp.store, 'changed', () => epp!.store.size === 4, T, 'second target port', () => ids(epp!).join());
+    await until(
+      epp.store,
+      'changed',
+      () => epp!.store.size === 4,
+      T,
+      'second target port',
+      () => ids(epp!).join(),
+    );
     expect(ids(epp)).toContain(`${ns}/d0-rank-1@10.2.0.2:8001[decode]`);
   });
 
   it('selector mode (--endpoint-selector, --endpoint-target-ports) needs only pods', async () => {
-    const { ns, kubeconfig } = await namespaceWith('epp-selector', [{ apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] }]);
+    const { ns, kubeconfig } = await namespaceWith('epp-selector', [
+      { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
+    ]);
     await cluster.createPod(ns, 'd0', { labels: { app: 'x' }, ip: '10.3.0.2' });
-    epp = await startEpp(eppConfig({ ...base, endpointSelector: 'app=x', endpointTargetPorts: ['8000', '8200'], poolNamespace: ns, kubeconfig }));
+    epp = await startEpp(
+      eppConfig({
+        ...base,
+        endpointSelector: 'app=x',
+        endpointTargetPorts: ['8000', '8200'],
+        poolNamespace: ns,
+        kubeconfig,
+      }),
+    );
     await untilIds([`${ns}/d0-rank-0@10.3.0.2:8000[]`, `${ns}/d0-rank-1@10.3.0.2:8200[]`], 'selector endpoints');
   });
 
   it('gRPC health: NOT_SERVING (but liveness SERVING) while RBAC denies the pod list (403), SERVING for every service name once the Role is bound', async () => {
     // The pool and the pool's InferenceModelRewrites / InferenceObjectives (GAIE's rule), not the pods.
-    const { ns, kubeconfig } = await namespaceWith('epp-health', [GAIE_EPP_RULES[0]!, { apiGroups: ['inference.networking.k8s.io'], resources: ['inferencepools'], verbs: ['get', 'list', 'watch'] }]);
+    const { ns, kubeconfig } = await namespaceWith('epp-health', [
+      GAIE_EPP_RULES[0]!,
+      { apiGroups: ['inference.networking.k8s.io'], resources: ['inferencepools'], verbs: ['get', 'list', 'watch'] },
+    ]);
     await cluster.apply(inferencePool('pool', { app: 'vllm' }, [8000]), { namespace: ns });
     await cluster.createPod(ns, 'd0', { labels: { app: 'vllm' }, ip: '10.4.0.1' });
     const log = capturedLogger();
-    epp = await startEpp(eppConfig({ ...base, poolName: 'pool', poolNamespace: ns, kubeconfig }), { logger: log.logger });
+    epp = await startEpp(eppConfig({ ...base, poolName: 'pool', poolNamespace: ns, kubeconfig }), {
+      logger: log.logger,
+    });
     await log.untilLine(/"what":"pods".*kubernetes list\/watch failed/, 'the denied pod list logged');
     const Ctor = healthClientConstructor();
     const h = new Ctor(`127.0.0.1:${epp.healthPort}`, grpc.credentials.createInsecure()) as any;
     const check = (service: string) =>
-      new Promise<string>((resolve, reject) => h.Check({ service }, { deadline: Date.now() + 3000 }, (err: Error | null, r: { status: string }) => (err ? reject(err) : resolve(r.status))));
+      new Promise<string>((resolve, reject) =>
+        h.Check({ service }, { deadline: Date.now() + 3000 }, (err: Error | null, r: { status: string }) =>
+          err ? reject(err) : resolve(r.status),
+        ),
+      );
     try {
-      for (const s of ['', 'readiness', EXT_PROC_SERVICE_NAME, 'inference-extension']) expect(await check(s)).toBe('NOT_SERVING');
+      for (const s of ['', 'readiness', EXT_PROC_SERVICE_NAME, 'inference-extension'])
+        expect(await check(s)).toBe('NOT_SERVING');
       // A liveness probe on `liveness` must not restart a pod that restarting cannot fix.
       expect(await check('liveness')).toBe('SERVING');
-      await cluster.grant(ns, 'epp', 'pods', [{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }]);
+      await cluster.grant(ns, 'epp', 'pods', [
+        { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
+      ]);
       await until(epp.store, 'changed', () => epp!.store.size === 1, T, 'pods listed after the retry');
       await until(epp.crds!, 'status', () => epp!.ready(), T, 'the CRDs listed too');
       for (const s of ['', 'liveness', 'readiness', EXT_PROC_SERVICE_NAME]) expect(await check(s)).toBe('SERVING');
@@ -239,16 +348,26 @@ describeWith(req, 'EPP discovery against kube-apiserver', () => {
     await cluster.createPod(ns, 'a', { labels: { app: 'vllm' }, ip: addresses[0], nodeName: 'node-a' });
     await cluster.createPod(ns, 'b', { labels: { app: 'vllm' }, ip: addresses[1], ready: false, nodeName: 'node-a' });
     epp = await startEpp(eppConfig({ ...base, poolName: 'pool', poolNamespace: ns, kubeconfig }));
-    gateway = await startGateway(gatewayConfig({ host: '127.0.0.1', port: 0, epp: `127.0.0.1:${epp.grpcPort}`, eppTls: false }));
+    gateway = await startGateway(
+      gatewayConfig({ host: '127.0.0.1', port: 0, epp: `127.0.0.1:${epp.grpcPort}`, eppTls: false }),
+    );
     /** Sends one request; returns the address of the simulator that answered it (its record count grew). */
     const route = async (): Promise<string> => {
       const before = sims.map((s) => s.engine.recentRequests().length);
-      const r = await postJson(`${gateway!.url}/v1/completions`, { model: 'sim-model', prompt: 'where am I', max_tokens: 1 });
+      const r = await postJson(`${gateway!.url}/v1/completions`, {
+        model: 'sim-model',
+        prompt: 'where am I',
+        max_tokens: 1,
+      });
       expect(r.status, r.text).toBe(200);
       const hit = sims.findIndex((s, i) => s.engine.recentRequests().length > before[i]!);
       return addresses[hit]!;
     };
-    const endpoints = (list: Array<[string, string]>, what: string) => untilIds(list.map(([pod, ip]) => `${ns}/${pod}-rank-0@${ip}:${port}[]`), what);
+    const endpoints = (list: Array<[string, string]>, what: string) =>
+      untilIds(
+        list.map(([pod, ip]) => `${ns}/${pod}-rank-0@${ip}:${port}[]`),
+        what,
+      );
 
     await endpoints([['a', addresses[0]!]], 'a ready, b not');
     expect(await route()).toBe(addresses[0]);
@@ -265,7 +384,11 @@ describeWith(req, 'EPP discovery against kube-apiserver', () => {
     expect(await route()).toBe(addresses[2]);
     await cluster.deletePod(ns, 'a', 30);
     await untilIds([], 'a Terminating');
-    const none = await postJson(`${gateway.url}/v1/completions`, { model: 'sim-model', prompt: 'anyone?', max_tokens: 1 });
+    const none = await postJson(`${gateway.url}/v1/completions`, {
+      model: 'sim-model',
+      prompt: 'anyone?',
+      max_tokens: 1,
+    });
     expect(none.status).toBe(503);
     expect([simA, simB, simC].map((s) => s.engine.recentRequests().length)).toEqual([2, 1, 1]);
   });

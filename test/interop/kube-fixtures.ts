@@ -11,13 +11,22 @@ import { simConfig, startSimulator, type SimConfig, type SimulatorHandle } from 
  * llm-d-peers.test.ts renders the chart with helm and checks these rules against it.
  */
 export const GAIE_EPP_RULES: k8s.V1PolicyRule[] = [
-  { apiGroups: ['inference.networking.x-k8s.io'], resources: ['inferenceobjectives', 'inferencemodelrewrites'], verbs: ['get', 'watch', 'list'] },
+  {
+    apiGroups: ['inference.networking.x-k8s.io'],
+    resources: ['inferenceobjectives', 'inferencemodelrewrites'],
+    verbs: ['get', 'watch', 'list'],
+  },
   { apiGroups: ['inference.networking.k8s.io'], resources: ['inferencepools'], verbs: ['get', 'watch', 'list'] },
   { apiGroups: [''], resources: ['pods'], verbs: ['get', 'watch', 'list'] },
 ];
 
 /** An InferencePool, GA (inference.networking.k8s.io/v1) or v1alpha2 (inference.networking.x-k8s.io, GAIE <= v1.4). */
-export function inferencePool(name: string, matchLabels: Record<string, string>, ports: number[], version: 'v1' | 'v1alpha2' = 'v1'): k8s.KubernetesObject & Record<string, unknown> {
+export function inferencePool(
+  name: string,
+  matchLabels: Record<string, string>,
+  ports: number[],
+  version: 'v1' | 'v1alpha2' = 'v1',
+): k8s.KubernetesObject & Record<string, unknown> {
   if (version === 'v1alpha2') {
     return {
       apiVersion: 'inference.networking.x-k8s.io/v1alpha2',
@@ -30,7 +39,11 @@ export function inferencePool(name: string, matchLabels: Record<string, string>,
     apiVersion: 'inference.networking.k8s.io/v1',
     kind: 'InferencePool',
     metadata: { name },
-    spec: { selector: { matchLabels }, targetPorts: ports.map((number) => ({ number })), endpointPickerRef: { name: 'epp', port: { number: 9002 } } },
+    spec: {
+      selector: { matchLabels },
+      targetPorts: ports.map((number) => ({ number })),
+      endpointPickerRef: { name: 'epp', port: { number: 9002 } },
+    },
   };
 }
 
@@ -68,10 +81,17 @@ export async function freePortOn(addresses: string[]): Promise<number> {
 }
 
 /** pd-router simulators, one per address, all on `port` (the pool's target port). */
-export async function startSimsOn(addresses: string[], port: number, config: Partial<SimConfig> = {}): Promise<SimulatorHandle[]> {
+export async function startSimsOn(
+  addresses: string[],
+  port: number,
+  config: Partial<SimConfig> = {},
+): Promise<SimulatorHandle[]> {
   const sims: SimulatorHandle[] = [];
   try {
-    for (const host of addresses) sims.push(await startSimulator(simConfig({ host, port, model: ['sim-model'], mode: 'echo', seed: 1, ...config })));
+    for (const host of addresses)
+      sims.push(
+        await startSimulator(simConfig({ host, port, model: ['sim-model'], mode: 'echo', seed: 1, ...config })),
+      );
   } catch (e) {
     await Promise.all(sims.map((s) => s.close()));
     throw e;
@@ -83,7 +103,14 @@ export async function startSimsOn(addresses: string[], port: number, config: Par
  * Resolves once `predicate()` holds: checked now and after each `event` of `emitter` (the component's own state
  * change), failing after `timeoutMs` with `what` and the last state described by `describe()`.
  */
-export function until(emitter: EventEmitter<any>, event: string, predicate: () => boolean, timeoutMs: number, what: string, describe: () => string = () => ''): Promise<void> {
+export function until(
+  emitter: EventEmitter<any>,
+  event: string,
+  predicate: () => boolean,
+  timeoutMs: number,
+  what: string,
+  describe: () => string = () => '',
+): Promise<void> {
   if (predicate()) return Promise.resolve();
   return new Promise((resolve, reject) => {
     const onEvent = () => {

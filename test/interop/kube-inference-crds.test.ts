@@ -45,15 +45,24 @@ const T = 30_000; // bound of each wait for the EPP to catch up with the API ser
 const MODEL = 'food-review';
 const SERVED = [MODEL, 'food-review-v1', 'food-review-v2', 'food-review-canary'];
 const ADDRESSES = ['127.0.0.71', '127.0.0.72'];
-const CONFIG = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nschedulingProfiles: [{name: default}]\ndataLayer: {injectDefaults: false}\n';
+const CONFIG =
+  'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nschedulingProfiles: [{name: default}]\ndataLayer: {injectDefaults: false}\n';
 const CRD_RULE = GAIE_EPP_RULES[0]!; // get/list/watch inferenceobjectives and inferencemodelrewrites (x-k8s.io)
 const POOL_RULES = GAIE_EPP_RULES.slice(1);
 const API = 'inference.networking.x-k8s.io/v1alpha2';
 
 type Obj = Record<string, any>;
-type Rule = { matches?: Array<{ model: { value: string } }>; targets: Array<{ modelRewrite: string; weight?: number }> };
+type Rule = {
+  matches?: Array<{ model: { value: string } }>;
+  targets: Array<{ modelRewrite: string; weight?: number }>;
+};
 
-const rewriteObject = (name: string, rules: Rule[], pool = 'pool'): Obj => ({ apiVersion: API, kind: 'InferenceModelRewrite', metadata: { name }, spec: { poolRef: { name: pool }, rules } });
+const rewriteObject = (name: string, rules: Rule[], pool = 'pool'): Obj => ({
+  apiVersion: API,
+  kind: 'InferenceModelRewrite',
+  metadata: { name },
+  spec: { poolRef: { name: pool }, rules },
+});
 const objectiveObject = (name: string, priority: number | undefined, pool = 'pool'): Obj => ({
   apiVersion: API,
   kind: 'InferenceObjective',
@@ -76,7 +85,15 @@ function capturedLogger() {
       cb();
     },
   });
-  const untilLine = (re: RegExp, what: string) => until(events, 'line', () => lines.some((l) => re.test(l)), T, what, () => lines.slice(-5).join('\n'));
+  const untilLine = (re: RegExp, what: string) =>
+    until(
+      events,
+      'line',
+      () => lines.some((l) => re.test(l)),
+      T,
+      what,
+      () => lines.slice(-5).join('\n'),
+    );
   return { logger: pino({ level: 'info' }, stream), lines, untilLine };
 }
 
@@ -119,7 +136,12 @@ class Traffic {
   private async loop(): Promise<void> {
     while (this.running) {
       const n = this.next++;
-      const r = await postJson(`${this.url}/v1/completions`, { model: MODEL, prompt: `req-${n}`, max_tokens: 1 }, this.headers, T);
+      const r = await postJson(
+        `${this.url}/v1/completions`,
+        { model: MODEL, prompt: `req-${n}`, max_tokens: 1 },
+        this.headers,
+        T,
+      );
       this.statuses.set(n, r.status);
       this.done.emit('done');
     }
@@ -128,7 +150,14 @@ class Traffic {
   /** Resolves once `count` requests numbered `from` or later have been answered. */
   answeredFrom(from: number, count: number, what: string): Promise<void> {
     const answered = () => [...this.statuses.keys()].filter((n) => n >= from).length;
-    return until(this.done, 'done', () => answered() >= count, T, what, () => `${answered()} answered from ${from}`);
+    return until(
+      this.done,
+      'done',
+      () => answered() >= count,
+      T,
+      what,
+      () => `${answered()} answered from ${from}`,
+    );
   }
 
   async stop(): Promise<void> {
@@ -162,7 +191,10 @@ function modelsBetween(from: number, to: number): Record<string, number> {
 }
 
 /** A namespace with a ServiceAccount "epp" granted `rules`, a pool on the simulators' port and one ready pod per simulator. */
-async function poolWithSims(prefix: string, rules: Parameters<KubeCluster['grant']>[3]): Promise<{ ns: string; kubeconfig: string }> {
+async function poolWithSims(
+  prefix: string,
+  rules: Parameters<KubeCluster['grant']>[3],
+): Promise<{ ns: string; kubeconfig: string }> {
   const port = await freePortOn(ADDRESSES);
   sims = await startSimsOn(ADDRESSES, port, { model: SERVED, recordRequests: 5_000 });
   const ns = await cluster.createNamespace(prefix);
@@ -176,20 +208,53 @@ async function poolWithSims(prefix: string, rules: Parameters<KubeCluster['grant
 /** Starts the EPP (seeded) and the gateway; resolves once the EPP is ready (pods listed, both CRDs listed). */
 async function startStack(ns: string, kubeconfig: string, logger?: pino.Logger): Promise<void> {
   const rng = new Rng(42);
-  epp = await startEpp(eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, configText: CONFIG, poolName: 'pool', poolNamespace: ns, kubeconfig, metricsEndpointAuth: false }), {
-    logger,
-    random: () => rng.next(),
-  });
-  await until(epp.store, 'changed', () => epp!.store.size === ADDRESSES.length, T, 'both pods discovered', () => String(epp!.store.size));
-  await until(epp.crds!, 'status', () => epp!.ready(), T, 'the CRDs listed', () => JSON.stringify(epp!.crds!.describe()));
-  gateway = await startGateway(gatewayConfig({ host: '127.0.0.1', port: 0, epp: `127.0.0.1:${epp.grpcPort}`, eppTls: false }));
+  epp = await startEpp(
+    eppConfig({
+      host: '127.0.0.1',
+      grpcPort: 0,
+      grpcHealthPort: 0,
+      metricsPort: 0,
+      secureServing: false,
+      configText: CONFIG,
+      poolName: 'pool',
+      poolNamespace: ns,
+      kubeconfig,
+      metricsEndpointAuth: false,
+    }),
+    {
+      logger,
+      random: () => rng.next(),
+    },
+  );
+  await until(
+    epp.store,
+    'changed',
+    () => epp!.store.size === ADDRESSES.length,
+    T,
+    'both pods discovered',
+    () => String(epp!.store.size),
+  );
+  await until(
+    epp.crds!,
+    'status',
+    () => epp!.ready(),
+    T,
+    'the CRDs listed',
+    () => JSON.stringify(epp!.crds!.describe()),
+  );
+  gateway = await startGateway(
+    gatewayConfig({ host: '127.0.0.1', port: 0, epp: `127.0.0.1:${epp.grpcPort}`, eppTls: false }),
+  );
 }
 
 describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-apiserver', () => {
   it('a rewrite created, changed and deleted while traffic flows: every request issued after the watch event reaches the simulators with the new model', async () => {
     const { ns, kubeconfig } = await poolWithSims('crd-rewrite', GAIE_EPP_RULES);
     await startStack(ns, kubeconfig);
-    expect(epp!.crds!.describe()).toEqual({ InferenceModelRewrite: 'synced inferencemodelrewrites.inference.networking.x-k8s.io', InferenceObjective: 'synced inferenceobjectives.inference.networking.x-k8s.io' });
+    expect(epp!.crds!.describe()).toEqual({
+      InferenceModelRewrite: 'synced inferencemodelrewrites.inference.networking.x-k8s.io',
+      InferenceObjective: 'synced inferenceobjectives.inference.networking.x-k8s.io',
+    });
     traffic = new Traffic(gateway!.url);
     await traffic.answeredFrom(0, 5, 'traffic before any rewrite');
     const w = epp!.crds!;
@@ -209,16 +274,38 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
       expect(modelsBetween(from, from + 10), `requests issued after the ${outcome} event`).toEqual({ [expected]: 10 });
     };
 
-    await step(() => cluster.apply(rewriteObject('alias', [{ matches: exact(MODEL), targets: [{ modelRewrite: 'food-review-v1' }] }]), { namespace: ns }), 'applied', 'food-review-v1');
-    await step(() => cluster.apply(rewriteObject('alias', [{ matches: exact(MODEL), targets: [{ modelRewrite: 'food-review-v2' }] }]), { namespace: ns }), 'applied', 'food-review-v2');
+    await step(
+      () =>
+        cluster.apply(
+          rewriteObject('alias', [{ matches: exact(MODEL), targets: [{ modelRewrite: 'food-review-v1' }] }]),
+          { namespace: ns },
+        ),
+      'applied',
+      'food-review-v1',
+    );
+    await step(
+      () =>
+        cluster.apply(
+          rewriteObject('alias', [{ matches: exact(MODEL), targets: [{ modelRewrite: 'food-review-v2' }] }]),
+          { namespace: ns },
+        ),
+      'applied',
+      'food-review-v2',
+    );
     await step(() => cluster.remove(inNamespace(rewriteObject('alias', []), ns)), 'removed', MODEL);
     await traffic.stop();
     // No request failed while the rewrites changed.
     expect([...traffic.statuses.values()].filter((s) => s !== 200)).toEqual([]);
     // Every request was received with one of the models the rewrites named.
-    expect(Object.keys(modelsBetween(0, traffic.statuses.size)).sort()).toEqual([MODEL, 'food-review-v1', 'food-review-v2']);
+    expect(Object.keys(modelsBetween(0, traffic.statuses.size)).sort()).toEqual([
+      MODEL,
+      'food-review-v1',
+      'food-review-v2',
+    ]);
     // For the record: from the API write to the EPP's watch event (not asserted: a loaded machine may be slow).
-    console.info(`InferenceModelRewrite write → EPP watch event: ${latencies.map((l) => `${l.toFixed(0)} ms`).join(', ')}`);
+    console.info(
+      `InferenceModelRewrite write → EPP watch event: ${latencies.map((l) => `${l.toFixed(0)} ms`).join(', ')}`,
+    );
   }, 180_000);
 
   it('a 90/10 weighted split lands within ±3% over 2,000 requests, and the decisions are counted in both metric families', async () => {
@@ -245,7 +332,16 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
       Array.from({ length: 8 }, async () => {
         while (issued < N) {
           const n = issued++;
-          statuses.push((await postJson(`${gateway!.url}/v1/completions`, { model: MODEL, prompt: `req-${n}`, max_tokens: 1 }, {}, T)).status);
+          statuses.push(
+            (
+              await postJson(
+                `${gateway!.url}/v1/completions`,
+                { model: MODEL, prompt: `req-${n}`, max_tokens: 1 },
+                {},
+                T,
+              )
+            ).status,
+          );
         }
       }),
     );
@@ -254,25 +350,54 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
     expect(Object.keys(got).sort()).toEqual(['food-review-canary', 'food-review-v1']);
     expect(Math.abs(got['food-review-canary']! / N - 0.1), JSON.stringify(got)).toBeLessThanOrEqual(0.03);
     const text = await metricsText(`http://127.0.0.1:${epp!.metricsPort}`);
-    for (const name of ['inference_extension_model_rewrite_decisions_total', 'llm_d_epp_model_rewrite_decisions_total']) {
+    for (const name of [
+      'inference_extension_model_rewrite_decisions_total',
+      'llm_d_epp_model_rewrite_decisions_total',
+    ]) {
       for (const target of ['food-review-v1', 'food-review-canary']) {
-        expect(metricValue(text, name, { model_rewrite_name: 'canary', model_name: MODEL, target_model: target }), `${name} ${target}`).toBe(got[target]);
+        expect(
+          metricValue(text, name, { model_rewrite_name: 'canary', model_name: MODEL, target_model: target }),
+          `${name} ${target}`,
+        ).toBe(got[target]);
       }
     }
     // The request metrics name the client's model and the target model.
-    expect(metricValue(text, 'llm_d_epp_request_total', { model_name: MODEL, target_model_name: 'food-review-canary', priority: '0' })).toBe(got['food-review-canary']);
-    expect(metricValue(text, 'inference_objective_request_total', { model_name: MODEL, target_model_name: 'food-review-v1' })).toBe(got['food-review-v1']);
+    expect(
+      metricValue(text, 'llm_d_epp_request_total', {
+        model_name: MODEL,
+        target_model_name: 'food-review-canary',
+        priority: '0',
+      }),
+    ).toBe(got['food-review-canary']);
+    expect(
+      metricValue(text, 'inference_objective_request_total', {
+        model_name: MODEL,
+        target_model_name: 'food-review-v1',
+      }),
+    ).toBe(got['food-review-v1']);
   }, 300_000);
 
-  it('an objective\'s priority (x-gateway-inference-objective, x-llm-d-inference-objective) labels the request metrics; changes and deletion follow the watch', async () => {
+  it("an objective's priority (x-gateway-inference-objective, x-llm-d-inference-objective) labels the request metrics; changes and deletion follow the watch", async () => {
     const { ns, kubeconfig } = await poolWithSims('crd-objective', GAIE_EPP_RULES);
     await startStack(ns, kubeconfig);
     const w = epp!.crds!;
-    const applied = [nextChange(w, `${ns}/critical`, 'applied'), nextChange(w, `${ns}/batch`, 'applied'), nextChange(w, `${ns}/plain`, 'applied')];
-    await cluster.apply([objectiveObject('critical', 10), objectiveObject('batch', -5), objectiveObject('plain', undefined)], { namespace: ns });
+    const applied = [
+      nextChange(w, `${ns}/critical`, 'applied'),
+      nextChange(w, `${ns}/batch`, 'applied'),
+      nextChange(w, `${ns}/plain`, 'applied'),
+    ];
+    await cluster.apply(
+      [objectiveObject('critical', 10), objectiveObject('batch', -5), objectiveObject('plain', undefined)],
+      { namespace: ns },
+    );
     await Promise.all(applied);
     const send = async (headers: Record<string, string>) => {
-      const r = await postJson(`${gateway!.url}/v1/completions`, { model: MODEL, prompt: 'hi', max_tokens: 1 }, headers, T);
+      const r = await postJson(
+        `${gateway!.url}/v1/completions`,
+        { model: MODEL, prompt: 'hi', max_tokens: 1 },
+        headers,
+        T,
+      );
       expect(r.status, r.text).toBe(200);
     };
     for (let i = 0; i < 3; i++) await send({ 'x-gateway-inference-objective': 'critical' });
@@ -280,7 +405,11 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
     await send({ 'x-gateway-inference-objective': 'plain' });
     await send({ 'x-gateway-inference-objective': 'unknown' });
     await send({});
-    const count = async (priority: string) => metricValue(await metricsText(`http://127.0.0.1:${epp!.metricsPort}`), 'llm_d_epp_request_total', { model_name: MODEL, priority });
+    const count = async (priority: string) =>
+      metricValue(await metricsText(`http://127.0.0.1:${epp!.metricsPort}`), 'llm_d_epp_request_total', {
+        model_name: MODEL,
+        priority,
+      });
     expect([await count('10'), await count('-5'), await count('0')]).toEqual([3, 2, 3]);
 
     const changed = nextChange(w, `${ns}/critical`, 'applied');
@@ -315,40 +444,85 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
     const route = async (model: string, headers: Record<string, string> = {}) => {
       const before = receivedModels().size;
       const n = 1_000_000 + before;
-      const r = await postJson(`${gateway!.url}/v1/completions`, { model, prompt: `req-${n}`, max_tokens: 1 }, headers, T);
+      const r = await postJson(
+        `${gateway!.url}/v1/completions`,
+        { model, prompt: `req-${n}`, max_tokens: 1 },
+        headers,
+        T,
+      );
       expect(r.status, r.text).toBe(200);
       return receivedModels().get(n);
     };
 
     const good = nextChange(w, `${ns}/alias`, 'applied');
-    await cluster.apply(rewriteObject('alias', [{ matches: exact(MODEL), targets: [{ modelRewrite: 'food-review-v1' }] }]), { namespace: ns });
+    await cluster.apply(
+      rewriteObject('alias', [{ matches: exact(MODEL), targets: [{ modelRewrite: 'food-review-v1' }] }]),
+      { namespace: ns },
+    );
     await good;
     expect(await route(MODEL)).toBe('food-review-v1');
 
     // Weights on one target of two: the API server's schema lets it through; the EPP keeps the last valid version.
     const mixed = nextChange(w, `${ns}/alias`, 'rejected');
-    await cluster.apply(rewriteObject('alias', [{ matches: exact(MODEL), targets: [{ modelRewrite: 'food-review-v2', weight: 1 }, { modelRewrite: 'food-review-canary' }] }]), { namespace: ns });
+    await cluster.apply(
+      rewriteObject('alias', [
+        {
+          matches: exact(MODEL),
+          targets: [{ modelRewrite: 'food-review-v2', weight: 1 }, { modelRewrite: 'food-review-canary' }],
+        },
+      ]),
+      { namespace: ns },
+    );
     expect((await mixed).reason).toMatch(/weights are set on 1 of 2 targets/);
-    await log.untilLine(new RegExp(`InferenceModelRewrite ${ns}/alias is invalid: spec\\.rules\\.0\\.targets: weights are set on 1 of 2 targets.*its last valid version stays in use`), 'the mixed weights logged');
+    await log.untilLine(
+      new RegExp(
+        `InferenceModelRewrite ${ns}/alias is invalid: spec\\.rules\\.0\\.targets: weights are set on 1 of 2 targets.*its last valid version stays in use`,
+      ),
+      'the mixed weights logged',
+    );
     expect(await route(MODEL)).toBe('food-review-v1');
 
     // A new object whose target names no model: ignored, requests for its model are not rewritten.
     const empty = nextChange(w, `${ns}/nameless`, 'rejected');
-    await cluster.apply(rewriteObject('nameless', [{ matches: exact('food-review-v2'), targets: [{ modelRewrite: '' }] }]), { namespace: ns });
+    await cluster.apply(
+      rewriteObject('nameless', [{ matches: exact('food-review-v2'), targets: [{ modelRewrite: '' }] }]),
+      { namespace: ns },
+    );
     await empty;
-    await log.untilLine(new RegExp(`InferenceModelRewrite ${ns}/nameless is invalid: spec\\.rules\\.0\\.targets\\.0\\.modelRewrite: modelRewrite must not be empty; it is ignored`), 'the empty model logged');
+    await log.untilLine(
+      new RegExp(
+        `InferenceModelRewrite ${ns}/nameless is invalid: spec\\.rules\\.0\\.targets\\.0\\.modelRewrite: modelRewrite must not be empty; it is ignored`,
+      ),
+      'the empty model logged',
+    );
     expect(await route('food-review-v2')).toBe('food-review-v2');
 
     // A priority beyond int32 (the CRD's schema has no bound).
     const big = nextChange(w, `${ns}/huge`, 'rejected');
     await cluster.apply(objectiveObject('huge', 2 ** 40), { namespace: ns });
     await big;
-    await log.untilLine(new RegExp(`InferenceObjective ${ns}/huge is invalid: spec\\.priority: priority must fit in 32 bits; it is ignored`), 'the priority logged');
+    await log.untilLine(
+      new RegExp(
+        `InferenceObjective ${ns}/huge is invalid: spec\\.priority: priority must fit in 32 bits; it is ignored`,
+      ),
+      'the priority logged',
+    );
     expect(epp!.crds!.priority('huge')).toBe(0);
 
     // Fixed: the new version applies.
     const fixed = nextChange(w, `${ns}/alias`, 'applied');
-    await cluster.apply(rewriteObject('alias', [{ matches: exact(MODEL), targets: [{ modelRewrite: 'food-review-v2', weight: 1 }, { modelRewrite: 'food-review-canary', weight: 1 }] }]), { namespace: ns });
+    await cluster.apply(
+      rewriteObject('alias', [
+        {
+          matches: exact(MODEL),
+          targets: [
+            { modelRewrite: 'food-review-v2', weight: 1 },
+            { modelRewrite: 'food-review-canary', weight: 1 },
+          ],
+        },
+      ]),
+      { namespace: ns },
+    );
     await fixed;
     const seen = new Set<string>();
     for (let i = 0; i < 20; i++) seen.add((await route(MODEL))!);
@@ -360,21 +534,55 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
     const { ns, kubeconfig } = await poolWithSims('crd-rbac', POOL_RULES);
     const log = capturedLogger();
     epp = await startEpp(
-      eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, configText: CONFIG, poolName: 'pool', poolNamespace: ns, kubeconfig, metricsEndpointAuth: false }),
+      eppConfig({
+        host: '127.0.0.1',
+        grpcPort: 0,
+        grpcHealthPort: 0,
+        metricsPort: 0,
+        secureServing: false,
+        configText: CONFIG,
+        poolName: 'pool',
+        poolNamespace: ns,
+        kubeconfig,
+        metricsEndpointAuth: false,
+      }),
       { logger: log.logger },
     );
     for (const plural of ['inferencemodelrewrites', 'inferenceobjectives']) {
-      await log.untilLine(new RegExp(`missing RBAC permission: cannot list/watch ${plural}\\.inference\\.networking\\.x-k8s\\.io in namespace ${ns}; not ready until it is granted`), `the denied ${plural} logged`);
+      await log.untilLine(
+        new RegExp(
+          `missing RBAC permission: cannot list/watch ${plural}\\.inference\\.networking\\.x-k8s\\.io in namespace ${ns}; not ready until it is granted`,
+        ),
+        `the denied ${plural} logged`,
+      );
     }
-    await until(epp.store, 'changed', () => epp!.store.size === ADDRESSES.length, T, 'the pods listed (their RBAC is granted)');
+    await until(
+      epp.store,
+      'changed',
+      () => epp!.store.size === ADDRESSES.length,
+      T,
+      'the pods listed (their RBAC is granted)',
+    );
     const Ctor = healthClientConstructor();
     const h = new Ctor(`127.0.0.1:${epp.healthPort}`, grpc.credentials.createInsecure()) as any;
-    const check = () => new Promise<string>((resolve, reject) => h.Check({ service: '' }, { deadline: Date.now() + 3000 }, (err: Error | null, r: { status: string }) => (err ? reject(err) : resolve(r.status))));
+    const check = () =>
+      new Promise<string>((resolve, reject) =>
+        h.Check({ service: '' }, { deadline: Date.now() + 3000 }, (err: Error | null, r: { status: string }) =>
+          err ? reject(err) : resolve(r.status),
+        ),
+      );
     try {
       expect(epp.ready()).toBe(false);
       expect(await check()).toBe('NOT_SERVING');
       await cluster.grant(ns, 'epp', 'crds', [CRD_RULE]);
-      await until(epp.crds!, 'status', () => epp!.ready(), T, 'ready once the CRDs can be listed', () => JSON.stringify(epp!.crds!.describe()));
+      await until(
+        epp.crds!,
+        'status',
+        () => epp!.ready(),
+        T,
+        'ready once the CRDs can be listed',
+        () => JSON.stringify(epp!.crds!.describe()),
+      );
       expect(await check()).toBe('SERVING');
     } finally {
       h.close();

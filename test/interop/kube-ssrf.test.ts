@@ -25,7 +25,8 @@ afterEach(async () => {
 });
 
 const T = 30_000;
-const send = (fx: PdFixture, target: string) => postJson(`${fx.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x' }, { 'x-prefiller-host-port': target });
+const send = (fx: PdFixture, target: string) =>
+  postJson(`${fx.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x' }, { 'x-prefiller-host-port': target });
 /** list and watch of pools and pods: all the allowlist needs (no get). */
 const LIST_WATCH = [
   { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
@@ -41,7 +42,9 @@ async function sidecarNamespace(prefix: string): Promise<{ ns: string; kubeconfi
 describeWith(req, 'SSRF allowlist from an InferencePool, against kube-apiserver', () => {
   it('denied (and not ready) while RBAC denies the watch; allowed once the Role is bound', async () => {
     const { ns, kubeconfig } = await sidecarNamespace('ssrf-rbac');
-    f = await startPd({ sidecar: { enableSsrfProtection: true, inferencePool: `${ns}/pool`, kubeconfig, ssrfSyncTimeout: 200 } });
+    f = await startPd({
+      sidecar: { enableSsrfProtection: true, inferencePool: `${ns}/pool`, kubeconfig, ssrfSyncTimeout: 200 },
+    });
     expect(f.sidecar.guard.mode).toBe('inference-pool');
     expect((await send(f, f.prefillHeader)).status).toBe(403);
     const ready = await getJson(`${f.sidecar.url}/ready`);
@@ -51,7 +54,11 @@ describeWith(req, 'SSRF allowlist from an InferencePool, against kube-apiserver'
     await cluster.apply(inferencePool('pool', { app: 'llm' }, [f.prefill.port]), { namespace: ns });
     await cluster.createPod(ns, 'prefill-pod', { labels: { app: 'llm', 'llm-d.ai/role': 'prefill' }, ip: '127.0.0.1' });
     await cluster.grant(ns, 'sidecar', 'sidecar', LIST_WATCH);
-    await waitFor(() => f!.sidecar.guard.allowed('127.0.0.1', f!.prefill.port), T, 'allowlist synced after the Role was bound');
+    await waitFor(
+      () => f!.sidecar.guard.allowed('127.0.0.1', f!.prefill.port),
+      T,
+      'allowlist synced after the Role was bound',
+    );
     expect((await getJson(`${f.sidecar.url}/ready`)).body.ssrfAllowlist).toBe('synced');
     expect((await send(f, f.prefillHeader)).status).toBe(200);
   });

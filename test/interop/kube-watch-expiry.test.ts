@@ -34,10 +34,32 @@ afterEach(async () => {
 });
 
 const T = 60_000;
-const CONFIG = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nschedulingProfiles: [{name: default}]\ndataLayer: {injectDefaults: false}\n';
-const base = { host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, configText: CONFIG, metricsEndpointAuth: false }; // metrics auth: epp-metrics-auth.test.ts
-const ids = (e: EppHandle) => e.store.all().map((x) => `${x.id}@${x.hostPort}`).sort().join();
-const untilIds = (expected: string[], what: string) => until(epp!.store, 'changed', () => ids(epp!) === [...expected].sort().join(), T, what, () => ids(epp!));
+const CONFIG =
+  'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nschedulingProfiles: [{name: default}]\ndataLayer: {injectDefaults: false}\n';
+const base = {
+  host: '127.0.0.1',
+  grpcPort: 0,
+  grpcHealthPort: 0,
+  metricsPort: 0,
+  secureServing: false,
+  configText: CONFIG,
+  metricsEndpointAuth: false,
+}; // metrics auth: epp-metrics-auth.test.ts
+const ids = (e: EppHandle) =>
+  e.store
+    .all()
+    .map((x) => `${x.id}@${x.hostPort}`)
+    .sort()
+    .join();
+const untilIds = (expected: string[], what: string) =>
+  until(
+    epp!.store,
+    'changed',
+    () => ids(epp!) === [...expected].sort().join(),
+    T,
+    what,
+    () => ids(epp!),
+  );
 
 /** Sum of an API server counter over every label set matching `labels` (e.g. LIST requests for pods). */
 async function requestCount(verb: string, resource: string): Promise<number> {
@@ -45,17 +67,24 @@ async function requestCount(verb: string, resource: string): Promise<number> {
   let sum = 0;
   for (const line of text.split('\n')) {
     if (!line.startsWith('apiserver_request_total{')) continue;
-    if (line.includes(`verb="${verb}"`) && line.includes(`resource="${resource}"`) && line.includes('subresource=""')) sum += Number(line.split(' ').pop());
+    if (line.includes(`verb="${verb}"`) && line.includes(`resource="${resource}"`) && line.includes('subresource=""'))
+      sum += Number(line.split(' ').pop());
   }
   return sum;
 }
 
 /** A namespace with ServiceAccounts "epp" (GAIE's EPP rules) and "sidecar" (list/watch), a pool and two ready pods. */
-async function pool(prefix: string, version: 'v1' | 'v1alpha2' = 'v1'): Promise<{ ns: string; eppKubeconfig: string; sidecarKubeconfig: string }> {
+async function pool(
+  prefix: string,
+  version: 'v1' | 'v1alpha2' = 'v1',
+): Promise<{ ns: string; eppKubeconfig: string; sidecarKubeconfig: string }> {
   const ns = await cp.createNamespace(prefix);
   const group = version === 'v1' ? 'inference.networking.k8s.io' : 'inference.networking.x-k8s.io';
   await cp.createServiceAccount(ns, 'epp');
-  await cp.grant(ns, 'epp', 'epp', [...GAIE_EPP_RULES, { apiGroups: [group], resources: ['inferencepools'], verbs: ['get', 'list', 'watch'] }]);
+  await cp.grant(ns, 'epp', 'epp', [
+    ...GAIE_EPP_RULES,
+    { apiGroups: [group], resources: ['inferencepools'], verbs: ['get', 'list', 'watch'] },
+  ]);
   await cp.createServiceAccount(ns, 'sidecar');
   await cp.grant(ns, 'sidecar', 'sidecar', [
     { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
@@ -64,17 +93,38 @@ async function pool(prefix: string, version: 'v1' | 'v1alpha2' = 'v1'): Promise<
   await cp.apply(inferencePool('pool', { app: 'vllm' }, [8000], version), { namespace: ns });
   await cp.createPod(ns, 'a', { labels: { app: 'vllm' }, ip: '10.5.0.1' });
   await cp.createPod(ns, 'b', { labels: { app: 'vllm' }, ip: '10.5.0.2' });
-  return { ns, eppKubeconfig: await cp.serviceAccountKubeconfig(ns, 'epp'), sidecarKubeconfig: await cp.serviceAccountKubeconfig(ns, 'sidecar') };
+  return {
+    ns,
+    eppKubeconfig: await cp.serviceAccountKubeconfig(ns, 'epp'),
+    sidecarKubeconfig: await cp.serviceAccountKubeconfig(ns, 'sidecar'),
+  };
 }
 
-async function startBoth(ns: string, eppKubeconfig: string, sidecarKubeconfig: string, opts: { poolGroup?: 'inference.networking.k8s.io' | 'inference.networking.x-k8s.io'; logger?: pino.Logger } = {}): Promise<void> {
+async function startBoth(
+  ns: string,
+  eppKubeconfig: string,
+  sidecarKubeconfig: string,
+  opts: { poolGroup?: 'inference.networking.k8s.io' | 'inference.networking.x-k8s.io'; logger?: pino.Logger } = {},
+): Promise<void> {
   const poolGroup = opts.poolGroup ?? 'inference.networking.k8s.io';
-  epp = await startEpp(eppConfig({ ...base, poolName: 'pool', poolNamespace: ns, poolGroup, kubeconfig: eppKubeconfig }), { logger: opts.logger });
+  epp = await startEpp(
+    eppConfig({ ...base, poolName: 'pool', poolNamespace: ns, poolGroup, kubeconfig: eppKubeconfig }),
+    { logger: opts.logger },
+  );
   sidecar = await startSidecar(
-    sidecarConfig({ host: '127.0.0.1', port: 0, secureProxy: false, modelServerPort: 1, enableSsrfProtection: true, inferencePool: `${ns}/pool`, poolGroup, kubeconfig: sidecarKubeconfig }),
+    sidecarConfig({
+      host: '127.0.0.1',
+      port: 0,
+      secureProxy: false,
+      modelServerPort: 1,
+      enableSsrfProtection: true,
+      inferencePool: `${ns}/pool`,
+      poolGroup,
+      kubeconfig: sidecarKubeconfig,
+    }),
   );
   await untilIds([`${ns}/a-rank-0@10.5.0.1:8000`, `${ns}/b-rank-0@10.5.0.2:8000`], 'EPP synced');
-  await until(epp.crds!, 'status', () => epp!.ready(), T, 'EPP ready (the pool\'s CRDs listed too)');
+  await until(epp.crds!, 'status', () => epp!.ready(), T, "EPP ready (the pool's CRDs listed too)");
   // The sidecar listens before its allowlist's first sync; it is ready once the watch has synced.
   await waitFor(() => sidecar!.guard.ready(), T, 'sidecar allowlist synced');
   expect(sidecar.guard.allowed('10.5.0.1', 8000) && sidecar.guard.allowed('10.5.0.2', 8000)).toBe(true);
@@ -93,7 +143,18 @@ function capturedLogger(): { logger: pino.Logger; untilLine: (re: RegExp, what: 
       cb();
     },
   });
-  return { logger: pino({ level: 'info' }, stream), untilLine: (re, what) => until(events, 'line', () => lines.some((l) => re.test(l)), T, what, () => lines.slice(-5).join('\n')) };
+  return {
+    logger: pino({ level: 'info' }, stream),
+    untilLine: (re, what) =>
+      until(
+        events,
+        'line',
+        () => lines.some((l) => re.test(l)),
+        T,
+        what,
+        () => lines.slice(-5).join('\n'),
+      ),
+  };
 }
 
 describeWith(req, 'watches against kube-apiserver: timed out, expired (410 Gone), broken by a restart', () => {
@@ -102,11 +163,18 @@ describeWith(req, 'watches against kube-apiserver: timed out, expired (410 Gone)
     await startBoth(ns, eppKubeconfig, sidecarKubeconfig);
     const [watches, lists] = [await requestCount('WATCH', 'pods'), await requestCount('LIST', 'pods')];
     // Each watch lasts 2-4 s: wait until the server has ended the pod watches (a WATCH is counted when it ends).
-    await waitFor(async () => (await requestCount('WATCH', 'pods')) >= watches + 2, T, 'pod watches ended by the server');
+    await waitFor(
+      async () => (await requestCount('WATCH', 'pods')) >= watches + 2,
+      T,
+      'pod watches ended by the server',
+    );
     // Resumed from their resourceVersion, not re-listed.
     expect(await requestCount('LIST', 'pods')).toBe(lists);
     await cp.createPod(ns, 'c', { labels: { app: 'vllm' }, ip: '10.5.0.3' });
-    await untilIds([`${ns}/a-rank-0@10.5.0.1:8000`, `${ns}/b-rank-0@10.5.0.2:8000`, `${ns}/c-rank-0@10.5.0.3:8000`], 'a pod added after the re-watch');
+    await untilIds(
+      [`${ns}/a-rank-0@10.5.0.1:8000`, `${ns}/b-rank-0@10.5.0.2:8000`, `${ns}/c-rank-0@10.5.0.3:8000`],
+      'a pod added after the re-watch',
+    );
     await waitFor(() => sidecar!.guard.allowed('10.5.0.3', 8000), T, 'sidecar allowlist after the re-watch');
   });
 
@@ -122,7 +190,11 @@ describeWith(req, 'watches against kube-apiserver: timed out, expired (410 Gone)
     try {
       const lists = await requestCount('LIST', 'pods');
       // Move etcd's revision past everything the watchers have seen (objects they do not watch), then compact.
-      for (let i = 0; i < 3; i++) await cp.apply({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `bump-${i}` }, data: { i: String(i) } }, { namespace: ns });
+      for (let i = 0; i < 3; i++)
+        await cp.apply(
+          { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `bump-${i}` }, data: { i: String(i) } },
+          { namespace: ns },
+        );
       const revision = await cp.compactEtcd();
       expect(revision).toBeGreaterThan(0);
       // The EPP and the sidecar each list pods again once their resumed watch is answered 410 Gone.
@@ -153,7 +225,11 @@ describeWith(req, 'watches against kube-apiserver: timed out, expired (410 Gone)
     await cp.deletePod(ns, 'b');
     await cp.createPod(ns, 'c', { labels: { app: 'vllm' }, ip: '10.5.0.3' });
     await untilIds([`${ns}/a-rank-0@10.5.0.1:8000`, `${ns}/c-rank-0@10.5.0.3:8000`], 'changes after the restart');
-    await waitFor(() => !sidecar!.guard.allowed('10.5.0.2', 8000) && sidecar!.guard.allowed('10.5.0.3', 8000), T, 'sidecar allowlist after the restart');
+    await waitFor(
+      () => !sidecar!.guard.allowed('10.5.0.2', 8000) && sidecar!.guard.allowed('10.5.0.3', 8000),
+      T,
+      'sidecar allowlist after the restart',
+    );
   });
 
   it('the v1alpha2 InferencePool (inference.networking.x-k8s.io, GAIE v1.4.0) with --pool-group', async () => {
@@ -161,6 +237,13 @@ describeWith(req, 'watches against kube-apiserver: timed out, expired (410 Gone)
     await startBoth(ns, eppKubeconfig, sidecarKubeconfig, { poolGroup: 'inference.networking.x-k8s.io' });
     // Both read the v1alpha2 pool by name (a list with fieldSelector metadata.name, which the API server counts as a GET).
     const metrics = await cp.metrics();
-    expect(metricValue(metrics, 'apiserver_request_total', { group: 'inference.networking.x-k8s.io', resource: 'inferencepools', verb: 'GET', code: '200' })).toBeGreaterThanOrEqual(2);
+    expect(
+      metricValue(metrics, 'apiserver_request_total', {
+        group: 'inference.networking.x-k8s.io',
+        resource: 'inferencepools',
+        verb: 'GET',
+        code: '200',
+      }),
+    ).toBeGreaterThanOrEqual(2);
   });
 });

@@ -15,14 +15,22 @@ import { ManagedProcess, waitReady } from './control-plane.js';
 export type UpstreamRelease = 'v0.7.1' | 'ebab687';
 export const UPSTREAM_RELEASES: UpstreamRelease[] = ['v0.7.1', 'ebab687'];
 
-export const UPSTREAM: Record<UpstreamRelease, { name: string; source: ArtifactName; epp: ArtifactName; sidecar: ArtifactName }> = {
+export const UPSTREAM: Record<
+  UpstreamRelease,
+  { name: string; source: ArtifactName; epp: ArtifactName; sidecar: ArtifactName }
+> = {
   'v0.7.1': {
     name: 'llm-d-inference-scheduler v0.7.1',
     source: 'llm-d-inference-scheduler-v0.7.1-src',
     epp: 'llm-d-inference-scheduler-v0.7.1-epp',
     sidecar: 'llm-d-inference-scheduler-v0.7.1-pd-sidecar',
   },
-  ebab687: { name: 'llm-d-router ebab687', source: 'llm-d-router-ebab687-src', epp: 'llm-d-router-ebab687-epp', sidecar: 'llm-d-router-ebab687-pd-sidecar' },
+  ebab687: {
+    name: 'llm-d-router ebab687',
+    source: 'llm-d-router-ebab687-src',
+    epp: 'llm-d-router-ebab687-epp',
+    sidecar: 'llm-d-router-ebab687-pd-sidecar',
+  },
 };
 
 /** A file of the release's source tree (e.g. its deploy/config/pd-epp-config.yaml). */
@@ -48,7 +56,9 @@ const EXT_PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
 
 function healthCheck(port: number, service: string): Promise<string> {
   const Ctor = healthClientConstructor();
-  const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & { Check: Function };
+  const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+    Check: Function;
+  };
   return new Promise<string>((resolve) =>
     client.Check({ service }, { deadline: Date.now() + 2_000 }, (err: Error | null, r: { status: string }) => {
       client.close();
@@ -94,12 +104,25 @@ export async function startUpstreamEpp(release: UpstreamRelease, o: UpstreamEppO
     { KUBECONFIG: o.kubeconfig, NAMESPACE: o.poolNamespace },
   );
   try {
-    await waitReady(proc, `gRPC health SERVING on port ${healthPort}`, async () => (await healthCheck(healthPort, EXT_PROC_SERVICE)) === 'SERVING', o.readyTimeoutMs ?? 60_000);
+    await waitReady(
+      proc,
+      `gRPC health SERVING on port ${healthPort}`,
+      async () => (await healthCheck(healthPort, EXT_PROC_SERVICE)) === 'SERVING',
+      o.readyTimeoutMs ?? 60_000,
+    );
   } catch (e) {
     await proc.stop();
     throw e;
   }
-  return { proc, grpcPort, healthPort, metricsPort, output: () => proc.output(), close: () => proc.stop(), health: (service = EXT_PROC_SERVICE) => healthCheck(healthPort, service) };
+  return {
+    proc,
+    grpcPort,
+    healthPort,
+    metricsPort,
+    output: () => proc.output(),
+    close: () => proc.stop(),
+    health: (service = EXT_PROC_SERVICE) => healthCheck(healthPort, service),
+  };
 }
 
 export interface UpstreamSidecar extends UpstreamPeer {
@@ -120,13 +143,22 @@ export interface UpstreamSidecarOptions {
 }
 
 /** Starts an upstream pd-sidecar in front of a decode model server on localhost; ready when its port accepts. */
-export async function startUpstreamSidecar(release: UpstreamRelease, o: UpstreamSidecarOptions): Promise<UpstreamSidecar> {
+export async function startUpstreamSidecar(
+  release: UpstreamRelease,
+  o: UpstreamSidecarOptions,
+): Promise<UpstreamSidecar> {
   const binary = (await artifact(UPSTREAM[release].sidecar)).path;
   const port = await freePortRange(1);
   const proc = ManagedProcess.spawn(
     `${UPSTREAM[release].name} pd-sidecar`,
     binary,
-    [`--port=${port}`, `--vllm-port=${o.vllmPort}`, `--kv-connector=${o.connector ?? 'nixlv2'}`, `--secure-proxy=${o.secureProxy ?? false}`, ...(o.extraArgs ?? [])],
+    [
+      `--port=${port}`,
+      `--vllm-port=${o.vllmPort}`,
+      `--kv-connector=${o.connector ?? 'nixlv2'}`,
+      `--secure-proxy=${o.secureProxy ?? false}`,
+      ...(o.extraArgs ?? []),
+    ],
     o.env,
   );
   const accepts = () =>
@@ -144,5 +176,11 @@ export async function startUpstreamSidecar(release: UpstreamRelease, o: Upstream
     await proc.stop();
     throw e;
   }
-  return { proc, port, url: `${o.secureProxy ? 'https' : 'http'}://127.0.0.1:${port}`, output: () => proc.output(), close: () => proc.stop() };
+  return {
+    proc,
+    port,
+    url: `${o.secureProxy ? 'https' : 'http'}://127.0.0.1:${port}`,
+    output: () => proc.output(),
+    close: () => proc.stop(),
+  };
 }

@@ -36,7 +36,11 @@ export function pdRouterComponent(image: string): Component | undefined {
   return /^ghcr\.io\/pd-router\/pd-router-(epp|sidecar|sim):[^/]+$/.exec(image)?.[1] as Component | undefined;
 }
 
-const READY_LINE: Record<Component, RegExp> = { epp: /"msg":"epp listening"/, sidecar: /"msg":"sidecar listening"/, sim: /"msg":"simulator listening"/ };
+const READY_LINE: Record<Component, RegExp> = {
+  epp: /"msg":"epp listening"/,
+  sidecar: /"msg":"sidecar listening"/,
+  sim: /"msg":"simulator listening"/,
+};
 const HOST_ENV: Record<Component, string> = { epp: 'PD_EPP_HOST', sidecar: 'PD_SIDECAR_HOST', sim: 'PD_SIM_HOST' };
 
 export interface ContainerRun {
@@ -83,7 +87,9 @@ const isModelServer = (c: Obj) => c.name === 'vllm' || /(^|\/)vllm[^/]*:|vllm-op
 
 /** Kubernetes' $(VAR) expansion: defined variables are replaced, $$ escapes, undefined references stay as written. */
 export function expandVars(s: string, env: Record<string, string>): string {
-  return s.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, v?: string) => (m === '$$' ? '$' : v !== undefined && v in env ? env[v]! : m));
+  return s.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, v?: string) =>
+    m === '$$' ? '$' : v !== undefined && v in env ? env[v]! : m,
+  );
 }
 
 export class LocalKubelet {
@@ -108,20 +114,38 @@ export class LocalKubelet {
     return r.json;
   }
 
-  private async configMapOrSecret(kind: 'configmaps' | 'secrets', name: string): Promise<Record<string, string> | undefined> {
+  private async configMapOrSecret(
+    kind: 'configmaps' | 'secrets',
+    name: string,
+  ): Promise<Record<string, string> | undefined> {
     const o = await this.read(`/api/v1/namespaces/${this.namespace}/${kind}/${name}`);
     if (!o) return undefined;
     if (kind === 'configmaps') return { ...(o.data ?? {}) };
-    return Object.fromEntries(Object.entries((o.data ?? {}) as Record<string, string>).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+    return Object.fromEntries(
+      Object.entries((o.data ?? {}) as Record<string, string>).map(([k, v]) => [
+        k,
+        Buffer.from(v, 'base64').toString('utf8'),
+      ]),
+    );
   }
 
   /** The container's environment as Kubernetes builds it for this pod. */
-  private async containerEnv(c: Obj, pod: { name: string; ip: string; serviceAccount: string; labels: Record<string, string>; annotations: Record<string, string> }): Promise<Record<string, string>> {
+  private async containerEnv(
+    c: Obj,
+    pod: {
+      name: string;
+      ip: string;
+      serviceAccount: string;
+      labels: Record<string, string>;
+      annotations: Record<string, string>;
+    },
+  ): Promise<Record<string, string>> {
     const env: Record<string, string> = {};
     for (const from of c.envFrom ?? []) {
       const ref = from.configMapRef ?? from.secretRef;
       const data = await this.configMapOrSecret(from.configMapRef ? 'configmaps' : 'secrets', ref.name);
-      if (!data && !ref.optional) throw new Error(`container ${c.name}: envFrom ${ref.name} does not exist (the kubelet would not start it)`);
+      if (!data && !ref.optional)
+        throw new Error(`container ${c.name}: envFrom ${ref.name} does not exist (the kubelet would not start it)`);
       for (const [k, v] of Object.entries(data ?? {})) env[`${from.prefix ?? ''}${k}`] = v;
     }
     for (const e of c.env ?? []) {
@@ -150,7 +174,10 @@ export class LocalKubelet {
         const ref = vf.configMapKeyRef ?? vf.secretKeyRef;
         const data = await this.configMapOrSecret(vf.configMapKeyRef ? 'configmaps' : 'secrets', ref.name);
         const v = data?.[ref.key];
-        if (v === undefined && !ref.optional) throw new Error(`container ${c.name}: ${ref.name}/${ref.key} for ${e.name} does not exist (the kubelet would not start it)`);
+        if (v === undefined && !ref.optional)
+          throw new Error(
+            `container ${c.name}: ${ref.name}/${ref.key} for ${e.name} does not exist (the kubelet would not start it)`,
+          );
         if (v !== undefined) env[e.name] = v;
       } else {
         throw new Error(`container ${c.name}: env ${e.name} uses ${Object.keys(vf).join(', ')}, not supported here`);
@@ -169,16 +196,27 @@ export class LocalKubelet {
       this.dirs.push(dir);
       const src = vol.configMap ?? vol.secret;
       if (src) {
-        const data = await this.configMapOrSecret(vol.configMap ? 'configmaps' : 'secrets', vol.configMap ? src.name : src.secretName);
-        if (!data && !src.optional) throw new Error(`container ${c.name}: volume ${m.name} needs ${vol.configMap ? 'ConfigMap' : 'Secret'} ${src.name ?? src.secretName}, which does not exist (the pod would not start)`);
-        const items: Array<{ key: string; path: string }> = src.items ?? Object.keys(data ?? {}).map((key) => ({ key, path: key }));
+        const data = await this.configMapOrSecret(
+          vol.configMap ? 'configmaps' : 'secrets',
+          vol.configMap ? src.name : src.secretName,
+        );
+        if (!data && !src.optional)
+          throw new Error(
+            `container ${c.name}: volume ${m.name} needs ${vol.configMap ? 'ConfigMap' : 'Secret'} ${src.name ?? src.secretName}, which does not exist (the pod would not start)`,
+          );
+        const items: Array<{ key: string; path: string }> =
+          src.items ?? Object.keys(data ?? {}).map((key) => ({ key, path: key }));
         for (const it of items) {
           const file = path.join(dir, it.path);
           mkdirSync(path.dirname(file), { recursive: true });
           writeFileSync(file, data?.[it.key] ?? '');
         }
       } else if (!vol.emptyDir) {
-        throw new Error(`container ${c.name}: volume ${m.name} (${Object.keys(vol).filter((k) => k !== 'name').join(', ')}) is not supported here`);
+        throw new Error(
+          `container ${c.name}: volume ${m.name} (${Object.keys(vol)
+            .filter((k) => k !== 'name')
+            .join(', ')}) is not supported here`,
+        );
       }
       out.push({ from: String(m.mountPath).replace(/\/$/, ''), to: m.subPath ? path.join(dir, m.subPath) : dir });
     }
@@ -191,10 +229,26 @@ export class LocalKubelet {
     const template = deployment.spec.template;
     const hash = createHash('sha256').update(JSON.stringify(template)).digest('hex').slice(0, 8);
     // Side by side; each pod's address is taken before its first await, so in replica order.
-    return Promise.all(Array.from({ length: replicas }, (_, i) => this.runPod(`${deployment.metadata.name}-${hash}-${i}`, deployment.metadata.name, template, hash, opts.requireReady ?? true)));
+    return Promise.all(
+      Array.from({ length: replicas }, (_, i) =>
+        this.runPod(
+          `${deployment.metadata.name}-${hash}-${i}`,
+          deployment.metadata.name,
+          template,
+          hash,
+          opts.requireReady ?? true,
+        ),
+      ),
+    );
   }
 
-  private async runPod(name: string, deployment: string, template: Obj, hash: string, requireReady: boolean): Promise<PodRun> {
+  private async runPod(
+    name: string,
+    deployment: string,
+    template: Obj,
+    hash: string,
+    requireReady: boolean,
+  ): Promise<PodRun> {
     const ip = this.opts.addresses[this.next++];
     if (!ip) throw new Error('no pod address left');
     const spec = template.spec as Obj;
@@ -203,29 +257,71 @@ export class LocalKubelet {
     const serviceAccount = (spec.serviceAccountName as string | undefined) ?? 'default';
     // The ServiceAccount controller makes "default" in every namespace; nothing runs it here.
     if (serviceAccount === 'default') await this.cluster.createServiceAccount(this.namespace, 'default');
-    else if (!(await this.read(`/api/v1/namespaces/${this.namespace}/serviceaccounts/${serviceAccount}`))) throw new Error(`pod ${name}: ServiceAccount ${serviceAccount} does not exist (the API server would refuse the pod)`);
-    await this.cluster.createPod(this.namespace, name, { labels, annotations, spec: spec as k8s.V1PodSpec, ip, ready: false });
+    else if (!(await this.read(`/api/v1/namespaces/${this.namespace}/serviceaccounts/${serviceAccount}`)))
+      throw new Error(
+        `pod ${name}: ServiceAccount ${serviceAccount} does not exist (the API server would refuse the pod)`,
+      );
+    await this.cluster.createPod(this.namespace, name, {
+      labels,
+      annotations,
+      spec: spec as k8s.V1PodSpec,
+      ip,
+      ready: false,
+    });
     const pod: PodRun = { name, ip, deployment, serviceAccount, labels, containers: [] };
     this.pods.push(pod);
-    const kubeconfig = spec.automountServiceAccountToken === false ? undefined : await this.cluster.serviceAccountKubeconfig(this.namespace, serviceAccount);
+    const kubeconfig =
+      spec.automountServiceAccountToken === false
+        ? undefined
+        : await this.cluster.serviceAccountKubeconfig(this.namespace, serviceAccount);
     // Native sidecars (init containers with restartPolicy Always) start first and keep running, as the kubelet runs them.
     const inits = (spec.initContainers ?? []) as Obj[];
     const plain = inits.filter((c) => c.restartPolicy !== 'Always');
-    if (plain.length > 0) throw new Error(`pod ${name}: init containers that run to completion (${plain.map((c) => c.name).join(', ')}) are not supported here`);
-    for (const c of [...inits, ...(spec.containers as Obj[])]) await this.startContainer(pod, c, spec, { name, ip, serviceAccount, labels, annotations }, kubeconfig);
+    if (plain.length > 0)
+      throw new Error(
+        `pod ${name}: init containers that run to completion (${plain.map((c) => c.name).join(', ')}) are not supported here`,
+      );
+    for (const c of [...inits, ...(spec.containers as Obj[])])
+      await this.startContainer(pod, c, spec, { name, ip, serviceAccount, labels, annotations }, kubeconfig);
     if (requireReady) await this.untilReady(pod);
     return pod;
   }
 
   /** Starts one container of `into` (recorded there before anything can fail, so close() stops it). */
-  private async startContainer(into: PodRun, c: Obj, spec: Obj, pod: { name: string; ip: string; serviceAccount: string; labels: Record<string, string>; annotations: Record<string, string> }, kubeconfig: string | undefined): Promise<ContainerRun> {
+  private async startContainer(
+    into: PodRun,
+    c: Obj,
+    spec: Obj,
+    pod: {
+      name: string;
+      ip: string;
+      serviceAccount: string;
+      labels: Record<string, string>;
+      annotations: Record<string, string>;
+    },
+    kubeconfig: string | undefined,
+  ): Promise<ContainerRun> {
     const component = pdRouterComponent(String(c.image));
     const env = await this.containerEnv(c, pod);
     const args = ((c.args ?? []) as unknown[]).map((a) => expandVars(String(a), env));
-    const run: ContainerRun = { name: c.name, image: c.image, role: 'not-run', component, args, argv: args, env, rewrites: [], probes: {}, raw: c };
+    const run: ContainerRun = {
+      name: c.name,
+      image: c.image,
+      role: 'not-run',
+      component,
+      args,
+      argv: args,
+      env,
+      rewrites: [],
+      probes: {},
+      raw: c,
+    };
     into.containers.push(run);
     if (component) {
-      if (c.command) throw new Error(`container ${c.name}: command ${JSON.stringify(c.command)} replaces the image's entrypoint; pd-router's images take flags only`);
+      if (c.command)
+        throw new Error(
+          `container ${c.name}: command ${JSON.stringify(c.command)} replaces the image's entrypoint; pd-router's images take flags only`,
+        );
       const mounts = await this.mounts(c, spec);
       const rewrite = (s: string) => {
         let out = s;
@@ -239,26 +335,55 @@ export class LocalKubelet {
         return out;
       };
       run.argv = args.map(rewrite);
-      const procEnv: Record<string, string> = { PATH: process.env.PATH ?? '', ...Object.fromEntries(Object.entries(env).map(([k, v]) => [k, rewrite(v)])) };
+      const procEnv: Record<string, string> = {
+        PATH: process.env.PATH ?? '',
+        ...Object.fromEntries(Object.entries(env).map(([k, v]) => [k, rewrite(v)])),
+      };
       procEnv[HOST_ENV[component]] = pod.ip;
       if (component === 'sidecar') procEnv.PD_SIDECAR_MODEL_SERVER_HOST = pod.ip;
       if (kubeconfig && procEnv.KUBECONFIG === undefined) procEnv.KUBECONFIG = kubeconfig;
       run.role = 'pd-router';
-      run.proc = new ManagedProcess(`${pod.name}/${c.name} (pd-router-${component})`, spawn(process.execPath, [componentBinary(component), ...run.argv], { env: procEnv, stdio: ['ignore', 'pipe', 'pipe'] }));
+      run.proc = new ManagedProcess(
+        `${pod.name}/${c.name} (pd-router-${component})`,
+        spawn(process.execPath, [componentBinary(component), ...run.argv], {
+          env: procEnv,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        }),
+      );
       await run.proc.untilOutput(READY_LINE[component], this.timeoutMs, `${component} listening`);
       return run;
     }
     if (isModelServer(c)) {
-      const port = Number(/^--port[= ](\d+)$/.exec(args.find((a) => /^--port[= ]\d+$/.test(a)) ?? '')?.[1] ?? c.ports?.[0]?.containerPort ?? 8000);
-      const served = args[0] === 'serve' ? args[1] : /^--model[= ](.+)$/.exec(args.find((a) => /^--model[= ]/.test(a)) ?? '')?.[1];
-      const maxModelLen = Number(/^--max-model-len[= ](\d+)$/.exec(args.find((a) => /^--max-model-len[= ]\d+$/.test(a)) ?? '')?.[1] ?? 32768);
+      const port = Number(
+        /^--port[= ](\d+)$/.exec(args.find((a) => /^--port[= ]\d+$/.test(a)) ?? '')?.[1] ??
+          c.ports?.[0]?.containerPort ??
+          8000,
+      );
+      const served =
+        args[0] === 'serve' ? args[1] : /^--model[= ](.+)$/.exec(args.find((a) => /^--model[= ]/.test(a)) ?? '')?.[1];
+      const maxModelLen = Number(
+        /^--max-model-len[= ](\d+)$/.exec(args.find((a) => /^--max-model-len[= ]\d+$/.test(a)) ?? '')?.[1] ?? 32768,
+      );
       run.role = 'simulator';
       run.reason = `${c.image} is not pd-router's: pd-router's simulator serves ${served ?? 'sim-model'} on ${pod.ip}:${port}`;
-      run.sim = await startSimulator(simConfig({ host: pod.ip, port, model: [served ?? 'sim-model'], mode: 'echo', engineId: pod.name, seed: 1, maxModelLen }));
+      run.sim = await startSimulator(
+        simConfig({
+          host: pod.ip,
+          port,
+          model: [served ?? 'sim-model'],
+          mode: 'echo',
+          engineId: pod.name,
+          seed: 1,
+          maxModelLen,
+        }),
+      );
       return run;
     }
     const reason = this.opts.notRun?.[c.name];
-    if (!reason) throw new Error(`container ${c.name} (${c.image}) is neither pd-router's nor a model server; say why it is not run`);
+    if (!reason)
+      throw new Error(
+        `container ${c.name} (${c.image}) is neither pd-router's nor a model server; say why it is not run`,
+      );
     run.reason = reason;
     return run;
   }
@@ -286,21 +411,32 @@ export class LocalKubelet {
       for (const kind of ['startup', 'readiness', 'liveness'] as const) {
         const probe = c.raw[`${kind}Probe`];
         if (!probe) continue;
-        const r = kind === 'liveness' ? await runProbe(probe, c.raw, pod.ip) : await probeUntilPass(probe, c.raw, pod.ip, this.timeoutMs, alive);
+        const r =
+          kind === 'liveness'
+            ? await runProbe(probe, c.raw, pod.ip)
+            : await probeUntilPass(probe, c.raw, pod.ip, this.timeoutMs, alive);
         c.probes[kind] = r;
-        if (!r.ok) throw new Error(`pod ${pod.name}, container ${c.name}: ${kind} probe failed: ${r.detail}${c.proc ? `\nits log:\n${c.proc.tail()}` : ''}`);
+        if (!r.ok)
+          throw new Error(
+            `pod ${pod.name}, container ${c.name}: ${kind} probe failed: ${r.detail}${c.proc ? `\nits log:\n${c.proc.tail()}` : ''}`,
+          );
       }
-      if (c.proc && !c.proc.running) throw new Error(`pod ${pod.name}, container ${c.name} exited; its log:\n${c.proc.tail()}`);
+      if (c.proc && !c.proc.running)
+        throw new Error(`pod ${pod.name}, container ${c.name} exited; its log:\n${c.proc.tail()}`);
     }
     await this.cluster.setPodStatus(this.namespace, pod.name, { ready: true, phase: 'Running' });
   }
 
   /** The one running container of a component across the pods (or of a deployment's pods). */
-  containers(filter: { deployment?: string; component?: Component; role?: ContainerRun['role'] } = {}): Array<ContainerRun & { pod: PodRun }> {
+  containers(
+    filter: { deployment?: string; component?: Component; role?: ContainerRun['role'] } = {},
+  ): Array<ContainerRun & { pod: PodRun }> {
     return this.pods
       .filter((p) => !filter.deployment || p.deployment === filter.deployment)
       .flatMap((p) => p.containers.map((c) => ({ ...c, pod: p })))
-      .filter((c) => (!filter.component || c.component === filter.component) && (!filter.role || c.role === filter.role));
+      .filter(
+        (c) => (!filter.component || c.component === filter.component) && (!filter.role || c.role === filter.role),
+      );
   }
 
   /** Stops every process and simulator (by pid, ours only) and removes the volume directories. */

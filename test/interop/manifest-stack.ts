@@ -16,7 +16,10 @@ export const LONG_PROMPT = Array.from({ length: 300 }, (_, i) => `manifest${i}`)
 export const byKind = (objects: Obj[], kind: string) => objects.filter((o) => o.kind === kind);
 export const named = (objects: Obj[], kind: string, name: string) => {
   const o = objects.find((x) => x.kind === kind && x.metadata?.name === name);
-  if (!o) throw new Error(`no ${kind} ${name} in the rendered objects: ${objects.map((x) => `${x.kind}/${x.metadata?.name}`).join(', ')}`);
+  if (!o)
+    throw new Error(
+      `no ${kind} ${name} in the rendered objects: ${objects.map((x) => `${x.kind}/${x.metadata?.name}`).join(', ')}`,
+    );
   return o;
 };
 
@@ -51,7 +54,11 @@ export function eppOf(pod: PodRun): ContainerRun {
 export async function untilEppSees(pod: PodRun, pool: string, n: number): Promise<void> {
   const epp = eppOf(pod);
   const url = `http://${pod.ip}:${flagValue(epp.argv, '--metrics-port') ?? '9090'}`;
-  await waitFor(async () => metricValue(await metricsText(url).catch(() => ''), 'llm_d_epp_ready_endpoints', { name: pool }) === n, 30_000, `${pod.name} sees ${n} endpoints of ${pool}`);
+  await waitFor(
+    async () => metricValue(await metricsText(url).catch(() => ''), 'llm_d_epp_ready_endpoints', { name: pool }) === n,
+    30_000,
+    `${pod.name} sees ${n} endpoints of ${pool}`,
+  );
 }
 
 /** pd-router's gateway in front of the EPP in `pod` (TLS unless its args turn secure serving off, as pd-router's default is). */
@@ -73,17 +80,28 @@ export function modelServers(kubelet: LocalKubelet): ModelServer[] {
   return kubelet.pods.flatMap((pod) =>
     pod.containers
       .filter((c) => c.component === 'sim' || c.role === 'simulator')
-      .map((c) => ({ pod, role: pod.labels['llm-d.ai/role'] ?? '', url: `http://${pod.ip}:${c.sim ? c.sim.port : (flagValue(c.argv, '--port') ?? '8000')}` })),
+      .map((c) => ({
+        pod,
+        role: pod.labels['llm-d.ai/role'] ?? '',
+        url: `http://${pod.ip}:${c.sim ? c.sim.port : (flagValue(c.argv, '--port') ?? '8000')}`,
+      })),
   );
 }
 
 /** The requests each model server recorded since the last clear. */
 export async function records(servers: ModelServer[]): Promise<Array<ModelServer & { requests: Obj[] }>> {
-  return Promise.all(servers.map(async (s) => ({ ...s, requests: ((await getJson(`${s.url}/admin/requests`)).body?.requests ?? []) as Obj[] })));
+  return Promise.all(
+    servers.map(async (s) => ({
+      ...s,
+      requests: ((await getJson(`${s.url}/admin/requests`)).body?.requests ?? []) as Obj[],
+    })),
+  );
 }
 
 export async function clearRecords(servers: ModelServer[]): Promise<void> {
-  await Promise.all(servers.map((s) => fetch(`${s.url}/admin/requests`, { method: 'DELETE', signal: AbortSignal.timeout(10_000) })));
+  await Promise.all(
+    servers.map((s) => fetch(`${s.url}/admin/requests`, { method: 'DELETE', signal: AbortSignal.timeout(10_000) })),
+  );
 }
 
 /**
@@ -91,7 +109,11 @@ export async function clearRecords(servers: ModelServer[]): Promise<void> {
  * do_remote_decode) on a prefill pod, and exactly one decode on a decode pod carrying that prefill pod's
  * kv_transfer_params (remote_host is the prefill pod's address). Returns the pods and the decode leg's record.
  */
-export async function expectDisaggregated(gateway: GatewayHandle, model: string, servers: ModelServer[]): Promise<{ decodePod: PodRun; prefillPod: PodRun; decode: Obj }> {
+export async function expectDisaggregated(
+  gateway: GatewayHandle,
+  model: string,
+  servers: ModelServer[],
+): Promise<{ decodePod: PodRun; prefillPod: PodRun; decode: Obj }> {
   await clearRecords(servers);
   const r = await postJson(`${gateway.url}/v1/completions`, { model, prompt: LONG_PROMPT, max_tokens: 4 });
   expect(r.status, r.text).toBe(200);
@@ -107,7 +129,11 @@ export async function expectDisaggregated(gateway: GatewayHandle, model: string,
 }
 
 /** Sends a short request through the gateway; it must be answered by exactly one model server, without a prefill leg. */
-export async function expectServedLocally(gateway: GatewayHandle, model: string, servers: ModelServer[]): Promise<ModelServer> {
+export async function expectServedLocally(
+  gateway: GatewayHandle,
+  model: string,
+  servers: ModelServer[],
+): Promise<ModelServer> {
   await clearRecords(servers);
   const r = await postJson(`${gateway.url}/v1/completions`, { model, prompt: 'hello', max_tokens: 2 });
   expect(r.status, r.text).toBe(200);

@@ -19,13 +19,28 @@ import { simConfig, startSimulator, type SimulatorHandle } from '../../src/sim/i
 import { postJson, sseJson } from '../helpers.js';
 import type { KubeCluster } from './control-plane.js';
 import { eppPoolAccess, freePortOn } from './kube-fixtures.js';
-import { UPSTREAM, UPSTREAM_RELEASES, startUpstreamEpp, startUpstreamSidecar, upstreamFile, type UpstreamRelease } from './llm-d.js';
+import {
+  UPSTREAM,
+  UPSTREAM_RELEASES,
+  startUpstreamEpp,
+  startUpstreamSidecar,
+  upstreamFile,
+  type UpstreamRelease,
+} from './llm-d.js';
 import { both, describeWith, need, needSharedControlPlane, sharedCluster } from './need.js';
 import { PeerSet, startPdRouterEpp, startPdRouterSidecar, writeEndpointsFile } from './pd-router-peers.js';
 
 const cpReq = await needSharedControlPlane();
-const eppReq = Object.fromEntries(await Promise.all(UPSTREAM_RELEASES.map(async (r) => [r, both(cpReq, await need(UPSTREAM[r].source, UPSTREAM[r].epp))] as const)));
-const sidecarReq = Object.fromEntries(await Promise.all(UPSTREAM_RELEASES.map(async (r) => [r, await need(UPSTREAM[r].source, UPSTREAM[r].sidecar)] as const)));
+const eppReq = Object.fromEntries(
+  await Promise.all(
+    UPSTREAM_RELEASES.map(async (r) => [r, both(cpReq, await need(UPSTREAM[r].source, UPSTREAM[r].epp))] as const),
+  ),
+);
+const sidecarReq = Object.fromEntries(
+  await Promise.all(
+    UPSTREAM_RELEASES.map(async (r) => [r, await need(UPSTREAM[r].source, UPSTREAM[r].sidecar)] as const),
+  ),
+);
 
 let cluster: KubeCluster | undefined;
 beforeAll(() => {
@@ -63,7 +78,11 @@ async function startSim(host: string, port: number, engineId: string): Promise<S
 async function servesPdAndLocal(gatewayUrl: string, prefill: SimulatorHandle, decode: SimulatorHandle): Promise<void> {
   const why = (r: { status: number; text: string }) => `${r.status} ${r.text}\n${peers.tails()}`;
   // 1. P/D, completions.
-  const pd = await postJson(`${gatewayUrl}/v1/completions`, { model: MODEL, prompt: longPrompt('completion'), max_tokens: 3 });
+  const pd = await postJson(`${gatewayUrl}/v1/completions`, {
+    model: MODEL,
+    prompt: longPrompt('completion'),
+    max_tokens: 3,
+  });
   peers.check();
   expect(pd.status, why(pd)).toBe(200);
   // The echo simulator answers the prompt's first tokens.
@@ -72,13 +91,22 @@ async function servesPdAndLocal(gatewayUrl: string, prefill: SimulatorHandle, de
   expect(prefill.engine.recentRequests().map((r) => [r.kind, r.path])).toEqual([['prefill', '/v1/completions']]);
   expect(decode.engine.recentRequests().map((r) => [r.kind, r.path])).toEqual([['decode', '/v1/completions']]);
   const params = (r: unknown) => r as { remote_engine_id?: string; do_remote_prefill?: boolean };
-  expect(params(decode.engine.recentRequests()[0]!.kvTransferParams)).toMatchObject({ do_remote_prefill: true, remote_engine_id: 'prefill-0' });
+  expect(params(decode.engine.recentRequests()[0]!.kvTransferParams)).toMatchObject({
+    do_remote_prefill: true,
+    remote_engine_id: 'prefill-0',
+  });
 
   // 2. P/D, chat, streamed.
   const chat = await fetch(`${gatewayUrl}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: longPrompt('chat') }], max_tokens: 3, stream: true, stream_options: { include_usage: true } }),
+    body: JSON.stringify({
+      model: MODEL,
+      messages: [{ role: 'user', content: longPrompt('chat') }],
+      max_tokens: 3,
+      stream: true,
+      stream_options: { include_usage: true },
+    }),
     signal: AbortSignal.timeout(60_000),
   });
   const chatText = await chat.text();
@@ -93,7 +121,11 @@ async function servesPdAndLocal(gatewayUrl: string, prefill: SimulatorHandle, de
     ['prefill', '/v1/chat/completions'],
   ]);
   const chatDecode = decode.engine.recentRequests()[1]!;
-  expect([chatDecode.kind, chatDecode.path, (chatDecode.body as { stream?: boolean }).stream]).toEqual(['decode', '/v1/chat/completions', true]);
+  expect([chatDecode.kind, chatDecode.path, (chatDecode.body as { stream?: boolean }).stream]).toEqual([
+    'decode',
+    '/v1/chat/completions',
+    true,
+  ]);
   expect(params(chatDecode.kvTransferParams).remote_engine_id).toBe('prefill-0');
 
   // 3. Short: decided decode-only, the decode pod alone serves it.
@@ -117,30 +149,54 @@ for (const release of UPSTREAM_RELEASES) {
       const decode = await startSim('127.0.0.1', 0, 'decode-0');
       peers.add(await startPdRouterSidecar({ host: addresses[1], port, modelServerPort: decode.port }));
       const ns = await cluster!.createNamespace(`mixed-up-epp-${release.replace(/\W/g, '')}`);
-      await cluster!.createPod(ns, 'prefill-0', { labels: { app: 'vllm-pd', 'llm-d.ai/role': 'prefill' }, ip: addresses[0] });
-      await cluster!.createPod(ns, 'decode-0', { labels: { app: 'vllm-pd', 'llm-d.ai/role': 'decode' }, ip: addresses[1] });
+      await cluster!.createPod(ns, 'prefill-0', {
+        labels: { app: 'vllm-pd', 'llm-d.ai/role': 'prefill' },
+        ip: addresses[0],
+      });
+      await cluster!.createPod(ns, 'decode-0', {
+        labels: { app: 'vllm-pd', 'llm-d.ai/role': 'decode' },
+        ip: addresses[1],
+      });
       const kubeconfig = await eppPoolAccess(cluster!, ns, port);
       const epp = peers.add(
-        await startUpstreamEpp(release as UpstreamRelease, { kubeconfig, poolName: 'pool', poolNamespace: ns, configFile: await upstreamFile(release as UpstreamRelease, 'deploy/config/pd-epp-config.yaml') }),
+        await startUpstreamEpp(release as UpstreamRelease, {
+          kubeconfig,
+          poolName: 'pool',
+          poolNamespace: ns,
+          configFile: await upstreamFile(release as UpstreamRelease, 'deploy/config/pd-epp-config.yaml'),
+        }),
       );
-      gateway = await startGateway(gatewayConfig({ host: '127.0.0.1', port: 0, epp: `127.0.0.1:${epp.grpcPort}`, eppTls: false }));
+      gateway = await startGateway(
+        gatewayConfig({ host: '127.0.0.1', port: 0, epp: `127.0.0.1:${epp.grpcPort}`, eppTls: false }),
+      );
       await servesPdAndLocal(gateway.url, prefill, decode);
     }, 180_000);
   });
 
-  describeWith(both(sidecarReq[release]!, await need(UPSTREAM[release].source)), `mixed pair: pd-router EPP (${name}'s pd-epp-config.yaml) + ${name} pd-sidecar`, () => {
-    it('serves P/D (completions, streamed chat) and local requests through the gateway', async () => {
-      const addresses = release === 'ebab687' ? ['127.0.0.65', '127.0.0.66'] : ['127.0.0.67', '127.0.0.68'];
-      const prefill = await startSim(addresses[0]!, 0, 'prefill-0');
-      const decode = await startSim('127.0.0.1', 0, 'decode-0');
-      const sidecar = peers.add(await startUpstreamSidecar(release as UpstreamRelease, { vllmPort: decode.port }));
-      const endpointsFile = writeEndpointsFile([
-        { name: 'prefill-0', address: addresses[0]!, port: prefill.port, role: 'prefill' },
-        { name: 'decode-0', address: addresses[1]!, port: sidecar.port, role: 'decode' },
-      ]);
-      const epp = peers.add(await startPdRouterEpp({ configFile: await upstreamFile(release as UpstreamRelease, 'deploy/config/pd-epp-config.yaml'), discovery: { endpointsFile } }));
-      gateway = await startGateway(gatewayConfig({ host: '127.0.0.1', port: 0, epp: `127.0.0.1:${epp.grpcPort}`, eppTls: false }));
-      await servesPdAndLocal(gateway.url, prefill, decode);
-    }, 180_000);
-  });
+  describeWith(
+    both(sidecarReq[release]!, await need(UPSTREAM[release].source)),
+    `mixed pair: pd-router EPP (${name}'s pd-epp-config.yaml) + ${name} pd-sidecar`,
+    () => {
+      it('serves P/D (completions, streamed chat) and local requests through the gateway', async () => {
+        const addresses = release === 'ebab687' ? ['127.0.0.65', '127.0.0.66'] : ['127.0.0.67', '127.0.0.68'];
+        const prefill = await startSim(addresses[0]!, 0, 'prefill-0');
+        const decode = await startSim('127.0.0.1', 0, 'decode-0');
+        const sidecar = peers.add(await startUpstreamSidecar(release as UpstreamRelease, { vllmPort: decode.port }));
+        const endpointsFile = writeEndpointsFile([
+          { name: 'prefill-0', address: addresses[0]!, port: prefill.port, role: 'prefill' },
+          { name: 'decode-0', address: addresses[1]!, port: sidecar.port, role: 'decode' },
+        ]);
+        const epp = peers.add(
+          await startPdRouterEpp({
+            configFile: await upstreamFile(release as UpstreamRelease, 'deploy/config/pd-epp-config.yaml'),
+            discovery: { endpointsFile },
+          }),
+        );
+        gateway = await startGateway(
+          gatewayConfig({ host: '127.0.0.1', port: 0, epp: `127.0.0.1:${epp.grpcPort}`, eppTls: false }),
+        );
+        await servesPdAndLocal(gateway.url, prefill, decode);
+      }, 180_000);
+    },
+  );
 }

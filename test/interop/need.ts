@@ -50,7 +50,13 @@ export async function need(...names: ArtifactName[]): Promise<Requirement> {
 /** Both requirements must hold. */
 export function both(a: Requirement, b: Requirement): Requirement {
   if (a.ok && b.ok) return { ok: true, artifacts: { ...a.artifacts, ...b.artifacts } };
-  return { ok: false, reason: [a, b].filter((r): r is { ok: false; reason: string } => !r.ok).map((r) => r.reason).join('; ') };
+  return {
+    ok: false,
+    reason: [a, b]
+      .filter((r): r is { ok: false; reason: string } => !r.ok)
+      .map((r) => r.reason)
+      .join('; '),
+  };
 }
 
 /** The path of an artifact a satisfied requirement holds. */

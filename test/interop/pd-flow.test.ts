@@ -32,13 +32,46 @@ let gateway: GatewayHandle;
 beforeAll(async () => {
   if (skipInterop()) return;
   [prefill, decode] = await Promise.all([
-    startUpstreamSim(['--model', MODEL, '--time-to-first-token', `${PREFILL_TTFT * 1000}ms`, '--inter-token-latency', '1ms', '--max-num-seqs', '16', '--log-http'], { name: 'upstream prefill' }),
     startUpstreamSim(
-      ['--model', MODEL, '--time-to-first-token', `${LOCAL_TTFT * 1000}ms`, '--kv-cache-transfer-latency', `${KV_TRANSFER * 1000}ms`, '--inter-token-latency', '1ms', '--max-num-seqs', '16', '--log-http'],
+      [
+        '--model',
+        MODEL,
+        '--time-to-first-token',
+        `${PREFILL_TTFT * 1000}ms`,
+        '--inter-token-latency',
+        '1ms',
+        '--max-num-seqs',
+        '16',
+        '--log-http',
+      ],
+      { name: 'upstream prefill' },
+    ),
+    startUpstreamSim(
+      [
+        '--model',
+        MODEL,
+        '--time-to-first-token',
+        `${LOCAL_TTFT * 1000}ms`,
+        '--kv-cache-transfer-latency',
+        `${KV_TRANSFER * 1000}ms`,
+        '--inter-token-latency',
+        '1ms',
+        '--max-num-seqs',
+        '16',
+        '--log-http',
+      ],
       { name: 'upstream decode' },
     ),
   ]);
-  sidecar = await startSidecar(sidecarConfig({ host: '127.0.0.1', port: 0, modelServerHost: '127.0.0.1', modelServerPort: decode.port, secureProxy: false }));
+  sidecar = await startSidecar(
+    sidecarConfig({
+      host: '127.0.0.1',
+      port: 0,
+      modelServerHost: '127.0.0.1',
+      modelServerPort: decode.port,
+      secureProxy: false,
+    }),
+  );
   const dir = mkdtempSync(path.join(os.tmpdir(), 'pd-interop-'));
   const endpointsFile = path.join(dir, 'endpoints.yaml');
   writeFileSync(
@@ -48,10 +81,26 @@ beforeAll(async () => {
 - {name: decode-0, address: "127.0.0.1", port: "${sidecar.ports[0]}", labels: {llm-d.ai/role: decode}}
 `,
   );
-  epp = await startEpp(eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, endpointsFile, configText: PD_EPP_CONFIG }));
-  gateway = await startGateway(gatewayConfig({ host: '127.0.0.1', port: 0, epp: `127.0.0.1:${epp.grpcPort}`, eppTls: false }));
+  epp = await startEpp(
+    eppConfig({
+      host: '127.0.0.1',
+      grpcPort: 0,
+      grpcHealthPort: 0,
+      metricsPort: 0,
+      secureServing: false,
+      endpointsFile,
+      configText: PD_EPP_CONFIG,
+    }),
+  );
+  gateway = await startGateway(
+    gatewayConfig({ host: '127.0.0.1', port: 0, epp: `127.0.0.1:${epp.grpcPort}`, eppTls: false }),
+  );
   // The EPP scrapes both upstream simulators (the decoder through the sidecar's pass-through of /metrics).
-  await waitFor(() => epp.store.all().length === 2 && epp.store.all().every((e) => e.metrics.updatedAt > 0), 10_000, 'EPP metrics from both upstream simulators');
+  await waitFor(
+    () => epp.store.all().length === 2 && epp.store.all().every((e) => e.metrics.updatedAt > 0),
+    10_000,
+    'EPP metrics from both upstream simulators',
+  );
 }, 60_000);
 
 afterAll(async () => {
@@ -63,7 +112,8 @@ afterAll(async () => {
 
 let seq = 0;
 /** A prompt no earlier request shares a block with (so the EPP's decider sends it to prefill). */
-const uniquePrompt = (tag: string) => `${tag} ${++seq}: ` + Array.from({ length: 60 }, (_, i) => `w${seq}x${i}`).join(' ');
+const uniquePrompt = (tag: string) =>
+  `${tag} ${++seq}: ` + Array.from({ length: 60 }, (_, i) => `w${seq}x${i}`).join(' ');
 const uniqueTokens = () => Array.from({ length: 64 }, (_, i) => 1000 * ++seq + i);
 
 interface Case {
@@ -76,35 +126,73 @@ const CASES: Case[] = [
   {
     api: 'chat',
     path: '/v1/chat/completions',
-    body: (stream) => ({ model: MODEL, messages: [{ role: 'user', content: uniquePrompt('chat') }], max_tokens: 6, ...(stream ? { stream, stream_options: { include_usage: true } } : {}) }),
+    body: (stream) => ({
+      model: MODEL,
+      messages: [{ role: 'user', content: uniquePrompt('chat') }],
+      max_tokens: 6,
+      ...(stream ? { stream, stream_options: { include_usage: true } } : {}),
+    }),
   },
   {
     api: 'completions',
     path: '/v1/completions',
-    body: (stream) => ({ model: MODEL, prompt: uniquePrompt('completion'), max_tokens: 6, ...(stream ? { stream, stream_options: { include_usage: true } } : {}) }),
+    body: (stream) => ({
+      model: MODEL,
+      prompt: uniquePrompt('completion'),
+      max_tokens: 6,
+      ...(stream ? { stream, stream_options: { include_usage: true } } : {}),
+    }),
   },
   {
     api: 'generate',
     path: '/inference/v1/generate',
-    body: (stream) => ({ model: MODEL, token_ids: uniqueTokens(), sampling_params: { max_tokens: 6 }, ...(stream ? { stream } : {}) }),
+    body: (stream) => ({
+      model: MODEL,
+      token_ids: uniqueTokens(),
+      sampling_params: { max_tokens: 6 },
+      ...(stream ? { stream } : {}),
+    }),
   },
 ];
 
 /** APIs the upstream prefiller answers WITHOUT kv_transfer_params (v0.10.2). */
 const NO_KV_PARAMS: Case[] = [
-  { api: 'responses', path: '/v1/responses', body: (stream) => ({ model: MODEL, input: uniquePrompt('responses'), max_output_tokens: 6, ...(stream ? { stream } : {}) }) },
-  { api: 'messages', path: '/v1/messages', body: (stream) => ({ model: MODEL, max_tokens: 6, messages: [{ role: 'user', content: uniquePrompt('messages') }], ...(stream ? { stream } : {}) }) },
+  {
+    api: 'responses',
+    path: '/v1/responses',
+    body: (stream) => ({
+      model: MODEL,
+      input: uniquePrompt('responses'),
+      max_output_tokens: 6,
+      ...(stream ? { stream } : {}),
+    }),
+  },
+  {
+    api: 'messages',
+    path: '/v1/messages',
+    body: (stream) => ({
+      model: MODEL,
+      max_tokens: 6,
+      messages: [{ role: 'user', content: uniquePrompt('messages') }],
+      ...(stream ? { stream } : {}),
+    }),
+  },
 ];
 
-const eppMetric = async (name: string, labels: Record<string, string>) => metricValue(await metricsText(`http://127.0.0.1:${epp.metricsPort}`), name, labels) ?? 0;
-const simMetric = async (sim: UpstreamSim, name: string, labels: Record<string, string> = {}) => metricValue(await metricsText(sim.url), name, labels) ?? 0;
+const eppMetric = async (name: string, labels: Record<string, string>) =>
+  metricValue(await metricsText(`http://127.0.0.1:${epp.metricsPort}`), name, labels) ?? 0;
+const simMetric = async (sim: UpstreamSim, name: string, labels: Record<string, string> = {}) =>
+  metricValue(await metricsText(sim.url), name, labels) ?? 0;
 
 describe.skipIf(skipInterop())('NIXL v2 through pd-router against llm-d-inference-sim (prefill and decode)', () => {
   const ttftBefore = { count: 0, fast: 0, sum: 0 };
 
   beforeAll(async () => {
     ttftBefore.count = await simMetric(decode, 'vllm:time_to_first_token_seconds_count', { model_name: MODEL });
-    ttftBefore.fast = await simMetric(decode, 'vllm:time_to_first_token_seconds_bucket', { model_name: MODEL, le: '0.1' });
+    ttftBefore.fast = await simMetric(decode, 'vllm:time_to_first_token_seconds_bucket', {
+      model_name: MODEL,
+      le: '0.1',
+    });
     ttftBefore.sum = await simMetric(decode, 'vllm:time_to_first_token_seconds_sum', { model_name: MODEL });
   });
 
@@ -112,8 +200,14 @@ describe.skipIf(skipInterop())('NIXL v2 through pd-router against llm-d-inferenc
     for (const stream of [false, true]) {
       it(`${c.api}${stream ? ', streamed' : ''}: disaggregated by the EPP, prefilled and decoded upstream, answered 200`, async () => {
         const rid = `interop-${c.api}-${stream ? 's' : 'n'}`;
-        const pdBefore = await eppMetric('llm_d_epp_disagg_decision_total', { decision_type: 'prefill-decode', model_name: MODEL });
-        const remoteDecodeBefore = await simMetric(prefill, 'vllm:request_success_total', { model_name: MODEL, finish_reason: 'remote_decode' });
+        const pdBefore = await eppMetric('llm_d_epp_disagg_decision_total', {
+          decision_type: 'prefill-decode',
+          model_name: MODEL,
+        });
+        const remoteDecodeBefore = await simMetric(prefill, 'vllm:request_success_total', {
+          model_name: MODEL,
+          finish_reason: 'remote_decode',
+        });
         const started = performance.now();
         const r = await postJson(`${gateway.url}${c.path}`, c.body(stream), { 'x-request-id': rid }, 20_000);
         const elapsed = (performance.now() - started) / 1000;
@@ -126,21 +220,43 @@ describe.skipIf(skipInterop())('NIXL v2 through pd-router against llm-d-inferenc
           const chunks = frames.filter((f) => f.data !== '[DONE]').map((f) => JSON.parse(f.data));
           // Random-mode answers may be one token long, so one chunk can carry both the text and the finish reason.
           expect(chunks.length).toBeGreaterThanOrEqual(1);
-          expect(chunks.some((x) => x.choices?.some((ch: any) => ch.finish_reason === 'stop' || ch.finish_reason === 'length'))).toBe(true);
+          expect(
+            chunks.some((x) =>
+              x.choices?.some((ch: any) => ch.finish_reason === 'stop' || ch.finish_reason === 'length'),
+            ),
+          ).toBe(true);
         } else {
           expect(r.body.choices).toHaveLength(1);
           expect(['stop', 'length']).toContain(r.body.choices[0].finish_reason); // the decoder's answer, not the prefill's remote_decode
           expect(r.body.kv_transfer_params).toBeUndefined();
         }
-        expect(await eppMetric('llm_d_epp_disagg_decision_total', { decision_type: 'prefill-decode', model_name: MODEL })).toBe(pdBefore + 1);
+        expect(
+          await eppMetric('llm_d_epp_disagg_decision_total', { decision_type: 'prefill-decode', model_name: MODEL }),
+        ).toBe(pdBefore + 1);
         // The upstream prefiller counted one remote_decode request for it ...
-        await waitFor(async () => (await simMetric(prefill, 'vllm:request_success_total', { model_name: MODEL, finish_reason: 'remote_decode' })) === remoteDecodeBefore + 1, 5_000, 'remote_decode counted by the prefiller');
+        await waitFor(
+          async () =>
+            (await simMetric(prefill, 'vllm:request_success_total', {
+              model_name: MODEL,
+              finish_reason: 'remote_decode',
+            })) ===
+            remoteDecodeBefore + 1,
+          5_000,
+          'remote_decode counted by the prefiller',
+        );
         // ... having received the sidecar's prefill leg: do_remote_decode, stream:false, one token;
         const prefillLeg = loggedRequests(prefill.output()).filter((x) => x.headers['x-request-id'] === rid);
         expect(prefillLeg).toHaveLength(1);
         expect(prefillLeg[0]!.uri).toBe(c.path);
         const pb = prefillLeg[0]!.body as Record<string, any>;
-        expect(pb.kv_transfer_params).toEqual({ do_remote_decode: true, do_remote_prefill: false, remote_engine_id: null, remote_block_ids: null, remote_host: null, remote_port: null });
+        expect(pb.kv_transfer_params).toEqual({
+          do_remote_decode: true,
+          do_remote_prefill: false,
+          remote_engine_id: null,
+          remote_block_ids: null,
+          remote_host: null,
+          remote_port: null,
+        });
         expect(pb.stream).toBe(false);
         expect(c.api === 'generate' ? pb.sampling_params.max_tokens : pb.max_tokens).toBe(1);
         // and the decoder got the client's request with the prefiller's own (dummy) kv_transfer_params, verbatim.
@@ -162,11 +278,15 @@ describe.skipIf(skipInterop())('NIXL v2 through pd-router against llm-d-inferenc
     }
   }
 
-  it('the decoder\'s TTFT was the KV-transfer time, not a local prefill (its vllm:time_to_first_token_seconds)', async () => {
+  it("the decoder's TTFT was the KV-transfer time, not a local prefill (its vllm:time_to_first_token_seconds)", async () => {
     const n = CASES.length * 2;
-    const count = (await simMetric(decode, 'vllm:time_to_first_token_seconds_count', { model_name: MODEL })) - ttftBefore.count;
-    const fast = (await simMetric(decode, 'vllm:time_to_first_token_seconds_bucket', { model_name: MODEL, le: '0.1' })) - ttftBefore.fast;
-    const sum = (await simMetric(decode, 'vllm:time_to_first_token_seconds_sum', { model_name: MODEL })) - ttftBefore.sum;
+    const count =
+      (await simMetric(decode, 'vllm:time_to_first_token_seconds_count', { model_name: MODEL })) - ttftBefore.count;
+    const fast =
+      (await simMetric(decode, 'vllm:time_to_first_token_seconds_bucket', { model_name: MODEL, le: '0.1' })) -
+      ttftBefore.fast;
+    const sum =
+      (await simMetric(decode, 'vllm:time_to_first_token_seconds_sum', { model_name: MODEL })) - ttftBefore.sum;
     expect(count).toBe(n);
     expect(fast).toBe(n); // every TTFT <= 100ms, where a local prefill takes LOCAL_TTFT (1s)
     expect(sum / count).toBeGreaterThanOrEqual(KV_TRANSFER * 0.95);
@@ -183,7 +303,10 @@ describe.skipIf(skipInterop())('NIXL v2 through pd-router against llm-d-inferenc
     for (const stream of [false, true]) {
       it(`${c.api}${stream ? ', streamed' : ''}: the upstream prefiller answers without kv_transfer_params -> 502 saying so (upstream gap, by design)`, async () => {
         const rid = `interop-${c.api}-gap-${stream ? 's' : 'n'}`;
-        const remoteDecodeBefore = await simMetric(prefill, 'vllm:request_success_total', { model_name: MODEL, finish_reason: 'remote_decode' });
+        const remoteDecodeBefore = await simMetric(prefill, 'vllm:request_success_total', {
+          model_name: MODEL,
+          finish_reason: 'remote_decode',
+        });
         const r = await postJson(`${gateway.url}${c.path}`, c.body(stream), { 'x-request-id': rid }, 20_000);
         expect(r.status).toBe(502);
         expect(r.body).toMatchObject({ object: 'error', type: 'BadGateway', code: 502 });
@@ -194,33 +317,52 @@ describe.skipIf(skipInterop())('NIXL v2 through pd-router against llm-d-inferenc
         expect(prefillLeg).toHaveLength(1);
         expect((prefillLeg[0]!.body as any).kv_transfer_params.do_remote_decode).toBe(true);
         // Upstream did treat it as a prefill (it counts remote_decode) but put no kv_transfer_params in the answer.
-        expect(await simMetric(prefill, 'vllm:request_success_total', { model_name: MODEL, finish_reason: 'remote_decode' })).toBe(remoteDecodeBefore + 1);
+        expect(
+          await simMetric(prefill, 'vllm:request_success_total', { model_name: MODEL, finish_reason: 'remote_decode' }),
+        ).toBe(remoteDecodeBefore + 1);
         expect(loggedRequests(decode.output()).some((x) => x.headers['x-request-id'] === rid)).toBe(false);
       });
     }
   }
 });
 
-describe.skipIf(skipInterop())('--prefill-failure-policy local serves those APIs by local prefill on the upstream decoder', () => {
-  let local: SidecarHandle;
-  beforeAll(async () => {
-    local = await startSidecar(
-      sidecarConfig({ host: '127.0.0.1', port: 0, modelServerHost: '127.0.0.1', modelServerPort: decode.port, secureProxy: false, prefillFailurePolicy: 'local' }),
-    );
-  });
-  afterAll(() => local?.close());
-
-  for (const c of NO_KV_PARAMS) {
-    it(`${c.api}: 200 from the decoder, which then pays its own prefill (TTFT ${LOCAL_TTFT}s)`, async () => {
-      const rid = `interop-${c.api}-local`;
-      const started = performance.now();
-      const r = await postJson(`${local.url}${c.path}`, c.body(false), { 'x-request-id': rid, 'x-prefiller-host-port': prefill.hostPort }, 20_000);
-      expect(r.status, r.text).toBe(200);
-      expect((performance.now() - started) / 1000).toBeGreaterThanOrEqual(PREFILL_TTFT + LOCAL_TTFT * 0.95);
-      const decodeLeg = loggedRequests(decode.output()).filter((x) => x.headers['x-request-id'] === rid);
-      expect(decodeLeg).toHaveLength(1);
-      expect((decodeLeg[0]!.body as any).kv_transfer_params).toBeUndefined();
-      expect(metricValue(await metricsText(local.url, '/sidecar/metrics'), 'pd_router_sidecar_prefill_fallbacks_total')).toBe(NO_KV_PARAMS.indexOf(c) + 1);
+describe.skipIf(skipInterop())(
+  '--prefill-failure-policy local serves those APIs by local prefill on the upstream decoder',
+  () => {
+    let local: SidecarHandle;
+    beforeAll(async () => {
+      local = await startSidecar(
+        sidecarConfig({
+          host: '127.0.0.1',
+          port: 0,
+          modelServerHost: '127.0.0.1',
+          modelServerPort: decode.port,
+          secureProxy: false,
+          prefillFailurePolicy: 'local',
+        }),
+      );
     });
-  }
-});
+    afterAll(() => local?.close());
+
+    for (const c of NO_KV_PARAMS) {
+      it(`${c.api}: 200 from the decoder, which then pays its own prefill (TTFT ${LOCAL_TTFT}s)`, async () => {
+        const rid = `interop-${c.api}-local`;
+        const started = performance.now();
+        const r = await postJson(
+          `${local.url}${c.path}`,
+          c.body(false),
+          { 'x-request-id': rid, 'x-prefiller-host-port': prefill.hostPort },
+          20_000,
+        );
+        expect(r.status, r.text).toBe(200);
+        expect((performance.now() - started) / 1000).toBeGreaterThanOrEqual(PREFILL_TTFT + LOCAL_TTFT * 0.95);
+        const decodeLeg = loggedRequests(decode.output()).filter((x) => x.headers['x-request-id'] === rid);
+        expect(decodeLeg).toHaveLength(1);
+        expect((decodeLeg[0]!.body as any).kv_transfer_params).toBeUndefined();
+        expect(
+          metricValue(await metricsText(local.url, '/sidecar/metrics'), 'pd_router_sidecar_prefill_fallbacks_total'),
+        ).toBe(NO_KV_PARAMS.indexOf(c) + 1);
+      });
+    }
+  },
+);

@@ -32,7 +32,9 @@ export function probePort(port: unknown, container: Obj): number {
 /** gRPC health Check of `service` at host:port (plain text); the status, or `error: <message>`. */
 export function grpcHealth(host: string, port: number, service: string, timeoutMs = 2_000): Promise<string> {
   const Ctor = healthClientConstructor();
-  const client = new Ctor(`${host}:${port}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & { Check: Function };
+  const client = new Ctor(`${host}:${port}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+    Check: Function;
+  };
   return new Promise<string>((resolve) =>
     client.Check({ service }, { deadline: Date.now() + timeoutMs }, (err: Error | null, r: { status: string }) => {
       client.close();
@@ -70,12 +72,20 @@ export async function runProbe(probe: Obj, container: Obj, host: string): Promis
     const url = `${scheme}://${h.host ?? host}:${port}${h.path ?? '/'}`;
     try {
       const headers = Object.fromEntries(((h.httpHeaders ?? []) as Obj[]).map((x) => [x.name, x.value]));
-      // @ts-expect-error undici's dispatcher option (Node's fetch is undici)
-      const res = await fetch(url, { headers, signal: AbortSignal.timeout(timeoutMs), redirect: 'manual', dispatcher: scheme === 'https' ? insecureAgent : undefined });
+      const res = await fetch(url, {
+        headers,
+        signal: AbortSignal.timeout(timeoutMs),
+        redirect: 'manual',
+        // @ts-expect-error undici's dispatcher option (Node's fetch is undici)
+        dispatcher: scheme === 'https' ? insecureAgent : undefined,
+      });
       const body = (await res.text()).slice(0, 200);
       return { ok: res.status >= 200 && res.status < 400, detail: `GET ${url}: ${res.status} ${body}` };
     } catch (e) {
-      return { ok: false, detail: `GET ${url}: ${(e as Error).cause ? String(((e as Error).cause as Error).message) : (e as Error).message}` };
+      return {
+        ok: false,
+        detail: `GET ${url}: ${(e as Error).cause ? String(((e as Error).cause as Error).message) : (e as Error).message}`,
+      };
     }
   }
   if (probe.grpc) {
@@ -89,7 +99,8 @@ export async function runProbe(probe: Obj, container: Obj, host: string): Promis
     const err = await tcpConnect(probe.tcpSocket.host ?? host, port, timeoutMs);
     return { ok: err === undefined, detail: `tcp ${host}:${port}: ${err ?? 'connected'}` };
   }
-  if (probe.exec) return { ok: false, detail: `exec ${JSON.stringify(probe.exec.command)}: cannot run without the container image` };
+  if (probe.exec)
+    return { ok: false, detail: `exec ${JSON.stringify(probe.exec.command)}: cannot run without the container image` };
   throw new Error(`unknown probe kind in ${JSON.stringify(probe)}`);
 }
 
@@ -97,7 +108,13 @@ export async function runProbe(probe: Obj, container: Obj, host: string): Promis
  * Runs a probe until it passes (or `until` resolves false results for `timeoutMs`), as the kubelet re-runs it every
  * periodSeconds; here every 200 ms, since only our own process's start-up is awaited. Returns the last result.
  */
-export async function probeUntilPass(probe: Obj, container: Obj, host: string, timeoutMs: number, alive: () => boolean = () => true): Promise<ProbeResult> {
+export async function probeUntilPass(
+  probe: Obj,
+  container: Obj,
+  host: string,
+  timeoutMs: number,
+  alive: () => boolean = () => true,
+): Promise<ProbeResult> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const r = await runProbe(probe, container, host);

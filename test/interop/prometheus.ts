@@ -55,7 +55,11 @@ export class PrometheusPeer {
   ) {}
 
   /** Starts Prometheus scraping `jobs` every `intervalS` seconds; resolves once it reports ready (within `timeoutMs`). */
-  static async start(bin: string, jobs: ScrapeJob[], opts: { intervalS?: number; timeoutMs?: number } = {}): Promise<PrometheusPeer> {
+  static async start(
+    bin: string,
+    jobs: ScrapeJob[],
+    opts: { intervalS?: number; timeoutMs?: number } = {},
+  ): Promise<PrometheusPeer> {
     const interval = `${opts.intervalS ?? 1}s`;
     const dir = mkdtempSync(path.join(os.tmpdir(), 'pd-interop-prometheus-'));
     const config = path.join(dir, 'prometheus.yml');
@@ -63,13 +67,26 @@ export class PrometheusPeer {
       config,
       toYaml({
         global: { scrape_interval: interval, scrape_timeout: interval, evaluation_interval: interval },
-        scrape_configs: jobs.map((j) => ({ job_name: j.job, metrics_path: j.path, static_configs: [{ targets: j.targets }] })),
+        scrape_configs: jobs.map((j) => ({
+          job_name: j.job,
+          metrics_path: j.path,
+          static_configs: [{ targets: j.targets }],
+        })),
       }),
     );
     const port = await freePortRange(1);
-    const child = spawn(bin, [`--config.file=${config}`, `--storage.tsdb.path=${path.join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      bin,
+      [
+        `--config.file=${config}`,
+        `--storage.tsdb.path=${path.join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        '--log.level=warn',
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     live.add(child);
     let out = '';
     const keep = (d: Buffer) => (out = (out + d.toString()).slice(-200_000));
@@ -79,8 +96,12 @@ export class PrometheusPeer {
     try {
       await waitFor(
         async () => {
-          if (child.exitCode !== null) throw new Error(`prometheus exited with ${child.exitCode}:\n${out.slice(-4000)}`);
-          return (await fetch(`${peer.url}/-/ready`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined))?.status === 200;
+          if (child.exitCode !== null)
+            throw new Error(`prometheus exited with ${child.exitCode}:\n${out.slice(-4000)}`);
+          return (
+            (await fetch(`${peer.url}/-/ready`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined))
+              ?.status === 200
+          );
         },
         opts.timeoutMs ?? 30_000,
         'Prometheus ready',
@@ -97,7 +118,9 @@ export class PrometheusPeer {
   }
 
   async targets(): Promise<TargetStatus[]> {
-    const r = (await (await fetch(`${this.url}/api/v1/targets?state=active`, { signal: AbortSignal.timeout(5000) })).json()) as { data: { activeTargets: TargetStatus[] } };
+    const r = (await (
+      await fetch(`${this.url}/api/v1/targets?state=active`, { signal: AbortSignal.timeout(5000) })
+    ).json()) as { data: { activeTargets: TargetStatus[] } };
     return r.data.activeTargets;
   }
 
@@ -111,13 +134,17 @@ export class PrometheusPeer {
       await waitFor(
         async () => {
           last = await this.targets();
-          return last.length === expectedTargets && last.every((t) => t.health === 'up' && Date.parse(t.lastScrape) > since);
+          return (
+            last.length === expectedTargets && last.every((t) => t.health === 'up' && Date.parse(t.lastScrape) > since)
+          );
         },
         timeoutMs,
         `every target scraped after ${new Date(since).toISOString()}`,
       );
     } catch (e) {
-      throw new Error(`${(e as Error).message}; targets: ${JSON.stringify(last.map((t) => ({ url: t.scrapeUrl, health: t.health, lastScrape: t.lastScrape, error: t.lastError })))}`);
+      throw new Error(
+        `${(e as Error).message}; targets: ${JSON.stringify(last.map((t) => ({ url: t.scrapeUrl, health: t.health, lastScrape: t.lastScrape, error: t.lastError })))}`,
+      );
     }
   }
 
@@ -127,7 +154,11 @@ export class PrometheusPeer {
     u.searchParams.set('query', expr);
     u.searchParams.set('time', String(atMs / 1000));
     const res = await fetch(u, { signal: AbortSignal.timeout(10_000) });
-    const body = (await res.json()) as { status: string; error?: string; data?: { resultType: string; result: Sample[] } };
+    const body = (await res.json()) as {
+      status: string;
+      error?: string;
+      data?: { resultType: string; result: Sample[] };
+    };
     if (body.status !== 'success') throw new Error(`query failed (${res.status}): ${body.error}\n  ${expr}`);
     if (body.data!.resultType !== 'vector') throw new Error(`expected a vector, got ${body.data!.resultType}: ${expr}`);
     return body.data!.result;

@@ -15,10 +15,20 @@ import { UPSTREAM, UPSTREAM_RELEASES, startUpstreamSidecar, type UpstreamRelease
 import { describeWith, need, type Requirement } from './need.js';
 import { PeerSet, startPdRouterSidecar } from './pd-router-peers.js';
 
-const sidecarReq = Object.fromEntries(await Promise.all(UPSTREAM_RELEASES.map(async (r) => [r, await need(UPSTREAM[r].source, UPSTREAM[r].sidecar)] as const)));
+const sidecarReq = Object.fromEntries(
+  await Promise.all(
+    UPSTREAM_RELEASES.map(async (r) => [r, await need(UPSTREAM[r].source, UPSTREAM[r].sidecar)] as const),
+  ),
+);
 const allReq: Requirement = Object.values(sidecarReq).every((r) => r.ok)
   ? { ok: true, artifacts: {} }
-  : { ok: false, reason: Object.values(sidecarReq).filter((r): r is { ok: false; reason: string } => !r.ok).map((r) => r.reason).join('; ') };
+  : {
+      ok: false,
+      reason: Object.values(sidecarReq)
+        .filter((r): r is { ok: false; reason: string } => !r.ok)
+        .map((r) => r.reason)
+        .join('; '),
+    };
 
 const MODEL = 'sim-model';
 type Kind = 'pd-router' | 'pd-router --prefill-failure-policy=local' | UpstreamRelease;
@@ -47,11 +57,23 @@ async function startParamlessPrefiller(): Promise<{ port: number; seen: Leg[]; c
     req.on('end', () => {
       seen.push({ headers: req.headers, body: JSON.parse(Buffer.concat(parts).toString() || 'null'), path: req.url! });
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ id: 'cmpl-paramless', object: 'text_completion', model: MODEL, choices: [{ index: 0, text: 'x', finish_reason: 'length' }], usage: { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 } }));
+      res.end(
+        JSON.stringify({
+          id: 'cmpl-paramless',
+          object: 'text_completion',
+          model: MODEL,
+          choices: [{ index: 0, text: 'x', finish_reason: 'length' }],
+          usage: { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 },
+        }),
+      );
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return { port: (server.address() as { port: number }).port, seen, close: () => new Promise((r) => server.close(() => r())) };
+  return {
+    port: (server.address() as { port: number }).port,
+    seen,
+    close: () => new Promise((r) => server.close(() => r())),
+  };
 }
 
 const peers = new PeerSet();
@@ -64,14 +86,23 @@ const sidecars = new Map<Kind, { live: string; deadDecoder: string }>();
 
 beforeAll(async () => {
   if (!allReq.ok) return;
-  prefill = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], mode: 'echo', engineId: 'prefill-0', seed: 1 }));
-  decode = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], mode: 'echo', engineId: 'decode-0', seed: 2 }));
+  prefill = await startSimulator(
+    simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], mode: 'echo', engineId: 'prefill-0', seed: 1 }),
+  );
+  decode = await startSimulator(
+    simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], mode: 'echo', engineId: 'decode-0', seed: 2 }),
+  );
   paramless = await startParamlessPrefiller();
   closedPort = await freePortRange(1);
   for (const kind of KINDS) {
     const start = async (vllmPort: number) => {
       if (kind === 'ebab687' || kind === 'v0.7.1') return peers.add(await startUpstreamSidecar(kind, { vllmPort })).url;
-      return peers.add(await startPdRouterSidecar({ modelServerPort: vllmPort, extraArgs: kind === 'pd-router' ? [] : ['--prefill-failure-policy=local'] })).url;
+      return peers.add(
+        await startPdRouterSidecar({
+          modelServerPort: vllmPort,
+          extraArgs: kind === 'pd-router' ? [] : ['--prefill-failure-policy=local'],
+        }),
+      ).url;
     };
     sidecars.set(kind, { live: await start(decode.port), deadDecoder: await start(closedPort) });
   }
@@ -82,11 +113,17 @@ afterAll(async () => {
   await Promise.all([prefill?.close(), decode?.close(), paramless?.close()]);
 });
 
-const legsOf = (records: readonly RequestRecord[]): Leg[] => records.map((r) => ({ headers: r.headers, body: r.body, path: r.path }));
+const legsOf = (records: readonly RequestRecord[]): Leg[] =>
+  records.map((r) => ({ headers: r.headers, body: r.body, path: r.path }));
 
 let seq = 0;
 /** One request through one kind of sidecar; the legs each simulator (or the paramless prefiller) received. */
-async function send(kind: Kind, path: string, body: unknown, o: { prefiller?: string; deadDecoder?: boolean } = {}): Promise<Outcome> {
+async function send(
+  kind: Kind,
+  path: string,
+  body: unknown,
+  o: { prefiller?: string; deadDecoder?: boolean } = {},
+): Promise<Outcome> {
   prefill.engine.clearRecords();
   decode.engine.clearRecords();
   paramless.seen.length = 0;
@@ -108,7 +145,11 @@ async function send(kind: Kind, path: string, body: unknown, o: { prefiller?: st
   return {
     status: r.status,
     contentType: (r.headers.get('content-type') ?? '').split(';')[0]!,
-    headers: Object.fromEntries([...r.headers].filter(([k]) => !['date', 'content-length', 'transfer-encoding', 'connection', 'keep-alive'].includes(k))),
+    headers: Object.fromEntries(
+      [...r.headers].filter(
+        ([k]) => !['date', 'content-length', 'transfer-encoding', 'connection', 'keep-alive'].includes(k),
+      ),
+    ),
     text,
     prefill: [...legsOf(prefill.engine.recentRequests()), ...paramless.seen],
     decode: legsOf(decode.engine.recentRequests()),
@@ -117,16 +158,61 @@ async function send(kind: Kind, path: string, body: unknown, o: { prefiller?: st
 
 const stream = { stream: true, stream_options: { include_usage: true } };
 const API_CASES: Array<{ name: string; path: string; body: Record<string, unknown> }> = [
-  { name: 'completions', path: '/v1/completions', body: { model: MODEL, prompt: 'the quick brown fox jumps over the lazy dog', max_tokens: 4 } },
-  { name: 'completions, streamed', path: '/v1/completions', body: { model: MODEL, prompt: 'the quick brown fox jumps over the lazy dog', max_tokens: 4, ...stream } },
-  { name: 'chat', path: '/v1/chat/completions', body: { model: MODEL, messages: [{ role: 'user', content: 'the quick brown fox' }], max_tokens: 4 } },
-  { name: 'chat, streamed', path: '/v1/chat/completions', body: { model: MODEL, messages: [{ role: 'user', content: 'the quick brown fox' }], max_completion_tokens: 4, ...stream } },
-  { name: 'responses', path: '/v1/responses', body: { model: MODEL, input: 'the quick brown fox', max_output_tokens: 4 } },
-  { name: 'responses, streamed', path: '/v1/responses', body: { model: MODEL, input: 'the quick brown fox', max_output_tokens: 4, stream: true } },
-  { name: 'messages', path: '/v1/messages', body: { model: MODEL, messages: [{ role: 'user', content: 'the quick brown fox' }], max_tokens: 4 } },
-  { name: 'messages, streamed', path: '/v1/messages', body: { model: MODEL, messages: [{ role: 'user', content: 'the quick brown fox' }], max_tokens: 4, stream: true } },
-  { name: 'generate', path: '/inference/v1/generate', body: { model: MODEL, token_ids: [11, 12, 13, 14, 15], sampling_params: { max_tokens: 4 } } },
-  { name: 'generate, streamed', path: '/inference/v1/generate', body: { model: MODEL, token_ids: [11, 12, 13, 14, 15], sampling_params: { max_tokens: 4 }, ...stream } },
+  {
+    name: 'completions',
+    path: '/v1/completions',
+    body: { model: MODEL, prompt: 'the quick brown fox jumps over the lazy dog', max_tokens: 4 },
+  },
+  {
+    name: 'completions, streamed',
+    path: '/v1/completions',
+    body: { model: MODEL, prompt: 'the quick brown fox jumps over the lazy dog', max_tokens: 4, ...stream },
+  },
+  {
+    name: 'chat',
+    path: '/v1/chat/completions',
+    body: { model: MODEL, messages: [{ role: 'user', content: 'the quick brown fox' }], max_tokens: 4 },
+  },
+  {
+    name: 'chat, streamed',
+    path: '/v1/chat/completions',
+    body: {
+      model: MODEL,
+      messages: [{ role: 'user', content: 'the quick brown fox' }],
+      max_completion_tokens: 4,
+      ...stream,
+    },
+  },
+  {
+    name: 'responses',
+    path: '/v1/responses',
+    body: { model: MODEL, input: 'the quick brown fox', max_output_tokens: 4 },
+  },
+  {
+    name: 'responses, streamed',
+    path: '/v1/responses',
+    body: { model: MODEL, input: 'the quick brown fox', max_output_tokens: 4, stream: true },
+  },
+  {
+    name: 'messages',
+    path: '/v1/messages',
+    body: { model: MODEL, messages: [{ role: 'user', content: 'the quick brown fox' }], max_tokens: 4 },
+  },
+  {
+    name: 'messages, streamed',
+    path: '/v1/messages',
+    body: { model: MODEL, messages: [{ role: 'user', content: 'the quick brown fox' }], max_tokens: 4, stream: true },
+  },
+  {
+    name: 'generate',
+    path: '/inference/v1/generate',
+    body: { model: MODEL, token_ids: [11, 12, 13, 14, 15], sampling_params: { max_tokens: 4 } },
+  },
+  {
+    name: 'generate, streamed',
+    path: '/inference/v1/generate',
+    body: { model: MODEL, token_ids: [11, 12, 13, 14, 15], sampling_params: { max_tokens: 4 }, ...stream },
+  },
 ];
 
 // ---- Comparison helpers ----
@@ -146,7 +232,8 @@ function flatDiff(a: unknown, b: unknown): string[] {
   const fa = flatten(a);
   const fb = flatten(b);
   const out = new Set<string>();
-  for (const k of new Set([...fa.keys(), ...fb.keys()])) if (fa.get(k) !== fb.get(k) || fa.has(k) !== fb.has(k)) out.add(`${k}: ${fmt(fa.get(k))} -> ${fmt(fb.get(k))}`);
+  for (const k of new Set([...fa.keys(), ...fb.keys()]))
+    if (fa.get(k) !== fb.get(k) || fa.has(k) !== fb.has(k)) out.add(`${k}: ${fmt(fa.get(k))} -> ${fmt(fb.get(k))}`);
   return [...out].sort();
 }
 
@@ -154,7 +241,12 @@ function flatDiff(a: unknown, b: unknown): string[] {
 const VOLATILE = new Set(['id', 'created', 'created_at', 'request_id', 'item_id']);
 function stripVolatile(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(stripVolatile);
-  if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).filter(([k]) => !VOLATILE.has(k)).map(([k, x]) => [k, stripVolatile(x)]));
+  if (v !== null && typeof v === 'object')
+    return Object.fromEntries(
+      Object.entries(v)
+        .filter(([k]) => !VOLATILE.has(k))
+        .map(([k, x]) => [k, stripVolatile(x)]),
+    );
   return v;
 }
 
@@ -173,7 +265,11 @@ function answerOf(o: Outcome): unknown {
   const events: Record<string, unknown> = {};
   for (const block of o.text.split('\n\n')) {
     const lines = block.split('\n');
-    const name = lines.find((l) => l.startsWith('event:'))?.slice(6).trim() ?? 'data';
+    const name =
+      lines
+        .find((l) => l.startsWith('event:'))
+        ?.slice(6)
+        .trim() ?? 'data';
     for (const l of lines.filter((x) => x.startsWith('data:'))) {
       const data = l.slice(5).trim();
       if (data === '[DONE]') {
@@ -197,7 +293,11 @@ function merge(a: unknown, b: unknown): unknown {
 
 const HEADERS_IGNORED = new Set(['host', 'content-length', 'connection']);
 const headersOf = (l: Leg) => Object.fromEntries(Object.entries(l.headers).filter(([k]) => !HEADERS_IGNORED.has(k)));
-const CLIENT_HEADERS = { 'content-type': 'application/json', authorization: 'Bearer client-token', 'x-client-header': 'kept' };
+const CLIENT_HEADERS = {
+  'content-type': 'application/json',
+  authorization: 'Bearer client-token',
+  'x-client-header': 'kept',
+};
 const UUID_V1 = /^[0-9a-f]{8}-[0-9a-f]{4}-1[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/;
 const sortedKeys = (o: object) => Object.keys(o).sort();
@@ -240,14 +340,27 @@ const ANSWER_DIFFERENCES: Record<string, Partial<Record<Kind, string[]>>> = {
   // llm-d-router's rewriter always writes usage.prompt_tokens_details (chat/completions' field) and, in streams, only a
   // top-level usage; pd-router writes the details object of the usage's own shape (input_tokens ->
   // input_tokens_details) and the Responses API's response.usage in its events.
-  responses: { ebab687: ['.usage.input_tokens_details.cached_tokens: 0 -> 8', '.usage.prompt_tokens_details.cached_tokens: <absent> -> 0'] },
+  responses: {
+    ebab687: [
+      '.usage.input_tokens_details.cached_tokens: 0 -> 8',
+      '.usage.prompt_tokens_details.cached_tokens: <absent> -> 0',
+    ],
+  },
   'responses, streamed': { ebab687: ['.response.completed.response.usage.input_tokens_details.cached_tokens: 0 -> 8'] },
   messages: {
-    ebab687: ['.usage.input_tokens_details.cached_tokens: 0 -> <absent>', '.usage.prompt_tokens_details.cached_tokens: <absent> -> 0'],
+    ebab687: [
+      '.usage.input_tokens_details.cached_tokens: 0 -> <absent>',
+      '.usage.prompt_tokens_details.cached_tokens: <absent> -> 0',
+    ],
     // v0.7.1 does not disaggregate /v1/messages: the decoder prefilled itself (no cache read) and nothing is rewritten.
     'v0.7.1': ['.usage.cache_read_input_tokens: 8 -> 0', '.usage.input_tokens_details.cached_tokens: 0 -> <absent>'],
   },
-  'messages, streamed': { 'v0.7.1': ['.message_delta.usage.prompt_tokens_details.cached_tokens: 0 -> <absent>', '.message_start.message.usage.cache_read_input_tokens: 8 -> 0'] },
+  'messages, streamed': {
+    'v0.7.1': [
+      '.message_delta.usage.prompt_tokens_details.cached_tokens: 0 -> <absent>',
+      '.message_start.message.usage.cache_read_input_tokens: 8 -> 0',
+    ],
+  },
 };
 
 /** API types llm-d-inference-scheduler v0.7.1's sidecar passes to the decoder as they are (it disaggregates chat and completions only). */
@@ -268,7 +381,12 @@ describeWith(allReq, "sidecar legs: pd-router and llm-d's pd-sidecars (v0.7.1, e
       for (const kind of KINDS) {
         const o = outcomes[kind];
         const passthrough = kind === 'v0.7.1' && V071_PASSTHROUGH.has(c.path);
-        expect([o.status, o.contentType, o.prefill.length, o.decode.length], where(kind)).toEqual([200, pd.contentType, passthrough ? 0 : 1, 1]);
+        expect([o.status, o.contentType, o.prefill.length, o.decode.length], where(kind)).toEqual([
+          200,
+          pd.contentType,
+          passthrough ? 0 : 1,
+          1,
+        ]);
         expect(o.headers, where(kind)).toEqual(pd.headers);
         checkLegHeaders(kind, o, ids[kind], prefiller, passthrough);
         const decodeLeg = o.decode[0]!;
@@ -280,11 +398,23 @@ describeWith(allReq, "sidecar legs: pd-router and llm-d's pd-sidecars (v0.7.1, e
           expect(Object.keys(decodeLeg.body as object), where(kind)).toEqual(Object.keys(c.body));
         } else {
           const { remote_request_id: rid, ...params } = kv as Record<string, unknown>;
-          expect(params, where(kind)).toEqual({ do_remote_decode: false, do_remote_prefill: true, remote_engine_id: 'prefill-0', remote_block_ids: [0], remote_host: '127.0.0.1', remote_port: prefill.port, tp_size: 1 });
+          expect(params, where(kind)).toEqual({
+            do_remote_decode: false,
+            do_remote_prefill: true,
+            remote_engine_id: 'prefill-0',
+            remote_block_ids: [0],
+            remote_host: '127.0.0.1',
+            remote_port: prefill.port,
+            tp_size: 1,
+          });
           expect(typeof rid, where(kind)).toBe('string');
           // pd-router appends the parameters to the client's own bytes; upstream re-encodes a Go map (keys sorted).
           const keys = Object.keys(decodeLeg.body as object);
-          expect(keys, where(kind)).toEqual(kind.startsWith('pd-router') ? [...Object.keys(c.body), 'kv_transfer_params'] : sortedKeys(decodeLeg.body as object));
+          expect(keys, where(kind)).toEqual(
+            kind.startsWith('pd-router')
+              ? [...Object.keys(c.body), 'kv_transfer_params']
+              : sortedKeys(decodeLeg.body as object),
+          );
           // The prefill leg: llm-d-router's body exactly; v0.7.1 caps max_tokens and max_completion_tokens but does not set min_tokens.
           const pdPrefill = pd.prefill[0]!.body as Record<string, unknown>;
           const { min_tokens: _min, ...withoutMin } = pdPrefill;
@@ -293,17 +423,31 @@ describeWith(allReq, "sidecar legs: pd-router and llm-d's pd-sidecars (v0.7.1, e
         }
         expect(decodeLeg.path, where(kind)).toBe(c.path);
         // The answer: the same but for the listed cached-token differences (the local-fallback flag changes nothing here).
-        expect(flatDiff(answerOf(pd), answerOf(o)), where(kind)).toEqual(kind.startsWith('pd-router') ? [] : (ANSWER_DIFFERENCES[c.name]?.[kind] ?? []));
+        expect(flatDiff(answerOf(pd), answerOf(o)), where(kind)).toEqual(
+          kind.startsWith('pd-router') ? [] : (ANSWER_DIFFERENCES[c.name]?.[kind] ?? []),
+        );
       }
       // pd-router's prefill leg, as llm-d-router builds it: stream false, no stream_options, every token limit of the API type 1.
-      const limits = c.path === '/v1/responses' ? { max_output_tokens: 1 } : c.path === '/inference/v1/generate' ? {} : { max_tokens: 1, max_completion_tokens: 1, min_tokens: 1 };
+      const limits =
+        c.path === '/v1/responses'
+          ? { max_output_tokens: 1 }
+          : c.path === '/inference/v1/generate'
+            ? {}
+            : { max_tokens: 1, max_completion_tokens: 1, min_tokens: 1 };
       const { stream: _s, stream_options: _so, ...clientRest } = c.body;
       const expectedPrefill = {
         ...clientRest,
         ...limits,
         ...(c.path === '/inference/v1/generate' ? { sampling_params: { max_tokens: 1, min_tokens: 1 } } : {}),
         stream: false,
-        kv_transfer_params: { do_remote_decode: true, do_remote_prefill: false, remote_engine_id: null, remote_block_ids: null, remote_host: null, remote_port: null },
+        kv_transfer_params: {
+          do_remote_decode: true,
+          do_remote_prefill: false,
+          remote_engine_id: null,
+          remote_block_ids: null,
+          remote_host: null,
+          remote_port: null,
+        },
       };
       expect(pd.prefill[0]!.body, c.name).toEqual(expectedPrefill);
     }
@@ -318,8 +462,16 @@ describeWith(allReq, "sidecar legs: pd-router and llm-d's pd-sidecars (v0.7.1, e
   }
   const FAULTS: Fault[] = [
     { name: 'prefiller down', prefiller: () => `127.0.0.1:${closedPort}` },
-    { name: 'prefiller 400', setup: () => (prefill.engine.faults.returnError = 400), teardown: () => (prefill.engine.faults.returnError = 0) },
-    { name: 'prefiller 500', setup: () => (prefill.engine.faults.returnError = 500), teardown: () => (prefill.engine.faults.returnError = 0) },
+    {
+      name: 'prefiller 400',
+      setup: () => (prefill.engine.faults.returnError = 400),
+      teardown: () => (prefill.engine.faults.returnError = 0),
+    },
+    {
+      name: 'prefiller 500',
+      setup: () => (prefill.engine.faults.returnError = 500),
+      teardown: () => (prefill.engine.faults.returnError = 0),
+    },
     { name: 'prefiller 2xx without kv_transfer_params', prefiller: () => `127.0.0.1:${paramless.port}` },
     { name: 'decoder down', deadDecoder: true },
   ];
@@ -346,44 +498,91 @@ describeWith(allReq, "sidecar legs: pd-router and llm-d's pd-sidecars (v0.7.1, e
           case 'prefiller down':
             // pd-router: 502 with an error saying so (no address); llm-d-router: Go's reverse proxy's bare 502; v0.7.1
             // (and pd-router with the local policy): the decoder prefills itself.
-            expect(summary, where).toEqual({ 'pd-router': '502 application/json prefill=0 decode=0', [LOCAL]: `200 ${ct} prefill=0 decode=1`, ebab687: '502  prefill=0 decode=0', 'v0.7.1': `200 ${ct} prefill=0 decode=1` });
-            expect(json('pd-router'), where).toEqual({ object: 'error', message: 'the prefiller could not be reached (ECONNREFUSED)', type: 'BadGateway', param: '', code: 502 });
+            expect(summary, where).toEqual({
+              'pd-router': '502 application/json prefill=0 decode=0',
+              [LOCAL]: `200 ${ct} prefill=0 decode=1`,
+              ebab687: '502  prefill=0 decode=0',
+              'v0.7.1': `200 ${ct} prefill=0 decode=1`,
+            });
+            expect(json('pd-router'), where).toEqual({
+              object: 'error',
+              message: 'the prefiller could not be reached (ECONNREFUSED)',
+              type: 'BadGateway',
+              param: '',
+              code: 502,
+            });
             expect(o.ebab687.text, where).toBe('');
             break;
           case 'prefiller 400':
             // Everyone relays the prefiller's own answer (a client error is never served locally).
-            expect(new Set(Object.values(summary)), where).toEqual(new Set(['400 application/json prefill=1 decode=0']));
-            for (const k of KINDS) expect([o[k].text, o[k].headers], where).toEqual([o['pd-router'].text, o['pd-router'].headers]);
+            expect(new Set(Object.values(summary)), where).toEqual(
+              new Set(['400 application/json prefill=1 decode=0']),
+            );
+            for (const k of KINDS)
+              expect([o[k].text, o[k].headers], where).toEqual([o['pd-router'].text, o['pd-router'].headers]);
             expect(json('pd-router').error.code, where).toBe(400);
             break;
           case 'prefiller 500':
             // pd-router relays it as llm-d-router does; v0.7.1 (and pd-router with the local policy) serves locally.
-            expect(summary, where).toEqual({ 'pd-router': '500 application/json prefill=1 decode=0', [LOCAL]: `200 ${ct} prefill=1 decode=1`, ebab687: '500 application/json prefill=1 decode=0', 'v0.7.1': `200 ${ct} prefill=1 decode=1` });
+            expect(summary, where).toEqual({
+              'pd-router': '500 application/json prefill=1 decode=0',
+              [LOCAL]: `200 ${ct} prefill=1 decode=1`,
+              ebab687: '500 application/json prefill=1 decode=0',
+              'v0.7.1': `200 ${ct} prefill=1 decode=1`,
+            });
             expect([o.ebab687.text, o.ebab687.headers], where).toEqual([o['pd-router'].text, o['pd-router'].headers]);
             expect(json('pd-router').error.code, where).toBe(500);
             break;
           case 'prefiller 2xx without kv_transfer_params':
             // pd-router refuses to let the decoder silently recompute (502 saying why); both upstreams decode with
             // kv_transfer_params: null, which vLLM reads as absent; pd-router's local policy decodes without it.
-            expect(summary, where).toEqual({ 'pd-router': '502 application/json prefill=1 decode=0', [LOCAL]: `200 ${ct} prefill=1 decode=1`, ebab687: `200 ${ct} prefill=1 decode=1`, 'v0.7.1': `200 ${ct} prefill=1 decode=1` });
-            expect(json('pd-router'), where).toEqual({ object: 'error', message: 'the prefiller answered without kv_transfer_params; is vLLM started with --kv-transfer-config? (the decoder would recompute the prompt)', type: 'BadGateway', param: '', code: 502 });
+            expect(summary, where).toEqual({
+              'pd-router': '502 application/json prefill=1 decode=0',
+              [LOCAL]: `200 ${ct} prefill=1 decode=1`,
+              ebab687: `200 ${ct} prefill=1 decode=1`,
+              'v0.7.1': `200 ${ct} prefill=1 decode=1`,
+            });
+            expect(json('pd-router'), where).toEqual({
+              object: 'error',
+              message:
+                'the prefiller answered without kv_transfer_params; is vLLM started with --kv-transfer-config? (the decoder would recompute the prompt)',
+              type: 'BadGateway',
+              param: '',
+              code: 502,
+            });
             expect(o[LOCAL].decode[0]!.body, where).toEqual(c.body);
-            for (const k of ['ebab687', 'v0.7.1'] as const) expect(o[k].decode[0]!.body, where).toEqual({ ...c.body, kv_transfer_params: null });
+            for (const k of ['ebab687', 'v0.7.1'] as const)
+              expect(o[k].decode[0]!.body, where).toEqual({ ...c.body, kv_transfer_params: null });
             break;
           case 'decoder down':
             // The same 503 and body everywhere (pd-router uses upstream's message); upstream sends it as text/plain (Go
             // sniffs a body written without a content type), pd-router as application/json.
-            expect(summary, where).toEqual({ 'pd-router': '503 application/json prefill=1 decode=0', [LOCAL]: '503 application/json prefill=1 decode=0', ebab687: '503 text/plain prefill=1 decode=0', 'v0.7.1': '503 text/plain prefill=1 decode=0' });
-            for (const k of KINDS) expect(json(k), where).toEqual({ object: 'error', message: 'The decode node is not ready. Please check that the vLLM service is running and the port configuration is correct.', type: 'ServiceUnavailable', param: '', code: 503 });
+            expect(summary, where).toEqual({
+              'pd-router': '503 application/json prefill=1 decode=0',
+              [LOCAL]: '503 application/json prefill=1 decode=0',
+              ebab687: '503 text/plain prefill=1 decode=0',
+              'v0.7.1': '503 text/plain prefill=1 decode=0',
+            });
+            for (const k of KINDS)
+              expect(json(k), where).toEqual({
+                object: 'error',
+                message:
+                  'The decode node is not ready. Please check that the vLLM service is running and the port configuration is correct.',
+                type: 'ServiceUnavailable',
+                param: '',
+                code: 503,
+              });
             break;
         }
         // With --prefill-failure-policy=local, pd-router answers every fault as v0.7.1 does: the same status, content
         // type, legs and answer; a local decode leg is the client's request as it came.
-        const servedBut = (x: Outcome) => (f.name === 'decoder down' ? served({ ...x, contentType: '(listed above)' }) : served(x));
+        const servedBut = (x: Outcome) =>
+          f.name === 'decoder down' ? served({ ...x, contentType: '(listed above)' }) : served(x);
         expect(servedBut(o[LOCAL]), where).toBe(servedBut(o['v0.7.1']));
         if (f.name !== 'decoder down') expect(o[LOCAL].headers, where).toEqual(o['v0.7.1'].headers);
         expect(flatDiff(answerOf(o[LOCAL]), answerOf(o['v0.7.1'])), where).toEqual([]);
-        if (o[LOCAL].decode.length > 0 && f.name !== 'prefiller 2xx without kv_transfer_params') expect(o[LOCAL].decode[0]!.body, where).toEqual(o['v0.7.1'].decode[0]!.body);
+        if (o[LOCAL].decode.length > 0 && f.name !== 'prefiller 2xx without kv_transfer_params')
+          expect(o[LOCAL].decode[0]!.body, where).toEqual(o['v0.7.1'].decode[0]!.body);
       }
     }
   }, 180_000);

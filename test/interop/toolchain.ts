@@ -59,7 +59,12 @@ function goEnv(name: string): string {
 
 /** Runs a go command to completion, bounded; output (stdout+stderr) kept for the error message. */
 function runGo(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs: number }): Promise<RunResult> {
-  return runProcess('go', args, { cwd: opts.cwd ?? ROOT, env: opts.env, timeoutMs: opts.timeoutMs, maxOutput: 100_000 });
+  return runProcess('go', args, {
+    cwd: opts.cwd ?? ROOT,
+    env: opts.env,
+    timeoutMs: opts.timeoutMs,
+    maxOutput: 100_000,
+  });
 }
 
 /** Deadline of one `go install` / `go build` here: minutes on an idle machine, far more on a shared, loaded one. */
@@ -78,7 +83,9 @@ const readStamp = (file: string) => (existsSync(stampOf(file)) ? readFileSync(st
  * GOPROXY, and the install is retried with it as a fallback after the configured proxies (`<proxies>|file://<GOMODCACHE>/cache/download`). The build is unchanged: same
  * module, same version, verified against go.sum / the checksum database.
  */
-export async function installSim(log: (line: string) => void): Promise<Pick<InteropEnv, 'simBinary' | 'simCached' | 'simInstallSeconds' | 'simInstallNote'>> {
+export async function installSim(
+  log: (line: string) => void,
+): Promise<Pick<InteropEnv, 'simBinary' | 'simCached' | 'simInstallSeconds' | 'simInstallNote'>> {
   mkdirSync(BIN_DIR, { recursive: true });
   const binary = path.join(BIN_DIR, 'llm-d-inference-sim');
   const pin = `${SIM_MODULE}@${SIM_VERSION}`;
@@ -91,34 +98,57 @@ export async function installSim(log: (line: string) => void): Promise<Pick<Inte
   let note: string | undefined;
   if (r.code !== 0 && /loading deprecation for/.test(r.output)) {
     // "|" (not ",") so that any error of the configured proxies, a 403 included, falls through to the module cache.
-    const proxies = (goEnv('GOPROXY') || 'https://proxy.golang.org').split(/[,|]/).filter((p) => p && p !== 'direct' && p !== 'off');
+    const proxies = (goEnv('GOPROXY') || 'https://proxy.golang.org')
+      .split(/[,|]/)
+      .filter((p) => p && p !== 'direct' && p !== 'off');
     const goproxy = [...proxies, `file://${goEnv('GOMODCACHE')}/cache/download`].join('|');
     note = `the module proxy refused ${SIM_MODULE}'s version list (deprecation check); retried with GOPROXY=${goproxy}`;
     log(`[interop] ${note}`);
     // `go mod download` fetches the pinned version (.info, .mod, .zip) and records it in the cache's version list.
-    const d = await runGo(['mod', 'download', `${SIM_MODULE}@${SIM_VERSION}`], { env, timeoutMs: GO_INSTALL_TIMEOUT_MS });
-    if (d.code !== 0) throw new Error(`go mod download ${SIM_MODULE}@${SIM_VERSION} failed (exit ${d.code}):\n${d.output.slice(-6000)}`);
+    const d = await runGo(['mod', 'download', `${SIM_MODULE}@${SIM_VERSION}`], {
+      env,
+      timeoutMs: GO_INSTALL_TIMEOUT_MS,
+    });
+    if (d.code !== 0)
+      throw new Error(
+        `go mod download ${SIM_MODULE}@${SIM_VERSION} failed (exit ${d.code}):\n${d.output.slice(-6000)}`,
+      );
     r = await runGo(['install', target], { env: { ...env, GOPROXY: goproxy }, timeoutMs: GO_INSTALL_TIMEOUT_MS });
   }
-  if (r.code !== 0 || !existsSync(binary)) throw new Error(`go install ${target} failed (exit ${r.code}):\n${r.output.slice(-6000)}`);
+  if (r.code !== 0 || !existsSync(binary))
+    throw new Error(`go install ${target} failed (exit ${r.code}):\n${r.output.slice(-6000)}`);
   writeFileSync(stampOf(binary), pin + '\n');
-  return { simBinary: binary, simCached: false, simInstallSeconds: (Date.now() - started) / 1000, simInstallNote: note };
+  return {
+    simBinary: binary,
+    simCached: false,
+    simInstallSeconds: (Date.now() - started) / 1000,
+    simInstallNote: note,
+  };
 }
 
 /** Builds test/interop/extproc-client (its own go.mod, pinned go-control-plane) unless its sources are unchanged. */
-export async function buildExtProcClient(log: (line: string) => void): Promise<Pick<InteropEnv, 'extProcClient' | 'extProcClientCached' | 'goControlPlane'>> {
+export async function buildExtProcClient(
+  log: (line: string) => void,
+): Promise<Pick<InteropEnv, 'extProcClient' | 'extProcClientCached' | 'goControlPlane'>> {
   mkdirSync(BIN_DIR, { recursive: true });
   const binary = path.join(BIN_DIR, 'extproc-client');
   const hash = createHash('sha256');
-  for (const f of ['go.mod', 'go.sum', 'main.go']) hash.update(f).update(readFileSync(path.join(EXTPROC_CLIENT_DIR, f)));
+  for (const f of ['go.mod', 'go.sum', 'main.go'])
+    hash.update(f).update(readFileSync(path.join(EXTPROC_CLIENT_DIR, f)));
   const digest = hash.digest('hex');
   const goMod = readFileSync(path.join(EXTPROC_CLIENT_DIR, 'go.mod'), 'utf8');
   const pin = /github\.com\/envoyproxy\/go-control-plane\/envoy (v\S+)/.exec(goMod)?.[1];
   const goControlPlane = `github.com/envoyproxy/go-control-plane/envoy ${pin ?? '?'}`;
-  if (existsSync(binary) && readStamp(binary) === digest) return { extProcClient: binary, extProcClientCached: true, goControlPlane };
+  if (existsSync(binary) && readStamp(binary) === digest)
+    return { extProcClient: binary, extProcClientCached: true, goControlPlane };
   log(`[interop] building the Envoy ext_proc client (${goControlPlane})...`);
-  const r = await runGo(['build', '-mod=readonly', '-o', binary, '.'], { cwd: EXTPROC_CLIENT_DIR, env: { CGO_ENABLED: '0' }, timeoutMs: GO_INSTALL_TIMEOUT_MS });
-  if (r.code !== 0 || !existsSync(binary)) throw new Error(`go build of test/interop/extproc-client failed (exit ${r.code}):\n${r.output.slice(-6000)}`);
+  const r = await runGo(['build', '-mod=readonly', '-o', binary, '.'], {
+    cwd: EXTPROC_CLIENT_DIR,
+    env: { CGO_ENABLED: '0' },
+    timeoutMs: GO_INSTALL_TIMEOUT_MS,
+  });
+  if (r.code !== 0 || !existsSync(binary))
+    throw new Error(`go build of test/interop/extproc-client failed (exit ${r.code}):\n${r.output.slice(-6000)}`);
   writeFileSync(stampOf(binary), digest + '\n');
   return { extProcClient: binary, extProcClientCached: false, goControlPlane };
 }
@@ -127,16 +157,27 @@ export async function buildExtProcClient(log: (line: string) => void): Promise<P
  * Builds test/interop/upstream-metrics (its own go.mod: GAIE v1.4.0 and llm-d-inference-scheduler v0.7.1, pulling
  * controller-runtime and client-go, so the first build takes minutes) unless its sources are unchanged.
  */
-export async function buildUpstreamMetrics(log: (line: string) => void): Promise<Pick<InteropEnv, 'upstreamMetrics' | 'upstreamMetricsCached'>> {
+export async function buildUpstreamMetrics(
+  log: (line: string) => void,
+): Promise<Pick<InteropEnv, 'upstreamMetrics' | 'upstreamMetricsCached'>> {
   mkdirSync(BIN_DIR, { recursive: true });
   const binary = path.join(BIN_DIR, 'upstream-metrics');
   const hash = createHash('sha256');
-  for (const f of ['go.mod', 'go.sum', 'main.go']) hash.update(f).update(readFileSync(path.join(UPSTREAM_METRICS_DIR, f)));
+  for (const f of ['go.mod', 'go.sum', 'main.go'])
+    hash.update(f).update(readFileSync(path.join(UPSTREAM_METRICS_DIR, f)));
   const digest = hash.digest('hex');
-  if (existsSync(binary) && readStamp(binary) === digest) return { upstreamMetrics: binary, upstreamMetricsCached: true };
-  log('[interop] building the upstream metrics reference (GAIE v1.4.0, llm-d-inference-scheduler v0.7.1; first run only, minutes on 2 cores)...');
-  const r = await runGo(['build', '-mod=readonly', '-o', binary, '.'], { cwd: UPSTREAM_METRICS_DIR, env: { CGO_ENABLED: '0' }, timeoutMs: 20 * 60_000 });
-  if (r.code !== 0 || !existsSync(binary)) throw new Error(`go build of test/interop/upstream-metrics failed (exit ${r.code}):\n${r.output.slice(-6000)}`);
+  if (existsSync(binary) && readStamp(binary) === digest)
+    return { upstreamMetrics: binary, upstreamMetricsCached: true };
+  log(
+    '[interop] building the upstream metrics reference (GAIE v1.4.0, llm-d-inference-scheduler v0.7.1; first run only, minutes on 2 cores)...',
+  );
+  const r = await runGo(['build', '-mod=readonly', '-o', binary, '.'], {
+    cwd: UPSTREAM_METRICS_DIR,
+    env: { CGO_ENABLED: '0' },
+    timeoutMs: 20 * 60_000,
+  });
+  if (r.code !== 0 || !existsSync(binary))
+    throw new Error(`go build of test/interop/upstream-metrics failed (exit ${r.code}):\n${r.output.slice(-6000)}`);
   writeFileSync(stampOf(binary), digest + '\n');
   return { upstreamMetrics: binary, upstreamMetricsCached: false };
 }

@@ -15,7 +15,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eppUpstream } from '../../src/epp/index.js';
 import { sidecarUpstream } from '../../src/sidecar/index.js';
 import { simUpstream } from '../../src/sim/index.js';
-import { ENVSUBST_DEFAULTS, UPSTREAM_CONTAINERS, envsubst, type UpstreamContainer } from '../deploy/upstream-manifests.js';
+import {
+  ENVSUBST_DEFAULTS,
+  UPSTREAM_CONTAINERS,
+  envsubst,
+  type UpstreamContainer,
+} from '../deploy/upstream-manifests.js';
 import { componentBinary, getJson, postJson, startCli } from '../helpers.js';
 import type { KubeCluster } from './control-plane.js';
 import { describeWith, needSharedControlPlane, sharedCluster } from './need.js';
@@ -42,7 +47,11 @@ beforeAll(async () => {
       apiVersion: 'inference.networking.k8s.io/v1',
       kind: 'InferencePool',
       metadata: { name: POOL },
-      spec: { selector: { matchLabels: { app: POOL } }, targetPorts: [{ number: 8000 }], endpointPickerRef: { name: ENVSUBST_DEFAULTS.EPP_NAME, port: { number: 9002 } } },
+      spec: {
+        selector: { matchLabels: { app: POOL } },
+        targetPorts: [{ number: 8000 }],
+        endpointPickerRef: { name: ENVSUBST_DEFAULTS.EPP_NAME, port: { number: 9002 } },
+      },
     },
     { namespace: ns },
   );
@@ -63,9 +72,16 @@ afterAll(async () => {
 function containerEnv(c: UpstreamContainer, ip: string, extra: Record<string, string>): Record<string, string> {
   const env: Record<string, string> = {};
   for (const name of Object.keys(TABLES[c.component].env)) env[name] = '';
-  const fields: Record<string, string> = { POD_IP: ip, POD_NAME: `${c.component}-0`, NAMESPACE: ns, OTEL_RESOURCE_ATTRIBUTES_NODE_NAME: 'node-1', OTEL_RESOURCE_ATTRIBUTES_POD_NAME: `${c.component}-0` };
+  const fields: Record<string, string> = {
+    POD_IP: ip,
+    POD_NAME: `${c.component}-0`,
+    NAMESPACE: ns,
+    OTEL_RESOURCE_ATTRIBUTES_NODE_NAME: 'node-1',
+    OTEL_RESOURCE_ATTRIBUTES_POD_NAME: `${c.component}-0`,
+  };
   for (const name of c.fieldEnv ?? []) env[name] = fields[name]!;
-  for (const [name, value] of Object.entries(c.env ?? {})) env[name] = value.replace(/\$\(([A-Z_][A-Z0-9_]*)\)/g, (m, v: string) => env[v] ?? m);
+  for (const [name, value] of Object.entries(c.env ?? {}))
+    env[name] = value.replace(/\$\(([A-Z_][A-Z0-9_]*)\)/g, (m, v: string) => env[v] ?? m);
   return { ...env, ...extra };
 }
 
@@ -77,8 +93,16 @@ async function run(c: UpstreamContainer, ip: string, extraEnv: Record<string, st
     args = args.map((a) => a.replace(c.mount!.path, dir));
   }
   const prefix = { epp: 'PD_EPP', sidecar: 'PD_SIDECAR', sim: 'PD_SIM' }[c.component];
-  const env = containerEnv(c, ip, { [`${prefix}_HOST`]: ip, ...(c.component === 'epp' ? { PD_EPP_KUBECONFIG: kubeconfig } : {}), ...extraEnv });
-  const proc = await startCli(args, READY[c.component], { script: componentBinary(c.component), env, timeoutMs: 45_000 });
+  const env = containerEnv(c, ip, {
+    [`${prefix}_HOST`]: ip,
+    ...(c.component === 'epp' ? { PD_EPP_KUBECONFIG: kubeconfig } : {}),
+    ...extraEnv,
+  });
+  const proc = await startCli(args, READY[c.component], {
+    script: componentBinary(c.component),
+    env,
+    timeoutMs: 45_000,
+  });
   stops.push(proc.stop);
   return proc;
 }
@@ -96,73 +120,94 @@ function warnedFlags(lines: Obj[]): string[] {
   return lines.filter((l) => l.level === 'warn' && l.upstreamFlag !== undefined).map((l) => l.upstreamFlag as string);
 }
 
-describeWith(req, 'the per-component binaries with the container args of llm-d\'s manifests, against kube-apiserver', () => {
-  describe.each([
-    ['v0.7.1 EPP', '127.0.0.41', 'debug', []],
-    ['v0.7.1 EPP, kind environment', '127.0.0.42', 'debug', []],
-    ['GAIE v1.4.0 chart, default values', '127.0.0.43', 'info', []],
-    [
-      'GAIE v1.4.0 chart, 3 replicas, tracing on, metrics auth off',
-      '127.0.0.44',
-      'info',
-      ['--tracing', 'OTEL_SERVICE_NAME', 'OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_TRACES_EXPORTER', 'OTEL_TRACES_SAMPLER', 'OTEL_TRACES_SAMPLER_ARG', 'OTEL_RESOURCE_ATTRIBUTES'],
-    ],
-    ['GAIE v1.5.0 chart, default values', '127.0.0.45', 'info', []],
-    ['llm-d-router ebab687 EPP', '127.0.0.46', 'debug', []],
-  ] as const)('pd-router-epp with the args of %s', (name, ip, level, warnings) => {
-    const c = UPSTREAM_CONTAINERS[name]!;
-
-    it(`starts, serves, logs JSON at ${level} and warns about exactly ${warnings.length} ignored flag(s), once each`, async () => {
-      expect(c.component).toBe('epp');
-      const epp = await run(c, ip);
-      // The pool from --pool-name was found through the (fake) API server, and the servers listen on upstream's ports.
-      const listening = jsonLines(epp.output()).find((l) => l.msg === 'epp listening')!;
-      expect(listening).toMatchObject({ grpcPort: 9002, healthPort: 9003, metricsPort: 9090 });
-      // With or without --metrics-endpoint-auth (upstream's default: on) an admin's token may read /metrics.
-      expect((await fetch(`http://${ip}:9090/metrics`, { headers: { authorization: `Bearer ${cluster.info.adminToken}` }, signal: AbortSignal.timeout(20_000) })).status).toBe(200);
-      expect(await epp.stop()).toBe(0);
-      const lines = jsonLines(epp.output());
-      const debug = lines.filter((l) => l.level === 'debug');
-      if (level === 'debug') expect(debug.map((l) => l.msg)).toContain('effective options');
-      else expect(debug).toEqual([]);
-      expect(lines.find((l) => l.msg === 'effective options')?.options.logLevel ?? 'info').toBe(level);
-      expect(warnedFlags(lines).sort()).toEqual([...warnings].sort());
-    }, 90_000);
-  });
-
-  describe('the P/D decode pod of llm-d-inference-scheduler v0.7.1 (vllm-sim-pd): simulator and sidecar with their args', () => {
-    it('both start; a request through the sidecar is answered by the simulator; nothing is warned', async () => {
-      const ip = '127.0.0.47';
-      const sim = await run(UPSTREAM_CONTAINERS['v0.7.1 simulator (decode)']!, ip);
-      const sidecar = await run(UPSTREAM_CONTAINERS['v0.7.1 sidecar']!, ip, { PD_SIDECAR_MODEL_SERVER_HOST: ip });
-      const r = await postJson(`http://${ip}:8000/v1/completions`, { model: MODEL, prompt: 'hello', max_tokens: 2 });
-      expect(r.status).toBe(200);
-      expect(r.body.model).toBe(MODEL);
-      expect(await sidecar.stop()).toBe(0);
-      expect(await sim.stop()).toBe(0);
-      expect(warnedFlags(jsonLines(sidecar.output()))).toEqual([]);
-      expect(warnedFlags(jsonLines(sim.output()))).toEqual([]);
-    }, 90_000);
-  });
-
-  describe.each([
-    ['llm-d-router ebab687 sidecar, P/D environment', '127.0.0.48', ['--mooncake-bootstrap-port']],
-    ['v0.7.1 simulator with KV events', '127.0.0.49', ['--zmq-endpoint']],
-    ['llm-d-router ebab687 simulator (decode)', '127.0.0.50', ['--render-url']],
-  ] as const)('%s', (name, ip, warnings) => {
-    it(`starts with these args and warns exactly about ${warnings.join(', ')}, once`, async () => {
+describeWith(
+  req,
+  "the per-component binaries with the container args of llm-d's manifests, against kube-apiserver",
+  () => {
+    describe.each([
+      ['v0.7.1 EPP', '127.0.0.41', 'debug', []],
+      ['v0.7.1 EPP, kind environment', '127.0.0.42', 'debug', []],
+      ['GAIE v1.4.0 chart, default values', '127.0.0.43', 'info', []],
+      [
+        'GAIE v1.4.0 chart, 3 replicas, tracing on, metrics auth off',
+        '127.0.0.44',
+        'info',
+        [
+          '--tracing',
+          'OTEL_SERVICE_NAME',
+          'OTEL_EXPORTER_OTLP_ENDPOINT',
+          'OTEL_TRACES_EXPORTER',
+          'OTEL_TRACES_SAMPLER',
+          'OTEL_TRACES_SAMPLER_ARG',
+          'OTEL_RESOURCE_ATTRIBUTES',
+        ],
+      ],
+      ['GAIE v1.5.0 chart, default values', '127.0.0.45', 'info', []],
+      ['llm-d-router ebab687 EPP', '127.0.0.46', 'debug', []],
+    ] as const)('pd-router-epp with the args of %s', (name, ip, level, warnings) => {
       const c = UPSTREAM_CONTAINERS[name]!;
-      const proc = await run(c, ip, c.component === 'sidecar' ? { PD_SIDECAR_MODEL_SERVER_HOST: ip } : {});
-      if (c.component === 'sim') {
-        const models = await getJson(`http://${ip}:8200/v1/models`);
-        expect(models.body.data.map((m: Obj) => m.id)).toEqual([MODEL]);
-      } else {
-        expect((await getJson(`http://${ip}:8000/health`)).status).toBe(200);
-      }
-      expect(await proc.stop()).toBe(0);
-      const lines = jsonLines(proc.output());
-      expect(warnedFlags(lines)).toEqual(warnings);
-      expect(lines.find((l) => l.level === 'warn' && l.upstreamFlag === warnings[0])!.msg).toMatch(/is accepted for llm-d compatibility but ignored: /);
-    }, 90_000);
-  });
-});
+
+      it(`starts, serves, logs JSON at ${level} and warns about exactly ${warnings.length} ignored flag(s), once each`, async () => {
+        expect(c.component).toBe('epp');
+        const epp = await run(c, ip);
+        // The pool from --pool-name was found through the (fake) API server, and the servers listen on upstream's ports.
+        const listening = jsonLines(epp.output()).find((l) => l.msg === 'epp listening')!;
+        expect(listening).toMatchObject({ grpcPort: 9002, healthPort: 9003, metricsPort: 9090 });
+        // With or without --metrics-endpoint-auth (upstream's default: on) an admin's token may read /metrics.
+        expect(
+          (
+            await fetch(`http://${ip}:9090/metrics`, {
+              headers: { authorization: `Bearer ${cluster.info.adminToken}` },
+              signal: AbortSignal.timeout(20_000),
+            })
+          ).status,
+        ).toBe(200);
+        expect(await epp.stop()).toBe(0);
+        const lines = jsonLines(epp.output());
+        const debug = lines.filter((l) => l.level === 'debug');
+        if (level === 'debug') expect(debug.map((l) => l.msg)).toContain('effective options');
+        else expect(debug).toEqual([]);
+        expect(lines.find((l) => l.msg === 'effective options')?.options.logLevel ?? 'info').toBe(level);
+        expect(warnedFlags(lines).sort()).toEqual([...warnings].sort());
+      }, 90_000);
+    });
+
+    describe('the P/D decode pod of llm-d-inference-scheduler v0.7.1 (vllm-sim-pd): simulator and sidecar with their args', () => {
+      it('both start; a request through the sidecar is answered by the simulator; nothing is warned', async () => {
+        const ip = '127.0.0.47';
+        const sim = await run(UPSTREAM_CONTAINERS['v0.7.1 simulator (decode)']!, ip);
+        const sidecar = await run(UPSTREAM_CONTAINERS['v0.7.1 sidecar']!, ip, { PD_SIDECAR_MODEL_SERVER_HOST: ip });
+        const r = await postJson(`http://${ip}:8000/v1/completions`, { model: MODEL, prompt: 'hello', max_tokens: 2 });
+        expect(r.status).toBe(200);
+        expect(r.body.model).toBe(MODEL);
+        expect(await sidecar.stop()).toBe(0);
+        expect(await sim.stop()).toBe(0);
+        expect(warnedFlags(jsonLines(sidecar.output()))).toEqual([]);
+        expect(warnedFlags(jsonLines(sim.output()))).toEqual([]);
+      }, 90_000);
+    });
+
+    describe.each([
+      ['llm-d-router ebab687 sidecar, P/D environment', '127.0.0.48', ['--mooncake-bootstrap-port']],
+      ['v0.7.1 simulator with KV events', '127.0.0.49', ['--zmq-endpoint']],
+      ['llm-d-router ebab687 simulator (decode)', '127.0.0.50', ['--render-url']],
+    ] as const)('%s', (name, ip, warnings) => {
+      it(`starts with these args and warns exactly about ${warnings.join(', ')}, once`, async () => {
+        const c = UPSTREAM_CONTAINERS[name]!;
+        const proc = await run(c, ip, c.component === 'sidecar' ? { PD_SIDECAR_MODEL_SERVER_HOST: ip } : {});
+        if (c.component === 'sim') {
+          const models = await getJson(`http://${ip}:8200/v1/models`);
+          expect(models.body.data.map((m: Obj) => m.id)).toEqual([MODEL]);
+        } else {
+          expect((await getJson(`http://${ip}:8000/health`)).status).toBe(200);
+        }
+        expect(await proc.stop()).toBe(0);
+        const lines = jsonLines(proc.output());
+        expect(warnedFlags(lines)).toEqual(warnings);
+        expect(lines.find((l) => l.level === 'warn' && l.upstreamFlag === warnings[0])!.msg).toMatch(
+          /is accepted for llm-d compatibility but ignored: /,
+        );
+      }, 90_000);
+    });
+  },
+);

@@ -26,7 +26,18 @@ import type { KubeCluster } from './control-plane.js';
 import { pdRouterEppImageValues, renderInferencePoolChart } from './gaie.js';
 import { LocalKubelet, type PodRun } from './local-kubelet.js';
 import { UPSTREAM, upstreamFile } from './llm-d.js';
-import { byKind, eppOf, expectDisaggregated, expectServedLocally, gatewayTo, modelServers, named, renderedArgs, splitDeployments, untilEppSees } from './manifest-stack.js';
+import {
+  byKind,
+  eppOf,
+  expectDisaggregated,
+  expectServedLocally,
+  gatewayTo,
+  modelServers,
+  named,
+  renderedArgs,
+  splitDeployments,
+  untilEppSees,
+} from './manifest-stack.js';
 import { runProbe } from './probes.js';
 import { both, describeWith, need, needSharedControlPlane, pathOf, sharedCluster } from './need.js';
 import { PD_ROUTER_IMAGES, renderRouterPd, renderV071PdEnvironment, type Rendered } from './upstream-deploy.js';
@@ -34,14 +45,16 @@ import { PD_ROUTER_IMAGES, renderRouterPd, renderV071PdEnvironment, type Rendere
 type Obj = Record<string, any>;
 
 /** upstream-args.test.ts's copy of a container's args, with the deploy scripts' defaults filled in. */
-const envsubstCopied = (name: string, vars = ENVSUBST_DEFAULTS) => copiedEnvsubst(UPSTREAM_CONTAINERS[name]!.args, vars);
+const envsubstCopied = (name: string, vars = ENVSUBST_DEFAULTS) =>
+  copiedEnvsubst(UPSTREAM_CONTAINERS[name]!.args, vars);
 
 const cpReq = await needSharedControlPlane();
 const v071Req = both(cpReq, await need(UPSTREAM['v0.7.1'].source, 'helm', 'gaie-v1.4.0'));
 const routerReq = both(cpReq, await need(UPSTREAM.ebab687.source, 'helm', 'gaie-v1.5.0'));
 
 const T = 240_000;
-const UDS_TOKENIZER = "llm-d's UDS tokenizer (ghcr.io/llm-d/llm-d-uds-tokenizer), used only by upstream's tokenizer plugins; pd-router's EPP tokenizes in process and runs none of them";
+const UDS_TOKENIZER =
+  "llm-d's UDS tokenizer (ghcr.io/llm-d/llm-d-uds-tokenizer), used only by upstream's tokenizer plugins; pd-router's EPP tokenizes in process and runs none of them";
 
 let cluster: KubeCluster | undefined;
 beforeAll(() => {
@@ -52,9 +65,20 @@ afterAll(async () => {
 });
 
 /** GAIE's inferencepool chart in front of the stack's pool pods: `release` with default values, or with `pdConfig` as its config. */
-async function chart(req: typeof v071Req, version: 'v1.4.0' | 'v1.5.0', namespace: string, release: string, pool: Obj, pdConfig?: string): Promise<Obj[]> {
+async function chart(
+  req: typeof v071Req,
+  version: 'v1.4.0' | 'v1.5.0',
+  namespace: string,
+  release: string,
+  pool: Obj,
+  pdConfig?: string,
+): Promise<Obj[]> {
   const values = pdRouterEppImageValues(version, PD_ROUTER_IMAGES.epp);
-  if (pdConfig) Object.assign(values.inferenceExtension, { pluginsConfigFile: 'pd-config.yaml', pluginsCustomConfig: { 'pd-config.yaml': pdConfig } });
+  if (pdConfig)
+    Object.assign(values.inferenceExtension, {
+      pluginsConfigFile: 'pd-config.yaml',
+      pluginsCustomConfig: { 'pd-config.yaml': pdConfig },
+    });
   return renderInferencePoolChart(pathOf(req, 'helm'), pathOf(req, `gaie-${version}`), {
     release,
     namespace,
@@ -91,8 +115,18 @@ function metricsAuthRbac(namespace: string, serviceAccounts: string[]): Obj[] {
 }
 
 /** The chart twice beside the environment: `gaie-default` (default values) and `gaie-pd` (`pdConfig`), with their metrics-auth RBAC. */
-async function bothCharts(req: typeof v071Req, version: 'v1.4.0' | 'v1.5.0', namespace: string, pool: Obj, pdConfig: string): Promise<Obj[]> {
-  return [...(await chart(req, version, namespace, 'gaie-default', pool)), ...(await chart(req, version, namespace, 'gaie-pd', pool, pdConfig)), ...metricsAuthRbac(namespace, ['gaie-default-epp', 'gaie-pd-epp'])];
+async function bothCharts(
+  req: typeof v071Req,
+  version: 'v1.4.0' | 'v1.5.0',
+  namespace: string,
+  pool: Obj,
+  pdConfig: string,
+): Promise<Obj[]> {
+  return [
+    ...(await chart(req, version, namespace, 'gaie-default', pool)),
+    ...(await chart(req, version, namespace, 'gaie-pd', pool, pdConfig)),
+    ...metricsAuthRbac(namespace, ['gaie-default-epp', 'gaie-pd-epp']),
+  ];
 }
 
 /** Both chart EPPs see the pool's `endpoints`; `gaie-pd` disaggregates a long prompt and `gaie-default` serves a request. */
@@ -122,7 +156,9 @@ interface Stack {
  */
 async function deploy(kubelet: LocalKubelet, objects: Obj[], eppSources: Record<string, string>): Promise<Stack> {
   await kubelet.cluster.apply(objects, { namespace: kubelet.namespace });
-  const pool = byKind(objects, 'InferencePool').find((p) => Object.values(eppSources).includes(p.metadata.name)) ?? byKind(objects, 'InferencePool')[0]!;
+  const pool =
+    byKind(objects, 'InferencePool').find((p) => Object.values(eppSources).includes(p.metadata.name)) ??
+    byKind(objects, 'InferencePool')[0]!;
   const { modelServers: servers, others } = splitDeployments(objects, pool);
   // Started side by side, as a cluster would: a process's start-up is mostly waiting on a loaded machine.
   await Promise.all(servers.map((d) => kubelet.runDeployment(d)));
@@ -144,124 +180,175 @@ function expectRanAsRendered(kubelet: LocalKubelet, notRun: string[]): void {
     // What ran differs from the rendered args only where a volume's mount path became its local directory.
     expect(c.argv).toHaveLength(c.args.length);
     c.argv.forEach((a, i) => {
-      if (a !== c.args[i]) expect(c.rewrites.some((r) => c.args[i]!.replace(r.from, r.to) === a), `${c.pod.name}/${c.name} arg ${c.args[i]} ran as ${a}`).toBe(true);
+      if (a !== c.args[i])
+        expect(
+          c.rewrites.some((r) => c.args[i]!.replace(r.from, r.to) === a),
+          `${c.pod.name}/${c.name} arg ${c.args[i]} ran as ${a}`,
+        ).toBe(true);
     });
     expect(c.proc!.running, `${c.pod.name}/${c.name} is running`).toBe(true);
-    for (const [kind, result] of Object.entries(c.probes)) expect(result!.ok, `${c.pod.name}/${c.name} ${kind}: ${result!.detail}`).toBe(true);
+    for (const [kind, result] of Object.entries(c.probes))
+      expect(result!.ok, `${c.pod.name}/${c.name} ${kind}: ${result!.detail}`).toBe(true);
     expect(c.probes.readiness ?? c.probes.liveness ?? { ok: true }).toMatchObject({ ok: true });
   }
-  expect(kubelet.containers({ role: 'not-run' }).map((c) => c.name).sort()).toEqual([...notRun].sort());
+  expect(
+    kubelet
+      .containers({ role: 'not-run' })
+      .map((c) => c.name)
+      .sort(),
+  ).toEqual([...notRun].sort());
 }
 
-describeWith(v071Req, 'llm-d-inference-scheduler v0.7.1: the P/D kind environment and GAIE v1.4.0\'s inferencepool chart, with pd-router\'s images', () => {
-  let stack: Stack;
-  let rendered: Rendered;
-  const ns = 'default';
+describeWith(
+  v071Req,
+  "llm-d-inference-scheduler v0.7.1: the P/D kind environment and GAIE v1.4.0's inferencepool chart, with pd-router's images",
+  () => {
+    let stack: Stack;
+    let rendered: Rendered;
+    const ns = 'default';
 
-  beforeAll(async () => {
-    const src = await upstreamFile('v0.7.1', '');
-    rendered = await renderV071PdEnvironment(src);
-    const pool = byKind(rendered.objects, 'InferencePool')[0]!;
-    const pdConfig = readFileSync(path.join(src, 'deploy/config/pd-epp-config.yaml'), 'utf8');
-    const objects = [...rendered.objects, ...(await bothCharts(v071Req, 'v1.4.0', ns, pool, pdConfig))];
-    const kubelet = new LocalKubelet(cluster!, ns, { addresses: Array.from({ length: 8 }, (_, i) => `127.0.2.${i + 1}`), notRun: { 'uds-tokenizer': UDS_TOKENIZER } });
-    stack = await deploy(kubelet, objects, { environment: rendered.vars.EPP_NAME!, 'gaie-default': 'gaie-default-epp', 'gaie-pd': 'gaie-pd-epp' });
-  }, T);
+    beforeAll(async () => {
+      const src = await upstreamFile('v0.7.1', '');
+      rendered = await renderV071PdEnvironment(src);
+      const pool = byKind(rendered.objects, 'InferencePool')[0]!;
+      const pdConfig = readFileSync(path.join(src, 'deploy/config/pd-epp-config.yaml'), 'utf8');
+      const objects = [...rendered.objects, ...(await bothCharts(v071Req, 'v1.4.0', ns, pool, pdConfig))];
+      const kubelet = new LocalKubelet(cluster!, ns, {
+        addresses: Array.from({ length: 8 }, (_, i) => `127.0.2.${i + 1}`),
+        notRun: { 'uds-tokenizer': UDS_TOKENIZER },
+      });
+      stack = await deploy(kubelet, objects, {
+        environment: rendered.vars.EPP_NAME!,
+        'gaie-default': 'gaie-default-epp',
+        'gaie-pd': 'gaie-pd-epp',
+      });
+    }, T);
 
-  afterAll(async () => {
-    for (const g of stack?.gateways ?? []) await g.close();
-    await stack?.kubelet.close();
-    // Leave "default" as it was: the pods, then every applied object (graceful deletion needs no controller here).
-    await stack?.kubelet.deletePods();
-    for (const o of stack?.objects ?? []) await cluster!.remove({ ...o, metadata: { ...o.metadata, namespace: ns } }).catch(() => undefined);
-  });
+    afterAll(async () => {
+      for (const g of stack?.gateways ?? []) await g.close();
+      await stack?.kubelet.close();
+      // Leave "default" as it was: the pods, then every applied object (graceful deletion needs no controller here).
+      await stack?.kubelet.deletePods();
+      for (const o of stack?.objects ?? [])
+        await cluster!.remove({ ...o, metadata: { ...o.metadata, namespace: ns } }).catch(() => undefined);
+    });
 
-  it('every pd-router container runs as its binary with the rendered args, as its ServiceAccount, and passes its probes', () => {
-    expectRanAsRendered(stack.kubelet, ['uds-tokenizer', 'uds-tokenizer', 'uds-tokenizer', 'uds-tokenizer']);
-    // 1 prefill + 2 decode pods (the script's VLLM_REPLICA_COUNT_D default), three EPPs.
-    expect(stack.kubelet.containers({ component: 'sim' }).map((c) => c.pod.labels['llm-d.ai/role']).sort()).toEqual(['decode', 'decode', 'prefill']);
-    expect(stack.kubelet.containers({ component: 'sidecar' })).toHaveLength(2);
-    const envEpp = eppOf(stack.epps.environment!);
-    expect(envEpp.rewrites.map((r) => r.from)).toEqual(['/etc/epp']);
-    expect(stack.epps.environment!.serviceAccount).toBe(rendered.vars.EPP_NAME);
-    expect(stack.epps['gaie-pd']!.serviceAccount).toBe('gaie-pd-epp');
-    // The environment's EPP and the charts' EPPs are probed over gRPC health, the decode pods' sidecars have no probe (ready once listening).
-    expect(envEpp.probes.readiness!.detail).toMatch(/service "envoy\.service\.ext_proc\.v3\.ExternalProcessor": SERVING/);
-    expect(eppOf(stack.epps['gaie-default']!).probes.readiness!.detail).toMatch(/service "inference-extension": SERVING/);
-  });
+    it('every pd-router container runs as its binary with the rendered args, as its ServiceAccount, and passes its probes', () => {
+      expectRanAsRendered(stack.kubelet, ['uds-tokenizer', 'uds-tokenizer', 'uds-tokenizer', 'uds-tokenizer']);
+      // 1 prefill + 2 decode pods (the script's VLLM_REPLICA_COUNT_D default), three EPPs.
+      expect(
+        stack.kubelet
+          .containers({ component: 'sim' })
+          .map((c) => c.pod.labels['llm-d.ai/role'])
+          .sort(),
+      ).toEqual(['decode', 'decode', 'prefill']);
+      expect(stack.kubelet.containers({ component: 'sidecar' })).toHaveLength(2);
+      const envEpp = eppOf(stack.epps.environment!);
+      expect(envEpp.rewrites.map((r) => r.from)).toEqual(['/etc/epp']);
+      expect(stack.epps.environment!.serviceAccount).toBe(rendered.vars.EPP_NAME);
+      expect(stack.epps['gaie-pd']!.serviceAccount).toBe('gaie-pd-epp');
+      // The environment's EPP and the charts' EPPs are probed over gRPC health, the decode pods' sidecars have no probe (ready once listening).
+      expect(envEpp.probes.readiness!.detail).toMatch(
+        /service "envoy\.service\.ext_proc\.v3\.ExternalProcessor": SERVING/,
+      );
+      expect(eppOf(stack.epps['gaie-default']!).probes.readiness!.detail).toMatch(
+        /service "inference-extension": SERVING/,
+      );
+    });
 
-  it('the container args upstream-args.test.ts copied from these files are the rendered ones', () => {
-    const ran = (deployment: string, container: string) => stack.kubelet.containers({ deployment }).find((c) => c.name === container)!.args;
-    expect(envsubstCopied('v0.7.1 EPP, kind environment')).toEqual(ran(rendered.vars.EPP_NAME!, 'epp'));
-    expect(envsubstCopied('v0.7.1 sidecar')).toEqual(ran('vllm-sim-d', 'routing-sidecar'));
-    expect(envsubstCopied('v0.7.1 simulator (decode)')).toEqual(ran('vllm-sim-d', 'vllm'));
-  });
+    it('the container args upstream-args.test.ts copied from these files are the rendered ones', () => {
+      const ran = (deployment: string, container: string) =>
+        stack.kubelet.containers({ deployment }).find((c) => c.name === container)!.args;
+      expect(envsubstCopied('v0.7.1 EPP, kind environment')).toEqual(ran(rendered.vars.EPP_NAME!, 'epp'));
+      expect(envsubstCopied('v0.7.1 sidecar')).toEqual(ran('vllm-sim-d', 'routing-sidecar'));
+      expect(envsubstCopied('v0.7.1 simulator (decode)')).toEqual(ran('vllm-sim-d', 'vllm'));
+    });
 
-  it('the environment\'s EPP (sim-pd-epp-config.yaml) serves a long prompt P/D and a short one on a decode pod, through the gateway', async () => {
-    const pool = stack.pool.metadata.name as string;
-    await untilEppSees(stack.epps.environment!, pool, 3);
-    const gateway = await gatewayTo(stack.epps.environment!);
-    stack.gateways.push(gateway);
-    const servers = modelServers(stack.kubelet);
-    await expectDisaggregated(gateway, rendered.vars.MODEL_NAME!, servers);
-    const local = await expectServedLocally(gateway, rendered.vars.MODEL_NAME!, servers);
-    expect(local.role).toBe('decode');
-  }, 120_000);
+    it("the environment's EPP (sim-pd-epp-config.yaml) serves a long prompt P/D and a short one on a decode pod, through the gateway", async () => {
+      const pool = stack.pool.metadata.name as string;
+      await untilEppSees(stack.epps.environment!, pool, 3);
+      const gateway = await gatewayTo(stack.epps.environment!);
+      stack.gateways.push(gateway);
+      const servers = modelServers(stack.kubelet);
+      await expectDisaggregated(gateway, rendered.vars.MODEL_NAME!, servers);
+      const local = await expectServedLocally(gateway, rendered.vars.MODEL_NAME!, servers);
+      expect(local.role).toBe('decode');
+    }, 120_000);
 
-  it('GAIE v1.4.0\'s chart: with llm-d\'s pd-epp-config.yaml a long prompt goes P/D; with its default values a request is served', async () => {
-    await expectChartsServe(stack, 3, rendered.vars.MODEL_NAME!);
-  }, 120_000);
-});
+    it("GAIE v1.4.0's chart: with llm-d's pd-epp-config.yaml a long prompt goes P/D; with its default values a request is served", async () => {
+      await expectChartsServe(stack, 3, rendered.vars.MODEL_NAME!);
+    }, 120_000);
+  },
+);
 
-describeWith(routerReq, 'llm-d-router ebab687: inference-gateway and the p-d environment, and GAIE v1.5.0\'s inferencepool chart, with pd-router\'s images', () => {
-  let stack: Stack;
-  let rendered: Rendered;
+describeWith(
+  routerReq,
+  "llm-d-router ebab687: inference-gateway and the p-d environment, and GAIE v1.5.0's inferencepool chart, with pd-router's images",
+  () => {
+    let stack: Stack;
+    let rendered: Rendered;
 
-  beforeAll(async () => {
-    const src = await upstreamFile('ebab687', '');
-    const ns = await cluster!.createNamespace('llm-d-router-pd');
-    rendered = await renderRouterPd(src, ns);
-    const pool = byKind(rendered.objects, 'InferencePool')[0]!;
-    const pdConfig = readFileSync(path.join(src, 'deploy/config/pd-epp-config.yaml'), 'utf8');
-    const objects = [...rendered.objects, ...(await bothCharts(routerReq, 'v1.5.0', ns, pool, pdConfig))];
-    const kubelet = new LocalKubelet(cluster!, ns, { addresses: Array.from({ length: 8 }, (_, i) => `127.0.2.${i + 11}`) });
-    stack = await deploy(kubelet, objects, { environment: rendered.vars.EPP_NAME!, 'gaie-default': 'gaie-default-epp', 'gaie-pd': 'gaie-pd-epp' });
-  }, T);
+    beforeAll(async () => {
+      const src = await upstreamFile('ebab687', '');
+      const ns = await cluster!.createNamespace('llm-d-router-pd');
+      rendered = await renderRouterPd(src, ns);
+      const pool = byKind(rendered.objects, 'InferencePool')[0]!;
+      const pdConfig = readFileSync(path.join(src, 'deploy/config/pd-epp-config.yaml'), 'utf8');
+      const objects = [...rendered.objects, ...(await bothCharts(routerReq, 'v1.5.0', ns, pool, pdConfig))];
+      const kubelet = new LocalKubelet(cluster!, ns, {
+        addresses: Array.from({ length: 8 }, (_, i) => `127.0.2.${i + 11}`),
+      });
+      stack = await deploy(kubelet, objects, {
+        environment: rendered.vars.EPP_NAME!,
+        'gaie-default': 'gaie-default-epp',
+        'gaie-pd': 'gaie-pd-epp',
+      });
+    }, T);
 
-  afterAll(async () => {
-    for (const g of stack?.gateways ?? []) await g.close();
-    await stack?.kubelet.close();
-  });
+    afterAll(async () => {
+      for (const g of stack?.gateways ?? []) await g.close();
+      await stack?.kubelet.close();
+    });
 
-  it('every pd-router container runs as its binary with the rendered args, as its ServiceAccount, and passes its probes', () => {
-    expectRanAsRendered(stack.kubelet, []);
-    expect(stack.kubelet.containers({ component: 'sim' }).map((c) => c.pod.labels['llm-d.ai/role']).sort()).toEqual(['decode', 'prefill']);
-    // The model servers' own readiness probes (GET /health) ran against pd-router-sim.
-    for (const c of stack.kubelet.containers({ component: 'sim' })) expect(c.probes.readiness!.detail).toMatch(/^GET http:\/\/127\.0\.2\.\d+:(8000|8200)\/health: 200/);
-    expect(eppOf(stack.epps.environment!).argv).toContain(`--pool-namespace`);
-    expect(stack.epps.environment!.serviceAccount).toBe(rendered.vars.EPP_NAME);
-  });
+    it('every pd-router container runs as its binary with the rendered args, as its ServiceAccount, and passes its probes', () => {
+      expectRanAsRendered(stack.kubelet, []);
+      expect(
+        stack.kubelet
+          .containers({ component: 'sim' })
+          .map((c) => c.pod.labels['llm-d.ai/role'])
+          .sort(),
+      ).toEqual(['decode', 'prefill']);
+      // The model servers' own readiness probes (GET /health) ran against pd-router-sim.
+      for (const c of stack.kubelet.containers({ component: 'sim' }))
+        expect(c.probes.readiness!.detail).toMatch(/^GET http:\/\/127\.0\.2\.\d+:(8000|8200)\/health: 200/);
+      expect(eppOf(stack.epps.environment!).argv).toContain(`--pool-namespace`);
+      expect(stack.epps.environment!.serviceAccount).toBe(rendered.vars.EPP_NAME);
+    });
 
-  it('the container args upstream-args.test.ts copied from these files are the rendered ones', () => {
-    const ran = (deployment: string, container: string) => stack.kubelet.containers({ deployment }).find((c) => c.name === container)!.args;
-    const vars = { ...ENVSUBST_DEFAULTS, NAMESPACE: rendered.vars.NAMESPACE! };
-    expect(envsubstCopied('llm-d-router ebab687 EPP', vars)).toEqual(ran(rendered.vars.EPP_NAME!, 'epp'));
-    expect(envsubstCopied('llm-d-router ebab687 sidecar, P/D environment', vars)).toEqual(ran('vllm-d', 'routing-sidecar'));
-  });
+    it('the container args upstream-args.test.ts copied from these files are the rendered ones', () => {
+      const ran = (deployment: string, container: string) =>
+        stack.kubelet.containers({ deployment }).find((c) => c.name === container)!.args;
+      const vars = { ...ENVSUBST_DEFAULTS, NAMESPACE: rendered.vars.NAMESPACE! };
+      expect(envsubstCopied('llm-d-router ebab687 EPP', vars)).toEqual(ran(rendered.vars.EPP_NAME!, 'epp'));
+      expect(envsubstCopied('llm-d-router ebab687 sidecar, P/D environment', vars)).toEqual(
+        ran('vllm-d', 'routing-sidecar'),
+      );
+    });
 
-  it('the environment\'s EPP (sim-pd-epp-config.yaml, llm-d.ai/v1alpha1) serves a long prompt P/D and a short one on the decode pod', async () => {
-    await untilEppSees(stack.epps.environment!, stack.pool.metadata.name, 2);
-    const gateway = await gatewayTo(stack.epps.environment!);
-    stack.gateways.push(gateway);
-    const servers = modelServers(stack.kubelet);
-    await expectDisaggregated(gateway, rendered.vars.MODEL_NAME!, servers);
-    expect((await expectServedLocally(gateway, rendered.vars.MODEL_NAME!, servers)).role).toBe('decode');
-  }, 120_000);
+    it("the environment's EPP (sim-pd-epp-config.yaml, llm-d.ai/v1alpha1) serves a long prompt P/D and a short one on the decode pod", async () => {
+      await untilEppSees(stack.epps.environment!, stack.pool.metadata.name, 2);
+      const gateway = await gatewayTo(stack.epps.environment!);
+      stack.gateways.push(gateway);
+      const servers = modelServers(stack.kubelet);
+      await expectDisaggregated(gateway, rendered.vars.MODEL_NAME!, servers);
+      expect((await expectServedLocally(gateway, rendered.vars.MODEL_NAME!, servers)).role).toBe('decode');
+    }, 120_000);
 
-  it('GAIE v1.5.0\'s chart: with llm-d-router\'s pd-epp-config.yaml a long prompt goes P/D; with its default values a request is served', async () => {
-    await expectChartsServe(stack, 2, rendered.vars.MODEL_NAME!);
-  }, 120_000);
-});
+    it("GAIE v1.5.0's chart: with llm-d-router's pd-epp-config.yaml a long prompt goes P/D; with its default values a request is served", async () => {
+      await expectChartsServe(stack, 2, rendered.vars.MODEL_NAME!);
+    }, 120_000);
+  },
+);
 
 describeWith(v071Req, 'missing RBAC: v0.7.1\'s P/D environment applied outside "default"', () => {
   let kubelet: LocalKubelet;
@@ -274,13 +361,29 @@ describeWith(v071Req, 'missing RBAC: v0.7.1\'s P/D environment applied outside "
     const rendered = await renderV071PdEnvironment(await upstreamFile('v0.7.1', ''));
     await cluster!.apply(rendered.objects, { namespace: ns });
     kubelet = new LocalKubelet(cluster!, ns, { addresses: ['127.0.2.21'], notRun: { 'uds-tokenizer': UDS_TOKENIZER } });
-    const [pod] = await kubelet.runDeployment(named(rendered.objects, 'Deployment', rendered.vars.EPP_NAME!), { requireReady: false });
+    const [pod] = await kubelet.runDeployment(named(rendered.objects, 'Deployment', rendered.vars.EPP_NAME!), {
+      requireReady: false,
+    });
     const epp = eppOf(pod!);
     // The pool's informer (the EPP's InferenceModelRewrite / InferenceObjective informers fail too, each on its own backoff).
-    await epp.proc!.untilOutput(/("what":"inferencepools"[^\n]*kubernetes list\/watch failed[^\n]*\n[\s\S]*){3}/, 30_000, 'three failed attempts');
-    const failures = epp.proc!.output().split('\n').filter((l) => l.includes('kubernetes list/watch failed')).map((l) => JSON.parse(l) as Obj).filter((f) => f.what === 'inferencepools');
-    expect(failures[0]).toMatchObject({ status: 403, missingPermission: 'list inferencepools.inference.networking.k8s.io in namespace default' });
-    expect(failures[0]!.error).toContain(`User "system:serviceaccount:${ns}:${rendered.vars.EPP_NAME}" cannot list resource "inferencepools"`);
+    await epp.proc!.untilOutput(
+      /("what":"inferencepools"[^\n]*kubernetes list\/watch failed[^\n]*\n[\s\S]*){3}/,
+      30_000,
+      'three failed attempts',
+    );
+    const failures = epp
+      .proc!.output()
+      .split('\n')
+      .filter((l) => l.includes('kubernetes list/watch failed'))
+      .map((l) => JSON.parse(l) as Obj)
+      .filter((f) => f.what === 'inferencepools');
+    expect(failures[0]).toMatchObject({
+      status: 403,
+      missingPermission: 'list inferencepools.inference.networking.k8s.io in namespace default',
+    });
+    expect(failures[0]!.error).toContain(
+      `User "system:serviceaccount:${ns}:${rendered.vars.EPP_NAME}" cannot list resource "inferencepools"`,
+    );
     expect(failures.slice(0, 3).map((f) => f.retryInMs)).toEqual([500, 1000, 2000]);
     expect(epp.proc!.output()).not.toMatch(/"stack"|\\n\s+at /);
     await kubelet.probeOnce(pod!);

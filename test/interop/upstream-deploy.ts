@@ -56,12 +56,36 @@ export function envsubst(text: string, names: readonly string[], vars: Record<st
   });
 }
 
-const parse = (text: string): Obj[] => parseAllDocuments(text).map((d) => d.toJSON() as Obj).filter((o) => o && o.kind);
+const parse = (text: string): Obj[] =>
+  parseAllDocuments(text)
+    .map((d) => d.toJSON() as Obj)
+    .filter((o) => o && o.kind);
 
-const configMap = (name: string, file: string, text: string): Obj => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, data: { [file]: text } });
+const configMap = (name: string, file: string, text: string): Obj => ({
+  apiVersion: 'v1',
+  kind: 'ConfigMap',
+  metadata: { name },
+  data: { [file]: text },
+});
 
 /** llm-d-inference-scheduler v0.7.1 scripts/kind-dev-env.sh: its envsubst list for the environment. */
-const V071_ENVSUBST = ['POOL_NAME', 'MODEL_NAME', 'MODEL_NAME_SAFE', 'EPP_NAME', 'EPP_IMAGE', 'VLLM_SIMULATOR_IMAGE', 'PD_ENABLED', 'KV_CACHE_ENABLED', 'SIDECAR_IMAGE', 'UDS_TOKENIZER_IMAGE', 'TARGET_PORTS', 'VLLM_REPLICA_COUNT', 'VLLM_REPLICA_COUNT_P', 'VLLM_REPLICA_COUNT_D', 'VLLM_DATA_PARALLEL_SIZE'];
+const V071_ENVSUBST = [
+  'POOL_NAME',
+  'MODEL_NAME',
+  'MODEL_NAME_SAFE',
+  'EPP_NAME',
+  'EPP_IMAGE',
+  'VLLM_SIMULATOR_IMAGE',
+  'PD_ENABLED',
+  'KV_CACHE_ENABLED',
+  'SIDECAR_IMAGE',
+  'UDS_TOKENIZER_IMAGE',
+  'TARGET_PORTS',
+  'VLLM_REPLICA_COUNT',
+  'VLLM_REPLICA_COUNT_P',
+  'VLLM_REPLICA_COUNT_D',
+  'VLLM_DATA_PARALLEL_SIZE',
+];
 
 /** The script's defaults with PD_ENABLED=true, the images swapped for pd-router's (the UDS tokenizer has no pd-router image). */
 export const V071_VARS: Record<string, string> = {
@@ -90,10 +114,17 @@ async function kustomizeUpstream(sourceDir: string, resources: string[], patches
   const dir = mkdtempSync(path.join(os.tmpdir(), 'pd-upstream-kustomize-'));
   try {
     cpSync(path.join(sourceDir, 'deploy'), path.join(dir, 'deploy'), { recursive: true });
-    const list = (key: string, items: string[], prefix = '') => (items.length ? [`${key}:`, ...items.map((i) => `- ${prefix}${i}`)] : []);
+    const list = (key: string, items: string[], prefix = '') =>
+      items.length ? [`${key}:`, ...items.map((i) => `- ${prefix}${i}`)] : [];
     writeFileSync(
       path.join(dir, 'kustomization.yaml'),
-      ['apiVersion: kustomize.config.k8s.io/v1beta1', 'kind: Kustomization', ...list('resources', resources), ...list('patches', patches, 'path: '), ''].join('\n'),
+      [
+        'apiVersion: kustomize.config.k8s.io/v1beta1',
+        'kind: Kustomization',
+        ...list('resources', resources),
+        ...list('patches', patches, 'path: '),
+        '',
+      ].join('\n'),
     );
     return await kustomize(dir);
   } finally {
@@ -108,17 +139,46 @@ export async function renderV071PdEnvironment(sourceDir: string): Promise<Render
   const resources = ['deploy/components/inference-gateway', 'deploy/components/vllm-sim-pd'];
   const patches = ['deploy/environments/dev/base-kind-istio/patch-deployments.yaml', GATEWAY_PATCH];
   const objects = parse(envsubst(await kustomizeUpstream(sourceDir, resources, patches), V071_ENVSUBST, V071_VARS));
-  const eppConfig = envsubst(readFileSync(path.join(sourceDir, 'deploy/config/sim-pd-epp-config.yaml'), 'utf8'), ['MODEL_NAME'], V071_VARS);
+  const eppConfig = envsubst(
+    readFileSync(path.join(sourceDir, 'deploy/config/sim-pd-epp-config.yaml'), 'utf8'),
+    ['MODEL_NAME'],
+    V071_VARS,
+  );
   objects.push(configMap('epp-config', 'epp-config.yaml', eppConfig));
   return { objects, sources: [...resources, ...patches, 'deploy/config/sim-pd-epp-config.yaml'], vars: V071_VARS };
 }
 
 /** llm-d-router ebab687 scripts/kind-dev-env.sh: the union of its two envsubst lists (base environment, scenario). */
 const ROUTER_ENVSUBST = [
-  'POOL_NAME', 'MODEL_NAME', 'MODEL_NAME_SAFE', 'EPP_NAME', 'EPP_IMAGE', 'VLLM_IMAGE', 'SIDECAR_IMAGE', 'VLLM_RENDER_IMAGE', 'VLLM_RENDER_PORT', 'VLLM_RENDER_URL',
-  'TARGET_PORTS', 'NAMESPACE', 'METRICS_ENDPOINT_AUTH', 'EPP_REPLICA_COUNT', 'VLLM_REPLICA_COUNT_E', 'VLLM_REPLICA_COUNT_P', 'VLLM_REPLICA_COUNT_D',
-  'VLLM_DATA_PARALLEL_SIZE', 'ENABLE_LEADER_ELECTION', 'KV_CONNECTOR_TYPE', 'EC_CONNECTOR_TYPE', 'CONNECTOR_TYPE', 'KV_CACHE_ENABLED', 'HF_TOKEN', 'VLLM_SIM_MODE',
-  'DECODE_ROLE', 'VLLM_EXTRA_ARGS_E', 'VLLM_EXTRA_ARGS_P', 'VLLM_EXTRA_ARGS_D',
+  'POOL_NAME',
+  'MODEL_NAME',
+  'MODEL_NAME_SAFE',
+  'EPP_NAME',
+  'EPP_IMAGE',
+  'VLLM_IMAGE',
+  'SIDECAR_IMAGE',
+  'VLLM_RENDER_IMAGE',
+  'VLLM_RENDER_PORT',
+  'VLLM_RENDER_URL',
+  'TARGET_PORTS',
+  'NAMESPACE',
+  'METRICS_ENDPOINT_AUTH',
+  'EPP_REPLICA_COUNT',
+  'VLLM_REPLICA_COUNT_E',
+  'VLLM_REPLICA_COUNT_P',
+  'VLLM_REPLICA_COUNT_D',
+  'VLLM_DATA_PARALLEL_SIZE',
+  'ENABLE_LEADER_ELECTION',
+  'KV_CONNECTOR_TYPE',
+  'EC_CONNECTOR_TYPE',
+  'CONNECTOR_TYPE',
+  'KV_CACHE_ENABLED',
+  'HF_TOKEN',
+  'VLLM_SIM_MODE',
+  'DECODE_ROLE',
+  'VLLM_EXTRA_ARGS_E',
+  'VLLM_EXTRA_ARGS_P',
+  'VLLM_EXTRA_ARGS_D',
 ];
 
 /** The script's defaults with DISAGG_P=true in `namespace`, the images swapped for pd-router's. */
@@ -164,7 +224,8 @@ export function routerVars(namespace: string): Record<string, string> {
 function removeEmptyArgs(objects: Obj[]): Obj[] {
   for (const o of objects) {
     const spec = o.spec?.template?.spec;
-    for (const c of [...(spec?.initContainers ?? []), ...(spec?.containers ?? [])]) if (Array.isArray(c.args)) c.args = c.args.filter((a: unknown) => a !== '' && a !== null);
+    for (const c of [...(spec?.initContainers ?? []), ...(spec?.containers ?? [])])
+      if (Array.isArray(c.args)) c.args = c.args.filter((a: unknown) => a !== '' && a !== null);
   }
   return objects;
 }
@@ -172,11 +233,29 @@ function removeEmptyArgs(objects: Obj[]): Obj[] {
 export async function renderRouterPd(sourceDir: string, namespace: string): Promise<Rendered> {
   const vars = routerVars(namespace);
   const resources = ['deploy/components/inference-gateway', 'deploy/environments/dev/p-d'];
-  const objects = removeEmptyArgs(parse(envsubst(await kustomizeUpstream(sourceDir, resources, [GATEWAY_PATCH]), ROUTER_ENVSUBST, vars)));
-  objects.push(configMap('epp-config', 'epp-config.yaml', envsubst(readFileSync(path.join(sourceDir, 'deploy/config/sim-pd-epp-config.yaml'), 'utf8'), ['MODEL_NAME'], vars)));
+  const objects = removeEmptyArgs(
+    parse(envsubst(await kustomizeUpstream(sourceDir, resources, [GATEWAY_PATCH]), ROUTER_ENVSUBST, vars)),
+  );
+  objects.push(
+    configMap(
+      'epp-config',
+      'epp-config.yaml',
+      envsubst(
+        readFileSync(path.join(sourceDir, 'deploy/config/sim-pd-epp-config.yaml'), 'utf8'),
+        ['MODEL_NAME'],
+        vars,
+      ),
+    ),
+  );
   return {
     objects,
-    sources: [...resources.map((r) => (r.endsWith('p-d') ? `${r} (deploy/components/vllm-prefill, vllm-decode, overlays/simulator)` : r)), GATEWAY_PATCH, 'deploy/config/sim-pd-epp-config.yaml'],
+    sources: [
+      ...resources.map((r) =>
+        r.endsWith('p-d') ? `${r} (deploy/components/vllm-prefill, vllm-decode, overlays/simulator)` : r,
+      ),
+      GATEWAY_PATCH,
+      'deploy/config/sim-pd-epp-config.yaml',
+    ],
     vars,
   };
 }

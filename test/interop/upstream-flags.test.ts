@@ -96,30 +96,36 @@ describe('reading flag names from --help', () => {
   });
 });
 
-describe.each(BINARIES.map((b) => [b.artifact, b] as const))('%s --help against the compatibility table', (artifact, b) => {
-  const binary = locate(b);
-  const why = `skipped: no ${artifact} binary; build it (the interop builders) into ${path.join(BIN_DIR, artifact)} or set ${envVarFor(artifact)}=<path>`;
-  if (!binary) process.stderr.write(`[interop] upstream-flags: ${why}\n`);
+describe.each(BINARIES.map((b) => [b.artifact, b] as const))(
+  '%s --help against the compatibility table',
+  (artifact, b) => {
+    const binary = locate(b);
+    const why = `skipped: no ${artifact} binary; build it (the interop builders) into ${path.join(BIN_DIR, artifact)} or set ${envVarFor(artifact)}=<path>`;
+    if (!binary) process.stderr.write(`[interop] upstream-flags: ${why}\n`);
 
-  it.skipIf(!binary)(binary ? `every flag of ${b.release} is accepted, and the table lists no flag ${b.release} lacks` : why, async () => {
-    // pflag prints the usage on --help (to stderr) and exits 0 or 2 depending on the release; GAIE's runner logs a
-    // build line first. Only the usage lines matter.
-    const r = await runProcess(binary!, ['--help'], { timeoutMs: 30_000, env: { KUBECONFIG: '/nonexistent' } });
-    const upstream = flagsFromHelp(r.output);
-    expect(upstream.size, r.output.slice(-2000)).toBeGreaterThan(5);
-    upstream.delete('help');
-    const table = b.command.compat!;
-    const accepted = acceptedFlags(b.command);
+    it.skipIf(!binary)(
+      binary ? `every flag of ${b.release} is accepted, and the table lists no flag ${b.release} lacks` : why,
+      async () => {
+        // pflag prints the usage on --help (to stderr) and exits 0 or 2 depending on the release; GAIE's runner logs a
+        // build line first. Only the usage lines matter.
+        const r = await runProcess(binary!, ['--help'], { timeoutMs: 30_000, env: { KUBECONFIG: '/nonexistent' } });
+        const upstream = flagsFromHelp(r.output);
+        expect(upstream.size, r.output.slice(-2000)).toBeGreaterThan(5);
+        upstream.delete('help');
+        const table = b.command.compat!;
+        const accepted = acceptedFlags(b.command);
 
-    const notAccepted = [...upstream.keys()].filter((f) => !accepted.has(f));
-    expect(notAccepted, `pd-router ${b.command.name} rejects these ${b.release} flags`).toEqual([]);
-    const notInTable = [...upstream.keys()].filter((f) => !table.flags[f]?.releases.includes(b.release));
-    expect(notInTable, `the table does not give these flags to ${b.release}`).toEqual([]);
+        const notAccepted = [...upstream.keys()].filter((f) => !accepted.has(f));
+        expect(notAccepted, `pd-router ${b.command.name} rejects these ${b.release} flags`).toEqual([]);
+        const notInTable = [...upstream.keys()].filter((f) => !table.flags[f]?.releases.includes(b.release));
+        expect(notInTable, `the table does not give these flags to ${b.release}`).toEqual([]);
 
-    const claimed = Object.entries(table.flags).filter(([, e]) => e.releases.includes(b.release) && !e.deprecated);
-    const absent = claimed.map(([f]) => f).filter((f) => !upstream.has(f));
-    expect(absent, `the table gives ${b.release} flags its --help does not list`).toEqual([]);
+        const claimed = Object.entries(table.flags).filter(([, e]) => e.releases.includes(b.release) && !e.deprecated);
+        const absent = claimed.map(([f]) => f).filter((f) => !upstream.has(f));
+        expect(absent, `the table gives ${b.release} flags its --help does not list`).toEqual([]);
 
-    for (const [f, short] of upstream) if (short) expect(table.flags[f]?.shorthand, `-${short}`).toBe(short);
-  });
-});
+        for (const [f, short] of upstream) if (short) expect(table.flags[f]?.shorthand, `-${short}`).toBe(short);
+      },
+    );
+  },
+);

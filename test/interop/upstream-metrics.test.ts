@@ -15,7 +15,7 @@ import { interopEnv, skipInterop } from './upstream.js';
 
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
-describe.skipIf(skipInterop())('GAIE v1.4.0 / llm-d-inference-scheduler v0.7.1 metrics, from upstream\'s code', () => {
+describe.skipIf(skipInterop())("GAIE v1.4.0 / llm-d-inference-scheduler v0.7.1 metrics, from upstream's code", () => {
   it('the reference pd-router is tested against is exactly what upstream registers', async () => {
     const r = await runProcess(interopEnv().upstreamMetrics!, [], { timeoutMs: 30_000 });
     expect(r.code, r.stderr).toBe(0);
@@ -24,13 +24,19 @@ describe.skipIf(skipInterop())('GAIE v1.4.0 / llm-d-inference-scheduler v0.7.1 m
 
   it('the vendored GAIE dashboards are the released files', async () => {
     for (const version of ['v1.4.0', 'v1.5.0']) {
-      const d = await runProcess('go', ['mod', 'download', '-json', `sigs.k8s.io/gateway-api-inference-extension@${version}`], {
-        cwd: path.join(ROOT, 'test/interop/upstream-metrics'),
-        timeoutMs: 5 * 60_000,
-      });
+      const d = await runProcess(
+        'go',
+        ['mod', 'download', '-json', `sigs.k8s.io/gateway-api-inference-extension@${version}`],
+        {
+          cwd: path.join(ROOT, 'test/interop/upstream-metrics'),
+          timeoutMs: 5 * 60_000,
+        },
+      );
       expect(d.code, d.output).toBe(0);
       const dir = (JSON.parse(d.stdout) as { Dir: string }).Dir;
-      expect(sha256(path.join(ROOT, `test/interop/gaie-dashboards/inference_gateway-${version}.json`)), version).toBe(sha256(path.join(dir, 'tools/dashboards/inference_gateway.json')));
+      expect(sha256(path.join(ROOT, `test/interop/gaie-dashboards/inference_gateway-${version}.json`)), version).toBe(
+        sha256(path.join(dir, 'tools/dashboards/inference_gateway.json')),
+      );
     }
   }, 600_000);
 });

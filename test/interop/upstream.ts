@@ -40,7 +40,10 @@ export interface UpstreamSim {
  * asks huggingface.co whether the model exists (network) before falling back to its simulated tokenizer.
  * v0.10.2 listens on all IPv4 interfaces (it has no bind-address flag); the tests only talk to it over 127.0.0.1.
  */
-export async function startUpstreamSim(args: string[], opts: { env?: NodeJS.ProcessEnv; name?: string } = {}): Promise<UpstreamSim> {
+export async function startUpstreamSim(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; name?: string } = {},
+): Promise<UpstreamSim> {
   const binary = interopEnv().simBinary;
   if (!binary) throw new Error('the upstream simulator is not installed (interop global setup did not run?)');
   let lastError: Error | undefined;
@@ -84,7 +87,10 @@ export async function startUpstreamSim(args: string[], opts: { env?: NodeJS.Proc
         20_000,
         `${opts.name ?? 'upstream simulator'} /health on port ${port}`,
       );
-      if (exited) throw new Error(`${opts.name ?? 'upstream simulator'} exited at start (port ${port}); output:\n${out.slice(-4000)}`);
+      if (exited)
+        throw new Error(
+          `${opts.name ?? 'upstream simulator'} exited at start (port ${port}); output:\n${out.slice(-4000)}`,
+        );
       return { port, url, hostPort: `127.0.0.1:${port}`, child, output: () => out, close };
     } catch (e) {
       lastError = e as Error;

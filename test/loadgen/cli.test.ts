@@ -66,7 +66,7 @@ describe('pd-router loadgen CLI', () => {
     expect(r.stderr).toContain(message);
   });
 
-  it('resolves the arrival: flags, the preset\'s suggestion, the DoE rule of 10 × concurrency', () => {
+  it("resolves the arrival: flags, the preset's suggestion, the DoE rule of 10 × concurrency", () => {
     const p = (argv: string[]) => {
       const v = values(argv);
       return resolveArrival(v, resolveProfile(v));
@@ -75,26 +75,67 @@ describe('pd-router loadgen CLI', () => {
     expect(p(['--concurrency', '32'])).toEqual({ arrival: { kind: 'concurrency', concurrency: 32 }, requests: 320 });
     expect(p(['--rate', '3', '--requests', '9'])).toEqual({ arrival: { kind: 'constant', rate: 3 }, requests: 9 });
     expect(p(['--arrival', 'poisson'])).toEqual({ arrival: { kind: 'poisson', rate: 45 }, durationSeconds: 120 });
-    expect(p(['--preset', 'random-10k-1k'])).toEqual({ arrival: { kind: 'concurrency', concurrency: 8 }, requests: 80 });
-    expect(p(['--rate', '2', '--duration', '1m', '--requests', '5'])).toEqual({ arrival: { kind: 'constant', rate: 2 }, requests: 5, durationSeconds: 60 });
+    expect(p(['--preset', 'random-10k-1k'])).toEqual({
+      arrival: { kind: 'concurrency', concurrency: 8 },
+      requests: 80,
+    });
+    expect(p(['--rate', '2', '--duration', '1m', '--requests', '5'])).toEqual({
+      arrival: { kind: 'constant', rate: 2 },
+      requests: 5,
+      durationSeconds: 60,
+    });
     expect(values([], { PD_LOADGEN_RATE: '7' }).rate).toBe(7);
   });
 
   it('reads a profile file and applies overrides', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'loadgen-'));
     const file = path.join(dir, 'profile.yaml');
-    writeFileSync(file, 'name: mine\napi: chat\ninputTokens: {kind: uniform, min: 10, max: 20}\noutputTokens: {kind: fixed, value: 3}\n');
+    writeFileSync(
+      file,
+      'name: mine\napi: chat\ninputTokens: {kind: uniform, min: 10, max: 20}\noutputTokens: {kind: fixed, value: 3}\n',
+    );
     const p = resolveProfile(values(['--profile-file', file, '--output-tokens', 'normal:10,2,5,15']));
-    expect(p).toMatchObject({ name: 'mine-custom', api: 'chat', inputTokens: { kind: 'uniform', min: 10, max: 20 }, outputTokens: { kind: 'normal', mean: 10 } });
+    expect(p).toMatchObject({
+      name: 'mine-custom',
+      api: 'chat',
+      inputTokens: { kind: 'uniform', min: 10, max: 20 },
+      outputTokens: { kind: 'normal', mean: 10 },
+    });
     writeFileSync(file, 'name: bad\napi: grpc\n');
     expect(() => resolveProfile(values(['--profile-file', file]))).toThrow(/--profile-file .*api/);
   });
 
   it('a short run writes report.yaml, report.json, summary.md and samples.jsonl (model discovered from /v1/models)', async () => {
-    sim = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, timeToFirstToken: 5, interTokenLatency: 1, maxModelLen: 4096, model: ['served-one'] }));
+    sim = await startSimulator(
+      simConfig({
+        host: '127.0.0.1',
+        port: 0,
+        timeToFirstToken: 5,
+        interTokenLatency: 1,
+        maxModelLen: 4096,
+        model: ['served-one'],
+      }),
+    );
     const out = mkdtempSync(path.join(tmpdir(), 'loadgen-out-'));
     const r = await runCli(
-      ['loadgen', sim.url, '--input-tokens', '40-80', '--output-tokens', '5', '--api', 'chat', '--concurrency', '2', '--requests', '6', '--out', out, '--log-level', 'warn'],
+      [
+        'loadgen',
+        sim.url,
+        '--input-tokens',
+        '40-80',
+        '--output-tokens',
+        '5',
+        '--api',
+        'chat',
+        '--concurrency',
+        '2',
+        '--requests',
+        '6',
+        '--out',
+        out,
+        '--log-level',
+        'warn',
+      ],
       { timeoutMs: 15_000 },
     );
     expect(r.code, r.stderr).toBe(0);
@@ -106,7 +147,10 @@ describe('pd-router loadgen CLI', () => {
     expect(json.metrics.requests).toMatchObject({ total: 6, failures: 0 });
     expect(json.metrics.latency.time_to_first_token.units).toBe('s');
     expect(json.metrics.throughput.output_tokens_per_sec).toBeGreaterThan(0);
-    const samples = readFileSync(path.join(out, 'samples.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+    const samples = readFileSync(path.join(out, 'samples.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
     expect(samples).toHaveLength(6);
     for (const s of samples) expect(s.reportedInputTokens).toBe(s.inputTokens);
     expect(readFileSync(path.join(out, 'summary.md'), 'utf8')).toBe(r.stdout.slice(r.stdout.indexOf('# Load run')));
@@ -114,7 +158,24 @@ describe('pd-router loadgen CLI', () => {
 
   it('exits 1 when every request failed', async () => {
     sim = await startSimulator(simConfig({ host: '127.0.0.1', port: 0 }));
-    const r = await runCli(['loadgen', sim.url, '--model', 'sim-model', '--input-tokens', '10', '--output-tokens', '2', '--concurrency', '1', '--requests', '2', '--header', 'X-Return-Error: 429', '--log-level', 'warn']);
+    const r = await runCli([
+      'loadgen',
+      sim.url,
+      '--model',
+      'sim-model',
+      '--input-tokens',
+      '10',
+      '--output-tokens',
+      '2',
+      '--concurrency',
+      '1',
+      '--requests',
+      '2',
+      '--header',
+      'X-Return-Error: 429',
+      '--log-level',
+      'warn',
+    ]);
     expect(r.code).toBe(1);
     expect(r.stdout).toContain('| HTTP 429: Simulated error triggered by X-Return-Error header (code 429) | 2 |');
   });

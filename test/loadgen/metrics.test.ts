@@ -43,7 +43,10 @@ describe('metricsFromSseTimeline', () => {
     { atMs: 205, data: ']}\n\n' },
     {
       atMs: 210,
-      data: ev({ choices: [{ index: 0, delta: {}, finish_reason: 'length' }] }) + ev({ choices: [], usage: { prompt_tokens: 12, completion_tokens: 7 } }) + 'data: [DONE]\n\n',
+      data:
+        ev({ choices: [{ index: 0, delta: {}, finish_reason: 'length' }] }) +
+        ev({ choices: [], usage: { prompt_tokens: 12, completion_tokens: 7 } }) +
+        'data: [DONE]\n\n',
     },
   ];
 
@@ -195,12 +198,32 @@ describe('SLO gates and goodput', () => {
   it('applies each gate at the chosen percentile', () => {
     expect(runs[1].latency.timeToFirstToken.p90 * 1000).toBeCloseTo(180, 9);
     expect(runs[1].latency.timeToFirstToken.p95 * 1000).toBeCloseTo(540, 9);
-    expect(runs.map((runSummary) => meetsSlo(runSummary, { ttftMs: 200, tpotMs: 25, percentile: 90 }))).toEqual([true, true, false]);
-    expect(runs.map((runSummary) => meetsSlo(runSummary, { ttftMs: 200, tpotMs: 25, percentile: 95 }))).toEqual([true, false, false]);
-    expect(runs.map((runSummary) => meetsSlo(runSummary, { ttftMs: 200, percentile: 50 }))).toEqual([true, true, false]);
+    expect(runs.map((runSummary) => meetsSlo(runSummary, { ttftMs: 200, tpotMs: 25, percentile: 90 }))).toEqual([
+      true,
+      true,
+      false,
+    ]);
+    expect(runs.map((runSummary) => meetsSlo(runSummary, { ttftMs: 200, tpotMs: 25, percentile: 95 }))).toEqual([
+      true,
+      false,
+      false,
+    ]);
+    expect(runs.map((runSummary) => meetsSlo(runSummary, { ttftMs: 200, percentile: 50 }))).toEqual([
+      true,
+      true,
+      false,
+    ]);
     expect(runs.map((runSummary) => meetsSlo(runSummary, { tpotMs: 20, percentile: 99 }))).toEqual([true, true, false]);
-    expect(runs.map((runSummary) => meetsSlo(runSummary, { tpotMs: 19.9, percentile: 99 }))).toEqual([true, false, false]);
-    expect(runs.map((runSummary) => meetsSlo(runSummary, { ttftMs: 827, percentile: 99 }))).toEqual([true, false, true]);
+    expect(runs.map((runSummary) => meetsSlo(runSummary, { tpotMs: 19.9, percentile: 99 }))).toEqual([
+      true,
+      false,
+      false,
+    ]);
+    expect(runs.map((runSummary) => meetsSlo(runSummary, { ttftMs: 827, percentile: 99 }))).toEqual([
+      true,
+      false,
+      true,
+    ]);
   });
 
   it('goodput is the highest output-token rate among passing runs', () => {
@@ -229,7 +252,15 @@ describe('SLO gates and goodput', () => {
 
 function fakeResult(): RunResult {
   const samples = [
-    sample({ index: 0, inputTokens: 5000, outputTokens: 250, ttftMs: 1100, e2eMs: 2500, itlMs: [5, 6, 7], tpotMs: 5.6 }),
+    sample({
+      index: 0,
+      inputTokens: 5000,
+      outputTokens: 250,
+      ttftMs: 1100,
+      e2eMs: 2500,
+      itlMs: [5, 6, 7],
+      tpotMs: 5.6,
+    }),
     sample({ index: 1, ok: false, status: 503, error: 'HTTP 503: busy | try later', outputTokens: 0, e2eMs: 2 }),
   ];
   return {
@@ -252,8 +283,28 @@ function fakeResult(): RunResult {
 }
 
 describe('inference-perf report', () => {
-  const report = inferencePerfReport(fakeResult(), { host: { type: ['prefill', 'decode'] }, load: { topology: '1P1D' } }) as any;
-  const statKeys = ['units', 'min', 'max', 'mean', 'stddev', 'p0p1', 'p1', 'p5', 'p10', 'p25', 'p50', 'p75', 'p90', 'p95', 'p99', 'p99p9'];
+  const report = inferencePerfReport(fakeResult(), {
+    host: { type: ['prefill', 'decode'] },
+    load: { topology: '1P1D' },
+  }) as any;
+  const statKeys = [
+    'units',
+    'min',
+    'max',
+    'mean',
+    'stddev',
+    'p0p1',
+    'p1',
+    'p5',
+    'p10',
+    'p25',
+    'p50',
+    'p75',
+    'p90',
+    'p95',
+    'p99',
+    'p99p9',
+  ];
 
   it('has every latency block with all statistics and its units', () => {
     const units: Record<string, string> = {
@@ -272,19 +323,37 @@ describe('inference-perf report', () => {
     expect(report.metrics.latency.inter_token_latency.max).toBeCloseTo(0.007, 12);
   });
 
-  it('has requests, throughput, time and the scenario (load, data, server) with the caller\'s entries merged', () => {
+  it("has requests, throughput, time and the scenario (load, data, server) with the caller's entries merged", () => {
     expect(report.version).toBe('0.1');
     expect(report.metrics.requests).toMatchObject({ total: 2, failures: 1, incomplete: 0 });
     expect(report.metrics.requests.input_length).toMatchObject({ units: 'count', mean: 5000 });
     expect(report.metrics.requests.output_length).toMatchObject({ units: 'count', p50: 250 });
-    expect(Object.keys(report.metrics.throughput).sort()).toEqual(['input_tokens_per_sec', 'output_tokens_per_sec', 'requests_per_sec', 'total_tokens_per_sec']);
+    expect(Object.keys(report.metrics.throughput).sort()).toEqual([
+      'input_tokens_per_sec',
+      'output_tokens_per_sec',
+      'requests_per_sec',
+      'total_tokens_per_sec',
+    ]);
     expect(report.metrics.throughput.output_tokens_per_sec).toBeCloseTo(250 / 3, 9);
     expect(report.metrics.time).toEqual({ duration: 3, start: 1_700_000_000, stop: 1_700_000_000.3 });
     expect(report.metrics.metadata.time_scale).toBe(0.1);
     expect(report.scenario.model).toEqual({ name: 'm' });
-    expect(report.scenario.load).toMatchObject({ name: 'pd-router-loadgen', type: 'constant', stages: [{ rate: 45, duration: 120 }], topology: '1P1D' });
-    expect(report.scenario.data).toMatchObject({ type: 'random', input_distribution: { min: 5000, max: 5000, mean: 5000, std: 0 } });
-    expect(report.scenario.server).toMatchObject({ model_name: 'm', base_url: 'http://127.0.0.1:8080', ignore_eos: true, api: { type: 'completion', streaming: true } });
+    expect(report.scenario.load).toMatchObject({
+      name: 'pd-router-loadgen',
+      type: 'constant',
+      stages: [{ rate: 45, duration: 120 }],
+      topology: '1P1D',
+    });
+    expect(report.scenario.data).toMatchObject({
+      type: 'random',
+      input_distribution: { min: 5000, max: 5000, mean: 5000, std: 0 },
+    });
+    expect(report.scenario.server).toMatchObject({
+      model_name: 'm',
+      base_url: 'http://127.0.0.1:8080',
+      ignore_eos: true,
+      api: { type: 'completion', streaming: true },
+    });
     expect(report.scenario.host).toEqual({ type: ['prefill', 'decode'] });
   });
 
@@ -314,7 +383,8 @@ describe('workload profiles, lengths and prompts', () => {
   it('length distributions: fixed, uniform bounds, normal and lognormal moments, clamping, text forms', () => {
     const rng = new Rng(3);
     expect(drawLength({ kind: 'fixed', value: 42 }, rng)).toBe(42);
-    const draw = (distribution: Parameters<typeof drawLength>[0], count = 20_000) => Array.from({ length: count }, () => drawLength(distribution, rng));
+    const draw = (distribution: Parameters<typeof drawLength>[0], count = 20_000) =>
+      Array.from({ length: count }, () => drawLength(distribution, rng));
     const u = draw({ kind: 'uniform', min: 10, max: 20 });
     expect(Math.min(...u)).toBe(10);
     expect(Math.max(...u)).toBe(20);

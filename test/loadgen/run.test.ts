@@ -1,7 +1,13 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { runLoad, statSummary, type LoadRunOptions, type RequestSample, type WorkloadProfile } from '../../src/loadgen/index.js';
+import {
+  runLoad,
+  statSummary,
+  type LoadRunOptions,
+  type RequestSample,
+  type WorkloadProfile,
+} from '../../src/loadgen/index.js';
 import { simConfig, startSimulator, type SimConfig, type SimulatorHandle } from '../../src/sim/index.js';
 import { postJson, waitFor } from '../helpers.js';
 
@@ -11,17 +17,41 @@ afterEach(async () => {
 });
 
 async function sim(overrides: Partial<SimConfig> = {}): Promise<SimulatorHandle> {
-  const s = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, seed: 1, maxNumSeqs: 16, maxModelLen: 8192, kvCacheSize: 4096, ...overrides }));
+  const s = await startSimulator(
+    simConfig({
+      host: '127.0.0.1',
+      port: 0,
+      seed: 1,
+      maxNumSeqs: 16,
+      maxModelLen: 8192,
+      kvCacheSize: 4096,
+      ...overrides,
+    }),
+  );
   handles.push({ close: () => s.close(1_000) });
   return s;
 }
 
 function profile(params: Partial<WorkloadProfile> = {}): WorkloadProfile {
-  return { name: 'test', description: '', api: 'completions', inputTokens: { kind: 'fixed', value: 32 }, outputTokens: { kind: 'fixed', value: 4 }, ...params };
+  return {
+    name: 'test',
+    description: '',
+    api: 'completions',
+    inputTokens: { kind: 'fixed', value: 32 },
+    outputTokens: { kind: 'fixed', value: 4 },
+    ...params,
+  };
 }
 
 function opts(settings: { url: string }, options: Partial<LoadRunOptions>): LoadRunOptions {
-  return { baseUrl: settings.url, model: 'sim-model', profile: profile(), arrival: { kind: 'concurrency', concurrency: 1 }, progress: false, ...options };
+  return {
+    baseUrl: settings.url,
+    model: 'sim-model',
+    profile: profile(),
+    arrival: { kind: 'concurrency', concurrency: 1 },
+    progress: false,
+    ...options,
+  };
 }
 
 /** Largest number of requests in flight at once, from the samples' [start, start + e2e] intervals. */
@@ -57,7 +87,13 @@ describe('runLoad against the simulator', () => {
   it('measures TTFT, ITL and TPOT matching the configured latencies', async () => {
     const s = await sim({ timeToFirstToken: 80, interTokenLatency: 10 });
     const wallStart = performance.now();
-    const r = await runLoad(opts(s, { profile: profile({ outputTokens: { kind: 'fixed', value: 20 } }), arrival: { kind: 'concurrency', concurrency: 2 }, requests: 8 }));
+    const r = await runLoad(
+      opts(s, {
+        profile: profile({ outputTokens: { kind: 'fixed', value: 20 } }),
+        arrival: { kind: 'concurrency', concurrency: 2 },
+        requests: 8,
+      }),
+    );
     expect(r.samples.every((sample) => sample.ok)).toBe(true);
     const ttft = r.summary.latency.timeToFirstToken;
     const itl = r.summary.latency.interTokenLatency;
@@ -80,25 +116,38 @@ describe('runLoad against the simulator', () => {
     expect(r.summary.throughput.outputTokensPerSec).toBeCloseTo((8 * 20) / r.summary.durationSeconds, 6);
   });
 
-  it.each(['completions', 'chat'] as const)('%s: the prompt tokens the simulator counts equal the drawn input lengths', async (api) => {
-    const s = await sim({ timeToFirstToken: 1, interTokenLatency: 1 });
-    const r = await runLoad(
-      opts(s, { profile: profile({ api, inputTokens: { kind: 'uniform', min: 6, max: 400 }, outputTokens: { kind: 'uniform', min: 1, max: 5 } }), arrival: { kind: 'concurrency', concurrency: 4 }, requests: 30 }),
-    );
-    expect(r.samples.filter((sample) => !sample.ok)).toEqual([]);
-    expect(new Set(r.samples.map((sample) => sample.inputTokens)).size).toBeGreaterThan(20);
-    for (const x of r.samples) {
-      expect(x.reportedInputTokens).toBe(x.inputTokens);
-      expect(x.outputTokens).toBe(x.requestedOutputTokens);
-    }
-    const rec = await records(s);
-    expect(rec.map((recorded) => recorded.promptTokens).sort()).toEqual(r.samples.map((sample) => sample.inputTokens).sort());
-    for (const x of rec) {
-      expect(x.body.ignore_eos).toBe(true);
-      expect(x.body.min_tokens).toBe(x.body.max_tokens);
-      expect(x.body.stream_options).toEqual({ include_usage: true });
-    }
-  });
+  it.each(['completions', 'chat'] as const)(
+    '%s: the prompt tokens the simulator counts equal the drawn input lengths',
+    async (api) => {
+      const s = await sim({ timeToFirstToken: 1, interTokenLatency: 1 });
+      const r = await runLoad(
+        opts(s, {
+          profile: profile({
+            api,
+            inputTokens: { kind: 'uniform', min: 6, max: 400 },
+            outputTokens: { kind: 'uniform', min: 1, max: 5 },
+          }),
+          arrival: { kind: 'concurrency', concurrency: 4 },
+          requests: 30,
+        }),
+      );
+      expect(r.samples.filter((sample) => !sample.ok)).toEqual([]);
+      expect(new Set(r.samples.map((sample) => sample.inputTokens)).size).toBeGreaterThan(20);
+      for (const x of r.samples) {
+        expect(x.reportedInputTokens).toBe(x.inputTokens);
+        expect(x.outputTokens).toBe(x.requestedOutputTokens);
+      }
+      const rec = await records(s);
+      expect(rec.map((recorded) => recorded.promptTokens).sort()).toEqual(
+        r.samples.map((sample) => sample.inputTokens).sort(),
+      );
+      for (const x of rec) {
+        expect(x.body.ignore_eos).toBe(true);
+        expect(x.body.min_tokens).toBe(x.body.max_tokens);
+        expect(x.body.stream_options).toEqual({ include_usage: true });
+      }
+    },
+  );
 
   it('shared prefixes hit the prefix cache, everything after them misses, also across runs', async () => {
     const s = await sim({ timeToFirstToken: 1, interTokenLatency: 1, blockSize: 16 });
@@ -167,7 +216,14 @@ describe('runLoad against the simulator', () => {
   it('time scale: a simulator at --time-scale 0.1 is measured in simulated time', async () => {
     const s = await sim({ timeScale: 0.1, timeToFirstToken: 500, interTokenLatency: 50 });
     const wallStart = performance.now();
-    const r = await runLoad(opts(s, { profile: profile({ outputTokens: { kind: 'fixed', value: 10 } }), arrival: { kind: 'constant', rate: 10 }, durationSeconds: 2, timeScale: 0.1 }));
+    const r = await runLoad(
+      opts(s, {
+        profile: profile({ outputTokens: { kind: 'fixed', value: 10 } }),
+        arrival: { kind: 'constant', rate: 10 },
+        durationSeconds: 2,
+        timeScale: 0.1,
+      }),
+    );
     const wallMs = performance.now() - wallStart;
     expect(r.samples).toHaveLength(20); // 2 simulated seconds at 10/s
     expect(r.samples.every((sample) => sample.ok)).toBe(true);
@@ -187,16 +243,22 @@ describe('runLoad against the simulator', () => {
 describe('failures never hang the run', () => {
   it('counts HTTP errors injected with X-Return-Error', async () => {
     const s = await sim();
-    const r = await runLoad(opts(s, { headers: { 'X-Return-Error': '503' }, requests: 5, arrival: { kind: 'concurrency', concurrency: 2 } }));
+    const r = await runLoad(
+      opts(s, { headers: { 'X-Return-Error': '503' }, requests: 5, arrival: { kind: 'concurrency', concurrency: 2 } }),
+    );
     expect(r.summary.requests).toMatchObject({ total: 5, failures: 5 });
-    expect(r.samples.every((sample) => sample.status === 503 && sample.error?.startsWith('HTTP 503: Simulated error'))).toBe(true);
+    expect(
+      r.samples.every((sample) => sample.status === 503 && sample.error?.startsWith('HTTP 503: Simulated error')),
+    ).toBe(true);
     expect(r.summary.throughput.outputTokensPerSec).toBe(0);
     expect(r.summary.latency.timeToFirstToken.count).toBe(0);
   });
 
   it('counts the errors a simulator returns for part of a run (/admin/config return-error-count)', async () => {
     const s = await sim({ timeToFirstToken: 1, interTokenLatency: 1 });
-    expect((await postJson(`${s.url}/admin/config`, { 'return-error': 500, 'return-error-count': 3 })).status).toBe(200);
+    expect((await postJson(`${s.url}/admin/config`, { 'return-error': 500, 'return-error-count': 3 })).status).toBe(
+      200,
+    );
     const r = await runLoad(opts(s, { requests: 10 }));
     expect(r.summary.requests).toMatchObject({ total: 10, failures: 3 });
     expect(r.samples.slice(0, 3).every((sample) => !sample.ok && sample.status === 500)).toBe(true);
@@ -222,7 +284,14 @@ describe('failures never hang the run', () => {
     const s = await sim();
     expect((await postJson(`${s.url}/admin/config`, { hang: true })).status).toBe(200);
     // 10 simulated minutes at a time scale of 1/10000 are 60 ms of wall time; unscaled, the test would time out.
-    const r = await runLoad(opts(s, { requests: 3, arrival: { kind: 'concurrency', concurrency: 3 }, requestTimeoutMs: 600_000, timeScale: 0.0001 }));
+    const r = await runLoad(
+      opts(s, {
+        requests: 3,
+        arrival: { kind: 'concurrency', concurrency: 3 },
+        requestTimeoutMs: 600_000,
+        timeScale: 0.0001,
+      }),
+    );
     expect(r.samples.map((sample) => sample.error)).toEqual(Array(3).fill('timed out after 600000ms'));
     for (const x of r.samples) expect(x.e2eMs).toBeGreaterThanOrEqual(599_000);
   });
@@ -231,7 +300,14 @@ describe('failures never hang the run', () => {
     // Ten minutes to a first token: only the abort can end this run within the test's bound.
     const s = await sim({ timeToFirstToken: 600_000 });
     const ac = new AbortController();
-    const running = runLoad(opts(s, { requests: 50, arrival: { kind: 'concurrency', concurrency: 5 }, signal: ac.signal, requestTimeoutMs: 3_600_000 }));
+    const running = runLoad(
+      opts(s, {
+        requests: 50,
+        arrival: { kind: 'concurrency', concurrency: 5 },
+        signal: ac.signal,
+        requestTimeoutMs: 3_600_000,
+      }),
+    );
     await waitFor(() => s.engine.scheduler.running === 5, 5_000, 'five requests running');
     ac.abort();
     const r = await running;
@@ -243,7 +319,14 @@ describe('failures never hang the run', () => {
     const s = await sim({ timeToFirstToken: 1, interTokenLatency: 1 });
     const ac = new AbortController();
     let finished = 0;
-    const running = runLoad(opts(s, { arrival: { kind: 'constant', rate: 0.1 }, durationSeconds: 600, signal: ac.signal, onSample: () => finished++ }));
+    const running = runLoad(
+      opts(s, {
+        arrival: { kind: 'constant', rate: 0.1 },
+        durationSeconds: 600,
+        signal: ac.signal,
+        onSample: () => finished++,
+      }),
+    );
     await waitFor(() => finished === 1, 5_000, 'the first request');
     ac.abort();
     const r = await running;
@@ -264,7 +347,14 @@ describe('failures never hang the run', () => {
   });
 
   it('rejects invalid options with every problem named', async () => {
-    await expect(runLoad({ baseUrl: 'nope', model: '', profile: profile({ inputTokens: { kind: 'uniform', min: 5, max: 1 } }), arrival: { kind: 'constant', rate: 0 } })).rejects.toThrow(
+    await expect(
+      runLoad({
+        baseUrl: 'nope',
+        model: '',
+        profile: profile({ inputTokens: { kind: 'uniform', min: 5, max: 1 } }),
+        arrival: { kind: 'constant', rate: 0 },
+      }),
+    ).rejects.toThrow(
       /baseUrl "nope" is not a URL; model is required; profile.inputTokens: .*; arrival.*; give requests, durationSeconds or both/,
     );
   });
@@ -285,7 +375,8 @@ describe('stream errors from a non-simulator server', () => {
           return;
         }
         res.writeHead(200, { 'content-type': 'text/event-stream' });
-        if (model === 'error') res.end(chunk('a') + `data: ${JSON.stringify({ error: { message: 'engine died' } })}\n\n`);
+        if (model === 'error')
+          res.end(chunk('a') + `data: ${JSON.stringify({ error: { message: 'engine died' } })}\n\n`);
         else if (model === 'nodone') res.end(chunk('a') + chunk('b'));
         else if (model === 'empty') res.end('data: [DONE]\n\n');
         else res.end(chunk('a') + chunk('b') + chunk('c') + 'data: [DONE]\n\n'); // no usage chunk

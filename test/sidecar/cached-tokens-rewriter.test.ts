@@ -46,25 +46,38 @@ describe('SSE cached_tokens rewriter', () => {
 
   it('splitting byte by byte still works', () => {
     const input = Buffer.from(STREAM);
-    expect(runRewriter(input, Array.from({ length: input.length - 1 }, (_, i) => i + 1), 7)).toBe(EXPECTED);
+    expect(
+      runRewriter(
+        input,
+        Array.from({ length: input.length - 1 }, (_, i) => i + 1),
+        7,
+      ),
+    ).toBe(EXPECTED);
   });
 
   it('creates prompt_tokens_details when missing, sets 0 when the prefiller reported none', () => {
     const line = 'data: {"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}\n';
-    expect(runRewriter(Buffer.from(line), [], 0)).toBe('data: {"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6,"prompt_tokens_details":{"cached_tokens":0}}}\n');
+    expect(runRewriter(Buffer.from(line), [], 0)).toBe(
+      'data: {"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6,"prompt_tokens_details":{"cached_tokens":0}}}\n',
+    );
     const nullDetails = 'data: {"usage":{"prompt_tokens":5,"prompt_tokens_details":null}}\n';
-    expect(runRewriter(Buffer.from(nullDetails), [], 3)).toBe('data: {"usage":{"prompt_tokens":5,"prompt_tokens_details":{"cached_tokens":3}}}\n');
+    expect(runRewriter(Buffer.from(nullDetails), [], 3)).toBe(
+      'data: {"usage":{"prompt_tokens":5,"prompt_tokens_details":{"cached_tokens":3}}}\n',
+    );
   });
 
   it('rewrites the responses API completed event and keeps CRLF line ends', () => {
-    const line = 'event: response.completed\r\ndata: {"type":"response.completed","response":{"usage":{"input_tokens":9,"output_tokens":1}}}\r\n\r\n';
+    const line =
+      'event: response.completed\r\ndata: {"type":"response.completed","response":{"usage":{"input_tokens":9,"output_tokens":1}}}\r\n\r\n';
     expect(runRewriter(Buffer.from(line), [20, 60], 4)).toBe(
       'event: response.completed\r\ndata: {"type":"response.completed","response":{"usage":{"input_tokens":9,"output_tokens":1,"input_tokens_details":{"cached_tokens":4}}}}\r\n\r\n',
     );
   });
 
   it('flushes a trailing line without newline at the end', () => {
-    expect(runRewriter(Buffer.from('data: {"usage":{"prompt_tokens":1}}'), [10], 2)).toBe('data: {"usage":{"prompt_tokens":1,"prompt_tokens_details":{"cached_tokens":2}}}');
+    expect(runRewriter(Buffer.from('data: {"usage":{"prompt_tokens":1}}'), [10], 2)).toBe(
+      'data: {"usage":{"prompt_tokens":1,"prompt_tokens_details":{"cached_tokens":2}}}',
+    );
   });
 
   it('never holds back a complete line', () => {
@@ -75,7 +88,12 @@ describe('SSE cached_tokens rewriter', () => {
 
 describe('JSON cached_tokens rewrite', () => {
   it('rewrites bodies of any size in one piece', () => {
-    const body = Buffer.from(JSON.stringify({ text: 'x'.repeat(200_000), usage: { prompt_tokens: 10, prompt_tokens_details: { cached_tokens: 9 } } }));
+    const body = Buffer.from(
+      JSON.stringify({
+        text: 'x'.repeat(200_000),
+        usage: { prompt_tokens: 10, prompt_tokens_details: { cached_tokens: 9 } },
+      }),
+    );
     const out = JSON.parse(rewriteJsonBody(body, 3).toString());
     expect(out.usage.prompt_tokens_details.cached_tokens).toBe(3);
     expect(out.text.length).toBe(200_000);
@@ -92,7 +110,8 @@ describe('JSON cached_tokens rewrite', () => {
 describe('over HTTP: a decoder that splits an SSE data line across writes', () => {
   it('the client gets the rewritten usage line whole, and earlier events without delay', async () => {
     const prefill = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: ['m'] }));
-    const usageLine = 'data: {"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":1,"total_tokens":10,"prompt_tokens_details":{"cached_tokens":8}}}\n\n';
+    const usageLine =
+      'data: {"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":1,"total_tokens":10,"prompt_tokens_details":{"cached_tokens":8}}}\n\n';
     const decoder = http.createServer((_req, res) => {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       res.write('data: {"choices":[{"delta":{"content":"a"}}],"usage":null}\n\n');
@@ -107,10 +126,20 @@ describe('over HTTP: a decoder that splits an SSE data line across writes', () =
     });
     await new Promise<void>((resolve) => decoder.listen(0, '127.0.0.1', resolve));
     const sidecar = await startSidecar(
-      sidecarConfig({ host: '127.0.0.1', port: 0, secureProxy: false, modelServerHost: '127.0.0.1', modelServerPort: (decoder.address() as AddressInfo).port }),
+      sidecarConfig({
+        host: '127.0.0.1',
+        port: 0,
+        secureProxy: false,
+        modelServerHost: '127.0.0.1',
+        modelServerPort: (decoder.address() as AddressInfo).port,
+      }),
     );
     try {
-      const r = await postJson(`${sidecar.url}/v1/chat/completions`, { model: 'm', messages: [{ role: 'user', content: 'x' }], stream: true }, { 'x-prefiller-host-port': `127.0.0.1:${prefill.port}` });
+      const r = await postJson(
+        `${sidecar.url}/v1/chat/completions`,
+        { model: 'm', messages: [{ role: 'user', content: 'x' }], stream: true },
+        { 'x-prefiller-host-port': `127.0.0.1:${prefill.port}` },
+      );
       const chunks = sseJson(r.text);
       expect(chunks).toHaveLength(2);
       expect(chunks[1].usage.prompt_tokens_details.cached_tokens).toBe(0);
@@ -128,8 +157,18 @@ describe('byte-level fast paths agree with full parsing', () => {
   it('the cached_tokens splice gives the same JSON as parse + rewrite, and falls back when ambiguous', async () => {
     const { rewriteUsage } = await import('../../src/sidecar/cached-tokens-rewriter.js');
     const cases = [
-      { id: 'a', choices: [{ text: 'quote \\"cached_tokens\\": 5 in text' }], usage: { prompt_tokens: 9, prompt_tokens_details: { cached_tokens: 8 } } },
-      { usage: { prompt_tokens: 9, prompt_tokens_details: { cached_tokens: 0 }, completion_tokens_details: { cached_tokens: 3 } } },
+      {
+        id: 'a',
+        choices: [{ text: 'quote \\"cached_tokens\\": 5 in text' }],
+        usage: { prompt_tokens: 9, prompt_tokens_details: { cached_tokens: 8 } },
+      },
+      {
+        usage: {
+          prompt_tokens: 9,
+          prompt_tokens_details: { cached_tokens: 0 },
+          completion_tokens_details: { cached_tokens: 3 },
+        },
+      },
       { usage: { prompt_tokens: 9 } },
       { usage: { prompt_tokens: 9, prompt_tokens_details: null } },
     ];
@@ -141,7 +180,7 @@ describe('byte-level fast paths agree with full parsing', () => {
     }
   });
 
-  it('the decode body keeps the client\'s bytes and appends kv_transfer_params', async () => {
+  it("the decode body keeps the client's bytes and appends kv_transfer_params", async () => {
     const { nixlDecodeBytes } = await import('../../src/sidecar/request-bodies.js');
     const raw = Buffer.from('{ "model": "m",\n  "prompt": "x  y" }\n');
     const out = nixlDecodeBytes(raw, JSON.parse(raw.toString()), { a: 1 }).toString();
@@ -150,6 +189,9 @@ describe('byte-level fast paths agree with full parsing', () => {
     expect(nixlDecodeBytes(Buffer.from('{}'), {}, null).toString()).toBe('{"kv_transfer_params":null}');
     // A client-sent kv_transfer_params is replaced, not duplicated.
     const withKv = Buffer.from('{"kv_transfer_params":{"x":1},"model":"m"}');
-    expect(JSON.parse(nixlDecodeBytes(withKv, JSON.parse(withKv.toString()), { b: 2 }).toString())).toEqual({ kv_transfer_params: { b: 2 }, model: 'm' });
+    expect(JSON.parse(nixlDecodeBytes(withKv, JSON.parse(withKv.toString()), { b: 2 }).toString())).toEqual({
+      kv_transfer_params: { b: 2 },
+      model: 'm',
+    });
   });
 });

@@ -51,16 +51,31 @@ describe('pd-router sidecar CLI', () => {
   });
 
   it.each([
-    [['--kv-connector', 'mooncake'], 'invalid value "mooncake" for --kv-connector: expected one of nixlv2, sglang, shared-storage'],
+    [
+      ['--kv-connector', 'mooncake'],
+      'invalid value "mooncake" for --kv-connector: expected one of nixlv2, sglang, shared-storage',
+    ],
     [['--port', 'abc'], 'invalid value "abc" for --port: expected an integer between 0 and 65535'],
-    [['--enable-tls', 'prefill'], 'invalid value ["prefill"] for --enable-tls: expected a comma-separated list of prefiller, decoder, encoder'],
-    [['--enable-ssrf-protection'], '--enable-ssrf-protection needs --inference-pool (or env INFERENCE_POOL), --ssrf-allowlist or --ssrf-allowlist-file'],
+    [
+      ['--enable-tls', 'prefill'],
+      'invalid value ["prefill"] for --enable-tls: expected a comma-separated list of prefiller, decoder, encoder',
+    ],
+    [
+      ['--enable-ssrf-protection'],
+      '--enable-ssrf-protection needs --inference-pool (or env INFERENCE_POOL), --ssrf-allowlist or --ssrf-allowlist-file',
+    ],
     [['--prefill-failure-policy', 'retry'], '--prefill-failure-policy=retry needs --prefill-max-retries >= 1'],
     [['--connectr', 'nixlv2'], 'unknown flag --connectr (did you mean --connector?)'],
     // An upstream flag's value is checked as upstream checks it.
-    [['--connector', 'mooncake'], 'invalid value "mooncake" for --connector: expected one of nixlv2, sglang, shared-storage'],
+    [
+      ['--connector', 'mooncake'],
+      'invalid value "mooncake" for --connector: expected one of nixlv2, sglang, shared-storage',
+    ],
     // Used to pass the option check and then crash building the allowlist.
-    [['--enable-ssrf-protection', '--ssrf-allowlist', 'pod-a:99999'], 'invalid value "pod-a:99999" for --ssrf-allowlist: expected host:port with a port from 1 to 65535'],
+    [
+      ['--enable-ssrf-protection', '--ssrf-allowlist', 'pod-a:99999'],
+      'invalid value "pod-a:99999" for --ssrf-allowlist: expected host:port with a port from 1 to 65535',
+    ],
     [['--enable-ssrf-protection', '--ssrf-allowlist', 'pod-a/x:80'], 'invalid value "pod-a/x:80" for --ssrf-allowlist'],
   ])('rejects %j', async (args, message) => {
     const r = await runCli(['sidecar', ...args], { env: { INFERENCE_POOL: '' } });
@@ -73,7 +88,10 @@ describe('pd-router sidecar CLI', () => {
     const bad = path.join(dir, 'bad.txt');
     writeFileSync(bad, 'pod-a:8000\n[127.0.0.1]:8000\n');
     const cases: Array<[string, string]> = [
-      [path.join(dir, 'missing.yaml'), `pd-router sidecar: invalid value "${path.join(dir, 'missing.yaml')}" for --ssrf-allowlist-file: cannot read it (no such file)`],
+      [
+        path.join(dir, 'missing.yaml'),
+        `pd-router sidecar: invalid value "${path.join(dir, 'missing.yaml')}" for --ssrf-allowlist-file: cannot read it (no such file)`,
+      ],
       [dir, `pd-router sidecar: invalid value "${dir}" for --ssrf-allowlist-file: cannot read it (it is a directory)`],
       [
         bad,
@@ -81,7 +99,18 @@ describe('pd-router sidecar CLI', () => {
       ],
     ];
     for (const [file, line] of cases) {
-      const r = await runCli(['sidecar', '--port=0', '--host=127.0.0.1', '--secure-proxy=false', '--enable-ssrf-protection', '--ssrf-allowlist-file', file], { timeoutMs: 20_000 });
+      const r = await runCli(
+        [
+          'sidecar',
+          '--port=0',
+          '--host=127.0.0.1',
+          '--secure-proxy=false',
+          '--enable-ssrf-protection',
+          '--ssrf-allowlist-file',
+          file,
+        ],
+        { timeoutMs: 20_000 },
+      );
       expect(r.code).toBe(2);
       expect(r.stderr).toBe(`${line}\n`);
     }
@@ -92,7 +121,10 @@ describe('pd-router sidecar CLI', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'pdr-sidecar-'));
     const file = path.join(dir, 'sidecar.yaml');
     writeFileSync(file, `model-server-port: ${sim.port}\nmodel-server-host: 127.0.0.1\nkv-connector: nixlv2\n`);
-    const proc = await startCli(['sidecar', '--port', '0', '--host', '127.0.0.1', '--configuration-file', file], /"url":"(https:[^"]+)".*sidecar listening/);
+    const proc = await startCli(
+      ['sidecar', '--port', '0', '--host', '127.0.0.1', '--configuration-file', file],
+      /"url":"(https:[^"]+)".*sidecar listening/,
+    );
     try {
       const url = proc.match[1];
       const agent = new Agent({ connect: { rejectUnauthorized: false } });
@@ -110,10 +142,18 @@ describe('pd-router sidecar CLI', () => {
     }
   });
 
-  it('accepts upstream\'s deprecated --vllm-port and --zap-log-level', async () => {
+  it("accepts upstream's deprecated --vllm-port and --zap-log-level", async () => {
     sim = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: ['m'] }));
     const proc = await startCli(
-      ['sidecar', '--port=0', '--host=127.0.0.1', `--vllm-port=${sim.port}`, '--model-server-host=127.0.0.1', '--secure-proxy=false', '--zap-log-level=1'],
+      [
+        'sidecar',
+        '--port=0',
+        '--host=127.0.0.1',
+        `--vllm-port=${sim.port}`,
+        '--model-server-host=127.0.0.1',
+        '--secure-proxy=false',
+        '--zap-log-level=1',
+      ],
       /"url":"(http:[^"]+)".*sidecar listening/,
     );
     try {

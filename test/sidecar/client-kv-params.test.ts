@@ -18,23 +18,38 @@ afterEach(async () => {
 });
 
 /** What a client would use to make the decoder pull KV blocks from a host of its choosing. */
-const EVIL = { do_remote_prefill: true, do_remote_decode: false, remote_engine_id: 'evil', remote_block_ids: [0, 1], remote_host: '10.6.6.6', remote_port: 5600 };
+const EVIL = {
+  do_remote_prefill: true,
+  do_remote_decode: false,
+  remote_engine_id: 'evil',
+  remote_block_ids: [0, 1],
+  remote_host: '10.6.6.6',
+  remote_port: 5600,
+};
 
 const post = (url: string, raw: string | Buffer, headers: Record<string, string> = {}) =>
-  fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: raw, signal: AbortSignal.timeout(10_000) });
+  fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: raw,
+    signal: AbortSignal.timeout(10_000),
+  });
 
 describe('local path (no prefill header)', () => {
-  it.each(['nixlv2', 'shared-storage', 'sglang'] as const)('%s: the client\'s kv_transfer_params is removed; the rest of the body is kept', async (kvConnector) => {
-    f = await startPd({ sidecar: { kvConnector } });
-    const client = { model: MODEL, prompt: 'hello there', max_tokens: 2, temperature: 0, kv_transfer_params: EVIL };
-    const r = await post(`${f.sidecar.url}/v1/completions`, JSON.stringify(client));
-    expect(r.status).toBe(200);
-    const d = lastRecord(f.decode);
-    expect(d.kvTransferParams).toBeUndefined();
-    expect(d.kind).toBe('aggregated');
-    const { kv_transfer_params: _removed, ...kept } = client;
-    expect(d.body).toEqual(kept);
-  });
+  it.each(['nixlv2', 'shared-storage', 'sglang'] as const)(
+    "%s: the client's kv_transfer_params is removed; the rest of the body is kept",
+    async (kvConnector) => {
+      f = await startPd({ sidecar: { kvConnector } });
+      const client = { model: MODEL, prompt: 'hello there', max_tokens: 2, temperature: 0, kv_transfer_params: EVIL };
+      const r = await post(`${f.sidecar.url}/v1/completions`, JSON.stringify(client));
+      expect(r.status).toBe(200);
+      const d = lastRecord(f.decode);
+      expect(d.kvTransferParams).toBeUndefined();
+      expect(d.kind).toBe('aggregated');
+      const { kv_transfer_params: _removed, ...kept } = client;
+      expect(d.body).toEqual(kept);
+    },
+  );
 
   it('a key spelled with escapes is the same key to the model server, and is removed too', async () => {
     f = await startPd();
@@ -46,16 +61,27 @@ describe('local path (no prefill header)', () => {
 
   it('generate: sampling_params.extra_args.kv_transfer_params is removed, the other extra_args kept', async () => {
     f = await startPd();
-    const client = { model: MODEL, token_ids: [1, 2, 3], sampling_params: { max_tokens: 2, extra_args: { kv_transfer_params: EVIL, mine: 1 } } };
+    const client = {
+      model: MODEL,
+      token_ids: [1, 2, 3],
+      sampling_params: { max_tokens: 2, extra_args: { kv_transfer_params: EVIL, mine: 1 } },
+    };
     expect((await post(`${f.sidecar.url}/inference/v1/generate`, JSON.stringify(client))).status).toBe(200);
     const d = lastRecord(f.decode);
     expect(d.kvTransferParams).toBeUndefined();
     expect(d.body).toEqual({ ...client, sampling_params: { max_tokens: 2, extra_args: { mine: 1 } } });
   });
 
-  it('sglang: the client\'s bootstrap triple is removed', async () => {
+  it("sglang: the client's bootstrap triple is removed", async () => {
     f = await startPd({ sidecar: { kvConnector: 'sglang' } });
-    const client = { model: MODEL, prompt: 'x', max_tokens: 1, bootstrap_host: '10.6.6.6', bootstrap_port: 1, bootstrap_room: 7 };
+    const client = {
+      model: MODEL,
+      prompt: 'x',
+      max_tokens: 1,
+      bootstrap_host: '10.6.6.6',
+      bootstrap_port: 1,
+      bootstrap_room: 7,
+    };
     expect((await post(`${f.sidecar.url}/v1/completions`, JSON.stringify(client))).status).toBe(200);
     expect(lastRecord(f.decode).body).toEqual({ model: MODEL, prompt: 'x', max_tokens: 1 });
   });
@@ -69,36 +95,57 @@ describe('local path (no prefill header)', () => {
 });
 
 describe('P/D legs', () => {
-  it('nixlv2: the decode leg carries the prefiller\'s kv_transfer_params, never the client\'s; the prefill leg the NIXL shape', async () => {
+  it("nixlv2: the decode leg carries the prefiller's kv_transfer_params, never the client's; the prefill leg the NIXL shape", async () => {
     f = await startPd();
-    const r = await postJson(`${f.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x', max_tokens: 2, kv_transfer_params: EVIL }, { 'x-prefiller-host-port': f.prefillHeader });
+    const r = await postJson(
+      `${f.sidecar.url}/v1/completions`,
+      { model: MODEL, prompt: 'x', max_tokens: 2, kv_transfer_params: EVIL },
+      { 'x-prefiller-host-port': f.prefillHeader },
+    );
     expect(r.status).toBe(200);
     expect(lastRecord(f.prefill).kvTransferParams).toMatchObject({ do_remote_decode: true, remote_host: null });
-    expect(lastRecord(f.decode).kvTransferParams).toMatchObject({ remote_engine_id: 'prefill-0', do_remote_prefill: true });
+    expect(lastRecord(f.decode).kvTransferParams).toMatchObject({
+      remote_engine_id: 'prefill-0',
+      do_remote_prefill: true,
+    });
     expect(JSON.stringify(lastRecord(f.decode).body)).not.toContain('10.6.6.6');
   });
 
-  it('nixlv2, generate: the client\'s extra_args.kv_transfer_params reaches neither leg', async () => {
+  it("nixlv2, generate: the client's extra_args.kv_transfer_params reaches neither leg", async () => {
     f = await startPd();
-    const client = { model: MODEL, token_ids: [1, 2], sampling_params: { max_tokens: 2, extra_args: { kv_transfer_params: EVIL } } };
-    const r = await postJson(`${f.sidecar.url}/inference/v1/generate`, client, { 'x-prefiller-host-port': f.prefillHeader });
+    const client = {
+      model: MODEL,
+      token_ids: [1, 2],
+      sampling_params: { max_tokens: 2, extra_args: { kv_transfer_params: EVIL } },
+    };
+    const r = await postJson(`${f.sidecar.url}/inference/v1/generate`, client, {
+      'x-prefiller-host-port': f.prefillHeader,
+    });
     expect(r.status).toBe(200);
-    for (const rec of [lastRecord(f.prefill), lastRecord(f.decode)]) expect(JSON.stringify(rec.body)).not.toContain('10.6.6.6');
+    for (const rec of [lastRecord(f.prefill), lastRecord(f.decode)])
+      expect(JSON.stringify(rec.body)).not.toContain('10.6.6.6');
   });
 
-  it.each(['sglang', 'shared-storage'] as const)('%s: neither leg carries the client\'s kv_transfer_params', async (kvConnector) => {
-    f = await startPd({ sidecar: { kvConnector } });
-    const r = await postJson(`${f.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x', max_tokens: 2, kv_transfer_params: EVIL }, { 'x-prefiller-host-port': f.prefillHeader });
-    expect(r.status).toBe(200);
-    expect(records(f.prefill)).toHaveLength(1);
-    for (const rec of [lastRecord(f.prefill), lastRecord(f.decode)]) {
-      expect(rec.kvTransferParams).toBeUndefined();
-      expect(rec.body).not.toHaveProperty('kv_transfer_params');
-    }
-  });
+  it.each(['sglang', 'shared-storage'] as const)(
+    "%s: neither leg carries the client's kv_transfer_params",
+    async (kvConnector) => {
+      f = await startPd({ sidecar: { kvConnector } });
+      const r = await postJson(
+        `${f.sidecar.url}/v1/completions`,
+        { model: MODEL, prompt: 'x', max_tokens: 2, kv_transfer_params: EVIL },
+        { 'x-prefiller-host-port': f.prefillHeader },
+      );
+      expect(r.status).toBe(200);
+      expect(records(f.prefill)).toHaveLength(1);
+      for (const rec of [lastRecord(f.prefill), lastRecord(f.decode)]) {
+        expect(rec.kvTransferParams).toBeUndefined();
+        expect(rec.body).not.toHaveProperty('kv_transfer_params');
+      }
+    },
+  );
 });
 
-describe('passthrough (any other path: vLLM\'s /invocations reads any JSON body)', () => {
+describe("passthrough (any other path: vLLM's /invocations reads any JSON body)", () => {
   /** A model server that records the raw bodies it gets (the simulator records inference routes only). */
   async function recordingServer(): Promise<{ port: number; bodies: Buffer[]; close: () => Promise<void> }> {
     const bodies: Buffer[] = [];
@@ -131,7 +178,15 @@ describe('passthrough (any other path: vLLM\'s /invocations reads any JSON body)
 
   async function start() {
     model = await recordingServer();
-    sidecar = await startSidecar(sidecarConfig({ host: '127.0.0.1', port: 0, secureProxy: false, modelServerHost: '127.0.0.1', modelServerPort: model.port }));
+    sidecar = await startSidecar(
+      sidecarConfig({
+        host: '127.0.0.1',
+        port: 0,
+        secureProxy: false,
+        modelServerHost: '127.0.0.1',
+        modelServerPort: model.port,
+      }),
+    );
     return { model, sidecar };
   }
 
@@ -139,9 +194,18 @@ describe('passthrough (any other path: vLLM\'s /invocations reads any JSON body)
   it.each([
     ['plain', Buffer.from(`{"prompt":"x","kv_transfer_params":${evil}}`)],
     ['escaped key', Buffer.from(`{"prompt":"x","\\u006bv_transfer_params":${evil}}`)],
-    ['NaN elsewhere (Python\'s json reads it)', Buffer.from(`{"prompt":"x","temperature":NaN,"kv_transfer_params":${evil}}`)],
-    ['UTF-16 LE without BOM (Python\'s json detects it)', Buffer.from(`{"prompt":"x","kv_transfer_params":${evil}}`, 'utf16le')],
-    ['UTF-8 with BOM', Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(`{"prompt":"x","kv_transfer_params":${evil}}`)])],
+    [
+      "NaN elsewhere (Python's json reads it)",
+      Buffer.from(`{"prompt":"x","temperature":NaN,"kv_transfer_params":${evil}}`),
+    ],
+    [
+      "UTF-16 LE without BOM (Python's json detects it)",
+      Buffer.from(`{"prompt":"x","kv_transfer_params":${evil}}`, 'utf16le'),
+    ],
+    [
+      'UTF-8 with BOM',
+      Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(`{"prompt":"x","kv_transfer_params":${evil}}`)]),
+    ],
   ])('%s: removed before the body is sent on', async (_name, raw) => {
     const { model: m, sidecar: s } = await start();
     // Even with a content type that is not JSON: /invocations parses the body whatever it says.
@@ -160,7 +224,9 @@ describe('passthrough (any other path: vLLM\'s /invocations reads any JSON body)
       Buffer.from('--x\r\ncontent-disposition: form-data; name="file"\r\n\r\nkv_transfer_params? no\r\n--x--\r\n'),
     ];
     for (const raw of bodies) {
-      expect((await post(`${s.url}/v1/audio/transcriptions`, raw, { 'content-type': 'application/octet-stream' })).status).toBe(200);
+      expect(
+        (await post(`${s.url}/v1/audio/transcriptions`, raw, { 'content-type': 'application/octet-stream' })).status,
+      ).toBe(200);
       expect(m.bodies.at(-1)!.equals(raw)).toBe(true);
     }
   });
@@ -171,7 +237,9 @@ describe('the byte scan and the parse behind it', () => {
   /** `key` with some of its characters written as \uXXXX escapes (`pick` says which). */
   const escaped = (key: string, pick: boolean[]) =>
     // eslint-disable-next-line @typescript-eslint/no-misused-spread -- the keys are ASCII
-    [...key].map((ch, i) => (pick[i % pick.length] ? `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}` : ch)).join('');
+    [...key]
+      .map((ch, i) => (pick[i % pick.length] ? `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}` : ch))
+      .join('');
   const encodings = ['utf8', 'utf8-bom', 'utf16le', 'utf16be'] as const;
   const encode = (text: string, enc: (typeof encodings)[number]) =>
     enc === 'utf8'
@@ -185,7 +253,11 @@ describe('the byte scan and the parse behind it', () => {
   it('whatever the other fields, however the key is spelled and the body encoded, kv_transfer_params is found and removed', () => {
     fc.assert(
       fc.property(
-        fc.dictionary(fc.string({ maxLength: 8 }).filter((k) => k !== 'kv_transfer_params' && k !== '__proto__'), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 5 }),
+        fc.dictionary(
+          fc.string({ maxLength: 8 }).filter((k) => k !== 'kv_transfer_params' && k !== '__proto__'),
+          fc.jsonValue({ maxDepth: 3 }),
+          { maxKeys: 5 },
+        ),
         fc.array(fc.boolean(), { minLength: 1, maxLength: 18 }),
         fc.constantFrom(...encodings),
         fc.jsonValue({ maxDepth: 2 }),

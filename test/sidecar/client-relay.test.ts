@@ -4,7 +4,13 @@
  * is passed byte for byte, when Content-Length is set, and what the client sees when the upstream fails after the
  * answer started.
  */
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  request as httpRequest,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -54,7 +60,13 @@ beforeAll(async () => {
         idleTimeoutMs: 10_000,
         label: 'decode',
       });
-      const relayed = await relayToClient(leg, { res, maxRewriteBody: 1024 * 1024, metrics, logger: silentLogger, ...relay });
+      const relayed = await relayToClient(leg, {
+        res,
+        maxRewriteBody: 1024 * 1024,
+        metrics,
+        logger: silentLogger,
+        ...relay,
+      });
       // As decode.ts does: a failure before the answer started is the caller's to answer.
       if (relayed.kind === 'failed' && !relayed.headersSent) res.writeHead(502).end();
       return relayed;
@@ -67,7 +79,10 @@ beforeAll(async () => {
 afterAll(async () => {
   upstream.closeAllConnections();
   front.closeAllConnections();
-  await Promise.all([new Promise((resolve) => upstream.close(resolve)), new Promise((resolve) => front.close(resolve))]);
+  await Promise.all([
+    new Promise((resolve) => upstream.close(resolve)),
+    new Promise((resolve) => front.close(resolve)),
+  ]);
   await agent.close();
 });
 
@@ -87,7 +102,8 @@ function call(upstreamScript: Script, relayOptions: Relay = {}): Promise<Receive
   return new Promise((resolve, reject) => {
     const req = httpRequest({ host: '127.0.0.1', port: frontPort, method: 'POST', path: '/', agent: false }, (res) => {
       const parts: Buffer[] = [];
-      const done = (cut: boolean) => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts).toString(), cut });
+      const done = (cut: boolean) =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts).toString(), cut });
       res.on('data', (chunk: Buffer) => parts.push(chunk));
       res.on('end', () => done(false));
       res.on('aborted', () => done(true));
@@ -99,12 +115,22 @@ function call(upstreamScript: Script, relayOptions: Relay = {}): Promise<Receive
   });
 }
 
-const usageJson = (cached: number) => JSON.stringify({ id: 'x', choices: [{ text: 'hi' }], usage: { prompt_tokens: 100, completion_tokens: 1, prompt_tokens_details: { cached_tokens: cached } } });
+const usageJson = (cached: number) =>
+  JSON.stringify({
+    id: 'x',
+    choices: [{ text: 'hi' }],
+    usage: { prompt_tokens: 100, completion_tokens: 1, prompt_tokens_details: { cached_tokens: cached } },
+  });
 
 describe('relayToClient', () => {
   it('without a rewrite: status, end-to-end headers and body pass unchanged; hop-by-hop headers do not', async () => {
     const received = await call((res) => {
-      res.writeHead(201, { 'content-type': 'application/json', 'x-model-server': 'vllm', 'keep-alive': 'timeout=77', 'content-length': 11 });
+      res.writeHead(201, {
+        'content-type': 'application/json',
+        'x-model-server': 'vllm',
+        'keep-alive': 'timeout=77',
+        'content-length': 11,
+      });
       res.end('{"ok":true}');
     });
     expect(received).toMatchObject({ status: 201, body: '{"ok":true}', cut: false });
@@ -140,7 +166,9 @@ describe('relayToClient', () => {
     );
     expect(received.body).toBe(body);
     expect(received.headers['content-length']).toBeUndefined();
-    expect((await metrics.rewriteSkipped.get()).values).toEqual([expect.objectContaining({ labels: { reason: 'body_too_large' }, value: 1 })]);
+    expect((await metrics.rewriteSkipped.get()).values).toEqual([
+      expect.objectContaining({ labels: { reason: 'body_too_large' }, value: 1 }),
+    ]);
   });
 
   it('an error status is never rewritten', async () => {
@@ -156,7 +184,11 @@ describe('relayToClient', () => {
   });
 
   it('SSE: each data line with usage is rewritten however the upstream splits it; the rest passes byte for byte', async () => {
-    const events = ['data: {"choices":[{"text":"a"}],"usage":null}\n\n', `data: ${usageJson(95)}\n\n`, 'data: [DONE]\n\n'];
+    const events = [
+      'data: {"choices":[{"text":"a"}],"usage":null}\n\n',
+      `data: ${usageJson(95)}\n\n`,
+      'data: [DONE]\n\n',
+    ];
     const stream = events.join('');
     const received = await call(
       (res) => {

@@ -15,12 +15,22 @@ afterEach(async () => {
 describe('data-parallel ranks', () => {
   it('rank r listens on port+r and forwards to model-server-port+r; x-data-parallel-host-port reroutes on rank 0', async () => {
     const vllmBase = await freePortRange(2);
-    const decode = await startSimulator(simConfig({ host: '127.0.0.1', port: vllmBase, dataParallelSize: 2, model: ['m'], engineId: 'dec' }));
+    const decode = await startSimulator(
+      simConfig({ host: '127.0.0.1', port: vllmBase, dataParallelSize: 2, model: ['m'], engineId: 'dec' }),
+    );
     const prefill = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: ['m'] }));
     sims = [decode, prefill];
     const sidecarBase = await freePortRange(2);
     sidecar = await startSidecar(
-      sidecarConfig({ host: '127.0.0.1', port: sidecarBase, secureProxy: false, modelServerHost: '127.0.0.1', modelServerPort: vllmBase, dataParallelSize: 2, podIp: '127.0.0.1' }),
+      sidecarConfig({
+        host: '127.0.0.1',
+        port: sidecarBase,
+        secureProxy: false,
+        modelServerHost: '127.0.0.1',
+        modelServerPort: vllmBase,
+        dataParallelSize: 2,
+        podIp: '127.0.0.1',
+      }),
     );
     expect(sidecar.ports).toEqual([sidecarBase, sidecarBase + 1]);
     const [rank0, rank1] = decode.ranks;
@@ -36,9 +46,17 @@ describe('data-parallel ranks', () => {
     expect(rank0.engine.recentRequests()).toHaveLength(1);
 
     // Deprecated header: rank 0 sends the decode to rank 1's vLLM.
-    expect((await postJson(`http://127.0.0.1:${sidecarBase}/v1/completions`, body, { 'x-data-parallel-host-port': `127.0.0.1:${sidecarBase + 1}` })).status).toBe(200);
+    expect(
+      (
+        await postJson(`http://127.0.0.1:${sidecarBase}/v1/completions`, body, {
+          'x-data-parallel-host-port': `127.0.0.1:${sidecarBase + 1}`,
+        })
+      ).status,
+    ).toBe(200);
     expect(rank1.engine.recentRequests()).toHaveLength(2);
-    const unknown = await postJson(`http://127.0.0.1:${sidecarBase}/v1/completions`, body, { 'x-data-parallel-host-port': '10.0.0.1:1' });
+    const unknown = await postJson(`http://127.0.0.1:${sidecarBase}/v1/completions`, body, {
+      'x-data-parallel-host-port': '10.0.0.1:1',
+    });
     expect(unknown.status).toBe(400);
     expect(unknown.text).toBe('');
   });

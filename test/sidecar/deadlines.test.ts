@@ -11,16 +11,27 @@ afterEach(async () => {
 });
 
 const timeoutsMetric = async (fx: PdFixture, stage: string) =>
-  metricValue(await metricsText(fx.sidecar.url, '/sidecar/metrics'), 'pd_router_sidecar_timeouts_total', { stage }) ?? 0;
+  metricValue(await metricsText(fx.sidecar.url, '/sidecar/metrics'), 'pd_router_sidecar_timeouts_total', { stage }) ??
+  0;
 
 describe('deadlines', () => {
   it('prefill timeout: 504 JSON, and the prefill leg is aborted on the prefiller', async () => {
     // The prefill must reach the prefiller before the deadline for it to be aborted there: the deadline is long for a
     // loopback request, however loaded the machine, and far below the prefiller's 10 minutes (which ends the test).
     f = await startPd({ sidecar: { prefillTimeout: 3_000 }, prefill: { timeToFirstToken: 600_000 } });
-    const r = await postJson(`${f.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x' }, { 'x-prefiller-host-port': f.prefillHeader });
+    const r = await postJson(
+      `${f.sidecar.url}/v1/completions`,
+      { model: MODEL, prompt: 'x' },
+      { 'x-prefiller-host-port': f.prefillHeader },
+    );
     expect(r.status).toBe(504);
-    expect(r.body).toEqual({ object: 'error', message: 'prefill timed out after 3000ms', type: 'GatewayTimeout', param: '', code: 504 });
+    expect(r.body).toEqual({
+      object: 'error',
+      message: 'prefill timed out after 3000ms',
+      type: 'GatewayTimeout',
+      param: '',
+      code: 504,
+    });
     await waitFor(() => f!.prefill.engine.scheduler.running === 0, 5000, 'prefill aborted on the prefiller');
     expect(records(f.prefill)).toHaveLength(1);
     expect(records(f.prefill)[0].aborted).toBe(true);
@@ -30,9 +41,18 @@ describe('deadlines', () => {
 
   it('decode first-byte timeout: 504 JSON before anything is sent, decode aborted', async () => {
     f = await startPd({ sidecar: { decodeFirstByteTimeout: 3_000 }, decode: { kvCacheTransferLatency: 600_000 } });
-    const r = await postJson(`${f.sidecar.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: 'user', content: 'x' }], stream: true }, { 'x-prefiller-host-port': f.prefillHeader });
+    const r = await postJson(
+      `${f.sidecar.url}/v1/chat/completions`,
+      { model: MODEL, messages: [{ role: 'user', content: 'x' }], stream: true },
+      { 'x-prefiller-host-port': f.prefillHeader },
+    );
     expect(r.status).toBe(504);
-    expect(r.body).toMatchObject({ object: 'error', type: 'GatewayTimeout', code: 504, message: 'decode sent no data within 3000ms' });
+    expect(r.body).toMatchObject({
+      object: 'error',
+      type: 'GatewayTimeout',
+      code: 504,
+      message: 'decode sent no data within 3000ms',
+    });
     await waitFor(() => f!.decode.engine.scheduler.running === 0, 5000, 'decode aborted');
     expect(records(f.decode)[0].aborted).toBe(true);
     expect(await timeoutsMetric(f, 'decode_first_byte')).toBe(1);
@@ -51,7 +71,11 @@ describe('deadlines', () => {
       f = await startPd({ sidecar: { prefillTimeout: 400 } });
       const target = `127.0.0.1:${(trickle.address() as AddressInfo).port}`;
       // Without a whole-answer deadline the trickle never ends and the test times out.
-      const r = await postJson(`${f.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x' }, { 'x-prefiller-host-port': target });
+      const r = await postJson(
+        `${f.sidecar.url}/v1/completions`,
+        { model: MODEL, prompt: 'x' },
+        { 'x-prefiller-host-port': target },
+      );
       expect(r.status).toBe(504);
       expect(r.body.message).toBe('prefill timed out after 400ms');
     } finally {
@@ -64,28 +88,50 @@ describe('deadlines', () => {
     // 60000 tokens of SSE at zero latency (megabytes): more than the loopback socket buffers hold, so the sidecar must
     // wait for drain. The idle deadline is 2 s so that a stall of a loaded machine cannot pass for idleness; the client
     // pauses longer than that (a timer only ever fires late, so the pause is at least that long).
-    f = await startPd({ sidecar: { decodeIdleTimeout: 2_000 }, decode: { mode: 'random', maxModelLen: 200_000, kvCacheSize: 100_000 } });
+    f = await startPd({
+      sidecar: { decodeIdleTimeout: 2_000 },
+      decode: { mode: 'random', maxModelLen: 200_000, kvCacheSize: 100_000 },
+    });
     const url = new URL(`${f.sidecar.url}/v1/completions`);
     const result = await new Promise<{ status: number; bytes: number; tail: string }>((resolve, reject) => {
-      const req = http.request({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { 'content-type': 'application/json' }, timeout: 20_000 }, (res) => {
-        // The client stops reading for well over the idle deadline, then reads everything.
-        res.pause();
-        const resume = setTimeout(() => res.resume(), 3_000);
-        let bytes = 0;
-        let tail = '';
-        res.on('data', (chunk: Buffer) => {
-          bytes += chunk.length;
-          tail = (tail + chunk.toString('utf8')).slice(-4_000);
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes, tail }));
-        res.on('error', (err) => {
-          clearTimeout(resume);
-          reject(err);
-        });
-      });
+      const req = http.request(
+        {
+          host: url.hostname,
+          port: url.port,
+          path: url.pathname,
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          timeout: 20_000,
+        },
+        (res) => {
+          // The client stops reading for well over the idle deadline, then reads everything.
+          res.pause();
+          const resume = setTimeout(() => res.resume(), 3_000);
+          let bytes = 0;
+          let tail = '';
+          res.on('data', (chunk: Buffer) => {
+            bytes += chunk.length;
+            tail = (tail + chunk.toString('utf8')).slice(-4_000);
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes, tail }));
+          res.on('error', (err) => {
+            clearTimeout(resume);
+            reject(err);
+          });
+        },
+      );
       req.on('timeout', () => req.destroy(new Error('client timeout')));
       req.on('error', reject);
-      req.end(JSON.stringify({ model: MODEL, prompt: 'x', max_tokens: 60_000, ignore_eos: true, stream: true, stream_options: { include_usage: true } }));
+      req.end(
+        JSON.stringify({
+          model: MODEL,
+          prompt: 'x',
+          max_tokens: 60_000,
+          ignore_eos: true,
+          stream: true,
+          stream_options: { include_usage: true },
+        }),
+      );
     });
     expect(result.status).toBe(200);
     // Every token arrived (the byte count depends on the random text; the token count does not).
@@ -106,7 +152,9 @@ describe('deadlines', () => {
     expect(r.status).toBe(200);
     const events = sseJson(r.text);
     expect(events[0].choices[0].delta.role).toBe('assistant');
-    expect(events.at(-1)).toEqual({ error: { message: 'decode sent no data for 200ms', type: 'GatewayTimeout', param: null, code: 504 } });
+    expect(events.at(-1)).toEqual({
+      error: { message: 'decode sent no data for 200ms', type: 'GatewayTimeout', param: null, code: 504 },
+    });
     expect(r.text.endsWith('data: [DONE]\n\n')).toBe(true);
     await waitFor(() => f!.decode.engine.scheduler.running === 0, 5000, 'decode aborted');
     expect(records(f.decode)[0].aborted).toBe(true);
@@ -128,7 +176,12 @@ describe('deadlines', () => {
 describe('client disconnect aborts every running leg', () => {
   function abortable(url: string, body: unknown, headers: Record<string, string>) {
     const ac = new AbortController();
-    const done = fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body), signal: ac.signal })
+    const done = fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: JSON.stringify(body),
+      signal: ac.signal,
+    })
       .then(async (response) => {
         const reader = response.body!.getReader();
         for (;;) {
@@ -142,13 +195,22 @@ describe('client disconnect aborts every running leg', () => {
 
   it('during prefill: the prefill leg is aborted and decode is never called', async () => {
     f = await startPd({ prefill: { timeToFirstToken: 60_000 } });
-    const req = abortable(`${f.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x' }, { 'x-prefiller-host-port': f.prefillHeader });
+    const req = abortable(
+      `${f.sidecar.url}/v1/completions`,
+      { model: MODEL, prompt: 'x' },
+      { 'x-prefiller-host-port': f.prefillHeader },
+    );
     await waitFor(() => f!.prefill.engine.scheduler.running === 1, 5000, 'prefill running');
     req.abort();
     expect(await req.done).toBe('aborted');
     await waitFor(() => f!.prefill.engine.scheduler.running === 0, 5000, 'prefill aborted');
     expect(records(f.decode)).toHaveLength(0);
-    await waitFor(async () => (metricValue(await metricsText(f!.sidecar.url, '/sidecar/metrics'), 'pd_router_sidecar_client_aborts_total', { stage: 'prefill' }) ?? 0) === 1);
+    await waitFor(
+      async () =>
+        (metricValue(await metricsText(f!.sidecar.url, '/sidecar/metrics'), 'pd_router_sidecar_client_aborts_total', {
+          stage: 'prefill',
+        }) ?? 0) === 1,
+    );
   });
 
   it('during a streamed decode: the decode leg is aborted', async () => {
@@ -162,7 +224,11 @@ describe('client disconnect aborts every running leg', () => {
     req.abort();
     expect(await req.done).toBe('aborted');
     await waitFor(() => f!.decode.engine.scheduler.running === 0, 5000, 'decode aborted');
-    await waitFor(async () => (metricValue(await metricsText(f!.sidecar.url, '/sidecar/metrics'), 'pd_router_sidecar_inflight_requests') ?? -1) === 0);
+    await waitFor(
+      async () =>
+        (metricValue(await metricsText(f!.sidecar.url, '/sidecar/metrics'), 'pd_router_sidecar_inflight_requests') ??
+          -1) === 0,
+    );
   });
 
   it('during a local (non-P/D) request: the decoder request is aborted', async () => {

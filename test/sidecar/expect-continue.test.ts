@@ -36,7 +36,12 @@ function postExpecting(url: string, body: string, headers: Record<string, string
         method: 'POST',
         agent: false,
         timeout: 10_000,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), expect: '100-continue', ...headers },
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+          expect: '100-continue',
+          ...headers,
+        },
       },
       (res) => {
         let text = '';
@@ -70,11 +75,17 @@ describe('Expect: 100-continue', () => {
     ['local', '/v1/completions', false],
   ])('%s: 100 Continue, then the body, then the answer', async (_name, path, pd) => {
     f = await startPd();
-    const r = await postExpecting(`${f.sidecar.url}${path}`, body, pd ? { 'x-prefiller-host-port': f.prefillHeader } : {});
+    const r = await postExpecting(
+      `${f.sidecar.url}${path}`,
+      body,
+      pd ? { 'x-prefiller-host-port': f.prefillHeader } : {},
+    );
     expect(r.continued).toBe(true);
     expect(r.status).toBe(200);
     const decoded = lastRecord(f.decode);
-    expect(decoded.body).toEqual(pd ? { ...JSON.parse(body), kv_transfer_params: expect.any(Object) } : JSON.parse(body));
+    expect(decoded.body).toEqual(
+      pd ? { ...JSON.parse(body), kv_transfer_params: expect.any(Object) } : JSON.parse(body),
+    );
     expect(decoded.headers.expect).toBeUndefined();
     expect(records(f.prefill)).toHaveLength(pd ? 1 : 0);
   });
@@ -89,7 +100,10 @@ describe('Expect: 100-continue', () => {
 
   it('a declared Content-Length over --max-request-body-size: 413 at once, no 100 Continue, no upload, connection closed', async () => {
     f = await startPd({ sidecar: { maxRequestBodySize: 4096 } });
-    const r = await postExpecting(`${f.sidecar.url}/v1/completions`, JSON.stringify({ model: MODEL, prompt: 'x'.repeat(10_000) }));
+    const r = await postExpecting(
+      `${f.sidecar.url}/v1/completions`,
+      JSON.stringify({ model: MODEL, prompt: 'x'.repeat(10_000) }),
+    );
     expect(r.continued).toBe(false);
     expect(r.bodySent).toBe(false);
     expect(r.status).toBe(413);
@@ -106,7 +120,9 @@ describe('Expect: 100-continue', () => {
 
   it('a prefill target refused by SSRF protection: 403 without 100 Continue or upload', async () => {
     f = await startPd({ sidecar: { enableSsrfProtection: true, ssrfAllowlist: ['10.0.0.1:8000'] } });
-    const r = await postExpecting(`${f.sidecar.url}/v1/completions`, body, { 'x-prefiller-host-port': f.prefillHeader });
+    const r = await postExpecting(`${f.sidecar.url}/v1/completions`, body, {
+      'x-prefiller-host-port': f.prefillHeader,
+    });
     expect(r.continued).toBe(false);
     expect(r.bodySent).toBe(false);
     expect(r.status).toBe(403);

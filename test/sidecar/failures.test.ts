@@ -14,11 +14,15 @@ afterEach(async () => {
 
 const body = { model: MODEL, prompt: 'some prompt words', max_tokens: 3 };
 const adminSet = (url: string, cfg: unknown) => postJson(`${url}/admin/config`, cfg);
-const send = (fx: PdFixture, header = fx.prefillHeader) => postJson(`${fx.sidecar.url}/v1/completions`, body, { 'x-prefiller-host-port': header });
-const sidecarMetric = async (fx: PdFixture, name: string, labels: Record<string, string>) => metricValue(await metricsText(fx.sidecar.url, '/sidecar/metrics'), name, labels) ?? 0;
+const send = (fx: PdFixture, header = fx.prefillHeader) =>
+  postJson(`${fx.sidecar.url}/v1/completions`, body, { 'x-prefiller-host-port': header });
+const sidecarMetric = async (fx: PdFixture, name: string, labels: Record<string, string>) =>
+  metricValue(await metricsText(fx.sidecar.url, '/sidecar/metrics'), name, labels) ?? 0;
 
 /** A prefiller that answers 200 with the given body. */
-async function fakePrefiller(answer: string): Promise<{ hostPort: string; hits: () => number; close: () => Promise<void> }> {
+async function fakePrefiller(
+  answer: string,
+): Promise<{ hostPort: string; hits: () => number; close: () => Promise<void> }> {
   let hits = 0;
   const server = http.createServer((req, res) => {
     hits++;
@@ -46,7 +50,7 @@ async function closedPort(): Promise<number> {
 }
 
 describe('prefill failure policy: fail (default, as upstream)', () => {
-  it('relays the prefiller\'s error status and body verbatim and does not call decode', async () => {
+  it("relays the prefiller's error status and body verbatim and does not call decode", async () => {
     f = await startPd();
     await adminSet(f.prefill.url, { 'return-error': 500 });
     const r = await send(f);
@@ -72,7 +76,9 @@ describe('prefill failure policy: fail (default, as upstream)', () => {
     expect(r.status).toBe(200);
     expect(records(f.prefill)).toHaveLength(3);
     expect((lastRecord(f.decode).kvTransferParams as Record<string, unknown>).remote_engine_id).toBe('prefill-0');
-    expect(await sidecarMetric(f, 'pd_router_sidecar_prefill_retries_total', { connector: 'nixlv2', reason: '503' })).toBe(2);
+    expect(
+      await sidecarMetric(f, 'pd_router_sidecar_prefill_retries_total', { connector: 'nixlv2', reason: '503' }),
+    ).toBe(2);
   });
 
   it('gives up after the retries and relays the last error; 500 is never retried', async () => {
@@ -119,7 +125,12 @@ describe('prefill failure policy: retry', () => {
     const port = await closedPort();
     const r = await send(f, `127.0.0.1:${port}`);
     expect(r.status).toBe(502);
-    expect(await sidecarMetric(f, 'pd_router_sidecar_prefill_retries_total', { connector: 'nixlv2', reason: 'connect_error' })).toBe(2);
+    expect(
+      await sidecarMetric(f, 'pd_router_sidecar_prefill_retries_total', {
+        connector: 'nixlv2',
+        reason: 'connect_error',
+      }),
+    ).toBe(2);
   });
 });
 
@@ -133,7 +144,9 @@ describe('prefill failure policy: local', () => {
     expect(decoded.kind).toBe('aggregated');
     expect(decoded.body).toEqual(body);
     expect(await sidecarMetric(f, 'pd_router_sidecar_prefill_fallbacks_total', { reason: 'status_503' })).toBe(1);
-    expect(await sidecarMetric(f, 'pd_router_sidecar_pd_requests_total', { connector: 'nixlv2', mode: 'fallback_local' })).toBe(1);
+    expect(
+      await sidecarMetric(f, 'pd_router_sidecar_pd_requests_total', { connector: 'nixlv2', mode: 'fallback_local' }),
+    ).toBe(1);
   });
 
   it('falls back when the prefiller is unreachable', async () => {
@@ -143,9 +156,13 @@ describe('prefill failure policy: local', () => {
     expect(lastRecord(f.decode).kind).toBe('aggregated');
   });
 
-  it('relays 4xx prefill answers (the client\'s fault) instead of falling back', async () => {
+  it("relays 4xx prefill answers (the client's fault) instead of falling back", async () => {
     f = await startPd({ sidecar: { prefillFailurePolicy: 'local' } });
-    const r = await postJson(`${f.sidecar.url}/v1/completions`, { ...body, model: 'unknown-model' }, { 'x-prefiller-host-port': f.prefillHeader });
+    const r = await postJson(
+      `${f.sidecar.url}/v1/completions`,
+      { ...body, model: 'unknown-model' },
+      { 'x-prefiller-host-port': f.prefillHeader },
+    );
     expect(r.status).toBe(404);
     expect(records(f.decode)).toHaveLength(0);
   });
@@ -154,7 +171,9 @@ describe('prefill failure policy: local', () => {
 describe('bad client input', () => {
   it('malformed JSON is a 400 in the sidecar error shape; nothing is sent upstream', async () => {
     f = await startPd();
-    const r = await postJson(`${f.sidecar.url}/v1/chat/completions`, '{"model": "x", ', { 'x-prefiller-host-port': f.prefillHeader });
+    const r = await postJson(`${f.sidecar.url}/v1/chat/completions`, '{"model": "x", ', {
+      'x-prefiller-host-port': f.prefillHeader,
+    });
     expect(r.status).toBe(400);
     expect(r.body.object).toBe('error');
     expect(r.body.type).toBe('BadRequestError');
@@ -165,9 +184,19 @@ describe('bad client input', () => {
 
   it('a body over --max-request-body-size is a 413', async () => {
     f = await startPd({ sidecar: { maxRequestBodySize: 2048 } });
-    const r = await postJson(`${f.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x'.repeat(10_000) }, { 'x-prefiller-host-port': f.prefillHeader });
+    const r = await postJson(
+      `${f.sidecar.url}/v1/completions`,
+      { model: MODEL, prompt: 'x'.repeat(10_000) },
+      { 'x-prefiller-host-port': f.prefillHeader },
+    );
     expect(r.status).toBe(413);
-    expect(r.body).toEqual({ object: 'error', message: 'request body exceeds 2048 bytes (--max-request-body-size)', type: 'RequestTooLarge', param: '', code: 413 });
+    expect(r.body).toEqual({
+      object: 'error',
+      message: 'request body exceeds 2048 bytes (--max-request-body-size)',
+      type: 'RequestTooLarge',
+      param: '',
+      code: 413,
+    });
   });
 
   it('a decoder that refuses connections gives upstream\'s 503 "decode node is not ready"', async () => {
@@ -177,7 +206,8 @@ describe('bad client input', () => {
     expect(r.status).toBe(503);
     expect(r.body).toEqual({
       object: 'error',
-      message: 'The decode node is not ready. Please check that the vLLM service is running and the port configuration is correct.',
+      message:
+        'The decode node is not ready. Please check that the vLLM service is running and the port configuration is correct.',
       type: 'ServiceUnavailable',
       param: '',
       code: 503,
@@ -205,19 +235,26 @@ async function answeringPrefiller(status: number, headers: Record<string, string
 describe('a prefiller that answers with a redirect', () => {
   const REDIRECT = 'the prefiller answered with a redirect (307), which a prefill does not follow';
 
-  it.each(['nixlv2', 'shared-storage', 'sglang'] as const)('%s, policy fail: 502 saying so; the Location is not relayed, decode answers nothing', async (kvConnector) => {
-    f = await startPd({ sidecar: { kvConnector } });
-    const fake = await answeringPrefiller(307, { location: 'http://10.6.6.6:8000/v1/completions', 'content-type': 'text/plain' }, 'elsewhere');
-    try {
-      const r = await send(f, fake.hostPort);
-      expect(r.status).toBe(502);
-      expect(r.headers.get('location')).toBeNull();
-      expect(r.body.message).toBe(kvConnector === 'sglang' ? `prefill failed: ${REDIRECT}` : REDIRECT);
-      if (kvConnector !== 'sglang') expect(records(f.decode)).toHaveLength(0);
-    } finally {
-      await fake.close();
-    }
-  });
+  it.each(['nixlv2', 'shared-storage', 'sglang'] as const)(
+    '%s, policy fail: 502 saying so; the Location is not relayed, decode answers nothing',
+    async (kvConnector) => {
+      f = await startPd({ sidecar: { kvConnector } });
+      const fake = await answeringPrefiller(
+        307,
+        { location: 'http://10.6.6.6:8000/v1/completions', 'content-type': 'text/plain' },
+        'elsewhere',
+      );
+      try {
+        const r = await send(f, fake.hostPort);
+        expect(r.status).toBe(502);
+        expect(r.headers.get('location')).toBeNull();
+        expect(r.body.message).toBe(kvConnector === 'sglang' ? `prefill failed: ${REDIRECT}` : REDIRECT);
+        if (kvConnector !== 'sglang') expect(records(f.decode)).toHaveLength(0);
+      } finally {
+        await fake.close();
+      }
+    },
+  );
 
   it('policy local: served with local prefill, counted as a fallback', async () => {
     f = await startPd({ sidecar: { prefillFailurePolicy: 'local' } });
@@ -233,7 +270,7 @@ describe('a prefiller that answers with a redirect', () => {
   });
 });
 
-describe('error answers never carry the prefiller\'s address', () => {
+describe("error answers never carry the prefiller's address", () => {
   /** A pino logger writing JSON lines into an array. */
   function capturingLogger(): { logger: Logger; lines: () => Array<Record<string, unknown>> } {
     const out: string[] = [];
@@ -243,7 +280,16 @@ describe('error answers never carry the prefiller\'s address', () => {
         done();
       },
     });
-    return { logger: createLogger({ level: 'info', component: 'sidecar', destination: stream }), lines: () => out.flatMap((line) => line.split('\n').filter(Boolean).map((text) => JSON.parse(text))) };
+    return {
+      logger: createLogger({ level: 'info', component: 'sidecar', destination: stream }),
+      lines: () =>
+        out.flatMap((line) =>
+          line
+            .split('\n')
+            .filter(Boolean)
+            .map((text) => JSON.parse(text)),
+        ),
+    };
   }
 
   it('for every kind of prefill failure: the client gets the reason, the log line the address with the request id', async () => {
@@ -257,10 +303,17 @@ describe('error answers never carry the prefiller\'s address', () => {
       await answeringPrefiller(301, { location: 'http://10.6.6.6/' }, ''),
     ];
     try {
-      const targets = [`127.0.0.1:${await closedPort()}`, `127.0.0.1:${(hanging.address() as AddressInfo).port}`, ...fakes.map((item) => item.hostPort)];
+      const targets = [
+        `127.0.0.1:${await closedPort()}`,
+        `127.0.0.1:${(hanging.address() as AddressInfo).port}`,
+        ...fakes.map((item) => item.hostPort),
+      ];
       for (const [i, target] of targets.entries()) {
         const rid = `addr-${i}`;
-        const r = await postJson(`${f.sidecar.url}/v1/completions`, body, { 'x-prefiller-host-port': target, 'x-request-id': rid });
+        const r = await postJson(`${f.sidecar.url}/v1/completions`, body, {
+          'x-prefiller-host-port': target,
+          'x-request-id': rid,
+        });
         expect(r.status).toBeGreaterThanOrEqual(502);
         const port = target.split(':')[1];
         expect(r.text).not.toContain(port);
@@ -278,7 +331,10 @@ describe('error answers never carry the prefiller\'s address', () => {
   it('an invalid x-prefiller-host-port value is not echoed back (it can be an internal address)', async () => {
     const log = capturingLogger();
     f = await startPd({ logger: log.logger });
-    const r = await postJson(`${f.sidecar.url}/v1/completions`, body, { 'x-prefiller-host-port': '10.1.2.3:99999', 'x-request-id': 'bad-target' });
+    const r = await postJson(`${f.sidecar.url}/v1/completions`, body, {
+      'x-prefiller-host-port': '10.1.2.3:99999',
+      'x-request-id': 'bad-target',
+    });
     expect(r.status).toBe(400);
     expect(r.text).not.toContain('10.1.2.3');
     expect(log.lines().find((line) => line.reqId === 'bad-target')?.value).toBe('10.1.2.3:99999');
@@ -286,14 +342,19 @@ describe('error answers never carry the prefiller\'s address', () => {
 });
 
 describe('prefill targets the allowlist and the connection could read differently', () => {
-  it.each(['[127.0.0.1]', 'user@127.0.0.1', '127.0.0.1%2e'])('%s:port is an invalid target (400), even when 127.0.0.1:port is allowed; nothing is contacted', async (host) => {
-    f = await startPd({ sidecar: (params) => ({ enableSsrfProtection: true, ssrfAllowlist: [`127.0.0.1:${params.prefill}`] }) });
-    const r = await send(f, `${host}:${f.prefill.port}`);
-    expect(r.status).toBe(400);
-    expect(r.body.message).toBe('invalid x-prefiller-host-port header: expected host:port');
-    expect(records(f.prefill)).toHaveLength(0);
-    expect(records(f.decode)).toHaveLength(0);
-  });
+  it.each(['[127.0.0.1]', 'user@127.0.0.1', '127.0.0.1%2e'])(
+    '%s:port is an invalid target (400), even when 127.0.0.1:port is allowed; nothing is contacted',
+    async (host) => {
+      f = await startPd({
+        sidecar: (params) => ({ enableSsrfProtection: true, ssrfAllowlist: [`127.0.0.1:${params.prefill}`] }),
+      });
+      const r = await send(f, `${host}:${f.prefill.port}`);
+      expect(r.status).toBe(400);
+      expect(r.body.message).toBe('invalid x-prefiller-host-port header: expected host:port');
+      expect(records(f.prefill)).toHaveLength(0);
+      expect(records(f.decode)).toHaveLength(0);
+    },
+  );
 
   it('a bracketed IPv6 address is still a target', async () => {
     f = await startPd({ sidecar: { prefillFailurePolicy: 'fail' } });

@@ -1,5 +1,11 @@
 /** Two simulators (prefill, decode) and a sidecar in front of the decode one, all on loopback. */
-import { simConfig, startSimulator, type RequestRecord, type SimConfig, type SimulatorHandle } from '../../src/sim/index.js';
+import {
+  simConfig,
+  startSimulator,
+  type RequestRecord,
+  type SimConfig,
+  type SimulatorHandle,
+} from '../../src/sim/index.js';
 import { sidecarConfig, startSidecar, type SidecarConfig, type SidecarHandle } from '../../src/sidecar/index.js';
 import type { Logger } from '../../src/common/index.js';
 
@@ -24,11 +30,41 @@ export interface PdOptions {
 }
 
 export async function startPd(pdOptions: PdOptions = {}): Promise<PdFixture> {
-  const prefill = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], mode: 'echo', engineId: 'prefill-0', seed: 1, ...pdOptions.prefill }));
-  const decode = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], mode: 'echo', engineId: 'decode-0', seed: 2, ...pdOptions.decode }));
-  const overrides = typeof pdOptions.sidecar === 'function' ? pdOptions.sidecar({ prefill: prefill.port, decode: decode.port }) : pdOptions.sidecar;
+  const prefill = await startSimulator(
+    simConfig({
+      host: '127.0.0.1',
+      port: 0,
+      model: [MODEL],
+      mode: 'echo',
+      engineId: 'prefill-0',
+      seed: 1,
+      ...pdOptions.prefill,
+    }),
+  );
+  const decode = await startSimulator(
+    simConfig({
+      host: '127.0.0.1',
+      port: 0,
+      model: [MODEL],
+      mode: 'echo',
+      engineId: 'decode-0',
+      seed: 2,
+      ...pdOptions.decode,
+    }),
+  );
+  const overrides =
+    typeof pdOptions.sidecar === 'function'
+      ? pdOptions.sidecar({ prefill: prefill.port, decode: decode.port })
+      : pdOptions.sidecar;
   const sidecar = await startSidecar(
-    sidecarConfig({ host: '127.0.0.1', port: 0, secureProxy: false, modelServerHost: '127.0.0.1', modelServerPort: decode.port, ...overrides }),
+    sidecarConfig({
+      host: '127.0.0.1',
+      port: 0,
+      secureProxy: false,
+      modelServerHost: '127.0.0.1',
+      modelServerPort: decode.port,
+      ...overrides,
+    }),
     pdOptions.logger,
   );
   return {

@@ -23,43 +23,72 @@ function nestedBody(depth: number): string {
 describe('--max-json-depth', () => {
   it('a request body nested 5,000 levels is a 400 naming the limit, nothing sent upstream, and the sidecar keeps serving', async () => {
     f = await startPd();
-    const r = await postJson(`${f.sidecar.url}/v1/completions`, nestedBody(5_000), { 'x-prefiller-host-port': f.prefillHeader });
+    const r = await postJson(`${f.sidecar.url}/v1/completions`, nestedBody(5_000), {
+      'x-prefiller-host-port': f.prefillHeader,
+    });
     expect(r.status).toBe(400);
-    expect(r.body).toEqual({ object: 'error', message: 'invalid JSON: nested deeper than 256 levels (--max-json-depth)', type: 'BadRequestError', param: '', code: 400 });
+    expect(r.body).toEqual({
+      object: 'error',
+      message: 'invalid JSON: nested deeper than 256 levels (--max-json-depth)',
+      type: 'BadRequestError',
+      param: '',
+      code: 400,
+    });
     expect(records(f.prefill)).toHaveLength(0);
     expect(records(f.decode)).toHaveLength(0);
-    const ok = await postJson(`${f.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'after', max_tokens: 1 }, { 'x-prefiller-host-port': f.prefillHeader });
+    const ok = await postJson(
+      `${f.sidecar.url}/v1/completions`,
+      { model: MODEL, prompt: 'after', max_tokens: 1 },
+      { 'x-prefiller-host-port': f.prefillHeader },
+    );
     expect(ok.status).toBe(200);
   });
 
   it('the limit is exact: 256 levels pass, 257 do not; the flag changes it', async () => {
     f = await startPd();
-    const at = await postJson(`${f.sidecar.url}/v1/completions`, nestedBody(256), { 'x-prefiller-host-port': f.prefillHeader });
+    const at = await postJson(`${f.sidecar.url}/v1/completions`, nestedBody(256), {
+      'x-prefiller-host-port': f.prefillHeader,
+    });
     expect(at.status).toBe(200);
-    expect(JSON.stringify((lastRecord(f.decode).body as { x: unknown }).x)).toBe(`${'['.repeat(255)}${']'.repeat(255)}`);
-    const over = await postJson(`${f.sidecar.url}/v1/completions`, nestedBody(257), { 'x-prefiller-host-port': f.prefillHeader });
+    expect(JSON.stringify((lastRecord(f.decode).body as { x: unknown }).x)).toBe(
+      `${'['.repeat(255)}${']'.repeat(255)}`,
+    );
+    const over = await postJson(`${f.sidecar.url}/v1/completions`, nestedBody(257), {
+      'x-prefiller-host-port': f.prefillHeader,
+    });
     expect(over.status).toBe(400);
     await f.close();
     f = await startPd({ sidecar: { maxJsonDepth: 8 } });
-    expect((await postJson(`${f.sidecar.url}/v1/completions`, nestedBody(8), { 'x-prefiller-host-port': f.prefillHeader })).status).toBe(200);
-    const small = await postJson(`${f.sidecar.url}/v1/completions`, nestedBody(9), { 'x-prefiller-host-port': f.prefillHeader });
+    expect(
+      (await postJson(`${f.sidecar.url}/v1/completions`, nestedBody(8), { 'x-prefiller-host-port': f.prefillHeader }))
+        .status,
+    ).toBe(200);
+    const small = await postJson(`${f.sidecar.url}/v1/completions`, nestedBody(9), {
+      'x-prefiller-host-port': f.prefillHeader,
+    });
     expect(small.status).toBe(400);
     expect(small.body.message).toBe('invalid JSON: nested deeper than 8 levels (--max-json-depth)');
   });
 
-  it('a prefill answer nested 5,000 levels is a 502 naming the problem (not the prefiller\'s address); decode is not called', async () => {
+  it("a prefill answer nested 5,000 levels is a 502 naming the problem (not the prefiller's address); decode is not called", async () => {
     f = await startPd();
     const deep = `${'['.repeat(5_000)}${']'.repeat(5_000)}`;
     const prefiller = http.createServer((req, res) => {
       req.resume();
       req.on('end', () =>
-        res.writeHead(200, { 'content-type': 'application/json' }).end(`{"id":"p","choices":[],"kv_transfer_params":{"remote_engine_id":"x","remote_block_ids":${deep}}}`),
+        res
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end(`{"id":"p","choices":[],"kv_transfer_params":{"remote_engine_id":"x","remote_block_ids":${deep}}}`),
       );
     });
     await new Promise<void>((resolve) => prefiller.listen(0, '127.0.0.1', resolve));
     const hostPort = `127.0.0.1:${(prefiller.address() as AddressInfo).port}`;
     try {
-      const r = await postJson(`${f.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x', max_tokens: 1 }, { 'x-prefiller-host-port': hostPort });
+      const r = await postJson(
+        `${f.sidecar.url}/v1/completions`,
+        { model: MODEL, prompt: 'x', max_tokens: 1 },
+        { 'x-prefiller-host-port': hostPort },
+      );
       expect(r.status).toBe(502);
       expect(r.body).toEqual({
         object: 'error',

@@ -12,7 +12,14 @@ beforeEach(() => {
   f.decode.engine.clearRecords();
 });
 
-const PREFILL_KV = { do_remote_decode: true, do_remote_prefill: false, remote_engine_id: null, remote_block_ids: null, remote_host: null, remote_port: null };
+const PREFILL_KV = {
+  do_remote_decode: true,
+  do_remote_prefill: false,
+  remote_engine_id: null,
+  remote_block_ids: null,
+  remote_host: null,
+  remote_port: null,
+};
 
 async function pd(path: string, body: Record<string, unknown>) {
   const r = await postJson(`${f.sidecar.url}${path}`, body, { 'x-prefiller-host-port': f.prefillHeader });
@@ -21,25 +28,62 @@ async function pd(path: string, body: Record<string, unknown>) {
   const prefill = lastRecord(f.prefill);
   const decode = lastRecord(f.decode);
   // Every API: the decode leg carries the prefiller's kv_transfer_params (its engine, host, port and blocks).
-  expect(decode.kvTransferParams).toMatchObject({ do_remote_prefill: true, do_remote_decode: false, remote_engine_id: 'prefill-0', remote_host: '127.0.0.1', remote_port: f.prefill.port });
-  expect((decode.kvTransferParams as { remote_block_ids?: unknown }).remote_block_ids).toEqual(expect.arrayContaining([expect.anything()]));
-  return { r, prefillBody: prefill.body as Record<string, any>, decodeBody: decode.body as Record<string, any>, prefill, decode };
+  expect(decode.kvTransferParams).toMatchObject({
+    do_remote_prefill: true,
+    do_remote_decode: false,
+    remote_engine_id: 'prefill-0',
+    remote_host: '127.0.0.1',
+    remote_port: f.prefill.port,
+  });
+  expect((decode.kvTransferParams as { remote_block_ids?: unknown }).remote_block_ids).toEqual(
+    expect.arrayContaining([expect.anything()]),
+  );
+  return {
+    r,
+    prefillBody: prefill.body as Record<string, any>,
+    decodeBody: decode.body as Record<string, any>,
+    prefill,
+    decode,
+  };
 }
 
 describe('NIXL v2: exact prefill and decode bodies', () => {
   it('chat: every token field set to 1 on prefill, restored on decode; stream off on prefill and restored on decode', async () => {
-    const client = { model: MODEL, messages: [{ role: 'user', content: 'a b c d e f g h' }], max_tokens: 100, min_tokens: 5, stream: true, stream_options: { include_usage: true }, temperature: 0.5, n: 1 };
+    const client = {
+      model: MODEL,
+      messages: [{ role: 'user', content: 'a b c d e f g h' }],
+      max_tokens: 100,
+      min_tokens: 5,
+      stream: true,
+      stream_options: { include_usage: true },
+      temperature: 0.5,
+      n: 1,
+    };
     const { r, prefillBody, decodeBody, prefill, decode } = await pd('/v1/chat/completions', client);
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toBe('text/event-stream');
-    expect(prefillBody).toEqual({ ...client, max_tokens: 1, min_tokens: 1, max_completion_tokens: 1, stream: false, stream_options: undefined, kv_transfer_params: PREFILL_KV });
+    expect(prefillBody).toEqual({
+      ...client,
+      max_tokens: 1,
+      min_tokens: 1,
+      max_completion_tokens: 1,
+      stream: false,
+      stream_options: undefined,
+      kv_transfer_params: PREFILL_KV,
+    });
     expect('stream_options' in prefillBody).toBe(false);
     expect(prefill.kind).toBe('prefill');
     // The decode leg is the client's request plus the prefiller's kv_transfer_params, untouched.
     const prefillAnswerKv = decode.kvTransferParams as Record<string, unknown>;
     expect(decodeBody).toEqual({ ...client, kv_transfer_params: prefillAnswerKv });
     expect('max_completion_tokens' in decodeBody).toBe(false);
-    expect(prefillAnswerKv).toMatchObject({ do_remote_prefill: true, do_remote_decode: false, remote_engine_id: 'prefill-0', remote_port: f.prefill.port, remote_host: '127.0.0.1' });
+    expect(prefillAnswerKv).toMatchObject({
+      do_remote_prefill: true,
+      do_remote_decode: false,
+      remote_engine_id: 'prefill-0',
+      remote_port: f.prefill.port,
+      remote_host: '127.0.0.1',
+    });
     expect(decode.kind).toBe('decode');
   });
 
@@ -54,7 +98,11 @@ describe('NIXL v2: exact prefill and decode bodies', () => {
   });
 
   it('chat with max_completion_tokens: capped then restored', async () => {
-    const { prefillBody, decodeBody } = await pd('/v1/chat/completions', { model: MODEL, messages: [{ role: 'user', content: 'x' }], max_completion_tokens: 100 });
+    const { prefillBody, decodeBody } = await pd('/v1/chat/completions', {
+      model: MODEL,
+      messages: [{ role: 'user', content: 'x' }],
+      max_completion_tokens: 100,
+    });
     expect(prefillBody.max_completion_tokens).toBe(1);
     expect(decodeBody.max_completion_tokens).toBe(100);
     expect('max_tokens' in decodeBody).toBe(false);
@@ -64,7 +112,14 @@ describe('NIXL v2: exact prefill and decode bodies', () => {
     const client = { model: MODEL, prompt: 'one two three', max_tokens: 7, stream: false };
     const { r, prefillBody, decodeBody } = await pd('/v1/completions', client);
     expect(r.status).toBe(200);
-    expect(prefillBody).toMatchObject({ max_tokens: 1, max_completion_tokens: 1, min_tokens: 1, stream: false, kv_transfer_params: PREFILL_KV, prompt: 'one two three' });
+    expect(prefillBody).toMatchObject({
+      max_tokens: 1,
+      max_completion_tokens: 1,
+      min_tokens: 1,
+      stream: false,
+      kv_transfer_params: PREFILL_KV,
+      prompt: 'one two three',
+    });
     expect(decodeBody).toEqual({ ...client, kv_transfer_params: decodeBody.kv_transfer_params });
     expect(decodeBody.kv_transfer_params.remote_engine_id).toBe('prefill-0');
   });
@@ -88,13 +143,23 @@ describe('NIXL v2: exact prefill and decode bodies', () => {
     const client = { model: MODEL, max_tokens: 50, messages: [{ role: 'user', content: 'hey' }] };
     const { r, prefillBody, decodeBody } = await pd('/v1/messages', client);
     expect(r.status).toBe(200);
-    expect(prefillBody).toMatchObject({ max_tokens: 1, max_completion_tokens: 1, min_tokens: 1, stream: false, kv_transfer_params: PREFILL_KV });
+    expect(prefillBody).toMatchObject({
+      max_tokens: 1,
+      max_completion_tokens: 1,
+      min_tokens: 1,
+      stream: false,
+      kv_transfer_params: PREFILL_KV,
+    });
     expect(decodeBody.max_tokens).toBe(50);
     expect(r.body.type).toBe('message');
   });
 
   it('generate: caps inside sampling_params, restored on decode', async () => {
-    const client = { model: MODEL, token_ids: [1, 2, 3, 4, 5], sampling_params: { max_tokens: 9, min_tokens: 2, temperature: 0 } };
+    const client = {
+      model: MODEL,
+      token_ids: [1, 2, 3, 4, 5],
+      sampling_params: { max_tokens: 9, min_tokens: 2, temperature: 0 },
+    };
     const { r, prefillBody, decodeBody } = await pd('/inference/v1/generate', client);
     expect(r.status).toBe(200);
     expect(prefillBody.sampling_params).toEqual({ max_tokens: 1, min_tokens: 1, temperature: 0 });
@@ -109,7 +174,11 @@ describe('NIXL v2: exact prefill and decode bodies', () => {
   });
 
   it('a client kv_transfer_params is replaced on both legs', async () => {
-    const { prefillBody, decodeBody } = await pd('/v1/completions', { model: MODEL, prompt: 'x', kv_transfer_params: { evil: true } });
+    const { prefillBody, decodeBody } = await pd('/v1/completions', {
+      model: MODEL,
+      prompt: 'x',
+      kv_transfer_params: { evil: true },
+    });
     expect(prefillBody.kv_transfer_params).toEqual(PREFILL_KV);
     expect(decodeBody.kv_transfer_params.evil).toBeUndefined();
   });
@@ -118,7 +187,7 @@ describe('NIXL v2: exact prefill and decode bodies', () => {
 describe('NIXL v2: cached_tokens come from the prefiller', () => {
   const prompt = Array.from({ length: 24 }, (_, i) => `t${i}`).join(' ');
 
-  it('JSON: the decoder reports nearly all tokens cached; the client sees the prefiller\'s count', async () => {
+  it("JSON: the decoder reports nearly all tokens cached; the client sees the prefiller's count", async () => {
     // Cold prefiller: 0 cached. The decode sim, after "pulling" the KV, reports prompt-1 cached.
     const cold = await pd('/v1/completions', { model: MODEL, prompt, max_tokens: 2 });
     expect(cold.decode.cachedTokens).toBe(23);
@@ -149,10 +218,17 @@ describe('NIXL v2: cached_tokens come from the prefiller', () => {
   });
 
   it('a JSON answer over 32 KiB is rewritten too (upstream silently skipped it)', async () => {
-    const big = await startPd({ prefill: { maxModelLen: 200_000, kvCacheSize: 100_000 }, decode: { maxModelLen: 200_000, kvCacheSize: 100_000 } });
+    const big = await startPd({
+      prefill: { maxModelLen: 200_000, kvCacheSize: 100_000 },
+      decode: { maxModelLen: 200_000, kvCacheSize: 100_000 },
+    });
     try {
       const longPrompt = Array.from({ length: 12_000 }, (_, i) => `w${i}`).join(' ');
-      const r = await postJson(`${big.sidecar.url}/v1/completions`, { model: MODEL, prompt: longPrompt, max_tokens: 12_000 }, { 'x-prefiller-host-port': big.prefillHeader });
+      const r = await postJson(
+        `${big.sidecar.url}/v1/completions`,
+        { model: MODEL, prompt: longPrompt, max_tokens: 12_000 },
+        { 'x-prefiller-host-port': big.prefillHeader },
+      );
       expect(r.status).toBe(200);
       expect(r.text.length).toBeGreaterThan(64 * 1024);
       expect(lastRecord(big.decode).cachedTokens).toBe(11_999);

@@ -14,18 +14,26 @@ import { sendPrefill, type PrefillRequest } from '../../src/sidecar/prefill-clie
 /** One scripted answer per attempt, in order; the last one repeats. */
 type Answer = (req: IncomingMessage, res: ServerResponse) => void;
 
-const json = (status: number, body: unknown): Answer => (_req, res) => {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-};
-const raw = (status: number, text: string, headers: Record<string, string> = {}): Answer => (_req, res) => {
-  res.writeHead(status, { 'content-length': Buffer.byteLength(text), ...headers });
-  res.end(text);
-};
+const json =
+  (status: number, body: unknown): Answer =>
+  (_req, res) => {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  };
+const raw =
+  (status: number, text: string, headers: Record<string, string> = {}): Answer =>
+  (_req, res) => {
+    res.writeHead(status, { 'content-length': Buffer.byteLength(text), ...headers });
+    res.end(text);
+  };
 /** Never answers: the attempt's deadline ends it. The socket is closed when the test server closes. */
 const silent: Answer = () => undefined;
-const KV_ANSWER = { choices: [], kv_transfer_params: { do_remote_prefill: true, remote_engine_id: 'e' }, usage: { prompt_tokens_details: { cached_tokens: 7 } } };
+const KV_ANSWER = {
+  choices: [],
+  kv_transfer_params: { do_remote_prefill: true, remote_engine_id: 'e' },
+  usage: { prompt_tokens_details: { cached_tokens: 7 } },
+};
 
 let server: Server;
 let origin: string;
@@ -168,7 +176,9 @@ describe('sendPrefill retries', () => {
   it('502, 503 and 504 are retried up to maxRetries, then returned with the attempt count', async () => {
     script = [raw(503, 'busy'), raw(502, 'bad gateway'), raw(504, 'timeout')];
     const retries: Array<[string, number]> = [];
-    const outcome = await sendPrefill(request({ maxRetries: 2, onRetry: (reason, attempt) => retries.push([reason, attempt]) }));
+    const outcome = await sendPrefill(
+      request({ maxRetries: 2, onRetry: (reason, attempt) => retries.push([reason, attempt]) }),
+    );
     expect(outcome).toMatchObject({ kind: 'http_error', status: 504, attempts: 3 });
     expect(retries).toEqual([
       ['503', 1],
@@ -196,10 +206,15 @@ describe('sendPrefill retries', () => {
 
   it('timeouts and connection errors are retried only with retryTransportErrors (policy retry or local)', async () => {
     script = [silent, json(200, KV_ANSWER)];
-    expect(await sendPrefill(request({ timeoutMs: 200, retryTransportErrors: false }))).toMatchObject({ kind: 'timeout', attempts: 1 });
+    expect(await sendPrefill(request({ timeoutMs: 200, retryTransportErrors: false }))).toMatchObject({
+      kind: 'timeout',
+      attempts: 1,
+    });
     attempts = 0;
     const reasons: string[] = [];
-    const outcome = await sendPrefill(request({ timeoutMs: 200, retryTransportErrors: true, onRetry: (reason) => reasons.push(reason) }));
+    const outcome = await sendPrefill(
+      request({ timeoutMs: 200, retryTransportErrors: true, onRetry: (reason) => reasons.push(reason) }),
+    );
     expect(outcome).toMatchObject({ kind: 'ok', attempts: 2 });
     expect(reasons).toEqual(['timeout']);
   });

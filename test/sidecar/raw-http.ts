@@ -58,9 +58,15 @@ export class RawConnection {
     for (;;) {
       const parsed = this.parse();
       if (parsed) return parsed;
-      if (this.ended) throw new Error(`connection closed before a complete response; received: ${JSON.stringify(this.buffer.toString('latin1').slice(0, 300))}`);
+      if (this.ended)
+        throw new Error(
+          `connection closed before a complete response; received: ${JSON.stringify(this.buffer.toString('latin1').slice(0, 300))}`,
+        );
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no complete response within ${timeoutMs}ms; received: ${JSON.stringify(this.buffer.toString('latin1').slice(0, 300))}`);
+      if (left <= 0)
+        throw new Error(
+          `no complete response within ${timeoutMs}ms; received: ${JSON.stringify(this.buffer.toString('latin1').slice(0, 300))}`,
+        );
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
         this.wake = () => {

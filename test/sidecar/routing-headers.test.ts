@@ -29,7 +29,9 @@ function headerLiterals(): string[] {
     for (const e of readdirSync(dir, { withFileTypes: true })) {
       const p = path.join(dir, e.name);
       if (e.isDirectory()) walk(p);
-      else if (e.name.endsWith('.ts')) for (const m of readFileSync(p, 'utf8').matchAll(/['"`](x-[A-Za-z0-9_-]+)['"`]/g)) names.add(m[1].toLowerCase());
+      else if (e.name.endsWith('.ts'))
+        for (const m of readFileSync(p, 'utf8').matchAll(/['"`](x-[A-Za-z0-9_-]+)['"`]/g))
+          names.add(m[1].toLowerCase());
     }
   };
   walk(path.join(ROOT, 'src/sidecar'));
@@ -58,7 +60,14 @@ const COMPLETION = JSON.stringify({
 /** What a NIXL prefiller answers, so a trap taken for one lets the request go on to decode. */
 const PREFILL_ANSWER = JSON.stringify({
   ...JSON.parse(COMPLETION),
-  kv_transfer_params: { do_remote_prefill: true, do_remote_decode: false, remote_engine_id: 'trap', remote_block_ids: [0], remote_host: '127.0.0.1', remote_port: 1 },
+  kv_transfer_params: {
+    do_remote_prefill: true,
+    do_remote_decode: false,
+    remote_engine_id: 'trap',
+    remote_block_ids: [0],
+    remote_host: '127.0.0.1',
+    remote_port: 1,
+  },
 });
 
 async function recorder(answer: string): Promise<Recorder> {
@@ -97,7 +106,15 @@ beforeAll(async () => {
     sidecars.set(
       kvConnector,
       await startSidecar(
-        sidecarConfig({ host: '127.0.0.1', port: 0, secureProxy: false, modelServerHost: '127.0.0.1', modelServerPort: decode.port, kvConnector, prefillTimeout: 5_000 }),
+        sidecarConfig({
+          host: '127.0.0.1',
+          port: 0,
+          secureProxy: false,
+          modelServerHost: '127.0.0.1',
+          modelServerPort: decode.port,
+          kvConnector,
+          prefillTimeout: 5_000,
+        }),
       ),
     );
   }
@@ -111,36 +128,60 @@ afterAll(async () => {
 type Route = { method: 'GET' | 'POST'; path: string; body?: string };
 const ROUTES: Route[] = [
   { method: 'POST', path: '/v1/completions', body: JSON.stringify({ model: 'm', prompt: 'x', max_tokens: 1 }) },
-  { method: 'POST', path: '/v1/chat/completions', body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }], stream: true }) },
+  {
+    method: 'POST',
+    path: '/v1/chat/completions',
+    body: JSON.stringify({ model: 'm', messages: [{ role: 'user', content: 'x' }], stream: true }),
+  },
   { method: 'GET', path: '/v1/models' },
   { method: 'POST', path: '/tokenize', body: JSON.stringify({ model: 'm', prompt: 'x' }) },
 ];
 
 /** The ways a host:port can be written in a header value. */
-const VALUE_FORMS = [(quantile: number) => `127.0.0.1:${quantile}`, (quantile: number) => `http://127.0.0.1:${quantile}`, (quantile: number) => `localhost:${quantile}`, (quantile: number) => ` 127.0.0.1:${quantile}, 127.0.0.1:${quantile}`];
+const VALUE_FORMS = [
+  (quantile: number) => `127.0.0.1:${quantile}`,
+  (quantile: number) => `http://127.0.0.1:${quantile}`,
+  (quantile: number) => `localhost:${quantile}`,
+  (quantile: number) => ` 127.0.0.1:${quantile}, 127.0.0.1:${quantile}`,
+];
 
 /**
  * Sends one request with `headers` (name -> trap index, value form) through `sidecar`, waits until the sidecar is
  * done with it, and checks: every trap contacted was named by a routing header; the model server got no routing
  * header. Returns what went wrong, or undefined.
  */
-async function probe(sidecar: SidecarHandle, route: Route, headers: Array<{ name: string; trap: number; form: number }>): Promise<string | undefined> {
+async function probe(
+  sidecar: SidecarHandle,
+  route: Route,
+  headers: Array<{ name: string; trap: number; form: number }>,
+): Promise<string | undefined> {
   for (const t of traps) t.contacts = 0;
   decode.requests.length = 0;
   const sent: Record<string, string> = { 'content-type': 'application/json' };
   for (const h of headers) sent[h.name] = VALUE_FORMS[h.form](traps[h.trap].port);
-  const res = await fetch(`${sidecar.url}${route.path}`, { method: route.method, headers: sent, body: route.body, signal: AbortSignal.timeout(10_000) });
+  const res = await fetch(`${sidecar.url}${route.path}`, {
+    method: route.method,
+    headers: sent,
+    body: route.body,
+    signal: AbortSignal.timeout(10_000),
+  });
   await res.arrayBuffer();
   // Every leg has ended (an SGLang prefill runs beside decode and can end after the answer).
-  await waitFor(async () => ((await sidecar.metrics.inflight.get()).values[0]?.value ?? 0) === 0, 10_000, 'the sidecar to finish the request');
+  await waitFor(
+    async () => ((await sidecar.metrics.inflight.get()).values[0]?.value ?? 0) === 0,
+    10_000,
+    'the sidecar to finish the request',
+  );
   for (const [i, t] of traps.entries()) {
     if (t.contacts === 0) continue;
     const named = headers.filter((headers) => headers.trap === i).map((headers) => headers.name);
-    if (!named.some((count) => ROUTING_HEADER_SET.has(count))) return `${route.method} ${route.path}: the sidecar contacted the host named by ${named.join(', ')}, which ROUTING_HEADERS does not list`;
+    if (!named.some((count) => ROUTING_HEADER_SET.has(count)))
+      return `${route.method} ${route.path}: the sidecar contacted the host named by ${named.join(', ')}, which ROUTING_HEADERS does not list`;
   }
   for (const r of decode.requests) {
     const leaked = Object.keys(r.headers).filter((count) => ROUTING_HEADER_SET.has(count));
-    if (leaked.length > 0) return `${route.method} ${route.path}: the model server received routing header(s) ${leaked.join(', ')}`;
+    if (leaked.length > 0)
+      return `${route.method} ${route.path}: the model server received routing header(s) ${leaked.join(', ')}`;
   }
   return undefined;
 }

@@ -12,18 +12,23 @@ afterEach(async () => {
   f = undefined;
 });
 
-const send = (fx: PdFixture, target: string) => postJson(`${fx.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x' }, { 'x-prefiller-host-port': target });
+const send = (fx: PdFixture, target: string) =>
+  postJson(`${fx.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x' }, { 'x-prefiller-host-port': target });
 
 describe('SSRF protection matches host AND port', () => {
   it('static allowlist: the listed host:port passes, the same host on another port gets 403', async () => {
-    f = await startPd({ sidecar: (ports) => ({ enableSsrfProtection: true, ssrfAllowlist: [`127.0.0.1:${ports.prefill}`] }) });
+    f = await startPd({
+      sidecar: (ports) => ({ enableSsrfProtection: true, ssrfAllowlist: [`127.0.0.1:${ports.prefill}`] }),
+    });
     expect((await send(f, f.prefillHeader)).status).toBe(200);
     expect((await send(f, `127.0.0.1:${f.prefill.port + 1}`)).status).toBe(403);
     expect((await send(f, `localhost:${f.prefill.port}`)).status).toBe(403);
   });
 
   it('a denied request whose body never finishes is answered within the body deadline and its connection closed', async () => {
-    f = await startPd({ sidecar: { enableSsrfProtection: true, ssrfAllowlist: ['10.0.0.1:8000'], requestBodyTimeout: 300 } });
+    f = await startPd({
+      sidecar: { enableSsrfProtection: true, ssrfAllowlist: ['10.0.0.1:8000'], requestBodyTimeout: 300 },
+    });
     const { port } = new URL(f.sidecar.url);
     const socket = net.connect(Number(port), '127.0.0.1');
     const answer = new Promise<{ text: string; closed: boolean }>((resolve, reject) => {
@@ -34,7 +39,9 @@ describe('SSRF protection matches host AND port', () => {
       setTimeout(() => resolve({ text, closed: false }), 5_000);
     });
     // Promises 1000 bytes, sends 10, then stalls.
-    socket.write(`POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\nx-prefiller-host-port: 127.0.0.1:${f.prefill.port}\r\n\r\n{"model":1`);
+    socket.write(
+      `POST /v1/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\nx-prefiller-host-port: 127.0.0.1:${f.prefill.port}\r\n\r\n{"model":1`,
+    );
     const r = await answer;
     socket.destroy();
     expect(r.text).toMatch(/^HTTP\/1\.1 403 /);

@@ -29,7 +29,8 @@ describe('forwardHeaders', () => {
     expect(out['content-type']).toBe('application/json');
     expect(out.authorization).toBe('Bearer t');
     expect(out.accept).toBe('text/event-stream');
-    for (const name of ['connection', 'x-private-hop', 'keep-alive', 'transfer-encoding', 'upgrade', 'te']) expect(out, name).not.toHaveProperty(name);
+    for (const name of ['connection', 'x-private-hop', 'keep-alive', 'transfer-encoding', 'upgrade', 'te'])
+      expect(out, name).not.toHaveProperty(name);
   });
 
   it('never forwards a routing header, whoever sent it', () => {
@@ -47,14 +48,18 @@ describe('forwardHeaders', () => {
   });
 
   it('keeps the client traceparent; otherwise uses the given one, else makes one', () => {
-    expect(forwardHeaders({ traceparent: '00-aa-bb-01' }, { ...base, traceparent: '00-cc-dd-01' }).traceparent).toBe('00-aa-bb-01');
+    expect(forwardHeaders({ traceparent: '00-aa-bb-01' }, { ...base, traceparent: '00-cc-dd-01' }).traceparent).toBe(
+      '00-aa-bb-01',
+    );
     expect(forwardHeaders({}, { ...base, traceparent: '00-cc-dd-01' }).traceparent).toBe('00-cc-dd-01');
     expect(forwardHeaders({}, base).traceparent).toMatch(TRACEPARENT);
   });
 
   it('appends the client address to x-forwarded-for, or passes the header on when there is no address', () => {
     expect(forwardHeaders({}, { ...base, clientAddress: '10.0.0.9' })['x-forwarded-for']).toBe('10.0.0.9');
-    expect(forwardHeaders({ 'x-forwarded-for': '1.1.1.1' }, { ...base, clientAddress: '10.0.0.9' })['x-forwarded-for']).toBe('1.1.1.1, 10.0.0.9');
+    expect(
+      forwardHeaders({ 'x-forwarded-for': '1.1.1.1' }, { ...base, clientAddress: '10.0.0.9' })['x-forwarded-for'],
+    ).toBe('1.1.1.1, 10.0.0.9');
     expect(forwardHeaders({ 'x-forwarded-for': '1.1.1.1' }, base)['x-forwarded-for']).toBe('1.1.1.1');
   });
 
@@ -78,8 +83,18 @@ describe('newTraceparent', () => {
 
 describe('responseHeaders', () => {
   it('drops hop-by-hop headers; drops content-length only when the body is rewritten', () => {
-    const headers = { 'content-type': 'application/json', 'content-length': '10', connection: 'close', 'transfer-encoding': 'chunked', 'x-vllm': '1' };
-    expect(responseHeaders(headers, false)).toEqual({ 'content-type': 'application/json', 'content-length': '10', 'x-vllm': '1' });
+    const headers = {
+      'content-type': 'application/json',
+      'content-length': '10',
+      connection: 'close',
+      'transfer-encoding': 'chunked',
+      'x-vllm': '1',
+    };
+    expect(responseHeaders(headers, false)).toEqual({
+      'content-type': 'application/json',
+      'content-length': '10',
+      'x-vllm': '1',
+    });
     expect(responseHeaders(headers, true)).toEqual({ 'content-type': 'application/json', 'x-vllm': '1' });
   });
 });

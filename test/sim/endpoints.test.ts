@@ -6,7 +6,17 @@ let sim: SimulatorHandle;
 const MODEL = 'test-model';
 
 beforeAll(async () => {
-  sim = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], servedModelName: [MODEL, 'alias'], mode: 'echo', seed: 7, maxModelLen: 256 }));
+  sim = await startSimulator(
+    simConfig({
+      host: '127.0.0.1',
+      port: 0,
+      model: [MODEL],
+      servedModelName: [MODEL, 'alias'],
+      mode: 'echo',
+      seed: 7,
+      maxModelLen: 256,
+    }),
+  );
 });
 afterAll(() => sim.close());
 
@@ -20,9 +30,16 @@ describe('simulator endpoints (echo mode, real HTTP)', () => {
     expect(r.body.id).toMatch(/^chatcmpl-/);
     expect(r.body.object).toBe('chat.completion');
     expect(r.body.model).toBe(MODEL);
-    expect(r.body.choices).toEqual([{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: 'Hello, world!' } }]);
+    expect(r.body.choices).toEqual([
+      { index: 0, finish_reason: 'stop', message: { role: 'assistant', content: 'Hello, world!' } },
+    ]);
     // "### user: Hello, world!\n" is 9 tokens under upstream's simulated tokenizer; the echo is 4.
-    expect(r.body.usage).toEqual({ prompt_tokens: 9, completion_tokens: 4, total_tokens: 13, prompt_tokens_details: { cached_tokens: 0 } });
+    expect(r.body.usage).toEqual({
+      prompt_tokens: 9,
+      completion_tokens: 4,
+      total_tokens: 13,
+      prompt_tokens_details: { cached_tokens: 0 },
+    });
     expect(r.body.kv_transfer_params).toBeUndefined();
   });
 
@@ -33,7 +50,11 @@ describe('simulator endpoints (echo mode, real HTTP)', () => {
   });
 
   it('completions: echo cut at max_tokens gives finish_reason length', async () => {
-    const r = await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt: 'one two three four five', max_tokens: 3 });
+    const r = await postJson(`${sim.url}/v1/completions`, {
+      model: MODEL,
+      prompt: 'one two three four five',
+      max_tokens: 3,
+    });
     expect(r.status).toBe(200);
     expect(r.body.object).toBe('text_completion');
     expect(r.body.id).toMatch(/^cmpl-/);
@@ -55,15 +76,30 @@ describe('simulator endpoints (echo mode, real HTTP)', () => {
   });
 
   it('Anthropic messages API', async () => {
-    const r = await postJson(`${sim.url}/v1/messages`, { model: MODEL, max_tokens: 10, system: 'sys', messages: [{ role: 'user', content: 'Hi there' }] });
+    const r = await postJson(`${sim.url}/v1/messages`, {
+      model: MODEL,
+      max_tokens: 10,
+      system: 'sys',
+      messages: [{ role: 'user', content: 'Hi there' }],
+    });
     expect(r.status).toBe(200);
-    expect(r.body).toMatchObject({ type: 'message', role: 'assistant', stop_reason: 'end_turn', stop_sequence: null, content: [{ type: 'text', text: 'Hi there' }] });
+    expect(r.body).toMatchObject({
+      type: 'message',
+      role: 'assistant',
+      stop_reason: 'end_turn',
+      stop_sequence: null,
+      content: [{ type: 'text', text: 'Hi there' }],
+    });
     expect(r.body.id).toMatch(/^msg_/);
     expect(r.body.usage.output_tokens).toBe(2);
   });
 
   it('vLLM generate API echoes token ids', async () => {
-    const r = await postJson(`${sim.url}/inference/v1/generate`, { model: MODEL, token_ids: [11, 22, 33], sampling_params: { max_tokens: 5 } });
+    const r = await postJson(`${sim.url}/inference/v1/generate`, {
+      model: MODEL,
+      token_ids: [11, 22, 33],
+      sampling_params: { max_tokens: 5 },
+    });
     expect(r.status).toBe(200);
     expect(r.body.choices).toEqual([{ index: 0, finish_reason: 'stop', token_ids: [11, 22, 33] }]);
     expect(r.body.ec_transfer_params).toBeNull();
@@ -86,7 +122,11 @@ describe('simulator endpoints (echo mode, real HTTP)', () => {
 
 describe('simulator streaming framing', () => {
   it('chat: role chunk, one chunk per token, finish chunk, usage chunk, [DONE]', async () => {
-    const r = await postJson(`${sim.url}/v1/chat/completions`, { ...chatBody, stream: true, stream_options: { include_usage: true } });
+    const r = await postJson(`${sim.url}/v1/chat/completions`, {
+      ...chatBody,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toBe('text/event-stream');
     const frames = parseSse(r.text);
@@ -98,7 +138,12 @@ describe('simulator streaming framing', () => {
     expect(chunks[5].choices[0]).toEqual({ index: 0, finish_reason: 'stop', delta: {} });
     expect(chunks[5].usage).toBeNull();
     expect(chunks[6].choices).toEqual([]);
-    expect(chunks[6].usage).toEqual({ prompt_tokens: 9, completion_tokens: 4, total_tokens: 13, prompt_tokens_details: { cached_tokens: 0 } });
+    expect(chunks[6].usage).toEqual({
+      prompt_tokens: 9,
+      completion_tokens: 4,
+      total_tokens: 13,
+      prompt_tokens_details: { cached_tokens: 0 },
+    });
     expect(new Set(chunks.map((config) => config.id)).size).toBe(1);
   });
 
@@ -110,7 +155,12 @@ describe('simulator streaming framing', () => {
   });
 
   it('completions stream', async () => {
-    const r = await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt: 'a b c', stream: true, stream_options: { include_usage: true } });
+    const r = await postJson(`${sim.url}/v1/completions`, {
+      model: MODEL,
+      prompt: 'a b c',
+      stream: true,
+      stream_options: { include_usage: true },
+    });
     const chunks = sseJson(r.text);
     expect(chunks.slice(0, 3).map((config) => config.choices[0].text)).toEqual(['a ', 'b ', 'c']);
     expect(chunks[3].choices[0]).toEqual({ index: 0, finish_reason: 'stop', text: '' });
@@ -139,7 +189,12 @@ describe('simulator streaming framing', () => {
   });
 
   it('messages stream: Anthropic events', async () => {
-    const r = await postJson(`${sim.url}/v1/messages`, { model: MODEL, max_tokens: 10, stream: true, messages: [{ role: 'user', content: 'p q' }] });
+    const r = await postJson(`${sim.url}/v1/messages`, {
+      model: MODEL,
+      max_tokens: 10,
+      stream: true,
+      messages: [{ role: 'user', content: 'p q' }],
+    });
     const frames = parseSse(r.text);
     expect(frames.map((sseFrame) => sseFrame.event)).toEqual([
       'message_start',
@@ -155,7 +210,12 @@ describe('simulator streaming framing', () => {
   });
 
   it('generate stream: finish reason rides on the last token', async () => {
-    const r = await postJson(`${sim.url}/inference/v1/generate`, { model: MODEL, token_ids: [1, 2], stream: true, sampling_params: { max_tokens: 2 } });
+    const r = await postJson(`${sim.url}/inference/v1/generate`, {
+      model: MODEL,
+      token_ids: [1, 2],
+      stream: true,
+      sampling_params: { max_tokens: 2 },
+    });
     const chunks = sseJson(r.text);
     expect(chunks.map((config) => config.choices[0])).toEqual([
       { index: 0, finish_reason: null, token_ids: [1] },
@@ -198,7 +258,12 @@ describe('simulator bad input', () => {
     expect(missing.body.error.message).toBe('The model `` does not exist.');
     const unknown = await postJson(url(), { ...chatBody, model: 'gpt-9' });
     expect(unknown.status).toBe(404);
-    expect(unknown.body.error).toEqual({ message: 'The model `gpt-9` does not exist.', type: 'NotFoundError', param: null, code: 404 });
+    expect(unknown.body.error).toEqual({
+      message: 'The model `gpt-9` does not exist.',
+      type: 'NotFoundError',
+      param: null,
+      code: 404,
+    });
   });
 
   it('a prompt over max-model-len is 400 with vLLM wording', async () => {
@@ -210,26 +275,42 @@ describe('simulator bad input', () => {
   });
 
   it('semantic validation errors', async () => {
-    expect((await postJson(url(), { ...chatBody, max_tokens: 0 })).body.error.message).toBe('Max completion tokens and max tokens should be positive');
-    expect((await postJson(url(), { ...chatBody, messages: [] })).body.error.message).toBe('messages must not be empty');
+    expect((await postJson(url(), { ...chatBody, max_tokens: 0 })).body.error.message).toBe(
+      'Max completion tokens and max tokens should be positive',
+    );
+    expect((await postJson(url(), { ...chatBody, messages: [] })).body.error.message).toBe(
+      'messages must not be empty',
+    );
     expect((await postJson(url(), { ...chatBody, min_tokens: 5, max_tokens: 2 })).body.error.message).toBe(
       'min_tokens must be less than or equal to max_tokens=2, got 5.',
     );
-    expect((await postJson(`${sim.url}/v1/messages`, { model: MODEL, messages: [{ role: 'user', content: 'x' }] })).body.error.message).toBe('max_tokens is required');
-    expect((await postJson(`${sim.url}/inference/v1/generate`, { model: MODEL, sampling_params: {} })).body.error.message).toBe('Missing input token_ids');
+    expect(
+      (await postJson(`${sim.url}/v1/messages`, { model: MODEL, messages: [{ role: 'user', content: 'x' }] })).body
+        .error.message,
+    ).toBe('max_tokens is required');
+    expect(
+      (await postJson(`${sim.url}/inference/v1/generate`, { model: MODEL, sampling_params: {} })).body.error.message,
+    ).toBe('Missing input token_ids');
   });
 
   it('X-Return-Error injects the status with an error body', async () => {
     const r = await postJson(url(), chatBody, { 'x-return-error': '503' });
     expect(r.status).toBe(503);
-    expect(r.body.error).toEqual({ message: 'Simulated error triggered by X-Return-Error header (code 503)', type: 'InternalServerError', param: null, code: 503 });
+    expect(r.body.error).toEqual({
+      message: 'Simulated error triggered by X-Return-Error header (code 503)',
+      type: 'InternalServerError',
+      param: null,
+      code: 503,
+    });
     const bad = await postJson(url(), chatBody, { 'x-return-error': 'abc' });
     expect(bad.status).toBe(400);
     expect(bad.body.error.message).toBe('Invalid X-Return-Error header value "abc": must be an integer');
   });
 
   it('an oversized body is 413', async () => {
-    const small = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], maxRequestBodySize: 2048 }));
+    const small = await startSimulator(
+      simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], maxRequestBodySize: 2048 }),
+    );
     try {
       const r = await postJson(`${small.url}/v1/completions`, { model: MODEL, prompt: 'x'.repeat(5000) });
       expect(r.status).toBe(413);

@@ -4,11 +4,27 @@ import { getJson, metricsText, metricValue, postJson } from '../helpers.js';
 
 let sim: SimulatorHandle;
 const MODEL = 'pd-model';
-const PREFILL_PARAMS = { do_remote_decode: true, do_remote_prefill: false, remote_engine_id: null, remote_block_ids: null, remote_host: null, remote_port: null };
+const PREFILL_PARAMS = {
+  do_remote_decode: true,
+  do_remote_prefill: false,
+  remote_engine_id: null,
+  remote_block_ids: null,
+  remote_host: null,
+  remote_port: null,
+};
 
 beforeAll(async () => {
   sim = await startSimulator(
-    simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], mode: 'random', seed: 3, engineId: 'prefill-engine-1', advertiseHost: '10.1.2.3', blockSize: 4 }),
+    simConfig({
+      host: '127.0.0.1',
+      port: 0,
+      model: [MODEL],
+      mode: 'random',
+      seed: 3,
+      engineId: 'prefill-engine-1',
+      advertiseHost: '10.1.2.3',
+      blockSize: 4,
+    }),
   );
 });
 afterAll(() => sim.close());
@@ -16,7 +32,12 @@ afterAll(() => sim.close());
 describe('P/D request kinds', () => {
   it('a do_remote_decode request is a prefill: finish_reason remote_decode and kv_transfer_params identifying this instance', async () => {
     const prompt = 'alpha beta gamma delta epsilon zeta eta theta iota';
-    const r = await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt, max_tokens: 1, kv_transfer_params: PREFILL_PARAMS });
+    const r = await postJson(`${sim.url}/v1/completions`, {
+      model: MODEL,
+      prompt,
+      max_tokens: 1,
+      kv_transfer_params: PREFILL_PARAMS,
+    });
     expect(r.status).toBe(200);
     expect(r.body.choices[0].finish_reason).toBe('remote_decode');
     const kv = r.body.kv_transfer_params;
@@ -44,7 +65,11 @@ describe('P/D request kinds', () => {
   ])('%s prefill returns kv_transfer_params', async (path, extra) => {
     const r = await postJson(`${sim.url}${path}`, { model: MODEL, ...extra, kv_transfer_params: PREFILL_PARAMS });
     expect(r.status).toBe(200);
-    expect(r.body.kv_transfer_params).toMatchObject({ do_remote_prefill: true, remote_engine_id: 'prefill-engine-1', remote_port: sim.port });
+    expect(r.body.kv_transfer_params).toMatchObject({
+      do_remote_prefill: true,
+      remote_engine_id: 'prefill-engine-1',
+      remote_port: sim.port,
+    });
   });
 
   it('generate also reads kv_transfer_params from sampling_params.extra_args', async () => {
@@ -65,12 +90,26 @@ describe('P/D request kinds', () => {
       kv_transfer_params: PREFILL_PARAMS,
     });
     expect(r.status).toBe(400);
-    expect(r.body).toEqual({ error: { message: 'Prefill does not support streaming', type: 'BadRequestError', param: null, code: 400 } });
+    expect(r.body).toEqual({
+      error: { message: 'Prefill does not support streaming', type: 'BadRequestError', param: null, code: 400 },
+    });
   });
 
   it('a do_remote_prefill request is a decode: no kv params returned, prompt reported as cached, recorded verbatim', async () => {
-    const params = { do_remote_decode: false, do_remote_prefill: true, remote_engine_id: 'eng-x', remote_block_ids: [4, 5], remote_host: 'h', remote_port: 1, tp_size: 1 };
-    const r = await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt: 'one two three four five six', max_tokens: 3, kv_transfer_params: params }, { 'x-request-id': 'dec-1' });
+    const params = {
+      do_remote_decode: false,
+      do_remote_prefill: true,
+      remote_engine_id: 'eng-x',
+      remote_block_ids: [4, 5],
+      remote_host: 'h',
+      remote_port: 1,
+      tp_size: 1,
+    };
+    const r = await postJson(
+      `${sim.url}/v1/completions`,
+      { model: MODEL, prompt: 'one two three four five six', max_tokens: 3, kv_transfer_params: params },
+      { 'x-request-id': 'dec-1' },
+    );
     expect(r.status).toBe(200);
     expect(r.body.kv_transfer_params).toBeUndefined();
     expect(r.body.choices[0].finish_reason).not.toBe('remote_decode');
@@ -87,23 +126,39 @@ describe('P/D request kinds', () => {
 
   it('counts prefills under finish_reason="remote_decode"', async () => {
     const text = await metricsText(sim.url);
-    expect(metricValue(text, 'vllm:request_success_total', { model_name: MODEL, finish_reason: 'remote_decode' })).toBeGreaterThanOrEqual(6);
+    expect(
+      metricValue(text, 'vllm:request_success_total', { model_name: MODEL, finish_reason: 'remote_decode' }),
+    ).toBeGreaterThanOrEqual(6);
   });
 });
 
 describe('cache hit threshold (shared-storage connector support)', () => {
   it('answers at once with finish_reason cache_threshold when the hit rate is below the threshold, else decodes', async () => {
     const prompt = 'k1 k2 k3 k4 k5 k6 k7 k8 k9 k10';
-    const cold = await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt, max_tokens: 3, cache_hit_threshold: 0.5 });
+    const cold = await postJson(`${sim.url}/v1/completions`, {
+      model: MODEL,
+      prompt,
+      max_tokens: 3,
+      cache_hit_threshold: 0.5,
+    });
     expect(cold.status).toBe(200);
     expect(cold.body.choices[0]).toMatchObject({ finish_reason: 'cache_threshold', text: '' });
     expect(cold.body.usage.completion_tokens).toBe(0);
     expect(cold.body.usage.prompt_tokens_details).toBeNull();
     // Warm the cache (block size 4: two full blocks of the 10-token prompt become reusable), then ask again.
     await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt, max_tokens: 1 });
-    const warm = await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt, max_tokens: 3, cache_hit_threshold: 0.5 });
+    const warm = await postJson(`${sim.url}/v1/completions`, {
+      model: MODEL,
+      prompt,
+      max_tokens: 3,
+      cache_hit_threshold: 0.5,
+    });
     expect(warm.body.choices[0].finish_reason).not.toBe('cache_threshold');
-    const forced = await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt, max_tokens: 3 }, { 'x-cache-threshold-finish-reason': 'true' });
+    const forced = await postJson(
+      `${sim.url}/v1/completions`,
+      { model: MODEL, prompt, max_tokens: 3 },
+      { 'x-cache-threshold-finish-reason': 'true' },
+    );
     expect(forced.body.choices[0].finish_reason).toBe('cache_threshold');
     const bad = await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt, cache_hit_threshold: 2 });
     expect(bad.status).toBe(400);

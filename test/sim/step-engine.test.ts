@@ -12,7 +12,10 @@ const M = 'step-model';
 const words = (count: number, tag = 'w') => Array.from({ length: count }, (_, i) => `${tag}${i}`).join(' ');
 const hist = async (name: string) => {
   const t = await metricsText(sim!.url);
-  return { sum: metricValue(t, `${name}_sum`, { model_name: M })!, count: metricValue(t, `${name}_count`, { model_name: M })! };
+  return {
+    sum: metricValue(t, `${name}_sum`, { model_name: M })!,
+    count: metricValue(t, `${name}_count`, { model_name: M })!,
+  };
 };
 
 /** A step-engine simulator running 20× faster than real time; metrics report simulated time. */
@@ -41,7 +44,12 @@ describe('step engine', () => {
   it('alone: prefill = overhead + tokens × per-token; one token per ITL step', async () => {
     sim = await stepSim();
     const started = performance.now();
-    const r = await postJson(`${sim.url}/v1/completions`, { model: M, prompt: words(200), max_tokens: 5, ignore_eos: true });
+    const r = await postJson(`${sim.url}/v1/completions`, {
+      model: M,
+      prompt: words(200),
+      max_tokens: 5,
+      ignore_eos: true,
+    });
     const wallMs = performance.now() - started;
     expect(r.status).toBe(200);
     expect(r.body.usage.completion_tokens).toBe(5);
@@ -82,7 +90,13 @@ describe('step engine', () => {
 
   it('a long prefill slows the decodes running on the same engine (interference)', async () => {
     sim = await stepSim({ maxNumBatchedTokens: 4096 });
-    const decoding = postJson(`${sim.url}/v1/completions`, { model: M, prompt: 'short', max_tokens: 40, ignore_eos: true, stream: true });
+    const decoding = postJson(`${sim.url}/v1/completions`, {
+      model: M,
+      prompt: 'short',
+      max_tokens: 40,
+      ignore_eos: true,
+      stream: true,
+    });
     await waitFor(() => sim!.engine.scheduler.running === 1, 5000, 'decode running');
     await postJson(`${sim.url}/v1/completions`, { model: M, prompt: words(3000, 'p'), max_tokens: 1 });
     const r = await decoding;
@@ -95,13 +109,33 @@ describe('step engine', () => {
   });
 
   it('the request model (upstream) has no such interference', async () => {
-    sim = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [M], timeScale: 0.05, interTokenLatency: 20, prefillTimePerToken: 0.5, prefillOverhead: 10, maxModelLen: 100_000, kvCacheSize: 100_000 }));
-    const decoding = postJson(`${sim.url}/v1/completions`, { model: M, prompt: 'short', max_tokens: 40, ignore_eos: true, stream: true });
+    sim = await startSimulator(
+      simConfig({
+        host: '127.0.0.1',
+        port: 0,
+        model: [M],
+        timeScale: 0.05,
+        interTokenLatency: 20,
+        prefillTimePerToken: 0.5,
+        prefillOverhead: 10,
+        maxModelLen: 100_000,
+        kvCacheSize: 100_000,
+      }),
+    );
+    const decoding = postJson(`${sim.url}/v1/completions`, {
+      model: M,
+      prompt: 'short',
+      max_tokens: 40,
+      ignore_eos: true,
+      stream: true,
+    });
     await waitFor(() => sim!.engine.scheduler.running === 1, 5000, 'decode running');
     await postJson(`${sim.url}/v1/completions`, { model: M, prompt: words(3000, 'p'), max_tokens: 1 });
     await decoding;
     const t = await metricsText(sim.url);
-    expect(metricValue(t, 'vllm:inter_token_latency_seconds_bucket', { model_name: M, le: '0.025' })).toBe(metricValue(t, 'vllm:inter_token_latency_seconds_count', { model_name: M }));
+    expect(metricValue(t, 'vllm:inter_token_latency_seconds_bucket', { model_name: M, le: '0.025' })).toBe(
+      metricValue(t, 'vllm:inter_token_latency_seconds_count', { model_name: M }),
+    );
   });
 
   it('a remote-prefill request waits for its KV transfer, not for engine steps, then decodes', async () => {
@@ -111,7 +145,13 @@ describe('step engine', () => {
       prompt: words(1000),
       max_tokens: 3,
       ignore_eos: true,
-      kv_transfer_params: { do_remote_prefill: true, remote_engine_id: 'x', remote_block_ids: [1], remote_host: 'h', remote_port: 1 },
+      kv_transfer_params: {
+        do_remote_prefill: true,
+        remote_engine_id: 'x',
+        remote_block_ids: [1],
+        remote_host: 'h',
+        remote_port: 1,
+      },
     });
     expect(r.status).toBe(200);
     // Transfer 1000 × 0.1 ms = 100 ms, then the first decode step (20 ms) makes the first token.
@@ -134,13 +174,23 @@ describe('step engine', () => {
     expect(await gauge('vllm:num_requests_waiting')).toBe(2);
     expect(await gauge('vllm:num_requests_running')).toBe(1);
     await Promise.all([first, ...queued]);
-    await waitFor(async () => (await gauge('vllm:num_requests_waiting')) === 0 && (await gauge('vllm:num_requests_running')) === 0, 5000, 'drained');
+    await waitFor(
+      async () => (await gauge('vllm:num_requests_waiting')) === 0 && (await gauge('vllm:num_requests_running')) === 0,
+      5000,
+      'drained',
+    );
   });
 
   it('client aborts leave the batch', async () => {
     sim = await stepSim({ interTokenLatency: 200 });
     const ac = new AbortController();
-    const p = fetch(`${sim.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: M, prompt: 'x', max_tokens: 500, ignore_eos: true, stream: true }), signal: ac.signal }).then((response) => response.text()).catch(() => 'aborted');
+    const p = fetch(`${sim.url}/v1/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ model: M, prompt: 'x', max_tokens: 500, ignore_eos: true, stream: true }),
+      signal: ac.signal,
+    })
+      .then((response) => response.text())
+      .catch(() => 'aborted');
     await waitFor(() => sim!.engine.scheduler.running === 1);
     ac.abort();
     await p;

@@ -3,7 +3,22 @@ import { summarize, type RequestSample } from '../../src/loadgen/index.js';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { displayName, gpus, niceTicks, paretoFront, parseTopology, recommend, renderLineChart, runPoint, scaleByTp, shapeName, topologyGoodputs, writeSweepOutputs, type RunPoint, type SweepRun } from '../../src/tune/index.js';
+import {
+  displayName,
+  gpus,
+  niceTicks,
+  paretoFront,
+  parseTopology,
+  recommend,
+  renderLineChart,
+  runPoint,
+  scaleByTp,
+  shapeName,
+  topologyGoodputs,
+  writeSweepOutputs,
+  type RunPoint,
+  type SweepRun,
+} from '../../src/tune/index.js';
 import { PLOT_FILES } from '../../src/tune/report.js';
 
 describe('topologies', () => {
@@ -33,7 +48,7 @@ describe('topologies', () => {
     expect(fromShape).toEqual(fromName);
   });
 
-  it('a name that is not an llm-d-benchmark name (a real deployment\'s --label) is shown as given', () => {
+  it("a name that is not an llm-d-benchmark name (a real deployment's --label) is shown as given", () => {
     expect(shapeName('4P2D-h100')).toBeUndefined();
     expect(displayName('4P2D-h100')).toBe('4P2D-h100');
   });
@@ -44,7 +59,16 @@ describe('topologies', () => {
   });
 
   it('TP scaling: prefill per-token time and ITL shrink, KV capacity grows', () => {
-    const s = scaleByTp({ prefillTimePerToken: 1, interTokenLatency: 10, kvCacheSize: 1000, prefillOverhead: 30, kvCacheTransferTimePerToken: 0.003 }, 4);
+    const s = scaleByTp(
+      {
+        prefillTimePerToken: 1,
+        interTokenLatency: 10,
+        kvCacheSize: 1000,
+        prefillOverhead: 30,
+        kvCacheTransferTimePerToken: 0.003,
+      },
+      4,
+    );
     expect(s.prefillTimePerToken).toBeCloseTo(0.1 + 0.9 / 4, 9);
     expect(s.interTokenLatency).toBeCloseTo(10 * (0.3 + 0.7 / 4), 9);
     expect(s.kvCacheSize).toBe(4000);
@@ -54,7 +78,15 @@ describe('topologies', () => {
 });
 
 /** A run summary from synthetic samples: n requests with fixed TTFT/TPOT, over `seconds`. */
-function run(topology: string, load: number, ttftMs: number, tpotMs: number, outputTokens: number, count: number, seconds: number): SweepRun {
+function run(
+  topology: string,
+  load: number,
+  ttftMs: number,
+  tpotMs: number,
+  outputTokens: number,
+  count: number,
+  seconds: number,
+): SweepRun {
   const samples: RequestSample[] = Array.from({ length: count }, (_, i) => ({
     ok: true,
     status: 200,
@@ -129,14 +161,21 @@ describe('SVG charts', () => {
       xLabel: 'X axis',
       yLabel: 'Y axis',
       series: [
-        { name: 'agg2', points: [{ x: 1, y: 2 }, { x: 2, y: 3 }] },
+        {
+          name: 'agg2',
+          points: [
+            { x: 1, y: 2 },
+            { x: 2, y: 3 },
+          ],
+        },
         { name: '2P1D', points: [{ x: 3, y: 1 }] },
       ],
       highlight: [{ x: 2, y: 3 }],
       highlightLabel: 'Pareto front',
     });
     expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
-    for (const s of ['T &lt;1&gt;', '>X axis<', '>Y axis<', '>agg2<', '>2P1D<', '>Pareto front<']) expect(svg).toContain(s);
+    for (const s of ['T &lt;1&gt;', '>X axis<', '>Y axis<', '>agg2<', '>2P1D<', '>Pareto front<'])
+      expect(svg).toContain(s);
     expect(svg.match(/<polyline/g)).toHaveLength(1);
     expect(svg.match(/r="9"/g)!.length).toBeGreaterThanOrEqual(1);
   });
@@ -146,7 +185,15 @@ describe('SVG charts', () => {
       title: 't',
       xLabel: 'x',
       yLabel: 'y',
-      series: [{ name: 's', points: [{ x: 1, y: 2, label: 'c=4' }, { x: 2, y: 3, label: 'c=8' }] }],
+      series: [
+        {
+          name: 's',
+          points: [
+            { x: 1, y: 2, label: 'c=4' },
+            { x: 2, y: 3, label: 'c=8' },
+          ],
+        },
+      ],
       referenceLines: [{ y: 10, label: 'SLO: TTFT p90 ≤ 10 ms' }],
       marked: { x: 2, y: 3, label: 'recommended: 2P1D at concurrency 8' },
     });
@@ -163,14 +210,28 @@ describe('SVG charts', () => {
 describe('sweep outputs', () => {
   it('plots: points labelled with their concurrency, SLO lines, the recommended shape starred where it had its goodput; names mapped to xPyD', () => {
     const slo = { ttftMs: 1000, tpotMs: 50, percentile: 90 as const };
-    const runs = [run('agg2', 4, 500, 40, 101, 100, 100), run('agg2', 16, 900, 80, 101, 200, 100), run('2P1D', 4, 800, 12, 101, 120, 100), run('2P1D', 16, 950, 14, 101, 300, 100)];
+    const runs = [
+      run('agg2', 4, 500, 40, 101, 100, 100),
+      run('agg2', 16, 900, 80, 101, 200, 100),
+      run('2P1D', 4, 800, 12, 101, 120, 100),
+      run('2P1D', 16, 950, 14, 101, 300, 100),
+    ];
     const out = mkdtempSync(path.join(tmpdir(), 'pd-tune-report-'));
     try {
-      const rec = writeSweepOutputs(out, runs, slo, 4, { title: 't', command: 'c', description: 'd', workload: 'w', simulated: true, timeScale: 1, wallSeconds: 1 });
+      const rec = writeSweepOutputs(out, runs, slo, 4, {
+        title: 't',
+        command: 'c',
+        description: 'd',
+        workload: 'w',
+        simulated: true,
+        timeScale: 1,
+        wallSeconds: 1,
+      });
       expect(rec.best).toMatchObject({ topology: 'ms-d1xTP1-p2xTP1', atLoad: 16 });
       const svg = (field: string) => readFileSync(path.join(out, field), 'utf8');
       const pareto = svg(PLOT_FILES.pareto);
-      for (const c of ['c=4', 'c=16']) expect(pareto.match(new RegExp(`class="point-label"[^>]*>${c}<`, 'g'))).toHaveLength(2);
+      for (const c of ['c=4', 'c=16'])
+        expect(pareto.match(new RegExp(`class="point-label"[^>]*>${c}<`, 'g'))).toHaveLength(2);
       for (const f of Object.values(PLOT_FILES)) {
         expect(svg(f), f).toContain('>recommended: 2P1D at concurrency 16<');
         expect(svg(f), f).toContain('>2P1D (ms-d1xTP1-p2xTP1)<');
@@ -181,7 +242,10 @@ describe('sweep outputs', () => {
       // The star sits on 2P1D's concurrency-16 point of the TPOT plot (TPOT 14 ms): same centre as that point's dot.
       const tpot = svg(PLOT_FILES.tpot);
       const star = /<polygon class="marked-point" points="([\d.]+),([\d.]+)/.exec(tpot)!;
-      const dots = [...tpot.matchAll(/<circle cx="([\d.]+)" cy="([\d.]+)" r="4"/g)].map((match) => [Number(match[1]), Number(match[2])]);
+      const dots = [...tpot.matchAll(/<circle cx="([\d.]+)" cy="([\d.]+)" r="4"/g)].map((match) => [
+        Number(match[1]),
+        Number(match[2]),
+      ]);
       const top = [Number(star[1]), Number(star[2]) + 13]; // the first vertex is the star's top, 13 px above its centre
       expect(dots.some(([dotX, dotY]) => Math.abs(dotX - top[0]) < 0.2 && Math.abs(dotY - top[1]) < 0.2)).toBe(true);
       const md = readFileSync(path.join(out, 'results.md'), 'utf8');

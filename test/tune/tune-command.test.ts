@@ -16,7 +16,21 @@ afterAll(() => rmSync(out, { recursive: true, force: true }));
 describe('pd-router tune', () => {
   it('sweeps agg1 and 1P1D at two load levels and writes the recommendation, tables, plots and per-run reports', async () => {
     const r = await runCli(
-      ['tune', '--topologies', 'agg1,1P1D', '--concurrency', '1,2', '--requests-per-concurrency', '2', '--profile', 'zero', '--out', out, '--log-level', 'warn'],
+      [
+        'tune',
+        '--topologies',
+        'agg1,1P1D',
+        '--concurrency',
+        '1,2',
+        '--requests-per-concurrency',
+        '2',
+        '--profile',
+        'zero',
+        '--out',
+        out,
+        '--log-level',
+        'warn',
+      ],
       { timeoutMs: 170_000 },
     );
     expect(r.code, r.stderr).toBe(0);
@@ -31,7 +45,12 @@ describe('pd-router tune', () => {
       expect(run.summary.requests.total).toBe(run.load * 2);
       expect(run.summary.throughput.outputTokensPerSec).toBeGreaterThan(0);
     }
-    expect(results.runs.map((reason: any) => reason.topology.name).sort()).toEqual(['ms-d1xTP1-p1xTP1', 'ms-d1xTP1-p1xTP1', 'sa-d1xTP1', 'sa-d1xTP1']);
+    expect(results.runs.map((reason: any) => reason.topology.name).sort()).toEqual([
+      'ms-d1xTP1-p1xTP1',
+      'ms-d1xTP1-p1xTP1',
+      'sa-d1xTP1',
+      'sa-d1xTP1',
+    ]);
     expect(results.recommendation.best).toBeDefined();
     expect(results.slo).toMatchObject({ ttftMs: 4000, tpotMs: 40, percentile: 90 });
 
@@ -57,7 +76,9 @@ describe('pd-router tune', () => {
   }, 120_000);
 
   it('rejects bad topologies and load levels with exit code 2 and names each problem', async () => {
-    const r = await runCli(['tune', '--topologies', '0P1D,2X', '--concurrency', '0,a', '--out', out], { timeoutMs: 15_000 });
+    const r = await runCli(['tune', '--topologies', '0P1D,2X', '--concurrency', '0,a', '--out', out], {
+      timeoutMs: 15_000,
+    });
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('"0P1D": a topology needs at least one decode replica');
     expect(r.stderr).toContain('"2X": invalid topology');
@@ -74,7 +95,21 @@ describe('pd-router tune', () => {
   it('--help lists every flag with its default and the presets', async () => {
     const r = await runCli(['tune', '--help'], { timeoutMs: 15_000 });
     expect(r.code).toBe(0);
-    for (const flag of ['--preset', '--out', '--topologies', '--concurrency', '--requests-per-concurrency', '--slo-ttft', '--slo-tpot', '--slo-percentile', '--gpu-budget', '--profile', '--time-scale', '--endpoint', '--gpus']) {
+    for (const flag of [
+      '--preset',
+      '--out',
+      '--topologies',
+      '--concurrency',
+      '--requests-per-concurrency',
+      '--slo-ttft',
+      '--slo-tpot',
+      '--slo-percentile',
+      '--gpu-budget',
+      '--profile',
+      '--time-scale',
+      '--endpoint',
+      '--gpus',
+    ]) {
       expect(r.stdout).toContain(flag);
     }
     expect(r.stdout).toContain('pd-disaggregation-small');

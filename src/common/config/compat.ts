@@ -91,17 +91,22 @@ export const compat = {
   },
   mapsTo(
     releases: readonly string[],
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an entry holds an option of any value type, as OptionsSpec does
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an entry holds an option of any value type, as OptionsSpec does
     spec: OptionSpec<any>,
     mapsTo: string,
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an entry holds an option of any value type, as OptionsSpec does
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an entry holds an option of any value type, as OptionsSpec does
     apply: (value: any, set: CompatSetter) => void,
     extra: Partial<CompatEntry> = {},
   ): CompatEntry {
     return { status: 'maps-to', releases, spec, mapsTo, apply, ...extra };
   },
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an entry holds an option of any value type, as OptionsSpec does
-  ignored(releases: readonly string[], spec: OptionSpec<any>, reason: string, extra: Partial<CompatEntry> = {}): CompatEntry {
+  ignored(
+    releases: readonly string[],
+    spec: OptionSpec<any>,
+    reason: string,
+    extra: Partial<CompatEntry> = {},
+  ): CompatEntry {
     return { status: 'ignored', releases, spec, reason, ...extra };
   },
 };
@@ -121,24 +126,35 @@ export function compatCounts(table: CompatTable): Record<'flags' | 'env', Record
  * environment variable is the upstream name; the others have a spec and no name of a pd-router option. Thrown at
  * start-up (a programming error), and asserted by the tests.
  */
-export function checkCompatTable(table: CompatTable, options: Record<string, OptionSpec<unknown>>, envPrefix: string): string[] {
+export function checkCompatTable(
+  table: CompatTable,
+  options: Record<string, OptionSpec<unknown>>,
+  envPrefix: string,
+): string[] {
   const problems: string[] = [];
   const nativeFlags = new Map<string, string>();
-  for (const [key, spec] of Object.entries(options)) for (const n of [flagName(key, spec), ...(spec.aliases ?? [])]) nativeFlags.set(n, key);
+  for (const [key, spec] of Object.entries(options))
+    for (const n of [flagName(key, spec), ...(spec.aliases ?? [])]) nativeFlags.set(n, key);
   const nativeEnv = new Map<string, string>();
-  for (const [key, spec] of Object.entries(options)) for (const n of [envName(envPrefix, flagName(key, spec)), ...(spec.env ?? [])]) nativeEnv.set(n, key);
+  for (const [key, spec] of Object.entries(options))
+    for (const n of [envName(envPrefix, flagName(key, spec)), ...(spec.env ?? [])]) nativeEnv.set(n, key);
   const check = (kind: 'flag' | 'env', name: string, compatEntry: CompatEntry, native: Map<string, string>) => {
     const shown = kind === 'flag' ? `--${name}` : name;
     for (const r of compatEntry.releases) if (!(r in table.releases)) problems.push(`${shown}: unknown release ${r}`);
     if (compatEntry.releases.length === 0) problems.push(`${shown}: no release`);
     if (compatEntry.status === 'implemented') {
       if (compatEntry.via !== undefined && compatEntry.option === undefined) return;
-      if (!compatEntry.option || !(compatEntry.option in options)) problems.push(`${shown}: implemented by unknown option ${compatEntry.option}`);
-      else if (native.get(name) !== compatEntry.option) problems.push(`${shown}: not a ${kind === 'flag' ? 'flag or alias' : 'variable'} of option ${compatEntry.option}`);
+      if (!compatEntry.option || !(compatEntry.option in options))
+        problems.push(`${shown}: implemented by unknown option ${compatEntry.option}`);
+      else if (native.get(name) !== compatEntry.option)
+        problems.push(
+          `${shown}: not a ${kind === 'flag' ? 'flag or alias' : 'variable'} of option ${compatEntry.option}`,
+        );
     } else {
       if (!compatEntry.spec) problems.push(`${shown}: ${compatEntry.status} needs a spec`);
       if (native.has(name)) problems.push(`${shown}: is a pd-router name; mark it implemented`);
-      if (compatEntry.status === 'maps-to' && (!compatEntry.apply || !compatEntry.mapsTo)) problems.push(`${shown}: maps-to needs apply and mapsTo`);
+      if (compatEntry.status === 'maps-to' && (!compatEntry.apply || !compatEntry.mapsTo))
+        problems.push(`${shown}: maps-to needs apply and mapsTo`);
       if (compatEntry.status === 'ignored' && !compatEntry.reason) problems.push(`${shown}: ignored needs a reason`);
     }
   };
@@ -194,7 +210,8 @@ export function resolveCompat(
   for (const [name, entry] of Object.entries(table.env)) {
     if (entry.status === 'implemented') continue;
     const raw = given.env[name];
-    if (raw !== undefined && raw !== '') hits.push({ name, shown: `environment variable ${name}`, entry, raw, source: 'env' });
+    if (raw !== undefined && raw !== '')
+      hits.push({ name, shown: `environment variable ${name}`, entry, raw, source: 'env' });
   }
   // Parse everything first, so a bad value fails before anything is applied, and `given` can see every value.
   const parsed = new Map<string, unknown>();
@@ -209,7 +226,12 @@ export function resolveCompat(
   for (const h of parsedHits) {
     if (h.entry.status === 'ignored') {
       if (!h.entry.harmless?.(h.value)) {
-        warnings.push({ name: h.source === 'env' ? h.name : `--${h.name}`, value: h.value, source: h.source, reason: h.entry.reason! });
+        warnings.push({
+          name: h.source === 'env' ? h.name : `--${h.name}`,
+          value: h.value,
+          source: h.source,
+          reason: h.entry.reason!,
+        });
       }
       continue;
     }

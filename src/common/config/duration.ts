@@ -9,8 +9,8 @@
 const UNIT_MS: Record<string, number> = {
   ns: 1e-6,
   us: 1e-3,
-  'µs': 1e-3,
-  'μs': 1e-3,
+  µs: 1e-3,
+  μs: 1e-3,
   ms: 1,
   s: 1000,
   m: 60_000,
@@ -25,7 +25,8 @@ export class DurationSyntaxError extends Error {}
 /** Parses a Go-style duration into milliseconds. Throws DurationSyntaxError on anything else. */
 export function parseDuration(input: string | number): number {
   if (typeof input === 'number') {
-    if (!Number.isFinite(input) || input < 0) throw new DurationSyntaxError(`duration must be a non-negative number, got ${input}`);
+    if (!Number.isFinite(input) || input < 0)
+      throw new DurationSyntaxError(`duration must be a non-negative number, got ${input}`);
     return input;
   }
   const text = input.trim();
@@ -40,7 +41,10 @@ export function parseDuration(input: string | number): number {
   while (pos < rest.length) {
     PART.lastIndex = pos;
     const m = PART.exec(rest);
-    if (!m) throw new DurationSyntaxError(`invalid duration "${input}": expected a number followed by a unit (ns, us, ms, s, m, h), e.g. 200ms or 1.5s`);
+    if (!m)
+      throw new DurationSyntaxError(
+        `invalid duration "${input}": expected a number followed by a unit (ns, us, ms, s, m, h), e.g. 200ms or 1.5s`,
+      );
     total += Number(m[1]) * UNIT_MS[m[2]];
     pos = PART.lastIndex;
   }

@@ -99,7 +99,8 @@ function indexNames<S extends OptionsSpec>(def: CommandDefinition<S>): NameIndex
   for (const [name, entry] of Object.entries(def.compat?.flags ?? {})) {
     if (entry.shorthand) shorthand.set(entry.shorthand, name);
     if (entry.status === 'implemented') continue;
-    if (byName.has(name)) throw new Error(`upstream flag ${name} of ${def.name} is also a pd-router option; mark it implemented`);
+    if (byName.has(name))
+      throw new Error(`upstream flag ${name} of ${def.name} is also a pd-router option; mark it implemented`);
     compat.set(name, entry);
   }
   return { byName, compat, shorthand };
@@ -113,14 +114,15 @@ function configFlagSet<S extends OptionsSpec>(def: CommandDefinition<S>) {
 }
 
 function shown(raw: unknown): string {
-  return typeof raw === 'string' ? JSON.stringify(raw) : JSON.stringify(raw) ?? String(raw);
+  return typeof raw === 'string' ? JSON.stringify(raw) : (JSON.stringify(raw) ?? String(raw));
 }
 
 function parseValue(spec: OptionSpec<unknown>, raw: unknown, where: string): unknown {
   try {
     return spec.parse(raw);
   } catch (e) {
-    if (e instanceof OptionValueError) throw new ConfigError(`invalid value ${shown(raw)} for ${where}: expected ${e.expected}`);
+    if (e instanceof OptionValueError)
+      throw new ConfigError(`invalid value ${shown(raw)} for ${where}: expected ${e.expected}`);
     throw e;
   }
 }
@@ -163,7 +165,12 @@ interface ParsedArgv {
   help: boolean;
 }
 
-function parseArgv<S extends OptionsSpec>(def: CommandDefinition<S>, argv: readonly string[], names: NameIndex, program?: string): ParsedArgv {
+function parseArgv<S extends OptionsSpec>(
+  def: CommandDefinition<S>,
+  argv: readonly string[],
+  names: NameIndex,
+  program?: string,
+): ParsedArgv {
   const out: ParsedArgv = { flags: new Map(), compat: new Map(), configFiles: [], configTexts: [], help: false };
   const cfg = configFlagSet(def);
   for (let i = 0; i < argv.length; i++) {
@@ -180,22 +187,32 @@ function parseArgv<S extends OptionsSpec>(def: CommandDefinition<S>, argv: reado
         continue;
       }
       const what = def.positional ? `one ${kebab(def.positional)} and flags` : 'only flags';
-      throw new ConfigError(`unexpected argument ${JSON.stringify(arg)}: ${programName(def, program)} takes ${what} (see --help)`);
+      throw new ConfigError(
+        `unexpected argument ${JSON.stringify(arg)}: ${programName(def, program)} takes ${what} (see --help)`,
+      );
     }
     const body = arg.replace(/^--?/, '');
     const eq = body.indexOf('=');
     let name = eq >= 0 ? body.slice(0, eq) : body;
     let value: string | undefined = eq >= 0 ? body.slice(eq + 1) : undefined;
     // pflag's shorthand with the value attached: `-v4` is `-v 4`.
-    if (!arg.startsWith('--') && eq < 0 && !names.byName.has(name) && !names.compat.has(name) && names.shorthand.has(name[0])) {
+    if (
+      !arg.startsWith('--') &&
+      eq < 0 &&
+      !names.byName.has(name) &&
+      !names.compat.has(name) &&
+      names.shorthand.has(name[0])
+    ) {
       value = name.slice(1);
       name = name[0]!;
     }
-    if (!names.byName.has(name) && !names.compat.has(name) && names.shorthand.has(name)) name = names.shorthand.get(name)!;
+    if (!names.byName.has(name) && !names.compat.has(name) && names.shorthand.has(name))
+      name = names.shorthand.get(name)!;
     const takeValue = (): string => {
       if (value !== undefined) return value;
       const next = argv[i + 1];
-      if (next === undefined || (next.startsWith('--') && next.length > 2)) throw new ConfigError(`flag --${name} needs a value`);
+      if (next === undefined || (next.startsWith('--') && next.length > 2))
+        throw new ConfigError(`flag --${name} needs a value`);
       i++;
       return next;
     };
@@ -211,7 +228,9 @@ function parseArgv<S extends OptionsSpec>(def: CommandDefinition<S>, argv: reado
     const upstream = key === undefined ? names.compat.get(name) : undefined;
     if (key === undefined && upstream === undefined) {
       const hint = suggest(name, [...names.byName.keys(), ...names.compat.keys(), ...cfg.file, ...cfg.text]);
-      throw new ConfigError(`unknown flag --${name}${hint ? ` (did you mean --${hint}?)` : ''}; run ${programName(def, program)} --help for the list`);
+      throw new ConfigError(
+        `unknown flag --${name}${hint ? ` (did you mean --${hint}?)` : ''}; run ${programName(def, program)} --help for the list`,
+      );
     }
     const spec = key !== undefined ? def.options[key] : upstream!.spec!;
     // Go's pflag never lets a boolean swallow the next argument: `--flag` is true, `--flag=false` is false.
@@ -238,7 +257,8 @@ function readConfigDocument(text: string, origin: string): Record<string, unknow
     throw new ConfigError(`cannot parse ${origin} as YAML or JSON: ${(e as Error).message.split('\n')[0]}`);
   }
   if (doc === null || doc === undefined) return {};
-  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`${origin} must be a mapping of option names to values`);
+  if (typeof doc !== 'object' || Array.isArray(doc))
+    throw new ConfigError(`${origin} must be a mapping of option names to values`);
   return doc as Record<string, unknown>;
 }
 
@@ -262,7 +282,9 @@ export function loadOptions<S extends OptionsSpec>(def: CommandDefinition<S>, in
     try {
       text = readFileSync(configPath, 'utf8');
     } catch (e) {
-      throw new ConfigError(`cannot read config file ${configPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new ConfigError(
+        `cannot read config file ${configPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
     }
     configFile = configPath;
     fileOrigin = `config file ${configPath}`;
@@ -283,7 +305,8 @@ export function loadOptions<S extends OptionsSpec>(def: CommandDefinition<S>, in
       const hint = suggest(name, [...names.byName.keys(), ...names.compat.keys()]);
       throw new ConfigError(`unknown key "${name}" in ${fileOrigin}${hint ? ` (did you mean "${hint}"?)` : ''}`);
     }
-    if (fileByKey.has(key)) throw new ConfigError(`${fileOrigin} sets "${name}" twice (also as "${fileByKey.get(key)!.name}")`);
+    if (fileByKey.has(key))
+      throw new ConfigError(`${fileOrigin} sets "${name}" twice (also as "${fileByKey.get(key)!.name}")`);
     fileByKey.set(key, { name, raw });
   }
 
@@ -291,7 +314,8 @@ export function loadOptions<S extends OptionsSpec>(def: CommandDefinition<S>, in
   const sources: Record<string, ValueSource> = {};
   for (const [key, spec] of Object.entries(def.options)) {
     const flag = flagName(key, spec);
-    const flagRaw = argv.flags.get(key) ?? (def.positional === key && argv.positional !== undefined ? [argv.positional] : undefined);
+    const flagRaw =
+      argv.flags.get(key) ?? (def.positional === key && argv.positional !== undefined ? [argv.positional] : undefined);
     if (flagRaw !== undefined) {
       // Lists accumulate repeated flags; scalars take the last one, as Go's flag package does.
       const raw = spec.kind === 'list' ? flagRaw.map(String) : flagRaw[flagRaw.length - 1];
@@ -318,7 +342,13 @@ export function loadOptions<S extends OptionsSpec>(def: CommandDefinition<S>, in
   let warnings: CompatWarning[] = [];
   let upstreamApplied: LoadedOptions<S>['upstreamApplied'] = [];
   if (def.compat) {
-    ({ warnings, applied: upstreamApplied } = resolveCompat(def.compat, { flags: argv.compat, file: compatFile, fileOrigin, env }, values, sources, parseValue));
+    ({ warnings, applied: upstreamApplied } = resolveCompat(
+      def.compat,
+      { flags: argv.compat, file: compatFile, fileOrigin, env },
+      values,
+      sources,
+      parseValue,
+    ));
   }
   const typed = values as OptionValues<S>;
   const problems = def.validate?.(typed) ?? [];
@@ -330,7 +360,16 @@ export function loadOptions<S extends OptionsSpec>(def: CommandDefinition<S>, in
 export function acceptedFlags<S extends OptionsSpec>(def: CommandDefinition<S>): Set<string> {
   const names = indexNames(def);
   const cfg = configFlagSet(def);
-  return new Set([...names.byName.keys(), ...names.compat.keys(), ...names.shorthand.keys(), ...Object.keys(def.compat?.flags ?? {}), ...cfg.file, ...cfg.text, 'help', 'h']);
+  return new Set([
+    ...names.byName.keys(),
+    ...names.compat.keys(),
+    ...names.shorthand.keys(),
+    ...Object.keys(def.compat?.flags ?? {}),
+    ...cfg.file,
+    ...cfg.text,
+    'help',
+    'h',
+  ]);
 }
 
 /** Every option at its default, typed; components merge overrides onto it when started in-process. */
@@ -361,7 +400,11 @@ export function toArgs<S extends OptionsSpec>(options: S, values: Partial<Option
 /** --help text: every flag with its type, default and environment variable, then the upstream compatibility names. */
 export function renderHelp<S extends OptionsSpec>(def: CommandDefinition<S>, program?: string): string {
   const lines: string[] = [];
-  lines.push(`Usage: ${programName(def, program)}${def.positional ? ` [${kebab(def.positional)}]` : ''} [flags]`, '', def.summary);
+  lines.push(
+    `Usage: ${programName(def, program)}${def.positional ? ` [${kebab(def.positional)}]` : ''} [flags]`,
+    '',
+    def.summary,
+  );
   if (def.description) lines.push('', def.description.trim());
   lines.push('', 'Flags:');
   const rows: Array<[string, string]> = [];
@@ -370,7 +413,8 @@ export function renderHelp<S extends OptionsSpec>(def: CommandDefinition<S>, pro
     `--${cfgNames.join(', --')} <path>`,
     `YAML/JSON file with the same keys as the flags (strict: unknown keys are errors). Precedence: flag > file > env > default. [env ${def.envPrefix}_CONFIG]`,
   ]);
-  for (const t of def.configTextFlags ?? []) rows.push([`--${t} <yaml>`, 'Inline YAML/JSON configuration, same keys as the config file.']);
+  for (const t of def.configTextFlags ?? [])
+    rows.push([`--${t} <yaml>`, 'Inline YAML/JSON configuration, same keys as the config file.']);
   for (const [key, spec] of Object.entries(def.options)) {
     if (spec.hidden) continue;
     const flag = flagName(key, spec);
@@ -399,8 +443,12 @@ function pushRows(lines: string[], rows: Array<[string, string]>): void {
 /** The compatibility group: every upstream flag and variable, with what pd-router does with it. */
 function renderCompat(lines: string[], table: CompatTable, options: OptionsSpec): void {
   const releases = Object.entries(table.releases).map(([k, value]) => `${k} = ${value}`);
-  const tag = (compatEntry: CompatEntry) => ` [${compatEntry.releases.join(', ')}${compatEntry.deprecated ? '; deprecated upstream' : ''}]`;
-  const what = (compatEntry: CompatEntry) => (compatEntry.status === 'maps-to' ? `Sets ${compatEntry.mapsTo}. ${compatEntry.spec!.description}` : `Ignored: ${compatEntry.reason}`);
+  const tag = (compatEntry: CompatEntry) =>
+    ` [${compatEntry.releases.join(', ')}${compatEntry.deprecated ? '; deprecated upstream' : ''}]`;
+  const what = (compatEntry: CompatEntry) =>
+    compatEntry.status === 'maps-to'
+      ? `Sets ${compatEntry.mapsTo}. ${compatEntry.spec!.description}`
+      : `Ignored: ${compatEntry.reason}`;
   lines.push('', 'Compatibility flags (llm-d): accepted so manifests written for upstream run unchanged.');
   lines.push(...releases.map((text) => `  ${text}`));
   const same = Object.entries(table.flags).filter(([, entry]) => entry.status === 'implemented');
@@ -416,7 +464,9 @@ function renderCompat(lines: string[], table: CompatTable, options: OptionsSpec)
   const envRows: Array<[string, string]> = [];
   for (const [name, e] of Object.entries(table.env)) {
     const native = e.option !== undefined ? options[e.option] : undefined;
-    const text = (native ? `Sets --${flagName(e.option!, native)}.` : e.status === 'implemented' ? `Read by ${e.via}.` : what(e)) + tag(e);
+    const text =
+      (native ? `Sets --${flagName(e.option!, native)}.` : e.status === 'implemented' ? `Read by ${e.via}.` : what(e)) +
+      tag(e);
     // Variables of one feature (OTEL_*) share a row.
     const last = envRows[envRows.length - 1];
     if (last && last[1] === text) last[0] += `, ${name}`;

@@ -104,19 +104,35 @@ function bounded(zodNumber: z.ZodNumber, min?: number, max?: number): z.ZodNumbe
 
 export function int(config: Common<number> & { min?: number; max?: number }): OptionSpec<number> {
   const target = bounded(z.number().int(), config.min, config.max);
-  return make('int', config, '<int>', z.union([z.number(), intFromString]).pipe(target), rangePhrase('an integer', config.min, config.max), String);
+  return make(
+    'int',
+    config,
+    '<int>',
+    z.union([z.number(), intFromString]).pipe(target),
+    rangePhrase('an integer', config.min, config.max),
+    String,
+  );
 }
 
 export function number(config: Common<number> & { min?: number; max?: number }): OptionSpec<number> {
   const target = bounded(z.number(), config.min, config.max);
-  return make('number', config, '<number>', z.union([z.number(), numberFromString]).pipe(target), rangePhrase('a number', config.min, config.max), String);
+  return make(
+    'number',
+    config,
+    '<number>',
+    z.union([z.number(), numberFromString]).pipe(target),
+    rangePhrase('a number', config.min, config.max),
+    String,
+  );
 }
 
 export function string(config: Common<string> & { pattern?: RegExp; patternHint?: string }): OptionSpec<string> {
   let target = z.string();
   if (config.pattern) target = target.regex(config.pattern);
   const schema = z.union([z.string(), z.number().transform(String)]).pipe(target);
-  return make('string', config, '<string>', schema, config.patternHint ?? 'a string', (value) => (value === '' ? '""' : value));
+  return make('string', config, '<string>', schema, config.patternHint ?? 'a string', (value) =>
+    value === '' ? '""' : value,
+  );
 }
 
 const TRUE = new Set(['true', '1', 't', 'yes', 'on']);
@@ -155,23 +171,36 @@ export function duration(config: Common<number> & { min?: number; max?: number }
     }
   });
   let expected = 'a duration such as 200ms, 1.5s or 2m';
-  if (config.min !== undefined && config.max !== undefined) expected += ` between ${formatDuration(config.min)} and ${formatDuration(config.max)}`;
+  if (config.min !== undefined && config.max !== undefined)
+    expected += ` between ${formatDuration(config.min)} and ${formatDuration(config.max)}`;
   else if (config.min !== undefined) expected += ` of at least ${formatDuration(config.min)}`;
   return make('duration', config, '<duration>', schema, expected, formatDuration);
 }
 
-export function oneOf<const C extends readonly [string, ...string[]]>(choices: C, common: Common<C[number]>): OptionSpec<C[number]> {
+export function oneOf<const C extends readonly [string, ...string[]]>(
+  choices: C,
+  common: Common<C[number]>,
+): OptionSpec<C[number]> {
   const schema = z
     .string()
     .trim()
     // eslint-disable-next-line no-restricted-syntax -- z.enum takes a mutable non-empty tuple; choices is that tuple, readonly
     .pipe(z.enum(choices as unknown as [C[number], ...C[number][]]));
   const shownChoices = choices.map((text) => (text === '' ? '""' : text));
-  return make('enum', common, `<${shownChoices.join('|')}>`, schema as z.ZodType<C[number]>, `one of ${shownChoices.join(', ')}`, (value) => (value === '' ? '""' : value));
+  return make(
+    'enum',
+    common,
+    `<${shownChoices.join('|')}>`,
+    schema as z.ZodType<C[number]>,
+    `one of ${shownChoices.join(', ')}`,
+    (value) => (value === '' ? '""' : value),
+  );
 }
 
 /** A list: repeated flags accumulate, and a comma-separated string is split. */
-export function list(config: Common<string[]> & { choices?: readonly string[]; itemHint?: string }): OptionSpec<string[]> {
+export function list(
+  config: Common<string[]> & { choices?: readonly string[]; itemHint?: string },
+): OptionSpec<string[]> {
   const item = config.choices ? z.enum(config.choices as [string, ...string[]]) : z.string().min(1);
   const schema = z
     .union([z.string(), z.array(z.union([z.string(), z.number().transform(String)]))])
@@ -182,7 +211,9 @@ export function list(config: Common<string[]> & { choices?: readonly string[]; i
         .filter((text) => text !== ''),
     )
     .pipe(z.array(item));
-  const expected = config.choices ? `a comma-separated list of ${config.choices.join(', ')}` : (config.itemHint ?? 'a comma-separated list');
+  const expected = config.choices
+    ? `a comma-separated list of ${config.choices.join(', ')}`
+    : (config.itemHint ?? 'a comma-separated list');
   return make('list', config, '<list>', schema, expected, (items) => (items.length === 0 ? '[]' : items.join(',')));
 }
 
@@ -219,7 +250,14 @@ export function bytes(config: Common<number> & { min?: number }): OptionSpec<num
       return Math.round(Number(m[1]) * unit);
     });
   const target = bounded(z.number().int(), config.min ?? 0);
-  return make('bytes', config, '<bytes>', z.union([z.number(), fromString]).pipe(target), 'a size such as 10MiB, 512KiB or a number of bytes', formatBytes);
+  return make(
+    'bytes',
+    config,
+    '<bytes>',
+    z.union([z.number(), fromString]).pipe(target),
+    'a size such as 10MiB, 512KiB or a number of bytes',
+    formatBytes,
+  );
 }
 
 /** A byte count for --help: `64KiB`, `1MiB`. */

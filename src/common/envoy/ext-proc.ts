@@ -32,10 +32,19 @@ export function protoIncludeDirs(root = packageRoot()): string[] {
   // Resolved like an import, so it also works when pd-router is installed and its dependencies are hoisted.
   const xds = path.dirname(createRequire(import.meta.url).resolve('@grpc/grpc-js-xds/package.json'));
   const deps = path.join(xds, 'deps');
-  return [path.join(root, 'proto'), ...['envoy-api', 'googleapis', 'xds', 'protoc-gen-validate'].map((text) => path.join(deps, text))];
+  return [
+    path.join(root, 'proto'),
+    ...['envoy-api', 'googleapis', 'xds', 'protoc-gen-validate'].map((text) => path.join(deps, text)),
+  ];
 }
 
-export const PROTO_LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
+export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: true,
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+};
 
 /** Loads proto files (relative to the include dirs) as a proto-loader package definition. */
 export function loadProtoDefinition(files: string[]): protoLoader.PackageDefinition {
@@ -47,7 +56,13 @@ export function loadProtoPackage(files: string[]): grpc.GrpcObject {
   return grpc.loadPackageDefinition(loadProtoDefinition(files));
 }
 
-let cached: { definition: protoLoader.PackageDefinition; service: grpc.ServiceDefinition; client: grpc.ServiceClientConstructor } | undefined;
+let cached:
+  | {
+      definition: protoLoader.PackageDefinition;
+      service: grpc.ServiceDefinition;
+      client: grpc.ServiceClientConstructor;
+    }
+  | undefined;
 
 function load() {
   if (!cached) {
@@ -82,7 +97,8 @@ export interface HeaderValue {
   raw_value?: Buffer | Uint8Array;
 }
 
-export type HeaderAppendAction = 'APPEND_IF_EXISTS_OR_ADD' | 'ADD_IF_ABSENT' | 'OVERWRITE_IF_EXISTS_OR_ADD' | 'OVERWRITE_IF_EXISTS';
+export type HeaderAppendAction =
+  'APPEND_IF_EXISTS_OR_ADD' | 'ADD_IF_ABSENT' | 'OVERWRITE_IF_EXISTS_OR_ADD' | 'OVERWRITE_IF_EXISTS';
 
 export interface HeaderValueOption {
   header: HeaderValue;
@@ -128,7 +144,13 @@ export interface Metadata {
 }
 
 export interface ProcessingRequest {
-  request?: 'request_headers' | 'response_headers' | 'request_body' | 'response_body' | 'request_trailers' | 'response_trailers';
+  request?:
+    | 'request_headers'
+    | 'response_headers'
+    | 'request_body'
+    | 'response_body'
+    | 'request_trailers'
+    | 'response_trailers';
   request_headers?: HttpHeaders | null;
   response_headers?: HttpHeaders | null;
   request_body?: HttpBody | null;
@@ -178,7 +200,8 @@ export interface ProcessingResponse {
 
 /** A header's value: `raw_value` when present (Envoy sends values there), else `value`. */
 export function headerValueText(headerValue: HeaderValue): string {
-  if (headerValue.raw_value !== undefined && headerValue.raw_value !== null && headerValue.raw_value.length > 0) return asBuffer(headerValue.raw_value).toString('utf8');
+  if (headerValue.raw_value !== undefined && headerValue.raw_value !== null && headerValue.raw_value.length > 0)
+    return asBuffer(headerValue.raw_value).toString('utf8');
   return headerValue.value ?? '';
 }
 
@@ -193,7 +216,8 @@ export function structToJson(protoStruct: ProtoStruct | null | undefined): Recor
 export function valueToJson(value: ProtoValue | null | undefined): unknown {
   if (!value) return null;
   const any = value as Record<string, any>;
-  const kind: string | undefined = any.kind ?? Object.keys(any).find((k) => k.endsWith('Value') && any[k] !== undefined && any[k] !== null);
+  const kind: string | undefined =
+    any.kind ?? Object.keys(any).find((k) => k.endsWith('Value') && any[k] !== undefined && any[k] !== null);
   switch (kind) {
     case 'stringValue':
       return any.stringValue;
@@ -235,7 +259,9 @@ const ENVOY_STATUS_NAMES: Readonly<Record<number, string>> = {
   503: 'ServiceUnavailable',
   504: 'GatewayTimeout',
 };
-const ENVOY_STATUS_NUMBERS: Readonly<Record<string, number>> = Object.fromEntries(Object.entries(ENVOY_STATUS_NAMES).map(([code, name]) => [name, Number(code)]));
+const ENVOY_STATUS_NUMBERS: Readonly<Record<string, number>> = Object.fromEntries(
+  Object.entries(ENVOY_STATUS_NAMES).map(([code, name]) => [name, Number(code)]),
+);
 
 /** The StatusCode enum name for an HTTP status (InternalServerError for one the table lacks). */
 export function envoyStatusName(status: number): string {

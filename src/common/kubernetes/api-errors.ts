@@ -44,7 +44,10 @@ function statusOf(body: unknown): { message?: string; reason?: string } | undefi
   }
   if (!b || typeof b !== 'object') return undefined;
   const s = b as { kind?: unknown; message?: unknown; reason?: unknown };
-  return { message: typeof s.message === 'string' ? s.message : undefined, reason: typeof s.reason === 'string' ? s.reason : undefined };
+  return {
+    message: typeof s.message === 'string' ? s.message : undefined,
+    reason: typeof s.reason === 'string' ? s.reason : undefined,
+  };
 }
 
 /** Error codes of a failed connection (Node's, undici's and node-fetch's), looked for on the error and its causes. */
@@ -65,10 +68,14 @@ export function describeKubeError(err: unknown, req: KubeRequest): KubeErrorDesc
     const out: KubeErrorDescription = {
       status,
       reason: s?.reason ?? (status === 403 ? 'Forbidden' : status === 401 ? 'Unauthorized' : undefined),
-      error: oneLine(s?.message ?? `${req.verb} ${target}: HTTP ${status}${typeof e?.message === 'string' && e.message && !e.message.startsWith('HTTP-Code') ? ` ${e.message}` : ''}`),
+      error: oneLine(
+        s?.message ??
+          `${req.verb} ${target}: HTTP ${status}${typeof e?.message === 'string' && e.message && !e.message.startsWith('HTTP-Code') ? ` ${e.message}` : ''}`,
+      ),
     };
     if (status === 403) out.missingPermission = `${req.verb} ${target}`;
-    if (status === 401) out.error = `the API server at ${req.server} rejected the credentials (401 Unauthorized): ${out.error}`;
+    if (status === 401)
+      out.error = `the API server at ${req.server} rejected the credentials (401 Unauthorized): ${out.error}`;
     return out;
   }
   const code = connectionCode(err);

@@ -76,10 +76,18 @@ export function poolSpecOf(pool: Record<string, any>): PoolSpec | undefined {
   if (!spec || typeof spec !== 'object') return undefined;
   let selector: Record<string, string> | undefined;
   if (spec.selector?.matchLabels && typeof spec.selector.matchLabels === 'object') selector = spec.selector.matchLabels;
-  else if (spec.selector && typeof spec.selector === 'object' && Object.values(spec.selector).every((value) => typeof value === 'string')) selector = spec.selector;
+  else if (
+    spec.selector &&
+    typeof spec.selector === 'object' &&
+    Object.values(spec.selector).every((value) => typeof value === 'string')
+  )
+    selector = spec.selector;
   if (!selector || Object.keys(selector).length === 0) return undefined;
   let ports: number[] = [];
-  if (Array.isArray(spec.targetPorts)) ports = spec.targetPorts.map((port: { number?: number }) => port?.number).filter((portNumber: unknown): portNumber is number => typeof portNumber === 'number');
+  if (Array.isArray(spec.targetPorts))
+    ports = spec.targetPorts
+      .map((port: { number?: number }) => port?.number)
+      .filter((portNumber: unknown): portNumber is number => typeof portNumber === 'number');
   else if (typeof spec.targetPortNumber === 'number') ports = [spec.targetPortNumber];
   return { selector, ports };
 }
@@ -231,7 +239,11 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
    * it means (the permission to grant, the address that did not answer), never as a stack trace.
    */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- informers of pools and of pods alike
-  private runInformer(what: { resource: string; group: string }, informer: k8s.ListWatch<any>, onSynced: () => void): void {
+  private runInformer(
+    what: { resource: string; group: string },
+    informer: k8s.ListWatch<any>,
+    onSynced: () => void,
+  ): void {
     // Each informer backs off on its own: the pool's and the pods' failures (both fail while the API server is down)
     // must not double one shared delay twice as fast.
     const running = runInformer(informer, {
@@ -240,7 +252,12 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
       retired: () => this.stopped || this.retired.has(informer),
       describe: (err) => {
         const verb = err && typeof err === 'object' && this.listErrors.has(err) ? 'list' : 'watch';
-        this.lastError = describeKubeError(err, { verb, ...what, namespace: this.source.namespace, server: this.server });
+        this.lastError = describeKubeError(err, {
+          verb,
+          ...what,
+          namespace: this.source.namespace,
+          server: this.server,
+        });
         return { ...this.lastError, apiServer: this.server };
       },
       onError: (error) => {
@@ -260,10 +277,16 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     const version = group === 'inference.networking.x-k8s.io' ? 'v1alpha2' : 'v1';
     const path = `/apis/${group}/${version}/namespaces/${src.namespace}/inferencepools`;
     const fieldSelector = `metadata.name=${src.name}`;
-    const list = this.tagList(() =>
-      this.custom.listNamespacedCustomObject({ group, version, namespace: src.namespace, plural: 'inferencepools', fieldSelector }) as Promise<
-        k8s.KubernetesListObject<k8s.KubernetesObject>
-      >);
+    const list = this.tagList(
+      () =>
+        this.custom.listNamespacedCustomObject({
+          group,
+          version,
+          namespace: src.namespace,
+          plural: 'inferencepools',
+          fieldSelector,
+        }) as Promise<k8s.KubernetesListObject<k8s.KubernetesObject>>,
+    );
     const informer = new k8s.ListWatch<k8s.KubernetesObject>(path, this.watch, list, false, undefined, fieldSelector);
     this.poolInformer = informer;
     const apply = (obj: k8s.KubernetesObject) => {
@@ -271,14 +294,18 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
       // eslint-disable-next-line @typescript-eslint/no-explicit-any -- checked field by field in poolSpecOf
       const spec = poolSpecOf(obj as Record<string, any>);
       if (!spec) {
-        this.logger.warn({ pool: `${src.namespace}/${src.name}` }, 'InferencePool has no usable selector; no endpoints');
+        this.logger.warn(
+          { pool: `${src.namespace}/${src.name}` },
+          'InferencePool has no usable selector; no endpoints',
+        );
         this.spec = undefined;
         void this.retire(this.podInformer);
         this.podInformer = undefined;
         this.emitChange();
         return;
       }
-      const changedSelector = !this.spec || labelSelectorString(this.spec.selector) !== labelSelectorString(spec.selector);
+      const changedSelector =
+        !this.spec || labelSelectorString(this.spec.selector) !== labelSelectorString(spec.selector);
       this.spec = spec;
       if (changedSelector) this.startPods();
       else this.emitChange();
@@ -303,7 +330,13 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     const ns = this.source.namespace;
     const labelSelector = labelSelectorString(this.spec!.selector);
     const list = this.tagList(() => this.core.listNamespacedPod({ namespace: ns, labelSelector }));
-    const informer = new k8s.ListWatch<k8s.V1Pod>(`/api/v1/namespaces/${ns}/pods`, this.watch, list, false, labelSelector);
+    const informer = new k8s.ListWatch<k8s.V1Pod>(
+      `/api/v1/namespaces/${ns}/pods`,
+      this.watch,
+      list,
+      false,
+      labelSelector,
+    );
     this.podInformer = informer;
     const changed = () => {
       if (this.podInformer === informer) this.emitChange();
@@ -323,7 +356,10 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
 /** Equality-based label selector (`a=b,c=d`; `==` accepted), as `--endpoint-selector` takes. */
 export function parseSelector(selector: string): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const part of selector.split(',').map((text) => text.trim()).filter(Boolean)) {
+  for (const part of selector
+    .split(',')
+    .map((text) => text.trim())
+    .filter(Boolean)) {
     const m = /^([A-Za-z0-9._/-]+)\s*==?\s*([A-Za-z0-9._-]*)$/.exec(part);
     if (!m) throw new Error(`unsupported label selector term "${part}": use key=value terms separated by commas`);
     out[m[1]] = m[2]!;

@@ -25,7 +25,10 @@ export interface TokenLimitFields {
   fields: readonly string[];
 }
 
-const CHAT_LIKE: TokenLimitFields = { container: 'root', fields: ['max_tokens', 'max_completion_tokens', 'min_tokens'] };
+const CHAT_LIKE: TokenLimitFields = {
+  container: 'root',
+  fields: ['max_tokens', 'max_completion_tokens', 'min_tokens'],
+};
 
 /** Token-limit fields per API type; completions and messages share the chat fields, as upstream does. */
 export const TOKEN_LIMIT_FIELDS: Readonly<Record<ApiType, TokenLimitFields>> = {
@@ -60,7 +63,8 @@ export function requestedMaxTokens(api: ApiType, body: JsonObject): number | und
 
 /** Lower bound on output tokens (vLLM's min_tokens), 0 when absent. */
 export function requestedMinTokens(api: ApiType, body: JsonObject): number {
-  if (api === 'generate') return isObject(body.sampling_params) ? (positiveInt(body.sampling_params.min_tokens) ?? 0) : 0;
+  if (api === 'generate')
+    return isObject(body.sampling_params) ? (positiveInt(body.sampling_params.min_tokens) ?? 0) : 0;
   if (api === 'responses') return 0;
   return positiveInt(body.min_tokens) ?? 0;
 }

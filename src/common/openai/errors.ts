@@ -27,7 +27,12 @@ export interface OpenAIErrorBody {
 }
 
 /** The OpenAI error body for a status and message. */
-export function openAIError(status: number, message: string, param: string | null = null, type = errorTypeForStatus(status)): OpenAIErrorBody {
+export function openAIError(
+  status: number,
+  message: string,
+  param: string | null = null,
+  type = errorTypeForStatus(status),
+): OpenAIErrorBody {
   return { error: { message, type, param, code: status } };
 }
 

@@ -37,7 +37,11 @@ function messagesText(messages: unknown): string {
 }
 
 function isTokenArray(value: unknown): value is number[] {
-  return Array.isArray(value) && value.length > 0 && value.every((item) => typeof item === 'number' && Number.isInteger(item));
+  return (
+    Array.isArray(value) &&
+    value.length > 0 &&
+    value.every((item) => typeof item === 'number' && Number.isInteger(item))
+  );
 }
 
 /**
@@ -84,6 +88,7 @@ export function extractPrompts(api: ApiType, body: JsonObject): Prompt[] {
 /** llm-d's estimate tokenizer packs 4 bytes per token: tokens = ceil(utf8 bytes / 4). */
 export function estimateTokenCount(prompts: readonly Prompt[]): number {
   let n = 0;
-  for (const p of prompts) n += p.kind === 'tokens' ? p.tokens.length : Math.ceil(Buffer.byteLength(p.text, 'utf8') / 4);
+  for (const p of prompts)
+    n += p.kind === 'tokens' ? p.tokens.length : Math.ceil(Buffer.byteLength(p.text, 'utf8') / 4);
   return n;
 }

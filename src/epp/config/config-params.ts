@@ -14,10 +14,12 @@ export function applyConfigParams(configText: string, params: readonly string[])
   const plugins = doc.getIn(['plugins']) as { items?: Array<{ get(k: string): unknown }> } | undefined;
   for (const p of params) {
     const m = /^([^.=]+)\.([^=]+)=(.*)$/s.exec(p);
-    if (!m) throw new ConfigError(`invalid value "${p}" for --config-param: expected <plugin-name>.<parameter>=<value>`);
+    if (!m)
+      throw new ConfigError(`invalid value "${p}" for --config-param: expected <plugin-name>.<parameter>=<value>`);
     const [, pluginName, paramPath, raw] = m;
     const index = (plugins?.items ?? []).findIndex((item) => (item.get('name') ?? item.get('type')) === pluginName);
-    if (index < 0) throw new ConfigError(`--config-param ${p}: no plugin named "${pluginName}" in the EndpointPickerConfig`);
+    if (index < 0)
+      throw new ConfigError(`--config-param ${p}: no plugin named "${pluginName}" in the EndpointPickerConfig`);
     let value: unknown;
     try {
       value = parseYaml(raw);

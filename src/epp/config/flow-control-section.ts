@@ -8,7 +8,12 @@
 import { z } from 'zod';
 import { formatDuration } from '../../common/index.js';
 import type { Plugin } from '../framework/types.js';
-import { describeSettings, isFlowControlPlugin, type FlowControlPlugin, type FlowControlRole } from '../plugins/flow-control/flow-control-plugin.js';
+import {
+  describeSettings,
+  isFlowControlPlugin,
+  type FlowControlPlugin,
+  type FlowControlRole,
+} from '../plugins/flow-control/flow-control-plugin.js';
 import { goDuration, nonNegativeQuantity } from './go-values.js';
 
 const priorityBand = z
@@ -51,7 +56,12 @@ export const flowControlSection = z
   .superRefine((fc, ctx) => {
     const seen = new Set<number>();
     for (const [i, b] of (fc.priorityBands ?? []).entries()) {
-      if (seen.has(b.priority)) ctx.addIssue({ code: 'custom', path: ['priorityBands', i, 'priority'], message: `duplicate priority ${b.priority}` });
+      if (seen.has(b.priority))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['priorityBands', i, 'priority'],
+          message: `duplicate priority ${b.priority}`,
+        });
       seen.add(b.priority);
     }
   });
@@ -63,7 +73,12 @@ export type SaturationThresholds = z.infer<typeof saturationDetectorThresholds>;
 export type SaturationDetectorSetting =
   | { form: 'default'; plugin: FlowControlPlugin }
   | { form: 'plugin'; section: string; plugin: FlowControlPlugin }
-  | { form: 'thresholds'; queueDepthThreshold: number; kvCacheUtilThreshold: number; metricsStalenessThresholdMs: number };
+  | {
+      form: 'thresholds';
+      queueDepthThreshold: number;
+      kvCacheUtilThreshold: number;
+      metricsStalenessThresholdMs: number;
+    };
 
 /** Everything flow control would need, parsed and resolved; nothing of it is enforced. */
 export interface FlowControlSettings {
@@ -79,8 +94,17 @@ export interface FlowControlSettings {
  * GAIE v1.4's thresholds with its defaulting: a threshold outside its range falls back to the default (queue depth 5,
  * KV-cache 0.8 for values outside (0, 1), staleness 200ms). `notes` receives each replaced value.
  */
-export function thresholdDetector(value: SaturationThresholds, notes: (message: string) => void): Extract<SaturationDetectorSetting, { form: 'thresholds' }> {
-  const pick = <T>(key: string, item: T | undefined, ok: (entry: T) => boolean, fallback: T, show: (entry: T) => string = String): T => {
+export function thresholdDetector(
+  value: SaturationThresholds,
+  notes: (message: string) => void,
+): Extract<SaturationDetectorSetting, { form: 'thresholds' }> {
+  const pick = <T>(
+    key: string,
+    item: T | undefined,
+    ok: (entry: T) => boolean,
+    fallback: T,
+    show: (entry: T) => string = String,
+  ): T => {
     if (item === undefined) return fallback;
     if (ok(item)) return item;
     notes(`saturationDetector.${key}: ${show(item)} is out of range; GAIE v1.4 uses the default ${show(fallback)}`);
@@ -90,36 +114,58 @@ export function thresholdDetector(value: SaturationThresholds, notes: (message: 
     form: 'thresholds',
     queueDepthThreshold: pick('queueDepthThreshold', value.queueDepthThreshold, (item) => item > 0, 5),
     kvCacheUtilThreshold: pick('kvCacheUtilThreshold', value.kvCacheUtilThreshold, (item) => item > 0 && item < 1, 0.8),
-    metricsStalenessThresholdMs: pick('metricsStalenessThreshold', value.metricsStalenessThreshold, (item) => item > 0, 200, formatDuration),
+    metricsStalenessThresholdMs: pick(
+      'metricsStalenessThreshold',
+      value.metricsStalenessThreshold,
+      (item) => item > 0,
+      200,
+      formatDuration,
+    ),
   };
 }
 
 /** Resolves a policy reference: a configured flow-control plugin of the right role, or a default the loader adds. */
-export function resolveFlowControlRef(where: string, ref: string, role: FlowControlRole, plugin: (name: string) => Plugin | undefined): FlowControlPlugin {
+export function resolveFlowControlRef(
+  where: string,
+  ref: string,
+  role: FlowControlRole,
+  plugin: (name: string) => Plugin | undefined,
+): FlowControlPlugin {
   const p = plugin(ref);
   if (!p) throw new Error(`${where}: plugin "${ref}" is not defined`);
-  if (!isFlowControlPlugin(p) || p.flowControl.role !== role) throw new Error(`${where}: "${ref}" (type ${p.type}) is not a ${role}`);
+  if (!isFlowControlPlugin(p) || p.flowControl.role !== role)
+    throw new Error(`${where}: "${ref}" (type ${p.type}) is not a ${role}`);
   return p;
 }
 
 /** The startup warning: what the config asks of flow control and saturation detection that pd-router does not do. */
-export function notEnforcedWarning(flowControlSettings: FlowControlSettings, saturationConfigured: boolean): string | undefined {
+export function notEnforcedWarning(
+  flowControlSettings: FlowControlSettings,
+  saturationConfigured: boolean,
+): string | undefined {
   const parts: string[] = [];
   const sec = flowControlSettings.section;
-  const asked = sec !== undefined && Object.entries(sec).some(([k, value]) => k !== 'saturationDetector' && value !== undefined);
+  const asked =
+    sec !== undefined && Object.entries(sec).some(([k, value]) => k !== 'saturationDetector' && value !== undefined);
   if (flowControlSettings.enabled || asked) {
     const limits: string[] = [];
     if (sec?.maxBytes) limits.push(`maxBytes=${sec.maxBytes}`);
     if (sec?.maxRequests) limits.push(`maxRequests=${sec.maxRequests}`);
     if (sec?.defaultRequestTTL !== undefined) limits.push(`defaultRequestTTL=${formatDuration(sec.defaultRequestTTL)}`);
-    if (sec?.noEndpointRequestTTL !== undefined) limits.push(`noEndpointRequestTTL=${formatDuration(sec.noEndpointRequestTTL)}`);
-    if (sec?.priorityBands?.length) limits.push(`priorityBands=[${sec.priorityBands.map((right) => right.priority).join(',')}]`);
+    if (sec?.noEndpointRequestTTL !== undefined)
+      limits.push(`noEndpointRequestTTL=${formatDuration(sec.noEndpointRequestTTL)}`);
+    if (sec?.priorityBands?.length)
+      limits.push(`priorityBands=[${sec.priorityBands.map((right) => right.priority).join(',')}]`);
     if (sec?.defaultPriorityBand) limits.push('defaultPriorityBand');
     if (sec?.defaultNegativePriorityBand) limits.push('defaultNegativePriorityBand');
     if (sec?.usageLimitPolicyPluginRef) limits.push(`usageLimitPolicyPluginRef=${sec.usageLimitPolicyPluginRef}`);
     if (sec?.enableEviction) limits.push('enableEviction');
-    const policies = [...flowControlSettings.plugins.values()].filter((plugin) => plugin.flowControl.role !== 'saturation-detector');
-    const gate = flowControlSettings.enabled ? 'the flowControl feature gate is on' : 'the flowControl feature gate is off (upstream would ignore these settings too)';
+    const policies = [...flowControlSettings.plugins.values()].filter(
+      (plugin) => plugin.flowControl.role !== 'saturation-detector',
+    );
+    const gate = flowControlSettings.enabled
+      ? 'the flowControl feature gate is on'
+      : 'the flowControl feature gate is off (upstream would ignore these settings too)';
     parts.push(
       `flowControl (${gate}${limits.length ? `; ${limits.join(', ')}` : ''}${policies.length ? `; policies ${policies.map((plugin) => (plugin.name === plugin.type ? plugin.name : `${plugin.name} (${plugin.type})`)).join(', ')}` : ''}): ` +
         'no request is queued, prioritised, limited, evicted or rejected by flow control; requests are scheduled as they arrive',
@@ -131,7 +177,9 @@ export function notEnforcedWarning(flowControlSettings: FlowControlSettings, sat
       d.form === 'thresholds'
         ? `thresholds queueDepthThreshold=${d.queueDepthThreshold}, kvCacheUtilThreshold=${d.kvCacheUtilThreshold}, metricsStalenessThreshold=${formatDuration(d.metricsStalenessThresholdMs)}`
         : `${d.plugin.name} (${d.plugin.type}: ${describeSettings(d.plugin.flowControl.settings)})`;
-    parts.push(`saturationDetector (${what}): no request is shed when the pool is saturated (pd-router reads no InferenceObjective, so every request has priority 0, which upstream never sheds either)`);
+    parts.push(
+      `saturationDetector (${what}): no request is shed when the pool is saturated (pd-router reads no InferenceObjective, so every request has priority 0, which upstream never sheds either)`,
+    );
   }
   if (parts.length === 0) return undefined;
   return `not enforced by pd-router (parsed, validated and kept, but without effect): ${parts.join('; ')}`;

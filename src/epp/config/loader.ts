@@ -23,8 +23,29 @@ import { EppMetrics } from '../metrics.js';
 import type { ConfiguredDiscovery } from '../datalayer/discovery.js';
 import { DEFAULT_ENGINES, type EngineRegistry } from '../datalayer/engine-metrics.js';
 import type { MetricsSourceSettings } from '../datalayer/metrics-scraper.js';
-import { isAsyncDataProducer, isDataProducer, isEndpointRemoved, isFilter, isPicker, isPreRequest, isProfileHandler, isResponseComplete, isResponseHeaders, isScorer } from '../framework/types.js';
-import type { AsyncDataProducer, DataProducer, EndpointRemoved, Picker, Plugin, PreRequest, ProfileHandler, ResponseComplete, ResponseHeaders } from '../framework/types.js';
+import {
+  isAsyncDataProducer,
+  isDataProducer,
+  isEndpointRemoved,
+  isFilter,
+  isPicker,
+  isPreRequest,
+  isProfileHandler,
+  isResponseComplete,
+  isResponseHeaders,
+  isScorer,
+} from '../framework/types.js';
+import type {
+  AsyncDataProducer,
+  DataProducer,
+  EndpointRemoved,
+  Picker,
+  Plugin,
+  PreRequest,
+  ProfileHandler,
+  ResponseComplete,
+  ResponseHeaders,
+} from '../framework/types.js';
 import { kindsOf, type PluginDefinition } from '../plugins/definition.js';
 import type { MetricsExtractor } from '../plugins/datalayer/core-metrics-extractor.js';
 import type { FileDiscoverySettings } from '../plugins/datalayer/file-discovery.js';
@@ -38,7 +59,12 @@ import { Scheduler } from '../scheduling/scheduler.js';
 import { resolveFlowControl } from './flow-control-loader.js';
 import type { FlowControlSettings } from './flow-control-section.js';
 import { fail, namedSpecs, PluginGraph, type GraphDependencies } from './plugin-graph.js';
-import { DEFAULT_CONFIG_YAML, validateDocument, type EndpointPickerConfigDocument, type ProfileSpec } from './schema.js';
+import {
+  DEFAULT_CONFIG_YAML,
+  validateDocument,
+  type EndpointPickerConfigDocument,
+  type ProfileSpec,
+} from './schema.js';
 
 /** What the loader may be given: metrics, a logger, a random source and the plugin registry. */
 export interface LoadDependencies {
@@ -88,7 +114,8 @@ function parseDocument(text: string): EndpointPickerConfigDocument {
   }
   if (!isObject(raw)) fail('must be a YAML mapping');
   const r = validateDocument(raw);
-  if (!r.ok) fail(r.issues.map((i) => (i.path.length ? `${i.path.map(String).join('.')}: ${i.message}` : i.message)).join('; '));
+  if (!r.ok)
+    fail(r.issues.map((i) => (i.path.length ? `${i.path.map(String).join('.')}: ${i.message}` : i.message)).join('; '));
   return r.doc;
 }
 
@@ -123,7 +150,8 @@ function profileSpecs({ doc, graph }: LoadPhase): ProfileSpec[] {
  */
 export function buildProfiles(phase: LoadPhase, timer: PluginTimer): Map<string, SchedulerProfile> {
   const { graph, warn } = phase;
-  const configuredPicker = graph.ordered().find((plugin) => isPicker(plugin) && graph.hasKind(plugin, 'picker')) as Picker | undefined;
+  const configuredPicker = graph.ordered().find((plugin) => isPicker(plugin) && graph.hasKind(plugin, 'picker')) as
+    Picker | undefined;
   const profiles = new Map<string, SchedulerProfile>();
   for (const [i, p] of profileSpecs(phase).entries()) {
     const where = `schedulingProfiles[${i}] "${p.name}"`;
@@ -148,18 +176,36 @@ export function buildProfiles(phase: LoadPhase, timer: PluginTimer): Map<string,
         picker = plugin;
         used = true;
       }
-      if (!used && graph.hasKind(plugin, 'flow-control')) fail(`${where}: "${ref.pluginRef}" (type ${plugin.type}) is a flow-control plugin; pd-router does not implement it as a filter`);
+      if (!used && graph.hasKind(plugin, 'flow-control'))
+        fail(
+          `${where}: "${ref.pluginRef}" (type ${plugin.type}) is a flow-control plugin; pd-router does not implement it as a filter`,
+        );
       if (!used) fail(`${where}: "${ref.pluginRef}" (type ${plugin.type}) is not a filter, scorer or picker`);
     }
-    profiles.set(p.name, new SchedulerProfile(p.name, filters, scorers, picker ?? configuredPicker ?? (graph.hidden(LOADER_DEFAULTS.picker) as Picker), timer));
+    profiles.set(
+      p.name,
+      new SchedulerProfile(
+        p.name,
+        filters,
+        scorers,
+        picker ?? configuredPicker ?? (graph.hidden(LOADER_DEFAULTS.picker) as Picker),
+        timer,
+      ),
+    );
   }
   return profiles;
 }
 
 /** Phase 4: the one profile handler (the default one for a single profile), checked against the profiles. */
-export function chooseProfileHandler({ graph }: LoadPhase, profiles: ReadonlyMap<string, SchedulerProfile>): ProfileHandler {
-  const handlers = [...graph.instances.values()].filter((plugin) => isProfileHandler(plugin) && graph.hasKind(plugin, 'profile-handler')) as ProfileHandler[];
-  if (handlers.length > 1) fail(`more than one profile handler: ${handlers.map((handler) => `"${handler.name}"`).join(', ')}`);
+export function chooseProfileHandler(
+  { graph }: LoadPhase,
+  profiles: ReadonlyMap<string, SchedulerProfile>,
+): ProfileHandler {
+  const handlers = [...graph.instances.values()].filter(
+    (plugin) => isProfileHandler(plugin) && graph.hasKind(plugin, 'profile-handler'),
+  ) as ProfileHandler[];
+  if (handlers.length > 1)
+    fail(`more than one profile handler: ${handlers.map((handler) => `"${handler.name}"`).join(', ')}`);
   let handler = handlers[0];
   if (!handler) {
     if (profiles.size > 1) fail('several scheduling profiles need a profile handler (e.g. disagg-profile-handler)');
@@ -176,7 +222,8 @@ export function buildParsers({ doc, graph, registry, warn }: LoadPhase): Request
   let section = 'requestHandler.parsers';
   if (doc.parser) {
     if (doc.family === 'llm-d') warn('top-level parser is deprecated in llm-d-router; use requestHandler.parsers');
-    if (refs?.length) warn('both parser and requestHandler.parsers are set; requestHandler.parsers is used, as upstream');
+    if (refs?.length)
+      warn('both parser and requestHandler.parsers are set; requestHandler.parsers is used, as upstream');
     else [refs, section] = [[doc.parser], 'parser'];
   }
   if (!refs?.length) return LOADER_DEFAULTS.parsers.map((text) => graph.hidden(text) as RequestParser);
@@ -184,9 +231,12 @@ export function buildParsers({ doc, graph, registry, warn }: LoadPhase): Request
     const at = section === 'parser' ? 'parser' : `${section}[${i}]`;
     // As upstream, a reference to an undefined name creates the parser of that type.
     const named = registry[result.pluginRef];
-    const p = graph.get(result.pluginRef) ?? (named && kindsOf(named).includes('parser') ? graph.hidden(result.pluginRef, result.pluginRef) : undefined);
+    const p =
+      graph.get(result.pluginRef) ??
+      (named && kindsOf(named).includes('parser') ? graph.hidden(result.pluginRef, result.pluginRef) : undefined);
     if (!p) fail(`${at}: pluginRef "${result.pluginRef}" is not defined in plugins`);
-    if (!isRequestParser(p) || !graph.hasKind(p, 'parser')) fail(`${at}: "${result.pluginRef}" (type ${p.type}) is not a parser`);
+    if (!isRequestParser(p) || !graph.hasKind(p, 'parser'))
+      fail(`${at}: "${result.pluginRef}" (type ${p.type}) is not a parser`);
     return p;
   });
 }
@@ -204,23 +254,29 @@ function configuredDiscovery({ doc, graph }: LoadPhase, key: string): Configured
   if (!ref) return undefined;
   const d = graph.get(ref);
   if (!d) fail(`${key}.discovery: pluginRef "${ref}" is not defined in plugins`);
-  if (!graph.hasKind(d, 'endpoint-discovery')) fail(`${key}.discovery: "${ref}" (type ${d.type}) is not a discovery plugin`);
+  if (!graph.hasKind(d, 'endpoint-discovery'))
+    fail(`${key}.discovery: "${ref}" (type ${d.type}) is not a discovery plugin`);
   return (d as FileDiscoverySettings).discovery;
 }
 
 /** The configured metrics source and its extractor's engines (at most one source); undefined when none is. */
-function configuredMetricsSource({ doc, graph }: LoadPhase, key: string): { source: MetricsSourceSettings; engines: EngineRegistry } | undefined {
+function configuredMetricsSource(
+  { doc, graph }: LoadPhase,
+  key: string,
+): { source: MetricsSourceSettings; engines: EngineRegistry } | undefined {
   let found: { source: MetricsSourceSettings; engines: EngineRegistry } | undefined;
   for (const [i, s] of (doc.dataLayer?.sources ?? []).entries()) {
     const src = graph.get(s.pluginRef);
     if (!src) fail(`${key}.sources[${i}]: pluginRef "${s.pluginRef}" is not defined in plugins`);
     if (graph.hasKind(src, 'models-source')) continue;
-    if (!graph.hasKind(src, 'metrics-source')) fail(`${key}.sources[${i}]: "${s.pluginRef}" (type ${src.type}) is not a metrics data source`);
+    if (!graph.hasKind(src, 'metrics-source'))
+      fail(`${key}.sources[${i}]: "${s.pluginRef}" (type ${src.type}) is not a metrics data source`);
     if (found) fail(`${key}.sources[${i}]: pd-router supports one metrics data source`);
     let engines: EngineRegistry = DEFAULT_ENGINES;
     for (const [j, x] of s.extractors.entries()) {
       const ex = graph.get(x.pluginRef);
-      if (!ex || !graph.hasKind(ex, 'metrics-extractor')) fail(`${key}.sources[${i}].extractors[${j}]: "${x.pluginRef}" is not a metrics extractor`);
+      if (!ex || !graph.hasKind(ex, 'metrics-extractor'))
+        fail(`${key}.sources[${i}].extractors[${j}]: "${x.pluginRef}" is not a metrics extractor`);
       engines = (ex as MetricsExtractor).engines;
     }
     found = { source: (src as MetricsDataSource).source, engines };
@@ -237,20 +293,29 @@ function configuredModelsSource({ doc, graph, warn }: LoadPhase, key: string): M
     if (found) fail(`${key}.sources[${i}]: pd-router supports one models data source`);
     for (const [j, x] of s.extractors.entries()) {
       const ex = graph.get(x.pluginRef);
-      if (!ex || !graph.hasKind(ex, 'models-extractor')) fail(`${key}.sources[${i}].extractors[${j}]: "${x.pluginRef}" is not a models extractor (models-data-extractor)`);
+      if (!ex || !graph.hasKind(ex, 'models-extractor'))
+        fail(
+          `${key}.sources[${i}].extractors[${j}]: "${x.pluginRef}" is not a models extractor (models-data-extractor)`,
+        );
     }
     // Without an extractor nothing would keep what the poll returns: do not poll.
-    if (s.extractors.length === 0) warn(`${key}.sources[${i}]: "${s.pluginRef}" has no extractor; /v1/models is not polled`);
+    if (s.extractors.length === 0)
+      warn(`${key}.sources[${i}]: "${s.pluginRef}" has no extractor; /v1/models is not polled`);
     else found = (src as ModelsDataSource).modelsSource;
   }
   return found;
 }
 
 /** Plugins other than the handler that name a profile (session affinity's profileName) check it against the profiles. */
-function checkProfileReferences({ graph }: LoadPhase, profiles: ReadonlyMap<string, SchedulerProfile>, handler: ProfileHandler): void {
+function checkProfileReferences(
+  { graph }: LoadPhase,
+  profiles: ReadonlyMap<string, SchedulerProfile>,
+  handler: ProfileHandler,
+): void {
   for (const plugin of graph.instances.values()) {
     const check = (plugin as Partial<Pick<ProfileHandler, 'validateProfiles'>>).validateProfiles;
-    const issue = plugin !== handler && typeof check === 'function' ? check.call(plugin, [...profiles.keys()]) : undefined;
+    const issue =
+      plugin !== handler && typeof check === 'function' ? check.call(plugin, [...profiles.keys()]) : undefined;
     if (issue) fail(issue);
   }
 }
@@ -263,7 +328,8 @@ export function buildDataLayer(phase: LoadPhase): DataLayerResult {
   const { doc, graph, warn } = phase;
   const dl = doc.dataLayer;
   const key = doc.dataKey ?? 'dataLayer';
-  if (doc.featureGates.dataLayer && !dl?.sources) fail('featureGates: the dataLayer gate is on, which needs the data section with its sources (GAIE v1.4)');
+  if (doc.featureGates.dataLayer && !dl?.sources)
+    fail('featureGates: the dataLayer gate is on, which needs the data section with its sources (GAIE v1.4)');
   const discovery = configuredDiscovery(phase, key);
   for (const [field, ref] of [
     ['peerDiscovery', dl?.peerDiscovery?.pluginRef],
@@ -271,17 +337,30 @@ export function buildDataLayer(phase: LoadPhase): DataLayerResult {
   ] as const) {
     if (!ref) continue;
     const p = graph.get(ref);
-    fail(p ? `${key}.${field}: "${ref}" (type ${p.type}) is not a ${field === 'peerDiscovery' ? 'peer-discovery' : 'cross-replica syncer'} plugin (pd-router does not sync state across EPP replicas)` : `${key}.${field}: pluginRef "${ref}" is not defined in plugins`);
+    fail(
+      p
+        ? `${key}.${field}: "${ref}" (type ${p.type}) is not a ${field === 'peerDiscovery' ? 'peer-discovery' : 'cross-replica syncer'} plugin (pd-router does not sync state across EPP replicas)`
+        : `${key}.${field}: pluginRef "${ref}" is not defined in plugins`,
+    );
   }
-  if (dl?.crossReplicaSyncInterval !== undefined) warn(`${key}.crossReplicaSyncInterval has no effect without crossReplicaSyncerPluginRef`);
+  if (dl?.crossReplicaSyncInterval !== undefined)
+    warn(`${key}.crossReplicaSyncInterval has no effect without crossReplicaSyncerPluginRef`);
   // eslint-disable-next-line @typescript-eslint/no-unnecessary-boolean-literal-compare -- a gate the document does not name is undefined
   const legacyMetrics = doc.featureGates.enableLegacyMetrics === true;
-  if (legacyMetrics && dl?.sources?.length) warn(`${key}.sources is not used: the enableLegacyMetrics gate scrapes with the default metrics source, as GAIE v1.5`);
+  if (legacyMetrics && dl?.sources?.length)
+    warn(
+      `${key}.sources is not used: the enableLegacyMetrics gate scrapes with the default metrics source, as GAIE v1.5`,
+    );
   const configured = legacyMetrics ? undefined : configuredMetricsSource(phase, key);
   const modelsSource = legacyMetrics ? undefined : configuredModelsSource(phase, key);
   if (configured) return { discovery, metricsSource: configured.source, modelsSource, engines: configured.engines };
   const inject = legacyMetrics || dl?.injectDefaults !== false;
-  return { discovery, metricsSource: inject ? (graph.hidden(LOADER_DEFAULTS.metricsSource) as MetricsDataSource).source : undefined, modelsSource, engines: DEFAULT_ENGINES };
+  return {
+    discovery,
+    metricsSource: inject ? (graph.hidden(LOADER_DEFAULTS.metricsSource) as MetricsDataSource).source : undefined,
+    modelsSource,
+    engines: DEFAULT_ENGINES,
+  };
 }
 
 /** Loads a config from YAML text; an empty text loads llm-d's default single-profile config. */

@@ -7,8 +7,22 @@
 import type { Logger } from 'pino';
 import { ConfigError } from '../../common/index.js';
 import type { EppMetrics } from '../metrics.js';
-import { isDecider, isFilter, isPicker, isPreRequest, isProfileHandler, isScorer, type Plugin } from '../framework/types.js';
-import { kindsOf, type PluginDefinition, type PluginFactoryContext, type PluginKind, type ProducerParameters } from '../plugins/definition.js';
+import {
+  isDecider,
+  isFilter,
+  isPicker,
+  isPreRequest,
+  isProfileHandler,
+  isScorer,
+  type Plugin,
+} from '../framework/types.js';
+import {
+  kindsOf,
+  type PluginDefinition,
+  type PluginFactoryContext,
+  type PluginKind,
+  type ProducerParameters,
+} from '../plugins/definition.js';
 import { isFlowControlPlugin } from '../plugins/flow-control/flow-control-plugin.js';
 import { isRequestParser } from '../plugins/parser/parser-types.js';
 import { UNSUPPORTED_UPSTREAM_TYPES, producerTypeOf } from '../plugins/registry.js';
@@ -26,7 +40,8 @@ const where = (namedSpec: NamedSpec) => `plugin "${namedSpec.name}" (type ${name
 
 function paramsOf(namedSpec: NamedSpec): Record<string, unknown> {
   const p = namedSpec.parameters ?? {};
-  if (typeof p !== 'object' || p === null || Array.isArray(p)) fail(`${where(namedSpec)}: parameters must be a mapping`);
+  if (typeof p !== 'object' || p === null || Array.isArray(p))
+    fail(`${where(namedSpec)}: parameters must be a mapping`);
   return p as Record<string, unknown>;
 }
 
@@ -36,7 +51,11 @@ function checkTypes(specs: Iterable<NamedSpec>, registry: Registry): void {
   for (const s of specs) {
     if (registry[s.type]) continue;
     const why = UNSUPPORTED_UPSTREAM_TYPES[s.type];
-    problems.push(why ? `${where(s)}: type ${s.type} is not supported by pd-router (${why})` : `${where(s)}: unknown plugin type "${s.type}"`);
+    problems.push(
+      why
+        ? `${where(s)}: type ${s.type} is not supported by pd-router (${why})`
+        : `${where(s)}: unknown plugin type "${s.type}"`,
+    );
   }
   if (problems.length > 0) fail(problems.join('; '));
 }
@@ -46,7 +65,12 @@ function checkTypes(specs: Iterable<NamedSpec>, registry: Registry): void {
  * prefix-cache-scorer carries the prefix index's). GAIE v1.5's loader passes a scorer's parameters to the
  * approx-prefix-cache-producer it creates; pd-router does the same, and fails where GAIE would drop them silently.
  */
-function carriedProducerParams(specs: Map<string, NamedSpec>, registry: Registry, data: string, producer: NamedSpec | undefined): Record<string, unknown> | undefined {
+function carriedProducerParams(
+  specs: Map<string, NamedSpec>,
+  registry: Registry,
+  data: string,
+  producer: NamedSpec | undefined,
+): Record<string, unknown> | undefined {
   const carriers = [...specs.values()].flatMap((namedSpec) => {
     const carried: ProducerParameters | undefined = registry[namedSpec.type].producerParameters;
     if (carried?.data !== data) return [];
@@ -55,15 +79,29 @@ function carriedProducerParams(specs: Map<string, NamedSpec>, registry: Registry
     return Object.keys(moved).length > 0 ? [{ s: namedSpec, params, moved, carried }] : [];
   });
   if (carriers.length === 0) return undefined;
-  const keys = (config: (typeof carriers)[number]) => Object.keys(config.moved).map((k) => `"${k}"`).join(', ');
+  const keys = (config: (typeof carriers)[number]) =>
+    Object.keys(config.moved)
+      .map((k) => `"${k}"`)
+      .join(', ');
   for (const c of carriers) {
     const { index, producerReference } = c.carried;
-    if (producer) fail(`${where(c.s)}: parameter ${keys(c)} configures the ${index} index; with an ${producer.type} configured ("${producer.name}"), set it there`);
-    if (c.params[producerReference] !== undefined) fail(`${where(c.s)}: parameter ${keys(c)} configures the producer pd-router creates; with ${producerReference} set, set it on that producer`);
+    if (producer)
+      fail(
+        `${where(c.s)}: parameter ${keys(c)} configures the ${index} index; with an ${producer.type} configured ("${producer.name}"), set it there`,
+      );
+    if (c.params[producerReference] !== undefined)
+      fail(
+        `${where(c.s)}: parameter ${keys(c)} configures the producer pd-router creates; with ${producerReference} set, set it on that producer`,
+      );
     const r = c.carried.params.safeParse(c.moved);
     if (!r.success) fail(`${where(c.s)}: ${describeIssues(r.error.issues)}`);
   }
-  const canonical = (options: Record<string, unknown>) => JSON.stringify(Object.keys(options).sort().map((k) => [k, options[k]]));
+  const canonical = (options: Record<string, unknown>) =>
+    JSON.stringify(
+      Object.keys(options)
+        .sort()
+        .map((k) => [k, options[k]]),
+    );
   const first = carriers[0];
   const other = carriers.find((config) => canonical(config.moved) !== canonical(first.moved));
   if (other) {
@@ -81,13 +119,24 @@ function carriedProducerParams(specs: Map<string, NamedSpec>, registry: Registry
  */
 function addRequiredProducers(specs: Map<string, NamedSpec>, registry: Registry): void {
   const configured = [...specs.values()];
-  const data = new Set(configured.flatMap((namedSpec) => [...(registry[namedSpec.type].requires ?? []), ...(registry[namedSpec.type].producerParameters ? [registry[namedSpec.type].producerParameters!.data] : [])]));
+  const data = new Set(
+    configured.flatMap((namedSpec) => [
+      ...(registry[namedSpec.type].requires ?? []),
+      ...(registry[namedSpec.type].producerParameters ? [registry[namedSpec.type].producerParameters!.data] : []),
+    ]),
+  );
   for (const d of data) {
     const producer = configured.find((namedSpec) => registry[namedSpec.type].produces?.includes(d));
     const moved = carriedProducerParams(specs, registry, d, producer);
     if (producer || !configured.some((namedSpec) => registry[namedSpec.type].requires?.includes(d))) continue;
     const type = producerTypeOf(registry, d);
-    if (type === undefined) fail(`no plugin type produces "${d}", which ${configured.filter((namedSpec) => registry[namedSpec.type].requires?.includes(d)).map(where).join(', ')} requires`);
+    if (type === undefined)
+      fail(
+        `no plugin type produces "${d}", which ${configured
+          .filter((namedSpec) => registry[namedSpec.type].requires?.includes(d))
+          .map(where)
+          .join(', ')} requires`,
+      );
     if (specs.has(type)) fail(`plugin "${type}" must be of type ${type}: the loader adds one under that name`);
     specs.set(type, { name: type, type, parameters: moved });
   }
@@ -149,8 +198,13 @@ export class PluginGraph {
 
   /** Configured plugins in config order (instantiation order differs with forward references), then added ones. */
   ordered(): Plugin[] {
-    const configured = [...this.specs.keys()].map((count) => this.instances.get(count)).filter((plugin): plugin is Plugin => plugin !== undefined);
-    return [...configured, ...[...this.instances.entries()].filter(([name]) => !this.specs.has(name)).map(([, plugin]) => plugin)];
+    const configured = [...this.specs.keys()]
+      .map((count) => this.instances.get(count))
+      .filter((plugin): plugin is Plugin => plugin !== undefined);
+    return [
+      ...configured,
+      ...[...this.instances.entries()].filter(([name]) => !this.specs.has(name)).map(([, plugin]) => plugin),
+    ];
   }
 
   get(name: string): Plugin | undefined {
@@ -198,7 +252,10 @@ export class PluginGraph {
         if (!target) fail(`${w}: refers to plugin "${name}", which is not defined`);
         return this.instantiate(target);
       },
-      namesProducing: (data) => [...this.specs.values()].filter((namedSpec) => this.deps.registry[namedSpec.type]?.produces?.includes(data)).map((namedSpec) => namedSpec.name),
+      namesProducing: (data) =>
+        [...this.specs.values()]
+          .filter((namedSpec) => this.deps.registry[namedSpec.type]?.produces?.includes(data))
+          .map((namedSpec) => namedSpec.name),
       typeOf: (name) => this.specs.get(name)?.type,
       kindsOf: (name) => {
         const type = this.specs.get(name)?.type;

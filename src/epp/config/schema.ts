@@ -13,7 +13,13 @@
  * upstream registers for that apiVersion; `name=false` turns a gate off (llm-d-router's syntax).
  */
 import { z } from 'zod';
-import { flowControlSection, saturationDetectorRef, saturationDetectorThresholds, type FlowControlSection, type SaturationThresholds } from './flow-control-section.js';
+import {
+  flowControlSection,
+  saturationDetectorRef,
+  saturationDetectorThresholds,
+  type FlowControlSection,
+  type SaturationThresholds,
+} from './flow-control-section.js';
 import { goDuration, pluginName, pluginRefObject } from './go-values.js';
 
 export type ApiFamily = 'llm-d' | 'gaie';
@@ -31,7 +37,13 @@ export const ACCEPTED_API_VERSIONS = Object.keys(API_VERSIONS);
  */
 export const FEATURE_GATES: Readonly<Record<ApiFamily, Readonly<Record<string, boolean>>>> = {
   'llm-d': { flowControl: false, haPopulateNonLeaderDatastore: true },
-  gaie: { flowControl: false, haPopulateNonLeaderDatastore: true, dataLayer: false, prepareDataPlugins: false, enableLegacyMetrics: false },
+  gaie: {
+    flowControl: false,
+    haPopulateNonLeaderDatastore: true,
+    dataLayer: false,
+    prepareDataPlugins: false,
+    enableLegacyMetrics: false,
+  },
 };
 
 export const pluginSpecSchema = z
@@ -85,7 +97,10 @@ const common = {
   plugins: z.array(pluginSpecSchema).default([]),
   schedulingProfiles: z.array(profileSchema).default([]),
   dataLayer: dataLayerSection.optional(),
-  requestHandler: z.object({ parsers: z.array(pluginRefObject).optional() }).strict().optional(),
+  requestHandler: z
+    .object({ parsers: z.array(pluginRefObject).optional() })
+    .strict()
+    .optional(),
   parser: pluginRefObject.optional(),
   flowControl: flowControlSection.optional(),
 };
@@ -97,15 +112,22 @@ const gaieSaturationDetector = z.record(z.string(), z.unknown()).transform((raw,
   const r = 'pluginRef' in raw ? saturationDetectorRef.safeParse(raw) : saturationDetectorThresholds.safeParse(raw);
   if (!r.success) {
     for (const i of r.error.issues) {
-      const message = i.code === 'unrecognized_keys' && 'pluginRef' in raw ? 'pluginRef (GAIE v1.5, llm-d) cannot be combined with thresholds (GAIE v1.4)' : i.message;
+      const message =
+        i.code === 'unrecognized_keys' && 'pluginRef' in raw
+          ? 'pluginRef (GAIE v1.5, llm-d) cannot be combined with thresholds (GAIE v1.4)'
+          : i.message;
       ctx.addIssue({ code: 'custom', path: i.path, message });
     }
     return z.NEVER;
   }
-  return 'pluginRef' in raw ? { form: 'ref' as const, ...(r.data as { pluginRef?: string }) } : { form: 'thresholds' as const, ...(r.data as SaturationThresholds) };
+  return 'pluginRef' in raw
+    ? { form: 'ref' as const, ...(r.data as { pluginRef?: string }) }
+    : { form: 'thresholds' as const, ...(r.data as SaturationThresholds) };
 });
 
-const gaieDocument = z.object({ ...common, data: gaieV14Data.optional(), saturationDetector: gaieSaturationDetector.optional() }).strict();
+const gaieDocument = z
+  .object({ ...common, data: gaieV14Data.optional(), saturationDetector: gaieSaturationDetector.optional() })
+  .strict();
 
 export type PluginSpec = z.infer<typeof pluginSpecSchema>;
 export type ProfileSpec = z.infer<typeof profileSchema>;
@@ -127,24 +149,39 @@ export interface EndpointPickerConfigDocument {
   readonly parser?: { pluginRef: string };
   readonly flowControl?: FlowControlSection;
   /** The top-level section as written (deprecated in llm-d-router in favour of flowControl.saturationDetector). */
-  readonly saturationDetector?: ({ form: 'ref' } & { pluginRef?: string }) | ({ form: 'thresholds' } & SaturationThresholds);
+  readonly saturationDetector?:
+    ({ form: 'ref' } & { pluginRef?: string }) | ({ form: 'thresholds' } & SaturationThresholds);
 }
 
 type Issues = Array<{ path: PropertyKey[]; message: string }>;
 
 /** Validates a parsed YAML mapping; returns the normalised document or the issues. */
-export function validateDocument(raw: Record<string, unknown>): { ok: true; doc: EndpointPickerConfigDocument } | { ok: false; issues: Issues } {
+export function validateDocument(
+  raw: Record<string, unknown>,
+): { ok: true; doc: EndpointPickerConfigDocument } | { ok: false; issues: Issues } {
   const apiVersion = raw.apiVersion;
   const family = typeof apiVersion === 'string' ? API_VERSIONS[apiVersion] : undefined;
-  if (!family) return { ok: false, issues: [{ path: ['apiVersion'], message: `apiVersion must be one of ${ACCEPTED_API_VERSIONS.join(', ')}` }] };
+  if (!family)
+    return {
+      ok: false,
+      issues: [{ path: ['apiVersion'], message: `apiVersion must be one of ${ACCEPTED_API_VERSIONS.join(', ')}` }],
+    };
   const extra: Issues = [];
   if (family === 'llm-d' && 'data' in raw) {
-    extra.push({ path: ['data'], message: 'is the GAIE v1.4 name of the data layer section (apiVersion inference.networking.x-k8s.io/v1alpha1); llm-d.ai/v1alpha1 calls it dataLayer' });
+    extra.push({
+      path: ['data'],
+      message:
+        'is the GAIE v1.4 name of the data layer section (apiVersion inference.networking.x-k8s.io/v1alpha1); llm-d.ai/v1alpha1 calls it dataLayer',
+    });
     delete raw.data;
   }
-  if (family === 'gaie' && 'data' in raw && 'dataLayer' in raw) extra.push({ path: ['data'], message: 'data (GAIE v1.4) and dataLayer (GAIE v1.5, llm-d) cannot both be set' });
+  if (family === 'gaie' && 'data' in raw && 'dataLayer' in raw)
+    extra.push({ path: ['data'], message: 'data (GAIE v1.4) and dataLayer (GAIE v1.5, llm-d) cannot both be set' });
   const r = family === 'llm-d' ? llmdDocument.safeParse(raw) : gaieDocument.safeParse(raw);
-  const issues: Issues = [...extra, ...(r.success ? [] : r.error.issues.map((i) => ({ path: i.path, message: i.message })))];
+  const issues: Issues = [
+    ...extra,
+    ...(r.success ? [] : r.error.issues.map((i) => ({ path: i.path, message: i.message }))),
+  ];
   if (!r.success || issues.length > 0) return { ok: false, issues };
   const d = r.data as z.infer<typeof gaieDocument>;
   const gates: Record<string, boolean> = { ...FEATURE_GATES[family] };
@@ -155,13 +192,17 @@ export function validateDocument(raw: Record<string, unknown>): { ok: true; doc:
       continue;
     }
     if (!(gate[0] in gates)) {
-      issues.push({ path: ['featureGates', i], message: `unknown feature gate "${gate[0]}" for ${String(apiVersion)} (known: ${Object.keys(gates).join(', ')})` });
+      issues.push({
+        path: ['featureGates', i],
+        message: `unknown feature gate "${gate[0]}" for ${String(apiVersion)} (known: ${Object.keys(gates).join(', ')})`,
+      });
       continue;
     }
     gates[gate[0]] = gate[1];
   }
   if (issues.length > 0) return { ok: false, issues };
-  const sd = d.saturationDetector as EndpointPickerConfigDocument['saturationDetector'] | { pluginRef?: string } | undefined;
+  const sd = d.saturationDetector as
+    EndpointPickerConfigDocument['saturationDetector'] | { pluginRef?: string } | undefined;
   return {
     ok: true,
     doc: {

@@ -30,16 +30,36 @@ export async function startDiscovery(
   metrics: EppMetrics,
   logger: Logger,
 ): Promise<RunningDiscovery> {
-  const flagSource = optionValues.endpointsFile ? '--endpoints-file' : optionValues.poolName ? '--pool-name' : optionValues.endpointSelector ? '--endpoint-selector' : undefined;
-  if (configured && flagSource) throw new ConfigError(`the EndpointPickerConfig's dataLayer.discovery and ${flagSource} both choose the endpoints; give one`);
-  const file = optionValues.endpointsFile ? { path: optionValues.endpointsFile, watch: true } : configured ? { path: configured.path, watch: configured.watchFile } : undefined;
+  const flagSource = optionValues.endpointsFile
+    ? '--endpoints-file'
+    : optionValues.poolName
+      ? '--pool-name'
+      : optionValues.endpointSelector
+        ? '--endpoint-selector'
+        : undefined;
+  if (configured && flagSource)
+    throw new ConfigError(
+      `the EndpointPickerConfig's dataLayer.discovery and ${flagSource} both choose the endpoints; give one`,
+    );
+  const file = optionValues.endpointsFile
+    ? { path: optionValues.endpointsFile, watch: true }
+    : configured
+      ? { path: configured.path, watch: configured.watchFile }
+      : undefined;
   if (file) {
     const errors = metrics.pollErrors('file-discovery');
-    const watcher = new EndpointsFileWatcher(file.path, (specs) => store.replaceAll(specs), logger, () => errors.inc());
+    const watcher = new EndpointsFileWatcher(
+      file.path,
+      (specs) => store.replaceAll(specs),
+      logger,
+      () => errors.inc(),
+    );
     try {
       await watcher.load();
     } catch (e) {
-      throw new ConfigError(`endpoints file ${file.path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new ConfigError(
+        `endpoints file ${file.path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
     }
     if (file.watch) watcher.watch();
     return { description: `file ${file.path}${file.watch ? ' (watched)' : ''}`, stop: async () => watcher.close() };
@@ -48,10 +68,23 @@ export async function startDiscovery(
   if (optionValues.poolName || optionValues.endpointSelector) {
     const source = optionValues.poolName
       ? ({ kind: 'pool', namespace, name: optionValues.poolName, group: optionValues.poolGroup } as const)
-      : ({ kind: 'selector', namespace, selector: optionValues.endpointSelector, ports: optionValues.endpointTargetPorts.map(Number) } as const);
-    const watcher = startKubernetesDiscovery({ source, server: optionValues.kubeApiServer, kubeconfig: optionValues.kubeconfig }, (specs) => store.replaceAll(specs), logger);
-    const what = optionValues.poolName ? `InferencePool ${namespace}/${optionValues.poolName}` : `pods ${namespace} ${optionValues.endpointSelector}`;
+      : ({
+          kind: 'selector',
+          namespace,
+          selector: optionValues.endpointSelector,
+          ports: optionValues.endpointTargetPorts.map(Number),
+        } as const);
+    const watcher = startKubernetesDiscovery(
+      { source, server: optionValues.kubeApiServer, kubeconfig: optionValues.kubeconfig },
+      (specs) => store.replaceAll(specs),
+      logger,
+    );
+    const what = optionValues.poolName
+      ? `InferencePool ${namespace}/${optionValues.poolName}`
+      : `pods ${namespace} ${optionValues.endpointSelector}`;
     return { description: what, stop: () => watcher.stop() };
   }
-  throw new ConfigError('no endpoint source: give --endpoints-file, --pool-name, --endpoint-selector or a file-discovery plugin in the config');
+  throw new ConfigError(
+    'no endpoint source: give --endpoints-file, --pool-name, --endpoint-selector or a file-discovery plugin in the config',
+  );
 }

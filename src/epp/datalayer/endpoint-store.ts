@@ -21,7 +21,15 @@ export interface EndpointSpec {
 
 /** Metrics of an endpoint never scraped. */
 export function emptyMetrics(): EndpointMetrics {
-  return { waitingQueueSize: 0, runningRequests: 0, kvCacheUsage: 0, cacheBlockSize: 0, cacheNumBlocks: 0, updatedAt: 0, stale: true };
+  return {
+    waitingQueueSize: 0,
+    runningRequests: 0,
+    kvCacheUsage: 0,
+    cacheBlockSize: 0,
+    cacheNumBlocks: 0,
+    updatedAt: 0,
+    stale: true,
+  };
 }
 
 /** An endpoint from its spec, with empty metrics. */
@@ -79,7 +87,12 @@ export class EndpointStore extends EventEmitter<EndpointStoreEvents> {
       const old = this.byId.get(id);
       if (old && old.address === spec.address && old.port === spec.port) {
         // Same endpoint: keep its metrics; a label (or hostname) change yields a new object (endpoints are immutable to plugins).
-        next.set(id, sameLabels(old.labels, spec.labels) && old.hostname === spec.hostname ? old : endpointFromSpec(spec, old.metrics));
+        next.set(
+          id,
+          sameLabels(old.labels, spec.labels) && old.hostname === spec.hostname
+            ? old
+            : endpointFromSpec(spec, old.metrics),
+        );
       } else {
         const e = endpointFromSpec(spec);
         next.set(id, e);

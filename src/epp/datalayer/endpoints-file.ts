@@ -52,13 +52,19 @@ export function parseEndpointsFile(text: string, origin: string): EndpointSpec[]
     throw new Error(`${origin}: cannot parse as YAML or JSON: ${(e as Error).message.split('\n')[0]}`);
   }
   const r = fileSchema.safeParse(doc ?? {});
-  if (!r.success) throw new Error(`${origin}: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+  if (!r.success)
+    throw new Error(
+      `${origin}: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`,
+    );
   // Two entries with one name would be one endpoint in the store (the last silently winning): a typo to report.
   const seen = new Map<string, number>();
   for (const [i, e] of r.data.endpoints.entries()) {
     const id = `${e.namespace}/${e.name}`;
     const first = seen.get(id);
-    if (first !== undefined) throw new Error(`${origin}: endpoints.${i}: duplicate endpoint name "${e.name}" in namespace "${e.namespace}" (also endpoints.${first})`);
+    if (first !== undefined)
+      throw new Error(
+        `${origin}: endpoints.${i}: duplicate endpoint name "${e.name}" in namespace "${e.namespace}" (also endpoints.${first})`,
+      );
     seen.set(id, i);
   }
   return r.data.endpoints;
@@ -94,7 +100,9 @@ export class EndpointsFileWatcher {
     const dir = path.dirname(this.file);
     try {
       this.watcher = watch(dir, () => this.schedule(true));
-      this.watcher.on('error', (err) => this.logger.warn({ err, file: this.file }, 'endpoints file watch failed; polling only'));
+      this.watcher.on('error', (err) =>
+        this.logger.warn({ err, file: this.file }, 'endpoints file watch failed; polling only'),
+      );
       this.watcher.unref();
     } catch (err) {
       this.logger.warn({ err, file: this.file }, 'cannot watch endpoints file directory; polling only');
@@ -133,7 +141,10 @@ export class EndpointsFileWatcher {
         this.onError();
         // Remember the bad text so a broken file is reported once, not on every poll.
         this.lastText = await readFile(this.file, 'utf8').catch(() => this.lastText);
-        this.logger.warn({ err: (err as Error).message, file: this.file }, 'endpoints file reload failed; keeping the previous endpoints');
+        this.logger.warn(
+          { err: (err as Error).message, file: this.file },
+          'endpoints file reload failed; keeping the previous endpoints',
+        );
       } finally {
         this.reading = undefined;
       }

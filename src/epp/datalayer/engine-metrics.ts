@@ -63,7 +63,11 @@ export const ENGINES: Readonly<Record<string, EngineMetricNames>> = {
     waiting: [spec('vllm:num_requests_waiting')],
     running: [spec('vllm:num_requests_running')],
     kvUsage: [spec('vllm:kv_cache_usage_perc'), spec('vllm:gpu_cache_usage_perc')],
-    cacheConfig: { spec: spec('vllm:cache_config_info'), blockSizeLabel: 'block_size', numBlocksLabel: 'num_gpu_blocks' },
+    cacheConfig: {
+      spec: spec('vllm:cache_config_info'),
+      blockSizeLabel: 'block_size',
+      numBlocksLabel: 'num_gpu_blocks',
+    },
     lora: spec('vllm:lora_requests_info'),
     histograms: {
       prefillTime: 'vllm:request_prefill_time_seconds',
@@ -72,7 +76,10 @@ export const ENGINES: Readonly<Record<string, EngineMetricNames>> = {
       kvTransferTime: 'vllm:nixl_xfer_time_seconds',
       queueTime: 'vllm:request_queue_time_seconds',
     },
-    counters: { prefixCacheHits: 'vllm:prefix_cache_hits_total', prefixCacheQueries: 'vllm:prefix_cache_queries_total' },
+    counters: {
+      prefixCacheHits: 'vllm:prefix_cache_hits_total',
+      prefixCacheQueries: 'vllm:prefix_cache_queries_total',
+    },
   },
   sglang: {
     waiting: [spec('sglang:num_queue_reqs')],
@@ -204,7 +211,9 @@ export function wantedSamples(text: string, wanted: ReadonlySet<string>): Map<st
 
 /** The last sample of one series name (exact name, with or without labels), or undefined. */
 export function lastSample(text: string, name: string): Sample | undefined {
-  return wantedSamples(text, new Set([name])).get(name)?.at(-1);
+  return wantedSamples(text, new Set([name]))
+    .get(name)
+    ?.at(-1);
 }
 
 /** Label values of a sample's label string (`a="x",b="y"`). */
@@ -214,7 +223,8 @@ export function labelValue(labels: string, key: string): string | undefined {
   return m ? m[1].replace(/\\(.)/g, (_, ch: string) => (ch === 'n' ? '\n' : ch)) : undefined;
 }
 
-const carries = (sample: Sample, spec: MetricSpec) => Object.entries(spec.labels).every(([k, value]) => labelValue(sample.labels, k) === value);
+const carries = (sample: Sample, spec: MetricSpec) =>
+  Object.entries(spec.labels).every(([k, value]) => labelValue(sample.labels, k) === value);
 
 /** The last sample of a spec's series whose labels carry the spec's label values. */
 function pick(samples: Map<string, Sample[]>, spec: MetricSpec): Sample | undefined {
@@ -230,12 +240,20 @@ const adapters = (csv: string | undefined) => (csv ? csv.split(',').filter((adap
  * The newest series of the LoRA info gauge (its value is its creation time; on a tie the first listed wins, as upstream).
  * A missing or malformed max_lora keeps the previous value, as upstream.
  */
-function loraInfo(samples: Map<string, Sample[]>, spec: MetricSpec, previous: LoraInfo | undefined): LoraInfo | undefined {
+function loraInfo(
+  samples: Map<string, Sample[]>,
+  spec: MetricSpec,
+  previous: LoraInfo | undefined,
+): LoraInfo | undefined {
   let newest: Sample | undefined;
   for (const s of samples.get(spec.name) ?? []) if (carries(s, spec) && (!newest || s.value > newest.value)) newest = s;
   if (!newest) return undefined;
   const max = Number.parseInt(labelValue(newest.labels, 'max_lora') ?? '', 10);
-  return { running: adapters(labelValue(newest.labels, 'running_lora_adapters')), waiting: adapters(labelValue(newest.labels, 'waiting_lora_adapters')), maxLoras: Number.isFinite(max) ? max : (previous?.maxLoras ?? 0) };
+  return {
+    running: adapters(labelValue(newest.labels, 'running_lora_adapters')),
+    waiting: adapters(labelValue(newest.labels, 'waiting_lora_adapters')),
+    maxLoras: Number.isFinite(max) ? max : (previous?.maxLoras ?? 0),
+  };
 }
 
 const wantedByEngine = new WeakMap<EngineMetricNames, Set<string>>();
@@ -304,13 +322,16 @@ export function extractEngineMetrics(text: string, engine: EngineMetricNames, me
       if (nb > 0) metrics.cacheNumBlocks = nb;
     }
   }
-  if (engine.cacheBlockSize) read([engine.cacheBlockSize], (value) => value > 0 && (metrics.cacheBlockSize = Math.trunc(value)));
-  if (engine.cacheNumBlocks) read([engine.cacheNumBlocks], (value) => value > 0 && (metrics.cacheNumBlocks = Math.trunc(value)));
+  if (engine.cacheBlockSize)
+    read([engine.cacheBlockSize], (value) => value > 0 && (metrics.cacheBlockSize = Math.trunc(value)));
+  if (engine.cacheNumBlocks)
+    read([engine.cacheNumBlocks], (value) => value > 0 && (metrics.cacheNumBlocks = Math.trunc(value)));
   if (engine.lora) {
     const lora = loraInfo(samples, engine.lora, metrics.lora);
     if (lora) metrics.lora = lora;
   }
-  for (const custom of engine.custom ?? []) read([custom.spec], (value) => (metrics.custom = { ...metrics.custom, [custom.attributeKey]: value }));
+  for (const custom of engine.custom ?? [])
+    read([custom.spec], (value) => (metrics.custom = { ...metrics.custom, [custom.attributeKey]: value }));
   for (const [field, name] of Object.entries(engine.histograms) as Array<[HistogramField, string]>) {
     const h = histogram(samples, name);
     if (h) metrics[field] = h;

@@ -19,7 +19,15 @@
 import { EventEmitter } from 'node:events';
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { describeKubeError, INFORMER_RETRY_MAX_MS, INFORMER_RETRY_MIN_MS, kubeErrorStatus, loadKubeConfig, runInformer, type RunningInformer } from '../../common/kubernetes/index.js';
+import {
+  describeKubeError,
+  INFORMER_RETRY_MAX_MS,
+  INFORMER_RETRY_MIN_MS,
+  kubeErrorStatus,
+  loadKubeConfig,
+  runInformer,
+  type RunningInformer,
+} from '../../common/kubernetes/index.js';
 import { ModelRewriteStore, parseModelRewrite, type RewriteDecision } from './model-rewrites.js';
 import { ObjectiveStore, parseObjective } from './objectives.js';
 
@@ -125,7 +133,9 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
   /** Per kind: the group watched (or why not), for logs and tests. */
   describe(): Record<InferenceCrdKind, string> {
     const out = {} as Record<InferenceCrdKind, string>;
-    for (const k of this.kinds) out[k.kind] = `${k.status}${k.group ? ` ${k.plural}.${k.group}` : ''}${k.forbidden ? ` (forbidden: ${k.forbidden})` : ''}`;
+    for (const k of this.kinds)
+      out[k.kind] =
+        `${k.status}${k.group ? ` ${k.plural}.${k.group}` : ''}${k.forbidden ? ` (forbidden: ${k.forbidden})` : ''}`;
     return out;
   }
 
@@ -162,7 +172,19 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
     this.setStatus(k, { forbidden: `${verbs} ${resource}` });
     if (first) {
       this.logger.error(
-        { kind: k.kind, resource, namespace: this.pool.namespace, verbs, error: describeKubeError(err, { verb: 'list', resource: k.plural, group: k.group ?? '', namespace: this.pool.namespace, server: this.server }).error },
+        {
+          kind: k.kind,
+          resource,
+          namespace: this.pool.namespace,
+          verbs,
+          error: describeKubeError(err, {
+            verb: 'list',
+            resource: k.plural,
+            group: k.group ?? '',
+            namespace: this.pool.namespace,
+            server: this.server,
+          }).error,
+        },
         `missing RBAC permission: cannot ${verbs} ${resource} in namespace ${this.pool.namespace}; not ready until it is granted`,
       );
     }
@@ -180,7 +202,22 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
         if (status === 404) continue; // the group is not served at all
         if (this.stopped) return;
         if (status === 403) this.denied(k, `/apis/${group}/${INFERENCE_CRD_VERSION}`, 'get (discovery)', err);
-        else this.logger.warn({ ...describeKubeError(err, { verb: 'list', resource: k.plural, group, namespace: this.pool.namespace, server: this.server }), kind: k.kind, group, retryInMs: retryMs }, 'kubernetes discovery failed, retrying');
+        else
+          this.logger.warn(
+            {
+              ...describeKubeError(err, {
+                verb: 'list',
+                resource: k.plural,
+                group,
+                namespace: this.pool.namespace,
+                server: this.server,
+              }),
+              kind: k.kind,
+              group,
+              retryInMs: retryMs,
+            },
+            'kubernetes discovery failed, retrying',
+          );
         k.retry = setTimeout(() => void this.discover(k, Math.min(INFORMER_RETRY_MAX_MS, retryMs * 2)), retryMs);
         return;
       }
@@ -202,8 +239,18 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
     const { namespace } = this.pool;
     const resource = this.resourceName(k, group);
     const list = () =>
-      this.custom.listNamespacedCustomObject({ group, version: INFERENCE_CRD_VERSION, namespace, plural: k.plural }) as Promise<k8s.KubernetesListObject<k8s.KubernetesObject>>;
-    const informer = new k8s.ListWatch<k8s.KubernetesObject>(`/apis/${group}/${INFERENCE_CRD_VERSION}/namespaces/${namespace}/${k.plural}`, this.watch, list, false);
+      this.custom.listNamespacedCustomObject({
+        group,
+        version: INFERENCE_CRD_VERSION,
+        namespace,
+        plural: k.plural,
+      }) as Promise<k8s.KubernetesListObject<k8s.KubernetesObject>>;
+    const informer = new k8s.ListWatch<k8s.KubernetesObject>(
+      `/apis/${group}/${INFERENCE_CRD_VERSION}/namespaces/${namespace}/${k.plural}`,
+      this.watch,
+      list,
+      false,
+    );
     k.informer = informer;
     informer.on('add', (o) => this.apply(k, o));
     informer.on('update', (o) => this.apply(k, o));
@@ -212,7 +259,10 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
       what: resource,
       logger: this.logger,
       retired: () => this.stopped,
-      describe: (err) => ({ ...describeKubeError(err, { verb: 'list', resource: k.plural, group, namespace, server: this.server }), apiServer: this.server }),
+      describe: (err) => ({
+        ...describeKubeError(err, { verb: 'list', resource: k.plural, group, namespace, server: this.server }),
+        apiServer: this.server,
+      }),
       onError: (err) => {
         const status = kubeErrorStatus(err);
         if (status === 403) this.denied(k, resource, 'list/watch', err);
@@ -220,7 +270,8 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
         else if (status === 404 && k.status !== 'absent') this.setStatus(k, { status: 'absent' });
       },
       onSynced: () => {
-        if (k.forbidden !== undefined) this.logger.info({ kind: k.kind, resource, namespace }, `${resource} can be listed and watched again`);
+        if (k.forbidden !== undefined)
+          this.logger.info({ kind: k.kind, resource, namespace }, `${resource} can be listed and watched again`);
         this.setStatus(k, { status: 'synced', forbidden: undefined });
       },
     });
@@ -237,9 +288,11 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
     const object = `${obj.metadata?.namespace ?? this.pool.namespace}/${name}`;
     const spec = (obj as { spec?: Record<string, unknown> }).spec;
     if (!this.refersToPool(spec?.poolRef)) return this.remove(k, obj, 'its poolRef names another pool');
-    const parsed = k.kind === 'InferenceModelRewrite' ? parseModelRewrite(name, createdAt(obj), spec) : parseObjective(name, spec);
+    const parsed =
+      k.kind === 'InferenceModelRewrite' ? parseModelRewrite(name, createdAt(obj), spec) : parseObjective(name, spec);
     if ('error' in parsed) {
-      const kept = (k.kind === 'InferenceModelRewrite' ? this.rewrites.get(name) : this.objectives.get(name)) !== undefined;
+      const kept =
+        (k.kind === 'InferenceModelRewrite' ? this.rewrites.get(name) : this.objectives.get(name)) !== undefined;
       this.logger.warn(
         { kind: k.kind, object, reason: parsed.error, resourceVersion: obj.metadata?.resourceVersion },
         `${k.kind} ${object} is invalid: ${parsed.error}; ${kept ? 'its last valid version stays in use' : 'it is ignored'}`,
@@ -278,9 +331,18 @@ export interface InferenceCrdSettings extends PoolIdentity {
   kubeconfig?: string;
 }
 
-export function startInferenceCrdWatcher(s: InferenceCrdSettings, logger: Logger, options: InferenceCrdWatcherOptions = {}): InferenceCrdWatcher {
+export function startInferenceCrdWatcher(
+  s: InferenceCrdSettings,
+  logger: Logger,
+  options: InferenceCrdWatcherOptions = {},
+): InferenceCrdWatcher {
   const kc = loadKubeConfig({ server: s.server || undefined, kubeconfig: s.kubeconfig || undefined });
-  const watcher = new InferenceCrdWatcher(kc, { namespace: s.namespace, name: s.name, group: s.group }, logger, options);
+  const watcher = new InferenceCrdWatcher(
+    kc,
+    { namespace: s.namespace, name: s.name, group: s.group },
+    logger,
+    options,
+  );
   watcher.start();
   return watcher;
 }

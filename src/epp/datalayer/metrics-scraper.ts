@@ -76,7 +76,13 @@ export class MetricsScraper {
       connections: 2,
       headersTimeout: settings.timeoutMs,
       bodyTimeout: settings.timeoutMs,
-      connect: { rejectUnauthorized: !settings.source.insecureSkipVerify, timeout: settings.timeoutMs, ca: settings.source.ca, cert: settings.source.cert, key: settings.source.key },
+      connect: {
+        rejectUnauthorized: !settings.source.insecureSkipVerify,
+        timeout: settings.timeoutMs,
+        ca: settings.source.ca,
+        cert: settings.source.cert,
+        key: settings.source.key,
+      },
     });
     const { tickMs, everyMs } = scrapeCadence(settings.intervalMs, settings.source.intervalMs);
     this.tickMs = tickMs;
@@ -115,7 +121,9 @@ export class MetricsScraper {
   }
 
   private url(endpoint: Endpoint): string {
-    const host = this.settings.source.port ? hostPort(endpoint.address, this.settings.source.port) : endpoint.metricsHost;
+    const host = this.settings.source.port
+      ? hostPort(endpoint.address, this.settings.source.port)
+      : endpoint.metricsHost;
     return `${this.settings.source.scheme}://${host}${this.settings.source.path}`;
   }
 
@@ -130,11 +138,18 @@ export class MetricsScraper {
       entry.metrics.stale = true;
       if (!this.failing.has(entry.id)) {
         this.failing.add(entry.id);
-        this.logger.warn({ endpoint: entry.id, url: this.url(entry), err: (err as Error).message }, 'metrics scrape failed; endpoint marked stale');
+        this.logger.warn(
+          { endpoint: entry.id, url: this.url(entry), err: (err as Error).message },
+          'metrics scrape failed; endpoint marked stale',
+        );
       }
       return;
     }
-    const missing = extractEngineMetrics(text, (this.settings.engines ?? DEFAULT_ENGINES).engineFor(entry.labels), entry.metrics);
+    const missing = extractEngineMetrics(
+      text,
+      (this.settings.engines ?? DEFAULT_ENGINES).engineFor(entry.labels),
+      entry.metrics,
+    );
     if (missing.length > 0) {
       this.extractErrors.inc();
       this.logger.debug({ endpoint: entry.id, missing }, 'metrics missing from scrape');
@@ -145,7 +160,11 @@ export class MetricsScraper {
   }
 
   private async fetchText(url: string): Promise<string> {
-    const res = await request(url, { dispatcher: this.agent, signal: AbortSignal.timeout(this.settings.timeoutMs), headers: { accept: 'text/plain' } });
+    const res = await request(url, {
+      dispatcher: this.agent,
+      signal: AbortSignal.timeout(this.settings.timeoutMs),
+      headers: { accept: 'text/plain' },
+    });
     if (res.statusCode !== 200) {
       await res.body.dump().catch(() => undefined);
       throw new Error(`status ${res.statusCode}`);

@@ -79,7 +79,10 @@ const ruleSchema = z.object({
     .min(1, 'a rule needs at least one target'),
 });
 
-const specSchema = z.object({ rules: z.array(ruleSchema, { error: 'rules must be a list' }) }, { error: 'the object has no spec' });
+const specSchema = z.object(
+  { rules: z.array(ruleSchema, { error: 'rules must be a list' }) },
+  { error: 'the object has no spec' },
+);
 
 function issues(e: z.ZodError): string {
   return e.issues.map((i) => `${['spec', ...i.path].join('.')}: ${i.message}`).join('; ');
@@ -89,14 +92,21 @@ function issues(e: z.ZodError): string {
  * Validates an InferenceModelRewrite's spec (the poolRef is the watcher's business). Returns the rewrite, or the
  * reason it cannot be served.
  */
-export function parseModelRewrite(name: string, createdAt: number, spec: unknown): { rewrite: ModelRewrite } | { error: string } {
+export function parseModelRewrite(
+  name: string,
+  createdAt: number,
+  spec: unknown,
+): { rewrite: ModelRewrite } | { error: string } {
   const r = specSchema.safeParse(spec);
   if (!r.success) return { error: issues(r.error) };
   const rules: RewriteRule[] = [];
   for (const [i, rule] of r.data.rules.entries()) {
     const weighted = rule.targets.filter((t) => t.weight != null).length;
     // The API: "If a weight is set for any targetModel, it must be set for all targetModels."
-    if (weighted > 0 && weighted < rule.targets.length) return { error: `spec.rules.${i}.targets: weights are set on ${weighted} of ${rule.targets.length} targets; set them on all or none` };
+    if (weighted > 0 && weighted < rule.targets.length)
+      return {
+        error: `spec.rules.${i}.targets: weights are set on ${weighted} of ${rule.targets.length} targets; set them on all or none`,
+      };
     const targets = rule.targets.map((t) => ({ model: t.modelRewrite, weight: t.weight ?? undefined }));
     let sum = 0;
     const cumulative = weighted === 0 ? [] : targets.map((t) => (sum += t.weight!));
@@ -109,7 +119,8 @@ export function parseModelRewrite(name: string, createdAt: number, spec: unknown
 export function pickTarget(rule: RewriteRule, random: () => number): string {
   const { targets, cumulative } = rule;
   if (targets.length === 1) return targets[0]!.model;
-  if (cumulative.length === 0) return targets[Math.min(targets.length - 1, Math.floor(random() * targets.length))]!.model;
+  if (cumulative.length === 0)
+    return targets[Math.min(targets.length - 1, Math.floor(random() * targets.length))]!.model;
   const x = Math.floor(random() * cumulative[cumulative.length - 1]!);
   // Few targets: a linear scan beats a binary search.
   for (let i = 0; i < cumulative.length; i++) if (x < cumulative[i]!) return targets[i]!.model;
@@ -123,7 +134,11 @@ interface IndexedRule {
 }
 
 function byPrecedence(a: IndexedRule, b: IndexedRule): number {
-  return a.rewrite.createdAt - b.rewrite.createdAt || (a.rewrite.name < b.rewrite.name ? -1 : a.rewrite.name > b.rewrite.name ? 1 : 0) || a.order - b.order;
+  return (
+    a.rewrite.createdAt - b.rewrite.createdAt ||
+    (a.rewrite.name < b.rewrite.name ? -1 : a.rewrite.name > b.rewrite.name ? 1 : 0) ||
+    a.order - b.order
+  );
 }
 
 /** The valid InferenceModelRewrites of a pool, indexed for one lookup per request. */
@@ -169,7 +184,8 @@ export class ModelRewriteStore {
   /** Every model name the rewrites configure (matched and target), for metric label bounds. */
   configuredModels(): Set<string> {
     const out = new Set<string>();
-    for (const rw of this.byName.values()) for (const rule of rw.rules) for (const m of [...rule.models, ...rule.targets.map((t) => t.model)]) out.add(m);
+    for (const rw of this.byName.values())
+      for (const rule of rw.rules) for (const m of [...rule.models, ...rule.targets.map((t) => t.model)]) out.add(m);
     return out;
   }
 

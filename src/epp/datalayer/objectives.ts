@@ -26,7 +26,8 @@ const specSchema = z.object({
 /** Validates an InferenceObjective's spec (the poolRef is the watcher's business). */
 export function parseObjective(name: string, spec: unknown): { objective: Objective } | { error: string } {
   const r = specSchema.safeParse(spec ?? {});
-  if (!r.success) return { error: r.error.issues.map((i) => `${['spec', ...i.path].join('.')}: ${i.message}`).join('; ') };
+  if (!r.success)
+    return { error: r.error.issues.map((i) => `${['spec', ...i.path].join('.')}: ${i.message}`).join('; ') };
   return { objective: { name, priority: r.data.priority ?? 0 } };
 }
 

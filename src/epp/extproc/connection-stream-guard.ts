@@ -76,9 +76,14 @@ export class ConnectionStreamGuard {
   /** Watches every HTTP/2 session the gRPC server accepts; call before binding. */
   attach(server: grpc.Server): void {
     // eslint-disable-next-line no-restricted-syntax -- grpc-js keeps createHttp2Server private; the guard wraps it to see every HTTP/2 session
-    const internals = server as unknown as { createHttp2Server?: (this: unknown, ...args: unknown[]) => http2.Http2Server };
+    const internals = server as unknown as {
+      createHttp2Server?: (this: unknown, ...args: unknown[]) => http2.Http2Server;
+    };
     const create = internals.createHttp2Server;
-    if (typeof create !== 'function') throw new Error('@grpc/grpc-js no longer has Server.createHttp2Server: the ext_proc connection stream guard cannot attach');
+    if (typeof create !== 'function')
+      throw new Error(
+        '@grpc/grpc-js no longer has Server.createHttp2Server: the ext_proc connection stream guard cannot attach',
+      );
     const watch = (session: http2.ServerHttp2Session) => this.watch(session);
     internals.createHttp2Server = function (this: unknown, ...args: unknown[]) {
       const h2 = create.apply(this, args);

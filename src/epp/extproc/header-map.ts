@@ -29,7 +29,11 @@ export function receiveHeaders(map: HeaderMap | null | undefined): ReceivedHeade
  * left out (Envoy ignores or rejects mutations of them), and so are multi-valued headers: re-setting them with
  * OVERWRITE would collapse them to one value.
  */
-export function echoHeaders(values: Record<string, string>, repeated: ReadonlySet<string>, skip: ReadonlySet<string> = new Set()): HeaderValueOption[] {
+export function echoHeaders(
+  values: Record<string, string>,
+  repeated: ReadonlySet<string>,
+  skip: ReadonlySet<string> = new Set(),
+): HeaderValueOption[] {
   const out: HeaderValueOption[] = [];
   for (const [k, v] of Object.entries(values)) {
     if (k.startsWith(':') || k === 'host' || SYSTEM_OWNED_HEADERS.has(k) || repeated.has(k) || skip.has(k)) continue;

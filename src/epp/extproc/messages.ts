@@ -3,7 +3,12 @@
  * `remove_headers` for routing headers a client sent, and an explicit OVERWRITE_IF_EXISTS_OR_ADD on every set header,
  * so a smuggled value is replaced, never appended to).
  */
-import { envoyStatusName, type HeaderValueOption, type ProcessingResponse, type ProtoStruct } from '../../common/envoy/ext-proc.js';
+import {
+  envoyStatusName,
+  type HeaderValueOption,
+  type ProcessingResponse,
+  type ProtoStruct,
+} from '../../common/envoy/ext-proc.js';
 import type { InferenceError } from '../framework/errors.js';
 import { DESTINATION_ENDPOINT, DESTINATION_METADATA_NAMESPACE, DROPPED_REASON } from '../../common/pd-contract.js';
 
@@ -17,13 +22,19 @@ export function setHeader(key: string, value: string): HeaderValueOption {
 export function destinationMetadata(destination: string): ProtoStruct {
   return {
     fields: {
-      [DESTINATION_METADATA_NAMESPACE]: { structValue: { fields: { [DESTINATION_ENDPOINT]: { stringValue: destination } } } },
+      [DESTINATION_METADATA_NAMESPACE]: {
+        structValue: { fields: { [DESTINATION_ENDPOINT]: { stringValue: destination } } },
+      },
     },
   };
 }
 
 /** The routing reply to request headers: clear the route cache, set headers, remove the client's routing headers. */
-export function requestHeadersResponse(setHeaders: HeaderValueOption[], removeHeaders: string[], destination: string): ProcessingResponse {
+export function requestHeadersResponse(
+  setHeaders: HeaderValueOption[],
+  removeHeaders: string[],
+  destination: string,
+): ProcessingResponse {
   return {
     request_headers: {
       response: {
@@ -36,12 +47,22 @@ export function requestHeadersResponse(setHeaders: HeaderValueOption[], removeHe
 }
 
 /** A body as StreamedBodyResponse chunks of at most 62000 bytes; the last carries `endOfStream` (one empty chunk for an empty body). */
-export function streamedBody(kind: 'request_body' | 'response_body', body: Buffer, endOfStream: boolean): ProcessingResponse[] {
+export function streamedBody(
+  kind: 'request_body' | 'response_body',
+  body: Buffer,
+  endOfStream: boolean,
+): ProcessingResponse[] {
   const out: ProcessingResponse[] = [];
   const chunks = Math.max(1, Math.ceil(body.length / BODY_CHUNK_BYTES));
   for (let i = 0; i < chunks; i++) {
     const chunk = body.subarray(i * BODY_CHUNK_BYTES, (i + 1) * BODY_CHUNK_BYTES);
-    out.push({ [kind]: { response: { body_mutation: { streamed_response: { body: chunk, end_of_stream: endOfStream && i === chunks - 1 } } } } });
+    out.push({
+      [kind]: {
+        response: {
+          body_mutation: { streamed_response: { body: chunk, end_of_stream: endOfStream && i === chunks - 1 } },
+        },
+      },
+    });
   }
   return out;
 }
@@ -60,4 +81,3 @@ export function immediateResponse(err: InferenceError): ProcessingResponse {
     },
   };
 }
-

@@ -51,7 +51,13 @@ export class ResponseTracker {
     const extra = extraHeaders.map(([k, value]) => setHeader(k, value));
     // A header the EPP sets replaces the model server's of that name, as upstream's response header map does.
     const replaced = new Set(extraHeaders.map(([k]) => k.toLowerCase()));
-    this.settings.send(responseHeadersResponse([setHeader('x-went-into-resp-headers', 'true'), ...echoHeaders(received.values, received.repeated, replaced), ...extra]));
+    this.settings.send(
+      responseHeadersResponse([
+        setHeader('x-went-into-resp-headers', 'true'),
+        ...echoHeaders(received.values, received.repeated, replaced),
+        ...extra,
+      ]),
+    );
     if (value.end_of_stream) this.finish();
   }
 
@@ -67,7 +73,8 @@ export class ResponseTracker {
     const eos = httpBody.end_of_stream === true;
     if (this.streaming || this.passthrough) {
       this.sse?.feed(chunk);
-      if (this.settings.rewriteModel) chunk = rewriteModelName(chunk, this.settings.rewriteModel.from, this.settings.rewriteModel.to);
+      if (this.settings.rewriteModel)
+        chunk = rewriteModelName(chunk, this.settings.rewriteModel.from, this.settings.rewriteModel.to);
       for (const m of streamedBody('response_body', chunk, eos)) this.settings.send(m);
     } else {
       if (chunk.length > 0) this.buffered.push(chunk);
@@ -80,7 +87,9 @@ export class ResponseTracker {
         const body = Buffer.concat(this.buffered);
         if (this.settings.parsesUsage) this.usage = usageFromJson(body);
         this.buffered = [];
-        const out = this.settings.rewriteModel ? rewriteModelName(body, this.settings.rewriteModel.from, this.settings.rewriteModel.to) : body;
+        const out = this.settings.rewriteModel
+          ? rewriteModelName(body, this.settings.rewriteModel.from, this.settings.rewriteModel.to)
+          : body;
         for (const m of streamedBody('response_body', out, true)) this.settings.send(m);
       }
     }
@@ -98,7 +107,9 @@ export class ResponseTracker {
     const body = Buffer.concat(this.buffered);
     this.buffered = [];
     this.bufferedBytes = 0;
-    const out = this.settings.rewriteModel ? rewriteModelName(body, this.settings.rewriteModel.from, this.settings.rewriteModel.to) : body;
+    const out = this.settings.rewriteModel
+      ? rewriteModelName(body, this.settings.rewriteModel.from, this.settings.rewriteModel.to)
+      : body;
     for (const m of streamedBody('response_body', out, eos)) this.settings.send(m);
   }
 

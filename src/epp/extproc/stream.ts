@@ -15,7 +15,15 @@
 import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { asBuffer, valueToJson, type HttpBody, type HttpHeaders, type Metadata, type ProcessingRequest, type ProcessingResponse } from '../../common/envoy/ext-proc.js';
+import {
+  asBuffer,
+  valueToJson,
+  type HttpBody,
+  type HttpHeaders,
+  type Metadata,
+  type ProcessingRequest,
+  type ProcessingResponse,
+} from '../../common/envoy/ext-proc.js';
 import type { ParsedRequest, RequestDirector, ScheduledRequest } from '../director.js';
 import type { DisaggDecisionRecord } from '../framework/types.js';
 
@@ -28,13 +36,21 @@ export const DEBUG_REQUEST_HEADER = 'x-pd-router-debug';
 export function formatDecision(record: DisaggDecisionRecord): string {
   const parts = [record.type, `reason=${record.reason}`];
   for (const [k, v] of Object.entries(record.detail ?? {})) {
-    if (typeof v === 'number' || typeof v === 'boolean' || (typeof v === 'string' && /^[\w.:/[\]-]+$/.test(v))) parts.push(`${k}=${v}`);
+    if (typeof v === 'number' || typeof v === 'boolean' || (typeof v === 'string' && /^[\w.:/[\]-]+$/.test(v)))
+      parts.push(`${k}=${v}`);
   }
   return parts.join('; ');
 }
 import { InferenceError } from '../framework/errors.js';
 import { DEFAULT_FAIRNESS_ID, type EppMetrics, type RequestSeries } from '../metrics.js';
-import { DESTINATION_ENDPOINT, FAIRNESS_ID_HEADERS, REQUEST_ID_HEADER, ROUTING_HEADERS, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE } from '../../common/pd-contract.js';
+import {
+  DESTINATION_ENDPOINT,
+  FAIRNESS_ID_HEADERS,
+  REQUEST_ID_HEADER,
+  ROUTING_HEADERS,
+  SUBSET_HINT_KEY,
+  SUBSET_HINT_NAMESPACE,
+} from '../../common/pd-contract.js';
 import { firstHeader } from '../routing-headers.js';
 import { echoHeaders, receiveHeaders, type ReceivedHeaders } from './header-map.js';
 import { immediateResponse, requestHeadersResponse, setHeader, streamedBody } from './messages.js';
@@ -112,7 +128,10 @@ export class ExtProcStream {
       return;
     }
     this.idle = setTimeout(() => {
-      this.deps.logger.warn({ reqId: this.requestId, idleTimeoutMs: this.deps.settings.idleTimeoutMs }, 'ext_proc stream idle too long; ending it');
+      this.deps.logger.warn(
+        { reqId: this.requestId, idleTimeoutMs: this.deps.settings.idleTimeoutMs },
+        'ext_proc stream idle too long; ending it',
+      );
       this.fail(grpc.status.DEADLINE_EXCEEDED, 'ext_proc stream idle timeout');
     }, this.deps.settings.idleTimeoutMs);
     this.idle.unref();
@@ -128,8 +147,16 @@ export class ExtProcStream {
     }
     this.bodyTimer = setTimeout(() => {
       if (this.closed || this.requestDone) return;
-      this.deps.logger.warn({ reqId: this.requestId, requestBodyTimeoutMs: ms, bodyBytes: this.bodyBytes }, 'request body stalled; answering 408');
-      this.reject(new InferenceError('RequestTimeout', `request body made no progress for ${ms}ms (${this.bodyBytes} bytes received)`));
+      this.deps.logger.warn(
+        { reqId: this.requestId, requestBodyTimeoutMs: ms, bodyBytes: this.bodyBytes },
+        'request body stalled; answering 408',
+      );
+      this.reject(
+        new InferenceError(
+          'RequestTimeout',
+          `request body made no progress for ${ms}ms (${this.bodyBytes} bytes received)`,
+        ),
+      );
     }, ms);
     this.bodyTimer.unref();
   }
@@ -158,10 +185,14 @@ export class ExtProcStream {
     try {
       this.captureMetadata(match.metadata_context);
       switch (match.request) {
-        case 'request_headers':
-          { this.onRequestHeaders(match.request_headers!); return; }
-        case 'request_body':
-          { this.onRequestBody(match.request_body!); return; }
+        case 'request_headers': {
+          this.onRequestHeaders(match.request_headers!);
+          return;
+        }
+        case 'request_body': {
+          this.onRequestBody(match.request_body!);
+          return;
+        }
         case 'request_trailers':
           // With asynchronous scheduling the trailers are answered once the request is routed, keeping Envoy's order.
           if (!this.requestDone && this.parsed === undefined) {
@@ -171,18 +202,28 @@ export class ExtProcStream {
             return;
           }
           return this.send({ request_trailers: {} });
-        case 'response_headers':
-          { this.tracker().onHeaders(match.response_headers!); return; }
-        case 'response_body':
-          { this.tracker().onBody(match.response_body!); return; }
+        case 'response_headers': {
+          this.tracker().onHeaders(match.response_headers!);
+          return;
+        }
+        case 'response_body': {
+          this.tracker().onBody(match.response_body!);
+          return;
+        }
         case 'response_trailers':
           this.tracker().onTrailers();
-          { this.send({ response_trailers: {} }); return; }
+          {
+            this.send({ response_trailers: {} });
+            return;
+          }
         default:
           return;
       }
     } catch (err) {
-      if (err instanceof InferenceError) { this.reject(err); return; }
+      if (err instanceof InferenceError) {
+        this.reject(err);
+        return;
+      }
       this.deps.logger.error({ err, reqId: this.requestId }, 'ext_proc stream failed');
       this.fail(grpc.status.INTERNAL, (err as Error).message);
     }
@@ -222,7 +263,10 @@ export class ExtProcStream {
     this.requestDone = true;
     const e = this.deps.director.randomEndpoint();
     if (!e) throw new InferenceError('Internal', 'no pods available in datastore');
-    const set = [setHeader(DESTINATION_ENDPOINT, e.hostPort), ...echoHeaders(this.headers.values, this.headers.repeated)];
+    const set = [
+      setHeader(DESTINATION_ENDPOINT, e.hostPort),
+      ...echoHeaders(this.headers.values, this.headers.repeated),
+    ];
     this.send(requestHeadersResponse(set, this.removals(), e.hostPort));
   }
 
@@ -233,14 +277,22 @@ export class ExtProcStream {
     if (this.bodyBytes > this.deps.settings.maxRequestBodyBytes) {
       this.requestDone = true;
       this.releaseBody();
-      throw new InferenceError('PayloadTooLarge', `request body exceeds the limit of ${this.deps.settings.maxRequestBodyBytes} bytes`, 'rejected-too-large');
+      throw new InferenceError(
+        'PayloadTooLarge',
+        `request body exceeds the limit of ${this.deps.settings.maxRequestBodyBytes} bytes`,
+        'rejected-too-large',
+      );
     }
     if (chunk.length > 0) {
       const budget = this.deps.settings.budget;
       if (!budget.take(chunk.length)) {
         this.requestDone = true;
         this.releaseBody();
-        throw new InferenceError('ServiceUnavailable', `request body buffers are full (${budget.inUse} of ${budget.limit} bytes held by requests in flight)`, 'rejected-saturated');
+        throw new InferenceError(
+          'ServiceUnavailable',
+          `request body buffers are full (${budget.inUse} of ${budget.limit} bytes held by requests in flight)`,
+          'rejected-saturated',
+        );
       }
       this.held += chunk.length;
       this.chunks.push(chunk);
@@ -259,7 +311,12 @@ export class ExtProcStream {
     const director = this.deps.director;
     this.parsed = director.parse(this.requestId, this.headers.values, body);
     const request = this.parsed.request;
-    this.series = this.deps.metrics.request(request.model, request.targetModel, firstHeader(request.headers, FAIRNESS_ID_HEADERS) ?? DEFAULT_FAIRNESS_ID, request.priority);
+    this.series = this.deps.metrics.request(
+      request.model,
+      request.targetModel,
+      firstHeader(request.headers, FAIRNESS_ID_HEADERS) ?? DEFAULT_FAIRNESS_ID,
+      request.priority,
+    );
     if (!director.waits) {
       this.route((this.scheduled = director.schedule(request, this.subset)), body.length, endOfStream, start);
       then?.();
@@ -305,7 +362,17 @@ export class ExtProcStream {
     this.deps.metrics.requestProcessed((performance.now() - start) / 1000);
     const d = scheduled.ctx.decision;
     if (this.deps.logger.isLevelEnabled('debug')) {
-      this.deps.logger.debug({ reqId: this.requestId, model: request.model, destination: scheduled.destination, decision: d?.type, reason: d?.reason, tokens: request.tokenCount }, 'request scheduled');
+      this.deps.logger.debug(
+        {
+          reqId: this.requestId,
+          model: request.model,
+          destination: scheduled.destination,
+          decision: d?.type,
+          reason: d?.reason,
+          tokens: request.tokenCount,
+        },
+        'request scheduled',
+      );
     }
   }
 
@@ -334,8 +401,14 @@ export class ExtProcStream {
         parsesUsage: this.parsed?.parser.parsesUsage ?? true,
         maxBufferedBytes: this.deps.settings.maxResponseBodyBytes,
         requestEndAt: this.requestEndAt,
-        rewriteModel: request && request.targetModel !== request.model ? { from: request.targetModel, to: request.model } : undefined,
-        extraHeaders: [...(this.scheduled ? this.deps.director.responseHeaders(this.scheduled) : []), ...this.decisionHeader()],
+        rewriteModel:
+          request && request.targetModel !== request.model
+            ? { from: request.targetModel, to: request.model }
+            : undefined,
+        extraHeaders: [
+          ...(this.scheduled ? this.deps.director.responseHeaders(this.scheduled) : []),
+          ...this.decisionHeader(),
+        ],
         onComplete: () => this.complete(),
       });
     }
@@ -380,4 +453,3 @@ export class ExtProcStream {
     this.deps.onClose?.();
   }
 }
-

@@ -15,7 +15,8 @@ export interface Usage {
 
 function toInt(value: unknown): number | undefined {
   if (typeof value === 'number' && Number.isFinite(value)) return Math.trunc(value);
-  if (typeof value === 'string' && value.trim() !== '' && Number.isFinite(Number(value))) return Math.trunc(Number(value));
+  if (typeof value === 'string' && value.trim() !== '' && Number.isFinite(Number(value)))
+    return Math.trunc(Number(value));
   return undefined;
 }
 

@@ -51,5 +51,9 @@ export function noEndpointsAfterFilters(): InferenceError {
 
 /** Nothing to schedule on: empty pool, or a subset hint that matches nothing (503, `rejected-no-endpoints`). */
 export function noCandidates(): InferenceError {
-  return new InferenceError('ServiceUnavailable', 'failed to find endpoint candidates for serving the request', 'rejected-no-endpoints');
+  return new InferenceError(
+    'ServiceUnavailable',
+    'failed to find endpoint candidates for serving the request',
+    'rejected-no-endpoints',
+  );
 }

@@ -112,7 +112,12 @@ export interface SchedulerProfileView {
 /** Chooses which profiles run, and makes the final result from theirs. */
 export interface ProfileHandler extends Plugin {
   /** Profiles to run next; empty ends the loop. Called again after each batch with the accumulated results. */
-  pickProfiles(ctx: SchedulingContext, profiles: ReadonlyMap<string, SchedulerProfileView>, results: ProfileResults, candidates: readonly Endpoint[]): string[];
+  pickProfiles(
+    ctx: SchedulingContext,
+    profiles: ReadonlyMap<string, SchedulerProfileView>,
+    results: ProfileResults,
+    candidates: readonly Endpoint[],
+  ): string[];
   /** Final result, or throws an InferenceError. */
   processResults(ctx: SchedulingContext, results: ProfileResults): SchedulingResult;
   /** Load-time check of the configured profile names; returns a problem, or undefined. */
@@ -168,18 +173,26 @@ export const isScorer = (plugin: Plugin): plugin is Scorer => typeof (plugin as 
 export const isPicker = (plugin: Plugin): plugin is Picker => typeof (plugin as Picker).pick === 'function';
 /** Whether a plugin implements ProfileHandler. */
 export const isProfileHandler = (plugin: Plugin): plugin is ProfileHandler =>
-  typeof (plugin as ProfileHandler).pickProfiles === 'function' && typeof (plugin as ProfileHandler).processResults === 'function';
+  typeof (plugin as ProfileHandler).pickProfiles === 'function' &&
+  typeof (plugin as ProfileHandler).processResults === 'function';
 /** Whether a plugin implements PreRequest. */
-export const isPreRequest = (plugin: Plugin): plugin is PreRequest => typeof (plugin as PreRequest).preRequest === 'function';
+export const isPreRequest = (plugin: Plugin): plugin is PreRequest =>
+  typeof (plugin as PreRequest).preRequest === 'function';
 /** Whether a plugin implements DataProducer. */
-export const isDataProducer = (plugin: Plugin): plugin is DataProducer => typeof (plugin as DataProducer).produce === 'function';
+export const isDataProducer = (plugin: Plugin): plugin is DataProducer =>
+  typeof (plugin as DataProducer).produce === 'function';
 /** Whether a plugin implements AsyncDataProducer. */
-export const isAsyncDataProducer = (plugin: Plugin): plugin is AsyncDataProducer => typeof (plugin as AsyncDataProducer).produceAsync === 'function';
+export const isAsyncDataProducer = (plugin: Plugin): plugin is AsyncDataProducer =>
+  typeof (plugin as AsyncDataProducer).produceAsync === 'function';
 /** Whether a plugin implements ResponseComplete. */
-export const isResponseComplete = (plugin: Plugin): plugin is ResponseComplete => typeof (plugin as ResponseComplete).responseComplete === 'function';
+export const isResponseComplete = (plugin: Plugin): plugin is ResponseComplete =>
+  typeof (plugin as ResponseComplete).responseComplete === 'function';
 /** Whether a plugin implements ResponseHeaders. */
-export const isResponseHeaders = (plugin: Plugin): plugin is ResponseHeaders => typeof (plugin as ResponseHeaders).responseHeaders === 'function';
+export const isResponseHeaders = (plugin: Plugin): plugin is ResponseHeaders =>
+  typeof (plugin as ResponseHeaders).responseHeaders === 'function';
 /** Whether a plugin implements EndpointRemoved. */
-export const isEndpointRemoved = (plugin: Plugin): plugin is EndpointRemoved => typeof (plugin as EndpointRemoved).endpointRemoved === 'function';
+export const isEndpointRemoved = (plugin: Plugin): plugin is EndpointRemoved =>
+  typeof (plugin as EndpointRemoved).endpointRemoved === 'function';
 /** Whether a plugin is a decider. */
-export const isDecider = (plugin: Plugin): plugin is DeciderPlugin => typeof (plugin as DeciderPlugin).decide === 'function';
+export const isDecider = (plugin: Plugin): plugin is DeciderPlugin =>
+  typeof (plugin as DeciderPlugin).decide === 'function';

@@ -29,10 +29,15 @@ export function leaseNameFor(o: EppConfig, podName = process.env.POD_NAME ?? '')
   if (o.poolName) return upstreamLeaseName(namespace, o.poolName);
   if (o.endpointSelector) {
     const m = /^(.+)-[a-z0-9]+-[a-z0-9]+$/.exec(podName);
-    if (!m) throw new ConfigError(`--ha-enable-leader-election with --endpoint-selector names the Lease after $POD_NAME's Deployment, but POD_NAME is ${podName ? `"${podName}", not <deployment>-<hash>-<suffix>` : 'not set'}; set POD_NAME or --ha-lease-name`);
+    if (!m)
+      throw new ConfigError(
+        `--ha-enable-leader-election with --endpoint-selector names the Lease after $POD_NAME's Deployment, but POD_NAME is ${podName ? `"${podName}", not <deployment>-<hash>-<suffix>` : 'not set'}; set POD_NAME or --ha-lease-name`,
+      );
     return upstreamLeaseName(namespace, m[1]!);
   }
-  throw new ConfigError('--ha-enable-leader-election needs a Lease name: give --pool-name, --endpoint-selector with $POD_NAME, or --ha-lease-name');
+  throw new ConfigError(
+    '--ha-enable-leader-election needs a Lease name: give --pool-name, --endpoint-selector with $POD_NAME, or --ha-lease-name',
+  );
 }
 
 /** The EPP talks to the Kubernetes API (discovery or leader election), so /metrics auth applies by default. */
@@ -76,13 +81,27 @@ export function startControlPlaneFeatures(o: EppConfig, logger: Logger, registry
     if (o.haEnableLeaderElection) {
       elector = new LeaseElector(
         kc,
-        { namespace: o.poolNamespace || 'default', name: leaseNameFor(o), leaseDurationMs: o.haLeaseDuration, renewDeadlineMs: o.haRenewDeadline, retryPeriodMs: o.haRetryPeriod },
+        {
+          namespace: o.poolNamespace || 'default',
+          name: leaseNameFor(o),
+          leaseDurationMs: o.haLeaseDuration,
+          renewDeadlineMs: o.haRenewDeadline,
+          retryPeriodMs: o.haRetryPeriod,
+        },
         logger,
       );
     }
-    if (authOn) metricsAuth = new MetricsAuthorizer(kc, { cacheTtlMs: o.metricsAuthCacheTtl, cacheSize: o.metricsAuthCacheSize, timeoutMs: o.metricsAuthTimeout }, logger);
+    if (authOn)
+      metricsAuth = new MetricsAuthorizer(
+        kc,
+        { cacheTtlMs: o.metricsAuthCacheTtl, cacheSize: o.metricsAuthCacheSize, timeoutMs: o.metricsAuthTimeout },
+        logger,
+      );
   }
-  if (o.metricsEndpointAuth && !authOn) logger.info('metrics endpoint auth is off: the EPP reads an endpoints file and has no Kubernetes API (--metrics-endpoint-auth-always to require tokens anyway)');
+  if (o.metricsEndpointAuth && !authOn)
+    logger.info(
+      'metrics endpoint auth is off: the EPP reads an endpoints file and has no Kubernetes API (--metrics-endpoint-auth-always to require tokens anyway)',
+    );
   if (elector && registry) leaderGauge(registry, elector);
   elector?.start();
   metricsAuth?.start();
@@ -93,13 +112,18 @@ export function startControlPlaneFeatures(o: EppConfig, logger: Logger, registry
     // reviews only with Prometheus monitoring enabled, and upstream's EPP is ready there (its /metrics answers 500).
     // A missing permission is logged by name and retried; scrapes get 500 until it is granted.
     notServingReason() {
-      if (elector && !elector.isLeader()) return elector.problem() ?? `not the leader (leader: ${elector.leader() || 'none'})`;
+      if (elector && !elector.isLeader())
+        return elector.problem() ?? `not the leader (leader: ${elector.leader() || 'none'})`;
       return undefined;
     },
     followerRejection() {
       if (!elector || elector.isLeader()) return undefined;
       const leader = elector.leader();
-      return new InferenceError('ServiceUnavailable', `this EPP replica is not the leader${leader ? ` (the leader is ${leader})` : ' (no leader yet)'}`, 'rejected-not-leader');
+      return new InferenceError(
+        'ServiceUnavailable',
+        `this EPP replica is not the leader${leader ? ` (the leader is ${leader})` : ' (no leader yet)'}`,
+        'rejected-not-leader',
+      );
     },
     async stop() {
       metricsAuth?.stop();

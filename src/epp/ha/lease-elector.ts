@@ -94,7 +94,8 @@ export class LeaseElector extends EventEmitter<LeaseElectorEvents> {
     private readonly now: () => number = () => performance.now(),
   ) {
     super();
-    if (!(settings.renewDeadlineMs < settings.leaseDurationMs)) throw new Error('the renew deadline must be shorter than the lease duration');
+    if (!(settings.renewDeadlineMs < settings.leaseDurationMs))
+      throw new Error('the renew deadline must be shorter than the lease duration');
     this.identity = settings.identity ?? defaultIdentity();
     this.api = kc.makeApiClient(k8s.CoordinationV1Api);
     this.watcher = new k8s.Watch(kc);
@@ -110,7 +111,9 @@ export class LeaseElector extends EventEmitter<LeaseElectorEvents> {
 
   /** True while we hold the lease and renewed it (the renew request sent) less than the renew deadline ago. */
   isLeader(): boolean {
-    return this.holding && !this.released && !this.stopped && this.now() - this.renewSentAt < this.settings.renewDeadlineMs;
+    return (
+      this.holding && !this.released && !this.stopped && this.now() - this.renewSentAt < this.settings.renewDeadlineMs
+    );
   }
 
   /** The holder as last observed while its lease is valid ('' when free or expired). */
@@ -126,7 +129,10 @@ export class LeaseElector extends EventEmitter<LeaseElectorEvents> {
   }
 
   start(): void {
-    this.logger.info({ lease: this.lease, identity: this.identity, ...this.settings }, 'leader election: campaigning for the lease');
+    this.logger.info(
+      { lease: this.lease, identity: this.identity, ...this.settings },
+      'leader election: campaigning for the lease',
+    );
     this.startWatch();
     this.kick();
   }
@@ -147,24 +153,42 @@ export class LeaseElector extends EventEmitter<LeaseElectorEvents> {
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
         let o = this.observed;
-        if (!o || attempt > 0) o = this.observe(await this.api.readNamespacedLease({ name: this.settings.name, namespace: this.settings.namespace }, this.callOptions as never));
+        if (!o || attempt > 0)
+          o = this.observe(
+            await this.api.readNamespacedLease(
+              { name: this.settings.name, namespace: this.settings.namespace },
+              this.callOptions as never,
+            ),
+          );
         if (o.holder !== this.identity) return;
         const now = microTime();
         const lease = await this.api.replaceNamespacedLease(
           {
             name: this.settings.name,
             namespace: this.settings.namespace,
-            body: this.leaseObject(o.resourceVersion, { holderIdentity: '', leaseDurationSeconds: 1, acquireTime: now, renewTime: now, leaseTransitions: o.transitions }),
+            body: this.leaseObject(o.resourceVersion, {
+              holderIdentity: '',
+              leaseDurationSeconds: 1,
+              acquireTime: now,
+              renewTime: now,
+              leaseTransitions: o.transitions,
+            }),
           },
           this.callOptions as never,
         );
         this.observe(lease);
         this.holding = false;
-        this.logger.info({ lease: this.lease, ms: Math.round(this.now() - started) }, 'leader election: released the lease');
+        this.logger.info(
+          { lease: this.lease, ms: Math.round(this.now() - started) },
+          'leader election: released the lease',
+        );
         return;
       } catch (err) {
         if (apiStatus(err) === 409 && attempt === 0) continue;
-        this.logger.warn({ lease: this.lease, status: apiStatus(err), error: apiMessage(err) }, 'leader election: could not release the lease; it expires by itself');
+        this.logger.warn(
+          { lease: this.lease, status: apiStatus(err), error: apiMessage(err) },
+          'leader election: could not release the lease; it expires by itself',
+        );
         return;
       }
     }
@@ -208,16 +232,19 @@ export class LeaseElector extends EventEmitter<LeaseElectorEvents> {
 
   private async tick(): Promise<void> {
     const wasLeader = this.isLeader();
-    if (this.holding && !wasLeader) this.stepDown(`no successful renew within the renew deadline (${this.settings.renewDeadlineMs} ms)`);
+    if (this.holding && !wasLeader)
+      this.stepDown(`no successful renew within the renew deadline (${this.settings.renewDeadlineMs} ms)`);
     const sentAt = this.now();
     try {
       await this.tryAcquireOrRenew(sentAt);
       this.backoffMs = this.settings.retryPeriodMs;
-      if (this.lastProblem) this.logger.info({ lease: this.lease }, 'leader election: the Kubernetes API answers again');
+      if (this.lastProblem)
+        this.logger.info({ lease: this.lease }, 'leader election: the Kubernetes API answers again');
       this.lastProblem = undefined;
     } catch (err) {
       this.reportProblem(err);
-      if (this.holding && !this.isLeader()) this.stepDown(`no successful renew within the renew deadline (${this.settings.renewDeadlineMs} ms)`);
+      if (this.holding && !this.isLeader())
+        this.stepDown(`no successful renew within the renew deadline (${this.settings.renewDeadlineMs} ms)`);
     }
     if (this.stopped) return;
     if (this.isLeader()) {
@@ -245,7 +272,17 @@ export class LeaseElector extends EventEmitter<LeaseElectorEvents> {
       const o = this.observed;
       try {
         const lease = await this.api.replaceNamespacedLease(
-          { name, namespace, body: this.leaseObject(o.resourceVersion, { holderIdentity: this.identity, leaseDurationSeconds: durationSeconds, acquireTime: o.acquireTime, renewTime: microTime(), leaseTransitions: o.transitions }) },
+          {
+            name,
+            namespace,
+            body: this.leaseObject(o.resourceVersion, {
+              holderIdentity: this.identity,
+              leaseDurationSeconds: durationSeconds,
+              acquireTime: o.acquireTime,
+              renewTime: microTime(),
+              leaseTransitions: o.transitions,
+            }),
+          },
           this.callOptions as never,
         );
         this.observe(lease);
@@ -264,7 +301,21 @@ export class LeaseElector extends EventEmitter<LeaseElectorEvents> {
       const now = microTime();
       try {
         const created = await this.api.createNamespacedLease(
-          { namespace, body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace }, spec: { holderIdentity: this.identity, leaseDurationSeconds: durationSeconds, acquireTime: now, renewTime: now, leaseTransitions: 0 } } },
+          {
+            namespace,
+            body: {
+              apiVersion: 'coordination.k8s.io/v1',
+              kind: 'Lease',
+              metadata: { name, namespace },
+              spec: {
+                holderIdentity: this.identity,
+                leaseDurationSeconds: durationSeconds,
+                acquireTime: now,
+                renewTime: now,
+                leaseTransitions: 0,
+              },
+            },
+          },
           this.callOptions as never,
         );
         this.observe(created);
@@ -304,7 +355,10 @@ export class LeaseElector extends EventEmitter<LeaseElectorEvents> {
     }
   }
 
-  private leaseObject(resourceVersion: string, spec: Omit<k8s.V1LeaseSpec, 'acquireTime'> & { acquireTime?: unknown }): k8s.V1Lease {
+  private leaseObject(
+    resourceVersion: string,
+    spec: Omit<k8s.V1LeaseSpec, 'acquireTime'> & { acquireTime?: unknown },
+  ): k8s.V1Lease {
     return {
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',
@@ -345,15 +399,25 @@ export class LeaseElector extends EventEmitter<LeaseElectorEvents> {
   private stepDown(reason: string): void {
     if (!this.holding) return;
     this.holding = false;
-    this.logger.warn({ lease: this.lease, identity: this.identity, reason }, 'leader election: no longer the leader; serving stopped');
+    this.logger.warn(
+      { lease: this.lease, identity: this.identity, reason },
+      'leader election: no longer the leader; serving stopped',
+    );
     this.emit('following', reason);
   }
 
   private reportProblem(err: unknown): void {
     const status = apiStatus(err);
-    const what = status === 403 ? `missing RBAC permission on leases.coordination.k8s.io in namespace ${this.settings.namespace} (needs get, watch, create, update)` : 'Kubernetes API call failed';
+    const what =
+      status === 403
+        ? `missing RBAC permission on leases.coordination.k8s.io in namespace ${this.settings.namespace} (needs get, watch, create, update)`
+        : 'Kubernetes API call failed';
     const problem = `${what}: ${apiMessage(err)}`;
-    if (problem !== this.lastProblem) this.logger.warn({ lease: this.lease, status, problem, retryInMs: this.backoffMs }, 'leader election: cannot read or write the lease; retrying');
+    if (problem !== this.lastProblem)
+      this.logger.warn(
+        { lease: this.lease, status, problem, retryInMs: this.backoffMs },
+        'leader election: cannot read or write the lease; retrying',
+      );
     else this.logger.debug({ lease: this.lease, status, retryInMs: this.backoffMs }, 'leader election: still failing');
     this.lastProblem = problem;
   }
@@ -365,7 +429,11 @@ export class LeaseElector extends EventEmitter<LeaseElectorEvents> {
     let sawEvent = false;
     const restart = (err?: unknown) => {
       if (this.stopped) return;
-      if (err) this.logger.debug({ lease: this.lease, error: apiMessage(err), retryInMs: this.watchBackoffMs }, 'leader election: lease watch ended');
+      if (err)
+        this.logger.debug(
+          { lease: this.lease, error: apiMessage(err), retryInMs: this.watchBackoffMs },
+          'leader election: lease watch ended',
+        );
       if (sawEvent) this.watchBackoffMs = this.settings.retryPeriodMs;
       clearTimeout(this.watchTimer);
       this.watchTimer = setTimeout(() => this.startWatch(), this.watchBackoffMs);

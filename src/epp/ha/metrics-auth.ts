@@ -91,7 +91,8 @@ export class MetricsAuthorizer {
     }
     let p = this.pending.get(key);
     // One review in flight per token; a flood of distinct tokens is bounded like the cache.
-    if (!p && this.pending.size >= Math.max(1, this.settings.cacheSize)) return { status: 503, message: 'Too many token reviews in flight' };
+    if (!p && this.pending.size >= Math.max(1, this.settings.cacheSize))
+      return { status: 503, message: 'Too many token reviews in flight' };
     if (!p) {
       p = this.review(m[1]!, verb, path).then((outcome) => {
         if (outcome.status !== 500) this.remember(key, outcome);
@@ -112,7 +113,10 @@ export class MetricsAuthorizer {
   private async review(token: string, verb: string, path: string): Promise<AuthOutcome> {
     let user: k8s.V1UserInfo | undefined;
     try {
-      const tr = await this.authn.createTokenReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token } } }, this.callOptions as never);
+      const tr = await this.authn.createTokenReview(
+        { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token } } },
+        this.callOptions as never,
+      );
       if (!tr.status?.authenticated) return { status: 401, message: 'Unauthorized' };
       user = tr.status.user ?? {};
     } catch (err) {
@@ -126,7 +130,13 @@ export class MetricsAuthorizer {
           body: {
             apiVersion: 'authorization.k8s.io/v1',
             kind: 'SubjectAccessReview',
-            spec: { user: user.username, uid: user.uid, groups: user.groups, extra: user.extra, nonResourceAttributes: { path, verb } },
+            spec: {
+              user: user.username,
+              uid: user.uid,
+              groups: user.groups,
+              extra: user.extra,
+              nonResourceAttributes: { path, verb },
+            },
           },
         },
         this.callOptions as never,
@@ -143,7 +153,10 @@ export class MetricsAuthorizer {
   }
 
   private reviewFailed(resource: string, err: unknown): void {
-    this.logger.error({ status: apiStatus(err), error: apiMessage(err) }, `metrics auth: creating a ${resource} failed`);
+    this.logger.error(
+      { status: apiStatus(err), error: apiMessage(err) },
+      `metrics auth: creating a ${resource} failed`,
+    );
     // Forbidden: the permission was taken away; probe (and log) until it is back.
     if (apiStatus(err) === 403 && this.permitted) {
       this.permitted = false;
@@ -158,10 +171,19 @@ export class MetricsAuthorizer {
     this.probing = true;
     let resource = 'tokenreviews.authentication.k8s.io';
     try {
-      await this.authn.createTokenReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token: PROBE_TOKEN } } }, this.callOptions as never);
+      await this.authn.createTokenReview(
+        { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token: PROBE_TOKEN } } },
+        this.callOptions as never,
+      );
       resource = 'subjectaccessreviews.authorization.k8s.io';
       await this.authz.createSubjectAccessReview(
-        { body: { apiVersion: 'authorization.k8s.io/v1', kind: 'SubjectAccessReview', spec: { user: 'system:anonymous', nonResourceAttributes: { path: '/metrics', verb: 'get' } } } },
+        {
+          body: {
+            apiVersion: 'authorization.k8s.io/v1',
+            kind: 'SubjectAccessReview',
+            spec: { user: 'system:anonymous', nonResourceAttributes: { path: '/metrics', verb: 'get' } },
+          },
+        },
         this.callOptions as never,
       );
       this.permitted = true;
@@ -174,7 +196,8 @@ export class MetricsAuthorizer {
         status === 403
           ? `missing RBAC permission: create ${resource} (cluster-wide; needed by --metrics-endpoint-auth): ${apiMessage(err)}`
           : `cannot create ${resource} for --metrics-endpoint-auth: ${apiMessage(err)}`;
-      if (problem !== this.lastProblem) this.logger.warn({ status, problem, retryInMs: this.backoffMs }, 'metrics auth: not ready; retrying');
+      if (problem !== this.lastProblem)
+        this.logger.warn({ status, problem, retryInMs: this.backoffMs }, 'metrics auth: not ready; retrying');
       this.lastProblem = problem;
       if (!this.stopped) {
         this.probeTimer = setTimeout(() => void this.probe(), this.backoffMs);

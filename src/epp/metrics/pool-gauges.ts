@@ -25,7 +25,10 @@ export type PoolSnapshot = () => readonly PoolEndpoint[];
 
 const round2 = (value: number) => Math.round(value * 100) / 100;
 
-function summary(fresh: readonly PoolEndpoint[], pick: (poolEndpoint: PoolEndpoint) => number): { mean: number; std: number } {
+function summary(
+  fresh: readonly PoolEndpoint[],
+  pick: (poolEndpoint: PoolEndpoint) => number,
+): { mean: number; std: number } {
   const n = fresh.length;
   let sum = 0;
   for (const e of fresh) sum += pick(e);
@@ -36,7 +39,13 @@ function summary(fresh: readonly PoolEndpoint[], pick: (poolEndpoint: PoolEndpoi
 }
 
 /** A `{name}` gauge whose value is computed at scrape; `undefined` leaves the last value (none yet: no series). */
-function poolGauge(registry: Registry, poolName: string, name: string, help: string, value: () => number | undefined): void {
+function poolGauge(
+  registry: Registry,
+  poolName: string,
+  name: string,
+  help: string,
+  value: () => number | undefined,
+): void {
   new Gauge({
     name,
     help,
@@ -49,7 +58,14 @@ function poolGauge(registry: Registry, poolName: string, name: string, help: str
   });
 }
 
-function perEndpointGauge(registry: Registry, poolName: string, name: string, help: string, endpointLabel: string, snapshot: PoolSnapshot): void {
+function perEndpointGauge(
+  registry: Registry,
+  poolName: string,
+  name: string,
+  help: string,
+  endpointLabel: string,
+  snapshot: PoolSnapshot,
+): void {
   new Gauge({
     name,
     help,
@@ -72,10 +88,35 @@ export function registerGaiePoolGauges(registry: Registry, poolName: string, sna
     const total = f.reduce((acc, poolEndpoint) => acc + pick(poolEndpoint), 0);
     return integer ? Math.trunc(total / f.length) : total / f.length;
   };
-  poolGauge(registry, poolName, 'inference_pool_average_kv_cache_utilization', '[ALPHA] The average kv cache utilization for an inference server pool.', mean((poolEndpoint) => poolEndpoint.kv, false));
-  poolGauge(registry, poolName, 'inference_pool_average_queue_size', '[ALPHA] The average number of requests pending in the model server queue.', mean((poolEndpoint) => poolEndpoint.waiting, true));
-  poolGauge(registry, poolName, 'inference_pool_ready_pods', '[ALPHA] The number of ready pods in the inference server pool.', () => fresh().length);
-  perEndpointGauge(registry, poolName, 'inference_pool_per_pod_queue_size', '[ALPHA] The total number of requests pending in the model server queue for each underlying pod.', 'model_server_pod', snapshot);
+  poolGauge(
+    registry,
+    poolName,
+    'inference_pool_average_kv_cache_utilization',
+    '[ALPHA] The average kv cache utilization for an inference server pool.',
+    mean((poolEndpoint) => poolEndpoint.kv, false),
+  );
+  poolGauge(
+    registry,
+    poolName,
+    'inference_pool_average_queue_size',
+    '[ALPHA] The average number of requests pending in the model server queue.',
+    mean((poolEndpoint) => poolEndpoint.waiting, true),
+  );
+  poolGauge(
+    registry,
+    poolName,
+    'inference_pool_ready_pods',
+    '[ALPHA] The number of ready pods in the inference server pool.',
+    () => fresh().length,
+  );
+  perEndpointGauge(
+    registry,
+    poolName,
+    'inference_pool_per_pod_queue_size',
+    '[ALPHA] The total number of requests pending in the model server queue for each underlying pod.',
+    'model_server_pod',
+    snapshot,
+  );
 }
 
 export function registerLlmdPoolGauges(registry: Registry, poolName: string, snapshot: PoolSnapshot): void {
@@ -85,12 +126,61 @@ export function registerLlmdPoolGauges(registry: Registry, poolName: string, sna
     return f.length === 0 ? undefined : summary(f, pick)[which];
   };
   const P = 'llm_d_epp_';
-  poolGauge(registry, poolName, `${P}average_kv_cache_utilization`, '[ALPHA] The average kv cache utilization for an inference server pool.', stat((poolEndpoint) => poolEndpoint.kv, 'mean'));
-  poolGauge(registry, poolName, `${P}average_queue_size`, '[ALPHA] The average number of requests pending in the model server queue.', stat((poolEndpoint) => poolEndpoint.waiting, 'mean'));
-  poolGauge(registry, poolName, `${P}average_running_requests`, '[ALPHA] The average number of running requests across model servers in the pool.', stat((poolEndpoint) => poolEndpoint.running, 'mean'));
-  poolGauge(registry, poolName, `${P}std_dev_kv_cache_utilization`, '[ALPHA] The standard deviation kv cache utilization for an inference server pool.', stat((poolEndpoint) => poolEndpoint.kv, 'std'));
-  poolGauge(registry, poolName, `${P}std_dev_queue_size`, '[ALPHA] The standard deviation number of requests pending in the model server queue.', stat((poolEndpoint) => poolEndpoint.waiting, 'std'));
-  poolGauge(registry, poolName, `${P}std_dev_running_requests`, '[ALPHA] The standard deviation number of running requests across model servers in the pool.', stat((poolEndpoint) => poolEndpoint.running, 'std'));
-  poolGauge(registry, poolName, `${P}ready_endpoints`, '[ALPHA] The number of ready endpoints in the inference server pool.', () => fresh().length);
-  perEndpointGauge(registry, poolName, `${P}per_endpoint_queue_size`, '[ALPHA] The total number of requests pending in the model server queue for each underlying endpoint.', 'model_server_endpoint', snapshot);
+  poolGauge(
+    registry,
+    poolName,
+    `${P}average_kv_cache_utilization`,
+    '[ALPHA] The average kv cache utilization for an inference server pool.',
+    stat((poolEndpoint) => poolEndpoint.kv, 'mean'),
+  );
+  poolGauge(
+    registry,
+    poolName,
+    `${P}average_queue_size`,
+    '[ALPHA] The average number of requests pending in the model server queue.',
+    stat((poolEndpoint) => poolEndpoint.waiting, 'mean'),
+  );
+  poolGauge(
+    registry,
+    poolName,
+    `${P}average_running_requests`,
+    '[ALPHA] The average number of running requests across model servers in the pool.',
+    stat((poolEndpoint) => poolEndpoint.running, 'mean'),
+  );
+  poolGauge(
+    registry,
+    poolName,
+    `${P}std_dev_kv_cache_utilization`,
+    '[ALPHA] The standard deviation kv cache utilization for an inference server pool.',
+    stat((poolEndpoint) => poolEndpoint.kv, 'std'),
+  );
+  poolGauge(
+    registry,
+    poolName,
+    `${P}std_dev_queue_size`,
+    '[ALPHA] The standard deviation number of requests pending in the model server queue.',
+    stat((poolEndpoint) => poolEndpoint.waiting, 'std'),
+  );
+  poolGauge(
+    registry,
+    poolName,
+    `${P}std_dev_running_requests`,
+    '[ALPHA] The standard deviation number of running requests across model servers in the pool.',
+    stat((poolEndpoint) => poolEndpoint.running, 'std'),
+  );
+  poolGauge(
+    registry,
+    poolName,
+    `${P}ready_endpoints`,
+    '[ALPHA] The number of ready endpoints in the inference server pool.',
+    () => fresh().length,
+  );
+  perEndpointGauge(
+    registry,
+    poolName,
+    `${P}per_endpoint_queue_size`,
+    '[ALPHA] The total number of requests pending in the model server queue for each underlying endpoint.',
+    'model_server_endpoint',
+    snapshot,
+  );
 }

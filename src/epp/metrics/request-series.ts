@@ -58,7 +58,14 @@ export class RequestSeries {
     let c = this.errors.get(code);
     if (!c) {
       const l = this.labels;
-      c = fanCounter(this.llmd?.requestErrorTotal.child({ ...l, error_code: code }), this.gaie?.requestErrorTotal.child({ model_name: l.model_name, target_model_name: l.target_model_name, error_code: code }));
+      c = fanCounter(
+        this.llmd?.requestErrorTotal.child({ ...l, error_code: code }),
+        this.gaie?.requestErrorTotal.child({
+          model_name: l.model_name,
+          target_model_name: l.target_model_name,
+          error_code: code,
+        }),
+      );
       this.errors.set(code, c);
     }
     c.inc();
@@ -74,7 +81,10 @@ export class RequestSeries {
 
   ttft(streaming: boolean, seconds: number): void {
     if (!this.llmd) return;
-    this.ttftChildren ??= [this.llmd.ttft.child({ ...this.labels, streaming: 'false' }), this.llmd.ttft.child({ ...this.labels, streaming: 'true' })];
+    this.ttftChildren ??= [
+      this.llmd.ttft.child({ ...this.labels, streaming: 'false' }),
+      this.llmd.ttft.child({ ...this.labels, streaming: 'true' }),
+    ];
     this.ttftChildren[streaming ? 1 : 0].observe(seconds);
   }
 

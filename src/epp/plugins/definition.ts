@@ -87,7 +87,9 @@ export interface PluginDefinition<P = any> {
 }
 
 /** Helper that keeps the parameter type inferred from the schema. */
-export function definePlugin<S extends z.ZodType>(def: Omit<PluginDefinition<z.infer<S>>, 'params'> & { params: S }): PluginDefinition<z.infer<S>> {
+export function definePlugin<S extends z.ZodType>(
+  def: Omit<PluginDefinition<z.infer<S>>, 'params'> & { params: S },
+): PluginDefinition<z.infer<S>> {
   return def as PluginDefinition<z.infer<S>>;
 }
 

@@ -4,7 +4,13 @@
  * documents the plugin's parameters and formula. Upstream types pd-router lacks are listed, with the reason, in
  * UNSUPPORTED_UPSTREAM_TYPES, so a config naming one fails at load saying so.
  */
-import { alwaysDisaggMultimodalDecider, alwaysDisaggPdDecider, costBasedPdDecider, prefixBasedPdDecider, type DeciderDefinition } from '../../decider/index.js';
+import {
+  alwaysDisaggMultimodalDecider,
+  alwaysDisaggPdDecider,
+  costBasedPdDecider,
+  prefixBasedPdDecider,
+  type DeciderDefinition,
+} from '../../decider/index.js';
 import { definePlugin, type PluginDefinition } from './definition.js';
 import { byLabelFilter } from './filter/by-label.js';
 import { decodeFilter } from './filter/decode-filter.js';
@@ -12,7 +18,12 @@ import { encodeFilter } from './filter/encode-filter.js';
 import { endpointAttributeFilter } from './filter/endpoint-attribute-filter.js';
 import { labelSelectorFilter } from './filter/label-selector-filter.js';
 import { concurrencyDetector, utilizationDetector } from './flow-control/saturation-detectors.js';
-import { DEFAULT_FAIRNESS_POLICY, DEFAULT_ORDERING_POLICY, DEFAULT_USAGE_LIMIT_POLICY, FLOW_CONTROL_POLICIES } from './flow-control/policies.js';
+import {
+  DEFAULT_FAIRNESS_POLICY,
+  DEFAULT_ORDERING_POLICY,
+  DEFAULT_USAGE_LIMIT_POLICY,
+  FLOW_CONTROL_POLICIES,
+} from './flow-control/policies.js';
 import { prefillFilter } from './filter/prefill-filter.js';
 import { sessionAffinityFilter } from './filter/session-affinity-filter.js';
 import { topologyAffinityFilter } from './filter/topology-affinity-filter.js';
@@ -58,7 +69,12 @@ function alias(def: PluginDefinition, current: string): PluginDefinition {
 
 /** A decider from src/decider as an EPP plugin. */
 function deciderPlugin(definition: DeciderDefinition): PluginDefinition {
-  return definePlugin({ kind: 'decider', description: definition.description, params: definition.params, create: (ctx, params) => definition.create(ctx.type, ctx.name, params) });
+  return definePlugin({
+    kind: 'decider',
+    description: definition.description,
+    params: definition.params,
+    create: (ctx, params) => definition.create(ctx.type, ctx.name, params),
+  });
 }
 
 /** Every plugin type pd-router accepts, by its upstream type name. */
@@ -153,19 +169,23 @@ export function producerTypeOf(registry: Readonly<Record<string, PluginDefinitio
 
 /** Upstream plugin types pd-router does not implement, with the reason; named in the load error. */
 export const UNSUPPORTED_UPSTREAM_TYPES: Readonly<Record<string, string>> = {
-  'precise-prefix-cache-scorer': 'it needs vLLM KV-cache events; use approx-prefix-cache-producer with prefix-cache-scorer',
-  'precise-prefix-cache-producer': 'it needs vLLM KV-cache events; use approx-prefix-cache-producer with prefix-cache-scorer',
+  'precise-prefix-cache-scorer':
+    'it needs vLLM KV-cache events; use approx-prefix-cache-producer with prefix-cache-scorer',
+  'precise-prefix-cache-producer':
+    'it needs vLLM KV-cache events; use approx-prefix-cache-producer with prefix-cache-scorer',
   'p2p-source-producer': 'peer-to-peer KV-cache sources are not implemented',
   'mm-embeddings-cache-producer': 'multimodal embedding-cache affinity is not implemented',
   'mm-embeddings-cache-scorer': 'multimodal embedding-cache affinity is not implemented',
   'token-load-scorer': 'token-load scoring (inflight-load-producer) is not implemented',
-  'inflight-load-producer': 'active-request-scorer counts the requests this EPP routed itself; there is no separate producer',
+  'inflight-load-producer':
+    'active-request-scorer counts the requests this EPP routed itself; there is no separate producer',
   'header-label-affinity-scorer': 'header-to-label affinity is not implemented',
   'utilization-filter': 'not implemented; utilization-detector, listed in a profile, filters on the same thresholds',
   'dcgm-data-source': 'GPU metrics from DCGM are not collected',
   'dcgm-extractor': 'GPU metrics from DCGM are not collected',
   'k8s-notification-source': 'Kubernetes notification data sources are not implemented',
-  'endpoint-notification-source': 'endpoint notification data sources (used by KV-event and embedding-cache producers) are not implemented',
+  'endpoint-notification-source':
+    'endpoint notification data sources (used by KV-event and embedding-cache producers) are not implemented',
   'predicted-latency-producer': 'latency prediction is not implemented',
   'predicted-latency-scorer': 'latency prediction is not implemented',
   'latency-scorer': 'latency prediction is not implemented',

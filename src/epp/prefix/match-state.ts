@@ -29,8 +29,16 @@ export function prefixState(ctx: SchedulingContext, producerName: string): Prefi
 }
 
 /** The match info of one endpoint, or undefined when the producer did not run for this request. */
-export function prefixMatchOf(ctx: SchedulingContext, producerName: string, endpointId: string): PrefixMatch | undefined {
+export function prefixMatchOf(
+  ctx: SchedulingContext,
+  producerName: string,
+  endpointId: string,
+): PrefixMatch | undefined {
   const s = prefixState(ctx, producerName);
   if (!s) return undefined;
-  return { matchedBlocks: s.matched.get(endpointId) ?? 0, totalBlocks: s.totalBlocks, blockSizeTokens: s.blockSizeTokens };
+  return {
+    matchedBlocks: s.matched.get(endpointId) ?? 0,
+    totalBlocks: s.totalBlocks,
+    blockSizeTokens: s.blockSizeTokens,
+  };
 }

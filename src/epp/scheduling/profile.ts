@@ -4,7 +4,15 @@
  * then the picker.
  */
 import { noEndpointsAfterFilters } from '../framework/errors.js';
-import type { Endpoint, Filter, Picker, ProfileRunResult, SchedulerProfileView, SchedulingContext, Scorer } from '../framework/types.js';
+import type {
+  Endpoint,
+  Filter,
+  Picker,
+  ProfileRunResult,
+  SchedulerProfileView,
+  SchedulingContext,
+  Scorer,
+} from '../framework/types.js';
 import type { PluginTimer } from './plugin-timer.js';
 
 export interface WeightedScorer {
@@ -39,7 +47,8 @@ export class SchedulerProfile implements SchedulerProfileView {
       const scores = this.timer.time('Scorer', scorer, () => scorer.score(ctx, endpoints));
       for (let i = 0; i < endpoints.length; i++) {
         let s = scores[i] ?? 0;
-        if (!(s > 0)) s = 0; // negative and NaN
+        if (!(s > 0))
+          s = 0; // negative and NaN
         else if (s > 1) s = 1;
         totals[i] += weight * s;
       }

@@ -18,11 +18,13 @@ import { cachedTokensOf, nixlDecodeBytes, nixlPrefillBody } from '../request-bod
 export const nixlv2Connector: Connector = {
   name: 'nixlv2',
   async handle(ctx) {
-    const prefill = await timedPrefill(ctx, prefillRequest(ctx, JSON.stringify(nixlPrefillBody(ctx.api, ctx.body)), 'kv-params'));
+    const prefill = await timedPrefill(
+      ctx,
+      prefillRequest(ctx, JSON.stringify(nixlPrefillBody(ctx.api, ctx.body)), 'kv-params'),
+    );
     if (prefill.kind !== 'ok') return afterPrefillFailure(ctx, prefill);
     ctx.metrics.modes.inc({ connector: 'nixlv2', mode: 'disaggregated' });
     const decodeBody = nixlDecodeBytes(ctx.rawBody, ctx.body, prefill.json[KV_TRANSFER_PARAMS]);
     return runDecode(ctx, { body: decodeBody, mode: 'disaggregated', rewriteCached: cachedTokensOf(prefill.json) });
   },
 };
-

@@ -40,9 +40,21 @@ export const sglangConnector: Connector = {
       }),
     ).then((outcome) => {
       if (outcome.kind !== 'ok' && outcome.kind !== 'aborted') {
-        const detail = outcome.kind === 'http_error' ? `the prefiller answered ${outcome.status}: ${outcome.body.toString('utf8').slice(0, 200)}` : outcome.message;
-        ctx.logger.warn({ prefiller: ctx.target.hostPort, kind: outcome.kind, detail: outcome.kind === 'connect_error' ? outcome.detail : detail }, 'sglang prefill failed; stopping the decode leg');
-        stopDecode.abort(new LegStopped(outcome.kind === 'timeout' ? 'prefill_timeout' : 'peer_failed', `prefill failed: ${detail}`));
+        const detail =
+          outcome.kind === 'http_error'
+            ? `the prefiller answered ${outcome.status}: ${outcome.body.toString('utf8').slice(0, 200)}`
+            : outcome.message;
+        ctx.logger.warn(
+          {
+            prefiller: ctx.target.hostPort,
+            kind: outcome.kind,
+            detail: outcome.kind === 'connect_error' ? outcome.detail : detail,
+          },
+          'sglang prefill failed; stopping the decode leg',
+        );
+        stopDecode.abort(
+          new LegStopped(outcome.kind === 'timeout' ? 'prefill_timeout' : 'peer_failed', `prefill failed: ${detail}`),
+        );
       }
       return outcome;
     });

@@ -36,13 +36,19 @@ async function decodeFirst(ctx: PdContext): Promise<Outcome | undefined> {
   const seen: Buffer[] = [];
   let size = 0;
   let events = 0;
-  const sse = String(leg.headers['content-type'] ?? '').toLowerCase().includes('text/event-stream');
+  const sse = String(leg.headers['content-type'] ?? '')
+    .toLowerCase()
+    .includes('text/event-stream');
   try {
     for (let chunk = await leg.read(); chunk !== null; chunk = await leg.read()) {
       seen.push(chunk);
       size += chunk.length;
       // Count event ends in the new bytes only (with the previous chunk's last byte, for a "\n\n" split across).
-      if (sse) events += countEventEnds(seen.length > 1 ? seen[seen.length - 2][seen[seen.length - 2].length - 1] : undefined, chunk);
+      if (sse)
+        events += countEventEnds(
+          seen.length > 1 ? seen[seen.length - 2][seen[seen.length - 2].length - 1] : undefined,
+          chunk,
+        );
       if (sse && events >= 2) break;
       if (!sse && size > c.maxRewriteBodySize) break;
     }

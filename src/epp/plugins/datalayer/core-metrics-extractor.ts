@@ -16,7 +16,14 @@
  *   `core-metrics-extractor`, read by `endpoint-attribute-filter` and `endpoint-attribute-scorer`.
  */
 import { z } from 'zod';
-import { ENGINES, ENGINE_LABELS, EngineRegistry, parseMetricSpec, type EngineMetricNames, type MetricSpec } from '../../datalayer/engine-metrics.js';
+import {
+  ENGINES,
+  ENGINE_LABELS,
+  EngineRegistry,
+  parseMetricSpec,
+  type EngineMetricNames,
+  type MetricSpec,
+} from '../../datalayer/engine-metrics.js';
 import type { Plugin } from '../../framework/types.js';
 import { definePlugin } from '../definition.js';
 
@@ -40,7 +47,10 @@ const metricSpec = z.string().transform((text, ctx): MetricSpec | undefined => {
 
 const engineConfig = z
   .object({
-    name: z.string().min(1, 'engine config name cannot be empty').refine((count) => count !== 'default', 'engine config name cannot be "default" (reserved)'),
+    name: z
+      .string()
+      .min(1, 'engine config name cannot be empty')
+      .refine((count) => count !== 'default', 'engine config name cannot be "default" (reserved)'),
     queuedRequestsSpec: metricSpec.optional(),
     runningRequestsSpec: metricSpec.optional(),
     kvUsageSpec: metricSpec.optional(),
@@ -51,13 +61,30 @@ const engineConfig = z
     cacheBlockSizeSpec: metricSpec.optional(),
     cacheNumBlocksSpec: metricSpec.optional(),
     customMetrics: z
-      .array(z.object({ attributeKey: z.string().min(1, 'custom metric attributeKey cannot be empty'), metricSpec: metricSpec }).strict())
+      .array(
+        z
+          .object({
+            attributeKey: z.string().min(1, 'custom metric attributeKey cannot be empty'),
+            metricSpec: metricSpec,
+          })
+          .strict(),
+      )
       .default([])
       .superRefine((list, ctx) => {
         const seen = new Set<string>();
         for (const [i, c] of list.entries()) {
-          if (seen.has(c.attributeKey)) ctx.addIssue({ code: 'custom', path: [i, 'attributeKey'], message: `custom metric attributeKey "${c.attributeKey}" is duplicated` });
-          if (!c.metricSpec) ctx.addIssue({ code: 'custom', path: [i, 'metricSpec'], message: `custom metric "${c.attributeKey}" spec cannot be empty` });
+          if (seen.has(c.attributeKey))
+            ctx.addIssue({
+              code: 'custom',
+              path: [i, 'attributeKey'],
+              message: `custom metric attributeKey "${c.attributeKey}" is duplicated`,
+            });
+          if (!c.metricSpec)
+            ctx.addIssue({
+              code: 'custom',
+              path: [i, 'metricSpec'],
+              message: `custom metric "${c.attributeKey}" spec cannot be empty`,
+            });
           seen.add(c.attributeKey);
         }
       }),
@@ -82,7 +109,11 @@ function engineOf(config: EngineConfig): EngineMetricNames {
     running: one(config.runningRequestsSpec),
     kvUsage: one(config.kvUsageSpec),
     cacheConfig: config.cacheInfoSpec
-      ? { spec: config.cacheInfoSpec, blockSizeLabel: config.cacheBlockSizeLabelName || 'block_size', numBlocksLabel: config.cacheNumBlocksLabelName || 'num_gpu_blocks' }
+      ? {
+          spec: config.cacheInfoSpec,
+          blockSizeLabel: config.cacheBlockSizeLabelName || 'block_size',
+          numBlocksLabel: config.cacheNumBlocksLabelName || 'num_gpu_blocks',
+        }
       : undefined,
     cacheBlockSize: config.cacheBlockSizeSpec,
     cacheNumBlocks: config.cacheNumBlocksSpec,
@@ -106,9 +137,16 @@ export const coreMetricsExtractor = definePlugin({
       seen.add(c.name);
       engines[c.name] = engineOf(c);
     }
-    const labelKeys = params.engineLabelKey && params.engineLabelKey !== ENGINE_LABELS[0] ? [params.engineLabelKey] : ENGINE_LABELS;
+    const labelKeys =
+      params.engineLabelKey && params.engineLabelKey !== ENGINE_LABELS[0] ? [params.engineLabelKey] : ENGINE_LABELS;
     const defaultEngine = params.defaultEngine || 'vllm';
-    if (!engines[defaultEngine]) throw new Error(`parameter "defaultEngine": "${defaultEngine}" is not a built-in engine or one of engineConfigs`);
-    return { type: ctx.type, name: ctx.name, extractor: true, engines: new EngineRegistry(engines, labelKeys, defaultEngine) };
+    if (!engines[defaultEngine])
+      throw new Error(`parameter "defaultEngine": "${defaultEngine}" is not a built-in engine or one of engineConfigs`);
+    return {
+      type: ctx.type,
+      name: ctx.name,
+      extractor: true,
+      engines: new EngineRegistry(engines, labelKeys, defaultEngine),
+    };
   },
 });

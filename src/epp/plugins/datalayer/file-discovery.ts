@@ -17,6 +17,15 @@ export interface FileDiscoverySettings extends Plugin {
 export const fileDiscovery = definePlugin({
   kind: 'endpoint-discovery',
   description: 'Endpoints from a YAML/JSON file.',
-  params: z.object({ path: z.string({ error: 'is required' }).min(1, 'must name the endpoints file'), watchFile: z.boolean().default(false) }).strict(),
-  create: (ctx, params): FileDiscoverySettings => ({ type: ctx.type, name: ctx.name, discovery: { kind: 'file', path: params.path, watchFile: params.watchFile } }),
+  params: z
+    .object({
+      path: z.string({ error: 'is required' }).min(1, 'must name the endpoints file'),
+      watchFile: z.boolean().default(false),
+    })
+    .strict(),
+  create: (ctx, params): FileDiscoverySettings => ({
+    type: ctx.type,
+    name: ctx.name,
+    discovery: { kind: 'file', path: params.path, watchFile: params.watchFile },
+  }),
 });

@@ -35,14 +35,19 @@ export const metricsDataSourceParams = z
     interval: goDuration.optional(),
   })
   .strict()
-  .refine((params) => (params.clientCertPath === '') === (params.clientKeyPath === ''), { error: 'clientCertPath and clientKeyPath must be set together', path: ['clientCertPath'] });
+  .refine((params) => (params.clientCertPath === '') === (params.clientKeyPath === ''), {
+    error: 'clientCertPath and clientKeyPath must be set together',
+    path: ['clientCertPath'],
+  });
 
 /** A PEM file read at load; unreadable is an error naming the parameter. */
 export function pem(parameter: string, file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (e) {
-    throw new Error(`parameter "${parameter}": cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new Error(
+      `parameter "${parameter}": cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
 }
 
@@ -51,7 +56,10 @@ export const metricsDataSource = definePlugin({
   description: 'Scrapes endpoint metrics.',
   params: metricsDataSourceParams,
   create: (ctx, params): MetricsDataSource => {
-    if (params.caCertPath && params.insecureSkipVerify) ctx.warn('parameter "caCertPath" has no effect while insecureSkipVerify is true (its default); set insecureSkipVerify: false to verify');
+    if (params.caCertPath && params.insecureSkipVerify)
+      ctx.warn(
+        'parameter "caCertPath" has no effect while insecureSkipVerify is true (its default); set insecureSkipVerify: false to verify',
+      );
     return {
       type: ctx.type,
       name: ctx.name,

@@ -32,7 +32,9 @@ export const tokenProducer = definePlugin({
         .optional(),
       modelName: unsupported('selects the vLLM /render tokenizer backend; pd-router only has the estimate backend'),
       vllm: unsupported('the vLLM /render tokenizer backend is not supported; pd-router only has the estimate backend'),
-      udsTokenizerConfig: unsupported('the UDS tokenizer backend is not supported; pd-router only has the estimate backend'),
+      udsTokenizerConfig: unsupported(
+        'the UDS tokenizer backend is not supported; pd-router only has the estimate backend',
+      ),
     })
     .strict(),
   create: (ctx) => ({ type: ctx.type, name: ctx.name, tokenizer: 'estimate' }),

@@ -10,7 +10,13 @@ import type { Endpoint, Filter } from '../../framework/types.js';
 import { definePlugin } from '../definition.js';
 
 /** A filter keeping endpoints whose `label` is in `values` (or absent, if `allowsNoLabel`). */
-export function labelValueFilter(type: string, name: string, label: string, values: Iterable<string>, allowsNoLabel: boolean): Filter {
+export function labelValueFilter(
+  type: string,
+  name: string,
+  label: string,
+  values: Iterable<string>,
+  allowsNoLabel: boolean,
+): Filter {
   const valid = new Set(values);
   return {
     type,
@@ -34,6 +40,9 @@ export const byLabelFilter = definePlugin({
       allowsNoLabel: z.boolean().default(false),
     })
     .strict()
-    .refine((params) => params.validValues.length > 0 || params.allowsNoLabel, { error: 'either validValues must be non-empty or allowsNoLabel must be true', path: ['validValues'] }),
+    .refine((params) => params.validValues.length > 0 || params.allowsNoLabel, {
+      error: 'either validValues must be non-empty or allowsNoLabel must be true',
+      path: ['validValues'],
+    }),
   create: (ctx, params) => labelValueFilter(ctx.type, ctx.name, params.label, params.validValues, params.allowsNoLabel),
 });

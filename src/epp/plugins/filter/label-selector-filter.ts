@@ -17,13 +17,21 @@ const expression = z
     values: z.array(z.string()).default([]),
   })
   .strict()
-  .refine((entry) => ((entry.operator === 'In' || entry.operator === 'NotIn') ? entry.values.length > 0 : entry.values.length === 0), {
-    error: 'In and NotIn need values; Exists and DoesNotExist take none',
-  });
+  .refine(
+    (entry) =>
+      entry.operator === 'In' || entry.operator === 'NotIn' ? entry.values.length > 0 : entry.values.length === 0,
+    {
+      error: 'In and NotIn need values; Exists and DoesNotExist take none',
+    },
+  );
 
 type Expression = z.infer<typeof expression>;
 
-function matches(labels: Readonly<Record<string, string>>, matchLabels: Record<string, string>, expressions: Expression[]): boolean {
+function matches(
+  labels: Readonly<Record<string, string>>,
+  matchLabels: Record<string, string>,
+  expressions: Expression[],
+): boolean {
   for (const [k, v] of Object.entries(matchLabels)) if (labels[k] !== v) return false;
   for (const e of expressions) {
     const v = labels[e.key];
@@ -57,6 +65,7 @@ export const labelSelectorFilter = definePlugin({
   create: (ctx, params): Filter => ({
     type: ctx.type,
     name: ctx.name,
-    filter: (_context, endpoints) => endpoints.filter((endpoint: Endpoint) => matches(endpoint.labels, params.matchLabels, params.matchExpressions)),
+    filter: (_context, endpoints) =>
+      endpoints.filter((endpoint: Endpoint) => matches(endpoint.labels, params.matchLabels, params.matchExpressions)),
   }),
 });

@@ -6,19 +6,28 @@
  */
 import type { Plugin } from '../../framework/types.js';
 
-export type FlowControlRole = 'fairness-policy' | 'ordering-policy' | 'usage-limit-policy' | 'saturation-detector' | 'eviction-filter' | 'eviction-ordering';
+export type FlowControlRole =
+  | 'fairness-policy'
+  | 'ordering-policy'
+  | 'usage-limit-policy'
+  | 'saturation-detector'
+  | 'eviction-filter'
+  | 'eviction-ordering';
 
 export interface FlowControlPlugin extends Plugin {
   readonly flowControl: { readonly role: FlowControlRole; readonly settings: Readonly<Record<string, unknown>> };
 }
 
-export const isFlowControlPlugin = (plugin: Plugin): plugin is FlowControlPlugin => typeof (plugin as FlowControlPlugin).flowControl === 'object';
+export const isFlowControlPlugin = (plugin: Plugin): plugin is FlowControlPlugin =>
+  typeof (plugin as FlowControlPlugin).flowControl === 'object';
 
 /** A one-line rendering of a plugin's settings for the warning, e.g. `queueDepthThreshold=5, headroom=0`. */
 export function describeSettings(settings: Readonly<Record<string, unknown>>): string {
-  return Object.entries(settings)
-    .filter(([, value]) => value !== undefined)
-    // eslint-disable-next-line @typescript-eslint/no-base-to-string -- objects are JSON above; the rest are numbers, strings and booleans
-    .map(([k, value]) => `${k}=${typeof value === 'object' ? JSON.stringify(value) : String(value)}`)
-    .join(', ');
+  return (
+    Object.entries(settings)
+      .filter(([, value]) => value !== undefined)
+      // eslint-disable-next-line @typescript-eslint/no-base-to-string -- objects are JSON above; the rest are numbers, strings and booleans
+      .map(([k, value]) => `${k}=${typeof value === 'object' ? JSON.stringify(value) : String(value)}`)
+      .join(', ')
+  );
 }

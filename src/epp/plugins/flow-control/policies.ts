@@ -22,12 +22,20 @@ export const DEFAULT_FAIRNESS_POLICY = 'global-strict-fairness-policy';
 export const DEFAULT_ORDERING_POLICY = 'fcfs-ordering-policy';
 export const DEFAULT_USAGE_LIMIT_POLICY = 'static-usage-limit-policy';
 
-function policy<S extends z.ZodType<Record<string, unknown>>>(role: FlowControlRole, description: string, params: S): PluginDefinition<z.infer<S>> {
+function policy<S extends z.ZodType<Record<string, unknown>>>(
+  role: FlowControlRole,
+  description: string,
+  params: S,
+): PluginDefinition<z.infer<S>> {
   return definePlugin({
     kind: 'flow-control',
     description: `${description} (not enforced)`,
     params,
-    create: (ctx, output): FlowControlPlugin => ({ type: ctx.type, name: ctx.name, flowControl: { role, settings: { ...output } } }),
+    create: (ctx, output): FlowControlPlugin => ({
+      type: ctx.type,
+      name: ctx.name,
+      flowControl: { role, settings: { ...output } },
+    }),
   });
 }
 
@@ -51,13 +59,19 @@ const programAware = z
 
 const priorityHoldback = z
   .object({
-    minCeiling: z.number({ error: 'is required (a number in [0, 1))' }).min(0, 'must be in [0, 1)').lt(1, 'must be in [0, 1)'),
+    minCeiling: z
+      .number({ error: 'is required (a number in [0, 1))' })
+      .min(0, 'must be in [0, 1)')
+      .lt(1, 'must be in [0, 1)'),
     maxCeiling: z.number().gt(0, 'must be in (0, 1]').max(1, 'must be in (0, 1]').default(1),
     shape: z.literal('linear', { error: 'must be "linear"' }).default('linear'),
     domain: z.enum(['rank', 'value'], { error: 'must be rank or value' }).default('rank'),
   })
   .strict()
-  .refine((params) => params.minCeiling < params.maxCeiling, { error: 'minCeiling must be strictly less than maxCeiling', path: ['minCeiling'] });
+  .refine((params) => params.minCeiling < params.maxCeiling, {
+    error: 'minCeiling must be strictly less than maxCeiling',
+    path: ['minCeiling'],
+  });
 
 export const FLOW_CONTROL_POLICIES: Readonly<Record<string, PluginDefinition>> = {
   [DEFAULT_FAIRNESS_POLICY]: policy('fairness-policy', 'Strict priority between flows', none),
@@ -66,7 +80,11 @@ export const FLOW_CONTROL_POLICIES: Readonly<Record<string, PluginDefinition>> =
   [DEFAULT_ORDERING_POLICY]: policy('ordering-policy', 'First come, first served', none),
   'edf-ordering-policy': policy('ordering-policy', 'Earliest deadline first', none),
   'slo-deadline-ordering-policy': policy('ordering-policy', 'SLO deadline first', none),
-  [DEFAULT_USAGE_LIMIT_POLICY]: policy('usage-limit-policy', 'Fixed dispatch ceiling', z.object({ threshold: z.number().default(1) }).strict()),
+  [DEFAULT_USAGE_LIMIT_POLICY]: policy(
+    'usage-limit-policy',
+    'Fixed dispatch ceiling',
+    z.object({ threshold: z.number().default(1) }).strict(),
+  ),
   'priority-holdback-policy': policy('usage-limit-policy', 'Priority-graded dispatch ceiling', priorityHoldback),
   'soft-reflective-ceiling-policy': policy('usage-limit-policy', 'Soft reflective dispatch ceiling', none),
   'sheddable-eviction-filter': policy('eviction-filter', 'Only sheddable requests are evictable', none),

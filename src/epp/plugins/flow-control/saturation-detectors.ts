@@ -47,7 +47,11 @@ export function utilizationFilter(settings: UtilizationSettings, now: () => numb
   return (endpoints: readonly Endpoint[]): Endpoint[] => {
     const t = now();
     const kept = endpoints.filter(
-      (endpoint) => endpoint.metrics.updatedAt > 0 && t - endpoint.metrics.updatedAt <= settings.metricsStalenessThresholdMs && endpoint.metrics.waitingQueueSize < qLimit && endpoint.metrics.kvCacheUsage < kvLimit,
+      (endpoint) =>
+        endpoint.metrics.updatedAt > 0 &&
+        t - endpoint.metrics.updatedAt <= settings.metricsStalenessThresholdMs &&
+        endpoint.metrics.waitingQueueSize < qLimit &&
+        endpoint.metrics.kvCacheUsage < kvLimit,
     );
     return kept.length > 0 ? kept : [...endpoints];
   };
@@ -81,10 +85,16 @@ export const concurrencyDetector = definePlugin({
     .object({
       maxConcurrency: z.number().int().positive('must be > 0').default(100),
       headroom: z.number().min(0, 'must be >= 0').default(0),
-      concurrencyMode: z.enum(['requests', 'tokens', 'hybrid'], { error: 'must be requests, tokens or hybrid' }).default('requests'),
+      concurrencyMode: z
+        .enum(['requests', 'tokens', 'hybrid'], { error: 'must be requests, tokens or hybrid' })
+        .default('requests'),
       maxTokenConcurrency: z.number().int().positive('must be > 0').default(1_000_000),
       inFlightLoadProducerName: z.string().optional(),
     })
     .strict(),
-  create: (ctx, params): FlowControlPlugin => ({ type: ctx.type, name: ctx.name, flowControl: { role: 'saturation-detector', settings: { ...params } } }),
+  create: (ctx, params): FlowControlPlugin => ({
+    type: ctx.type,
+    name: ctx.name,
+    flowControl: { role: 'saturation-detector', settings: { ...params } },
+  }),
 });

@@ -16,8 +16,16 @@ export const anthropicParser = definePlugin({
     parsesUsage: true,
     parse(body) {
       const json = parseJsonObject(body) ?? {};
-      if (!Array.isArray(json.messages) || json.messages.length === 0) throw badRequest('invalid messages request: must have messages field');
-      return { api: 'messages', json, prompts: extractPrompts('messages', json), stream: json.stream === true, cacheSalt: '', requiresModel: true };
+      if (!Array.isArray(json.messages) || json.messages.length === 0)
+        throw badRequest('invalid messages request: must have messages field');
+      return {
+        api: 'messages',
+        json,
+        prompts: extractPrompts('messages', json),
+        stream: json.stream === true,
+        cacheSalt: '',
+        requiresModel: true,
+      };
     },
   }),
 });

@@ -17,7 +17,8 @@ function nonEmpty(value: unknown): boolean {
 
 function textPrompts(value: unknown): Prompt[] {
   if (typeof value === 'string') return [{ kind: 'text', text: value }];
-  if (Array.isArray(value)) return value.filter((item): item is string => typeof item === 'string').map((text) => ({ kind: 'text', text }));
+  if (Array.isArray(value))
+    return value.filter((item): item is string => typeof item === 'string').map((text) => ({ kind: 'text', text }));
   return [];
 }
 
@@ -25,17 +26,25 @@ function textPrompts(value: unknown): Prompt[] {
 export function parseOpenAIBody(body: Buffer, path: string): ParsedBody {
   const json = parseJsonObject(body) ?? {};
   const p = stripQuery(path);
-  const common = { json, stream: json.stream === true, cacheSalt: typeof json.cache_salt === 'string' ? json.cache_salt : '', requiresModel: true };
+  const common = {
+    json,
+    stream: json.stream === true,
+    cacheSalt: typeof json.cache_salt === 'string' ? json.cache_salt : '',
+    requiresModel: true,
+  };
   if (p.endsWith('/conversations')) {
-    if (!Array.isArray(json.items) || json.items.length === 0) throw badRequest('invalid conversations request: must have items field');
+    if (!Array.isArray(json.items) || json.items.length === 0)
+      throw badRequest('invalid conversations request: must have items field');
     return { ...common, api: undefined, prompts: extractPrompts('responses', { input: json.items }) };
   }
   if (p.endsWith('/responses')) {
-    if (json.input === undefined || json.input === null) throw badRequest('invalid responses request: must have input field');
+    if (json.input === undefined || json.input === null)
+      throw badRequest('invalid responses request: must have input field');
     return { ...common, api: 'responses', prompts: extractPrompts('responses', json) };
   }
   if (p.endsWith('/chat/completions')) {
-    if (!Array.isArray(json.messages) || json.messages.length === 0) throw badRequest('invalid chat completions request: must have valid messages field');
+    if (!Array.isArray(json.messages) || json.messages.length === 0)
+      throw badRequest('invalid chat completions request: must have valid messages field');
     return { ...common, api: 'chat', prompts: extractPrompts('chat', json) };
   }
   if (p.endsWith('/embeddings')) {

@@ -29,7 +29,8 @@ export interface RequestParser extends Plugin {
   parse(body: Buffer, path: string): ParsedBody;
 }
 
-export const isRequestParser = (plugin: Plugin): plugin is RequestParser => typeof (plugin as RequestParser).parse === 'function' && Array.isArray((plugin as RequestParser).pathSuffixes);
+export const isRequestParser = (plugin: Plugin): plugin is RequestParser =>
+  typeof (plugin as RequestParser).parse === 'function' && Array.isArray((plugin as RequestParser).pathSuffixes);
 
 export function badRequest(message: string): InferenceError {
   return new InferenceError('BadRequest', message);
@@ -60,7 +61,8 @@ export function parseJsonObject(body: Buffer): Record<string, unknown> | null {
     throw badRequest(`error unmarshaling request bodyMap: ${goMessage ?? (e as Error).message}`);
   }
   if (value === null) return null;
-  if (typeof value !== 'object' || Array.isArray(value)) throw badRequest(`error unmarshaling request bodyMap: ${goUnmarshalTypeError(value)}`);
+  if (typeof value !== 'object' || Array.isArray(value))
+    throw badRequest(`error unmarshaling request bodyMap: ${goUnmarshalTypeError(value)}`);
   return value as Record<string, unknown>;
 }
 

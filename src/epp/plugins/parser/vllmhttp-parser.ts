@@ -25,7 +25,14 @@ export const vllmhttpParser = definePlugin({
       const json = parseJsonObject(body) ?? {};
       const prompts = extractPrompts('generate', json);
       if (prompts.length === 0) throw badRequest('invalid generate request: must have token_ids or prompt field');
-      return { api: 'generate', json, prompts, stream: json.stream === true, cacheSalt: typeof json.cache_salt === 'string' ? json.cache_salt : '', requiresModel: true };
+      return {
+        api: 'generate',
+        json,
+        prompts,
+        stream: json.stream === true,
+        cacheSalt: typeof json.cache_salt === 'string' ? json.cache_salt : '',
+        requiresModel: true,
+      };
     },
   }),
 });

@@ -15,14 +15,18 @@ export const weightedRandomPicker = definePlugin({
     type: ctx.type,
     name: ctx.name,
     pick(_context, scored) {
-      if (!scored.some((endpoint) => endpoint.score > 0)) return resultOf(shuffle([...scored], ctx.random).slice(0, params.maxNumOfEndpoints), scored);
+      if (!scored.some((endpoint) => endpoint.score > 0))
+        return resultOf(shuffle([...scored], ctx.random).slice(0, params.maxNumOfEndpoints), scored);
       const keyed: Array<{ s: ScoredEndpoint; key: number }> = scored.map((endpoint) => {
         if (endpoint.score <= 0) return { s: endpoint, key: 0 };
         const u = ctx.random() || 1e-10;
         return { s: endpoint, key: Math.pow(u, 1 / endpoint.score) };
       });
       keyed.sort((left, right) => right.key - left.key);
-      return resultOf(keyed.slice(0, params.maxNumOfEndpoints).map((k) => k.s), scored);
+      return resultOf(
+        keyed.slice(0, params.maxNumOfEndpoints).map((k) => k.s),
+        scored,
+      );
     },
   }),
 });

@@ -28,7 +28,14 @@
  * pick. Endpoints that leave the pool are forgotten at once.
  */
 import { z } from 'zod';
-import type { DataProducer, Endpoint, EndpointRemoved, PreRequest, SchedulingContext, SchedulingResult } from '../../framework/types.js';
+import type {
+  DataProducer,
+  Endpoint,
+  EndpointRemoved,
+  PreRequest,
+  SchedulingContext,
+  SchedulingResult,
+} from '../../framework/types.js';
 import { chainSeed, promptBlockHashes } from '../../prefix/block-hash.js';
 import { PREFIX_MATCH_DATA, prefixStateKey, type PrefixMatchState } from '../../prefix/match-state.js';
 import { PrefixIndex, blockKey } from '../../prefix/prefix-index.js';
@@ -56,9 +63,19 @@ export const approxPrefixCacheParams = z
     blockSizeFromLegacy: blockSizeTokens === undefined && blockSize !== undefined,
     legacyBlockSizeIgnored: blockSizeTokens !== undefined && blockSize !== undefined,
   }))
-  .refine((params) => params.autoTune || params.blockSizeTokens > 0, { error: 'blockSizeTokens must be > 0 when autoTune is false', path: ['blockSizeTokens'] });
+  .refine((params) => params.autoTune || params.blockSizeTokens > 0, {
+    error: 'blockSizeTokens must be > 0 when autoTune is false',
+    path: ['blockSizeTokens'],
+  });
 
-export const PRODUCER_PARAMETER_KEYS = ['autoTune', 'blockSizeTokens', 'blockSize', 'maxPrefixTokensToMatch', 'maxPrefixBlocksToMatch', 'lruCapacityPerServer'] as const;
+export const PRODUCER_PARAMETER_KEYS = [
+  'autoTune',
+  'blockSizeTokens',
+  'blockSize',
+  'maxPrefixTokensToMatch',
+  'maxPrefixBlocksToMatch',
+  'lruCapacityPerServer',
+] as const;
 
 type ProducerParams = z.infer<typeof approxPrefixCacheParams>;
 
@@ -66,7 +83,11 @@ const DEFAULT_MAX_PREFIX_TOKENS = 131072;
 const DEFAULT_MAX_PREFIX_BLOCKS = 2048;
 
 /** The block cap for one request, from the block size before (`raw`) and after (`effective`) the floor. */
-export function maxBlocksFor(params: Pick<ProducerParams, 'maxPrefixTokensToMatch' | 'maxPrefixBlocksToMatch'>, raw: number, effective: number): number {
+export function maxBlocksFor(
+  params: Pick<ProducerParams, 'maxPrefixTokensToMatch' | 'maxPrefixBlocksToMatch'>,
+  raw: number,
+  effective: number,
+): number {
   const tokens = params.maxPrefixTokensToMatch;
   if (tokens !== undefined && tokens > 0) return Math.floor(tokens / effective);
   if (tokens === 0) {
@@ -93,8 +114,10 @@ export const approxPrefixCacheProducer = definePlugin({
   description: 'Approximate per-endpoint prefix-cache match from earlier picks.',
   params: approxPrefixCacheParams,
   create: (ctx, params): ApproxPrefixCacheProducer => {
-    if (params.blockSizeFromLegacy) ctx.warn(`parameter "blockSize" is deprecated; read as blockSizeTokens=${params.blockSizeTokens}`);
-    if (params.legacyBlockSizeIgnored) ctx.warn('parameter "blockSize" is deprecated and ignored: blockSizeTokens is set');
+    if (params.blockSizeFromLegacy)
+      ctx.warn(`parameter "blockSize" is deprecated; read as blockSizeTokens=${params.blockSizeTokens}`);
+    if (params.legacyBlockSizeIgnored)
+      ctx.warn('parameter "blockSize" is deprecated and ignored: blockSizeTokens is set');
     const index = new PrefixIndex();
     const key = prefixStateKey(ctx.name);
     const indexerMetrics = ctx.metrics.prefixIndexer(ctx);
@@ -107,7 +130,10 @@ export const approxPrefixCacheProducer = definePlugin({
       if (params.autoTune && reported > 0) raw = reported;
       return { raw, effective: Math.max(MIN_BLOCK_SIZE_TOKENS, raw) };
     };
-    const capacityFor = (endpoint: Endpoint) => (params.autoTune && endpoint.metrics.cacheNumBlocks > 0 ? endpoint.metrics.cacheNumBlocks : params.lruCapacityPerServer);
+    const capacityFor = (endpoint: Endpoint) =>
+      params.autoTune && endpoint.metrics.cacheNumBlocks > 0
+        ? endpoint.metrics.cacheNumBlocks
+        : params.lruCapacityPerServer;
 
     const pending: Array<{ id: string; keys: number[][]; capacity: number }> = [];
     let flushScheduled = false;
@@ -129,7 +155,12 @@ export const approxPrefixCacheProducer = definePlugin({
         const maxBlocks = maxBlocksFor(params, raw, blockSizeTokens);
         const seed = chainSeed(context.request.targetModel, context.request.cacheSalt);
         // A token cap below one block matches nothing (llm-d-router: a misconfiguration, not "unlimited").
-        const keys = maxBlocks === 0 ? [] : context.request.prompts.map((prompt) => promptBlockHashes(seed, prompt, blockSizeTokens, maxBlocks).map(blockKey));
+        const keys =
+          maxBlocks === 0
+            ? []
+            : context.request.prompts.map((prompt) =>
+                promptBlockHashes(seed, prompt, blockSizeTokens, maxBlocks).map(blockKey),
+              );
         const matched = new Map<string, number>();
         const count = (id: string) => matched.set(id, (matched.get(id) ?? 0) + 1);
         let totalBlocks = 0;
@@ -148,7 +179,10 @@ export const approxPrefixCacheProducer = definePlugin({
       preRequest(context: SchedulingContext, result: SchedulingResult) {
         const state = context.state.get(key) as PrefixMatchState | undefined;
         if (!state) return;
-        const picks = [result.results.get(result.primaryProfile)?.targets[0], result.results.get('prefill')?.targets[0]];
+        const picks = [
+          result.results.get(result.primaryProfile)?.targets[0],
+          result.results.get('prefill')?.targets[0],
+        ];
         for (const e of picks) if (e) pending.push({ id: e.id, keys: state.keys, capacity: capacityFor(e) });
         if (!flushScheduled) {
           flushScheduled = true;

@@ -15,7 +15,12 @@ export const disaggHeadersHandler = definePlugin({
   kind: 'pre-request',
   description: 'Writes x-prefiller-host-port / x-encoder-hosts-ports from the profile results.',
   deprecatedFor: 'disagg-profile-handler',
-  params: z.object({ prefillProfile: z.string().min(1).default('prefill'), encodeProfile: z.string().min(1).default('encode') }).strict(),
+  params: z
+    .object({
+      prefillProfile: z.string().min(1).default('prefill'),
+      encodeProfile: z.string().min(1).default('encode'),
+    })
+    .strict(),
   create: (ctx, params): PreRequest => ({
     type: ctx.type,
     name: ctx.name,

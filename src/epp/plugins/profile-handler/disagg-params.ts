@@ -29,8 +29,18 @@ const onPrefillUnavailable = z.enum(['decode-only', 'fail']).optional();
 const nested = z
   .object({
     stageOrder,
-    profiles: z.object({ decode: z.string().min(1).optional(), prefill: z.string().min(1).optional(), encode: z.string().min(1).optional() }).strict().optional(),
-    deciders: z.object({ prefill: z.string().min(1).optional(), encode: z.string().min(1).optional() }).strict().optional(),
+    profiles: z
+      .object({
+        decode: z.string().min(1).optional(),
+        prefill: z.string().min(1).optional(),
+        encode: z.string().min(1).optional(),
+      })
+      .strict()
+      .optional(),
+    deciders: z
+      .object({ prefill: z.string().min(1).optional(), encode: z.string().min(1).optional() })
+      .strict()
+      .optional(),
     onPrefillUnavailable,
   })
   .strict();
@@ -57,7 +67,14 @@ export interface DisaggSettings {
   producer?: string;
 }
 
-const LEGACY_KEYS = ['decodeProfile', 'prefillProfile', 'encodeProfile', 'prefillDeciderPluginName', 'encodeDeciderPluginName', 'deciderPluginName'];
+const LEGACY_KEYS = [
+  'decodeProfile',
+  'prefillProfile',
+  'encodeProfile',
+  'prefillDeciderPluginName',
+  'encodeDeciderPluginName',
+  'deciderPluginName',
+];
 
 function settingsOf(raw: Record<string, unknown>, ctx: z.RefinementCtx): DisaggSettings {
   // llm-d tries the nested form first and falls back to the legacy one; a legacy key can only parse as legacy.
@@ -65,7 +82,12 @@ function settingsOf(raw: Record<string, unknown>, ctx: z.RefinementCtx): DisaggS
   const r = (legacyForm ? legacy : nested).safeParse(raw);
   if (!r.success) {
     for (const i of r.error.issues) {
-      if (i.code === 'unrecognized_keys') ctx.addIssue({ code: 'custom', message: `unknown parameter ${i.keys.map((k) => `"${k}"`).join(', ')}`, path: i.path });
+      if (i.code === 'unrecognized_keys')
+        ctx.addIssue({
+          code: 'custom',
+          message: `unknown parameter ${i.keys.map((k) => `"${k}"`).join(', ')}`,
+          path: i.path,
+        });
       else ctx.addIssue({ code: 'custom', message: i.message, path: i.path });
     }
     return z.NEVER;
@@ -74,7 +96,11 @@ function settingsOf(raw: Record<string, unknown>, ctx: z.RefinementCtx): DisaggS
     const l = r.data as z.infer<typeof legacy>;
     return {
       stageOrder: l.stageOrder ?? 'decode-first',
-      profiles: { decode: l.decodeProfile ?? 'decode', prefill: l.prefillProfile ?? 'prefill', encode: l.encodeProfile ?? 'encode' },
+      profiles: {
+        decode: l.decodeProfile ?? 'decode',
+        prefill: l.prefillProfile ?? 'prefill',
+        encode: l.encodeProfile ?? 'encode',
+      },
       deciders: { prefill: l.prefillDeciderPluginName ?? l.deciderPluginName, encode: l.encodeDeciderPluginName },
       onPrefillUnavailable: l.onPrefillUnavailable ?? 'decode-only',
     };
@@ -82,7 +108,11 @@ function settingsOf(raw: Record<string, unknown>, ctx: z.RefinementCtx): DisaggS
   const n = r.data as z.infer<typeof nested>;
   return {
     stageOrder: n.stageOrder ?? 'decode-first',
-    profiles: { decode: n.profiles?.decode ?? 'decode', prefill: n.profiles?.prefill ?? 'prefill', encode: n.profiles?.encode ?? 'encode' },
+    profiles: {
+      decode: n.profiles?.decode ?? 'decode',
+      prefill: n.profiles?.prefill ?? 'prefill',
+      encode: n.profiles?.encode ?? 'encode',
+    },
     deciders: { prefill: n.deciders?.prefill, encode: n.deciders?.encode },
     onPrefillUnavailable: n.onPrefillUnavailable ?? 'decode-only',
   };

@@ -22,7 +22,16 @@
 import { ConfigError } from '../../../common/index.js';
 import type { Decision, DecisionInput, PdDecider } from '../../../decider/index.js';
 import { InferenceError } from '../../framework/errors.js';
-import type { DisaggDecisionRecord, Endpoint, PreRequest, ProfileHandler, ProfileResults, SchedulerProfileView, SchedulingContext, SchedulingResult } from '../../framework/types.js';
+import type {
+  DisaggDecisionRecord,
+  Endpoint,
+  PreRequest,
+  ProfileHandler,
+  ProfileResults,
+  SchedulerProfileView,
+  SchedulingContext,
+  SchedulingResult,
+} from '../../framework/types.js';
 import { isDecider } from '../../framework/types.js';
 import { PREFIX_MATCH_DATA, prefixMatchOf } from '../../prefix/match-state.js';
 import { writeDisaggHeaders } from '../../routing-headers.js';
@@ -37,7 +46,8 @@ interface StageNotes {
 function deciderNamed(ctx: PluginFactoryContext, name: string | undefined): PdDecider | undefined {
   if (name === undefined) return undefined;
   const p = ctx.plugin(name);
-  if (!isDecider(p) || !ctx.kindsOf(name).includes('decider')) throw new ConfigError(`plugin "${ctx.name}" (type ${ctx.type}): "${name}" (type ${p.type}) is not a decider`);
+  if (!isDecider(p) || !ctx.kindsOf(name).includes('decider'))
+    throw new ConfigError(`plugin "${ctx.name}" (type ${ctx.type}): "${name}" (type ${p.type}) is not a decider`);
   return p;
 }
 
@@ -48,9 +58,15 @@ export interface DisaggHandlerHooks {
   finish?: (context: SchedulingContext, result: SchedulingResult) => SchedulingResult;
 }
 
-export function createDisaggHandler(ctx: PluginFactoryContext, settings: DisaggSettings, hooks: DisaggHandlerHooks = {}): ProfileHandler & PreRequest {
+export function createDisaggHandler(
+  ctx: PluginFactoryContext,
+  settings: DisaggSettings,
+  hooks: DisaggHandlerHooks = {},
+): ProfileHandler & PreRequest {
   if (settings.stageOrder === 'prefill-first' && settings.deciders.prefill) {
-    throw new ConfigError(`plugin "${ctx.name}" (type ${ctx.type}): stageOrder prefill-first cannot be combined with a prefill decider`);
+    throw new ConfigError(
+      `plugin "${ctx.name}" (type ${ctx.type}): stageOrder prefill-first cannot be combined with a prefill decider`,
+    );
   }
   const prefillDecider = deciderNamed(ctx, settings.deciders.prefill);
   const encodeDecider = deciderNamed(ctx, settings.deciders.encode);
@@ -64,11 +80,19 @@ export function createDisaggHandler(ctx: PluginFactoryContext, settings: DisaggS
     return n;
   };
 
-  const consult = (context: SchedulingContext, decider: PdDecider, decodePick: Endpoint | undefined, profiles: ReadonlyMap<string, SchedulerProfileView>, candidates: readonly Endpoint[]): Decision => {
+  const consult = (
+    context: SchedulingContext,
+    decider: PdDecider,
+    decodePick: Endpoint | undefined,
+    profiles: ReadonlyMap<string, SchedulerProfileView>,
+    candidates: readonly Endpoint[],
+  ): Decision => {
     let prefillCandidates: Endpoint[] | undefined;
     const input: DecisionInput = {
       request: context.request,
-      decode: decodePick ? { endpoint: decodePick, prefix: producer ? prefixMatchOf(context, producer, decodePick.id) : undefined } : undefined,
+      decode: decodePick
+        ? { endpoint: decodePick, prefix: producer ? prefixMatchOf(context, producer, decodePick.id) : undefined }
+        : undefined,
       get prefillCandidates() {
         return (prefillCandidates ??= profiles.get(prefill)?.filter(context, candidates) ?? []);
       },
@@ -78,24 +102,36 @@ export function createDisaggHandler(ctx: PluginFactoryContext, settings: DisaggS
     try {
       return decider.decide(input);
     } catch (err) {
-      context.logger.warn({ err, reqId: context.request.requestId, decider: decider.name }, 'decider failed; not disaggregating');
+      context.logger.warn(
+        { err, reqId: context.request.requestId, decider: decider.name },
+        'decider failed; not disaggregating',
+      );
       return { disaggregate: false, reason: 'decider-error' };
     }
   };
 
-  const decideDecodeFirst = (context: SchedulingContext, profiles: ReadonlyMap<string, SchedulerProfileView>, results: ProfileResults, candidates: readonly Endpoint[]): string[] => {
+  const decideDecodeFirst = (
+    context: SchedulingContext,
+    profiles: ReadonlyMap<string, SchedulerProfileView>,
+    results: ProfileResults,
+    candidates: readonly Endpoint[],
+  ): string[] => {
     if (!results.has(decode)) return profiles.has(decode) ? [decode] : [];
     const decodePick = results.get(decode)?.targets[0];
     if (!decodePick) return [];
     const n = notes(context);
     if (profiles.has(encode) && !results.has(encode)) {
-      const d = encodeDecider ? consult(context, encodeDecider, decodePick, profiles, candidates) : { disaggregate: false, reason: 'no-decider' };
+      const d = encodeDecider
+        ? consult(context, encodeDecider, decodePick, profiles, candidates)
+        : { disaggregate: false, reason: 'no-decider' };
       n.encode = { ...d, chosen: d.disaggregate };
       if (d.disaggregate) return [encode];
       results.set(encode, null);
     }
     if (profiles.has(prefill) && !results.has(prefill)) {
-      const d = prefillDecider ? consult(context, prefillDecider, decodePick, profiles, candidates) : { disaggregate: false, reason: 'no-decider' };
+      const d = prefillDecider
+        ? consult(context, prefillDecider, decodePick, profiles, candidates)
+        : { disaggregate: false, reason: 'no-decider' };
       n.prefill = { ...d, chosen: d.disaggregate };
       if (d.disaggregate) {
         context.peerEndpoint = decodePick;
@@ -108,14 +144,21 @@ export function createDisaggHandler(ctx: PluginFactoryContext, settings: DisaggS
     return [];
   };
 
-  const decidePrefillFirst = (context: SchedulingContext, profiles: ReadonlyMap<string, SchedulerProfileView>, results: ProfileResults, candidates: readonly Endpoint[]): string[] => {
+  const decidePrefillFirst = (
+    context: SchedulingContext,
+    profiles: ReadonlyMap<string, SchedulerProfileView>,
+    results: ProfileResults,
+    candidates: readonly Endpoint[],
+  ): string[] => {
     const n = notes(context);
     if (profiles.has(prefill) && !results.has(prefill)) {
       n.prefill = { disaggregate: true, reason: 'prefill-first', chosen: true };
       return [prefill];
     }
     if (profiles.has(encode) && !results.has(encode)) {
-      const d = encodeDecider ? consult(context, encodeDecider, undefined, profiles, candidates) : { disaggregate: false, reason: 'no-decider' };
+      const d = encodeDecider
+        ? consult(context, encodeDecider, undefined, profiles, candidates)
+        : { disaggregate: false, reason: 'no-decider' };
       n.encode = { ...d, chosen: d.disaggregate };
       if (d.disaggregate) return [encode];
       results.set(encode, null);
@@ -132,14 +175,19 @@ export function createDisaggHandler(ctx: PluginFactoryContext, settings: DisaggS
     type: ctx.type,
     name: ctx.name,
     pickProfiles: (context, profiles, results, candidates) =>
-      settings.stageOrder === 'prefill-first' ? decidePrefillFirst(context, profiles, results, candidates) : decideDecodeFirst(context, profiles, results, candidates),
+      settings.stageOrder === 'prefill-first'
+        ? decidePrefillFirst(context, profiles, results, candidates)
+        : decideDecodeFirst(context, profiles, results, candidates),
 
     processResults(context: SchedulingContext, results: ProfileResults): SchedulingResult {
       const d = results.get(decode);
       if (!d || d.targets.length === 0) {
         const err = context.profileErrors.get(decode);
         if (err instanceof InferenceError && err.dropReason === 'rejected-saturated') throw err;
-        throw new InferenceError('ResourceExhausted', 'failed to find target endpoint: failed to find available decode workers');
+        throw new InferenceError(
+          'ResourceExhausted',
+          'failed to find target endpoint: failed to find available decode workers',
+        );
       }
       const n = notes(context);
       const p = results.get(prefill) ?? null;
@@ -151,17 +199,38 @@ export function createDisaggHandler(ctx: PluginFactoryContext, settings: DisaggS
         detail = { ...detail, decidedReason: n.prefill.reason };
         if (settings.onPrefillUnavailable === 'fail') {
           ctx.metrics.recordRejection(reason);
-          context.logger.debug({ reqId: context.request.requestId, reason }, 'prefill required but no prefill endpoint is eligible; rejecting');
-          throw new InferenceError('ServiceUnavailable', 'prefill was required but no prefill endpoint is available', 'rejected-no-endpoints');
+          context.logger.debug(
+            { reqId: context.request.requestId, reason },
+            'prefill required but no prefill endpoint is eligible; rejecting',
+          );
+          throw new InferenceError(
+            'ServiceUnavailable',
+            'prefill was required but no prefill endpoint is available',
+            'rejected-no-endpoints',
+          );
         }
       }
-      const type: DisaggDecisionRecord['type'] = e ? (p ? 'encode-prefill-decode' : 'encode-decode') : p ? 'prefill-decode' : 'decode-only';
+      const type: DisaggDecisionRecord['type'] = e
+        ? p
+          ? 'encode-prefill-decode'
+          : 'encode-decode'
+        : p
+          ? 'prefill-decode'
+          : 'decode-only';
       context.decision = { type, reason, detail };
       if (hooks.record) hooks.record(context.request.targetModel, type, reason);
       else ctx.metrics.recordDecision(ctx, context.request.targetModel, type, reason);
       if (context.logger.isLevelEnabled('debug')) {
         context.logger.debug(
-          { reqId: context.request.requestId, decision: type, reason, detail, decode: d.targets[0].hostPort, prefill: p?.targets[0]?.hostPort, encodeReason: n.encode?.reason },
+          {
+            reqId: context.request.requestId,
+            decision: type,
+            reason,
+            detail,
+            decode: d.targets[0].hostPort,
+            prefill: p?.targets[0]?.hostPort,
+            encodeReason: n.encode?.reason,
+          },
           'disaggregation decision',
         );
       }
@@ -176,7 +245,10 @@ export function createDisaggHandler(ctx: PluginFactoryContext, settings: DisaggS
       writeDisaggHeaders(context.request.headers, result, prefill, encode);
     },
 
-    validateProfiles: (names) => (names.includes(decode) ? undefined : `disagg-profile-handler "${ctx.name}": decode profile "${decode}" is not among the scheduling profiles (${names.join(', ')})`),
+    validateProfiles: (names) =>
+      names.includes(decode)
+        ? undefined
+        : `disagg-profile-handler "${ctx.name}": decode profile "${decode}" is not among the scheduling profiles (${names.join(', ')})`,
   };
 }
 

@@ -45,7 +45,8 @@ export const pdProfileHandler = definePlugin({
       },
       {
         record: (model, type) => ctx.metrics.recordPdDecision(ctx, model, type),
-        finish: (context: SchedulingContext, result: SchedulingResult) => (params.primaryPort ? routeToPrimaryPort(context, result, params.primaryPort) : result),
+        finish: (context: SchedulingContext, result: SchedulingResult) =>
+          params.primaryPort ? routeToPrimaryPort(context, result, params.primaryPort) : result,
       },
     );
     const wrapped: ProfileHandler & PreRequest = {

@@ -12,15 +12,27 @@ import { DATA_PARALLEL_HOST_PORT } from '../../../common/pd-contract.js';
 const ORIGINAL = 'primary-port/original';
 
 /** 1–65535; 0 (upstream's "unset") turns the rewrite off where upstream allows that. */
-export const primaryPortParam = z.number().int('must be an integer').min(0, 'must be between 1 and 65535').max(65535, 'must be between 1 and 65535');
+export const primaryPortParam = z
+  .number()
+  .int('must be an integer')
+  .min(0, 'must be between 1 and 65535')
+  .max(65535, 'must be between 1 and 65535');
 
 /** Moves the primary profile's targets to `port` and remembers the first target's own address for the header. */
-export function routeToPrimaryPort(context: SchedulingContext, result: SchedulingResult, port: number): SchedulingResult {
+export function routeToPrimaryPort(
+  context: SchedulingContext,
+  result: SchedulingResult,
+  port: number,
+): SchedulingResult {
   const primary = result.results.get(result.primaryProfile);
   const first = primary?.targets[0];
   if (!primary || !first) return result;
   context.state.set(ORIGINAL, first.hostPort);
-  const targets = primary.targets.map((endpoint) => ({ ...endpoint, port, hostPort: hostPort(endpoint.address, port) }));
+  const targets = primary.targets.map((endpoint) => ({
+    ...endpoint,
+    port,
+    hostPort: hostPort(endpoint.address, port),
+  }));
   result.results.set(result.primaryProfile, { ...primary, targets });
   return result;
 }

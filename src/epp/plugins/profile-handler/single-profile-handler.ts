@@ -20,8 +20,14 @@ export const singleProfileHandler = definePlugin({
       if (name !== undefined && result) return { primaryProfile: name, results: new Map([[name, result]]) };
       const err = name !== undefined ? context.profileErrors.get(name) : undefined;
       if (err instanceof InferenceError) throw err;
-      throw new InferenceError('ResourceExhausted', `failed to find target endpoint: ${err?.message ?? 'no profile result'}`);
+      throw new InferenceError(
+        'ResourceExhausted',
+        `failed to find target endpoint: ${err?.message ?? 'no profile result'}`,
+      );
     },
-    validateProfiles: (names) => (names.length === 1 ? undefined : `single-profile-handler needs exactly one scheduling profile, found ${names.length}`),
+    validateProfiles: (names) =>
+      names.length === 1
+        ? undefined
+        : `single-profile-handler needs exactly one scheduling profile, found ${names.length}`,
   }),
 });

@@ -12,7 +12,14 @@
  *   scorer counts requests itself): setting it is a load error.
  */
 import { z } from 'zod';
-import type { Endpoint, PreRequest, ResponseComplete, Scorer, SchedulingContext, SchedulingResult } from '../../framework/types.js';
+import type {
+  Endpoint,
+  PreRequest,
+  ResponseComplete,
+  Scorer,
+  SchedulingContext,
+  SchedulingResult,
+} from '../../framework/types.js';
 import { goDuration } from '../../config/go-values.js';
 import { definePlugin } from '../definition.js';
 
@@ -25,17 +32,25 @@ function routedEndpoints(result: SchedulingResult): Endpoint[] {
 export const activeRequestScorer = definePlugin({
   kind: 'scorer',
   description: 'In-flight requests per endpoint, fewer is better.',
-  params: z.object({
-    idleThreshold: z.number().int().min(0, 'must be >= 0').default(0),
-    maxBusyScore: z.number().min(0, 'must be in [0, 1]').max(1, 'must be in [0, 1]').default(1),
-    requestTimeout: goDuration.optional(),
-    inFlightLoadProducerName: z
-      .string()
-      .refine((text) => text === '', 'pd-router has no inflight-load-producer: active-request-scorer counts the requests it routed itself')
-      .optional(),
-  }).strict(),
+  params: z
+    .object({
+      idleThreshold: z.number().int().min(0, 'must be >= 0').default(0),
+      maxBusyScore: z.number().min(0, 'must be in [0, 1]').max(1, 'must be in [0, 1]').default(1),
+      requestTimeout: goDuration.optional(),
+      inFlightLoadProducerName: z
+        .string()
+        .refine(
+          (text) => text === '',
+          'pd-router has no inflight-load-producer: active-request-scorer counts the requests it routed itself',
+        )
+        .optional(),
+    })
+    .strict(),
   create: (ctx, params): Scorer & PreRequest & ResponseComplete => {
-    if (params.requestTimeout !== undefined) ctx.warn('parameter "requestTimeout" is ignored (deprecated in llm-d-router): a request counts until its ext_proc stream ends');
+    if (params.requestTimeout !== undefined)
+      ctx.warn(
+        'parameter "requestTimeout" is ignored (deprecated in llm-d-router): a request counts until its ext_proc stream ends',
+      );
     const inFlight = new Map<string, number>();
     return {
       type: ctx.type,

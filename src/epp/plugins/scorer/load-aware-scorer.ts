@@ -13,16 +13,17 @@ export const loadAwareScorer = definePlugin({
   description: 'Waiting-queue size against a threshold, in [0, 0.5].',
   params: z.object({ threshold: z.number().int().default(128) }).strict(),
   create: (ctx, params): Scorer => {
-    if (params.threshold <= 0) ctx.warn(`parameter "threshold" ${params.threshold} is not positive; using the default 128, as upstream`);
+    if (params.threshold <= 0)
+      ctx.warn(`parameter "threshold" ${params.threshold} is not positive; using the default 128, as upstream`);
     const threshold = params.threshold > 0 ? params.threshold : 128;
     return {
-    type: ctx.type,
-    name: ctx.name,
-    score: (_context, endpoints) =>
-      endpoints.map((endpoint) => {
-        const q = endpoint.metrics.waitingQueueSize;
-        return q <= 0 ? 0.5 : 0.5 * (1 - Math.min(q, threshold) / threshold);
-      }),
+      type: ctx.type,
+      name: ctx.name,
+      score: (_context, endpoints) =>
+        endpoints.map((endpoint) => {
+          const q = endpoint.metrics.waitingQueueSize;
+          return q <= 0 ? 0.5 : 0.5 * (1 - Math.min(q, threshold) / threshold);
+        }),
     };
   },
 });

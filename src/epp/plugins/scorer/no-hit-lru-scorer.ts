@@ -22,16 +22,18 @@ export const noHitLruScorer = definePlugin({
   kind: 'scorer',
   requires: [PREFIX_MATCH_DATA],
   description: 'Cold requests go to the least recently used endpoints.',
-  params: z.object({
-    lruSize: z
-      .number()
-      .int()
-      .default(1024)
-      .transform((count) => (count > 0 ? count : 1024)),
-    prefixMatchInfoProducerName: z.string().optional(),
-    prefixPluginType: z.string().min(1).optional(),
-    prefixPluginName: z.string().min(1).optional(),
-  }).strict(),
+  params: z
+    .object({
+      lruSize: z
+        .number()
+        .int()
+        .default(1024)
+        .transform((count) => (count > 0 ? count : 1024)),
+      prefixMatchInfoProducerName: z.string().optional(),
+      prefixPluginType: z.string().min(1).optional(),
+      prefixPluginName: z.string().min(1).optional(),
+    })
+    .strict(),
   create: (ctx, params): Scorer & PreRequest => {
     const producer = prefixProducerFor(ctx, params);
     const coldKey = `no-hit-lru/${ctx.name}/cold`;

@@ -24,7 +24,10 @@ import { PRODUCER_PARAMETER_KEYS, approxPrefixCacheParams } from '../producer/ap
 import { resolvePrefixProducer, type PrefixConsumer } from './producer-ref.js';
 
 /** The GAIE producer parameters a scorer may carry; validated by the loader with the producer's schema. */
-const producerKeys = Object.fromEntries(PRODUCER_PARAMETER_KEYS.map((k) => [k, z.unknown().optional()])) as Record<(typeof PRODUCER_PARAMETER_KEYS)[number], z.ZodOptional<z.ZodUnknown>>;
+const producerKeys = Object.fromEntries(PRODUCER_PARAMETER_KEYS.map((k) => [k, z.unknown().optional()])) as Record<
+  (typeof PRODUCER_PARAMETER_KEYS)[number],
+  z.ZodOptional<z.ZodUnknown>
+>;
 
 export const prefixCacheScorer = definePlugin({
   kind: 'scorer',
@@ -52,7 +55,9 @@ export const prefixCacheScorer = definePlugin({
     }),
   create: (ctx, params): Scorer & PrefixConsumer => {
     if (params.hashBlockSize !== undefined) {
-      ctx.warn(`parameter "hashBlockSize" (GAIE v0.x's block size in characters) has no effect, as in GAIE v1.x; the block size is blockSizeTokens or the model server's`);
+      ctx.warn(
+        `parameter "hashBlockSize" (GAIE v0.x's block size in characters) has no effect, as in GAIE v1.x; the block size is blockSizeTokens or the model server's`,
+      );
     }
     const producer = resolvePrefixProducer(ctx, params.prefixMatchInfoProducerName);
     const w = params.matchLengthWeight;

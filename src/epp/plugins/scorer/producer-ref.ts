@@ -30,7 +30,11 @@ function fail(ctx: PluginFactoryContext, message: string): never {
 export function resolvePrefixProducer(ctx: PluginFactoryContext, named: string | undefined): string {
   if (named) {
     const p = ctx.plugin(named);
-    if (!ctx.namesProducing(PREFIX_MATCH_DATA).includes(named)) fail(ctx, `prefixMatchInfoProducerName "${named}" is a ${p.type}, not a producer of prefix-match data (an ${APPROX_PREFIX_PRODUCER_TYPE} or burst-prefix-cache-producer)`);
+    if (!ctx.namesProducing(PREFIX_MATCH_DATA).includes(named))
+      fail(
+        ctx,
+        `prefixMatchInfoProducerName "${named}" is a ${p.type}, not a producer of prefix-match data (an ${APPROX_PREFIX_PRODUCER_TYPE} or burst-prefix-cache-producer)`,
+      );
     return named;
   }
   const first = ctx.namesProducing(PREFIX_MATCH_DATA)[0];
@@ -39,19 +43,30 @@ export function resolvePrefixProducer(ctx: PluginFactoryContext, named: string |
 }
 
 /** The producer named by v0.7.1's prefixPluginType/prefixPluginName, or undefined when neither is written. */
-export function producerOfPrefixPlugin(ctx: PluginFactoryContext, type: string | undefined, name: string | undefined): string | undefined {
+export function producerOfPrefixPlugin(
+  ctx: PluginFactoryContext,
+  type: string | undefined,
+  name: string | undefined,
+): string | undefined {
   const target = name ?? type;
   if (target === undefined) return undefined;
   const actual = ctx.typeOf(target);
   if (actual === undefined) fail(ctx, `prefixPluginName "${target}" is not a configured plugin`);
-  if (type !== undefined && type !== actual) fail(ctx, `prefixPluginType "${type}" does not match plugin "${target}", whose type is ${actual}`);
+  if (type !== undefined && type !== actual)
+    fail(ctx, `prefixPluginType "${type}" does not match plugin "${target}", whose type is ${actual}`);
   if (ctx.namesProducing(PREFIX_MATCH_DATA).includes(target)) return target;
   if (actual === PREFIX_SCORER_TYPE) return (ctx.plugin(target) as PrefixConsumer).prefixProducer;
-  fail(ctx, `prefixPluginName "${target}" is a ${actual}, not a ${PREFIX_SCORER_TYPE} or ${APPROX_PREFIX_PRODUCER_TYPE}`);
+  fail(
+    ctx,
+    `prefixPluginName "${target}" is a ${actual}, not a ${PREFIX_SCORER_TYPE} or ${APPROX_PREFIX_PRODUCER_TYPE}`,
+  );
 }
 
 /** Both ways of naming the producer; they must agree when both are written. */
-export function prefixProducerFor(ctx: PluginFactoryContext, params: { prefixMatchInfoProducerName?: string; prefixPluginType?: string; prefixPluginName?: string }): string {
+export function prefixProducerFor(
+  ctx: PluginFactoryContext,
+  params: { prefixMatchInfoProducerName?: string; prefixPluginType?: string; prefixPluginName?: string },
+): string {
   const legacy = producerOfPrefixPlugin(ctx, params.prefixPluginType, params.prefixPluginName);
   const current = resolvePrefixProducer(ctx, params.prefixMatchInfoProducerName);
   if (legacy !== undefined && params.prefixMatchInfoProducerName && legacy !== current) {
