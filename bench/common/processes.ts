@@ -52,27 +52,30 @@ export function startComponent(args: string[], ready: RegExp, opts: StartOptions
   return new Promise((resolve, reject) => {
     const nodeCmd = [process.execPath, ...(opts.nodeArgs ?? []), opts.script ?? CLI, ...args];
     const [cmd, ...cmdArgs] = opts.cpus && hasTaskset() ? ['taskset', '-c', opts.cpus, ...nodeCmd] : nodeCmd;
-    const child = spawn(cmd!, cmdArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, cmdArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`pd-router ${args[0]} not ready in ${timeoutMs}ms:\n${out}`));
     }, timeoutMs);
-    const onData = (d: Buffer) => {
-      out += d.toString();
+    const onData = (chunk: Buffer) => {
+      out += chunk.toString();
       const m = out.match(ready);
       if (m) {
         clearTimeout(timer);
-        child.stdout!.off('data', onData);
-        child.stderr!.off('data', onData);
-        child.stdout!.resume();
-        child.stderr!.resume();
+        child.stdout.off('data', onData);
+        child.stderr.off('data', onData);
+        child.stdout.resume();
+        child.stderr.resume();
         resolve({
           child,
-          url: m[1]!,
+          url: m[1],
           stop: () =>
             new Promise<void>((res) => {
-              if (child.exitCode !== null) return res();
+              if (child.exitCode !== null) {
+                res();
+                return;
+              }
               const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
               child.once('exit', () => {
                 clearTimeout(kill);
@@ -83,7 +86,7 @@ export function startComponent(args: string[], ready: RegExp, opts: StartOptions
           cpuSeconds: () => {
             try {
               // utime and stime are fields 14 and 15 of /proc/<pid>/stat, in clock ticks (100 per second on Linux).
-              const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+              const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1].split(' ');
               return (Number(fields[11]) + Number(fields[12])) / 100;
             } catch {
               return undefined;
@@ -100,8 +103,8 @@ export function startComponent(args: string[], ready: RegExp, opts: StartOptions
         });
       }
     };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
     child.once('exit', (code) => {
       clearTimeout(timer);
       reject(new Error(`pd-router ${args[0]} exited with ${code}:\n${out}`));
@@ -109,14 +112,14 @@ export function startComponent(args: string[], ready: RegExp, opts: StartOptions
   });
 }
 
-export function percentile(sorted: readonly number[], p: number): number {
+export function percentile(sorted: readonly number[], quantile: number): number {
   if (sorted.length === 0) return NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i]!;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((quantile / 100) * sorted.length) - 1));
+  return sorted[i];
 }
 
-export function fmt(n: number, digits = 2): string {
-  return Number.isFinite(n) ? n.toFixed(digits) : 'n/a';
+export function fmt(count: number, digits = 2): string {
+  return Number.isFinite(count) ? count.toFixed(digits) : 'n/a';
 }
 
 /** A Markdown table. */

@@ -16,7 +16,7 @@ export function samplesOf(text: string, name: string): PromSample[] {
     if (rest.startsWith('{')) {
       const close = rest.lastIndexOf('}');
       labels = Object.fromEntries(
-        [...rest.slice(1, close).matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1]!, m[2]!]),
+        [...rest.slice(1, close).matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((match) => [match[1], match[2]]),
       );
       valueText = rest.slice(close + 1);
     } else if (rest.startsWith(' ')) {

@@ -39,7 +39,7 @@ import { samplesOf, scrape, sumBy } from '../common/prometheus.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
 }
 
 const DECIDERS = arg('deciders', 'always,prefix,cost').split(',') as DeciderChoice[];
@@ -135,12 +135,12 @@ async function runLevel(
   setMaxListeners(0, ac.signal);
   const started = Date.now();
   const results = await Promise.all(
-    STREAMS.map((s, i) =>
+    STREAMS.map((stream, i) =>
       runLoad({
         baseUrl: gatewayUrl,
         model: MODEL,
-        profile: s.profile,
-        arrival: { kind: 'poisson', rate: rate * s.share },
+        profile: stream.profile,
+        arrival: { kind: 'poisson', rate: rate * stream.share },
         durationSeconds: SECONDS,
         timeScale: TIME_SCALE,
         seed: SEED * 100 + i * 10 + Math.round(rate * 10),
@@ -151,8 +151,8 @@ async function runLevel(
     ),
   );
   const after = await eppCounters(eppMetricsUrl);
-  const samples: RequestSample[] = results.flatMap((r) => r.samples);
-  const durationSeconds = Math.max(...results.map((r) => r.summary.durationSeconds));
+  const samples: RequestSample[] = results.flatMap((runResult) => runResult.samples);
+  const durationSeconds = Math.max(...results.map((runResult) => runResult.summary.durationSeconds));
   const summary = summarize(samples, durationSeconds);
   const pd = delta(after.decisions, before.decisions, 'prefill-decode');
   const local = delta(after.decisions, before.decisions, 'decode-only');
@@ -163,7 +163,7 @@ async function runLevel(
   }
   const perStream: LevelResult['perStream'] = {};
   for (const [i, r] of results.entries()) {
-    perStream[STREAMS[i]!.profile.name] = {
+    perStream[STREAMS[i].profile.name] = {
       ttftP50: r.summary.latency.timeToFirstToken.p50,
       ttftP99: r.summary.latency.timeToFirstToken.p99,
       count: r.samples.length,
@@ -171,7 +171,7 @@ async function runLevel(
   }
   const maxSendLagMs = Math.max(
     0,
-    ...samples.map((s) => (s.scheduledMs !== undefined ? s.startMs - s.scheduledMs : 0)),
+    ...samples.map((sample) => (sample.scheduledMs !== undefined ? sample.startMs - sample.scheduledMs : 0)),
   );
   process.stderr.write(
     `  ${decider} @ ${rate} req/s: ${summary.requests.total - summary.requests.failures}/${summary.requests.total} ok, TTFT p50 ${fmt(summary.latency.timeToFirstToken.p50 * 1000, 0)} ms p99 ${fmt(summary.latency.timeToFirstToken.p99 * 1000, 0)} ms, TPOT p90 ${fmt(summary.latency.timePerOutputToken.p90 * 1000, 1)} ms, ${fmt(summary.throughput.outputTokensPerSec, 0)} tok/s, P/D ${fmt((100 * pd) / Math.max(1, pd + local), 0)}% (${((Date.now() - started) / 1000).toFixed(0)} s wall)\n`,
@@ -210,10 +210,10 @@ async function main(): Promise<void> {
     }
   }
 
-  const ms = (s: number) => fmt(s * 1000, 0);
+  const ms = (seconds: number) => fmt(seconds * 1000, 0);
   const rows: (string | number)[][] = [];
   for (const rate of RATES) {
-    for (const r of all.filter((x) => x.rate === rate)) {
+    for (const r of all.filter((levelResult) => levelResult.rate === rate)) {
       const s = r.summary;
       rows.push([
         rate,
@@ -250,32 +250,35 @@ async function main(): Promise<void> {
     streamRows.push([
       r.rate,
       r.decider,
-      ...STREAMS.map((s) => {
-        const p = r.perStream[s.profile.name]!;
+      ...STREAMS.map((stream) => {
+        const p = r.perStream[stream.profile.name];
         return `${ms(p.ttftP50)} / ${ms(p.ttftP99)}`;
       }),
     ]);
   }
-  const byStream = table(['load', 'decider', ...STREAMS.map((s) => `${s.profile.name} TTFT p50 / p99 ms`)], streamRows);
-  const reasonRows = all.map((r) => [
-    r.rate,
-    r.decider,
-    Object.entries(r.reasons)
-      .map(([k, v]) => `${k} ${v}`)
+  const byStream = table(
+    ['load', 'decider', ...STREAMS.map((stream) => `${stream.profile.name} TTFT p50 / p99 ms`)],
+    streamRows,
+  );
+  const reasonRows = all.map((levelResult) => [
+    levelResult.rate,
+    levelResult.decider,
+    Object.entries(levelResult.reasons)
+      .map(([reason, count]) => `${reason} ${count}`)
       .join(', '),
-    fmt(r.maxSendLagMs, 0),
+    fmt(levelResult.maxSendLagMs, 0),
   ]);
   const reasons = table(['load', 'decider', 'decisions by reason', 'max send lag ms'], reasonRows);
 
   const verdict: string[] = [];
   if (DECIDERS.includes('cost')) {
     for (const rate of RATES) {
-      const at = all.filter((x) => x.rate === rate);
-      const cost = at.find((x) => x.decider === 'cost');
-      const others = at.filter((x) => x.decider !== 'cost');
+      const at = all.filter((levelResult) => levelResult.rate === rate);
+      const cost = at.find((levelResult) => levelResult.decider === 'cost');
+      const others = at.filter((levelResult) => levelResult.decider !== 'cost');
       if (!cost || others.length === 0) continue;
-      const bestP99 = Math.min(...others.map((x) => x.summary.latency.timeToFirstToken.p99));
-      const bestTput = Math.max(...others.map((x) => x.summary.throughput.outputTokensPerSec));
+      const bestP99 = Math.min(...others.map((levelResult) => levelResult.summary.latency.timeToFirstToken.p99));
+      const bestTput = Math.max(...others.map((levelResult) => levelResult.summary.throughput.outputTokensPerSec));
       const p99 = cost.summary.latency.timeToFirstToken.p99;
       const tput = cost.summary.throughput.outputTokensPerSec;
       verdict.push(
@@ -288,8 +291,8 @@ async function main(): Promise<void> {
   const md = `# Decider evaluation
 
 ${PREFILL}P${DECODE}D on \`${PROFILE}\` simulators (step engine), time scale ${TIME_SCALE}, ${SECONDS} simulated seconds of Poisson arrivals per level, seed ${SEED}. Times are simulated.
-Workload: ${STREAMS.map((s) => `${s.profile.name} ${Math.round(s.share * 100)}% (${s.profile.description})`).join('; ')}; answers 64–192 tokens.
-Deciders: ${DECIDERS.map((d) => `${d} = ${DECIDER_TYPE[d]}`).join('; ')}.
+Workload: ${STREAMS.map((stream) => `${stream.profile.name} ${Math.round(stream.share * 100)}% (${stream.profile.description})`).join('; ')}; answers 64–192 tokens.
+Deciders: ${DECIDERS.map((text) => `${text} = ${DECIDER_TYPE[text]}`).join('; ')}.
 
 Command: \`${command}\` (${((Date.now() - started) / 1000).toFixed(0)} s wall)
 

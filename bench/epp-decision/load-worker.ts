@@ -32,6 +32,7 @@ const end = performance.now() + job.durationMs;
 function oneRequest(i: number): Promise<void> {
   return new Promise((resolve) => {
     const t0 = performance.now();
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-member-access -- the client is built from the ext_proc proto at run time
     const call = (client as any).Process() as grpc.ClientDuplexStream<ProcessingRequest, ProcessingResponse>;
     let done = false;
     const finish = (ok: boolean) => {
@@ -42,10 +43,10 @@ function oneRequest(i: number): Promise<void> {
       call.end();
       resolve();
     };
-    call.on('data', (m: ProcessingResponse) => {
-      if (m.immediate_response) finish(false);
+    call.on('data', (match: ProcessingResponse) => {
+      if (match.immediate_response) finish(false);
       const streamed = (
-        m.request_body?.response.body_mutation as { streamed_response?: { end_of_stream: boolean } } | undefined
+        match.request_body?.response.body_mutation as { streamed_response?: { end_of_stream: boolean } } | undefined
       )?.streamed_response;
       if (streamed?.end_of_stream) finish(true);
     });
@@ -61,7 +62,7 @@ function oneRequest(i: number): Promise<void> {
         end_of_stream: false,
       },
     });
-    call.write({ request_body: { body: Buffer.from(job.bodies[i % job.bodies.length]!), end_of_stream: true } });
+    call.write({ request_body: { body: Buffer.from(job.bodies[i % job.bodies.length]), end_of_stream: true } });
   });
 }
 

@@ -25,13 +25,13 @@ const TOKENS = [1024, 8192];
 const iterations = Math.min(flag('iterations', 20_000), 200_000);
 const durationMs = Math.min(flag('duration-ms', 4_000), 60_000);
 const concurrency = Math.min(flag('concurrency', 32), 512);
-const f = (n: number, d = 1) => n.toFixed(d);
+const f = (count: number, delta = 1) => count.toFixed(delta);
 
 const os = await import('node:os');
 console.log(
   `node ${process.version}, ${process.platform}/${process.arch}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model ?? '?'}), load average ${os
     .loadavg()
-    .map((x) => x.toFixed(2))
+    .map((value) => value.toFixed(2))
     .join(' ')}`,
 );
 if (only === undefined || only === 'metrics') {

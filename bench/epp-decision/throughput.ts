@@ -29,7 +29,10 @@ export async function runThroughputBench(
   const dir = mkdtempSync(path.join(os.tmpdir(), 'epp-bench-'));
   const file = path.join(dir, 'endpoints.yaml');
   const specs = poolSpecs(endpoints);
-  writeFileSync(file, JSON.stringify({ endpoints: specs.map((s) => ({ ...s, port: String(s.port) })) }));
+  writeFileSync(
+    file,
+    JSON.stringify({ endpoints: specs.map((endpointSpec) => ({ ...endpointSpec, port: String(endpointSpec.port) })) }),
+  );
   const epp = await startEpp(
     eppConfig({
       host: '127.0.0.1',

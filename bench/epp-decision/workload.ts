@@ -7,9 +7,9 @@ import { Rng } from '../../src/common/index.js';
 import { percentile } from '../common/processes.js';
 import { LLM_D_PD_EPP_CONFIG, type EndpointSpec } from '../../src/epp/index.js';
 
-export function poolSpecs(n: number): EndpointSpec[] {
-  const prefill = Math.max(1, Math.floor(n / 4));
-  return Array.from({ length: n }, (_, i) => ({
+export function poolSpecs(count: number): EndpointSpec[] {
+  const prefill = Math.max(1, Math.floor(count / 4));
+  return Array.from({ length: count }, (_, i) => ({
     name: `${i < prefill ? 'prefill' : 'decode'}-${i}`,
     namespace: 'bench',
     address: `10.${(i >> 8) & 255}.${i & 255}.1`,
@@ -55,7 +55,7 @@ export class RequestBodies {
   }
 
   next(): Buffer {
-    const prefix = this.shared[Math.floor(this.random() * this.shared.length)]!;
+    const prefix = this.shared[Math.floor(this.random() * this.shared.length)];
     const suffix = `request ${this.n++} ` + text(this.random, this.suffixBytes);
     return Buffer.from(
       JSON.stringify({ model: 'bench-model', prompt: prefix + suffix.slice(0, this.suffixBytes), max_tokens: 64 }),
@@ -71,8 +71,12 @@ export interface Percentiles {
 
 /** Nearest-rank p50/p99 (the benchmarks' one percentile, bench/common/processes.ts) and the mean. */
 export function percentiles(samples: number[]): Percentiles {
-  const s = [...samples].sort((a, b) => a - b);
-  return { p50: percentile(s, 50), p99: percentile(s, 99), mean: s.reduce((a, b) => a + b, 0) / Math.max(1, s.length) };
+  const s = [...samples].sort((left, right) => left - right);
+  return {
+    p50: percentile(s, 50),
+    p99: percentile(s, 99),
+    mean: s.reduce((acc, right) => acc + right, 0) / Math.max(1, s.length),
+  };
 }
 
 /** The benchmarked EndpointPickerConfig: llm-d's pd-epp-config.yaml with scraping off (metrics are injected). */

@@ -29,16 +29,16 @@ function post(path: string, body: Buffer | string): Promise<{ status: number; bo
     let status = 0;
     const handler: Dispatcher.DispatchHandler = {
       onRequestStart() {},
-      onResponseStart(_c, s) {
-        status = s;
+      onResponseStart(_controller, seconds) {
+        status = seconds;
       },
-      onResponseData(_c, chunk) {
+      onResponseData(_controller, chunk) {
         chunks.push(chunk);
       },
       onResponseEnd() {
-        resolve({ status, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) });
+        resolve({ status, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks) });
       },
-      onResponseError(_c, err) {
+      onResponseError(_controller, err) {
         reject(err);
       },
     };
@@ -52,10 +52,10 @@ const server = createServer((req, res) => {
     return;
   }
   const parts: Buffer[] = [];
-  req.on('data', (c: Buffer) => parts.push(c));
+  req.on('data', (chunk: Buffer) => parts.push(chunk));
   req.on('end', () => {
     void (async () => {
-      const raw = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+      const raw = parts.length === 1 ? parts[0] : Buffer.concat(parts);
       const client = JSON.parse(raw.toString('utf8')) as Record<string, unknown>;
       const path = req.url ?? '/';
       // The same prefill body the sidecar builds (chat completions, as the benchmark sends).
@@ -71,8 +71,8 @@ const server = createServer((req, res) => {
       );
       res.writeHead(decode.status, { 'content-type': 'application/json', 'content-length': decode.body.length });
       res.end(decode.body);
-    })().catch((err: Error) => {
-      if (!res.headersSent) res.writeHead(502).end(err.message);
+    })().catch((err: unknown) => {
+      if (!res.headersSent) res.writeHead(502).end((err as Error).message);
       else res.destroy();
     });
   });

@@ -43,7 +43,7 @@ import { nixlPrefillBody } from '../../src/sidecar/index.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
 }
 
 const DURATION = Number(arg('duration', '10'));
@@ -140,7 +140,7 @@ async function runMode(
             onResponse: (status: number, body: string, ctx: Record<string, unknown>) => {
               ctx.prefillStatus = status;
               try {
-                ctx.kv = JSON.parse(body).kv_transfer_params;
+                ctx.kv = (JSON.parse(body) as { kv_transfer_params?: unknown }).kv_transfer_params;
               } catch {
                 ctx.kv = null;
               }
@@ -191,7 +191,8 @@ async function runMode(
     connectionsUp = answered.size;
     timers.push(setTimeout(() => instance.stop(), (DURATION + COOLDOWN_S) * 1000));
   };
-  instance.on('response', (client: unknown) => {
+  // autocannon's instance is also a promise of its result; on() returns the instance.
+  void instance.on('response', (client: unknown) => {
     if (windowStart !== Infinity) return;
     answered.add(client);
     if (answered.size >= concurrency && now() - start >= WARMUP_S * 1000) openWindow();
@@ -204,7 +205,7 @@ async function runMode(
     process.stderr.write(
       `${mode} at ${concurrency}: only ${connectionsUp} connections had answered after ${WARMUP_MAX_S}s\n`,
     );
-  latencies.sort((a, b) => a - b);
+  latencies.sort((left, right) => left - right);
   return {
     mode,
     concurrency,
@@ -221,18 +222,18 @@ async function runMode(
 
 /** One result from several runs of a mode: latencies pooled, operations summed, throughput averaged. */
 function pooled(runs: ModeResult[]): ModeResult {
-  const latencies = runs.flatMap((r) => r.latencies).sort((a, b) => a - b);
-  const ops = runs.reduce((n, r) => n + r.ops, 0);
+  const latencies = runs.flatMap((modeResult) => modeResult.latencies).sort((left, right) => left - right);
+  const ops = runs.reduce((acc, modeResult) => acc + modeResult.ops, 0);
   return {
-    mode: runs[0]!.mode,
-    concurrency: runs[0]!.concurrency,
-    connectionsUp: Math.min(...runs.map((r) => r.connectionsUp)),
+    mode: runs[0].mode,
+    concurrency: runs[0].concurrency,
+    connectionsUp: Math.min(...runs.map((modeResult) => modeResult.connectionsUp)),
     ops,
-    allOps: runs.reduce((n, r) => n + r.allOps, 0),
+    allOps: runs.reduce((acc, modeResult) => acc + modeResult.allOps, 0),
     opsPerSec: ops / (DURATION * runs.length),
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
-    errors: runs.reduce((n, r) => n + r.errors, 0),
+    errors: runs.reduce((acc, modeResult) => acc + modeResult.errors, 0),
     latencies,
   };
 }
@@ -325,7 +326,7 @@ async function runOpenLoop(
     await Promise.all(Array.from({ length: connections }, () => op().catch(() => false)));
     await drive(Math.round(rate), false);
     const r = await drive(Math.round(rate * DURATION), true);
-    r.latencies.sort((a, b) => a - b);
+    r.latencies.sort((left, right) => left - right);
     return {
       mode,
       rate,
@@ -355,10 +356,10 @@ async function overheadBuckets(sidecarUrl: string): Promise<Map<number, number>>
 }
 
 /** The bucket bound under which a share q of the observations between two scrapes fall (ms). */
-function bucketQuantileMs(before: Map<number, number>, after: Map<number, number>, q: number): number {
-  const bounds = [...after.keys()].sort((a, b) => a - b);
+function bucketQuantileMs(before: Map<number, number>, after: Map<number, number>, quantile: number): number {
+  const bounds = [...after.keys()].sort((left, right) => left - right);
   const total = (after.get(Infinity) ?? 0) - (before.get(Infinity) ?? 0);
-  for (const b of bounds) if ((after.get(b) ?? 0) - (before.get(b) ?? 0) >= q * total) return b * 1000;
+  for (const b of bounds) if ((after.get(b) ?? 0) - (before.get(b) ?? 0) >= quantile * total) return b * 1000;
   return Infinity;
 }
 
@@ -410,7 +411,7 @@ async function main(): Promise<void> {
             '--model-server-host',
             '127.0.0.1',
             '--model-server-port',
-            simHostPort.split(':')[1]!,
+            simHostPort.split(':')[1],
             '--log-level',
             'info',
           ],
@@ -418,16 +419,16 @@ async function main(): Promise<void> {
           { nodeArgs: SIDECAR_NODE_ARGS, cpus: PIN ? '1' : undefined },
         );
   const rows: Array<Record<string, number | string>> = [];
-  const phase = async (c: number) => {
+  const phase = async (count: number) => {
     // Direct and sidecar runs alternate REPEATS times and each mode's latencies are pooled, so a slow spell of the
     // machine (a shared VM) falls on both modes rather than on one.
     const directRuns: ModeResult[] = [];
     const viaRuns: ModeResult[] = [];
     let sidecarCpu = 0;
     for (let i = 0; i < REPEATS; i++) {
-      directRuns.push(await runMode('direct', sim.url, simHostPort, c));
+      directRuns.push(await runMode('direct', sim.url, simHostPort, count));
       const cpuBefore = sidecar.cpuSeconds() ?? NaN;
-      viaRuns.push(await runMode('sidecar', sidecar.url, simHostPort, c));
+      viaRuns.push(await runMode('sidecar', sidecar.url, simHostPort, count));
       sidecarCpu += (sidecar.cpuSeconds() ?? NaN) - cpuBefore;
     }
     const direct = pooled(directRuns);
@@ -435,7 +436,7 @@ async function main(): Promise<void> {
     // CPU over the whole runs, warm-up and cool-down included, divided by every operation the sidecar served in them.
     const cpuPerOpUs = (sidecarCpu / via.allOps) * 1e6;
     const row = {
-      concurrency: c,
+      concurrency: count,
       sidecarCpuPerOpUs: cpuPerOpUs,
       directP50: direct.p50,
       directP99: direct.p99,
@@ -449,7 +450,7 @@ async function main(): Promise<void> {
     };
     rows.push(row);
     process.stderr.write(
-      `concurrency ${c}: added p50 ${fmt(row.addedP50)} ms, p99 ${fmt(row.addedP99)} ms, ${fmt(via.opsPerSec, 0)} ops/s via sidecar, ${fmt(cpuPerOpUs, 0)} us CPU/op\n`,
+      `concurrency ${count}: added p50 ${fmt(row.addedP50)} ms, p99 ${fmt(row.addedP99)} ms, ${fmt(via.opsPerSec, 0)} ops/s via sidecar, ${fmt(cpuPerOpUs, 0)} us CPU/op\n`,
     );
     return row;
   };
@@ -504,18 +505,18 @@ async function main(): Promise<void> {
           'sidecar CPU/op (µs)',
           'errors',
         ],
-        rows.map((r) => [
-          r.concurrency!,
-          fmt(r.directP50 as number),
-          fmt(r.directP99 as number),
-          fmt(r.sidecarP50 as number),
-          fmt(r.sidecarP99 as number),
-          fmt(r.addedP50 as number),
-          fmt(r.addedP99 as number),
-          fmt(r.directOpsPerSec as number, 0),
-          fmt(r.sidecarOpsPerSec as number, 0),
-          fmt(r.sidecarCpuPerOpUs as number, 0),
-          r.errors!,
+        rows.map((result) => [
+          result.concurrency,
+          fmt(result.directP50 as number),
+          fmt(result.directP99 as number),
+          fmt(result.sidecarP50 as number),
+          fmt(result.sidecarP99 as number),
+          fmt(result.addedP50 as number),
+          fmt(result.addedP99 as number),
+          fmt(result.directOpsPerSec as number, 0),
+          fmt(result.sidecarOpsPerSec as number, 0),
+          fmt(result.sidecarCpuPerOpUs as number, 0),
+          result.errors,
         ]),
       ),
       '',
@@ -536,19 +537,19 @@ async function main(): Promise<void> {
           'sidecar CPU/op (µs)',
           'errors',
         ],
-        openRows.map((r) => [
-          r.rate,
-          fmt(r.direct.p50),
-          fmt(r.direct.p99),
-          fmt(r.via.p50),
-          fmt(r.via.p99),
-          fmt(r.via.p50 - r.direct.p50),
-          fmt(r.via.p99 - r.direct.p99),
-          `${fmt(r.own.p50)} / ${fmt(r.own.p99)}`,
-          `${r.direct.maxInFlight} / ${r.via.maxInFlight}`,
-          fmt(Math.max(r.direct.maxSendLagMs, r.via.maxSendLagMs), 1),
-          fmt(r.cpuPerOpUs, 0),
-          r.direct.errors + r.via.errors,
+        openRows.map((result) => [
+          result.rate,
+          fmt(result.direct.p50),
+          fmt(result.direct.p99),
+          fmt(result.via.p50),
+          fmt(result.via.p99),
+          fmt(result.via.p50 - result.direct.p50),
+          fmt(result.via.p99 - result.direct.p99),
+          `${fmt(result.own.p50)} / ${fmt(result.own.p99)}`,
+          `${result.direct.maxInFlight} / ${result.via.maxInFlight}`,
+          fmt(Math.max(result.direct.maxSendLagMs, result.via.maxSendLagMs), 1),
+          fmt(result.cpuPerOpUs, 0),
+          result.direct.errors + result.via.errors,
         ]),
       ),
       '',
@@ -565,7 +566,7 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e) => {
-  process.stderr.write(`${(e as Error).stack ?? e}\n`);
+main().catch((err: unknown) => {
+  process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
   process.exitCode = 1;
 });

@@ -44,10 +44,10 @@ export function createLogger(settings: LoggerSettings): Logger {
   if (settings.format === 'pretty') {
     // Loaded only when asked for: the formatter and its dependencies cost memory a JSON-logging server never needs.
     const { PinoPretty } = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
-    // eslint-disable-next-line @typescript-eslint/no-unnecessary-boolean-literal-compare -- isTTY is undefined, not false, when output is not a terminal
+
     const stream = PinoPretty({
       sync: true,
-      colorize: process.stdout.isTTY === true,
+      colorize: process.stdout.isTTY,
       destination: settings.destination ?? 1,
     });
     return pino(options, stream);

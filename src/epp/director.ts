@@ -169,7 +169,7 @@ export class RequestDirector {
     for (const plugin of this.config.preRequest)
       this.config.timer.time('PreRequest', plugin, () => plugin.preRequest(ctx, result));
     const primary = result.results.get(result.primaryProfile)!;
-    this.metrics.scheduled(ctx.request.targetModel, primary.targets[0]!, (performance.now() - start) / 1000);
+    this.metrics.scheduled(ctx.request.targetModel, primary.targets[0], (performance.now() - start) / 1000);
     return { ctx, result, destination: primary.targets.map((endpoint) => endpoint.hostPort).join(',') };
   }
 

@@ -53,7 +53,7 @@ export function healthImplementation(
     Check: (call: grpc.ServerUnaryCall<{ service: string }, unknown>, cb: grpc.sendUnaryData<unknown>) =>
       cb(null, { status: status(call.request?.service ?? '') }),
     List: (_call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) =>
-      cb(null, { statuses: Object.fromEntries(listed.map((s) => [s, { status: status(s) }])) }),
+      cb(null, { statuses: Object.fromEntries(listed.map((text) => [text, { status: status(text) }])) }),
     Watch: (call: grpc.ServerWritableStream<unknown, unknown>) =>
       call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'Watch is not implemented' }),
   };

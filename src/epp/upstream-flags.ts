@@ -29,10 +29,10 @@ const metricName = (what: string, dflt: string): CompatEntry =>
     { harmless: (value: string) => value === dflt, deprecated: 'use engineConfigs in EndpointPickerConfig' },
   );
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the value of whichever option the entry holds
 const metricsSource = (
   spec: CompatEntry['spec'],
   param: string,
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the value of whichever option the entry holds
   harmless: (value: any) => boolean,
   releases: readonly string[] = GAIE,
 ): CompatEntry =>

@@ -29,7 +29,7 @@ export class EppReplicas {
   }
 
   open(i: number): ExtProcSession {
-    return new ExtProcSession(this.clients[i]!, this.messageTimeoutMs);
+    return new ExtProcSession(this.clients[i], this.messageTimeoutMs);
   }
 
   /** Replica `i` answered (not as a follower): later exchanges ask it first. */
@@ -38,6 +38,7 @@ export class EppReplicas {
   }
 
   close(): void {
-    for (const c of this.clients) (c as unknown as grpc.Client).close();
+    // eslint-disable-next-line no-restricted-syntax -- the proto-built client is a grpc.Client, which the session type does not say
+    for (const client of this.clients) (client as unknown as grpc.Client).close();
   }
 }

@@ -53,15 +53,15 @@ function validValue(name: string, value: string): boolean {
  * Applies a mutation to `h` in place; returns how many of its changes were ignored by the rules. Throws
  * InvalidHeaderMutation (before changing anything) when a name or value has characters HTTP does not allow.
  */
-export function applyMutation(h: HeaderMultiMap, m: HeaderMutation | undefined | null): number {
-  if (!m) return 0;
-  const removals = (m.remove_headers ?? []).map((n) => n.toLowerCase());
-  const sets = (m.set_headers ?? [])
-    .filter((o) => o?.header)
-    .map((o) => ({
-      name: o.header.key.toLowerCase(),
-      value: headerValueText(o.header),
-      append: o.append?.value === true,
+export function applyMutation(headerMultiMap: HeaderMultiMap, mutation: HeaderMutation | undefined | null): number {
+  if (!mutation) return 0;
+  const removals = (mutation.remove_headers ?? []).map((count) => count.toLowerCase());
+  const sets = (mutation.set_headers ?? [])
+    .filter((option) => option?.header)
+    .map((option) => ({
+      name: option.header.key.toLowerCase(),
+      value: headerValueText(option.header),
+      append: option.append?.value === true,
     }));
   for (const name of removals)
     if (!validName(name))
@@ -72,17 +72,17 @@ export function applyMutation(h: HeaderMultiMap, m: HeaderMutation | undefined |
   }
   let rejected = 0;
   for (const name of removals) {
-    if (allowed('remove', name)) h.delete(name);
+    if (allowed('remove', name)) headerMultiMap.delete(name);
     else rejected++;
   }
   for (const s of sets) {
-    const existing = h.get(s.name);
+    const existing = headerMultiMap.get(s.name);
     const op = s.append && existing && existing.length > 0 ? 'append' : 'set';
     if (!allowed(op, s.name) || !validValue(s.name, s.value)) {
       rejected++;
       continue;
     }
-    h.set(s.name, op === 'append' ? [...existing!, s.value] : [s.value]);
+    headerMultiMap.set(s.name, op === 'append' ? [...existing!, s.value] : [s.value]);
   }
   return rejected;
 }

@@ -99,7 +99,6 @@ export async function startGateway(config: GatewayConfig, logger: Logger = silen
         body: request.body as Readable | undefined,
         res,
         signal: clientGone,
-        // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment -- fastify's request logger is a pino child logger
         logger: request.log as Logger,
       },
       deps,

@@ -71,38 +71,40 @@ export interface ProxyDeps {
 type Headers = HeaderMultiMap;
 
 /** The request as Envoy's ext_proc filter sees it: the pseudo-headers first, then the client's headers. */
-function toHeaders(pseudo: Record<string, string>, h: IncomingHttpHeaders): Headers {
-  const out: Headers = new Map(Object.entries(pseudo).map(([k, v]) => [k, [v]]));
-  for (const [k, v] of Object.entries(h)) if (v !== undefined) out.set(k, Array.isArray(v) ? [...v] : [String(v)]);
+function toHeaders(pseudo: Record<string, string>, headers: IncomingHttpHeaders): Headers {
+  const out: Headers = new Map(Object.entries(pseudo).map(([name, value]) => [name, [value]]));
+  for (const [name, value] of Object.entries(headers))
+    if (value !== undefined) out.set(name, Array.isArray(value) ? [...value] : [value]);
   // The gateway answered the expectation itself (100 Continue) and has the body: like Envoy, it passes the header
   // neither to the EPP nor upstream (undici refuses to send it).
   out.delete('expect');
   return out;
 }
 
-function headerMap(h: Headers): { headers: HeaderValue[] } {
+function headerMap(headerMultiMap: Headers): { headers: HeaderValue[] } {
   const headers: HeaderValue[] = [];
-  for (const [key, values] of h) for (const v of values) headers.push({ key, raw_value: Buffer.from(v) });
+  for (const [key, values] of headerMultiMap) for (const v of values) headers.push({ key, raw_value: Buffer.from(v) });
   return { headers };
 }
 
-function commonOf(r: ProcessingResponse): CommonResponse | undefined {
+function commonOf(result: ProcessingResponse): CommonResponse | undefined {
   return (
-    r.request_headers?.response ?? r.request_body?.response ?? r.response_headers?.response ?? r.response_body?.response
+    result.request_headers?.response ??
+    result.request_body?.response ??
+    result.response_headers?.response ??
+    result.response_body?.response
   );
 }
 
 /** Destinations from the envoy.lb dynamic metadata, else the x-gateway-destination-endpoint header. */
-function destinations(meta: Record<string, unknown> | undefined, h: Headers): string[] {
+function destinations(meta: Record<string, unknown> | undefined, headerMultiMap: Headers): string[] {
   const lb = meta?.['envoy.lb'] as Record<string, unknown> | undefined;
   const fromMeta =
-    typeof lb?.['x-gateway-destination-endpoint'] === 'string'
-      ? (lb['x-gateway-destination-endpoint'] as string)
-      : undefined;
-  const value = fromMeta ?? h.get('x-gateway-destination-endpoint')?.[0] ?? '';
+    typeof lb?.['x-gateway-destination-endpoint'] === 'string' ? lb['x-gateway-destination-endpoint'] : undefined;
+  const value = fromMeta ?? headerMultiMap.get('x-gateway-destination-endpoint')?.[0] ?? '';
   return value
     .split(',')
-    .map((s) => s.trim())
+    .map((text) => text.trim())
     .filter(Boolean);
 }
 
@@ -120,19 +122,19 @@ function writeLocalReply(
   res.end(body);
 }
 
-function relayImmediate(res: ServerResponse, r: NonNullable<ProcessingResponse['immediate_response']>): number {
-  const status = envoyStatusNumber(r.status?.code);
+function relayImmediate(res: ServerResponse, response: NonNullable<ProcessingResponse['immediate_response']>): number {
+  const status = envoyStatusNumber(response.status?.code);
   const h: Headers = new Map();
   try {
-    applyMutation(h, r.headers);
+    applyMutation(h, response.headers);
   } catch (err) {
     // Envoy logs a failed immediate-response mutation and sends the response without it.
     if (!(err instanceof InvalidHeaderMutation)) throw err;
     h.clear();
   }
-  const body = r.body ? Buffer.from(r.body) : Buffer.alloc(0);
+  const body = response.body ? Buffer.from(response.body) : Buffer.alloc(0);
   const headers: Record<string, string | string[]> = {};
-  for (const [k, v] of h) headers[k] = v.length === 1 ? v[0]! : v;
+  for (const [k, v] of h) headers[k] = v.length === 1 ? v[0] : v;
   headers['content-length'] = String(body.length);
   if (!headers['content-type']) headers['content-type'] = 'text/plain';
   res.writeHead(status || 500, headers);
@@ -164,7 +166,10 @@ function readBody(body: Readable | undefined, limit: number, idleMs: number): Pr
     );
     const onData = (chunk: Buffer) => {
       size += chunk.length;
-      if (size > limit) return done(new RangeError(`request body exceeds ${limit} bytes`));
+      if (size > limit) {
+        done(new RangeError(`request body exceeds ${limit} bytes`));
+        return;
+      }
       parts.push(chunk);
       timer.refresh();
     };
@@ -175,61 +180,66 @@ function readBody(body: Readable | undefined, limit: number, idleMs: number): Pr
 }
 
 /** Serves one exchange; returns the status sent to the client (0 if the client left). */
-export async function proxyExchange(x: Exchange, d: ProxyDeps): Promise<number> {
-  const c = d.config;
+export async function proxyExchange(exchange: Exchange, proxyDeps: ProxyDeps): Promise<number> {
+  const c = proxyDeps.config;
   const started = performance.now();
   let chunks: Buffer[];
   try {
-    chunks = await readBody(x.body, c.maxRequestBodySize, c.requestBodyTimeout);
+    chunks = await readBody(exchange.body, c.maxRequestBodySize, c.requestBodyTimeout);
   } catch (err) {
     // The rest of the body is never read: answer, then close the connection.
     const status = err instanceof RangeError ? 413 : err instanceof BodyTimeout ? 408 : 0;
     if (status === 0) return 0;
-    writeLocalReply(x.res, status, (err as Error).message, { connection: 'close' });
-    x.res.once('finish', () => x.res.socket?.destroy());
+    writeLocalReply(exchange.res, status, (err as Error).message, { connection: 'close' });
+    exchange.res.once('finish', () => exchange.res.socket?.destroy());
     return status;
   }
   const original = {
     headers: toHeaders(
-      { ':method': x.method, ':path': x.url, ':authority': x.headers.host ?? 'localhost', ':scheme': 'http' },
-      x.headers,
+      {
+        ':method': exchange.method,
+        ':path': exchange.url,
+        ':authority': exchange.headers.host ?? 'localhost',
+        ':scheme': 'http',
+      },
+      exchange.headers,
     ),
     chunks,
   };
-  const asked = await askEppReplicas(x, d, original.headers, chunks, started);
+  const asked = await askEppReplicas(exchange, proxyDeps, original.headers, chunks, started);
   if ('relayed' in asked) return asked.relayed;
   if ('failed' in asked) {
     const err = asked.failed;
-    if (x.signal.aborted) return 0;
+    if (exchange.signal.aborted) return 0;
     const stage = err instanceof EppUnavailable ? err.stage : 'connect';
-    d.metrics.eppFailures.inc({ stage });
-    x.logger.warn({ err, stage }, 'endpoint picker failed');
+    proxyDeps.metrics.eppFailures.inc({ stage });
+    exchange.logger.warn({ err, stage }, 'endpoint picker failed');
     if (!c.failureModeAllow) {
-      writeLocalReply(x.res, 500, `ext_proc error: endpoint picker unavailable (${(err as Error).message})`);
+      writeLocalReply(exchange.res, 500, `ext_proc error: endpoint picker unavailable (${(err as Error).message})`);
       return 500;
     }
-    const fallback = d.nextFallback();
+    const fallback = proxyDeps.nextFallback();
     if (!fallback) {
       writeLocalReply(
-        x.res,
+        exchange.res,
         503,
         'no healthy upstream: endpoint picker unavailable and no --fallback-endpoints configured',
       );
       return 503;
     }
-    d.metrics.failOpen.inc();
+    proxyDeps.metrics.failOpen.inc();
     // Without the EPP nobody vouches for the client's routing headers: they go, as the EPP would have removed them.
     const headers = new Map(original.headers);
     for (const h of ROUTING_HEADERS) headers.delete(h);
-    return forward(x, d, headers, Buffer.concat(original.chunks), [fallback], undefined);
+    return forward(exchange, proxyDeps, headers, Buffer.concat(original.chunks), [fallback], undefined);
   }
   const { session, headers, destination, body } = asked;
   if (destination.length === 0) {
     session.close();
-    writeLocalReply(x.res, 503, 'no healthy upstream: the endpoint picker named no destination');
+    writeLocalReply(exchange.res, 503, 'no healthy upstream: the endpoint picker named no destination');
     return 503;
   }
-  return forward(x, d, headers, body, destination, session);
+  return forward(exchange, proxyDeps, headers, body, destination, session);
 }
 
 type Routed = { session: ExtProcSession; headers: Headers; destination: string[]; body: Buffer };
@@ -244,11 +254,11 @@ type EppAnswer =
   | { answered: number };
 
 /** An immediate response of a follower under leader election: another replica may be the leader. */
-function isNotLeader(r: NonNullable<ProcessingResponse['immediate_response']>): boolean {
-  if (envoyStatusNumber(r.status?.code) !== 503) return false;
+function isNotLeader(response: NonNullable<ProcessingResponse['immediate_response']>): boolean {
+  if (envoyStatusNumber(response.status?.code) !== 503) return false;
   const h: Headers = new Map();
   try {
-    applyMutation(h, r.headers);
+    applyMutation(h, response.headers);
   } catch (err) {
     if (err instanceof InvalidHeaderMutation) return false;
     throw err;
@@ -263,44 +273,44 @@ function isNotLeader(r: NonNullable<ProcessingResponse['immediate_response']>): 
  * that answer is relayed: there is no leader).
  */
 async function askEppReplicas(
-  x: Exchange,
-  d: ProxyDeps,
+  exchange: Exchange,
+  proxyDeps: ProxyDeps,
   original: Headers,
   chunks: Buffer[],
   started: number,
 ): Promise<Routed | { relayed: number } | { failed: unknown }> {
-  const deadline = started + d.config.eppRetryTimeout;
+  const deadline = started + proxyDeps.config.eppRetryTimeout;
   let backoff = 50;
   let lastFailure: unknown;
   let lastFollower: NonNullable<ProcessingResponse['immediate_response']> | undefined;
   for (;;) {
-    for (const i of d.epps.order()) {
-      if (x.signal.aborted) return { failed: new Error('client gone') };
+    for (const i of proxyDeps.epps.order()) {
+      if (exchange.signal.aborted) return { failed: new Error('client gone') };
       if (lastFailure !== undefined || lastFollower)
-        d.metrics.eppRetries.inc({ reason: lastFollower ? 'not_leader' : 'unavailable' });
+        proxyDeps.metrics.eppRetries.inc({ reason: lastFollower ? 'not_leader' : 'unavailable' });
       let answer: EppAnswer;
       try {
         answer = await askEpp(
-          x,
-          d,
-          d.epps.open(i),
-          new Map([...original].map(([k, v]) => [k, [...v]])),
+          exchange,
+          proxyDeps,
+          proxyDeps.epps.open(i),
+          new Map([...original].map(([name, values]) => [name, [...values]])),
           chunks,
           started,
         );
       } catch (err) {
-        if (x.signal.aborted) return { failed: err };
+        if (exchange.signal.aborted) return { failed: err };
         lastFailure = err;
         lastFollower = undefined;
-        if (d.epps.addresses.length > 1)
-          x.logger.debug(
-            { epp: d.epps.addresses[i], err: (err as Error).message },
+        if (proxyDeps.epps.addresses.length > 1)
+          exchange.logger.debug(
+            { epp: proxyDeps.epps.addresses[i], err: (err as Error).message },
             'EPP replica unavailable; asking the next',
           );
         continue;
       }
       if ('answered' in answer) {
-        d.epps.answered(i);
+        proxyDeps.epps.answered(i);
         return { relayed: answer.answered };
       }
       if ('immediate' in answer && isNotLeader(answer.immediate)) {
@@ -310,19 +320,19 @@ async function askEppReplicas(
         lastFailure = undefined;
         continue;
       }
-      d.epps.answered(i);
+      proxyDeps.epps.answered(i);
       if ('immediate' in answer) {
         answer.stopWatching();
         answer.session.close();
-        return { relayed: relayImmediate(x.res, answer.immediate) };
+        return { relayed: relayImmediate(exchange.res, answer.immediate) };
       }
       return answer;
     }
     if (performance.now() + backoff > deadline) break;
-    await pause(backoff, x.signal);
+    await pause(backoff, exchange.signal);
     backoff = Math.min(1000, backoff * 2);
   }
-  if (lastFollower && lastFailure === undefined) return { relayed: relayImmediate(x.res, lastFollower) };
+  if (lastFollower && lastFailure === undefined) return { relayed: relayImmediate(exchange.res, lastFollower) };
   return { failed: lastFailure };
 }
 
@@ -346,40 +356,42 @@ function pause(ms: number, signal: StopSignal): Promise<void> {
  * response. Throws EppUnavailable. A routed session stays cancelled by the client's leaving for the rest of the exchange.
  */
 async function askEpp(
-  x: Exchange,
-  d: ProxyDeps,
-  s: ExtProcSession,
+  exchange: Exchange,
+  proxyDeps: ProxyDeps,
+  extProcSession: ExtProcSession,
   headers: Headers,
   chunks: Buffer[],
   started: number,
 ): Promise<EppAnswer> {
-  const c = d.config;
-  const onAbort = () => s.cancel();
-  const stopWatching = () => x.signal.removeEventListener('abort', onAbort);
-  x.signal.addEventListener('abort', onAbort, { once: true });
+  const c = proxyDeps.config;
+  const onAbort = () => extProcSession.cancel();
+  const stopWatching = () => exchange.signal.removeEventListener('abort', onAbort);
+  exchange.signal.addEventListener('abort', onAbort, { once: true });
   try {
     const hasBody = chunks.length > 0;
-    s.send({
+    extProcSession.send({
       request_headers: { headers: headerMap(headers), end_of_stream: !hasBody },
       protocol_config: {
         request_body_mode: 'FULL_DUPLEX_STREAMED',
         response_body_mode: c.responseBodyMode === 'streamed' ? 'FULL_DUPLEX_STREAMED' : 'NONE',
       },
     } as never);
-    chunks.forEach((chunk, i) => s.send({ request_body: { body: chunk, end_of_stream: i === chunks.length - 1 } }));
-    const first = await s.next('request headers');
-    d.metrics.eppDecision.observe((performance.now() - started) / 1000);
-    if (first.immediate_response) return { immediate: first.immediate_response, session: s, stopWatching };
+    chunks.forEach((chunk, i) =>
+      extProcSession.send({ request_body: { body: chunk, end_of_stream: i === chunks.length - 1 } }),
+    );
+    const first = await extProcSession.next('request headers');
+    proxyDeps.metrics.eppDecision.observe((performance.now() - started) / 1000);
+    if (first.immediate_response) return { immediate: first.immediate_response, session: extProcSession, stopWatching };
     const common = commonOf(first);
     try {
-      d.metrics.rejectedHeaderMutations.inc(applyMutation(headers, common?.header_mutation));
+      proxyDeps.metrics.rejectedHeaderMutations.inc(applyMutation(headers, common?.header_mutation));
     } catch (err) {
       if (!(err instanceof InvalidHeaderMutation)) throw err;
       // Envoy closes the ext_proc stream and answers 500, failure_mode_allow or not.
       stopWatching();
-      s.cancel();
-      x.logger.warn({ err }, 'endpoint picker sent an invalid header mutation');
-      writeLocalReply(x.res, 500, `ext_proc error: invalid header mutation (${err.message})`);
+      extProcSession.cancel();
+      exchange.logger.warn({ err }, 'endpoint picker sent an invalid header mutation');
+      writeLocalReply(exchange.res, 500, `ext_proc error: invalid header mutation (${err.message})`);
       return { answered: 500 };
     }
     const destination = destinations(
@@ -390,8 +402,8 @@ async function askEpp(
     const body: Buffer[] = [];
     if (hasBody) {
       for (;;) {
-        const r = await s.next('request body');
-        if (r.immediate_response) return { immediate: r.immediate_response, session: s, stopWatching };
+        const r = await extProcSession.next('request body');
+        if (r.immediate_response) return { immediate: r.immediate_response, session: extProcSession, stopWatching };
         const mutation = r.request_body?.response?.body_mutation as
           { streamed_response?: { body?: Buffer; end_of_stream?: boolean } } | undefined;
         if (mutation?.streamed_response) {
@@ -400,39 +412,39 @@ async function askEpp(
         } else break;
       }
     }
-    return { session: s, headers, destination, body: hasBody ? Buffer.concat(body) : Buffer.alloc(0) };
+    return { session: extProcSession, headers, destination, body: hasBody ? Buffer.concat(body) : Buffer.alloc(0) };
   } catch (err) {
     stopWatching();
-    s.cancel();
+    extProcSession.cancel();
     throw err;
   }
 }
 
 /** Sends the request upstream (trying destinations in order on connect failure) and relays the answer. */
 async function forward(
-  x: Exchange,
-  d: ProxyDeps,
+  exchange: Exchange,
+  proxyDeps: ProxyDeps,
   headers: Headers,
   body: Buffer,
   destinations: string[],
   session: ExtProcSession | undefined,
 ): Promise<number> {
-  const c = d.config;
+  const c = proxyDeps.config;
   const out: Record<string, string | string[]> = {};
   // Pseudo-headers are never headers: :path is the request's path, the others are not sent (HTTP/1.1 upstream).
-  for (const [k, v] of headers) if (!HOP_BY_HOP.has(k) && !k.startsWith(':')) out[k] = v.length === 1 ? v[0]! : v;
+  for (const [k, v] of headers) if (!HOP_BY_HOP.has(k) && !k.startsWith(':')) out[k] = v.length === 1 ? v[0] : v;
   let leg: UpstreamLeg | undefined;
   let lastErr: unknown;
   for (const dest of destinations) {
     try {
       leg = await UpstreamLeg.open({
-        agent: d.agent,
+        agent: proxyDeps.agent,
         origin: `http://${dest}`,
-        method: x.method,
-        path: headers.get(':path')?.[0] ?? x.url,
+        method: exchange.method,
+        path: headers.get(':path')?.[0] ?? exchange.url,
         headers: out,
-        body: body.length > 0 || (x.method !== 'GET' && x.method !== 'HEAD') ? body : undefined,
-        clientSignal: x.signal,
+        body: body.length > 0 || (exchange.method !== 'GET' && exchange.method !== 'HEAD') ? body : undefined,
+        clientSignal: exchange.signal,
         firstByteTimeoutMs: c.upstreamFirstByteTimeout,
         idleTimeoutMs: c.upstreamIdleTimeout,
         label: `upstream ${dest}`,
@@ -440,9 +452,9 @@ async function forward(
       break;
     } catch (err) {
       lastErr = err;
-      if (err instanceof LegStopped || x.signal.aborted) break;
+      if (err instanceof LegStopped || exchange.signal.aborted) break;
       if (!connectErrorCode(err)) break;
-      x.logger.warn(
+      exchange.logger.warn(
         { destination: dest, code: connectErrorCode(err) },
         'upstream connect failed; trying the next destination',
       );
@@ -450,22 +462,22 @@ async function forward(
   }
   if (!leg) {
     session?.cancel();
-    if (x.signal.aborted) return 0;
+    if (exchange.signal.aborted) return 0;
     if (lastErr instanceof LegStopped && lastErr.reason === 'first_byte_timeout') {
-      writeLocalReply(x.res, 504, 'upstream request timeout');
+      writeLocalReply(exchange.res, 504, 'upstream request timeout');
       return 504;
     }
     writeLocalReply(
-      x.res,
+      exchange.res,
       503,
       `upstream connect error or disconnect/reset before headers. reset reason: ${connectErrorCode(lastErr) ?? (lastErr as Error)?.message}`,
     );
     return 503;
   }
-  d.metrics.upstreamTtfb.observe((performance.now() - leg.sentAt) / 1000);
+  proxyDeps.metrics.upstreamTtfb.observe((performance.now() - leg.sentAt) / 1000);
   const respHeaders: Headers = new Map([[':status', [String(leg.status)]]]);
-  for (const [k, v] of Object.entries(leg.headers))
-    if (v !== undefined && !HOP_BY_HOP.has(k)) respHeaders.set(k, Array.isArray(v) ? v : [String(v)]);
+  for (const [name, value] of Object.entries(leg.headers))
+    if (value !== undefined && !HOP_BY_HOP.has(name)) respHeaders.set(name, Array.isArray(value) ? value : [value]);
   let eppLive = session !== undefined;
   if (session && eppLive) {
     try {
@@ -474,25 +486,25 @@ async function forward(
       if (r.immediate_response) {
         leg.stop(new LegStopped('peer_failed', 'EPP answered the response with an immediate response'));
         session.close();
-        return relayImmediate(x.res, r.immediate_response);
+        return relayImmediate(exchange.res, r.immediate_response);
       }
-      d.metrics.rejectedHeaderMutations.inc(applyMutation(respHeaders, commonOf(r)?.header_mutation));
+      proxyDeps.metrics.rejectedHeaderMutations.inc(applyMutation(respHeaders, commonOf(r)?.header_mutation));
     } catch (err) {
       if (err instanceof InvalidHeaderMutation) {
         // As on the request: Envoy answers 500 whatever failure_mode_allow says.
         session.cancel();
         leg.stop(new LegStopped('peer_failed', 'EPP sent an invalid header mutation'));
-        x.logger.warn({ err }, 'endpoint picker sent an invalid header mutation');
-        writeLocalReply(x.res, 500, `ext_proc error: invalid header mutation (${err.message})`);
+        exchange.logger.warn({ err }, 'endpoint picker sent an invalid header mutation');
+        writeLocalReply(exchange.res, 500, `ext_proc error: invalid header mutation (${err.message})`);
         return 500;
       }
       eppLive = false;
       session.cancel();
-      d.metrics.eppFailures.inc({ stage: 'response headers' });
+      proxyDeps.metrics.eppFailures.inc({ stage: 'response headers' });
       if (!c.failureModeAllow) {
         leg.stop(new LegStopped('peer_failed', 'EPP failed'));
         writeLocalReply(
-          x.res,
+          exchange.res,
           500,
           `ext_proc error: endpoint picker failed on the response (${(err as Error).message})`,
         );
@@ -504,23 +516,24 @@ async function forward(
   const status = Number(respHeaders.get(':status')?.[0] ?? leg.status);
   respHeaders.delete(':status');
   const h: Record<string, string | string[]> = {};
-  for (const [k, v] of respHeaders) h[k] = v.length === 1 ? v[0]! : v;
-  x.res.writeHead(status, h);
+  for (const [k, v] of respHeaders) h[k] = v.length === 1 ? v[0] : v;
+  exchange.res.writeHead(status, h);
   const streamToEpp = eppLive && session !== undefined && c.responseBodyMode === 'streamed';
   try {
     if (!streamToEpp) {
       session?.close();
-      for (let chunk = await leg.read(); chunk !== null; chunk = await leg.read()) await write(x.res, chunk);
-      x.res.end();
+      for (let chunk = await leg.read(); chunk !== null; chunk = await leg.read()) await write(exchange.res, chunk);
+      exchange.res.end();
       return status;
     }
-    await relayThroughEpp(x, d, leg, session!);
+    await relayThroughEpp(exchange, proxyDeps, leg, session);
     return status;
   } catch (err) {
     session?.cancel();
-    if (!x.res.destroyed) x.res.destroy();
-    if (!(err instanceof LegStopped && err.reason === 'client_gone')) x.logger.warn({ err }, 'response relay failed');
-    return x.signal.aborted ? 0 : status;
+    if (!exchange.res.destroyed) exchange.res.destroy();
+    if (!(err instanceof LegStopped && err.reason === 'client_gone'))
+      exchange.logger.warn({ err }, 'response relay failed');
+    return exchange.signal.aborted ? 0 : status;
   }
 }
 
@@ -535,7 +548,12 @@ async function write(res: ServerResponse, chunk: Buffer): Promise<void> {
  * response (never terminated, so the client sees the failure; Envoy resets the stream); fail-open writes the kept
  * chunks first, then streams the rest itself, so nothing is lost or reordered (an SSE client stops reading at [DONE]).
  */
-async function relayThroughEpp(x: Exchange, d: ProxyDeps, leg: UpstreamLeg, session: ExtProcSession): Promise<void> {
+async function relayThroughEpp(
+  exchange: Exchange,
+  proxyDeps: ProxyDeps,
+  leg: UpstreamLeg,
+  session: ExtProcSession,
+): Promise<void> {
   const pending: Buffer[] = [];
   let upstreamDone = false;
   let eppFailed: Error | undefined;
@@ -543,8 +561,8 @@ async function relayThroughEpp(x: Exchange, d: ProxyDeps, leg: UpstreamLeg, sess
   /** Fail-open after an EPP failure: the chunks it kept go out first (once; every later write waits for them). */
   const takeOver = () =>
     (takingOver ??= (async () => {
-      d.metrics.failOpen.inc();
-      for (const p of pending.splice(0)) await write(x.res, p);
+      proxyDeps.metrics.failOpen.inc();
+      for (const p of pending.splice(0)) await write(exchange.res, p);
     })());
   const reader = (async () => {
     for (;;) {
@@ -555,7 +573,7 @@ async function relayThroughEpp(x: Exchange, d: ProxyDeps, leg: UpstreamLeg, sess
       // Forget what the EPP has returned; what it returns is what the client gets.
       let n = chunk.length;
       while (n > 0 && pending.length > 0) {
-        const head = pending[0]!;
+        const head = pending[0];
         if (head.length <= n) {
           n -= head.length;
           pending.shift();
@@ -564,21 +582,21 @@ async function relayThroughEpp(x: Exchange, d: ProxyDeps, leg: UpstreamLeg, sess
           n = 0;
         }
       }
-      await write(x.res, chunk);
+      await write(exchange.res, chunk);
       if (m?.streamed_response?.end_of_stream || (!m?.streamed_response && upstreamDone)) return;
     }
-  })().catch(async (err: Error) => {
-    eppFailed = err;
-    d.metrics.eppFailures.inc({ stage: 'response body' });
+  })().catch(async (err: unknown) => {
+    eppFailed = err instanceof Error ? err : new Error(String(err));
+    proxyDeps.metrics.eppFailures.inc({ stage: 'response body' });
     // Fail-closed: nothing more reaches the client; the relay below ends on the stopped leg.
-    if (!d.config.failureModeAllow)
-      leg.stop(new LegStopped('peer_failed', `EPP failed on the response body: ${err.message}`));
+    if (!proxyDeps.config.failureModeAllow)
+      leg.stop(new LegStopped('peer_failed', `EPP failed on the response body: ${eppFailed.message}`));
     else await takeOver();
   });
   for (let chunk = await leg.read(); chunk !== null; chunk = await leg.read()) {
     if (eppFailed) {
       await takeOver();
-      await write(x.res, chunk);
+      await write(exchange.res, chunk);
       continue;
     }
     pending.push(chunk);
@@ -588,10 +606,10 @@ async function relayThroughEpp(x: Exchange, d: ProxyDeps, leg: UpstreamLeg, sess
   if (!eppFailed) session.send({ response_body: { body: Buffer.alloc(0), end_of_stream: true } });
   await reader;
   if (eppFailed) {
-    if (!d.config.failureModeAllow) throw eppFailed;
+    if (!proxyDeps.config.failureModeAllow) throw eppFailed;
     await takeOver();
   } else {
     session.close();
   }
-  x.res.end();
+  exchange.res.end();
 }

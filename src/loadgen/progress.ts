@@ -58,7 +58,7 @@ export class Progress {
     private readonly state: () => ProgressState,
     intervalMs?: number,
   ) {
-    // eslint-disable-next-line @typescript-eslint/no-unnecessary-boolean-literal-compare, @typescript-eslint/no-unsafe-class-instance-assignment -- isTTY is undefined, not false, when output is not a terminal
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-boolean-literal-compare -- isTTY is undefined, not false, when output is not a terminal
     this.tty = (stream as NodeJS.WriteStream).isTTY === true;
     this.timer = setInterval(() => this.render(), intervalMs ?? (this.tty ? 200 : 5_000));
     this.timer.unref();

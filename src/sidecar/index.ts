@@ -68,8 +68,8 @@ export async function startSidecar(config: SidecarConfig, logger: Logger = silen
     let tls: { key: string; cert: string } | undefined;
     if (config.secureProxy) {
       const t = await serverTls(config.certPath, logger, (tlsMaterial) => {
-        // eslint-disable-next-line no-restricted-syntax -- the serverFactory made an https server, which fastify's types call an http.Server
         for (const app of apps)
+          // eslint-disable-next-line no-restricted-syntax -- the serverFactory made an https server, which fastify's types call an http.Server
           (app.server as unknown as import('node:tls').Server).setSecureContext({
             key: tlsMaterial.key,
             cert: tlsMaterial.cert,

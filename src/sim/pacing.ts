@@ -40,8 +40,8 @@ export interface Pacer {
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the abort reason (an AbortedError)
     if (signal.aborted) {
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the abort reason (an AbortedError)
       reject(signal.reason);
       return;
     }
@@ -188,8 +188,8 @@ export class StepLoop {
     const loop = this;
     const waitFor = (cond: () => boolean): Promise<void> =>
       new Promise<void>((resolve, reject) => {
-        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the abort reason (an AbortedError)
         if (pacedRequest.signal.aborted) {
+          // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- the abort reason (an AbortedError)
           reject(pacedRequest.signal.reason);
           return;
         }

@@ -79,13 +79,13 @@ describe('pod endpoints', () => {
   });
 
   it("carry the pod's spec.hostname when set (topology-extractor's host fallback), through to the endpoint specs", () => {
-    const named = { ...pod(), spec: { containers: [], hostname: 'vllm-0' } };
-    expect(podEndpoints(named, [8000])[0]!.hostname).toBe('vllm-0');
+    const named = Object.assign(pod(), { spec: { containers: [], hostname: 'vllm-0' } });
+    expect(podEndpoints(named, [8000])[0].hostname).toBe('vllm-0');
     expect(
       endpointSpecsFromPods(podEndpoints(named, [8000, 8001])).map(
         (endpointSpec) => `${endpointSpec.name} ${endpointSpec.hostname}`,
       ),
     ).toEqual(['p-rank-0 vllm-0', 'p-rank-1 vllm-0']);
-    expect('hostname' in podEndpoints(pod(), [8000])[0]!).toBe(false);
+    expect('hostname' in podEndpoints(pod(), [8000])[0]).toBe(false);
   });
 });

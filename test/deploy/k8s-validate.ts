@@ -16,15 +16,15 @@ import { HTTPRoute } from '@kubernetes-models/gateway-api/gateway.networking.k8s
 type Obj = { apiVersion: string; kind: string; metadata: { name: string; [k: string]: unknown }; [k: string]: unknown };
 
 const MODELS: Record<string, { model: new (options: never) => { validate(): void }; root: string }> = {
-  'apps/v1/Deployment': { model: Deployment as never, root: 'V1Deployment' },
-  'v1/Service': { model: Service as never, root: 'V1Service' },
-  'v1/ConfigMap': { model: ConfigMap as never, root: 'V1ConfigMap' },
-  'v1/ServiceAccount': { model: ServiceAccount as never, root: 'V1ServiceAccount' },
-  'rbac.authorization.k8s.io/v1/Role': { model: Role as never, root: 'V1Role' },
-  'rbac.authorization.k8s.io/v1/RoleBinding': { model: RoleBinding as never, root: 'V1RoleBinding' },
-  'rbac.authorization.k8s.io/v1/ClusterRole': { model: ClusterRole as never, root: 'V1ClusterRole' },
-  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': { model: ClusterRoleBinding as never, root: 'V1ClusterRoleBinding' },
-  'gateway.networking.k8s.io/v1/HTTPRoute': { model: HTTPRoute as never, root: '' },
+  'apps/v1/Deployment': { model: Deployment, root: 'V1Deployment' },
+  'v1/Service': { model: Service, root: 'V1Service' },
+  'v1/ConfigMap': { model: ConfigMap, root: 'V1ConfigMap' },
+  'v1/ServiceAccount': { model: ServiceAccount, root: 'V1ServiceAccount' },
+  'rbac.authorization.k8s.io/v1/Role': { model: Role, root: 'V1Role' },
+  'rbac.authorization.k8s.io/v1/RoleBinding': { model: RoleBinding, root: 'V1RoleBinding' },
+  'rbac.authorization.k8s.io/v1/ClusterRole': { model: ClusterRole, root: 'V1ClusterRole' },
+  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': { model: ClusterRoleBinding, root: 'V1ClusterRoleBinding' },
+  'gateway.networking.k8s.io/v1/HTTPRoute': { model: HTTPRoute, root: '' },
 };
 
 /** Label keys: an optional DNS-subdomain prefix and '/', then a name of at most 63 characters (Kubernetes qualified name). */

@@ -140,7 +140,7 @@ describe('RBAC', () => {
     const crds = ['llm-d.ai,inference.networking.x-k8s.io/inferencemodelrewrites,inferenceobjectives:get,list,watch'];
     for (const [name, expected] of [['pd-router-epp', [...pool, ...crds]], ['pd-router-sidecar', pool]] as const) {
       const rules = find(objs, 'Role', name).rules as Obj[];
-      expect(rules.map((r) => `${r.apiGroups.join(',')}/${r.resources.join(',')}:${[...r.verbs].sort().join(',')}`).sort()).toEqual([...expected].sort());
+      expect(rules.map((obj) => `${obj.apiGroups.join(',')}/${obj.resources.join(',')}:${[...obj.verbs].sort().join(',')}`).sort()).toEqual([...expected].sort());
       const binding = find(objs, 'RoleBinding', name);
       expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name }]);
     }
@@ -167,9 +167,9 @@ describe('EPP high availability', () => {
     const epp = find(rendered.get(overlay)!, 'Deployment', 'pd-router-epp');
     expect(epp.spec.replicas).toBe(2);
     expect(epp.spec.strategy).toEqual({ type: 'Recreate' });
-    const c = epp.spec.template.spec.containers.find((x: Obj) => x.name === 'epp');
+    const c = epp.spec.template.spec.containers.find((obj: Obj) => obj.name === 'epp');
     expect(c.args).toContain('--ha-enable-leader-election');
-    expect(c.args.some((a: string) => a.startsWith('--metrics-endpoint-auth'))).toBe(false); // upstream's default: on
+    expect(c.args.some((left: string) => left.startsWith('--metrics-endpoint-auth'))).toBe(false); // upstream's default: on
     expect(c.livenessProbe.grpc).toEqual({ port: 9003, service: 'liveness' });
     expect(c.readinessProbe.grpc).toEqual({ port: 9003, service: 'readiness' });
   });

@@ -29,8 +29,8 @@ describe('README examples', () => {
       mode: 'in-process',
       basePort: 0,
       gatewayPort: 0,
-      prefill: +prefill!,
-      decode: +decode!,
+      prefill: +prefill,
+      decode: +decode,
       decider: decider as DeciderChoice,
       profile: profile as ProfileName,
       epp: { metricsStalenessThreshold: 600_000 },
@@ -41,11 +41,11 @@ describe('README examples', () => {
       await waitFor(
         async () =>
           metricValue(await metricsText(eppMetrics), 'llm_d_epp_ready_endpoints', { name: 'epp' }) ===
-          +prefill! + +decode!,
+          +prefill + +decode,
         60_000,
         'fresh metrics',
       );
-      const content = Array.from({ length: +words! }, (_, i) => String(i + 1)).join(' ');
+      const content = Array.from({ length: +words }, (_, i) => String(i + 1)).join(' ');
       const r = await postJson(
         `${stack.gateway.url}/v1/chat/completions`,
         { model: 'sim-model', messages: [{ role: 'user', content }], max_tokens: 32 },

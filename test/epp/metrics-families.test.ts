@@ -79,7 +79,7 @@ describe('metric families: the same schema as upstream', () => {
 
   it('gaie: every GAIE v1.4.0 / v0.7.1 family pd-router can fill, exactly as upstream (type, help, labels, buckets)', async () => {
     const got = await served('gaie');
-    expect([...got.keys()].sort()).toEqual([...gaieServed.map((f) => f.name), ...OWN].sort());
+    expect([...got.keys()].sort()).toEqual([...gaieServed.map((familySchema) => familySchema.name), ...OWN].sort());
     for (const ref of gaieServed) {
       const { samples, ...schema } = got.get(ref.name)!;
       expect(samples, ref.name).toBeGreaterThan(0);
@@ -91,7 +91,7 @@ describe('metric families: the same schema as upstream', () => {
 
   it('llm-d: every llm-d-router family pd-router fills, exactly as upstream', async () => {
     const got = await served('llm-d');
-    expect([...got.keys()].sort()).toEqual([...llmd.map((f) => f.name), ...OWN].sort());
+    expect([...got.keys()].sort()).toEqual([...llmd.map((familySchema) => familySchema.name), ...OWN].sort());
     for (const ref of llmd) {
       const { samples: _, ...schema } = got.get(ref.name)!;
       expect(schema, ref.name).toEqual(ref);
@@ -101,7 +101,11 @@ describe('metric families: the same schema as upstream', () => {
   it("both (the default): the union, and pd-router's reason counter in every mode", async () => {
     const got = await served('both');
     expect([...got.keys()].sort()).toEqual(
-      [...gaieServed.map((f) => f.name), ...llmd.map((f) => f.name), ...OWN].sort(),
+      [
+        ...gaieServed.map((familySchema) => familySchema.name),
+        ...llmd.map((familySchema) => familySchema.name),
+        ...OWN,
+      ].sort(),
     );
     expect(new EppMetrics().family).toBe('both');
   });
@@ -234,12 +238,14 @@ describe('metric families: one measurement, every family', () => {
     it(`--metrics-family ${family}: only that family is served, and requests still record in it`, async () => {
       t = await startTestEpp(PD_EPP_CONFIG, [P, D], { metricsFamily: family });
       await streamedRequest('hello again');
-      const names = [...familiesOf(await metricsText(`http://127.0.0.1:${t.epp.metricsPort}`)).keys()].filter((n) =>
-        /^(llm_d_|inference_)/.test(n),
+      const names = [...familiesOf(await metricsText(`http://127.0.0.1:${t.epp.metricsPort}`)).keys()].filter((count) =>
+        /^(llm_d_|inference_)/.test(count),
       );
-      const gaieName = (n: string) => /^(inference_|llm_d_inference_scheduler_)/.test(n);
+      const gaieName = (count: string) => /^(inference_|llm_d_inference_scheduler_)/.test(count);
       expect(
-        names.filter((n) => !OWN.includes(n)).every((n) => (family === 'gaie' ? gaieName(n) : !gaieName(n))),
+        names
+          .filter((count) => !OWN.includes(count))
+          .every((count) => (family === 'gaie' ? gaieName(count) : !gaieName(count))),
         names.join(' '),
       ).toBe(true);
       expect(names).toContain(family === 'gaie' ? 'inference_objective_request_total' : 'llm_d_epp_request_total');

@@ -142,13 +142,13 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
       'vllm:lora_requests_info{max_lora="2",running_lora_adapters="",waiting_lora_adapters=""} 1700000001',
       'vllm:lora_requests_info{max_lora="2",running_lora_adapters="b",waiting_lora_adapters="c"} 1700000002',
     ].join('\n');
-    expect(extractEngineMetrics(text, ENGINES.vllm!, m)).toEqual([]);
+    expect(extractEngineMetrics(text, ENGINES.vllm, m)).toEqual([]);
     expect(m.lora).toEqual({ running: ['a', 'b'], waiting: [], maxLoras: 2 });
     // vLLM emits the family only once an adapter was loaded: its absence keeps what was read and is no error.
     expect(
       extractEngineMetrics(
         'vllm:num_requests_waiting 0\nvllm:num_requests_running 0\nvllm:kv_cache_usage_perc 0',
-        ENGINES.vllm!,
+        ENGINES.vllm,
         m,
       ),
     ).toEqual([]);
@@ -156,7 +156,7 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
     // A malformed max_lora keeps the previous value, as upstream.
     extractEngineMetrics(
       'vllm:lora_requests_info{max_lora="x",running_lora_adapters="",waiting_lora_adapters="z"} 1700000003',
-      ENGINES.vllm!,
+      ENGINES.vllm,
       m,
     );
     expect(m.lora).toEqual({ running: [], waiting: ['z'], maxLoras: 2 });
@@ -167,7 +167,7 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
       `${LLMD}plugins:\n- type: queue-scorer\n- type: metrics-data-source\n- type: core-metrics-extractor\n  parameters:\n    engineConfigs:\n    - name: x\n      queuedRequestsSpec: q\n      loraSpec: "lora_info{engine=x}"\n      customMetrics:\n      - {attributeKey: gpu, metricSpec: 'gpu_util{device="0"}'}\n      - {attributeKey: temp, metricSpec: temperature}\ndataLayer:\n  sources:\n  - pluginRef: metrics-data-source\n    extractors: [{pluginRef: core-metrics-extractor}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]`,
     );
     expect(c.warnings).toEqual([]);
-    const engine = c.metricsEngines.engines.x!;
+    const engine = c.metricsEngines.engines.x;
     const m = emptyMetrics();
     const text = [
       'q 3',

@@ -25,7 +25,9 @@ type Rule = {
 
 const exact = (...models: string[]) => models.map((value) => ({ model: { type: 'Exact', value } }));
 const to = (...targets: Array<string | [string, number]>) =>
-  targets.map((t) => (typeof t === 'string' ? { modelRewrite: t } : { modelRewrite: t[0], weight: t[1] }));
+  targets.map((value) =>
+    typeof value === 'string' ? { modelRewrite: value } : { modelRewrite: value[0], weight: value[1] },
+  );
 
 function rewrite(name: string, createdAt: number, rules: Rule[]): ModelRewrite {
   const r = parseModelRewrite(name, createdAt, { rules });
@@ -44,7 +46,13 @@ describe('InferenceModelRewrite validation', () => {
       { matches: exact('a', 'b'), targets: to(['a-v1', 90], ['a-v2', 10]) },
       { targets: to('x', 'y') },
     ]);
-    expect(rw.rules.map((r) => ({ models: r.models, targets: r.targets, cumulative: r.cumulative }))).toEqual([
+    expect(
+      rw.rules.map((rewriteRule) => ({
+        models: rewriteRule.models,
+        targets: rewriteRule.targets,
+        cumulative: rewriteRule.cumulative,
+      })),
+    ).toEqual([
       {
         models: ['a', 'b'],
         targets: [
@@ -126,9 +134,9 @@ describe('InferenceModelRewrite validation', () => {
 });
 
 describe('InferenceModelRewrite precedence (GAIE)', () => {
-  const decide = (s: ModelRewriteStore, model: string) => {
-    const hit = s.ruleFor(model);
-    return hit && `${hit.rewrite.name}:${hit.rule.targets.map((t) => t.model).join('+')}`;
+  const decide = (store: ModelRewriteStore, model: string) => {
+    const hit = store.ruleFor(model);
+    return hit && `${hit.rewrite.name}:${hit.rule.targets.map((target) => target.model).join('+')}`;
   };
 
   it('an exact match beats a generic rule, even of an older object', () => {
@@ -201,10 +209,10 @@ describe('InferenceModelRewrite precedence (GAIE)', () => {
 });
 
 describe('weighted targets', () => {
-  const count = (rule: Rule, n: number, random: () => number) => {
-    const r = rewrite('rw', 0, [rule]).rules[0]!;
+  const count = (rule: Rule, count: number, random: () => number) => {
+    const r = rewrite('rw', 0, [rule]).rules[0];
     const seen: Record<string, number> = {};
-    for (let i = 0; i < n; i++) {
+    for (let i = 0; i < count; i++) {
       const t = pickTarget(r, random);
       seen[t] = (seen[t] ?? 0) + 1;
     }
@@ -213,26 +221,26 @@ describe('weighted targets', () => {
 
   it('splits in proportion to the weights (weights need not sum to 100)', () => {
     const seen = count({ targets: to(['stable', 9], ['canary', 1]) }, 20_000, seeded(7));
-    expect(Math.abs(seen.canary! / 20_000 - 0.1)).toBeLessThan(0.01);
+    expect(Math.abs(seen.canary / 20_000 - 0.1)).toBeLessThan(0.01);
     const three = count({ targets: to(['a', 500], ['b', 300], ['c', 200]) }, 20_000, seeded(8));
     for (const [m, w] of [
       ['a', 0.5],
       ['b', 0.3],
       ['c', 0.2],
     ] as const)
-      expect(Math.abs(three[m]! / 20_000 - w)).toBeLessThan(0.015);
+      expect(Math.abs(three[m] / 20_000 - w)).toBeLessThan(0.015);
   });
 
   it('without weights: evenly; the edges of the random range stay in range', () => {
     const seen = count({ targets: to('a', 'b', 'c', 'd') }, 20_000, seeded(9));
-    for (const m of ['a', 'b', 'c', 'd']) expect(Math.abs(seen[m]! / 20_000 - 0.25)).toBeLessThan(0.015);
+    for (const m of ['a', 'b', 'c', 'd']) expect(Math.abs(seen[m] / 20_000 - 0.25)).toBeLessThan(0.015);
     const r = rewrite('rw', 0, [{ targets: to(['x', 1], ['y', 1]) }, { targets: to('p', 'q') }]).rules;
-    expect([pickTarget(r[0]!, () => 0), pickTarget(r[0]!, () => 0.9999999999)]).toEqual(['x', 'y']);
-    expect([pickTarget(r[1]!, () => 0), pickTarget(r[1]!, () => 0.9999999999)]).toEqual(['p', 'q']);
+    expect([pickTarget(r[0], () => 0), pickTarget(r[0], () => 0.9999999999)]).toEqual(['x', 'y']);
+    expect([pickTarget(r[1], () => 0), pickTarget(r[1], () => 0.9999999999)]).toEqual(['p', 'q']);
   });
 
   it('one target: no random draw', () => {
-    const r = rewrite('rw', 0, [{ targets: to(['only', 5]) }]).rules[0]!;
+    const r = rewrite('rw', 0, [{ targets: to(['only', 5]) }]).rules[0];
     expect(
       pickTarget(r, () => {
         throw new Error('drawn');
@@ -253,7 +261,7 @@ describe('InferenceObjective', () => {
       if ('error' in r) throw new Error(r.error);
       s.set(r.objective);
     }
-    expect(['critical', 'batch', 'plain', 'unknown', ''].map((o) => s.priority(o))).toEqual([10, -5, 0, 0, 0]);
+    expect(['critical', 'batch', 'plain', 'unknown', ''].map((text) => s.priority(text))).toEqual([10, -5, 0, 0, 0]);
   });
 
   it.each([
@@ -277,8 +285,8 @@ describe('the Director with rewrites and objectives', () => {
     const objectives = new ObjectiveStore();
     const random = seeded(3);
     const policies: RequestPolicies = {
-      rewrite: (m) => rewrites.decide(m, random),
-      priority: (o) => objectives.priority(o),
+      rewrite: (message) => rewrites.decide(message, random),
+      priority: (text) => objectives.priority(text),
     };
     const d = new RequestDirector(config, storeWith([spec('d0', '127.0.0.2')]), metrics, silentLogger(), policies);
     let n = 0;

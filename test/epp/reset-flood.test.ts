@@ -51,7 +51,7 @@ const closedStreams = async (testEpp: TestEpp) =>
 async function abortedSeen(testEpp: TestEpp): Promise<StreamEnd> {
   const before = await closedStreams(testEpp);
   const end = aborted(testEpp);
-  // eslint-disable-next-line @typescript-eslint/restrict-plus-operands -- as above
+
   await waitFor(async () => (await closedStreams(testEpp)) === before + 1, 5_000, 'stream opened and closed');
   return end;
 }

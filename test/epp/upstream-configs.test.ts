@@ -96,7 +96,7 @@ describe('each sample config that loads drives its decision over ext_proc agains
   let file = '';
   /** pd-topology's pool: node-a holds p0 and d0, node-b holds d1 and p1 (the fourth simulator). */
   let topologyFile = '';
-  const hostOf = (i: number) => `127.0.0.1:${sims[i]!.port}`;
+  const hostOf = (i: number) => `127.0.0.1:${sims[i].port}`;
   const prefill = () => hostOf(0);
   const decodes = () => [hostOf(1), hostOf(2)];
   const encode = () => hostOf(3);
@@ -116,10 +116,10 @@ describe('each sample config that loads drives its decision over ext_proc agains
     const host = (node: string) => ({ [TOPOLOGY_HOST]: node });
     topologyFile = endpointsFile(
       endpointsYaml([
-        spec('p0', '127.0.0.1', 'prefill', host('node-a'), sims[0]!.port),
-        spec('d0', '127.0.0.1', 'decode', host('node-a'), sims[1]!.port),
-        spec('d1', '127.0.0.1', 'decode', host('node-b'), sims[2]!.port),
-        spec('p1', '127.0.0.1', 'prefill', host('node-b'), sims[3]!.port),
+        spec('p0', '127.0.0.1', 'prefill', host('node-a'), sims[0].port),
+        spec('d0', '127.0.0.1', 'decode', host('node-a'), sims[1].port),
+        spec('d1', '127.0.0.1', 'decode', host('node-b'), sims[2].port),
+        spec('p1', '127.0.0.1', 'prefill', host('node-b'), sims[3].port),
       ]),
     );
   }, DRIVE_TIMEOUT_MS);
@@ -169,7 +169,7 @@ describe('each sample config that loads drives its decision over ext_proc agains
         );
         const [h] = await call.waitFor(2);
         const set = new Map(
-          setHeadersOf(h!.request_headers!.response!.header_mutation).map(([k, value]) => [k.toLowerCase(), value]),
+          setHeadersOf(h.request_headers!.response.header_mutation).map(([k, value]) => [k.toLowerCase(), value]),
         );
         call.send(
           responseHeaders({ ':status': '200', 'content-type': 'application/json' }),

@@ -36,19 +36,26 @@ async function startFollower(): Promise<{ address: string; streams: () => number
     },
   });
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, quantile) =>
+      err ? reject(err) : resolve(quantile),
+    ),
   );
   return {
     address: `127.0.0.1:${port}`,
     streams: () => streams,
-    close: () => new Promise((r) => server.tryShutdown(() => r())),
+    close: () => new Promise((resolve) => server.tryShutdown(() => resolve())),
   };
 }
 
-const retries = async (s: GatewayStack) =>
-  Object.fromEntries((await s.gateway.metrics.eppRetries.get()).values.map((v) => [v.labels.reason, v.value]));
-const completion = (s: GatewayStack) =>
-  postJson(`${s.gateway.url}/v1/completions`, { model: 'food-review', prompt: 'hi', max_tokens: 1 });
+const retries = async (gatewayStack: GatewayStack) =>
+  Object.fromEntries(
+    (await gatewayStack.gateway.metrics.eppRetries.get()).values.map((metricValue) => [
+      metricValue.labels.reason,
+      metricValue.value,
+    ]),
+  );
+const completion = (gatewayStack: GatewayStack) =>
+  postJson(`${gatewayStack.gateway.url}/v1/completions`, { model: 'food-review', prompt: 'hi', max_tokens: 1 });
 
 let stack: GatewayStack | undefined;
 const closers: Array<() => Promise<void>> = [];
@@ -61,7 +68,7 @@ afterEach(async () => {
 describe('gateway with several --epp replicas', () => {
   it('passes over a follower and a closed port to the leader; asks the leader first afterwards', async () => {
     const follower = await startFollower();
-    closers.push(follower.close);
+    closers.push(() => follower.close());
     const down = await closedPort();
     stack = await startGatewayStack();
     const leader = `127.0.0.1:${stack.epp!.grpcPort}`;
@@ -85,7 +92,11 @@ describe('gateway with several --epp replicas', () => {
     const broken = await startFailingEpp();
     const f1 = await startFollower();
     const f2 = await startFollower();
-    closers.push(broken.close, f1.close, f2.close);
+    closers.push(
+      () => broken.close(),
+      () => f1.close(),
+      () => f2.close(),
+    );
     stack = await startGatewayStack({ epp: false, gateway: { epp: `${broken.address},${f1.address},${f2.address}` } });
     const r = await completion(stack);
     // A broken replica and two followers: no leader answered; the last answer was a follower's.
@@ -99,7 +110,7 @@ describe('gateway with several --epp replicas', () => {
 
   it('--epp-retry-timeout keeps asking across a handover: a leader that appears later gets the request', async () => {
     const follower = await startFollower();
-    closers.push(follower.close);
+    closers.push(() => follower.close());
     const future = await closedPort(); // nothing listens there yet
     stack = await startGatewayStack({
       epp: false,
@@ -108,7 +119,7 @@ describe('gateway with several --epp replicas', () => {
     const pending = completion(stack);
     // Synchronise on the gateway having asked the follower in two rounds, then start the leader where it will look.
     const deadline = Date.now() + 30_000;
-    while (follower.streams() < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    while (follower.streams() < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
     expect(follower.streams()).toBeGreaterThanOrEqual(2);
     const specs = [
       spec('prefill-0', '127.0.0.1', 'prefill', {}, stack.prefill.port),

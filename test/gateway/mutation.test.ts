@@ -124,8 +124,8 @@ describe('gateway with an EPP that echoes pseudo-headers (as llm-d-router ebab68
   let upstream: http.Server | undefined;
   afterEach(async () => {
     await gateway?.close();
-    if (epp) await new Promise<void>((r) => epp!.tryShutdown(() => r()));
-    if (upstream) await new Promise<void>((r) => upstream!.close(() => r()));
+    if (epp) await new Promise<void>((resolve) => epp!.tryShutdown(() => resolve()));
+    if (upstream) await new Promise<void>((resolve) => upstream!.close(() => resolve()));
     gateway = epp = upstream = undefined;
   });
 
@@ -143,7 +143,7 @@ describe('gateway with an EPP that echoes pseudo-headers (as llm-d-router ebab68
         res.end('{"ok":true}');
       });
     });
-    await new Promise<void>((r) => upstream!.listen(0, '127.0.0.1', () => r()));
+    await new Promise<void>((resolve) => upstream!.listen(0, '127.0.0.1', () => resolve()));
     return { port: (upstream.address() as { port: number }).port, seen };
   }
 
@@ -155,39 +155,39 @@ describe('gateway with an EPP that echoes pseudo-headers (as llm-d-router ebab68
     epp = new grpc.Server();
     epp.addService(extProcServiceDefinition(), {
       Process: (call: grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>) => {
-        call.on('data', (m: ProcessingRequest) => {
-          if (m.request_headers) {
+        call.on('data', (message: ProcessingRequest) => {
+          if (message.request_headers) {
             const h = new Map(
-              (m.request_headers.headers?.headers ?? []).map((x) => [
-                x.key,
-                Buffer.from(x.raw_value ?? []).toString() || x.value || '',
+              (message.request_headers.headers?.headers ?? []).map((headerValue) => [
+                headerValue.key,
+                Buffer.from(headerValue.raw_value ?? []).toString() || headerValue.value || '',
               ]),
             );
             call.write(mutation(h));
-            if (m.request_headers.end_of_stream) return;
+            if (message.request_headers.end_of_stream) return;
           }
-          if (m.request_body)
+          if (message.request_body)
             call.write({
               request_body: {
                 response: {
                   body_mutation: {
                     streamed_response: {
-                      body: m.request_body.body ?? Buffer.alloc(0),
-                      end_of_stream: m.request_body.end_of_stream ?? false,
+                      body: message.request_body.body ?? Buffer.alloc(0),
+                      end_of_stream: message.request_body.end_of_stream ?? false,
                     },
                   },
                 },
               },
             });
-          if (m.response_headers) call.write(responseMutation);
-          if (m.response_body)
+          if (message.response_headers) call.write(responseMutation);
+          if (message.response_body)
             call.write({
               response_body: {
                 response: {
                   body_mutation: {
                     streamed_response: {
-                      body: m.response_body.body ?? Buffer.alloc(0),
-                      end_of_stream: m.response_body.end_of_stream ?? false,
+                      body: message.response_body.body ?? Buffer.alloc(0),
+                      end_of_stream: message.response_body.end_of_stream ?? false,
                     },
                   },
                 },
@@ -208,7 +208,7 @@ describe('gateway with an EPP that echoes pseudo-headers (as llm-d-router ebab68
   it('echoed :method, :authority, :scheme and host are ignored, :path rewrites the path, no pseudo-header goes upstream; :status from the EPP sets the status', async () => {
     const up = await recordingUpstream();
     const eppPort = await stubEpp(
-      (h) => ({
+      (headers) => ({
         request_headers: {
           response: {
             clear_route_cache: true,
@@ -216,18 +216,18 @@ describe('gateway with an EPP that echoes pseudo-headers (as llm-d-router ebab68
               set_headers: [
                 set('x-gateway-destination-endpoint', `127.0.0.1:${up.port}`),
                 // Everything it received, as llm-d-router's generateHeaders echoes it.
-                ...[...h]
-                  .filter(([k]) => k !== 'content-length')
-                  .map(([k, v]) =>
+                ...[...headers]
+                  .filter(([name]) => name !== 'content-length')
+                  .map(([name, value]) =>
                     set(
-                      k,
-                      k === ':path'
+                      name,
+                      name === ':path'
                         ? '/v1/rewritten'
-                        : k === ':method'
+                        : name === ':method'
                           ? 'DELETE'
-                          : k === ':authority' || k === 'host'
+                          : name === ':authority' || name === 'host'
                             ? 'elsewhere:1'
-                            : v,
+                            : value,
                     ),
                   ),
               ],
@@ -254,7 +254,7 @@ describe('gateway with an EPP that echoes pseudo-headers (as llm-d-router ebab68
     expect(await r.text()).toBe('{"ok":true}');
     expect(r.headers.get('x-from-epp')).toBe('1');
     expect(up.seen).toHaveLength(1);
-    const seen = up.seen[0]!;
+    const seen = up.seen[0];
     expect(seen.method).toBe('POST');
     expect(seen.url).toBe('/v1/rewritten');
     expect(seen.headers.host).toBe(new URL(gateway.url).host);

@@ -141,7 +141,7 @@ const DEFINITIONS: Record<ArtifactName, Definition> = {
       const v = KUBERNETES_VERSION.replace(/^v/, '').split('.');
       // The version the binary reports (/version, --version); a plain `go build` would say v0.0.0-master.
       const ldflags = [`gitVersion=${KUBERNETES_VERSION}`, `gitMajor=${v[0]}`, `gitMinor=${v[1]}`, 'gitTreeState=clean']
-        .map((x) => `-X k8s.io/component-base/version.${x}`)
+        .map((text) => `-X k8s.io/component-base/version.${text}`)
         .join(' ');
       return buildTool('kube-apiserver', 'k8s.io/kubernetes/cmd/kube-apiserver', log, ['-ldflags', ldflags]);
     },
@@ -412,14 +412,14 @@ async function schedulerSource(log: Log): Promise<{ path: string; cached: boolea
       rmSync(path.join(dir, p), { recursive: true });
     }
     const scorer = path.join(dir, 'pkg/plugins/scorer');
-    const files = readdirSync(scorer).filter((f) => SCHEDULER_REMOVED.scorerFiles.test(f));
+    const files = readdirSync(scorer).filter((field) => SCHEDULER_REMOVED.scorerFiles.test(field));
     if (!files.includes('precise_prefix_cache.go'))
       throw new Error('pkg/plugins/scorer/precise_prefix_cache.go not found');
     for (const f of files) rmSync(path.join(scorer, f));
     const register = path.join(dir, 'pkg/plugins/register.go');
     const lines = readFileSync(register, 'utf8').split('\n');
     const kept = lines.filter(
-      (l) => !SCHEDULER_REMOVED.registerLines.some((re) => re.test(l.trim().replace(/\s*\/\/.*$/, ''))),
+      (line) => !SCHEDULER_REMOVED.registerLines.some((re) => re.test(line.trim().replace(/\s*\/\/.*$/, ''))),
     );
     if (lines.length - kept.length !== SCHEDULER_REMOVED.registerLines.length) {
       throw new Error(

@@ -31,7 +31,7 @@ import { Agent } from 'undici';
 import { parseAllDocuments, stringify } from 'yaml';
 import { selfSignedCertificate } from '../../src/common/index.js';
 import { freePortRange } from '../helpers.js';
-import { artifact, type ArtifactName } from './artifacts.js';
+import { artifact } from './artifacts.js';
 
 /** What a client needs to reach a cluster (handed from the global setup to the test files). */
 export interface ClusterInfo {
@@ -69,8 +69,8 @@ export class ManagedProcess {
     private readonly maxOutput = 256 * 1024,
   ) {
     live.add(child);
-    const keep = (d: Buffer) => {
-      this.out += d.toString();
+    const keep = (chunk: Buffer) => {
+      this.out += chunk.toString();
       if (this.out.length > this.maxOutput * 2) this.out = this.out.slice(-this.maxOutput);
     };
     child.stdout?.on('data', keep);
@@ -120,7 +120,9 @@ export class ManagedProcess {
     const now = this.out.match(re);
     if (now) return Promise.resolve(now);
     return new Promise((resolve, reject) => {
-      const streams = [this.child.stdout, this.child.stderr].filter((s): s is NonNullable<typeof s> => !!s);
+      const streams = [this.child.stdout, this.child.stderr].filter(
+        (stream): stream is NonNullable<typeof stream> => !!stream,
+      );
       const done = () => {
         clearTimeout(timer);
         for (const s of streams) s.off('data', onData);
@@ -174,7 +176,7 @@ export async function waitReady(
     if (await check().catch(() => false)) return;
     if (Date.now() > deadline)
       throw new Error(`${proc.name}: ${what} not reached within ${timeoutMs} ms; its log:\n${proc.tail()}`);
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 
@@ -304,6 +306,7 @@ export class KubeCluster {
   }
 
   private async namespaced(apiVersion: string, kind: string): Promise<boolean> {
+    // eslint-disable-next-line no-restricted-syntax -- resource() is protected in KubernetesObjectApi's types
     const api = this.objects as unknown as {
       resource(apiVersion: string, kind: string): Promise<k8s.V1APIResource | undefined>;
     };
@@ -320,8 +323,8 @@ export class KubeCluster {
     const objs: Obj[] =
       typeof input === 'string'
         ? parseAllDocuments(input)
-            .map((d) => d.toJSON() as Obj)
-            .filter((o) => o && o.kind)
+            .map((def) => def.toJSON() as Obj)
+            .filter((obj) => obj && obj.kind)
         : Array.isArray(input)
           ? input
           : [input];
@@ -352,21 +355,23 @@ export class KubeCluster {
    * CRDs) and waits until each is Established and served.
    */
   async installCrds(set: CrdSet): Promise<string[]> {
-    const dir = path.join((await artifact(set as ArtifactName)).path, CRD_DIRS[set]);
+    const dir = path.join((await artifact(set)).path, CRD_DIRS[set]);
     const files = readdirSync(dir)
-      .filter((f) => f.endsWith('.yaml'))
+      .filter((field) => field.endsWith('.yaml'))
       .sort();
     const crds: Obj[] = files
-      .flatMap((f) => parseAllDocuments(readFileSync(path.join(dir, f), 'utf8')).map((d) => d.toJSON() as Obj))
-      .filter((o) => o?.kind === 'CustomResourceDefinition');
+      .flatMap((field) =>
+        parseAllDocuments(readFileSync(path.join(dir, field), 'utf8')).map((def) => def.toJSON() as Obj),
+      )
+      .filter((obj) => obj?.kind === 'CustomResourceDefinition');
     await this.apply(crds);
     for (const crd of crds) {
       await this.waitFor(
         '/apis/apiextensions.k8s.io/v1/customresourcedefinitions',
         crd.metadata!.name!,
-        (o) =>
-          (o?.status?.conditions ?? []).some(
-            (c: { type: string; status: string }) => c.type === 'Established' && c.status === 'True',
+        (obj) =>
+          (obj?.status?.conditions ?? []).some(
+            (config: { type: string; status: string }) => config.type === 'Established' && config.status === 'True',
           ),
         30_000,
       );
@@ -378,7 +383,8 @@ export class KubeCluster {
         const deadline = Date.now() + 30_000;
         for (;;) {
           const r = await this.request('GET', `/apis/${group}/${v.name}`);
-          if (r.status === 200 && (r.json?.resources ?? []).some((x: { name: string }) => x.name === plural)) break;
+          if (r.status === 200 && (r.json?.resources ?? []).some((item: { name: string }) => item.name === plural))
+            break;
           if (Date.now() > deadline)
             throw new Error(
               `${plural}.${group}/${v.name} not in discovery within 30 s: ${r.status} ${r.text.slice(0, 300)}`,
@@ -387,7 +393,7 @@ export class KubeCluster {
         }
       }
     }
-    return crds.map((c) => c.metadata!.name!);
+    return crds.map((obj) => obj.metadata!.name!);
   }
 
   /**
@@ -426,10 +432,14 @@ export class KubeCluster {
             },
             (err: unknown) => {
               clearTimeout(timer);
-              reject(err ?? new Error(`watch of ${collectionPath}/${name} ended before the condition was met`));
+              reject(
+                err instanceof Error
+                  ? err
+                  : new Error(`watch of ${collectionPath}/${name} ended before the condition was met`),
+              );
             },
           )
-          .then((c) => (controller = c), reject);
+          .then((abortController) => (controller = abortController), reject);
       });
     } finally {
       controller?.abort();
@@ -448,10 +458,11 @@ export class KubeCluster {
       namespace,
       body: {
         metadata: { name, labels: opts.labels, annotations: opts.annotations },
-        spec: {
-          ...(opts.spec ?? { containers: [{ name: 'model-server', image: 'pd-router.invalid/model-server:none' }] }),
-          ...(opts.nodeName ? { nodeName: opts.nodeName } : {}),
-        },
+        spec: Object.assign(
+          {},
+          opts.spec ?? { containers: [{ name: 'model-server', image: 'pd-router.invalid/model-server:none' }] },
+          opts.nodeName ? { nodeName: opts.nodeName } : {},
+        ),
       },
     });
     if (opts.ip === undefined) return pod;
@@ -459,24 +470,24 @@ export class KubeCluster {
   }
 
   /** Writes a pod's status as a kubelet would: phase, podIP/podIPs, and the Ready and ContainersReady conditions. */
-  async setPodStatus(namespace: string, name: string, s: PodStatusOptions): Promise<k8s.V1Pod> {
+  async setPodStatus(namespace: string, name: string, options: PodStatusOptions): Promise<k8s.V1Pod> {
     const now = new Date().toISOString();
     const status: Record<string, unknown> = {};
-    if (s.phase) status.phase = s.phase;
-    if (s.ip !== undefined) {
-      status.podIP = s.ip;
-      status.podIPs = [{ ip: s.ip }];
+    if (options.phase) status.phase = options.phase;
+    if (options.ip !== undefined) {
+      status.podIP = options.ip;
+      status.podIPs = [{ ip: options.ip }];
       status.hostIP = '127.0.0.1';
       status.hostIPs = [{ ip: '127.0.0.1' }];
       status.startTime = now;
     }
-    if (s.ready !== undefined) {
+    if (options.ready !== undefined) {
       const c = (type: string, ok: boolean) => ({ type, status: ok ? 'True' : 'False', lastTransitionTime: now });
       status.conditions = [
         c('PodScheduled', true),
         c('Initialized', true),
-        c('ContainersReady', s.ready),
-        c('Ready', s.ready),
+        c('ContainersReady', options.ready),
+        c('Ready', options.ready),
       ];
     }
     return this.core.patchNamespacedPodStatus(

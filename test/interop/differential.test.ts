@@ -270,22 +270,23 @@ interface Answer {
   text: string;
 }
 
-async function send(base: string, c: Case, rid: string): Promise<Answer> {
-  const r = await fetch(base + c.path, {
-    method: c.method ?? 'POST',
+async function send(base: string, config: Case, rid: string): Promise<Answer> {
+  const r = await fetch(base + config.path, {
+    method: config.method ?? 'POST',
     headers:
-      c.method === 'GET'
+      config.method === 'GET'
         ? { 'x-request-id': rid }
-        : { 'content-type': 'application/json', 'x-request-id': rid, ...c.headers },
-    body: c.method === 'GET' ? undefined : typeof c.body === 'string' ? c.body : JSON.stringify(c.body),
+        : { 'content-type': 'application/json', 'x-request-id': rid, ...config.headers },
+    body:
+      config.method === 'GET' ? undefined : typeof config.body === 'string' ? config.body : JSON.stringify(config.body),
     signal: AbortSignal.timeout(10_000),
   });
   const text = await r.text();
-  const h = (n: string) => r.headers.get(n);
+  const h = (count: string) => r.headers.get(count);
   return {
     status: r.status,
     // The media type; Fastify adds "; charset=utf-8" to JSON (an intended difference, see the README).
-    contentType: (h('content-type') ?? '').split(';')[0]!.trim(),
+    contentType: (h('content-type') ?? '').split(';')[0].trim(),
     headers: {
       'x-inference-pod': h('x-inference-pod'),
       'x-inference-namespace': h('x-inference-namespace'),
@@ -339,7 +340,7 @@ describe.skipIf(skipInterop())(
             c.messageDiffers ? { ...uj.error, message: '' } : uj,
           );
         // Ids are built from X-Request-Id the same way.
-        if (u.status === 200 && uj.id !== undefined) expect(oj.id + (c.idSuffix ?? '')).toBe(uj.id);
+        if (u.status === 200 && uj.id !== undefined) expect(String(oj.id) + (c.idSuffix ?? '')).toBe(uj.id);
         // The same simulated tokenizer: the same prompt-token counts.
         if (u.status === 200 && uj.usage) {
           expect(oj.usage.prompt_tokens ?? oj.usage.input_tokens).toBe(uj.usage.prompt_tokens ?? uj.usage.input_tokens);
@@ -351,17 +352,16 @@ describe.skipIf(skipInterop())(
       const families = async (base: string) => {
         const text = await (await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
         const out = new Map<string, { type: string; labels: Set<string> }>();
-        for (const m of text.matchAll(/^# TYPE (vllm:\S+) (\S+)$/gm))
-          out.set(m[1]!, { type: m[2]!, labels: new Set() });
+        for (const m of text.matchAll(/^# TYPE (vllm:\S+) (\S+)$/gm)) out.set(m[1], { type: m[2], labels: new Set() });
         for (const m of text.matchAll(/^(vllm:[^\s{]+)\{([^}]*)\}/gm)) {
-          const family = [...out.keys()].find((f) => m[1] === f || m[1]!.startsWith(`${f}_`));
-          for (const l of m[2]!.matchAll(/(\w+)="/g)) if (family && l[1] !== 'le') out.get(family)!.labels.add(l[1]!);
+          const family = [...out.keys()].find((field) => m[1] === field || m[1].startsWith(`${field}_`));
+          for (const l of m[2].matchAll(/(\w+)="/g)) if (family && l[1] !== 'le') out.get(family)!.labels.add(l[1]);
         }
         return out;
       };
       const [u, o] = await Promise.all([families(upstream.url), families(oursUrl)]);
-      expect([...u.keys()].filter((f) => !o.has(f))).toEqual([]);
-      expect([...o.keys()].filter((f) => !u.has(f)).sort()).toEqual([
+      expect([...u.keys()].filter((field) => !o.has(field))).toEqual([]);
+      expect([...o.keys()].filter((field) => !u.has(field)).sort()).toEqual([
         'vllm:external_prefix_cache_hits_total',
         'vllm:external_prefix_cache_queries_total',
         'vllm:nixl_xfer_time_seconds',
@@ -372,7 +372,7 @@ describe.skipIf(skipInterop())(
       ]);
       for (const [name, f] of u) {
         expect(o.get(name)!.type, name).toBe(f.type);
-        const labels = (x: { labels: Set<string> }) => [...x.labels].sort();
+        const labels = (item: { labels: Set<string> }) => [...item.labels].sort();
         if (name === 'vllm:cache_config_info') {
           // The label set of later upstream releases (cache_dtype, num_cpu_blocks added); see the README.
           expect(labels(f)).toEqual(['block_size', 'num_gpu_blocks']);

@@ -71,9 +71,10 @@ async function runGoClient(
   }
 }
 
-const chunk = (s: string, n: number) =>
-  Array.from({ length: Math.ceil(s.length / n) }, (_, i) => s.slice(i * n, (i + 1) * n));
-const header = (r: Received, key: string) => r.setHeaders?.find((h) => h.key.toLowerCase() === key.toLowerCase());
+const chunk = (text: string, count: number) =>
+  Array.from({ length: Math.ceil(text.length / count) }, (_, i) => text.slice(i * count, (i + 1) * count));
+const header = (received: Received, key: string) =>
+  received.setHeaders?.find((header) => header.key.toLowerCase() === key.toLowerCase());
 const requestHeaders = (path: string, extra: Array<[string, string]> = []): Array<[string, string]> => [
   [':method', 'POST'],
   [':scheme', 'http'],
@@ -160,7 +161,7 @@ beforeAll(async () => {
   const out = await runGoClient(`127.0.0.1:${t.epp.grpcPort}`, EXCHANGES);
   expect(out.code, out.stderr).toBe(0);
   goApi = out.goApi;
-  reports = new Map(out.reports.map((r) => [r.name, r]));
+  reports = new Map(out.reports.map((report) => [report.name, report]));
 }, 60_000);
 
 afterAll(() => t?.close());
@@ -178,7 +179,7 @@ describe.skipIf(skipInterop())("the EPP driven by Envoy's generated ext_proc API
 
   it('P/D decision: one headers response (destination, Content-Length, x-prefiller-host-port, client headers; OVERWRITE) with envoy.lb metadata', () => {
     const r = reports.get('pd')!;
-    const h = r.received[0]!;
+    const h = r.received[0];
     expect(h.kind).toBe('request_headers');
     expect(h).toMatchObject({ status: 'CONTINUE', clearRouteCache: true });
     expect(header(h, 'x-gateway-destination-endpoint')?.value).toBe('127.0.0.3:9');
@@ -186,8 +187,10 @@ describe.skipIf(skipInterop())("the EPP driven by Envoy's generated ext_proc API
     expect(header(h, 'x-prefiller-host-port')?.value).toBe('127.0.0.2:9');
     expect(header(h, 'hi')?.value).toBe('mom');
     expect(header(h, 'x-request-id')?.value).toBe('envoy-1');
-    expect(h.setHeaders!.filter((x) => x.key.toLowerCase() === 'x-gateway-destination-endpoint')).toHaveLength(1);
-    expect(h.setHeaders!.filter((x) => x.key.toLowerCase() === 'x-prefiller-host-port')).toHaveLength(1);
+    expect(
+      h.setHeaders!.filter((header) => header.key.toLowerCase() === 'x-gateway-destination-endpoint'),
+    ).toHaveLength(1);
+    expect(h.setHeaders!.filter((header) => header.key.toLowerCase() === 'x-prefiller-host-port')).toHaveLength(1);
     for (const x of h.setHeaders!) {
       expect(x.appendAction, x.key).toBe('OVERWRITE_IF_EXISTS_OR_ADD');
       expect(x.usesRawValue, x.key).toBe(true);
@@ -198,36 +201,39 @@ describe.skipIf(skipInterop())("the EPP driven by Envoy's generated ext_proc API
   });
 
   it('the request body comes back as streamed chunks of <= 62000 bytes, byte for byte, end_of_stream on the last', () => {
-    const chunks = reports.get('pd')!.received.filter((x) => x.kind === 'request_body');
+    const chunks = reports.get('pd')!.received.filter((received) => received.kind === 'request_body');
     expect(chunks.length).toBe(Math.ceil(Buffer.byteLength(PD_BODY) / BODY_LIMIT));
     for (const c of chunks) {
       expect(c.bodyMutation).toBe('streamed_response');
       expect(Buffer.byteLength(c.streamedBody!)).toBeLessThanOrEqual(BODY_LIMIT);
     }
-    expect(chunks.map((c) => c.streamedBody).join('')).toBe(PD_BODY);
-    expect(chunks.map((c) => c.streamedEndOfStream ?? false)).toEqual([...chunks.slice(1).map(() => false), true]);
+    expect(chunks.map((received) => received.streamedBody).join('')).toBe(PD_BODY);
+    expect(chunks.map((received) => received.streamedEndOfStream ?? false)).toEqual([
+      ...chunks.slice(1).map(() => false),
+      true,
+    ]);
   });
 
   it('response path: headers response, then the buffered JSON body re-emitted in <= 62000-byte chunks', () => {
     const r = reports.get('pd')!;
-    const rh = r.received.find((x) => x.kind === 'response_headers')!;
+    const rh = r.received.find((received) => received.kind === 'response_headers')!;
     expect(header(rh, 'x-went-into-resp-headers')?.value).toBe('true');
-    const chunks = r.received.filter((x) => x.kind === 'response_body');
+    const chunks = r.received.filter((received) => received.kind === 'response_body');
     expect(chunks.length).toBe(Math.ceil(Buffer.byteLength(RESPONSE_BODY) / BODY_LIMIT));
     for (const c of chunks) expect(Buffer.byteLength(c.streamedBody!)).toBeLessThanOrEqual(BODY_LIMIT);
-    expect(chunks.map((c) => c.streamedBody).join('')).toBe(RESPONSE_BODY);
+    expect(chunks.map((received) => received.streamedBody).join('')).toBe(RESPONSE_BODY);
     expect(chunks.at(-1)!.streamedEndOfStream).toBe(true);
   });
 
   it('decode-only decision: no x-prefiller-host-port (removed); an SSE response is echoed chunk by chunk as it arrives', () => {
     const r = reports.get('decode-only')!;
-    const h = r.received[0]!;
+    const h = r.received[0];
     expect(header(h, 'x-gateway-destination-endpoint')?.value).toBe('127.0.0.3:9');
     expect(header(h, 'x-prefiller-host-port')).toBeUndefined();
     expect(h.removeHeaders).toContain('x-prefiller-host-port');
-    const echoed = r.received.filter((x) => x.kind === 'response_body');
-    expect(echoed.map((c) => c.streamedBody)).toEqual(SSE_CHUNKS);
-    expect(echoed.map((c) => c.streamedEndOfStream ?? false)).toEqual([false, false, false, true]);
+    const echoed = r.received.filter((received) => received.kind === 'response_body');
+    expect(echoed.map((received) => received.streamedBody)).toEqual(SSE_CHUNKS);
+    expect(echoed.map((received) => received.streamedEndOfStream ?? false)).toEqual([false, false, false, true]);
   });
 
   it("invalid JSON (split over two chunks): an ImmediateResponse 400 with llm-d's message", () => {
@@ -251,9 +257,9 @@ describe.skipIf(skipInterop())("the EPP driven by Envoy's generated ext_proc API
   it('header-only request (end_of_stream on the headers): answered at once with an endpoint, no body phase', () => {
     const r = reports.get('header-only')!;
     expect(r.received).toHaveLength(1);
-    expect(r.received[0]!.kind).toBe('request_headers');
-    const dest = header(r.received[0]!, 'x-gateway-destination-endpoint')!.value;
+    expect(r.received[0].kind).toBe('request_headers');
+    const dest = header(r.received[0], 'x-gateway-destination-endpoint')!.value;
     expect(['127.0.0.2:9', '127.0.0.3:9']).toContain(dest);
-    expect(r.received[0]!.dynamicMetadata).toEqual({ 'envoy.lb': { 'x-gateway-destination-endpoint': dest } });
+    expect(r.received[0].dynamicMetadata).toEqual({ 'envoy.lb': { 'x-gateway-destination-endpoint': dest } });
   });
 });

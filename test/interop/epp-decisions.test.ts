@@ -33,7 +33,8 @@ const clientReq: Requirement = interopEnv().extProcClient
 const eppReq = Object.fromEntries(
   await Promise.all(
     UPSTREAM_RELEASES.map(
-      async (r) => [r, both(both(cpReq, clientReq), await need(UPSTREAM[r].source, UPSTREAM[r].epp))] as const,
+      async (text) =>
+        [text, both(both(cpReq, clientReq), await need(UPSTREAM[text].source, UPSTREAM[text].epp))] as const,
     ),
   ),
 );
@@ -52,15 +53,15 @@ const loads: AbortController[] = [];
 afterEach(async () => {
   for (const l of loads.splice(0)) l.abort();
   await peers.closeAll();
-  await Promise.all(sims.map((s) => s.close()));
+  await Promise.all(sims.map((handle) => handle.close()));
   sims = [];
 });
 
 const MODEL = 'sim-model';
 
 /** `n` bytes of text starting with `tag` (ASCII, so bytes = characters). */
-const text = (tag: string, n: number) =>
-  (tag + ' ' + 'lorem ipsum dolor sit amet '.repeat(Math.ceil(n / 27) + 1)).slice(0, n);
+const text = (tag: string, count: number) =>
+  (tag + ' ' + 'lorem ipsum dolor sit amet '.repeat(Math.ceil(count / 27) + 1)).slice(0, count);
 
 /** A decision as pod names: "decode-0 + prefill-0" (P/D) or "decode-1" (decode-only). */
 type Summary = string;
@@ -149,34 +150,34 @@ const DECISION_DIFFERENCES: Record<UpstreamRelease, Record<string, { upstream: S
 };
 
 /** Go's json.Marshal of a decoded body (map keys sorted; no HTML characters in these bodies). */
-function goJson(v: unknown): string {
-  const sort = (x: unknown): unknown =>
-    Array.isArray(x)
-      ? x.map(sort)
-      : x !== null && typeof x === 'object'
+function goJson(value: unknown): string {
+  const sort = (item: unknown): unknown =>
+    Array.isArray(item)
+      ? item.map(sort)
+      : item !== null && typeof item === 'object'
         ? Object.fromEntries(
-            Object.keys(x)
+            Object.keys(item)
               .sort()
-              .map((k) => [k, sort((x as Record<string, unknown>)[k])]),
+              .map((k) => [k, sort((item as Record<string, unknown>)[k])]),
           )
-        : x;
-  return JSON.stringify(sort(v));
+        : item;
+  return JSON.stringify(sort(value));
 }
 
 let requestSeq = 0;
-function exchange(s: Step): ExtProcExchange {
-  const body = JSON.stringify(s.body);
+function exchange(step: Step): ExtProcExchange {
+  const body = JSON.stringify(step.body);
   return {
-    name: s.name,
+    name: step.name,
     requestHeaders: [
       [':method', 'POST'],
       [':scheme', 'http'],
       [':authority', 'gateway.example'],
-      [':path', s.path],
+      [':path', step.path],
       ['content-type', 'application/json'],
       ['content-length', String(Buffer.byteLength(body))],
       ['x-request-id', `diff-${++requestSeq}`],
-      ...(s.extraHeaders ?? []),
+      ...(step.extraHeaders ?? []),
     ],
     requestBodyChunks: [body],
     responseHeaders: [
@@ -206,7 +207,7 @@ async function decide(
     const [p] = await runExtProc(`127.0.0.1:${epps.pdRouter.grpcPort}`, [ex]);
     const [u] = await runExtProc(`127.0.0.1:${epps.upstream.grpcPort}`, [ex]);
     peers.check();
-    out.push({ step: s.name, request: ex, pdRouter: decisionOf(p!), upstream: decisionOf(u!) });
+    out.push({ step: s.name, request: ex, pdRouter: decisionOf(p), upstream: decisionOf(u) });
   }
   return out;
 }
@@ -217,7 +218,7 @@ function queueSizes(text: string): Map<string, number> {
   for (const m of text.matchAll(
     /^(?:inference_pool_per_pod_queue_size|llm_d_epp_per_endpoint_queue_size)\{([^}]*)\} (\S+)$/gm,
   )) {
-    const label = /model_server_(?:pod|endpoint)="([^"]*)"/.exec(m[1]!)?.[1];
+    const label = /model_server_(?:pod|endpoint)="([^"]*)"/.exec(m[1])?.[1];
     if (label) out.set(label, Number(m[2]));
   }
   return out;
@@ -230,8 +231,8 @@ async function waitQueues(
   timeoutMs = 60_000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  const view = (q: Map<string, number>) =>
-    Object.fromEntries(Object.keys(want).map((pod) => [pod, [...q].find(([k]) => k.startsWith(`${pod}`))?.[1]]));
+  const view = (query: Map<string, number>) =>
+    Object.fromEntries(Object.keys(want).map((pod) => [pod, [...query].find(([k]) => k.startsWith(pod))?.[1]]));
   for (const e of epps) {
     for (;;) {
       peers.check();
@@ -242,16 +243,16 @@ async function waitQueues(
         throw new Error(
           `${e.name}: queues ${JSON.stringify(Object.fromEntries(q))}, want ${JSON.stringify(want)}\n${peers.tails()}`,
         );
-      await new Promise((r) => setTimeout(r, 100));
+      await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
 }
 
 /** Sends `n` requests straight to a simulator; they wait in its queue (one runs, with a ten-minute TTFT) until aborted. */
-function load(sim: SimulatorHandle, n: number): AbortController {
+function load(sim: SimulatorHandle, count: number): AbortController {
   const c = new AbortController();
   loads.push(c);
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < count; i++) {
     fetch(`${sim.url}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -264,7 +265,7 @@ function load(sim: SimulatorHandle, n: number): AbortController {
 
 for (const release of UPSTREAM_RELEASES) {
   const name = UPSTREAM[release].name;
-  describeWith(eppReq[release]!, `EPP decisions: pd-router and ${name}, its pd-epp-config.yaml, the same pods`, () => {
+  describeWith(eppReq[release], `EPP decisions: pd-router and ${name}, its pd-epp-config.yaml, the same pods`, () => {
     it('the same decode pick, prefill decision, prefill pick and headers for every scripted request, but for the listed differences', async () => {
       const addresses =
         release === 'ebab687' ? ['127.0.0.71', '127.0.0.72', '127.0.0.73'] : ['127.0.0.75', '127.0.0.76', '127.0.0.77'];
@@ -282,9 +283,9 @@ for (const release of UPSTREAM_RELEASES) {
           }),
         );
       const [prefill, decode0, decode1] = [
-        await start(addresses[0]!, 'prefill-0', false),
-        await start(addresses[1]!, 'decode-0', true),
-        await start(addresses[2]!, 'decode-1', true),
+        await start(addresses[0], 'prefill-0', false),
+        await start(addresses[1], 'decode-0', true),
+        await start(addresses[2], 'decode-1', true),
       ];
       sims = [prefill, decode0, decode1];
       const ns = await cluster!.createNamespace(`diff-epp-${release.replace(/\W/g, '')}`);
@@ -296,9 +297,9 @@ for (const release of UPSTREAM_RELEASES) {
       for (const [pod, role, ip] of pods)
         await cluster!.createPod(ns, pod, { labels: { app: 'vllm-pd', 'llm-d.ai/role': role }, ip });
       const kubeconfig = await eppPoolAccess(cluster!, ns, port);
-      const configFile = await upstreamFile(release as UpstreamRelease, 'deploy/config/pd-epp-config.yaml');
+      const configFile = await upstreamFile(release, 'deploy/config/pd-epp-config.yaml');
       const upstream = peers.add(
-        await startUpstreamEpp(release as UpstreamRelease, {
+        await startUpstreamEpp(release, {
           kubeconfig,
           poolName: 'pool',
           poolNamespace: ns,
@@ -330,16 +331,16 @@ for (const release of UPSTREAM_RELEASES) {
 
       const podOf = (addr: string | undefined) =>
         addr === undefined ? undefined : (pods.find(([, , ip]) => `${ip}:${port}` === addr)?.[0] ?? addr);
-      const summary = (d: Decision): Summary =>
-        d.immediate
-          ? `immediate ${d.immediate.status}`
-          : `${podOf(d.decode)}${d.prefill ? ` + ${podOf(d.prefill)}` : ''}`;
+      const summary = (decision: Decision): Summary =>
+        decision.immediate
+          ? `immediate ${decision.immediate.status}`
+          : `${podOf(decision.decode)}${decision.prefill ? ` + ${podOf(decision.prefill)}` : ''}`;
       const steps = [...PHASE_1, ...PHASE_2, ...PHASE_3];
       const decided = [...phase1, ...phase2, ...phase3];
-      const diffs = DECISION_DIFFERENCES[release as UpstreamRelease];
-      expect(Object.keys(diffs).filter((k) => !steps.some((s) => s.name === k))).toEqual([]);
+      const diffs = DECISION_DIFFERENCES[release];
+      expect(Object.keys(diffs).filter((k) => !steps.some((step) => step.name === k))).toEqual([]);
       for (const [i, step] of steps.entries()) {
-        const { pdRouter: p, upstream: u, request: req } = decided[i]!;
+        const { pdRouter: p, upstream: u, request: req } = decided[i];
         const where = `${step.name}\npd-router: ${JSON.stringify(p)}\n${name}: ${JSON.stringify(u)}`;
         expect([p.problems, u.problems], where).toEqual([[], []]);
         // The decision: pd-router's is llm-d-router's; the upstream's the same unless listed.
@@ -371,7 +372,7 @@ for (const release of UPSTREAM_RELEASES) {
         // Headers removed: upstream none; pd-router every routing header it did not set, so a client's own never
         // reaches the sidecar (Envoy forwards a request header the EPP neither sets nor removes).
         expect(u.removed, where).toEqual([]);
-        expect(p.removed, where).toEqual(ROUTING_HEADERS.filter((h) => !(h in p.set)).sort());
+        expect(p.removed, where).toEqual(ROUTING_HEADERS.filter((host) => !(host in p.set)).sort());
         // The body: pd-router (and llm-d-router) send the client's bytes on; v0.7.1 re-encodes it from a Go map (keys
         // sorted): the same JSON value.
         const body = req.requestBodyChunks.join('');
@@ -380,7 +381,7 @@ for (const release of UPSTREAM_RELEASES) {
       }
       // The client's own x-prefiller-host-port on a decode-only decision: the upstream EPPs leave it on the request
       // (neither set nor removed, so Envoy forwards it and the sidecar would prefill there); pd-router removes it.
-      const smuggled = decided[1]!;
+      const smuggled = decided[1];
       expect([
         smuggled.upstream.set['x-prefiller-host-port'],
         smuggled.upstream.removed.includes('x-prefiller-host-port'),

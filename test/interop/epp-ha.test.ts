@@ -30,8 +30,8 @@ let gateway: GatewayHandle | undefined;
 afterEach(async () => {
   watch?.stop();
   await gateway?.close();
-  await Promise.all(replicas.map((r) => r.close()));
-  await Promise.all(sims.map((s) => s.close()));
+  await Promise.all(replicas.map((eppReplica) => eppReplica.close()));
+  await Promise.all(sims.map((handle) => handle.close()));
   replicas = [];
   sims = [];
   watch = gateway = undefined;
@@ -68,8 +68,10 @@ async function setUp(prefix: string, extra = LEASE_RULES): Promise<{ ns: string;
   return { ns, kubeconfig: await cluster.serviceAccountKubeconfig(ns, 'epp'), lease };
 }
 
-const probeAll = (rs: EppReplica[]) => Promise.all(rs.filter((r) => r.proc.running).map((r) => r.probe()));
-const describeProbes = (ps: Probe[]) => ps.map((p) => `epp-${p.replica}:${p.readiness}/${p.routing}`).join(' ');
+const probeAll = (rs: EppReplica[]) =>
+  Promise.all(rs.filter((eppReplica) => eppReplica.proc.running).map((eppReplica) => eppReplica.probe()));
+const describeProbes = (ps: Probe[]) =>
+  ps.map((probe) => `epp-${probe.replica}:${probe.readiness}/${probe.routing}`).join(' ');
 
 describeWith(req, 'EPP leader election (3 replicas, real kube-apiserver)', () => {
   it('exactly one replica is ready and routes; the others report NOT_SERVING, answer ext_proc with 503 rejected-not-leader and stay live', async () => {
@@ -80,24 +82,24 @@ describeWith(req, 'EPP leader election (3 replicas, real kube-apiserver)', () =>
     for (let round = 0; round < 5; round++) {
       const probes = await probeAll(replicas);
       expect(
-        probes.filter((p) => p.readiness === 'SERVING').map((p) => p.replica),
+        probes.filter((probe) => probe.readiness === 'SERVING').map((probe) => probe.replica),
         describeProbes(probes),
       ).toEqual([leader.index]);
       expect(
-        probes.filter((p) => p.routing === 'routes').map((p) => p.replica),
+        probes.filter((probe) => probe.routing === 'routes').map((probe) => probe.replica),
         describeProbes(probes),
       ).toEqual([leader.index]);
       expect(
         probes
-          .filter((p) => p.replica !== leader.index)
-          .every((p) => p.readiness === 'NOT_SERVING' && p.routing === 'not-leader'),
+          .filter((probe) => probe.replica !== leader.index)
+          .every((probe) => probe.readiness === 'NOT_SERVING' && probe.routing === 'not-leader'),
         describeProbes(probes),
       ).toBe(true);
     }
     // Followers are live (a liveness probe must not restart them), and run discovery: their endpoints are synced.
     for (const r of replicas) expect(await r.readiness(2_000, 'liveness')).toBe('SERVING');
     for (const r of replicas) expect(await r.readiness(2_000, 'unknown-service')).toBe('SERVICE_UNKNOWN');
-    const follower = replicas.find((r) => r !== leader)!;
+    const follower = replicas.find((eppReplica) => eppReplica !== leader)!;
     const answer = await follower.route();
     expect(answer.detail).toMatch(/^ServiceUnavailable rejected-not-leader /); // Envoy's status name for 503
     expect(answer.detail).toContain(`this EPP replica is not the leader (the leader is ${leader.identity})`);
@@ -120,16 +122,16 @@ describeWith(req, 'EPP leader election (3 replicas, real kube-apiserver)', () =>
     const leader = await untilOneLeader(replicas, T);
     const sent = performance.now();
     leader.signal('SIGTERM');
-    const at = await watch!.until((h) => h !== '' && h !== leader.identity, sent, T, 'a new holder');
+    const at = await watch!.until((host) => host !== '' && host !== leader.identity, sent, T, 'a new holder');
     measured.sigtermToNewHolder = Math.round(at - sent);
     const next = await untilOneLeader(replicas, T, [leader]);
     measured.sigtermToNewLeaderReady = Math.round(performance.now() - sent);
     expect(watch!.holder).toBe(next.identity);
     // The release is what hands over: far sooner than the 15 s lease would expire (and than the 2 s poll period).
     expect(measured.sigtermToNewHolder).toBeLessThan(1_000 + LOADED_MACHINE_MS);
-    expect(watch!.changes.map((c) => c.holder)).toContain(''); // the holder was cleared, as client-go's ReleaseOnCancel
+    expect(watch!.changes.map((config) => config.holder)).toContain(''); // the holder was cleared, as client-go's ReleaseOnCancel
     expect(await leader.proc.waitExit()).toBe(0);
-    expect(leader.lines().some((l) => /released the lease/.test(l.msg ?? ''))).toBe(true);
+    expect(leader.lines().some((line) => /released the lease/.test(line.msg ?? ''))).toBe(true);
   }, 240_000);
 
   it('SIGKILL: a follower takes over within the lease duration (4 s)', async () => {
@@ -138,7 +140,7 @@ describeWith(req, 'EPP leader election (3 replicas, real kube-apiserver)', () =>
     const leader = await untilOneLeader(replicas, T);
     const sent = performance.now();
     leader.signal('SIGKILL');
-    const at = await watch!.until((h) => h !== '' && h !== leader.identity, sent, T, 'a new holder');
+    const at = await watch!.until((host) => host !== '' && host !== leader.identity, sent, T, 'a new holder');
     measured.sigkillToNewHolder = Math.round(at - sent);
     await untilOneLeader(replicas, T, [leader]);
     measured.sigkillToNewLeaderReady = Math.round(performance.now() - sent);
@@ -149,18 +151,18 @@ describeWith(req, 'EPP leader election (3 replicas, real kube-apiserver)', () =>
     const { ns, kubeconfig } = await setUp('epp-ha-stop');
     replicas = await startReplicas(3, { namespace: ns, kubeconfig, ...FAST }, T);
     const old = await untilOneLeader(replicas, T);
-    const others = replicas.filter((r) => r !== old);
+    const others = replicas.filter((eppReplica) => eppReplica !== old);
     const probes: Probe[] = [];
     let probing = true;
     // Probes of the two others all along; the stopped replica's queue up in its socket and are answered on SIGCONT.
     const prober = (async () => {
-      while (probing) probes.push(...(await Promise.all(others.map((r) => r.probe(3_000)))));
+      while (probing) probes.push(...(await Promise.all(others.map((eppReplica) => eppReplica.probe(3_000)))));
     })();
     const stoppedAt = performance.now();
     old.signal('SIGSTOP');
     // Asked while it is stopped: these wait in the kernel and are read only after SIGCONT.
     const queued = old.probe(60_000);
-    const takeover = await watch!.until((h) => h !== '' && h !== old.identity, stoppedAt, T, 'a new holder');
+    const takeover = await watch!.until((host) => host !== '' && host !== old.identity, stoppedAt, T, 'a new holder');
     measured.sigstopToNewHolder = Math.round(takeover - stoppedAt);
     expect(takeover - stoppedAt).toBeGreaterThanOrEqual(FAST_LEASE_MS - 1_000); // not before the lease could have expired
     const next = await untilOneLeader(others, T);
@@ -173,22 +175,22 @@ describeWith(req, 'EPP leader election (3 replicas, real kube-apiserver)', () =>
     for (let i = 0; i < 5; i++) {
       const after = await probeAll(replicas);
       expect(
-        after.filter((p) => p.readiness === 'SERVING').map((p) => p.replica),
+        after.filter((probe) => probe.readiness === 'SERVING').map((probe) => probe.replica),
         describeProbes(after),
       ).toEqual([next.index]);
       expect(
-        after.filter((p) => p.routing === 'routes').map((p) => p.replica),
+        after.filter((probe) => probe.routing === 'routes').map((probe) => probe.replica),
         describeProbes(after),
       ).toEqual([next.index]);
     }
     probing = false;
     await prober;
     // Among the others, only the new leader ever answered as one, and only from its takeover on.
-    const leading = probes.filter((p) => p.readiness === 'SERVING' || p.routing === 'routes');
-    expect(new Set(leading.map((p) => p.replica))).toEqual(new Set(leading.length ? [next.index] : []));
-    expect(leading.every((p) => p.sentAt >= stoppedAt)).toBe(true);
+    const leading = probes.filter((probe) => probe.readiness === 'SERVING' || probe.routing === 'routes');
+    expect(new Set(leading.map((probe) => probe.replica))).toEqual(new Set(leading.length ? [next.index] : []));
+    expect(leading.every((probe) => probe.sentAt >= stoppedAt)).toBe(true);
     expect(watch!.holder).toBe(next.identity);
-    expect(old.lines().some((l) => /no longer the leader/.test(l.msg ?? ''))).toBe(true);
+    expect(old.lines().some((line) => /no longer the leader/.test(line.msg ?? ''))).toBe(true);
     expect(resumedAt).toBeGreaterThan(takeover);
   }, 240_000);
 
@@ -216,14 +218,19 @@ describeWith(req, 'EPP leader election (3 replicas, real kube-apiserver)', () =>
       expect(stored.status, stored.text).toBe(200);
       const probes = await probeAll(replicas);
       expect(
-        probes.every((p) => p.readiness === 'NOT_SERVING' && p.routing === 'not-leader'),
+        probes.every((probe) => probe.readiness === 'NOT_SERVING' && probe.routing === 'not-leader'),
         describeProbes(probes),
       ).toBe(true);
-      await new Promise((r) => setTimeout(r, 1_000)); // the foreign holder's renew period
+      await new Promise((resolve) => setTimeout(resolve, 1_000)); // the foreign holder's renew period
     }
-    expect(watch!.changes.map((c) => c.holder)).toEqual(['someone-else']);
+    expect(watch!.changes.map((config) => config.holder)).toEqual(['someone-else']);
     // No more renewals: a replica takes over, not before the 5 s lease ran out since the last renew was sent.
-    const at = await watch!.until((h) => h !== 'someone-else' && h !== '', lastRenewSent, T, 'a replica taking over');
+    const at = await watch!.until(
+      (host) => host !== 'someone-else' && host !== '',
+      lastRenewSent,
+      T,
+      'a replica taking over',
+    );
     expect(at - lastRenewSent).toBeGreaterThanOrEqual(5_000);
     const leader = await untilOneLeader(replicas, T);
     expect(watch!.holder).toBe(leader.identity);
@@ -234,7 +241,9 @@ describeWith(req, 'EPP leader election (3 replicas, real kube-apiserver)', () =>
     replicas = await startReplicas(1, { namespace: ns, kubeconfig, ...FAST }, T);
     const [r] = replicas as [EppReplica];
     const deadline = Date.now() + T;
-    while (!r.lines().some((l) => /missing RBAC permission on leases\.coordination\.k8s\.io/.test(l.problem ?? ''))) {
+    while (
+      !r.lines().some((line) => /missing RBAC permission on leases\.coordination\.k8s\.io/.test(line.problem ?? ''))
+    ) {
       expect(Date.now() < deadline, r.proc.tail()).toBe(true);
       await new Promise((res) => setTimeout(res, 100));
     }
@@ -253,7 +262,7 @@ describeWith(req, 'EPP leader election (3 replicas, real kube-apiserver)', () =>
       gatewayConfig({
         host: '127.0.0.1',
         port: 0,
-        epp: replicas.map((r) => `127.0.0.1:${r.grpcPort}`).join(','),
+        epp: replicas.map((eppReplica) => `127.0.0.1:${eppReplica.grpcPort}`).join(','),
         eppTls: false,
         eppRetryTimeout: 10_000,
       }),
@@ -274,12 +283,12 @@ describeWith(req, 'EPP leader election (3 replicas, real kube-apiserver)', () =>
       });
       await Promise.all(workers);
     })();
-    const served = (n: number) =>
+    const served = (count: number) =>
       new Promise<void>((resolve, reject) => {
         const start = statuses.length;
         const deadline = Date.now() + T;
         const tick = () =>
-          statuses.length - start >= n
+          statuses.length - start >= count
             ? resolve()
             : Date.now() > deadline
               ? reject(new Error('requests stalled'))
@@ -289,16 +298,16 @@ describeWith(req, 'EPP leader election (3 replicas, real kube-apiserver)', () =>
     await served(20);
     const sent = performance.now();
     leader.signal('SIGTERM');
-    await watch!.until((h) => h !== '' && h !== leader.identity, sent, T, 'a new holder');
+    await watch!.until((host) => host !== '' && host !== leader.identity, sent, T, 'a new holder');
     await served(40);
     sending = false;
     await client;
     expect(statuses.length).toBeGreaterThanOrEqual(60);
-    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    expect(statuses.filter((seconds) => seconds !== 200)).toEqual([]);
     expect(await leader.proc.waitExit()).toBe(0);
     const retries = await gateway.metrics.eppRetries.get();
     process.stdout.write(
-      `[epp-ha] gateway requests ${statuses.length}, retries ${JSON.stringify(retries.values.map((v) => [v.labels.reason, v.value]))}\n`,
+      `[epp-ha] gateway requests ${statuses.length}, retries ${JSON.stringify(retries.values.map((metricValue) => [metricValue.labels.reason, metricValue.value]))}\n`,
     );
   }, 240_000);
 });

@@ -116,7 +116,7 @@ function capturedLogger() {
       until(
         events,
         'line',
-        () => lines.some((l) => re.test(l)),
+        () => lines.some((line) => re.test(line)),
         T,
         what,
         () => lines.slice(-5).join('\n'),

@@ -54,8 +54,8 @@ export class EppReplica {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const lines = this.lines();
-      const listening = lines.find((l) => l.msg === 'epp listening');
-      const campaign = lines.find((l) => typeof l.identity === 'string' && /campaigning/.test(l.msg ?? ''));
+      const listening = lines.find((line) => line.msg === 'epp listening');
+      const campaign = lines.find((line) => typeof line.identity === 'string' && /campaigning/.test(line.msg ?? ''));
       if (listening && campaign) {
         this.grpcPort = listening.grpcPort;
         this.healthPort = listening.healthPort;
@@ -70,7 +70,7 @@ export class EppReplica {
         throw new Error(`${this.proc.name} exited before listening; its log:\n${this.proc.tail()}`);
       if (Date.now() > deadline)
         throw new Error(`${this.proc.name} not listening within ${timeoutMs} ms; its log:\n${this.proc.tail()}`);
-      await new Promise((r) => setTimeout(r, 50));
+      await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
 
@@ -78,10 +78,10 @@ export class EppReplica {
     return this.proc
       .output()
       .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => {
+      .filter((line) => line.startsWith('{'))
+      .map((line) => {
         try {
-          return JSON.parse(l) as Record<string, any>;
+          return JSON.parse(line) as Record<string, any>;
         } catch {
           return {};
         }
@@ -94,7 +94,7 @@ export class EppReplica {
       this.health!.Check(
         { service },
         { deadline: Date.now() + timeoutMs },
-        (err: Error | null, r: { status: string }) => resolve(err ? 'NO_ANSWER' : (r.status as Readiness)),
+        (err: Error | null, result: { status: string }) => resolve(err ? 'NO_ANSWER' : (result.status as Readiness)),
       ),
     );
   }
@@ -108,11 +108,13 @@ export class EppReplica {
         body(JSON.stringify({ model: 'sim-model', prompt: 'who leads?', max_tokens: 1 }), true),
       );
       const [first] = await call.waitFor(1, timeoutMs);
-      const imm = first!.immediate_response;
-      if (!imm) return { routing: first!.request_headers ? 'routes' : 'other', detail: 'headers response' };
-      const reason = (imm.headers?.set_headers ?? []).find((h) => h.header.key === 'x-llm-d-request-dropped-reason');
+      const imm = first.immediate_response;
+      if (!imm) return { routing: first.request_headers ? 'routes' : 'other', detail: 'headers response' };
+      const reason = (imm.headers?.set_headers ?? []).find(
+        (option) => option.header.key === 'x-llm-d-request-dropped-reason',
+      );
       const text = reason ? Buffer.from(reason.header.raw_value ?? []).toString() : '';
-      const detail = `${String(imm.status?.code)} ${text} ${Buffer.from(imm.body ?? []).toString()}`;
+      const detail = `${imm.status?.code} ${text} ${Buffer.from(imm.body ?? []).toString()}`;
       return { routing: text === 'rejected-not-leader' ? 'not-leader' : 'other', detail };
     } catch (e) {
       return { routing: 'no-answer', detail: (e as Error).message };
@@ -155,11 +157,11 @@ export interface ReplicaOptions {
   extraArgs?: string[];
 }
 
-export function replicaArgs(o: ReplicaOptions): string[] {
+export function replicaArgs(options: ReplicaOptions): string[] {
   return [
-    `--pool-name=${o.pool ?? 'pool'}`,
-    `--pool-namespace=${o.namespace}`,
-    `--kubeconfig=${o.kubeconfig}`,
+    `--pool-name=${options.pool ?? 'pool'}`,
+    `--pool-namespace=${options.namespace}`,
+    `--kubeconfig=${options.kubeconfig}`,
     '--host=127.0.0.1',
     '--grpc-port=0',
     '--grpc-health-port=0',
@@ -168,25 +170,25 @@ export function replicaArgs(o: ReplicaOptions): string[] {
     '--metrics-endpoint-auth=false',
     `--config-text=${NO_SCRAPE}`,
     '--ha-enable-leader-election',
-    ...(o.leaseDuration ? [`--ha-lease-duration=${o.leaseDuration}`] : []),
-    ...(o.renewDeadline ? [`--ha-renew-deadline=${o.renewDeadline}`] : []),
-    ...(o.retryPeriod ? [`--ha-retry-period=${o.retryPeriod}`] : []),
+    ...(options.leaseDuration ? [`--ha-lease-duration=${options.leaseDuration}`] : []),
+    ...(options.renewDeadline ? [`--ha-renew-deadline=${options.renewDeadline}`] : []),
+    ...(options.retryPeriod ? [`--ha-retry-period=${options.retryPeriod}`] : []),
     '--shutdown-timeout=5s',
-    ...(o.extraArgs ?? []),
+    ...(options.extraArgs ?? []),
   ];
 }
 
 export async function startReplicas(
-  n: number,
-  o: ReplicaOptions,
+  count: number,
+  options: ReplicaOptions,
   timeoutMs: number,
   firstIndex = 0,
 ): Promise<EppReplica[]> {
-  const replicas = Array.from({ length: n }, (_, i) => new EppReplica(firstIndex + i, replicaArgs(o)));
+  const replicas = Array.from({ length: count }, (_, i) => new EppReplica(firstIndex + i, replicaArgs(options)));
   try {
-    await Promise.all(replicas.map((r) => r.started(timeoutMs)));
+    await Promise.all(replicas.map((eppReplica) => eppReplica.started(timeoutMs)));
   } catch (e) {
-    await Promise.all(replicas.map((r) => r.close()));
+    await Promise.all(replicas.map((eppReplica) => eppReplica.close()));
     throw e;
   }
   return replicas;
@@ -200,15 +202,15 @@ export async function untilOneLeader(
 ): Promise<EppReplica> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const live = replicas.filter((r) => r.proc.running && !exclude.includes(r));
-    const states = await Promise.all(live.map((r) => r.readiness(1_000)));
+    const live = replicas.filter((eppReplica) => eppReplica.proc.running && !exclude.includes(eppReplica));
+    const states = await Promise.all(live.map((eppReplica) => eppReplica.readiness(1_000)));
     const serving = live.filter((_, i) => states[i] === 'SERVING');
-    if (serving.length === 1) return serving[0]!;
+    if (serving.length === 1) return serving[0];
     if (Date.now() > deadline)
       throw new Error(
-        `no single leader within ${timeoutMs} ms: ${states.join(', ')}; logs:\n${replicas.map((r) => r.proc.tail(1500)).join('\n---\n')}`,
+        `no single leader within ${timeoutMs} ms: ${states.join(', ')}; logs:\n${replicas.map((eppReplica) => eppReplica.proc.tail(1500)).join('\n---\n')}`,
       );
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 
@@ -246,7 +248,7 @@ export class LeaseWatch extends EventEmitter<{ change: [string] }> {
 
   /** Resolves with the time a holder satisfying `predicate` was first seen after `since`. */
   until(predicate: (holder: string) => boolean, since: number, timeoutMs: number, what: string): Promise<number> {
-    const seen = () => this.changes.find((c) => c.at >= since && predicate(c.holder))?.at;
+    const seen = () => this.changes.find((config) => config.at >= since && predicate(config.holder))?.at;
     const now = seen();
     if (now !== undefined) return Promise.resolve(now);
     return new Promise((resolve, reject) => {

@@ -91,12 +91,12 @@ afterAll(async () => {
 });
 
 const scraped = (key: 'kv' | 'queue', sim: UpstreamSim) =>
-  epps[key].epp.store.all().find((e) => e.hostPort === sim.hostPort)!.metrics;
+  epps[key].epp.store.all().find((endpoint) => endpoint.hostPort === sim.hostPort)!.metrics;
 
 /** Asks the EPP for `n` decisions over ext_proc; returns the chosen destinations. */
-async function picks(key: 'kv' | 'queue', n: number): Promise<string[]> {
+async function picks(key: 'kv' | 'queue', count: number): Promise<string[]> {
   const out: string[] = [];
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < count; i++) {
     const call = epps[key].client.open();
     call.send(
       headers({ ':path': '/v1/completions', ':method': 'POST', 'x-request-id': `scrape-${key}-${i}` }),
@@ -104,7 +104,7 @@ async function picks(key: 'kv' | 'queue', n: number): Promise<string[]> {
     );
     const [h] = await call.waitFor(2);
     out.push(
-      setHeadersOf(h!.request_headers!.response!.header_mutation).find(
+      setHeadersOf(h.request_headers!.response.header_mutation).find(
         ([k]) => k === 'x-gateway-destination-endpoint',
       )![1],
     );
@@ -129,7 +129,7 @@ describe.skipIf(skipInterop())('the EPP scrapes llm-d-inference-sim and routes b
   it("idle: the scraped figures are upstream's own (zeros, and cache_config_info's block size and block count)", async () => {
     for (const key of ['kv', 'queue'] as const) {
       await waitFor(
-        () => [busy, idle].every((s) => scraped(key, s).updatedAt > 0),
+        () => [busy, idle].every((upstreamSim) => scraped(key, upstreamSim).updatedAt > 0),
         10_000,
         `EPP (${key}) scraped both`,
       );

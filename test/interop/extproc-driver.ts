@@ -84,15 +84,15 @@ export interface Decision {
   problems: string[];
 }
 
-export function decisionOf(r: ExtProcReport): Decision {
+export function decisionOf(report: ExtProcReport): Decision {
   const problems = [
-    ...(r.error ? [`error: ${r.error}`] : []),
-    ...r.unknownFields.map((f) => `unknown field ${f}`),
-    ...r.validationErrors.map((e) => `invalid: ${e}`),
+    ...(report.error ? [`error: ${report.error}`] : []),
+    ...report.unknownFields.map((field) => `unknown field ${field}`),
+    ...report.validationErrors.map((text) => `invalid: ${text}`),
   ];
-  const imm = r.received.find((x) => x.kind === 'immediate_response');
+  const imm = report.received.find((received) => received.kind === 'immediate_response');
   if (imm) return { set: {}, removed: [], immediate: { status: imm.httpStatus ?? 0, body: imm.body ?? '' }, problems };
-  const headers = r.received.find((x) => x.kind === 'request_headers');
+  const headers = report.received.find((received) => received.kind === 'request_headers');
   const set: Record<string, string> = {};
   for (const h of headers?.setHeaders ?? []) {
     const k = h.key.toLowerCase();
@@ -103,14 +103,14 @@ export function decisionOf(r: ExtProcReport): Decision {
   )?.['envoy.lb']?.['x-gateway-destination-endpoint'];
   if (meta !== undefined && meta !== set['x-gateway-destination-endpoint'])
     problems.push(`envoy.lb metadata ${meta} != header ${set['x-gateway-destination-endpoint']}`);
-  const chunks = r.received
-    .filter((x) => x.kind === 'request_body' && x.streamedBody !== undefined)
-    .map((x) => x.streamedBody!);
+  const chunks = report.received
+    .filter((received) => received.kind === 'request_body' && received.streamedBody !== undefined)
+    .map((received) => received.streamedBody!);
   return {
     decode: set['x-gateway-destination-endpoint'],
     prefill: set['x-prefiller-host-port'],
     set,
-    removed: [...(headers?.removeHeaders ?? [])].map((h) => h.toLowerCase()).sort(),
+    removed: [...(headers?.removeHeaders ?? [])].map((host) => host.toLowerCase()).sort(),
     body: chunks.length > 0 ? chunks.join('') : undefined,
     problems,
   };

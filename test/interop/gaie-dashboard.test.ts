@@ -24,9 +24,9 @@ const prom = prometheusBinary();
 if (!prom) process.stdout.write(`\n[interop] ${PROMETHEUS_MISSING}\n`);
 
 const MODEL = 'sim-model';
-const GAIE_DASHBOARDS = ['v1.4.0', 'v1.5.0'].map((v) => ({
-  version: v,
-  file: path.join(ROOT, `test/interop/gaie-dashboards/inference_gateway-${v}.json`),
+const GAIE_DASHBOARDS = ['v1.4.0', 'v1.5.0'].map((value) => ({
+  version: value,
+  file: path.join(ROOT, `test/interop/gaie-dashboards/inference_gateway-${value}.json`),
 }));
 const PD_ROUTER_DASHBOARD = path.join(ROOT, 'deploy/grafana/pd-router-dashboard.json');
 
@@ -38,8 +38,8 @@ const NOT_PD_ROUTER: Array<{ prefix: string; reason: string }> = [
     reason: 'flow control: pd-router has none (GAIE serves these only with flow control enabled)',
   },
 ];
-const exclusion = (q: DashboardQuery) =>
-  NOT_PD_ROUTER.find((x) => metricNames(q.expr).some((n) => n.startsWith(x.prefix)));
+const exclusion = (query: DashboardQuery) =>
+  NOT_PD_ROUTER.find((item) => metricNames(query.expr).some((count) => count.startsWith(item.prefix)));
 
 /** Grafana's variables as a query over the whole test would use them: every window spans all samples taken. */
 function substitute(expr: string, windowS: number): string {
@@ -119,7 +119,10 @@ async function startScenario(family: MetricsFamily): Promise<Scenario> {
       {
         job: 'vllm',
         path: '/metrics',
-        targets: [...stack.prefills.map((p) => target(p.url)), ...stack.decodes.map((d) => target(d.sim.url))],
+        targets: [
+          ...stack.prefills.map((component) => target(component.url)),
+          ...stack.decodes.map((decodeUnit) => target(decodeUnit.sim.url)),
+        ],
       },
     ];
     const nTargets = 1 + stack.prefills.length + stack.decodes.length;
@@ -154,23 +157,23 @@ async function startScenario(family: MetricsFamily): Promise<Scenario> {
   }
 }
 
-async function evaluate(s: Scenario, q: DashboardQuery): Promise<{ ok: boolean; detail: string }> {
+async function evaluate(scenario: Scenario, dashboardQuery: DashboardQuery): Promise<{ ok: boolean; detail: string }> {
   const now = Date.now();
-  const windowS = Math.ceil((now - s.startedAt) / 1000) + 5;
-  const result = await s.prometheus.query(substitute(q.expr, windowS), now);
-  const values = result.map((r) => Number(r.value[1]));
+  const windowS = Math.ceil((now - scenario.startedAt) / 1000) + 5;
+  const result = await scenario.prometheus.query(substitute(dashboardQuery.expr, windowS), now);
+  const values = result.map((sample) => Number(sample.value[1]));
   const ok = values.length > 0 && values.every(Number.isFinite);
   return {
     ok,
     detail: `${values.length} series [${values
       .slice(0, 4)
-      .map((v) => +v.toPrecision(4))
+      .map((value) => +value.toPrecision(4))
       .join(', ')}${values.length > 4 ? ', ...' : ''}]`,
   };
 }
 
 const eppQueries = (file: string) =>
-  dashboardQueries(file).filter((q) => metricNames(q.expr).some((n) => /^(llm_d_|inference_)/.test(n)));
+  dashboardQueries(file).filter((query) => metricNames(query.expr).some((count) => /^(llm_d_|inference_)/.test(count)));
 
 describe.skipIf(!prom)(
   `GAIE's dashboard against pd-router (EPP --metrics-family gaie), through ${prom?.version ?? 'prometheus'}`,
@@ -201,7 +204,7 @@ describe.skipIf(!prom)(
           (r.ok ? answered : failed).push(`${q.panel} [${q.refId}] ${r.detail}: ${q.expr}`);
         }
         process.stdout.write(
-          `[interop] GAIE dashboard ${version}: ${answered.length} queries returned data, ${excluded.length} not applicable\n${answered.map((a) => `  data: ${a}`).join('\n')}\n`,
+          `[interop] GAIE dashboard ${version}: ${answered.length} queries returned data, ${excluded.length} not applicable\n${answered.map((left) => `  data: ${left}`).join('\n')}\n`,
         );
         expect(failed).toEqual([]);
         expect(answered.length).toBe(31); // 3 pool + 17 inference objective + 11 vLLM queries

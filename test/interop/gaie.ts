@@ -34,10 +34,10 @@ export function pdRouterEppImageValues(chartVersion: 'v1.4.0' | 'v1.5.0', image:
   if (!m) throw new Error(`not an image reference with a registry and a tag: ${image}`);
   const [, registry, repository, tag] = m;
   if (chartVersion === 'v1.4.0') {
-    const slash = repository!.lastIndexOf('/');
+    const slash = repository.lastIndexOf('/');
     return {
       inferenceExtension: {
-        image: { hub: `${registry}/${repository!.slice(0, slash)}`, name: repository!.slice(slash + 1), tag },
+        image: { hub: `${registry}/${repository.slice(0, slash)}`, name: repository.slice(slash + 1), tag },
       },
     };
   }
@@ -49,7 +49,11 @@ export function pdRouterEppImageValues(chartVersion: 'v1.4.0' | 'v1.5.0', image:
  * epplib dependency is a file:// chart that `helm dependency build` packages offline). helm's own directories are
  * temporary, so nothing is written to the user's helm cache or config.
  */
-export async function renderInferencePoolChart(helm: string, gaieDir: string, v: ChartValues): Promise<Obj[]> {
+export async function renderInferencePoolChart(
+  helm: string,
+  gaieDir: string,
+  chartValues: ChartValues,
+): Promise<Obj[]> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'pd-helm-'));
   try {
     cpSync(path.join(gaieDir, 'config/charts'), path.join(dir, 'charts'), { recursive: true });
@@ -63,31 +67,31 @@ export async function renderInferencePoolChart(helm: string, gaieDir: string, v:
     const dep = await runProcess(helm, ['dependency', 'build', chart], { env, timeoutMs: 60_000 });
     if (dep.code !== 0) throw new Error(`helm dependency build failed (exit ${dep.code}):\n${dep.output.slice(-3000)}`);
     const sets = [
-      ...Object.entries(v.matchLabels).map(
+      ...Object.entries(chartValues.matchLabels).map(
         ([k, val]) => `inferencePool.modelServers.matchLabels.${k.replace(/\./g, '\\.')}=${val}`,
       ),
-      `inferencePool.targetPorts[0].number=${v.targetPort}`,
+      `inferencePool.targetPorts[0].number=${chartValues.targetPort}`,
     ];
     const valuesFile = path.join(dir, 'values.yaml');
-    writeFileSync(valuesFile, stringify(v.values ?? {}));
+    writeFileSync(valuesFile, stringify(chartValues.values ?? {}));
     const r = await runProcess(
       helm,
       [
         'template',
-        v.release,
+        chartValues.release,
         chart,
         '--namespace',
-        v.namespace,
+        chartValues.namespace,
         '-f',
         valuesFile,
-        ...sets.flatMap((s) => ['--set', s]),
+        ...sets.flatMap((text) => ['--set', text]),
       ],
       { env, timeoutMs: 60_000 },
     );
     if (r.code !== 0) throw new Error(`helm template failed (exit ${r.code}):\n${r.output.slice(-3000)}`);
     return parseAllDocuments(r.stdout)
-      .map((d) => d.toJSON() as Obj)
-      .filter((o) => o && o.kind);
+      .map((def) => def.toJSON() as Obj)
+      .filter((obj) => obj && obj.kind);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

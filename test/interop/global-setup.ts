@@ -51,11 +51,13 @@ export default async function setup(project: TestProject): Promise<() => Promise
       log(`[interop] ${o.description} (${how})${o.note ? `\n           note: ${o.note}` : ''}`);
     }
     log(`[interop] artifacts ready in ${((Date.now() - buildStart) / 1000).toFixed(1)}s`);
-    const missing = (['etcd', 'kube-apiserver'] as const).map((n) => artifacts[n]).filter((o) => o && !o.ok);
+    const missing = (['etcd', 'kube-apiserver'] as const)
+      .map((count) => artifacts[count])
+      .filter((options) => options && !options.ok);
     if (missing.length > 0) {
       controlPlane = {
         state: 'skipped',
-        reason: missing.map((o) => (o && !o.ok ? o.reason.split('\n')[0] : '')).join('; '),
+        reason: missing.map((options) => (options && !options.ok ? options.reason.split('\n')[0] : '')).join('; '),
       };
     } else {
       const cpStart = Date.now();

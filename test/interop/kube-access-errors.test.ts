@@ -27,7 +27,7 @@ let procs: ManagedProcess[] = [];
 let sims: SimulatorHandle[] = [];
 afterEach(async () => {
   for (const p of procs) await p.stop();
-  await Promise.all(sims.map((s) => s.close()));
+  await Promise.all(sims.map((handle) => handle.close()));
   procs = [];
   sims = [];
 });
@@ -46,32 +46,34 @@ function run(component: 'epp' | 'sidecar', args: string[], env: Record<string, s
   return p;
 }
 
-function lines(p: ManagedProcess): Line[] {
-  return p
+function lines(process: ManagedProcess): Line[] {
+  return process
     .output()
     .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => {
-      expect(() => JSON.parse(l), `not a JSON log line: ${l}`).not.toThrow();
-      return JSON.parse(l) as Line;
+    .filter((line) => line.trim() !== '')
+    .map((line) => {
+      expect(() => JSON.parse(line), `not a JSON log line: ${line}`).not.toThrow();
+      return JSON.parse(line) as Line;
     });
 }
 
-const failures = (p: ManagedProcess) =>
-  lines(p).filter((l) => l.msg === 'kubernetes list/watch failed, retrying' && l.what === 'inferencepools');
+const failures = (process: ManagedProcess) =>
+  lines(process).filter(
+    (line) => line.msg === 'kubernetes list/watch failed, retrying' && line.what === 'inferencepools',
+  );
 
 /** No line carries a stack trace (pino's err serializer writes one under `stack`; V8 frames read "    at "). */
-function expectNoStackTrace(p: ManagedProcess): void {
-  expect(p.output()).not.toMatch(/"stack"|\\n\s+at |^\s+at /m);
+function expectNoStackTrace(process: ManagedProcess): void {
+  expect(process.output()).not.toMatch(/"stack"|\\n\s+at |^\s+at /m);
 }
 
 /** Resolves once the output holds `n` failed attempts (each a line of its own). */
 // The pool's informer (the EPP's InferenceModelRewrite / InferenceObjective informers fail too, each on its own backoff).
-const untilFailures = (p: ManagedProcess, n: number) =>
-  p.untilOutput(
-    new RegExp(`("what":"inferencepools"[^\\n]*kubernetes list/watch failed[^\\n]*\\n[\\s\\S]*){${n}}`),
+const untilFailures = (process: ManagedProcess, count: number) =>
+  process.untilOutput(
+    new RegExp(`("what":"inferencepools"[^\\n]*kubernetes list/watch failed[^\\n]*\\n[\\s\\S]*){${count}}`),
     T,
-    `${n} failed list/watch attempts logged`,
+    `${count} failed list/watch attempts logged`,
   );
 
 async function untilHealth(host: string, service: string, want: string): Promise<void> {
@@ -80,7 +82,7 @@ async function untilHealth(host: string, service: string, want: string): Promise
   while ((last = await grpcHealth(host, 9003, service)) !== want) {
     if (Date.now() > deadline)
       throw new Error(`health of "${service}" on ${host} is ${last}, not ${want}, after ${T} ms`);
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }
 
@@ -105,8 +107,8 @@ describeWith(req, 'missing RBAC and an unreachable API server: the components st
       apiServer: cluster.server,
     });
     // The API server's own message names the identity that was refused.
-    expect(f[0]!.error).toContain(`User "system:serviceaccount:${ns}:epp" cannot list resource "inferencepools"`);
-    expect(f.slice(0, 3).map((l) => l.retryInMs)).toEqual([500, 1000, 2000]);
+    expect(f[0].error).toContain(`User "system:serviceaccount:${ns}:epp" cannot list resource "inferencepools"`);
+    expect(f.slice(0, 3).map((line) => line.retryInMs)).toEqual([500, 1000, 2000]);
     expectNoStackTrace(epp);
     expect(epp.running).toBe(true);
     for (const service of ['readiness', 'envoy.service.ext_proc.v3.ExternalProcessor'])
@@ -139,7 +141,7 @@ describeWith(req, 'missing RBAC and an unreachable API server: the components st
       apiServer: closed,
       retryInMs: 500,
     });
-    expect(first!.error).toMatch(new RegExp(`^cannot reach the API server at ${closed}: .*ECONNREFUSED`));
+    expect(first.error).toMatch(new RegExp(`^cannot reach the API server at ${closed}: .*ECONNREFUSED`));
     expectNoStackTrace(epp);
     expect(await grpcHealth(host, 9003, 'readiness')).toBe('NOT_SERVING');
     expect(await grpcHealth(host, 9003, 'liveness')).toBe('SERVING');
@@ -172,7 +174,7 @@ describeWith(req, 'missing RBAC and an unreachable API server: the components st
     expect(notReady.status).toBe(503);
     expect(notReady.body.ssrfAllowlist).toBe('not synced');
     await sidecar.untilOutput(/SSRF allowlist not synced within 2000 ms/, T, 'the sync-timeout error');
-    const timeoutLine = lines(sidecar).find((l) => /SSRF allowlist not synced/.test(l.msg))!;
+    const timeoutLine = lines(sidecar).find((line) => /SSRF allowlist not synced/.test(line.msg))!;
     expect(timeoutLine).toMatchObject({
       level: 'error',
       status: 403,

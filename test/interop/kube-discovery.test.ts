@@ -36,7 +36,7 @@ afterEach(async () => {
   await watcher?.stop();
   await gateway?.close();
   await epp?.close(500);
-  await Promise.all(sims.map((s) => s.close()));
+  await Promise.all(sims.map((handle) => handle.close()));
   watcher = epp = gateway = undefined;
   sims = [];
 });
@@ -54,7 +54,8 @@ async function namespaceWith(
   return { ns, kubeconfig: await cluster.serviceAccountKubeconfig(ns, 'epp') };
 }
 
-const addrs = (eps: PodEndpoint[]) => eps.map((e) => `${e.address}:${e.port}${e.ready ? '' : '(unready)'}`).sort();
+const addrs = (eps: PodEndpoint[]) =>
+  eps.map((podEndpoint) => `${podEndpoint.address}:${podEndpoint.port}${podEndpoint.ready ? '' : '(unready)'}`).sort();
 const watcherState = () => addrs(watcher?.endpoints() ?? []).join(',');
 const untilEndpoints = (expected: string[], what: string) =>
   until(watcher!, 'change', () => watcherState() === [...expected].sort().join(','), T, what, watcherState);
@@ -87,7 +88,7 @@ describeWith(req, 'PoolWatcher against kube-apiserver', () => {
     watcher.start();
     await watcher.synced(T);
     expect(addrs(watcher.endpoints())).toEqual(['10.0.0.1:8000']);
-    expect(watcher.endpoints()[0]!.labels['llm-d.ai/role']).toBe('prefill');
+    expect(watcher.endpoints()[0].labels['llm-d.ai/role']).toBe('prefill');
 
     await cluster.createPod(ns, 'p2', { labels: { app: 'llm' }, ip: '10.0.0.2', ready: false });
     await untilEndpoints(['10.0.0.1:8000', '10.0.0.2:8000(unready)'], 'an unready pod added');
@@ -125,10 +126,10 @@ describeWith(req, 'PoolWatcher against kube-apiserver', () => {
       silentLogger(),
     );
     const errors: Error[] = [];
-    watcher.on('error', (e) => errors.push(e));
+    watcher.on('error', (err) => errors.push(err));
     watcher.start();
     await until(watcher, 'error', () => errors.length >= 1, T, 'a list error');
-    expect(errors[0]!.message + JSON.stringify((errors[0] as { body?: unknown }).body ?? '')).toMatch(/forbidden|403/i);
+    expect(errors[0].message + JSON.stringify((errors[0] as { body?: unknown }).body ?? '')).toMatch(/forbidden|403/i);
     expect(watcher.endpoints()).toEqual([]);
     await cluster.grant(ns, 'epp', 'epp', GAIE_EPP_RULES);
     await watcher.synced(T);
@@ -197,10 +198,10 @@ const base = {
   configText: NO_SCRAPE,
   metricsEndpointAuth: false,
 }; // metrics auth: epp-metrics-auth.test.ts
-const ids = (e: EppHandle) =>
-  e.store
+const ids = (eppHandle: EppHandle) =>
+  eppHandle.store
     .all()
-    .map((x) => `${x.id}@${x.hostPort}[${x.labels['llm-d.ai/role'] ?? ''}]`)
+    .map((endpoint) => `${endpoint.id}@${endpoint.hostPort}[${endpoint.labels['llm-d.ai/role'] ?? ''}]`)
     .sort();
 const untilIds = (expected: string[], what: string) =>
   until(
@@ -235,7 +236,7 @@ function capturedLogger(): {
     until(
       events,
       'line',
-      () => lines.some((l) => re.test(l)),
+      () => lines.some((line) => re.test(line)),
       T,
       what,
       () => lines.slice(-5).join('\n'),
@@ -304,7 +305,7 @@ describeWith(req, 'EPP discovery against kube-apiserver', () => {
   it('gRPC health: NOT_SERVING (but liveness SERVING) while RBAC denies the pod list (403), SERVING for every service name once the Role is bound', async () => {
     // The pool and the pool's InferenceModelRewrites / InferenceObjectives (GAIE's rule), not the pods.
     const { ns, kubeconfig } = await namespaceWith('epp-health', [
-      GAIE_EPP_RULES[0]!,
+      GAIE_EPP_RULES[0],
       { apiGroups: ['inference.networking.k8s.io'], resources: ['inferencepools'], verbs: ['get', 'list', 'watch'] },
     ]);
     await cluster.apply(inferencePool('pool', { app: 'vllm' }, [8000]), { namespace: ns });
@@ -318,8 +319,8 @@ describeWith(req, 'EPP discovery against kube-apiserver', () => {
     const h = new Ctor(`127.0.0.1:${epp.healthPort}`, grpc.credentials.createInsecure()) as any;
     const check = (service: string) =>
       new Promise<string>((resolve, reject) =>
-        h.Check({ service }, { deadline: Date.now() + 3000 }, (err: Error | null, r: { status: string }) =>
-          err ? reject(err) : resolve(r.status),
+        h.Check({ service }, { deadline: Date.now() + 3000 }, (err: Error | null, result: { status: string }) =>
+          err ? reject(err) : resolve(result.status),
         ),
       );
     try {
@@ -353,15 +354,15 @@ describeWith(req, 'EPP discovery against kube-apiserver', () => {
     );
     /** Sends one request; returns the address of the simulator that answered it (its record count grew). */
     const route = async (): Promise<string> => {
-      const before = sims.map((s) => s.engine.recentRequests().length);
+      const before = sims.map((handle) => handle.engine.recentRequests().length);
       const r = await postJson(`${gateway!.url}/v1/completions`, {
         model: 'sim-model',
         prompt: 'where am I',
         max_tokens: 1,
       });
       expect(r.status, r.text).toBe(200);
-      const hit = sims.findIndex((s, i) => s.engine.recentRequests().length > before[i]!);
-      return addresses[hit]!;
+      const hit = sims.findIndex((handle, i) => handle.engine.recentRequests().length > before[i]);
+      return addresses[hit];
     };
     const endpoints = (list: Array<[string, string]>, what: string) =>
       untilIds(
@@ -369,18 +370,18 @@ describeWith(req, 'EPP discovery against kube-apiserver', () => {
         what,
       );
 
-    await endpoints([['a', addresses[0]!]], 'a ready, b not');
+    await endpoints([['a', addresses[0]]], 'a ready, b not');
     expect(await route()).toBe(addresses[0]);
     await cluster.setPodStatus(ns, 'b', { ready: true });
     await cluster.setPodStatus(ns, 'a', { ready: false });
-    await endpoints([['b', addresses[1]!]], 'b ready, a unready');
+    await endpoints([['b', addresses[1]]], 'b ready, a unready');
     expect(await route()).toBe(addresses[1]);
     await cluster.setPodStatus(ns, 'a', { ready: true });
     await cluster.deletePod(ns, 'b');
-    await endpoints([['a', addresses[0]!]], 'b deleted, a ready again');
+    await endpoints([['a', addresses[0]]], 'b deleted, a ready again');
     expect(await route()).toBe(addresses[0]);
     await cluster.setPodStatus(ns, 'a', { ip: addresses[2] });
-    await endpoints([['a', addresses[2]!]], 'a re-addressed');
+    await endpoints([['a', addresses[2]]], 'a re-addressed');
     expect(await route()).toBe(addresses[2]);
     await cluster.deletePod(ns, 'a', 30);
     await untilIds([], 'a Terminating');
@@ -390,6 +391,6 @@ describeWith(req, 'EPP discovery against kube-apiserver', () => {
       max_tokens: 1,
     });
     expect(none.status).toBe(503);
-    expect([simA, simB, simC].map((s) => s.engine.recentRequests().length)).toEqual([2, 1, 1]);
+    expect([simA, simB, simC].map((handle) => handle.engine.recentRequests().length)).toEqual([2, 1, 1]);
   });
 });

@@ -74,7 +74,7 @@ export async function freePortOn(addresses: string[]): Promise<number> {
       if (!s) break;
       held.push(s);
     }
-    await Promise.all(held.map((s) => new Promise((r) => s.close(r))));
+    await Promise.all(held.map((server) => new Promise((resolve) => server.close(resolve))));
     if (held.length === addresses.length) return port;
   }
   throw new Error(`no port free on all of ${addresses.join(', ')}`);
@@ -93,7 +93,7 @@ export async function startSimsOn(
         await startSimulator(simConfig({ host, port, model: ['sim-model'], mode: 'echo', seed: 1, ...config })),
       );
   } catch (e) {
-    await Promise.all(sims.map((s) => s.close()));
+    await Promise.all(sims.map((handle) => handle.close()));
     throw e;
   }
   return sims;

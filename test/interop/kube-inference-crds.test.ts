@@ -36,7 +36,7 @@ afterEach(async () => {
   await traffic?.stop();
   await gateway?.close();
   await epp?.close(500);
-  await Promise.all(sims.map((s) => s.close()));
+  await Promise.all(sims.map((handle) => handle.close()));
   traffic = epp = gateway = undefined;
   sims = [];
 });
@@ -47,7 +47,7 @@ const SERVED = [MODEL, 'food-review-v1', 'food-review-v2', 'food-review-canary']
 const ADDRESSES = ['127.0.0.71', '127.0.0.72'];
 const CONFIG =
   'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nschedulingProfiles: [{name: default}]\ndataLayer: {injectDefaults: false}\n';
-const CRD_RULE = GAIE_EPP_RULES[0]!; // get/list/watch inferenceobjectives and inferencemodelrewrites (x-k8s.io)
+const CRD_RULE = GAIE_EPP_RULES[0]; // get/list/watch inferenceobjectives and inferencemodelrewrites (x-k8s.io)
 const POOL_RULES = GAIE_EPP_RULES.slice(1);
 const API = 'inference.networking.x-k8s.io/v1alpha2';
 
@@ -69,7 +69,7 @@ const objectiveObject = (name: string, priority: number | undefined, pool = 'poo
   metadata: { name },
   spec: { poolRef: { name: pool }, ...(priority === undefined ? {} : { priority }) },
 });
-const inNamespace = (o: Obj, namespace: string): Obj => ({ ...o, metadata: { ...o.metadata, namespace } });
+const inNamespace = (obj: Obj, namespace: string): Obj => ({ ...obj, metadata: { ...obj.metadata, namespace } });
 const exact = (model: string) => [{ model: { value: model } }];
 
 /** A pino logger whose lines tests can wait for. */
@@ -89,7 +89,7 @@ function capturedLogger() {
     until(
       events,
       'line',
-      () => lines.some((l) => re.test(l)),
+      () => lines.some((line) => re.test(line)),
       T,
       what,
       () => lines.slice(-5).join('\n'),
@@ -98,19 +98,19 @@ function capturedLogger() {
 }
 
 /** Resolves with the watcher's next event for `object` (`<ns>/<name>`) with `outcome`; register before writing. */
-function nextChange(w: InferenceCrdWatcher, object: string, outcome: CrdChange['outcome']): Promise<CrdChange> {
+function nextChange(watcher: InferenceCrdWatcher, object: string, outcome: CrdChange['outcome']): Promise<CrdChange> {
   return new Promise((resolve, reject) => {
-    const on = (c: CrdChange) => {
-      if (c.object !== object || c.outcome !== outcome) return;
+    const on = (crdChange: CrdChange) => {
+      if (crdChange.object !== object || crdChange.outcome !== outcome) return;
       clearTimeout(timer);
-      w.off('change', on);
-      resolve(c);
+      watcher.off('change', on);
+      resolve(crdChange);
     };
     const timer = setTimeout(() => {
-      w.off('change', on);
+      watcher.off('change', on);
       reject(new Error(`timed out after ${T} ms waiting for ${object} to be ${outcome}`));
     }, T);
-    w.on('change', on);
+    watcher.on('change', on);
   });
 }
 
@@ -149,7 +149,7 @@ class Traffic {
 
   /** Resolves once `count` requests numbered `from` or later have been answered. */
   answeredFrom(from: number, count: number, what: string): Promise<void> {
-    const answered = () => [...this.statuses.keys()].filter((n) => n >= from).length;
+    const answered = () => [...this.statuses.keys()].filter((count) => count >= from).length;
     return until(
       this.done,
       'done',
@@ -295,7 +295,7 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
     await step(() => cluster.remove(inNamespace(rewriteObject('alias', []), ns)), 'removed', MODEL);
     await traffic.stop();
     // No request failed while the rewrites changed.
-    expect([...traffic.statuses.values()].filter((s) => s !== 200)).toEqual([]);
+    expect([...traffic.statuses.values()].filter((seconds) => seconds !== 200)).toEqual([]);
     // Every request was received with one of the models the rewrites named.
     expect(Object.keys(modelsBetween(0, traffic.statuses.size)).sort()).toEqual([
       MODEL,
@@ -304,7 +304,7 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
     ]);
     // For the record: from the API write to the EPP's watch event (not asserted: a loaded machine may be slow).
     console.info(
-      `InferenceModelRewrite write → EPP watch event: ${latencies.map((l) => `${l.toFixed(0)} ms`).join(', ')}`,
+      `InferenceModelRewrite write → EPP watch event: ${latencies.map((line) => `${line.toFixed(0)} ms`).join(', ')}`,
     );
   }, 180_000);
 
@@ -345,10 +345,10 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
         }
       }),
     );
-    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    expect(statuses.filter((seconds) => seconds !== 200)).toEqual([]);
     const got = modelsBetween(0, N);
     expect(Object.keys(got).sort()).toEqual(['food-review-canary', 'food-review-v1']);
-    expect(Math.abs(got['food-review-canary']! / N - 0.1), JSON.stringify(got)).toBeLessThanOrEqual(0.03);
+    expect(Math.abs(got['food-review-canary'] / N - 0.1), JSON.stringify(got)).toBeLessThanOrEqual(0.03);
     const text = await metricsText(`http://127.0.0.1:${epp!.metricsPort}`);
     for (const name of [
       'inference_extension_model_rewrite_decisions_total',
@@ -567,8 +567,8 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
     const h = new Ctor(`127.0.0.1:${epp.healthPort}`, grpc.credentials.createInsecure()) as any;
     const check = () =>
       new Promise<string>((resolve, reject) =>
-        h.Check({ service: '' }, { deadline: Date.now() + 3000 }, (err: Error | null, r: { status: string }) =>
-          err ? reject(err) : resolve(r.status),
+        h.Check({ service: '' }, { deadline: Date.now() + 3000 }, (err: Error | null, result: { status: string }) =>
+          err ? reject(err) : resolve(result.status),
         ),
       );
     try {

@@ -45,10 +45,10 @@ const base = {
   configText: CONFIG,
   metricsEndpointAuth: false,
 }; // metrics auth: epp-metrics-auth.test.ts
-const ids = (e: EppHandle) =>
-  e.store
+const ids = (eppHandle: EppHandle) =>
+  eppHandle.store
     .all()
-    .map((x) => `${x.id}@${x.hostPort}`)
+    .map((endpoint) => `${endpoint.id}@${endpoint.hostPort}`)
     .sort()
     .join();
 const untilIds = (expected: string[], what: string) =>
@@ -149,7 +149,7 @@ function capturedLogger(): { logger: pino.Logger; untilLine: (re: RegExp, what: 
       until(
         events,
         'line',
-        () => lines.some((l) => re.test(l)),
+        () => lines.some((line) => re.test(line)),
         T,
         what,
         () => lines.slice(-5).join('\n'),
@@ -182,7 +182,7 @@ describeWith(req, 'watches against kube-apiserver: timed out, expired (410 Gone)
     const { ns, eppKubeconfig, sidecarKubeconfig } = await pool('expiry-410');
     await startBoth(ns, eppKubeconfig, sidecarKubeconfig);
     const removed: string[] = [];
-    epp!.store.on('removed', (e) => removed.push(e.id));
+    epp!.store.on('removed', (endpoint) => removed.push(endpoint.id));
     let sidecarDenied = 0;
     const checkSidecar = setInterval(() => {
       if (!sidecar?.guard.allowed('10.5.0.1', 8000) || !sidecar?.guard.allowed('10.5.0.2', 8000)) sidecarDenied++;
@@ -215,7 +215,7 @@ describeWith(req, 'watches against kube-apiserver: timed out, expired (410 Gone)
     const log = capturedLogger();
     await startBoth(ns, eppKubeconfig, sidecarKubeconfig, { logger: log.logger });
     const removed: string[] = [];
-    epp!.store.on('removed', (e) => removed.push(e.id));
+    epp!.store.on('removed', (endpoint) => removed.push(endpoint.id));
     await cp.stopApiServer();
     await log.untilLine(/kubernetes list\/watch failed/, 'the EPP noticing the API server is gone');
     expect(removed).toEqual([]);

@@ -21,7 +21,6 @@ import {
   startUpstreamSidecar,
   upstreamFile,
   type UpstreamPeer,
-  type UpstreamRelease,
 } from './llm-d.js';
 import { both, describeWith, need, needSharedControlPlane, pathOf, sharedCluster } from './need.js';
 
@@ -29,11 +28,13 @@ const cpReq = await needSharedControlPlane();
 const chartReq = both(cpReq, await need('helm', 'gaie-v1.5.0'));
 const eppReq = Object.fromEntries(
   await Promise.all(
-    UPSTREAM_RELEASES.map(async (r) => [r, both(cpReq, await need(UPSTREAM[r].source, UPSTREAM[r].epp))] as const),
+    UPSTREAM_RELEASES.map(
+      async (text) => [text, both(cpReq, await need(UPSTREAM[text].source, UPSTREAM[text].epp))] as const,
+    ),
   ),
 );
 const sidecarReq = Object.fromEntries(
-  await Promise.all(UPSTREAM_RELEASES.map(async (r) => [r, await need(UPSTREAM[r].sidecar)] as const)),
+  await Promise.all(UPSTREAM_RELEASES.map(async (text) => [text, await need(UPSTREAM[text].sidecar)] as const)),
 );
 
 let cluster: KubeCluster | undefined;
@@ -50,7 +51,7 @@ let peers: Array<UpstreamPeer | { close(): Promise<unknown> }> = [];
 afterEach(async () => {
   await gateway?.close();
   for (const p of peers.reverse()) await p.close();
-  await Promise.all(sims.map((s) => s.close()));
+  await Promise.all(sims.map((handle) => handle.close()));
   sims = [];
   peers = [];
   gateway = undefined;
@@ -74,7 +75,7 @@ async function podsWithSims(
     ip: addresses[0],
   });
   await cluster!.createPod(ns, 'decode-0', { labels: { app: 'vllm-pd', 'llm-d.ai/role': 'decode' }, ip: addresses[1] });
-  return { ns, port, prefill: sims[0]!, decode: sims[1]! };
+  return { ns, port, prefill: sims[0], decode: sims[1] };
 }
 
 describeWith(
@@ -90,8 +91,8 @@ describeWith(
         targetPort: port,
       });
       const kinds = ['ServiceAccount', 'Role', 'RoleBinding', 'InferencePool'];
-      const objs = rendered.filter((o) => kinds.includes(o.kind));
-      expect(objs.map((o) => o.kind).sort()).toEqual([
+      const objs = rendered.filter((obj) => kinds.includes(obj.kind));
+      expect(objs.map((obj) => obj.kind).sort()).toEqual([
         'InferencePool',
         'Role',
         'Role',
@@ -100,14 +101,16 @@ describeWith(
         'ServiceAccount',
       ]);
       // The chart's rules are the ones the other interop tests grant as GAIE_EPP_RULES.
-      const rules = objs.filter((o) => o.kind === 'Role').flatMap((r: Obj) => r.rules);
+      const rules = objs.filter((obj) => obj.kind === 'Role').flatMap((obj: Obj) => obj.rules);
       const norm = (rs: Obj[]) =>
-        rs.map((r) => JSON.stringify({ g: r.apiGroups, r: [...r.resources].sort(), v: [...r.verbs].sort() })).sort();
+        rs
+          .map((obj) => JSON.stringify({ g: obj.apiGroups, r: [...obj.resources].sort(), v: [...obj.verbs].sort() }))
+          .sort();
       expect(norm(rules)).toEqual(norm(GAIE_EPP_RULES as Obj[]));
       await cluster!.apply(objs, { namespace: ns });
-      const deployment = rendered.find((o) => o.kind === 'Deployment')!;
+      const deployment = rendered.find((obj) => obj.kind === 'Deployment')!;
       const sa = deployment.spec.template.spec.serviceAccountName as string;
-      const pool = objs.find((o) => o.kind === 'InferencePool')!.metadata.name as string;
+      const pool = objs.find((obj) => obj.kind === 'InferencePool')!.metadata.name as string;
       const kubeconfig = await cluster!.serviceAccountKubeconfig(ns, sa);
 
       const epp = await startCli(
@@ -159,7 +162,7 @@ describeWith(
 );
 
 for (const release of UPSTREAM_RELEASES) {
-  describeWith(eppReq[release]!, `upstream EPP: ${UPSTREAM[release].name}`, () => {
+  describeWith(eppReq[release], `upstream EPP: ${UPSTREAM[release].name}`, () => {
     it('starts against kube-apiserver with its P/D sample config, becomes ready, and picks the decode pod for a request through the gateway', async () => {
       const { ns, decode, prefill } = await podsWithSims(
         `peer-epp-${release.replace(/\W/g, '')}`,
@@ -167,11 +170,11 @@ for (const release of UPSTREAM_RELEASES) {
       );
       const port = decode.port;
       const kubeconfig = await eppPoolAccess(cluster!, ns, port);
-      const epp = await startUpstreamEpp(release as UpstreamRelease, {
+      const epp = await startUpstreamEpp(release, {
         kubeconfig,
         poolName: 'pool',
         poolNamespace: ns,
-        configFile: await upstreamFile(release as UpstreamRelease, 'deploy/config/pd-epp-config.yaml'),
+        configFile: await upstreamFile(release, 'deploy/config/pd-epp-config.yaml'),
       });
       peers.push(epp);
       expect(await epp.health()).toBe('SERVING');
@@ -185,7 +188,7 @@ for (const release of UPSTREAM_RELEASES) {
     }, 180_000);
   });
 
-  describeWith(sidecarReq[release]!, `upstream pd-sidecar: ${UPSTREAM[release].name}`, () => {
+  describeWith(sidecarReq[release], `upstream pd-sidecar: ${UPSTREAM[release].name}`, () => {
     it('in front of a pd-router simulator, serves a P/D request: prefill on the prefiller, decode with its kv_transfer_params', async () => {
       const prefill = await startSimulator(
         simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], mode: 'echo', engineId: 'prefill-0', seed: 1 }),
@@ -194,7 +197,7 @@ for (const release of UPSTREAM_RELEASES) {
         simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], mode: 'echo', engineId: 'decode-0', seed: 2 }),
       );
       sims = [prefill, decode];
-      const sidecar = await startUpstreamSidecar(release as UpstreamRelease, { vllmPort: decode.port });
+      const sidecar = await startUpstreamSidecar(release, { vllmPort: decode.port });
       peers.push(sidecar);
       const r = await postJson(
         `${sidecar.url}/v1/completions`,
@@ -206,10 +209,10 @@ for (const release of UPSTREAM_RELEASES) {
       const p = prefill.engine.recentRequests();
       const d = decode.engine.recentRequests();
       expect(p).toHaveLength(1);
-      expect(p[0]!.kind).toBe('prefill');
+      expect(p[0].kind).toBe('prefill');
       expect(d).toHaveLength(1);
-      expect(d[0]!.kind).toBe('decode');
-      expect((d[0]!.kvTransferParams as { remote_engine_id?: string } | undefined)?.remote_engine_id).toBe('prefill-0');
+      expect(d[0].kind).toBe('decode');
+      expect((d[0].kvTransferParams as { remote_engine_id?: string } | undefined)?.remote_engine_id).toBe('prefill-0');
     }, 60_000);
   });
 }

@@ -56,13 +56,18 @@ const EXT_PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
 
 function healthCheck(port: number, service: string): Promise<string> {
   const Ctor = healthClientConstructor();
+  // eslint-disable-next-line no-restricted-syntax -- the health client is built from the proto at run time; this names the one method called
   const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
-    Check: Function;
+    Check: (
+      request: { service: string },
+      options: grpc.CallOptions,
+      callback: (err: Error | null, answer: { status: string }) => void,
+    ) => void;
   };
   return new Promise<string>((resolve) =>
-    client.Check({ service }, { deadline: Date.now() + 2_000 }, (err: Error | null, r: { status: string }) => {
+    client.Check({ service }, { deadline: Date.now() + 2_000 }, (err: Error | null, result: { status: string }) => {
       client.close();
-      resolve(err ? `error: ${err.message}` : r.status);
+      resolve(err ? `error: ${err.message}` : result.status);
     }),
   );
 }
@@ -83,32 +88,32 @@ export interface UpstreamEppOptions {
  * Ready when the gRPC health service answers SERVING for the ext_proc service, which upstream does once the pool is
  * synced.
  */
-export async function startUpstreamEpp(release: UpstreamRelease, o: UpstreamEppOptions): Promise<UpstreamEpp> {
+export async function startUpstreamEpp(release: UpstreamRelease, options: UpstreamEppOptions): Promise<UpstreamEpp> {
   const binary = (await artifact(UPSTREAM[release].epp)).path;
   const [grpcPort, healthPort, metricsPort] = [await freePortRange(1), await freePortRange(1), await freePortRange(1)];
   const proc = ManagedProcess.spawn(
     `${UPSTREAM[release].name} epp`,
     binary,
     [
-      `--pool-name=${o.poolName}`,
-      `--pool-namespace=${o.poolNamespace}`,
-      `--config-file=${o.configFile}`,
+      `--pool-name=${options.poolName}`,
+      `--pool-namespace=${options.poolNamespace}`,
+      `--config-file=${options.configFile}`,
       `--grpc-port=${grpcPort}`,
       `--grpc-health-port=${healthPort}`,
       `--metrics-port=${metricsPort}`,
       '--secure-serving=false',
       '--metrics-endpoint-auth=false',
       '--tracing=false',
-      ...(o.extraArgs ?? []),
+      ...(options.extraArgs ?? []),
     ],
-    { KUBECONFIG: o.kubeconfig, NAMESPACE: o.poolNamespace },
+    { KUBECONFIG: options.kubeconfig, NAMESPACE: options.poolNamespace },
   );
   try {
     await waitReady(
       proc,
       `gRPC health SERVING on port ${healthPort}`,
       async () => (await healthCheck(healthPort, EXT_PROC_SERVICE)) === 'SERVING',
-      o.readyTimeoutMs ?? 60_000,
+      options.readyTimeoutMs ?? 60_000,
     );
   } catch (e) {
     await proc.stop();
@@ -145,7 +150,7 @@ export interface UpstreamSidecarOptions {
 /** Starts an upstream pd-sidecar in front of a decode model server on localhost; ready when its port accepts. */
 export async function startUpstreamSidecar(
   release: UpstreamRelease,
-  o: UpstreamSidecarOptions,
+  options: UpstreamSidecarOptions,
 ): Promise<UpstreamSidecar> {
   const binary = (await artifact(UPSTREAM[release].sidecar)).path;
   const port = await freePortRange(1);
@@ -154,12 +159,12 @@ export async function startUpstreamSidecar(
     binary,
     [
       `--port=${port}`,
-      `--vllm-port=${o.vllmPort}`,
-      `--kv-connector=${o.connector ?? 'nixlv2'}`,
-      `--secure-proxy=${o.secureProxy ?? false}`,
-      ...(o.extraArgs ?? []),
+      `--vllm-port=${options.vllmPort}`,
+      `--kv-connector=${options.connector ?? 'nixlv2'}`,
+      `--secure-proxy=${options.secureProxy ?? false}`,
+      ...(options.extraArgs ?? []),
     ],
-    o.env,
+    options.env,
   );
   const accepts = () =>
     new Promise<boolean>((resolve) => {
@@ -171,7 +176,7 @@ export async function startUpstreamSidecar(
       s.once('error', () => resolve(false));
     });
   try {
-    await waitReady(proc, `listening on port ${port}`, accepts, o.readyTimeoutMs ?? 30_000);
+    await waitReady(proc, `listening on port ${port}`, accepts, options.readyTimeoutMs ?? 30_000);
   } catch (e) {
     await proc.stop();
     throw e;
@@ -179,7 +184,7 @@ export async function startUpstreamSidecar(
   return {
     proc,
     port,
-    url: `${o.secureProxy ? 'https' : 'http'}://127.0.0.1:${port}`,
+    url: `${options.secureProxy ? 'https' : 'http'}://127.0.0.1:${port}`,
     output: () => proc.output(),
     close: () => proc.stop(),
   };

@@ -83,12 +83,13 @@ export interface KubeletOptions {
 }
 
 /** A container that serves a model (stood in for by the simulator): vLLM images, or a container named vllm. */
-const isModelServer = (c: Obj) => c.name === 'vllm' || /(^|\/)vllm[^/]*:|vllm-openai|\/vllm:/.test(String(c.image));
+const isModelServer = (obj: Obj) =>
+  obj.name === 'vllm' || /(^|\/)vllm[^/]*:|vllm-openai|\/vllm:/.test(String(obj.image));
 
 /** Kubernetes' $(VAR) expansion: defined variables are replaced, $$ escapes, undefined references stay as written. */
-export function expandVars(s: string, env: Record<string, string>): string {
-  return s.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, v?: string) =>
-    m === '$$' ? '$' : v !== undefined && v in env ? env[v]! : m,
+export function expandVars(text: string, env: Record<string, string>): string {
+  return text.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (message, value?: string) =>
+    message === '$$' ? '$' : value !== undefined && value in env ? env[value] : message,
   );
 }
 
@@ -122,16 +123,16 @@ export class LocalKubelet {
     if (!o) return undefined;
     if (kind === 'configmaps') return { ...(o.data ?? {}) };
     return Object.fromEntries(
-      Object.entries((o.data ?? {}) as Record<string, string>).map(([k, v]) => [
-        k,
-        Buffer.from(v, 'base64').toString('utf8'),
+      Object.entries((o.data ?? {}) as Record<string, string>).map(([key, value]) => [
+        key,
+        Buffer.from(value, 'base64').toString('utf8'),
       ]),
     );
   }
 
   /** The container's environment as Kubernetes builds it for this pod. */
   private async containerEnv(
-    c: Obj,
+    obj: Obj,
     pod: {
       name: string;
       ip: string;
@@ -141,14 +142,14 @@ export class LocalKubelet {
     },
   ): Promise<Record<string, string>> {
     const env: Record<string, string> = {};
-    for (const from of c.envFrom ?? []) {
+    for (const from of obj.envFrom ?? []) {
       const ref = from.configMapRef ?? from.secretRef;
       const data = await this.configMapOrSecret(from.configMapRef ? 'configmaps' : 'secrets', ref.name);
       if (!data && !ref.optional)
-        throw new Error(`container ${c.name}: envFrom ${ref.name} does not exist (the kubelet would not start it)`);
+        throw new Error(`container ${obj.name}: envFrom ${ref.name} does not exist (the kubelet would not start it)`);
       for (const [k, v] of Object.entries(data ?? {})) env[`${from.prefix ?? ''}${k}`] = v;
     }
-    for (const e of c.env ?? []) {
+    for (const e of obj.env ?? []) {
       if (e.value !== undefined) {
         env[e.name] = expandVars(String(e.value), env);
         continue;
@@ -167,8 +168,8 @@ export class LocalKubelet {
           'status.hostIP': '127.0.0.1',
           'status.hostIPs': '127.0.0.1',
         };
-        const v = label ? (label[1] === 'labels' ? pod.labels : pod.annotations)[label[2]!] : fields[f];
-        if (v === undefined && !label) throw new Error(`container ${c.name}: fieldRef ${f} is not supported here`);
+        const v = label ? (label[1] === 'labels' ? pod.labels : pod.annotations)[label[2]] : fields[f];
+        if (v === undefined && !label) throw new Error(`container ${obj.name}: fieldRef ${f} is not supported here`);
         env[e.name] = v ?? '';
       } else if (vf.configMapKeyRef || vf.secretKeyRef) {
         const ref = vf.configMapKeyRef ?? vf.secretKeyRef;
@@ -176,22 +177,22 @@ export class LocalKubelet {
         const v = data?.[ref.key];
         if (v === undefined && !ref.optional)
           throw new Error(
-            `container ${c.name}: ${ref.name}/${ref.key} for ${e.name} does not exist (the kubelet would not start it)`,
+            `container ${obj.name}: ${ref.name}/${ref.key} for ${e.name} does not exist (the kubelet would not start it)`,
           );
         if (v !== undefined) env[e.name] = v;
       } else {
-        throw new Error(`container ${c.name}: env ${e.name} uses ${Object.keys(vf).join(', ')}, not supported here`);
+        throw new Error(`container ${obj.name}: env ${e.name} uses ${Object.keys(vf).join(', ')}, not supported here`);
       }
     }
     return env;
   }
 
   /** Local directories for the container's volume mounts (ConfigMap and Secret files as the kubelet projects them, emptyDir empty). */
-  private async mounts(c: Obj, spec: Obj): Promise<Array<{ from: string; to: string }>> {
+  private async mounts(obj: Obj, spec: Obj): Promise<Array<{ from: string; to: string }>> {
     const out: Array<{ from: string; to: string }> = [];
-    for (const m of c.volumeMounts ?? []) {
-      const vol = (spec.volumes ?? []).find((v: Obj) => v.name === m.name);
-      if (!vol) throw new Error(`container ${c.name}: volume ${m.name} is not in the pod spec`);
+    for (const m of obj.volumeMounts ?? []) {
+      const vol = (spec.volumes ?? []).find((value: Obj) => value.name === m.name);
+      if (!vol) throw new Error(`container ${obj.name}: volume ${m.name} is not in the pod spec`);
       const dir = mkdtempSync(path.join(os.tmpdir(), 'pd-volume-'));
       this.dirs.push(dir);
       const src = vol.configMap ?? vol.secret;
@@ -202,7 +203,7 @@ export class LocalKubelet {
         );
         if (!data && !src.optional)
           throw new Error(
-            `container ${c.name}: volume ${m.name} needs ${vol.configMap ? 'ConfigMap' : 'Secret'} ${src.name ?? src.secretName}, which does not exist (the pod would not start)`,
+            `container ${obj.name}: volume ${m.name} needs ${vol.configMap ? 'ConfigMap' : 'Secret'} ${src.name ?? src.secretName}, which does not exist (the pod would not start)`,
           );
         const items: Array<{ key: string; path: string }> =
           src.items ?? Object.keys(data ?? {}).map((key) => ({ key, path: key }));
@@ -213,7 +214,7 @@ export class LocalKubelet {
         }
       } else if (!vol.emptyDir) {
         throw new Error(
-          `container ${c.name}: volume ${m.name} (${Object.keys(vol)
+          `container ${obj.name}: volume ${m.name} (${Object.keys(vol)
             .filter((k) => k !== 'name')
             .join(', ')}) is not supported here`,
         );
@@ -276,10 +277,10 @@ export class LocalKubelet {
         : await this.cluster.serviceAccountKubeconfig(this.namespace, serviceAccount);
     // Native sidecars (init containers with restartPolicy Always) start first and keep running, as the kubelet runs them.
     const inits = (spec.initContainers ?? []) as Obj[];
-    const plain = inits.filter((c) => c.restartPolicy !== 'Always');
+    const plain = inits.filter((obj) => obj.restartPolicy !== 'Always');
     if (plain.length > 0)
       throw new Error(
-        `pod ${name}: init containers that run to completion (${plain.map((c) => c.name).join(', ')}) are not supported here`,
+        `pod ${name}: init containers that run to completion (${plain.map((obj) => obj.name).join(', ')}) are not supported here`,
       );
     for (const c of [...inits, ...(spec.containers as Obj[])])
       await this.startContainer(pod, c, spec, { name, ip, serviceAccount, labels, annotations }, kubeconfig);
@@ -290,7 +291,7 @@ export class LocalKubelet {
   /** Starts one container of `into` (recorded there before anything can fail, so close() stops it). */
   private async startContainer(
     into: PodRun,
-    c: Obj,
+    obj: Obj,
     spec: Obj,
     pod: {
       name: string;
@@ -301,12 +302,12 @@ export class LocalKubelet {
     },
     kubeconfig: string | undefined,
   ): Promise<ContainerRun> {
-    const component = pdRouterComponent(String(c.image));
-    const env = await this.containerEnv(c, pod);
-    const args = ((c.args ?? []) as unknown[]).map((a) => expandVars(String(a), env));
+    const component = pdRouterComponent(String(obj.image));
+    const env = await this.containerEnv(obj, pod);
+    const args = ((obj.args ?? []) as unknown[]).map((left) => expandVars(String(left), env));
     const run: ContainerRun = {
-      name: c.name,
-      image: c.image,
+      name: obj.name,
+      image: obj.image,
       role: 'not-run',
       component,
       args,
@@ -314,22 +315,22 @@ export class LocalKubelet {
       env,
       rewrites: [],
       probes: {},
-      raw: c,
+      raw: obj,
     };
     into.containers.push(run);
     if (component) {
-      if (c.command)
+      if (obj.command)
         throw new Error(
-          `container ${c.name}: command ${JSON.stringify(c.command)} replaces the image's entrypoint; pd-router's images take flags only`,
+          `container ${obj.name}: command ${JSON.stringify(obj.command)} replaces the image's entrypoint; pd-router's images take flags only`,
         );
-      const mounts = await this.mounts(c, spec);
-      const rewrite = (s: string) => {
-        let out = s;
+      const mounts = await this.mounts(obj, spec);
+      const rewrite = (text: string) => {
+        let out = text;
         for (const m of mounts) {
           const re = new RegExp(`(^|[=,:\\s])${m.from.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?=/|$|[,\\s])`, 'g');
           if (re.test(out)) {
             out = out.replace(re, (_all, pre: string) => `${pre}${m.to}`);
-            if (!run.rewrites.some((r) => r.from === m.from)) run.rewrites.push({ from: m.from, to: m.to });
+            if (!run.rewrites.some((result) => result.from === m.from)) run.rewrites.push({ from: m.from, to: m.to });
           }
         }
         return out;
@@ -337,14 +338,14 @@ export class LocalKubelet {
       run.argv = args.map(rewrite);
       const procEnv: Record<string, string> = {
         PATH: process.env.PATH ?? '',
-        ...Object.fromEntries(Object.entries(env).map(([k, v]) => [k, rewrite(v)])),
+        ...Object.fromEntries(Object.entries(env).map(([name, value]) => [name, rewrite(value)])),
       };
       procEnv[HOST_ENV[component]] = pod.ip;
       if (component === 'sidecar') procEnv.PD_SIDECAR_MODEL_SERVER_HOST = pod.ip;
       if (kubeconfig && procEnv.KUBECONFIG === undefined) procEnv.KUBECONFIG = kubeconfig;
       run.role = 'pd-router';
       run.proc = new ManagedProcess(
-        `${pod.name}/${c.name} (pd-router-${component})`,
+        `${pod.name}/${obj.name} (pd-router-${component})`,
         spawn(process.execPath, [componentBinary(component), ...run.argv], {
           env: procEnv,
           stdio: ['ignore', 'pipe', 'pipe'],
@@ -353,19 +354,22 @@ export class LocalKubelet {
       await run.proc.untilOutput(READY_LINE[component], this.timeoutMs, `${component} listening`);
       return run;
     }
-    if (isModelServer(c)) {
+    if (isModelServer(obj)) {
       const port = Number(
-        /^--port[= ](\d+)$/.exec(args.find((a) => /^--port[= ]\d+$/.test(a)) ?? '')?.[1] ??
-          c.ports?.[0]?.containerPort ??
+        /^--port[= ](\d+)$/.exec(args.find((left) => /^--port[= ]\d+$/.test(left)) ?? '')?.[1] ??
+          obj.ports?.[0]?.containerPort ??
           8000,
       );
       const served =
-        args[0] === 'serve' ? args[1] : /^--model[= ](.+)$/.exec(args.find((a) => /^--model[= ]/.test(a)) ?? '')?.[1];
+        args[0] === 'serve'
+          ? args[1]
+          : /^--model[= ](.+)$/.exec(args.find((left) => /^--model[= ]/.test(left)) ?? '')?.[1];
       const maxModelLen = Number(
-        /^--max-model-len[= ](\d+)$/.exec(args.find((a) => /^--max-model-len[= ]\d+$/.test(a)) ?? '')?.[1] ?? 32768,
+        /^--max-model-len[= ](\d+)$/.exec(args.find((left) => /^--max-model-len[= ]\d+$/.test(left)) ?? '')?.[1] ??
+          32768,
       );
       run.role = 'simulator';
-      run.reason = `${c.image} is not pd-router's: pd-router's simulator serves ${served ?? 'sim-model'} on ${pod.ip}:${port}`;
+      run.reason = `${obj.image} is not pd-router's: pd-router's simulator serves ${served ?? 'sim-model'} on ${pod.ip}:${port}`;
       run.sim = await startSimulator(
         simConfig({
           host: pod.ip,
@@ -379,10 +383,10 @@ export class LocalKubelet {
       );
       return run;
     }
-    const reason = this.opts.notRun?.[c.name];
+    const reason = this.opts.notRun?.[obj.name];
     if (!reason)
       throw new Error(
-        `container ${c.name} (${c.image}) is neither pd-router's nor a model server; say why it is not run`,
+        `container ${obj.name} (${obj.image}) is neither pd-router's nor a model server; say why it is not run`,
       );
     run.reason = reason;
     return run;
@@ -432,10 +436,11 @@ export class LocalKubelet {
     filter: { deployment?: string; component?: Component; role?: ContainerRun['role'] } = {},
   ): Array<ContainerRun & { pod: PodRun }> {
     return this.pods
-      .filter((p) => !filter.deployment || p.deployment === filter.deployment)
-      .flatMap((p) => p.containers.map((c) => ({ ...c, pod: p })))
+      .filter((podRun) => !filter.deployment || podRun.deployment === filter.deployment)
+      .flatMap((podRun) => podRun.containers.map((containerRun) => ({ ...containerRun, pod: podRun })))
       .filter(
-        (c) => (!filter.component || c.component === filter.component) && (!filter.role || c.role === filter.role),
+        (config) =>
+          (!filter.component || config.component === filter.component) && (!filter.role || config.role === filter.role),
       );
   }
 

@@ -19,26 +19,21 @@ import { simConfig, startSimulator, type SimulatorHandle } from '../../src/sim/i
 import { postJson, sseJson } from '../helpers.js';
 import type { KubeCluster } from './control-plane.js';
 import { eppPoolAccess, freePortOn } from './kube-fixtures.js';
-import {
-  UPSTREAM,
-  UPSTREAM_RELEASES,
-  startUpstreamEpp,
-  startUpstreamSidecar,
-  upstreamFile,
-  type UpstreamRelease,
-} from './llm-d.js';
+import { UPSTREAM, UPSTREAM_RELEASES, startUpstreamEpp, startUpstreamSidecar, upstreamFile } from './llm-d.js';
 import { both, describeWith, need, needSharedControlPlane, sharedCluster } from './need.js';
 import { PeerSet, startPdRouterEpp, startPdRouterSidecar, writeEndpointsFile } from './pd-router-peers.js';
 
 const cpReq = await needSharedControlPlane();
 const eppReq = Object.fromEntries(
   await Promise.all(
-    UPSTREAM_RELEASES.map(async (r) => [r, both(cpReq, await need(UPSTREAM[r].source, UPSTREAM[r].epp))] as const),
+    UPSTREAM_RELEASES.map(
+      async (text) => [text, both(cpReq, await need(UPSTREAM[text].source, UPSTREAM[text].epp))] as const,
+    ),
   ),
 );
 const sidecarReq = Object.fromEntries(
   await Promise.all(
-    UPSTREAM_RELEASES.map(async (r) => [r, await need(UPSTREAM[r].source, UPSTREAM[r].sidecar)] as const),
+    UPSTREAM_RELEASES.map(async (text) => [text, await need(UPSTREAM[text].source, UPSTREAM[text].sidecar)] as const),
   ),
 );
 
@@ -56,7 +51,7 @@ let gateway: GatewayHandle | undefined;
 afterEach(async () => {
   await gateway?.close();
   await peers.closeAll();
-  await Promise.all(sims.map((s) => s.close()));
+  await Promise.all(sims.map((handle) => handle.close()));
   sims = [];
   gateway = undefined;
 });
@@ -76,7 +71,7 @@ async function startSim(host: string, port: number, engineId: string): Promise<S
  * checked on the client's answers and on what each simulator received.
  */
 async function servesPdAndLocal(gatewayUrl: string, prefill: SimulatorHandle, decode: SimulatorHandle): Promise<void> {
-  const why = (r: { status: number; text: string }) => `${r.status} ${r.text}\n${peers.tails()}`;
+  const why = (result: { status: number; text: string }) => `${result.status} ${result.text}\n${peers.tails()}`;
   // 1. P/D, completions.
   const pd = await postJson(`${gatewayUrl}/v1/completions`, {
     model: MODEL,
@@ -88,10 +83,14 @@ async function servesPdAndLocal(gatewayUrl: string, prefill: SimulatorHandle, de
   // The echo simulator answers the prompt's first tokens.
   const text = pd.body.choices[0].text as string;
   expect(text.startsWith('completion: word0') && longPrompt('completion').startsWith(text), text).toBe(true);
-  expect(prefill.engine.recentRequests().map((r) => [r.kind, r.path])).toEqual([['prefill', '/v1/completions']]);
-  expect(decode.engine.recentRequests().map((r) => [r.kind, r.path])).toEqual([['decode', '/v1/completions']]);
-  const params = (r: unknown) => r as { remote_engine_id?: string; do_remote_prefill?: boolean };
-  expect(params(decode.engine.recentRequests()[0]!.kvTransferParams)).toMatchObject({
+  expect(prefill.engine.recentRequests().map((record) => [record.kind, record.path])).toEqual([
+    ['prefill', '/v1/completions'],
+  ]);
+  expect(decode.engine.recentRequests().map((record) => [record.kind, record.path])).toEqual([
+    ['decode', '/v1/completions'],
+  ]);
+  const params = (reason: unknown) => reason as { remote_engine_id?: string; do_remote_prefill?: boolean };
+  expect(params(decode.engine.recentRequests()[0].kvTransferParams)).toMatchObject({
     do_remote_prefill: true,
     remote_engine_id: 'prefill-0',
   });
@@ -113,14 +112,14 @@ async function servesPdAndLocal(gatewayUrl: string, prefill: SimulatorHandle, de
   peers.check();
   expect(chat.status, why({ status: chat.status, text: chatText })).toBe(200);
   const events = sseJson(chatText);
-  const chatAnswer = events.map((e) => e.choices?.[0]?.delta?.content ?? '').join('');
+  const chatAnswer = events.map((err) => err.choices?.[0]?.delta?.content ?? '').join('');
   expect(chatAnswer.startsWith('chat: word0') && longPrompt('chat').startsWith(chatAnswer), chatAnswer).toBe(true);
   expect(chatText.trimEnd().endsWith('data: [DONE]')).toBe(true);
-  expect(prefill.engine.recentRequests().map((r) => [r.kind, r.path])).toEqual([
+  expect(prefill.engine.recentRequests().map((record) => [record.kind, record.path])).toEqual([
     ['prefill', '/v1/completions'],
     ['prefill', '/v1/chat/completions'],
   ]);
-  const chatDecode = decode.engine.recentRequests()[1]!;
+  const chatDecode = decode.engine.recentRequests()[1];
   expect([chatDecode.kind, chatDecode.path, (chatDecode.body as { stream?: boolean }).stream]).toEqual([
     'decode',
     '/v1/chat/completions',
@@ -134,18 +133,18 @@ async function servesPdAndLocal(gatewayUrl: string, prefill: SimulatorHandle, de
   expect(local.status, why(local)).toBe(200);
   expect(local.body.choices[0].text).toBe('hi');
   expect(prefill.engine.recentRequests()).toHaveLength(2);
-  const last = decode.engine.recentRequests()[2]!;
+  const last = decode.engine.recentRequests()[2];
   expect([last.kind, last.kvTransferParams]).toEqual(['aggregated', undefined]);
 }
 
 for (const release of UPSTREAM_RELEASES) {
   const name = UPSTREAM[release].name;
 
-  describeWith(eppReq[release]!, `mixed pair: ${name} EPP (its pd-epp-config.yaml) + pd-router sidecar`, () => {
+  describeWith(eppReq[release], `mixed pair: ${name} EPP (its pd-epp-config.yaml) + pd-router sidecar`, () => {
     it('serves P/D (completions, streamed chat) and local requests through the gateway', async () => {
       const addresses = release === 'ebab687' ? ['127.0.0.61', '127.0.0.62'] : ['127.0.0.63', '127.0.0.64'];
       const port = await freePortOn(addresses);
-      const prefill = await startSim(addresses[0]!, port, 'prefill-0');
+      const prefill = await startSim(addresses[0], port, 'prefill-0');
       const decode = await startSim('127.0.0.1', 0, 'decode-0');
       peers.add(await startPdRouterSidecar({ host: addresses[1], port, modelServerPort: decode.port }));
       const ns = await cluster!.createNamespace(`mixed-up-epp-${release.replace(/\W/g, '')}`);
@@ -159,11 +158,11 @@ for (const release of UPSTREAM_RELEASES) {
       });
       const kubeconfig = await eppPoolAccess(cluster!, ns, port);
       const epp = peers.add(
-        await startUpstreamEpp(release as UpstreamRelease, {
+        await startUpstreamEpp(release, {
           kubeconfig,
           poolName: 'pool',
           poolNamespace: ns,
-          configFile: await upstreamFile(release as UpstreamRelease, 'deploy/config/pd-epp-config.yaml'),
+          configFile: await upstreamFile(release, 'deploy/config/pd-epp-config.yaml'),
         }),
       );
       gateway = await startGateway(
@@ -174,21 +173,21 @@ for (const release of UPSTREAM_RELEASES) {
   });
 
   describeWith(
-    both(sidecarReq[release]!, await need(UPSTREAM[release].source)),
+    both(sidecarReq[release], await need(UPSTREAM[release].source)),
     `mixed pair: pd-router EPP (${name}'s pd-epp-config.yaml) + ${name} pd-sidecar`,
     () => {
       it('serves P/D (completions, streamed chat) and local requests through the gateway', async () => {
         const addresses = release === 'ebab687' ? ['127.0.0.65', '127.0.0.66'] : ['127.0.0.67', '127.0.0.68'];
-        const prefill = await startSim(addresses[0]!, 0, 'prefill-0');
+        const prefill = await startSim(addresses[0], 0, 'prefill-0');
         const decode = await startSim('127.0.0.1', 0, 'decode-0');
-        const sidecar = peers.add(await startUpstreamSidecar(release as UpstreamRelease, { vllmPort: decode.port }));
+        const sidecar = peers.add(await startUpstreamSidecar(release, { vllmPort: decode.port }));
         const endpointsFile = writeEndpointsFile([
-          { name: 'prefill-0', address: addresses[0]!, port: prefill.port, role: 'prefill' },
-          { name: 'decode-0', address: addresses[1]!, port: sidecar.port, role: 'decode' },
+          { name: 'prefill-0', address: addresses[0], port: prefill.port, role: 'prefill' },
+          { name: 'decode-0', address: addresses[1], port: sidecar.port, role: 'decode' },
         ]);
         const epp = peers.add(
           await startPdRouterEpp({
-            configFile: await upstreamFile(release as UpstreamRelease, 'deploy/config/pd-epp-config.yaml'),
+            configFile: await upstreamFile(release, 'deploy/config/pd-epp-config.yaml'),
             discovery: { endpointsFile },
           }),
         );

@@ -39,7 +39,7 @@ export async function need(...names: ArtifactName[]): Promise<Requirement> {
   }
   if (missing.length === 0) return { ok: true, artifacts: got };
   // An artifact built from another fails with that one's error: name each cause once.
-  const reason = `missing ${[...new Set(missing.map((m) => m.split('\n')[0]))].join('; ')}`;
+  const reason = `missing ${[...new Set(missing.map((message) => message.split('\n')[0]))].join('; ')}`;
   if (!warned.has(reason)) {
     warned.add(reason);
     process.stderr.write(`[interop] skipping tests: ${reason}\n`);
@@ -48,13 +48,13 @@ export async function need(...names: ArtifactName[]): Promise<Requirement> {
 }
 
 /** Both requirements must hold. */
-export function both(a: Requirement, b: Requirement): Requirement {
-  if (a.ok && b.ok) return { ok: true, artifacts: { ...a.artifacts, ...b.artifacts } };
+export function both(requirement: Requirement, right: Requirement): Requirement {
+  if (requirement.ok && right.ok) return { ok: true, artifacts: { ...requirement.artifacts, ...right.artifacts } };
   return {
     ok: false,
-    reason: [a, b]
-      .filter((r): r is { ok: false; reason: string } => !r.ok)
-      .map((r) => r.reason)
+    reason: [requirement, right]
+      .filter((result): result is { ok: false; reason: string } => !result.ok)
+      .map((result) => result.reason)
       .join('; '),
   };
 }
@@ -62,7 +62,7 @@ export function both(a: Requirement, b: Requirement): Requirement {
 /** The path of an artifact a satisfied requirement holds. */
 export function pathOf(req: Requirement, name: ArtifactName): string {
   if (!req.ok || !req.artifacts[name]) throw new Error(`${name} was not required`);
-  return req.artifacts[name]!.path;
+  return req.artifacts[name].path;
 }
 
 /** describe() when the requirement holds, else describe.skip() with the reason in the title. */

@@ -45,10 +45,11 @@ afterEach(async () => {
 
 /** The model the overlay serves: vLLM's `serve <model>`, or the simulator's `--model <model>`. */
 function servedModel(deployment: Obj): string {
-  const args = (deployment.spec.template.spec.containers.find((c: Obj) => c.name === 'vllm').args ?? []) as string[];
-  if (args[0] === 'serve') return args[1]!;
-  const i = args.findIndex((a) => a === '--model' || a.startsWith('--model='));
-  return args[i]!.includes('=') ? args[i]!.split('=')[1]! : args[i + 1]!;
+  const args = (deployment.spec.template.spec.containers.find((obj: Obj) => obj.name === 'vllm').args ??
+    []) as string[];
+  if (args[0] === 'serve') return args[1];
+  const i = args.findIndex((left) => left === '--model' || left.startsWith('--model='));
+  return args[i].includes('=') ? args[i].split('=')[1] : args[i + 1];
 }
 
 describeWith(
@@ -69,38 +70,40 @@ describeWith(
         });
         const pool = named(objects, 'InferencePool', 'pd-pool');
         const { modelServers: servers } = splitDeployments(objects, pool);
-        await Promise.all(servers.map((d) => kubelet!.runDeployment(d)));
+        await Promise.all(servers.map((obj) => kubelet!.runDeployment(obj)));
         // One EPP replica: the overlays run two under leader election, where the follower is unready by design
         // (high availability has its own tests, epp-ha.test.ts).
         const [eppPod] = await kubelet.runDeployment(named(objects, 'Deployment', 'pd-router-epp'), { replicas: 1 });
-        const envoy = byKind(objects, 'Deployment').find((d) => d.metadata.name === 'pd-router-envoy');
+        const envoy = byKind(objects, 'Deployment').find((obj) => obj.metadata.name === 'pd-router-envoy');
         if (envoy) await kubelet.runDeployment(envoy, { requireReady: false });
 
         // Exactly the rendered args (the EPP's config mount path replaced by its directory), the overlay's ServiceAccounts, probes passed.
         for (const c of kubelet.containers({ role: 'pd-router' })) {
           expect(c.args).toEqual(
-            renderedArgs(c).map((a) =>
-              a.replace(/\$\((POD_NAMESPACE|NAMESPACE)\)/, ns).replace('$(POD_NAME)', c.pod.name),
+            renderedArgs(c).map((left) =>
+              left.replace(/\$\((POD_NAMESPACE|NAMESPACE)\)/, ns).replace('$(POD_NAME)', c.pod.name),
             ),
           );
           expect(
-            Object.values(c.probes).every((p) => p!.ok),
+            Object.values(c.probes).every((probeResult) => probeResult.ok),
             `${c.pod.name}/${c.name}: ${JSON.stringify(c.probes)}`,
           ).toBe(true);
           expect(c.probes.readiness, `${c.pod.name}/${c.name} has a readiness probe`).toBeDefined();
         }
-        expect(eppOf(eppPod!).rewrites.map((r) => r.from)).toEqual(['/etc/pd-router']);
-        expect(eppPod!.serviceAccount).toBe('pd-router-epp');
+        expect(eppOf(eppPod).rewrites.map((result) => result.from)).toEqual(['/etc/pd-router']);
+        expect(eppPod.serviceAccount).toBe('pd-router-epp');
         for (const s of kubelet.containers({ component: 'sidecar' }))
           expect(s.pod.serviceAccount).toBe('pd-router-sidecar');
         for (const c of kubelet.containers({ role: 'simulator' }))
           expect(c.probes.readiness!.detail).toMatch(/\/v1\/models: 200/);
-        expect(kubelet.containers({ role: 'not-run' }).map((c) => c.name)).toEqual(envoy ? ['envoy'] : []);
-        const counts = Object.fromEntries(servers.map((d) => [d.metadata.name, d.spec.replicas]));
+        expect(kubelet.containers({ role: 'not-run' }).map((config) => config.name)).toEqual(envoy ? ['envoy'] : []);
+        const counts: Record<string, number> = Object.fromEntries(
+          servers.map((obj) => [obj.metadata.name, Number(obj.spec.replicas)]),
+        );
         expect(kubelet.containers({ component: 'sidecar' })).toHaveLength(counts.decode);
 
-        await untilEppSees(eppPod!, 'pd-pool', counts.prefill + counts.decode);
-        gateway = await gatewayTo(eppPod!);
+        await untilEppSees(eppPod, 'pd-pool', counts.prefill + counts.decode);
+        gateway = await gatewayTo(eppPod);
         const model = servedModel(named(objects, 'Deployment', 'decode'));
         const sims = modelServers(kubelet);
         const { decodePod, prefillPod, decode } = await expectDisaggregated(gateway, model, sims);
@@ -109,7 +112,7 @@ describeWith(
           expect(decode.kvTransferParams.remote_engine_id).toBe(prefillPod.name);
         }
         expect((await expectServedLocally(gateway, model, sims)).role).toBe('decode');
-        const epp = await metricsText(`http://${eppPod!.ip}:9090`);
+        const epp = await metricsText(`http://${eppPod.ip}:9090`);
         expect(metricValue(epp, 'llm_d_epp_disagg_decision_total', { decision_type: 'prefill-decode' })).toBe(1);
         // The sidecar's metrics port from the overlay serves its counters.
         const sidecarMetrics = await metricsText(`http://${decodePod.ip}:9091`);

@@ -97,7 +97,7 @@ beforeAll(async () => {
   );
   // The EPP scrapes both upstream simulators (the decoder through the sidecar's pass-through of /metrics).
   await waitFor(
-    () => epp.store.all().length === 2 && epp.store.all().every((e) => e.metrics.updatedAt > 0),
+    () => epp.store.all().length === 2 && epp.store.all().every((endpoint) => endpoint.metrics.updatedAt > 0),
     10_000,
     'EPP metrics from both upstream simulators',
   );
@@ -217,12 +217,14 @@ describe.skipIf(skipInterop())('NIXL v2 through pd-router against llm-d-inferenc
           expect(r.headers.get('content-type')).toMatch(/^text\/event-stream/);
           const frames = parseSse(r.text);
           expect(frames.at(-1)!.data).toBe('[DONE]');
-          const chunks = frames.filter((f) => f.data !== '[DONE]').map((f) => JSON.parse(f.data));
+          const chunks = frames
+            .filter((sseFrame) => sseFrame.data !== '[DONE]')
+            .map((sseFrame) => JSON.parse(sseFrame.data));
           // Random-mode answers may be one token long, so one chunk can carry both the text and the finish reason.
           expect(chunks.length).toBeGreaterThanOrEqual(1);
           expect(
-            chunks.some((x) =>
-              x.choices?.some((ch: any) => ch.finish_reason === 'stop' || ch.finish_reason === 'length'),
+            chunks.some((value) =>
+              value.choices?.some((ch: any) => ch.finish_reason === 'stop' || ch.finish_reason === 'length'),
             ),
           ).toBe(true);
         } else {
@@ -245,10 +247,12 @@ describe.skipIf(skipInterop())('NIXL v2 through pd-router against llm-d-inferenc
           'remote_decode counted by the prefiller',
         );
         // ... having received the sidecar's prefill leg: do_remote_decode, stream:false, one token;
-        const prefillLeg = loggedRequests(prefill.output()).filter((x) => x.headers['x-request-id'] === rid);
+        const prefillLeg = loggedRequests(prefill.output()).filter(
+          (request) => request.headers['x-request-id'] === rid,
+        );
         expect(prefillLeg).toHaveLength(1);
-        expect(prefillLeg[0]!.uri).toBe(c.path);
-        const pb = prefillLeg[0]!.body as Record<string, any>;
+        expect(prefillLeg[0].uri).toBe(c.path);
+        const pb = prefillLeg[0].body as Record<string, any>;
         expect(pb.kv_transfer_params).toEqual({
           do_remote_decode: true,
           do_remote_prefill: false,
@@ -260,9 +264,9 @@ describe.skipIf(skipInterop())('NIXL v2 through pd-router against llm-d-inferenc
         expect(pb.stream).toBe(false);
         expect(c.api === 'generate' ? pb.sampling_params.max_tokens : pb.max_tokens).toBe(1);
         // and the decoder got the client's request with the prefiller's own (dummy) kv_transfer_params, verbatim.
-        const decodeLeg = loggedRequests(decode.output()).filter((x) => x.headers['x-request-id'] === rid);
+        const decodeLeg = loggedRequests(decode.output()).filter((request) => request.headers['x-request-id'] === rid);
         expect(decodeLeg).toHaveLength(1);
-        const db = decodeLeg[0]!.body as Record<string, any>;
+        const db = decodeLeg[0].body as Record<string, any>;
         expect(db.kv_transfer_params).toEqual({
           do_remote_decode: false,
           do_remote_prefill: true,
@@ -313,14 +317,16 @@ describe.skipIf(skipInterop())('NIXL v2 through pd-router against llm-d-inferenc
         expect(r.body.message).toBe(
           'the prefiller answered without kv_transfer_params; is vLLM started with --kv-transfer-config? (the decoder would recompute the prompt)',
         );
-        const prefillLeg = loggedRequests(prefill.output()).filter((x) => x.headers['x-request-id'] === rid);
+        const prefillLeg = loggedRequests(prefill.output()).filter(
+          (request) => request.headers['x-request-id'] === rid,
+        );
         expect(prefillLeg).toHaveLength(1);
-        expect((prefillLeg[0]!.body as any).kv_transfer_params.do_remote_decode).toBe(true);
+        expect((prefillLeg[0].body as any).kv_transfer_params.do_remote_decode).toBe(true);
         // Upstream did treat it as a prefill (it counts remote_decode) but put no kv_transfer_params in the answer.
         expect(
           await simMetric(prefill, 'vllm:request_success_total', { model_name: MODEL, finish_reason: 'remote_decode' }),
         ).toBe(remoteDecodeBefore + 1);
-        expect(loggedRequests(decode.output()).some((x) => x.headers['x-request-id'] === rid)).toBe(false);
+        expect(loggedRequests(decode.output()).some((request) => request.headers['x-request-id'] === rid)).toBe(false);
       });
     }
   }
@@ -356,9 +362,9 @@ describe.skipIf(skipInterop())(
         );
         expect(r.status, r.text).toBe(200);
         expect((performance.now() - started) / 1000).toBeGreaterThanOrEqual(PREFILL_TTFT + LOCAL_TTFT * 0.95);
-        const decodeLeg = loggedRequests(decode.output()).filter((x) => x.headers['x-request-id'] === rid);
+        const decodeLeg = loggedRequests(decode.output()).filter((request) => request.headers['x-request-id'] === rid);
         expect(decodeLeg).toHaveLength(1);
-        expect((decodeLeg[0]!.body as any).kv_transfer_params).toBeUndefined();
+        expect((decodeLeg[0].body as any).kv_transfer_params).toBeUndefined();
         expect(
           metricValue(await metricsText(local.url, '/sidecar/metrics'), 'pd_router_sidecar_prefill_fallbacks_total'),
         ).toBe(NO_KV_PARAMS.indexOf(c) + 1);

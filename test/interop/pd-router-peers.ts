@@ -37,13 +37,13 @@ export interface PdRouterEpp extends UpstreamPeer {
 export type EppDiscovery = { kubeconfig: string; poolName: string; poolNamespace: string } | { endpointsFile: string };
 
 /** pd-router's EPP with an EndpointPickerConfig file, on plain gRPC, discovering from an InferencePool or a file. */
-export async function startPdRouterEpp(o: {
+export async function startPdRouterEpp(options: {
   configFile: string;
   discovery: EppDiscovery;
   extraArgs?: string[];
   readyTimeoutMs?: number;
 }): Promise<PdRouterEpp> {
-  const d = o.discovery;
+  const d = options.discovery;
   // The tests read the EPP's /metrics (queue gauges); /metrics auth has tests of its own (epp-metrics-auth.test.ts).
   const discovery =
     'endpointsFile' in d
@@ -63,12 +63,12 @@ export async function startPdRouterEpp(o: {
       '--grpc-health-port=0',
       '--metrics-port=0',
       '--secure-serving=false',
-      `--config-file=${o.configFile}`,
+      `--config-file=${options.configFile}`,
       ...discovery,
-      ...(o.extraArgs ?? []),
+      ...(options.extraArgs ?? []),
     ],
     /"grpcPort":(\d+),"healthPort":\d+,"metricsPort":(\d+)/,
-    o.readyTimeoutMs ?? 60_000,
+    options.readyTimeoutMs ?? 60_000,
   );
   return {
     proc,
@@ -85,7 +85,7 @@ export interface PdRouterSidecar extends UpstreamPeer {
 }
 
 /** pd-router's sidecar on `host:port` (0: any) in front of a model server, plain HTTP. */
-export async function startPdRouterSidecar(o: {
+export async function startPdRouterSidecar(options: {
   host?: string;
   port?: number;
   modelServerHost?: string;
@@ -93,22 +93,22 @@ export async function startPdRouterSidecar(o: {
   extraArgs?: string[];
   readyTimeoutMs?: number;
 }): Promise<PdRouterSidecar> {
-  const host = o.host ?? '127.0.0.1';
+  const host = options.host ?? '127.0.0.1';
   const { proc, match } = await startPdRouter(
     'pd-router sidecar',
     [
       'sidecar',
       `--host=${host}`,
-      `--port=${o.port ?? 0}`,
-      `--model-server-host=${o.modelServerHost ?? '127.0.0.1'}`,
-      `--model-server-port=${o.modelServerPort}`,
+      `--port=${options.port ?? 0}`,
+      `--model-server-host=${options.modelServerHost ?? '127.0.0.1'}`,
+      `--model-server-port=${options.modelServerPort}`,
       '--secure-proxy=false',
-      ...(o.extraArgs ?? []),
+      ...(options.extraArgs ?? []),
     ],
     /"url":"(http:\/\/[^"]+)".*sidecar listening/,
-    o.readyTimeoutMs ?? 60_000,
+    options.readyTimeoutMs ?? 60_000,
   );
-  const url = match[1]!;
+  const url = match[1];
   return { proc, url, port: Number(new URL(url).port), output: () => proc.output(), close: () => proc.stop() };
 }
 
@@ -121,12 +121,12 @@ export function writeEndpointsFile(
   writeFileSync(
     file,
     stringify({
-      endpoints: endpoints.map((e) => ({
-        name: e.name,
+      endpoints: endpoints.map((entry) => ({
+        name: entry.name,
         namespace: 'default',
-        address: e.address,
-        port: String(e.port),
-        labels: { 'llm-d.ai/role': e.role },
+        address: entry.address,
+        port: String(entry.port),
+        labels: { 'llm-d.ai/role': entry.role },
       })),
     }),
   );
@@ -137,23 +137,28 @@ export function writeEndpointsFile(
 export class PeerSet {
   private readonly peers: UpstreamPeer[] = [];
 
-  add<T extends UpstreamPeer>(p: T): T {
-    this.peers.push(p);
-    return p;
+  add<T extends UpstreamPeer>(params: T): T {
+    this.peers.push(params);
+    return params;
   }
 
   /** Every peer's log tail, for an assertion message. */
   tails(chars = 3000): string {
     return this.peers
-      .map((p) => `--- ${p.proc.name} (${p.proc.running ? 'running' : 'exited'}):\n${p.proc.tail(chars)}`)
+      .map(
+        (upstreamPeer) =>
+          `--- ${upstreamPeer.proc.name} (${upstreamPeer.proc.running ? 'running' : 'exited'}):\n${upstreamPeer.proc.tail(chars)}`,
+      )
       .join('\n');
   }
 
   /** Fails when a peer has exited (crashed): its log tail is the message. */
   check(): void {
-    const dead = this.peers.filter((p) => !p.proc.running);
+    const dead = this.peers.filter((upstreamPeer) => !upstreamPeer.proc.running);
     if (dead.length > 0)
-      throw new Error(`peer exited: ${dead.map((p) => `${p.proc.name}\n${p.proc.tail()}`).join('\n')}`);
+      throw new Error(
+        `peer exited: ${dead.map((upstreamPeer) => `${upstreamPeer.proc.name}\n${upstreamPeer.proc.tail()}`).join('\n')}`,
+      );
   }
 
   async closeAll(): Promise<void> {

@@ -24,7 +24,7 @@ const insecureAgent = new Agent({ connect: { rejectUnauthorized: false }, connec
 export function probePort(port: unknown, container: Obj): number {
   if (typeof port === 'number') return port;
   if (typeof port === 'string' && /^\d+$/.test(port)) return Number(port);
-  const named = (container.ports ?? []).find((p: Obj) => p.name === port);
+  const named = (container.ports ?? []).find((obj: Obj) => obj.name === port);
   if (!named) throw new Error(`probe port "${String(port)}" is not a port of container ${container.name}`);
   return named.containerPort as number;
 }
@@ -32,13 +32,18 @@ export function probePort(port: unknown, container: Obj): number {
 /** gRPC health Check of `service` at host:port (plain text); the status, or `error: <message>`. */
 export function grpcHealth(host: string, port: number, service: string, timeoutMs = 2_000): Promise<string> {
   const Ctor = healthClientConstructor();
+  // eslint-disable-next-line no-restricted-syntax -- the health client is built from the proto at run time; this names the one method called
   const client = new Ctor(`${host}:${port}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
-    Check: Function;
+    Check: (
+      request: { service: string },
+      options: grpc.CallOptions,
+      callback: (err: Error | null, answer: { status: string }) => void,
+    ) => void;
   };
   return new Promise<string>((resolve) =>
-    client.Check({ service }, { deadline: Date.now() + timeoutMs }, (err: Error | null, r: { status: string }) => {
+    client.Check({ service }, { deadline: Date.now() + timeoutMs }, (err: Error | null, result: { status: string }) => {
       client.close();
-      resolve(err ? `error: ${err.message}` : r.status);
+      resolve(err ? `error: ${err.message}` : result.status);
     }),
   );
 }
@@ -55,9 +60,9 @@ function tcpConnect(host: string, port: number, timeoutMs: number): Promise<stri
       s.destroy();
       resolve(undefined);
     });
-    s.once('error', (e: NodeJS.ErrnoException) => {
+    s.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(t);
-      resolve(e.code ?? e.message);
+      resolve(err.code ?? err.message);
     });
   });
 }
@@ -71,7 +76,7 @@ export async function runProbe(probe: Obj, container: Obj, host: string): Promis
     const scheme = String(h.scheme ?? 'HTTP').toLowerCase();
     const url = `${scheme}://${h.host ?? host}:${port}${h.path ?? '/'}`;
     try {
-      const headers = Object.fromEntries(((h.httpHeaders ?? []) as Obj[]).map((x) => [x.name, x.value]));
+      const headers = Object.fromEntries(((h.httpHeaders ?? []) as Obj[]).map((obj) => [obj.name, obj.value]));
       const res = await fetch(url, {
         headers,
         signal: AbortSignal.timeout(timeoutMs),
@@ -84,7 +89,7 @@ export async function runProbe(probe: Obj, container: Obj, host: string): Promis
     } catch (e) {
       return {
         ok: false,
-        detail: `GET ${url}: ${(e as Error).cause ? String(((e as Error).cause as Error).message) : (e as Error).message}`,
+        detail: `GET ${url}: ${(e as Error).cause ? ((e as Error).cause as Error).message : (e as Error).message}`,
       };
     }
   }

@@ -19,7 +19,7 @@ export function prometheusBinary(): { bin: string; version: string } | undefined
   const bin = process.env.PROMETHEUS_BIN || 'prometheus';
   const r = spawnSync(bin, ['--version'], { encoding: 'utf8', timeout: 30_000 });
   if (r.error || r.status !== 0) return undefined;
-  return { bin, version: `${r.stdout}${r.stderr}`.split('\n')[0]!.trim() };
+  return { bin, version: `${r.stdout}${r.stderr}`.split('\n')[0].trim() };
 }
 
 export interface ScrapeJob {
@@ -89,9 +89,9 @@ export class PrometheusPeer {
     );
     live.add(child);
     let out = '';
-    const keep = (d: Buffer) => (out = (out + d.toString()).slice(-200_000));
-    child.stdout!.on('data', keep);
-    child.stderr!.on('data', keep);
+    const keep = (chunk: Buffer) => (out = (out + chunk.toString()).slice(-200_000));
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
     const peer = new PrometheusPeer(`http://127.0.0.1:${port}`, child, dir, () => out);
     try {
       await waitFor(
@@ -135,7 +135,8 @@ export class PrometheusPeer {
         async () => {
           last = await this.targets();
           return (
-            last.length === expectedTargets && last.every((t) => t.health === 'up' && Date.parse(t.lastScrape) > since)
+            last.length === expectedTargets &&
+            last.every((targetStatus) => targetStatus.health === 'up' && Date.parse(targetStatus.lastScrape) > since)
           );
         },
         timeoutMs,
@@ -143,7 +144,7 @@ export class PrometheusPeer {
       );
     } catch (e) {
       throw new Error(
-        `${(e as Error).message}; targets: ${JSON.stringify(last.map((t) => ({ url: t.scrapeUrl, health: t.health, lastScrape: t.lastScrape, error: t.lastError })))}`,
+        `${(e as Error).message}; targets: ${JSON.stringify(last.map((targetStatus) => ({ url: targetStatus.scrapeUrl, health: targetStatus.health, lastScrape: targetStatus.lastScrape, error: targetStatus.lastError })))}`,
       );
     }
   }

@@ -10,51 +10,52 @@ export interface Shape {
   items?: Shape;
 }
 
-function typeOf(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'array';
-  return typeof v;
+function typeOf(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'array';
+  return typeof value;
 }
 
-export function mergeShape(a: Shape | undefined, b: Shape): Shape {
-  if (!a) return b;
-  const out: Shape = { types: new Set([...a.types, ...b.types]) };
-  if (a.fields || b.fields) {
-    out.fields = new Map(a.fields ?? []);
-    for (const [k, v] of b.fields ?? []) out.fields.set(k, mergeShape(out.fields.get(k), v));
+export function mergeShape(shape: Shape | undefined, right: Shape): Shape {
+  if (!shape) return right;
+  const out: Shape = { types: new Set([...shape.types, ...right.types]) };
+  if (shape.fields || right.fields) {
+    out.fields = new Map(shape.fields ?? []);
+    for (const [k, v] of right.fields ?? []) out.fields.set(k, mergeShape(out.fields.get(k), v));
   }
-  if (a.items || b.items) out.items = a.items && b.items ? mergeShape(a.items, b.items) : (a.items ?? b.items);
+  if (shape.items || right.items)
+    out.items = shape.items && right.items ? mergeShape(shape.items, right.items) : (shape.items ?? right.items);
   return out;
 }
 
-export function shapeOf(v: unknown): Shape {
-  const t = typeOf(v);
+export function shapeOf(value: unknown): Shape {
+  const t = typeOf(value);
   const s: Shape = { types: new Set([t]) };
   if (t === 'object') {
-    s.fields = new Map(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, shapeOf(x)]));
+    s.fields = new Map(Object.entries(value as Record<string, unknown>).map(([key, field]) => [key, shapeOf(field)]));
   } else if (t === 'array') {
-    for (const x of v as unknown[]) s.items = mergeShape(s.items, shapeOf(x));
+    for (const x of value as unknown[]) s.items = mergeShape(s.items, shapeOf(x));
   }
   return s;
 }
 
-const typeList = (s: Shape) => [...s.types].sort().join('|');
+const typeList = (shape: Shape) => [...shape.types].sort().join('|');
 
-export function shapeDiff(a: Shape, b: Shape, path = ''): string[] {
+export function shapeDiff(shape: Shape, right: Shape, path = ''): string[] {
   const out: string[] = [];
-  if (typeList(a) !== typeList(b)) out.push(`~${path || '.'}: ${typeList(a)} -> ${typeList(b)}`);
-  const keys = new Set([...(a.fields?.keys() ?? []), ...(b.fields?.keys() ?? [])]);
+  if (typeList(shape) !== typeList(right)) out.push(`~${path || '.'}: ${typeList(shape)} -> ${typeList(right)}`);
+  const keys = new Set([...(shape.fields?.keys() ?? []), ...(right.fields?.keys() ?? [])]);
   for (const k of [...keys].sort()) {
     const p = path ? `${path}.${k}` : k;
-    const x = a.fields?.get(k);
-    const y = b.fields?.get(k);
+    const x = shape.fields?.get(k);
+    const y = right.fields?.get(k);
     if (!x) out.push(`+${p}`);
     else if (!y) out.push(`-${p}`);
     else out.push(...shapeDiff(x, y, p));
   }
-  if (a.items && b.items) out.push(...shapeDiff(a.items, b.items, `${path}[]`));
-  else if (a.items && !b.items && b.types.has('array')) out.push(`-${path}[] (elements)`);
-  else if (!a.items && b.items && a.types.has('array')) out.push(`+${path}[] (elements)`);
+  if (shape.items && right.items) out.push(...shapeDiff(shape.items, right.items, `${path}[]`));
+  else if (shape.items && !right.items && right.types.has('array')) out.push(`-${path}[] (elements)`);
+  else if (!shape.items && right.items && shape.types.has('array')) out.push(`+${path}[] (elements)`);
   return out;
 }
 
@@ -62,10 +63,10 @@ export function shapeDiff(a: Shape, b: Shape, path = ''): string[] {
 export function sseFrames(text: string): Array<{ kind: string; data: unknown }> {
   return text
     .split('\n\n')
-    .filter((f) => f.trim().length > 0)
-    .map((f) => {
-      const event = /^event: (.*)$/m.exec(f)?.[1];
-      const raw = /^data: (.*)$/m.exec(f)?.[1] ?? '';
+    .filter((field) => field.trim().length > 0)
+    .map((field) => {
+      const event = /^event: (.*)$/m.exec(field)?.[1];
+      const raw = /^data: (.*)$/m.exec(field)?.[1] ?? '';
       if (raw === '[DONE]') return { kind: '[DONE]', data: null };
       const data = JSON.parse(raw) as Record<string, unknown>;
       return { kind: event ?? (typeof data.object === 'string' ? data.object : 'data'), data };
@@ -83,9 +84,9 @@ export function streamShape(text: string): { kinds: string[]; shapes: Map<string
   return { kinds, shapes };
 }
 
-export function streamDiff(a: string, b: string): string[] {
-  const x = streamShape(a);
-  const y = streamShape(b);
+export function streamDiff(left: string, right: string): string[] {
+  const x = streamShape(left);
+  const y = streamShape(right);
   const out: string[] = [];
   if (x.kinds.join(' ') !== y.kinds.join(' ')) out.push(`frames: ${x.kinds.join(' ')} -> ${y.kinds.join(' ')}`);
   for (const [kind, s] of x.shapes) {

@@ -17,16 +17,16 @@ import { PeerSet, startPdRouterSidecar } from './pd-router-peers.js';
 
 const sidecarReq = Object.fromEntries(
   await Promise.all(
-    UPSTREAM_RELEASES.map(async (r) => [r, await need(UPSTREAM[r].source, UPSTREAM[r].sidecar)] as const),
+    UPSTREAM_RELEASES.map(async (text) => [text, await need(UPSTREAM[text].source, UPSTREAM[text].sidecar)] as const),
   ),
 );
-const allReq: Requirement = Object.values(sidecarReq).every((r) => r.ok)
+const allReq: Requirement = Object.values(sidecarReq).every((requirement) => requirement.ok)
   ? { ok: true, artifacts: {} }
   : {
       ok: false,
       reason: Object.values(sidecarReq)
-        .filter((r): r is { ok: false; reason: string } => !r.ok)
-        .map((r) => r.reason)
+        .filter((requirement): requirement is { ok: false; reason: string } => !requirement.ok)
+        .map((result) => result.reason)
         .join('; '),
     };
 
@@ -53,7 +53,7 @@ async function startParamlessPrefiller(): Promise<{ port: number; seen: Leg[]; c
   const seen: Leg[] = [];
   const server = http.createServer((req, res) => {
     const parts: Buffer[] = [];
-    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('data', (chunk: Buffer) => parts.push(chunk));
     req.on('end', () => {
       seen.push({ headers: req.headers, body: JSON.parse(Buffer.concat(parts).toString() || 'null'), path: req.url! });
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -68,11 +68,11 @@ async function startParamlessPrefiller(): Promise<{ port: number; seen: Leg[]; c
       );
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   return {
     port: (server.address() as { port: number }).port,
     seen,
-    close: () => new Promise((r) => server.close(() => r())),
+    close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }
 
@@ -114,7 +114,7 @@ afterAll(async () => {
 });
 
 const legsOf = (records: readonly RequestRecord[]): Leg[] =>
-  records.map((r) => ({ headers: r.headers, body: r.body, path: r.path }));
+  records.map((record) => ({ headers: record.headers, body: record.body, path: record.path }));
 
 let seq = 0;
 /** One request through one kind of sidecar; the legs each simulator (or the paramless prefiller) received. */
@@ -122,17 +122,17 @@ async function send(
   kind: Kind,
   path: string,
   body: unknown,
-  o: { prefiller?: string; deadDecoder?: boolean } = {},
+  options: { prefiller?: string; deadDecoder?: boolean } = {},
 ): Promise<Outcome> {
   prefill.engine.clearRecords();
   decode.engine.clearRecords();
   paramless.seen.length = 0;
   const s = sidecars.get(kind)!;
-  const r = await fetch(`${o.deadDecoder ? s.deadDecoder : s.live}${path}`, {
+  const r = await fetch(`${options.deadDecoder ? s.deadDecoder : s.live}${path}`, {
     method: 'POST',
     headers: {
       'content-type': 'application/json',
-      'x-prefiller-host-port': o.prefiller ?? `127.0.0.1:${prefill.port}`,
+      'x-prefiller-host-port': options.prefiller ?? `127.0.0.1:${prefill.port}`,
       'x-request-id': `legs-${++seq}`,
       authorization: 'Bearer client-token',
       'x-client-header': 'kept',
@@ -144,7 +144,7 @@ async function send(
   peers.check();
   return {
     status: r.status,
-    contentType: (r.headers.get('content-type') ?? '').split(';')[0]!,
+    contentType: (r.headers.get('content-type') ?? '').split(';')[0],
     headers: Object.fromEntries(
       [...r.headers].filter(
         ([k]) => !['date', 'content-length', 'transfer-encoding', 'connection', 'keep-alive'].includes(k),
@@ -217,20 +217,21 @@ const API_CASES: Array<{ name: string; path: string; body: Record<string, unknow
 
 // ---- Comparison helpers ----
 
-const fmt = (v: unknown) => (v === undefined ? '<absent>' : JSON.stringify(v));
+const fmt = (value: unknown) => (value === undefined ? '<absent>' : JSON.stringify(value));
 
 /** Leaf values by path (`.a.b[0]`); `prefix` names the SSE event a value came from. */
-function flatten(v: unknown, path = '', out = new Map<string, unknown>()): Map<string, unknown> {
-  if (Array.isArray(v)) v.forEach((x, i) => flatten(x, `${path}[${i}]`, out));
-  else if (v !== null && typeof v === 'object') for (const [k, x] of Object.entries(v)) flatten(x, `${path}.${k}`, out);
-  else out.set(path, v);
+function flatten(value: unknown, path = '', out = new Map<string, unknown>()): Map<string, unknown> {
+  if (Array.isArray(value)) value.forEach((item, i) => flatten(item, `${path}[${i}]`, out));
+  else if (value !== null && typeof value === 'object')
+    for (const [k, x] of Object.entries(value)) flatten(x, `${path}.${k}`, out);
+  else out.set(path, value);
   return out;
 }
 
 /** The differences from `a` to `b` as sorted, unique "path: a -> b" lines. */
-function flatDiff(a: unknown, b: unknown): string[] {
-  const fa = flatten(a);
-  const fb = flatten(b);
+function flatDiff(left: unknown, right: unknown): string[] {
+  const fa = flatten(left);
+  const fb = flatten(right);
   const out = new Set<string>();
   for (const k of new Set([...fa.keys(), ...fb.keys()]))
     if (fa.get(k) !== fb.get(k) || fa.has(k) !== fb.has(k)) out.add(`${k}: ${fmt(fa.get(k))} -> ${fmt(fb.get(k))}`);
@@ -239,38 +240,38 @@ function flatDiff(a: unknown, b: unknown): string[] {
 
 /** Fields that differ by construction between any two answers (ids, timestamps). */
 const VOLATILE = new Set(['id', 'created', 'created_at', 'request_id', 'item_id']);
-function stripVolatile(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(stripVolatile);
-  if (v !== null && typeof v === 'object')
+function stripVolatile(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(stripVolatile);
+  if (value !== null && typeof value === 'object')
     return Object.fromEntries(
-      Object.entries(v)
-        .filter(([k]) => !VOLATILE.has(k))
-        .map(([k, x]) => [k, stripVolatile(x)]),
+      Object.entries(value)
+        .filter(([key]) => !VOLATILE.has(key))
+        .map(([key, field]) => [key, stripVolatile(field)]),
     );
-  return v;
+  return value;
 }
 
 /**
  * The answer as a comparable value: a JSON body, or the SSE events keyed by event name (`data` when unnamed) with the
  * events of one name merged in order, so a difference reads ".message_start.message.usage...: a -> b".
  */
-function answerOf(o: Outcome): unknown {
-  if (o.contentType !== 'text/event-stream') {
+function answerOf(outcome: Outcome): unknown {
+  if (outcome.contentType !== 'text/event-stream') {
     try {
-      return stripVolatile(JSON.parse(o.text));
+      return stripVolatile(JSON.parse(outcome.text));
     } catch {
-      return o.text;
+      return outcome.text;
     }
   }
   const events: Record<string, unknown> = {};
-  for (const block of o.text.split('\n\n')) {
+  for (const block of outcome.text.split('\n\n')) {
     const lines = block.split('\n');
     const name =
       lines
-        .find((l) => l.startsWith('event:'))
+        .find((line) => line.startsWith('event:'))
         ?.slice(6)
         .trim() ?? 'data';
-    for (const l of lines.filter((x) => x.startsWith('data:'))) {
+    for (const l of lines.filter((text) => text.startsWith('data:'))) {
       const data = l.slice(5).trim();
       if (data === '[DONE]') {
         events.done = '[DONE]';
@@ -282,17 +283,25 @@ function answerOf(o: Outcome): unknown {
   }
   return events;
 }
-function merge(a: unknown, b: unknown): unknown {
-  if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && !Array.isArray(b)) {
-    const out: Record<string, unknown> = { ...(a as Record<string, unknown>) };
-    for (const [k, v] of Object.entries(b)) out[k] = k in out ? merge(out[k], v) : v;
+function merge(left: unknown, right: unknown): unknown {
+  if (
+    left &&
+    right &&
+    typeof left === 'object' &&
+    typeof right === 'object' &&
+    !Array.isArray(left) &&
+    !Array.isArray(right)
+  ) {
+    const out: Record<string, unknown> = { ...(left as Record<string, unknown>) };
+    for (const [k, v] of Object.entries(right)) out[k] = k in out ? merge(out[k], v) : v;
     return out;
   }
-  return b ?? a;
+  return right ?? left;
 }
 
 const HEADERS_IGNORED = new Set(['host', 'content-length', 'connection']);
-const headersOf = (l: Leg) => Object.fromEntries(Object.entries(l.headers).filter(([k]) => !HEADERS_IGNORED.has(k)));
+const headersOf = (leg: Leg) =>
+  Object.fromEntries(Object.entries(leg.headers).filter(([k]) => !HEADERS_IGNORED.has(k)));
 const CLIENT_HEADERS = {
   'content-type': 'application/json',
   authorization: 'Bearer client-token',
@@ -300,11 +309,17 @@ const CLIENT_HEADERS = {
 };
 const UUID_V1 = /^[0-9a-f]{8}-[0-9a-f]{4}-1[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/;
-const sortedKeys = (o: object) => Object.keys(o).sort();
+const sortedKeys = (options: object) => Object.keys(options).sort();
 
 /** The legs of one request, as pd-router's sidecar sends them and as each upstream sidecar does. */
-function checkLegHeaders(kind: Kind, o: Outcome, requestId: string, prefiller: string, passthrough: boolean): void {
-  const legs = [...o.prefill, ...o.decode];
+function checkLegHeaders(
+  kind: Kind,
+  outcome: Outcome,
+  requestId: string,
+  prefiller: string,
+  passthrough: boolean,
+): void {
+  const legs = [...outcome.prefill, ...outcome.decode];
   for (const l of legs) {
     const h = headersOf(l);
     // Every sidecar forwards the client's headers and adds X-Forwarded-For.
@@ -313,7 +328,7 @@ function checkLegHeaders(kind: Kind, o: Outcome, requestId: string, prefiller: s
       // One x-request-id (the client's) and one W3C traceparent, the same on both legs; the routing header stripped.
       expect([h['x-request-id'], h['x-prefiller-host-port']], kind).toEqual([requestId, undefined]);
       expect(h.traceparent, kind).toMatch(TRACEPARENT);
-      expect(h.traceparent, kind).toBe(headersOf(legs[0]!).traceparent);
+      expect(h.traceparent, kind).toBe(headersOf(legs[0]).traceparent);
     } else {
       expect(h.traceparent, kind).toBeUndefined();
       // Upstream appends its own request uuid to the client's x-request-id (two values), on P/D legs only.
@@ -322,7 +337,7 @@ function checkLegHeaders(kind: Kind, o: Outcome, requestId: string, prefiller: s
       else {
         expect(ids[0], kind).toBe(requestId);
         expect(ids[1], kind).toMatch(UUID_V1);
-        expect(h['x-request-id'], kind).toBe(headersOf(legs[0]!)['x-request-id']);
+        expect(h['x-request-id'], kind).toBe(headersOf(legs[0])['x-request-id']);
       }
       // v0.7.1 forwards the client's x-prefiller-host-port to both legs; llm-d-router removes it.
       expect(h['x-prefiller-host-port'], kind).toBe(kind === 'v0.7.1' ? prefiller : undefined);
@@ -389,7 +404,7 @@ describeWith(allReq, "sidecar legs: pd-router and llm-d's pd-sidecars (v0.7.1, e
         ]);
         expect(o.headers, where(kind)).toEqual(pd.headers);
         checkLegHeaders(kind, o, ids[kind], prefiller, passthrough);
-        const decodeLeg = o.decode[0]!;
+        const decodeLeg = o.decode[0];
         const { kv_transfer_params: kv, ...decodeRest } = decodeLeg.body as Record<string, unknown>;
         // The decode leg is the client's request, with the prefiller's kv_transfer_params (none when passed through).
         expect(decodeRest, where(kind)).toEqual(c.body);
@@ -416,10 +431,10 @@ describeWith(allReq, "sidecar legs: pd-router and llm-d's pd-sidecars (v0.7.1, e
               : sortedKeys(decodeLeg.body as object),
           );
           // The prefill leg: llm-d-router's body exactly; v0.7.1 caps max_tokens and max_completion_tokens but does not set min_tokens.
-          const pdPrefill = pd.prefill[0]!.body as Record<string, unknown>;
+          const pdPrefill = pd.prefill[0].body as Record<string, unknown>;
           const { min_tokens: _min, ...withoutMin } = pdPrefill;
-          expect(o.prefill[0]!.body, where(kind)).toEqual(kind === 'v0.7.1' ? withoutMin : pdPrefill);
-          expect(o.prefill[0]!.path, where(kind)).toBe(c.path);
+          expect(o.prefill[0].body, where(kind)).toEqual(kind === 'v0.7.1' ? withoutMin : pdPrefill);
+          expect(o.prefill[0].path, where(kind)).toBe(c.path);
         }
         expect(decodeLeg.path, where(kind)).toBe(c.path);
         // The answer: the same but for the listed cached-token differences (the local-fallback flag changes nothing here).
@@ -449,7 +464,7 @@ describeWith(allReq, "sidecar legs: pd-router and llm-d's pd-sidecars (v0.7.1, e
           remote_port: null,
         },
       };
-      expect(pd.prefill[0]!.body, c.name).toEqual(expectedPrefill);
+      expect(pd.prefill[0].body, c.name).toEqual(expectedPrefill);
     }
   }, 180_000);
 
@@ -477,9 +492,10 @@ describeWith(allReq, "sidecar legs: pd-router and llm-d's pd-sidecars (v0.7.1, e
   ];
 
   it('faults: what the client gets and which legs ran, for each sidecar; with --prefill-failure-policy=local, pd-router answers as v0.7.1', async () => {
-    const served = (o: Outcome) => `${o.status} ${o.contentType} prefill=${o.prefill.length} decode=${o.decode.length}`;
+    const served = (outcome: Outcome) =>
+      `${outcome.status} ${outcome.contentType} prefill=${outcome.prefill.length} decode=${outcome.decode.length}`;
     const LOCAL = 'pd-router --prefill-failure-policy=local';
-    for (const c of [API_CASES[0]!, API_CASES[3]!]) {
+    for (const c of [API_CASES[0], API_CASES[3]]) {
       const ct = c.name.includes('streamed') ? 'text/event-stream' : 'application/json';
       for (const f of FAULTS) {
         const o = {} as Record<Kind, Outcome>;
@@ -550,9 +566,9 @@ describeWith(allReq, "sidecar legs: pd-router and llm-d's pd-sidecars (v0.7.1, e
               param: '',
               code: 502,
             });
-            expect(o[LOCAL].decode[0]!.body, where).toEqual(c.body);
+            expect(o[LOCAL].decode[0].body, where).toEqual(c.body);
             for (const k of ['ebab687', 'v0.7.1'] as const)
-              expect(o[k].decode[0]!.body, where).toEqual({ ...c.body, kv_transfer_params: null });
+              expect(o[k].decode[0].body, where).toEqual({ ...c.body, kv_transfer_params: null });
             break;
           case 'decoder down':
             // The same 503 and body everywhere (pd-router uses upstream's message); upstream sends it as text/plain (Go
@@ -576,13 +592,13 @@ describeWith(allReq, "sidecar legs: pd-router and llm-d's pd-sidecars (v0.7.1, e
         }
         // With --prefill-failure-policy=local, pd-router answers every fault as v0.7.1 does: the same status, content
         // type, legs and answer; a local decode leg is the client's request as it came.
-        const servedBut = (x: Outcome) =>
-          f.name === 'decoder down' ? served({ ...x, contentType: '(listed above)' }) : served(x);
+        const servedBut = (outcome: Outcome) =>
+          f.name === 'decoder down' ? served({ ...outcome, contentType: '(listed above)' }) : served(outcome);
         expect(servedBut(o[LOCAL]), where).toBe(servedBut(o['v0.7.1']));
         if (f.name !== 'decoder down') expect(o[LOCAL].headers, where).toEqual(o['v0.7.1'].headers);
         expect(flatDiff(answerOf(o[LOCAL]), answerOf(o['v0.7.1'])), where).toEqual([]);
         if (o[LOCAL].decode.length > 0 && f.name !== 'prefiller 2xx without kv_transfer_params')
-          expect(o[LOCAL].decode[0]!.body, where).toEqual(o['v0.7.1'].decode[0]!.body);
+          expect(o[LOCAL].decode[0].body, where).toEqual(o['v0.7.1'].decode[0].body);
       }
     }
   }, 180_000);

@@ -100,7 +100,7 @@ export async function installSim(
     // "|" (not ",") so that any error of the configured proxies, a 403 included, falls through to the module cache.
     const proxies = (goEnv('GOPROXY') || 'https://proxy.golang.org')
       .split(/[,|]/)
-      .filter((p) => p && p !== 'direct' && p !== 'off');
+      .filter((path) => path && path !== 'direct' && path !== 'off');
     const goproxy = [...proxies, `file://${goEnv('GOMODCACHE')}/cache/download`].join('|');
     note = `the module proxy refused ${SIM_MODULE}'s version list (deprecation check); retried with GOPROXY=${goproxy}`;
     log(`[interop] ${note}`);

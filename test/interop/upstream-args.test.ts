@@ -27,8 +27,8 @@ import { describeWith, needSharedControlPlane, sharedCluster } from './need.js';
 
 type Obj = Record<string, any>;
 
-const POOL = ENVSUBST_DEFAULTS.POOL_NAME!;
-const MODEL = ENVSUBST_DEFAULTS.MODEL_NAME!;
+const POOL = ENVSUBST_DEFAULTS.POOL_NAME;
+const MODEL = ENVSUBST_DEFAULTS.MODEL_NAME;
 const TABLES = { epp: eppUpstream, sidecar: sidecarUpstream, sim: simUpstream };
 const READY = { epp: /epp listening/, sidecar: /sidecar listening/, sim: /simulator listening/ };
 
@@ -69,37 +69,37 @@ afterAll(async () => {
  * every other upstream variable of the table blanked so the machine's environment cannot add warnings, and the
  * pd-router variables standing in for the cluster.
  */
-function containerEnv(c: UpstreamContainer, ip: string, extra: Record<string, string>): Record<string, string> {
+function containerEnv(container: UpstreamContainer, ip: string, extra: Record<string, string>): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const name of Object.keys(TABLES[c.component].env)) env[name] = '';
+  for (const name of Object.keys(TABLES[container.component].env)) env[name] = '';
   const fields: Record<string, string> = {
     POD_IP: ip,
-    POD_NAME: `${c.component}-0`,
+    POD_NAME: `${container.component}-0`,
     NAMESPACE: ns,
     OTEL_RESOURCE_ATTRIBUTES_NODE_NAME: 'node-1',
-    OTEL_RESOURCE_ATTRIBUTES_POD_NAME: `${c.component}-0`,
+    OTEL_RESOURCE_ATTRIBUTES_POD_NAME: `${container.component}-0`,
   };
-  for (const name of c.fieldEnv ?? []) env[name] = fields[name]!;
-  for (const [name, value] of Object.entries(c.env ?? {}))
-    env[name] = value.replace(/\$\(([A-Z_][A-Z0-9_]*)\)/g, (m, v: string) => env[v] ?? m);
+  for (const name of container.fieldEnv ?? []) env[name] = fields[name]!;
+  for (const [name, value] of Object.entries(container.env ?? {}))
+    env[name] = value.replace(/\$\(([A-Z_][A-Z0-9_]*)\)/g, (message, value: string) => env[value] ?? message);
   return { ...env, ...extra };
 }
 
-async function run(c: UpstreamContainer, ip: string, extraEnv: Record<string, string> = {}) {
-  let args = envsubst(c.args);
-  if (c.mount) {
+async function run(container: UpstreamContainer, ip: string, extraEnv: Record<string, string> = {}) {
+  let args = envsubst(container.args);
+  if (container.mount) {
     const dir = mkdtempSync(path.join(tmpdir(), 'upstream-mount-'));
-    for (const [file, text] of Object.entries(c.mount.files)) writeFileSync(path.join(dir, file), text);
-    args = args.map((a) => a.replace(c.mount!.path, dir));
+    for (const [file, text] of Object.entries(container.mount.files)) writeFileSync(path.join(dir, file), text);
+    args = args.map((left) => left.replace(container.mount!.path, dir));
   }
-  const prefix = { epp: 'PD_EPP', sidecar: 'PD_SIDECAR', sim: 'PD_SIM' }[c.component];
-  const env = containerEnv(c, ip, {
+  const prefix = { epp: 'PD_EPP', sidecar: 'PD_SIDECAR', sim: 'PD_SIM' }[container.component];
+  const env = containerEnv(container, ip, {
     [`${prefix}_HOST`]: ip,
-    ...(c.component === 'epp' ? { PD_EPP_KUBECONFIG: kubeconfig } : {}),
+    ...(container.component === 'epp' ? { PD_EPP_KUBECONFIG: kubeconfig } : {}),
     ...extraEnv,
   });
-  const proc = await startCli(args, READY[c.component], {
-    script: componentBinary(c.component),
+  const proc = await startCli(args, READY[container.component], {
+    script: componentBinary(container.component),
     env,
     timeoutMs: 45_000,
   });
@@ -109,15 +109,17 @@ async function run(c: UpstreamContainer, ip: string, extraEnv: Record<string, st
 
 /** Every output line is a JSON object (--zap-encoder json and pd-router's default); returns them. */
 function jsonLines(output: string): Obj[] {
-  const lines = output.split('\n').filter((l) => l.trim() !== '');
-  return lines.map((l) => {
-    expect(() => JSON.parse(l), l).not.toThrow();
-    return JSON.parse(l) as Obj;
+  const lines = output.split('\n').filter((line) => line.trim() !== '');
+  return lines.map((line) => {
+    expect(() => JSON.parse(line), line).not.toThrow();
+    return JSON.parse(line) as Obj;
   });
 }
 
 function warnedFlags(lines: Obj[]): string[] {
-  return lines.filter((l) => l.level === 'warn' && l.upstreamFlag !== undefined).map((l) => l.upstreamFlag as string);
+  return lines
+    .filter((obj) => obj.level === 'warn' && obj.upstreamFlag !== undefined)
+    .map((obj) => obj.upstreamFlag as string);
 }
 
 describeWith(
@@ -145,13 +147,13 @@ describeWith(
       ['GAIE v1.5.0 chart, default values', '127.0.0.45', 'info', []],
       ['llm-d-router ebab687 EPP', '127.0.0.46', 'debug', []],
     ] as const)('pd-router-epp with the args of %s', (name, ip, level, warnings) => {
-      const c = UPSTREAM_CONTAINERS[name]!;
+      const c = UPSTREAM_CONTAINERS[name];
 
       it(`starts, serves, logs JSON at ${level} and warns about exactly ${warnings.length} ignored flag(s), once each`, async () => {
         expect(c.component).toBe('epp');
         const epp = await run(c, ip);
         // The pool from --pool-name was found through the (fake) API server, and the servers listen on upstream's ports.
-        const listening = jsonLines(epp.output()).find((l) => l.msg === 'epp listening')!;
+        const listening = jsonLines(epp.output()).find((obj) => obj.msg === 'epp listening')!;
         expect(listening).toMatchObject({ grpcPort: 9002, healthPort: 9003, metricsPort: 9090 });
         // With or without --metrics-endpoint-auth (upstream's default: on) an admin's token may read /metrics.
         expect(
@@ -164,10 +166,10 @@ describeWith(
         ).toBe(200);
         expect(await epp.stop()).toBe(0);
         const lines = jsonLines(epp.output());
-        const debug = lines.filter((l) => l.level === 'debug');
-        if (level === 'debug') expect(debug.map((l) => l.msg)).toContain('effective options');
+        const debug = lines.filter((obj) => obj.level === 'debug');
+        if (level === 'debug') expect(debug.map((obj) => obj.msg)).toContain('effective options');
         else expect(debug).toEqual([]);
-        expect(lines.find((l) => l.msg === 'effective options')?.options.logLevel ?? 'info').toBe(level);
+        expect(lines.find((obj) => obj.msg === 'effective options')?.options.logLevel ?? 'info').toBe(level);
         expect(warnedFlags(lines).sort()).toEqual([...warnings].sort());
       }, 90_000);
     });
@@ -175,8 +177,8 @@ describeWith(
     describe('the P/D decode pod of llm-d-inference-scheduler v0.7.1 (vllm-sim-pd): simulator and sidecar with their args', () => {
       it('both start; a request through the sidecar is answered by the simulator; nothing is warned', async () => {
         const ip = '127.0.0.47';
-        const sim = await run(UPSTREAM_CONTAINERS['v0.7.1 simulator (decode)']!, ip);
-        const sidecar = await run(UPSTREAM_CONTAINERS['v0.7.1 sidecar']!, ip, { PD_SIDECAR_MODEL_SERVER_HOST: ip });
+        const sim = await run(UPSTREAM_CONTAINERS['v0.7.1 simulator (decode)'], ip);
+        const sidecar = await run(UPSTREAM_CONTAINERS['v0.7.1 sidecar'], ip, { PD_SIDECAR_MODEL_SERVER_HOST: ip });
         const r = await postJson(`http://${ip}:8000/v1/completions`, { model: MODEL, prompt: 'hello', max_tokens: 2 });
         expect(r.status).toBe(200);
         expect(r.body.model).toBe(MODEL);
@@ -193,18 +195,18 @@ describeWith(
       ['llm-d-router ebab687 simulator (decode)', '127.0.0.50', ['--render-url']],
     ] as const)('%s', (name, ip, warnings) => {
       it(`starts with these args and warns exactly about ${warnings.join(', ')}, once`, async () => {
-        const c = UPSTREAM_CONTAINERS[name]!;
+        const c = UPSTREAM_CONTAINERS[name];
         const proc = await run(c, ip, c.component === 'sidecar' ? { PD_SIDECAR_MODEL_SERVER_HOST: ip } : {});
         if (c.component === 'sim') {
           const models = await getJson(`http://${ip}:8200/v1/models`);
-          expect(models.body.data.map((m: Obj) => m.id)).toEqual([MODEL]);
+          expect(models.body.data.map((obj: Obj) => obj.id)).toEqual([MODEL]);
         } else {
           expect((await getJson(`http://${ip}:8000/health`)).status).toBe(200);
         }
         expect(await proc.stop()).toBe(0);
         const lines = jsonLines(proc.output());
         expect(warnedFlags(lines)).toEqual(warnings);
-        expect(lines.find((l) => l.level === 'warn' && l.upstreamFlag === warnings[0])!.msg).toMatch(
+        expect(lines.find((obj) => obj.level === 'warn' && obj.upstreamFlag === warnings[0])!.msg).toMatch(
           /is accepted for llm-d compatibility but ignored: /,
         );
       }, 90_000);

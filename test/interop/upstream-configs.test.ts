@@ -48,11 +48,11 @@ function routerDir(): { dir?: string; why?: string } {
 function e2eConfigs(goFile: string): Map<string, string> {
   const out = new Map<string, string>();
   for (const m of readFileSync(goFile, 'utf8').matchAll(/^const (\w+) = `([^`]*)`/gm))
-    if (m[2]!.includes('kind: EndpointPickerConfig')) out.set(m[1]!, m[2]!);
+    if (m[2].includes('kind: EndpointPickerConfig')) out.set(m[1], m[2]);
   return out;
 }
 
-const fixturesUnder = (prefix: string) => fixtureFiles().filter((f) => f.startsWith(prefix));
+const fixturesUnder = (prefix: string) => fixtureFiles().filter((field) => field.startsWith(prefix));
 
 describe('llm-d v0.7.1 sample configs', () => {
   const { dir, why } = v071Dir();
@@ -60,10 +60,10 @@ describe('llm-d v0.7.1 sample configs', () => {
 
   it.skipIf(!dir)('deploy/config: every file has a fixture, and each fixture is the file verbatim', () => {
     const upstream = readdirSync(path.join(dir!, 'deploy/config'))
-      .filter((f) => f.endsWith('.yaml'))
+      .filter((field) => field.endsWith('.yaml'))
       .sort();
     const prefix = 'llm-d-inference-scheduler-v0.7.1/deploy/config/';
-    expect(fixturesUnder(prefix).map((f) => f.slice(prefix.length))).toEqual(upstream);
+    expect(fixturesUnder(prefix).map((field) => field.slice(prefix.length))).toEqual(upstream);
     for (const f of upstream)
       expect(upstreamText(prefix + f), f).toBe(readFileSync(path.join(dir!, 'deploy/config', f), 'utf8'));
   });
@@ -73,7 +73,7 @@ describe('llm-d v0.7.1 sample configs', () => {
     () => {
       const consts = e2eConfigs(path.join(dir!, 'test/e2e/e2e_test.go'));
       const prefix = 'llm-d-inference-scheduler-v0.7.1/test/e2e/';
-      expect(fixturesUnder(prefix).map((f) => f.slice(prefix.length, -'.yaml'.length))).toEqual(
+      expect(fixturesUnder(prefix).map((field) => field.slice(prefix.length, -'.yaml'.length))).toEqual(
         [...consts.keys()].sort(),
       );
       for (const [name, text] of consts) expect(upstreamText(`${prefix}${name}.yaml`), name).toBe(text);
@@ -90,10 +90,10 @@ describe('llm-d-router @ebab687 sample configs', () => {
 
   it.skipIf(!dir)('deploy/config: every file has a fixture, and each fixture is the file verbatim', () => {
     const upstream = readdirSync(path.join(dir!, 'deploy/config'))
-      .filter((f) => f.endsWith('.yaml'))
+      .filter((field) => field.endsWith('.yaml'))
       .sort();
     const prefix = 'llm-d-router-ebab687/deploy/config/';
-    expect(fixturesUnder(prefix).map((f) => f.slice(prefix.length))).toEqual(upstream);
+    expect(fixturesUnder(prefix).map((field) => field.slice(prefix.length))).toEqual(upstream);
     for (const f of upstream)
       expect(upstreamText(prefix + f), f).toBe(readFileSync(path.join(dir!, 'deploy/config', f), 'utf8'));
   });

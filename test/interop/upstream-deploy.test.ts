@@ -45,8 +45,7 @@ import { PD_ROUTER_IMAGES, renderRouterPd, renderV071PdEnvironment, type Rendere
 type Obj = Record<string, any>;
 
 /** upstream-args.test.ts's copy of a container's args, with the deploy scripts' defaults filled in. */
-const envsubstCopied = (name: string, vars = ENVSUBST_DEFAULTS) =>
-  copiedEnvsubst(UPSTREAM_CONTAINERS[name]!.args, vars);
+const envsubstCopied = (name: string, vars = ENVSUBST_DEFAULTS) => copiedEnvsubst(UPSTREAM_CONTAINERS[name].args, vars);
 
 const cpReq = await needSharedControlPlane();
 const v071Req = both(cpReq, await need(UPSTREAM['v0.7.1'].source, 'helm', 'gaie-v1.4.0'));
@@ -131,12 +130,12 @@ async function bothCharts(
 
 /** Both chart EPPs see the pool's `endpoints`; `gaie-pd` disaggregates a long prompt and `gaie-default` serves a request. */
 async function expectChartsServe(stack: Stack, endpoints: number, model: string): Promise<void> {
-  for (const release of ['gaie-pd', 'gaie-default']) await untilEppSees(stack.epps[release]!, release, endpoints);
+  for (const release of ['gaie-pd', 'gaie-default']) await untilEppSees(stack.epps[release], release, endpoints);
   const servers = modelServers(stack.kubelet);
-  const pd = await gatewayTo(stack.epps['gaie-pd']!);
+  const pd = await gatewayTo(stack.epps['gaie-pd']);
   stack.gateways.push(pd);
   await expectDisaggregated(pd, model, servers);
-  const plain = await gatewayTo(stack.epps['gaie-default']!);
+  const plain = await gatewayTo(stack.epps['gaie-default']);
   stack.gateways.push(plain);
   await expectServedLocally(plain, model, servers);
 }
@@ -157,15 +156,15 @@ interface Stack {
 async function deploy(kubelet: LocalKubelet, objects: Obj[], eppSources: Record<string, string>): Promise<Stack> {
   await kubelet.cluster.apply(objects, { namespace: kubelet.namespace });
   const pool =
-    byKind(objects, 'InferencePool').find((p) => Object.values(eppSources).includes(p.metadata.name)) ??
-    byKind(objects, 'InferencePool')[0]!;
+    byKind(objects, 'InferencePool').find((obj) => Object.values(eppSources).includes(obj.metadata.name)) ??
+    byKind(objects, 'InferencePool')[0];
   const { modelServers: servers, others } = splitDeployments(objects, pool);
   // Started side by side, as a cluster would: a process's start-up is mostly waiting on a loaded machine.
-  await Promise.all(servers.map((d) => kubelet.runDeployment(d)));
+  await Promise.all(servers.map((obj) => kubelet.runDeployment(obj)));
   const epps: Record<string, PodRun> = {};
   await Promise.all(
     Object.entries(eppSources).map(async ([what, deployment]) => {
-      const d = others.find((x) => x.metadata.name === deployment);
+      const d = others.find((obj) => obj.metadata.name === deployment);
       if (!d) throw new Error(`no Deployment ${deployment} for ${what}`);
       [epps[what]] = await kubelet.runDeployment(d);
     }),
@@ -179,22 +178,22 @@ function expectRanAsRendered(kubelet: LocalKubelet, notRun: string[]): void {
     expect(c.args, `${c.pod.name}/${c.name}`).toEqual(renderedArgs(c));
     // What ran differs from the rendered args only where a volume's mount path became its local directory.
     expect(c.argv).toHaveLength(c.args.length);
-    c.argv.forEach((a, i) => {
-      if (a !== c.args[i])
+    c.argv.forEach((left, i) => {
+      if (left !== c.args[i])
         expect(
-          c.rewrites.some((r) => c.args[i]!.replace(r.from, r.to) === a),
-          `${c.pod.name}/${c.name} arg ${c.args[i]} ran as ${a}`,
+          c.rewrites.some((result) => c.args[i].replace(result.from, result.to) === left),
+          `${c.pod.name}/${c.name} arg ${c.args[i]} ran as ${left}`,
         ).toBe(true);
     });
     expect(c.proc!.running, `${c.pod.name}/${c.name} is running`).toBe(true);
     for (const [kind, result] of Object.entries(c.probes))
-      expect(result!.ok, `${c.pod.name}/${c.name} ${kind}: ${result!.detail}`).toBe(true);
+      expect(result.ok, `${c.pod.name}/${c.name} ${kind}: ${result.detail}`).toBe(true);
     expect(c.probes.readiness ?? c.probes.liveness ?? { ok: true }).toMatchObject({ ok: true });
   }
   expect(
     kubelet
       .containers({ role: 'not-run' })
-      .map((c) => c.name)
+      .map((config) => config.name)
       .sort(),
   ).toEqual([...notRun].sort());
 }
@@ -210,7 +209,7 @@ describeWith(
     beforeAll(async () => {
       const src = await upstreamFile('v0.7.1', '');
       rendered = await renderV071PdEnvironment(src);
-      const pool = byKind(rendered.objects, 'InferencePool')[0]!;
+      const pool = byKind(rendered.objects, 'InferencePool')[0];
       const pdConfig = readFileSync(path.join(src, 'deploy/config/pd-epp-config.yaml'), 'utf8');
       const objects = [...rendered.objects, ...(await bothCharts(v071Req, 'v1.4.0', ns, pool, pdConfig))];
       const kubelet = new LocalKubelet(cluster!, ns, {
@@ -218,7 +217,7 @@ describeWith(
         notRun: { 'uds-tokenizer': UDS_TOKENIZER },
       });
       stack = await deploy(kubelet, objects, {
-        environment: rendered.vars.EPP_NAME!,
+        environment: rendered.vars.EPP_NAME,
         'gaie-default': 'gaie-default-epp',
         'gaie-pd': 'gaie-pd-epp',
       });
@@ -239,44 +238,44 @@ describeWith(
       expect(
         stack.kubelet
           .containers({ component: 'sim' })
-          .map((c) => c.pod.labels['llm-d.ai/role'])
+          .map((config) => config.pod.labels['llm-d.ai/role'])
           .sort(),
       ).toEqual(['decode', 'decode', 'prefill']);
       expect(stack.kubelet.containers({ component: 'sidecar' })).toHaveLength(2);
-      const envEpp = eppOf(stack.epps.environment!);
-      expect(envEpp.rewrites.map((r) => r.from)).toEqual(['/etc/epp']);
-      expect(stack.epps.environment!.serviceAccount).toBe(rendered.vars.EPP_NAME);
-      expect(stack.epps['gaie-pd']!.serviceAccount).toBe('gaie-pd-epp');
+      const envEpp = eppOf(stack.epps.environment);
+      expect(envEpp.rewrites.map((result) => result.from)).toEqual(['/etc/epp']);
+      expect(stack.epps.environment.serviceAccount).toBe(rendered.vars.EPP_NAME);
+      expect(stack.epps['gaie-pd'].serviceAccount).toBe('gaie-pd-epp');
       // The environment's EPP and the charts' EPPs are probed over gRPC health, the decode pods' sidecars have no probe (ready once listening).
       expect(envEpp.probes.readiness!.detail).toMatch(
         /service "envoy\.service\.ext_proc\.v3\.ExternalProcessor": SERVING/,
       );
-      expect(eppOf(stack.epps['gaie-default']!).probes.readiness!.detail).toMatch(
+      expect(eppOf(stack.epps['gaie-default']).probes.readiness!.detail).toMatch(
         /service "inference-extension": SERVING/,
       );
     });
 
     it('the container args upstream-args.test.ts copied from these files are the rendered ones', () => {
       const ran = (deployment: string, container: string) =>
-        stack.kubelet.containers({ deployment }).find((c) => c.name === container)!.args;
-      expect(envsubstCopied('v0.7.1 EPP, kind environment')).toEqual(ran(rendered.vars.EPP_NAME!, 'epp'));
+        stack.kubelet.containers({ deployment }).find((config) => config.name === container)!.args;
+      expect(envsubstCopied('v0.7.1 EPP, kind environment')).toEqual(ran(rendered.vars.EPP_NAME, 'epp'));
       expect(envsubstCopied('v0.7.1 sidecar')).toEqual(ran('vllm-sim-d', 'routing-sidecar'));
       expect(envsubstCopied('v0.7.1 simulator (decode)')).toEqual(ran('vllm-sim-d', 'vllm'));
     });
 
     it("the environment's EPP (sim-pd-epp-config.yaml) serves a long prompt P/D and a short one on a decode pod, through the gateway", async () => {
       const pool = stack.pool.metadata.name as string;
-      await untilEppSees(stack.epps.environment!, pool, 3);
-      const gateway = await gatewayTo(stack.epps.environment!);
+      await untilEppSees(stack.epps.environment, pool, 3);
+      const gateway = await gatewayTo(stack.epps.environment);
       stack.gateways.push(gateway);
       const servers = modelServers(stack.kubelet);
-      await expectDisaggregated(gateway, rendered.vars.MODEL_NAME!, servers);
-      const local = await expectServedLocally(gateway, rendered.vars.MODEL_NAME!, servers);
+      await expectDisaggregated(gateway, rendered.vars.MODEL_NAME, servers);
+      const local = await expectServedLocally(gateway, rendered.vars.MODEL_NAME, servers);
       expect(local.role).toBe('decode');
     }, 120_000);
 
     it("GAIE v1.4.0's chart: with llm-d's pd-epp-config.yaml a long prompt goes P/D; with its default values a request is served", async () => {
-      await expectChartsServe(stack, 3, rendered.vars.MODEL_NAME!);
+      await expectChartsServe(stack, 3, rendered.vars.MODEL_NAME);
     }, 120_000);
   },
 );
@@ -292,14 +291,14 @@ describeWith(
       const src = await upstreamFile('ebab687', '');
       const ns = await cluster!.createNamespace('llm-d-router-pd');
       rendered = await renderRouterPd(src, ns);
-      const pool = byKind(rendered.objects, 'InferencePool')[0]!;
+      const pool = byKind(rendered.objects, 'InferencePool')[0];
       const pdConfig = readFileSync(path.join(src, 'deploy/config/pd-epp-config.yaml'), 'utf8');
       const objects = [...rendered.objects, ...(await bothCharts(routerReq, 'v1.5.0', ns, pool, pdConfig))];
       const kubelet = new LocalKubelet(cluster!, ns, {
         addresses: Array.from({ length: 8 }, (_, i) => `127.0.2.${i + 11}`),
       });
       stack = await deploy(kubelet, objects, {
-        environment: rendered.vars.EPP_NAME!,
+        environment: rendered.vars.EPP_NAME,
         'gaie-default': 'gaie-default-epp',
         'gaie-pd': 'gaie-pd-epp',
       });
@@ -315,37 +314,37 @@ describeWith(
       expect(
         stack.kubelet
           .containers({ component: 'sim' })
-          .map((c) => c.pod.labels['llm-d.ai/role'])
+          .map((config) => config.pod.labels['llm-d.ai/role'])
           .sort(),
       ).toEqual(['decode', 'prefill']);
       // The model servers' own readiness probes (GET /health) ran against pd-router-sim.
       for (const c of stack.kubelet.containers({ component: 'sim' }))
         expect(c.probes.readiness!.detail).toMatch(/^GET http:\/\/127\.0\.2\.\d+:(8000|8200)\/health: 200/);
-      expect(eppOf(stack.epps.environment!).argv).toContain(`--pool-namespace`);
-      expect(stack.epps.environment!.serviceAccount).toBe(rendered.vars.EPP_NAME);
+      expect(eppOf(stack.epps.environment).argv).toContain(`--pool-namespace`);
+      expect(stack.epps.environment.serviceAccount).toBe(rendered.vars.EPP_NAME);
     });
 
     it('the container args upstream-args.test.ts copied from these files are the rendered ones', () => {
       const ran = (deployment: string, container: string) =>
-        stack.kubelet.containers({ deployment }).find((c) => c.name === container)!.args;
-      const vars = { ...ENVSUBST_DEFAULTS, NAMESPACE: rendered.vars.NAMESPACE! };
-      expect(envsubstCopied('llm-d-router ebab687 EPP', vars)).toEqual(ran(rendered.vars.EPP_NAME!, 'epp'));
+        stack.kubelet.containers({ deployment }).find((config) => config.name === container)!.args;
+      const vars = { ...ENVSUBST_DEFAULTS, NAMESPACE: rendered.vars.NAMESPACE };
+      expect(envsubstCopied('llm-d-router ebab687 EPP', vars)).toEqual(ran(rendered.vars.EPP_NAME, 'epp'));
       expect(envsubstCopied('llm-d-router ebab687 sidecar, P/D environment', vars)).toEqual(
         ran('vllm-d', 'routing-sidecar'),
       );
     });
 
     it("the environment's EPP (sim-pd-epp-config.yaml, llm-d.ai/v1alpha1) serves a long prompt P/D and a short one on the decode pod", async () => {
-      await untilEppSees(stack.epps.environment!, stack.pool.metadata.name, 2);
-      const gateway = await gatewayTo(stack.epps.environment!);
+      await untilEppSees(stack.epps.environment, stack.pool.metadata.name, 2);
+      const gateway = await gatewayTo(stack.epps.environment);
       stack.gateways.push(gateway);
       const servers = modelServers(stack.kubelet);
-      await expectDisaggregated(gateway, rendered.vars.MODEL_NAME!, servers);
-      expect((await expectServedLocally(gateway, rendered.vars.MODEL_NAME!, servers)).role).toBe('decode');
+      await expectDisaggregated(gateway, rendered.vars.MODEL_NAME, servers);
+      expect((await expectServedLocally(gateway, rendered.vars.MODEL_NAME, servers)).role).toBe('decode');
     }, 120_000);
 
     it("GAIE v1.5.0's chart: with llm-d-router's pd-epp-config.yaml a long prompt goes P/D; with its default values a request is served", async () => {
-      await expectChartsServe(stack, 2, rendered.vars.MODEL_NAME!);
+      await expectChartsServe(stack, 2, rendered.vars.MODEL_NAME);
     }, 120_000);
   },
 );
@@ -361,10 +360,10 @@ describeWith(v071Req, 'missing RBAC: v0.7.1\'s P/D environment applied outside "
     const rendered = await renderV071PdEnvironment(await upstreamFile('v0.7.1', ''));
     await cluster!.apply(rendered.objects, { namespace: ns });
     kubelet = new LocalKubelet(cluster!, ns, { addresses: ['127.0.2.21'], notRun: { 'uds-tokenizer': UDS_TOKENIZER } });
-    const [pod] = await kubelet.runDeployment(named(rendered.objects, 'Deployment', rendered.vars.EPP_NAME!), {
+    const [pod] = await kubelet.runDeployment(named(rendered.objects, 'Deployment', rendered.vars.EPP_NAME), {
       requireReady: false,
     });
-    const epp = eppOf(pod!);
+    const epp = eppOf(pod);
     // The pool's informer (the EPP's InferenceModelRewrite / InferenceObjective informers fail too, each on its own backoff).
     await epp.proc!.untilOutput(
       /("what":"inferencepools"[^\n]*kubernetes list\/watch failed[^\n]*\n[\s\S]*){3}/,
@@ -374,26 +373,26 @@ describeWith(v071Req, 'missing RBAC: v0.7.1\'s P/D environment applied outside "
     const failures = epp
       .proc!.output()
       .split('\n')
-      .filter((l) => l.includes('kubernetes list/watch failed'))
-      .map((l) => JSON.parse(l) as Obj)
-      .filter((f) => f.what === 'inferencepools');
+      .filter((line) => line.includes('kubernetes list/watch failed'))
+      .map((line) => JSON.parse(line) as Obj)
+      .filter((obj) => obj.what === 'inferencepools');
     expect(failures[0]).toMatchObject({
       status: 403,
       missingPermission: 'list inferencepools.inference.networking.k8s.io in namespace default',
     });
-    expect(failures[0]!.error).toContain(
+    expect(failures[0].error).toContain(
       `User "system:serviceaccount:${ns}:${rendered.vars.EPP_NAME}" cannot list resource "inferencepools"`,
     );
-    expect(failures.slice(0, 3).map((f) => f.retryInMs)).toEqual([500, 1000, 2000]);
+    expect(failures.slice(0, 3).map((obj) => obj.retryInMs)).toEqual([500, 1000, 2000]);
     expect(epp.proc!.output()).not.toMatch(/"stack"|\\n\s+at /);
-    await kubelet.probeOnce(pod!);
+    await kubelet.probeOnce(pod);
     expect(epp.probes.readiness).toMatchObject({ ok: false });
     expect(epp.probes.readiness!.detail).toMatch(/NOT_SERVING$/);
     // This manifest probes liveness with the readiness probe's service name, so both get the same answer and a kubelet
     // would restart the container after three failed liveness probes, as it restarts upstream's EPP (see README).
     // pd-router's own manifests probe the `liveness` service, which stays SERVING:
     expect(epp.probes.liveness!.ok).toBe(false);
-    expect((await runProbe({ grpc: { port: 9003, service: 'liveness' } }, epp.raw, pod!.ip)).ok).toBe(true);
+    expect((await runProbe({ grpc: { port: 9003, service: 'liveness' } }, epp.raw, pod.ip)).ok).toBe(true);
     expect(epp.proc!.running).toBe(true);
   }, 180_000);
 });

@@ -50,16 +50,19 @@ async function kustomize(dir: string): Promise<string> {
 /** envsubst with a SHELL-FORMAT list: only the listed variables, in both `$VAR` and `${VAR}` forms; unset ones become empty. */
 export function envsubst(text: string, names: readonly string[], vars: Record<string, string>): string {
   const listed = new Set(names);
-  return text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g, (m, a?: string, b?: string) => {
-    const name = (a ?? b)!;
-    return listed.has(name) ? (vars[name] ?? '') : m;
-  });
+  return text.replace(
+    /\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)/g,
+    (message, left?: string, right?: string) => {
+      const name = (left ?? right)!;
+      return listed.has(name) ? (vars[name] ?? '') : message;
+    },
+  );
 }
 
 const parse = (text: string): Obj[] =>
   parseAllDocuments(text)
-    .map((d) => d.toJSON() as Obj)
-    .filter((o) => o && o.kind);
+    .map((def) => def.toJSON() as Obj)
+    .filter((obj) => obj && obj.kind);
 
 const configMap = (name: string, file: string, text: string): Obj => ({
   apiVersion: 'v1',
@@ -225,7 +228,7 @@ function removeEmptyArgs(objects: Obj[]): Obj[] {
   for (const o of objects) {
     const spec = o.spec?.template?.spec;
     for (const c of [...(spec?.initContainers ?? []), ...(spec?.containers ?? [])])
-      if (Array.isArray(c.args)) c.args = c.args.filter((a: unknown) => a !== '' && a !== null);
+      if (Array.isArray(c.args)) c.args = c.args.filter((left: unknown) => left !== '' && left !== null);
   }
   return objects;
 }
@@ -250,8 +253,8 @@ export async function renderRouterPd(sourceDir: string, namespace: string): Prom
   return {
     objects,
     sources: [
-      ...resources.map((r) =>
-        r.endsWith('p-d') ? `${r} (deploy/components/vllm-prefill, vllm-decode, overlays/simulator)` : r,
+      ...resources.map((text) =>
+        text.endsWith('p-d') ? `${text} (deploy/components/vllm-prefill, vllm-decode, overlays/simulator)` : text,
       ),
       GATEWAY_PATCH,
       'deploy/config/sim-pd-epp-config.yaml',

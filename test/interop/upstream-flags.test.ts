@@ -54,9 +54,9 @@ export function envVarFor(artifact: string): string {
   return `PD_INTEROP_UPSTREAM_${artifact.replace(/[^A-Za-z0-9]/g, '_').toUpperCase()}`;
 }
 
-function locate(b: UpstreamBinary): string | undefined {
-  const candidates = [process.env[envVarFor(b.artifact)], b.path?.(), path.join(BIN_DIR, b.artifact)];
-  return candidates.find((p): p is string => p !== undefined && p !== '' && existsSync(p));
+function locate(binary: UpstreamBinary): string | undefined {
+  const candidates = [process.env[envVarFor(binary.artifact)], binary.path?.(), path.join(BIN_DIR, binary.artifact)];
+  return candidates.find((path): path is string => path !== undefined && path !== '' && existsSync(path));
 }
 
 /**
@@ -68,11 +68,11 @@ export function flagsFromHelp(help: string): Map<string, string> {
   for (const line of help.split('\n')) {
     const pflag = /^\s+(?:-([A-Za-z0-9]), )?--([A-Za-z0-9][A-Za-z0-9_.-]*)/.exec(line);
     if (pflag) {
-      flags.set(pflag[2]!, pflag[1] ?? '');
+      flags.set(pflag[2], pflag[1] ?? '');
       continue;
     }
     const goflag = /^ {2}-([A-Za-z0-9][A-Za-z0-9_.-]*)(?:\s|$)/.exec(line);
-    if (goflag) flags.set(goflag[1]!, '');
+    if (goflag) flags.set(goflag[1], '');
   }
   return flags;
 }
@@ -96,15 +96,17 @@ describe('reading flag names from --help', () => {
   });
 });
 
-describe.each(BINARIES.map((b) => [b.artifact, b] as const))(
+describe.each(BINARIES.map((binary) => [binary.artifact, binary] as const))(
   '%s --help against the compatibility table',
-  (artifact, b) => {
-    const binary = locate(b);
+  (artifact, upstreamBinary) => {
+    const binary = locate(upstreamBinary);
     const why = `skipped: no ${artifact} binary; build it (the interop builders) into ${path.join(BIN_DIR, artifact)} or set ${envVarFor(artifact)}=<path>`;
     if (!binary) process.stderr.write(`[interop] upstream-flags: ${why}\n`);
 
     it.skipIf(!binary)(
-      binary ? `every flag of ${b.release} is accepted, and the table lists no flag ${b.release} lacks` : why,
+      binary
+        ? `every flag of ${upstreamBinary.release} is accepted, and the table lists no flag ${upstreamBinary.release} lacks`
+        : why,
       async () => {
         // pflag prints the usage on --help (to stderr) and exits 0 or 2 depending on the release; GAIE's runner logs a
         // build line first. Only the usage lines matter.
@@ -112,17 +114,24 @@ describe.each(BINARIES.map((b) => [b.artifact, b] as const))(
         const upstream = flagsFromHelp(r.output);
         expect(upstream.size, r.output.slice(-2000)).toBeGreaterThan(5);
         upstream.delete('help');
-        const table = b.command.compat!;
-        const accepted = acceptedFlags(b.command);
+        const table = upstreamBinary.command.compat!;
+        const accepted = acceptedFlags(upstreamBinary.command);
 
-        const notAccepted = [...upstream.keys()].filter((f) => !accepted.has(f));
-        expect(notAccepted, `pd-router ${b.command.name} rejects these ${b.release} flags`).toEqual([]);
-        const notInTable = [...upstream.keys()].filter((f) => !table.flags[f]?.releases.includes(b.release));
-        expect(notInTable, `the table does not give these flags to ${b.release}`).toEqual([]);
+        const notAccepted = [...upstream.keys()].filter((field) => !accepted.has(field));
+        expect(
+          notAccepted,
+          `pd-router ${upstreamBinary.command.name} rejects these ${upstreamBinary.release} flags`,
+        ).toEqual([]);
+        const notInTable = [...upstream.keys()].filter(
+          (field) => !table.flags[field]?.releases.includes(upstreamBinary.release),
+        );
+        expect(notInTable, `the table does not give these flags to ${upstreamBinary.release}`).toEqual([]);
 
-        const claimed = Object.entries(table.flags).filter(([, e]) => e.releases.includes(b.release) && !e.deprecated);
-        const absent = claimed.map(([f]) => f).filter((f) => !upstream.has(f));
-        expect(absent, `the table gives ${b.release} flags its --help does not list`).toEqual([]);
+        const claimed = Object.entries(table.flags).filter(
+          ([, entry]) => entry.releases.includes(upstreamBinary.release) && !entry.deprecated,
+        );
+        const absent = claimed.map(([flag]) => flag).filter((field) => !upstream.has(field));
+        expect(absent, `the table gives ${upstreamBinary.release} flags its --help does not list`).toEqual([]);
 
         for (const [f, short] of upstream) if (short) expect(table.flags[f]?.shorthand, `-${short}`).toBe(short);
       },

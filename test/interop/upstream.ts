@@ -54,12 +54,12 @@ export async function startUpstreamSim(
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';
-    const keep = (d: Buffer) => {
-      out += d.toString();
+    const keep = (chunk: Buffer) => {
+      out += chunk.toString();
       if (out.length > 2_000_000) out = out.slice(-1_000_000);
     };
-    child.stdout!.on('data', keep);
-    child.stderr!.on('data', keep);
+    child.stdout.on('data', keep);
+    child.stderr.on('data', keep);
     live.add(child);
     let exited = false;
     const exit = new Promise<void>((resolve) =>

@@ -100,9 +100,10 @@ export const compat = {
   ): CompatEntry {
     return { status: 'maps-to', releases, spec, mapsTo, apply, ...extra };
   },
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an entry holds an option of any value type, as OptionsSpec does
+
   ignored(
     releases: readonly string[],
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an entry holds an option of any value type, as OptionsSpec does
     spec: OptionSpec<any>,
     reason: string,
     extra: Partial<CompatEntry> = {},

@@ -9,8 +9,8 @@ import { OptionValueError, type OptionSpec } from './option-types.js';
 import { envName, flagName, kebab } from './names.js';
 import { resolveCompat, type CompatEntry, type CompatTable, type CompatWarning } from './compat.js';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- one table holds definitions of every parameter type; `any` is the slot each of their types fits
 /** An option table: option specs by key. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- one table holds option specs of every value type; `any` is the slot each of their types fits
 export type OptionsSpec = Record<string, OptionSpec<any>>;
 /** Parsed option values by key. */
 export type OptionValues<S extends OptionsSpec> = { [K in keyof S]: S[K] extends OptionSpec<infer T> ? T : never };

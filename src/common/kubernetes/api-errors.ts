@@ -30,7 +30,7 @@ export interface KubeErrorDescription {
   unreachable?: string;
 }
 
-const oneLine = (s: string) => s.replace(/\s+/g, ' ').trim();
+const oneLine = (text: string) => text.replace(/\s+/g, ' ').trim();
 
 /** The Status object an API server answers with (client-node keeps it as a JSON string in `body`). */
 function statusOf(body: unknown): { message?: string; reason?: string } | undefined {
@@ -52,7 +52,9 @@ function statusOf(body: unknown): { message?: string; reason?: string } | undefi
 
 /** Error codes of a failed connection (Node's, undici's and node-fetch's), looked for on the error and its causes. */
 function connectionCode(err: unknown): string | undefined {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-member-access -- errors of any library, walked by their optional cause chain
   for (let e: any = err, depth = 0; e && depth < 4; e = e.cause, depth++) {
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-member-access -- as above
     const code = e.code ?? e.errno;
     if (typeof code === 'string' && /^E[A-Z_]+$|^UND_ERR_|^ERR_TLS|CERT|SELF_SIGNED/.test(code)) return code;
   }

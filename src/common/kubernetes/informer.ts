@@ -43,6 +43,7 @@ export function kubeErrorStatus(err: unknown): number | undefined {
   return undefined;
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- informers of pools, pods and the CRDs alike
 export function runInformer(informer: k8s.ListWatch<any>, run: InformerRun): RunningInformer {
   let failed = false;
   let retryDelay = INFORMER_RETRY_MIN_MS;

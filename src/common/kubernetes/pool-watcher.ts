@@ -151,6 +151,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
   private stopped = false;
   private syncedResolve!: () => void;
   private readonly syncedPromise: Promise<void>;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- informers of pools and of pods alike
   private readonly running = new Map<k8s.ListWatch<any>, RunningInformer>();
   /** Informers stopped on purpose (a selector change, the pool deleted, stop()): their aborted watch is no error. */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- informers of pools and of pods alike
@@ -238,9 +239,10 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
    * Starts an informer and keeps it running (retries with backoff, see runInformer); each failure is logged as what
    * it means (the permission to grant, the address that did not answer), never as a stack trace.
    */
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- informers of pools and of pods alike
+
   private runInformer(
     what: { resource: string; group: string },
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- informers of pools and of pods alike
     informer: k8s.ListWatch<any>,
     onSynced: () => void,
   ): void {

@@ -117,6 +117,7 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
     this.watch = new k8s.Watch(kc);
     this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
     // KubernetesObjectApi's discovery (GET /apis/<group>/<version>, readable by every user through system:discovery).
+    // eslint-disable-next-line no-restricted-syntax -- resource() is protected in KubernetesObjectApi's types; Discovery names that one method
     this.discovery = k8s.KubernetesObjectApi.makeApiClient(kc) as unknown as Discovery;
     this.random = options.random ?? Math.random;
   }
@@ -150,10 +151,10 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
   async stop(): Promise<void> {
     this.stopped = true;
     await Promise.all(
-      this.kinds.map((k) => {
-        clearTimeout(k.retry);
-        k.running?.cancel();
-        return k.informer?.stop();
+      this.kinds.map((kind) => {
+        clearTimeout(kind.retry);
+        kind.running?.cancel();
+        return kind.informer?.stop() ?? Promise.resolve();
       }),
     );
   }
@@ -231,7 +232,7 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
     this.setStatus(k, { status: 'absent', forbidden: undefined });
     this.logger.warn(
       { kind: k.kind, groups: INFERENCE_CRD_GROUPS },
-      `${k.kind} is not served by the API server (neither ${INFERENCE_CRD_GROUPS.map((g) => `${g}/${INFERENCE_CRD_VERSION}`).join(' nor ')}); its objects are not watched`,
+      `${k.kind} is not served by the API server (neither ${INFERENCE_CRD_GROUPS.map((group) => `${group}/${INFERENCE_CRD_VERSION}`).join(' nor ')}); its objects are not watched`,
     );
   }
 
@@ -252,9 +253,9 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
       false,
     );
     k.informer = informer;
-    informer.on('add', (o) => this.apply(k, o));
-    informer.on('update', (o) => this.apply(k, o));
-    informer.on('delete', (o) => this.remove(k, o, 'deleted'));
+    informer.on('add', (object) => this.apply(k, object));
+    informer.on('update', (object) => this.apply(k, object));
+    informer.on('delete', (object) => this.remove(k, object, 'deleted'));
     k.running = runInformer(informer, {
       what: resource,
       logger: this.logger,
@@ -287,7 +288,10 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
     const name = obj.metadata?.name ?? '';
     const object = `${obj.metadata?.namespace ?? this.pool.namespace}/${name}`;
     const spec = (obj as { spec?: Record<string, unknown> }).spec;
-    if (!this.refersToPool(spec?.poolRef)) return this.remove(k, obj, 'its poolRef names another pool');
+    if (!this.refersToPool(spec?.poolRef)) {
+      this.remove(k, obj, 'its poolRef names another pool');
+      return;
+    }
     const parsed =
       k.kind === 'InferenceModelRewrite' ? parseModelRewrite(name, createdAt(obj), spec) : parseObjective(name, spec);
     if ('error' in parsed) {
@@ -332,14 +336,14 @@ export interface InferenceCrdSettings extends PoolIdentity {
 }
 
 export function startInferenceCrdWatcher(
-  s: InferenceCrdSettings,
+  settings: InferenceCrdSettings,
   logger: Logger,
   options: InferenceCrdWatcherOptions = {},
 ): InferenceCrdWatcher {
-  const kc = loadKubeConfig({ server: s.server || undefined, kubeconfig: s.kubeconfig || undefined });
+  const kc = loadKubeConfig({ server: settings.server || undefined, kubeconfig: settings.kubeconfig || undefined });
   const watcher = new InferenceCrdWatcher(
     kc,
-    { namespace: s.namespace, name: s.name, group: s.group },
+    { namespace: settings.namespace, name: settings.name, group: settings.group },
     logger,
     options,
   );

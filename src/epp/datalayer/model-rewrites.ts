@@ -84,8 +84,8 @@ const specSchema = z.object(
   { error: 'the object has no spec' },
 );
 
-function issues(e: z.ZodError): string {
-  return e.issues.map((i) => `${['spec', ...i.path].join('.')}: ${i.message}`).join('; ');
+function issues(zodError: z.ZodError): string {
+  return zodError.issues.map((i) => `${['spec', ...i.path].join('.')}: ${i.message}`).join('; ');
 }
 
 /**
@@ -101,16 +101,16 @@ export function parseModelRewrite(
   if (!r.success) return { error: issues(r.error) };
   const rules: RewriteRule[] = [];
   for (const [i, rule] of r.data.rules.entries()) {
-    const weighted = rule.targets.filter((t) => t.weight != null).length;
+    const weighted = rule.targets.filter((value) => value.weight != null).length;
     // The API: "If a weight is set for any targetModel, it must be set for all targetModels."
     if (weighted > 0 && weighted < rule.targets.length)
       return {
         error: `spec.rules.${i}.targets: weights are set on ${weighted} of ${rule.targets.length} targets; set them on all or none`,
       };
-    const targets = rule.targets.map((t) => ({ model: t.modelRewrite, weight: t.weight ?? undefined }));
+    const targets = rule.targets.map((value) => ({ model: value.modelRewrite, weight: value.weight ?? undefined }));
     let sum = 0;
-    const cumulative = weighted === 0 ? [] : targets.map((t) => (sum += t.weight!));
-    rules.push({ models: [...new Set((rule.matches ?? []).map((m) => m.model.value))], targets, cumulative });
+    const cumulative = weighted === 0 ? [] : targets.map((value) => (sum += value.weight!));
+    rules.push({ models: [...new Set((rule.matches ?? []).map((match) => match.model.value))], targets, cumulative });
   }
   return { rewrite: { name, createdAt, rules } };
 }
@@ -118,13 +118,13 @@ export function parseModelRewrite(
 /** A target of `rule`, at random in proportion to the weights (evenly without weights). */
 export function pickTarget(rule: RewriteRule, random: () => number): string {
   const { targets, cumulative } = rule;
-  if (targets.length === 1) return targets[0]!.model;
+  if (targets.length === 1) return targets[0].model;
   if (cumulative.length === 0)
-    return targets[Math.min(targets.length - 1, Math.floor(random() * targets.length))]!.model;
-  const x = Math.floor(random() * cumulative[cumulative.length - 1]!);
+    return targets[Math.min(targets.length - 1, Math.floor(random() * targets.length))].model;
+  const x = Math.floor(random() * cumulative[cumulative.length - 1]);
   // Few targets: a linear scan beats a binary search.
-  for (let i = 0; i < cumulative.length; i++) if (x < cumulative[i]!) return targets[i]!.model;
-  return targets[targets.length - 1]!.model;
+  for (let i = 0; i < cumulative.length; i++) if (x < cumulative[i]) return targets[i].model;
+  return targets[targets.length - 1].model;
 }
 
 interface IndexedRule {
@@ -133,11 +133,11 @@ interface IndexedRule {
   order: number;
 }
 
-function byPrecedence(a: IndexedRule, b: IndexedRule): number {
+function byPrecedence(indexedRule: IndexedRule, rule: IndexedRule): number {
   return (
-    a.rewrite.createdAt - b.rewrite.createdAt ||
-    (a.rewrite.name < b.rewrite.name ? -1 : a.rewrite.name > b.rewrite.name ? 1 : 0) ||
-    a.order - b.order
+    indexedRule.rewrite.createdAt - rule.rewrite.createdAt ||
+    (indexedRule.rewrite.name < rule.rewrite.name ? -1 : indexedRule.rewrite.name > rule.rewrite.name ? 1 : 0) ||
+    indexedRule.order - rule.order
   );
 }
 
@@ -185,7 +185,8 @@ export class ModelRewriteStore {
   configuredModels(): Set<string> {
     const out = new Set<string>();
     for (const rw of this.byName.values())
-      for (const rule of rw.rules) for (const m of [...rule.models, ...rule.targets.map((t) => t.model)]) out.add(m);
+      for (const rule of rw.rules)
+        for (const m of [...rule.models, ...rule.targets.map((target) => target.model)]) out.add(m);
     return out;
   }
 
@@ -205,7 +206,7 @@ export class ModelRewriteStore {
         }
       }
     }
-    this.exact = new Map([...exact].map(([m, list]) => [m, list.sort(byPrecedence)[0]!]));
+    this.exact = new Map([...exact].map(([model, list]) => [model, list.sort(byPrecedence)[0]]));
     this.generic = generic.sort(byPrecedence)[0];
   }
 }

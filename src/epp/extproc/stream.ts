@@ -201,7 +201,10 @@ export class ExtProcStream {
             });
             return;
           }
-          return this.send({ request_trailers: {} });
+          {
+            this.send({ request_trailers: {} });
+            return;
+          }
         case 'response_headers': {
           this.tracker().onHeaders(match.response_headers!);
           return;
@@ -306,7 +309,7 @@ export class ExtProcStream {
     const start = performance.now();
     this.requestEndAt = start;
     this.admit();
-    const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    const body = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
     this.releaseBody();
     const director = this.deps.director;
     this.parsed = director.parse(this.requestId, this.headers.values, body);

@@ -23,17 +23,17 @@ export function upstreamLeaseName(namespace: string, name: string): string {
  * The Lease name, as upstream derives it: from the pool, or with --endpoint-selector from $POD_NAME's Deployment name
  * (`<deployment>-<replicaset hash>-<suffix>`); --ha-lease-name overrides both.
  */
-export function leaseNameFor(o: EppConfig, podName = process.env.POD_NAME ?? ''): string {
-  if (o.haLeaseName) return o.haLeaseName;
-  const namespace = o.poolNamespace || 'default';
-  if (o.poolName) return upstreamLeaseName(namespace, o.poolName);
-  if (o.endpointSelector) {
+export function leaseNameFor(optionValues: EppConfig, podName = process.env.POD_NAME ?? ''): string {
+  if (optionValues.haLeaseName) return optionValues.haLeaseName;
+  const namespace = optionValues.poolNamespace || 'default';
+  if (optionValues.poolName) return upstreamLeaseName(namespace, optionValues.poolName);
+  if (optionValues.endpointSelector) {
     const m = /^(.+)-[a-z0-9]+-[a-z0-9]+$/.exec(podName);
     if (!m)
       throw new ConfigError(
         `--ha-enable-leader-election with --endpoint-selector names the Lease after $POD_NAME's Deployment, but POD_NAME is ${podName ? `"${podName}", not <deployment>-<hash>-<suffix>` : 'not set'}; set POD_NAME or --ha-lease-name`,
       );
-    return upstreamLeaseName(namespace, m[1]!);
+    return upstreamLeaseName(namespace, m[1]);
   }
   throw new ConfigError(
     '--ha-enable-leader-election needs a Lease name: give --pool-name, --endpoint-selector with $POD_NAME, or --ha-lease-name',
@@ -41,8 +41,8 @@ export function leaseNameFor(o: EppConfig, podName = process.env.POD_NAME ?? '')
 }
 
 /** The EPP talks to the Kubernetes API (discovery or leader election), so /metrics auth applies by default. */
-export function usesKubernetes(o: EppConfig): boolean {
-  return Boolean(o.poolName || o.endpointSelector || o.haEnableLeaderElection);
+export function usesKubernetes(optionValues: EppConfig): boolean {
+  return Boolean(optionValues.poolName || optionValues.endpointSelector || optionValues.haEnableLeaderElection);
 }
 
 export interface ControlPlaneFeatures {
@@ -72,21 +72,29 @@ function leaderGauge(registry: Registry, elector: LeaseElector): void {
   });
 }
 
-export function startControlPlaneFeatures(o: EppConfig, logger: Logger, registry?: Registry): ControlPlaneFeatures {
+export function startControlPlaneFeatures(
+  optionValues: EppConfig,
+  logger: Logger,
+  registry?: Registry,
+): ControlPlaneFeatures {
   let elector: LeaseElector | undefined;
   let metricsAuth: MetricsAuthorizer | undefined;
-  const authOn = o.metricsEndpointAuth && (usesKubernetes(o) || o.metricsEndpointAuthAlways);
-  if (o.haEnableLeaderElection || authOn) {
-    const kc = loadKubeConfig({ server: o.kubeApiServer || undefined, kubeconfig: o.kubeconfig || undefined });
-    if (o.haEnableLeaderElection) {
+  const authOn =
+    optionValues.metricsEndpointAuth && (usesKubernetes(optionValues) || optionValues.metricsEndpointAuthAlways);
+  if (optionValues.haEnableLeaderElection || authOn) {
+    const kc = loadKubeConfig({
+      server: optionValues.kubeApiServer || undefined,
+      kubeconfig: optionValues.kubeconfig || undefined,
+    });
+    if (optionValues.haEnableLeaderElection) {
       elector = new LeaseElector(
         kc,
         {
-          namespace: o.poolNamespace || 'default',
-          name: leaseNameFor(o),
-          leaseDurationMs: o.haLeaseDuration,
-          renewDeadlineMs: o.haRenewDeadline,
-          retryPeriodMs: o.haRetryPeriod,
+          namespace: optionValues.poolNamespace || 'default',
+          name: leaseNameFor(optionValues),
+          leaseDurationMs: optionValues.haLeaseDuration,
+          renewDeadlineMs: optionValues.haRenewDeadline,
+          retryPeriodMs: optionValues.haRetryPeriod,
         },
         logger,
       );
@@ -94,11 +102,15 @@ export function startControlPlaneFeatures(o: EppConfig, logger: Logger, registry
     if (authOn)
       metricsAuth = new MetricsAuthorizer(
         kc,
-        { cacheTtlMs: o.metricsAuthCacheTtl, cacheSize: o.metricsAuthCacheSize, timeoutMs: o.metricsAuthTimeout },
+        {
+          cacheTtlMs: optionValues.metricsAuthCacheTtl,
+          cacheSize: optionValues.metricsAuthCacheSize,
+          timeoutMs: optionValues.metricsAuthTimeout,
+        },
         logger,
       );
   }
-  if (o.metricsEndpointAuth && !authOn)
+  if (optionValues.metricsEndpointAuth && !authOn)
     logger.info(
       'metrics endpoint auth is off: the EPP reads an endpoints file and has no Kubernetes API (--metrics-endpoint-auth-always to require tokens anyway)',
     );

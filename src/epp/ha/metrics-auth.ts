@@ -83,7 +83,7 @@ export class MetricsAuthorizer {
     const m = /^bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
     if (!m) return { status: 401, message: 'Unauthorized' };
     const verb = method.toLowerCase();
-    const key = createHash('sha256').update(m[1]!).update('\0').update(verb).update('\0').update(path).digest('hex');
+    const key = createHash('sha256').update(m[1]).update('\0').update(verb).update('\0').update(path).digest('hex');
     const hit = this.cache.get(key);
     if (hit) {
       if (hit.expires > this.now()) return hit.outcome;
@@ -94,7 +94,7 @@ export class MetricsAuthorizer {
     if (!p && this.pending.size >= Math.max(1, this.settings.cacheSize))
       return { status: 503, message: 'Too many token reviews in flight' };
     if (!p) {
-      p = this.review(m[1]!, verb, path).then((outcome) => {
+      p = this.review(m[1], verb, path).then((outcome) => {
         if (outcome.status !== 500) this.remember(key, outcome);
         return outcome;
       });

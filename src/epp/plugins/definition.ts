@@ -69,8 +69,8 @@ export interface ProducerParameters {
   readonly producerReference: string;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- one table holds definitions of every parameter type; `any` is the slot each of their types fits
 /** How a plugin type is built: its kind, data needs, parameter schema and constructor. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- one table holds definitions of every parameter type; `any` is the slot each of their types fits
 export interface PluginDefinition<P = any> {
   /** The extension points the plugin can be used in: one, or several (a saturation detector that also filters). */
   readonly kind: PluginKind | readonly PluginKind[];

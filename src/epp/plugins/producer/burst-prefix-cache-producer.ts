@@ -105,7 +105,7 @@ export const burstPrefixCacheProducer = definePlugin({
         } finally {
           stop.abort();
         }
-        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the client may have left while we waited
+
         if (signal.aborted) return;
         const totalBlocks = keys.reduce((total, k) => total + k.length, 0);
         const matched = new Map<string, number>();
