@@ -15,6 +15,9 @@ import { startDiscovery } from './datalayer/discovery.js';
 import { startInferenceCrdWatcher, type InferenceCrdWatcher } from './datalayer/inference-crds.js';
 import { EndpointStore } from './datalayer/endpoint-store.js';
 import { MetricsScraper } from './datalayer/metrics-scraper.js';
+import { FlowControlGate } from './flowcontrol/gate.js';
+import { gateSettings, saturationDetector } from './flowcontrol/from-config.js';
+import { flowControlMetrics } from './metrics/flow-control.js';
 import { RequestDirector } from './director.js';
 import { ExtProcStream } from './extproc/stream.js';
 import { RequestBufferBudget } from './extproc/request-buffer-budget.js';
@@ -106,13 +109,17 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
   const cleanup = async () => {
     for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
   };
+  // Flow control (the flowControl feature gate): requests wait while the saturation detector says the pool is full.
+  const gate = config.flowControl.enabled
+    ? new FlowControlGate(gateSettings(config.flowControl, o), saturationDetector(config.flowControl, () => store.all()), flowControlMetrics(metrics.registry, o.metricsFamily, o.poolName || 'epp'))
+    : undefined;
   try {
     const discovery = await startDiscovery(o, config, store, metrics, logger);
     cleanups.push(() => discovery.stop());
     if (config.metricsSource) {
       const scraper = new MetricsScraper(
         store,
-        { source: config.metricsSource, engines: config.metricsEngines, intervalMs: o.refreshMetricsInterval, timeoutMs: o.metricsScrapeTimeout, stalenessMs: o.metricsStalenessThreshold, maxResponseBytes: o.maxMetricsResponseSize },
+        { source: config.metricsSource, engines: config.metricsEngines, intervalMs: o.refreshMetricsInterval, timeoutMs: o.metricsScrapeTimeout, stalenessMs: o.metricsStalenessThreshold, maxResponseBytes: o.maxMetricsResponseSize, onUpdate: gate && (() => gate.pump()) },
         metrics,
         logger,
       );
@@ -149,7 +156,7 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
     };
     new ConnectionStreamGuard({ burst: o.connectionStreamBurst, ratePerSecond: o.connectionStreamRate }, metrics, logger).attach(server);
     server.addService(extProcServiceDefinition(), {
-      Process: (call: grpc.ServerDuplexStream<any, any>) => new ExtProcStream(call, { director, metrics, logger, settings }),
+      Process: (call: grpc.ServerDuplexStream<any, any>) => new ExtProcStream(call, { director, metrics, logger, settings, gate }),
     });
     let credentials = grpc.ServerCredentials.createInsecure();
     let certificate: string | undefined;
@@ -192,6 +199,8 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
       close(deadlineMs = 5_000) {
         closing ??= (async () => {
           draining = true;
+          // Queued requests get 503 rejected-shutting-down at once rather than waiting out the drain.
+          gate?.close();
           // Open streams (requests in flight) may finish until the deadline; then they are cut.
           let timer: NodeJS.Timeout | undefined;
           await Promise.race([

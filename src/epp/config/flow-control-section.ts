@@ -1,15 +1,16 @@
 /**
  * The `flowControl:` and `saturationDetector:` sections with upstream's schemas (GAIE v1.4/v1.5 and llm-d-router
- * `apix/config/v1alpha1`), and their resolution against the configured plugins. pd-router does not implement flow
- * control: the sections are validated (bad values and dangling references are load errors, as upstream), kept in
- * `LoadedEndpointPickerConfig.flowControl` for a future implementation, and summarised in one startup warning that
- * says what is not enforced.
+ * `apix/config/v1alpha1`), and their resolution against the configured plugins. The sections are validated (bad
+ * values and dangling references are load errors, as upstream) and kept in `LoadedEndpointPickerConfig.flowControl`;
+ * with the flowControl feature gate on, src/epp/flowcontrol enforces them. One startup warning says what is not
+ * enforced (everything with the gate off; unsupported policies, usage limits and eviction with it on).
  */
 import { z } from 'zod';
 import { formatDuration } from '../../common/index.js';
 import type { Plugin } from '../framework/types.js';
 import { describeSettings, isFlowControlPlugin, type FlowControlPlugin, type FlowControlRole } from '../plugins/flow-control/flow-control-plugin.js';
 import { goDuration, nonNegativeQuantity } from './go-values.js';
+import { FAIRNESS_POLICIES, ORDERING_POLICIES } from '../flowcontrol/policies.js';
 
 const priorityBand = z
   .object({
@@ -65,7 +66,7 @@ export type SaturationDetectorSetting =
   | { form: 'plugin'; section: string; plugin: FlowControlPlugin }
   | { form: 'thresholds'; queueDepthThreshold: number; kvCacheUtilThreshold: number; metricsStalenessThresholdMs: number };
 
-/** Everything flow control would need, parsed and resolved; nothing of it is enforced. */
+/** Everything flow control needs, parsed and resolved. */
 export interface FlowControlSettings {
   /** The `flowControl` feature gate. */
   readonly enabled: boolean;
@@ -107,7 +108,28 @@ export function notEnforcedWarning(s: FlowControlSettings, saturationConfigured:
   const parts: string[] = [];
   const sec = s.section;
   const asked = sec !== undefined && Object.entries(sec).some(([k, v]) => k !== 'saturationDetector' && v !== undefined);
-  if (s.enabled || asked) {
+  if (s.enabled) {
+    // The gate enforces queues, bands, bounds, TTL and these policies; the rest falls back or is ignored.
+    const unsupported: string[] = [];
+    const bands = [sec?.defaultPriorityBand, sec?.defaultNegativePriorityBand, ...(sec?.priorityBands ?? [])];
+    const seen = new Set<string>();
+    for (const b of bands) {
+      for (const [ref, ok, def] of [
+        [b?.fairnessPolicyRef, FAIRNESS_POLICIES, 'global-strict-fairness-policy'],
+        [b?.orderingPolicyRef, ORDERING_POLICIES, 'fcfs-ordering-policy'],
+      ] as const) {
+        const p = ref ? s.plugins.get(ref) : undefined;
+        if (p && !(p.type in ok) && !seen.has(p.name)) {
+          seen.add(p.name);
+          unsupported.push(`policy ${p.name === p.type ? p.name : `${p.name} (${p.type})`} (${def} is used)`);
+        }
+      }
+    }
+    const usage = sec?.usageLimitPolicyPluginRef ? s.plugins.get(sec.usageLimitPolicyPluginRef) : undefined;
+    if (usage && !(usage.type === 'static-usage-limit-policy' && usage.flowControl.settings.threshold === 1)) unsupported.push(`usageLimitPolicyPluginRef=${usage.name} (dispatch stops at saturation 1.0)`);
+    if (sec?.enableEviction) unsupported.push('enableEviction (dispatched requests are never evicted)');
+    if (unsupported.length) parts.push(`flowControl (the flowControl feature gate is on; ${unsupported.join(', ')})`);
+  } else if (asked) {
     const limits: string[] = [];
     if (sec?.maxBytes) limits.push(`maxBytes=${sec.maxBytes}`);
     if (sec?.maxRequests) limits.push(`maxRequests=${sec.maxRequests}`);
@@ -119,19 +141,18 @@ export function notEnforcedWarning(s: FlowControlSettings, saturationConfigured:
     if (sec?.usageLimitPolicyPluginRef) limits.push(`usageLimitPolicyPluginRef=${sec.usageLimitPolicyPluginRef}`);
     if (sec?.enableEviction) limits.push('enableEviction');
     const policies = [...s.plugins.values()].filter((p) => p.flowControl.role !== 'saturation-detector');
-    const gate = s.enabled ? 'the flowControl feature gate is on' : 'the flowControl feature gate is off (upstream would ignore these settings too)';
     parts.push(
-      `flowControl (${gate}${limits.length ? `; ${limits.join(', ')}` : ''}${policies.length ? `; policies ${policies.map((p) => (p.name === p.type ? p.name : `${p.name} (${p.type})`)).join(', ')}` : ''}): ` +
+      `flowControl (the flowControl feature gate is off (upstream would ignore these settings too)${limits.length ? `; ${limits.join(', ')}` : ''}${policies.length ? `; policies ${policies.map((p) => (p.name === p.type ? p.name : `${p.name} (${p.type})`)).join(', ')}` : ''}): ` +
         'no request is queued, prioritised, limited, evicted or rejected by flow control; requests are scheduled as they arrive',
     );
   }
-  if (saturationConfigured) {
+  if (saturationConfigured && !s.enabled) {
     const d = s.saturationDetector;
     const what =
       d.form === 'thresholds'
         ? `thresholds queueDepthThreshold=${d.queueDepthThreshold}, kvCacheUtilThreshold=${d.kvCacheUtilThreshold}, metricsStalenessThreshold=${formatDuration(d.metricsStalenessThresholdMs)}`
         : `${d.plugin.name} (${d.plugin.type}: ${describeSettings(d.plugin.flowControl.settings)})`;
-    parts.push(`saturationDetector (${what}): no request is shed when the pool is saturated (pd-router reads no InferenceObjective, so every request has priority 0, which upstream never sheds either)`);
+    parts.push(`saturationDetector (${what}): no request is shed when the pool is saturated (pd-router uses the saturation detector only with the flowControl feature gate on; upstream also sheds sheddable requests, priority < 0, without it)`);
   }
   if (parts.length === 0) return undefined;
   return `not enforced by pd-router (parsed, validated and kept, but without effect): ${parts.join('; ')}`;

@@ -22,6 +22,8 @@ export interface ScraperSettings {
   maxResponseBytes: number;
   /** The extractor's engines (core-metrics-extractor parameters); default the built-in ones. */
   engines?: EngineRegistry;
+  /** Called after each successful scrape (flow control dispatches when saturation may have fallen). */
+  onUpdate?: () => void;
 }
 
 const SOURCE_TYPE = 'metrics-data-source';
@@ -129,6 +131,7 @@ export class MetricsScraper {
     }
     e.metrics.updatedAt = Date.now();
     e.metrics.stale = false;
+    this.s.onUpdate?.();
     if (this.failing.delete(e.id)) this.logger.info({ endpoint: e.id }, 'metrics scrape recovered');
   }
 

@@ -31,6 +31,7 @@ export function formatDecision(d: DisaggDecisionRecord): string {
   return parts.join('; ');
 }
 import { InferenceError } from '../framework/errors.js';
+import type { FlowControlGate, FlowRequest, FlowTicket } from '../flowcontrol/gate.js';
 import { DEFAULT_FAIRNESS_ID, type EppMetrics, type RequestSeries } from '../metrics.js';
 import { DESTINATION_ENDPOINT, FAIRNESS_ID_HEADERS, ROUTING_HEADERS, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE, firstHeader } from '../routing-headers.js';
 import { echoHeaders, receiveHeaders, type ReceivedHeaders } from './header-map.js';
@@ -58,6 +59,8 @@ export interface StreamDependencies {
   settings: StreamSettings;
   /** Called when the stream is over (for drain accounting). */
   onClose?: () => void;
+  /** Flow control, when the flowControl feature gate is on: every parsed request passes it before scheduling. */
+  gate?: FlowControlGate;
 }
 
 type Duplex = grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>;
@@ -78,6 +81,10 @@ export class ExtProcStream {
   /** The request's metric series, once it has a model (resolved once, used for every measurement). */
   private series: RequestSeries | undefined;
   private closed = false;
+  /** Set while the request waits in a flow-control queue. */
+  private ticket: FlowTicket | undefined;
+  /** Set once flow control let the request through (its capacity is released on completion). */
+  private admitted: FlowRequest | undefined;
   private idle: NodeJS.Timeout | undefined;
   private readonly openedAt = performance.now();
   private requestEndAt = 0;
@@ -234,12 +241,41 @@ export class ExtProcStream {
     const director = this.deps.director;
     this.parsed = director.parse(this.requestId, this.headers.values, body);
     const request = this.parsed.request;
-    this.series = this.deps.metrics.request(request.model, request.targetModel, firstHeader(request.headers, FAIRNESS_ID_HEADERS) ?? DEFAULT_FAIRNESS_ID, request.priority);
-    this.scheduled = director.schedule(request, this.subset);
+    const fairnessId = firstHeader(request.headers, FAIRNESS_ID_HEADERS) ?? DEFAULT_FAIRNESS_ID;
+    this.series = this.deps.metrics.request(request.model, request.targetModel, fairnessId, request.priority);
+    const gate = this.deps.gate;
+    if (gate) {
+      const fr: FlowRequest = { id: this.requestId, fairnessId, priority: request.priority, bytes: body.length, tokens: request.tokenCount, model: request.model, targetModel: request.targetModel };
+      this.ticket = gate.admit(fr, (err) => this.leaveQueue(fr, err, endOfStream, body.length));
+      if (this.ticket) return;
+      this.admitted = fr;
+    }
+    this.dispatch(endOfStream, body.length, start);
+  }
+
+  /** Flow control dispatched the request (schedule it now) or shed it (answer with its error). */
+  private leaveQueue(fr: FlowRequest, err: InferenceError | undefined, endOfStream: boolean, bodyLength: number): void {
+    this.ticket = undefined;
+    if (err) return this.reject(err);
+    this.admitted = fr;
+    if (this.closed) return this.deps.gate?.release(fr);
+    try {
+      this.dispatch(endOfStream, bodyLength, performance.now());
+    } catch (e) {
+      if (e instanceof InferenceError) return this.reject(e);
+      this.deps.logger.error({ err: e, reqId: this.requestId }, 'ext_proc stream failed');
+      this.fail(grpc.status.INTERNAL, (e as Error).message);
+    }
+  }
+
+  /** Schedules the parsed request and sends the routed request on. */
+  private dispatch(endOfStream: boolean, bodyLength: number, start: number): void {
+    const request = this.parsed!.request;
+    this.scheduled = this.deps.director.schedule(request, this.subset);
     // Counted once scheduled, as upstream: a rejected request counts only as an error.
-    this.series.accepted(body.length);
-    this.series.running.inc();
-    const forwarded = this.parsed.body;
+    this.series!.accepted(bodyLength);
+    this.series!.running.inc();
+    const forwarded = this.parsed!.body;
     const set = [setHeader(DESTINATION_ENDPOINT, this.scheduled.destination)];
     if (forwarded.length > 0) set.push(setHeader('Content-Length', String(forwarded.length)));
     set.push(...echoHeaders(request.headers, this.headers.repeated));
@@ -306,6 +342,7 @@ export class ExtProcStream {
   private complete(): void {
     if (this.completed) return;
     this.completed = true;
+    if (this.admitted) this.deps.gate?.release(this.admitted);
     if (this.scheduled) {
       this.deps.director.complete(this.scheduled);
       this.series!.running.dec();
@@ -315,6 +352,7 @@ export class ExtProcStream {
   private close(code: string): void {
     if (this.closed) return;
     this.closed = true;
+    this.ticket?.cancel();
     clearTimeout(this.idle);
     this.releaseBody();
     this.complete();

@@ -21,7 +21,7 @@ export const ERROR_STATUS = {
 export type InferenceErrorCode = keyof typeof ERROR_STATUS;
 
 /** Values of `x-llm-d-request-dropped-reason`. */
-export type DropReason = 'rejected-no-endpoints' | 'rejected-saturated' | 'rejected-too-large';
+export type DropReason = 'rejected-no-endpoints' | 'rejected-saturated' | 'rejected-too-large' | 'rejected-ttl-expired' | 'rejected-shutting-down';
 
 export class InferenceError extends Error {
   override name = 'InferenceError';
