@@ -12,7 +12,7 @@ import { ConfigError, closeWithDeadline, fastifyBaseOptions, hostPort, listen, r
 import { extProcServiceDefinition } from '../common/envoy/ext-proc.js';
 import { loadEndpointPickerConfig, type LoadedEndpointPickerConfig } from './config/loader.js';
 import { startDiscovery } from './datalayer/discovery.js';
-import { startInferenceCrdWatcher, type InferenceCrdWatcher } from './datalayer/inference-crds.js';
+import { startInferenceCrdWatcher, type InferenceCrdWatcher, type RequestPolicies } from './datalayer/inference-crds.js';
 import { EndpointStore } from './datalayer/endpoint-store.js';
 import { MetricsScraper } from './datalayer/metrics-scraper.js';
 import { FlowControlGate } from './flowcontrol/gate.js';
@@ -47,6 +47,8 @@ export interface StartEppOptions {
   logger?: Logger;
   /** Random source for pickers and header-only routing (deterministic tests). */
   random?: () => number;
+  /** Rewrites and objective priorities without Kubernetes (in-process stacks); the CRD watcher's when --pool-name is set. */
+  requestPolicies?: RequestPolicies;
 }
 
 /**
@@ -138,7 +140,7 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
 
     let draining = false;
     const ready = () => store.synced && (crds?.ready() ?? true) && !draining;
-    const director = new RequestDirector(config, store, metrics, logger, crds);
+    const director = new RequestDirector(config, store, metrics, logger, crds ?? opts.requestPolicies);
     const maxMessage = Math.max(o.maxRequestBodySize, o.maxResponseBodyBuffer) + 1024 * 1024;
     const server = new grpc.Server({
       'grpc.max_receive_message_length': maxMessage,
