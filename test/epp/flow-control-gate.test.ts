@@ -6,6 +6,9 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FlowControlGate, type BandSettings, type FlowGateObserver, type FlowGateSettings, type FlowOutcome, type FlowRequest } from '../../src/epp/flowcontrol/gate.js';
 import { ORDERING_POLICIES, globalStrictFairness, roundRobinFairness, type QueuedItem } from '../../src/epp/flowcontrol/policies.js';
 import { InferenceError } from '../../src/epp/framework/errors.js';
+import type { Endpoint } from '../../src/epp/framework/types.js';
+import { concurrencySaturation, gateSettings, saturationDetector, utilizationSaturation } from '../../src/epp/flowcontrol/from-config.js';
+import { loadEndpointPickerConfig } from '../../src/epp/config/loader.js';
 
 const band = (o: Partial<BandSettings> = {}): BandSettings => ({ maxRequests: 5000, maxBytes: 1e9, fairness: 'global-strict-fairness-policy', ordering: 'fcfs-ordering-policy', ...o });
 
@@ -184,5 +187,53 @@ describe('flow-control policies', () => {
     const rr = roundRobinFairness();
     expect([1, 2, 3, 4].map(() => rr.pick(flows, fcfs)?.id)).toEqual(['a', 'c', 'a', 'c']);
     expect(rr.pick([], fcfs)).toBeUndefined();
+  });
+});
+
+describe('flow-control settings and saturation detectors', () => {
+  const endpoint = (waiting: number, kv: number, updatedAt: number) => ({ metrics: { waitingQueueSize: waiting, kvCacheUsage: kv, updatedAt } }) as unknown as Endpoint;
+
+  it('utilization: mean over endpoints of max(queue ratio, KV ratio), a stale endpoint counting 1, no endpoint 1', () => {
+    const t = { queueDepthThreshold: 5, kvCacheUtilThreshold: 0.8, metricsStalenessThresholdMs: 200 };
+    const now = () => 1_000;
+    expect(utilizationSaturation(t, () => [], now)({ requests: 0, tokens: 0 })).toBe(1);
+    expect(utilizationSaturation(t, () => [endpoint(5, 0.4, 900), endpoint(0, 0.4, 900)], now)({ requests: 0, tokens: 0 })).toBeCloseTo((1 + 0.5) / 2);
+    expect(utilizationSaturation(t, () => [endpoint(0, 0, 700), endpoint(0, 0.8, 1_000)], now)({ requests: 0, tokens: 0 })).toBe(1);
+  });
+
+  it('concurrency: in-flight requests (or tokens) over the per-endpoint limit times endpoints', () => {
+    const two = () => [endpoint(0, 0, 0), endpoint(0, 0, 0)];
+    expect(concurrencySaturation({ maxConcurrency: 4, maxTokenConcurrency: 100, concurrencyMode: 'requests' }, two)({ requests: 6, tokens: 0 })).toBe(0.75);
+    expect(concurrencySaturation({ maxConcurrency: 4, maxTokenConcurrency: 100, concurrencyMode: 'tokens' }, two)({ requests: 6, tokens: 300 })).toBe(1.5);
+    expect(concurrencySaturation({ maxConcurrency: 4, maxTokenConcurrency: 100, concurrencyMode: 'hybrid' }, two)({ requests: 8, tokens: 50 })).toBe(1);
+    expect(concurrencySaturation({ maxConcurrency: 4, maxTokenConcurrency: 100, concurrencyMode: 'requests' }, () => [])({ requests: 0, tokens: 0 })).toBe(1);
+  });
+
+  it('bands, policies and bounds come from the config with GAIE defaults and the pd-router flags where upstream has none', () => {
+    const c = loadEndpointPickerConfig(`apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+featureGates: [flowControl]
+plugins:
+- {type: queue-scorer}
+- {name: rr, type: round-robin-fairness-policy}
+- {name: pa, type: program-aware-fairness}
+- {type: edf-ordering-policy}
+- {name: sat, type: concurrency-detector, parameters: {maxConcurrency: 7}}
+schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
+flowControl:
+  maxRequests: 50
+  saturationDetector: {pluginRef: sat}
+  defaultPriorityBand: {fairnessPolicyRef: rr, maxBytes: 1Mi}
+  priorityBands: [{priority: 5, orderingPolicyRef: edf-ordering-policy, maxRequests: 3}, {priority: 1, fairnessPolicyRef: pa}]
+`);
+    const flags = { flowControlRequestTtl: 30_000, flowControlBandMaxRequests: 5000, flowControlMaxFlows: 1024, flowControlPollInterval: 50 };
+    const s = gateSettings(c.flowControl, flags);
+    expect(s.defaultBand).toEqual({ maxRequests: 5000, maxBytes: 1024 * 1024, fairness: 'round-robin-fairness-policy', ordering: 'fcfs-ordering-policy' });
+    expect(s.bands.get(5)).toEqual({ maxRequests: 3, maxBytes: 1024 * 1024, fairness: 'round-robin-fairness-policy', ordering: 'edf-ordering-policy' });
+    // program-aware-fairness is not implemented: upstream's default is used, and the startup warning says so.
+    expect(s.bands.get(1)!.fairness).toBe('global-strict-fairness-policy');
+    expect(c.warnings.join('\n')).toMatch(/policy pa \(program-aware-fairness\) \(global-strict-fairness-policy is used\)/);
+    expect([s.maxRequests, s.maxBytes, s.requestTtlMs, s.maxFlows]).toEqual([50, 0, 30_000, 1024]);
+    expect(saturationDetector(c.flowControl, () => [endpoint(0, 0, 0)])({ requests: 7, tokens: 0 })).toBe(1);
   });
 });
