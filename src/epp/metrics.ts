@@ -41,14 +41,14 @@ export class LabelGuard {
   private readonly pinned = new Set<string>();
   constructor(private readonly max = MAX_LABEL_VALUES) {}
   /** Pins are never removed: series already exported keep their label, and paired gauge updates stay balanced. */
-  pin(v: string): void {
-    this.pinned.add(v);
+  pin(item: string): void {
+    this.pinned.add(item);
   }
-  value(v: string): string {
-    if (this.seen.has(v) || this.pinned.has(v)) return v;
+  value(item: string): string {
+    if (this.seen.has(item) || this.pinned.has(item)) return item;
     if (this.seen.size >= this.max) return 'other';
-    this.seen.add(v);
-    return v;
+    this.seen.add(item);
+    return item;
   }
 }
 
@@ -181,9 +181,9 @@ export class EppMetrics {
         llmdSize?.set(entries);
         gaieSize?.set(entries);
       },
-      match(r: number, b: number) {
-        ratio.observe(r);
-        bytes.observe(b);
+      match(rate: number, right: number) {
+        ratio.observe(rate);
+        bytes.observe(right);
       },
     };
   }

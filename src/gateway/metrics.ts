@@ -16,6 +16,12 @@ export class GatewayMetrics {
     labelNames: ['stage'],
     registers: [this.registry],
   });
+  readonly eppRetries = new Counter({
+    name: 'pd_router_gateway_epp_retries_total',
+    help: 'Requests asked of another --epp replica, by why the previous one did not route it (unavailable, not_leader).',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
   readonly failOpen = new Counter({
     name: 'pd_router_gateway_fail_open_total',
     help: 'Requests (or responses) served without the EPP because --failure-mode-allow is set.',

@@ -42,7 +42,7 @@ export async function startSimulator(config: SimConfig, logger: Logger = silentL
       ranks.push({ engine, app, port, url: `http://${hostPort(host, port)}` });
     }
   } catch (e) {
-    await Promise.all(ranks.map((r) => r.app.close()));
+    await Promise.all(ranks.map((rank) => rank.app.close()));
     throw e;
   }
   return {
@@ -51,7 +51,7 @@ export async function startSimulator(config: SimConfig, logger: Logger = silentL
     port: ranks[0]!.port,
     engine: ranks[0]!.engine,
     close: async (deadlineMs = 5_000) => {
-      await Promise.all(ranks.map((r) => closeWithDeadline(r.app, deadlineMs)));
+      await Promise.all(ranks.map((rank) => closeWithDeadline(rank.app, deadlineMs)));
     },
   };
 }

@@ -4,6 +4,7 @@
  * lacks, are in upstream-flags.ts.
  */
 import { opt, loggingOptions, shutdownOptions, defaultValues, type CommandDefinition, type OptionValues } from '../common/index.js';
+import { parseLoraModules } from './lora.js';
 import { simUpstream } from './upstream-flags.js';
 
 const latency = (description: string) => opt.duration({ default: 0, description });
@@ -66,6 +67,13 @@ export const simOptions = {
     max: 1,
     description: 'Requests whose prefix-cache hit rate is below this answer at once with finish_reason cache_threshold (0 = off); a request\'s cache_hit_threshold overrides it.',
   }),
+  loraModules: opt.list({
+    default: [],
+    variadic: true,
+    description:
+      'LoRA adapters served besides the base model, as vLLM: JSON {"name": ..., "path": ...} or name=path; requests naming one run as that adapter and are reported in vllm:lora_requests_info.',
+  }),
+  maxLoras: opt.int({ default: 1, min: 1, description: 'Reported as max_lora in vllm:lora_requests_info (adapters are not limited to that many slots).' }),
   dataParallelSize: opt.int({ default: 1, min: 1, max: 8, description: 'Data-parallel ranks; rank r is an independent engine on port+r.' }),
   startupDuration: opt.duration({ default: 0, description: '/health/ready answers 503 for this long after start.' }),
   enableRequestIdHeaders: opt.bool({
@@ -97,6 +105,15 @@ export const simOptions = {
 
 export type SimConfig = OptionValues<typeof simOptions>;
 
+function loraModulesProblem(entries: readonly string[]): string | undefined {
+  try {
+    parseLoraModules(entries);
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
 function stdDevRule(values: SimConfig, mean: keyof SimConfig, std: keyof SimConfig, label: string): string | undefined {
   const m = values[mean] as number;
   const s = values[std] as number;
@@ -116,13 +133,14 @@ Fault injection: header X-Return-Error: <status>; POST /admin/config {"hang":tru
   // `pd-router sim <model>` as `vllm serve <model>`, so manifests put the model at the same argument position.
   positional: 'model',
   compat: simUpstream,
-  validate: (v) =>
+  validate: (optionValues) =>
     [
-      stdDevRule(v, 'timeToFirstToken', 'timeToFirstTokenStdDev', 'time to first token'),
-      stdDevRule(v, 'interTokenLatency', 'interTokenLatencyStdDev', 'inter token latency'),
-      stdDevRule(v, 'kvCacheTransferLatency', 'kvCacheTransferLatencyStdDev', 'kv cache transfer latency'),
-      v.port !== 0 && v.port + v.dataParallelSize - 1 > 65535 ? `--port ${v.port} + --data-parallel-size ${v.dataParallelSize} exceeds 65535` : undefined,
-    ].filter((m): m is string => m !== undefined),
+      stdDevRule(optionValues, 'timeToFirstToken', 'timeToFirstTokenStdDev', 'time to first token'),
+      stdDevRule(optionValues, 'interTokenLatency', 'interTokenLatencyStdDev', 'inter token latency'),
+      stdDevRule(optionValues, 'kvCacheTransferLatency', 'kvCacheTransferLatencyStdDev', 'kv cache transfer latency'),
+      optionValues.port !== 0 && optionValues.port + optionValues.dataParallelSize - 1 > 65535 ? `--port ${optionValues.port} + --data-parallel-size ${optionValues.dataParallelSize} exceeds 65535` : undefined,
+      loraModulesProblem(optionValues.loraModules),
+    ].filter((message): message is string => message !== undefined),
 };
 
 /** Defaults with overrides: how tests and the dev stack configure simulators in-process. */

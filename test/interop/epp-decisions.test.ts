@@ -20,7 +20,7 @@ import { simConfig, startSimulator, type SimulatorHandle } from '../../src/sim/i
 import { metricsText } from '../helpers.js';
 import type { KubeCluster } from './control-plane.js';
 import { decisionOf, runExtProc, type Decision, type ExtProcExchange } from './extproc-driver.js';
-import { GAIE_EPP_RULES, freePortOn } from './kube-fixtures.js';
+import { eppPoolAccess, freePortOn } from './kube-fixtures.js';
 import { UPSTREAM, UPSTREAM_RELEASES, startUpstreamEpp, upstreamFile, type UpstreamRelease } from './llm-d.js';
 import { both, describeWith, need, needSharedControlPlane, sharedCluster, type Requirement } from './need.js';
 import { PeerSet, startPdRouterEpp } from './pd-router-peers.js';
@@ -219,18 +219,7 @@ for (const release of UPSTREAM_RELEASES) {
         ['decode-1', 'decode', addresses[2]],
       ] as const;
       for (const [pod, role, ip] of pods) await cluster!.createPod(ns, pod, { labels: { app: 'vllm-pd', 'llm-d.ai/role': role }, ip });
-      await cluster!.apply(
-        {
-          apiVersion: 'inference.networking.k8s.io/v1',
-          kind: 'InferencePool',
-          metadata: { name: 'pool' },
-          spec: { selector: { matchLabels: { app: 'vllm-pd' } }, targetPorts: [{ number: port }], endpointPickerRef: { name: 'epp', port: { number: 9002 } } },
-        },
-        { namespace: ns },
-      );
-      await cluster!.createServiceAccount(ns, 'epp');
-      await cluster!.grant(ns, 'epp', 'epp', GAIE_EPP_RULES);
-      const kubeconfig = await cluster!.serviceAccountKubeconfig(ns, 'epp');
+      const kubeconfig = await eppPoolAccess(cluster!, ns, port);
       const configFile = await upstreamFile(release as UpstreamRelease, 'deploy/config/pd-epp-config.yaml');
       const upstream = peers.add(await startUpstreamEpp(release as UpstreamRelease, { kubeconfig, poolName: 'pool', poolNamespace: ns, configFile }));
       const pdRouter = peers.add(await startPdRouterEpp({ configFile, discovery: { kubeconfig, poolName: 'pool', poolNamespace: ns } }));

@@ -14,7 +14,7 @@ import type { CrdChange, InferenceCrdWatcher } from '../../src/epp/datalayer/inf
 import { eppConfig, healthClientConstructor, startEpp, type EppHandle } from '../../src/epp/index.js';
 import { gatewayConfig, startGateway, type GatewayHandle } from '../../src/gateway/index.js';
 import type { SimulatorHandle } from '../../src/sim/index.js';
-import { metricValue, postJson } from '../helpers.js';
+import { metricValue, metricsText, postJson } from '../helpers.js';
 import type { KubeCluster } from './control-plane.js';
 import { GAIE_EPP_RULES, freePortOn, inferencePool, startSimsOn, until } from './kube-fixtures.js';
 import { describeWith, needSharedControlPlane, sharedCluster } from './need.js';
@@ -176,7 +176,7 @@ async function poolWithSims(prefix: string, rules: Parameters<KubeCluster['grant
 /** Starts the EPP (seeded) and the gateway; resolves once the EPP is ready (pods listed, both CRDs listed). */
 async function startStack(ns: string, kubeconfig: string, logger?: pino.Logger): Promise<void> {
   const rng = new Rng(42);
-  epp = await startEpp(eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, configText: CONFIG, poolName: 'pool', poolNamespace: ns, kubeconfig }), {
+  epp = await startEpp(eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, configText: CONFIG, poolName: 'pool', poolNamespace: ns, kubeconfig, metricsEndpointAuth: false }), {
     logger,
     random: () => rng.next(),
   });
@@ -253,7 +253,7 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
     const got = modelsBetween(0, N);
     expect(Object.keys(got).sort()).toEqual(['food-review-canary', 'food-review-v1']);
     expect(Math.abs(got['food-review-canary']! / N - 0.1), JSON.stringify(got)).toBeLessThanOrEqual(0.03);
-    const text = await (await fetch(`http://127.0.0.1:${epp!.metricsPort}/metrics`)).text();
+    const text = await metricsText(`http://127.0.0.1:${epp!.metricsPort}`);
     for (const name of ['inference_extension_model_rewrite_decisions_total', 'llm_d_epp_model_rewrite_decisions_total']) {
       for (const target of ['food-review-v1', 'food-review-canary']) {
         expect(metricValue(text, name, { model_rewrite_name: 'canary', model_name: MODEL, target_model: target }), `${name} ${target}`).toBe(got[target]);
@@ -280,7 +280,7 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
     await send({ 'x-gateway-inference-objective': 'plain' });
     await send({ 'x-gateway-inference-objective': 'unknown' });
     await send({});
-    const count = async (priority: string) => metricValue(await (await fetch(`http://127.0.0.1:${epp!.metricsPort}/metrics`)).text(), 'llm_d_epp_request_total', { model_name: MODEL, priority });
+    const count = async (priority: string) => metricValue(await metricsText(`http://127.0.0.1:${epp!.metricsPort}`), 'llm_d_epp_request_total', { model_name: MODEL, priority });
     expect([await count('10'), await count('-5'), await count('0')]).toEqual([3, 2, 3]);
 
     const changed = nextChange(w, `${ns}/critical`, 'applied');
@@ -360,7 +360,7 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
     const { ns, kubeconfig } = await poolWithSims('crd-rbac', POOL_RULES);
     const log = capturedLogger();
     epp = await startEpp(
-      eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, configText: CONFIG, poolName: 'pool', poolNamespace: ns, kubeconfig }),
+      eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, configText: CONFIG, poolName: 'pool', poolNamespace: ns, kubeconfig, metricsEndpointAuth: false }),
       { logger: log.logger },
     );
     for (const plural of ['inferencemodelrewrites', 'inferenceobjectives']) {

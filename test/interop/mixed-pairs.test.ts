@@ -18,7 +18,7 @@ import { gatewayConfig, startGateway, type GatewayHandle } from '../../src/gatew
 import { simConfig, startSimulator, type SimulatorHandle } from '../../src/sim/index.js';
 import { postJson, sseJson } from '../helpers.js';
 import type { KubeCluster } from './control-plane.js';
-import { GAIE_EPP_RULES, freePortOn } from './kube-fixtures.js';
+import { eppPoolAccess, freePortOn } from './kube-fixtures.js';
 import { UPSTREAM, UPSTREAM_RELEASES, startUpstreamEpp, startUpstreamSidecar, upstreamFile, type UpstreamRelease } from './llm-d.js';
 import { both, describeWith, need, needSharedControlPlane, sharedCluster } from './need.js';
 import { PeerSet, startPdRouterEpp, startPdRouterSidecar, writeEndpointsFile } from './pd-router-peers.js';
@@ -119,18 +119,7 @@ for (const release of UPSTREAM_RELEASES) {
       const ns = await cluster!.createNamespace(`mixed-up-epp-${release.replace(/\W/g, '')}`);
       await cluster!.createPod(ns, 'prefill-0', { labels: { app: 'vllm-pd', 'llm-d.ai/role': 'prefill' }, ip: addresses[0] });
       await cluster!.createPod(ns, 'decode-0', { labels: { app: 'vllm-pd', 'llm-d.ai/role': 'decode' }, ip: addresses[1] });
-      await cluster!.apply(
-        {
-          apiVersion: 'inference.networking.k8s.io/v1',
-          kind: 'InferencePool',
-          metadata: { name: 'pool' },
-          spec: { selector: { matchLabels: { app: 'vllm-pd' } }, targetPorts: [{ number: port }], endpointPickerRef: { name: 'epp', port: { number: 9002 } } },
-        },
-        { namespace: ns },
-      );
-      await cluster!.createServiceAccount(ns, 'epp');
-      await cluster!.grant(ns, 'epp', 'epp', GAIE_EPP_RULES);
-      const kubeconfig = await cluster!.serviceAccountKubeconfig(ns, 'epp');
+      const kubeconfig = await eppPoolAccess(cluster!, ns, port);
       const epp = peers.add(
         await startUpstreamEpp(release as UpstreamRelease, { kubeconfig, poolName: 'pool', poolNamespace: ns, configFile: await upstreamFile(release as UpstreamRelease, 'deploy/config/pd-epp-config.yaml') }),
       );

@@ -33,7 +33,8 @@ export type EppDiscovery = { kubeconfig: string; poolName: string; poolNamespace
 /** pd-router's EPP with an EndpointPickerConfig file, on plain gRPC, discovering from an InferencePool or a file. */
 export async function startPdRouterEpp(o: { configFile: string; discovery: EppDiscovery; extraArgs?: string[]; readyTimeoutMs?: number }): Promise<PdRouterEpp> {
   const d = o.discovery;
-  const discovery = 'endpointsFile' in d ? [`--endpoints-file=${d.endpointsFile}`] : [`--pool-name=${d.poolName}`, `--pool-namespace=${d.poolNamespace}`, `--kubeconfig=${d.kubeconfig}`];
+  // The tests read the EPP's /metrics (queue gauges); /metrics auth has tests of its own (epp-metrics-auth.test.ts).
+  const discovery = 'endpointsFile' in d ? [`--endpoints-file=${d.endpointsFile}`] : [`--pool-name=${d.poolName}`, `--pool-namespace=${d.poolNamespace}`, `--kubeconfig=${d.kubeconfig}`, '--metrics-endpoint-auth=false'];
   const { proc, match } = await startPdRouter(
     'pd-router epp',
     ['epp', '--host=127.0.0.1', '--grpc-port=0', '--grpc-health-port=0', '--metrics-port=0', '--secure-serving=false', `--config-file=${o.configFile}`, ...discovery, ...(o.extraArgs ?? [])],

@@ -19,6 +19,11 @@ export interface InformerRun {
    * that error is neither reported nor retried (a restart would leak a zombie informer).
    */
   retired(): boolean;
+  /**
+   * The log fields for a failure (e.g. the permission to grant, the address that did not answer); without it the
+   * error itself is logged.
+   */
+  describe?(err: unknown): Record<string, unknown>;
   /** A list or watch failure, after it was logged (a retry is scheduled). */
   onError?(err: Error): void;
   /** An attempt whose list succeeded (the informer's cache is complete). */
@@ -46,7 +51,8 @@ export function runInformer(informer: k8s.ListWatch<any>, run: InformerRun): Run
     failed = true;
     if (run.retired()) return;
     const error = err instanceof Error ? err : new Error(String((err as { message?: string })?.message ?? err));
-    run.logger.warn({ err: error, what: run.what, retryInMs: retryDelay }, 'kubernetes list/watch failed, retrying');
+    const fields = run.describe ? run.describe(err) : { err: error };
+    run.logger.warn({ what: run.what, ...fields, retryInMs: retryDelay }, 'kubernetes list/watch failed, retrying');
     run.onError?.(error);
     clearTimeout(timer);
     timer = setTimeout(() => {

@@ -80,18 +80,18 @@ export interface FlowControlSettings {
  * GAIE v1.4's thresholds with its defaulting: a threshold outside its range falls back to the default (queue depth 5,
  * KV-cache 0.8 for values outside (0, 1), staleness 200ms). `notes` receives each replaced value.
  */
-export function thresholdDetector(t: SaturationThresholds, notes: (m: string) => void): Extract<SaturationDetectorSetting, { form: 'thresholds' }> {
-  const pick = <T>(key: string, v: T | undefined, ok: (v: T) => boolean, def: T, show: (v: T) => string = String): T => {
-    if (v === undefined) return def;
-    if (ok(v)) return v;
-    notes(`saturationDetector.${key}: ${show(v)} is out of range; GAIE v1.4 uses the default ${show(def)}`);
+export function thresholdDetector(value: SaturationThresholds, notes: (message: string) => void): Extract<SaturationDetectorSetting, { form: 'thresholds' }> {
+  const pick = <T>(key: string, item: T | undefined, ok: (entry: T) => boolean, def: T, show: (entry: T) => string = String): T => {
+    if (item === undefined) return def;
+    if (ok(item)) return item;
+    notes(`saturationDetector.${key}: ${show(item)} is out of range; GAIE v1.4 uses the default ${show(def)}`);
     return def;
   };
   return {
     form: 'thresholds',
-    queueDepthThreshold: pick('queueDepthThreshold', t.queueDepthThreshold, (v) => v > 0, 5),
-    kvCacheUtilThreshold: pick('kvCacheUtilThreshold', t.kvCacheUtilThreshold, (v) => v > 0 && v < 1, 0.8),
-    metricsStalenessThresholdMs: pick('metricsStalenessThreshold', t.metricsStalenessThreshold, (v) => v > 0, 200, formatDuration),
+    queueDepthThreshold: pick('queueDepthThreshold', value.queueDepthThreshold, (item) => item > 0, 5),
+    kvCacheUtilThreshold: pick('kvCacheUtilThreshold', value.kvCacheUtilThreshold, (item) => item > 0 && item < 1, 0.8),
+    metricsStalenessThresholdMs: pick('metricsStalenessThreshold', value.metricsStalenessThreshold, (item) => item > 0, 200, formatDuration),
   };
 }
 
@@ -104,28 +104,28 @@ export function resolveFlowControlRef(where: string, ref: string, role: FlowCont
 }
 
 /** The startup warning: what the config asks of flow control and saturation detection that pd-router does not do. */
-export function notEnforcedWarning(s: FlowControlSettings, saturationConfigured: boolean): string | undefined {
+export function notEnforcedWarning(flowControlSettings: FlowControlSettings, saturationConfigured: boolean): string | undefined {
   const parts: string[] = [];
-  const sec = s.section;
+  const sec = flowControlSettings.section;
   const asked = sec !== undefined && Object.entries(sec).some(([k, v]) => k !== 'saturationDetector' && v !== undefined);
-  if (s.enabled) {
+  if (flowControlSettings.enabled) {
     // The gate enforces queues, bands, bounds, TTL and these policies; the rest falls back or is ignored.
     const unsupported: string[] = [];
     const bands = [sec?.defaultPriorityBand, sec?.defaultNegativePriorityBand, ...(sec?.priorityBands ?? [])];
     const seen = new Set<string>();
-    for (const b of bands) {
-      for (const [ref, ok, def] of [
-        [b?.fairnessPolicyRef, FAIRNESS_POLICIES, 'global-strict-fairness-policy'],
-        [b?.orderingPolicyRef, ORDERING_POLICIES, 'fcfs-ordering-policy'],
+    for (const band of bands) {
+      for (const [ref, supported, fallback] of [
+        [band?.fairnessPolicyRef, FAIRNESS_POLICIES, 'global-strict-fairness-policy'],
+        [band?.orderingPolicyRef, ORDERING_POLICIES, 'fcfs-ordering-policy'],
       ] as const) {
-        const p = ref ? s.plugins.get(ref) : undefined;
-        if (p && !(p.type in ok) && !seen.has(p.name)) {
-          seen.add(p.name);
-          unsupported.push(`policy ${p.name === p.type ? p.name : `${p.name} (${p.type})`} (${def} is used)`);
+        const plugin = ref ? flowControlSettings.plugins.get(ref) : undefined;
+        if (plugin && !(plugin.type in supported) && !seen.has(plugin.name)) {
+          seen.add(plugin.name);
+          unsupported.push(`policy ${plugin.name === plugin.type ? plugin.name : `${plugin.name} (${plugin.type})`} (${fallback} is used)`);
         }
       }
     }
-    const usage = sec?.usageLimitPolicyPluginRef ? s.plugins.get(sec.usageLimitPolicyPluginRef) : undefined;
+    const usage = sec?.usageLimitPolicyPluginRef ? flowControlSettings.plugins.get(sec.usageLimitPolicyPluginRef) : undefined;
     if (usage && !(usage.type === 'static-usage-limit-policy' && usage.flowControl.settings.threshold === 1)) unsupported.push(`usageLimitPolicyPluginRef=${usage.name} (dispatch stops at saturation 1.0)`);
     if (sec?.enableEviction) unsupported.push('enableEviction (dispatched requests are never evicted)');
     if (unsupported.length) parts.push(`flowControl (the flowControl feature gate is on; ${unsupported.join(', ')})`);
@@ -135,19 +135,19 @@ export function notEnforcedWarning(s: FlowControlSettings, saturationConfigured:
     if (sec?.maxRequests) limits.push(`maxRequests=${sec.maxRequests}`);
     if (sec?.defaultRequestTTL !== undefined) limits.push(`defaultRequestTTL=${formatDuration(sec.defaultRequestTTL)}`);
     if (sec?.noEndpointRequestTTL !== undefined) limits.push(`noEndpointRequestTTL=${formatDuration(sec.noEndpointRequestTTL)}`);
-    if (sec?.priorityBands?.length) limits.push(`priorityBands=[${sec.priorityBands.map((b) => b.priority).join(',')}]`);
+    if (sec?.priorityBands?.length) limits.push(`priorityBands=[${sec.priorityBands.map((right) => right.priority).join(',')}]`);
     if (sec?.defaultPriorityBand) limits.push('defaultPriorityBand');
     if (sec?.defaultNegativePriorityBand) limits.push('defaultNegativePriorityBand');
     if (sec?.usageLimitPolicyPluginRef) limits.push(`usageLimitPolicyPluginRef=${sec.usageLimitPolicyPluginRef}`);
     if (sec?.enableEviction) limits.push('enableEviction');
-    const policies = [...s.plugins.values()].filter((p) => p.flowControl.role !== 'saturation-detector');
+    const policies = [...flowControlSettings.plugins.values()].filter((plugin) => plugin.flowControl.role !== 'saturation-detector');
     parts.push(
-      `flowControl (the flowControl feature gate is off (upstream would ignore these settings too)${limits.length ? `; ${limits.join(', ')}` : ''}${policies.length ? `; policies ${policies.map((p) => (p.name === p.type ? p.name : `${p.name} (${p.type})`)).join(', ')}` : ''}): ` +
+      `flowControl (the flowControl feature gate is off (upstream would ignore these settings too)${limits.length ? `; ${limits.join(', ')}` : ''}${policies.length ? `; policies ${policies.map((plugin) => (plugin.name === plugin.type ? plugin.name : `${plugin.name} (${plugin.type})`)).join(', ')}` : ''}): ` +
         'no request is queued, prioritised, limited, evicted or rejected by flow control; requests are scheduled as they arrive',
     );
   }
-  if (saturationConfigured && !s.enabled) {
-    const d = s.saturationDetector;
+  if (saturationConfigured && !flowControlSettings.enabled) {
+    const d = flowControlSettings.saturationDetector;
     const what =
       d.form === 'thresholds'
         ? `thresholds queueDepthThreshold=${d.queueDepthThreshold}, kvCacheUtilThreshold=${d.kvCacheUtilThreshold}, metricsStalenessThreshold=${formatDuration(d.metricsStalenessThresholdMs)}`

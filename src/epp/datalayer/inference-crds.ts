@@ -19,7 +19,7 @@
 import { EventEmitter } from 'node:events';
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { INFORMER_RETRY_MAX_MS, INFORMER_RETRY_MIN_MS, kubeErrorStatus, loadKubeConfig, runInformer, type RunningInformer } from '../../common/kubernetes/index.js';
+import { describeKubeError, INFORMER_RETRY_MAX_MS, INFORMER_RETRY_MIN_MS, kubeErrorStatus, loadKubeConfig, runInformer, type RunningInformer } from '../../common/kubernetes/index.js';
 import { ModelRewriteStore, parseModelRewrite, type RewriteDecision } from './model-rewrites.js';
 import { ObjectiveStore, parseObjective } from './objectives.js';
 
@@ -91,6 +91,8 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
     { kind: 'InferenceObjective', plural: 'inferenceobjectives', status: 'discovering' },
   ];
   private readonly watch: k8s.Watch;
+  /** The API server's address, for logs. */
+  private readonly server: string;
   private readonly custom: k8s.CustomObjectsApi;
   private readonly discovery: Discovery;
   private readonly random: () => number;
@@ -103,6 +105,7 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
     private readonly options: InferenceCrdWatcherOptions = {},
   ) {
     super();
+    this.server = kc.getCurrentCluster()?.server ?? '(no cluster in the kubeconfig)';
     this.watch = new k8s.Watch(kc);
     this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
     // KubernetesObjectApi's discovery (GET /apis/<group>/<version>, readable by every user through system:discovery).
@@ -159,7 +162,7 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
     this.setStatus(k, { forbidden: `${verbs} ${resource}` });
     if (first) {
       this.logger.error(
-        { kind: k.kind, resource, namespace: this.pool.namespace, verbs, err },
+        { kind: k.kind, resource, namespace: this.pool.namespace, verbs, error: describeKubeError(err, { verb: 'list', resource: k.plural, group: k.group ?? '', namespace: this.pool.namespace, server: this.server }).error },
         `missing RBAC permission: cannot ${verbs} ${resource} in namespace ${this.pool.namespace}; not ready until it is granted`,
       );
     }
@@ -177,7 +180,7 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
         if (status === 404) continue; // the group is not served at all
         if (this.stopped) return;
         if (status === 403) this.denied(k, `/apis/${group}/${INFERENCE_CRD_VERSION}`, 'get (discovery)', err);
-        else this.logger.warn({ err, kind: k.kind, group, retryInMs: retryMs }, 'kubernetes discovery failed, retrying');
+        else this.logger.warn({ ...describeKubeError(err, { verb: 'list', resource: k.plural, group, namespace: this.pool.namespace, server: this.server }), kind: k.kind, group, retryInMs: retryMs }, 'kubernetes discovery failed, retrying');
         k.retry = setTimeout(() => void this.discover(k, Math.min(INFORMER_RETRY_MAX_MS, retryMs * 2)), retryMs);
         return;
       }
@@ -209,6 +212,7 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
       what: resource,
       logger: this.logger,
       retired: () => this.stopped,
+      describe: (err) => ({ ...describeKubeError(err, { verb: 'list', resource: k.plural, group, namespace, server: this.server }), apiServer: this.server }),
       onError: (err) => {
         const status = kubeErrorStatus(err);
         if (status === 403) this.denied(k, resource, 'list/watch', err);

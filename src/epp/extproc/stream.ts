@@ -23,9 +23,9 @@ export const DECISION_HEADER = 'x-pd-router-decision';
 export const DEBUG_REQUEST_HEADER = 'x-pd-router-debug';
 
 /** `prefill-decode; reason=remote-faster; localMs=812.5; remoteMs=310.2; ...` (scalar details only). */
-export function formatDecision(d: DisaggDecisionRecord): string {
-  const parts = [d.type, `reason=${d.reason}`];
-  for (const [k, v] of Object.entries(d.detail ?? {})) {
+export function formatDecision(record: DisaggDecisionRecord): string {
+  const parts = [record.type, `reason=${record.reason}`];
+  for (const [k, v] of Object.entries(record.detail ?? {})) {
     if (typeof v === 'number' || typeof v === 'boolean' || (typeof v === 'string' && /^[\w.:/\[\]-]+$/.test(v))) parts.push(`${k}=${v}`);
   }
   return parts.join('; ');
@@ -33,7 +33,8 @@ export function formatDecision(d: DisaggDecisionRecord): string {
 import { InferenceError } from '../framework/errors.js';
 import type { FlowControlGate, FlowRequest, FlowTicket } from '../flowcontrol/gate.js';
 import { DEFAULT_FAIRNESS_ID, type EppMetrics, type RequestSeries } from '../metrics.js';
-import { DESTINATION_ENDPOINT, FAIRNESS_ID_HEADERS, ROUTING_HEADERS, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE, firstHeader } from '../routing-headers.js';
+import { DESTINATION_ENDPOINT, FAIRNESS_ID_HEADERS, REQUEST_ID_HEADER, ROUTING_HEADERS, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE } from '../../common/pd-contract.js';
+import { firstHeader } from '../routing-headers.js';
 import { echoHeaders, receiveHeaders, type ReceivedHeaders } from './header-map.js';
 import { immediateResponse, requestHeadersResponse, setHeader, streamedBody } from './messages.js';
 import type { RequestBufferBudget } from './request-buffer-budget.js';
@@ -59,6 +60,8 @@ export interface StreamDependencies {
   settings: StreamSettings;
   /** Called when the stream is over (for drain accounting). */
   onClose?: () => void;
+  /** Refuses requests this replica must not route (a follower under leader election); checked before any decision. */
+  admission?: () => InferenceError | undefined;
   /** Flow control, when the flowControl feature gate is on: every parsed request passes it before scheduling. */
   gate?: FlowControlGate;
 }
@@ -77,14 +80,16 @@ export class ExtProcStream {
   private subset: string[] | undefined;
   private parsed: ParsedRequest | undefined;
   private scheduled: ScheduledRequest | undefined;
-  private response: ResponseTracker | undefined;
-  /** The request's metric series, once it has a model (resolved once, used for every measurement). */
-  private series: RequestSeries | undefined;
-  private closed = false;
+  /** Aborted when the stream closes while an asynchronous producer holds the decision. */
+  private scheduling: AbortController | undefined;
   /** Set while the request waits in a flow-control queue. */
   private ticket: FlowTicket | undefined;
   /** Set once flow control let the request through (its capacity is released on completion). */
   private admitted: FlowRequest | undefined;
+  private response: ResponseTracker | undefined;
+  /** The request's metric series, once it has a model (resolved once, used for every measurement). */
+  private series: RequestSeries | undefined;
+  private closed = false;
   private idle: NodeJS.Timeout | undefined;
   private readonly openedAt = performance.now();
   private requestEndAt = 0;
@@ -94,7 +99,7 @@ export class ExtProcStream {
     private readonly deps: StreamDependencies,
   ) {
     deps.metrics.streamOpened();
-    call.on('data', (m: ProcessingRequest) => this.onMessage(m));
+    call.on('data', (message: ProcessingRequest) => this.onMessage(message));
     call.on('end', () => {
       this.close('OK');
       call.end();
@@ -142,8 +147,8 @@ export class ExtProcStream {
     this.held = 0;
   }
 
-  private send(m: ProcessingResponse): void {
-    if (!this.closed) this.call.write(m);
+  private send(response: ProcessingResponse): void {
+    if (!this.closed) this.call.write(response);
   }
 
   private fail(code: grpc.status, details: string): void {
@@ -152,23 +157,29 @@ export class ExtProcStream {
     this.call.emit('error', { code, details });
   }
 
-  private onMessage(m: ProcessingRequest): void {
+  private onMessage(match: ProcessingRequest): void {
     if (this.closed) return;
     this.touch();
     try {
-      this.captureMetadata(m.metadata_context);
-      switch (m.request) {
+      this.captureMetadata(match.metadata_context);
+      switch (match.request) {
         case 'request_headers':
-          return this.onRequestHeaders(m.request_headers!);
+          return this.onRequestHeaders(match.request_headers!);
         case 'request_body':
-          return this.onRequestBody(m.request_body!);
+          return this.onRequestBody(match.request_body!);
         case 'request_trailers':
-          if (!this.requestDone && this.parsed === undefined) this.finishRequest(false);
+          // With asynchronous scheduling the trailers are answered once the request is routed, keeping Envoy's order.
+          if (!this.requestDone && this.parsed === undefined) {
+            this.finishRequest(false, () => {
+              this.send({ request_trailers: {} });
+            });
+            return;
+          }
           return this.send({ request_trailers: {} });
         case 'response_headers':
-          return this.tracker().onHeaders(m.response_headers!);
+          return this.tracker().onHeaders(match.response_headers!);
         case 'response_body':
-          return this.tracker().onBody(m.response_body!);
+          return this.tracker().onBody(match.response_body!);
         case 'response_trailers':
           this.tracker().onTrailers();
           return this.send({ response_trailers: {} });
@@ -186,18 +197,29 @@ export class ExtProcStream {
     const hint = md?.filter_metadata?.[SUBSET_HINT_NAMESPACE];
     if (!hint?.fields || !(SUBSET_HINT_KEY in hint.fields)) return;
     const list = valueToJson(hint.fields[SUBSET_HINT_KEY]);
-    this.subset = Array.isArray(list) ? list.filter((x): x is string => typeof x === 'string') : [];
+    this.subset = Array.isArray(list) ? list.filter((value): value is string => typeof value === 'string') : [];
   }
 
-  private onRequestHeaders(h: HttpHeaders): void {
-    this.headers = receiveHeaders(h.headers);
+  private onRequestHeaders(value: HttpHeaders): void {
+    this.headers = receiveHeaders(value.headers);
     const values = this.headers.values;
     // A client never chooses the route: its routing headers are dropped here and removed from the request in the reply.
     for (const name of ROUTING_HEADERS) delete values[name];
-    if (!values['x-request-id']) values['x-request-id'] = randomUUID();
-    this.requestId = values['x-request-id'];
-    if (h.end_of_stream) this.routeHeaderOnly();
+    if (!values[REQUEST_ID_HEADER]) values[REQUEST_ID_HEADER] = randomUUID();
+    this.requestId = values[REQUEST_ID_HEADER];
+    this.admit();
+    if (value.end_of_stream) this.routeHeaderOnly();
     else this.awaitBody();
+  }
+
+  /** Throws the admission's refusal; checked at the headers and again right before the decision. */
+  private admit(): void {
+    const refusal = this.deps.admission?.();
+    if (refusal) {
+      this.requestDone = true;
+      this.releaseBody();
+      throw refusal;
+    }
   }
 
   /** A request without a body gets a random endpoint and no scheduling (llm-d `fallbackToRandomEndpoint`). */
@@ -209,9 +231,9 @@ export class ExtProcStream {
     this.send(requestHeadersResponse(set, this.removals(), e.hostPort));
   }
 
-  private onRequestBody(b: HttpBody): void {
+  private onRequestBody(httpBody: HttpBody): void {
     if (this.requestDone) return;
-    const chunk = asBuffer(b.body);
+    const chunk = asBuffer(httpBody.body);
     this.bodyBytes += chunk.length;
     if (this.bodyBytes > this.deps.settings.maxRequestBodyBytes) {
       this.requestDone = true;
@@ -228,14 +250,15 @@ export class ExtProcStream {
       this.held += chunk.length;
       this.chunks.push(chunk);
     }
-    if (b.end_of_stream) this.finishRequest(true);
+    if (httpBody.end_of_stream) this.finishRequest(true);
     else this.awaitBody();
   }
 
-  private finishRequest(endOfStream: boolean): void {
+  private finishRequest(endOfStream: boolean, then?: () => void): void {
     this.requestDone = true;
     const start = performance.now();
     this.requestEndAt = start;
+    this.admit();
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
     this.releaseBody();
     const director = this.deps.director;
@@ -245,22 +268,23 @@ export class ExtProcStream {
     this.series = this.deps.metrics.request(request.model, request.targetModel, fairnessId, request.priority);
     const gate = this.deps.gate;
     if (gate) {
-      const fr: FlowRequest = { id: this.requestId, fairnessId, priority: request.priority, bytes: body.length, tokens: request.tokenCount, model: request.model, targetModel: request.targetModel };
-      this.ticket = gate.admit(fr, (err) => this.leaveQueue(fr, err, endOfStream, body.length));
+      const flowRequest: FlowRequest = { id: this.requestId, fairnessId, priority: request.priority, bytes: body.length, tokens: request.tokenCount, model: request.model, targetModel: request.targetModel };
+      this.ticket = gate.admit(flowRequest, (err) => this.leaveQueue(flowRequest, err, endOfStream, body.length, then));
       if (this.ticket) return;
-      this.admitted = fr;
+      this.admitted = flowRequest;
     }
-    this.dispatch(endOfStream, body.length, start);
+    this.schedule(endOfStream, body.length, start, then);
   }
 
-  /** Flow control dispatched the request (schedule it now) or shed it (answer with its error). */
-  private leaveQueue(fr: FlowRequest, err: InferenceError | undefined, endOfStream: boolean, bodyLength: number): void {
+  /** Flow control dispatched the request (schedule it now, if this replica may still route) or shed it (answer with its error). */
+  private leaveQueue(flowRequest: FlowRequest, err: InferenceError | undefined, endOfStream: boolean, bodyBytes: number, then?: () => void): void {
     this.ticket = undefined;
     if (err) return this.reject(err);
-    this.admitted = fr;
-    if (this.closed) return this.deps.gate?.release(fr);
+    this.admitted = flowRequest;
+    if (this.closed) return this.deps.gate?.release(flowRequest);
     try {
-      this.dispatch(endOfStream, bodyLength, performance.now());
+      this.admit();
+      this.schedule(endOfStream, bodyBytes, performance.now(), then);
     } catch (e) {
       if (e instanceof InferenceError) return this.reject(e);
       this.deps.logger.error({ err: e, reqId: this.requestId }, 'ext_proc stream failed');
@@ -268,23 +292,56 @@ export class ExtProcStream {
     }
   }
 
-  /** Schedules the parsed request and sends the routed request on. */
-  private dispatch(endOfStream: boolean, bodyLength: number, start: number): void {
+  /** Schedules the parsed request (at once, or when an asynchronous producer decides) and routes it. */
+  private schedule(endOfStream: boolean, bodyBytes: number, start: number, then?: () => void): void {
+    const director = this.deps.director;
     const request = this.parsed!.request;
-    this.scheduled = this.deps.director.schedule(request, this.subset);
+    if (!director.waits) {
+      this.route((this.scheduled = director.schedule(request, this.subset)), bodyBytes, endOfStream, start);
+      then?.();
+      return;
+    }
+    // An asynchronous producer (burst window) holds the decision; the stream may end meanwhile.
+    this.scheduling = new AbortController();
+    director.scheduleAsync(request, this.subset, this.scheduling.signal).then(
+      (scheduled) => {
+        this.scheduling = undefined;
+        if (this.closed) {
+          director.complete(scheduled);
+          return;
+        }
+        this.route((this.scheduled = scheduled), bodyBytes, endOfStream, start);
+        then?.();
+      },
+      (err: unknown) => {
+        this.scheduling = undefined;
+        if (this.closed) return;
+        if (err instanceof InferenceError) {
+          this.reject(err);
+          return;
+        }
+        this.deps.logger.error({ err, reqId: this.requestId }, 'ext_proc stream failed');
+        this.fail(grpc.status.INTERNAL, err instanceof Error ? err.message : String(err));
+      },
+    );
+  }
+
+  /** Sends the routing decision and the body (the request is scheduled). */
+  private route(scheduled: ScheduledRequest, bodyBytes: number, endOfStream: boolean, start: number): void {
+    const request = this.parsed!.request;
     // Counted once scheduled, as upstream: a rejected request counts only as an error.
-    this.series!.accepted(bodyLength);
+    this.series!.accepted(bodyBytes);
     this.series!.running.inc();
     const forwarded = this.parsed!.body;
-    const set = [setHeader(DESTINATION_ENDPOINT, this.scheduled.destination)];
+    const set = [setHeader(DESTINATION_ENDPOINT, scheduled.destination)];
     if (forwarded.length > 0) set.push(setHeader('Content-Length', String(forwarded.length)));
     set.push(...echoHeaders(request.headers, this.headers.repeated));
-    this.send(requestHeadersResponse(set, this.removals(), this.scheduled.destination));
+    this.send(requestHeadersResponse(set, this.removals(), scheduled.destination));
     for (const m of streamedBody('request_body', forwarded, endOfStream)) this.send(m);
     this.deps.metrics.requestProcessed((performance.now() - start) / 1000);
-    const d = this.scheduled.ctx.decision;
+    const d = scheduled.ctx.decision;
     if (this.deps.logger.isLevelEnabled('debug')) {
-      this.deps.logger.debug({ reqId: this.requestId, model: request.model, destination: this.scheduled.destination, decision: d?.type, reason: d?.reason, tokens: request.tokenCount }, 'request scheduled');
+      this.deps.logger.debug({ reqId: this.requestId, model: request.model, destination: scheduled.destination, decision: d?.type, reason: d?.reason, tokens: request.tokenCount }, 'request scheduled');
     }
   }
 
@@ -300,21 +357,21 @@ export class ExtProcStream {
   /** Routing headers the EPP did not set: removed so a client's copy can never reach the sidecar. */
   private removals(): string[] {
     const set = this.parsed?.request.headers ?? this.headers.values;
-    return ROUTING_HEADERS.filter((h) => h !== DESTINATION_ENDPOINT && set[h] === undefined);
+    return ROUTING_HEADERS.filter((host) => host !== DESTINATION_ENDPOINT && set[host] === undefined);
   }
 
   private tracker(): ResponseTracker {
     if (!this.response) {
       const request = this.parsed?.request;
       this.response = new ResponseTracker({
-        send: (m) => this.send(m),
+        send: (response) => this.send(response),
         series: this.requestSeries(),
         streamRequested: request?.stream ?? false,
         parsesUsage: this.parsed?.parser.parsesUsage ?? true,
         maxBufferedBytes: this.deps.settings.maxResponseBodyBytes,
         requestEndAt: this.requestEndAt,
         rewriteModel: request && request.targetModel !== request.model ? { from: request.targetModel, to: request.model } : undefined,
-        extraHeaders: this.decisionHeader(),
+        extraHeaders: [...(this.scheduled ? this.deps.director.responseHeaders(this.scheduled) : []), ...this.decisionHeader()],
         onComplete: () => this.complete(),
       });
     }
@@ -353,6 +410,7 @@ export class ExtProcStream {
     if (this.closed) return;
     this.closed = true;
     this.ticket?.cancel();
+    this.scheduling?.abort();
     clearTimeout(this.idle);
     this.releaseBody();
     this.complete();

@@ -14,6 +14,8 @@ export interface Endpoint extends DeciderEndpoint {
   readonly namespace: string;
   /** `host:port` whose /metrics is scraped. */
   readonly metricsHost: string;
+  /** The pod's spec.hostname, when discovery knows it (Kubernetes). */
+  readonly hostname?: string;
   readonly metrics: EndpointMetrics;
 }
 
@@ -118,9 +120,27 @@ export interface DataProducer extends Plugin {
   produce(ctx: SchedulingContext, candidates: readonly Endpoint[]): void;
 }
 
+/**
+ * A producer that must wait before it can answer (burst-prefix-cache-producer's batch window). A config with one makes
+ * every request's scheduling asynchronous; it runs after the synchronous producers. It must settle by the time the
+ * signal aborts (the client left); an error is logged and the request is scheduled without its data, as upstream.
+ */
+export interface AsyncDataProducer extends Plugin {
+  produceAsync(ctx: SchedulingContext, candidates: readonly Endpoint[], signal: AbortSignal): Promise<void>;
+}
+
 /** Told when a request that was scheduled has finished (response complete, or the stream ended). */
 export interface ResponseComplete extends Plugin {
   responseComplete(ctx: SchedulingContext, result: SchedulingResult): void;
+}
+
+/**
+ * Adds headers to the response sent to the client when the model server's response headers arrive (llm-d's
+ * ResponseHeaderProcessor, extension point ResponseReceived); a header it sets replaces one of that name from the
+ * model server.
+ */
+export interface ResponseHeaders extends Plugin {
+  responseHeaders(ctx: SchedulingContext, result: SchedulingResult): Array<[string, string]>;
 }
 
 /** Told when an endpoint leaves the pool, to drop per-endpoint state (prefix index entries, LRU positions). */
@@ -130,13 +150,15 @@ export interface EndpointRemoved extends Plugin {
 
 export interface DeciderPlugin extends Plugin, PdDecider {}
 
-export const isFilter = (p: Plugin): p is Filter => typeof (p as Filter).filter === 'function';
-export const isScorer = (p: Plugin): p is Scorer => typeof (p as Scorer).score === 'function';
-export const isPicker = (p: Plugin): p is Picker => typeof (p as Picker).pick === 'function';
-export const isProfileHandler = (p: Plugin): p is ProfileHandler =>
-  typeof (p as ProfileHandler).pickProfiles === 'function' && typeof (p as ProfileHandler).processResults === 'function';
-export const isPreRequest = (p: Plugin): p is PreRequest => typeof (p as PreRequest).preRequest === 'function';
-export const isDataProducer = (p: Plugin): p is DataProducer => typeof (p as DataProducer).produce === 'function';
-export const isResponseComplete = (p: Plugin): p is ResponseComplete => typeof (p as ResponseComplete).responseComplete === 'function';
-export const isEndpointRemoved = (p: Plugin): p is EndpointRemoved => typeof (p as EndpointRemoved).endpointRemoved === 'function';
-export const isDecider = (p: Plugin): p is DeciderPlugin => typeof (p as DeciderPlugin).decide === 'function';
+export const isFilter = (plugin: Plugin): plugin is Filter => typeof (plugin as Filter).filter === 'function';
+export const isScorer = (plugin: Plugin): plugin is Scorer => typeof (plugin as Scorer).score === 'function';
+export const isPicker = (plugin: Plugin): plugin is Picker => typeof (plugin as Picker).pick === 'function';
+export const isProfileHandler = (plugin: Plugin): plugin is ProfileHandler =>
+  typeof (plugin as ProfileHandler).pickProfiles === 'function' && typeof (plugin as ProfileHandler).processResults === 'function';
+export const isPreRequest = (plugin: Plugin): plugin is PreRequest => typeof (plugin as PreRequest).preRequest === 'function';
+export const isDataProducer = (plugin: Plugin): plugin is DataProducer => typeof (plugin as DataProducer).produce === 'function';
+export const isAsyncDataProducer = (plugin: Plugin): plugin is AsyncDataProducer => typeof (plugin as AsyncDataProducer).produceAsync === 'function';
+export const isResponseComplete = (plugin: Plugin): plugin is ResponseComplete => typeof (plugin as ResponseComplete).responseComplete === 'function';
+export const isResponseHeaders = (plugin: Plugin): plugin is ResponseHeaders => typeof (plugin as ResponseHeaders).responseHeaders === 'function';
+export const isEndpointRemoved = (plugin: Plugin): plugin is EndpointRemoved => typeof (plugin as EndpointRemoved).endpointRemoved === 'function';
+export const isDecider = (plugin: Plugin): plugin is DeciderPlugin => typeof (plugin as DeciderPlugin).decide === 'function';

@@ -17,6 +17,9 @@ export interface PrefixMatchState {
 
 export const APPROX_PREFIX_PRODUCER_TYPE = 'approx-prefix-cache-producer';
 
+/** The data a prefix-match producer writes and its consumers require (PluginDefinition `produces` / `requires`). */
+export const PREFIX_MATCH_DATA = 'prefix-match';
+
 export function prefixStateKey(producerName: string): string {
   return `prefix-match/${producerName}`;
 }

@@ -1,8 +1,9 @@
 /**
  * Which prefix-match producer a consumer reads.
  *
- * - `prefixMatchInfoProducerName` (llm-d-router): the named approx-prefix-cache-producer; default the first one in
- *   the config (the loader auto-creates one when a consumer needs it).
+ * - `prefixMatchInfoProducerName` (llm-d-router): the named approx-prefix-cache-producer or
+ *   burst-prefix-cache-producer; default the first approx-prefix-cache-producer in the config (the loader auto-creates
+ *   one when a consumer needs it).
  * - `prefixPluginName` / `prefixPluginType` (llm-d v0.7.1 pd-profile-handler and no-hit-lru-scorer; kept but unused
  *   in llm-d-router): the prefix plugin whose state to read. In v0.7.1 that plugin was the prefix-cache-scorer, which
  *   owned the index; here it may name a prefix-cache-scorer (its producer is read) or an approx-prefix-cache-producer.
@@ -12,7 +13,7 @@
  */
 import { ConfigError } from '../../../common/index.js';
 import type { Plugin } from '../../framework/types.js';
-import { APPROX_PREFIX_PRODUCER_TYPE } from '../../prefix/match-state.js';
+import { APPROX_PREFIX_PRODUCER_TYPE, PREFIX_MATCH_DATA } from '../../prefix/match-state.js';
 import type { PluginFactoryContext } from '../definition.js';
 
 export const PREFIX_SCORER_TYPE = 'prefix-cache-scorer';
@@ -29,10 +30,10 @@ function fail(ctx: PluginFactoryContext, message: string): never {
 export function resolvePrefixProducer(ctx: PluginFactoryContext, named: string | undefined): string {
   if (named) {
     const p = ctx.plugin(named);
-    if (p.type !== APPROX_PREFIX_PRODUCER_TYPE) fail(ctx, `prefixMatchInfoProducerName "${named}" is a ${p.type}, not an ${APPROX_PREFIX_PRODUCER_TYPE}`);
+    if (!ctx.namesProducing(PREFIX_MATCH_DATA).includes(named)) fail(ctx, `prefixMatchInfoProducerName "${named}" is a ${p.type}, not a producer of prefix-match data (an ${APPROX_PREFIX_PRODUCER_TYPE} or burst-prefix-cache-producer)`);
     return named;
   }
-  const first = ctx.namesOfType(APPROX_PREFIX_PRODUCER_TYPE)[0];
+  const first = ctx.namesProducing(PREFIX_MATCH_DATA)[0];
   if (first === undefined) fail(ctx, `needs an ${APPROX_PREFIX_PRODUCER_TYPE}`);
   return first;
 }
@@ -44,16 +45,16 @@ export function producerOfPrefixPlugin(ctx: PluginFactoryContext, type: string |
   const actual = ctx.typeOf(target);
   if (actual === undefined) fail(ctx, `prefixPluginName "${target}" is not a configured plugin`);
   if (type !== undefined && type !== actual) fail(ctx, `prefixPluginType "${type}" does not match plugin "${target}", whose type is ${actual}`);
-  if (actual === APPROX_PREFIX_PRODUCER_TYPE) return target;
+  if (ctx.namesProducing(PREFIX_MATCH_DATA).includes(target)) return target;
   if (actual === PREFIX_SCORER_TYPE) return (ctx.plugin(target) as PrefixConsumer).prefixProducer;
   fail(ctx, `prefixPluginName "${target}" is a ${actual}, not a ${PREFIX_SCORER_TYPE} or ${APPROX_PREFIX_PRODUCER_TYPE}`);
 }
 
 /** Both ways of naming the producer; they must agree when both are written. */
-export function prefixProducerFor(ctx: PluginFactoryContext, p: { prefixMatchInfoProducerName?: string; prefixPluginType?: string; prefixPluginName?: string }): string {
-  const legacy = producerOfPrefixPlugin(ctx, p.prefixPluginType, p.prefixPluginName);
-  const current = resolvePrefixProducer(ctx, p.prefixMatchInfoProducerName);
-  if (legacy !== undefined && p.prefixMatchInfoProducerName && legacy !== current) {
+export function prefixProducerFor(ctx: PluginFactoryContext, params: { prefixMatchInfoProducerName?: string; prefixPluginType?: string; prefixPluginName?: string }): string {
+  const legacy = producerOfPrefixPlugin(ctx, params.prefixPluginType, params.prefixPluginName);
+  const current = resolvePrefixProducer(ctx, params.prefixMatchInfoProducerName);
+  if (legacy !== undefined && params.prefixMatchInfoProducerName && legacy !== current) {
     fail(ctx, `prefixPluginName reads producer "${legacy}" but prefixMatchInfoProducerName names "${current}"`);
   }
   return legacy ?? current;
