@@ -193,6 +193,34 @@ describe('flow control through the gateway', () => {
     blockers.abort();
   }, 120_000);
 
+  it('with an asynchronous producer (burst-prefix-cache window), a request dispatched from its queue is decided, routed and released', async () => {
+    // The decision waits for the producer's window after flow control lets the request go; each completion must free
+    // the slot, or the second queued request would never leave its queue.
+    stack = await startStack(`apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+featureGates: [flowControl]
+plugins:
+- {type: burst-prefix-cache-producer, parameters: {windowDurationMs: 20}}
+- {type: prefix-cache-scorer, parameters: {prefixMatchInfoProducerName: burst-prefix-cache-producer}}
+- {type: queue-scorer}
+- {type: max-score-picker}
+- {name: sat, type: concurrency-detector, parameters: {maxConcurrency: 1}}
+schedulingProfiles: [{name: default, plugins: [{pluginRef: prefix-cache-scorer, weight: 2}, {pluginRef: queue-scorer}, {pluginRef: max-score-picker}]}]
+flowControl:
+  defaultRequestTTL: 600s
+  saturationDetector: {pluginRef: sat}
+`);
+    const s = stack;
+    expect(s.epp.config.flowControl.enabled).toBe(true);
+    const blockers = await block(s, 1);
+    const waiting = [0, 1, 2].map((i) => send(s, `q${i}`, 'x'));
+    await waitFor(async () => (await queued(s, 'x', '0')) === 3, REQUEST_BOUND_MS, 'three queued');
+    blockers.abort();
+    expect((await Promise.all(waiting)).map((a) => [a.tag, a.status])).toEqual([['q0', 200], ['q1', 200], ['q2', 200]]);
+    expect([...arrivals(s)].sort()).toEqual(['q0', 'q1', 'q2']);
+    expect(metricValue(await s.metrics(), 'llm_d_epp_flow_control_requests_total', { outcome: 'Dispatched', priority: '0' })).toBe(4);
+  }, 2 * REQUEST_BOUND_MS);
+
   it('a disconnect leaves the queue at once; the requests behind it are still served', async () => {
     // A TTL no loaded machine reaches here: only the disconnect takes the request out.
     stack = await startStack(config({ maxConcurrency: 1, ttl: '600s', band: 'maxRequests: 100' }));
