@@ -22,9 +22,12 @@ import {
 import { extProcServiceDefinition } from '../common/envoy/ext-proc.js';
 import { loadEndpointPickerConfig, type LoadedEndpointPickerConfig } from './config/loader.js';
 import { startDiscovery } from './datalayer/discovery.js';
-import { startInferenceCrdWatcher, type InferenceCrdWatcher } from './datalayer/inference-crds.js';
+import { startInferenceCrdWatcher, type InferenceCrdWatcher, type RequestPolicies } from './datalayer/inference-crds.js';
 import { EndpointStore } from './datalayer/endpoint-store.js';
 import { MetricsScraper } from './datalayer/metrics-scraper.js';
+import { FlowControlGate } from './flowcontrol/gate.js';
+import { gateSettings, saturationDetector } from './flowcontrol/from-config.js';
+import { flowControlMetrics } from './metrics/flow-control.js';
 import { ModelsPoller } from './datalayer/models-poller.js';
 import { RequestDirector } from './director.js';
 import { ExtProcStream } from './extproc/stream.js';
@@ -60,6 +63,8 @@ export interface StartEppOptions {
   logger?: Logger;
   /** Random source for pickers and header-only routing (deterministic tests). */
   random?: () => number;
+  /** Rewrites and objective priorities without Kubernetes (in-process stacks); the CRD watcher's when --pool-name is set. */
+  requestPolicies?: RequestPolicies;
 }
 
 /**
@@ -136,20 +141,17 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
   const cleanup = async () => {
     for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
   };
+  // Flow control (the flowControl feature gate): requests wait while the saturation detector says the pool is full.
+  const gate = config.flowControl.enabled
+    ? new FlowControlGate(gateSettings(config.flowControl, optionValues), saturationDetector(config.flowControl, () => store.all()), flowControlMetrics(metrics.registry, optionValues.metricsFamily, optionValues.poolName || 'epp'))
+    : undefined;
   try {
     const discovery = await startDiscovery(optionValues, config.discovery, store, metrics, logger);
     cleanups.push(() => discovery.stop());
     if (config.metricsSource) {
       const scraper = new MetricsScraper(
         store,
-        {
-          source: config.metricsSource,
-          engines: config.metricsEngines,
-          intervalMs: optionValues.refreshMetricsInterval,
-          timeoutMs: optionValues.metricsScrapeTimeout,
-          stalenessMs: optionValues.metricsStalenessThreshold,
-          maxResponseBytes: optionValues.maxMetricsResponseSize,
-        },
+        { source: config.metricsSource, engines: config.metricsEngines, intervalMs: optionValues.refreshMetricsInterval, timeoutMs: optionValues.metricsScrapeTimeout, stalenessMs: optionValues.metricsStalenessThreshold, maxResponseBytes: optionValues.maxMetricsResponseSize, onUpdate: gate && (() => gate.pump()) },
         metrics,
         logger,
       );
@@ -194,9 +196,8 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
     cleanups.push(() => controlPlane.stop());
 
     let draining = false;
-    const ready = () =>
-      store.synced && (crds?.ready() ?? true) && !draining && controlPlane.notServingReason() === undefined;
-    const director = new RequestDirector(config, store, metrics, logger, crds);
+    const ready = () => store.synced && (crds?.ready() ?? true) && !draining && controlPlane.notServingReason() === undefined;
+    const director = new RequestDirector(config, store, metrics, logger, crds ?? opts.requestPolicies);
     const maxMessage = Math.max(optionValues.maxRequestBodySize, optionValues.maxResponseBodyBuffer) + 1024 * 1024;
     const server = new grpc.Server({
       'grpc.max_receive_message_length': maxMessage,
@@ -218,15 +219,7 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
       logger,
     ).attach(server);
     server.addService(extProcServiceDefinition(), {
-      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- messages decoded from the ext_proc proto at run time; ExtProcStream types what it reads
-      Process: (call: grpc.ServerDuplexStream<any, any>) =>
-        new ExtProcStream(call, {
-          director,
-          metrics,
-          logger,
-          settings,
-          admission: () => controlPlane.followerRejection(),
-        }),
+      Process: (call: grpc.ServerDuplexStream<any, any>) => new ExtProcStream(call, { director, metrics, logger, settings, admission: () => controlPlane.followerRejection(), gate }),
     });
     let credentials = grpc.ServerCredentials.createInsecure();
     let certificate: string | undefined;
@@ -304,6 +297,8 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
           // The Lease goes first and at once (ReleaseOnCancel), so a follower takes over while our streams drain; from
           // here on this replica routes nothing new (isLeader() is false).
           const released = controlPlane.elector?.release();
+          // Queued requests get 503 rejected-shutting-down at once rather than waiting out the drain.
+          gate?.close();
           // Open streams (requests in flight) may finish until the deadline; then they are cut.
           let timer: NodeJS.Timeout | undefined;
           await Promise.race([

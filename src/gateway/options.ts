@@ -41,9 +41,10 @@ export const gatewayOptions = {
     description: 'host:port endpoints used round-robin when the EPP is down and --failure-mode-allow is set.',
   }),
   eppMessageTimeout: opt.duration({
-    default: 10_000,
+    default: 600_000,
     min: 1,
-    description: "Envoy's message_timeout: how long to wait for each EPP answer before treating the EPP as failed.",
+    description:
+      "Envoy's message_timeout: how long to wait for each EPP answer before treating the EPP as failed (and asking the next replica). As deploy/envoy.yaml (llm-d's samples: 1000s): a request may wait in the EPP's flow-control queue until its TTL, and a shorter timeout would cut it out of its queue with a 500.",
   }),
   responseBodyMode: opt.oneOf(['streamed', 'none'] as const, {
     default: 'streamed',

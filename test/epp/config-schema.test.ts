@@ -193,7 +193,7 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
 
   const OK = FC.replace('edf-ordering-policy', 'fcfs-ordering-policy');
 
-  it('is parsed with its real schema, resolved against the policies, kept, and reported once as not enforced', () => {
+  it('is parsed with its real schema, resolved against the policies, kept, and with the gate on the policies pd-router lacks, usage limits and eviction are reported once as not enforced', () => {
     const c = loadEndpointPickerConfig(OK);
     const fc = c.flowControl;
     expect(fc.enabled).toBe(true);
@@ -225,7 +225,7 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
       expect.arrayContaining(['fcfs-ordering-policy', 'global-strict-fairness-policy']),
     );
     expect(c.warnings).toEqual([
-      'not enforced by pd-router (parsed, validated and kept, but without effect): flowControl (the flowControl feature gate is on; maxBytes=1073741824, maxRequests=500, defaultRequestTTL=30s, priorityBands=[10,0], defaultPriorityBand, usageLimitPolicyPluginRef=hold, enableEviction; policies pa (program-aware-fairness), hold (priority-holdback-policy), global-strict-fairness-policy, fcfs-ordering-policy): no request is queued, prioritised, limited, evicted or rejected by flow control; requests are scheduled as they arrive',
+      'not enforced by pd-router (parsed, validated and kept, but without effect): flowControl (the flowControl feature gate is on; policy pa (program-aware-fairness) (global-strict-fairness-policy is used), usageLimitPolicyPluginRef=hold (dispatch stops at saturation 1.0), enableEviction (dispatched requests are never evicted))',
     ]);
   });
 

@@ -1,9 +1,9 @@
 /**
  * The `flowControl:` and `saturationDetector:` sections with upstream's schemas (GAIE v1.4/v1.5 and llm-d-router
- * `apix/config/v1alpha1`), and their resolution against the configured plugins. pd-router does not implement flow
- * control: the sections are validated (bad values and dangling references are load errors, as upstream), kept in
- * `LoadedEndpointPickerConfig.flowControl` for a future implementation, and summarised in one startup warning that
- * says what is not enforced.
+ * `apix/config/v1alpha1`), and their resolution against the configured plugins. The sections are validated (bad
+ * values and dangling references are load errors, as upstream) and kept in `LoadedEndpointPickerConfig.flowControl`;
+ * with the flowControl feature gate on, src/epp/flowcontrol enforces them. One startup warning says what is not
+ * enforced (everything with the gate off; unsupported policies, usage limits and eviction with it on).
  */
 import { z } from 'zod';
 import { formatDuration } from '../../common/index.js';
@@ -15,6 +15,7 @@ import {
   type FlowControlRole,
 } from '../plugins/flow-control/flow-control-plugin.js';
 import { goDuration, nonNegativeQuantity } from './go-values.js';
+import { FAIRNESS_POLICIES, ORDERING_POLICIES } from '../flowcontrol/policies.js';
 
 const priorityBand = z
   .object({
@@ -80,7 +81,7 @@ export type SaturationDetectorSetting =
       metricsStalenessThresholdMs: number;
     };
 
-/** Everything flow control would need, parsed and resolved; nothing of it is enforced. */
+/** Everything flow control needs, parsed and resolved. */
 export interface FlowControlSettings {
   /** The `flowControl` feature gate. */
   readonly enabled: boolean;
@@ -145,9 +146,29 @@ export function notEnforcedWarning(
 ): string | undefined {
   const parts: string[] = [];
   const sec = flowControlSettings.section;
-  const asked =
-    sec !== undefined && Object.entries(sec).some(([k, value]) => k !== 'saturationDetector' && value !== undefined);
-  if (flowControlSettings.enabled || asked) {
+  const asked = sec !== undefined && Object.entries(sec).some(([k, v]) => k !== 'saturationDetector' && v !== undefined);
+  if (flowControlSettings.enabled) {
+    // The gate enforces queues, bands, bounds, TTL and these policies; the rest falls back or is ignored.
+    const unsupported: string[] = [];
+    const bands = [sec?.defaultPriorityBand, sec?.defaultNegativePriorityBand, ...(sec?.priorityBands ?? [])];
+    const seen = new Set<string>();
+    for (const band of bands) {
+      for (const [ref, supported, fallback] of [
+        [band?.fairnessPolicyRef, FAIRNESS_POLICIES, 'global-strict-fairness-policy'],
+        [band?.orderingPolicyRef, ORDERING_POLICIES, 'fcfs-ordering-policy'],
+      ] as const) {
+        const plugin = ref ? flowControlSettings.plugins.get(ref) : undefined;
+        if (plugin && !(plugin.type in supported) && !seen.has(plugin.name)) {
+          seen.add(plugin.name);
+          unsupported.push(`policy ${plugin.name === plugin.type ? plugin.name : `${plugin.name} (${plugin.type})`} (${fallback} is used)`);
+        }
+      }
+    }
+    const usage = sec?.usageLimitPolicyPluginRef ? flowControlSettings.plugins.get(sec.usageLimitPolicyPluginRef) : undefined;
+    if (usage && !(usage.type === 'static-usage-limit-policy' && usage.flowControl.settings.threshold === 1)) unsupported.push(`usageLimitPolicyPluginRef=${usage.name} (dispatch stops at saturation 1.0)`);
+    if (sec?.enableEviction) unsupported.push('enableEviction (dispatched requests are never evicted)');
+    if (unsupported.length) parts.push(`flowControl (the flowControl feature gate is on; ${unsupported.join(', ')})`);
+  } else if (asked) {
     const limits: string[] = [];
     if (sec?.maxBytes) limits.push(`maxBytes=${sec.maxBytes}`);
     if (sec?.maxRequests) limits.push(`maxRequests=${sec.maxRequests}`);
@@ -160,26 +181,19 @@ export function notEnforcedWarning(
     if (sec?.defaultNegativePriorityBand) limits.push('defaultNegativePriorityBand');
     if (sec?.usageLimitPolicyPluginRef) limits.push(`usageLimitPolicyPluginRef=${sec.usageLimitPolicyPluginRef}`);
     if (sec?.enableEviction) limits.push('enableEviction');
-    const policies = [...flowControlSettings.plugins.values()].filter(
-      (plugin) => plugin.flowControl.role !== 'saturation-detector',
-    );
-    const gate = flowControlSettings.enabled
-      ? 'the flowControl feature gate is on'
-      : 'the flowControl feature gate is off (upstream would ignore these settings too)';
+    const policies = [...flowControlSettings.plugins.values()].filter((plugin) => plugin.flowControl.role !== 'saturation-detector');
     parts.push(
-      `flowControl (${gate}${limits.length ? `; ${limits.join(', ')}` : ''}${policies.length ? `; policies ${policies.map((plugin) => (plugin.name === plugin.type ? plugin.name : `${plugin.name} (${plugin.type})`)).join(', ')}` : ''}): ` +
+      `flowControl (the flowControl feature gate is off (upstream would ignore these settings too)${limits.length ? `; ${limits.join(', ')}` : ''}${policies.length ? `; policies ${policies.map((plugin) => (plugin.name === plugin.type ? plugin.name : `${plugin.name} (${plugin.type})`)).join(', ')}` : ''}): ` +
         'no request is queued, prioritised, limited, evicted or rejected by flow control; requests are scheduled as they arrive',
     );
   }
-  if (saturationConfigured) {
+  if (saturationConfigured && !flowControlSettings.enabled) {
     const d = flowControlSettings.saturationDetector;
     const what =
       d.form === 'thresholds'
         ? `thresholds queueDepthThreshold=${d.queueDepthThreshold}, kvCacheUtilThreshold=${d.kvCacheUtilThreshold}, metricsStalenessThreshold=${formatDuration(d.metricsStalenessThresholdMs)}`
         : `${d.plugin.name} (${d.plugin.type}: ${describeSettings(d.plugin.flowControl.settings)})`;
-    parts.push(
-      `saturationDetector (${what}): no request is shed when the pool is saturated (pd-router reads no InferenceObjective, so every request has priority 0, which upstream never sheds either)`,
-    );
+    parts.push(`saturationDetector (${what}): no request is shed when the pool is saturated (pd-router uses the saturation detector only with the flowControl feature gate on; upstream also sheds sheddable requests, priority < 0, without it)`);
   }
   if (parts.length === 0) return undefined;
   return `not enforced by pd-router (parsed, validated and kept, but without effect): ${parts.join('; ')}`;

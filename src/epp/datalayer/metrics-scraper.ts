@@ -34,6 +34,8 @@ export interface ScraperSettings {
   maxResponseBytes: number;
   /** The extractor's engines (core-metrics-extractor parameters); default the built-in ones. */
   engines?: EngineRegistry;
+  /** Called after each successful scrape (flow control dispatches when saturation may have fallen). */
+  onUpdate?: () => void;
 }
 
 const SOURCE_TYPE = 'metrics-data-source';
@@ -156,6 +158,7 @@ export class MetricsScraper {
     }
     entry.metrics.updatedAt = Date.now();
     entry.metrics.stale = false;
+    this.settings.onUpdate?.();
     if (this.failing.delete(entry.id)) this.logger.info({ endpoint: entry.id }, 'metrics scrape recovered');
   }
 

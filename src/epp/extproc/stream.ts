@@ -42,6 +42,7 @@ export function formatDecision(record: DisaggDecisionRecord): string {
   return parts.join('; ');
 }
 import { InferenceError } from '../framework/errors.js';
+import type { FlowControlGate, FlowRequest, FlowTicket } from '../flowcontrol/gate.js';
 import { DEFAULT_FAIRNESS_ID, type EppMetrics, type RequestSeries } from '../metrics.js';
 import {
   DESTINATION_ENDPOINT,
@@ -79,6 +80,8 @@ export interface StreamDependencies {
   onClose?: () => void;
   /** Refuses requests this replica must not route (a follower under leader election); checked before any decision. */
   admission?: () => InferenceError | undefined;
+  /** Flow control, when the flowControl feature gate is on: every parsed request passes it before scheduling. */
+  gate?: FlowControlGate;
 }
 
 type Duplex = grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>;
@@ -97,6 +100,10 @@ export class ExtProcStream {
   private scheduled: ScheduledRequest | undefined;
   /** Aborted when the stream closes while an asynchronous producer holds the decision. */
   private scheduling: AbortController | undefined;
+  /** Set while the request waits in a flow-control queue. */
+  private ticket: FlowTicket | undefined;
+  /** Set once flow control let the request through (its capacity is released on completion). */
+  private admitted: FlowRequest | undefined;
   private response: ResponseTracker | undefined;
   /** The request's metric series, once it has a model (resolved once, used for every measurement). */
   private series: RequestSeries | undefined;
@@ -314,14 +321,40 @@ export class ExtProcStream {
     const director = this.deps.director;
     this.parsed = director.parse(this.requestId, this.headers.values, body);
     const request = this.parsed.request;
-    this.series = this.deps.metrics.request(
-      request.model,
-      request.targetModel,
-      firstHeader(request.headers, FAIRNESS_ID_HEADERS) ?? DEFAULT_FAIRNESS_ID,
-      request.priority,
-    );
+    const fairnessId = firstHeader(request.headers, FAIRNESS_ID_HEADERS) ?? DEFAULT_FAIRNESS_ID;
+    this.series = this.deps.metrics.request(request.model, request.targetModel, fairnessId, request.priority);
+    const gate = this.deps.gate;
+    if (gate) {
+      const flowRequest: FlowRequest = { id: this.requestId, fairnessId, priority: request.priority, bytes: body.length, tokens: request.tokenCount, model: request.model, targetModel: request.targetModel };
+      this.ticket = gate.admit(flowRequest, (err) => this.leaveQueue(flowRequest, err, endOfStream, body.length, then));
+      if (this.ticket) return;
+      this.admitted = flowRequest;
+    }
+    this.schedule(endOfStream, body.length, start, then);
+  }
+
+  /** Flow control dispatched the request (schedule it now, if this replica may still route) or shed it (answer with its error). */
+  private leaveQueue(flowRequest: FlowRequest, err: InferenceError | undefined, endOfStream: boolean, bodyBytes: number, then?: () => void): void {
+    this.ticket = undefined;
+    if (err) return this.reject(err);
+    this.admitted = flowRequest;
+    if (this.closed) return this.deps.gate?.release(flowRequest);
+    try {
+      this.admit();
+      this.schedule(endOfStream, bodyBytes, performance.now(), then);
+    } catch (e) {
+      if (e instanceof InferenceError) return this.reject(e);
+      this.deps.logger.error({ err: e, reqId: this.requestId }, 'ext_proc stream failed');
+      this.fail(grpc.status.INTERNAL, (e as Error).message);
+    }
+  }
+
+  /** Schedules the parsed request (at once, or when an asynchronous producer decides) and routes it. */
+  private schedule(endOfStream: boolean, bodyBytes: number, start: number, then?: () => void): void {
+    const director = this.deps.director;
+    const request = this.parsed!.request;
     if (!director.waits) {
-      this.route((this.scheduled = director.schedule(request, this.subset)), body.length, endOfStream, start);
+      this.route((this.scheduled = director.schedule(request, this.subset)), bodyBytes, endOfStream, start);
       then?.();
       return;
     }
@@ -334,7 +367,7 @@ export class ExtProcStream {
           director.complete(scheduled);
           return;
         }
-        this.route((this.scheduled = scheduled), body.length, endOfStream, start);
+        this.route((this.scheduled = scheduled), bodyBytes, endOfStream, start);
         then?.();
       },
       (err: unknown) => {
@@ -439,6 +472,7 @@ export class ExtProcStream {
   private complete(): void {
     if (this.completed) return;
     this.completed = true;
+    if (this.admitted) this.deps.gate?.release(this.admitted);
     if (this.scheduled) {
       this.deps.director.complete(this.scheduled);
       this.series!.running.dec();
@@ -448,6 +482,7 @@ export class ExtProcStream {
   private close(code: string): void {
     if (this.closed) return;
     this.closed = true;
+    this.ticket?.cancel();
     this.scheduling?.abort();
     clearTimeout(this.idle);
     this.releaseBody();

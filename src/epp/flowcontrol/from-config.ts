@@ -1,0 +1,107 @@
+/**
+ * From the EndpointPickerConfig's resolved `flowControl:` / `saturationDetector:` settings and the EPP flags to the
+ * gate's settings and its saturation detector.
+ *
+ * Defaults (GAIE v1.5 `flowcontrol/registry/config.go`): band fairness `global-strict-fairness-policy`, ordering
+ * `fcfs-ordering-policy`, band maxBytes 1G; no global bound. Where upstream sets no bound (a band's maxRequests, the
+ * request TTL when the config gives none, the number of flows) pd-router's flags give one.
+ *
+ * Saturation (GAIE v1.5 `framework/plugins/flowcontrol/saturationdetector`):
+ * - `utilization-detector` and GAIE v1.4's threshold form: the mean over endpoints of
+ *   max(waiting / queueDepthThreshold, kvCacheUsage / kvCacheUtilThreshold), a stale endpoint counting 1; no endpoint
+ *   is saturation 1.
+ * - `concurrency-detector`: requests (or tokens) the gate dispatched and not yet completed, over maxConcurrency (or
+ *   maxTokenConcurrency) times the number of endpoints; hybrid takes the larger of the two.
+ */
+import type { FlowControlSettings } from '../config/flow-control-section.js';
+import type { Endpoint } from '../framework/types.js';
+import { DEFAULT_FAIRNESS_POLICY, DEFAULT_ORDERING_POLICY } from '../plugins/flow-control/policies.js';
+import type { BandSettings, FlowGateSettings, InFlight } from './gate.js';
+import { FAIRNESS_POLICIES, ORDERING_POLICIES } from './policies.js';
+
+export const DEFAULT_BAND_MAX_BYTES = 1_000_000_000;
+
+export interface FlowControlFlags {
+  flowControlRequestTtl: number;
+  flowControlBandMaxRequests: number;
+  flowControlMaxFlows: number;
+  flowControlPollInterval: number;
+}
+
+type BandSection = NonNullable<NonNullable<FlowControlSettings['section']>['defaultPriorityBand']>;
+
+export function gateSettings(fc: FlowControlSettings, flags: FlowControlFlags): FlowGateSettings {
+  const sec = fc.section;
+  // A policy pd-router does not implement falls back to upstream's default (the loader's warning names it).
+  const typeOf = (ref: string | undefined, def: string, known: Readonly<Record<string, unknown>>) => {
+    const t = ref ? (fc.plugins.get(ref)?.type ?? ref) : def;
+    return t in known ? t : def;
+  };
+  const band = (b: BandSection | undefined, template?: BandSettings): BandSettings => ({
+    maxRequests: b?.maxRequests || template?.maxRequests || flags.flowControlBandMaxRequests,
+    maxBytes: b?.maxBytes || template?.maxBytes || DEFAULT_BAND_MAX_BYTES,
+    fairness: b?.fairnessPolicyRef ? typeOf(b.fairnessPolicyRef, DEFAULT_FAIRNESS_POLICY, FAIRNESS_POLICIES) : (template?.fairness ?? DEFAULT_FAIRNESS_POLICY),
+    ordering: b?.orderingPolicyRef ? typeOf(b.orderingPolicyRef, DEFAULT_ORDERING_POLICY, ORDERING_POLICIES) : (template?.ordering ?? DEFAULT_ORDERING_POLICY),
+  });
+  const defaultBand = band(sec?.defaultPriorityBand);
+  const defaultNegativeBand = sec?.defaultNegativePriorityBand ? band(sec.defaultNegativePriorityBand, defaultBand) : defaultBand;
+  const bands = new Map<number, BandSettings>();
+  for (const b of sec?.priorityBands ?? []) bands.set(b.priority, band(b, b.priority < 0 ? defaultNegativeBand : defaultBand));
+  return {
+    bands,
+    defaultBand,
+    defaultNegativeBand,
+    maxRequests: sec?.maxRequests ?? 0,
+    maxBytes: sec?.maxBytes ?? 0,
+    requestTtlMs: sec?.defaultRequestTTL || flags.flowControlRequestTtl,
+    maxFlows: flags.flowControlMaxFlows,
+    pollIntervalMs: flags.flowControlPollInterval,
+  };
+}
+
+export type SaturationDetector = (inflight: Readonly<InFlight>) => number;
+
+interface Thresholds {
+  queueDepthThreshold: number;
+  kvCacheUtilThreshold: number;
+  metricsStalenessThresholdMs: number;
+}
+
+export function utilizationSaturation(t: Thresholds, endpoints: () => readonly Endpoint[], now: () => number = Date.now): SaturationDetector {
+  return () => {
+    const all = endpoints();
+    if (all.length === 0) return 1;
+    const at = now();
+    let total = 0;
+    for (const e of all) {
+      const m = e.metrics;
+      if (m.updatedAt <= 0 || at - m.updatedAt > t.metricsStalenessThresholdMs) total += 1;
+      else total += Math.max(m.waitingQueueSize / t.queueDepthThreshold, m.kvCacheUsage / t.kvCacheUtilThreshold);
+    }
+    return total / all.length;
+  };
+}
+
+export function concurrencySaturation(p: { maxConcurrency: number; maxTokenConcurrency: number; concurrencyMode: string }, endpoints: () => readonly Endpoint[]): SaturationDetector {
+  return (inflight) => {
+    const n = endpoints().length;
+    if (n === 0) return 1;
+    const requests = inflight.requests / (p.maxConcurrency * n);
+    const tokens = inflight.tokens / (p.maxTokenConcurrency * n);
+    return p.concurrencyMode === 'tokens' ? tokens : p.concurrencyMode === 'hybrid' ? Math.max(requests, tokens) : requests;
+  };
+}
+
+/** The detector the config selects, over the EPP's endpoints. */
+export function saturationDetector(fc: FlowControlSettings, endpoints: () => readonly Endpoint[]): SaturationDetector {
+  const d = fc.saturationDetector;
+  if (d.form === 'thresholds') return utilizationSaturation(d, endpoints);
+  const s = d.plugin.flowControl.settings as Record<string, unknown>;
+  if (d.plugin.type === 'concurrency-detector') {
+    return concurrencySaturation({ maxConcurrency: Number(s.maxConcurrency), maxTokenConcurrency: Number(s.maxTokenConcurrency), concurrencyMode: String(s.concurrencyMode) }, endpoints);
+  }
+  return utilizationSaturation(
+    { queueDepthThreshold: Number(s.queueDepthThreshold), kvCacheUtilThreshold: Number(s.kvCacheUtilThreshold), metricsStalenessThresholdMs: Number(s.metricsStalenessThresholdMs) },
+    endpoints,
+  );
+}

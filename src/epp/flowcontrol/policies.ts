@@ -1,0 +1,75 @@
+/**
+ * Flow-control policies as GAIE v1.5 defines them (`framework/plugins/flowcontrol/{fairness,ordering}`):
+ * - ordering picks the request inside one flow's queue: `fcfs-ordering-policy` (earliest enqueue first),
+ *   `edf-ordering-policy` (earliest deadline = enqueue + TTL first, no TTL last, ties by enqueue time);
+ * - fairness picks the flow inside one priority band: `global-strict-fairness-policy` (the flow whose head the ordering
+ *   policy ranks best, so the band behaves as one queue), `round-robin-fairness-policy` (the next non-empty flow after
+ *   the one served last, in the order flows appeared).
+ */
+
+export interface QueuedItem {
+  readonly seq: number;
+  readonly enqueuedAt: number;
+  /** Absolute deadline in ms; Infinity when the request has none. */
+  readonly deadline: number;
+}
+
+export type OrderingPolicy = (a: QueuedItem, b: QueuedItem) => number;
+
+export const ORDERING_POLICIES: Readonly<Record<string, OrderingPolicy>> = {
+  'fcfs-ordering-policy': (a, b) => a.enqueuedAt - b.enqueuedAt || a.seq - b.seq,
+  'edf-ordering-policy': (a, b) => (a.deadline === b.deadline ? 0 : a.deadline < b.deadline ? -1 : 1) || a.enqueuedAt - b.enqueuedAt || a.seq - b.seq,
+};
+
+/** A flow as fairness sees it: its id and the head its ordering policy would dispatch next. */
+export interface FlowView<T extends QueuedItem> {
+  readonly id: string;
+  head(): T | undefined;
+}
+
+/** Picks the flow to serve; `flows` lists the band's flows in the order they appeared. */
+export interface FairnessPolicy {
+  pick<T extends QueuedItem>(flows: readonly FlowView<T>[], order: OrderingPolicy): FlowView<T> | undefined;
+}
+
+export function globalStrictFairness(): FairnessPolicy {
+  return {
+    pick(flows, order) {
+      let best: (typeof flows)[number] | undefined;
+      let bestHead: QueuedItem | undefined;
+      for (const f of flows) {
+        const h = f.head();
+        if (h && (!bestHead || order(h, bestHead) < 0)) {
+          best = f;
+          bestHead = h;
+        }
+      }
+      return best;
+    },
+  };
+}
+
+export function roundRobinFairness(): FairnessPolicy {
+  let last: string | undefined;
+  return {
+    pick(flows) {
+      if (flows.length === 0) return undefined;
+      const at = last === undefined ? -1 : flows.findIndex((f) => f.id === last);
+      // Empty flows stay listed until the gate collects them, so the cycle rarely loses its place; when it does, it restarts.
+      const start = at + 1;
+      for (let i = 0; i < flows.length; i++) {
+        const f = flows[(start + i) % flows.length]!;
+        if (f.head()) {
+          last = f.id;
+          return f;
+        }
+      }
+      return undefined;
+    },
+  };
+}
+
+export const FAIRNESS_POLICIES: Readonly<Record<string, () => FairnessPolicy>> = {
+  'global-strict-fairness-policy': globalStrictFairness,
+  'round-robin-fairness-policy': roundRobinFairness,
+};

@@ -1,0 +1,239 @@
+/**
+ * The flow-control gate and its policies, driven directly: saturation is a variable the test sets, TTLs run on fake
+ * timers. Every assertion is on dispatch order or counts, never on elapsed time.
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { FlowControlGate, type BandSettings, type FlowGateObserver, type FlowGateSettings, type FlowOutcome, type FlowRequest } from '../../src/epp/flowcontrol/gate.js';
+import { ORDERING_POLICIES, globalStrictFairness, roundRobinFairness, type QueuedItem } from '../../src/epp/flowcontrol/policies.js';
+import { InferenceError } from '../../src/epp/framework/errors.js';
+import type { Endpoint } from '../../src/epp/framework/types.js';
+import { concurrencySaturation, gateSettings, saturationDetector, utilizationSaturation } from '../../src/epp/flowcontrol/from-config.js';
+import { loadEndpointPickerConfig } from '../../src/epp/config/loader.js';
+
+const band = (o: Partial<BandSettings> = {}): BandSettings => ({ maxRequests: 5000, maxBytes: 1e9, fairness: 'global-strict-fairness-policy', ordering: 'fcfs-ordering-policy', ...o });
+
+function settings(o: Partial<FlowGateSettings> = {}): FlowGateSettings {
+  return { bands: new Map(), defaultBand: band(), defaultNegativeBand: band(), maxRequests: 0, maxBytes: 0, requestTtlMs: 30_000, maxFlows: 1024, pollIntervalMs: 0, ...o };
+}
+
+interface Harness {
+  gate: FlowControlGate;
+  /** Saturation the detector reports; `capacity` makes it in-flight requests / capacity instead. */
+  sat: { value: number; capacity?: number };
+  dispatched: string[];
+  shed: Array<{ id: string; err: InferenceError }>;
+  outcomes: Array<[string, FlowOutcome]>;
+  queuedGauge: Map<string, number>;
+  send(id: string, fairnessId?: string, priority?: number, bytes?: number): 'now' | 'queued' | InferenceError;
+}
+
+function harness(s: FlowGateSettings): Harness {
+  const h = { sat: { value: 0 } as Harness['sat'], dispatched: [] as string[], shed: [] as Harness['shed'], outcomes: [] as Harness['outcomes'], queuedGauge: new Map<string, number>() } as Harness;
+  const observer: FlowGateObserver = {
+    queued: (r, d) => h.queuedGauge.set(`${r.fairnessId}/${r.priority}`, (h.queuedGauge.get(`${r.fairnessId}/${r.priority}`) ?? 0) + d),
+    outcome: (r, o) => h.outcomes.push([r.id, o]),
+    saturation: () => undefined,
+  };
+  h.gate = new FlowControlGate(s, (inflight) => (h.sat.capacity ? inflight.requests / h.sat.capacity : h.sat.value), observer);
+  h.send = (id, fairnessId = 'f', priority = 0, bytes = 10) => {
+    const req: FlowRequest = { id, fairnessId, priority, bytes, tokens: 1, model: 'm', targetModel: 'm' };
+    try {
+      const t = h.gate.admit(req, (err) => (err ? h.shed.push({ id, err }) : h.dispatched.push(id)));
+      return t ? 'queued' : 'now';
+    } catch (e) {
+      if (e instanceof InferenceError) return e;
+      throw e;
+    }
+  };
+  return h;
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('flow-control gate', () => {
+  it('lets requests straight through while the pool has room, and queues them once it is saturated', () => {
+    const h = harness(settings());
+    h.sat.capacity = 2;
+    expect(h.send('a')).toBe('now');
+    expect(h.send('b')).toBe('now');
+    expect(h.send('c')).toBe('queued');
+    expect(h.gate.queued).toBe(1);
+    h.gate.release({ tokens: 1 });
+    expect(h.dispatched).toEqual(['c']);
+    expect(h.gate.queued).toBe(0);
+    expect(h.gate.inFlight.requests).toBe(2);
+    expect(h.outcomes.map(([, o]) => o)).toEqual(['Dispatched', 'Dispatched', 'Dispatched']);
+  });
+
+  it('dispatches higher priority bands first; a new request never overtakes a queued one of its own or a higher band', () => {
+    const h = harness(settings());
+    h.sat.capacity = 1;
+    h.send('run');
+    h.send('low1', 'x', -1);
+    h.send('high1', 'y', 10);
+    h.send('mid1', 'z', 0);
+    h.send('high2', 'y', 10);
+    for (let i = 0; i < 4; i++) h.gate.release({ tokens: 1 });
+    expect(h.dispatched).toEqual(['high1', 'high2', 'mid1', 'low1']);
+  });
+
+  it('round-robin fairness serves two fairness ids flooding at 10:1 one for one', () => {
+    const h = harness(settings({ defaultBand: band({ fairness: 'round-robin-fairness-policy' }) }));
+    h.sat.capacity = 1;
+    h.send('run');
+    for (let i = 0; i < 110; i++) h.send(i % 11 === 10 ? `b${i}` : `a${i}`, i % 11 === 10 ? 'b' : 'a');
+    for (let i = 0; i < 20; i++) h.gate.release({ tokens: 1 });
+    const a = h.dispatched.filter((id) => id.startsWith('a')).length;
+    const b = h.dispatched.filter((id) => id.startsWith('b')).length;
+    expect([a, b]).toEqual([10, 10]);
+    // Strictly alternating, each flow in its own arrival order.
+    expect(h.dispatched.slice(0, 4)).toEqual(['a0', 'b10', 'a1', 'b21']);
+  });
+
+  it('global-strict fairness serves the band as one FCFS queue (10:1 in, 10:1 out)', () => {
+    const h = harness(settings());
+    h.sat.capacity = 1;
+    h.send('run');
+    for (let i = 0; i < 110; i++) h.send(i % 11 === 10 ? `b${i}` : `a${i}`, i % 11 === 10 ? 'b' : 'a');
+    for (let i = 0; i < 22; i++) h.gate.release({ tokens: 1 });
+    expect(h.dispatched.filter((id) => id.startsWith('b'))).toEqual(['b10', 'b21']);
+    expect(h.dispatched[0]).toBe('a0');
+  });
+
+  it('a full band sheds with 429 rejected-saturated; so does the global bound in requests and bytes', () => {
+    const h = harness(settings({ bands: new Map([[5, band({ maxRequests: 2 })]]), maxBytes: 100 }));
+    h.sat.value = 1;
+    h.send('p1', 'f', 5);
+    h.send('p2', 'f', 5);
+    const e = h.send('p3', 'f', 5) as InferenceError;
+    expect(e).toBeInstanceOf(InferenceError);
+    expect([e.status, e.dropReason]).toEqual([429, 'rejected-saturated']);
+    expect(e.message).toMatch(/^queue at capacity: priority band 5 is full \(2 requests, 20 bytes queued\)/);
+    const big = h.send('big', 'f', 0, 81) as InferenceError;
+    expect([big.status, big.dropReason]).toEqual([429, 'rejected-saturated']);
+    expect(big.message).toMatch(/flow control queues are full \(2 requests, 20 bytes queued\)/);
+    expect(h.outcomes.filter(([, o]) => o === 'RejectedCapacity').map(([id]) => id)).toEqual(['p3', 'big']);
+  });
+
+  it('bounds the number of flows: a flood of fairness ids is shed with a reason, empty flows are collected', () => {
+    const h = harness(settings({ maxFlows: 3 }));
+    h.sat.value = 1;
+    for (const id of ['a', 'b', 'c']) expect(h.send(id, id)).toBe('queued');
+    const e = h.send('d', 'd') as InferenceError;
+    expect([e.status, e.dropReason]).toEqual([429, 'rejected-saturated']);
+    expect(e.message).toMatch(/too many flows \(3 queues .*the bound is 3\)/);
+    // Existing flows still take requests.
+    expect(h.send('a2', 'a')).toBe('queued');
+    h.sat.value = 0;
+    h.gate.pump();
+    h.sat.value = 1;
+    expect(h.gate.flows).toBe(3);
+    expect(h.send('d', 'd')).toBe('queued');
+    expect(h.gate.flows).toBe(1);
+  });
+
+  it('a request waits no longer than its TTL: then 429 rejected-ttl-expired, and it leaves the queue', () => {
+    vi.useFakeTimers();
+    const h = harness(settings({ requestTtlMs: 1_000 }));
+    h.sat.value = 1;
+    h.send('old');
+    vi.advanceTimersByTime(600);
+    h.send('young');
+    vi.advanceTimersByTime(399);
+    expect(h.shed).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(h.shed.map((s) => [s.id, s.err.status, s.err.dropReason])).toEqual([['old', 429, 'rejected-ttl-expired']]);
+    expect(h.shed[0]!.err.message).toBe('request timed out in queue: waited 1000ms');
+    expect(h.gate.queued).toBe(1);
+    vi.advanceTimersByTime(600);
+    expect(h.shed.map((s) => s.id)).toEqual(['old', 'young']);
+    expect(h.queuedGauge.get('f/0')).toBe(0);
+  });
+
+  it('a cancelled request (client gone) leaves its queue without an answer; shutdown sheds the rest with 503', () => {
+    const h = harness(settings());
+    h.sat.value = 1;
+    const req = (id: string): FlowRequest => ({ id, fairnessId: 'f', priority: 0, bytes: 1, tokens: 1, model: 'm', targetModel: 'm' });
+    const resumed: string[] = [];
+    const t = h.gate.admit(req('gone'), () => resumed.push('gone'))!;
+    h.gate.admit(req('stays'), (err) => resumed.push(`stays:${err?.status}:${err?.dropReason}`));
+    t.cancel();
+    expect(h.gate.queued).toBe(1);
+    expect(h.outcomes).toEqual([['gone', 'EvictedContextCancelled']]);
+    h.gate.close();
+    expect(resumed).toEqual(['stays:503:rejected-shutting-down']);
+    expect(() => h.gate.admit(req('late'), () => undefined)).toThrow(/flow controller shutting down/);
+  });
+});
+
+describe('flow-control policies', () => {
+  const item = (seq: number, enqueuedAt: number, deadline = Infinity): QueuedItem => ({ seq, enqueuedAt, deadline });
+  it('fcfs orders by enqueue time; edf by deadline (none last), ties by enqueue time', () => {
+    const items = [item(0, 10, 500), item(1, 5, Infinity), item(2, 20, 100), item(3, 15, 100)];
+    expect([...items].sort(ORDERING_POLICIES['fcfs-ordering-policy']).map((i) => i.seq)).toEqual([1, 0, 3, 2]);
+    expect([...items].sort(ORDERING_POLICIES['edf-ordering-policy']).map((i) => i.seq)).toEqual([3, 2, 0, 1]);
+  });
+
+  it('global-strict picks the flow with the best head; round-robin cycles over non-empty flows', () => {
+    const flows = [
+      { id: 'a', items: [item(0, 30)] },
+      { id: 'b', items: [] as QueuedItem[] },
+      { id: 'c', items: [item(1, 20)] },
+    ].map((f) => ({ id: f.id, head: () => f.items[0] }));
+    const fcfs = ORDERING_POLICIES['fcfs-ordering-policy']!;
+    expect(globalStrictFairness().pick(flows, fcfs)?.id).toBe('c');
+    const rr = roundRobinFairness();
+    expect([1, 2, 3, 4].map(() => rr.pick(flows, fcfs)?.id)).toEqual(['a', 'c', 'a', 'c']);
+    expect(rr.pick([], fcfs)).toBeUndefined();
+  });
+});
+
+describe('flow-control settings and saturation detectors', () => {
+  const endpoint = (waiting: number, kv: number, updatedAt: number) => ({ metrics: { waitingQueueSize: waiting, kvCacheUsage: kv, updatedAt } }) as unknown as Endpoint;
+
+  it('utilization: mean over endpoints of max(queue ratio, KV ratio), a stale endpoint counting 1, no endpoint 1', () => {
+    const t = { queueDepthThreshold: 5, kvCacheUtilThreshold: 0.8, metricsStalenessThresholdMs: 200 };
+    const now = () => 1_000;
+    expect(utilizationSaturation(t, () => [], now)({ requests: 0, tokens: 0 })).toBe(1);
+    expect(utilizationSaturation(t, () => [endpoint(5, 0.4, 900), endpoint(0, 0.4, 900)], now)({ requests: 0, tokens: 0 })).toBeCloseTo((1 + 0.5) / 2);
+    expect(utilizationSaturation(t, () => [endpoint(0, 0, 700), endpoint(0, 0.8, 1_000)], now)({ requests: 0, tokens: 0 })).toBe(1);
+  });
+
+  it('concurrency: in-flight requests (or tokens) over the per-endpoint limit times endpoints', () => {
+    const two = () => [endpoint(0, 0, 0), endpoint(0, 0, 0)];
+    expect(concurrencySaturation({ maxConcurrency: 4, maxTokenConcurrency: 100, concurrencyMode: 'requests' }, two)({ requests: 6, tokens: 0 })).toBe(0.75);
+    expect(concurrencySaturation({ maxConcurrency: 4, maxTokenConcurrency: 100, concurrencyMode: 'tokens' }, two)({ requests: 6, tokens: 300 })).toBe(1.5);
+    expect(concurrencySaturation({ maxConcurrency: 4, maxTokenConcurrency: 100, concurrencyMode: 'hybrid' }, two)({ requests: 8, tokens: 50 })).toBe(1);
+    expect(concurrencySaturation({ maxConcurrency: 4, maxTokenConcurrency: 100, concurrencyMode: 'requests' }, () => [])({ requests: 0, tokens: 0 })).toBe(1);
+  });
+
+  it('bands, policies and bounds come from the config with GAIE defaults and the pd-router flags where upstream has none', () => {
+    const c = loadEndpointPickerConfig(`apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+featureGates: [flowControl]
+plugins:
+- {type: queue-scorer}
+- {name: rr, type: round-robin-fairness-policy}
+- {name: pa, type: program-aware-fairness}
+- {type: edf-ordering-policy}
+- {name: sat, type: concurrency-detector, parameters: {maxConcurrency: 7}}
+schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
+flowControl:
+  maxRequests: 50
+  saturationDetector: {pluginRef: sat}
+  defaultPriorityBand: {fairnessPolicyRef: rr, maxBytes: 1Mi}
+  priorityBands: [{priority: 5, orderingPolicyRef: edf-ordering-policy, maxRequests: 3}, {priority: 1, fairnessPolicyRef: pa}]
+`);
+    const flags = { flowControlRequestTtl: 30_000, flowControlBandMaxRequests: 5000, flowControlMaxFlows: 1024, flowControlPollInterval: 50 };
+    const s = gateSettings(c.flowControl, flags);
+    expect(s.defaultBand).toEqual({ maxRequests: 5000, maxBytes: 1024 * 1024, fairness: 'round-robin-fairness-policy', ordering: 'fcfs-ordering-policy' });
+    expect(s.bands.get(5)).toEqual({ maxRequests: 3, maxBytes: 1024 * 1024, fairness: 'round-robin-fairness-policy', ordering: 'edf-ordering-policy' });
+    // program-aware-fairness is not implemented: upstream's default is used, and the startup warning says so.
+    expect(s.bands.get(1)!.fairness).toBe('global-strict-fairness-policy');
+    expect(c.warnings.join('\n')).toMatch(/policy pa \(program-aware-fairness\) \(global-strict-fairness-policy is used\)/);
+    expect([s.maxRequests, s.maxBytes, s.requestTtlMs, s.maxFlows]).toEqual([50, 0, 30_000, 1024]);
+    expect(saturationDetector(c.flowControl, () => [endpoint(0, 0, 0)])({ requests: 7, tokens: 0 })).toBe(1);
+  });
+});
