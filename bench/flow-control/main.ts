@@ -54,8 +54,18 @@ async function send(url: string, objective: string): Promise<Answer> {
   try {
     const res = await fetch(`${url}/v1/chat/completions`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-gateway-inference-objective': objective, 'x-gateway-inference-fairness-id': objective },
-      body: JSON.stringify({ model: 'sim-model', messages: [{ role: 'user', content: `hello ${objective} ${++serial}` }], max_tokens: TOKENS, stream: true, ignore_eos: true }),
+      headers: {
+        'content-type': 'application/json',
+        'x-gateway-inference-objective': objective,
+        'x-gateway-inference-fairness-id': objective,
+      },
+      body: JSON.stringify({
+        model: 'sim-model',
+        messages: [{ role: 'user', content: `hello ${objective} ${++serial}` }],
+        max_tokens: TOKENS,
+        stream: true,
+        ignore_eos: true,
+      }),
       signal: AbortSignal.timeout(30_000),
     });
     const reader = res.body!.getReader();
@@ -63,7 +73,7 @@ async function send(url: string, objective: string): Promise<Answer> {
     let seen = '';
     let ttftMs = -1;
     for (;;) {
-      const { done, value } = await reader.read();
+      const { done, value } = (await reader.read()) as { done: boolean; value: Uint8Array | undefined };
       // The first token is the first delta with content (the simulator sends the role chunk at once).
       if (ttftMs < 0 && value) {
         seen += decoder.decode(value, { stream: true });
@@ -78,20 +88,50 @@ async function send(url: string, objective: string): Promise<Answer> {
   }
 }
 
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]! : NaN;
+const pct = (xs: number[], quantile: number) => {
+  const s = [...xs].sort((left, right) => left - right);
+  return s.length ? s[Math.min(s.length - 1, Math.ceil((quantile / 100) * s.length) - 1)] : NaN;
 };
 
 async function run(gate: boolean, flood: boolean): Promise<{ high: number[]; low: Map<string, number> }> {
-  const sim = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, engineModel: 'step', maxNumSeqs: SEQS, latencyCalculator: 'constant', timeToFirstToken: TTFT_MS, interTokenLatency: ITL_MS, enableKvcache: false }));
+  const sim = await startSimulator(
+    simConfig({
+      host: '127.0.0.1',
+      port: 0,
+      engineModel: 'step',
+      maxNumSeqs: SEQS,
+      latencyCalculator: 'constant',
+      timeToFirstToken: TTFT_MS,
+      interTokenLatency: ITL_MS,
+      enableKvcache: false,
+    }),
+  );
   const dir = mkdtempSync(path.join(os.tmpdir(), 'pd-fc-bench-'));
   const file = path.join(dir, 'endpoints.yaml');
-  writeFileSync(file, `endpoints:\n- name: sim-0\n  namespace: default\n  address: "127.0.0.1"\n  port: "${sim.port}"\n  labels: {}\n`);
-  const epp = await startEpp(eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, endpointsFile: file, configText: config(gate) }), {
-    requestPolicies: { rewrite: () => undefined, priority: (o) => (o === 'high' ? 10 : o === 'low' ? -1 : 0) },
-  });
-  const gateway = await startGateway(gatewayConfig({ host: '127.0.0.1', port: 0, eppTls: false, epp: `127.0.0.1:${epp.grpcPort}` }));
+  writeFileSync(
+    file,
+    `endpoints:\n- name: sim-0\n  namespace: default\n  address: "127.0.0.1"\n  port: "${sim.port}"\n  labels: {}\n`,
+  );
+  const epp = await startEpp(
+    eppConfig({
+      host: '127.0.0.1',
+      grpcPort: 0,
+      grpcHealthPort: 0,
+      metricsPort: 0,
+      secureServing: false,
+      endpointsFile: file,
+      configText: config(gate),
+    }),
+    {
+      requestPolicies: {
+        rewrite: () => undefined,
+        priority: (text) => (text === 'high' ? 10 : text === 'low' ? -1 : 0),
+      },
+    },
+  );
+  const gateway = await startGateway(
+    gatewayConfig({ host: '127.0.0.1', port: 0, eppTls: false, epp: `127.0.0.1:${epp.grpcPort}` }),
+  );
   const low = new Map<string, number>();
   let stop = false;
   const floods: Array<Promise<void>> = [];
@@ -106,14 +146,22 @@ async function run(gate: boolean, flood: boolean): Promise<{ high: number[]; low
         while (!stop && performance.now() - t0 < FLOOD_SECONDS * 1000) {
           while (sent < ((performance.now() - t0) / 1000) * perSecond) {
             sent++;
-            inflight.push(send(gateway.url, 'low').then((a) => void low.set(`${a.status} ${a.reason}`.trim(), (low.get(`${a.status} ${a.reason}`.trim()) ?? 0) + 1)));
+            inflight.push(
+              send(gateway.url, 'low').then(
+                (answer) =>
+                  void low.set(
+                    `${answer.status} ${answer.reason}`.trim(),
+                    (low.get(`${answer.status} ${answer.reason}`.trim()) ?? 0) + 1,
+                  ),
+              ),
+            );
           }
-          await new Promise((r) => setTimeout(r, 5));
+          await new Promise((resolve) => setTimeout(resolve, 5));
         }
         await Promise.all(inflight);
       })(),
     );
-    await new Promise((r) => setTimeout(r, 1000));
+    await new Promise((resolve) => setTimeout(resolve, 1000));
   }
   const high: number[] = [];
   for (let i = 0; i < HIGH; i++) {
@@ -129,15 +177,26 @@ async function run(gate: boolean, flood: boolean): Promise<{ high: number[]; low
   return { high, low };
 }
 
-console.log(`node ${process.version}, ${os.cpus().length} CPUs, load average ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-console.log(`simulator: step engine, max-num-seqs ${SEQS}, TTFT ${TTFT_MS} ms, ITL ${ITL_MS} ms, ${TOKENS} tokens; EPP concurrency-detector maxConcurrency ${SEQS}; low band maxRequests 16, TTL 2s`);
-console.log(`${HIGH} sequential high-priority (10) streaming requests; low-priority (-1) flood open-loop at 2x capacity\n`);
+console.log(
+  `node ${process.version}, ${os.cpus().length} CPUs, load average ${os
+    .loadavg()
+    .map((value) => value.toFixed(2))
+    .join(' ')}`,
+);
+console.log(
+  `simulator: step engine, max-num-seqs ${SEQS}, TTFT ${TTFT_MS} ms, ITL ${ITL_MS} ms, ${TOKENS} tokens; EPP concurrency-detector maxConcurrency ${SEQS}; low band maxRequests 16, TTL 2s`,
+);
+console.log(
+  `${HIGH} sequential high-priority (10) streaming requests; low-priority (-1) flood open-loop at 2x capacity\n`,
+);
 console.log('| run | high TTFT p50 | p90 | p99 | p99 / unloaded p99 | low-priority outcomes |');
 console.log('|---|---:|---:|---:|---:|---|');
 const unloaded = await run(true, false);
 const base = pct(unloaded.high, 99);
-const row = (name: string, r: { high: number[]; low: Map<string, number> }) =>
-  console.log(`| ${name} | ${pct(r.high, 50).toFixed(0)} ms | ${pct(r.high, 90).toFixed(0)} ms | ${pct(r.high, 99).toFixed(0)} ms | ${(pct(r.high, 99) / base).toFixed(2)} | ${[...r.low].map(([k, v]) => `${k}: ${v}`).join(', ') || '-'} |`);
+const row = (name: string, result: { high: number[]; low: Map<string, number> }) =>
+  console.log(
+    `| ${name} | ${pct(result.high, 50).toFixed(0)} ms | ${pct(result.high, 90).toFixed(0)} ms | ${pct(result.high, 99).toFixed(0)} ms | ${(pct(result.high, 99) / base).toFixed(2)} | ${[...result.low].map(([flow, count]) => `${flow}: ${count}`).join(', ') || '-'} |`,
+  );
 row('unloaded, flow control on', unloaded);
 row('low flood, flow control on', await run(true, true));
 row('low flood, flow control off', await run(false, true));

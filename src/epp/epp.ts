@@ -22,7 +22,11 @@ import {
 import { extProcServiceDefinition } from '../common/envoy/ext-proc.js';
 import { loadEndpointPickerConfig, type LoadedEndpointPickerConfig } from './config/loader.js';
 import { startDiscovery } from './datalayer/discovery.js';
-import { startInferenceCrdWatcher, type InferenceCrdWatcher, type RequestPolicies } from './datalayer/inference-crds.js';
+import {
+  startInferenceCrdWatcher,
+  type InferenceCrdWatcher,
+  type RequestPolicies,
+} from './datalayer/inference-crds.js';
 import { EndpointStore } from './datalayer/endpoint-store.js';
 import { MetricsScraper } from './datalayer/metrics-scraper.js';
 import { FlowControlGate } from './flowcontrol/gate.js';
@@ -143,7 +147,11 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
   };
   // Flow control (the flowControl feature gate): requests wait while the saturation detector says the pool is full.
   const gate = config.flowControl.enabled
-    ? new FlowControlGate(gateSettings(config.flowControl, optionValues), saturationDetector(config.flowControl, () => store.all()), flowControlMetrics(metrics.registry, optionValues.metricsFamily, optionValues.poolName || 'epp'))
+    ? new FlowControlGate(
+        gateSettings(config.flowControl, optionValues),
+        saturationDetector(config.flowControl, () => store.all()),
+        flowControlMetrics(metrics.registry, optionValues.metricsFamily, optionValues.poolName || 'epp'),
+      )
     : undefined;
   try {
     const discovery = await startDiscovery(optionValues, config.discovery, store, metrics, logger);
@@ -151,7 +159,15 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
     if (config.metricsSource) {
       const scraper = new MetricsScraper(
         store,
-        { source: config.metricsSource, engines: config.metricsEngines, intervalMs: optionValues.refreshMetricsInterval, timeoutMs: optionValues.metricsScrapeTimeout, stalenessMs: optionValues.metricsStalenessThreshold, maxResponseBytes: optionValues.maxMetricsResponseSize, onUpdate: gate && (() => gate.pump()) },
+        {
+          source: config.metricsSource,
+          engines: config.metricsEngines,
+          intervalMs: optionValues.refreshMetricsInterval,
+          timeoutMs: optionValues.metricsScrapeTimeout,
+          stalenessMs: optionValues.metricsStalenessThreshold,
+          maxResponseBytes: optionValues.maxMetricsResponseSize,
+          onUpdate: gate && (() => gate.pump()),
+        },
         metrics,
         logger,
       );
@@ -196,7 +212,8 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
     cleanups.push(() => controlPlane.stop());
 
     let draining = false;
-    const ready = () => store.synced && (crds?.ready() ?? true) && !draining && controlPlane.notServingReason() === undefined;
+    const ready = () =>
+      store.synced && (crds?.ready() ?? true) && !draining && controlPlane.notServingReason() === undefined;
     const director = new RequestDirector(config, store, metrics, logger, crds ?? opts.requestPolicies);
     const maxMessage = Math.max(optionValues.maxRequestBodySize, optionValues.maxResponseBodyBuffer) + 1024 * 1024;
     const server = new grpc.Server({
@@ -219,7 +236,16 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
       logger,
     ).attach(server);
     server.addService(extProcServiceDefinition(), {
-      Process: (call: grpc.ServerDuplexStream<any, any>) => new ExtProcStream(call, { director, metrics, logger, settings, admission: () => controlPlane.followerRejection(), gate }),
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- messages decoded from the ext_proc proto at run time; ExtProcStream types what it reads
+      Process: (call: grpc.ServerDuplexStream<any, any>) =>
+        new ExtProcStream(call, {
+          director,
+          metrics,
+          logger,
+          settings,
+          admission: () => controlPlane.followerRejection(),
+          gate,
+        }),
     });
     let credentials = grpc.ServerCredentials.createInsecure();
     let certificate: string | undefined;

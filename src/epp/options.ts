@@ -156,11 +156,27 @@ export const eppOptions = {
   flowControlRequestTtl: opt.duration({
     default: 30_000,
     min: 1,
-    description: 'pd-router: how long a request may wait in a flow-control queue when the EndpointPickerConfig sets no flowControl.defaultRequestTTL (upstream: unbounded); then it gets 429 (rejected-ttl-expired).',
+    description:
+      'pd-router: how long a request may wait in a flow-control queue when the EndpointPickerConfig sets no flowControl.defaultRequestTTL (upstream: unbounded); then it gets 429 (rejected-ttl-expired).',
   }),
-  flowControlBandMaxRequests: opt.int({ default: 5000, min: 1, description: 'pd-router: queued requests a priority band holds when its config sets no maxRequests (upstream: unbounded); beyond it 429 (rejected-saturated).' }),
-  flowControlMaxFlows: opt.int({ default: 1024, min: 1, description: 'pd-router: flow-control queues (fairness id x priority) all bands hold together; a request that would open one more gets 429 (rejected-saturated).' }),
-  flowControlPollInterval: opt.duration({ default: 50, min: 1, description: 'pd-router: while requests wait, how often flow control re-checks saturation besides completions and metrics scrapes.' }),
+  flowControlBandMaxRequests: opt.int({
+    default: 5000,
+    min: 1,
+    description:
+      'pd-router: queued requests a priority band holds when its config sets no maxRequests (upstream: unbounded); beyond it 429 (rejected-saturated).',
+  }),
+  flowControlMaxFlows: opt.int({
+    default: 1024,
+    min: 1,
+    description:
+      'pd-router: flow-control queues (fairness id x priority) all bands hold together; a request that would open one more gets 429 (rejected-saturated).',
+  }),
+  flowControlPollInterval: opt.duration({
+    default: 50,
+    min: 1,
+    description:
+      'pd-router: while requests wait, how often flow control re-checks saturation besides completions and metrics scrapes.',
+  }),
   haEnableLeaderElection: opt.bool({
     default: false,
     description:

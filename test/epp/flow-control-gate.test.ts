@@ -3,17 +3,50 @@
  * timers. Every assertion is on dispatch order or counts, never on elapsed time.
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { FlowControlGate, type BandSettings, type FlowGateObserver, type FlowGateSettings, type FlowOutcome, type FlowRequest } from '../../src/epp/flowcontrol/gate.js';
-import { ORDERING_POLICIES, globalStrictFairness, roundRobinFairness, type QueuedItem } from '../../src/epp/flowcontrol/policies.js';
+import {
+  FlowControlGate,
+  type BandSettings,
+  type FlowGateObserver,
+  type FlowGateSettings,
+  type FlowOutcome,
+  type FlowRequest,
+} from '../../src/epp/flowcontrol/gate.js';
+import {
+  ORDERING_POLICIES,
+  globalStrictFairness,
+  roundRobinFairness,
+  type QueuedItem,
+} from '../../src/epp/flowcontrol/policies.js';
 import { InferenceError } from '../../src/epp/framework/errors.js';
 import type { Endpoint } from '../../src/epp/framework/types.js';
-import { concurrencySaturation, gateSettings, saturationDetector, utilizationSaturation } from '../../src/epp/flowcontrol/from-config.js';
+import {
+  concurrencySaturation,
+  gateSettings,
+  saturationDetector,
+  utilizationSaturation,
+} from '../../src/epp/flowcontrol/from-config.js';
 import { loadEndpointPickerConfig } from '../../src/epp/config/loader.js';
 
-const band = (o: Partial<BandSettings> = {}): BandSettings => ({ maxRequests: 5000, maxBytes: 1e9, fairness: 'global-strict-fairness-policy', ordering: 'fcfs-ordering-policy', ...o });
+const band = (options: Partial<BandSettings> = {}): BandSettings => ({
+  maxRequests: 5000,
+  maxBytes: 1e9,
+  fairness: 'global-strict-fairness-policy',
+  ordering: 'fcfs-ordering-policy',
+  ...options,
+});
 
-function settings(o: Partial<FlowGateSettings> = {}): FlowGateSettings {
-  return { bands: new Map(), defaultBand: band(), defaultNegativeBand: band(), maxRequests: 0, maxBytes: 0, requestTtlMs: 30_000, maxFlows: 1024, pollIntervalMs: 0, ...o };
+function settings(options: Partial<FlowGateSettings> = {}): FlowGateSettings {
+  return {
+    bands: new Map(),
+    defaultBand: band(),
+    defaultNegativeBand: band(),
+    maxRequests: 0,
+    maxBytes: 0,
+    requestTtlMs: 30_000,
+    maxFlows: 1024,
+    pollIntervalMs: 0,
+    ...options,
+  };
 }
 
 interface Harness {
@@ -27,14 +60,28 @@ interface Harness {
   send(id: string, fairnessId?: string, priority?: number, bytes?: number): 'now' | 'queued' | InferenceError;
 }
 
-function harness(s: FlowGateSettings): Harness {
-  const h = { sat: { value: 0 } as Harness['sat'], dispatched: [] as string[], shed: [] as Harness['shed'], outcomes: [] as Harness['outcomes'], queuedGauge: new Map<string, number>() } as Harness;
+function harness(settings: FlowGateSettings): Harness {
+  const h = {
+    sat: { value: 0 },
+    dispatched: [] as string[],
+    shed: [] as Harness['shed'],
+    outcomes: [] as Harness['outcomes'],
+    queuedGauge: new Map<string, number>(),
+  } as Harness;
   const observer: FlowGateObserver = {
-    queued: (r, d) => h.queuedGauge.set(`${r.fairnessId}/${r.priority}`, (h.queuedGauge.get(`${r.fairnessId}/${r.priority}`) ?? 0) + d),
-    outcome: (r, o) => h.outcomes.push([r.id, o]),
+    queued: (flowRequest, delta) =>
+      h.queuedGauge.set(
+        `${flowRequest.fairnessId}/${flowRequest.priority}`,
+        (h.queuedGauge.get(`${flowRequest.fairnessId}/${flowRequest.priority}`) ?? 0) + delta,
+      ),
+    outcome: (flowRequest, text) => h.outcomes.push([flowRequest.id, text]),
     saturation: () => undefined,
   };
-  h.gate = new FlowControlGate(s, (inflight) => (h.sat.capacity ? inflight.requests / h.sat.capacity : h.sat.value), observer);
+  h.gate = new FlowControlGate(
+    settings,
+    (inflight) => (h.sat.capacity ? inflight.requests / h.sat.capacity : h.sat.value),
+    observer,
+  );
   h.send = (id, fairnessId = 'f', priority = 0, bytes = 10) => {
     const req: FlowRequest = { id, fairnessId, priority, bytes, tokens: 1, model: 'm', targetModel: 'm' };
     try {
@@ -64,7 +111,7 @@ describe('flow-control gate', () => {
     expect(h.dispatched).toEqual(['c']);
     expect(h.gate.queued).toBe(0);
     expect(h.gate.inFlight.requests).toBe(2);
-    expect(h.outcomes.map(([, o]) => o)).toEqual(['Dispatched', 'Dispatched', 'Dispatched']);
+    expect(h.outcomes.map(([, outcome]) => outcome)).toEqual(['Dispatched', 'Dispatched', 'Dispatched']);
   });
 
   it('dispatches higher priority bands first; a new request never overtakes a queued one of its own or a higher band', () => {
@@ -114,7 +161,7 @@ describe('flow-control gate', () => {
     const big = h.send('big', 'f', 0, 81) as InferenceError;
     expect([big.status, big.dropReason]).toEqual([429, 'rejected-saturated']);
     expect(big.message).toMatch(/flow control queues are full \(2 requests, 20 bytes queued\)/);
-    expect(h.outcomes.filter(([, o]) => o === 'RejectedCapacity').map(([id]) => id)).toEqual(['p3', 'big']);
+    expect(h.outcomes.filter(([, outcome]) => outcome === 'RejectedCapacity').map(([id]) => id)).toEqual(['p3', 'big']);
   });
 
   it('bounds the number of flows: a flood of fairness ids is shed with a reason, empty flows are collected', () => {
@@ -144,18 +191,28 @@ describe('flow-control gate', () => {
     vi.advanceTimersByTime(399);
     expect(h.shed).toEqual([]);
     vi.advanceTimersByTime(1);
-    expect(h.shed.map((s) => [s.id, s.err.status, s.err.dropReason])).toEqual([['old', 429, 'rejected-ttl-expired']]);
-    expect(h.shed[0]!.err.message).toBe('request timed out in queue: waited 1000ms');
+    expect(h.shed.map((settings) => [settings.id, settings.err.status, settings.err.dropReason])).toEqual([
+      ['old', 429, 'rejected-ttl-expired'],
+    ]);
+    expect(h.shed[0].err.message).toBe('request timed out in queue: waited 1000ms');
     expect(h.gate.queued).toBe(1);
     vi.advanceTimersByTime(600);
-    expect(h.shed.map((s) => s.id)).toEqual(['old', 'young']);
+    expect(h.shed.map((settings) => settings.id)).toEqual(['old', 'young']);
     expect(h.queuedGauge.get('f/0')).toBe(0);
   });
 
   it('a cancelled request (client gone) leaves its queue without an answer; shutdown sheds the rest with 503', () => {
     const h = harness(settings());
     h.sat.value = 1;
-    const req = (id: string): FlowRequest => ({ id, fairnessId: 'f', priority: 0, bytes: 1, tokens: 1, model: 'm', targetModel: 'm' });
+    const req = (id: string): FlowRequest => ({
+      id,
+      fairnessId: 'f',
+      priority: 0,
+      bytes: 1,
+      tokens: 1,
+      model: 'm',
+      targetModel: 'm',
+    });
     const resumed: string[] = [];
     const t = h.gate.admit(req('gone'), () => resumed.push('gone'))!;
     h.gate.admit(req('stays'), (err) => resumed.push(`stays:${err?.status}:${err?.dropReason}`));
@@ -181,8 +238,8 @@ describe('flow-control policies', () => {
       { id: 'a', items: [item(0, 30)] },
       { id: 'b', items: [] as QueuedItem[] },
       { id: 'c', items: [item(1, 20)] },
-    ].map((f) => ({ id: f.id, head: () => f.items[0] }));
-    const fcfs = ORDERING_POLICIES['fcfs-ordering-policy']!;
+    ].map((field) => ({ id: field.id, head: () => field.items[0] }));
+    const fcfs = ORDERING_POLICIES['fcfs-ordering-policy'];
     expect(globalStrictFairness().pick(flows, fcfs)?.id).toBe('c');
     const rr = roundRobinFairness();
     expect([1, 2, 3, 4].map(() => rr.pick(flows, fcfs)?.id)).toEqual(['a', 'c', 'a', 'c']);
@@ -191,22 +248,48 @@ describe('flow-control policies', () => {
 });
 
 describe('flow-control settings and saturation detectors', () => {
-  const endpoint = (waiting: number, kv: number, updatedAt: number) => ({ metrics: { waitingQueueSize: waiting, kvCacheUsage: kv, updatedAt } }) as unknown as Endpoint;
+  const endpoint = (waiting: number, kv: number, updatedAt: number) =>
+    // eslint-disable-next-line no-restricted-syntax -- the detectors read only an endpoint's metrics
+    ({ metrics: { waitingQueueSize: waiting, kvCacheUsage: kv, updatedAt } }) as unknown as Endpoint;
 
   it('utilization: mean over endpoints of max(queue ratio, KV ratio), a stale endpoint counting 1, no endpoint 1', () => {
     const t = { queueDepthThreshold: 5, kvCacheUtilThreshold: 0.8, metricsStalenessThresholdMs: 200 };
     const now = () => 1_000;
     expect(utilizationSaturation(t, () => [], now)({ requests: 0, tokens: 0 })).toBe(1);
-    expect(utilizationSaturation(t, () => [endpoint(5, 0.4, 900), endpoint(0, 0.4, 900)], now)({ requests: 0, tokens: 0 })).toBeCloseTo((1 + 0.5) / 2);
-    expect(utilizationSaturation(t, () => [endpoint(0, 0, 700), endpoint(0, 0.8, 1_000)], now)({ requests: 0, tokens: 0 })).toBe(1);
+    expect(
+      utilizationSaturation(t, () => [endpoint(5, 0.4, 900), endpoint(0, 0.4, 900)], now)({ requests: 0, tokens: 0 }),
+    ).toBeCloseTo((1 + 0.5) / 2);
+    expect(
+      utilizationSaturation(t, () => [endpoint(0, 0, 700), endpoint(0, 0.8, 1_000)], now)({ requests: 0, tokens: 0 }),
+    ).toBe(1);
   });
 
   it('concurrency: in-flight requests (or tokens) over the per-endpoint limit times endpoints', () => {
     const two = () => [endpoint(0, 0, 0), endpoint(0, 0, 0)];
-    expect(concurrencySaturation({ maxConcurrency: 4, maxTokenConcurrency: 100, concurrencyMode: 'requests' }, two)({ requests: 6, tokens: 0 })).toBe(0.75);
-    expect(concurrencySaturation({ maxConcurrency: 4, maxTokenConcurrency: 100, concurrencyMode: 'tokens' }, two)({ requests: 6, tokens: 300 })).toBe(1.5);
-    expect(concurrencySaturation({ maxConcurrency: 4, maxTokenConcurrency: 100, concurrencyMode: 'hybrid' }, two)({ requests: 8, tokens: 50 })).toBe(1);
-    expect(concurrencySaturation({ maxConcurrency: 4, maxTokenConcurrency: 100, concurrencyMode: 'requests' }, () => [])({ requests: 0, tokens: 0 })).toBe(1);
+    expect(
+      concurrencySaturation(
+        { maxConcurrency: 4, maxTokenConcurrency: 100, concurrencyMode: 'requests' },
+        two,
+      )({ requests: 6, tokens: 0 }),
+    ).toBe(0.75);
+    expect(
+      concurrencySaturation(
+        { maxConcurrency: 4, maxTokenConcurrency: 100, concurrencyMode: 'tokens' },
+        two,
+      )({ requests: 6, tokens: 300 }),
+    ).toBe(1.5);
+    expect(
+      concurrencySaturation(
+        { maxConcurrency: 4, maxTokenConcurrency: 100, concurrencyMode: 'hybrid' },
+        two,
+      )({ requests: 8, tokens: 50 }),
+    ).toBe(1);
+    expect(
+      concurrencySaturation({ maxConcurrency: 4, maxTokenConcurrency: 100, concurrencyMode: 'requests' }, () => [])({
+        requests: 0,
+        tokens: 0,
+      }),
+    ).toBe(1);
   });
 
   it('bands, policies and bounds come from the config with GAIE defaults and the pd-router flags where upstream has none', () => {
@@ -226,13 +309,30 @@ flowControl:
   defaultPriorityBand: {fairnessPolicyRef: rr, maxBytes: 1Mi}
   priorityBands: [{priority: 5, orderingPolicyRef: edf-ordering-policy, maxRequests: 3}, {priority: 1, fairnessPolicyRef: pa}]
 `);
-    const flags = { flowControlRequestTtl: 30_000, flowControlBandMaxRequests: 5000, flowControlMaxFlows: 1024, flowControlPollInterval: 50 };
+    const flags = {
+      flowControlRequestTtl: 30_000,
+      flowControlBandMaxRequests: 5000,
+      flowControlMaxFlows: 1024,
+      flowControlPollInterval: 50,
+    };
     const s = gateSettings(c.flowControl, flags);
-    expect(s.defaultBand).toEqual({ maxRequests: 5000, maxBytes: 1024 * 1024, fairness: 'round-robin-fairness-policy', ordering: 'fcfs-ordering-policy' });
-    expect(s.bands.get(5)).toEqual({ maxRequests: 3, maxBytes: 1024 * 1024, fairness: 'round-robin-fairness-policy', ordering: 'edf-ordering-policy' });
+    expect(s.defaultBand).toEqual({
+      maxRequests: 5000,
+      maxBytes: 1024 * 1024,
+      fairness: 'round-robin-fairness-policy',
+      ordering: 'fcfs-ordering-policy',
+    });
+    expect(s.bands.get(5)).toEqual({
+      maxRequests: 3,
+      maxBytes: 1024 * 1024,
+      fairness: 'round-robin-fairness-policy',
+      ordering: 'edf-ordering-policy',
+    });
     // program-aware-fairness is not implemented: upstream's default is used, and the startup warning says so.
     expect(s.bands.get(1)!.fairness).toBe('global-strict-fairness-policy');
-    expect(c.warnings.join('\n')).toMatch(/policy pa \(program-aware-fairness\) \(global-strict-fairness-policy is used\)/);
+    expect(c.warnings.join('\n')).toMatch(
+      /policy pa \(program-aware-fairness\) \(global-strict-fairness-policy is used\)/,
+    );
     expect([s.maxRequests, s.maxBytes, s.requestTtlMs, s.maxFlows]).toEqual([50, 0, 30_000, 1024]);
     expect(saturationDetector(c.flowControl, () => [endpoint(0, 0, 0)])({ requests: 7, tokens: 0 })).toBe(1);
   });

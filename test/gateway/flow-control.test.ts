@@ -19,21 +19,21 @@ import { ROOT, metricValue, metricsText, waitFor } from '../helpers.js';
 
 const PRIORITIES: Record<string, number> = { high: 10, low: -1 };
 
-function config(o: { maxConcurrency: number; ttl: string; band: string }): string {
+function config(options: { maxConcurrency: number; ttl: string; band: string }): string {
   return `apiVersion: llm-d.ai/v1alpha1
 kind: EndpointPickerConfig
 featureGates: [flowControl]
 plugins:
 - {type: queue-scorer}
 - {type: max-score-picker}
-- {name: sat, type: concurrency-detector, parameters: {maxConcurrency: ${o.maxConcurrency}}}
+- {name: sat, type: concurrency-detector, parameters: {maxConcurrency: ${options.maxConcurrency}}}
 - {name: rr, type: round-robin-fairness-policy}
 schedulingProfiles: [{name: default, plugins: [{pluginRef: queue-scorer}, {pluginRef: max-score-picker}]}]
 flowControl:
-  defaultRequestTTL: ${o.ttl}
+  defaultRequestTTL: ${options.ttl}
   saturationDetector: {pluginRef: sat}
   defaultPriorityBand: {fairnessPolicyRef: rr}
-  defaultNegativePriorityBand: {fairnessPolicyRef: rr, ${o.band}}
+  defaultNegativePriorityBand: {fairnessPolicyRef: rr, ${options.band}}
 `;
 }
 
@@ -53,12 +53,33 @@ afterEach(async () => {
 
 async function startStack(yaml: string): Promise<Stack> {
   // Two sequences at once: twice the one the EPP lets in flight, so only flow control holds requests back.
-  const sim = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, engineModel: 'step', maxNumSeqs: 2, latencyCalculator: 'constant', timeToFirstToken: 5, interTokenLatency: 1, recordRequests: 1000 }));
-  const epp = await startEpp(
-    eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, endpointsFile: endpointsFile(endpointsYaml([spec('sim-0', '127.0.0.1', 'decode', {}, sim.port)])), configText: yaml }),
-    { random: seeded(), requestPolicies: { rewrite: () => undefined, priority: (o) => PRIORITIES[o] ?? 0 } },
+  const sim = await startSimulator(
+    simConfig({
+      host: '127.0.0.1',
+      port: 0,
+      engineModel: 'step',
+      maxNumSeqs: 2,
+      latencyCalculator: 'constant',
+      timeToFirstToken: 5,
+      interTokenLatency: 1,
+      recordRequests: 1000,
+    }),
   );
-  const gateway = await startGateway(gatewayConfig({ host: '127.0.0.1', port: 0, eppTls: false, epp: `127.0.0.1:${epp.grpcPort}` }));
+  const epp = await startEpp(
+    eppConfig({
+      host: '127.0.0.1',
+      grpcPort: 0,
+      grpcHealthPort: 0,
+      metricsPort: 0,
+      secureServing: false,
+      endpointsFile: endpointsFile(endpointsYaml([spec('sim-0', '127.0.0.1', 'decode', {}, sim.port)])),
+      configText: yaml,
+    }),
+    { random: seeded(), requestPolicies: { rewrite: () => undefined, priority: (text) => PRIORITIES[text] ?? 0 } },
+  );
+  const gateway = await startGateway(
+    gatewayConfig({ host: '127.0.0.1', port: 0, eppTls: false, epp: `127.0.0.1:${epp.grpcPort}` }),
+  );
   const url = `http://127.0.0.1:${epp.metricsPort}`;
   return {
     sim,
@@ -84,14 +105,20 @@ interface Answer {
 const REQUEST_BOUND_MS = 150_000;
 
 /** One chat request tagged `tag` (x-test-tag) for fairness id `flow` and objective `objective`; bounded. */
-async function send(s: Stack, tag: string, flow: string, objective = '', signal?: AbortSignal): Promise<Answer> {
-  const headers: Record<string, string> = { 'content-type': 'application/json', 'x-gateway-inference-fairness-id': flow, 'x-test-tag': tag };
+async function send(stack: Stack, tag: string, flow: string, objective = '', signal?: AbortSignal): Promise<Answer> {
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'x-gateway-inference-fairness-id': flow,
+    'x-test-tag': tag,
+  };
   if (objective) headers['x-gateway-inference-objective'] = objective;
-  const res = await fetch(`${s.gateway.url}/v1/chat/completions`, {
+  const res = await fetch(`${stack.gateway.url}/v1/chat/completions`, {
     method: 'POST',
     headers,
     body: JSON.stringify({ model: 'sim-model', messages: [{ role: 'user', content: `hello ${tag}` }], max_tokens: 2 }),
-    signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(REQUEST_BOUND_MS)]) : AbortSignal.timeout(REQUEST_BOUND_MS),
+    signal: signal
+      ? AbortSignal.any([signal, AbortSignal.timeout(REQUEST_BOUND_MS)])
+      : AbortSignal.timeout(REQUEST_BOUND_MS),
   });
   return { tag, status: res.status, reason: res.headers.get('x-llm-d-request-dropped-reason'), body: await res.text() };
 }
@@ -100,50 +127,79 @@ async function send(s: Stack, tag: string, flow: string, objective = '', signal?
  * Sends `n` blockers the simulator holds (its hang fault, on for exactly the first `n` requests that reach it);
  * resolves once all `n` are held there, so the EPP has them in flight and the pool is saturated.
  */
-async function block(s: Stack, n: number): Promise<AbortController> {
+async function block(stack: Stack, count: number): Promise<AbortController> {
   let held = 0;
-  Object.defineProperty(s.sim.engine.faults, 'hang', { configurable: true, get: () => ++held <= n, set: () => undefined });
+  Object.defineProperty(stack.sim.engine.faults, 'hang', {
+    configurable: true,
+    get: () => ++held <= count,
+    set: () => undefined,
+  });
   const ac = new AbortController();
-  for (let i = 0; i < n; i++) void send(s, `blocker${i}`, 'blockers', '', ac.signal).catch(() => undefined);
-  await waitFor(() => held >= n, 30_000, `${n} blockers held at the simulator`);
+  for (let i = 0; i < count; i++) void send(stack, `blocker${i}`, 'blockers', '', ac.signal).catch(() => undefined);
+  await waitFor(() => held >= count, 30_000, `${count} blockers held at the simulator`);
   return ac;
 }
 
 /** Requests of (fairness id, priority) in the EPP's queues, read in process (no /metrics scrape competing for the CPU). */
-async function queued(s: Stack, flow: string, priority: string): Promise<number> {
-  const gauge = s.epp.metrics.registry.getSingleMetric('llm_d_epp_flow_control_queue_size');
+async function queued(stack: Stack, flow: string, priority: string): Promise<number> {
+  const gauge = stack.epp.metrics.registry.getSingleMetric('llm_d_epp_flow_control_queue_size');
   const values = gauge ? (await gauge.get()).values : [];
-  return values.find((v) => v.labels.fairness_id === flow && v.labels.priority === priority)?.value ?? 0;
+  return (
+    values.find((metricValue) => metricValue.labels.fairness_id === flow && metricValue.labels.priority === priority)
+      ?.value ?? 0
+  );
 }
 
 /** Tags in the order the simulator received them (the order the EPP dispatched them, one at a time). */
-const arrivals = (s: Stack) => s.sim.engine.recentRequests().map((r) => String(r.headers['x-test-tag'])).filter((t) => !t.startsWith('blocker'));
+const arrivals = (stack: Stack) =>
+  stack.sim.engine
+    .recentRequests()
+    .map((record) => String(record.headers['x-test-tag']))
+    .filter((text) => !text.startsWith('blocker'));
 
 describe('flow control through the gateway', () => {
-  it('two fairness ids flooding at 10:1 are dispatched 1:1 under round-robin fairness', async () => {
-    stack = await startStack(config({ maxConcurrency: 1, ttl: '60s', band: 'maxRequests: 1000' }));
-    const s = stack;
-    const blockers = await block(s, 1);
-    const answers: Array<Promise<Answer>> = [];
-    for (let i = 0; i < 110; i++) answers.push(i % 11 === 10 ? send(s, `b${i}`, 'b') : send(s, `a${i}`, 'a'));
-    await waitFor(async () => (await queued(s, 'a', '0')) === 100 && (await queued(s, 'b', '0')) === 10, REQUEST_BOUND_MS, 'the flood queued');
-    blockers.abort();
-    const done = await Promise.all(answers);
-    // Every request waited in its queue until dispatched: none was cut by the gateway (a 500 "no answer from the EPP").
-    expect(done.filter((a) => a.status !== 200).map((a) => `${a.tag}: ${a.status} ${a.body}`)).toEqual([]);
-    // While both flows were backlogged (the first 20 dispatches), round robin alternates between them.
-    const first20 = arrivals(s).slice(0, 20);
-    expect(first20.filter((t) => t.startsWith('b'))).toHaveLength(10);
-    expect(first20.filter((t) => t.startsWith('a'))).toHaveLength(10);
-    const text = await s.metrics();
-    expect(metricValue(text, 'llm_d_epp_flow_control_requests_total', { outcome: 'Dispatched', priority: '0' })).toBe(111);
-    expect(metricValue(text, 'inference_extension_flow_control_queue_size', { fairness_id: 'a', priority: '0' })).toBe(0);
-    expect(metricValue(await metricsText(s.gateway.url, '/gateway/metrics'), 'pd_router_gateway_epp_failures_total') ?? 0).toBe(0);
-  }, 2 * REQUEST_BOUND_MS);
+  it(
+    'two fairness ids flooding at 10:1 are dispatched 1:1 under round-robin fairness',
+    async () => {
+      stack = await startStack(config({ maxConcurrency: 1, ttl: '60s', band: 'maxRequests: 1000' }));
+      const s = stack;
+      const blockers = await block(s, 1);
+      const answers: Array<Promise<Answer>> = [];
+      for (let i = 0; i < 110; i++) answers.push(i % 11 === 10 ? send(s, `b${i}`, 'b') : send(s, `a${i}`, 'a'));
+      await waitFor(
+        async () => (await queued(s, 'a', '0')) === 100 && (await queued(s, 'b', '0')) === 10,
+        REQUEST_BOUND_MS,
+        'the flood queued',
+      );
+      blockers.abort();
+      const done = await Promise.all(answers);
+      // Every request waited in its queue until dispatched: none was cut by the gateway (a 500 "no answer from the EPP").
+      expect(
+        done
+          .filter((answer) => answer.status !== 200)
+          .map((answer) => `${answer.tag}: ${answer.status} ${answer.body}`),
+      ).toEqual([]);
+      // While both flows were backlogged (the first 20 dispatches), round robin alternates between them.
+      const first20 = arrivals(s).slice(0, 20);
+      expect(first20.filter((text) => text.startsWith('b'))).toHaveLength(10);
+      expect(first20.filter((text) => text.startsWith('a'))).toHaveLength(10);
+      const text = await s.metrics();
+      expect(metricValue(text, 'llm_d_epp_flow_control_requests_total', { outcome: 'Dispatched', priority: '0' })).toBe(
+        111,
+      );
+      expect(
+        metricValue(text, 'inference_extension_flow_control_queue_size', { fairness_id: 'a', priority: '0' }),
+      ).toBe(0);
+      expect(
+        metricValue(await metricsText(s.gateway.url, '/gateway/metrics'), 'pd_router_gateway_epp_failures_total') ?? 0,
+      ).toBe(0);
+    },
+    2 * REQUEST_BOUND_MS,
+  );
 
   it("the gateway's default EPP message timeout is deploy/envoy.yaml's message_timeout and outlasts the EPP's default queue TTL", () => {
     const envoy = readFileSync(path.join(ROOT, 'deploy/envoy.yaml'), 'utf8');
-    const timeouts = [...envoy.matchAll(/message_timeout: (\S+)/g)].map((m) => parseDuration(m[1]!));
+    const timeouts = [...envoy.matchAll(/message_timeout: (\S+)/g)].map((match) => parseDuration(match[1]));
     expect(timeouts).toHaveLength(1);
     expect(gatewayConfig({}).eppMessageTimeout).toBe(timeouts[0]);
     // A request may wait in a flow-control queue until its TTL; the gateway must not give up on the EPP before that.
@@ -157,15 +213,25 @@ describe('flow control through the gateway', () => {
     const low: Array<Promise<Answer>> = [];
     for (let i = 0; i < 10; i++) low.push(send(s, `low${i}`, 'tenant-low', 'low'));
     // Six fit in the low band; four are shed at once.
-    const rejectedNow = async () => metricValue(await s.metrics(), 'llm_d_epp_flow_control_requests_total', { outcome: 'RejectedCapacity', priority: '-1' }) ?? 0;
-    await waitFor(async () => (await queued(s, 'tenant-low', '-1')) === 6 && (await rejectedNow()) === 4, 30_000, 'six low requests queued, four shed');
+    const rejectedNow = async () =>
+      metricValue(await s.metrics(), 'llm_d_epp_flow_control_requests_total', {
+        outcome: 'RejectedCapacity',
+        priority: '-1',
+      }) ?? 0;
+    await waitFor(
+      async () => (await queued(s, 'tenant-low', '-1')) === 6 && (await rejectedNow()) === 4,
+      30_000,
+      'six low requests queued, four shed',
+    );
     const high = [0, 1, 2].map((i) => send(s, `high${i}`, 'tenant-high', 'high'));
     await waitFor(async () => (await queued(s, 'tenant-high', '10')) === 3, 30_000, 'three high requests queued');
     blockers.abort();
     const all = [...(await Promise.all(high)), ...(await Promise.all(low))];
-    expect(all.filter((a) => a.tag.startsWith('high')).map((a) => a.status)).toEqual([200, 200, 200]);
+    expect(all.filter((answer) => answer.tag.startsWith('high')).map((answer) => answer.status)).toEqual([
+      200, 200, 200,
+    ]);
     // Which four of the ten were over the bound depends on arrival; exactly four, each 429 rejected-saturated.
-    const rejected = all.filter((a) => a.status !== 200);
+    const rejected = all.filter((answer) => answer.status !== 200);
     expect(rejected).toHaveLength(4);
     for (const r of rejected) {
       expect([r.status, r.reason]).toEqual([429, 'rejected-saturated']);
@@ -186,17 +252,27 @@ describe('flow control through the gateway', () => {
       expect(a.body).toBe('inference error: ResourceExhausted - request timed out in queue: waited 1000ms');
     }
     const text = await s.metrics();
-    expect(metricValue(text, 'llm_d_epp_flow_control_requests_total', { outcome: 'EvictedTTL', priority: '-1' })).toBe(3);
+    expect(metricValue(text, 'llm_d_epp_flow_control_requests_total', { outcome: 'EvictedTTL', priority: '-1' })).toBe(
+      3,
+    );
     // Queue time is recorded per outcome; no TTL eviction is recorded under 1 s.
-    expect(metricValue(text, 'llm_d_epp_flow_control_request_queue_duration_seconds_bucket', { fairness_id: 'x', outcome: 'EvictedTTL', le: '0.5' })).toBe(0);
+    expect(
+      metricValue(text, 'llm_d_epp_flow_control_request_queue_duration_seconds_bucket', {
+        fairness_id: 'x',
+        outcome: 'EvictedTTL',
+        le: '0.5',
+      }),
+    ).toBe(0);
     expect(arrivals(s)).toEqual([]);
     blockers.abort();
   }, 120_000);
 
-  it('with an asynchronous producer (burst-prefix-cache window), a request dispatched from its queue is decided, routed and released', async () => {
-    // The decision waits for the producer's window after flow control lets the request go; each completion must free
-    // the slot, or the second queued request would never leave its queue.
-    stack = await startStack(`apiVersion: llm-d.ai/v1alpha1
+  it(
+    'with an asynchronous producer (burst-prefix-cache window), a request dispatched from its queue is decided, routed and released',
+    async () => {
+      // The decision waits for the producer's window after flow control lets the request go; each completion must free
+      // the slot, or the second queued request would never leave its queue.
+      stack = await startStack(`apiVersion: llm-d.ai/v1alpha1
 kind: EndpointPickerConfig
 featureGates: [flowControl]
 plugins:
@@ -210,36 +286,66 @@ flowControl:
   defaultRequestTTL: 600s
   saturationDetector: {pluginRef: sat}
 `);
-    const s = stack;
-    expect(s.epp.config.flowControl.enabled).toBe(true);
-    const blockers = await block(s, 1);
-    const waiting = [0, 1, 2].map((i) => send(s, `q${i}`, 'x'));
-    await waitFor(async () => (await queued(s, 'x', '0')) === 3, REQUEST_BOUND_MS, 'three queued');
-    blockers.abort();
-    expect((await Promise.all(waiting)).map((a) => [a.tag, a.status])).toEqual([['q0', 200], ['q1', 200], ['q2', 200]]);
-    expect([...arrivals(s)].sort()).toEqual(['q0', 'q1', 'q2']);
-    expect(metricValue(await s.metrics(), 'llm_d_epp_flow_control_requests_total', { outcome: 'Dispatched', priority: '0' })).toBe(4);
-  }, 2 * REQUEST_BOUND_MS);
+      const s = stack;
+      expect(s.epp.config.flowControl.enabled).toBe(true);
+      const blockers = await block(s, 1);
+      const waiting = [0, 1, 2].map((i) => send(s, `q${i}`, 'x'));
+      await waitFor(async () => (await queued(s, 'x', '0')) === 3, REQUEST_BOUND_MS, 'three queued');
+      blockers.abort();
+      expect((await Promise.all(waiting)).map((answer) => [answer.tag, answer.status])).toEqual([
+        ['q0', 200],
+        ['q1', 200],
+        ['q2', 200],
+      ]);
+      expect([...arrivals(s)].sort()).toEqual(['q0', 'q1', 'q2']);
+      expect(
+        metricValue(await s.metrics(), 'llm_d_epp_flow_control_requests_total', {
+          outcome: 'Dispatched',
+          priority: '0',
+        }),
+      ).toBe(4);
+    },
+    2 * REQUEST_BOUND_MS,
+  );
 
-  it('a disconnect leaves the queue at once; the requests behind it are still served', async () => {
-    // A TTL no loaded machine reaches here: only the disconnect takes the request out.
-    stack = await startStack(config({ maxConcurrency: 1, ttl: '600s', band: 'maxRequests: 100' }));
-    const s = stack;
-    const blockers = await block(s, 1);
-    const gone = new AbortController();
-    const leaving = send(s, 'leaver', 'x', 'low', gone.signal).catch((e: Error) => e.name);
-    await waitFor(async () => (await queued(s, 'x', '-1')) === 1, REQUEST_BOUND_MS, 'the leaver queued');
-    const waiting = [0, 1, 2].map((i) => send(s, `w${i}`, 'x', 'low'));
-    await waitFor(async () => (await queued(s, 'x', '-1')) === 4, REQUEST_BOUND_MS, 'four queued');
-    gone.abort();
-    await waitFor(async () => (await queued(s, 'x', '-1')) === 3, REQUEST_BOUND_MS, 'the disconnected request left its queue');
-    expect(await leaving).toBe('AbortError');
-    expect(metricValue(await s.metrics(), 'llm_d_epp_flow_control_requests_total', { outcome: 'EvictedContextCancelled', priority: '-1' })).toBe(1);
-    blockers.abort();
-    expect((await Promise.all(waiting)).map((a) => [a.tag, a.status])).toEqual([['w0', 200], ['w1', 200], ['w2', 200]]);
-    // The leaver never reached the simulator.
-    expect([...arrivals(s)].sort()).toEqual(['w0', 'w1', 'w2']);
-    const text = await s.metrics();
-    expect(metricValue(text, 'llm_d_epp_flow_control_requests_total', { outcome: 'EvictedTTL', priority: '-1' })).toBeUndefined();
-  }, 2 * REQUEST_BOUND_MS);
+  it(
+    'a disconnect leaves the queue at once; the requests behind it are still served',
+    async () => {
+      // A TTL no loaded machine reaches here: only the disconnect takes the request out.
+      stack = await startStack(config({ maxConcurrency: 1, ttl: '600s', band: 'maxRequests: 100' }));
+      const s = stack;
+      const blockers = await block(s, 1);
+      const gone = new AbortController();
+      const leaving = send(s, 'leaver', 'x', 'low', gone.signal).catch((err: unknown) => (err as Error).name);
+      await waitFor(async () => (await queued(s, 'x', '-1')) === 1, REQUEST_BOUND_MS, 'the leaver queued');
+      const waiting = [0, 1, 2].map((i) => send(s, `w${i}`, 'x', 'low'));
+      await waitFor(async () => (await queued(s, 'x', '-1')) === 4, REQUEST_BOUND_MS, 'four queued');
+      gone.abort();
+      await waitFor(
+        async () => (await queued(s, 'x', '-1')) === 3,
+        REQUEST_BOUND_MS,
+        'the disconnected request left its queue',
+      );
+      expect(await leaving).toBe('AbortError');
+      expect(
+        metricValue(await s.metrics(), 'llm_d_epp_flow_control_requests_total', {
+          outcome: 'EvictedContextCancelled',
+          priority: '-1',
+        }),
+      ).toBe(1);
+      blockers.abort();
+      expect((await Promise.all(waiting)).map((answer) => [answer.tag, answer.status])).toEqual([
+        ['w0', 200],
+        ['w1', 200],
+        ['w2', 200],
+      ]);
+      // The leaver never reached the simulator.
+      expect([...arrivals(s)].sort()).toEqual(['w0', 'w1', 'w2']);
+      const text = await s.metrics();
+      expect(
+        metricValue(text, 'llm_d_epp_flow_control_requests_total', { outcome: 'EvictedTTL', priority: '-1' }),
+      ).toBeUndefined();
+    },
+    2 * REQUEST_BOUND_MS,
+  );
 });

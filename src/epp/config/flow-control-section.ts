@@ -146,7 +146,9 @@ export function notEnforcedWarning(
 ): string | undefined {
   const parts: string[] = [];
   const sec = flowControlSettings.section;
-  const asked = sec !== undefined && Object.entries(sec).some(([k, v]) => k !== 'saturationDetector' && v !== undefined);
+  const asked =
+    sec !== undefined &&
+    Object.entries(sec).some(([key, value]) => key !== 'saturationDetector' && value !== undefined);
   if (flowControlSettings.enabled) {
     // The gate enforces queues, bands, bounds, TTL and these policies; the rest falls back or is ignored.
     const unsupported: string[] = [];
@@ -160,12 +162,17 @@ export function notEnforcedWarning(
         const plugin = ref ? flowControlSettings.plugins.get(ref) : undefined;
         if (plugin && !(plugin.type in supported) && !seen.has(plugin.name)) {
           seen.add(plugin.name);
-          unsupported.push(`policy ${plugin.name === plugin.type ? plugin.name : `${plugin.name} (${plugin.type})`} (${fallback} is used)`);
+          unsupported.push(
+            `policy ${plugin.name === plugin.type ? plugin.name : `${plugin.name} (${plugin.type})`} (${fallback} is used)`,
+          );
         }
       }
     }
-    const usage = sec?.usageLimitPolicyPluginRef ? flowControlSettings.plugins.get(sec.usageLimitPolicyPluginRef) : undefined;
-    if (usage && !(usage.type === 'static-usage-limit-policy' && usage.flowControl.settings.threshold === 1)) unsupported.push(`usageLimitPolicyPluginRef=${usage.name} (dispatch stops at saturation 1.0)`);
+    const usage = sec?.usageLimitPolicyPluginRef
+      ? flowControlSettings.plugins.get(sec.usageLimitPolicyPluginRef)
+      : undefined;
+    if (usage && !(usage.type === 'static-usage-limit-policy' && usage.flowControl.settings.threshold === 1))
+      unsupported.push(`usageLimitPolicyPluginRef=${usage.name} (dispatch stops at saturation 1.0)`);
     if (sec?.enableEviction) unsupported.push('enableEviction (dispatched requests are never evicted)');
     if (unsupported.length) parts.push(`flowControl (the flowControl feature gate is on; ${unsupported.join(', ')})`);
   } else if (asked) {
@@ -181,7 +188,9 @@ export function notEnforcedWarning(
     if (sec?.defaultNegativePriorityBand) limits.push('defaultNegativePriorityBand');
     if (sec?.usageLimitPolicyPluginRef) limits.push(`usageLimitPolicyPluginRef=${sec.usageLimitPolicyPluginRef}`);
     if (sec?.enableEviction) limits.push('enableEviction');
-    const policies = [...flowControlSettings.plugins.values()].filter((plugin) => plugin.flowControl.role !== 'saturation-detector');
+    const policies = [...flowControlSettings.plugins.values()].filter(
+      (plugin) => plugin.flowControl.role !== 'saturation-detector',
+    );
     parts.push(
       `flowControl (the flowControl feature gate is off (upstream would ignore these settings too)${limits.length ? `; ${limits.join(', ')}` : ''}${policies.length ? `; policies ${policies.map((plugin) => (plugin.name === plugin.type ? plugin.name : `${plugin.name} (${plugin.type})`)).join(', ')}` : ''}): ` +
         'no request is queued, prioritised, limited, evicted or rejected by flow control; requests are scheduled as they arrive',
@@ -193,7 +202,9 @@ export function notEnforcedWarning(
       d.form === 'thresholds'
         ? `thresholds queueDepthThreshold=${d.queueDepthThreshold}, kvCacheUtilThreshold=${d.kvCacheUtilThreshold}, metricsStalenessThreshold=${formatDuration(d.metricsStalenessThresholdMs)}`
         : `${d.plugin.name} (${d.plugin.type}: ${describeSettings(d.plugin.flowControl.settings)})`;
-    parts.push(`saturationDetector (${what}): no request is shed when the pool is saturated (pd-router uses the saturation detector only with the flowControl feature gate on; upstream also sheds sheddable requests, priority < 0, without it)`);
+    parts.push(
+      `saturationDetector (${what}): no request is shed when the pool is saturated (pd-router uses the saturation detector only with the flowControl feature gate on; upstream also sheds sheddable requests, priority < 0, without it)`,
+    );
   }
   if (parts.length === 0) return undefined;
   return `not enforced by pd-router (parsed, validated and kept, but without effect): ${parts.join('; ')}`;

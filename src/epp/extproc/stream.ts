@@ -325,7 +325,15 @@ export class ExtProcStream {
     this.series = this.deps.metrics.request(request.model, request.targetModel, fairnessId, request.priority);
     const gate = this.deps.gate;
     if (gate) {
-      const flowRequest: FlowRequest = { id: this.requestId, fairnessId, priority: request.priority, bytes: body.length, tokens: request.tokenCount, model: request.model, targetModel: request.targetModel };
+      const flowRequest: FlowRequest = {
+        id: this.requestId,
+        fairnessId,
+        priority: request.priority,
+        bytes: body.length,
+        tokens: request.tokenCount,
+        model: request.model,
+        targetModel: request.targetModel,
+      };
       this.ticket = gate.admit(flowRequest, (err) => this.leaveQueue(flowRequest, err, endOfStream, body.length, then));
       if (this.ticket) return;
       this.admitted = flowRequest;
@@ -334,16 +342,28 @@ export class ExtProcStream {
   }
 
   /** Flow control dispatched the request (schedule it now, if this replica may still route) or shed it (answer with its error). */
-  private leaveQueue(flowRequest: FlowRequest, err: InferenceError | undefined, endOfStream: boolean, bodyBytes: number, then?: () => void): void {
+  private leaveQueue(
+    flowRequest: FlowRequest,
+    err: InferenceError | undefined,
+    endOfStream: boolean,
+    bodyBytes: number,
+    then?: () => void,
+  ): void {
     this.ticket = undefined;
-    if (err) return this.reject(err);
+    if (err) {
+      this.reject(err);
+      return;
+    }
     this.admitted = flowRequest;
     if (this.closed) return this.deps.gate?.release(flowRequest);
     try {
       this.admit();
       this.schedule(endOfStream, bodyBytes, performance.now(), then);
     } catch (e) {
-      if (e instanceof InferenceError) return this.reject(e);
+      if (e instanceof InferenceError) {
+        this.reject(e);
+        return;
+      }
       this.deps.logger.error({ err: e, reqId: this.requestId }, 'ext_proc stream failed');
       this.fail(grpc.status.INTERNAL, (e as Error).message);
     }

@@ -37,16 +37,23 @@ export function gateSettings(fc: FlowControlSettings, flags: FlowControlFlags): 
     const t = ref ? (fc.plugins.get(ref)?.type ?? ref) : def;
     return t in known ? t : def;
   };
-  const band = (b: BandSection | undefined, template?: BandSettings): BandSettings => ({
-    maxRequests: b?.maxRequests || template?.maxRequests || flags.flowControlBandMaxRequests,
-    maxBytes: b?.maxBytes || template?.maxBytes || DEFAULT_BAND_MAX_BYTES,
-    fairness: b?.fairnessPolicyRef ? typeOf(b.fairnessPolicyRef, DEFAULT_FAIRNESS_POLICY, FAIRNESS_POLICIES) : (template?.fairness ?? DEFAULT_FAIRNESS_POLICY),
-    ordering: b?.orderingPolicyRef ? typeOf(b.orderingPolicyRef, DEFAULT_ORDERING_POLICY, ORDERING_POLICIES) : (template?.ordering ?? DEFAULT_ORDERING_POLICY),
+  const band = (right: BandSection | undefined, template?: BandSettings): BandSettings => ({
+    maxRequests: right?.maxRequests || template?.maxRequests || flags.flowControlBandMaxRequests,
+    maxBytes: right?.maxBytes || template?.maxBytes || DEFAULT_BAND_MAX_BYTES,
+    fairness: right?.fairnessPolicyRef
+      ? typeOf(right.fairnessPolicyRef, DEFAULT_FAIRNESS_POLICY, FAIRNESS_POLICIES)
+      : (template?.fairness ?? DEFAULT_FAIRNESS_POLICY),
+    ordering: right?.orderingPolicyRef
+      ? typeOf(right.orderingPolicyRef, DEFAULT_ORDERING_POLICY, ORDERING_POLICIES)
+      : (template?.ordering ?? DEFAULT_ORDERING_POLICY),
   });
   const defaultBand = band(sec?.defaultPriorityBand);
-  const defaultNegativeBand = sec?.defaultNegativePriorityBand ? band(sec.defaultNegativePriorityBand, defaultBand) : defaultBand;
+  const defaultNegativeBand = sec?.defaultNegativePriorityBand
+    ? band(sec.defaultNegativePriorityBand, defaultBand)
+    : defaultBand;
   const bands = new Map<number, BandSettings>();
-  for (const b of sec?.priorityBands ?? []) bands.set(b.priority, band(b, b.priority < 0 ? defaultNegativeBand : defaultBand));
+  for (const b of sec?.priorityBands ?? [])
+    bands.set(b.priority, band(b, b.priority < 0 ? defaultNegativeBand : defaultBand));
   return {
     bands,
     defaultBand,
@@ -67,7 +74,11 @@ interface Thresholds {
   metricsStalenessThresholdMs: number;
 }
 
-export function utilizationSaturation(t: Thresholds, endpoints: () => readonly Endpoint[], now: () => number = Date.now): SaturationDetector {
+export function utilizationSaturation(
+  thresholds: Thresholds,
+  endpoints: () => readonly Endpoint[],
+  now: () => number = Date.now,
+): SaturationDetector {
   return () => {
     const all = endpoints();
     if (all.length === 0) return 1;
@@ -75,20 +86,31 @@ export function utilizationSaturation(t: Thresholds, endpoints: () => readonly E
     let total = 0;
     for (const e of all) {
       const m = e.metrics;
-      if (m.updatedAt <= 0 || at - m.updatedAt > t.metricsStalenessThresholdMs) total += 1;
-      else total += Math.max(m.waitingQueueSize / t.queueDepthThreshold, m.kvCacheUsage / t.kvCacheUtilThreshold);
+      if (m.updatedAt <= 0 || at - m.updatedAt > thresholds.metricsStalenessThresholdMs) total += 1;
+      else
+        total += Math.max(
+          m.waitingQueueSize / thresholds.queueDepthThreshold,
+          m.kvCacheUsage / thresholds.kvCacheUtilThreshold,
+        );
     }
     return total / all.length;
   };
 }
 
-export function concurrencySaturation(p: { maxConcurrency: number; maxTokenConcurrency: number; concurrencyMode: string }, endpoints: () => readonly Endpoint[]): SaturationDetector {
+export function concurrencySaturation(
+  params: { maxConcurrency: number; maxTokenConcurrency: number; concurrencyMode: string },
+  endpoints: () => readonly Endpoint[],
+): SaturationDetector {
   return (inflight) => {
     const n = endpoints().length;
     if (n === 0) return 1;
-    const requests = inflight.requests / (p.maxConcurrency * n);
-    const tokens = inflight.tokens / (p.maxTokenConcurrency * n);
-    return p.concurrencyMode === 'tokens' ? tokens : p.concurrencyMode === 'hybrid' ? Math.max(requests, tokens) : requests;
+    const requests = inflight.requests / (params.maxConcurrency * n);
+    const tokens = inflight.tokens / (params.maxTokenConcurrency * n);
+    return params.concurrencyMode === 'tokens'
+      ? tokens
+      : params.concurrencyMode === 'hybrid'
+        ? Math.max(requests, tokens)
+        : requests;
   };
 }
 
@@ -98,10 +120,21 @@ export function saturationDetector(fc: FlowControlSettings, endpoints: () => rea
   if (d.form === 'thresholds') return utilizationSaturation(d, endpoints);
   const s = d.plugin.flowControl.settings as Record<string, unknown>;
   if (d.plugin.type === 'concurrency-detector') {
-    return concurrencySaturation({ maxConcurrency: Number(s.maxConcurrency), maxTokenConcurrency: Number(s.maxTokenConcurrency), concurrencyMode: String(s.concurrencyMode) }, endpoints);
+    return concurrencySaturation(
+      {
+        maxConcurrency: Number(s.maxConcurrency),
+        maxTokenConcurrency: Number(s.maxTokenConcurrency),
+        concurrencyMode: String(s.concurrencyMode),
+      },
+      endpoints,
+    );
   }
   return utilizationSaturation(
-    { queueDepthThreshold: Number(s.queueDepthThreshold), kvCacheUtilThreshold: Number(s.kvCacheUtilThreshold), metricsStalenessThresholdMs: Number(s.metricsStalenessThresholdMs) },
+    {
+      queueDepthThreshold: Number(s.queueDepthThreshold),
+      kvCacheUtilThreshold: Number(s.kvCacheUtilThreshold),
+      metricsStalenessThresholdMs: Number(s.metricsStalenessThresholdMs),
+    },
     endpoints,
   );
 }

@@ -16,10 +16,18 @@
  * A cancelled request (client gone) leaves its queue at once (outcome EvictedContextCancelled, nothing to answer).
  */
 import { InferenceError } from '../framework/errors.js';
-import { FAIRNESS_POLICIES, ORDERING_POLICIES, type FairnessPolicy, type FlowView, type OrderingPolicy, type QueuedItem } from './policies.js';
+import {
+  FAIRNESS_POLICIES,
+  ORDERING_POLICIES,
+  type FairnessPolicy,
+  type FlowView,
+  type OrderingPolicy,
+  type QueuedItem,
+} from './policies.js';
 
 /** GAIE's QueueOutcome names, used as the `outcome` metric label. */
-export type FlowOutcome = 'Dispatched' | 'RejectedCapacity' | 'RejectedOther' | 'EvictedTTL' | 'EvictedContextCancelled' | 'EvictedOther';
+export type FlowOutcome =
+  'Dispatched' | 'RejectedCapacity' | 'RejectedOther' | 'EvictedTTL' | 'EvictedContextCancelled' | 'EvictedOther';
 
 export interface BandSettings {
   /** Queued requests the band holds at most (0: no band bound). */
@@ -63,8 +71,8 @@ export interface InFlight {
 
 /** What the gate reports: queue changes, final outcomes, and the saturation it saw. */
 export interface FlowGateObserver {
-  queued(r: FlowRequest, deltaRequests: number, deltaBytes: number): void;
-  outcome(r: FlowRequest, outcome: FlowOutcome, waitedSeconds: number): void;
+  queued(flowRequest: FlowRequest, deltaRequests: number, deltaBytes: number): void;
+  outcome(flowRequest: FlowRequest, outcome: FlowOutcome, waitedSeconds: number): void;
   saturation(value: number): void;
 }
 
@@ -96,14 +104,21 @@ interface Band {
   bytes: number;
 }
 
-export function flowControlError(outcome: 'RejectedCapacity' | 'EvictedTTL' | 'ShuttingDown', detail: string): InferenceError {
+export function flowControlError(
+  outcome: 'RejectedCapacity' | 'EvictedTTL' | 'ShuttingDown',
+  detail: string,
+): InferenceError {
   switch (outcome) {
     case 'RejectedCapacity':
       return new InferenceError('ResourceExhausted', detail, 'rejected-saturated');
     case 'EvictedTTL':
       return new InferenceError('ResourceExhausted', `request timed out in queue: ${detail}`, 'rejected-ttl-expired');
     case 'ShuttingDown':
-      return new InferenceError('ServiceUnavailable', `flow controller shutting down: ${detail}`, 'rejected-shutting-down');
+      return new InferenceError(
+        'ServiceUnavailable',
+        `flow controller shutting down: ${detail}`,
+        'rejected-shutting-down',
+      );
   }
 }
 
@@ -121,7 +136,7 @@ export class FlowControlGate {
   private pumping = false;
 
   constructor(
-    private readonly s: FlowGateSettings,
+    private readonly settings: FlowGateSettings,
     /** The saturation detector: >= 1 means saturated. */
     private readonly saturation: (inflight: Readonly<InFlight>) => number,
     private readonly observer: FlowGateObserver,
@@ -155,27 +170,43 @@ export class FlowControlGate {
     }
     const bs = band.settings;
     const full =
-      (bs.maxRequests > 0 && band.requests + 1 > bs.maxRequests) || (bs.maxBytes > 0 && band.bytes + req.bytes > bs.maxBytes)
+      (bs.maxRequests > 0 && band.requests + 1 > bs.maxRequests) ||
+      (bs.maxBytes > 0 && band.bytes + req.bytes > bs.maxBytes)
         ? `priority band ${band.priority} is full (${band.requests} requests, ${band.bytes} bytes queued)`
-        : (this.s.maxRequests > 0 && this.requests + 1 > this.s.maxRequests) || (this.s.maxBytes > 0 && this.bytes + req.bytes > this.s.maxBytes)
+        : (this.settings.maxRequests > 0 && this.requests + 1 > this.settings.maxRequests) ||
+            (this.settings.maxBytes > 0 && this.bytes + req.bytes > this.settings.maxBytes)
           ? `flow control queues are full (${this.requests} requests, ${this.bytes} bytes queued)`
           : undefined;
     if (full) return this.shedAtOnce(req, `queue at capacity: ${full}`);
     let flow = band.flows.get(req.fairnessId);
     if (!flow) {
-      if (this.flowCount >= this.s.maxFlows) this.collectEmptyFlows();
-      if (this.flowCount >= this.s.maxFlows) return this.shedAtOnce(req, `queue at capacity: too many flows (${this.flowCount} queues for fairness ids and priorities; the bound is ${this.s.maxFlows})`);
+      if (this.flowCount >= this.settings.maxFlows) this.collectEmptyFlows();
+      if (this.flowCount >= this.settings.maxFlows)
+        return this.shedAtOnce(
+          req,
+          `queue at capacity: too many flows (${this.flowCount} queues for fairness ids and priorities; the bound is ${this.settings.maxFlows})`,
+        );
       flow = this.addFlow(band, req.fairnessId);
     }
     const now = this.now();
-    const item: Item = { seq: this.seq++, enqueuedAt: now, deadline: now + this.s.requestTtlMs, req, resume, flow };
+    const item: Item = {
+      seq: this.seq++,
+      enqueuedAt: now,
+      deadline: now + this.settings.requestTtlMs,
+      req,
+      resume,
+      flow,
+    };
     insertSorted(flow.items, item, band.order);
     band.requests++;
     band.bytes += req.bytes;
     this.requests++;
     this.bytes += req.bytes;
     this.observer.queued(req, 1, req.bytes);
-    item.timer = setTimeout(() => this.evict(item, 'EvictedTTL', flowControlError('EvictedTTL', `waited ${this.s.requestTtlMs}ms`)), this.s.requestTtlMs);
+    item.timer = setTimeout(
+      () => this.evict(item, 'EvictedTTL', flowControlError('EvictedTTL', `waited ${this.settings.requestTtlMs}ms`)),
+      this.settings.requestTtlMs,
+    );
     item.timer.unref();
     this.startTicker();
     return { cancel: () => this.evict(item, 'EvictedContextCancelled', undefined) };
@@ -195,7 +226,7 @@ export class FlowControlGate {
     try {
       while (this.requests > 0) {
         if (this.saturationNow() >= 1) break;
-        const band = this.order.find((b) => b.requests > 0)!;
+        const band = this.order.find((band) => band.requests > 0)!;
         const item = band.fairness.pick(band.list, band.order)!.head()!;
         this.remove(item);
         this.dispatched(item.req);
@@ -213,7 +244,10 @@ export class FlowControlGate {
     if (this.closed) return;
     this.closed = true;
     this.stopTicker();
-    for (const b of this.order) for (const f of b.list) for (const item of [...f.items]) this.evict(item, 'EvictedOther', flowControlError('ShuttingDown', 'the EPP is stopping'));
+    for (const b of this.order)
+      for (const f of b.list)
+        for (const item of [...f.items])
+          this.evict(item, 'EvictedOther', flowControlError('ShuttingDown', 'the EPP is stopping'));
   }
 
   private saturationNow(): number {
@@ -262,13 +296,19 @@ export class FlowControlGate {
   private band(priority: number): Band {
     let b = this.bands.get(priority);
     if (!b) {
-      const settings = this.s.bands.get(priority) ?? (priority < 0 ? this.s.defaultNegativeBand : this.s.defaultBand);
+      const settings =
+        this.settings.bands.get(priority) ??
+        (priority < 0 ? this.settings.defaultNegativeBand : this.settings.defaultBand);
       const fairness = FAIRNESS_POLICIES[settings.fairness];
       const order = ORDERING_POLICIES[settings.ordering];
-      if (!fairness || !order) throw new InferenceError('Internal', `flow control: band ${priority} has an unsupported policy (${settings.fairness}, ${settings.ordering})`);
+      if (!fairness || !order)
+        throw new InferenceError(
+          'Internal',
+          `flow control: band ${priority} has an unsupported policy (${settings.fairness}, ${settings.ordering})`,
+        );
       b = { priority, settings, fairness: fairness(), order, flows: new Map(), list: [], requests: 0, bytes: 0 };
       this.bands.set(priority, b);
-      this.order = [...this.bands.values()].sort((x, y) => y.priority - x.priority);
+      this.order = [...this.bands.values()].sort((left, right) => right.priority - left.priority);
     }
     return b;
   }
@@ -284,7 +324,7 @@ export class FlowControlGate {
   /** Empty flows stay (so round robin keeps its place) until the flow bound needs their slots. */
   private collectEmptyFlows(): void {
     for (const b of this.order) {
-      const kept = b.list.filter((f) => f.items.length > 0);
+      const kept = b.list.filter((flow) => flow.items.length > 0);
       for (const f of b.list) if (f.items.length === 0) b.flows.delete(f.id);
       this.flowCount -= b.list.length - kept.length;
       b.list = kept;
@@ -292,8 +332,8 @@ export class FlowControlGate {
   }
 
   private startTicker(): void {
-    if (this.ticker || this.s.pollIntervalMs <= 0) return;
-    this.ticker = setInterval(() => this.pump(), this.s.pollIntervalMs);
+    if (this.ticker || this.settings.pollIntervalMs <= 0) return;
+    this.ticker = setInterval(() => this.pump(), this.settings.pollIntervalMs);
     this.ticker.unref();
   }
 
@@ -306,6 +346,6 @@ export class FlowControlGate {
 /** Inserts keeping `items` ordered by `order` (stable: equal items keep arrival order). */
 function insertSorted(items: Item[], item: Item, order: OrderingPolicy): void {
   let i = items.length;
-  while (i > 0 && order(items[i - 1]!, item) > 0) i--;
+  while (i > 0 && order(items[i - 1], item) > 0) i--;
   items.splice(i, 0, item);
 }

@@ -14,11 +14,14 @@ export interface QueuedItem {
   readonly deadline: number;
 }
 
-export type OrderingPolicy = (a: QueuedItem, b: QueuedItem) => number;
+export type OrderingPolicy = (queuedItem: QueuedItem, item: QueuedItem) => number;
 
 export const ORDERING_POLICIES: Readonly<Record<string, OrderingPolicy>> = {
-  'fcfs-ordering-policy': (a, b) => a.enqueuedAt - b.enqueuedAt || a.seq - b.seq,
-  'edf-ordering-policy': (a, b) => (a.deadline === b.deadline ? 0 : a.deadline < b.deadline ? -1 : 1) || a.enqueuedAt - b.enqueuedAt || a.seq - b.seq,
+  'fcfs-ordering-policy': (queuedItem, item) => queuedItem.enqueuedAt - item.enqueuedAt || queuedItem.seq - item.seq,
+  'edf-ordering-policy': (queuedItem, item) =>
+    (queuedItem.deadline === item.deadline ? 0 : queuedItem.deadline < item.deadline ? -1 : 1) ||
+    queuedItem.enqueuedAt - item.enqueuedAt ||
+    queuedItem.seq - item.seq,
 };
 
 /** A flow as fairness sees it: its id and the head its ordering policy would dispatch next. */
@@ -54,11 +57,11 @@ export function roundRobinFairness(): FairnessPolicy {
   return {
     pick(flows) {
       if (flows.length === 0) return undefined;
-      const at = last === undefined ? -1 : flows.findIndex((f) => f.id === last);
+      const at = last === undefined ? -1 : flows.findIndex((flowView) => flowView.id === last);
       // Empty flows stay listed until the gate collects them, so the cycle rarely loses its place; when it does, it restarts.
       const start = at + 1;
       for (let i = 0; i < flows.length; i++) {
-        const f = flows[(start + i) % flows.length]!;
+        const f = flows[(start + i) % flows.length];
         if (f.head()) {
           last = f.id;
           return f;

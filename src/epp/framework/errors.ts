@@ -21,7 +21,13 @@ export const ERROR_STATUS = {
 export type InferenceErrorCode = keyof typeof ERROR_STATUS;
 
 /** Values of `x-llm-d-request-dropped-reason` (`rejected-not-leader` is pd-router's: a follower under leader election). */
-export type DropReason = 'rejected-no-endpoints' | 'rejected-saturated' | 'rejected-too-large' | 'rejected-ttl-expired' | 'rejected-shutting-down' | 'rejected-not-leader';
+export type DropReason =
+  | 'rejected-no-endpoints'
+  | 'rejected-saturated'
+  | 'rejected-too-large'
+  | 'rejected-ttl-expired'
+  | 'rejected-shutting-down'
+  | 'rejected-not-leader';
 
 /** A request the EPP refuses, with the status and message llm-d answers it with. */
 export class InferenceError extends Error {

@@ -7,9 +7,18 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { FlowGateObserver, FlowOutcome, FlowRequest } from '../flowcontrol/gate.js';
 import { LabelGuard, type MetricsFamily } from '../metrics.js';
 
-const QUEUE_BUCKETS = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const QUEUE_BUCKETS = [
+  0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 const FLOW_LABELS = ['fairness_id', 'priority', 'inference_pool', 'model_name', 'target_model_name'] as const;
-const DURATION_LABELS = ['fairness_id', 'priority', 'outcome', 'inference_pool', 'model_name', 'target_model_name'] as const;
+const DURATION_LABELS = [
+  'fairness_id',
+  'priority',
+  'outcome',
+  'inference_pool',
+  'model_name',
+  'target_model_name',
+] as const;
 
 interface Set {
   duration: Histogram<(typeof DURATION_LABELS)[number]>;
@@ -22,11 +31,39 @@ interface Set {
 function register(registry: Registry, prefix: string, llmd: boolean): Set {
   const r = [registry];
   return {
-    duration: new Histogram({ name: `${prefix}_flow_control_request_queue_duration_seconds`, help: 'Distribution of total time requests spend in the Flow Control layer (from enqueue to final outcome).', labelNames: DURATION_LABELS, buckets: QUEUE_BUCKETS, registers: r }),
-    size: new Gauge({ name: `${prefix}_flow_control_queue_size`, help: 'Current number of requests actively held in the Flow Control queue.', labelNames: FLOW_LABELS, registers: r }),
-    bytes: new Gauge({ name: `${prefix}_flow_control_queue_bytes`, help: 'Current total size in bytes of requests actively held in the Flow Control queue.', labelNames: FLOW_LABELS, registers: r }),
-    saturation: new Gauge({ name: `${prefix}_flow_control_pool_saturation`, help: 'Current saturation level of the inference pool (0.0 = empty, 1.0 = fully saturated).', labelNames: ['inference_pool'], registers: r }),
-    total: llmd ? new Counter({ name: `${prefix}_flow_control_requests_total`, help: 'Total number of requests processed by the Flow Control layer.', labelNames: ['outcome', 'priority', 'inference_pool'], registers: r }) : undefined,
+    duration: new Histogram({
+      name: `${prefix}_flow_control_request_queue_duration_seconds`,
+      help: 'Distribution of total time requests spend in the Flow Control layer (from enqueue to final outcome).',
+      labelNames: DURATION_LABELS,
+      buckets: QUEUE_BUCKETS,
+      registers: r,
+    }),
+    size: new Gauge({
+      name: `${prefix}_flow_control_queue_size`,
+      help: 'Current number of requests actively held in the Flow Control queue.',
+      labelNames: FLOW_LABELS,
+      registers: r,
+    }),
+    bytes: new Gauge({
+      name: `${prefix}_flow_control_queue_bytes`,
+      help: 'Current total size in bytes of requests actively held in the Flow Control queue.',
+      labelNames: FLOW_LABELS,
+      registers: r,
+    }),
+    saturation: new Gauge({
+      name: `${prefix}_flow_control_pool_saturation`,
+      help: 'Current saturation level of the inference pool (0.0 = empty, 1.0 = fully saturated).',
+      labelNames: ['inference_pool'],
+      registers: r,
+    }),
+    total: llmd
+      ? new Counter({
+          name: `${prefix}_flow_control_requests_total`,
+          help: 'Total number of requests processed by the Flow Control layer.',
+          labelNames: ['outcome', 'priority', 'inference_pool'],
+          registers: r,
+        })
+      : undefined,
   };
 }
 
@@ -37,30 +74,30 @@ export function flowControlMetrics(registry: Registry, family: MetricsFamily, po
   if (family !== 'llm-d') sets.push(register(registry, 'inference_extension', false));
   const fairness = new LabelGuard();
   const models = new LabelGuard();
-  const labels = (r: FlowRequest) => ({
-    fairness_id: fairness.value(r.fairnessId),
-    priority: String(r.priority),
+  const labels = (flowRequest: FlowRequest) => ({
+    fairness_id: fairness.value(flowRequest.fairnessId),
+    priority: String(flowRequest.priority),
     inference_pool: pool,
-    model_name: models.value(r.model),
-    target_model_name: models.value(r.targetModel),
+    model_name: models.value(flowRequest.model),
+    target_model_name: models.value(flowRequest.targetModel),
   });
   return {
-    queued(r, dRequests, dBytes) {
-      const l = labels(r);
+    queued(flowRequest, dRequests, dBytes) {
+      const l = labels(flowRequest);
       for (const s of sets) {
         s.size.inc(l, dRequests);
         s.bytes.inc(l, dBytes);
       }
     },
-    outcome(r: FlowRequest, outcome: FlowOutcome, seconds: number) {
-      const l = { ...labels(r), outcome };
+    outcome(flowRequest: FlowRequest, outcome: FlowOutcome, seconds: number) {
+      const l = { ...labels(flowRequest), outcome };
       for (const s of sets) {
         s.duration.observe(l, seconds);
         s.total?.inc({ outcome, priority: l.priority, inference_pool: pool });
       }
     },
-    saturation(v) {
-      for (const s of sets) s.saturation.set({ inference_pool: pool }, v);
+    saturation(value) {
+      for (const s of sets) s.saturation.set({ inference_pool: pool }, value);
     },
   };
 }
