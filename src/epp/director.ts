@@ -1,7 +1,8 @@
 /**
  * From a buffered request to a routing decision (llm-d's Director): parse the body with the parser the path selects,
  * apply the model rewrite header, take the candidates (subset-filtered), run the data producers, the scheduler and
- * the PreRequest plugins. Everything here is synchronous: a decision costs no event-loop turn.
+ * the PreRequest plugins. Everything here is synchronous (a decision costs no event-loop turn), except `prepare`, which
+ * runs the producers that must wait (tokenization by the model server), when a config has any.
  */
 import type { Logger } from 'pino';
 import { estimateTokenCount } from '../common/openai/index.js';
@@ -85,6 +86,24 @@ export class RequestDirector {
     if (subset === undefined) return all;
     const ips = new Set(subset.map(ipOf));
     return all.filter((e) => ips.has(e.address));
+  }
+
+  /**
+   * Runs the producers that may wait (tokenizers) for a parsed request; undefined when the config has none, so a
+   * decision without them costs no event-loop turn. Never rejects: a failed producer leaves the request as it was.
+   */
+  prepare(request: InferenceRequest, subset: readonly string[] | undefined): Promise<void> | undefined {
+    const producers = this.config.asyncProducers;
+    if (producers.length === 0) return undefined;
+    const candidates = this.candidates(subset);
+    if (candidates.length === 0) return undefined;
+    return Promise.all(
+      producers.map((p) =>
+        p.prepareRequest(request, candidates).catch((err: unknown) => {
+          this.logger.warn({ err, plugin: p.name, reqId: request.requestId }, 'data producer failed; scheduling without its data');
+        }),
+      ),
+    ).then(() => undefined);
   }
 
   /** Schedules a parsed request; throws an InferenceError (503 no candidates, 429 filters drained, ...). */

@@ -104,6 +104,24 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
     for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
   };
   try {
+    // Plugins with sockets or timers (precise prefix cache: KV-event subscribers) start before discovery, so they see
+    // every endpoint join.
+    const runtime = {
+      pool: store,
+      logger,
+      limits: {
+        kvIndexMaxEntries: o.kvIndexMaxEntries,
+        kvEventsMaxMessageSize: o.kvEventsMaxMessageSize,
+        kvEventsMaxMessageRate: o.kvEventsMaxMessageRate,
+        kvEventsReceiveHwm: o.kvEventsReceiveHwm,
+        kvEventsRequired: o.kvEventsRequired,
+        tokenizerCacheTokens: o.tokenizerCacheTokens,
+      },
+    };
+    for (const p of config.lifecycle) {
+      cleanups.push(() => p.close());
+      await p.start(runtime);
+    }
     const discovery = await startDiscovery(o, config, store, metrics, logger);
     cleanups.push(() => discovery.stop());
     if (config.metricsSource) {
@@ -118,7 +136,7 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
     }
 
     let draining = false;
-    const ready = () => store.synced && !draining;
+    const ready = () => store.synced && !draining && config.lifecycle.every((p) => p.ready?.() ?? true);
     const director = new RequestDirector(config, store, metrics, logger);
     const maxMessage = Math.max(o.maxRequestBodySize, o.maxResponseBodyBuffer) + 1024 * 1024;
     const server = new grpc.Server({

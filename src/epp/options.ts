@@ -70,6 +70,21 @@ export const eppOptions = {
     default: 60_000,
     description: 'pd-router: longest wait for the next request body chunk (from the request headers on); beyond it the request gets 408 and its stream ends; 0 disables.',
   }),
+  kvIndexMaxEntries: opt.int({
+    default: 1_048_576,
+    min: 1,
+    description:
+      'pd-router: (endpoint, block) entries the precise prefix index (precise-prefix-cache-producer/-scorer) holds at most; past it the oldest blocks of the endpoint holding the most are dropped. About 100 bytes each.',
+  }),
+  kvEventsMaxMessageSize: opt.bytes({ default: 16 * 1024 * 1024, min: 1024, description: 'pd-router: largest KV-event message accepted; libzmq disconnects a publisher sending a larger one.' }),
+  kvEventsMaxMessageRate: opt.int({ default: 5000, min: 0, description: 'pd-router: KV-event messages per second one publisher may send (burst: one second\'s worth); beyond it they are dropped and counted; 0 = unlimited.' }),
+  kvEventsReceiveHwm: opt.int({ default: 10000, min: 1, description: 'pd-router: KV-event messages queued per ZMQ socket before libzmq drops new ones.' }),
+  kvEventsRequired: opt.bool({
+    default: true,
+    description:
+      'pd-router: when a precise plugin\'s KV-events socket cannot be bound, report NOT_SERVING (retrying the bind every 5s); --kv-events-required=false serves anyway, scoring from the approximate index until it binds.',
+  }),
+  tokenizerCacheTokens: opt.int({ default: 4_194_304, min: 0, description: 'pd-router: token ids the tokenizer plugins cache (4 bytes each), least recently used out first; 0 disables the cache.' }),
   ...shutdownOptions,
   ...loggingOptions,
 };

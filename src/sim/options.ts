@@ -60,6 +60,19 @@ export const simOptions = {
   enableKvcache: opt.bool({ default: true, description: 'Simulate the KV cache with prefix reuse (upstream default is false).' }),
   kvCacheSize: opt.int({ default: 1024, min: 1, description: 'KV cache size in blocks.' }),
   blockSize: opt.int({ default: 16, min: 1, max: 1024, description: 'KV cache block size in tokens.' }),
+  kvEventsConfig: opt.string({
+    default: '',
+    description:
+      'vLLM\'s KV-event publisher as JSON, e.g. {"enable_kv_cache_events":true,"publisher":"zmq","endpoint":"tcp://*:5557","topic":"kv@<pod-ip>@<model>"}: BlockStored/BlockRemoved/AllBlocksCleared from the simulated cache over ZMQ PUB (bound when the endpoint has * or ::, else connected; rank r on port+r).',
+  }),
+  zmqEndpoint: opt.string({
+    default: '',
+    description:
+      'ZMQ address KV events are published to (connected to; topic kv@<pod-ip>@<model>), with --enable-kvcache. Upstream defaults to tcp://127.0.0.1:5557 and always publishes; pd-router publishes only when it is set.',
+  }),
+  hashSeed: opt.string({ default: '', env: ['PYTHONHASHSEED'], description: 'Seed of the block hashes in KV events (llm-d-kv-cache\'s block keys).' }),
+  eventBatchSize: opt.int({ default: 16, min: 1, description: 'KV events per message at most (--zmq-endpoint; --kv-events-config batches per event-loop turn the same way).' }),
+  useVllmMapEventFormat: opt.bool({ default: false, description: 'KV events as msgpack maps with a "type" tag (vLLM #42892) instead of arrays.' }),
   globalCacheHitThreshold: opt.number({
     default: 0,
     min: 0,
@@ -97,6 +110,25 @@ export const simOptions = {
 
 export type SimConfig = OptionValues<typeof simOptions>;
 
+/** --kv-events-config must be a JSON object with vLLM's field types. */
+function kvEventsConfigProblem(text: string): string | undefined {
+  if (!text) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    return `--kv-events-config is not JSON: ${(e as Error).message}`;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return '--kv-events-config must be a JSON object';
+  const c = v as Record<string, unknown>;
+  for (const [k, t] of [['enable_kv_cache_events', 'boolean'], ['publisher', 'string'], ['endpoint', 'string'], ['topic', 'string'], ['hwm', 'number'], ['max_queue_size', 'number'], ['buffer_steps', 'number']] as const) {
+    if (c[k] !== undefined && c[k] !== null && typeof c[k] !== t) return `--kv-events-config: ${k} must be a ${t}`;
+  }
+  if (c.publisher !== undefined && c.publisher !== 'zmq' && c.publisher !== 'null') return `--kv-events-config: publisher "${String(c.publisher)}" is not supported (zmq or null)`;
+  if (typeof c.endpoint === 'string' && !/^(tcp|ipc|inproc):\/\//.test(c.endpoint)) return '--kv-events-config: endpoint must be tcp://, ipc:// or inproc://';
+  return undefined;
+}
+
 function stdDevRule(values: SimConfig, mean: keyof SimConfig, std: keyof SimConfig, label: string): string | undefined {
   const m = values[mean] as number;
   const s = values[std] as number;
@@ -118,6 +150,7 @@ Fault injection: header X-Return-Error: <status>; POST /admin/config {"hang":tru
   compat: simUpstream,
   validate: (v) =>
     [
+      kvEventsConfigProblem(v.kvEventsConfig),
       stdDevRule(v, 'timeToFirstToken', 'timeToFirstTokenStdDev', 'time to first token'),
       stdDevRule(v, 'interTokenLatency', 'interTokenLatencyStdDev', 'inter token latency'),
       stdDevRule(v, 'kvCacheTransferLatency', 'kvCacheTransferLatencyStdDev', 'kv cache transfer latency'),

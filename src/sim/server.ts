@@ -23,6 +23,7 @@ import { kvTransferParamsOf, semanticError, typeError } from './request-validati
 import { renderPrompt, tokenIds, tokenize } from './tokenizer.js';
 import type { SimEngine, RequestRecord } from './sim-engine.js';
 import { registerAdminRoutes } from './admin.js';
+import { registerTokenizeRoutes } from './tokenize-routes.js';
 import { goJsonSyntaxError } from '../epp/extproc/go-json-error.js';
 
 type JsonObject = Record<string, unknown>;
@@ -303,5 +304,6 @@ export function buildSimServer(engine: SimEngine): FastifyInstance {
     return reply.header('content-type', contentType).send(body);
   });
   registerAdminRoutes(app, engine);
+  registerTokenizeRoutes(app, engine);
   return app;
 }

@@ -17,8 +17,8 @@ import { parse as parseYaml } from 'yaml';
 import { silentLogger } from '../../common/index.js';
 import { EppMetrics } from '../metrics.js';
 import { DEFAULT_ENGINES, type EngineRegistry } from '../datalayer/engine-metrics.js';
-import { isDataProducer, isEndpointRemoved, isFilter, isPicker, isPreRequest, isProfileHandler, isResponseComplete, isScorer } from '../framework/types.js';
-import type { DataProducer, EndpointRemoved, Picker, Plugin, PreRequest, ProfileHandler, ResponseComplete } from '../framework/types.js';
+import { isAsyncDataProducer, isDataProducer, isEndpointRemoved, isLifecyclePlugin, isFilter, isPicker, isPreRequest, isProfileHandler, isResponseComplete, isScorer } from '../framework/types.js';
+import type { AsyncDataProducer, DataProducer, EndpointRemoved, LifecyclePlugin, Picker, Plugin, PreRequest, ProfileHandler, ResponseComplete } from '../framework/types.js';
 import type { PluginDefinition } from '../plugins/definition.js';
 import type { MetricsExtractor } from '../plugins/datalayer/core-metrics-extractor.js';
 import type { FileDiscoverySettings } from '../plugins/datalayer/file-discovery.js';
@@ -49,6 +49,10 @@ export interface LoadedEndpointPickerConfig {
   readonly profiles: ReadonlyMap<string, SchedulerProfile>;
   readonly handler: ProfileHandler;
   readonly producers: readonly DataProducer[];
+  /** Producers that may wait (tokenizers); they run before `producers`. */
+  readonly asyncProducers: readonly AsyncDataProducer[];
+  /** Plugins with sockets or timers, started and closed with the EPP. */
+  readonly lifecycle: readonly LifecyclePlugin[];
   readonly preRequest: readonly PreRequest[];
   readonly responseComplete: readonly ResponseComplete[];
   readonly endpointRemoved: readonly EndpointRemoved[];
@@ -176,8 +180,13 @@ function buildDataLayer(doc: EndpointPickerConfigDocument, graph: PluginGraph, w
   let metricsSource: MetricsSourceSettings | undefined;
   let engines: EngineRegistry = DEFAULT_ENGINES;
   for (const [i, s] of (legacyMetrics ? [] : (dl?.sources ?? [])).entries()) {
-    const src = graph.get(s.pluginRef) as Partial<MetricsDataSource> | undefined;
+    const src = graph.get(s.pluginRef) as (Partial<MetricsDataSource> & { notificationSource?: true }) | undefined;
     if (!src) fail(`${key}.sources[${i}]: pluginRef "${s.pluginRef}" is not defined in plugins`);
+    if (src.notificationSource) {
+      // endpoint-notification-source: pd-router notifies plugins of endpoint changes itself; its extractors must exist.
+      for (const [j, x] of s.extractors.entries()) if (!graph.get(x.pluginRef)) fail(`${key}.sources[${i}].extractors[${j}]: pluginRef "${x.pluginRef}" is not defined in plugins`);
+      continue;
+    }
     if (!src.source) fail(`${key}.sources[${i}]: "${s.pluginRef}" (type ${src.type}) is not a metrics data source`);
     if (metricsSource) fail(`${key}.sources[${i}]: pd-router supports one metrics data source`);
     for (const [j, x] of s.extractors.entries()) {
@@ -232,6 +241,8 @@ export function loadEndpointPickerConfig(yamlText: string, deps: LoadDependencie
     profiles,
     handler,
     producers: all.filter(isDataProducer),
+    asyncProducers: all.filter(isAsyncDataProducer),
+    lifecycle: all.filter(isLifecyclePlugin),
     // PreRequest plugins run in config order; the handler is among them when it writes headers.
     preRequest: all.filter(isPreRequest),
     responseComplete: all.filter(isResponseComplete),

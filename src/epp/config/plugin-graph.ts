@@ -12,7 +12,7 @@ import type { PluginDefinition, PluginFactoryContext } from '../plugins/definiti
 import { approxPrefixCacheParams, PRODUCER_PARAMETER_KEYS } from '../plugins/producer/approx-prefix-cache-producer.js';
 import { PREFIX_SCORER_TYPE } from '../plugins/scorer/producer-ref.js';
 import { UNSUPPORTED_UPSTREAM_TYPES } from '../plugins/registry.js';
-import { APPROX_PREFIX_PRODUCER_TYPE } from '../prefix/match-state.js';
+import { APPROX_PREFIX_PRODUCER_TYPE, PREFIX_PRODUCER_TYPES } from '../prefix/match-state.js';
 import { describeIssues, knownKeys } from './param-errors.js';
 import type { PluginSpec } from './schema.js';
 
@@ -84,7 +84,7 @@ export function namedSpecs(plugins: readonly PluginSpec[], registry: Readonly<Re
   checkTypes(specs.values(), registry);
   const moved = producerParamsFromScorers(specs);
   const needsProducer = [...specs.values()].some((s) => PREFIX_CONSUMERS.has(s.type));
-  if (needsProducer && ![...specs.values()].some((s) => s.type === APPROX_PREFIX_PRODUCER_TYPE)) {
+  if (needsProducer && ![...specs.values()].some((s) => PREFIX_PRODUCER_TYPES.has(s.type))) {
     if (specs.has(APPROX_PREFIX_PRODUCER_TYPE)) fail(`plugin "${APPROX_PREFIX_PRODUCER_TYPE}" must be of type ${APPROX_PREFIX_PRODUCER_TYPE}: the loader adds one under that name`);
     specs.set(APPROX_PREFIX_PRODUCER_TYPE, { name: APPROX_PREFIX_PRODUCER_TYPE, type: APPROX_PREFIX_PRODUCER_TYPE, parameters: moved });
   }

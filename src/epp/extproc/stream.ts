@@ -235,11 +235,37 @@ export class ExtProcStream {
     this.parsed = director.parse(this.requestId, this.headers.values, body);
     const request = this.parsed.request;
     this.series = this.deps.metrics.request(request.model, request.targetModel, firstHeader(request.headers, FAIRNESS_ID_HEADERS) ?? DEFAULT_FAIRNESS_ID);
+    // Producers that wait (tokenization by the model server) bound their own wait and never reject.
+    const preparing = director.prepare(request, this.subset);
+    const bodyLength = body.length;
+    if (preparing) {
+      preparing.then(
+        () => {
+          if (this.closed) return;
+          try {
+            this.route(bodyLength, endOfStream, start);
+          } catch (err) {
+            if (err instanceof InferenceError) return this.reject(err);
+            this.deps.logger.error({ err, reqId: this.requestId }, 'ext_proc stream failed');
+            this.fail(grpc.status.INTERNAL, (err as Error).message);
+          }
+        },
+        (err: unknown) => this.fail(grpc.status.INTERNAL, (err as Error).message),
+      );
+      return;
+    }
+    this.route(bodyLength, endOfStream, start);
+  }
+
+  /** Schedules the parsed request and sends the routing reply and the body. */
+  private route(bodyLength: number, endOfStream: boolean, start: number): void {
+    const director = this.deps.director;
+    const request = this.parsed!.request;
     this.scheduled = director.schedule(request, this.subset);
     // Counted once scheduled, as upstream: a rejected request counts only as an error.
-    this.series.accepted(body.length);
-    this.series.running.inc();
-    const forwarded = this.parsed.body;
+    this.series!.accepted(bodyLength);
+    this.series!.running.inc();
+    const forwarded = this.parsed!.body;
     const set = [setHeader(DESTINATION_ENDPOINT, this.scheduled.destination)];
     if (forwarded.length > 0) set.push(setHeader('Content-Length', String(forwarded.length)));
     set.push(...echoHeaders(request.headers, this.headers.repeated));

@@ -27,6 +27,15 @@ export interface InferenceRequest extends DecisionRequest {
   readonly cacheSalt: string;
   readonly objective: string;
   readonly headers: Record<string, string>;
+  /** The prompt as the model server tokenizes it, when a tokenizer plugin (token-producer) produced it. */
+  tokenized?: TokenizedPrompt;
+}
+
+/** Token ids of the request's prompt from the model server's tokenizer (llm-d's TokenizedPrompt). */
+export interface TokenizedPrompt {
+  readonly tokenIds: ArrayLike<number>;
+  /** The tokenizer plugin that produced them. */
+  readonly producer: string;
 }
 
 export interface ScoredEndpoint {
@@ -116,6 +125,42 @@ export interface DataProducer extends Plugin {
   produce(ctx: SchedulingContext, candidates: readonly Endpoint[]): void;
 }
 
+/**
+ * Runs before the synchronous producers and may wait (tokenization over HTTP). It must bound its own wait and never
+ * reject: on failure it leaves the request as it was and its consumers fall back.
+ */
+export interface AsyncDataProducer extends Plugin {
+  prepareRequest(request: InferenceRequest, candidates: readonly Endpoint[]): Promise<void>;
+}
+
+/** What a plugin with a lifetime gets when the EPP starts: the pool, the process-wide bounds, a logger. */
+export interface PluginRuntime {
+  readonly pool: {
+    all(): readonly Endpoint[];
+    on(event: 'added' | 'removed', listener: (e: Endpoint) => void): unknown;
+    off(event: 'added' | 'removed', listener: (e: Endpoint) => void): unknown;
+  };
+  readonly limits: RuntimeLimits;
+  readonly logger: Logger;
+}
+
+/** EPP flags that bound plugin resources (see options.ts). */
+export interface RuntimeLimits {
+  kvIndexMaxEntries: number;
+  kvEventsMaxMessageSize: number;
+  kvEventsMaxMessageRate: number;
+  kvEventsReceiveHwm: number;
+  kvEventsRequired: boolean;
+  tokenizerCacheTokens: number;
+}
+
+/** A plugin with sockets or timers: started with the EPP, closed with it; `ready()` takes part in readiness. */
+export interface LifecyclePlugin extends Plugin {
+  start(runtime: PluginRuntime): Promise<void>;
+  close(): Promise<void> | void;
+  ready?(): boolean;
+}
+
 /** Told when a request that was scheduled has finished (response complete, or the stream ended). */
 export interface ResponseComplete extends Plugin {
   responseComplete(ctx: SchedulingContext, result: SchedulingResult): void;
@@ -137,4 +182,6 @@ export const isPreRequest = (p: Plugin): p is PreRequest => typeof (p as PreRequ
 export const isDataProducer = (p: Plugin): p is DataProducer => typeof (p as DataProducer).produce === 'function';
 export const isResponseComplete = (p: Plugin): p is ResponseComplete => typeof (p as ResponseComplete).responseComplete === 'function';
 export const isEndpointRemoved = (p: Plugin): p is EndpointRemoved => typeof (p as EndpointRemoved).endpointRemoved === 'function';
+export const isAsyncDataProducer = (p: Plugin): p is AsyncDataProducer => typeof (p as AsyncDataProducer).prepareRequest === 'function';
+export const isLifecyclePlugin = (p: Plugin): p is LifecyclePlugin => typeof (p as LifecyclePlugin).start === 'function' && typeof (p as LifecyclePlugin).close === 'function';
 export const isDecider = (p: Plugin): p is DeciderPlugin => typeof (p as DeciderPlugin).decide === 'function';

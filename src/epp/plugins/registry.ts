@@ -22,6 +22,9 @@ import { disaggProfileHandler } from './profile-handler/disagg-profile-handler.j
 import { pdProfileHandler } from './profile-handler/pd-profile-handler.js';
 import { singleProfileHandler } from './profile-handler/single-profile-handler.js';
 import { approxPrefixCacheProducer } from './producer/approx-prefix-cache-producer.js';
+import { precisePrefixCacheProducer } from './producer/precise-prefix-cache-producer.js';
+import { precisePrefixCacheScorer } from './scorer/precise-prefix-cache-scorer.js';
+import { endpointNotificationSource } from './datalayer/endpoint-notification-source.js';
 import { activeRequestScorer } from './scorer/active-request-scorer.js';
 import { kvCacheUtilizationScorer } from './scorer/kv-cache-utilization-scorer.js';
 import { loadAwareScorer } from './scorer/load-aware-scorer.js';
@@ -64,6 +67,7 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'active-request-scorer': activeRequestScorer,
   'no-hit-lru-scorer': noHitLruScorer,
   'prefix-cache-scorer': prefixCacheScorer,
+  'precise-prefix-cache-scorer': precisePrefixCacheScorer,
   // pickers
   'max-score-picker': maxScorePicker,
   'random-picker': randomPicker,
@@ -83,11 +87,13 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'cost-based-pd-decider': deciderPlugin(costBasedPdDecider as DeciderDefinition),
   // data producers
   'approx-prefix-cache-producer': approxPrefixCacheProducer,
+  'precise-prefix-cache-producer': precisePrefixCacheProducer,
   'token-producer': tokenProducer,
   tokenizer: alias(tokenProducer, 'token-producer'),
   // data layer
   'file-discovery': fileDiscovery,
   'metrics-data-source': metricsDataSource,
+  'endpoint-notification-source': endpointNotificationSource,
   'core-metrics-extractor': coreMetricsExtractor,
   'model-server-protocol-metrics': alias(coreMetricsExtractor, 'core-metrics-extractor'),
   // request parsers
@@ -103,8 +109,6 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
 
 /** Upstream plugin types pd-router does not implement, with the reason; named in the load error. */
 export const UNSUPPORTED_UPSTREAM_TYPES: Readonly<Record<string, string>> = {
-  'precise-prefix-cache-scorer': 'it needs vLLM KV-cache events; use approx-prefix-cache-producer with prefix-cache-scorer',
-  'precise-prefix-cache-producer': 'it needs vLLM KV-cache events; use approx-prefix-cache-producer with prefix-cache-scorer',
   'burst-prefix-cache-producer': 'burst co-location of prompt-sharing requests is not implemented',
   'p2p-source-producer': 'peer-to-peer KV-cache sources are not implemented',
   'mm-embeddings-cache-producer': 'multimodal embedding-cache affinity is not implemented',
@@ -129,7 +133,6 @@ export const UNSUPPORTED_UPSTREAM_TYPES: Readonly<Record<string, string>> = {
   'models-data-source': 'the models data source is not implemented',
   'models-data-extractor': 'the models data source is not implemented',
   'k8s-notification-source': 'Kubernetes notification data sources are not implemented',
-  'endpoint-notification-source': 'endpoint notification data sources (used by KV-event and embedding-cache producers) are not implemented',
   'predicted-latency-producer': 'latency prediction is not implemented',
   'predicted-latency-scorer': 'latency prediction is not implemented',
   'latency-scorer': 'latency prediction is not implemented',

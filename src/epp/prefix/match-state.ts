@@ -1,5 +1,5 @@
 /**
- * What `approx-prefix-cache-producer` leaves in the scheduling context for its consumers (prefix-cache-scorer,
+ * What `approx-prefix-cache-producer` (and the precise producers) leave in the scheduling context for its consumers (prefix-cache-scorer,
  * no-hit-lru-scorer, the disagg handler's decider): per endpoint, how many of the request's blocks it is believed to
  * hold, plus the request's block hashes so the index can be updated on the pick.
  */
@@ -16,6 +16,11 @@ export interface PrefixMatchState {
 }
 
 export const APPROX_PREFIX_PRODUCER_TYPE = 'approx-prefix-cache-producer';
+export const PRECISE_PREFIX_PRODUCER_TYPE = 'precise-prefix-cache-producer';
+/** llm-d v0.7.1's precise scorer, which produces match info too. */
+export const PRECISE_PREFIX_SCORER_TYPE = 'precise-prefix-cache-scorer';
+/** Plugin types that leave prefix match info for consumers. */
+export const PREFIX_PRODUCER_TYPES: ReadonlySet<string> = new Set([APPROX_PREFIX_PRODUCER_TYPE, PRECISE_PREFIX_PRODUCER_TYPE, PRECISE_PREFIX_SCORER_TYPE]);
 
 export function prefixStateKey(producerName: string): string {
   return `prefix-match/${producerName}`;

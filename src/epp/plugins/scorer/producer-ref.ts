@@ -1,8 +1,10 @@
 /**
  * Which prefix-match producer a consumer reads.
  *
- * - `prefixMatchInfoProducerName` (llm-d-router): the named approx-prefix-cache-producer; default the first one in
- *   the config (the loader auto-creates one when a consumer needs it).
+ * - `prefixMatchInfoProducerName` (llm-d-router): the named producer (approx-prefix-cache-producer,
+ *   precise-prefix-cache-producer, or v0.7.1's precise-prefix-cache-scorer); default the first approx producer in the
+ *   config, else the first precise one (the loader adds an approx producer when a consumer needs one and none is
+ *   configured).
  * - `prefixPluginName` / `prefixPluginType` (llm-d v0.7.1 pd-profile-handler and no-hit-lru-scorer; kept but unused
  *   in llm-d-router): the prefix plugin whose state to read. In v0.7.1 that plugin was the prefix-cache-scorer, which
  *   owned the index; here it may name a prefix-cache-scorer (its producer is read) or an approx-prefix-cache-producer.
@@ -12,7 +14,7 @@
  */
 import { ConfigError } from '../../../common/index.js';
 import type { Plugin } from '../../framework/types.js';
-import { APPROX_PREFIX_PRODUCER_TYPE } from '../../prefix/match-state.js';
+import { APPROX_PREFIX_PRODUCER_TYPE, PREFIX_PRODUCER_TYPES } from '../../prefix/match-state.js';
 import type { PluginFactoryContext } from '../definition.js';
 
 export const PREFIX_SCORER_TYPE = 'prefix-cache-scorer';
@@ -29,10 +31,10 @@ function fail(ctx: PluginFactoryContext, message: string): never {
 export function resolvePrefixProducer(ctx: PluginFactoryContext, named: string | undefined): string {
   if (named) {
     const p = ctx.plugin(named);
-    if (p.type !== APPROX_PREFIX_PRODUCER_TYPE) fail(ctx, `prefixMatchInfoProducerName "${named}" is a ${p.type}, not an ${APPROX_PREFIX_PRODUCER_TYPE}`);
+    if (!PREFIX_PRODUCER_TYPES.has(p.type)) fail(ctx, `prefixMatchInfoProducerName "${named}" is a ${p.type}, not a prefix match producer (${[...PREFIX_PRODUCER_TYPES].join(', ')})`);
     return named;
   }
-  const first = ctx.namesOfType(APPROX_PREFIX_PRODUCER_TYPE)[0];
+  const first = [...PREFIX_PRODUCER_TYPES].map((t) => ctx.namesOfType(t)[0]).find((n) => n !== undefined);
   if (first === undefined) fail(ctx, `needs an ${APPROX_PREFIX_PRODUCER_TYPE}`);
   return first;
 }
@@ -44,7 +46,7 @@ export function producerOfPrefixPlugin(ctx: PluginFactoryContext, type: string |
   const actual = ctx.typeOf(target);
   if (actual === undefined) fail(ctx, `prefixPluginName "${target}" is not a configured plugin`);
   if (type !== undefined && type !== actual) fail(ctx, `prefixPluginType "${type}" does not match plugin "${target}", whose type is ${actual}`);
-  if (actual === APPROX_PREFIX_PRODUCER_TYPE) return target;
+  if (PREFIX_PRODUCER_TYPES.has(actual)) return target;
   if (actual === PREFIX_SCORER_TYPE) return (ctx.plugin(target) as PrefixConsumer).prefixProducer;
   fail(ctx, `prefixPluginName "${target}" is a ${actual}, not a ${PREFIX_SCORER_TYPE} or ${APPROX_PREFIX_PRODUCER_TYPE}`);
 }
