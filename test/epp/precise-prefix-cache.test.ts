@@ -15,8 +15,8 @@ import { encodeEventBatch, encodeSequence, key53, type BlockStoredEvent } from '
 import type { EppHandle } from '../../src/epp/index.js';
 import type { PreciseCore } from '../../src/epp/kv-events/precise-core.js';
 import { simConfig, startSimulator, tokenize, tokenId, type SimulatorHandle } from '../../src/sim/index.js';
-import { upstreamText } from '../fixtures/upstream-configs/index.js';
-import { freePortRange, metricValue, metricsText, postJson, waitFor } from '../helpers.js';
+import { EXPECTED, upstreamText } from '../fixtures/upstream-configs/index.js';
+import { metricValue, metricsText, postJson, waitFor } from '../helpers.js';
 import { ExtProcTestClient, body, headers, responseBody, responseHeaders, setHeadersOf } from './ext-proc-client.js';
 import { spec, startTestEpp, type TestEpp } from './fixtures.js';
 
@@ -50,26 +50,58 @@ async function epp(config: string, s: SimulatorHandle[], params: string[], overr
   return t;
 }
 
+/**
+ * n consecutive ports free on every address, below the kernel's ephemeral range: a ZMQ socket that connects before
+ * the other side binds would otherwise, now and then, connect to itself (TCP self-connect on an ephemeral port) and
+ * hold the port the EPP then fails to bind.
+ */
+async function zmqPorts(n: number): Promise<number> {
+  const net = await import('node:net');
+  const tryBind = (port: number) =>
+    new Promise<import('node:net').Server | undefined>((resolve) => {
+      const srv = net.createServer();
+      srv.once('error', () => resolve(undefined));
+      srv.listen(port, '0.0.0.0', () => resolve(srv));
+    });
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const base = 12_000 + Math.floor(Math.random() * 20_000);
+    const held: import('node:net').Server[] = [];
+    for (let i = 0; i < n; i++) {
+      const srv = await tryBind(base + i);
+      if (!srv) break;
+      held.push(srv);
+    }
+    await Promise.all(held.map((srv) => new Promise((r) => srv.close(r))));
+    if (held.length === n) return base;
+  }
+  throw new Error(`no ${n} consecutive free ports`);
+}
+
 const words = (tag: string, n: number) => Array.from({ length: n }, (_, i) => `${tag}${i}`).join(' ');
 
-/** Sends a prompt straight to a simulator until the EPP has indexed its blocks there (events may be lost until the subscription propagates). */
+/**
+ * Sends a prompt straight to a simulator and waits until the EPP has indexed its blocks there. PUB/SUB loses what is
+ * published before the subscription has propagated, and a prompt whose blocks are cached is never reported again,
+ * so fresh probe prompts go first until one of them is indexed (each probe bounded, at most 60).
+ */
 async function cacheOn(sim: SimulatorHandle, endpointId: string, core: PreciseCore, prompt: string, chat = false): Promise<void> {
+  for (let probe = 0; ; probe++) {
+    if (probe === 60) throw new Error(`no KV event from ${endpointId} reached the EPP after 60 probes`);
+    const before = core.index?.entriesOf(endpointId) ?? 0;
+    const r = await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt: words(`probe${probe}x${Math.random().toString(36).slice(2, 8)}x`, 140), max_tokens: 1 });
+    expect(r.status).toBe(200);
+    const deadline = Date.now() + 2000;
+    while ((core.index?.entriesOf(endpointId) ?? 0) === before && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
+    if ((core.index?.entriesOf(endpointId) ?? 0) > before) break;
+  }
+  const r = chat
+    ? await postJson(`${sim.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: 'user', content: prompt }], max_tokens: 1 })
+    : await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt, max_tokens: 1 });
+  expect(r.status).toBe(200);
   const tokens = chat ? tokenize(`### user: ${prompt}\n`).map(tokenId) : tokenize(prompt).map(tokenId);
-  const keys = core.hasher.keys(MODEL, tokens).map(key53);
-  await waitFor(
-    async () => {
-      if ((core.index?.longestPrefix(keys, [endpointId]).blocks.get(endpointId) ?? 0) === keys.length) return true;
-      // Until the subscription has propagated, events are lost: a fresh prompt each time makes the simulator store (and report) new blocks.
-      await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt: `${words(`probe${Math.random().toString(36).slice(2, 6)}x`, 20)}`, max_tokens: 1 });
-      const r = chat
-        ? await postJson(`${sim.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: 'user', content: prompt }], max_tokens: 1 })
-        : await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt, max_tokens: 1 });
-      expect(r.status).toBe(200);
-      return false;
-    },
-    60_000,
-    `the EPP to index the prompt's blocks on ${endpointId}`,
-  );
+  // The simulator stores (and reports) full blocks of its own 16 tokens only.
+  const keys = core.hasher.keys(MODEL, tokens.slice(0, Math.floor(tokens.length / 16) * 16)).map(key53);
+  await waitFor(() => (core.index?.longestPrefix(keys, [endpointId]).blocks.get(endpointId) ?? 0) === keys.length, 60_000, `the EPP to index the prompt's blocks on ${endpointId}`);
 }
 
 /** Routes one request through the EPP and returns the chosen endpoint. */
@@ -87,7 +119,7 @@ async function route(client: ExtProcTestClient, payload: Record<string, unknown>
 
 describe('precise prefix-cache routing from KV events (real ZMQ, real EPP, simulators)', () => {
   it('llm-d-router sim-epp-kvcache-config.yaml: bound socket, token-producer vllm-http, routes each prompt to the pod whose events hold it', async () => {
-    const port = await freePortRange(1);
+    const port = await zmqPorts(1);
     const s = await sims(() => ({ zmqEndpoint: `tcp://127.0.0.1:${port}` }));
     const t = await epp(upstreamText('llm-d-router-ebab687/deploy/config/sim-epp-kvcache-config.yaml'), s, [
       `precise-prefix-cache-producer.kvEventsConfig.zmqEndpoint=tcp://127.0.0.1:${port}`,
@@ -116,7 +148,7 @@ describe('precise prefix-cache routing from KV events (real ZMQ, real EPP, simul
   }, 120_000);
 
   it('llm-d v0.7.1 sim-epp-no-hit-lru.yaml: per-endpoint connections to vLLM-style bound publishers (rank r on socketPort + r), tokenized by the pool', async () => {
-    const port = await freePortRange(2);
+    const port = await zmqPorts(2);
     // vLLM binds a wildcard endpoint; each simulator is rank r of its pod, so it publishes on socketPort + r.
     const s = await sims((i) => ({ kvEventsConfig: JSON.stringify({ enable_kv_cache_events: true, publisher: 'zmq', endpoint: `tcp://*:${port + i}`, topic: `kv@${HOSTS[i]}@${MODEL}` }) }));
     const t = await startTestEpp(
@@ -142,7 +174,7 @@ describe('precise prefix-cache routing from KV events (real ZMQ, real EPP, simul
   }, 120_000);
 
   it('a tokenizer that fails or times out: the request is routed from the approximate index at once, counted', async () => {
-    const port = await freePortRange(2);
+    const port = await zmqPorts(2);
     const s = await sims(() => ({ zmqEndpoint: `tcp://127.0.0.1:${port}` }));
     // Nothing listens on port+1: connection refused, then the backoff answers without waiting.
     const t = await epp(upstreamText('llm-d-router-ebab687/deploy/config/sim-epp-tokenizer-vllm-http-config.yaml'), s, [
@@ -162,7 +194,7 @@ describe('precise prefix-cache routing from KV events (real ZMQ, real EPP, simul
   }, 120_000);
 
   it('bad publishers: malformed and truncated batches, wrong frames, unknown events, unknown pods, a flood are counted and dropped; the EPP keeps routing by events', async () => {
-    const port = await freePortRange(1);
+    const port = await zmqPorts(1);
     const s = await sims(() => ({ zmqEndpoint: `tcp://127.0.0.1:${port}` }));
     const t = await epp(upstreamText('llm-d-router-ebab687/deploy/config/sim-epp-kvcache-config.yaml'), s, [
       `precise-prefix-cache-producer.kvEventsConfig.zmqEndpoint=tcp://127.0.0.1:${port}`,
@@ -205,7 +237,7 @@ describe('precise prefix-cache routing from KV events (real ZMQ, real EPP, simul
   }, 180_000);
 
   it('an endpoint leaving the pool leaves the index at once; a KV-events address that cannot be bound makes the EPP NOT_SERVING, or not with --kv-events-required=false', async () => {
-    const port = await freePortRange(1);
+    const port = await zmqPorts(1);
     const s = await sims(() => ({ zmqEndpoint: `tcp://127.0.0.1:${port}` }));
     const t = await epp(upstreamText('llm-d-router-ebab687/deploy/config/sim-epp-kvcache-config.yaml'), s, [
       `precise-prefix-cache-producer.kvEventsConfig.zmqEndpoint=tcp://127.0.0.1:${port}`,
@@ -242,3 +274,33 @@ describe('precise prefix-cache routing from KV events (real ZMQ, real EPP, simul
     expect(metricValue(await metricsText(`http://127.0.0.1:${lenient.epp.metricsPort}`), 'llm_d_epp_precise_prefix_cache_fallback_total', { plugin_name: 'precise-prefix-cache-producer', reason: 'unavailable' })).toBe(1);
   }, 180_000);
 });
+
+describe('every precise sample config of llm-d v0.7.1 and llm-d-router loads unchanged and routes by KV events', () => {
+  for (const [file, e] of Object.entries(EXPECTED)) {
+    if (!e.loads || e.drive !== 'precise') continue;
+    it(file, async () => {
+      const text = upstreamText(file);
+      const precise = text.includes('type: precise-prefix-cache-scorer') ? 'precise-prefix-cache-scorer' : 'precise-prefix-cache-producer';
+      const bound = text.includes('zmqEndpoint');
+      const port = await zmqPorts(2);
+      // Bound mode: the simulators connect to the EPP's socket. Per-endpoint mode (no zmqEndpoint): each simulator binds
+      // as vLLM does, rank r of its pod on socketPort + r.
+      const s = await sims((i) =>
+        bound ? { zmqEndpoint: `tcp://127.0.0.1:${port}` } : { kvEventsConfig: JSON.stringify({ enable_kv_cache_events: true, publisher: 'zmq', endpoint: `tcp://*:${port + i}`, topic: `kv@${HOSTS[i]}@${MODEL}` }) },
+      );
+      const params = bound
+        ? [`${precise}.kvEventsConfig.zmqEndpoint=tcp://127.0.0.1:${port}`, `${precise}.kvEventsConfig.discoverPods=false`]
+        : [`${precise}.kvEventsConfig.podDiscoveryConfig.socketPort=${port}`];
+      // llm-d-router's token-producer asks a render server at localhost:8000 in the sample: here, a simulator.
+      if (text.includes('vllm:')) params.push(`token-producer.vllm.url=http://${HOSTS[0]}:${s[0]!.port}`, `token-producer.modelName=${MODEL}`);
+      const t = await startTestEpp(text, s.map((sim, i) => spec(`pod${i}-rank-${i}`, HOSTS[i]!, 'decode', {}, sim.port)), { configParam: params });
+      cleanup.push(() => t.close());
+      const core = coreOf(t.epp, precise);
+      const ids = t.epp.store.all().map((x) => x.id);
+      const cases = [0, 1, 1, 0].map((on, i) => ({ on, prompt: words(`w${i}z`, 140) }));
+      for (const c of cases) await cacheOn(s[c.on]!, ids[c.on]!, core, c.prompt);
+      for (const c of cases) expect(await route(t.client, { prompt: c.prompt, max_tokens: 1 })).toBe(`${HOSTS[c.on]}:${s[c.on]!.port}`);
+    }, 150_000);
+  }
+});
+
