@@ -193,6 +193,52 @@ describe('precise prefix-cache routing from KV events (real ZMQ, real EPP, simul
     expect(metricValue(m, 'llm_d_epp_precise_prefix_cache_fallback_total', { plugin_name: 'precise-prefix-cache-producer', reason: 'no-tokens' })).toBe(2);
   }, 120_000);
 
+  it('a tokenizer that never answers: the request waits only vllm.timeout, then is routed from the approximate index (reason timeout)', async () => {
+    const port = await zmqPorts(1);
+    const s = await sims(() => ({}));
+    const { createServer } = await import('node:http');
+    let arrived = 0;
+    const silent = createServer(() => void arrived++);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    cleanup.push(() => new Promise<void>((r) => silent.close(() => r())));
+    cleanup.push(() => void silent.closeAllConnections());
+    const t = await epp(upstreamText('llm-d-router-ebab687/deploy/config/sim-epp-tokenizer-vllm-http-config.yaml'), s, [
+      `precise-prefix-cache-producer.kvEventsConfig.zmqEndpoint=tcp://127.0.0.1:${port}`,
+      `precise-prefix-cache-producer.kvEventsConfig.discoverPods=false`,
+      `token-producer.vllm.url=http://127.0.0.1:${(silent.address() as import('node:net').AddressInfo).port}`,
+      `token-producer.vllm.timeout=300ms`,
+    ]);
+    const started = performance.now();
+    expect([`${HOSTS[0]}:${s[0]!.port}`, `${HOSTS[1]}:${s[1]!.port}`]).toContain(await route(t.client, { prompt: words('pi', 30), max_tokens: 1 }));
+    expect(performance.now() - started).toBeGreaterThanOrEqual(290);
+    expect(arrived).toBe(1);
+    const m = await metricsText(`http://127.0.0.1:${t.epp.metricsPort}`);
+    expect(metricValue(m, 'llm_d_epp_tokenization_failures_total', { plugin_name: 'token-producer', reason: 'timeout' })).toBe(1);
+  }, 120_000);
+
+  it('speculativeIndexing: the pick holds the request\'s blocks until speculativeTTL, before any event', async () => {
+    const port = await zmqPorts(1);
+    const s = await sims(() => ({}));
+    const t = await epp(upstreamText('llm-d-router-ebab687/deploy/config/sim-epp-kvcache-config.yaml'), s, [
+      `precise-prefix-cache-producer.kvEventsConfig.zmqEndpoint=tcp://127.0.0.1:${port}`,
+      `precise-prefix-cache-producer.kvEventsConfig.discoverPods=false`,
+      'precise-prefix-cache-producer.speculativeIndexing=true',
+      'precise-prefix-cache-producer.speculativeTTL=30s',
+      `token-producer.vllm.url=http://${HOSTS[0]}:${s[0]!.port}`,
+      `token-producer.modelName=${MODEL}`,
+    ]);
+    const core = coreOf(t.epp, 'precise-prefix-cache-producer');
+    const prompt = words('rho', 64);
+    const pick = await route(t.client, { prompt, max_tokens: 1 });
+    const id = t.epp.store.all().find((e) => e.hostPort === pick)!.id;
+    const keys = core.hasher.keys(MODEL, tokenize(prompt).map(tokenId)).map(key53);
+    expect(keys.length).toBe(4);
+    expect(core.index!.longestPrefix(keys, [id]).blocks.get(id)).toBe(4);
+    expect(await route(t.client, { prompt, max_tokens: 1 })).toBe(pick);
+    core.index!.expireSpeculative(Date.now() + 31_000);
+    expect(core.index!.longestPrefix(keys, [id]).blocks.get(id) ?? 0).toBe(0);
+  }, 120_000);
+
   it('bad publishers: malformed and truncated batches, wrong frames, unknown events, unknown pods, a flood are counted and dropped; the EPP keeps routing by events', async () => {
     const port = await zmqPorts(1);
     const s = await sims(() => ({ zmqEndpoint: `tcp://127.0.0.1:${port}` }));
