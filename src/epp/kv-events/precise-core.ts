@@ -20,7 +20,7 @@
  *   `prefill` pick hold the request's keys for `speculativeTTL` (2s) or until an event confirms them.
  * - an endpoint leaving the pool: its entries, connection and fallback entries are dropped at once.
  */
-import { BlockKeyHasher } from '../../common/kv-events/index.js';
+import { BlockKeyHasher, key53 } from '../../common/kv-events/index.js';
 import type { Endpoint, InferenceRequest, PluginRuntime, SchedulingContext, SchedulingResult } from '../framework/types.js';
 import type { PluginFactoryContext } from '../plugins/definition.js';
 import { approxPrefixCacheParams, approxPrefixCacheProducer, type ApproxPrefixCacheProducer } from '../plugins/producer/approx-prefix-cache-producer.js';
@@ -156,7 +156,7 @@ export class PreciseCore {
       this.lastExpiry = now;
       this.index.expireSpeculative(now);
     }
-    const keys = this.hasher.keys(c.request.targetModel, tokens).map((k) => k.hi * 2097152 + (((k.lo >>> 11) ^ (k.lo & 0x7ff)) >>> 0));
+    const keys = this.hasher.keys(c.request.targetModel, tokens).map(key53);
     const { scores } = this.index.longestPrefix(
       keys,
       candidates.map((e) => e.id),

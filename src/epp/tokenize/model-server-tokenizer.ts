@@ -96,6 +96,12 @@ function tokenArray(v: unknown): Uint32Array {
   return out;
 }
 
+/** The fields of a request body its rendered token ids depend on. */
+function promptFields(body: Record<string, unknown>, chat: boolean): unknown[] {
+  if (!chat) return [body.model, body.prompt, body.add_special_tokens];
+  return [body.model, body.messages, body.tools, body.documents, body.chat_template, body.chat_template_kwargs, body.add_generation_prompt, body.continue_final_message, body.add_special_tokens];
+}
+
 const hasContentParts = (messages: unknown) => Array.isArray(messages) && messages.some((m) => typeof m === 'object' && m !== null && Array.isArray((m as { content?: unknown }).content));
 
 export class ModelServerTokenizer {
@@ -122,7 +128,8 @@ export class ModelServerTokenizer {
     const model = this.o.baseUrl ? this.o.modelName || req.targetModel : req.targetModel;
     const chat = req.api === 'chat';
     const renderBody = { ...body, model };
-    const key = this.cache ? createHash('sha256').update(chat ? 'chat\0' : 'completions\0').update(JSON.stringify(renderBody)).digest('base64') : '';
+    // Keyed by what the rendered tokens depend on (not sampling parameters), with the model.
+    const key = this.cache ? createHash('sha256').update(chat ? 'chat\0' : 'completions\0').update(JSON.stringify(promptFields(renderBody, chat))).digest('base64') : '';
     const hit = this.cache?.get(key);
     if (hit) return { ok: true, tokenIds: hit, cached: true };
 
