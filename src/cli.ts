@@ -27,7 +27,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<CommandMod
 };
 
 function usage(): string {
-  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length)) + 2;
+  const width = Math.max(...Object.keys(COMMANDS).map((text) => text.length)) + 2;
   const lines = [
     'Usage: pd-router <command> [flags]',
     '',
@@ -52,7 +52,7 @@ const COMPONENT_BINARIES: Record<string, string> = { epp: 'pd-router-epp', sidec
  * flags only. Says which binary (or image) takes these flags, instead of "unknown command".
  */
 async function flagsWithoutCommand(argv: string[]): Promise<string> {
-  const given = argv.filter((a) => a.startsWith('-'));
+  const given = argv.filter((left) => left.startsWith('-'));
   const fits: string[] = [];
   for (const [name, bin] of Object.entries(COMPONENT_BINARIES)) {
     const accepted = acceptedFlags((await COMMANDS[name]!.load()).definition);

@@ -1,9 +1,20 @@
 /** Test helpers: bounded polling, HTTP calls over loopback, SSE parsing, spawning the compiled CLI. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/**
+ * The repository root: the nearest directory above this file with a package.json. Found rather than fixed because this
+ * file also runs compiled, as dist/test/helpers.js, when a benchmark (bench/peers) imports the interop harness.
+ */
+export const ROOT = (() => {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  for (let dir = path.dirname(here); ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, 'package.json'))) return dir;
+    if (path.dirname(dir) === dir) return path.resolve(here, '..');
+  }
+})();
 export const CLI = path.join(ROOT, 'dist/src/cli.js');
 
 /** The shortest any wait of a test may be: CI is a shared 2-core machine under load, where starting Node takes seconds. */
@@ -21,7 +32,7 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, timeoutMs 
   const deadline = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
+    await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
 
@@ -70,7 +81,7 @@ export interface SseFrame {
 export function parseSse(text: string): SseFrame[] {
   return text
     .split('\n\n')
-    .filter((f) => f.trim().length > 0)
+    .filter((field) => field.trim().length > 0)
     .map((frame) => {
       const out: SseFrame = { data: '' };
       for (const line of frame.split('\n')) {
@@ -84,8 +95,8 @@ export function parseSse(text: string): SseFrame[] {
 /** JSON objects of the data frames, skipping [DONE]. */
 export function sseJson(text: string): any[] {
   return parseSse(text)
-    .filter((f) => f.data !== '[DONE]')
-    .map((f) => JSON.parse(f.data));
+    .filter((sseFrame) => sseFrame.data !== '[DONE]')
+    .map((sseFrame) => JSON.parse(sseFrame.data));
 }
 
 /** Reads one metric sample from Prometheus text; labels must all match. */
@@ -101,8 +112,18 @@ export function metricValue(text: string, name: string, labels: Record<string, s
   return undefined;
 }
 
+let metricsBearerToken: string | undefined;
+/**
+ * A bearer token metricsText sends from now on (the interop suite's API server admin: an EPP that talks to Kubernetes
+ * authenticates /metrics, as upstream's does). Other metrics endpoints ignore it.
+ */
+export function setMetricsBearerToken(token: string | undefined): void {
+  metricsBearerToken = token;
+}
+
 export async function metricsText(baseUrl: string, path = '/metrics'): Promise<string> {
-  const res = await fetch(baseUrl + path, { signal: AbortSignal.timeout(60_000) });
+  const headers: Record<string, string> = metricsBearerToken ? { authorization: `Bearer ${metricsBearerToken}` } : {};
+  const res = await fetch(baseUrl + path, { headers, signal: AbortSignal.timeout(60_000) });
   return res.text();
 }
 
@@ -133,20 +154,20 @@ export function runProcess(command: string, args: string[], opts: RunOptions = {
     let stdout = '';
     let stderr = '';
     let output = '';
-    const keep = (s: string, d: Buffer) => {
-      const t = d.toString();
+    const keep = (text: string, chunk: Buffer) => {
+      const t = chunk.toString();
       output = (output + t).slice(-max);
-      return (s + t).slice(-max);
+      return (text + t).slice(-max);
     };
-    child.stdout!.on('data', (d: Buffer) => (stdout = keep(stdout, d)));
-    child.stderr!.on('data', (d: Buffer) => (stderr = keep(stderr, d)));
+    child.stdout!.on('data', (chunk: Buffer) => (stdout = keep(stdout, chunk)));
+    child.stderr!.on('data', (chunk: Buffer) => (stderr = keep(stderr, chunk)));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`${path.basename(command)} ${args.join(' ')} did not exit within ${timeoutMs}ms; output:\n${output.slice(-4000)}`));
     }, timeoutMs);
-    child.on('error', (e) => {
+    child.on('error', (err) => {
       clearTimeout(timer);
-      reject(e);
+      reject(err);
     });
     // 'close', not 'exit': the output streams may still hold data when the process exits.
     child.on('close', (code) => {
@@ -185,8 +206,8 @@ export async function startCli(
       child.kill('SIGKILL');
       reject(new Error(`pd-router ${args.join(' ')} not ready within ${readyMs}ms; output:\n${out}`));
     }, readyMs);
-    const onData = (d: Buffer) => {
-      out += d.toString();
+    const onData = (chunk: Buffer) => {
+      out += chunk.toString();
       const m = out.match(ready);
       if (m) {
         clearTimeout(timer);
@@ -204,7 +225,7 @@ export async function startCli(
 }
 
 /** A base port p such that p..p+n-1 are free on 127.0.0.1 right now (for components that listen on port+rank). */
-export async function freePortRange(n: number): Promise<number> {
+export async function freePortRange(count: number): Promise<number> {
   const net = await import('node:net');
   const tryBind = (port: number) =>
     new Promise<import('node:net').Server | undefined>((resolve) => {
@@ -215,13 +236,13 @@ export async function freePortRange(n: number): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const base = 20_000 + Math.floor(Math.random() * 40_000);
     const held: import('node:net').Server[] = [];
-    for (let i = 0; i < n; i++) {
+    for (let i = 0; i < count; i++) {
       const s = await tryBind(base + i);
       if (!s) break;
       held.push(s);
     }
-    await Promise.all(held.map((s) => new Promise((r) => s.close(r))));
-    if (held.length === n) return base;
+    await Promise.all(held.map((server) => new Promise((resolve) => server.close(resolve))));
+    if (held.length === count) return base;
   }
-  throw new Error(`no ${n} consecutive free ports found`);
+  throw new Error(`no ${count} consecutive free ports found`);
 }

@@ -45,7 +45,7 @@ describe('README stays true', () => {
   });
 
   it('every flag in a command line of the READMEs exists on that command', () => {
-    const docs = ['README.md', 'src/epp/README.md', 'src/loadgen/README.md'].map((f) => readFileSync(path.join(ROOT, f), 'utf8').replace(/\\\n\s*/g, ' '));
+    const docs = ['README.md', 'src/epp/README.md', 'src/loadgen/README.md'].map((field) => readFileSync(path.join(ROOT, field), 'utf8').replace(/\\\n\s*/g, ' '));
     const uses: Array<{ command: string; flags: string[]; line: string }> = [];
     const patterns: Array<[RegExp, string | undefined]> = [
       [/(?:pd-router|node dist\/src\/cli\.js) (sim|sidecar|epp|gateway|tune|dev|loadgen)\b([^\n`]*)/g, undefined],
@@ -58,7 +58,7 @@ describe('README stays true', () => {
           const command = fixed ?? m[1]!;
           const rest = (fixed ? m[1] : m[2]) ?? '';
           // Flags up to a shell comment; values such as --secure-serving=false count by name.
-          const flags = [...rest.split(' #')[0]!.matchAll(/(?:^|\s)--([a-z][a-z0-9-]*)/g)].map((f) => f[1]!);
+          const flags = [...rest.split(' #')[0]!.matchAll(/(?:^|\s)--([a-z][a-z0-9-]*)/g)].map((match) => match[1]!);
           uses.push({ command, flags, line: m[0] });
         }
       }

@@ -51,12 +51,12 @@ export class BoundHistogram<L extends string = string> {
   private readonly bounds: readonly number[];
   private readonly tree: LabelTree<Series>;
 
-  constructor(c: BoundHistogramConfig<L>) {
-    this.name = c.name;
-    this.help = c.help;
-    this.bounds = [...c.buckets].sort((a, b) => a - b);
-    this.tree = new LabelTree<Series>(c.labelNames, (labels) => ({ labels, counts: new Float64Array(this.bounds.length + 1), sum: 0, count: 0 }));
-    for (const r of c.registers) r.registerMetric(this as unknown as Parameters<Registry['registerMetric']>[0]);
+  constructor(config: BoundHistogramConfig<L>) {
+    this.name = config.name;
+    this.help = config.help;
+    this.bounds = [...config.buckets].sort((left, right) => left - right);
+    this.tree = new LabelTree<Series>(config.labelNames, (labels) => ({ labels, counts: new Float64Array(this.bounds.length + 1), sum: 0, count: 0 }));
+    for (const r of config.registers) r.registerMetric(this as unknown as Parameters<Registry['registerMetric']>[0]);
   }
 
   observe(labels: Readonly<Record<L, string>>, value: number): void {
@@ -69,14 +69,14 @@ export class BoundHistogram<L extends string = string> {
     return { observe: (value: number) => this.record(series.get(), value) };
   }
 
-  private record(s: Series, value: number): void {
+  private record(series: Series, value: number): void {
     if (!Number.isFinite(value)) throw new TypeError(`${this.name}: value is not a finite number: ${value}`);
     const b = this.bounds;
     let i = 0;
     while (i < b.length && value > b[i]!) i++;
-    s.counts[i]!++;
-    s.sum += value;
-    s.count++;
+    series.counts[i]!++;
+    series.sum += value;
+    series.count++;
   }
 
   /** What the registry renders as text, in the shape prom-client's Histogram gives it (series labels shared). */

@@ -26,13 +26,13 @@ export interface BoundMetricConfig<L extends string> {
 }
 
 export interface CounterChild {
-  inc(n?: number): void;
+  inc(count?: number): void;
 }
 
 export interface GaugeChild {
-  inc(n?: number): void;
-  dec(n?: number): void;
-  set(v: number): void;
+  inc(count?: number): void;
+  dec(count?: number): void;
+  set(value: number): void;
 }
 
 abstract class BoundScalar<L extends string> {
@@ -41,12 +41,12 @@ abstract class BoundScalar<L extends string> {
   readonly help: string;
   protected readonly tree: LabelTree<Series>;
 
-  constructor(c: BoundMetricConfig<L>, readonly aggregator: 'sum') {
-    this.name = c.name;
-    this.help = c.help;
-    this.tree = new LabelTree<Series>(c.labelNames, (labels) => ({ labels, value: 0 }));
-    if (c.labelNames.length === 0 && c.zeroBeforeFirst !== false) this.tree.get({});
-    for (const r of c.registers) r.registerMetric(this as unknown as Parameters<Registry['registerMetric']>[0]);
+  constructor(config: BoundMetricConfig<L>, readonly aggregator: 'sum') {
+    this.name = config.name;
+    this.help = config.help;
+    this.tree = new LabelTree<Series>(config.labelNames, (labels) => ({ labels, value: 0 }));
+    if (config.labelNames.length === 0 && config.zeroBeforeFirst !== false) this.tree.get({});
+    for (const r of config.registers) r.registerMetric(this as unknown as Parameters<Registry['registerMetric']>[0]);
   }
 
   protected lazy(labels: Readonly<Record<L, string>>): LazySeries<Series> {
@@ -55,55 +55,55 @@ abstract class BoundScalar<L extends string> {
 
   /** The metric as prom-client's Counter/Gauge get() returns it (what Registry.metrics() renders). */
   async get(): Promise<{ name: string; help: string; type: 'counter' | 'gauge'; aggregator: 'sum'; values: Array<{ value: number; labels: Record<string, string> }> }> {
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: this.tree.series.map((s) => ({ value: s.value, labels: s.labels })) };
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: this.tree.series.map((series) => ({ value: series.value, labels: series.labels })) };
   }
 }
 
-function amount(name: string, n: number): number {
-  if (!Number.isFinite(n)) throw new TypeError(`${name}: value is not a finite number: ${n}`);
-  return n;
+function amount(name: string, count: number): number {
+  if (!Number.isFinite(count)) throw new TypeError(`${name}: value is not a finite number: ${count}`);
+  return count;
 }
 
 export class BoundCounter<L extends string = string> extends BoundScalar<L> {
   readonly type = 'counter' as const;
 
-  constructor(c: BoundMetricConfig<L>) {
-    super(c, 'sum');
+  constructor(config: BoundMetricConfig<L>) {
+    super(config, 'sum');
   }
 
-  inc(labels: Readonly<Record<L, string>>, n = 1): void {
-    this.add(this.tree.get(labels), n);
+  inc(labels: Readonly<Record<L, string>>, count = 1): void {
+    this.add(this.tree.get(labels), count);
   }
 
   child(labels: Readonly<Record<L, string>>): CounterChild {
     const s = this.lazy(labels);
-    return { inc: (n = 1) => this.add(s.get(), n) };
+    return { inc: (count = 1) => this.add(s.get(), count) };
   }
 
-  private add(s: Series, n: number): void {
-    if (amount(this.name, n) < 0) throw new Error(`${this.name}: it is not possible to decrease a counter`);
-    s.value += n;
+  private add(series: Series, count: number): void {
+    if (amount(this.name, count) < 0) throw new Error(`${this.name}: it is not possible to decrease a counter`);
+    series.value += count;
   }
 }
 
 export class BoundGauge<L extends string = string> extends BoundScalar<L> {
   readonly type = 'gauge' as const;
 
-  constructor(c: BoundMetricConfig<L>) {
-    super(c, 'sum');
+  constructor(config: BoundMetricConfig<L>) {
+    super(config, 'sum');
   }
 
-  set(labels: Readonly<Record<L, string>>, v: number): void {
-    this.tree.get(labels).value = amount(this.name, v);
+  set(labels: Readonly<Record<L, string>>, item: number): void {
+    this.tree.get(labels).value = amount(this.name, item);
   }
 
   child(labels: Readonly<Record<L, string>>): GaugeChild {
     const s = this.lazy(labels);
     const name = this.name;
     return {
-      inc: (n = 1) => void (s.get().value += amount(name, n)),
-      dec: (n = 1) => void (s.get().value -= amount(name, n)),
-      set: (v: number) => void (s.get().value = amount(name, v)),
+      inc: (count = 1) => void (s.get().value += amount(name, count)),
+      dec: (count = 1) => void (s.get().value -= amount(name, count)),
+      set: (item: number) => void (s.get().value = amount(name, item)),
     };
   }
 }

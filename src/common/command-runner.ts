@@ -89,7 +89,7 @@ export function defineCommand<S extends OptionsSpec>(def: CommandDefinition<S>, 
         logger.fatal({ err: e }, `${programName(def, program)} failed to start`);
         return 1;
       }
-      const shutdown = handleShutdownSignals({ logger, deadlineMs: values.shutdownTimeout, stop: (d) => running.stop(d), kill: running.kill && (() => running.kill!()) });
+      const shutdown = handleShutdownSignals({ logger, deadlineMs: values.shutdownTimeout, stop: (delta) => running.stop(delta), kill: running.kill && (() => running.kill!()) });
       // Started by a supervisor with an IPC channel (pd-router dev): its exit, even by SIGKILL, stops this process.
       // Commands with --watch-parent-interval also stop when their parent pid changes (npm or a shell killed).
       const parent = watchParent(values.watchParentInterval ?? 0, (how) => shutdown.shutdown(how), parentAtStart);

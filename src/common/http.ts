@@ -7,6 +7,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { isIP, type Socket } from 'node:net';
 import { LogController, type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { REQUEST_ID_HEADER } from './pd-contract.js';
 
 export interface ServerBaseSettings {
   logger: Logger;
@@ -15,17 +16,17 @@ export interface ServerBaseSettings {
 }
 
 export function requestIdOf(req: IncomingMessage): string {
-  const h = req.headers['x-request-id'];
+  const h = req.headers[REQUEST_ID_HEADER];
   const v = Array.isArray(h) ? h[0] : h;
   return v && v.length <= 256 ? v : randomUUID();
 }
 
-export function fastifyBaseOptions(s: ServerBaseSettings): FastifyHttpOptions<Server, FastifyBaseLogger> {
+export function fastifyBaseOptions(settings: ServerBaseSettings): FastifyHttpOptions<Server, FastifyBaseLogger> {
   return {
-    loggerInstance: s.logger as FastifyBaseLogger,
+    loggerInstance: settings.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
     genReqId: requestIdOf,
-    bodyLimit: s.bodyLimit,
+    bodyLimit: settings.bodyLimit,
     // LLM requests can stream for minutes; timeouts are per stage inside the handlers, not per socket.
     requestTimeout: 0,
     keepAliveTimeout: 300_000,

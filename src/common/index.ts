@@ -14,4 +14,5 @@ export * from './tls.js';
 export * from './upstream-leg.js';
 export { Rng } from './random.js';
 export * from './pd-contract.js';
+export * from './json.js';
 export * from './upstream-logging.js';

@@ -30,22 +30,22 @@ export interface LoggerSettings {
   destination?: NodeJS.WritableStream;
 }
 
-export function createLogger(s: LoggerSettings): Logger {
+export function createLogger(settings: LoggerSettings): Logger {
   const options: LoggerOptions = {
-    level: s.level,
-    base: { component: s.component },
+    level: settings.level,
+    base: { component: settings.component },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
   };
-  if (s.format === 'pretty') {
+  if (settings.format === 'pretty') {
     // Loaded only when asked for: the formatter and its dependencies cost memory a JSON-logging server never needs.
     const { PinoPretty } = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
-    const stream = PinoPretty({ sync: true, colorize: process.stdout.isTTY === true, destination: s.destination ?? 1 });
+    const stream = PinoPretty({ sync: true, colorize: process.stdout.isTTY === true, destination: settings.destination ?? 1 });
     return pino(options, stream);
   }
   // Synchronous writes to stdout (as console.log's to a pipe): pino's default asynchronous stream flushes at exit in a
   // loop that never ends once the reader is gone (EPIPE), so a component whose supervisor died could never exit.
-  return pino(options, s.destination ?? pino.destination({ dest: 1, sync: true }));
+  return pino(options, settings.destination ?? pino.destination({ dest: 1, sync: true }));
 }
 
 /** A logger that drops everything; the default for servers started from tests. */

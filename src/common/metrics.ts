@@ -26,8 +26,8 @@ export function createRegistry(): Registry {
 /** Renders the given registries plus the process metrics in the Prometheus text format. */
 export async function renderMetrics(registries: readonly Registry[], includeProcess = true): Promise<{ contentType: string; body: string }> {
   const all = includeProcess ? [...registries, processMetricsRegistry()] : [...registries];
-  const parts = await Promise.all(all.map((r) => r.metrics()));
-  return { contentType: client.register.contentType, body: parts.filter((p) => p.length > 0).join('\n') };
+  const parts = await Promise.all(all.map((registry) => registry.metrics()));
+  return { contentType: client.register.contentType, body: parts.filter((path) => path.length > 0).join('\n') };
 }
 
 /** Histogram buckets for request latencies in seconds, from 1 ms to 10 minutes. */

@@ -60,3 +60,63 @@ export const FAIRNESS_ID_HEADERS: readonly string[] = ['x-llm-d-inference-fairne
 
 /** The request id both legs and every log line carry. */
 export const REQUEST_ID_HEADER = 'x-request-id';
+
+/*
+ * The body fields of the P/D handshake (llm-d `pkg/common/request/constants.go`): vLLM reads `kv_transfer_params` at
+ * the body's root (every OpenAI-style API) and, for the generate API, in `sampling_params.extra_args`.
+ */
+
+/** The body field carrying NIXL's KV-transfer handshake, on the prefill leg, its answer and the decode leg. */
+export const KV_TRANSFER_PARAMS = 'kv_transfer_params';
+/** The generate API's container of `extra_args`, where vLLM also reads `kv_transfer_params`. */
+export const SAMPLING_PARAMS = 'sampling_params';
+/** The field inside `sampling_params` that holds `kv_transfer_params` for the generate API. */
+export const EXTRA_ARGS = 'extra_args';
+
+/** `kv_transfer_params` of the prefill leg: compute the prompt's KV blocks, keep them for a remote decoder. */
+export interface PrefillLegKvParams {
+  readonly do_remote_decode: true;
+  readonly do_remote_prefill: false;
+  readonly remote_engine_id: null;
+  readonly remote_block_ids: null;
+  readonly remote_host: null;
+  readonly remote_port: null;
+}
+
+/** The one value of {@link PrefillLegKvParams}: the sidecar sends it, the simulator recognises it. */
+export const PREFILL_LEG_KV_PARAMS: PrefillLegKvParams = Object.freeze({
+  do_remote_decode: true,
+  do_remote_prefill: false,
+  remote_engine_id: null,
+  remote_block_ids: null,
+  remote_host: null,
+  remote_port: null,
+});
+
+/**
+ * `kv_transfer_params` of a prefiller's answer (vLLM's NIXL connector): where the decoder pulls the blocks from. The
+ * sidecar copies it verbatim into the decode leg, so a decoder sees `do_remote_prefill: true`.
+ */
+export interface PrefillAnswerKvParams {
+  readonly do_remote_decode: false;
+  readonly do_remote_prefill: true;
+  readonly remote_engine_id: string;
+  readonly remote_block_ids: readonly number[];
+  readonly remote_host: string;
+  readonly remote_port: number;
+  readonly tp_size: number;
+  readonly remote_request_id?: string;
+}
+
+/** Whether a request's `kv_transfer_params` make it a prefill leg (prefill only, no tokens for the client). */
+export function isPrefillLeg(params: Readonly<Record<string, unknown>> | undefined): boolean {
+  return params?.do_remote_decode === true;
+}
+
+/** Whether a request's `kv_transfer_params` make it a decode leg (its prompt's KV blocks come from a prefiller). */
+export function isDecodeLeg(params: Readonly<Record<string, unknown>> | undefined): boolean {
+  return !isPrefillLeg(params) && params?.do_remote_prefill === true;
+}
+
+/** SGLang's counterpart of `kv_transfer_params`: both legs carry the prefill engine's bootstrap server and a room. */
+export const SGLANG_BOOTSTRAP_FIELDS = ['bootstrap_host', 'bootstrap_port', 'bootstrap_room'] as const;

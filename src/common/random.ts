@@ -5,10 +5,10 @@
  * the arrival process) does not change another (the prompts) of the same seed.
  */
 
-function splitmix32(a: number): () => number {
+function splitmix32(left: number): () => number {
   return () => {
-    a = (a + 0x9e3779b9) | 0;
-    let t = a ^ (a >>> 16);
+    left = (left + 0x9e3779b9) | 0;
+    let t = left ^ (left >>> 16);
     t = Math.imul(t, 0x21f0aaad);
     t ^= t >>> 15;
     t = Math.imul(t, 0x735a2d97);

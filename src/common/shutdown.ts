@@ -36,29 +36,29 @@ export interface ShutdownHandle {
 }
 
 /** Installs signal handlers. */
-export function handleShutdownSignals(s: ShutdownHandlerSettings): ShutdownHandle {
-  const exit = s.exit ?? ((code: number) => process.exit(code));
+export function handleShutdownSignals(settings: ShutdownHandlerSettings): ShutdownHandle {
+  const exit = settings.exit ?? ((code: number) => process.exit(code));
   let stoppingSince: number | undefined;
   // Once a second signal has taken over, the graceful stop (which ends when the killed parts are gone) must not exit 0.
   let killing = false;
   const begin = (fields: Record<string, unknown>) => {
     stoppingSince = performance.now();
-    s.logger.info({ ...fields, deadlineMs: s.deadlineMs }, 'shutting down: draining in-flight requests');
+    settings.logger.info({ ...fields, deadlineMs: settings.deadlineMs }, 'shutting down: draining in-flight requests');
     // A stop that overruns its own deadline must not keep the process alive.
     const backstop = setTimeout(() => {
-      s.logger.error('shutdown overran its deadline, exiting');
-      void (s.kill?.() ?? Promise.resolve()).finally(() => exit(0));
-    }, s.deadlineMs + 5_000);
+      settings.logger.error('shutdown overran its deadline, exiting');
+      void (settings.kill?.() ?? Promise.resolve()).finally(() => exit(0));
+    }, settings.deadlineMs + 5_000);
     backstop.unref();
-    s.stop(s.deadlineMs).then(
+    settings.stop(settings.deadlineMs).then(
       () => {
         if (killing) return;
-        s.logger.info('shutdown complete');
+        settings.logger.info('shutdown complete');
         exit(0);
       },
       (err: unknown) => {
         if (killing) return;
-        s.logger.error({ err }, 'error during shutdown');
+        settings.logger.error({ err }, 'error during shutdown');
         exit(1);
       },
     );
@@ -66,12 +66,12 @@ export function handleShutdownSignals(s: ShutdownHandlerSettings): ShutdownHandl
   const onSignal = (signal: NodeJS.Signals) => {
     if (stoppingSince === undefined) return begin({ signal });
     if (performance.now() - stoppingSince < REPEATED_SIGNAL_WINDOW_MS) {
-      s.logger.debug({ signal }, 'signal repeated while shutting down; already stopping');
+      settings.logger.debug({ signal }, 'signal repeated while shutting down; already stopping');
       return;
     }
-    s.logger.warn({ signal }, 'second signal during shutdown, exiting now');
+    settings.logger.warn({ signal }, 'second signal during shutdown, exiting now');
     killing = true;
-    void (s.kill?.() ?? Promise.resolve()).finally(() => exit(1));
+    void (settings.kill?.() ?? Promise.resolve()).finally(() => exit(1));
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);

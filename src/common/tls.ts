@@ -29,7 +29,7 @@ export async function selfSignedCertificate(commonName = 'pd-router', altNames: 
       { name: 'extKeyUsage', serverAuth: true },
       {
         name: 'subjectAltName',
-        altNames: [...names].map((n) => (/^[\d.]+$|:/.test(n) ? { type: 7 as const, ip: n } : { type: 2 as const, value: n })),
+        altNames: [...names].map((count) => (/^[\d.]+$|:/.test(count) ? { type: 7 as const, ip: count } : { type: 2 as const, value: count })),
       },
     ],
   } as Parameters<typeof import('selfsigned').generate>[1]);
@@ -50,7 +50,7 @@ export function readCertificateDir(dir: string): TlsMaterial {
 export async function serverTls(
   certDir: string,
   logger: Logger,
-  onChange?: (m: TlsMaterial) => void,
+  onChange?: (tlsMaterial: TlsMaterial) => void,
 ): Promise<{ material: TlsMaterial; close: () => void }> {
   if (!certDir) return { material: await selfSignedCertificate(), close: () => undefined };
   const material = readCertificateDir(certDir);

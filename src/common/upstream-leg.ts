@@ -88,7 +88,7 @@ export interface LegRequest {
 /** Answer bytes held for a consumer that has not asked for them yet; beyond this the upstream connection is paused. */
 const QUEUE_HIGH_WATER = 64 * 1024;
 
-type Waiter<T> = { resolve: (v: T) => void; reject: (e: unknown) => void };
+type Waiter<T> = { resolve: (value: T) => void; reject: (err: unknown) => void };
 
 export class UpstreamLeg implements Dispatcher.DispatchHandler {
   status = 0;

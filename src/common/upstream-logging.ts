@@ -22,17 +22,17 @@ import { opt, compat, type CompatEntry } from './config/index.js';
 import type { LogLevel } from './logging.js';
 
 /** logr/zap verbosity (`--v`, or a number given to `--zap-log-level`) as a pino level. */
-export function verbosityToLevel(v: number): LogLevel {
-  if (v >= 5) return 'trace';
-  if (v >= 4) return 'debug';
+export function verbosityToLevel(value: number): LogLevel {
+  if (value >= 5) return 'trace';
+  if (value >= 4) return 'debug';
   return 'info';
 }
 
 /** llm-d-inference-sim's klog verbosity: WARN=1, INFO=2, DEBUG=4, TRACE=5. */
-export function klogVerbosityToLevel(v: number): LogLevel {
-  if (v <= 0) return 'error';
-  if (v === 1) return 'warn';
-  return verbosityToLevel(v);
+export function klogVerbosityToLevel(value: number): LogLevel {
+  if (value <= 0) return 'error';
+  if (value === 1) return 'warn';
+  return verbosityToLevel(value);
 }
 
 const ZAP_NAMED: Record<string, LogLevel> = { debug: 'debug', info: 'info', error: 'error', panic: 'fatal' };
@@ -49,24 +49,24 @@ const ZAP_TIME = /^(epoch|millis|nanos|iso8601|rfc3339|rfc3339nano)$/i;
  * controller-runtime's zap flags (zap.Options.BindFlags), plus GAIE's `-v/--v` when `verbosity` is set. Entries are in
  * precedence order: a later one overrides an earlier one on the same pd-router option.
  */
-export function zapLoggingFlags(releases: readonly string[], o: { verbosity: readonly string[] | false }): Record<string, CompatEntry> {
+export function zapLoggingFlags(releases: readonly string[], options: { verbosity: readonly string[] | false }): Record<string, CompatEntry> {
   const flags: Record<string, CompatEntry> = {
     'zap-devel': compat.mapsTo(
       releases,
-      opt.bool({ default: false, description: 'zap development mode: console encoder' + (o.verbosity ? ' (the level still follows --v, as upstream).' : ', debug level.') }),
-      o.verbosity ? '--log-format' : '--log-format, --log-level',
-      (v: boolean, set) => {
-        set.set('logFormat', v ? 'pretty' : 'json');
-        if (!o.verbosity) set.set('logLevel', v ? 'debug' : 'info');
+      opt.bool({ default: false, description: 'zap development mode: console encoder' + (options.verbosity ? ' (the level still follows --v, as upstream).' : ', debug level.') }),
+      options.verbosity ? '--log-format' : '--log-format, --log-level',
+      (flag: boolean, set) => {
+        set.set('logFormat', flag ? 'pretty' : 'json');
+        if (!options.verbosity) set.set('logLevel', flag ? 'debug' : 'info');
       },
     ),
   };
-  if (o.verbosity) {
+  if (options.verbosity) {
     flags.v = compat.mapsTo(
-      o.verbosity,
+      options.verbosity,
       opt.int({ default: 2, description: 'logr verbosity: 0-3 info, 4 debug, 5 and more trace.' }),
       '--log-level',
-      (v: number, set) => set.set('logLevel', verbosityToLevel(v)),
+      (value: number, set) => set.set('logLevel', verbosityToLevel(value)),
       { shorthand: 'v' },
     );
   }
@@ -79,13 +79,13 @@ export function zapLoggingFlags(releases: readonly string[], o: { verbosity: rea
       description: 'zap level: debug, info, error, panic (fatal), or a verbosity > 0 as --v.',
     }),
     '--log-level',
-    (v: string, set) => set.set('logLevel', zapLevelToLogLevel(v)),
+    (value: string, set) => set.set('logLevel', zapLevelToLogLevel(value)),
   );
   flags['zap-encoder'] = compat.mapsTo(
     releases,
     opt.string({ default: 'json', pattern: /^(json|console)$/i, patternHint: 'json or console', description: 'json: JSON lines; console: human-readable lines.' }),
     '--log-format',
-    (v: string, set) => set.set('logFormat', v.toLowerCase() === 'console' ? 'pretty' : 'json'),
+    (value: string, set) => set.set('logFormat', value.toLowerCase() === 'console' ? 'pretty' : 'json'),
   );
   flags['zap-stacktrace-level'] = compat.ignored(
     releases,
@@ -96,7 +96,7 @@ export function zapLoggingFlags(releases: readonly string[], o: { verbosity: rea
     releases,
     opt.string({ default: 'iso8601', pattern: ZAP_TIME, patternHint: 'one of epoch, millis, nanos, iso8601, rfc3339, rfc3339nano', description: 'zap time format.' }),
     'pd-router writes "time" as ISO-8601/RFC 3339 UTC with milliseconds; epoch, millis and nanos are not offered.',
-    { harmless: (v: string) => /^(iso8601|rfc3339|rfc3339nano)$/i.test(v) },
+    { harmless: (value: string) => /^(iso8601|rfc3339|rfc3339nano)$/i.test(value) },
   );
   return flags;
 }
@@ -104,25 +104,25 @@ export function zapLoggingFlags(releases: readonly string[], o: { verbosity: rea
 /** klog's flags (klog.InitFlags), which llm-d-inference-sim adds to its own; `-v` maps onto the level. */
 export function klogFlags(releases: readonly string[]): Record<string, CompatEntry> {
   const toStdout = 'pd-router logs JSON lines (or --log-format pretty) to stdout, never to files.';
-  const ignoredBool = (description: string, reason: string, harmless: (v: boolean) => boolean) =>
+  const ignoredBool = (description: string, reason: string, harmless: (flag: boolean) => boolean) =>
     compat.ignored(releases, opt.bool({ default: false, description }), reason, { harmless });
-  const ignoredString = (description: string, reason: string) => compat.ignored(releases, opt.string({ default: '', description }), reason, { harmless: (v: string) => v === '' });
+  const ignoredString = (description: string, reason: string) => compat.ignored(releases, opt.string({ default: '', description }), reason, { harmless: (value: string) => value === '' });
   return {
     v: compat.mapsTo(
       releases,
       opt.int({ default: 2, description: 'klog verbosity: <=0 error, 1 warn, 2-3 info, 4 debug, 5 and more trace.' }),
       '--log-level',
-      (v: number, set) => set.set('logLevel', klogVerbosityToLevel(v)),
+      (value: number, set) => set.set('logLevel', klogVerbosityToLevel(value)),
       { shorthand: 'v' },
     ),
     vmodule: ignoredString('Per-file verbosity (pattern=N,...).', 'pd-router has one level per process (--log-level).'),
     logtostderr: ignoredBool('Log to standard error instead of files (default true).', toStdout, () => true),
-    alsologtostderr: ignoredBool('Log to standard error as well as files.', toStdout, (v) => !v),
+    alsologtostderr: ignoredBool('Log to standard error as well as files.', toStdout, (flag) => !flag),
     log_dir: ignoredString('Directory for log files.', toStdout),
     log_file: ignoredString('Log file.', toStdout),
     log_file_max_size: compat.ignored(releases, opt.int({ default: 1800, min: 0, description: 'Log file size limit in MB.' }), toStdout, { harmless: () => true }),
     legacy_stderr_threshold_behavior: ignoredBool('klog stderr threshold compatibility switch.', toStdout, () => true),
-    add_dir_header: ignoredBool('Add the file directory to log headers.', 'pd-router lines are JSON without source locations.', (v) => !v),
+    add_dir_header: ignoredBool('Add the file directory to log headers.', 'pd-router lines are JSON without source locations.', (flag) => !flag),
     skip_headers: ignoredBool('Leave out log headers.', 'pd-router lines are JSON; they have no text header.', () => true),
     skip_log_headers: ignoredBool('Leave out headers in log files.', toStdout, () => true),
     one_output: ignoredBool('Write each message to its own severity file only.', toStdout, () => true),

@@ -199,11 +199,11 @@ export class CostCalibration {
   }
 }
 
-export function createCostBasedDecider(type: string, name: string, p: CostBasedPdDeciderParams) {
-  const calibration = new CostCalibration(p.calibrationHalfLifeMs, p.prefillOverheadMs, p.kvTransferOverheadMs, p.batchSlowdownPerRequest);
-  const msPerToken = () => (p.calibrate ? (calibration.prefillMsPerToken.get() ?? p.prefillMsPerToken) : p.prefillMsPerToken);
-  const kvMsPerToken = () => (p.calibrate ? (calibration.kvMsPerToken.get() ?? p.kvTransferMsPerToken) : p.kvTransferMsPerToken);
-  const work = (m: EndpointMetrics, tokens: number) => (p.prefillOverheadMs + tokens * msPerToken()) * (1 + p.batchSlowdownPerRequest * m.runningRequests);
+export function createCostBasedDecider(type: string, name: string, params: CostBasedPdDeciderParams) {
+  const calibration = new CostCalibration(params.calibrationHalfLifeMs, params.prefillOverheadMs, params.kvTransferOverheadMs, params.batchSlowdownPerRequest);
+  const msPerToken = () => (params.calibrate ? (calibration.prefillMsPerToken.get() ?? params.prefillMsPerToken) : params.prefillMsPerToken);
+  const kvMsPerToken = () => (params.calibrate ? (calibration.kvMsPerToken.get() ?? params.kvTransferMsPerToken) : params.kvTransferMsPerToken);
+  const work = (metrics: EndpointMetrics, tokens: number) => (params.prefillOverheadMs + tokens * msPerToken()) * (1 + params.batchSlowdownPerRequest * metrics.runningRequests);
   /** Prefill work ahead of a new request on an endpoint; on prefill endpoints the running requests are prefills in progress. */
   const queue = (ep: DeciderEndpoint, fallbackTokens: number, prefillEndpoint: boolean) =>
     (ep.metrics.waitingQueueSize + (prefillEndpoint ? ep.metrics.runningRequests / 2 : 0)) * work(ep.metrics, calibration.meanComputedTokens(ep.id) ?? fallbackTokens);
@@ -217,7 +217,7 @@ export function createCostBasedDecider(type: string, name: string, p: CostBasedP
       const now = input.now();
       if (!input.decode) return { disaggregate: false, reason: 'no-decode-endpoint' };
       const candidates = input.prefillCandidates;
-      if (p.calibrate) {
+      if (params.calibrate) {
         calibration.observe(input.decode.endpoint, now);
         for (const c of candidates) calibration.observe(c, now);
       }
@@ -227,22 +227,22 @@ export function createCostBasedDecider(type: string, name: string, p: CostBasedP
       const cached = pm ? Math.min(prompt, pm.matchedBlocks * pm.blockSizeTokens) : 0;
       const uncached = Math.max(0, prompt - cached);
       const base = { promptTokens: prompt, cachedTokens: cached, uncachedTokens: uncached };
-      if (uncached < p.minUncachedTokens) return { disaggregate: false, reason: uncached === 0 && prompt > 0 ? 'cached' : 'below-threshold', detail: { ...base, minUncachedTokens: p.minUncachedTokens } };
+      if (uncached < params.minUncachedTokens) return { disaggregate: false, reason: uncached === 0 && prompt > 0 ? 'cached' : 'below-threshold', detail: { ...base, minUncachedTokens: params.minUncachedTokens } };
 
       const decodeMetrics = input.decode.endpoint.metrics;
-      if (!decodeMetrics.stale && decodeMetrics.kvCacheUsage >= p.decodeBusyKvUsage) {
-        return { disaggregate: true, reason: 'decode-busy', detail: { ...base, decodeKvUsage: decodeMetrics.kvCacheUsage, decodeBusyKvUsage: p.decodeBusyKvUsage } };
+      if (!decodeMetrics.stale && decodeMetrics.kvCacheUsage >= params.decodeBusyKvUsage) {
+        return { disaggregate: true, reason: 'decode-busy', detail: { ...base, decodeKvUsage: decodeMetrics.kvCacheUsage, decodeBusyKvUsage: params.decodeBusyKvUsage } };
       }
-      const tokenBound = p.bypassUncachedTokens === 0 || uncached < p.bypassUncachedTokens;
-      const ratioBound = p.bypassUncachedRatio === 0 || (prompt > 0 && uncached / prompt < p.bypassUncachedRatio);
-      if ((p.bypassUncachedTokens > 0 || p.bypassUncachedRatio > 0) && tokenBound && ratioBound) {
-        return { disaggregate: false, reason: 'cached', detail: { ...base, bypassUncachedTokens: p.bypassUncachedTokens, bypassUncachedRatio: p.bypassUncachedRatio } };
+      const tokenBound = params.bypassUncachedTokens === 0 || uncached < params.bypassUncachedTokens;
+      const ratioBound = params.bypassUncachedRatio === 0 || (prompt > 0 && uncached / prompt < params.bypassUncachedRatio);
+      if ((params.bypassUncachedTokens > 0 || params.bypassUncachedRatio > 0) && tokenBound && ratioBound) {
+        return { disaggregate: false, reason: 'cached', detail: { ...base, bypassUncachedTokens: params.bypassUncachedTokens, bypassUncachedRatio: params.bypassUncachedRatio } };
       }
 
-      const fresh = candidates.filter((c) => !c.metrics.stale);
+      const fresh = candidates.filter((endpoint) => !endpoint.metrics.stale);
       if (decodeMetrics.stale || fresh.length === 0) {
-        const yes = uncached >= p.staleNonCachedTokens;
-        return { disaggregate: yes, reason: 'stale-metrics', detail: { ...base, staleNonCachedTokens: p.staleNonCachedTokens } };
+        const yes = uncached >= params.staleNonCachedTokens;
+        return { disaggregate: yes, reason: 'stale-metrics', detail: { ...base, staleNonCachedTokens: params.staleNonCachedTokens } };
       }
       let best: { ep: DeciderEndpoint; queueMs: number; totalMs: number; computeTokens: number } | undefined;
       for (const ep of fresh) {
@@ -252,13 +252,13 @@ export function createCostBasedDecider(type: string, name: string, p: CostBasedP
         const totalMs = queueMs + work(ep.metrics, computeTokens);
         if (!best || totalMs < best.totalMs) best = { ep, queueMs, totalMs, computeTokens };
       }
-      const busy = (p.prefillBusyQueueMs > 0 && best!.queueMs >= p.prefillBusyQueueMs) || (p.prefillBusyWaiting > 0 && best!.ep.metrics.waitingQueueSize >= p.prefillBusyWaiting);
-      const transferMs = p.kvTransferOverheadMs + prompt * kvMsPerToken();
+      const busy = (params.prefillBusyQueueMs > 0 && best!.queueMs >= params.prefillBusyQueueMs) || (params.prefillBusyWaiting > 0 && best!.ep.metrics.waitingQueueSize >= params.prefillBusyWaiting);
+      const transferMs = params.kvTransferOverheadMs + prompt * kvMsPerToken();
       const remoteMs = best!.totalMs + transferMs;
       const localWorkMs = work(decodeMetrics, uncached);
       const localMs = queue(input.decode.endpoint, uncached, false) + localWorkMs;
       const decodeBusy = decodeMetrics.runningRequests + decodeMetrics.waitingQueueSize > 0;
-      const interferenceMs = decodeBusy ? p.localInterferenceWeight * localWorkMs : 0;
+      const interferenceMs = decodeBusy ? params.localInterferenceWeight * localWorkMs : 0;
       const detail = {
         ...base,
         localMs: round(localMs),
@@ -269,19 +269,19 @@ export function createCostBasedDecider(type: string, name: string, p: CostBasedP
         kvTransferMs: round(transferMs),
         prefillEndpoint: best!.ep.hostPort,
         msPerToken: round(msPerToken(), 5),
-        calibrated: p.calibrate && calibration.prefillMsPerToken.get() !== undefined,
+        calibrated: params.calibrate && calibration.prefillMsPerToken.get() !== undefined,
       };
-      if (busy) return { disaggregate: false, reason: 'prefill-busy', detail: { ...detail, prefillBusyQueueMs: p.prefillBusyQueueMs, prefillBusyWaiting: p.prefillBusyWaiting } };
-      if (remoteMs < localMs * (1 - p.margin)) return { disaggregate: true, reason: 'remote-faster', detail };
-      if (remoteMs < (localMs + interferenceMs) * (1 - p.margin)) return { disaggregate: true, reason: 'decode-interference', detail };
+      if (busy) return { disaggregate: false, reason: 'prefill-busy', detail: { ...detail, prefillBusyQueueMs: params.prefillBusyQueueMs, prefillBusyWaiting: params.prefillBusyWaiting } };
+      if (remoteMs < localMs * (1 - params.margin)) return { disaggregate: true, reason: 'remote-faster', detail };
+      if (remoteMs < (localMs + interferenceMs) * (1 - params.margin)) return { disaggregate: true, reason: 'decode-interference', detail };
       return { disaggregate: false, reason: 'local-faster', detail };
     },
   };
 }
 
-function round(n: number, digits = 2): number {
+function round(count: number, digits = 2): number {
   const f = 10 ** digits;
-  return Math.round(n * f) / f;
+  return Math.round(count * f) / f;
 }
 
 export type CostBasedPdDecider = ReturnType<typeof createCostBasedDecider>;

@@ -50,6 +50,18 @@ export interface EndpointMetrics {
   prefixCacheHits?: number;
   /** vllm:prefix_cache_queries_total (tokens) */
   prefixCacheQueries?: number;
+  /** vllm:lora_requests_info, its newest series: adapters running and waiting, and max_lora (the engine's loraSpec). */
+  lora?: LoraInfo;
+  /** The engine's customMetrics (core-metrics-extractor), by attributeKey; a metric missing from a scrape keeps its value. */
+  custom?: Record<string, number>;
+  /** The models the server lists at /v1/models (models-data-source with models-data-extractor): id and, for a LoRA adapter, its parent. */
+  models?: ReadonlyArray<{ id: string; parent?: string }>;
+}
+
+export interface LoraInfo {
+  running: readonly string[];
+  waiting: readonly string[];
+  maxLoras: number;
 }
 
 /** What a decider sees of an endpoint. */

@@ -15,7 +15,7 @@ const devOptions = {
   decode: opt.int({ default: D.decode, min: 1, max: 32, description: 'Decode simulators, each with its own sidecar (y in xPyD).' }),
   profile: opt.oneOf(PROFILE_NAMES, {
     default: D.profile,
-    description: `Simulator latency profile: ${PROFILE_NAMES.map((p) => `${p} (${LATENCY_PROFILES[p].description})`).join('; ')}.`,
+    description: `Simulator latency profile: ${PROFILE_NAMES.map((path) => `${path} (${LATENCY_PROFILES[path].description})`).join('; ')}.`,
   }),
   model: opt.string({ default: D.model, description: 'Model name the simulators serve.' }),
   host: opt.string({ default: D.host, description: 'Address every component binds to.' }),
@@ -61,22 +61,22 @@ this one (npm, a shell), and a component started by this process stops when this
   envPrefix: 'PD_DEV',
 };
 
-export function describeStack(s: DevStack): string {
-  const o = s.options;
+export function describeStack(devStack: DevStack): string {
+  const o = devStack.options;
   const lines = [
-    `pd-router dev: ${s.shape} on simulators (profile ${o.profile}, model ${o.model}, decider ${o.decider}${o.timeScale !== 1 ? `, time scale ${o.timeScale}` : ''})`,
+    `pd-router dev: ${devStack.shape} on simulators (profile ${o.profile}, model ${o.model}, decider ${o.decider}${o.timeScale !== 1 ? `, time scale ${o.timeScale}` : ''})`,
     '',
-    `  gateway     ${s.gateway.url}   metrics ${s.gateway.url}/gateway/metrics`,
-    `  epp         grpc ${s.epp.url}   metrics http://${o.host}:${s.epp.ports.metricsPort}/metrics`,
+    `  gateway     ${devStack.gateway.url}   metrics ${devStack.gateway.url}/gateway/metrics`,
+    `  epp         grpc ${devStack.epp.url}   metrics http://${o.host}:${devStack.epp.ports.metricsPort}/metrics`,
   ];
-  s.prefills.forEach((p, i) => lines.push(`  prefill-${i}   ${p.url}   metrics ${p.url}/metrics`));
-  for (const d of s.decodes) lines.push(`  ${d.name}    sidecar ${d.sidecar.url} -> vLLM sim ${d.sim.url}   metrics ${d.sidecar.url}/sidecar/metrics, ${d.sim.url}/metrics`);
+  devStack.prefills.forEach((component, i) => lines.push(`  prefill-${i}   ${component.url}   metrics ${component.url}/metrics`));
+  for (const d of devStack.decodes) lines.push(`  ${d.name}    sidecar ${d.sidecar.url} -> vLLM sim ${d.sim.url}   metrics ${d.sidecar.url}/sidecar/metrics, ${d.sim.url}/metrics`);
   lines.push(
     '',
-    `Endpoints file: ${s.endpointsFile}   EPP config: ${s.eppConfigFile}`,
+    `Endpoints file: ${devStack.endpointsFile}   EPP config: ${devStack.eppConfigFile}`,
     '',
     'Try:',
-    `  curl -s ${s.gateway.url}/v1/chat/completions -H 'content-type: application/json' \\`,
+    `  curl -s ${devStack.gateway.url}/v1/chat/completions -H 'content-type: application/json' \\`,
     `    -d '{"model":"${o.model}","messages":[{"role":"user","content":"Hello!"}],"max_tokens":32}'`,
     '',
     {
@@ -91,44 +91,44 @@ export function describeStack(s: DevStack): string {
   return lines.join('\n') + '\n';
 }
 
-export const devCommandModule = defineCommand(devCommand, async (v, logger) => {
+export const devCommandModule = defineCommand(devCommand, async (optionValues, logger) => {
   const stack = await startDevStack({
-    prefill: v.prefill,
-    decode: v.decode,
-    profile: v.profile,
-    model: v.model,
-    host: v.host,
-    gatewayPort: v.port,
-    basePort: v.basePort,
-    eppGrpcPort: v.eppGrpcPort,
-    eppMetricsPort: v.eppMetricsPort,
-    decider: v.decider,
-    nonCachedTokens: v.nonCachedTokens,
-    eppConfigFile: v.eppConfig || undefined,
-    mode: v.inProcess ? 'in-process' : 'processes',
-    timeScale: v.timeScale,
-    seed: v.seed,
-    failureModeAllow: v.failureModeAllow,
-    prefillFailurePolicy: v.prefillFailurePolicy,
+    prefill: optionValues.prefill,
+    decode: optionValues.decode,
+    profile: optionValues.profile,
+    model: optionValues.model,
+    host: optionValues.host,
+    gatewayPort: optionValues.port,
+    basePort: optionValues.basePort,
+    eppGrpcPort: optionValues.eppGrpcPort,
+    eppMetricsPort: optionValues.eppMetricsPort,
+    decider: optionValues.decider,
+    nonCachedTokens: optionValues.nonCachedTokens,
+    eppConfigFile: optionValues.eppConfig || undefined,
+    mode: optionValues.inProcess ? 'in-process' : 'processes',
+    timeScale: optionValues.timeScale,
+    seed: optionValues.seed,
+    failureModeAllow: optionValues.failureModeAllow,
+    prefillFailurePolicy: optionValues.prefillFailurePolicy,
     logger,
-    childLogs: { level: v.logLevel, show: v.showLogs, format: v.logFormat },
-    shutdownTimeoutMs: v.shutdownTimeout,
+    childLogs: { level: optionValues.logLevel, show: optionValues.showLogs, format: optionValues.logFormat },
+    shutdownTimeoutMs: optionValues.shutdownTimeout,
   });
   process.stdout.write(describeStack(stack));
-  if (v.prometheus) {
-    const file = path.resolve(v.prometheusFile);
+  if (optionValues.prometheus) {
+    const file = path.resolve(optionValues.prometheusFile);
     writeFileSync(file, prometheusScrapeConfig(stack));
     process.stdout.write(
       `\nPrometheus scrape config written to ${file}. Run:\n  prometheus --config.file=${file}\nthen import deploy/grafana/pd-router-dashboard.json into Grafana (data source: that Prometheus).\n`,
     );
   }
   return {
-    stop: (d) => stack.close(d),
+    stop: (delta) => stack.close(delta),
     kill: () => stack.kill(),
     // The gateway or the EPP exited on its own: stop the rest and exit non-zero.
     ended: stack.broken.then(async (why) => {
       logger.error({ reason: why }, 'the stack cannot serve without it; stopping everything');
-      await stack.close(v.shutdownTimeout);
+      await stack.close(optionValues.shutdownTimeout);
       return 1;
     }),
   };

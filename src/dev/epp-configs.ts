@@ -12,8 +12,8 @@ export type DeciderChoice = (typeof DECIDERS)[number];
 
 const DECIDER_NAME = 'decider';
 
-function deciderPlugin(d: DeciderChoice, nonCachedTokens: number): Record<string, unknown> {
-  switch (d) {
+function deciderPlugin(text: DeciderChoice, nonCachedTokens: number): Record<string, unknown> {
+  switch (text) {
     case 'prefix':
       return { type: 'prefix-based-pd-decider', name: DECIDER_NAME, parameters: { nonCachedTokens } };
     case 'always':
@@ -30,11 +30,11 @@ export function devEppConfig(decider: DeciderChoice, nonCachedTokens = 256, bloc
   const doc = parseDocument(LLM_D_SIM_PD_EPP_CONFIG);
   doc.commentBefore = ` pd-router dev: llm-d's sim-pd-epp-config.yaml with the ${decider} decider`;
   const plugins = doc.toJS().plugins as Array<Record<string, any>>;
-  const next = plugins.map((p) => {
-    if (p.type === 'approx-prefix-cache-producer') return { ...p, parameters: { ...p.parameters, blockSizeTokens, maxPrefixTokensToMatch: 131072 } };
-    if (p.type === 'prefix-based-pd-decider') return deciderPlugin(decider, nonCachedTokens);
-    if (p.type === 'disagg-profile-handler') return { ...p, parameters: { ...p.parameters, deciders: { prefill: DECIDER_NAME } } };
-    return p;
+  const next = plugins.map((params) => {
+    if (params.type === 'approx-prefix-cache-producer') return { ...params, parameters: { ...params.parameters, blockSizeTokens, maxPrefixTokensToMatch: 131072 } };
+    if (params.type === 'prefix-based-pd-decider') return deciderPlugin(decider, nonCachedTokens);
+    if (params.type === 'disagg-profile-handler') return { ...params, parameters: { ...params.parameters, deciders: { prefill: DECIDER_NAME } } };
+    return params;
   });
   doc.set('plugins', doc.createNode(next));
   return doc.toString();

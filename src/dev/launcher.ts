@@ -78,9 +78,9 @@ interface ChildSpec {
   timeoutMs?: number;
 }
 
-function childComponent(c: ChildSpec): Promise<Component> {
-  const { name, command, logger, logs } = c;
-  const timeoutMs = c.timeoutMs ?? 30_000;
+function childComponent(childSpec: ChildSpec): Promise<Component> {
+  const { name, command, logger, logs } = childSpec;
+  const timeoutMs = childSpec.timeoutMs ?? 30_000;
   const childLevel = LEVEL_VALUES[logs.level]! < LEVEL_VALUES.info! ? logs.level : 'info';
   const shownFrom = LEVEL_VALUES[logs.level]!;
   const format = logs.show ? lineFormatter(logs.format) : undefined;
@@ -89,14 +89,14 @@ function childComponent(c: ChildSpec): Promise<Component> {
   return new Promise((resolve, reject) => {
     // Its own process group, so a terminal's Ctrl-C reaches only the supervisor, which stops the stack front to back;
     // the IPC channel is how the child knows its supervisor is gone (even after a SIGKILL): it then stops itself.
-    const child = spawn(process.execPath, [CLI, command, ...c.args, `--log-level=${childLevel}`, `--shutdown-timeout=${c.shutdownTimeoutMs}ms`], {
+    const child = spawn(process.execPath, [CLI, command, ...childSpec.args, `--log-level=${childLevel}`, `--shutdown-timeout=${childSpec.shutdownTimeoutMs}ms`], {
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       detached: true,
     });
     child.channel?.unref();
     let buffered = '';
     let ready = false;
-    const exited = new Promise<void>((r) => child.once('exit', () => r()));
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     const running = () => child.exitCode === null && child.signalCode === null;
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
@@ -129,10 +129,10 @@ function childComponent(c: ChildSpec): Promise<Component> {
           ports,
           pid: child.pid,
           exited,
-          stop: async (deadlineMs = c.shutdownTimeoutMs) => {
+          stop: async (deadlineMs = childSpec.shutdownTimeoutMs) => {
             if (!running()) return exited;
             child.kill('SIGTERM');
-            const backstop = setTimeout(() => child.kill('SIGKILL'), Math.min(deadlineMs, c.shutdownTimeoutMs) + KILL_GRACE_MS);
+            const backstop = setTimeout(() => child.kill('SIGKILL'), Math.min(deadlineMs, childSpec.shutdownTimeoutMs) + KILL_GRACE_MS);
             await exited;
             clearTimeout(backstop);
           },
@@ -152,8 +152,8 @@ function childComponent(c: ChildSpec): Promise<Component> {
     };
     const splitter = () => {
       let rest = '';
-      return (d: Buffer) => {
-        const text = rest + d.toString();
+      return (chunk: Buffer) => {
+        const text = rest + chunk.toString();
         const lines = text.split('\n');
         rest = lines.pop() ?? '';
         if (!ready) buffered = (buffered + text).slice(-20_000);
@@ -173,12 +173,12 @@ function childComponent(c: ChildSpec): Promise<Component> {
   });
 }
 
-function inProcess(name: string, url: string, ports: Record<string, number>, close: (d: number) => Promise<void>): Component {
+function inProcess(name: string, url: string, ports: Record<string, number>, close: (delta: number) => Promise<void>): Component {
   let done!: () => void;
-  const exited = new Promise<void>((r) => (done = r));
+  const exited = new Promise<void>((resolve) => (done = resolve));
   let closing: Promise<void> | undefined;
-  const stop = (d: number) => (closing ??= close(d).finally(done));
-  return { name, url, ports, exited, stop: (d = 5_000) => stop(d), kill: () => stop(0) };
+  const stop = (delta: number) => (closing ??= close(delta).finally(done));
+  return { name, url, ports, exited, stop: (delta = 5_000) => stop(delta), kill: () => stop(0) };
 }
 
 export interface LauncherSettings {
@@ -194,36 +194,36 @@ export class Launcher {
   readonly mode: LaunchMode;
   private readonly logger: Logger;
 
-  constructor(private readonly s: LauncherSettings) {
-    this.mode = s.mode;
-    this.logger = s.logger;
+  constructor(private readonly settings: LauncherSettings) {
+    this.mode = settings.mode;
+    this.logger = settings.logger;
   }
 
   private child(name: string, command: string, args: string[]): Promise<Component> {
-    return childComponent({ name, command, args, logger: this.logger, logs: this.s.childLogs ?? DEFAULT_CHILD_LOGS, shutdownTimeoutMs: this.s.shutdownTimeoutMs ?? 5_000 });
+    return childComponent({ name, command, args, logger: this.logger, logs: this.settings.childLogs ?? DEFAULT_CHILD_LOGS, shutdownTimeoutMs: this.settings.shutdownTimeoutMs ?? 5_000 });
   }
 
-  async sim(name: string, c: SimConfig): Promise<Component> {
-    if (this.mode === 'processes') return this.child(name, 'sim', toArgs(simOptions, c));
-    const h = await startSimulator(c, this.logger.child({ component: name }));
-    return inProcess(name, h.url, { port: h.port }, (d) => h.close(d));
+  async sim(name: string, optionValues: SimConfig): Promise<Component> {
+    if (this.mode === 'processes') return this.child(name, 'sim', toArgs(simOptions, optionValues));
+    const h = await startSimulator(optionValues, this.logger.child({ component: name }));
+    return inProcess(name, h.url, { port: h.port }, (delta) => h.close(delta));
   }
 
-  async sidecar(name: string, c: SidecarConfig): Promise<Component> {
-    if (this.mode === 'processes') return this.child(name, 'sidecar', toArgs(sidecarOptions, c));
-    const h = await startSidecar(c, this.logger.child({ component: name }));
-    return inProcess(name, h.url, { port: h.ports[0]! }, (d) => h.close(d));
+  async sidecar(name: string, optionValues: SidecarConfig): Promise<Component> {
+    if (this.mode === 'processes') return this.child(name, 'sidecar', toArgs(sidecarOptions, optionValues));
+    const h = await startSidecar(optionValues, this.logger.child({ component: name }));
+    return inProcess(name, h.url, { port: h.ports[0]! }, (delta) => h.close(delta));
   }
 
-  async epp(name: string, c: EppConfig): Promise<Component> {
-    if (this.mode === 'processes') return this.child(name, 'epp', toArgs(eppOptions, c));
-    const h = await startEpp(c, { logger: this.logger.child({ component: name }) });
-    return inProcess(name, `127.0.0.1:${h.grpcPort}`, { grpcPort: h.grpcPort, healthPort: h.healthPort, metricsPort: h.metricsPort }, (d) => h.close(d));
+  async epp(name: string, optionValues: EppConfig): Promise<Component> {
+    if (this.mode === 'processes') return this.child(name, 'epp', toArgs(eppOptions, optionValues));
+    const h = await startEpp(optionValues, { logger: this.logger.child({ component: name }) });
+    return inProcess(name, `127.0.0.1:${h.grpcPort}`, { grpcPort: h.grpcPort, healthPort: h.healthPort, metricsPort: h.metricsPort }, (delta) => h.close(delta));
   }
 
-  async gateway(name: string, c: GatewayConfig): Promise<Component> {
-    if (this.mode === 'processes') return this.child(name, 'gateway', toArgs(gatewayOptions, c));
-    const h = await startGateway(c, this.logger.child({ component: name }));
-    return inProcess(name, h.url, { port: h.port }, (d) => h.close(d));
+  async gateway(name: string, optionValues: GatewayConfig): Promise<Component> {
+    if (this.mode === 'processes') return this.child(name, 'gateway', toArgs(gatewayOptions, optionValues));
+    const h = await startGateway(optionValues, this.logger.child({ component: name }));
+    return inProcess(name, h.url, { port: h.port }, (delta) => h.close(delta));
   }
 }

@@ -117,13 +117,13 @@ interface EndpointEntry {
 /** Like Promise.all, but waits for every start to settle before failing, so none is left unobserved or running. */
 async function settle<T>(starts: Promise<T>[]): Promise<T[]> {
   const results = await Promise.allSettled(starts);
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
   if (failed) throw failed.reason;
-  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
+  return results.map((result) => (result as PromiseFulfilledResult<T>).value);
 }
 
-function portOf(c: Component): number {
-  return c.ports.port ?? Number(new URL(c.url).port);
+function portOf(component: Component): number {
+  return component.ports.port ?? Number(new URL(component.url).port);
 }
 
 export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promise<DevStack> {
@@ -143,17 +143,17 @@ export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promis
     // Write-then-rename would be atomic, but the EPP's reload keeps the last good state on a partial read anyway.
     writeFileSync(endpointsFile, toYaml({ endpoints: [...entries.values()] }));
   };
-  const supervise = (c: Component, endpoint: string) => {
-    void c.exited.then(() => {
+  const supervise = (config: Component, endpoint: string) => {
+    void config.exited.then(() => {
       if (closing || !entries.has(endpoint)) return;
-      logger.warn({ component: c.name, endpoint }, 'component exited; removing its endpoint from discovery');
+      logger.warn({ component: config.name, endpoint }, 'component exited; removing its endpoint from discovery');
       entries.delete(endpoint);
       writeEndpoints();
     });
   };
-  const track = <T extends Component>(c: T) => {
-    started.push(c);
-    return c;
+  const track = <T extends Component>(config: T) => {
+    started.push(config);
+    return config;
   };
   try {
     const prefillStarts = Array.from({ length: o.prefill }, (_, i) =>
@@ -212,15 +212,15 @@ export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promis
           .then(track),
       ),
     );
-    prefills.forEach((p, i) => {
+    prefills.forEach((component, i) => {
       const name = `prefill-${i}`;
-      entries.set(name, { name, address: o.host, port: String(portOf(p)), labels: { 'llm-d.ai/role': 'prefill' } });
-      supervise(p, name);
+      entries.set(name, { name, address: o.host, port: String(portOf(component)), labels: { 'llm-d.ai/role': 'prefill' } });
+      supervise(component, name);
     });
-    sidecars.forEach((s, i) => {
+    sidecars.forEach((component, i) => {
       const name = `decode-${i}`;
-      entries.set(name, { name, address: o.host, port: String(portOf(s)), labels: { 'llm-d.ai/role': 'decode' } });
-      supervise(s, name);
+      entries.set(name, { name, address: o.host, port: String(portOf(component)), labels: { 'llm-d.ai/role': 'decode' } });
+      supervise(component, name);
       supervise(decodeSims[i]!, name);
     });
     writeEndpoints();
@@ -251,15 +251,15 @@ export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promis
           epp: hostPort(o.host, epp.ports.grpcPort!),
           eppTls: false,
           failureModeAllow: o.failureModeAllow,
-          fallbackEndpoints: sidecars.map((s) => hostPort(o.host, portOf(s))),
+          fallbackEndpoints: sidecars.map((component) => hostPort(o.host, portOf(component))),
         }),
       ),
     );
     const broken = Promise.race(
-      [gateway, epp].map((c) =>
-        c.exited.then(() => {
+      [gateway, epp].map((component) =>
+        component.exited.then(() => {
           if (closing) return new Promise<string>(() => {});
-          return `${c.name} exited`;
+          return `${component.name} exited`;
         }),
       ),
     );
@@ -284,19 +284,19 @@ export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promis
         const left = () => Math.max(0, end - performance.now());
         await gateway.stop(left());
         await epp.stop(left());
-        await Promise.all(sidecars.map((s) => s.stop(left())));
-        await Promise.all([...prefills, ...decodeSims].map((s) => s.stop(left())));
+        await Promise.all(sidecars.map((component) => component.stop(left())));
+        await Promise.all([...prefills, ...decodeSims].map((component) => component.stop(left())));
         await rm(workDir, { recursive: true, force: true });
       },
       kill: async () => {
         closing = true;
-        await Promise.all(started.map((c) => c.kill()));
+        await Promise.all(started.map((component) => component.kill()));
         await rm(workDir, { recursive: true, force: true });
       },
     };
   } catch (e) {
     closing = true;
-    await Promise.all(started.map((c) => c.kill()));
+    await Promise.all(started.map((component) => component.kill()));
     await rm(workDir, { recursive: true, force: true });
     throw e;
   }

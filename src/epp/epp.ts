@@ -12,8 +12,10 @@ import { ConfigError, closeWithDeadline, fastifyBaseOptions, hostPort, listen, r
 import { extProcServiceDefinition } from '../common/envoy/ext-proc.js';
 import { loadEndpointPickerConfig, type LoadedEndpointPickerConfig } from './config/loader.js';
 import { startDiscovery } from './datalayer/discovery.js';
+import { startInferenceCrdWatcher, type InferenceCrdWatcher } from './datalayer/inference-crds.js';
 import { EndpointStore } from './datalayer/endpoint-store.js';
 import { MetricsScraper } from './datalayer/metrics-scraper.js';
+import { ModelsPoller } from './datalayer/models-poller.js';
 import { RequestDirector } from './director.js';
 import { ExtProcStream } from './extproc/stream.js';
 import { RequestBufferBudget } from './extproc/request-buffer-budget.js';
@@ -22,6 +24,7 @@ import { healthClientConstructor, healthImplementation } from './health.js';
 import { EppMetrics } from './metrics.js';
 import type { EppConfig } from './options.js';
 import { IdentityProvider } from './tls-provider.js';
+import { startControlPlaneFeatures, type ControlPlaneFeatures } from './ha/index.js';
 
 export interface EppHandle {
   readonly grpcPort: number;
@@ -32,8 +35,12 @@ export interface EppHandle {
   readonly metrics: EppMetrics;
   /** The serving certificate (PEM) when --secure-serving is on. */
   readonly certificate?: string;
-  /** Discovery synced and not draining. */
+  /** The pool's InferenceModelRewrites and InferenceObjectives (with --pool-name only). */
+  readonly crds?: InferenceCrdWatcher;
+  /** Discovery synced (and the pool's CRDs listed), not draining, and the leader (with leader election). */
   ready(): boolean;
+  /** Leader election and /metrics auth, when enabled. */
+  readonly controlPlane: ControlPlaneFeatures;
   close(deadlineMs?: number): Promise<void>;
 }
 
@@ -48,31 +55,31 @@ export interface StartEppOptions {
  * refused before it is parsed: YAML parsing costs about a second of CPU per MiB), else '' (llm-d's default config). An
  * empty file is an error: a mounted ConfigMap that lost its data must not silently run a non-P/D default.
  */
-async function configText(o: EppConfig): Promise<string> {
-  const tooLarge = (what: string) => new ConfigError(`${what} is larger than --max-config-size (${o.maxConfigSize} bytes)`);
-  if (o.configText) {
-    if (Buffer.byteLength(o.configText) > o.maxConfigSize) throw tooLarge('--config-text');
-    return o.configText;
+async function configText(optionValues: EppConfig): Promise<string> {
+  const tooLarge = (what: string) => new ConfigError(`${what} is larger than --max-config-size (${optionValues.maxConfigSize} bytes)`);
+  if (optionValues.configText) {
+    if (Buffer.byteLength(optionValues.configText) > optionValues.maxConfigSize) throw tooLarge('--config-text');
+    return optionValues.configText;
   }
-  if (!o.configFile) return '';
+  if (!optionValues.configFile) return '';
   let text: string;
   try {
-    const file = await open(o.configFile, 'r');
+    const file = await open(optionValues.configFile, 'r');
     try {
       // One byte more than allowed tells a file at the limit from a larger one, without reading the rest.
-      const buf = Buffer.alloc(o.maxConfigSize + 1);
+      const buf = Buffer.alloc(optionValues.maxConfigSize + 1);
       let n = 0;
       for (let r = 1; r > 0 && n < buf.length; n += r) r = (await file.read(buf, n, buf.length - n, null)).bytesRead;
-      if (n > o.maxConfigSize) throw tooLarge(`--config-file ${o.configFile}`);
+      if (n > optionValues.maxConfigSize) throw tooLarge(`--config-file ${optionValues.configFile}`);
       text = buf.toString('utf8', 0, n);
     } finally {
       await file.close();
     }
   } catch (e) {
     if (e instanceof ConfigError) throw e;
-    throw new ConfigError(`cannot read --config-file ${o.configFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new ConfigError(`cannot read --config-file ${optionValues.configFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  if (text.trim() === '') throw new ConfigError(`--config-file ${o.configFile} is empty; give an EndpointPickerConfig (or no --config-file for llm-d's default single-profile config)`);
+  if (text.trim() === '') throw new ConfigError(`--config-file ${optionValues.configFile} is empty; give an EndpointPickerConfig (or no --config-file for llm-d's default single-profile config)`);
   return text;
 }
 
@@ -80,22 +87,22 @@ function bindGrpc(server: grpc.Server, address: string, creds: grpc.ServerCreden
   return new Promise((resolve, reject) => server.bindAsync(address, creds, (err, port) => (err ? reject(err) : resolve(port))));
 }
 
-export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promise<EppHandle> {
+export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = {}): Promise<EppHandle> {
   const logger = opts.logger ?? silentLogger();
-  const metrics = new EppMetrics(undefined, o.metricsFamily);
-  const config = loadEndpointPickerConfig(applyConfigParams(await configText(o), o.configParam), { metrics, logger, random: opts.random });
+  const metrics = new EppMetrics(undefined, optionValues.metricsFamily);
+  const config = loadEndpointPickerConfig(applyConfigParams(await configText(optionValues), optionValues.configParam), { metrics, logger, random: opts.random });
   const store = new EndpointStore();
-  store.on('removed', (e) => {
-    for (const p of config.endpointRemoved) p.endpointRemoved(e.id);
+  store.on('removed', (endpoint) => {
+    for (const p of config.endpointRemoved) p.endpointRemoved(endpoint.id);
   });
-  metrics.registerPoolGauges(o.poolName || 'epp', () => {
+  metrics.registerPoolGauges(optionValues.poolName || 'epp', () => {
     const now = Date.now();
-    return store.all().map((e) => ({
-      name: e.name,
-      waiting: e.metrics.waitingQueueSize,
-      running: e.metrics.runningRequests,
-      kv: e.metrics.kvCacheUsage,
-      fresh: e.metrics.updatedAt > 0 && now - e.metrics.updatedAt <= o.metricsStalenessThreshold,
+    return store.all().map((endpoint) => ({
+      name: endpoint.name,
+      waiting: endpoint.metrics.waitingQueueSize,
+      running: endpoint.metrics.runningRequests,
+      kv: endpoint.metrics.kvCacheUsage,
+      fresh: endpoint.metrics.updatedAt > 0 && now - endpoint.metrics.updatedAt <= optionValues.metricsStalenessThreshold,
     }));
   });
 
@@ -110,35 +117,53 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
       pool: store,
       logger,
       limits: {
-        kvIndexMaxEntries: o.kvIndexMaxEntries,
-        kvEventsMaxMessageSize: o.kvEventsMaxMessageSize,
-        kvEventsMaxMessageRate: o.kvEventsMaxMessageRate,
-        kvEventsReceiveHwm: o.kvEventsReceiveHwm,
-        kvEventsRequired: o.kvEventsRequired,
-        tokenizerCacheTokens: o.tokenizerCacheTokens,
+        kvIndexMaxEntries: optionValues.kvIndexMaxEntries,
+        kvEventsMaxMessageSize: optionValues.kvEventsMaxMessageSize,
+        kvEventsMaxMessageRate: optionValues.kvEventsMaxMessageRate,
+        kvEventsReceiveHwm: optionValues.kvEventsReceiveHwm,
+        kvEventsRequired: optionValues.kvEventsRequired,
+        tokenizerCacheTokens: optionValues.tokenizerCacheTokens,
       },
     };
-    for (const p of config.lifecycle) {
-      cleanups.push(() => p.close());
-      await p.start(runtime);
+    for (const plugin of config.lifecycle) {
+      cleanups.push(() => plugin.close());
+      await plugin.start(runtime);
     }
-    const discovery = await startDiscovery(o, config, store, metrics, logger);
+    const discovery = await startDiscovery(optionValues, config.discovery, store, metrics, logger);
     cleanups.push(() => discovery.stop());
     if (config.metricsSource) {
       const scraper = new MetricsScraper(
         store,
-        { source: config.metricsSource, engines: config.metricsEngines, intervalMs: o.refreshMetricsInterval, timeoutMs: o.metricsScrapeTimeout, stalenessMs: o.metricsStalenessThreshold, maxResponseBytes: o.maxMetricsResponseSize },
+        { source: config.metricsSource, engines: config.metricsEngines, intervalMs: optionValues.refreshMetricsInterval, timeoutMs: optionValues.metricsScrapeTimeout, stalenessMs: optionValues.metricsStalenessThreshold, maxResponseBytes: optionValues.maxMetricsResponseSize },
         metrics,
         logger,
       );
       scraper.start();
       cleanups.push(() => scraper.stop());
     }
+    if (config.modelsSource) {
+      const poller = new ModelsPoller(store, { source: config.modelsSource, intervalMs: optionValues.refreshMetricsInterval, timeoutMs: optionValues.metricsScrapeTimeout, maxResponseBytes: optionValues.maxMetricsResponseSize }, metrics, logger);
+      poller.start();
+      cleanups.push(() => poller.stop());
+    }
+
+    // As llm-d-router: the CRD reconcilers run with an InferencePool, not in selector or file mode.
+    let crds: InferenceCrdWatcher | undefined;
+    if (optionValues.poolName) {
+      const pool = { namespace: optionValues.poolNamespace || 'default', name: optionValues.poolName, group: optionValues.poolGroup, server: optionValues.kubeApiServer, kubeconfig: optionValues.kubeconfig };
+      const watcher = startInferenceCrdWatcher(pool, logger, { random: opts.random, onConfiguredModels: (models) => metrics.pinModelNames(models) });
+      cleanups.push(() => watcher.stop());
+      crds = watcher;
+    }
+    // Leader election and /metrics auth; followers run discovery and scraping too, so a takeover starts warm.
+    const controlPlane = startControlPlaneFeatures(optionValues, logger, metrics.registry);
+    cleanups.push(() => controlPlane.stop());
 
     let draining = false;
-    const ready = () => store.synced && !draining && config.lifecycle.every((p) => p.ready?.() ?? true);
-    const director = new RequestDirector(config, store, metrics, logger);
-    const maxMessage = Math.max(o.maxRequestBodySize, o.maxResponseBodyBuffer) + 1024 * 1024;
+    const ready = () =>
+      store.synced && (crds?.ready() ?? true) && !draining && controlPlane.notServingReason() === undefined && config.lifecycle.every((plugin) => plugin.ready?.() ?? true);
+    const director = new RequestDirector(config, store, metrics, logger, crds);
+    const maxMessage = Math.max(optionValues.maxRequestBodySize, optionValues.maxResponseBodyBuffer) + 1024 * 1024;
     const server = new grpc.Server({
       'grpc.max_receive_message_length': maxMessage,
       'grpc.keepalive_time_ms': 60_000,
@@ -146,44 +171,61 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
       'grpc.keepalive_permit_without_calls': 1,
     });
     const settings = {
-      maxRequestBodyBytes: o.maxRequestBodySize,
-      maxResponseBodyBytes: o.maxResponseBodyBuffer,
-      idleTimeoutMs: o.streamIdleTimeout,
-      requestBodyTimeoutMs: o.requestBodyTimeout,
-      budget: new RequestBufferBudget(o.requestBufferBudget, metrics.requestBufferBytes),
-      decisionHeader: o.decisionHeader,
+      maxRequestBodyBytes: optionValues.maxRequestBodySize,
+      maxResponseBodyBytes: optionValues.maxResponseBodyBuffer,
+      idleTimeoutMs: optionValues.streamIdleTimeout,
+      requestBodyTimeoutMs: optionValues.requestBodyTimeout,
+      budget: new RequestBufferBudget(optionValues.requestBufferBudget, metrics.requestBufferBytes),
+      decisionHeader: optionValues.decisionHeader,
     };
-    new ConnectionStreamGuard({ burst: o.connectionStreamBurst, ratePerSecond: o.connectionStreamRate }, metrics, logger).attach(server);
+    new ConnectionStreamGuard({ burst: optionValues.connectionStreamBurst, ratePerSecond: optionValues.connectionStreamRate }, metrics, logger).attach(server);
     server.addService(extProcServiceDefinition(), {
-      Process: (call: grpc.ServerDuplexStream<any, any>) => new ExtProcStream(call, { director, metrics, logger, settings }),
+      Process: (call: grpc.ServerDuplexStream<any, any>) => new ExtProcStream(call, { director, metrics, logger, settings, admission: () => controlPlane.followerRejection() }),
     });
     let credentials = grpc.ServerCredentials.createInsecure();
     let certificate: string | undefined;
-    if (o.secureServing) {
+    if (optionValues.secureServing) {
       const provider = new IdentityProvider();
-      const tls = await serverTls(o.certPath, logger, (m: TlsMaterial) => provider.update(m));
+      const tls = await serverTls(optionValues.certPath, logger, (tlsMaterial: TlsMaterial) => provider.update(tlsMaterial));
       provider.update(tls.material);
       certificate = tls.material.cert;
       cleanups.push(() => tls.close());
       credentials = grpc.experimental.createCertificateProviderServerCredentials(provider, null, false);
     }
     cleanups.push(() => new Promise<void>((resolve) => server.tryShutdown(() => resolve())));
-    const grpcPort = await bindGrpc(server, hostPort(o.host, o.grpcPort), credentials);
+    const grpcPort = await bindGrpc(server, hostPort(optionValues.host, optionValues.grpcPort), credentials);
 
     const health = new grpc.Server();
-    health.addService(healthClientConstructor().service, healthImplementation(ready));
+    health.addService(healthClientConstructor().service, healthImplementation(ready, () => !draining, optionValues.haEnableLeaderElection));
     cleanups.push(() => void health.forceShutdown());
-    const healthPort = await bindGrpc(health, hostPort(o.host, o.grpcHealthPort), grpc.ServerCredentials.createInsecure());
+    const healthPort = await bindGrpc(health, hostPort(optionValues.host, optionValues.grpcHealthPort), grpc.ServerCredentials.createInsecure());
 
     const app = Fastify(fastifyBaseOptions({ logger, bodyLimit: 1024 }));
-    app.get('/metrics', async (_req, reply) => {
+    const auth = controlPlane.metricsAuth;
+    app.get('/metrics', async (req, reply) => {
+      if (auth) {
+        const outcome = await auth.check(req.headers.authorization, req.method, '/metrics');
+        if (outcome.status !== 200) return reply.code(outcome.status).type('text/plain; charset=utf-8').header('x-content-type-options', 'nosniff').send(`${outcome.message}\n`);
+      }
       const { contentType, body } = await renderMetrics([metrics.registry]);
       return reply.type(contentType).send(body);
     });
     cleanups.push(() => closeWithDeadline(app, 1000));
-    const metricsPort = await listen(app, o.host, o.metricsPort);
+    const metricsPort = await listen(app, optionValues.host, optionValues.metricsPort);
 
-    logger.info({ grpcPort, healthPort, metricsPort, tls: o.secureServing, discovery: discovery.description, profiles: [...config.profiles.keys()] }, 'epp listening');
+    logger.info(
+      {
+        grpcPort,
+        healthPort,
+        metricsPort,
+        tls: optionValues.secureServing,
+        discovery: discovery.description,
+        profiles: [...config.profiles.keys()],
+        leaderElection: controlPlane.elector ? controlPlane.elector.lease : false,
+        metricsAuth: auth !== undefined,
+      },
+      'epp listening',
+    );
     let closing: Promise<void> | undefined;
     return {
       grpcPort,
@@ -193,10 +235,15 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
       config,
       metrics,
       certificate,
+      crds,
       ready,
+      controlPlane,
       close(deadlineMs = 5_000) {
         closing ??= (async () => {
           draining = true;
+          // The Lease goes first and at once (ReleaseOnCancel), so a follower takes over while our streams drain; from
+          // here on this replica routes nothing new (isLeader() is false).
+          const released = controlPlane.elector?.release();
           // Open streams (requests in flight) may finish until the deadline; then they are cut.
           let timer: NodeJS.Timeout | undefined;
           await Promise.race([
@@ -209,6 +256,7 @@ export async function startEpp(o: EppConfig, opts: StartEppOptions = {}): Promis
             }),
           ]);
           clearTimeout(timer);
+          await released;
           await cleanup();
         })();
         return closing;

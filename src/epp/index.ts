@@ -13,6 +13,21 @@ export { parseEndpointsFile } from './datalayer/endpoints-file.js';
 export { EppMetrics } from './metrics.js';
 export { InferenceError } from './framework/errors.js';
 export * from './framework/types.js';
-export * from './routing-headers.js';
+export { SYSTEM_OWNED_HEADERS, firstHeader, writeDisaggHeaders } from './routing-headers.js';
+export {
+  DATA_PARALLEL_HOST_PORT,
+  DESTINATION_ENDPOINT,
+  DESTINATION_ENDPOINT_SERVED,
+  DESTINATION_METADATA_NAMESPACE,
+  DROPPED_REASON,
+  ENCODER_HOSTS_PORTS,
+  FAIRNESS_ID_HEADERS,
+  MODEL_REWRITE_HEADERS,
+  OBJECTIVE_HEADERS,
+  PREFILLER_HOST_PORT,
+  ROUTING_HEADERS,
+  SUBSET_HINT_KEY,
+  SUBSET_HINT_NAMESPACE,
+} from '../common/pd-contract.js';
 export { healthClientConstructor } from './health.js';
 export { DECISION_HEADER, DEBUG_REQUEST_HEADER, formatDecision } from './extproc/stream.js';

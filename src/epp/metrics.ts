@@ -32,15 +32,23 @@ const MAX_LABEL_VALUES = 100;
 /** llm-d-router's fairness id when a request names none (metadata.DefaultFairnessID). */
 export const DEFAULT_FAIRNESS_ID = 'default-flow';
 
-/** Keeps at most `max` distinct values of a label; the rest become `other`. */
+/**
+ * Keeps at most `max` distinct values of a label; the rest become `other`. Pinned values (the model names
+ * InferenceModelRewrites configure, as llm-d-router pins them) always keep their own value and take no slot.
+ */
 export class LabelGuard {
   private readonly seen = new Set<string>();
+  private readonly pinned = new Set<string>();
   constructor(private readonly max = MAX_LABEL_VALUES) {}
-  value(v: string): string {
-    if (this.seen.has(v)) return v;
+  /** Pins are never removed: series already exported keep their label, and paired gauge updates stay balanced. */
+  pin(item: string): void {
+    this.pinned.add(item);
+  }
+  value(item: string): string {
+    if (this.seen.has(item) || this.pinned.has(item)) return item;
     if (this.seen.size >= this.max) return 'other';
-    this.seen.add(v);
-    return v;
+    this.seen.add(item);
+    return item;
   }
 }
 
@@ -105,6 +113,18 @@ export class EppMetrics {
     return getOrAdd(byPriority, p, () => new RequestSeries(this.llmd, this.gaie, { model_name: m, target_model_name: t, fairness_id: f, priority: p }));
   }
 
+  /** Model names configured by InferenceModelRewrites: they keep their label value however many others clients send. */
+  pinModelNames(names: Iterable<string>): void {
+    for (const n of names) this.models.pin(n);
+  }
+
+  /** A request's model rewritten by an InferenceModelRewrite rule (the rewrite's name and target come from config). */
+  modelRewriteDecision(rewriteName: string, model: string, targetModel: string): void {
+    const labels = { model_rewrite_name: rewriteName, model_name: this.models.value(model), target_model: targetModel };
+    this.llmd?.modelRewriteDecisions.inc(labels);
+    this.gaie?.modelRewriteDecisions.inc(labels);
+  }
+
   /** A scheduling attempt that picked `first` (the primary profile's first target). */
   scheduled(targetModel: string, first: { name: string; namespace: string; port: number }, seconds: number): void {
     this.llmd?.schedulerAttempts.inc({ status: 'success', target_model_name: this.models.value(targetModel), endpoint_name: first.name, namespace: first.namespace, port: String(first.port) });
@@ -161,9 +181,9 @@ export class EppMetrics {
         llmdSize?.set(entries);
         gaieSize?.set(entries);
       },
-      match(r: number, b: number) {
-        ratio.observe(r);
-        bytes.observe(b);
+      match(rate: number, right: number) {
+        ratio.observe(rate);
+        bytes.observe(right);
       },
     };
   }

@@ -27,7 +27,7 @@ export const eppOptions = {
   host: opt.string({ default: '0.0.0.0', description: 'Address the gRPC, health and metrics servers listen on.' }),
   grpcPort: port(9002, 'ext_proc gRPC port.'),
   grpcHealthPort: port(9003, 'gRPC health port (grpc.health.v1, plain text).'),
-  metricsPort: port(9090, 'Prometheus /metrics port (HTTP, no auth).'),
+  metricsPort: port(9090, 'Prometheus /metrics port (HTTP; see --metrics-endpoint-auth).'),
   metricsFamily: opt.oneOf(METRICS_FAMILIES, {
     default: 'both',
     description:
@@ -70,6 +70,24 @@ export const eppOptions = {
     default: 60_000,
     description: 'pd-router: longest wait for the next request body chunk (from the request headers on); beyond it the request gets 408 and its stream ends; 0 disables.',
   }),
+  haEnableLeaderElection: opt.bool({
+    default: false,
+    description:
+      'Leader election between EPP replicas over a coordination.k8s.io Lease (epp-<namespace>-<pool>.gateway-api-inference-extension.sigs.k8s.io in the pool\'s namespace): only the leader reports ready and routes; followers keep discovery and metrics warm and answer ext_proc with 503 (x-llm-d-request-dropped-reason: rejected-not-leader).',
+  }),
+  haLeaseName: opt.string({ default: '', description: 'pd-router: the Lease to hold instead of upstream\'s name (needed with --endpoints-file; with --endpoint-selector upstream names it after $POD_NAME\'s Deployment).' }),
+  haLeaseDuration: opt.duration({ default: 15_000, min: 1000, description: 'pd-router: how long followers wait after the last renew they saw before taking the Lease (controller-runtime\'s default; written as whole seconds).' }),
+  haRenewDeadline: opt.duration({ default: 10_000, min: 1, description: 'pd-router: a leader that has not renewed for this long (monotonic time, from sending the renew) stops serving; shorter than --ha-lease-duration.' }),
+  haRetryPeriod: opt.duration({ default: 2_000, min: 1, description: 'pd-router: how often the leader renews and followers poll the Lease (followers also watch it, so a release is seen at once).' }),
+  metricsEndpointAuth: opt.bool({
+    default: true,
+    description:
+      'Require a bearer token on /metrics: TokenReview, then a SubjectAccessReview for get on the non-resource URL /metrics (401/403 otherwise). Applies when the EPP uses the Kubernetes API (--pool-name, --endpoint-selector or --ha-enable-leader-election); with an endpoints file alone /metrics stays open unless --metrics-endpoint-auth-always.',
+  }),
+  metricsEndpointAuthAlways: opt.bool({ default: false, description: 'pd-router: apply --metrics-endpoint-auth with an endpoints file too (upstream\'s behaviour; the reviews go to the in-cluster, --kubeconfig or --kube-api-server API server).' }),
+  metricsAuthCacheTtl: opt.duration({ default: 60_000, description: 'pd-router: how long a token\'s review outcome (allowed, 401 or 403) is reused; 0 reviews every scrape.' }),
+  metricsAuthCacheSize: opt.int({ default: 1024, min: 0, max: 1_000_000, description: 'pd-router: most tokens whose outcome is cached (the oldest go first), and most distinct tokens under review at once (beyond: 503).' }),
+  metricsAuthTimeout: opt.duration({ default: 10_000, min: 1, description: 'pd-router: deadline of each TokenReview and SubjectAccessReview (upstream: 10s); a review that fails answers 500.' }),
   kvIndexMaxEntries: opt.int({
     default: 1_048_576,
     min: 1,
@@ -100,20 +118,23 @@ the config's file-discovery plugin, --pool-name (InferencePool), or --endpoint-s
   options: eppOptions,
   envPrefix: 'PD_EPP',
   compat: eppUpstream,
-  validate: (v) => {
+  validate: (optionValues) => {
     const problems: string[] = [];
-    const sources = [v.endpointsFile && '--endpoints-file', v.poolName && '--pool-name', v.endpointSelector && '--endpoint-selector'].filter(Boolean);
+    const sources = [optionValues.endpointsFile && '--endpoints-file', optionValues.poolName && '--pool-name', optionValues.endpointSelector && '--endpoint-selector'].filter(Boolean);
     if (sources.length > 1) problems.push(`give only one endpoint source, got ${sources.join(' and ')}`);
-    if (v.configFile && v.configText) problems.push('give --config-file or --config-text, not both');
-    if (v.endpointSelector) {
-      if (v.endpointTargetPorts.length < 1 || v.endpointTargetPorts.length > 8) problems.push('--endpoint-selector needs 1 to 8 --endpoint-target-ports');
-      for (const p of v.endpointTargetPorts) {
+    if (optionValues.configFile && optionValues.configText) problems.push('give --config-file or --config-text, not both');
+    if (optionValues.endpointSelector) {
+      if (optionValues.endpointTargetPorts.length < 1 || optionValues.endpointTargetPorts.length > 8) problems.push('--endpoint-selector needs 1 to 8 --endpoint-target-ports');
+      for (const p of optionValues.endpointTargetPorts) {
         const n = Number(p);
         if (!Number.isInteger(n) || n < 1 || n > 65535) problems.push(`invalid value "${p}" in --endpoint-target-ports: expected a port between 1 and 65535`);
       }
-    } else if (v.endpointTargetPorts.length > 0) problems.push('--endpoint-target-ports needs --endpoint-selector');
-    if (!v.secureServing && v.certPath) problems.push('--cert-path needs --secure-serving');
-    if (v.requestBufferBudget < v.maxRequestBodySize) problems.push(`--request-buffer-budget (${v.requestBufferBudget} bytes) must be at least --max-request-body-size (${v.maxRequestBodySize} bytes)`);
+    } else if (optionValues.endpointTargetPorts.length > 0) problems.push('--endpoint-target-ports needs --endpoint-selector');
+    if (!optionValues.secureServing && optionValues.certPath) problems.push('--cert-path needs --secure-serving');
+    if (optionValues.haRenewDeadline >= optionValues.haLeaseDuration) problems.push(`--ha-renew-deadline (${optionValues.haRenewDeadline} ms) must be shorter than --ha-lease-duration (${optionValues.haLeaseDuration} ms)`);
+    // client-go's rule: the renew deadline must leave room for a jittered retry.
+    if (optionValues.haRenewDeadline <= optionValues.haRetryPeriod * 1.2) problems.push(`--ha-renew-deadline (${optionValues.haRenewDeadline} ms) must be longer than 1.2 x --ha-retry-period (${optionValues.haRetryPeriod} ms)`);
+    if (optionValues.requestBufferBudget < optionValues.maxRequestBodySize) problems.push(`--request-buffer-budget (${optionValues.requestBufferBudget} bytes) must be at least --max-request-body-size (${optionValues.maxRequestBodySize} bytes)`);
     return problems;
   },
   epilog: `Plugin parameters (for example approx-prefix-cache-producer lruCapacityPerServer=31250 and

@@ -1,6 +1,6 @@
 /**
- * Header and metadata names of the Endpoint Picker Protocol and llm-d's P/D routing contract
- * (`pkg/epp/metadata/consts.go`, `pkg/common/routing/common.go`).
+ * What the EPP does with the P/D wire contract's headers (their names live in `common/pd-contract.ts`): writes the
+ * disaggregation headers from a scheduling result, and knows which request headers it never echoes back to Envoy.
  */
 
 import type { SchedulingResult } from './framework/types.js';
@@ -16,22 +16,6 @@ import {
   SUBSET_HINT_KEY,
 } from '../common/pd-contract.js';
 
-export {
-  DATA_PARALLEL_HOST_PORT,
-  DESTINATION_ENDPOINT,
-  DESTINATION_ENDPOINT_SERVED,
-  DESTINATION_METADATA_NAMESPACE,
-  DROPPED_REASON,
-  ENCODER_HOSTS_PORTS,
-  FAIRNESS_ID_HEADERS,
-  MODEL_REWRITE_HEADERS,
-  OBJECTIVE_HEADERS,
-  PREFILLER_HOST_PORT,
-  ROUTING_HEADERS,
-  SUBSET_HINT_KEY,
-  SUBSET_HINT_NAMESPACE,
-} from '../common/pd-contract.js';
-
 /**
  * Writes the P/D routing headers from a scheduling result, after dropping whatever the request carried:
  * `x-prefiller-host-port` from the first pick of `prefillProfile`, `x-encoder-hosts-ports` from every pick of
@@ -43,7 +27,7 @@ export function writeDisaggHeaders(headers: Record<string, string>, result: Sche
   const prefill = result.results.get(prefillProfile)?.targets[0];
   if (prefill) headers[PREFILLER_HOST_PORT] = prefill.hostPort;
   const encoders = result.results.get(encodeProfile)?.targets ?? [];
-  if (encoders.length > 0) headers[ENCODER_HOSTS_PORTS] = encoders.map((e) => e.hostPort).join(',');
+  if (encoders.length > 0) headers[ENCODER_HOSTS_PORTS] = encoders.map((endpoint) => endpoint.hostPort).join(',');
 }
 
 /**

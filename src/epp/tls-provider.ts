@@ -11,22 +11,22 @@ export class IdentityProvider implements experimental.CertificateProvider {
   private current: experimental.IdentityCertificateUpdate | null = null;
   private readonly listeners = new Set<Listener>();
 
-  update(m: TlsMaterial): void {
-    this.current = { certificate: Buffer.from(m.cert), privateKey: Buffer.from(m.key) };
+  update(tlsMaterial: TlsMaterial): void {
+    this.current = { certificate: Buffer.from(tlsMaterial.cert), privateKey: Buffer.from(tlsMaterial.key) };
     for (const l of this.listeners) l(this.current);
   }
 
-  addIdentityCertificateListener(l: Listener): void {
-    this.listeners.add(l);
+  addIdentityCertificateListener(listener: Listener): void {
+    this.listeners.add(listener);
     // grpc-js subscribes before it registers the server as a watcher of the credentials: an answer given
     // synchronously would never reach the server, so it is delivered on the next microtask.
     queueMicrotask(() => {
-      if (this.current && this.listeners.has(l)) l(this.current);
+      if (this.current && this.listeners.has(listener)) listener(this.current);
     });
   }
 
-  removeIdentityCertificateListener(l: Listener): void {
-    this.listeners.delete(l);
+  removeIdentityCertificateListener(listener: Listener): void {
+    this.listeners.delete(listener);
   }
 
   addCaCertificateListener(): void {}

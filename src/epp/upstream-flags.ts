@@ -17,8 +17,8 @@ const EBAB = 'ebab687';
 const ALL = [V071, GAIE15, EBAB] as const;
 const GAIE = [V071, GAIE15] as const;
 
-const yes = (v: boolean) => v;
-const no = (v: boolean) => !v;
+const yes = (flag: boolean) => flag;
+const no = (flag: boolean) => !flag;
 
 /** GAIE v1.4.0+ rejects these when set ("configure metrics via engineConfigs"); pd-router reads the engine's names. */
 const metricName = (what: string, dflt: string): CompatEntry =>
@@ -26,10 +26,10 @@ const metricName = (what: string, dflt: string): CompatEntry =>
     ALL,
     opt.string({ default: dflt, description: `Prometheus metric for ${what}.` }),
     "pd-router reads each engine's own metric names (vLLM, SGLang; see the core-metrics-extractor plugin); upstream rejects this flag since GAIE v1.4.0.",
-    { harmless: (v: string) => v === dflt, deprecated: 'use engineConfigs in EndpointPickerConfig' },
+    { harmless: (value: string) => value === dflt, deprecated: 'use engineConfigs in EndpointPickerConfig' },
   );
 
-const metricsSource = (spec: CompatEntry['spec'], param: string, harmless: (v: any) => boolean, releases: readonly string[] = GAIE): CompatEntry =>
+const metricsSource = (spec: CompatEntry['spec'], param: string, harmless: (value: any) => boolean, releases: readonly string[] = GAIE): CompatEntry =>
   compat.ignored(
     releases,
     spec!,
@@ -68,32 +68,22 @@ export const eppUpstream: CompatTable = {
       [EBAB],
       opt.duration({ default: 30_000, description: 'Graceful shutdown window after SIGTERM.' }),
       '--shutdown-timeout',
-      (v: number, set) => set.set('shutdownTimeout', v),
+      (value: number, set) => set.set('shutdownTimeout', value),
     ),
     ...zapLoggingFlags(ALL, { verbosity: ALL }),
-    'ha-enable-leader-election': compat.ignored(
-      ALL,
-      opt.bool({ default: false, description: 'Leader election between EPP replicas (readiness only on the leader).' }),
-      'leader election is not implemented: every replica serves and reports ready; run one replica (in-flight and prefix-cache state are per process).',
-      { harmless: no },
-    ),
+    'ha-enable-leader-election': compat.implemented('haEnableLeaderElection', ALL),
     tracing: compat.ignored(
       ALL,
       opt.bool({ default: true, description: 'Emit OpenTelemetry traces.' }),
       'OpenTelemetry export is not implemented; the W3C trace context reaches the model servers through the request headers.',
       { harmless: no },
     ),
-    'metrics-endpoint-auth': compat.ignored(
-      ALL,
-      opt.bool({ default: true, description: 'Authenticate and authorize /metrics (TokenReview/SubjectAccessReview).' }),
-      '/metrics is served without authentication; restrict it with a NetworkPolicy.',
-      { harmless: no },
-    ),
+    'metrics-endpoint-auth': compat.implemented('metricsEndpointAuth', ALL),
     'metrics-client-ca-file': compat.ignored([EBAB], opt.string({ default: '', description: 'CA requiring client certificates on /metrics.' }), 'the metrics endpoint serves plain HTTP (no mTLS).', {
-      harmless: (v: string) => v === '',
+      harmless: (value: string) => value === '',
     }),
     'metrics-cert-dir': compat.ignored([EBAB], opt.string({ default: '', description: 'Certificates for TLS on /metrics.' }), 'the metrics endpoint serves plain HTTP.', {
-      harmless: (v: string) => v === '',
+      harmless: (value: string) => value === '',
     }),
     'enable-cert-reload': compat.ignored(
       ALL,
@@ -122,9 +112,9 @@ export const eppUpstream: CompatTable = {
       'pd-router computes the pool gauges when /metrics is scraped, so there is no refresh interval.',
       { harmless: () => true },
     ),
-    'model-server-metrics-scheme': metricsSource(opt.string({ default: 'http', pattern: /^https?$/, patternHint: 'http or https', description: 'Scheme for scraping model servers.' }), 'scheme', (v: string) => v === 'http'),
-    'model-server-metrics-path': metricsSource(opt.string({ default: '/metrics', description: 'Path scraped on model servers.' }), 'path', (v: string) => v === '/metrics'),
-    'model-server-metrics-port': metricsSource(opt.int({ default: 0, min: 0, max: 65535, description: 'Port scraped on model servers (0: the serving port).' }), 'port', (v: number) => v === 0),
+    'model-server-metrics-scheme': metricsSource(opt.string({ default: 'http', pattern: /^https?$/, patternHint: 'http or https', description: 'Scheme for scraping model servers.' }), 'scheme', (value: string) => value === 'http'),
+    'model-server-metrics-path': metricsSource(opt.string({ default: '/metrics', description: 'Path scraped on model servers.' }), 'path', (value: string) => value === '/metrics'),
+    'model-server-metrics-port': metricsSource(opt.int({ default: 0, min: 0, max: 65535, description: 'Port scraped on model servers (0: the serving port).' }), 'port', (value: number) => value === 0),
     'model-server-metrics-https-insecure-skip-verify': metricsSource(
       opt.bool({ default: true, description: 'Skip certificate checks when scraping over https.' }),
       'insecureSkipVerify',
@@ -139,10 +129,10 @@ export const eppUpstream: CompatTable = {
       [EBAB],
       opt.string({ default: '', description: 'Largest gRPC message received (10MiB, 25MB).' }),
       'the ext_proc receive limit follows --max-request-body-size and --max-response-body-buffer (plus 1 MiB).',
-      { harmless: (v: string) => v === '' },
+      { harmless: (value: string) => value === '' },
     ),
     'grpc-max-send-msg-size': compat.ignored([EBAB], opt.string({ default: '', description: 'Largest gRPC message sent.' }), 'sent messages are not limited (bodies are re-chunked below 62000 bytes).', {
-      harmless: (v: string) => v === '',
+      harmless: (value: string) => value === '',
     }),
     'emit-endpoint-scores': compat.ignored(
       [EBAB],
@@ -155,10 +145,10 @@ export const eppUpstream: CompatTable = {
       [EBAB],
       opt.string({ default: '', pattern: /^(|VersionTLS1[0-3])$/, patternHint: 'one of VersionTLS10, VersionTLS11, VersionTLS12, VersionTLS13', description: 'Minimum TLS version for secure serving.' }),
       "Node.js's minimum, TLS 1.2, applies.",
-      { harmless: (v: string) => v === '' || v === 'VersionTLS12' },
+      { harmless: (value: string) => value === '' || value === 'VersionTLS12' },
     ),
     'tls-cipher-suites': compat.ignored([EBAB], opt.list({ default: [], description: 'TLS 1.2 cipher suites (Go names).' }), "Node.js's default TLS 1.2 cipher list applies.", {
-      harmless: (v: string[]) => v.length === 0,
+      harmless: (items: string[]) => items.length === 0,
     }),
     'allow-experimental-plugins': compat.ignored(
       [EBAB],
@@ -170,9 +160,7 @@ export const eppUpstream: CompatTable = {
   env: {
     NAMESPACE: compat.implemented('poolNamespace', ALL),
     KUBECONFIG: compat.implemented(undefined, ALL, { via: 'the Kubernetes client (when --kubeconfig is not given)' }),
-    POD_NAME: compat.ignored(ALL, opt.string({ default: '', description: "The EPP pod's name (names the endpoint-selector pool)." }), 'pd-router needs no name for an --endpoint-selector pool.', {
-      harmless: () => true,
-    }),
+    POD_NAME: compat.implemented(undefined, ALL, { via: "the leader election Lease name with --endpoint-selector (the pod's Deployment name, as upstream)" }),
     HF_TOKEN: compat.ignored(ALL, opt.string({ default: '', description: 'Hugging Face token for tokenizers (precise prefix cache).' }), 'pd-router downloads no tokenizer.', { harmless: () => true }),
     ENABLE_EXPERIMENTAL_DATALAYER_V2: compat.ignored(
       [V071],

@@ -5,5 +5,5 @@ import { startGateway } from './index.js';
 export const gatewayCommandModule = defineCommand(gatewayCommand, async (values, logger) => {
   const gw = await startGateway(values, logger);
   logger.info({ url: gw.url, epp: values.epp, failureModeAllow: values.failureModeAllow }, 'gateway listening');
-  return { stop: (d) => gw.close(d) };
+  return { stop: (delta) => gw.close(delta) };
 });

@@ -15,7 +15,7 @@ export class EppUnavailable extends Error {
   }
 }
 
-type Waiter = { resolve: (m: ProcessingResponse) => void; reject: (e: Error) => void; timer: NodeJS.Timeout };
+type Waiter = { resolve: (response: ProcessingResponse) => void; reject: (err: Error) => void; timer: NodeJS.Timeout };
 
 export class ExtProcSession {
   private readonly call: grpc.ClientDuplexStream<ProcessingRequest, ProcessingResponse>;
@@ -29,14 +29,14 @@ export class ExtProcSession {
     private readonly messageTimeoutMs: number,
   ) {
     this.call = client.Process();
-    this.call.on('data', (m: ProcessingResponse) => {
+    this.call.on('data', (response: ProcessingResponse) => {
       if (this.waiter) {
         const w = this.waiter;
         this.waiter = undefined;
         clearTimeout(w.timer);
-        w.resolve(m);
+        w.resolve(response);
       } else {
-        this.queue.push(m);
+        this.queue.push(response);
       }
     });
     const fail = (err: Error) => {

@@ -6,9 +6,10 @@ import type { Readable } from 'node:stream';
 import { Agent } from 'undici';
 import { Cancellation, closeWithDeadline, dialableHost, fastifyBaseOptions, hostPort, listen, renderMetrics, silentLogger, type Logger } from '../common/index.js';
 import { extProcClientConstructor } from '../common/envoy/ext-proc.js';
-import { ExtProcSession } from './ext-proc-session.js';
+import type { ExtProcSession } from './ext-proc-session.js';
+import { EppReplicas } from './epp-replicas.js';
 import { GatewayMetrics } from './metrics.js';
-import type { GatewayConfig } from './options.js';
+import { eppAddresses, type GatewayConfig } from './options.js';
 import { proxyExchange } from './proxy.js';
 
 export { gatewayCommand, gatewayOptions, gatewayConfig, type GatewayConfig } from './options.js';
@@ -27,12 +28,17 @@ export async function startGateway(config: GatewayConfig, logger: Logger = silen
     ? grpc.credentials.createSsl(null, null, null, config.eppTlsInsecureSkipVerify ? { checkServerIdentity: () => undefined, rejectUnauthorized: false } : undefined)
     : grpc.credentials.createInsecure();
   const Client = extProcClientConstructor();
-  const client = new Client(config.epp, credentials, {
-    // Reconnect quickly after an EPP restart; requests in between fail open or closed.
-    'grpc.initial_reconnect_backoff_ms': 200,
-    'grpc.max_reconnect_backoff_ms': 2000,
-    'grpc.max_receive_message_length': 64 * 1024 * 1024,
-  }) as unknown as ConstructorParameters<typeof ExtProcSession>[0];
+  const addresses = eppAddresses(config.epp);
+  const clients = addresses.map(
+    (address) =>
+      new Client(address, credentials, {
+        // Reconnect quickly after an EPP restart; requests in between go to another replica, or fail open or closed.
+        'grpc.initial_reconnect_backoff_ms': 200,
+        'grpc.max_reconnect_backoff_ms': 2000,
+        'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      }) as unknown as ConstructorParameters<typeof ExtProcSession>[0],
+  );
+  const epps = new EppReplicas(addresses, clients, config.eppMessageTimeout);
   const agent = new Agent({ connect: { timeout: config.upstreamConnectTimeout }, headersTimeout: 0, bodyTimeout: 0, keepAliveTimeout: 4_000 });
   let fallbackIndex = 0;
   const app = Fastify(fastifyBaseOptions({ logger, bodyLimit: config.maxRequestBodySize }));
@@ -47,7 +53,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger = silen
     config,
     agent,
     metrics,
-    openSession: () => new ExtProcSession(client, config.eppMessageTimeout),
+    epps,
     nextFallback: () => (config.fallbackEndpoints.length === 0 ? undefined : config.fallbackEndpoints[fallbackIndex++ % config.fallbackEndpoints.length]),
   };
   const handler = async (request: import('fastify').FastifyRequest, reply: import('fastify').FastifyReply) => {
@@ -99,7 +105,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger = silen
     metrics,
     close: async (deadlineMs = 5_000) => {
       await closeWithDeadline(app, deadlineMs);
-      (client as unknown as grpc.Client).close();
+      epps.close();
       await agent.close();
     },
   };

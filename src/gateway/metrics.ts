@@ -16,9 +16,20 @@ export class GatewayMetrics {
     labelNames: ['stage'],
     registers: [this.registry],
   });
+  readonly eppRetries = new Counter({
+    name: 'pd_router_gateway_epp_retries_total',
+    help: 'Requests asked of another --epp replica, by why the previous one did not route it (unavailable, not_leader).',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
   readonly failOpen = new Counter({
     name: 'pd_router_gateway_fail_open_total',
     help: 'Requests (or responses) served without the EPP because --failure-mode-allow is set.',
+    registers: [this.registry],
+  });
+  readonly rejectedHeaderMutations = new Counter({
+    name: 'pd_router_gateway_rejected_header_mutations_total',
+    help: "ext_proc header changes ignored by Envoy's default mutation rules (Envoy's rejected_header_mutations): host, :authority, :method, :scheme, x-envoy-*, removals of pseudo-headers.",
     registers: [this.registry],
   });
   readonly eppDecision: Histogram<never> = new Histogram({

@@ -7,7 +7,16 @@ import { defaultValues, loggingOptions, opt, parseTarget, shutdownOptions, type 
 export const gatewayOptions = {
   port: opt.int({ default: 8080, min: 0, max: 65535, description: 'HTTP port clients send OpenAI requests to.' }),
   host: opt.string({ default: '0.0.0.0', description: 'Address to listen on.' }),
-  epp: opt.string({ default: '127.0.0.1:9002', description: 'The EPP\'s ext_proc address (host:port).' }),
+  epp: opt.string({
+    default: '127.0.0.1:9002',
+    description:
+      "The EPP's ext_proc address (host:port), or several replicas' comma-separated: each request asks the one that answered last first, and moves on to the next when one is unavailable or answers as a follower (503 rejected-not-leader), as Envoy does over a Service's endpoints.",
+  }),
+  eppRetryTimeout: opt.duration({
+    default: 0,
+    description:
+      'How long a request may keep asking the --epp replicas again (backing off from 50ms to 1s between rounds) when none answered as a leader: cover a leader handover (under a second on SIGTERM, up to the lease duration on a crash). 0: each replica once.',
+  }),
   eppTls: opt.bool({ default: true, description: 'Use TLS to the EPP (its --secure-serving defaults to true).' }),
   eppTlsInsecureSkipVerify: opt.bool({ default: true, description: 'Accept the EPP\'s self-signed certificate, as Envoy configs for the EPP do.' }),
   failureModeAllow: opt.bool({
@@ -44,15 +53,24 @@ immediate responses, and streams the answer back. Production uses Envoy (deploy/
 implementation with InferencePool support; this gateway is for laptops, tests and tuning runs.`,
   options: gatewayOptions,
   envPrefix: 'PD_GATEWAY',
-  validate: (v) => {
+  validate: (optionValues) => {
     const problems: string[] = [];
     // host:port without a scheme (the gateway dials them as given).
-    const isHostPort = (s: string) => !s.includes('://') && parseTarget(s) !== undefined;
-    if (!isHostPort(v.epp)) problems.push(`invalid value "${v.epp}" for --epp: expected host:port`);
-    for (const e of v.fallbackEndpoints) if (!isHostPort(e)) problems.push(`invalid value "${e}" for --fallback-endpoints: expected host:port`);
+    const isHostPort = (text: string) => !text.includes('://') && parseTarget(text) !== undefined;
+    for (const e of eppAddresses(optionValues.epp)) if (!isHostPort(e)) problems.push(`invalid value "${e}" for --epp: expected host:port`);
+    if (eppAddresses(optionValues.epp).length === 0) problems.push('--epp needs at least one host:port');
+    for (const e of optionValues.fallbackEndpoints) if (!isHostPort(e)) problems.push(`invalid value "${e}" for --fallback-endpoints: expected host:port`);
     return problems;
   },
 };
+
+/** The replicas of --epp (comma-separated). */
+export function eppAddresses(epp: string): string[] {
+  return epp
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
 
 export function gatewayConfig(overrides: Partial<GatewayConfig> = {}): GatewayConfig {
   return { ...defaultValues(gatewayOptions), ...overrides };

@@ -10,6 +10,9 @@
  *   response headers ──► EPP ──► header mutations applied to the client response
  *   response body    ──► EPP ──► chunks written to the client as the EPP returns them
  *
+ * With several EPP replicas (--epp a,b,c) the request phase is asked of the next replica when one is unavailable or
+ * answers as a follower (503 rejected-not-leader), until --epp-retry-timeout; nothing has gone upstream by then.
+ *
  * If the EPP fails (unreachable, stream error, no answer within the message timeout), fail-closed answers 500 as Envoy
  * does, or, once the answer is streaming, cuts it at once (the client sees an unterminated body, never a complete-looking
  * one with chunks missing); fail-open sends the original request, without the client's routing headers, to a fallback
@@ -20,18 +23,12 @@ import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Logger } from 'pino';
-import {
-  envoyStatusNumber,
-  headerValueText,
-  structToJson,
-  type CommonResponse,
-  type HeaderMutation,
-  type HeaderValue,
-  type ProcessingResponse,
-} from '../common/envoy/ext-proc.js';
+import { envoyStatusNumber, structToJson, type CommonResponse, type HeaderValue, type ProcessingResponse } from '../common/envoy/ext-proc.js';
 import { HOP_BY_HOP_HEADERS, LegStopped, UpstreamLeg, connectErrorCode, drainOrClose, type StopSignal } from '../common/index.js';
 import { ROUTING_HEADERS } from '../common/pd-contract.js';
 import { EppUnavailable, type ExtProcSession } from './ext-proc-session.js';
+import { applyMutation, InvalidHeaderMutation, type HeaderMultiMap } from './header-mutation.js';
+import { NOT_LEADER_REASON, type EppReplicas } from './epp-replicas.js';
 import type { GatewayConfig } from './options.js';
 import type { GatewayMetrics } from './metrics.js';
 
@@ -53,15 +50,16 @@ export interface ProxyDeps {
   config: GatewayConfig;
   agent: Dispatcher;
   metrics: GatewayMetrics;
-  openSession: () => ExtProcSession;
+  epps: EppReplicas;
   nextFallback: () => string | undefined;
 }
 
-/** Request headers as a multi-map (lower-case names), the form mutations apply to. */
-type Headers = Map<string, string[]>;
+/** Request headers as a multi-map (lower-case names), the form mutations apply to; pseudo-headers under `:` names. */
+type Headers = HeaderMultiMap;
 
-function toHeaders(h: IncomingHttpHeaders): Headers {
-  const out: Headers = new Map();
+/** The request as Envoy's ext_proc filter sees it: the pseudo-headers first, then the client's headers. */
+function toHeaders(pseudo: Record<string, string>, h: IncomingHttpHeaders): Headers {
+  const out: Headers = new Map(Object.entries(pseudo).map(([k, v]) => [k, [v]]));
   for (const [k, v] of Object.entries(h)) if (v !== undefined) out.set(k, Array.isArray(v) ? [...v] : [String(v)]);
   // The gateway answered the expectation itself (100 Continue) and has the body: like Envoy, it passes the header
   // neither to the EPP nor upstream (undici refuses to send it).
@@ -69,27 +67,10 @@ function toHeaders(h: IncomingHttpHeaders): Headers {
   return out;
 }
 
-function headerMap(pseudo: Record<string, string>, h: Headers): { headers: HeaderValue[] } {
-  const headers: HeaderValue[] = Object.entries(pseudo).map(([key, v]) => ({ key, raw_value: Buffer.from(v) }));
+function headerMap(h: Headers): { headers: HeaderValue[] } {
+  const headers: HeaderValue[] = [];
   for (const [key, values] of h) for (const v of values) headers.push({ key, raw_value: Buffer.from(v) });
   return { headers };
-}
-
-/**
- * Applies an ext_proc header mutation as Envoy's ext_proc filter does: removals first, then each set header replaces
- * the header's values unless its (deprecated) `append` is true, which adds a value. Envoy's ext_proc reads only
- * `append` and ignores `append_action`, so an EPP that leaves both unset (as llm-d's EPPs do for Content-Length and
- * the echoed request headers) replaces the header rather than doubling it.
- */
-export function applyMutation(h: Headers, m: HeaderMutation | undefined | null): void {
-  if (!m) return;
-  for (const name of m.remove_headers ?? []) h.delete(name.toLowerCase());
-  for (const opt of m.set_headers ?? []) {
-    const key = opt.header.key.toLowerCase();
-    const value = headerValueText(opt.header);
-    if (opt.append?.value === true) h.set(key, [...(h.get(key) ?? []), value]);
-    else h.set(key, [value]);
-  }
 }
 
 function commonOf(r: ProcessingResponse): CommonResponse | undefined {
@@ -119,7 +100,13 @@ function writeLocalReply(res: ServerResponse, status: number, body: string, head
 function relayImmediate(res: ServerResponse, r: NonNullable<ProcessingResponse['immediate_response']>): number {
   const status = envoyStatusNumber(r.status?.code);
   const h: Headers = new Map();
-  applyMutation(h, r.headers);
+  try {
+    applyMutation(h, r.headers);
+  } catch (err) {
+    // Envoy logs a failed immediate-response mutation and sends the response without it.
+    if (!(err instanceof InvalidHeaderMutation)) throw err;
+    h.clear();
+  }
   const body = r.body ? Buffer.from(r.body) : Buffer.alloc(0);
   const headers: Record<string, string | string[]> = {};
   for (const [k, v] of h) headers[k] = v.length === 1 ? v[0]! : v;
@@ -177,53 +164,11 @@ export async function proxyExchange(x: Exchange, d: ProxyDeps): Promise<number> 
     x.res.once('finish', () => x.res.socket?.destroy());
     return status;
   }
-  const headers = toHeaders(x.headers);
-  const original = { headers: new Map(headers), chunks };
-  let session: ExtProcSession | undefined;
-  let destination: string[] = [];
-  let upstreamBody: Buffer;
-  try {
-    session = d.openSession();
-    const s = session;
-    x.signal.addEventListener('abort', () => s.cancel(), { once: true });
-    const hasBody = chunks.length > 0;
-    const pseudo = { ':method': x.method, ':path': x.url, ':authority': x.headers.host ?? 'localhost', ':scheme': 'http' };
-    s.send({
-      request_headers: { headers: headerMap(pseudo, headers), end_of_stream: !hasBody },
-      protocol_config: {
-        request_body_mode: 'FULL_DUPLEX_STREAMED',
-        response_body_mode: c.responseBodyMode === 'streamed' ? 'FULL_DUPLEX_STREAMED' : 'NONE',
-      },
-    } as never);
-    chunks.forEach((chunk, i) => s.send({ request_body: { body: chunk, end_of_stream: i === chunks.length - 1 } }));
-    const first = await s.next('request headers');
-    d.metrics.eppDecision.observe((performance.now() - started) / 1000);
-    if (first.immediate_response) {
-      s.close();
-      return relayImmediate(x.res, first.immediate_response);
-    }
-    const common = commonOf(first);
-    applyMutation(headers, common?.header_mutation);
-    destination = destinations(first.dynamic_metadata ? structToJson(first.dynamic_metadata) : undefined, headers);
-    // The EPP re-emits the request body (possibly rewritten) as streamed chunks.
-    const body: Buffer[] = [];
-    if (hasBody) {
-      for (;;) {
-        const r = await s.next('request body');
-        if (r.immediate_response) {
-          s.close();
-          return relayImmediate(x.res, r.immediate_response);
-        }
-        const mutation = r.request_body?.response?.body_mutation as { streamed_response?: { body?: Buffer; end_of_stream?: boolean } } | undefined;
-        if (mutation?.streamed_response) {
-          if (mutation.streamed_response.body) body.push(Buffer.from(mutation.streamed_response.body));
-          if (mutation.streamed_response.end_of_stream) break;
-        } else break;
-      }
-    }
-    upstreamBody = hasBody ? Buffer.concat(body) : Buffer.alloc(0);
-  } catch (err) {
-    session?.cancel();
+  const original = { headers: toHeaders({ ':method': x.method, ':path': x.url, ':authority': x.headers.host ?? 'localhost', ':scheme': 'http' }, x.headers), chunks };
+  const asked = await askEppReplicas(x, d, original.headers, chunks, started);
+  if ('relayed' in asked) return asked.relayed;
+  if ('failed' in asked) {
+    const err = asked.failed;
     if (x.signal.aborted) return 0;
     const stage = err instanceof EppUnavailable ? err.stage : 'connect';
     d.metrics.eppFailures.inc({ stage });
@@ -239,21 +184,164 @@ export async function proxyExchange(x: Exchange, d: ProxyDeps): Promise<number> 
     }
     d.metrics.failOpen.inc();
     // Without the EPP nobody vouches for the client's routing headers: they go, as the EPP would have removed them.
-    for (const h of ROUTING_HEADERS) original.headers.delete(h);
-    return forward(x, d, original.headers, Buffer.concat(original.chunks), [fallback], undefined);
+    const headers = new Map(original.headers);
+    for (const h of ROUTING_HEADERS) headers.delete(h);
+    return forward(x, d, headers, Buffer.concat(original.chunks), [fallback], undefined);
   }
+  const { session, headers, destination, body } = asked;
   if (destination.length === 0) {
     session.close();
     writeLocalReply(x.res, 503, 'no healthy upstream: the endpoint picker named no destination');
     return 503;
   }
-  return forward(x, d, headers, upstreamBody, destination, session);
+  return forward(x, d, headers, body, destination, session);
+}
+
+type Routed = { session: ExtProcSession; headers: Headers; destination: string[]; body: Buffer };
+/** A route, an immediate response to relay, or a reply already written (an invalid header mutation: 500). */
+type EppAnswer = Routed | { immediate: NonNullable<ProcessingResponse['immediate_response']>; session: ExtProcSession; stopWatching: () => void } | { answered: number };
+
+/** An immediate response of a follower under leader election: another replica may be the leader. */
+function isNotLeader(r: NonNullable<ProcessingResponse['immediate_response']>): boolean {
+  if (envoyStatusNumber(r.status?.code) !== 503) return false;
+  const h: Headers = new Map();
+  try {
+    applyMutation(h, r.headers);
+  } catch (err) {
+    if (err instanceof InvalidHeaderMutation) return false;
+    throw err;
+  }
+  return h.get('x-llm-d-request-dropped-reason')?.[0] === NOT_LEADER_REASON;
+}
+
+/**
+ * The request phase, asked of the EPP replicas in turn: the first answer that is not a follower's wins (a route, or an
+ * immediate response relayed to the client). When every replica is unavailable or a follower, the rounds repeat with
+ * backoff until --epp-retry-timeout; then the last failure is returned (or, if every replica answered as a follower,
+ * that answer is relayed: there is no leader).
+ */
+async function askEppReplicas(x: Exchange, d: ProxyDeps, original: Headers, chunks: Buffer[], started: number): Promise<Routed | { relayed: number } | { failed: unknown }> {
+  const deadline = started + d.config.eppRetryTimeout;
+  let backoff = 50;
+  let lastFailure: unknown;
+  let lastFollower: NonNullable<ProcessingResponse['immediate_response']> | undefined;
+  for (;;) {
+    for (const i of d.epps.order()) {
+      if (x.signal.aborted) return { failed: new Error('client gone') };
+      if (lastFailure !== undefined || lastFollower) d.metrics.eppRetries.inc({ reason: lastFollower ? 'not_leader' : 'unavailable' });
+      let answer: EppAnswer;
+      try {
+        answer = await askEpp(x, d, d.epps.open(i), new Map([...original].map(([k, v]) => [k, [...v]])), chunks, started);
+      } catch (err) {
+        if (x.signal.aborted) return { failed: err };
+        lastFailure = err;
+        lastFollower = undefined;
+        if (d.epps.addresses.length > 1) x.logger.debug({ epp: d.epps.addresses[i], err: (err as Error).message }, 'EPP replica unavailable; asking the next');
+        continue;
+      }
+      if ('answered' in answer) {
+        d.epps.answered(i);
+        return { relayed: answer.answered };
+      }
+      if ('immediate' in answer && isNotLeader(answer.immediate)) {
+        answer.stopWatching();
+        answer.session.close();
+        lastFollower = answer.immediate;
+        lastFailure = undefined;
+        continue;
+      }
+      d.epps.answered(i);
+      if ('immediate' in answer) {
+        answer.stopWatching();
+        answer.session.close();
+        return { relayed: relayImmediate(x.res, answer.immediate) };
+      }
+      return answer;
+    }
+    if (performance.now() + backoff > deadline) break;
+    await pause(backoff, x.signal);
+    backoff = Math.min(1000, backoff * 2);
+  }
+  if (lastFollower && lastFailure === undefined) return { relayed: relayImmediate(x.res, lastFollower) };
+  return { failed: lastFailure };
+}
+
+/** Waits `ms`, or less if the client leaves. */
+function pause(ms: number, signal: StopSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      { once: true },
+    );
+  });
+}
+
+/**
+ * One replica's request phase: headers and body out; the route and the (possibly rewritten) body, or an immediate
+ * response. Throws EppUnavailable. A routed session stays cancelled by the client's leaving for the rest of the exchange.
+ */
+async function askEpp(x: Exchange, d: ProxyDeps, s: ExtProcSession, headers: Headers, chunks: Buffer[], started: number): Promise<EppAnswer> {
+  const c = d.config;
+  const onAbort = () => s.cancel();
+  const stopWatching = () => x.signal.removeEventListener('abort', onAbort);
+  x.signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    const hasBody = chunks.length > 0;
+    s.send({
+      request_headers: { headers: headerMap(headers), end_of_stream: !hasBody },
+      protocol_config: {
+        request_body_mode: 'FULL_DUPLEX_STREAMED',
+        response_body_mode: c.responseBodyMode === 'streamed' ? 'FULL_DUPLEX_STREAMED' : 'NONE',
+      },
+    } as never);
+    chunks.forEach((chunk, i) => s.send({ request_body: { body: chunk, end_of_stream: i === chunks.length - 1 } }));
+    const first = await s.next('request headers');
+    d.metrics.eppDecision.observe((performance.now() - started) / 1000);
+    if (first.immediate_response) return { immediate: first.immediate_response, session: s, stopWatching };
+    const common = commonOf(first);
+    try {
+      d.metrics.rejectedHeaderMutations.inc(applyMutation(headers, common?.header_mutation));
+    } catch (err) {
+      if (!(err instanceof InvalidHeaderMutation)) throw err;
+      // Envoy closes the ext_proc stream and answers 500, failure_mode_allow or not.
+      stopWatching();
+      s.cancel();
+      x.logger.warn({ err }, 'endpoint picker sent an invalid header mutation');
+      writeLocalReply(x.res, 500, `ext_proc error: invalid header mutation (${err.message})`);
+      return { answered: 500 };
+    }
+    const destination = destinations(first.dynamic_metadata ? structToJson(first.dynamic_metadata) : undefined, headers);
+    // The EPP re-emits the request body (possibly rewritten) as streamed chunks.
+    const body: Buffer[] = [];
+    if (hasBody) {
+      for (;;) {
+        const r = await s.next('request body');
+        if (r.immediate_response) return { immediate: r.immediate_response, session: s, stopWatching };
+        const mutation = r.request_body?.response?.body_mutation as { streamed_response?: { body?: Buffer; end_of_stream?: boolean } } | undefined;
+        if (mutation?.streamed_response) {
+          if (mutation.streamed_response.body) body.push(Buffer.from(mutation.streamed_response.body));
+          if (mutation.streamed_response.end_of_stream) break;
+        } else break;
+      }
+    }
+    return { session: s, headers, destination, body: hasBody ? Buffer.concat(body) : Buffer.alloc(0) };
+  } catch (err) {
+    stopWatching();
+    s.cancel();
+    throw err;
+  }
 }
 
 /** Sends the request upstream (trying destinations in order on connect failure) and relays the answer. */
 async function forward(x: Exchange, d: ProxyDeps, headers: Headers, body: Buffer, destinations: string[], session: ExtProcSession | undefined): Promise<number> {
   const c = d.config;
   const out: Record<string, string | string[]> = {};
+  // Pseudo-headers are never headers: :path is the request's path, the others are not sent (HTTP/1.1 upstream).
   for (const [k, v] of headers) if (!HOP_BY_HOP.has(k) && !k.startsWith(':')) out[k] = v.length === 1 ? v[0]! : v;
   let leg: UpstreamLeg | undefined;
   let lastErr: unknown;
@@ -290,21 +378,28 @@ async function forward(x: Exchange, d: ProxyDeps, headers: Headers, body: Buffer
     return 503;
   }
   d.metrics.upstreamTtfb.observe((performance.now() - leg.sentAt) / 1000);
-  const respHeaders: Headers = new Map();
+  const respHeaders: Headers = new Map([[':status', [String(leg.status)]]]);
   for (const [k, v] of Object.entries(leg.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) respHeaders.set(k, Array.isArray(v) ? v : [String(v)]);
   let eppLive = session !== undefined;
   if (session && eppLive) {
     try {
-      session.send({ response_headers: { headers: headerMap({ ':status': String(leg.status) }, respHeaders), end_of_stream: false } });
+      session.send({ response_headers: { headers: headerMap(respHeaders), end_of_stream: false } });
       const r = await session.next('response headers');
       if (r.immediate_response) {
         leg.stop(new LegStopped('peer_failed', 'EPP answered the response with an immediate response'));
         session.close();
         return relayImmediate(x.res, r.immediate_response);
       }
-      applyMutation(respHeaders, commonOf(r)?.header_mutation);
-      respHeaders.delete(':status');
+      d.metrics.rejectedHeaderMutations.inc(applyMutation(respHeaders, commonOf(r)?.header_mutation));
     } catch (err) {
+      if (err instanceof InvalidHeaderMutation) {
+        // As on the request: Envoy answers 500 whatever failure_mode_allow says.
+        session.cancel();
+        leg.stop(new LegStopped('peer_failed', 'EPP sent an invalid header mutation'));
+        x.logger.warn({ err }, 'endpoint picker sent an invalid header mutation');
+        writeLocalReply(x.res, 500, `ext_proc error: invalid header mutation (${err.message})`);
+        return 500;
+      }
       eppLive = false;
       session.cancel();
       d.metrics.eppFailures.inc({ stage: 'response headers' });
@@ -315,24 +410,27 @@ async function forward(x: Exchange, d: ProxyDeps, headers: Headers, body: Buffer
       }
     }
   }
+  // The EPP may have set :status (Envoy applies it); it is the status line, never a header.
+  const status = Number(respHeaders.get(':status')?.[0] ?? leg.status);
+  respHeaders.delete(':status');
   const h: Record<string, string | string[]> = {};
   for (const [k, v] of respHeaders) h[k] = v.length === 1 ? v[0]! : v;
-  x.res.writeHead(leg.status, h);
+  x.res.writeHead(status, h);
   const streamToEpp = eppLive && session !== undefined && c.responseBodyMode === 'streamed';
   try {
     if (!streamToEpp) {
       session?.close();
       for (let chunk = await leg.read(); chunk !== null; chunk = await leg.read()) await write(x.res, chunk);
       x.res.end();
-      return leg.status;
+      return status;
     }
     await relayThroughEpp(x, d, leg, session!);
-    return leg.status;
+    return status;
   } catch (err) {
     session?.cancel();
     if (!x.res.destroyed) x.res.destroy();
     if (!(err instanceof LegStopped && err.reason === 'client_gone')) x.logger.warn({ err }, 'response relay failed');
-    return x.signal.aborted ? 0 : leg.status;
+    return x.signal.aborted ? 0 : status;
   }
 }
 

@@ -8,11 +8,11 @@ import { runLoad } from './runner.js';
  * `pd-router loadgen`: one run, then exit (status 1 when every request failed). SIGINT/SIGTERM stop the run; the
  * requests finished so far are still reported.
  */
-export const loadgenCommandModule = defineCommand(loadgenCommand, async (v, logger) => {
-  const options = await resolveRunOptions(v);
+export const loadgenCommandModule = defineCommand(loadgenCommand, async (optionValues, logger) => {
+  const options = await resolveRunOptions(optionValues);
   const abort = new AbortController();
   options.signal = abort.signal;
-  options.progress = v.progress === 'on' ? true : v.progress === 'off' ? false : undefined;
+  options.progress = optionValues.progress === 'on' ? true : optionValues.progress === 'off' ? false : undefined;
   logger.info(
     {
       url: options.baseUrl,
@@ -27,8 +27,8 @@ export const loadgenCommandModule = defineCommand(loadgenCommand, async (v, logg
   );
   const done = (async () => {
     const result = await runLoad(options);
-    if (v.out) {
-      const files = writeRunFiles(v.out, result);
+    if (optionValues.out) {
+      const files = writeRunFiles(optionValues.out, result);
       logger.info({ files }, 'report written');
     }
     process.stdout.write(markdownSummary(result));
@@ -41,7 +41,7 @@ export const loadgenCommandModule = defineCommand(loadgenCommand, async (v, logg
   return {
     stop: async (deadlineMs) => {
       abort.abort(new Error('interrupted'));
-      await Promise.race([done, new Promise((r) => setTimeout(r, deadlineMs).unref())]);
+      await Promise.race([done, new Promise((resolve) => setTimeout(resolve, deadlineMs).unref())]);
     },
   };
 });

@@ -5,14 +5,14 @@ import { inferencePerfReport, markdownSummary } from './report.js';
 import type { RunResult } from './types.js';
 
 /** Writes report.yaml, report.json, summary.md and samples.jsonl into `dir`; returns the paths. */
-export function writeRunFiles(dir: string, r: RunResult, scenario: Record<string, unknown> = {}): string[] {
+export function writeRunFiles(dir: string, runResult: RunResult, scenario: Record<string, unknown> = {}): string[] {
   mkdirSync(dir, { recursive: true });
-  const report = inferencePerfReport(r, scenario);
+  const report = inferencePerfReport(runResult, scenario);
   const files = {
     'report.yaml': toYaml(report),
     'report.json': JSON.stringify(report, null, 2) + '\n',
-    'summary.md': markdownSummary(r),
-    'samples.jsonl': r.samples.map((s) => JSON.stringify(s)).join('\n') + (r.samples.length > 0 ? '\n' : ''),
+    'summary.md': markdownSummary(runResult),
+    'samples.jsonl': runResult.samples.map((sample) => JSON.stringify(sample)).join('\n') + (runResult.samples.length > 0 ? '\n' : ''),
   };
   return Object.entries(files).map(([name, text]) => {
     const file = path.join(dir, name);

@@ -56,7 +56,7 @@ export const loadgenOptions = {
 export type LoadgenConfig = OptionValues<typeof loadgenOptions>;
 
 const presetList = Object.values(WORKLOAD_PRESETS)
-  .map((p) => `  ${p.name.padEnd(17)}${p.api}, input ${formatLengthDistribution(p.inputTokens)}, output ${formatLengthDistribution(p.outputTokens)}: ${p.description}`)
+  .map((profile) => `  ${profile.name.padEnd(17)}${profile.api}, input ${formatLengthDistribution(profile.inputTokens)}, output ${formatLengthDistribution(profile.outputTokens)}: ${profile.description}`)
   .join('\n');
 
 export const loadgenCommand: CommandDefinition<typeof loadgenOptions> = {
@@ -68,12 +68,12 @@ request from its SSE stream. Writes a report in the inference-perf / llm-d bench
   options: loadgenOptions,
   envPrefix: 'PD_LOADGEN',
   positional: 'url',
-  validate: (v) =>
+  validate: (optionValues) =>
     [
-      v.timeScale <= 0 ? '--time-scale must be greater than 0' : undefined,
-      v.rate > 0 && v.concurrency > 0 && v.arrival === '' ? 'give --rate or --concurrency, not both (or choose with --arrival)' : undefined,
-      (v.prefixGroups > 0) !== (v.prefixTokens > 0) ? '--prefix-groups and --prefix-tokens go together' : undefined,
-    ].filter((m): m is string => m !== undefined),
+      optionValues.timeScale <= 0 ? '--time-scale must be greater than 0' : undefined,
+      optionValues.rate > 0 && optionValues.concurrency > 0 && optionValues.arrival === '' ? 'give --rate or --concurrency, not both (or choose with --arrival)' : undefined,
+      (optionValues.prefixGroups > 0) !== (optionValues.prefixTokens > 0) ? '--prefix-groups and --prefix-tokens go together' : undefined,
+    ].filter((message): message is string => message !== undefined),
   epilog: `Presets:\n${presetList}`,
 };
 
@@ -101,33 +101,33 @@ function loadProfileFile(file: string): WorkloadProfile {
 }
 
 /** The profile after --profile-file/--preset and the length, API and prefix overrides. */
-export function resolveProfile(v: LoadgenConfig): WorkloadProfile {
-  const base = v.profileFile ? loadProfileFile(v.profileFile) : WORKLOAD_PRESETS[v.preset]!;
+export function resolveProfile(optionValues: LoadgenConfig): WorkloadProfile {
+  const base = optionValues.profileFile ? loadProfileFile(optionValues.profileFile) : WORKLOAD_PRESETS[optionValues.preset]!;
   const p: WorkloadProfile = structuredClone(base);
   const overridden: string[] = [];
   try {
-    if (v.inputTokens) {
-      p.inputTokens = parseLengthDistribution(v.inputTokens);
-      overridden.push(`input ${v.inputTokens}`);
+    if (optionValues.inputTokens) {
+      p.inputTokens = parseLengthDistribution(optionValues.inputTokens);
+      overridden.push(`input ${optionValues.inputTokens}`);
     }
   } catch (e) {
-    throw new ConfigError(`invalid value "${v.inputTokens}" for --input-tokens: ${(e as Error).message}`);
+    throw new ConfigError(`invalid value "${optionValues.inputTokens}" for --input-tokens: ${(e as Error).message}`);
   }
   try {
-    if (v.outputTokens) {
-      p.outputTokens = parseLengthDistribution(v.outputTokens);
-      overridden.push(`output ${v.outputTokens}`);
+    if (optionValues.outputTokens) {
+      p.outputTokens = parseLengthDistribution(optionValues.outputTokens);
+      overridden.push(`output ${optionValues.outputTokens}`);
     }
   } catch (e) {
-    throw new ConfigError(`invalid value "${v.outputTokens}" for --output-tokens: ${(e as Error).message}`);
+    throw new ConfigError(`invalid value "${optionValues.outputTokens}" for --output-tokens: ${(e as Error).message}`);
   }
-  if (v.api) {
-    p.api = v.api;
-    overridden.push(`${v.api} API`);
+  if (optionValues.api) {
+    p.api = optionValues.api;
+    overridden.push(`${optionValues.api} API`);
   }
-  if (v.prefixGroups > 0) {
-    p.sharedPrefix = { groups: v.prefixGroups, prefixTokens: v.prefixTokens };
-    overridden.push(`${v.prefixGroups}×${v.prefixTokens} shared prefix`);
+  if (optionValues.prefixGroups > 0) {
+    p.sharedPrefix = { groups: optionValues.prefixGroups, prefixTokens: optionValues.prefixTokens };
+    overridden.push(`${optionValues.prefixGroups}×${optionValues.prefixTokens} shared prefix`);
   }
   if (overridden.length > 0) {
     p.name = `${base.name}-custom`;
@@ -137,27 +137,27 @@ export function resolveProfile(v: LoadgenConfig): WorkloadProfile {
 }
 
 /** The arrival process and stop condition from the flags, falling back to the profile's suggestion. */
-export function resolveArrival(v: LoadgenConfig, p: WorkloadProfile): { arrival: ArrivalProcess; requests?: number; durationSeconds?: number } {
-  const suggested = p.suggested;
-  const kind = v.arrival || (v.concurrency > 0 ? 'concurrency' : v.rate > 0 ? 'constant' : undefined);
+export function resolveArrival(optionValues: LoadgenConfig, profile: WorkloadProfile): { arrival: ArrivalProcess; requests?: number; durationSeconds?: number } {
+  const suggested = profile.suggested;
+  const kind = optionValues.arrival || (optionValues.concurrency > 0 ? 'concurrency' : optionValues.rate > 0 ? 'constant' : undefined);
   let arrival: ArrivalProcess;
   let fromSuggestion = false;
   if (kind === undefined) {
-    if (!suggested) throw new ConfigError(`profile ${p.name} suggests no arrival process: give --rate or --concurrency`);
+    if (!suggested) throw new ConfigError(`profile ${profile.name} suggests no arrival process: give --rate or --concurrency`);
     arrival = suggested.arrival;
     fromSuggestion = true;
   } else if (kind === 'concurrency') {
-    const c = v.concurrency || (suggested?.arrival.kind === 'concurrency' ? suggested.arrival.concurrency : 0);
+    const c = optionValues.concurrency || (suggested?.arrival.kind === 'concurrency' ? suggested.arrival.concurrency : 0);
     if (c <= 0) throw new ConfigError('--arrival concurrency needs --concurrency');
     arrival = { kind, concurrency: c };
   } else {
-    const r = v.rate || (suggested && suggested.arrival.kind !== 'concurrency' ? suggested.arrival.rate : 0);
+    const r = optionValues.rate || (suggested && suggested.arrival.kind !== 'concurrency' ? suggested.arrival.rate : 0);
     if (r <= 0) throw new ConfigError(`--arrival ${kind} needs --rate`);
     arrival = { kind, rate: r };
   }
   const out: { arrival: ArrivalProcess; requests?: number; durationSeconds?: number } = { arrival };
-  if (v.requests > 0) out.requests = v.requests;
-  if (v.duration > 0) out.durationSeconds = v.duration / 1000;
+  if (optionValues.requests > 0) out.requests = optionValues.requests;
+  if (optionValues.duration > 0) out.durationSeconds = optionValues.duration / 1000;
   if (out.requests === undefined && out.durationSeconds === undefined) {
     if (fromSuggestion && (suggested?.requests !== undefined || suggested?.durationSeconds !== undefined)) {
       if (suggested.requests !== undefined) out.requests = suggested.requests;
@@ -193,19 +193,19 @@ export async function discoverModel(baseUrl: string, headers: Record<string, str
 }
 
 /** Everything a run needs from the flags (the model is discovered when not given). */
-export async function resolveRunOptions(v: LoadgenConfig): Promise<LoadRunOptions> {
+export async function resolveRunOptions(optionValues: LoadgenConfig): Promise<LoadRunOptions> {
   try {
-    new URL(v.url);
+    new URL(optionValues.url);
   } catch {
-    throw new ConfigError(`invalid value "${v.url}" for --url: expected a URL such as http://127.0.0.1:8080`);
+    throw new ConfigError(`invalid value "${optionValues.url}" for --url: expected a URL such as http://127.0.0.1:8080`);
   }
-  const headers = parseHeaders(v.header);
-  const profile = resolveProfile(v);
-  const { arrival, requests, durationSeconds } = resolveArrival(v, profile);
-  const model = v.model || (await discoverModel(v.url, headers));
-  const o: LoadRunOptions = { baseUrl: v.url, model, profile, arrival, timeScale: v.timeScale, seed: v.seed, requestTimeoutMs: v.timeout, headers };
+  const headers = parseHeaders(optionValues.header);
+  const profile = resolveProfile(optionValues);
+  const { arrival, requests, durationSeconds } = resolveArrival(optionValues, profile);
+  const model = optionValues.model || (await discoverModel(optionValues.url, headers));
+  const o: LoadRunOptions = { baseUrl: optionValues.url, model, profile, arrival, timeScale: optionValues.timeScale, seed: optionValues.seed, requestTimeoutMs: optionValues.timeout, headers };
   if (requests !== undefined) o.requests = requests;
   if (durationSeconds !== undefined) o.durationSeconds = durationSeconds;
-  if (v.maxConcurrency > 0) o.maxConcurrency = v.maxConcurrency;
+  if (optionValues.maxConcurrency > 0) o.maxConcurrency = optionValues.maxConcurrency;
   return o;
 }

@@ -20,17 +20,17 @@ function bar(fraction: number, width: number): string {
   return '█'.repeat(full) + '░'.repeat(width - full);
 }
 
-function fmt(n: number, digits = 1): string {
-  return n.toFixed(digits);
+function fmt(count: number, digits = 1): string {
+  return count.toFixed(digits);
 }
 
 /** The progress line (no newline). */
-export function progressLine(s: ProgressState, withBar: boolean): string {
-  const fraction = s.total ? s.done / s.total : s.durationSeconds ? s.elapsedSeconds / s.durationSeconds : 0;
-  const count = s.total ? `${s.done}/${s.total}` : `${s.done}`;
-  const rate = s.elapsedSeconds > 0 ? s.done / s.elapsedSeconds : 0;
-  const elapsed = s.durationSeconds && !s.total ? `${fmt(s.elapsedSeconds)}/${fmt(s.durationSeconds)}s` : `${fmt(s.elapsedSeconds)}s`;
-  const parts = [`${count} requests`, `${fmt(rate, 2)} req/s`, `${s.inFlight} in flight`, `${s.failures} failed`, elapsed];
+export function progressLine(state: ProgressState, withBar: boolean): string {
+  const fraction = state.total ? state.done / state.total : state.durationSeconds ? state.elapsedSeconds / state.durationSeconds : 0;
+  const count = state.total ? `${state.done}/${state.total}` : `${state.done}`;
+  const rate = state.elapsedSeconds > 0 ? state.done / state.elapsedSeconds : 0;
+  const elapsed = state.durationSeconds && !state.total ? `${fmt(state.elapsedSeconds)}/${fmt(state.durationSeconds)}s` : `${fmt(state.elapsedSeconds)}s`;
+  const parts = [`${count} requests`, `${fmt(rate, 2)} req/s`, `${state.inFlight} in flight`, `${state.failures} failed`, elapsed];
   return (withBar ? `${bar(fraction, 24)} ${fmt(fraction * 100, 0).padStart(3)}% ` : 'loadgen: ') + parts.join(' | ');
 }
 

@@ -27,7 +27,7 @@ plane truck horse bird fish dog cat cow sheep lion bear wolf fox deer mouse snak
 teacher student worker farmer driver writer singer player leader member friend mother father sister brother child baby
 woman man girl boy`;
 
-export const WORDS: readonly string[] = [...new Set(WORDS_TEXT.split(/\s+/).filter((w) => w.length > 0))];
+export const WORDS: readonly string[] = [...new Set(WORDS_TEXT.split(/\s+/).filter((word) => word.length > 0))];
 
 /** Tokens the simulator's chat rendering adds around one user message (`### user: ` … `\n`). */
 export const CHAT_TEMPLATE_TOKENS = 5;

@@ -11,29 +11,29 @@ export { Rng };
  * One length from a distribution, rounded to an integer and clamped to [min, max] (as inference-perf clips its normal
  * and lognormal draws) and to at least 1.
  */
-export function drawLength(d: LengthDistribution, rng: Rng): number {
+export function drawLength(distribution: LengthDistribution, rng: Rng): number {
   let v: number;
   let lo = 1;
   let hi = Number.POSITIVE_INFINITY;
-  switch (d.kind) {
+  switch (distribution.kind) {
     case 'fixed':
-      v = d.value;
+      v = distribution.value;
       break;
     case 'uniform':
-      v = rng.int(Math.round(d.min), Math.round(d.max));
+      v = rng.int(Math.round(distribution.min), Math.round(distribution.max));
       break;
     case 'normal':
-      v = d.mean + d.std * rng.normal();
-      lo = d.min;
-      hi = d.max;
+      v = distribution.mean + distribution.std * rng.normal();
+      lo = distribution.min;
+      hi = distribution.max;
       break;
     case 'lognormal': {
       // Parameters of the underlying normal that give lengths of the requested mean and standard deviation.
-      const sigma2 = Math.log(1 + (d.std * d.std) / (d.mean * d.mean));
-      const mu = Math.log(d.mean) - sigma2 / 2;
+      const sigma2 = Math.log(1 + (distribution.std * distribution.std) / (distribution.mean * distribution.mean));
+      const mu = Math.log(distribution.mean) - sigma2 / 2;
       v = Math.exp(mu + Math.sqrt(sigma2) * rng.normal());
-      lo = d.min;
-      hi = d.max;
+      lo = distribution.min;
+      hi = distribution.max;
       break;
     }
   }
@@ -41,33 +41,33 @@ export function drawLength(d: LengthDistribution, rng: Rng): number {
 }
 
 /** The mean length a distribution produces before clamping (for descriptions and estimates). */
-export function nominalMean(d: LengthDistribution): number {
-  switch (d.kind) {
+export function nominalMean(distribution: LengthDistribution): number {
+  switch (distribution.kind) {
     case 'fixed':
-      return d.value;
+      return distribution.value;
     case 'uniform':
-      return (d.min + d.max) / 2;
+      return (distribution.min + distribution.max) / 2;
     case 'normal':
     case 'lognormal':
-      return d.mean;
+      return distribution.mean;
   }
 }
 
 /** Largest length a distribution can produce. */
-export function maxLength(d: LengthDistribution): number {
-  return d.kind === 'fixed' ? d.value : d.max;
+export function maxLength(distribution: LengthDistribution): number {
+  return distribution.kind === 'fixed' ? distribution.value : distribution.max;
 }
 
 /** Compact text form, also accepted by `parseLengthDistribution`: 5000, 100-200, normal:1000,200,500,1500, lognormal:... */
-export function formatLengthDistribution(d: LengthDistribution): string {
-  switch (d.kind) {
+export function formatLengthDistribution(distribution: LengthDistribution): string {
+  switch (distribution.kind) {
     case 'fixed':
-      return String(d.value);
+      return String(distribution.value);
     case 'uniform':
-      return `${d.min}-${d.max}`;
+      return `${distribution.min}-${distribution.max}`;
     case 'normal':
     case 'lognormal':
-      return `${d.kind}:${d.mean},${d.std},${d.min},${d.max}`;
+      return `${distribution.kind}:${distribution.mean},${distribution.std},${distribution.min},${distribution.max}`;
   }
 }
 

@@ -5,24 +5,25 @@
 import { formatLengthDistribution, maxLength, nominalMean } from './random.js';
 import { STAT_KEYS } from './stats.js';
 import type { ArrivalProcess, LengthDistribution, RunResult, StatSummary } from './types.js';
+import { isObject } from '../common/json.js';
 
 export const REPORT_VERSION = '0.1';
 
-function stats(s: StatSummary, units: string): Record<string, unknown> {
+function stats(statSummary: StatSummary, units: string): Record<string, unknown> {
   const out: Record<string, unknown> = { units };
-  for (const k of STAT_KEYS) out[k] = s[k] ?? 0;
+  for (const k of STAT_KEYS) out[k] = statSummary[k] ?? 0;
   return out;
 }
 
 /** inference-perf's distribution block ({min, max, mean, std}), plus our `kind`. */
-function distribution(d: LengthDistribution): Record<string, unknown> {
-  const min = d.kind === 'fixed' ? d.value : d.min;
-  const std = d.kind === 'fixed' ? 0 : d.kind === 'uniform' ? (d.max - d.min) / Math.sqrt(12) : d.std;
-  return { kind: d.kind, min, max: maxLength(d), mean: nominalMean(d), std };
+function distribution(lengthDistribution: LengthDistribution): Record<string, unknown> {
+  const min = lengthDistribution.kind === 'fixed' ? lengthDistribution.value : lengthDistribution.min;
+  const std = lengthDistribution.kind === 'fixed' ? 0 : lengthDistribution.kind === 'uniform' ? (lengthDistribution.max - lengthDistribution.min) / Math.sqrt(12) : lengthDistribution.std;
+  return { kind: lengthDistribution.kind, min, max: maxLength(lengthDistribution), mean: nominalMean(lengthDistribution), std };
 }
 
-function loadSection(r: RunResult): Record<string, unknown> {
-  const o = r.options;
+function loadSection(runResult: RunResult): Record<string, unknown> {
+  const o = runResult.options;
   const a = o.arrival;
   const base: Record<string, unknown> = {
     name: 'pd-router-loadgen',
@@ -43,19 +44,15 @@ function loadSection(r: RunResult): Record<string, unknown> {
   return base;
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 /**
  * The report object: `version`, `scenario.{description, model, load, data, server}` (the caller's `scenario` entries
  * are merged in, one level deep, e.g. a topology), and `metrics.{time, requests, latency, throughput}` in
  * inference-perf units: latencies in seconds (`s`, per-token ones `s/token`), lengths in tokens (`count`).
  */
-export function inferencePerfReport(r: RunResult, scenario: Record<string, unknown> = {}): Record<string, unknown> {
-  const o = r.options;
+export function inferencePerfReport(runResult: RunResult, scenario: Record<string, unknown> = {}): Record<string, unknown> {
+  const o = runResult.options;
   const p = o.profile;
-  const s = r.summary;
+  const s = runResult.summary;
   const data: Record<string, unknown> = {
     type: p.sharedPrefix ? 'shared_prefix' : 'random',
     profile: p.name,
@@ -68,7 +65,7 @@ export function inferencePerfReport(r: RunResult, scenario: Record<string, unkno
   const sc: Record<string, unknown> = {
     description: p.description,
     model: { name: o.model },
-    load: loadSection(r),
+    load: loadSection(runResult),
     data,
     server: {
       type: 'openai',
@@ -78,7 +75,7 @@ export function inferencePerfReport(r: RunResult, scenario: Record<string, unkno
       api: { type: p.api === 'chat' ? 'chat' : 'completion', streaming: true },
     },
   };
-  for (const [k, v] of Object.entries(scenario)) sc[k] = isPlainObject(v) && isPlainObject(sc[k]) ? { ...(sc[k] as object), ...v } : v;
+  for (const [k, v] of Object.entries(scenario)) sc[k] = isObject(v) && isObject(sc[k]) ? { ...(sc[k] as object), ...v } : v;
   const lat = s.latency;
   return {
     version: REPORT_VERSION,
@@ -86,13 +83,13 @@ export function inferencePerfReport(r: RunResult, scenario: Record<string, unkno
     metrics: {
       time: {
         duration: s.durationSeconds,
-        ...(r.startedAt !== undefined ? { start: r.startedAt / 1000 } : {}),
-        ...(r.endedAt !== undefined ? { stop: r.endedAt / 1000 } : {}),
+        ...(runResult.startedAt !== undefined ? { start: runResult.startedAt / 1000 } : {}),
+        ...(runResult.endedAt !== undefined ? { stop: runResult.endedAt / 1000 } : {}),
       },
       requests: {
         total: s.requests.total,
         failures: s.requests.failures,
-        incomplete: r.cancelled ?? 0,
+        incomplete: runResult.cancelled ?? 0,
         input_length: stats(s.requests.inputLength, 'count'),
         output_length: stats(s.requests.outputLength, 'count'),
       },
@@ -113,29 +110,29 @@ export function inferencePerfReport(r: RunResult, scenario: Record<string, unkno
         time_scale: o.timeScale ?? 1,
         simulated_time: (o.timeScale ?? 1) !== 1,
         successes: s.requests.total - s.requests.failures,
-        aborted: r.aborted ?? false,
+        aborted: runResult.aborted ?? false,
       },
     },
   };
 }
 
-function arrivalText(a: ArrivalProcess): string {
-  switch (a.kind) {
+function arrivalText(process: ArrivalProcess): string {
+  switch (process.kind) {
     case 'constant':
-      return `constant ${a.rate} req/s`;
+      return `constant ${process.rate} req/s`;
     case 'poisson':
-      return `Poisson ${a.rate} req/s`;
+      return `Poisson ${process.rate} req/s`;
     case 'concurrency':
-      return `closed loop, concurrency ${a.concurrency}`;
+      return `closed loop, concurrency ${process.concurrency}`;
   }
 }
 
-const num = (v: number, digits = 2) => (Number.isFinite(v) ? v.toFixed(digits) : '–');
+const num = (value: number, digits = 2) => (Number.isFinite(value) ? value.toFixed(digits) : '–');
 
 /** A short Markdown report: the set-up, throughput, latency percentiles (ms) and the most common failures. */
-export function markdownSummary(r: RunResult): string {
-  const o = r.options;
-  const s = r.summary;
+export function markdownSummary(runResult: RunResult): string {
+  const o = runResult.options;
+  const s = runResult.summary;
   const ok = s.requests.total - s.requests.failures;
   const lines = [
     `# Load run: ${o.profile.name}`,
@@ -145,7 +142,7 @@ export function markdownSummary(r: RunResult): string {
       (o.profile.sharedPrefix ? `, ${o.profile.sharedPrefix.groups} shared prefixes of ${o.profile.sharedPrefix.prefixTokens} tokens` : ''),
     `- Arrival: ${arrivalText(o.arrival)}; stop after ${[o.requests !== undefined ? `${o.requests} requests` : '', o.durationSeconds !== undefined ? `${o.durationSeconds} s` : ''].filter(Boolean).join(' or ')}`,
     `- Duration: ${num(s.durationSeconds)} s${(o.timeScale ?? 1) !== 1 ? ` simulated (time scale ${o.timeScale})` : ''}; seed ${o.seed ?? 1}`,
-    `- Requests: ${s.requests.total} finished, ${ok} succeeded, ${s.requests.failures} failed${r.cancelled ? `, ${r.cancelled} cancelled` : ''}${r.aborted ? ' (run aborted)' : ''}`,
+    `- Requests: ${s.requests.total} finished, ${ok} succeeded, ${s.requests.failures} failed${runResult.cancelled ? `, ${runResult.cancelled} cancelled` : ''}${runResult.aborted ? ' (run aborted)' : ''}`,
     '',
     '| Throughput | |',
     '|---|---:|',
@@ -157,7 +154,7 @@ export function markdownSummary(r: RunResult): string {
     '|---|---:|---:|---:|---:|---:|---:|---:|',
   ];
   const row = (name: string, st: StatSummary) =>
-    `| ${name} | ${[st.mean, st.p50, st.p90, st.p95, st.p99, st.p99p9, st.max].map((v) => (st.count > 0 ? num(v * 1000) : '–')).join(' | ')} |`;
+    `| ${name} | ${[st.mean, st.p50, st.p90, st.p95, st.p99, st.p99p9, st.max].map((value) => (st.count > 0 ? num(value * 1000) : '–')).join(' | ')} |`;
   lines.push(
     row('TTFT', s.latency.timeToFirstToken),
     row('TPOT', s.latency.timePerOutputToken),
@@ -170,10 +167,10 @@ export function markdownSummary(r: RunResult): string {
     `Input length: mean ${num(s.requests.inputLength.mean, 1)}, p50 ${num(s.requests.inputLength.p50, 0)}; output length: mean ${num(s.requests.outputLength.mean, 1)}, p50 ${num(s.requests.outputLength.p50, 0)} tokens.`,
   );
   const errors = new Map<string, number>();
-  for (const x of r.samples) if (!x.ok) errors.set(x.error ?? `HTTP ${x.status}`, (errors.get(x.error ?? `HTTP ${x.status}`) ?? 0) + 1);
+  for (const x of runResult.samples) if (!x.ok) errors.set(x.error ?? `HTTP ${x.status}`, (errors.get(x.error ?? `HTTP ${x.status}`) ?? 0) + 1);
   if (errors.size > 0) {
     lines.push('', '| Failure | count |', '|---|---:|');
-    for (const [e, n] of [...errors].sort((a, b) => b[1] - a[1]).slice(0, 10)) lines.push(`| ${e.replace(/\|/g, '\\|').slice(0, 160)} | ${n} |`);
+    for (const [e, n] of [...errors].sort((left, right) => right[1] - left[1]).slice(0, 10)) lines.push(`| ${e.replace(/\|/g, '\\|').slice(0, 160)} | ${n} |`);
   }
   return lines.join('\n') + '\n';
 }

@@ -47,13 +47,13 @@ class TimeoutError extends Error {}
 /** Sample times are kept to the microsecond. */
 const round = (ms: number) => Math.round(ms * 1000) / 1000;
 
-function errorMessage(e: unknown): string {
-  if (e instanceof Error) {
-    const cause = (e as Error & { cause?: unknown }).cause;
-    const code = (e as Error & { code?: string }).code;
-    return `${e.message}${code ? ` (${code})` : ''}${cause instanceof Error ? `: ${cause.message}` : ''}`;
+function errorMessage(err: unknown): string {
+  if (err instanceof Error) {
+    const cause = (err as Error & { cause?: unknown }).cause;
+    const code = (err as Error & { code?: string }).code;
+    return `${err.message}${code ? ` (${code})` : ''}${cause instanceof Error ? `: ${cause.message}` : ''}`;
   }
-  return String(e);
+  return String(err);
 }
 
 /**
@@ -78,18 +78,18 @@ async function sleepUntil(target: number, signal: AbortSignal): Promise<void> {
   }
 }
 
-export async function runLoad(o: LoadRunOptions): Promise<RunResult> {
-  validateRunOptions(o);
-  const scale = o.timeScale ?? 1;
-  const seed = o.seed ?? DEFAULT_SEED;
-  const timeoutWallMs = (o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS) * scale;
-  const maxRequests = o.requests ?? Number.POSITIVE_INFINITY;
-  const wallBudgetMs = o.durationSeconds !== undefined ? o.durationSeconds * 1000 * scale : Number.POSITIVE_INFINITY;
-  const profile = o.profile;
-  const arrival = o.arrival;
-  const url = new URL(o.baseUrl);
-  const path = inferencePath(o.baseUrl, profile.api);
-  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream', ...o.headers };
+export async function runLoad(loadRunOptions: LoadRunOptions): Promise<RunResult> {
+  validateRunOptions(loadRunOptions);
+  const scale = loadRunOptions.timeScale ?? 1;
+  const seed = loadRunOptions.seed ?? DEFAULT_SEED;
+  const timeoutWallMs = (loadRunOptions.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS) * scale;
+  const maxRequests = loadRunOptions.requests ?? Number.POSITIVE_INFINITY;
+  const wallBudgetMs = loadRunOptions.durationSeconds !== undefined ? loadRunOptions.durationSeconds * 1000 * scale : Number.POSITIVE_INFINITY;
+  const profile = loadRunOptions.profile;
+  const arrival = loadRunOptions.arrival;
+  const url = new URL(loadRunOptions.baseUrl);
+  const path = inferencePath(loadRunOptions.baseUrl, profile.api);
+  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream', ...loadRunOptions.headers };
 
   const lengths = new Rng(seed, STREAM.lengths);
   const arrivals = new Rng(seed, STREAM.arrivals);
@@ -104,13 +104,13 @@ export async function runLoad(o: LoadRunOptions): Promise<RunResult> {
     const common = { max_tokens: outputTokens, min_tokens: outputTokens, ignore_eos: true, stream: true, stream_options: { include_usage: true } };
     const body =
       profile.api === 'chat'
-        ? { model: o.model, messages: [{ role: 'user', content: prompt.text }], ...common }
-        : { model: o.model, prompt: prompt.text, ...common };
+        ? { model: loadRunOptions.model, messages: [{ role: 'user', content: prompt.text }], ...common }
+        : { model: loadRunOptions.model, prompt: prompt.text, ...common };
     return { index, inputTokens: prompt.tokens, outputTokens, body: JSON.stringify(body), scheduledWallMs };
   };
 
   const closedLoop = arrival.kind === 'concurrency';
-  const connections = closedLoop ? arrival.concurrency : (o.maxConcurrency ?? null);
+  const connections = closedLoop ? arrival.concurrency : (loadRunOptions.maxConcurrency ?? null);
   const pool = new Pool(url.origin, {
     connections,
     pipelining: 1,
@@ -122,9 +122,9 @@ export async function runLoad(o: LoadRunOptions): Promise<RunResult> {
 
   const runAbort = new AbortController();
   setMaxListeners(0, runAbort.signal); // one listener per request in flight
-  const onOuterAbort = () => runAbort.abort(o.signal?.reason);
-  if (o.signal?.aborted) runAbort.abort(o.signal.reason);
-  else o.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  const onOuterAbort = () => runAbort.abort(loadRunOptions.signal?.reason);
+  if (loadRunOptions.signal?.aborted) runAbort.abort(loadRunOptions.signal.reason);
+  else loadRunOptions.signal?.addEventListener('abort', onOuterAbort, { once: true });
   const signal = runAbort.signal;
 
   const samples: RequestSample[] = [];
@@ -136,22 +136,22 @@ export async function runLoad(o: LoadRunOptions): Promise<RunResult> {
   const t0 = performance.now();
   const startedAt = Date.now();
 
-  const progressStream = o.progress === true ? process.stderr : o.progress === false ? undefined : (o.progress ?? (process.stderr.isTTY ? process.stderr : undefined));
+  const progressStream = loadRunOptions.progress === true ? process.stderr : loadRunOptions.progress === false ? undefined : (loadRunOptions.progress ?? (process.stderr.isTTY ? process.stderr : undefined));
   const progress = progressStream
     ? new Progress(progressStream, () => ({
         done: samples.length,
         failures,
         inFlight,
-        total: o.requests,
+        total: loadRunOptions.requests,
         elapsedSeconds: (performance.now() - t0) / 1000 / scale,
-        durationSeconds: o.durationSeconds,
+        durationSeconds: loadRunOptions.durationSeconds,
       }))
     : undefined;
 
   const send = async (req: PlannedRequest): Promise<void> => {
     inFlight++;
     const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(new TimeoutError(`timed out after ${o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS}ms`)), timeoutWallMs);
+    const timer = setTimeout(() => ac.abort(new TimeoutError(`timed out after ${loadRunOptions.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS}ms`)), timeoutWallMs);
     const onRunAbort = () => ac.abort(signal.reason);
     signal.addEventListener('abort', onRunAbort, { once: true });
     const start = performance.now();
@@ -196,7 +196,7 @@ export async function runLoad(o: LoadRunOptions): Promise<RunResult> {
         sample.outputTokens = r.outputTokens;
         if (r.usage) sample.reportedInputTokens = r.usage.prompt_tokens;
         if (r.ttftMs !== undefined) sample.ttftMs = r.ttftMs / scale;
-        sample.itlMs = r.itlMs.map((g) => g / scale);
+        sample.itlMs = r.itlMs.map((value) => value / scale);
         if (r.error !== undefined) sample.error = `stream error: ${r.error}`;
         else if (!contentType.includes('text/event-stream') && r.contentChunks === 0) sample.error = `expected an event stream, got content-type ${contentType || 'none'}`;
         else if (!r.done) sample.error = 'stream ended without [DONE]';
@@ -225,7 +225,7 @@ export async function runLoad(o: LoadRunOptions): Promise<RunResult> {
     lastEndWall = Math.max(lastEndWall, end - t0);
     samples.push(sample);
     try {
-      o.onSample?.(sample);
+      loadRunOptions.onSample?.(sample);
     } catch {
       /* an observer's bug must not break the run */
     }
@@ -247,7 +247,7 @@ export async function runLoad(o: LoadRunOptions): Promise<RunResult> {
       const meanGapWallMs = (1000 / arrival.rate) * scale;
       let due = 0;
       let sinceYield = 0;
-      const aborted = new Promise<void>((r) => (signal.aborted ? r() : signal.addEventListener('abort', () => r(), { once: true })));
+      const aborted = new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve(), { once: true })));
       while (issued < maxRequests && due < wallBudgetMs && !signal.aborted) {
         const target = t0 + due;
         if (target > performance.now()) {
@@ -255,11 +255,11 @@ export async function runLoad(o: LoadRunOptions): Promise<RunResult> {
           sinceYield = 0;
         } else if (++sinceYield >= 32) {
           // Catching up on a backlog of due arrivals: let responses be read in between.
-          await new Promise((r) => setImmediate(r));
+          await new Promise((resolve) => setImmediate(resolve));
           sinceYield = 0;
         }
         if (signal.aborted) break;
-        while (o.maxConcurrency !== undefined && running.size >= o.maxConcurrency && !signal.aborted) {
+        while (loadRunOptions.maxConcurrency !== undefined && running.size >= loadRunOptions.maxConcurrency && !signal.aborted) {
           await Promise.race([...running, aborted]);
         }
         if (signal.aborted) break;
@@ -270,17 +270,17 @@ export async function runLoad(o: LoadRunOptions): Promise<RunResult> {
       await Promise.all(running);
     }
   } finally {
-    o.signal?.removeEventListener('abort', onOuterAbort);
+    loadRunOptions.signal?.removeEventListener('abort', onOuterAbort);
     progress?.stop();
     await pool.destroy().catch(() => undefined);
   }
 
   const endedAt = Date.now();
-  samples.sort((a, b) => a.index! - b.index!);
+  samples.sort((left, right) => left.index! - right.index!);
   const wallDuration = samples.length > 0 ? lastEndWall : performance.now() - t0;
   const durationSeconds = wallDuration / 1000 / scale;
   return {
-    options: o,
+    options: loadRunOptions,
     samples,
     summary: summarize(samples, durationSeconds),
     startedAt,

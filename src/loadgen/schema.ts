@@ -7,8 +7,8 @@ import type { ArrivalProcess, LengthDistribution, LoadRunOptions, WorkloadProfil
 
 const count = z.number().int().min(1);
 
-const minMax = <T extends { min: number; max: number }>(d: T, ctx: z.RefinementCtx) => {
-  if (d.min > d.max) ctx.addIssue({ code: 'custom', message: `min (${d.min}) exceeds max (${d.max})` });
+const minMax = <T extends { min: number; max: number }>(def: T, ctx: z.RefinementCtx) => {
+  if (def.min > def.max) ctx.addIssue({ code: 'custom', message: `min (${def.min}) exceeds max (${def.max})` });
 };
 
 export const lengthDistributionSchema: z.ZodType<LengthDistribution> = z.union([
@@ -36,31 +36,31 @@ export const workloadProfileSchema: z.ZodType<WorkloadProfile> = z.strictObject(
     .optional(),
 }) as z.ZodType<WorkloadProfile>;
 
-function issues(e: z.ZodError, where: string): string {
-  return e.issues.map((i) => `${where}${i.path.length > 0 ? '.' + i.path.join('.') : ''}: ${i.message}`).join('; ');
+function issues(zodError: z.ZodError, where: string): string {
+  return zodError.issues.map((i) => `${where}${i.path.length > 0 ? '.' + i.path.join('.') : ''}: ${i.message}`).join('; ');
 }
 
 /** Throws an Error naming every problem with the options of a run. */
-export function validateRunOptions(o: LoadRunOptions): void {
+export function validateRunOptions(options: LoadRunOptions): void {
   const problems: string[] = [];
   try {
-    const u = new URL(o.baseUrl);
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') problems.push(`baseUrl ${o.baseUrl}: expected http or https`);
+    const u = new URL(options.baseUrl);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') problems.push(`baseUrl ${options.baseUrl}: expected http or https`);
   } catch {
-    problems.push(`baseUrl ${JSON.stringify(o.baseUrl)} is not a URL`);
+    problems.push(`baseUrl ${JSON.stringify(options.baseUrl)} is not a URL`);
   }
-  if (typeof o.model !== 'string' || o.model === '') problems.push('model is required');
-  const p = workloadProfileSchema.safeParse(o.profile);
+  if (typeof options.model !== 'string' || options.model === '') problems.push('model is required');
+  const p = workloadProfileSchema.safeParse(options.profile);
   if (!p.success) problems.push(issues(p.error, 'profile'));
-  const a = arrivalSchema.safeParse(o.arrival);
+  const a = arrivalSchema.safeParse(options.arrival);
   if (!a.success) problems.push(issues(a.error, 'arrival'));
-  if (o.requests === undefined && o.durationSeconds === undefined) problems.push('give requests, durationSeconds or both');
-  if (o.requests !== undefined && !(Number.isInteger(o.requests) && o.requests >= 1)) problems.push(`requests must be a positive integer, got ${o.requests}`);
-  if (o.durationSeconds !== undefined && !(o.durationSeconds > 0)) problems.push(`durationSeconds must be positive, got ${o.durationSeconds}`);
-  if (o.timeScale !== undefined && !(o.timeScale > 0 && Number.isFinite(o.timeScale))) problems.push(`timeScale must be positive, got ${o.timeScale}`);
-  if (o.requestTimeoutMs !== undefined && !(o.requestTimeoutMs > 0)) problems.push(`requestTimeoutMs must be positive, got ${o.requestTimeoutMs}`);
-  if (o.maxConcurrency !== undefined && !(Number.isInteger(o.maxConcurrency) && o.maxConcurrency >= 1)) {
-    problems.push(`maxConcurrency must be a positive integer, got ${o.maxConcurrency}`);
+  if (options.requests === undefined && options.durationSeconds === undefined) problems.push('give requests, durationSeconds or both');
+  if (options.requests !== undefined && !(Number.isInteger(options.requests) && options.requests >= 1)) problems.push(`requests must be a positive integer, got ${options.requests}`);
+  if (options.durationSeconds !== undefined && !(options.durationSeconds > 0)) problems.push(`durationSeconds must be positive, got ${options.durationSeconds}`);
+  if (options.timeScale !== undefined && !(options.timeScale > 0 && Number.isFinite(options.timeScale))) problems.push(`timeScale must be positive, got ${options.timeScale}`);
+  if (options.requestTimeoutMs !== undefined && !(options.requestTimeoutMs > 0)) problems.push(`requestTimeoutMs must be positive, got ${options.requestTimeoutMs}`);
+  if (options.maxConcurrency !== undefined && !(Number.isInteger(options.maxConcurrency) && options.maxConcurrency >= 1)) {
+    problems.push(`maxConcurrency must be a positive integer, got ${options.maxConcurrency}`);
   }
   if (problems.length > 0) throw new Error(`invalid load run options: ${problems.join('; ')}`);
 }

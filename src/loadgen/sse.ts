@@ -4,6 +4,7 @@
  * the usage chunk's completion_tokens when the server sends one (stream_options.include_usage), else the number of
  * content chunks. A JSON `error` object in a data frame, or an `event: error` frame, marks the request failed.
  */
+import { isObject } from '../common/json.js';
 
 export interface SseEvent {
   event?: string;
@@ -87,12 +88,6 @@ export interface StreamMetricsResult {
   error?: string;
 }
 
-type Json = Record<string, unknown>;
-
-function isObject(v: unknown): v is Json {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 /** Output text of one chat or completions chunk choice (reasoning text counts: it is generated tokens too). */
 function choiceText(choice: unknown): string {
   if (!isObject(choice)) return '';
@@ -107,10 +102,10 @@ function choiceText(choice: unknown): string {
   return out;
 }
 
-function errorText(e: unknown): string {
-  if (typeof e === 'string') return e;
-  if (isObject(e) && typeof e.message === 'string') return e.message;
-  return JSON.stringify(e);
+function errorText(err: unknown): string {
+  if (typeof err === 'string') return err;
+  if (isObject(err) && typeof err.message === 'string') return err.message;
+  return JSON.stringify(err);
 }
 
 /** Accumulates one response stream's metrics; times are in the caller's unit and origin. */

@@ -8,11 +8,11 @@
 import type { RequestSample, RunSummary, SloTargets, StatSummary } from './types.js';
 
 /** Percentile `p` (0..100) of ascending `sorted`; NaN when empty. See the module comment for the interpolation. */
-export function percentileOf(sorted: number[], p: number): number {
+export function percentileOf(sorted: number[], quantile: number): number {
   const n = sorted.length;
   if (n === 0) return Number.NaN;
   if (n === 1) return sorted[0]!;
-  const h = (Math.min(100, Math.max(0, p)) / 100) * (n - 1);
+  const h = (Math.min(100, Math.max(0, quantile)) / 100) * (n - 1);
   const lo = Math.floor(h);
   const hi = Math.ceil(h);
   return sorted[lo]! + (h - lo) * (sorted[hi]! - sorted[lo]!);
@@ -62,7 +62,7 @@ export function statSummary(values: readonly number[]): StatSummary & { stddev: 
  * simulated second of `durationSeconds`.
  */
 export function summarize(samples: RequestSample[], durationSeconds: number): RunSummary {
-  const ok = samples.filter((s) => s.ok);
+  const ok = samples.filter((sample) => sample.ok);
   const ttft: number[] = [];
   const tpot: number[] = [];
   const ntpot: number[] = [];
@@ -81,14 +81,14 @@ export function summarize(samples: RequestSample[], durationSeconds: number): Ru
     outTok += s.outputTokens;
   }
   const d = durationSeconds > 0 ? durationSeconds : 0;
-  const rate = (x: number) => (d > 0 ? x / d : 0);
+  const rate = (value: number) => (d > 0 ? value / d : 0);
   return {
     durationSeconds: d,
     requests: {
       total: samples.length,
       failures: samples.length - ok.length,
-      inputLength: statSummary(ok.map((s) => s.inputTokens)),
-      outputLength: statSummary(ok.map((s) => s.outputTokens)),
+      inputLength: statSummary(ok.map((sample) => sample.inputTokens)),
+      outputLength: statSummary(ok.map((sample) => sample.outputTokens)),
     },
     latency: {
       timeToFirstToken: statSummary(ttft),
@@ -112,19 +112,19 @@ const PKEY = { 50: 'p50', 90: 'p90', 95: 'p95', 99: 'p99' } as const;
  * Whether a run meets every given SLO gate at the chosen percentile (TTFT and TPOT targets in ms against the summary's
  * seconds). A gated metric with no observations fails its gate; a run with no successful request never passes.
  */
-export function meetsSlo(s: RunSummary, slo: SloTargets): boolean {
+export function meetsSlo(runSummary: RunSummary, slo: SloTargets): boolean {
   const k = PKEY[slo.percentile];
   if (k === undefined) throw new Error(`unsupported SLO percentile ${String(slo.percentile)}`);
-  if (s.requests.total - s.requests.failures <= 0) return false;
+  if (runSummary.requests.total - runSummary.requests.failures <= 0) return false;
   if (slo.ttftMs !== undefined) {
-    const t = s.latency.timeToFirstToken;
+    const t = runSummary.latency.timeToFirstToken;
     if (t.count === 0 || t[k] * 1000 > slo.ttftMs) return false;
   }
   if (slo.tpotMs !== undefined) {
-    const t = s.latency.timePerOutputToken;
+    const t = runSummary.latency.timePerOutputToken;
     if (t.count === 0 || t[k] * 1000 > slo.tpotMs) return false;
   }
-  if (slo.maxFailureRate !== undefined && s.requests.failures / s.requests.total > slo.maxFailureRate) return false;
+  if (slo.maxFailureRate !== undefined && runSummary.requests.failures / runSummary.requests.total > slo.maxFailureRate) return false;
   return true;
 }
 

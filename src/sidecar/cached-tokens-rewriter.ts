@@ -9,8 +9,7 @@
  * - JSON: the whole body is rewritten once complete, whatever its size up to the configured bound (upstream rewrote each
  *   32 KiB write separately and silently skipped large bodies).
  */
-
-type JsonObject = Record<string, unknown>;
+import { isObject, type JsonObject } from '../common/json.js';
 
 const USAGE_MARKER = Buffer.from('"usage"');
 const NEWLINE = 0x0a;
@@ -23,11 +22,11 @@ function setCached(usage: JsonObject, detailsKey: 'prompt_tokens_details' | 'inp
 
 /** Rewrites a parsed answer in place; returns whether anything changed. */
 export function rewriteUsage(obj: unknown, cached: number): boolean {
-  if (!obj || typeof obj !== 'object' || Array.isArray(obj)) return false;
-  const o = obj as JsonObject;
+  if (!isObject(obj)) return false;
+  const o = obj;
   let changed = false;
-  if (o.usage && typeof o.usage === 'object' && !Array.isArray(o.usage)) {
-    const usage = o.usage as JsonObject;
+  if (isObject(o.usage)) {
+    const usage = o.usage;
     setCached(usage, 'input_tokens' in usage && !('prompt_tokens' in usage) ? 'input_tokens_details' : 'prompt_tokens_details', cached);
     changed = true;
   }

@@ -15,14 +15,10 @@
  * does beyond JSON (NaN, Infinity, -Infinity).
  */
 import type { SidecarConfig } from './options.js';
-import { depthMessage, nestedDeeperThan, type JsonObject } from './json-body.js';
-
-const KV_TRANSFER_PARAMS = 'kv_transfer_params';
+import { depthMessage, nestedDeeperThan } from './json-body.js';
+import { EXTRA_ARGS, KV_TRANSFER_PARAMS, SAMPLING_PARAMS, SGLANG_BOOTSTRAP_FIELDS } from '../common/pd-contract.js';
+import { isObject, type JsonObject } from '../common/json.js';
 const BACKSLASH_U = Buffer.from('\\u');
-
-function isObject(v: unknown): v is JsonObject {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}
 
 export class ClientTransferFields {
   private readonly markers: readonly Buffer[];
@@ -33,7 +29,7 @@ export class ClientTransferFields {
     /** Substrings that every one of `fields` contains, for the scan. */
     markers: readonly string[],
   ) {
-    this.markers = markers.map((m) => Buffer.from(m));
+    this.markers = markers.map((message) => Buffer.from(message));
   }
 
   /** The body without the client's transfer fields, or undefined when it had none (use it unchanged). */
@@ -44,11 +40,11 @@ export class ClientTransferFields {
       out ??= { ...body };
       delete out[f];
     }
-    const sampling = body.sampling_params;
-    if (isObject(sampling) && isObject(sampling.extra_args) && Object.hasOwn(sampling.extra_args, KV_TRANSFER_PARAMS)) {
-      const { [KV_TRANSFER_PARAMS]: _client, ...extra } = sampling.extra_args;
+    const sampling = body[SAMPLING_PARAMS];
+    if (isObject(sampling) && isObject(sampling[EXTRA_ARGS]) && Object.hasOwn(sampling[EXTRA_ARGS], KV_TRANSFER_PARAMS)) {
+      const { [KV_TRANSFER_PARAMS]: _client, ...extra } = sampling[EXTRA_ARGS];
       out ??= { ...body };
-      out.sampling_params = { ...sampling, extra_args: extra };
+      out[SAMPLING_PARAMS] = { ...sampling, [EXTRA_ARGS]: extra };
     }
     return out;
   }
@@ -78,7 +74,7 @@ export class ClientTransferFields {
 }
 
 const NIXL = new ClientTransferFields([KV_TRANSFER_PARAMS], [KV_TRANSFER_PARAMS]);
-const SGLANG = new ClientTransferFields([KV_TRANSFER_PARAMS, 'bootstrap_host', 'bootstrap_port', 'bootstrap_room'], [KV_TRANSFER_PARAMS, 'bootstrap_']);
+const SGLANG = new ClientTransferFields([KV_TRANSFER_PARAMS, ...SGLANG_BOOTSTRAP_FIELDS], [KV_TRANSFER_PARAMS, 'bootstrap_']);
 
 /** The fields a client must not set, for the configured connector. */
 export function clientTransferFields(connector: SidecarConfig['kvConnector']): ClientTransferFields {
@@ -86,30 +82,30 @@ export function clientTransferFields(connector: SidecarConfig['kvConnector']): C
 }
 
 /** Text as Python's json.loads(bytes) reads it (json.detect_encoding); undecodable bytes become U+FFFD. */
-export function decodeLikePython(b: Buffer): string {
-  if (b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf) return b.toString('utf8', 3);
-  if (b[0] === 0xff && b[1] === 0xfe && b[2] === 0x00 && b[3] === 0x00) return utf32(b.subarray(4), true);
-  if (b[0] === 0x00 && b[1] === 0x00 && b[2] === 0xfe && b[3] === 0xff) return utf32(b.subarray(4), false);
-  if (b[0] === 0xff && b[1] === 0xfe) return b.toString('utf16le', 2);
-  if (b[0] === 0xfe && b[1] === 0xff) return utf16be(b.subarray(2));
-  if (b.length >= 4) {
-    if (b[0] === 0x00) return b[1] !== 0x00 ? utf16be(b) : utf32(b, false);
-    if (b[1] === 0x00) return b[2] !== 0x00 || b[3] !== 0x00 ? b.toString('utf16le') : utf32(b, true);
-  } else if (b.length === 2) {
-    if (b[0] === 0x00) return utf16be(b);
-    if (b[1] === 0x00) return b.toString('utf16le');
+export function decodeLikePython(chunk: Buffer): string {
+  if (chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) return chunk.toString('utf8', 3);
+  if (chunk[0] === 0xff && chunk[1] === 0xfe && chunk[2] === 0x00 && chunk[3] === 0x00) return utf32(chunk.subarray(4), true);
+  if (chunk[0] === 0x00 && chunk[1] === 0x00 && chunk[2] === 0xfe && chunk[3] === 0xff) return utf32(chunk.subarray(4), false);
+  if (chunk[0] === 0xff && chunk[1] === 0xfe) return chunk.toString('utf16le', 2);
+  if (chunk[0] === 0xfe && chunk[1] === 0xff) return utf16be(chunk.subarray(2));
+  if (chunk.length >= 4) {
+    if (chunk[0] === 0x00) return chunk[1] !== 0x00 ? utf16be(chunk) : utf32(chunk, false);
+    if (chunk[1] === 0x00) return chunk[2] !== 0x00 || chunk[3] !== 0x00 ? chunk.toString('utf16le') : utf32(chunk, true);
+  } else if (chunk.length === 2) {
+    if (chunk[0] === 0x00) return utf16be(chunk);
+    if (chunk[1] === 0x00) return chunk.toString('utf16le');
   }
-  return b.toString('utf8');
+  return chunk.toString('utf8');
 }
 
-function utf16be(b: Buffer): string {
-  return Buffer.from(b.subarray(0, b.length & ~1)).swap16().toString('utf16le');
+function utf16be(chunk: Buffer): string {
+  return Buffer.from(chunk.subarray(0, chunk.length & ~1)).swap16().toString('utf16le');
 }
 
-function utf32(b: Buffer, littleEndian: boolean): string {
+function utf32(chunk: Buffer, littleEndian: boolean): string {
   const parts: string[] = [];
-  for (let i = 0; i + 4 <= b.length; i += 4) {
-    const cp = littleEndian ? b.readUInt32LE(i) : b.readUInt32BE(i);
+  for (let i = 0; i + 4 <= chunk.length; i += 4) {
+    const cp = littleEndian ? chunk.readUInt32LE(i) : chunk.readUInt32BE(i);
     parts.push(cp <= 0x10ffff ? String.fromCodePoint(cp) : '\ufffd');
   }
   return parts.join('');
@@ -148,7 +144,7 @@ function nonFiniteAsNull(text: string): string {
       continue;
     }
     if (ch !== 0x2d /* - */ && ch !== 0x49 /* I */ && ch !== 0x4e /* N */) continue;
-    const token = NON_FINITE.find((t) => text.startsWith(t, i));
+    const token = NON_FINITE.find((value) => text.startsWith(value, i));
     if (!token) continue;
     out.push(text.slice(from, i), 'null');
     i += token.length - 1;

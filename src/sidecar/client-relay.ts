@@ -8,10 +8,10 @@ import type { ServerResponse } from 'node:http';
 import { drainOrClose } from '../common/index.js';
 import type { Logger } from 'pino';
 import { SseCachedTokensRewriter, rewriteJsonBody } from './cached-tokens-rewriter.js';
-import { LegStopped, sseErrorEvent } from './errors.js';
+import { streamFailureEvent } from './failures.js';
 import type { SidecarMetrics } from './metrics.js';
 import { responseHeaders } from './upstream.js';
-import type { UpstreamLeg } from '../common/upstream-leg.js';
+import { LegStopped, type UpstreamLeg } from '../common/upstream-leg.js';
 
 export interface RelayOptions {
   res: ServerResponse;
@@ -35,9 +35,9 @@ export type RelayOutcome =
 const DATA_PREFIX = Buffer.from('data:');
 
 
-export async function relayToClient(leg: UpstreamLeg, o: RelayOptions): Promise<RelayOutcome> {
-  const res = o.res;
-  const pending = o.prefix && o.prefix.length > 0 ? [...o.prefix] : undefined;
+export async function relayToClient(leg: UpstreamLeg, relayOptions: RelayOptions): Promise<RelayOutcome> {
+  const res = relayOptions.res;
+  const pending = relayOptions.prefix && relayOptions.prefix.length > 0 ? [...relayOptions.prefix] : undefined;
   const next = (): Promise<Buffer | null> => (pending && pending.length > 0 ? Promise.resolve(pending.shift()!) : leg.read());
   const contentType = String(leg.headers['content-type'] ?? '').toLowerCase();
   let sse = contentType.includes('text/event-stream');
@@ -53,21 +53,21 @@ export async function relayToClient(leg: UpstreamLeg, o: RelayOptions): Promise<
     if (buf.length === 0) return;
     if (!firstWritten) {
       firstWritten = true;
-      o.onFirstClientByte?.();
+      relayOptions.onFirstClientByte?.();
     }
     if (!res.write(buf) && !res.destroyed) await drainOrClose(res);
   };
 
   try {
     let first = await next();
-    if (o.rewriteCached !== undefined && !sse && first !== null && first.subarray(0, 5).equals(DATA_PREFIX)) sse = true;
-    if (o.rewriteCached !== undefined && sse) {
-      rewriter = new SseCachedTokensRewriter(o.rewriteCached);
+    if (relayOptions.rewriteCached !== undefined && !sse && first !== null && first.subarray(0, 5).equals(DATA_PREFIX)) sse = true;
+    if (relayOptions.rewriteCached !== undefined && sse) {
+      rewriter = new SseCachedTokensRewriter(relayOptions.rewriteCached);
       writeHead(true);
       for (let c = first; c !== null; c = await next()) await write(rewriter.push(c));
       await write(rewriter.end());
-      if (rewriter.oversizedLines > 0) o.metrics.rewriteSkipped.inc({ reason: 'sse_line_too_long' }, rewriter.oversizedLines);
-    } else if (o.rewriteCached !== undefined && leg.status >= 200 && leg.status < 300) {
+      if (rewriter.oversizedLines > 0) relayOptions.metrics.rewriteSkipped.inc({ reason: 'sse_line_too_long' }, rewriter.oversizedLines);
+    } else if (relayOptions.rewriteCached !== undefined && leg.status >= 200 && leg.status < 300) {
       const parts: Buffer[] = [];
       let size = 0;
       let overflow = false;
@@ -78,19 +78,19 @@ export async function relayToClient(leg: UpstreamLeg, o: RelayOptions): Promise<
         }
         parts.push(c);
         size += c.length;
-        if (size > o.maxRewriteBody) {
+        if (size > relayOptions.maxRewriteBody) {
           // Too large to hold: send it unchanged rather than fail the request.
           overflow = true;
-          o.metrics.rewriteSkipped.inc({ reason: 'body_too_large' });
-          o.logger().warn({ size, limit: o.maxRewriteBody }, 'decode answer too large to rewrite cached_tokens; relaying it unchanged');
+          relayOptions.metrics.rewriteSkipped.inc({ reason: 'body_too_large' });
+          relayOptions.logger().warn({ size, limit: relayOptions.maxRewriteBody }, 'decode answer too large to rewrite cached_tokens; relaying it unchanged');
           writeHead(true);
           for (const p of parts) await write(p);
         }
       }
       if (!overflow) {
-        const body = rewriteJsonBody(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size), o.rewriteCached);
+        const body = rewriteJsonBody(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size), relayOptions.rewriteCached);
         writeHead(true, body.length);
-        if (body.length > 0) o.onFirstClientByte?.();
+        if (body.length > 0) relayOptions.onFirstClientByte?.();
         // Head and body in one write.
         res.end(body);
         return { kind: 'done' };
@@ -107,10 +107,9 @@ export async function relayToClient(leg: UpstreamLeg, o: RelayOptions): Promise<
     leg.stop(error instanceof LegStopped ? error : new LegStopped('peer_failed', `relaying the answer failed: ${(error as Error)?.message ?? String(error)}`));
     const headersSent = res.headersSent;
     if (headersSent && !res.destroyed) {
-      const stopped = error instanceof LegStopped ? error : undefined;
-      if (stopped?.reason !== 'client_gone') {
+      if (!(error instanceof LegStopped && error.reason === 'client_gone')) {
         if (sse) {
-          res.end(sseErrorEvent(stopped?.reason === 'idle_timeout' ? 504 : 502, stopped?.message ?? `upstream failed: ${(error as Error).message}`));
+          res.end(streamFailureEvent(error));
         } else {
           // A JSON body cannot carry an error once it has started: cut the connection so the client sees the failure.
           res.destroy();

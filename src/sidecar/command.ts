@@ -16,5 +16,5 @@ export const sidecarCommandModule = defineCommand(sidecarCommand, async (values,
     },
     'sidecar listening',
   );
-  return { stop: (d) => sidecar.close(d) };
+  return { stop: (delta) => sidecar.close(delta) };
 });

@@ -38,5 +38,3 @@ export function writeText(res: ServerResponse, status: number, text: string): vo
 export function sseErrorEvent(status: number, message: string): string {
   return `data: ${JSON.stringify({ error: { message, type: TYPE_BY_STATUS[status] ?? 'InternalServerError', param: null, code: status } })}\n\ndata: [DONE]\n\n`;
 }
-
-export { LegStopped } from '../common/upstream-leg.js';

@@ -36,11 +36,11 @@ export interface SidecarHandle {
   close(deadlineMs?: number): Promise<void>;
 }
 
-async function buildGuard(c: SidecarConfig, logger: Logger): Promise<TargetGuard> {
-  if (!c.enableSsrfProtection) return allowAll;
-  if (c.ssrfAllowlist.length > 0 || c.ssrfAllowlistFile) return new StaticAllowlist(c.ssrfAllowlist, c.ssrfAllowlistFile, logger);
-  const guard = await InferencePoolAllowlist.create(c.inferencePool, c.poolGroup, { server: c.kubeApiServer || undefined, kubeconfig: c.kubeconfig || undefined }, logger);
-  await guard.start(c.ssrfSyncTimeout);
+async function buildGuard(optionValues: SidecarConfig, logger: Logger): Promise<TargetGuard> {
+  if (!optionValues.enableSsrfProtection) return allowAll;
+  if (optionValues.ssrfAllowlist.length > 0 || optionValues.ssrfAllowlistFile) return new StaticAllowlist(optionValues.ssrfAllowlist, optionValues.ssrfAllowlistFile, logger);
+  const guard = await InferencePoolAllowlist.create(optionValues.inferencePool, optionValues.poolGroup, { server: optionValues.kubeApiServer || undefined, kubeconfig: optionValues.kubeconfig || undefined }, logger);
+  guard.start(optionValues.ssrfSyncTimeout);
   return guard;
 }
 
@@ -59,8 +59,8 @@ export async function startSidecar(config: SidecarConfig, logger: Logger = silen
   try {
     let tls: { key: string; cert: string } | undefined;
     if (config.secureProxy) {
-      const t = await serverTls(config.certPath, logger, (m) => {
-        for (const app of apps) (app.server as unknown as import('node:tls').Server).setSecureContext({ key: m.key, cert: m.cert });
+      const t = await serverTls(config.certPath, logger, (tlsMaterial) => {
+        for (const app of apps) (app.server as unknown as import('node:tls').Server).setSecureContext({ key: tlsMaterial.key, cert: tlsMaterial.cert });
       });
       tls = t.material;
       stopTls = t.close;
@@ -107,14 +107,14 @@ export async function startSidecar(config: SidecarConfig, logger: Logger = silen
       close: (deadlineMs = 5_000) =>
         // Idempotent: a second call waits for the first.
         (closed ??= (async () => {
-          await Promise.all(apps.map((a) => closeWithDeadline(a, deadlineMs)));
+          await Promise.all(apps.map((instance) => closeWithDeadline(instance, deadlineMs)));
           stopTls();
           await guard.close();
           await agents.close();
         })()),
     };
   } catch (e) {
-    await Promise.all(apps.map((a) => a.close()));
+    await Promise.all(apps.map((instance) => instance.close()));
     stopTls();
     await guard.close();
     await agents.close();

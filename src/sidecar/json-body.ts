@@ -4,8 +4,7 @@
  * nested that deep was a 500 "Maximum call stack size exceeded". --max-json-depth refuses it first, with a message
  * that names the limit.
  */
-
-export type JsonObject = Record<string, unknown>;
+import { isObject, type JsonObject } from '../common/json.js';
 
 /** Whether some object or array in `value` lies deeper than `max` levels (the outermost one is level 1). */
 export function nestedDeeperThan(value: unknown, max: number): boolean {
@@ -50,7 +49,7 @@ export function parseJsonObject(raw: Buffer, maxDepth: number): { value: JsonObj
   } catch (err) {
     return { error: `invalid JSON: ${(err as Error).message}` };
   }
-  if (!value || typeof value !== 'object' || Array.isArray(value)) return { error: 'invalid JSON: the request body must be a JSON object' };
+  if (!isObject(value)) return { error: 'invalid JSON: the request body must be a JSON object' };
   if (nestedDeeperThan(value, maxDepth)) return { error: `invalid JSON: ${depthMessage(maxDepth)}` };
-  return { value: value as JsonObject };
+  return { value };
 }

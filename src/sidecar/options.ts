@@ -49,7 +49,7 @@ export const sidecarOptions = {
   }),
   ssrfSyncTimeout: opt.duration({
     default: 30_000,
-    description: 'pd-router: how long to wait at start for the InferencePool watch to sync; until then prefills are denied (403).',
+    description: 'pd-router: how long the InferencePool watch may take to sync before an error names the cause; the sidecar listens at once, and until the watch syncs /ready answers 503 and prefills are denied (403).',
   }),
   kubeconfig: opt.string({ default: '', env: ['KUBECONFIG'], description: 'kubeconfig for SSRF protection; default in-cluster.' }),
   kubeApiServer: opt.string({ default: '', hidden: true, description: 'Kubernetes API URL without credentials (kubectl proxy, tests).' }),
@@ -61,10 +61,10 @@ export const sidecarOptions = {
   prefillFailurePolicy: opt.oneOf(FAILURE_POLICIES, {
     default: 'fail',
     description:
-      'pd-router: on prefill failure: fail (relay the error; connection failure = 502), retry (also retries connection errors and timeouts), local (prefill on the local vLLM instead).',
+      'pd-router: on prefill failure: fail (relay the error; connection failure = 502; llm-d-router ebab687), retry (also retries connection errors and timeouts), local (prefill on the local vLLM instead; llm-d-inference-scheduler v0.7.1 always did this, except on 4xx).',
   }),
-  prefillMaxRetries: opt.int({ default: 0, min: 0, max: 10, description: 'Retries of a prefill answered 502/503/504 (and, with --prefill-failure-policy=retry, connection errors and timeouts).' }),
-  prefillRetryBackoff: opt.duration({ default: 200, description: 'Wait before the first prefill retry; doubles each retry.' }),
+  prefillMaxRetries: opt.int({ default: 0, min: 0, max: 10, description: 'Retries of a prefill answered 502/503/504 (and, with --prefill-failure-policy=retry, connection errors and timeouts); llm-d-router ebab687\'s flag (v0.7.1 never retries).' }),
+  prefillRetryBackoff: opt.duration({ default: 200, description: 'Wait before the first prefill retry; doubles each retry (llm-d-router ebab687 waits this long before every retry).' }),
   prefillTimeout: opt.duration({ default: 120_000, min: 1, description: 'pd-router: deadline for a prefill answer (per attempt); 504 beyond it.' }),
   decodeFirstByteTimeout: opt.duration({
     default: 300_000,
@@ -120,20 +120,20 @@ GET /health answers locally; GET /ready checks the local vLLM; GET /sidecar/metr
   configFileFlags: ['configuration-file'],
   configTextFlags: ['configuration'],
   compat: sidecarUpstream,
-  validate: (v) => {
+  validate: (optionValues) => {
     const problems: string[] = [];
-    if (v.port + v.dataParallelSize - 1 > 65535) problems.push(`--port ${v.port} + --data-parallel-size ${v.dataParallelSize} exceeds 65535`);
-    if (v.modelServerPort + v.dataParallelSize - 1 > 65535) {
-      problems.push(`--model-server-port ${v.modelServerPort} + --data-parallel-size ${v.dataParallelSize} exceeds 65535`);
+    if (optionValues.port + optionValues.dataParallelSize - 1 > 65535) problems.push(`--port ${optionValues.port} + --data-parallel-size ${optionValues.dataParallelSize} exceeds 65535`);
+    if (optionValues.modelServerPort + optionValues.dataParallelSize - 1 > 65535) {
+      problems.push(`--model-server-port ${optionValues.modelServerPort} + --data-parallel-size ${optionValues.dataParallelSize} exceeds 65535`);
     }
-    if (v.prefillMaxRetries > 0 && v.prefillRetryBackoff <= 0) problems.push('--prefill-retry-backoff must be > 0 when --prefill-max-retries > 0');
-    if (v.prefillFailurePolicy === 'retry' && v.prefillMaxRetries === 0) problems.push('--prefill-failure-policy=retry needs --prefill-max-retries >= 1');
-    const static_ = v.ssrfAllowlist.length > 0 || v.ssrfAllowlistFile !== '';
-    if (v.enableSsrfProtection && !static_ && v.inferencePool === '') {
+    if (optionValues.prefillMaxRetries > 0 && optionValues.prefillRetryBackoff <= 0) problems.push('--prefill-retry-backoff must be > 0 when --prefill-max-retries > 0');
+    if (optionValues.prefillFailurePolicy === 'retry' && optionValues.prefillMaxRetries === 0) problems.push('--prefill-failure-policy=retry needs --prefill-max-retries >= 1');
+    const static_ = optionValues.ssrfAllowlist.length > 0 || optionValues.ssrfAllowlistFile !== '';
+    if (optionValues.enableSsrfProtection && !static_ && optionValues.inferencePool === '') {
       problems.push('--enable-ssrf-protection needs --inference-pool (or env INFERENCE_POOL), --ssrf-allowlist or --ssrf-allowlist-file');
     }
     // The same parser the allowlist is built with, so what passes here cannot fail at startup.
-    for (const t of v.ssrfAllowlist) if (!parseTarget(t)) problems.push(`invalid value "${t}" for --ssrf-allowlist: expected host:port with a port from 1 to 65535`);
+    for (const t of optionValues.ssrfAllowlist) if (!parseTarget(t)) problems.push(`invalid value "${t}" for --ssrf-allowlist: expected host:port with a port from 1 to 65535`);
     return problems;
   },
 };

@@ -8,11 +8,10 @@
  * log it with the request id.
  */
 import type { Dispatcher } from 'undici';
-import { LegStopped } from './errors.js';
-import { UpstreamLeg, connectErrorCode, type StopSignal } from '../common/upstream-leg.js';
+import { LegStopped, UpstreamLeg, connectErrorCode, type StopSignal } from '../common/upstream-leg.js';
 import { depthMessage, nestedDeeperThan } from './json-body.js';
-
-type JsonObject = Record<string, unknown>;
+import { KV_TRANSFER_PARAMS } from '../common/pd-contract.js';
+import { isObject, type JsonObject } from '../common/json.js';
 
 export type PrefillOutcome =
   | { kind: 'ok'; json: JsonObject; attempts: number }
@@ -61,44 +60,44 @@ function wait(ms: number, signal: StopSignal): Promise<boolean> {
   });
 }
 
-async function attempt(p: PrefillRequest): Promise<PrefillOutcome> {
+async function attempt(request: PrefillRequest): Promise<PrefillOutcome> {
   let leg: UpstreamLeg | undefined;
   try {
     // One deadline for the whole attempt: the prefill answer is a single token, read in full.
     leg = await UpstreamLeg.open({
-      agent: p.agent,
-      origin: p.origin,
+      agent: request.agent,
+      origin: request.origin,
       method: 'POST',
-      path: p.path,
-      headers: p.headers,
-      body: p.body,
-      clientSignal: p.clientSignal,
-      firstByteTimeoutMs: p.timeoutMs,
-      idleTimeoutMs: p.timeoutMs,
+      path: request.path,
+      headers: request.headers,
+      body: request.body,
+      clientSignal: request.clientSignal,
+      firstByteTimeoutMs: request.timeoutMs,
+      idleTimeoutMs: request.timeoutMs,
       wholeLegDeadline: true,
       label: 'prefill',
     });
-    const body = await leg.readAll(p.maxResponseBytes);
+    const body = await leg.readAll(request.maxResponseBytes);
     // A prefill is never redirected: relaying a Location to the client, or following it, would send the request (or
     // the client) to a host nobody chose.
     if (leg.status >= 300 && leg.status < 400) {
       return { kind: 'bad_response', message: `the prefiller answered with a redirect (${leg.status}), which a prefill does not follow`, attempts: 1 };
     }
     if (leg.status < 200 || leg.status >= 300) return { kind: 'http_error', status: leg.status, headers: leg.headers, body, attempts: 1 };
-    if (p.expect === 'any') return { kind: 'ok', json: {}, attempts: 1 };
+    if (request.expect === 'any') return { kind: 'ok', json: {}, attempts: 1 };
     let json: unknown;
     try {
       json = JSON.parse(body.toString('utf8'));
     } catch {
       return { kind: 'bad_response', message: `the prefiller answered ${leg.status} with a body that is not JSON`, attempts: 1 };
     }
-    if (nestedDeeperThan(json, p.maxJsonDepth)) {
-      return { kind: 'bad_response', message: `the prefiller answered ${leg.status} with JSON ${depthMessage(p.maxJsonDepth)}`, attempts: 1 };
+    if (nestedDeeperThan(json, request.maxJsonDepth)) {
+      return { kind: 'bad_response', message: `the prefiller answered ${leg.status} with JSON ${depthMessage(request.maxJsonDepth)}`, attempts: 1 };
     }
-    if (!json || typeof json !== 'object' || Array.isArray(json)) {
+    if (!isObject(json)) {
       return { kind: 'bad_response', message: `the prefiller answered ${leg.status} with a JSON ${Array.isArray(json) ? 'array' : typeof json}, not an object`, attempts: 1 };
     }
-    const kv = (json as JsonObject).kv_transfer_params;
+    const kv = json[KV_TRANSFER_PARAMS];
     if (kv === undefined || kv === null || typeof kv !== 'object') {
       return {
         kind: 'bad_response',
@@ -106,30 +105,30 @@ async function attempt(p: PrefillRequest): Promise<PrefillOutcome> {
         attempts: 1,
       };
     }
-    return { kind: 'ok', json: json as JsonObject, attempts: 1 };
+    return { kind: 'ok', json, attempts: 1 };
   } catch (err) {
     if (err instanceof LegStopped) {
       if (err.reason === 'client_gone') return { kind: 'aborted' };
-      if (err.reason === 'first_byte_timeout' || err.reason === 'idle_timeout') return { kind: 'timeout', message: `prefill timed out after ${p.timeoutMs}ms`, attempts: 1 };
+      if (err.reason === 'first_byte_timeout' || err.reason === 'idle_timeout') return { kind: 'timeout', message: `prefill timed out after ${request.timeoutMs}ms`, attempts: 1 };
     }
     if (err instanceof RangeError) return { kind: 'bad_response', message: err.message, attempts: 1 };
-    if (p.clientSignal.aborted) return { kind: 'aborted' };
+    if (request.clientSignal.aborted) return { kind: 'aborted' };
     const code = connectErrorCode(err) ?? 'EUNKNOWN';
     return { kind: 'connect_error', code, message: `the prefiller could not be reached (${code})`, detail: String((err as Error)?.message ?? err), attempts: 1 };
   }
 }
 
-export async function sendPrefill(p: PrefillRequest): Promise<PrefillOutcome> {
+export async function sendPrefill(request: PrefillRequest): Promise<PrefillOutcome> {
   for (let n = 0; ; n++) {
-    const r = await attempt(p);
+    const r = await attempt(request);
     if (r.kind === 'aborted') return r;
     const retryable =
-      (r.kind === 'http_error' && RETRY_STATUSES.has(r.status)) || (p.retryTransportErrors && (r.kind === 'connect_error' || r.kind === 'timeout'));
-    if (!retryable || n >= p.maxRetries) {
+      (r.kind === 'http_error' && RETRY_STATUSES.has(r.status)) || (request.retryTransportErrors && (r.kind === 'connect_error' || r.kind === 'timeout'));
+    if (!retryable || n >= request.maxRetries) {
       return { ...r, attempts: n + 1 } as PrefillOutcome;
     }
     const reason = r.kind === 'http_error' ? String(r.status) : r.kind;
-    p.onRetry?.(reason, n + 1);
-    if (!(await wait(p.backoffMs * 2 ** n, p.clientSignal))) return { kind: 'aborted' };
+    request.onRetry?.(reason, n + 1);
+    if (!(await wait(request.backoffMs * 2 ** n, request.clientSignal))) return { kind: 'aborted' };
   }
 }

@@ -8,17 +8,8 @@
  * The client's parsed body is never mutated, so the decode leg needs no "restore" step.
  */
 import { TOKEN_LIMIT_FIELDS, type ApiType } from '../common/index.js';
-
-export type JsonObject = Record<string, unknown>;
-
-export const NIXL_PREFILL_KV_PARAMS = Object.freeze({
-  do_remote_decode: true,
-  do_remote_prefill: false,
-  remote_engine_id: null,
-  remote_block_ids: null,
-  remote_host: null,
-  remote_port: null,
-});
+import { KV_TRANSFER_PARAMS, PREFILL_LEG_KV_PARAMS } from '../common/pd-contract.js';
+import { isObject, type JsonObject } from '../common/json.js';
 
 /** Sets every token-limit field of the API type to `value` on `out`, a copy of the client's body (nested objects copied too). */
 function setTokenLimits(api: ApiType, out: JsonObject, value: number): void {
@@ -27,7 +18,7 @@ function setTokenLimits(api: ApiType, out: JsonObject, value: number): void {
     for (const f of fields) out[f] = value;
   } else {
     const prev = out[container];
-    const nested: JsonObject = prev && typeof prev === 'object' && !Array.isArray(prev) ? { ...(prev as JsonObject) } : {};
+    const nested: JsonObject = isObject(prev) ? { ...prev } : {};
     for (const f of fields) nested[f] = value;
     out[container] = nested;
   }
@@ -37,13 +28,13 @@ export function nixlPrefillBody(api: ApiType, body: JsonObject): JsonObject {
   // Rest destructuring instead of `delete`: the copy keeps V8's fast properties, so serializing it stays cheap.
   const { stream_options: _clientStreamOptions, ...out } = body;
   setTokenLimits(api, out, 1);
-  out.kv_transfer_params = { ...NIXL_PREFILL_KV_PARAMS };
+  out[KV_TRANSFER_PARAMS] = { ...PREFILL_LEG_KV_PARAMS };
   out.stream = false;
   return out;
 }
 
 export function nixlDecodeBody(body: JsonObject, prefillKvParams: unknown): JsonObject {
-  return { ...body, kv_transfer_params: prefillKvParams ?? null };
+  return { ...body, [KV_TRANSFER_PARAMS]: prefillKvParams ?? null };
 }
 
 /**
@@ -52,7 +43,7 @@ export function nixlDecodeBody(body: JsonObject, prefillKvParams: unknown): Json
  * parsed body when the client sent kv_transfer_params itself (it must be replaced, not duplicated).
  */
 export function nixlDecodeBytes(raw: Buffer, body: JsonObject, prefillKvParams: unknown): Buffer | string {
-  if (!('kv_transfer_params' in body)) {
+  if (!(KV_TRANSFER_PARAMS in body)) {
     let end = raw.length - 1;
     while (end >= 0 && (raw[end] === 0x20 || raw[end] === 0x0a || raw[end] === 0x0d || raw[end] === 0x09)) end--;
     if (end > 0 && raw[end] === 0x7d /* } */) {
@@ -61,7 +52,7 @@ export function nixlDecodeBytes(raw: Buffer, body: JsonObject, prefillKvParams: 
         empty = false;
         break;
       }
-      const tail = `${empty ? '' : ','}"kv_transfer_params":${JSON.stringify(prefillKvParams ?? null)}}`;
+      const tail = `${empty ? '' : ','}"${KV_TRANSFER_PARAMS}":${JSON.stringify(prefillKvParams ?? null)}}`;
       return Buffer.concat([raw.subarray(0, end), Buffer.from(tail)]);
     }
   }

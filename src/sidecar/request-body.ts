@@ -12,6 +12,12 @@
  * closed, since the client may send the body anyway.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { answerBodyFailure, answerRefusal, type Refusal } from './failures.js';
+import type { Outcome, SidecarMetrics } from './metrics.js';
+import type { SidecarConfig } from './options.js';
+
+/** The body bounds (--max-request-body-size, --request-body-timeout). */
+type BodyLimits = Pick<SidecarConfig, 'maxRequestBodySize' | 'requestBodyTimeout'>;
 
 /** Why a request body could not be read. */
 export class BodyError extends Error {
@@ -82,10 +88,10 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limit: numbe
         reject(err);
       } else resolve(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size));
     };
-    const onData = (c: Buffer) => {
-      size += c.length;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
       if (size > limit) return finish(tooLarge(limit));
-      parts.push(c);
+      parts.push(chunk);
     };
     const onEnd = () => finish();
     const onAbort = () => finish(new BodyError('aborted', 'client disconnected while sending the request body'));
@@ -121,8 +127,8 @@ export function drainBody(req: IncomingMessage, limit: number, timeoutMs: number
       if (!ok) req.pause();
       resolve(ok);
     };
-    const onData = (c: Buffer) => {
-      size += c.length;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
       if (size > limit) finish(false);
     };
     const onEnd = () => finish(true);
@@ -157,4 +163,26 @@ export function settleUnreadBody(req: IncomingMessage, res: ServerResponse, limi
       if (!drained) req.socket.destroy();
     });
   });
+}
+
+/** Reads the request body within its bounds; when it cannot, answers (413, 408) and returns the outcome instead. */
+export async function readOrAnswer(req: IncomingMessage, res: ServerResponse, limits: BodyLimits, metrics: SidecarMetrics): Promise<Buffer | Outcome> {
+  try {
+    return await readBody(req, res, limits.maxRequestBodySize, limits.requestBodyTimeout);
+  } catch (err) {
+    if (!(err instanceof BodyError)) throw err;
+    // The rest of the upload is not read: the connection closes after the answer.
+    if (err.kind !== 'aborted') closeAfterAnswer(req, res);
+    return answerBodyFailure(metrics, res, err);
+  }
+}
+
+/**
+ * Answers a request refused before its body was read: the body is drained first (within its bounds) so the
+ * connection can be reused, or the connection is closed after the answer.
+ */
+export async function refuseBeforeBody(req: IncomingMessage, res: ServerResponse, limits: BodyLimits, refusal: Refusal): Promise<Outcome> {
+  const drained = await drainBody(req, limits.maxRequestBodySize, limits.requestBodyTimeout);
+  if (!drained) closeAfterAnswer(req, res);
+  return answerRefusal(res, refusal);
 }

@@ -148,16 +148,33 @@ export class InferencePoolAllowlist implements TargetGuard {
     return new InferencePoolAllowlist(new PoolWatcher(loadKubeConfig(kube), { kind: 'pool', namespace, name, group }, logger), logger);
   }
 
-  async start(syncTimeoutMs: number): Promise<void> {
+  /**
+   * Starts the watch and returns at once: the sidecar listens meanwhile (so its liveness probe passes while, say, RBAC
+   * denies the watch), denying prefills and failing /ready until the first sync. If that takes longer than
+   * `syncTimeoutMs`, one error names the cause (the missing permission, the unreachable address); the watch keeps
+   * retrying with backoff.
+   */
+  start(syncTimeoutMs: number): void {
     this.watcher.start();
-    try {
-      await this.watcher.synced(syncTimeoutMs);
-      this.synced = true;
-    } catch (err) {
-      // Keep denying until it syncs; readiness reports it. The watch keeps retrying in the background.
-      this.logger.error({ err }, 'SSRF allowlist not synced; prefill targets are denied until it is');
-      void this.watcher.synced(24 * 3600 * 1000).then(() => (this.synced = true), () => undefined);
-    }
+    void this.watcher.synced(syncTimeoutMs).then(
+      () => {
+        this.synced = true;
+      },
+      () => {
+        const cause = this.watcher.lastError;
+        this.logger.error(
+          { syncTimeoutMs, ...(cause ?? {}) },
+          `SSRF allowlist not synced within ${syncTimeoutMs} ms${cause ? `: ${cause.missingPermission ? `forbidden to ${cause.missingPermission}` : cause.error}` : ''}; prefill targets are denied and /ready fails until it is`,
+        );
+        void this.watcher.synced(24 * 3600 * 1000).then(
+          () => {
+            this.synced = true;
+            this.logger.info('SSRF allowlist synced');
+          },
+          () => undefined,
+        );
+      },
+    );
   }
 
   private rebuild(eps: PodEndpoint[]): void {

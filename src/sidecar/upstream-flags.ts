@@ -15,7 +15,7 @@ const otel = (name: string) =>
 /** Inert upstream too until --moriio-write-mode or Wide-EP is set, so only a value other than the default warns. */
 const moriio = (spec: Parameters<typeof compat.ignored>[1]) =>
   compat.ignored([EBAB], spec, 'MoRI-IO WRITE mode and Wide-EP are not implemented; kv_transfer_params pass through as with NIXL v2.', {
-    harmless: (v: unknown) => JSON.stringify(v) === JSON.stringify(spec.default),
+    harmless: (value: unknown) => JSON.stringify(value) === JSON.stringify(spec.default),
   });
 
 export const sidecarUpstream: CompatTable = {
@@ -49,27 +49,27 @@ export const sidecarUpstream: CompatTable = {
       [V071],
       opt.oneOf(['nixlv2', 'sglang', 'shared-storage'] as const, { default: 'nixlv2', description: 'The P/D connector.' }),
       '--kv-connector',
-      (v: string, set) => set.set('kvConnector', v),
+      (value: string, set) => set.set('kvConnector', value),
       { deprecated: 'use --kv-connector' },
     ),
-    'prefiller-use-tls': compat.mapsTo([V071], opt.bool({ default: false, description: 'HTTPS to prefillers.' }), '--enable-tls=prefiller', (v: boolean, set) => v && set.union('enableTls', ['prefiller']), {
+    'prefiller-use-tls': compat.mapsTo([V071], opt.bool({ default: false, description: 'HTTPS to prefillers.' }), '--enable-tls=prefiller', (flag: boolean, set) => flag && set.union('enableTls', ['prefiller']), {
       deprecated: 'use --enable-tls=prefiller',
     }),
-    'decoder-use-tls': compat.mapsTo([V071], opt.bool({ default: false, description: 'HTTPS to the local decoder.' }), '--enable-tls=decoder', (v: boolean, set) => v && set.union('enableTls', ['decoder']), {
+    'decoder-use-tls': compat.mapsTo([V071], opt.bool({ default: false, description: 'HTTPS to the local decoder.' }), '--enable-tls=decoder', (flag: boolean, set) => flag && set.union('enableTls', ['decoder']), {
       deprecated: 'use --enable-tls=decoder',
     }),
     'prefiller-tls-insecure-skip-verify': compat.mapsTo(
       [V071],
       opt.bool({ default: false, description: 'Do not verify prefiller certificates.' }),
       '--tls-insecure-skip-verify=prefiller',
-      (v: boolean, set) => v && set.union('tlsInsecureSkipVerify', ['prefiller']),
+      (flag: boolean, set) => flag && set.union('tlsInsecureSkipVerify', ['prefiller']),
       { deprecated: 'use --tls-insecure-skip-verify=prefiller' },
     ),
     'decoder-tls-insecure-skip-verify': compat.mapsTo(
       [V071],
       opt.bool({ default: false, description: 'Do not verify the decoder certificate.' }),
       '--tls-insecure-skip-verify=decoder',
-      (v: boolean, set) => v && set.union('tlsInsecureSkipVerify', ['decoder']),
+      (flag: boolean, set) => flag && set.union('tlsInsecureSkipVerify', ['decoder']),
       { deprecated: 'use --tls-insecure-skip-verify=decoder' },
     ),
     'inference-pool-namespace': compat.mapsTo(
@@ -96,7 +96,7 @@ export const sidecarUpstream: CompatTable = {
       BOTH,
       opt.string({ default: '', description: 'E/P connector for encoder disaggregation (EPD).' }),
       'encoder (EPD) disaggregation is not implemented: requests are prefilled and decoded without an encode stage (x-encoder-hosts-ports is stripped).',
-      { harmless: (v: string) => v === '' },
+      { harmless: (value: string) => value === '' },
     ),
     'mooncake-bootstrap-port': compat.ignored(
       [EBAB],
@@ -109,16 +109,16 @@ export const sidecarUpstream: CompatTable = {
       'the offloading connector and P2P prefix pulls are not implemented.',
     ),
     'enable-p2p-pull': compat.ignored([EBAB], opt.bool({ default: false, description: 'Declare the OffloadingConnector P2P tier available with NIXL.' }), 'P2P prefix pulls are not implemented.', {
-      harmless: (v: boolean) => !v,
+      harmless: (flag: boolean) => !flag,
     }),
     'decode-chunk-size': compat.ignored(
       [EBAB],
       opt.int({ default: 0, min: 0, description: 'Chunked decode token budget (0: off).' }),
       'chunked decode is not implemented: the decode leg runs whole.',
-      { harmless: (v: number) => v === 0 },
+      { harmless: (value: number) => value === 0 },
     ),
     tracing: compat.ignored([EBAB], opt.bool({ default: false, description: 'OpenTelemetry tracing.' }), 'OpenTelemetry export is not implemented; the W3C trace context (traceparent) is propagated to both legs.', {
-      harmless: (v: boolean) => !v,
+      harmless: (flag: boolean) => !flag,
     }),
     'moriio-write-mode': moriio(opt.bool({ default: false, description: 'MoRI-IO WRITE-mode passthrough.' })),
     'moriio-decode-notify-port': moriio(opt.int({ default: 61005, description: 'MoRI-IO notify port on the decode pod.' })),

@@ -7,7 +7,7 @@ import { randomFillSync } from 'node:crypto';
 import { Agent } from 'undici';
 import type { IncomingHttpHeaders } from 'node:http';
 import { HOP_BY_HOP_HEADERS } from '../common/index.js';
-import { ROUTING_HEADER_SET } from '../common/pd-contract.js';
+import { REQUEST_ID_HEADER, ROUTING_HEADER_SET } from '../common/pd-contract.js';
 
 export type Stage = 'prefiller' | 'decoder';
 
@@ -21,18 +21,18 @@ export class UpstreamAgents {
   readonly prefill: Agent;
   readonly decode: Agent;
 
-  constructor(private readonly s: UpstreamSettings) {
+  constructor(private readonly settings: UpstreamSettings) {
     this.prefill = this.agent('prefiller');
     this.decode = this.agent('decoder');
   }
 
   scheme(stage: Stage): 'http' | 'https' {
-    return this.s.enableTls.includes(stage) ? 'https' : 'http';
+    return this.settings.enableTls.includes(stage) ? 'https' : 'http';
   }
 
   private agent(stage: Stage): Agent {
     return new Agent({
-      connections: this.s.maxConnsPerHost,
+      connections: this.settings.maxConnsPerHost,
       pipelining: 1,
       // Go's transport keeps idle connections 90s; vLLM's uvicorn closes them after 5s unless told otherwise.
       keepAliveTimeout: 4_000,
@@ -40,7 +40,7 @@ export class UpstreamAgents {
       headersTimeout: 0,
       bodyTimeout: 0,
       connectTimeout: 30_000,
-      connect: this.s.enableTls.includes(stage) ? { rejectUnauthorized: !this.s.tlsInsecureSkipVerify.includes(stage) } : undefined,
+      connect: this.settings.enableTls.includes(stage) ? { rejectUnauthorized: !this.settings.tlsInsecureSkipVerify.includes(stage) } : undefined,
     });
   }
 
@@ -59,27 +59,27 @@ export interface ForwardOptions {
 }
 
 /** Headers for an upstream leg: hop-by-hop, routing and Expect headers removed, one x-request-id, traceparent propagated. */
-export function forwardHeaders(incoming: IncomingHttpHeaders, o: ForwardOptions): Record<string, string | string[]> {
+export function forwardHeaders(incoming: IncomingHttpHeaders, options: ForwardOptions): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   // Headers the client's Connection header names are hop-by-hop too (rare: most clients send only keep-alive).
   const connection = incoming.connection;
   const connectionListed =
     connection === undefined || connection === 'keep-alive' || connection === 'close'
       ? undefined
-      : new Set(connection.split(',').map((s) => s.trim().toLowerCase()));
+      : new Set(connection.split(',').map((text) => text.trim().toLowerCase()));
   for (const name in incoming) {
     const value = incoming[name];
     if (value === undefined) continue;
     if (HOP_BY_HOP_HEADERS.has(name) || ROUTING_HEADER_SET.has(name) || connectionListed?.has(name)) continue;
     // Expect: 100-continue is answered by the sidecar, which sends the body whole (undici refuses the header).
-    if (name === 'content-length' || name === 'x-request-id' || name === 'x-forwarded-for' || name === 'expect') continue;
-    if (name === 'host' && o.dropHost) continue;
+    if (name === 'content-length' || name === REQUEST_ID_HEADER || name === 'x-forwarded-for' || name === 'expect') continue;
+    if (name === 'host' && options.dropHost) continue;
     out[name] = value;
   }
-  out['x-request-id'] = o.requestId;
-  if (!out.traceparent) out.traceparent = o.traceparent ?? newTraceparent();
+  out[REQUEST_ID_HEADER] = options.requestId;
+  if (!out.traceparent) out.traceparent = options.traceparent ?? newTraceparent();
   const xff = incoming['x-forwarded-for'];
-  if (o.clientAddress) out['x-forwarded-for'] = xff ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${o.clientAddress}` : o.clientAddress;
+  if (options.clientAddress) out['x-forwarded-for'] = xff ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${options.clientAddress}` : options.clientAddress;
   else if (xff) out['x-forwarded-for'] = xff;
   return out;
 }
@@ -122,5 +122,5 @@ export function prefillCandidates(header: string | string[] | undefined): string
   }
   const values = Array.isArray(header) ? header : [header];
   const list = values.length === 1 ? values[0]!.split(',') : values;
-  return list.map((s) => s.trim()).filter((s) => s.length > 0);
+  return list.map((text) => text.trim()).filter((text) => text.length > 0);
 }

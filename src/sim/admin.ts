@@ -30,17 +30,17 @@ type LatencyKey = keyof typeof LATENCY_KEYS;
 
 class AdminError extends Error {}
 
-function latencyValue(key: string, v: unknown): number {
+function latencyValue(key: string, value: unknown): number {
   // Upstream marshals Go durations: strings like "250ms", or integer nanoseconds.
-  if (typeof v === 'number') {
-    if (!Number.isFinite(v) || v < 0) throw new AdminError(`field "${key}": duration must be non-negative`);
-    return v / 1e6;
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value) || value < 0) throw new AdminError(`field "${key}": duration must be non-negative`);
+    return value / 1e6;
   }
-  if (typeof v !== 'string') throw new AdminError(`field "${key}": expected a duration string or integer nanoseconds`);
+  if (typeof value !== 'string') throw new AdminError(`field "${key}": expected a duration string or integer nanoseconds`);
   try {
-    return parseDuration(v);
+    return parseDuration(value);
   } catch {
-    throw new AdminError(`field "${key}": time: invalid duration ${JSON.stringify(v)}`);
+    throw new AdminError(`field "${key}": time: invalid duration ${JSON.stringify(value)}`);
   }
 }
 

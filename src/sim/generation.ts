@@ -9,6 +9,7 @@
 import { contentText, type ApiType } from '../common/index.js';
 import type { SeededRandom } from './random.js';
 import { RANDOM_SENTENCE_TOKENS, tokenize, tokenId } from './tokenizer.js';
+import { isObject, type JsonObject } from '../common/json.js';
 
 export type FinishReason = 'stop' | 'length' | 'remote_decode' | 'cache_threshold';
 
@@ -16,12 +17,6 @@ export interface GeneratedOutput {
   tokens: string[];
   tokenIds: number[];
   finishReason: FinishReason;
-}
-
-type JsonObject = Record<string, unknown>;
-
-function isObject(v: unknown): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function lastItemText(items: unknown): string {
@@ -71,12 +66,12 @@ export function randomLength(rng: SeededRandom, maxTokens: number | undefined, m
   return Math.min(upper, Math.max(1, Math.round(40 + 20 * rng.normal())));
 }
 
-function randomTokens(rng: SeededRandom, n: number): string[] {
+function randomTokens(rng: SeededRandom, count: number): string[] {
   const out: string[] = [];
-  while (out.length < n) {
+  while (out.length < count) {
     const sentence = RANDOM_SENTENCE_TOKENS[rng.int(0, RANDOM_SENTENCE_TOKENS.length - 1)]!;
     for (const t of sentence) {
-      if (out.length >= n) break;
+      if (out.length >= count) break;
       out.push(t);
     }
   }
@@ -96,31 +91,31 @@ export interface GenerationInput {
   prefillOnly: boolean;
 }
 
-export function generateOutput(rng: SeededRandom, g: GenerationInput): GeneratedOutput {
+export function generateOutput(rng: SeededRandom, input: GenerationInput): GeneratedOutput {
   let tokens: string[];
   let ids: number[];
   let finishReason: FinishReason;
-  if (g.mode === 'echo') {
-    if (g.api === 'generate') {
-      ids = Array.isArray(g.body.token_ids) ? (g.body.token_ids as number[]) : [];
+  if (input.mode === 'echo') {
+    if (input.api === 'generate') {
+      ids = Array.isArray(input.body.token_ids) ? (input.body.token_ids as number[]) : [];
       tokens = ids.map(() => '');
     } else {
-      tokens = tokenize(echoSource(g.api, g.body));
+      tokens = tokenize(echoSource(input.api, input.body));
       ids = tokens.map(tokenId);
     }
-    if (g.maxTokens !== undefined && tokens.length >= g.maxTokens) {
-      tokens = tokens.slice(0, g.maxTokens);
-      ids = ids.slice(0, g.maxTokens);
+    if (input.maxTokens !== undefined && tokens.length >= input.maxTokens) {
+      tokens = tokens.slice(0, input.maxTokens);
+      ids = ids.slice(0, input.maxTokens);
       finishReason = 'length';
     } else {
       finishReason = 'stop';
     }
   } else {
-    const n = randomLength(rng, g.maxTokens, g.minTokens, g.ignoreEos, g.maxModelLen - g.promptTokens);
+    const n = randomLength(rng, input.maxTokens, input.minTokens, input.ignoreEos, input.maxModelLen - input.promptTokens);
     tokens = randomTokens(rng, n);
     ids = tokens.map(tokenId);
-    finishReason = g.maxTokens !== undefined && n >= g.maxTokens ? 'length' : 'stop';
+    finishReason = input.maxTokens !== undefined && n >= input.maxTokens ? 'length' : 'stop';
   }
-  if (g.prefillOnly) finishReason = 'remote_decode';
+  if (input.prefillOnly) finishReason = 'remote_decode';
   return { tokens, tokenIds: ids, finishReason };
 }

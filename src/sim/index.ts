@@ -44,8 +44,8 @@ export async function startSimulator(config: SimConfig, logger: Logger = silentL
       await engine.kvEvents?.start();
     }
   } catch (e) {
-    await Promise.all(ranks.map((r) => r.app.close()));
-    for (const r of ranks) r.engine.kvEvents?.close();
+    await Promise.all(ranks.map((rank) => rank.app.close()));
+    for (const rank of ranks) rank.engine.kvEvents?.close();
     throw e;
   }
   return {
@@ -54,8 +54,8 @@ export async function startSimulator(config: SimConfig, logger: Logger = silentL
     port: ranks[0]!.port,
     engine: ranks[0]!.engine,
     close: async (deadlineMs = 5_000) => {
-      await Promise.all(ranks.map((r) => closeWithDeadline(r.app, deadlineMs)));
-      for (const r of ranks) r.engine.kvEvents?.close();
+      await Promise.all(ranks.map((rank) => closeWithDeadline(rank.app, deadlineMs)));
+      for (const rank of ranks) rank.engine.kvEvents?.close();
     },
   };
 }

@@ -55,10 +55,10 @@ export class SimMetrics {
   readonly requestParamsMaxTokens: Histogram<'model_name'>;
   readonly labels: { model_name: string };
 
-  constructor(registry: Registry, s: SimMetricsSettings) {
+  constructor(registry: Registry, settings: SimMetricsSettings) {
     const registers = [registry];
     const labelNames = ['model_name'] as const;
-    this.labels = { model_name: s.model };
+    this.labels = { model_name: settings.model };
     const gauge = (name: string, help: string) => new Gauge({ name, help, labelNames, registers });
     const counter = (name: string, help: string) => new Counter({ name, help, labelNames, registers });
     const hist = (name: string, help: string, buckets: number[]) => new Histogram({ name, help, labelNames, buckets, registers });
@@ -98,7 +98,7 @@ export class SimMetrics {
       'Histogram of KV-transfer time of do_remote_prefill requests in seconds (simulated NIXL pull).',
       TRANSFER_BUCKETS,
     );
-    const tb = tokenBuckets(s.maxModelLen);
+    const tb = tokenBuckets(settings.maxModelLen);
     this.requestPromptTokens = hist('vllm:request_prompt_tokens', 'Number of prefill tokens processed.', tb);
     this.requestGenerationTokens = hist('vllm:request_generation_tokens', 'Number of generation tokens processed.', tb);
     this.maxNumGenerationTokens = hist('vllm:max_num_generation_tokens', 'Histogram of maximum number of requested generation tokens.', tb);
@@ -112,20 +112,13 @@ export class SimMetrics {
     });
     cacheInfo.set(
       {
-        block_size: String(s.kvCacheEnabled ? s.blockSize : 0),
+        block_size: String(settings.kvCacheEnabled ? settings.blockSize : 0),
         cache_dtype: 'auto',
         num_cpu_blocks: '0',
-        num_gpu_blocks: String(s.kvCacheEnabled ? s.kvCacheSize : 0),
+        num_gpu_blocks: String(settings.kvCacheEnabled ? settings.kvCacheSize : 0),
       },
       1,
     );
-    const lora = new Gauge({
-      name: 'vllm:lora_requests_info',
-      help: 'Running stats on lora requests.',
-      labelNames: ['max_lora', 'running_lora_adapters', 'waiting_lora_adapters'],
-      registers,
-    });
-    lora.set({ max_lora: '0', running_lora_adapters: '', waiting_lora_adapters: '' }, Math.floor(Date.now() / 1000));
     this.running.set(this.labels, 0);
     this.waiting.set(this.labels, 0);
     this.kvUsage.set(this.labels, 0);

@@ -4,6 +4,8 @@
  * lacks, are in upstream-flags.ts.
  */
 import { opt, loggingOptions, shutdownOptions, defaultValues, type CommandDefinition, type OptionValues } from '../common/index.js';
+import { isObject } from '../common/json.js';
+import { parseLoraModules } from './lora.js';
 import { simUpstream } from './upstream-flags.js';
 
 const latency = (description: string) => opt.duration({ default: 0, description });
@@ -79,6 +81,13 @@ export const simOptions = {
     max: 1,
     description: 'Requests whose prefix-cache hit rate is below this answer at once with finish_reason cache_threshold (0 = off); a request\'s cache_hit_threshold overrides it.',
   }),
+  loraModules: opt.list({
+    default: [],
+    variadic: true,
+    description:
+      'LoRA adapters served besides the base model, as vLLM: JSON {"name": ..., "path": ...} or name=path; requests naming one run as that adapter and are reported in vllm:lora_requests_info.',
+  }),
+  maxLoras: opt.int({ default: 1, min: 1, description: 'Reported as max_lora in vllm:lora_requests_info (adapters are not limited to that many slots).' }),
   dataParallelSize: opt.int({ default: 1, min: 1, max: 8, description: 'Data-parallel ranks; rank r is an independent engine on port+r.' }),
   startupDuration: opt.duration({ default: 0, description: '/health/ready answers 503 for this long after start.' }),
   enableRequestIdHeaders: opt.bool({
@@ -113,20 +122,29 @@ export type SimConfig = OptionValues<typeof simOptions>;
 /** --kv-events-config must be a JSON object with vLLM's field types. */
 function kvEventsConfigProblem(text: string): string | undefined {
   if (!text) return undefined;
-  let v: unknown;
+  let value: unknown;
   try {
-    v = JSON.parse(text);
+    value = JSON.parse(text);
   } catch (e) {
     return `--kv-events-config is not JSON: ${(e as Error).message}`;
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return '--kv-events-config must be a JSON object';
-  const c = v as Record<string, unknown>;
+  if (!isObject(value)) return '--kv-events-config must be a JSON object';
+  const c = value;
   for (const [k, t] of [['enable_kv_cache_events', 'boolean'], ['publisher', 'string'], ['endpoint', 'string'], ['topic', 'string'], ['hwm', 'number'], ['max_queue_size', 'number'], ['buffer_steps', 'number']] as const) {
     if (c[k] !== undefined && c[k] !== null && typeof c[k] !== t) return `--kv-events-config: ${k} must be a ${t}`;
   }
   if (c.publisher !== undefined && c.publisher !== 'zmq' && c.publisher !== 'null') return `--kv-events-config: publisher "${String(c.publisher)}" is not supported (zmq or null)`;
   if (typeof c.endpoint === 'string' && !/^(tcp|ipc|inproc):\/\//.test(c.endpoint)) return '--kv-events-config: endpoint must be tcp://, ipc:// or inproc://';
   return undefined;
+}
+
+function loraModulesProblem(entries: readonly string[]): string | undefined {
+  try {
+    parseLoraModules(entries);
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
 }
 
 function stdDevRule(values: SimConfig, mean: keyof SimConfig, std: keyof SimConfig, label: string): string | undefined {
@@ -148,14 +166,15 @@ Fault injection: header X-Return-Error: <status>; POST /admin/config {"hang":tru
   // `pd-router sim <model>` as `vllm serve <model>`, so manifests put the model at the same argument position.
   positional: 'model',
   compat: simUpstream,
-  validate: (v) =>
+  validate: (optionValues) =>
     [
-      kvEventsConfigProblem(v.kvEventsConfig),
-      stdDevRule(v, 'timeToFirstToken', 'timeToFirstTokenStdDev', 'time to first token'),
-      stdDevRule(v, 'interTokenLatency', 'interTokenLatencyStdDev', 'inter token latency'),
-      stdDevRule(v, 'kvCacheTransferLatency', 'kvCacheTransferLatencyStdDev', 'kv cache transfer latency'),
-      v.port !== 0 && v.port + v.dataParallelSize - 1 > 65535 ? `--port ${v.port} + --data-parallel-size ${v.dataParallelSize} exceeds 65535` : undefined,
-    ].filter((m): m is string => m !== undefined),
+      kvEventsConfigProblem(optionValues.kvEventsConfig),
+      stdDevRule(optionValues, 'timeToFirstToken', 'timeToFirstTokenStdDev', 'time to first token'),
+      stdDevRule(optionValues, 'interTokenLatency', 'interTokenLatencyStdDev', 'inter token latency'),
+      stdDevRule(optionValues, 'kvCacheTransferLatency', 'kvCacheTransferLatencyStdDev', 'kv cache transfer latency'),
+      optionValues.port !== 0 && optionValues.port + optionValues.dataParallelSize - 1 > 65535 ? `--port ${optionValues.port} + --data-parallel-size ${optionValues.dataParallelSize} exceeds 65535` : undefined,
+      loraModulesProblem(optionValues.loraModules),
+    ].filter((message): message is string => message !== undefined),
 };
 
 /** Defaults with overrides: how tests and the dev stack configure simulators in-process. */

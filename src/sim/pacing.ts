@@ -61,7 +61,7 @@ export class RequestPacer implements Pacer {
   private due = performance.now();
 
   constructor(
-    private readonly r: PacedRequest,
+    private readonly pacedRequest: PacedRequest,
     private readonly latency: LatencyModel,
     private readonly running: () => number,
     private readonly promptTokens: number,
@@ -71,14 +71,14 @@ export class RequestPacer implements Pacer {
 
   private async waitUntil(due: number): Promise<void> {
     const wait = due - performance.now();
-    if (wait >= MIN_SLEEP_MS) await sleep(wait, this.r.signal);
-    else if (this.r.signal.aborted) throw this.r.signal.reason;
+    if (wait >= MIN_SLEEP_MS) await sleep(wait, this.pacedRequest.signal);
+    else if (this.pacedRequest.signal.aborted) throw this.pacedRequest.signal.reason;
   }
 
   async prefill(): Promise<number> {
     const ms =
-      this.r.transferMs !== undefined
-        ? this.r.transferMs
+      this.pacedRequest.transferMs !== undefined
+        ? this.pacedRequest.transferMs
         : this.latency.prefillMs({ promptTokens: this.promptTokens, cachedTokens: this.cachedTokens, running: this.running() });
     this.due += ms * this.timeScale;
     await this.waitUntil(this.due);
@@ -164,14 +164,14 @@ export class StepLoop {
     return this.simNow;
   }
 
-  pacer(r: PacedRequest): Pacer {
+  pacer(pacedRequest: PacedRequest): Pacer {
     const m: Member = {
-      phase: r.transferMs !== undefined ? 'transfer' : 'prefill',
-      prefillLeft: Math.max(0, r.prefillTokens),
+      phase: pacedRequest.transferMs !== undefined ? 'transfer' : 'prefill',
+      prefillLeft: Math.max(0, pacedRequest.prefillTokens),
       started: false,
       scheduled: false,
       tokensMade: 0,
-      outputTokens: Math.max(0, r.outputTokens),
+      outputTokens: Math.max(0, pacedRequest.outputTokens),
       readyAt: [],
       prefillMs: 0,
       joinedAt: this.clock(),
@@ -179,13 +179,13 @@ export class StepLoop {
     const loop = this;
     const waitFor = (cond: () => boolean): Promise<void> =>
       new Promise<void>((resolve, reject) => {
-        if (r.signal.aborted) return reject(r.signal.reason);
+        if (pacedRequest.signal.aborted) return reject(pacedRequest.signal.reason);
         if (cond()) return resolve();
-        const onAbort = () => reject(r.signal.reason);
-        r.signal.addEventListener('abort', onAbort, { once: true });
+        const onAbort = () => reject(pacedRequest.signal.reason);
+        pacedRequest.signal.addEventListener('abort', onAbort, { once: true });
         m.wake = () => {
           if (!cond()) return;
-          r.signal.removeEventListener('abort', onAbort);
+          pacedRequest.signal.removeEventListener('abort', onAbort);
           m.wake = undefined;
           resolve();
         };
@@ -194,13 +194,13 @@ export class StepLoop {
       async prefill() {
         if (m.phase === 'transfer') {
           // The KV cache travels over the network; the engine keeps stepping for others meanwhile.
-          await sleep(r.transferMs! * loop.settings.timeScale, r.signal);
+          await sleep(pacedRequest.transferMs! * loop.settings.timeScale, pacedRequest.signal);
           m.phase = 'decode';
           m.joinedAt = loop.clock();
           loop.members.add(m);
           loop.kick();
           await waitFor(() => m.tokensMade >= 1);
-          return r.transferMs! + (m.readyAt[0]! - m.joinedAt);
+          return pacedRequest.transferMs! + (m.readyAt[0]! - m.joinedAt);
         }
         loop.members.add(m);
         loop.queued++;

@@ -5,6 +5,8 @@
  */
 import { z } from 'zod';
 import type { ApiType } from '../common/index.js';
+import { EXTRA_ARGS, KV_TRANSFER_PARAMS, SAMPLING_PARAMS } from '../common/pd-contract.js';
+import type { JsonObject } from '../common/json.js';
 
 const int = z.number().int();
 const optInt = int.nullish();
@@ -20,7 +22,7 @@ const common = {
   max_completion_tokens: optInt,
   min_tokens: optInt,
   ignore_eos: z.boolean().nullish(),
-  kv_transfer_params: kvParams,
+  [KV_TRANSFER_PARAMS]: kvParams,
   cache_salt: z.string().nullish(),
 };
 
@@ -44,11 +46,11 @@ const SCHEMAS: Record<ApiType, z.ZodType<Record<string, unknown>>> = {
   generate: z.looseObject({
     ...common,
     token_ids: z.array(int).nullish(),
-    sampling_params: z
+    [SAMPLING_PARAMS]: z
       .looseObject({
         max_tokens: optInt,
         min_tokens: optInt,
-        extra_args: z.looseObject({ kv_transfer_params: kvParams }).nullish(),
+        [EXTRA_ARGS]: z.looseObject({ [KV_TRANSFER_PARAMS]: kvParams }).nullish(),
       })
       .nullish(),
   }),
@@ -70,35 +72,33 @@ export function typeError(api: ApiType, body: unknown): string | undefined {
     if ((body as Record<string, unknown>)[path] === undefined) return MISSING_INPUT[api];
     return MISSING_INPUT[api];
   }
-  const got = describe(issue.path.reduce<unknown>((v, k) => (v as Record<string | number, unknown> | undefined)?.[k as string], body));
+  const got = describe(issue.path.reduce<unknown>((acc, k) => (acc as Record<string | number, unknown> | undefined)?.[k as string], body));
   return `field "${path}" has the wrong type (got ${got}): ${issue.message}`;
 }
 
-function describe(v: unknown): string {
-  if (v === undefined) return 'nothing';
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'array';
-  return typeof v;
+function describe(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'array';
+  return typeof value;
 }
-
-type JsonObject = Record<string, unknown>;
 
 /** Semantic checks after the model is known; returns the 400 message or undefined. */
 export function semanticError(api: ApiType, body: JsonObject, prefillOnly: boolean): string | undefined {
   if (typeof body.n === 'number' && body.n <= 0) return 'n must be at least 1';
   const sp = (body.sampling_params ?? {}) as JsonObject;
   const maxFields = api === 'generate' ? [sp.max_tokens] : api === 'responses' ? [body.max_output_tokens] : [body.max_tokens, body.max_completion_tokens];
-  if (maxFields.some((v) => typeof v === 'number' && v <= 0)) return 'Max completion tokens and max tokens should be positive';
+  if (maxFields.some((value) => typeof value === 'number' && value <= 0)) return 'Max completion tokens and max tokens should be positive';
   const min = api === 'generate' ? sp.min_tokens : body.min_tokens;
   if (typeof min === 'number') {
     if (min < 0) return `min_tokens must be greater than or equal to 0, got ${min}.`;
-    const max = maxFields.find((v): v is number => typeof v === 'number');
+    const max = maxFields.find((value): value is number => typeof value === 'number');
     if (max !== undefined && min > max) return `min_tokens must be less than or equal to max_tokens=${max}, got ${min}.`;
   }
   if (prefillOnly && body.stream === true) return 'Prefill does not support streaming';
   const cht = body.cache_hit_threshold;
   if (cht !== undefined && cht !== null && (typeof cht !== 'number' || cht < 0 || cht > 1)) return 'cache_hit_threshold must be between 0 and 1';
-  if (body.ignore_eos === true && !maxFields.some((v) => typeof v === 'number')) {
+  if (body.ignore_eos === true && !maxFields.some((value) => typeof value === 'number')) {
     return 'Ignore_eos is true but max_completion_tokens (or max_tokens) is not set';
   }
   switch (api) {
@@ -113,8 +113,8 @@ export function semanticError(api: ApiType, body: JsonObject, prefillOnly: boole
       const p = body.prompt;
       if (Array.isArray(p)) {
         if (p.length === 0) return 'prompt array must contain at least one prompt';
-        if (p.some((x) => x === '')) return 'prompt must not contain an empty string';
-        if (p.some((x) => Array.isArray(x) && x.length === 0)) return 'prompt must not contain an empty token-id array';
+        if (p.some((value) => value === '')) return 'prompt must not contain an empty string';
+        if (p.some((value) => Array.isArray(value) && value.length === 0)) return 'prompt must not contain an empty token-id array';
       }
       break;
     }
@@ -130,10 +130,10 @@ export function semanticError(api: ApiType, body: JsonObject, prefillOnly: boole
 
 /** kv_transfer_params of a request: at the root, or (generate only) in sampling_params.extra_args when the root has none. */
 export function kvTransferParamsOf(api: ApiType, body: JsonObject): JsonObject | undefined {
-  const root = body.kv_transfer_params;
+  const root = body[KV_TRANSFER_PARAMS];
   if (root && typeof root === 'object') return root as JsonObject;
   if (api === 'generate') {
-    const extra = ((body.sampling_params as JsonObject | undefined)?.extra_args as JsonObject | undefined)?.kv_transfer_params;
+    const extra = ((body[SAMPLING_PARAMS] as JsonObject | undefined)?.[EXTRA_ARGS] as JsonObject | undefined)?.[KV_TRANSFER_PARAMS];
     if (extra && typeof extra === 'object') return extra as JsonObject;
   }
   return undefined;

@@ -9,6 +9,7 @@
  */
 import type { ApiType } from '../common/index.js';
 import type { FinishReason } from './generation.js';
+import { KV_TRANSFER_PARAMS, type PrefillAnswerKvParams } from '../common/pd-contract.js';
 
 export interface CompletionResult {
   api: ApiType;
@@ -20,120 +21,120 @@ export interface CompletionResult {
   finishReason: FinishReason;
   promptTokens: number;
   cachedTokens: number;
-  kvTransferParams?: Record<string, unknown>;
+  kvTransferParams?: PrefillAnswerKvParams;
   includeUsage: boolean;
   /** Responses API: instructions echoed back when sent. */
   instructions?: string;
 }
 
-function usageOpenAI(r: CompletionResult) {
+function usageOpenAI(result: CompletionResult) {
   return {
-    prompt_tokens: r.promptTokens,
-    completion_tokens: r.tokens.length,
-    total_tokens: r.promptTokens + r.tokens.length,
+    prompt_tokens: result.promptTokens,
+    completion_tokens: result.tokens.length,
+    total_tokens: result.promptTokens + result.tokens.length,
     // Upstream sends null details with a cache_threshold answer.
-    prompt_tokens_details: r.finishReason === 'cache_threshold' ? null : { cached_tokens: r.cachedTokens },
+    prompt_tokens_details: result.finishReason === 'cache_threshold' ? null : { cached_tokens: result.cachedTokens },
   };
 }
 
-function anthropicStopReason(f: FinishReason): string {
-  return f === 'length' ? 'max_tokens' : 'end_turn';
+function anthropicStopReason(field: FinishReason): string {
+  return field === 'length' ? 'max_tokens' : 'end_turn';
 }
 
-function responsesUsage(r: CompletionResult) {
+function responsesUsage(result: CompletionResult) {
   return {
-    input_tokens: r.promptTokens,
-    output_tokens: r.tokens.length,
-    total_tokens: r.promptTokens + r.tokens.length,
-    input_tokens_details: { cached_tokens: r.cachedTokens },
+    input_tokens: result.promptTokens,
+    output_tokens: result.tokens.length,
+    total_tokens: result.promptTokens + result.tokens.length,
+    input_tokens_details: { cached_tokens: result.cachedTokens },
   };
 }
 
-function withKv<T extends Record<string, unknown>>(body: T, r: CompletionResult): T {
-  if (r.kvTransferParams) (body as Record<string, unknown>).kv_transfer_params = r.kvTransferParams;
+function withKv<T extends Record<string, unknown>>(body: T, result: CompletionResult): T {
+  if (result.kvTransferParams) (body as Record<string, unknown>)[KV_TRANSFER_PARAMS] = result.kvTransferParams;
   return body;
 }
 
-export function chatId(r: CompletionResult): string {
-  switch (r.api) {
+export function chatId(result: CompletionResult): string {
+  switch (result.api) {
     case 'chat':
-      return `chatcmpl-${r.requestId}`;
+      return `chatcmpl-${result.requestId}`;
     case 'completions':
-      return `cmpl-${r.requestId}`;
+      return `cmpl-${result.requestId}`;
     case 'responses':
-      return `resp_${r.requestId}`;
+      return `resp_${result.requestId}`;
     case 'messages':
-      return `msg_${r.requestId}`;
+      return `msg_${result.requestId}`;
     case 'generate':
-      return r.requestId;
+      return result.requestId;
   }
 }
 
 /** The non-streaming JSON body. */
-export function completionBody(r: CompletionResult): Record<string, unknown> {
-  const text = r.tokens.join('');
-  switch (r.api) {
+export function completionBody(result: CompletionResult): Record<string, unknown> {
+  const text = result.tokens.join('');
+  switch (result.api) {
     case 'chat':
       return withKv(
         {
-          id: chatId(r),
-          model: r.model,
+          id: chatId(result),
+          model: result.model,
           object: 'chat.completion',
-          created: r.created,
-          usage: usageOpenAI(r),
-          choices: [{ index: 0, finish_reason: r.finishReason, message: { role: 'assistant', content: text } }],
+          created: result.created,
+          usage: usageOpenAI(result),
+          choices: [{ index: 0, finish_reason: result.finishReason, message: { role: 'assistant', content: text } }],
         },
-        r,
+        result,
       );
     case 'completions':
       return withKv(
         {
-          id: chatId(r),
-          model: r.model,
+          id: chatId(result),
+          model: result.model,
           object: 'text_completion',
-          created: r.created,
-          usage: usageOpenAI(r),
-          choices: [{ index: 0, finish_reason: r.finishReason, text }],
+          created: result.created,
+          usage: usageOpenAI(result),
+          choices: [{ index: 0, finish_reason: result.finishReason, text }],
         },
-        r,
+        result,
       );
     case 'responses':
       return withKv(
         {
-          id: chatId(r),
-          model: r.model,
+          id: chatId(result),
+          model: result.model,
           object: 'response',
-          created_at: r.created,
+          created_at: result.created,
           status: 'completed',
-          ...(r.instructions !== undefined ? { instructions: r.instructions } : {}),
-          output: [{ type: 'message', id: `msg_${r.requestId}`, role: 'assistant', status: 'completed', content: [{ type: 'output_text', text, annotations: [] }] }],
+          ...(result.instructions !== undefined ? { instructions: result.instructions } : {}),
+          output: [{ type: 'message', id: `msg_${result.requestId}`, role: 'assistant', status: 'completed', content: [{ type: 'output_text', text, annotations: [] }] }],
           text: { format: { type: 'text' } },
-          usage: responsesUsage(r),
+          usage: responsesUsage(result),
         },
-        r,
+        result,
       );
     case 'messages':
       return withKv(
         {
-          id: chatId(r),
+          id: chatId(result),
           type: 'message',
           role: 'assistant',
           content: [{ type: 'text', text }],
-          model: r.model,
-          stop_reason: anthropicStopReason(r.finishReason),
+          model: result.model,
+          stop_reason: anthropicStopReason(result.finishReason),
           stop_sequence: null,
-          usage: { input_tokens: r.promptTokens, cache_creation_input_tokens: 0, cache_read_input_tokens: r.cachedTokens, output_tokens: r.tokens.length },
+          usage: { input_tokens: result.promptTokens, cache_creation_input_tokens: 0, cache_read_input_tokens: result.cachedTokens, output_tokens: result.tokens.length },
         },
-        r,
+        result,
       );
     case 'generate':
       return withKv(
         {
-          choices: [{ index: 0, finish_reason: r.finishReason, token_ids: [...r.tokenIds] }],
-          request_id: r.requestId,
+          choices: [{ index: 0, finish_reason: result.finishReason, token_ids: [...result.tokenIds] }],
+          request_id: result.requestId,
           ec_transfer_params: null,
         },
-        r,
+        result,
       );
   }
 }
@@ -152,51 +153,51 @@ export interface SseEncoder {
   tail(): string;
 }
 
-export function sseEncoder(r: CompletionResult): SseEncoder {
-  const id = chatId(r);
-  const last = r.tokens.length - 1;
-  switch (r.api) {
+export function sseEncoder(result: CompletionResult): SseEncoder {
+  const id = chatId(result);
+  const last = result.tokens.length - 1;
+  switch (result.api) {
     case 'chat': {
       const chunk = (choices: unknown[], usage: unknown = null) =>
-        data({ id, model: r.model, object: 'chat.completion.chunk', created: r.created, usage, choices });
+        data({ id, model: result.model, object: 'chat.completion.chunk', created: result.created, usage, choices });
       return {
         head: () => chunk([{ index: 0, finish_reason: null, delta: { role: 'assistant' } }]),
-        token: (i) => chunk([{ index: 0, finish_reason: null, delta: { content: r.tokens[i] } }]),
+        token: (i) => chunk([{ index: 0, finish_reason: null, delta: { content: result.tokens[i] } }]),
         tail: () =>
-          chunk([{ index: 0, finish_reason: r.finishReason, delta: {} }]) + (r.includeUsage ? chunk([], usageOpenAI(r)) : '') + SSE_DONE,
+          chunk([{ index: 0, finish_reason: result.finishReason, delta: {} }]) + (result.includeUsage ? chunk([], usageOpenAI(result)) : '') + SSE_DONE,
       };
     }
     case 'completions': {
       const chunk = (choices: unknown[], usage: unknown = null) =>
-        data({ id, model: r.model, object: 'text_completion', created: r.created, usage, choices });
+        data({ id, model: result.model, object: 'text_completion', created: result.created, usage, choices });
       return {
         head: () => '',
-        token: (i) => chunk([{ index: 0, finish_reason: null, text: r.tokens[i] }]),
-        tail: () => chunk([{ index: 0, finish_reason: r.finishReason, text: '' }]) + (r.includeUsage ? chunk([], usageOpenAI(r)) : '') + SSE_DONE,
+        token: (i) => chunk([{ index: 0, finish_reason: null, text: result.tokens[i] }]),
+        tail: () => chunk([{ index: 0, finish_reason: result.finishReason, text: '' }]) + (result.includeUsage ? chunk([], usageOpenAI(result)) : '') + SSE_DONE,
       };
     }
     case 'generate': {
       return {
         head: () => '',
-        token: (i) => data({ request_id: r.requestId, choices: [{ index: 0, finish_reason: i === last ? r.finishReason : null, token_ids: [r.tokenIds[i]] }] }),
+        token: (i) => data({ request_id: result.requestId, choices: [{ index: 0, finish_reason: i === last ? result.finishReason : null, token_ids: [result.tokenIds[i]] }] }),
         tail: () =>
-          (last < 0 ? data({ request_id: r.requestId, choices: [{ index: 0, finish_reason: r.finishReason, token_ids: [] }] }) : '') +
-          (r.includeUsage ? data({ request_id: r.requestId, choices: [], usage: usageOpenAI(r) }) : '') +
+          (last < 0 ? data({ request_id: result.requestId, choices: [{ index: 0, finish_reason: result.finishReason, token_ids: [] }] }) : '') +
+          (result.includeUsage ? data({ request_id: result.requestId, choices: [], usage: usageOpenAI(result) }) : '') +
           SSE_DONE,
       };
     }
     case 'responses': {
-      const itemId = `msg_${r.requestId}`;
+      const itemId = `msg_${result.requestId}`;
       const response = (status: string, extra: Record<string, unknown> = {}) => ({
         id,
-        model: r.model,
+        model: result.model,
         object: 'response',
-        created_at: r.created,
+        created_at: result.created,
         status,
         text: { format: { type: 'text' } },
         ...extra,
       });
-      const text = () => r.tokens.join('');
+      const text = () => result.tokens.join('');
       return {
         head: () =>
           event('response.created', { type: 'response.created', response: response('in_progress') }) +
@@ -214,7 +215,7 @@ export function sseEncoder(r: CompletionResult): SseEncoder {
             part: { type: 'output_text', text: '', annotations: [] },
           }),
         token: (i) =>
-          event('response.output_text.delta', { type: 'response.output_text.delta', item_id: itemId, output_index: 0, content_index: 0, delta: r.tokens[i] }),
+          event('response.output_text.delta', { type: 'response.output_text.delta', item_id: itemId, output_index: 0, content_index: 0, delta: result.tokens[i] }),
         tail: () => {
           const full = text();
           const item = { type: 'message', id: itemId, role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: full, annotations: [] }] };
@@ -228,7 +229,7 @@ export function sseEncoder(r: CompletionResult): SseEncoder {
               part: { type: 'output_text', text: full, annotations: [] },
             }) +
             event('response.output_item.done', { type: 'response.output_item.done', output_index: 0, item }) +
-            event('response.completed', { type: 'response.completed', response: response('completed', { output: [item], usage: responsesUsage(r) }) })
+            event('response.completed', { type: 'response.completed', response: response('completed', { output: [item], usage: responsesUsage(result) }) })
           );
         },
       };
@@ -243,21 +244,21 @@ export function sseEncoder(r: CompletionResult): SseEncoder {
               type: 'message',
               role: 'assistant',
               content: [],
-              model: r.model,
+              model: result.model,
               stop_reason: null,
               stop_sequence: null,
-              usage: { input_tokens: r.promptTokens, cache_creation_input_tokens: 0, cache_read_input_tokens: r.cachedTokens, output_tokens: 0 },
+              usage: { input_tokens: result.promptTokens, cache_creation_input_tokens: 0, cache_read_input_tokens: result.cachedTokens, output_tokens: 0 },
             },
           }) +
           event('content_block_start', { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } }) +
           event('ping', { type: 'ping' }),
-        token: (i) => event('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: r.tokens[i] } }),
+        token: (i) => event('content_block_delta', { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: result.tokens[i] } }),
         tail: () =>
           event('content_block_stop', { type: 'content_block_stop', index: 0 }) +
           event('message_delta', {
             type: 'message_delta',
-            delta: { stop_reason: anthropicStopReason(r.finishReason), stop_sequence: null },
-            usage: { output_tokens: r.tokens.length },
+            delta: { stop_reason: anthropicStopReason(result.finishReason), stop_sequence: null },
+            usage: { output_tokens: result.tokens.length },
           }) +
           event('message_stop', { type: 'message_stop' }),
       };

@@ -24,9 +24,9 @@ import { renderPrompt, tokenIds, tokenize } from './tokenizer.js';
 import type { SimEngine, RequestRecord } from './sim-engine.js';
 import { registerAdminRoutes } from './admin.js';
 import { registerTokenizeRoutes } from './tokenize-routes.js';
-import { goJsonSyntaxError } from '../epp/extproc/go-json-error.js';
-
-type JsonObject = Record<string, unknown>;
+import { goJsonSyntaxError } from '../common/go-json-error.js';
+import { REQUEST_ID_HEADER, isDecodeLeg, isPrefillLeg, type PrefillAnswerKvParams } from '../common/pd-contract.js';
+import type { JsonObject } from '../common/json.js';
 
 function sendError(reply: FastifyReply, status: number, message: string, param: string | null = null): FastifyReply {
   return reply.code(status).header('content-type', 'application/json').send(openAIError(status, message, param));
@@ -49,7 +49,7 @@ function promptTokenIdsFor(api: ApiType, body: JsonObject): number[] {
     if (typeof p === 'string') return tokenIds(tokenize(p));
     if (Array.isArray(p) && p.length > 0) {
       if (typeof p[0] === 'number') return p as number[];
-      return (p as unknown[]).flatMap((x) => (typeof x === 'string' ? tokenIds(tokenize(x)) : Array.isArray(x) ? (x as number[]) : []));
+      return (p as unknown[]).flatMap((value) => (typeof value === 'string' ? tokenIds(tokenize(value)) : Array.isArray(value) ? (value as number[]) : []));
     }
     return [];
   }
@@ -112,14 +112,15 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
   }
 
   const model = typeof body.model === 'string' ? body.model : '';
-  if (!engine.servedModels.includes(model)) {
+  const lora = engine.loras.isLora(model) ? model : undefined;
+  if (!lora && !engine.servedModels.includes(model)) {
     finish(404);
     return sendError(reply, 404, `The model \`${model}\` does not exist.`);
   }
 
   const kvParams = kvTransferParamsOf(api, body);
-  const prefillOnly = kvParams?.do_remote_decode === true;
-  const remotePrefill = !prefillOnly && kvParams?.do_remote_prefill === true;
+  const prefillOnly = isPrefillLeg(kvParams);
+  const remotePrefill = isDecodeLeg(kvParams);
   record.kind = prefillOnly ? 'prefill' : remotePrefill ? 'decode' : 'aggregated';
   record.kvTransferParams = kvParams;
   const problem = semanticError(api, body, prefillOnly);
@@ -144,9 +145,9 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
     return sendError(reply, 500, 'the kv cache does not have sufficient capacity to store this request');
   }
 
-  const requestId = c.enableRequestIdHeaders && typeof request.headers['x-request-id'] === 'string' ? request.headers['x-request-id'] : randomUUID();
+  const requestId = c.enableRequestIdHeaders && typeof request.headers[REQUEST_ID_HEADER] === 'string' ? request.headers[REQUEST_ID_HEADER] : randomUUID();
   const headers: Record<string, string> = { ...podHeaders(engine) };
-  if (c.enableRequestIdHeaders) headers['x-request-id'] = requestId;
+  if (c.enableRequestIdHeaders) headers[REQUEST_ID_HEADER] = requestId;
   const stream = body.stream === true;
   const abort = new AbortController();
   const res = reply.raw;
@@ -167,7 +168,8 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
   const result: CompletionResult = {
     api,
     requestId,
-    model: engine.displayModel,
+    // A LoRA adapter keeps its own name in the response, as upstream; base-model aliases answer with the display name.
+    model: lora ?? engine.displayModel,
     created: Math.floor(Date.now() / 1000),
     tokens: [],
     tokenIds: [],
@@ -196,6 +198,7 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
         prefillOnly,
         remotePrefill,
         cacheSalt: salt,
+        lora,
         cacheHitThreshold: typeof body.cache_hit_threshold === 'number' ? body.cache_hit_threshold : undefined,
         forceCacheThreshold: (api === 'chat' || api === 'completions') && /^(1|t|true)$/i.test(String(request.headers['x-cache-threshold-finish-reason'] ?? '')),
         signal: abort.signal,
@@ -223,7 +226,7 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
     record.outputTokens = outcome.output.tokens.length;
     record.finishReason = outcome.output.finishReason;
     if (prefillOnly) {
-      result.kvTransferParams = {
+      const answer: PrefillAnswerKvParams = {
         do_remote_decode: false,
         do_remote_prefill: true,
         remote_engine_id: engine.engineId,
@@ -233,6 +236,7 @@ async function handleInference(engine: SimEngine, api: ApiType, request: Fastify
         tp_size: 1,
         remote_request_id: requestId,
       };
+      result.kvTransferParams = answer;
     }
     finish(200);
     if (stream && encoder) {
@@ -284,15 +288,27 @@ export function buildSimServer(engine: SimEngine): FastifyInstance {
 
   app.get('/v1/models', async () => ({
     object: 'list',
-    data: engine.servedModels.map((id) => ({
-      id,
-      object: 'model',
-      created: Math.floor(engine.startedAt / 1000),
-      owned_by: 'vllm',
-      root: engine.config.model[0],
-      parent: null,
-      max_model_len: engine.config.maxModelLen,
-    })),
+    data: [
+      ...engine.servedModels.map((id) => ({
+        id,
+        object: 'model',
+        created: Math.floor(engine.startedAt / 1000),
+        owned_by: 'vllm',
+        root: engine.config.model[0],
+        parent: null,
+        max_model_len: engine.config.maxModelLen,
+      })),
+      // LoRA adapters: root is the adapter's path, parent the base model (vLLM's and llm-d-inference-sim's shape).
+      ...[...engine.loras.modules.values()].map((lora) => ({
+        id: lora.name,
+        object: 'model',
+        created: Math.floor(engine.startedAt / 1000),
+        owned_by: 'vllm',
+        root: lora.path,
+        parent: engine.displayModel,
+        max_model_len: engine.config.maxModelLen,
+      })),
+    ],
   }));
   app.get('/health', async (_req, reply) => reply.header('content-type', 'application/json').send(''));
   app.get('/health/ready', async (_req, reply) => {

@@ -9,6 +9,7 @@ import { KVCacheSim, blockHashes, type BlockOrigin } from './kv-cache.js';
 import { BlockKeyHasher, formatTopic } from '../common/kv-events/index.js';
 import { KvEventPublisher, offsetEndpointPort, vllmBinds, type KvEventPublisherSettings, type VllmKvEventsConfig } from './kv-events.js';
 import { LatencyModel, type LatencySettings } from './latency.js';
+import { LoraState, parseLoraModules } from './lora.js';
 import { SimMetrics } from './metrics.js';
 import { SeededRandom } from './random.js';
 import { Scheduler, type Slot } from './scheduler.js';
@@ -77,6 +78,8 @@ export interface EngineRequest {
   /** X-Cache-Threshold-Finish-Reason: true forces the cache_threshold answer. */
   forceCacheThreshold: boolean;
   cacheSalt: string;
+  /** The LoRA adapter the request names (--lora-modules), if any. */
+  lora?: string;
   signal: AbortSignal;
 }
 
@@ -97,6 +100,7 @@ export interface EngineResult {
 export class SimEngine {
   readonly registry: Registry = createRegistry();
   readonly metrics: SimMetrics;
+  readonly loras: LoraState;
   readonly scheduler: Scheduler;
   readonly kv: KVCacheSim | undefined;
   /** vLLM's KV-event publisher, when --kv-events-config or --zmq-endpoint asks for one. */
@@ -132,6 +136,7 @@ export class SimEngine {
       kvCacheSize: config.kvCacheSize,
       kvCacheEnabled: config.enableKvcache,
     });
+    this.loras = new LoraState(parseLoraModules(config.loraModules), config.maxLoras, this.registry);
     this.scheduler = new Scheduler(config.maxNumSeqs, config.maxWaitingQueueLength, this.kv, () => this.updateGauges());
     this.stepLoop = new StepLoop(stepSettings(config), this.latency, () => this.updateGauges());
     this.engineId = config.engineId ? (config.dataParallelSize > 1 ? `${config.engineId}-dp${rank}` : config.engineId) : `pd-sim-${randomUUID()}`;
@@ -189,7 +194,15 @@ export class SimEngine {
     const hashes = this.promptHashes(req.promptTokenIds, req.cacheSalt);
     // Blocks of salted prompts are not reported: vLLM marks them with extra keys a router cannot reproduce.
     const origin: BlockOrigin | undefined = this.engineHasher && !req.cacheSalt ? { tokens: req.promptTokenIds, engineHashes: this.engineHasher.keys(this.displayModel, req.promptTokenIds) } : undefined;
-    const slot = await this.scheduler.acquire({ id: req.id, promptTokens, hashes, maxOutputTokens: reserveOutput, origin }, req.signal);
+    if (req.lora) this.loras.enqueue(req.lora);
+    let slot: Slot;
+    try {
+      slot = await this.scheduler.acquire({ id: req.id, promptTokens, hashes, maxOutputTokens: reserveOutput, origin }, req.signal);
+    } catch (e) {
+      if (req.lora) this.loras.dequeue(req.lora);
+      throw e;
+    }
+    if (req.lora) this.loras.start(req.lora);
     const m = this.metrics;
     const l = m.labels;
     try {
@@ -279,6 +292,7 @@ export class SimEngine {
       return { output, slot, promptTokens, cachedTokens };
     } finally {
       this.scheduler.release(slot);
+      if (req.lora) this.loras.finish(req.lora);
     }
   }
 
@@ -290,16 +304,16 @@ export class SimEngine {
   }
 
   /** Keeps the request for /admin/requests; `bodyBytes` is the size of the body as received. */
-  record(r: RequestRecord, bodyBytes: number): RequestRecord {
-    if (this.config.recordRequests <= 0) return r;
+  record(requestRecord: RequestRecord, bodyBytes: number): RequestRecord {
+    if (this.config.recordRequests <= 0) return requestRecord;
     // Only a body over the limit is serialised again (to keep its first bytes).
-    if (r.body !== undefined && bodyBytes > RECORD_BODY_LIMIT) {
-      r.body = JSON.stringify(r.body).slice(0, RECORD_BODY_LIMIT);
-      r.bodyTruncated = true;
+    if (requestRecord.body !== undefined && bodyBytes > RECORD_BODY_LIMIT) {
+      requestRecord.body = JSON.stringify(requestRecord.body).slice(0, RECORD_BODY_LIMIT);
+      requestRecord.bodyTruncated = true;
     }
-    this.records.push(r);
+    this.records.push(requestRecord);
     if (this.records.length > this.config.recordRequests) this.records.splice(0, this.records.length - this.config.recordRequests);
-    return r;
+    return requestRecord;
   }
 
   recentRequests(): readonly RequestRecord[] {
@@ -311,31 +325,31 @@ export class SimEngine {
   }
 }
 
-export function stepSettings(c: SimConfig): StepSettings {
+export function stepSettings(optionValues: SimConfig): StepSettings {
   return {
-    maxNumBatchedTokens: c.maxNumBatchedTokens,
-    prefillTimePerToken: c.prefillTimePerToken,
-    prefillOverhead: c.prefillOverhead,
-    timeScale: c.timeScale,
+    maxNumBatchedTokens: optionValues.maxNumBatchedTokens,
+    prefillTimePerToken: optionValues.prefillTimePerToken,
+    prefillOverhead: optionValues.prefillOverhead,
+    timeScale: optionValues.timeScale,
   };
 }
 
-export function latencySettings(c: SimConfig): LatencySettings {
+export function latencySettings(optionValues: SimConfig): LatencySettings {
   return {
-    latencyCalculator: c.latencyCalculator,
-    timeToFirstToken: c.timeToFirstToken,
-    timeToFirstTokenStdDev: c.timeToFirstTokenStdDev,
-    interTokenLatency: c.interTokenLatency,
-    interTokenLatencyStdDev: c.interTokenLatencyStdDev,
-    prefillOverhead: c.prefillOverhead,
-    prefillTimePerToken: c.prefillTimePerToken,
-    prefillTimeStdDev: c.prefillTimeStdDev,
-    kvCacheTransferLatency: c.kvCacheTransferLatency,
-    kvCacheTransferLatencyStdDev: c.kvCacheTransferLatencyStdDev,
-    kvCacheTransferTimePerToken: c.kvCacheTransferTimePerToken,
-    kvCacheTransferTimeStdDev: c.kvCacheTransferTimeStdDev,
-    timeFactorUnderLoad: c.timeFactorUnderLoad,
-    maxNumSeqs: c.maxNumSeqs,
-    latencyMsTruncation: c.latencyMsTruncation,
+    latencyCalculator: optionValues.latencyCalculator,
+    timeToFirstToken: optionValues.timeToFirstToken,
+    timeToFirstTokenStdDev: optionValues.timeToFirstTokenStdDev,
+    interTokenLatency: optionValues.interTokenLatency,
+    interTokenLatencyStdDev: optionValues.interTokenLatencyStdDev,
+    prefillOverhead: optionValues.prefillOverhead,
+    prefillTimePerToken: optionValues.prefillTimePerToken,
+    prefillTimeStdDev: optionValues.prefillTimeStdDev,
+    kvCacheTransferLatency: optionValues.kvCacheTransferLatency,
+    kvCacheTransferLatencyStdDev: optionValues.kvCacheTransferLatencyStdDev,
+    kvCacheTransferTimePerToken: optionValues.kvCacheTransferTimePerToken,
+    kvCacheTransferTimeStdDev: optionValues.kvCacheTransferTimeStdDev,
+    timeFactorUnderLoad: optionValues.timeFactorUnderLoad,
+    maxNumSeqs: optionValues.maxNumSeqs,
+    latencyMsTruncation: optionValues.latencyMsTruncation,
   };
 }

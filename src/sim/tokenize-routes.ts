@@ -14,10 +14,9 @@
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { openAIError } from '../common/index.js';
+import { isObject, type JsonObject } from '../common/json.js';
 import type { SimEngine } from './sim-engine.js';
 import { renderPrompt, tokenIds, tokenize } from './tokenizer.js';
-
-type JsonObject = Record<string, unknown>;
 
 function send(reply: FastifyReply, status: number, body: unknown): FastifyReply {
   return reply.code(status).header('content-type', 'application/json').send(JSON.stringify(body));
@@ -26,9 +25,8 @@ function send(reply: FastifyReply, status: number, body: unknown): FastifyReply 
 function parse(raw: unknown): JsonObject | string {
   const buf = raw as Buffer | undefined;
   try {
-    const v = JSON.parse(buf && buf.length > 0 ? buf.toString('utf8') : '') as unknown;
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'the request body must be a JSON object';
-    return v as JsonObject;
+    const value = JSON.parse(buf && buf.length > 0 ? buf.toString('utf8') : '') as unknown;
+    return isObject(value) ? value : 'the request body must be a JSON object';
   } catch (e) {
     return `the request body is not JSON: ${(e as Error).message}`;
   }

@@ -7,6 +7,7 @@
  * Chat-style prompts are rendered as `### <role>: <content>\n` per message before tokenizing, as upstream renders them.
  */
 import { contentText, type ApiType } from '../common/index.js';
+import { isObject, type JsonObject } from '../common/json.js';
 
 const TOKEN = /([{}:,\-.?!;@#$%^&*()+_~/\\><[\]="']|[0-9A-Za-z_]+)([\t\n\f\r ]*)/g;
 
@@ -28,12 +29,6 @@ export function tokenId(token: string): number {
 
 export function tokenIds(tokens: readonly string[]): number[] {
   return tokens.map(tokenId);
-}
-
-type JsonObject = Record<string, unknown>;
-
-function isObject(v: unknown): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function renderMessages(messages: readonly unknown[]): string {
@@ -64,7 +59,7 @@ export function renderPrompt(api: ApiType, body: JsonObject): string {
       return renderMessages(msgs);
     }
     case 'completions':
-      return typeof body.prompt === 'string' ? body.prompt : Array.isArray(body.prompt) ? body.prompt.filter((p) => typeof p === 'string').join('') : '';
+      return typeof body.prompt === 'string' ? body.prompt : Array.isArray(body.prompt) ? body.prompt.filter((params) => typeof params === 'string').join('') : '';
     case 'generate':
       return '';
   }

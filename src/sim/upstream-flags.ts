@@ -10,10 +10,10 @@ const R = [V] as const;
 
 const harmlessDefault =
   <T>(dflt: T) =>
-  (v: T) =>
-    v === dflt;
+  (value: T) =>
+    value === dflt;
 
-const ignored = (spec: CompatEntry['spec'], reason: string, harmless?: (v: any) => boolean): CompatEntry => compat.ignored(R, spec!, reason, harmless ? { harmless } : {});
+const ignored = (spec: CompatEntry['spec'], reason: string, harmless?: (value: any) => boolean): CompatEntry => compat.ignored(R, spec!, reason, harmless ? { harmless } : {});
 
 /** Flags upstream itself reads and ignores (accepted for vLLM command-line compatibility). */
 const ignoredUpstreamToo = (spec: CompatEntry['spec']): CompatEntry => ignored(spec, 'llm-d-inference-sim ignores it too (vLLM compatibility).', () => true);
@@ -23,7 +23,7 @@ const toolCalls = (description: string, dflt: number): CompatEntry =>
 
 /** Upstream's `--x` / `--no-x` toggle pair for a feature pd-router lacks: warned when turned on. */
 const toggle = (name: string, description: string, reason: string): Record<string, CompatEntry> => ({
-  [name]: ignored(opt.bool({ default: false, description }), reason, (v: boolean) => !v),
+  [name]: ignored(opt.bool({ default: false, description }), reason, (flag: boolean) => !flag),
   [`no-${name}`]: ignored(opt.bool({ default: false, description: `The opposite of --${name}.` }), reason, () => true),
 });
 
@@ -85,9 +85,9 @@ export const simUpstream: CompatTable = {
       'every rank runs in the one process (--data-parallel-size, rank r on port+r).',
       harmlessDefault(-1),
     ),
-    'max-loras': ignored(opt.int({ default: 1, description: 'LoRAs in one batch.' }), 'LoRA adapters are not simulated.', harmlessDefault(1)),
-    'max-cpu-loras': ignored(opt.int({ default: 0, description: 'LoRAs kept in CPU memory.' }), 'LoRA adapters are not simulated.', harmlessDefault(0)),
-    'lora-modules': ignored(opt.list({ default: [], variadic: true, description: 'LoRA adapters (JSON strings).' }), 'LoRA adapters are not simulated: requests for them get 404 model not found.', (v: string[]) => v.length === 0),
+    'max-loras': compat.implemented('maxLoras', R),
+    'lora-modules': compat.implemented('loraModules', R),
+    'max-cpu-loras': ignored(opt.int({ default: 0, description: 'LoRAs kept in CPU memory.' }), 'LoRA adapters are not loaded or evicted, so there is no CPU tier.', harmlessDefault(0)),
     'max-tool-call-integer-param': toolCalls('Largest integer tool-call parameter.', 100),
     'min-tool-call-integer-param': toolCalls('Smallest integer tool-call parameter.', 0),
     'max-tool-call-number-param': toolCalls('Largest number tool-call parameter.', 100),
@@ -112,16 +112,16 @@ export const simUpstream: CompatTable = {
     'render-timeout': ignored(opt.duration({ default: 30_000, description: 'Render request timeout.' }), 'no render service is called.', () => true),
     'mm-render-timeout': ignored(opt.duration({ default: 60_000, description: 'Multi-modal render request timeout.' }), 'no render service is called.', () => true),
     ...toggle('enable-sleep-mode', 'Sleep mode (/sleep, /wake_up).', 'sleep mode is not simulated (no /sleep or /wake_up).'),
-    'log-http': ignored(opt.bool({ default: false, description: 'Log full HTTP requests and responses.' }), 'requests are not logged in full; GET /admin/requests shows the recent ones.', (v: boolean) => !v),
+    'log-http': ignored(opt.bool({ default: false, description: 'Log full HTTP requests and responses.' }), 'requests are not logged in full; GET /admin/requests shows the recent ones.', (flag: boolean) => !flag),
     'failure-injection-rate': ignored(
       opt.int({ default: 0, min: 0, max: 100, description: 'Probability (0-100) of an injected failure.' }),
       'random failure injection is not implemented; use the X-Return-Error header or POST /admin/config.',
       harmlessDefault(0),
     ),
-    'failure-types': ignored(opt.list({ default: [], variadic: true, description: 'Failure types to inject.' }), 'random failure injection is not implemented.', (v: string[]) => v.length === 0),
+    'failure-types': ignored(opt.list({ default: [], variadic: true, description: 'Failure types to inject.' }), 'random failure injection is not implemented.', (items: string[]) => items.length === 0),
     'ssl-certfile': ignored(opt.string({ default: '', description: 'TLS certificate.' }), 'the simulator serves plain HTTP only.', harmlessDefault('')),
     'ssl-keyfile': ignored(opt.string({ default: '', description: 'TLS key.' }), 'the simulator serves plain HTTP only.', harmlessDefault('')),
-    'self-signed-certs': ignored(opt.bool({ default: false, description: 'HTTPS with a self-signed certificate.' }), 'the simulator serves plain HTTP only.', (v: boolean) => !v),
+    'self-signed-certs': ignored(opt.bool({ default: false, description: 'HTTPS with a self-signed certificate.' }), 'the simulator serves plain HTTP only.', (flag: boolean) => !flag),
     'default-embedding-dimensions': ignored(opt.int({ default: 384, description: 'Embedding size for /v1/embeddings.' }), '/v1/embeddings is not simulated.', harmlessDefault(384)),
     'fake-metrics': ignored(anyValue('Metrics reported instead of the real ones (JSON; a mapping in the config file).'), "metrics are always the simulated engine's own."),
     'fake-metrics-refresh-interval': ignored(opt.duration({ default: 100, description: 'Fake metrics refresh.' }), 'fake metrics are not implemented.', () => true),
@@ -144,7 +144,7 @@ export const simUpstream: CompatTable = {
     POD_NAMESPACE: compat.implemented(undefined, R, { via: 'the simulator (x-inference-namespace response header)' }),
     PYTHONHASHSEED: compat.implemented('hashSeed', R),
     VLLM_SERVER_DEV_MODE: compat.ignored(R, opt.string({ default: '', description: '"1" enables vLLM\'s development endpoints.' }), 'the development endpoints are not simulated.', {
-      harmless: (v: string) => v !== '1',
+      harmless: (value: string) => value !== '1',
     }),
   },
 };

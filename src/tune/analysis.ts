@@ -50,13 +50,13 @@ export interface Recommendation {
   text: string;
 }
 
-export function runPoint(r: SweepRun, slo: SloTargets): RunPoint {
-  const s = r.summary;
-  const g = gpus(r.topology);
+export function runPoint(sweepRun: SweepRun, slo: SloTargets): RunPoint {
+  const s = sweepRun.summary;
+  const g = gpus(sweepRun.topology);
   const tpotMean = s.latency.timePerOutputToken.mean;
   return {
-    topology: r.topology.name,
-    load: r.load,
+    topology: sweepRun.topology.name,
+    load: sweepRun.load,
     gpus: g,
     outputTokensPerSec: s.throughput.outputTokensPerSec,
     outputTokensPerSecPerGpu: s.throughput.outputTokensPerSec / g,
@@ -74,13 +74,13 @@ export function runPoint(r: SweepRun, slo: SloTargets): RunPoint {
 /** Points no other point beats on both throughput per GPU and tokens per second per user. */
 export function paretoFront(points: readonly RunPoint[]): RunPoint[] {
   return points.filter(
-    (p) =>
+    (runPoint) =>
       !points.some(
-        (q) =>
-          q !== p &&
-          q.outputTokensPerSecPerGpu >= p.outputTokensPerSecPerGpu &&
-          q.tokensPerSecPerUser >= p.tokensPerSecPerUser &&
-          (q.outputTokensPerSecPerGpu > p.outputTokensPerSecPerGpu || q.tokensPerSecPerUser > p.tokensPerSecPerUser),
+        (point) =>
+          point !== runPoint &&
+          point.outputTokensPerSecPerGpu >= runPoint.outputTokensPerSecPerGpu &&
+          point.tokensPerSecPerUser >= runPoint.tokensPerSecPerUser &&
+          (point.outputTokensPerSecPerGpu > runPoint.outputTokensPerSecPerGpu || point.tokensPerSecPerUser > runPoint.tokensPerSecPerUser),
       ),
   );
 }
@@ -91,7 +91,7 @@ export function topologyGoodputs(runs: readonly SweepRun[], slo: SloTargets): To
   return [...byTopology.values()].map((rs) => {
     const t = rs[0]!.topology;
     const g = sloGoodput(
-      rs.map((r) => r.summary),
+      rs.map((sweepRun) => sweepRun.summary),
       slo,
     );
     return {
@@ -106,9 +106,9 @@ export function topologyGoodputs(runs: readonly SweepRun[], slo: SloTargets): To
 }
 
 export function recommend(goodputs: readonly TopologyGoodput[], gpuBudget: number, slo: SloTargets): Recommendation {
-  const within = goodputs.filter((g) => g.gpus <= gpuBudget);
-  const excludedByBudget = goodputs.filter((g) => g.gpus > gpuBudget).map((g) => g.topology);
-  const ranked = [...within].sort((a, b) => b.goodputPerGpu - a.goodputPerGpu || b.goodput - a.goodput);
+  const within = goodputs.filter((goodput) => goodput.gpus <= gpuBudget);
+  const excludedByBudget = goodputs.filter((goodput) => goodput.gpus > gpuBudget).map((goodput) => goodput.topology);
+  const ranked = [...within].sort((left, right) => right.goodputPerGpu - left.goodputPerGpu || right.goodput - left.goodput);
   const sloText = [slo.ttftMs !== undefined ? `TTFT p${slo.percentile} ≤ ${slo.ttftMs} ms` : '', slo.tpotMs !== undefined ? `TPOT p${slo.percentile} ≤ ${slo.tpotMs} ms` : '']
     .filter(Boolean)
     .join(' and ');
@@ -121,7 +121,7 @@ export function recommend(goodputs: readonly TopologyGoodput[], gpuBudget: numbe
   }
   const runnerUp = ranked[1];
   const margin = runnerUp && runnerUp.goodputPerGpu > 0 ? (best.goodputPerGpu - runnerUp.goodputPerGpu) / runnerUp.goodputPerGpu : undefined;
-  const f = (n: number) => n.toFixed(1);
+  const f = (count: number) => count.toFixed(1);
   const kind = `${best.kind === 'pd' ? 'P/D' : 'aggregated'}, ${best.gpus} GPUs`;
   const shape = shapeName(best.topology);
   let text = `Recommended: ${shape ? `${shape} (${best.topology}; ${kind})` : `${best.topology} (${kind})`}: SLO goodput ${f(best.goodput)} output tokens/s, ${f(best.goodputPerGpu)} per GPU, under ${sloText}.`;
@@ -133,8 +133,8 @@ export function recommend(goodputs: readonly TopologyGoodput[], gpuBudget: numbe
   return { best, runnerUp, margin, excludedByBudget, text };
 }
 
-const n1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : 'n/a');
-const ms = (s: number) => (Number.isFinite(s) ? (s * 1000).toFixed(1) : 'n/a');
+const n1 = (count: number) => (Number.isFinite(count) ? count.toFixed(1) : 'n/a');
+const ms = (seconds: number) => (Number.isFinite(seconds) ? (seconds * 1000).toFixed(1) : 'n/a');
 
 export function resultsTable(points: readonly RunPoint[], loadKind: SweepRun['loadKind']): string {
   const lines = [
@@ -151,7 +151,7 @@ export function resultsTable(points: readonly RunPoint[], loadKind: SweepRun['lo
 
 export function goodputTable(goodputs: readonly TopologyGoodput[]): string {
   const lines = ['| topology | kind | GPUs | SLO goodput (tok/s) | per GPU | at load |', '|---|---|---:|---:|---:|---:|'];
-  for (const g of [...goodputs].sort((a, b) => b.goodputPerGpu - a.goodputPerGpu)) {
+  for (const g of [...goodputs].sort((left, right) => right.goodputPerGpu - left.goodputPerGpu)) {
     lines.push(`| ${displayName(g.topology)} | ${g.kind === 'pd' ? 'P/D' : 'aggregated'} | ${g.gpus} | ${n1(g.goodput)} | ${n1(g.goodputPerGpu)} | ${g.atLoad ?? '—'} |`);
   }
   return lines.join('\n');

@@ -18,37 +18,37 @@ export { renderLineChart, niceTicks } from './svg-chart.js';
 export { writeSweepOutputs } from './report.js';
 export { runSweep } from './runner.js';
 
-export async function runTune(v: OptionValues<typeof tuneOptions>, logger: Logger, signal?: AbortSignal): Promise<Recommendation> {
-  const preset = TUNE_PRESETS[v.preset]!;
-  const endpoint = v.endpoint || undefined;
+export async function runTune(optionValues: OptionValues<typeof tuneOptions>, logger: Logger, signal?: AbortSignal): Promise<Recommendation> {
+  const preset = TUNE_PRESETS[optionValues.preset]!;
+  const endpoint = optionValues.endpoint || undefined;
   const topologies: Topology[] = endpoint
-    ? [{ ...parseTopology(`agg${v.gpus}`), name: v.label }]
-    : (v.topologies.length > 0 ? v.topologies : preset.topologies).map(parseTopology);
-  const loads = v.concurrency.length > 0 ? v.concurrency.map(Number) : preset.loads;
+    ? [{ ...parseTopology(`agg${optionValues.gpus}`), name: optionValues.label }]
+    : (optionValues.topologies.length > 0 ? optionValues.topologies : preset.topologies).map(parseTopology);
+  const loads = optionValues.concurrency.length > 0 ? optionValues.concurrency.map(Number) : preset.loads;
   const slo = {
-    ttftMs: v.sloTtft > 0 ? v.sloTtft : preset.slo.ttftMs,
-    tpotMs: v.sloTpot > 0 ? v.sloTpot : preset.slo.tpotMs,
-    percentile: Number(v.sloPercentile) as 50 | 90 | 95 | 99,
+    ttftMs: optionValues.sloTtft > 0 ? optionValues.sloTtft : preset.slo.ttftMs,
+    tpotMs: optionValues.sloTpot > 0 ? optionValues.sloTpot : preset.slo.tpotMs,
+    percentile: Number(optionValues.sloPercentile) as 50 | 90 | 95 | 99,
   };
-  const timeScale = v.timeScale > 0 ? v.timeScale : preset.timeScale;
+  const timeScale = optionValues.timeScale > 0 ? optionValues.timeScale : preset.timeScale;
   const started = Date.now();
   const runs = await runSweep({
     topologies,
     loads,
-    requestsPerConcurrency: v.requestsPerConcurrency > 0 ? v.requestsPerConcurrency : preset.requestsPerConcurrency,
+    requestsPerConcurrency: optionValues.requestsPerConcurrency > 0 ? optionValues.requestsPerConcurrency : preset.requestsPerConcurrency,
     workload: preset.workload,
-    profile: (v.profile || preset.profile) as ProfileName,
+    profile: (optionValues.profile || preset.profile) as ProfileName,
     timeScale,
-    model: v.model,
-    seed: v.seed,
-    outDir: path.resolve(v.out),
+    model: optionValues.model,
+    seed: optionValues.seed,
+    outDir: path.resolve(optionValues.out),
     endpoint,
     logger,
     progress: (line) => process.stderr.write(`${line}\n`),
     signal,
   });
-  return writeSweepOutputs(path.resolve(v.out), runs, slo, endpoint ? v.gpus : v.gpuBudget > 0 ? v.gpuBudget : preset.gpuBudget, {
-    title: endpoint ? `Load sweep of ${v.label}` : `xPyD tuning: ${v.preset}`,
+  return writeSweepOutputs(path.resolve(optionValues.out), runs, slo, endpoint ? optionValues.gpus : optionValues.gpuBudget > 0 ? optionValues.gpuBudget : preset.gpuBudget, {
+    title: endpoint ? `Load sweep of ${optionValues.label}` : `xPyD tuning: ${optionValues.preset}`,
     command: `pd-router tune ${process.argv.slice(3).join(' ')}`.trim(),
     description: endpoint ? `Load levels against ${endpoint}.` : preset.description,
     workload: `${preset.workload.name}: ${preset.workload.description}`,

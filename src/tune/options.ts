@@ -39,24 +39,24 @@ is torn down. With --endpoint the load levels run against a real deployment. Wri
 goodput per topology, every run), results.json, SVG plots and each run's inference-perf report.`,
   options: tuneOptions,
   envPrefix: 'PD_TUNE',
-  validate: (v) => {
+  validate: (optionValues) => {
     const problems: string[] = [];
-    for (const t of v.topologies) {
+    for (const t of optionValues.topologies) {
       try {
         parseTopology(t);
       } catch (err) {
         problems.push(`--topologies: "${t}": ${(err as Error).message}`);
       }
     }
-    for (const c of v.concurrency) {
+    for (const c of optionValues.concurrency) {
       if (!/^[1-9]\d*$/.test(c)) problems.push(`--concurrency: "${c}" is not a positive whole number`);
     }
-    if (v.endpoint) {
+    if (optionValues.endpoint) {
       try {
-        const u = new URL(v.endpoint);
-        if (u.protocol !== 'http:' && u.protocol !== 'https:') problems.push(`--endpoint: "${v.endpoint}" is not an http(s) URL`);
+        const u = new URL(optionValues.endpoint);
+        if (u.protocol !== 'http:' && u.protocol !== 'https:') problems.push(`--endpoint: "${optionValues.endpoint}" is not an http(s) URL`);
       } catch {
-        problems.push(`--endpoint: "${v.endpoint}" is not a URL`);
+        problems.push(`--endpoint: "${optionValues.endpoint}" is not a URL`);
       }
     }
     return problems;

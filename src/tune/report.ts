@@ -24,26 +24,26 @@ export const PLOT_FILES = {
 
 export function writeSweepOutputs(outDir: string, runs: readonly SweepRun[], slo: SloTargets, gpuBudget: number, meta: SweepMeta): Recommendation {
   mkdirSync(outDir, { recursive: true });
-  const points = runs.map((r) => runPoint(r, slo));
+  const points = runs.map((sweepRun) => runPoint(sweepRun, slo));
   const front = paretoFront(points);
   const goodputs = topologyGoodputs(runs, slo);
   const rec = recommend(goodputs, gpuBudget, slo);
-  const topologies = [...new Set(points.map((p) => p.topology))];
+  const topologies = [...new Set(points.map((runPoint) => runPoint.topology))];
   type Point = (typeof points)[number];
   // Latency plots show the percentile the SLO gates on, so the SLO line and the points are comparable.
   const pkey = `p${slo.percentile}` as 'p50' | 'p90' | 'p95' | 'p99';
-  const atSlo = (p: Point, metric: 'timeToFirstToken' | 'timePerOutputToken') => runs[points.indexOf(p)]!.summary.latency[metric][pkey];
+  const atSlo = (runPoint: Point, metric: 'timeToFirstToken' | 'timePerOutputToken') => runs[points.indexOf(runPoint)]!.summary.latency[metric][pkey];
   const unit = runs[0]?.loadKind === 'rate' ? 'rate' : 'c';
   // Each point is one load level; where the x axis is not the load, the point says which it is.
-  const series = (x: (p: Point) => number, y: (p: Point) => number, labelled = false): ChartSeries[] =>
-    topologies.map((t) => ({
-      name: displayName(t),
-      points: points.filter((p) => p.topology === t).map((p) => ({ x: x(p), y: y(p), label: labelled ? `${unit}=${p.load}` : undefined })),
+  const series = (fn: (runPoint: Point) => number, item: (runPoint: Point) => number, labelled = false): ChartSeries[] =>
+    topologies.map((text) => ({
+      name: displayName(text),
+      points: points.filter((runPoint) => runPoint.topology === text).map((runPoint) => ({ x: fn(runPoint), y: item(runPoint), label: labelled ? `${unit}=${runPoint.load}` : undefined })),
     }));
   // The recommended shape at the load level that gave its goodput, drawn as a star on every plot.
-  const chosen = rec.best && points.find((p) => p.topology === rec.best!.topology && p.load === rec.best!.atLoad);
-  const marked = (x: (p: Point) => number, y: (p: Point) => number): MarkedPoint | undefined =>
-    chosen && { x: x(chosen), y: y(chosen), label: `recommended: ${shapeName(chosen.topology) ?? chosen.topology} at ${unit === 'c' ? 'concurrency' : 'rate'} ${chosen.load}` };
+  const chosen = rec.best && points.find((runPoint) => runPoint.topology === rec.best!.topology && runPoint.load === rec.best!.atLoad);
+  const marked = (fn: (runPoint: Point) => number, item: (runPoint: Point) => number): MarkedPoint | undefined =>
+    chosen && { x: fn(chosen), y: item(chosen), label: `recommended: ${shapeName(chosen.topology) ?? chosen.topology} at ${unit === 'c' ? 'concurrency' : 'rate'} ${chosen.load}` };
   const sloLine = (target: number | undefined, scale: number, what: string): ReferenceLine[] =>
     target === undefined ? [] : [{ y: target * scale, label: `SLO: ${what} p${slo.percentile} ≤ ${target} ms` }];
 
@@ -53,10 +53,10 @@ export function writeSweepOutputs(outDir: string, runs: readonly SweepRun[], slo
       title: 'Throughput per GPU vs interactivity (one point per concurrency level)',
       xLabel: 'Tokens per second per user (1 / mean TPOT)',
       yLabel: 'Output tokens per second per GPU',
-      series: series((p) => p.tokensPerSecPerUser, (p) => p.outputTokensPerSecPerGpu, true),
-      highlight: front.map((p) => ({ x: p.tokensPerSecPerUser, y: p.outputTokensPerSecPerGpu })),
+      series: series((runPoint) => runPoint.tokensPerSecPerUser, (runPoint) => runPoint.outputTokensPerSecPerGpu, true),
+      highlight: front.map((runPoint) => ({ x: runPoint.tokensPerSecPerUser, y: runPoint.outputTokensPerSecPerGpu })),
       highlightLabel: 'Pareto front',
-      marked: marked((p) => p.tokensPerSecPerUser, (p) => p.outputTokensPerSecPerGpu),
+      marked: marked((runPoint) => runPoint.tokensPerSecPerUser, (runPoint) => runPoint.outputTokensPerSecPerGpu),
     }),
   );
   writeFileSync(
@@ -65,9 +65,9 @@ export function writeSweepOutputs(outDir: string, runs: readonly SweepRun[], slo
       title: `Time to first token (p${slo.percentile}) vs load`,
       xLabel: 'Concurrency (requests in flight)',
       yLabel: `TTFT p${slo.percentile} (s)`,
-      series: series((p) => p.load, (p) => atSlo(p, 'timeToFirstToken')),
+      series: series((runPoint) => runPoint.load, (runPoint) => atSlo(runPoint, 'timeToFirstToken')),
       referenceLines: sloLine(slo.ttftMs, 1 / 1000, 'TTFT'),
-      marked: marked((p) => p.load, (p) => atSlo(p, 'timeToFirstToken')),
+      marked: marked((runPoint) => runPoint.load, (runPoint) => atSlo(runPoint, 'timeToFirstToken')),
     }),
   );
   writeFileSync(
@@ -76,9 +76,9 @@ export function writeSweepOutputs(outDir: string, runs: readonly SweepRun[], slo
       title: `Time per output token (p${slo.percentile}) vs load`,
       xLabel: 'Concurrency (requests in flight)',
       yLabel: `TPOT p${slo.percentile} (ms)`,
-      series: series((p) => p.load, (p) => atSlo(p, 'timePerOutputToken') * 1000),
+      series: series((runPoint) => runPoint.load, (runPoint) => atSlo(runPoint, 'timePerOutputToken') * 1000),
       referenceLines: sloLine(slo.tpotMs, 1, 'TPOT'),
-      marked: marked((p) => p.load, (p) => atSlo(p, 'timePerOutputToken') * 1000),
+      marked: marked((runPoint) => runPoint.load, (runPoint) => atSlo(runPoint, 'timePerOutputToken') * 1000),
     }),
   );
 
@@ -110,7 +110,7 @@ export function writeSweepOutputs(outDir: string, runs: readonly SweepRun[], slo
     '',
     '## Pareto front (throughput per GPU vs tokens per second per user)',
     '',
-    ...front.map((p) => `- ${displayName(p.topology)} at concurrency ${p.load}: ${p.outputTokensPerSecPerGpu.toFixed(1)} tok/s/GPU, ${p.tokensPerSecPerUser.toFixed(1)} tok/s/user`),
+    ...front.map((runPoint) => `- ${displayName(runPoint.topology)} at concurrency ${runPoint.load}: ${runPoint.outputTokensPerSecPerGpu.toFixed(1)} tok/s/GPU, ${runPoint.tokensPerSecPerUser.toFixed(1)} tok/s/user`),
     '',
     '## Plots',
     '',

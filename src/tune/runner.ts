@@ -30,73 +30,73 @@ export interface SweepOptions {
   signal?: AbortSignal;
 }
 
-function runDir(o: SweepOptions, t: Topology): string {
-  const d = path.join(o.outDir, 'runs', t.name);
+function runDir(sweepOptions: SweepOptions, topology: Topology): string {
+  const d = path.join(sweepOptions.outDir, 'runs', topology.name);
   mkdirSync(d, { recursive: true });
   return d;
 }
 
-async function runLevels(o: SweepOptions, t: Topology, baseUrl: string, out: SweepRun[]): Promise<void> {
-  for (const c of o.loads) {
-    if (o.signal?.aborted) return;
+async function runLevels(sweepOptions: SweepOptions, value: Topology, baseUrl: string, out: SweepRun[]): Promise<void> {
+  for (const c of sweepOptions.loads) {
+    if (sweepOptions.signal?.aborted) return;
     const started = Date.now();
     const result = await runLoad({
       baseUrl,
-      model: o.model,
-      profile: o.workload,
+      model: sweepOptions.model,
+      profile: sweepOptions.workload,
       arrival: { kind: 'concurrency', concurrency: c },
-      requests: Math.max(c, o.requestsPerConcurrency * c),
-      timeScale: o.endpoint ? 1 : o.timeScale,
-      seed: o.seed,
+      requests: Math.max(c, sweepOptions.requestsPerConcurrency * c),
+      timeScale: sweepOptions.endpoint ? 1 : sweepOptions.timeScale,
+      seed: sweepOptions.seed,
       progress: false,
-      signal: o.signal,
+      signal: sweepOptions.signal,
     });
     const s = result.summary;
-    out.push({ topology: t, load: c, loadKind: 'concurrency', summary: s });
+    out.push({ topology: value, load: c, loadKind: 'concurrency', summary: s });
     const report = inferencePerfReport(result, {
       load: { type: 'concurrent', concurrency: c, num_prompts: result.samples.length },
-      server: { topology: t.name, gpus: gpus(t), endpoint: o.endpoint ?? 'simulators', timeScale: o.endpoint ? 1 : o.timeScale },
+      server: { topology: value.name, gpus: gpus(value), endpoint: sweepOptions.endpoint ?? 'simulators', timeScale: sweepOptions.endpoint ? 1 : sweepOptions.timeScale },
     });
-    const dir = runDir(o, t);
+    const dir = runDir(sweepOptions, value);
     writeFileSync(path.join(dir, `concurrency-${c}.yaml`), toYaml(report));
     writeFileSync(path.join(dir, `concurrency-${c}.json`), JSON.stringify(report, null, 2) + '\n');
-    o.progress(
-      `  ${t.name} concurrency ${c}: ${s.requests.total - s.requests.failures}/${s.requests.total} ok, ${s.throughput.outputTokensPerSec.toFixed(0)} tok/s, TTFT p90 ${(s.latency.timeToFirstToken.p90 * 1000).toFixed(0)} ms, TPOT p90 ${(s.latency.timePerOutputToken.p90 * 1000).toFixed(1)} ms (${((Date.now() - started) / 1000).toFixed(1)} s)`,
+    sweepOptions.progress(
+      `  ${value.name} concurrency ${c}: ${s.requests.total - s.requests.failures}/${s.requests.total} ok, ${s.throughput.outputTokensPerSec.toFixed(0)} tok/s, TTFT p90 ${(s.latency.timeToFirstToken.p90 * 1000).toFixed(0)} ms, TPOT p90 ${(s.latency.timePerOutputToken.p90 * 1000).toFixed(1)} ms (${((Date.now() - started) / 1000).toFixed(1)} s)`,
     );
   }
 }
 
-export async function runSweep(o: SweepOptions): Promise<SweepRun[]> {
+export async function runSweep(sweepOptions: SweepOptions): Promise<SweepRun[]> {
   const runs: SweepRun[] = [];
-  if (o.endpoint) {
-    const t = o.topologies[0]!;
-    o.progress(`${t.name} at ${o.endpoint}`);
-    await runLevels(o, t, o.endpoint, runs);
+  if (sweepOptions.endpoint) {
+    const t = sweepOptions.topologies[0]!;
+    sweepOptions.progress(`${t.name} at ${sweepOptions.endpoint}`);
+    await runLevels(sweepOptions, t, sweepOptions.endpoint, runs);
     return runs;
   }
-  const base = LATENCY_PROFILES[o.profile].sim;
-  for (const [i, t] of o.topologies.entries()) {
-    if (o.signal?.aborted) break;
-    o.progress(`[${i + 1}/${o.topologies.length}] ${t.name} (${t.kind === 'pd' ? `${t.prefill.replicas}P×TP${t.prefill.tp} + ${t.decode.replicas}D×TP${t.decode.tp}` : `${t.decode.replicas}×TP${t.decode.tp} aggregated`}, ${gpus(t)} GPUs)`);
+  const base = LATENCY_PROFILES[sweepOptions.profile].sim;
+  for (const [i, t] of sweepOptions.topologies.entries()) {
+    if (sweepOptions.signal?.aborted) break;
+    sweepOptions.progress(`[${i + 1}/${sweepOptions.topologies.length}] ${t.name} (${t.kind === 'pd' ? `${t.prefill.replicas}P×TP${t.prefill.tp} + ${t.decode.replicas}D×TP${t.decode.tp}` : `${t.decode.replicas}×TP${t.decode.tp} aggregated`}, ${gpus(t)} GPUs)`);
     const stack = await startDevStack({
       prefill: t.kind === 'pd' ? t.prefill.replicas : 0,
       decode: t.decode.replicas,
-      profile: o.profile,
-      model: o.model,
+      profile: sweepOptions.profile,
+      model: sweepOptions.model,
       basePort: 0,
       gatewayPort: 0,
       decider: t.kind === 'pd' ? 'always' : 'never',
       mode: 'processes',
-      timeScale: o.timeScale,
-      seed: o.seed,
+      timeScale: sweepOptions.timeScale,
+      seed: sweepOptions.seed,
       prefillSim: { ...scaleByTp(base, t.prefill.tp), engineModel: 'step', recordRequests: 0 },
       decodeSim: { ...scaleByTp(base, t.decode.tp), engineModel: 'step', recordRequests: 0 },
       // The EPP need not see response bodies during a sweep; sparing that hop leaves the CPU to the simulation.
       gateway: { responseBodyMode: 'none' },
-      logger: o.logger,
+      logger: sweepOptions.logger,
     });
     try {
-      await runLevels(o, t, stack.gateway.url, runs);
+      await runLevels(sweepOptions, t, stack.gateway.url, runs);
     } finally {
       await stack.close(2_000);
     }

@@ -46,7 +46,7 @@ export interface ChartSpec {
 
 const PALETTE = ['#1f77b4', '#d62728', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#17becf', '#7f7f7f', '#bcbd22', '#393b79', '#637939'];
 
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+const esc = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 /** Round tick values covering [lo, hi]: steps of 1, 2 or 5 × 10^k. */
 export function niceTicks(lo: number, hi: number, target = 6): number[] {
@@ -54,7 +54,7 @@ export function niceTicks(lo: number, hi: number, target = 6): number[] {
   if (hi <= lo) hi = lo === 0 ? 1 : lo * 1.1 + 1e-9;
   const raw = (hi - lo) / target;
   const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
+  const step = [1, 2, 5, 10].map((ms) => ms * mag).find((seconds) => seconds >= raw) ?? 10 * mag;
   const start = Math.floor(lo / step) * step;
   const ticks: number[] = [];
   for (let v = start; v <= hi + step * 1e-9; v += step) ticks.push(Number(v.toPrecision(12)));
@@ -62,13 +62,13 @@ export function niceTicks(lo: number, hi: number, target = 6): number[] {
   return ticks;
 }
 
-function fmtTick(v: number): string {
-  if (v === 0) return '0';
-  const a = Math.abs(v);
-  if (a >= 1e6) return `${Number((v / 1e6).toPrecision(3))}M`;
-  if (a >= 1e4) return `${Number((v / 1e3).toPrecision(3))}k`;
-  if (a >= 100) return String(Math.round(v));
-  return String(Number(v.toPrecision(3)));
+function fmtTick(value: number): string {
+  if (value === 0) return '0';
+  const a = Math.abs(value);
+  if (a >= 1e6) return `${Number((value / 1e6).toPrecision(3))}M`;
+  if (a >= 1e4) return `${Number((value / 1e3).toPrecision(3))}k`;
+  if (a >= 100) return String(Math.round(value));
+  return String(Number(value.toPrecision(3)));
 }
 
 export function renderLineChart(spec: ChartSpec): string {
@@ -78,13 +78,13 @@ export function renderLineChart(spec: ChartSpec): string {
   const m = { top: 56, right: legendW + 24, bottom: 70, left: 86 };
   const pw = W - m.left - m.right;
   const ph = H - m.top - m.bottom;
-  const all = spec.series.flatMap((s) => s.points).filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
-  const xs = niceTicks(Math.min(0, ...all.map((p) => p.x)), Math.max(...all.map((p) => p.x), 0) || 1);
-  const refYs = (spec.referenceLines ?? []).map((l) => l.y).filter(Number.isFinite);
-  const ys = niceTicks(Math.min(0, ...all.map((p) => p.y), ...refYs), Math.max(...all.map((p) => p.y), ...refYs, 0) || 1);
+  const all = spec.series.flatMap((chartSeries) => chartSeries.points).filter((chartPoint) => Number.isFinite(chartPoint.x) && Number.isFinite(chartPoint.y));
+  const xs = niceTicks(Math.min(0, ...all.map((chartPoint) => chartPoint.x)), Math.max(...all.map((chartPoint) => chartPoint.x), 0) || 1);
+  const refYs = (spec.referenceLines ?? []).map((line) => line.y).filter(Number.isFinite);
+  const ys = niceTicks(Math.min(0, ...all.map((chartPoint) => chartPoint.y), ...refYs), Math.max(...all.map((chartPoint) => chartPoint.y), ...refYs, 0) || 1);
   const [x0, x1, y0, y1] = [xs[0]!, xs[xs.length - 1]!, ys[0]!, ys[ys.length - 1]!];
-  const sx = (x: number) => m.left + ((x - x0) / (x1 - x0 || 1)) * pw;
-  const sy = (y: number) => m.top + ph - ((y - y0) / (y1 - y0 || 1)) * ph;
+  const sx = (value: number) => m.left + ((value - x0) / (x1 - x0 || 1)) * pw;
+  const sy = (value: number) => m.top + ph - ((value - y0) / (y1 - y0 || 1)) * ph;
   const out: string[] = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="Helvetica, Arial, sans-serif">`);
   out.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
@@ -100,10 +100,10 @@ export function renderLineChart(spec: ChartSpec): string {
   out.push(`<rect x="${m.left}" y="${m.top}" width="${pw}" height="${ph}" fill="none" stroke="#333"/>`);
   out.push(`<text x="${m.left + pw / 2}" y="${H - 22}" font-size="15" text-anchor="middle">${esc(spec.xLabel)}</text>`);
   out.push(`<text x="22" y="${m.top + ph / 2}" font-size="15" text-anchor="middle" transform="rotate(-90 22 ${m.top + ph / 2})">${esc(spec.yLabel)}</text>`);
-  spec.series.forEach((s, i) => {
+  spec.series.forEach((chartSeries, i) => {
     const color = PALETTE[i % PALETTE.length]!;
-    const pts = s.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
-    if (pts.length > 1) out.push(`<polyline fill="none" stroke="${color}" stroke-width="2.2" points="${pts.map((p) => `${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`).join(' ')}"/>`);
+    const pts = chartSeries.points.filter((chartPoint) => Number.isFinite(chartPoint.x) && Number.isFinite(chartPoint.y));
+    if (pts.length > 1) out.push(`<polyline fill="none" stroke="${color}" stroke-width="2.2" points="${pts.map((chartPoint) => `${sx(chartPoint.x).toFixed(1)},${sy(chartPoint.y).toFixed(1)}`).join(' ')}"/>`);
     for (const p of pts) {
       out.push(`<circle cx="${sx(p.x).toFixed(1)}" cy="${sy(p.y).toFixed(1)}" r="4" fill="${color}"/>`);
       if (p.label) out.push(`<text class="point-label" x="${(sx(p.x) + 6).toFixed(1)}" y="${(sy(p.y) - 7).toFixed(1)}" font-size="11" fill="${color}">${esc(p.label)}</text>`);
@@ -111,7 +111,7 @@ export function renderLineChart(spec: ChartSpec): string {
     const ly = m.top + 10 + i * 24;
     out.push(`<line x1="${W - legendW}" y1="${ly}" x2="${W - legendW + 26}" y2="${ly}" stroke="${color}" stroke-width="3"/>`);
     out.push(`<circle cx="${W - legendW + 13}" cy="${ly}" r="4" fill="${color}"/>`);
-    out.push(`<text x="${W - legendW + 34}" y="${ly + 5}" font-size="14">${esc(s.name)}</text>`);
+    out.push(`<text x="${W - legendW + 34}" y="${ly + 5}" font-size="14">${esc(chartSeries.name)}</text>`);
   });
   // Extra legend rows below the series.
   let row = spec.series.length;
@@ -132,10 +132,10 @@ export function renderLineChart(spec: ChartSpec): string {
     out.push(`<text x="${W - legendW + 34}" y="${ly + 5}" font-size="14">${esc(l.label)}</text>`);
   }
   if (spec.marked && Number.isFinite(spec.marked.x) && Number.isFinite(spec.marked.y)) {
-    const star = (cx: number, cy: number, r: number) =>
+    const star = (cx: number, cy: number, rate: number) =>
       Array.from({ length: 10 }, (_, i) => {
         const a = (Math.PI / 5) * i - Math.PI / 2;
-        const rr = i % 2 === 0 ? r : r * 0.45;
+        const rr = i % 2 === 0 ? rate : rate * 0.45;
         return `${(cx + rr * Math.cos(a)).toFixed(1)},${(cy + rr * Math.sin(a)).toFixed(1)}`;
       }).join(' ');
     out.push(`<polygon class="marked-point" points="${star(sx(spec.marked.x), sy(spec.marked.y), 13)}" fill="#ffd400" fill-opacity="0.85" stroke="#000" stroke-width="1.4"/>`);

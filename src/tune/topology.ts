@@ -18,12 +18,12 @@ export interface Topology {
   decode: { replicas: number; tp: number };
 }
 
-export function gpus(t: Topology): number {
-  return t.prefill.replicas * t.prefill.tp + t.decode.replicas * t.decode.tp;
+export function gpus(topology: Topology): number {
+  return topology.prefill.replicas * topology.prefill.tp + topology.decode.replicas * topology.decode.tp;
 }
 
-export function topologyName(t: Omit<Topology, 'name'>): string {
-  return t.kind === 'aggregated' ? `sa-d${t.decode.replicas}xTP${t.decode.tp}` : `ms-d${t.decode.replicas}xTP${t.decode.tp}-p${t.prefill.replicas}xTP${t.prefill.tp}`;
+export function topologyName(value: Omit<Topology, 'name'>): string {
+  return value.kind === 'aggregated' ? `sa-d${value.decode.replicas}xTP${value.decode.tp}` : `ms-d${value.decode.replicas}xTP${value.decode.tp}-p${value.prefill.replicas}xTP${value.prefill.tp}`;
 }
 
 /**

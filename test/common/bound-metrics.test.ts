@@ -15,7 +15,7 @@ const op = fc.record({
 async function same(ours: Registry, theirs: Registry): Promise<void> {
   expect(await ours.metrics()).toBe(await theirs.metrics());
   // Through JSON: prom-client starts a series that is first decremented by 0 at -0 (it renders as 0 all the same).
-  const json = async (r: Registry) => JSON.parse(JSON.stringify(await r.getMetricsAsJSON())) as unknown;
+  const json = async (registry: Registry) => JSON.parse(JSON.stringify(await registry.getMetricsAsJSON())) as unknown;
   expect(await json(ours)).toEqual(await json(theirs));
 }
 

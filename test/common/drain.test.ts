@@ -20,7 +20,7 @@ describe('drainOrClose', () => {
       }
       res.end();
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const res = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`, { signal: AbortSignal.timeout(10_000) });
       expect((await res.arrayBuffer()).byteLength).toBe(64 * 256 * 1024);
@@ -28,13 +28,13 @@ describe('drainOrClose', () => {
       expect(listenerCounts.every(([d, c]) => d === 0 && c === 0)).toBe(true);
     } finally {
       server.closeAllConnections();
-      await new Promise((r) => server.close(r));
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 
   it('resolves when the client goes away', async () => {
     let resolved!: (listeners: [number, number]) => void;
-    const done = new Promise<[number, number]>((r) => (resolved = r));
+    const done = new Promise<[number, number]>((resolve) => (resolved = resolve));
     const server = http.createServer(async (_req, res) => {
       const chunk = Buffer.alloc(1024 * 1024, 'x');
       while (res.write(chunk));
@@ -44,9 +44,9 @@ describe('drainOrClose', () => {
       // Asserted in the test body: the 'drain' and 'close' listeners drainOrClose added are gone.
       resolved([res.listenerCount('drain'), res.listenerCount('close') - closeListenersBefore]);
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const req = http.request({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, path: '/' });
-    req.on('response', (r) => r.pause());
+    req.on('response', (req) => req.pause());
     req.on('error', () => undefined);
     req.end();
     try {
@@ -58,7 +58,7 @@ describe('drainOrClose', () => {
       expect(closeListenersAdded).toBeLessThanOrEqual(0);
     } finally {
       server.closeAllConnections();
-      await new Promise((r) => server.close(r));
+      await new Promise((resolve) => server.close(resolve));
     }
   });
 });

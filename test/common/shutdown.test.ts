@@ -17,7 +17,7 @@ describe('graceful shutdown', () => {
       signal: AbortSignal.timeout(10_000),
     });
     await waitFor(async () => {
-      const m = await fetch(`${url}/metrics`).then((r) => r.text());
+      const m = await fetch(`${url}/metrics`).then((response) => response.text());
       return /vllm:num_requests_running\{[^}]*\} 1/.test(m);
     });
     sim.child.kill('SIGTERM');
@@ -37,10 +37,10 @@ describe('graceful shutdown', () => {
       body: JSON.stringify({ model: 'sim-model', prompt: 'x' }),
       signal: AbortSignal.timeout(10_000),
     }).then(
-      (r) => r.status,
-      (e: Error) => e.message,
+      (response) => response.status,
+      (err: Error) => err.message,
     );
-    await waitFor(async () => /vllm:num_requests_running\{[^}]*\} 1/.test(await fetch(`${url}/metrics`).then((r) => r.text())));
+    await waitFor(async () => /vllm:num_requests_running\{[^}]*\} 1/.test(await fetch(`${url}/metrics`).then((response) => response.text())));
     sim.child.kill('SIGTERM');
     // Without the deadline the drain would wait for the 60 s prefill, past the test's bound.
     expect(await sim.stop()).toBe(0);

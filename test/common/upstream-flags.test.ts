@@ -86,7 +86,7 @@ describe.each(Object.entries(COMMANDS))('%s: upstream compatibility table', (com
     writeFileSync(file, `${name}: ${!entry.spec!.default}\n`);
     const configFlag = component === 'sidecar' ? '--configuration-file' : '--config';
     const loaded = load(def, [configFlag, file]);
-    const warned = loaded.warnings.filter((w) => w.name === `--${name}`);
+    const warned = loaded.warnings.filter((warning) => warning.name === `--${name}`);
     expect(warned.length, name).toBeLessThanOrEqual(1);
     if (!entry.harmless?.(!entry.spec!.default)) expect(warned).toEqual([expect.objectContaining({ source: 'file' })]);
   });
@@ -201,7 +201,7 @@ describe('mapping and precedence', () => {
     const loaded = load(sidecarCommand as never, ['--tracing', '--tracing=true', '--configuration-file', file, '--decode-chunk-size=0', '--ec-connector='], {
       OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4317',
     });
-    expect(loaded.warnings.map((w) => w.name)).toEqual(['--tracing', 'OTEL_EXPORTER_OTLP_ENDPOINT']);
+    expect(loaded.warnings.map((warning) => warning.name)).toEqual(['--tracing', 'OTEL_EXPORTER_OTLP_ENDPOINT']);
     const quiet = load(eppCommand as never, ['--pool-name=p', '--tracing=false', '--metrics-endpoint-auth=false', '--enable-pprof=false', '--zap-time-encoding=rfc3339']);
     expect(quiet.warnings).toEqual([]);
   });

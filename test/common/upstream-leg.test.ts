@@ -67,13 +67,13 @@ beforeAll(async () => {
     res.writeHead(200, { 'content-type': 'text/plain' });
     res.end('ok');
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 });
 
 afterAll(async () => {
   server.closeAllConnections();
-  await new Promise((r) => server.close(r));
+  await new Promise((resolve) => server.close(resolve));
   await agent.close();
 });
 
@@ -96,14 +96,14 @@ function leg(path: string, signal: StopSignal, over: Partial<LegRequest> = {}): 
 class CountingSignal extends Cancellation {
   attached = 0;
   everAttached = 0;
-  override addEventListener(type: 'abort', l: () => void): void {
+  override addEventListener(type: 'abort', listener: () => void): void {
     this.attached++;
     this.everAttached++;
-    super.addEventListener(type, l);
+    super.addEventListener(type, listener);
   }
-  override removeEventListener(type: 'abort', l: () => void): void {
+  override removeEventListener(type: 'abort', listener: () => void): void {
     this.attached--;
-    super.removeEventListener(type, l);
+    super.removeEventListener(type, listener);
   }
 }
 
@@ -159,7 +159,7 @@ describe('UpstreamLeg', () => {
   it('a signal stopped before the call rejects at once with client_gone and sends nothing', { timeout: 180_000 }, async () => {
     const client = new Cancellation();
     client.abort();
-    const err = await leg('/small', client).catch((e: unknown) => e);
+    const err = await leg('/small', client).catch((err: unknown) => err);
     expect(err).toBeInstanceOf(LegStopped);
     expect((err as LegStopped).reason).toBe('client_gone');
   });
@@ -171,13 +171,13 @@ describe('UpstreamLeg', () => {
     // Abort once the server has the request (its 'request' listener runs before the abort below resolves anything).
     await new Promise<void>((resolve) => server.once('request', () => resolve()));
     client.abort();
-    const err = await opening.catch((e: unknown) => e);
+    const err = await opening.catch((err: unknown) => err);
     expect((err as LegStopped).reason).toBe('client_gone');
     await closed; // the upstream saw the connection go
   });
 
   it('the first-byte deadline stops a leg whose upstream never answers', { timeout: 180_000 }, async () => {
-    const err = await leg('/hang', new Cancellation(), { firstByteTimeoutMs: 100 }).catch((e: unknown) => e);
+    const err = await leg('/hang', new Cancellation(), { firstByteTimeoutMs: 100 }).catch((err: unknown) => err);
     expect(err).toBeInstanceOf(LegStopped);
     expect((err as LegStopped).reason).toBe('first_byte_timeout');
     expect((err as Error).message).toBe('test leg sent no data within 100ms');
@@ -203,7 +203,7 @@ describe('UpstreamLeg', () => {
     peer.abort(new LegStopped('peer_failed', 'the other leg failed'));
     const err = await (async () => {
       for (;;) if ((await l.read()) === null) return undefined;
-    })().catch((e: unknown) => e);
+    })().catch((err: unknown) => err);
     expect((err as LegStopped).message).toBe('the other leg failed');
     expect(l.stopReason?.reason).toBe('peer_failed');
   });

@@ -8,7 +8,7 @@ const COMMANDS = ['sim', 'sidecar', 'epp', 'gateway', 'tune', 'dev', 'loadgen'];
 
 describe('--version', () => {
   it("pd-router --version and every command's --version print package.json's version and exit 0", async () => {
-    const runs = await Promise.all([[], ...COMMANDS.map((c) => [c])].map((c) => runCli([...c, '--version'], { timeoutMs: 60_000 })));
+    const runs = await Promise.all([[], ...COMMANDS.map((text) => [text])].map((items) => runCli([...items, '--version'], { timeoutMs: 170_000 })));
     for (const r of runs) {
       expect(r.code).toBe(0);
       expect(r.stdout).toBe(`pd-router ${version}\n`);

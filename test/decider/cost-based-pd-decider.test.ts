@@ -2,12 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { costBasedPdDecider, costBasedPdDeciderParams, type CostBasedPdDeciderParams } from '../../src/decider/cost-based-pd-decider.js';
 import type { DeciderEndpoint, DecisionInput, EndpointMetrics } from '../../src/decider/index.js';
 
-function metrics(m: Partial<EndpointMetrics> = {}): EndpointMetrics {
-  return { waitingQueueSize: 0, runningRequests: 0, kvCacheUsage: 0, cacheBlockSize: 16, cacheNumBlocks: 1000, updatedAt: 1, stale: false, ...m };
+function metrics(match: Partial<EndpointMetrics> = {}): EndpointMetrics {
+  return { waitingQueueSize: 0, runningRequests: 0, kvCacheUsage: 0, cacheBlockSize: 16, cacheNumBlocks: 1000, updatedAt: 1, stale: false, ...match };
 }
 
-function ep(id: string, m: Partial<EndpointMetrics> = {}): DeciderEndpoint {
-  return { id, address: id, port: 8000, hostPort: `${id}:8000`, labels: {}, metrics: metrics(m) };
+function ep(id: string, match: Partial<EndpointMetrics> = {}): DeciderEndpoint {
+  return { id, address: id, port: 8000, hostPort: `${id}:8000`, labels: {}, metrics: metrics(match) };
 }
 
 interface Scenario {
@@ -20,25 +20,25 @@ interface Scenario {
   now?: number;
 }
 
-function input(s: Scenario): DecisionInput {
+function input(scenario: Scenario): DecisionInput {
   return {
-    request: { requestId: 'r', model: 'm', targetModel: 'm', tokenCount: s.prompt, prompts: [], headers: {} },
+    request: { requestId: 'r', model: 'm', targetModel: 'm', tokenCount: scenario.prompt, prompts: [], headers: {} },
     // Each scenario is one scrape: metrics stamped with its time.
-    decode: s.decode === null ? undefined : { endpoint: ep('decode', { updatedAt: s.now ?? 1, ...s.decode }), prefix: { matchedBlocks: (s.cachedTokens ?? 0) / 16, totalBlocks: Math.ceil(s.prompt / 16), blockSizeTokens: 16 } },
-    prefillCandidates: (s.prefill ?? [{}]).map((m, i) => ep(`prefill${i}`, { updatedAt: s.now ?? 1, ...m })),
-    prefixMatch: s.prefillCachedTokens
+    decode: scenario.decode === null ? undefined : { endpoint: ep('decode', { updatedAt: scenario.now ?? 1, ...scenario.decode }), prefix: { matchedBlocks: (scenario.cachedTokens ?? 0) / 16, totalBlocks: Math.ceil(scenario.prompt / 16), blockSizeTokens: 16 } },
+    prefillCandidates: (scenario.prefill ?? [{}]).map((match, i) => ep(`prefill${i}`, { updatedAt: scenario.now ?? 1, ...match })),
+    prefixMatch: scenario.prefillCachedTokens
       ? (id: string) => {
           const i = Number(/^prefill(\d+)$/.exec(id)?.[1] ?? NaN);
-          const cached = s.prefillCachedTokens![i];
-          return cached === undefined ? undefined : { matchedBlocks: cached / 16, totalBlocks: Math.ceil(s.prompt / 16), blockSizeTokens: 16 };
+          const cached = scenario.prefillCachedTokens![i];
+          return cached === undefined ? undefined : { matchedBlocks: cached / 16, totalBlocks: Math.ceil(scenario.prompt / 16), blockSizeTokens: 16 };
         }
       : undefined,
-    now: () => s.now ?? 0,
+    now: () => scenario.now ?? 0,
   };
 }
 
 /** A decider with fixed costs (no calibration) so each boundary can be computed by hand. */
-function decider(p: Partial<CostBasedPdDeciderParams> = {}) {
+function decider(value: Partial<CostBasedPdDeciderParams> = {}) {
   const params = costBasedPdDeciderParams.parse({
     prefillMsPerToken: 1,
     prefillOverheadMs: 0,
@@ -49,7 +49,7 @@ function decider(p: Partial<CostBasedPdDeciderParams> = {}) {
     minUncachedTokens: 0,
     calibrate: false,
     localInterferenceWeight: 0,
-    ...p,
+    ...value,
   });
   return costBasedPdDecider.create('cost-based-pd-decider', 'cost', params);
 }
@@ -168,7 +168,7 @@ describe('cost-based-pd-decider: bounds, each at its boundary', () => {
     const byQueue = (ms: number) => decider({ prefillBusyQueueMs: ms }).decide(input({ prompt: 100, decode: { waitingQueueSize: 20 }, prefill: [{ waitingQueueSize: 2 }] }));
     expect(byQueue(200)).toMatchObject({ disaggregate: false, reason: 'prefill-busy' });
     expect(byQueue(201)).toMatchObject({ disaggregate: true, reason: 'remote-faster' });
-    const byWaiting = (n: number) => decider({ prefillBusyWaiting: n }).decide(input({ prompt: 100, decode: { waitingQueueSize: 20 }, prefill: [{ waitingQueueSize: 2 }] }));
+    const byWaiting = (count: number) => decider({ prefillBusyWaiting: count }).decide(input({ prompt: 100, decode: { waitingQueueSize: 20 }, prefill: [{ waitingQueueSize: 2 }] }));
     expect(byWaiting(2)).toMatchObject({ reason: 'prefill-busy' });
     expect(byWaiting(3)).toMatchObject({ reason: 'remote-faster' });
   });

@@ -11,7 +11,7 @@ import { ROOT, runProcess } from '../helpers.js';
 
 const lines = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8')
   .split('\n')
-  .filter((l) => l.trim() && !l.trim().startsWith('#'));
+  .filter((line) => line.trim() && !line.trim().startsWith('#'));
 
 interface Stage {
   from: string;
@@ -24,8 +24,8 @@ for (const l of lines) {
   if (m) stages.push({ from: m[1]!, name: m[2] ?? '', lines: [] });
   else stages.at(-1)!.lines.push(l);
 }
-const stage = (name: string) => stages.find((s) => s.name === name)!;
-const entrypoint = (s: Stage) => JSON.parse(s.lines.find((l) => l.startsWith('ENTRYPOINT '))!.slice('ENTRYPOINT '.length)) as string[];
+const stage = (name: string) => stages.find((stage) => stage.name === name)!;
+const entrypoint = (stage: Stage) => JSON.parse(stage.lines.find((line) => line.startsWith('ENTRYPOINT '))!.slice('ENTRYPOINT '.length)) as string[];
 const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> };
 
 describe('Dockerfile', () => {
@@ -45,7 +45,7 @@ describe('Dockerfile', () => {
   ])('target %s: the entrypoint is the %s binary, so container args are its flags', async (target, bin) => {
     const ep = entrypoint(stage(target));
     expect(ep).toEqual(['/nodejs/bin/node', `/app/${pkg.bin[bin]}`]);
-    expect(stage(target).lines.some((l) => l.startsWith('CMD'))).toBe(false);
+    expect(stage(target).lines.some((line) => line.startsWith('CMD'))).toBe(false);
     // The image's entrypoint, run from the local build: it is that component, taking flags without a command word.
     const local = path.join(ROOT, ep[1]!.replace(/^\/app\//, ''));
     expect(existsSync(local)).toBe(true);
@@ -63,7 +63,7 @@ describe('Dockerfile', () => {
   });
 
   it('copies only paths that exist; the protos the EPP loads at runtime are included', () => {
-    for (const l of lines.filter((x) => x.startsWith('COPY') && !x.includes('--from'))) {
+    for (const l of lines.filter((text) => text.startsWith('COPY') && !text.includes('--from'))) {
       for (const src of l.split(/\s+/).slice(1, -1)) expect(existsSync(path.join(ROOT, src)), `${src} missing`).toBe(true);
     }
     expect(stage('runtime').lines).toContain('COPY --from=build /src/proto ./proto');

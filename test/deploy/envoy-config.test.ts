@@ -36,12 +36,12 @@ describe('deploy/envoy.yaml', () => {
   it('asks the EPP with FULL_DUPLEX_STREAMED bodies and routes on x-gateway-destination-endpoint', () => {
     const hcm = doc.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
     const extProc = hcm.http_filters[0].typed_config;
-    expect(hcm.http_filters.map((f: { name: string }) => f.name)).toEqual(['envoy.filters.http.ext_proc', 'envoy.filters.http.router']);
+    expect(hcm.http_filters.map((field: { name: string }) => field.name)).toEqual(['envoy.filters.http.ext_proc', 'envoy.filters.http.router']);
     expect(extProc.processing_mode).toMatchObject({ request_body_mode: 'FULL_DUPLEX_STREAMED', response_body_mode: 'FULL_DUPLEX_STREAMED', request_header_mode: 'SEND' });
     expect(extProc.grpc_service.envoy_grpc.cluster_name).toBe('epp');
-    const dst = doc.static_resources.clusters.find((c: { name: string }) => c.name === 'original_destination');
+    const dst = doc.static_resources.clusters.find((config: { name: string }) => config.name === 'original_destination');
     expect(dst).toMatchObject({ type: 'ORIGINAL_DST', lb_policy: 'CLUSTER_PROVIDED', original_dst_lb_config: { use_http_header: true, http_header_name: 'x-gateway-destination-endpoint' } });
-    const epp = doc.static_resources.clusters.find((c: { name: string }) => c.name === 'epp');
+    const epp = doc.static_resources.clusters.find((config: { name: string }) => config.name === 'epp');
     expect(epp.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value).toBe(9002);
   });
 });

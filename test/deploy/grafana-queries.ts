@@ -48,32 +48,32 @@ export function metricNames(expr: string): string[] {
 }
 
 /** Splits `s` where `at(s, i)` says so, outside brackets; `width` characters are dropped at each split. */
-function splitTop(s: string, at: (s: string, i: number) => boolean, width: number): string[] {
+function splitTop(text: string, at: (settings: string, i: number) => boolean, width: number): string[] {
   const parts: string[] = [];
   let depth = 0;
   let start = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s[i]!;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
     if (c === '(' || c === '[' || c === '{') depth++;
     else if (c === ')' || c === ']' || c === '}') depth--;
-    else if (depth === 0 && at(s, i)) {
-      parts.push(s.slice(start, i));
+    else if (depth === 0 && at(text, i)) {
+      parts.push(text.slice(start, i));
       start = i + width;
     }
   }
-  parts.push(s.slice(start));
-  return parts.map((p) => p.trim());
+  parts.push(text.slice(start));
+  return parts.map((path) => path.trim());
 }
 
-const isOr = (s: string, i: number) => i > 0 && s.startsWith('or', i) && /\s/.test(s[i - 1]!) && /\s/.test(s[i + 2] ?? '');
+const isOr = (text: string, i: number) => i > 0 && text.startsWith('or', i) && /\s/.test(text[i - 1]!) && /\s/.test(text[i + 2] ?? '');
 
 /**
  * The variants of an expression with every `or` resolved to one of its sides (at any depth): the queries that must
  * each be answerable when only one side's metrics exist. An expression without `or` is its own only variant.
  */
 export function orVariants(expr: string): string[] {
-  const args = splitTop(expr, (s, i) => s[i] === ',', 1);
-  if (args.length > 1) return args.map(orVariants).reduce<string[]>((acc, vs) => acc.flatMap((a) => vs.map((v) => `${a}, ${v}`)), ['']).map((v) => v.slice(2));
+  const args = splitTop(expr, (text, i) => text[i] === ',', 1);
+  if (args.length > 1) return args.map(orVariants).reduce<string[]>((acc, vs) => acc.flatMap((left) => vs.map((value) => `${left}, ${value}`)), ['']).map((value) => value.slice(2));
   const sides = splitTop(expr, isOr, 2);
   if (sides.length > 1) return sides.flatMap(orVariants);
   // No top-level `or` or comma: resolve the parenthesised groups, each independently.
@@ -83,7 +83,7 @@ export function orVariants(expr: string): string[] {
     if (expr[i] !== '(') {
       const next = expr.indexOf('(', i);
       const chunk = next < 0 ? expr.slice(i) : expr.slice(i, next);
-      variants = variants.map((v) => v + chunk);
+      variants = variants.map((value) => value + chunk);
       i = next < 0 ? expr.length : next;
       continue;
     }
@@ -94,7 +94,7 @@ export function orVariants(expr: string): string[] {
       else if (expr[j] === ')' && --depth === 0) break;
     }
     const inner = orVariants(expr.slice(i + 1, j));
-    variants = variants.flatMap((v) => inner.map((x) => `${v}(${x})`));
+    variants = variants.flatMap((value) => inner.map((text) => `${value}(${text})`));
     i = j + 1;
   }
   return variants;

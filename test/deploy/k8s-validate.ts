@@ -10,18 +10,20 @@ import * as k8s from '@kubernetes/client-node';
 import { z } from 'zod';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { ConfigMap, Service, ServiceAccount } from 'kubernetes-models/v1';
-import { Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
+import { ClusterRole, ClusterRoleBinding, Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { HTTPRoute } from '@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1';
 
 type Obj = { apiVersion: string; kind: string; metadata: { name: string; [k: string]: unknown }; [k: string]: unknown };
 
-const MODELS: Record<string, { model: new (o: never) => { validate(): void }; root: string }> = {
+const MODELS: Record<string, { model: new (options: never) => { validate(): void }; root: string }> = {
   'apps/v1/Deployment': { model: Deployment as never, root: 'V1Deployment' },
   'v1/Service': { model: Service as never, root: 'V1Service' },
   'v1/ConfigMap': { model: ConfigMap as never, root: 'V1ConfigMap' },
   'v1/ServiceAccount': { model: ServiceAccount as never, root: 'V1ServiceAccount' },
   'rbac.authorization.k8s.io/v1/Role': { model: Role as never, root: 'V1Role' },
   'rbac.authorization.k8s.io/v1/RoleBinding': { model: RoleBinding as never, root: 'V1RoleBinding' },
+  'rbac.authorization.k8s.io/v1/ClusterRole': { model: ClusterRole as never, root: 'V1ClusterRole' },
+  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': { model: ClusterRoleBinding as never, root: 'V1ClusterRoleBinding' },
   'gateway.networking.k8s.io/v1/HTTPRoute': { model: HTTPRoute as never, root: '' },
 };
 
@@ -36,7 +38,7 @@ const InferencePool = z.strictObject({
   kind: z.literal('InferencePool'),
   metadata: z.looseObject({ name: z.string().min(1).max(253) }),
   spec: z.strictObject({
-    selector: z.strictObject({ matchLabels: labels.refine((m) => Object.keys(m).length > 0, 'at least one label') }),
+    selector: z.strictObject({ matchLabels: labels.refine((match) => Object.keys(match).length > 0, 'at least one label') }),
     targetPorts: z.array(z.strictObject({ number: z.number().int().min(1).max(65535) })).min(1).max(8),
     appProtocol: z.enum(['http', 'kubernetes.io/h2c']).optional(),
     endpointPickerRef: z.strictObject({
@@ -54,12 +56,12 @@ const InferencePool = z.strictObject({
 function unknownFields(type: string, value: unknown, path: string, out: string[]): void {
   const m = /^Array<(.+)>$/.exec(type);
   if (m) {
-    if (Array.isArray(value)) value.forEach((v, i) => unknownFields(m[1]!, v, `${path}[${i}]`, out));
+    if (Array.isArray(value)) value.forEach((value, i) => unknownFields(m[1]!, value, `${path}[${i}]`, out));
     return;
   }
   const model = (k8s as unknown as Record<string, { getAttributeTypeMap?: () => Array<{ baseName: string; type: string }> }>)[type];
   if (!model?.getAttributeTypeMap || typeof value !== 'object' || value === null) return;
-  const fields = new Map(model.getAttributeTypeMap().map((a) => [a.baseName, a.type]));
+  const fields = new Map(model.getAttributeTypeMap().map((left) => [left.baseName, left.type]));
   for (const [k, v] of Object.entries(value)) {
     const t = fields.get(k);
     if (t === undefined) out.push(`${path}.${k}: not a field of ${type}`);

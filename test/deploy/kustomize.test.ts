@@ -17,17 +17,17 @@ type Obj = Record<string, any>;
 
 function render(dir: string): Obj[] {
   const out = execFileSync(KUSTOMIZE, ['build', path.join(ROOT, dir)], { encoding: 'utf8', timeout: 120_000 });
-  return parseAllDocuments(out).map((d) => d.toJSON() as Obj);
+  return parseAllDocuments(out).map((def) => def.toJSON() as Obj);
 }
 
-const rendered = new Map(OVERLAYS.map((o) => [o, render(`kustomize/overlays/${o}`)]));
+const rendered = new Map(OVERLAYS.map((text) => [text, render(`kustomize/overlays/${text}`)]));
 
-const find = (objs: Obj[], kind: string, name: string) => objs.find((o) => o.kind === kind && o.metadata.name === name)!;
-const deployments = (objs: Obj[]) => objs.filter((o) => o.kind === 'Deployment');
-const role = (d: Obj) => d.spec.template.metadata.labels['llm-d.ai/role'];
-const flag = (args: string[], name: string) => args.find((a) => a.startsWith(`--${name}=`))?.split('=').slice(1).join('=');
-const sidecarOf = (d: Obj) => (d.spec.template.spec.initContainers ?? []).find((c: Obj) => c.name === 'routing-sidecar');
-const serverOf = (d: Obj) => d.spec.template.spec.containers.find((c: Obj) => c.name === 'vllm');
+const find = (objs: Obj[], kind: string, name: string) => objs.find((obj) => obj.kind === kind && obj.metadata.name === name)!;
+const deployments = (objs: Obj[]) => objs.filter((obj) => obj.kind === 'Deployment');
+const role = (obj: Obj) => obj.spec.template.metadata.labels['llm-d.ai/role'];
+const flag = (args: string[], name: string) => args.find((left) => left.startsWith(`--${name}=`))?.split('=').slice(1).join('=');
+const sidecarOf = (obj: Obj) => (obj.spec.template.spec.initContainers ?? []).find((config: Obj) => config.name === 'routing-sidecar');
+const serverOf = (obj: Obj) => obj.spec.template.spec.containers.find((config: Obj) => config.name === 'vllm');
 const params = (overlay: string) =>
   (parseAllDocuments(readFileSync(path.join(ROOT, `kustomize/overlays/${overlay}/params.yaml`), 'utf8'))[0]!.toJSON() as Obj).data as Record<string, string>;
 
@@ -41,7 +41,7 @@ describe('kustomize overlays', () => {
 
     it('every rendered object is valid against the Kubernetes schemas', () => {
       expect(objs.flatMap(validateObject)).toEqual([]);
-      expect(objs.find((o) => o.metadata.name === 'pd-params')).toBeUndefined();
+      expect(objs.find((obj) => obj.metadata.name === 'pd-params')).toBeUndefined();
     });
 
     it('the sidecar runs in decode pods only, as a native sidecar, hardened', () => {
@@ -68,8 +68,8 @@ describe('kustomize overlays', () => {
         sidecar: (await import('../../src/sidecar/index.js')).sidecarCommand as never,
         sim: (await import('../../src/sim/index.js')).simCommand as never,
       };
-      const containers = deployments(objs).flatMap((d) => [...d.spec.template.spec.containers, ...(d.spec.template.spec.initContainers ?? [])] as Obj[]);
-      const ours = containers.filter((c) => String(c.image).startsWith('ghcr.io/pd-router/'));
+      const containers = deployments(objs).flatMap((obj) => [...obj.spec.template.spec.containers, ...(obj.spec.template.spec.initContainers ?? [])] as Obj[]);
+      const ours = containers.filter((obj) => String(obj.image).startsWith('ghcr.io/pd-router/'));
       expect(ours.length).toBeGreaterThan(0);
       for (const c of ours) {
         const component = /^ghcr\.io\/pd-router\/pd-router-(epp|sidecar|sim):/.exec(c.image)?.[1];
@@ -77,9 +77,9 @@ describe('kustomize overlays', () => {
         const accepted = acceptedFlags(commands[component!]);
         const args = c.args as string[];
         // A flag or the value of the flag before it (`--model MODEL`); never a command word.
-        args.forEach((a, i) => {
-          if (a.startsWith('--')) expect(accepted.has(a.slice(2).split('=')[0]!), `${c.name}: ${a}`).toBe(true);
-          else expect(args[i - 1]?.startsWith('--') && !args[i - 1]!.includes('='), `${c.name}: stray argument ${a}`).toBe(true);
+        args.forEach((left, i) => {
+          if (left.startsWith('--')) expect(accepted.has(left.slice(2).split('=')[0]!), `${c.name}: ${left}`).toBe(true);
+          else expect(args[i - 1]?.startsWith('--') && !args[i - 1]!.includes('='), `${c.name}: stray argument ${left}`).toBe(true);
         });
       }
     });
@@ -87,7 +87,7 @@ describe('kustomize overlays', () => {
     it("the sidecar's --model-server-port is the decode model server's --port", () => {
       const decode = find(objs, 'Deployment', 'decode');
       expect(flag(sidecarOf(decode).args, 'model-server-port')).toBe(flag(serverOf(decode).args, 'port'));
-      expect(serverOf(decode).ports.some((p: Obj) => String(p.containerPort) === flag(serverOf(decode).args, 'port'))).toBe(true);
+      expect(serverOf(decode).ports.some((obj: Obj) => String(obj.containerPort) === flag(serverOf(decode).args, 'port'))).toBe(true);
     });
 
     it("the InferencePool's target port is the sidecar's port (and the prefill server's)", () => {
@@ -96,14 +96,14 @@ describe('kustomize overlays', () => {
       expect(flag(sidecarOf(find(objs, 'Deployment', 'decode')).args, 'port')).toBe(port);
       expect(flag(serverOf(find(objs, 'Deployment', 'prefill')).args, 'port')).toBe(port);
       expect(pool.spec.endpointPickerRef).toMatchObject({ name: 'pd-router-epp', port: { number: 9002 } });
-      expect(find(objs, 'Service', 'pd-router-epp').spec.ports.map((p: Obj) => p.port)).toEqual([9002, 9003, 9090]);
+      expect(find(objs, 'Service', 'pd-router-epp').spec.ports.map((obj: Obj) => obj.port)).toEqual([9002, 9003, 9090]);
     });
 
     it("prefill and decode pods share the pool's selector labels; nothing else matches it", () => {
       const selector = find(objs, 'InferencePool', 'pd-pool').spec.selector.matchLabels as Record<string, string>;
-      const matches = (l: Record<string, string>) => Object.entries(selector).every(([k, v]) => l?.[k] === v);
-      const selected = deployments(objs).filter((d) => matches(d.spec.template.metadata.labels));
-      expect(selected.map((d) => role(d)).sort()).toEqual(['decode', 'prefill']);
+      const matches = (line: Record<string, string>) => Object.entries(selector).every(([k, v]) => line?.[k] === v);
+      const selected = deployments(objs).filter((obj) => matches(obj.spec.template.metadata.labels));
+      expect(selected.map((obj) => role(obj)).sort()).toEqual(['decode', 'prefill']);
     });
 
     it('params.yaml sets the model, the xPyD shape and the threshold', () => {
@@ -120,34 +120,58 @@ describe('kustomize overlays', () => {
 
     it("the EPP ConfigMap parses with the EPP's own config loader, with the overlay's threshold", async () => {
       const { applyConfigParams, loadEndpointPickerConfig } = await import('../../src/epp/index.js');
-      const cm = objs.find((o) => o.kind === 'ConfigMap' && o.metadata.name.startsWith('pd-router-epp-config'))!;
+      const cm = objs.find((obj) => obj.kind === 'ConfigMap' && obj.metadata.name.startsWith('pd-router-epp-config'))!;
       const epp = find(objs, 'Deployment', 'pd-router-epp');
-      const volume = epp.spec.template.spec.volumes.find((v: Obj) => v.name === 'config');
+      const volume = epp.spec.template.spec.volumes.find((obj: Obj) => obj.name === 'config');
       expect(volume.configMap.name).toBe(cm.metadata.name);
-      const configParams = (epp.spec.template.spec.containers[0].args as string[]).filter((a) => a.startsWith('--config-param=')).map((a) => a.slice('--config-param='.length));
+      const configParams = (epp.spec.template.spec.containers[0].args as string[]).filter((left) => left.startsWith('--config-param=')).map((left) => left.slice('--config-param='.length));
       const effective = applyConfigParams(cm.data['epp-config.yaml'], configParams);
       expect(() => loadEndpointPickerConfig(effective)).not.toThrow();
-      const decider = (parseAllDocuments(effective)[0]!.toJSON() as Obj).plugins.find((p: Obj) => p.name === 'decider');
+      const decider = (parseAllDocuments(effective)[0]!.toJSON() as Obj).plugins.find((obj: Obj) => obj.name === 'decider');
       expect(decider.parameters.nonCachedTokens).toBe(Number(params(overlay).NON_CACHED_TOKENS));
     });
   });
 });
 
 describe('RBAC', () => {
-  it('grants exactly list and watch on pods and inferencepools, to the EPP and to the decode pods', () => {
+  it('grants exactly list and watch on pods and inferencepools, to the EPP and to the decode pods; the EPP also reads the pool\'s rewrites and objectives', () => {
     const objs = rendered.get('nvidia')!;
-    for (const name of ['pd-router-epp', 'pd-router-sidecar']) {
+    const pool = ['/pods:list,watch', 'inference.networking.k8s.io/inferencepools:list,watch'];
+    const crds = ['llm-d.ai,inference.networking.x-k8s.io/inferencemodelrewrites,inferenceobjectives:get,list,watch'];
+    for (const [name, expected] of [['pd-router-epp', [...pool, ...crds]], ['pd-router-sidecar', pool]] as const) {
       const rules = find(objs, 'Role', name).rules as Obj[];
-      expect(rules.map((r) => `${r.apiGroups.join(',')}/${r.resources.join(',')}:${[...r.verbs].sort().join(',')}`).sort()).toEqual([
-        '/pods:list,watch',
-        'inference.networking.k8s.io/inferencepools:list,watch',
-      ]);
+      expect(rules.map((r) => `${r.apiGroups.join(',')}/${r.resources.join(',')}:${[...r.verbs].sort().join(',')}`).sort()).toEqual([...expected].sort());
       const binding = find(objs, 'RoleBinding', name);
       expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name }]);
     }
     expect(find(objs, 'Deployment', 'decode').spec.template.spec.serviceAccountName).toBe('pd-router-sidecar');
+    // Leader election: the Lease, in the EPP's namespace only.
+    expect(find(objs, 'Role', 'pd-router-epp-leader-election').rules).toEqual([{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'watch', 'create', 'update'] }]);
+    expect(find(objs, 'RoleBinding', 'pd-router-epp-leader-election').subjects).toEqual([{ kind: 'ServiceAccount', name: 'pd-router-epp' }]);
+    // /metrics auth: GAIE's ClusterRole (epplib/templates/_rbac.yaml), bound to the EPP's ServiceAccount.
+    expect(find(objs, 'ClusterRole', 'pd-router-epp-metrics-auth').rules).toEqual([
+      { apiGroups: ['authentication.k8s.io'], resources: ['tokenreviews'], verbs: ['create'] },
+      { apiGroups: ['authorization.k8s.io'], resources: ['subjectaccessreviews'], verbs: ['create'] },
+      { nonResourceURLs: ['/metrics'], verbs: ['get'] },
+    ]);
+    const crb = find(objs, 'ClusterRoleBinding', 'pd-router-epp-metrics-auth');
+    expect(crb.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'pd-router-epp-metrics-auth' });
+    expect(crb.subjects).toEqual([{ kind: 'ServiceAccount', name: 'pd-router-epp', namespace: 'default' }]);
     expect(find(objs, 'Deployment', 'pd-router-epp').spec.template.spec.serviceAccountName).toBe('pd-router-epp');
     expect(find(objs, 'Deployment', 'prefill').spec.template.spec.serviceAccountName).toBeUndefined();
+  });
+});
+
+describe('EPP high availability', () => {
+  it.each(OVERLAYS)('%s: two EPP replicas with leader election, Recreate, probes on liveness and readiness, /metrics auth on', (overlay) => {
+    const epp = find(rendered.get(overlay)!, 'Deployment', 'pd-router-epp');
+    expect(epp.spec.replicas).toBe(2);
+    expect(epp.spec.strategy).toEqual({ type: 'Recreate' });
+    const c = epp.spec.template.spec.containers.find((x: Obj) => x.name === 'epp');
+    expect(c.args).toContain('--ha-enable-leader-election');
+    expect(c.args.some((a: string) => a.startsWith('--metrics-endpoint-auth'))).toBe(false); // upstream's default: on
+    expect(c.livenessProbe.grpc).toEqual({ port: 9003, service: 'liveness' });
+    expect(c.readinessProbe.grpc).toEqual({ port: 9003, service: 'readiness' });
   });
 });
 
@@ -160,11 +184,11 @@ describe('components', () => {
 
   it('envoy-standalone: Envoy with deploy/envoy.yaml pointed at the EPP Service', () => {
     const objs = rendered.get('cpu-sim')!;
-    const cm = objs.find((o) => o.kind === 'ConfigMap' && o.metadata.name.startsWith('pd-router-envoy-config'))!;
+    const cm = objs.find((obj) => obj.kind === 'ConfigMap' && obj.metadata.name.startsWith('pd-router-envoy-config'))!;
     const local = readFileSync(path.join(ROOT, 'deploy/envoy.yaml'), 'utf8');
     const inCluster = cm.data['envoy.yaml'] as string;
     // The two configs differ only in the EPP address (and the header comment).
-    const body = (s: string) => s.replace(/^#.*\n/gm, '').replace('address: pd-router-epp,', 'address: 127.0.0.1,');
+    const body = (text: string) => text.replace(/^#.*\n/gm, '').replace('address: pd-router-epp,', 'address: 127.0.0.1,');
     expect(body(inCluster)).toBe(body(local));
     const envoy = find(objs, 'Deployment', 'pd-router-envoy');
     expect(envoy.spec.template.spec.volumes[0].configMap.name).toBe(cm.metadata.name);

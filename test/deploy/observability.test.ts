@@ -54,15 +54,15 @@ describe('Grafana dashboard', () => {
     for (const mode of MODES) {
       const names = exposed(mode);
       for (const q of queries) {
-        if (!orVariants(q.expr).some((v) => metricNames(v).every((n) => names.has(n)))) unanswerable.push(`${mode}: ${q.panel} ${q.refId}: ${q.expr}`);
+        if (!orVariants(q.expr).some((value) => metricNames(value).every((count) => names.has(count)))) unanswerable.push(`${mode}: ${q.panel} ${q.refId}: ${q.expr}`);
       }
     }
     expect(unanswerable).toEqual([]);
   });
 
   it('names only metrics some mode exposes (no typo hides behind an `or`)', () => {
-    const all = new Set(MODES.flatMap((m) => [...exposed(m)]));
-    const unknown = queries.flatMap((q) => metricNames(q.expr).filter((n) => !all.has(n)).map((n) => `${q.panel}: ${n}`));
+    const all = new Set(MODES.flatMap((message) => [...exposed(message)]));
+    const unknown = queries.flatMap((query) => metricNames(query.expr).filter((count) => !all.has(count)).map((count) => `${query.panel}: ${count}`));
     expect(unknown).toEqual([]);
     // The families really differ, so the test above checks something.
     expect(epp.gaie.has('llm_d_epp_disagg_decision_total')).toBe(false);
@@ -70,7 +70,7 @@ describe('Grafana dashboard', () => {
   });
 
   it('covers decisions by type and reason, EPP requests, the TTFT split, queues and KV usage', () => {
-    const all = queries.map((q) => q.expr).join('\n');
+    const all = queries.map((query) => query.expr).join('\n');
     for (const m of ['llm_d_epp_disagg_decision_total', 'llm_d_inference_scheduler_disagg_decision_total', 'llm_d_epp_disagg_decision_reason_total', 'inference_objective_request_total', 'pd_router_sidecar_prefill_duration_seconds', 'vllm:nixl_xfer_time_seconds', 'pd_router_sidecar_decode_ttfb_seconds', 'vllm:num_requests_waiting', 'vllm:kv_cache_usage_perc']) {
       expect(all).toContain(m);
     }

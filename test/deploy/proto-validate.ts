@@ -35,20 +35,20 @@ export class ProtoValidator {
     return errors;
   }
 
-  private checkMessage(type: protobuf.Type, v: unknown, at: string, errors: string[]): void {
+  private checkMessage(type: protobuf.Type, value: unknown, at: string, errors: string[]): void {
     switch (type.fullName) {
       case '.google.protobuf.Duration':
-        if (typeof v !== 'string' || !/^-?\d+(\.\d+)?s$/.test(v)) errors.push(`${at}: expected a duration like "10s", got ${JSON.stringify(v)}`);
+        if (typeof value !== 'string' || !/^-?\d+(\.\d+)?s$/.test(value)) errors.push(`${at}: expected a duration like "10s", got ${JSON.stringify(value)}`);
         return;
       case '.google.protobuf.Struct':
       case '.google.protobuf.Value':
       case '.google.protobuf.ListValue':
         return;
       case '.google.protobuf.BoolValue':
-        if (typeof v !== 'boolean') errors.push(`${at}: expected a boolean`);
+        if (typeof value !== 'boolean') errors.push(`${at}: expected a boolean`);
         return;
       case '.google.protobuf.StringValue':
-        if (typeof v !== 'string') errors.push(`${at}: expected a string`);
+        if (typeof value !== 'string') errors.push(`${at}: expected a string`);
         return;
       case '.google.protobuf.UInt32Value':
       case '.google.protobuf.UInt64Value':
@@ -56,10 +56,10 @@ export class ProtoValidator {
       case '.google.protobuf.Int64Value':
       case '.google.protobuf.DoubleValue':
       case '.google.protobuf.FloatValue':
-        if (typeof v !== 'number' && !(typeof v === 'string' && NUMERIC.test(v))) errors.push(`${at}: expected a number`);
+        if (typeof value !== 'number' && !(typeof value === 'string' && NUMERIC.test(value))) errors.push(`${at}: expected a number`);
         return;
       case '.google.protobuf.Any': {
-        const o = (v ?? {}) as Record<string, unknown>;
+        const o = (value ?? {}) as Record<string, unknown>;
         const name = typeof o['@type'] === 'string' ? (o['@type'] as string).replace(/^type\.googleapis\.com\//, '') : '';
         if (!name) return void errors.push(`${at}: Any without @type`);
         let inner: protobuf.Type;
@@ -72,10 +72,10 @@ export class ProtoValidator {
         return this.checkMessage(inner, rest, at, errors);
       }
     }
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) return void errors.push(`${at}: expected an object (${type.fullName.slice(1)})`);
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) return void errors.push(`${at}: expected an object (${type.fullName.slice(1)})`);
     const oneofSeen = new Map<string, string>();
-    for (const [key, val] of Object.entries(v as Record<string, unknown>)) {
-      const field = type.fields[key] ?? Object.values(type.fields).find((f) => f.options?.json_name === key);
+    for (const [key, val] of Object.entries(value as Record<string, unknown>)) {
+      const field = type.fields[key] ?? Object.values(type.fields).find((field) => field.options?.json_name === key);
       const p = `${at}.${key}`;
       if (!field) {
         errors.push(`${p}: no field "${key}" in ${type.fullName.slice(1)}`);
@@ -90,39 +90,39 @@ export class ProtoValidator {
     }
   }
 
-  private checkField(field: protobuf.Field, v: unknown, at: string, errors: string[]): void {
+  private checkField(field: protobuf.Field, value: unknown, at: string, errors: string[]): void {
     if (field instanceof protobuf.MapField || (field as { map?: boolean }).map) {
-      if (typeof v !== 'object' || v === null) return void errors.push(`${at}: expected a map`);
-      for (const [k, item] of Object.entries(v)) this.checkValue(field, item, `${at}.${k}`, errors);
+      if (typeof value !== 'object' || value === null) return void errors.push(`${at}: expected a map`);
+      for (const [k, item] of Object.entries(value)) this.checkValue(field, item, `${at}.${k}`, errors);
       return;
     }
     if (field.repeated) {
-      if (!Array.isArray(v)) return void errors.push(`${at}: expected a list`);
-      v.forEach((item, i) => this.checkValue(field, item, `${at}[${i}]`, errors));
+      if (!Array.isArray(value)) return void errors.push(`${at}: expected a list`);
+      value.forEach((item, i) => this.checkValue(field, item, `${at}[${i}]`, errors));
       return;
     }
-    this.checkValue(field, v, at, errors);
+    this.checkValue(field, value, at, errors);
   }
 
-  private checkValue(field: protobuf.Field, v: unknown, at: string, errors: string[]): void {
+  private checkValue(field: protobuf.Field, value: unknown, at: string, errors: string[]): void {
     const rt = field.resolvedType;
-    if (rt instanceof protobuf.Type) return this.checkMessage(rt, v, at, errors);
+    if (rt instanceof protobuf.Type) return this.checkMessage(rt, value, at, errors);
     if (rt instanceof protobuf.Enum) {
-      if (!(typeof v === 'string' && v in rt.values) && !(typeof v === 'number' && Object.values(rt.values).includes(v))) {
-        errors.push(`${at}: ${JSON.stringify(v)} is not a value of ${rt.fullName.slice(1)}`);
+      if (!(typeof value === 'string' && value in rt.values) && !(typeof value === 'number' && Object.values(rt.values).includes(value))) {
+        errors.push(`${at}: ${JSON.stringify(value)} is not a value of ${rt.fullName.slice(1)}`);
       }
       return;
     }
     switch (field.type) {
       case 'string':
       case 'bytes':
-        if (typeof v !== 'string') errors.push(`${at}: expected a string`);
+        if (typeof value !== 'string') errors.push(`${at}: expected a string`);
         return;
       case 'bool':
-        if (typeof v !== 'boolean') errors.push(`${at}: expected a boolean`);
+        if (typeof value !== 'boolean') errors.push(`${at}: expected a boolean`);
         return;
       default:
-        if (typeof v !== 'number' && !(typeof v === 'string' && NUMERIC.test(v))) errors.push(`${at}: expected a number`);
+        if (typeof value !== 'number' && !(typeof value === 'string' && NUMERIC.test(value))) errors.push(`${at}: expected a number`);
     }
   }
 }

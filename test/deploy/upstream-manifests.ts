@@ -4,6 +4,8 @@
  * are the deploy scripts' envsubst variables, filled in by the test with the scripts' defaults.
  */
 
+import { upstreamText } from '../fixtures/upstream-configs/index.js';
+
 export interface UpstreamContainer {
   /** Where the args come from. */
   source: string;
@@ -17,50 +19,8 @@ export interface UpstreamContainer {
   mount?: { path: string; files: Record<string, string> };
 }
 
-/** llm-d-inference-scheduler v0.7.1 deploy/config/sim-pd-epp-config.yaml (the kind P/D environment's EPP_CONFIG). */
-const V071_SIM_PD_EPP_CONFIG = `# Sample EPP configuration for tunning with P/D
-# Use with small hash block size for simulation purposes
-apiVersion: inference.networking.x-k8s.io/v1alpha1
-kind: EndpointPickerConfig
-featureGates:
-- prepareDataPlugins
-plugins:
-- type: disagg-headers-handler
-- type: prefix-cache-scorer
-  parameters:
-    blockSizeTokens: 16
-    autoTune: false
-    maxPrefixBlocksToMatch: 256
-    lruCapacityPerServer: 31250
-- type: queue-scorer
-- type: prefill-filter
-- type: decode-filter
-- type: max-score-picker
-- type: prefix-based-pd-decider
-  parameters:
-    nonCachedTokens: 16
-- type: disagg-profile-handler
-  parameters:
-    deciders:
-      prefill: prefix-based-pd-decider
-schedulingProfiles:
-- name: prefill
-  plugins:
-  - pluginRef: prefill-filter
-  - pluginRef: max-score-picker
-  - pluginRef: prefix-cache-scorer
-    weight: 2
-  - pluginRef: queue-scorer
-    weight: 1
-- name: decode
-  plugins:
-  - pluginRef: decode-filter
-  - pluginRef: max-score-picker
-  - pluginRef: prefix-cache-scorer
-    weight: 2
-  - pluginRef: queue-scorer
-    weight: 1
-`;
+/** llm-d-inference-scheduler v0.7.1 deploy/config/sim-pd-epp-config.yaml (the kind P/D environment's EPP_CONFIG), from the checked fixture. */
+const V071_SIM_PD_EPP_CONFIG = upstreamText('llm-d-inference-scheduler-v0.7.1/deploy/config/sim-pd-epp-config.yaml');
 
 /** GAIE chart config/charts/epplib/templates/_config.yaml "default-plugins.yaml", rendered with default values (v1.4.0). */
 const GAIE_140_DEFAULT_PLUGINS = `apiVersion: inference.networking.x-k8s.io/v1alpha1
@@ -261,5 +221,5 @@ export const ENVSUBST_DEFAULTS: Record<string, string> = {
 
 /** envsubst: `${VAR}` from the variables. */
 export function envsubst(args: readonly string[], vars: Record<string, string> = ENVSUBST_DEFAULTS): string[] {
-  return args.map((a) => a.replace(/\$\{([A-Z_][A-Z0-9_]*)\}/g, (m, v: string) => vars[v] ?? m));
+  return args.map((left) => left.replace(/\$\{([A-Z_][A-Z0-9_]*)\}/g, (message, value: string) => vars[value] ?? message));
 }

@@ -14,7 +14,7 @@ describe('pd-router dev logs', () => {
       // The EPP's scheduling decision and the sidecar's request line are debug logs of child processes.
       await waitFor(() => /^epp +\| .*"reqId":"logs-test-1".*"msg":"request scheduled"/m.test(dev.output()), 30_000, 'the EPP decision log');
       await waitFor(() => /^sidecar-0 +\| .*"msg":"request done"/m.test(dev.output()), 30_000, 'the sidecar request log');
-      const scheduled = dev.output().split('\n').find((l) => l.includes('"msg":"request scheduled"'))!;
+      const scheduled = dev.output().split('\n').find((line) => line.includes('"msg":"request scheduled"'))!;
       expect(JSON.parse(scheduled.slice(scheduled.indexOf('|') + 2))).toMatchObject({ level: 'debug', component: 'epp', reqId: 'logs-test-1', decision: 'decode-only' });
       // Every component's startup line is there, each under its own prefix.
       for (const c of ['prefill-0', 'decode-0', 'sidecar-0', 'epp', 'gateway']) expect(dev.output()).toMatch(new RegExp(`^${c} +\\| .*listening`, 'm'));

@@ -86,7 +86,7 @@ export function listeningPorts(pids: number[]): number[] {
       if (f.length > 9 && f[3] === '0A' && inodes.has(f[9]!)) ports.add(parseInt(f[1]!.split(':')[1]!, 16));
     }
   }
-  return [...ports].sort((a, b) => a - b);
+  return [...ports].sort((left, right) => left - right);
 }
 
 /** Whether 127.0.0.1:port can be bound (nobody listens on it). */

@@ -28,9 +28,9 @@ interface Started {
 }
 
 /** Kills whatever a failed test left behind (checked by pid and command line, so that a reused pid is never hit). */
-function cleanUp(s: Started): void {
-  const tree = [...s.tree, ...(s.root.exitCode === null && s.root.signalCode === null ? descendants(s.root.pid!) : [])];
-  if (s.root.exitCode === null && s.root.signalCode === null) s.root.kill('SIGKILL');
+function cleanUp(started: Started): void {
+  const tree = [...started.tree, ...(started.root.exitCode === null && started.root.signalCode === null ? descendants(started.root.pid!) : [])];
+  if (started.root.exitCode === null && started.root.signalCode === null) started.root.kill('SIGKILL');
   for (const p of tree) {
     if (!alive(p.pid, MARKER)) continue;
     try {
@@ -54,38 +54,38 @@ async function startStack(ctx: TestContext, via: 'npm' | 'node', extra: string[]
   const s: Started = { root, tree: [], ports: [], gateway: '', output: () => out, exit };
   ctx.onTestFinished(() => cleanUp(s));
   const ready = new Promise<string>((resolve, reject) => {
-    const onData = (d: Buffer) => {
-      out += d.toString();
+    const onData = (chunk: Buffer) => {
+      out += chunk.toString();
       const m = /gateway\s+(http:\S+)[\s\S]*Ctrl-C stops everything/.exec(out);
       if (m) resolve(m[1]!);
     };
     root.stdout!.on('data', onData);
     root.stderr!.on('data', onData);
-    void exit.then((e) => reject(new Error(`exited (${e.code ?? e.signal}) before serving:\n${out}`)));
+    void exit.then((entry) => reject(new Error(`exited (${entry.code ?? entry.signal}) before serving:\n${out}`)));
     setTimeout(() => reject(new Error(`not serving within ${START_MS}ms:\n${out}`)), START_MS).unref();
   });
   s.gateway = await ready;
   s.tree = [...(via === 'node' ? [{ pid: root.pid!, cmd: `node ${CLI} dev` }] : []), ...descendants(root.pid!)];
-  s.ports = listeningPorts(s.tree.map((p) => p.pid));
+  s.ports = listeningPorts(s.tree.map((params) => params.pid));
   return s;
 }
 
 /** Every process of the tree has exited, and every port it listened on can be bound again. */
-async function expectAllGone(s: Started): Promise<void> {
-  await waitFor(() => s.tree.every((p) => !alive(p.pid, MARKER)), STOP_MS, `every process to exit: ${s.tree.filter((p) => alive(p.pid, MARKER)).map((p) => p.cmd.slice(0, 80)).join('; ')}`);
-  for (const port of s.ports) expect(await portFree(port), `port ${port} free`).toBe(true);
+async function expectAllGone(started: Started): Promise<void> {
+  await waitFor(() => started.tree.every((params) => !alive(params.pid, MARKER)), STOP_MS, `every process to exit: ${started.tree.filter((params) => alive(params.pid, MARKER)).map((params) => params.cmd.slice(0, 80)).join('; ')}`);
+  for (const port of started.ports) expect(await portFree(port), `port ${port} free`).toBe(true);
 }
 
-function expectStack(s: Started): void {
-  const commands = s.tree.map((p) => /cli\.js (\w+)/.exec(p.cmd)?.[1] ?? p.cmd);
+function expectStack(started: Started): void {
+  const commands = started.tree.map((params) => /cli\.js (\w+)/.exec(params.cmd)?.[1] ?? params.cmd);
   // `npm start` execs pd-router dev: no shell in between to swallow or drop a signal.
   expect(commands.sort()).toEqual(['dev', 'epp', 'gateway', 'sidecar', 'sim', 'sim']);
-  expect(s.ports).toHaveLength(PORTS_1P1D);
+  expect(started.ports).toHaveLength(PORTS_1P1D);
 }
 
-const devPid = (s: Started) => s.tree.find((p) => /cli\.js dev/.test(p.cmd))!.pid;
-const exitOf = async (s: Started) => {
-  const e = await Promise.race([s.exit, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`did not exit within ${STOP_MS}ms:\n${s.output()}`)), STOP_MS).unref())]);
+const devPid = (started: Started) => started.tree.find((params) => /cli\.js dev/.test(params.cmd))!.pid;
+const exitOf = async (started: Started) => {
+  const e = await Promise.race([started.exit, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`did not exit within ${STOP_MS}ms:\n${started.output()}`)), STOP_MS).unref())]);
   return e;
 };
 
@@ -137,7 +137,7 @@ describe.concurrent('npm start under signals: the whole stack stops, every port 
 
   it('a signal to the gateway: without it the stack serves nothing, so everything stops and dev exits 1', async (ctx) => {
     const s = await startStack(ctx, 'node');
-    const gateway = s.tree.find((p) => /cli\.js gateway/.test(p.cmd))!.pid;
+    const gateway = s.tree.find((params) => /cli\.js gateway/.test(params.cmd))!.pid;
     process.kill(gateway, 'SIGTERM');
     expect(await exitOf(s)).toEqual({ code: 1, signal: null });
     await expectAllGone(s);
@@ -154,7 +154,7 @@ describe.concurrent('npm start under signals: the whole stack stops, every port 
     process.kill(devPid(s), 'SIGTERM');
     await waitFor(() => s.output().includes('shutting down'), STOP_MS, 'the first signal to be handled');
     // Past the window in which a repeat counts as the same signal (a lower bound: timers never fire early).
-    await new Promise((r) => setTimeout(r, REPEATED_SIGNAL_WINDOW_MS + 100));
+    await new Promise((resolve) => setTimeout(resolve, REPEATED_SIGNAL_WINDOW_MS + 100));
     expect(s.output()).not.toContain('shutdown complete');
     process.kill(devPid(s), 'SIGTERM');
     expect(await exitOf(s)).toEqual({ code: 1, signal: null });

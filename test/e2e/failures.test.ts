@@ -18,17 +18,17 @@ const prompt = (tag: string) => Array.from({ length: 400 }, (_, i) => `${tag}${i
 /** Sends a request and resolves with its status, or the error message; never hangs (15 s bound). */
 function send(gateway: string, tag: string, extra: Record<string, unknown> = {}): Promise<number | string> {
   return postJson(`${gateway}/v1/chat/completions`, { model: MODEL, messages: [{ role: 'user', content: prompt(tag) }], max_tokens: 4, ...extra }, {}, 15_000).then(
-    (r) => r.status,
-    (e: Error) => e.message,
+    (jsonResponse) => jsonResponse.status,
+    (err: Error) => err.message,
   );
 }
 
 const running = async (url: string) => metricValue(await metricsText(url), 'vllm:num_requests_running', { model_name: MODEL }) ?? -1;
 
 /** Waits until the EPP itself sees `n` endpoints (discovery reloaded, dead endpoints gone or stale). */
-async function eppSees(s: DevStack, n: number): Promise<void> {
-  const url = `http://127.0.0.1:${s.epp.ports.metricsPort}`;
-  await waitFor(async () => metricValue(await metricsText(url), 'llm_d_epp_ready_endpoints') === n, 10_000, `EPP to see ${n} endpoints`);
+async function eppSees(devStack: DevStack, count: number): Promise<void> {
+  const url = `http://127.0.0.1:${devStack.epp.ports.metricsPort}`;
+  await waitFor(async () => metricValue(await metricsText(url), 'llm_d_epp_ready_endpoints') === count, 10_000, `EPP to see ${count} endpoints`);
 }
 
 describe('a prefill simulator killed mid-run', () => {
@@ -58,7 +58,7 @@ describe('a prefill simulator killed mid-run', () => {
     expect(fallbacks).toBeGreaterThanOrEqual(1);
     // Once discovery dropped it, new long prompts go to the survivor only.
     await eppSees(s, 2);
-    const prefillsOnSurvivor = async () => ((await getJson(`${survivor.url}/admin/requests`)).body.requests as Array<{ kind: string }>).filter((r) => r.kind === 'prefill').length;
+    const prefillsOnSurvivor = async () => ((await getJson(`${survivor.url}/admin/requests`)).body.requests as Array<{ kind: string }>).filter((result) => result.kind === 'prefill').length;
     const fallbacksNow = async () => metricValue(await metricsText(s.decodes[0]!.sidecar.url, '/sidecar/metrics'), 'pd_router_sidecar_pd_requests_total', { connector: 'nixlv2', mode: 'fallback_local' }) ?? 0;
     const [prefillsBefore, fallbacksBefore] = [await prefillsOnSurvivor(), await fallbacksNow()];
     for (let i = 0; i < 4; i++) expect(await send(s.gateway.url, `after${i}`)).toBe(200);
@@ -74,8 +74,8 @@ describe('a decode simulator killed', () => {
     const s = stack;
     // ignore_eos makes the simulator produce all max_tokens, so the stream stays open between tokens.
     const inflight = postJson(`${s.gateway.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: 'user', content: prompt('dec') }], max_tokens: 4, stream: true, ignore_eos: true }, {}, 15_000).then(
-      (r) => ({ status: r.status, text: r.text }),
-      (e: Error) => ({ status: 0, text: e.message }),
+      (jsonResponse) => ({ status: jsonResponse.status, text: jsonResponse.text }),
+      (err: Error) => ({ status: 0, text: err.message }),
     );
     await waitFor(async () => (await running(s.decodes[0]!.sim.url)) + (await running(s.decodes[1]!.sim.url)) === 1, 10_000, 'decode in flight');
     const victim = (await running(s.decodes[0]!.sim.url)) === 1 ? 0 : 1;

@@ -25,8 +25,8 @@ describe('end to end: gateway -> EPP -> sidecar -> simulators', () => {
     const r = await postJson(`${stack.gateway.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: 'user', content: longPrompt }], max_tokens: 8 }, { 'x-request-id': 'e2e-long-1' });
     expect(r.status).toBe(200);
     expect(r.body.choices[0].message.role).toBe('assistant');
-    const prefill = (await records(stack.prefills[0]!.url)).find((x) => x.headers['x-request-id'] === 'e2e-long-1')!;
-    const decode = (await records(stack.decodes[0]!.sim.url)).find((x) => x.headers['x-request-id'] === 'e2e-long-1')!;
+    const prefill = (await records(stack.prefills[0]!.url)).find((item) => item.headers['x-request-id'] === 'e2e-long-1')!;
+    const decode = (await records(stack.decodes[0]!.sim.url)).find((item) => item.headers['x-request-id'] === 'e2e-long-1')!;
     expect(prefill.kind).toBe('prefill');
     expect(prefill.finishReason).toBe('remote_decode');
     expect(decode.kind).toBe('decode');
@@ -40,15 +40,15 @@ describe('end to end: gateway -> EPP -> sidecar -> simulators', () => {
     const before = await decisions('decode-only');
     const r = await postJson(`${stack.gateway.url}/v1/chat/completions`, { model: MODEL, messages: [{ role: 'user', content: longPrompt }], max_tokens: 8 }, { 'x-request-id': 'e2e-long-2' });
     expect(r.status).toBe(200);
-    expect((await records(stack.prefills[0]!.url)).some((x) => x.headers['x-request-id'] === 'e2e-long-2')).toBe(false);
-    expect((await records(stack.decodes[0]!.sim.url)).find((x) => x.headers['x-request-id'] === 'e2e-long-2')!.kind).toBe('aggregated');
+    expect((await records(stack.prefills[0]!.url)).some((item) => item.headers['x-request-id'] === 'e2e-long-2')).toBe(false);
+    expect((await records(stack.decodes[0]!.sim.url)).find((item) => item.headers['x-request-id'] === 'e2e-long-2')!.kind).toBe('aggregated');
     expect(await decisions('decode-only')).toBe(before + 1);
   });
 
   it('a short prompt is decode-only', async () => {
     const r = await postJson(`${stack.gateway.url}/v1/completions`, { model: MODEL, prompt: 'Hi there', max_tokens: 4 }, { 'x-request-id': 'e2e-short' });
     expect(r.status).toBe(200);
-    expect((await records(stack.prefills[0]!.url)).some((x) => x.headers['x-request-id'] === 'e2e-short')).toBe(false);
+    expect((await records(stack.prefills[0]!.url)).some((item) => item.headers['x-request-id'] === 'e2e-short')).toBe(false);
   });
 
   it('streaming: a disaggregated request streams SSE back through sidecar and gateway, usage carries the prefiller\'s cached tokens', async () => {
@@ -63,7 +63,7 @@ describe('end to end: gateway -> EPP -> sidecar -> simulators', () => {
     const chunks = sseJson(r.text);
     expect(chunks.length).toBeGreaterThanOrEqual(3);
     expect(r.text.endsWith('data: [DONE]\n\n')).toBe(true);
-    const prefill = (await records(stack.prefills[0]!.url)).find((x) => x.headers['x-request-id'] === 'e2e-stream')!;
+    const prefill = (await records(stack.prefills[0]!.url)).find((item) => item.headers['x-request-id'] === 'e2e-stream')!;
     expect(chunks.at(-1).usage.prompt_tokens_details.cached_tokens).toBe(prefill.cachedTokens);
   });
 
@@ -76,6 +76,6 @@ describe('end to end: gateway -> EPP -> sidecar -> simulators', () => {
   it('a client-supplied x-prefiller-host-port cannot steer the sidecar', async () => {
     const r = await postJson(`${stack.gateway.url}/v1/completions`, { model: MODEL, prompt: 'short one', max_tokens: 2 }, { 'x-prefiller-host-port': '10.66.66.66:1', 'x-request-id': 'e2e-smuggle' });
     expect(r.status).toBe(200);
-    expect((await records(stack.decodes[0]!.sim.url)).find((x) => x.headers['x-request-id'] === 'e2e-smuggle')!.kind).toBe('aggregated');
+    expect((await records(stack.decodes[0]!.sim.url)).find((item) => item.headers['x-request-id'] === 'e2e-smuggle')!.kind).toBe('aggregated');
   });
 });

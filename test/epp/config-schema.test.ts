@@ -173,10 +173,10 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
 describe('parsers', () => {
   it('GAIE v1.5 `parser:` selects one parser, created from its type when not defined; deprecated under llm-d.ai', () => {
     const c = loadEndpointPickerConfig(`${GAIE}${PROFILE}parser: {pluginRef: passthrough-parser}`);
-    expect(c.parsers.map((p) => p.type)).toEqual(['passthrough-parser']);
+    expect(c.parsers.map((parser) => parser.type)).toEqual(['passthrough-parser']);
     expect(c.warnings).toEqual([]);
     expect(loadEndpointPickerConfig(`${LLMD}${PROFILE}parser: {pluginRef: openai-parser}`).warnings).toEqual(['top-level parser is deprecated in llm-d-router; use requestHandler.parsers']);
-    expect(loadEndpointPickerConfig(`${LLMD}${PROFILE}requestHandler: {parsers: [{pluginRef: vllmhttp-parser}]}`).parsers.map((p) => p.name)).toEqual(['vllmhttp-parser']);
+    expect(loadEndpointPickerConfig(`${LLMD}${PROFILE}requestHandler: {parsers: [{pluginRef: vllmhttp-parser}]}`).parsers.map((parser) => parser.name)).toEqual(['vllmhttp-parser']);
     expect(loadError(`${LLMD}${PROFILE}requestHandler: {parsers: [{pluginRef: queue-scorer}]}`)).toMatch(/requestHandler\.parsers\[0\]: "queue-scorer" \(type queue-scorer\) is not a parser/);
   });
 });

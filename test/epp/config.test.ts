@@ -17,13 +17,13 @@ describe('the llm-d P/D configs load unchanged', () => {
       expect([...c.profiles.keys()]).toEqual(['prefill', 'decode']);
       expect(c.handler.type).toBe('disagg-profile-handler');
       const decode = c.profiles.get('decode')!;
-      expect(decode.filters.map((f) => f.type)).toEqual(['decode-filter']);
-      expect(decode.scorers.map((s) => [s.scorer.type, s.weight])).toEqual([['prefix-cache-scorer', 2], ['queue-scorer', 1]]);
+      expect(decode.filters.map((filter) => filter.type)).toEqual(['decode-filter']);
+      expect(decode.scorers.map((weightedScorer) => [weightedScorer.scorer.type, weightedScorer.weight])).toEqual([['prefix-cache-scorer', 2], ['queue-scorer', 1]]);
       expect(decode.picker.type).toBe('max-score-picker');
-      expect(c.profiles.get('prefill')!.filters.map((f) => f.type)).toEqual(['prefill-filter']);
-      expect(c.producers.map((p) => p.type)).toEqual(['approx-prefix-cache-producer']);
-      expect(c.preRequest.map((p) => p.type).sort()).toEqual(['approx-prefix-cache-producer', 'disagg-profile-handler']);
-      expect(c.parsers.map((p) => p.type)).toEqual(['openai-parser', 'anthropic-parser', 'vllmhttp-parser', 'passthrough-parser']);
+      expect(c.profiles.get('prefill')!.filters.map((filter) => filter.type)).toEqual(['prefill-filter']);
+      expect(c.producers.map((dataProducer) => dataProducer.type)).toEqual(['approx-prefix-cache-producer']);
+      expect(c.preRequest.map((preRequest) => preRequest.type).sort()).toEqual(['approx-prefix-cache-producer', 'disagg-profile-handler']);
+      expect(c.parsers.map((parser) => parser.type)).toEqual(['openai-parser', 'anthropic-parser', 'vllmhttp-parser', 'passthrough-parser']);
       expect(c.metricsSource).toMatchObject({ scheme: 'http', path: '/metrics' });
       expect(c.warnings).toEqual([]);
     });
@@ -52,10 +52,10 @@ describe('loader defaults', () => {
   it('no config → llm-d\'s default: queue ×2, kv-cache ×2, prefix ×3, max-score picker, single-profile handler', () => {
     for (const c of [loadEndpointPickerConfig(''), loadEndpointPickerConfig(DEFAULT_CONFIG_YAML)]) {
       const p = c.profiles.get('default')!;
-      expect(p.scorers.map((s) => [s.scorer.type, s.weight])).toEqual([['queue-scorer', 2], ['kv-cache-utilization-scorer', 2], ['prefix-cache-scorer', 3]]);
+      expect(p.scorers.map((weightedScorer) => [weightedScorer.scorer.type, weightedScorer.weight])).toEqual([['queue-scorer', 2], ['kv-cache-utilization-scorer', 2], ['prefix-cache-scorer', 3]]);
       expect(p.picker.type).toBe('max-score-picker');
       expect(c.handler.type).toBe('single-profile-handler');
-      expect(c.producers.map((x) => x.type)).toEqual(['approx-prefix-cache-producer']);
+      expect(c.producers.map((dataProducer) => dataProducer.type)).toEqual(['approx-prefix-cache-producer']);
     }
   });
 
@@ -97,7 +97,7 @@ schedulingProfiles: [{name: a}]`);
 - {type: by-label, parameters: {label: role, validValues: [x]}}
 requestHandler: {parsers: [{pluginRef: passthrough-parser}]}
 schedulingProfiles: [{name: a, plugins: [{pluginRef: by-label}]}]`);
-    expect(c.parsers.map((p) => p.type)).toEqual(['passthrough-parser']);
+    expect(c.parsers.map((parser) => parser.type)).toEqual(['passthrough-parser']);
     expect(c.warnings.join('\n')).toMatch(/prefill-header-handler.*deprecated upstream; use disagg-profile-handler/);
     expect(c.warnings.join('\n')).toMatch(/by-label.*deprecated upstream; use label-selector-filter/);
   });
@@ -106,8 +106,8 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: by-label}]}]`);
     const c = load('plugins: [{type: decode-filter}, {type: queue-scorer}, {name: r, type: random-picker}, {type: approx-prefix-cache-producer}]\nschedulingProfiles: []');
     const p = c.profiles.get('default')!;
     expect([...c.profiles.keys()]).toEqual(['default']);
-    expect(p.filters.map((f) => f.name)).toEqual(['decode-filter']);
-    expect(p.scorers.map((s) => s.scorer.name)).toEqual(['queue-scorer']);
+    expect(p.filters.map((filter) => filter.name)).toEqual(['decode-filter']);
+    expect(p.scorers.map((weightedScorer) => weightedScorer.scorer.name)).toEqual(['queue-scorer']);
     expect(p.picker.name).toBe('r');
   });
 
@@ -121,7 +121,7 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: by-label}]}]`);
 describe('config errors name the plugin and the parameter', () => {
   const cases: Array<[string, string | RegExp]> = [
     ['plugins: [{type: nope}]\nschedulingProfiles: [{name: a}]', 'EndpointPickerConfig: plugin "nope" (type nope): unknown plugin type "nope"'],
-    ['plugins: [{type: burst-prefix-cache-producer}]\nschedulingProfiles: [{name: a}]', /type burst-prefix-cache-producer is not supported by pd-router \(burst co-location/],
+    ['plugins: [{type: p2p-source-producer}]\nschedulingProfiles: [{name: a}]', /type p2p-source-producer is not supported by pd-router \(peer-to-peer KV-cache sources are not implemented/],
     ['plugins: [{type: precise-prefix-cache-producer, parameters: {indexerConfig: {tokenizersPoolConfig: {modelName: m}}}}]\nschedulingProfiles: [{name: a}]', /parameter "indexerConfig.tokenizersPoolConfig": tokenizersPoolConfig is not supported; configure a token-producer plugin instead/],
     ['plugins: [{type: precise-prefix-cache-scorer, parameters: {kvEventsConfig: {zmqEndpoint: "0.0.0.0:5557"}}}]\nschedulingProfiles: [{name: a}]', /parameter "kvEventsConfig.zmqEndpoint": must be tcp:\/\/<host>:<port>/],
     ['plugins: [{type: precise-prefix-cache-scorer, parameters: {indexerConfig: {kvBlockIndexConfig: {redisConfig: {address: r}}}}}]\nschedulingProfiles: [{name: a}]', /the Redis-backed index is not supported/],

@@ -19,7 +19,7 @@ afterEach(async () => {
   epp = undefined;
 });
 
-const ids = (e: EppHandle) => e.store.all().map((x) => `${x.id}@${x.hostPort}[${x.labels['llm-d.ai/role'] ?? ''}]`).sort();
+const ids = (eppHandle: EppHandle) => eppHandle.store.all().map((endpoint) => `${endpoint.id}@${endpoint.hostPort}[${endpoint.labels['llm-d.ai/role'] ?? ''}]`).sort();
 
 describe('endpoints file', () => {
   it('parses the upstream format: namespace defaults to "default", ports as strings or numbers', () => {

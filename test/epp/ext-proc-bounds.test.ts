@@ -14,7 +14,7 @@ const REQUEST = { ':path': '/v1/completions', ':method': 'POST' };
 
 /** A body chunk of `n` bytes that opens a completion request (the rest of the JSON comes with `closing`). */
 const PREFIX = '{"model":"food-review","prompt":"';
-const opening = (n: number) => PREFIX + 'x'.repeat(n - PREFIX.length);
+const opening = (count: number) => PREFIX + 'x'.repeat(count - PREFIX.length);
 const closing = '"}';
 
 describe('the request buffer budget (--request-buffer-budget)', () => {

@@ -17,15 +17,15 @@ export class ExtProcCall {
   private done = false;
 
   constructor(private readonly call: grpc.ClientDuplexStream<ProcessingRequest, ProcessingResponse>) {
-    call.on('data', (m: ProcessingResponse) => {
-      this.responses.push(m);
+    call.on('data', (response: ProcessingResponse) => {
+      this.responses.push(response);
       for (const w of this.waiters.splice(0)) w();
     });
     this.ended = new Promise((resolve) => {
-      call.on('status', (s: grpc.StatusObject) => {
+      call.on('status', (settings: grpc.StatusObject) => {
         this.done = true;
         for (const w of this.waiters.splice(0)) w();
-        resolve({ code: s.code, details: s.details });
+        resolve({ code: settings.code, details: settings.details });
       });
       call.on('error', () => undefined);
     });
@@ -37,12 +37,12 @@ export class ExtProcCall {
   }
 
   /** Waits until at least `n` responses arrived in total (bounded). */
-  async waitFor(n: number, timeoutMs = 5_000): Promise<ProcessingResponse[]> {
+  async waitFor(count: number, timeoutMs = 5_000): Promise<ProcessingResponse[]> {
     const deadline = Date.now() + timeoutMs;
-    while (this.responses.length < n) {
-      if (this.done) throw new Error(`stream ended after ${this.responses.length} of ${n} responses`);
+    while (this.responses.length < count) {
+      if (this.done) throw new Error(`stream ended after ${this.responses.length} of ${count} responses`);
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${n} responses (got ${this.responses.length})`);
+      if (left <= 0) throw new Error(`timed out waiting for ${count} responses (got ${this.responses.length})`);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
         this.waiters.push(() => {
@@ -51,7 +51,7 @@ export class ExtProcCall {
         });
       });
     }
-    return this.responses.slice(0, n);
+    return this.responses.slice(0, count);
   }
 
   end(): void {
@@ -80,24 +80,24 @@ export class ExtProcTestClient {
   }
 }
 
-export function headers(h: Record<string, string>, endOfStream = false): ProcessingRequest {
+export function headers(value: Record<string, string>, endOfStream = false): ProcessingRequest {
   return {
-    request_headers: { headers: { headers: Object.entries(h).map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) }, end_of_stream: endOfStream },
+    request_headers: { headers: { headers: Object.entries(value).map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) }, end_of_stream: endOfStream },
   };
 }
 
-export function body(b: string | Buffer, endOfStream: boolean): ProcessingRequest {
-  return { request_body: { body: Buffer.from(b), end_of_stream: endOfStream } };
+export function body(right: string | Buffer, endOfStream: boolean): ProcessingRequest {
+  return { request_body: { body: Buffer.from(right), end_of_stream: endOfStream } };
 }
 
-export function responseHeaders(h: Record<string, string>, endOfStream = false): ProcessingRequest {
+export function responseHeaders(value: Record<string, string>, endOfStream = false): ProcessingRequest {
   return {
-    response_headers: { headers: { headers: Object.entries(h).map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) }, end_of_stream: endOfStream },
+    response_headers: { headers: { headers: Object.entries(value).map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) }, end_of_stream: endOfStream },
   };
 }
 
-export function responseBody(b: string | Buffer, endOfStream: boolean): ProcessingRequest {
-  return { response_body: { body: Buffer.from(b), end_of_stream: endOfStream } };
+export function responseBody(right: string | Buffer, endOfStream: boolean): ProcessingRequest {
+  return { response_body: { body: Buffer.from(right), end_of_stream: endOfStream } };
 }
 
 export function subsetHint(addresses: string[]): ProcessingRequest['metadata_context'] {
@@ -111,6 +111,6 @@ export function subsetHint(addresses: string[]): ProcessingRequest['metadata_con
 }
 
 /** Header name → value of a header mutation's set list (values decoded). */
-export function setHeadersOf(m: { set_headers?: Array<{ header: { key: string; raw_value?: Uint8Array; value?: string }; append_action?: string }> } | null | undefined): Array<[string, string, string]> {
-  return (m?.set_headers ?? []).map((h) => [h.header.key, h.header.raw_value?.length ? Buffer.from(h.header.raw_value).toString() : (h.header.value ?? ''), h.append_action ?? '']);
+export function setHeadersOf(match: { set_headers?: Array<{ header: { key: string; raw_value?: Uint8Array; value?: string }; append_action?: string }> } | null | undefined): Array<[string, string, string]> {
+  return (match?.set_headers ?? []).map((headers) => [headers.header.key, headers.header.raw_value?.length ? Buffer.from(headers.header.raw_value).toString() : (headers.header.value ?? ''), headers.append_action ?? '']);
 }

@@ -9,8 +9,8 @@ import { PD_EPP_CONFIG, decoded, spec, startTestEpp, type TestEpp } from './fixt
 import { DESTINATION_ENDPOINT, PREFILLER_HOST_PORT, ROUTING_HEADERS } from '../../src/common/pd-contract.js';
 
 /** The routing headers the EPP removes when it sets only the destination (decode-only), or also the prefiller (P/D). */
-const REMOVED_DECODE_ONLY = ROUTING_HEADERS.filter((h) => h !== DESTINATION_ENDPOINT);
-const REMOVED_PD = REMOVED_DECODE_ONLY.filter((h) => h !== PREFILLER_HOST_PORT);
+const REMOVED_DECODE_ONLY = ROUTING_HEADERS.filter((host) => host !== DESTINATION_ENDPOINT);
+const REMOVED_PD = REMOVED_DECODE_ONLY.filter((host) => host !== PREFILLER_HOST_PORT);
 
 // Closed loopback ports: scraping these fails fast (counted), no traffic leaves the host.
 const P = spec('prefill-0', '127.0.0.2', 'prefill', {}, 9);
@@ -160,10 +160,10 @@ describe('request path', () => {
     const text = completion('x'.repeat(150_000));
     call.send(headers({ ':path': '/v1/completions' }), body(text, true));
     const got = await call.waitFor(4);
-    const chunks = got.slice(1).map((r) => (r.request_body!.response.body_mutation as any).streamed_response);
-    expect(chunks.map((c) => c.body.length)).toEqual([62000, 62000, text.length - 124000]);
-    expect(chunks.map((c) => c.end_of_stream)).toEqual([false, false, true]);
-    expect(Buffer.concat(chunks.map((c) => Buffer.from(c.body))).toString()).toBe(text);
+    const chunks = got.slice(1).map((result) => (result.request_body!.response.body_mutation as any).streamed_response);
+    expect(chunks.map((config) => config.body.length)).toEqual([62000, 62000, text.length - 124000]);
+    expect(chunks.map((config) => config.end_of_stream)).toEqual([false, false, true]);
+    expect(Buffer.concat(chunks.map((config) => Buffer.from(config.body))).toString()).toBe(text);
     call.end();
   });
 
@@ -199,12 +199,12 @@ describe('request path', () => {
 
   it('deep JSON (anywhere in the body, any API, with or without a model rewrite) → 400 exceeded max depth, never a stream error', async () => {
     const cases: Array<[string, (open: string, close: string) => string, Record<string, string>]> = [
-      ['/v1/completions', (o, c) => `{"model":"m","prompt":"x","a":${o}${c}}`, {}],
-      ['/v1/completions', (o, c) => `{"model":"m","prompt":"x","a":${o}${c}}`, { 'x-llm-d-model-name-rewrite': 'other' }],
-      ['/v1/completions', (o, c) => `{"model":"m","prompt":${o}"x"${c}}`, {}],
-      ['/v1/chat/completions', (o, c) => `{"model":"m","messages":[{"role":"user","content":"x"}],"tools":${o}${c}}`, {}],
-      ['/v1/chat/completions', (o) => `{"model":"m","messages":[{"role":"user","content":${o}`, {}],
-      ['/v1/messages', (o, c) => `{"model":"m","max_tokens":1,"messages":[{"role":"user","content":${o}${c}}]}`, {}],
+      ['/v1/completions', (text, config) => `{"model":"m","prompt":"x","a":${text}${config}}`, {}],
+      ['/v1/completions', (text, config) => `{"model":"m","prompt":"x","a":${text}${config}}`, { 'x-llm-d-model-name-rewrite': 'other' }],
+      ['/v1/completions', (text, config) => `{"model":"m","prompt":${text}"x"${config}}`, {}],
+      ['/v1/chat/completions', (text, config) => `{"model":"m","messages":[{"role":"user","content":"x"}],"tools":${text}${config}}`, {}],
+      ['/v1/chat/completions', (text) => `{"model":"m","messages":[{"role":"user","content":${text}`, {}],
+      ['/v1/messages', (text, config) => `{"model":"m","max_tokens":1,"messages":[{"role":"user","content":${text}${config}}]}`, {}],
     ];
     for (const depth of [1_001, 4_100, 10_001, 200_000]) {
       for (const [path, make, extra] of cases) {
@@ -270,7 +270,7 @@ describe('every routing header a client sends (ROUTING_HEADERS), on every decisi
   /** Every routing header, some in upper case, x-prefiller-url twice: each with a value that names the smuggler. */
   const smuggling = (pseudo: Record<string, string>, endOfStream: boolean) => {
     const list = Object.entries(pseudo).map(([key, v]) => ({ key, raw_value: Buffer.from(v) }));
-    ROUTING_HEADERS.forEach((h, i) => list.push({ key: i % 2 ? h.toUpperCase() : h, raw_value: Buffer.from(`${MARK}:${i + 1}`) }));
+    ROUTING_HEADERS.forEach((host, i) => list.push({ key: i % 2 ? host.toUpperCase() : host, raw_value: Buffer.from(`${MARK}:${i + 1}`) }));
     list.push({ key: 'x-prefiller-url', raw_value: Buffer.from(`http://${MARK}:99`) });
     return { request_headers: { headers: { headers: list }, end_of_stream: endOfStream } };
   };

@@ -40,7 +40,7 @@ export function seeded(seed = 1): () => number {
 
 export function harness(yaml: string, store: EndpointStore, random: () => number = seeded()): Harness {
   const config = loadEndpointPickerConfig(yaml, { random });
-  store.on('removed', (e) => config.endpointRemoved.forEach((p) => p.endpointRemoved(e.id)));
+  store.on('removed', (endpoint) => config.endpointRemoved.forEach((removed) => removed.endpointRemoved(endpoint.id)));
   const director = new RequestDirector(config, store, config.metrics, silentLogger());
   let n = 0;
   return {
@@ -66,7 +66,7 @@ export function endpointsFile(content: string): string {
 
 export function endpointsYaml(specs: EndpointSpec[]): string {
   return `endpoints:\n${specs
-    .map((s) => `- name: ${s.name}\n  namespace: ${s.namespace}\n  address: "${s.address}"\n  port: "${s.port}"\n  labels: ${JSON.stringify(s.labels)}`)
+    .map((endpointSpec) => `- name: ${endpointSpec.name}\n  namespace: ${endpointSpec.namespace}\n  address: "${endpointSpec.address}"\n  port: "${endpointSpec.port}"\n  labels: ${JSON.stringify(endpointSpec.labels)}`)
     .join('\n')}\n`;
 }
 
@@ -99,6 +99,6 @@ export async function startTestEpp(configText: string, specs: EndpointSpec[], ov
 }
 
 /** Decoded messages with bytes as UTF-8 strings, for exact comparisons. */
-export function decoded<T>(v: T): unknown {
-  return JSON.parse(JSON.stringify(v, (_k, x) => (x && x.type === 'Buffer' && Array.isArray(x.data) ? Buffer.from(x.data).toString('utf8') : x)));
+export function decoded<T>(value: T): unknown {
+  return JSON.parse(JSON.stringify(value, (_key, item) => (item && item.type === 'Buffer' && Array.isArray(item.data) ? Buffer.from(item.data).toString('utf8') : item)));
 }

@@ -29,8 +29,8 @@ function healthClient(port: number): any {
   return c;
 }
 
-const check = (c: any, service: string) =>
-  new Promise<string>((resolve, reject) => c.Check({ service }, { deadline: Date.now() + 3000 }, (err: Error | null, r: { status: string }) => (err ? reject(err) : resolve(r.status))));
+const check = (config: any, service: string) =>
+  new Promise<string>((resolve, reject) => config.Check({ service }, { deadline: Date.now() + 3000 }, (err: Error | null, result: { status: string }) => (err ? reject(err) : resolve(result.status))));
 
 const SERVICES = ['', 'liveness', 'readiness', EXT_PROC_SERVICE_NAME];
 
@@ -40,10 +40,10 @@ describe('gRPC health', () => {
     epp = await startEpp(eppConfig({ ...base, secureServing: false, endpointsFile: endpointsFile(endpointsYaml([spec('d0', '10.4.0.1')])) }));
     const h = healthClient(epp.healthPort);
     for (const s of SERVICES) expect(await check(h, s)).toBe('SERVING');
-    const list = await new Promise<any>((resolve, reject) => h.List({}, (err: Error | null, r: unknown) => (err ? reject(err) : resolve(r))));
+    const list = await new Promise<any>((resolve, reject) => h.List({}, (err: Error | null, reason: unknown) => (err ? reject(err) : resolve(reason))));
     expect(list.statuses).toEqual({ [EXT_PROC_SERVICE_NAME]: { status: 'SERVING' } });
     const watch = h.Watch({ service: '' });
-    const code = await new Promise<number>((resolve) => watch.on('error', (e: grpc.ServiceError) => resolve(e.code)));
+    const code = await new Promise<number>((resolve) => watch.on('error', (err: grpc.ServiceError) => resolve(err.code)));
     expect(code).toBe(grpc.status.UNIMPLEMENTED);
   });
 
@@ -55,7 +55,7 @@ describe('gRPC health', () => {
     const client = new ExtProcTestClient(`127.0.0.1:${epp.grpcPort}`);
     const call = client.open();
     call.send(headers({ ':path': '/v1/completions' }));
-    await waitFor(() => epp!.metrics.llmd!.streamsInflight.get().then((m) => m.values[0]?.value === 1), 5000, 'stream open');
+    await waitFor(() => epp!.metrics.llmd!.streamsInflight.get().then((match) => match.values[0]?.value === 1), 5000, 'stream open');
     const closing = epp.close(5000);
     // While a stream is in flight the health server stays up and says NOT_SERVING.
     await waitFor(async () => (await check(h, 'liveness').catch(() => 'gone')) === 'NOT_SERVING', 5000, 'NOT_SERVING while draining');

@@ -50,7 +50,7 @@ beforeAll(async () => {
   );
 });
 afterAll(async () => {
-  await Promise.all(sims.map((s) => s.close()));
+  await Promise.all(sims.map((handle) => handle.close()));
 });
 
 interface Decision {
@@ -67,12 +67,12 @@ for (const [file, yaml] of [
       let epp: EppHandle;
       let client: ExtProcTestClient;
       const prefillPod = () => `127.0.0.1:${sims[0]!.port}`;
-      const decodePods = () => sims.slice(1).map((s) => `127.0.0.1:${s.port}`);
+      const decodePods = () => sims.slice(1).map((handle) => `127.0.0.1:${handle.port}`);
 
       beforeAll(async () => {
         const specs = [
           spec('vllm-sim-p-0', '127.0.0.1', 'prefill', {}, sims[0]!.port),
-          ...sims.slice(1).map((s, i) => spec(`vllm-sim-d-${i}`, '127.0.0.1', 'decode', {}, s.port)),
+          ...sims.slice(1).map((handle, i) => spec(`vllm-sim-d-${i}`, '127.0.0.1', 'decode', {}, handle.port)),
         ];
         epp = await startEpp(
           eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, endpointsFile: endpointsFile(endpointsYaml(specs)), configText: yaml }),
@@ -80,7 +80,7 @@ for (const [file, yaml] of [
         );
         client = new ExtProcTestClient(`127.0.0.1:${epp.grpcPort}`);
         // As in the e2e test, the pods are up and scraped before the first request.
-        await waitFor(() => epp.store.all().length === 5 && epp.store.all().every((e) => e.metrics.updatedAt > 0), 10_000, 'the EPP to scrape all five simulators');
+        await waitFor(() => epp.store.all().length === 5 && epp.store.all().every((endpoint) => endpoint.metrics.updatedAt > 0), 10_000, 'the EPP to scrape all five simulators');
       });
       afterAll(async () => {
         client?.close();
@@ -88,11 +88,11 @@ for (const [file, yaml] of [
       });
 
       /** One request as Envoy sends it; returns the EPP's routing decision. */
-      async function route(kind: 'completion' | 'chat', prompt: string, n: number): Promise<Decision> {
+      async function route(kind: 'completion' | 'chat', prompt: string, count: number): Promise<Decision> {
         const path = kind === 'completion' ? '/v1/completions' : '/v1/chat/completions';
         const payload = kind === 'completion' ? { model: SIM_MODEL_NAME, prompt } : { model: SIM_MODEL_NAME, messages: [{ role: 'user', content: prompt }] };
         const call = client.open();
-        call.send(headers({ ':method': 'POST', ':path': path, ':authority': 'envoy', 'content-type': 'application/json', 'x-request-id': `e2e-${seed}-${n}` }), body(JSON.stringify(payload), true));
+        call.send(headers({ ':method': 'POST', ':path': path, ':authority': 'envoy', 'content-type': 'application/json', 'x-request-id': `e2e-${seed}-${count}` }), body(JSON.stringify(payload), true));
         const [h] = await call.waitFor(2);
         const set = new Map(setHeadersOf(h!.request_headers!.response!.header_mutation).map(([k, v]) => [k.toLowerCase(), v]));
         // Close the exchange as Envoy would after the model server answered.
@@ -115,7 +115,7 @@ for (const [file, yaml] of [
         expect(completion2.destination).toBe(completion1.destination);
         expect(chat2.destination).toBe(chat1.destination);
         // Which requests disaggregated (the prefill pod rides along in x-prefiller-host-port).
-        expect([completion1, chat1, completionExtra, completion2, chatExtra, chat2].map((d) => d.prefiller ?? 'decode-only')).toEqual([
+        expect([completion1, chat1, completionExtra, completion2, chatExtra, chat2].map((decision) => decision.prefiller ?? 'decode-only')).toEqual([
           prefillPod(),
           prefillPod(),
           prefillPod(),

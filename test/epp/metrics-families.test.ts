@@ -28,16 +28,14 @@ const GAIE_NOT_EMITTED = [
   'inference_extension_flow_control_queue_size',
   'inference_extension_flow_control_request_enqueue_duration_seconds',
   'inference_extension_flow_control_request_queue_duration_seconds',
-  // The InferenceModelRewrite CRD.
-  'inference_extension_model_rewrite_decisions_total',
 ];
 /** pd-router's own metrics, served in every mode. */
 const OWN = ['llm_d_epp_disagg_decision_reason_total', 'llm_d_epp_extproc_request_buffer_bytes']; // (and llm_d_epp_extproc_connections_drained_total once a connection is drained)
 
 /** One record through every EppMetrics entry point, so each family has a series. */
-function exercise(m: EppMetrics): void {
-  m.registerPoolGauges('pool', () => [{ name: 'a', waiting: 1, running: 2, kv: 0.5, fresh: true }]);
-  const s = m.request('model', 'target', 'flow', 0);
+function exercise(eppMetrics: EppMetrics): void {
+  eppMetrics.registerPoolGauges('pool', () => [{ name: 'a', waiting: 1, running: 2, kv: 0.5, fresh: true }]);
+  const s = eppMetrics.request('model', 'target', 'flow', 0);
   s.accepted(100);
   s.running.inc();
   s.error('ResourceExhausted');
@@ -47,19 +45,20 @@ function exercise(m: EppMetrics): void {
   s.usage(10, 5, 2);
   s.ttft(true, 0.5);
   s.tpot(0.01);
-  m.scheduled('target', { name: 'a', namespace: 'default', port: 8000 }, 0.001);
-  m.schedulingFailed('target', 0.001);
-  m.requestProcessed(0.001);
-  m.pluginDuration('Filter', 'decode-filter', 'decode-filter').observe(0.0001);
-  m.recordDecision({ name: 'h', type: 'disagg-profile-handler' }, 'target', 'prefill-decode', 'above-threshold');
-  m.recordPdDecision({ name: 'p', type: 'pd-profile-handler' }, 'target', 'decode-only');
-  const p = m.prefixIndexer({ name: 'x', type: 'approx-prefix-cache-producer' });
+  eppMetrics.scheduled('target', { name: 'a', namespace: 'default', port: 8000 }, 0.001);
+  eppMetrics.schedulingFailed('target', 0.001);
+  eppMetrics.requestProcessed(0.001);
+  eppMetrics.pluginDuration('Filter', 'decode-filter', 'decode-filter').observe(0.0001);
+  eppMetrics.recordDecision({ name: 'h', type: 'disagg-profile-handler' }, 'target', 'prefill-decode', 'above-threshold');
+  eppMetrics.recordPdDecision({ name: 'p', type: 'pd-profile-handler' }, 'target', 'decode-only');
+  const p = eppMetrics.prefixIndexer({ name: 'x', type: 'approx-prefix-cache-producer' });
   p.size(3);
   p.match(0.5, 64);
-  m.pollErrors('file-discovery').inc();
-  m.extractErrors('metrics-data-source', 'core-metrics-extractor').inc();
-  m.streamOpened();
-  m.streamClosed('OK', 0.1);
+  eppMetrics.pollErrors('file-discovery').inc();
+  eppMetrics.extractErrors('metrics-data-source', 'core-metrics-extractor').inc();
+  eppMetrics.streamOpened();
+  eppMetrics.streamClosed('OK', 0.1);
+  eppMetrics.modelRewriteDecision('rw', 'model', 'target');
 }
 
 async function served(family: 'gaie' | 'llm-d' | 'both') {
@@ -71,7 +70,7 @@ async function served(family: 'gaie' | 'llm-d' | 'both') {
 describe('metric families: the same schema as upstream', () => {
   const gaie = upstreamReference('gaie-v1.4.0.json');
   const llmd = upstreamReference('llm-d-router-ebab687.json');
-  const gaieServed = gaie.filter((f) => !GAIE_NOT_EMITTED.includes(f.name));
+  const gaieServed = gaie.filter((familySchema) => !GAIE_NOT_EMITTED.includes(familySchema.name));
 
   it('gaie: every GAIE v1.4.0 / v0.7.1 family pd-router can fill, exactly as upstream (type, help, labels, buckets)', async () => {
     const got = await served('gaie');
@@ -82,7 +81,7 @@ describe('metric families: the same schema as upstream', () => {
       expect(schema, ref.name).toEqual(ref);
     }
     // The ones left out are exactly those of components pd-router does not have.
-    expect(GAIE_NOT_EMITTED.every((n) => gaie.some((f) => f.name === n))).toBe(true);
+    expect(GAIE_NOT_EMITTED.every((count) => gaie.some((familySchema) => familySchema.name === count))).toBe(true);
   });
 
   it('llm-d: every llm-d-router family pd-router fills, exactly as upstream', async () => {

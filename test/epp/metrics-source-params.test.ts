@@ -29,7 +29,7 @@ afterEach(async () => {
   epp = undefined;
   for (const s of servers.splice(0)) {
     s.closeAllConnections();
-    await new Promise((r) => s.close(r));
+    await new Promise((resolve) => s.close(resolve));
   }
 });
 
@@ -39,7 +39,7 @@ async function serve(server: http.Server, exposition: string): Promise<number> {
     res.end(exposition);
   });
   servers.push(server);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return (server.address() as AddressInfo).port;
 }
 
@@ -117,18 +117,51 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
     expect(m).toMatchObject({ waitingQueueSize: 2, runningRequests: 4, kvCacheUsage: 0.5, cacheBlockSize: 64, cacheNumBlocks: 1000 });
   });
 
-  it('bad specs, unknown default engines and reserved names fail naming the key; inert keys warn', () => {
+  it('loraSpec: the newest series of the LoRA info gauge (its value is its creation time); absent is not missing', () => {
+    const m = emptyMetrics();
+    const text = [
+      'vllm:num_requests_waiting 0',
+      'vllm:num_requests_running 1',
+      'vllm:kv_cache_usage_perc 0',
+      'vllm:lora_requests_info{max_lora="2",running_lora_adapters="a,b",waiting_lora_adapters=""} 1700000002.5',
+      'vllm:lora_requests_info{max_lora="2",running_lora_adapters="",waiting_lora_adapters=""} 1700000001',
+      'vllm:lora_requests_info{max_lora="2",running_lora_adapters="b",waiting_lora_adapters="c"} 1700000002',
+    ].join('\n');
+    expect(extractEngineMetrics(text, ENGINES.vllm!, m)).toEqual([]);
+    expect(m.lora).toEqual({ running: ['a', 'b'], waiting: [], maxLoras: 2 });
+    // vLLM emits the family only once an adapter was loaded: its absence keeps what was read and is no error.
+    expect(extractEngineMetrics('vllm:num_requests_waiting 0\nvllm:num_requests_running 0\nvllm:kv_cache_usage_perc 0', ENGINES.vllm!, m)).toEqual([]);
+    expect(m.lora).toEqual({ running: ['a', 'b'], waiting: [], maxLoras: 2 });
+    // A malformed max_lora keeps the previous value, as upstream.
+    extractEngineMetrics('vllm:lora_requests_info{max_lora="x",running_lora_adapters="",waiting_lora_adapters="z"} 1700000003', ENGINES.vllm!, m);
+    expect(m.lora).toEqual({ running: [], waiting: ['z'], maxLoras: 2 });
+  });
+
+  it('engineConfigs: loraSpec and customMetrics are read; a missing custom metric keeps its value and is reported', () => {
+    const c = loadEndpointPickerConfig(
+      `${LLMD}plugins:\n- type: queue-scorer\n- type: metrics-data-source\n- type: core-metrics-extractor\n  parameters:\n    engineConfigs:\n    - name: x\n      queuedRequestsSpec: q\n      loraSpec: "lora_info{engine=x}"\n      customMetrics:\n      - {attributeKey: gpu, metricSpec: 'gpu_util{device="0"}'}\n      - {attributeKey: temp, metricSpec: temperature}\ndataLayer:\n  sources:\n  - pluginRef: metrics-data-source\n    extractors: [{pluginRef: core-metrics-extractor}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]`,
+    );
+    expect(c.warnings).toEqual([]);
+    const engine = c.metricsEngines.engines.x!;
+    const m = emptyMetrics();
+    const text = ['q 3', 'gpu_util{device="1"} 0.9', 'gpu_util{device="0"} 0.4', 'temperature 71', 'lora_info{engine="y",max_lora="9",running_lora_adapters="no"} 5', 'lora_info{engine="x",max_lora="1",running_lora_adapters="yes"} 4'].join('\n');
+    expect(extractEngineMetrics(text, engine, m)).toEqual([]);
+    expect(m).toMatchObject({ waitingQueueSize: 3, custom: { gpu: 0.4, temp: 71 }, lora: { running: ['yes'], waiting: [], maxLoras: 1 } });
+    expect(extractEngineMetrics('q 3\ntemperature 70', engine, m)).toEqual(['gpu_util{device="0"}']);
+    expect(m.custom).toEqual({ gpu: 0.4, temp: 70 });
+  });
+
+  it('bad specs, unknown default engines and reserved names fail naming the key', () => {
     const base = `${LLMD}plugins: [{type: queue-scorer}, {type: core-metrics-extractor, parameters: PARAMS}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]`;
-    const load = (p: string) => base.replace('PARAMS', p);
+    const load = (path: string) => base.replace('PARAMS', path);
     expect(loadError(load('{engineConfigs: [{name: x, queuedRequestsSpec: "bad name{"}]}'))).toMatch(/parameter "engineConfigs.0.queuedRequestsSpec": not a valid metric specification/);
     expect(loadError(load('{engineConfigs: [{name: x, kvUsageSpec: "kv{1a=b}"}]}'))).toMatch(/parameter "engineConfigs.0.kvUsageSpec": invalid label pair "1a=b"/);
     expect(loadError(load('{defaultEngine: nope}'))).toMatch(/parameter "defaultEngine": "nope" is not a built-in engine or one of engineConfigs/);
     expect(loadError(load('{engineConfigs: [{name: default}]}'))).toMatch(/engine config name cannot be "default"/);
     expect(loadError(load('{engineConfigs: [{name: x, surprise: 1}]}'))).toMatch(/unknown parameter "engineConfigs.0.surprise"/);
-    expect(loadEndpointPickerConfig(load('{engineConfigs: [{name: x, loraSpec: vllm:lora_requests_info, customMetrics: [{attributeKey: gpu, metricSpec: g}]}]}')).warnings).toEqual([
-      'plugin "core-metrics-extractor" (type core-metrics-extractor): engineConfigs "x": loraSpec is not read (pd-router has no LoRA scheduling)',
-      'plugin "core-metrics-extractor" (type core-metrics-extractor): engineConfigs "x": customMetrics gpu are not read (no pd-router plugin consumes endpoint attributes)',
-    ]);
+    expect(loadError(load('{engineConfigs: [{name: x, customMetrics: [{attributeKey: gpu, metricSpec: g}, {attributeKey: gpu, metricSpec: h}]}]}'))).toMatch(/parameter "engineConfigs.0.customMetrics.1.attributeKey": custom metric attributeKey "gpu" is duplicated/);
+    expect(loadError(load('{engineConfigs: [{name: x, customMetrics: [{attributeKey: gpu, metricSpec: ""}]}]}'))).toMatch(/custom metric "gpu" spec cannot be empty/);
+    expect(loadError(load('{engineConfigs: [{name: x, customMetrics: [{attributeKey: gpu, metricSpec: g, unit: pct}]}]}'))).toMatch(/unknown parameter "engineConfigs.0.customMetrics.0.unit"/);
   });
 });
 

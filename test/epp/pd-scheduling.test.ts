@@ -139,7 +139,7 @@ describe('disagg-profile-handler behaviours', () => {
     expect(seen).toHaveLength(1);
     expect(seen[0]!.decode!.endpoint.hostPort).toBe(r.destination);
     expect(seen[0]!.decode!.prefix).toEqual({ matchedBlocks: 0, totalBlocks: 1, blockSizeTokens: 64 });
-    expect(seen[0]!.prefillCandidates.map((e) => e.id)).toEqual(['default/p0']);
+    expect(seen[0]!.prefillCandidates.map((endpoint) => endpoint.id)).toEqual(['default/p0']);
     expect(seen[0]!.request.tokenCount).toBe(Math.ceil(Buffer.byteLength(LONG) / 4));
     expect(r.ctx.decision).toMatchObject({ type: 'prefill-decode', reason: 'spy' });
   });

@@ -37,7 +37,7 @@ describe('prefix-cache-scorer with GAIE v1.4/v1.5 prefix-index parameters', () =
 
   it('the loader moves them to the producer it creates (GAIE v1.5); maxPrefixBlocksToMatch keeps its reach in tokens', () => {
     const c = loadEndpointPickerConfig(V071_PD);
-    expect(c.producers.map((p) => p.name)).toEqual(['approx-prefix-cache-producer']);
+    expect(c.producers.map((dataProducer) => dataProducer.name)).toEqual(['approx-prefix-cache-producer']);
     // 256 blocks × 16 reported tokens = 4096 tokens = 64 blocks of 64 (the block floor).
     expect(blocksOf(V071_PD, HUGE, 16)).toMatchObject({ blockSizeTokens: 64, totalBlocks: 64 });
     // A model server with 64-token blocks: 256 × 64 tokens = 256 blocks.
@@ -191,12 +191,12 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: utilization-detector}]}]`;
     const store = storeWith([spec('a', '10.0.0.1'), spec('b', '10.0.0.2'), spec('c', '10.0.0.3')], { a: { runningRequests: 8 }, b: { runningRequests: 2 }, c: { runningRequests: 5 } });
     const r = harness(yaml, store).route('hi');
     expect(r.destination).toBe('10.0.0.2:8000');
-    expect(r.result.results.get('a')!.scored.map((s) => [s.endpoint.name, s.score])).toEqual(expect.arrayContaining([['a', 0], ['b', 1], ['c', 0.5]]));
+    expect(r.result.results.get('a')!.scored.map((scoredEndpoint) => [scoredEndpoint.endpoint.name, scoredEndpoint.score])).toEqual(expect.arrayContaining([['a', 0], ['b', 1], ['c', 0.5]]));
   });
 
   it('token-producer / tokenizer: estimate by default; vllm (a render URL), modelName or udsTokenizerConfig (the pool) tokenize with the model server; multimodal estimation is an error naming the key', () => {
-    const tp = (t: string, params: string) => `${LLMD}plugins: [{type: ${t}, parameters: ${params}}, {type: queue-scorer}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]`;
-    const backend = (t: string, params: string) => loadEndpointPickerConfig(tp(t, params)).plugins.get(t) as unknown as { tokenizer: string; url?: string };
+    const tp = (text: string, params: string) => `${LLMD}plugins: [{type: ${text}, parameters: ${params}}, {type: queue-scorer}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]`;
+    const backend = (text: string, params: string) => loadEndpointPickerConfig(tp(text, params)).plugins.get(text) as unknown as { tokenizer: string; url?: string };
     expect(loadEndpointPickerConfig(tp('token-producer', '{estimate: {}}')).warnings).toEqual([]);
     expect(loadEndpointPickerConfig(tp('tokenizer', '{}')).warnings).toEqual(['plugin "tokenizer" (type tokenizer) is deprecated upstream; use token-producer']);
     expect(backend('token-producer', '{}').tokenizer).toBe('estimate');

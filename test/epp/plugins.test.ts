@@ -14,10 +14,11 @@ function create<T>(type: string, params: Record<string, unknown> = {}, opts: { r
     logger: silentLogger(),
     metrics: new EppMetrics(),
     random: opts.random ?? seeded(),
-    plugin: (n) => ({ type: 'approx-prefix-cache-producer', name: n }) as Plugin,
-    namesOfType: (t) => (t === 'approx-prefix-cache-producer' ? [opts.producer ?? 'approx-prefix-cache-producer'] : []),
+    plugin: (count) => ({ type: 'approx-prefix-cache-producer', name: count }) as Plugin,
+    namesProducing: (data) => (data === 'prefix-match' ? [opts.producer ?? 'approx-prefix-cache-producer'] : []),
     typeOf: () => 'approx-prefix-cache-producer',
-    warn: (m) => opts.warnings?.push(m),
+    kindsOf: () => ['data-producer'],
+    warn: (message) => opts.warnings?.push(message),
   };
   return def.create(ctx, def.params.parse(params)) as T;
 }
@@ -41,11 +42,12 @@ const request: InferenceRequest = {
   stream: false,
   cacheSalt: '',
   objective: '',
+  priority: 0,
 };
 const ctx = () => new SchedulingContext({ ...request, headers: {} }, silentLogger());
 
-type ScorerT = { score(c: SchedulingContext, e: readonly Endpoint[]): ArrayLike<number> };
-const scores = (s: ScorerT, eps: Endpoint[], c = ctx()) => Array.from(s.score(c, eps)).map((x) => Math.round(x * 1e6) / 1e6);
+type ScorerT = { score(context: SchedulingContext, items: readonly Endpoint[]): ArrayLike<number> };
+const scores = (scorerT: ScorerT, eps: Endpoint[], context = ctx()) => Array.from(scorerT.score(context, eps)).map((value) => Math.round(value * 1e6) / 1e6);
 
 describe('scorers', () => {
   it('queue-scorer: (max − q) / (max − min); all equal → 1', () => {
@@ -72,7 +74,7 @@ describe('scorers', () => {
   it('active-request-scorer: idle → 1, busy → (max − n)/max × maxBusyScore; counts end with the request', () => {
     const s = create<ScorerT & { preRequest: Function; responseComplete: Function }>('active-request-scorer', { maxBusyScore: 0.5 });
     const [a, b, c] = [ep('a'), ep('b'), ep('c')];
-    const result = (e: Endpoint): SchedulingResult => ({ primaryProfile: 'd', results: new Map([['d', { targets: [e], scored: [] }]]) });
+    const result = (endpoint: Endpoint): SchedulingResult => ({ primaryProfile: 'd', results: new Map([['d', { targets: [endpoint], scored: [] }]]) });
     s.preRequest(ctx(), result(a));
     s.preRequest(ctx(), result(a));
     s.preRequest(ctx(), result(b));
@@ -103,11 +105,11 @@ describe('scorers', () => {
   });
 
   it('no-hit-lru-scorer: hot request → all 0.5; cold → never-used first, then least recently used', () => {
-    const s = create<ScorerT & { preRequest(c: SchedulingContext, r: SchedulingResult): void }>('no-hit-lru-scorer');
+    const s = create<ScorerT & { preRequest(context: SchedulingContext, result: SchedulingResult): void }>('no-hit-lru-scorer');
     const [a, b, c, d] = [ep('a'), ep('b'), ep('c'), ep('d')];
     expect(scores(s, [a, b, c, d], withPrefix({ b: 1 }, 4))).toEqual([0.5, 0.5, 0.5, 0.5]);
-    const pick = (e: Endpoint, prefill?: Endpoint): SchedulingResult => {
-      const results: SchedulingResult['results'] = new Map([['decode', { targets: [e], scored: [] }]]);
+    const pick = (endpoint: Endpoint, prefill?: Endpoint): SchedulingResult => {
+      const results: SchedulingResult['results'] = new Map([['decode', { targets: [endpoint], scored: [] }]]);
       if (prefill) results.set('prefill', { targets: [prefill], scored: [] });
       return { primaryProfile: 'decode', results };
     };
@@ -133,18 +135,18 @@ describe('scorers', () => {
 
 describe('pickers', () => {
   const scored = (xs: Array<[string, number]>) => xs.map(([n, score]) => ({ endpoint: ep(n), score }));
-  type PickerT = { pick(c: SchedulingContext, s: ReturnType<typeof scored>): { targets: Endpoint[] } };
+  type PickerT = { pick(context: SchedulingContext, items: ReturnType<typeof scored>): { targets: Endpoint[] } };
 
   it('max-score-picker: the highest score; ties broken at random; maxNumOfEndpoints', () => {
     const p = create<PickerT>('max-score-picker', {}, { random: seeded(7) });
-    expect(p.pick(ctx(), scored([['a', 1], ['b', 3], ['c', 2]])).targets.map((e) => e.name)).toEqual(['b']);
+    expect(p.pick(ctx(), scored([['a', 1], ['b', 3], ['c', 2]])).targets.map((endpoint) => endpoint.name)).toEqual(['b']);
     const seen = new Set<string>();
     for (let i = 0; i < 200; i++) seen.add(p.pick(ctx(), scored([['a', 2], ['b', 2], ['c', 1]])).targets[0]!.name);
     expect([...seen].sort()).toEqual(['a', 'b']);
     const two = create<PickerT>('max-score-picker', { maxNumOfEndpoints: 2 });
-    expect(two.pick(ctx(), scored([['a', 1], ['b', 3], ['c', 2]])).targets.map((e) => e.name)).toEqual(['b', 'c']);
+    expect(two.pick(ctx(), scored([['a', 1], ['b', 3], ['c', 2]])).targets.map((endpoint) => endpoint.name)).toEqual(['b', 'c']);
     // Upstream falls back to the default (1) for values <= 0.
-    expect(create<PickerT>('max-score-picker', { maxNumOfEndpoints: -1 }).pick(ctx(), scored([['a', 1], ['b', 3]])).targets.map((e) => e.name)).toEqual(['b']);
+    expect(create<PickerT>('max-score-picker', { maxNumOfEndpoints: -1 }).pick(ctx(), scored([['a', 1], ['b', 3]])).targets.map((endpoint) => endpoint.name)).toEqual(['b']);
     expect(PLUGIN_REGISTRY['max-score-picker']!.params.safeParse({ maxNumOfEndpoints: 1.5 }).success).toBe(false);
   });
 
@@ -170,10 +172,10 @@ describe('pickers', () => {
 });
 
 describe('filters', () => {
-  type FilterT = { filter(c: SchedulingContext, e: readonly Endpoint[]): Endpoint[] };
+  type FilterT = { filter(context: SchedulingContext, items: readonly Endpoint[]): Endpoint[] };
   const roles = ['decode', 'prefill', 'prefill-decode', 'both', 'encode', 'encode-prefill', 'encode-prefill-decode', 'other'];
-  const eps = [...roles.map((r, i) => ep(`r${i}`, {}, { 'llm-d.ai/role': r })), ep('none')];
-  const kept = (f: FilterT) => f.filter(ctx(), eps).map((e) => e.labels['llm-d.ai/role'] ?? '(none)');
+  const eps = [...roles.map((text, i) => ep(`r${i}`, {}, { 'llm-d.ai/role': text })), ep('none')];
+  const kept = (filterT: FilterT) => filterT.filter(ctx(), eps).map((endpoint) => endpoint.labels['llm-d.ai/role'] ?? '(none)');
 
   it('role filters keep upstream\'s role sets; only decode-filter keeps unlabeled pods', () => {
     expect(kept(create('decode-filter'))).toEqual(['decode', 'prefill-decode', 'both', 'encode-prefill-decode', '(none)']);

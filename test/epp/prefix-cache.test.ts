@@ -23,7 +23,7 @@ function referenceChain(model: string, salt: string, text: string, blockSize: nu
   for (let i = 0; i < tokens.length && (maxBlocks === 0 || out.length < maxBlocks); i += blockSize) {
     const block = tokens.slice(i, i + blockSize);
     const buf = Buffer.alloc(block.length * 4);
-    block.forEach((t, k) => buf.writeUInt32LE(t, k * 4));
+    block.forEach((time, k) => buf.writeUInt32LE(time, k * 4));
     const id = h64Raw(buf);
     const chain = Buffer.alloc(16);
     chain.writeBigUInt64LE(id, 0);

@@ -16,8 +16,8 @@ const REQUEST = headers({ ':path': '/v1/completions', ':method': 'POST' });
 const BODY = body(JSON.stringify({ model: 'food-review', prompt: 'hi' }), true);
 
 /** A request routed by the EPP whose response phase is still open (the stream is in flight). */
-async function inFlight(t: TestEpp): Promise<ExtProcCall> {
-  const call = t.client.open().send(REQUEST, BODY);
+async function inFlight(testEpp: TestEpp): Promise<ExtProcCall> {
+  const call = testEpp.client.open().send(REQUEST, BODY);
   await call.waitFor(2, 60_000);
   return call;
 }
@@ -31,27 +31,27 @@ async function finish(call: ExtProcCall): Promise<StreamEnd> {
 }
 
 /** A stream that sends its request headers and is cancelled (RST_STREAM CANCEL) once the EPP has them. */
-async function aborted(t: TestEpp): Promise<StreamEnd> {
-  const call = t.client.open().send(REQUEST);
-  await new Promise((r) => setImmediate(r));
+async function aborted(testEpp: TestEpp): Promise<StreamEnd> {
+  const call = testEpp.client.open().send(REQUEST);
+  await new Promise((resolve) => setImmediate(resolve));
   call.cancel();
   return call.ended;
 }
 
 /** A good stream's failure, as a result to compare (not a rejection left unhandled while the flood goes on). */
-const failed = (e: Error): StreamEnd => ({ code: -1, details: e.message });
+const failed = (err: Error): StreamEnd => ({ code: -1, details: err.message });
 
-const closedStreams = async (t: TestEpp) => (await t.epp.metrics.llmd!.streamsTotal.get()).values.reduce((n, v) => n + v.value, 0);
+const closedStreams = async (testEpp: TestEpp) => (await testEpp.epp.metrics.llmd!.streamsTotal.get()).values.reduce((acc, item) => acc + item.value, 0);
 
 /** As `aborted`, one at a time: the EPP has seen the stream open and close before the next one. */
-async function abortedSeen(t: TestEpp): Promise<StreamEnd> {
-  const before = await closedStreams(t);
-  const end = aborted(t);
-  await waitFor(async () => (await closedStreams(t)) === before + 1, 5_000, 'stream opened and closed');
+async function abortedSeen(testEpp: TestEpp): Promise<StreamEnd> {
+  const before = await closedStreams(testEpp);
+  const end = aborted(testEpp);
+  await waitFor(async () => (await closedStreams(testEpp)) === before + 1, 5_000, 'stream opened and closed');
   return end;
 }
 
-const drained = async (t: TestEpp) => (await t.epp.metrics.connectionsDrained.get()).values.find((v) => v.labels.reason === 'stream_burst')?.value ?? 0;
+const drained = async (testEpp: TestEpp) => (await testEpp.epp.metrics.connectionsDrained.get()).values.find((metricValue) => metricValue.labels.reason === 'stream_burst')?.value ?? 0;
 
 describe('thousands of aborting streams on one connection', () => {
   let t: TestEpp;
@@ -69,14 +69,14 @@ describe('thousands of aborting streams on one connection', () => {
       // A good request now and then while the flood goes on, and a pause for the event loop.
       if (i % 100 === 99) {
         during.push(inFlight(t).then(finish, failed));
-        await new Promise((r) => setImmediate(r));
+        await new Promise((resolve) => setImmediate(resolve));
       }
     }
     const abortEnds = await Promise.all(aborts);
-    expect(abortEnds.filter((e) => e.code !== 1)).toEqual([]);
-    const ends = [...(await Promise.all(held.map((c) => finish(c).catch(failed)))), ...(await Promise.all(during))];
+    expect(abortEnds.filter((streamEnd) => streamEnd.code !== 1)).toEqual([]);
+    const ends = [...(await Promise.all(held.map((extProcCall) => finish(extProcCall).catch(failed)))), ...(await Promise.all(during))];
     expect(ends).toHaveLength(50);
-    expect(ends.filter((e) => e.code !== 0)).toEqual([]);
+    expect(ends.filter((streamEnd) => streamEnd.code !== 0)).toEqual([]);
     // The guard, not nghttp2, closed the connection (at least once: 3000 resets against a burst of 500).
     expect(await drained(t)).toBeGreaterThanOrEqual(1);
   }, 180_000);

@@ -21,11 +21,11 @@ const servers: http.Server[] = [];
 afterEach(async () => {
   await epp?.close(500);
   epp = undefined;
-  await Promise.all(sims.map((s) => s.close(500)));
+  await Promise.all(sims.map((handle) => handle.close(500)));
   sims = [];
   for (const s of servers.splice(0)) {
     s.closeAllConnections();
-    await new Promise((r) => s.close(r));
+    await new Promise((resolve) => s.close(resolve));
   }
 });
 
@@ -113,7 +113,7 @@ describe('scraping vLLM metrics from simulators', () => {
       scrapes++;
     });
     servers.push(hang);
-    await new Promise<void>((r) => hang.listen(0, '127.0.0.1', r));
+    await new Promise<void>((resolve) => hang.listen(0, '127.0.0.1', resolve));
     const e = await start([spec('hang', '127.0.0.1', 'decode', {}, (hang.address() as AddressInfo).port)], { metricsScrapeTimeout: 100 });
     const url = `http://127.0.0.1:${e.metricsPort}`;
     // Without the deadline the first scrape would hang forever: no error counted, and no second scrape.
@@ -128,9 +128,9 @@ describe('scraping vLLM metrics from simulators', () => {
     const partial = http.createServer((_req, res) => res.end('vllm:num_requests_waiting{model_name="m"} 3\n'));
     for (const s of [hang, huge, partial]) {
       servers.push(s);
-      await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+      await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
     }
-    const port = (s: http.Server) => (s.address() as AddressInfo).port;
+    const port = (server: http.Server) => (server.address() as AddressInfo).port;
     const e = await start([spec('hang', '127.0.0.1', 'decode', {}, port(hang)), spec('huge', '127.0.0.1', 'decode', {}, port(huge)), spec('partial', '127.0.0.1', 'decode', {}, port(partial))], {
       maxMetricsResponseSize: 1024,
     });

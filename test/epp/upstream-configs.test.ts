@@ -4,7 +4,8 @@
  * plugin type pd-router lacks. Each that loads is then run by a real EPP over ext_proc, with simulators as the model
  * servers (one prefill, two decode, one encode pod, discovered from an endpoints file and scraped), and must make the
  * decision its profiles describe: P/D for a long uncached prompt and decode-only for its repeat, a single-profile
- * pick, the data-parallel port rewrite, or an encode stage for a multimodal request.
+ * pick, the data-parallel port rewrite, an encode stage for a multimodal request, or (pd-topology) a prefill pick on the
+ * decode pick's host, over a pool of two hosts with a prefill and a decode pod each.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -16,6 +17,8 @@ import { EXPECTED, fixtureFiles, fixtureText, upstreamText, type Drive } from '.
 import { ROOT, waitFor } from '../helpers.js';
 import { ExtProcTestClient, body, headers, responseBody, responseHeaders, setHeadersOf } from './ext-proc-client.js';
 import { endpointsFile, endpointsYaml, seeded, spec } from './fixtures.js';
+
+const TOPOLOGY_HOST = 'kubernetes.io/hostname';
 
 const MODEL = 'food-review';
 /** 408 bytes = 102 estimate tokens: above every sample's nonCachedTokens (16), two 64-token blocks. */
@@ -42,7 +45,7 @@ describe('every upstream sample config has an expectation', () => {
   it('src/epp/README.md states, per sample config, whether it loads and which plugin it lacks', () => {
     const readme = readFileSync(path.join(ROOT, 'src/epp/README.md'), 'utf8');
     for (const [file, e] of Object.entries(EXPECTED)) {
-      const row = readme.split('\n').find((l) => l.startsWith(`| \`${file}\` |`));
+      const row = readme.split('\n').find((line) => line.startsWith(`| \`${file}\` |`));
       expect(row, file).toBeDefined();
       expect(row, file).toContain(e.loads ? '| loads |' : '| fails |');
       if (!e.loads) for (const m of e.missing) expect(row, file).toContain(`\`${m}\``);
@@ -56,7 +59,7 @@ describe('each sample config loads unchanged, or fails naming the plugins pd-rou
       if (e.loads) {
         const c = loadEndpointPickerConfig(fixtureText(file));
         expect(c.warnings).toHaveLength(e.warnings.length);
-        e.warnings.forEach((w, i) => expect(c.warnings[i]).toMatch(w));
+        e.warnings.forEach((regExp, i) => expect(c.warnings[i]).toMatch(regExp));
         return;
       }
       let err: unknown;
@@ -67,6 +70,8 @@ describe('each sample config loads unchanged, or fails naming the plugins pd-rou
       }
       expect(err).toBeInstanceOf(ConfigError);
       for (const m of e.missing) expect((err as Error).message).toContain(`(type ${m}): type ${m} is not supported by pd-router (`);
+      if (e.error) expect((err as Error).message).toMatch(e.error);
+      if (e.missing.length === 0) expect((err as Error).message).not.toContain('is not supported by pd-router');
     });
   }
 });
@@ -81,6 +86,8 @@ interface Routed {
 describe('each sample config that loads drives its decision over ext_proc against simulators', () => {
   let sims: SimulatorHandle[] = [];
   let file = '';
+  /** pd-topology's pool: node-a holds p0 and d0, node-b holds d1 and p1 (the fourth simulator). */
+  let topologyFile = '';
   const hostOf = (i: number) => `127.0.0.1:${sims[i]!.port}`;
   const prefill = () => hostOf(0);
   const decodes = () => [hostOf(1), hostOf(2)];
@@ -96,25 +103,34 @@ describe('each sample config that loads drives its decision over ext_proc agains
         spec('e0', '127.0.0.1', 'encode', {}, sims[3]!.port),
       ]),
     );
+    const host = (node: string) => ({ [TOPOLOGY_HOST]: node });
+    topologyFile = endpointsFile(
+      endpointsYaml([
+        spec('p0', '127.0.0.1', 'prefill', host('node-a'), sims[0]!.port),
+        spec('d0', '127.0.0.1', 'decode', host('node-a'), sims[1]!.port),
+        spec('d1', '127.0.0.1', 'decode', host('node-b'), sims[2]!.port),
+        spec('p1', '127.0.0.1', 'prefill', host('node-b'), sims[3]!.port),
+      ]),
+    );
   }, DRIVE_TIMEOUT_MS);
   afterAll(async () => {
-    await Promise.all(sims.map((s) => s.close(500)));
+    await Promise.all(sims.map((handle) => handle.close(500)));
   });
 
-  async function withEpp(configText: string, run: (route: (b: Record<string, unknown>, p?: string) => Promise<Routed>) => Promise<void>): Promise<void> {
+  async function withEpp(configText: string, run: (route: (right: Record<string, unknown>, path?: string) => Promise<Routed>) => Promise<void>, pool = file): Promise<void> {
     let epp: EppHandle | undefined;
     let client: ExtProcTestClient | undefined;
     try {
-      epp = await startEpp(eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, endpointsFile: file, configText }), { random: seeded(7) });
+      epp = await startEpp(eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, endpointsFile: pool, configText }), { random: seeded(7) });
       const e = epp;
-      await waitFor(() => e.store.all().length === 4 && e.store.all().every((x) => x.metrics.updatedAt > 0), SCRAPE_WAIT_MS, 'the EPP to scrape the four simulators');
+      await waitFor(() => e.store.all().length === 4 && e.store.all().every((endpoint) => endpoint.metrics.updatedAt > 0), SCRAPE_WAIT_MS, 'the EPP to scrape the four simulators');
       const c = (client = new ExtProcTestClient(`127.0.0.1:${epp.grpcPort}`));
       let n = 0;
-      await run(async (payload, p = '/v1/completions') => {
+      await run(async (payload, path = '/v1/completions') => {
         const call = c.open();
-        call.send(headers({ ':method': 'POST', ':path': p, ':authority': 'envoy', 'content-type': 'application/json', 'x-request-id': `r${++n}` }), body(JSON.stringify({ model: MODEL, ...payload }), true));
+        call.send(headers({ ':method': 'POST', ':path': path, ':authority': 'envoy', 'content-type': 'application/json', 'x-request-id': `r${++n}` }), body(JSON.stringify({ model: MODEL, ...payload }), true));
         const [h] = await call.waitFor(2);
-        const set = new Map(setHeadersOf(h!.request_headers!.response!.header_mutation).map(([k, v]) => [k.toLowerCase(), v]));
+        const set = new Map(setHeadersOf(h!.request_headers!.response!.header_mutation).map(([k, value]) => [k.toLowerCase(), value]));
         call.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }), responseBody('{"choices":[]}', true));
         await call.waitFor(3);
         call.end();
@@ -127,7 +143,7 @@ describe('each sample config that loads drives its decision over ext_proc agains
     }
   }
 
-  const drives: Record<Exclude<Drive, 'precise'>, (route: (b: Record<string, unknown>, p?: string) => Promise<Routed>) => Promise<void>> = {
+  const drives: Record<Exclude<Drive, 'precise'>, (route: (right: Record<string, unknown>, path?: string) => Promise<Routed>) => Promise<void>> = {
     async pd(route) {
       const first = await route({ prompt: LONG });
       expect(decodes()).toContain(first.destination);
@@ -167,6 +183,22 @@ describe('each sample config that loads drives its decision over ext_proc agains
       expect(text.encoders).toBeUndefined();
       expect(text.prefiller).toBeUndefined();
     },
+    async 'pd-topology'(route) {
+      const sameHost = new Map([
+        [hostOf(1), hostOf(0)],
+        [hostOf(2), hostOf(3)],
+      ]);
+      const decodesSeen = new Set<string>();
+      // Each prompt differs from its first character: every one is uncached and goes P/D.
+      for (let i = 0; i < 8; i++) {
+        const r = await route({ prompt: `${i} ${LONG}` });
+        expect(sameHost.has(r.destination), r.destination).toBe(true);
+        expect(r.prefiller, `request ${i}`).toBe(sameHost.get(r.destination));
+        decodesSeen.add(r.destination);
+      }
+      // Both hosts were used, so the pairing is not one lucky draw.
+      expect(decodesSeen.size).toBe(2);
+    },
     async 'e-pd'(route) {
       const mm = await route({ messages: [{ role: 'user', content: [{ type: 'text', text: 'what is this?' }, IMAGE] }] }, '/v1/chat/completions');
       expect(decodes()).toContain(mm.destination);
@@ -182,7 +214,7 @@ describe('each sample config that loads drives its decision over ext_proc agains
     // Precise configs need simulators publishing KV events: test/epp/precise-prefix-cache.test.ts drives them.
     if (!e.loads || e.drive === 'precise') continue;
     it(`${name}: ${e.drive}`, async () => {
-      await withEpp(fixtureText(name), drives[e.drive as Exclude<Drive, 'precise'>]);
+      await withEpp(fixtureText(name), drives[e.drive as Exclude<Drive, 'precise'>], e.drive === 'pd-topology' ? topologyFile : file);
     }, DRIVE_TIMEOUT_MS);
   }
 });

@@ -16,7 +16,7 @@ describe('a stalled upload through the gateway', () => {
       const req = http.request({ host: u.hostname, port: u.port, path: '/v1/completions', method: 'POST', headers: { 'content-type': 'application/json', 'content-length': 1000 }, timeout: 10_000 });
       req.on('response', (res) => {
         const parts: Buffer[] = [];
-        res.on('data', (c: Buffer) => parts.push(c));
+        res.on('data', (chunk: Buffer) => parts.push(chunk));
         res.on('end', () => {
           const socket = req.socket!;
           const settle = () => resolve({ status: res.statusCode!, body: Buffer.concat(parts).toString(), closed: true });
@@ -25,7 +25,7 @@ describe('a stalled upload through the gateway', () => {
         });
       });
       req.on('timeout', () => req.destroy(new Error('no answer within 10 s')));
-      req.on('error', (e) => (e.message === 'socket hang up' ? undefined : reject(e)));
+      req.on('error', (err) => (err.message === 'socket hang up' ? undefined : reject(err)));
       // 100 of the 1000 announced bytes, then nothing.
       req.write('{"model":"food-review","prompt":"' + 'x'.repeat(67));
     });

@@ -23,18 +23,18 @@ async function startHoldingEpp(destination: () => string): Promise<{ address: st
     Process: (call: grpc.ServerDuplexStream<ProcessingRequest, unknown>) => {
       const events: StreamEvents = { halfClosed: false, cancelled: false };
       streams.push(events);
-      call.on('data', (m: ProcessingRequest) => {
-        if (!m.request_body?.end_of_stream) return;
+      call.on('data', (message: ProcessingRequest) => {
+        if (!message.request_body?.end_of_stream) return;
         const set = [{ header: { key: 'x-gateway-destination-endpoint', raw_value: Buffer.from(destination()) }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }];
         call.write({ request_headers: { response: { clear_route_cache: true, header_mutation: { set_headers: set } } } });
-        call.write({ request_body: { response: { body_mutation: { streamed_response: { body: m.request_body.body, end_of_stream: true } } } } });
+        call.write({ request_body: { response: { body_mutation: { streamed_response: { body: message.request_body.body, end_of_stream: true } } } } });
       });
       call.on('end', () => (events.halfClosed = true));
       call.on('cancelled', () => (events.cancelled = true));
       call.on('error', () => undefined);
     },
   });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, quantile) => (err ? reject(err) : resolve(quantile))));
   return { address: `127.0.0.1:${port}`, streams, close: () => server.forceShutdown() };
 }
 

@@ -23,22 +23,22 @@ async function startEppFailingMidResponse(destination: () => string): Promise<{ 
   server.addService(extProcServiceDefinition(), {
     Process: (call: grpc.ServerDuplexStream<ProcessingRequest, unknown>) => {
       call.on('error', () => undefined);
-      call.on('data', (m: ProcessingRequest) => {
-        if (m.request_body?.end_of_stream) {
+      call.on('data', (message: ProcessingRequest) => {
+        if (message.request_body?.end_of_stream) {
           const set = [{ header: { key: 'x-gateway-destination-endpoint', raw_value: Buffer.from(destination()) }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }];
           call.write({ request_headers: { response: { clear_route_cache: true, header_mutation: { set_headers: set } } } });
-          call.write({ request_body: { response: { body_mutation: { streamed_response: { body: m.request_body.body, end_of_stream: true } } } } });
-        } else if (m.response_headers) {
+          call.write({ request_body: { response: { body_mutation: { streamed_response: { body: message.request_body.body, end_of_stream: true } } } } });
+        } else if (message.response_headers) {
           call.write({ response_headers: { response: {} } });
-        } else if (m.response_body) {
-          const chunk = Buffer.from(m.response_body.body ?? []);
+        } else if (message.response_body) {
+          const chunk = Buffer.from(message.response_body.body ?? []);
           if (chunk.toString().includes(`"t${FAIL_AT}"`)) return call.emit('error', { code: grpc.status.INTERNAL, details: 'EPP failed mid-response' });
-          call.write({ response_body: { response: { body_mutation: { streamed_response: { body: chunk, end_of_stream: !!m.response_body.end_of_stream } } } } });
+          call.write({ response_body: { response: { body_mutation: { streamed_response: { body: chunk, end_of_stream: !!message.response_body.end_of_stream } } } } });
         }
       });
     },
   });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, quantile) => (err ? reject(err) : resolve(quantile))));
   return { address: `127.0.0.1:${port}`, close: () => server.forceShutdown() };
 }
 
@@ -66,9 +66,9 @@ function streamThrough(stack: GatewayStack): Promise<ClientView> {
   return new Promise((resolve, reject) => {
     const req = http.request({ host: u.hostname, port: u.port, path: '/v1/completions', method: 'POST', headers: { 'content-type': 'application/json' }, timeout: 15_000 }, (res) => {
       let text = '';
-      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.on('data', (chunk: Buffer) => (text += chunk.toString()));
       res.on('end', () => resolve({ status: res.statusCode!, text, ending: 'end' }));
-      res.on('error', (e) => resolve({ status: res.statusCode!, text, ending: e.message }));
+      res.on('error', (err) => resolve({ status: res.statusCode!, text, ending: err.message }));
     });
     req.on('timeout', () => req.destroy(new Error('no end within 15 s')));
     req.on('error', reject);

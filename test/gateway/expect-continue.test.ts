@@ -36,7 +36,7 @@ function postExpectingContinue(url: string, body: Buffer, timeoutMs = 10_000): P
     });
     req.on('response', (res) => {
       const parts: Buffer[] = [];
-      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('data', (chunk: Buffer) => parts.push(chunk));
       res.on('end', () => {
         if (!sentBody) req.destroy();
         resolve({ sawContinue, status: res.statusCode!, body: Buffer.concat(parts).toString(), sentBody });

@@ -46,7 +46,7 @@ export async function startRecorder(): Promise<Recorder> {
     nextArrival: () => new Promise((resolve) => arrivals.push(resolve)),
     close: async () => {
       server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
+      await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
   const server = http.createServer((req, res) => {
@@ -54,7 +54,7 @@ export async function startRecorder(): Promise<Recorder> {
     if (req.url === '/metrics') return void res.writeHead(404).end();
     arrivals.shift()?.(req);
     const parts: Buffer[] = [];
-    req.on('data', (c: Buffer) => parts.push(c));
+    req.on('data', (chunk: Buffer) => parts.push(chunk));
     req.on('end', () => {
       const body = Buffer.concat(parts);
       rec.requests.push({ method: req.method!, url: req.url!, headers: req.headers, body: body.toString() });
@@ -62,7 +62,7 @@ export async function startRecorder(): Promise<Recorder> {
       res.writeHead(200, { 'content-type': 'application/json' }).end(req.method === 'GET' ? '{"object":"list","data":[]}' : COMPLETION);
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   rec.port = (server.address() as AddressInfo).port;
   rec.hostPort = `127.0.0.1:${rec.port}`;
   return rec;
@@ -81,9 +81,9 @@ export interface GatewayStack {
  * `epp: false` the gateway points at `eppAddress` (default: a closed port) instead, for fail-open and fail-closed.
  */
 export async function startGatewayStack(
-  o: {
+  options: {
     /** Gateway overrides, or a function of the recorders (e.g. to name one as the fallback endpoint). */
-    gateway?: Partial<GatewayConfig> | ((r: { prefill: Recorder; decode: Recorder }) => Partial<GatewayConfig>);
+    gateway?: Partial<GatewayConfig> | ((result: { prefill: Recorder; decode: Recorder }) => Partial<GatewayConfig>);
     epp?: Partial<EppConfig> | false;
     eppAddress?: string;
   } = {},
@@ -91,16 +91,16 @@ export async function startGatewayStack(
   const prefill = await startRecorder();
   const decode = await startRecorder();
   let epp: EppHandle | undefined;
-  if (o.epp !== false) {
+  if (options.epp !== false) {
     const specs = [spec('prefill-0', '127.0.0.1', 'prefill', {}, prefill.port), spec('decode-0', '127.0.0.1', 'decode', {}, decode.port)];
     epp = await startEpp(
-      eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, endpointsFile: endpointsFile(endpointsYaml(specs)), configText: PD_EPP_CONFIG, ...o.epp }),
+      eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, endpointsFile: endpointsFile(endpointsYaml(specs)), configText: PD_EPP_CONFIG, ...options.epp }),
       { random: seeded() },
     );
   }
-  const overrides = typeof o.gateway === 'function' ? o.gateway({ prefill, decode }) : o.gateway;
+  const overrides = typeof options.gateway === 'function' ? options.gateway({ prefill, decode }) : options.gateway;
   const gateway = await startGateway(
-    gatewayConfig({ host: '127.0.0.1', port: 0, eppTls: false, epp: epp ? `127.0.0.1:${epp.grpcPort}` : (o.eppAddress ?? (await closedPort())), ...overrides }),
+    gatewayConfig({ host: '127.0.0.1', port: 0, eppTls: false, epp: epp ? `127.0.0.1:${epp.grpcPort}` : (options.eppAddress ?? (await closedPort())), ...overrides }),
   );
   return {
     epp,
@@ -118,9 +118,9 @@ export async function startGatewayStack(
 /** A loopback address nothing listens on (bound, then released). */
 export async function closedPort(): Promise<string> {
   const s = http.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
   const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
+  await new Promise<void>((resolve) => s.close(() => resolve()));
   return `127.0.0.1:${port}`;
 }
 
@@ -133,6 +133,6 @@ export async function startFailingEpp(): Promise<{ address: string; close(): Pro
       call.on('error', () => undefined);
     },
   });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
-  return { address: `127.0.0.1:${port}`, close: () => new Promise((r) => server.tryShutdown(() => r())) };
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, quantile) => (err ? reject(err) : resolve(quantile))));
+  return { address: `127.0.0.1:${port}`, close: () => new Promise((resolve) => server.tryShutdown(() => resolve())) };
 }

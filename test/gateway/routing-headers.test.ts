@@ -9,12 +9,12 @@ import { startFailingEpp, startGatewayStack, type GatewayStack, type RecordedReq
 
 const MARK = '6.6.6.6';
 /** Every routing header with a value naming the smuggler (one in upper case, as clients may send it). */
-const smuggled: Record<string, string> = Object.fromEntries(ROUTING_HEADERS.map((h, i) => [i === 0 ? h.toUpperCase() : h, `${MARK}:${i + 1}`]));
+const smuggled: Record<string, string> = Object.fromEntries(ROUTING_HEADERS.map((host, i) => [i === 0 ? host.toUpperCase() : host, `${MARK}:${i + 1}`]));
 const LONG_PROMPT = 'Summarize the following text. '.repeat(10);
 
 /** The routing headers of a request as the upstream received it. */
-function routing(r: RecordedRequest): Record<string, unknown> {
-  return Object.fromEntries(ROUTING_HEADERS.filter((h) => r.headers[h] !== undefined).map((h) => [h, r.headers[h]]));
+function routing(request: RecordedRequest): Record<string, unknown> {
+  return Object.fromEntries(ROUTING_HEADERS.filter((host) => request.headers[host] !== undefined).map((host) => [host, request.headers[host]]));
 }
 
 async function post(url: string, prompt: string, headers: Record<string, string> = smuggled): Promise<number> {
@@ -52,14 +52,14 @@ describe('through the gateway and the EPP', () => {
     await res.arrayBuffer();
     const all = [...s.prefill.requests, ...s.decode.requests];
     expect(all.length).toBe(before + 1);
-    const got = all.find((r) => r.method === 'GET')!;
+    const got = all.find((request) => request.method === 'GET')!;
     expect(JSON.stringify(routing(got))).not.toContain(MARK);
     expect(Object.keys(routing(got))).toEqual([DESTINATION_ENDPOINT]);
   });
 });
 
 describe('a fail-open gateway strips every routing header when it skips the EPP', () => {
-  const failOpen = (r: { decode: { hostPort: string } }) => ({ failureModeAllow: true, fallbackEndpoints: [r.decode.hostPort] });
+  const failOpen = (result: { decode: { hostPort: string } }) => ({ failureModeAllow: true, fallbackEndpoints: [result.decode.hostPort] });
 
   it('EPP unreachable: the fallback endpoint gets none of them', async () => {
     const s = await startGatewayStack({ epp: false, gateway: failOpen });
@@ -90,7 +90,7 @@ describe('a fail-open gateway strips every routing header when it skips the EPP'
 
 describe('deep JSON through a fail-open gateway', () => {
   it('is the EPP\'s 400, and nothing reaches the sidecar (the EPP is not skipped)', async () => {
-    const s = await startGatewayStack({ gateway: (r) => ({ failureModeAllow: true, fallbackEndpoints: [r.decode.hostPort] }) });
+    const s = await startGatewayStack({ gateway: (result) => ({ failureModeAllow: true, fallbackEndpoints: [result.decode.hostPort] }) });
     try {
       for (const depth of [4_100, 100_000]) {
         const res = await fetch(`${s.gateway.url}/v1/chat/completions`, {

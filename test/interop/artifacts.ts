@@ -65,7 +65,8 @@ export type ArtifactName =
   | 'llm-d-inference-scheduler-v0.7.1-pd-sidecar'
   | 'llm-d-router-ebab687-src'
   | 'llm-d-router-ebab687-epp'
-  | 'llm-d-router-ebab687-pd-sidecar';
+  | 'llm-d-router-ebab687-pd-sidecar'
+  | 'gaie-v1.5.0-epp';
 
 export interface Artifact {
   name: ArtifactName;
@@ -152,6 +153,10 @@ const DEFINITIONS: Record<ArtifactName, Definition> = {
   'llm-d-router-ebab687-pd-sidecar': {
     description: `llm-d-router ${ROUTER_COMMIT.slice(0, 7)} cmd/pd-sidecar`,
     make: (log) => buildUpstream('llm-d-router-ebab687-src', 'cmd/pd-sidecar', 'llm-d-router-ebab687-pd-sidecar', log),
+  },
+  'gaie-v1.5.0-epp': {
+    description: `${GAIE_MODULE} v1.5.0 cmd/epp (GAIE's reference EPP)`,
+    make: (log) => buildTool('gaie-v1.5.0-epp', `${GAIE_MODULE}/cmd/epp`, log, [], 'gaie-epp'),
   },
 };
 
@@ -243,15 +248,19 @@ async function goBuild(cwd: string, pkg: string, binary: string, what: string, e
   renameSync(tmp, binary);
 }
 
-/** A command built from one of our modules in test/interop/builds/<dir>; its pin is the digest of go.mod and go.sum. */
-async function buildTool(dir: string, pkg: string, log: Log, extra: string[] = []): Promise<{ path: string; cached: boolean }> {
-  const moduleDir = path.join(BUILDS_DIR, dir);
+/**
+ * A command built from one of our modules, test/interop/builds/<moduleName> (default: <name>), into
+ * .cache/interop/bin/<name>; its pin is the digest of go.mod and go.sum.
+ */
+async function buildTool(name: string, pkg: string, log: Log, extra: string[] = [], moduleName = name): Promise<{ path: string; cached: boolean }> {
+  const dir = name;
+  const moduleDir = path.join(BUILDS_DIR, moduleName);
   const hash = createHash('sha256').update(extra.join(' '));
   for (const f of ['go.mod', 'go.sum']) hash.update(f).update(readFileSync(path.join(moduleDir, f)));
   const pin = `${pkg} ${hash.digest('hex')}`;
   const binary = path.join(BIN_DIR, dir);
   if (existsSync(binary) && readStamp(binary) === pin) return { path: binary, cached: true };
-  log(`[interop] building ${pkg} (test/interop/builds/${dir}; first run only)...`);
+  log(`[interop] building ${pkg} (test/interop/builds/${moduleName}; first run only)...`);
   await goBuild(moduleDir, pkg, binary, dir, extra);
   writeStamp(binary, pin);
   return { path: binary, cached: false };

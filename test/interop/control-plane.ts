@@ -109,6 +109,41 @@ export class ManagedProcess {
     clearTimeout(t);
   }
 
+  /**
+   * Resolves with the match once the output so far matches `re`, checked again on every chunk the process writes;
+   * rejects with the log tail if the process exits first or after `timeoutMs`.
+   */
+  untilOutput(re: RegExp, timeoutMs: number, what = String(re)): Promise<RegExpMatchArray> {
+    const now = this.out.match(re);
+    if (now) return Promise.resolve(now);
+    return new Promise((resolve, reject) => {
+      const streams = [this.child.stdout, this.child.stderr].filter((s): s is NonNullable<typeof s> => !!s);
+      const done = () => {
+        clearTimeout(timer);
+        for (const s of streams) s.off('data', onData);
+        this.child.off('exit', onExit);
+      };
+      // Runs after the constructor's listener has appended the chunk.
+      const onData = () => {
+        const m = this.out.match(re);
+        if (!m) return;
+        done();
+        resolve(m);
+      };
+      const onExit = () => {
+        done();
+        reject(new Error(`${this.name} exited (code ${this.child.exitCode ?? this.child.signalCode}) before ${what}; its log:\n${this.tail()}`));
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`${this.name}: ${what} not seen within ${timeoutMs} ms; its log:\n${this.tail()}`));
+      }, timeoutMs);
+      for (const s of streams) s.on('data', onData);
+      this.child.once('exit', onExit);
+      if (!this.running) onExit();
+    });
+  }
+
   /** Resolves when the process exits (for tests that expect it to). */
   async waitExit(): Promise<number | null | undefined> {
     await this.exited;

@@ -1,8 +1,8 @@
 /** Gateway API Inference Extension's inferencepool Helm chart, rendered with the pinned helm (artifacts.ts). */
-import { chmodSync, cpSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, cpSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, stringify } from 'yaml';
 import { runProcess } from '../helpers.js';
 
 type Obj = Record<string, any>;
@@ -21,6 +21,23 @@ export interface ChartValues {
   namespace: string;
   matchLabels: Record<string, string>;
   targetPort: number;
+  /** More values, as a values file (`helm template -f`). */
+  values?: Obj;
+}
+
+/**
+ * The chart values that make its EPP image pd-router's (`<registry>/<repository>:<tag>`): v1.5.0 names the parts
+ * registry/repository, v1.4.0 hub/name.
+ */
+export function pdRouterEppImageValues(chartVersion: 'v1.4.0' | 'v1.5.0', image: string): Obj {
+  const m = /^([^/]+)\/(.+):([^:]+)$/.exec(image);
+  if (!m) throw new Error(`not an image reference with a registry and a tag: ${image}`);
+  const [, registry, repository, tag] = m;
+  if (chartVersion === 'v1.4.0') {
+    const slash = repository!.lastIndexOf('/');
+    return { inferenceExtension: { image: { hub: `${registry}/${repository!.slice(0, slash)}`, name: repository!.slice(slash + 1), tag } } };
+  }
+  return { inferenceExtension: { image: { registry, repository, tag } } };
 }
 
 /**
@@ -41,7 +58,9 @@ export async function renderInferencePoolChart(helm: string, gaieDir: string, v:
       ...Object.entries(v.matchLabels).map(([k, val]) => `inferencePool.modelServers.matchLabels.${k.replace(/\./g, '\\.')}=${val}`),
       `inferencePool.targetPorts[0].number=${v.targetPort}`,
     ];
-    const r = await runProcess(helm, ['template', v.release, chart, '--namespace', v.namespace, ...sets.flatMap((s) => ['--set', s])], { env, timeoutMs: 60_000 });
+    const valuesFile = path.join(dir, 'values.yaml');
+    writeFileSync(valuesFile, stringify(v.values ?? {}));
+    const r = await runProcess(helm, ['template', v.release, chart, '--namespace', v.namespace, '-f', valuesFile, ...sets.flatMap((s) => ['--set', s])], { env, timeoutMs: 60_000 });
     if (r.code !== 0) throw new Error(`helm template failed (exit ${r.code}):\n${r.output.slice(-3000)}`);
     return parseAllDocuments(r.stdout)
       .map((d) => d.toJSON() as Obj)

@@ -151,7 +151,7 @@ describeWith(req, 'PoolWatcher against kube-apiserver', () => {
 
 const HEAD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nschedulingProfiles: [{name: default}]\n';
 const NO_SCRAPE = `${HEAD}dataLayer: {injectDefaults: false}\n`;
-const base = { host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, configText: NO_SCRAPE };
+const base = { host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, configText: NO_SCRAPE, metricsEndpointAuth: false }; // metrics auth: epp-metrics-auth.test.ts
 const ids = (e: EppHandle) => e.store.all().map((x) => `${x.id}@${x.hostPort}[${x.labels['llm-d.ai/role'] ?? ''}]`).sort();
 const untilIds = (expected: string[], what: string) => until(epp!.store, 'changed', () => ids(epp!).join() === [...expected].sort().join(), T, what, () => ids(epp!).join());
 
@@ -184,7 +184,8 @@ describeWith(req, 'EPP discovery against kube-apiserver', () => {
     await cluster.createPod(ns, 'pending', { labels: { app: 'vllm' } }); // no IP yet
     epp = await startEpp(eppConfig({ ...base, poolName: 'pool', poolNamespace: ns, kubeconfig }));
     await untilIds([`${ns}/d0-rank-0@10.2.0.2:8000[decode]`, `${ns}/p0-rank-0@10.2.0.1:8000[prefill]`], 'pool synced');
-    expect(epp.ready()).toBe(true);
+    // Ready once the pool's InferenceModelRewrites and InferenceObjectives are listed too.
+    await until(epp.crds!, 'status', () => epp!.ready(), T, 'ready');
 
     await cluster.patchPodMetadata(ns, 'starting', { labels: { 'llm-d.ai/role': 'decode' } });
     await cluster.setPodStatus(ns, 'starting', { ready: true });
@@ -203,8 +204,9 @@ describeWith(req, 'EPP discovery against kube-apiserver', () => {
     await untilIds([`${ns}/d0-rank-0@10.3.0.2:8000[]`, `${ns}/d0-rank-1@10.3.0.2:8200[]`], 'selector endpoints');
   });
 
-  it('gRPC health: NOT_SERVING while RBAC denies the pod list (403), SERVING for every service name once the Role is bound', async () => {
-    const { ns, kubeconfig } = await namespaceWith('epp-health', [{ apiGroups: ['inference.networking.k8s.io'], resources: ['inferencepools'], verbs: ['get', 'list', 'watch'] }]);
+  it('gRPC health: NOT_SERVING (but liveness SERVING) while RBAC denies the pod list (403), SERVING for every service name once the Role is bound', async () => {
+    // The pool and the pool's InferenceModelRewrites / InferenceObjectives (GAIE's rule), not the pods.
+    const { ns, kubeconfig } = await namespaceWith('epp-health', [GAIE_EPP_RULES[0]!, { apiGroups: ['inference.networking.k8s.io'], resources: ['inferencepools'], verbs: ['get', 'list', 'watch'] }]);
     await cluster.apply(inferencePool('pool', { app: 'vllm' }, [8000]), { namespace: ns });
     await cluster.createPod(ns, 'd0', { labels: { app: 'vllm' }, ip: '10.4.0.1' });
     const log = capturedLogger();
@@ -215,9 +217,12 @@ describeWith(req, 'EPP discovery against kube-apiserver', () => {
     const check = (service: string) =>
       new Promise<string>((resolve, reject) => h.Check({ service }, { deadline: Date.now() + 3000 }, (err: Error | null, r: { status: string }) => (err ? reject(err) : resolve(r.status))));
     try {
-      for (const s of ['', 'liveness', 'readiness', EXT_PROC_SERVICE_NAME]) expect(await check(s)).toBe('NOT_SERVING');
+      for (const s of ['', 'readiness', EXT_PROC_SERVICE_NAME, 'inference-extension']) expect(await check(s)).toBe('NOT_SERVING');
+      // A liveness probe on `liveness` must not restart a pod that restarting cannot fix.
+      expect(await check('liveness')).toBe('SERVING');
       await cluster.grant(ns, 'epp', 'pods', [{ apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] }]);
       await until(epp.store, 'changed', () => epp!.store.size === 1, T, 'pods listed after the retry');
+      await until(epp.crds!, 'status', () => epp!.ready(), T, 'the CRDs listed too');
       for (const s of ['', 'liveness', 'readiness', EXT_PROC_SERVICE_NAME]) expect(await check(s)).toBe('SERVING');
     } finally {
       h.close();

@@ -2,6 +2,7 @@
 import type { EventEmitter } from 'node:events';
 import net from 'node:net';
 import type * as k8s from '@kubernetes/client-node';
+import type { KubeCluster } from './control-plane.js';
 import { simConfig, startSimulator, type SimConfig, type SimulatorHandle } from '../../src/sim/index.js';
 
 /**
@@ -31,6 +32,17 @@ export function inferencePool(name: string, matchLabels: Record<string, string>,
     metadata: { name },
     spec: { selector: { matchLabels }, targetPorts: ports.map((number) => ({ number })), endpointPickerRef: { name: 'epp', port: { number: 9002 } } },
   };
+}
+
+/**
+ * The pool `pool` (pods labelled app=vllm-pd, target port `port`) and an `epp` ServiceAccount with GAIE's chart RBAC,
+ * in `namespace`: what an EPP needs to watch the pool. Returns that account's kubeconfig.
+ */
+export async function eppPoolAccess(cluster: KubeCluster, namespace: string, port: number): Promise<string> {
+  await cluster.apply(inferencePool('pool', { app: 'vllm-pd' }, [port]), { namespace });
+  await cluster.createServiceAccount(namespace, 'epp');
+  await cluster.grant(namespace, 'epp', 'epp', GAIE_EPP_RULES);
+  return cluster.serviceAccountKubeconfig(namespace, 'epp');
 }
 
 /** A port that is free on every one of the loopback addresses right now (pods of a pool share their target port). */

@@ -60,7 +60,8 @@ describeWith(req, 'SSRF allowlist from an InferencePool, against kube-apiserver'
     const { ns, kubeconfig } = await sidecarNamespace('ssrf-follow');
     await cluster.grant(ns, 'sidecar', 'sidecar', LIST_WATCH);
     f = await startPd({ sidecar: { enableSsrfProtection: true, inferencePool: `${ns}/pool`, kubeconfig } });
-    // No pool yet: synced and empty.
+    // No pool yet: synced (the sidecar listens before the first sync) and empty.
+    await waitFor(() => f!.sidecar.guard.ready(), T, 'allowlist synced');
     expect((await getJson(`${f.sidecar.url}/ready`)).body.ssrfAllowlist).toBe('synced');
     const port = f.prefill.port;
     const guard = f.sidecar.guard;

@@ -35,7 +35,7 @@ afterEach(async () => {
 
 const T = 60_000;
 const CONFIG = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\nschedulingProfiles: [{name: default}]\ndataLayer: {injectDefaults: false}\n';
-const base = { host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, configText: CONFIG };
+const base = { host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, configText: CONFIG, metricsEndpointAuth: false }; // metrics auth: epp-metrics-auth.test.ts
 const ids = (e: EppHandle) => e.store.all().map((x) => `${x.id}@${x.hostPort}`).sort().join();
 const untilIds = (expected: string[], what: string) => until(epp!.store, 'changed', () => ids(epp!) === [...expected].sort().join(), T, what, () => ids(epp!));
 
@@ -74,7 +74,9 @@ async function startBoth(ns: string, eppKubeconfig: string, sidecarKubeconfig: s
     sidecarConfig({ host: '127.0.0.1', port: 0, secureProxy: false, modelServerPort: 1, enableSsrfProtection: true, inferencePool: `${ns}/pool`, poolGroup, kubeconfig: sidecarKubeconfig }),
   );
   await untilIds([`${ns}/a-rank-0@10.5.0.1:8000`, `${ns}/b-rank-0@10.5.0.2:8000`], 'EPP synced');
-  expect(sidecar.guard.ready()).toBe(true);
+  await until(epp.crds!, 'status', () => epp!.ready(), T, 'EPP ready (the pool\'s CRDs listed too)');
+  // The sidecar listens before its allowlist's first sync; it is ready once the watch has synced.
+  await waitFor(() => sidecar!.guard.ready(), T, 'sidecar allowlist synced');
   expect(sidecar.guard.allowed('10.5.0.1', 8000) && sidecar.guard.allowed('10.5.0.2', 8000)).toBe(true);
 }
 

@@ -13,7 +13,7 @@ import { simConfig, startSimulator, type SimulatorHandle } from '../../src/sim/i
 import { metricsText, metricValue, postJson, startCli, waitFor } from '../helpers.js';
 import type { KubeCluster } from './control-plane.js';
 import { renderInferencePoolChart } from './gaie.js';
-import { GAIE_EPP_RULES, freePortOn, startSimsOn } from './kube-fixtures.js';
+import { GAIE_EPP_RULES, eppPoolAccess, freePortOn, startSimsOn } from './kube-fixtures.js';
 import { UPSTREAM, UPSTREAM_RELEASES, startUpstreamEpp, startUpstreamSidecar, upstreamFile, type UpstreamPeer, type UpstreamRelease } from './llm-d.js';
 import { both, describeWith, need, needSharedControlPlane, pathOf, sharedCluster } from './need.js';
 
@@ -75,7 +75,8 @@ describeWith(chartReq, 'pd-router EPP (process) with the GAIE inferencepool char
     const kubeconfig = await cluster!.serviceAccountKubeconfig(ns, sa);
 
     const epp = await startCli(
-      ['epp', '--host=127.0.0.1', '--grpc-port=0', '--grpc-health-port=0', '--metrics-port=0', '--secure-serving=false', `--pool-name=${pool}`, `--pool-namespace=${ns}`, `--kubeconfig=${kubeconfig}`],
+      // The chart grants no token reviews with its default values (Prometheus monitoring off): /metrics read without auth.
+      ['epp', '--host=127.0.0.1', '--grpc-port=0', '--grpc-health-port=0', '--metrics-port=0', '--secure-serving=false', `--pool-name=${pool}`, `--pool-namespace=${ns}`, `--kubeconfig=${kubeconfig}`, '--metrics-endpoint-auth=false'],
       /"grpcPort":(\d+),"healthPort":\d+,"metricsPort":(\d+)/,
       { timeoutMs: 30_000 },
     );
@@ -85,7 +86,8 @@ describeWith(chartReq, 'pd-router EPP (process) with the GAIE inferencepool char
     const metricsUrl = `http://127.0.0.1:${metricsPort}`;
     await waitFor(async () => metricValue(await metricsText(metricsUrl), 'llm_d_epp_ready_endpoints', { name: pool }) === 2, 30_000, 'both pods discovered and scraped');
     const text = await metricsText(metricsUrl);
-    for (const addr of ['127.0.0.41', '127.0.0.42']) expect(metricValue(text, 'llm_d_epp_per_endpoint_queue_size', { name: pool, model_server_endpoint: `${addr}:${port}` })).toBe(0);
+    // Endpoints are named after their pod and rank, as llm-d-router names them.
+    for (const pod of ['prefill-0', 'decode-0']) expect(metricValue(text, 'llm_d_epp_per_endpoint_queue_size', { name: pool, model_server_endpoint: `${pod}-rank-0` }), text).toBe(0);
 
     gateway = await startGateway(gatewayConfig({ host: '127.0.0.1', port: 0, epp: `127.0.0.1:${grpcPort}`, eppTls: false }));
     const r = await postJson(`${gateway.url}/v1/completions`, SHORT);
@@ -100,18 +102,7 @@ for (const release of UPSTREAM_RELEASES) {
     it('starts against kube-apiserver with its P/D sample config, becomes ready, and picks the decode pod for a request through the gateway', async () => {
       const { ns, decode, prefill } = await podsWithSims(`peer-epp-${release.replace(/\W/g, '')}`, release === 'ebab687' ? ['127.0.0.51', '127.0.0.52'] : ['127.0.0.53', '127.0.0.54']);
       const port = decode.port;
-      await cluster!.apply(
-        {
-          apiVersion: 'inference.networking.k8s.io/v1',
-          kind: 'InferencePool',
-          metadata: { name: 'pool' },
-          spec: { selector: { matchLabels: { app: 'vllm-pd' } }, targetPorts: [{ number: port }], endpointPickerRef: { name: 'epp', port: { number: 9002 } } },
-        },
-        { namespace: ns },
-      );
-      await cluster!.createServiceAccount(ns, 'epp');
-      await cluster!.grant(ns, 'epp', 'epp', GAIE_EPP_RULES);
-      const kubeconfig = await cluster!.serviceAccountKubeconfig(ns, 'epp');
+      const kubeconfig = await eppPoolAccess(cluster!, ns, port);
       const epp = await startUpstreamEpp(release as UpstreamRelease, { kubeconfig, poolName: 'pool', poolNamespace: ns, configFile: await upstreamFile(release as UpstreamRelease, 'deploy/config/pd-epp-config.yaml') });
       peers.push(epp);
       expect(await epp.health()).toBe('SERVING');

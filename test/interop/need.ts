@@ -4,6 +4,7 @@
  * when an artifact could not be built (the global setup recorded why, or building it here failed) those tests are
  * skipped with the reason in their name; the rest of the suite runs. Without Go every interop test is skipped.
  */
+import { setMetricsBearerToken } from '../helpers.js';
 import { describe, inject } from 'vitest';
 import { artifact, describeArtifact, ArtifactError, type Artifact, type ArtifactName } from './artifacts.js';
 import { KubeCluster } from './control-plane.js';
@@ -79,5 +80,7 @@ export function sharedCluster(): KubeCluster {
   const shared = inject('controlPlane');
   if (shared.state === 'failed') throw new Error(`the shared control plane did not start: ${shared.error}`);
   if (shared.state === 'skipped') throw new Error(`the shared control plane was not started: ${shared.reason}`);
+  // EPPs started against this API server authenticate /metrics (as upstream's): the tests read them as its admin.
+  setMetricsBearerToken(shared.info.adminToken);
   return new KubeCluster(shared.info);
 }

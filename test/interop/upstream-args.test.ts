@@ -105,7 +105,7 @@ describeWith(req, 'the per-component binaries with the container args of llm-d\'
       'GAIE v1.4.0 chart, 3 replicas, tracing on, metrics auth off',
       '127.0.0.44',
       'info',
-      ['--ha-enable-leader-election', '--tracing', 'OTEL_SERVICE_NAME', 'OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_TRACES_EXPORTER', 'OTEL_TRACES_SAMPLER', 'OTEL_TRACES_SAMPLER_ARG', 'OTEL_RESOURCE_ATTRIBUTES'],
+      ['--tracing', 'OTEL_SERVICE_NAME', 'OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_TRACES_EXPORTER', 'OTEL_TRACES_SAMPLER', 'OTEL_TRACES_SAMPLER_ARG', 'OTEL_RESOURCE_ATTRIBUTES'],
     ],
     ['GAIE v1.5.0 chart, default values', '127.0.0.45', 'info', []],
     ['llm-d-router ebab687 EPP', '127.0.0.46', 'debug', []],
@@ -118,7 +118,8 @@ describeWith(req, 'the per-component binaries with the container args of llm-d\'
       // The pool from --pool-name was found through the (fake) API server, and the servers listen on upstream's ports.
       const listening = jsonLines(epp.output()).find((l) => l.msg === 'epp listening')!;
       expect(listening).toMatchObject({ grpcPort: 9002, healthPort: 9003, metricsPort: 9090 });
-      expect((await fetch(`http://${ip}:9090/metrics`, { signal: AbortSignal.timeout(5_000) })).status).toBe(200);
+      // With or without --metrics-endpoint-auth (upstream's default: on) an admin's token may read /metrics.
+      expect((await fetch(`http://${ip}:9090/metrics`, { headers: { authorization: `Bearer ${cluster.info.adminToken}` }, signal: AbortSignal.timeout(20_000) })).status).toBe(200);
       expect(await epp.stop()).toBe(0);
       const lines = jsonLines(epp.output());
       const debug = lines.filter((l) => l.level === 'debug');

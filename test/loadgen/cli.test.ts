@@ -106,7 +106,7 @@ describe('pd-router loadgen CLI', () => {
     expect(json.metrics.requests).toMatchObject({ total: 6, failures: 0 });
     expect(json.metrics.latency.time_to_first_token.units).toBe('s');
     expect(json.metrics.throughput.output_tokens_per_sec).toBeGreaterThan(0);
-    const samples = readFileSync(path.join(out, 'samples.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const samples = readFileSync(path.join(out, 'samples.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
     expect(samples).toHaveLength(6);
     for (const s of samples) expect(s.reportedInputTokens).toBe(s.inputTokens);
     expect(readFileSync(path.join(out, 'summary.md'), 'utf8')).toBe(r.stdout.slice(r.stdout.indexOf('# Load run')));

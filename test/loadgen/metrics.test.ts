@@ -132,8 +132,8 @@ describe('percentileOf (linear interpolation between closest ranks)', () => {
   });
 });
 
-function sample(p: Partial<RequestSample>): RequestSample {
-  return { ok: true, status: 200, inputTokens: 100, outputTokens: 11, startMs: 0, e2eMs: 0, itlMs: [], ...p };
+function sample(params: Partial<RequestSample>): RequestSample {
+  return { ok: true, status: 200, inputTokens: 100, outputTokens: 11, startMs: 0, e2eMs: 0, itlMs: [], ...params };
 }
 
 describe('summarize', () => {
@@ -180,7 +180,7 @@ describe('summarize', () => {
 
 /** A run with the given per-request TTFTs and one TPOT, scaled to an output-token rate. */
 function run(ttftMs: number[], tpotMs: number, outputTokensPerSec: number, failed = 0): RunSummary {
-  const samples = ttftMs.map((t) => sample({ outputTokens: 11, ttftMs: t, tpotMs, e2eMs: t + 10 * tpotMs }));
+  const samples = ttftMs.map((time) => sample({ outputTokens: 11, ttftMs: time, tpotMs, e2eMs: time + 10 * tpotMs }));
   for (let i = 0; i < failed; i++) samples.push(sample({ ok: false, status: 500, outputTokens: 0 }));
   return summarize(samples, (11 * ttftMs.length) / outputTokensPerSec);
 }
@@ -195,12 +195,12 @@ describe('SLO gates and goodput', () => {
   it('applies each gate at the chosen percentile', () => {
     expect(runs[1]!.latency.timeToFirstToken.p90 * 1000).toBeCloseTo(180, 9);
     expect(runs[1]!.latency.timeToFirstToken.p95 * 1000).toBeCloseTo(540, 9);
-    expect(runs.map((r) => meetsSlo(r, { ttftMs: 200, tpotMs: 25, percentile: 90 }))).toEqual([true, true, false]);
-    expect(runs.map((r) => meetsSlo(r, { ttftMs: 200, tpotMs: 25, percentile: 95 }))).toEqual([true, false, false]);
-    expect(runs.map((r) => meetsSlo(r, { ttftMs: 200, percentile: 50 }))).toEqual([true, true, false]);
-    expect(runs.map((r) => meetsSlo(r, { tpotMs: 20, percentile: 99 }))).toEqual([true, true, false]);
-    expect(runs.map((r) => meetsSlo(r, { tpotMs: 19.9, percentile: 99 }))).toEqual([true, false, false]);
-    expect(runs.map((r) => meetsSlo(r, { ttftMs: 827, percentile: 99 }))).toEqual([true, false, true]);
+    expect(runs.map((runSummary) => meetsSlo(runSummary, { ttftMs: 200, tpotMs: 25, percentile: 90 }))).toEqual([true, true, false]);
+    expect(runs.map((runSummary) => meetsSlo(runSummary, { ttftMs: 200, tpotMs: 25, percentile: 95 }))).toEqual([true, false, false]);
+    expect(runs.map((runSummary) => meetsSlo(runSummary, { ttftMs: 200, percentile: 50 }))).toEqual([true, true, false]);
+    expect(runs.map((runSummary) => meetsSlo(runSummary, { tpotMs: 20, percentile: 99 }))).toEqual([true, true, false]);
+    expect(runs.map((runSummary) => meetsSlo(runSummary, { tpotMs: 19.9, percentile: 99 }))).toEqual([true, false, false]);
+    expect(runs.map((runSummary) => meetsSlo(runSummary, { ttftMs: 827, percentile: 99 }))).toEqual([true, false, true]);
   });
 
   it('goodput is the highest output-token rate among passing runs', () => {
@@ -314,7 +314,7 @@ describe('workload profiles, lengths and prompts', () => {
   it('length distributions: fixed, uniform bounds, normal and lognormal moments, clamping, text forms', () => {
     const rng = new Rng(3);
     expect(drawLength({ kind: 'fixed', value: 42 }, rng)).toBe(42);
-    const draw = (d: Parameters<typeof drawLength>[0], n = 20_000) => Array.from({ length: n }, () => drawLength(d, rng));
+    const draw = (distribution: Parameters<typeof drawLength>[0], count = 20_000) => Array.from({ length: count }, () => drawLength(distribution, rng));
     const u = draw({ kind: 'uniform', min: 10, max: 20 });
     expect(Math.min(...u)).toBe(10);
     expect(Math.max(...u)).toBe(20);
@@ -366,7 +366,7 @@ describe('workload profiles, lengths and prompts', () => {
     const f = new PromptFactory('completions', 1, 123, { groups: 2, prefixTokens: 20 });
     const rng = new Rng(1);
     const words = Array.from({ length: 1000 }, (_, i) => f.build(i, 40, i % 2, rng).text.split(' '));
-    expect(new Set(words.map((w) => w.slice(0, 25).join(' '))).size).toBe(1000);
+    expect(new Set(words.map((items) => items.slice(0, 25).join(' '))).size).toBe(1000);
     expect(words[0]!.slice(0, 20)).toEqual(words[2]!.slice(0, 20));
     expect(words[0]!.slice(0, 20)).not.toEqual(words[1]!.slice(0, 20));
     expect(f.minTokens).toBe(21);

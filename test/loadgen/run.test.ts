@@ -7,7 +7,7 @@ import { postJson, waitFor } from '../helpers.js';
 
 const handles: Array<{ close: () => Promise<void> }> = [];
 afterEach(async () => {
-  await Promise.all(handles.splice(0).map((h) => h.close()));
+  await Promise.all(handles.splice(0).map((headers) => headers.close()));
 });
 
 async function sim(overrides: Partial<SimConfig> = {}): Promise<SimulatorHandle> {
@@ -16,21 +16,21 @@ async function sim(overrides: Partial<SimConfig> = {}): Promise<SimulatorHandle>
   return s;
 }
 
-function profile(p: Partial<WorkloadProfile> = {}): WorkloadProfile {
-  return { name: 'test', description: '', api: 'completions', inputTokens: { kind: 'fixed', value: 32 }, outputTokens: { kind: 'fixed', value: 4 }, ...p };
+function profile(params: Partial<WorkloadProfile> = {}): WorkloadProfile {
+  return { name: 'test', description: '', api: 'completions', inputTokens: { kind: 'fixed', value: 32 }, outputTokens: { kind: 'fixed', value: 4 }, ...params };
 }
 
-function opts(s: { url: string }, o: Partial<LoadRunOptions>): LoadRunOptions {
-  return { baseUrl: s.url, model: 'sim-model', profile: profile(), arrival: { kind: 'concurrency', concurrency: 1 }, progress: false, ...o };
+function opts(settings: { url: string }, options: Partial<LoadRunOptions>): LoadRunOptions {
+  return { baseUrl: settings.url, model: 'sim-model', profile: profile(), arrival: { kind: 'concurrency', concurrency: 1 }, progress: false, ...options };
 }
 
 /** Largest number of requests in flight at once, from the samples' [start, start + e2e] intervals. */
 function maxOverlap(samples: RequestSample[]): number {
-  const edges = samples.flatMap((s) => [
-    [s.startMs, 1],
-    [s.startMs + s.e2eMs, -1],
+  const edges = samples.flatMap((sample) => [
+    [sample.startMs, 1],
+    [sample.startMs + sample.e2eMs, -1],
   ]);
-  edges.sort((a, b) => a[0]! - b[0]! || a[1]! - b[1]!);
+  edges.sort((left, right) => left[0]! - right[0]! || left[1]! - right[1]!);
   let cur = 0;
   let max = 0;
   for (const [, d] of edges) max = Math.max(max, (cur += d!));
@@ -44,8 +44,8 @@ interface Recorded {
   body: { prompt?: string; max_tokens?: number; min_tokens?: number; ignore_eos?: boolean; stream_options?: unknown };
 }
 
-async function records(s: SimulatorHandle): Promise<Recorded[]> {
-  return (s.engine.recentRequests() as unknown as Recorded[]).slice();
+async function records(handle: SimulatorHandle): Promise<Recorded[]> {
+  return (handle.engine.recentRequests() as unknown as Recorded[]).slice();
 }
 
 // Timing assertions are one-sided: a timer never fires early (bar Node's 1 ms), but a loaded machine delays anything
@@ -57,7 +57,7 @@ describe('runLoad against the simulator', () => {
     const s = await sim({ timeToFirstToken: 80, interTokenLatency: 10 });
     const wallStart = performance.now();
     const r = await runLoad(opts(s, { profile: profile({ outputTokens: { kind: 'fixed', value: 20 } }), arrival: { kind: 'concurrency', concurrency: 2 }, requests: 8 }));
-    expect(r.samples.every((x) => x.ok)).toBe(true);
+    expect(r.samples.every((sample) => sample.ok)).toBe(true);
     const ttft = r.summary.latency.timeToFirstToken;
     const itl = r.summary.latency.interTokenLatency;
     const tpot = r.summary.latency.timePerOutputToken;
@@ -71,7 +71,7 @@ describe('runLoad against the simulator', () => {
     const wallMs = performance.now() - wallStart;
     for (const x of r.samples) {
       expect(x.ttftMs!).toBeLessThanOrEqual(x.e2eMs);
-      expect(x.ttftMs! + x.itlMs!.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(x.e2eMs + 1e-6);
+      expect(x.ttftMs! + x.itlMs!.reduce((acc, right) => acc + right, 0)).toBeLessThanOrEqual(x.e2eMs + 1e-6);
       expect(x.startMs + x.e2eMs).toBeLessThanOrEqual(wallMs);
     }
     expect(r.summary.requests.outputLength.mean).toBe(20);
@@ -84,14 +84,14 @@ describe('runLoad against the simulator', () => {
     const r = await runLoad(
       opts(s, { profile: profile({ api, inputTokens: { kind: 'uniform', min: 6, max: 400 }, outputTokens: { kind: 'uniform', min: 1, max: 5 } }), arrival: { kind: 'concurrency', concurrency: 4 }, requests: 30 }),
     );
-    expect(r.samples.filter((x) => !x.ok)).toEqual([]);
-    expect(new Set(r.samples.map((x) => x.inputTokens)).size).toBeGreaterThan(20);
+    expect(r.samples.filter((sample) => !sample.ok)).toEqual([]);
+    expect(new Set(r.samples.map((sample) => sample.inputTokens)).size).toBeGreaterThan(20);
     for (const x of r.samples) {
       expect(x.reportedInputTokens).toBe(x.inputTokens);
       expect(x.outputTokens).toBe(x.requestedOutputTokens);
     }
     const rec = await records(s);
-    expect(rec.map((x) => x.promptTokens).sort()).toEqual(r.samples.map((x) => x.inputTokens).sort());
+    expect(rec.map((recorded) => recorded.promptTokens).sort()).toEqual(r.samples.map((sample) => sample.inputTokens).sort());
     for (const x of rec) {
       expect(x.body.ignore_eos).toBe(true);
       expect(x.body.min_tokens).toBe(x.body.max_tokens);
@@ -103,22 +103,22 @@ describe('runLoad against the simulator', () => {
     const s = await sim({ timeToFirstToken: 1, interTokenLatency: 1, blockSize: 16 });
     const p = profile({ inputTokens: { kind: 'fixed', value: 64 }, sharedPrefix: { groups: 2, prefixTokens: 32 } });
     const first = await runLoad(opts(s, { profile: p, requests: 12 }));
-    expect(first.samples.every((x) => x.ok)).toBe(true);
-    const cached = (await records(s)).map((x) => x.cachedTokens);
+    expect(first.samples.every((sample) => sample.ok)).toBe(true);
+    const cached = (await records(s)).map((recorded) => recorded.cachedTokens);
     // Each group's first request fills the cache; later ones hit exactly the two prefix blocks.
-    expect(cached.filter((c) => c === 0).length).toBe(2);
-    expect(cached.filter((c) => c === 32).length).toBe(10);
+    expect(cached.filter((count) => count === 0).length).toBe(2);
+    expect(cached.filter((count) => count === 32).length).toBe(10);
     s.engine.clearRecords();
     await runLoad(opts(s, { profile: profile({ inputTokens: { kind: 'fixed', value: 64 } }), requests: 4 }));
     await runLoad(opts(s, { profile: profile({ inputTokens: { kind: 'fixed', value: 64 } }), requests: 4 }));
-    expect((await records(s)).map((x) => x.cachedTokens)).toEqual(Array(8).fill(0));
+    expect((await records(s)).map((recorded) => recorded.cachedTokens)).toEqual(Array(8).fill(0));
   });
 
   it('constant arrivals are evenly spaced', async () => {
     const s = await sim({ timeToFirstToken: 1, interTokenLatency: 1 });
     const r = await runLoad(opts(s, { arrival: { kind: 'constant', rate: 50 }, requests: 30 }));
     expect(r.samples).toHaveLength(30);
-    r.samples.forEach((x, i) => expect(x.scheduledMs).toBeCloseTo(i * 20, 6));
+    r.samples.forEach((sample, i) => expect(sample.scheduledMs).toBeCloseTo(i * 20, 6));
     // Sends follow the schedule: never before their time (a loaded machine may send some late).
     for (const x of r.samples) expect(x.startMs).toBeGreaterThanOrEqual(x.scheduledMs! - 1);
   });
@@ -128,8 +128,8 @@ describe('runLoad against the simulator', () => {
     const o = opts(s, { arrival: { kind: 'poisson', rate: 200 }, requests: 100, seed: 11 });
     const a = await runLoad(o);
     const b = await runLoad(o);
-    expect(a.samples.map((x) => x.scheduledMs)).toEqual(b.samples.map((x) => x.scheduledMs));
-    const gaps = a.samples.slice(1).map((x, i) => x.scheduledMs! - a.samples[i]!.scheduledMs!);
+    expect(a.samples.map((sample) => sample.scheduledMs)).toEqual(b.samples.map((sample) => sample.scheduledMs));
+    const gaps = a.samples.slice(1).map((sample, i) => sample.scheduledMs! - a.samples[i]!.scheduledMs!);
     const g = statSummary(gaps);
     expect(g.mean).toBeGreaterThan(5 * 0.75);
     expect(g.mean).toBeLessThan(5 * 1.25);
@@ -137,7 +137,7 @@ describe('runLoad against the simulator', () => {
     expect(g.stddev / g.mean).toBeLessThan(1.3);
     for (const x of a.samples) expect(x.startMs).toBeGreaterThanOrEqual(x.scheduledMs! - 1);
     const c = await runLoad({ ...o, seed: 12 });
-    expect(c.samples.map((x) => x.scheduledMs)).not.toEqual(a.samples.map((x) => x.scheduledMs));
+    expect(c.samples.map((sample) => sample.scheduledMs)).not.toEqual(a.samples.map((sample) => sample.scheduledMs));
   });
 
   it('the closed loop keeps exactly N in flight and never more', async () => {
@@ -147,7 +147,7 @@ describe('runLoad against the simulator', () => {
     try {
       const r = await runLoad(opts(s, { arrival: { kind: 'concurrency', concurrency: 3 }, requests: 15 }));
       expect(r.samples).toHaveLength(15);
-      expect(r.samples.every((x) => x.ok)).toBe(true);
+      expect(r.samples.every((sample) => sample.ok)).toBe(true);
       expect(maxOverlap(r.samples)).toBe(3);
     } finally {
       clearInterval(poll);
@@ -169,8 +169,8 @@ describe('runLoad against the simulator', () => {
     const r = await runLoad(opts(s, { profile: profile({ outputTokens: { kind: 'fixed', value: 10 } }), arrival: { kind: 'constant', rate: 10 }, durationSeconds: 2, timeScale: 0.1 }));
     const wallMs = performance.now() - wallStart;
     expect(r.samples).toHaveLength(20); // 2 simulated seconds at 10/s
-    expect(r.samples.every((x) => x.ok)).toBe(true);
-    r.samples.forEach((x, i) => expect(x.scheduledMs).toBeCloseTo(i * 100, 6));
+    expect(r.samples.every((sample) => sample.ok)).toBe(true);
+    r.samples.forEach((sample, i) => expect(sample.scheduledMs).toBeCloseTo(i * 100, 6));
     const ttft = r.summary.latency.timeToFirstToken;
     // One wall millisecond of timer jitter is 10 simulated ones.
     expect(ttft.p50 * 1000).toBeGreaterThanOrEqual(490);
@@ -188,7 +188,7 @@ describe('failures never hang the run', () => {
     const s = await sim();
     const r = await runLoad(opts(s, { headers: { 'X-Return-Error': '503' }, requests: 5, arrival: { kind: 'concurrency', concurrency: 2 } }));
     expect(r.summary.requests).toMatchObject({ total: 5, failures: 5 });
-    expect(r.samples.every((x) => x.status === 503 && x.error?.startsWith('HTTP 503: Simulated error'))).toBe(true);
+    expect(r.samples.every((sample) => sample.status === 503 && sample.error?.startsWith('HTTP 503: Simulated error'))).toBe(true);
     expect(r.summary.throughput.outputTokensPerSec).toBe(0);
     expect(r.summary.latency.timeToFirstToken.count).toBe(0);
   });
@@ -198,7 +198,7 @@ describe('failures never hang the run', () => {
     expect((await postJson(`${s.url}/admin/config`, { 'return-error': 500, 'return-error-count': 3 })).status).toBe(200);
     const r = await runLoad(opts(s, { requests: 10 }));
     expect(r.summary.requests).toMatchObject({ total: 10, failures: 3 });
-    expect(r.samples.slice(0, 3).every((x) => !x.ok && x.status === 500)).toBe(true);
+    expect(r.samples.slice(0, 3).every((sample) => !sample.ok && sample.status === 500)).toBe(true);
     expect(r.summary.latency.timeToFirstToken.count).toBe(7);
   });
 
@@ -213,7 +213,7 @@ describe('failures never hang the run', () => {
     const port = (closed.address() as AddressInfo).port;
     await new Promise((res) => closed.close(res));
     const u = await runLoad({ ...opts(s, { requests: 2 }), baseUrl: `http://127.0.0.1:${port}` });
-    expect(u.samples.map((x) => x.ok)).toEqual([false, false]);
+    expect(u.samples.map((sample) => sample.ok)).toEqual([false, false]);
     expect(u.samples[0]!.error).toMatch(/ECONNREFUSED/);
   });
 
@@ -222,7 +222,7 @@ describe('failures never hang the run', () => {
     expect((await postJson(`${s.url}/admin/config`, { hang: true })).status).toBe(200);
     // 10 simulated minutes at a time scale of 1/10000 are 60 ms of wall time; unscaled, the test would time out.
     const r = await runLoad(opts(s, { requests: 3, arrival: { kind: 'concurrency', concurrency: 3 }, requestTimeoutMs: 600_000, timeScale: 0.0001 }));
-    expect(r.samples.map((x) => x.error)).toEqual(Array(3).fill('timed out after 600000ms'));
+    expect(r.samples.map((sample) => sample.error)).toEqual(Array(3).fill('timed out after 600000ms'));
     for (const x of r.samples) expect(x.e2eMs).toBeGreaterThanOrEqual(599_000);
   });
 
@@ -257,7 +257,7 @@ describe('failures never hang the run', () => {
   it('an open-loop cap on requests in flight makes later arrivals wait', async () => {
     const s = await sim({ timeToFirstToken: 30, interTokenLatency: 1 });
     const r = await runLoad(opts(s, { arrival: { kind: 'constant', rate: 1000 }, requests: 8, maxConcurrency: 2 }));
-    expect(r.samples.every((x) => x.ok)).toBe(true);
+    expect(r.samples.every((sample) => sample.ok)).toBe(true);
     expect(maxOverlap(r.samples)).toBe(2);
     expect(r.samples[7]!.startMs - r.samples[7]!.scheduledMs!).toBeGreaterThan(60);
   });
@@ -274,10 +274,10 @@ describe('stream errors from a non-simulator server', () => {
   async function fake(): Promise<string> {
     server = createServer((req, res) => {
       let body = '';
-      req.on('data', (d) => (body += d));
+      req.on('data', (def) => (body += def));
       req.on('end', () => {
         const model = (JSON.parse(body) as { model: string }).model;
-        const chunk = (t: string) => `data: ${JSON.stringify({ choices: [{ index: 0, text: t }] })}\n\n`;
+        const chunk = (value: string) => `data: ${JSON.stringify({ choices: [{ index: 0, text: value }] })}\n\n`;
         if (model === 'json') {
           res.writeHead(200, { 'content-type': 'application/json' });
           res.end('{"choices":[{"text":"hi"}]}');
@@ -290,8 +290,8 @@ describe('stream errors from a non-simulator server', () => {
         else res.end(chunk('a') + chunk('b') + chunk('c') + 'data: [DONE]\n\n'); // no usage chunk
       });
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    handles.push({ close: () => new Promise((r) => server.close(() => r())) });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    handles.push({ close: () => new Promise((resolve) => server.close(() => resolve())) });
     return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   }
 

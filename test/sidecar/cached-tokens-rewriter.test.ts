@@ -20,7 +20,7 @@ function runRewriter(input: Buffer, cuts: number[], cached: number): string {
   const rw = new SseCachedTokensRewriter(cached);
   const out: Buffer[] = [];
   let prev = 0;
-  for (const cut of [...cuts].sort((a, b) => a - b)) {
+  for (const cut of [...cuts].sort((left, right) => left - right)) {
     out.push(rw.push(input.subarray(prev, cut)));
     prev = cut;
   }
@@ -105,7 +105,7 @@ describe('over HTTP: a decoder that splits an SSE data line across writes', () =
       };
       setImmediate(next);
     });
-    await new Promise<void>((r) => decoder.listen(0, '127.0.0.1', r));
+    await new Promise<void>((resolve) => decoder.listen(0, '127.0.0.1', resolve));
     const sidecar = await startSidecar(
       sidecarConfig({ host: '127.0.0.1', port: 0, secureProxy: false, modelServerHost: '127.0.0.1', modelServerPort: (decoder.address() as AddressInfo).port }),
     );
@@ -119,7 +119,7 @@ describe('over HTTP: a decoder that splits an SSE data line across writes', () =
       await sidecar.close();
       await prefill.close();
       decoder.closeAllConnections();
-      await new Promise((r) => decoder.close(r));
+      await new Promise((resolve) => decoder.close(resolve));
     }
   });
 });

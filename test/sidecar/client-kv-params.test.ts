@@ -104,19 +104,19 @@ describe('passthrough (any other path: vLLM\'s /invocations reads any JSON body)
     const bodies: Buffer[] = [];
     const server = http.createServer((req, res) => {
       const parts: Buffer[] = [];
-      req.on('data', (c: Buffer) => parts.push(c));
+      req.on('data', (chunk: Buffer) => parts.push(chunk));
       req.on('end', () => {
         bodies.push(Buffer.concat(parts));
         res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
       });
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     return {
       port: (server.address() as AddressInfo).port,
       bodies,
       close: () => {
         server.closeAllConnections();
-        return new Promise((r) => server.close(() => r()));
+        return new Promise((resolve) => server.close(() => resolve()));
       },
     };
   }

@@ -33,7 +33,7 @@ describe('sidecar closing', () => {
     const socket = connect(port, '127.0.0.1');
     let received = '';
     const ended = new Promise<void>((resolve) => {
-      socket.on('data', (d: Buffer) => (received += d.toString()));
+      socket.on('data', (chunk: Buffer) => (received += chunk.toString()));
       socket.once('close', () => resolve());
     });
     await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
@@ -47,7 +47,7 @@ describe('sidecar closing', () => {
     await ended;
     await closing;
 
-    const statuses = [...received.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+    const statuses = [...received.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((match) => Number(match[1]));
     expect(statuses).toEqual([200, 503]);
     expect(received).toContain('"statusCode":503');
   });

@@ -84,8 +84,8 @@ describe('shared-storage connector', () => {
     const r = await postJson(`${f.sidecar.url}/v1/completions`, client, { 'x-prefiller-host-port': f.prefillHeader });
     expect(r.status).toBe(200);
     expect(r.text).not.toContain('cache_threshold');
-    expect(sseJson(r.text).map((c) => c.choices[0]?.text).join('')).toBe('v1 v2 v3 v4 ');
-    expect(records(f.decode).map((d) => d.finishReason)).toEqual(['cache_threshold', expect.not.stringMatching(/^cache_threshold$/)]);
+    expect(sseJson(r.text).map((config) => config.choices[0]?.text).join('')).toBe('v1 v2 v3 v4 ');
+    expect(records(f.decode).map((record) => record.finishReason)).toEqual(['cache_threshold', expect.not.stringMatching(/^cache_threshold$/)]);
     expect(records(f.prefill)).toHaveLength(1);
   });
 
@@ -96,7 +96,7 @@ describe('shared-storage connector', () => {
     f.decode.engine.clearRecords();
     const r = await postJson(`${f.sidecar.url}/v1/completions`, { model: MODEL, prompt, max_tokens: 4, cache_hit_threshold: 0.5, stream: true }, { 'x-prefiller-host-port': f.prefillHeader });
     expect(r.status).toBe(200);
-    expect(sseJson(r.text).map((c) => c.choices[0]?.text).join('')).toBe('a1 a2 a3 a4 ');
+    expect(sseJson(r.text).map((config) => config.choices[0]?.text).join('')).toBe('a1 a2 a3 a4 ');
     expect(records(f.prefill)).toHaveLength(0);
     expect(records(f.decode)).toHaveLength(1);
   });

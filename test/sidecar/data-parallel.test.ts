@@ -7,7 +7,7 @@ let sims: SimulatorHandle[] = [];
 let sidecar: SidecarHandle | undefined;
 afterEach(async () => {
   await sidecar?.close();
-  await Promise.all(sims.map((s) => s.close()));
+  await Promise.all(sims.map((handle) => handle.close()));
   sims = [];
   sidecar = undefined;
 });

@@ -46,7 +46,7 @@ describe('deadlines', () => {
       const t = setInterval(() => res.write(' '), 50);
       res.on('close', () => clearInterval(t));
     });
-    await new Promise<void>((r) => trickle.listen(0, '127.0.0.1', r));
+    await new Promise<void>((resolve) => trickle.listen(0, '127.0.0.1', resolve));
     try {
       f = await startPd({ sidecar: { prefillTimeout: 400 } });
       const target = `127.0.0.1:${(trickle.address() as AddressInfo).port}`;
@@ -56,7 +56,7 @@ describe('deadlines', () => {
       expect(r.body.message).toBe('prefill timed out after 400ms');
     } finally {
       trickle.closeAllConnections();
-      await new Promise((r) => trickle.close(r));
+      await new Promise((resolve) => trickle.close(resolve));
     }
   });
 
@@ -73,14 +73,14 @@ describe('deadlines', () => {
         const resume = setTimeout(() => res.resume(), 3_000);
         let bytes = 0;
         let tail = '';
-        res.on('data', (c: Buffer) => {
-          bytes += c.length;
-          tail = (tail + c.toString('utf8')).slice(-4_000);
+        res.on('data', (chunk: Buffer) => {
+          bytes += chunk.length;
+          tail = (tail + chunk.toString('utf8')).slice(-4_000);
         });
         res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes, tail }));
-        res.on('error', (e) => {
+        res.on('error', (err) => {
           clearTimeout(resume);
-          reject(e);
+          reject(err);
         });
       });
       req.on('timeout', () => req.destroy(new Error('client timeout')));
@@ -117,7 +117,7 @@ describe('deadlines', () => {
     const { runCli } = await import('../helpers.js');
     const help = (await runCli(['sidecar', '--help'])).stdout;
     // Each flag's own line names its default.
-    const line = (flag: string) => help.split('\n').find((l) => l.includes(`${flag} <duration>`)) ?? '';
+    const line = (flag: string) => help.split('\n').find((line) => line.includes(`${flag} <duration>`)) ?? '';
     expect(line('--prefill-timeout')).toMatch(/\(default \S+\)/);
     expect(line('--prefill-timeout')).toContain('(default 2m)');
     expect(line('--decode-first-byte-timeout')).toContain('(default 5m)');
@@ -129,8 +129,8 @@ describe('client disconnect aborts every running leg', () => {
   function abortable(url: string, body: unknown, headers: Record<string, string>) {
     const ac = new AbortController();
     const done = fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body), signal: ac.signal })
-      .then(async (r) => {
-        const reader = r.body!.getReader();
+      .then(async (response) => {
+        const reader = response.body!.getReader();
         for (;;) {
           const { done } = await reader.read();
           if (done) return 'complete';

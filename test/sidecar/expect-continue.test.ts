@@ -41,7 +41,7 @@ function postExpecting(url: string, body: string, headers: Record<string, string
       (res) => {
         let text = '';
         res.setEncoding('utf8');
-        res.on('data', (c: string) => (text += c));
+        res.on('data', (config: string) => (text += config));
         res.on('end', () => {
           resolve({ status: res.statusCode ?? 0, body: text, continued, bodySent, connection: res.headers.connection });
           if (!bodySent) req.destroy();

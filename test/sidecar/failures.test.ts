@@ -25,13 +25,13 @@ async function fakePrefiller(answer: string): Promise<{ hostPort: string; hits: 
     req.resume();
     req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end(answer));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     hostPort: `127.0.0.1:${(server.address() as AddressInfo).port}`,
     hits: () => hits,
     close: () => {
       server.closeAllConnections();
-      return new Promise((r) => server.close(() => r()));
+      return new Promise((resolve) => server.close(() => resolve()));
     },
   };
 }
@@ -39,9 +39,9 @@ async function fakePrefiller(answer: string): Promise<{ hostPort: string; hits: 
 /** A port nothing listens on. */
 async function closedPort(): Promise<number> {
   const s = http.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
   const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
+  await new Promise((resolve) => s.close(resolve));
   return port;
 }
 
@@ -192,12 +192,12 @@ async function answeringPrefiller(status: number, headers: Record<string, string
     req.resume();
     req.on('end', () => res.writeHead(status, headers).end(body));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     hostPort: `127.0.0.1:${(server.address() as AddressInfo).port}`,
     close: () => {
       server.closeAllConnections();
-      return new Promise<void>((r) => server.close(() => r()));
+      return new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
 }
@@ -243,21 +243,21 @@ describe('error answers never carry the prefiller\'s address', () => {
         done();
       },
     });
-    return { logger: createLogger({ level: 'info', component: 'sidecar', destination: stream }), lines: () => out.flatMap((l) => l.split('\n').filter(Boolean).map((x) => JSON.parse(x))) };
+    return { logger: createLogger({ level: 'info', component: 'sidecar', destination: stream }), lines: () => out.flatMap((line) => line.split('\n').filter(Boolean).map((text) => JSON.parse(text))) };
   }
 
   it('for every kind of prefill failure: the client gets the reason, the log line the address with the request id', async () => {
     const log = capturingLogger();
     f = await startPd({ sidecar: { prefillTimeout: 300 }, logger: log.logger });
     const hanging = http.createServer(() => undefined);
-    await new Promise<void>((r) => hanging.listen(0, '127.0.0.1', r));
+    await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
     const fakes = [
       await answeringPrefiller(200, { 'content-type': 'application/json' }, '{"choices":[]}'),
       await answeringPrefiller(200, { 'content-type': 'text/html' }, '<html>'),
       await answeringPrefiller(301, { location: 'http://10.6.6.6/' }, ''),
     ];
     try {
-      const targets = [`127.0.0.1:${await closedPort()}`, `127.0.0.1:${(hanging.address() as AddressInfo).port}`, ...fakes.map((x) => x.hostPort)];
+      const targets = [`127.0.0.1:${await closedPort()}`, `127.0.0.1:${(hanging.address() as AddressInfo).port}`, ...fakes.map((item) => item.hostPort)];
       for (const [i, target] of targets.entries()) {
         const rid = `addr-${i}`;
         const r = await postJson(`${f.sidecar.url}/v1/completions`, body, { 'x-prefiller-host-port': target, 'x-request-id': rid });
@@ -265,13 +265,13 @@ describe('error answers never carry the prefiller\'s address', () => {
         const port = target.split(':')[1]!;
         expect(r.text).not.toContain(port);
         expect(r.text).not.toContain('127.0.0.1');
-        const line = log.lines().find((l) => l.reqId === rid && l.prefiller === target);
+        const line = log.lines().find((line) => line.reqId === rid && line.prefiller === target);
         expect(line, `a log line for ${rid} naming ${target}`).toBeDefined();
       }
     } finally {
       hanging.closeAllConnections();
-      await new Promise((r) => hanging.close(r));
-      await Promise.all(fakes.map((x) => x.close()));
+      await new Promise((resolve) => hanging.close(resolve));
+      await Promise.all(fakes.map((item) => item.close()));
     }
   });
 
@@ -281,13 +281,13 @@ describe('error answers never carry the prefiller\'s address', () => {
     const r = await postJson(`${f.sidecar.url}/v1/completions`, body, { 'x-prefiller-host-port': '10.1.2.3:99999', 'x-request-id': 'bad-target' });
     expect(r.status).toBe(400);
     expect(r.text).not.toContain('10.1.2.3');
-    expect(log.lines().find((l) => l.reqId === 'bad-target')?.value).toBe('10.1.2.3:99999');
+    expect(log.lines().find((line) => line.reqId === 'bad-target')?.value).toBe('10.1.2.3:99999');
   });
 });
 
 describe('prefill targets the allowlist and the connection could read differently', () => {
   it.each(['[127.0.0.1]', 'user@127.0.0.1', '127.0.0.1%2e'])('%s:port is an invalid target (400), even when 127.0.0.1:port is allowed; nothing is contacted', async (host) => {
-    f = await startPd({ sidecar: (p) => ({ enableSsrfProtection: true, ssrfAllowlist: [`127.0.0.1:${p.prefill}`] }) });
+    f = await startPd({ sidecar: (params) => ({ enableSsrfProtection: true, ssrfAllowlist: [`127.0.0.1:${params.prefill}`] }) });
     const r = await send(f, `${host}:${f.prefill.port}`);
     expect(r.status).toBe(400);
     expect(r.body.message).toBe('invalid x-prefiller-host-port header: expected host:port');

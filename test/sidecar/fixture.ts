@@ -23,13 +23,13 @@ export interface PdOptions {
   logger?: Logger;
 }
 
-export async function startPd(o: PdOptions = {}): Promise<PdFixture> {
-  const prefill = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], mode: 'echo', engineId: 'prefill-0', seed: 1, ...o.prefill }));
-  const decode = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], mode: 'echo', engineId: 'decode-0', seed: 2, ...o.decode }));
-  const overrides = typeof o.sidecar === 'function' ? o.sidecar({ prefill: prefill.port, decode: decode.port }) : o.sidecar;
+export async function startPd(pdOptions: PdOptions = {}): Promise<PdFixture> {
+  const prefill = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], mode: 'echo', engineId: 'prefill-0', seed: 1, ...pdOptions.prefill }));
+  const decode = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], mode: 'echo', engineId: 'decode-0', seed: 2, ...pdOptions.decode }));
+  const overrides = typeof pdOptions.sidecar === 'function' ? pdOptions.sidecar({ prefill: prefill.port, decode: decode.port }) : pdOptions.sidecar;
   const sidecar = await startSidecar(
     sidecarConfig({ host: '127.0.0.1', port: 0, secureProxy: false, modelServerHost: '127.0.0.1', modelServerPort: decode.port, ...overrides }),
-    o.logger,
+    pdOptions.logger,
   );
   return {
     prefill,

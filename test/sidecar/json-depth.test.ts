@@ -56,7 +56,7 @@ describe('--max-json-depth', () => {
         res.writeHead(200, { 'content-type': 'application/json' }).end(`{"id":"p","choices":[],"kv_transfer_params":{"remote_engine_id":"x","remote_block_ids":${deep}}}`),
       );
     });
-    await new Promise<void>((r) => prefiller.listen(0, '127.0.0.1', r));
+    await new Promise<void>((resolve) => prefiller.listen(0, '127.0.0.1', resolve));
     const hostPort = `127.0.0.1:${(prefiller.address() as AddressInfo).port}`;
     try {
       const r = await postJson(`${f.sidecar.url}/v1/completions`, { model: MODEL, prompt: 'x', max_tokens: 1 }, { 'x-prefiller-host-port': hostPort });
@@ -71,13 +71,13 @@ describe('--max-json-depth', () => {
       expect(records(f.decode)).toHaveLength(0);
     } finally {
       prefiller.closeAllConnections();
-      await new Promise((r) => prefiller.close(r));
+      await new Promise((resolve) => prefiller.close(resolve));
     }
   });
 
   it('is a flag with its default in --help', async () => {
     const help = (await runCli(['sidecar', '--help'])).stdout;
-    const line = help.split('\n').find((l) => l.includes('--max-json-depth <int>')) ?? '';
+    const line = help.split('\n').find((line) => line.includes('--max-json-depth <int>')) ?? '';
     expect(line).toContain('(default 256)');
   });
 });

@@ -139,12 +139,12 @@ describe('NIXL v2: cached_tokens come from the prefiller', () => {
       stream_options: { include_usage: true },
     });
     const chunks = sseJson(r.text);
-    const usage = chunks.find((c) => c.usage);
+    const usage = chunks.find((config) => config.usage);
     // Every chat prompt starts with the same rendered block ("### user: "), so the prefiller has a few tokens cached.
     expect(prefill.cachedTokens).toBeGreaterThan(0);
     expect(decode.cachedTokens).toBeGreaterThan(prefill.cachedTokens!);
     expect(usage.usage.prompt_tokens_details.cached_tokens).toBe(prefill.cachedTokens);
-    expect(chunks.filter((c) => c.usage === null).length).toBeGreaterThan(2);
+    expect(chunks.filter((config) => config.usage === null).length).toBeGreaterThan(2);
     expect(r.text.endsWith('data: [DONE]\n\n')).toBe(true);
   });
 

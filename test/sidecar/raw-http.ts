@@ -18,8 +18,8 @@ export class RawConnection {
   readonly closed: Promise<void>;
 
   private constructor(private readonly socket: net.Socket) {
-    socket.on('data', (d: Buffer) => {
-      this.buffer = Buffer.concat([this.buffer, d]);
+    socket.on('data', (chunk: Buffer) => {
+      this.buffer = Buffer.concat([this.buffer, chunk]);
       this.wake?.();
     });
     this.closed = new Promise((resolve) => {

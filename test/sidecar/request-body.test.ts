@@ -19,8 +19,8 @@ const MiB = 1024 * 1024;
 const small = JSON.stringify({ model: MODEL, prompt: 'x', max_tokens: 1 });
 
 /** Resolves true when the connection closes within `ms`, false otherwise (the bound of a test that checks a close). */
-function closesWithin(c: RawConnection, ms: number): Promise<boolean> {
-  return Promise.race([c.closed.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
+function closesWithin(connection: RawConnection, ms: number): Promise<boolean> {
+  return Promise.race([connection.closed.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), ms))]);
 }
 
 describe('request body deadline on every path', () => {
@@ -89,13 +89,13 @@ describe('a model server that fails mid-upload', () => {
     // A model server that drops the connection after 64 KiB of a body (the simulator cannot fail this way).
     const model = http.createServer((req, res) => {
       let got = 0;
-      req.on('data', (c: Buffer) => {
-        got += c.length;
+      req.on('data', (chunk: Buffer) => {
+        got += chunk.length;
         if (got > 64 * 1024) req.socket.destroy();
       });
       req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'));
     });
-    await new Promise<void>((r) => model.listen(0, '127.0.0.1', r));
+    await new Promise<void>((resolve) => model.listen(0, '127.0.0.1', resolve));
     const sidecar = await startSidecar(
       sidecarConfig({ host: '127.0.0.1', port: 0, secureProxy: false, modelServerHost: '127.0.0.1', modelServerPort: (model.address() as AddressInfo).port }),
     );
@@ -111,7 +111,7 @@ describe('a model server that fails mid-upload', () => {
       c.destroy();
       await sidecar.close();
       model.closeAllConnections();
-      await new Promise((r) => model.close(r));
+      await new Promise((resolve) => model.close(resolve));
     }
   }, 30_000);
 });

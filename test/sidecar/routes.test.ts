@@ -63,8 +63,8 @@ describe('sidecar metrics count inference requests only', () => {
   const total = (text: string, name: string) =>
     text
       .split('\n')
-      .filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
-      .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+      .filter((line) => line.startsWith(`${name} `) || line.startsWith(`${name}{`))
+      .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(' ') + 1)), 0);
 
   it('passthrough traffic (the EPP scrapes vLLM\'s /metrics through the sidecar) is neither a request nor a latency sample', async () => {
     const own = await startPd();

@@ -69,14 +69,14 @@ async function recorder(answer: string): Promise<Recorder> {
     req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end(answer));
   });
   server.on('connection', () => rec.contacts++);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const rec: Recorder = {
     port: (server.address() as AddressInfo).port,
     contacts: 0,
     requests: [],
     close: () => {
       server.closeAllConnections();
-      return new Promise((r) => server.close(() => r()));
+      return new Promise((resolve) => server.close(() => resolve()));
     },
   };
   return rec;
@@ -104,8 +104,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all([...sidecars.values()].map((s) => s.close()));
-  await Promise.all([decode, ...traps].map((r) => r?.close()));
+  await Promise.all([...sidecars.values()].map((handle) => handle.close()));
+  await Promise.all([decode, ...traps].map((recorder) => recorder?.close()));
 });
 
 type Route = { method: 'GET' | 'POST'; path: string; body?: string };
@@ -117,7 +117,7 @@ const ROUTES: Route[] = [
 ];
 
 /** The ways a host:port can be written in a header value. */
-const VALUE_FORMS = [(p: number) => `127.0.0.1:${p}`, (p: number) => `http://127.0.0.1:${p}`, (p: number) => `localhost:${p}`, (p: number) => ` 127.0.0.1:${p}, 127.0.0.1:${p}`];
+const VALUE_FORMS = [(quantile: number) => `127.0.0.1:${quantile}`, (quantile: number) => `http://127.0.0.1:${quantile}`, (quantile: number) => `localhost:${quantile}`, (quantile: number) => ` 127.0.0.1:${quantile}, 127.0.0.1:${quantile}`];
 
 /**
  * Sends one request with `headers` (name -> trap index, value form) through `sidecar`, waits until the sidecar is
@@ -135,11 +135,11 @@ async function probe(sidecar: SidecarHandle, route: Route, headers: Array<{ name
   await waitFor(async () => ((await sidecar.metrics.inflight.get()).values[0]?.value ?? 0) === 0, 10_000, 'the sidecar to finish the request');
   for (const [i, t] of traps.entries()) {
     if (t.contacts === 0) continue;
-    const named = headers.filter((h) => h.trap === i).map((h) => h.name);
-    if (!named.some((n) => ROUTING_HEADER_SET.has(n))) return `${route.method} ${route.path}: the sidecar contacted the host named by ${named.join(', ')}, which ROUTING_HEADERS does not list`;
+    const named = headers.filter((headers) => headers.trap === i).map((headers) => headers.name);
+    if (!named.some((count) => ROUTING_HEADER_SET.has(count))) return `${route.method} ${route.path}: the sidecar contacted the host named by ${named.join(', ')}, which ROUTING_HEADERS does not list`;
   }
   for (const r of decode.requests) {
-    const leaked = Object.keys(r.headers).filter((n) => ROUTING_HEADER_SET.has(n));
+    const leaked = Object.keys(r.headers).filter((count) => ROUTING_HEADER_SET.has(count));
     if (leaked.length > 0) return `${route.method} ${route.path}: the model server received routing header(s) ${leaked.join(', ')}`;
   }
   return undefined;
@@ -154,11 +154,11 @@ function lookalike(base: string): fc.Arbitrary<string> {
       fc.tuple(at, ch).map(([i, c]) => base.slice(0, i) + c + base.slice(i)),
       at.map((i) => base.slice(0, i) + base.slice(i + 1)),
       fc.tuple(at, ch).map(([i, c]) => base.slice(0, i) + c + base.slice(i + 1)),
-      fc.constantFrom('s', '-1', '-v2', '-url', '-host', '-port').map((s) => base + s),
-      fc.constantFrom('x-', 'x-x-', 'x-llm-d-', 'x-gateway-').map((p) => p + base.slice(2)),
+      fc.constantFrom('s', '-1', '-v2', '-url', '-host', '-port').map((text) => base + text),
+      fc.constantFrom('x-', 'x-x-', 'x-llm-d-', 'x-gateway-').map((path) => path + base.slice(2)),
       fc.constant(base.replaceAll('-', '_')),
     )
-    .filter((n) => /^[a-z0-9][a-z0-9_-]*$/.test(n));
+    .filter((count) => /^[a-z0-9][a-z0-9_-]*$/.test(count));
 }
 
 describe('routing headers: ROUTING_HEADERS lists every header the sidecar follows', () => {
@@ -207,7 +207,7 @@ describe('routing headers: ROUTING_HEADERS lists every header the sidecar follow
           const problem = await probe(
             sidecars.get(connector)!,
             route,
-            names.map((n, i) => ({ name: n, trap: i, form: forms[i]! })),
+            names.map((count, i) => ({ name: count, trap: i, form: forms[i]! })),
           );
           expect(problem).toBeUndefined();
         },

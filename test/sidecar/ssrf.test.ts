@@ -28,7 +28,7 @@ describe('SSRF protection matches host AND port', () => {
     const socket = net.connect(Number(port), '127.0.0.1');
     const answer = new Promise<{ text: string; closed: boolean }>((resolve, reject) => {
       let text = '';
-      socket.on('data', (c) => (text += c.toString('utf8')));
+      socket.on('data', (buffer) => (text += buffer.toString('utf8')));
       socket.on('close', () => resolve({ text, closed: true }));
       socket.on('error', reject);
       setTimeout(() => resolve({ text, closed: false }), 5_000);

@@ -13,7 +13,7 @@ function longRequest(url: string, prompt = 'hold this request') {
     body: JSON.stringify({ model: M, prompt, max_tokens: 2 }),
     signal: ac.signal,
   }).then(
-    (r) => r.status,
+    (response) => response.status,
     () => 'aborted' as const,
   );
   return { done, abort: () => ac.abort() };
@@ -56,7 +56,7 @@ describe('scheduler capacity', () => {
       simConfig({ host: '127.0.0.1', port: 0, model: [M], maxNumSeqs: 8, kvCacheSize: 4, blockSize: 16, timeToFirstToken: 60_000, maxModelLen: 4096 }),
     );
     try {
-      const prompt = (w: string) => Array.from({ length: 40 }, (_, i) => `${w}${i}`).join(' ');
+      const prompt = (word: string) => Array.from({ length: 40 }, (_, i) => `${word}${i}`).join(' ');
       const a = longRequest(sim.url, prompt('a'));
       await waitFor(() => sim.engine.scheduler.running === 1);
       expect(sim.engine.kv!.usage()).toBeCloseTo(3 / 4, 9); // three prompt blocks in use
@@ -159,7 +159,7 @@ describe('fault injection and admin config', () => {
       expect(badDuration.body.error.message).toBe('field "prefill-overhead": time: invalid duration "soon"');
       const std = await postJson(`${sim.url}/admin/config`, { 'time-to-first-token-std-dev': '200ms' });
       expect(std.body.error.message).toBe('time to first token standard deviation cannot be more than 30% of time to first token');
-      const get = (await fetch(`${sim.url}/admin/config`).then((r) => r.json())) as { latencies: Record<string, string> };
+      const get = (await fetch(`${sim.url}/admin/config`).then((response) => response.json())) as { latencies: Record<string, string> };
       expect(get.latencies['time-to-first-token']).toBe('250ms');
     } finally {
       await sim.close();

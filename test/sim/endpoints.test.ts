@@ -74,7 +74,7 @@ describe('simulator endpoints (echo mode, real HTTP)', () => {
     const r = await getJson(`${sim.url}/v1/models`);
     expect(r.status).toBe(200);
     expect(r.body.object).toBe('list');
-    expect(r.body.data.map((m: { id: string }) => m.id)).toEqual([MODEL, 'alias']);
+    expect(r.body.data.map((match: { id: string }) => match.id)).toEqual([MODEL, 'alias']);
     expect(r.body.data[0]).toMatchObject({ object: 'model', owned_by: 'vllm', max_model_len: 256 });
   });
 
@@ -91,28 +91,28 @@ describe('simulator streaming framing', () => {
     expect(r.headers.get('content-type')).toBe('text/event-stream');
     const frames = parseSse(r.text);
     expect(r.text.endsWith('data: [DONE]\n\n')).toBe(true);
-    const chunks = frames.filter((f) => f.data !== '[DONE]').map((f) => JSON.parse(f.data));
+    const chunks = frames.filter((sseFrame) => sseFrame.data !== '[DONE]').map((sseFrame) => JSON.parse(sseFrame.data));
     expect(chunks[0].choices[0].delta).toEqual({ role: 'assistant' });
-    expect(chunks.slice(1, 5).map((c) => c.choices[0].delta.content)).toEqual(['Hello', ', ', 'world', '!']);
-    expect(chunks.every((c) => c.object === 'chat.completion.chunk')).toBe(true);
+    expect(chunks.slice(1, 5).map((config) => config.choices[0].delta.content)).toEqual(['Hello', ', ', 'world', '!']);
+    expect(chunks.every((config) => config.object === 'chat.completion.chunk')).toBe(true);
     expect(chunks[5].choices[0]).toEqual({ index: 0, finish_reason: 'stop', delta: {} });
     expect(chunks[5].usage).toBeNull();
     expect(chunks[6].choices).toEqual([]);
     expect(chunks[6].usage).toEqual({ prompt_tokens: 9, completion_tokens: 4, total_tokens: 13, prompt_tokens_details: { cached_tokens: 0 } });
-    expect(new Set(chunks.map((c) => c.id)).size).toBe(1);
+    expect(new Set(chunks.map((config) => config.id)).size).toBe(1);
   });
 
   it('chat without include_usage sends no usage chunk', async () => {
     const r = await postJson(`${sim.url}/v1/chat/completions`, { ...chatBody, stream: true });
     const chunks = sseJson(r.text);
-    expect(chunks.every((c) => c.usage === null)).toBe(true);
+    expect(chunks.every((config) => config.usage === null)).toBe(true);
     expect(chunks.at(-1).choices[0].finish_reason).toBe('stop');
   });
 
   it('completions stream', async () => {
     const r = await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt: 'a b c', stream: true, stream_options: { include_usage: true } });
     const chunks = sseJson(r.text);
-    expect(chunks.slice(0, 3).map((c) => c.choices[0].text)).toEqual(['a ', 'b ', 'c']);
+    expect(chunks.slice(0, 3).map((config) => config.choices[0].text)).toEqual(['a ', 'b ', 'c']);
     expect(chunks[3].choices[0]).toEqual({ index: 0, finish_reason: 'stop', text: '' });
     expect(chunks[4].usage.completion_tokens).toBe(3);
     expect(r.text.endsWith('data: [DONE]\n\n')).toBe(true);
@@ -121,7 +121,7 @@ describe('simulator streaming framing', () => {
   it('responses stream: typed events and no [DONE]', async () => {
     const r = await postJson(`${sim.url}/v1/responses`, { model: MODEL, input: 'x y', stream: true });
     const frames = parseSse(r.text);
-    expect(frames.map((f) => f.event)).toEqual([
+    expect(frames.map((sseFrame) => sseFrame.event)).toEqual([
       'response.created',
       'response.in_progress',
       'response.output_item.added',
@@ -141,7 +141,7 @@ describe('simulator streaming framing', () => {
   it('messages stream: Anthropic events', async () => {
     const r = await postJson(`${sim.url}/v1/messages`, { model: MODEL, max_tokens: 10, stream: true, messages: [{ role: 'user', content: 'p q' }] });
     const frames = parseSse(r.text);
-    expect(frames.map((f) => f.event)).toEqual([
+    expect(frames.map((sseFrame) => sseFrame.event)).toEqual([
       'message_start',
       'content_block_start',
       'ping',
@@ -157,7 +157,7 @@ describe('simulator streaming framing', () => {
   it('generate stream: finish reason rides on the last token', async () => {
     const r = await postJson(`${sim.url}/inference/v1/generate`, { model: MODEL, token_ids: [1, 2], stream: true, sampling_params: { max_tokens: 2 } });
     const chunks = sseJson(r.text);
-    expect(chunks.map((c) => c.choices[0])).toEqual([
+    expect(chunks.map((config) => config.choices[0])).toEqual([
       { index: 0, finish_reason: null, token_ids: [1] },
       { index: 0, finish_reason: 'length', token_ids: [2] },
     ]);

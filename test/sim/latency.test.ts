@@ -20,7 +20,7 @@ const base: LatencySettings = {
   latencyMsTruncation: false,
 };
 
-const model = (s: Partial<LatencySettings>, seed = 42) => new LatencyModel({ ...base, ...s }, new SeededRandom(seed));
+const model = (settings: Partial<LatencySettings>, seed = 42) => new LatencyModel({ ...base, ...settings }, new SeededRandom(seed));
 
 describe('latency calculators', () => {
   it('constant: TTFT and KV transfer are the configured constants', () => {
@@ -67,7 +67,7 @@ describe('latency calculators', () => {
     expect(seqA).toEqual(seqB);
     expect(Math.min(...seqA)).toBeGreaterThanOrEqual(30);
     expect(Math.max(...seqA)).toBeLessThanOrEqual(170);
-    const mean = seqA.reduce((x, y) => x + y, 0) / seqA.length;
+    const mean = seqA.reduce((acc, value) => acc + value, 0) / seqA.length;
     expect(mean).toBeGreaterThan(90);
     expect(mean).toBeLessThan(110);
     expect(new Set(seqA).size).toBeGreaterThan(100);

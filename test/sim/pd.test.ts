@@ -76,7 +76,7 @@ describe('P/D request kinds', () => {
     expect(r.body.choices[0].finish_reason).not.toBe('remote_decode');
     expect(r.body.usage.prompt_tokens_details.cached_tokens).toBe(5);
     const records = (await getJson(`${sim.url}/admin/requests`)).body.requests as Array<Record<string, any>>;
-    const rec = records.find((x) => x.headers['x-request-id'] === 'dec-1')!;
+    const rec = records.find((item) => item.headers['x-request-id'] === 'dec-1')!;
     expect(rec.kind).toBe('decode');
     expect(rec.kvTransferParams).toEqual(params);
     expect(rec.body.kv_transfer_params).toEqual(params);

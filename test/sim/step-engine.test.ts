@@ -9,7 +9,7 @@ afterEach(async () => {
 });
 
 const M = 'step-model';
-const words = (n: number, tag = 'w') => Array.from({ length: n }, (_, i) => `${tag}${i}`).join(' ');
+const words = (count: number, tag = 'w') => Array.from({ length: count }, (_, i) => `${tag}${i}`).join(' ');
 const hist = async (name: string) => {
   const t = await metricsText(sim!.url);
   return { sum: metricValue(t, `${name}_sum`, { model_name: M })!, count: metricValue(t, `${name}_count`, { model_name: M })! };
@@ -140,7 +140,7 @@ describe('step engine', () => {
   it('client aborts leave the batch', async () => {
     sim = await stepSim({ interTokenLatency: 200 });
     const ac = new AbortController();
-    const p = fetch(`${sim.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: M, prompt: 'x', max_tokens: 500, ignore_eos: true, stream: true }), signal: ac.signal }).then((r) => r.text()).catch(() => 'aborted');
+    const p = fetch(`${sim.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ model: M, prompt: 'x', max_tokens: 500, ignore_eos: true, stream: true }), signal: ac.signal }).then((response) => response.text()).catch(() => 'aborted');
     await waitFor(() => sim!.engine.scheduler.running === 1);
     ac.abort();
     await p;

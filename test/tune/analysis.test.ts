@@ -13,10 +13,10 @@ describe('topologies', () => {
     ['ms-d1xTP8-p4xTP2', 'pd', 4, 2, 1, 8, 16],
     ['agg4', 'aggregated', 0, 1, 4, 1, 4],
     ['sa-d1xTP4', 'aggregated', 0, 1, 1, 4, 4],
-  ])('%s', (name, kind, pr, ptp, dr, dtp, g) => {
+  ])('%s', (name, kind, pr, ptp, dr, dtp, value) => {
     const t = parseTopology(name);
     expect(t).toMatchObject({ kind, prefill: { replicas: pr, tp: ptp }, decode: { replicas: dr, tp: dtp } });
-    expect(gpus(t)).toBe(g);
+    expect(gpus(t)).toBe(value);
   });
 
   it.each([
@@ -54,8 +54,8 @@ describe('topologies', () => {
 });
 
 /** A run summary from synthetic samples: n requests with fixed TTFT/TPOT, over `seconds`. */
-function run(topology: string, load: number, ttftMs: number, tpotMs: number, outputTokens: number, n: number, seconds: number): SweepRun {
-  const samples: RequestSample[] = Array.from({ length: n }, (_, i) => ({
+function run(topology: string, load: number, ttftMs: number, tpotMs: number, outputTokens: number, count: number, seconds: number): SweepRun {
+  const samples: RequestSample[] = Array.from({ length: count }, (_, i) => ({
     ok: true,
     status: 200,
     inputTokens: 100,
@@ -96,13 +96,13 @@ describe('sweep analysis', () => {
       { outputTokensPerSecPerGpu: 15, tokensPerSecPerUser: 30 }, // dominated by the second
       { outputTokensPerSecPerGpu: 30, tokensPerSecPerUser: 10 },
       { outputTokensPerSecPerGpu: 30, tokensPerSecPerUser: 10 }, // equal points both stay
-    ].map((x, i) => ({ ...x, topology: `t${i}` }) as RunPoint);
-    expect(paretoFront(pts).map((p) => p.topology)).toEqual(['t0', 't1', 't3', 't4']);
+    ].map((item, i) => ({ ...item, topology: `t${i}` }) as RunPoint);
+    expect(paretoFront(pts).map((runPoint) => runPoint.topology)).toEqual(['t0', 't1', 't3', 't4']);
   });
 
   it('goodput per topology is its best SLO-meeting run; the recommendation ranks per GPU within the budget', () => {
     const g = topologyGoodputs(runs, slo);
-    const by = Object.fromEntries(g.map((x) => [x.topology, x]));
+    const by = Object.fromEntries(g.map((goodput) => [goodput.topology, goodput]));
     expect(by['sa-d2xTP1']!.goodput).toBeCloseTo(101, 6);
     expect(by['sa-d2xTP1']!.atLoad).toBe(4);
     expect(by['ms-d1xTP1-p2xTP1']!.goodput).toBeCloseTo(121.2, 6);
@@ -168,7 +168,7 @@ describe('sweep outputs', () => {
     try {
       const rec = writeSweepOutputs(out, runs, slo, 4, { title: 't', command: 'c', description: 'd', workload: 'w', simulated: true, timeScale: 1, wallSeconds: 1 });
       expect(rec.best).toMatchObject({ topology: 'ms-d1xTP1-p2xTP1', atLoad: 16 });
-      const svg = (f: string) => readFileSync(path.join(out, f), 'utf8');
+      const svg = (field: string) => readFileSync(path.join(out, field), 'utf8');
       const pareto = svg(PLOT_FILES.pareto);
       for (const c of ['c=4', 'c=16']) expect(pareto.match(new RegExp(`class="point-label"[^>]*>${c}<`, 'g'))).toHaveLength(2);
       for (const f of Object.values(PLOT_FILES)) {
@@ -181,7 +181,7 @@ describe('sweep outputs', () => {
       // The star sits on 2P1D's concurrency-16 point of the TPOT plot (TPOT 14 ms): same centre as that point's dot.
       const tpot = svg(PLOT_FILES.tpot);
       const star = /<polygon class="marked-point" points="([\d.]+),([\d.]+)/.exec(tpot)!;
-      const dots = [...tpot.matchAll(/<circle cx="([\d.]+)" cy="([\d.]+)" r="4"/g)].map((m) => [Number(m[1]), Number(m[2])]);
+      const dots = [...tpot.matchAll(/<circle cx="([\d.]+)" cy="([\d.]+)" r="4"/g)].map((match) => [Number(match[1]), Number(match[2])]);
       const top = [Number(star[1]), Number(star[2]) + 13]; // the first vertex is the star's top, 13 px above its centre
       expect(dots.some(([x, y]) => Math.abs(x! - top[0]!) < 0.2 && Math.abs(y! - top[1]!) < 0.2)).toBe(true);
       const md = readFileSync(path.join(out, 'results.md'), 'utf8');

@@ -31,7 +31,7 @@ describe('pd-router tune', () => {
       expect(run.summary.requests.total).toBe(run.load * 2);
       expect(run.summary.throughput.outputTokensPerSec).toBeGreaterThan(0);
     }
-    expect(results.runs.map((r: any) => r.topology.name).sort()).toEqual(['ms-d1xTP1-p1xTP1', 'ms-d1xTP1-p1xTP1', 'sa-d1xTP1', 'sa-d1xTP1']);
+    expect(results.runs.map((reason: any) => reason.topology.name).sort()).toEqual(['ms-d1xTP1-p1xTP1', 'ms-d1xTP1-p1xTP1', 'sa-d1xTP1', 'sa-d1xTP1']);
     expect(results.recommendation.best).toBeDefined();
     expect(results.slo).toMatchObject({ ttftMs: 4000, tpotMs: 40, percentile: 90 });
 
@@ -41,7 +41,7 @@ describe('pd-router tune', () => {
     expect(md).toMatch(/pd-router tune /);
 
     const files = readdirSync(out);
-    const svgs = files.filter((f) => f.endsWith('.svg'));
+    const svgs = files.filter((field) => field.endsWith('.svg'));
     expect(svgs.length).toBeGreaterThanOrEqual(3);
     for (const f of svgs) {
       const svg = readFileSync(path.join(out, f), 'utf8');

@@ -117,19 +117,19 @@ export function checkCompatTable(table: CompatTable, options: Record<string, Opt
   for (const [key, spec] of Object.entries(options)) for (const n of [flagName(key, spec), ...(spec.aliases ?? [])]) nativeFlags.set(n, key);
   const nativeEnv = new Map<string, string>();
   for (const [key, spec] of Object.entries(options)) for (const n of [envName(envPrefix, flagName(key, spec)), ...(spec.env ?? [])]) nativeEnv.set(n, key);
-  const check = (kind: 'flag' | 'env', name: string, e: CompatEntry, native: Map<string, string>) => {
+  const check = (kind: 'flag' | 'env', name: string, compatEntry: CompatEntry, native: Map<string, string>) => {
     const shown = kind === 'flag' ? `--${name}` : name;
-    for (const r of e.releases) if (!(r in table.releases)) problems.push(`${shown}: unknown release ${r}`);
-    if (e.releases.length === 0) problems.push(`${shown}: no release`);
-    if (e.status === 'implemented') {
-      if (e.via !== undefined && e.option === undefined) return;
-      if (!e.option || !(e.option in options)) problems.push(`${shown}: implemented by unknown option ${e.option}`);
-      else if (native.get(name) !== e.option) problems.push(`${shown}: not a ${kind === 'flag' ? 'flag or alias' : 'variable'} of option ${e.option}`);
+    for (const r of compatEntry.releases) if (!(r in table.releases)) problems.push(`${shown}: unknown release ${r}`);
+    if (compatEntry.releases.length === 0) problems.push(`${shown}: no release`);
+    if (compatEntry.status === 'implemented') {
+      if (compatEntry.via !== undefined && compatEntry.option === undefined) return;
+      if (!compatEntry.option || !(compatEntry.option in options)) problems.push(`${shown}: implemented by unknown option ${compatEntry.option}`);
+      else if (native.get(name) !== compatEntry.option) problems.push(`${shown}: not a ${kind === 'flag' ? 'flag or alias' : 'variable'} of option ${compatEntry.option}`);
     } else {
-      if (!e.spec) problems.push(`${shown}: ${e.status} needs a spec`);
+      if (!compatEntry.spec) problems.push(`${shown}: ${compatEntry.status} needs a spec`);
       if (native.has(name)) problems.push(`${shown}: is a pd-router name; mark it implemented`);
-      if (e.status === 'maps-to' && (!e.apply || !e.mapsTo)) problems.push(`${shown}: maps-to needs apply and mapsTo`);
-      if (e.status === 'ignored' && !e.reason) problems.push(`${shown}: ignored needs a reason`);
+      if (compatEntry.status === 'maps-to' && (!compatEntry.apply || !compatEntry.mapsTo)) problems.push(`${shown}: maps-to needs apply and mapsTo`);
+      if (compatEntry.status === 'ignored' && !compatEntry.reason) problems.push(`${shown}: ignored needs a reason`);
     }
   };
   for (const [name, e] of Object.entries(table.flags)) check('flag', name, e, nativeFlags);
@@ -187,10 +187,10 @@ export function resolveCompat(
   }
   // Parse everything first, so a bad value fails before anything is applied, and `given` can see every value.
   const parsed = new Map<string, unknown>();
-  const parsedHits = hits.map((h) => {
-    const value = parse(h.entry.spec!, h.raw, h.shown);
-    if (!parsed.has(h.name)) parsed.set(h.name, value);
-    return { ...h, value };
+  const parsedHits = hits.map((hit) => {
+    const value = parse(hit.entry.spec!, hit.raw, hit.shown);
+    if (!parsed.has(hit.name)) parsed.set(hit.name, value);
+    return { ...hit, value };
   });
   const compatRank = new Map<string, number>();
   const warnings: CompatWarning[] = [];
@@ -222,5 +222,5 @@ export function resolveCompat(
   }
   // One warning per name, however often it was given.
   const seen = new Set<string>();
-  return { warnings: warnings.filter((w) => !seen.has(w.name) && seen.add(w.name)), applied };
+  return { warnings: warnings.filter((warning) => !seen.has(warning.name) && seen.add(warning.name)), applied };
 }

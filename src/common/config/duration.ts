@@ -57,6 +57,6 @@ export function formatDuration(ms: number): string {
   return `${trim(ms * 1e6)}ns`;
 }
 
-function trim(n: number): string {
-  return String(Number(n.toFixed(6)));
+function trim(count: number): string {
+  return String(Number(count.toFixed(6)));
 }

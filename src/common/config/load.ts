@@ -132,18 +132,18 @@ function suggest(name: string, known: Iterable<string>): string | undefined {
   return best !== undefined && bestD <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
 }
 
-function editDistance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
+function editDistance(left: string, right: string): number {
+  const prev = Array.from({ length: right.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= left.length; i++) {
     let diag = prev[0]!;
     prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
+    for (let j = 1; j <= right.length; j++) {
       const tmp = prev[j]!;
-      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (left[i - 1] === right[j - 1] ? 0 : 1));
       diag = tmp;
     }
   }
-  return prev[b.length]!;
+  return prev[right.length]!;
 }
 
 interface ParsedArgv {
@@ -299,7 +299,7 @@ export function loadOptions<S extends OptionsSpec>(def: CommandDefinition<S>, in
       continue;
     }
     const envNames = [envName(def.envPrefix, flag), ...(spec.env ?? [])];
-    const envHit = envNames.find((n) => env[n] !== undefined && env[n] !== '');
+    const envHit = envNames.find((count) => env[count] !== undefined && env[count] !== '');
     if (envHit !== undefined) {
       values[key] = parseValue(spec, env[envHit], `environment variable ${envHit}`);
       sources[key] = 'env';
@@ -390,10 +390,10 @@ function pushRows(lines: string[], rows: Array<[string, string]>): void {
 /** The compatibility group: every upstream flag and variable, with what pd-router does with it. */
 function renderCompat(lines: string[], table: CompatTable, options: OptionsSpec): void {
   const releases = Object.entries(table.releases).map(([k, v]) => `${k} = ${v}`);
-  const tag = (e: CompatEntry) => ` [${e.releases.join(', ')}${e.deprecated ? '; deprecated upstream' : ''}]`;
-  const what = (e: CompatEntry) => (e.status === 'maps-to' ? `Sets ${e.mapsTo}. ${e.spec!.description}` : `Ignored: ${e.reason}`);
+  const tag = (compatEntry: CompatEntry) => ` [${compatEntry.releases.join(', ')}${compatEntry.deprecated ? '; deprecated upstream' : ''}]`;
+  const what = (compatEntry: CompatEntry) => (compatEntry.status === 'maps-to' ? `Sets ${compatEntry.mapsTo}. ${compatEntry.spec!.description}` : `Ignored: ${compatEntry.reason}`);
   lines.push('', 'Compatibility flags (llm-d): accepted so manifests written for upstream run unchanged.');
-  lines.push(...releases.map((r) => `  ${r}`));
+  lines.push(...releases.map((text) => `  ${text}`));
   const same = Object.entries(table.flags).filter(([, e]) => e.status === 'implemented');
   if (same.length > 0) lines.push(`  Same name and meaning as above: ${same.map(([n]) => `--${n}`).join(', ')}.`);
   lines.push('  An ignored value is logged once as a warning at start; the process keeps running.');

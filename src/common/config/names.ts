@@ -2,7 +2,7 @@
 import type { OptionSpec } from './option-types.js';
 
 export function kebab(key: string): string {
-  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+  return key.replace(/[A-Z]/g, (text) => `-${text.toLowerCase()}`);
 }
 
 export function flagName(key: string, spec: OptionSpec<unknown>): string {

@@ -49,28 +49,28 @@ interface Common<T> {
 
 function make<T>(
   kind: OptionKind,
-  c: Common<T>,
+  common: Common<T>,
   placeholder: string,
   schema: z.ZodType<T>,
   expected: string,
-  format: (v: T) => string,
+  format: (value: T) => string,
 ): OptionSpec<T> {
   return {
     kind,
-    default: c.default,
-    description: c.description,
-    flag: c.flag,
-    aliases: c.aliases,
-    env: c.env,
-    hidden: c.hidden,
-    variadic: c.variadic,
+    default: common.default,
+    description: common.description,
+    flag: common.flag,
+    aliases: common.aliases,
+    env: common.env,
+    hidden: common.hidden,
+    variadic: common.variadic,
     placeholder,
     parse(raw: unknown): T {
       const r = schema.safeParse(raw);
       if (!r.success) throw new OptionValueError(expected);
       return r.data;
     },
-    formatDefault: () => format(c.default),
+    formatDefault: () => format(common.default),
   };
 }
 
@@ -92,53 +92,53 @@ function rangePhrase(what: string, min?: number, max?: number): string {
   return what;
 }
 
-function bounded(s: z.ZodNumber, min?: number, max?: number): z.ZodNumber {
-  let out = s;
+function bounded(zodNumber: z.ZodNumber, min?: number, max?: number): z.ZodNumber {
+  let out = zodNumber;
   if (min !== undefined) out = out.min(min);
   if (max !== undefined) out = out.max(max);
   return out;
 }
 
-export function int(c: Common<number> & { min?: number; max?: number }): OptionSpec<number> {
-  const target = bounded(z.number().int(), c.min, c.max);
-  return make('int', c, '<int>', z.union([z.number(), intFromString]).pipe(target), rangePhrase('an integer', c.min, c.max), String);
+export function int(config: Common<number> & { min?: number; max?: number }): OptionSpec<number> {
+  const target = bounded(z.number().int(), config.min, config.max);
+  return make('int', config, '<int>', z.union([z.number(), intFromString]).pipe(target), rangePhrase('an integer', config.min, config.max), String);
 }
 
-export function number(c: Common<number> & { min?: number; max?: number }): OptionSpec<number> {
-  const target = bounded(z.number().finite(), c.min, c.max);
-  return make('number', c, '<number>', z.union([z.number(), numberFromString]).pipe(target), rangePhrase('a number', c.min, c.max), String);
+export function number(config: Common<number> & { min?: number; max?: number }): OptionSpec<number> {
+  const target = bounded(z.number().finite(), config.min, config.max);
+  return make('number', config, '<number>', z.union([z.number(), numberFromString]).pipe(target), rangePhrase('a number', config.min, config.max), String);
 }
 
-export function string(c: Common<string> & { pattern?: RegExp; patternHint?: string }): OptionSpec<string> {
+export function string(config: Common<string> & { pattern?: RegExp; patternHint?: string }): OptionSpec<string> {
   let target = z.string();
-  if (c.pattern) target = target.regex(c.pattern);
+  if (config.pattern) target = target.regex(config.pattern);
   const schema = z.union([z.string(), z.number().transform(String)]).pipe(target);
-  return make('string', c, '<string>', schema, c.patternHint ?? 'a string', (v) => (v === '' ? '""' : v));
+  return make('string', config, '<string>', schema, config.patternHint ?? 'a string', (value) => (value === '' ? '""' : value));
 }
 
 const TRUE = new Set(['true', '1', 't', 'yes', 'on']);
 const FALSE = new Set(['false', '0', 'f', 'no', 'off']);
 
 /** Booleans accept Go's `--flag=false` form and the usual spellings in files and env. */
-export function bool(c: Common<boolean>): OptionSpec<boolean> {
+export function bool(common: Common<boolean>): OptionSpec<boolean> {
   const schema = z.union([
     z.boolean(),
     z
       .string()
       .trim()
       .toLowerCase()
-      .refine((s) => TRUE.has(s) || FALSE.has(s))
-      .transform((s) => TRUE.has(s)),
+      .refine((text) => TRUE.has(text) || FALSE.has(text))
+      .transform((text) => TRUE.has(text)),
   ]);
-  return make('bool', c, '', schema, 'true or false', String);
+  return make('bool', common, '', schema, 'true or false', String);
 }
 
 /** Durations in milliseconds; accepts Go syntax ("200ms", "1.5s", "2m") or a bare number of milliseconds. */
-export function duration(c: Common<number> & { min?: number; max?: number }): OptionSpec<number> {
-  const schema = z.union([z.string(), z.number()]).transform((v, ctx) => {
+export function duration(config: Common<number> & { min?: number; max?: number }): OptionSpec<number> {
+  const schema = z.union([z.string(), z.number()]).transform((value, ctx) => {
     try {
-      const ms = parseDuration(v);
-      if ((c.min !== undefined && ms < c.min) || (c.max !== undefined && ms > c.max)) {
+      const ms = parseDuration(value);
+      if ((config.min !== undefined && ms < config.min) || (config.max !== undefined && ms > config.max)) {
         ctx.addIssue({ code: 'custom', message: 'out of range' });
         return z.NEVER;
       }
@@ -152,34 +152,34 @@ export function duration(c: Common<number> & { min?: number; max?: number }): Op
     }
   });
   let expected = 'a duration such as 200ms, 1.5s or 2m';
-  if (c.min !== undefined && c.max !== undefined) expected += ` between ${formatDuration(c.min)} and ${formatDuration(c.max)}`;
-  else if (c.min !== undefined) expected += ` of at least ${formatDuration(c.min)}`;
-  return make('duration', c, '<duration>', schema, expected, formatDuration);
+  if (config.min !== undefined && config.max !== undefined) expected += ` between ${formatDuration(config.min)} and ${formatDuration(config.max)}`;
+  else if (config.min !== undefined) expected += ` of at least ${formatDuration(config.min)}`;
+  return make('duration', config, '<duration>', schema, expected, formatDuration);
 }
 
-export function oneOf<const C extends readonly [string, ...string[]]>(choices: C, c: Common<C[number]>): OptionSpec<C[number]> {
+export function oneOf<const C extends readonly [string, ...string[]]>(choices: C, common: Common<C[number]>): OptionSpec<C[number]> {
   const schema = z
     .string()
     .trim()
     .pipe(z.enum(choices as unknown as [C[number], ...C[number][]]));
-  const shownChoices = choices.map((x) => (x === '' ? '""' : x));
-  return make('enum', c, `<${shownChoices.join('|')}>`, schema as z.ZodType<C[number]>, `one of ${shownChoices.join(', ')}`, (v) => (v === '' ? '""' : v));
+  const shownChoices = choices.map((text) => (text === '' ? '""' : text));
+  return make('enum', common, `<${shownChoices.join('|')}>`, schema as z.ZodType<C[number]>, `one of ${shownChoices.join(', ')}`, (value) => (value === '' ? '""' : value));
 }
 
 /** A list: repeated flags accumulate, and a comma-separated string is split. */
-export function list(c: Common<string[]> & { choices?: readonly string[]; itemHint?: string }): OptionSpec<string[]> {
-  const item = c.choices ? z.enum(c.choices as [string, ...string[]]) : z.string().min(1);
+export function list(config: Common<string[]> & { choices?: readonly string[]; itemHint?: string }): OptionSpec<string[]> {
+  const item = config.choices ? z.enum(config.choices as [string, ...string[]]) : z.string().min(1);
   const schema = z
     .union([z.string(), z.array(z.union([z.string(), z.number().transform(String)]))])
-    .transform((v) =>
-      (Array.isArray(v) ? v : [v])
-        .flatMap((s) => s.split(','))
-        .map((s) => s.trim())
-        .filter((s) => s !== ''),
+    .transform((value) =>
+      (Array.isArray(value) ? value : [value])
+        .flatMap((text) => text.split(','))
+        .map((text) => text.trim())
+        .filter((text) => text !== ''),
     )
     .pipe(z.array(item));
-  const expected = c.choices ? `a comma-separated list of ${c.choices.join(', ')}` : (c.itemHint ?? 'a comma-separated list');
-  return make('list', c, '<list>', schema, expected, (v) => (v.length === 0 ? '[]' : v.join(',')));
+  const expected = config.choices ? `a comma-separated list of ${config.choices.join(', ')}` : (config.itemHint ?? 'a comma-separated list');
+  return make('list', config, '<list>', schema, expected, (items) => (items.length === 0 ? '[]' : items.join(',')));
 }
 
 const BYTE_UNITS: Record<string, number> = {
@@ -200,13 +200,13 @@ const BYTE_UNITS: Record<string, number> = {
 };
 
 /** Byte sizes: "10MiB", "512KiB", "1MB", or a plain number of bytes. */
-export function bytes(c: Common<number> & { min?: number }): OptionSpec<number> {
+export function bytes(config: Common<number> & { min?: number }): OptionSpec<number> {
   const fromString = z
     .string()
     .trim()
     .regex(/^\d+(\.\d+)?\s*[a-zA-Z]*$/)
-    .transform((s, ctx) => {
-      const m = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(s)!;
+    .transform((text, ctx) => {
+      const m = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(text)!;
       const unit = BYTE_UNITS[m[2]!.toLowerCase()];
       if (unit === undefined) {
         ctx.addIssue({ code: 'custom', message: 'unit' });
@@ -214,17 +214,17 @@ export function bytes(c: Common<number> & { min?: number }): OptionSpec<number> 
       }
       return Math.round(Number(m[1]) * unit);
     });
-  const target = bounded(z.number().int(), c.min ?? 0);
-  return make('bytes', c, '<bytes>', z.union([z.number(), fromString]).pipe(target), 'a size such as 10MiB, 512KiB or a number of bytes', formatBytes);
+  const target = bounded(z.number().int(), config.min ?? 0);
+  return make('bytes', config, '<bytes>', z.union([z.number(), fromString]).pipe(target), 'a size such as 10MiB, 512KiB or a number of bytes', formatBytes);
 }
 
-export function formatBytes(n: number): string {
+export function formatBytes(count: number): string {
   for (const [unit, size] of [
     ['GiB', 1024 ** 3],
     ['MiB', 1024 ** 2],
     ['KiB', 1024],
   ] as const) {
-    if (n >= size && n % size === 0) return `${n / size}${unit}`;
+    if (count >= size && count % size === 0) return `${count / size}${unit}`;
   }
-  return `${n}`;
+  return `${count}`;
 }

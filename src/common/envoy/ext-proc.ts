@@ -32,7 +32,7 @@ export function protoIncludeDirs(root = packageRoot()): string[] {
   // Resolved like an import, so it also works when pd-router is installed and its dependencies are hoisted.
   const xds = path.dirname(createRequire(import.meta.url).resolve('@grpc/grpc-js-xds/package.json'));
   const deps = path.join(xds, 'deps');
-  return [path.join(root, 'proto'), ...['envoy-api', 'googleapis', 'xds', 'protoc-gen-validate'].map((d) => path.join(deps, d))];
+  return [path.join(root, 'proto'), ...['envoy-api', 'googleapis', 'xds', 'protoc-gen-validate'].map((text) => path.join(deps, text))];
 }
 
 export const PROTO_LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
@@ -175,21 +175,21 @@ export interface ProcessingResponse {
 // ---- Helpers ----
 
 /** A header's value: `raw_value` when present (Envoy sends values there), else `value`. */
-export function headerValueText(h: HeaderValue): string {
-  if (h.raw_value !== undefined && h.raw_value !== null && h.raw_value.length > 0) return asBuffer(h.raw_value).toString('utf8');
-  return h.value ?? '';
+export function headerValueText(headerValue: HeaderValue): string {
+  if (headerValue.raw_value !== undefined && headerValue.raw_value !== null && headerValue.raw_value.length > 0) return asBuffer(headerValue.raw_value).toString('utf8');
+  return headerValue.value ?? '';
 }
 
 /** Converts a protobuf Struct to plain JSON values. */
-export function structToJson(s: ProtoStruct | null | undefined): Record<string, unknown> {
+export function structToJson(protoStruct: ProtoStruct | null | undefined): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(s?.fields ?? {})) out[k] = valueToJson(v);
+  for (const [k, v] of Object.entries(protoStruct?.fields ?? {})) out[k] = valueToJson(v);
   return out;
 }
 
-export function valueToJson(v: ProtoValue | null | undefined): unknown {
-  if (!v) return null;
-  const any = v as Record<string, any>;
+export function valueToJson(value: ProtoValue | null | undefined): unknown {
+  if (!value) return null;
+  const any = value as Record<string, any>;
   const kind: string | undefined = any.kind ?? Object.keys(any).find((k) => k.endsWith('Value') && any[k] !== undefined && any[k] !== null);
   switch (kind) {
     case 'stringValue':
@@ -210,9 +210,9 @@ export function valueToJson(v: ProtoValue | null | undefined): unknown {
 const EMPTY = Buffer.alloc(0);
 
 /** A protobuf `bytes` field as a Buffer, without copying (proto-loader already decodes them as Buffers). */
-export function asBuffer(b: Uint8Array | null | undefined): Buffer {
-  if (!b || b.length === 0) return EMPTY;
-  return Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+export function asBuffer(bytes: Uint8Array | null | undefined): Buffer {
+  if (!bytes || bytes.length === 0) return EMPTY;
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /** envoy.type.v3.StatusCode: the enum names proto-loader gives (enums as strings), by HTTP status. */

@@ -1,2 +1,4 @@
 /** Kubernetes access (kept out of common/index.ts so components that never talk to Kubernetes do not load the client). */
 export * from './pool-watcher.js';
+export * from './informer.js';
+export * from './api-errors.js';

@@ -11,11 +11,14 @@
  * - One endpoint per pod and target port. The `llm-d.ai/active-ports` annotation (CSV; legacy
  *   `inference.networking.k8s.io/active-ports`) restricts the ports of a pod.
  * - List or watch errors (RBAC, API server restarts) are logged, counted and retried with backoff; they never throw
- *   into the caller, and the last known endpoints stay in place meanwhile.
+ *   into the caller, and the last known endpoints stay in place meanwhile. The log line names the permission a 403
+ *   lacks or the address that could not be reached (api-errors.ts), without a stack trace.
  */
 import { EventEmitter } from 'node:events';
 import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { runInformer, type RunningInformer } from './informer.js';
+import { describeKubeError, type KubeErrorDescription } from './api-errors.js';
 
 export interface PodEndpoint {
   /** `<namespace>/<pod>` */
@@ -25,6 +28,8 @@ export interface PodEndpoint {
   address: string;
   port: number;
   labels: Record<string, string>;
+  /** The pod's spec.hostname, when set (topology-extractor's fallback for the host). */
+  hostname?: string;
   /** PodReady=True and not being deleted. */
   ready: boolean;
 }
@@ -40,17 +45,17 @@ export interface KubeClientSettings {
   kubeconfig?: string;
 }
 
-export function loadKubeConfig(s: KubeClientSettings = {}): k8s.KubeConfig {
+export function loadKubeConfig(settings: KubeClientSettings = {}): k8s.KubeConfig {
   const kc = new k8s.KubeConfig();
-  if (s.server) {
+  if (settings.server) {
     kc.loadFromOptions({
-      clusters: [{ name: 'c', server: s.server, skipTLSVerify: true }],
+      clusters: [{ name: 'c', server: settings.server, skipTLSVerify: true }],
       users: [{ name: 'u' }],
       contexts: [{ name: 'ctx', cluster: 'c', user: 'u' }],
       currentContext: 'ctx',
     });
-  } else if (s.kubeconfig) {
-    kc.loadFromFile(s.kubeconfig);
+  } else if (settings.kubeconfig) {
+    kc.loadFromFile(settings.kubeconfig);
   } else {
     kc.loadFromDefault();
   }
@@ -70,10 +75,10 @@ export function poolSpecOf(pool: Record<string, any>): PoolSpec | undefined {
   if (!spec || typeof spec !== 'object') return undefined;
   let selector: Record<string, string> | undefined;
   if (spec.selector?.matchLabels && typeof spec.selector.matchLabels === 'object') selector = spec.selector.matchLabels;
-  else if (spec.selector && typeof spec.selector === 'object' && Object.values(spec.selector).every((v) => typeof v === 'string')) selector = spec.selector;
+  else if (spec.selector && typeof spec.selector === 'object' && Object.values(spec.selector).every((value) => typeof value === 'string')) selector = spec.selector;
   if (!selector || Object.keys(selector).length === 0) return undefined;
   let ports: number[] = [];
-  if (Array.isArray(spec.targetPorts)) ports = spec.targetPorts.map((p: { number?: number }) => p?.number).filter((n: unknown): n is number => typeof n === 'number');
+  if (Array.isArray(spec.targetPorts)) ports = spec.targetPorts.map((params: { number?: number }) => params?.number).filter((count: unknown): count is number => typeof count === 'number');
   else if (typeof spec.targetPortNumber === 'number') ports = [spec.targetPortNumber];
   return { selector, ports };
 }
@@ -87,7 +92,7 @@ export function labelSelectorString(labels: Record<string, string>): string {
 
 function podReady(pod: k8s.V1Pod): boolean {
   if (pod.metadata?.deletionTimestamp) return false;
-  return (pod.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+  return (pod.status?.conditions ?? []).some((condition) => condition.type === 'Ready' && condition.status === 'True');
 }
 
 export function podEndpoints(pod: k8s.V1Pod, ports: readonly number[]): PodEndpoint[] {
@@ -99,8 +104,8 @@ export function podEndpoints(pod: k8s.V1Pod, ports: readonly number[]): PodEndpo
   for (const key of ACTIVE_PORTS) {
     const csv = pod.metadata?.annotations?.[key];
     if (csv) {
-      const allowed = new Set(csv.split(',').map((s) => Number(s.trim())));
-      active = ports.filter((p) => allowed.has(p));
+      const allowed = new Set(csv.split(',').map((text) => Number(text.trim())));
+      active = ports.filter((quantile) => allowed.has(quantile));
       break;
     }
   }
@@ -112,6 +117,7 @@ export function podEndpoints(pod: k8s.V1Pod, ports: readonly number[]): PodEndpo
     address: ip,
     port,
     labels: { ...(pod.metadata?.labels ?? {}) },
+    ...(pod.spec?.hostname ? { hostname: pod.spec.hostname } : {}),
     ready,
   }));
 }
@@ -120,9 +126,6 @@ export interface PoolWatcherEvents {
   change: [PodEndpoint[]];
   error: [Error];
 }
-
-const RETRY_MIN_MS = 500;
-const RETRY_MAX_MS = 30_000;
 
 /**
  * Emits `change` with the full endpoint list whenever it changes. `synced()` resolves after the first successful
@@ -138,11 +141,16 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
   private stopped = false;
   private syncedResolve!: () => void;
   private readonly syncedPromise: Promise<void>;
-  private retryTimers = new Set<NodeJS.Timeout>();
+  private readonly running = new Map<k8s.ListWatch<any>, RunningInformer>();
   /** Informers stopped on purpose (a selector change, the pool deleted, stop()): their aborted watch is no error. */
   private readonly retired = new WeakSet<k8s.ListWatch<any>>();
   /** Errors seen (list or watch), for metrics. */
   errorCount = 0;
+  /** The last list or watch failure, described (cleared by a successful sync); for readiness reports. */
+  lastError?: KubeErrorDescription;
+  /** Errors thrown by our list functions (the rest of an informer's errors come from its watch). */
+  private readonly listErrors = new WeakSet<object>();
+  private readonly server: string;
 
   constructor(
     kc: k8s.KubeConfig,
@@ -153,7 +161,20 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     this.watch = new k8s.Watch(kc);
     this.core = kc.makeApiClient(k8s.CoreV1Api);
     this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
-    this.syncedPromise = new Promise((r) => (this.syncedResolve = r));
+    this.syncedPromise = new Promise((resolve) => (this.syncedResolve = resolve));
+    this.server = kc.getCurrentCluster()?.server ?? '(no cluster in the kubeconfig)';
+  }
+
+  /** Marks what a list function throws, so the error handler knows the verb that failed. */
+  private tagList<T>(list: () => Promise<T>): () => Promise<T> {
+    return async () => {
+      try {
+        return await list();
+      } catch (e) {
+        if (e && typeof e === 'object') this.listErrors.add(e);
+        throw e;
+      }
+    };
   }
 
   /** Starts watching; never rejects (errors are retried). */
@@ -178,13 +199,13 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
 
   endpoints(): PodEndpoint[] {
     if (!this.spec || !this.podInformer) return [];
-    return this.podInformer.list().flatMap((p) => podEndpoints(p, this.spec!.ports));
+    return this.podInformer.list().flatMap((v1Pod) => podEndpoints(v1Pod, this.spec!.ports));
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const t of this.retryTimers) clearTimeout(t);
-    this.retryTimers.clear();
+    for (const r of this.running.values()) r.cancel();
+    this.running.clear();
     await Promise.all([this.retire(this.poolInformer), this.retire(this.podInformer)]);
   }
 
@@ -192,6 +213,8 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
   private retire(informer: k8s.ListWatch<any> | undefined): Promise<void> | undefined {
     if (!informer) return undefined;
     this.retired.add(informer);
+    this.running.get(informer)?.cancel();
+    this.running.delete(informer);
     return informer.stop();
   }
 
@@ -200,42 +223,31 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
   }
 
   /**
-   * Starts an informer and keeps it running: ListWatch reports list/watch failures through its error callback (its
-   * start() resolves either way), so a failed attempt schedules a restart with backoff, and `onSynced` runs only after
-   * an attempt whose list succeeded.
+   * Starts an informer and keeps it running (retries with backoff, see runInformer); each failure is logged as what
+   * it means (the permission to grant, the address that did not answer), never as a stack trace.
    */
-  private runInformer(what: string, informer: k8s.ListWatch<any>, onSynced: () => void): void {
-    let failed = false;
+  private runInformer(what: { resource: string; group: string }, informer: k8s.ListWatch<any>, onSynced: () => void): void {
     // Each informer backs off on its own: the pool's and the pods' failures (both fail while the API server is down)
     // must not double one shared delay twice as fast.
-    let retryDelay = RETRY_MIN_MS;
-    informer.on('error', (err: unknown) => {
-      failed = true;
-      // Stopping an informer aborts its watch, which ListWatch reports as an error; restarting it would leak it.
-      if (this.stopped || this.retired.has(informer)) return;
-      this.errorCount++;
-      const error = err instanceof Error ? err : new Error(String((err as { message?: string })?.message ?? err));
-      this.logger.warn({ err: error, what, retryInMs: retryDelay }, 'kubernetes list/watch failed, retrying');
-      if (this.listenerCount('error') > 0) this.emit('error', error);
-      const t = setTimeout(() => {
-        this.retryTimers.delete(t);
-        if (!this.stopped && !this.retired.has(informer)) attempt();
-      }, retryDelay);
-      this.retryTimers.add(t);
-      retryDelay = Math.min(RETRY_MAX_MS, retryDelay * 2);
+    const running = runInformer(informer, {
+      what: what.resource,
+      logger: this.logger,
+      retired: () => this.stopped || this.retired.has(informer),
+      describe: (err) => {
+        const verb = err && typeof err === 'object' && this.listErrors.has(err) ? 'list' : 'watch';
+        this.lastError = describeKubeError(err, { verb, ...what, namespace: this.source.namespace, server: this.server });
+        return { ...this.lastError, apiServer: this.server };
+      },
+      onError: (error) => {
+        this.errorCount++;
+        if (this.listenerCount('error') > 0) this.emit('error', error);
+      },
+      onSynced: () => {
+        this.lastError = undefined;
+        onSynced();
+      },
     });
-    const attempt = () => {
-      failed = false;
-      informer.start().then(
-        () => {
-          if (failed || this.stopped) return;
-          retryDelay = RETRY_MIN_MS;
-          onSynced();
-        },
-        () => undefined, // reported through the error callback
-      );
-    };
-    attempt();
+    this.running.set(informer, running);
   }
 
   private startPool(src: Extract<PoolSource, { kind: 'pool' }>): void {
@@ -243,10 +255,10 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     const version = group === 'inference.networking.x-k8s.io' ? 'v1alpha2' : 'v1';
     const path = `/apis/${group}/${version}/namespaces/${src.namespace}/inferencepools`;
     const fieldSelector = `metadata.name=${src.name}`;
-    const list = () =>
+    const list = this.tagList(() =>
       this.custom.listNamespacedCustomObject({ group, version, namespace: src.namespace, plural: 'inferencepools', fieldSelector }) as Promise<
         k8s.KubernetesListObject<k8s.KubernetesObject>
-      >;
+      >);
     const informer = new k8s.ListWatch<k8s.KubernetesObject>(path, this.watch, list, false, undefined, fieldSelector);
     this.poolInformer = informer;
     const apply = (obj: k8s.KubernetesObject) => {
@@ -274,7 +286,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
       this.podInformer = undefined;
       this.emitChange();
     });
-    this.runInformer('inferencepools', informer, () => {
+    this.runInformer({ resource: 'inferencepools', group }, informer, () => {
       // A missing pool is a synced state too: it means "no endpoints" until the pool appears.
       if (!this.spec) this.syncedResolve();
     });
@@ -284,7 +296,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     void this.retire(this.podInformer);
     const ns = this.source.namespace;
     const labelSelector = labelSelectorString(this.spec!.selector);
-    const list = () => this.core.listNamespacedPod({ namespace: ns, labelSelector });
+    const list = this.tagList(() => this.core.listNamespacedPod({ namespace: ns, labelSelector }));
     const informer = new k8s.ListWatch<k8s.V1Pod>(`/api/v1/namespaces/${ns}/pods`, this.watch, list, false, labelSelector);
     this.podInformer = informer;
     const changed = () => {
@@ -293,7 +305,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     informer.on('add', changed);
     informer.on('update', changed);
     informer.on('delete', changed);
-    this.runInformer('pods', informer, () => {
+    this.runInformer({ resource: 'pods', group: '' }, informer, () => {
       if (this.podInformer === informer) {
         this.emitChange();
         this.syncedResolve();
@@ -305,7 +317,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
 /** Equality-based label selector (`a=b,c=d`; `==` accepted), as `--endpoint-selector` takes. */
 export function parseSelector(selector: string): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const part of selector.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of selector.split(',').map((text) => text.trim()).filter(Boolean)) {
     const m = /^([A-Za-z0-9._/-]+)\s*==?\s*([A-Za-z0-9._-]*)$/.exec(part);
     if (!m) throw new Error(`unsupported label selector term "${part}": use key=value terms separated by commas`);
     out[m[1]!] = m[2]!;

@@ -4,6 +4,7 @@
  * vLLM honours whichever of them is present (max_completion_tokens wins over max_tokens) and an uncapped field made the
  * prefiller generate many tokens (llm-d-routing-sidecar#58).
  */
+import { isObject, type JsonObject } from '../json.js';
 
 export type ApiType = 'chat' | 'completions' | 'responses' | 'messages' | 'generate';
 
@@ -32,14 +33,8 @@ export const TOKEN_LIMIT_FIELDS: Readonly<Record<ApiType, TokenLimitFields>> = {
   generate: { container: 'sampling_params', fields: ['max_tokens', 'min_tokens'] },
 };
 
-type JsonObject = Record<string, unknown>;
-
-function isObject(v: unknown): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function positiveInt(v: unknown): number | undefined {
-  return typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : undefined;
+function positiveInt(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 ? value : undefined;
 }
 
 /**

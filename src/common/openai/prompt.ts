@@ -4,14 +4,9 @@
  * are the JSON of `tools` followed by each message's role and content with no separators.
  */
 import type { ApiType } from './api-type.js';
-
-type JsonObject = Record<string, unknown>;
+import { isObject, type JsonObject } from '../json.js';
 
 export type Prompt = { kind: 'text'; text: string } | { kind: 'tokens'; tokens: number[] };
-
-function isObject(v: unknown): v is JsonObject {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 /** Text of an OpenAI/Anthropic content value: a string, or the text of its text blocks concatenated. */
 export function contentText(content: unknown): string {
@@ -40,8 +35,8 @@ function messagesText(messages: unknown): string {
   return out;
 }
 
-function isTokenArray(v: unknown): v is number[] {
-  return Array.isArray(v) && v.length > 0 && v.every((t) => typeof t === 'number' && Number.isInteger(t));
+function isTokenArray(value: unknown): value is number[] {
+  return Array.isArray(value) && value.length > 0 && value.every((item) => typeof item === 'number' && Number.isInteger(item));
 }
 
 /**
@@ -69,9 +64,9 @@ export function extractPrompts(api: ApiType, body: JsonObject): Prompt[] {
       if (typeof p === 'string') return [{ kind: 'text', text: p }];
       if (isTokenArray(p)) return [{ kind: 'tokens', tokens: p }];
       if (Array.isArray(p)) {
-        return p.flatMap((x): Prompt[] => {
-          if (typeof x === 'string') return [{ kind: 'text', text: x }];
-          if (isTokenArray(x)) return [{ kind: 'tokens', tokens: x }];
+        return p.flatMap((value): Prompt[] => {
+          if (typeof value === 'string') return [{ kind: 'text', text: value }];
+          if (isTokenArray(value)) return [{ kind: 'tokens', tokens: value }];
           return [];
         });
       }

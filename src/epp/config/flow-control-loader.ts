@@ -7,25 +7,29 @@
  */
 import type { FlowControlPlugin } from '../plugins/flow-control/flow-control-plugin.js';
 import { isFlowControlPlugin } from '../plugins/flow-control/flow-control-plugin.js';
-import { DEFAULT_FAIRNESS_POLICY, DEFAULT_ORDERING_POLICY, DEFAULT_USAGE_LIMIT_POLICY } from '../plugins/flow-control/policies.js';
-import { UTILIZATION_DETECTOR_TYPE } from '../plugins/flow-control/saturation-detectors.js';
+import { LOADER_DEFAULTS } from '../plugins/registry.js';
 import { notEnforcedWarning, resolveFlowControlRef, thresholdDetector, type FlowControlSettings, type SaturationDetectorSetting } from './flow-control-section.js';
 import { fail, type PluginGraph } from './plugin-graph.js';
 import type { EndpointPickerConfigDocument } from './schema.js';
 
-const DEFAULT_POLICIES = new Set([DEFAULT_FAIRNESS_POLICY, DEFAULT_ORDERING_POLICY, DEFAULT_USAGE_LIMIT_POLICY, UTILIZATION_DETECTOR_TYPE]);
+const DEFAULT_DETECTOR = LOADER_DEFAULTS.saturationDetector;
+const DEFAULT_POLICIES: ReadonlySet<string> = new Set([...LOADER_DEFAULTS.flowControlPolicies, DEFAULT_DETECTOR]);
 
-export function resolveFlowControl(doc: EndpointPickerConfigDocument, graph: PluginGraph, warn: (m: string) => void): FlowControlSettings {
+/** Phase 7: the flow-control settings and the saturation detector, resolved against the plugins (not enforced). */
+export function resolveFlowControl(doc: EndpointPickerConfigDocument, graph: PluginGraph, warn: (message: string) => void): FlowControlSettings {
   const enabled = doc.featureGates.flowControl === true;
   const fc = doc.flowControl;
   /** A configured plugin, or one of upstream's defaults (added under its type name, as upstream registers it). */
   const lookup = (name: string) => graph.get(name) ?? (DEFAULT_POLICIES.has(name) && !graph.specs.has(name) ? graph.hidden(name, name) : undefined);
   const ref = (where: string, name: string, role: Parameters<typeof resolveFlowControlRef>[2]) => {
+    let plugin: FlowControlPlugin;
     try {
-      return resolveFlowControlRef(where, name, role, lookup);
+      plugin = resolveFlowControlRef(where, name, role, lookup);
     } catch (e) {
       fail((e as Error).message);
     }
+    if (!graph.hasKind(plugin, 'flow-control')) fail(`${where}: "${name}" (type ${plugin.type}) is not a ${role}`);
+    return plugin;
   };
 
   const top = doc.saturationDetector;
@@ -34,13 +38,13 @@ export function resolveFlowControl(doc: EndpointPickerConfigDocument, graph: Plu
   let saturationDetector: SaturationDetectorSetting;
   const refSection = fc?.saturationDetector ? { section: 'flowControl.saturationDetector', pluginRef: fc.saturationDetector.pluginRef } : top?.form === 'ref' ? { section: 'saturationDetector', pluginRef: top.pluginRef } : undefined;
   if (refSection) {
-    const name = refSection.pluginRef || UTILIZATION_DETECTOR_TYPE;
+    const name = refSection.pluginRef || DEFAULT_DETECTOR;
     saturationDetector = { form: 'plugin', section: refSection.section, plugin: ref(`${refSection.section}.pluginRef`, name, 'saturation-detector') };
   } else if (top?.form === 'thresholds') {
     saturationDetector = thresholdDetector(top, warn);
   } else {
-    const configured = graph.get(UTILIZATION_DETECTOR_TYPE);
-    const plugin = configured && isFlowControlPlugin(configured) ? configured : (graph.hidden(UTILIZATION_DETECTOR_TYPE) as FlowControlPlugin);
+    const configured = graph.get(DEFAULT_DETECTOR);
+    const plugin = configured && isFlowControlPlugin(configured) ? configured : (graph.hidden(DEFAULT_DETECTOR) as FlowControlPlugin);
     saturationDetector = { form: 'default', plugin };
   }
 
@@ -48,7 +52,7 @@ export function resolveFlowControl(doc: EndpointPickerConfigDocument, graph: Plu
     const bands = [
       ...(fc.defaultPriorityBand ? [['flowControl.defaultPriorityBand', fc.defaultPriorityBand] as const] : []),
       ...(fc.defaultNegativePriorityBand ? [['flowControl.defaultNegativePriorityBand', fc.defaultNegativePriorityBand] as const] : []),
-      ...(fc.priorityBands ?? []).map((b, i) => [`flowControl.priorityBands[${i}]`, b] as const),
+      ...(fc.priorityBands ?? []).map((right, i) => [`flowControl.priorityBands[${i}]`, right] as const),
     ];
     for (const [where, b] of bands) {
       if (b.fairnessPolicyRef) ref(`${where}.fairnessPolicyRef`, b.fairnessPolicyRef, 'fairness-policy');

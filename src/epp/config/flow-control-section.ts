@@ -79,18 +79,18 @@ export interface FlowControlSettings {
  * GAIE v1.4's thresholds with its defaulting: a threshold outside its range falls back to the default (queue depth 5,
  * KV-cache 0.8 for values outside (0, 1), staleness 200ms). `notes` receives each replaced value.
  */
-export function thresholdDetector(t: SaturationThresholds, notes: (m: string) => void): Extract<SaturationDetectorSetting, { form: 'thresholds' }> {
-  const pick = <T>(key: string, v: T | undefined, ok: (v: T) => boolean, def: T, show: (v: T) => string = String): T => {
-    if (v === undefined) return def;
-    if (ok(v)) return v;
-    notes(`saturationDetector.${key}: ${show(v)} is out of range; GAIE v1.4 uses the default ${show(def)}`);
+export function thresholdDetector(value: SaturationThresholds, notes: (message: string) => void): Extract<SaturationDetectorSetting, { form: 'thresholds' }> {
+  const pick = <T>(key: string, item: T | undefined, ok: (entry: T) => boolean, def: T, show: (entry: T) => string = String): T => {
+    if (item === undefined) return def;
+    if (ok(item)) return item;
+    notes(`saturationDetector.${key}: ${show(item)} is out of range; GAIE v1.4 uses the default ${show(def)}`);
     return def;
   };
   return {
     form: 'thresholds',
-    queueDepthThreshold: pick('queueDepthThreshold', t.queueDepthThreshold, (v) => v > 0, 5),
-    kvCacheUtilThreshold: pick('kvCacheUtilThreshold', t.kvCacheUtilThreshold, (v) => v > 0 && v < 1, 0.8),
-    metricsStalenessThresholdMs: pick('metricsStalenessThreshold', t.metricsStalenessThreshold, (v) => v > 0, 200, formatDuration),
+    queueDepthThreshold: pick('queueDepthThreshold', value.queueDepthThreshold, (item) => item > 0, 5),
+    kvCacheUtilThreshold: pick('kvCacheUtilThreshold', value.kvCacheUtilThreshold, (item) => item > 0 && item < 1, 0.8),
+    metricsStalenessThresholdMs: pick('metricsStalenessThreshold', value.metricsStalenessThreshold, (item) => item > 0, 200, formatDuration),
   };
 }
 
@@ -103,30 +103,30 @@ export function resolveFlowControlRef(where: string, ref: string, role: FlowCont
 }
 
 /** The startup warning: what the config asks of flow control and saturation detection that pd-router does not do. */
-export function notEnforcedWarning(s: FlowControlSettings, saturationConfigured: boolean): string | undefined {
+export function notEnforcedWarning(flowControlSettings: FlowControlSettings, saturationConfigured: boolean): string | undefined {
   const parts: string[] = [];
-  const sec = s.section;
+  const sec = flowControlSettings.section;
   const asked = sec !== undefined && Object.entries(sec).some(([k, v]) => k !== 'saturationDetector' && v !== undefined);
-  if (s.enabled || asked) {
+  if (flowControlSettings.enabled || asked) {
     const limits: string[] = [];
     if (sec?.maxBytes) limits.push(`maxBytes=${sec.maxBytes}`);
     if (sec?.maxRequests) limits.push(`maxRequests=${sec.maxRequests}`);
     if (sec?.defaultRequestTTL !== undefined) limits.push(`defaultRequestTTL=${formatDuration(sec.defaultRequestTTL)}`);
     if (sec?.noEndpointRequestTTL !== undefined) limits.push(`noEndpointRequestTTL=${formatDuration(sec.noEndpointRequestTTL)}`);
-    if (sec?.priorityBands?.length) limits.push(`priorityBands=[${sec.priorityBands.map((b) => b.priority).join(',')}]`);
+    if (sec?.priorityBands?.length) limits.push(`priorityBands=[${sec.priorityBands.map((right) => right.priority).join(',')}]`);
     if (sec?.defaultPriorityBand) limits.push('defaultPriorityBand');
     if (sec?.defaultNegativePriorityBand) limits.push('defaultNegativePriorityBand');
     if (sec?.usageLimitPolicyPluginRef) limits.push(`usageLimitPolicyPluginRef=${sec.usageLimitPolicyPluginRef}`);
     if (sec?.enableEviction) limits.push('enableEviction');
-    const policies = [...s.plugins.values()].filter((p) => p.flowControl.role !== 'saturation-detector');
-    const gate = s.enabled ? 'the flowControl feature gate is on' : 'the flowControl feature gate is off (upstream would ignore these settings too)';
+    const policies = [...flowControlSettings.plugins.values()].filter((plugin) => plugin.flowControl.role !== 'saturation-detector');
+    const gate = flowControlSettings.enabled ? 'the flowControl feature gate is on' : 'the flowControl feature gate is off (upstream would ignore these settings too)';
     parts.push(
-      `flowControl (${gate}${limits.length ? `; ${limits.join(', ')}` : ''}${policies.length ? `; policies ${policies.map((p) => (p.name === p.type ? p.name : `${p.name} (${p.type})`)).join(', ')}` : ''}): ` +
+      `flowControl (${gate}${limits.length ? `; ${limits.join(', ')}` : ''}${policies.length ? `; policies ${policies.map((plugin) => (plugin.name === plugin.type ? plugin.name : `${plugin.name} (${plugin.type})`)).join(', ')}` : ''}): ` +
         'no request is queued, prioritised, limited, evicted or rejected by flow control; requests are scheduled as they arrive',
     );
   }
   if (saturationConfigured) {
-    const d = s.saturationDetector;
+    const d = flowControlSettings.saturationDetector;
     const what =
       d.form === 'thresholds'
         ? `thresholds queueDepthThreshold=${d.queueDepthThreshold}, kvCacheUtilThreshold=${d.kvCacheUtilThreshold}, metricsStalenessThreshold=${formatDuration(d.metricsStalenessThresholdMs)}`

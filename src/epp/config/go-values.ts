@@ -7,8 +7,8 @@ import { z } from 'zod';
 import { parseDuration } from '../../common/index.js';
 
 /** A Go duration string (`200ms`, `1m30s`, `"0"`), in milliseconds. */
-export const goDuration = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  const s = String(v);
+export const goDuration = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const s = String(value);
   const t = s.trim();
   if (t !== '0' && /^[+]?[\d.]+$/.test(t)) {
     ctx.addIssue({ code: 'custom', message: `"${s}" is missing a unit (ns, us, ms, s, m, h), e.g. 200ms` });
@@ -55,14 +55,14 @@ export function parseQuantity(input: string | number): number | undefined {
  * A non-negative `resource.Quantity`, as an integer (upstream takes `Quantity.Value()`, which rounds up). Negative
  * values are errors, as in llm-d's `resolveQuantity`.
  */
-export const nonNegativeQuantity = z.union([z.number(), z.string()]).transform((v, ctx) => {
-  const n = parseQuantity(v);
+export const nonNegativeQuantity = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  const n = parseQuantity(value);
   if (n === undefined) {
-    ctx.addIssue({ code: 'custom', message: `"${v}" is not a quantity (e.g. 1000, 64Mi, 1G)` });
+    ctx.addIssue({ code: 'custom', message: `"${value}" is not a quantity (e.g. 1000, 64Mi, 1G)` });
     return z.NEVER;
   }
   if (n < 0) {
-    ctx.addIssue({ code: 'custom', message: `must be non-negative, got ${v}` });
+    ctx.addIssue({ code: 'custom', message: `must be non-negative, got ${value}` });
     return z.NEVER;
   }
   return Math.ceil(n);

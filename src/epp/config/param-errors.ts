@@ -13,8 +13,8 @@ export function describeIssues(issues: readonly z.core.$ZodIssue[]): string {
         // Strict alternative forms (disagg handler's nested and legacy parameters): report the branch that
         // recognised the keys, i.e. the one with the fewest unknown-key complaints.
         const branches = (i as { errors?: z.core.$ZodIssue[][] }).errors ?? [];
-        const unknownCount = (b: z.core.$ZodIssue[]) => b.filter((x) => x.code === 'unrecognized_keys').length;
-        const best = [...branches].sort((a, b) => unknownCount(a) - unknownCount(b))[0];
+        const unknownCount = (items: z.core.$ZodIssue[]) => items.filter((issue) => issue.code === 'unrecognized_keys').length;
+        const best = [...branches].sort((left, right) => unknownCount(left) - unknownCount(right))[0];
         if (best?.length) return describeIssues(best);
       }
       return path ? `parameter "${path}": ${i.message}` : i.message;

@@ -7,34 +7,31 @@
 import type { Logger } from 'pino';
 import { ConfigError } from '../../common/index.js';
 import type { EppMetrics } from '../metrics.js';
-import type { Plugin } from '../framework/types.js';
-import type { PluginDefinition, PluginFactoryContext } from '../plugins/definition.js';
-import { approxPrefixCacheParams, PRODUCER_PARAMETER_KEYS } from '../plugins/producer/approx-prefix-cache-producer.js';
-import { PREFIX_SCORER_TYPE } from '../plugins/scorer/producer-ref.js';
-import { UNSUPPORTED_UPSTREAM_TYPES } from '../plugins/registry.js';
-import { APPROX_PREFIX_PRODUCER_TYPE, PREFIX_PRODUCER_TYPES } from '../prefix/match-state.js';
+import { isDecider, isFilter, isPicker, isPreRequest, isProfileHandler, isScorer, type Plugin } from '../framework/types.js';
+import { kindsOf, type PluginDefinition, type PluginFactoryContext, type PluginKind, type ProducerParameters } from '../plugins/definition.js';
+import { isFlowControlPlugin } from '../plugins/flow-control/flow-control-plugin.js';
+import { isRequestParser } from '../plugins/parser/parser-types.js';
+import { UNSUPPORTED_UPSTREAM_TYPES, producerTypeOf } from '../plugins/registry.js';
 import { describeIssues, knownKeys } from './param-errors.js';
 import type { PluginSpec } from './schema.js';
 
 export type NamedSpec = PluginSpec & { name: string };
-
-/** Plugins whose presence makes the loader add an approx-prefix-cache-producer when none is configured. */
-const PREFIX_CONSUMERS = new Set(['disagg-profile-handler', 'pd-profile-handler', PREFIX_SCORER_TYPE, 'no-hit-lru-scorer']);
+type Registry = Readonly<Record<string, PluginDefinition>>;
 
 export function fail(message: string): never {
   throw new ConfigError(`EndpointPickerConfig: ${message}`);
 }
 
-const where = (s: NamedSpec) => `plugin "${s.name}" (type ${s.type})`;
+const where = (namedSpec: NamedSpec) => `plugin "${namedSpec.name}" (type ${namedSpec.type})`;
 
-function paramsOf(s: NamedSpec): Record<string, unknown> {
-  const p = s.parameters ?? {};
-  if (typeof p !== 'object' || p === null || Array.isArray(p)) fail(`${where(s)}: parameters must be a mapping`);
+function paramsOf(namedSpec: NamedSpec): Record<string, unknown> {
+  const p = namedSpec.parameters ?? {};
+  if (typeof p !== 'object' || p === null || Array.isArray(p)) fail(`${where(namedSpec)}: parameters must be a mapping`);
   return p as Record<string, unknown>;
 }
 
 /** Names every configured type pd-router lacks at once, so one run lists everything a config needs. */
-function checkTypes(specs: Iterable<NamedSpec>, registry: Readonly<Record<string, PluginDefinition>>): void {
+function checkTypes(specs: Iterable<NamedSpec>, registry: Registry): void {
   const problems: string[] = [];
   for (const s of specs) {
     if (registry[s.type]) continue;
@@ -45,36 +42,59 @@ function checkTypes(specs: Iterable<NamedSpec>, registry: Readonly<Record<string
 }
 
 /**
- * GAIE v1.4/v1.5 prefix-cache-scorer parameters that configure the prefix index. GAIE v1.5's loader passes a
- * scorer's parameters to the approx-prefix-cache-producer it creates; pd-router does the same, and fails where GAIE
- * would drop them silently.
+ * Parameters configured plugins carry for the producer of `data` (`producerParameters`; GAIE v1.4/v1.5's
+ * prefix-cache-scorer carries the prefix index's). GAIE v1.5's loader passes a scorer's parameters to the
+ * approx-prefix-cache-producer it creates; pd-router does the same, and fails where GAIE would drop them silently.
  */
-function producerParamsFromScorers(specs: Map<string, NamedSpec>): Record<string, unknown> | undefined {
-  const carriers = [...specs.values()]
-    .filter((s) => s.type === PREFIX_SCORER_TYPE)
-    .map((s) => ({ s, params: paramsOf(s) }))
-    .map(({ s, params }) => ({ s, params, moved: Object.fromEntries(PRODUCER_PARAMETER_KEYS.filter((k) => k in params).map((k) => [k, params[k]])) }))
-    .filter((c) => Object.keys(c.moved).length > 0);
+function carriedProducerParams(specs: Map<string, NamedSpec>, registry: Registry, data: string, producer: NamedSpec | undefined): Record<string, unknown> | undefined {
+  const carriers = [...specs.values()].flatMap((namedSpec) => {
+    const carried: ProducerParameters | undefined = registry[namedSpec.type]!.producerParameters;
+    if (carried?.data !== data) return [];
+    const params = paramsOf(namedSpec);
+    const moved = Object.fromEntries(carried.keys.filter((k) => k in params).map((k) => [k, params[k]]));
+    return Object.keys(moved).length > 0 ? [{ s: namedSpec, params, moved, carried }] : [];
+  });
   if (carriers.length === 0) return undefined;
-  const keys = (c: (typeof carriers)[number]) => Object.keys(c.moved).map((k) => `"${k}"`).join(', ');
-  const configured = [...specs.values()].find((s) => s.type === APPROX_PREFIX_PRODUCER_TYPE);
+  const keys = (config: (typeof carriers)[number]) => Object.keys(config.moved).map((k) => `"${k}"`).join(', ');
   for (const c of carriers) {
-    if (configured) fail(`${where(c.s)}: parameter ${keys(c)} configures the prefix index; with an approx-prefix-cache-producer configured ("${configured.name}"), set it there`);
-    if (c.params.prefixMatchInfoProducerName !== undefined) fail(`${where(c.s)}: parameter ${keys(c)} configures the producer pd-router creates; with prefixMatchInfoProducerName set, set it on that producer`);
-    const r = approxPrefixCacheParams.safeParse(c.moved);
+    const { index, producerReference } = c.carried;
+    if (producer) fail(`${where(c.s)}: parameter ${keys(c)} configures the ${index} index; with an ${producer.type} configured ("${producer.name}"), set it there`);
+    if (c.params[producerReference] !== undefined) fail(`${where(c.s)}: parameter ${keys(c)} configures the producer pd-router creates; with ${producerReference} set, set it on that producer`);
+    const r = c.carried.params.safeParse(c.moved);
     if (!r.success) fail(`${where(c.s)}: ${describeIssues(r.error.issues)}`);
   }
-  const canonical = (o: Record<string, unknown>) => JSON.stringify(Object.keys(o).sort().map((k) => [k, o[k]]));
+  const canonical = (options: Record<string, unknown>) => JSON.stringify(Object.keys(options).sort().map((k) => [k, options[k]]));
   const first = carriers[0]!;
-  const other = carriers.find((c) => canonical(c.moved) !== canonical(first.moved));
+  const other = carriers.find((config) => canonical(config.moved) !== canonical(first.moved));
   if (other) {
-    fail(`${where(first.s)} and ${where(other.s)} set different prefix-index parameters; pd-router creates one approx-prefix-cache-producer: configure producers and point each scorer at one with prefixMatchInfoProducerName`);
+    const type = producerTypeOf(registry, data);
+    fail(
+      `${where(first.s)} and ${where(other.s)} set different ${first.carried.index}-index parameters; pd-router creates one ${type}: configure producers and point each scorer at one with ${first.carried.producerReference}`,
+    );
   }
   return first.moved;
 }
 
-/** The configured specs by name, plus the producer the loader adds for prefix consumers. */
-export function namedSpecs(plugins: readonly PluginSpec[], registry: Readonly<Record<string, PluginDefinition>>): Map<string, NamedSpec> {
+/**
+ * Adds the registry's producer of every data a configured plugin requires and no configured plugin produces (llm-d
+ * adds approx-prefix-cache-producer for the prefix-cache consumers), under its type name.
+ */
+function addRequiredProducers(specs: Map<string, NamedSpec>, registry: Registry): void {
+  const configured = [...specs.values()];
+  const data = new Set(configured.flatMap((namedSpec) => [...(registry[namedSpec.type]!.requires ?? []), ...(registry[namedSpec.type]!.producerParameters ? [registry[namedSpec.type]!.producerParameters!.data] : [])]));
+  for (const d of data) {
+    const producer = configured.find((namedSpec) => registry[namedSpec.type]!.produces?.includes(d));
+    const moved = carriedProducerParams(specs, registry, d, producer);
+    if (producer || !configured.some((namedSpec) => registry[namedSpec.type]!.requires?.includes(d))) continue;
+    const type = producerTypeOf(registry, d);
+    if (type === undefined) fail(`no plugin type produces "${d}", which ${configured.filter((namedSpec) => registry[namedSpec.type]!.requires?.includes(d)).map(where).join(', ')} requires`);
+    if (specs.has(type)) fail(`plugin "${type}" must be of type ${type}: the loader adds one under that name`);
+    specs.set(type, { name: type, type, parameters: moved });
+  }
+}
+
+/** The configured specs by name, plus the producers the loader adds for what they require. */
+export function namedSpecs(plugins: readonly PluginSpec[], registry: Registry): Map<string, NamedSpec> {
   const specs = new Map<string, NamedSpec>();
   for (const [i, s] of plugins.entries()) {
     const name = s.name ?? s.type;
@@ -82,14 +102,27 @@ export function namedSpecs(plugins: readonly PluginSpec[], registry: Readonly<Re
     specs.set(name, { ...s, name });
   }
   checkTypes(specs.values(), registry);
-  const moved = producerParamsFromScorers(specs);
-  const needsProducer = [...specs.values()].some((s) => PREFIX_CONSUMERS.has(s.type));
-  if (needsProducer && ![...specs.values()].some((s) => PREFIX_PRODUCER_TYPES.has(s.type))) {
-    if (specs.has(APPROX_PREFIX_PRODUCER_TYPE)) fail(`plugin "${APPROX_PREFIX_PRODUCER_TYPE}" must be of type ${APPROX_PREFIX_PRODUCER_TYPE}: the loader adds one under that name`);
-    specs.set(APPROX_PREFIX_PRODUCER_TYPE, { name: APPROX_PREFIX_PRODUCER_TYPE, type: APPROX_PREFIX_PRODUCER_TYPE, parameters: moved });
-  }
+  addRequiredProducers(specs, registry);
   return specs;
 }
+
+/** The interface each kind promises, where a kind has one (a data producer's output is not an interface). */
+const KIND_INTERFACES: Partial<Record<PluginKind, (plugin: Plugin) => boolean>> = {
+  filter: isFilter,
+  scorer: isScorer,
+  picker: isPicker,
+  'profile-handler': isProfileHandler,
+  'pre-request': isPreRequest,
+  decider: isDecider,
+  parser: isRequestParser,
+  'flow-control': isFlowControlPlugin,
+  'endpoint-discovery': (plugin) => (plugin as { discovery?: unknown }).discovery !== undefined,
+  'metrics-source': (plugin) => (plugin as { source?: unknown }).source !== undefined,
+  'metrics-extractor': (plugin) => (plugin as { extractor?: unknown }).extractor !== undefined,
+  'models-source': (plugin) => (plugin as { modelsSource?: unknown }).modelsSource !== undefined,
+  'models-extractor': (plugin) => (plugin as { modelsExtractor?: unknown }).modelsExtractor !== undefined,
+  'notification-source': (plugin) => (plugin as { notificationSource?: unknown }).notificationSource === true,
+};
 
 export interface GraphDependencies {
   registry: Readonly<Record<string, PluginDefinition>>;
@@ -102,6 +135,7 @@ export interface GraphDependencies {
 /** Builds plugins on demand (forward references, cycles detected) and keeps them by name. */
 export class PluginGraph {
   readonly instances = new Map<string, Plugin>();
+  private readonly kinds = new Map<string, readonly PluginKind[]>();
   private readonly building = new Set<string>();
 
   constructor(
@@ -116,12 +150,22 @@ export class PluginGraph {
 
   /** Configured plugins in config order (instantiation order differs with forward references), then added ones. */
   ordered(): Plugin[] {
-    const configured = [...this.specs.keys()].map((n) => this.instances.get(n)).filter((p): p is Plugin => p !== undefined);
+    const configured = [...this.specs.keys()].map((count) => this.instances.get(count)).filter((plugin): plugin is Plugin => plugin !== undefined);
     return [...configured, ...[...this.instances.entries()].filter(([n]) => !this.specs.has(n)).map(([, p]) => p)];
   }
 
   get(name: string): Plugin | undefined {
     return this.instances.get(name);
+  }
+
+  /** The kinds of a built plugin (empty for an unknown name). */
+  kindsOf(name: string): readonly PluginKind[] {
+    return this.kinds.get(name) ?? [];
+  }
+
+  /** Whether a built plugin declares `kind`: the check every config slot that names a plugin makes. */
+  hasKind(plugin: Plugin, kind: PluginKind): boolean {
+    return this.kindsOf(plugin.name).includes(kind);
   }
 
   /** A plugin the loader adds with default parameters (a default picker, handler, parser, policy). */
@@ -155,8 +199,13 @@ export class PluginGraph {
         if (!target) fail(`${w}: refers to plugin "${name}", which is not defined`);
         return this.instantiate(target);
       },
-      namesOfType: (t) => [...this.specs.values()].filter((s) => s.type === t).map((s) => s.name),
+      namesProducing: (data) => [...this.specs.values()].filter((namedSpec) => this.deps.registry[namedSpec.type]?.produces?.includes(data)).map((namedSpec) => namedSpec.name),
       typeOf: (name) => this.specs.get(name)?.type,
+      kindsOf: (name) => {
+        const type = this.specs.get(name)?.type;
+        const named = type === undefined ? undefined : this.deps.registry[type];
+        return named ? kindsOf(named) : [];
+      },
       warn: (message) => this.deps.warn(`${w}: ${message}`),
     };
     let plugin: Plugin;
@@ -166,7 +215,11 @@ export class PluginGraph {
       if (e instanceof ConfigError) throw e;
       fail(`${w}: ${(e as Error).message}`);
     }
+    const kinds = kindsOf(def);
+    const missing = kinds.find((k) => KIND_INTERFACES[k] && !KIND_INTERFACES[k](plugin));
+    if (missing) throw new Error(`plugin type ${spec.type} declares kind ${missing} but does not implement it`);
     this.building.delete(spec.name);
+    this.kinds.set(spec.name, kinds);
     this.instances.set(spec.name, plugin);
     return plugin;
   }

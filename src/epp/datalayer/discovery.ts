@@ -5,7 +5,6 @@
  */
 import type { Logger } from 'pino';
 import { ConfigError } from '../../common/index.js';
-import type { LoadedEndpointPickerConfig } from '../config/loader.js';
 import type { EppMetrics } from '../metrics.js';
 import type { EppConfig } from '../options.js';
 import type { EndpointStore } from './endpoint-store.js';
@@ -17,11 +16,23 @@ export interface RunningDiscovery {
   stop(): Promise<void>;
 }
 
-export async function startDiscovery(o: EppConfig, loaded: LoadedEndpointPickerConfig, store: EndpointStore, metrics: EppMetrics, logger: Logger): Promise<RunningDiscovery> {
-  const configured = loaded.discovery;
-  const flagSource = o.endpointsFile ? '--endpoints-file' : o.poolName ? '--pool-name' : o.endpointSelector ? '--endpoint-selector' : undefined;
+/** The endpoint source an EndpointPickerConfig chooses (its file-discovery plugin), in place of the flags. */
+export interface ConfiguredDiscovery {
+  kind: 'file';
+  path: string;
+  watchFile: boolean;
+}
+
+export async function startDiscovery(
+  optionValues: EppConfig,
+  configured: ConfiguredDiscovery | undefined,
+  store: EndpointStore,
+  metrics: EppMetrics,
+  logger: Logger,
+): Promise<RunningDiscovery> {
+  const flagSource = optionValues.endpointsFile ? '--endpoints-file' : optionValues.poolName ? '--pool-name' : optionValues.endpointSelector ? '--endpoint-selector' : undefined;
   if (configured && flagSource) throw new ConfigError(`the EndpointPickerConfig's dataLayer.discovery and ${flagSource} both choose the endpoints; give one`);
-  const file = o.endpointsFile ? { path: o.endpointsFile, watch: true } : configured ? { path: configured.path, watch: configured.watchFile } : undefined;
+  const file = optionValues.endpointsFile ? { path: optionValues.endpointsFile, watch: true } : configured ? { path: configured.path, watch: configured.watchFile } : undefined;
   if (file) {
     const errors = metrics.pollErrors('file-discovery');
     const watcher = new EndpointsFileWatcher(file.path, (specs) => store.replaceAll(specs), logger, () => errors.inc());
@@ -33,13 +44,13 @@ export async function startDiscovery(o: EppConfig, loaded: LoadedEndpointPickerC
     if (file.watch) watcher.watch();
     return { description: `file ${file.path}${file.watch ? ' (watched)' : ''}`, stop: async () => watcher.close() };
   }
-  const namespace = o.poolNamespace || 'default';
-  if (o.poolName || o.endpointSelector) {
-    const source = o.poolName
-      ? ({ kind: 'pool', namespace, name: o.poolName, group: o.poolGroup } as const)
-      : ({ kind: 'selector', namespace, selector: o.endpointSelector, ports: o.endpointTargetPorts.map(Number) } as const);
-    const watcher = startKubernetesDiscovery({ source, server: o.kubeApiServer, kubeconfig: o.kubeconfig }, (specs) => store.replaceAll(specs), logger);
-    const what = o.poolName ? `InferencePool ${namespace}/${o.poolName}` : `pods ${namespace} ${o.endpointSelector}`;
+  const namespace = optionValues.poolNamespace || 'default';
+  if (optionValues.poolName || optionValues.endpointSelector) {
+    const source = optionValues.poolName
+      ? ({ kind: 'pool', namespace, name: optionValues.poolName, group: optionValues.poolGroup } as const)
+      : ({ kind: 'selector', namespace, selector: optionValues.endpointSelector, ports: optionValues.endpointTargetPorts.map(Number) } as const);
+    const watcher = startKubernetesDiscovery({ source, server: optionValues.kubeApiServer, kubeconfig: optionValues.kubeconfig }, (specs) => store.replaceAll(specs), logger);
+    const what = optionValues.poolName ? `InferencePool ${namespace}/${optionValues.poolName}` : `pods ${namespace} ${optionValues.endpointSelector}`;
     return { description: what, stop: () => watcher.stop() };
   }
   throw new ConfigError('no endpoint source: give --endpoints-file, --pool-name, --endpoint-selector or a file-discovery plugin in the config');

@@ -14,6 +14,8 @@ export interface EndpointSpec {
   address: string;
   port: number;
   labels: Record<string, string>;
+  /** The pod's spec.hostname (Kubernetes discovery only). */
+  hostname?: string;
 }
 
 export function emptyMetrics(): EndpointMetrics {
@@ -30,13 +32,14 @@ export function endpointFromSpec(spec: EndpointSpec, metrics: EndpointMetrics = 
     hostPort: hostPort(spec.address, spec.port),
     metricsHost: hostPort(spec.address, spec.port),
     labels: Object.freeze({ ...spec.labels }),
+    ...(spec.hostname ? { hostname: spec.hostname } : {}),
     metrics,
   };
 }
 
-function sameLabels(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
-  const ka = Object.keys(a);
-  return ka.length === Object.keys(b).length && ka.every((k) => a[k] === b[k]);
+function sameLabels(left: Readonly<Record<string, string>>, right: Readonly<Record<string, string>>): boolean {
+  const ka = Object.keys(left);
+  return ka.length === Object.keys(right).length && ka.every((k) => left[k] === right[k]);
 }
 
 export interface EndpointStoreEvents {
@@ -71,8 +74,8 @@ export class EndpointStore extends EventEmitter<EndpointStoreEvents> {
       const id = `${spec.namespace}/${spec.name}`;
       const old = this.byId.get(id);
       if (old && old.address === spec.address && old.port === spec.port) {
-        // Same endpoint: keep its metrics; a label change yields a new object (endpoints are immutable to plugins).
-        next.set(id, sameLabels(old.labels, spec.labels) ? old : endpointFromSpec(spec, old.metrics));
+        // Same endpoint: keep its metrics; a label (or hostname) change yields a new object (endpoints are immutable to plugins).
+        next.set(id, sameLabels(old.labels, spec.labels) && old.hostname === spec.hostname ? old : endpointFromSpec(spec, old.metrics));
       } else {
         const e = endpointFromSpec(spec);
         next.set(id, e);

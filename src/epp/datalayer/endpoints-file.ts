@@ -31,7 +31,7 @@ const fileSchema = z.object({
       z.object({
         name: z.string().min(1, 'name must not be empty'),
         namespace: z.string().min(1).default('default'),
-        address: z.string().refine((a) => isIP(a) !== 0, 'address must be an IP address'),
+        address: z.string().refine((left) => isIP(left) !== 0, 'address must be an IP address'),
         port,
         labels: z.record(z.string(), z.string()).default({}),
       }),
@@ -39,7 +39,7 @@ const fileSchema = z.object({
     .nullable()
     .default([])
     // `endpoints:` with nothing under it (an emptied ConfigMap) is an empty pool.
-    .transform((v) => v ?? []),
+    .transform((items) => items ?? []),
 });
 
 /** Parses an endpoints file's text; throws an Error naming the entry and field at fault. */

@@ -5,7 +5,7 @@
  * an endpoint comes from an endpoint label (`llm-d.ai/engine-type`, legacy `inference.networking.k8s.io/engine-type`,
  * or the extractor's `engineLabelKey`), default vllm (or the extractor's `defaultEngine`).
  */
-import type { EndpointMetrics, HistogramSummary } from '../../decider/index.js';
+import type { EndpointMetrics, HistogramSummary, LoraInfo } from '../../decider/index.js';
 
 type HistogramField = 'prefillTime' | 'timeToFirstToken' | 'promptTokens' | 'kvTransferTime' | 'queueTime';
 type CounterField = 'prefixCacheHits' | 'prefixCacheQueries';
@@ -26,6 +26,13 @@ export interface EngineMetricNames {
   /** Block size and count as gauge values (TensorRT-LLM). */
   cacheBlockSize?: MetricSpec;
   cacheNumBlocks?: MetricSpec;
+  /**
+   * The LoRA info gauge (vllm:lora_requests_info): one series per state, valued by its creation time; the newest
+   * matching series gives the adapters running and waiting and max_lora. Absent (no adapter loaded yet) is not an error.
+   */
+  lora?: MetricSpec;
+  /** Scalars published as endpoint attributes (core-metrics-extractor customMetrics). */
+  custom?: ReadonlyArray<{ attributeKey: string; spec: MetricSpec }>;
   /** pd-router's extra reads for the deciders (vLLM histograms and counters). */
   histograms: Partial<Record<HistogramField, string>>;
   counters: Partial<Record<CounterField, string>>;
@@ -40,7 +47,7 @@ export function parseMetricSpec(spec: string): MetricSpec | undefined {
   const m = /^\s*([^\s{]+)\s*(?:\{([^}]*)\})?\s*$/.exec(spec);
   if (!m || !METRIC_NAME.test(m[1]!)) throw new Error(`not a valid metric specification: "${spec}"`);
   const labels: Record<string, string> = {};
-  for (const pair of (m[2] ?? '').split(',').filter((x) => x.trim() !== '')) {
+  for (const pair of (m[2] ?? '').split(',').filter((text) => text.trim() !== '')) {
     const l = /^\s*([^\s=]+)\s*=\s*(?:"([^"]*)"|([^",\s]+))\s*$/.exec(pair);
     if (!l || !LABEL_NAME.test(l[1]!)) throw new Error(`invalid label pair "${pair.trim()}" in specification "${spec}"`);
     labels[l[1]!] = l[2] ?? l[3]!;
@@ -57,6 +64,7 @@ export const ENGINES: Readonly<Record<string, EngineMetricNames>> = {
     running: [spec('vllm:num_requests_running')],
     kvUsage: [spec('vllm:kv_cache_usage_perc'), spec('vllm:gpu_cache_usage_perc')],
     cacheConfig: { spec: spec('vllm:cache_config_info'), blockSizeLabel: 'block_size', numBlocksLabel: 'num_gpu_blocks' },
+    lora: spec('vllm:lora_requests_info'),
     histograms: {
       prefillTime: 'vllm:request_prefill_time_seconds',
       timeToFirstToken: 'vllm:time_to_first_token_seconds',
@@ -206,16 +214,28 @@ export function labelValue(labels: string, key: string): string | undefined {
   return m ? m[1]!.replace(/\\(.)/g, (_, ch: string) => (ch === 'n' ? '\n' : ch)) : undefined;
 }
 
+const carries = (sample: Sample, spec: MetricSpec) => Object.entries(spec.labels).every(([k, value]) => labelValue(sample.labels, k) === value);
+
 /** The last sample of a spec's series whose labels carry the spec's label values. */
 function pick(samples: Map<string, Sample[]>, spec: MetricSpec): Sample | undefined {
   const list = samples.get(spec.name);
   if (!list) return undefined;
-  const wantedLabels = Object.entries(spec.labels);
-  for (let i = list.length - 1; i >= 0; i--) {
-    const s = list[i]!;
-    if (wantedLabels.every(([k, v]) => labelValue(s.labels, k) === v)) return s;
-  }
+  for (let i = list.length - 1; i >= 0; i--) if (carries(list[i], spec)) return list[i];
   return undefined;
+}
+
+const adapters = (csv: string | undefined) => (csv ? csv.split(',').filter((adapter) => adapter !== '') : []);
+
+/**
+ * The newest series of the LoRA info gauge (its value is its creation time; on a tie the first listed wins, as upstream).
+ * A missing or malformed max_lora keeps the previous value, as upstream.
+ */
+function loraInfo(samples: Map<string, Sample[]>, spec: MetricSpec, previous: LoraInfo | undefined): LoraInfo | undefined {
+  let newest: Sample | undefined;
+  for (const s of samples.get(spec.name) ?? []) if (carries(s, spec) && (!newest || s.value > newest.value)) newest = s;
+  if (!newest) return undefined;
+  const max = Number.parseInt(labelValue(newest.labels, 'max_lora') ?? '', 10);
+  return { running: adapters(labelValue(newest.labels, 'running_lora_adapters')), waiting: adapters(labelValue(newest.labels, 'waiting_lora_adapters')), maxLoras: Number.isFinite(max) ? max : (previous?.maxLoras ?? 0) };
 }
 
 const wantedByEngine = new WeakMap<EngineMetricNames, Set<string>>();
@@ -224,11 +244,13 @@ const wantedByEngine = new WeakMap<EngineMetricNames, Set<string>>();
 function wantedNames(engine: EngineMetricNames): Set<string> {
   let w = wantedByEngine.get(engine);
   if (!w) {
-    w = new Set([...engine.waiting, ...engine.running, ...engine.kvUsage].map((x) => x.name));
+    w = new Set([...engine.waiting, ...engine.running, ...engine.kvUsage].map((metricSpec) => metricSpec.name));
     for (const c of Object.values(engine.counters)) w.add(c);
     if (engine.cacheConfig) w.add(engine.cacheConfig.spec.name);
     if (engine.cacheBlockSize) w.add(engine.cacheBlockSize.name);
     if (engine.cacheNumBlocks) w.add(engine.cacheNumBlocks.name);
+    if (engine.lora) w.add(engine.lora.name);
+    for (const c of engine.custom ?? []) w.add(c.spec.name);
     for (const h of Object.values(engine.histograms)) {
       w.add(`${h}_sum`);
       w.add(`${h}_count`);
@@ -254,43 +276,48 @@ function histogram(samples: Map<string, Sample[]>, name: string): HistogramSumma
 
 function describe(sp: MetricSpec): string {
   const l = Object.entries(sp.labels);
-  return l.length ? `${sp.name}{${l.map(([k, v]) => `${k}="${v}"`).join(',')}}` : sp.name;
+  return l.length ? `${sp.name}{${l.map(([k, value]) => `${k}="${value}"`).join(',')}}` : sp.name;
 }
 
 /**
  * Updates `m` from an exposition. Returns the specs of configured metrics (waiting, running, KV usage, block size and
- * count gauges) that were missing; present fields are updated either way.
+ * count gauges, custom metrics) that were missing; present fields are updated either way.
  */
-export function extractEngineMetrics(text: string, engine: EngineMetricNames, m: EndpointMetrics): string[] {
+export function extractEngineMetrics(text: string, engine: EngineMetricNames, metrics: EndpointMetrics): string[] {
   const samples = wantedSamples(text, wantedNames(engine));
   const missing: string[] = [];
-  const read = (specs: readonly MetricSpec[], set: (v: number) => void) => {
+  const read = (specs: readonly MetricSpec[], set: (value: number) => void) => {
     if (specs.length === 0) return;
     const v = first(samples, specs);
     if (v === undefined) missing.push(describe(specs[0]!));
     else set(v);
   };
-  read(engine.waiting, (v) => (m.waitingQueueSize = v));
-  read(engine.running, (v) => (m.runningRequests = v));
-  read(engine.kvUsage, (v) => (m.kvCacheUsage = v));
+  read(engine.waiting, (value) => (metrics.waitingQueueSize = value));
+  read(engine.running, (value) => (metrics.runningRequests = value));
+  read(engine.kvUsage, (value) => (metrics.kvCacheUsage = value));
   if (engine.cacheConfig) {
     const s = pick(samples, engine.cacheConfig.spec);
     if (s) {
       const bs = Number(labelValue(s.labels, engine.cacheConfig.blockSizeLabel));
       const nb = Number(labelValue(s.labels, engine.cacheConfig.numBlocksLabel));
-      if (bs > 0) m.cacheBlockSize = bs;
-      if (nb > 0) m.cacheNumBlocks = nb;
+      if (bs > 0) metrics.cacheBlockSize = bs;
+      if (nb > 0) metrics.cacheNumBlocks = nb;
     }
   }
-  if (engine.cacheBlockSize) read([engine.cacheBlockSize], (v) => v > 0 && (m.cacheBlockSize = Math.trunc(v)));
-  if (engine.cacheNumBlocks) read([engine.cacheNumBlocks], (v) => v > 0 && (m.cacheNumBlocks = Math.trunc(v)));
+  if (engine.cacheBlockSize) read([engine.cacheBlockSize], (value) => value > 0 && (metrics.cacheBlockSize = Math.trunc(value)));
+  if (engine.cacheNumBlocks) read([engine.cacheNumBlocks], (value) => value > 0 && (metrics.cacheNumBlocks = Math.trunc(value)));
+  if (engine.lora) {
+    const lora = loraInfo(samples, engine.lora, metrics.lora);
+    if (lora) metrics.lora = lora;
+  }
+  for (const custom of engine.custom ?? []) read([custom.spec], (value) => (metrics.custom = { ...metrics.custom, [custom.attributeKey]: value }));
   for (const [field, name] of Object.entries(engine.histograms) as Array<[HistogramField, string]>) {
     const h = histogram(samples, name);
-    if (h) m[field] = h;
+    if (h) metrics[field] = h;
   }
   for (const [field, name] of Object.entries(engine.counters) as Array<[CounterField, string]>) {
     const s = samples.get(name)?.at(-1);
-    if (s && Number.isFinite(s.value)) m[field] = s.value;
+    if (s && Number.isFinite(s.value)) metrics[field] = s.value;
   }
   return missing;
 }

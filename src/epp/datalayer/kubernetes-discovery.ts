@@ -13,7 +13,7 @@ export function endpointSpecsFromPods(pods: readonly PodEndpoint[]): EndpointSpe
     if (!p.ready) continue;
     const i = rank.get(p.podKey) ?? 0;
     rank.set(p.podKey, i + 1);
-    out.push({ name: `${p.podName}-rank-${i}`, namespace: p.namespace, address: p.address, port: p.port, labels: p.labels });
+    out.push({ name: `${p.podName}-rank-${i}`, namespace: p.namespace, address: p.address, port: p.port, labels: p.labels, ...(p.hostname ? { hostname: p.hostname } : {}) });
   }
   return out;
 }
@@ -25,8 +25,8 @@ export interface KubernetesDiscoverySettings {
   kubeconfig?: string;
 }
 
-export function startKubernetesDiscovery(s: KubernetesDiscoverySettings, onEndpoints: (specs: EndpointSpec[]) => void, logger: Logger): PoolWatcher {
-  const watcher = new PoolWatcher(loadKubeConfig({ server: s.server || undefined, kubeconfig: s.kubeconfig || undefined }), s.source, logger);
+export function startKubernetesDiscovery(settings: KubernetesDiscoverySettings, onEndpoints: (specs: EndpointSpec[]) => void, logger: Logger): PoolWatcher {
+  const watcher = new PoolWatcher(loadKubeConfig({ server: settings.server || undefined, kubeconfig: settings.kubeconfig || undefined }), settings.source, logger);
   watcher.on('change', (pods) => onEndpoints(endpointSpecsFromPods(pods)));
   watcher.start();
   return watcher;

@@ -9,9 +9,21 @@ import type { Logger } from 'pino';
 import { hostPort } from '../../common/index.js';
 import type { Endpoint } from '../framework/types.js';
 import type { EppMetrics } from '../metrics.js';
-import type { MetricsSourceSettings } from '../plugins/datalayer/metrics-data-source.js';
 import type { EndpointStore } from './endpoint-store.js';
 import { DEFAULT_ENGINES, extractEngineMetrics, type EngineRegistry } from './engine-metrics.js';
+
+/** How the endpoints' metrics are fetched: the `metrics-data-source` plugin's parameters, resolved at load. */
+export interface MetricsSourceSettings {
+  scheme: 'http' | 'https';
+  path: string;
+  port?: number;
+  insecureSkipVerify: boolean;
+  intervalMs?: number;
+  /** PEM contents: the CA bundle (only when verifying) and the mTLS client certificate and key. */
+  ca?: string;
+  cert?: string;
+  key?: string;
+}
 
 export interface ScraperSettings {
   source: MetricsSourceSettings;
@@ -55,25 +67,25 @@ export class MetricsScraper {
 
   constructor(
     private readonly store: EndpointStore,
-    private readonly s: ScraperSettings,
+    private readonly settings: ScraperSettings,
     metrics: EppMetrics,
     private readonly logger: Logger,
   ) {
     this.agent = new Agent({
       keepAliveTimeout: 30_000,
       connections: 2,
-      headersTimeout: s.timeoutMs,
-      bodyTimeout: s.timeoutMs,
-      connect: { rejectUnauthorized: !s.source.insecureSkipVerify, timeout: s.timeoutMs, ca: s.source.ca, cert: s.source.cert, key: s.source.key },
+      headersTimeout: settings.timeoutMs,
+      bodyTimeout: settings.timeoutMs,
+      connect: { rejectUnauthorized: !settings.source.insecureSkipVerify, timeout: settings.timeoutMs, ca: settings.source.ca, cert: settings.source.cert, key: settings.source.key },
     });
-    const { tickMs, everyMs } = scrapeCadence(s.intervalMs, s.source.intervalMs);
+    const { tickMs, everyMs } = scrapeCadence(settings.intervalMs, settings.source.intervalMs);
     this.tickMs = tickMs;
     this.everyMs = everyMs;
     this.pollErrors = metrics.pollErrors(SOURCE_TYPE);
     this.extractErrors = metrics.extractErrors(SOURCE_TYPE, EXTRACTOR_TYPE);
-    store.on('removed', (e) => {
-      this.lastStart.delete(e.id);
-      this.failing.delete(e.id);
+    store.on('removed', (endpoint) => {
+      this.lastStart.delete(endpoint.id);
+      this.failing.delete(endpoint.id);
     });
   }
 
@@ -92,7 +104,7 @@ export class MetricsScraper {
   private tick(): void {
     const now = Date.now();
     for (const e of this.store.all()) {
-      if (e.metrics.updatedAt > 0 && now - e.metrics.updatedAt > this.s.stalenessMs) e.metrics.stale = true;
+      if (e.metrics.updatedAt > 0 && now - e.metrics.updatedAt > this.settings.stalenessMs) e.metrics.stale = true;
       if (this.inFlight.has(e.id)) continue;
       const last = this.lastStart.get(e.id) ?? 0;
       if (now - last < this.everyMs - 1) continue;
@@ -102,38 +114,38 @@ export class MetricsScraper {
     }
   }
 
-  private url(e: Endpoint): string {
-    const host = this.s.source.port ? hostPort(e.address, this.s.source.port) : e.metricsHost;
-    return `${this.s.source.scheme}://${host}${this.s.source.path}`;
+  private url(endpoint: Endpoint): string {
+    const host = this.settings.source.port ? hostPort(endpoint.address, this.settings.source.port) : endpoint.metricsHost;
+    return `${this.settings.source.scheme}://${host}${this.settings.source.path}`;
   }
 
   /** One scrape; resolves whatever happens. */
-  async scrape(e: Endpoint): Promise<void> {
+  async scrape(entry: Endpoint): Promise<void> {
     let text: string;
     try {
-      text = await this.fetchText(this.url(e));
+      text = await this.fetchText(this.url(entry));
     } catch (err) {
       if (this.stopped) return;
       this.pollErrors.inc();
-      e.metrics.stale = true;
-      if (!this.failing.has(e.id)) {
-        this.failing.add(e.id);
-        this.logger.warn({ endpoint: e.id, url: this.url(e), err: (err as Error).message }, 'metrics scrape failed; endpoint marked stale');
+      entry.metrics.stale = true;
+      if (!this.failing.has(entry.id)) {
+        this.failing.add(entry.id);
+        this.logger.warn({ endpoint: entry.id, url: this.url(entry), err: (err as Error).message }, 'metrics scrape failed; endpoint marked stale');
       }
       return;
     }
-    const missing = extractEngineMetrics(text, (this.s.engines ?? DEFAULT_ENGINES).engineFor(e.labels), e.metrics);
+    const missing = extractEngineMetrics(text, (this.settings.engines ?? DEFAULT_ENGINES).engineFor(entry.labels), entry.metrics);
     if (missing.length > 0) {
       this.extractErrors.inc();
-      this.logger.debug({ endpoint: e.id, missing }, 'metrics missing from scrape');
+      this.logger.debug({ endpoint: entry.id, missing }, 'metrics missing from scrape');
     }
-    e.metrics.updatedAt = Date.now();
-    e.metrics.stale = false;
-    if (this.failing.delete(e.id)) this.logger.info({ endpoint: e.id }, 'metrics scrape recovered');
+    entry.metrics.updatedAt = Date.now();
+    entry.metrics.stale = false;
+    if (this.failing.delete(entry.id)) this.logger.info({ endpoint: entry.id }, 'metrics scrape recovered');
   }
 
   private async fetchText(url: string): Promise<string> {
-    const res = await request(url, { dispatcher: this.agent, signal: AbortSignal.timeout(this.s.timeoutMs), headers: { accept: 'text/plain' } });
+    const res = await request(url, { dispatcher: this.agent, signal: AbortSignal.timeout(this.settings.timeoutMs), headers: { accept: 'text/plain' } });
     if (res.statusCode !== 200) {
       await res.body.dump().catch(() => undefined);
       throw new Error(`status ${res.statusCode}`);
@@ -142,9 +154,9 @@ export class MetricsScraper {
     let size = 0;
     for await (const chunk of res.body) {
       size += (chunk as Buffer).length;
-      if (size > this.s.maxResponseBytes) {
+      if (size > this.settings.maxResponseBytes) {
         res.body.destroy();
-        throw new Error(`metrics response larger than ${this.s.maxResponseBytes} bytes`);
+        throw new Error(`metrics response larger than ${this.settings.maxResponseBytes} bytes`);
       }
       chunks.push(chunk as Buffer);
     }

@@ -53,14 +53,14 @@ class StreamBucket {
   private tokens: number;
   private at = performance.now();
 
-  constructor(private readonly s: StreamGuardSettings) {
-    this.tokens = s.burst;
+  constructor(private readonly settings: StreamGuardSettings) {
+    this.tokens = settings.burst;
   }
 
   /** Takes one token; returns the tokens left (negative once the bucket is dry). */
   take(): number {
     const now = performance.now();
-    this.tokens = Math.min(this.s.burst, this.tokens + ((now - this.at) / 1000) * this.s.ratePerSecond);
+    this.tokens = Math.min(this.settings.burst, this.tokens + ((now - this.at) / 1000) * this.settings.ratePerSecond);
     this.at = now;
     return --this.tokens;
   }

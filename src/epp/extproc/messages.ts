@@ -5,7 +5,7 @@
  */
 import { envoyStatusName, type HeaderValueOption, type ProcessingResponse, type ProtoStruct } from '../../common/envoy/ext-proc.js';
 import type { InferenceError } from '../framework/errors.js';
-import { DESTINATION_ENDPOINT, DESTINATION_METADATA_NAMESPACE, DROPPED_REASON } from '../routing-headers.js';
+import { DESTINATION_ENDPOINT, DESTINATION_METADATA_NAMESPACE, DROPPED_REASON } from '../../common/pd-contract.js';
 
 /** llm-d's BodyByteLimit: streamed body chunks are at most this large. */
 export const BODY_CHUNK_BYTES = 62_000;

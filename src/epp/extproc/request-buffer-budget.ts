@@ -21,16 +21,16 @@ export class RequestBufferBudget {
   }
 
   /** Takes `n` bytes; false (and nothing taken) when that would pass the limit. */
-  take(n: number): boolean {
-    if (this.used + n > this.limit) return false;
-    this.used += n;
+  take(count: number): boolean {
+    if (this.used + count > this.limit) return false;
+    this.used += count;
     this.gauge?.set(this.used);
     return true;
   }
 
-  give(n: number): void {
-    if (n <= 0) return;
-    this.used -= n;
+  give(count: number): void {
+    if (count <= 0) return;
+    this.used -= count;
     this.gauge?.set(this.used);
   }
 }

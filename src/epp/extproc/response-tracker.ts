@@ -11,7 +11,7 @@ import { responseHeadersResponse, setHeader, streamedBody } from './messages.js'
 import { SseUsageReader, rewriteModelName, usageFromJson, type Usage } from './usage.js';
 
 export interface ResponseTrackerSettings {
-  send: (m: ProcessingResponse) => void;
+  send: (response: ProcessingResponse) => void;
   /** The request's metrics (every enabled family). */
   series: RequestSeries;
   streamRequested: boolean;
@@ -20,7 +20,7 @@ export interface ResponseTrackerSettings {
   /** performance.now() at the request body's end of stream (0 if the request was never scheduled). */
   requestEndAt: number;
   rewriteModel?: { from: string; to: string };
-  /** Headers added to the response (the opt-in decision header). */
+  /** Headers added to the response (ResponseReceived plugins, the opt-in decision header). */
   extraHeaders?: Array<[string, string]>;
   onComplete: () => void;
 }
@@ -37,48 +37,51 @@ export class ResponseTracker {
   private usage: Usage | undefined;
   private done = false;
 
-  constructor(private readonly s: ResponseTrackerSettings) {
-    this.streaming = s.streamRequested;
+  constructor(private readonly settings: ResponseTrackerSettings) {
+    this.streaming = settings.streamRequested;
   }
 
-  onHeaders(h: HttpHeaders): void {
-    const received = receiveHeaders(h.headers);
+  onHeaders(value: HttpHeaders): void {
+    const received = receiveHeaders(value.headers);
     const status = received.values[':status'] ?? received.values['status'];
-    if (status !== undefined && status !== '200') this.s.series.error('ModelServerError');
+    if (status !== undefined && status !== '200') this.settings.series.error('ModelServerError');
     if ((received.values['content-type'] ?? '').toLowerCase().includes('text/event-stream')) this.streaming = true;
-    if (this.streaming && this.s.parsesUsage) this.sse = new SseUsageReader();
-    const extra = (this.s.extraHeaders ?? []).map(([k, v]) => setHeader(k, v));
-    this.s.send(responseHeadersResponse([setHeader('x-went-into-resp-headers', 'true'), ...echoHeaders(received.values, received.repeated), ...extra]));
-    if (h.end_of_stream) this.finish();
+    if (this.streaming && this.settings.parsesUsage) this.sse = new SseUsageReader();
+    const extraHeaders = this.settings.extraHeaders ?? [];
+    const extra = extraHeaders.map(([k, value]) => setHeader(k, value));
+    // A header the EPP sets replaces the model server's of that name, as upstream's response header map does.
+    const replaced = new Set(extraHeaders.map(([k]) => k.toLowerCase()));
+    this.settings.send(responseHeadersResponse([setHeader('x-went-into-resp-headers', 'true'), ...echoHeaders(received.values, received.repeated, replaced), ...extra]));
+    if (value.end_of_stream) this.finish();
   }
 
-  onBody(b: HttpBody): void {
+  onBody(httpBody: HttpBody): void {
     if (this.done) return;
-    let chunk: Buffer = asBuffer(b.body);
+    let chunk: Buffer = asBuffer(httpBody.body);
     const now = performance.now();
     if (chunk.length > 0) {
       if (this.firstChunkAt === 0) this.firstChunkAt = now;
       this.lastChunkAt = now;
     }
     this.bytes += chunk.length;
-    const eos = b.end_of_stream === true;
+    const eos = httpBody.end_of_stream === true;
     if (this.streaming || this.passthrough) {
       this.sse?.feed(chunk);
-      if (this.s.rewriteModel) chunk = rewriteModelName(chunk, this.s.rewriteModel.from, this.s.rewriteModel.to);
-      for (const m of streamedBody('response_body', chunk, eos)) this.s.send(m);
+      if (this.settings.rewriteModel) chunk = rewriteModelName(chunk, this.settings.rewriteModel.from, this.settings.rewriteModel.to);
+      for (const m of streamedBody('response_body', chunk, eos)) this.settings.send(m);
     } else {
       if (chunk.length > 0) this.buffered.push(chunk);
       this.bufferedBytes += chunk.length;
-      if (this.bufferedBytes > this.s.maxBufferedBytes) {
+      if (this.bufferedBytes > this.settings.maxBufferedBytes) {
         // Too large to hold: pass what we have and the rest through unchanged (no usage for this response).
         this.passthrough = true;
         this.flush(false);
       } else if (eos) {
         const body = Buffer.concat(this.buffered);
-        if (this.s.parsesUsage) this.usage = usageFromJson(body);
+        if (this.settings.parsesUsage) this.usage = usageFromJson(body);
         this.buffered = [];
-        const out = this.s.rewriteModel ? rewriteModelName(body, this.s.rewriteModel.from, this.s.rewriteModel.to) : body;
-        for (const m of streamedBody('response_body', out, true)) this.s.send(m);
+        const out = this.settings.rewriteModel ? rewriteModelName(body, this.settings.rewriteModel.from, this.settings.rewriteModel.to) : body;
+        for (const m of streamedBody('response_body', out, true)) this.settings.send(m);
       }
     }
     if (eos) this.finish();
@@ -95,20 +98,20 @@ export class ResponseTracker {
     const body = Buffer.concat(this.buffered);
     this.buffered = [];
     this.bufferedBytes = 0;
-    const out = this.s.rewriteModel ? rewriteModelName(body, this.s.rewriteModel.from, this.s.rewriteModel.to) : body;
-    for (const m of streamedBody('response_body', out, eos)) this.s.send(m);
+    const out = this.settings.rewriteModel ? rewriteModelName(body, this.settings.rewriteModel.from, this.settings.rewriteModel.to) : body;
+    for (const m of streamedBody('response_body', out, eos)) this.settings.send(m);
   }
 
   private finish(): void {
     if (this.done) return;
     this.done = true;
-    const m = this.s.series;
+    const m = this.settings.series;
     m.responseSize.observe(this.bytes);
-    if (this.s.requestEndAt > 0) {
+    if (this.settings.requestEndAt > 0) {
       const end = performance.now();
-      const duration = (end - this.s.requestEndAt) / 1000;
+      const duration = (end - this.settings.requestEndAt) / 1000;
       m.duration.observe(duration);
-      if (this.firstChunkAt > 0) m.ttft(this.streaming, (this.firstChunkAt - this.s.requestEndAt) / 1000);
+      if (this.firstChunkAt > 0) m.ttft(this.streaming, (this.firstChunkAt - this.settings.requestEndAt) / 1000);
       if (this.sse) {
         this.sse.end();
         this.usage ??= this.sse.usage;
@@ -122,6 +125,6 @@ export class ResponseTracker {
         }
       }
     }
-    this.s.onComplete();
+    this.settings.onComplete();
   }
 }

@@ -23,16 +23,17 @@ export const DECISION_HEADER = 'x-pd-router-decision';
 export const DEBUG_REQUEST_HEADER = 'x-pd-router-debug';
 
 /** `prefill-decode; reason=remote-faster; localMs=812.5; remoteMs=310.2; ...` (scalar details only). */
-export function formatDecision(d: DisaggDecisionRecord): string {
-  const parts = [d.type, `reason=${d.reason}`];
-  for (const [k, v] of Object.entries(d.detail ?? {})) {
+export function formatDecision(record: DisaggDecisionRecord): string {
+  const parts = [record.type, `reason=${record.reason}`];
+  for (const [k, v] of Object.entries(record.detail ?? {})) {
     if (typeof v === 'number' || typeof v === 'boolean' || (typeof v === 'string' && /^[\w.:/\[\]-]+$/.test(v))) parts.push(`${k}=${v}`);
   }
   return parts.join('; ');
 }
 import { InferenceError } from '../framework/errors.js';
 import { DEFAULT_FAIRNESS_ID, type EppMetrics, type RequestSeries } from '../metrics.js';
-import { DESTINATION_ENDPOINT, FAIRNESS_ID_HEADERS, ROUTING_HEADERS, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE, firstHeader } from '../routing-headers.js';
+import { DESTINATION_ENDPOINT, FAIRNESS_ID_HEADERS, REQUEST_ID_HEADER, ROUTING_HEADERS, SUBSET_HINT_KEY, SUBSET_HINT_NAMESPACE } from '../../common/pd-contract.js';
+import { firstHeader } from '../routing-headers.js';
 import { echoHeaders, receiveHeaders, type ReceivedHeaders } from './header-map.js';
 import { immediateResponse, requestHeadersResponse, setHeader, streamedBody } from './messages.js';
 import type { RequestBufferBudget } from './request-buffer-budget.js';
@@ -58,6 +59,8 @@ export interface StreamDependencies {
   settings: StreamSettings;
   /** Called when the stream is over (for drain accounting). */
   onClose?: () => void;
+  /** Refuses requests this replica must not route (a follower under leader election); checked before any decision. */
+  admission?: () => InferenceError | undefined;
 }
 
 type Duplex = grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>;
@@ -74,6 +77,8 @@ export class ExtProcStream {
   private subset: string[] | undefined;
   private parsed: ParsedRequest | undefined;
   private scheduled: ScheduledRequest | undefined;
+  /** Aborted when the stream closes while an asynchronous producer holds the decision. */
+  private scheduling: AbortController | undefined;
   private response: ResponseTracker | undefined;
   /** The request's metric series, once it has a model (resolved once, used for every measurement). */
   private series: RequestSeries | undefined;
@@ -87,7 +92,7 @@ export class ExtProcStream {
     private readonly deps: StreamDependencies,
   ) {
     deps.metrics.streamOpened();
-    call.on('data', (m: ProcessingRequest) => this.onMessage(m));
+    call.on('data', (message: ProcessingRequest) => this.onMessage(message));
     call.on('end', () => {
       this.close('OK');
       call.end();
@@ -135,8 +140,8 @@ export class ExtProcStream {
     this.held = 0;
   }
 
-  private send(m: ProcessingResponse): void {
-    if (!this.closed) this.call.write(m);
+  private send(response: ProcessingResponse): void {
+    if (!this.closed) this.call.write(response);
   }
 
   private fail(code: grpc.status, details: string): void {
@@ -145,23 +150,29 @@ export class ExtProcStream {
     this.call.emit('error', { code, details });
   }
 
-  private onMessage(m: ProcessingRequest): void {
+  private onMessage(match: ProcessingRequest): void {
     if (this.closed) return;
     this.touch();
     try {
-      this.captureMetadata(m.metadata_context);
-      switch (m.request) {
+      this.captureMetadata(match.metadata_context);
+      switch (match.request) {
         case 'request_headers':
-          return this.onRequestHeaders(m.request_headers!);
+          return this.onRequestHeaders(match.request_headers!);
         case 'request_body':
-          return this.onRequestBody(m.request_body!);
+          return this.onRequestBody(match.request_body!);
         case 'request_trailers':
-          if (!this.requestDone && this.parsed === undefined) this.finishRequest(false);
+          // With asynchronous scheduling the trailers are answered once the request is routed, keeping Envoy's order.
+          if (!this.requestDone && this.parsed === undefined) {
+            this.finishRequest(false, () => {
+              this.send({ request_trailers: {} });
+            });
+            return;
+          }
           return this.send({ request_trailers: {} });
         case 'response_headers':
-          return this.tracker().onHeaders(m.response_headers!);
+          return this.tracker().onHeaders(match.response_headers!);
         case 'response_body':
-          return this.tracker().onBody(m.response_body!);
+          return this.tracker().onBody(match.response_body!);
         case 'response_trailers':
           this.tracker().onTrailers();
           return this.send({ response_trailers: {} });
@@ -179,18 +190,29 @@ export class ExtProcStream {
     const hint = md?.filter_metadata?.[SUBSET_HINT_NAMESPACE];
     if (!hint?.fields || !(SUBSET_HINT_KEY in hint.fields)) return;
     const list = valueToJson(hint.fields[SUBSET_HINT_KEY]);
-    this.subset = Array.isArray(list) ? list.filter((x): x is string => typeof x === 'string') : [];
+    this.subset = Array.isArray(list) ? list.filter((value): value is string => typeof value === 'string') : [];
   }
 
-  private onRequestHeaders(h: HttpHeaders): void {
-    this.headers = receiveHeaders(h.headers);
+  private onRequestHeaders(value: HttpHeaders): void {
+    this.headers = receiveHeaders(value.headers);
     const values = this.headers.values;
     // A client never chooses the route: its routing headers are dropped here and removed from the request in the reply.
     for (const name of ROUTING_HEADERS) delete values[name];
-    if (!values['x-request-id']) values['x-request-id'] = randomUUID();
-    this.requestId = values['x-request-id'];
-    if (h.end_of_stream) this.routeHeaderOnly();
+    if (!values[REQUEST_ID_HEADER]) values[REQUEST_ID_HEADER] = randomUUID();
+    this.requestId = values[REQUEST_ID_HEADER];
+    this.admit();
+    if (value.end_of_stream) this.routeHeaderOnly();
     else this.awaitBody();
+  }
+
+  /** Throws the admission's refusal; checked at the headers and again right before the decision. */
+  private admit(): void {
+    const refusal = this.deps.admission?.();
+    if (refusal) {
+      this.requestDone = true;
+      this.releaseBody();
+      throw refusal;
+    }
   }
 
   /** A request without a body gets a random endpoint and no scheduling (llm-d `fallbackToRandomEndpoint`). */
@@ -202,9 +224,9 @@ export class ExtProcStream {
     this.send(requestHeadersResponse(set, this.removals(), e.hostPort));
   }
 
-  private onRequestBody(b: HttpBody): void {
+  private onRequestBody(httpBody: HttpBody): void {
     if (this.requestDone) return;
-    const chunk = asBuffer(b.body);
+    const chunk = asBuffer(httpBody.body);
     this.bodyBytes += chunk.length;
     if (this.bodyBytes > this.deps.settings.maxRequestBodyBytes) {
       this.requestDone = true;
@@ -221,60 +243,68 @@ export class ExtProcStream {
       this.held += chunk.length;
       this.chunks.push(chunk);
     }
-    if (b.end_of_stream) this.finishRequest(true);
+    if (httpBody.end_of_stream) this.finishRequest(true);
     else this.awaitBody();
   }
 
-  private finishRequest(endOfStream: boolean): void {
+  private finishRequest(endOfStream: boolean, then?: () => void): void {
     this.requestDone = true;
     const start = performance.now();
     this.requestEndAt = start;
+    this.admit();
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
     this.releaseBody();
     const director = this.deps.director;
     this.parsed = director.parse(this.requestId, this.headers.values, body);
     const request = this.parsed.request;
-    this.series = this.deps.metrics.request(request.model, request.targetModel, firstHeader(request.headers, FAIRNESS_ID_HEADERS) ?? DEFAULT_FAIRNESS_ID);
-    // Producers that wait (tokenization by the model server) bound their own wait and never reject.
-    const preparing = director.prepare(request, this.subset);
-    const bodyLength = body.length;
-    if (preparing) {
-      preparing.then(
-        () => {
-          if (this.closed) return;
-          try {
-            this.route(bodyLength, endOfStream, start);
-          } catch (err) {
-            if (err instanceof InferenceError) return this.reject(err);
-            this.deps.logger.error({ err, reqId: this.requestId }, 'ext_proc stream failed');
-            this.fail(grpc.status.INTERNAL, (err as Error).message);
-          }
-        },
-        (err: unknown) => this.fail(grpc.status.INTERNAL, (err as Error).message),
-      );
+    this.series = this.deps.metrics.request(request.model, request.targetModel, firstHeader(request.headers, FAIRNESS_ID_HEADERS) ?? DEFAULT_FAIRNESS_ID, request.priority);
+    if (!director.waits) {
+      this.route((this.scheduled = director.schedule(request, this.subset)), body.length, endOfStream, start);
+      then?.();
       return;
     }
-    this.route(bodyLength, endOfStream, start);
+    // A request preparer (tokenizer) or an asynchronous producer (burst window) holds the decision; the stream may end
+    // meanwhile.
+    this.scheduling = new AbortController();
+    director.scheduleAsync(request, this.subset, this.scheduling.signal).then(
+      (scheduled) => {
+        this.scheduling = undefined;
+        if (this.closed) {
+          director.complete(scheduled);
+          return;
+        }
+        this.route((this.scheduled = scheduled), body.length, endOfStream, start);
+        then?.();
+      },
+      (err: unknown) => {
+        this.scheduling = undefined;
+        if (this.closed) return;
+        if (err instanceof InferenceError) {
+          this.reject(err);
+          return;
+        }
+        this.deps.logger.error({ err, reqId: this.requestId }, 'ext_proc stream failed');
+        this.fail(grpc.status.INTERNAL, err instanceof Error ? err.message : String(err));
+      },
+    );
   }
 
-  /** Schedules the parsed request and sends the routing reply and the body. */
-  private route(bodyLength: number, endOfStream: boolean, start: number): void {
-    const director = this.deps.director;
+  /** Sends the routing decision and the body (the request is scheduled). */
+  private route(scheduled: ScheduledRequest, bodyBytes: number, endOfStream: boolean, start: number): void {
     const request = this.parsed!.request;
-    this.scheduled = director.schedule(request, this.subset);
     // Counted once scheduled, as upstream: a rejected request counts only as an error.
-    this.series!.accepted(bodyLength);
+    this.series!.accepted(bodyBytes);
     this.series!.running.inc();
     const forwarded = this.parsed!.body;
-    const set = [setHeader(DESTINATION_ENDPOINT, this.scheduled.destination)];
+    const set = [setHeader(DESTINATION_ENDPOINT, scheduled.destination)];
     if (forwarded.length > 0) set.push(setHeader('Content-Length', String(forwarded.length)));
     set.push(...echoHeaders(request.headers, this.headers.repeated));
-    this.send(requestHeadersResponse(set, this.removals(), this.scheduled.destination));
+    this.send(requestHeadersResponse(set, this.removals(), scheduled.destination));
     for (const m of streamedBody('request_body', forwarded, endOfStream)) this.send(m);
     this.deps.metrics.requestProcessed((performance.now() - start) / 1000);
-    const d = this.scheduled.ctx.decision;
+    const d = scheduled.ctx.decision;
     if (this.deps.logger.isLevelEnabled('debug')) {
-      this.deps.logger.debug({ reqId: this.requestId, model: request.model, destination: this.scheduled.destination, decision: d?.type, reason: d?.reason, tokens: request.tokenCount }, 'request scheduled');
+      this.deps.logger.debug({ reqId: this.requestId, model: request.model, destination: scheduled.destination, decision: d?.type, reason: d?.reason, tokens: request.tokenCount }, 'request scheduled');
     }
   }
 
@@ -290,21 +320,21 @@ export class ExtProcStream {
   /** Routing headers the EPP did not set: removed so a client's copy can never reach the sidecar. */
   private removals(): string[] {
     const set = this.parsed?.request.headers ?? this.headers.values;
-    return ROUTING_HEADERS.filter((h) => h !== DESTINATION_ENDPOINT && set[h] === undefined);
+    return ROUTING_HEADERS.filter((host) => host !== DESTINATION_ENDPOINT && set[host] === undefined);
   }
 
   private tracker(): ResponseTracker {
     if (!this.response) {
       const request = this.parsed?.request;
       this.response = new ResponseTracker({
-        send: (m) => this.send(m),
+        send: (response) => this.send(response),
         series: this.requestSeries(),
         streamRequested: request?.stream ?? false,
         parsesUsage: this.parsed?.parser.parsesUsage ?? true,
         maxBufferedBytes: this.deps.settings.maxResponseBodyBytes,
         requestEndAt: this.requestEndAt,
         rewriteModel: request && request.targetModel !== request.model ? { from: request.targetModel, to: request.model } : undefined,
-        extraHeaders: this.decisionHeader(),
+        extraHeaders: [...(this.scheduled ? this.deps.director.responseHeaders(this.scheduled) : []), ...this.decisionHeader()],
         onComplete: () => this.complete(),
       });
     }
@@ -341,6 +371,7 @@ export class ExtProcStream {
   private close(code: string): void {
     if (this.closed) return;
     this.closed = true;
+    this.scheduling?.abort();
     clearTimeout(this.idle);
     this.releaseBody();
     this.complete();

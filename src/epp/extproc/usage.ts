@@ -13,15 +13,15 @@ export interface Usage {
   cachedTokens?: number;
 }
 
-function toInt(v: unknown): number | undefined {
-  if (typeof v === 'number' && Number.isFinite(v)) return Math.trunc(v);
-  if (typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v))) return Math.trunc(Number(v));
+function toInt(value: unknown): number | undefined {
+  if (typeof value === 'number' && Number.isFinite(value)) return Math.trunc(value);
+  if (typeof value === 'string' && value.trim() !== '' && Number.isFinite(Number(value))) return Math.trunc(Number(value));
   return undefined;
 }
 
-export function usageOf(u: unknown): Usage | undefined {
-  if (typeof u !== 'object' || u === null || Array.isArray(u)) return undefined;
-  const o = u as Record<string, unknown>;
+export function usageOf(entry: unknown): Usage | undefined {
+  if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) return undefined;
+  const o = entry as Record<string, unknown>;
   const details = (o.prompt_tokens_details ?? o.input_tokens_details) as Record<string, unknown> | undefined;
   const cached = details && typeof details === 'object' ? toInt(details.cached_tokens) : undefined;
   return {

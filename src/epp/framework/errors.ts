@@ -20,8 +20,8 @@ export const ERROR_STATUS = {
 
 export type InferenceErrorCode = keyof typeof ERROR_STATUS;
 
-/** Values of `x-llm-d-request-dropped-reason`. */
-export type DropReason = 'rejected-no-endpoints' | 'rejected-saturated' | 'rejected-too-large';
+/** Values of `x-llm-d-request-dropped-reason` (`rejected-not-leader` is pd-router's: a follower under leader election). */
+export type DropReason = 'rejected-no-endpoints' | 'rejected-saturated' | 'rejected-too-large' | 'rejected-not-leader';
 
 export class InferenceError extends Error {
   override name = 'InferenceError';

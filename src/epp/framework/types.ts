@@ -14,6 +14,8 @@ export interface Endpoint extends DeciderEndpoint {
   readonly namespace: string;
   /** `host:port` whose /metrics is scraped. */
   readonly metricsHost: string;
+  /** The pod's spec.hostname, when discovery knows it (Kubernetes). */
+  readonly hostname?: string;
   readonly metrics: EndpointMetrics;
 }
 
@@ -26,10 +28,15 @@ export interface InferenceRequest extends DecisionRequest {
   readonly stream: boolean;
   readonly cacheSalt: string;
   readonly objective: string;
+  /** The priority of the request's InferenceObjective (0 without one); higher is more important. */
+  readonly priority: number;
   readonly headers: Record<string, string>;
   /** The prompt as the model server tokenizes it, when a tokenizer plugin (token-producer) produced it. */
   tokenized?: TokenizedPrompt;
 }
+
+/** The data a tokenizer plugin (token-producer) writes: `InferenceRequest.tokenized` (PluginDefinition `produces`). */
+export const TOKENIZED_PROMPT_DATA = 'tokenized-prompt';
 
 /** Token ids of the request's prompt from the model server's tokenizer (llm-d's TokenizedPrompt). */
 export interface TokenizedPrompt {
@@ -126,10 +133,20 @@ export interface DataProducer extends Plugin {
 }
 
 /**
- * Runs before the synchronous producers and may wait (tokenization over HTTP). It must bound its own wait and never
- * reject: on failure it leaves the request as it was and its consumers fall back.
+ * A producer that must wait before it can answer (burst-prefix-cache-producer's batch window). A config with one makes
+ * every request's scheduling asynchronous; it runs after the synchronous producers. It must settle by the time the
+ * signal aborts (the client left); an error is logged and the request is scheduled without its data, as upstream.
  */
 export interface AsyncDataProducer extends Plugin {
+  produceAsync(ctx: SchedulingContext, candidates: readonly Endpoint[], signal: AbortSignal): Promise<void>;
+}
+
+/**
+ * Prepares a parsed request before any producer runs, and may wait (tokenization by the model server, which the
+ * precise prefix producers read). A config with one schedules asynchronously. It must bound its own wait and never
+ * reject: on failure it leaves the request as it was and its consumers fall back.
+ */
+export interface RequestPreparer extends Plugin {
   prepareRequest(request: InferenceRequest, candidates: readonly Endpoint[]): Promise<void>;
 }
 
@@ -166,6 +183,15 @@ export interface ResponseComplete extends Plugin {
   responseComplete(ctx: SchedulingContext, result: SchedulingResult): void;
 }
 
+/**
+ * Adds headers to the response sent to the client when the model server's response headers arrive (llm-d's
+ * ResponseHeaderProcessor, extension point ResponseReceived); a header it sets replaces one of that name from the
+ * model server.
+ */
+export interface ResponseHeaders extends Plugin {
+  responseHeaders(ctx: SchedulingContext, result: SchedulingResult): Array<[string, string]>;
+}
+
 /** Told when an endpoint leaves the pool, to drop per-endpoint state (prefix index entries, LRU positions). */
 export interface EndpointRemoved extends Plugin {
   endpointRemoved(endpointId: string): void;
@@ -173,15 +199,18 @@ export interface EndpointRemoved extends Plugin {
 
 export interface DeciderPlugin extends Plugin, PdDecider {}
 
-export const isFilter = (p: Plugin): p is Filter => typeof (p as Filter).filter === 'function';
-export const isScorer = (p: Plugin): p is Scorer => typeof (p as Scorer).score === 'function';
-export const isPicker = (p: Plugin): p is Picker => typeof (p as Picker).pick === 'function';
-export const isProfileHandler = (p: Plugin): p is ProfileHandler =>
-  typeof (p as ProfileHandler).pickProfiles === 'function' && typeof (p as ProfileHandler).processResults === 'function';
-export const isPreRequest = (p: Plugin): p is PreRequest => typeof (p as PreRequest).preRequest === 'function';
-export const isDataProducer = (p: Plugin): p is DataProducer => typeof (p as DataProducer).produce === 'function';
-export const isResponseComplete = (p: Plugin): p is ResponseComplete => typeof (p as ResponseComplete).responseComplete === 'function';
-export const isEndpointRemoved = (p: Plugin): p is EndpointRemoved => typeof (p as EndpointRemoved).endpointRemoved === 'function';
-export const isAsyncDataProducer = (p: Plugin): p is AsyncDataProducer => typeof (p as AsyncDataProducer).prepareRequest === 'function';
-export const isLifecyclePlugin = (p: Plugin): p is LifecyclePlugin => typeof (p as LifecyclePlugin).start === 'function' && typeof (p as LifecyclePlugin).close === 'function';
-export const isDecider = (p: Plugin): p is DeciderPlugin => typeof (p as DeciderPlugin).decide === 'function';
+export const isFilter = (plugin: Plugin): plugin is Filter => typeof (plugin as Filter).filter === 'function';
+export const isScorer = (plugin: Plugin): plugin is Scorer => typeof (plugin as Scorer).score === 'function';
+export const isPicker = (plugin: Plugin): plugin is Picker => typeof (plugin as Picker).pick === 'function';
+export const isProfileHandler = (plugin: Plugin): plugin is ProfileHandler =>
+  typeof (plugin as ProfileHandler).pickProfiles === 'function' && typeof (plugin as ProfileHandler).processResults === 'function';
+export const isPreRequest = (plugin: Plugin): plugin is PreRequest => typeof (plugin as PreRequest).preRequest === 'function';
+export const isDataProducer = (plugin: Plugin): plugin is DataProducer => typeof (plugin as DataProducer).produce === 'function';
+export const isAsyncDataProducer = (plugin: Plugin): plugin is AsyncDataProducer => typeof (plugin as AsyncDataProducer).produceAsync === 'function';
+export const isResponseComplete = (plugin: Plugin): plugin is ResponseComplete => typeof (plugin as ResponseComplete).responseComplete === 'function';
+export const isResponseHeaders = (plugin: Plugin): plugin is ResponseHeaders => typeof (plugin as ResponseHeaders).responseHeaders === 'function';
+export const isEndpointRemoved = (plugin: Plugin): plugin is EndpointRemoved => typeof (plugin as EndpointRemoved).endpointRemoved === 'function';
+export const isRequestPreparer = (plugin: Plugin): plugin is RequestPreparer => typeof (plugin as RequestPreparer).prepareRequest === 'function';
+export const isLifecyclePlugin = (plugin: Plugin): plugin is LifecyclePlugin =>
+  typeof (plugin as LifecyclePlugin).start === 'function' && typeof (plugin as LifecyclePlugin).close === 'function';
+export const isDecider = (plugin: Plugin): plugin is DeciderPlugin => typeof (plugin as DeciderPlugin).decide === 'function';

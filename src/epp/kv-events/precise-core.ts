@@ -21,7 +21,7 @@
  * - an endpoint leaving the pool: its entries, connection and fallback entries are dropped at once.
  */
 import { BlockKeyHasher, key53 } from '../../common/kv-events/index.js';
-import type { Endpoint, InferenceRequest, PluginRuntime, SchedulingContext, SchedulingResult } from '../framework/types.js';
+import { TOKENIZED_PROMPT_DATA, type Endpoint, type InferenceRequest, type PluginRuntime, type SchedulingContext, type SchedulingResult } from '../framework/types.js';
 import type { PluginFactoryContext } from '../plugins/definition.js';
 import { approxPrefixCacheParams, approxPrefixCacheProducer, type ApproxPrefixCacheProducer } from '../plugins/producer/approx-prefix-cache-producer.js';
 import { prefixStateKey, type PrefixMatchState } from '../prefix/match-state.js';
@@ -203,5 +203,5 @@ export class PreciseCore {
 
 /** Whether the config has a tokenizer plugin that produces token ids (so a precise plugin need not tokenize). */
 export function configHasTokenizer(ctx: PluginFactoryContext): boolean {
-  return ['token-producer', 'tokenizer'].some((t) => ctx.namesOfType(t).some((n) => (ctx.plugin(n) as { tokenizer?: string }).tokenizer !== 'estimate'));
+  return ctx.namesProducing(TOKENIZED_PROMPT_DATA).some((name) => (ctx.plugin(name) as { tokenizer?: string }).tokenizer !== 'estimate');
 }

@@ -9,17 +9,17 @@ export const NO_HISTOGRAM: HistogramChild = { observe() {} };
 export const NO_COUNTER: CounterChild = { inc() {} };
 export const NO_GAUGE: GaugeChild = { inc() {}, dec() {}, set() {} };
 
-export function fanHistogram(a: HistogramChild | undefined, b: HistogramChild | undefined): HistogramChild {
-  if (a && b) return { observe: (v) => (a.observe(v), b.observe(v)) };
-  return a ?? b ?? NO_HISTOGRAM;
+export function fanHistogram(child: HistogramChild | undefined, histogramChild: HistogramChild | undefined): HistogramChild {
+  if (child && histogramChild) return { observe: (value) => (child.observe(value), histogramChild.observe(value)) };
+  return child ?? histogramChild ?? NO_HISTOGRAM;
 }
 
-export function fanCounter(a: CounterChild | undefined, b: CounterChild | undefined): CounterChild {
-  if (a && b) return { inc: (n) => (a.inc(n), b.inc(n)) };
-  return a ?? b ?? NO_COUNTER;
+export function fanCounter(counterChild: CounterChild | undefined, child: CounterChild | undefined): CounterChild {
+  if (counterChild && child) return { inc: (count) => (counterChild.inc(count), child.inc(count)) };
+  return counterChild ?? child ?? NO_COUNTER;
 }
 
-export function fanGauge(a: GaugeChild | undefined, b: GaugeChild | undefined): GaugeChild {
-  if (a && b) return { inc: (n) => (a.inc(n), b.inc(n)), dec: (n) => (a.dec(n), b.dec(n)), set: (v) => (a.set(v), b.set(v)) };
-  return a ?? b ?? NO_GAUGE;
+export function fanGauge(gaugeChild: GaugeChild | undefined, child: GaugeChild | undefined): GaugeChild {
+  if (gaugeChild && child) return { inc: (count) => (gaugeChild.inc(count), child.inc(count)), dec: (count) => (gaugeChild.dec(count), child.dec(count)), set: (value) => (gaugeChild.set(value), child.set(value)) };
+  return gaugeChild ?? child ?? NO_GAUGE;
 }

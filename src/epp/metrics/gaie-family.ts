@@ -6,8 +6,7 @@
  * Only what pd-router can fill is registered. Left out, because pd-router has no such component (upstream without
  * it registers them but never records a sample): the latency predictor's `inference_objective_request_ttft_seconds`,
  * `_tpot_seconds`, `_predicted_*`, `_*_prediction_duration_seconds`, `_slo_violation_total` and
- * `_inference_request_metric`; flow control's `inference_extension_flow_control_*`; the InferenceModelRewrite CRD's
- * `inference_extension_model_rewrite_decisions_total`.
+ * `_inference_request_metric`; flow control's `inference_extension_flow_control_*`.
  */
 import type { Registry } from 'prom-client';
 import { BoundCounter, BoundGauge, BoundHistogram } from '../../common/index.js';
@@ -34,6 +33,7 @@ export class GaieFamily {
   readonly prefixIndexerHitRatio: BoundHistogram<never>;
   readonly prefixIndexerHitBytes: BoundHistogram<never>;
   readonly info: BoundGauge<'commit' | 'build_ref'>;
+  readonly modelRewriteDecisions: BoundCounter<'model_rewrite_name' | 'model_name' | 'target_model'>;
   /** llm-d-inference-scheduler v0.7.1 `pkg/metrics`. */
   readonly disaggDecision: BoundCounter<'model_name' | 'decision_type'>;
   readonly pdDecision: BoundCounter<'model_name' | 'decision_type'>;
@@ -69,6 +69,7 @@ export class GaieFamily {
     this.prefixIndexerHitRatio = hist(`${X}prefix_indexer_hit_ratio`, 'Ratio of prefix length matched to total prefix length in the cache lookup.', [], HIT_RATIO);
     this.prefixIndexerHitBytes = hist(`${X}prefix_indexer_hit_bytes`, 'Length of the prefix match in number of bytes in the cache lookup.', [], HIT_BYTES);
     this.info = new BoundGauge({ name: `${X}info`, help: help('General information of the current build of Inference Extension.'), labelNames: ['commit', 'build_ref'], registers });
+    this.modelRewriteDecisions = new BoundCounter({ name: `${X}model_rewrite_decisions_total`, help: help('Total number of inference model rewrite decisions.'), labelNames: ['model_rewrite_name', 'model_name', 'target_model'], registers });
 
     this.disaggDecision = new BoundCounter({ name: 'llm_d_inference_scheduler_disagg_decision_total', help: help('Total number of disaggregation routing decisions made'), labelNames: ['model_name', 'decision_type'], registers });
     this.pdDecision = new BoundCounter({ name: 'llm_d_inference_scheduler_pd_decision_total', help: help('Total number of P/D disaggregation decisions made'), labelNames: ['model_name', 'decision_type'], registers });

@@ -4,7 +4,7 @@
  * their help, types, label names and buckets.
  *
  * Not registered (pd-router has no such component or measurement): flow control, predicted latency, multimodal
- * encoder cache, program-aware fairness, model rewrite, plugin data-scope violations, embedded KV-cache metrics,
+ * encoder cache, program-aware fairness, plugin data-scope violations, embedded KV-cache metrics,
  * `request_streaming_itl_seconds` and `response_processing_duration_seconds`.
  */
 import type { Registry } from 'prom-client';
@@ -58,6 +58,7 @@ export class LlmdFamily {
   readonly streamsInflight: BoundGauge<never>;
   readonly streamDuration: BoundHistogram<never>;
   readonly streamsTotal: BoundCounter<'code'>;
+  readonly modelRewriteDecisions: BoundCounter<'model_rewrite_name' | 'model_name' | 'target_model'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -107,5 +108,6 @@ export class LlmdFamily {
     this.streamsInflight = new BoundGauge({ name: `${P}extproc_streams_inflight`, help: help('Number of ext_proc gRPC streams currently open.'), labelNames: [], registers });
     this.streamDuration = new BoundHistogram({ name: `${P}extproc_stream_duration_seconds`, help: help('Duration an ext_proc gRPC stream stays open, in seconds.'), labelNames: [], buckets: EXTPROC_STREAM, registers });
     this.streamsTotal = counter('extproc_streams_total', 'Total ext_proc gRPC streams completed, by gRPC status code.', ['code']);
+    this.modelRewriteDecisions = counter('model_rewrite_decisions_total', 'Total number of inference model rewrite decisions.', ['model_rewrite_name', 'model_name', 'target_model']);
   }
 }

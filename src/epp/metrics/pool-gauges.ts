@@ -23,9 +23,9 @@ export interface PoolEndpoint {
 
 export type PoolSnapshot = () => readonly PoolEndpoint[];
 
-const round2 = (x: number) => Math.round(x * 100) / 100;
+const round2 = (value: number) => Math.round(value * 100) / 100;
 
-function summary(fresh: readonly PoolEndpoint[], pick: (e: PoolEndpoint) => number): { mean: number; std: number } {
+function summary(fresh: readonly PoolEndpoint[], pick: (poolEndpoint: PoolEndpoint) => number): { mean: number; std: number } {
   const n = fresh.length;
   let sum = 0;
   for (const e of fresh) sum += pick(e);
@@ -62,35 +62,35 @@ function perEndpointGauge(registry: Registry, poolName: string, name: string, he
   });
 }
 
-const freshOf = (snapshot: PoolSnapshot) => () => snapshot().filter((e) => e.fresh);
+const freshOf = (snapshot: PoolSnapshot) => () => snapshot().filter((poolEndpoint) => poolEndpoint.fresh);
 
 export function registerGaiePoolGauges(registry: Registry, poolName: string, snapshot: PoolSnapshot): void {
   const fresh = freshOf(snapshot);
-  const mean = (pick: (e: PoolEndpoint) => number, integer: boolean) => () => {
+  const mean = (pick: (poolEndpoint: PoolEndpoint) => number, integer: boolean) => () => {
     const f = fresh();
     if (f.length === 0) return undefined;
-    const total = f.reduce((s, e) => s + pick(e), 0);
+    const total = f.reduce((acc, poolEndpoint) => acc + pick(poolEndpoint), 0);
     return integer ? Math.trunc(total / f.length) : total / f.length;
   };
-  poolGauge(registry, poolName, 'inference_pool_average_kv_cache_utilization', '[ALPHA] The average kv cache utilization for an inference server pool.', mean((e) => e.kv, false));
-  poolGauge(registry, poolName, 'inference_pool_average_queue_size', '[ALPHA] The average number of requests pending in the model server queue.', mean((e) => e.waiting, true));
+  poolGauge(registry, poolName, 'inference_pool_average_kv_cache_utilization', '[ALPHA] The average kv cache utilization for an inference server pool.', mean((poolEndpoint) => poolEndpoint.kv, false));
+  poolGauge(registry, poolName, 'inference_pool_average_queue_size', '[ALPHA] The average number of requests pending in the model server queue.', mean((poolEndpoint) => poolEndpoint.waiting, true));
   poolGauge(registry, poolName, 'inference_pool_ready_pods', '[ALPHA] The number of ready pods in the inference server pool.', () => fresh().length);
   perEndpointGauge(registry, poolName, 'inference_pool_per_pod_queue_size', '[ALPHA] The total number of requests pending in the model server queue for each underlying pod.', 'model_server_pod', snapshot);
 }
 
 export function registerLlmdPoolGauges(registry: Registry, poolName: string, snapshot: PoolSnapshot): void {
   const fresh = freshOf(snapshot);
-  const stat = (pick: (e: PoolEndpoint) => number, which: 'mean' | 'std') => () => {
+  const stat = (pick: (poolEndpoint: PoolEndpoint) => number, which: 'mean' | 'std') => () => {
     const f = fresh();
     return f.length === 0 ? undefined : summary(f, pick)[which];
   };
   const P = 'llm_d_epp_';
-  poolGauge(registry, poolName, `${P}average_kv_cache_utilization`, '[ALPHA] The average kv cache utilization for an inference server pool.', stat((e) => e.kv, 'mean'));
-  poolGauge(registry, poolName, `${P}average_queue_size`, '[ALPHA] The average number of requests pending in the model server queue.', stat((e) => e.waiting, 'mean'));
-  poolGauge(registry, poolName, `${P}average_running_requests`, '[ALPHA] The average number of running requests across model servers in the pool.', stat((e) => e.running, 'mean'));
-  poolGauge(registry, poolName, `${P}std_dev_kv_cache_utilization`, '[ALPHA] The standard deviation kv cache utilization for an inference server pool.', stat((e) => e.kv, 'std'));
-  poolGauge(registry, poolName, `${P}std_dev_queue_size`, '[ALPHA] The standard deviation number of requests pending in the model server queue.', stat((e) => e.waiting, 'std'));
-  poolGauge(registry, poolName, `${P}std_dev_running_requests`, '[ALPHA] The standard deviation number of running requests across model servers in the pool.', stat((e) => e.running, 'std'));
+  poolGauge(registry, poolName, `${P}average_kv_cache_utilization`, '[ALPHA] The average kv cache utilization for an inference server pool.', stat((poolEndpoint) => poolEndpoint.kv, 'mean'));
+  poolGauge(registry, poolName, `${P}average_queue_size`, '[ALPHA] The average number of requests pending in the model server queue.', stat((poolEndpoint) => poolEndpoint.waiting, 'mean'));
+  poolGauge(registry, poolName, `${P}average_running_requests`, '[ALPHA] The average number of running requests across model servers in the pool.', stat((poolEndpoint) => poolEndpoint.running, 'mean'));
+  poolGauge(registry, poolName, `${P}std_dev_kv_cache_utilization`, '[ALPHA] The standard deviation kv cache utilization for an inference server pool.', stat((poolEndpoint) => poolEndpoint.kv, 'std'));
+  poolGauge(registry, poolName, `${P}std_dev_queue_size`, '[ALPHA] The standard deviation number of requests pending in the model server queue.', stat((poolEndpoint) => poolEndpoint.waiting, 'std'));
+  poolGauge(registry, poolName, `${P}std_dev_running_requests`, '[ALPHA] The standard deviation number of running requests across model servers in the pool.', stat((poolEndpoint) => poolEndpoint.running, 'std'));
   poolGauge(registry, poolName, `${P}ready_endpoints`, '[ALPHA] The number of ready endpoints in the inference server pool.', () => fresh().length);
   perEndpointGauge(registry, poolName, `${P}per_endpoint_queue_size`, '[ALPHA] The total number of requests pending in the model server queue for each underlying endpoint.', 'model_server_endpoint', snapshot);
 }

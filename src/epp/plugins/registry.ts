@@ -5,37 +5,50 @@
  * UNSUPPORTED_UPSTREAM_TYPES, so a config naming one fails at load saying so.
  */
 import { alwaysDisaggMultimodalDecider, alwaysDisaggPdDecider, costBasedPdDecider, prefixBasedPdDecider, type DeciderDefinition } from '../../decider/index.js';
-import { definePlugin, type PluginDefinition } from './definition.js';
+import { definePlugin, kindsOf, type PluginDefinition } from './definition.js';
 import { byLabelFilter } from './filter/by-label.js';
 import { decodeFilter } from './filter/decode-filter.js';
 import { encodeFilter } from './filter/encode-filter.js';
+import { endpointAttributeFilter } from './filter/endpoint-attribute-filter.js';
 import { labelSelectorFilter } from './filter/label-selector-filter.js';
 import { concurrencyDetector, utilizationDetector } from './flow-control/saturation-detectors.js';
-import { FLOW_CONTROL_POLICIES } from './flow-control/policies.js';
+import { DEFAULT_FAIRNESS_POLICY, DEFAULT_ORDERING_POLICY, DEFAULT_USAGE_LIMIT_POLICY, FLOW_CONTROL_POLICIES } from './flow-control/policies.js';
 import { prefillFilter } from './filter/prefill-filter.js';
+import { sessionAffinityFilter } from './filter/session-affinity-filter.js';
+import { topologyAffinityFilter } from './filter/topology-affinity-filter.js';
 import { maxScorePicker } from './picker/max-score-picker.js';
 import { randomPicker } from './picker/random-picker.js';
 import { weightedRandomPicker } from './picker/weighted-random-picker.js';
 import { dataParallelProfileHandler } from './profile-handler/data-parallel-profile-handler.js';
 import { disaggHeadersHandler } from './profile-handler/disagg-headers-handler.js';
 import { disaggProfileHandler } from './profile-handler/disagg-profile-handler.js';
+import { headerProfileHandler } from './profile-handler/header-profile-handler.js';
 import { pdProfileHandler } from './profile-handler/pd-profile-handler.js';
 import { singleProfileHandler } from './profile-handler/single-profile-handler.js';
 import { approxPrefixCacheProducer } from './producer/approx-prefix-cache-producer.js';
+import { burstPrefixCacheProducer } from './producer/burst-prefix-cache-producer.js';
 import { precisePrefixCacheProducer } from './producer/precise-prefix-cache-producer.js';
-import { precisePrefixCacheScorer } from './scorer/precise-prefix-cache-scorer.js';
-import { endpointNotificationSource } from './datalayer/endpoint-notification-source.js';
+import { sessionIdProducer } from './producer/session-id-producer.js';
 import { activeRequestScorer } from './scorer/active-request-scorer.js';
+import { contextLengthAware } from './scorer/context-length-aware.js';
+import { endpointAttributeScorer } from './scorer/endpoint-attribute-scorer.js';
 import { kvCacheUtilizationScorer } from './scorer/kv-cache-utilization-scorer.js';
 import { loadAwareScorer } from './scorer/load-aware-scorer.js';
+import { loraAffinityScorer } from './scorer/lora-affinity-scorer.js';
 import { noHitLruScorer } from './scorer/no-hit-lru-scorer.js';
+import { precisePrefixCacheScorer } from './scorer/precise-prefix-cache-scorer.js';
 import { prefixCacheScorer } from './scorer/prefix-cache-scorer.js';
 import { queueScorer } from './scorer/queue-scorer.js';
 import { runningRequestsSizeScorer } from './scorer/running-requests-size-scorer.js';
+import { sessionAffinityScorer } from './scorer/session-affinity-scorer.js';
+import { topologyAffinityScorer } from './scorer/topology-affinity-scorer.js';
 import { coreMetricsExtractor } from './datalayer/core-metrics-extractor.js';
+import { endpointNotificationSource } from './datalayer/endpoint-notification-source.js';
 import { fileDiscovery } from './datalayer/file-discovery.js';
 import { metricsDataSource } from './datalayer/metrics-data-source.js';
+import { modelsDataExtractor, modelsDataSource } from './datalayer/models-data-source.js';
 import { tokenProducer } from './datalayer/token-producer.js';
+import { topologyExtractor } from './datalayer/topology-extractor.js';
 import { anthropicParser } from './parser/anthropic-parser.js';
 import { openaiParser } from './parser/openai-parser.js';
 import { passthroughParser } from './parser/passthrough-parser.js';
@@ -47,8 +60,8 @@ function alias(def: PluginDefinition, current: string): PluginDefinition {
 }
 
 /** A decider from src/decider as an EPP plugin. */
-function deciderPlugin(d: DeciderDefinition): PluginDefinition {
-  return definePlugin({ kind: 'decider', description: d.description, params: d.params, create: (ctx, params) => d.create(ctx.type, ctx.name, params) });
+function deciderPlugin(definition: DeciderDefinition): PluginDefinition {
+  return definePlugin({ kind: 'decider', description: definition.description, params: definition.params, create: (ctx, params) => definition.create(ctx.type, ctx.name, params) });
 }
 
 export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
@@ -59,6 +72,9 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'label-selector-filter': labelSelectorFilter,
   'by-label-selector': alias(labelSelectorFilter, 'label-selector-filter'),
   'by-label': byLabelFilter,
+  'topology-affinity-filter': topologyAffinityFilter,
+  'endpoint-attribute-filter': endpointAttributeFilter,
+  'session-affinity-filter': sessionAffinityFilter,
   // scorers
   'queue-scorer': queueScorer,
   'running-requests-size-scorer': runningRequestsSizeScorer,
@@ -68,6 +84,11 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'no-hit-lru-scorer': noHitLruScorer,
   'prefix-cache-scorer': prefixCacheScorer,
   'precise-prefix-cache-scorer': precisePrefixCacheScorer,
+  'topology-affinity-scorer': topologyAffinityScorer,
+  'endpoint-attribute-scorer': endpointAttributeScorer,
+  'lora-affinity-scorer': loraAffinityScorer,
+  'context-length-aware': contextLengthAware,
+  'session-affinity-scorer': sessionAffinityScorer,
   // pickers
   'max-score-picker': maxScorePicker,
   'random-picker': randomPicker,
@@ -77,6 +98,7 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'disagg-profile-handler': disaggProfileHandler,
   'pd-profile-handler': pdProfileHandler,
   'data-parallel-profile-handler': dataParallelProfileHandler,
+  'header-profile-handler': headerProfileHandler,
   'disagg-headers-handler': disaggHeadersHandler,
   'prefill-header-handler': alias(disaggHeadersHandler, 'disagg-profile-handler'),
   // deciders (src/decider)
@@ -88,7 +110,9 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   // data producers
   'approx-prefix-cache-producer': approxPrefixCacheProducer,
   'precise-prefix-cache-producer': precisePrefixCacheProducer,
+  'burst-prefix-cache-producer': burstPrefixCacheProducer,
   'token-producer': tokenProducer,
+  'session-id-producer': sessionIdProducer,
   tokenizer: alias(tokenProducer, 'token-producer'),
   // data layer
   'file-discovery': fileDiscovery,
@@ -96,6 +120,10 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'endpoint-notification-source': endpointNotificationSource,
   'core-metrics-extractor': coreMetricsExtractor,
   'model-server-protocol-metrics': alias(coreMetricsExtractor, 'core-metrics-extractor'),
+  'topology-extractor': topologyExtractor,
+  'models-data-source': modelsDataSource,
+  'models-data-extractor': modelsDataExtractor,
+  'model-server-protocol-models': alias(modelsDataExtractor, 'models-data-extractor'),
   // request parsers
   'openai-parser': openaiParser,
   'anthropic-parser': anthropicParser,
@@ -107,31 +135,41 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   ...FLOW_CONTROL_POLICIES,
 };
 
+/**
+ * The plugins the loader adds where a config leaves a slot empty, as llm-d's loader does (`loader/defaults.go`):
+ * a profile's picker, the handler of a single profile, the request parsers, the metrics source (unless
+ * `dataLayer.injectDefaults: false`) and the saturation detector. Producers of required data are found by their
+ * `produces` declaration instead.
+ */
+export const LOADER_DEFAULTS = {
+  picker: 'max-score-picker',
+  profileHandler: 'single-profile-handler',
+  parsers: ['openai-parser', 'anthropic-parser', 'vllmhttp-parser', 'passthrough-parser'],
+  metricsSource: 'metrics-data-source',
+  saturationDetector: 'utilization-detector',
+  /** Upstream's default flow-control policies, which a reference may name without configuring them. */
+  flowControlPolicies: [DEFAULT_FAIRNESS_POLICY, DEFAULT_ORDERING_POLICY, DEFAULT_USAGE_LIMIT_POLICY],
+} as const;
+
+/**
+ * The registry's producer of `data`: the first type that declares it produces it, an alias never, nor a scorer that
+ * also produces (v0.7.1's precise-prefix-cache-scorer, which needs KV events to be of use).
+ */
+export function producerTypeOf(registry: Readonly<Record<string, PluginDefinition>>, data: string): string | undefined {
+  return Object.entries(registry).find(([, def]) => !def.deprecatedFor && def.produces?.includes(data) && !kindsOf(def).includes('scorer'))?.[0];
+}
+
 /** Upstream plugin types pd-router does not implement, with the reason; named in the load error. */
 export const UNSUPPORTED_UPSTREAM_TYPES: Readonly<Record<string, string>> = {
-  'burst-prefix-cache-producer': 'burst co-location of prompt-sharing requests is not implemented',
   'p2p-source-producer': 'peer-to-peer KV-cache sources are not implemented',
   'mm-embeddings-cache-producer': 'multimodal embedding-cache affinity is not implemented',
   'mm-embeddings-cache-scorer': 'multimodal embedding-cache affinity is not implemented',
-  'session-affinity-scorer': 'session affinity is not implemented',
-  'session-affinity-filter': 'session affinity is not implemented',
-  'session-id-producer': 'session affinity is not implemented',
-  'lora-affinity-scorer': 'LoRA scheduling is not implemented',
   'token-load-scorer': 'token-load scoring (inflight-load-producer) is not implemented',
   'inflight-load-producer': 'active-request-scorer counts the requests this EPP routed itself; there is no separate producer',
-  'context-length-aware': 'context-length-aware routing is not implemented',
   'header-label-affinity-scorer': 'header-to-label affinity is not implemented',
-  'header-profile-handler': 'header-selected profiles are not implemented',
-  'topology-extractor': 'topology-aware placement is not implemented',
-  'topology-affinity-filter': 'topology-aware placement is not implemented',
-  'topology-affinity-scorer': 'topology-aware placement is not implemented',
   'utilization-filter': 'not implemented; utilization-detector, listed in a profile, filters on the same thresholds',
-  'endpoint-attribute-filter': 'endpoint attributes from extra data sources are not implemented',
-  'endpoint-attribute-scorer': 'endpoint attributes from extra data sources are not implemented',
   'dcgm-data-source': 'GPU metrics from DCGM are not collected',
   'dcgm-extractor': 'GPU metrics from DCGM are not collected',
-  'models-data-source': 'the models data source is not implemented',
-  'models-data-extractor': 'the models data source is not implemented',
   'k8s-notification-source': 'Kubernetes notification data sources are not implemented',
   'predicted-latency-producer': 'latency prediction is not implemented',
   'predicted-latency-scorer': 'latency prediction is not implemented',

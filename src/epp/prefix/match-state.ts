@@ -16,11 +16,12 @@ export interface PrefixMatchState {
 }
 
 export const APPROX_PREFIX_PRODUCER_TYPE = 'approx-prefix-cache-producer';
-export const PRECISE_PREFIX_PRODUCER_TYPE = 'precise-prefix-cache-producer';
-/** llm-d v0.7.1's precise scorer, which produces match info too. */
-export const PRECISE_PREFIX_SCORER_TYPE = 'precise-prefix-cache-scorer';
-/** Plugin types that leave prefix match info for consumers. */
-export const PREFIX_PRODUCER_TYPES: ReadonlySet<string> = new Set([APPROX_PREFIX_PRODUCER_TYPE, PRECISE_PREFIX_PRODUCER_TYPE, PRECISE_PREFIX_SCORER_TYPE]);
+
+/**
+ * The data a prefix-match producer writes (approx-, burst- and precise-prefix-cache-producer, v0.7.1's
+ * precise-prefix-cache-scorer) and its consumers require (PluginDefinition `produces` / `requires`).
+ */
+export const PREFIX_MATCH_DATA = 'prefix-match';
 
 export function prefixStateKey(producerName: string): string {
   return `prefix-match/${producerName}`;

@@ -84,11 +84,11 @@ export class PrefixIndex {
     if (h.length === 1) this.byKey.set(key, h[0]!);
   }
 
-  private evictOldest(e: EndpointEntries): void {
-    const oldest = e.lru.keys().next().value as number;
-    e.lru.delete(oldest);
+  private evictOldest(endpointEntries: EndpointEntries): void {
+    const oldest = endpointEntries.lru.keys().next().value as number;
+    endpointEntries.lru.delete(oldest);
     this.entries--;
-    this.release(oldest, e.slot);
+    this.release(oldest, endpointEntries.slot);
   }
 
   /** Forgets an endpoint (it left the pool). */

@@ -6,7 +6,7 @@
 import type { HistogramChild } from '../../common/index.js';
 import type { Plugin } from '../framework/types.js';
 
-export type ExtensionPoint = 'ProfilePicker' | 'Filter' | 'Scorer' | 'Picker' | 'ProcessProfilesResults' | 'PreRequest' | 'DataProducer' | 'ResponseComplete';
+export type ExtensionPoint = 'ProfilePicker' | 'Filter' | 'Scorer' | 'Picker' | 'ProcessProfilesResults' | 'PreRequest' | 'DataProducer' | 'ResponseReceived' | 'ResponseComplete';
 
 export class PluginTimer {
   private readonly children = new Map<Plugin, Map<ExtensionPoint, HistogramChild>>();

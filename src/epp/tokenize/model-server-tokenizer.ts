@@ -20,6 +20,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Agent, request as httpRequest } from 'undici';
+import { isObject, type JsonObject } from '../../common/json.js';
 import type { Endpoint, InferenceRequest } from '../framework/types.js';
 
 export type TokenizeFailure = 'timeout' | 'connection' | 'status' | 'invalid' | 'unsupported' | 'backoff' | 'no-target';
@@ -97,12 +98,12 @@ function tokenArray(v: unknown): Uint32Array {
 }
 
 /** The fields of a request body its rendered token ids depend on. */
-function promptFields(body: Record<string, unknown>, chat: boolean): unknown[] {
+function promptFields(body: JsonObject, chat: boolean): unknown[] {
   if (!chat) return [body.model, body.prompt, body.add_special_tokens];
   return [body.model, body.messages, body.tools, body.documents, body.chat_template, body.chat_template_kwargs, body.add_generation_prompt, body.continue_final_message, body.add_special_tokens];
 }
 
-const hasContentParts = (messages: unknown) => Array.isArray(messages) && messages.some((m) => typeof m === 'object' && m !== null && Array.isArray((m as { content?: unknown }).content));
+const hasContentParts = (messages: unknown) => Array.isArray(messages) && messages.some((message) => isObject(message) && Array.isArray(message.content));
 
 export class ModelServerTokenizer {
   private readonly agent = new Agent({ connections: 16, keepAliveTimeout: 30_000, pipelining: 1 });
@@ -165,7 +166,7 @@ export class ModelServerTokenizer {
     return `http://${e.hostPort}`;
   }
 
-  private async viaTokenize(base: string, chat: boolean, body: Record<string, unknown>, timeoutMs: number): Promise<Uint32Array> {
+  private async viaTokenize(base: string, chat: boolean, body: JsonObject, timeoutMs: number): Promise<Uint32Array> {
     const req = chat ? { model: body.model, messages: body.messages, add_generation_prompt: body.add_generation_prompt ?? true } : { model: body.model, prompt: body.prompt };
     const r = await this.post(base, '/tokenize', req, timeoutMs);
     if (r === 'not-found') throw new Failure('status', `${base}/tokenize answered 404`);

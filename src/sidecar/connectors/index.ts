@@ -1,10 +1,9 @@
+/** The P/D protocols by their --kv-connector name. */
 import type { SidecarConfig } from '../options.js';
-import type { Connector } from './context.js';
+import type { Connector } from '../pd-context.js';
 import { nixlv2Connector } from './nixlv2.js';
 import { sglangConnector } from './sglang.js';
 import { sharedStorageConnector } from './shared-storage.js';
-
-export type { Connector, PdContext } from './context.js';
 
 /** Connectors by their --kv-connector name. */
 export const CONNECTOR_REGISTRY: Readonly<Record<SidecarConfig['kvConnector'], Connector>> = {

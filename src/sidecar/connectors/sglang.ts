@@ -8,10 +8,11 @@
  * event if the stream had started); a failed decode or a client that leaves stops the prefill leg.
  */
 import { randomInt } from 'node:crypto';
-import { LegStopped } from '../errors.js';
-import { Cancellation } from '../../common/upstream-leg.js';
+import { Cancellation, LegStopped } from '../../common/upstream-leg.js';
 import { sglangBody } from '../request-bodies.js';
-import { prefillRequest, runDecode, timedPrefill, type Connector } from './context.js';
+import { runDecode } from '../decode.js';
+import { prefillRequest, timedPrefill } from '../legs.js';
+import type { Connector } from '../pd-context.js';
 
 /** A random room id below 2^53, so it survives JSON number handling on every side. */
 export function bootstrapRoom(): number {
@@ -37,13 +38,13 @@ export const sglangConnector: Connector = {
         maxRetries: 0,
         retryTransportErrors: false,
       }),
-    ).then((r) => {
-      if (r.kind !== 'ok' && r.kind !== 'aborted') {
-        const detail = r.kind === 'http_error' ? `the prefiller answered ${r.status}: ${r.body.toString('utf8').slice(0, 200)}` : r.message;
-        ctx.logger.warn({ prefiller: ctx.target.hostPort, kind: r.kind, detail: r.kind === 'connect_error' ? r.detail : detail }, 'sglang prefill failed; stopping the decode leg');
-        stopDecode.abort(new LegStopped(r.kind === 'timeout' ? 'prefill_timeout' : 'peer_failed', `prefill failed: ${detail}`));
+    ).then((outcome) => {
+      if (outcome.kind !== 'ok' && outcome.kind !== 'aborted') {
+        const detail = outcome.kind === 'http_error' ? `the prefiller answered ${outcome.status}: ${outcome.body.toString('utf8').slice(0, 200)}` : outcome.message;
+        ctx.logger.warn({ prefiller: ctx.target.hostPort, kind: outcome.kind, detail: outcome.kind === 'connect_error' ? outcome.detail : detail }, 'sglang prefill failed; stopping the decode leg');
+        stopDecode.abort(new LegStopped(outcome.kind === 'timeout' ? 'prefill_timeout' : 'peer_failed', `prefill failed: ${detail}`));
       }
-      return r;
+      return outcome;
     });
     ctx.metrics.modes.inc({ connector: 'sglang', mode: 'disaggregated' });
     // Prefill time overlaps decode here; the TTFT split counts it inside the decode wait.

@@ -5,12 +5,14 @@
  * max_completion_tokens 1 and cache_hit_threshold 0, its answer discarded once successful; then the decode leg is the
  * client's body with cache_hit_threshold 0. No kv_transfer_params: the KV cache travels through storage.
  */
-import { LegStopped } from '../errors.js';
 import type { Outcome } from '../metrics.js';
 import { sharedStoragePrefillBody } from '../request-bodies.js';
-import { UpstreamLeg } from '../../common/upstream-leg.js';
-import { answerLegFailure, decodeRequest, prefillRequest, runDecode, timedPrefill, type Connector, type PdContext } from './context.js';
-import { afterPrefillFailure } from './nixlv2.js';
+import { LegStopped, UpstreamLeg } from '../../common/upstream-leg.js';
+import { relayDecode, runDecode } from '../decode.js';
+import { answerLegFailure } from '../failures.js';
+import { decodeRequest, prefillRequest, timedPrefill } from '../legs.js';
+import type { Connector, PdContext } from '../pd-context.js';
+import { afterPrefillFailure } from '../prefill-fallback.js';
 
 const CACHE_THRESHOLD = /"finish_reason"\s*:\s*"cache_threshold"/;
 
@@ -53,7 +55,7 @@ async function decodeFirst(ctx: PdContext): Promise<Outcome | undefined> {
     return undefined;
   }
   ctx.metrics.modes.inc({ connector: 'shared-storage', mode: 'local' });
-  return runDecode(ctx, { body: '', mode: 'local', leg, prefix: seen });
+  return relayDecode(ctx, leg, { mode: 'local', prefix: seen });
 }
 
 export const sharedStorageConnector: Connector = {

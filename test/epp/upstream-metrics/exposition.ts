@@ -23,8 +23,8 @@ export function upstreamReference(file: 'gaie-v1.4.0.json' | 'llm-d-router-ebab6
   return JSON.parse(readFileSync(path.join(ROOT, 'test/epp/upstream-metrics', file), 'utf8')) as FamilySchema[];
 }
 
-function unescapeHelp(s: string): string {
-  return s.replace(/\\(n|\\)/g, (_m, c: string) => (c === 'n' ? '\n' : '\\'));
+function unescapeHelp(text: string): string {
+  return text.replace(/\\(n|\\)/g, (_message, config: string) => (config === 'n' ? '\n' : '\\'));
 }
 
 /** Families with at least one sample, by name. */
@@ -65,7 +65,7 @@ export function familiesOf(text: string): Map<string, FamilySchema & { samples: 
   }
   for (const f of out.values()) {
     f.labels = [...f.labelSet].sort();
-    f.buckets?.sort((a, b) => a - b);
+    f.buckets?.sort((left, right) => left - right);
     delete (f as Partial<typeof f>).labelSet;
   }
   return out;

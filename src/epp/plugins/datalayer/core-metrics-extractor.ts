@@ -11,22 +11,27 @@
  *   `kvUsageSpec`, `cacheInfoSpec` (+ `cacheBlockSizeLabelName` = block_size, `cacheNumBlocksLabelName` =
  *   num_gpu_blocks), `cacheBlockSizeSpec`, `cacheNumBlocksSpec`: PromQL-style selectors `name{label=value}`; an empty
  *   spec is not read. A replaced built-in keeps pd-router's extra decider reads (vLLM histograms and counters).
- *   `loraSpec` and `customMetrics` ([{attributeKey, metricSpec}]) are validated as upstream but read by nothing in
- *   pd-router (no LoRA scheduling, no endpoint-attribute plugins): setting them logs a load warning.
+ *   `loraSpec`: the LoRA info gauge (built-in vllm: `vllm:lora_requests_info`), read by `lora-affinity-scorer`.
+ *   `customMetrics` ([{attributeKey, metricSpec}]): scalars published as endpoint attributes under the producer
+ *   `core-metrics-extractor`, read by `endpoint-attribute-filter` and `endpoint-attribute-scorer`.
  */
 import { z } from 'zod';
 import { ENGINES, ENGINE_LABELS, EngineRegistry, parseMetricSpec, type EngineMetricNames, type MetricSpec } from '../../datalayer/engine-metrics.js';
 import type { Plugin } from '../../framework/types.js';
 import { definePlugin } from '../definition.js';
 
+export const CORE_METRICS_EXTRACTOR_TYPE = 'core-metrics-extractor';
+/** Numeric endpoint attributes (engineConfigs customMetrics), read by the endpoint-attribute plugins. */
+export const ENDPOINT_ATTRIBUTE_DATA = 'endpoint-attributes';
+
 export interface MetricsExtractor extends Plugin {
   readonly extractor: true;
   readonly engines: EngineRegistry;
 }
 
-const metricSpec = z.string().transform((s, ctx): MetricSpec | undefined => {
+const metricSpec = z.string().transform((text, ctx): MetricSpec | undefined => {
   try {
-    return parseMetricSpec(s);
+    return parseMetricSpec(text);
   } catch (e) {
     ctx.addIssue({ code: 'custom', message: (e as Error).message });
     return z.NEVER;
@@ -35,7 +40,7 @@ const metricSpec = z.string().transform((s, ctx): MetricSpec | undefined => {
 
 const engineConfig = z
   .object({
-    name: z.string().min(1, 'engine config name cannot be empty').refine((n) => n !== 'default', 'engine config name cannot be "default" (reserved)'),
+    name: z.string().min(1, 'engine config name cannot be empty').refine((count) => count !== 'default', 'engine config name cannot be "default" (reserved)'),
     queuedRequestsSpec: metricSpec.optional(),
     runningRequestsSpec: metricSpec.optional(),
     kvUsageSpec: metricSpec.optional(),
@@ -69,39 +74,40 @@ const params = z
   })
   .strict();
 
-function engineOf(c: EngineConfig): EngineMetricNames {
-  const builtIn = ENGINES[c.name];
-  const one = (s: MetricSpec | undefined) => (s ? [s] : []);
+function engineOf(config: EngineConfig): EngineMetricNames {
+  const builtIn = ENGINES[config.name];
+  const one = (metricSpec: MetricSpec | undefined) => (metricSpec ? [metricSpec] : []);
   return {
-    waiting: one(c.queuedRequestsSpec),
-    running: one(c.runningRequestsSpec),
-    kvUsage: one(c.kvUsageSpec),
-    cacheConfig: c.cacheInfoSpec
-      ? { spec: c.cacheInfoSpec, blockSizeLabel: c.cacheBlockSizeLabelName || 'block_size', numBlocksLabel: c.cacheNumBlocksLabelName || 'num_gpu_blocks' }
+    waiting: one(config.queuedRequestsSpec),
+    running: one(config.runningRequestsSpec),
+    kvUsage: one(config.kvUsageSpec),
+    cacheConfig: config.cacheInfoSpec
+      ? { spec: config.cacheInfoSpec, blockSizeLabel: config.cacheBlockSizeLabelName || 'block_size', numBlocksLabel: config.cacheNumBlocksLabelName || 'num_gpu_blocks' }
       : undefined,
-    cacheBlockSize: c.cacheBlockSizeSpec,
-    cacheNumBlocks: c.cacheNumBlocksSpec,
+    cacheBlockSize: config.cacheBlockSizeSpec,
+    cacheNumBlocks: config.cacheNumBlocksSpec,
+    lora: config.loraSpec,
+    custom: config.customMetrics.map((metric) => ({ attributeKey: metric.attributeKey, spec: metric.metricSpec! })),
     histograms: builtIn?.histograms ?? {},
     counters: builtIn?.counters ?? {},
   };
 }
 
 export const coreMetricsExtractor = definePlugin({
-  kind: 'datalayer',
+  kind: 'metrics-extractor',
+  produces: [ENDPOINT_ATTRIBUTE_DATA],
   description: 'Extracts queue, running, KV usage and cache config from scraped metrics, per engine.',
   params,
-  create: (ctx, p): MetricsExtractor => {
+  create: (ctx, params): MetricsExtractor => {
     const engines: Record<string, EngineMetricNames> = { ...ENGINES };
     const seen = new Set<string>();
-    for (const c of p.engineConfigs) {
+    for (const c of params.engineConfigs) {
       if (seen.has(c.name)) throw new Error(`engineConfigs: engine "${c.name}" is defined twice`);
       seen.add(c.name);
       engines[c.name] = engineOf(c);
-      if (c.loraSpec) ctx.warn(`engineConfigs "${c.name}": loraSpec is not read (pd-router has no LoRA scheduling)`);
-      if (c.customMetrics.length > 0) ctx.warn(`engineConfigs "${c.name}": customMetrics ${c.customMetrics.map((m) => m.attributeKey).join(', ')} are not read (no pd-router plugin consumes endpoint attributes)`);
     }
-    const labelKeys = p.engineLabelKey && p.engineLabelKey !== ENGINE_LABELS[0] ? [p.engineLabelKey] : ENGINE_LABELS;
-    const defaultEngine = p.defaultEngine || 'vllm';
+    const labelKeys = params.engineLabelKey && params.engineLabelKey !== ENGINE_LABELS[0] ? [params.engineLabelKey] : ENGINE_LABELS;
+    const defaultEngine = params.defaultEngine || 'vllm';
     if (!engines[defaultEngine]) throw new Error(`parameter "defaultEngine": "${defaultEngine}" is not a built-in engine or one of engineConfigs`);
     return { type: ctx.type, name: ctx.name, extractor: true, engines: new EngineRegistry(engines, labelKeys, defaultEngine) };
   },

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { definePlugin } from '../definition.js';
 
 export const endpointNotificationSource = definePlugin({
-  kind: 'datalayer',
+  kind: 'notification-source',
   description: 'Endpoint add/delete notifications (pd-router notifies its plugins itself).',
   params: z.object({}).strict(),
   create: (ctx) => ({ type: ctx.type, name: ctx.name, notificationSource: true as const }),

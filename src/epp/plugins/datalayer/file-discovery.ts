@@ -7,15 +7,16 @@
  */
 import { z } from 'zod';
 import type { Plugin } from '../../framework/types.js';
+import type { ConfiguredDiscovery } from '../../datalayer/discovery.js';
 import { definePlugin } from '../definition.js';
 
 export interface FileDiscoverySettings extends Plugin {
-  readonly discovery: { kind: 'file'; path: string; watchFile: boolean };
+  readonly discovery: ConfiguredDiscovery;
 }
 
 export const fileDiscovery = definePlugin({
-  kind: 'datalayer',
+  kind: 'endpoint-discovery',
   description: 'Endpoints from a YAML/JSON file.',
   params: z.object({ path: z.string({ message: 'is required' }).min(1, 'must name the endpoints file'), watchFile: z.boolean().default(false) }).strict(),
-  create: (ctx, p): FileDiscoverySettings => ({ type: ctx.type, name: ctx.name, discovery: { kind: 'file', path: p.path, watchFile: p.watchFile } }),
+  create: (ctx, params): FileDiscoverySettings => ({ type: ctx.type, name: ctx.name, discovery: { kind: 'file', path: params.path, watchFile: params.watchFile } }),
 });

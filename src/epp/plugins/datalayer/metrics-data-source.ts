@@ -14,19 +14,10 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import type { Plugin } from '../../framework/types.js';
 import { goDuration } from '../../config/go-values.js';
+import type { MetricsSourceSettings } from '../../datalayer/metrics-scraper.js';
 import { definePlugin } from '../definition.js';
 
-export interface MetricsSourceSettings {
-  scheme: 'http' | 'https';
-  path: string;
-  port?: number;
-  insecureSkipVerify: boolean;
-  intervalMs?: number;
-  /** PEM contents: the CA bundle (only when verifying) and the mTLS client certificate and key. */
-  ca?: string;
-  cert?: string;
-  key?: string;
-}
+export type { MetricsSourceSettings } from '../../datalayer/metrics-scraper.js';
 
 export interface MetricsDataSource extends Plugin {
   readonly source: MetricsSourceSettings;
@@ -44,9 +35,10 @@ export const metricsDataSourceParams = z
     interval: goDuration.optional(),
   })
   .strict()
-  .refine((p) => (p.clientCertPath === '') === (p.clientKeyPath === ''), { message: 'clientCertPath and clientKeyPath must be set together', path: ['clientCertPath'] });
+  .refine((params) => (params.clientCertPath === '') === (params.clientKeyPath === ''), { message: 'clientCertPath and clientKeyPath must be set together', path: ['clientCertPath'] });
 
-function pem(parameter: string, file: string): string {
+/** A PEM file read at load; unreadable is an error naming the parameter. */
+export function pem(parameter: string, file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (e) {
@@ -55,23 +47,23 @@ function pem(parameter: string, file: string): string {
 }
 
 export const metricsDataSource = definePlugin({
-  kind: 'datalayer',
+  kind: 'metrics-source',
   description: 'Scrapes endpoint metrics.',
   params: metricsDataSourceParams,
-  create: (ctx, p): MetricsDataSource => {
-    if (p.caCertPath && p.insecureSkipVerify) ctx.warn('parameter "caCertPath" has no effect while insecureSkipVerify is true (its default); set insecureSkipVerify: false to verify');
+  create: (ctx, params): MetricsDataSource => {
+    if (params.caCertPath && params.insecureSkipVerify) ctx.warn('parameter "caCertPath" has no effect while insecureSkipVerify is true (its default); set insecureSkipVerify: false to verify');
     return {
       type: ctx.type,
       name: ctx.name,
       source: {
-        scheme: p.scheme,
-        path: p.path,
-        port: p.port,
-        insecureSkipVerify: p.insecureSkipVerify,
-        intervalMs: p.interval || undefined,
-        ca: p.caCertPath && !p.insecureSkipVerify ? pem('caCertPath', p.caCertPath) : undefined,
-        cert: p.clientCertPath ? pem('clientCertPath', p.clientCertPath) : undefined,
-        key: p.clientKeyPath ? pem('clientKeyPath', p.clientKeyPath) : undefined,
+        scheme: params.scheme,
+        path: params.path,
+        port: params.port,
+        insecureSkipVerify: params.insecureSkipVerify,
+        intervalMs: params.interval || undefined,
+        ca: params.caCertPath && !params.insecureSkipVerify ? pem('caCertPath', params.caCertPath) : undefined,
+        cert: params.clientCertPath ? pem('clientCertPath', params.clientCertPath) : undefined,
+        key: params.clientKeyPath ? pem('clientKeyPath', params.clientKeyPath) : undefined,
       },
     };
   },

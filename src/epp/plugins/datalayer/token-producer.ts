@@ -21,7 +21,7 @@
  */
 import { z } from 'zod';
 import { goDuration } from '../../config/go-values.js';
-import type { AsyncDataProducer, Endpoint, InferenceRequest, LifecyclePlugin, PluginRuntime } from '../../framework/types.js';
+import { TOKENIZED_PROMPT_DATA, type Endpoint, type InferenceRequest, type LifecyclePlugin, type PluginRuntime, type RequestPreparer } from '../../framework/types.js';
 import { KvEventsMetrics } from '../../kv-events/metrics.js';
 import { ModelServerTokenizer } from '../../tokenize/model-server-tokenizer.js';
 import { definePlugin } from '../definition.js';
@@ -31,8 +31,6 @@ const unsupported = (why: string) =>
     .unknown()
     .refine(() => false, why)
     .optional();
-
-export const TOKEN_PRODUCER_TYPES = ['token-producer', 'tokenizer'] as const;
 
 export const tokenProducerParams = z
   .object({
@@ -55,7 +53,7 @@ export const tokenProducerParams = z
     if (p.vllm?.url && !/^http:\/\/[^/]+/.test(p.vllm.url)) c.addIssue({ code: 'custom', message: 'must be an http:// URL (TLS is not supported, as upstream)', path: ['vllm', 'url'] });
   });
 
-export type TokenProducer = AsyncDataProducer &
+export type TokenProducer = RequestPreparer &
   LifecyclePlugin & {
     readonly tokenizer: 'estimate' | 'vllm-http' | 'pool';
     /** The fixed render URL (vllm-http), if any. */
@@ -64,6 +62,7 @@ export type TokenProducer = AsyncDataProducer &
 
 export const tokenProducer = definePlugin({
   kind: 'data-producer',
+  produces: [TOKENIZED_PROMPT_DATA],
   description: 'Tokenizes prompts with the model server (vLLM render/tokenize), or the estimate backend.',
   params: tokenProducerParams,
   create: (ctx, p) => {

@@ -16,8 +16,8 @@ export function labelValueFilter(type: string, name: string, label: string, valu
     type,
     name,
     filter: (_ctx, endpoints) =>
-      endpoints.filter((e: Endpoint) => {
-        const v = e.labels[label];
+      endpoints.filter((endpoint: Endpoint) => {
+        const v = endpoint.labels[label];
         return v === undefined ? allowsNoLabel : valid.has(v);
       }),
   };
@@ -34,6 +34,6 @@ export const byLabelFilter = definePlugin({
       allowsNoLabel: z.boolean().default(false),
     })
     .strict()
-    .refine((p) => p.validValues.length > 0 || p.allowsNoLabel, { message: 'either validValues must be non-empty or allowsNoLabel must be true', path: ['validValues'] }),
-  create: (ctx, p) => labelValueFilter(ctx.type, ctx.name, p.label, p.validValues, p.allowsNoLabel),
+    .refine((params) => params.validValues.length > 0 || params.allowsNoLabel, { message: 'either validValues must be non-empty or allowsNoLabel must be true', path: ['validValues'] }),
+  create: (ctx, params) => labelValueFilter(ctx.type, ctx.name, params.label, params.validValues, params.allowsNoLabel),
 });

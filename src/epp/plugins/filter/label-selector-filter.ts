@@ -17,7 +17,7 @@ const expression = z
     values: z.array(z.string()).default([]),
   })
   .strict()
-  .refine((e) => ((e.operator === 'In' || e.operator === 'NotIn') ? e.values.length > 0 : e.values.length === 0), {
+  .refine((entry) => ((entry.operator === 'In' || entry.operator === 'NotIn') ? entry.values.length > 0 : entry.values.length === 0), {
     message: 'In and NotIn need values; Exists and DoesNotExist take none',
   });
 
@@ -54,9 +54,9 @@ export const labelSelectorFilter = definePlugin({
       matchExpressions: z.array(expression).default([]),
     })
     .strict(),
-  create: (ctx, p): Filter => ({
+  create: (ctx, params): Filter => ({
     type: ctx.type,
     name: ctx.name,
-    filter: (_c, endpoints) => endpoints.filter((e: Endpoint) => matches(e.labels, p.matchLabels, p.matchExpressions)),
+    filter: (_context, endpoints) => endpoints.filter((endpoint: Endpoint) => matches(endpoint.labels, params.matchLabels, params.matchExpressions)),
   }),
 });

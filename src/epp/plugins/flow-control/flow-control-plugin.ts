@@ -12,7 +12,7 @@ export interface FlowControlPlugin extends Plugin {
   readonly flowControl: { readonly role: FlowControlRole; readonly settings: Readonly<Record<string, unknown>> };
 }
 
-export const isFlowControlPlugin = (p: Plugin): p is FlowControlPlugin => typeof (p as FlowControlPlugin).flowControl === 'object';
+export const isFlowControlPlugin = (plugin: Plugin): plugin is FlowControlPlugin => typeof (plugin as FlowControlPlugin).flowControl === 'object';
 
 /** A one-line rendering of a plugin's settings for the warning, e.g. `queueDepthThreshold=5, headroom=0`. */
 export function describeSettings(settings: Readonly<Record<string, unknown>>): string {

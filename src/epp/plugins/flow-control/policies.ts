@@ -27,7 +27,7 @@ function policy<S extends z.ZodType<Record<string, unknown>>>(role: FlowControlR
     kind: 'flow-control',
     description: `${description} (not enforced)`,
     params,
-    create: (ctx, p): FlowControlPlugin => ({ type: ctx.type, name: ctx.name, flowControl: { role, settings: { ...p } } }),
+    create: (ctx, output): FlowControlPlugin => ({ type: ctx.type, name: ctx.name, flowControl: { role, settings: { ...output } } }),
   });
 }
 
@@ -38,8 +38,8 @@ const programAware = z
     // Upstream's factory accepts "" as las.
     strategy: z
       .string()
-      .refine((s) => s === '' || s === 'las', { message: 'unknown scoring strategy: only "las" is supported' })
-      .transform((s) => s || 'las')
+      .refine((text) => text === '' || text === 'las', { message: 'unknown scoring strategy: only "las" is supported' })
+      .transform((text) => text || 'las')
       .default('las'),
     evictionTtlSeconds: z.number().min(0, 'must be >= 0').default(3600),
     evictionSweepSeconds: z.number().gt(0, 'must be > 0').default(300),
@@ -57,7 +57,7 @@ const priorityHoldback = z
     domain: z.enum(['rank', 'value'], { message: 'must be rank or value' }).default('rank'),
   })
   .strict()
-  .refine((p) => p.minCeiling < p.maxCeiling, { message: 'minCeiling must be strictly less than maxCeiling', path: ['minCeiling'] });
+  .refine((params) => params.minCeiling < params.maxCeiling, { message: 'minCeiling must be strictly less than maxCeiling', path: ['minCeiling'] });
 
 export const FLOW_CONTROL_POLICIES: Readonly<Record<string, PluginDefinition>> = {
   [DEFAULT_FAIRNESS_POLICY]: policy('fairness-policy', 'Strict priority between flows', none),

@@ -24,8 +24,6 @@ import { goDuration } from '../../config/go-values.js';
 import { definePlugin } from '../definition.js';
 import type { FlowControlPlugin } from './flow-control-plugin.js';
 
-export const UTILIZATION_DETECTOR_TYPE = 'utilization-detector';
-
 const utilizationParams = z
   .object({
     queueDepthThreshold: z.number().int().positive('must be > 0').default(5),
@@ -43,35 +41,35 @@ export interface UtilizationSettings {
 }
 
 /** Upstream's utilization filter over pd-router endpoints. */
-export function utilizationFilter(s: UtilizationSettings, now: () => number = Date.now) {
-  const qLimit = s.queueDepthThreshold * (1 + s.headroom);
-  const kvLimit = s.kvCacheUtilThreshold * (1 + s.headroom);
+export function utilizationFilter(settings: UtilizationSettings, now: () => number = Date.now) {
+  const qLimit = settings.queueDepthThreshold * (1 + settings.headroom);
+  const kvLimit = settings.kvCacheUtilThreshold * (1 + settings.headroom);
   return (endpoints: readonly Endpoint[]): Endpoint[] => {
     const t = now();
     const kept = endpoints.filter(
-      (e) => e.metrics.updatedAt > 0 && t - e.metrics.updatedAt <= s.metricsStalenessThresholdMs && e.metrics.waitingQueueSize < qLimit && e.metrics.kvCacheUsage < kvLimit,
+      (endpoint) => endpoint.metrics.updatedAt > 0 && t - endpoint.metrics.updatedAt <= settings.metricsStalenessThresholdMs && endpoint.metrics.waitingQueueSize < qLimit && endpoint.metrics.kvCacheUsage < kvLimit,
     );
     return kept.length > 0 ? kept : [...endpoints];
   };
 }
 
 export const utilizationDetector = definePlugin({
-  kind: 'flow-control',
+  kind: ['flow-control', 'filter'],
   description: 'Saturation from queue depth and KV-cache usage (not enforced); also a filter.',
   params: utilizationParams,
-  create: (ctx, p): FlowControlPlugin & Filter => {
+  create: (ctx, params): FlowControlPlugin & Filter => {
     const settings: UtilizationSettings = {
-      queueDepthThreshold: p.queueDepthThreshold,
-      kvCacheUtilThreshold: p.kvCacheUtilThreshold,
-      metricsStalenessThresholdMs: p.metricsStalenessThreshold,
-      headroom: p.headroom,
+      queueDepthThreshold: params.queueDepthThreshold,
+      kvCacheUtilThreshold: params.kvCacheUtilThreshold,
+      metricsStalenessThresholdMs: params.metricsStalenessThreshold,
+      headroom: params.headroom,
     };
     const keep = utilizationFilter(settings);
     return {
       type: ctx.type,
       name: ctx.name,
       flowControl: { role: 'saturation-detector', settings: { ...settings } },
-      filter: (c, endpoints) => keep(endpoints),
+      filter: (context, endpoints) => keep(endpoints),
     };
   },
 });
@@ -88,5 +86,5 @@ export const concurrencyDetector = definePlugin({
       inFlightLoadProducerName: z.string().optional(),
     })
     .strict(),
-  create: (ctx, p): FlowControlPlugin => ({ type: ctx.type, name: ctx.name, flowControl: { role: 'saturation-detector', settings: { ...p } } }),
+  create: (ctx, params): FlowControlPlugin => ({ type: ctx.type, name: ctx.name, flowControl: { role: 'saturation-detector', settings: { ...params } } }),
 });

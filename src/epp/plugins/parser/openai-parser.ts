@@ -9,15 +9,15 @@ import { extractPrompts, type Prompt } from '../../../common/openai/index.js';
 import { definePlugin } from '../definition.js';
 import { badRequest, parseJsonObject, stripQuery, type ParsedBody, type RequestParser } from './parser-types.js';
 
-function nonEmpty(v: unknown): boolean {
-  if (typeof v === 'string') return v.length > 0;
-  if (Array.isArray(v)) return v.length > 0;
-  return v !== undefined && v !== null;
+function nonEmpty(value: unknown): boolean {
+  if (typeof value === 'string') return value.length > 0;
+  if (Array.isArray(value)) return value.length > 0;
+  return value !== undefined && value !== null;
 }
 
-function textPrompts(v: unknown): Prompt[] {
-  if (typeof v === 'string') return [{ kind: 'text', text: v }];
-  if (Array.isArray(v)) return v.filter((x): x is string => typeof x === 'string').map((text) => ({ kind: 'text', text }));
+function textPrompts(value: unknown): Prompt[] {
+  if (typeof value === 'string') return [{ kind: 'text', text: value }];
+  if (Array.isArray(value)) return value.filter((item): item is string => typeof item === 'string').map((text) => ({ kind: 'text', text }));
   return [];
 }
 

@@ -6,7 +6,7 @@
 import type { ApiType, Prompt } from '../../../common/openai/index.js';
 import { InferenceError } from '../../framework/errors.js';
 import type { Plugin } from '../../framework/types.js';
-import { goJsonSyntaxError, goUnmarshalTypeError, mayNestDeeperThan } from '../../extproc/go-json-error.js';
+import { goJsonSyntaxError, goUnmarshalTypeError, mayNestDeeperThan } from '../../../common/go-json-error.js';
 
 export interface ParsedBody {
   api: ApiType | undefined;
@@ -29,7 +29,7 @@ export interface RequestParser extends Plugin {
   parse(body: Buffer, path: string): ParsedBody;
 }
 
-export const isRequestParser = (p: Plugin): p is RequestParser => typeof (p as RequestParser).parse === 'function' && Array.isArray((p as RequestParser).pathSuffixes);
+export const isRequestParser = (plugin: Plugin): plugin is RequestParser => typeof (plugin as RequestParser).parse === 'function' && Array.isArray((plugin as RequestParser).pathSuffixes);
 
 export function badRequest(message: string): InferenceError {
   return new InferenceError('BadRequest', message);
@@ -83,5 +83,5 @@ export function resolveParser(parsers: readonly RequestParser[], path: string): 
       }
     }
   }
-  return best ?? parsers.find((x) => x.fallback);
+  return best ?? parsers.find((parser) => parser.fallback);
 }

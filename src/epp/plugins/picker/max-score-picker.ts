@@ -10,11 +10,11 @@ export const maxScorePicker = definePlugin({
   kind: 'picker',
   description: 'Highest score wins; ties broken at random.',
   params: pickerParams,
-  create: (ctx, p): Picker => ({
+  create: (ctx, params): Picker => ({
     type: ctx.type,
     name: ctx.name,
-    pick(_c, scored) {
-      if (p.maxNumOfEndpoints === 1) {
+    pick(_context, scored) {
+      if (params.maxNumOfEndpoints === 1) {
         // One pass, uniform among the ties (reservoir sampling): what shuffle + stable sort gives, without the sort.
         let best: (typeof scored)[number] | undefined;
         let ties = 0;
@@ -28,8 +28,8 @@ export const maxScorePicker = definePlugin({
         }
         return resultOf(best ? [best] : [], scored);
       }
-      const order = shuffle([...scored], ctx.random).sort((a, b) => b.score - a.score);
-      return resultOf(order.slice(0, p.maxNumOfEndpoints), scored);
+      const order = shuffle([...scored], ctx.random).sort((left, right) => right.score - left.score);
+      return resultOf(order.slice(0, params.maxNumOfEndpoints), scored);
     },
   }),
 });

@@ -8,7 +8,7 @@ export const pickerParams = z
       .number()
       .int()
       .default(1)
-      .transform((n) => (n <= 0 ? 1 : n)),
+      .transform((count) => (count <= 0 ? 1 : count)),
   })
   .strict();
 
@@ -24,5 +24,5 @@ export function shuffle<T>(items: T[], random: () => number): T[] {
 }
 
 export function resultOf(picked: ScoredEndpoint[], all: ScoredEndpoint[]) {
-  return { targets: picked.map((s) => s.endpoint), scored: all };
+  return { targets: picked.map((scoredEndpoint) => scoredEndpoint.endpoint), scored: all };
 }

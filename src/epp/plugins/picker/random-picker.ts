@@ -7,9 +7,9 @@ export const randomPicker = definePlugin({
   kind: 'picker',
   description: 'Uniformly random.',
   params: pickerParams,
-  create: (ctx, p): Picker => ({
+  create: (ctx, params): Picker => ({
     type: ctx.type,
     name: ctx.name,
-    pick: (_c, scored) => resultOf(shuffle([...scored], ctx.random).slice(0, p.maxNumOfEndpoints), scored),
+    pick: (_context, scored) => resultOf(shuffle([...scored], ctx.random).slice(0, params.maxNumOfEndpoints), scored),
   }),
 });

@@ -11,18 +11,18 @@ export const weightedRandomPicker = definePlugin({
   kind: 'picker',
   description: 'Random, proportional to score.',
   params: pickerParams,
-  create: (ctx, p): Picker => ({
+  create: (ctx, params): Picker => ({
     type: ctx.type,
     name: ctx.name,
-    pick(_c, scored) {
-      if (!scored.some((s) => s.score > 0)) return resultOf(shuffle([...scored], ctx.random).slice(0, p.maxNumOfEndpoints), scored);
-      const keyed: Array<{ s: ScoredEndpoint; key: number }> = scored.map((s) => {
-        if (s.score <= 0) return { s, key: 0 };
+    pick(_context, scored) {
+      if (!scored.some((endpoint) => endpoint.score > 0)) return resultOf(shuffle([...scored], ctx.random).slice(0, params.maxNumOfEndpoints), scored);
+      const keyed: Array<{ s: ScoredEndpoint; key: number }> = scored.map((endpoint) => {
+        if (endpoint.score <= 0) return { s: endpoint, key: 0 };
         const u = ctx.random() || 1e-10;
-        return { s, key: Math.pow(u, 1 / s.score) };
+        return { s: endpoint, key: Math.pow(u, 1 / endpoint.score) };
       });
-      keyed.sort((a, b) => b.key - a.key);
-      return resultOf(keyed.slice(0, p.maxNumOfEndpoints).map((k) => k.s), scored);
+      keyed.sort((left, right) => right.key - left.key);
+      return resultOf(keyed.slice(0, params.maxNumOfEndpoints).map((k) => k.s), scored);
     },
   }),
 });

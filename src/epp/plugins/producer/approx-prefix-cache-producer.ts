@@ -30,7 +30,7 @@
 import { z } from 'zod';
 import type { DataProducer, Endpoint, EndpointRemoved, PreRequest, SchedulingContext, SchedulingResult } from '../../framework/types.js';
 import { chainSeed, promptBlockHashes } from '../../prefix/block-hash.js';
-import { prefixStateKey, type PrefixMatchState } from '../../prefix/match-state.js';
+import { PREFIX_MATCH_DATA, prefixStateKey, type PrefixMatchState } from '../../prefix/match-state.js';
 import { PrefixIndex, blockKey } from '../../prefix/prefix-index.js';
 import { definePlugin } from '../definition.js';
 
@@ -56,7 +56,7 @@ export const approxPrefixCacheParams = z
     blockSizeFromLegacy: blockSizeTokens === undefined && blockSize !== undefined,
     legacyBlockSizeIgnored: blockSizeTokens !== undefined && blockSize !== undefined,
   }))
-  .refine((p) => p.autoTune || p.blockSizeTokens > 0, { message: 'blockSizeTokens must be > 0 when autoTune is false', path: ['blockSizeTokens'] });
+  .refine((params) => params.autoTune || params.blockSizeTokens > 0, { message: 'blockSizeTokens must be > 0 when autoTune is false', path: ['blockSizeTokens'] });
 
 export const PRODUCER_PARAMETER_KEYS = ['autoTune', 'blockSizeTokens', 'blockSize', 'maxPrefixTokensToMatch', 'maxPrefixBlocksToMatch', 'lruCapacityPerServer'] as const;
 
@@ -66,16 +66,16 @@ const DEFAULT_MAX_PREFIX_TOKENS = 131072;
 const DEFAULT_MAX_PREFIX_BLOCKS = 2048;
 
 /** The block cap for one request, from the block size before (`raw`) and after (`effective`) the floor. */
-export function maxBlocksFor(p: Pick<ProducerParams, 'maxPrefixTokensToMatch' | 'maxPrefixBlocksToMatch'>, raw: number, effective: number): number {
-  const tokens = p.maxPrefixTokensToMatch;
+export function maxBlocksFor(params: Pick<ProducerParams, 'maxPrefixTokensToMatch' | 'maxPrefixBlocksToMatch'>, raw: number, effective: number): number {
+  const tokens = params.maxPrefixTokensToMatch;
   if (tokens !== undefined && tokens > 0) return Math.floor(tokens / effective);
   if (tokens === 0) {
-    const blocks = p.maxPrefixBlocksToMatch ?? DEFAULT_MAX_PREFIX_BLOCKS;
+    const blocks = params.maxPrefixBlocksToMatch ?? DEFAULT_MAX_PREFIX_BLOCKS;
     return blocks === 0 ? Number.MAX_SAFE_INTEGER : blocks;
   }
   // maxPrefixTokensToMatch not set: a block cap keeps GAIE's token reach; none (or 0, GAIE's "use the default") gets
   // llm-d-router's token default.
-  if (p.maxPrefixBlocksToMatch) return Math.floor((p.maxPrefixBlocksToMatch * raw) / effective);
+  if (params.maxPrefixBlocksToMatch) return Math.floor((params.maxPrefixBlocksToMatch * raw) / effective);
   return Math.floor(DEFAULT_MAX_PREFIX_TOKENS / effective);
 }
 
@@ -89,11 +89,12 @@ export type ApproxPrefixCacheProducer = DataProducer &
 
 export const approxPrefixCacheProducer = definePlugin({
   kind: 'data-producer',
+  produces: [PREFIX_MATCH_DATA],
   description: 'Approximate per-endpoint prefix-cache match from earlier picks.',
   params: approxPrefixCacheParams,
-  create: (ctx, p): ApproxPrefixCacheProducer => {
-    if (p.blockSizeFromLegacy) ctx.warn(`parameter "blockSize" is deprecated; read as blockSizeTokens=${p.blockSizeTokens}`);
-    if (p.legacyBlockSizeIgnored) ctx.warn('parameter "blockSize" is deprecated and ignored: blockSizeTokens is set');
+  create: (ctx, params): ApproxPrefixCacheProducer => {
+    if (params.blockSizeFromLegacy) ctx.warn(`parameter "blockSize" is deprecated; read as blockSizeTokens=${params.blockSizeTokens}`);
+    if (params.legacyBlockSizeIgnored) ctx.warn('parameter "blockSize" is deprecated and ignored: blockSizeTokens is set');
     const index = new PrefixIndex();
     const key = prefixStateKey(ctx.name);
     const indexerMetrics = ctx.metrics.prefixIndexer(ctx);
@@ -101,12 +102,12 @@ export const approxPrefixCacheProducer = definePlugin({
 
     /** The block size before the floor (reported when auto-tuning, else configured) and after it. */
     const blockSizeFor = (candidates: readonly Endpoint[]) => {
-      let raw = p.blockSizeTokens;
+      let raw = params.blockSizeTokens;
       const reported = candidates[0]?.metrics.cacheBlockSize ?? 0;
-      if (p.autoTune && reported > 0) raw = reported;
+      if (params.autoTune && reported > 0) raw = reported;
       return { raw, effective: Math.max(MIN_BLOCK_SIZE_TOKENS, raw) };
     };
-    const capacityFor = (e: Endpoint) => (p.autoTune && e.metrics.cacheNumBlocks > 0 ? e.metrics.cacheNumBlocks : p.lruCapacityPerServer);
+    const capacityFor = (endpoint: Endpoint) => (params.autoTune && endpoint.metrics.cacheNumBlocks > 0 ? endpoint.metrics.cacheNumBlocks : params.lruCapacityPerServer);
 
     const pending: Array<{ id: string; keys: number[][]; capacity: number }> = [];
     let flushScheduled = false;
@@ -122,13 +123,13 @@ export const approxPrefixCacheProducer = definePlugin({
       name: ctx.name,
       index,
       flush,
-      produce(c: SchedulingContext, candidates: readonly Endpoint[]) {
+      produce(context: SchedulingContext, candidates: readonly Endpoint[]) {
         flush();
         const { raw, effective: blockSizeTokens } = blockSizeFor(candidates);
-        const maxBlocks = maxBlocksFor(p, raw, blockSizeTokens);
-        const seed = chainSeed(c.request.targetModel, c.request.cacheSalt);
+        const maxBlocks = maxBlocksFor(params, raw, blockSizeTokens);
+        const seed = chainSeed(context.request.targetModel, context.request.cacheSalt);
         // A token cap below one block matches nothing (llm-d-router: a misconfiguration, not "unlimited").
-        const keys = maxBlocks === 0 ? [] : c.request.prompts.map((prompt) => promptBlockHashes(seed, prompt, blockSizeTokens, maxBlocks).map(blockKey));
+        const keys = maxBlocks === 0 ? [] : context.request.prompts.map((prompt) => promptBlockHashes(seed, prompt, blockSizeTokens, maxBlocks).map(blockKey));
         const matched = new Map<string, number>();
         const count = (id: string) => matched.set(id, (matched.get(id) ?? 0) + 1);
         let totalBlocks = 0;
@@ -137,15 +138,15 @@ export const approxPrefixCacheProducer = definePlugin({
           for (const k of chain) if (!index.forEachHolder(k, count)) break;
         }
         const state: PrefixMatchState = { blockSizeTokens, totalBlocks, matched, keys };
-        c.state.set(key, state);
+        context.state.set(key, state);
         if (totalBlocks > 0) {
           let best = 0;
           for (const e of candidates) best = Math.max(best, matched.get(e.id) ?? 0);
           indexerMetrics.match(best / totalBlocks, best * blockSizeTokens * BYTES_PER_TOKEN);
         }
       },
-      preRequest(c: SchedulingContext, result: SchedulingResult) {
-        const state = c.state.get(key) as PrefixMatchState | undefined;
+      preRequest(context: SchedulingContext, result: SchedulingResult) {
+        const state = context.state.get(key) as PrefixMatchState | undefined;
         if (!state) return;
         const picks = [result.results.get(result.primaryProfile)?.targets[0], result.results.get('prefill')?.targets[0]];
         for (const e of picks) if (e) pending.push({ id: e.id, keys: state.keys, capacity: capacityFor(e) });

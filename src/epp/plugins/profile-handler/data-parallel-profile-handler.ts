@@ -16,19 +16,19 @@ import { primaryPortParam, routeToPrimaryPort, writeDataParallelHeader } from '.
 export const dataParallelProfileHandler = definePlugin({
   kind: 'profile-handler',
   description: 'Single profile, routed to the primary port with the rank in x-data-parallel-host-port.',
-  params: z.object({ primaryPort: primaryPortParam.refine((n) => n > 0, 'must be between 1 and 65535').default(8000) }).strict(),
-  create: (ctx, p): ProfileHandler & PreRequest => ({
+  params: z.object({ primaryPort: primaryPortParam.refine((count) => count > 0, 'must be between 1 and 65535').default(8000) }).strict(),
+  create: (ctx, params): ProfileHandler & PreRequest => ({
     type: ctx.type,
     name: ctx.name,
-    pickProfiles: (_c, profiles, results) => (results.size === 0 ? [...profiles.keys()].slice(0, 1) : []),
-    processResults(c, results) {
+    pickProfiles: (_context, profiles, results) => (results.size === 0 ? [...profiles.keys()].slice(0, 1) : []),
+    processResults(context, results) {
       const [name, result] = [...results.entries()][0] ?? [];
-      if (name !== undefined && result) return routeToPrimaryPort(c, { primaryProfile: name, results: new Map([[name, result]]) }, p.primaryPort);
-      const err = name !== undefined ? c.profileErrors.get(name) : undefined;
+      if (name !== undefined && result) return routeToPrimaryPort(context, { primaryProfile: name, results: new Map([[name, result]]) }, params.primaryPort);
+      const err = name !== undefined ? context.profileErrors.get(name) : undefined;
       if (err instanceof InferenceError) throw err;
       throw new InferenceError('ResourceExhausted', `failed to find target endpoint: failed to run scheduler profile '${name}'`);
     },
-    preRequest: (c) => writeDataParallelHeader(c),
+    preRequest: (context) => writeDataParallelHeader(context),
     validateProfiles: (names) => (names.length === 1 ? undefined : `data-parallel-profile-handler needs exactly one scheduling profile, found ${names.length}`),
   }),
 });

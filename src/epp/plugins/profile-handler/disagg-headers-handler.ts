@@ -16,11 +16,11 @@ export const disaggHeadersHandler = definePlugin({
   description: 'Writes x-prefiller-host-port / x-encoder-hosts-ports from the profile results.',
   deprecatedFor: 'disagg-profile-handler',
   params: z.object({ prefillProfile: z.string().min(1).default('prefill'), encodeProfile: z.string().min(1).default('encode') }).strict(),
-  create: (ctx, p): PreRequest => ({
+  create: (ctx, params): PreRequest => ({
     type: ctx.type,
     name: ctx.name,
-    preRequest(c, result) {
-      writeDisaggHeaders(c.request.headers, result, p.prefillProfile, p.encodeProfile);
+    preRequest(context, result) {
+      writeDisaggHeaders(context.request.headers, result, params.prefillProfile, params.encodeProfile);
     },
   }),
 });

@@ -15,11 +15,11 @@ import { z } from 'zod';
 
 const stageOrder = z
   .string()
-  .transform((s, ctx) => {
-    const k = s.toLowerCase().replace(/[-_]/g, '');
+  .transform((text, ctx) => {
+    const k = text.toLowerCase().replace(/[-_]/g, '');
     if (k === 'decodefirst') return 'decode-first' as const;
     if (k === 'prefillfirst') return 'prefill-first' as const;
-    ctx.addIssue({ code: 'custom', message: `must be decode-first or prefill-first, got "${s}"` });
+    ctx.addIssue({ code: 'custom', message: `must be decode-first or prefill-first, got "${text}"` });
     return z.NEVER;
   })
   .optional();

@@ -24,7 +24,7 @@ import type { Decision, DecisionInput, PdDecider } from '../../../decider/index.
 import { InferenceError } from '../../framework/errors.js';
 import type { DisaggDecisionRecord, Endpoint, PreRequest, ProfileHandler, ProfileResults, SchedulerProfileView, SchedulingContext, SchedulingResult } from '../../framework/types.js';
 import { isDecider } from '../../framework/types.js';
-import { APPROX_PREFIX_PRODUCER_TYPE, prefixMatchOf } from '../../prefix/match-state.js';
+import { PREFIX_MATCH_DATA, prefixMatchOf } from '../../prefix/match-state.js';
 import { writeDisaggHeaders } from '../../routing-headers.js';
 import { definePlugin, type PluginFactoryContext } from '../definition.js';
 import { disaggParams, type DisaggSettings } from './disagg-params.js';
@@ -37,7 +37,7 @@ interface StageNotes {
 function deciderNamed(ctx: PluginFactoryContext, name: string | undefined): PdDecider | undefined {
   if (name === undefined) return undefined;
   const p = ctx.plugin(name);
-  if (!isDecider(p)) throw new ConfigError(`plugin "${ctx.name}" (type ${ctx.type}): "${name}" (type ${p.type}) is not a decider`);
+  if (!isDecider(p) || !ctx.kindsOf(name).includes('decider')) throw new ConfigError(`plugin "${ctx.name}" (type ${ctx.type}): "${name}" (type ${p.type}) is not a decider`);
   return p;
 }
 
@@ -45,60 +45,60 @@ export interface DisaggHandlerHooks {
   /** Counts a decision; default: llm_d_epp_disagg_decision_total and friends. */
   record?: (model: string, type: DisaggDecisionRecord['type'], reason: string) => void;
   /** Rewrites the final result (pd-profile-handler's primaryPort). */
-  finish?: (c: SchedulingContext, result: SchedulingResult) => SchedulingResult;
+  finish?: (context: SchedulingContext, result: SchedulingResult) => SchedulingResult;
 }
 
-export function createDisaggHandler(ctx: PluginFactoryContext, s: DisaggSettings, hooks: DisaggHandlerHooks = {}): ProfileHandler & PreRequest {
-  if (s.stageOrder === 'prefill-first' && s.deciders.prefill) {
+export function createDisaggHandler(ctx: PluginFactoryContext, settings: DisaggSettings, hooks: DisaggHandlerHooks = {}): ProfileHandler & PreRequest {
+  if (settings.stageOrder === 'prefill-first' && settings.deciders.prefill) {
     throw new ConfigError(`plugin "${ctx.name}" (type ${ctx.type}): stageOrder prefill-first cannot be combined with a prefill decider`);
   }
-  const prefillDecider = deciderNamed(ctx, s.deciders.prefill);
-  const encodeDecider = deciderNamed(ctx, s.deciders.encode);
-  const producer = s.producer ?? ctx.namesOfType(APPROX_PREFIX_PRODUCER_TYPE)[0];
+  const prefillDecider = deciderNamed(ctx, settings.deciders.prefill);
+  const encodeDecider = deciderNamed(ctx, settings.deciders.encode);
+  const producer = settings.producer ?? ctx.namesProducing(PREFIX_MATCH_DATA)[0];
   const notesKey = `disagg/${ctx.name}`;
-  const { decode, prefill, encode } = s.profiles;
+  const { decode, prefill, encode } = settings.profiles;
 
-  const notes = (c: SchedulingContext): StageNotes => {
-    let n = c.state.get(notesKey) as StageNotes | undefined;
-    if (!n) c.state.set(notesKey, (n = {}));
+  const notes = (context: SchedulingContext): StageNotes => {
+    let n = context.state.get(notesKey) as StageNotes | undefined;
+    if (!n) context.state.set(notesKey, (n = {}));
     return n;
   };
 
-  const consult = (c: SchedulingContext, decider: PdDecider, decodePick: Endpoint | undefined, profiles: ReadonlyMap<string, SchedulerProfileView>, candidates: readonly Endpoint[]): Decision => {
+  const consult = (context: SchedulingContext, decider: PdDecider, decodePick: Endpoint | undefined, profiles: ReadonlyMap<string, SchedulerProfileView>, candidates: readonly Endpoint[]): Decision => {
     let prefillCandidates: Endpoint[] | undefined;
     const input: DecisionInput = {
-      request: c.request,
-      decode: decodePick ? { endpoint: decodePick, prefix: producer ? prefixMatchOf(c, producer, decodePick.id) : undefined } : undefined,
+      request: context.request,
+      decode: decodePick ? { endpoint: decodePick, prefix: producer ? prefixMatchOf(context, producer, decodePick.id) : undefined } : undefined,
       get prefillCandidates() {
-        return (prefillCandidates ??= profiles.get(prefill)?.filter(c, candidates) ?? []);
+        return (prefillCandidates ??= profiles.get(prefill)?.filter(context, candidates) ?? []);
       },
-      prefixMatch: (id: string) => (producer ? prefixMatchOf(c, producer, id) : undefined),
-      now: c.now,
+      prefixMatch: (id: string) => (producer ? prefixMatchOf(context, producer, id) : undefined),
+      now: context.now,
     };
     try {
       return decider.decide(input);
     } catch (err) {
-      c.logger.warn({ err, reqId: c.request.requestId, decider: decider.name }, 'decider failed; not disaggregating');
+      context.logger.warn({ err, reqId: context.request.requestId, decider: decider.name }, 'decider failed; not disaggregating');
       return { disaggregate: false, reason: 'decider-error' };
     }
   };
 
-  const decideDecodeFirst = (c: SchedulingContext, profiles: ReadonlyMap<string, SchedulerProfileView>, results: ProfileResults, candidates: readonly Endpoint[]): string[] => {
+  const decideDecodeFirst = (context: SchedulingContext, profiles: ReadonlyMap<string, SchedulerProfileView>, results: ProfileResults, candidates: readonly Endpoint[]): string[] => {
     if (!results.has(decode)) return profiles.has(decode) ? [decode] : [];
     const decodePick = results.get(decode)?.targets[0];
     if (!decodePick) return [];
-    const n = notes(c);
+    const n = notes(context);
     if (profiles.has(encode) && !results.has(encode)) {
-      const d = encodeDecider ? consult(c, encodeDecider, decodePick, profiles, candidates) : { disaggregate: false, reason: 'no-decider' };
+      const d = encodeDecider ? consult(context, encodeDecider, decodePick, profiles, candidates) : { disaggregate: false, reason: 'no-decider' };
       n.encode = { ...d, chosen: d.disaggregate };
       if (d.disaggregate) return [encode];
       results.set(encode, null);
     }
     if (profiles.has(prefill) && !results.has(prefill)) {
-      const d = prefillDecider ? consult(c, prefillDecider, decodePick, profiles, candidates) : { disaggregate: false, reason: 'no-decider' };
+      const d = prefillDecider ? consult(context, prefillDecider, decodePick, profiles, candidates) : { disaggregate: false, reason: 'no-decider' };
       n.prefill = { ...d, chosen: d.disaggregate };
       if (d.disaggregate) {
-        c.peerEndpoint = decodePick;
+        context.peerEndpoint = decodePick;
         return [prefill];
       }
       results.set(prefill, null);
@@ -108,20 +108,20 @@ export function createDisaggHandler(ctx: PluginFactoryContext, s: DisaggSettings
     return [];
   };
 
-  const decidePrefillFirst = (c: SchedulingContext, profiles: ReadonlyMap<string, SchedulerProfileView>, results: ProfileResults, candidates: readonly Endpoint[]): string[] => {
-    const n = notes(c);
+  const decidePrefillFirst = (context: SchedulingContext, profiles: ReadonlyMap<string, SchedulerProfileView>, results: ProfileResults, candidates: readonly Endpoint[]): string[] => {
+    const n = notes(context);
     if (profiles.has(prefill) && !results.has(prefill)) {
       n.prefill = { disaggregate: true, reason: 'prefill-first', chosen: true };
       return [prefill];
     }
     if (profiles.has(encode) && !results.has(encode)) {
-      const d = encodeDecider ? consult(c, encodeDecider, undefined, profiles, candidates) : { disaggregate: false, reason: 'no-decider' };
+      const d = encodeDecider ? consult(context, encodeDecider, undefined, profiles, candidates) : { disaggregate: false, reason: 'no-decider' };
       n.encode = { ...d, chosen: d.disaggregate };
       if (d.disaggregate) return [encode];
       results.set(encode, null);
     }
     if (!results.has(decode)) {
-      c.peerEndpoint = results.get(prefill)?.targets[0];
+      context.peerEndpoint = results.get(prefill)?.targets[0];
       return profiles.has(decode) ? [decode] : [];
     }
     if (!n.prefill) n.prefill = { disaggregate: false, reason: 'no-prefill-profile', chosen: false };
@@ -131,17 +131,17 @@ export function createDisaggHandler(ctx: PluginFactoryContext, s: DisaggSettings
   return {
     type: ctx.type,
     name: ctx.name,
-    pickProfiles: (c, profiles, results, candidates) =>
-      s.stageOrder === 'prefill-first' ? decidePrefillFirst(c, profiles, results, candidates) : decideDecodeFirst(c, profiles, results, candidates),
+    pickProfiles: (context, profiles, results, candidates) =>
+      settings.stageOrder === 'prefill-first' ? decidePrefillFirst(context, profiles, results, candidates) : decideDecodeFirst(context, profiles, results, candidates),
 
-    processResults(c: SchedulingContext, results: ProfileResults): SchedulingResult {
+    processResults(context: SchedulingContext, results: ProfileResults): SchedulingResult {
       const d = results.get(decode);
       if (!d || d.targets.length === 0) {
-        const err = c.profileErrors.get(decode);
+        const err = context.profileErrors.get(decode);
         if (err instanceof InferenceError && err.dropReason === 'rejected-saturated') throw err;
         throw new InferenceError('ResourceExhausted', 'failed to find target endpoint: failed to find available decode workers');
       }
-      const n = notes(c);
+      const n = notes(context);
       const p = results.get(prefill) ?? null;
       const e = results.get(encode) ?? null;
       let reason = n.prefill?.reason ?? 'no-prefill-profile';
@@ -149,19 +149,19 @@ export function createDisaggHandler(ctx: PluginFactoryContext, s: DisaggSettings
       if (n.prefill?.chosen && !p) {
         reason = 'no-prefill-endpoint';
         detail = { ...detail, decidedReason: n.prefill.reason };
-        if (s.onPrefillUnavailable === 'fail') {
+        if (settings.onPrefillUnavailable === 'fail') {
           ctx.metrics.recordRejection(reason);
-          c.logger.debug({ reqId: c.request.requestId, reason }, 'prefill required but no prefill endpoint is eligible; rejecting');
+          context.logger.debug({ reqId: context.request.requestId, reason }, 'prefill required but no prefill endpoint is eligible; rejecting');
           throw new InferenceError('ServiceUnavailable', 'prefill was required but no prefill endpoint is available', 'rejected-no-endpoints');
         }
       }
       const type: DisaggDecisionRecord['type'] = e ? (p ? 'encode-prefill-decode' : 'encode-decode') : p ? 'prefill-decode' : 'decode-only';
-      c.decision = { type, reason, detail };
-      if (hooks.record) hooks.record(c.request.targetModel, type, reason);
-      else ctx.metrics.recordDecision(ctx, c.request.targetModel, type, reason);
-      if (c.logger.isLevelEnabled('debug')) {
-        c.logger.debug(
-          { reqId: c.request.requestId, decision: type, reason, detail, decode: d.targets[0]!.hostPort, prefill: p?.targets[0]?.hostPort, encodeReason: n.encode?.reason },
+      context.decision = { type, reason, detail };
+      if (hooks.record) hooks.record(context.request.targetModel, type, reason);
+      else ctx.metrics.recordDecision(ctx, context.request.targetModel, type, reason);
+      if (context.logger.isLevelEnabled('debug')) {
+        context.logger.debug(
+          { reqId: context.request.requestId, decision: type, reason, detail, decode: d.targets[0]!.hostPort, prefill: p?.targets[0]?.hostPort, encodeReason: n.encode?.reason },
           'disaggregation decision',
         );
       }
@@ -169,11 +169,11 @@ export function createDisaggHandler(ctx: PluginFactoryContext, s: DisaggSettings
       if (p) out.set(prefill, p);
       if (e) out.set(encode, e);
       const result = { primaryProfile: decode, results: out };
-      return hooks.finish ? hooks.finish(c, result) : result;
+      return hooks.finish ? hooks.finish(context, result) : result;
     },
 
-    preRequest(c: SchedulingContext, result: SchedulingResult) {
-      writeDisaggHeaders(c.request.headers, result, prefill, encode);
+    preRequest(context: SchedulingContext, result: SchedulingResult) {
+      writeDisaggHeaders(context.request.headers, result, prefill, encode);
     },
 
     validateProfiles: (names) => (names.includes(decode) ? undefined : `disagg-profile-handler "${ctx.name}": decode profile "${decode}" is not among the scheduling profiles (${names.join(', ')})`),
@@ -182,6 +182,7 @@ export function createDisaggHandler(ctx: PluginFactoryContext, s: DisaggSettings
 
 export const disaggProfileHandler = definePlugin({
   kind: 'profile-handler',
+  requires: [PREFIX_MATCH_DATA],
   description: 'Decode first, then a decider-gated prefill (and encode) stage; writes the P/D routing headers.',
   params: disaggParams,
   create: (ctx, settings) => createDisaggHandler(ctx, settings),

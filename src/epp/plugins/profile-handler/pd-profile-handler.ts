@@ -11,6 +11,7 @@
  */
 import { z } from 'zod';
 import type { PreRequest, ProfileHandler, SchedulingContext, SchedulingResult } from '../../framework/types.js';
+import { PREFIX_MATCH_DATA } from '../../prefix/match-state.js';
 import { definePlugin } from '../definition.js';
 import { prefixProducerFor } from '../scorer/producer-ref.js';
 import { createDisaggHandler } from './disagg-profile-handler.js';
@@ -18,6 +19,7 @@ import { primaryPortParam, routeToPrimaryPort, writeDataParallelHeader } from '.
 
 export const pdProfileHandler = definePlugin({
   kind: 'profile-handler',
+  requires: [PREFIX_MATCH_DATA],
   description: 'Deprecated decode-first P/D handler with one decider and optional primaryPort.',
   deprecatedFor: 'disagg-profile-handler',
   params: z
@@ -31,26 +33,26 @@ export const pdProfileHandler = definePlugin({
       prefixMatchInfoProducerName: z.string().min(1).optional(),
     })
     .strict(),
-  create: (ctx, p) => {
+  create: (ctx, params) => {
     const handler = createDisaggHandler(
       ctx,
       {
         stageOrder: 'decode-first',
-        profiles: { decode: p.decodeProfile, prefill: p.prefillProfile, encode: '' },
-        deciders: { prefill: p.deciderPluginName },
+        profiles: { decode: params.decodeProfile, prefill: params.prefillProfile, encode: '' },
+        deciders: { prefill: params.deciderPluginName },
         onPrefillUnavailable: 'decode-only',
-        producer: prefixProducerFor(ctx, p),
+        producer: prefixProducerFor(ctx, params),
       },
       {
         record: (model, type) => ctx.metrics.recordPdDecision(ctx, model, type),
-        finish: (c: SchedulingContext, result: SchedulingResult) => (p.primaryPort ? routeToPrimaryPort(c, result, p.primaryPort) : result),
+        finish: (context: SchedulingContext, result: SchedulingResult) => (params.primaryPort ? routeToPrimaryPort(context, result, params.primaryPort) : result),
       },
     );
     const wrapped: ProfileHandler & PreRequest = {
       ...handler,
-      preRequest(c: SchedulingContext, result: SchedulingResult) {
-        handler.preRequest(c, result);
-        writeDataParallelHeader(c);
+      preRequest(context: SchedulingContext, result: SchedulingResult) {
+        handler.preRequest(context, result);
+        writeDataParallelHeader(context);
       },
     };
     return wrapped;

@@ -7,7 +7,7 @@
 import { z } from 'zod';
 import { hostPort } from '../../../common/index.js';
 import type { SchedulingContext, SchedulingResult } from '../../framework/types.js';
-import { DATA_PARALLEL_HOST_PORT } from '../../routing-headers.js';
+import { DATA_PARALLEL_HOST_PORT } from '../../../common/pd-contract.js';
 
 const ORIGINAL = 'primary-port/original';
 
@@ -15,18 +15,18 @@ const ORIGINAL = 'primary-port/original';
 export const primaryPortParam = z.number().int('must be an integer').min(0, 'must be between 1 and 65535').max(65535, 'must be between 1 and 65535');
 
 /** Moves the primary profile's targets to `port` and remembers the first target's own address for the header. */
-export function routeToPrimaryPort(c: SchedulingContext, result: SchedulingResult, port: number): SchedulingResult {
+export function routeToPrimaryPort(context: SchedulingContext, result: SchedulingResult, port: number): SchedulingResult {
   const primary = result.results.get(result.primaryProfile);
   const first = primary?.targets[0];
   if (!primary || !first) return result;
-  c.state.set(ORIGINAL, first.hostPort);
-  const targets = primary.targets.map((t) => ({ ...t, port, hostPort: hostPort(t.address, port) }));
+  context.state.set(ORIGINAL, first.hostPort);
+  const targets = primary.targets.map((endpoint) => ({ ...endpoint, port, hostPort: hostPort(endpoint.address, port) }));
   result.results.set(result.primaryProfile, { ...primary, targets });
   return result;
 }
 
 /** PreRequest half: sets x-data-parallel-host-port when routeToPrimaryPort ran for this request. */
-export function writeDataParallelHeader(c: SchedulingContext): void {
-  const original = c.state.get(ORIGINAL) as string | undefined;
-  if (original) c.request.headers[DATA_PARALLEL_HOST_PORT] = original;
+export function writeDataParallelHeader(context: SchedulingContext): void {
+  const original = context.state.get(ORIGINAL) as string | undefined;
+  if (original) context.request.headers[DATA_PARALLEL_HOST_PORT] = original;
 }

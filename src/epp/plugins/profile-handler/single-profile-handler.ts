@@ -14,11 +14,11 @@ export const singleProfileHandler = definePlugin({
   create: (ctx): ProfileHandler => ({
     type: ctx.type,
     name: ctx.name,
-    pickProfiles: (_c, profiles, results) => (results.size === 0 ? [...profiles.keys()].slice(0, 1) : []),
-    processResults(c, results) {
+    pickProfiles: (_context, profiles, results) => (results.size === 0 ? [...profiles.keys()].slice(0, 1) : []),
+    processResults(context, results) {
       const [name, result] = [...results.entries()][0] ?? [];
       if (name !== undefined && result) return { primaryProfile: name, results: new Map([[name, result]]) };
-      const err = name !== undefined ? c.profileErrors.get(name) : undefined;
+      const err = name !== undefined ? context.profileErrors.get(name) : undefined;
       if (err instanceof InferenceError) throw err;
       throw new InferenceError('ResourceExhausted', `failed to find target endpoint: ${err?.message ?? 'no profile result'}`);
     },

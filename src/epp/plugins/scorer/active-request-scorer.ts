@@ -31,27 +31,27 @@ export const activeRequestScorer = definePlugin({
     requestTimeout: goDuration.optional(),
     inFlightLoadProducerName: z
       .string()
-      .refine((s) => s === '', 'pd-router has no inflight-load-producer: active-request-scorer counts the requests it routed itself')
+      .refine((text) => text === '', 'pd-router has no inflight-load-producer: active-request-scorer counts the requests it routed itself')
       .optional(),
   }).strict(),
-  create: (ctx, p): Scorer & PreRequest & ResponseComplete => {
-    if (p.requestTimeout !== undefined) ctx.warn('parameter "requestTimeout" is ignored (deprecated in llm-d-router): a request counts until its ext_proc stream ends');
+  create: (ctx, params): Scorer & PreRequest & ResponseComplete => {
+    if (params.requestTimeout !== undefined) ctx.warn('parameter "requestTimeout" is ignored (deprecated in llm-d-router): a request counts until its ext_proc stream ends');
     const inFlight = new Map<string, number>();
     return {
       type: ctx.type,
       name: ctx.name,
-      score(_c: SchedulingContext, endpoints: readonly Endpoint[]) {
+      score(_context: SchedulingContext, endpoints: readonly Endpoint[]) {
         let max = 0;
         for (const e of endpoints) max = Math.max(max, inFlight.get(e.id) ?? 0);
-        return endpoints.map((e) => {
-          const n = inFlight.get(e.id) ?? 0;
-          return n <= p.idleThreshold ? 1 : ((max - n) / max) * p.maxBusyScore;
+        return endpoints.map((endpoint) => {
+          const n = inFlight.get(endpoint.id) ?? 0;
+          return n <= params.idleThreshold ? 1 : ((max - n) / max) * params.maxBusyScore;
         });
       },
-      preRequest(_c: SchedulingContext, result: SchedulingResult) {
+      preRequest(_context: SchedulingContext, result: SchedulingResult) {
         for (const e of routedEndpoints(result)) inFlight.set(e.id, (inFlight.get(e.id) ?? 0) + 1);
       },
-      responseComplete(_c: SchedulingContext, result: SchedulingResult) {
+      responseComplete(_context: SchedulingContext, result: SchedulingResult) {
         for (const e of routedEndpoints(result)) {
           const n = (inFlight.get(e.id) ?? 0) - 1;
           if (n > 0) inFlight.set(e.id, n);

@@ -10,6 +10,6 @@ export const kvCacheUtilizationScorer = definePlugin({
   create: (ctx): Scorer => ({
     type: ctx.type,
     name: ctx.name,
-    score: (_c, endpoints) => endpoints.map((e) => 1 - e.metrics.kvCacheUsage),
+    score: (_context, endpoints) => endpoints.map((endpoint) => 1 - endpoint.metrics.kvCacheUsage),
   }),
 });

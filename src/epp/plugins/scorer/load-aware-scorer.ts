@@ -12,15 +12,15 @@ export const loadAwareScorer = definePlugin({
   kind: 'scorer',
   description: 'Waiting-queue size against a threshold, in [0, 0.5].',
   params: z.object({ threshold: z.number().int().default(128) }).strict(),
-  create: (ctx, p): Scorer => {
-    if (p.threshold <= 0) ctx.warn(`parameter "threshold" ${p.threshold} is not positive; using the default 128, as upstream`);
-    const threshold = p.threshold > 0 ? p.threshold : 128;
+  create: (ctx, params): Scorer => {
+    if (params.threshold <= 0) ctx.warn(`parameter "threshold" ${params.threshold} is not positive; using the default 128, as upstream`);
+    const threshold = params.threshold > 0 ? params.threshold : 128;
     return {
     type: ctx.type,
     name: ctx.name,
-    score: (_c, endpoints) =>
-      endpoints.map((e) => {
-        const q = e.metrics.waitingQueueSize;
+    score: (_context, endpoints) =>
+      endpoints.map((endpoint) => {
+        const q = endpoint.metrics.waitingQueueSize;
         return q <= 0 ? 0.5 : 0.5 * (1 - Math.min(q, threshold) / threshold);
       }),
     };

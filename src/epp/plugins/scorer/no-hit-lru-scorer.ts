@@ -14,41 +14,42 @@
  */
 import { z } from 'zod';
 import type { Endpoint, PreRequest, Scorer, SchedulingContext, SchedulingResult } from '../../framework/types.js';
-import { prefixState } from '../../prefix/match-state.js';
+import { PREFIX_MATCH_DATA, prefixState } from '../../prefix/match-state.js';
 import { definePlugin } from '../definition.js';
 import { prefixProducerFor } from './producer-ref.js';
 
 export const noHitLruScorer = definePlugin({
   kind: 'scorer',
+  requires: [PREFIX_MATCH_DATA],
   description: 'Cold requests go to the least recently used endpoints.',
   params: z.object({
     lruSize: z
       .number()
       .int()
       .default(1024)
-      .transform((n) => (n > 0 ? n : 1024)),
+      .transform((count) => (count > 0 ? count : 1024)),
     prefixMatchInfoProducerName: z.string().optional(),
     prefixPluginType: z.string().min(1).optional(),
     prefixPluginName: z.string().min(1).optional(),
   }).strict(),
-  create: (ctx, p): Scorer & PreRequest => {
-    const producer = prefixProducerFor(ctx, p);
+  create: (ctx, params): Scorer & PreRequest => {
+    const producer = prefixProducerFor(ctx, params);
     const coldKey = `no-hit-lru/${ctx.name}/cold`;
     /** Endpoint ids, least recently used first (Map keeps insertion order). */
     const lru = new Map<string, true>();
     const touch = (id: string) => {
       lru.delete(id);
       lru.set(id, true);
-      if (lru.size > p.lruSize) lru.delete(lru.keys().next().value!);
+      if (lru.size > params.lruSize) lru.delete(lru.keys().next().value!);
     };
     return {
       type: ctx.type,
       name: ctx.name,
-      score(c: SchedulingContext, endpoints: readonly Endpoint[]) {
-        const s = prefixState(c, producer);
-        const hot = s !== undefined && endpoints.some((e) => (s.matched.get(e.id) ?? 0) > 0);
+      score(context: SchedulingContext, endpoints: readonly Endpoint[]) {
+        const s = prefixState(context, producer);
+        const hot = s !== undefined && endpoints.some((endpoint) => (s.matched.get(endpoint.id) ?? 0) > 0);
         if (hot) return endpoints.map(() => 0.5);
-        c.state.set(coldKey, true);
+        context.state.set(coldKey, true);
         const n = endpoints.length;
         if (n === 1) return [1];
         const neverUsed: number[] = [];
@@ -56,19 +57,19 @@ export const noHitLruScorer = definePlugin({
         const ages = new Map<string, number>();
         let age = 0;
         for (const id of lru.keys()) ages.set(id, age++);
-        endpoints.forEach((e, i) => {
-          const a = ages.get(e.id);
+        endpoints.forEach((endpoint, i) => {
+          const a = ages.get(endpoint.id);
           if (a === undefined) neverUsed.push(i);
           else used.push({ i, age: a });
         });
-        used.sort((a, b) => a.age - b.age);
+        used.sort((left, right) => left.age - right.age);
         const out = new Float64Array(n);
-        const order = [...neverUsed, ...used.map((u) => u.i)];
+        const order = [...neverUsed, ...used.map((entry) => entry.i)];
         order.forEach((idx, rank) => (out[idx] = 1 - rank / (n - 1)));
         return out;
       },
-      preRequest(c: SchedulingContext, result: SchedulingResult) {
-        if (c.state.get(coldKey) !== true) return;
+      preRequest(context: SchedulingContext, result: SchedulingResult) {
+        if (context.state.get(coldKey) !== true) return;
         const decode = result.results.get(result.primaryProfile)?.targets[0];
         const prefill = result.results.get('prefill')?.targets[0];
         if (decode) touch(decode.id);

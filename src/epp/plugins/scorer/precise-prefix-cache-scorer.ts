@@ -11,16 +11,18 @@
  * approximate fallback index (matched / total). It also leaves match info for other consumers (pd-profile-handler,
  * no-hit-lru-scorer), as v0.7.1 did in PrepareRequestData.
  */
-import type { DataProducer, EndpointRemoved, LifecyclePlugin, PreRequest, Scorer, AsyncDataProducer } from '../../framework/types.js';
+import type { DataProducer, EndpointRemoved, LifecyclePlugin, PreRequest, Scorer, RequestPreparer } from '../../framework/types.js';
 import { configHasTokenizer, PreciseCore, type PreciseScores } from '../../kv-events/precise-core.js';
 import { preciseParams } from '../../kv-events/precise-config.js';
-import { prefixState } from '../../prefix/match-state.js';
+import { PREFIX_MATCH_DATA, prefixState } from '../../prefix/match-state.js';
 import { definePlugin } from '../definition.js';
 
-export type PreciseScorer = Scorer & DataProducer & PreRequest & EndpointRemoved & LifecyclePlugin & Partial<AsyncDataProducer> & { readonly core: PreciseCore };
+export type PreciseScorer = Scorer & DataProducer & PreRequest & EndpointRemoved & LifecyclePlugin & Partial<RequestPreparer> & { readonly core: PreciseCore };
 
 export const precisePrefixCacheScorer = definePlugin({
   kind: 'scorer',
+  // It leaves match info for the other prefix consumers too, as v0.7.1's did.
+  produces: [PREFIX_MATCH_DATA],
   description: 'Precise prefix-cache scorer from vLLM KV events (llm-d v0.7.1).',
   params: preciseParams,
   create: (ctx, p): PreciseScorer => {

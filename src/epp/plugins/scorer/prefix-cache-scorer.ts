@@ -18,9 +18,9 @@
  */
 import { z } from 'zod';
 import type { Scorer } from '../../framework/types.js';
-import { prefixState } from '../../prefix/match-state.js';
+import { PREFIX_MATCH_DATA, prefixState } from '../../prefix/match-state.js';
 import { definePlugin } from '../definition.js';
-import { PRODUCER_PARAMETER_KEYS } from '../producer/approx-prefix-cache-producer.js';
+import { PRODUCER_PARAMETER_KEYS, approxPrefixCacheParams } from '../producer/approx-prefix-cache-producer.js';
 import { resolvePrefixProducer, type PrefixConsumer } from './producer-ref.js';
 
 /** The GAIE producer parameters a scorer may carry; validated by the loader with the producer's schema. */
@@ -28,6 +28,14 @@ const producerKeys = Object.fromEntries(PRODUCER_PARAMETER_KEYS.map((k) => [k, z
 
 export const prefixCacheScorer = definePlugin({
   kind: 'scorer',
+  requires: [PREFIX_MATCH_DATA],
+  producerParameters: {
+    data: PREFIX_MATCH_DATA,
+    index: 'prefix',
+    keys: PRODUCER_PARAMETER_KEYS,
+    params: approxPrefixCacheParams,
+    producerReference: 'prefixMatchInfoProducerName',
+  },
   description: 'Fraction of the prompt prefix the endpoint is believed to hold.',
   params: z
     .object({
@@ -38,28 +46,28 @@ export const prefixCacheScorer = definePlugin({
       ...producerKeys,
     })
     .strict()
-    .refine((p) => p.matchLengthWeight === 0 || p.matchLengthScaleTokens > 0, {
+    .refine((params) => params.matchLengthWeight === 0 || params.matchLengthScaleTokens > 0, {
       message: 'must be > 0 when matchLengthWeight is > 0',
       path: ['matchLengthScaleTokens'],
     }),
-  create: (ctx, p): Scorer & PrefixConsumer => {
-    if (p.hashBlockSize !== undefined) {
+  create: (ctx, params): Scorer & PrefixConsumer => {
+    if (params.hashBlockSize !== undefined) {
       ctx.warn(`parameter "hashBlockSize" (GAIE v0.x's block size in characters) has no effect, as in GAIE v1.x; the block size is blockSizeTokens or the model server's`);
     }
-    const producer = resolvePrefixProducer(ctx, p.prefixMatchInfoProducerName);
-    const w = p.matchLengthWeight;
+    const producer = resolvePrefixProducer(ctx, params.prefixMatchInfoProducerName);
+    const w = params.matchLengthWeight;
     return {
       type: ctx.type,
       name: ctx.name,
       prefixProducer: producer,
-      score(c, endpoints) {
+      score(context, endpoints) {
         const out = new Float64Array(endpoints.length);
-        const s = prefixState(c, producer);
+        const s = prefixState(context, producer);
         if (!s || s.totalBlocks === 0) return out;
         for (let i = 0; i < endpoints.length; i++) {
           const m = s.matched.get(endpoints[i]!.id) ?? 0;
           if (m === 0) continue;
-          const length = w > 0 ? Math.min(1, (m * s.blockSizeTokens) / p.matchLengthScaleTokens) : 0;
+          const length = w > 0 ? Math.min(1, (m * s.blockSizeTokens) / params.matchLengthScaleTokens) : 0;
           out[i] = w * length * length + (1 - w) * (m / s.totalBlocks);
         }
         return out;

@@ -7,7 +7,7 @@ import type { Endpoint, Scorer } from '../../framework/types.js';
 import { definePlugin } from '../definition.js';
 
 /** (max − v) / (max − min) over the endpoints; 1 for all when every value is equal. */
-export function minMaxLowerIsBetter(endpoints: readonly Endpoint[], value: (e: Endpoint) => number): Float64Array {
+export function minMaxLowerIsBetter(endpoints: readonly Endpoint[], value: (endpoint: Endpoint) => number): Float64Array {
   let min = Infinity;
   let max = -Infinity;
   for (const e of endpoints) {
@@ -24,5 +24,5 @@ export const queueScorer = definePlugin({
   kind: 'scorer',
   description: 'Min-max normalized waiting-queue size, shorter is better.',
   params: z.object({}).strict(),
-  create: (ctx): Scorer => ({ type: ctx.type, name: ctx.name, score: (_c, endpoints) => minMaxLowerIsBetter(endpoints, (e) => e.metrics.waitingQueueSize) }),
+  create: (ctx): Scorer => ({ type: ctx.type, name: ctx.name, score: (_context, endpoints) => minMaxLowerIsBetter(endpoints, (endpoint) => endpoint.metrics.waitingQueueSize) }),
 });

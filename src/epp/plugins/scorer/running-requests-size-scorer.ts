@@ -12,5 +12,5 @@ export const runningRequestsSizeScorer = definePlugin({
   kind: 'scorer',
   description: 'Min-max normalized running-request count, fewer is better.',
   params: z.object({}).strict(),
-  create: (ctx): Scorer => ({ type: ctx.type, name: ctx.name, score: (_c, endpoints) => minMaxLowerIsBetter(endpoints, (e) => e.metrics.runningRequests) }),
+  create: (ctx): Scorer => ({ type: ctx.type, name: ctx.name, score: (_context, endpoints) => minMaxLowerIsBetter(endpoints, (endpoint) => endpoint.metrics.runningRequests) }),
 });

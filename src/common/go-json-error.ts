@@ -2,6 +2,7 @@
  * Go's encoding/json syntax-error messages for a body JSON.parse rejected, so a 400 reads exactly as llm-d's EPP
  * writes it (e.g. `invalid character 'o' in literal null (expecting 'u')`, `unexpected end of JSON input`). This is a
  * validating scanner with Go's states and wording; it runs on the error path, and on bodies that may nest too deep.
+ * The EPP's request parsers and the simulator (which imitates llm-d-inference-sim, also Go) both answer with it.
  */
 
 class SyntaxFailure {
@@ -11,20 +12,20 @@ class SyntaxFailure {
 const C0_ESCAPES: Record<number, string> = { 7: '\\a', 8: '\\b', 9: '\\t', 10: '\\n', 11: '\\v', 12: '\\f', 13: '\\r' };
 
 /** Go's quoteChar: the byte as a one-character Go-quoted literal in single quotes. */
-function quoteChar(c: number): string {
-  if (c === 0x27) return "'\\''";
-  if (c === 0x22) return "'\"'";
-  if (c === 0x5c) return "'\\\\'";
-  if (C0_ESCAPES[c]) return `'${C0_ESCAPES[c]}'`;
-  if (c < 0x20 || c === 0x7f) return `'\\x${c.toString(16).padStart(2, '0')}'`;
+function quoteChar(count: number): string {
+  if (count === 0x27) return "'\\''";
+  if (count === 0x22) return "'\"'";
+  if (count === 0x5c) return "'\\\\'";
+  if (C0_ESCAPES[count]) return `'${C0_ESCAPES[count]}'`;
+  if (count < 0x20 || count === 0x7f) return `'\\x${count.toString(16).padStart(2, '0')}'`;
   // Go converts the byte to the rune U+00XX; C1 controls, NBSP and the soft hyphen are not printable.
-  if ((c >= 0x80 && c <= 0xa0) || c === 0xad) return `'\\u00${c.toString(16).padStart(2, '0')}'`;
-  return `'${String.fromCharCode(c)}'`;
+  if ((count >= 0x80 && count <= 0xa0) || count === 0xad) return `'\\u00${count.toString(16).padStart(2, '0')}'`;
+  return `'${String.fromCharCode(count)}'`;
 }
 
-const isSpace = (c: number) => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
-const isDigit = (c: number) => c >= 0x30 && c <= 0x39;
-const isHex = (c: number) => isDigit(c) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
+const isSpace = (count: number) => count === 0x20 || count === 0x09 || count === 0x0a || count === 0x0d;
+const isDigit = (count: number) => count >= 0x30 && count <= 0x39;
+const isHex = (count: number) => isDigit(count) || (count >= 0x61 && count <= 0x66) || (count >= 0x41 && count <= 0x46);
 
 /** Go encoding/json's maxNestingDepth: a deeper value is "exceeded max depth". */
 export const GO_MAX_NESTING_DEPTH = 10_000;
@@ -39,17 +40,17 @@ const OPEN_ARRAY = 0x5b;
 class Scanner {
   private i = 0;
   constructor(
-    private readonly b: Uint8Array,
+    private readonly bytes: Uint8Array,
     private readonly maxDepth: number,
   ) {}
 
-  private fail(c: number, context: string): never {
-    throw new SyntaxFailure(`invalid character ${quoteChar(c)} ${context}`);
+  private fail(count: number, context: string): never {
+    throw new SyntaxFailure(`invalid character ${quoteChar(count)} ${context}`);
   }
 
   private next(): number {
-    if (this.i >= this.b.length) throw new SyntaxFailure('unexpected end of JSON input');
-    return this.b[this.i++]!;
+    if (this.i >= this.bytes.length) throw new SyntaxFailure('unexpected end of JSON input');
+    return this.bytes[this.i++]!;
   }
 
   private skipSpace(): number {
@@ -79,8 +80,8 @@ class Scanner {
       // The value is complete: close containers until one expects another member.
       for (;;) {
         if (open.length === 0) {
-          while (this.i < this.b.length) {
-            const t = this.b[this.i++]!;
+          while (this.i < this.bytes.length) {
+            const t = this.bytes[this.i++]!;
             if (!isSpace(t)) this.fail(t, 'after top-level value');
           }
           return;
@@ -107,21 +108,21 @@ class Scanner {
   }
 
   /** An object key starting at c and its colon; returns the first byte of the member's value. */
-  private objectKey(c: number): number {
-    if (c !== 0x22) this.fail(c, 'looking for beginning of object key string');
+  private objectKey(count: number): number {
+    if (count !== 0x22) this.fail(count, 'looking for beginning of object key string');
     this.string();
-    c = this.skipSpace();
-    if (c !== 0x3a) this.fail(c, 'after object key');
+    count = this.skipSpace();
+    if (count !== 0x3a) this.fail(count, 'after object key');
     return this.skipSpace();
   }
 
-  private scalar(c: number): void {
-    if (c === 0x22) return this.string();
-    if (c === 0x2d || isDigit(c)) return this.number(c);
-    if (c === 0x74) return this.literal('true');
-    if (c === 0x66) return this.literal('false');
-    if (c === 0x6e) return this.literal('null');
-    this.fail(c, 'looking for beginning of value');
+  private scalar(count: number): void {
+    if (count === 0x22) return this.string();
+    if (count === 0x2d || isDigit(count)) return this.number(count);
+    if (count === 0x74) return this.literal('true');
+    if (count === 0x66) return this.literal('false');
+    if (count === 0x6e) return this.literal('null');
+    this.fail(count, 'looking for beginning of value');
   }
 
   private literal(word: string): void {
@@ -156,7 +157,7 @@ class Scanner {
       c = this.next();
       if (!isDigit(c)) this.fail(c, 'in numeric literal');
     }
-    const peek = () => (this.i < this.b.length ? this.b[this.i]! : -1);
+    const peek = () => (this.i < this.bytes.length ? this.bytes[this.i]! : -1);
     if (c !== 0x30) while (isDigit(peek())) this.i++;
     if (peek() === 0x2e) {
       this.i++;

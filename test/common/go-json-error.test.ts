@@ -1,6 +1,6 @@
 /** Go encoding/json syntax-error wording, which llm-d's 400 bodies carry. */
 import { describe, expect, it } from 'vitest';
-import { GO_MAX_NESTING_DEPTH, goJsonSyntaxError, goUnmarshalTypeError, mayNestDeeperThan } from '../../src/epp/extproc/go-json-error.js';
+import { GO_MAX_NESTING_DEPTH, goJsonSyntaxError, goUnmarshalTypeError, mayNestDeeperThan } from '../../src/common/go-json-error.js';
 
 describe("Go's JSON syntax errors", () => {
   const cases: Array<[string, string | undefined]> = [
@@ -37,7 +37,7 @@ describe("Go's JSON syntax errors", () => {
   });
 
   it("nesting: Go's maxNestingDepth (10000) is fine, one more is 'exceeded max depth' at the bracket that opens it", () => {
-    const nested = (n: number, open = '[', close = ']') => Buffer.from(open.repeat(n) + close.repeat(n));
+    const nested = (count: number, open = '[', close = ']') => Buffer.from(open.repeat(count) + close.repeat(count));
     expect(goJsonSyntaxError(nested(GO_MAX_NESTING_DEPTH))).toBeUndefined();
     expect(goJsonSyntaxError(nested(GO_MAX_NESTING_DEPTH + 1))).toBe("invalid character '[' exceeded max depth");
     expect(goJsonSyntaxError(Buffer.from(`{"a":${'{"b":'.repeat(3)}1${'}'.repeat(3)}}`), 3)).toBe("invalid character '{' exceeded max depth");

@@ -1,0 +1,62 @@
+/**
+ * Requests sent to the local vLLM as they came: an inference request without a prefill target (local prefill), and
+ * every route that is not an inference route (health, /metrics, /v1/models, ...). The body is read whole within its
+ * bounds, as on every path, and sent on byte for byte unless the client's KV transfer fields had to be removed; the
+ * answer is relayed unchanged (decode.ts). The path has its own narrow context, {@link RelayContext}: it has no
+ * prefiller and no parsed body.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Dispatcher } from 'undici';
+import { UpstreamLeg } from '../common/upstream-leg.js';
+import { clientTransferFields } from './client-kv-params.js';
+import { relayDecode } from './decode.js';
+import { answerInvalidBody, answerLegFailure } from './failures.js';
+import type { Outcome } from './metrics.js';
+import type { RelayContext } from './pd-context.js';
+import { hasBody, readOrAnswer } from './request-body.js';
+import type { RequestLog, SidecarRank, Tracked } from './tracking.js';
+import { forwardHeaders } from './upstream.js';
+
+/** Sends the request to `origin` as it came (its body read whole first) and relays the answer unchanged. */
+export async function passThrough(rank: SidecarRank, req: IncomingMessage, tracked: Tracked, log: RequestLog, origin: string, mode: 'local' | 'passthrough'): Promise<Outcome> {
+  const config = rank.config;
+  const ctx: RelayContext = {
+    requestId: log.requestId,
+    res: tracked.res,
+    signal: tracked.signal,
+    config,
+    metrics: rank.metrics,
+    get logger() {
+      return log.logger;
+    },
+    timings: { start: tracked.start, prefillMs: 0, decodeTtfbMs: 0 },
+  };
+  let body: Buffer | undefined;
+  if (hasBody(req)) {
+    const read = await readOrAnswer(req, tracked.res, config, rank.metrics);
+    if (typeof read === 'string') return read;
+    // Byte for byte, unless the client's KV transfer fields had to be removed.
+    const kept = clientTransferFields(config.kvConnector).stripRaw(read, config.maxJsonDepth);
+    if ('error' in kept) return answerInvalidBody(tracked.res, kept.error);
+    if (kept.removed) log.logger.info({ mode }, "removed the client's KV transfer fields from the request body");
+    body = kept.bytes;
+  }
+  let leg: UpstreamLeg;
+  try {
+    leg = await UpstreamLeg.open({
+      agent: rank.agents.decode as Dispatcher,
+      origin,
+      method: req.method ?? 'GET',
+      path: req.url ?? '/',
+      headers: forwardHeaders(req.headers, { requestId: log.requestId, dropHost: false, clientAddress: req.socket.remoteAddress ?? '' }),
+      body,
+      clientSignal: tracked.signal,
+      firstByteTimeoutMs: config.decodeFirstByteTimeout,
+      idleTimeoutMs: config.decodeIdleTimeout,
+      label: 'decode',
+    });
+  } catch (err) {
+    return answerLegFailure(ctx, err, 'decode', false);
+  }
+  return relayDecode(ctx, leg, { mode });
+}
