@@ -111,13 +111,13 @@ export class KvEventPublisher implements KvCacheEventSink {
     this.push({ type: EVENT_ALL_BLOCKS_CLEARED });
   }
 
-  private push(e: Publishable): void {
+  private push(event: Publishable): void {
     if (this.closed) return;
     if (this.queue.length >= this.settings.maxQueue) {
       this.dropped++;
       return;
     }
-    this.queue.push(e);
+    this.queue.push(event);
     if (this.queue.length >= this.settings.batchSize) this.flush();
     else if (!this.flushScheduled) {
       this.flushScheduled = true;

@@ -37,9 +37,9 @@ function completionPrompts(body: JsonObject): number[][] | string {
   const p = body.prompt;
   if (typeof p === 'string') return [tokenIds(tokenize(p))];
   if (Array.isArray(p) && p.length > 0) {
-    if (p.every((x) => typeof x === 'number')) return [p as number[]];
-    if (p.every((x) => typeof x === 'string')) return (p as string[]).map((x) => tokenIds(tokenize(x)));
-    if (p.every((x) => Array.isArray(x) && x.every((t) => typeof t === 'number'))) return p as number[][];
+    if (p.every((item) => typeof item === 'number')) return [p as number[]];
+    if (p.every((item) => typeof item === 'string')) return (p as string[]).map((item) => tokenIds(tokenize(item)));
+    if (p.every((item) => Array.isArray(item) && item.every((token) => typeof token === 'number'))) return p as number[][];
   }
   return 'prompt must be a string, a list of strings, or token ids';
 }

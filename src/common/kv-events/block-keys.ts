@@ -26,8 +26,8 @@ class Fnv64a {
   hi = 0xcbf29ce4;
   lo = 0x84222325;
 
-  byte(b: number): void {
-    const lo = (this.lo ^ b) >>> 0;
+  byte(byteValue: number): void {
+    const lo = (this.lo ^ byteValue) >>> 0;
     // (hi·2^32 + lo)·(2^40 + 0x1b3) mod 2^64: lo·0x1b3 is below 2^41, exact in a double.
     const l = lo * PRIME_LO;
     const carry = Math.floor(l / TWO32);
@@ -36,39 +36,39 @@ class Fnv64a {
   }
 
   /** CBOR head of major type `major` with argument `n` (n < 2^32), in canonical (shortest) form. */
-  head(major: number, n: number): void {
+  head(major: number, value: number): void {
     const m = major << 5;
-    if (n < 24) this.byte(m | n);
-    else if (n < 0x100) {
+    if (value < 24) this.byte(m | value);
+    else if (value < 0x100) {
       this.byte(m | 24);
-      this.byte(n);
-    } else if (n < 0x10000) {
+      this.byte(value);
+    } else if (value < 0x10000) {
       this.byte(m | 25);
-      this.byte(n >>> 8);
-      this.byte(n & 0xff);
+      this.byte(value >>> 8);
+      this.byte(value & 0xff);
     } else {
       this.byte(m | 26);
-      this.word(n);
+      this.word(value);
     }
   }
 
-  word(n: number): void {
-    this.byte(n >>> 24);
-    this.byte((n >>> 16) & 0xff);
-    this.byte((n >>> 8) & 0xff);
-    this.byte(n & 0xff);
+  word(value: number): void {
+    this.byte(value >>> 24);
+    this.byte((value >>> 16) & 0xff);
+    this.byte((value >>> 8) & 0xff);
+    this.byte(value & 0xff);
   }
 
   /** A CBOR unsigned integer of 64 bits, shortest form. */
-  uint64(v: U64): void {
-    if (v.hi === 0) return this.head(0, v.lo);
+  uint64(value: U64): void {
+    if (value.hi === 0) return this.head(0, value.lo);
     this.byte(27);
-    this.word(v.hi);
-    this.word(v.lo);
+    this.word(value.hi);
+    this.word(value.lo);
   }
 
-  bytes(b: Uint8Array): void {
-    for (let i = 0; i < b.length; i++) this.byte(b[i]!);
+  bytes(data: Uint8Array): void {
+    for (let i = 0; i < data.length; i++) this.byte(data[i]!);
   }
 
   value(): U64 {
@@ -86,21 +86,21 @@ export function fnv64a(bytes: Uint8Array): U64 {
 }
 
 /** 53-bit fold of a 64-bit key: the high 32 bits, then the low 32 folded to 21 (small values stay distinct). */
-export function key53(v: U64): number {
-  return v.hi * 2097152 + (((v.lo >>> 11) ^ (v.lo & 0x7ff)) >>> 0);
+export function key53(value: U64): number {
+  return value.hi * 2097152 + (((value.lo >>> 11) ^ (value.lo & 0x7ff)) >>> 0);
 }
 
-export function u64ToBigInt(v: U64): bigint {
-  return (BigInt(v.hi) << 32n) | BigInt(v.lo);
+export function u64ToBigInt(value: U64): bigint {
+  return (BigInt(value.hi) << 32n) | BigInt(value.lo);
 }
 
-export function u64FromBigInt(v: bigint): U64 {
-  const u = BigInt.asUintN(64, v);
+export function u64FromBigInt(value: bigint): U64 {
+  const u = BigInt.asUintN(64, value);
   return { hi: Number(u >> 32n), lo: Number(u & 0xffffffffn) };
 }
 
-export function u64Equal(a: U64, b: U64): boolean {
-  return a.hi === b.hi && a.lo === b.lo;
+export function u64Equal(left: U64, right: U64): boolean {
+  return left.hi === right.hi && left.lo === right.lo;
 }
 
 export const ZERO_U64: U64 = { hi: 0, lo: 0 };

@@ -84,73 +84,73 @@ export interface DecodeLimits {
 export const DEFAULT_DECODE_LIMITS: DecodeLimits = { maxArrayLength: 1 << 20, maxStringLength: 1 << 16 };
 
 const decoders = new Map<string, Decoder>();
-function decoderFor(l: DecodeLimits): Decoder {
-  const key = `${l.maxArrayLength}/${l.maxStringLength}`;
+function decoderFor(limits: DecodeLimits): Decoder {
+  const key = `${limits.maxArrayLength}/${limits.maxStringLength}`;
   let d = decoders.get(key);
   if (!d) {
-    d = new Decoder({ useBigInt64: true, maxArrayLength: l.maxArrayLength, maxMapLength: 64, maxStrLength: l.maxStringLength, maxBinLength: l.maxStringLength, maxExtLength: 0 });
+    d = new Decoder({ useBigInt64: true, maxArrayLength: limits.maxArrayLength, maxMapLength: 64, maxStrLength: limits.maxStringLength, maxBinLength: limits.maxStringLength, maxExtLength: 0 });
     decoders.set(key, d);
   }
   return d;
 }
 
-const isMap = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+const isMap = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
 
-function int(v: unknown, what: string): number {
-  if (typeof v === 'number' && Number.isInteger(v)) return v;
-  if (typeof v === 'bigint') {
-    if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER)) bad(`${what} ${v} is out of range`);
-    return Number(v);
+function int(value: unknown, what: string): number {
+  if (typeof value === 'number' && Number.isInteger(value)) return value;
+  if (typeof value === 'bigint') {
+    if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER)) bad(`${what} ${value} is out of range`);
+    return Number(value);
   }
-  return bad(`${what} is not an integer (${describe(v)})`);
+  return bad(`${what} is not an integer (${describe(value)})`);
 }
 
-function optInt(v: unknown, what: string): number | undefined {
-  return v === null || v === undefined ? undefined : int(v, what);
+function optInt(value: unknown, what: string): number | undefined {
+  return value === null || value === undefined ? undefined : int(value, what);
 }
 
-function optString(v: unknown, what: string): string | undefined {
-  if (v === null || v === undefined) return undefined;
-  if (typeof v !== 'string') bad(`${what} is not a string (${describe(v)})`);
-  return v;
+function optString(value: unknown, what: string): string | undefined {
+  if (value === null || value === undefined) return undefined;
+  if (typeof value !== 'string') bad(`${what} is not a string (${describe(value)})`);
+  return value;
 }
 
-function describe(v: unknown): string {
-  if (v === null || v === undefined) return 'nil';
-  if (v instanceof Uint8Array) return 'bytes';
-  if (Array.isArray(v)) return 'array';
-  return typeof v === 'object' ? 'map' : typeof v;
+function describe(value: unknown): string {
+  if (value === null || value === undefined) return 'nil';
+  if (value instanceof Uint8Array) return 'bytes';
+  if (Array.isArray(value)) return 'array';
+  return typeof value === 'object' ? 'map' : typeof value;
 }
 
 /** An engine block hash: int (two's complement for negative int64, as Go's uint64(int64)) or bytes (last 8, BE). */
-export function blockHash(v: unknown, what = 'block hash'): U64 {
-  if (typeof v === 'number') {
-    if (!Number.isSafeInteger(v)) bad(`${what} is not an integer`);
-    return v >= 0 ? { hi: Math.floor(v / 4294967296), lo: v >>> 0 } : u64FromBigInt(BigInt(v));
+export function blockHash(value: unknown, what = 'block hash'): U64 {
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value)) bad(`${what} is not an integer`);
+    return value >= 0 ? { hi: Math.floor(value / 4294967296), lo: value >>> 0 } : u64FromBigInt(BigInt(value));
   }
-  if (typeof v === 'bigint') return u64FromBigInt(v);
-  if (v instanceof Uint8Array) {
-    if (v.length === 0) bad(`${what} is empty bytes`);
+  if (typeof value === 'bigint') return u64FromBigInt(value);
+  if (value instanceof Uint8Array) {
+    if (value.length === 0) bad(`${what} is empty bytes`);
     const b = new Uint8Array(8);
-    b.set(v.subarray(Math.max(0, v.length - 8)), 8 - Math.min(8, v.length));
+    b.set(value.subarray(Math.max(0, value.length - 8)), 8 - Math.min(8, value.length));
     const dv = new DataView(b.buffer);
     return { hi: dv.getUint32(0), lo: dv.getUint32(4) };
   }
-  return bad(`${what} is neither an integer nor bytes (${describe(v)})`);
+  return bad(`${what} is neither an integer nor bytes (${describe(value)})`);
 }
 
-function hashes(v: unknown, what: string): U64[] {
-  if (!Array.isArray(v)) bad(`${what} is not an array (${describe(v)})`);
-  return v.map((h, i) => blockHash(h, `${what}[${i}]`));
+function hashes(value: unknown, what: string): U64[] {
+  if (!Array.isArray(value)) bad(`${what} is not an array (${describe(value)})`);
+  return value.map((hash, i) => blockHash(hash, `${what}[${i}]`));
 }
 
-function tokenIds(v: unknown): Uint32Array {
-  if (!Array.isArray(v)) bad(`token_ids is not an array (${describe(v)})`);
-  const out = new Uint32Array(v.length);
-  for (let i = 0; i < v.length; i++) {
-    const t = v[i];
-    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t > 0xffffffff) bad(`token_ids[${i}] is not a token id (${describe(t)})`);
-    out[i] = t;
+function tokenIds(value: unknown): Uint32Array {
+  if (!Array.isArray(value)) bad(`token_ids is not an array (${describe(value)})`);
+  const out = new Uint32Array(value.length);
+  for (let i = 0; i < value.length; i++) {
+    const token = value[i];
+    if (typeof token !== 'number' || !Number.isInteger(token) || token < 0 || token > 0xffffffff) bad(`token_ids[${i}] is not a token id (${describe(token)})`);
+    out[i] = token;
   }
   return out;
 }
@@ -195,7 +195,7 @@ export function decodeEvent(raw: unknown): KvCacheEvent {
         loraId: optInt(f[4], 'lora_id'),
         medium: optString(f[5], 'medium'),
         loraName: optString(f[6], 'lora_name'),
-        extraKeys: Array.isArray(extra) ? extra.map((e, i) => (e === null || Array.isArray(e) ? e : bad(`extra_keys[${i}] is not an array or nil`))) : undefined,
+        extraKeys: Array.isArray(extra) ? extra.map((keys, i) => (keys === null || Array.isArray(keys) ? keys : bad(`extra_keys[${i}] is not an array or nil`))) : undefined,
         groupIdx: optInt(f[8], 'group_idx'),
       };
     }
@@ -251,18 +251,18 @@ export type EventFormat = 'array' | 'map';
 
 const encoder = new Encoder({ useBigInt64: true, ignoreUndefined: false });
 
-const hashValue = (h: U64): bigint | number => (h.hi < 0x200000 ? h.hi * 4294967296 + h.lo : (BigInt(h.hi) << 32n) | BigInt(h.lo));
+const hashValue = (hash: U64): bigint | number => (hash.hi < 0x200000 ? hash.hi * 4294967296 + hash.lo : (BigInt(hash.hi) << 32n) | BigInt(hash.lo));
 
 /** One event as vLLM (v0.11+ field set, without the hybrid-allocator fields) encodes it. */
-function encodableEvent(e: Exclude<KvCacheEvent, UnknownEvent>, format: EventFormat): unknown {
-  switch (e.type) {
+function encodableEvent(event: Exclude<KvCacheEvent, UnknownEvent>, format: EventFormat): unknown {
+  switch (event.type) {
     case EVENT_BLOCK_STORED: {
-      const fields = [e.blockHashes.map(hashValue), e.parentBlockHash ? hashValue(e.parentBlockHash) : null, Array.from(e.tokenIds), e.blockSize, e.loraId ?? null, e.medium ?? null, e.loraName ?? null];
+      const fields = [event.blockHashes.map(hashValue), event.parentBlockHash ? hashValue(event.parentBlockHash) : null, Array.from(event.tokenIds), event.blockSize, event.loraId ?? null, event.medium ?? null, event.loraName ?? null];
       if (format === 'array') return [EVENT_BLOCK_STORED, ...fields];
       return { type: EVENT_BLOCK_STORED, ...Object.fromEntries(STORED_FIELDS.slice(0, fields.length).map((k, i) => [k, fields[i]])) };
     }
     case EVENT_BLOCK_REMOVED:
-      return format === 'array' ? [EVENT_BLOCK_REMOVED, e.blockHashes.map(hashValue), e.medium ?? null] : { type: EVENT_BLOCK_REMOVED, block_hashes: e.blockHashes.map(hashValue), medium: e.medium ?? null };
+      return format === 'array' ? [EVENT_BLOCK_REMOVED, event.blockHashes.map(hashValue), event.medium ?? null] : { type: EVENT_BLOCK_REMOVED, block_hashes: event.blockHashes.map(hashValue), medium: event.medium ?? null };
     case EVENT_ALL_BLOCKS_CLEARED:
       return format === 'array' ? [EVENT_ALL_BLOCKS_CLEARED] : { type: EVENT_ALL_BLOCKS_CLEARED };
   }
@@ -270,7 +270,7 @@ function encodableEvent(e: Exclude<KvCacheEvent, UnknownEvent>, format: EventFor
 
 /** msgpack of a batch; `ts` always encodes as a float64, as msgspec encodes Python floats. */
 export function encodeEventBatch(batch: { ts: number; events: Array<Exclude<KvCacheEvent, UnknownEvent>>; dataParallelRank?: number }, format: EventFormat = 'array'): Uint8Array {
-  const events = batch.events.map((e) => encodableEvent(e, format));
+  const events = batch.events.map((event) => encodableEvent(event, format));
   const body = format === 'array' ? encoder.encode(batch.dataParallelRank === undefined ? [0, events] : [0, events, batch.dataParallelRank]) : encoder.encode(batch.dataParallelRank === undefined ? { ts: 0, events } : { ts: 0, events, data_parallel_rank: batch.dataParallelRank });
   // The placeholder ts (fixint 0) is replaced by a float64 (0xcb + 8 bytes): an integral JS number would encode as int.
   const at = format === 'array' ? 1 : 4; // after the array head, or after the map head and "ts" key

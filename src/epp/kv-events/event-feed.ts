@@ -37,8 +37,8 @@ export interface EndpointLookup {
 
 const RANK = /-rank-(\d+)$/;
 
-export function rankOf(e: Endpoint): number {
-  const m = RANK.exec(e.name);
+export function rankOf(endpoint: Endpoint): number {
+  const m = RANK.exec(endpoint.name);
   return m ? Number(m[1]) : 0;
 }
 
@@ -108,25 +108,25 @@ export class EventFeed {
     return s;
   }
 
-  private admit(s: SourceState): boolean {
+  private admit(state: SourceState): boolean {
     const rate = this.limits.maxMessagesPerSecond;
     if (rate <= 0) return true;
-    const t = this.now();
-    s.tokens = Math.min(rate, s.tokens + ((t - s.at) / 1000) * rate);
-    s.at = t;
-    if (s.tokens < 1) return false;
-    s.tokens -= 1;
+    const now = this.now();
+    state.tokens = Math.min(rate, state.tokens + ((now - state.at) / 1000) * rate);
+    state.at = now;
+    if (state.tokens < 1) return false;
+    state.tokens -= 1;
     return true;
   }
 
   private resolve(podId: string, rank: number | undefined, label: string): Endpoint | undefined {
     const all = this.pool.all();
-    const exact = all.find((e) => e.hostPort === podId);
+    const exact = all.find((endpoint) => endpoint.hostPort === podId);
     if (exact) return exact;
-    const byIp = all.filter((e) => e.address === podId);
+    const byIp = all.filter((endpoint) => endpoint.address === podId);
     if (byIp.length === 1) return byIp[0];
     if (byIp.length > 1) {
-      const ranked = byIp.filter((e) => rankOf(e) === (rank ?? 0));
+      const ranked = byIp.filter((endpoint) => rankOf(endpoint) === (rank ?? 0));
       if (ranked.length === 1) return ranked[0];
       this.drop('ambiguous_pod', label, podId);
       return undefined;

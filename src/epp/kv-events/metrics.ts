@@ -9,7 +9,7 @@
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 
-const ALPHA = (t: string) => `[ALPHA] ${t}`;
+const ALPHA = (help: string) => `[ALPHA] ${help}`;
 
 export type DropReason =
   | 'malformed'

@@ -76,13 +76,13 @@ export const preciseParams = z
     speculativeTTL: goDuration.optional(),
   })
   .strict()
-  .superRefine((p, c) => {
-    const e = p.kvEventsConfig?.zmqEndpoint;
-    if (e && !/^tcp:\/\/(\*|\[[0-9a-fA-F:.]+\]|[^:/\s]+):(\*|\d{1,5})$/.test(e)) c.addIssue({ code: 'custom', message: 'must be tcp://<host>:<port>', path: ['kvEventsConfig', 'zmqEndpoint'] });
-    if (p.kvEventsConfig?.engineType === 'sglang') c.addIssue({ code: 'custom', message: "SGLang's KV events are not decoded by pd-router (vllm only)", path: ['kvEventsConfig', 'engineType'] });
-    if (p.speculativeTTL !== undefined && p.speculativeTTL < 0) c.addIssue({ code: 'custom', message: 'must be >= 0', path: ['speculativeTTL'] });
-    const tp = p.tokenProcessorConfig;
-    if (tp && tp.blockSizeTokens === 0 && tp.blockSize === 0) c.addIssue({ code: 'custom', message: 'blockSizeTokens must be greater than 0', path: ['tokenProcessorConfig', 'blockSizeTokens'] });
+  .superRefine((params, ctx) => {
+    const e = params.kvEventsConfig?.zmqEndpoint;
+    if (e && !/^tcp:\/\/(\*|\[[0-9a-fA-F:.]+\]|[^:/\s]+):(\*|\d{1,5})$/.test(e)) ctx.addIssue({ code: 'custom', message: 'must be tcp://<host>:<port>', path: ['kvEventsConfig', 'zmqEndpoint'] });
+    if (params.kvEventsConfig?.engineType === 'sglang') ctx.addIssue({ code: 'custom', message: "SGLang's KV events are not decoded by pd-router (vllm only)", path: ['kvEventsConfig', 'engineType'] });
+    if (params.speculativeTTL !== undefined && params.speculativeTTL < 0) ctx.addIssue({ code: 'custom', message: 'must be >= 0', path: ['speculativeTTL'] });
+    const tp = params.tokenProcessorConfig;
+    if (tp && tp.blockSizeTokens === 0 && tp.blockSize === 0) ctx.addIssue({ code: 'custom', message: 'blockSizeTokens must be greater than 0', path: ['tokenProcessorConfig', 'blockSizeTokens'] });
   });
 
 export type PreciseParams = z.infer<typeof preciseParams>;
@@ -104,18 +104,18 @@ export interface PreciseSettings {
   warnings: string[];
 }
 
-export function preciseSettings(p: PreciseParams): PreciseSettings {
+export function preciseSettings(params: PreciseParams): PreciseSettings {
   const warnings: string[] = [];
-  const tp = p.tokenProcessorConfig ?? {};
+  const tp = params.tokenProcessorConfig ?? {};
   // llm-d-kv-cache: blockSizeTokens, else the deprecated blockSize, else 16.
   const blockSizeTokens = tp.blockSizeTokens || tp.blockSize || 16;
-  const ix = p.indexerConfig ?? {};
+  const ix = params.indexerConfig ?? {};
   if (ix.tokenProcessorConfig !== undefined) warnings.push('indexerConfig.tokenProcessorConfig is ignored, as llm-d v0.7.1 ignores it (the block size and hash seed are tokenProcessorConfig\'s)');
   if (ix.prefixStoreConfig !== undefined) warnings.push('indexerConfig.prefixStoreConfig is ignored, as llm-d v0.7.1 ignores it');
   if (ix.kvBlockIndexConfig?.maxPrefixBlocksToMatch !== undefined) warnings.push('indexerConfig.kvBlockIndexConfig.maxPrefixBlocksToMatch is ignored, as llm-d ignores it');
   if (ix.kvBlockIndexConfig?.metricsLoggingInterval !== undefined) warnings.push('indexerConfig.kvBlockIndexConfig.metricsLoggingInterval is ignored: pd-router does not log metric beats (the metrics are always served)');
-  const weights = new Map((ix.kvCacheBackendConfigs ?? []).map((b) => [b.name.toLowerCase(), b.weight]));
-  const ke = p.kvEventsConfig ?? {};
+  const weights = new Map((ix.kvCacheBackendConfigs ?? []).map((backend) => [backend.name.toLowerCase(), backend.weight]));
+  const ke = params.kvEventsConfig ?? {};
   if (ke.concurrency !== undefined) warnings.push('kvEventsConfig.concurrency is ignored: events are applied in order on the event loop');
   if (ke.podDiscoveryConfig?.podLabelSelector !== undefined || ke.podDiscoveryConfig?.podNamespace !== undefined) {
     warnings.push('kvEventsConfig.podDiscoveryConfig podLabelSelector/podNamespace are ignored: pd-router subscribes to the pool\'s endpoints');
@@ -129,8 +129,8 @@ export function preciseSettings(p: PreciseParams): PreciseSettings {
     topicFilter: ke.topicFilter ?? 'kv@',
     discoverPods: ke.discoverPods ?? true,
     socketPort: ke.podDiscoveryConfig?.socketPort ?? 5557,
-    speculativeIndexing: p.speculativeIndexing,
-    speculativeTtlMs: p.speculativeTTL || 2000,
+    speculativeIndexing: params.speculativeIndexing,
+    speculativeTtlMs: params.speculativeTTL || 2000,
     gpuWeight: weights.get('gpu') ?? 1,
     cpuWeight: weights.get('cpu') ?? 0.8,
     configuredMaxEntries: mem?.size !== undefined ? mem.size * (mem.podCacheSize ?? 10) : undefined,

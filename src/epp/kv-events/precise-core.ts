@@ -52,16 +52,16 @@ export class PreciseCore {
   private bindError: string | undefined;
   private retry: NodeJS.Timeout | undefined;
   private lastExpiry = 0;
-  private readonly onAdded = (e: Endpoint) => this.subscriber?.endpointAdded(e);
+  private readonly onAdded = (endpoint: Endpoint) => this.subscriber?.endpointAdded(endpoint);
 
   constructor(
     private readonly ctx: PluginFactoryContext,
-    p: PreciseParams,
+    params: PreciseParams,
     /** Tokenize with the pool itself (the config has no token-producer). */
     readonly ownTokenizer: boolean,
     private readonly now: () => number = Date.now,
   ) {
-    this.settings = preciseSettings(p);
+    this.settings = preciseSettings(params);
     for (const w of this.settings.warnings) ctx.warn(w);
     this.hasher = new BlockKeyHasher(this.settings.blockSizeTokens, this.settings.hashSeed);
     this.metrics = KvEventsMetrics.of(ctx.metrics.registry);
@@ -81,10 +81,10 @@ export class PreciseCore {
       gpuWeight: s.gpuWeight,
       cpuWeight: s.cpuWeight,
       counters: {
-        admitted: (n) => m.admissions.inc(n),
-        evicted: (n, reason) => {
-          m.evictions.inc(n);
-          m.evictionsByReason.inc({ reason }, n);
+        admitted: (count) => m.admissions.inc(count),
+        evicted: (count, reason) => {
+          m.evictions.inc(count);
+          m.evictionsByReason.inc({ reason }, count);
         },
       },
     });
@@ -142,11 +142,11 @@ export class PreciseCore {
   }
 
   /** Writes the match state; returns the precise scores, or undefined when the approximate fallback scored. */
-  produce(c: SchedulingContext, candidates: readonly Endpoint[]): PreciseScores | undefined {
-    this.approx.produce(c, candidates);
-    const approxState = c.state.get(this.stateKey) as PrefixMatchState | undefined;
-    const tokens = c.request.tokenized?.tokenIds;
-    const reason = this.unavailable !== undefined ? 'unavailable' : !tokens ? 'no-tokens' : c.request.cacheSalt ? 'cache-salt' : undefined;
+  produce(ctx: SchedulingContext, candidates: readonly Endpoint[]): PreciseScores | undefined {
+    this.approx.produce(ctx, candidates);
+    const approxState = ctx.state.get(this.stateKey) as PrefixMatchState | undefined;
+    const tokens = ctx.request.tokenized?.tokenIds;
+    const reason = this.unavailable !== undefined ? 'unavailable' : !tokens ? 'no-tokens' : ctx.request.cacheSalt ? 'cache-salt' : undefined;
     if (reason || !tokens || !this.index) {
       this.metrics.preciseFallbacks.inc({ plugin_name: this.ctx.name, reason: reason ?? 'unavailable' });
       return undefined;
@@ -156,10 +156,10 @@ export class PreciseCore {
       this.lastExpiry = now;
       this.index.expireSpeculative(now);
     }
-    const keys = this.hasher.keys(c.request.targetModel, tokens).map(key53);
+    const keys = this.hasher.keys(ctx.request.targetModel, tokens).map(key53);
     const { scores } = this.index.longestPrefix(
       keys,
-      candidates.map((e) => e.id),
+      candidates.map((endpoint) => endpoint.id),
       now,
     );
     const matched = new Map<string, number>();
@@ -172,20 +172,20 @@ export class PreciseCore {
     this.metrics.lookupRequests.inc();
     if (best > 0) this.metrics.lookupHits.inc(best);
     const state: PrefixMatchState = { blockSizeTokens: this.settings.blockSizeTokens, totalBlocks: keys.length, matched, keys: [keys] };
-    c.state.set(this.stateKey, state);
-    if (approxState) c.state.set(`${this.stateKey}/approx`, approxState);
+    ctx.state.set(this.stateKey, state);
+    if (approxState) ctx.state.set(`${this.stateKey}/approx`, approxState);
     return { scores };
   }
 
-  preRequest(c: SchedulingContext, result: SchedulingResult): void {
-    const precise = c.state.get(this.stateKey) as PrefixMatchState | undefined;
-    const approxState = c.state.get(`${this.stateKey}/approx`) as PrefixMatchState | undefined;
+  preRequest(ctx: SchedulingContext, result: SchedulingResult): void {
+    const precise = ctx.state.get(this.stateKey) as PrefixMatchState | undefined;
+    const approxState = ctx.state.get(`${this.stateKey}/approx`) as PrefixMatchState | undefined;
     if (approxState) {
       // The approximate index learns the picks from its own keys.
-      c.state.set(this.stateKey, approxState);
-      this.approx.preRequest(c, result);
-      c.state.set(this.stateKey, precise);
-    } else this.approx.preRequest(c, result);
+      ctx.state.set(this.stateKey, approxState);
+      this.approx.preRequest(ctx, result);
+      ctx.state.set(this.stateKey, precise);
+    } else this.approx.preRequest(ctx, result);
     if (!this.settings.speculativeIndexing || !approxState || !precise || !this.index) return;
     const keys = precise.keys[0] ?? [];
     if (keys.length === 0) return;

@@ -29,8 +29,8 @@ export interface RequestKey extends U64 {
   readonly k: number;
 }
 
-export function requestKey(v: U64): RequestKey {
-  return { hi: v.hi, lo: v.lo, k: key53(v) };
+export function requestKey(value: U64): RequestKey {
+  return { hi: value.hi, lo: value.lo, k: key53(value) };
 }
 
 export function tierBit(medium: string | undefined): number {
@@ -80,11 +80,11 @@ export class PreciseIndex {
   private readonly weights: [number, number, number];
   private readonly counters: IndexCounters;
 
-  constructor(o: PreciseIndexOptions) {
-    if (!(o.maxEntries >= 1)) throw new Error(`maxEntries must be >= 1, got ${o.maxEntries}`);
-    this.maxEntries = o.maxEntries;
-    this.weights = [o.gpuWeight ?? 1, o.cpuWeight ?? 0.8, o.otherWeight ?? 1];
-    this.counters = o.counters ?? NO_COUNTERS;
+  constructor(options: PreciseIndexOptions) {
+    if (!(options.maxEntries >= 1)) throw new Error(`maxEntries must be >= 1, got ${options.maxEntries}`);
+    this.maxEntries = options.maxEntries;
+    this.weights = [options.gpuWeight ?? 1, options.cpuWeight ?? 0.8, options.otherWeight ?? 1];
+    this.counters = options.counters ?? NO_COUNTERS;
   }
 
   /** (endpoint, block) entries held, speculative ones included. */
@@ -154,22 +154,22 @@ export class PreciseIndex {
     this.enforceBound();
   }
 
-  private map(e: EndpointBlocks, engineHash: U64, group: RequestKey[]): void {
+  private map(blocks: EndpointBlocks, engineHash: U64, group: RequestKey[]): void {
     const k = key53(engineHash);
-    e.engine.delete(k); // re-inserted at the end: most recent
-    e.engine.set(k, group.length === 1 ? group[0]! : group);
+    blocks.engine.delete(k); // re-inserted at the end: most recent
+    blocks.engine.set(k, group.length === 1 ? group[0]! : group);
   }
 
-  private hold(e: EndpointBlocks, keys: readonly RequestKey[], tier: number): void {
+  private hold(blocks: EndpointBlocks, keys: readonly RequestKey[], tier: number): void {
     let added = 0;
     for (const rk of keys) {
-      const mask = e.held.get(rk.k);
+      const mask = blocks.held.get(rk.k);
       if (mask === undefined) {
-        e.held.set(rk.k, tier);
-        if (e.speculative.delete(rk.k)) this.total--;
+        blocks.held.set(rk.k, tier);
+        if (blocks.speculative.delete(rk.k)) this.total--;
         this.total++;
         added++;
-      } else if ((mask & tier) === 0) e.held.set(rk.k, mask | tier);
+      } else if ((mask & tier) === 0) blocks.held.set(rk.k, mask | tier);
     }
     if (added > 0) this.counters.admitted(added);
   }
@@ -215,8 +215,8 @@ export class PreciseIndex {
     if (e) this.drop(id, e, 'endpoint-left');
   }
 
-  private drop(id: string, e: EndpointBlocks, reason: 'cleared' | 'endpoint-left'): void {
-    const n = e.entries;
+  private drop(id: string, blocks: EndpointBlocks, reason: 'cleared' | 'endpoint-left'): void {
+    const n = blocks.entries;
     this.total -= n;
     this.endpoints.delete(id);
     if (n > 0) this.counters.evicted(n, reason);

@@ -76,23 +76,23 @@ export class KvEventSubscriber {
   }
 
   /** Per-endpoint mode: subscribe to an endpoint that joined the pool. */
-  endpointAdded(e: Endpoint): void {
-    if (!this.settings.discoverPods || this.closed || this.perEndpoint.has(e.id)) return;
-    const host = e.address.includes(':') ? `[${e.address}]` : e.address;
-    const address = `tcp://${host}:${this.settings.socketPort + rankOf(e)}`;
+  endpointAdded(endpoint: Endpoint): void {
+    if (!this.settings.discoverPods || this.closed || this.perEndpoint.has(endpoint.id)) return;
+    const host = endpoint.address.includes(':') ? `[${endpoint.address}]` : endpoint.address;
+    const address = `tcp://${host}:${this.settings.socketPort + rankOf(endpoint)}`;
     const s = this.socket();
     try {
       s.connect(address);
       s.subscribe(this.settings.topicFilter);
     } catch (err) {
       s.close();
-      this.metrics.zmqErrors.inc({ pod_identifier: e.id, operation: 'connect' });
-      this.logger.warn({ endpoint: e.id, address, err: (err as Error).message }, 'cannot connect a KV-events subscriber');
+      this.metrics.zmqErrors.inc({ pod_identifier: endpoint.id, operation: 'connect' });
+      this.logger.warn({ endpoint: endpoint.id, address, err: (err as Error).message }, 'cannot connect a KV-events subscriber');
       return;
     }
-    this.perEndpoint.set(e.id, s);
+    this.perEndpoint.set(endpoint.id, s);
     this.updateGauge();
-    void this.read(s, { kind: 'endpoint', endpoint: e }, e.id);
+    void this.read(s, { kind: 'endpoint', endpoint }, endpoint.id);
   }
 
   endpointRemoved(id: string): void {
@@ -110,14 +110,14 @@ export class KvEventSubscriber {
     this.metrics.activeSubscribers.set(this.perEndpoint.size + (this.bound ? 1 : 0));
   }
 
-  private async read(s: Subscriber, source: Parameters<EventFeed['receive']>[0], label: string): Promise<void> {
+  private async read(socket: Subscriber, source: Parameters<EventFeed['receive']>[0], label: string): Promise<void> {
     let n = 0;
     for (;;) {
       let frames: Buffer[];
       try {
-        frames = await s.receive();
+        frames = await socket.receive();
       } catch (err) {
-        if (this.closed || s.closed) return;
+        if (this.closed || socket.closed) return;
         this.metrics.zmqErrors.inc({ pod_identifier: label, operation: 'recv' });
         this.logger.warn({ source: label, err: (err as Error).message }, 'KV-events receive failed');
         await nextTurn();

@@ -56,15 +56,15 @@ export class TokenCache {
     return v;
   }
 
-  set(key: string, v: Uint32Array): void {
-    if (v.length > this.maxTokens) return;
+  set(key: string, tokens: Uint32Array): void {
+    if (tokens.length > this.maxTokens) return;
     const old = this.entries.get(key);
     if (old) {
       this.held -= old.length;
       this.entries.delete(key);
     }
-    this.entries.set(key, v);
-    this.held += v.length;
+    this.entries.set(key, tokens);
+    this.held += tokens.length;
     for (const [k, e] of this.entries) {
       if (this.held <= this.maxTokens) break;
       this.entries.delete(k);
@@ -86,13 +86,13 @@ class Failure extends Error {
   }
 }
 
-function tokenArray(v: unknown): Uint32Array {
-  if (!Array.isArray(v)) throw new Failure('invalid', 'token ids are not an array');
-  const out = new Uint32Array(v.length);
-  for (let i = 0; i < v.length; i++) {
-    const t = v[i];
-    if (typeof t !== 'number' || !Number.isInteger(t) || t < 0 || t > 0xffffffff) throw new Failure('invalid', `token id ${i} is not an unsigned 32-bit integer`);
-    out[i] = t;
+function tokenArray(value: unknown): Uint32Array {
+  if (!Array.isArray(value)) throw new Failure('invalid', 'token ids are not an array');
+  const out = new Uint32Array(value.length);
+  for (let i = 0; i < value.length; i++) {
+    const token = value[i];
+    if (typeof token !== 'number' || !Number.isInteger(token) || token < 0 || token > 0xffffffff) throw new Failure('invalid', `token id ${i} is not an unsigned 32-bit integer`);
+    out[i] = token;
   }
   return out;
 }

@@ -46,11 +46,11 @@ export const tokenProducerParams = z
     udsTokenizerConfig: z.object({ socketFile: z.string().optional(), timeout: z.unknown().optional(), maxRetries: z.unknown().optional() }).passthrough().optional(),
   })
   .strict()
-  .superRefine((p, c) => {
-    if (p.estimate && (p.vllm || p.modelName || p.udsTokenizerConfig)) c.addIssue({ code: 'custom', message: 'estimate cannot be combined with modelName, vllm or udsTokenizerConfig', path: ['estimate'] });
-    if (p.vllm?.timeout !== undefined && p.vllm.timeout <= 0) c.addIssue({ code: 'custom', message: 'must be > 0', path: ['vllm', 'timeout'] });
-    if (p.vllm?.mmTimeout !== undefined && p.vllm.mmTimeout <= 0) c.addIssue({ code: 'custom', message: 'must be > 0', path: ['vllm', 'mmTimeout'] });
-    if (p.vllm?.url && !/^http:\/\/[^/]+/.test(p.vllm.url)) c.addIssue({ code: 'custom', message: 'must be an http:// URL (TLS is not supported, as upstream)', path: ['vllm', 'url'] });
+  .superRefine((params, ctx) => {
+    if (params.estimate && (params.vllm || params.modelName || params.udsTokenizerConfig)) ctx.addIssue({ code: 'custom', message: 'estimate cannot be combined with modelName, vllm or udsTokenizerConfig', path: ['estimate'] });
+    if (params.vllm?.timeout !== undefined && params.vllm.timeout <= 0) ctx.addIssue({ code: 'custom', message: 'must be > 0', path: ['vllm', 'timeout'] });
+    if (params.vllm?.mmTimeout !== undefined && params.vllm.mmTimeout <= 0) ctx.addIssue({ code: 'custom', message: 'must be > 0', path: ['vllm', 'mmTimeout'] });
+    if (params.vllm?.url && !/^http:\/\/[^/]+/.test(params.vllm.url)) ctx.addIssue({ code: 'custom', message: 'must be an http:// URL (TLS is not supported, as upstream)', path: ['vllm', 'url'] });
   });
 
 export type TokenProducer = RequestPreparer &
@@ -65,13 +65,13 @@ export const tokenProducer = definePlugin({
   produces: [TOKENIZED_PROMPT_DATA],
   description: 'Tokenizes prompts with the model server (vLLM render/tokenize), or the estimate backend.',
   params: tokenProducerParams,
-  create: (ctx, p) => {
-    const mode: TokenProducer['tokenizer'] = p.vllm ? 'vllm-http' : p.modelName !== undefined || p.udsTokenizerConfig ? 'pool' : 'estimate';
+  create: (ctx, params) => {
+    const mode: TokenProducer['tokenizer'] = params.vllm ? 'vllm-http' : params.modelName !== undefined || params.udsTokenizerConfig ? 'pool' : 'estimate';
     if (mode === 'estimate') return { type: ctx.type, name: ctx.name, tokenizer: 'estimate' as const };
-    if (p.udsTokenizerConfig) ctx.warn('udsTokenizerConfig (a tokenizer sidecar over a Unix socket) is not used: pd-router tokenizes with the pool\'s model servers (vLLM render/tokenize)');
-    const url = mode === 'vllm-http' ? (p.vllm?.url ?? 'http://localhost:8000').replace(/\/+$/, '') : undefined;
-    const timeoutMs = p.vllm?.timeout ?? 5000;
-    const mmTimeoutMs = p.vllm?.mmTimeout ?? 30_000;
+    if (params.udsTokenizerConfig) ctx.warn('udsTokenizerConfig (a tokenizer sidecar over a Unix socket) is not used: pd-router tokenizes with the pool\'s model servers (vLLM render/tokenize)');
+    const url = mode === 'vllm-http' ? (params.vllm?.url ?? 'http://localhost:8000').replace(/\/+$/, '') : undefined;
+    const timeoutMs = params.vllm?.timeout ?? 5000;
+    const mmTimeoutMs = params.vllm?.mmTimeout ?? 30_000;
     const failures = KvEventsMetrics.of(ctx.metrics.registry).tokenizeFailures;
     let tokenizer: ModelServerTokenizer | undefined;
     const plugin: TokenProducer = {
@@ -80,7 +80,7 @@ export const tokenProducer = definePlugin({
       tokenizer: mode,
       url,
       async start(runtime: PluginRuntime) {
-        tokenizer = new ModelServerTokenizer({ baseUrl: url, modelName: p.modelName ?? '', timeoutMs, mmTimeoutMs, cacheTokens: runtime.limits.tokenizerCacheTokens });
+        tokenizer = new ModelServerTokenizer({ baseUrl: url, modelName: params.modelName ?? '', timeoutMs, mmTimeoutMs, cacheTokens: runtime.limits.tokenizerCacheTokens });
       },
       async close() {
         await tokenizer?.close();
@@ -88,7 +88,7 @@ export const tokenProducer = definePlugin({
       async prepareRequest(request: InferenceRequest, candidates: readonly Endpoint[]) {
         if (request.tokenized) return;
         // Loaded without an EPP (tests of the loader): tokenize with the defaults.
-        tokenizer ??= new ModelServerTokenizer({ baseUrl: url, modelName: p.modelName ?? '', timeoutMs, mmTimeoutMs, cacheTokens: 0 });
+        tokenizer ??= new ModelServerTokenizer({ baseUrl: url, modelName: params.modelName ?? '', timeoutMs, mmTimeoutMs, cacheTokens: 0 });
         const r = await tokenizer.tokenize(request, candidates);
         if (r.ok) request.tokenized = { tokenIds: r.tokenIds, producer: ctx.name };
         else if (r.reason !== 'unsupported') {

@@ -18,12 +18,12 @@ export const precisePrefixCacheProducer = definePlugin({
   kind: 'data-producer',
   produces: [PREFIX_MATCH_DATA],
   description: 'Precise per-endpoint prefix-cache match from vLLM KV events.',
-  params: preciseParams.refine((p) => p.indexerConfig?.tokenizersPoolConfig === undefined, {
+  params: preciseParams.refine((params) => params.indexerConfig?.tokenizersPoolConfig === undefined, {
     message: 'tokenizersPoolConfig is not supported; configure a token-producer plugin instead',
     path: ['indexerConfig', 'tokenizersPoolConfig'],
   }),
-  create: (ctx, p): PreciseProducer => {
-    const core = new PreciseCore(ctx, p, !configHasTokenizer(ctx));
+  create: (ctx, params): PreciseProducer => {
+    const core = new PreciseCore(ctx, params, !configHasTokenizer(ctx));
     const plugin: PreciseProducer = {
       type: ctx.type,
       name: ctx.name,
@@ -31,8 +31,8 @@ export const precisePrefixCacheProducer = definePlugin({
       start: (runtime) => core.start(runtime),
       close: () => core.close(),
       ready: () => core.ready(),
-      produce: (c, candidates) => void core.produce(c, candidates),
-      preRequest: (c, result) => core.preRequest(c, result),
+      produce: (context, candidates) => void core.produce(context, candidates),
+      preRequest: (context, result) => core.preRequest(context, result),
       endpointRemoved: (id) => core.endpointRemoved(id),
     };
     if (core.ownTokenizer) plugin.prepareRequest = (request, candidates) => core.prepareRequest(request, candidates);

@@ -25,8 +25,8 @@ export const precisePrefixCacheScorer = definePlugin({
   produces: [PREFIX_MATCH_DATA],
   description: 'Precise prefix-cache scorer from vLLM KV events (llm-d v0.7.1).',
   params: preciseParams,
-  create: (ctx, p): PreciseScorer => {
-    const core = new PreciseCore(ctx, p, !configHasTokenizer(ctx));
+  create: (ctx, params): PreciseScorer => {
+    const core = new PreciseCore(ctx, params, !configHasTokenizer(ctx));
     const stateKey = `precise-scores/${ctx.name}`;
     const plugin: PreciseScorer = {
       type: ctx.type,
@@ -35,18 +35,18 @@ export const precisePrefixCacheScorer = definePlugin({
       start: (runtime) => core.start(runtime),
       close: () => core.close(),
       ready: () => core.ready(),
-      produce: (c, candidates) => {
-        const s = core.produce(c, candidates);
-        if (s) c.state.set(stateKey, s);
+      produce: (context, candidates) => {
+        const s = core.produce(context, candidates);
+        if (s) context.state.set(stateKey, s);
       },
-      score(c, endpoints) {
+      score(context, endpoints) {
         const out = new Float64Array(endpoints.length);
-        const precise = c.state.get(stateKey) as PreciseScores | undefined;
+        const precise = context.state.get(stateKey) as PreciseScores | undefined;
         if (precise) {
           let min = Infinity;
           let max = -Infinity;
-          for (const e of endpoints) {
-            const s = precise.scores.get(e.id);
+          for (const endpoint of endpoints) {
+            const s = precise.scores.get(endpoint.id);
             if (s === undefined) continue;
             min = Math.min(min, s);
             max = Math.max(max, s);
@@ -57,12 +57,12 @@ export const precisePrefixCacheScorer = definePlugin({
           }
           return out;
         }
-        const s = prefixState(c, ctx.name);
+        const s = prefixState(context, ctx.name);
         if (!s || s.totalBlocks === 0) return out;
         for (let i = 0; i < endpoints.length; i++) out[i] = (s.matched.get(endpoints[i]!.id) ?? 0) / s.totalBlocks;
         return out;
       },
-      preRequest: (c, result) => core.preRequest(c, result),
+      preRequest: (context, result) => core.preRequest(context, result),
       endpointRemoved: (id) => core.endpointRemoved(id),
     };
     if (core.ownTokenizer) plugin.prepareRequest = (request, candidates) => core.prepareRequest(request, candidates);
