@@ -121,7 +121,7 @@ interface Stack {
 async function startStack(router: Router, launcher: Launcher, zmqPort: number): Promise<Stack> {
   const started: Component[] = [];
   const close = async () => {
-    await Promise.all(started.reverse().map((c) => c.stop(2000).catch(() => undefined)));
+    await Promise.all(started.reverse().map((component) => component.stop(2000).catch(() => undefined)));
   };
   try {
     const profile = LATENCY_PROFILES[PROFILE].sim;
@@ -143,7 +143,7 @@ async function startStack(router: Router, launcher: Launcher, zmqPort: number): 
       ),
     );
     started.push(...pods);
-    const hostPorts = pods.map((p, i) => `${podIp(i)}:${new URL(p.url).port}`);
+    const hostPorts = pods.map((pod, i) => `${podIp(i)}:${new URL(pod.url).port}`);
     let eppAddress = '127.0.0.1:1';
     if (router !== 'rr') {
       const dir = path.join(tmpdir(), `pd-routing-${process.pid}-${router}`);
@@ -202,12 +202,12 @@ async function runLevel(router: Router, stack: Stack, rate: number, seen: Set<nu
   const ac = new AbortController();
   setMaxListeners(0, ac.signal);
   const results = await Promise.all(
-    STREAMS.map((s, i) =>
+    STREAMS.map((stream, i) =>
       runLoad({
         baseUrl: stack.gatewayUrl,
         model: MODEL,
-        profile: s.profile,
-        arrival: { kind: 'poisson', rate: rate * s.share },
+        profile: stream.profile,
+        arrival: { kind: 'poisson', rate: rate * stream.share },
         durationSeconds: SECONDS,
         timeScale: TIME_SCALE,
         seed: SEED * 100 + i * 10 + rate,
@@ -218,14 +218,14 @@ async function runLevel(router: Router, stack: Stack, rate: number, seen: Set<nu
     ),
   );
   const after = await prefixCounters(stack.pods);
-  const samples: RequestSample[] = results.flatMap((r) => r.samples);
+  const samples: RequestSample[] = results.flatMap((result) => result.samples);
   const chatSamples = results[0]!.samples;
-  const summary = summarize(samples, Math.max(...results.map((r) => r.summary.durationSeconds)));
+  const summary = summarize(samples, Math.max(...results.map((result) => result.summary.durationSeconds)));
   const queries = after.queries - before.queries;
   const ideal = idealHitRate(chatSamples, SEED * 100 + rate, seen);
   // The ideal over all prompt tokens (documents included): scale the chat figure by the chat share of tokens.
-  const chatTokens = chatSamples.reduce((n, x) => n + x.inputTokens, 0);
-  const allTokens = samples.reduce((n, x) => n + x.inputTokens, 0);
+  const chatTokens = chatSamples.reduce((sum, sample) => sum + sample.inputTokens, 0);
+  const allTokens = samples.reduce((sum, sample) => sum + sample.inputTokens, 0);
   return { router, rate, hitRate: queries > 0 ? (after.hits - before.hits) / queries : 0, idealHitRate: allTokens > 0 ? (ideal * chatTokens) / allTokens : 0, summary };
 }
 
@@ -239,7 +239,7 @@ const GROUP_STREAM = 3;
  * generator's seeded stream, so the figure is the level's own.
  */
 function idealHitRate(samples: readonly RequestSample[], chatSeed: number, seen: Set<number>): number {
-  const byIndex = [...samples].sort((a, b) => (a.index ?? 0) - (b.index ?? 0));
+  const byIndex = [...samples].sort((left, right) => (left.index ?? 0) - (right.index ?? 0));
   const rng = new Rng(chatSeed, GROUP_STREAM);
   const groupOf: number[] = [];
   const last = byIndex.length ? (byIndex[byIndex.length - 1]!.index ?? byIndex.length - 1) : -1;
@@ -250,7 +250,7 @@ function idealHitRate(samples: readonly RequestSample[], chatSeed: number, seen:
     if (seen.has(g)) cached += Math.floor(PREFIX / 16) * 16;
     seen.add(g);
   }
-  const total = samples.reduce((n, x) => n + x.inputTokens, 0);
+  const total = samples.reduce((sum, sample) => sum + sample.inputTokens, 0);
   return total > 0 ? cached / total : 0;
 }
 
@@ -271,21 +271,21 @@ async function main(): Promise<void> {
       await stack.close();
     }
   }
-  const rows = levels.map((l) => [
-    l.router,
-    l.rate,
-    `${fmt(l.hitRate * 100, 1)}%`,
-    `${fmt(l.idealHitRate * 100, 1)}%`,
-    fmt(l.summary.latency.timeToFirstToken.p50, 3),
-    fmt(l.summary.latency.timeToFirstToken.p90, 3),
-    fmt(l.summary.latency.timeToFirstToken.p99, 3),
-    fmt(l.summary.throughput.outputTokensPerSec, 0),
-    `${l.summary.requests.total - l.summary.requests.failures}/${l.summary.requests.total}`,
+  const rows = levels.map((level) => [
+    level.router,
+    level.rate,
+    `${fmt(level.hitRate * 100, 1)}%`,
+    `${fmt(level.idealHitRate * 100, 1)}%`,
+    fmt(level.summary.latency.timeToFirstToken.p50, 3),
+    fmt(level.summary.latency.timeToFirstToken.p90, 3),
+    fmt(level.summary.latency.timeToFirstToken.p99, 3),
+    fmt(level.summary.throughput.outputTokensPerSec, 0),
+    `${level.summary.requests.total - level.summary.requests.failures}/${level.summary.requests.total}`,
   ]);
   const md = `# Routing quality (bench/routing)
 
 ${PODS} simulated pods (${PROFILE}, step engine, time scale ${TIME_SCALE}), ${SECONDS} s per level of simulated time,
-response bodies to the EPP: ${RESPONSE_BODY_MODE}; load average at the end ${(await import('node:os')).loadavg().map((x) => x.toFixed(1)).join(' / ')} on ${(await import('node:os')).cpus().length} CPUs,
+response bodies to the EPP: ${RESPONSE_BODY_MODE}; load average at the end ${(await import('node:os')).loadavg().map((load) => load.toFixed(1)).join(' / ')} on ${(await import('node:os')).cpus().length} CPUs,
 Poisson arrivals; chat 80% (one of ${GROUPS} shared ${PREFIX}-token system prompts + a 128–512 token turn), documents 20%
 (2000–4000 unique tokens); answers 64–192 tokens. Times in simulated seconds. Simulated, not measured on GPUs.
 
@@ -295,15 +295,15 @@ ${NOTES}`;
   writeFileSync(path.join(OUT, 'routing.md'), md);
   writeFileSync(
     path.join(OUT, 'routing.json'),
-    JSON.stringify({ pods: PODS, profile: PROFILE, timeScale: TIME_SCALE, seconds: SECONDS, groups: GROUPS, levels: levels.map((l) => ({ router: l.router, rate: l.rate, hitRate: l.hitRate, idealHitRate: l.idealHitRate, summary: l.summary })) }, null, 2),
+    JSON.stringify({ pods: PODS, profile: PROFILE, timeScale: TIME_SCALE, seconds: SECONDS, groups: GROUPS, levels: levels.map((level) => ({ router: level.router, rate: level.rate, hitRate: level.hitRate, idealHitRate: level.idealHitRate, summary: level.summary })) }, null, 2),
   );
   process.stdout.write(md);
 }
 
 main().then(
   () => process.exit(0),
-  (e) => {
-    process.stderr.write(`${(e as Error).stack ?? e}\n`);
+  (err) => {
+    process.stderr.write(`${(err as Error).stack ?? err}\n`);
     process.exit(1);
   },
 );

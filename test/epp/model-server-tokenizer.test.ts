@@ -10,7 +10,7 @@ import { ModelServerTokenizer, TokenCache } from '../../src/epp/tokenize/model-s
 
 let servers: Server[] = [];
 afterEach(async () => {
-  for (const s of servers) await new Promise((r) => s.close(r));
+  for (const s of servers) await new Promise((resolve) => s.close(resolve));
   servers = [];
 });
 
@@ -24,7 +24,7 @@ async function server(handle: (path: string, body: any) => { status: number; bod
     const r = handle(req.url!, body);
     res.writeHead(r.status, { 'content-type': 'application/json' }).end(JSON.stringify(r.body));
   });
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
   servers.push(s);
   return { url: `http://127.0.0.1:${(s.address() as { port: number }).port}`, calls };
 }
@@ -50,7 +50,7 @@ describe('ModelServerTokenizer', () => {
     const t = new ModelServerTokenizer({ baseUrl: srv.url, modelName: '', timeoutMs: 5000, mmTimeoutMs: 5000, cacheTokens: 0 });
     expect(await t.tokenize(request({ model: 'm', prompt: 'a b' }, 'completions'), [])).toMatchObject({ ok: true, tokenIds: Uint32Array.from([1, 2]) });
     expect(await t.tokenize(request({ model: 'm', prompt: 'c' }, 'completions'), [])).toMatchObject({ ok: true, tokenIds: Uint32Array.from([9]) });
-    expect(srv.calls.map((c) => c.path)).toEqual(['/v1/completions/render', '/tokenize', '/tokenize']);
+    expect(srv.calls.map((call) => call.path)).toEqual(['/v1/completions/render', '/tokenize', '/tokenize']);
     expect(srv.calls[1]!.body).toEqual({ model: 'served', prompt: 'a b' });
     await t.close();
   });

@@ -19,7 +19,7 @@ import { waitFor } from '../helpers.js';
 import { spec } from './fixtures.js';
 
 const MODEL = 'm';
-const h = (n: number) => ({ hi: 0, lo: n });
+const h = (value: number) => ({ hi: 0, lo: value });
 
 function stored(hashes: number[], tokens: number[], parent?: number, blockSize = 4, medium = 'GPU'): BlockStoredEvent {
   return { type: 'BlockStored', blockHashes: hashes.map(h), parentBlockHash: parent === undefined ? undefined : h(parent), tokenIds: Uint32Array.from(tokens), blockSize, loraId: undefined, medium, loraName: undefined, extraKeys: undefined, groupIdx: undefined };
@@ -82,7 +82,7 @@ describe('precise index semantics (llm-d kvblock)', () => {
 
   it('the bound: past maxEntries the endpoint holding the most loses its oldest blocks; speculative entries expire', () => {
     const index = new PreciseIndex({ maxEntries: 10 });
-    const k = (n: number) => requestKey({ hi: 1, lo: n });
+    const k = (value: number) => requestKey({ hi: 1, lo: value });
     for (let i = 0; i < 8; i++) index.store('big', [h(i)], [k(i)], TIER_GPU);
     for (let i = 0; i < 4; i++) index.store('small', [h(100 + i)], [k(100 + i)], TIER_GPU);
     expect(index.size).toBe(10);
@@ -115,7 +115,7 @@ describe('memory stays bounded', () => {
     const hasher = new BlockKeyHasher(4);
     const registry = new Registry();
     const m = KvEventsMetrics.of(registry);
-    const index = new PreciseIndex({ maxEntries: 20_000, counters: { admitted: (n) => m.admissions.inc(n), evicted: (n, reason) => m.evictionsByReason.inc({ reason }, n) } });
+    const index = new PreciseIndex({ maxEntries: 20_000, counters: { admitted: (count) => m.admissions.inc(count), evicted: (count, reason) => m.evictionsByReason.inc({ reason }, count) } });
     const { feed, metrics } = feedWith(index, hasher, registry);
     const sub = new KvEventSubscriber({ zmqEndpoint: 'tcp://127.0.0.1:0', topicFilter: 'kv@', discoverPods: false, socketPort: 0, receiveHighWaterMark: 100_000, maxMessageBytes: 1 << 24 }, feed, metrics, silentLogger());
     cleanup.push(() => sub.close());
@@ -123,13 +123,13 @@ describe('memory stays bounded', () => {
     const pub = new Publisher({ linger: 0, sendHighWaterMark: 100_000 });
     cleanup.push(() => pub.close());
     pub.connect(sub.boundEndpoint!);
-    const applied = async () => (await metrics.events.get()).values.reduce((n, v) => n + v.value, 0);
+    const applied = async () => (await metrics.events.get()).values.reduce((sum, sample) => sum + sample.value, 0);
     let seq = 0n;
     const message = (events: BlockStoredEvent[], pod = '10.0.0.1') => [`kv@${pod}@m`, encodeSequence(seq++), Buffer.from(encodeEventBatch({ ts: 1, events }))];
     // Probes from a pod not in the pool (dropped, counted) until the subscription has propagated: none is applied.
     await waitFor(async () => {
       await pub.send(message([stored([1], [1, 2, 3, 4])], '10.9.9.9'));
-      return ((await metrics.dropped.get()).values.find((v) => v.labels.reason === 'unknown_pod')?.value ?? 0) > 0;
+      return ((await metrics.dropped.get()).values.find((sample) => sample.labels.reason === 'unknown_pod')?.value ?? 0) > 0;
     }, 60_000, 'the subscription to propagate');
     const PER = 1000;
     let next = 10;
@@ -154,7 +154,7 @@ describe('memory stays bounded', () => {
     expect(index.entriesOf('default/a')).toBe(20_000);
     // Nine times the events, no more memory (allowing for allocator noise).
     expect(heapAfterAll - heapAfterFirst).toBeLessThan(32 * 1024 * 1024);
-    const evicted = (await metrics.evictionsByReason.get()).values.find((v) => v.labels.reason === 'capacity')?.value ?? 0;
+    const evicted = (await metrics.evictionsByReason.get()).values.find((sample) => sample.labels.reason === 'capacity')?.value ?? 0;
     expect(evicted).toBe(base + 1000 * PER - 20_000);
   }, 400_000);
 });

@@ -36,14 +36,14 @@ function coreOf(epp: EppHandle, name: string): PreciseCore {
 
 async function sims(overrides: (i: number) => Parameters<typeof simConfig>[0]): Promise<SimulatorHandle[]> {
   const out = await Promise.all(HOSTS.map((host, i) => startSimulator(simConfig({ host, port: 0, model: [MODEL], mode: 'echo', blockSize: 16, kvCacheSize: 4096, maxModelLen: 4096, ...overrides(i) }))));
-  cleanup.push(() => Promise.all(out.map((s) => s.close(500))).then(() => undefined));
+  cleanup.push(() => Promise.all(out.map((sim) => sim.close(500))).then(() => undefined));
   return out;
 }
 
-async function epp(config: string, s: SimulatorHandle[], params: string[], overrides: Parameters<typeof startTestEpp>[2] = {}): Promise<TestEpp> {
+async function epp(config: string, sims: SimulatorHandle[], params: string[], overrides: Parameters<typeof startTestEpp>[2] = {}): Promise<TestEpp> {
   const t = await startTestEpp(
     config,
-    s.map((sim, i) => spec(`d${i}`, HOSTS[i]!, 'decode', {}, sim.port)),
+    sims.map((sim, i) => spec(`d${i}`, HOSTS[i]!, 'decode', {}, sim.port)),
     { configParam: params, ...overrides },
   );
   cleanup.push(() => t.close());
@@ -55,7 +55,7 @@ async function epp(config: string, s: SimulatorHandle[], params: string[], overr
  * the other side binds would otherwise, now and then, connect to itself (TCP self-connect on an ephemeral port) and
  * hold the port the EPP then fails to bind.
  */
-async function zmqPorts(n: number): Promise<number> {
+async function zmqPorts(count: number): Promise<number> {
   const net = await import('node:net');
   const tryBind = (port: number) =>
     new Promise<import('node:net').Server | undefined>((resolve) => {
@@ -66,18 +66,18 @@ async function zmqPorts(n: number): Promise<number> {
   for (let attempt = 0; attempt < 100; attempt++) {
     const base = 12_000 + Math.floor(Math.random() * 20_000);
     const held: import('node:net').Server[] = [];
-    for (let i = 0; i < n; i++) {
+    for (let i = 0; i < count; i++) {
       const srv = await tryBind(base + i);
       if (!srv) break;
       held.push(srv);
     }
-    await Promise.all(held.map((srv) => new Promise((r) => srv.close(r))));
-    if (held.length === n) return base;
+    await Promise.all(held.map((srv) => new Promise((resolve) => srv.close(resolve))));
+    if (held.length === count) return base;
   }
-  throw new Error(`no ${n} consecutive free ports`);
+  throw new Error(`no ${count} consecutive free ports`);
 }
 
-const words = (tag: string, n: number) => Array.from({ length: n }, (_, i) => `${tag}${i}`).join(' ');
+const words = (tag: string, count: number) => Array.from({ length: count }, (_, i) => `${tag}${i}`).join(' ');
 
 /**
  * Sends a prompt straight to a simulator and waits until the EPP has indexed its blocks there. PUB/SUB loses what is
@@ -109,7 +109,7 @@ async function route(client: ExtProcTestClient, payload: Record<string, unknown>
   const call = client.open();
   call.send(headers({ ':method': 'POST', ':path': path, ':authority': 'envoy', 'content-type': 'application/json' }), body(JSON.stringify({ model: MODEL, ...payload }), true));
   const [h] = await call.waitFor(2);
-  const set = new Map(setHeadersOf(h!.request_headers!.response!.header_mutation).map(([k, v]) => [k.toLowerCase(), v]));
+  const set = new Map(setHeadersOf(h!.request_headers!.response!.header_mutation).map(([k, value]) => [k.toLowerCase(), value]));
   call.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }), responseBody('{"choices":[]}', true));
   await call.waitFor(3);
   call.end();
@@ -128,7 +128,7 @@ describe('precise prefix-cache routing from KV events (real ZMQ, real EPP, simul
       `token-producer.modelName=${MODEL}`,
     ]);
     const core = coreOf(t.epp, 'precise-prefix-cache-producer');
-    const ids = t.epp.store.all().map((e) => e.id);
+    const ids = t.epp.store.all().map((endpoint) => endpoint.id);
     const cases = [
       { prompt: words('alpha', 80), on: 1 },
       { prompt: words('beta', 80), on: 0 },
@@ -157,10 +157,10 @@ describe('precise prefix-cache routing from KV events (real ZMQ, real EPP, simul
       { configParam: [`precise-prefix-cache-scorer.kvEventsConfig.podDiscoveryConfig.socketPort=${port}`] },
     );
     cleanup.push(() => t.close());
-    expect(t.epp.config.warnings.some((w) => /tokenProcessorConfig is ignored, as llm-d v0.7.1/.test(w))).toBe(true);
+    expect(t.epp.config.warnings.some((warning) => /tokenProcessorConfig is ignored, as llm-d v0.7.1/.test(warning))).toBe(true);
     const core = coreOf(t.epp, 'precise-prefix-cache-scorer');
     expect(core.settings.blockSizeTokens).toBe(16);
-    const ids = t.epp.store.all().map((e) => e.id);
+    const ids = t.epp.store.all().map((endpoint) => endpoint.id);
     const cases = [
       { prompt: words('kappa', 70), on: 0 },
       { prompt: words('lambda', 70), on: 1 },
@@ -199,8 +199,8 @@ describe('precise prefix-cache routing from KV events (real ZMQ, real EPP, simul
     const { createServer } = await import('node:http');
     let arrived = 0;
     const silent = createServer(() => void arrived++);
-    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
-    cleanup.push(() => new Promise<void>((r) => silent.close(() => r())));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    cleanup.push(() => new Promise<void>((resolve) => silent.close(() => resolve())));
     cleanup.push(() => void silent.closeAllConnections());
     const t = await epp(upstreamText('llm-d-router-ebab687/deploy/config/sim-epp-tokenizer-vllm-http-config.yaml'), s, [
       `precise-prefix-cache-producer.kvEventsConfig.zmqEndpoint=tcp://127.0.0.1:${port}`,
@@ -230,7 +230,7 @@ describe('precise prefix-cache routing from KV events (real ZMQ, real EPP, simul
     const core = coreOf(t.epp, 'precise-prefix-cache-producer');
     const prompt = words('rho', 64);
     const pick = await route(t.client, { prompt, max_tokens: 1 });
-    const id = t.epp.store.all().find((e) => e.hostPort === pick)!.id;
+    const id = t.epp.store.all().find((endpoint) => endpoint.hostPort === pick)!.id;
     const keys = core.hasher.keys(MODEL, tokenize(prompt).map(tokenId)).map(key53);
     expect(keys.length).toBe(4);
     expect(core.index!.longestPrefix(keys, [id]).blocks.get(id)).toBe(4);
@@ -249,7 +249,7 @@ describe('precise prefix-cache routing from KV events (real ZMQ, real EPP, simul
       `token-producer.modelName=${MODEL}`,
     ], { kvEventsMaxMessageRate: 200 });
     const core = coreOf(t.epp, 'precise-prefix-cache-producer');
-    const ids = t.epp.store.all().map((e) => e.id);
+    const ids = t.epp.store.all().map((endpoint) => endpoint.id);
     const pub = new Publisher({ linger: 0, sendHighWaterMark: 100_000 });
     cleanup.push(() => pub.close());
     pub.connect(`tcp://127.0.0.1:${port}`);
@@ -291,7 +291,7 @@ describe('precise prefix-cache routing from KV events (real ZMQ, real EPP, simul
       `token-producer.vllm.url=http://${HOSTS[0]}:${s[0]!.port}`,
     ]);
     const core = coreOf(t.epp, 'precise-prefix-cache-producer');
-    const ids = t.epp.store.all().map((e) => e.id);
+    const ids = t.epp.store.all().map((endpoint) => endpoint.id);
     await cacheOn(s[0]!, ids[0]!, core, words('omicron', 40));
     expect(core.index!.entriesOf(ids[0]!)).toBeGreaterThan(0);
     const { writeFileSync } = await import('node:fs');
@@ -342,7 +342,7 @@ describe('every precise sample config of llm-d v0.7.1 and llm-d-router loads unc
       const t = await startTestEpp(text, s.map((sim, i) => spec(`pod${i}-rank-${i}`, HOSTS[i]!, 'decode', {}, sim.port)), { configParam: params });
       cleanup.push(() => t.close());
       const core = coreOf(t.epp, precise);
-      const ids = t.epp.store.all().map((x) => x.id);
+      const ids = t.epp.store.all().map((endpoint) => endpoint.id);
       const cases = [0, 1, 1, 0].map((on, i) => ({ on, prompt: words(`w${i}z`, 140) }));
       for (const c of cases) await cacheOn(s[c.on]!, ids[c.on]!, core, c.prompt);
       for (const c of cases) expect(await route(t.client, { prompt: c.prompt, max_tokens: 1 })).toBe(`${HOSTS[c.on]}:${s[c.on]!.port}`);

@@ -43,7 +43,7 @@ async function zmqPort(): Promise<number> {
   throw new Error('no free port');
 }
 
-const words = (tag: string, n: number) => Array.from({ length: n }, (_, i) => `${tag}${i}`).join(' ');
+const words = (tag: string, count: number) => Array.from({ length: count }, (_, i) => `${tag}${i}`).join(' ');
 
 async function renderIds(url: string, prompt: string): Promise<number[]> {
   const r = await postJson(`${url}/v1/completions/render`, { model: MODEL, prompt });
@@ -65,7 +65,7 @@ describe.skipIf(skipInterop())('KV events: pd-router against llm-d-inference-sim
     );
     t = await startTestEpp(
       upstreamText('llm-d-router-ebab687/deploy/config/sim-epp-kvcache-config.yaml'),
-      sims.map((s, i) => spec(`up${i}`, HOSTS[i]!, 'decode', {}, s.port)),
+      sims.map((sim, i) => spec(`up${i}`, HOSTS[i]!, 'decode', {}, sim.port)),
       {
         configParam: [
           `precise-prefix-cache-producer.kvEventsConfig.zmqEndpoint=tcp://127.0.0.1:${port}`,
@@ -80,7 +80,7 @@ describe.skipIf(skipInterop())('KV events: pd-router against llm-d-inference-sim
 
   afterAll(async () => {
     await t?.close();
-    await Promise.all(sims.map((s) => s.close()));
+    await Promise.all(sims.map((sim) => sim.close()));
   });
 
   /** Sends the prompt straight to upstream instance i once its events reach the EPP, then waits for its blocks in the index. */
@@ -92,7 +92,7 @@ describe.skipIf(skipInterop())('KV events: pd-router against llm-d-inference-sim
       const before = core.index?.entriesOf(id) ?? 0;
       expect((await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt: words(`probe${probe}x${Math.random().toString(36).slice(2, 8)}x`, 40), max_tokens: 1 })).status).toBe(200);
       const deadline = Date.now() + 3000;
-      while ((core.index?.entriesOf(id) ?? 0) === before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      while ((core.index?.entriesOf(id) ?? 0) === before && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
       if ((core.index?.entriesOf(id) ?? 0) > before) break;
     }
     expect((await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt, max_tokens: 1 })).status).toBe(200);
@@ -107,7 +107,7 @@ describe.skipIf(skipInterop())('KV events: pd-router against llm-d-inference-sim
     const call = c.open();
     call.send(headers({ ':method': 'POST', ':path': '/v1/completions', ':authority': 'envoy', 'content-type': 'application/json' }), body(JSON.stringify({ model: MODEL, prompt, max_tokens: 1 }), true));
     const [h] = await call.waitFor(2);
-    const set = new Map(setHeadersOf(h!.request_headers!.response!.header_mutation).map(([k, v]) => [k.toLowerCase(), v]));
+    const set = new Map(setHeadersOf(h!.request_headers!.response!.header_mutation).map(([k, value]) => [k.toLowerCase(), value]));
     call.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }), responseBody('{"choices":[]}', true));
     await call.waitFor(3);
     call.end();
@@ -125,7 +125,7 @@ describe.skipIf(skipInterop())('KV events: pd-router against llm-d-inference-sim
     for (const c of cases) await cacheOn(c.on, c.prompt);
     for (const c of cases) expect(await route(c.prompt)).toBe(`${HOSTS[c.on]}:${sims[c.on]!.port}`);
     const dropped = (await t.epp.metrics.registry.getSingleMetric('llm_d_epp_kv_cache_events_dropped_total')!.get()).values;
-    expect(dropped.filter((v) => v.labels.reason === 'malformed' || v.labels.reason === 'unknown_event').every((v) => v.value === 0)).toBe(true);
+    expect(dropped.filter((sample) => sample.labels.reason === 'malformed' || sample.labels.reason === 'unknown_event').every((sample) => sample.value === 0)).toBe(true);
   }, 240_000);
 
   it("pd-router's simulator publishes what the upstream simulator publishes, decoded by the same decoder", async () => {
@@ -145,7 +145,7 @@ describe.skipIf(skipInterop())('KV events: pd-router against llm-d-inference-sim
     try {
       upstream = await startUpstreamSim([...SIM_ARGS, '--zmq-endpoint', sub.lastEndpoint!], { env: { POD_IP: '10.20.30.40' }, name: 'upstream publisher' });
       ours = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], blockSize: 16, kvCacheSize: 2048, hashSeed: '42', maxModelLen: 4096, zmqEndpoint: sub.lastEndpoint!, advertiseHost: '10.20.30.41' }));
-      const storedFrom = (pod: string) => inbox.filter((m) => parseTopic(m.topic).podId === pod).flatMap((m) => m.batch.events.filter((e): e is BlockStoredEvent => e.type === 'BlockStored'));
+      const storedFrom = (pod: string) => inbox.filter((message) => parseTopic(message.topic).podId === pod).flatMap((message) => message.batch.events.filter((event): event is BlockStoredEvent => event.type === 'BlockStored'));
       // Probe both until events from each arrive (the subscription must reach each publisher first).
       for (let probe = 0; storedFrom('10.20.30.40').length === 0 || storedFrom('10.20.30.41').length === 0; probe++) {
         if (probe === 60) throw new Error('no KV events from both simulators after 60 probes');
@@ -153,7 +153,7 @@ describe.skipIf(skipInterop())('KV events: pd-router against llm-d-inference-sim
         await postJson(`${upstream.url}/v1/completions`, { model: MODEL, prompt: p, max_tokens: 1 });
         await postJson(`${ours.url}/v1/completions`, { model: MODEL, prompt: p, max_tokens: 1 });
         const deadline = Date.now() + 3000;
-        while ((storedFrom('10.20.30.40').length === 0 || storedFrom('10.20.30.41').length === 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+        while ((storedFrom('10.20.30.40').length === 0 || storedFrom('10.20.30.41').length === 0) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
       }
       const prompt = words('epsilon', 70);
       const n = [storedFrom('10.20.30.40').length, storedFrom('10.20.30.41').length];
@@ -163,15 +163,15 @@ describe.skipIf(skipInterop())('KV events: pd-router against llm-d-inference-sim
       const theirs = storedFrom('10.20.30.40').slice(n[0]!);
       const mine = storedFrom('10.20.30.41').slice(n[1]!);
       const flat = (events: BlockStoredEvent[]) => ({
-        hashes: events.flatMap((e) => e.blockHashes.map((h) => u64ToBigInt(h).toString())),
-        tokens: events.flatMap((e) => Array.from(e.tokenIds)),
-        blockSize: [...new Set(events.map((e) => e.blockSize))],
-        medium: [...new Set(events.map((e) => e.medium))],
+        hashes: events.flatMap((event) => event.blockHashes.map((hash) => u64ToBigInt(hash).toString())),
+        tokens: events.flatMap((event) => Array.from(event.tokenIds)),
+        blockSize: [...new Set(events.map((event) => event.blockSize))],
+        medium: [...new Set(events.map((event) => event.medium))],
       });
       expect(flat(mine)).toEqual(flat(theirs));
       expect(flat(mine).hashes.length).toBeGreaterThan(2);
-      expect(inbox.find((m) => parseTopic(m.topic).podId === '10.20.30.41')!.topic).toBe(`kv@10.20.30.41@${MODEL}`);
-      expect(inbox.find((m) => parseTopic(m.topic).podId === '10.20.30.40')!.topic).toBe(`kv@10.20.30.40@${MODEL}`);
+      expect(inbox.find((message) => parseTopic(message.topic).podId === '10.20.30.41')!.topic).toBe(`kv@10.20.30.41@${MODEL}`);
+      expect(inbox.find((message) => parseTopic(message.topic).podId === '10.20.30.40')!.topic).toBe(`kv@10.20.30.40@${MODEL}`);
     } finally {
       await ours?.close(500);
       await upstream?.close();

@@ -94,7 +94,7 @@ describe('pd-router sim publishes vLLM KV events', () => {
     const m = (await sub.next(30_000))!;
     expect(parseTopic(m.topic)).toEqual({ podId: '127.0.0.1', model: MODEL });
     expect(m.batch.dataParallelRank).toBe(0);
-    const stored = m.batch.events.filter((e): e is BlockStoredEvent => e.type === 'BlockStored');
+    const stored = m.batch.events.filter((event): event is BlockStoredEvent => event.type === 'BlockStored');
     expect(stored).toHaveLength(1);
     const tokens = ids(prompt);
     const full = Math.floor(tokens.length / BS);
@@ -126,8 +126,8 @@ describe('pd-router sim publishes vLLM KV events', () => {
     const seen: string[] = [];
     for (let m = await sub.next(30_000); m; m = await sub.next(1000)) {
       expect(m.topic).toBe('kv@10.9.8.7@sim-model');
-      seen.push(...m.batch.events.map((e) => e.type));
-      if (seen.includes('BlockRemoved') && seen.filter((t) => t === 'BlockStored').length >= 2) break;
+      seen.push(...m.batch.events.map((event) => event.type));
+      if (seen.includes('BlockRemoved') && seen.filter((type) => type === 'BlockStored').length >= 2) break;
     }
     expect(seen).toContain('BlockRemoved');
     expect((await postJson(`${sim.url}/reset_prefix_cache`, {})).status).toBe(200);
