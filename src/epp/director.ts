@@ -2,7 +2,8 @@
  * From a buffered request to a routing decision (llm-d's Director): parse the body with the parser the path selects,
  * rewrite the model (InferenceModelRewrite, else the rewrite header), give it its objective's priority, take the candidates (subset-filtered), run the data producers, the scheduler and
  * the PreRequest plugins. Everything here is synchronous, a decision costing no event-loop turn, unless the config has
- * an asynchronous producer (burst-prefix-cache-producer's window): then scheduleAsync waits for it.
+ * a plugin that waits: a request preparer (tokenization by the model server, before the producers) or an asynchronous
+ * producer (burst-prefix-cache-producer's window); then scheduleAsync waits for them.
  */
 import type { Logger } from 'pino';
 import { estimateTokenCount } from '../common/openai/index.js';
@@ -101,9 +102,9 @@ export class RequestDirector {
     return all.filter((endpoint) => ips.has(endpoint.address));
   }
 
-  /** Whether scheduling waits for an asynchronous producer (use scheduleAsync). */
+  /** Whether scheduling waits for a request preparer or an asynchronous producer (use scheduleAsync). */
   get waits(): boolean {
-    return this.config.asyncProducers.length > 0;
+    return this.config.preparers.length > 0 || this.config.asyncProducers.length > 0;
   }
 
   /** Schedules a parsed request; throws an InferenceError (503 no candidates, 429 filters drained, ...). */
@@ -121,8 +122,9 @@ export class RequestDirector {
   }
 
   /**
-   * Schedules a parsed request after the asynchronous producers have answered (at most their window); `signal`
-   * aborts when the client leaves. Rejects as schedule() throws.
+   * Schedules a parsed request after the request preparers (tokenizers, each bounding its own wait) and the
+   * asynchronous producers (at most their window) have answered; `signal` aborts when the client leaves. Rejects as
+   * schedule() throws.
    */
   async scheduleAsync(
     request: InferenceRequest,
@@ -132,6 +134,9 @@ export class RequestDirector {
     const start = performance.now();
     const ctx = new SchedulingContext(request, this.logger, this.now);
     try {
+      await this.prepare(request, subset);
+      if (signal.aborted) throw new InferenceError('Internal', 'the request ended while its prompt was being prepared');
+      // The candidates again: the pool may have changed while the preparers waited.
       const candidates = this.produce(ctx, subset);
       for (const producer of this.config.asyncProducers) {
         const began = performance.now();
@@ -153,6 +158,26 @@ export class RequestDirector {
       this.metrics.schedulingFailed(request.targetModel, (performance.now() - start) / 1000);
       throw e;
     }
+  }
+
+  /** Runs the request preparers concurrently on the candidates; never rejects (a failed one leaves the request as it was). */
+  private async prepare(request: InferenceRequest, subset: readonly string[] | undefined): Promise<void> {
+    const preparers = this.config.preparers;
+    if (preparers.length === 0) return;
+    const candidates = this.candidates(subset);
+    if (candidates.length === 0) return;
+    await Promise.all(
+      preparers.map(async (preparer) => {
+        const began = performance.now();
+        try {
+          await preparer.prepareRequest(request, candidates);
+        } catch (err) {
+          this.logger.warn({ err, plugin: preparer.name, reqId: request.requestId }, 'request preparer failed; scheduling without its data');
+        } finally {
+          this.config.timer.child('DataProducer', preparer)?.observe((performance.now() - began) / 1000);
+        }
+      }),
+    );
   }
 
   /** The candidates, after the synchronous producers ran on them. */

@@ -154,6 +154,24 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
       )
     : undefined;
   try {
+    // Plugins with sockets or timers (precise prefix cache: KV-event subscribers) start before discovery, so they see
+    // every endpoint join.
+    const runtime = {
+      pool: store,
+      logger,
+      limits: {
+        kvIndexMaxEntries: optionValues.kvIndexMaxEntries,
+        kvEventsMaxMessageSize: optionValues.kvEventsMaxMessageSize,
+        kvEventsMaxMessageRate: optionValues.kvEventsMaxMessageRate,
+        kvEventsReceiveHwm: optionValues.kvEventsReceiveHwm,
+        kvEventsRequired: optionValues.kvEventsRequired,
+        tokenizerCacheTokens: optionValues.tokenizerCacheTokens,
+      },
+    };
+    for (const plugin of config.lifecycle) {
+      cleanups.push(() => plugin.close());
+      await plugin.start(runtime);
+    }
     const discovery = await startDiscovery(optionValues, config.discovery, store, metrics, logger);
     cleanups.push(() => discovery.stop());
     if (config.metricsSource) {
@@ -213,8 +231,8 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
 
     let draining = false;
     const ready = () =>
-      store.synced && (crds?.ready() ?? true) && !draining && controlPlane.notServingReason() === undefined;
-    const director = new RequestDirector(config, store, metrics, logger, crds ?? opts.requestPolicies);
+      store.synced && (crds?.ready() ?? true) && !draining && controlPlane.notServingReason() === undefined && config.lifecycle.every((plugin) => plugin.ready?.() ?? true);
+    const director = new RequestDirector(config, store, metrics, logger, crds);
     const maxMessage = Math.max(optionValues.maxRequestBodySize, optionValues.maxResponseBodyBuffer) + 1024 * 1024;
     const server = new grpc.Server({
       'grpc.max_receive_message_length': maxMessage,

@@ -10,6 +10,7 @@ export { simUpstream } from './upstream-flags.js';
 export { SimEngine, type RequestRecord, type Faults } from './sim-engine.js';
 export { tokenize, tokenId, renderPrompt } from './tokenizer.js';
 export { KVCacheSim, blockHashes } from './kv-cache.js';
+export { KvEventPublisher } from './kv-events.js';
 export { LatencyModel, type LatencySettings } from './latency.js';
 export { SeededRandom } from './random.js';
 
@@ -42,9 +43,11 @@ export async function startSimulator(config: SimConfig, logger: Logger = silentL
       engine.port = port;
       const host = dialableHost(config.host);
       ranks.push({ engine, app, port, url: `http://${hostPort(host, port)}` });
+      await engine.kvEvents?.start();
     }
   } catch (e) {
     await Promise.all(ranks.map((rank) => rank.app.close()));
+    for (const rank of ranks) rank.engine.kvEvents?.close();
     throw e;
   }
   return {
@@ -54,6 +57,7 @@ export async function startSimulator(config: SimConfig, logger: Logger = silentL
     engine: ranks[0].engine,
     close: async (deadlineMs = 5_000) => {
       await Promise.all(ranks.map((rank) => closeWithDeadline(rank.app, deadlineMs)));
+      for (const rank of ranks) rank.engine.kvEvents?.close();
     },
   };
 }

@@ -11,7 +11,24 @@
  *   last prompt token is always recomputed, so a fully cached prompt reports one block less than its length.
  * - Admission reserves the blocks a request can ever need (prompt plus maximum output), so the decode batch is bounded by
  *   KV capacity without modelling preemption.
+ * - With an event sink (vLLM's KV events), every full prompt block entering the prefix map is reported as vLLM
+ *   reports it (BlockStored: the run of new blocks, their parent, their token ids), every block evicted from it as
+ *   BlockRemoved, and a reset of the prefix cache as AllBlocksCleared. The engine hashes are given by the caller.
  */
+import type { U64 } from '../common/kv-events/index.js';
+
+/** Receives the cache's changes as vLLM's KV events describe them. */
+export interface KvCacheEventSink {
+  stored(blockHashes: U64[], parent: U64 | undefined, tokenIds: number[]): void;
+  removed(blockHashes: U64[]): void;
+  cleared(): void;
+}
+
+/** A request's prompt as events describe it: its token ids and the engine hash of each full block. */
+export interface BlockOrigin {
+  tokens: readonly number[];
+  engineHashes: readonly U64[];
+}
 
 export function blockHashes(tokens: readonly number[], blockSize: number, salt = 0): string[] {
   const out: string[] = [];
@@ -32,6 +49,8 @@ export function blockHashes(tokens: readonly number[], blockSize: number, salt =
 interface CachedBlock {
   id: number;
   refs: number;
+  /** The engine hash reported in events (when events are on). */
+  engine?: U64;
 }
 
 interface Allocation {
@@ -64,6 +83,7 @@ export class KVCacheSim {
   constructor(
     readonly totalBlocks: number,
     readonly blockSize: number,
+    readonly events?: KvCacheEventSink,
   ) {
     for (let i = totalBlocks - 1; i >= 0; i--) this.freeIds.push(i);
   }
@@ -94,7 +114,7 @@ export class KVCacheSim {
     return this.blocksNeeded(promptTokens, maxOutputTokens) <= this.totalBlocks;
   }
 
-  admit(requestId: string, hashes: readonly string[], promptTokens: number, maxOutputTokens: number): Admission {
+  admit(requestId: string, hashes: readonly string[], promptTokens: number, maxOutputTokens: number, origin?: BlockOrigin): Admission {
     const matched = this.matchedBlocks(hashes, promptTokens);
     const alloc: Allocation = { hashes: [], promptBlockIds: [], privateBlockIds: [], reservedBlocks: 0, usedBlocks: 0 };
     for (let i = 0; i < matched; i++) {
@@ -105,10 +125,21 @@ export class KVCacheSim {
       alloc.promptBlockIds.push(block.id);
     }
     // New full prompt blocks enter the prefix map now, so a concurrent identical request can share them.
+    const report = this.events && origin ? { events: this.events, origin } : undefined;
+    let run: number[] = [];
+    const flushRun = () => {
+      if (!report || run.length === 0) return;
+      const first = run[0]!;
+      const hashesOf = run.map((i) => report.origin.engineHashes[i]!);
+      const tokens = report.origin.tokens.slice(first * this.blockSize, (run[run.length - 1]! + 1) * this.blockSize) as number[];
+      report.events.stored(hashesOf, first > 0 ? report.origin.engineHashes[first - 1] : undefined, Array.from(tokens));
+      run = [];
+    };
     for (let i = matched; i < hashes.length; i++) {
       const h = hashes[i];
       const existing = this.byHash.get(h);
       if (existing) {
+        flushRun();
         this.reference(h, existing);
         alloc.hashes.push(h);
         alloc.promptBlockIds.push(existing.id);
@@ -116,11 +147,13 @@ export class KVCacheSim {
       }
       const id = this.takeBlock();
       if (id === undefined) break;
-      this.byHash.set(h, { id, refs: 1 });
+      this.byHash.set(h, { id, refs: 1, engine: report?.origin.engineHashes[i] });
+      if (report) run.push(i);
       this.used++;
       alloc.hashes.push(h);
       alloc.promptBlockIds.push(id);
     }
+    flushRun();
     const promptBlocks = Math.ceil(promptTokens / this.blockSize);
     for (let i = alloc.promptBlockIds.length; i < promptBlocks; i++) {
       const id = this.takeBlock();
@@ -186,7 +219,23 @@ export class KVCacheSim {
     const block = this.evictable.get(lru.value)!;
     this.evictable.delete(lru.value);
     this.byHash.delete(lru.value);
+    if (block.engine && this.events) this.events.removed([block.engine]);
     return block.id;
+  }
+
+  /**
+   * vLLM's reset_prefix_cache: drops every cached block, which only succeeds when no request holds any (vLLM refuses
+   * otherwise). Reports AllBlocksCleared.
+   */
+  resetPrefixCache(): boolean {
+    if (this.allocations.size > 0) return false;
+    for (const [h, block] of this.evictable) {
+      this.freeIds.push(block.id);
+      this.byHash.delete(h);
+    }
+    this.evictable.clear();
+    this.events?.cleared();
+    return true;
   }
 
   /** Share of blocks referenced by running requests, 0..1. */

@@ -3,14 +3,8 @@
  * for it runs this simulator unchanged; flags marked "pd-router" are ours. Upstream flags it has under another name, or
  * lacks, are in upstream-flags.ts.
  */
-import {
-  opt,
-  loggingOptions,
-  shutdownOptions,
-  defaultValues,
-  type CommandDefinition,
-  type OptionValues,
-} from '../common/index.js';
+import { opt, loggingOptions, shutdownOptions, defaultValues, type CommandDefinition, type OptionValues } from '../common/index.js';
+import { isObject } from '../common/json.js';
 import { parseLoraModules } from './lora.js';
 import { simUpstream } from './upstream-flags.js';
 
@@ -98,6 +92,19 @@ export const simOptions = {
   }),
   kvCacheSize: opt.int({ default: 1024, min: 1, description: 'KV cache size in blocks.' }),
   blockSize: opt.int({ default: 16, min: 1, max: 1024, description: 'KV cache block size in tokens.' }),
+  kvEventsConfig: opt.string({
+    default: '',
+    description:
+      'vLLM\'s KV-event publisher as JSON, e.g. {"enable_kv_cache_events":true,"publisher":"zmq","endpoint":"tcp://*:5557","topic":"kv@<pod-ip>@<model>"}: BlockStored/BlockRemoved/AllBlocksCleared from the simulated cache over ZMQ PUB (bound when the endpoint has * or ::, else connected; rank r on port+r).',
+  }),
+  zmqEndpoint: opt.string({
+    default: '',
+    description:
+      'ZMQ address KV events are published to (connected to; topic kv@<pod-ip>@<model>), with --enable-kvcache. Upstream defaults to tcp://127.0.0.1:5557 and always publishes; pd-router publishes only when it is set.',
+  }),
+  hashSeed: opt.string({ default: '', env: ['PYTHONHASHSEED'], description: 'Seed of the block hashes in KV events (llm-d-kv-cache\'s block keys).' }),
+  eventBatchSize: opt.int({ default: 16, min: 1, description: 'KV events per message at most (--zmq-endpoint; --kv-events-config batches per event-loop turn the same way).' }),
+  useVllmMapEventFormat: opt.bool({ default: false, description: 'KV events as msgpack maps with a "type" tag (vLLM #42892) instead of arrays.' }),
   globalCacheHitThreshold: opt.number({
     default: 0,
     min: 0,
@@ -159,6 +166,25 @@ export const simOptions = {
 /** The simulator's options, parsed. */
 export type SimConfig = OptionValues<typeof simOptions>;
 
+/** --kv-events-config must be a JSON object with vLLM's field types. */
+function kvEventsConfigProblem(text: string): string | undefined {
+  if (!text) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    return `--kv-events-config is not JSON: ${(e as Error).message}`;
+  }
+  if (!isObject(value)) return '--kv-events-config must be a JSON object';
+  const c = value;
+  for (const [k, t] of [['enable_kv_cache_events', 'boolean'], ['publisher', 'string'], ['endpoint', 'string'], ['topic', 'string'], ['hwm', 'number'], ['max_queue_size', 'number'], ['buffer_steps', 'number']] as const) {
+    if (c[k] !== undefined && c[k] !== null && typeof c[k] !== t) return `--kv-events-config: ${k} must be a ${t}`;
+  }
+  if (c.publisher !== undefined && c.publisher !== 'zmq' && c.publisher !== 'null') return `--kv-events-config: publisher "${String(c.publisher)}" is not supported (zmq or null)`;
+  if (typeof c.endpoint === 'string' && !/^(tcp|ipc|inproc):\/\//.test(c.endpoint)) return '--kv-events-config: endpoint must be tcp://, ipc:// or inproc://';
+  return undefined;
+}
+
 function loraModulesProblem(entries: readonly string[]): string | undefined {
   try {
     parseLoraModules(entries);
@@ -191,6 +217,7 @@ Fault injection: header X-Return-Error: <status>; POST /admin/config {"hang":tru
   compat: simUpstream,
   validate: (optionValues) =>
     [
+      kvEventsConfigProblem(optionValues.kvEventsConfig),
       stdDevRule(optionValues, 'timeToFirstToken', 'timeToFirstTokenStdDev', 'time to first token'),
       stdDevRule(optionValues, 'interTokenLatency', 'interTokenLatencyStdDev', 'inter token latency'),
       stdDevRule(optionValues, 'kvCacheTransferLatency', 'kvCacheTransferLatencyStdDev', 'kv cache transfer latency'),

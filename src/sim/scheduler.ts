@@ -4,7 +4,7 @@
  * can hold its prompt and maximum output, so KV capacity bounds the decode batch. The head of the queue blocks the
  * ones behind it, as in vLLM.
  */
-import { KVCacheSim, type Admission } from './kv-cache.js';
+import { KVCacheSim, type Admission, type BlockOrigin } from './kv-cache.js';
 
 export class QueueFullError extends Error {
   constructor() {
@@ -23,6 +23,8 @@ export interface ScheduleRequest {
   promptTokens: number;
   hashes: readonly string[];
   maxOutputTokens: number;
+  /** Token ids and engine hashes, when the cache reports KV events. */
+  origin?: BlockOrigin;
 }
 
 export interface Slot extends Admission {
@@ -68,7 +70,7 @@ export class Scheduler {
   private start(req: ScheduleRequest, enqueuedAt: number): Slot {
     this.runningCount++;
     const admission = this.kv
-      ? this.kv.admit(req.id, req.hashes, req.promptTokens, req.maxOutputTokens)
+      ? this.kv.admit(req.id, req.hashes, req.promptTokens, req.maxOutputTokens, req.origin)
       : { cachedTokens: 0, blockIds: [] as number[] };
     return { id: req.id, queuedMs: performance.now() - enqueuedAt, ...admission };
   }

@@ -23,6 +23,7 @@ import { kvTransferParamsOf, semanticError, typeError } from './request-validati
 import { renderPrompt, tokenIds, tokenize } from './tokenizer.js';
 import type { SimEngine, RequestRecord } from './sim-engine.js';
 import { registerAdminRoutes } from './admin.js';
+import { registerTokenizeRoutes } from './tokenize-routes.js';
 import { goJsonSyntaxError } from '../common/go-json-error.js';
 import { REQUEST_ID_HEADER, isDecodeLeg, isPrefillLeg, type PrefillAnswerKvParams } from '../common/pd-contract.js';
 import type { JsonObject } from '../common/json.js';
@@ -351,5 +352,6 @@ export function buildSimServer(engine: SimEngine): FastifyInstance {
     return reply.header('content-type', contentType).send(body);
   });
   registerAdminRoutes(app, engine);
+  registerTokenizeRoutes(app, engine);
   return app;
 }

@@ -225,12 +225,9 @@ schedulingProfiles:
     }
   });
 
-  it("the upstream sample's burst pipeline loads once its token-producer uses the estimate backend", () => {
-    // epp-burst-prefix-cache-config.yaml itself names a vLLM tokenizer service pd-router does not call.
-    const sample = fixtureText('llm-d-router-ebab687/deploy/config/epp-burst-prefix-cache-config.yaml');
-    const text = sample.replace(/ {6}modelName: .*\n {6}vllm:\n {8}url: .*\n/, '      estimate: {}\n');
-    expect(text).not.toBe(sample);
-    const c = loadEndpointPickerConfig(text);
+  it("the upstream sample's burst pipeline loads: its token-producer prepares requests (vLLM render), the burst producer waits after the producers", () => {
+    const c = loadEndpointPickerConfig(fixtureText('llm-d-router-ebab687/deploy/config/epp-burst-prefix-cache-config.yaml'));
+    expect(c.preparers.map((preparer) => preparer.name)).toEqual(['token-producer']);
     expect(c.asyncProducers.map((producer) => producer.name)).toEqual(['burst-prefix-cache-producer']);
   });
 });

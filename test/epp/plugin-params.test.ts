@@ -269,22 +269,20 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: utilization-detector}]}]`;
     );
   });
 
-  it('token-producer / tokenizer: the estimate backend; tokenizer services and multimodal estimation are errors naming the key', () => {
-    const tp = (text: string, params: string) =>
-      `${LLMD}plugins: [{type: ${text}, parameters: ${params}}, {type: queue-scorer}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]`;
+  it('token-producer / tokenizer: estimate by default; vllm (a render URL), modelName or udsTokenizerConfig (the pool) tokenize with the model server; multimodal estimation is an error naming the key', () => {
+    const tp = (text: string, params: string) => `${LLMD}plugins: [{type: ${text}, parameters: ${params}}, {type: queue-scorer}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]`;
+    const backend = (text: string, params: string) => loadEndpointPickerConfig(tp(text, params)).plugins.get(text) as unknown as { tokenizer: string; url?: string };
     expect(loadEndpointPickerConfig(tp('token-producer', '{estimate: {}}')).warnings).toEqual([]);
-    expect(loadEndpointPickerConfig(tp('tokenizer', '{}')).warnings).toEqual([
-      'plugin "tokenizer" (type tokenizer) is deprecated upstream; use token-producer',
-    ]);
-    expect(loadError(tp('tokenizer', '{modelName: Qwen/Qwen2.5-1.5B-Instruct}'))).toMatch(
-      /plugin "tokenizer" \(type tokenizer\): parameter "modelName": selects the vLLM \/render tokenizer backend/,
-    );
-    expect(loadError(tp('token-producer', '{udsTokenizerConfig: {socketFile: /tmp/s}}'))).toMatch(
-      /parameter "udsTokenizerConfig": the UDS tokenizer backend is not supported/,
-    );
-    expect(loadError(tp('token-producer', '{estimate: {image: {mode: static}}}'))).toMatch(
-      /parameter "estimate.image": multimodal image token estimation is not implemented/,
-    );
+    expect(loadEndpointPickerConfig(tp('tokenizer', '{}')).warnings).toEqual(['plugin "tokenizer" (type tokenizer) is deprecated upstream; use token-producer']);
+    expect(backend('token-producer', '{}').tokenizer).toBe('estimate');
+    expect(backend('token-producer', '{vllm: {}}')).toMatchObject({ tokenizer: 'vllm-http', url: 'http://localhost:8000' });
+    expect(backend('token-producer', '{modelName: m, vllm: {url: "http://render:8000/"}}')).toMatchObject({ tokenizer: 'vllm-http', url: 'http://render:8000' });
+    expect(backend('tokenizer', '{modelName: Qwen/Qwen2.5-1.5B-Instruct}')).toMatchObject({ tokenizer: 'pool', url: undefined });
+    const uds = loadEndpointPickerConfig(tp('token-producer', '{modelName: m, udsTokenizerConfig: {socketFile: /tmp/s}}'));
+    expect((uds.plugins.get('token-producer') as unknown as { tokenizer: string }).tokenizer).toBe('pool');
+    expect(uds.warnings).toEqual([expect.stringMatching(/udsTokenizerConfig .* is not used: pd-router tokenizes with the pool's model servers/)]);
+    expect(loadError(tp('token-producer', '{estimate: {image: {mode: static}}}'))).toMatch(/parameter "estimate.image": multimodal image token estimation is not implemented/);
+    expect(loadError(tp('token-producer', '{estimate: {}, modelName: m}'))).toMatch(/parameter "estimate": estimate cannot be combined/);
   });
 
   it('active-request-scorer: requestTimeout is ignored with a warning (llm-d-router); inFlightLoadProducerName is an error', () => {

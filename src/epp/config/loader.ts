@@ -23,29 +23,8 @@ import { EppMetrics } from '../metrics.js';
 import type { ConfiguredDiscovery } from '../datalayer/discovery.js';
 import { DEFAULT_ENGINES, type EngineRegistry } from '../datalayer/engine-metrics.js';
 import type { MetricsSourceSettings } from '../datalayer/metrics-scraper.js';
-import {
-  isAsyncDataProducer,
-  isDataProducer,
-  isEndpointRemoved,
-  isFilter,
-  isPicker,
-  isPreRequest,
-  isProfileHandler,
-  isResponseComplete,
-  isResponseHeaders,
-  isScorer,
-} from '../framework/types.js';
-import type {
-  AsyncDataProducer,
-  DataProducer,
-  EndpointRemoved,
-  Picker,
-  Plugin,
-  PreRequest,
-  ProfileHandler,
-  ResponseComplete,
-  ResponseHeaders,
-} from '../framework/types.js';
+import { isAsyncDataProducer, isDataProducer, isEndpointRemoved, isFilter, isLifecyclePlugin, isPicker, isPreRequest, isProfileHandler, isRequestPreparer, isResponseComplete, isResponseHeaders, isScorer } from '../framework/types.js';
+import type { AsyncDataProducer, DataProducer, EndpointRemoved, LifecyclePlugin, Picker, Plugin, PreRequest, ProfileHandler, RequestPreparer, ResponseComplete, ResponseHeaders } from '../framework/types.js';
 import { kindsOf, type PluginDefinition } from '../plugins/definition.js';
 import type { MetricsExtractor } from '../plugins/datalayer/core-metrics-extractor.js';
 import type { FileDiscoverySettings } from '../plugins/datalayer/file-discovery.js';
@@ -85,6 +64,10 @@ export interface LoadedEndpointPickerConfig {
   readonly producers: readonly DataProducer[];
   /** Producers that wait (burst-prefix-cache-producer): scheduling becomes asynchronous when there is one. */
   readonly asyncProducers: readonly AsyncDataProducer[];
+  /** Plugins that prepare a request before the producers and may wait (tokenizers): scheduling becomes asynchronous. */
+  readonly preparers: readonly RequestPreparer[];
+  /** Plugins with sockets or timers, started and closed with the EPP. */
+  readonly lifecycle: readonly LifecyclePlugin[];
   readonly preRequest: readonly PreRequest[];
   readonly responseComplete: readonly ResponseComplete[];
   /** Plugins that add response headers (session affinity's token), in config order. */
@@ -269,8 +252,12 @@ function configuredMetricsSource(
     const src = graph.get(s.pluginRef);
     if (!src) fail(`${key}.sources[${i}]: pluginRef "${s.pluginRef}" is not defined in plugins`);
     if (graph.hasKind(src, 'models-source')) continue;
-    if (!graph.hasKind(src, 'metrics-source'))
-      fail(`${key}.sources[${i}]: "${s.pluginRef}" (type ${src.type}) is not a metrics data source`);
+    if (graph.hasKind(src, 'notification-source')) {
+      // endpoint-notification-source: pd-router notifies plugins of endpoint changes itself; its extractors must exist.
+      for (const [j, x] of s.extractors.entries()) if (!graph.get(x.pluginRef)) fail(`${key}.sources[${i}].extractors[${j}]: pluginRef "${x.pluginRef}" is not defined in plugins`);
+      continue;
+    }
+    if (!graph.hasKind(src, 'metrics-source')) fail(`${key}.sources[${i}]: "${s.pluginRef}" (type ${src.type}) is not a metrics data source`);
     if (found) fail(`${key}.sources[${i}]: pd-router supports one metrics data source`);
     let engines: EngineRegistry = DEFAULT_ENGINES;
     for (const [j, x] of s.extractors.entries()) {
@@ -394,6 +381,8 @@ export function loadEndpointPickerConfig(yamlText: string, deps: LoadDependencie
     handler,
     producers: all.filter(isDataProducer),
     asyncProducers: all.filter(isAsyncDataProducer),
+    preparers: all.filter(isRequestPreparer),
+    lifecycle: all.filter(isLifecyclePlugin),
     // PreRequest plugins run in config order; the handler is among them when it writes headers.
     preRequest: all.filter(isPreRequest),
     responseComplete: all.filter(isResponseComplete),

@@ -170,6 +170,7 @@ const KIND_INTERFACES: Partial<Record<PluginKind, (plugin: Plugin) => boolean>> 
   'metrics-extractor': (plugin) => (plugin as { extractor?: unknown }).extractor !== undefined,
   'models-source': (plugin) => (plugin as { modelsSource?: unknown }).modelsSource !== undefined,
   'models-extractor': (plugin) => (plugin as { modelsExtractor?: unknown }).modelsExtractor !== undefined,
+  'notification-source': (plugin) => (plugin as { notificationSource?: unknown }).notificationSource === true,
 };
 
 export interface GraphDependencies {

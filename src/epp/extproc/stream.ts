@@ -378,7 +378,8 @@ export class ExtProcStream {
       then?.();
       return;
     }
-    // An asynchronous producer (burst window) holds the decision; the stream may end meanwhile.
+    // A request preparer (tokenizer) or an asynchronous producer (burst window) holds the decision; the stream may end
+    // meanwhile.
     this.scheduling = new AbortController();
     director.scheduleAsync(request, this.subset, this.scheduling.signal).then(
       (scheduled) => {

@@ -31,6 +31,18 @@ export interface InferenceRequest extends DecisionRequest {
   /** The priority of the request's InferenceObjective (0 without one); higher is more important. */
   readonly priority: number;
   readonly headers: Record<string, string>;
+  /** The prompt as the model server tokenizes it, when a tokenizer plugin (token-producer) produced it. */
+  tokenized?: TokenizedPrompt;
+}
+
+/** The data a tokenizer plugin (token-producer) writes: `InferenceRequest.tokenized` (PluginDefinition `produces`). */
+export const TOKENIZED_PROMPT_DATA = 'tokenized-prompt';
+
+/** Token ids of the request's prompt from the model server's tokenizer (llm-d's TokenizedPrompt). */
+export interface TokenizedPrompt {
+  readonly tokenIds: ArrayLike<number>;
+  /** The tokenizer plugin that produced them. */
+  readonly producer: string;
 }
 
 /** An endpoint with its weighted score. */
@@ -143,6 +155,43 @@ export interface AsyncDataProducer extends Plugin {
   produceAsync(ctx: SchedulingContext, candidates: readonly Endpoint[], signal: AbortSignal): Promise<void>;
 }
 
+/**
+ * Prepares a parsed request before any producer runs, and may wait (tokenization by the model server, which the
+ * precise prefix producers read). A config with one schedules asynchronously. It must bound its own wait and never
+ * reject: on failure it leaves the request as it was and its consumers fall back.
+ */
+export interface RequestPreparer extends Plugin {
+  prepareRequest(request: InferenceRequest, candidates: readonly Endpoint[]): Promise<void>;
+}
+
+/** What a plugin with a lifetime gets when the EPP starts: the pool, the process-wide bounds, a logger. */
+export interface PluginRuntime {
+  readonly pool: {
+    all(): readonly Endpoint[];
+    on(event: 'added' | 'removed', listener: (e: Endpoint) => void): unknown;
+    off(event: 'added' | 'removed', listener: (e: Endpoint) => void): unknown;
+  };
+  readonly limits: RuntimeLimits;
+  readonly logger: Logger;
+}
+
+/** EPP flags that bound plugin resources (see options.ts). */
+export interface RuntimeLimits {
+  kvIndexMaxEntries: number;
+  kvEventsMaxMessageSize: number;
+  kvEventsMaxMessageRate: number;
+  kvEventsReceiveHwm: number;
+  kvEventsRequired: boolean;
+  tokenizerCacheTokens: number;
+}
+
+/** A plugin with sockets or timers: started with the EPP, closed with it; `ready()` takes part in readiness. */
+export interface LifecyclePlugin extends Plugin {
+  start(runtime: PluginRuntime): Promise<void>;
+  close(): Promise<void> | void;
+  ready?(): boolean;
+}
+
 /** Told when a request that was scheduled has finished (response complete, or the stream ended). */
 export interface ResponseComplete extends Plugin {
   responseComplete(ctx: SchedulingContext, result: SchedulingResult): void;
@@ -173,26 +222,14 @@ export const isScorer = (plugin: Plugin): plugin is Scorer => typeof (plugin as 
 export const isPicker = (plugin: Plugin): plugin is Picker => typeof (plugin as Picker).pick === 'function';
 /** Whether a plugin implements ProfileHandler. */
 export const isProfileHandler = (plugin: Plugin): plugin is ProfileHandler =>
-  typeof (plugin as ProfileHandler).pickProfiles === 'function' &&
-  typeof (plugin as ProfileHandler).processResults === 'function';
-/** Whether a plugin implements PreRequest. */
-export const isPreRequest = (plugin: Plugin): plugin is PreRequest =>
-  typeof (plugin as PreRequest).preRequest === 'function';
-/** Whether a plugin implements DataProducer. */
-export const isDataProducer = (plugin: Plugin): plugin is DataProducer =>
-  typeof (plugin as DataProducer).produce === 'function';
-/** Whether a plugin implements AsyncDataProducer. */
-export const isAsyncDataProducer = (plugin: Plugin): plugin is AsyncDataProducer =>
-  typeof (plugin as AsyncDataProducer).produceAsync === 'function';
-/** Whether a plugin implements ResponseComplete. */
-export const isResponseComplete = (plugin: Plugin): plugin is ResponseComplete =>
-  typeof (plugin as ResponseComplete).responseComplete === 'function';
-/** Whether a plugin implements ResponseHeaders. */
-export const isResponseHeaders = (plugin: Plugin): plugin is ResponseHeaders =>
-  typeof (plugin as ResponseHeaders).responseHeaders === 'function';
-/** Whether a plugin implements EndpointRemoved. */
-export const isEndpointRemoved = (plugin: Plugin): plugin is EndpointRemoved =>
-  typeof (plugin as EndpointRemoved).endpointRemoved === 'function';
-/** Whether a plugin is a decider. */
-export const isDecider = (plugin: Plugin): plugin is DeciderPlugin =>
-  typeof (plugin as DeciderPlugin).decide === 'function';
+  typeof (plugin as ProfileHandler).pickProfiles === 'function' && typeof (plugin as ProfileHandler).processResults === 'function';
+export const isPreRequest = (plugin: Plugin): plugin is PreRequest => typeof (plugin as PreRequest).preRequest === 'function';
+export const isDataProducer = (plugin: Plugin): plugin is DataProducer => typeof (plugin as DataProducer).produce === 'function';
+export const isAsyncDataProducer = (plugin: Plugin): plugin is AsyncDataProducer => typeof (plugin as AsyncDataProducer).produceAsync === 'function';
+export const isResponseComplete = (plugin: Plugin): plugin is ResponseComplete => typeof (plugin as ResponseComplete).responseComplete === 'function';
+export const isResponseHeaders = (plugin: Plugin): plugin is ResponseHeaders => typeof (plugin as ResponseHeaders).responseHeaders === 'function';
+export const isEndpointRemoved = (plugin: Plugin): plugin is EndpointRemoved => typeof (plugin as EndpointRemoved).endpointRemoved === 'function';
+export const isRequestPreparer = (plugin: Plugin): plugin is RequestPreparer => typeof (plugin as RequestPreparer).prepareRequest === 'function';
+export const isLifecyclePlugin = (plugin: Plugin): plugin is LifecyclePlugin =>
+  typeof (plugin as LifecyclePlugin).start === 'function' && typeof (plugin as LifecyclePlugin).close === 'function';
+export const isDecider = (plugin: Plugin): plugin is DeciderPlugin => typeof (plugin as DeciderPlugin).decide === 'function';

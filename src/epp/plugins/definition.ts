@@ -32,6 +32,7 @@ export type PluginKind =
   | 'metrics-extractor'
   | 'models-source'
   | 'models-extractor'
+  | 'notification-source'
   | 'parser'
   | 'flow-control';
 

@@ -4,14 +4,8 @@
  * documents the plugin's parameters and formula. Upstream types pd-router lacks are listed, with the reason, in
  * UNSUPPORTED_UPSTREAM_TYPES, so a config naming one fails at load saying so.
  */
-import {
-  alwaysDisaggMultimodalDecider,
-  alwaysDisaggPdDecider,
-  costBasedPdDecider,
-  prefixBasedPdDecider,
-  type DeciderDefinition,
-} from '../../decider/index.js';
-import { definePlugin, type PluginDefinition } from './definition.js';
+import { alwaysDisaggMultimodalDecider, alwaysDisaggPdDecider, costBasedPdDecider, prefixBasedPdDecider, type DeciderDefinition } from '../../decider/index.js';
+import { definePlugin, kindsOf, type PluginDefinition } from './definition.js';
 import { byLabelFilter } from './filter/by-label.js';
 import { decodeFilter } from './filter/decode-filter.js';
 import { encodeFilter } from './filter/encode-filter.js';
@@ -38,6 +32,7 @@ import { pdProfileHandler } from './profile-handler/pd-profile-handler.js';
 import { singleProfileHandler } from './profile-handler/single-profile-handler.js';
 import { approxPrefixCacheProducer } from './producer/approx-prefix-cache-producer.js';
 import { burstPrefixCacheProducer } from './producer/burst-prefix-cache-producer.js';
+import { precisePrefixCacheProducer } from './producer/precise-prefix-cache-producer.js';
 import { sessionIdProducer } from './producer/session-id-producer.js';
 import { activeRequestScorer } from './scorer/active-request-scorer.js';
 import { contextLengthAware } from './scorer/context-length-aware.js';
@@ -46,12 +41,14 @@ import { kvCacheUtilizationScorer } from './scorer/kv-cache-utilization-scorer.j
 import { loadAwareScorer } from './scorer/load-aware-scorer.js';
 import { loraAffinityScorer } from './scorer/lora-affinity-scorer.js';
 import { noHitLruScorer } from './scorer/no-hit-lru-scorer.js';
+import { precisePrefixCacheScorer } from './scorer/precise-prefix-cache-scorer.js';
 import { prefixCacheScorer } from './scorer/prefix-cache-scorer.js';
 import { queueScorer } from './scorer/queue-scorer.js';
 import { runningRequestsSizeScorer } from './scorer/running-requests-size-scorer.js';
 import { sessionAffinityScorer } from './scorer/session-affinity-scorer.js';
 import { topologyAffinityScorer } from './scorer/topology-affinity-scorer.js';
 import { coreMetricsExtractor } from './datalayer/core-metrics-extractor.js';
+import { endpointNotificationSource } from './datalayer/endpoint-notification-source.js';
 import { fileDiscovery } from './datalayer/file-discovery.js';
 import { metricsDataSource } from './datalayer/metrics-data-source.js';
 import { modelsDataExtractor, modelsDataSource } from './datalayer/models-data-source.js';
@@ -97,6 +94,7 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'active-request-scorer': activeRequestScorer,
   'no-hit-lru-scorer': noHitLruScorer,
   'prefix-cache-scorer': prefixCacheScorer,
+  'precise-prefix-cache-scorer': precisePrefixCacheScorer,
   'topology-affinity-scorer': topologyAffinityScorer,
   'endpoint-attribute-scorer': endpointAttributeScorer,
   'lora-affinity-scorer': loraAffinityScorer,
@@ -122,6 +120,7 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'cost-based-pd-decider': deciderPlugin(costBasedPdDecider as DeciderDefinition),
   // data producers
   'approx-prefix-cache-producer': approxPrefixCacheProducer,
+  'precise-prefix-cache-producer': precisePrefixCacheProducer,
   'burst-prefix-cache-producer': burstPrefixCacheProducer,
   'token-producer': tokenProducer,
   'session-id-producer': sessionIdProducer,
@@ -129,6 +128,7 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   // data layer
   'file-discovery': fileDiscovery,
   'metrics-data-source': metricsDataSource,
+  'endpoint-notification-source': endpointNotificationSource,
   'core-metrics-extractor': coreMetricsExtractor,
   'model-server-protocol-metrics': alias(coreMetricsExtractor, 'core-metrics-extractor'),
   'topology-extractor': topologyExtractor,
@@ -162,17 +162,16 @@ export const LOADER_DEFAULTS = {
   flowControlPolicies: [DEFAULT_FAIRNESS_POLICY, DEFAULT_ORDERING_POLICY, DEFAULT_USAGE_LIMIT_POLICY],
 } as const;
 
-/** The registry's producer of `data`: the first type that declares it produces it (an alias never is). */
+/**
+ * The registry's producer of `data`: the first type that declares it produces it, an alias never, nor a scorer that
+ * also produces (v0.7.1's precise-prefix-cache-scorer, which needs KV events to be of use).
+ */
 export function producerTypeOf(registry: Readonly<Record<string, PluginDefinition>>, data: string): string | undefined {
-  return Object.entries(registry).find(([, def]) => !def.deprecatedFor && def.produces?.includes(data))?.[0];
+  return Object.entries(registry).find(([, def]) => !def.deprecatedFor && def.produces?.includes(data) && !kindsOf(def).includes('scorer'))?.[0];
 }
 
 /** Upstream plugin types pd-router does not implement, with the reason; named in the load error. */
 export const UNSUPPORTED_UPSTREAM_TYPES: Readonly<Record<string, string>> = {
-  'precise-prefix-cache-scorer':
-    'it needs vLLM KV-cache events; use approx-prefix-cache-producer with prefix-cache-scorer',
-  'precise-prefix-cache-producer':
-    'it needs vLLM KV-cache events; use approx-prefix-cache-producer with prefix-cache-scorer',
   'p2p-source-producer': 'peer-to-peer KV-cache sources are not implemented',
   'mm-embeddings-cache-producer': 'multimodal embedding-cache affinity is not implemented',
   'mm-embeddings-cache-scorer': 'multimodal embedding-cache affinity is not implemented',
@@ -184,8 +183,6 @@ export const UNSUPPORTED_UPSTREAM_TYPES: Readonly<Record<string, string>> = {
   'dcgm-data-source': 'GPU metrics from DCGM are not collected',
   'dcgm-extractor': 'GPU metrics from DCGM are not collected',
   'k8s-notification-source': 'Kubernetes notification data sources are not implemented',
-  'endpoint-notification-source':
-    'endpoint notification data sources (used by KV-event and embedding-cache producers) are not implemented',
   'predicted-latency-producer': 'latency prediction is not implemented',
   'predicted-latency-scorer': 'latency prediction is not implemented',
   'latency-scorer': 'latency prediction is not implemented',

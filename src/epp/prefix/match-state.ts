@@ -1,5 +1,5 @@
 /**
- * What `approx-prefix-cache-producer` leaves in the scheduling context for its consumers (prefix-cache-scorer,
+ * What `approx-prefix-cache-producer` (and the precise producers) leave in the scheduling context for its consumers (prefix-cache-scorer,
  * no-hit-lru-scorer, the disagg handler's decider): per endpoint, how many of the request's blocks it is believed to
  * hold, plus the request's block hashes so the index can be updated on the pick.
  */
@@ -17,7 +17,10 @@ export interface PrefixMatchState {
 
 export const APPROX_PREFIX_PRODUCER_TYPE = 'approx-prefix-cache-producer';
 
-/** The data a prefix-match producer writes and its consumers require (PluginDefinition `produces` / `requires`). */
+/**
+ * The data a prefix-match producer writes (approx-, burst- and precise-prefix-cache-producer, v0.7.1's
+ * precise-prefix-cache-scorer) and its consumers require (PluginDefinition `produces` / `requires`).
+ */
 export const PREFIX_MATCH_DATA = 'prefix-match';
 
 export function prefixStateKey(producerName: string): string {

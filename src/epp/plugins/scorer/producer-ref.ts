@@ -1,9 +1,10 @@
 /**
  * Which prefix-match producer a consumer reads.
  *
- * - `prefixMatchInfoProducerName` (llm-d-router): the named approx-prefix-cache-producer or
- *   burst-prefix-cache-producer; default the first approx-prefix-cache-producer in the config (the loader auto-creates
- *   one when a consumer needs it).
+ * - `prefixMatchInfoProducerName` (llm-d-router): the named producer of prefix-match data (approx-prefix-cache-producer,
+ *   burst-prefix-cache-producer, precise-prefix-cache-producer, or v0.7.1's precise-prefix-cache-scorer); default the
+ *   first of them in the config (the loader auto-creates an approx-prefix-cache-producer when a consumer needs one
+ *   and none is configured).
  * - `prefixPluginName` / `prefixPluginType` (llm-d v0.7.1 pd-profile-handler and no-hit-lru-scorer; kept but unused
  *   in llm-d-router): the prefix plugin whose state to read. In v0.7.1 that plugin was the prefix-cache-scorer, which
  *   owned the index; here it may name a prefix-cache-scorer (its producer is read) or an approx-prefix-cache-producer.
@@ -30,11 +31,7 @@ function fail(ctx: PluginFactoryContext, message: string): never {
 export function resolvePrefixProducer(ctx: PluginFactoryContext, named: string | undefined): string {
   if (named) {
     const p = ctx.plugin(named);
-    if (!ctx.namesProducing(PREFIX_MATCH_DATA).includes(named))
-      fail(
-        ctx,
-        `prefixMatchInfoProducerName "${named}" is a ${p.type}, not a producer of prefix-match data (an ${APPROX_PREFIX_PRODUCER_TYPE} or burst-prefix-cache-producer)`,
-      );
+    if (!ctx.namesProducing(PREFIX_MATCH_DATA).includes(named)) fail(ctx, `prefixMatchInfoProducerName "${named}" is a ${p.type}, not a producer of prefix-match data (an ${APPROX_PREFIX_PRODUCER_TYPE}, burst-prefix-cache-producer or precise-prefix-cache-producer)`);
     return named;
   }
   const first = ctx.namesProducing(PREFIX_MATCH_DATA)[0];
