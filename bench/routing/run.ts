@@ -33,7 +33,13 @@ import { Launcher, type Component } from '../../src/dev/launcher.js';
 import { LATENCY_PROFILES, type ProfileName } from '../../src/dev/profiles.js';
 import { eppConfig } from '../../src/epp/index.js';
 import { gatewayConfig } from '../../src/gateway/index.js';
-import { runLoad, summarize, type RequestSample, type RunSummary, type WorkloadProfile } from '../../src/loadgen/index.js';
+import {
+  runLoad,
+  summarize,
+  type RequestSample,
+  type RunSummary,
+  type WorkloadProfile,
+} from '../../src/loadgen/index.js';
 import { simConfig } from '../../src/sim/index.js';
 import { Rng, silentLogger } from '../../src/common/index.js';
 import { fmt, table } from '../common/processes.js';
@@ -41,7 +47,7 @@ import { samplesOf, scrape } from '../common/prometheus.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
 }
 
 type Router = 'rr' | 'approx' | 'precise';
@@ -61,8 +67,27 @@ const PREFIX = 2048;
 
 const OUTPUT = { kind: 'uniform', min: 64, max: 192 } as const;
 const STREAMS: Array<{ share: number; profile: WorkloadProfile }> = [
-  { share: 0.8, profile: { name: 'chat', description: 'shared system prompt + unique turn', api: 'chat', inputTokens: { kind: 'uniform', min: PREFIX + 128, max: PREFIX + 512 }, outputTokens: OUTPUT, sharedPrefix: { groups: GROUPS, prefixTokens: PREFIX } } },
-  { share: 0.2, profile: { name: 'docs', description: 'unique documents', api: 'chat', inputTokens: { kind: 'uniform', min: 2000, max: 4000 }, outputTokens: OUTPUT } },
+  {
+    share: 0.8,
+    profile: {
+      name: 'chat',
+      description: 'shared system prompt + unique turn',
+      api: 'chat',
+      inputTokens: { kind: 'uniform', min: PREFIX + 128, max: PREFIX + 512 },
+      outputTokens: OUTPUT,
+      sharedPrefix: { groups: GROUPS, prefixTokens: PREFIX },
+    },
+  },
+  {
+    share: 0.2,
+    profile: {
+      name: 'docs',
+      description: 'unique documents',
+      api: 'chat',
+      inputTokens: { kind: 'uniform', min: 2000, max: 4000 },
+      outputTokens: OUTPUT,
+    },
+  },
 ];
 
 const SCORERS = `- type: kv-cache-utilization-scorer
@@ -149,10 +174,21 @@ async function startStack(router: Router, launcher: Launcher, zmqPort: number): 
       const dir = path.join(tmpdir(), `pd-routing-${process.pid}-${router}`);
       mkdirSync(dir, { recursive: true });
       const endpointsFile = path.join(dir, 'endpoints.yaml');
-      writeFileSync(endpointsFile, `endpoints:\n${hostPorts.map((hp, i) => `- {name: pod-${i}, address: "${podIp(i)}", port: "${hp.split(':')[1]}"}`).join('\n')}\n`);
+      writeFileSync(
+        endpointsFile,
+        `endpoints:\n${hostPorts.map((hp, i) => `- {name: pod-${i}, address: "${podIp(i)}", port: "${hp.split(':')[1]}"}`).join('\n')}\n`,
+      );
       const epp = await launcher.epp(
         'epp',
-        eppConfig({ host: '127.0.0.1', grpcPort: 0, grpcHealthPort: 0, metricsPort: 0, secureServing: false, endpointsFile, configText: router === 'precise' ? precise(zmqPort) : APPROX }),
+        eppConfig({
+          host: '127.0.0.1',
+          grpcPort: 0,
+          grpcHealthPort: 0,
+          metricsPort: 0,
+          secureServing: false,
+          endpointsFile,
+          configText: router === 'precise' ? precise(zmqPort) : APPROX,
+        }),
       );
       started.push(epp);
       eppAddress = epp.url;
@@ -219,14 +255,20 @@ async function runLevel(router: Router, stack: Stack, rate: number, seen: Set<nu
   );
   const after = await prefixCounters(stack.pods);
   const samples: RequestSample[] = results.flatMap((result) => result.samples);
-  const chatSamples = results[0]!.samples;
+  const chatSamples = results[0].samples;
   const summary = summarize(samples, Math.max(...results.map((result) => result.summary.durationSeconds)));
   const queries = after.queries - before.queries;
   const ideal = idealHitRate(chatSamples, SEED * 100 + rate, seen);
   // The ideal over all prompt tokens (documents included): scale the chat figure by the chat share of tokens.
   const chatTokens = chatSamples.reduce((sum, sample) => sum + sample.inputTokens, 0);
   const allTokens = samples.reduce((sum, sample) => sum + sample.inputTokens, 0);
-  return { router, rate, hitRate: queries > 0 ? (after.hits - before.hits) / queries : 0, idealHitRate: allTokens > 0 ? (ideal * chatTokens) / allTokens : 0, summary };
+  return {
+    router,
+    rate,
+    hitRate: queries > 0 ? (after.hits - before.hits) / queries : 0,
+    idealHitRate: allTokens > 0 ? (ideal * chatTokens) / allTokens : 0,
+    summary,
+  };
 }
 
 /** The loadgen's group stream (runner.ts: Rng(seed, 3), one draw per planned chat request, in order). */
@@ -242,11 +284,11 @@ function idealHitRate(samples: readonly RequestSample[], chatSeed: number, seen:
   const byIndex = [...samples].sort((left, right) => (left.index ?? 0) - (right.index ?? 0));
   const rng = new Rng(chatSeed, GROUP_STREAM);
   const groupOf: number[] = [];
-  const last = byIndex.length ? (byIndex[byIndex.length - 1]!.index ?? byIndex.length - 1) : -1;
+  const last = byIndex.length ? (byIndex[byIndex.length - 1].index ?? byIndex.length - 1) : -1;
   for (let k = 0; k <= last; k++) groupOf.push(rng.int(0, GROUPS - 1));
   let cached = 0;
   for (const x of byIndex) {
-    const g = groupOf[x.index ?? 0]!;
+    const g = groupOf[x.index ?? 0];
     if (seen.has(g)) cached += Math.floor(PREFIX / 16) * 16;
     seen.add(g);
   }
@@ -265,7 +307,9 @@ async function main(): Promise<void> {
       for (const rate of RATES) {
         const l = await runLevel(router, stack, rate, seen);
         levels.push(l);
-        process.stdout.write(`${router} rate ${rate}: hit ${fmt(l.hitRate * 100, 1)}% ttft p90 ${fmt(l.summary.latency.timeToFirstToken.p90, 3)}s out ${fmt(l.summary.throughput.outputTokensPerSec, 0)} tok/s served ${l.summary.requests.total - l.summary.requests.failures}\n`);
+        process.stdout.write(
+          `${router} rate ${rate}: hit ${fmt(l.hitRate * 100, 1)}% ttft p90 ${fmt(l.summary.latency.timeToFirstToken.p90, 3)}s out ${fmt(l.summary.throughput.outputTokensPerSec, 0)} tok/s served ${l.summary.requests.total - l.summary.requests.failures}\n`,
+        );
       }
     } finally {
       await stack.close();
@@ -285,7 +329,10 @@ async function main(): Promise<void> {
   const md = `# Routing quality (bench/routing)
 
 ${PODS} simulated pods (${PROFILE}, step engine, time scale ${TIME_SCALE}), ${SECONDS} s per level of simulated time,
-response bodies to the EPP: ${RESPONSE_BODY_MODE}; load average at the end ${(await import('node:os')).loadavg().map((load) => load.toFixed(1)).join(' / ')} on ${(await import('node:os')).cpus().length} CPUs,
+response bodies to the EPP: ${RESPONSE_BODY_MODE}; load average at the end ${(await import('node:os'))
+    .loadavg()
+    .map((load) => load.toFixed(1))
+    .join(' / ')} on ${(await import('node:os')).cpus().length} CPUs,
 Poisson arrivals; chat 80% (one of ${GROUPS} shared ${PREFIX}-token system prompts + a 128–512 token turn), documents 20%
 (2000–4000 unique tokens); answers 64–192 tokens. Times in simulated seconds. Simulated, not measured on GPUs.
 
@@ -295,15 +342,32 @@ ${NOTES}`;
   writeFileSync(path.join(OUT, 'routing.md'), md);
   writeFileSync(
     path.join(OUT, 'routing.json'),
-    JSON.stringify({ pods: PODS, profile: PROFILE, timeScale: TIME_SCALE, seconds: SECONDS, groups: GROUPS, levels: levels.map((level) => ({ router: level.router, rate: level.rate, hitRate: level.hitRate, idealHitRate: level.idealHitRate, summary: level.summary })) }, null, 2),
+    JSON.stringify(
+      {
+        pods: PODS,
+        profile: PROFILE,
+        timeScale: TIME_SCALE,
+        seconds: SECONDS,
+        groups: GROUPS,
+        levels: levels.map((level) => ({
+          router: level.router,
+          rate: level.rate,
+          hitRate: level.hitRate,
+          idealHitRate: level.idealHitRate,
+          summary: level.summary,
+        })),
+      },
+      null,
+      2,
+    ),
   );
   process.stdout.write(md);
 }
 
 main().then(
   () => process.exit(0),
-  (err) => {
-    process.stderr.write(`${(err as Error).stack ?? err}\n`);
+  (err: unknown) => {
+    process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
     process.exit(1);
   },
 );

@@ -172,7 +172,10 @@ export class RequestDirector {
         try {
           await preparer.prepareRequest(request, candidates);
         } catch (err) {
-          this.logger.warn({ err, plugin: preparer.name, reqId: request.requestId }, 'request preparer failed; scheduling without its data');
+          this.logger.warn(
+            { err, plugin: preparer.name, reqId: request.requestId },
+            'request preparer failed; scheduling without its data',
+          );
         } finally {
           this.config.timer.child('DataProducer', preparer)?.observe((performance.now() - began) / 1000);
         }

@@ -231,7 +231,11 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
 
     let draining = false;
     const ready = () =>
-      store.synced && (crds?.ready() ?? true) && !draining && controlPlane.notServingReason() === undefined && config.lifecycle.every((plugin) => plugin.ready?.() ?? true);
+      store.synced &&
+      (crds?.ready() ?? true) &&
+      !draining &&
+      controlPlane.notServingReason() === undefined &&
+      config.lifecycle.every((plugin) => plugin.ready?.() ?? true);
     const director = new RequestDirector(config, store, metrics, logger, crds);
     const maxMessage = Math.max(optionValues.maxRequestBodySize, optionValues.maxResponseBodyBuffer) + 1024 * 1024;
     const server = new grpc.Server({

@@ -210,25 +210,62 @@ export const eppOptions = {
     description:
       'Require a bearer token on /metrics: TokenReview, then a SubjectAccessReview for get on the non-resource URL /metrics (401/403 otherwise). Applies when the EPP uses the Kubernetes API (--pool-name, --endpoint-selector or --ha-enable-leader-election); with an endpoints file alone /metrics stays open unless --metrics-endpoint-auth-always.',
   }),
-  metricsEndpointAuthAlways: opt.bool({ default: false, description: 'pd-router: apply --metrics-endpoint-auth with an endpoints file too (upstream\'s behaviour; the reviews go to the in-cluster, --kubeconfig or --kube-api-server API server).' }),
-  metricsAuthCacheTtl: opt.duration({ default: 60_000, description: 'pd-router: how long a token\'s review outcome (allowed, 401 or 403) is reused; 0 reviews every scrape.' }),
-  metricsAuthCacheSize: opt.int({ default: 1024, min: 0, max: 1_000_000, description: 'pd-router: most tokens whose outcome is cached (the oldest go first), and most distinct tokens under review at once (beyond: 503).' }),
-  metricsAuthTimeout: opt.duration({ default: 10_000, min: 1, description: 'pd-router: deadline of each TokenReview and SubjectAccessReview (upstream: 10s); a review that fails answers 500.' }),
+  metricsEndpointAuthAlways: opt.bool({
+    default: false,
+    description:
+      "pd-router: apply --metrics-endpoint-auth with an endpoints file too (upstream's behaviour; the reviews go to the in-cluster, --kubeconfig or --kube-api-server API server).",
+  }),
+  metricsAuthCacheTtl: opt.duration({
+    default: 60_000,
+    description:
+      "pd-router: how long a token's review outcome (allowed, 401 or 403) is reused; 0 reviews every scrape.",
+  }),
+  metricsAuthCacheSize: opt.int({
+    default: 1024,
+    min: 0,
+    max: 1_000_000,
+    description:
+      'pd-router: most tokens whose outcome is cached (the oldest go first), and most distinct tokens under review at once (beyond: 503).',
+  }),
+  metricsAuthTimeout: opt.duration({
+    default: 10_000,
+    min: 1,
+    description:
+      'pd-router: deadline of each TokenReview and SubjectAccessReview (upstream: 10s); a review that fails answers 500.',
+  }),
   kvIndexMaxEntries: opt.int({
     default: 1_048_576,
     min: 1,
     description:
       'pd-router: (endpoint, block) entries the precise prefix index (precise-prefix-cache-producer/-scorer) holds at most; past it the oldest blocks of the endpoint holding the most are dropped. About 100 bytes each.',
   }),
-  kvEventsMaxMessageSize: opt.bytes({ default: 16 * 1024 * 1024, min: 1024, description: 'pd-router: largest KV-event message accepted; libzmq disconnects a publisher sending a larger one.' }),
-  kvEventsMaxMessageRate: opt.int({ default: 5000, min: 0, description: 'pd-router: KV-event messages per second one publisher may send (burst: one second\'s worth); beyond it they are dropped and counted; 0 = unlimited.' }),
-  kvEventsReceiveHwm: opt.int({ default: 10000, min: 1, description: 'pd-router: KV-event messages queued per ZMQ socket before libzmq drops new ones.' }),
+  kvEventsMaxMessageSize: opt.bytes({
+    default: 16 * 1024 * 1024,
+    min: 1024,
+    description: 'pd-router: largest KV-event message accepted; libzmq disconnects a publisher sending a larger one.',
+  }),
+  kvEventsMaxMessageRate: opt.int({
+    default: 5000,
+    min: 0,
+    description:
+      "pd-router: KV-event messages per second one publisher may send (burst: one second's worth); beyond it they are dropped and counted; 0 = unlimited.",
+  }),
+  kvEventsReceiveHwm: opt.int({
+    default: 10000,
+    min: 1,
+    description: 'pd-router: KV-event messages queued per ZMQ socket before libzmq drops new ones.',
+  }),
   kvEventsRequired: opt.bool({
     default: true,
     description:
-      'pd-router: when a precise plugin\'s KV-events socket cannot be bound, report NOT_SERVING (retrying the bind every 5s); --kv-events-required=false serves anyway, scoring from the approximate index until it binds.',
+      "pd-router: when a precise plugin's KV-events socket cannot be bound, report NOT_SERVING (retrying the bind every 5s); --kv-events-required=false serves anyway, scoring from the approximate index until it binds.",
   }),
-  tokenizerCacheTokens: opt.int({ default: 4_194_304, min: 0, description: 'pd-router: token ids the tokenizer plugins cache (4 bytes each), least recently used out first; 0 disables the cache.' }),
+  tokenizerCacheTokens: opt.int({
+    default: 4_194_304,
+    min: 0,
+    description:
+      'pd-router: token ids the tokenizer plugins cache (4 bytes each), least recently used out first; 0 disables the cache.',
+  }),
   ...shutdownOptions,
   ...loggingOptions,
 };

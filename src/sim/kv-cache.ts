@@ -114,7 +114,13 @@ export class KVCacheSim {
     return this.blocksNeeded(promptTokens, maxOutputTokens) <= this.totalBlocks;
   }
 
-  admit(requestId: string, hashes: readonly string[], promptTokens: number, maxOutputTokens: number, origin?: BlockOrigin): Admission {
+  admit(
+    requestId: string,
+    hashes: readonly string[],
+    promptTokens: number,
+    maxOutputTokens: number,
+    origin?: BlockOrigin,
+  ): Admission {
     const matched = this.matchedBlocks(hashes, promptTokens);
     const alloc: Allocation = { hashes: [], promptBlockIds: [], privateBlockIds: [], reservedBlocks: 0, usedBlocks: 0 };
     for (let i = 0; i < matched; i++) {
@@ -129,9 +135,9 @@ export class KVCacheSim {
     let run: number[] = [];
     const flushRun = () => {
       if (!report || run.length === 0) return;
-      const first = run[0]!;
-      const hashesOf = run.map((i) => report.origin.engineHashes[i]!);
-      const tokens = report.origin.tokens.slice(first * this.blockSize, (run[run.length - 1]! + 1) * this.blockSize) as number[];
+      const first = run[0];
+      const hashesOf = run.map((i) => report.origin.engineHashes[i]);
+      const tokens = report.origin.tokens.slice(first * this.blockSize, (run[run.length - 1] + 1) * this.blockSize);
       report.events.stored(hashesOf, first > 0 ? report.origin.engineHashes[first - 1] : undefined, Array.from(tokens));
       run = [];
     };

@@ -16,7 +16,16 @@
  */
 import type { Logger } from 'pino';
 import { Publisher } from 'zeromq';
-import { encodeEventBatch, encodeSequence, EVENT_ALL_BLOCKS_CLEARED, EVENT_BLOCK_REMOVED, EVENT_BLOCK_STORED, type EventFormat, type KvCacheEvent, type U64 } from '../common/kv-events/index.js';
+import {
+  encodeEventBatch,
+  encodeSequence,
+  EVENT_ALL_BLOCKS_CLEARED,
+  EVENT_BLOCK_REMOVED,
+  EVENT_BLOCK_STORED,
+  type EventFormat,
+  type KvCacheEvent,
+  type U64,
+} from '../common/kv-events/index.js';
 import type { KvCacheEventSink } from './kv-cache.js';
 
 export interface KvEventPublisherSettings {
@@ -47,7 +56,12 @@ export interface VllmKvEventsConfig {
 
 /** vLLM's heuristic: bind stable endpoints (wildcards, ipc, inproc), connect to volatile ones. */
 export function vllmBinds(endpoint: string): boolean {
-  return endpoint.includes('*') || endpoint.includes('::') || endpoint.startsWith('ipc://') || endpoint.startsWith('inproc://');
+  return (
+    endpoint.includes('*') ||
+    endpoint.includes('::') ||
+    endpoint.startsWith('ipc://') ||
+    endpoint.startsWith('inproc://')
+  );
 }
 
 /** vLLM's offset_endpoint_port: rank r publishes on port + r (inproc: a `_dp<r>` suffix). */
@@ -85,7 +99,15 @@ export class KvEventPublisher implements KvCacheEventSink {
       await this.socket.bind(this.settings.endpoint.replace(/:0$/, ':*'));
       this.boundEndpoint = this.socket.lastEndpoint ?? this.settings.endpoint;
     } else this.socket.connect(this.settings.endpoint);
-    this.logger.info({ endpoint: this.boundEndpoint ?? this.settings.endpoint, bind: this.settings.bind, topic: this.settings.topic, rank: this.rank }, 'publishing KV events');
+    this.logger.info(
+      {
+        endpoint: this.boundEndpoint ?? this.settings.endpoint,
+        bind: this.settings.bind,
+        topic: this.settings.topic,
+        rank: this.rank,
+      },
+      'publishing KV events',
+    );
   }
 
   stored(blockHashes: U64[], parent: U64 | undefined, tokenIds: number[]): void {
@@ -130,15 +152,24 @@ export class KvEventPublisher implements KvCacheEventSink {
     this.flushScheduled = false;
     while (this.queue.length > 0 && !this.closed) {
       const events = this.queue.splice(0, this.settings.batchSize);
-      const payload = encodeEventBatch({ ts: Date.now() / 1000, events, dataParallelRank: this.rank }, this.settings.format);
-      const frames = [Buffer.from(this.settings.topic, 'utf8'), encodeSequence(this.seq++), Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)];
+      const payload = encodeEventBatch(
+        { ts: Date.now() / 1000, events, dataParallelRank: this.rank },
+        this.settings.format,
+      );
+      const frames = [
+        Buffer.from(this.settings.topic, 'utf8'),
+        encodeSequence(this.seq++),
+        Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
+      ];
       // zeromq allows one send in flight per socket: sends are chained.
       this.sending = this.sending
         .then(() => (this.closed ? undefined : this.socket.send(frames)))
         .then(
-          () => void this.published++,
-          (err: Error) => {
-            if (!this.closed) this.logger.warn({ err: err.message }, 'KV-event batch not sent');
+          () => {
+            this.published++;
+          },
+          (err: unknown) => {
+            if (!this.closed) this.logger.warn({ err: (err as Error).message }, 'KV-event batch not sent');
           },
         );
     }

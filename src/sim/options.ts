@@ -3,7 +3,14 @@
  * for it runs this simulator unchanged; flags marked "pd-router" are ours. Upstream flags it has under another name, or
  * lacks, are in upstream-flags.ts.
  */
-import { opt, loggingOptions, shutdownOptions, defaultValues, type CommandDefinition, type OptionValues } from '../common/index.js';
+import {
+  opt,
+  loggingOptions,
+  shutdownOptions,
+  defaultValues,
+  type CommandDefinition,
+  type OptionValues,
+} from '../common/index.js';
 import { isObject } from '../common/json.js';
 import { parseLoraModules } from './lora.js';
 import { simUpstream } from './upstream-flags.js';
@@ -102,9 +109,21 @@ export const simOptions = {
     description:
       'ZMQ address KV events are published to (connected to; topic kv@<pod-ip>@<model>), with --enable-kvcache. Upstream defaults to tcp://127.0.0.1:5557 and always publishes; pd-router publishes only when it is set.',
   }),
-  hashSeed: opt.string({ default: '', env: ['PYTHONHASHSEED'], description: 'Seed of the block hashes in KV events (llm-d-kv-cache\'s block keys).' }),
-  eventBatchSize: opt.int({ default: 16, min: 1, description: 'KV events per message at most (--zmq-endpoint; --kv-events-config batches per event-loop turn the same way).' }),
-  useVllmMapEventFormat: opt.bool({ default: false, description: 'KV events as msgpack maps with a "type" tag (vLLM #42892) instead of arrays.' }),
+  hashSeed: opt.string({
+    default: '',
+    env: ['PYTHONHASHSEED'],
+    description: "Seed of the block hashes in KV events (llm-d-kv-cache's block keys).",
+  }),
+  eventBatchSize: opt.int({
+    default: 16,
+    min: 1,
+    description:
+      'KV events per message at most (--zmq-endpoint; --kv-events-config batches per event-loop turn the same way).',
+  }),
+  useVllmMapEventFormat: opt.bool({
+    default: false,
+    description: 'KV events as msgpack maps with a "type" tag (vLLM #42892) instead of arrays.',
+  }),
   globalCacheHitThreshold: opt.number({
     default: 0,
     min: 0,
@@ -177,11 +196,21 @@ function kvEventsConfigProblem(text: string): string | undefined {
   }
   if (!isObject(value)) return '--kv-events-config must be a JSON object';
   const c = value;
-  for (const [k, t] of [['enable_kv_cache_events', 'boolean'], ['publisher', 'string'], ['endpoint', 'string'], ['topic', 'string'], ['hwm', 'number'], ['max_queue_size', 'number'], ['buffer_steps', 'number']] as const) {
+  for (const [k, t] of [
+    ['enable_kv_cache_events', 'boolean'],
+    ['publisher', 'string'],
+    ['endpoint', 'string'],
+    ['topic', 'string'],
+    ['hwm', 'number'],
+    ['max_queue_size', 'number'],
+    ['buffer_steps', 'number'],
+  ] as const) {
     if (c[k] !== undefined && c[k] !== null && typeof c[k] !== t) return `--kv-events-config: ${k} must be a ${t}`;
   }
-  if (c.publisher !== undefined && c.publisher !== 'zmq' && c.publisher !== 'null') return `--kv-events-config: publisher "${String(c.publisher)}" is not supported (zmq or null)`;
-  if (typeof c.endpoint === 'string' && !/^(tcp|ipc|inproc):\/\//.test(c.endpoint)) return '--kv-events-config: endpoint must be tcp://, ipc:// or inproc://';
+  if (c.publisher !== undefined && c.publisher !== 'zmq' && c.publisher !== 'null')
+    return `--kv-events-config: publisher ${JSON.stringify(c.publisher)} is not supported (zmq or null)`;
+  if (typeof c.endpoint === 'string' && !/^(tcp|ipc|inproc):\/\//.test(c.endpoint))
+    return '--kv-events-config: endpoint must be tcp://, ipc:// or inproc://';
   return undefined;
 }
 

@@ -7,7 +7,13 @@ import type { Logger } from 'pino';
 import { createRegistry, dialableHost, type ApiType, type Registry } from '../common/index.js';
 import { KVCacheSim, blockHashes, type BlockOrigin } from './kv-cache.js';
 import { BlockKeyHasher, formatTopic } from '../common/kv-events/index.js';
-import { KvEventPublisher, offsetEndpointPort, vllmBinds, type KvEventPublisherSettings, type VllmKvEventsConfig } from './kv-events.js';
+import {
+  KvEventPublisher,
+  offsetEndpointPort,
+  vllmBinds,
+  type KvEventPublisherSettings,
+  type VllmKvEventsConfig,
+} from './kv-events.js';
 import { LatencyModel, type LatencySettings } from './latency.js';
 import { LoraState, parseLoraModules } from './lora.js';
 import { SimMetrics } from './metrics.js';
@@ -18,15 +24,40 @@ import { RequestPacer, StepLoop, type Pacer, type StepSettings } from './pacing.
 import type { SimConfig } from './options.js';
 
 /** The publisher settings --kv-events-config (vLLM) or --zmq-endpoint (llm-d-inference-sim) ask for, if any. */
-export function kvEventSettings(config: SimConfig, rank: number, podIp: string, model: string): KvEventPublisherSettings | undefined {
-  const base = { batchSize: config.eventBatchSize, format: config.useVllmMapEventFormat ? ('map' as const) : ('array' as const), blockSize: config.blockSize, medium: 'GPU' };
+export function kvEventSettings(
+  config: SimConfig,
+  rank: number,
+  podIp: string,
+  model: string,
+): KvEventPublisherSettings | undefined {
+  const base = {
+    batchSize: config.eventBatchSize,
+    format: config.useVllmMapEventFormat ? ('map' as const) : ('array' as const),
+    blockSize: config.blockSize,
+    medium: 'GPU',
+  };
   if (config.kvEventsConfig) {
     const c = JSON.parse(config.kvEventsConfig) as VllmKvEventsConfig;
     if (!c.enable_kv_cache_events || c.publisher === 'null') return undefined;
     const endpoint = offsetEndpointPort(c.endpoint ?? 'tcp://*:5557', rank);
-    return { ...base, endpoint, bind: vllmBinds(endpoint), topic: c.topic ?? '', maxQueue: c.max_queue_size ?? 100_000, sendHighWaterMark: c.hwm ?? 100_000 };
+    return {
+      ...base,
+      endpoint,
+      bind: vllmBinds(endpoint),
+      topic: c.topic ?? '',
+      maxQueue: c.max_queue_size ?? 100_000,
+      sendHighWaterMark: c.hwm ?? 100_000,
+    };
   }
-  if (config.zmqEndpoint) return { ...base, endpoint: config.zmqEndpoint, bind: false, topic: formatTopic(podIp, model), maxQueue: 100_000, sendHighWaterMark: 100_000 };
+  if (config.zmqEndpoint)
+    return {
+      ...base,
+      endpoint: config.zmqEndpoint,
+      bind: false,
+      topic: formatTopic(podIp, model),
+      maxQueue: 100_000,
+      sendHighWaterMark: 100_000,
+    };
   return undefined;
 }
 
@@ -127,7 +158,9 @@ export class SimEngine {
     const seed = config.seed >= 0 ? config.seed + rank : Date.now() + rank;
     this.rng = new SeededRandom(seed);
     this.latency = new LatencyModel(latencySettings(config), this.rng);
-    const events = config.enableKvcache ? kvEventSettings(config, rank, this.advertisedHost, this.displayModel) : undefined;
+    const events = config.enableKvcache
+      ? kvEventSettings(config, rank, this.advertisedHost, this.displayModel)
+      : undefined;
     this.kvEvents = events ? new KvEventPublisher(events, rank, logger) : undefined;
     this.engineHasher = events ? new BlockKeyHasher(config.blockSize, config.hashSeed) : undefined;
     this.kv = config.enableKvcache ? new KVCacheSim(config.kvCacheSize, config.blockSize, this.kvEvents) : undefined;
@@ -200,11 +233,17 @@ export class SimEngine {
     const reserveOutput = Math.max(1, Math.min(req.maxTokens ?? 64, this.config.maxModelLen - promptTokens));
     const hashes = this.promptHashes(req.promptTokenIds, req.cacheSalt);
     // Blocks of salted prompts are not reported: vLLM marks them with extra keys a router cannot reproduce.
-    const origin: BlockOrigin | undefined = this.engineHasher && !req.cacheSalt ? { tokens: req.promptTokenIds, engineHashes: this.engineHasher.keys(this.displayModel, req.promptTokenIds) } : undefined;
+    const origin: BlockOrigin | undefined =
+      this.engineHasher && !req.cacheSalt
+        ? { tokens: req.promptTokenIds, engineHashes: this.engineHasher.keys(this.displayModel, req.promptTokenIds) }
+        : undefined;
     if (req.lora) this.loras.enqueue(req.lora);
     let slot: Slot;
     try {
-      slot = await this.scheduler.acquire({ id: req.id, promptTokens, hashes, maxOutputTokens: reserveOutput, origin }, req.signal);
+      slot = await this.scheduler.acquire(
+        { id: req.id, promptTokens, hashes, maxOutputTokens: reserveOutput, origin },
+        req.signal,
+      );
     } catch (e) {
       if (req.lora) this.loras.dequeue(req.lora);
       throw e;

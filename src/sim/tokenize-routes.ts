@@ -37,9 +37,9 @@ function completionPrompts(body: JsonObject): number[][] | string {
   const p = body.prompt;
   if (typeof p === 'string') return [tokenIds(tokenize(p))];
   if (Array.isArray(p) && p.length > 0) {
-    if (p.every((item) => typeof item === 'number')) return [p as number[]];
-    if (p.every((item) => typeof item === 'string')) return (p as string[]).map((item) => tokenIds(tokenize(item)));
-    if (p.every((item) => Array.isArray(item) && item.every((token) => typeof token === 'number'))) return p as number[][];
+    if (p.every((item) => typeof item === 'number')) return [p];
+    if (p.every((item) => typeof item === 'string')) return p.map((item) => tokenIds(tokenize(item)));
+    if (p.every((item) => Array.isArray(item) && item.every((token) => typeof token === 'number'))) return p;
   }
   return 'prompt must be a string, a list of strings, or token ids';
 }
@@ -49,7 +49,9 @@ export function registerTokenizeRoutes(app: FastifyInstance, engine: SimEngine):
     const m = body.model;
     if (m === undefined || m === null || m === '') return undefined;
     if (typeof m !== 'string') return 'model must be a string';
-    return engine.servedModels.includes(m) || engine.config.model.includes(m) ? undefined : `The model \`${m}\` does not exist.`;
+    return engine.servedModels.includes(m) || engine.config.model.includes(m)
+      ? undefined
+      : `The model \`${m}\` does not exist.`;
   };
   const prelude = (raw: unknown, reply: FastifyReply): JsonObject | undefined => {
     const body = parse(raw);
@@ -59,7 +61,11 @@ export function registerTokenizeRoutes(app: FastifyInstance, engine: SimEngine):
     }
     const bad = checkModel(body);
     if (bad) {
-      void send(reply, bad.startsWith('The model') ? 404 : 400, openAIError(bad.startsWith('The model') ? 404 : 400, bad, 'model'));
+      void send(
+        reply,
+        bad.startsWith('The model') ? 404 : 400,
+        openAIError(bad.startsWith('The model') ? 404 : 400, bad, 'model'),
+      );
       return undefined;
     }
     return body;
@@ -70,17 +76,24 @@ export function registerTokenizeRoutes(app: FastifyInstance, engine: SimEngine):
     if (!body) return reply;
     const hasPrompt = body.prompt !== undefined && body.prompt !== '';
     const hasMessages = body.messages !== undefined && body.messages !== null;
-    if (hasPrompt && hasMessages) return send(reply, 400, openAIError(400, 'both prompt and messages fields in tokenize request'));
+    if (hasPrompt && hasMessages)
+      return send(reply, 400, openAIError(400, 'both prompt and messages fields in tokenize request'));
     let ids: number[];
     if (hasMessages) {
-      if (!Array.isArray(body.messages)) return send(reply, 400, openAIError(400, 'messages must be a list', 'messages'));
+      if (!Array.isArray(body.messages))
+        return send(reply, 400, openAIError(400, 'messages must be a list', 'messages'));
       ids = tokenIds(tokenize(renderPrompt('chat', body)));
     } else {
       const p = completionPrompts({ prompt: body.prompt ?? '' });
       if (typeof p === 'string' && body.prompt !== undefined) return send(reply, 400, openAIError(400, p, 'prompt'));
       ids = typeof p === 'string' ? [] : p.flat();
     }
-    return send(reply, 200, { count: ids.length, max_model_len: engine.config.maxModelLen, tokens: ids, token_strs: null });
+    return send(reply, 200, {
+      count: ids.length,
+      max_model_len: engine.config.maxModelLen,
+      tokens: ids,
+      token_strs: null,
+    });
   });
 
   app.post('/v1/completions/render', async (request, reply) => {
@@ -88,19 +101,25 @@ export function registerTokenizeRoutes(app: FastifyInstance, engine: SimEngine):
     if (!body) return reply;
     const p = completionPrompts(body);
     if (typeof p === 'string') return send(reply, 400, openAIError(400, p, 'prompt'));
-    return send(reply, 200, p.map((ids) => ({ token_ids: ids })));
+    return send(
+      reply,
+      200,
+      p.map((ids) => ({ token_ids: ids })),
+    );
   });
 
   app.post('/v1/chat/completions/render', async (request, reply) => {
     const body = prelude(request.body, reply);
     if (!body) return reply;
-    if (!Array.isArray(body.messages) || body.messages.length === 0) return send(reply, 400, openAIError(400, 'messages must be a non-empty list', 'messages'));
+    if (!Array.isArray(body.messages) || body.messages.length === 0)
+      return send(reply, 400, openAIError(400, 'messages must be a non-empty list', 'messages'));
     return send(reply, 200, { token_ids: tokenIds(tokenize(renderPrompt('chat', body))) });
   });
 
   app.post('/reset_prefix_cache', async (_request, reply) => {
     if (!engine.kv) return send(reply, 200, {});
-    if (!engine.kv.resetPrefixCache()) return send(reply, 409, openAIError(409, 'requests are running: the prefix cache is in use and was not reset'));
+    if (!engine.kv.resetPrefixCache())
+      return send(reply, 409, openAIError(409, 'requests are running: the prefix cache is in use and was not reset'));
     return send(reply, 200, {});
   });
 }

@@ -106,16 +106,40 @@ export const simUpstream: CompatTable = {
     'min-tool-call-number-param': toolCalls('Smallest number tool-call parameter.', 0),
     'max-tool-call-array-param-length': toolCalls('Longest tool-call array parameter.', 5),
     'min-tool-call-array-param-length': toolCalls('Shortest tool-call array parameter.', 1),
-    'tool-call-not-required-param-probability': toolCalls('Probability (0-100) of an optional tool-call parameter.', 50),
-    'object-tool-call-not-required-field-probability': toolCalls('Probability (0-100) of an optional object field in a tool call.', 50),
+    'tool-call-not-required-param-probability': toolCalls(
+      'Probability (0-100) of an optional tool-call parameter.',
+      50,
+    ),
+    'object-tool-call-not-required-field-probability': toolCalls(
+      'Probability (0-100) of an optional object field in a tool call.',
+      50,
+    ),
     'hash-seed': compat.implemented('hashSeed', R),
-    'zmq-endpoint': compat.implemented('zmqEndpoint', R, { via: 'published only when set (upstream publishes to its default tcp://127.0.0.1:5557)' }),
+    'zmq-endpoint': compat.implemented('zmqEndpoint', R, {
+      via: 'published only when set (upstream publishes to its default tcp://127.0.0.1:5557)',
+    }),
     'event-batch-size': compat.implemented('eventBatchSize', R),
     'use-vllm-map-event-format': compat.implemented('useVllmMapEventFormat', R),
-    'dataset-path': ignored(opt.string({ default: '', description: 'sqlite dataset for responses.' }), 'responses come from fixed sentences (random) or the prompt (echo), never a dataset.', harmlessDefault('')),
-    'dataset-url': ignored(opt.string({ default: '', description: 'URL of the sqlite dataset.' }), 'responses never come from a dataset.', harmlessDefault('')),
-    'dataset-in-memory': ignored(opt.bool({ default: false, description: 'Load the dataset into memory.' }), 'responses never come from a dataset.', () => true),
-    'dataset-table-name': ignored(opt.string({ default: 'llmd', description: 'Dataset table.' }), 'responses never come from a dataset.', () => true),
+    'dataset-path': ignored(
+      opt.string({ default: '', description: 'sqlite dataset for responses.' }),
+      'responses come from fixed sentences (random) or the prompt (echo), never a dataset.',
+      harmlessDefault(''),
+    ),
+    'dataset-url': ignored(
+      opt.string({ default: '', description: 'URL of the sqlite dataset.' }),
+      'responses never come from a dataset.',
+      harmlessDefault(''),
+    ),
+    'dataset-in-memory': ignored(
+      opt.bool({ default: false, description: 'Load the dataset into memory.' }),
+      'responses never come from a dataset.',
+      () => true,
+    ),
+    'dataset-table-name': ignored(
+      opt.string({ default: 'llmd', description: 'Dataset table.' }),
+      'responses never come from a dataset.',
+      () => true,
+    ),
     'render-url': ignored(
       opt.string({ default: 'http://localhost:8082', description: 'Tokenizer render service.' }),
       'pd-router always uses its simulated tokenizer (upstream does so with --force-dummy-tokenizer); no render service is called.',
@@ -227,8 +251,13 @@ export const simUpstream: CompatTable = {
     POD_NAME: compat.implemented(undefined, R, { via: 'the simulator (x-inference-pod response header)' }),
     POD_NAMESPACE: compat.implemented(undefined, R, { via: 'the simulator (x-inference-namespace response header)' }),
     PYTHONHASHSEED: compat.implemented('hashSeed', R),
-    VLLM_SERVER_DEV_MODE: compat.ignored(R, opt.string({ default: '', description: '"1" enables vLLM\'s development endpoints.' }), 'the development endpoints are not simulated.', {
-      harmless: (value: string) => value !== '1',
-    }),
+    VLLM_SERVER_DEV_MODE: compat.ignored(
+      R,
+      opt.string({ default: '', description: '"1" enables vLLM\'s development endpoints.' }),
+      'the development endpoints are not simulated.',
+      {
+        harmless: (value: string) => value !== '1',
+      },
+    ),
   },
 };

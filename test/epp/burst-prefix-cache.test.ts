@@ -226,7 +226,9 @@ schedulingProfiles:
   });
 
   it("the upstream sample's burst pipeline loads: its token-producer prepares requests (vLLM render), the burst producer waits after the producers", () => {
-    const c = loadEndpointPickerConfig(fixtureText('llm-d-router-ebab687/deploy/config/epp-burst-prefix-cache-config.yaml'));
+    const c = loadEndpointPickerConfig(
+      fixtureText('llm-d-router-ebab687/deploy/config/epp-burst-prefix-cache-config.yaml'),
+    );
     expect(c.preparers.map((preparer) => preparer.name)).toEqual(['token-producer']);
     expect(c.asyncProducers.map((producer) => producer.name)).toEqual(['burst-prefix-cache-producer']);
   });

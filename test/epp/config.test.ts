@@ -144,13 +144,34 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: by-label}]}]`);
 
 describe('config errors name the plugin and the parameter', () => {
   const cases: Array<[string, string | RegExp]> = [
-    ['plugins: [{type: nope}]\nschedulingProfiles: [{name: a}]', 'EndpointPickerConfig: plugin "nope" (type nope): unknown plugin type "nope"'],
-    ['plugins: [{type: p2p-source-producer}]\nschedulingProfiles: [{name: a}]', /type p2p-source-producer is not supported by pd-router \(peer-to-peer KV-cache sources are not implemented/],
-    ['plugins: [{type: precise-prefix-cache-producer, parameters: {indexerConfig: {tokenizersPoolConfig: {modelName: m}}}}]\nschedulingProfiles: [{name: a}]', /parameter "indexerConfig.tokenizersPoolConfig": tokenizersPoolConfig is not supported; configure a token-producer plugin instead/],
-    ['plugins: [{type: precise-prefix-cache-scorer, parameters: {kvEventsConfig: {zmqEndpoint: "0.0.0.0:5557"}}}]\nschedulingProfiles: [{name: a}]', /parameter "kvEventsConfig.zmqEndpoint": must be tcp:\/\/<host>:<port>/],
-    ['plugins: [{type: precise-prefix-cache-scorer, parameters: {indexerConfig: {kvBlockIndexConfig: {redisConfig: {address: r}}}}}]\nschedulingProfiles: [{name: a}]', /the Redis-backed index is not supported/],
-    ['plugins: [{type: precise-prefix-cache-scorer, parameters: {kvEventsConfig: {engineType: sglang}}}]\nschedulingProfiles: [{name: a}]', /SGLang's KV events are not decoded/],
-    ['plugins: [{type: precise-prefix-cache-scorer, parameters: {future: 1}}]\nschedulingProfiles: [{name: a}]', /unknown parameter "future"/],
+    [
+      'plugins: [{type: nope}]\nschedulingProfiles: [{name: a}]',
+      'EndpointPickerConfig: plugin "nope" (type nope): unknown plugin type "nope"',
+    ],
+    [
+      'plugins: [{type: p2p-source-producer}]\nschedulingProfiles: [{name: a}]',
+      /type p2p-source-producer is not supported by pd-router \(peer-to-peer KV-cache sources are not implemented/,
+    ],
+    [
+      'plugins: [{type: precise-prefix-cache-producer, parameters: {indexerConfig: {tokenizersPoolConfig: {modelName: m}}}}]\nschedulingProfiles: [{name: a}]',
+      /parameter "indexerConfig.tokenizersPoolConfig": tokenizersPoolConfig is not supported; configure a token-producer plugin instead/,
+    ],
+    [
+      'plugins: [{type: precise-prefix-cache-scorer, parameters: {kvEventsConfig: {zmqEndpoint: "0.0.0.0:5557"}}}]\nschedulingProfiles: [{name: a}]',
+      /parameter "kvEventsConfig.zmqEndpoint": must be tcp:\/\/<host>:<port>/,
+    ],
+    [
+      'plugins: [{type: precise-prefix-cache-scorer, parameters: {indexerConfig: {kvBlockIndexConfig: {redisConfig: {address: r}}}}}]\nschedulingProfiles: [{name: a}]',
+      /the Redis-backed index is not supported/,
+    ],
+    [
+      'plugins: [{type: precise-prefix-cache-scorer, parameters: {kvEventsConfig: {engineType: sglang}}}]\nschedulingProfiles: [{name: a}]',
+      /SGLang's KV events are not decoded/,
+    ],
+    [
+      'plugins: [{type: precise-prefix-cache-scorer, parameters: {future: 1}}]\nschedulingProfiles: [{name: a}]',
+      /unknown parameter "future"/,
+    ],
     [
       'plugins: [{name: pd, type: prefix-based-pd-decider, parameters: {nonCachedTokens: -4}}]\nschedulingProfiles: [{name: a}]',
       'EndpointPickerConfig: plugin "pd" (type prefix-based-pd-decider): parameter "nonCachedTokens": must be >= 0',
@@ -192,13 +213,34 @@ describe('config errors name the plugin and the parameter', () => {
       /more than one picker/,
     ],
     ['schedulingProfiles: [{name: a}, {name: b}]', /several scheduling profiles need a profile handler/],
-    ['plugins: [{type: queue-scorer, parameters: {future: 1}}]\nschedulingProfiles: [{name: a}]', 'EndpointPickerConfig: plugin "queue-scorer" (type queue-scorer): unknown parameter "future"'],
-    ['plugins: [{type: label-selector-filter, parameters: {matchExpressions: [{key: a, operator: In, values: [x], extra: 1}]}}]\nschedulingProfiles: [{name: a}]', /plugin "label-selector-filter" \(type label-selector-filter\): unknown parameter "matchExpressions.0.extra"/],
-    ['plugins: [{type: max-score-picker, parameters: {maxNumOfEndpoints: "2"}}]\nschedulingProfiles: [{name: a}]', /plugin "max-score-picker" \(type max-score-picker\): parameter "maxNumOfEndpoints": /],
-    ['plugins: [{type: disagg-profile-handler}, {type: single-profile-handler}]\nschedulingProfiles: [{name: decode}]', /more than one profile handler/],
-    ['plugins: [{type: token-producer, parameters: {vllm: {url: "https://x:8000"}}}]\nschedulingProfiles: [{name: a}]', /plugin "token-producer" \(type token-producer\): parameter "vllm.url": must be an http:\/\/ URL \(TLS is not supported, as upstream\)/],
-    ['plugins: [{type: token-producer, parameters: {vllm: {timeout: 5}}}]\nschedulingProfiles: [{name: a}]', /parameter "vllm.timeout": "5" is missing a unit/],
-    ['plugins: [{type: approx-prefix-cache-producer}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: approx-prefix-cache-producer}]}]', /is not a filter, scorer or picker/],
+    [
+      'plugins: [{type: queue-scorer, parameters: {future: 1}}]\nschedulingProfiles: [{name: a}]',
+      'EndpointPickerConfig: plugin "queue-scorer" (type queue-scorer): unknown parameter "future"',
+    ],
+    [
+      'plugins: [{type: label-selector-filter, parameters: {matchExpressions: [{key: a, operator: In, values: [x], extra: 1}]}}]\nschedulingProfiles: [{name: a}]',
+      /plugin "label-selector-filter" \(type label-selector-filter\): unknown parameter "matchExpressions.0.extra"/,
+    ],
+    [
+      'plugins: [{type: max-score-picker, parameters: {maxNumOfEndpoints: "2"}}]\nschedulingProfiles: [{name: a}]',
+      /plugin "max-score-picker" \(type max-score-picker\): parameter "maxNumOfEndpoints": /,
+    ],
+    [
+      'plugins: [{type: disagg-profile-handler}, {type: single-profile-handler}]\nschedulingProfiles: [{name: decode}]',
+      /more than one profile handler/,
+    ],
+    [
+      'plugins: [{type: token-producer, parameters: {vllm: {url: "https://x:8000"}}}]\nschedulingProfiles: [{name: a}]',
+      /plugin "token-producer" \(type token-producer\): parameter "vllm.url": must be an http:\/\/ URL \(TLS is not supported, as upstream\)/,
+    ],
+    [
+      'plugins: [{type: token-producer, parameters: {vllm: {timeout: 5}}}]\nschedulingProfiles: [{name: a}]',
+      /parameter "vllm.timeout": "5" is missing a unit/,
+    ],
+    [
+      'plugins: [{type: approx-prefix-cache-producer}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: approx-prefix-cache-producer}]}]',
+      /is not a filter, scorer or picker/,
+    ],
     ['schedulingProfiles: [{name: a}]\nsurprise: 1', /Unrecognized key: "surprise"/],
   ];
   for (const [yaml, message] of cases) {

@@ -270,19 +270,42 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: utilization-detector}]}]`;
   });
 
   it('token-producer / tokenizer: estimate by default; vllm (a render URL), modelName or udsTokenizerConfig (the pool) tokenize with the model server; multimodal estimation is an error naming the key', () => {
-    const tp = (text: string, params: string) => `${LLMD}plugins: [{type: ${text}, parameters: ${params}}, {type: queue-scorer}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]`;
-    const backend = (text: string, params: string) => loadEndpointPickerConfig(tp(text, params)).plugins.get(text) as unknown as { tokenizer: string; url?: string };
+    const tp = (text: string, params: string) =>
+      `${LLMD}plugins: [{type: ${text}, parameters: ${params}}, {type: queue-scorer}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]`;
+    const backend = (text: string, params: string) =>
+      // eslint-disable-next-line no-restricted-syntax -- the plugin's internals, which the test reads
+      loadEndpointPickerConfig(tp(text, params)).plugins.get(text) as unknown as { tokenizer: string; url?: string };
     expect(loadEndpointPickerConfig(tp('token-producer', '{estimate: {}}')).warnings).toEqual([]);
-    expect(loadEndpointPickerConfig(tp('tokenizer', '{}')).warnings).toEqual(['plugin "tokenizer" (type tokenizer) is deprecated upstream; use token-producer']);
+    expect(loadEndpointPickerConfig(tp('tokenizer', '{}')).warnings).toEqual([
+      'plugin "tokenizer" (type tokenizer) is deprecated upstream; use token-producer',
+    ]);
     expect(backend('token-producer', '{}').tokenizer).toBe('estimate');
-    expect(backend('token-producer', '{vllm: {}}')).toMatchObject({ tokenizer: 'vllm-http', url: 'http://localhost:8000' });
-    expect(backend('token-producer', '{modelName: m, vllm: {url: "http://render:8000/"}}')).toMatchObject({ tokenizer: 'vllm-http', url: 'http://render:8000' });
-    expect(backend('tokenizer', '{modelName: Qwen/Qwen2.5-1.5B-Instruct}')).toMatchObject({ tokenizer: 'pool', url: undefined });
-    const uds = loadEndpointPickerConfig(tp('token-producer', '{modelName: m, udsTokenizerConfig: {socketFile: /tmp/s}}'));
+    expect(backend('token-producer', '{vllm: {}}')).toMatchObject({
+      tokenizer: 'vllm-http',
+      url: 'http://localhost:8000',
+    });
+    expect(backend('token-producer', '{modelName: m, vllm: {url: "http://render:8000/"}}')).toMatchObject({
+      tokenizer: 'vllm-http',
+      url: 'http://render:8000',
+    });
+    expect(backend('tokenizer', '{modelName: Qwen/Qwen2.5-1.5B-Instruct}')).toMatchObject({
+      tokenizer: 'pool',
+      url: undefined,
+    });
+    const uds = loadEndpointPickerConfig(
+      tp('token-producer', '{modelName: m, udsTokenizerConfig: {socketFile: /tmp/s}}'),
+    );
+    // eslint-disable-next-line no-restricted-syntax -- the plugin's internals, which the test reads
     expect((uds.plugins.get('token-producer') as unknown as { tokenizer: string }).tokenizer).toBe('pool');
-    expect(uds.warnings).toEqual([expect.stringMatching(/udsTokenizerConfig .* is not used: pd-router tokenizes with the pool's model servers/)]);
-    expect(loadError(tp('token-producer', '{estimate: {image: {mode: static}}}'))).toMatch(/parameter "estimate.image": multimodal image token estimation is not implemented/);
-    expect(loadError(tp('token-producer', '{estimate: {}, modelName: m}'))).toMatch(/parameter "estimate": estimate cannot be combined/);
+    expect(uds.warnings).toEqual([
+      expect.stringMatching(/udsTokenizerConfig .* is not used: pd-router tokenizes with the pool's model servers/),
+    ]);
+    expect(loadError(tp('token-producer', '{estimate: {image: {mode: static}}}'))).toMatch(
+      /parameter "estimate.image": multimodal image token estimation is not implemented/,
+    );
+    expect(loadError(tp('token-producer', '{estimate: {}, modelName: m}'))).toMatch(
+      /parameter "estimate": estimate cannot be combined/,
+    );
   });
 
   it('active-request-scorer: requestTimeout is ignored with a warning (llm-d-router); inFlightLoadProducerName is an error', () => {

@@ -8,7 +8,14 @@ import { runInNewContext } from 'node:vm';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Publisher } from 'zeromq';
-import { BlockKeyHasher, encodeEventBatch, encodeSequence, key53, type BlockStoredEvent, type KvEventBatch } from '../../src/common/kv-events/index.js';
+import {
+  BlockKeyHasher,
+  encodeEventBatch,
+  encodeSequence,
+  key53,
+  type BlockStoredEvent,
+  type KvEventBatch,
+} from '../../src/common/kv-events/index.js';
 import { silentLogger } from '../../src/common/index.js';
 import { endpointFromSpec } from '../../src/epp/datalayer/endpoint-store.js';
 import { EventFeed } from '../../src/epp/kv-events/event-feed.js';
@@ -22,13 +29,35 @@ const MODEL = 'm';
 const h = (value: number) => ({ hi: 0, lo: value });
 
 function stored(hashes: number[], tokens: number[], parent?: number, blockSize = 4, medium = 'GPU'): BlockStoredEvent {
-  return { type: 'BlockStored', blockHashes: hashes.map(h), parentBlockHash: parent === undefined ? undefined : h(parent), tokenIds: Uint32Array.from(tokens), blockSize, loraId: undefined, medium, loraName: undefined, extraKeys: undefined, groupIdx: undefined };
+  return {
+    type: 'BlockStored',
+    blockHashes: hashes.map(h),
+    parentBlockHash: parent === undefined ? undefined : h(parent),
+    tokenIds: Uint32Array.from(tokens),
+    blockSize,
+    loraId: undefined,
+    medium,
+    loraName: undefined,
+    extraKeys: undefined,
+    groupIdx: undefined,
+  };
 }
 
 function feedWith(index: PreciseIndex, hasher: BlockKeyHasher, registry = new Registry()) {
   const pool = { all: () => [endpointFromSpec(spec('a', '10.0.0.1')), endpointFromSpec(spec('b', '10.0.0.2'))] };
   const metrics = KvEventsMetrics.of(registry);
-  return { feed: new EventFeed(index, hasher, pool, { maxMessageBytes: 1 << 24, maxMessagesPerSecond: 0, maxArrayLength: 1 << 20, maxStringLength: 1 << 16 }, metrics, silentLogger()), metrics, registry };
+  return {
+    feed: new EventFeed(
+      index,
+      hasher,
+      pool,
+      { maxMessageBytes: 1 << 24, maxMessagesPerSecond: 0, maxArrayLength: 1 << 20, maxStringLength: 1 << 16 },
+      metrics,
+      silentLogger(),
+    ),
+    metrics,
+    registry,
+  };
 }
 
 const batch = (...events: KvEventBatch['events']): KvEventBatch => ({ ts: 1, events, dataParallelRank: undefined });
@@ -45,7 +74,12 @@ describe('precise index semantics (llm-d kvblock)', () => {
     feed.apply('a', MODEL, batch(stored([102, 103], t.slice(4, 12), 101)));
     feed.apply('b', MODEL, batch(stored([201, 202, 203], t)));
     const keys = keysOf(t);
-    expect(index.longestPrefix(keys, ['a', 'b']).blocks).toEqual(new Map([['a', 3], ['b', 3]]));
+    expect(index.longestPrefix(keys, ['a', 'b']).blocks).toEqual(
+      new Map([
+        ['a', 3],
+        ['b', 3],
+      ]),
+    );
     feed.apply('a', MODEL, batch({ type: 'BlockRemoved', blockHashes: [h(102)], medium: 'GPU', groupIdx: undefined }));
     expect(index.longestPrefix(keys, ['a']).blocks.get('a')).toBe(1);
     // A child whose parent the index does not know is dropped (no false match).
@@ -61,13 +95,41 @@ describe('precise index semantics (llm-d kvblock)', () => {
     const t = [1, 2, 3, 4, 5, 6, 7, 8];
     const keys = hasher.keys(MODEL, t).map(requestKey);
     index.store('a', [h(1), h(2)], keys, TIER_CPU);
-    expect(index.longestPrefix(keys.map((k) => k.k), ['a']).scores.get('a')).toBeCloseTo(1.6);
+    expect(
+      index
+        .longestPrefix(
+          keys.map((k) => k.k),
+          ['a'],
+        )
+        .scores.get('a'),
+    ).toBeCloseTo(1.6);
     index.store('a', [h(1)], [], TIER_GPU); // location-only update: block 1 now on GPU too
-    expect(index.longestPrefix(keys.map((k) => k.k), ['a']).scores.get('a')).toBeCloseTo(1.8);
+    expect(
+      index
+        .longestPrefix(
+          keys.map((k) => k.k),
+          ['a'],
+        )
+        .scores.get('a'),
+    ).toBeCloseTo(1.8);
     index.remove('a', [h(1)], TIER_CPU);
-    expect(index.longestPrefix(keys.map((k) => k.k), ['a']).blocks.get('a')).toBe(2);
+    expect(
+      index
+        .longestPrefix(
+          keys.map((k) => k.k),
+          ['a'],
+        )
+        .blocks.get('a'),
+    ).toBe(2);
     index.remove('a', [h(1)], TIER_GPU);
-    expect(index.longestPrefix(keys.map((k) => k.k), ['a']).blocks.get('a') ?? 0).toBe(0);
+    expect(
+      index
+        .longestPrefix(
+          keys.map((k) => k.k),
+          ['a'],
+        )
+        .blocks.get('a') ?? 0,
+    ).toBe(0);
   });
 
   it('engine blocks larger than the index blocks map to several keys, as llm-d maps them', () => {
@@ -76,7 +138,11 @@ describe('precise index semantics (llm-d kvblock)', () => {
     const t = Array.from({ length: 16 }, (_, i) => i);
     feed.apply('a', MODEL, batch(stored([7], t, undefined, 16)));
     expect(index.longestPrefix(keysOf(t), ['a']).blocks.get('a')).toBe(4);
-    feed.apply('a', MODEL, batch({ type: 'BlockRemoved', blockHashes: [h(7)], medium: undefined, groupIdx: undefined }));
+    feed.apply(
+      'a',
+      MODEL,
+      batch({ type: 'BlockRemoved', blockHashes: [h(7)], medium: undefined, groupIdx: undefined }),
+    );
     expect(index.size).toBe(0);
   });
 
@@ -115,9 +181,27 @@ describe('memory stays bounded', () => {
     const hasher = new BlockKeyHasher(4);
     const registry = new Registry();
     const m = KvEventsMetrics.of(registry);
-    const index = new PreciseIndex({ maxEntries: 20_000, counters: { admitted: (count) => m.admissions.inc(count), evicted: (count, reason) => m.evictionsByReason.inc({ reason }, count) } });
+    const index = new PreciseIndex({
+      maxEntries: 20_000,
+      counters: {
+        admitted: (count) => m.admissions.inc(count),
+        evicted: (count, reason) => m.evictionsByReason.inc({ reason }, count),
+      },
+    });
     const { feed, metrics } = feedWith(index, hasher, registry);
-    const sub = new KvEventSubscriber({ zmqEndpoint: 'tcp://127.0.0.1:0', topicFilter: 'kv@', discoverPods: false, socketPort: 0, receiveHighWaterMark: 100_000, maxMessageBytes: 1 << 24 }, feed, metrics, silentLogger());
+    const sub = new KvEventSubscriber(
+      {
+        zmqEndpoint: 'tcp://127.0.0.1:0',
+        topicFilter: 'kv@',
+        discoverPods: false,
+        socketPort: 0,
+        receiveHighWaterMark: 100_000,
+        maxMessageBytes: 1 << 24,
+      },
+      feed,
+      metrics,
+      silentLogger(),
+    );
     cleanup.push(() => sub.close());
     await sub.bind();
     const pub = new Publisher({ linger: 0, sendHighWaterMark: 100_000 });
@@ -125,12 +209,23 @@ describe('memory stays bounded', () => {
     pub.connect(sub.boundEndpoint!);
     const applied = async () => (await metrics.events.get()).values.reduce((sum, sample) => sum + sample.value, 0);
     let seq = 0n;
-    const message = (events: BlockStoredEvent[], pod = '10.0.0.1') => [`kv@${pod}@m`, encodeSequence(seq++), Buffer.from(encodeEventBatch({ ts: 1, events }))];
+    const message = (events: BlockStoredEvent[], pod = '10.0.0.1') => [
+      `kv@${pod}@m`,
+      encodeSequence(seq++),
+      Buffer.from(encodeEventBatch({ ts: 1, events })),
+    ];
     // Probes from a pod not in the pool (dropped, counted) until the subscription has propagated: none is applied.
-    await waitFor(async () => {
-      await pub.send(message([stored([1], [1, 2, 3, 4])], '10.9.9.9'));
-      return ((await metrics.dropped.get()).values.find((sample) => sample.labels.reason === 'unknown_pod')?.value ?? 0) > 0;
-    }, 60_000, 'the subscription to propagate');
+    await waitFor(
+      async () => {
+        await pub.send(message([stored([1], [1, 2, 3, 4])], '10.9.9.9'));
+        return (
+          ((await metrics.dropped.get()).values.find((sample) => sample.labels.reason === 'unknown_pod')?.value ?? 0) >
+          0
+        );
+      },
+      60_000,
+      'the subscription to propagate',
+    );
     const PER = 1000;
     let next = 10;
     const send = async (batches: number) => {
@@ -154,7 +249,8 @@ describe('memory stays bounded', () => {
     expect(index.entriesOf('default/a')).toBe(20_000);
     // Nine times the events, no more memory (allowing for allocator noise).
     expect(heapAfterAll - heapAfterFirst).toBeLessThan(32 * 1024 * 1024);
-    const evicted = (await metrics.evictionsByReason.get()).values.find((sample) => sample.labels.reason === 'capacity')?.value ?? 0;
+    const evicted =
+      (await metrics.evictionsByReason.get()).values.find((sample) => sample.labels.reason === 'capacity')?.value ?? 0;
     expect(evicted).toBe(base + 1000 * PER - 20_000);
   }, 400_000);
 });

@@ -191,7 +191,10 @@ describe('each sample config that loads drives its decision over ext_proc agains
     }
   }
 
-  const drives: Record<Exclude<Drive, 'precise'>, (route: (right: Record<string, unknown>, path?: string) => Promise<Routed>) => Promise<void>> = {
+  const drives: Record<
+    Exclude<Drive, 'precise'>,
+    (route: (right: Record<string, unknown>, path?: string) => Promise<Routed>) => Promise<void>
+  > = {
     async pd(route) {
       const first = await route({ prompt: LONG });
       expect(decodes()).toContain(first.destination);
@@ -272,8 +275,16 @@ describe('each sample config that loads drives its decision over ext_proc agains
   for (const [name, e] of Object.entries(EXPECTED)) {
     // Precise configs need simulators publishing KV events: test/epp/precise-prefix-cache.test.ts drives them.
     if (!e.loads || e.drive === 'precise') continue;
-    it(`${name}: ${e.drive}`, async () => {
-      await withEpp(fixtureText(name), drives[e.drive as Exclude<Drive, 'precise'>], e.drive === 'pd-topology' ? topologyFile : file);
-    }, DRIVE_TIMEOUT_MS);
+    it(
+      `${name}: ${e.drive}`,
+      async () => {
+        await withEpp(
+          fixtureText(name),
+          drives[e.drive as Exclude<Drive, 'precise'>],
+          e.drive === 'pd-topology' ? topologyFile : file,
+        );
+      },
+      DRIVE_TIMEOUT_MS,
+    );
   }
 });

@@ -16,7 +16,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Subscriber } from 'zeromq';
-import { decodeEventBatch, key53, parseTopic, u64ToBigInt, type BlockStoredEvent, type KvEventBatch } from '../../src/common/kv-events/index.js';
+import {
+  decodeEventBatch,
+  key53,
+  parseTopic,
+  u64ToBigInt,
+  type BlockStoredEvent,
+  type KvEventBatch,
+} from '../../src/common/kv-events/index.js';
 import type { PreciseCore } from '../../src/epp/kv-events/precise-core.js';
 import { simConfig, startSimulator, type SimulatorHandle } from '../../src/sim/index.js';
 import { upstreamText } from '../fixtures/upstream-configs/index.js';
@@ -26,7 +33,21 @@ import { spec, startTestEpp, type TestEpp } from '../epp/fixtures.js';
 import { MODEL, skipInterop, startUpstreamSim, type UpstreamSim } from './upstream.js';
 
 const HOSTS = ['127.0.0.2', '127.0.0.3'] as const;
-const SIM_ARGS = ['--model', MODEL, '--enable-kvcache', '--block-size', '16', '--kv-cache-size', '2048', '--hash-seed', '42', '--max-model-len', '4096', '--event-batch-size', '1'];
+const SIM_ARGS = [
+  '--model',
+  MODEL,
+  '--enable-kvcache',
+  '--block-size',
+  '16',
+  '--kv-cache-size',
+  '2048',
+  '--hash-seed',
+  '42',
+  '--max-model-len',
+  '4096',
+  '--event-batch-size',
+  '1',
+];
 
 /** A free port below the ephemeral range (a ZMQ socket connecting before the bind could otherwise connect to itself). */
 async function zmqPort(): Promise<number> {
@@ -60,21 +81,32 @@ describe.skipIf(skipInterop())('KV events: pd-router against llm-d-inference-sim
     const port = await zmqPort();
     sims.push(
       ...(await Promise.all(
-        HOSTS.map((ip, i) => startUpstreamSim([...SIM_ARGS, '--zmq-endpoint', `tcp://127.0.0.1:${port}`, ...(i === 1 ? ['--use-vllm-map-event-format'] : [])], { env: { POD_IP: ip }, name: `upstream ${ip}` })),
+        HOSTS.map((ip, i) =>
+          startUpstreamSim(
+            [
+              ...SIM_ARGS,
+              '--zmq-endpoint',
+              `tcp://127.0.0.1:${port}`,
+              ...(i === 1 ? ['--use-vllm-map-event-format'] : []),
+            ],
+            { env: { POD_IP: ip }, name: `upstream ${ip}` },
+          ),
+        ),
       )),
     );
     t = await startTestEpp(
       upstreamText('llm-d-router-ebab687/deploy/config/sim-epp-kvcache-config.yaml'),
-      sims.map((sim, i) => spec(`up${i}`, HOSTS[i]!, 'decode', {}, sim.port)),
+      sims.map((sim, i) => spec(`up${i}`, HOSTS[i], 'decode', {}, sim.port)),
       {
         configParam: [
           `precise-prefix-cache-producer.kvEventsConfig.zmqEndpoint=tcp://127.0.0.1:${port}`,
           'precise-prefix-cache-producer.kvEventsConfig.discoverPods=false',
-          `token-producer.vllm.url=http://${HOSTS[0]}:${sims[0]!.port}`,
+          `token-producer.vllm.url=http://${HOSTS[0]}:${sims[0].port}`,
           `token-producer.modelName=${MODEL}`,
         ],
       },
     );
+    // eslint-disable-next-line no-restricted-syntax -- the plugin's internals, which the test reads
     core = (t.epp.config.plugins.get('precise-prefix-cache-producer') as unknown as { core: PreciseCore }).core;
   }, 120_000);
 
@@ -85,30 +117,59 @@ describe.skipIf(skipInterop())('KV events: pd-router against llm-d-inference-sim
 
   /** Sends the prompt straight to upstream instance i once its events reach the EPP, then waits for its blocks in the index. */
   async function cacheOn(i: number, prompt: string): Promise<void> {
-    const sim = sims[i]!;
-    const id = t.epp.store.all()[i]!.id;
+    const sim = sims[i];
+    const id = t.epp.store.all()[i].id;
     for (let probe = 0; ; probe++) {
-      if (probe === 60) throw new Error(`no KV event from ${id} reached the EPP after 60 probes; upstream output:\n${sim.output().slice(-3000)}`);
+      if (probe === 60)
+        throw new Error(
+          `no KV event from ${id} reached the EPP after 60 probes; upstream output:\n${sim.output().slice(-3000)}`,
+        );
       const before = core.index?.entriesOf(id) ?? 0;
-      expect((await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt: words(`probe${probe}x${Math.random().toString(36).slice(2, 8)}x`, 40), max_tokens: 1 })).status).toBe(200);
+      expect(
+        (
+          await postJson(`${sim.url}/v1/completions`, {
+            model: MODEL,
+            prompt: words(`probe${probe}x${Math.random().toString(36).slice(2, 8)}x`, 40),
+            max_tokens: 1,
+          })
+        ).status,
+      ).toBe(200);
       const deadline = Date.now() + 3000;
-      while ((core.index?.entriesOf(id) ?? 0) === before && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+      while ((core.index?.entriesOf(id) ?? 0) === before && Date.now() < deadline)
+        await new Promise((resolve) => setTimeout(resolve, 10));
       if ((core.index?.entriesOf(id) ?? 0) > before) break;
     }
     expect((await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt, max_tokens: 1 })).status).toBe(200);
     const ids = await renderIds(sim.url, prompt);
     const keys = core.hasher.keys(MODEL, ids).map(key53);
     expect(keys.length).toBeGreaterThan(2);
-    await waitFor(() => (core.index?.longestPrefix(keys, [id]).blocks.get(id) ?? 0) === keys.length, 60_000, `the EPP to index the prompt on ${id}`);
+    await waitFor(
+      () => (core.index?.longestPrefix(keys, [id]).blocks.get(id) ?? 0) === keys.length,
+      60_000,
+      `the EPP to index the prompt on ${id}`,
+    );
   }
 
   async function route(prompt: string): Promise<string> {
     const c = t.client;
     const call = c.open();
-    call.send(headers({ ':method': 'POST', ':path': '/v1/completions', ':authority': 'envoy', 'content-type': 'application/json' }), body(JSON.stringify({ model: MODEL, prompt, max_tokens: 1 }), true));
+    call.send(
+      headers({
+        ':method': 'POST',
+        ':path': '/v1/completions',
+        ':authority': 'envoy',
+        'content-type': 'application/json',
+      }),
+      body(JSON.stringify({ model: MODEL, prompt, max_tokens: 1 }), true),
+    );
     const [h] = await call.waitFor(2);
-    const set = new Map(setHeadersOf(h!.request_headers!.response!.header_mutation).map(([k, value]) => [k.toLowerCase(), value]));
-    call.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }), responseBody('{"choices":[]}', true));
+    const set = new Map(
+      setHeadersOf(h.request_headers!.response.header_mutation).map(([k, value]) => [k.toLowerCase(), value]),
+    );
+    call.send(
+      responseHeaders({ ':status': '200', 'content-type': 'application/json' }),
+      responseBody('{"choices":[]}', true),
+    );
     await call.waitFor(3);
     call.end();
     await call.ended;
@@ -123,9 +184,14 @@ describe.skipIf(skipInterop())('KV events: pd-router against llm-d-inference-sim
       { on: 0, prompt: words('delta', 90) },
     ];
     for (const c of cases) await cacheOn(c.on, c.prompt);
-    for (const c of cases) expect(await route(c.prompt)).toBe(`${HOSTS[c.on]}:${sims[c.on]!.port}`);
-    const dropped = (await t.epp.metrics.registry.getSingleMetric('llm_d_epp_kv_cache_events_dropped_total')!.get()).values;
-    expect(dropped.filter((sample) => sample.labels.reason === 'malformed' || sample.labels.reason === 'unknown_event').every((sample) => sample.value === 0)).toBe(true);
+    for (const c of cases) expect(await route(c.prompt)).toBe(`${HOSTS[c.on]}:${sims[c.on].port}`);
+    const dropped = (await t.epp.metrics.registry.getSingleMetric('llm_d_epp_kv_cache_events_dropped_total')!.get())
+      .values;
+    expect(
+      dropped
+        .filter((sample) => sample.labels.reason === 'malformed' || sample.labels.reason === 'unknown_event')
+        .every((sample) => sample.value === 0),
+    ).toBe(true);
   }, 240_000);
 
   it("pd-router's simulator publishes what the upstream simulator publishes, decoded by the same decoder", async () => {
@@ -136,16 +202,36 @@ describe.skipIf(skipInterop())('KV events: pd-router against llm-d-inference-sim
       for (;;) {
         const [topic, , payload] = await sub.receive().catch(() => [] as Buffer[]);
         if (!topic) return;
-        inbox.push({ topic: topic.toString(), batch: decodeEventBatch(payload!) });
+        inbox.push({ topic: topic.toString(), batch: decodeEventBatch(payload) });
       }
     })();
     sub.subscribe('kv@');
     let upstream: UpstreamSim | undefined;
     let ours: SimulatorHandle | undefined;
     try {
-      upstream = await startUpstreamSim([...SIM_ARGS, '--zmq-endpoint', sub.lastEndpoint!], { env: { POD_IP: '10.20.30.40' }, name: 'upstream publisher' });
-      ours = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], blockSize: 16, kvCacheSize: 2048, hashSeed: '42', maxModelLen: 4096, zmqEndpoint: sub.lastEndpoint!, advertiseHost: '10.20.30.41' }));
-      const storedFrom = (pod: string) => inbox.filter((message) => parseTopic(message.topic).podId === pod).flatMap((message) => message.batch.events.filter((event): event is BlockStoredEvent => event.type === 'BlockStored'));
+      upstream = await startUpstreamSim([...SIM_ARGS, '--zmq-endpoint', sub.lastEndpoint!], {
+        env: { POD_IP: '10.20.30.40' },
+        name: 'upstream publisher',
+      });
+      ours = await startSimulator(
+        simConfig({
+          host: '127.0.0.1',
+          port: 0,
+          model: [MODEL],
+          blockSize: 16,
+          kvCacheSize: 2048,
+          hashSeed: '42',
+          maxModelLen: 4096,
+          zmqEndpoint: sub.lastEndpoint!,
+          advertiseHost: '10.20.30.41',
+        }),
+      );
+      const storedFrom = (pod: string) =>
+        inbox
+          .filter((message) => parseTopic(message.topic).podId === pod)
+          .flatMap((message) =>
+            message.batch.events.filter((event): event is BlockStoredEvent => event.type === 'BlockStored'),
+          );
       // Probe both until events from each arrive (the subscription must reach each publisher first).
       for (let probe = 0; storedFrom('10.20.30.40').length === 0 || storedFrom('10.20.30.41').length === 0; probe++) {
         if (probe === 60) throw new Error('no KV events from both simulators after 60 probes');
@@ -153,15 +239,23 @@ describe.skipIf(skipInterop())('KV events: pd-router against llm-d-inference-sim
         await postJson(`${upstream.url}/v1/completions`, { model: MODEL, prompt: p, max_tokens: 1 });
         await postJson(`${ours.url}/v1/completions`, { model: MODEL, prompt: p, max_tokens: 1 });
         const deadline = Date.now() + 3000;
-        while ((storedFrom('10.20.30.40').length === 0 || storedFrom('10.20.30.41').length === 0) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+        while (
+          (storedFrom('10.20.30.40').length === 0 || storedFrom('10.20.30.41').length === 0) &&
+          Date.now() < deadline
+        )
+          await new Promise((resolve) => setTimeout(resolve, 10));
       }
       const prompt = words('epsilon', 70);
       const n = [storedFrom('10.20.30.40').length, storedFrom('10.20.30.41').length];
       await postJson(`${upstream.url}/v1/completions`, { model: MODEL, prompt, max_tokens: 1 });
       await postJson(`${ours.url}/v1/completions`, { model: MODEL, prompt, max_tokens: 1 });
-      await waitFor(() => storedFrom('10.20.30.40').length > n[0]! && storedFrom('10.20.30.41').length > n[1]!, 60_000, 'BlockStored from both for the prompt');
-      const theirs = storedFrom('10.20.30.40').slice(n[0]!);
-      const mine = storedFrom('10.20.30.41').slice(n[1]!);
+      await waitFor(
+        () => storedFrom('10.20.30.40').length > n[0] && storedFrom('10.20.30.41').length > n[1],
+        60_000,
+        'BlockStored from both for the prompt',
+      );
+      const theirs = storedFrom('10.20.30.40').slice(n[0]);
+      const mine = storedFrom('10.20.30.41').slice(n[1]);
       const flat = (events: BlockStoredEvent[]) => ({
         hashes: events.flatMap((event) => event.blockHashes.map((hash) => u64ToBigInt(hash).toString())),
         tokens: events.flatMap((event) => Array.from(event.tokenIds)),
@@ -170,8 +264,12 @@ describe.skipIf(skipInterop())('KV events: pd-router against llm-d-inference-sim
       });
       expect(flat(mine)).toEqual(flat(theirs));
       expect(flat(mine).hashes.length).toBeGreaterThan(2);
-      expect(inbox.find((message) => parseTopic(message.topic).podId === '10.20.30.41')!.topic).toBe(`kv@10.20.30.41@${MODEL}`);
-      expect(inbox.find((message) => parseTopic(message.topic).podId === '10.20.30.40')!.topic).toBe(`kv@10.20.30.40@${MODEL}`);
+      expect(inbox.find((message) => parseTopic(message.topic).podId === '10.20.30.41')!.topic).toBe(
+        `kv@10.20.30.41@${MODEL}`,
+      );
+      expect(inbox.find((message) => parseTopic(message.topic).podId === '10.20.30.40')!.topic).toBe(
+        `kv@10.20.30.40@${MODEL}`,
+      );
     } finally {
       await ours?.close(500);
       await upstream?.close();

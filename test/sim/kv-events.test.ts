@@ -6,8 +6,22 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { Subscriber } from 'zeromq';
-import { BlockKeyHasher, decodeEventBatch, parseTopic, u64ToBigInt, type BlockStoredEvent, type KvEventBatch } from '../../src/common/kv-events/index.js';
-import { simConfig, startSimulator, tokenize, tokenId, type SimulatorHandle, type SimConfig } from '../../src/sim/index.js';
+import {
+  BlockKeyHasher,
+  decodeEventBatch,
+  parseTopic,
+  u64ToBigInt,
+  type BlockStoredEvent,
+  type KvEventBatch,
+} from '../../src/common/kv-events/index.js';
+import {
+  simConfig,
+  startSimulator,
+  tokenize,
+  tokenId,
+  type SimulatorHandle,
+  type SimConfig,
+} from '../../src/sim/index.js';
 import { postJson } from '../helpers.js';
 
 const MODEL = 'sim-model';
@@ -33,7 +47,7 @@ export class Inbox {
           return;
         }
         const [t, s, p] = frames;
-        this.queue.push({ topic: t!.toString(), seq: s!.readBigUInt64BE(0), batch: decodeEventBatch(p!) });
+        this.queue.push({ topic: t.toString(), seq: s.readBigUInt64BE(0), batch: decodeEventBatch(p) });
         this.waiter?.();
       }
     })();
@@ -59,16 +73,31 @@ afterEach(async () => {
   cleanup = [];
 });
 
-async function setup(overrides: Partial<SimConfig>, mode: 'epp-binds' | 'sim-binds'): Promise<{ sim: SimulatorHandle; sub: Inbox }> {
+async function setup(
+  overrides: Partial<SimConfig>,
+  mode: 'epp-binds' | 'sim-binds',
+): Promise<{ sim: SimulatorHandle; sub: Inbox }> {
   const sub = new Subscriber({ linger: 0 });
   cleanup.push(() => sub.close());
   sub.subscribe('');
   let sim: SimulatorHandle;
   if (mode === 'epp-binds') {
     await sub.bind('tcp://127.0.0.1:*');
-    sim = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], mode: 'echo', blockSize: BS, zmqEndpoint: sub.lastEndpoint!, ...overrides }));
+    sim = await startSimulator(
+      simConfig({
+        host: '127.0.0.1',
+        port: 0,
+        model: [MODEL],
+        mode: 'echo',
+        blockSize: BS,
+        zmqEndpoint: sub.lastEndpoint!,
+        ...overrides,
+      }),
+    );
   } else {
-    sim = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], mode: 'echo', blockSize: BS, ...overrides }));
+    sim = await startSimulator(
+      simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], mode: 'echo', blockSize: BS, ...overrides }),
+    );
     sub.connect(sim.engine.kvEvents!.boundEndpoint!);
   }
   cleanup.push(() => sim.close(500));
@@ -76,7 +105,11 @@ async function setup(overrides: Partial<SimConfig>, mode: 'epp-binds' | 'sim-bin
   // Probe until the subscription has reached the publisher: each probe stores new blocks, so it publishes.
   for (let i = 0; ; i++) {
     if (i === 60) throw new Error('no KV event reached the subscriber after 60 probes');
-    await postJson(`${sim.url}/v1/completions`, { model: MODEL, prompt: `probe number ${i} a b c d e f`, max_tokens: 1 });
+    await postJson(`${sim.url}/v1/completions`, {
+      model: MODEL,
+      prompt: `probe number ${i} a b c d e f`,
+      max_tokens: 1,
+    });
     if (await inbox.next(500)) break;
   }
   // Drain what the probes left.
@@ -98,11 +131,13 @@ describe('pd-router sim publishes vLLM KV events', () => {
     expect(stored).toHaveLength(1);
     const tokens = ids(prompt);
     const full = Math.floor(tokens.length / BS);
-    expect(Array.from(stored[0]!.tokenIds)).toEqual(tokens.slice(0, full * BS));
-    expect(stored[0]!.blockSize).toBe(BS);
-    expect(stored[0]!.parentBlockHash).toBeUndefined();
-    expect(stored[0]!.medium).toBe('GPU');
-    expect(stored[0]!.blockHashes.map(u64ToBigInt)).toEqual(new BlockKeyHasher(BS, '42').keys(MODEL, tokens).map(u64ToBigInt));
+    expect(Array.from(stored[0].tokenIds)).toEqual(tokens.slice(0, full * BS));
+    expect(stored[0].blockSize).toBe(BS);
+    expect(stored[0].parentBlockHash).toBeUndefined();
+    expect(stored[0].medium).toBe('GPU');
+    expect(stored[0].blockHashes.map(u64ToBigInt)).toEqual(
+      new BlockKeyHasher(BS, '42').keys(MODEL, tokens).map(u64ToBigInt),
+    );
 
     // The same prefix plus more: only the new blocks, chained to the last cached one.
     const longer = `${prompt} lambda mu nu xi omicron pi rho sigma`;
@@ -111,13 +146,21 @@ describe('pd-router sim publishes vLLM KV events', () => {
     const s2 = m2.batch.events[0] as BlockStoredEvent;
     expect(m2.seq).toBe(m.seq + 1n);
     const all = new BlockKeyHasher(BS, '42').keys(MODEL, ids(longer));
-    expect(u64ToBigInt(s2.parentBlockHash!)).toBe(u64ToBigInt(all[full - 1]!));
+    expect(u64ToBigInt(s2.parentBlockHash!)).toBe(u64ToBigInt(all[full - 1]));
     expect(s2.blockHashes.map(u64ToBigInt)).toEqual(all.slice(full).map(u64ToBigInt));
   });
 
   it('evictions are BlockRemoved, a prefix-cache reset is AllBlocksCleared (map format, --kv-events-config bind mode)', async () => {
-    const cfg = JSON.stringify({ enable_kv_cache_events: true, publisher: 'zmq', endpoint: 'tcp://127.0.0.1:*', topic: 'kv@10.9.8.7@sim-model' });
-    const { sim, sub } = await setup({ kvEventsConfig: cfg, kvCacheSize: 8, useVllmMapEventFormat: true, maxModelLen: 64 }, 'sim-binds');
+    const cfg = JSON.stringify({
+      enable_kv_cache_events: true,
+      publisher: 'zmq',
+      endpoint: 'tcp://127.0.0.1:*',
+      topic: 'kv@10.9.8.7@sim-model',
+    });
+    const { sim, sub } = await setup(
+      { kvEventsConfig: cfg, kvCacheSize: 8, useVllmMapEventFormat: true, maxModelLen: 64 },
+      'sim-binds',
+    );
     // 8 blocks: a 6-block prompt then another 6-block prompt evicts cached blocks of the first.
     const a = Array.from({ length: 24 }, (_, i) => `a${i}`).join(' ');
     const b = Array.from({ length: 24 }, (_, i) => `b${i}`).join(' ');
@@ -135,7 +178,7 @@ describe('pd-router sim publishes vLLM KV events', () => {
     expect(cleared.batch.events).toEqual([{ type: 'AllBlocksCleared' }]);
   });
 
-  it('serves /tokenize and the render endpoints with the engine\'s own tokenizer; bad bodies and models get 400 and 404', async () => {
+  it("serves /tokenize and the render endpoints with the engine's own tokenizer; bad bodies and models get 400 and 404", async () => {
     const sim = await startSimulator(simConfig({ host: '127.0.0.1', port: 0, model: [MODEL], maxModelLen: 512 }));
     cleanup.push(() => sim.close(500));
     const t = await postJson(`${sim.url}/tokenize`, { model: MODEL, prompt: 'Hello, world!' });
@@ -144,9 +187,14 @@ describe('pd-router sim publishes vLLM KV events', () => {
     const rendered = ids('### user: Hello, world!\n');
     expect((await postJson(`${sim.url}/tokenize`, chat)).body.tokens).toEqual(rendered);
     expect((await postJson(`${sim.url}/v1/chat/completions/render`, chat)).body).toEqual({ token_ids: rendered });
-    expect((await postJson(`${sim.url}/v1/completions/render`, { model: MODEL, prompt: ['a b', 'c'] })).body).toEqual([{ token_ids: ids('a b') }, { token_ids: ids('c') }]);
+    expect((await postJson(`${sim.url}/v1/completions/render`, { model: MODEL, prompt: ['a b', 'c'] })).body).toEqual([
+      { token_ids: ids('a b') },
+      { token_ids: ids('c') },
+    ]);
     // The chat's prompt_tokens count is the render's length: the ids are the engine's.
-    expect((await postJson(`${sim.url}/v1/chat/completions`, { ...chat, max_tokens: 1 })).body.usage.prompt_tokens).toBe(rendered.length);
+    expect(
+      (await postJson(`${sim.url}/v1/chat/completions`, { ...chat, max_tokens: 1 })).body.usage.prompt_tokens,
+    ).toBe(rendered.length);
     expect((await postJson(`${sim.url}/tokenize`, { model: 'other', prompt: 'x' })).status).toBe(404);
     expect((await postJson(`${sim.url}/tokenize`, { prompt: 'x', messages: [] })).status).toBe(400);
     expect((await postJson(`${sim.url}/v1/completions/render`, '{not json')).status).toBe(400);

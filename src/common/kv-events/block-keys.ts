@@ -61,14 +61,17 @@ class Fnv64a {
 
   /** A CBOR unsigned integer of 64 bits, shortest form. */
   uint64(value: U64): void {
-    if (value.hi === 0) return this.head(0, value.lo);
+    if (value.hi === 0) {
+      this.head(0, value.lo);
+      return;
+    }
     this.byte(27);
     this.word(value.hi);
     this.word(value.lo);
   }
 
   bytes(data: Uint8Array): void {
-    for (let i = 0; i < data.length; i++) this.byte(data[i]!);
+    for (let i = 0; i < data.length; i++) this.byte(data[i]);
   }
 
   value(): U64 {
@@ -114,7 +117,8 @@ export class BlockKeyHasher {
     readonly blockSize: number,
     readonly hashSeed = '',
   ) {
-    if (!Number.isInteger(blockSize) || blockSize <= 0) throw new Error(`block size must be a positive integer, got ${blockSize}`);
+    if (!Number.isInteger(blockSize) || blockSize <= 0)
+      throw new Error(`block size must be a positive integer, got ${blockSize}`);
     this.seed = fnv64a(utf8.encode(hashSeed));
   }
 
@@ -142,7 +146,7 @@ export class BlockKeyHasher {
     h.byte(0x83);
     h.uint64(parent);
     h.head(4, bs);
-    for (let i = from; i < from + bs; i++) h.head(0, tokens[i]! >>> 0);
+    for (let i = from; i < from + bs; i++) h.head(0, tokens[i] >>> 0);
     h.byte(0xf6);
     return h.value();
   }
@@ -150,7 +154,7 @@ export class BlockKeyHasher {
   /** Keys of the full blocks of `tokens` (at most `maxBlocks`), chained from `parent` (undefined: the model's start). */
   keys(model: string, tokens: ArrayLike<number>, parent?: U64, maxBlocks = Number.MAX_SAFE_INTEGER): U64[] {
     const n = Math.min(Math.floor(tokens.length / this.blockSize), maxBlocks);
-    const out: U64[] = new Array(n);
+    const out = new Array<U64>(n);
     let p = parent ?? this.initKey(model);
     for (let b = 0; b < n; b++) {
       p = this.blockKey(p, tokens, b * this.blockSize);

@@ -88,18 +88,27 @@ function decoderFor(limits: DecodeLimits): Decoder {
   const key = `${limits.maxArrayLength}/${limits.maxStringLength}`;
   let d = decoders.get(key);
   if (!d) {
-    d = new Decoder({ useBigInt64: true, maxArrayLength: limits.maxArrayLength, maxMapLength: 64, maxStrLength: limits.maxStringLength, maxBinLength: limits.maxStringLength, maxExtLength: 0 });
+    d = new Decoder({
+      useBigInt64: true,
+      maxArrayLength: limits.maxArrayLength,
+      maxMapLength: 64,
+      maxStrLength: limits.maxStringLength,
+      maxBinLength: limits.maxStringLength,
+      maxExtLength: 0,
+    });
     decoders.set(key, d);
   }
   return d;
 }
 
-const isMap = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
+const isMap = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
 
 function int(value: unknown, what: string): number {
   if (typeof value === 'number' && Number.isInteger(value)) return value;
   if (typeof value === 'bigint') {
-    if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER)) bad(`${what} ${value} is out of range`);
+    if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER))
+      bad(`${what} ${value} is out of range`);
     return Number(value);
   }
   return bad(`${what} is not an integer (${describe(value)})`);
@@ -148,14 +157,25 @@ function tokenIds(value: unknown): Uint32Array {
   if (!Array.isArray(value)) bad(`token_ids is not an array (${describe(value)})`);
   const out = new Uint32Array(value.length);
   for (let i = 0; i < value.length; i++) {
-    const token = value[i];
-    if (typeof token !== 'number' || !Number.isInteger(token) || token < 0 || token > 0xffffffff) bad(`token_ids[${i}] is not a token id (${describe(token)})`);
+    const token: unknown = value[i];
+    if (typeof token !== 'number' || !Number.isInteger(token) || token < 0 || token > 0xffffffff)
+      bad(`token_ids[${i}] is not a token id (${describe(token)})`);
     out[i] = token;
   }
   return out;
 }
 
-const STORED_FIELDS = ['block_hashes', 'parent_block_hash', 'token_ids', 'block_size', 'lora_id', 'medium', 'lora_name', 'extra_keys', 'group_idx'] as const;
+const STORED_FIELDS = [
+  'block_hashes',
+  'parent_block_hash',
+  'token_ids',
+  'block_size',
+  'lora_id',
+  'medium',
+  'lora_name',
+  'extra_keys',
+  'group_idx',
+] as const;
 const REMOVED_FIELDS = ['block_hashes', 'medium', 'group_idx'] as const;
 
 /** The positional fields (after the tag) of an array- or map-encoded event. */
@@ -168,7 +188,8 @@ function fieldsOf(raw: unknown): { tag: string; fields: unknown[] } {
   if (isMap(raw)) {
     const tag = raw.type;
     if (typeof tag !== 'string') bad('map-encoded event has no string "type" tag');
-    const order: readonly string[] = tag === EVENT_BLOCK_STORED ? STORED_FIELDS : tag === EVENT_BLOCK_REMOVED ? REMOVED_FIELDS : [];
+    const order: readonly string[] =
+      tag === EVENT_BLOCK_STORED ? STORED_FIELDS : tag === EVENT_BLOCK_REMOVED ? REMOVED_FIELDS : [];
     return { tag, fields: order.map((k) => raw[k]) };
   }
   return bad(`event is neither an array nor a map (${describe(raw)})`);
@@ -182,7 +203,8 @@ export function decodeEvent(raw: unknown): KvCacheEvent {
       const blockHashes = hashes(f[0], 'block_hashes');
       const parent = f[1] === null || f[1] === undefined ? undefined : blockHash(f[1], 'parent_block_hash');
       const extra = f[7];
-      if (extra !== null && extra !== undefined && !Array.isArray(extra)) bad(`extra_keys is not an array (${describe(extra)})`);
+      if (extra !== null && extra !== undefined && !Array.isArray(extra))
+        bad(`extra_keys is not an array (${describe(extra)})`);
       const blockSize = int(f[3], 'block_size');
       if (blockSize <= 0) bad(`block_size ${blockSize} is not positive`);
       return {
@@ -195,13 +217,22 @@ export function decodeEvent(raw: unknown): KvCacheEvent {
         loraId: optInt(f[4], 'lora_id'),
         medium: optString(f[5], 'medium'),
         loraName: optString(f[6], 'lora_name'),
-        extraKeys: Array.isArray(extra) ? extra.map((keys, i) => (keys === null || Array.isArray(keys) ? keys : bad(`extra_keys[${i}] is not an array or nil`))) : undefined,
+        extraKeys: Array.isArray(extra)
+          ? (extra as unknown[]).map((keys, i) =>
+              keys === null || Array.isArray(keys) ? keys : bad(`extra_keys[${i}] is not an array or nil`),
+            )
+          : undefined,
         groupIdx: optInt(f[8], 'group_idx'),
       };
     }
     case EVENT_BLOCK_REMOVED:
       if (f.length < 1) bad('BlockRemoved has no block_hashes');
-      return { type: EVENT_BLOCK_REMOVED, blockHashes: hashes(f[0], 'block_hashes'), medium: optString(f[1], 'medium'), groupIdx: optInt(f[2], 'group_idx') };
+      return {
+        type: EVENT_BLOCK_REMOVED,
+        blockHashes: hashes(f[0], 'block_hashes'),
+        medium: optString(f[1], 'medium'),
+        groupIdx: optInt(f[2], 'group_idx'),
+      };
     case EVENT_ALL_BLOCKS_CLEARED:
       return { type: EVENT_ALL_BLOCKS_CLEARED };
     default:
@@ -220,7 +251,7 @@ export function decodeEventBatch(payload: Uint8Array, limits: DecodeLimits = DEF
   let ts: unknown;
   let events: unknown;
   let rank: unknown;
-  if (Array.isArray(raw)) [ts, events, rank] = raw;
+  if (Array.isArray(raw)) [ts, events, rank] = raw as unknown[];
   else if (isMap(raw)) ({ ts, events, data_parallel_rank: rank } = raw);
   else bad(`batch is neither an array nor a map (${describe(raw)})`);
   if (typeof ts !== 'number' && typeof ts !== 'bigint') bad(`batch ts is not a number (${describe(ts)})`);
@@ -231,7 +262,7 @@ export function decodeEventBatch(payload: Uint8Array, limits: DecodeLimits = DEF
 /** `kv@<pod-id>@<model>` → its parts; any other topic is the pod id with no model (llm-d's parseTopic). */
 export function parseTopic(topic: string): { podId: string; model: string } {
   const parts = topic.split('@');
-  return parts.length === 3 ? { podId: parts[1]!, model: parts[2]! } : { podId: topic, model: '' };
+  return parts.length === 3 ? { podId: parts[1], model: parts[2] } : { podId: topic, model: '' };
 }
 
 export function formatTopic(podId: string, model: string): string {
@@ -251,27 +282,51 @@ export type EventFormat = 'array' | 'map';
 
 const encoder = new Encoder({ useBigInt64: true, ignoreUndefined: false });
 
-const hashValue = (hash: U64): bigint | number => (hash.hi < 0x200000 ? hash.hi * 4294967296 + hash.lo : (BigInt(hash.hi) << 32n) | BigInt(hash.lo));
+const hashValue = (hash: U64): bigint | number =>
+  hash.hi < 0x200000 ? hash.hi * 4294967296 + hash.lo : (BigInt(hash.hi) << 32n) | BigInt(hash.lo);
 
 /** One event as vLLM (v0.11+ field set, without the hybrid-allocator fields) encodes it. */
 function encodableEvent(event: Exclude<KvCacheEvent, UnknownEvent>, format: EventFormat): unknown {
   switch (event.type) {
     case EVENT_BLOCK_STORED: {
-      const fields = [event.blockHashes.map(hashValue), event.parentBlockHash ? hashValue(event.parentBlockHash) : null, Array.from(event.tokenIds), event.blockSize, event.loraId ?? null, event.medium ?? null, event.loraName ?? null];
+      const fields = [
+        event.blockHashes.map(hashValue),
+        event.parentBlockHash ? hashValue(event.parentBlockHash) : null,
+        Array.from(event.tokenIds),
+        event.blockSize,
+        event.loraId ?? null,
+        event.medium ?? null,
+        event.loraName ?? null,
+      ];
       if (format === 'array') return [EVENT_BLOCK_STORED, ...fields];
-      return { type: EVENT_BLOCK_STORED, ...Object.fromEntries(STORED_FIELDS.slice(0, fields.length).map((k, i) => [k, fields[i]])) };
+      return {
+        type: EVENT_BLOCK_STORED,
+        ...Object.fromEntries(STORED_FIELDS.slice(0, fields.length).map((k, i) => [k, fields[i]])),
+      };
     }
     case EVENT_BLOCK_REMOVED:
-      return format === 'array' ? [EVENT_BLOCK_REMOVED, event.blockHashes.map(hashValue), event.medium ?? null] : { type: EVENT_BLOCK_REMOVED, block_hashes: event.blockHashes.map(hashValue), medium: event.medium ?? null };
+      return format === 'array'
+        ? [EVENT_BLOCK_REMOVED, event.blockHashes.map(hashValue), event.medium ?? null]
+        : { type: EVENT_BLOCK_REMOVED, block_hashes: event.blockHashes.map(hashValue), medium: event.medium ?? null };
     case EVENT_ALL_BLOCKS_CLEARED:
       return format === 'array' ? [EVENT_ALL_BLOCKS_CLEARED] : { type: EVENT_ALL_BLOCKS_CLEARED };
   }
 }
 
 /** msgpack of a batch; `ts` always encodes as a float64, as msgspec encodes Python floats. */
-export function encodeEventBatch(batch: { ts: number; events: Array<Exclude<KvCacheEvent, UnknownEvent>>; dataParallelRank?: number }, format: EventFormat = 'array'): Uint8Array {
+export function encodeEventBatch(
+  batch: { ts: number; events: Array<Exclude<KvCacheEvent, UnknownEvent>>; dataParallelRank?: number },
+  format: EventFormat = 'array',
+): Uint8Array {
   const events = batch.events.map((event) => encodableEvent(event, format));
-  const body = format === 'array' ? encoder.encode(batch.dataParallelRank === undefined ? [0, events] : [0, events, batch.dataParallelRank]) : encoder.encode(batch.dataParallelRank === undefined ? { ts: 0, events } : { ts: 0, events, data_parallel_rank: batch.dataParallelRank });
+  const body =
+    format === 'array'
+      ? encoder.encode(batch.dataParallelRank === undefined ? [0, events] : [0, events, batch.dataParallelRank])
+      : encoder.encode(
+          batch.dataParallelRank === undefined
+            ? { ts: 0, events }
+            : { ts: 0, events, data_parallel_rank: batch.dataParallelRank },
+        );
   // The placeholder ts (fixint 0) is replaced by a float64 (0xcb + 8 bytes): an integral JS number would encode as int.
   const at = format === 'array' ? 1 : 4; // after the array head, or after the map head and "ts" key
   const out = new Uint8Array(body.length + 8);

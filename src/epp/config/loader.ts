@@ -23,8 +23,33 @@ import { EppMetrics } from '../metrics.js';
 import type { ConfiguredDiscovery } from '../datalayer/discovery.js';
 import { DEFAULT_ENGINES, type EngineRegistry } from '../datalayer/engine-metrics.js';
 import type { MetricsSourceSettings } from '../datalayer/metrics-scraper.js';
-import { isAsyncDataProducer, isDataProducer, isEndpointRemoved, isFilter, isLifecyclePlugin, isPicker, isPreRequest, isProfileHandler, isRequestPreparer, isResponseComplete, isResponseHeaders, isScorer } from '../framework/types.js';
-import type { AsyncDataProducer, DataProducer, EndpointRemoved, LifecyclePlugin, Picker, Plugin, PreRequest, ProfileHandler, RequestPreparer, ResponseComplete, ResponseHeaders } from '../framework/types.js';
+import {
+  isAsyncDataProducer,
+  isDataProducer,
+  isEndpointRemoved,
+  isFilter,
+  isLifecyclePlugin,
+  isPicker,
+  isPreRequest,
+  isProfileHandler,
+  isRequestPreparer,
+  isResponseComplete,
+  isResponseHeaders,
+  isScorer,
+} from '../framework/types.js';
+import type {
+  AsyncDataProducer,
+  DataProducer,
+  EndpointRemoved,
+  LifecyclePlugin,
+  Picker,
+  Plugin,
+  PreRequest,
+  ProfileHandler,
+  RequestPreparer,
+  ResponseComplete,
+  ResponseHeaders,
+} from '../framework/types.js';
 import { kindsOf, type PluginDefinition } from '../plugins/definition.js';
 import type { MetricsExtractor } from '../plugins/datalayer/core-metrics-extractor.js';
 import type { FileDiscoverySettings } from '../plugins/datalayer/file-discovery.js';
@@ -254,10 +279,13 @@ function configuredMetricsSource(
     if (graph.hasKind(src, 'models-source')) continue;
     if (graph.hasKind(src, 'notification-source')) {
       // endpoint-notification-source: pd-router notifies plugins of endpoint changes itself; its extractors must exist.
-      for (const [j, x] of s.extractors.entries()) if (!graph.get(x.pluginRef)) fail(`${key}.sources[${i}].extractors[${j}]: pluginRef "${x.pluginRef}" is not defined in plugins`);
+      for (const [j, x] of s.extractors.entries())
+        if (!graph.get(x.pluginRef))
+          fail(`${key}.sources[${i}].extractors[${j}]: pluginRef "${x.pluginRef}" is not defined in plugins`);
       continue;
     }
-    if (!graph.hasKind(src, 'metrics-source')) fail(`${key}.sources[${i}]: "${s.pluginRef}" (type ${src.type}) is not a metrics data source`);
+    if (!graph.hasKind(src, 'metrics-source'))
+      fail(`${key}.sources[${i}]: "${s.pluginRef}" (type ${src.type}) is not a metrics data source`);
     if (found) fail(`${key}.sources[${i}]: pd-router supports one metrics data source`);
     let engines: EngineRegistry = DEFAULT_ENGINES;
     for (const [j, x] of s.extractors.entries()) {

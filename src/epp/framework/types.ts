@@ -222,14 +222,23 @@ export const isScorer = (plugin: Plugin): plugin is Scorer => typeof (plugin as 
 export const isPicker = (plugin: Plugin): plugin is Picker => typeof (plugin as Picker).pick === 'function';
 /** Whether a plugin implements ProfileHandler. */
 export const isProfileHandler = (plugin: Plugin): plugin is ProfileHandler =>
-  typeof (plugin as ProfileHandler).pickProfiles === 'function' && typeof (plugin as ProfileHandler).processResults === 'function';
-export const isPreRequest = (plugin: Plugin): plugin is PreRequest => typeof (plugin as PreRequest).preRequest === 'function';
-export const isDataProducer = (plugin: Plugin): plugin is DataProducer => typeof (plugin as DataProducer).produce === 'function';
-export const isAsyncDataProducer = (plugin: Plugin): plugin is AsyncDataProducer => typeof (plugin as AsyncDataProducer).produceAsync === 'function';
-export const isResponseComplete = (plugin: Plugin): plugin is ResponseComplete => typeof (plugin as ResponseComplete).responseComplete === 'function';
-export const isResponseHeaders = (plugin: Plugin): plugin is ResponseHeaders => typeof (plugin as ResponseHeaders).responseHeaders === 'function';
-export const isEndpointRemoved = (plugin: Plugin): plugin is EndpointRemoved => typeof (plugin as EndpointRemoved).endpointRemoved === 'function';
-export const isRequestPreparer = (plugin: Plugin): plugin is RequestPreparer => typeof (plugin as RequestPreparer).prepareRequest === 'function';
+  typeof (plugin as ProfileHandler).pickProfiles === 'function' &&
+  typeof (plugin as ProfileHandler).processResults === 'function';
+export const isPreRequest = (plugin: Plugin): plugin is PreRequest =>
+  typeof (plugin as PreRequest).preRequest === 'function';
+export const isDataProducer = (plugin: Plugin): plugin is DataProducer =>
+  typeof (plugin as DataProducer).produce === 'function';
+export const isAsyncDataProducer = (plugin: Plugin): plugin is AsyncDataProducer =>
+  typeof (plugin as AsyncDataProducer).produceAsync === 'function';
+export const isResponseComplete = (plugin: Plugin): plugin is ResponseComplete =>
+  typeof (plugin as ResponseComplete).responseComplete === 'function';
+export const isResponseHeaders = (plugin: Plugin): plugin is ResponseHeaders =>
+  typeof (plugin as ResponseHeaders).responseHeaders === 'function';
+export const isEndpointRemoved = (plugin: Plugin): plugin is EndpointRemoved =>
+  typeof (plugin as EndpointRemoved).endpointRemoved === 'function';
+export const isRequestPreparer = (plugin: Plugin): plugin is RequestPreparer =>
+  typeof (plugin as RequestPreparer).prepareRequest === 'function';
 export const isLifecyclePlugin = (plugin: Plugin): plugin is LifecyclePlugin =>
   typeof (plugin as LifecyclePlugin).start === 'function' && typeof (plugin as LifecyclePlugin).close === 'function';
-export const isDecider = (plugin: Plugin): plugin is DeciderPlugin => typeof (plugin as DeciderPlugin).decide === 'function';
+export const isDecider = (plugin: Plugin): plugin is DeciderPlugin =>
+  typeof (plugin as DeciderPlugin).decide === 'function';

@@ -16,7 +16,14 @@
  * engine restarted: its endpoint's entries are cleared first.
  */
 import type { Logger } from 'pino';
-import { decodeEventBatch, KvEventDecodeError, parseTopic, type BlockKeyHasher, type DecodeLimits, type KvEventBatch } from '../../common/kv-events/index.js';
+import {
+  decodeEventBatch,
+  KvEventDecodeError,
+  parseTopic,
+  type BlockKeyHasher,
+  type DecodeLimits,
+  type KvEventBatch,
+} from '../../common/kv-events/index.js';
 import type { Endpoint } from '../framework/types.js';
 import type { DropReason, KvEventsMetrics } from './metrics.js';
 import { requestKey, tierBit, type PreciseIndex } from './precise-index.js';
@@ -73,16 +80,16 @@ export class EventFeed {
     let bytes = 0;
     for (const f of frames) bytes += f.length;
     if (bytes > this.limits.maxMessageBytes) return this.drop('oversized', label, `${bytes} bytes`);
-    if (frames.length !== 3 || frames[1]!.length !== 8) return this.drop('frames', label, `${frames.length} frames`);
-    const topic = frames[0]!.toString('utf8');
-    const seq = frames[1]!.readBigUInt64BE(0);
+    if (frames.length !== 3 || frames[1].length !== 8) return this.drop('frames', label, `${frames.length} frames`);
+    const topic = frames[0].toString('utf8');
+    const seq = frames[1].readBigUInt64BE(0);
     const { podId, model } = parseTopic(topic);
     const sourceKey = source.kind === 'endpoint' ? `endpoint/${source.endpoint.id}` : `topic/${podId}`;
     const state = this.sourceState(sourceKey);
     if (!this.admit(state)) return this.drop('rate_limited', label);
     let batch: KvEventBatch;
     try {
-      batch = decodeEventBatch(frames[2]!, this.limits);
+      batch = decodeEventBatch(frames[2], this.limits);
     } catch (e) {
       if (e instanceof KvEventDecodeError) return this.drop('malformed', label, e.message);
       throw e;
@@ -90,7 +97,10 @@ export class EventFeed {
     const endpoint = source.kind === 'endpoint' ? source.endpoint : this.resolve(podId, batch.dataParallelRank, label);
     if (!endpoint) return 0;
     if (state.lastSeq !== undefined && seq < state.lastSeq) {
-      this.logger.info({ endpoint: endpoint.id, lastSeq: String(state.lastSeq), seq: String(seq) }, 'KV-event sequence went back (engine restart?); clearing its blocks');
+      this.logger.info(
+        { endpoint: endpoint.id, lastSeq: String(state.lastSeq), seq: String(seq) },
+        'KV-event sequence went back (engine restart?); clearing its blocks',
+      );
       this.index.clear(endpoint.id);
     }
     state.lastSeq = seq;
@@ -138,7 +148,8 @@ export class EventFeed {
 
   private drop(reason: DropReason, label: string, detail?: string): 0 {
     this.metrics.dropped.inc({ reason });
-    if (this.logger.isLevelEnabled('debug')) this.logger.debug({ reason, source: label, detail }, 'KV-event message dropped');
+    if (this.logger.isLevelEnabled('debug'))
+      this.logger.debug({ reason, source: label, detail }, 'KV-event message dropped');
     return 0;
   }
 

@@ -46,30 +46,80 @@ export class KvEventsMetrics {
 
   private constructor(registers: Registry[]) {
     const P = 'llm_d_epp_';
-    this.messagesReceived = new Counter({ name: `${P}kv_cache_events_messages_received_total`, help: ALPHA('Total number of messages received from ZMQ subscribers'), labelNames: ['pod_identifier'], registers });
-    this.zmqErrors = new Counter({ name: `${P}kv_cache_events_zmq_errors_total`, help: ALPHA('Total number of ZMQ subscriber errors'), labelNames: ['pod_identifier', 'operation'], registers });
-    this.activeSubscribers = new Gauge({ name: `${P}kv_cache_events_active_subscribers`, help: ALPHA('Number of ZMQ subscribers currently managed, including those retrying a failed connection'), registers });
-    this.admissions = new Counter({ name: `${P}kv_cache_index_admissions_total`, help: ALPHA('Total number of KV-block admissions'), registers });
-    this.evictions = new Counter({ name: `${P}kv_cache_index_evictions_total`, help: ALPHA('Total number of KV-block evictions'), registers });
-    this.lookupRequests = new Counter({ name: `${P}kv_cache_index_lookup_requests_total`, help: ALPHA('Total number of lookup calls'), registers });
-    this.lookupHits = new Counter({ name: `${P}kv_cache_index_lookup_hits_total`, help: ALPHA('Contiguous prefix blocks matched by the best pod per lookup'), registers });
-    this.events = new Counter({ name: `${P}kv_cache_events_total`, help: 'KV-cache events applied to the precise index, by type (pd-router).', labelNames: ['event_type'], registers });
+    this.messagesReceived = new Counter({
+      name: `${P}kv_cache_events_messages_received_total`,
+      help: ALPHA('Total number of messages received from ZMQ subscribers'),
+      labelNames: ['pod_identifier'],
+      registers,
+    });
+    this.zmqErrors = new Counter({
+      name: `${P}kv_cache_events_zmq_errors_total`,
+      help: ALPHA('Total number of ZMQ subscriber errors'),
+      labelNames: ['pod_identifier', 'operation'],
+      registers,
+    });
+    this.activeSubscribers = new Gauge({
+      name: `${P}kv_cache_events_active_subscribers`,
+      help: ALPHA('Number of ZMQ subscribers currently managed, including those retrying a failed connection'),
+      registers,
+    });
+    this.admissions = new Counter({
+      name: `${P}kv_cache_index_admissions_total`,
+      help: ALPHA('Total number of KV-block admissions'),
+      registers,
+    });
+    this.evictions = new Counter({
+      name: `${P}kv_cache_index_evictions_total`,
+      help: ALPHA('Total number of KV-block evictions'),
+      registers,
+    });
+    this.lookupRequests = new Counter({
+      name: `${P}kv_cache_index_lookup_requests_total`,
+      help: ALPHA('Total number of lookup calls'),
+      registers,
+    });
+    this.lookupHits = new Counter({
+      name: `${P}kv_cache_index_lookup_hits_total`,
+      help: ALPHA('Contiguous prefix blocks matched by the best pod per lookup'),
+      registers,
+    });
+    this.events = new Counter({
+      name: `${P}kv_cache_events_total`,
+      help: 'KV-cache events applied to the precise index, by type (pd-router).',
+      labelNames: ['event_type'],
+      registers,
+    });
     this.dropped = new Counter({
       name: `${P}kv_cache_events_dropped_total`,
       help: 'KV-event messages or events dropped, by reason: malformed (msgpack decode error), frames, oversized, unknown_event, unknown_pod, ambiguous_pod, rate_limited, unknown_parent, extra_keys, unavailable (pd-router).',
       labelNames: ['reason'],
       registers,
     });
-    this.indexEntries = new Gauge({ name: `${P}kv_cache_index_entries`, help: '(endpoint, block) entries in the precise prefix index, bounded by --kv-index-max-entries (pd-router).', registers });
-    this.evictionsByReason = new Counter({ name: `${P}kv_cache_index_evictions_by_reason_total`, help: 'Precise index entries dropped, by reason: removed, capacity, cleared, endpoint-left, speculative-expired (pd-router).', labelNames: ['reason'], registers });
-    this.tokenizeFailures = new Counter({ name: `${P}tokenization_failures_total`, help: 'Prompt tokenizations that failed (timeout, error, status, invalid), by plugin (pd-router).', labelNames: ['plugin_name', 'reason'], registers });
+    this.indexEntries = new Gauge({
+      name: `${P}kv_cache_index_entries`,
+      help: '(endpoint, block) entries in the precise prefix index, bounded by --kv-index-max-entries (pd-router).',
+      registers,
+    });
+    this.evictionsByReason = new Counter({
+      name: `${P}kv_cache_index_evictions_by_reason_total`,
+      help: 'Precise index entries dropped, by reason: removed, capacity, cleared, endpoint-left, speculative-expired (pd-router).',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.tokenizeFailures = new Counter({
+      name: `${P}tokenization_failures_total`,
+      help: 'Prompt tokenizations that failed (timeout, error, status, invalid), by plugin (pd-router).',
+      labelNames: ['plugin_name', 'reason'],
+      registers,
+    });
     this.preciseFallbacks = new Counter({
       name: `${P}precise_prefix_cache_fallback_total`,
       help: 'Requests a precise prefix-cache producer scored from the approximate index instead (no tokens, events unavailable), by plugin and reason (pd-router).',
       labelNames: ['plugin_name', 'reason'],
       registers,
     });
-    for (const r of ['malformed', 'unknown_event', 'unknown_pod', 'rate_limited', 'oversized'] as const) this.dropped.inc({ reason: r }, 0);
+    for (const r of ['malformed', 'unknown_event', 'unknown_pod', 'rate_limited', 'oversized'] as const)
+      this.dropped.inc({ reason: r }, 0);
   }
 
   private static readonly byRegistry = new WeakMap<Registry, KvEventsMetrics>();

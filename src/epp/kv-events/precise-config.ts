@@ -37,16 +37,33 @@ export const preciseParams = z
       .object({
         kvBlockIndexConfig: z
           .object({
-            inMemoryConfig: z.object({ size: z.number().int().positive('must be > 0').optional(), podCacheSize: z.number().int().positive('must be > 0').optional() }).strict().optional(),
-            redisConfig: z.unknown().refine(() => false, 'the Redis-backed index is not supported by pd-router (its index is in memory)').optional(),
-            costAwareMemoryConfig: z.unknown().refine(() => false, 'the cost-aware index is not supported by pd-router (its index is in memory, bounded by --kv-index-max-entries)').optional(),
+            inMemoryConfig: z
+              .object({
+                size: z.number().int().positive('must be > 0').optional(),
+                podCacheSize: z.number().int().positive('must be > 0').optional(),
+              })
+              .strict()
+              .optional(),
+            redisConfig: z
+              .unknown()
+              .refine(() => false, 'the Redis-backed index is not supported by pd-router (its index is in memory)')
+              .optional(),
+            costAwareMemoryConfig: z
+              .unknown()
+              .refine(
+                () => false,
+                'the cost-aware index is not supported by pd-router (its index is in memory, bounded by --kv-index-max-entries)',
+              )
+              .optional(),
             enableMetrics: z.boolean().optional(),
             metricsLoggingInterval: z.union([z.number(), z.string()]).optional(),
             maxPrefixBlocksToMatch: ignoredByUpstream,
           })
           .strict()
           .optional(),
-        kvCacheBackendConfigs: z.array(z.object({ name: z.string().min(1), weight: z.number().min(0, 'must be >= 0') }).strict()).optional(),
+        kvCacheBackendConfigs: z
+          .array(z.object({ name: z.string().min(1), weight: z.number().min(0, 'must be >= 0') }).strict())
+          .optional(),
         tokenizersPoolConfig: z.record(z.string(), z.unknown()).optional(),
         tokenProcessorConfig: ignoredByUpstream,
         prefixStoreConfig: ignoredByUpstream,
@@ -78,11 +95,23 @@ export const preciseParams = z
   .strict()
   .superRefine((params, ctx) => {
     const e = params.kvEventsConfig?.zmqEndpoint;
-    if (e && !/^tcp:\/\/(\*|\[[0-9a-fA-F:.]+\]|[^:/\s]+):(\*|\d{1,5})$/.test(e)) ctx.addIssue({ code: 'custom', message: 'must be tcp://<host>:<port>', path: ['kvEventsConfig', 'zmqEndpoint'] });
-    if (params.kvEventsConfig?.engineType === 'sglang') ctx.addIssue({ code: 'custom', message: "SGLang's KV events are not decoded by pd-router (vllm only)", path: ['kvEventsConfig', 'engineType'] });
-    if (params.speculativeTTL !== undefined && params.speculativeTTL < 0) ctx.addIssue({ code: 'custom', message: 'must be >= 0', path: ['speculativeTTL'] });
+    if (e && !/^tcp:\/\/(\*|\[[0-9a-fA-F:.]+\]|[^:/\s]+):(\*|\d{1,5})$/.test(e))
+      ctx.addIssue({ code: 'custom', message: 'must be tcp://<host>:<port>', path: ['kvEventsConfig', 'zmqEndpoint'] });
+    if (params.kvEventsConfig?.engineType === 'sglang')
+      ctx.addIssue({
+        code: 'custom',
+        message: "SGLang's KV events are not decoded by pd-router (vllm only)",
+        path: ['kvEventsConfig', 'engineType'],
+      });
+    if (params.speculativeTTL !== undefined && params.speculativeTTL < 0)
+      ctx.addIssue({ code: 'custom', message: 'must be >= 0', path: ['speculativeTTL'] });
     const tp = params.tokenProcessorConfig;
-    if (tp && tp.blockSizeTokens === 0 && tp.blockSize === 0) ctx.addIssue({ code: 'custom', message: 'blockSizeTokens must be greater than 0', path: ['tokenProcessorConfig', 'blockSizeTokens'] });
+    if (tp && tp.blockSizeTokens === 0 && tp.blockSize === 0)
+      ctx.addIssue({
+        code: 'custom',
+        message: 'blockSizeTokens must be greater than 0',
+        path: ['tokenProcessorConfig', 'blockSizeTokens'],
+      });
   });
 
 export type PreciseParams = z.infer<typeof preciseParams>;
@@ -110,17 +139,31 @@ export function preciseSettings(params: PreciseParams): PreciseSettings {
   // llm-d-kv-cache: blockSizeTokens, else the deprecated blockSize, else 16.
   const blockSizeTokens = tp.blockSizeTokens || tp.blockSize || 16;
   const ix = params.indexerConfig ?? {};
-  if (ix.tokenProcessorConfig !== undefined) warnings.push('indexerConfig.tokenProcessorConfig is ignored, as llm-d v0.7.1 ignores it (the block size and hash seed are tokenProcessorConfig\'s)');
-  if (ix.prefixStoreConfig !== undefined) warnings.push('indexerConfig.prefixStoreConfig is ignored, as llm-d v0.7.1 ignores it');
-  if (ix.kvBlockIndexConfig?.maxPrefixBlocksToMatch !== undefined) warnings.push('indexerConfig.kvBlockIndexConfig.maxPrefixBlocksToMatch is ignored, as llm-d ignores it');
-  if (ix.kvBlockIndexConfig?.metricsLoggingInterval !== undefined) warnings.push('indexerConfig.kvBlockIndexConfig.metricsLoggingInterval is ignored: pd-router does not log metric beats (the metrics are always served)');
-  const weights = new Map((ix.kvCacheBackendConfigs ?? []).map((backend) => [backend.name.toLowerCase(), backend.weight]));
+  if (ix.tokenProcessorConfig !== undefined)
+    warnings.push(
+      "indexerConfig.tokenProcessorConfig is ignored, as llm-d v0.7.1 ignores it (the block size and hash seed are tokenProcessorConfig's)",
+    );
+  if (ix.prefixStoreConfig !== undefined)
+    warnings.push('indexerConfig.prefixStoreConfig is ignored, as llm-d v0.7.1 ignores it');
+  if (ix.kvBlockIndexConfig?.maxPrefixBlocksToMatch !== undefined)
+    warnings.push('indexerConfig.kvBlockIndexConfig.maxPrefixBlocksToMatch is ignored, as llm-d ignores it');
+  if (ix.kvBlockIndexConfig?.metricsLoggingInterval !== undefined)
+    warnings.push(
+      'indexerConfig.kvBlockIndexConfig.metricsLoggingInterval is ignored: pd-router does not log metric beats (the metrics are always served)',
+    );
+  const weights = new Map(
+    (ix.kvCacheBackendConfigs ?? []).map((backend) => [backend.name.toLowerCase(), backend.weight]),
+  );
   const ke = params.kvEventsConfig ?? {};
-  if (ke.concurrency !== undefined) warnings.push('kvEventsConfig.concurrency is ignored: events are applied in order on the event loop');
+  if (ke.concurrency !== undefined)
+    warnings.push('kvEventsConfig.concurrency is ignored: events are applied in order on the event loop');
   if (ke.podDiscoveryConfig?.podLabelSelector !== undefined || ke.podDiscoveryConfig?.podNamespace !== undefined) {
-    warnings.push('kvEventsConfig.podDiscoveryConfig podLabelSelector/podNamespace are ignored: pd-router subscribes to the pool\'s endpoints');
+    warnings.push(
+      "kvEventsConfig.podDiscoveryConfig podLabelSelector/podNamespace are ignored: pd-router subscribes to the pool's endpoints",
+    );
   }
-  if (ke.podDiscoveryConfig?.replaySocketPort) warnings.push('kvEventsConfig.podDiscoveryConfig.replaySocketPort is ignored: missed events are not replayed');
+  if (ke.podDiscoveryConfig?.replaySocketPort)
+    warnings.push('kvEventsConfig.podDiscoveryConfig.replaySocketPort is ignored: missed events are not replayed');
   const mem = ix.kvBlockIndexConfig?.inMemoryConfig;
   return {
     blockSizeTokens,

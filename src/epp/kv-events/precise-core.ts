@@ -21,9 +21,20 @@
  * - an endpoint leaving the pool: its entries, connection and fallback entries are dropped at once.
  */
 import { BlockKeyHasher, key53 } from '../../common/kv-events/index.js';
-import { TOKENIZED_PROMPT_DATA, type Endpoint, type InferenceRequest, type PluginRuntime, type SchedulingContext, type SchedulingResult } from '../framework/types.js';
+import {
+  TOKENIZED_PROMPT_DATA,
+  type Endpoint,
+  type InferenceRequest,
+  type PluginRuntime,
+  type SchedulingContext,
+  type SchedulingResult,
+} from '../framework/types.js';
 import type { PluginFactoryContext } from '../plugins/definition.js';
-import { approxPrefixCacheParams, approxPrefixCacheProducer, type ApproxPrefixCacheProducer } from '../plugins/producer/approx-prefix-cache-producer.js';
+import {
+  approxPrefixCacheParams,
+  approxPrefixCacheProducer,
+  type ApproxPrefixCacheProducer,
+} from '../plugins/producer/approx-prefix-cache-producer.js';
 import { prefixStateKey, type PrefixMatchState } from '../prefix/match-state.js';
 import { ModelServerTokenizer } from '../tokenize/model-server-tokenizer.js';
 import { EventFeed } from './event-feed.js';
@@ -88,14 +99,40 @@ export class PreciseCore {
         },
       },
     });
-    const feed = new EventFeed(this.index, this.hasher, runtime.pool, { maxMessageBytes: l.kvEventsMaxMessageSize, maxMessagesPerSecond: l.kvEventsMaxMessageRate, maxArrayLength: 1 << 20, maxStringLength: 1 << 16 }, m, runtime.logger);
+    const feed = new EventFeed(
+      this.index,
+      this.hasher,
+      runtime.pool,
+      {
+        maxMessageBytes: l.kvEventsMaxMessageSize,
+        maxMessagesPerSecond: l.kvEventsMaxMessageRate,
+        maxArrayLength: 1 << 20,
+        maxStringLength: 1 << 16,
+      },
+      m,
+      runtime.logger,
+    );
     this.subscriber = new KvEventSubscriber(
-      { zmqEndpoint: s.zmqEndpoint, topicFilter: s.topicFilter, discoverPods: s.discoverPods, socketPort: s.socketPort, receiveHighWaterMark: l.kvEventsReceiveHwm, maxMessageBytes: l.kvEventsMaxMessageSize },
+      {
+        zmqEndpoint: s.zmqEndpoint,
+        topicFilter: s.topicFilter,
+        discoverPods: s.discoverPods,
+        socketPort: s.socketPort,
+        receiveHighWaterMark: l.kvEventsReceiveHwm,
+        maxMessageBytes: l.kvEventsMaxMessageSize,
+      },
       feed,
       m,
       runtime.logger,
     );
-    if (this.ownTokenizer) this.tokenizer = new ModelServerTokenizer({ baseUrl: undefined, modelName: '', timeoutMs: 5000, mmTimeoutMs: 30_000, cacheTokens: l.tokenizerCacheTokens });
+    if (this.ownTokenizer)
+      this.tokenizer = new ModelServerTokenizer({
+        baseUrl: undefined,
+        modelName: '',
+        timeoutMs: 5000,
+        mmTimeoutMs: 30_000,
+        cacheTokens: l.tokenizerCacheTokens,
+      });
     runtime.pool.on('added', this.onAdded);
     for (const e of runtime.pool.all()) this.subscriber.endpointAdded(e);
     await this.bind();
@@ -105,12 +142,21 @@ export class PreciseCore {
     if (!this.subscriber) return;
     try {
       await this.subscriber.bind();
-      if (this.bindError) this.runtime?.logger.info({ plugin: this.ctx.name, endpoint: this.subscriber.boundEndpoint }, 'KV-events socket bound after retrying');
+      if (this.bindError)
+        this.runtime?.logger.info(
+          { plugin: this.ctx.name, endpoint: this.subscriber.boundEndpoint },
+          'KV-events socket bound after retrying',
+        );
       this.bindError = undefined;
     } catch (e) {
       this.bindError = (e as Error).message;
       const required = this.runtime?.limits.kvEventsRequired ?? true;
-      this.runtime?.logger.error({ plugin: this.ctx.name, err: this.bindError, retryMs: BIND_RETRY_MS }, required ? 'KV-events socket cannot be bound: not ready until it is' : 'KV-events socket cannot be bound: scoring from the approximate index until it is');
+      this.runtime?.logger.error(
+        { plugin: this.ctx.name, err: this.bindError, retryMs: BIND_RETRY_MS },
+        required
+          ? 'KV-events socket cannot be bound: not ready until it is'
+          : 'KV-events socket cannot be bound: scoring from the approximate index until it is',
+      );
       this.retry = setTimeout(() => void this.bind(), BIND_RETRY_MS);
       this.retry.unref();
     }
@@ -135,10 +181,17 @@ export class PreciseCore {
 
   async prepareRequest(request: InferenceRequest, candidates: readonly Endpoint[]): Promise<void> {
     if (request.tokenized || !this.ownTokenizer) return;
-    this.tokenizer ??= new ModelServerTokenizer({ baseUrl: undefined, modelName: '', timeoutMs: 5000, mmTimeoutMs: 30_000, cacheTokens: 0 });
+    this.tokenizer ??= new ModelServerTokenizer({
+      baseUrl: undefined,
+      modelName: '',
+      timeoutMs: 5000,
+      mmTimeoutMs: 30_000,
+      cacheTokens: 0,
+    });
     const r = await this.tokenizer.tokenize(request, candidates);
     if (r.ok) request.tokenized = { tokenIds: r.tokenIds, producer: this.ctx.name };
-    else if (r.reason !== 'unsupported') this.metrics.tokenizeFailures.inc({ plugin_name: this.ctx.name, reason: r.reason });
+    else if (r.reason !== 'unsupported')
+      this.metrics.tokenizeFailures.inc({ plugin_name: this.ctx.name, reason: r.reason });
   }
 
   /** Writes the match state; returns the precise scores, or undefined when the approximate fallback scored. */
@@ -146,7 +199,14 @@ export class PreciseCore {
     this.approx.produce(ctx, candidates);
     const approxState = ctx.state.get(this.stateKey) as PrefixMatchState | undefined;
     const tokens = ctx.request.tokenized?.tokenIds;
-    const reason = this.unavailable !== undefined ? 'unavailable' : !tokens ? 'no-tokens' : ctx.request.cacheSalt ? 'cache-salt' : undefined;
+    const reason =
+      this.unavailable !== undefined
+        ? 'unavailable'
+        : !tokens
+          ? 'no-tokens'
+          : ctx.request.cacheSalt
+            ? 'cache-salt'
+            : undefined;
     if (reason || !tokens || !this.index) {
       this.metrics.preciseFallbacks.inc({ plugin_name: this.ctx.name, reason: reason ?? 'unavailable' });
       return undefined;
@@ -171,7 +231,12 @@ export class PreciseCore {
     }
     this.metrics.lookupRequests.inc();
     if (best > 0) this.metrics.lookupHits.inc(best);
-    const state: PrefixMatchState = { blockSizeTokens: this.settings.blockSizeTokens, totalBlocks: keys.length, matched, keys: [keys] };
+    const state: PrefixMatchState = {
+      blockSizeTokens: this.settings.blockSizeTokens,
+      totalBlocks: keys.length,
+      matched,
+      keys: [keys],
+    };
     ctx.state.set(this.stateKey, state);
     if (approxState) ctx.state.set(`${this.stateKey}/approx`, approxState);
     return { scores };
@@ -190,7 +255,8 @@ export class PreciseCore {
     const keys = precise.keys[0] ?? [];
     if (keys.length === 0) return;
     const until = this.now() + this.settings.speculativeTtlMs;
-    for (const e of [result.results.get(result.primaryProfile)?.targets[0], result.results.get('prefill')?.targets[0]]) if (e) this.index.speculate(e.id, keys, until);
+    for (const e of [result.results.get(result.primaryProfile)?.targets[0], result.results.get('prefill')?.targets[0]])
+      if (e) this.index.speculate(e.id, keys, until);
   }
 
   endpointRemoved(id: string): void {
@@ -203,5 +269,7 @@ export class PreciseCore {
 
 /** Whether the config has a tokenizer plugin that produces token ids (so a precise plugin need not tokenize). */
 export function configHasTokenizer(ctx: PluginFactoryContext): boolean {
-  return ctx.namesProducing(TOKENIZED_PROMPT_DATA).some((name) => (ctx.plugin(name) as { tokenizer?: string }).tokenizer !== 'estimate');
+  return ctx
+    .namesProducing(TOKENIZED_PROMPT_DATA)
+    .some((name) => (ctx.plugin(name) as { tokenizer?: string }).tokenizer !== 'estimate');
 }

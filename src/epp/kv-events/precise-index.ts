@@ -140,15 +140,15 @@ export class PreciseIndex {
       let group: RequestKey[] = [];
       for (let i = 0; i < n; i++) {
         const ei = Math.floor((i * E) / n);
-        const rk = keys[Math.floor((i * R) / n)]!;
+        const rk = keys[Math.floor((i * R) / n)];
         if (ei !== prev) {
-          if (prev >= 0) this.map(e, engineHashes[prev]!, group);
+          if (prev >= 0) this.map(e, engineHashes[prev], group);
           prev = ei;
           group = [];
         }
         if (group[group.length - 1] !== rk) group.push(rk);
       }
-      this.map(e, engineHashes[prev]!, group);
+      this.map(e, engineHashes[prev], group);
     }
     this.hold(e, keys, tier);
     this.enforceBound();
@@ -157,7 +157,7 @@ export class PreciseIndex {
   private map(blocks: EndpointBlocks, engineHash: U64, group: RequestKey[]): void {
     const k = key53(engineHash);
     blocks.engine.delete(k); // re-inserted at the end: most recent
-    blocks.engine.set(k, group.length === 1 ? group[0]! : group);
+    blocks.engine.set(k, group.length === 1 ? group[0] : group);
   }
 
   private hold(blocks: EndpointBlocks, keys: readonly RequestKey[], tier: number): void {
@@ -308,7 +308,8 @@ export class PreciseIndex {
       for (const a of active) {
         const mask = a.e.held.get(k);
         let w: number;
-        if (mask !== undefined) w = Math.max(mask & TIER_GPU ? wg : 0, mask & TIER_CPU ? wc : 0, mask & TIER_OTHER ? wo : 0);
+        if (mask !== undefined)
+          w = Math.max(mask & TIER_GPU ? wg : 0, mask & TIER_CPU ? wc : 0, mask & TIER_OTHER ? wo : 0);
         else {
           const at = a.e.speculative.get(k);
           if (at === undefined || at <= now) continue;

@@ -53,7 +53,11 @@ export class KvEventSubscriber {
   ) {}
 
   private socket(): Subscriber {
-    return new Subscriber({ receiveHighWaterMark: this.settings.receiveHighWaterMark, maxMessageSize: this.settings.maxMessageBytes, linger: 0 });
+    return new Subscriber({
+      receiveHighWaterMark: this.settings.receiveHighWaterMark,
+      maxMessageSize: this.settings.maxMessageBytes,
+      linger: 0,
+    });
   }
 
   /** Binds the global socket when configured; rejects with the reason when the address cannot be bound. */
@@ -71,7 +75,10 @@ export class KvEventSubscriber {
     this.bound = s;
     this.boundEndpoint = s.lastEndpoint ?? this.settings.zmqEndpoint;
     this.updateGauge();
-    this.logger.info({ endpoint: this.boundEndpoint, topicFilter: this.settings.topicFilter }, 'KV-events socket bound');
+    this.logger.info(
+      { endpoint: this.boundEndpoint, topicFilter: this.settings.topicFilter },
+      'KV-events socket bound',
+    );
     void this.read(s, { kind: 'bound' }, 'local-subscriber');
   }
 
@@ -87,7 +94,10 @@ export class KvEventSubscriber {
     } catch (err) {
       s.close();
       this.metrics.zmqErrors.inc({ pod_identifier: endpoint.id, operation: 'connect' });
-      this.logger.warn({ endpoint: endpoint.id, address, err: (err as Error).message }, 'cannot connect a KV-events subscriber');
+      this.logger.warn(
+        { endpoint: endpoint.id, address, err: (err as Error).message },
+        'cannot connect a KV-events subscriber',
+      );
       return;
     }
     this.perEndpoint.set(endpoint.id, s);

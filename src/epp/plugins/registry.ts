@@ -4,7 +4,13 @@
  * documents the plugin's parameters and formula. Upstream types pd-router lacks are listed, with the reason, in
  * UNSUPPORTED_UPSTREAM_TYPES, so a config naming one fails at load saying so.
  */
-import { alwaysDisaggMultimodalDecider, alwaysDisaggPdDecider, costBasedPdDecider, prefixBasedPdDecider, type DeciderDefinition } from '../../decider/index.js';
+import {
+  alwaysDisaggMultimodalDecider,
+  alwaysDisaggPdDecider,
+  costBasedPdDecider,
+  prefixBasedPdDecider,
+  type DeciderDefinition,
+} from '../../decider/index.js';
 import { definePlugin, kindsOf, type PluginDefinition } from './definition.js';
 import { byLabelFilter } from './filter/by-label.js';
 import { decodeFilter } from './filter/decode-filter.js';
@@ -167,7 +173,9 @@ export const LOADER_DEFAULTS = {
  * also produces (v0.7.1's precise-prefix-cache-scorer, which needs KV events to be of use).
  */
 export function producerTypeOf(registry: Readonly<Record<string, PluginDefinition>>, data: string): string | undefined {
-  return Object.entries(registry).find(([, def]) => !def.deprecatedFor && def.produces?.includes(data) && !kindsOf(def).includes('scorer'))?.[0];
+  return Object.entries(registry).find(
+    ([, def]) => !def.deprecatedFor && def.produces?.includes(data) && !kindsOf(def).includes('scorer'),
+  )?.[0];
 }
 
 /** Upstream plugin types pd-router does not implement, with the reason; named in the load error. */

@@ -25,7 +25,8 @@ import type { Endpoint, InferenceRequest } from '../framework/types.js';
 
 export type TokenizeFailure = 'timeout' | 'connection' | 'status' | 'invalid' | 'unsupported' | 'backoff' | 'no-target';
 
-export type TokenizeResult = { ok: true; tokenIds: Uint32Array; cached: boolean } | { ok: false; reason: TokenizeFailure; detail: string };
+export type TokenizeResult =
+  { ok: true; tokenIds: Uint32Array; cached: boolean } | { ok: false; reason: TokenizeFailure; detail: string };
 
 export interface ModelServerTokenizerOptions {
   /** Fixed base URL, no trailing slash; undefined = the pool's candidates. */
@@ -90,8 +91,9 @@ function tokenArray(value: unknown): Uint32Array {
   if (!Array.isArray(value)) throw new Failure('invalid', 'token ids are not an array');
   const out = new Uint32Array(value.length);
   for (let i = 0; i < value.length; i++) {
-    const token = value[i];
-    if (typeof token !== 'number' || !Number.isInteger(token) || token < 0 || token > 0xffffffff) throw new Failure('invalid', `token id ${i} is not an unsigned 32-bit integer`);
+    const token: unknown = value[i];
+    if (typeof token !== 'number' || !Number.isInteger(token) || token < 0 || token > 0xffffffff)
+      throw new Failure('invalid', `token id ${i} is not an unsigned 32-bit integer`);
     out[i] = token;
   }
   return out;
@@ -100,10 +102,21 @@ function tokenArray(value: unknown): Uint32Array {
 /** The fields of a request body its rendered token ids depend on. */
 function promptFields(body: JsonObject, chat: boolean): unknown[] {
   if (!chat) return [body.model, body.prompt, body.add_special_tokens];
-  return [body.model, body.messages, body.tools, body.documents, body.chat_template, body.chat_template_kwargs, body.add_generation_prompt, body.continue_final_message, body.add_special_tokens];
+  return [
+    body.model,
+    body.messages,
+    body.tools,
+    body.documents,
+    body.chat_template,
+    body.chat_template_kwargs,
+    body.add_generation_prompt,
+    body.continue_final_message,
+    body.add_special_tokens,
+  ];
 }
 
-const hasContentParts = (messages: unknown) => Array.isArray(messages) && messages.some((message) => isObject(message) && Array.isArray(message.content));
+const hasContentParts = (messages: unknown) =>
+  Array.isArray(messages) && messages.some((message) => isObject(message) && Array.isArray(message.content));
 
 export class ModelServerTokenizer {
   private readonly agent = new Agent({ connections: 16, keepAliveTimeout: 30_000, pipelining: 1 });
@@ -123,30 +136,46 @@ export class ModelServerTokenizer {
   /** Token ids of the request's prompt, or why there are none. Never throws. */
   async tokenize(req: InferenceRequest, candidates: readonly Endpoint[]): Promise<TokenizeResult> {
     const body = req.body;
-    if (req.prompts.length === 1 && req.prompts[0]!.kind === 'tokens') return { ok: true, tokenIds: Uint32Array.from(req.prompts[0]!.tokens), cached: false };
-    if (!body || (req.api !== 'chat' && req.api !== 'completions')) return { ok: false, reason: 'unsupported', detail: `no tokenization for ${req.api ?? 'this'} API` };
+    if (req.prompts.length === 1 && req.prompts[0].kind === 'tokens')
+      return { ok: true, tokenIds: Uint32Array.from(req.prompts[0].tokens), cached: false };
+    if (!body || (req.api !== 'chat' && req.api !== 'completions'))
+      return { ok: false, reason: 'unsupported', detail: `no tokenization for ${req.api ?? 'this'} API` };
     // A fixed URL (a render sidecar) gets the configured base model, as upstream; the pool serves the target model.
     const model = this.o.baseUrl ? this.o.modelName || req.targetModel : req.targetModel;
     const chat = req.api === 'chat';
     const renderBody = { ...body, model };
     // Keyed by what the rendered tokens depend on (not sampling parameters), with the model.
-    const key = this.cache ? createHash('sha256').update(chat ? 'chat\0' : 'completions\0').update(JSON.stringify(promptFields(renderBody, chat))).digest('base64') : '';
+    const key = this.cache
+      ? createHash('sha256')
+          .update(chat ? 'chat\0' : 'completions\0')
+          .update(JSON.stringify(promptFields(renderBody, chat)))
+          .digest('base64')
+      : '';
     const hit = this.cache?.get(key);
     if (hit) return { ok: true, tokenIds: hit, cached: true };
 
     const base = this.target(candidates);
     if (!base) return { ok: false, reason: 'no-target', detail: 'no endpoint to tokenize with' };
     const until = this.backoffUntil.get(base);
-    if (until !== undefined && until > this.now()) return { ok: false, reason: 'backoff', detail: `${base} failed less than ${BACKOFF_MS}ms ago` };
+    if (until !== undefined && until > this.now())
+      return { ok: false, reason: 'backoff', detail: `${base} failed less than ${BACKOFF_MS}ms ago` };
     const timeoutMs = chat && hasContentParts(body.messages) ? this.o.mmTimeoutMs : this.o.timeoutMs;
     try {
       let ids: Uint32Array;
       if (!this.noRender.has(base)) {
-        const r = await this.post(base, chat ? '/v1/chat/completions/render' : '/v1/completions/render', renderBody, timeoutMs);
+        const r = await this.post(
+          base,
+          chat ? '/v1/chat/completions/render' : '/v1/completions/render',
+          renderBody,
+          timeoutMs,
+        );
         if (r === 'not-found') {
           this.noRender.add(base);
           ids = await this.viaTokenize(base, chat, renderBody, timeoutMs);
-        } else ids = chat ? tokenArray((r as { token_ids?: unknown })?.token_ids) : tokenArray((Array.isArray(r) ? (r[0] as { token_ids?: unknown }) : undefined)?.token_ids);
+        } else
+          ids = chat
+            ? tokenArray((r as { token_ids?: unknown })?.token_ids)
+            : tokenArray((Array.isArray(r) ? (r[0] as { token_ids?: unknown }) : undefined)?.token_ids);
       } else ids = await this.viaTokenize(base, chat, renderBody, timeoutMs);
       this.backoffUntil.delete(base);
       this.cache?.set(key, ids);
@@ -162,12 +191,14 @@ export class ModelServerTokenizer {
   private target(candidates: readonly Endpoint[]): string | undefined {
     if (this.o.baseUrl) return this.o.baseUrl;
     if (candidates.length === 0) return undefined;
-    const e = candidates[this.turn++ % candidates.length]!;
+    const e = candidates[this.turn++ % candidates.length];
     return `http://${e.hostPort}`;
   }
 
   private async viaTokenize(base: string, chat: boolean, body: JsonObject, timeoutMs: number): Promise<Uint32Array> {
-    const req = chat ? { model: body.model, messages: body.messages, add_generation_prompt: body.add_generation_prompt ?? true } : { model: body.model, prompt: body.prompt };
+    const req = chat
+      ? { model: body.model, messages: body.messages, add_generation_prompt: body.add_generation_prompt ?? true }
+      : { model: body.model, prompt: body.prompt };
     const r = await this.post(base, '/tokenize', req, timeoutMs);
     if (r === 'not-found') throw new Failure('status', `${base}/tokenize answered 404`);
     return tokenArray((r as { tokens?: unknown })?.tokens);
@@ -177,7 +208,13 @@ export class ModelServerTokenizer {
     const signal = AbortSignal.timeout(timeoutMs);
     let res;
     try {
-      res = await httpRequest(base + path, { method: 'POST', dispatcher: this.agent, signal, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      res = await httpRequest(base + path, {
+        method: 'POST',
+        dispatcher: this.agent,
+        signal,
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
     } catch (e) {
       if (signal.aborted) throw new Failure('timeout', `${path}: no answer within ${timeoutMs}ms`);
       throw new Failure('connection', `${path}: ${(e as Error).message}`);
@@ -195,7 +232,8 @@ export class ModelServerTokenizer {
         chunks.push(c as Buffer);
       }
       const text = Buffer.concat(chunks).toString('utf8');
-      if (res.statusCode < 200 || res.statusCode >= 300) throw new Failure('status', `${path}: status ${res.statusCode}: ${text.slice(0, 200)}`);
+      if (res.statusCode < 200 || res.statusCode >= 300)
+        throw new Failure('status', `${path}: status ${res.statusCode}: ${text.slice(0, 200)}`);
       try {
         return JSON.parse(text);
       } catch {

@@ -21,7 +21,14 @@
  */
 import { z } from 'zod';
 import { goDuration } from '../../config/go-values.js';
-import { TOKENIZED_PROMPT_DATA, type Endpoint, type InferenceRequest, type LifecyclePlugin, type PluginRuntime, type RequestPreparer } from '../../framework/types.js';
+import {
+  TOKENIZED_PROMPT_DATA,
+  type Endpoint,
+  type InferenceRequest,
+  type LifecyclePlugin,
+  type PluginRuntime,
+  type RequestPreparer,
+} from '../../framework/types.js';
 import { KvEventsMetrics } from '../../kv-events/metrics.js';
 import { ModelServerTokenizer } from '../../tokenize/model-server-tokenizer.js';
 import { definePlugin } from '../definition.js';
@@ -42,15 +49,37 @@ export const tokenProducerParams = z
       .strict()
       .optional(),
     modelName: z.string().optional(),
-    vllm: z.object({ url: z.string().optional(), timeout: goDuration.optional(), mmTimeout: goDuration.optional() }).strict().optional(),
-    udsTokenizerConfig: z.object({ socketFile: z.string().optional(), timeout: z.unknown().optional(), maxRetries: z.unknown().optional() }).passthrough().optional(),
+    vllm: z
+      .object({ url: z.string().optional(), timeout: goDuration.optional(), mmTimeout: goDuration.optional() })
+      .strict()
+      .optional(),
+    udsTokenizerConfig: z
+      .object({
+        socketFile: z.string().optional(),
+        timeout: z.unknown().optional(),
+        maxRetries: z.unknown().optional(),
+      })
+      .loose()
+      .optional(),
   })
   .strict()
   .superRefine((params, ctx) => {
-    if (params.estimate && (params.vllm || params.modelName || params.udsTokenizerConfig)) ctx.addIssue({ code: 'custom', message: 'estimate cannot be combined with modelName, vllm or udsTokenizerConfig', path: ['estimate'] });
-    if (params.vllm?.timeout !== undefined && params.vllm.timeout <= 0) ctx.addIssue({ code: 'custom', message: 'must be > 0', path: ['vllm', 'timeout'] });
-    if (params.vllm?.mmTimeout !== undefined && params.vllm.mmTimeout <= 0) ctx.addIssue({ code: 'custom', message: 'must be > 0', path: ['vllm', 'mmTimeout'] });
-    if (params.vllm?.url && !/^http:\/\/[^/]+/.test(params.vllm.url)) ctx.addIssue({ code: 'custom', message: 'must be an http:// URL (TLS is not supported, as upstream)', path: ['vllm', 'url'] });
+    if (params.estimate && (params.vllm || params.modelName || params.udsTokenizerConfig))
+      ctx.addIssue({
+        code: 'custom',
+        message: 'estimate cannot be combined with modelName, vllm or udsTokenizerConfig',
+        path: ['estimate'],
+      });
+    if (params.vllm?.timeout !== undefined && params.vllm.timeout <= 0)
+      ctx.addIssue({ code: 'custom', message: 'must be > 0', path: ['vllm', 'timeout'] });
+    if (params.vllm?.mmTimeout !== undefined && params.vllm.mmTimeout <= 0)
+      ctx.addIssue({ code: 'custom', message: 'must be > 0', path: ['vllm', 'mmTimeout'] });
+    if (params.vllm?.url && !/^http:\/\/[^/]+/.test(params.vllm.url))
+      ctx.addIssue({
+        code: 'custom',
+        message: 'must be an http:// URL (TLS is not supported, as upstream)',
+        path: ['vllm', 'url'],
+      });
   });
 
 export type TokenProducer = RequestPreparer &
@@ -66,9 +95,16 @@ export const tokenProducer = definePlugin({
   description: 'Tokenizes prompts with the model server (vLLM render/tokenize), or the estimate backend.',
   params: tokenProducerParams,
   create: (ctx, params) => {
-    const mode: TokenProducer['tokenizer'] = params.vllm ? 'vllm-http' : params.modelName !== undefined || params.udsTokenizerConfig ? 'pool' : 'estimate';
+    const mode: TokenProducer['tokenizer'] = params.vllm
+      ? 'vllm-http'
+      : params.modelName !== undefined || params.udsTokenizerConfig
+        ? 'pool'
+        : 'estimate';
     if (mode === 'estimate') return { type: ctx.type, name: ctx.name, tokenizer: 'estimate' as const };
-    if (params.udsTokenizerConfig) ctx.warn('udsTokenizerConfig (a tokenizer sidecar over a Unix socket) is not used: pd-router tokenizes with the pool\'s model servers (vLLM render/tokenize)');
+    if (params.udsTokenizerConfig)
+      ctx.warn(
+        "udsTokenizerConfig (a tokenizer sidecar over a Unix socket) is not used: pd-router tokenizes with the pool's model servers (vLLM render/tokenize)",
+      );
     const url = mode === 'vllm-http' ? (params.vllm?.url ?? 'http://localhost:8000').replace(/\/+$/, '') : undefined;
     const timeoutMs = params.vllm?.timeout ?? 5000;
     const mmTimeoutMs = params.vllm?.mmTimeout ?? 30_000;
@@ -80,7 +116,13 @@ export const tokenProducer = definePlugin({
       tokenizer: mode,
       url,
       async start(runtime: PluginRuntime) {
-        tokenizer = new ModelServerTokenizer({ baseUrl: url, modelName: params.modelName ?? '', timeoutMs, mmTimeoutMs, cacheTokens: runtime.limits.tokenizerCacheTokens });
+        tokenizer = new ModelServerTokenizer({
+          baseUrl: url,
+          modelName: params.modelName ?? '',
+          timeoutMs,
+          mmTimeoutMs,
+          cacheTokens: runtime.limits.tokenizerCacheTokens,
+        });
       },
       async close() {
         await tokenizer?.close();
@@ -88,12 +130,21 @@ export const tokenProducer = definePlugin({
       async prepareRequest(request: InferenceRequest, candidates: readonly Endpoint[]) {
         if (request.tokenized) return;
         // Loaded without an EPP (tests of the loader): tokenize with the defaults.
-        tokenizer ??= new ModelServerTokenizer({ baseUrl: url, modelName: params.modelName ?? '', timeoutMs, mmTimeoutMs, cacheTokens: 0 });
+        tokenizer ??= new ModelServerTokenizer({
+          baseUrl: url,
+          modelName: params.modelName ?? '',
+          timeoutMs,
+          mmTimeoutMs,
+          cacheTokens: 0,
+        });
         const r = await tokenizer.tokenize(request, candidates);
         if (r.ok) request.tokenized = { tokenIds: r.tokenIds, producer: ctx.name };
         else if (r.reason !== 'unsupported') {
           failures.inc({ plugin_name: ctx.name, reason: r.reason });
-          ctx.logger.debug({ plugin: ctx.name, reqId: request.requestId, reason: r.reason, detail: r.detail }, 'tokenization failed');
+          ctx.logger.debug(
+            { plugin: ctx.name, reqId: request.requestId, reason: r.reason, detail: r.detail },
+            'tokenization failed',
+          );
         }
       },
     };

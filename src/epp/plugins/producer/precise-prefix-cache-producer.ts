@@ -6,20 +6,30 @@
  * `speculativeTTL`) and behaviour: kv-events/precise-config.ts and kv-events/precise-core.ts. As upstream,
  * `indexerConfig.tokenizersPoolConfig` is an error here (configure a token-producer).
  */
-import type { DataProducer, EndpointRemoved, LifecyclePlugin, PreRequest, RequestPreparer } from '../../framework/types.js';
+import type {
+  DataProducer,
+  EndpointRemoved,
+  LifecyclePlugin,
+  PreRequest,
+  RequestPreparer,
+} from '../../framework/types.js';
 import { configHasTokenizer, PreciseCore } from '../../kv-events/precise-core.js';
 import { preciseParams } from '../../kv-events/precise-config.js';
 import { PREFIX_MATCH_DATA } from '../../prefix/match-state.js';
 import { definePlugin } from '../definition.js';
 
-export type PreciseProducer = DataProducer & PreRequest & EndpointRemoved & LifecyclePlugin & Partial<RequestPreparer> & { readonly core: PreciseCore };
+export type PreciseProducer = DataProducer &
+  PreRequest &
+  EndpointRemoved &
+  LifecyclePlugin &
+  Partial<RequestPreparer> & { readonly core: PreciseCore };
 
 export const precisePrefixCacheProducer = definePlugin({
   kind: 'data-producer',
   produces: [PREFIX_MATCH_DATA],
   description: 'Precise per-endpoint prefix-cache match from vLLM KV events.',
   params: preciseParams.refine((params) => params.indexerConfig?.tokenizersPoolConfig === undefined, {
-    message: 'tokenizersPoolConfig is not supported; configure a token-producer plugin instead',
+    error: 'tokenizersPoolConfig is not supported; configure a token-producer plugin instead',
     path: ['indexerConfig', 'tokenizersPoolConfig'],
   }),
   create: (ctx, params): PreciseProducer => {

@@ -11,13 +11,25 @@
  * approximate fallback index (matched / total). It also leaves match info for other consumers (pd-profile-handler,
  * no-hit-lru-scorer), as v0.7.1 did in PrepareRequestData.
  */
-import type { DataProducer, EndpointRemoved, LifecyclePlugin, PreRequest, Scorer, RequestPreparer } from '../../framework/types.js';
+import type {
+  DataProducer,
+  EndpointRemoved,
+  LifecyclePlugin,
+  PreRequest,
+  Scorer,
+  RequestPreparer,
+} from '../../framework/types.js';
 import { configHasTokenizer, PreciseCore, type PreciseScores } from '../../kv-events/precise-core.js';
 import { preciseParams } from '../../kv-events/precise-config.js';
 import { PREFIX_MATCH_DATA, prefixState } from '../../prefix/match-state.js';
 import { definePlugin } from '../definition.js';
 
-export type PreciseScorer = Scorer & DataProducer & PreRequest & EndpointRemoved & LifecyclePlugin & Partial<RequestPreparer> & { readonly core: PreciseCore };
+export type PreciseScorer = Scorer &
+  DataProducer &
+  PreRequest &
+  EndpointRemoved &
+  LifecyclePlugin &
+  Partial<RequestPreparer> & { readonly core: PreciseCore };
 
 export const precisePrefixCacheScorer = definePlugin({
   kind: 'scorer',
@@ -52,14 +64,14 @@ export const precisePrefixCacheScorer = definePlugin({
             max = Math.max(max, s);
           }
           for (let i = 0; i < endpoints.length; i++) {
-            const s = precise.scores.get(endpoints[i]!.id);
+            const s = precise.scores.get(endpoints[i].id);
             if (s !== undefined) out[i] = max === min ? 1 : (s - min) / (max - min);
           }
           return out;
         }
         const s = prefixState(context, ctx.name);
         if (!s || s.totalBlocks === 0) return out;
-        for (let i = 0; i < endpoints.length; i++) out[i] = (s.matched.get(endpoints[i]!.id) ?? 0) / s.totalBlocks;
+        for (let i = 0; i < endpoints.length; i++) out[i] = (s.matched.get(endpoints[i].id) ?? 0) / s.totalBlocks;
         return out;
       },
       preRequest: (context, result) => core.preRequest(context, result),

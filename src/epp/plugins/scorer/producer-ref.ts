@@ -31,7 +31,11 @@ function fail(ctx: PluginFactoryContext, message: string): never {
 export function resolvePrefixProducer(ctx: PluginFactoryContext, named: string | undefined): string {
   if (named) {
     const p = ctx.plugin(named);
-    if (!ctx.namesProducing(PREFIX_MATCH_DATA).includes(named)) fail(ctx, `prefixMatchInfoProducerName "${named}" is a ${p.type}, not a producer of prefix-match data (an ${APPROX_PREFIX_PRODUCER_TYPE}, burst-prefix-cache-producer or precise-prefix-cache-producer)`);
+    if (!ctx.namesProducing(PREFIX_MATCH_DATA).includes(named))
+      fail(
+        ctx,
+        `prefixMatchInfoProducerName "${named}" is a ${p.type}, not a producer of prefix-match data (an ${APPROX_PREFIX_PRODUCER_TYPE}, burst-prefix-cache-producer or precise-prefix-cache-producer)`,
+      );
     return named;
   }
   const first = ctx.namesProducing(PREFIX_MATCH_DATA)[0];
