@@ -185,6 +185,9 @@ describe('kind, checked where a plugin is used', () => {
       'priority-holdback-policy',
       'disagg-profile-handler',
       'pd-profile-handler',
+      'endpoint-attribute-filter',
+      'endpoint-attribute-scorer',
+      'session-id-producer',
     ]);
     for (const type of Object.keys(PLUGIN_REGISTRY).filter((name) => !needsParameters.has(name))) {
       expect(() => loadEndpointPickerConfig(`${HEAD}plugins:\n- type: ${type}\n  name: probe\n`), type).not.toThrow();

@@ -224,21 +224,30 @@ export const isPicker = (plugin: Plugin): plugin is Picker => typeof (plugin as 
 export const isProfileHandler = (plugin: Plugin): plugin is ProfileHandler =>
   typeof (plugin as ProfileHandler).pickProfiles === 'function' &&
   typeof (plugin as ProfileHandler).processResults === 'function';
+/** Whether a plugin implements PreRequest. */
 export const isPreRequest = (plugin: Plugin): plugin is PreRequest =>
   typeof (plugin as PreRequest).preRequest === 'function';
+/** Whether a plugin implements DataProducer. */
 export const isDataProducer = (plugin: Plugin): plugin is DataProducer =>
   typeof (plugin as DataProducer).produce === 'function';
+/** Whether a plugin implements AsyncDataProducer. */
 export const isAsyncDataProducer = (plugin: Plugin): plugin is AsyncDataProducer =>
   typeof (plugin as AsyncDataProducer).produceAsync === 'function';
+/** Whether a plugin implements ResponseComplete. */
 export const isResponseComplete = (plugin: Plugin): plugin is ResponseComplete =>
   typeof (plugin as ResponseComplete).responseComplete === 'function';
+/** Whether a plugin implements ResponseHeaders. */
 export const isResponseHeaders = (plugin: Plugin): plugin is ResponseHeaders =>
   typeof (plugin as ResponseHeaders).responseHeaders === 'function';
+/** Whether a plugin implements EndpointRemoved. */
 export const isEndpointRemoved = (plugin: Plugin): plugin is EndpointRemoved =>
   typeof (plugin as EndpointRemoved).endpointRemoved === 'function';
+/** Whether a plugin implements RequestPreparer. */
 export const isRequestPreparer = (plugin: Plugin): plugin is RequestPreparer =>
   typeof (plugin as RequestPreparer).prepareRequest === 'function';
+/** Whether a plugin has a lifetime (start and close). */
 export const isLifecyclePlugin = (plugin: Plugin): plugin is LifecyclePlugin =>
   typeof (plugin as LifecyclePlugin).start === 'function' && typeof (plugin as LifecyclePlugin).close === 'function';
+/** Whether a plugin is a decider. */
 export const isDecider = (plugin: Plugin): plugin is DeciderPlugin =>
   typeof (plugin as DeciderPlugin).decide === 'function';
