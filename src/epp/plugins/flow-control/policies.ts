@@ -1,7 +1,8 @@
 /**
  * Flow-control policies (llm-d `framework/plugins/flowcontrol/{fairness,ordering,usagelimits,eviction}`): parsed with
- * upstream's parameter schemas, validated, kept, not enforced (pd-router has no flow control; see the loader's
- * startup warning). The default policies upstream registers on its own (`global-strict-fairness-policy`,
+ * upstream's parameter schemas, validated and kept. With the flowControl feature gate on, the gate enforces the
+ * fairness and ordering policies of src/epp/flowcontrol/policies.ts; any other falls back to upstream's default, and
+ * usage limits and eviction are not enforced (the loader's startup warning names them). The default policies upstream registers on its own (`global-strict-fairness-policy`,
  * `fcfs-ordering-policy`, `static-usage-limit-policy`) may be referenced without being defined, as upstream.
  *
  * Parameters:
