@@ -2,7 +2,8 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Rng, silentLogger } from '../../src/common/index.js';
+import { expect } from 'vitest';
+import { ConfigError, Rng, silentLogger } from '../../src/common/index.js';
 import { RequestDirector } from '../../src/epp/director.js';
 import {
   EndpointStore,
@@ -19,6 +20,17 @@ export {
 } from '../../src/epp/index.js';
 
 export const ROLE = 'llm-d.ai/role';
+
+/** The message of the ConfigError loading `yaml` throws; fails the test when it loads or throws anything else. */
+export function loadError(yaml: string): string {
+  try {
+    loadEndpointPickerConfig(yaml);
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return (e as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+}
 
 export function spec(
   name: string,
