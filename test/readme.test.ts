@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { compatCounts, flagName } from '../src/common/index.js';
@@ -87,4 +87,52 @@ describe('README stays true', () => {
       }
     }
   }, 180_000);
+});
+
+/** Every file and folder under the checkout's source trees, relative to the root, folders ending in `/`. */
+function repoPaths(): string[] {
+  const out: string[] = [];
+  const walk = (dir: string): void => {
+    for (const entry of readdirSync(path.join(ROOT, dir), { withFileTypes: true })) {
+      const relative = `${dir}/${entry.name}`;
+      if (entry.isDirectory()) {
+        out.push(`${relative}/`);
+        walk(relative);
+      } else out.push(relative);
+    }
+  };
+  for (const dir of ['src', 'test', 'bench', 'scripts', 'deploy', 'kustomize', 'docs']) walk(dir);
+  return out;
+}
+
+describe('docs/*.md stay true', () => {
+  // A path in backquotes: `src/epp/director.ts`, `extproc/stream.ts`, `plugins/filter/`, `.dependency-cruiser.cjs`.
+  // Placeholders (`<name>`), globs and anything with a space are prose, not paths.
+  const pathLike = /^[\w.@-]+(?:\/[\w.@-]+)*\/?$/;
+  const isPath = (token: string) =>
+    pathLike.test(token) && (token.includes('/') || /\.(?:ts|cjs|js|json|md|ya?ml)$/.test(token));
+
+  it('names only files and folders that exist', () => {
+    const all = repoPaths();
+    const docsDir = path.join(ROOT, 'docs');
+    const missing: string[] = [];
+    let checked = 0;
+    for (const doc of readdirSync(docsDir).filter((name) => name.endsWith('.md'))) {
+      const text = readFileSync(path.join(docsDir, doc), 'utf8');
+      for (const [, token] of text.matchAll(/`([^`\n]+)`/g)) {
+        if (!isPath(token)) continue;
+        checked++;
+        // From the root (`src/...`, `test/...`, root files) exactly; a shorter path (`extproc/stream.ts`, inside the
+        // component a section is about) must end some path of the checkout.
+        const rooted = /^(?:src|test|bench|scripts|deploy|kustomize|docs)\//.test(token) || !token.includes('/');
+        const found = rooted
+          ? existsSync(path.join(ROOT, token)) ||
+            (!token.includes('/') && all.some((known) => known.endsWith(`/${token}`)))
+          : all.some((known) => known.endsWith(`/${token}`));
+        if (!found) missing.push(`${doc}: ${token}`);
+      }
+    }
+    expect(checked).toBeGreaterThan(100);
+    expect(missing).toEqual([]);
+  });
 });

@@ -35,12 +35,8 @@ import {
   type WorkloadProfile,
 } from '../../src/loadgen/index.js';
 import { fmt, table } from '../common/processes.js';
+import { arg } from '../common/args.js';
 import { samplesOf, scrape, sumBy } from '../common/prometheus.js';
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
-}
 
 const DECIDERS = arg('deciders', 'always,prefix,cost').split(',') as DeciderChoice[];
 const RATES = arg('rates', '1,2,3,4').split(',').map(Number);

@@ -10,18 +10,15 @@
  * ever signalled, by pid.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { hasTaskset } from '../common/processes.js';
 
 const live = new Set<Proc>();
 /** Every process started, for writeLogs(). */
 const started: Proc[] = [];
 let cleanupInstalled = false;
 const extraCleanups: Array<() => Promise<void>> = [];
-
-export function hasTaskset(): boolean {
-  return existsSync('/usr/bin/taskset') || existsSync('/bin/taskset');
-}
 
 export interface SpawnOptions {
   /** CPU list for taskset, e.g. "1"; ignored without taskset. */

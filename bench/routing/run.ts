@@ -43,12 +43,8 @@ import {
 import { simConfig } from '../../src/sim/index.js';
 import { Rng, silentLogger } from '../../src/common/index.js';
 import { fmt, table } from '../common/processes.js';
+import { arg } from '../common/args.js';
 import { samplesOf, scrape } from '../common/prometheus.js';
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
-}
 
 type Router = 'rr' | 'approx' | 'precise';
 const ROUTERS = arg('routers', 'rr,approx,precise').split(',') as Router[];

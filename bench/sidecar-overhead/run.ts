@@ -38,13 +38,9 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { Pool } from 'undici';
 import { fmt, hasTaskset, percentile, pinSelf, startComponent, table } from '../common/processes.js';
+import { arg } from '../common/args.js';
 import { scrape, sumBy } from '../common/prometheus.js';
 import { nixlPrefillBody } from '../../src/sidecar/index.js';
-
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
-}
 
 const DURATION = Number(arg('duration', '10'));
 /** Closed loop: seconds before the measured window (connection setup, JIT) and after it (its operations finish). */

@@ -5,23 +5,13 @@
  * kept, and reported in one startup warning as not enforced.
  */
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../../src/common/index.js';
 import { loadEndpointPickerConfig } from '../../src/epp/index.js';
+import { loadError } from './fixtures.js';
 
 const GAIE = 'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n';
 const LLMD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n';
 const PROFILE =
   'plugins: [{type: queue-scorer}]\nschedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]\n';
-
-function loadError(yaml: string): string {
-  try {
-    loadEndpointPickerConfig(yaml);
-  } catch (e) {
-    expect(e).toBeInstanceOf(ConfigError);
-    return (e as Error).message;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('data layer sections', () => {
   it('GAIE v1.4 `data:` (with the dataLayer gate and its extractor name) selects the metrics source and extractor', () => {

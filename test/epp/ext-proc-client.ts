@@ -5,6 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import {
   extProcClientConstructor,
+  headerValueText,
   type ProcessingRequest,
   type ProcessingResponse,
 } from '../../src/common/envoy/ext-proc.js';
@@ -138,7 +139,7 @@ export function setHeadersOf(
 ): Array<[string, string, string]> {
   return (match?.set_headers ?? []).map((headers) => [
     headers.header.key,
-    headers.header.raw_value?.length ? Buffer.from(headers.header.raw_value).toString() : (headers.header.value ?? ''),
+    headerValueText(headers.header),
     headers.append_action ?? '',
   ]);
 }

@@ -2,12 +2,15 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Rng, silentLogger } from '../../src/common/index.js';
+import { expect } from 'vitest';
+import { ConfigError, Rng, silentLogger } from '../../src/common/index.js';
 import { RequestDirector } from '../../src/epp/director.js';
 import {
   EndpointStore,
+  eppConfig,
   loadEndpointPickerConfig,
   type EndpointSpec,
+  type EppConfig,
   type LoadedEndpointPickerConfig,
 } from '../../src/epp/index.js';
 import type { EndpointMetrics } from '../../src/decider/index.js';
@@ -19,6 +22,17 @@ export {
 } from '../../src/epp/index.js';
 
 export const ROLE = 'llm-d.ai/role';
+
+/** The message of the ConfigError loading `yaml` throws; fails the test when it loads or throws anything else. */
+export function loadError(yaml: string): string {
+  try {
+    loadEndpointPickerConfig(yaml);
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return (e as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+}
 
 export function spec(
   name: string,
@@ -104,33 +118,42 @@ export interface TestEpp {
   close(): Promise<void>;
 }
 
+/**
+ * The EPP's flags for a test on loopback: plain gRPC, every port 0 (the OS picks), `configText`, and the endpoints of
+ * `specs` in an endpoints file; `overrides` win.
+ */
+export function loopbackEppConfig(
+  configText: string,
+  specs: EndpointSpec[],
+  overrides: Partial<EppConfig> = {},
+): EppConfig {
+  return eppConfig({
+    host: '127.0.0.1',
+    grpcPort: 0,
+    grpcHealthPort: 0,
+    metricsPort: 0,
+    secureServing: false,
+    endpointsFile: endpointsFile(endpointsYaml(specs)),
+    configText,
+    ...overrides,
+  });
+}
+
 /** Starts an EPP on loopback (plain gRPC, ports 0) over an endpoints file. */
 export async function startTestEpp(
   configText: string,
   specs: EndpointSpec[],
-  overrides: Partial<import('../../src/epp/index.js').EppConfig> = {},
+  overrides: Partial<EppConfig> = {},
 ): Promise<TestEpp> {
-  const { startEpp, eppConfig } = await import('../../src/epp/index.js');
+  const { startEpp } = await import('../../src/epp/index.js');
   const { ExtProcTestClient } = await import('./ext-proc-client.js');
-  const file = endpointsFile(endpointsYaml(specs));
-  const epp = await startEpp(
-    eppConfig({
-      host: '127.0.0.1',
-      grpcPort: 0,
-      grpcHealthPort: 0,
-      metricsPort: 0,
-      secureServing: false,
-      endpointsFile: file,
-      configText,
-      ...overrides,
-    }),
-    { random: seeded() },
-  );
+  const config = loopbackEppConfig(configText, specs, overrides);
+  const epp = await startEpp(config, { random: seeded() });
   const client = new ExtProcTestClient(`127.0.0.1:${epp.grpcPort}`);
   return {
     epp,
     client,
-    file,
+    file: config.endpointsFile,
     async close() {
       client.close();
       await epp.close(1000);

@@ -29,11 +29,11 @@
  * decode-only (2).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEpp, eppConfig, type EppHandle } from '../../src/epp/index.js';
+import { startEpp, type EppHandle } from '../../src/epp/index.js';
 import { startSimulator, simConfig, type SimulatorHandle } from '../../src/sim/index.js';
 import { metricsText, metricValue, waitFor } from '../helpers.js';
 import { ExtProcTestClient, body, headers, responseBody, responseHeaders, setHeadersOf } from './ext-proc-client.js';
-import { PD_EPP_CONFIG, SIM_PD_EPP_CONFIG, endpointsFile, endpointsYaml, seeded, spec } from './fixtures.js';
+import { PD_EPP_CONFIG, SIM_PD_EPP_CONFIG, loopbackEppConfig, seeded, spec } from './fixtures.js';
 
 // llm-d-router test/e2e/e2e_test.go and e2e_suite_test.go.
 const SIM_MODEL_NAME = 'food-review';
@@ -77,18 +77,7 @@ for (const [file, yaml] of [
           spec('vllm-sim-p-0', '127.0.0.1', 'prefill', {}, sims[0].port),
           ...sims.slice(1).map((handle, i) => spec(`vllm-sim-d-${i}`, '127.0.0.1', 'decode', {}, handle.port)),
         ];
-        epp = await startEpp(
-          eppConfig({
-            host: '127.0.0.1',
-            grpcPort: 0,
-            grpcHealthPort: 0,
-            metricsPort: 0,
-            secureServing: false,
-            endpointsFile: endpointsFile(endpointsYaml(specs)),
-            configText: yaml,
-          }),
-          { random: seeded(seed) },
-        );
+        epp = await startEpp(loopbackEppConfig(yaml, specs), { random: seeded(seed) });
         client = new ExtProcTestClient(`127.0.0.1:${epp.grpcPort}`);
         // As in the e2e test, the pods are up and scraped before the first request.
         await waitFor(

@@ -10,12 +10,12 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ConfigError, selfSignedCertificate } from '../../src/common/index.js';
-import { emptyMetrics, eppConfig, loadEndpointPickerConfig, startEpp, type EppHandle } from '../../src/epp/index.js';
+import { selfSignedCertificate } from '../../src/common/index.js';
+import { emptyMetrics, loadEndpointPickerConfig, startEpp, type EppHandle } from '../../src/epp/index.js';
 import { ENGINES, extractEngineMetrics } from '../../src/epp/datalayer/engine-metrics.js';
 import { scrapeCadence } from '../../src/epp/datalayer/metrics-scraper.js';
 import { metricValue, metricsText, waitFor } from '../helpers.js';
-import { endpointsFile, endpointsYaml, spec } from './fixtures.js';
+import { loadError, loopbackEppConfig, spec } from './fixtures.js';
 
 const LLMD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n';
 /** Scrapes take milliseconds on an idle machine; the bounds are for a loaded CI host (the waits end on the event). */
@@ -45,29 +45,12 @@ async function serve(server: http.Server, exposition: string): Promise<number> {
 
 async function start(configText: string, port: number, labels: Record<string, string> = {}) {
   epp = await startEpp(
-    eppConfig({
-      host: '127.0.0.1',
-      grpcPort: 0,
-      grpcHealthPort: 0,
-      metricsPort: 0,
-      secureServing: false,
-      configText,
-      endpointsFile: endpointsFile(endpointsYaml([spec('m0', '127.0.0.1', 'decode', labels, port)])),
+    loopbackEppConfig(configText, [spec('m0', '127.0.0.1', 'decode', labels, port)], {
       refreshMetricsInterval: 20,
       metricsScrapeTimeout: 10_000,
     }),
   );
   return epp;
-}
-
-function loadError(yaml: string): string {
-  try {
-    loadEndpointPickerConfig(yaml);
-  } catch (e) {
-    expect(e).toBeInstanceOf(ConfigError);
-    return (e as Error).message;
-  }
-  throw new Error('expected a ConfigError');
 }
 
 describe('core-metrics-extractor parameters', () => {

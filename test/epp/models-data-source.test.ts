@@ -7,11 +7,11 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/common/index.js';
-import { eppConfig, loadEndpointPickerConfig, startEpp, type EppHandle } from '../../src/epp/index.js';
+import { loadEndpointPickerConfig, startEpp, type EppHandle } from '../../src/epp/index.js';
 import { parseModelList } from '../../src/epp/datalayer/models-poller.js';
 import { simConfig, startSimulator, type SimulatorHandle } from '../../src/sim/index.js';
 import { metricValue, metricsText, waitFor } from '../helpers.js';
-import { endpointsFile, endpointsYaml, spec } from './fixtures.js';
+import { loopbackEppConfig, spec } from './fixtures.js';
 
 const LLMD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n';
 const WAIT_MS = 30_000;
@@ -45,18 +45,11 @@ afterEach(async () => {
 
 async function start(configText: string, ports: number[]): Promise<EppHandle> {
   epp = await startEpp(
-    eppConfig({
-      host: '127.0.0.1',
-      grpcPort: 0,
-      grpcHealthPort: 0,
-      metricsPort: 0,
-      secureServing: false,
+    loopbackEppConfig(
       configText,
-      endpointsFile: endpointsFile(
-        endpointsYaml(ports.map((port, i) => spec(`m${i}`, '127.0.0.1', 'decode', {}, port))),
-      ),
-      refreshMetricsInterval: 20,
-    }),
+      ports.map((port, i) => spec(`m${i}`, '127.0.0.1', 'decode', {}, port)),
+      { refreshMetricsInterval: 20 },
+    ),
   );
   return epp;
 }

@@ -5,11 +5,10 @@
  * that are deprecated (warned about) or name a feature pd-router lacks (errors naming plugin and key).
  */
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../../src/common/index.js';
 import { loadEndpointPickerConfig } from '../../src/epp/index.js';
 import { prefixState } from '../../src/epp/prefix/match-state.js';
 import { fixtureText } from '../fixtures/upstream-configs/index.js';
-import { harness, spec, storeWith } from './fixtures.js';
+import { harness, loadError, spec, storeWith } from './fixtures.js';
 
 const LLMD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n';
 const GAIE = 'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: EndpointPickerConfig\n';
@@ -17,16 +16,6 @@ const GAIE = 'apiVersion: inference.networking.x-k8s.io/v1alpha1\nkind: Endpoint
 const LONG = 'Tell me about the history of Rome in great detail. '.repeat(8);
 /** 300 blocks of 64 tokens. */
 const HUGE = 'z'.repeat(4 * 64 * 300);
-
-function loadError(yaml: string): string {
-  try {
-    loadEndpointPickerConfig(yaml);
-  } catch (e) {
-    expect(e).toBeInstanceOf(ConfigError);
-    return (e as Error).message;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 const decodeStore = (blockSize = 16) =>
   storeWith([spec('p0', '10.0.0.1', 'prefill'), spec('d0', '10.0.0.2', 'decode')], {

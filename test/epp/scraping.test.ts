@@ -7,7 +7,7 @@ import { ENGINES, extractEngineMetrics, lastSample } from '../../src/epp/datalay
 import { simConfig, startSimulator, type SimulatorHandle } from '../../src/sim/index.js';
 import { metricValue, metricsText, postJson, waitFor } from '../helpers.js';
 import { ExtProcTestClient, body, headers, setHeadersOf } from './ext-proc-client.js';
-import { endpointsFile, endpointsYaml, spec } from './fixtures.js';
+import { loopbackEppConfig, spec } from './fixtures.js';
 
 const CONFIG = `apiVersion: llm-d.ai/v1alpha1
 kind: EndpointPickerConfig
@@ -31,14 +31,7 @@ afterEach(async () => {
 
 async function start(specs: ReturnType<typeof spec>[], overrides: Parameters<typeof eppConfig>[0] = {}) {
   epp = await startEpp(
-    eppConfig({
-      host: '127.0.0.1',
-      grpcPort: 0,
-      grpcHealthPort: 0,
-      metricsPort: 0,
-      secureServing: false,
-      configText: CONFIG,
-      endpointsFile: endpointsFile(endpointsYaml(specs)),
+    loopbackEppConfig(CONFIG, specs, {
       refreshMetricsInterval: 20,
       // Far above any stall of a loaded CI machine: a scrape that timed out or went stale by accident would count
       // poll errors and change scheduling. Tests about timeouts and staleness set their own.

@@ -7,8 +7,8 @@ import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { extProcServiceDefinition, type ProcessingRequest } from '../../src/common/envoy/ext-proc.js';
 import { immediateResponse } from '../../src/epp/extproc/messages.js';
-import { InferenceError, eppConfig, startEpp } from '../../src/epp/index.js';
-import { PD_EPP_CONFIG, endpointsFile, endpointsYaml, spec } from '../epp/fixtures.js';
+import { InferenceError, startEpp } from '../../src/epp/index.js';
+import { PD_EPP_CONFIG, loopbackEppConfig, spec } from '../epp/fixtures.js';
 import { gatewayConfig, startGateway } from '../../src/gateway/index.js';
 import { postJson } from '../helpers.js';
 import { closedPort, startFailingEpp, startGatewayStack, type GatewayStack } from './fixtures.js';
@@ -125,17 +125,7 @@ describe('gateway with several --epp replicas', () => {
       spec('prefill-0', '127.0.0.1', 'prefill', {}, stack.prefill.port),
       spec('decode-0', '127.0.0.1', 'decode', {}, stack.decode.port),
     ];
-    const epp = await startEpp(
-      eppConfig({
-        host: '127.0.0.1',
-        grpcPort: Number(future.split(':')[1]),
-        grpcHealthPort: 0,
-        metricsPort: 0,
-        secureServing: false,
-        endpointsFile: endpointsFile(endpointsYaml(specs)),
-        configText: PD_EPP_CONFIG,
-      }),
-    );
+    const epp = await startEpp(loopbackEppConfig(PD_EPP_CONFIG, specs, { grpcPort: Number(future.split(':')[1]) }));
     closers.push(() => epp.close(1_000));
     const r = await pending;
     expect(r.status, r.text).toBe(200);

@@ -7,8 +7,8 @@ import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { extProcServiceDefinition } from '../../src/common/envoy/ext-proc.js';
 import { gatewayConfig, startGateway, type GatewayConfig, type GatewayHandle } from '../../src/gateway/index.js';
-import { eppConfig, startEpp, type EppConfig, type EppHandle } from '../../src/epp/index.js';
-import { PD_EPP_CONFIG, endpointsFile, endpointsYaml, seeded, spec } from '../epp/fixtures.js';
+import { startEpp, type EppConfig, type EppHandle } from '../../src/epp/index.js';
+import { PD_EPP_CONFIG, loopbackEppConfig, seeded, spec } from '../epp/fixtures.js';
 
 export interface RecordedRequest {
   method: string;
@@ -101,19 +101,7 @@ export async function startGatewayStack(
       spec('prefill-0', '127.0.0.1', 'prefill', {}, prefill.port),
       spec('decode-0', '127.0.0.1', 'decode', {}, decode.port),
     ];
-    epp = await startEpp(
-      eppConfig({
-        host: '127.0.0.1',
-        grpcPort: 0,
-        grpcHealthPort: 0,
-        metricsPort: 0,
-        secureServing: false,
-        endpointsFile: endpointsFile(endpointsYaml(specs)),
-        configText: PD_EPP_CONFIG,
-        ...options.epp,
-      }),
-      { random: seeded() },
-    );
+    epp = await startEpp(loopbackEppConfig(PD_EPP_CONFIG, specs, options.epp), { random: seeded() });
   }
   const overrides = typeof options.gateway === 'function' ? options.gateway({ prefill, decode }) : options.gateway;
   const gateway = await startGateway(

@@ -14,7 +14,7 @@ import { parseDuration } from '../../src/common/index.js';
 import { eppConfig, startEpp, type EppHandle } from '../../src/epp/index.js';
 import { gatewayConfig, startGateway, type GatewayHandle } from '../../src/gateway/index.js';
 import { simConfig, startSimulator, type SimulatorHandle } from '../../src/sim/index.js';
-import { endpointsFile, endpointsYaml, seeded, spec } from '../epp/fixtures.js';
+import { loopbackEppConfig, seeded, spec } from '../epp/fixtures.js';
 import { ROOT, metricValue, metricsText, waitFor } from '../helpers.js';
 
 const PRIORITIES: Record<string, number> = { high: 10, low: -1 };
@@ -65,18 +65,10 @@ async function startStack(yaml: string): Promise<Stack> {
       recordRequests: 1000,
     }),
   );
-  const epp = await startEpp(
-    eppConfig({
-      host: '127.0.0.1',
-      grpcPort: 0,
-      grpcHealthPort: 0,
-      metricsPort: 0,
-      secureServing: false,
-      endpointsFile: endpointsFile(endpointsYaml([spec('sim-0', '127.0.0.1', 'decode', {}, sim.port)])),
-      configText: yaml,
-    }),
-    { random: seeded(), requestPolicies: { rewrite: () => undefined, priority: (text) => PRIORITIES[text] ?? 0 } },
-  );
+  const epp = await startEpp(loopbackEppConfig(yaml, [spec('sim-0', '127.0.0.1', 'decode', {}, sim.port)]), {
+    random: seeded(),
+    requestPolicies: { rewrite: () => undefined, priority: (text) => PRIORITIES[text] ?? 0 },
+  });
   const gateway = await startGateway(
     gatewayConfig({ host: '127.0.0.1', port: 0, eppTls: false, epp: `127.0.0.1:${epp.grpcPort}` }),
   );

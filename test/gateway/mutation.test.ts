@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import {
   extProcServiceDefinition,
+  headerValueText,
   type ProcessingRequest,
   type ProcessingResponse,
 } from '../../src/common/envoy/ext-proc.js';
@@ -160,7 +161,7 @@ describe('gateway with an EPP that echoes pseudo-headers (as llm-d-router ebab68
             const h = new Map(
               (message.request_headers.headers?.headers ?? []).map((headerValue) => [
                 headerValue.key,
-                Buffer.from(headerValue.raw_value ?? []).toString() || headerValue.value || '',
+                headerValueText(headerValue),
               ]),
             );
             call.write(mutation(h));

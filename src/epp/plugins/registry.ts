@@ -146,7 +146,8 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'anthropic-parser': anthropicParser,
   'vllmhttp-parser': vllmhttpParser,
   'passthrough-parser': passthroughParser,
-  // flow control: parsed, validated and kept, not enforced (see config/flow-control-section.ts)
+  // flow control: enforced by src/epp/flowcontrol with the flowControl feature gate on
+  // (what is not: config/flow-control-section.ts)
   'utilization-detector': utilizationDetector,
   'concurrency-detector': concurrencyDetector,
   ...FLOW_CONTROL_POLICIES,

@@ -1,8 +1,9 @@
 /**
  * What the flow-control plugins have in common: pd-router parses and validates them with upstream's schema and keeps
- * the result (`settings`) for a future flow-control implementation, but enforces nothing; the loader names them in
- * its "not enforced" startup warning. `role` is the slot of llm-d's flow-control layer the plugin fills, which the
- * loader checks against the section that refers to it (a fairness policy in `fairnessPolicyRef`, and so on).
+ * the result (`settings`). With the flowControl feature gate on, src/epp/flowcontrol enforces the policies and
+ * detectors it implements; the loader's startup warning names what it does not enforce. `role` is the slot of llm-d's
+ * flow-control layer the plugin fills, which the loader checks against the section that refers to it (a fairness
+ * policy in `fairnessPolicyRef`, and so on).
  */
 import type { Plugin } from '../../framework/types.js';
 

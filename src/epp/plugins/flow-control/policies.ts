@@ -1,7 +1,9 @@
 /**
  * Flow-control policies (llm-d `framework/plugins/flowcontrol/{fairness,ordering,usagelimits,eviction}`): parsed with
- * upstream's parameter schemas, validated, kept, not enforced (pd-router has no flow control; see the loader's
- * startup warning). The default policies upstream registers on its own (`global-strict-fairness-policy`,
+ * upstream's parameter schemas, validated and kept. With the flowControl feature gate on, the gate enforces the
+ * fairness and ordering policies of src/epp/flowcontrol/policies.ts; any other falls back to upstream's default;
+ * dispatch stops at saturation 1.0 whatever the usage limit, and nothing is evicted (the loader's startup warning
+ * names what is not enforced). The default policies upstream registers on its own (`global-strict-fairness-policy`,
  * `fcfs-ordering-policy`, `static-usage-limit-policy`) may be referenced without being defined, as upstream.
  *
  * Parameters:

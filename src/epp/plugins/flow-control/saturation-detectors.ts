@@ -2,10 +2,10 @@
  * Saturation detectors (llm-d `flowcontrol/saturationdetector/{utilization,concurrency}`), the plugins
  * `saturationDetector.pluginRef` / `flowControl.saturationDetector.pluginRef` name.
  *
- * As saturation detectors they are parsed, validated and kept, not enforced: upstream uses pool saturation to shed
- * sheddable requests (priority < 0) and to apply flow-control back-pressure; pd-router reads no InferenceObjective
- * (every request has priority 0, which upstream never sheds) and has no flow control. The loader's startup warning
- * names the detector and its settings.
+ * As saturation detectors they are parsed, validated and kept. With the flowControl feature gate on, the gate reads
+ * the selected one (flowcontrol/from-config.ts) to decide when requests queue. With it off pd-router uses none:
+ * upstream would still shed sheddable requests (priority < 0) at saturation, and the loader's startup warning names
+ * the detector and its settings.
  *
  * `utilization-detector` is also a filter, as upstream, when a scheduling profile lists it: it keeps endpoints whose
  * metrics are fresh (updated within `metricsStalenessThreshold`) and whose waiting queue is below
