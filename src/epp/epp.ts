@@ -236,7 +236,7 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
       !draining &&
       controlPlane.notServingReason() === undefined &&
       config.lifecycle.every((plugin) => plugin.ready?.() ?? true);
-    const director = new RequestDirector(config, store, metrics, logger, crds);
+    const director = new RequestDirector(config, store, metrics, logger, crds ?? opts.requestPolicies);
     const maxMessage = Math.max(optionValues.maxRequestBodySize, optionValues.maxResponseBodyBuffer) + 1024 * 1024;
     const server = new grpc.Server({
       'grpc.max_receive_message_length': maxMessage,
