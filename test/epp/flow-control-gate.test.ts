@@ -13,6 +13,8 @@ import {
 } from '../../src/epp/flowcontrol/gate.js';
 import {
   ORDERING_POLICIES,
+  priorityHoldback,
+  staticUsageLimit,
   globalStrictFairness,
   roundRobinFairness,
   type QueuedItem,
@@ -23,6 +25,7 @@ import {
   concurrencySaturation,
   gateSettings,
   saturationDetector,
+  usageLimitPolicy,
   utilizationSaturation,
 } from '../../src/epp/flowcontrol/from-config.js';
 import { loadEndpointPickerConfig } from '../../src/epp/config/loader.js';
@@ -124,6 +127,48 @@ describe('flow-control gate', () => {
     h.send('high2', 'y', 10);
     for (let i = 0; i < 4; i++) h.gate.release({ tokens: 1 });
     expect(h.dispatched).toEqual(['high1', 'high2', 'mid1', 'low1']);
+  });
+
+  it('priority-holdback keeps headroom: the low band stops at its ceiling, the high band uses the rest, and a high band over its ceiling blocks lower ones', () => {
+    // Two bands: ceilings 1 (priority 10) and 0.5 (priority -1); four slots.
+    const h = harness(
+      settings({
+        bands: new Map([
+          [10, band()],
+          [-1, band()],
+        ]),
+        usageLimit: priorityHoldback({ minCeiling: 0.5, maxCeiling: 1, domain: 'rank' }),
+      }),
+    );
+    h.sat.capacity = 4;
+    expect(['low1', 'low2', 'low3', 'low4'].map((id) => h.send(id, 'l', -1))).toEqual([
+      'now',
+      'now',
+      'queued',
+      'queued',
+    ]);
+    // Half the pool stays free for the high band, which goes straight on until the pool is full.
+    expect(['high1', 'high2', 'high3'].map((id) => h.send(id, 'h', 10))).toEqual(['now', 'now', 'queued']);
+    h.gate.release({ tokens: 1 }); // 3 of 4 in flight: the high band (ceiling 1) may go
+    expect(h.dispatched).toEqual(['high3']);
+    h.gate.release({ tokens: 1 }); // 3 of 4: the low band (ceiling 0.5) may not
+    expect(h.dispatched).toEqual(['high3']);
+    h.gate.release({ tokens: 1 }); // 2 of 4: still not
+    h.gate.release({ tokens: 1 }); // 1 of 4: one low, then 2 of 4 stops it again
+    expect(h.dispatched).toEqual(['high3', 'low3']);
+    expect(h.gate.queued).toBe(1);
+  });
+
+  it('a static usage limit below 1 is one ceiling for every band; value-domain holdback spaces ceilings by priority', () => {
+    const h = harness(settings({ usageLimit: staticUsageLimit(0.5) }));
+    h.sat.capacity = 4;
+    expect(['a', 'b', 'c'].map((id) => h.send(id, 'f', 10))).toEqual(['now', 'now', 'queued']);
+    expect(h.send('d', 'f', -1)).toBe('queued');
+    const value = priorityHoldback({ minCeiling: 0.2, maxCeiling: 1, domain: 'value' });
+    expect(value(0, [10, 8, 0]).map((ceiling) => ceiling.toFixed(2))).toEqual(['1.00', '0.84', '0.20']);
+    expect(value(0, [3])).toEqual([1]);
+    const rank = priorityHoldback({ minCeiling: 0.4, maxCeiling: 0.9, domain: 'rank' });
+    expect(rank(0, [10, 8, 0]).map((ceiling) => ceiling.toFixed(2))).toEqual(['0.90', '0.65', '0.40']);
   });
 
   it('round-robin fairness serves two fairness ids flooding at 10:1 one for one', () => {
@@ -335,5 +380,31 @@ flowControl:
     );
     expect([s.maxRequests, s.maxBytes, s.requestTtlMs, s.maxFlows]).toEqual([50, 0, 30_000, 1024]);
     expect(saturationDetector(c.flowControl, () => [endpoint(0, 0, 0)])({ requests: 7, tokens: 0 })).toBe(1);
+    // No usageLimitPolicyPluginRef: upstream's static policy, ceiling 1.
+    expect(s.usageLimit!(0.3, [5, 1, 0])).toEqual([1, 1, 1]);
+  });
+
+  it('usageLimitPolicyPluginRef selects the static or priority-holdback policy with its parameters', () => {
+    const load = (plugin: string) =>
+      loadEndpointPickerConfig(`apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+featureGates: [flowControl]
+plugins:
+- {type: queue-scorer}
+- {name: limit, ${plugin}}
+schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
+flowControl: {usageLimitPolicyPluginRef: limit}
+`).flowControl;
+    expect(usageLimitPolicy(load('type: static-usage-limit-policy, parameters: {threshold: 0.8}'))(0, [1, 0])).toEqual([
+      0.8, 0.8,
+    ]);
+    expect(
+      usageLimitPolicy(load('type: priority-holdback-policy, parameters: {minCeiling: 0.4, maxCeiling: 0.9}'))(
+        0,
+        [10, 0],
+      ),
+    ).toEqual([0.9, 0.4]);
+    // Not implemented: falls back to the default (the loader warns).
+    expect(usageLimitPolicy(load('type: soft-reflective-ceiling-policy'))(0, [10, 0])).toEqual([1, 1]);
   });
 });

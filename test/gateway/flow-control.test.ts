@@ -233,6 +233,56 @@ describe('flow control through the gateway', () => {
     expect(arrivals(s)).toHaveLength(9);
   }, 120_000);
 
+  it('priority-holdback-policy keeps headroom: the low band stops at its ceiling, and a high-priority request goes straight to the free slot', async () => {
+    // Two slots; ceilings 1 (priority 10) and 0.5 (priority -1): low requests take one slot at most.
+    stack = await startStack(`apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+featureGates: [flowControl]
+plugins:
+- {type: queue-scorer}
+- {type: max-score-picker}
+- {name: sat, type: concurrency-detector, parameters: {maxConcurrency: 2}}
+- {name: hold, type: priority-holdback-policy, parameters: {minCeiling: 0.5}}
+schedulingProfiles: [{name: default, plugins: [{pluginRef: queue-scorer}, {pluginRef: max-score-picker}]}]
+flowControl:
+  defaultRequestTTL: 600s
+  saturationDetector: {pluginRef: sat}
+  usageLimitPolicyPluginRef: hold
+  priorityBands: [{priority: 10}, {priority: -1}]
+`);
+    const s = stack;
+    // The simulator holds the first request that reaches it (the first low one) until the test lets it go.
+    let held = 0;
+    Object.defineProperty(s.sim.engine.faults, 'hang', {
+      configurable: true,
+      get: () => ++held <= 1,
+      set: () => undefined,
+    });
+    const first = new AbortController();
+    const hung = send(s, 'low0', 'tenant-low', 'low', first.signal).catch((err: unknown) => (err as Error).name);
+    await waitFor(() => held >= 1, 30_000, 'the first low request held at the simulator');
+    const low = [1, 2].map((i) => send(s, `low${i}`, 'tenant-low', 'low'));
+    // With the static ceiling 1.0 the second slot would take low1; the holdback keeps it for higher priorities.
+    await waitFor(async () => (await queued(s, 'tenant-low', '-1')) === 2, 30_000, 'two low requests queued');
+    const high = await send(s, 'high0', 'tenant-high', 'high');
+    expect([high.status, await queued(s, 'tenant-low', '-1')]).toEqual([200, 2]);
+    // (A held request is not in the simulator's log.)
+    expect(arrivals(s).filter((tag) => tag !== 'low0')).toEqual(['high0']);
+    first.abort();
+    expect(await hung).toBe('AbortError');
+    expect((await Promise.all(low)).map((answer) => [answer.tag, answer.status])).toEqual([
+      ['low1', 200],
+      ['low2', 200],
+    ]);
+    const text = await s.metrics();
+    expect(metricValue(text, 'llm_d_epp_flow_control_requests_total', { outcome: 'Dispatched', priority: '10' })).toBe(
+      1,
+    );
+    expect(metricValue(text, 'llm_d_epp_flow_control_requests_total', { outcome: 'Dispatched', priority: '-1' })).toBe(
+      3,
+    );
+  }, 120_000);
+
   it('nothing waits beyond its deadline: queued requests are shed with 429 rejected-ttl-expired', async () => {
     stack = await startStack(config({ maxConcurrency: 1, ttl: '1s', band: 'maxRequests: 100' }));
     const s = stack;

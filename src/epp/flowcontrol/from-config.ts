@@ -3,7 +3,7 @@
  * gate's settings and its saturation detector.
  *
  * Defaults (GAIE v1.5 `flowcontrol/registry/config.go`): band fairness `global-strict-fairness-policy`, ordering
- * `fcfs-ordering-policy`, band maxBytes 1G; no global bound. Where upstream sets no bound (a band's maxRequests, the
+ * `fcfs-ordering-policy`, band maxBytes 1G; no global bound; usage limit `static-usage-limit-policy` (ceiling 1). Where upstream sets no bound (a band's maxRequests, the
  * request TTL when the config gives none, the number of flows) pd-router's flags give one.
  *
  * Saturation (GAIE v1.5 `framework/plugins/flowcontrol/saturationdetector`):
@@ -17,7 +17,13 @@ import type { FlowControlSettings } from '../config/flow-control-section.js';
 import type { Endpoint } from '../framework/types.js';
 import { DEFAULT_FAIRNESS_POLICY, DEFAULT_ORDERING_POLICY } from '../plugins/flow-control/policies.js';
 import type { BandSettings, FlowGateSettings, InFlight } from './gate.js';
-import { FAIRNESS_POLICIES, ORDERING_POLICIES } from './policies.js';
+import {
+  FAIRNESS_POLICIES,
+  ORDERING_POLICIES,
+  priorityHoldback,
+  staticUsageLimit,
+  type UsageLimitPolicy,
+} from './policies.js';
 
 export const DEFAULT_BAND_MAX_BYTES = 1_000_000_000;
 
@@ -63,7 +69,27 @@ export function gateSettings(fc: FlowControlSettings, flags: FlowControlFlags): 
     requestTtlMs: sec?.defaultRequestTTL || flags.flowControlRequestTtl,
     maxFlows: flags.flowControlMaxFlows,
     pollIntervalMs: flags.flowControlPollInterval,
+    usageLimit: usageLimitPolicy(fc),
   };
+}
+
+/**
+ * `flowControl.usageLimitPolicyPluginRef`: `static-usage-limit-policy` (upstream's default, threshold 1) or
+ * `priority-holdback-policy`; `soft-reflective-ceiling-policy` is not implemented (the loader's warning says so) and
+ * falls back to the default.
+ */
+export function usageLimitPolicy(fc: FlowControlSettings): UsageLimitPolicy {
+  const ref = fc.section?.usageLimitPolicyPluginRef;
+  const plugin = ref ? fc.plugins.get(ref) : undefined;
+  const s = plugin?.flowControl.settings ?? {};
+  if (plugin?.type === 'static-usage-limit-policy') return staticUsageLimit(Number(s.threshold));
+  if (plugin?.type === 'priority-holdback-policy')
+    return priorityHoldback({
+      minCeiling: Number(s.minCeiling),
+      maxCeiling: Number(s.maxCeiling),
+      domain: s.domain === 'value' ? 'value' : 'rank',
+    });
+  return staticUsageLimit(1);
 }
 
 export type SaturationDetector = (inflight: Readonly<InFlight>) => number;

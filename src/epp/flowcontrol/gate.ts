@@ -6,6 +6,11 @@
  * or the poll ticker fires) the gate dispatches from the highest non-empty band: the band's fairness policy picks the
  * flow, the flow's ordering policy picks the request, until the pool is saturated again.
  *
+ * "Saturated" is per band, as llm-d-router's usage-limit policy decides: a band dispatches while saturation is below
+ * its ceiling (1 with upstream's default static policy), and a band at or over its ceiling stops the dispatch cycle
+ * (head-of-line blocking: a lower band never takes capacity a higher band is held back from). Ceilings below 1 for
+ * lower bands (`priority-holdback-policy`) keep headroom that only higher priorities may use.
+ *
  * Bounds, each shed with llm-d-router's status and `x-llm-d-request-dropped-reason`:
  * - a band's or the whole gate's queued requests or bytes (429 `rejected-saturated`, "queue at capacity");
  * - the number of flows (pd-router's bound against a flood of fairness ids; empty flows are collected first;
@@ -23,6 +28,7 @@ import {
   type FlowView,
   type OrderingPolicy,
   type QueuedItem,
+  type UsageLimitPolicy,
 } from './policies.js';
 
 /** GAIE's QueueOutcome names, used as the `outcome` metric label. */
@@ -52,6 +58,8 @@ export interface FlowGateSettings {
   maxFlows: number;
   /** Dispatch is retried this often while requests wait (saturation can fall without an event). */
   pollIntervalMs: number;
+  /** Each band's dispatch ceiling (default: 1 for every band, upstream's static-usage-limit-policy). */
+  usageLimit?: UsageLimitPolicy;
 }
 
 export interface FlowRequest {
@@ -141,7 +149,10 @@ export class FlowControlGate {
     private readonly saturation: (inflight: Readonly<InFlight>) => number,
     private readonly observer: FlowGateObserver,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    // Configured bands exist from the start (upstream's registry), so their ceilings count before their first request.
+    for (const priority of settings.bands.keys()) this.band(priority);
+  }
 
   get queued(): number {
     return this.requests;
@@ -163,7 +174,7 @@ export class FlowControlGate {
   admit(req: FlowRequest, resume: (err?: InferenceError) => void): FlowTicket | undefined {
     if (this.closed) throw flowControlError('ShuttingDown', 'the EPP is stopping');
     const band = this.band(req.priority);
-    if (!this.waitingAtOrAbove(band.priority) && this.saturationNow() < 1) {
+    if (!this.waitingAtOrAbove(band.priority) && this.mayDispatch(band)) {
       this.dispatched(req);
       this.observer.outcome(req, 'Dispatched', 0);
       return undefined;
@@ -225,8 +236,8 @@ export class FlowControlGate {
     this.pumping = true;
     try {
       while (this.requests > 0) {
-        if (this.saturationNow() >= 1) break;
-        const band = this.order.find((band) => band.requests > 0)!;
+        const band = this.nextBand();
+        if (!band) break;
         const item = band.fairness.pick(band.list, band.order)!.head()!;
         this.remove(item);
         this.dispatched(item.req);
@@ -254,6 +265,42 @@ export class FlowControlGate {
     const v = this.saturation(this.inflight);
     this.observer.saturation(v);
     return v;
+  }
+
+  /** The bands' ceilings, highest priority first (parallel to `order`). */
+  private ceilings(saturation: number): number[] {
+    const limit = this.settings.usageLimit;
+    return limit
+      ? limit(
+          saturation,
+          this.order.map((known) => known.priority),
+        )
+      : this.order.map(() => 1);
+  }
+
+  /** Whether `band` may dispatch now: saturation below its ceiling and below every higher band's. */
+  private mayDispatch(band: Band): boolean {
+    const saturation = this.saturationNow();
+    const ceilings = this.ceilings(saturation);
+    for (const [i, b] of this.order.entries()) {
+      if (saturation >= ceilings[i]) return false;
+      if (b === band) return true;
+    }
+    return false;
+  }
+
+  /**
+   * The band to dispatch from next: the highest with requests waiting, unless saturation reaches the ceiling of a band
+   * at or above it first (then nothing is dispatched, as upstream's dispatch cycle).
+   */
+  private nextBand(): Band | undefined {
+    const saturation = this.saturationNow();
+    const ceilings = this.ceilings(saturation);
+    for (const [i, b] of this.order.entries()) {
+      if (saturation >= ceilings[i]) return undefined;
+      if (b.requests > 0) return b;
+    }
+    return undefined;
   }
 
   private dispatched(req: FlowRequest): void {

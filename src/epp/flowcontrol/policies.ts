@@ -76,3 +76,36 @@ export const FAIRNESS_POLICIES: Readonly<Record<string, () => FairnessPolicy>> =
   'global-strict-fairness-policy': globalStrictFairness,
   'round-robin-fairness-policy': roundRobinFairness,
 };
+
+/**
+ * Usage-limit policies (llm-d-router `framework/plugins/flowcontrol/usagelimits`): the dispatch ceiling of each priority
+ * band, given the pool's saturation and the bands' priorities (highest first). A band dispatches only while saturation
+ * is below its ceiling, and a band over its ceiling stops the whole dispatch cycle (head-of-line blocking, so lower
+ * bands never take capacity a higher one is held back from). Ceilings below 1 keep headroom for higher priorities:
+ * - `static-usage-limit-policy` (upstream's default): one ceiling, `threshold` (1.0), for every band;
+ * - `priority-holdback-policy`: from `maxCeiling` for the highest band down to `minCeiling` for the lowest, spaced
+ *   evenly by rank (`domain: rank`) or in proportion to the priority values (`domain: value`); one band gets
+ *   `maxCeiling`.
+ */
+export type UsageLimitPolicy = (saturation: number, priorities: readonly number[]) => number[];
+
+export function staticUsageLimit(threshold: number): UsageLimitPolicy {
+  return (_saturation, priorities) => priorities.map(() => threshold);
+}
+
+export function priorityHoldback(params: {
+  minCeiling: number;
+  maxCeiling: number;
+  domain: 'rank' | 'value';
+}): UsageLimitPolicy {
+  const { minCeiling: min, maxCeiling: max, domain } = params;
+  return (_saturation, priorities) => {
+    const n = priorities.length;
+    if (n <= 1) return priorities.map(() => max);
+    if (domain === 'rank') return priorities.map((_, i) => max - (i * (max - min)) / (n - 1));
+    const high = priorities[0];
+    const low = priorities[n - 1];
+    if (high === low) return priorities.map(() => max);
+    return priorities.map((priority) => min + ((priority - low) / (high - low)) * (max - min));
+  };
+}

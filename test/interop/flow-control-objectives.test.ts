@@ -1,0 +1,293 @@
+/**
+ * Flow control driven by InferenceObjective priorities from the real kube-apiserver: the EPP watches the objectives of
+ * its pool, and its flow-control gate orders queued requests by the priority their objective
+ * (`x-gateway-inference-objective`) has in the API server. Client → gateway → EPP → a step-engine simulator whose one
+ * slot is held by a "blocker" (its hang fault), as test/gateway/flow-control.test.ts does; the test queues requests,
+ * waits until the EPP's queue gauges show them (by fairness id and priority), then frees the slot by disconnecting
+ * the blocker. With one request in flight at a time the simulator's request log is the dispatch order. Every step
+ * synchronises on an event (the watcher's change event, the gauge, the simulator's count), never on time.
+ */
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import type { CrdChange, InferenceCrdWatcher } from '../../src/epp/datalayer/inference-crds.js';
+import { eppConfig, startEpp, type EppHandle } from '../../src/epp/index.js';
+import { gatewayConfig, startGateway, type GatewayHandle } from '../../src/gateway/index.js';
+import type { SimulatorHandle } from '../../src/sim/index.js';
+import { waitFor } from '../helpers.js';
+import type { KubeCluster } from './control-plane.js';
+import { GAIE_EPP_RULES, freePortOn, inferencePool, startSimsOn, until } from './kube-fixtures.js';
+import { describeWith, needSharedControlPlane, sharedCluster } from './need.js';
+
+const req = await needSharedControlPlane();
+let cluster: KubeCluster;
+beforeAll(() => {
+  if (req.ok) cluster = sharedCluster();
+});
+afterAll(async () => {
+  await cluster?.close();
+});
+
+let epp: EppHandle | undefined;
+let gateway: GatewayHandle | undefined;
+let sim: SimulatorHandle | undefined;
+afterEach(async () => {
+  await gateway?.close(1_000);
+  await epp?.close(1_000);
+  await sim?.close(1_000);
+  epp = gateway = sim = undefined;
+});
+
+const T = 30_000; // bound of each wait for the EPP to catch up with the API server
+/** Bound of one request: a loaded 2-core machine may be slow to queue and dispatch. */
+const REQUEST_BOUND_MS = 120_000;
+const ADDRESS = '127.0.0.81';
+const API = 'inference.networking.x-k8s.io/v1alpha2';
+const LOW_BAND_MAX = 4;
+// One request in flight at a time (the simulator could take two), so only flow control holds requests back. The
+// negative band (the batch objective) holds LOW_BAND_MAX requests; the TTL is one no loaded machine reaches here.
+const CONFIG = `apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+featureGates: [flowControl]
+plugins:
+- {type: queue-scorer}
+- {type: max-score-picker}
+- {name: sat, type: concurrency-detector, parameters: {maxConcurrency: 1}}
+schedulingProfiles: [{name: default, plugins: [{pluginRef: queue-scorer}, {pluginRef: max-score-picker}]}]
+dataLayer: {injectDefaults: false}
+flowControl:
+  defaultRequestTTL: 600s
+  saturationDetector: {pluginRef: sat}
+  defaultNegativePriorityBand: {maxRequests: ${LOW_BAND_MAX}}
+`;
+
+type Obj = Record<string, any>;
+const objectiveObject = (name: string, priority: number, namespace: string): Obj => ({
+  apiVersion: API,
+  kind: 'InferenceObjective',
+  metadata: { name, namespace },
+  spec: { poolRef: { name: 'pool' }, priority },
+});
+
+/** Resolves with the watcher's next event for `object` (`<ns>/<name>`) with `outcome`; register before writing. */
+function nextChange(watcher: InferenceCrdWatcher, object: string, outcome: CrdChange['outcome']): Promise<CrdChange> {
+  return new Promise((resolve, reject) => {
+    const on = (crdChange: CrdChange) => {
+      if (crdChange.object !== object || crdChange.outcome !== outcome) return;
+      clearTimeout(timer);
+      watcher.off('change', on);
+      resolve(crdChange);
+    };
+    const timer = setTimeout(() => {
+      watcher.off('change', on);
+      reject(new Error(`timed out after ${T} ms waiting for ${object} to be ${outcome}`));
+    }, T);
+    watcher.on('change', on);
+  });
+}
+
+interface Answer {
+  tag: string;
+  status: number;
+  reason: string | null;
+  body: string;
+}
+
+/**
+ * One chat request tagged `tag` (x-test-tag), fairness id `flow`, objective `objective` (none when empty); bounded.
+ * Marked handled at once, so a failed wait before it is awaited does not add an unhandled rejection to the report.
+ */
+function send(tag: string, flow: string, objective: string, signal?: AbortSignal): Promise<Answer> {
+  const answer = request(tag, flow, objective, signal);
+  answer.catch(() => undefined);
+  return answer;
+}
+
+async function request(tag: string, flow: string, objective: string, signal?: AbortSignal): Promise<Answer> {
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'x-gateway-inference-fairness-id': flow,
+    'x-test-tag': tag,
+  };
+  if (objective) headers['x-gateway-inference-objective'] = objective;
+  const res = await fetch(`${gateway!.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ model: 'sim-model', messages: [{ role: 'user', content: `hello ${tag}` }], max_tokens: 2 }),
+    signal: signal
+      ? AbortSignal.any([signal, AbortSignal.timeout(REQUEST_BOUND_MS)])
+      : AbortSignal.timeout(REQUEST_BOUND_MS),
+  });
+  return { tag, status: res.status, reason: res.headers.get('x-llm-d-request-dropped-reason'), body: await res.text() };
+}
+
+/**
+ * Sends a blocker the simulator holds (its hang fault, on for exactly the next request that reaches it); resolves
+ * once it is held there, so the EPP has it in flight and the pool is saturated. Aborting the controller frees it.
+ */
+async function block(): Promise<AbortController> {
+  let held = 0;
+  Object.defineProperty(sim!.engine.faults, 'hang', {
+    configurable: true,
+    get: () => ++held <= 1,
+    set: () => undefined,
+  });
+  const ac = new AbortController();
+  void send('blocker', 'blockers', '', ac.signal).catch(() => undefined);
+  await waitFor(() => held >= 1, T, 'the blocker held at the simulator');
+  return ac;
+}
+
+/** Requests of (fairness id, priority) in the EPP's queues, read in process. */
+async function queued(flow: string, priority: number): Promise<number> {
+  const gauge = epp!.metrics.registry.getSingleMetric('llm_d_epp_flow_control_queue_size');
+  const values = gauge ? (await gauge.get()).values : [];
+  return (
+    values.find(
+      (metricValue) => metricValue.labels.fairness_id === flow && metricValue.labels.priority === String(priority),
+    )?.value ?? 0
+  );
+}
+
+/** Tags with `prefix` in the order the simulator received them (the order the EPP dispatched them, one at a time). */
+const arrivals = (prefix: string) =>
+  sim!.engine
+    .recentRequests()
+    .map((record) => String(record.headers['x-test-tag']))
+    .filter((text) => text.startsWith(prefix));
+
+/**
+ * Holds the pool, queues `lows` requests of the batch objective (fairness id "tenant-batch"), then `highs` of the
+ * critical objective (fairness id "tenant-critical") and waits until the EPP holds them under the expected
+ * priorities; frees the pool and returns every answer with the dispatch order of the phase's requests.
+ */
+async function phase(
+  name: string,
+  counts: { lows: number; highs: number },
+  priorities: { batch: number; critical: number },
+): Promise<{ answers: Answer[]; order: string[] }> {
+  const blocker = await block();
+  const low = Array.from({ length: counts.lows }, (_, i) => send(`${name}-batch${i}`, 'tenant-batch', 'batch'));
+  const queuedLows = Math.min(counts.lows, LOW_BAND_MAX);
+  await waitFor(async () => (await queued('tenant-batch', priorities.batch)) === queuedLows, T, `${name}: lows queued`);
+  const high = Array.from({ length: counts.highs }, (_, i) =>
+    send(`${name}-critical${i}`, 'tenant-critical', 'critical'),
+  );
+  await waitFor(
+    async () => (await queued('tenant-critical', priorities.critical)) === counts.highs,
+    T,
+    `${name}: criticals queued under priority ${priorities.critical}`,
+  );
+  blocker.abort();
+  const answers = [...(await Promise.all(high)), ...(await Promise.all(low))];
+  return { answers, order: arrivals(`${name}-`) };
+}
+
+describeWith(req, 'flow control ordered by InferenceObjective priorities from kube-apiserver', () => {
+  it(
+    'queued critical requests go before a batch flood; a priority changed in the API server reorders later requests; a deleted objective falls back to 0; the excess is shed with 429 and a reason, and shutdown sheds with 503',
+    async () => {
+      const port = await freePortOn([ADDRESS]);
+      [sim] = await startSimsOn([ADDRESS], port, {
+        engineModel: 'step',
+        maxNumSeqs: 2,
+        latencyCalculator: 'constant',
+        timeToFirstToken: 5,
+        interTokenLatency: 1,
+        recordRequests: 1000,
+      });
+      const ns = await cluster.createNamespace('fc-objectives');
+      await cluster.createServiceAccount(ns, 'epp');
+      await cluster.grant(ns, 'epp', 'epp', GAIE_EPP_RULES);
+      await cluster.apply(inferencePool('pool', { app: 'vllm' }, [port]), { namespace: ns });
+      await cluster.createPod(ns, 'pod-0', { labels: { app: 'vllm' }, ip: ADDRESS });
+      const kubeconfig = await cluster.serviceAccountKubeconfig(ns, 'epp');
+      epp = await startEpp(
+        eppConfig({
+          host: '127.0.0.1',
+          grpcPort: 0,
+          grpcHealthPort: 0,
+          metricsPort: 0,
+          secureServing: false,
+          configText: CONFIG,
+          poolName: 'pool',
+          poolNamespace: ns,
+          kubeconfig,
+          metricsEndpointAuth: false,
+        }),
+      );
+      expect(epp.config.flowControl.enabled).toBe(true);
+      const e = epp;
+      await until(
+        e.store,
+        'changed',
+        () => e.store.size === 1,
+        T,
+        'the pod discovered',
+        () => String(e.store.size),
+      );
+      await until(
+        e.crds!,
+        'status',
+        () => e.ready(),
+        T,
+        'the CRDs listed',
+        () => JSON.stringify(e.crds!.describe()),
+      );
+      gateway = await startGateway(
+        gatewayConfig({ host: '127.0.0.1', port: 0, epp: `127.0.0.1:${e.grpcPort}`, eppTls: false }),
+      );
+      const w = e.crds!;
+      const applied = [nextChange(w, `${ns}/critical`, 'applied'), nextChange(w, `${ns}/batch`, 'applied')];
+      await cluster.apply([objectiveObject('critical', 10, ns), objectiveObject('batch', -1, ns)], { namespace: ns });
+      await Promise.all(applied);
+
+      // 1. critical (10) before batch (-1); the batch band holds four, the other two are shed at once.
+      const first = await phase('p1', { lows: 6, highs: 2 }, { batch: -1, critical: 10 });
+      expect(first.order.slice(0, 2).sort()).toEqual(['p1-critical0', 'p1-critical1']);
+      expect(first.order).toHaveLength(6);
+      const shed = first.answers.filter((answer) => answer.status !== 200);
+      expect(shed).toHaveLength(2);
+      for (const s of shed) {
+        expect(s.tag).toMatch(/^p1-batch/);
+        expect([s.status, s.reason]).toEqual([429, 'rejected-saturated']);
+        expect(s.body).toMatch(/queue at capacity: priority band -1 is full/);
+      }
+
+      // 2. The API server moves critical below batch: later requests of critical wait behind the batch ones.
+      const lowered = nextChange(w, `${ns}/critical`, 'applied');
+      await cluster.apply(objectiveObject('critical', -5, ns), { namespace: ns });
+      await lowered;
+      const second = await phase('p2', { lows: 2, highs: 2 }, { batch: -1, critical: -5 });
+      expect(second.answers.map((answer) => [answer.tag, answer.status])).toEqual([
+        ['p2-critical0', 200],
+        ['p2-critical1', 200],
+        ['p2-batch0', 200],
+        ['p2-batch1', 200],
+      ]);
+      expect(second.order.slice(0, 2).sort()).toEqual(['p2-batch0', 'p2-batch1']);
+      expect(second.order.slice(2).sort()).toEqual(['p2-critical0', 'p2-critical1']);
+
+      // 3. Deleted: critical falls back to priority 0, above batch again.
+      const removed = nextChange(w, `${ns}/critical`, 'removed');
+      await cluster.remove(objectiveObject('critical', -5, ns));
+      await removed;
+      const third = await phase('p3', { lows: 2, highs: 2 }, { batch: -1, critical: 0 });
+      expect(third.answers.every((answer) => answer.status === 200)).toBe(true);
+      expect(third.order.slice(0, 2).sort()).toEqual(['p3-critical0', 'p3-critical1']);
+      expect(third.order.slice(2).sort()).toEqual(['p3-batch0', 'p3-batch1']);
+
+      // 4. Requests still queued when the EPP stops are shed at once with 503 rejected-shutting-down.
+      const blocker = await block();
+      const waiting = [0, 1].map((i) => send(`p4-batch${i}`, 'tenant-batch', 'batch'));
+      await waitFor(async () => (await queued('tenant-batch', -1)) === 2, T, 'p4: two queued');
+      const closing = e.close(1_000);
+      for (const a of await Promise.all(waiting)) {
+        expect([a.status, a.reason]).toEqual([503, 'rejected-shutting-down']);
+        expect(a.body).toMatch(/flow controller shutting down/);
+      }
+      blocker.abort();
+      await closing;
+      expect(arrivals('p4-')).toEqual([]);
+    },
+    4 * REQUEST_BOUND_MS,
+  );
+});
