@@ -59,7 +59,8 @@ export function utilizationFilter(settings: UtilizationSettings, now: () => numb
 
 export const utilizationDetector = definePlugin({
   kind: ['flow-control', 'filter'],
-  description: 'Saturation from queue depth and KV-cache usage (not enforced); also a filter.',
+  description:
+    'Saturation from queue depth and KV-cache usage (gates dispatch with the flowControl feature gate); also a filter.',
   params: utilizationParams,
   create: (ctx, params): FlowControlPlugin & Filter => {
     const settings: UtilizationSettings = {
@@ -80,7 +81,7 @@ export const utilizationDetector = definePlugin({
 
 export const concurrencyDetector = definePlugin({
   kind: 'flow-control',
-  description: 'Saturation from in-flight requests or tokens (not enforced).',
+  description: 'Saturation from in-flight requests or tokens (gates dispatch with the flowControl feature gate).',
   params: z
     .object({
       maxConcurrency: z.number().int().positive('must be > 0').default(100),
