@@ -189,9 +189,20 @@ describeWith(
       }, 90_000);
     });
 
+    describe('v0.7.1 simulator with KV events', () => {
+      // --zmq-endpoint was ignored with a warning until the simulator published KV events (issue 18); now it is used.
+      it('starts with these args, publishes KV events to the manifest endpoint and warns about nothing', async () => {
+        const ip = '127.0.0.49';
+        const proc = await run(UPSTREAM_CONTAINERS['v0.7.1 simulator with KV events'], ip);
+        const models = await getJson(`http://${ip}:8200/v1/models`);
+        expect(models.body.data.map((obj: Obj) => obj.id)).toEqual([MODEL]);
+        expect(await proc.stop()).toBe(0);
+        expect(warnedFlags(jsonLines(proc.output()))).toEqual([]);
+      }, 90_000);
+    });
+
     describe.each([
       ['llm-d-router ebab687 sidecar, P/D environment', '127.0.0.48', ['--mooncake-bootstrap-port']],
-      ['v0.7.1 simulator with KV events', '127.0.0.49', ['--zmq-endpoint']],
       ['llm-d-router ebab687 simulator (decode)', '127.0.0.50', ['--render-url']],
     ] as const)('%s', (name, ip, warnings) => {
       it(`starts with these args and warns exactly about ${warnings.join(', ')}, once`, async () => {
