@@ -9,6 +9,8 @@
  *            queue scorers (1 each): llm-d's estimate config;
  *   precise  pd-router's EPP, the same scorers with precise-prefix-cache-producer fed by the pods' KV events (ZMQ) and
  *            token-producer tokenizing with the pods (llm-d's precise config);
+ *   precise-prefix  a diagnostic: pd-router's precise index with the prefix scorer alone (no load scorers), what
+ *            the index reaches on this workload when nothing trades hits for load balance;
  *   llmd-approx   llm-d-router's EPP (ebab687) with its epp-estimate-prefix-cache-config.yaml, unchanged;
  *   llmd-precise  llm-d-router's EPP with its epp-precise-prefix-cache-config.yaml (model, tokenizer URL, block size
  *            and ZMQ endpoint filled in; bench/routing/upstream.ts), fed by the same simulators' KV events;
@@ -28,8 +30,8 @@
  *
  * Output: bench/results/routing.{md,json,svg}, with the command and the machine's load.
  *
- * Usage: node dist/bench/routing/run.js [--routers rr,approx,precise,llmd-approx,llmd-precise,pd] [--rates 4,8,16]
- *        [--seconds 40] [--pods 8]
+ * Usage: node dist/bench/routing/run.js [--routers rr,approx,precise,precise-prefix,llmd-approx,llmd-precise,pd]
+ *        [--rates 4,8,16] [--seconds 40] [--pods 8] [--kv-cache-size <blocks per pod>]
  *        [--groups 32] [--profile 8b-h100] [--time-scale 0.5] [--response-body-mode none|streamed] [--seed 1]
  *        [--out bench/results]
  */
@@ -63,7 +65,7 @@ function arg(name: string, fallback: string): string {
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
 }
 
-const ALL_ROUTERS = ['rr', 'approx', 'precise', 'llmd-approx', 'llmd-precise', 'pd'] as const;
+const ALL_ROUTERS = ['rr', 'approx', 'precise', 'precise-prefix', 'llmd-approx', 'llmd-precise', 'pd'] as const;
 type Router = (typeof ALL_ROUTERS)[number];
 const ROUTERS = arg('routers', ALL_ROUTERS.join(',')).split(',') as Router[];
 for (const r of ROUTERS)
@@ -73,6 +75,7 @@ const LABEL: Record<Router, string> = {
   rr: 'round-robin (Service)',
   approx: 'pd-router approx',
   precise: 'pd-router precise',
+  'precise-prefix': 'pd-router precise, prefix scorer only',
   'llmd-approx': 'llm-d-router approx',
   'llmd-precise': 'llm-d-router precise',
   pd: 'pd-router 2P/6D (P/D)',
@@ -81,6 +84,7 @@ const COLOR: Record<Router, string> = {
   rr: '#888888',
   approx: '#1f77b4',
   precise: '#d62728',
+  'precise-prefix': '#e377c2',
   'llmd-approx': '#2ca02c',
   'llmd-precise': '#9467bd',
   pd: '#ff7f0e',
@@ -92,6 +96,8 @@ const PODS = Number(arg('pods', '8'));
 const GROUPS = Number(arg('groups', '32'));
 const PROFILE = arg('profile', '8b-h100') as ProfileName;
 const TIME_SCALE = Number(arg('time-scale', '0.5'));
+/** KV cache blocks per pod (default: the profile's); small values make the cache-pressure variant. */
+const KV_CACHE_SIZE = arg('kv-cache-size', '');
 const SEED = Number(arg('seed', '1'));
 const OUT = arg('out', 'bench/results');
 /** Response bodies through the EPP (`streamed`, Envoy's FULL_DUPLEX_STREAMED) or not (`none`): on a small shared machine the EPP relaying every SSE chunk is the bottleneck, not the routing. */
@@ -137,13 +143,22 @@ schedulingProfiles:
   - pluginRef: queue-scorer
   - pluginRef: max-score-picker
 `;
+/** The diagnostic: the precise index alone (no load scorers), what the index can reach on this workload. */
+const PREFIX_ONLY = `- type: max-score-picker
+- type: single-profile-handler
+schedulingProfiles:
+- name: default
+  plugins:
+  - pluginRef: prefix-cache-scorer
+  - pluginRef: max-score-picker
+`;
 const APPROX = `apiVersion: llm-d.ai/v1alpha1
 kind: EndpointPickerConfig
 plugins:
 - type: approx-prefix-cache-producer
 - type: prefix-cache-scorer
 ${SCORERS}`;
-const precise = (zmqPort: number) => `apiVersion: llm-d.ai/v1alpha1
+const precise = (zmqPort: number, scorers = SCORERS) => `apiVersion: llm-d.ai/v1alpha1
 kind: EndpointPickerConfig
 plugins:
 - type: token-producer
@@ -156,7 +171,7 @@ plugins:
 - type: prefix-cache-scorer
   parameters:
     prefixMatchInfoProducerName: precise-prefix-cache-producer
-${SCORERS}`;
+${scorers}`;
 
 const NOTES = `
 Reading this table:
@@ -214,6 +229,10 @@ async function zmqPort(): Promise<number> {
   throw new Error('no free port for ZMQ below the ephemeral range');
 }
 
+function kvCacheOverride(): { kvCacheSize?: number } {
+  return KV_CACHE_SIZE ? { kvCacheSize: Number(KV_CACHE_SIZE) } : {};
+}
+
 /** `pd-router dev`'s 2P/6D stack (two prefill simulators, six decode simulators with their sidecars, P/D EPP config). */
 async function startPdStack(): Promise<Stack> {
   const prefill = Math.max(1, Math.round(PODS / 4));
@@ -228,6 +247,8 @@ async function startPdStack(): Promise<Stack> {
     seed: SEED,
     mode: 'processes',
     gateway: { responseBodyMode: RESPONSE_BODY_MODE },
+    prefillSim: kvCacheOverride(),
+    decodeSim: kvCacheOverride(),
     shutdownTimeoutMs: 2000,
   });
   return {
@@ -248,13 +269,14 @@ async function startStack(router: Router, launcher: Launcher): Promise<Stack> {
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    const profile = LATENCY_PROFILES[PROFILE].sim;
+    const profile = { ...LATENCY_PROFILES[PROFILE].sim, ...kvCacheOverride() };
     const addresses = Array.from({ length: PODS }, (_, i) => podIp(i));
     // One port on every address: llm-d-router's EPP finds the pods through an InferencePool (one target port).
     const port = await freePortOn(addresses);
-    const zmq = router === 'precise' || router === 'llmd-precise' ? await zmqPort() : 0;
+    const pdPrecise = router === 'precise' || router === 'precise-prefix';
+    const zmq = pdPrecise || router === 'llmd-precise' ? await zmqPort() : 0;
     const events = (i: number) =>
-      router === 'precise'
+      pdPrecise
         ? { zmqEndpoint: `tcp://127.0.0.1:${zmq}` }
         : router === 'llmd-precise'
           ? {
@@ -289,7 +311,7 @@ async function startStack(router: Router, launcher: Launcher): Promise<Stack> {
     const hostPorts = addresses.map((host) => `${host}:${port}`);
     let eppAddress = '127.0.0.1:1';
     let eppMetricsUrl: string | undefined;
-    if (router === 'approx' || router === 'precise') {
+    if (router === 'approx' || pdPrecise) {
       const endpointsFile = path.join(dir, 'endpoints.yaml');
       writeFileSync(
         endpointsFile,
@@ -304,7 +326,7 @@ async function startStack(router: Router, launcher: Launcher): Promise<Stack> {
           metricsPort: 0,
           secureServing: false,
           endpointsFile,
-          configText: router === 'precise' ? precise(zmq) : APPROX,
+          configText: router === 'approx' ? APPROX : precise(zmq, router === 'precise' ? SCORERS : PREFIX_ONLY),
         }),
       );
       started.push(epp);
@@ -439,6 +461,11 @@ function targets(levels: Level[]): string[] {
     const parts = [
       `${pct(p.hitRate)} hit = ${fmt((p.hitRate / Math.max(1e-9, p.idealHitRate)) * 100, 0)}% of the ideal ${pct(p.idealHitRate)} (target >= 90%: ${p.hitRate >= 0.9 * p.idealHitRate ? 'met' : 'missed'})`,
     ];
+    const alone = at('precise-prefix', rate);
+    if (alone)
+      parts.push(
+        `the index alone (prefix scorer only) ${pct(alone.hitRate)} = ${fmt((alone.hitRate / Math.max(1e-9, alone.idealHitRate)) * 100, 0)}% of the ideal`,
+      );
     for (const other of ['llmd-precise', 'llmd-approx'] as const) {
       const o = at(other, rate);
       if (!o) continue;
@@ -500,7 +527,7 @@ function plots(levels: Level[]): string {
     for (const rate of rates) {
       for (const [name, get] of [
         ['TTFT', (level: Level) => level.summary.latency.timeToFirstToken.p50],
-        ['ITL×10', (level: Level) => level.summary.latency.interTokenLatency.p50 * 10],
+        ['ITL×10', (level: Level) => level.summary.latency.timePerOutputToken.p50 * 10],
         ['E2E', (level: Level) => level.summary.latency.requestLatency.p50],
       ] as const) {
         groups.push(`${name} @${rate}`);
@@ -585,7 +612,7 @@ async function main(): Promise<void> {
       level.router === 'pd' ? `2P/6D (${LABEL.pd})` : `8 aggregated (${LABEL.approx})`,
       level.rate,
       `${fmt(lat.timeToFirstToken.p50, 3)} / ${fmt(lat.timeToFirstToken.p90, 3)}`,
-      `${fmt(lat.interTokenLatency.p50 * 1000, 1)} / ${fmt(lat.interTokenLatency.p90 * 1000, 1)}`,
+      `${fmt(lat.timePerOutputToken.p50 * 1000, 1)} / ${fmt(lat.timePerOutputToken.p90 * 1000, 1)}`,
       `${fmt(lat.requestLatency.p50, 3)} / ${fmt(lat.requestLatency.p90, 3)}`,
       pct(level.hitRate),
       fmt(level.summary.throughput.outputTokensPerSec, 0),
@@ -613,10 +640,12 @@ ${targets(levels).join('\n') || '- no precise run'}
 ${failures.length ? `\nDid not run:\n${failures.map((failure) => `- ${failure}`).join('\n')}\n` : ''}
 ## P/D variant (simulated): 2P/6D against the same 8 pods aggregated
 
-${pdRows.length ? table(['setup', 'req/s', 'TTFT p50 / p90 (s)', 'ITL p50 / p90 (ms)', 'E2E p50 / p90 (s)', 'hit rate', 'output tok/s', 'served'], pdRows) : 'Not in this run.\n'}
+${pdRows.length ? table(['setup', 'req/s', 'TTFT p50 / p90 (s)', 'ITL (TPOT) p50 / p90 (ms)', 'E2E p50 / p90 (s)', 'hit rate', 'output tok/s', 'served'], pdRows) : 'Not in this run.\n'}
 The P/D stack is \`pd-router dev\`'s (two prefill simulators, six decode simulators each behind a pd-router sidecar,
 llm-d's sim-pd-epp-config with the prefix-based decider, 256 non-cached tokens); the aggregated one is the
-pd-router approx row above (llm-d's estimate shape on all 8 pods). Same profile, workload and seeds.
+pd-router approx row above (llm-d's estimate shape on all 8 pods). Same profile, workload and seeds. ITL is each
+request's mean inter-token time (TPOT: (E2E - TTFT) / (tokens - 1)), because on this loaded machine several SSE chunks
+often arrive in one read, which makes the chunk-to-chunk gaps (the loadgen's ITL) mostly 0.
 ${NOTES}`;
   mkdirSync(OUT, { recursive: true });
   writeFileSync(path.join(OUT, 'routing.md'), md);
