@@ -19,14 +19,15 @@
  * llm-d-router's EPP watches a real kube-apiserver (the interop harness's, started once) whose pods carry the
  * simulators' addresses, so every pod of a run listens on the same port (the InferencePool's target port).
  *
- * Workload, Poisson arrivals at each `--rates` level (lowest first, caches warm from level to level):
+ * Workload, Poisson arrivals at each `--rates` level (lowest first, on the same pods). Each level draws its own system
+ * prompts (their words follow the level's seed), so shared prompts never recur across levels and each starts cold:
  *   chat 80%: one of `--groups` (32) shared system prompts of 2048 tokens + a unique 128–512 token turn;
  *   docs 20%: a unique 2000–4000 token document.
  *   Every answer 64–192 tokens.
  * Reported per router and level: the pods' prefix-cache hit rate (sum of vllm:prefix_cache_hits_total / _queries_total
  * over the level), TTFT p50/p90/p99 (simulated seconds), output tokens/s, requests served. The ideal hit rate of the
- * workload is the share of prompt tokens in shared prefixes whose group was seen before (what a perfect router with
- * enough cache would serve from cache), estimated from the chat share and sizes.
+ * workload is the share of prompt tokens in shared prefixes whose group was seen before in the level (what a perfect
+ * router with enough cache would serve from cache), replayed from the load generator's seeded group draws.
  *
  * Output: bench/results/routing.{md,json,svg}, with the command and the machine's load.
  *
@@ -176,8 +177,10 @@ ${scorers}`;
 const NOTES = `
 Reading this table:
 - The hit rate is the pods' own (vllm:prefix_cache_hits_total / queries_total over the level); it does not depend on
-  the machine. The ideal is the share of prompt tokens in shared prompts whose group was already seen (replayed from
-  the load generator's seeded group draws): what a perfect router with enough cache would serve from cache.
+  the machine. The ideal is the share of prompt tokens in shared prompts whose group was already seen in the same
+  level (replayed from the load generator's seeded group draws): what a perfect router with enough cache would serve
+  from cache. Each level draws its own system prompts (their words follow the level's seed), so every level starts
+  cold: its first request of each of the 32 groups is a miss for any router.
 - TTFT includes the gateway's ext_proc exchange with the EPP for the EPP routers (rr has none), measured in wall time
   and divided by the time scale, on a 2-core machine shared with other work: at the lowest rate the gap between rr and
   the EPP routers is that hop, not the routing. Run with \`--time-scale 1\` on an idle machine for latencies.
@@ -385,7 +388,7 @@ interface Level {
   summary: RunSummary;
 }
 
-async function runLevel(router: Router, stack: Stack, rate: number, seen: Set<number>): Promise<Level> {
+async function runLevel(router: Router, stack: Stack, rate: number): Promise<Level> {
   const before = await prefixCounters(stack.pods);
   const ac = new AbortController();
   setMaxListeners(0, ac.signal);
@@ -410,7 +413,7 @@ async function runLevel(router: Router, stack: Stack, rate: number, seen: Set<nu
   const chatSamples = results[0].samples;
   const summary = summarize(samples, Math.max(...results.map((result) => result.summary.durationSeconds)));
   const queries = after.queries - before.queries;
-  const ideal = idealHitRate(chatSamples, SEED * 100 + rate, seen);
+  const ideal = idealHitRate(chatSamples, SEED * 100 + rate);
   // The ideal over all prompt tokens (documents included): scale the chat figure by the chat share of tokens.
   const chatTokens = chatSamples.reduce((sum, sample) => sum + sample.inputTokens, 0);
   const allTokens = samples.reduce((sum, sample) => sum + sample.inputTokens, 0);
@@ -429,10 +432,12 @@ const GROUP_STREAM = 3;
 /**
  * The workload's ideal hit rate for one level: the prompt tokens a perfect router with enough cache serves from cache,
  * over all prompt tokens. A chat request's shared prompt (whole blocks of 16) is cacheable when its group was seen
- * before (in this level or an earlier one); everything else is new. The groups are replayed from the load
- * generator's seeded stream, so the figure is the level's own.
+ * before in this level (the loadgen builds a group's prompt from the run's seed, and each level has its own seed, so an
+ * earlier level's prompts never recur); everything else is new. The groups are replayed from the load generator's
+ * seeded stream, so the figure is the level's own.
  */
-function idealHitRate(samples: readonly RequestSample[], chatSeed: number, seen: Set<number>): number {
+function idealHitRate(samples: readonly RequestSample[], chatSeed: number): number {
+  const seen = new Set<number>();
   const byIndex = [...samples].sort((left, right) => (left.index ?? 0) - (right.index ?? 0));
   const rng = new Rng(chatSeed, GROUP_STREAM);
   const groupOf: number[] = [];
@@ -572,10 +577,9 @@ async function main(): Promise<void> {
         failures.push(why);
         continue;
       }
-      const seen = new Set<number>();
       try {
         for (const rate of RATES) {
-          const l = await runLevel(router, stack, rate, seen);
+          const l = await runLevel(router, stack, rate);
           levels.push(l);
           log(
             `${router} rate ${rate}: hit ${pct(l.hitRate)} (ideal ${pct(l.idealHitRate)}) ttft p90 ${fmt(l.summary.latency.timeToFirstToken.p90, 3)}s out ${fmt(l.summary.throughput.outputTokensPerSec, 0)} tok/s served ${served(l)}/${l.summary.requests.total}`,

@@ -33,8 +33,8 @@ export interface BarPanel {
 export type Panel = LinePanel | BarPanel;
 
 const W = 520;
-const H = 320;
-const M = { left: 64, right: 16, top: 36, bottom: 64 };
+const H = 360;
+const M = { left: 64, right: 16, top: 36, bottom: 96 };
 
 const esc = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 const num = (value: number) => (Math.round(value * 10) / 10).toString();
@@ -73,12 +73,12 @@ function axes(panel: Panel, yTicks: number[], sy: (y: number) => number): string
 function legend(items: Array<{ name: string; color: string; dashed?: boolean }>): string[] {
   const out: string[] = [];
   let x = M.left;
-  let y = H - 14;
+  let y = H - M.bottom + 50;
   for (const item of items) {
     const width = 28 + item.name.length * 6.5;
     if (x + width > W - M.right) {
       x = M.left;
-      y += 14;
+      y += 13;
     }
     out.push(
       `<line x1="${x}" x2="${x + 18}" y1="${y - 4}" y2="${y - 4}" stroke="${item.color}" stroke-width="3"${item.dashed ? ' stroke-dasharray="5 3"' : ''}/>`,
@@ -144,7 +144,7 @@ function barPanel(panel: BarPanel): string[] {
       );
     });
     out.push(
-      `<text x="${num(x0 + groupWidth * 0.4)}" y="${H - M.bottom + 16}" text-anchor="middle" font-size="10">${esc(group)}</text>`,
+      `<text x="${num(x0 + groupWidth * 0.4)}" y="${H - M.bottom + 16}" text-anchor="middle" font-size="9">${esc(group)}</text>`,
     );
   });
   out.push(...legend(panel.series));
