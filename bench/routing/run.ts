@@ -200,6 +200,8 @@ interface Stack {
   pods: string[];
   /** The EPP's /metrics, for the KV-event and tokenization counters recorded with the results. */
   eppMetricsUrl?: string;
+  /** Further diagnostics of the EPP (llm-d-router's log lines about failed data producers). */
+  eppLog?: () => string[];
   close(): Promise<void>;
 }
 
@@ -314,6 +316,7 @@ async function startStack(router: Router, launcher: Launcher): Promise<Stack> {
     const hostPorts = addresses.map((host) => `${host}:${port}`);
     let eppAddress = '127.0.0.1:1';
     let eppMetricsUrl: string | undefined;
+    let eppLog: (() => string[]) | undefined;
     if (router === 'approx' || pdPrecise) {
       const endpointsFile = path.join(dir, 'endpoints.yaml');
       writeFileSync(
@@ -347,6 +350,7 @@ async function startStack(router: Router, launcher: Launcher): Promise<Stack> {
       cleanups.push(() => epp.close());
       eppAddress = epp.address;
       eppMetricsUrl = epp.metricsUrl;
+      eppLog = () => epp.producerFailures();
     }
     const gw = await launcher.gateway(
       'gateway',
@@ -362,7 +366,7 @@ async function startStack(router: Router, launcher: Launcher): Promise<Stack> {
       }),
     );
     started.push(gw);
-    return { gatewayUrl: gw.url, pods: hostPorts.map((hp) => `http://${hp}`), eppMetricsUrl, close };
+    return { gatewayUrl: gw.url, pods: hostPorts.map((hp) => `http://${hp}`), eppMetricsUrl, eppLog, close };
   } catch (e) {
     await close();
     throw e;
@@ -585,7 +589,7 @@ async function main(): Promise<void> {
             `${router} rate ${rate}: hit ${pct(l.hitRate)} (ideal ${pct(l.idealHitRate)}) ttft p90 ${fmt(l.summary.latency.timeToFirstToken.p90, 3)}s out ${fmt(l.summary.throughput.outputTokensPerSec, 0)} tok/s served ${served(l)}/${l.summary.requests.total}`,
           );
         }
-        diagnostics[router] = await eppDiagnostics(stack.eppMetricsUrl);
+        diagnostics[router] = [...(await eppDiagnostics(stack.eppMetricsUrl)), ...(stack.eppLog?.() ?? [])];
         for (const line of diagnostics[router]) log(`  ${router} epp: ${line}`);
       } finally {
         await stack.close();

@@ -92,6 +92,8 @@ export interface UpstreamEpp {
   address: string;
   metricsUrl: string;
   proc: Proc;
+  /** Its log lines about data producers that failed or ran out of time (counted, with the first one), for the results. */
+  producerFailures(): string[];
   close(): Promise<void>;
 }
 
@@ -151,6 +153,19 @@ export async function startUpstreamEpp(
     address: `127.0.0.1:${grpcPort}`,
     metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
     proc,
+    producerFailures: () => {
+      // llm-d-router's director gives each data producer 400 ms (dataProducerTimeout); past it the request is scored
+      // without that producer's data and "failed to prepare per request data" is logged.
+      const lines = proc
+        .output()
+        .split('\n')
+        .filter((line) =>
+          /failed to prepare per request data|context deadline exceeded|failed to tokenize/i.test(line),
+        );
+      return lines.length
+        ? [`log: ${lines.length} lines about failed data producers, first: ${lines[0].slice(0, 400)}`]
+        : [];
+    },
     close: async () => {
       await proc.stop(5_000);
       await cluster.core.deleteNamespace({ name: namespace }).catch(() => undefined);
