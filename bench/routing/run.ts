@@ -631,7 +631,7 @@ async function main(): Promise<void> {
   const load = (values: number[]) => values.map((value) => value.toFixed(1)).join(' / ');
   const md = `# Routing quality (bench/routing)
 
-${PODS} simulated pods (${PROFILE}, step engine, time scale ${TIME_SCALE}), ${SECONDS} s per level of simulated time,
+${PODS} simulated pods (${PROFILE}, step engine, time scale ${TIME_SCALE}, KV cache ${KV_CACHE_SIZE || LATENCY_PROFILES[PROFILE].sim.kvCacheSize} blocks of ${BLOCK} tokens per pod), ${SECONDS} s per level of simulated time,
 response bodies to the EPP: ${RESPONSE_BODY_MODE}. Poisson arrivals; chat 80% (one of ${GROUPS} shared ${PREFIX}-token system
 prompts + a 128–512 token turn), documents 20% (2000–4000 unique tokens); answers 64–192 tokens. Times in simulated
 seconds. **Simulated, not measured on GPUs.**
@@ -672,6 +672,7 @@ ${NOTES}`;
         timeScale: TIME_SCALE,
         seconds: SECONDS,
         groups: GROUPS,
+        kvCacheSize: Number(KV_CACHE_SIZE || LATENCY_PROFILES[PROFILE].sim.kvCacheSize),
         responseBodyMode: RESPONSE_BODY_MODE,
         failures,
         eppDiagnostics: diagnostics,
