@@ -280,20 +280,20 @@ async function startStack(router: Router, launcher: Launcher): Promise<Stack> {
     const port = await freePortOn(addresses);
     const pdPrecise = router === 'precise' || router === 'precise-prefix';
     const zmq = pdPrecise || router === 'llmd-precise' ? await zmqPort() : 0;
+    // Every precise router gets the same event stream: vLLM's own --kv-events-config, connecting to the EPP's bound
+    // socket, with a topic naming the pod as llm-d-router's index keys it (address:port; pd-router's matches that or
+    // the address alone).
     const events = (i: number) =>
-      pdPrecise
-        ? { zmqEndpoint: `tcp://127.0.0.1:${zmq}` }
-        : router === 'llmd-precise'
-          ? {
-              // vLLM's own flag, topic naming the pod as llm-d-router's index keys it (address:port).
-              kvEventsConfig: JSON.stringify({
-                enable_kv_cache_events: true,
-                publisher: 'zmq',
-                endpoint: `tcp://127.0.0.1:${zmq}`,
-                topic: `kv@${podIp(i)}:${port}@${MODEL}`,
-              }),
-            }
-          : {};
+      zmq
+        ? {
+            kvEventsConfig: JSON.stringify({
+              enable_kv_cache_events: true,
+              publisher: 'zmq',
+              endpoint: `tcp://127.0.0.1:${zmq}`,
+              topic: `kv@${podIp(i)}:${port}@${MODEL}`,
+            }),
+          }
+        : {};
     const pods = await Promise.all(
       addresses.map((host, i) =>
         launcher.sim(
