@@ -118,7 +118,7 @@ interface LoadReport {
   goApi: string;
 }
 
-function healthCheck(port: number): Promise<string> {
+export function healthCheck(port: number): Promise<string> {
   const Ctor = healthClientConstructor();
   // eslint-disable-next-line no-restricted-syntax -- the health client is generated at runtime by proto-loader, so its Check method is not in the type
   const client = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
@@ -137,7 +137,7 @@ function healthCheck(port: number): Promise<string> {
 }
 
 /** `inference_pool_ready_pods{name="pool"}` as the EPP serves it (all three serve GAIE's gauge), or NaN. */
-async function readyPods(metricsPort: number): Promise<number> {
+export async function readyPods(metricsPort: number): Promise<number> {
   const r = await fetch(`http://127.0.0.1:${metricsPort}/metrics`, { signal: AbortSignal.timeout(3_000) });
   const m = /^inference_pool_ready_pods\{[^}]*name="pool"[^}]*\} (\S+)/m.exec(await r.text());
   return m ? Number(m[1]) : NaN;
