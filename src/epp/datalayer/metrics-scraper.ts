@@ -4,11 +4,12 @@
  * status, timeout, size) is counted in llm_d_epp_datalayer_poll_errors_total and marks the endpoint stale; its last
  * values stay. Metrics older than the staleness threshold are marked stale too. Nothing here can crash the EPP.
  */
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
 import type { Logger } from 'pino';
 import { hostPort } from '../../common/index.js';
 import type { Endpoint } from '../framework/types.js';
 import type { EppMetrics } from '../metrics.js';
+import { boundedGetText } from './bounded-get.js';
 import type { EndpointStore } from './endpoint-store.js';
 import { DEFAULT_ENGINES, extractEngineMetrics, type EngineRegistry } from './engine-metrics.js';
 
@@ -162,26 +163,13 @@ export class MetricsScraper {
     if (this.failing.delete(entry.id)) this.logger.info({ endpoint: entry.id }, 'metrics scrape recovered');
   }
 
-  private async fetchText(url: string): Promise<string> {
-    const res = await request(url, {
-      dispatcher: this.agent,
-      signal: AbortSignal.timeout(this.settings.timeoutMs),
-      headers: { accept: 'text/plain' },
+  private fetchText(url: string): Promise<string> {
+    return boundedGetText(url, {
+      agent: this.agent,
+      timeoutMs: this.settings.timeoutMs,
+      maxBytes: this.settings.maxResponseBytes,
+      accept: 'text/plain',
+      what: 'metrics',
     });
-    if (res.statusCode !== 200) {
-      await res.body.dump().catch(() => undefined);
-      throw new Error(`status ${res.statusCode}`);
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of res.body) {
-      size += (chunk as Buffer).length;
-      if (size > this.settings.maxResponseBytes) {
-        res.body.destroy();
-        throw new Error(`metrics response larger than ${this.settings.maxResponseBytes} bytes`);
-      }
-      chunks.push(chunk as Buffer);
-    }
-    return Buffer.concat(chunks).toString('utf8');
   }
 }

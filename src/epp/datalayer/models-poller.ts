@@ -5,13 +5,14 @@
  * that list) is counted in llm_d_epp_datalayer_poll_errors_total{source_type="models-data-source"} and keeps the last
  * list. At most 10000 models are kept per endpoint.
  */
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { hostPort } from '../../common/index.js';
 import type { Endpoint } from '../framework/types.js';
 import type { EppMetrics } from '../metrics.js';
 import type { MetricsSourceSettings } from './metrics-scraper.js';
+import { boundedGetText } from './bounded-get.js';
 import type { EndpointStore } from './endpoint-store.js';
 import { scrapeCadence } from './metrics-scraper.js';
 
@@ -119,26 +120,13 @@ export class ModelsPoller {
     if (this.failing.delete(endpoint.id)) this.logger.info({ endpoint: endpoint.id }, 'models poll recovered');
   }
 
-  private async fetchText(url: string): Promise<string> {
-    const res = await request(url, {
-      dispatcher: this.agent,
-      signal: AbortSignal.timeout(this.s.timeoutMs),
-      headers: { accept: 'application/json' },
+  private fetchText(url: string): Promise<string> {
+    return boundedGetText(url, {
+      agent: this.agent,
+      timeoutMs: this.s.timeoutMs,
+      maxBytes: this.s.maxResponseBytes,
+      accept: 'application/json',
+      what: 'models',
     });
-    if (res.statusCode !== 200) {
-      await res.body.dump().catch(() => undefined);
-      throw new Error(`status ${res.statusCode}`);
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of res.body) {
-      size += (chunk as Buffer).length;
-      if (size > this.s.maxResponseBytes) {
-        res.body.destroy();
-        throw new Error(`models response larger than ${this.s.maxResponseBytes} bytes`);
-      }
-      chunks.push(chunk as Buffer);
-    }
-    return Buffer.concat(chunks).toString('utf8');
   }
 }
