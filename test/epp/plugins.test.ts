@@ -7,12 +7,12 @@ import {
   SchedulingContext,
   endpointFromSpec,
   type Endpoint,
-  type InferenceRequest,
   type SchedulingResult,
 } from '../../src/epp/index.js';
 import type { PluginFactoryContext } from '../../src/epp/plugins/definition.js';
 import { prefixStateKey, type PrefixMatchState } from '../../src/epp/prefix/match-state.js';
 import { seeded, spec } from './fixtures.js';
+import { REQUEST } from './plugin-build.js';
 
 // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- the caller names the plugin interface it tests
 function create<T>(
@@ -42,22 +42,7 @@ function ep(name: string, metrics: Partial<Endpoint['metrics']> = {}, labels: Re
   return e;
 }
 
-const request: InferenceRequest = {
-  requestId: 'r',
-  model: 'm',
-  targetModel: 'm',
-  tokenCount: 0,
-  prompts: [],
-  headers: {},
-  path: '/v1/completions',
-  api: 'completions',
-  parser: 'openai-parser',
-  stream: false,
-  cacheSalt: '',
-  objective: '',
-  priority: 0,
-};
-const ctx = () => new SchedulingContext({ ...request, headers: {} }, silentLogger());
+const ctx = () => new SchedulingContext({ ...REQUEST, headers: {} }, silentLogger());
 
 type ScorerT = { score(context: SchedulingContext, items: readonly Endpoint[]): ArrayLike<number> };
 const scores = (scorerT: ScorerT, eps: Endpoint[], context = ctx()) =>

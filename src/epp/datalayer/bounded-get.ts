@@ -2,7 +2,33 @@
  * One bounded GET of a model server's text endpoint (`/metrics`, `/v1/models`): a deadline for the whole exchange and
  * a byte bound on the body, so a slow or endless server costs at most one timeout and one buffer of `maxBytes`.
  */
-import { request, type Agent } from 'undici';
+import { Agent, request } from 'undici';
+
+/** The TLS side of a model-server source (MetricsSourceSettings' fields). */
+export interface SourceTls {
+  readonly insecureSkipVerify: boolean;
+  /** PEM contents: the CA bundle (only when verifying) and the mTLS client certificate and key. */
+  readonly ca?: string;
+  readonly cert?: string;
+  readonly key?: string;
+}
+
+/** The connection pool one poller keeps to the model servers: `connections` per server, every wait `timeoutMs`. */
+export function sourceAgent(tls: SourceTls, timeoutMs: number, connections: number): Agent {
+  return new Agent({
+    keepAliveTimeout: 30_000,
+    connections,
+    headersTimeout: timeoutMs,
+    bodyTimeout: timeoutMs,
+    connect: {
+      rejectUnauthorized: !tls.insecureSkipVerify,
+      timeout: timeoutMs,
+      ca: tls.ca,
+      cert: tls.cert,
+      key: tls.key,
+    },
+  });
+}
 
 /** How the GET is bounded, and what it is called in its errors. */
 export interface BoundedGet {

@@ -4,12 +4,12 @@
  * status, timeout, size) is counted in llm_d_epp_datalayer_poll_errors_total and marks the endpoint stale; its last
  * values stay. Metrics older than the staleness threshold are marked stale too. Nothing here can crash the EPP.
  */
-import { Agent } from 'undici';
+import type { Agent } from 'undici';
 import type { Logger } from 'pino';
 import { hostPort } from '../../common/index.js';
 import type { Endpoint } from '../framework/types.js';
 import type { EppMetrics } from '../metrics.js';
-import { boundedGetText } from './bounded-get.js';
+import { boundedGetText, sourceAgent } from './bounded-get.js';
 import type { EndpointStore } from './endpoint-store.js';
 import { DEFAULT_ENGINES, extractEngineMetrics, type EngineRegistry } from './engine-metrics.js';
 
@@ -74,19 +74,7 @@ export class MetricsScraper {
     metrics: EppMetrics,
     private readonly logger: Logger,
   ) {
-    this.agent = new Agent({
-      keepAliveTimeout: 30_000,
-      connections: 2,
-      headersTimeout: settings.timeoutMs,
-      bodyTimeout: settings.timeoutMs,
-      connect: {
-        rejectUnauthorized: !settings.source.insecureSkipVerify,
-        timeout: settings.timeoutMs,
-        ca: settings.source.ca,
-        cert: settings.source.cert,
-        key: settings.source.key,
-      },
-    });
+    this.agent = sourceAgent(settings.source, settings.timeoutMs, 2);
     const { tickMs, everyMs } = scrapeCadence(settings.intervalMs, settings.source.intervalMs);
     this.tickMs = tickMs;
     this.everyMs = everyMs;

@@ -5,14 +5,14 @@
  * that list) is counted in llm_d_epp_datalayer_poll_errors_total{source_type="models-data-source"} and keeps the last
  * list. At most 10000 models are kept per endpoint.
  */
-import { Agent } from 'undici';
+import type { Agent } from 'undici';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { hostPort } from '../../common/index.js';
 import type { Endpoint } from '../framework/types.js';
 import type { EppMetrics } from '../metrics.js';
 import type { MetricsSourceSettings } from './metrics-scraper.js';
-import { boundedGetText } from './bounded-get.js';
+import { boundedGetText, sourceAgent } from './bounded-get.js';
 import type { EndpointStore } from './endpoint-store.js';
 import { scrapeCadence } from './metrics-scraper.js';
 
@@ -54,19 +54,7 @@ export class ModelsPoller {
     metrics: EppMetrics,
     private readonly logger: Logger,
   ) {
-    this.agent = new Agent({
-      keepAliveTimeout: 30_000,
-      connections: 1,
-      headersTimeout: s.timeoutMs,
-      bodyTimeout: s.timeoutMs,
-      connect: {
-        rejectUnauthorized: !s.source.insecureSkipVerify,
-        timeout: s.timeoutMs,
-        ca: s.source.ca,
-        cert: s.source.cert,
-        key: s.source.key,
-      },
-    });
+    this.agent = sourceAgent(s.source, s.timeoutMs, 1);
     ({ tickMs: this.tickMs, everyMs: this.everyMs } = scrapeCadence(s.intervalMs, s.source.intervalMs));
     this.pollErrors = metrics.pollErrors(SOURCE_TYPE);
     store.on('removed', (endpoint) => {
