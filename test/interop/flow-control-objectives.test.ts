@@ -8,13 +8,12 @@
  * synchronises on an event (the watcher's change event, the gauge, the simulator's count), never on time.
  */
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import type { CrdChange, InferenceCrdWatcher } from '../../src/epp/datalayer/inference-crds.js';
 import { eppConfig, startEpp, type EppHandle } from '../../src/epp/index.js';
 import { gatewayConfig, startGateway, type GatewayHandle } from '../../src/gateway/index.js';
 import type { SimulatorHandle } from '../../src/sim/index.js';
 import { waitFor } from '../helpers.js';
 import type { KubeCluster } from './control-plane.js';
-import { GAIE_EPP_RULES, freePortOn, inferencePool, startSimsOn, until } from './kube-fixtures.js';
+import { GAIE_EPP_RULES, freePortOn, inferencePool, nextChange, startSimsOn, until } from './kube-fixtures.js';
 import { describeWith, needSharedControlPlane, sharedCluster } from './need.js';
 
 const req = await needSharedControlPlane();
@@ -66,23 +65,6 @@ const objectiveObject = (name: string, priority: number, namespace: string): Obj
   metadata: { name, namespace },
   spec: { poolRef: { name: 'pool' }, priority },
 });
-
-/** Resolves with the watcher's next event for `object` (`<ns>/<name>`) with `outcome`; register before writing. */
-function nextChange(watcher: InferenceCrdWatcher, object: string, outcome: CrdChange['outcome']): Promise<CrdChange> {
-  return new Promise((resolve, reject) => {
-    const on = (crdChange: CrdChange) => {
-      if (crdChange.object !== object || crdChange.outcome !== outcome) return;
-      clearTimeout(timer);
-      watcher.off('change', on);
-      resolve(crdChange);
-    };
-    const timer = setTimeout(() => {
-      watcher.off('change', on);
-      reject(new Error(`timed out after ${T} ms waiting for ${object} to be ${outcome}`));
-    }, T);
-    watcher.on('change', on);
-  });
-}
 
 interface Answer {
   tag: string;
@@ -236,7 +218,7 @@ describeWith(req, 'flow control ordered by InferenceObjective priorities from ku
         gatewayConfig({ host: '127.0.0.1', port: 0, epp: `127.0.0.1:${e.grpcPort}`, eppTls: false }),
       );
       const w = e.crds!;
-      const applied = [nextChange(w, `${ns}/critical`, 'applied'), nextChange(w, `${ns}/batch`, 'applied')];
+      const applied = [nextChange(T, w, `${ns}/critical`, 'applied'), nextChange(T, w, `${ns}/batch`, 'applied')];
       await cluster.apply([objectiveObject('critical', 10, ns), objectiveObject('batch', -1, ns)], { namespace: ns });
       await Promise.all(applied);
 
@@ -253,7 +235,7 @@ describeWith(req, 'flow control ordered by InferenceObjective priorities from ku
       }
 
       // 2. The API server moves critical below batch: later requests of critical wait behind the batch ones.
-      const lowered = nextChange(w, `${ns}/critical`, 'applied');
+      const lowered = nextChange(T, w, `${ns}/critical`, 'applied');
       await cluster.apply(objectiveObject('critical', -5, ns), { namespace: ns });
       await lowered;
       const second = await phase('p2', { lows: 2, highs: 2 }, { batch: -1, critical: -5 });
@@ -267,7 +249,7 @@ describeWith(req, 'flow control ordered by InferenceObjective priorities from ku
       expect(second.order.slice(2).sort()).toEqual(['p2-critical0', 'p2-critical1']);
 
       // 3. Deleted: critical falls back to priority 0, above batch again.
-      const removed = nextChange(w, `${ns}/critical`, 'removed');
+      const removed = nextChange(T, w, `${ns}/critical`, 'removed');
       await cluster.remove(objectiveObject('critical', -5, ns));
       await removed;
       const third = await phase('p3', { lows: 2, highs: 2 }, { batch: -1, critical: 0 });

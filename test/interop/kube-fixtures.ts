@@ -3,6 +3,7 @@ import type { EventEmitter } from 'node:events';
 import net from 'node:net';
 import type * as k8s from '@kubernetes/client-node';
 import type { KubeCluster } from './control-plane.js';
+import type { CrdChange, InferenceCrdWatcher } from '../../src/epp/datalayer/inference-crds.js';
 import { simConfig, startSimulator, type SimConfig, type SimulatorHandle } from '../../src/sim/index.js';
 
 /**
@@ -124,5 +125,30 @@ export function until(
       reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; state: ${describe()}`));
     }, timeoutMs);
     emitter.on(event, onEvent);
+  });
+}
+
+/**
+ * Resolves with the CRD watcher's next event for `object` (`<ns>/<name>`) with `outcome`, or rejects after
+ * `timeoutMs`; register before writing the object.
+ */
+export function nextChange(
+  timeoutMs: number,
+  watcher: InferenceCrdWatcher,
+  object: string,
+  outcome: CrdChange['outcome'],
+): Promise<CrdChange> {
+  return new Promise((resolve, reject) => {
+    const on = (crdChange: CrdChange) => {
+      if (crdChange.object !== object || crdChange.outcome !== outcome) return;
+      clearTimeout(timer);
+      watcher.off('change', on);
+      resolve(crdChange);
+    };
+    const timer = setTimeout(() => {
+      watcher.off('change', on);
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for ${object} to be ${outcome}`));
+    }, timeoutMs);
+    watcher.on('change', on);
   });
 }

@@ -10,13 +10,13 @@ import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { Rng } from '../../src/common/index.js';
-import type { CrdChange, InferenceCrdWatcher } from '../../src/epp/datalayer/inference-crds.js';
 import { eppConfig, healthClientConstructor, startEpp, type EppHandle } from '../../src/epp/index.js';
 import { gatewayConfig, startGateway, type GatewayHandle } from '../../src/gateway/index.js';
 import type { SimulatorHandle } from '../../src/sim/index.js';
 import { metricValue, metricsText, postJson } from '../helpers.js';
 import type { KubeCluster } from './control-plane.js';
-import { GAIE_EPP_RULES, freePortOn, inferencePool, startSimsOn, until } from './kube-fixtures.js';
+import type { CrdChange } from '../../src/epp/datalayer/inference-crds.js';
+import { GAIE_EPP_RULES, freePortOn, inferencePool, nextChange, startSimsOn, until } from './kube-fixtures.js';
 import { describeWith, needSharedControlPlane, sharedCluster } from './need.js';
 
 const req = await needSharedControlPlane();
@@ -95,23 +95,6 @@ function capturedLogger() {
       () => lines.slice(-5).join('\n'),
     );
   return { logger: pino({ level: 'info' }, stream), lines, untilLine };
-}
-
-/** Resolves with the watcher's next event for `object` (`<ns>/<name>`) with `outcome`; register before writing. */
-function nextChange(watcher: InferenceCrdWatcher, object: string, outcome: CrdChange['outcome']): Promise<CrdChange> {
-  return new Promise((resolve, reject) => {
-    const on = (crdChange: CrdChange) => {
-      if (crdChange.object !== object || crdChange.outcome !== outcome) return;
-      clearTimeout(timer);
-      watcher.off('change', on);
-      resolve(crdChange);
-    };
-    const timer = setTimeout(() => {
-      watcher.off('change', on);
-      reject(new Error(`timed out after ${T} ms waiting for ${object} to be ${outcome}`));
-    }, T);
-    watcher.on('change', on);
-  });
 }
 
 /**
@@ -264,7 +247,7 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
     /** Writes, waits for the watcher's event, then checks the next 10 requests issued. */
     const step = async (write: () => Promise<unknown>, outcome: CrdChange['outcome'], expected: string) => {
       const start = performance.now();
-      const event = nextChange(w, object, outcome).then(() => {
+      const event = nextChange(T, w, object, outcome).then(() => {
         latencies.push(performance.now() - start);
         return traffic!.next;
       });
@@ -311,7 +294,7 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
   it('a 90/10 weighted split lands within ±3% over 2,000 requests, and the decisions are counted in both metric families', async () => {
     const { ns, kubeconfig } = await poolWithSims('crd-split', GAIE_EPP_RULES);
     await startStack(ns, kubeconfig);
-    const applied = nextChange(epp!.crds!, `${ns}/canary`, 'applied');
+    const applied = nextChange(T, epp!.crds!, `${ns}/canary`, 'applied');
     await cluster.apply(
       rewriteObject('canary', [
         {
@@ -382,9 +365,9 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
     await startStack(ns, kubeconfig);
     const w = epp!.crds!;
     const applied = [
-      nextChange(w, `${ns}/critical`, 'applied'),
-      nextChange(w, `${ns}/batch`, 'applied'),
-      nextChange(w, `${ns}/plain`, 'applied'),
+      nextChange(T, w, `${ns}/critical`, 'applied'),
+      nextChange(T, w, `${ns}/batch`, 'applied'),
+      nextChange(T, w, `${ns}/plain`, 'applied'),
     ];
     await cluster.apply(
       [objectiveObject('critical', 10), objectiveObject('batch', -5), objectiveObject('plain', undefined)],
@@ -412,23 +395,23 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
       });
     expect([await count('10'), await count('-5'), await count('0')]).toEqual([3, 2, 3]);
 
-    const changed = nextChange(w, `${ns}/critical`, 'applied');
+    const changed = nextChange(T, w, `${ns}/critical`, 'applied');
     await cluster.apply(objectiveObject('critical', 20), { namespace: ns });
     await changed;
     await send({ 'x-gateway-inference-objective': 'critical' });
     expect(await count('20')).toBe(1);
 
-    const removed = nextChange(w, `${ns}/critical`, 'removed');
+    const removed = nextChange(T, w, `${ns}/critical`, 'removed');
     await cluster.remove(inNamespace(objectiveObject('critical', 20), ns));
     await removed;
     await send({ 'x-gateway-inference-objective': 'critical' });
     expect([await count('20'), await count('0')]).toEqual([1, 4]);
 
     // An objective of another pool does not count; moving one away removes it.
-    const other = nextChange(w, `${ns}/elsewhere`, 'ignored');
+    const other = nextChange(T, w, `${ns}/elsewhere`, 'ignored');
     await cluster.apply(objectiveObject('elsewhere', 7, 'other-pool'), { namespace: ns });
     await other;
-    const moved = nextChange(w, `${ns}/batch`, 'removed');
+    const moved = nextChange(T, w, `${ns}/batch`, 'removed');
     await cluster.apply(objectiveObject('batch', -5, 'other-pool'), { namespace: ns });
     await moved;
     await send({ 'x-gateway-inference-objective': 'elsewhere' });
@@ -454,7 +437,7 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
       return receivedModels().get(n);
     };
 
-    const good = nextChange(w, `${ns}/alias`, 'applied');
+    const good = nextChange(T, w, `${ns}/alias`, 'applied');
     await cluster.apply(
       rewriteObject('alias', [{ matches: exact(MODEL), targets: [{ modelRewrite: 'food-review-v1' }] }]),
       { namespace: ns },
@@ -463,7 +446,7 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
     expect(await route(MODEL)).toBe('food-review-v1');
 
     // Weights on one target of two: the API server's schema lets it through; the EPP keeps the last valid version.
-    const mixed = nextChange(w, `${ns}/alias`, 'rejected');
+    const mixed = nextChange(T, w, `${ns}/alias`, 'rejected');
     await cluster.apply(
       rewriteObject('alias', [
         {
@@ -483,7 +466,7 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
     expect(await route(MODEL)).toBe('food-review-v1');
 
     // A new object whose target names no model: ignored, requests for its model are not rewritten.
-    const empty = nextChange(w, `${ns}/nameless`, 'rejected');
+    const empty = nextChange(T, w, `${ns}/nameless`, 'rejected');
     await cluster.apply(
       rewriteObject('nameless', [{ matches: exact('food-review-v2'), targets: [{ modelRewrite: '' }] }]),
       { namespace: ns },
@@ -498,7 +481,7 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
     expect(await route('food-review-v2')).toBe('food-review-v2');
 
     // A priority beyond int32 (the CRD's schema has no bound).
-    const big = nextChange(w, `${ns}/huge`, 'rejected');
+    const big = nextChange(T, w, `${ns}/huge`, 'rejected');
     await cluster.apply(objectiveObject('huge', 2 ** 40), { namespace: ns });
     await big;
     await log.untilLine(
@@ -510,7 +493,7 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
     expect(epp!.crds!.priority('huge')).toBe(0);
 
     // Fixed: the new version applies.
-    const fixed = nextChange(w, `${ns}/alias`, 'applied');
+    const fixed = nextChange(T, w, `${ns}/alias`, 'applied');
     await cluster.apply(
       rewriteObject('alias', [
         {
