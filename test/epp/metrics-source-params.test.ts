@@ -13,7 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { selfSignedCertificate } from '../../src/common/index.js';
 import { emptyMetrics, loadEndpointPickerConfig, startEpp, type EppHandle } from '../../src/epp/index.js';
 import { ENGINES, extractEngineMetrics } from '../../src/epp/datalayer/engine-metrics.js';
-import { scrapeCadence } from '../../src/epp/datalayer/metrics-scraper.js';
+import { scrapeCadence } from '../../src/epp/datalayer/endpoint-poller.js';
 import { metricValue, metricsText, waitFor } from '../helpers.js';
 import { loadError, loopbackEppConfig, spec } from './fixtures.js';
 

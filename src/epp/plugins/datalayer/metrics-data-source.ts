@@ -2,7 +2,7 @@
  * `metrics-data-source`: scrape each endpoint's Prometheus metrics (injected by default; `dataLayer.injectDefaults:
  * false` turns scraping off). The period is `--refresh-metrics-interval` unless `interval` is set: rounded to the
  * nearest multiple of it, or, when shorter, the tick itself is lowered to it (not below 50 ms), as llm-d-router does
- * (metrics-scraper.ts `scrapeCadence`).
+ * (endpoint-poller.ts `scrapeCadence`).
  *
  * Parameters: `scheme` (http | https, default http), `path` (default /metrics), `port` (override; default the serving
  * port), `insecureSkipVerify` (default true), `caCertPath` (PEM bundle that verifies the model server's certificate;
