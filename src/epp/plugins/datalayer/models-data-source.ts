@@ -11,9 +11,13 @@
  */
 import { z } from 'zod';
 import type { Plugin } from '../../framework/types.js';
-import { goDuration } from '../../config/go-values.js';
 import { definePlugin } from '../definition.js';
-import { pem, type MetricsSourceSettings } from './metrics-data-source.js';
+import {
+  clientCertPair,
+  httpSourceObject,
+  httpSourceSettings,
+  type MetricsSourceSettings,
+} from './metrics-data-source.js';
 
 export interface ModelsDataSource extends Plugin {
   readonly modelsSource: MetricsSourceSettings;
@@ -26,40 +30,14 @@ export interface ModelsExtractor extends Plugin {
 export const modelsDataSource = definePlugin({
   kind: 'models-source',
   description: 'Polls each endpoint’s /v1/models.',
-  params: z
-    .object({
-      scheme: z.enum(['http', 'https'], { error: 'must be http or https' }).default('http'),
-      path: z.string().startsWith('/', 'must start with /').default('/v1/models'),
-      insecureSkipVerify: z.boolean().default(true),
-      caCertPath: z.string().default(''),
-      clientCertPath: z.string().default(''),
-      clientKeyPath: z.string().default(''),
-      interval: goDuration.optional(),
-    })
+  params: httpSourceObject('/v1/models')
     .strict()
-    .refine((params) => (params.clientCertPath === '') === (params.clientKeyPath === ''), {
-      error: 'clientCertPath and clientKeyPath must be set together',
-      path: ['clientCertPath'],
-    }),
-  create: (ctx, params): ModelsDataSource => {
-    if (params.caCertPath && params.insecureSkipVerify)
-      ctx.warn(
-        'parameter "caCertPath" has no effect while insecureSkipVerify is true (its default); set insecureSkipVerify: false to verify',
-      );
-    return {
-      type: ctx.type,
-      name: ctx.name,
-      modelsSource: {
-        scheme: params.scheme,
-        path: params.path,
-        insecureSkipVerify: params.insecureSkipVerify,
-        intervalMs: params.interval || undefined,
-        ca: params.caCertPath && !params.insecureSkipVerify ? pem('caCertPath', params.caCertPath) : undefined,
-        cert: params.clientCertPath ? pem('clientCertPath', params.clientCertPath) : undefined,
-        key: params.clientKeyPath ? pem('clientKeyPath', params.clientKeyPath) : undefined,
-      },
-    };
-  },
+    .refine(...clientCertPair),
+  create: (ctx, params): ModelsDataSource => ({
+    type: ctx.type,
+    name: ctx.name,
+    modelsSource: httpSourceSettings(ctx, params),
+  }),
 });
 
 export const modelsDataExtractor = definePlugin({
