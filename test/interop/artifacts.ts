@@ -24,21 +24,10 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import {
-  chmodSync,
-  cpSync,
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  readdirSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT, runProcess } from '../helpers.js';
-import { BIN_DIR, CACHE_DIR } from './toolchain.js';
+import { BIN_DIR, CACHE_DIR, makeWritable, readStamp, writeStamp } from './toolchain.js';
 
 export const SRC_DIR = path.join(CACHE_DIR, 'src');
 export const BUILDS_DIR = path.join(ROOT, 'test/interop/builds');
@@ -283,10 +272,6 @@ function goVersionLine(): string {
   return goVersionCache;
 }
 
-const stampOf = (file: string) => `${file}.stamp`;
-const readStamp = (file: string) => (existsSync(stampOf(file)) ? readFileSync(stampOf(file), 'utf8').trim() : '');
-const writeStamp = (file: string, pin: string) => writeFileSync(stampOf(file), pin + '\n');
-
 const GO_BUILD_TIMEOUT_MS = 40 * 60_000;
 
 async function go(args: string[], cwd: string, what: string, timeoutMs = GO_BUILD_TIMEOUT_MS): Promise<string> {
@@ -360,16 +345,6 @@ async function moduleDir(module: string, version: string, log: Log): Promise<{ p
   const r = await download({});
   if (!r.ok) throw new Error(`go mod download ${module}@${version} failed (exit ${r.code}): ${r.error}`);
   return { path: r.dir, cached: false };
-}
-
-/** Makes a copied module-cache tree writable (the module cache is read-only). */
-function makeWritable(dir: string): void {
-  chmodSync(dir, 0o755);
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) makeWritable(p);
-    else if (e.isFile()) chmodSync(p, statSync(p).mode | 0o200);
-  }
 }
 
 /** A source tree in .cache/interop/src/<name>, (re)made by `fill` unless its stamp matches `pin`. */

@@ -14,7 +14,7 @@
  * Where pd-router decides otherwise on purpose, the difference is asserted exactly (DIFFERENCES below) and listed in
  * the README's compatibility section.
  */
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { ROUTING_HEADERS } from '../../src/common/pd-contract.js';
 import { simConfig, startSimulator, type SimulatorHandle } from '../../src/sim/index.js';
 import { metricsText } from '../helpers.js';
@@ -22,7 +22,7 @@ import type { KubeCluster } from './control-plane.js';
 import { decisionOf, runExtProc, type Decision, type ExtProcExchange } from './extproc-driver.js';
 import { eppPoolAccess, freePortOn } from './kube-fixtures.js';
 import { UPSTREAM, UPSTREAM_RELEASES, startUpstreamEpp, upstreamFile, type UpstreamRelease } from './llm-d.js';
-import { both, describeWith, need, needSharedControlPlane, sharedCluster, type Requirement } from './need.js';
+import { both, describeWith, need, needSharedControlPlane, openSharedCluster, type Requirement } from './need.js';
 import { PeerSet, startPdRouterEpp } from './pd-router-peers.js';
 import { interopEnv } from './upstream.js';
 
@@ -40,12 +40,7 @@ const eppReq = Object.fromEntries(
 );
 
 let cluster: KubeCluster | undefined;
-beforeAll(() => {
-  if (cpReq.ok) cluster = sharedCluster();
-});
-afterAll(async () => {
-  await cluster?.close();
-});
+openSharedCluster(cpReq, (opened) => (cluster = opened));
 
 const peers = new PeerSet();
 let sims: SimulatorHandle[] = [];

@@ -4,7 +4,7 @@
  * admin, so handover times are measured from the signal to the watch event naming the new holder (no polling); the
  * replicas' readiness and ext_proc answers are then read from the replicas themselves.
  */
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { afterAll, afterEach, expect, it } from 'vitest';
 import { upstreamLeaseName } from '../../src/epp/ha/index.js';
 import { gatewayConfig, startGateway, type GatewayHandle } from '../../src/gateway/index.js';
 import type { SimulatorHandle } from '../../src/sim/index.js';
@@ -12,16 +12,11 @@ import { postJson } from '../helpers.js';
 import type { KubeCluster } from './control-plane.js';
 import { LEASE_RULES, LeaseWatch, startReplicas, untilOneLeader, type EppReplica, type Probe } from './epp-replicas.js';
 import { GAIE_EPP_RULES, freePortOn, inferencePool, startSimsOn } from './kube-fixtures.js';
-import { describeWith, needSharedControlPlane, sharedCluster } from './need.js';
+import { describeWith, needSharedControlPlane, openSharedCluster } from './need.js';
 
 const req = await needSharedControlPlane();
 let cluster: KubeCluster;
-beforeAll(() => {
-  if (req.ok) cluster = sharedCluster();
-});
-afterAll(async () => {
-  await cluster?.close();
-});
+openSharedCluster(req, (opened) => (cluster = opened));
 
 let replicas: EppReplica[] = [];
 let watch: LeaseWatch | undefined;

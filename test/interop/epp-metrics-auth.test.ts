@@ -4,25 +4,17 @@
  * EPP runs in-process; its ServiceAccount gets the ClusterRole GAIE's chart gives its EPP (tokenreviews and
  * subjectaccessreviews create, /metrics get), names made unique per namespace since ClusterRoles are cluster-wide.
  */
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { EventEmitter } from 'node:events';
-import { Writable } from 'node:stream';
-import pino from 'pino';
+import { afterEach, expect, it } from 'vitest';
 import { eppConfig, startEpp, type EppHandle } from '../../src/epp/index.js';
 import { endpointsFile, endpointsYaml, spec } from '../epp/fixtures.js';
 import type { KubeCluster } from './control-plane.js';
 import { NO_SCRAPE } from './epp-replicas.js';
-import { GAIE_EPP_RULES, inferencePool, until } from './kube-fixtures.js';
-import { describeWith, needSharedControlPlane, sharedCluster } from './need.js';
+import { GAIE_EPP_RULES, inferencePool, capturedLogger } from './kube-fixtures.js';
+import { describeWith, needSharedControlPlane, openSharedCluster } from './need.js';
 
 const req = await needSharedControlPlane();
 let cluster: KubeCluster;
-beforeAll(() => {
-  if (req.ok) cluster = sharedCluster();
-});
-afterAll(async () => {
-  await cluster?.close();
-});
+openSharedCluster(req, (opened) => (cluster = opened));
 
 let epp: EppHandle | undefined;
 afterEach(async () => {
@@ -97,33 +89,6 @@ async function tokenReviews(): Promise<number> {
   return n;
 }
 
-function capturedLogger() {
-  const lines: string[] = [];
-  const events = new EventEmitter();
-  const stream = new Writable({
-    write(chunk, _enc, cb) {
-      for (const l of chunk.toString().split('\n').filter(Boolean)) {
-        lines.push(l);
-        events.emit('line', l);
-      }
-      cb();
-    },
-  });
-  return {
-    logger: pino({ level: 'info' }, stream),
-    lines,
-    untilLine: (re: RegExp, what: string) =>
-      until(
-        events,
-        'line',
-        () => lines.some((line) => re.test(line)),
-        T,
-        what,
-        () => lines.slice(-5).join('\n'),
-      ),
-  };
-}
-
 const untilReady = (what: string) =>
   new Promise<void>((resolve, reject) => {
     const deadline = Date.now() + T;
@@ -184,7 +149,7 @@ describeWith(req, '/metrics auth (TokenReview + SubjectAccessReview, real kube-a
 
   it('missing RBAC for tokenreviews: a log naming it, /metrics 500, readiness unaffected (as upstream); 200 once the ClusterRole is bound, no restart', async () => {
     const { ns, kubeconfig, scraper } = await setUp('metrics-auth-rbac');
-    const log = capturedLogger();
+    const log = capturedLogger(T);
     epp = await startEpp(eppConfig({ ...base, poolName: 'pool', poolNamespace: ns, kubeconfig }), {
       logger: log.logger,
     });

@@ -7,23 +7,18 @@
  * the blocker. With one request in flight at a time the simulator's request log is the dispatch order. Every step
  * synchronises on an event (the watcher's change event, the gauge, the simulator's count), never on time.
  */
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { eppConfig, startEpp, type EppHandle } from '../../src/epp/index.js';
 import { gatewayConfig, startGateway, type GatewayHandle } from '../../src/gateway/index.js';
 import type { SimulatorHandle } from '../../src/sim/index.js';
 import { waitFor } from '../helpers.js';
 import type { KubeCluster } from './control-plane.js';
 import { GAIE_EPP_RULES, freePortOn, inferencePool, nextChange, startSimsOn, until } from './kube-fixtures.js';
-import { describeWith, needSharedControlPlane, sharedCluster } from './need.js';
+import { describeWith, needSharedControlPlane, openSharedCluster } from './need.js';
 
 const req = await needSharedControlPlane();
 let cluster: KubeCluster;
-beforeAll(() => {
-  if (req.ok) cluster = sharedCluster();
-});
-afterAll(async () => {
-  await cluster?.close();
-});
+openSharedCluster(req, (opened) => (cluster = opened));
 
 let epp: EppHandle | undefined;
 let gateway: GatewayHandle | undefined;

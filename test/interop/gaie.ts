@@ -1,20 +1,12 @@
 /** Gateway API Inference Extension's inferencepool Helm chart, rendered with the pinned helm (artifacts.ts). */
-import { chmodSync, cpSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
 import { runProcess } from '../helpers.js';
+import { makeWritable } from './toolchain.js';
 
 type Obj = Record<string, any>;
-
-function makeWritable(dir: string): void {
-  chmodSync(dir, 0o755);
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) makeWritable(p);
-    else chmodSync(p, statSync(p).mode | 0o200);
-  }
-}
 
 export interface ChartValues {
   release: string;

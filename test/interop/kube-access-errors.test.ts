@@ -6,22 +6,17 @@
  * growing backoff, without a stack trace; and become ready once the Role is bound, without a restart.
  */
 import { spawn } from 'node:child_process';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { simConfig, startSimulator, type SimulatorHandle } from '../../src/sim/index.js';
 import { componentBinary, freePortRange, getJson } from '../helpers.js';
 import { ManagedProcess, type KubeCluster } from './control-plane.js';
 import { GAIE_EPP_RULES, inferencePool } from './kube-fixtures.js';
-import { describeWith, needSharedControlPlane, sharedCluster } from './need.js';
+import { describeWith, needSharedControlPlane, openSharedCluster } from './need.js';
 import { grpcHealth } from './probes.js';
 
 const req = await needSharedControlPlane();
 let cluster: KubeCluster;
-beforeAll(() => {
-  if (req.ok) cluster = sharedCluster();
-});
-afterAll(async () => {
-  await cluster?.close();
-});
+openSharedCluster(req, (opened) => (cluster = opened));
 
 let procs: ManagedProcess[] = [];
 let sims: SimulatorHandle[] = [];

@@ -3,30 +3,31 @@
  * sidecar use, and the EPP's discovery, readiness and routing as pods change. Each test works in its own namespace
  * with a ServiceAccount whose RBAC is exactly what the test says, and writes pod status as a kubelet would.
  */
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
-import { Writable } from 'node:stream';
-import { EventEmitter } from 'node:events';
-import pino from 'pino';
-import { PoolWatcher, loadKubeConfig, type PodEndpoint } from '../../src/common/kubernetes/pool-watcher.js';
 import { silentLogger } from '../../src/common/index.js';
+import { PoolWatcher, loadKubeConfig, type PodEndpoint } from '../../src/common/kubernetes/pool-watcher.js';
 import { EXT_PROC_SERVICE_NAME } from '../../src/common/envoy/ext-proc.js';
 import { eppConfig, healthClientConstructor, startEpp, type EppHandle } from '../../src/epp/index.js';
 import { gatewayConfig, startGateway, type GatewayHandle } from '../../src/gateway/index.js';
 import type { SimulatorHandle } from '../../src/sim/index.js';
 import { postJson } from '../helpers.js';
 import type { KubeCluster } from './control-plane.js';
-import { GAIE_EPP_RULES, freePortOn, inferencePool, startSimsOn, until } from './kube-fixtures.js';
-import { describeWith, needSharedControlPlane, sharedCluster } from './need.js';
+import {
+  GAIE_EPP_RULES,
+  endpointIds,
+  untilEndpointIds,
+  freePortOn,
+  inferencePool,
+  startSimsOn,
+  until,
+  capturedLogger,
+} from './kube-fixtures.js';
+import { describeWith, needSharedControlPlane, openSharedCluster } from './need.js';
 
 const req = await needSharedControlPlane();
 let cluster: KubeCluster;
-beforeAll(() => {
-  if (req.ok) cluster = sharedCluster();
-});
-afterAll(async () => {
-  await cluster?.close();
-});
+openSharedCluster(req, (opened) => (cluster = opened));
 
 let watcher: PoolWatcher | undefined;
 let epp: EppHandle | undefined;
@@ -198,51 +199,8 @@ const base = {
   configText: NO_SCRAPE,
   metricsEndpointAuth: false,
 }; // metrics auth: epp-metrics-auth.test.ts
-const ids = (eppHandle: EppHandle) =>
-  eppHandle.store
-    .all()
-    .map((endpoint) => `${endpoint.id}@${endpoint.hostPort}[${endpoint.labels['llm-d.ai/role'] ?? ''}]`)
-    .sort();
-const untilIds = (expected: string[], what: string) =>
-  until(
-    epp!.store,
-    'changed',
-    () => ids(epp!).join() === [...expected].sort().join(),
-    T,
-    what,
-    () => ids(epp!).join(),
-  );
-
-/** A pino logger whose lines tests can wait for. */
-function capturedLogger(): {
-  logger: pino.Logger;
-  lines: string[];
-  events: EventEmitter;
-  untilLine: (re: RegExp, what: string) => Promise<void>;
-} {
-  const lines: string[] = [];
-  const events = new EventEmitter();
-  const stream = new Writable({
-    write(chunk, _enc, cb) {
-      for (const l of chunk.toString().split('\n').filter(Boolean)) {
-        lines.push(l);
-        events.emit('line', l);
-      }
-      cb();
-    },
-  });
-  const logger = pino({ level: 'info' }, stream);
-  const untilLine = (re: RegExp, what: string) =>
-    until(
-      events,
-      'line',
-      () => lines.some((line) => re.test(line)),
-      T,
-      what,
-      () => lines.slice(-5).join('\n'),
-    );
-  return { logger, lines, events, untilLine };
-}
+const ids = (eppHandle: EppHandle) => endpointIds(eppHandle, true);
+const untilIds = (expected: string[], what: string) => untilEndpointIds(epp!, expected, what, T, true);
 
 describeWith(req, 'EPP discovery against kube-apiserver', () => {
   it('InferencePool: Ready pods matching the selector, one endpoint per target port; pods come and go', async () => {
@@ -310,7 +268,7 @@ describeWith(req, 'EPP discovery against kube-apiserver', () => {
     ]);
     await cluster.apply(inferencePool('pool', { app: 'vllm' }, [8000]), { namespace: ns });
     await cluster.createPod(ns, 'd0', { labels: { app: 'vllm' }, ip: '10.4.0.1' });
-    const log = capturedLogger();
+    const log = capturedLogger(T);
     epp = await startEpp(eppConfig({ ...base, poolName: 'pool', poolNamespace: ns, kubeconfig }), {
       logger: log.logger,
     });

@@ -1,8 +1,11 @@
 /** Kubernetes objects and local "pods" for the interop tests that run against the real API server. */
-import type { EventEmitter } from 'node:events';
+import { EventEmitter } from 'node:events';
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import net from 'node:net';
 import type * as k8s from '@kubernetes/client-node';
 import type { KubeCluster } from './control-plane.js';
+import type { EppHandle } from '../../src/epp/index.js';
 import type { CrdChange, InferenceCrdWatcher } from '../../src/epp/datalayer/inference-crds.js';
 import { simConfig, startSimulator, type SimConfig, type SimulatorHandle } from '../../src/sim/index.js';
 
@@ -151,4 +154,63 @@ export function nextChange(
     }, timeoutMs);
     watcher.on('change', on);
   });
+}
+
+/** A pino logger (level info) whose lines a test can read and wait for, each wait failing after `timeoutMs`. */
+export function capturedLogger(timeoutMs: number): {
+  logger: pino.Logger;
+  lines: string[];
+  untilLine: (re: RegExp, what: string) => Promise<void>;
+} {
+  const lines: string[] = [];
+  const events = new EventEmitter();
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split('\n').filter(Boolean)) {
+        lines.push(line);
+        events.emit('line', line);
+      }
+      done();
+    },
+  });
+  const untilLine = (re: RegExp, what: string) =>
+    until(
+      events,
+      'line',
+      () => lines.some((line) => re.test(line)),
+      timeoutMs,
+      what,
+      () => lines.slice(-5).join('\n'),
+    );
+  return { logger: pino({ level: 'info' }, stream), lines, untilLine };
+}
+
+/** The EPP's endpoints as sorted `<id>@<host:port>`, each followed by `[<llm-d.ai/role>]` when `withRole`. */
+export function endpointIds(epp: EppHandle, withRole = false): string[] {
+  return epp.store
+    .all()
+    .map(
+      (endpoint) =>
+        `${endpoint.id}@${endpoint.hostPort}` + (withRole ? `[${endpoint.labels['llm-d.ai/role'] ?? ''}]` : ''),
+    )
+    .sort();
+}
+
+/** Resolves once the EPP's endpoints (endpointIds) are exactly `expected`, checked on each store change. */
+export function untilEndpointIds(
+  epp: EppHandle,
+  expected: string[],
+  what: string,
+  timeoutMs: number,
+  withRole = false,
+): Promise<void> {
+  const want = [...expected].sort().join();
+  return until(
+    epp.store,
+    'changed',
+    () => endpointIds(epp, withRole).join() === want,
+    timeoutMs,
+    what,
+    () => endpointIds(epp, withRole).join(),
+  );
 }

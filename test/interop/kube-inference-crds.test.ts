@@ -5,10 +5,9 @@
  * the watcher's own event for the object it wrote, then asserts on the requests issued after that event.
  */
 import { EventEmitter } from 'node:events';
-import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { Rng } from '../../src/common/index.js';
 import { eppConfig, healthClientConstructor, startEpp, type EppHandle } from '../../src/epp/index.js';
 import { gatewayConfig, startGateway, type GatewayHandle } from '../../src/gateway/index.js';
@@ -16,17 +15,20 @@ import type { SimulatorHandle } from '../../src/sim/index.js';
 import { metricValue, metricsText, postJson } from '../helpers.js';
 import type { KubeCluster } from './control-plane.js';
 import type { CrdChange } from '../../src/epp/datalayer/inference-crds.js';
-import { GAIE_EPP_RULES, freePortOn, inferencePool, nextChange, startSimsOn, until } from './kube-fixtures.js';
-import { describeWith, needSharedControlPlane, sharedCluster } from './need.js';
+import {
+  GAIE_EPP_RULES,
+  freePortOn,
+  inferencePool,
+  nextChange,
+  startSimsOn,
+  until,
+  capturedLogger,
+} from './kube-fixtures.js';
+import { describeWith, needSharedControlPlane, openSharedCluster } from './need.js';
 
 const req = await needSharedControlPlane();
 let cluster: KubeCluster;
-beforeAll(() => {
-  if (req.ok) cluster = sharedCluster();
-});
-afterAll(async () => {
-  await cluster?.close();
-});
+openSharedCluster(req, (opened) => (cluster = opened));
 
 let epp: EppHandle | undefined;
 let gateway: GatewayHandle | undefined;
@@ -71,31 +73,6 @@ const objectiveObject = (name: string, priority: number | undefined, pool = 'poo
 });
 const inNamespace = (obj: Obj, namespace: string): Obj => ({ ...obj, metadata: { ...obj.metadata, namespace } });
 const exact = (model: string) => [{ model: { value: model } }];
-
-/** A pino logger whose lines tests can wait for. */
-function capturedLogger() {
-  const lines: string[] = [];
-  const events = new EventEmitter();
-  const stream = new Writable({
-    write(chunk, _enc, cb) {
-      for (const l of chunk.toString().split('\n').filter(Boolean)) {
-        lines.push(l);
-        events.emit('line', l);
-      }
-      cb();
-    },
-  });
-  const untilLine = (re: RegExp, what: string) =>
-    until(
-      events,
-      'line',
-      () => lines.some((line) => re.test(line)),
-      T,
-      what,
-      () => lines.slice(-5).join('\n'),
-    );
-  return { logger: pino({ level: 'info' }, stream), lines, untilLine };
-}
 
 /**
  * Requests for `model` through the gateway, `concurrency` at a time, until stopped. Request n carries the prompt
@@ -421,7 +398,7 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
 
   it('malformed objects (bad weights, no target model, priority beyond int32) are logged by name and skipped; the last valid state keeps serving', async () => {
     const { ns, kubeconfig } = await poolWithSims('crd-malformed', GAIE_EPP_RULES);
-    const log = capturedLogger();
+    const log = capturedLogger(T);
     await startStack(ns, kubeconfig, log.logger);
     const w = epp!.crds!;
     const route = async (model: string, headers: Record<string, string> = {}) => {
@@ -515,7 +492,7 @@ describeWith(req, 'InferenceModelRewrite and InferenceObjective against kube-api
 
   it('without RBAC on the CRDs: NOT_SERVING, the log names the resources; SERVING once the Role allows them, without a restart', async () => {
     const { ns, kubeconfig } = await poolWithSims('crd-rbac', POOL_RULES);
-    const log = capturedLogger();
+    const log = capturedLogger(T);
     epp = await startEpp(
       eppConfig({
         host: '127.0.0.1',

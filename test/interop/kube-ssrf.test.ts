@@ -2,21 +2,16 @@
  * The sidecar's SSRF allowlist from an InferencePool (--enable-ssrf-protection --inference-pool) against a real
  * kube-apiserver (the shared control plane), with a ServiceAccount's kubeconfig and only the RBAC the test grants.
  */
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { getJson, postJson, waitFor } from '../helpers.js';
 import { MODEL, startPd, type PdFixture } from '../sidecar/fixture.js';
 import type { KubeCluster } from './control-plane.js';
 import { inferencePool } from './kube-fixtures.js';
-import { describeWith, needSharedControlPlane, sharedCluster } from './need.js';
+import { describeWith, needSharedControlPlane, openSharedCluster } from './need.js';
 
 const req = await needSharedControlPlane();
 let cluster: KubeCluster;
-beforeAll(() => {
-  if (req.ok) cluster = sharedCluster();
-});
-afterAll(async () => {
-  await cluster?.close();
-});
+openSharedCluster(req, (opened) => (cluster = opened));
 
 let f: PdFixture | undefined;
 afterEach(async () => {

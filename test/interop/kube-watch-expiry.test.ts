@@ -5,15 +5,20 @@
  * as it does after 30-60 min in a cluster. It has Gateway API Inference Extension v1.4.0's CRDs, which also serve the
  * v1alpha2 InferencePool (inference.networking.x-k8s.io) that v1.5.0 dropped.
  */
-import { EventEmitter } from 'node:events';
-import { Writable } from 'node:stream';
-import pino from 'pino';
+import type pino from 'pino';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { eppConfig, startEpp, type EppHandle } from '../../src/epp/index.js';
 import { sidecarConfig, startSidecar, type SidecarHandle } from '../../src/sidecar/index.js';
 import { metricValue, waitFor } from '../helpers.js';
 import { startControlPlane, type ControlPlane } from './control-plane.js';
-import { GAIE_EPP_RULES, inferencePool, until } from './kube-fixtures.js';
+import {
+  GAIE_EPP_RULES,
+  inferencePool,
+  until,
+  capturedLogger,
+  endpointIds,
+  untilEndpointIds,
+} from './kube-fixtures.js';
 import { describeWith, need } from './need.js';
 
 const req = await need('etcd', 'kube-apiserver', 'gaie-v1.4.0');
@@ -45,21 +50,8 @@ const base = {
   configText: CONFIG,
   metricsEndpointAuth: false,
 }; // metrics auth: epp-metrics-auth.test.ts
-const ids = (eppHandle: EppHandle) =>
-  eppHandle.store
-    .all()
-    .map((endpoint) => `${endpoint.id}@${endpoint.hostPort}`)
-    .sort()
-    .join();
-const untilIds = (expected: string[], what: string) =>
-  until(
-    epp!.store,
-    'changed',
-    () => ids(epp!) === [...expected].sort().join(),
-    T,
-    what,
-    () => ids(epp!),
-  );
+const ids = (eppHandle: EppHandle) => endpointIds(eppHandle).join();
+const untilIds = (expected: string[], what: string) => untilEndpointIds(epp!, expected, what, T);
 
 /** Sum of an API server counter over every label set matching `labels` (e.g. LIST requests for pods). */
 async function requestCount(verb: string, resource: string): Promise<number> {
@@ -130,33 +122,6 @@ async function startBoth(
   expect(sidecar.guard.allowed('10.5.0.1', 8000) && sidecar.guard.allowed('10.5.0.2', 8000)).toBe(true);
 }
 
-/** A pino logger whose lines a test can wait for. */
-function capturedLogger(): { logger: pino.Logger; untilLine: (re: RegExp, what: string) => Promise<void> } {
-  const lines: string[] = [];
-  const events = new EventEmitter();
-  const stream = new Writable({
-    write(chunk, _enc, cb) {
-      for (const l of chunk.toString().split('\n').filter(Boolean)) {
-        lines.push(l);
-        events.emit('line', l);
-      }
-      cb();
-    },
-  });
-  return {
-    logger: pino({ level: 'info' }, stream),
-    untilLine: (re, what) =>
-      until(
-        events,
-        'line',
-        () => lines.some((line) => re.test(line)),
-        T,
-        what,
-        () => lines.slice(-5).join('\n'),
-      ),
-  };
-}
-
 describeWith(req, 'watches against kube-apiserver: timed out, expired (410 Gone), broken by a restart', () => {
   it('a watch the server ends is resumed: changes keep arriving', async () => {
     const { ns, eppKubeconfig, sidecarKubeconfig } = await pool('expiry-resume');
@@ -212,7 +177,7 @@ describeWith(req, 'watches against kube-apiserver: timed out, expired (410 Gone)
 
   it('an API server restart is survived: endpoints stay while it is down, changes made meanwhile arrive once it is back', async () => {
     const { ns, eppKubeconfig, sidecarKubeconfig } = await pool('expiry-restart');
-    const log = capturedLogger();
+    const log = capturedLogger(T);
     await startBoth(ns, eppKubeconfig, sidecarKubeconfig, { logger: log.logger });
     const removed: string[] = [];
     epp!.store.on('removed', (endpoint) => removed.push(endpoint.id));

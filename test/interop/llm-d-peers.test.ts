@@ -7,7 +7,7 @@
  * - the upstream P/D sidecars in front of a pd-router simulator.
  * Requests go through pd-router's gateway (the Envoy stand-in).
  */
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { gatewayConfig, startGateway, type GatewayHandle } from '../../src/gateway/index.js';
 import { simConfig, startSimulator, type SimulatorHandle } from '../../src/sim/index.js';
 import { metricsText, metricValue, postJson, startCli, waitFor } from '../helpers.js';
@@ -22,7 +22,7 @@ import {
   upstreamFile,
   type UpstreamPeer,
 } from './llm-d.js';
-import { both, describeWith, need, needSharedControlPlane, pathOf, sharedCluster } from './need.js';
+import { both, describeWith, need, needSharedControlPlane, pathOf, openSharedCluster } from './need.js';
 
 const cpReq = await needSharedControlPlane();
 const chartReq = both(cpReq, await need('helm', 'gaie-v1.5.0'));
@@ -38,12 +38,7 @@ const sidecarReq = Object.fromEntries(
 );
 
 let cluster: KubeCluster | undefined;
-beforeAll(() => {
-  if (cpReq.ok) cluster = sharedCluster();
-});
-afterAll(async () => {
-  await cluster?.close();
-});
+openSharedCluster(cpReq, (opened) => (cluster = opened));
 
 let sims: SimulatorHandle[] = [];
 let gateway: GatewayHandle | undefined;

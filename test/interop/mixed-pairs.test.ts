@@ -13,14 +13,14 @@
  *   namespace). pd-router's EPP therefore discovers these two endpoints from a file (llm-d's file-discovery format),
  *   each with its own port, instead of from an InferencePool, whose pods share the target port.
  */
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import { afterEach, expect, it } from 'vitest';
 import { gatewayConfig, startGateway, type GatewayHandle } from '../../src/gateway/index.js';
 import { simConfig, startSimulator, type SimulatorHandle } from '../../src/sim/index.js';
 import { postJson, sseJson } from '../helpers.js';
 import type { KubeCluster } from './control-plane.js';
 import { eppPoolAccess, freePortOn } from './kube-fixtures.js';
 import { UPSTREAM, UPSTREAM_RELEASES, startUpstreamEpp, startUpstreamSidecar, upstreamFile } from './llm-d.js';
-import { both, describeWith, need, needSharedControlPlane, sharedCluster } from './need.js';
+import { both, describeWith, need, needSharedControlPlane, openSharedCluster } from './need.js';
 import { PeerSet, startPdRouterEpp, startPdRouterSidecar, writeEndpointsFile } from './pd-router-peers.js';
 
 const cpReq = await needSharedControlPlane();
@@ -38,12 +38,7 @@ const sidecarReq = Object.fromEntries(
 );
 
 let cluster: KubeCluster | undefined;
-beforeAll(() => {
-  if (cpReq.ok) cluster = sharedCluster();
-});
-afterAll(async () => {
-  await cluster?.close();
-});
+openSharedCluster(cpReq, (opened) => (cluster = opened));
 
 const peers = new PeerSet();
 let sims: SimulatorHandle[] = [];

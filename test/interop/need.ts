@@ -5,7 +5,7 @@
  * skipped with the reason in their name; the rest of the suite runs. Without Go every interop test is skipped.
  */
 import { setMetricsBearerToken } from '../helpers.js';
-import { describe, inject } from 'vitest';
+import { afterAll, beforeAll, describe, inject } from 'vitest';
 import { artifact, describeArtifact, ArtifactError, type Artifact, type ArtifactName } from './artifacts.js';
 import { KubeCluster } from './control-plane.js';
 import './provided.js';
@@ -89,4 +89,18 @@ export function sharedCluster(): KubeCluster {
   // EPPs started against this API server authenticate /metrics (as upstream's): the tests read them as its admin.
   setMetricsBearerToken(shared.info.adminToken);
   return new KubeCluster(shared.info);
+}
+
+/**
+ * Opens a client of the shared control plane before a file's tests, when `req` is met, hands it to `set`, and closes
+ * it after them.
+ */
+export function openSharedCluster(req: Requirement, set: (cluster: KubeCluster) => void): void {
+  let opened: KubeCluster | undefined;
+  beforeAll(() => {
+    if (req.ok) set((opened = sharedCluster()));
+  });
+  afterAll(async () => {
+    await opened?.close();
+  });
 }

@@ -6,7 +6,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT, runProcess, type RunResult } from '../helpers.js';
 
@@ -70,8 +70,23 @@ function runGo(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; ti
 /** Deadline of one `go install` / `go build` here: minutes on an idle machine, far more on a shared, loaded one. */
 const GO_INSTALL_TIMEOUT_MS = 30 * 60_000;
 
+/** A cached build's stamp file: the pin (version, commit or digest) it was built from, beside it. */
 const stampOf = (file: string) => `${file}.stamp`;
-const readStamp = (file: string) => (existsSync(stampOf(file)) ? readFileSync(stampOf(file), 'utf8').trim() : '');
+/** The pin `file` was built from, or '' when it has no stamp. */
+export const readStamp = (file: string) =>
+  existsSync(stampOf(file)) ? readFileSync(stampOf(file), 'utf8').trim() : '';
+/** Records that `file` was built from `pin`. */
+export const writeStamp = (file: string, pin: string) => writeFileSync(stampOf(file), pin + '\n');
+
+/** Makes a copied module-cache tree writable (the module cache is read-only). */
+export function makeWritable(dir: string): void {
+  chmodSync(dir, 0o755);
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const child = path.join(dir, entry.name);
+    if (entry.isDirectory()) makeWritable(child);
+    else if (entry.isFile()) chmodSync(child, statSync(child).mode | 0o200);
+  }
+}
 
 /**
  * `go install <sim>@<version>` into .cache/interop/bin (GOBIN), CGO off (v0.10.2 is pure Go: go-zeromq and
@@ -117,7 +132,7 @@ export async function installSim(
   }
   if (r.code !== 0 || !existsSync(binary))
     throw new Error(`go install ${target} failed (exit ${r.code}):\n${r.output.slice(-6000)}`);
-  writeFileSync(stampOf(binary), pin + '\n');
+  writeStamp(binary, pin);
   return {
     simBinary: binary,
     simCached: false,
@@ -149,7 +164,7 @@ export async function buildExtProcClient(
   });
   if (r.code !== 0 || !existsSync(binary))
     throw new Error(`go build of test/interop/extproc-client failed (exit ${r.code}):\n${r.output.slice(-6000)}`);
-  writeFileSync(stampOf(binary), digest + '\n');
+  writeStamp(binary, digest);
   return { extProcClient: binary, extProcClientCached: false, goControlPlane };
 }
 
@@ -178,7 +193,7 @@ export async function buildUpstreamMetrics(
   });
   if (r.code !== 0 || !existsSync(binary))
     throw new Error(`go build of test/interop/upstream-metrics failed (exit ${r.code}):\n${r.output.slice(-6000)}`);
-  writeFileSync(stampOf(binary), digest + '\n');
+  writeStamp(binary, digest);
   return { upstreamMetrics: binary, upstreamMetricsCached: false };
 }
 

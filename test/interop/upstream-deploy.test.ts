@@ -39,7 +39,7 @@ import {
   untilEppSees,
 } from './manifest-stack.js';
 import { runProbe } from './probes.js';
-import { both, describeWith, need, needSharedControlPlane, pathOf, sharedCluster } from './need.js';
+import { both, describeWith, need, needSharedControlPlane, pathOf, openSharedCluster } from './need.js';
 import { PD_ROUTER_IMAGES, renderRouterPd, renderV071PdEnvironment, type Rendered } from './upstream-deploy.js';
 
 type Obj = Record<string, any>;
@@ -56,12 +56,7 @@ const UDS_TOKENIZER =
   "llm-d's UDS tokenizer (ghcr.io/llm-d/llm-d-uds-tokenizer), used only by upstream's tokenizer plugins; pd-router's EPP tokenizes in process and runs none of them";
 
 let cluster: KubeCluster | undefined;
-beforeAll(() => {
-  if (cpReq.ok) cluster = sharedCluster();
-});
-afterAll(async () => {
-  await cluster?.close();
-});
+openSharedCluster(cpReq, (opened) => (cluster = opened));
 
 /** GAIE's inferencepool chart in front of the stack's pool pods: `release` with default values, or with `pdConfig` as its config. */
 async function chart(
