@@ -16,9 +16,9 @@ import { healthClientConstructor } from '../../src/epp/index.js';
 import { freePortRange } from '../../test/helpers.js';
 import { KubeCluster, startControlPlane, type ClusterInfo } from '../../test/interop/control-plane.js';
 import { GAIE_EPP_RULES, freePortOn, inferencePool } from '../../test/interop/kube-fixtures.js';
-import { CLI, percentile } from '../common/processes.js';
+import { percentile } from '../common/processes.js';
 import { scrape, sumBy } from '../common/prometheus.js';
-import { modeLabel, upstreamBinary, upstreamPdConfig, type Mode } from './build.js';
+import { isOurs, modeLabel, ourArgs, ourCli, upstreamBinary, upstreamPdConfig, type Mode } from './build.js';
 import { onCleanup, startProc, type Proc } from './procs.js';
 
 const EXT_PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
@@ -139,7 +139,11 @@ export function healthCheck(port: number): Promise<string> {
 /** `inference_pool_ready_pods{name="pool"}` as the EPP serves it (all three serve GAIE's gauge), or NaN. */
 export async function readyPods(metricsPort: number): Promise<number> {
   const r = await fetch(`http://127.0.0.1:${metricsPort}/metrics`, { signal: AbortSignal.timeout(3_000) });
-  const m = /^inference_pool_ready_pods\{[^}]*name="pool"[^}]*\} (\S+)/m.exec(await r.text());
+  const text = await r.text();
+  // GAIE's gauge; a --baseline pd-router from before the GAIE metric names has only its own llm_d_epp_ready_endpoints.
+  const m =
+    /^inference_pool_ready_pods\{[^}]*name="pool"[^}]*\} (\S+)/m.exec(text) ??
+    /^llm_d_epp_ready_endpoints\{[^}]*name="pool"[^}]*\} (\S+)/m.exec(text);
   return m ? Number(m[1]) : NaN;
 }
 
@@ -220,29 +224,26 @@ async function startEppProc(mode: Mode, pool: Pool, configFile: string, opts: Ep
     // /metrics without a bearer token for all three (the bench reads it); upstream's default requires one.
     '--metrics-endpoint-auth=false',
   ];
-  const proc =
-    mode === 'pd-router'
-      ? startProc(
-          `pd-router epp (${pool.endpoints} pods)`,
-          process.execPath,
-          [
-            ...opts.nodeArgs,
-            ...(opts.profArgs?.(pool.endpoints) ?? []),
-            CLI,
-            'epp',
-            '--host=127.0.0.1',
-            ...common,
-            `--kubeconfig=${pool.kubeconfig}`,
-          ],
-          { cpus },
-        )
-      : startProc(
-          `${modeLabel(mode)} epp (${pool.endpoints} pods)`,
-          await upstreamBinary(mode, 'epp', opts.log),
-          // Tracing off (no collector here), as test/interop/llm-d.ts starts them.
-          [...common, '--tracing=false'],
-          { cpus, env: { KUBECONFIG: pool.kubeconfig, NAMESPACE: pool.namespace } },
-        );
+  const proc = isOurs(mode)
+    ? startProc(
+        `${modeLabel(mode)} epp (${pool.endpoints} pods)`,
+        process.execPath,
+        [
+          ...opts.nodeArgs,
+          ...(opts.profArgs?.(pool.endpoints) ?? []),
+          ourCli(mode),
+          'epp',
+          ...ourArgs(mode, 'epp', ['--host=127.0.0.1', ...common, `--kubeconfig=${pool.kubeconfig}`]),
+        ],
+        { cpus },
+      )
+    : startProc(
+        `${modeLabel(mode)} epp (${pool.endpoints} pods)`,
+        await upstreamBinary(mode, 'epp', opts.log),
+        // Tracing off (no collector here), as test/interop/llm-d.ts starts them.
+        [...common, '--tracing=false'],
+        { cpus, env: { KUBECONFIG: pool.kubeconfig, NAMESPACE: pool.namespace } },
+      );
   try {
     await proc.waitUntil(
       `gRPC health SERVING on port ${healthPort}`,
@@ -318,7 +319,7 @@ export async function runEppBench(opts: EppOptions): Promise<EppResult> {
   try {
     await cluster.installCrds('gaie-v1.5.0');
     const configs: Partial<Record<Mode, string>> = {};
-    for (const m of opts.modes) configs[m] = await upstreamPdConfig(m === 'pd-router' ? 'llm-d-router' : m, opts.log);
+    for (const m of opts.modes) configs[m] = await upstreamPdConfig(isOurs(m) ? 'llm-d-router' : m, opts.log);
     for (const [i, n] of opts.pools.entries()) {
       const pool = await setUpPool(cluster, i, n, opts);
       pools.push(pool);

@@ -16,7 +16,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import type { ClusterInfo } from '../../test/interop/control-plane.js';
-import { MODES, REFERENCE, UPSTREAM_PINS, loadClientBinary, type Mode } from './build.js';
+import {
+  MODES,
+  REFERENCE,
+  UPSTREAM_PINS,
+  isOurs,
+  loadClientBinary,
+  setBaseline,
+  type Mode,
+  type UpstreamMode,
+} from './build.js';
 import { runEppBench } from './epp.js';
 import { hasTaskset } from '../common/processes.js';
 import { stopAll, writeLogs } from './procs.js';
@@ -33,6 +42,11 @@ interface Option {
 
 const OPTIONS: Option[] = [
   { name: 'only', def: 'all', help: 'all, sidecar or epp' },
+  {
+    name: 'baseline',
+    def: '',
+    help: 'a built pd-router checkout (npm ci && npm run build there) that the pd-router-base mode runs, to compare two pd-router versions in one run',
+  },
   {
     name: 'modes',
     def: MODES.join(','),
@@ -212,6 +226,8 @@ async function main(): Promise<void> {
   const modes = o.modes.split(',').filter(Boolean) as Mode[];
   for (const m of modes)
     if (!MODES.includes(m)) throw new Error(`--modes: unknown mode ${m} (known: ${MODES.join(', ')})`);
+  if (o.baseline) setBaseline(path.resolve(o.baseline));
+  else if (modes.includes('pd-router-base')) throw new Error('--modes pd-router-base needs --baseline <checkout>');
   if (new Set(modes).size !== modes.length || modes.length === 0)
     throw new Error('--modes must list each mode at most once');
   const rounds = number('rounds', o.rounds, 1, 20);
@@ -274,7 +290,7 @@ async function main(): Promise<void> {
     reference: REFERENCE,
     modes,
     upstream: Object.fromEntries(
-      modes.filter((mode) => mode !== 'pd-router').map((mode) => [mode, UPSTREAM_PINS[mode]]),
+      modes.filter((mode): mode is UpstreamMode => !isOurs(mode)).map((mode) => [mode, UPSTREAM_PINS[mode]]),
     ),
     options,
   };

@@ -1,7 +1,7 @@
 /** bench/peers' results: the JSON record and the Markdown tables (a summary as in the README, then every figure). */
 import path from 'node:path';
 import { fmt, table } from '../common/processes.js';
-import { REFERENCE, UPSTREAM_PINS, modeLabel, type Mode } from './build.js';
+import { REFERENCE, UPSTREAM_PINS, isOurs, modeLabel, type Mode, type UpstreamMode } from './build.js';
 import type { EppResult } from './epp.js';
 import type { ProfileSummary } from './profile.js';
 import type { SidecarResult } from './sidecar.js';
@@ -70,7 +70,7 @@ function loadLine(load: LoadAverage): string {
 
 export function upstreamLine(modes: readonly Mode[]): string {
   return modes
-    .filter((mode): mode is Exclude<Mode, 'pd-router'> => mode !== 'pd-router')
+    .filter((mode): mode is UpstreamMode => !isOurs(mode))
     .map((mode) => `${modeLabel(mode)} (\`${UPSTREAM_PINS[mode].source}\`)`)
     .join(', ');
 }

@@ -10,7 +10,7 @@
 import net from 'node:net';
 import { freePortRange } from '../../test/helpers.js';
 import { CLI, percentile } from '../common/processes.js';
-import { modeLabel, upstreamBinary, type Mode } from './build.js';
+import { isOurs, modeLabel, ourCli, upstreamBinary, type Mode } from './build.js';
 import { closedLoop, MODEL, type LoopResult, type LoopTiming } from './closed-loop.js';
 import { startProc, type Proc } from './procs.js';
 
@@ -74,33 +74,32 @@ function accepts(port: number): Promise<boolean> {
 async function startSidecar(mode: Mode, simPort: number, opts: SidecarOptions): Promise<{ proc: Proc; url: string }> {
   const port = await freePortRange(1);
   const cpus = opts.pin ? '1' : undefined;
-  const proc =
-    mode === 'pd-router'
-      ? startProc(
-          'pd-router sidecar',
-          process.execPath,
-          // Upstream talks to the model server on localhost; so does pd-router by default.
-          [
-            ...opts.nodeArgs,
-            CLI,
-            'sidecar',
-            '--host',
-            '127.0.0.1',
-            '--port',
-            String(port),
-            '--secure-proxy=false',
-            '--model-server-port',
-            String(simPort),
-          ],
-          { cpus },
-        )
-      : startProc(
-          `${modeLabel(mode)} pd-sidecar`,
-          await upstreamBinary(mode, 'sidecar', opts.log),
-          // Upstream's sidecar has no bind-address flag: it listens on every interface; the bench talks to it over 127.0.0.1.
-          [`--port=${port}`, `--vllm-port=${simPort}`, '--kv-connector=nixlv2', '--secure-proxy=false'],
-          { cpus },
-        );
+  const proc = isOurs(mode)
+    ? startProc(
+        `${modeLabel(mode)} sidecar`,
+        process.execPath,
+        // Upstream talks to the model server on localhost; so does pd-router by default.
+        [
+          ...opts.nodeArgs,
+          ourCli(mode),
+          'sidecar',
+          '--host',
+          '127.0.0.1',
+          '--port',
+          String(port),
+          '--secure-proxy=false',
+          '--model-server-port',
+          String(simPort),
+        ],
+        { cpus },
+      )
+    : startProc(
+        `${modeLabel(mode)} pd-sidecar`,
+        await upstreamBinary(mode, 'sidecar', opts.log),
+        // Upstream's sidecar has no bind-address flag: it listens on every interface; the bench talks to it over 127.0.0.1.
+        [`--port=${port}`, `--vllm-port=${simPort}`, '--kv-connector=nixlv2', '--secure-proxy=false'],
+        { cpus },
+      );
   await proc.waitUntil(`listening on port ${port}`, () => accepts(port), 60_000);
   return { proc, url: `http://127.0.0.1:${port}` };
 }
