@@ -16,6 +16,14 @@ import { gatewayConfig, startGateway, type GatewayHandle } from '../../src/gatew
 import { simConfig, startSimulator, type SimulatorHandle } from '../../src/sim/index.js';
 import { loopbackEppConfig, seeded, spec } from '../epp/fixtures.js';
 import { ROOT, metricValue, metricsText, waitFor } from '../helpers.js';
+import {
+  arrivals as arrivalsAt,
+  block as holdPool,
+  queued as queuedIn,
+  send as sendRequest,
+  type Answer,
+  type FlowStack,
+} from '../flow-control-client.js';
 
 const PRIORITIES: Record<string, number> = { high: 10, low: -1 };
 
@@ -37,7 +45,7 @@ flowControl:
 `;
 }
 
-interface Stack {
+interface Stack extends FlowStack {
   sim: SimulatorHandle;
   epp: EppHandle;
   gateway: GatewayHandle;
@@ -77,6 +85,7 @@ async function startStack(yaml: string): Promise<Stack> {
     sim,
     epp,
     gateway,
+    gatewayUrl: gateway.url,
     metrics: () => metricsText(url),
     async close() {
       await gateway.close(1_000);
@@ -86,68 +95,14 @@ async function startStack(yaml: string): Promise<Stack> {
   };
 }
 
-interface Answer {
-  tag: string;
-  status: number;
-  reason: string | null;
-  body: string;
-}
-
 /** Bound of one request: a loaded 2-core machine may take a minute to queue and dispatch a 110-request flood one by one. */
 const REQUEST_BOUND_MS = 150_000;
 
-/** One chat request tagged `tag` (x-test-tag) for fairness id `flow` and objective `objective`; bounded. */
-async function send(stack: Stack, tag: string, flow: string, objective = '', signal?: AbortSignal): Promise<Answer> {
-  const headers: Record<string, string> = {
-    'content-type': 'application/json',
-    'x-gateway-inference-fairness-id': flow,
-    'x-test-tag': tag,
-  };
-  if (objective) headers['x-gateway-inference-objective'] = objective;
-  const res = await fetch(`${stack.gateway.url}/v1/chat/completions`, {
-    method: 'POST',
-    headers,
-    body: JSON.stringify({ model: 'sim-model', messages: [{ role: 'user', content: `hello ${tag}` }], max_tokens: 2 }),
-    signal: signal
-      ? AbortSignal.any([signal, AbortSignal.timeout(REQUEST_BOUND_MS)])
-      : AbortSignal.timeout(REQUEST_BOUND_MS),
-  });
-  return { tag, status: res.status, reason: res.headers.get('x-llm-d-request-dropped-reason'), body: await res.text() };
-}
-
-/**
- * Sends `n` blockers the simulator holds (its hang fault, on for exactly the first `n` requests that reach it);
- * resolves once all `n` are held there, so the EPP has them in flight and the pool is saturated.
- */
-async function block(stack: Stack, count: number): Promise<AbortController> {
-  let held = 0;
-  Object.defineProperty(stack.sim.engine.faults, 'hang', {
-    configurable: true,
-    get: () => ++held <= count,
-    set: () => undefined,
-  });
-  const ac = new AbortController();
-  for (let i = 0; i < count; i++) void send(stack, `blocker${i}`, 'blockers', '', ac.signal).catch(() => undefined);
-  await waitFor(() => held >= count, 30_000, `${count} blockers held at the simulator`);
-  return ac;
-}
-
-/** Requests of (fairness id, priority) in the EPP's queues, read in process (no /metrics scrape competing for the CPU). */
-async function queued(stack: Stack, flow: string, priority: string): Promise<number> {
-  const gauge = stack.epp.metrics.registry.getSingleMetric('llm_d_epp_flow_control_queue_size');
-  const values = gauge ? (await gauge.get()).values : [];
-  return (
-    values.find((metricValue) => metricValue.labels.fairness_id === flow && metricValue.labels.priority === priority)
-      ?.value ?? 0
-  );
-}
-
-/** Tags in the order the simulator received them (the order the EPP dispatched them, one at a time). */
-const arrivals = (stack: Stack) =>
-  stack.sim.engine
-    .recentRequests()
-    .map((record) => String(record.headers['x-test-tag']))
-    .filter((text) => !text.startsWith('blocker'));
+const send = (stack: Stack, tag: string, flow: string, objective = '', signal?: AbortSignal): Promise<Answer> =>
+  sendRequest(stack, { tag, flow, objective, signal }, REQUEST_BOUND_MS);
+const block = (stack: Stack, count: number) => holdPool(stack, count, 30_000);
+const queued = (stack: Stack, flow: string, priority: string) => queuedIn(stack.epp, flow, priority);
+const arrivals = (stack: Stack) => arrivalsAt(stack.sim);
 
 describe('flow control through the gateway', () => {
   it(

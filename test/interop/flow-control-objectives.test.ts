@@ -12,6 +12,14 @@ import { eppConfig, startEpp, type EppHandle } from '../../src/epp/index.js';
 import { gatewayConfig, startGateway, type GatewayHandle } from '../../src/gateway/index.js';
 import type { SimulatorHandle } from '../../src/sim/index.js';
 import { waitFor } from '../helpers.js';
+import {
+  arrivals as arrivalsAt,
+  block as holdPool,
+  queued as queuedIn,
+  send as sendRequest,
+  type Answer,
+  type FlowStack,
+} from '../flow-control-client.js';
 import type { KubeCluster } from './control-plane.js';
 import { GAIE_EPP_RULES, freePortOn, inferencePool, nextChange, startSimsOn, until } from './kube-fixtures.js';
 import { describeWith, needSharedControlPlane, openSharedCluster } from './need.js';
@@ -27,7 +35,7 @@ afterEach(async () => {
   await gateway?.close(1_000);
   await epp?.close(1_000);
   await sim?.close(1_000);
-  epp = gateway = sim = undefined;
+  epp = gateway = sim = stack = undefined;
 });
 
 const T = 30_000; // bound of each wait for the EPP to catch up with the API server
@@ -53,6 +61,35 @@ flowControl:
   defaultNegativePriorityBand: {maxRequests: ${LOW_BAND_MAX}}
 `;
 
+const FAIRNESS_CONFIG = `apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+featureGates: [flowControl]
+plugins:
+- {type: queue-scorer}
+- {type: max-score-picker}
+- {name: sat, type: concurrency-detector, parameters: {maxConcurrency: 1}}
+- {name: rr, type: round-robin-fairness-policy}
+schedulingProfiles: [{name: default, plugins: [{pluginRef: queue-scorer}, {pluginRef: max-score-picker}]}]
+dataLayer: {injectDefaults: false}
+flowControl:
+  defaultRequestTTL: 600s
+  saturationDetector: {pluginRef: sat}
+  defaultPriorityBand: {fairnessPolicyRef: rr, maxRequests: 1000}
+`;
+const TTL_CONFIG = `apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+featureGates: [flowControl]
+plugins:
+- {type: queue-scorer}
+- {type: max-score-picker}
+- {name: sat, type: concurrency-detector, parameters: {maxConcurrency: 1}}
+schedulingProfiles: [{name: default, plugins: [{pluginRef: queue-scorer}, {pluginRef: max-score-picker}]}]
+dataLayer: {injectDefaults: false}
+flowControl:
+  defaultRequestTTL: 1s
+  saturationDetector: {pluginRef: sat}
+`;
+
 type Obj = Record<string, any>;
 const objectiveObject = (name: string, priority: number, namespace: string): Obj => ({
   apiVersion: API,
@@ -61,75 +98,80 @@ const objectiveObject = (name: string, priority: number, namespace: string): Obj
   spec: { poolRef: { name: 'pool' }, priority },
 });
 
-interface Answer {
-  tag: string;
-  status: number;
-  reason: string | null;
-  body: string;
-}
+let stack: FlowStack | undefined;
+const send = (tag: string, flow: string, objective: string, signal?: AbortSignal): Promise<Answer> =>
+  sendRequest(stack!, { tag, flow, objective, signal }, REQUEST_BOUND_MS);
+const block = async (): Promise<AbortController> => holdPool(stack!, 1, T);
+const queued = (flow: string, priority: number) => queuedIn(epp!, flow, priority);
+const arrivals = (prefix: string) => arrivalsAt(sim!, prefix);
 
 /**
- * One chat request tagged `tag` (x-test-tag), fairness id `flow`, objective `objective` (none when empty); bounded.
- * Marked handled at once, so a failed wait before it is awaited does not add an unhandled rejection to the report.
+ * One pod (a step-engine simulator that could take two sequences) in an InferencePool of a fresh namespace, an EPP
+ * with `config` watching it as GAIE's ServiceAccount, the objectives `objectives` (name: priority) applied and seen by
+ * the EPP, and the gateway in front.
  */
-function send(tag: string, flow: string, objective: string, signal?: AbortSignal): Promise<Answer> {
-  const answer = request(tag, flow, objective, signal);
-  answer.catch(() => undefined);
-  return answer;
-}
-
-async function request(tag: string, flow: string, objective: string, signal?: AbortSignal): Promise<Answer> {
-  const headers: Record<string, string> = {
-    'content-type': 'application/json',
-    'x-gateway-inference-fairness-id': flow,
-    'x-test-tag': tag,
-  };
-  if (objective) headers['x-gateway-inference-objective'] = objective;
-  const res = await fetch(`${gateway!.url}/v1/chat/completions`, {
-    method: 'POST',
-    headers,
-    body: JSON.stringify({ model: 'sim-model', messages: [{ role: 'user', content: `hello ${tag}` }], max_tokens: 2 }),
-    signal: signal
-      ? AbortSignal.any([signal, AbortSignal.timeout(REQUEST_BOUND_MS)])
-      : AbortSignal.timeout(REQUEST_BOUND_MS),
+async function startStack(name: string, config: string, objectives: Record<string, number>): Promise<string> {
+  const port = await freePortOn([ADDRESS]);
+  [sim] = await startSimsOn([ADDRESS], port, {
+    engineModel: 'step',
+    maxNumSeqs: 2,
+    latencyCalculator: 'constant',
+    timeToFirstToken: 5,
+    interTokenLatency: 1,
+    recordRequests: 1000,
   });
-  return { tag, status: res.status, reason: res.headers.get('x-llm-d-request-dropped-reason'), body: await res.text() };
-}
-
-/**
- * Sends a blocker the simulator holds (its hang fault, on for exactly the next request that reaches it); resolves
- * once it is held there, so the EPP has it in flight and the pool is saturated. Aborting the controller frees it.
- */
-async function block(): Promise<AbortController> {
-  let held = 0;
-  Object.defineProperty(sim!.engine.faults, 'hang', {
-    configurable: true,
-    get: () => ++held <= 1,
-    set: () => undefined,
-  });
-  const ac = new AbortController();
-  void send('blocker', 'blockers', '', ac.signal).catch(() => undefined);
-  await waitFor(() => held >= 1, T, 'the blocker held at the simulator');
-  return ac;
-}
-
-/** Requests of (fairness id, priority) in the EPP's queues, read in process. */
-async function queued(flow: string, priority: number): Promise<number> {
-  const gauge = epp!.metrics.registry.getSingleMetric('llm_d_epp_flow_control_queue_size');
-  const values = gauge ? (await gauge.get()).values : [];
-  return (
-    values.find(
-      (metricValue) => metricValue.labels.fairness_id === flow && metricValue.labels.priority === String(priority),
-    )?.value ?? 0
+  const ns = await cluster.createNamespace(name);
+  await cluster.createServiceAccount(ns, 'epp');
+  await cluster.grant(ns, 'epp', 'epp', GAIE_EPP_RULES);
+  await cluster.apply(inferencePool('pool', { app: 'vllm' }, [port]), { namespace: ns });
+  await cluster.createPod(ns, 'pod-0', { labels: { app: 'vllm' }, ip: ADDRESS });
+  const kubeconfig = await cluster.serviceAccountKubeconfig(ns, 'epp');
+  const started = await startEpp(
+    eppConfig({
+      host: '127.0.0.1',
+      grpcPort: 0,
+      grpcHealthPort: 0,
+      metricsPort: 0,
+      secureServing: false,
+      configText: config,
+      poolName: 'pool',
+      poolNamespace: ns,
+      kubeconfig,
+      metricsEndpointAuth: false,
+    }),
   );
+  epp = started;
+  expect(started.config.flowControl.enabled).toBe(true);
+  await until(
+    started.store,
+    'changed',
+    () => started.store.size === 1,
+    T,
+    'the pod discovered',
+    () => String(started.store.size),
+  );
+  const crds = started.crds!;
+  await until(
+    crds,
+    'status',
+    () => started.ready(),
+    T,
+    'the CRDs listed',
+    () => JSON.stringify(crds.describe()),
+  );
+  gateway = await startGateway(
+    gatewayConfig({ host: '127.0.0.1', port: 0, epp: `127.0.0.1:${started.grpcPort}`, eppTls: false }),
+  );
+  stack = { gatewayUrl: gateway.url, epp: started, sim: sim };
+  const names = Object.keys(objectives);
+  const applied = names.map((objective) => nextChange(T, crds, `${ns}/${objective}`, 'applied'));
+  await cluster.apply(
+    names.map((objective) => objectiveObject(objective, objectives[objective], ns)),
+    { namespace: ns },
+  );
+  await Promise.all(applied);
+  return ns;
 }
-
-/** Tags with `prefix` in the order the simulator received them (the order the EPP dispatched them, one at a time). */
-const arrivals = (prefix: string) =>
-  sim!.engine
-    .recentRequests()
-    .map((record) => String(record.headers['x-test-tag']))
-    .filter((text) => text.startsWith(prefix));
 
 /**
  * Holds the pool, queues `lows` requests of the batch objective (fairness id "tenant-batch"), then `highs` of the
@@ -162,60 +204,9 @@ describeWith(req, 'flow control ordered by InferenceObjective priorities from ku
   it(
     'queued critical requests go before a batch flood; a priority changed in the API server reorders later requests; a deleted objective falls back to 0; the excess is shed with 429 and a reason, and shutdown sheds with 503',
     async () => {
-      const port = await freePortOn([ADDRESS]);
-      [sim] = await startSimsOn([ADDRESS], port, {
-        engineModel: 'step',
-        maxNumSeqs: 2,
-        latencyCalculator: 'constant',
-        timeToFirstToken: 5,
-        interTokenLatency: 1,
-        recordRequests: 1000,
-      });
-      const ns = await cluster.createNamespace('fc-objectives');
-      await cluster.createServiceAccount(ns, 'epp');
-      await cluster.grant(ns, 'epp', 'epp', GAIE_EPP_RULES);
-      await cluster.apply(inferencePool('pool', { app: 'vllm' }, [port]), { namespace: ns });
-      await cluster.createPod(ns, 'pod-0', { labels: { app: 'vllm' }, ip: ADDRESS });
-      const kubeconfig = await cluster.serviceAccountKubeconfig(ns, 'epp');
-      epp = await startEpp(
-        eppConfig({
-          host: '127.0.0.1',
-          grpcPort: 0,
-          grpcHealthPort: 0,
-          metricsPort: 0,
-          secureServing: false,
-          configText: CONFIG,
-          poolName: 'pool',
-          poolNamespace: ns,
-          kubeconfig,
-          metricsEndpointAuth: false,
-        }),
-      );
-      expect(epp.config.flowControl.enabled).toBe(true);
-      const e = epp;
-      await until(
-        e.store,
-        'changed',
-        () => e.store.size === 1,
-        T,
-        'the pod discovered',
-        () => String(e.store.size),
-      );
-      await until(
-        e.crds!,
-        'status',
-        () => e.ready(),
-        T,
-        'the CRDs listed',
-        () => JSON.stringify(e.crds!.describe()),
-      );
-      gateway = await startGateway(
-        gatewayConfig({ host: '127.0.0.1', port: 0, epp: `127.0.0.1:${e.grpcPort}`, eppTls: false }),
-      );
+      const ns = await startStack('fc-objectives', CONFIG, { critical: 10, batch: -1 });
+      const e = epp!;
       const w = e.crds!;
-      const applied = [nextChange(T, w, `${ns}/critical`, 'applied'), nextChange(T, w, `${ns}/batch`, 'applied')];
-      await cluster.apply([objectiveObject('critical', 10, ns), objectiveObject('batch', -1, ns)], { namespace: ns });
-      await Promise.all(applied);
 
       // 1. critical (10) before batch (-1); the batch band holds four, the other two are shed at once.
       const first = await phase('p1', { lows: 6, highs: 2 }, { batch: -1, critical: 10 });
@@ -266,5 +257,50 @@ describeWith(req, 'flow control ordered by InferenceObjective priorities from ku
       expect(arrivals('p4-')).toEqual([]);
     },
     4 * REQUEST_BOUND_MS,
+  );
+
+  it(
+    'two fairness ids flooding one objective at 10:1 are dispatched 1:1 under round-robin fairness; none is cut by the gateway',
+    async () => {
+      // The objective's priority (5) comes from the API server; its band is made from defaultPriorityBand (round robin).
+      await startStack('fc-fairness', FAIRNESS_CONFIG, { shared: 5 });
+      const blocker = await block();
+      const answers: Array<Promise<Answer>> = [];
+      for (let i = 0; i < 55; i++)
+        answers.push(i % 11 === 10 ? send(`f-b${i}`, 'b', 'shared') : send(`f-a${i}`, 'a', 'shared'));
+      await waitFor(
+        async () => (await queued('a', 5)) === 50 && (await queued('b', 5)) === 5,
+        REQUEST_BOUND_MS,
+        'the flood queued under priority 5',
+      );
+      blocker.abort();
+      const done = await Promise.all(answers);
+      expect(done.filter((answer) => answer.status !== 200).map((answer) => `${answer.tag}: ${answer.status}`)).toEqual(
+        [],
+      );
+      // While both flows were backlogged (the first 10 dispatches), round robin alternates between them.
+      const first10 = arrivals('f-').slice(0, 10);
+      expect(first10.filter((tag) => tag.startsWith('f-b'))).toHaveLength(5);
+      expect(first10.filter((tag) => tag.startsWith('f-a'))).toHaveLength(5);
+    },
+    2 * REQUEST_BOUND_MS,
+  );
+
+  it(
+    'nothing waits beyond its deadline: requests of an objective from the API server are shed at the TTL with 429 rejected-ttl-expired',
+    async () => {
+      await startStack('fc-ttl', TTL_CONFIG, { batch: -1 });
+      const blocker = await block();
+      // Each waits from its own enqueue; the blocker holds the pool, so every one reaches its TTL, whenever it arrived.
+      const waiting = [0, 1, 2].map((i) => send(`t-w${i}`, 'x', 'batch'));
+      for (const answer of await Promise.all(waiting)) {
+        expect([answer.status, answer.reason]).toEqual([429, 'rejected-ttl-expired']);
+        expect(answer.body).toBe('inference error: ResourceExhausted - request timed out in queue: waited 1000ms');
+      }
+      expect(arrivals('t-')).toEqual([]);
+      expect(await queued('x', -1)).toBe(0);
+      blocker.abort();
+    },
+    2 * REQUEST_BOUND_MS,
   );
 });
