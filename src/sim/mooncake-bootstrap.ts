@@ -28,10 +28,10 @@ export async function startMooncakeBootstrap(
     }
     queries++;
     const body: Record<string, unknown> = {};
-    ranks.forEach((r, rank) => {
+    ranks.forEach((served, rank) => {
       body[String(rank)] = {
-        engine_id: r.engine.engineId,
-        worker_addr: { '0': { '0': hostPort(r.engine.advertisedHost, r.port) } },
+        engine_id: served.engine.engineId,
+        worker_addr: { '0': { '0': hostPort(served.engine.advertisedHost, served.port) } },
       };
     });
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));

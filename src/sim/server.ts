@@ -143,8 +143,7 @@ async function handleInference(
   const prefillOnly = isPrefillLeg(kvParams);
   // An OffloadingConnector prefill is an ordinary request (its one token is computed); its decode pulls the KV blocks.
   const remotePrefill = isDecodeLeg(kvParams) || isOffloadingDecodeLeg(kvParams);
-  record.kind =
-    prefillOnly || isOffloadingPrefillLeg(kvParams) ? 'prefill' : remotePrefill ? 'decode' : 'aggregated';
+  record.kind = prefillOnly || isOffloadingPrefillLeg(kvParams) ? 'prefill' : remotePrefill ? 'decode' : 'aggregated';
   record.kvTransferParams = kvParams;
   const problem = semanticError(api, body, prefillOnly);
   if (problem) {

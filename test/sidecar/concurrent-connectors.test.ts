@@ -353,7 +353,7 @@ describe('offloading connector and P2P pulls', () => {
   });
 
   it('--enable-p2p-pull needs --kv-connector=nixlv2; the P2P port range must fit the ranks', () => {
-    const problems = (o: object) => sidecarCommand.validate!(sidecarConfig(o));
+    const problems = (overrides: object) => sidecarCommand.validate!(sidecarConfig(overrides));
     expect(problems({ kvConnector: 'sglang', enableP2pPull: true })).toContain(
       '--enable-p2p-pull requires --kv-connector=nixlv2 (got "sglang")',
     );
