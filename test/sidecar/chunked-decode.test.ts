@@ -69,7 +69,7 @@ describe('chunked decode', () => {
       completion_tokens: 10,
       total_tokens: records(f.decode)[0].promptTokens! + 10,
     });
-    expect(outputs.reduce((a, b) => a + b, 0)).toBe(10);
+    expect(outputs.reduce((sum, count) => sum + count, 0)).toBe(10);
     expect(r.body.choices).toHaveLength(1);
   });
 
@@ -81,7 +81,7 @@ describe('chunked decode', () => {
     const data = parseSse(r.text).map((frame) => frame.data);
     expect(data).toHaveLength(5);
     expect(data[4]).toBe('[DONE]');
-    const events = data.slice(0, 3).map((d) => JSON.parse(d) as Body);
+    const events = data.slice(0, 3).map((text) => JSON.parse(text) as Body);
     const texts = chunkTexts(bodies());
     events.forEach((event, i) => {
       expect(event).not.toHaveProperty('usage');
