@@ -173,7 +173,7 @@ export const sidecarOptions = {
     default: 64 * 1024 * 1024,
     min: 1024,
     description:
-      'pd-router: largest non-streamed decode answer buffered to rewrite cached_tokens; larger ones pass through unchanged (counted).',
+      'pd-router: largest non-streamed decode answer buffered to rewrite cached_tokens (larger ones pass through unchanged, counted); in chunked decode, the bound of each chunk answer and of the text gathered (502 beyond it).',
   }),
   maxIdleConnsPerHost: opt.int({
     default: 1024,
