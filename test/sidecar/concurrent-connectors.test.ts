@@ -6,7 +6,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { postJson, sseJson, waitFor } from '../helpers.js';
-import { loadOptions, type CommandDefinition, type OptionsSpec } from '../../src/common/index.js';
+import { loadOptions } from '../../src/common/index.js';
 import { sidecarCommand, sidecarConfig } from '../../src/sidecar/index.js';
 import { p2pPortFor } from '../../src/sidecar/kv-peer.js';
 import { MODEL, lastRecord, records, startPd, type PdFixture } from './fixture.js';
@@ -356,7 +356,10 @@ describe('offloading connector and P2P pulls', () => {
   it("upstream's environment defaults MOONCAKE_BOOTSTRAP_PORT and P2P_CONNECTOR_PORT set the ports; a flag beats them", () => {
     const env = { MOONCAKE_BOOTSTRAP_PORT: '9100', P2P_CONNECTOR_PORT: '7100' };
     const load = (argv: string[]) =>
-      loadOptions(sidecarCommand as unknown as CommandDefinition<OptionsSpec>, { argv, env }).values;
+      loadOptions(sidecarCommand as never, { argv, env }).values as {
+        mooncakeBootstrapPort: number;
+        p2pConnectorPort: number;
+      };
     expect([load([]).mooncakeBootstrapPort, load([]).p2pConnectorPort]).toEqual([9100, 7100]);
     const flagged = load(['--mooncake-bootstrap-port=9200', '--p2p-connector-port=7200']);
     expect([flagged.mooncakeBootstrapPort, flagged.p2pConnectorPort]).toEqual([9200, 7200]);
