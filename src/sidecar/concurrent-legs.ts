@@ -1,13 +1,13 @@
 /**
- * The concurrent connectors (mooncake, offloading): the prefill leg and the decode leg go out at once, since the decode
- * engine pulls the KV blocks from the prefill engine itself (keyed by the transfer id both bodies carry); the decode
+ * The concurrent connectors (sglang, mooncake, offloading): the prefill leg and the decode leg go out at once, since the
+ * decode engine pulls the KV blocks from the prefill engine itself (keyed by the id both bodies carry); the decode
  * answer streams to the client as soon as it comes, the prefill answer is only checked.
  *
  * Upstream (llm-d-router ebab687) fires the prefill and forgets it: a failed prefill never reaches the client, whose
  * decode waits for KV blocks that never come until the engine's own timeout. Here, as with the SGLang connector, a
- * prefill that fails (an error answer, unreachable, past --prefill-timeout) stops the decode leg and the client gets
+ * prefill that fails (an error answer, unreachable, past --prefill-timeout: a 504) stops the decode leg and the client gets
  * a 502 naming the cause (or an SSE error event once the stream started); a decode that fails, or a client that
- * leaves, stops the prefill leg. A prefill is never retried: its transfer id is single-use.
+ * leaves, stops the prefill leg. A prefill is never retried: its transfer id (an SGLang bootstrap room) is single-use.
  */
 import { Cancellation, LegStopped } from '../common/upstream-leg.js';
 import { runDecode } from './decode.js';
