@@ -116,6 +116,36 @@ export interface PrefillAnswerKvParams {
   readonly remote_request_id?: string;
 }
 
+/*
+ * The other connectors' kv_transfer_params fields (llm-d-router ebab687 pkg/sidecar/proxy/proxy.go).
+ * Mooncake: both legs share a transfer_id; the decode leg names the prefiller's bootstrap server and engine.
+ * OffloadingConnector P2P: the role is the nesting key, named for the remote party it describes.
+ */
+/** Mooncake: the id both legs of one transfer carry ("xfer-<uuid>"). */
+export const TRANSFER_ID = 'transfer_id';
+/** Mooncake decode leg: `http://<prefill host>:<bootstrap port>`. */
+export const REMOTE_BOOTSTRAP_ADDR = 'remote_bootstrap_addr';
+/** Offloading prefill leg: `{kv_request_id}`, the decoder that will pull the blocks. */
+export const REMOTE_DECODER = 'remote_decoder';
+/** Offloading decode leg: `{kv_request_id, remote_host, remote_port}`, the prefiller's P2P tier to pull from. */
+export const REMOTE_PREFILLER = 'remote_prefiller';
+/** A cached-prefix pull from a peer's P2P tier: `{kv_request_id, remote_host, remote_port}`. */
+export const REMOTE_KV_SOURCE = 'remote_kv_source';
+/** The id of one P2P transfer. */
+export const KV_REQUEST_ID = 'kv_request_id';
+
+/** Whether `kv_transfer_params` make a request an OffloadingConnector prefill leg (it stores KV for a decoder). */
+export function isOffloadingPrefillLeg(params: Readonly<Record<string, unknown>> | undefined): boolean {
+  const v = params?.[REMOTE_DECODER];
+  return typeof v === 'object' && v !== null;
+}
+
+/** Whether `kv_transfer_params` make a request an OffloadingConnector decode leg (it pulls KV from a prefiller). */
+export function isOffloadingDecodeLeg(params: Readonly<Record<string, unknown>> | undefined): boolean {
+  const v = params?.[REMOTE_PREFILLER];
+  return typeof v === 'object' && v !== null;
+}
+
 /** Whether a request's `kv_transfer_params` make it a prefill leg (prefill only, no tokens for the client). */
 export function isPrefillLeg(params: Readonly<Record<string, unknown>> | undefined): boolean {
   return params?.do_remote_decode === true;

@@ -8,7 +8,7 @@ import { relayToClient } from './client-relay.js';
 import { answerLegFailure } from './failures.js';
 import { decodeRequest } from './legs.js';
 import type { Mode, Outcome } from './metrics.js';
-import type { PdContext, RelayContext } from './pd-context.js';
+import type { DecodeContext, RelayContext } from './pd-context.js';
 
 /** How a decode answer is relayed. */
 export interface RelayStep {
@@ -27,7 +27,7 @@ export interface DecodeStep extends RelayStep {
 }
 
 /** Sends the decode leg and relays its answer to the client. */
-export async function runDecode(ctx: PdContext, step: DecodeStep): Promise<Outcome> {
+export async function runDecode(ctx: DecodeContext, step: DecodeStep): Promise<Outcome> {
   let leg: UpstreamLeg;
   try {
     leg = await UpstreamLeg.open(decodeRequest(ctx, step.body, { peerSignal: step.peerSignal }));
@@ -55,7 +55,7 @@ export async function relayDecode(ctx: RelayContext, leg: UpstreamLeg, step: Rel
 }
 
 /** The latency split of an inference request at its first byte to the client (TTFT, decode TTFB, the sidecar's share). */
-function observeFirstByte(ctx: RelayContext, mode: Mode, leg: UpstreamLeg): void {
+export function observeFirstByte(ctx: RelayContext, mode: Mode, leg: UpstreamLeg): void {
   const now = performance.now();
   const timings = ctx.timings;
   timings.decodeTtfbMs = (leg.firstByteAt || now) - leg.sentAt;

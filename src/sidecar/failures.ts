@@ -16,6 +16,10 @@
  * | the local vLLM refused the connection                        | 503    | JSON, "The decode node is not ready" |
  * | the decode leg failed otherwise                              | 502    | JSON, BadGateway                     |
  * | a decode deadline passed (first byte, idle; SGLang prefill)  | 504    | JSON                                 |
+ * | the Mooncake bootstrap query failed (unreachable, deadline, non-2xx, no engine_id) | 502 | JSON, BadGateway |
+ * | a chunked-decode request answered an error                   | its    | its own (relayed verbatim)           |
+ * | a chunked-decode answer is not JSON                          | 500    | JSON, InternalServerError            |
+ * | a chunked-decode answer exceeds --max-rewrite-body-size      | 502    | JSON, BadGateway                     |
  * | any of these once the answer has started                     | -      | an SSE error event, or a cut connection |
  * | the handler threw                                            | 500    | JSON, InternalServerError            |
  *
@@ -184,4 +188,60 @@ export function answerPrefillFailure(ctx: PdContext, failure: Exclude<PrefillOut
       ctx.logger.warn({ prefiller: ctx.target.hostPort }, failure.message);
       return 'upstream_error';
   }
+}
+
+/** Answers a Mooncake bootstrap query that failed (upstream: 502 whatever the cause). */
+export function answerBootstrapFailure(
+  ctx: PdContext,
+  failure: { message: string; timeout: boolean; detail?: string },
+): Outcome {
+  if (ctx.signal.aborted) {
+    ctx.metrics.clientAborts.inc({ stage: 'prefill' });
+    return 'aborted';
+  }
+  if (failure.timeout) ctx.metrics.timeouts.inc({ stage: 'mooncake_bootstrap' });
+  writeJsonError(ctx.res, 502, failure.message, 'BadGateway');
+  ctx.logger.warn({ prefiller: ctx.target.hostPort, detail: failure.detail }, failure.message);
+  return 'upstream_error';
+}
+
+/** Why one request of a chunked decode failed. */
+export type ChunkFailure =
+  | { kind: 'http_error'; status: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
+  | { kind: 'bad_answer'; status: 500 | 502; message: string }
+  | { kind: 'leg'; error: unknown };
+
+/**
+ * Answers a chunk of a chunked decode that failed. Before the answer started: the chunk's own error relayed verbatim
+ * (upstream), 500 for an answer that is not JSON (upstream), 502 for one beyond the buffer bound, or the leg failure's
+ * status. Once a stream has started: an SSE error event with that status, then [DONE] (upstream writes the error body
+ * raw into the stream and never ends it with [DONE]).
+ */
+export function answerChunkFailure(ctx: RelayContext, failure: ChunkFailure, streamStarted: boolean): Outcome {
+  const res = ctx.res;
+  if (failure.kind === 'leg') {
+    const outcome = answerLegFailure(ctx, failure.error, 'decode', streamStarted);
+    if (streamStarted && outcome !== 'aborted' && !res.destroyed) res.end(streamFailureEvent(failure.error));
+    return outcome;
+  }
+  const status = failure.status;
+  ctx.logger.warn(
+    { status, kind: failure.kind, message: failure.kind === 'bad_answer' ? failure.message : undefined },
+    'chunked decode: a chunk failed',
+  );
+  if (streamStarted) {
+    if (!res.destroyed) {
+      const message =
+        failure.kind === 'bad_answer'
+          ? failure.message
+          : `decode chunk failed with status ${status}: ${failure.body.toString('utf8', 0, 500)}`;
+      res.end(sseErrorEvent(status, message));
+    }
+  } else if (failure.kind === 'http_error') {
+    const headers = responseHeaders(failure.headers, true);
+    headers['content-length'] = String(failure.body.length);
+    res.writeHead(status, headers);
+    res.end(failure.body);
+  } else writeJsonError(res, status, failure.message, status === 500 ? 'InternalServerError' : 'BadGateway');
+  return status >= 500 ? 'upstream_error' : 'client_error';
 }

@@ -97,6 +97,7 @@ export async function startSidecar(config: SidecarConfig, logger: Logger = silen
       apps.push(app);
       const port = await listen(app, config.host, config.port === 0 ? 0 : config.port + rank);
       ports.push(port);
+      rankInfo.port = port;
       if (config.podIp) dpRoutes.set(hostPort(config.podIp, port), rankInfo.decoderOrigin);
     }
     let metricsPort: number | undefined;

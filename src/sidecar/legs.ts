@@ -3,7 +3,7 @@
  * policy (sent by prefill-client.ts, timed here), and the decode leg to the local vLLM with its deadlines.
  */
 import type { LegRequest } from '../common/upstream-leg.js';
-import type { PdContext } from './pd-context.js';
+import type { DecodeContext, PdContext } from './pd-context.js';
 import { sendPrefill, type PrefillOutcome, type PrefillRequest } from './prefill-client.js';
 import { forwardHeaders } from './upstream.js';
 
@@ -17,7 +17,7 @@ export function prefillOrigin(ctx: PdContext): string {
  * does not change them). Legs to another server drop the client's Host; the decode leg keeps it, as a reverse proxy
  * does.
  */
-export function legHeaders(ctx: PdContext, dropHost = true): Record<string, string | string[]> {
+export function legHeaders(ctx: DecodeContext, dropHost = true): Record<string, string | string[]> {
   let headers = ctx.forwardedHeaders;
   if (!headers) {
     headers = forwardHeaders(ctx.headers, {
@@ -80,7 +80,7 @@ export async function timedPrefill(ctx: PdContext, request: PrefillRequest): Pro
 
 /** The decode leg to the local vLLM with the configured deadlines. */
 export function decodeRequest(
-  ctx: PdContext,
+  ctx: DecodeContext,
   body: LegRequest['body'],
   overrides: Partial<LegRequest> = {},
 ): LegRequest {

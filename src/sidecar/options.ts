@@ -17,7 +17,7 @@ import {
 import { sidecarUpstream } from './upstream-flags.js';
 
 export const TLS_STAGES = ['prefiller', 'decoder', 'encoder'] as const;
-export const CONNECTORS = ['nixlv2', 'sglang', 'shared-storage'] as const;
+export const CONNECTORS = ['nixlv2', 'sglang', 'shared-storage', 'mooncake', 'offloading'] as const;
 export const FAILURE_POLICIES = ['fail', 'retry', 'local'] as const;
 
 /** The sidecar's flag table. */
@@ -43,7 +43,8 @@ export const sidecarOptions = {
   }),
   kvConnector: opt.oneOf(CONNECTORS, {
     default: 'nixlv2',
-    description: 'P/D protocol: nixlv2 (kv_transfer_params), sglang (bootstrap room), shared-storage.',
+    description:
+      'P/D protocol: nixlv2 (kv_transfer_params), sglang (bootstrap room), shared-storage, mooncake (bootstrap server, concurrent legs), offloading (OffloadingConnector P2P, concurrent legs).',
   }),
   dataParallelSize: opt.int({
     default: 1,
@@ -172,7 +173,7 @@ export const sidecarOptions = {
     default: 64 * 1024 * 1024,
     min: 1024,
     description:
-      'pd-router: largest non-streamed decode answer buffered to rewrite cached_tokens; larger ones pass through unchanged (counted).',
+      'pd-router: largest non-streamed decode answer buffered to rewrite cached_tokens (larger ones pass through unchanged, counted); in chunked decode, the bound of each chunk answer and of the text gathered (502 beyond it).',
   }),
   maxIdleConnsPerHost: opt.int({
     default: 1024,
@@ -185,6 +186,45 @@ export const sidecarOptions = {
     max: 65535,
     env: ['SGLANG_BOOTSTRAP_PORT'],
     description: 'SGLang bootstrap port sent as bootstrap_port.',
+  }),
+  mooncakeBootstrapPort: opt.int({
+    default: 8998,
+    min: 1,
+    max: 65535,
+    env: ['MOONCAKE_BOOTSTRAP_PORT'],
+    description:
+      "Port of the Mooncake bootstrap server on prefill pods, queried (GET /query) for the prefiller's engine ids (--kv-connector=mooncake).",
+  }),
+  mooncakeBootstrapTimeout: opt.duration({
+    default: 5_000,
+    min: 1,
+    description:
+      'pd-router: deadline of the Mooncake bootstrap query (upstream: a fixed 5s); 502 beyond it. Answers are cached per prefiller.',
+  }),
+  p2pConnectorPort: opt.int({
+    default: 7777,
+    min: 1,
+    max: 65535,
+    env: ['P2P_CONNECTOR_PORT'],
+    description:
+      "The OffloadingConnector P2P tier's port on a KV peer, sent as remote_port (--kv-connector=offloading or --enable-p2p-pull); with --data-parallel-size > 1 rank r uses port+r.",
+  }),
+  enableP2pPull: opt.bool({
+    default: false,
+    description:
+      'With --kv-connector=nixlv2: the engines run MultiConnector(NixlConnector + OffloadingConnector), so x-kv-cache-source-host-port adds a remote_kv_source pull (offloading has it without this flag).',
+  }),
+  decodeChunkSize: opt.int({
+    default: 0,
+    min: 0,
+    description:
+      'Chunked decode (chat completions through nixlv2 and local decode): the decode runs as requests of at most this many tokens, stitched into one answer (0: off).',
+  }),
+  maxDecodeChunks: opt.int({
+    default: 256,
+    min: 1,
+    description:
+      'pd-router: most decode requests one chunked decode sends; beyond it the answer ends with finish_reason "length".',
   }),
   podIp: opt.string({
     default: '',
@@ -236,6 +276,12 @@ GET /health answers locally; GET /ready checks the local vLLM; GET /sidecar/metr
         `--model-server-port ${optionValues.modelServerPort} + --data-parallel-size ${optionValues.dataParallelSize} exceeds 65535`,
       );
     }
+    if (optionValues.enableP2pPull && optionValues.kvConnector !== 'nixlv2')
+      problems.push(`--enable-p2p-pull requires --kv-connector=nixlv2 (got "${optionValues.kvConnector}")`);
+    if (optionValues.p2pConnectorPort + optionValues.dataParallelSize - 1 > 65535)
+      problems.push(
+        `--p2p-connector-port ${optionValues.p2pConnectorPort} plus data-parallel rank ${optionValues.dataParallelSize - 1} exceeds 65535`,
+      );
     if (optionValues.prefillMaxRetries > 0 && optionValues.prefillRetryBackoff <= 0)
       problems.push('--prefill-retry-backoff must be > 0 when --prefill-max-retries > 0');
     if (optionValues.prefillFailurePolicy === 'retry' && optionValues.prefillMaxRetries === 0)

@@ -7,6 +7,8 @@
  *   legs.ts          builds the legs' requests (headers, deadlines, retries) and times the prefill
  *   prefill-fallback.ts  --prefill-failure-policy after a failed prefill
  *   decode.ts        sends the decode leg and relays its answer (client-relay.ts) to the client
+ *   chunked-decode.ts  --decode-chunk-size: the decode leg as several bounded requests, stitched into one answer
+ *   local-decode.ts  requests without a prefill that the sidecar rewrites (a P2P pull, chunked decode)
  *   failures.ts      every failure's status and body, in one place
  *   passthrough.ts   requests without a prefill (local) and every other route: sent on unchanged
  */
@@ -45,8 +47,8 @@ export interface RelayContext {
   readonly target?: Target;
 }
 
-/** One P/D request: the client's request, its cleaned body, the chosen prefiller and the local decoder. */
-export interface PdContext extends RelayContext {
+/** An inference request with a parsed body, served by the local decoder (a P/D request, or a local one the sidecar rewrites). */
+export interface DecodeContext extends RelayContext {
   /** W3C trace context shared by both legs (the client's, or one made for this request). */
   readonly traceparent: string;
   readonly api: ApiType;
@@ -59,11 +61,24 @@ export interface PdContext extends RelayContext {
   readonly body: JsonObject;
   /** The bytes of `body`: the client's own when nothing was removed. */
   readonly rawBody: Buffer;
-  readonly target: Target;
   readonly decoderOrigin: string;
   readonly agents: UpstreamAgents;
   /** The upstream legs' headers, built once per request by legHeaders() (legs.ts). */
   forwardedHeaders?: Record<string, string | string[]>;
+  /** The validated x-kv-cache-source-host-port: a peer to pull cached prefix from (kv-peer.ts). */
+  readonly kvCacheSource?: Target;
+  /** This rank's own endpoint (POD_IP:port), normalized; a KV cache source equal to it is not pulled from. */
+  readonly selfHostPort?: string;
+}
+
+/** One P/D request: the client's request, its cleaned body, the chosen prefiller and the local decoder. */
+export interface PdContext extends DecodeContext {
+  readonly target: Target;
+}
+
+/** Whether the request has a prefill target (a P/D request), else it is served locally. */
+export function isPdContext(ctx: DecodeContext): ctx is PdContext {
+  return ctx.target !== undefined;
 }
 
 /** A P/D protocol (--kv-connector): how the two legs of a request are sent and answered. */

@@ -6,15 +6,22 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomInt } from 'node:crypto';
-import { parseTarget, requestIdOf, type ApiType } from '../common/index.js';
-import { DATA_PARALLEL_HOST_PORT, PREFILLER_HOST_PORT, PREFILLER_URL } from '../common/pd-contract.js';
+import { hostPort, parseTarget, requestIdOf, type ApiType, type Target } from '../common/index.js';
+import {
+  DATA_PARALLEL_HOST_PORT,
+  KV_CACHE_SOURCE_HOST_PORT,
+  PREFILLER_HOST_PORT,
+  PREFILLER_URL,
+} from '../common/pd-contract.js';
 import { clientTransferFields } from './client-kv-params.js';
 import { CONNECTOR_REGISTRY } from './connectors/index.js';
 import { answerInternalError, answerInvalidBody } from './failures.js';
 import { parseJsonObject } from './json-body.js';
 import type { Outcome } from './metrics.js';
 import { passThrough } from './passthrough.js';
-import type { PdContext } from './pd-context.js';
+import { kvCacheSourceOf } from './kv-peer.js';
+import { localNeedsRewrite, serveLocalDecode } from './local-decode.js';
+import { isPdContext, type DecodeContext } from './pd-context.js';
 import { readOrAnswer, refuseBeforeBody } from './request-body.js';
 import { RequestLog, track, type SidecarRank, type Tracked } from './tracking.js';
 import { newTraceparent, prefillCandidates } from './upstream.js';
@@ -38,6 +45,41 @@ function decoderFor(rank: SidecarRank, req: IncomingMessage): string | undefined
     );
   }
   return rank.dataParallelRoutes.get(named) || undefined;
+}
+
+/** The prefill target: one of the candidates, checked (a refusal is answered and its outcome returned instead). */
+async function prefillTarget(
+  rank: SidecarRank,
+  candidates: string[],
+  req: IncomingMessage,
+  tracked: Tracked,
+  log: RequestLog,
+  path: string,
+): Promise<Target | Outcome> {
+  const config = rank.config;
+  const res = tracked.res;
+  const chosen = config.enablePrefillerSampling ? candidates[randomInt(0, candidates.length)] : candidates[0];
+  const target = parseTarget(chosen);
+  if (!target) {
+    // The value (the EPP's, or a client's) goes to the log, not back to the client.
+    log.logger.warn({ value: chosen.slice(0, 256) }, 'invalid x-prefiller-host-port value');
+    return refuseBeforeBody(req, res, config, 'invalid_prefill_target');
+  }
+  if (!rank.guard.allowed(target.host, target.port)) {
+    rank.metrics.ssrfDenied.inc();
+    log.logger.warn(
+      {
+        target: target.hostPort,
+        clientIP: req.socket.remoteAddress ?? '',
+        userAgent: req.headers['user-agent'],
+        requestPath: path,
+        allowlistReady: rank.guard.ready(),
+      },
+      'SSRF protection: prefill target not in allowlist',
+    );
+    return refuseBeforeBody(req, res, config, 'prefill_target_denied');
+  }
+  return target;
 }
 
 /** Serves one inference request (`path` without its query) and counts it. */
@@ -66,32 +108,19 @@ async function servePd(
   const decoderOrigin = decoderFor(rank, req);
   if (decoderOrigin === undefined) return refuseBeforeBody(req, res, config, 'unknown_data_parallel_rank');
   const candidates = prefillCandidates(req.headers[PREFILLER_HOST_PORT] ?? req.headers[PREFILLER_URL]);
-  if (candidates.length === 0) {
+  const kvCacheSource = kvCacheSourceOf(
+    firstValue(req.headers[KV_CACHE_SOURCE_HOST_PORT]),
+    config,
+    rank.guard,
+    () => log.logger,
+  );
+  if (candidates.length === 0 && !localNeedsRewrite({ config, api, kvCacheSource })) {
     // Local prefill: the body goes to the decoder byte for byte (without the client's KV transfer fields, if any).
     rank.metrics.modes.inc({ connector: config.kvConnector, mode: 'local' });
     return passThrough(rank, req, tracked, log, decoderOrigin, 'local');
   }
-  const chosen = config.enablePrefillerSampling ? candidates[randomInt(0, candidates.length)] : candidates[0];
-  const target = parseTarget(chosen);
-  if (!target) {
-    // The value (the EPP's, or a client's) goes to the log, not back to the client.
-    log.logger.warn({ value: chosen.slice(0, 256) }, 'invalid x-prefiller-host-port value');
-    return refuseBeforeBody(req, res, config, 'invalid_prefill_target');
-  }
-  if (!rank.guard.allowed(target.host, target.port)) {
-    rank.metrics.ssrfDenied.inc();
-    log.logger.warn(
-      {
-        target: target.hostPort,
-        clientIP: req.socket.remoteAddress ?? '',
-        userAgent: req.headers['user-agent'],
-        requestPath: path,
-        allowlistReady: rank.guard.ready(),
-      },
-      'SSRF protection: prefill target not in allowlist',
-    );
-    return refuseBeforeBody(req, res, config, 'prefill_target_denied');
-  }
+  const target = candidates.length > 0 ? await prefillTarget(rank, candidates, req, tracked, log, path) : undefined;
+  if (typeof target === 'string') return target;
   const read = await readOrAnswer(req, res, config, rank.metrics);
   if (typeof read === 'string') return read;
   const parsed = parseJsonObject(read, config.maxJsonDepth);
@@ -107,7 +136,7 @@ async function servePd(
     log.logger.info({ fields: transferFields.fields }, "removed the client's KV transfer fields from the request body");
   }
   const incomingTrace = req.headers.traceparent;
-  const ctx: PdContext = {
+  const ctx: DecodeContext = {
     requestId: log.requestId,
     traceparent: typeof incomingTrace === 'string' ? incomingTrace : newTraceparent(),
     api,
@@ -122,6 +151,8 @@ async function servePd(
     target,
     decoderOrigin: decoderOrigin,
     agents: rank.agents,
+    kvCacheSource,
+    selfHostPort: config.podIp && rank.port ? parseTarget(hostPort(config.podIp, rank.port))?.hostPort : undefined,
     config,
     metrics: rank.metrics,
     get logger() {
@@ -130,6 +161,7 @@ async function servePd(
     timings: { start: tracked.start, prefillMs: 0, decodeTtfbMs: 0 },
   };
   try {
+    if (!isPdContext(ctx)) return await serveLocalDecode(ctx);
     return await CONNECTOR_REGISTRY[config.kvConnector].handle(ctx);
   } catch (err) {
     log.logger.error({ err }, 'P/D handler failed');

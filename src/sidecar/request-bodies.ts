@@ -24,12 +24,15 @@ function setTokenLimits(api: ApiType, out: JsonObject, value: number): void {
   }
 }
 
-/** The NIXL v2 prefill leg's body: token limits 1, no streaming, the prefill-leg kv_transfer_params. */
-export function nixlPrefillBody(api: ApiType, body: JsonObject): JsonObject {
+/**
+ * The NIXL v2 prefill leg's body: token limits 1, no streaming, the prefill-leg kv_transfer_params (plus `extraKv`,
+ * e.g. a remote_kv_source pull composed with --enable-p2p-pull).
+ */
+export function nixlPrefillBody(api: ApiType, body: JsonObject, extraKv?: JsonObject): JsonObject {
   // Rest destructuring instead of `delete`: the copy keeps V8's fast properties, so serializing it stays cheap.
   const { stream_options: _clientStreamOptions, ...out } = body;
   setTokenLimits(api, out, 1);
-  out[KV_TRANSFER_PARAMS] = { ...PREFILL_LEG_KV_PARAMS };
+  out[KV_TRANSFER_PARAMS] = { ...PREFILL_LEG_KV_PARAMS, ...extraKv };
   out.stream = false;
   return out;
 }
@@ -59,6 +62,25 @@ export function nixlDecodeBytes(raw: Buffer, body: JsonObject, prefillKvParams: 
     }
   }
   return JSON.stringify(nixlDecodeBody(body, prefillKvParams));
+}
+
+/**
+ * The prefill leg of the concurrent connectors (mooncake, offloading), as llm-d's PrimeSingleTokenRequest builds it:
+ * `kv_transfer_params` set, max_tokens 1, max_completion_tokens 1 only when the client sent it, stream false,
+ * stream_options removed. Unlike NIXL's, it does not follow the API type (no max_output_tokens, no sampling_params).
+ */
+export function singleTokenPrefillBody(body: JsonObject, kvParams: JsonObject): JsonObject {
+  const { stream_options: _clientStreamOptions, ...out } = body;
+  out[KV_TRANSFER_PARAMS] = kvParams;
+  out.max_tokens = 1;
+  if (Object.hasOwn(body, 'max_completion_tokens')) out.max_completion_tokens = 1;
+  out.stream = false;
+  return out;
+}
+
+/** The client's body with `kv_transfer_params` set (the concurrent connectors' decode leg, a P2P pull). */
+export function withKvParams(body: JsonObject, kvParams: JsonObject): JsonObject {
+  return { ...body, [KV_TRANSFER_PARAMS]: kvParams };
 }
 
 /** SGLang: one body for both legs, the client's plus the bootstrap triple; no token capping, stream unchanged. */

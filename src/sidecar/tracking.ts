@@ -14,6 +14,8 @@ import type { UpstreamAgents } from './upstream.js';
 export interface SidecarRank {
   rank: number;
   config: SidecarConfig;
+  /** The port this rank listens on, once it does. */
+  port?: number;
   /** http(s)://host:port of this rank's vLLM. */
   decoderOrigin: string;
   /** Rank 0 only: `POD_IP:port+r` -> rank r's decoder origin (deprecated x-data-parallel-host-port). */

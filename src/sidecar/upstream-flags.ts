@@ -134,30 +134,10 @@ export const sidecarUpstream: CompatTable = {
       'encoder (EPD) disaggregation is not implemented: requests are prefilled and decoded without an encode stage (x-encoder-hosts-ports is stripped).',
       { harmless: (value: string) => value === '' },
     ),
-    'mooncake-bootstrap-port': compat.ignored(
-      [EBAB],
-      opt.int({ default: 8998, min: 1, max: 65535, description: 'Mooncake bootstrap port on prefill pods.' }),
-      'the mooncake connector is not implemented (--kv-connector accepts nixlv2, sglang, shared-storage).',
-    ),
-    'p2p-connector-port': compat.ignored(
-      [EBAB],
-      opt.int({ default: 7777, min: 1, max: 65535, description: "Prefiller's OffloadingConnector P2P port." }),
-      'the offloading connector and P2P prefix pulls are not implemented.',
-    ),
-    'enable-p2p-pull': compat.ignored(
-      [EBAB],
-      opt.bool({ default: false, description: 'Declare the OffloadingConnector P2P tier available with NIXL.' }),
-      'P2P prefix pulls are not implemented.',
-      {
-        harmless: (flag: boolean) => !flag,
-      },
-    ),
-    'decode-chunk-size': compat.ignored(
-      [EBAB],
-      opt.int({ default: 0, min: 0, description: 'Chunked decode token budget (0: off).' }),
-      'chunked decode is not implemented: the decode leg runs whole.',
-      { harmless: (value: number) => value === 0 },
-    ),
+    'mooncake-bootstrap-port': compat.implemented('mooncakeBootstrapPort', [EBAB]),
+    'p2p-connector-port': compat.implemented('p2pConnectorPort', [EBAB]),
+    'enable-p2p-pull': compat.implemented('enableP2pPull', [EBAB]),
+    'decode-chunk-size': compat.implemented('decodeChunkSize', [EBAB]),
     tracing: compat.ignored(
       [EBAB],
       opt.bool({ default: false, description: 'OpenTelemetry tracing.' }),
@@ -221,16 +201,8 @@ export const sidecarUpstream: CompatTable = {
         set.set('inferencePool', ns ? `${ns}/${name}` : name);
       },
     ),
-    MOONCAKE_BOOTSTRAP_PORT: compat.ignored(
-      [EBAB],
-      opt.int({ default: 8998, description: 'Default of --mooncake-bootstrap-port.' }),
-      'the mooncake connector is not implemented.',
-    ),
-    P2P_CONNECTOR_PORT: compat.ignored(
-      [EBAB],
-      opt.int({ default: 7777, description: 'Default of --p2p-connector-port.' }),
-      'the offloading connector and P2P prefix pulls are not implemented.',
-    ),
+    MOONCAKE_BOOTSTRAP_PORT: compat.implemented('mooncakeBootstrapPort', [EBAB]),
+    P2P_CONNECTOR_PORT: compat.implemented('p2pConnectorPort', [EBAB]),
     MORIIO_DNS_RESOLVE_TTL_SECONDS: compat.ignored(
       [EBAB],
       opt.string({ default: '', description: 'MoRI-IO host re-resolution interval.' }),

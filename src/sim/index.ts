@@ -4,6 +4,7 @@ import { closeWithDeadline, dialableHost, hostPort, listen, silentLogger, type L
 import { SimEngine } from './sim-engine.js';
 import { buildSimServer } from './server.js';
 import type { SimConfig } from './options.js';
+import { startMooncakeBootstrap, type MooncakeBootstrapServer } from './mooncake-bootstrap.js';
 
 export { simCommand, simOptions, simConfig, type SimConfig } from './options.js';
 export { simUpstream } from './upstream-flags.js';
@@ -29,12 +30,15 @@ export interface SimulatorHandle {
   readonly url: string;
   readonly port: number;
   readonly engine: SimEngine;
+  /** The Mooncake bootstrap server (--mooncake-bootstrap-port), when on. */
+  readonly mooncakeBootstrap?: MooncakeBootstrapServer;
   close(deadlineMs?: number): Promise<void>;
 }
 
 /** Starts one HTTP server per data-parallel rank (rank r on port+r; with port 0 each rank gets a free port). */
 export async function startSimulator(config: SimConfig, logger: Logger = silentLogger()): Promise<SimulatorHandle> {
   const ranks: SimulatorRank[] = [];
+  let mooncakeBootstrap: MooncakeBootstrapServer | undefined;
   try {
     for (let r = 0; r < config.dataParallelSize; r++) {
       const engine = new SimEngine(config, r, config.dataParallelSize > 1 ? logger.child({ rank: r }) : logger);
@@ -45,6 +49,8 @@ export async function startSimulator(config: SimConfig, logger: Logger = silentL
       ranks.push({ engine, app, port, url: `http://${hostPort(host, port)}` });
       await engine.kvEvents?.start();
     }
+    if (config.mooncakeBootstrapPort >= 0)
+      mooncakeBootstrap = await startMooncakeBootstrap(config.host, config.mooncakeBootstrapPort, ranks);
   } catch (e) {
     await Promise.all(ranks.map((rank) => rank.app.close()));
     for (const rank of ranks) rank.engine.kvEvents?.close();
@@ -55,8 +61,10 @@ export async function startSimulator(config: SimConfig, logger: Logger = silentL
     url: ranks[0].url,
     port: ranks[0].port,
     engine: ranks[0].engine,
+    mooncakeBootstrap,
     close: async (deadlineMs = 5_000) => {
       await Promise.all(ranks.map((rank) => closeWithDeadline(rank.app, deadlineMs)));
+      await mooncakeBootstrap?.close();
       for (const rank of ranks) rank.engine.kvEvents?.close();
     },
   };

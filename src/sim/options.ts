@@ -168,6 +168,13 @@ export const simOptions = {
     description:
       'pd-router: host returned in kv_transfer_params.remote_host; empty uses the listen host (127.0.0.1 for 0.0.0.0).',
   }),
+  mooncakeBootstrapPort: opt.int({
+    default: -1,
+    min: -1,
+    max: 65535,
+    description:
+      "pd-router: serve a Mooncake bootstrap server (GET /query: each rank's engine_id, as vLLM's MooncakeConnector) on this port (0: any free port; -1: off).",
+  }),
   recordRequests: opt.int({
     default: 100,
     min: 0,

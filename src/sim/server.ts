@@ -25,7 +25,14 @@ import type { SimEngine, RequestRecord } from './sim-engine.js';
 import { registerAdminRoutes } from './admin.js';
 import { registerTokenizeRoutes } from './tokenize-routes.js';
 import { goJsonSyntaxError } from '../common/go-json-error.js';
-import { REQUEST_ID_HEADER, isDecodeLeg, isPrefillLeg, type PrefillAnswerKvParams } from '../common/pd-contract.js';
+import {
+  REQUEST_ID_HEADER,
+  isDecodeLeg,
+  isOffloadingDecodeLeg,
+  isOffloadingPrefillLeg,
+  isPrefillLeg,
+  type PrefillAnswerKvParams,
+} from '../common/pd-contract.js';
 import type { JsonObject } from '../common/json.js';
 
 function sendError(reply: FastifyReply, status: number, message: string, param: string | null = null): FastifyReply {
@@ -134,8 +141,9 @@ async function handleInference(
 
   const kvParams = kvTransferParamsOf(api, body);
   const prefillOnly = isPrefillLeg(kvParams);
-  const remotePrefill = isDecodeLeg(kvParams);
-  record.kind = prefillOnly ? 'prefill' : remotePrefill ? 'decode' : 'aggregated';
+  // An OffloadingConnector prefill is an ordinary request (its one token is computed); its decode pulls the KV blocks.
+  const remotePrefill = isDecodeLeg(kvParams) || isOffloadingDecodeLeg(kvParams);
+  record.kind = prefillOnly || isOffloadingPrefillLeg(kvParams) ? 'prefill' : remotePrefill ? 'decode' : 'aggregated';
   record.kvTransferParams = kvParams;
   const problem = semanticError(api, body, prefillOnly);
   if (problem) {

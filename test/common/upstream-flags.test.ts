@@ -248,7 +248,7 @@ describe('mapping and precedence', () => {
     writeFileSync(file, 'tracing: true\n');
     const loaded = load(
       sidecarCommand as never,
-      ['--tracing', '--tracing=true', '--configuration-file', file, '--decode-chunk-size=0', '--ec-connector='],
+      ['--tracing', '--tracing=true', '--configuration-file', file, '--moriio-write-mode=false', '--ec-connector='],
       {
         OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4317',
       },

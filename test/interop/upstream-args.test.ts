@@ -201,26 +201,39 @@ describeWith(
       }, 90_000);
     });
 
-    describe.each([
-      ['llm-d-router ebab687 sidecar, P/D environment', '127.0.0.48', ['--mooncake-bootstrap-port']],
-      ['llm-d-router ebab687 simulator (decode)', '127.0.0.50', ['--render-url']],
-    ] as const)('%s', (name, ip, warnings) => {
-      it(`starts with these args and warns exactly about ${warnings.join(', ')}, once`, async () => {
-        const c = UPSTREAM_CONTAINERS[name];
-        const proc = await run(c, ip, c.component === 'sidecar' ? { PD_SIDECAR_MODEL_SERVER_HOST: ip } : {});
-        if (c.component === 'sim') {
-          const models = await getJson(`http://${ip}:8200/v1/models`);
-          expect(models.body.data.map((obj: Obj) => obj.id)).toEqual([MODEL]);
-        } else {
-          expect((await getJson(`http://${ip}:8000/health`)).status).toBe(200);
-        }
+    describe('llm-d-router ebab687 sidecar, P/D environment', () => {
+      // --mooncake-bootstrap-port was ignored with a warning until the mooncake connector was implemented (issue 19).
+      it('starts with these args, serves and warns about nothing', async () => {
+        const ip = '127.0.0.48';
+        const proc = await run(UPSTREAM_CONTAINERS['llm-d-router ebab687 sidecar, P/D environment'], ip, {
+          PD_SIDECAR_MODEL_SERVER_HOST: ip,
+        });
+        expect((await getJson(`http://${ip}:8000/health`)).status).toBe(200);
         expect(await proc.stop()).toBe(0);
-        const lines = jsonLines(proc.output());
-        expect(warnedFlags(lines)).toEqual(warnings);
-        expect(lines.find((obj) => obj.level === 'warn' && obj.upstreamFlag === warnings[0])!.msg).toMatch(
-          /is accepted for llm-d compatibility but ignored: /,
-        );
+        expect(warnedFlags(jsonLines(proc.output()))).toEqual([]);
       }, 90_000);
     });
+
+    describe.each([['llm-d-router ebab687 simulator (decode)', '127.0.0.50', ['--render-url']]] as const)(
+      '%s',
+      (name, ip, warnings) => {
+        it(`starts with these args and warns exactly about ${warnings.join(', ')}, once`, async () => {
+          const c = UPSTREAM_CONTAINERS[name];
+          const proc = await run(c, ip, c.component === 'sidecar' ? { PD_SIDECAR_MODEL_SERVER_HOST: ip } : {});
+          if (c.component === 'sim') {
+            const models = await getJson(`http://${ip}:8200/v1/models`);
+            expect(models.body.data.map((obj: Obj) => obj.id)).toEqual([MODEL]);
+          } else {
+            expect((await getJson(`http://${ip}:8000/health`)).status).toBe(200);
+          }
+          expect(await proc.stop()).toBe(0);
+          const lines = jsonLines(proc.output());
+          expect(warnedFlags(lines)).toEqual(warnings);
+          expect(lines.find((obj) => obj.level === 'warn' && obj.upstreamFlag === warnings[0])!.msg).toMatch(
+            /is accepted for llm-d compatibility but ignored: /,
+          );
+        }, 90_000);
+      },
+    );
   },
 );

@@ -22,7 +22,9 @@ describe('pd-router sidecar CLI', () => {
       '--model-server-port <int>',
       '(default 8200)',
       '(also accepted: --vllm-port)',
-      '--kv-connector <nixlv2|sglang|shared-storage>',
+      '--kv-connector <nixlv2|sglang|shared-storage|mooncake|offloading>',
+      '--decode-chunk-size <int>',
+      'MOONCAKE_BOOTSTRAP_PORT                     Sets --mooncake-bootstrap-port.',
       '--data-parallel-size',
       '--secure-proxy',
       '--cert-path',
@@ -52,8 +54,12 @@ describe('pd-router sidecar CLI', () => {
 
   it.each([
     [
-      ['--kv-connector', 'mooncake'],
-      'invalid value "mooncake" for --kv-connector: expected one of nixlv2, sglang, shared-storage',
+      ['--kv-connector', 'lmcache'],
+      'invalid value "lmcache" for --kv-connector: expected one of nixlv2, sglang, shared-storage, mooncake, offloading',
+    ],
+    [
+      ['--enable-p2p-pull', '--kv-connector', 'offloading'],
+      '--enable-p2p-pull requires --kv-connector=nixlv2 (got "offloading")',
     ],
     [['--port', 'abc'], 'invalid value "abc" for --port: expected an integer between 0 and 65535'],
     [

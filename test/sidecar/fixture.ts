@@ -22,7 +22,9 @@ export interface PdFixture {
 
 export interface PdOptions {
   /** Sidecar overrides, or a function of the simulators' ports (e.g. for an allowlist naming the prefiller). */
-  sidecar?: Partial<SidecarConfig> | ((ports: { prefill: number; decode: number }) => Partial<SidecarConfig>);
+  sidecar?:
+    | Partial<SidecarConfig>
+    | ((ports: { prefill: number; decode: number; bootstrap?: number }) => Partial<SidecarConfig>);
   prefill?: Partial<SimConfig>;
   decode?: Partial<SimConfig>;
   /** The sidecar's logger (silent by default). */
@@ -54,7 +56,7 @@ export async function startPd(pdOptions: PdOptions = {}): Promise<PdFixture> {
   );
   const overrides =
     typeof pdOptions.sidecar === 'function'
-      ? pdOptions.sidecar({ prefill: prefill.port, decode: decode.port })
+      ? pdOptions.sidecar({ prefill: prefill.port, decode: decode.port, bootstrap: prefill.mooncakeBootstrap?.port })
       : pdOptions.sidecar;
   const sidecar = await startSidecar(
     sidecarConfig({
