@@ -19,6 +19,8 @@ import { sidecarUpstream } from './upstream-flags.js';
 export const TLS_STAGES = ['prefiller', 'decoder', 'encoder'] as const;
 export const CONNECTORS = ['nixlv2', 'sglang', 'shared-storage'] as const;
 export const FAILURE_POLICIES = ['fail', 'retry', 'local'] as const;
+/** --ec-connector: '' (no encode stage), ec-example (encoders primed, answers discarded), ec-nixl (ec_transfer_params). */
+export const EC_CONNECTORS = ['', 'ec-example', 'ec-nixl'] as const;
 
 /** The sidecar's flag table. */
 export const sidecarOptions = {
@@ -45,6 +47,28 @@ export const sidecarOptions = {
     default: 'nixlv2',
     description: 'P/D protocol: nixlv2 (kv_transfer_params), sglang (bootstrap room), shared-storage.',
   }),
+  ecConnector: opt.oneOf(EC_CONNECTORS, {
+    default: '',
+    description:
+      'E/PD: with x-encoder-hosts-ports, each multimodal item of a chat request is first encoded on an encoder: ec-example (answer discarded), ec-nixl (its ec_transfer_params go to the prefill and decode legs); empty: no encode stage.',
+  }),
+  encodeTimeout: opt.duration({
+    default: 120_000,
+    min: 1,
+    description: 'pd-router: deadline for one encoder answer; 504 beyond it.',
+  }),
+  encodeConcurrency: opt.int({
+    default: 16,
+    min: 1,
+    max: 1024,
+    description:
+      "pd-router: most encoder requests in flight for one request's multimodal items (upstream: all at once).",
+  }),
+  maxEncodeResponseSize: opt.bytes({
+    default: 8 * 1024 * 1024,
+    min: 1024,
+    description: 'pd-router: largest encoder answer buffered (one token and its ec_transfer_params); 502 beyond it.',
+  }),
   dataParallelSize: opt.int({
     default: 1,
     min: 1,
@@ -62,7 +86,7 @@ export const sidecarOptions = {
   enableTls: opt.list({
     default: [],
     choices: TLS_STAGES,
-    description: 'Stages that use HTTPS upstream: prefiller, decoder (encoder accepted for compatibility).',
+    description: 'Stages that use HTTPS upstream: prefiller, decoder, encoder.',
   }),
   tlsInsecureSkipVerify: opt.list({
     default: [],

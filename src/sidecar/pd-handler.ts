@@ -6,14 +6,20 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomInt } from 'node:crypto';
-import { parseTarget, requestIdOf, type ApiType } from '../common/index.js';
-import { DATA_PARALLEL_HOST_PORT, PREFILLER_HOST_PORT, PREFILLER_URL } from '../common/pd-contract.js';
+import { parseTarget, requestIdOf, type ApiType, type Target } from '../common/index.js';
+import {
+  DATA_PARALLEL_HOST_PORT,
+  ENCODER_HOSTS_PORTS,
+  PREFILLER_HOST_PORT,
+  PREFILLER_URL,
+} from '../common/pd-contract.js';
 import { clientTransferFields } from './client-kv-params.js';
 import { CONNECTOR_REGISTRY } from './connectors/index.js';
-import { answerInternalError, answerInvalidBody } from './failures.js';
+import { answerEncodeFailure, answerInternalError, answerInvalidBody } from './failures.js';
+import { encoderTargets, runEncodeStage } from './encode-stage.js';
 import { parseJsonObject } from './json-body.js';
 import type { Outcome } from './metrics.js';
-import { passThrough } from './passthrough.js';
+import { decodeAfterEncode, passThrough } from './passthrough.js';
 import type { PdContext } from './pd-context.js';
 import { readOrAnswer, refuseBeforeBody } from './request-body.js';
 import { RequestLog, track, type SidecarRank, type Tracked } from './tracking.js';
@@ -38,6 +44,36 @@ function decoderFor(rank: SidecarRank, req: IncomingMessage): string | undefined
     );
   }
   return rank.dataParallelRoutes.get(named) || undefined;
+}
+
+/**
+ * The encoders of an E/PD request: none without --ec-connector (the header is then ignored, and stripped from every
+ * leg, as upstream), else the x-encoder-hosts-ports entries the SSRF guard allows; 'invalid' for a malformed entry.
+ */
+function encodersOf(rank: SidecarRank, req: IncomingMessage, path: string, log: RequestLog): Target[] | 'invalid' {
+  if (rank.config.ecConnector === '') return [];
+  const header = req.headers[ENCODER_HOSTS_PORTS];
+  if (header === undefined) return [];
+  const targets = encoderTargets(header, rank.guard);
+  if (targets.invalid !== undefined) {
+    log.logger.warn({ value: targets.invalid.slice(0, 256) }, 'invalid x-encoder-hosts-ports value');
+    return 'invalid';
+  }
+  for (const denied of targets.denied) {
+    rank.metrics.ssrfDenied.inc();
+    log.logger.warn(
+      {
+        target: denied,
+        clientIP: req.socket.remoteAddress ?? '',
+        userAgent: req.headers['user-agent'],
+        requestPath: path,
+      },
+      'SSRF protection: encoder target not in allowlist, removing from list',
+    );
+  }
+  if (targets.allowed.length === 0 && targets.denied.length > 0)
+    log.logger.info('SSRF protection: all encoder targets filtered out, falling back to P/D or decoder-only');
+  return targets.allowed;
 }
 
 /** Serves one inference request (`path` without its query) and counts it. */
@@ -66,19 +102,22 @@ async function servePd(
   const decoderOrigin = decoderFor(rank, req);
   if (decoderOrigin === undefined) return refuseBeforeBody(req, res, config, 'unknown_data_parallel_rank');
   const candidates = prefillCandidates(req.headers[PREFILLER_HOST_PORT] ?? req.headers[PREFILLER_URL]);
-  if (candidates.length === 0) {
+  const encoders = encodersOf(rank, req, path, log);
+  if (encoders === 'invalid') return refuseBeforeBody(req, res, config, 'invalid_encoder_target');
+  if (candidates.length === 0 && encoders.length === 0) {
     // Local prefill: the body goes to the decoder byte for byte (without the client's KV transfer fields, if any).
     rank.metrics.modes.inc({ connector: config.kvConnector, mode: 'local' });
     return passThrough(rank, req, tracked, log, decoderOrigin, 'local');
   }
   const chosen = config.enablePrefillerSampling ? candidates[randomInt(0, candidates.length)] : candidates[0];
-  const target = parseTarget(chosen);
-  if (!target) {
+  // E/D (an encode stage, no prefiller): no prefill target.
+  const target = chosen === undefined ? undefined : parseTarget(chosen);
+  if (chosen !== undefined && !target) {
     // The value (the EPP's, or a client's) goes to the log, not back to the client.
     log.logger.warn({ value: chosen.slice(0, 256) }, 'invalid x-prefiller-host-port value');
     return refuseBeforeBody(req, res, config, 'invalid_prefill_target');
   }
-  if (!rank.guard.allowed(target.host, target.port)) {
+  if (target && !rank.guard.allowed(target.host, target.port)) {
     rank.metrics.ssrfDenied.inc();
     log.logger.warn(
       {
@@ -107,9 +146,27 @@ async function servePd(
     log.logger.info({ fields: transferFields.fields }, "removed the client's KV transfer fields from the request body");
   }
   const incomingTrace = req.headers.traceparent;
+  const traceparent = typeof incomingTrace === 'string' ? incomingTrace : newTraceparent();
+  if (encoders.length > 0) {
+    const encoded = await runEncodeStage({
+      config,
+      agents: rank.agents,
+      logger: log.logger,
+      requestId: log.requestId,
+      traceparent,
+      body,
+      encoders,
+      clientSignal: tracked.signal,
+    });
+    if ('failure' in encoded) return answerEncodeFailure(rank.metrics, res, log.logger, encoded.failure);
+    body = encoded.body;
+    rawBody = Buffer.from(JSON.stringify(body));
+    if (!target) return decodeAfterEncode(rank, req, tracked, log, decoderOrigin, rawBody);
+  }
+  if (!target) return answerInternalError(res, new Error('no prefill target'));
   const ctx: PdContext = {
     requestId: log.requestId,
-    traceparent: typeof incomingTrace === 'string' ? incomingTrace : newTraceparent(),
+    traceparent,
     api,
     method: 'POST',
     url: req.url ?? path,

@@ -128,12 +128,7 @@ export const sidecarUpstream: CompatTable = {
       },
       { deprecated: 'use --inference-pool' },
     ),
-    'ec-connector': compat.ignored(
-      BOTH,
-      opt.string({ default: '', description: 'E/P connector for encoder disaggregation (EPD).' }),
-      'encoder (EPD) disaggregation is not implemented: requests are prefilled and decoded without an encode stage (x-encoder-hosts-ports is stripped).',
-      { harmless: (value: string) => value === '' },
-    ),
+    'ec-connector': compat.implemented('ecConnector', BOTH),
     'mooncake-bootstrap-port': compat.ignored(
       [EBAB],
       opt.int({ default: 8998, min: 1, max: 65535, description: 'Mooncake bootstrap port on prefill pods.' }),

@@ -18,6 +18,7 @@ import {
   type ApiType,
 } from '../common/index.js';
 import { AbortedError, QueueFullError } from './scheduler.js';
+import { ecTransferParams } from './encoder.js';
 import { completionBody, sseEncoder, type CompletionResult } from './response-builders.js';
 import { kvTransferParamsOf, semanticError, typeError } from './request-validation.js';
 import { renderPrompt, tokenIds, tokenize } from './tokenizer.js';
@@ -71,6 +72,7 @@ async function handleInference(
   const record: RequestRecord = {
     id: request.id,
     receivedAt: new Date().toISOString(),
+    receivedAtMs: performance.timeOrigin + performance.now(),
     method: request.method,
     path: request.url,
     api,
@@ -135,7 +137,9 @@ async function handleInference(
   const kvParams = kvTransferParamsOf(api, body);
   const prefillOnly = isPrefillLeg(kvParams);
   const remotePrefill = isDecodeLeg(kvParams);
-  record.kind = prefillOnly ? 'prefill' : remotePrefill ? 'decode' : 'aggregated';
+  // An encoder-only instance answers every chat request as an encode leg (encoder.ts).
+  const encodeOnly = engine.config.mmEncoderOnly && api === 'chat';
+  record.kind = encodeOnly ? 'encode' : prefillOnly ? 'prefill' : remotePrefill ? 'decode' : 'aggregated';
   record.kvTransferParams = kvParams;
   const problem = semanticError(api, body, prefillOnly);
   if (problem) {
@@ -144,7 +148,8 @@ async function handleInference(
   }
 
   const promptTokenIds = promptTokenIdsFor(api, body);
-  const maxTokens = requestedMaxTokens(api, body);
+  // An encoder writes exactly the requested number of tokens (default 1), as llm-d-inference-sim's encoder dataset.
+  const maxTokens = encodeOnly ? (requestedMaxTokens(api, body) ?? 1) : requestedMaxTokens(api, body);
   const c = engine.config;
   if (promptTokenIds.length + (maxTokens ?? 0) > c.maxModelLen) {
     finish(400);
@@ -211,7 +216,7 @@ async function handleInference(
         promptTokenIds,
         maxTokens,
         minTokens: requestedMinTokens(api, body),
-        ignoreEos: body.ignore_eos === true,
+        ignoreEos: encodeOnly || body.ignore_eos === true,
         prefillOnly,
         remotePrefill,
         cacheSalt: salt,
@@ -225,9 +230,9 @@ async function handleInference(
       {
         first: async (output, cachedTokens) => {
           result.cachedTokens = cachedTokens;
-          result.tokens = output.tokens;
+          result.tokens = encodeOnly ? output.tokens.map(() => '!') : output.tokens;
           result.tokenIds = output.tokenIds;
-          result.finishReason = output.finishReason;
+          result.finishReason = encodeOnly ? 'length' : output.finishReason;
           if (!stream) return;
           reply.hijack();
           res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', ...headers });
@@ -260,6 +265,7 @@ async function handleInference(
       };
       result.kvTransferParams = answer;
     }
+    if (encodeOnly) result.ecTransferParams = ecTransferParams(body, engine.advertisedHost, engine.port);
     finish(200);
     if (stream && encoder) {
       await write(encoder.tail());
