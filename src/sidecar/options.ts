@@ -96,7 +96,7 @@ export const sidecarOptions = {
   enableSsrfProtection: opt.bool({
     default: false,
     description:
-      "Only send prefills to allowed host:port targets: the InferencePool's pods and target ports, or --ssrf-allowlist / --ssrf-allowlist-file.",
+      "Only send prefills (and encoder requests) to allowed host:port targets: the InferencePool's pods and target ports, or --ssrf-allowlist / --ssrf-allowlist-file.",
   }),
   inferencePool: opt.string({
     default: '',
