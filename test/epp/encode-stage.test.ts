@@ -13,13 +13,13 @@ const E_PD = upstreamText('llm-d-router-ebab687/deploy/config/sim-e-pd-epp-confi
 const IMAGE = { type: 'image_url', image_url: { url: 'https://example.com/cat.png' } };
 const LONG = Array.from({ length: 60 }, (_, i) => `word${i}`).join(' ');
 
-function chat(h: ReturnType<typeof harness>, content: unknown, headers: Record<string, string> = {}) {
-  const parsed = h.director.parse(
+function chat(epp: ReturnType<typeof harness>, content: unknown, headers: Record<string, string> = {}) {
+  const parsed = epp.director.parse(
     'r',
     { ':path': '/v1/chat/completions', ...headers },
     Buffer.from(JSON.stringify({ model: 'm', messages: [{ role: 'user', content }] })),
   );
-  const out = h.director.schedule(parsed.request, undefined);
+  const out = epp.director.schedule(parsed.request, undefined);
   return { type: out.ctx.decision?.type, headers: out.ctx.request.headers };
 }
 
