@@ -40,9 +40,24 @@ export function multimodalItems(body: JsonObject): JsonObject[] {
   return items;
 }
 
-/** A stable hash of one item (vLLM hashes the decoded media; the simulator hashes the part as sent). */
+/** JSON with object keys sorted: the same item hashes the same whichever order a router wrote its keys in. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).sort(([left], [right]) =>
+      left < right ? -1 : left > right ? 1 : 0,
+    );
+    return `{${entries.map(([name, field]) => `${JSON.stringify(name)}:${canonicalJson(field)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/**
+ * A stable hash of one item (vLLM hashes the decoded media; the simulator hashes the part as sent, keys sorted: Go's
+ * sidecar re-encodes the part with sorted keys, pd-router's keeps the client's order).
+ */
 export function mmHash(item: JsonObject): string {
-  return createHash('sha256').update(JSON.stringify(item)).digest('hex');
+  return createHash('sha256').update(canonicalJson(item)).digest('hex');
 }
 
 /** `ec_transfer_params` for an encode request: one entry per distinct item, pointing at this instance. */
