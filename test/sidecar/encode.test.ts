@@ -192,6 +192,26 @@ describe('encode stage over HTTP', () => {
     expect(records(f.prefill)[0].body).not.toHaveProperty('ec_transfer_params');
   });
 
+  it("a client's own ec_transfer_params never reaches an encoder, the prefiller or the decoder", async () => {
+    const [enc] = await startEncoders(1);
+    f = await startPd({ sidecar: { ecConnector: 'ec-nixl' } });
+    const forged = { evil: { peer_host: '169.254.169.254', peer_port: 80 } };
+    // E/P/D: the encoders' params replace it; on the text-only and local paths it is removed too.
+    await postJson(`${f.sidecar.url}/v1/chat/completions`, chat([IMG_A], { ec_transfer_params: forged }), {
+      'x-prefiller-host-port': f.prefillHeader,
+      'x-encoder-hosts-ports': header([enc]),
+    });
+    await postJson(`${f.sidecar.url}/v1/chat/completions`, {
+      model: MODEL,
+      messages: [{ role: 'user', content: 'hi' }],
+      ec_transfer_params: forged,
+    });
+    const all = [...records(enc), ...records(f.prefill), ...records(f.decode)];
+    expect(all).toHaveLength(4);
+    for (const rec of all) expect(JSON.stringify(rec.body)).not.toContain('169.254.169.254');
+    expect(Object.keys((records(f.prefill)[0].body as any).ec_transfer_params)).toEqual([mmHash(IMG_A)]);
+  });
+
   it('without --ec-connector the header is ignored and never forwarded', async () => {
     const [enc] = await startEncoders(1);
     f = await startPd();
