@@ -7,11 +7,17 @@
  * shape with a fixed placeholder peer ("DUMMY":1234); pd-router names the real instance so a test can see the
  * parameters reach the prefiller.
  */
-import { createHash } from 'node:crypto';
 import type { JsonObject } from '../common/json.js';
 
-/** Content-part types vLLM encodes as multimodal items (the sidecar's set, llm-d-router connector_ec_common.go). */
-const MM_TYPES = new Set(['image_url', 'audio_url', 'video_url', 'input_audio']);
+/**
+ * Content-part types the simulated tokenizer finds multimodal features in, and the hash prefix of each
+ * (llm-d-inference-sim v0.10.2 `stubMMFeaturesForMessages`): the URL of an image or video, the data of inline audio.
+ */
+const MM_KINDS: Readonly<Record<string, { prefix: string; source: (part: JsonObject) => unknown }>> = {
+  image_url: { prefix: 'img', source: (part) => (part.image_url as JsonObject | undefined)?.url },
+  input_audio: { prefix: 'audio', source: (part) => (part.input_audio as JsonObject | undefined)?.data },
+  video_url: { prefix: 'video', source: (part) => (part.video_url as JsonObject | undefined)?.url },
+};
 
 /** The size upstream's simulator reports for one item's encoder cache (a 2304x1024 bf16 embedding). */
 const EC_SIZE_BYTES = 2_359_296;
@@ -24,9 +30,17 @@ export interface EcTransferEntry {
   nixl_agent_metadata_b64: string;
 }
 
-/** The multimodal content parts of a chat request, in order. */
-export function multimodalItems(body: JsonObject): JsonObject[] {
-  const items: JsonObject[] = [];
+/** One multimodal item of a request: its hash prefix, its index among the items of its modality, its source. */
+interface MmItem {
+  prefix: string;
+  index: number;
+  source: string;
+}
+
+/** The multimodal items of a chat request, in order (parts without a URL or data carry no features upstream). */
+export function multimodalItems(body: JsonObject): MmItem[] {
+  const items: MmItem[] = [];
+  const counts = new Map<string, number>();
   const messages = body.messages;
   if (!Array.isArray(messages)) return items;
   for (const m of messages) {
@@ -34,37 +48,47 @@ export function multimodalItems(body: JsonObject): JsonObject[] {
     if (!Array.isArray(content)) continue;
     for (const part of content) {
       const type = (part as { type?: unknown } | null)?.type;
-      if (typeof type === 'string' && MM_TYPES.has(type)) items.push(part as JsonObject);
+      const kind = typeof type === 'string' && Object.hasOwn(MM_KINDS, type) ? MM_KINDS[type] : undefined;
+      const source = kind?.source(part as JsonObject);
+      if (!kind || typeof source !== 'string' || source === '') continue;
+      const index = counts.get(kind.prefix) ?? 0;
+      counts.set(kind.prefix, index + 1);
+      items.push({ prefix: kind.prefix, index, source });
     }
   }
   return items;
 }
 
-/** JSON with object keys sorted: the same item hashes the same whichever order a router wrote its keys in. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).sort(([left], [right]) =>
-      left < right ? -1 : left > right ? 1 : 0,
-    );
-    return `{${entries.map(([name, field]) => `${JSON.stringify(name)}:${canonicalJson(field)}`).join(',')}}`;
+/** 32-bit FNV-1a of the UTF-8 bytes (Go's hash/fnv New32a). */
+function fnv32a(text: string): number {
+  let hash = 0x811c9dc5;
+  for (const byte of Buffer.from(text, 'utf8')) {
+    hash ^= byte;
+    hash = Math.imul(hash, 0x01000193) >>> 0;
   }
-  return JSON.stringify(value);
+  return hash >>> 0;
 }
 
 /**
- * A stable hash of one item (vLLM hashes the decoded media; the simulator hashes the part as sent, keys sorted: Go's
- * sidecar re-encodes the part with sorted keys, pd-router's keeps the client's order).
+ * The multimodal hash of a content part, as llm-d-inference-sim's simulated tokenizer names it:
+ * `sim_<img|audio|video>_<index among its modality>_<FNV-1a of its URL or data, hex>` (vLLM hashes the media).
  */
-export function mmHash(item: JsonObject): string {
-  return createHash('sha256').update(canonicalJson(item)).digest('hex');
+export function mmHash(part: JsonObject, index = 0): string {
+  const kind = MM_KINDS[part.type as string];
+  const source = kind?.source(part);
+  if (!kind || typeof source !== 'string') throw new Error('not a multimodal part with a URL or data');
+  return itemHash({ prefix: kind.prefix, index, source });
+}
+
+function itemHash(item: MmItem): string {
+  return `sim_${item.prefix}_${item.index}_${fnv32a(item.source).toString(16)}`;
 }
 
 /** `ec_transfer_params` for an encode request: one entry per distinct item, pointing at this instance. */
 export function ecTransferParams(body: JsonObject, host: string, port: number): Record<string, EcTransferEntry> {
   const params: Record<string, EcTransferEntry> = {};
   for (const item of multimodalItems(body)) {
-    params[mmHash(item)] = {
+    params[itemHash(item)] = {
       peer_host: host,
       peer_port: port,
       size_bytes: EC_SIZE_BYTES,

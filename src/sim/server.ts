@@ -230,8 +230,9 @@ async function handleInference(
       {
         first: async (output, cachedTokens) => {
           result.cachedTokens = cachedTokens;
-          result.tokens = encodeOnly ? output.tokens.map(() => '!') : output.tokens;
-          result.tokenIds = output.tokenIds;
+          // An encoder writes "!" max_tokens times whatever --mode says (llm-d-inference-sim's encoder dataset).
+          result.tokens = encodeOnly ? Array<string>(maxTokens ?? 1).fill('!') : output.tokens;
+          result.tokenIds = encodeOnly ? Array<number>(maxTokens ?? 1).fill(ENCODER_TOKEN_ID) : output.tokenIds;
           result.finishReason = encodeOnly ? 'length' : output.finishReason;
           if (!stream) return;
           reply.hijack();
@@ -292,6 +293,9 @@ async function handleInference(
     res.off('close', onClose);
   }
 }
+
+/** The token an encoder-only instance answers with, "!" in the simulated tokenizer. */
+const ENCODER_TOKEN_ID = tokenIds(tokenize('!'))[0] ?? 0;
 
 function syntheticBlockIds(promptTokens: number, blockSize: number): number[] {
   return Array.from({ length: Math.ceil(promptTokens / blockSize) }, (_, i) => i);

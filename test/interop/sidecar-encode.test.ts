@@ -3,7 +3,8 @@
  * (llm-d-router ebab687: ec-nixl and ec-example; llm-d-inference-scheduler v0.7.1: ec-example) with --ec-connector,
  * x-encoder-hosts-ports and x-prefiller-host-port, to recording pd-router simulators: an encoder (--mm-encoder-only),
  * a prefiller and a decoder. Compared: what the encoder, the prefiller and the decoder receive (bodies, and the
- * request ids), and the order of the legs; then an unreachable encoder (502, nothing sent on).
+ * request ids), and the order of the legs; then an unreachable encoder (502, nothing sent on); and pd-router's encoder
+ * simulator against llm-d-inference-sim v0.10.2 --mm-encoder-only answering the same encode request.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { simConfig, startSimulator, type SimulatorHandle } from '../../src/sim/index.js';
@@ -12,6 +13,7 @@ import { freePortRange } from '../helpers.js';
 import { UPSTREAM, startUpstreamSidecar, type UpstreamRelease } from './llm-d.js';
 import { both, describeWith, need } from './need.js';
 import { PeerSet, startPdRouterSidecar } from './pd-router-peers.js';
+import { startUpstreamSim } from './upstream.js';
 
 const req = both(
   await need(UPSTREAM.ebab687.source, UPSTREAM.ebab687.sidecar),
@@ -165,6 +167,51 @@ describeWith(req, 'E/PD legs: pd-router vs upstream pd-sidecar (--ec-connector)'
       expect([legs.prefill.length, legs.decode.length], key(sidecarCase)).toEqual([0, 0]);
       if (sidecarCase.kind === 'pd-router')
         expect(JSON.parse(legs.text).message).toBe(`encoder 127.0.0.1:${closed} could not be reached (ECONNREFUSED)`);
+    }
+  });
+
+  it('the encoder simulator answers an encode request as llm-d-inference-sim --mm-encoder-only does', async () => {
+    const upstreamEncoder = await startUpstreamSim(['--model', MODEL, '--mm-encoder-only'], {
+      name: 'upstream encoder',
+    });
+    try {
+      const body = {
+        model: MODEL,
+        messages: [
+          {
+            role: 'user',
+            content: [
+              IMG_A,
+              IMG_B,
+              { type: 'input_audio', input_audio: { data: 'UklGRg==', format: 'wav' } },
+              { type: 'video_url', video_url: { url: 'https://example.com/v.mp4' } },
+            ],
+          },
+        ],
+        max_tokens: 3,
+        stream: false,
+      };
+      const ask = async (url: string) => {
+        const r = await fetch(`${url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+          signal: AbortSignal.timeout(30_000),
+        });
+        expect(r.status).toBe(200);
+        return (await r.json()) as Record<string, any>;
+      };
+      const [theirs, ours] = [await ask(upstreamEncoder.url), await ask(encoder.url)];
+      expect(Object.keys(ours).sort()).toEqual(Object.keys(theirs).sort());
+      expect(ours.choices).toEqual(theirs.choices);
+      expect(Object.keys(ours.ec_transfer_params).sort()).toEqual(Object.keys(theirs.ec_transfer_params).sort());
+      for (const [hash, entry] of Object.entries(theirs.ec_transfer_params as Record<string, any>)) {
+        // The one intended difference: pd-router's encoder names itself, upstream's a placeholder peer.
+        expect(entry).toMatchObject({ peer_host: 'DUMMY', peer_port: 1234 });
+        expect(ours.ec_transfer_params[hash]).toEqual({ ...entry, peer_host: '127.0.0.1', peer_port: encoder.port });
+      }
+    } finally {
+      await upstreamEncoder.close();
     }
   });
 });

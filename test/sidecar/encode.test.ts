@@ -296,7 +296,22 @@ describe('encode stage over HTTP', () => {
 describe('encoder simulator (--mm-encoder-only)', () => {
   it('answers "!" per requested token, finish_reason length, ec_transfer_params per item pointing at itself', async () => {
     const [enc] = await startEncoders(1);
-    const r = await postJson(`${enc.url}/v1/chat/completions`, {
+    // Whatever --mode says: an echo encoder answers "!" too.
+    await enc.close();
+    encoders = [
+      await startSimulator(
+        simConfig({
+          host: '127.0.0.1',
+          port: 0,
+          model: [MODEL],
+          mode: 'echo',
+          engineId: 'encode-echo',
+          mmEncoderOnly: true,
+        }),
+      ),
+    ];
+    const enc2 = encoders[0];
+    const r = await postJson(`${enc2.url}/v1/chat/completions`, {
       model: MODEL,
       messages: [{ role: 'user', content: [IMG_A, IMG_B] }],
       max_tokens: 3,
@@ -304,13 +319,16 @@ describe('encoder simulator (--mm-encoder-only)', () => {
     expect(r.status).toBe(200);
     expect(r.body.choices[0].message.content).toBe('!!!');
     expect(r.body.choices[0].finish_reason).toBe('length');
-    expect(Object.keys(r.body.ec_transfer_params).sort()).toEqual([mmHash(IMG_A), mmHash(IMG_B)].sort());
+    // llm-d-inference-sim v0.10.2's names: sim_<modality>_<index in the request>_<FNV-1a of the URL> (its answer for
+    // https://example.com/a.png alone is sim_img_0_b813296).
+    expect(mmHash(IMG_A)).toBe('sim_img_0_b813296');
+    expect(Object.keys(r.body.ec_transfer_params).sort()).toEqual([mmHash(IMG_A, 0), mmHash(IMG_B, 1)].sort());
     expect(r.body.ec_transfer_params[mmHash(IMG_A)]).toEqual({
       peer_host: '127.0.0.1',
-      peer_port: enc.port,
+      peer_port: enc2.port,
       size_bytes: 2359296,
       nixl_agent_metadata_b64: Buffer.from('NIXL_METADATA_PLACEHOLDER').toString('base64'),
     });
-    expect(records(enc)[0].kind).toBe('encode');
+    expect(records(enc2)[0].kind).toBe('encode');
   });
 });
