@@ -3,13 +3,14 @@
  * and a decode simulator, the sidecar in front of the decode one. Checked against llm-d-router ebab687's
  * connector_ec_common.go / connector_ec_nixl.go / connector_ec_shared_storage.go.
  */
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { simConfig, startSimulator, type SimulatorHandle } from '../../src/sim/index.js';
 import { encoderRequestBody, multimodalItems } from '../../src/sidecar/encode-stage.js';
 import { ecTransferParams, mmHash } from '../../src/sim/encoder.js';
-import { postJson } from '../helpers.js';
+import { metricsText, metricValue, postJson } from '../helpers.js';
 import { MODEL, records, startPd, type PdFixture } from './fixture.js';
 
 let f: PdFixture | undefined;
@@ -267,6 +268,64 @@ describe('encode stage over HTTP', () => {
     expect(r.status).toBe(504);
     expect(r.body.message).toBe(`encoder 127.0.0.1:${enc.port} did not answer multimodal item 0 within 300ms`);
     expect(records(f.decode)).toHaveLength(0);
+    expect(
+      metricValue(await metricsText(f.sidecar.url, '/sidecar/metrics'), 'pd_router_sidecar_timeouts_total', {
+        stage: 'encode',
+      }),
+    ).toBe(1);
+  });
+
+  it('--encode-concurrency bounds the encoder requests in flight; above the bound they all run at once', async () => {
+    // An encoder that counts the requests in flight and answers each when `release` says so.
+    let inflight = 0;
+    let most = 0;
+    const waiting: Array<() => void> = [];
+    let release: (count: number) => void = () => undefined;
+    let arrivals = 0;
+    const server = createHttpServer((req: IncomingMessage, res: ServerResponse) => {
+      arrivals++;
+      req.resume();
+      req.on('end', () => {
+        inflight++;
+        most = Math.max(most, inflight);
+        waiting.push(() => {
+          inflight--;
+          res.writeHead(200, { 'content-type': 'application/json' }).end('{"ec_transfer_params":{}}');
+        });
+        release(waiting.length);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const items = [IMG_A, IMG_B, AUDIO];
+      // Bound 1: the encoder never answers, so the stage ends at --encode-timeout; by then a sidecar without the
+      // bound would have sent all three requests (they go out together), a bounded one only the first.
+      release = () => undefined;
+      f = await startPd({ sidecar: { ecConnector: 'ec-nixl', encodeConcurrency: 1, encodeTimeout: 1_000 } });
+      const one = await postJson(`${f.sidecar.url}/v1/chat/completions`, chat(items, { stream: false }), {
+        'x-encoder-hosts-ports': `127.0.0.1:${port}`,
+      });
+      expect(one.status).toBe(504);
+      expect(arrivals).toBe(1);
+      for (const answer of waiting.splice(0)) answer();
+      await f.close();
+      // Bound 3: the answers are held until all three requests have arrived, which only parallel requests can do.
+      most = 0;
+      inflight = 0;
+      release = (count) => {
+        if (count === items.length) for (const answer of waiting.splice(0)) answer();
+      };
+      f = await startPd({ sidecar: { ecConnector: 'ec-nixl', encodeConcurrency: 3 } });
+      const three = await postJson(`${f.sidecar.url}/v1/chat/completions`, chat(items, { stream: false }), {
+        'x-encoder-hosts-ports': `127.0.0.1:${port}`,
+      });
+      expect(three.status).toBe(200);
+      expect(most).toBe(3);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it('SSRF: encoders outside the allowlist are dropped (P/D goes on without them); a malformed entry is a 400', async () => {
