@@ -241,7 +241,8 @@ export const sidecarCommand: CommandDefinition<typeof sidecarOptions> = {
   description: `POST /v1/chat/completions, /v1/completions, /v1/responses, /v1/messages and /inference/v1/generate go through
 the P/D handler: with an x-prefiller-host-port header the prefill leg goes to that worker (max tokens 1,
 kv_transfer_params.do_remote_decode=true) and the original request, with the prefiller's kv_transfer_params, to the
-local vLLM, streamed back. Without the header the request goes to the local vLLM untouched. Every other method and path
+local vLLM, streamed back. With --ec-connector and an x-encoder-hosts-ports header, each multimodal item of a chat
+request is first sent to an encoder (E/PD). Without the headers the request goes to the local vLLM untouched. Every other method and path
 (including /metrics and /v1/models) is passed through. A client's own kv_transfer_params is removed on every path.
 GET /health answers locally; GET /ready checks the local vLLM; GET /sidecar/metrics serves the sidecar's own metrics.`,
   options: sidecarOptions,
