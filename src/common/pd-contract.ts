@@ -76,6 +76,8 @@ export const REQUEST_ID_HEADER = 'x-request-id';
 
 /** The body field carrying NIXL's KV-transfer handshake, on the prefill leg, its answer and the decode leg. */
 export const KV_TRANSFER_PARAMS = 'kv_transfer_params';
+/** E/PD (`--ec-connector ec-nixl`): where each multimodal item's encoder cache is, from the encoder to the prefiller. */
+export const EC_TRANSFER_PARAMS = 'ec_transfer_params';
 /** The generate API's container of `extra_args`, where vLLM also reads `kv_transfer_params`. */
 export const SAMPLING_PARAMS = 'sampling_params';
 /** The field inside `sampling_params` that holds `kv_transfer_params` for the generate API. */

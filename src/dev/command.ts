@@ -18,6 +18,13 @@ import { prometheusScrapeConfig } from './prometheus.js';
 import { DEV_STACK_DEFAULTS as D, startDevStack, type DevStack } from './stack.js';
 
 const devOptions = {
+  encode: opt.int({
+    default: D.encode,
+    min: 0,
+    max: 32,
+    description:
+      'Encoder simulators (E/P/D): multimodal chat requests are first encoded there (sidecars run --ec-connector ec-nixl); 0: none.',
+  }),
   prefill: opt.int({ default: D.prefill, min: 1, max: 32, description: 'Prefill simulators (x in xPyD).' }),
   decode: opt.int({
     default: D.decode,
@@ -119,6 +126,9 @@ export function describeStack(devStack: DevStack): string {
     `  gateway     ${devStack.gateway.url}   metrics ${devStack.gateway.url}/gateway/metrics`,
     `  epp         grpc ${devStack.epp.url}   metrics http://${o.host}:${devStack.epp.ports.metricsPort}/metrics`,
   ];
+  devStack.encoders.forEach((component, i) =>
+    lines.push(`  encode-${i}    ${component.url}   metrics ${component.url}/metrics`),
+  );
   devStack.prefills.forEach((component, i) =>
     lines.push(`  prefill-${i}   ${component.url}   metrics ${component.url}/metrics`),
   );
@@ -140,6 +150,11 @@ export function describeStack(devStack: DevStack): string {
       cost: 'A prompt is prefilled remotely when the cost model expects that to be faster, or to spare the decode pod a stall.',
       never: 'No prompt is prefilled remotely (decode-only).',
     }[o.decider],
+    ...(devStack.encoders.length > 0
+      ? [
+          'Chat requests with image_url, audio_url, video_url or input_audio parts are encoded first on an encoder (E/P/D).',
+        ]
+      : []),
     `Add -H 'x-pd-router-debug: decision' to see the decision and its reason in the x-pd-router-decision response header;`,
     `llm_d_epp_disagg_decision_total counts them on the EPP metrics. Ctrl-C stops everything.`,
   );
@@ -148,6 +163,7 @@ export function describeStack(devStack: DevStack): string {
 
 export const devCommandModule = defineCommand(devCommand, async (optionValues, logger) => {
   const stack = await startDevStack({
+    encode: optionValues.encode,
     prefill: optionValues.prefill,
     decode: optionValues.decode,
     profile: optionValues.profile,

@@ -26,7 +26,16 @@ function deciderPlugin(text: DeciderChoice, nonCachedTokens: number): Record<str
   }
 }
 
-export function devEppConfig(decider: DeciderChoice, nonCachedTokens = 256, blockSizeTokens = 16): string {
+/** The encode stage of llm-d's sim-e-p-d-epp-config.yaml: encode-filter, the multimodal decider, an encode profile. */
+const ENCODE_FILTER = 'encode-filter';
+const ENCODE_DECIDER = 'always-disagg-multimodal-decider';
+
+export function devEppConfig(
+  decider: DeciderChoice,
+  nonCachedTokens = 256,
+  blockSizeTokens = 16,
+  encode = false,
+): string {
   const doc = parseDocument(LLM_D_SIM_PD_EPP_CONFIG);
   doc.commentBefore = ` pd-router dev: llm-d's sim-pd-epp-config.yaml with the ${decider} decider`;
   // eslint-disable-next-line @typescript-eslint/no-unsafe-member-access -- the YAML document as parsed
@@ -35,10 +44,19 @@ export function devEppConfig(decider: DeciderChoice, nonCachedTokens = 256, bloc
     if (plugin.type === 'approx-prefix-cache-producer')
       return { ...plugin, parameters: { ...plugin.parameters, blockSizeTokens, maxPrefixTokensToMatch: 131072 } };
     if (plugin.type === 'prefix-based-pd-decider') return deciderPlugin(decider, nonCachedTokens);
-    if (plugin.type === 'disagg-profile-handler')
-      return { ...plugin, parameters: { ...plugin.parameters, deciders: { prefill: DECIDER_NAME } } };
+    if (plugin.type === 'disagg-profile-handler') {
+      const deciders = encode ? { prefill: DECIDER_NAME, encode: ENCODE_DECIDER } : { prefill: DECIDER_NAME };
+      return { ...plugin, parameters: { ...plugin.parameters, deciders } };
+    }
     return plugin;
   });
+  if (encode) {
+    // As sim-e-p-d-epp-config.yaml: multimodal requests also get an encode pick (one encoder, the default picker).
+    next.push({ type: ENCODE_FILTER }, { type: ENCODE_DECIDER });
+    const profiles = doc.get('schedulingProfiles') as { add(value: unknown): void };
+    profiles.add(doc.createNode({ name: 'encode', plugins: [{ pluginRef: ENCODE_FILTER }] }));
+    doc.commentBefore = ` pd-router dev: llm-d's sim-pd-epp-config.yaml with the ${decider} decider and an encode stage`;
+  }
   doc.set('plugins', doc.createNode(next));
   return doc.toString();
 }

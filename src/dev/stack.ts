@@ -1,6 +1,7 @@
 /**
- * The local P/D stack: N prefill simulators, M decode simulators each fronted by its own sidecar, the EPP with a P/D
- * config and file discovery of those endpoints, and the gateway in front. It is what `npm start` runs, what the
+ * The local P/D stack: N prefill simulators, M decode simulators each fronted by its own sidecar, optionally K
+ * encoder simulators (E/P/D), the EPP with a P/D config and file discovery of those endpoints, and the gateway in
+ * front. It is what `npm start` runs, what the
  * end-to-end tests and the xPyD tuning runs stand on.
  *
  * The stack supervises its endpoints the way Kubernetes would: when a simulator or sidecar exits unexpectedly, its
@@ -21,6 +22,8 @@ import { Launcher, type ChildLogSettings, type Component, type LaunchMode } from
 import { LATENCY_PROFILES, type ProfileName } from './profiles.js';
 
 export interface DevStackOptions {
+  /** Encoder simulators (E in E/P/D, `--mm-encoder-only`); 0: no encode stage. */
+  encode: number;
   prefill: number;
   decode: number;
   profile: ProfileName;
@@ -58,6 +61,7 @@ export interface DevStackOptions {
 }
 
 export const DEV_STACK_DEFAULTS: DevStackOptions = {
+  encode: 0,
   prefill: 1,
   decode: 1,
   profile: '8b-h100',
@@ -88,6 +92,8 @@ export interface DevStack {
   shape: string;
   gateway: Component;
   epp: Component;
+  /** Encoder simulators (empty without --encode). */
+  encoders: Component[];
   prefills: Component[];
   decodes: DecodeUnit[];
   endpointsFile: string;
@@ -138,7 +144,7 @@ export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promis
   const workDir = mkdtempSync(path.join(tmpdir(), 'pd-router-dev-'));
   const endpointsFile = path.join(workDir, 'endpoints.yaml');
   const eppConfigFile = o.eppConfigFile ?? path.join(workDir, 'epp-config.yaml');
-  if (!o.eppConfigFile) writeFileSync(eppConfigFile, devEppConfig(o.decider, o.nonCachedTokens));
+  if (!o.eppConfigFile) writeFileSync(eppConfigFile, devEppConfig(o.decider, o.nonCachedTokens, 16, o.encode > 0));
   const profile = LATENCY_PROFILES[o.profile].sim;
   const port = (offset: number) => (o.basePort === 0 ? 0 : o.basePort + offset);
   const started: Component[] = [];
@@ -197,7 +203,30 @@ export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promis
         )
         .then(track),
     );
-    const [prefills, decodeSims] = await Promise.all([settle(prefillStarts), settle(decodeSimStarts)]);
+    // Encoders: encoder-only simulators (E/PD), at base+300+i.
+    const encodeStarts = Array.from({ length: o.encode }, (_, i) =>
+      launcher
+        .sim(
+          `encode-${i}`,
+          simConfig({
+            ...profile,
+            host: o.host,
+            port: port(300 + i),
+            model: [o.model],
+            seed: o.seed * 1000 + 300 + i,
+            timeScale: o.timeScale,
+            engineId: `encode-${i}`,
+            advertiseHost: o.host,
+            mmEncoderOnly: true,
+          }),
+        )
+        .then(track),
+    );
+    const [prefills, decodeSims, encoders] = await Promise.all([
+      settle(prefillStarts),
+      settle(decodeSimStarts),
+      settle(encodeStarts),
+    ]);
     const sidecars = await settle(
       decodeSims.map((sim, i) =>
         launcher
@@ -210,6 +239,8 @@ export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promis
               modelServerHost: o.host,
               modelServerPort: portOf(sim),
               secureProxy: false,
+              // With encoders, the sidecar runs the encode stage (ec-nixl: the encoders' ec_transfer_params go on).
+              ecConnector: o.sidecar?.ecConnector ?? (o.encode > 0 ? 'ec-nixl' : ''),
               prefillFailurePolicy: o.prefillFailurePolicy,
               prefillMaxRetries: o.prefillFailurePolicy === 'retry' ? 2 : (o.sidecar?.prefillMaxRetries ?? 0),
             }),
@@ -224,6 +255,16 @@ export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promis
         address: o.host,
         port: String(portOf(component)),
         labels: { 'llm-d.ai/role': 'prefill' },
+      });
+      supervise(component, name);
+    });
+    encoders.forEach((component, i) => {
+      const name = `encode-${i}`;
+      entries.set(name, {
+        name,
+        address: o.host,
+        port: String(portOf(component)),
+        labels: { 'llm-d.ai/role': 'encode' },
       });
       supervise(component, name);
     });
@@ -280,9 +321,10 @@ export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promis
     );
     return {
       options: o,
-      shape: `${o.prefill}P${o.decode}D`,
+      shape: `${o.encode > 0 ? `${o.encode}E` : ''}${o.prefill}P${o.decode}D`,
       gateway,
       epp,
+      encoders,
       prefills,
       decodes: decodeSims.map((sim, i) => ({ name: `decode-${i}`, sim, sidecar: sidecars[i] })),
       endpointsFile,
@@ -300,7 +342,7 @@ export async function startDevStack(opts: Partial<DevStackOptions> = {}): Promis
         await gateway.stop(left());
         await epp.stop(left());
         await Promise.all(sidecars.map((component) => component.stop(left())));
-        await Promise.all([...prefills, ...decodeSims].map((component) => component.stop(left())));
+        await Promise.all([...encoders, ...prefills, ...decodeSims].map((component) => component.stop(left())));
         await rm(workDir, { recursive: true, force: true });
       },
       kill: async () => {

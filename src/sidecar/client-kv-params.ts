@@ -16,7 +16,13 @@
  */
 import type { SidecarConfig } from './options.js';
 import { depthMessage, nestedDeeperThan } from './json-body.js';
-import { EXTRA_ARGS, KV_TRANSFER_PARAMS, SAMPLING_PARAMS, SGLANG_BOOTSTRAP_FIELDS } from '../common/pd-contract.js';
+import {
+  EC_TRANSFER_PARAMS,
+  EXTRA_ARGS,
+  KV_TRANSFER_PARAMS,
+  SAMPLING_PARAMS,
+  SGLANG_BOOTSTRAP_FIELDS,
+} from '../common/pd-contract.js';
 import { isObject, type JsonObject } from '../common/json.js';
 const BACKSLASH_U = Buffer.from('\\u');
 
@@ -77,10 +83,15 @@ export class ClientTransferFields {
   }
 }
 
-const NIXL = new ClientTransferFields([KV_TRANSFER_PARAMS], [KV_TRANSFER_PARAMS]);
+// ec_transfer_params (E/PD) is the encoder cache's handshake: a client's copy would make the prefiller pull encoder
+// output from a peer the client names. Only the encoders' answers set it (encode-stage.ts).
+const NIXL = new ClientTransferFields(
+  [KV_TRANSFER_PARAMS, EC_TRANSFER_PARAMS],
+  [KV_TRANSFER_PARAMS, EC_TRANSFER_PARAMS],
+);
 const SGLANG = new ClientTransferFields(
-  [KV_TRANSFER_PARAMS, ...SGLANG_BOOTSTRAP_FIELDS],
-  [KV_TRANSFER_PARAMS, 'bootstrap_'],
+  [KV_TRANSFER_PARAMS, EC_TRANSFER_PARAMS, ...SGLANG_BOOTSTRAP_FIELDS],
+  [KV_TRANSFER_PARAMS, EC_TRANSFER_PARAMS, 'bootstrap_'],
 );
 
 /** The fields a client must not set, for the configured connector. */

@@ -5,6 +5,10 @@
  * | ------------------------------------------------------------ | ------ | ------------------------------------ |
  * | x-data-parallel-host-port names no rank                      | 400    | none                                 |
  * | x-prefiller-host-port is not `host:port`                     | 400    | JSON, BadRequestError                |
+ * | x-encoder-hosts-ports has an entry that is not `host:port`   | 400    | JSON, BadRequestError                |
+ * | an encoder answered an error, a malformed or oversized body  | 502    | JSON, BadGateway, naming the encoder |
+ * | an encoder could not be reached                              | 502    | JSON, BadGateway, naming the encoder |
+ * | the encode deadline passed                                   | 504    | JSON, GatewayTimeout, naming it      |
  * | the prefill target is outside the SSRF allowlist             | 403    | text                                 |
  * | the body exceeds --max-request-body-size                     | 413    | JSON, RequestTooLarge                |
  * | the body did not arrive within --request-body-timeout        | 408    | JSON, RequestTimeout                 |
@@ -23,8 +27,9 @@
  * | any of these once the answer has started                     | -      | an SSE error event, or a cut connection |
  * | the handler threw                                            | 500    | JSON, InternalServerError            |
  *
- * A client that left gets nothing; it is counted in client_aborts. Messages never carry an internal address (the
- * prefiller's, the decoder's): the log line does.
+ * A client that left gets nothing; it is counted in client_aborts. Messages never carry the prefiller's or the
+ * decoder's address (the log line does); an encoder failure names the encoder, as upstream's message does, since a
+ * request may fan out to several.
  */
 import type { ServerResponse } from 'node:http';
 import { LegStopped, connectErrorCode } from '../common/upstream-leg.js';
@@ -32,16 +37,23 @@ import { DECODER_NOT_READY, sseErrorEvent, writeJsonError, writeText } from './e
 import type { Outcome, SidecarMetrics } from './metrics.js';
 import type { PdContext, RelayContext } from './pd-context.js';
 import type { PrefillOutcome } from './prefill-client.js';
+import type { EncodeFailure } from './encode-stage.js';
+import type { Logger } from 'pino';
 import { responseHeaders } from './upstream.js';
 
 /** A request refused on its headers, before its body is read. */
-export type Refusal = 'unknown_data_parallel_rank' | 'invalid_prefill_target' | 'prefill_target_denied';
+export type Refusal =
+  'unknown_data_parallel_rank' | 'invalid_prefill_target' | 'invalid_encoder_target' | 'prefill_target_denied';
 
 const REFUSALS: Readonly<Record<Refusal, { outcome: Outcome; answer: (res: ServerResponse) => void }>> = {
   unknown_data_parallel_rank: { outcome: 'client_error', answer: (res) => res.writeHead(400).end() },
   invalid_prefill_target: {
     outcome: 'client_error',
     answer: (res) => writeJsonError(res, 400, 'invalid x-prefiller-host-port header: expected host:port'),
+  },
+  invalid_encoder_target: {
+    outcome: 'client_error',
+    answer: (res) => writeJsonError(res, 400, 'invalid x-encoder-hosts-ports header: expected host:port values'),
   },
   prefill_target_denied: {
     outcome: 'denied',
@@ -244,4 +256,21 @@ export function answerChunkFailure(ctx: RelayContext, failure: ChunkFailure, str
     res.end(failure.body);
   } else writeJsonError(res, status, failure.message, status === 500 ? 'InternalServerError' : 'BadGateway');
   return status >= 500 ? 'upstream_error' : 'client_error';
+}
+
+/** Answers an encode stage that failed (encode-stage.ts): its 502 or 504, or nothing for a client that left. */
+export function answerEncodeFailure(
+  metrics: SidecarMetrics,
+  res: ServerResponse,
+  logger: Logger,
+  failure: EncodeFailure,
+): Outcome {
+  if (failure.kind === 'aborted') {
+    metrics.clientAborts.inc({ stage: 'encode' });
+    return 'aborted';
+  }
+  if (failure.kind === 'timeout') metrics.timeouts.inc({ stage: 'encode' });
+  writeJsonError(res, failure.status, failure.message);
+  logger.warn(failure.message);
+  return failure.kind;
 }

@@ -97,7 +97,7 @@ export class SidecarMetrics {
     });
     this.timeouts = new Counter({
       name: 'pd_router_sidecar_timeouts_total',
-      help: 'Expired deadlines by stage: prefill, decode_first_byte, decode_idle, request_body.',
+      help: 'Expired deadlines by stage: encode, prefill, decode_first_byte, decode_idle, request_body.',
       labelNames: ['stage'],
       registers,
     });
@@ -108,7 +108,7 @@ export class SidecarMetrics {
     });
     this.clientAborts = new Counter({
       name: 'pd_router_sidecar_client_aborts_total',
-      help: 'Clients that disconnected before the answer was complete, by stage (prefill, decode); every upstream leg still running is aborted.',
+      help: 'Clients that disconnected before the answer was complete, by stage (encode, prefill, decode); every upstream leg still running is aborted.',
       labelNames: ['stage'],
       registers,
     });

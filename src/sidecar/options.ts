@@ -19,6 +19,8 @@ import { sidecarUpstream } from './upstream-flags.js';
 export const TLS_STAGES = ['prefiller', 'decoder', 'encoder'] as const;
 export const CONNECTORS = ['nixlv2', 'sglang', 'shared-storage', 'mooncake', 'offloading'] as const;
 export const FAILURE_POLICIES = ['fail', 'retry', 'local'] as const;
+/** --ec-connector: '' (no encode stage), ec-example (encoders primed, answers discarded), ec-nixl (ec_transfer_params). */
+export const EC_CONNECTORS = ['', 'ec-example', 'ec-nixl'] as const;
 
 /** The sidecar's flag table. */
 export const sidecarOptions = {
@@ -46,6 +48,28 @@ export const sidecarOptions = {
     description:
       'P/D protocol: nixlv2 (kv_transfer_params), sglang (bootstrap room), shared-storage, mooncake (bootstrap server, concurrent legs), offloading (OffloadingConnector P2P, concurrent legs).',
   }),
+  ecConnector: opt.oneOf(EC_CONNECTORS, {
+    default: '',
+    description:
+      'E/PD: with x-encoder-hosts-ports, each multimodal item of a chat request is first encoded on an encoder: ec-example (answer discarded), ec-nixl (its ec_transfer_params go to the prefill and decode legs); empty: no encode stage.',
+  }),
+  encodeTimeout: opt.duration({
+    default: 120_000,
+    min: 1,
+    description: 'pd-router: deadline for one encoder answer; 504 beyond it.',
+  }),
+  encodeConcurrency: opt.int({
+    default: 16,
+    min: 1,
+    max: 1024,
+    description:
+      "pd-router: most encoder requests in flight for one request's multimodal items (upstream: all at once).",
+  }),
+  maxEncodeResponseSize: opt.bytes({
+    default: 8 * 1024 * 1024,
+    min: 1024,
+    description: 'pd-router: largest encoder answer buffered (one token and its ec_transfer_params); 502 beyond it.',
+  }),
   dataParallelSize: opt.int({
     default: 1,
     min: 1,
@@ -63,7 +87,7 @@ export const sidecarOptions = {
   enableTls: opt.list({
     default: [],
     choices: TLS_STAGES,
-    description: 'Stages that use HTTPS upstream: prefiller, decoder (encoder accepted for compatibility).',
+    description: 'Stages that use HTTPS upstream: prefiller, decoder, encoder.',
   }),
   tlsInsecureSkipVerify: opt.list({
     default: [],
@@ -73,7 +97,7 @@ export const sidecarOptions = {
   enableSsrfProtection: opt.bool({
     default: false,
     description:
-      "Only send prefills to allowed host:port targets: the InferencePool's pods and target ports, or --ssrf-allowlist / --ssrf-allowlist-file.",
+      "Only send prefills (and encoder requests) to allowed host:port targets: the InferencePool's pods and target ports, or --ssrf-allowlist / --ssrf-allowlist-file.",
   }),
   inferencePool: opt.string({
     default: '',
@@ -257,7 +281,8 @@ export const sidecarCommand: CommandDefinition<typeof sidecarOptions> = {
   description: `POST /v1/chat/completions, /v1/completions, /v1/responses, /v1/messages and /inference/v1/generate go through
 the P/D handler: with an x-prefiller-host-port header the prefill leg goes to that worker (max tokens 1,
 kv_transfer_params.do_remote_decode=true) and the original request, with the prefiller's kv_transfer_params, to the
-local vLLM, streamed back. Without the header the request goes to the local vLLM untouched. Every other method and path
+local vLLM, streamed back. With --ec-connector and an x-encoder-hosts-ports header, each multimodal item of a chat
+request is first sent to an encoder (E/PD). Without the headers the request goes to the local vLLM untouched. Every other method and path
 (including /metrics and /v1/models) is passed through. A client's own kv_transfer_params is removed on every path.
 GET /health answers locally; GET /ready checks the local vLLM; GET /sidecar/metrics serves the sidecar's own metrics.`,
   options: sidecarOptions,

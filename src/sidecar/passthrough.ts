@@ -70,3 +70,54 @@ export async function passThrough(
   }
   return relayDecode(ctx, leg, { mode });
 }
+
+/**
+ * E/D (an encode stage, no prefiller): the body the encode stage left (with cache_hit_threshold 0 and, for ec-nixl,
+ * ec_transfer_params) goes to the local decoder, and its answer is relayed unchanged.
+ */
+export async function decodeAfterEncode(
+  rank: SidecarRank,
+  req: IncomingMessage,
+  tracked: Tracked,
+  log: RequestLog,
+  origin: string,
+  body: Buffer,
+): Promise<Outcome> {
+  const config = rank.config;
+  const ctx: RelayContext = {
+    requestId: log.requestId,
+    res: tracked.res,
+    signal: tracked.signal,
+    config,
+    metrics: rank.metrics,
+    get logger() {
+      return log.logger;
+    },
+    timings: { start: tracked.start, prefillMs: 0, decodeTtfbMs: 0 },
+  };
+  rank.metrics.modes.inc({ connector: config.kvConnector, mode: 'local' });
+  const headers = forwardHeaders(req.headers, {
+    requestId: log.requestId,
+    dropHost: false,
+    clientAddress: req.socket.remoteAddress ?? '',
+  });
+  headers['content-type'] = 'application/json';
+  let leg: UpstreamLeg;
+  try {
+    leg = await UpstreamLeg.open({
+      agent: rank.agents.decode,
+      origin,
+      method: 'POST',
+      path: req.url ?? '/',
+      headers,
+      body,
+      clientSignal: tracked.signal,
+      firstByteTimeoutMs: config.decodeFirstByteTimeout,
+      idleTimeoutMs: config.decodeIdleTimeout,
+      label: 'decode',
+    });
+  } catch (err) {
+    return answerLegFailure(ctx, err, 'decode', false);
+  }
+  return relayDecode(ctx, leg, { mode: 'local' });
+}

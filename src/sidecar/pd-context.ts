@@ -3,6 +3,7 @@
  *
  *   server.ts        the HTTP surface: inference POSTs take the fast path to pd-handler.ts, the rest go to fastify
  *   pd-handler.ts    reads the routing headers, checks the prefill target, reads the body, builds the PdContext
+ *   encode-stage.ts  E/PD (--ec-connector): the encoder legs for the multimodal items, before the connector
  *   connectors/      one file per --kv-connector: the order and the bodies of the two legs
  *   legs.ts          builds the legs' requests (headers, deadlines, retries) and times the prefill
  *   prefill-fallback.ts  --prefill-failure-policy after a failed prefill

@@ -9,16 +9,18 @@ import { randomInt } from 'node:crypto';
 import { hostPort, parseTarget, requestIdOf, type ApiType, type Target } from '../common/index.js';
 import {
   DATA_PARALLEL_HOST_PORT,
+  ENCODER_HOSTS_PORTS,
   KV_CACHE_SOURCE_HOST_PORT,
   PREFILLER_HOST_PORT,
   PREFILLER_URL,
 } from '../common/pd-contract.js';
 import { clientTransferFields } from './client-kv-params.js';
 import { CONNECTOR_REGISTRY } from './connectors/index.js';
-import { answerInternalError, answerInvalidBody } from './failures.js';
+import { answerEncodeFailure, answerInternalError, answerInvalidBody } from './failures.js';
+import { encoderTargets, runEncodeStage } from './encode-stage.js';
 import { parseJsonObject } from './json-body.js';
 import type { Outcome } from './metrics.js';
-import { passThrough } from './passthrough.js';
+import { decodeAfterEncode, passThrough } from './passthrough.js';
 import { kvCacheSourceOf } from './kv-peer.js';
 import { localNeedsRewrite, serveLocalDecode } from './local-decode.js';
 import { isPdContext, type DecodeContext } from './pd-context.js';
@@ -45,6 +47,36 @@ function decoderFor(rank: SidecarRank, req: IncomingMessage): string | undefined
     );
   }
   return rank.dataParallelRoutes.get(named) || undefined;
+}
+
+/**
+ * The encoders of an E/PD request: none without --ec-connector (the header is then ignored, and stripped from every
+ * leg, as upstream), else the x-encoder-hosts-ports entries the SSRF guard allows; 'invalid' for a malformed entry.
+ */
+function encodersOf(rank: SidecarRank, req: IncomingMessage, path: string, log: RequestLog): Target[] | 'invalid' {
+  if (rank.config.ecConnector === '') return [];
+  const header = req.headers[ENCODER_HOSTS_PORTS];
+  if (header === undefined) return [];
+  const targets = encoderTargets(header, rank.guard);
+  if (targets.invalid !== undefined) {
+    log.logger.warn({ value: targets.invalid.slice(0, 256) }, 'invalid x-encoder-hosts-ports value');
+    return 'invalid';
+  }
+  for (const denied of targets.denied) {
+    rank.metrics.ssrfDenied.inc();
+    log.logger.warn(
+      {
+        target: denied,
+        clientIP: req.socket.remoteAddress ?? '',
+        userAgent: req.headers['user-agent'],
+        requestPath: path,
+      },
+      'SSRF protection: encoder target not in allowlist, removing from list',
+    );
+  }
+  if (targets.allowed.length === 0 && targets.denied.length > 0)
+    log.logger.info('SSRF protection: all encoder targets filtered out, falling back to P/D or decoder-only');
+  return targets.allowed;
 }
 
 /** The prefill target: one of the candidates, checked (a refusal is answered and its outcome returned instead). */
@@ -114,7 +146,10 @@ async function servePd(
     rank.guard,
     () => log.logger,
   );
-  if (candidates.length === 0 && !localNeedsRewrite({ config, api, kvCacheSource })) {
+  const encoders = encodersOf(rank, req, path, log);
+  if (encoders === 'invalid') return refuseBeforeBody(req, res, config, 'invalid_encoder_target');
+  const localRewrite = localNeedsRewrite({ config, api, kvCacheSource });
+  if (candidates.length === 0 && encoders.length === 0 && !localRewrite) {
     // Local prefill: the body goes to the decoder byte for byte (without the client's KV transfer fields, if any).
     rank.metrics.modes.inc({ connector: config.kvConnector, mode: 'local' });
     return passThrough(rank, req, tracked, log, decoderOrigin, 'local');
@@ -136,9 +171,27 @@ async function servePd(
     log.logger.info({ fields: transferFields.fields }, "removed the client's KV transfer fields from the request body");
   }
   const incomingTrace = req.headers.traceparent;
+  const traceparent = typeof incomingTrace === 'string' ? incomingTrace : newTraceparent();
+  if (encoders.length > 0) {
+    const encoded = await runEncodeStage({
+      config,
+      agents: rank.agents,
+      logger: log.logger,
+      requestId: log.requestId,
+      traceparent,
+      body,
+      encoders,
+      clientSignal: tracked.signal,
+    });
+    if ('failure' in encoded) return answerEncodeFailure(rank.metrics, res, log.logger, encoded.failure);
+    body = encoded.body;
+    rawBody = Buffer.from(JSON.stringify(body));
+    // E/D (an encode stage, no prefiller): straight to the decoder, unless the local decode itself rewrites.
+    if (!target && !localRewrite) return decodeAfterEncode(rank, req, tracked, log, decoderOrigin, rawBody);
+  }
   const ctx: DecodeContext = {
     requestId: log.requestId,
-    traceparent: typeof incomingTrace === 'string' ? incomingTrace : newTraceparent(),
+    traceparent,
     api,
     method: 'POST',
     url: req.url ?? path,

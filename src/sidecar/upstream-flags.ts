@@ -128,12 +128,7 @@ export const sidecarUpstream: CompatTable = {
       },
       { deprecated: 'use --inference-pool' },
     ),
-    'ec-connector': compat.ignored(
-      BOTH,
-      opt.string({ default: '', description: 'E/P connector for encoder disaggregation (EPD).' }),
-      'encoder (EPD) disaggregation is not implemented: requests are prefilled and decoded without an encode stage (x-encoder-hosts-ports is stripped).',
-      { harmless: (value: string) => value === '' },
-    ),
+    'ec-connector': compat.implemented('ecConnector', BOTH),
     'mooncake-bootstrap-port': compat.implemented('mooncakeBootstrapPort', [EBAB]),
     'p2p-connector-port': compat.implemented('p2pConnectorPort', [EBAB]),
     'enable-p2p-pull': compat.implemented('enableP2pPull', [EBAB]),

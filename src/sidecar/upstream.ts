@@ -1,6 +1,7 @@
 /**
- * Upstream connections and headers. All upstream calls go through two undici Agents owned here: one for prefillers
- * (any number of hosts, pooled per origin) and one for the local decoder, each with the TLS settings of its stage.
+ * Upstream connections and headers. All upstream calls go through three undici Agents owned here: one for prefillers
+ * (any number of hosts, pooled per origin), one for encoders and one for the local decoder, each with the TLS settings
+ * of its stage.
  * Deadlines are enforced per call by the callers, so the agents themselves have no header or body timeouts.
  */
 import { randomFillSync } from 'node:crypto';
@@ -9,7 +10,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { HOP_BY_HOP_HEADERS } from '../common/index.js';
 import { REQUEST_ID_HEADER, ROUTING_HEADER_SET } from '../common/pd-contract.js';
 
-export type Stage = 'prefiller' | 'decoder';
+export type Stage = 'prefiller' | 'decoder' | 'encoder';
 
 export interface UpstreamSettings {
   enableTls: readonly string[];
@@ -20,10 +21,13 @@ export interface UpstreamSettings {
 export class UpstreamAgents {
   readonly prefill: Agent;
   readonly decode: Agent;
+  /** Encoders (E/PD, --ec-connector), with the `encoder` stage's TLS settings, as upstream's encoder proxies. */
+  readonly encode: Agent;
 
   constructor(private readonly settings: UpstreamSettings) {
     this.prefill = this.agent('prefiller');
     this.decode = this.agent('decoder');
+    this.encode = this.agent('encoder');
   }
 
   scheme(stage: Stage): 'http' | 'https' {
@@ -47,7 +51,7 @@ export class UpstreamAgents {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.prefill.close(), this.decode.close()]);
+    await Promise.all([this.prefill.close(), this.decode.close(), this.encode.close()]);
   }
 }
 

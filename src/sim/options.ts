@@ -40,6 +40,11 @@ export const simOptions = {
     default: 'random',
     description: 'random: answers drawn from fixed sentences; echo: the prompt is returned.',
   }),
+  mmEncoderOnly: opt.bool({
+    default: false,
+    description:
+      'Encoder-only instance (E/PD): a chat request is answered with "!" per requested token and ec_transfer_params for each multimodal item.',
+  }),
   seed: opt.int({ default: -1, description: 'Random seed for latencies and random text; -1 seeds from the clock.' }),
   timeScale: opt.number({
     default: 1,

@@ -9,7 +9,7 @@
  */
 import type { ApiType } from '../common/index.js';
 import type { FinishReason } from './generation.js';
-import { KV_TRANSFER_PARAMS, type PrefillAnswerKvParams } from '../common/pd-contract.js';
+import { EC_TRANSFER_PARAMS, KV_TRANSFER_PARAMS, type PrefillAnswerKvParams } from '../common/pd-contract.js';
 
 export interface CompletionResult {
   api: ApiType;
@@ -22,6 +22,8 @@ export interface CompletionResult {
   promptTokens: number;
   cachedTokens: number;
   kvTransferParams?: PrefillAnswerKvParams;
+  /** Encoder-only instances (chat): where each multimodal item's encoder cache is (encoder.ts). */
+  ecTransferParams?: Record<string, unknown>;
   includeUsage: boolean;
   /** Responses API: instructions echoed back when sent. */
   instructions?: string;
@@ -52,6 +54,7 @@ function responsesUsage(result: CompletionResult) {
 
 function withKv<T extends Record<string, unknown>>(body: T, result: CompletionResult): T {
   if (result.kvTransferParams) (body as Record<string, unknown>)[KV_TRANSFER_PARAMS] = result.kvTransferParams;
+  if (result.ecTransferParams) (body as Record<string, unknown>)[EC_TRANSFER_PARAMS] = result.ecTransferParams;
   return body;
 }
 

@@ -18,6 +18,7 @@ import {
   type ApiType,
 } from '../common/index.js';
 import { AbortedError, QueueFullError } from './scheduler.js';
+import { ecTransferParams } from './encoder.js';
 import { completionBody, sseEncoder, type CompletionResult } from './response-builders.js';
 import { kvTransferParamsOf, semanticError, typeError } from './request-validation.js';
 import { renderPrompt, tokenIds, tokenize } from './tokenizer.js';
@@ -78,6 +79,7 @@ async function handleInference(
   const record: RequestRecord = {
     id: request.id,
     receivedAt: new Date().toISOString(),
+    receivedAtMs: performance.timeOrigin + performance.now(),
     method: request.method,
     path: request.url,
     api,
@@ -143,7 +145,15 @@ async function handleInference(
   const prefillOnly = isPrefillLeg(kvParams);
   // An OffloadingConnector prefill is an ordinary request (its one token is computed); its decode pulls the KV blocks.
   const remotePrefill = isDecodeLeg(kvParams) || isOffloadingDecodeLeg(kvParams);
-  record.kind = prefillOnly || isOffloadingPrefillLeg(kvParams) ? 'prefill' : remotePrefill ? 'decode' : 'aggregated';
+  // An encoder-only instance answers every chat request as an encode leg (encoder.ts).
+  const encodeOnly = engine.config.mmEncoderOnly && api === 'chat';
+  record.kind = encodeOnly
+    ? 'encode'
+    : prefillOnly || isOffloadingPrefillLeg(kvParams)
+      ? 'prefill'
+      : remotePrefill
+        ? 'decode'
+        : 'aggregated';
   record.kvTransferParams = kvParams;
   const problem = semanticError(api, body, prefillOnly);
   if (problem) {
@@ -152,7 +162,8 @@ async function handleInference(
   }
 
   const promptTokenIds = promptTokenIdsFor(api, body);
-  const maxTokens = requestedMaxTokens(api, body);
+  // An encoder writes exactly the requested number of tokens (default 1), as llm-d-inference-sim's encoder dataset.
+  const maxTokens = encodeOnly ? (requestedMaxTokens(api, body) ?? 1) : requestedMaxTokens(api, body);
   const c = engine.config;
   if (promptTokenIds.length + (maxTokens ?? 0) > c.maxModelLen) {
     finish(400);
@@ -219,7 +230,7 @@ async function handleInference(
         promptTokenIds,
         maxTokens,
         minTokens: requestedMinTokens(api, body),
-        ignoreEos: body.ignore_eos === true,
+        ignoreEos: encodeOnly || body.ignore_eos === true,
         prefillOnly,
         remotePrefill,
         cacheSalt: salt,
@@ -233,9 +244,10 @@ async function handleInference(
       {
         first: async (output, cachedTokens) => {
           result.cachedTokens = cachedTokens;
-          result.tokens = output.tokens;
-          result.tokenIds = output.tokenIds;
-          result.finishReason = output.finishReason;
+          // An encoder writes "!" max_tokens times whatever --mode says (llm-d-inference-sim's encoder dataset).
+          result.tokens = encodeOnly ? Array<string>(maxTokens ?? 1).fill('!') : output.tokens;
+          result.tokenIds = encodeOnly ? Array<number>(maxTokens ?? 1).fill(ENCODER_TOKEN_ID) : output.tokenIds;
+          result.finishReason = encodeOnly ? 'length' : output.finishReason;
           if (!stream) return;
           reply.hijack();
           res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', ...headers });
@@ -268,6 +280,7 @@ async function handleInference(
       };
       result.kvTransferParams = answer;
     }
+    if (encodeOnly) result.ecTransferParams = ecTransferParams(body, engine.advertisedHost, engine.port);
     finish(200);
     if (stream && encoder) {
       await write(encoder.tail());
@@ -294,6 +307,9 @@ async function handleInference(
     res.off('close', onClose);
   }
 }
+
+/** The token an encoder-only instance answers with, "!" in the simulated tokenizer. */
+const ENCODER_TOKEN_ID = tokenIds(tokenize('!'))[0] ?? 0;
 
 function syntheticBlockIds(promptTokens: number, blockSize: number): number[] {
   return Array.from({ length: Math.ceil(promptTokens / blockSize) }, (_, i) => i);

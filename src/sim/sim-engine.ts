@@ -76,11 +76,16 @@ export interface Faults {
 export interface RequestRecord {
   id: string;
   receivedAt: string;
+  /**
+   * Arrival in epoch milliseconds with sub-millisecond precision, comparable across simulators on one machine: the
+   * order in which a router's legs reached them (encode, then prefill, then decode).
+   */
+  receivedAtMs: number;
   method: string;
   path: string;
   api?: ApiType;
   /** prefill: do_remote_decode; decode: do_remote_prefill; aggregated: neither. */
-  kind?: 'prefill' | 'decode' | 'aggregated';
+  kind?: 'prefill' | 'decode' | 'aggregated' | 'encode';
   headers: Record<string, string | string[] | undefined>;
   body: unknown;
   bodyTruncated: boolean;

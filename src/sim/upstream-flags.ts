@@ -204,10 +204,14 @@ export const simUpstream: CompatTable = {
       'fake metrics are not implemented.',
       () => true,
     ),
-    ...toggle(
-      'mm-encoder-only',
-      'Skip the language component (encoder only).',
-      'multi-modal encoders are not simulated.',
+    'mm-encoder-only': compat.implemented('mmEncoderOnly', R),
+    'no-mm-encoder-only': compat.mapsTo(
+      R,
+      opt.bool({ default: false, description: 'The opposite of --mm-encoder-only.' }),
+      '--mm-encoder-only=false',
+      (off: boolean, set) => {
+        if (off) set.set('mmEncoderOnly', false);
+      },
     ),
     ...toggle('omni', 'Omni mode: image chunks on X-Send-Image.', 'image output is not simulated.'),
     'image-emission-rate': ignored(

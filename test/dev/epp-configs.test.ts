@@ -35,3 +35,24 @@ describe('devEppConfig', () => {
     ).toHaveLength(0);
   });
 });
+
+describe('devEppConfig with an encode stage (--encode)', () => {
+  it("adds sim-e-p-d-epp-config.yaml's encode stage: encode-filter, the multimodal decider, an encode profile", () => {
+    const text = devEppConfig('prefix', 64, 16, true);
+    const loaded = loadEndpointPickerConfig(text);
+    expect(loaded.plugins.get('encode-filter')?.type).toBe('encode-filter');
+    expect(loaded.plugins.get('always-disagg-multimodal-decider')?.type).toBe('always-disagg-multimodal-decider');
+    const doc = parse(text);
+    expect(doc.plugins.find((plugin: any) => plugin.type === 'disagg-profile-handler').parameters.deciders).toEqual({
+      prefill: 'decider',
+      encode: 'always-disagg-multimodal-decider',
+    });
+    const upstream = parse(LLM_D_SIM_PD_EPP_CONFIG);
+    expect(doc.schedulingProfiles).toEqual([
+      ...upstream.schedulingProfiles,
+      { name: 'encode', plugins: [{ pluginRef: 'encode-filter' }] },
+    ]);
+    // Without --encode nothing of it is there.
+    expect(devEppConfig('prefix', 64, 16)).not.toContain('encode');
+  });
+});
