@@ -16,6 +16,7 @@ import type { ApiType, Target } from '../common/index.js';
 import type { StopSignal } from '../common/upstream-leg.js';
 import type { Outcome, SidecarMetrics } from './metrics.js';
 import type { SidecarConfig } from './options.js';
+import type { PdTrace } from './pd-trace.js';
 import type { UpstreamAgents } from './upstream.js';
 import type { JsonObject } from '../common/json.js';
 
@@ -64,6 +65,8 @@ export interface PdContext extends RelayContext {
   readonly agents: UpstreamAgents;
   /** The upstream legs' headers, built once per request by legHeaders() (legs.ts). */
   forwardedHeaders?: Record<string, string | string[]>;
+  /** The request's spans, when tracing is on (pd-trace.ts). */
+  readonly trace?: PdTrace;
 }
 
 /** A P/D protocol (--kv-connector): how the two legs of a request are sent and answered. */

@@ -15,6 +15,7 @@ import { parseJsonObject } from './json-body.js';
 import type { Outcome } from './metrics.js';
 import { passThrough } from './passthrough.js';
 import type { PdContext } from './pd-context.js';
+import { PdTrace } from './pd-trace.js';
 import { readOrAnswer, refuseBeforeBody } from './request-body.js';
 import { RequestLog, track, type SidecarRank, type Tracked } from './tracking.js';
 import { newTraceparent, prefillCandidates } from './upstream.js';
@@ -50,7 +51,12 @@ export async function handlePd(
 ): Promise<void> {
   const log = new RequestLog(rank.logger, requestIdOf(req));
   const tracked = track(rank, res, rank.config.kvConnector, log, 'inference');
-  tracked.done(path, await servePd(rank, api, path, req, tracked, log));
+  const trace = rank.tracing?.enabled
+    ? new PdTrace(rank.tracing, req, path, api, rank.config.kvConnector, tracked.start)
+    : undefined;
+  const outcome = await servePd(rank, api, path, req, tracked, log, trace);
+  trace?.finish(outcome);
+  tracked.done(path, outcome);
 }
 
 async function servePd(
@@ -60,6 +66,7 @@ async function servePd(
   req: IncomingMessage,
   tracked: Tracked,
   log: RequestLog,
+  trace: PdTrace | undefined,
 ): Promise<Outcome> {
   const config = rank.config;
   const res = tracked.res;
@@ -69,6 +76,7 @@ async function servePd(
   if (candidates.length === 0) {
     // Local prefill: the body goes to the decoder byte for byte (without the client's KV transfer fields, if any).
     rank.metrics.modes.inc({ connector: config.kvConnector, mode: 'local' });
+    trace?.local();
     return passThrough(rank, req, tracked, log, decoderOrigin, 'local');
   }
   const chosen = config.enablePrefillerSampling ? candidates[randomInt(0, candidates.length)] : candidates[0];
@@ -76,10 +84,12 @@ async function servePd(
   if (!target) {
     // The value (the EPP's, or a client's) goes to the log, not back to the client.
     log.logger.warn({ value: chosen.slice(0, 256) }, 'invalid x-prefiller-host-port value');
+    trace?.refused('invalid_prefill_target');
     return refuseBeforeBody(req, res, config, 'invalid_prefill_target');
   }
   if (!rank.guard.allowed(target.host, target.port)) {
     rank.metrics.ssrfDenied.inc();
+    trace?.refused('ssrf_protection_denied');
     log.logger.warn(
       {
         target: target.hostPort,
@@ -92,6 +102,7 @@ async function servePd(
     );
     return refuseBeforeBody(req, res, config, 'prefill_target_denied');
   }
+  trace?.disaggregated(target.hostPort, candidates.length);
   const read = await readOrAnswer(req, res, config, rank.metrics);
   if (typeof read === 'string') return read;
   const parsed = parseJsonObject(read, config.maxJsonDepth);
@@ -109,7 +120,8 @@ async function servePd(
   const incomingTrace = req.headers.traceparent;
   const ctx: PdContext = {
     requestId: log.requestId,
-    traceparent: typeof incomingTrace === 'string' ? incomingTrace : newTraceparent(),
+    traceparent: trace ? trace.traceparent : typeof incomingTrace === 'string' ? incomingTrace : newTraceparent(),
+    trace,
     api,
     method: 'POST',
     url: req.url ?? path,
