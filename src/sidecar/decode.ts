@@ -39,7 +39,11 @@ async function sendDecode(ctx: PdContext, step: DecodeStep, headers?: LegRequest
   let leg: UpstreamLeg;
   try {
     leg = await UpstreamLeg.open(
-      decodeRequest(ctx, step.body, headers ? { peerSignal: step.peerSignal, headers } : { peerSignal: step.peerSignal }),
+      decodeRequest(
+        ctx,
+        step.body,
+        headers ? { peerSignal: step.peerSignal, headers } : { peerSignal: step.peerSignal },
+      ),
     );
   } catch (err) {
     return answerLegFailure(ctx, err, 'decode', false);

@@ -62,7 +62,10 @@ export class PdTrace {
 
   /** No prefill header: the request is served by the local vLLM (upstream's attributes for it). */
   local(): void {
-    this.span.setAttributes({ 'llm_d.pd_proxy.disaggregation_used': false, 'llm_d.pd_proxy.reason': 'no_prefill_header' });
+    this.span.setAttributes({
+      'llm_d.pd_proxy.disaggregation_used': false,
+      'llm_d.pd_proxy.reason': 'no_prefill_header',
+    });
   }
 
   disaggregated(target: string, candidates: number): void {
@@ -130,7 +133,8 @@ export class PdTrace {
     }
     if (this.prefillStart > 0) {
       attributes['llm_d.pd_proxy.prefill_duration_ms'] = ms(this.prefillStart, this.prefillEnd || now);
-      if (this.decodeStart > 0) attributes['llm_d.pd_proxy.coordinator_overhead_ms'] = ms(this.prefillEnd, this.decodeStart);
+      if (this.decodeStart > 0)
+        attributes['llm_d.pd_proxy.coordinator_overhead_ms'] = ms(this.prefillEnd, this.decodeStart);
     }
     this.span.setAttributes(attributes);
     if (outcome !== 'success' && outcome !== 'client_error') failSpan(this.span, outcome);

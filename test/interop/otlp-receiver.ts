@@ -116,7 +116,9 @@ export class OtlpReceiver {
       if (found.length > 0) return found;
       const left = deadline - performance.now();
       if (left <= 0)
-        throw new Error(`no matching span within ${timeoutMs}ms; received: ${this.spans.map((s) => s.name).join(', ')}`);
+        throw new Error(
+          `no matching span within ${timeoutMs}ms; received: ${this.spans.map((span) => span.name).join(', ')}`,
+        );
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
         this.waiters.push(() => {

@@ -53,17 +53,17 @@ describeWith(req, 'OpenTelemetry tracing (OTLP gRPC receiver)', () => {
     }
   });
 
-  const byName = (spans: ReceivedSpan[], name: string) => spans.find((s) => s.name === name);
+  const byName = (spans: ReceivedSpan[], name: string) => spans.find((span) => span.name === name);
   const traceOf = (requestId: string) =>
     receiver.waitFor((spans) => {
       const decode = spans.find(
-        (s) => s.name === 'llm_d.pd_proxy.decode' && s.attributes['llm_d.pd_proxy.request_id'] === requestId,
+        (span) => span.name === 'llm_d.pd_proxy.decode' && span.attributes['llm_d.pd_proxy.request_id'] === requestId,
       );
       if (!decode) return [];
-      const trace = spans.filter((s) => s.traceId === decode.traceId);
+      const trace = spans.filter((span) => span.traceId === decode.traceId);
       // The server spans end after the legs: wait for every one of them.
       const names = ['pd_router.gateway.request', 'gateway.request', 'llm_d.pd_proxy.request'];
-      return names.every((n) => byName(trace, n)) ? trace : [];
+      return names.every((name) => byName(trace, name)) ? trace : [];
     });
 
   it('a P/D request is one trace: gateway -> EPP -> sidecar -> prefill leg and decode leg, with upstream names', async () => {
@@ -88,7 +88,7 @@ describeWith(req, 'OpenTelemetry tracing (OTLP gRPC receiver)', () => {
     expect(sidecar.parentSpanId).toBe(epp.spanId);
     expect(prefill.parentSpanId).toBe(sidecar.spanId);
     expect(decode.parentSpanId).toBe(sidecar.spanId);
-    expect(new Set(trace.map((s) => s.traceId)).size).toBe(1);
+    expect(new Set(trace.map((span) => span.traceId)).size).toBe(1);
     expect([gateway.service, epp.service, sidecar.service]).toEqual([
       'pd-router-gateway',
       'llm-d-epp',
@@ -146,7 +146,9 @@ describeWith(req, 'OpenTelemetry tracing (OTLP gRPC receiver)', () => {
         { 'x-request-id': 'trace-pd-3' },
       );
       await traceOf('trace-pd-3');
-      expect(receiver.spans.filter((s) => s.attributes['llm_d.pd_proxy.request_id'] === 'trace-off-1')).toEqual([]);
+      expect(receiver.spans.filter((span) => span.attributes['llm_d.pd_proxy.request_id'] === 'trace-off-1')).toEqual(
+        [],
+      );
       const m = await metricsText(sidecar.url, '/sidecar/metrics');
       expect(metricValue(m, 'pd_router_sidecar_tracing_spans_exported_total') ?? 0).toBe(0);
     } finally {

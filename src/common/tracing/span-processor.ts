@@ -7,7 +7,7 @@
  */
 import { TraceFlags } from '@opentelemetry/api';
 import type { Context } from '@opentelemetry/api';
-import type { ExportResult } from '@opentelemetry/core';
+import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import type { ReadableSpan, Span, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 
 /** Why spans were dropped: the queue was full, or their export failed (collector unreachable, refused, too slow). */
@@ -26,9 +26,6 @@ export interface BoundedProcessorSettings {
   /** One export's deadline; past it the batch counts as failed and the next one may start. */
   exportTimeoutMs: number;
 }
-
-/** ExportResultCode.SUCCESS of @opentelemetry/core (a const enum there; read here without loading the SDK). */
-const SUCCESS = 0;
 
 export class BoundedSpanProcessor implements SpanProcessor {
   private queue: ReadableSpan[] = [];
@@ -63,8 +60,7 @@ export class BoundedSpanProcessor implements SpanProcessor {
     const batch = this.queue.splice(0, this.settings.maxBatchSize);
     this.exporting = this.exportBatch(batch).then(() => {
       this.exporting = undefined;
-      if (this.queue.length >= this.settings.maxBatchSize || (this.stopped && this.queue.length > 0))
-        this.exportNext();
+      if (this.queue.length >= this.settings.maxBatchSize || (this.stopped && this.queue.length > 0)) this.exportNext();
       else if (this.queue.length > 0)
         this.timer ??= setTimeout(() => this.exportNext(), this.settings.scheduledDelayMs).unref();
     });
@@ -77,18 +73,18 @@ export class BoundedSpanProcessor implements SpanProcessor {
         if (settled) return;
         settled = true;
         clearTimeout(deadline);
-        if (result.code === SUCCESS) this.counters.exported(batch.length);
+        if (result.code === ExportResultCode.SUCCESS) this.counters.exported(batch.length);
         else this.counters.dropped('export_failed', batch.length);
         resolve();
       };
       const deadline = setTimeout(
-        () => finish({ code: 1, error: new Error('export timed out') }),
+        () => finish({ code: ExportResultCode.FAILED, error: new Error('export timed out') }),
         this.settings.exportTimeoutMs,
       ).unref();
       try {
         this.exporter.export(batch, finish);
       } catch (err) {
-        finish({ code: 1, error: err as Error });
+        finish({ code: ExportResultCode.FAILED, error: err as Error });
       }
     });
   }

@@ -171,7 +171,7 @@ function spanCounters(prefix: string, registry: Registry): SpanCounters {
     help: 'Finished spans the collector accepted.',
     registers: [registry],
   });
-  return { dropped: (reason, n) => dropped.inc({ reason }, n), exported: (n) => exported.inc(n) };
+  return { dropped: (reason, count) => dropped.inc({ reason }, count), exported: (count) => exported.inc(count) };
 }
 
 /**
@@ -260,7 +260,8 @@ export function resourceAttributes(raw: string | undefined, log?: Logger): Recor
     } catch {
       value = undefined;
     }
-    if (key === '' || value === undefined) log?.warn({ entry: item }, 'malformed OTEL_RESOURCE_ATTRIBUTES entry skipped');
+    if (key === '' || value === undefined)
+      log?.warn({ entry: item }, 'malformed OTEL_RESOURCE_ATTRIBUTES entry skipped');
     else out[key] = value;
   }
   return out;

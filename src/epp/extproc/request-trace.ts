@@ -23,9 +23,15 @@ export class EppRequestTrace {
     headers: Record<string, string>,
     requestId: string,
   ) {
-    this.span = tracing.start('gateway.request', headers.traceparent, 'server', { 'gen_ai.request.id': requestId }, {
-      tracestate: headers.tracestate,
-    });
+    this.span = tracing.start(
+      'gateway.request',
+      headers.traceparent,
+      'server',
+      { 'gen_ai.request.id': requestId },
+      {
+        tracestate: headers.tracestate,
+      },
+    );
     headers.traceparent = traceparentOf(this.span);
   }
 
