@@ -76,7 +76,11 @@ async function servePd(
   if (candidates.length === 0) {
     // Local prefill: the body goes to the decoder byte for byte (without the client's KV transfer fields, if any).
     rank.metrics.modes.inc({ connector: config.kvConnector, mode: 'local' });
-    trace?.local();
+    if (trace) {
+      trace.local();
+      // The decoder sees the request span as its parent, as upstream's otelhttp transport injects it.
+      req.headers.traceparent = trace.traceparent;
+    }
     return passThrough(rank, req, tracked, log, decoderOrigin, 'local');
   }
   const chosen = config.enablePrefillerSampling ? candidates[randomInt(0, candidates.length)] : candidates[0];

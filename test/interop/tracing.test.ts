@@ -9,7 +9,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startDevStack, type DevStack } from '../../src/dev/stack.js';
 import { sidecarConfig, startSidecar, type SidecarHandle } from '../../src/sidecar/index.js';
 import { simConfig, startSimulator, type SimulatorHandle } from '../../src/sim/index.js';
-import { metricsText, metricValue, postJson, waitFor } from '../helpers.js';
+import { getJson, metricsText, metricValue, postJson, waitFor } from '../helpers.js';
 import { describeWith } from './need.js';
 import { needOtlpReceiver, OtlpReceiver, type ReceivedSpan } from './otlp-receiver.js';
 
@@ -109,6 +109,17 @@ describeWith(req, 'OpenTelemetry tracing (OTLP gRPC receiver)', () => {
     expect(prefill.attributes['llm_d.pd_proxy.prefill.status_code']).toBe(200);
     expect(typeof prefill.attributes['llm_d.pd_proxy.prefill.duration_ms']).toBe('number');
     expect(typeof decode.attributes['llm_d.pd_proxy.decode.duration_ms']).toBe('number');
+    // Each leg carries its own span's trace context to its model server.
+    const recordOf = async (url: string) =>
+      ((await getJson(`${url}/admin/requests`)).body.requests as Array<Record<string, any>>).find(
+        (item) => item.headers['x-request-id'] === 'trace-pd-1',
+      )!;
+    expect((await recordOf(stack.prefills[0].url)).headers.traceparent).toBe(
+      `00-${prefill.traceId}-${prefill.spanId}-01`,
+    );
+    expect((await recordOf(stack.decodes[0].sim.url)).headers.traceparent).toBe(
+      `00-${decode.traceId}-${decode.spanId}-01`,
+    );
     // Each leg's span starts before, and ends after, nothing of the other: prefill first, then decode.
     expect(BigInt(decode.startNs)).toBeGreaterThanOrEqual(BigInt(prefill.endNs));
   });
@@ -125,6 +136,28 @@ describeWith(req, 'OpenTelemetry tracing (OTLP gRPC receiver)', () => {
     const trace = await traceOf('trace-pd-2');
     expect(trace[0].traceId).toBe(traceId);
     expect(byName(trace, 'pd_router.gateway.request')!.parentSpanId).toBe(parent);
+  });
+
+  it('a decode-only request: the sidecar span has no legs, and the decoder gets its traceparent', async () => {
+    const r = await postJson(
+      `${stack.gateway.url}/v1/chat/completions`,
+      { model: MODEL, messages: [{ role: 'user', content: 'short' }], max_tokens: 2 },
+      { 'x-request-id': 'trace-local-1' },
+    );
+    expect(r.status).toBe(200);
+    const [sidecar] = await receiver.waitFor((spans) =>
+      spans.filter(
+        (span) =>
+          span.name === 'llm_d.pd_proxy.request' &&
+          span.attributes['llm_d.pd_proxy.disaggregation_used'] === false &&
+          spans.some((other) => other.spanId === span.parentSpanId && other.name === 'gateway.request'),
+      ),
+    );
+    expect(sidecar.attributes['llm_d.pd_proxy.reason']).toBe('no_prefill_header');
+    const record = (
+      (await getJson(`${stack.decodes[0].sim.url}/admin/requests`)).body.requests as Array<Record<string, any>>
+    ).find((item) => item.headers['x-request-id'] === 'trace-local-1')!;
+    expect(record.headers.traceparent).toBe(`00-${sidecar.traceId}-${sidecar.spanId}-01`);
   });
 
   it('with tracing off nothing is exported, whatever OTEL_* says', async () => {
