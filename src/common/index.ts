@@ -22,3 +22,4 @@ export { Rng } from './random.js';
 export * from './pd-contract.js';
 export * from './json.js';
 export * from './upstream-logging.js';
+export * from './tracing/index.js';

@@ -17,6 +17,7 @@ import {
   renderMetrics,
   serverTls,
   silentLogger,
+  startTracing,
   type TlsMaterial,
 } from '../common/index.js';
 import { extProcServiceDefinition } from '../common/envoy/ext-proc.js';
@@ -145,6 +146,16 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
   const cleanup = async () => {
     for (const c of cleanups.reverse()) await Promise.resolve(c()).catch(() => undefined);
   };
+  // llm-d-router's service name and scope; the counters sit with the EPP's other extensions (llm_d_epp_extproc_*).
+  const tracing = await startTracing(optionValues, {
+    serviceName: 'llm-d-epp',
+    scope: 'llm-d-router/pkg/epp/handlers',
+    metricPrefix: 'llm_d_epp',
+    registry: metrics.registry,
+    logger,
+  });
+  // Last out: spans of the requests drained before it are still exported.
+  cleanups.push(() => tracing.shutdown(Math.min(optionValues.tracingExportTimeout, 5_000)));
   // Flow control (the flowControl feature gate): requests wait while the saturation detector says the pool is full.
   const gate = config.flowControl.enabled
     ? new FlowControlGate(
@@ -267,6 +278,7 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
           settings,
           admission: () => controlPlane.followerRejection(),
           gate,
+          tracing,
         }),
     });
     let credentials = grpc.ServerCredentials.createInsecure();

@@ -9,6 +9,7 @@ import {
   opt,
   loggingOptions,
   shutdownOptions,
+  tracingOptions,
   defaultValues,
   type CommandDefinition,
   type OptionValues,
@@ -266,6 +267,7 @@ export const eppOptions = {
     description:
       'pd-router: token ids the tokenizer plugins cache (4 bytes each), least recently used out first; 0 disables the cache.',
   }),
+  ...tracingOptions,
   ...shutdownOptions,
   ...loggingOptions,
 };

@@ -43,12 +43,9 @@ const metricsSource = (
     { harmless, deprecated: 'configure the metrics data source in EndpointPickerConfig' },
   );
 
-const otel = (name: string, releases: readonly string[] = ALL): CompatEntry =>
-  compat.ignored(
-    releases,
-    opt.string({ default: '', description: `OpenTelemetry ${name}.` }),
-    'OpenTelemetry export is not implemented; the W3C trace context reaches the model servers through the request headers.',
-  );
+/** Read by the tracing module and the OTLP exporter when --tracing is on (src/common/tracing). */
+const otel = (releases: readonly string[] = ALL): CompatEntry =>
+  compat.implemented(undefined, releases, { via: 'the OpenTelemetry exporter (with --tracing)' });
 
 const latencyPredictor = (name: string): CompatEntry =>
   compat.ignored(
@@ -87,12 +84,7 @@ export const eppUpstream: CompatTable = {
     ),
     ...zapLoggingFlags(ALL, { verbosity: ALL }),
     'ha-enable-leader-election': compat.implemented('haEnableLeaderElection', ALL),
-    tracing: compat.ignored(
-      ALL,
-      opt.bool({ default: true, description: 'Emit OpenTelemetry traces.' }),
-      'OpenTelemetry export is not implemented; the W3C trace context reaches the model servers through the request headers.',
-      { harmless: no },
-    ),
+    tracing: compat.implemented('tracing', ALL),
     'metrics-endpoint-auth': compat.implemented('metricsEndpointAuth', ALL),
     'metrics-client-ca-file': compat.ignored(
       [EBAB],
@@ -266,17 +258,17 @@ export const eppUpstream: CompatTable = {
       opt.string({ default: '', description: 'Saturation detector staleness.' }),
       'the saturation detector is not implemented; --metrics-staleness-threshold governs staleness.',
     ),
-    OTEL_SERVICE_NAME: otel('service name'),
-    OTEL_EXPORTER_OTLP_ENDPOINT: otel('collector endpoint'),
-    OTEL_TRACES_EXPORTER: otel('exporter'),
-    OTEL_TRACES_SAMPLER: otel('sampler'),
-    OTEL_TRACES_SAMPLER_ARG: otel('sampler argument'),
-    OTEL_RESOURCE_ATTRIBUTES: otel('resource attributes'),
-    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: otel('traces endpoint', [EBAB]),
-    OTEL_EXPORTER_OTLP_INSECURE: otel('plaintext switch', [EBAB]),
-    OTEL_EXPORTER_OTLP_TRACES_INSECURE: otel('plaintext switch for traces', [EBAB]),
-    OTEL_EXPORTER_OTLP_CERTIFICATE: otel('collector CA', [EBAB]),
-    OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: otel('collector CA for traces', [EBAB]),
+    OTEL_SERVICE_NAME: otel(),
+    OTEL_EXPORTER_OTLP_ENDPOINT: otel(),
+    OTEL_TRACES_EXPORTER: otel(),
+    OTEL_TRACES_SAMPLER: otel(),
+    OTEL_TRACES_SAMPLER_ARG: otel(),
+    OTEL_RESOURCE_ATTRIBUTES: otel(),
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: otel([EBAB]),
+    OTEL_EXPORTER_OTLP_INSECURE: otel([EBAB]),
+    OTEL_EXPORTER_OTLP_TRACES_INSECURE: otel([EBAB]),
+    OTEL_EXPORTER_OTLP_CERTIFICATE: otel([EBAB]),
+    OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: otel([EBAB]),
     TRAINING_SERVER_URL: latencyPredictor('training server URL'),
     PREDICTION_SERVER_URL: latencyPredictor('prediction server URLs'),
     LATENCY_MAX_SAMPLE_SIZE: latencyPredictor('sample size'),

@@ -13,7 +13,12 @@ import {
   listen,
   renderMetrics,
   silentLogger,
+  startTracing,
+  traceparentOf,
+  failSpan,
   type Logger,
+  type Span,
+  type Tracing,
 } from '../common/index.js';
 import { extProcClientConstructor } from '../common/envoy/ext-proc.js';
 import type { ExtProcSession } from './ext-proc-session.js';
@@ -36,6 +41,13 @@ export interface GatewayHandle {
 /** Starts the gateway: an HTTP proxy that asks the EPP over ext_proc where each request goes. */
 export async function startGateway(config: GatewayConfig, logger: Logger = silentLogger()): Promise<GatewayHandle> {
   const metrics = new GatewayMetrics();
+  const tracing = await startTracing(config, {
+    serviceName: 'pd-router-gateway',
+    scope: 'pd-router/gateway',
+    metricPrefix: 'pd_router_gateway',
+    registry: metrics.registry,
+    logger,
+  });
   const credentials = config.eppTls
     ? grpc.credentials.createSsl(
         null,
@@ -91,11 +103,14 @@ export async function startGateway(config: GatewayConfig, logger: Logger = silen
     res.once('close', () => {
       if (!res.writableFinished) clientGone.abort();
     });
+    // As Envoy with tracing: one span per request, continuing the client's traceparent; the EPP and the upstream
+    // see this span as their parent.
+    const span = tracing.enabled ? startExchangeSpan(tracing, request) : undefined;
     const status = await proxyExchange(
       {
         method: request.method,
         url: request.url,
-        headers: request.headers,
+        headers: span ? { ...request.headers, traceparent: traceparentOf(span) } : request.headers,
         body: request.body as Readable | undefined,
         res,
         signal: clientGone,
@@ -109,6 +124,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger = silen
       return 500;
     });
     metrics.requests.inc({ code: String(status) });
+    if (span) endExchangeSpan(span, status);
   };
   app.all('/*', handler);
   app.all('/', handler);
@@ -141,6 +157,24 @@ export async function startGateway(config: GatewayConfig, logger: Logger = silen
       await closeWithDeadline(app, deadlineMs);
       epps.close();
       await agent.close();
+      await tracing.shutdown(deadlineMs);
     },
   };
+}
+
+function startExchangeSpan(tracing: Tracing, request: import('fastify').FastifyRequest): Span {
+  const { traceparent, tracestate } = request.headers;
+  return tracing.start(
+    'pd_router.gateway.request',
+    typeof traceparent === 'string' ? traceparent : undefined,
+    'server',
+    { 'http.request.method': request.method, 'url.path': request.url.split('?')[0] },
+    { tracestate: typeof tracestate === 'string' ? tracestate : undefined },
+  );
+}
+
+function endExchangeSpan(span: Span, status: number): void {
+  span.setAttribute('http.response.status_code', status);
+  if (status === 0 || status >= 500) failSpan(span, status === 0 ? 'client gone' : `status ${status}`);
+  span.end();
 }

@@ -8,6 +8,7 @@ import {
   opt,
   parseTarget,
   shutdownOptions,
+  tracingOptions,
   type CommandDefinition,
   type OptionValues,
 } from '../common/index.js';
@@ -75,6 +76,7 @@ export const gatewayOptions = {
     min: 1,
     description: "Longest pause between chunks of the endpoint's answer.",
   }),
+  ...tracingOptions,
   ...shutdownOptions,
   ...loggingOptions,
 };

@@ -3,10 +3,11 @@
  * (client-relay.ts), observing the latency split at the first byte. Requests passed through unchanged
  * (passthrough.ts) relay their answer through here too, with the narrower {@link RelayContext}.
  */
-import { UpstreamLeg, type StopSignal } from '../common/upstream-leg.js';
+import { traceparentOf } from '../common/index.js';
+import { UpstreamLeg, type LegRequest, type StopSignal } from '../common/upstream-leg.js';
 import { relayToClient } from './client-relay.js';
 import { answerLegFailure } from './failures.js';
-import { decodeRequest } from './legs.js';
+import { decodeRequest, legHeaders } from './legs.js';
 import type { Mode, Outcome } from './metrics.js';
 import type { DecodeContext, RelayContext } from './pd-context.js';
 
@@ -28,9 +29,22 @@ export interface DecodeStep extends RelayStep {
 
 /** Sends the decode leg and relays its answer to the client. */
 export async function runDecode(ctx: DecodeContext, step: DecodeStep): Promise<Outcome> {
+  const span = ctx.trace?.startDecode(ctx.requestId, ctx.decoderOrigin, ctx.body.stream === true);
+  const outcome = await sendDecode(ctx, step, span && { ...legHeaders(ctx, false), traceparent: traceparentOf(span) });
+  if (span) ctx.trace!.endDecode(span, outcome);
+  return outcome;
+}
+
+async function sendDecode(ctx: DecodeContext, step: DecodeStep, headers?: LegRequest['headers']): Promise<Outcome> {
   let leg: UpstreamLeg;
   try {
-    leg = await UpstreamLeg.open(decodeRequest(ctx, step.body, { peerSignal: step.peerSignal }));
+    leg = await UpstreamLeg.open(
+      decodeRequest(
+        ctx,
+        step.body,
+        headers ? { peerSignal: step.peerSignal, headers } : { peerSignal: step.peerSignal },
+      ),
+    );
   } catch (err) {
     return answerLegFailure(ctx, err, 'decode', false);
   }

@@ -10,6 +10,7 @@ import {
   renderMetrics,
   serverTls,
   silentLogger,
+  startTracing,
   type Logger,
 } from '../common/index.js';
 import { SidecarMetrics } from './metrics.js';
@@ -56,6 +57,14 @@ export async function startSidecar(config: SidecarConfig, logger: Logger = silen
   const metrics = new SidecarMetrics();
   // First: a bad allowlist file is a configuration error (exit 2), with nothing opened yet.
   const guard = await buildGuard(config, logger);
+  // ebab687's service name and instrumentation scope (v0.7.1: llm-d-inference-scheduler for both).
+  const tracing = await startTracing(config, {
+    serviceName: 'llm-d-disagg-sidecar',
+    scope: 'llm-d-router/pkg/sidecar/proxy',
+    metricPrefix: 'pd_router_sidecar',
+    registry: metrics.registry,
+    logger,
+  });
   const agents = new UpstreamAgents({
     enableTls: config.enableTls,
     tlsInsecureSkipVerify: config.tlsInsecureSkipVerify,
@@ -92,6 +101,7 @@ export async function startSidecar(config: SidecarConfig, logger: Logger = silen
         metrics,
         guard,
         logger: config.dataParallelSize > 1 ? logger.child({ rank }) : logger,
+        tracing,
       };
       const app = buildSidecarServer(rankInfo, tls);
       apps.push(app);
@@ -126,6 +136,7 @@ export async function startSidecar(config: SidecarConfig, logger: Logger = silen
           stopTls();
           await guard.close();
           await agents.close();
+          await tracing.shutdown(deadlineMs);
         })()),
     };
   } catch (e) {
@@ -133,6 +144,7 @@ export async function startSidecar(config: SidecarConfig, logger: Logger = silen
     stopTls();
     await guard.close();
     await agents.close();
+    await tracing.shutdown(0);
     throw e;
   }
 }

@@ -2,6 +2,7 @@
  * The upstream legs' requests: the headers both legs share, the prefill leg with its deadline, size bound and retry
  * policy (sent by prefill-client.ts, timed here), and the decode leg to the local vLLM with its deadlines.
  */
+import { traceparentOf } from '../common/index.js';
 import type { LegRequest } from '../common/upstream-leg.js';
 import type { DecodeContext, PdContext } from './pd-context.js';
 import { sendPrefill, type PrefillOutcome, type PrefillRequest } from './prefill-client.js';
@@ -68,8 +69,11 @@ export function prefillRequest(
 
 /** Sends the prefill leg and records how long it took and how it ended (pd_router_sidecar_prefill_duration_seconds). */
 export async function timedPrefill(ctx: PdContext, request: PrefillRequest): Promise<PrefillOutcome> {
+  const span = ctx.trace?.startPrefill(ctx.requestId, ctx.target.hostPort);
+  if (span) request = { ...request, headers: { ...request.headers, traceparent: traceparentOf(span) } };
   const sent = performance.now();
   const outcome = await sendPrefill(request);
+  if (span) ctx.trace!.endPrefill(span, outcome);
   ctx.timings.prefillMs = performance.now() - sent;
   ctx.metrics.prefillDuration.observe(
     { connector: ctx.config.kvConnector, outcome: outcome.kind },

@@ -11,6 +11,7 @@ import {
   opt,
   parseTarget,
   shutdownOptions,
+  tracingOptions,
   type CommandDefinition,
   type OptionValues,
 } from '../common/index.js';
@@ -267,6 +268,7 @@ export const sidecarOptions = {
     min: 1,
     description: 'pd-router: deadline of the local vLLM check behind GET /ready.',
   }),
+  ...tracingOptions,
   ...shutdownOptions,
   ...loggingOptions,
 };

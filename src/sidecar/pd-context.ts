@@ -19,6 +19,7 @@ import type { ApiType, Target } from '../common/index.js';
 import type { StopSignal } from '../common/upstream-leg.js';
 import type { Outcome, SidecarMetrics } from './metrics.js';
 import type { SidecarConfig } from './options.js';
+import type { PdTrace } from './pd-trace.js';
 import type { UpstreamAgents } from './upstream.js';
 import type { JsonObject } from '../common/json.js';
 
@@ -70,6 +71,8 @@ export interface DecodeContext extends RelayContext {
   readonly kvCacheSource?: Target;
   /** This rank's own endpoint (POD_IP:port), normalized; a KV cache source equal to it is not pulled from. */
   readonly selfHostPort?: string;
+  /** The request's spans, when tracing is on (pd-trace.ts). */
+  readonly trace?: PdTrace;
 }
 
 /** One P/D request: the client's request, its cleaned body, the chosen prefiller and the local decoder. */

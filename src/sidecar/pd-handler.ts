@@ -24,6 +24,7 @@ import { decodeAfterEncode, passThrough } from './passthrough.js';
 import { kvCacheSourceOf } from './kv-peer.js';
 import { localNeedsRewrite, serveLocalDecode } from './local-decode.js';
 import { isPdContext, type DecodeContext } from './pd-context.js';
+import { PdTrace } from './pd-trace.js';
 import { readOrAnswer, refuseBeforeBody } from './request-body.js';
 import { RequestLog, track, type SidecarRank, type Tracked } from './tracking.js';
 import { newTraceparent, prefillCandidates } from './upstream.js';
@@ -87,6 +88,7 @@ async function prefillTarget(
   tracked: Tracked,
   log: RequestLog,
   path: string,
+  trace: PdTrace | undefined,
 ): Promise<Target | Outcome> {
   const config = rank.config;
   const res = tracked.res;
@@ -95,10 +97,12 @@ async function prefillTarget(
   if (!target) {
     // The value (the EPP's, or a client's) goes to the log, not back to the client.
     log.logger.warn({ value: chosen.slice(0, 256) }, 'invalid x-prefiller-host-port value');
+    trace?.refused('invalid_prefill_target');
     return refuseBeforeBody(req, res, config, 'invalid_prefill_target');
   }
   if (!rank.guard.allowed(target.host, target.port)) {
     rank.metrics.ssrfDenied.inc();
+    trace?.refused('ssrf_protection_denied');
     log.logger.warn(
       {
         target: target.hostPort,
@@ -124,7 +128,12 @@ export async function handlePd(
 ): Promise<void> {
   const log = new RequestLog(rank.logger, requestIdOf(req));
   const tracked = track(rank, res, rank.config.kvConnector, log, 'inference');
-  tracked.done(path, await servePd(rank, api, path, req, tracked, log));
+  const trace = rank.tracing?.enabled
+    ? new PdTrace(rank.tracing, req, path, api, rank.config.kvConnector, tracked.start)
+    : undefined;
+  const outcome = await servePd(rank, api, path, req, tracked, log, trace);
+  trace?.finish(outcome);
+  tracked.done(path, outcome);
 }
 
 async function servePd(
@@ -134,6 +143,7 @@ async function servePd(
   req: IncomingMessage,
   tracked: Tracked,
   log: RequestLog,
+  trace: PdTrace | undefined,
 ): Promise<Outcome> {
   const config = rank.config;
   const res = tracked.res;
@@ -152,10 +162,17 @@ async function servePd(
   if (candidates.length === 0 && encoders.length === 0 && !localRewrite) {
     // Local prefill: the body goes to the decoder byte for byte (without the client's KV transfer fields, if any).
     rank.metrics.modes.inc({ connector: config.kvConnector, mode: 'local' });
+    if (trace) {
+      trace.local();
+      // The decoder sees the request span as its parent, as upstream's otelhttp transport injects it.
+      req.headers.traceparent = trace.traceparent;
+    }
     return passThrough(rank, req, tracked, log, decoderOrigin, 'local');
   }
-  const target = candidates.length > 0 ? await prefillTarget(rank, candidates, req, tracked, log, path) : undefined;
+  const target =
+    candidates.length > 0 ? await prefillTarget(rank, candidates, req, tracked, log, path, trace) : undefined;
   if (typeof target === 'string') return target;
+  if (target) trace?.disaggregated(target.hostPort, candidates.length);
   const read = await readOrAnswer(req, res, config, rank.metrics);
   if (typeof read === 'string') return read;
   const parsed = parseJsonObject(read, config.maxJsonDepth);
@@ -171,7 +188,7 @@ async function servePd(
     log.logger.info({ fields: transferFields.fields }, "removed the client's KV transfer fields from the request body");
   }
   const incomingTrace = req.headers.traceparent;
-  const traceparent = typeof incomingTrace === 'string' ? incomingTrace : newTraceparent();
+  const traceparent = trace ? trace.traceparent : typeof incomingTrace === 'string' ? incomingTrace : newTraceparent();
   if (encoders.length > 0) {
     const encoded = await runEncodeStage({
       config,
@@ -192,6 +209,7 @@ async function servePd(
   const ctx: DecodeContext = {
     requestId: log.requestId,
     traceparent,
+    trace,
     api,
     method: 'POST',
     url: req.url ?? path,

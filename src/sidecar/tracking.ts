@@ -4,7 +4,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { Cancellation } from '../common/index.js';
+import { Cancellation, type Tracing } from '../common/index.js';
 import type { Outcome, SidecarMetrics } from './metrics.js';
 import type { SidecarConfig } from './options.js';
 import type { TargetGuard } from './ssrf-guard.js';
@@ -24,6 +24,8 @@ export interface SidecarRank {
   metrics: SidecarMetrics;
   guard: TargetGuard;
   logger: Logger;
+  /** OpenTelemetry tracing (--tracing); absent or off: no span is built. */
+  tracing?: Tracing;
   /** The deprecation of x-data-parallel-host-port has been logged (once per rank). */
   warnedDataParallelHeader?: boolean;
 }

@@ -10,12 +10,9 @@ const V071 = 'v0.7.1';
 const EBAB = 'ebab687';
 const BOTH = [V071, EBAB] as const;
 
-const otel = (name: string) =>
-  compat.ignored(
-    [V071, EBAB],
-    opt.string({ default: '', description: `OpenTelemetry ${name}.` }),
-    'OpenTelemetry export is not implemented; the W3C trace context is propagated to both legs.',
-  );
+/** Read by the tracing module and the OTLP exporter when --tracing is on (src/common/tracing). */
+const otel = (releases: readonly string[] = BOTH) =>
+  compat.implemented(undefined, releases, { via: 'the OpenTelemetry exporter (with --tracing)' });
 /** Inert upstream too until --moriio-write-mode or Wide-EP is set, so only a value other than the default warns. */
 const moriio = (spec: Parameters<typeof compat.ignored>[1]) =>
   compat.ignored(
@@ -133,14 +130,7 @@ export const sidecarUpstream: CompatTable = {
     'p2p-connector-port': compat.implemented('p2pConnectorPort', [EBAB]),
     'enable-p2p-pull': compat.implemented('enableP2pPull', [EBAB]),
     'decode-chunk-size': compat.implemented('decodeChunkSize', [EBAB]),
-    tracing: compat.ignored(
-      [EBAB],
-      opt.bool({ default: false, description: 'OpenTelemetry tracing.' }),
-      'OpenTelemetry export is not implemented; the W3C trace context (traceparent) is propagated to both legs.',
-      {
-        harmless: (flag: boolean) => !flag,
-      },
-    ),
+    tracing: compat.implemented('tracing', [EBAB]),
     'moriio-write-mode': moriio(opt.bool({ default: false, description: 'MoRI-IO WRITE-mode passthrough.' })),
     'moriio-decode-notify-port': moriio(
       opt.int({ default: 61005, description: 'MoRI-IO notify port on the decode pod.' }),
@@ -214,15 +204,15 @@ export const sidecarUpstream: CompatTable = {
       "MoRI-IO is not implemented (its moriio_dns_* metrics do not exist); --metrics-port serves the sidecar's own metrics.",
     ),
     // v0.7.1 starts tracing always (to localhost:4317 unless configured); ebab687 only with --tracing.
-    OTEL_SERVICE_NAME: otel('service name'),
-    OTEL_EXPORTER_OTLP_ENDPOINT: otel('collector endpoint'),
-    OTEL_TRACES_SAMPLER_ARG: otel('sampler argument'),
-    OTEL_TRACES_SAMPLER: { ...otel('sampler'), releases: [EBAB] },
-    OTEL_TRACES_EXPORTER: { ...otel('exporter'), releases: [EBAB] },
-    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: { ...otel('traces endpoint'), releases: [EBAB] },
-    OTEL_EXPORTER_OTLP_INSECURE: { ...otel('plaintext switch'), releases: [EBAB] },
-    OTEL_EXPORTER_OTLP_TRACES_INSECURE: { ...otel('plaintext switch for traces'), releases: [EBAB] },
-    OTEL_EXPORTER_OTLP_CERTIFICATE: { ...otel('collector CA'), releases: [EBAB] },
-    OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: { ...otel('collector CA for traces'), releases: [EBAB] },
+    OTEL_SERVICE_NAME: otel(),
+    OTEL_EXPORTER_OTLP_ENDPOINT: otel(),
+    OTEL_TRACES_SAMPLER_ARG: otel(),
+    OTEL_TRACES_SAMPLER: otel([EBAB]),
+    OTEL_TRACES_EXPORTER: otel([EBAB]),
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: otel([EBAB]),
+    OTEL_EXPORTER_OTLP_INSECURE: otel([EBAB]),
+    OTEL_EXPORTER_OTLP_TRACES_INSECURE: otel([EBAB]),
+    OTEL_EXPORTER_OTLP_CERTIFICATE: otel([EBAB]),
+    OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE: otel([EBAB]),
   },
 };

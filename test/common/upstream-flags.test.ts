@@ -245,15 +245,25 @@ describe('mapping and precedence', () => {
   it('ignored flags warn once each, only when the value asks for something pd-router lacks', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'pdr-compat-'));
     const file = path.join(dir, 'sidecar.yaml');
-    writeFileSync(file, 'tracing: true\n');
+    writeFileSync(file, 'moriio-write-mode: true\n');
     const loaded = load(
       sidecarCommand as never,
-      ['--tracing', '--tracing=true', '--configuration-file', file, '--moriio-write-mode=false', '--ec-connector='],
+      [
+        '--moriio-write-mode',
+        '--moriio-write-mode=true',
+        '--configuration-file',
+        file,
+        '--moriio-decode-notify-port=61005',
+        '--tracing',
+      ],
       {
+        MORIIO_METRICS_ADDR: ':9100',
+        // Implemented: read by the tracing module, never warned about.
         OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4317',
       },
     );
-    expect(loaded.warnings.map((warning) => warning.name)).toEqual(['--tracing', 'OTEL_EXPORTER_OTLP_ENDPOINT']);
+    expect(loaded.warnings.map((warning) => warning.name)).toEqual(['--moriio-write-mode', 'MORIIO_METRICS_ADDR']);
+    expect(loaded.values.tracing).toBe(true);
     const quiet = load(eppCommand as never, [
       '--pool-name=p',
       '--tracing=false',

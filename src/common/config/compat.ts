@@ -8,7 +8,7 @@
  * - maps-to: pd-router has the feature under another name; `apply` sets pd-router's options from the value.
  * - ignored: pd-router lacks the feature; the value is read (and validated), and the process logs one warning at start
  *   naming the flag and what is ignored, unless `harmless` says the value asks for what pd-router does anyway
- *   (`--tracing=false`, `--metrics-endpoint-auth=false`).
+ *   (`--enable-pprof=false`, `--metrics-endpoint-auth=false`).
  * Wiring a feature later is a one-line change of an entry from `ignored` to `maps-to` (or to `implemented` once the
  * option exists).
  */
@@ -77,7 +77,7 @@ export interface CompatTable {
 
 /** An ignored value that was given, for the start-up warning. */
 export interface CompatWarning {
-  /** `--tracing` or `OTEL_EXPORTER_OTLP_ENDPOINT`. */
+  /** `--enable-pprof` or `MORIIO_METRICS_ADDR`. */
   name: string;
   value: unknown;
   source: CompatSource;

@@ -52,10 +52,12 @@ import {
   SUBSET_HINT_KEY,
   SUBSET_HINT_NAMESPACE,
 } from '../../common/pd-contract.js';
+import type { Tracing } from '../../common/tracing/index.js';
 import { firstHeader } from '../routing-headers.js';
 import { echoHeaders, receiveHeaders, type ReceivedHeaders } from './header-map.js';
 import { immediateResponse, requestHeadersResponse, setHeader, streamedBody } from './messages.js';
 import type { RequestBufferBudget } from './request-buffer-budget.js';
+import { EppRequestTrace } from './request-trace.js';
 import { ResponseTracker } from './response-tracker.js';
 
 export interface StreamSettings {
@@ -82,6 +84,8 @@ export interface StreamDependencies {
   admission?: () => InferenceError | undefined;
   /** Flow control, when the flowControl feature gate is on: every parsed request passes it before scheduling. */
   gate?: FlowControlGate;
+  /** OpenTelemetry tracing (--tracing); absent or off: no span is built. */
+  tracing?: Tracing;
 }
 
 type Duplex = grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>;
@@ -108,6 +112,8 @@ export class ExtProcStream {
   /** The request's metric series, once it has a model (resolved once, used for every measurement). */
   private series: RequestSeries | undefined;
   private closed = false;
+  /** The request's spans, when tracing is on. */
+  private trace: EppRequestTrace | undefined;
   private idle: NodeJS.Timeout | undefined;
   private readonly openedAt = performance.now();
   private requestEndAt = 0;
@@ -253,6 +259,7 @@ export class ExtProcStream {
     for (const name of ROUTING_HEADERS) delete values[name];
     if (!values[REQUEST_ID_HEADER]) values[REQUEST_ID_HEADER] = randomUUID();
     this.requestId = values[REQUEST_ID_HEADER];
+    if (this.deps.tracing?.enabled) this.trace = new EppRequestTrace(this.deps.tracing, values, this.requestId);
     this.admit();
     if (value.end_of_stream) this.routeHeaderOnly();
     else this.awaitBody();
@@ -417,6 +424,7 @@ export class ExtProcStream {
     this.send(requestHeadersResponse(set, this.removals(), scheduled.destination));
     for (const m of streamedBody('request_body', forwarded, endOfStream)) this.send(m);
     this.deps.metrics.requestProcessed((performance.now() - start) / 1000);
+    this.trace?.scheduled(start, this.parsed!, scheduled);
     const d = scheduled.ctx.decision;
     if (this.deps.logger.isLevelEnabled('debug')) {
       this.deps.logger.debug(
@@ -481,6 +489,7 @@ export class ExtProcStream {
     this.requestDone = true;
     this.releaseBody();
     this.requestSeries().error(err.code);
+    this.trace?.rejected(err);
     this.deps.logger.debug({ reqId: this.requestId, status: err.status, reason: err.message }, 'request rejected');
     this.send(immediateResponse(err));
     this.close('OK');
@@ -509,6 +518,7 @@ export class ExtProcStream {
     this.releaseBody();
     this.complete();
     this.deps.metrics.streamClosed(code, (performance.now() - this.openedAt) / 1000);
+    this.trace?.end(code);
     this.deps.onClose?.();
   }
 }
