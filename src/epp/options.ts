@@ -268,6 +268,11 @@ export const eppOptions = {
       'pd-router: token ids the tokenizer plugins cache (4 bytes each), least recently used out first; 0 disables the cache.',
   }),
   ...tracingOptions,
+  // llm-d's EPP traces by default (both releases); its sidecar does not (llm-d-router's; v0.7.1's always did).
+  tracing: opt.bool({
+    default: true,
+    description: tracingOptions.tracing.description,
+  }),
   ...shutdownOptions,
   ...loggingOptions,
 };
