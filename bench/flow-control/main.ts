@@ -103,6 +103,8 @@ FlowControlGate.prototype.admit = function (this: FlowControlGate, req, resume) 
 };
 
 let serial = 0;
+/** The first answer body of each 5xx status and of client errors: what produced them (printed at the end). */
+const errorSamples = new Map<string, string>();
 
 async function send(url: string, objective: string, timeline?: Timeline): Promise<Answer> {
   const t0 = performance.now();
@@ -146,8 +148,13 @@ async function send(url: string, objective: string, timeline?: Timeline): Promis
       if (done) break;
     }
     if (ttftMs < 0) ttftMs = performance.now() - t0;
+    if (res.status >= 500 && !errorSamples.has(String(res.status)))
+      errorSamples.set(String(res.status), seen.slice(0, 300));
     return { status: res.status, reason: res.headers.get('x-llm-d-request-dropped-reason') ?? '', ttftMs };
-  } catch {
+  } catch (err) {
+    const cause = (err as Error & { cause?: Error }).cause;
+    const what = `${(err as Error).name}: ${(err as Error).message}${cause ? ` (${cause.message})` : ''}`;
+    if (!errorSamples.has(what)) errorSamples.set(what, '');
     return { status: 0, reason: 'client-error', ttftMs: performance.now() - t0 };
   }
 }
@@ -321,3 +328,8 @@ const stages = (name: string, result: RunResult) => {
 stages('unloaded, flow control on', unloaded);
 stages('low flood, flow control on', on);
 stages('low flood, flow control off', off);
+
+if (errorSamples.size > 0) {
+  console.log('\nFirst answer of each 5xx status and each client error seen\n');
+  for (const [what, body] of errorSamples) console.log(`- ${what}${body ? `: \`${body.replace(/\s+/g, ' ')}\`` : ''}`);
+}
