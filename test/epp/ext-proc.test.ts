@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { body, headers, responseBody, responseHeaders, setHeadersOf, subsetHint } from './ext-proc-client.js';
+import { eppConfig } from '../../src/epp/index.js';
 import { PD_EPP_CONFIG, decoded, spec, startTestEpp, type TestEpp } from './fixtures.js';
 import { DESTINATION_ENDPOINT, PREFILLER_HOST_PORT, ROUTING_HEADERS } from '../../src/common/pd-contract.js';
 
@@ -469,6 +470,37 @@ schedulingProfiles: [{name: default, plugins: [{pluginRef: queue-scorer}]}]
         details: '',
       });
     }
+  });
+});
+
+describe("tracing on (the default, as llm-d's EPP)", () => {
+  let e: TestEpp;
+  beforeAll(async () => {
+    // No collector: the spans are dropped and counted; the header mutations carry the trace context all the same.
+    e = await startTestEpp(PD_EPP_CONFIG, [P, D], { tracing: eppConfig({}).tracing });
+  });
+  afterAll(() => e.close());
+
+  it("every routed request gets a traceparent mutation: the request's trace continued, or a new one", async () => {
+    expect(eppConfig({}).tracing).toBe(true);
+    const incoming = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    let call = e.client.open();
+    call.send(headers({ ':path': '/v1/models', ':method': 'GET', traceparent: incoming }, true));
+    let [r] = await call.waitFor(1);
+    const continued = setHeadersOf(r.request_headers!.response.header_mutation).find(
+      ([key]) => key === 'traceparent',
+    )?.[1];
+    // Same trace id, the EPP's own span id, sampled as its parent was.
+    expect(continued).toMatch(/^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-01$/);
+    expect(continued).not.toBe(incoming);
+    call.end();
+    call = e.client.open();
+    call.send(headers({ ':path': '/v1/models', ':method': 'GET' }, true));
+    [r] = await call.waitFor(1);
+    expect(
+      setHeadersOf(r.request_headers!.response.header_mutation).find(([key]) => key === 'traceparent')?.[1],
+    ).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/);
+    call.end();
   });
 });
 

@@ -135,6 +135,9 @@ export function loopbackEppConfig(
     secureServing: false,
     endpointsFile: endpointsFile(endpointsYaml(specs)),
     configText,
+    // Tracing (on by default, as llm-d's EPP) adds a traceparent to every header mutation; the tests that compare
+    // mutations exactly run without it, as the interop harness runs upstream's EPPs (ext-proc.test.ts tests it on).
+    tracing: false,
     ...overrides,
   });
 }
