@@ -49,8 +49,8 @@ const OPTIONS: Option[] = [
   },
   {
     name: 'modes',
-    def: MODES.join(','),
-    help: `programs compared, run in this order each round (ratios are to ${REFERENCE})`,
+    def: MODES.filter((mode) => mode !== 'pd-router-base').join(','),
+    help: `programs compared, run in this order each round (ratios are to ${REFERENCE}); pd-router-base with --baseline`,
   },
   {
     name: 'rounds',

@@ -64,6 +64,8 @@ export async function startPdRouterEpp(options: {
       '--metrics-port=0',
       '--secure-serving=false',
       `--config-file=${options.configFile}`,
+      // As the harness runs upstream's EPPs (llm-d.ts): no collector here; tracing has its own tests (tracing.test.ts).
+      '--tracing=false',
       ...discovery,
       ...(options.extraArgs ?? []),
     ],
