@@ -1,0 +1,203 @@
+/**
+ * `mm-embeddings-cache-producer` (llm-d-router): which endpoints likely still hold the encoder embeddings of the
+ * request's multimodal items, for `mm-embeddings-cache-scorer`.
+ *
+ * Items: the unique media of a chat request, identified by a hash of the content the request names, as llm-d-router's
+ * default (estimate) token-producer identifies them: an OpenAI `image_url` or `video_url` part by its URL (a data URI
+ * included), `input_audio` by its data and format, `audio_url` by its URL; an Anthropic `image` block (also inside a
+ * `tool_result`) by its URL, or its base64 data as a data URI. A hash repeated within one request counts once; every
+ * item has size 1. A request without media produces nothing (the scorer then scores every endpoint 0).
+ * (llm-d-router reads the items from its TokenizedPrompt; with a vLLM render backend their hashes are vLLM's
+ * `mm_hashes`. pd-router always reads the request body: the same item has the same identity either way.)
+ *
+ * State: one LRU of item hashes per endpoint. `produce` records, per candidate, which of the request's items its LRU
+ * holds (looking does not refresh recency); `preRequest` adds every item to the LRU of each endpoint the primary
+ * profile picked; an endpoint that leaves the pool drops its LRU.
+ *
+ * Parameters: `cacheSizeInMBPerServer` (int, default 4096): the model server's encoder-cache budget in MiB; each LRU
+ * holds cacheSizeInMBPerServer / 2 entries (llm-d-router assumes 2 MiB per item; at least 1; a value <= 0 means the
+ * default, so 2048 entries). `cacheSizeInMB` (the key llm-d-router's sample deploy/config/epp-mm-embeddings-cache-
+ * config.yaml writes, which llm-d-router's own strict decoder rejects) is read as cacheSizeInMBPerServer, with a warning.
+ */
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import { ConfigError } from '../../../common/index.js';
+import type {
+  DataProducer,
+  EndpointRemoved,
+  InferenceRequest,
+  PreRequest,
+  SchedulingContext,
+  SchedulingResult,
+} from '../../framework/types.js';
+import { definePlugin } from '../definition.js';
+
+/** The data the producer writes and mm-embeddings-cache-scorer requires. */
+export const MM_EMBEDDINGS_MATCH_DATA = 'mm-embeddings-match';
+
+export const DEFAULT_CACHE_SIZE_MB = 4096;
+/** llm-d-router's assumed encoder-cache size of one item. */
+const MB_PER_ITEM = 2;
+
+export interface MmItem {
+  readonly hash: string;
+  readonly size: number;
+  readonly modality: 'image' | 'video' | 'audio';
+}
+
+/** Per request: its unique items, and per candidate endpoint id the items that endpoint's LRU holds. */
+export interface MmMatchState {
+  readonly items: readonly MmItem[];
+  readonly matched: ReadonlyMap<string, readonly MmItem[]>;
+}
+
+export function mmStateKey(producerName: string): string {
+  return `mm-embeddings-match/${producerName}`;
+}
+
+export function mmMatchState(ctx: SchedulingContext, producerName: string): MmMatchState | undefined {
+  return ctx.state.get(mmStateKey(producerName)) as MmMatchState | undefined;
+}
+
+/** Entries per endpoint for a budget in MiB (<= 0: the default). */
+export function lruCapacity(cacheSizeMb: number): number {
+  const mb = cacheSizeMb > 0 ? cacheSizeMb : DEFAULT_CACHE_SIZE_MB;
+  return Math.max(1, Math.floor(mb / MB_PER_ITEM));
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const str = (v: unknown): string => (typeof v === 'string' ? v : '');
+
+function hashOf(content: string): string {
+  return createHash('sha256').update(content).digest('hex').slice(0, 32);
+}
+
+/** The URL of an Anthropic image source: its URL, or its base64 data as a data URI (image/jpeg when untyped). */
+function anthropicImageUrl(source: unknown): string {
+  if (!isObject(source)) return '';
+  if (source.type === 'url' || str(source.url)) return str(source.url);
+  const data = str(source.data);
+  return data ? `data:${str(source.media_type) || 'image/jpeg'};base64,${data}` : '';
+}
+
+/** The unique multimodal items of a chat or Anthropic messages request, in order of first appearance. */
+export function extractMmItems(request: Pick<InferenceRequest, 'body'>): MmItem[] {
+  const messages = request.body?.messages;
+  if (!Array.isArray(messages)) return [];
+  const byHash = new Map<string, MmItem>();
+  const add = (modality: MmItem['modality'], content: string) => {
+    if (!content) return;
+    const hash = hashOf(`${modality}\0${content}`);
+    if (!byHash.has(hash)) byHash.set(hash, { hash, size: 1, modality });
+  };
+  const part = (p: unknown) => {
+    if (!isObject(p)) return;
+    switch (p.type) {
+      case 'image_url':
+        add('image', isObject(p.image_url) ? str(p.image_url.url) : str(p.image_url));
+        break;
+      case 'video_url':
+        add('video', isObject(p.video_url) ? str(p.video_url.url) : str(p.video_url));
+        break;
+      case 'audio_url':
+        add('audio', isObject(p.audio_url) ? str(p.audio_url.url) : str(p.audio_url));
+        break;
+      case 'input_audio':
+        if (isObject(p.input_audio)) add('audio', str(p.input_audio.data) + str(p.input_audio.format));
+        break;
+      case 'image':
+        add('image', anthropicImageUrl(p.source));
+        break;
+      case 'tool_result':
+        if (Array.isArray(p.content)) for (const inner of p.content) if (isObject(inner) && inner.type === 'image') part(inner);
+        break;
+    }
+  };
+  for (const m of messages) if (isObject(m) && Array.isArray(m.content)) for (const p of m.content) part(p);
+  return [...byHash.values()];
+}
+
+/** One endpoint's items, least recently used first (a Set keeps insertion order). */
+class ItemLru {
+  private readonly entries = new Set<string>();
+  constructor(private readonly capacity: number) {}
+  has(hash: string): boolean {
+    return this.entries.has(hash);
+  }
+  add(hash: string): void {
+    this.entries.delete(hash);
+    this.entries.add(hash);
+    if (this.entries.size > this.capacity) this.entries.delete(this.entries.values().next().value!);
+  }
+  get size(): number {
+    return this.entries.size;
+  }
+  keys(): string[] {
+    return [...this.entries];
+  }
+}
+
+export type MmEmbeddingsCacheProducer = DataProducer &
+  PreRequest &
+  EndpointRemoved & {
+    readonly capacity: number;
+    /** Item hashes held per endpoint id, least recently used first (tests, debugging). */
+    snapshot(): Map<string, string[]>;
+  };
+
+export const mmEmbeddingsCacheProducer = definePlugin({
+  kind: 'data-producer',
+  produces: [MM_EMBEDDINGS_MATCH_DATA],
+  description: "Which endpoints recently served the request's multimodal items (encoder-cache affinity).",
+  params: z
+    .object({
+      cacheSizeInMBPerServer: z.number().int().optional(),
+      cacheSizeInMB: z.number().int().optional(),
+    })
+    .strict(),
+  create: (ctx, params): MmEmbeddingsCacheProducer => {
+    if (params.cacheSizeInMB !== undefined) {
+      if (params.cacheSizeInMBPerServer !== undefined)
+        throw new ConfigError(
+          `plugin "${ctx.name}" (type ${ctx.type}): set cacheSizeInMBPerServer only (cacheSizeInMB is not an llm-d-router parameter)`,
+        );
+      ctx.warn(
+        `parameter "cacheSizeInMB" is not llm-d-router's (whose strict decoder rejects it); read as cacheSizeInMBPerServer=${params.cacheSizeInMB}`,
+      );
+    }
+    const capacity = lruCapacity(params.cacheSizeInMBPerServer ?? params.cacheSizeInMB ?? 0);
+    const caches = new Map<string, ItemLru>();
+    const key = mmStateKey(ctx.name);
+    return {
+      type: ctx.type,
+      name: ctx.name,
+      capacity,
+      produce(context, candidates) {
+        const items = extractMmItems(context.request);
+        if (items.length === 0) return;
+        const matched = new Map<string, MmItem[]>();
+        for (const e of candidates) {
+          const lru = caches.get(e.id);
+          matched.set(e.id, lru ? items.filter((item) => lru.has(item.hash)) : []);
+        }
+        const state: MmMatchState = { items, matched };
+        context.state.set(key, state);
+      },
+      preRequest(context: SchedulingContext, result: SchedulingResult) {
+        const state = mmMatchState(context, ctx.name);
+        if (!state) return;
+        for (const e of result.results.get(result.primaryProfile)?.targets ?? []) {
+          let lru = caches.get(e.id);
+          if (!lru) caches.set(e.id, (lru = new ItemLru(capacity)));
+          for (const item of state.items) lru.add(item.hash);
+        }
+      },
+      endpointRemoved(id: string) {
+        caches.delete(id);
+      },
+      snapshot() {
+        return new Map([...caches].map(([id, lru]) => [id, lru.keys()]));
+      },
+    };
+  },
+});
