@@ -65,8 +65,9 @@ export function lruCapacity(cacheSizeMb: number): number {
   return Math.max(1, Math.floor(mb / MB_PER_ITEM));
 }
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const str = (v: unknown): string => (typeof v === 'string' ? v : '');
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+const str = (value: unknown): string => (typeof value === 'string' ? value : '');
 
 function hashOf(content: string): string {
   return createHash('sha256').update(content).digest('hex').slice(0, 32);
@@ -90,30 +91,31 @@ export function extractMmItems(request: Pick<InferenceRequest, 'body'>): MmItem[
     const hash = hashOf(`${modality}\0${content}`);
     if (!byHash.has(hash)) byHash.set(hash, { hash, size: 1, modality });
   };
-  const part = (p: unknown) => {
-    if (!isObject(p)) return;
-    switch (p.type) {
+  const part = (block: unknown) => {
+    if (!isObject(block)) return;
+    switch (block.type) {
       case 'image_url':
-        add('image', isObject(p.image_url) ? str(p.image_url.url) : str(p.image_url));
+        add('image', isObject(block.image_url) ? str(block.image_url.url) : str(block.image_url));
         break;
       case 'video_url':
-        add('video', isObject(p.video_url) ? str(p.video_url.url) : str(p.video_url));
+        add('video', isObject(block.video_url) ? str(block.video_url.url) : str(block.video_url));
         break;
       case 'audio_url':
-        add('audio', isObject(p.audio_url) ? str(p.audio_url.url) : str(p.audio_url));
+        add('audio', isObject(block.audio_url) ? str(block.audio_url.url) : str(block.audio_url));
         break;
       case 'input_audio':
-        if (isObject(p.input_audio)) add('audio', str(p.input_audio.data) + str(p.input_audio.format));
+        if (isObject(block.input_audio)) add('audio', str(block.input_audio.data) + str(block.input_audio.format));
         break;
       case 'image':
-        add('image', anthropicImageUrl(p.source));
+        add('image', anthropicImageUrl(block.source));
         break;
       case 'tool_result':
-        if (Array.isArray(p.content)) for (const inner of p.content) if (isObject(inner) && inner.type === 'image') part(inner);
+        if (Array.isArray(block.content))
+          for (const inner of block.content) if (isObject(inner) && inner.type === 'image') part(inner);
         break;
     }
   };
-  for (const m of messages) if (isObject(m) && Array.isArray(m.content)) for (const p of m.content) part(p);
+  for (const m of messages) if (isObject(m) && Array.isArray(m.content)) for (const block of m.content) part(block);
   return [...byHash.values()];
 }
 
