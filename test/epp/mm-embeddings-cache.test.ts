@@ -7,7 +7,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/common/index.js';
+import { silentLogger } from '../../src/common/index.js';
 import {
+  EppMetrics,
+  PLUGIN_REGISTRY,
   loadEndpointPickerConfig,
   type Endpoint,
   type InferenceRequest,
@@ -21,6 +24,9 @@ import {
   mmMatchState,
   type MmEmbeddingsCacheProducer,
 } from '../../src/epp/plugins/producer/mm-embeddings-cache-producer.js';
+import type { PluginFactoryContext } from '../../src/epp/plugins/definition.js';
+import { metricValue } from '../helpers.js';
+import { seeded } from './fixtures.js';
 import { build, context, endpoint } from './plugin-build.js';
 
 const LLMD = 'apiVersion: llm-d.ai/v1alpha1\nkind: EndpointPickerConfig\n';
@@ -256,5 +262,53 @@ describe('producer and scorer over requests', () => {
     second.produce(again, [e]);
     expect(Array.from(bySecond.score(again, [e]))).toEqual([1]);
     expect(Array.from(byDefault.score(again, [e]))).toEqual([0]);
+  });
+});
+
+describe("metrics (upstream's encoder_cache families, llm-d family)", () => {
+  function withMetrics(metrics: EppMetrics, name: string): MmEmbeddingsCacheProducer {
+    const def = PLUGIN_REGISTRY[PRODUCER];
+    const ctx: PluginFactoryContext = {
+      type: PRODUCER,
+      name,
+      logger: silentLogger(),
+      metrics,
+      random: seeded(),
+      plugin: () => {
+        throw new Error('none');
+      },
+      namesProducing: () => [],
+      typeOf: () => undefined,
+      kindsOf: () => [],
+      warn: () => undefined,
+    };
+    return def.create(ctx, def.params.parse({})) as MmEmbeddingsCacheProducer;
+  }
+
+  it('queries per item, hits per endpoint holding it, the hit ratio per candidate; two producers share the families', async () => {
+    const metrics = new EppMetrics(undefined, 'llm-d');
+    const p = withMetrics(metrics, 'mm');
+    withMetrics(metrics, 'other');
+    const s = scorerFor(p);
+    const [a, b] = [endpoint(), endpoint()];
+    const cat = image('https://x/cat.png');
+    cycle(p, s, chat(cat), [a, b], [a]);
+    cycle(p, s, chat(cat, image('https://x/dog.png')), [a, b]);
+    const text = await metrics.registry.metrics();
+    const labels = { plugin_type: PRODUCER, plugin_name: 'mm' };
+    expect(metricValue(text, 'llm_d_epp_encoder_cache_queries_total', { ...labels, modality: 'image' })).toBe(3);
+    expect(
+      metricValue(text, 'llm_d_epp_encoder_cache_hits_total', {
+        ...labels,
+        pod: `${a.namespace}/${a.name}`,
+        modality: 'image',
+      }),
+    ).toBe(1);
+    expect(metricValue(text, 'llm_d_epp_encoder_cache_hit_ratio_count', labels)).toBe(4);
+    expect(metricValue(text, 'llm_d_epp_encoder_cache_hit_ratio_sum', labels)).toBe(0.5);
+    // The GAIE family has no such metrics.
+    const gaie = new EppMetrics(undefined, 'gaie');
+    withMetrics(gaie, 'mm');
+    expect(await gaie.registry.metrics()).not.toContain('encoder_cache');
   });
 });

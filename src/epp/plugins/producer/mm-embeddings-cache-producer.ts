@@ -20,6 +20,7 @@
  * config.yaml writes, which llm-d-router's own strict decoder rejects) is read as cacheSizeInMBPerServer, with a warning.
  */
 import { createHash } from 'node:crypto';
+import { Counter, Histogram, type Registry } from 'prom-client';
 import { z } from 'zod';
 import { ConfigError } from '../../../common/index.js';
 import type {
@@ -30,6 +31,7 @@ import type {
   SchedulingContext,
   SchedulingResult,
 } from '../../framework/types.js';
+import type { EppMetrics } from '../../metrics.js';
 import { definePlugin } from '../definition.js';
 
 /** The data the producer writes and mm-embeddings-cache-scorer requires. */
@@ -139,6 +141,46 @@ class ItemLru {
   }
 }
 
+interface EncoderCacheMetrics {
+  queries: Counter<'plugin_type' | 'plugin_name' | 'modality'>;
+  hits: Counter<'plugin_type' | 'plugin_name' | 'pod' | 'modality'>;
+  ratio: Histogram<'plugin_type' | 'plugin_name'>;
+}
+
+/** Upstream's three encoder-cache families, once per registry (every producer shares them); none in the GAIE family. */
+function encoderCacheMetrics(metrics: EppMetrics): EncoderCacheMetrics | undefined {
+  if (metrics.family === 'gaie') return undefined;
+  const registry: Registry = metrics.registry;
+  const existing = registry.getSingleMetric('llm_d_epp_encoder_cache_queries_total');
+  if (existing)
+    return {
+      queries: existing as EncoderCacheMetrics['queries'],
+      hits: registry.getSingleMetric('llm_d_epp_encoder_cache_hits_total') as EncoderCacheMetrics['hits'],
+      ratio: registry.getSingleMetric('llm_d_epp_encoder_cache_hit_ratio') as EncoderCacheMetrics['ratio'],
+    };
+  return {
+    queries: new Counter({
+      name: 'llm_d_epp_encoder_cache_queries_total',
+      help: '[ALPHA] Total number of multimodal item hash lookups made against the encoder-cache affinity LRU.',
+      labelNames: ['plugin_type', 'plugin_name', 'modality'],
+      registers: [registry],
+    }),
+    hits: new Counter({
+      name: 'llm_d_epp_encoder_cache_hits_total',
+      help: '[ALPHA] Total number of multimodal item hash lookups that found a match in the encoder-cache affinity LRU, by endpoint.',
+      labelNames: ['plugin_type', 'plugin_name', 'pod', 'modality'],
+      registers: [registry],
+    }),
+    ratio: new Histogram({
+      name: 'llm_d_epp_encoder_cache_hit_ratio',
+      help: '[ALPHA] Ratio of matched multimodal items to total items per endpoint in an encoder-cache lookup.',
+      labelNames: ['plugin_type', 'plugin_name'],
+      buckets: [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1],
+      registers: [registry],
+    }),
+  };
+}
+
 export type MmEmbeddingsCacheProducer = DataProducer &
   PreRequest &
   EndpointRemoved & {
@@ -168,8 +210,11 @@ export const mmEmbeddingsCacheProducer = definePlugin({
       );
     }
     const capacity = lruCapacity(params.cacheSizeInMBPerServer ?? params.cacheSizeInMB ?? 0);
-    const caches = new Map<string, ItemLru>();
+    /** By endpoint id; `pod` is upstream's label value (namespace/name). */
+    const caches = new Map<string, { lru: ItemLru; pod: string }>();
     const key = mmStateKey(ctx.name);
+    const metrics = encoderCacheMetrics(ctx.metrics);
+    const labels = { plugin_type: ctx.type, plugin_name: ctx.name };
     return {
       type: ctx.type,
       name: ctx.name,
@@ -177,10 +222,18 @@ export const mmEmbeddingsCacheProducer = definePlugin({
       produce(context, candidates) {
         const items = extractMmItems(context.request);
         if (items.length === 0) return;
+        if (metrics)
+          for (const item of items) {
+            metrics.queries.inc({ ...labels, modality: item.modality });
+            for (const { lru, pod } of caches.values())
+              if (lru.has(item.hash)) metrics.hits.inc({ ...labels, pod, modality: item.modality });
+          }
         const matched = new Map<string, MmItem[]>();
         for (const e of candidates) {
-          const lru = caches.get(e.id);
-          matched.set(e.id, lru ? items.filter((item) => lru.has(item.hash)) : []);
+          const lru = caches.get(e.id)?.lru;
+          const held = lru ? items.filter((item) => lru.has(item.hash)) : [];
+          matched.set(e.id, held);
+          metrics?.ratio.observe(labels, held.length / items.length);
         }
         const state: MmMatchState = { items, matched };
         context.state.set(key, state);
@@ -189,16 +242,16 @@ export const mmEmbeddingsCacheProducer = definePlugin({
         const state = mmMatchState(context, ctx.name);
         if (!state) return;
         for (const e of result.results.get(result.primaryProfile)?.targets ?? []) {
-          let lru = caches.get(e.id);
-          if (!lru) caches.set(e.id, (lru = new ItemLru(capacity)));
-          for (const item of state.items) lru.add(item.hash);
+          let entry = caches.get(e.id);
+          if (!entry) caches.set(e.id, (entry = { lru: new ItemLru(capacity), pod: `${e.namespace}/${e.name}` }));
+          for (const item of state.items) entry.lru.add(item.hash);
         }
       },
       endpointRemoved(id: string) {
         caches.delete(id);
       },
       snapshot() {
-        return new Map([...caches].map(([id, lru]) => [id, lru.keys()]));
+        return new Map([...caches].map(([id, entry]) => [id, entry.lru.keys()]));
       },
     };
   },
