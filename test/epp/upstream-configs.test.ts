@@ -258,6 +258,25 @@ describe('each sample config that loads drives its decision over ext_proc agains
       // Both hosts were used, so the pairing is not one lucky draw.
       expect(decodesSeen.size).toBe(2);
     },
+    async 'mm-embeddings'(route) {
+      // Each prompt's text differs from its first character, so no prefix block matches: only the image is shared.
+      const chat = (i: number, url: string) => ({
+        messages: [
+          {
+            role: 'user',
+            content: [
+              { type: 'text', text: `${i} ${LONG}` },
+              { type: 'image_url', image_url: { url } },
+            ],
+          },
+        ],
+      });
+      const cat = 'https://example.com/cat.png';
+      const first = await route(chat(0, cat), '/v1/chat/completions');
+      expect(decodes()).toContain(first.destination);
+      for (let i = 1; i <= 4; i++)
+        expect((await route(chat(i, cat), '/v1/chat/completions')).destination, `request ${i}`).toBe(first.destination);
+    },
     async 'e-pd'(route) {
       const mm = await route(
         { messages: [{ role: 'user', content: [{ type: 'text', text: 'what is this?' }, IMAGE] }] },

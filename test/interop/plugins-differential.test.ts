@@ -6,7 +6,8 @@
  * (the x-session-token each writes, stickiness, a token naming a pod that left; session ids), burst co-location,
  * context-length-aware, topology
  * affinity (the prefill pick shares the decode pick's host), lora-affinity-scorer (vllm:lora_requests_info scraped
- * from the simulators) and endpoint-attribute-filter (a customMetrics attribute). The upstream EPP runs with
+ * from the simulators), endpoint-attribute-filter (a customMetrics attribute) and multimodal embeddings-cache affinity
+ * (requests with the same image follow the first pick). The upstream EPP runs with
  * --allow-experimental-plugins: these plugins are alpha there.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -30,7 +31,7 @@ const TEST_MS = 120_000;
 
 interface Peer {
   name: string;
-  route(payload: Record<string, unknown>, headers?: Record<string, string>): Promise<RouteOutcome>;
+  route(payload: Record<string, unknown>, headers?: Record<string, string>, path?: string): Promise<RouteOutcome>;
   /**
    * The peer has scraped every endpoint, and each shows the waiting-queue size given (its per-endpoint queue gauge, or
    * its store): llm-d-router's gauge exists before the first scrape, so a test that needs scraped figures waits for a
@@ -109,7 +110,7 @@ async function startPdRouter(text: string, pods: Pod[]): Promise<Peer> {
   const client = new ExtProcTestClient(`127.0.0.1:${epp.grpcPort}`);
   return {
     name: 'pd-router',
-    route: (payload, headers = {}) => routeOverExtProc(client, payload, { headers }),
+    route: (payload, headers = {}, path) => routeOverExtProc(client, payload, { headers, path }),
     scraped: (queues) =>
       Promise.resolve(
         epp.store.size === pods.length &&
@@ -150,7 +151,7 @@ async function startUpstream(file: string, pods: Pod[]): Promise<Peer> {
   const client = new ExtProcTestClient(`127.0.0.1:${grpcPort}`);
   return {
     name: 'llm-d-router',
-    route: (payload, headers = {}) => routeOverExtProc(client, payload, { headers }),
+    route: (payload, headers = {}, path) => routeOverExtProc(client, payload, { headers, path }),
     async scraped(queues) {
       const text = await metricsText(`http://127.0.0.1:${metricsPort}`);
       return pods.every((pod) => {
@@ -426,6 +427,39 @@ schedulingProfiles:
       )) {
         for (let i = 0; i < 3; i++)
           expect(destination(await peer.route({ model: 'm', prompt: `hi ${i}` })), peer.name).toBe(hostOf(b));
+      }
+    },
+    TEST_MS,
+  );
+  it(
+    'mm-embeddings-cache-producer and -scorer: requests with the same image (new text each) follow the first pick',
+    async () => {
+      const [a, b, c] = await simulators(3);
+      // cacheSizeInMBPerServer, not the sample's cacheSizeInMB: llm-d-router's strict decoder rejects that key.
+      const config = `${LLMD}plugins:\n- type: mm-embeddings-cache-producer\n  parameters: {cacheSizeInMBPerServer: 4}\n- type: mm-embeddings-cache-scorer\n- type: max-score-picker\nschedulingProfiles:\n- {name: default, plugins: [{pluginRef: mm-embeddings-cache-scorer}, {pluginRef: max-score-picker}]}\n`;
+      const chat = (i: number, url: string) => ({
+        model: 'm',
+        messages: [
+          {
+            role: 'user',
+            content: [
+              { type: 'text', text: `${i} what is in this picture?` },
+              { type: 'image_url', image_url: { url } },
+            ],
+          },
+        ],
+      });
+      const at = async (peer: Peer, i: number, url: string) =>
+        destination(await peer.route(chat(i, url), {}, '/v1/chat/completions'));
+      for (const peer of await bothEpps(config, [
+        { name: 'a', sim: a },
+        { name: 'b', sim: b },
+        { name: 'c', sim: c },
+      ])) {
+        for (const url of ['https://example.com/cat.png', 'data:image/png;base64,iVBORw0KGgo=']) {
+          const first = await at(peer, 0, url);
+          for (let i = 1; i <= 4; i++) expect(await at(peer, i, url), `${peer.name} ${url} request ${i}`).toBe(first);
+        }
       }
     },
     TEST_MS,

@@ -38,6 +38,7 @@ import { pdProfileHandler } from './profile-handler/pd-profile-handler.js';
 import { singleProfileHandler } from './profile-handler/single-profile-handler.js';
 import { approxPrefixCacheProducer } from './producer/approx-prefix-cache-producer.js';
 import { burstPrefixCacheProducer } from './producer/burst-prefix-cache-producer.js';
+import { mmEmbeddingsCacheProducer } from './producer/mm-embeddings-cache-producer.js';
 import { precisePrefixCacheProducer } from './producer/precise-prefix-cache-producer.js';
 import { sessionIdProducer } from './producer/session-id-producer.js';
 import { activeRequestScorer } from './scorer/active-request-scorer.js';
@@ -47,6 +48,7 @@ import { kvCacheUtilizationScorer } from './scorer/kv-cache-utilization-scorer.j
 import { loadAwareScorer } from './scorer/load-aware-scorer.js';
 import { loraAffinityScorer } from './scorer/lora-affinity-scorer.js';
 import { noHitLruScorer } from './scorer/no-hit-lru-scorer.js';
+import { mmEmbeddingsCacheScorer } from './scorer/mm-embeddings-cache-scorer.js';
 import { precisePrefixCacheScorer } from './scorer/precise-prefix-cache-scorer.js';
 import { prefixCacheScorer } from './scorer/prefix-cache-scorer.js';
 import { queueScorer } from './scorer/queue-scorer.js';
@@ -100,6 +102,7 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'active-request-scorer': activeRequestScorer,
   'no-hit-lru-scorer': noHitLruScorer,
   'prefix-cache-scorer': prefixCacheScorer,
+  'mm-embeddings-cache-scorer': mmEmbeddingsCacheScorer,
   'precise-prefix-cache-scorer': precisePrefixCacheScorer,
   'topology-affinity-scorer': topologyAffinityScorer,
   'endpoint-attribute-scorer': endpointAttributeScorer,
@@ -126,6 +129,7 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'cost-based-pd-decider': deciderPlugin(costBasedPdDecider as DeciderDefinition),
   // data producers
   'approx-prefix-cache-producer': approxPrefixCacheProducer,
+  'mm-embeddings-cache-producer': mmEmbeddingsCacheProducer,
   'precise-prefix-cache-producer': precisePrefixCacheProducer,
   'burst-prefix-cache-producer': burstPrefixCacheProducer,
   'token-producer': tokenProducer,
@@ -182,8 +186,6 @@ export function producerTypeOf(registry: Readonly<Record<string, PluginDefinitio
 /** Upstream plugin types pd-router does not implement, with the reason; named in the load error. */
 export const UNSUPPORTED_UPSTREAM_TYPES: Readonly<Record<string, string>> = {
   'p2p-source-producer': 'peer-to-peer KV-cache sources are not implemented',
-  'mm-embeddings-cache-producer': 'multimodal embedding-cache affinity is not implemented',
-  'mm-embeddings-cache-scorer': 'multimodal embedding-cache affinity is not implemented',
   'token-load-scorer': 'token-load scoring (inflight-load-producer) is not implemented',
   'inflight-load-producer':
     'active-request-scorer counts the requests this EPP routed itself; there is no separate producer',
