@@ -14,6 +14,7 @@ import {
 import {
   ORDERING_POLICIES,
   priorityHoldback,
+  softReflectiveCeiling,
   staticUsageLimit,
   globalStrictFairness,
   roundRobinFairness,
@@ -169,6 +170,80 @@ describe('flow-control gate', () => {
     expect(value(0, [3])).toEqual([1]);
     const rank = priorityHoldback({ minCeiling: 0.4, maxCeiling: 0.9, domain: 'rank' });
     expect(rank(0, [10, 8, 0]).map((ceiling) => ceiling.toFixed(2))).toEqual(['0.90', '0.65', '0.40']);
+  });
+
+  it("soft-reflective-ceiling: upstream's ceilings: 1 − i × sat / (n − 1); open below it, shut at sat >= 1", () => {
+    const policy = softReflectiveCeiling();
+    // Below every reflective ceiling ([1, 0.85, 0.7] at 0.3): all open, and no tick is spent.
+    expect(policy(0.3, [100, 0, -50])).toEqual([1, 1, 1]);
+    expect(policy(0.49, [100, -50])).toEqual([1, 1]);
+    // Saturated: the highest band keeps 1 (the gate stops it at sat >= 1 anyway), the others 0.
+    expect(policy(1, [100, 0, -50])).toEqual([1, 0, 0]);
+    expect(policy(1.5, [100, 0, -50])).toEqual([1, 0, 0]);
+    // One band: always 1.
+    expect(policy(0.9, [7])).toEqual([1]);
+    expect(policy(0.9, [])).toEqual([]);
+    // Four bands at 0.7: ceilings [1, 0.767, 0.533, 0.3]: band 1 open, bands 2 and 3 gated (open or shut together).
+    const four = policy(0.7, [100, 50, 0, -50]);
+    expect(four.slice(0, 2)).toEqual([1, 1]);
+    expect([
+      [1, 1],
+      [0, 0],
+    ]).toContainEqual(four.slice(2));
+  });
+
+  it('soft-reflective-ceiling: a gated band opens on one call in round(sat / (1 − sat)), one tick shared by all bands', () => {
+    const pattern = (sat: number, calls: number, policy = softReflectiveCeiling()) =>
+      Array.from({ length: calls }, () => policy(sat, [100, -50])[1]);
+    expect(pattern(0.7, 6)).toEqual([0, 1, 0, 1, 0, 1]); // period 2
+    expect(pattern(0.75, 6)).toEqual([0, 0, 1, 0, 0, 1]); // period 3
+    expect(pattern(0.9, 9)).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 1]); // period 9
+    expect(pattern(0.5, 3)).toEqual([1, 1, 1]); // period 1: at its ceiling, yet open
+    // Rising saturation with three bands: gated bands always open together, and the lowest is never starved.
+    const policy = softReflectiveCeiling();
+    for (let i = 0; i < 3; i++) policy(0.6, [100, 0, -50]);
+    let open = 0;
+    for (let i = 0; i < 100; i++) {
+      const [, mid, low] = policy(0.7, [100, 0, -50]);
+      expect(mid).toBe(low);
+      open += low;
+    }
+    expect(open).toBe(50);
+  });
+
+  it('soft-reflective-ceiling in the gate: at saturation 0.7 the low band dispatches on every other decision, the high band always; below 0.5 all flow', () => {
+    const h = harness(
+      settings({
+        bands: new Map([
+          [10, band()],
+          [-1, band()],
+        ]),
+        usageLimit: softReflectiveCeiling(),
+      }),
+    );
+    h.sat.value = 0.7;
+    // Decision 1 (tick 1, shut): low1 queues; the others queue behind it without a decision.
+    expect(['low1', 'low2', 'low3', 'low4'].map((id) => h.send(id, 'l', -1))).toEqual([
+      'queued',
+      'queued',
+      'queued',
+      'queued',
+    ]);
+    // The high band's ceiling is 1: straight on (decision 2, tick 2).
+    expect(h.send('high1', 'h', 10)).toBe('now');
+    h.gate.pump(); // tick 3: shut
+    expect(h.dispatched).toEqual([]);
+    h.gate.pump(); // tick 4: open, low1 goes; tick 5: shut, the cycle stops
+    expect(h.dispatched).toEqual(['low1']);
+    h.gate.pump(); // tick 6: open; tick 7: shut
+    expect(h.dispatched).toEqual(['low1', 'low2']);
+    h.sat.value = 1; // every band stops
+    h.gate.pump();
+    expect(h.send('high2', 'h', 10)).toBe('queued');
+    expect(h.dispatched).toEqual(['low1', 'low2']);
+    h.sat.value = 0.4; // below every reflective ceiling: everything flows, high first
+    h.gate.pump();
+    expect(h.dispatched).toEqual(['low1', 'low2', 'high2', 'low3', 'low4']);
   });
 
   it('round-robin fairness serves two fairness ids flooding at 10:1 one for one', () => {
@@ -384,7 +459,7 @@ flowControl:
     expect(s.usageLimit!(0.3, [5, 1, 0])).toEqual([1, 1, 1]);
   });
 
-  it('usageLimitPolicyPluginRef selects the static or priority-holdback policy with its parameters', () => {
+  it('usageLimitPolicyPluginRef selects the static, priority-holdback or soft-reflective-ceiling policy with its parameters', () => {
     const load = (plugin: string) =>
       loadEndpointPickerConfig(`apiVersion: llm-d.ai/v1alpha1
 kind: EndpointPickerConfig
@@ -404,7 +479,15 @@ flowControl: {usageLimitPolicyPluginRef: limit}
         [10, 0],
       ),
     ).toEqual([0.9, 0.4]);
-    // Not implemented: falls back to the default (the loader warns).
-    expect(usageLimitPolicy(load('type: soft-reflective-ceiling-policy'))(0, [10, 0])).toEqual([1, 1]);
+    // Stateful: at 0.75 (period 3) the low band opens on every third call.
+    const soft = usageLimitPolicy(load('type: soft-reflective-ceiling-policy'));
+    expect([1, 2, 3].map(() => soft(0.75, [10, 0]))).toEqual([
+      [1, 0],
+      [1, 0],
+      [1, 1],
+    ]);
+    expect(() => load('type: soft-reflective-ceiling-policy, parameters: {alpha: 1}')).toThrow(
+      /plugin "limit" \(type soft-reflective-ceiling-policy\).*"alpha"/,
+    );
   });
 });

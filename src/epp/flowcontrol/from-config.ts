@@ -21,6 +21,7 @@ import {
   FAIRNESS_POLICIES,
   ORDERING_POLICIES,
   priorityHoldback,
+  softReflectiveCeiling,
   staticUsageLimit,
   type UsageLimitPolicy,
 } from './policies.js';
@@ -74,9 +75,8 @@ export function gateSettings(fc: FlowControlSettings, flags: FlowControlFlags): 
 }
 
 /**
- * `flowControl.usageLimitPolicyPluginRef`: `static-usage-limit-policy` (upstream's default, threshold 1) or
- * `priority-holdback-policy`; `soft-reflective-ceiling-policy` is not implemented (the loader's warning says so) and
- * falls back to the default.
+ * `flowControl.usageLimitPolicyPluginRef`: `static-usage-limit-policy` (upstream's default, threshold 1),
+ * `priority-holdback-policy` or `soft-reflective-ceiling-policy`; none: the default.
  */
 export function usageLimitPolicy(fc: FlowControlSettings): UsageLimitPolicy {
   const ref = fc.section?.usageLimitPolicyPluginRef;
@@ -89,6 +89,7 @@ export function usageLimitPolicy(fc: FlowControlSettings): UsageLimitPolicy {
       maxCeiling: Number(s.maxCeiling),
       domain: s.domain === 'value' ? 'value' : 'rank',
     });
+  if (plugin?.type === 'soft-reflective-ceiling-policy') return softReflectiveCeiling();
   return staticUsageLimit(1);
 }
 

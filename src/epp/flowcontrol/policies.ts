@@ -85,7 +85,13 @@ export const FAIRNESS_POLICIES: Readonly<Record<string, () => FairnessPolicy>> =
  * - `static-usage-limit-policy` (upstream's default): one ceiling, `threshold` (1.0), for every band;
  * - `priority-holdback-policy`: from `maxCeiling` for the highest band down to `minCeiling` for the lowest, spaced
  *   evenly by rank (`domain: rank`) or in proportion to the priority values (`domain: value`); one band gets
- *   `maxCeiling`.
+ *   `maxCeiling`;
+ * - `soft-reflective-ceiling-policy` (no parameters): the highest band's ceiling is 1; band i of n has the reflective
+ *   ceiling `1 − i × saturation / (n − 1)`. A band below it is open (ceiling 1); at saturation >= 1 the others are shut
+ *   (0); in between (saturation in [0.5, 1), where the lowest band reaches its reflective ceiling) a band at or past it
+ *   is open on one call in `period = max(1, round(saturation / (1 − saturation)))`, counted by one tick shared by all
+ *   bands and advanced once per call in that regime, so gated bands open and close together and the lowest band's
+ *   dispatch rate falls with saturation. One band: always 1. Stateful: each call is one dispatch decision.
  */
 export type UsageLimitPolicy = (saturation: number, priorities: readonly number[]) => number[];
 
@@ -107,5 +113,25 @@ export function priorityHoldback(params: {
     const low = priorities[n - 1];
     if (high === low) return priorities.map(() => max);
     return priorities.map((priority) => min + ((priority - low) / (high - low)) * (max - min));
+  };
+}
+
+export function softReflectiveCeiling(): UsageLimitPolicy {
+  let tick = 0;
+  return (saturation, priorities) => {
+    const n = priorities.length;
+    if (n <= 1) return priorities.map(() => 1);
+    let open = false;
+    if (saturation >= 1 - saturation && saturation < 1) {
+      // upstream's 1e-9 keeps the division finite as saturation nears 1
+      const period = Math.max(1, Math.round(saturation / (1 - saturation + 1e-9)));
+      open = ++tick % period === 0;
+    }
+    return priorities.map((_, i) => {
+      if (i === 0) return 1;
+      if (saturation < 1 - (i * saturation) / (n - 1)) return 1;
+      if (saturation >= 1) return 0;
+      return open ? 1 : 0;
+    });
   };
 }

@@ -1,8 +1,8 @@
 /**
  * Flow-control policies (llm-d `framework/plugins/flowcontrol/{fairness,ordering,usagelimits,eviction}`): parsed with
  * upstream's parameter schemas, validated and kept. With the flowControl feature gate on, the gate enforces the
- * fairness and ordering policies of src/epp/flowcontrol/policies.ts and the static and priority-holdback usage limits;
- * any other policy falls back to upstream's default (soft-reflective to a ceiling of 1.0), and nothing is evicted (the
+ * fairness and ordering policies of src/epp/flowcontrol/policies.ts and the static, priority-holdback and
+ * soft-reflective-ceiling usage limits; any other policy falls back to upstream's default, and nothing is evicted (the
  * loader's startup warning names what is not enforced). The default policies upstream registers on its own (`global-strict-fairness-policy`,
  * `fcfs-ordering-policy`, `static-usage-limit-policy`) may be referenced without being defined, as upstream.
  *
@@ -89,7 +89,7 @@ export const FLOW_CONTROL_POLICIES: Readonly<Record<string, PluginDefinition>> =
     z.object({ threshold: z.number().default(1) }).strict(),
   ),
   'priority-holdback-policy': policy('usage-limit-policy', 'Priority-graded dispatch ceiling', priorityHoldback),
-  'soft-reflective-ceiling-policy': policy('usage-limit-policy', 'Soft reflective dispatch ceiling', none, false),
+  'soft-reflective-ceiling-policy': policy('usage-limit-policy', 'Saturation-reflective dispatch ceiling', none),
   'sheddable-eviction-filter': policy('eviction-filter', 'Only sheddable requests are evictable', none, false),
   'priority-then-time-eviction-order-policy': policy(
     'eviction-ordering',
