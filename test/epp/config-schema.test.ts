@@ -183,7 +183,7 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
 
   const OK = FC.replace('edf-ordering-policy', 'fcfs-ordering-policy');
 
-  it('is parsed with its real schema, resolved against the policies, kept, and with the gate on the policies pd-router lacks and eviction are reported once as not enforced', () => {
+  it('is parsed with its real schema, resolved against the policies, kept, and with the gate on eviction is reported once as not enforced', () => {
     const c = loadEndpointPickerConfig(OK);
     const fc = c.flowControl;
     expect(fc.enabled).toBe(true);
@@ -215,7 +215,7 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
       expect.arrayContaining(['fcfs-ordering-policy', 'global-strict-fairness-policy']),
     );
     expect(c.warnings).toEqual([
-      'not enforced by pd-router (parsed, validated and kept, but without effect): flowControl (the flowControl feature gate is on; policy pa (program-aware-fairness) (global-strict-fairness-policy is used), enableEviction (dispatched requests are never evicted))',
+      'not enforced by pd-router (parsed, validated and kept, but without effect): flowControl (the flowControl feature gate is on; enableEviction (dispatched requests are never evicted))',
     ]);
     // priority-holdback-policy (above), static-usage-limit-policy and soft-reflective-ceiling-policy are enforced.
     const soft = OK.replace('usageLimitPolicyPluginRef: hold', 'usageLimitPolicyPluginRef: soft').replace(

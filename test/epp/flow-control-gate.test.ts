@@ -14,6 +14,8 @@ import {
 import {
   ORDERING_POLICIES,
   priorityHoldback,
+  programAwareFairness,
+  type ProgramAwareSettings,
   softReflectiveCeiling,
   staticUsageLimit,
   globalStrictFairness,
@@ -246,6 +248,89 @@ describe('flow-control gate', () => {
     expect(h.dispatched).toEqual(['low1', 'low2', 'high2', 'low3', 'low4']);
   });
 
+  const LAS: ProgramAwareSettings = {
+    evictionTtlSeconds: 3600,
+    evictionSweepSeconds: 300,
+    lasWeightService: 0.8,
+    lasWeightHeadWait: 0.2,
+    lasHalfLifeSeconds: 60,
+  };
+  const flow = (id: string, enqueuedAt?: number) => ({
+    id,
+    head: () => (enqueuedAt === undefined ? undefined : { seq: 0, enqueuedAt, deadline: Infinity }),
+  });
+  const fcfs = ORDERING_POLICIES['fcfs-ordering-policy'];
+
+  it('program-aware-fairness (las): least attained service first (prompt + 2 × completion tokens), head wait second', () => {
+    let t = 1_000_000;
+    const policy = programAwareFairness(LAS, () => t);
+    const [a, b] = [flow('a', t - 500), flow('b', t - 100)];
+    // Equal service: the longer wait wins; all equal: the first flow.
+    expect(policy.pick([b, a], fcfs)?.id).toBe('a');
+    expect(policy.pick([flow('x', t), flow('y', t)], fcfs)?.id).toBe('x');
+    // An empty flow is never picked; none waiting: nothing.
+    expect(policy.pick([flow('e'), b], fcfs)?.id).toBe('b');
+    expect(policy.pick([flow('e')], fcfs)).toBeUndefined();
+    policy.dispatched!('a');
+    policy.completed!('a', { promptTokens: 100, completionTokens: 50 });
+    expect(policy.service('a')).toBe(200);
+    // 0.8 × (1 − 1) + 0.2 × 1 = 0.2 for a, 0.8 × 1 + 0 = 0.8 for b.
+    expect(policy.pick([a, b], fcfs)?.id).toBe('b');
+    // Decay: half after one half-life.
+    t += 60_000;
+    expect(policy.service('a')).toBeCloseTo(100, 9);
+    // Without usage the request still counts as over, adding nothing.
+    policy.completed!('b', undefined);
+    expect(policy.service('b')).toBe(0);
+    // Head wait alone (lasWeightService 0): the oldest head.
+    const waitOnly = programAwareFairness({ ...LAS, lasWeightService: 0, lasWeightHeadWait: 1 }, () => t);
+    waitOnly.completed!('b', { promptTokens: 1e6, completionTokens: 0 });
+    expect(waitOnly.pick([flow('a', t - 10), flow('b', t - 20)], fcfs)?.id).toBe('b');
+    // lasHalfLifeSeconds 0: no decay.
+    const noDecay = programAwareFairness({ ...LAS, lasHalfLifeSeconds: 0 }, () => t);
+    noDecay.completed!('a', { promptTokens: 7, completionTokens: 0 });
+    t += 3_600_000;
+    expect(noDecay.service('a')).toBe(7);
+  });
+
+  it('program-aware-fairness forgets a program idle for evictionTtlSeconds (checked every evictionSweepSeconds), never one in flight', () => {
+    let t = 0;
+    const policy = programAwareFairness({ ...LAS, evictionTtlSeconds: 10, evictionSweepSeconds: 5 }, () => t);
+    policy.completed!('idle', { promptTokens: 5, completionTokens: 0 });
+    policy.dispatched!('busy');
+    expect(policy.programs).toBe(2);
+    t = 10_000; // idle for exactly the TTL: kept
+    policy.pick([], fcfs);
+    expect(policy.programs).toBe(2);
+    t = 15_001;
+    policy.pick([], fcfs);
+    expect(policy.programs).toBe(1);
+    expect(policy.service('idle')).toBe(0);
+    // Off with evictionTtlSeconds 0.
+    const keep = programAwareFairness({ ...LAS, evictionTtlSeconds: 0 }, () => t);
+    keep.completed!('x', undefined);
+    t += 1e9;
+    keep.pick([], fcfs);
+    expect(keep.programs).toBe(1);
+  });
+
+  it('program-aware-fairness in the gate: the program that used fewer tokens is served first, fed by release usage', () => {
+    const h = harness(
+      settings({
+        defaultBand: band({ fairness: 'program-aware-fairness', fairnessPolicy: programAwareFairness(LAS) }),
+      }),
+    );
+    h.sat.capacity = 1;
+    expect(h.send('run', 'heavy')).toBe('now');
+    for (const id of ['a1', 'a2']) h.send(id, 'heavy');
+    for (const id of ['b1', 'b2']) h.send(id, 'light');
+    // FCFS between flows would serve a1 next; the heavy program's answer used 1000 tokens.
+    h.gate.release({ tokens: 1, priority: 0, fairnessId: 'heavy' }, { promptTokens: 1000, completionTokens: 0 });
+    h.gate.release({ tokens: 1, priority: 0, fairnessId: 'light' }, { promptTokens: 10, completionTokens: 5 });
+    h.gate.release({ tokens: 1, priority: 0, fairnessId: 'light' }, { promptTokens: 10, completionTokens: 5 });
+    expect(h.dispatched).toEqual(['b1', 'b2', 'a1']);
+  });
+
   it('round-robin fairness serves two fairness ids flooding at 10:1 one for one', () => {
     const h = harness(settings({ defaultBand: band({ fairness: 'round-robin-fairness-policy' }) }));
     h.sat.capacity = 1;
@@ -427,7 +512,7 @@ flowControl:
   maxRequests: 50
   saturationDetector: {pluginRef: sat}
   defaultPriorityBand: {fairnessPolicyRef: rr, maxBytes: 1Mi}
-  priorityBands: [{priority: 5, orderingPolicyRef: edf-ordering-policy, maxRequests: 3}, {priority: 1, fairnessPolicyRef: pa}]
+  priorityBands: [{priority: 5, orderingPolicyRef: edf-ordering-policy, maxRequests: 3}, {priority: 1, fairnessPolicyRef: pa}, {priority: 2, fairnessPolicyRef: pa}]
 `);
     const flags = {
       flowControlRequestTtl: 30_000,
@@ -448,11 +533,11 @@ flowControl:
       fairness: 'round-robin-fairness-policy',
       ordering: 'edf-ordering-policy',
     });
-    // program-aware-fairness is not implemented: upstream's default is used, and the startup warning says so.
-    expect(s.bands.get(1)!.fairness).toBe('global-strict-fairness-policy');
-    expect(c.warnings.join('\n')).toMatch(
-      /policy pa \(program-aware-fairness\) \(global-strict-fairness-policy is used\)/,
-    );
+    // program-aware-fairness keeps state per program: one instance for the plugin, shared by the bands naming it.
+    expect(s.bands.get(1)!.fairness).toBe('program-aware-fairness');
+    expect(s.bands.get(1)!.fairnessPolicy).toBeDefined();
+    expect(s.bands.get(2)!.fairnessPolicy).toBe(s.bands.get(1)!.fairnessPolicy);
+    expect(c.warnings.join('\n')).not.toContain('program-aware');
     expect([s.maxRequests, s.maxBytes, s.requestTtlMs, s.maxFlows]).toEqual([50, 0, 30_000, 1024]);
     expect(saturationDetector(c.flowControl, () => [endpoint(0, 0, 0)])({ requests: 7, tokens: 0 })).toBe(1);
     // No usageLimitPolicyPluginRef: upstream's static policy, ceiling 1.

@@ -160,7 +160,13 @@ export function notEnforcedWarning(
         [band?.orderingPolicyRef, ORDERING_POLICIES, 'fcfs-ordering-policy'],
       ] as const) {
         const plugin = ref ? flowControlSettings.plugins.get(ref) : undefined;
-        if (plugin && !(plugin.type in supported) && !seen.has(plugin.name)) {
+        // program-aware-fairness is enforced too (src/epp/flowcontrol/from-config.ts builds it with its state).
+        if (
+          plugin &&
+          !(plugin.type in supported) &&
+          plugin.type !== 'program-aware-fairness' &&
+          !seen.has(plugin.name)
+        ) {
           seen.add(plugin.name);
           unsupported.push(
             `policy ${plugin.name === plugin.type ? plugin.name : `${plugin.name} (${plugin.type})`} (${fallback} is used)`,

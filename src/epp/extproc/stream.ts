@@ -502,7 +502,7 @@ export class ExtProcStream {
   private complete(): void {
     if (this.completed) return;
     this.completed = true;
-    if (this.admitted) this.deps.gate?.release(this.admitted);
+    if (this.admitted) this.deps.gate?.release(this.admitted, this.response?.usage);
     if (this.scheduled) {
       this.deps.director.complete(this.scheduled);
       this.series!.running.dec();

@@ -21,6 +21,8 @@ import {
   FAIRNESS_POLICIES,
   ORDERING_POLICIES,
   priorityHoldback,
+  programAwareFairness,
+  type FairnessPolicy,
   softReflectiveCeiling,
   staticUsageLimit,
   type UsageLimitPolicy,
@@ -44,12 +46,36 @@ export function gateSettings(fc: FlowControlSettings, flags: FlowControlFlags): 
     const t = ref ? (fc.plugins.get(ref)?.type ?? ref) : def;
     return t in known ? t : def;
   };
+  // program-aware-fairness keeps state per program: one instance per plugin, shared by the bands naming it.
+  const programAware = new Map<string, FairnessPolicy>();
+  const statefulFairness = (ref: string | undefined): FairnessPolicy | undefined => {
+    const plugin = ref ? fc.plugins.get(ref) : undefined;
+    if (plugin?.type !== 'program-aware-fairness') return undefined;
+    let policy = programAware.get(plugin.name);
+    if (!policy) {
+      const s = plugin.flowControl.settings;
+      policy = programAwareFairness({
+        evictionTtlSeconds: Number(s.evictionTtlSeconds),
+        evictionSweepSeconds: Number(s.evictionSweepSeconds),
+        lasWeightService: Number(s.lasWeightService),
+        lasWeightHeadWait: Number(s.lasWeightHeadWait),
+        lasHalfLifeSeconds: Number(s.lasHalfLifeSeconds),
+      });
+      programAware.set(plugin.name, policy);
+    }
+    return policy;
+  };
   const band = (right: BandSection | undefined, template?: BandSettings): BandSettings => ({
     maxRequests: right?.maxRequests || template?.maxRequests || flags.flowControlBandMaxRequests,
     maxBytes: right?.maxBytes || template?.maxBytes || DEFAULT_BAND_MAX_BYTES,
-    fairness: right?.fairnessPolicyRef
-      ? typeOf(right.fairnessPolicyRef, DEFAULT_FAIRNESS_POLICY, FAIRNESS_POLICIES)
-      : (template?.fairness ?? DEFAULT_FAIRNESS_POLICY),
+    ...(right?.fairnessPolicyRef
+      ? statefulFairness(right.fairnessPolicyRef)
+        ? { fairness: 'program-aware-fairness', fairnessPolicy: statefulFairness(right.fairnessPolicyRef) }
+        : { fairness: typeOf(right.fairnessPolicyRef, DEFAULT_FAIRNESS_POLICY, FAIRNESS_POLICIES) }
+      : {
+          fairness: template?.fairness ?? DEFAULT_FAIRNESS_POLICY,
+          ...(template?.fairnessPolicy ? { fairnessPolicy: template.fairnessPolicy } : {}),
+        }),
     ordering: right?.orderingPolicyRef
       ? typeOf(right.orderingPolicyRef, DEFAULT_ORDERING_POLICY, ORDERING_POLICIES)
       : (template?.ordering ?? DEFAULT_ORDERING_POLICY),

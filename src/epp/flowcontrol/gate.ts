@@ -41,6 +41,8 @@ export interface BandSettings {
   /** Queued request bytes the band holds at most (0: no band bound). */
   maxBytes: number;
   fairness: string;
+  /** The fairness policy instance when it is shared between bands and keeps state (program-aware-fairness). */
+  fairnessPolicy?: FairnessPolicy;
   ordering: string;
 }
 
@@ -223,10 +225,18 @@ export class FlowControlGate {
     return { cancel: () => this.evict(item, 'EvictedContextCancelled', undefined) };
   }
 
-  /** A dispatched request is over: its capacity is free again. */
-  release(req: Pick<FlowRequest, 'tokens'>): void {
+  /**
+   * A dispatched request is over: its capacity is free again. With its priority and fairness id, its band's fairness
+   * policy learns of it, with the tokens its answer reported (program-aware-fairness's attained service).
+   */
+  release(
+    req: Pick<FlowRequest, 'tokens'> & Partial<Pick<FlowRequest, 'priority' | 'fairnessId'>>,
+    usage?: { promptTokens: number; completionTokens: number },
+  ): void {
     this.inflight.requests = Math.max(0, this.inflight.requests - 1);
     this.inflight.tokens = Math.max(0, this.inflight.tokens - req.tokens);
+    if (req.priority !== undefined && req.fairnessId !== undefined)
+      this.bands.get(req.priority)?.fairness.completed?.(req.fairnessId, usage);
     this.pump();
   }
 
@@ -306,6 +316,7 @@ export class FlowControlGate {
   private dispatched(req: FlowRequest): void {
     this.inflight.requests++;
     this.inflight.tokens += req.tokens;
+    this.bands.get(req.priority)?.fairness.dispatched?.(req.fairnessId);
   }
 
   private shedAtOnce(req: FlowRequest, message: string): never {
@@ -346,7 +357,7 @@ export class FlowControlGate {
       const settings =
         this.settings.bands.get(priority) ??
         (priority < 0 ? this.settings.defaultNegativeBand : this.settings.defaultBand);
-      const fairness = FAIRNESS_POLICIES[settings.fairness];
+      const fairness = settings.fairnessPolicy ? () => settings.fairnessPolicy! : FAIRNESS_POLICIES[settings.fairness];
       const order = ORDERING_POLICIES[settings.ordering];
       if (!fairness || !order)
         throw new InferenceError(

@@ -33,6 +33,10 @@ export interface FlowView<T extends QueuedItem> {
 /** Picks the flow to serve; `flows` lists the band's flows in the order they appeared. */
 export interface FairnessPolicy {
   pick<T extends QueuedItem>(flows: readonly FlowView<T>[], order: OrderingPolicy): FlowView<T> | undefined;
+  /** A request of the fairness id was dispatched (program-aware-fairness counts it in flight). */
+  dispatched?(fairnessId: string): void;
+  /** A dispatched request of the fairness id is over, with the tokens its answer reported (none: 0). */
+  completed?(fairnessId: string, usage: { promptTokens: number; completionTokens: number } | undefined): void;
 }
 
 export function globalStrictFairness(): FairnessPolicy {
@@ -133,5 +137,114 @@ export function softReflectiveCeiling(): UsageLimitPolicy {
       if (saturation >= 1) return 0;
       return open ? 1 : 0;
     });
+  };
+}
+
+export interface ProgramAwareSettings {
+  evictionTtlSeconds: number;
+  evictionSweepSeconds: number;
+  lasWeightService: number;
+  lasWeightHeadWait: number;
+  lasHalfLifeSeconds: number;
+}
+
+/**
+ * `program-aware-fairness` (llm-d-router `fairness/program-aware`, strategy `las`: least attained service). A program
+ * is a fairness id. Its attained service is the tokens its completed requests used, `prompt + 2 × completion`, decayed
+ * with half-life `lasHalfLifeSeconds` (0: never). Among the flows with a request waiting the policy picks the best
+ * `lasWeightService × (1 − norm(service)) + lasWeightHeadWait × norm(head wait ms)`, each term min-max normalised over
+ * those flows (0.5 when all are equal); ties go to the flow that appeared first. One instance serves every band that
+ * names the plugin, as upstream's one plugin. A program with nothing in flight and no completion for
+ * `evictionTtlSeconds` (0: never) is forgotten, checked every `evictionSweepSeconds`.
+ */
+export function programAwareFairness(
+  settings: ProgramAwareSettings,
+  now: () => number = Date.now,
+): FairnessPolicy & { service(fairnessId: string): number; readonly programs: number } {
+  interface Program {
+    service: number;
+    anchor: number | undefined;
+    inFlight: number;
+    lastCompletion: number;
+  }
+  const programs = new Map<string, Program>();
+  let lastSweep = now();
+  const program = (id: string): Program => {
+    let p = programs.get(id);
+    if (!p) programs.set(id, (p = { service: 0, anchor: undefined, inFlight: 0, lastCompletion: now() }));
+    return p;
+  };
+  const decay = (state: Program, at: number) => {
+    if (state.anchor === undefined) {
+      state.anchor = at;
+      return;
+    }
+    const elapsed = (at - state.anchor) / 1000;
+    if (elapsed <= 0) return;
+    if (settings.lasHalfLifeSeconds > 0) state.service *= Math.pow(2, -elapsed / settings.lasHalfLifeSeconds);
+    state.anchor = at;
+  };
+  const sweep = (at: number) => {
+    if (settings.evictionTtlSeconds <= 0 || at - lastSweep < settings.evictionSweepSeconds * 1000) return;
+    lastSweep = at;
+    for (const [id, state] of programs)
+      if (state.inFlight === 0 && at - state.lastCompletion > settings.evictionTtlSeconds * 1000) programs.delete(id);
+  };
+  const norm = (value: number, min: number, max: number) => (max === min ? 0.5 : (value - min) / (max - min));
+  return {
+    get programs() {
+      return programs.size;
+    },
+    service(id) {
+      const p = programs.get(id);
+      if (!p) return 0;
+      decay(p, now());
+      return p.service;
+    },
+    pick(flows) {
+      const t = now();
+      sweep(t);
+      const entries: Array<{ flow: (typeof flows)[number]; service: number; wait: number }> = [];
+      for (const flow of flows) {
+        const head = flow.head();
+        if (!head) continue;
+        const p = program(flow.id);
+        decay(p, t);
+        entries.push({ flow, service: p.service, wait: Math.trunc(t - head.enqueuedAt) });
+      }
+      if (entries.length === 0) return undefined;
+      const services = entries.map((entry) => entry.service);
+      const waits = entries.map((entry) => entry.wait);
+      const [sMin, sMax, wMin, wMax] = [
+        Math.min(...services),
+        Math.max(...services),
+        Math.min(...waits),
+        Math.max(...waits),
+      ];
+      let best = entries[0].flow;
+      let bestScore = -Infinity;
+      for (const entry of entries) {
+        const score =
+          settings.lasWeightService * (1 - norm(entry.service, sMin, sMax)) +
+          settings.lasWeightHeadWait * norm(entry.wait, wMin, wMax);
+        if (score > bestScore) {
+          bestScore = score;
+          best = entry.flow;
+        }
+      }
+      return best;
+    },
+    dispatched(id) {
+      program(id).inFlight++;
+    },
+    completed(id, usage) {
+      const t = now();
+      const p = program(id);
+      p.inFlight = Math.max(0, p.inFlight - 1);
+      decay(p, t);
+      if (usage) p.service += usage.promptTokens + 2 * usage.completionTokens;
+      p.lastCompletion = t;
+      sweep(t);
+    },
   };
 }

@@ -1,8 +1,8 @@
 /**
  * Flow-control policies (llm-d `framework/plugins/flowcontrol/{fairness,ordering,usagelimits,eviction}`): parsed with
  * upstream's parameter schemas, validated and kept. With the flowControl feature gate on, the gate enforces the
- * fairness and ordering policies of src/epp/flowcontrol/policies.ts and the static, priority-holdback and
- * soft-reflective-ceiling usage limits; any other policy falls back to upstream's default, and nothing is evicted (the
+ * fairness (program-aware-fairness included) and ordering policies of src/epp/flowcontrol/policies.ts and the
+ * static, priority-holdback and soft-reflective-ceiling usage limits; any other policy falls back to upstream's default, and nothing is evicted (the
  * loader's startup warning names what is not enforced). The default policies upstream registers on its own (`global-strict-fairness-policy`,
  * `fcfs-ordering-policy`, `static-usage-limit-policy`) may be referenced without being defined, as upstream.
  *
@@ -79,7 +79,7 @@ const priorityHoldback = z
 export const FLOW_CONTROL_POLICIES: Readonly<Record<string, PluginDefinition>> = {
   [DEFAULT_FAIRNESS_POLICY]: policy('fairness-policy', 'Strict priority between flows', none),
   'round-robin-fairness-policy': policy('fairness-policy', 'Round-robin between flows', none),
-  'program-aware-fairness': policy('fairness-policy', 'Least-attained-service between programs', programAware, false),
+  'program-aware-fairness': policy('fairness-policy', 'Least-attained-service between programs', programAware),
   [DEFAULT_ORDERING_POLICY]: policy('ordering-policy', 'First come, first served', none),
   'edf-ordering-policy': policy('ordering-policy', 'Earliest deadline first', none),
   'slo-deadline-ordering-policy': policy('ordering-policy', 'SLO deadline first', none, false),
