@@ -14,6 +14,7 @@ import {
 import {
   ORDERING_POLICIES,
   priorityHoldback,
+  sloTtftMs,
   programAwareFairness,
   type ProgramAwareSettings,
   softReflectiveCeiling,
@@ -329,6 +330,60 @@ describe('flow-control gate', () => {
     h.gate.release({ tokens: 1, priority: 0, fairnessId: 'light' }, { promptTokens: 10, completionTokens: 5 });
     h.gate.release({ tokens: 1, priority: 0, fairnessId: 'light' }, { promptTokens: 10, completionTokens: 5 });
     expect(h.dispatched).toEqual(['b1', 'b2', 'a1']);
+  });
+
+  it('slo-deadline-ordering-policy: x-llm-d-slo-ttft-ms (else x-slo-ttft-ms) as upstream parses it', () => {
+    const cases: Array<[Record<string, string>, number | undefined]> = [
+      [{ 'x-llm-d-slo-ttft-ms': '250' }, 250],
+      [{ 'x-llm-d-slo-ttft-ms': ' 250 ' }, 250],
+      [{ 'x-llm-d-slo-ttft-ms': '+5' }, 5],
+      [{ 'x-llm-d-slo-ttft-ms': '0' }, 0],
+      [{ 'x-slo-ttft-ms': '40' }, 40],
+      [{ 'x-llm-d-slo-ttft-ms': '10', 'x-slo-ttft-ms': '40' }, 10],
+      // The first header present is read, even when empty or bad.
+      [{ 'x-llm-d-slo-ttft-ms': '', 'x-slo-ttft-ms': '40' }, undefined],
+      [{ 'x-llm-d-slo-ttft-ms': '-1' }, undefined],
+      [{ 'x-llm-d-slo-ttft-ms': '1.5' }, undefined],
+      [{ 'x-llm-d-slo-ttft-ms': '1e3' }, undefined],
+      [{ 'x-llm-d-slo-ttft-ms': 'soon' }, undefined],
+      [{ 'x-llm-d-slo-ttft-ms': '9223372036854' }, 9_223_372_036_854],
+      [{ 'x-llm-d-slo-ttft-ms': '9223372036855' }, undefined],
+      [{}, undefined],
+    ];
+    for (const [headers, want] of cases) expect(sloTtftMs(headers), JSON.stringify(headers)).toBe(want);
+  });
+
+  it('slo-deadline-ordering-policy in the gate: earliest received + SLO first, requests without one last, ties by receipt', () => {
+    const h = harness(settings({ defaultBand: band({ ordering: 'slo-deadline-ordering-policy' }) }));
+    h.sat.capacity = 1;
+    expect(h.send('run')).toBe('now');
+    const queue = (id: string, receivedAt: number, slo?: number) =>
+      h.gate.admit(
+        {
+          id,
+          fairnessId: 'f',
+          priority: 0,
+          bytes: 1,
+          tokens: 1,
+          model: 'm',
+          targetModel: 'm',
+          receivedAt,
+          ...(slo === undefined ? {} : { sloTtftMs: slo }),
+        },
+        (err) => (err ? h.shed.push({ id, err }) : h.dispatched.push(id)),
+      );
+    queue('none-early', 1000);
+    queue('loose', 1000, 5000); // deadline 6000
+    queue('tight', 2000, 100); // deadline 2100
+    queue('tie-first', 1500, 600); // deadline 2100 too, received earlier: first of the tie
+    queue('none-late', 3000);
+    queue('none-earliest', 500);
+    for (let i = 0; i < 6; i++) h.gate.release({ tokens: 1 });
+    expect(h.dispatched).toEqual(['tie-first', 'tight', 'loose', 'none-earliest', 'none-early', 'none-late']);
+    const order = ORDERING_POLICIES['slo-deadline-ordering-policy'];
+    // Without receipt or SLO (items built elsewhere): the enqueue time, then arrival order.
+    expect(order({ seq: 1, enqueuedAt: 5, deadline: 0 }, { seq: 2, enqueuedAt: 5, deadline: 0 })).toBeLessThan(0);
+    expect(order({ seq: 1, enqueuedAt: 9, deadline: 0 }, { seq: 2, enqueuedAt: 5, deadline: 0 })).toBeGreaterThan(0);
   });
 
   it('round-robin fairness serves two fairness ids flooding at 10:1 one for one', () => {

@@ -72,6 +72,10 @@ export interface FlowRequest {
   tokens: number;
   model: string;
   targetModel: string;
+  /** When the EPP received the request (ms, the gate's clock); default: when it reached the gate. */
+  receivedAt?: number;
+  /** The request's TTFT SLO in ms (`x-llm-d-slo-ttft-ms`), for slo-deadline-ordering-policy. */
+  sloTtftMs?: number;
 }
 
 export interface InFlight {
@@ -206,6 +210,8 @@ export class FlowControlGate {
       seq: this.seq++,
       enqueuedAt: now,
       deadline: now + this.settings.requestTtlMs,
+      receivedAt: req.receivedAt ?? now,
+      sloDeadline: req.sloTtftMs === undefined ? Infinity : (req.receivedAt ?? now) + req.sloTtftMs,
       req,
       resume,
       flow,

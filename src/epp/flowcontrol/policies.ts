@@ -1,7 +1,9 @@
 /**
  * Flow-control policies as GAIE v1.5 defines them (`framework/plugins/flowcontrol/{fairness,ordering}`):
  * - ordering picks the request inside one flow's queue: `fcfs-ordering-policy` (earliest enqueue first),
- *   `edf-ordering-policy` (earliest deadline = enqueue + TTL first, no TTL last, ties by enqueue time);
+ *   `edf-ordering-policy` (earliest deadline = enqueue + TTL first, no TTL last, ties by enqueue time),
+ *   `slo-deadline-ordering-policy` (earliest received + `x-llm-d-slo-ttft-ms` first, requests without a valid one last,
+ *   ties by receipt time);
  * - fairness picks the flow inside one priority band: `global-strict-fairness-policy` (the flow whose head the ordering
  *   policy ranks best, so the band behaves as one queue), `round-robin-fairness-policy` (the next non-empty flow after
  *   the one served last, in the order flows appeared).
@@ -12,7 +14,27 @@ export interface QueuedItem {
   readonly enqueuedAt: number;
   /** Absolute deadline in ms; Infinity when the request has none. */
   readonly deadline: number;
+  /** When the EPP received the request (ms); default `enqueuedAt`. */
+  readonly receivedAt?: number;
+  /** `receivedAt` + the request's `x-llm-d-slo-ttft-ms` (ms); Infinity (the default) without a valid one. */
+  readonly sloDeadline?: number;
 }
+
+/**
+ * The TTFT SLO of a request in ms (llm-d-router's `x-llm-d-slo-ttft-ms`, else the deprecated `x-slo-ttft-ms`; the
+ * first header present is read, even empty): a base-10 integer (sign allowed, spaces trimmed), undefined when missing,
+ * not an integer, negative or beyond Go's time.Duration in ms.
+ */
+export function sloTtftMs(headers: Readonly<Record<string, string | undefined>>): number | undefined {
+  const value = headers['x-llm-d-slo-ttft-ms'] ?? headers['x-slo-ttft-ms'];
+  if (value === undefined) return undefined;
+  const text = value.trim();
+  if (!/^[+-]?\d+$/.test(text)) return undefined;
+  const ms = Number(text);
+  return ms < 0 || ms > 9_223_372_036_854 ? undefined : ms;
+}
+
+const compareNumbers = (left: number, right: number) => (left === right ? 0 : left < right ? -1 : 1);
 
 export type OrderingPolicy = (queuedItem: QueuedItem, item: QueuedItem) => number;
 
@@ -21,6 +43,10 @@ export const ORDERING_POLICIES: Readonly<Record<string, OrderingPolicy>> = {
   'edf-ordering-policy': (queuedItem, item) =>
     (queuedItem.deadline === item.deadline ? 0 : queuedItem.deadline < item.deadline ? -1 : 1) ||
     queuedItem.enqueuedAt - item.enqueuedAt ||
+    queuedItem.seq - item.seq,
+  'slo-deadline-ordering-policy': (queuedItem, item) =>
+    compareNumbers(queuedItem.sloDeadline ?? Infinity, item.sloDeadline ?? Infinity) ||
+    compareNumbers(queuedItem.receivedAt ?? queuedItem.enqueuedAt, item.receivedAt ?? item.enqueuedAt) ||
     queuedItem.seq - item.seq,
 };
 

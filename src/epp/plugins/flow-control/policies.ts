@@ -1,7 +1,7 @@
 /**
  * Flow-control policies (llm-d `framework/plugins/flowcontrol/{fairness,ordering,usagelimits,eviction}`): parsed with
  * upstream's parameter schemas, validated and kept. With the flowControl feature gate on, the gate enforces the
- * fairness (program-aware-fairness included) and ordering policies of src/epp/flowcontrol/policies.ts and the
+ * fairness (program-aware-fairness included) and ordering (slo-deadline-ordering-policy included) policies of src/epp/flowcontrol/policies.ts and the
  * static, priority-holdback and soft-reflective-ceiling usage limits; any other policy falls back to upstream's default, and nothing is evicted (the
  * loader's startup warning names what is not enforced). The default policies upstream registers on its own (`global-strict-fairness-policy`,
  * `fcfs-ordering-policy`, `static-usage-limit-policy`) may be referenced without being defined, as upstream.
@@ -82,7 +82,7 @@ export const FLOW_CONTROL_POLICIES: Readonly<Record<string, PluginDefinition>> =
   'program-aware-fairness': policy('fairness-policy', 'Least-attained-service between programs', programAware),
   [DEFAULT_ORDERING_POLICY]: policy('ordering-policy', 'First come, first served', none),
   'edf-ordering-policy': policy('ordering-policy', 'Earliest deadline first', none),
-  'slo-deadline-ordering-policy': policy('ordering-policy', 'SLO deadline first', none, false),
+  'slo-deadline-ordering-policy': policy('ordering-policy', 'SLO deadline first', none),
   [DEFAULT_USAGE_LIMIT_POLICY]: policy(
     'usage-limit-policy',
     'Fixed dispatch ceiling',
