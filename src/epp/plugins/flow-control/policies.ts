@@ -1,10 +1,10 @@
 /**
  * Flow-control policies (llm-d `framework/plugins/flowcontrol/{fairness,ordering,usagelimits,eviction}`): parsed with
- * upstream's parameter schemas, validated and kept. With the flowControl feature gate on, the gate enforces the
- * fairness (program-aware-fairness included) and ordering (slo-deadline-ordering-policy included) policies of src/epp/flowcontrol/policies.ts and the
- * static, priority-holdback and soft-reflective-ceiling usage limits; any other policy falls back to upstream's default, and nothing is evicted (the
- * loader's startup warning names what is not enforced). The default policies upstream registers on its own (`global-strict-fairness-policy`,
- * `fcfs-ordering-policy`, `static-usage-limit-policy`) may be referenced without being defined, as upstream.
+ * upstream's parameter schemas, validated and kept. With the flowControl feature gate on, the gate enforces every
+ * fairness, ordering and usage-limit policy here (src/epp/flowcontrol/policies.ts); the eviction policies are kept but
+ * nothing is evicted (the loader's startup warning says so when `enableEviction` is set). The default policies
+ * upstream registers on its own (`global-strict-fairness-policy`, `fcfs-ordering-policy`, `static-usage-limit-policy`)
+ * may be referenced without being defined, as upstream.
  *
  * Parameters:
  * - `global-strict-fairness-policy`, `round-robin-fairness-policy`, `fcfs-ordering-policy`, `edf-ordering-policy`,
