@@ -4,7 +4,9 @@
  * parameters checked at load, and the upstream sample config loaded unchanged and driving decisions. Randomness is the
  * project's seeded generator, recorded, so every assertion is exact.
  */
-import { describe, expect, it } from 'vitest';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/common/index.js';
 import { loadEndpointPickerConfig } from '../../src/epp/config/loader.js';
 import { RequestDirector } from '../../src/epp/director.js';
@@ -17,7 +19,10 @@ import {
 } from '../../src/epp/plugins/admitter/probabilistic-admitter.js';
 import { upstreamText } from '../fixtures/upstream-configs/index.js';
 import { metricValue } from '../helpers.js';
-import { loadError, seeded, spec, storeWith } from './fixtures.js';
+import { startEpp, type EppHandle } from '../../src/epp/index.js';
+import { waitFor } from '../helpers.js';
+import { ExtProcTestClient, body, headers, setHeadersOf } from './ext-proc-client.js';
+import { decoded, loadError, loopbackEppConfig, seeded, spec, storeWith } from './fixtures.js';
 import { context, endpoint } from './plugin-build.js';
 
 const DEFAULTS: ProbabilisticAdmitterSettings = { queueDepthThreshold: 5, kvCacheUtilThreshold: 0.8, power: 5, k: 300 };
@@ -229,4 +234,60 @@ describe("probabilistic-admitter: upstream's sample config, unchanged, through t
     expect(refused).toBeLessThan(90);
     for (let i = 0; i < 50; i++) expect(() => route('interactive')).not.toThrow();
   });
+});
+
+describe('probabilistic-admitter over ext_proc: an EPP with the sample config, its endpoints scraped', () => {
+  let epp: EppHandle | undefined;
+  let client: ExtProcTestClient | undefined;
+  let server: http.Server | undefined;
+  afterEach(async () => {
+    client?.close();
+    await epp?.close(1_000);
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    [epp, client, server] = [undefined, undefined, undefined];
+  });
+
+  it('a sheddable request on a saturated pool gets 500 "request cannot be admitted"; a critical one is routed', async () => {
+    // The endpoint's /metrics: a full waiting queue (5 of queueDepthThreshold 5), so saturation 1 and p = 1. (The
+    // simulator cannot be held at a chosen queue depth; only the scrape matters to the EPP's decision.)
+    server = http.createServer((req, res) =>
+      res.end(req.url === '/metrics' ? 'vllm:num_requests_waiting 5\nvllm:kv_cache_usage_perc 0.1\n' : ''),
+    );
+    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    const priorities: Record<string, number> = { batch: -1, interactive: 1 };
+    epp = await startEpp(loopbackEppConfig(upstreamText(SAMPLE), [spec('stub', '127.0.0.1', undefined, {}, port)]), {
+      random: seeded(),
+      requestPolicies: { rewrite: () => undefined, priority: (objective) => priorities[objective] ?? 0 },
+    });
+    const e = epp;
+    await waitFor(
+      () => e.store.all().length === 1 && e.store.all()[0].metrics.waitingQueueSize === 5,
+      30_000,
+      'the EPP to scrape the endpoint',
+    );
+    client = new ExtProcTestClient(`127.0.0.1:${epp.grpcPort}`);
+    const ask = async (objective: string) => {
+      const call = client!.open();
+      call.send(
+        headers({ ':path': '/v1/completions', 'x-request-id': objective, 'x-gateway-inference-objective': objective }),
+        body(JSON.stringify({ model: 'm', prompt: 'hello' }), true),
+      );
+      const [first] = await call.waitFor(1, 30_000);
+      call.end();
+      return first;
+    };
+    const refused = await ask('batch');
+    expect(decoded(refused.immediate_response)).toMatchObject({
+      status: { code: 'InternalServerError' },
+      body: 'inference error: Internal - request cannot be admitted: inference error: ResourceExhausted - probabilistic-admitter: rejected, saturation=1.000 prob=1.00',
+    });
+    expect(setHeadersOf(refused.immediate_response!.headers)).toEqual([]);
+    const routed = await ask('interactive');
+    expect(routed.immediate_response).toBeFalsy();
+    const set = new Map(
+      setHeadersOf(routed.request_headers!.response.header_mutation).map(([key, value]) => [key, value]),
+    );
+    expect(set.get('x-gateway-destination-endpoint')).toBe(`127.0.0.1:${port}`);
+  }, 60_000);
 });
