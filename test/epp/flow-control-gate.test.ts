@@ -315,6 +315,42 @@ describe('flow-control gate', () => {
     expect(keep.programs).toBe(1);
   });
 
+  it("program-aware-fairness reports upstream's gauges: attained service, mean wait per program, Jain's index over the waits", () => {
+    let t = 0;
+    const seen = { service: new Map<string, number>(), wait: new Map<string, number>(), index: [] as number[] };
+    const policy = programAwareFairness({ ...LAS, evictionTtlSeconds: 10, evictionSweepSeconds: 1 }, () => t, {
+      attainedService: (id, tokens) => seen.service.set(id, tokens),
+      averageWait: (id, ms) => seen.wait.set(id, ms),
+      fairnessIndex: (value) => seen.index.push(value),
+      forget: (id) => {
+        seen.service.delete(id);
+        seen.wait.delete(id);
+      },
+    });
+    policy.dispatched!('a', 100);
+    policy.dispatched!('a', 300.9); // whole milliseconds, as upstream
+    policy.dispatched!('b', 0);
+    expect([...seen.wait]).toEqual([
+      ['a', 200],
+      ['b', 0],
+    ]);
+    policy.completed!('a', { promptTokens: 3, completionTokens: 1 });
+    expect(seen.service.get('a')).toBe(5);
+    policy.pick([flow('a', t)], fcfs);
+    // Waits 200 and 0: (200)² / (2 × 200²) = 0.5.
+    expect(seen.index.at(-1)).toBe(0.5);
+    policy.dispatched!('b', 200);
+    policy.pick([], fcfs);
+    expect(seen.index.at(-1)).toBeCloseTo(0.9, 12); // waits 200 and 100: 300² / (2 × (200² + 100²))
+    // Idle past the TTL: forgotten, its series dropped ('b' still has requests in flight).
+    t = 20_000;
+    policy.completed!('a', undefined);
+    policy.completed!('a', undefined);
+    t = 40_000;
+    policy.pick([], fcfs);
+    expect([...seen.wait.keys()]).toEqual(['b']);
+  });
+
   it('program-aware-fairness in the gate: the program that used fewer tokens is served first, fed by release usage', () => {
     const h = harness(
       settings({

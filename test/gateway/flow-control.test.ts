@@ -372,5 +372,17 @@ flowControl:
     expect((await Promise.all([heavy, light])).map((answer) => answer.status)).toEqual([200, 200]);
     // First come, first served (or global-strict fairness) would send h1 first.
     expect(arrivals(s)).toEqual(['warm', 'l1', 'h1']);
+    // llm-d-router's gauges for the plugin: each program's attained service, mean wait, and Jain's index.
+    const text = await s.metrics();
+    for (const program of ['heavy', 'light']) {
+      expect(
+        metricValue(text, 'llm_d_epp_program_aware_attained_service_tokens', { program_id: program }),
+      ).toBeGreaterThan(0);
+      expect(
+        metricValue(text, 'llm_d_epp_program_aware_avg_wait_time_milliseconds', { program_id: program }),
+      ).toBeDefined();
+    }
+    const index = metricValue(text, 'llm_d_epp_program_aware_jains_fairness_index')!;
+    expect(index > 0 && index <= 1).toBe(true);
   }, 120_000);
 });

@@ -23,6 +23,7 @@ import {
   priorityHoldback,
   programAwareFairness,
   type FairnessPolicy,
+  type ProgramAwareObserver,
   softReflectiveCeiling,
   staticUsageLimit,
   type UsageLimitPolicy,
@@ -39,7 +40,13 @@ export interface FlowControlFlags {
 
 type BandSection = NonNullable<NonNullable<FlowControlSettings['section']>['defaultPriorityBand']>;
 
-export function gateSettings(fc: FlowControlSettings, flags: FlowControlFlags): FlowGateSettings {
+export function gateSettings(
+  fc: FlowControlSettings,
+  flags: FlowControlFlags,
+  /** Where program-aware-fairness reports its gauges; called once, when a band uses the policy (upstream registers them with the plugin). */
+  programAwareMetrics?: () => ProgramAwareObserver | undefined,
+): FlowGateSettings {
+  let programAwareObserver: ProgramAwareObserver | undefined;
   const sec = fc.section;
   // A policy pd-router does not implement falls back to upstream's default (the loader's warning names it).
   const typeOf = (ref: string | undefined, def: string, known: Readonly<Record<string, unknown>>) => {
@@ -53,14 +60,19 @@ export function gateSettings(fc: FlowControlSettings, flags: FlowControlFlags): 
     if (plugin?.type !== 'program-aware-fairness') return undefined;
     let policy = programAware.get(plugin.name);
     if (!policy) {
+      programAwareObserver ??= programAwareMetrics?.();
       const s = plugin.flowControl.settings;
-      policy = programAwareFairness({
-        evictionTtlSeconds: Number(s.evictionTtlSeconds),
-        evictionSweepSeconds: Number(s.evictionSweepSeconds),
-        lasWeightService: Number(s.lasWeightService),
-        lasWeightHeadWait: Number(s.lasWeightHeadWait),
-        lasHalfLifeSeconds: Number(s.lasHalfLifeSeconds),
-      });
+      policy = programAwareFairness(
+        {
+          evictionTtlSeconds: Number(s.evictionTtlSeconds),
+          evictionSweepSeconds: Number(s.evictionSweepSeconds),
+          lasWeightService: Number(s.lasWeightService),
+          lasWeightHeadWait: Number(s.lasWeightHeadWait),
+          lasHalfLifeSeconds: Number(s.lasHalfLifeSeconds),
+        },
+        Date.now,
+        programAwareObserver,
+      );
       programAware.set(plugin.name, policy);
     }
     return policy;

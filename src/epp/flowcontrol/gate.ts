@@ -256,7 +256,7 @@ export class FlowControlGate {
         if (!band) break;
         const item = band.fairness.pick(band.list, band.order)!.head()!;
         this.remove(item);
-        this.dispatched(item.req);
+        this.dispatched(item.req, this.now() - item.enqueuedAt);
         this.observer.outcome(item.req, 'Dispatched', (this.now() - item.enqueuedAt) / 1000);
         item.resume();
       }
@@ -319,10 +319,10 @@ export class FlowControlGate {
     return undefined;
   }
 
-  private dispatched(req: FlowRequest): void {
+  private dispatched(req: FlowRequest, waitedMs = 0): void {
     this.inflight.requests++;
     this.inflight.tokens += req.tokens;
-    this.bands.get(req.priority)?.fairness.dispatched?.(req.fairnessId);
+    this.bands.get(req.priority)?.fairness.dispatched?.(req.fairnessId, waitedMs);
   }
 
   private shedAtOnce(req: FlowRequest, message: string): never {

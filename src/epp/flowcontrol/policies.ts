@@ -59,8 +59,8 @@ export interface FlowView<T extends QueuedItem> {
 /** Picks the flow to serve; `flows` lists the band's flows in the order they appeared. */
 export interface FairnessPolicy {
   pick<T extends QueuedItem>(flows: readonly FlowView<T>[], order: OrderingPolicy): FlowView<T> | undefined;
-  /** A request of the fairness id was dispatched (program-aware-fairness counts it in flight). */
-  dispatched?(fairnessId: string): void;
+  /** A request of the fairness id was dispatched after waiting `waitedMs` in the gate (0: at once). */
+  dispatched?(fairnessId: string, waitedMs?: number): void;
   /** A dispatched request of the fairness id is over, with the tokens its answer reported (none: 0). */
   completed?(fairnessId: string, usage: { promptTokens: number; completionTokens: number } | undefined): void;
 }
@@ -166,6 +166,15 @@ export function softReflectiveCeiling(): UsageLimitPolicy {
   };
 }
 
+/** Where program-aware-fairness reports (llm-d-router's `llm_d_epp_program_aware_*` gauges). */
+export interface ProgramAwareObserver {
+  attainedService(programId: string, tokens: number): void;
+  averageWait(programId: string, ms: number): void;
+  fairnessIndex(value: number): void;
+  /** The program was forgotten: drop its series. */
+  forget(programId: string): void;
+}
+
 export interface ProgramAwareSettings {
   evictionTtlSeconds: number;
   evictionSweepSeconds: number;
@@ -186,18 +195,36 @@ export interface ProgramAwareSettings {
 export function programAwareFairness(
   settings: ProgramAwareSettings,
   now: () => number = Date.now,
+  observer?: ProgramAwareObserver,
 ): FairnessPolicy & { service(fairnessId: string): number; readonly programs: number } {
   interface Program {
     service: number;
     anchor: number | undefined;
     inFlight: number;
     lastCompletion: number;
+    waitCount: number;
+    averageWaitMs: number;
   }
+  /** Jain's index over the programs' average waits (1 with fewer than two programs or no wait at all). */
+  const fairnessIndex = () => {
+    let [sum, sumSq, n] = [0, 0, 0];
+    for (const p of programs.values())
+      if (p.waitCount > 0) {
+        sum += p.averageWaitMs;
+        sumSq += p.averageWaitMs * p.averageWaitMs;
+        n++;
+      }
+    return n <= 1 || sumSq === 0 ? 1 : (sum * sum) / (n * sumSq);
+  };
   const programs = new Map<string, Program>();
   let lastSweep = now();
   const program = (id: string): Program => {
     let p = programs.get(id);
-    if (!p) programs.set(id, (p = { service: 0, anchor: undefined, inFlight: 0, lastCompletion: now() }));
+    if (!p)
+      programs.set(
+        id,
+        (p = { service: 0, anchor: undefined, inFlight: 0, lastCompletion: now(), waitCount: 0, averageWaitMs: 0 }),
+      );
     return p;
   };
   const decay = (state: Program, at: number) => {
@@ -214,7 +241,10 @@ export function programAwareFairness(
     if (settings.evictionTtlSeconds <= 0 || at - lastSweep < settings.evictionSweepSeconds * 1000) return;
     lastSweep = at;
     for (const [id, state] of programs)
-      if (state.inFlight === 0 && at - state.lastCompletion > settings.evictionTtlSeconds * 1000) programs.delete(id);
+      if (state.inFlight === 0 && at - state.lastCompletion > settings.evictionTtlSeconds * 1000) {
+        programs.delete(id);
+        observer?.forget(id);
+      }
   };
   const norm = (value: number, min: number, max: number) => (max === min ? 0.5 : (value - min) / (max - min));
   return {
@@ -238,7 +268,10 @@ export function programAwareFairness(
         decay(p, t);
         entries.push({ flow, service: p.service, wait: Math.trunc(t - head.enqueuedAt) });
       }
-      if (entries.length === 0) return undefined;
+      if (entries.length === 0) {
+        observer?.fairnessIndex(fairnessIndex());
+        return undefined;
+      }
       const services = entries.map((entry) => entry.service);
       const waits = entries.map((entry) => entry.wait);
       const [sMin, sMax, wMin, wMax] = [
@@ -258,10 +291,16 @@ export function programAwareFairness(
           best = entry.flow;
         }
       }
+      observer?.fairnessIndex(fairnessIndex());
       return best;
     },
-    dispatched(id) {
-      program(id).inFlight++;
+    dispatched(id, waitedMs) {
+      const p = program(id);
+      p.inFlight++;
+      if (waitedMs === undefined) return;
+      p.waitCount++;
+      p.averageWaitMs += (Math.trunc(waitedMs) - p.averageWaitMs) / p.waitCount;
+      observer?.averageWait(id, p.averageWaitMs);
     },
     completed(id, usage) {
       const t = now();
@@ -269,6 +308,7 @@ export function programAwareFairness(
       p.inFlight = Math.max(0, p.inFlight - 1);
       decay(p, t);
       if (usage) p.service += usage.promptTokens + 2 * usage.completionTokens;
+      observer?.attainedService(id, p.service);
       p.lastCompletion = t;
       sweep(t);
     },
