@@ -1,6 +1,6 @@
 /**
  * From a buffered request to a routing decision (llm-d's Director): parse the body with the parser the path selects,
- * rewrite the model (InferenceModelRewrite, else the rewrite header), give it its objective's priority, take the candidates (subset-filtered), run the data producers, the scheduler and
+ * rewrite the model (InferenceModelRewrite, else the rewrite header), give it its objective's priority, take the candidates (subset-filtered), run the data producers, the admitters, the scheduler and
  * the PreRequest plugins. Everything here is synchronous, a decision costing no event-loop turn, unless the config has
  * a plugin that waits: a request preparer (tokenization by the model server, before the producers) or an asynchronous
  * producer (burst-prefix-cache-producer's window); then scheduleAsync waits for them.
@@ -10,7 +10,7 @@ import { estimateTokenCount } from '../common/openai/index.js';
 import type { LoadedEndpointPickerConfig } from './config/loader.js';
 import type { EndpointStore } from './datalayer/endpoint-store.js';
 import { NO_REQUEST_POLICIES, type RequestPolicies } from './datalayer/inference-crds.js';
-import { InferenceError, noCandidates } from './framework/errors.js';
+import { AdmissionDenied, InferenceError, noCandidates } from './framework/errors.js';
 import { SchedulingContext, type Endpoint, type InferenceRequest, type SchedulingResult } from './framework/types.js';
 import type { EppMetrics } from './metrics.js';
 import { resolveParser, type RequestParser } from './plugins/parser/parser-types.js';
@@ -114,9 +114,11 @@ export class RequestDirector {
     const ctx = new SchedulingContext(request, this.logger, this.now);
     try {
       const candidates = this.produce(ctx, subset);
+      this.admit(ctx, candidates);
       return this.decide(ctx, candidates, start);
     } catch (e) {
-      this.metrics.schedulingFailed(request.targetModel, (performance.now() - start) / 1000);
+      if (!(e instanceof AdmissionDenied))
+        this.metrics.schedulingFailed(request.targetModel, (performance.now() - start) / 1000);
       throw e;
     }
   }
@@ -153,9 +155,11 @@ export class RequestDirector {
         }
       }
       if (signal.aborted) throw new InferenceError('Internal', 'the request ended while waiting for a data producer');
+      this.admit(ctx, candidates);
       return this.decide(ctx, candidates, start);
     } catch (e) {
-      this.metrics.schedulingFailed(request.targetModel, (performance.now() - start) / 1000);
+      if (!(e instanceof AdmissionDenied))
+        this.metrics.schedulingFailed(request.targetModel, (performance.now() - start) / 1000);
       throw e;
     }
   }
@@ -190,6 +194,19 @@ export class RequestDirector {
     for (const producer of this.config.producers)
       this.config.timer.time('DataProducer', producer, () => producer.produce(ctx, candidates));
     return candidates;
+  }
+
+  /** The Admitters, in config order, on the produced candidates; the first refusal throws AdmissionDenied. */
+  private admit(ctx: SchedulingContext, candidates: readonly Endpoint[]): void {
+    for (const admitter of this.config.admitters) {
+      const reason = this.config.timer.time('Admission', admitter, () => admitter.admit(ctx, candidates));
+      if (reason === undefined) continue;
+      this.logger.debug(
+        { plugin: admitter.name, reqId: ctx.request.requestId, reason },
+        'admitter refused the request',
+      );
+      throw new AdmissionDenied(admitter.name, reason);
+    }
   }
 
   private decide(ctx: SchedulingContext, candidates: readonly Endpoint[], start: number): ScheduledRequest {

@@ -32,7 +32,7 @@ import { EndpointStore } from './datalayer/endpoint-store.js';
 import { MetricsScraper } from './datalayer/metrics-scraper.js';
 import { FlowControlGate } from './flowcontrol/gate.js';
 import { gateSettings, saturationDetector } from './flowcontrol/from-config.js';
-import { flowControlMetrics } from './metrics/flow-control.js';
+import { flowControlMetrics, programAwareMetrics } from './metrics/flow-control.js';
 import { ModelsPoller } from './datalayer/models-poller.js';
 import { RequestDirector } from './director.js';
 import { ExtProcStream } from './extproc/stream.js';
@@ -159,7 +159,9 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
   // Flow control (the flowControl feature gate): requests wait while the saturation detector says the pool is full.
   const gate = config.flowControl.enabled
     ? new FlowControlGate(
-        gateSettings(config.flowControl, optionValues),
+        gateSettings(config.flowControl, optionValues, () =>
+          programAwareMetrics(metrics.registry, optionValues.metricsFamily),
+        ),
         saturationDetector(config.flowControl, () => store.all()),
         flowControlMetrics(metrics.registry, optionValues.metricsFamily, optionValues.poolName || 'epp'),
       )

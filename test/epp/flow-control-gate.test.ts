@@ -14,6 +14,10 @@ import {
 import {
   ORDERING_POLICIES,
   priorityHoldback,
+  sloTtftMs,
+  programAwareFairness,
+  type ProgramAwareSettings,
+  softReflectiveCeiling,
   staticUsageLimit,
   globalStrictFairness,
   roundRobinFairness,
@@ -169,6 +173,253 @@ describe('flow-control gate', () => {
     expect(value(0, [3])).toEqual([1]);
     const rank = priorityHoldback({ minCeiling: 0.4, maxCeiling: 0.9, domain: 'rank' });
     expect(rank(0, [10, 8, 0]).map((ceiling) => ceiling.toFixed(2))).toEqual(['0.90', '0.65', '0.40']);
+  });
+
+  it("soft-reflective-ceiling: upstream's ceilings: 1 − i × sat / (n − 1); open below it, shut at sat >= 1", () => {
+    const policy = softReflectiveCeiling();
+    // Below every reflective ceiling ([1, 0.85, 0.7] at 0.3): all open, and no tick is spent.
+    expect(policy(0.3, [100, 0, -50])).toEqual([1, 1, 1]);
+    expect(policy(0.49, [100, -50])).toEqual([1, 1]);
+    // Saturated: the highest band keeps 1 (the gate stops it at sat >= 1 anyway), the others 0.
+    expect(policy(1, [100, 0, -50])).toEqual([1, 0, 0]);
+    expect(policy(1.5, [100, 0, -50])).toEqual([1, 0, 0]);
+    // One band: always 1.
+    expect(policy(0.9, [7])).toEqual([1]);
+    expect(policy(0.9, [])).toEqual([]);
+    // Four bands at 0.7: ceilings [1, 0.767, 0.533, 0.3]: band 1 open, bands 2 and 3 gated (open or shut together).
+    const four = policy(0.7, [100, 50, 0, -50]);
+    expect(four.slice(0, 2)).toEqual([1, 1]);
+    expect([
+      [1, 1],
+      [0, 0],
+    ]).toContainEqual(four.slice(2));
+  });
+
+  it('soft-reflective-ceiling: a gated band opens on one call in round(sat / (1 − sat)), one tick shared by all bands', () => {
+    const pattern = (sat: number, calls: number, policy = softReflectiveCeiling()) =>
+      Array.from({ length: calls }, () => policy(sat, [100, -50])[1]);
+    expect(pattern(0.7, 6)).toEqual([0, 1, 0, 1, 0, 1]); // period 2
+    expect(pattern(0.75, 6)).toEqual([0, 0, 1, 0, 0, 1]); // period 3
+    expect(pattern(0.9, 9)).toEqual([0, 0, 0, 0, 0, 0, 0, 0, 1]); // period 9
+    expect(pattern(0.5, 3)).toEqual([1, 1, 1]); // period 1: at its ceiling, yet open
+    // Rising saturation with three bands: gated bands always open together, and the lowest is never starved.
+    const policy = softReflectiveCeiling();
+    for (let i = 0; i < 3; i++) policy(0.6, [100, 0, -50]);
+    let open = 0;
+    for (let i = 0; i < 100; i++) {
+      const [, mid, low] = policy(0.7, [100, 0, -50]);
+      expect(mid).toBe(low);
+      open += low;
+    }
+    expect(open).toBe(50);
+  });
+
+  it('soft-reflective-ceiling in the gate: at saturation 0.7 the low band dispatches on every other decision, the high band always; below 0.5 all flow', () => {
+    const h = harness(
+      settings({
+        bands: new Map([
+          [10, band()],
+          [-1, band()],
+        ]),
+        usageLimit: softReflectiveCeiling(),
+      }),
+    );
+    h.sat.value = 0.7;
+    // Decision 1 (tick 1, shut): low1 queues; the others queue behind it without a decision.
+    expect(['low1', 'low2', 'low3', 'low4'].map((id) => h.send(id, 'l', -1))).toEqual([
+      'queued',
+      'queued',
+      'queued',
+      'queued',
+    ]);
+    // The high band's ceiling is 1: straight on (decision 2, tick 2).
+    expect(h.send('high1', 'h', 10)).toBe('now');
+    h.gate.pump(); // tick 3: shut
+    expect(h.dispatched).toEqual([]);
+    h.gate.pump(); // tick 4: open, low1 goes; tick 5: shut, the cycle stops
+    expect(h.dispatched).toEqual(['low1']);
+    h.gate.pump(); // tick 6: open; tick 7: shut
+    expect(h.dispatched).toEqual(['low1', 'low2']);
+    h.sat.value = 1; // every band stops
+    h.gate.pump();
+    expect(h.send('high2', 'h', 10)).toBe('queued');
+    expect(h.dispatched).toEqual(['low1', 'low2']);
+    h.sat.value = 0.4; // below every reflective ceiling: everything flows, high first
+    h.gate.pump();
+    expect(h.dispatched).toEqual(['low1', 'low2', 'high2', 'low3', 'low4']);
+  });
+
+  const LAS: ProgramAwareSettings = {
+    evictionTtlSeconds: 3600,
+    evictionSweepSeconds: 300,
+    lasWeightService: 0.8,
+    lasWeightHeadWait: 0.2,
+    lasHalfLifeSeconds: 60,
+  };
+  const flow = (id: string, enqueuedAt?: number) => ({
+    id,
+    head: () => (enqueuedAt === undefined ? undefined : { seq: 0, enqueuedAt, deadline: Infinity }),
+  });
+  const fcfs = ORDERING_POLICIES['fcfs-ordering-policy'];
+
+  it('program-aware-fairness (las): least attained service first (prompt + 2 × completion tokens), head wait second', () => {
+    let t = 1_000_000;
+    const policy = programAwareFairness(LAS, () => t);
+    const [a, b] = [flow('a', t - 500), flow('b', t - 100)];
+    // Equal service: the longer wait wins; all equal: the first flow.
+    expect(policy.pick([b, a], fcfs)?.id).toBe('a');
+    expect(policy.pick([flow('x', t), flow('y', t)], fcfs)?.id).toBe('x');
+    // An empty flow is never picked; none waiting: nothing.
+    expect(policy.pick([flow('e'), b], fcfs)?.id).toBe('b');
+    expect(policy.pick([flow('e')], fcfs)).toBeUndefined();
+    policy.dispatched!('a');
+    policy.completed!('a', { promptTokens: 100, completionTokens: 50 });
+    expect(policy.service('a')).toBe(200);
+    // 0.8 × (1 − 1) + 0.2 × 1 = 0.2 for a, 0.8 × 1 + 0 = 0.8 for b.
+    expect(policy.pick([a, b], fcfs)?.id).toBe('b');
+    // Decay: half after one half-life.
+    t += 60_000;
+    expect(policy.service('a')).toBeCloseTo(100, 9);
+    // Without usage the request still counts as over, adding nothing.
+    policy.completed!('b', undefined);
+    expect(policy.service('b')).toBe(0);
+    // Head wait alone (lasWeightService 0): the oldest head.
+    const waitOnly = programAwareFairness({ ...LAS, lasWeightService: 0, lasWeightHeadWait: 1 }, () => t);
+    waitOnly.completed!('b', { promptTokens: 1e6, completionTokens: 0 });
+    expect(waitOnly.pick([flow('a', t - 10), flow('b', t - 20)], fcfs)?.id).toBe('b');
+    // lasHalfLifeSeconds 0: no decay.
+    const noDecay = programAwareFairness({ ...LAS, lasHalfLifeSeconds: 0 }, () => t);
+    noDecay.completed!('a', { promptTokens: 7, completionTokens: 0 });
+    t += 3_600_000;
+    expect(noDecay.service('a')).toBe(7);
+  });
+
+  it('program-aware-fairness forgets a program idle for evictionTtlSeconds (checked every evictionSweepSeconds), never one in flight', () => {
+    let t = 0;
+    const policy = programAwareFairness({ ...LAS, evictionTtlSeconds: 10, evictionSweepSeconds: 5 }, () => t);
+    policy.completed!('idle', { promptTokens: 5, completionTokens: 0 });
+    policy.dispatched!('busy');
+    expect(policy.programs).toBe(2);
+    t = 10_000; // idle for exactly the TTL: kept
+    policy.pick([], fcfs);
+    expect(policy.programs).toBe(2);
+    t = 15_001;
+    policy.pick([], fcfs);
+    expect(policy.programs).toBe(1);
+    expect(policy.service('idle')).toBe(0);
+    // Off with evictionTtlSeconds 0.
+    const keep = programAwareFairness({ ...LAS, evictionTtlSeconds: 0 }, () => t);
+    keep.completed!('x', undefined);
+    t += 1e9;
+    keep.pick([], fcfs);
+    expect(keep.programs).toBe(1);
+  });
+
+  it("program-aware-fairness reports upstream's gauges: attained service, mean wait per program, Jain's index over the waits", () => {
+    let t = 0;
+    const seen = { service: new Map<string, number>(), wait: new Map<string, number>(), index: [] as number[] };
+    const policy = programAwareFairness({ ...LAS, evictionTtlSeconds: 10, evictionSweepSeconds: 1 }, () => t, {
+      attainedService: (id, tokens) => seen.service.set(id, tokens),
+      averageWait: (id, ms) => seen.wait.set(id, ms),
+      fairnessIndex: (value) => seen.index.push(value),
+      forget: (id) => {
+        seen.service.delete(id);
+        seen.wait.delete(id);
+      },
+    });
+    policy.dispatched!('a', 100);
+    policy.dispatched!('a', 300.9); // whole milliseconds, as upstream
+    policy.dispatched!('b', 0);
+    expect([...seen.wait]).toEqual([
+      ['a', 200],
+      ['b', 0],
+    ]);
+    policy.completed!('a', { promptTokens: 3, completionTokens: 1 });
+    expect(seen.service.get('a')).toBe(5);
+    policy.pick([flow('a', t)], fcfs);
+    // Waits 200 and 0: (200)² / (2 × 200²) = 0.5.
+    expect(seen.index.at(-1)).toBe(0.5);
+    policy.dispatched!('b', 200);
+    policy.pick([], fcfs);
+    expect(seen.index.at(-1)).toBeCloseTo(0.9, 12); // waits 200 and 100: 300² / (2 × (200² + 100²))
+    // Idle past the TTL: forgotten, its series dropped ('b' still has requests in flight).
+    t = 20_000;
+    policy.completed!('a', undefined);
+    policy.completed!('a', undefined);
+    t = 40_000;
+    policy.pick([], fcfs);
+    expect([...seen.wait.keys()]).toEqual(['b']);
+  });
+
+  it('program-aware-fairness in the gate: the program that used fewer tokens is served first, fed by release usage', () => {
+    const h = harness(
+      settings({
+        defaultBand: band({ fairness: 'program-aware-fairness', fairnessPolicy: programAwareFairness(LAS) }),
+      }),
+    );
+    h.sat.capacity = 1;
+    expect(h.send('run', 'heavy')).toBe('now');
+    for (const id of ['a1', 'a2']) h.send(id, 'heavy');
+    for (const id of ['b1', 'b2']) h.send(id, 'light');
+    // FCFS between flows would serve a1 next; the heavy program's answer used 1000 tokens.
+    h.gate.release({ tokens: 1, priority: 0, fairnessId: 'heavy' }, { promptTokens: 1000, completionTokens: 0 });
+    h.gate.release({ tokens: 1, priority: 0, fairnessId: 'light' }, { promptTokens: 10, completionTokens: 5 });
+    h.gate.release({ tokens: 1, priority: 0, fairnessId: 'light' }, { promptTokens: 10, completionTokens: 5 });
+    expect(h.dispatched).toEqual(['b1', 'b2', 'a1']);
+  });
+
+  it('slo-deadline-ordering-policy: x-llm-d-slo-ttft-ms (else x-slo-ttft-ms) as upstream parses it', () => {
+    const cases: Array<[Record<string, string>, number | undefined]> = [
+      [{ 'x-llm-d-slo-ttft-ms': '250' }, 250],
+      [{ 'x-llm-d-slo-ttft-ms': ' 250 ' }, 250],
+      [{ 'x-llm-d-slo-ttft-ms': '+5' }, 5],
+      [{ 'x-llm-d-slo-ttft-ms': '0' }, 0],
+      [{ 'x-slo-ttft-ms': '40' }, 40],
+      [{ 'x-llm-d-slo-ttft-ms': '10', 'x-slo-ttft-ms': '40' }, 10],
+      // The first header present is read, even when empty or bad.
+      [{ 'x-llm-d-slo-ttft-ms': '', 'x-slo-ttft-ms': '40' }, undefined],
+      [{ 'x-llm-d-slo-ttft-ms': '-1' }, undefined],
+      [{ 'x-llm-d-slo-ttft-ms': '1.5' }, undefined],
+      [{ 'x-llm-d-slo-ttft-ms': '1e3' }, undefined],
+      [{ 'x-llm-d-slo-ttft-ms': 'soon' }, undefined],
+      [{ 'x-llm-d-slo-ttft-ms': '9223372036854' }, 9_223_372_036_854],
+      [{ 'x-llm-d-slo-ttft-ms': '9223372036855' }, undefined],
+      [{}, undefined],
+    ];
+    for (const [headers, want] of cases) expect(sloTtftMs(headers), JSON.stringify(headers)).toBe(want);
+  });
+
+  it('slo-deadline-ordering-policy in the gate: earliest received + SLO first, requests without one last, ties by receipt', () => {
+    const h = harness(settings({ defaultBand: band({ ordering: 'slo-deadline-ordering-policy' }) }));
+    h.sat.capacity = 1;
+    expect(h.send('run')).toBe('now');
+    const queue = (id: string, receivedAt: number, slo?: number) =>
+      h.gate.admit(
+        {
+          id,
+          fairnessId: 'f',
+          priority: 0,
+          bytes: 1,
+          tokens: 1,
+          model: 'm',
+          targetModel: 'm',
+          receivedAt,
+          ...(slo === undefined ? {} : { sloTtftMs: slo }),
+        },
+        (err) => (err ? h.shed.push({ id, err }) : h.dispatched.push(id)),
+      );
+    queue('none-early', 1000);
+    queue('loose', 1000, 5000); // deadline 6000
+    queue('tight', 2000, 100); // deadline 2100
+    queue('tie-first', 1500, 600); // deadline 2100 too, received earlier: first of the tie
+    queue('none-late', 3000);
+    queue('none-earliest', 500);
+    for (let i = 0; i < 6; i++) h.gate.release({ tokens: 1 });
+    expect(h.dispatched).toEqual(['tie-first', 'tight', 'loose', 'none-earliest', 'none-early', 'none-late']);
+    const order = ORDERING_POLICIES['slo-deadline-ordering-policy'];
+    // Without receipt or SLO (items built elsewhere): the enqueue time, then arrival order.
+    expect(order({ seq: 1, enqueuedAt: 5, deadline: 0 }, { seq: 2, enqueuedAt: 5, deadline: 0 })).toBeLessThan(0);
+    expect(order({ seq: 1, enqueuedAt: 9, deadline: 0 }, { seq: 2, enqueuedAt: 5, deadline: 0 })).toBeGreaterThan(0);
   });
 
   it('round-robin fairness serves two fairness ids flooding at 10:1 one for one', () => {
@@ -352,7 +603,7 @@ flowControl:
   maxRequests: 50
   saturationDetector: {pluginRef: sat}
   defaultPriorityBand: {fairnessPolicyRef: rr, maxBytes: 1Mi}
-  priorityBands: [{priority: 5, orderingPolicyRef: edf-ordering-policy, maxRequests: 3}, {priority: 1, fairnessPolicyRef: pa}]
+  priorityBands: [{priority: 5, orderingPolicyRef: edf-ordering-policy, maxRequests: 3}, {priority: 1, fairnessPolicyRef: pa}, {priority: 2, fairnessPolicyRef: pa}]
 `);
     const flags = {
       flowControlRequestTtl: 30_000,
@@ -373,18 +624,18 @@ flowControl:
       fairness: 'round-robin-fairness-policy',
       ordering: 'edf-ordering-policy',
     });
-    // program-aware-fairness is not implemented: upstream's default is used, and the startup warning says so.
-    expect(s.bands.get(1)!.fairness).toBe('global-strict-fairness-policy');
-    expect(c.warnings.join('\n')).toMatch(
-      /policy pa \(program-aware-fairness\) \(global-strict-fairness-policy is used\)/,
-    );
+    // program-aware-fairness keeps state per program: one instance for the plugin, shared by the bands naming it.
+    expect(s.bands.get(1)!.fairness).toBe('program-aware-fairness');
+    expect(s.bands.get(1)!.fairnessPolicy).toBeDefined();
+    expect(s.bands.get(2)!.fairnessPolicy).toBe(s.bands.get(1)!.fairnessPolicy);
+    expect(c.warnings.join('\n')).not.toContain('program-aware');
     expect([s.maxRequests, s.maxBytes, s.requestTtlMs, s.maxFlows]).toEqual([50, 0, 30_000, 1024]);
     expect(saturationDetector(c.flowControl, () => [endpoint(0, 0, 0)])({ requests: 7, tokens: 0 })).toBe(1);
     // No usageLimitPolicyPluginRef: upstream's static policy, ceiling 1.
     expect(s.usageLimit!(0.3, [5, 1, 0])).toEqual([1, 1, 1]);
   });
 
-  it('usageLimitPolicyPluginRef selects the static or priority-holdback policy with its parameters', () => {
+  it('usageLimitPolicyPluginRef selects the static, priority-holdback or soft-reflective-ceiling policy with its parameters', () => {
     const load = (plugin: string) =>
       loadEndpointPickerConfig(`apiVersion: llm-d.ai/v1alpha1
 kind: EndpointPickerConfig
@@ -404,7 +655,15 @@ flowControl: {usageLimitPolicyPluginRef: limit}
         [10, 0],
       ),
     ).toEqual([0.9, 0.4]);
-    // Not implemented: falls back to the default (the loader warns).
-    expect(usageLimitPolicy(load('type: soft-reflective-ceiling-policy'))(0, [10, 0])).toEqual([1, 1]);
+    // Stateful: at 0.75 (period 3) the low band opens on every third call.
+    const soft = usageLimitPolicy(load('type: soft-reflective-ceiling-policy'));
+    expect([1, 2, 3].map(() => soft(0.75, [10, 0]))).toEqual([
+      [1, 0],
+      [1, 0],
+      [1, 1],
+    ]);
+    expect(() => load('type: soft-reflective-ceiling-policy, parameters: {alpha: 1}')).toThrow(
+      /plugin "limit" \(type soft-reflective-ceiling-policy\).*"alpha"/,
+    );
   });
 });

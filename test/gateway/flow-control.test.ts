@@ -345,4 +345,44 @@ flowControl:
     },
     2 * REQUEST_BOUND_MS,
   );
+  it('program-aware-fairness: a program whose answers used tokens waits behind one that has used none, though it queued first', async () => {
+    stack = await startStack(`apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+featureGates: [flowControl]
+plugins:
+- {type: queue-scorer}
+- {type: max-score-picker}
+- {name: sat, type: concurrency-detector, parameters: {maxConcurrency: 1}}
+- {name: pa, type: program-aware-fairness}
+schedulingProfiles: [{name: default, plugins: [{pluginRef: queue-scorer}, {pluginRef: max-score-picker}]}]
+flowControl:
+  defaultRequestTTL: 600s
+  saturationDetector: {pluginRef: sat}
+  defaultPriorityBand: {fairnessPolicyRef: pa}
+`);
+    const s = stack;
+    // The answer's usage (prompt + 2 × completion tokens) is the heavy program's attained service.
+    expect((await send(s, 'warm', 'heavy')).status).toBe(200);
+    const blockers = await block(s, 1);
+    const heavy = send(s, 'h1', 'heavy');
+    await waitFor(async () => (await queued(s, 'heavy', '0')) === 1, 30_000, 'h1 queued');
+    const light = send(s, 'l1', 'light');
+    await waitFor(async () => (await queued(s, 'light', '0')) === 1, 30_000, 'l1 queued');
+    blockers.abort();
+    expect((await Promise.all([heavy, light])).map((answer) => answer.status)).toEqual([200, 200]);
+    // First come, first served (or global-strict fairness) would send h1 first.
+    expect(arrivals(s)).toEqual(['warm', 'l1', 'h1']);
+    // llm-d-router's gauges for the plugin: each program's attained service, mean wait, and Jain's index.
+    const text = await s.metrics();
+    for (const program of ['heavy', 'light']) {
+      expect(
+        metricValue(text, 'llm_d_epp_program_aware_attained_service_tokens', { program_id: program }),
+      ).toBeGreaterThan(0);
+      expect(
+        metricValue(text, 'llm_d_epp_program_aware_avg_wait_time_milliseconds', { program_id: program }),
+      ).toBeDefined();
+    }
+    const index = metricValue(text, 'llm_d_epp_program_aware_jains_fairness_index')!;
+    expect(index > 0 && index <= 1).toBe(true);
+  }, 120_000);
 });

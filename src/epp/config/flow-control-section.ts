@@ -3,8 +3,7 @@
  * `apix/config/v1alpha1`), and their resolution against the configured plugins. The sections are validated (bad
  * values and dangling references are load errors, as upstream) and kept in `LoadedEndpointPickerConfig.flowControl`;
  * with the flowControl feature gate on, src/epp/flowcontrol enforces them. One startup warning says what is not
- * enforced (everything with the gate off; unsupported policies, soft-reflective-ceiling-policy and eviction with it
- * on).
+ * enforced (everything with the gate off; unsupported policies and eviction with it on).
  */
 import { z } from 'zod';
 import { formatDuration } from '../../common/index.js';
@@ -161,7 +160,13 @@ export function notEnforcedWarning(
         [band?.orderingPolicyRef, ORDERING_POLICIES, 'fcfs-ordering-policy'],
       ] as const) {
         const plugin = ref ? flowControlSettings.plugins.get(ref) : undefined;
-        if (plugin && !(plugin.type in supported) && !seen.has(plugin.name)) {
+        // program-aware-fairness is enforced too (src/epp/flowcontrol/from-config.ts builds it with its state).
+        if (
+          plugin &&
+          !(plugin.type in supported) &&
+          plugin.type !== 'program-aware-fairness' &&
+          !seen.has(plugin.name)
+        ) {
           seen.add(plugin.name);
           unsupported.push(
             `policy ${plugin.name === plugin.type ? plugin.name : `${plugin.name} (${plugin.type})`} (${fallback} is used)`,
@@ -172,8 +177,9 @@ export function notEnforcedWarning(
     const usage = sec?.usageLimitPolicyPluginRef
       ? flowControlSettings.plugins.get(sec.usageLimitPolicyPluginRef)
       : undefined;
-    // static-usage-limit-policy and priority-holdback-policy are enforced (src/epp/flowcontrol/from-config.ts).
-    if (usage && usage.type !== 'static-usage-limit-policy' && usage.type !== 'priority-holdback-policy')
+    // These usage-limit policies are enforced (src/epp/flowcontrol/from-config.ts).
+    const enforced = ['static-usage-limit-policy', 'priority-holdback-policy', 'soft-reflective-ceiling-policy'];
+    if (usage && !enforced.includes(usage.type))
       unsupported.push(`usageLimitPolicyPluginRef=${usage.name} (dispatch stops at saturation 1.0)`);
     if (sec?.enableEviction) unsupported.push('enableEviction (dispatched requests are never evicted)');
     if (unsupported.length) parts.push(`flowControl (the flowControl feature gate is on; ${unsupported.join(', ')})`);

@@ -30,6 +30,7 @@ import {
   isFilter,
   isLifecyclePlugin,
   isPicker,
+  isAdmitter,
   isPreRequest,
   isProfileHandler,
   isRequestPreparer,
@@ -45,6 +46,7 @@ import type {
   Picker,
   Plugin,
   PreRequest,
+  Admitter,
   ProfileHandler,
   RequestPreparer,
   ResponseComplete,
@@ -93,6 +95,8 @@ export interface LoadedEndpointPickerConfig {
   readonly preparers: readonly RequestPreparer[];
   /** Plugins with sockets or timers, started and closed with the EPP. */
   readonly lifecycle: readonly LifecyclePlugin[];
+  /** Admission plugins (probabilistic-admitter), run in config order after the producers, before the scheduler. */
+  readonly admitters: readonly Admitter[];
   readonly preRequest: readonly PreRequest[];
   readonly responseComplete: readonly ResponseComplete[];
   /** Plugins that add response headers (session affinity's token), in config order. */
@@ -412,6 +416,7 @@ export function loadEndpointPickerConfig(yamlText: string, deps: LoadDependencie
     preparers: all.filter(isRequestPreparer),
     lifecycle: all.filter(isLifecyclePlugin),
     // PreRequest plugins run in config order; the handler is among them when it writes headers.
+    admitters: all.filter(isAdmitter),
     preRequest: all.filter(isPreRequest),
     responseComplete: all.filter(isResponseComplete),
     responseHeaders: all.filter(isResponseHeaders),

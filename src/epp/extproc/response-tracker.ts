@@ -34,7 +34,8 @@ export class ResponseTracker {
   private firstChunkAt = 0;
   private lastChunkAt = 0;
   private sse: SseUsageReader | undefined;
-  private usage: Usage | undefined;
+  /** The answer's token usage, once parsed (read when the request completes). */
+  usage: Usage | undefined;
   private done = false;
 
   constructor(private readonly settings: ResponseTrackerSettings) {

@@ -43,6 +43,7 @@ export function formatDecision(record: DisaggDecisionRecord): string {
 }
 import { InferenceError } from '../framework/errors.js';
 import type { FlowControlGate, FlowRequest, FlowTicket } from '../flowcontrol/gate.js';
+import { sloTtftMs } from '../flowcontrol/policies.js';
 import { DEFAULT_FAIRNESS_ID, type EppMetrics, type RequestSeries } from '../metrics.js';
 import {
   DESTINATION_ENDPOINT,
@@ -116,6 +117,8 @@ export class ExtProcStream {
   private trace: EppRequestTrace | undefined;
   private idle: NodeJS.Timeout | undefined;
   private readonly openedAt = performance.now();
+  /** Wall-clock receipt of the request (its ext_proc stream opening), for flow control's SLO deadlines. */
+  private readonly receivedAt = Date.now();
   private requestEndAt = 0;
 
   constructor(
@@ -340,6 +343,8 @@ export class ExtProcStream {
         tokens: request.tokenCount,
         model: request.model,
         targetModel: request.targetModel,
+        receivedAt: this.receivedAt,
+        sloTtftMs: sloTtftMs(request.headers),
       };
       this.ticket = gate.admit(flowRequest, (err) => this.leaveQueue(flowRequest, err, endOfStream, body.length, then));
       if (this.ticket) return;
@@ -502,7 +507,7 @@ export class ExtProcStream {
   private complete(): void {
     if (this.completed) return;
     this.completed = true;
-    if (this.admitted) this.deps.gate?.release(this.admitted);
+    if (this.admitted) this.deps.gate?.release(this.admitted, this.response?.usage);
     if (this.scheduled) {
       this.deps.director.complete(this.scheduled);
       this.series!.running.dec();

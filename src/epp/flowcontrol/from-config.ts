@@ -21,6 +21,10 @@ import {
   FAIRNESS_POLICIES,
   ORDERING_POLICIES,
   priorityHoldback,
+  programAwareFairness,
+  type FairnessPolicy,
+  type ProgramAwareObserver,
+  softReflectiveCeiling,
   staticUsageLimit,
   type UsageLimitPolicy,
 } from './policies.js';
@@ -36,19 +40,54 @@ export interface FlowControlFlags {
 
 type BandSection = NonNullable<NonNullable<FlowControlSettings['section']>['defaultPriorityBand']>;
 
-export function gateSettings(fc: FlowControlSettings, flags: FlowControlFlags): FlowGateSettings {
+export function gateSettings(
+  fc: FlowControlSettings,
+  flags: FlowControlFlags,
+  /** Where program-aware-fairness reports its gauges; called once, when a band uses the policy (upstream registers them with the plugin). */
+  programAwareMetrics?: () => ProgramAwareObserver | undefined,
+): FlowGateSettings {
+  let programAwareObserver: ProgramAwareObserver | undefined;
   const sec = fc.section;
   // A policy pd-router does not implement falls back to upstream's default (the loader's warning names it).
   const typeOf = (ref: string | undefined, def: string, known: Readonly<Record<string, unknown>>) => {
     const t = ref ? (fc.plugins.get(ref)?.type ?? ref) : def;
     return t in known ? t : def;
   };
+  // program-aware-fairness keeps state per program: one instance per plugin, shared by the bands naming it.
+  const programAware = new Map<string, FairnessPolicy>();
+  const statefulFairness = (ref: string | undefined): FairnessPolicy | undefined => {
+    const plugin = ref ? fc.plugins.get(ref) : undefined;
+    if (plugin?.type !== 'program-aware-fairness') return undefined;
+    let policy = programAware.get(plugin.name);
+    if (!policy) {
+      programAwareObserver ??= programAwareMetrics?.();
+      const s = plugin.flowControl.settings;
+      policy = programAwareFairness(
+        {
+          evictionTtlSeconds: Number(s.evictionTtlSeconds),
+          evictionSweepSeconds: Number(s.evictionSweepSeconds),
+          lasWeightService: Number(s.lasWeightService),
+          lasWeightHeadWait: Number(s.lasWeightHeadWait),
+          lasHalfLifeSeconds: Number(s.lasHalfLifeSeconds),
+        },
+        Date.now,
+        programAwareObserver,
+      );
+      programAware.set(plugin.name, policy);
+    }
+    return policy;
+  };
   const band = (right: BandSection | undefined, template?: BandSettings): BandSettings => ({
     maxRequests: right?.maxRequests || template?.maxRequests || flags.flowControlBandMaxRequests,
     maxBytes: right?.maxBytes || template?.maxBytes || DEFAULT_BAND_MAX_BYTES,
-    fairness: right?.fairnessPolicyRef
-      ? typeOf(right.fairnessPolicyRef, DEFAULT_FAIRNESS_POLICY, FAIRNESS_POLICIES)
-      : (template?.fairness ?? DEFAULT_FAIRNESS_POLICY),
+    ...(right?.fairnessPolicyRef
+      ? statefulFairness(right.fairnessPolicyRef)
+        ? { fairness: 'program-aware-fairness', fairnessPolicy: statefulFairness(right.fairnessPolicyRef) }
+        : { fairness: typeOf(right.fairnessPolicyRef, DEFAULT_FAIRNESS_POLICY, FAIRNESS_POLICIES) }
+      : {
+          fairness: template?.fairness ?? DEFAULT_FAIRNESS_POLICY,
+          ...(template?.fairnessPolicy ? { fairnessPolicy: template.fairnessPolicy } : {}),
+        }),
     ordering: right?.orderingPolicyRef
       ? typeOf(right.orderingPolicyRef, DEFAULT_ORDERING_POLICY, ORDERING_POLICIES)
       : (template?.ordering ?? DEFAULT_ORDERING_POLICY),
@@ -74,9 +113,8 @@ export function gateSettings(fc: FlowControlSettings, flags: FlowControlFlags): 
 }
 
 /**
- * `flowControl.usageLimitPolicyPluginRef`: `static-usage-limit-policy` (upstream's default, threshold 1) or
- * `priority-holdback-policy`; `soft-reflective-ceiling-policy` is not implemented (the loader's warning says so) and
- * falls back to the default.
+ * `flowControl.usageLimitPolicyPluginRef`: `static-usage-limit-policy` (upstream's default, threshold 1),
+ * `priority-holdback-policy` or `soft-reflective-ceiling-policy`; none: the default.
  */
 export function usageLimitPolicy(fc: FlowControlSettings): UsageLimitPolicy {
   const ref = fc.section?.usageLimitPolicyPluginRef;
@@ -89,6 +127,7 @@ export function usageLimitPolicy(fc: FlowControlSettings): UsageLimitPolicy {
       maxCeiling: Number(s.maxCeiling),
       domain: s.domain === 'value' ? 'value' : 'rank',
     });
+  if (plugin?.type === 'soft-reflective-ceiling-policy') return softReflectiveCeiling();
   return staticUsageLimit(1);
 }
 

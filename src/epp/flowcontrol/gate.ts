@@ -41,6 +41,8 @@ export interface BandSettings {
   /** Queued request bytes the band holds at most (0: no band bound). */
   maxBytes: number;
   fairness: string;
+  /** The fairness policy instance when it is shared between bands and keeps state (program-aware-fairness). */
+  fairnessPolicy?: FairnessPolicy;
   ordering: string;
 }
 
@@ -70,6 +72,10 @@ export interface FlowRequest {
   tokens: number;
   model: string;
   targetModel: string;
+  /** When the EPP received the request (ms, the gate's clock); default: when it reached the gate. */
+  receivedAt?: number;
+  /** The request's TTFT SLO in ms (`x-llm-d-slo-ttft-ms`), for slo-deadline-ordering-policy. */
+  sloTtftMs?: number;
 }
 
 export interface InFlight {
@@ -204,6 +210,8 @@ export class FlowControlGate {
       seq: this.seq++,
       enqueuedAt: now,
       deadline: now + this.settings.requestTtlMs,
+      receivedAt: req.receivedAt ?? now,
+      sloDeadline: req.sloTtftMs === undefined ? Infinity : (req.receivedAt ?? now) + req.sloTtftMs,
       req,
       resume,
       flow,
@@ -223,10 +231,18 @@ export class FlowControlGate {
     return { cancel: () => this.evict(item, 'EvictedContextCancelled', undefined) };
   }
 
-  /** A dispatched request is over: its capacity is free again. */
-  release(req: Pick<FlowRequest, 'tokens'>): void {
+  /**
+   * A dispatched request is over: its capacity is free again. With its priority and fairness id, its band's fairness
+   * policy learns of it, with the tokens its answer reported (program-aware-fairness's attained service).
+   */
+  release(
+    req: Pick<FlowRequest, 'tokens'> & Partial<Pick<FlowRequest, 'priority' | 'fairnessId'>>,
+    usage?: { promptTokens: number; completionTokens: number },
+  ): void {
     this.inflight.requests = Math.max(0, this.inflight.requests - 1);
     this.inflight.tokens = Math.max(0, this.inflight.tokens - req.tokens);
+    if (req.priority !== undefined && req.fairnessId !== undefined)
+      this.bands.get(req.priority)?.fairness.completed?.(req.fairnessId, usage);
     this.pump();
   }
 
@@ -240,7 +256,7 @@ export class FlowControlGate {
         if (!band) break;
         const item = band.fairness.pick(band.list, band.order)!.head()!;
         this.remove(item);
-        this.dispatched(item.req);
+        this.dispatched(item.req, this.now() - item.enqueuedAt);
         this.observer.outcome(item.req, 'Dispatched', (this.now() - item.enqueuedAt) / 1000);
         item.resume();
       }
@@ -303,9 +319,10 @@ export class FlowControlGate {
     return undefined;
   }
 
-  private dispatched(req: FlowRequest): void {
+  private dispatched(req: FlowRequest, waitedMs = 0): void {
     this.inflight.requests++;
     this.inflight.tokens += req.tokens;
+    this.bands.get(req.priority)?.fairness.dispatched?.(req.fairnessId, waitedMs);
   }
 
   private shedAtOnce(req: FlowRequest, message: string): never {
@@ -346,7 +363,7 @@ export class FlowControlGate {
       const settings =
         this.settings.bands.get(priority) ??
         (priority < 0 ? this.settings.defaultNegativeBand : this.settings.defaultBand);
-      const fairness = FAIRNESS_POLICIES[settings.fairness];
+      const fairness = settings.fairnessPolicy ? () => settings.fairnessPolicy! : FAIRNESS_POLICIES[settings.fairness];
       const order = ORDERING_POLICIES[settings.ordering];
       if (!fairness || !order)
         throw new InferenceError(

@@ -63,3 +63,16 @@ export function noCandidates(): InferenceError {
     'rejected-no-endpoints',
   );
 }
+
+/**
+ * An Admitter refused the request (llm-d-router's Director: 500 Internal, `request cannot be admitted: <reason>`,
+ * no dropped-reason header). Not a scheduling failure: upstream refuses before the scheduler runs.
+ */
+export class AdmissionDenied extends InferenceError {
+  constructor(
+    readonly plugin: string,
+    reason: string,
+  ) {
+    super('Internal', `request cannot be admitted: ${reason}`);
+  }
+}

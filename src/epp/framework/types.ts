@@ -141,6 +141,14 @@ export interface PreRequest extends Plugin {
   preRequest(ctx: SchedulingContext, result: SchedulingResult): void;
 }
 
+/**
+ * Runs after the data producers, before the scheduler (llm-d's requestcontrol Admitter): returns undefined to admit,
+ * or the reason to refuse, which the Director answers with 500 `request cannot be admitted: <reason>`.
+ */
+export interface Admitter extends Plugin {
+  admit(ctx: SchedulingContext, candidates: readonly Endpoint[]): string | undefined;
+}
+
 /** Runs before scheduling on all candidates (e.g. prefix-cache matching). */
 export interface DataProducer extends Plugin {
   produce(ctx: SchedulingContext, candidates: readonly Endpoint[]): void;
@@ -227,6 +235,8 @@ export const isProfileHandler = (plugin: Plugin): plugin is ProfileHandler =>
 /** Whether a plugin implements PreRequest. */
 export const isPreRequest = (plugin: Plugin): plugin is PreRequest =>
   typeof (plugin as PreRequest).preRequest === 'function';
+/** Whether a plugin implements Admitter. */
+export const isAdmitter = (plugin: Plugin): plugin is Admitter => typeof (plugin as Admitter).admit === 'function';
 /** Whether a plugin implements DataProducer. */
 export const isDataProducer = (plugin: Plugin): plugin is DataProducer =>
   typeof (plugin as DataProducer).produce === 'function';

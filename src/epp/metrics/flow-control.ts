@@ -5,6 +5,7 @@
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { FlowGateObserver, FlowOutcome, FlowRequest } from '../flowcontrol/gate.js';
+import type { ProgramAwareObserver } from '../flowcontrol/policies.js';
 import { LabelGuard, type MetricsFamily } from '../metrics.js';
 
 const QUEUE_BUCKETS = [
@@ -98,6 +99,43 @@ export function flowControlMetrics(registry: Registry, family: MetricsFamily, po
     },
     saturation(value) {
       for (const s of sets) s.saturation.set({ inference_pool: pool }, value);
+    },
+  };
+}
+
+/**
+ * program-aware-fairness's gauges, as llm-d-router registers them with the plugin (llm-d family only):
+ * `llm_d_epp_program_aware_attained_service_tokens{program_id}`, `_avg_wait_time_milliseconds{program_id}`,
+ * `_jains_fairness_index`. Program ids are fairness ids: capped like every client-supplied label.
+ */
+export function programAwareMetrics(registry: Registry, family: MetricsFamily): ProgramAwareObserver | undefined {
+  if (family === 'gaie') return undefined;
+  const service = new Gauge({
+    name: 'llm_d_epp_program_aware_attained_service_tokens',
+    help: '[ALPHA] Time-decayed attained service (weighted tokens consumed) per program.',
+    labelNames: ['program_id'],
+    registers: [registry],
+  });
+  const wait = new Gauge({
+    name: 'llm_d_epp_program_aware_avg_wait_time_milliseconds',
+    help: '[ALPHA] Cumulative mean of flow-control queue wait time per program in milliseconds.',
+    labelNames: ['program_id'],
+    registers: [registry],
+  });
+  const index = new Gauge({
+    name: 'llm_d_epp_program_aware_jains_fairness_index',
+    help: "[ALPHA] Jain's fairness index over average wait time across active programs.",
+    registers: [registry],
+  });
+  const programs = new LabelGuard();
+  return {
+    attainedService: (id, tokens) => service.set({ program_id: programs.value(id) }, tokens),
+    averageWait: (id, ms) => wait.set({ program_id: programs.value(id) }, ms),
+    fairnessIndex: (value) => index.set(value),
+    forget(id) {
+      if (programs.value(id) !== id) return;
+      service.remove({ program_id: id });
+      wait.remove({ program_id: id });
     },
   };
 }

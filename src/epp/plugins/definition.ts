@@ -26,6 +26,7 @@ export type PluginKind =
   | 'profile-handler'
   | 'pre-request'
   | 'data-producer'
+  | 'admitter'
   | 'decider'
   | 'endpoint-discovery'
   | 'metrics-source'

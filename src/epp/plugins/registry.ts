@@ -11,6 +11,7 @@ import {
   prefixBasedPdDecider,
   type DeciderDefinition,
 } from '../../decider/index.js';
+import { probabilisticAdmitter } from './admitter/probabilistic-admitter.js';
 import { definePlugin, kindsOf, type PluginDefinition } from './definition.js';
 import { byLabelFilter } from './filter/by-label.js';
 import { decodeFilter } from './filter/decode-filter.js';
@@ -145,6 +146,8 @@ export const PLUGIN_REGISTRY: Readonly<Record<string, PluginDefinition>> = {
   'models-data-source': modelsDataSource,
   'models-data-extractor': modelsDataExtractor,
   'model-server-protocol-models': alias(modelsDataExtractor, 'models-data-extractor'),
+  // admitters (run after flow control, before the scheduler)
+  'probabilistic-admitter': probabilisticAdmitter,
   // request parsers
   'openai-parser': openaiParser,
   'anthropic-parser': anthropicParser,
@@ -200,7 +203,6 @@ export const UNSUPPORTED_UPSTREAM_TYPES: Readonly<Record<string, string>> = {
   'latency-slo-admitter': 'latency prediction and SLO admission are not implemented',
   'slo-headroom-tier-filter': 'latency prediction is not implemented',
   'prefix-cache-affinity-filter': 'latency-aware prefix affinity is not implemented',
-  'probabilistic-admitter': 'admission control is not implemented: pd-router admits every request',
   'disaggregatedset-rollout-screener': 'DisaggregatedSet rollout screening is not implemented',
   'request-attribute-reporter': 'request attribute reporting to Envoy metadata is not implemented',
   'agent-identity': 'agent identity headers are not implemented',

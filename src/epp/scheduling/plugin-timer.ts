@@ -14,6 +14,7 @@ export type ExtensionPoint =
   | 'ProcessProfilesResults'
   | 'PreRequest'
   | 'DataProducer'
+  | 'Admission'
   | 'ResponseReceived'
   | 'ResponseComplete';
 

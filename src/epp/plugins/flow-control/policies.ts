@@ -1,10 +1,10 @@
 /**
  * Flow-control policies (llm-d `framework/plugins/flowcontrol/{fairness,ordering,usagelimits,eviction}`): parsed with
- * upstream's parameter schemas, validated and kept. With the flowControl feature gate on, the gate enforces the
- * fairness and ordering policies of src/epp/flowcontrol/policies.ts and the static and priority-holdback usage limits;
- * any other policy falls back to upstream's default (soft-reflective to a ceiling of 1.0), and nothing is evicted (the
- * loader's startup warning names what is not enforced). The default policies upstream registers on its own (`global-strict-fairness-policy`,
- * `fcfs-ordering-policy`, `static-usage-limit-policy`) may be referenced without being defined, as upstream.
+ * upstream's parameter schemas, validated and kept. With the flowControl feature gate on, the gate enforces every
+ * fairness, ordering and usage-limit policy here (src/epp/flowcontrol/policies.ts); the eviction policies are kept but
+ * nothing is evicted (the loader's startup warning says so when `enableEviction` is set). The default policies
+ * upstream registers on its own (`global-strict-fairness-policy`, `fcfs-ordering-policy`, `static-usage-limit-policy`)
+ * may be referenced without being defined, as upstream.
  *
  * Parameters:
  * - `global-strict-fairness-policy`, `round-robin-fairness-policy`, `fcfs-ordering-policy`, `edf-ordering-policy`,
@@ -79,17 +79,17 @@ const priorityHoldback = z
 export const FLOW_CONTROL_POLICIES: Readonly<Record<string, PluginDefinition>> = {
   [DEFAULT_FAIRNESS_POLICY]: policy('fairness-policy', 'Strict priority between flows', none),
   'round-robin-fairness-policy': policy('fairness-policy', 'Round-robin between flows', none),
-  'program-aware-fairness': policy('fairness-policy', 'Least-attained-service between programs', programAware, false),
+  'program-aware-fairness': policy('fairness-policy', 'Least-attained-service between programs', programAware),
   [DEFAULT_ORDERING_POLICY]: policy('ordering-policy', 'First come, first served', none),
   'edf-ordering-policy': policy('ordering-policy', 'Earliest deadline first', none),
-  'slo-deadline-ordering-policy': policy('ordering-policy', 'SLO deadline first', none, false),
+  'slo-deadline-ordering-policy': policy('ordering-policy', 'SLO deadline first', none),
   [DEFAULT_USAGE_LIMIT_POLICY]: policy(
     'usage-limit-policy',
     'Fixed dispatch ceiling',
     z.object({ threshold: z.number().default(1) }).strict(),
   ),
   'priority-holdback-policy': policy('usage-limit-policy', 'Priority-graded dispatch ceiling', priorityHoldback),
-  'soft-reflective-ceiling-policy': policy('usage-limit-policy', 'Soft reflective dispatch ceiling', none, false),
+  'soft-reflective-ceiling-policy': policy('usage-limit-policy', 'Saturation-reflective dispatch ceiling', none),
   'sheddable-eviction-filter': policy('eviction-filter', 'Only sheddable requests are evictable', none, false),
   'priority-then-time-eviction-order-policy': policy(
     'eviction-ordering',
