@@ -26,17 +26,7 @@ export async function passThrough(
   mode: 'local' | 'passthrough',
 ): Promise<Outcome> {
   const config = rank.config;
-  const ctx: RelayContext = {
-    requestId: log.requestId,
-    res: tracked.res,
-    signal: tracked.signal,
-    config,
-    metrics: rank.metrics,
-    get logger() {
-      return log.logger;
-    },
-    timings: { start: tracked.start, prefillMs: 0, decodeTtfbMs: 0 },
-  };
+  const ctx = relayContext(rank, tracked, log);
   let body: Buffer | undefined;
   if (hasBody(req)) {
     const read = await readOrAnswer(req, tracked.res, config, rank.metrics);
@@ -84,17 +74,7 @@ export async function decodeAfterEncode(
   body: Buffer,
 ): Promise<Outcome> {
   const config = rank.config;
-  const ctx: RelayContext = {
-    requestId: log.requestId,
-    res: tracked.res,
-    signal: tracked.signal,
-    config,
-    metrics: rank.metrics,
-    get logger() {
-      return log.logger;
-    },
-    timings: { start: tracked.start, prefillMs: 0, decodeTtfbMs: 0 },
-  };
+  const ctx = relayContext(rank, tracked, log);
   rank.metrics.modes.inc({ connector: config.kvConnector, mode: 'local' });
   const headers = forwardHeaders(req.headers, {
     requestId: log.requestId,
@@ -120,4 +100,19 @@ export async function decodeAfterEncode(
     return answerLegFailure(ctx, err, 'decode', false);
   }
   return relayDecode(ctx, leg, { mode: 'local' });
+}
+
+/** What relaying a local decoder's answer needs of the request: no body, no prefill. */
+function relayContext(rank: SidecarRank, tracked: Tracked, log: RequestLog): RelayContext {
+  return {
+    requestId: log.requestId,
+    res: tracked.res,
+    signal: tracked.signal,
+    config: rank.config,
+    metrics: rank.metrics,
+    get logger() {
+      return log.logger;
+    },
+    timings: { start: tracked.start, prefillMs: 0, decodeTtfbMs: 0 },
+  };
 }

@@ -84,11 +84,17 @@ export class PdTrace {
 
   startPrefill(requestId: string, target: string): Span {
     this.prefillStart = performance.now();
-    return this.tracing.start('llm_d.pd_proxy.prefill', this.span, 'internal', {
-      'llm_d.pd_proxy.request_id': requestId,
-      'llm_d.pd_proxy.prefill_target': target,
-      'llm_d.pd_proxy.connector': this.connector,
-    });
+    return this.tracing.start(
+      'llm_d.pd_proxy.prefill',
+      this.span,
+      'internal',
+      {
+        'llm_d.pd_proxy.request_id': requestId,
+        'llm_d.pd_proxy.prefill_target': target,
+        'llm_d.pd_proxy.connector': this.connector,
+      },
+      { startTime: epochMs(this.prefillStart) },
+    );
   }
 
   endPrefill(span: Span, outcome: PrefillOutcome): void {
@@ -100,24 +106,31 @@ export class PdTrace {
     });
     if ('attempts' in outcome) span.setAttribute('pd_router.prefill.attempts', outcome.attempts);
     if (outcome.kind !== 'ok') failSpan(span, 'prefill request failed');
-    span.end();
+    span.end(epochMs(this.prefillEnd));
   }
 
   startDecode(requestId: string, decoder: string, streaming: boolean): Span {
     this.decodeStart = performance.now();
-    return this.tracing.start('llm_d.pd_proxy.decode', this.span, 'internal', {
-      'llm_d.pd_proxy.request_id': requestId,
-      'llm_d.pd_proxy.connector': this.connector,
-      'llm_d.pd_proxy.decode.streaming': streaming,
-      'llm_d.pd_proxy.decode.target': decoder,
-    });
+    return this.tracing.start(
+      'llm_d.pd_proxy.decode',
+      this.span,
+      'internal',
+      {
+        'llm_d.pd_proxy.request_id': requestId,
+        'llm_d.pd_proxy.connector': this.connector,
+        'llm_d.pd_proxy.decode.streaming': streaming,
+        'llm_d.pd_proxy.decode.target': decoder,
+      },
+      // Every time of the request's spans from the one monotonic clock, so the legs' order holds to the microsecond.
+      { startTime: epochMs(this.decodeStart) },
+    );
   }
 
   endDecode(span: Span, outcome: Outcome): void {
     this.decodeEnd = performance.now();
     span.setAttribute('llm_d.pd_proxy.decode.duration_ms', ms(this.decodeStart, this.decodeEnd));
     if (outcome !== 'success') failSpan(span, `decode ${outcome}`);
-    span.end();
+    span.end(epochMs(this.decodeEnd));
   }
 
   /** Ends the request span with the timing summary and the outcome. */
@@ -138,7 +151,7 @@ export class PdTrace {
     }
     this.span.setAttributes(attributes);
     if (outcome !== 'success' && outcome !== 'client_error') failSpan(this.span, outcome);
-    this.span.end();
+    this.span.end(epochMs(now));
   }
 }
 

@@ -44,51 +44,29 @@ const REQUEST_BOUND_MS = 120_000;
 const ADDRESS = '127.0.0.81';
 const API = 'inference.networking.x-k8s.io/v1alpha2';
 const LOW_BAND_MAX = 4;
+/** An EndpointPickerConfig whose flow control lets one request in flight at a time; `bands` go under flowControl. */
+const flowConfig = (ttl: string, extraPlugins: string[], bands: string[]) => `apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+featureGates: [flowControl]
+plugins:
+- {type: queue-scorer}
+- {type: max-score-picker}
+- {name: sat, type: concurrency-detector, parameters: {maxConcurrency: 1}}
+${extraPlugins.map((plugin) => `- ${plugin}\n`).join('')}schedulingProfiles: [{name: default, plugins: [{pluginRef: queue-scorer}, {pluginRef: max-score-picker}]}]
+dataLayer: {injectDefaults: false}
+flowControl:
+  defaultRequestTTL: ${ttl}
+  saturationDetector: {pluginRef: sat}
+${bands.map((band) => `  ${band}\n`).join('')}`;
 // One request in flight at a time (the simulator could take two), so only flow control holds requests back. The
 // negative band (the batch objective) holds LOW_BAND_MAX requests; the TTL is one no loaded machine reaches here.
-const CONFIG = `apiVersion: llm-d.ai/v1alpha1
-kind: EndpointPickerConfig
-featureGates: [flowControl]
-plugins:
-- {type: queue-scorer}
-- {type: max-score-picker}
-- {name: sat, type: concurrency-detector, parameters: {maxConcurrency: 1}}
-schedulingProfiles: [{name: default, plugins: [{pluginRef: queue-scorer}, {pluginRef: max-score-picker}]}]
-dataLayer: {injectDefaults: false}
-flowControl:
-  defaultRequestTTL: 600s
-  saturationDetector: {pluginRef: sat}
-  defaultNegativePriorityBand: {maxRequests: ${LOW_BAND_MAX}}
-`;
-
-const FAIRNESS_CONFIG = `apiVersion: llm-d.ai/v1alpha1
-kind: EndpointPickerConfig
-featureGates: [flowControl]
-plugins:
-- {type: queue-scorer}
-- {type: max-score-picker}
-- {name: sat, type: concurrency-detector, parameters: {maxConcurrency: 1}}
-- {name: rr, type: round-robin-fairness-policy}
-schedulingProfiles: [{name: default, plugins: [{pluginRef: queue-scorer}, {pluginRef: max-score-picker}]}]
-dataLayer: {injectDefaults: false}
-flowControl:
-  defaultRequestTTL: 600s
-  saturationDetector: {pluginRef: sat}
-  defaultPriorityBand: {fairnessPolicyRef: rr, maxRequests: 1000}
-`;
-const TTL_CONFIG = `apiVersion: llm-d.ai/v1alpha1
-kind: EndpointPickerConfig
-featureGates: [flowControl]
-plugins:
-- {type: queue-scorer}
-- {type: max-score-picker}
-- {name: sat, type: concurrency-detector, parameters: {maxConcurrency: 1}}
-schedulingProfiles: [{name: default, plugins: [{pluginRef: queue-scorer}, {pluginRef: max-score-picker}]}]
-dataLayer: {injectDefaults: false}
-flowControl:
-  defaultRequestTTL: 1s
-  saturationDetector: {pluginRef: sat}
-`;
+const CONFIG = flowConfig('600s', [], [`defaultNegativePriorityBand: {maxRequests: ${LOW_BAND_MAX}}`]);
+const FAIRNESS_CONFIG = flowConfig(
+  '600s',
+  ['{name: rr, type: round-robin-fairness-policy}'],
+  ['defaultPriorityBand: {fairnessPolicyRef: rr, maxRequests: 1000}'],
+);
+const TTL_CONFIG = flowConfig('1s', [], []);
 
 type Obj = Record<string, any>;
 const objectiveObject = (name: string, priority: number, namespace: string): Obj => ({
