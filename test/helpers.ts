@@ -272,3 +272,8 @@ export async function freePortRange(count: number): Promise<number> {
   }
   throw new Error(`no ${count} consecutive free ports found`);
 }
+
+/** The requests a pd-router simulator at `url` recorded (GET /admin/requests), oldest first. */
+export async function recordedRequests(url: string): Promise<Array<Record<string, any>>> {
+  return ((await getJson(`${url}/admin/requests`)).body.requests ?? []) as Array<Record<string, any>>;
+}

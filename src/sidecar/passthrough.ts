@@ -6,7 +6,7 @@
  * prefiller and no parsed body.
  */
 import type { IncomingMessage } from 'node:http';
-import { UpstreamLeg } from '../common/upstream-leg.js';
+import { UpstreamLeg, type LegRequest } from '../common/upstream-leg.js';
 import { clientTransferFields } from './client-kv-params.js';
 import { relayDecode } from './decode.js';
 import { answerInvalidBody, answerLegFailure } from './failures.js';
@@ -37,28 +37,12 @@ export async function passThrough(
     if (kept.removed) log.logger.info({ mode }, "removed the client's KV transfer fields from the request body");
     body = kept.bytes;
   }
-  let leg: UpstreamLeg;
-  try {
-    leg = await UpstreamLeg.open({
-      agent: rank.agents.decode,
-      origin,
-      method: req.method ?? 'GET',
-      path: req.url ?? '/',
-      headers: forwardHeaders(req.headers, {
-        requestId: log.requestId,
-        dropHost: false,
-        clientAddress: req.socket.remoteAddress ?? '',
-      }),
-      body,
-      clientSignal: tracked.signal,
-      firstByteTimeoutMs: config.decodeFirstByteTimeout,
-      idleTimeoutMs: config.decodeIdleTimeout,
-      label: 'decode',
-    });
-  } catch (err) {
-    return answerLegFailure(ctx, err, 'decode', false);
-  }
-  return relayDecode(ctx, leg, { mode });
+  const headers = forwardHeaders(req.headers, {
+    requestId: log.requestId,
+    dropHost: false,
+    clientAddress: req.socket.remoteAddress ?? '',
+  });
+  return sendToDecoder(rank, ctx, { origin, method: req.method ?? 'GET', path: req.url ?? '/', headers, body }, mode);
 }
 
 /**
@@ -82,24 +66,30 @@ export async function decodeAfterEncode(
     clientAddress: req.socket.remoteAddress ?? '',
   });
   headers['content-type'] = 'application/json';
+  return sendToDecoder(rank, ctx, { origin, method: 'POST', path: req.url ?? '/', headers, body }, 'local');
+}
+
+/** Sends one request to the local decoder, bounded by the decode deadlines, and relays its answer unchanged. */
+async function sendToDecoder(
+  rank: SidecarRank,
+  ctx: RelayContext,
+  request: Pick<LegRequest, 'origin' | 'method' | 'path' | 'headers' | 'body'>,
+  mode: 'local' | 'passthrough',
+): Promise<Outcome> {
   let leg: UpstreamLeg;
   try {
     leg = await UpstreamLeg.open({
+      ...request,
       agent: rank.agents.decode,
-      origin,
-      method: 'POST',
-      path: req.url ?? '/',
-      headers,
-      body,
-      clientSignal: tracked.signal,
-      firstByteTimeoutMs: config.decodeFirstByteTimeout,
-      idleTimeoutMs: config.decodeIdleTimeout,
+      clientSignal: ctx.signal,
+      firstByteTimeoutMs: rank.config.decodeFirstByteTimeout,
+      idleTimeoutMs: rank.config.decodeIdleTimeout,
       label: 'decode',
     });
   } catch (err) {
     return answerLegFailure(ctx, err, 'decode', false);
   }
-  return relayDecode(ctx, leg, { mode: 'local' });
+  return relayDecode(ctx, leg, { mode });
 }
 
 /** What relaying a local decoder's answer needs of the request: no body, no prefill. */

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDevStack, type DevStack } from '../../src/dev/stack.js';
-import { getJson, postJson } from '../helpers.js';
+import { postJson, recordedRequests } from '../helpers.js';
 
 let stack: DevStack;
 beforeAll(async () => {
@@ -22,8 +22,7 @@ beforeAll(async () => {
 afterAll(() => stack?.close());
 
 const MODEL = 'sim-model';
-const records = async (url: string) =>
-  ((await getJson(`${url}/admin/requests`)).body.requests ?? []) as Array<Record<string, any>>;
+const records = recordedRequests;
 const byId = async (url: string, id: string) =>
   (await records(url)).filter((item) => String(item.headers['x-request-id']).startsWith(id));
 

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDevStack, type DevStack } from '../../src/dev/stack.js';
-import { getJson, metricsText, metricValue, postJson, sseJson } from '../helpers.js';
+import { metricsText, metricValue, postJson, sseJson, recordedRequests } from '../helpers.js';
 
 let stack: DevStack;
 beforeAll(async () => {
@@ -20,8 +20,7 @@ beforeAll(async () => {
 afterAll(() => stack?.close());
 
 const MODEL = 'sim-model';
-const records = async (url: string) =>
-  ((await getJson(`${url}/admin/requests`)).body.requests ?? []) as Array<Record<string, any>>;
+const records = recordedRequests;
 const eppMetrics = async () => metricsText(`http://127.0.0.1:${stack.epp.ports.metricsPort}`);
 const decisions = async (type: string) =>
   metricValue(await eppMetrics(), 'llm_d_epp_disagg_decision_total', { decision_type: type }) ?? 0;
