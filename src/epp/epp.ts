@@ -38,6 +38,8 @@ import { RequestDirector } from './director.js';
 import { ExtProcStream } from './extproc/stream.js';
 import { RequestBufferBudget } from './extproc/request-buffer-budget.js';
 import { ConnectionStreamGuard } from './extproc/connection-stream-guard.js';
+import { ConnectionKeepalive } from './extproc/connection-keepalive.js';
+import { watchHttp2Sessions } from './extproc/http2-sessions.js';
 import { healthClientConstructor, healthImplementation } from './health.js';
 import { EppMetrics } from './metrics.js';
 import type { EppConfig } from './options.js';
@@ -253,9 +255,6 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
     const maxMessage = Math.max(optionValues.maxRequestBodySize, optionValues.maxResponseBodyBuffer) + 1024 * 1024;
     const server = new grpc.Server({
       'grpc.max_receive_message_length': maxMessage,
-      'grpc.keepalive_time_ms': 60_000,
-      'grpc.keepalive_timeout_ms': 20_000,
-      'grpc.keepalive_permit_without_calls': 1,
     });
     const settings = {
       maxRequestBodyBytes: optionValues.maxRequestBodySize,
@@ -265,11 +264,19 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
       budget: new RequestBufferBudget(optionValues.requestBufferBudget, metrics.requestBufferBytes),
       decisionHeader: optionValues.decisionHeader,
     };
-    new ConnectionStreamGuard(
-      { burst: optionValues.connectionStreamBurst, ratePerSecond: optionValues.connectionStreamRate },
-      metrics,
-      logger,
-    ).attach(server);
+    // The EPP's own keepalive, not grpc-js's (connection-keepalive.ts says why).
+    watchHttp2Sessions(server, [
+      new ConnectionStreamGuard(
+        { burst: optionValues.connectionStreamBurst, ratePerSecond: optionValues.connectionStreamRate },
+        metrics,
+        logger,
+      ),
+      new ConnectionKeepalive(
+        { timeMs: optionValues.grpcKeepaliveTime, timeoutMs: optionValues.grpcKeepaliveTimeout },
+        metrics,
+        logger,
+      ),
+    ]);
     server.addService(extProcServiceDefinition(), {
       // eslint-disable-next-line @typescript-eslint/no-explicit-any -- messages decoded from the ext_proc proto at run time; ExtProcStream types what it reads
       Process: (call: grpc.ServerDuplexStream<any, any>) =>

@@ -87,6 +87,8 @@ export class EppMetrics {
   readonly requestBufferBytes: Gauge;
   /** pd-router's own: ext_proc connections closed gracefully, by reason. */
   readonly connectionsDrained: Counter;
+  /** pd-router's own: keepalive pings of ext_proc connections, by result. */
+  readonly keepalivePings: Counter;
 
   constructor(registry: Registry = createRegistry(), family: MetricsFamily = 'both') {
     this.registry = registry;
@@ -115,6 +117,12 @@ export class EppMetrics {
       name: 'llm_d_epp_extproc_connections_drained_total',
       help: 'ext_proc connections closed gracefully (GOAWAY NO_ERROR), by reason.',
       labelNames: ['reason'],
+      registers: [registry],
+    });
+    this.keepalivePings = new Counter({
+      name: 'llm_d_epp_extproc_keepalive_pings_total',
+      help: 'Keepalive pings of ext_proc connections, by result: ack, timeout (the connection is closed), closing (not sent: the connection is closing gracefully).',
+      labelNames: ['result'],
       registers: [registry],
     });
     const info = { commit: process.env.PD_ROUTER_COMMIT ?? 'unknown', build_ref: 'pd-router' };

@@ -149,6 +149,17 @@ export const eppOptions = {
     description:
       "pd-router: streams per second added back to --connection-stream-burst (at most nghttp2's reset refill, 33).",
   }),
+  grpcKeepaliveTime: opt.duration({
+    default: 60_000,
+    description:
+      'pd-router: an ext_proc connection is pinged after this long without a ping (and its socket gets TCP keepalive probes after this long idle); 0 disables both.',
+  }),
+  grpcKeepaliveTimeout: opt.duration({
+    default: 20_000,
+    min: 1,
+    description:
+      'pd-router: longest wait for a keepalive ping answer; beyond it the connection is closed (its peer is gone) and its streams fail.',
+  }),
   requestBodyTimeout: opt.duration({
     default: 60_000,
     description:

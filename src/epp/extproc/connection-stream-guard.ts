@@ -28,13 +28,14 @@
  * every burst / (its rate - the refill rate) seconds, which a connection carrying Envoy's per-request resets needs
  * anyway. A client that resets one stream several times only closes its own connection (nghttp2's GOAWAY remains).
  *
- * grpc-js does not expose its HTTP/2 sessions: the guard wraps the server's (private) createHttp2Server, and refuses
- * to start if a grpc-js release renames it, rather than running unguarded.
+ * The guard sees each session through http2-sessions.ts. Node refuses to ping a closing session, and grpc-js's own
+ * keepalive destroyed a session on that refusal, failing the very streams step 3 lets finish: the EPP's keepalive
+ * (connection-keepalive.ts) replaces it.
  */
 import http2 from 'node:http2';
-import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { EppMetrics } from '../metrics.js';
+import type { SessionWatcher } from './http2-sessions.js';
 
 /** nghttp2's own stream-reset bucket (NGHTTP2_DEFAULT_STREAM_RESET_BURST / _RATE), which the guard stays under. */
 export const NGHTTP2_RESET_BURST = 1000;
@@ -66,33 +67,15 @@ class StreamBucket {
   }
 }
 
-export class ConnectionStreamGuard {
+export class ConnectionStreamGuard implements SessionWatcher {
   constructor(
     private readonly settings: StreamGuardSettings,
     private readonly metrics: EppMetrics,
     private readonly logger: Logger,
   ) {}
 
-  /** Watches every HTTP/2 session the gRPC server accepts; call before binding. */
-  attach(server: grpc.Server): void {
-    // eslint-disable-next-line no-restricted-syntax -- grpc-js keeps createHttp2Server private; the guard wraps it to see every HTTP/2 session
-    const internals = server as unknown as {
-      createHttp2Server?: (this: unknown, ...args: unknown[]) => http2.Http2Server;
-    };
-    const create = internals.createHttp2Server;
-    if (typeof create !== 'function')
-      throw new Error(
-        '@grpc/grpc-js no longer has Server.createHttp2Server: the ext_proc connection stream guard cannot attach',
-      );
-    const watch = (session: http2.ServerHttp2Session) => this.watch(session);
-    internals.createHttp2Server = function (this: unknown, ...args: unknown[]) {
-      const h2 = create.apply(this, args);
-      h2.on('session', watch);
-      return h2;
-    };
-  }
-
-  private watch(session: http2.ServerHttp2Session): void {
+  /** Called for every HTTP/2 session the ext_proc server accepts (see http2-sessions.ts). */
+  watch(session: http2.ServerHttp2Session): void {
     const bucket = new StreamBucket(this.settings);
     let streams = 0;
     let draining = false;
