@@ -11,8 +11,8 @@ import { waitFor } from '../helpers.js';
 const P = spec('prefill-0', '127.0.0.2', 'prefill', {}, 9);
 const D = spec('decode-0', '127.0.0.3', 'decode', {}, 9);
 
-const pings = async (t: TestEpp, result: string) =>
-  (await t.epp.metrics.keepalivePings.get()).values.find((metricValue) => metricValue.labels.result === result)
+const pings = async (testEpp: TestEpp, result: string) =>
+  (await testEpp.epp.metrics.keepalivePings.get()).values.find((metricValue) => metricValue.labels.result === result)
     ?.value ?? 0;
 
 /** HTTP/2 frame header: length (24 bits), type, flags, stream id. */

@@ -65,12 +65,12 @@ describe.each([
     const held: Array<() => void> = [];
     let holding = true;
     stack.decode.handler = (_req, res) => {
-      const answer = (r: http.ServerResponse) => {
-        r.writeHead(200, { 'content-type': 'application/json' });
-        r.end(JSON.stringify({ choices: [{ index: 0, text: 'ok', finish_reason: 'stop' }] }));
+      const answer = () => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ choices: [{ index: 0, text: 'ok', finish_reason: 'stop' }] }));
       };
-      if (holding) held.push(() => answer(res));
-      else answer(res);
+      if (holding) held.push(answer);
+      else answer();
     };
     // BURST requests open BURST streams: the bucket is empty but the connection not yet drained.
     const waiting = Array.from({ length: BURST }, () => post(stack, stream));
@@ -90,7 +90,7 @@ describe.each([
     // The held requests' upstreams answer now: their response phase goes through the draining connection.
     for (const release of held.splice(0)) release();
     const results = await Promise.all(waiting);
-    expect(results.map((r) => r.status)).toEqual(Array(BURST).fill(200));
+    expect(results.map((result) => result.status)).toEqual(Array(BURST).fill(200));
     // New requests after the drain go over a new connection.
     for (let i = 0; i < 3; i++) expect((await post(stack, stream)).status).toBe(200);
   }, 60_000);
