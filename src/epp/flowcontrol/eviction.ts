@@ -34,10 +34,10 @@ export interface EvictionItem {
 export const sheddableEvictionFilter = (item: EvictionItem): boolean => item.priority < 0;
 
 /** `priority-then-time-eviction-order-policy`: whether `a` is evicted before `b` (lower priority, then newer). */
-export function priorityThenTimeEvictionOrder(a: EvictionItem, b: EvictionItem): boolean {
-  if (a.priority !== b.priority) return a.priority < b.priority;
-  if (a.dispatchedAt !== b.dispatchedAt) return a.dispatchedAt > b.dispatchedAt;
-  return a.seq > b.seq;
+export function priorityThenTimeEvictionOrder(first: EvictionItem, second: EvictionItem): boolean {
+  if (first.priority !== second.priority) return first.priority < second.priority;
+  if (first.dispatchedAt !== second.dispatchedAt) return first.dispatchedAt > second.dispatchedAt;
+  return first.seq > second.seq;
 }
 
 /** The 429 an evicted request gets (llm-d-router's handler writes this body verbatim, without the error prefix). */
@@ -82,7 +82,7 @@ export class RequestEvictor {
 
   constructor(
     private readonly filter: (item: EvictionItem) => boolean = sheddableEvictionFilter,
-    private readonly less: (a: EvictionItem, b: EvictionItem) => boolean = priorityThenTimeEvictionOrder,
+    private readonly less: (first: EvictionItem, second: EvictionItem) => boolean = priorityThenTimeEvictionOrder,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -109,8 +109,7 @@ export class RequestEvictor {
   /** The next victim, if any. */
   peek(): EvictionItem | undefined {
     let best: EvictionItem | undefined;
-    for (const item of this.tracked.values())
-      if (this.filter(item) && (!best || this.less(item, best))) best = item;
+    for (const item of this.tracked.values()) if (this.filter(item) && (!best || this.less(item, best))) best = item;
     return best;
   }
 
@@ -118,9 +117,9 @@ export class RequestEvictor {
    * Evicts up to `n` victims in order, stopping at the first whose priority is not below `priorityBound`.
    * `selected` sees each victim before it is told to go (so a termination that confirms at once finds it registered).
    */
-  evictN(n: number, priorityBound: number, selected?: (victim: EvictionItem) => void): EvictionItem[] {
+  evictN(count: number, priorityBound: number, selected?: (victim: EvictionItem) => void): EvictionItem[] {
     const evicted: EvictionItem[] = [];
-    while (evicted.length < n) {
+    while (evicted.length < count) {
       const victim = this.peek();
       if (!victim || victim.priority >= priorityBound) break;
       this.tracked.delete(victim.requestId);
@@ -163,8 +162,8 @@ export class ReclamationController {
       this.cooling.push({ credit: r.credit, expiresAt: at + this.settings.confirmationGraceMs });
       this.observer?.confirmed(id, 'timed_out');
     }
-    const kept = this.cooling.filter((d) => at < d.expiresAt);
-    for (const d of this.cooling) if (at >= d.expiresAt) this.pendingReclaim -= d.credit;
+    const kept = this.cooling.filter((debit) => at < debit.expiresAt);
+    for (const debit of this.cooling) if (at >= debit.expiresAt) this.pendingReclaim -= debit.credit;
     if (kept.length !== this.cooling.length) this.pendingReclaim = Math.max(0, this.pendingReclaim);
     this.cooling = kept;
     return this.outstanding.size === 0 && this.cooling.length === 0;
@@ -181,11 +180,7 @@ export class ReclamationController {
     if (!(credit > 0) || !Number.isFinite(credit)) return;
     const netTarget = saturation - ceiling - this.pendingReclaim;
     if (netTarget < 0 || (netTarget === 0 && this.pendingReclaim > 0)) return;
-    const n = Math.min(
-      Math.max(1, Math.ceil(netTarget / credit)),
-      this.settings.maxRevocationsPerDecision,
-      evictable,
-    );
+    const n = Math.min(Math.max(1, Math.ceil(netTarget / credit)), this.settings.maxRevocationsPerDecision, evictable);
     const at = this.now();
     this.evictor.evictN(n, demandPriority, (victim) => {
       this.outstanding.set(victim.requestId, { credit, issuedAt: at, priority: victim.priority });

@@ -137,7 +137,9 @@ export function evictionSettings(fc: FlowControlSettings, flags: FlowControlFlag
     confirmationTimeoutMs: DEFAULT_EVICTION_CONFIRMATION_TIMEOUT_MS,
     confirmationGraceMs: leading
       ? EVICTION_LEADING_SENSOR_GRACE_MS
-      : (flags.refreshMetricsInterval ?? 50) + (flags.metricsStalenessThreshold ?? 2000) + EVICTION_ENGINE_RECLAIM_BUDGET_MS,
+      : (flags.refreshMetricsInterval ?? 50) +
+        (flags.metricsStalenessThreshold ?? 2000) +
+        EVICTION_ENGINE_RECLAIM_BUDGET_MS,
   };
 }
 
