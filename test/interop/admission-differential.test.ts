@@ -21,6 +21,12 @@
  *   queue drains both route them. Between 0.5 and 1 a gated band opens on one dispatch cycle in
  *   round(saturation / (1 − saturation)): which request goes on which cycle depends on each EPP's dispatch ticks
  *   (upstream's processor loops on its own schedule, pd-router's gate on events and its poll), so it is not compared.
+ * - enableEviction (a config of our own: upstream's default detector and usage limit): a sheddable request in flight
+ *   (routed at saturation 0, its response never started) and, at saturation 1.2, a critical request waiting: both
+ *   EPPs revoke the sheddable one (deficit 0.2 at credit 1.2: one revocation) with the same immediate response, and
+ *   route the critical one once the queue drains. The victim order and the pacing between revocations are checked in
+ *   pd-router's own tests (test/epp/flow-control-eviction.test.ts): ordering several victims here would need several
+ *   revocation decisions, each gated on the previous one's confirmation grace, a matter of each EPP's clock.
  * - utilization-detector: both configs' saturation detector (the first neutered by its thresholds, as upstream's
  *   comment says; the second upstream's default).
  * Not compared here: program-aware-fairness's order between programs. With the sample config's scraped
@@ -28,7 +34,8 @@
  * reaches Envoy only as the order of concurrent gRPC answers, which neither EPP promises. Its LAS choice is checked
  * in pd-router's own tests (test/epp/flow-control-gate.test.ts, test/gateway/flow-control.test.ts).
  */
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
@@ -146,7 +153,7 @@ async function startPool(
       poolName: 'pool',
       poolNamespace: ns,
       configFile,
-      extraArgs: ['--allow-experimental-plugins', ...(process.env.ADMDIFF_DEBUG ? ['--v=4'] : [])],
+      extraArgs: ['--allow-experimental-plugins'],
     }),
   );
   const pdRouter = peers.add(
@@ -161,6 +168,13 @@ async function startPool(
     return { ...peer, client };
   });
   return { sim, pod: `${address}:${port}`, epps };
+}
+
+/** A config file of our own (the same for both EPPs). */
+function configFile(text: string): string {
+  const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'pd-adm-diff-')), 'config.yaml');
+  writeFileSync(file, text);
+  return file;
 }
 
 /** Sends `count` requests straight to the simulator: one runs (ten-minute TTFT), the rest wait in its queue. */
@@ -182,11 +196,6 @@ async function poll(what: string, cond: () => Promise<boolean>, detail?: () => P
   while (!(await cond())) {
     peers.check();
     if (Date.now() > deadline) {
-      if (process.env.ADMDIFF_DEBUG)
-        writeFileSync(
-          process.env.ADMDIFF_DEBUG,
-          `${JSON.stringify((await cluster!.request('GET', '/apis/llm-d.ai/v1alpha2/inferenceobjectives')).json, null, 1)}\n${JSON.stringify((await cluster!.request('GET', '/apis/inference.networking.k8s.io/v1/inferencepools')).json?.items?.map((pool: { metadata: unknown }) => pool.metadata))}\n${peers.tails(500_000)}`,
-        );
       throw new Error(`timed out waiting for ${what}\n${detail ? await detail() : ''}\n${peers.tails()}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -230,7 +239,10 @@ interface Outcome {
 
 let seq = 0;
 /** Opens one request's stream (objective `objective`, none when empty); `outcome` resolves with the EPP's first answer. */
-function open(epp: Epp, objective: string): { outcome: Promise<Outcome>; finish(): Promise<void> } {
+function open(
+  epp: Epp,
+  objective: string,
+): { outcome: Promise<Outcome>; finish(): Promise<void>; later(): Promise<Outcome> } {
   const call = epp.client.open();
   call.send(
     headers({
@@ -263,9 +275,23 @@ function open(epp: Epp, objective: string): { outcome: Promise<Outcome>; finish(
   outcome.catch(() => undefined);
   return {
     outcome,
+    /** The next answer after the routing (headers and body): an immediate response ends a routed request early. */
+    async later() {
+      const [, , third] = await call.waitFor(3, WAIT_MS * 2);
+      const ir = third.immediate_response;
+      if (!ir) return {};
+      const reason = setHeadersOf(ir.headers).find(([key]) => key === 'x-llm-d-request-dropped-reason')?.[1];
+      return {
+        rejected: {
+          status: envoyStatusNumber(ir.status.code),
+          body: Buffer.from(ir.body ?? '').toString(),
+          ...(reason ? { reason } : {}),
+        },
+      };
+    },
     async finish() {
       const o = await outcome;
-      if (o.routed) {
+      if (o.routed && !call.responses[2]?.immediate_response) {
         await call.waitFor(2, WAIT_MS);
         call.send(responseHeaders({ ':status': '200', 'content-type': 'application/json' }));
         await call.waitFor(3, WAIT_MS);
@@ -380,6 +406,48 @@ describeWith(req, 'admission plugins: pd-router and llm-d-router ebab687 on its 
         await w.sheddable.finish();
       }
       for (const e of epps) expect([await queuedAt(e, 10), await queuedAt(e, -1)], e.name).toEqual([0, 0]);
+    },
+    TEST_MS,
+  );
+
+  it(
+    'enableEviction: a sheddable request in flight is evicted with the same 429, body and reason when a critical one waits at saturation >= 1; the critical one is routed once the queue drains',
+    async () => {
+      // Upstream's default saturation detector (utilization-detector: queue 5, KV 0.8) and usage limit (ceiling 1).
+      const file = configFile(`apiVersion: llm-d.ai/v1alpha1
+kind: EndpointPickerConfig
+featureGates: [flowControl]
+plugins:
+- {type: queue-scorer}
+- {type: max-score-picker}
+schedulingProfiles: [{name: default, plugins: [{pluginRef: queue-scorer}, {pluginRef: max-score-picker}]}]
+flowControl:
+  enableEviction: true
+`);
+      const { sim, pod, epps } = await startPool('diff-adm-evict', '127.0.0.93', file);
+      await scraped(epps, 0);
+      await objectivesKnown(epps);
+      // A sheddable request is routed at saturation 0 and stays in flight (its response never starts).
+      const victims = epps.map((epp) => ({ epp, victim: open(epp, 'sheddable') }));
+      for (const { epp, victim } of victims) expect(await victim.outcome, epp.name).toEqual({ routed: pod });
+      // Saturation 1.2: a critical request queues; the sheddable one in flight is revoked for it (deficit 0.2 at
+      // credit 1.2 over the one tracked request: one revocation).
+      const hold = load(sim, 7);
+      await scraped(epps, 6);
+      const critical = epps.map((epp) => open(epp, 'critical'));
+      const evicted = await Promise.all(victims.map(({ victim }) => victim.later()));
+      expect(evicted[0]).toEqual(evicted[1]);
+      expect(evicted[0]).toEqual({
+        rejected: { status: 429, body: 'request evicted by flow control', reason: 'evicted' },
+      });
+      for (const epp of epps) expect(await queuedAt(epp, 10), epp.name).toBe(1);
+      hold.abort();
+      await scraped(epps, 0);
+      for (const [i, epp] of epps.entries()) {
+        expect(await critical[i].outcome, epp.name).toEqual({ routed: pod });
+        await critical[i].finish();
+        await victims[i].victim.finish();
+      }
     },
     TEST_MS,
   );
