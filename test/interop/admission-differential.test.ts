@@ -29,10 +29,17 @@
  *   revocation decisions, each gated on the previous one's confirmation grace, a matter of each EPP's clock.
  * - utilization-detector: both configs' saturation detector (the first neutered by its thresholds, as upstream's
  *   comment says; the second upstream's default).
- * Not compared here: program-aware-fairness's order between programs. With the sample config's scraped
- * utilization-detector every queued request is dispatched in the same cycle once saturation falls, so the order
- * reaches Envoy only as the order of concurrent gRPC answers, which neither EPP promises. Its LAS choice is checked
- * in pd-router's own tests (test/epp/flow-control-gate.test.ts, test/gateway/flow-control.test.ts).
+ * Not compared here, and why:
+ * - program-aware-fairness (sim-program-aware-config.yaml) and slo-deadline-ordering-policy: their outcome is the order
+ *   in which queued requests are dispatched. With the scraped utilization-detector every queued request is dispatched
+ *   in the same cycle once saturation falls, so the order reaches Envoy only as the order of concurrent gRPC answers,
+ *   which neither EPP promises. A one-slot pool (concurrency-detector, maxConcurrency 1) would make it observable, but
+ *   ebab687 counts a dispatched request in flight only in its PreRequest hook, on the request's own goroutine, while
+ *   its processor starts the next dispatch cycle at once: a freed slot may let two queued requests through, so which
+ *   one goes first is not deterministic there either. Their choices are checked in pd-router's own tests
+ *   (test/epp/flow-control-gate.test.ts, test/gateway/flow-control.test.ts).
+ * - soft-reflective-ceiling between saturation 0.5 and 1, and probabilistic-admitter between its two certain states,
+ *   as said above.
  */
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
