@@ -17,6 +17,7 @@ import { FlowControlGate, type BandSettings, type FlowGateSettings } from '../..
 import { loadEndpointPickerConfig } from '../../src/epp/config/loader.js';
 import { immediateResponse } from '../../src/epp/extproc/messages.js';
 import { startEpp, type EppHandle } from '../../src/epp/index.js';
+import { metricValue } from '../helpers.js';
 import { loopbackEppConfig, seeded, spec } from './fixtures.js';
 import { body, ExtProcTestClient, headers, responseBody, responseHeaders, setHeadersOf } from './ext-proc-client.js';
 
@@ -357,6 +358,10 @@ flowControl:
     expect((await low.ended).code).toBe(0);
     const [highHeaders] = await high.waitFor(2, 10_000);
     expect(highHeaders.request_headers).toBeDefined();
+    // llm-d-router's revocation counters: one issued for the waiting band, confirmed when the victim's stream ended.
+    const text = await epp!.metrics.registry.metrics();
+    expect(metricValue(text, 'llm_d_epp_flow_control_revocations_issued_total', { priority: '10' })).toBe(1);
+    expect(metricValue(text, 'llm_d_epp_flow_control_revocations_total', { outcome: 'confirmed' })).toBe(1);
     high.end();
   }, 30_000);
 
