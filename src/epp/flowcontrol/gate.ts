@@ -19,6 +19,9 @@
  *   answers 503 without a reason header);
  * - shutdown (503 `rejected-shutting-down`).
  * A cancelled request (client gone) leaves its queue at once (outcome EvictedContextCancelled, nothing to answer).
+ *
+ * With `enableEviction`, scheduled requests are tracked until their response ends, and a band held back at its ceiling
+ * may have sheddable requests in flight revoked for it (./eviction.ts).
  */
 import { InferenceError } from '../framework/errors.js';
 import { ReclamationController, RequestEvictor, type EvictionObserver, type EvictionSettings } from './eviction.js';
@@ -249,8 +252,9 @@ export class FlowControlGate {
     );
     item.timer.unref();
     this.startTicker();
-    // Upstream's dispatch cycle sees the new request at once: if it is blocked, revoke for it now.
-    if (this.reclamation) this.blockedBand();
+    // Upstream's dispatch cycle sees the new request at once: if it is blocked, revoke for it now (nothing is
+    // dispatched here; the ticker and completions do that).
+    if (this.reclamation) this.nextBand();
     return { cancel: () => this.evict(item, 'EvictedContextCancelled', undefined) };
   }
 
@@ -333,15 +337,6 @@ export class FlowControlGate {
    * at or above it first (then nothing is dispatched, as upstream's dispatch cycle).
    */
   private nextBand(): Band | undefined {
-    return this.blockedBand();
-  }
-
-  /**
-   * `nextBand`, and where the cycle stops at a band's ceiling, upstream's eviction trigger (reclamation.go
-   * maybeReclaim): from that band down, the first band whose priority is above the next victim's, whose ceiling is
-   * positive and reached, and which has requests waiting, has capacity revoked for it.
-   */
-  private blockedBand(): Band | undefined {
     const saturation = this.saturationNow();
     const ceilings = this.ceilings(saturation);
     for (const [i, b] of this.order.entries()) {
@@ -354,6 +349,11 @@ export class FlowControlGate {
     return undefined;
   }
 
+  /**
+   * Where the dispatch cycle stops at a band's ceiling, upstream's eviction trigger (reclamation.go maybeReclaim): from
+   * that band down, the first band whose priority is above the next victim's, whose ceiling is positive and reached,
+   * and which has requests waiting, has capacity revoked for it.
+   */
   private maybeReclaim(saturation: number, ceilings: number[], breakIdx: number): void {
     const r = this.reclamation;
     if (!r?.gateOpen()) return;
