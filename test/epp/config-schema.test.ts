@@ -183,7 +183,7 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
 
   const OK = FC.replace('edf-ordering-policy', 'fcfs-ordering-policy');
 
-  it('is parsed with its real schema, resolved against the policies, kept, and with the gate on eviction is reported once as not enforced', () => {
+  it('is parsed with its real schema, resolved against the policies, kept, and with the gate on everything here is enforced (no warning)', () => {
     const c = loadEndpointPickerConfig(OK);
     const fc = c.flowControl;
     expect(fc.enabled).toBe(true);
@@ -214,9 +214,8 @@ schedulingProfiles: [{name: a, plugins: [{pluginRef: queue-scorer}]}]
     expect([...fc.plugins.keys()]).toEqual(
       expect.arrayContaining(['fcfs-ordering-policy', 'global-strict-fairness-policy']),
     );
-    expect(c.warnings).toEqual([
-      'not enforced by pd-router (parsed, validated and kept, but without effect): flowControl (the flowControl feature gate is on; enableEviction (dispatched requests are never evicted))',
-    ]);
+    // enableEviction is enforced (src/epp/flowcontrol/eviction.ts), as are the policies here.
+    expect(c.warnings).toEqual([]);
     // priority-holdback-policy (above), static-usage-limit-policy and soft-reflective-ceiling-policy are enforced.
     const soft = OK.replace('usageLimitPolicyPluginRef: hold', 'usageLimitPolicyPluginRef: soft').replace(
       '- {name: hold,',

@@ -28,7 +28,7 @@ describe('src/epp/README.md', () => {
     const paragraph = readme.slice(start, readme.indexOf('\n\n', start + 1));
     for (const type of Object.keys(PLUGIN_REGISTRY)) expect(paragraph, type).not.toContain(`\`${type}\``);
     // The plugin families this EPP implements are not listed there either.
-    for (const family of ['session affinity', 'topology affinity', 'LoRA affinity', 'endpoint-attribute'])
+    for (const family of ['session affinity', 'topology affinity', 'LoRA affinity', 'endpoint-attribute', 'eviction'])
       expect(paragraph, family).not.toContain(family);
   });
 

@@ -3,7 +3,7 @@
  * `apix/config/v1alpha1`), and their resolution against the configured plugins. The sections are validated (bad
  * values and dangling references are load errors, as upstream) and kept in `LoadedEndpointPickerConfig.flowControl`;
  * with the flowControl feature gate on, src/epp/flowcontrol enforces them. One startup warning says what is not
- * enforced (everything with the gate off; unsupported policies and eviction with it on).
+ * enforced (everything with the gate off; unsupported policies with it on).
  */
 import { z } from 'zod';
 import { formatDuration } from '../../common/index.js';
@@ -181,7 +181,6 @@ export function notEnforcedWarning(
     const enforced = ['static-usage-limit-policy', 'priority-holdback-policy', 'soft-reflective-ceiling-policy'];
     if (usage && !enforced.includes(usage.type))
       unsupported.push(`usageLimitPolicyPluginRef=${usage.name} (dispatch stops at saturation 1.0)`);
-    if (sec?.enableEviction) unsupported.push('enableEviction (dispatched requests are never evicted)');
     if (unsupported.length) parts.push(`flowControl (the flowControl feature gate is on; ${unsupported.join(', ')})`);
   } else if (asked) {
     const limits: string[] = [];

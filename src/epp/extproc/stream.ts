@@ -42,6 +42,7 @@ export function formatDecision(record: DisaggDecisionRecord): string {
   return parts.join('; ');
 }
 import { InferenceError } from '../framework/errors.js';
+import { EvictedError } from '../flowcontrol/eviction.js';
 import type { FlowControlGate, FlowRequest, FlowTicket } from '../flowcontrol/gate.js';
 import { sloTtftMs } from '../flowcontrol/policies.js';
 import { DEFAULT_FAIRNESS_ID, type EppMetrics, type RequestSeries } from '../metrics.js';
@@ -109,6 +110,8 @@ export class ExtProcStream {
   private ticket: FlowTicket | undefined;
   /** Set once flow control let the request through (its capacity is released on completion). */
   private admitted: FlowRequest | undefined;
+  /** Ends flow control's tracking of the scheduled request as an eviction victim (enableEviction). */
+  private untrack: (() => void) | undefined;
   private response: ResponseTracker | undefined;
   /** The request's metric series, once it has a model (resolved once, used for every measurement). */
   private series: RequestSeries | undefined;
@@ -422,6 +425,9 @@ export class ExtProcStream {
     // Counted once scheduled, as upstream: a rejected request counts only as an error.
     this.series!.accepted(bodyBytes);
     this.series!.running.inc();
+    // Tracked until its response ends: flow control may revoke it for a waiting higher priority (enableEviction).
+    if (this.admitted && this.deps.gate)
+      this.untrack = this.deps.gate.track(this.admitted, () => queueMicrotask(() => this.evicted()));
     const forwarded = this.parsed!.body;
     const set = [setHeader(DESTINATION_ENDPOINT, scheduled.destination)];
     if (forwarded.length > 0) set.push(setHeader('Content-Length', String(forwarded.length)));
@@ -501,12 +507,20 @@ export class ExtProcStream {
     this.call.end();
   }
 
+  /** Flow control revoked the request: 429 evicted, unless its response already ended (upstream ignores it then). */
+  private evicted(): void {
+    if (this.closed || this.completed) return;
+    this.deps.logger.info({ reqId: this.requestId }, 'request evicted by flow control');
+    this.reject(new EvictedError());
+  }
+
   private completed = false;
 
   /** The request is over: release what scheduling held (once). */
   private complete(): void {
     if (this.completed) return;
     this.completed = true;
+    this.untrack?.();
     if (this.admitted) this.deps.gate?.release(this.admitted, this.response?.usage);
     if (this.scheduled) {
       this.deps.director.complete(this.scheduled);

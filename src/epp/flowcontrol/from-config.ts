@@ -16,6 +16,13 @@
 import type { FlowControlSettings } from '../config/flow-control-section.js';
 import type { Endpoint } from '../framework/types.js';
 import { DEFAULT_FAIRNESS_POLICY, DEFAULT_ORDERING_POLICY } from '../plugins/flow-control/policies.js';
+import {
+  DEFAULT_EVICTION_CONFIRMATION_TIMEOUT_MS,
+  DEFAULT_MAX_REVOCATIONS_PER_DECISION,
+  EVICTION_ENGINE_RECLAIM_BUDGET_MS,
+  EVICTION_LEADING_SENSOR_GRACE_MS,
+  type EvictionSettings,
+} from './eviction.js';
 import type { BandSettings, FlowGateSettings, InFlight } from './gate.js';
 import {
   FAIRNESS_POLICIES,
@@ -36,6 +43,9 @@ export interface FlowControlFlags {
   flowControlBandMaxRequests: number;
   flowControlMaxFlows: number;
   flowControlPollInterval: number;
+  /** The scrape interval and staleness bound: with a scraped detector, eviction's confirmation grace (upstream's). */
+  refreshMetricsInterval?: number;
+  metricsStalenessThreshold?: number;
 }
 
 type BandSection = NonNullable<NonNullable<FlowControlSettings['section']>['defaultPriorityBand']>;
@@ -109,6 +119,27 @@ export function gateSettings(
     maxFlows: flags.flowControlMaxFlows,
     pollIntervalMs: flags.flowControlPollInterval,
     usageLimit: usageLimitPolicy(fc),
+    ...(sec?.enableEviction ? { eviction: evictionSettings(fc, flags) } : {}),
+  };
+}
+
+/**
+ * `flowControl.enableEviction`: upstream's fixed pacing (2 revocations a decision, 10s confirmation timeout) and its
+ * grace derived from the detector (runner.go deriveEvictionConfirmationGrace): `concurrency-detector`'s counters
+ * drop when the evicted stream ends (10ms); a scraped detector sees the freed capacity only after the engine reclaims
+ * it and the next fresh scrape lands (scrape interval + staleness threshold + 250ms).
+ */
+export function evictionSettings(fc: FlowControlSettings, flags: FlowControlFlags): EvictionSettings {
+  const d = fc.saturationDetector;
+  const leading = d.form !== 'thresholds' && d.plugin.type === 'concurrency-detector';
+  return {
+    maxRevocationsPerDecision: DEFAULT_MAX_REVOCATIONS_PER_DECISION,
+    confirmationTimeoutMs: DEFAULT_EVICTION_CONFIRMATION_TIMEOUT_MS,
+    confirmationGraceMs: leading
+      ? EVICTION_LEADING_SENSOR_GRACE_MS
+      : (flags.refreshMetricsInterval ?? 50) +
+        (flags.metricsStalenessThreshold ?? 2000) +
+        EVICTION_ENGINE_RECLAIM_BUDGET_MS,
   };
 }
 

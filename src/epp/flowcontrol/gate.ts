@@ -19,8 +19,12 @@
  *   answers 503 without a reason header);
  * - shutdown (503 `rejected-shutting-down`).
  * A cancelled request (client gone) leaves its queue at once (outcome EvictedContextCancelled, nothing to answer).
+ *
+ * With `enableEviction`, scheduled requests are tracked until their response ends, and a band held back at its ceiling
+ * may have sheddable requests in flight revoked for it (./eviction.ts).
  */
 import { InferenceError } from '../framework/errors.js';
+import { ReclamationController, RequestEvictor, type EvictionObserver, type EvictionSettings } from './eviction.js';
 import {
   FAIRNESS_POLICIES,
   ORDERING_POLICIES,
@@ -62,6 +66,8 @@ export interface FlowGateSettings {
   pollIntervalMs: number;
   /** Each band's dispatch ceiling (default: 1 for every band, upstream's static-usage-limit-policy). */
   usageLimit?: UsageLimitPolicy;
+  /** `flowControl.enableEviction`: in-flight sheddable requests are revoked for waiting higher bands. */
+  eviction?: EvictionSettings;
 }
 
 export interface FlowRequest {
@@ -88,6 +94,8 @@ export interface FlowGateObserver {
   queued(flowRequest: FlowRequest, deltaRequests: number, deltaBytes: number): void;
   outcome(flowRequest: FlowRequest, outcome: FlowOutcome, waitedSeconds: number): void;
   saturation(value: number): void;
+  /** Revocations, with `enableEviction`. */
+  eviction?: EvictionObserver;
 }
 
 export interface FlowTicket {
@@ -148,6 +156,7 @@ export class FlowControlGate {
   private ticker: NodeJS.Timeout | undefined;
   private closed = false;
   private pumping = false;
+  private readonly reclamation: ReclamationController | undefined;
 
   constructor(
     private readonly settings: FlowGateSettings,
@@ -156,6 +165,13 @@ export class FlowControlGate {
     private readonly observer: FlowGateObserver,
     private readonly now: () => number = Date.now,
   ) {
+    if (settings.eviction)
+      this.reclamation = new ReclamationController(
+        new RequestEvictor(undefined, undefined, now),
+        settings.eviction,
+        observer.eviction,
+        now,
+      );
     // Configured bands exist from the start (upstream's registry), so their ceilings count before their first request.
     for (const priority of settings.bands.keys()) this.band(priority);
   }
@@ -170,6 +186,14 @@ export class FlowControlGate {
 
   get inFlight(): Readonly<InFlight> {
     return this.inflight;
+  }
+
+  /**
+   * With `enableEviction`: tracks a scheduled request as a possible victim (upstream's RequestEvictor PreRequest);
+   * `evict` answers it 429 evicted. The returned function untracks it, once its response ended or its stream closed.
+   */
+  track(req: Pick<FlowRequest, 'id' | 'priority'>, evict: () => void): () => void {
+    return this.reclamation ? this.reclamation.evictor.track(req.id, req.priority, evict) : () => undefined;
   }
 
   /**
@@ -228,6 +252,9 @@ export class FlowControlGate {
     );
     item.timer.unref();
     this.startTicker();
+    // Upstream's dispatch cycle sees the new request at once: if it is blocked, revoke for it now (nothing is
+    // dispatched here; the ticker and completions do that).
+    if (this.reclamation) this.nextBand();
     return { cancel: () => this.evict(item, 'EvictedContextCancelled', undefined) };
   }
 
@@ -313,10 +340,32 @@ export class FlowControlGate {
     const saturation = this.saturationNow();
     const ceilings = this.ceilings(saturation);
     for (const [i, b] of this.order.entries()) {
-      if (saturation >= ceilings[i]) return undefined;
+      if (saturation >= ceilings[i]) {
+        this.maybeReclaim(saturation, ceilings, i);
+        return undefined;
+      }
       if (b.requests > 0) return b;
     }
     return undefined;
+  }
+
+  /**
+   * Where the dispatch cycle stops at a band's ceiling, upstream's eviction trigger (reclamation.go maybeReclaim): from
+   * that band down, the first band whose priority is above the next victim's, whose ceiling is positive and reached,
+   * and which has requests waiting, has capacity revoked for it.
+   */
+  private maybeReclaim(saturation: number, ceilings: number[], breakIdx: number): void {
+    const r = this.reclamation;
+    if (!r?.gateOpen()) return;
+    const victim = r.victimPriority();
+    if (victim === undefined) return;
+    for (let j = breakIdx; j < this.order.length; j++) {
+      const b = this.order[j];
+      if (b.priority <= victim) return;
+      if (ceilings[j] <= 0 || saturation < ceilings[j] || b.requests === 0) continue;
+      r.reclaim(saturation, ceilings[j], b.priority);
+      return;
+    }
   }
 
   private dispatched(req: FlowRequest, waitedMs = 0): void {

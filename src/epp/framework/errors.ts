@@ -27,7 +27,9 @@ export type DropReason =
   | 'rejected-too-large'
   | 'rejected-ttl-expired'
   | 'rejected-shutting-down'
-  | 'rejected-not-leader';
+  | 'rejected-not-leader'
+  /** flow control revoked an in-flight sheddable request (`flowControl.enableEviction`). */
+  | 'evicted';
 
 /** A request the EPP refuses, with the status and message llm-d answers it with. */
 export class InferenceError extends Error {

@@ -27,6 +27,9 @@ interface Set {
   bytes: Gauge<(typeof FLOW_LABELS)[number]>;
   saturation: Gauge<'inference_pool'>;
   total?: Counter<'outcome' | 'priority' | 'inference_pool'>;
+  /** In-flight eviction (llm-d family only): revocations issued by demand priority, and how each ended. */
+  revocationsIssued?: Counter<'priority' | 'inference_pool'>;
+  revocations?: Counter<'outcome' | 'inference_pool'>;
 }
 
 function register(registry: Registry, prefix: string, llmd: boolean): Set {
@@ -65,6 +68,22 @@ function register(registry: Registry, prefix: string, llmd: boolean): Set {
           registers: r,
         })
       : undefined,
+    revocationsIssued: llmd
+      ? new Counter({
+          name: `${prefix}_flow_control_revocations_issued_total`,
+          help: "[ALPHA] Total number of in-flight eviction revocations issued, labeled by the demand band's priority.",
+          labelNames: ['priority', 'inference_pool'],
+          registers: r,
+        })
+      : undefined,
+    revocations: llmd
+      ? new Counter({
+          name: `${prefix}_flow_control_revocations_total`,
+          help: '[ALPHA] Total number of in-flight eviction revocations by terminal outcome (confirmed, timed_out). Every issued revocation eventually increments exactly one outcome.',
+          labelNames: ['outcome', 'inference_pool'],
+          registers: r,
+        })
+      : undefined,
   };
 }
 
@@ -99,6 +118,14 @@ export function flowControlMetrics(registry: Registry, family: MetricsFamily, po
     },
     saturation(value) {
       for (const s of sets) s.saturation.set({ inference_pool: pool }, value);
+    },
+    eviction: {
+      revoked(_requestId, _priority, demandPriority) {
+        for (const s of sets) s.revocationsIssued?.inc({ priority: String(demandPriority), inference_pool: pool });
+      },
+      confirmed(_requestId, outcome) {
+        for (const s of sets) s.revocations?.inc({ outcome, inference_pool: pool });
+      },
     },
   };
 }

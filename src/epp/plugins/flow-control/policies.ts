@@ -1,8 +1,9 @@
 /**
  * Flow-control policies (llm-d `framework/plugins/flowcontrol/{fairness,ordering,usagelimits,eviction}`): parsed with
  * upstream's parameter schemas, validated and kept. With the flowControl feature gate on, the gate enforces every
- * fairness, ordering and usage-limit policy here (src/epp/flowcontrol/policies.ts); the eviction policies are kept but
- * nothing is evicted (the loader's startup warning says so when `enableEviction` is set). The default policies
+ * fairness, ordering and usage-limit policy here (src/epp/flowcontrol/policies.ts). With `enableEviction`, in-flight
+ * requests are evicted by `sheddable-eviction-filter` and `priority-then-time-eviction-order-policy`
+ * (src/epp/flowcontrol/eviction.ts), the pair upstream's runner always wires whatever the config defines. The default policies
  * upstream registers on its own (`global-strict-fairness-policy`, `fcfs-ordering-policy`, `static-usage-limit-policy`)
  * may be referenced without being defined, as upstream.
  *
@@ -28,11 +29,10 @@ function policy<S extends z.ZodType<Record<string, unknown>>>(
   role: FlowControlRole,
   description: string,
   params: S,
-  enforced = true,
 ): PluginDefinition<z.infer<S>> {
   return definePlugin({
     kind: 'flow-control',
-    description: enforced ? `${description} (with the flowControl feature gate)` : `${description} (not enforced)`,
+    description: `${description} (with the flowControl feature gate)`,
     params,
     create: (ctx, output): FlowControlPlugin => ({
       type: ctx.type,
@@ -90,11 +90,6 @@ export const FLOW_CONTROL_POLICIES: Readonly<Record<string, PluginDefinition>> =
   ),
   'priority-holdback-policy': policy('usage-limit-policy', 'Priority-graded dispatch ceiling', priorityHoldback),
   'soft-reflective-ceiling-policy': policy('usage-limit-policy', 'Saturation-reflective dispatch ceiling', none),
-  'sheddable-eviction-filter': policy('eviction-filter', 'Only sheddable requests are evictable', none, false),
-  'priority-then-time-eviction-order-policy': policy(
-    'eviction-ordering',
-    'Evict lowest priority, newest first',
-    none,
-    false,
-  ),
+  'sheddable-eviction-filter': policy('eviction-filter', 'Only sheddable requests are evictable', none),
+  'priority-then-time-eviction-order-policy': policy('eviction-ordering', 'Evict lowest priority, newest first', none),
 };
