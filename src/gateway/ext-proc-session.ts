@@ -23,6 +23,7 @@ export class ExtProcSession {
   private waiter?: Waiter;
   private failure?: Error;
   private closed = false;
+  private onUnsolicited?: () => void;
 
   constructor(
     client: grpc.Client & {
@@ -39,6 +40,7 @@ export class ExtProcSession {
         w.resolve(response);
       } else {
         this.queue.push(response);
+        if (response.immediate_response) this.onUnsolicited?.();
       }
     });
     const fail = (err: Error) => {
@@ -55,6 +57,14 @@ export class ExtProcSession {
       fail(new EppUnavailable(`ext_proc stream failed: ${err.details || err.message}`, 'stream')),
     );
     this.call.on('end', () => fail(new EppUnavailable('ext_proc stream ended by the EPP', 'stream')));
+  }
+
+  /**
+   * Calls `listener` when an immediate response arrives that no `next` is waiting for: the EPP ending the exchange on
+   * its own while the request is upstream (llm-d-router's eviction answers 429 so). It stays queued for the next `next`.
+   */
+  watchUnsolicited(listener: () => void): void {
+    this.onUnsolicited = listener;
   }
 
   send(msg: ProcessingRequest): void {

@@ -10,6 +10,10 @@
  *   response headers ──► EPP ──► header mutations applied to the client response
  *   response body    ──► EPP ──► chunks written to the client as the EPP returns them
  *
+ * The EPP may end the exchange with an immediate response at any time after routing (llm-d-router's flow-control
+ * eviction answers 429 so): the upstream request is stopped, and the client gets that answer if its response has not
+ * started, else its response is cut, as Envoy resets the stream.
+ *
  * With several EPP replicas (--epp a,b,c) the request phase is asked of the next replica when one is unavailable or
  * answers as a follower (503 rejected-not-leader), until --epp-retry-timeout; nothing has gone upstream by then.
  *
@@ -31,6 +35,7 @@ import {
   type ProcessingResponse,
 } from '../common/envoy/ext-proc.js';
 import {
+  Cancellation,
   HOP_BY_HOP_HEADERS,
   LegStopped,
   UpstreamLeg,
@@ -435,6 +440,13 @@ async function forward(
   for (const [k, v] of headers) if (!HOP_BY_HOP.has(k) && !k.startsWith(':')) out[k] = v.length === 1 ? v[0] : v;
   let leg: UpstreamLeg | undefined;
   let lastErr: unknown;
+  // The EPP ending the exchange on its own (an eviction) stops the upstream request, opening or open.
+  const endedByEpp = new Cancellation();
+  session?.watchUnsolicited(() => {
+    const stop = new LegStopped('peer_failed', 'the EPP ended the exchange with an immediate response');
+    endedByEpp.abort(stop);
+    leg?.stop(stop);
+  });
   for (const dest of destinations) {
     try {
       leg = await UpstreamLeg.open({
@@ -445,6 +457,7 @@ async function forward(
         headers: out,
         body: body.length > 0 || (exchange.method !== 'GET' && exchange.method !== 'HEAD') ? body : undefined,
         clientSignal: exchange.signal,
+        peerSignal: endedByEpp,
         firstByteTimeoutMs: c.upstreamFirstByteTimeout,
         idleTimeoutMs: c.upstreamIdleTimeout,
         label: `upstream ${dest}`,
@@ -461,6 +474,11 @@ async function forward(
     }
   }
   if (!leg) {
+    if (endedByEpp.aborted && session && !exchange.signal.aborted) {
+      const answer = await session.next('immediate response').catch(() => undefined);
+      session.close();
+      if (answer?.immediate_response) return relayImmediate(exchange.res, answer.immediate_response);
+    }
     session?.cancel();
     if (exchange.signal.aborted) return 0;
     if (lastErr instanceof LegStopped && lastErr.reason === 'first_byte_timeout') {
@@ -567,6 +585,11 @@ async function relayThroughEpp(
   const reader = (async () => {
     for (;;) {
       const r = await session.next('response body');
+      if (r.immediate_response) {
+        // The response has started: it is cut (Envoy resets the stream), whatever failure_mode_allow says.
+        leg.stop(new LegStopped('peer_failed', 'the EPP ended the exchange with an immediate response'));
+        return;
+      }
       const m = r.response_body?.response?.body_mutation as
         { streamed_response?: { body?: Buffer; end_of_stream?: boolean } } | undefined;
       const chunk = m?.streamed_response?.body ? Buffer.from(m.streamed_response.body) : Buffer.alloc(0);
