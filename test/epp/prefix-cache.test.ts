@@ -1,7 +1,7 @@
 /** The approximate prefix cache: llm-d's block-hash chain, the per-endpoint LRU index, and the producer's matching. */
 import { describe, expect, it } from 'vitest';
 import xxhash from 'xxhash-wasm';
-import { chainSeed, promptBlockHashes } from '../../src/epp/prefix/block-hash.js';
+import { chainSeed, promptBlockHashes, promptBlockKeys } from '../../src/epp/prefix/block-hash.js';
 import { PrefixIndex, blockKey } from '../../src/epp/prefix/prefix-index.js';
 import { prefixState } from '../../src/epp/prefix/match-state.js';
 import type { ApproxPrefixCacheProducer } from '../../src/epp/plugins/producer/approx-prefix-cache-producer.js';
@@ -155,6 +155,14 @@ describe('PrefixIndex', () => {
   it('block keys are the top 53 bits of the 64-bit hash', () => {
     expect(blockKey(0xffffffffffffffffn)).toBe(2 ** 53 - 1);
     expect(blockKey(1n << 11n)).toBe(1);
+    for (const prompt of [
+      { kind: 'text' as const, text: 'é'.repeat(700) + 'tail' },
+      { kind: 'tokens' as const, tokens: Array.from({ length: 300 }, (_, i) => i * 7919) },
+    ]) {
+      const seed = chainSeed('m', 'salt');
+      expect(promptBlockKeys(seed, prompt, 64, 0)).toEqual(promptBlockHashes(seed, prompt, 64, 0).map(blockKey));
+      expect(promptBlockKeys(seed, prompt, 64, 2)).toEqual(promptBlockHashes(seed, prompt, 64, 2).map(blockKey));
+    }
   });
 });
 
