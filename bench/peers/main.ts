@@ -96,7 +96,7 @@ const OPTIONS: Option[] = [
   },
   {
     name: 'epp-node-args',
-    def: '--max-old-space-size=768',
+    def: '--max-old-space-size=768 --max-semi-space-size=8',
     help: "Node flags of pd-router's EPP (the Kustomize base's NODE_OPTIONS)",
   },
   {

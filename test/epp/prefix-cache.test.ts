@@ -1,7 +1,7 @@
 /** The approximate prefix cache: llm-d's block-hash chain, the per-endpoint LRU index, and the producer's matching. */
 import { describe, expect, it } from 'vitest';
 import xxhash from 'xxhash-wasm';
-import { chainSeed, promptBlockHashes } from '../../src/epp/prefix/block-hash.js';
+import { chainSeed, promptBlockHashes, promptBlockKeys } from '../../src/epp/prefix/block-hash.js';
 import { PrefixIndex, blockKey } from '../../src/epp/prefix/prefix-index.js';
 import { prefixState } from '../../src/epp/prefix/match-state.js';
 import type { ApproxPrefixCacheProducer } from '../../src/epp/plugins/producer/approx-prefix-cache-producer.js';
@@ -89,9 +89,80 @@ describe('PrefixIndex', () => {
     expect(idx.endpointCount()).toBe(2);
   });
 
+  it('matches a plain Map model through growth, eviction, colliding table homes and endpoint removal', () => {
+    // The model: per endpoint an insertion-ordered Map as LRU, holders in the order they were added.
+    const lrus = new Map<string, { lru: Map<number, true>; capacity: number }>();
+    const order = new Map<number, string[]>();
+    const idx = new PrefixIndex();
+    let seed = 12345;
+    const rand = (bound: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % bound;
+    };
+    // Keys spread over 53 bits, many sharing their low bits (the table's home) to exercise probing and deletion.
+    const universe = Array.from({ length: 3000 }, (_, i) =>
+      i % 2
+        ? rand(2 ** 21) * 2 ** 32 + rand(2 ** 31) * 2 + (i & 1)
+        : rand(2 ** 21) * 2 ** 32 + rand(16) * 2 ** 20 + rand(8),
+    );
+    const endpoints = ['a', 'b', 'c', 'd', 'e'];
+    for (let step = 0; step < 4000; step++) {
+      const id = endpoints[rand(endpoints.length)];
+      if (rand(200) === 0) {
+        idx.removeEndpoint(id);
+        lrus.delete(id);
+        for (const [k, list] of order)
+          order.set(
+            k,
+            list.filter((holder) => holder !== id),
+          );
+        continue;
+      }
+      const start = rand(universe.length - 64);
+      const keys = universe.slice(start, start + 1 + rand(64));
+      const capacity = 50 + rand(400);
+      idx.add(id, keys, capacity);
+      let e = lrus.get(id);
+      if (!e) lrus.set(id, (e = { lru: new Map(), capacity }));
+      for (const k of keys) {
+        if (e.lru.delete(k)) {
+          e.lru.set(k, true);
+          continue;
+        }
+        e.lru.set(k, true);
+        order.set(k, [...(order.get(k) ?? []).filter((holder) => holder !== id), id]);
+        if (e.lru.size > e.capacity) {
+          const oldest = e.lru.keys().next().value!;
+          e.lru.delete(oldest);
+          order.set(
+            oldest,
+            order.get(oldest)!.filter((holder) => holder !== id),
+          );
+        }
+      }
+      if (step % 50 === 0 || step === 3999) {
+        expect(universe.map((k) => idx.holders(k))).toEqual(
+          universe.map((k) => (order.get(k) ?? []).filter((holder) => lrus.get(holder)?.lru.has(k))),
+        );
+        expect(idx.size).toBe([...lrus.values()].reduce((sum, lru) => sum + lru.lru.size, 0));
+      }
+    }
+    for (const id of endpoints) idx.removeEndpoint(id);
+    expect(idx.size).toBe(0);
+    for (const k of universe) expect(idx.holders(k)).toEqual([]);
+  });
+
   it('block keys are the top 53 bits of the 64-bit hash', () => {
     expect(blockKey(0xffffffffffffffffn)).toBe(2 ** 53 - 1);
     expect(blockKey(1n << 11n)).toBe(1);
+    for (const prompt of [
+      { kind: 'text' as const, text: 'é'.repeat(700) + 'tail' },
+      { kind: 'tokens' as const, tokens: Array.from({ length: 300 }, (_, i) => i * 7919) },
+    ]) {
+      const seed = chainSeed('m', 'salt');
+      expect(promptBlockKeys(seed, prompt, 64, 0)).toEqual(promptBlockHashes(seed, prompt, 64, 0).map(blockKey));
+      expect(promptBlockKeys(seed, prompt, 64, 2)).toEqual(promptBlockHashes(seed, prompt, 64, 2).map(blockKey));
+    }
   });
 });
 

@@ -94,6 +94,11 @@ export class Tracing {
   constructor(
     private readonly tracer: Tracer | undefined,
     private readonly processor: BoundedSpanProcessor | undefined,
+    /**
+     * The sampler is parent-based (parentbased_*, the default): a span whose parent in this process is not recording
+     * is not recorded either, so callers may skip building it (no attribute object, no span, no sampler call).
+     */
+    readonly followsParent = false,
   ) {}
 
   /** Tracing off: nothing is built, nothing exported. */
@@ -226,7 +231,11 @@ export async function startTracing(settings: TracingSettings, start: TracingStar
     { exporter: exporterKind === 'console' ? 'console' : 'otlp', endpoint: where, sampler: sampling.description },
     'OpenTelemetry tracing on',
   );
-  return new Tracing(provider.getTracer(start.scope, packageVersion()), processor);
+  return new Tracing(
+    provider.getTracer(start.scope, packageVersion()),
+    processor,
+    sampling.description.startsWith('parentbased_'),
+  );
 }
 
 /**

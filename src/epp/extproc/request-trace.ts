@@ -37,6 +37,8 @@ export class EppRequestTrace {
 
   /** The request was scheduled: its orchestration (from `startedAt`, a performance.now() reading) and its decision. */
   scheduled(startedAt: number, parsed: ParsedRequest, scheduled: ScheduledRequest): void {
+    // Not sampled, with a parent-based sampler (90% of requests by default): the children would not be recorded.
+    if (this.tracing.followsParent && !this.span.isRecording()) return;
     const request = parsed.request;
     const orchestration = this.tracing.start(
       'gateway.request_orchestration',

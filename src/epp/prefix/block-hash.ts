@@ -35,11 +35,29 @@ function promptBytes(prompt: Prompt): Uint8Array {
  * Block hashes of one prompt. `maxBlocks` 0 means no limit.
  */
 export function promptBlockHashes(seed: bigint, prompt: Prompt, blockSizeTokens: number, maxBlocks: number): bigint[] {
+  const out: bigint[] = [];
+  chainHashes(seed, prompt, blockSizeTokens, maxBlocks, (hash) => out.push(hash));
+  return out;
+}
+
+/** The index keys (top 53 bits, see PrefixIndex) of promptBlockHashes, without the intermediate array. */
+export function promptBlockKeys(seed: bigint, prompt: Prompt, blockSizeTokens: number, maxBlocks: number): number[] {
+  const out: number[] = [];
+  chainHashes(seed, prompt, blockSizeTokens, maxBlocks, (hash) => out.push(Number(hash >> 11n)));
+  return out;
+}
+
+function chainHashes(
+  seed: bigint,
+  prompt: Prompt,
+  blockSizeTokens: number,
+  maxBlocks: number,
+  emit: (hash: bigint) => void,
+): void {
   const bytes = promptBytes(prompt);
   const blockBytes = blockSizeTokens * BYTES_PER_TOKEN;
   let blocks = Math.ceil(bytes.length / blockBytes);
   if (maxBlocks > 0 && blocks > maxBlocks) blocks = maxBlocks;
-  const out = new Array<bigint>(blocks);
   let prev = seed;
   for (let i = 0; i < blocks; i++) {
     const start = i * blockBytes;
@@ -55,7 +73,6 @@ export function promptBlockHashes(seed: bigint, prompt: Prompt, blockSizeTokens:
     chainView.setBigUint64(0, blockId, true);
     chainView.setBigUint64(8, prev, true);
     prev = h64Raw(chainBuffer);
-    out[i] = prev;
+    emit(prev);
   }
-  return out;
 }

@@ -36,9 +36,9 @@ import type {
   SchedulingContext,
   SchedulingResult,
 } from '../../framework/types.js';
-import { chainSeed, promptBlockHashes } from '../../prefix/block-hash.js';
+import { chainSeed, promptBlockKeys } from '../../prefix/block-hash.js';
 import { PREFIX_MATCH_DATA, prefixStateKey, type PrefixMatchState } from '../../prefix/match-state.js';
-import { PrefixIndex, blockKey } from '../../prefix/prefix-index.js';
+import { PrefixIndex } from '../../prefix/prefix-index.js';
 import { definePlugin } from '../definition.js';
 
 /** llm-d's floor on the block size, against EPP memory blow-ups with 16-token blocks (#1158). */
@@ -158,9 +158,7 @@ export const approxPrefixCacheProducer = definePlugin({
         const keys =
           maxBlocks === 0
             ? []
-            : context.request.prompts.map((prompt) =>
-                promptBlockHashes(seed, prompt, blockSizeTokens, maxBlocks).map(blockKey),
-              );
+            : context.request.prompts.map((prompt) => promptBlockKeys(seed, prompt, blockSizeTokens, maxBlocks));
         const matched = new Map<string, number>();
         const count = (id: string) => matched.set(id, (matched.get(id) ?? 0) + 1);
         let totalBlocks = 0;

@@ -16,9 +16,8 @@
 import { once } from 'node:events';
 import { z } from 'zod';
 import type { AsyncDataProducer, Endpoint, SchedulingContext } from '../../framework/types.js';
-import { chainSeed, promptBlockHashes } from '../../prefix/block-hash.js';
+import { chainSeed, promptBlockKeys } from '../../prefix/block-hash.js';
 import { PREFIX_MATCH_DATA, prefixStateKey, type PrefixMatchState } from '../../prefix/match-state.js';
-import { blockKey } from '../../prefix/prefix-index.js';
 import { definePlugin } from '../definition.js';
 import { UNLIMITED, assignBurst, type BurstEntry } from './burst-assign.js';
 
@@ -94,7 +93,7 @@ export const burstPrefixCacheProducer = definePlugin({
       async produceAsync(cycle: SchedulingContext, candidates: readonly Endpoint[], signal: AbortSignal) {
         const seed = chainSeed(cycle.request.targetModel, cycle.request.cacheSalt);
         const keys = cycle.request.prompts.map((prompt) =>
-          promptBlockHashes(seed, prompt, params.blockSizeTokens, maxBlocks).map(blockKey),
+          promptBlockKeys(seed, prompt, params.blockSizeTokens, maxBlocks),
         );
         const entry: BurstEntry = { keys, candidates };
         const batch = join(entry);
