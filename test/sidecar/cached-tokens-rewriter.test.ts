@@ -83,7 +83,8 @@ describe('SSE cached_tokens rewriter', () => {
 
   it('passes events whose usage is null byte for byte, and still rewrites a usage object next to them', () => {
     // 1.0 and \u00e9 would come out as 1 and é if these events were parsed and serialized again.
-    const nulls = 'data: {"usage":null,"x":1.0,"c":"\\u00e9 \\"usage\\" \\"usage\\":null"}\n\ndata: {"object":"usage","usage":null,"x":1.0}\n\n';
+    const nulls =
+      'data: {"usage":null,"x":1.0,"c":"\\u00e9 \\"usage\\" \\"usage\\":null"}\n\ndata: {"object":"usage","usage":null,"x":1.0}\n\n';
     expect(runRewriter(Buffer.from(nulls), [], 5)).toBe(nulls);
     const spaced = 'data: {"usage": null,"x":1.0}\n\ndata: {"usage": {"prompt_tokens":2},"y":1.0}\n\n';
     expect(runRewriter(Buffer.from(nulls + spaced), [], 5)).toBe(

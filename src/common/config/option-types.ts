@@ -183,16 +183,11 @@ export function oneOf<const C extends readonly [string, ...string[]]>(
   const check: Check<C[number]> = (raw) => {
     if (typeof raw !== 'string') return REFUSED;
     const text = raw.trim();
-    return allowed.has(text) ? (text) : REFUSED;
+    return allowed.has(text) ? text : REFUSED;
   };
   const shownChoices = choices.map((text) => (text === '' ? '""' : text));
-  return make(
-    'enum',
-    common,
-    `<${shownChoices.join('|')}>`,
-    check,
-    `one of ${shownChoices.join(', ')}`,
-    (value) => (value === '' ? '""' : value),
+  return make('enum', common, `<${shownChoices.join('|')}>`, check, `one of ${shownChoices.join(', ')}`, (value) =>
+    value === '' ? '""' : value,
   );
 }
 
