@@ -91,7 +91,7 @@ const OPTIONS: Option[] = [
   },
   {
     name: 'sidecar-node-args',
-    def: '--max-old-space-size=96 --max-semi-space-size=16',
+    def: '--max-old-space-size=96 --max-semi-space-size=8',
     help: "Node flags of pd-router's sidecar (the Kustomize component's NODE_OPTIONS)",
   },
   {

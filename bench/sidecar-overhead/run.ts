@@ -30,7 +30,7 @@
  *
  * Usage: node dist/bench/sidecar-overhead/run.js [--duration 10] [--repeats 3] [--concurrency 1,64,256]
  *        [--open-rates 500,1000] [--open-connections 256] [--out bench/results] [--proxy sidecar|minimal]
- *        [--sidecar-node-args "--max-old-space-size=96 --max-semi-space-size=16"] [--pin true|false]
+ *        [--sidecar-node-args "--max-old-space-size=96 --max-semi-space-size=8"] [--pin true|false]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -57,7 +57,7 @@ const OPEN_CONNECTIONS = Number(arg('open-connections', '256'));
  * a cap V8 sizes its heap from the machine's memory and lets garbage accumulate (RSS ~300 MB here for a live set
  * under 60 MB).
  */
-const SIDECAR_NODE_ARGS = arg('sidecar-node-args', '--max-old-space-size=96 --max-semi-space-size=16')
+const SIDECAR_NODE_ARGS = arg('sidecar-node-args', '--max-old-space-size=96 --max-semi-space-size=8')
   .split(' ')
   .filter(Boolean);
 const PIN = arg('pin', hasTaskset() ? 'true' : 'false') === 'true';

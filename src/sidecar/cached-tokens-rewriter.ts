@@ -12,6 +12,29 @@
 import { isObject, type JsonObject } from '../common/json.js';
 
 const USAGE_MARKER = Buffer.from('"usage"');
+const NULL_USAGE = Buffer.from('"usage":null');
+
+/**
+ * Whether `data` may hold a usage object: some `"usage"` in it is not `"usage":null`. Streamed chunks commonly carry
+ * `"usage":null` (llm-d-inference-sim on every chunk; vLLM when asked for continuous usage), and parsing and
+ * re-serializing each such event for nothing was the largest share of the sidecar's own CPU on a streamed request.
+ * A `"usage"` followed by `:null` is a key whose value is null (inside a JSON string a quote is escaped), so nothing
+ * is missed; any other form (`"usage": null` with a space, an object) is parsed as before.
+ */
+export function mayHoldUsage(data: Buffer): boolean {
+  for (let at = data.indexOf(USAGE_MARKER); at >= 0; at = data.indexOf(USAGE_MARKER, at + USAGE_MARKER.length)) {
+    const end = at + NULL_USAGE.length;
+    if (end > data.length || data.compare(NULL_USAGE, 0, NULL_USAGE.length, at, end) !== 0) return true;
+  }
+  return false;
+}
+
+/** {@link mayHoldUsage} for one line of text. */
+function lineMayHoldUsage(text: string): boolean {
+  for (let at = text.indexOf('"usage"'); at >= 0; at = text.indexOf('"usage"', at + 7))
+    if (!text.startsWith('"usage":null', at)) return true;
+  return false;
+}
 const NEWLINE = 0x0a;
 const EMPTY = Buffer.alloc(0);
 
@@ -82,7 +105,7 @@ export function rewriteJsonBody(body: Buffer, cached: number): Buffer {
 function rewriteLine(line: string, cached: number): string {
   // line has no terminator here
   const m = /^data:( ?)(.*)$/s.exec(line);
-  if (!m || !m[2].startsWith('{') || !m[2].includes('"usage"')) return line;
+  if (!m || !m[2].startsWith('{') || !lineMayHoldUsage(m[2])) return line;
   let parsed: unknown;
   try {
     parsed = JSON.parse(m[2]);
@@ -120,7 +143,7 @@ export class SseCachedTokensRewriter {
     const complete = data.subarray(0, lastNewline + 1);
     // Usually a chunk ends at a line end and nothing is left over; a leftover is copied so the chunk can be freed.
     this.pending = lastNewline + 1 === data.length ? EMPTY : Buffer.from(data.subarray(lastNewline + 1));
-    if (complete.indexOf(USAGE_MARKER) < 0) return complete;
+    if (!mayHoldUsage(complete)) return complete;
     const lines = complete.toString('utf8').split('\n');
     // split leaves a final empty string after the trailing '\n'
     let out = '';

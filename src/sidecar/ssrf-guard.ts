@@ -7,10 +7,9 @@
  * reloaded on change) for deployments without Kubernetes. Until the pool watch has synced, every target is denied.
  */
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
 import type { Logger } from 'pino';
 import type { PodEndpoint, PoolWatcher } from '../common/kubernetes/index.js';
-import { ConfigError, parseTarget } from '../common/index.js';
+import { ConfigError, parseTarget, parseYaml } from '../common/index.js';
 
 export interface TargetGuard {
   readonly mode: 'off' | 'static' | 'inference-pool';

@@ -151,6 +151,58 @@ describe('option loading', () => {
   });
 });
 
+describe('option values', () => {
+  // What each kind accepts and refuses (the rules zod applied before these checks replaced it; unchanged).
+  const accepts = (spec: { parse(raw: unknown): unknown }, raw: unknown) => {
+    try {
+      return { value: spec.parse(raw) };
+    } catch (err) {
+      return { refused: (err as Error).message };
+    }
+  };
+  it('parses every kind from text and from config-file values, and refuses the rest with what is expected', () => {
+    const int = opt.int({ default: 0, min: 1, max: 10, description: '' });
+    expect(accepts(int, ' +7 ')).toEqual({ value: 7 });
+    expect(accepts(int, 3)).toEqual({ value: 3 });
+    for (const bad of ['7.5', '0', '11', '', '1e1', 2.5, Number.NaN, Infinity, true, null, ['3']])
+      expect(accepts(int, bad)).toEqual({ refused: 'an integer between 1 and 10' });
+    const big = opt.int({ default: 0, description: '' });
+    expect(accepts(big, String(2 ** 53 - 1))).toEqual({ value: 2 ** 53 - 1 });
+    expect(accepts(big, String(2 ** 53))).toEqual({ refused: 'an integer' });
+    const num = opt.number({ default: 0, min: 0, max: 1, description: '' });
+    expect(accepts(num, '.5')).toEqual({ value: 0.5 });
+    expect(accepts(num, '1e-1')).toEqual({ value: 0.1 });
+    for (const bad of ['1.5', 'x', Infinity, Number.NaN, '0x1']) expect(accepts(num, bad)).toHaveProperty('refused');
+    const str = opt.string({ default: '', pattern: /^[a-z]+$/, patternHint: 'lower-case letters', description: '' });
+    expect(accepts(str, 'abc')).toEqual({ value: 'abc' });
+    expect(accepts(opt.string({ default: '', description: '' }), 42)).toEqual({ value: '42' });
+    expect(accepts(str, 'ab1')).toEqual({ refused: 'lower-case letters' });
+    expect(accepts(str, Infinity)).toHaveProperty('refused');
+    const flag = opt.bool({ default: false, description: '' });
+    expect(accepts(flag, ' On ')).toEqual({ value: true });
+    expect(accepts(flag, 'f')).toEqual({ value: false });
+    expect(accepts(flag, 1)).toEqual({ refused: 'true or false' });
+    const dur = opt.duration({ default: 0, min: 1, description: '' });
+    expect(accepts(dur, '1.5s')).toEqual({ value: 1500 });
+    expect(accepts(dur, 250)).toEqual({ value: 250 });
+    expect(accepts(dur, '0s')).toEqual({ refused: 'a duration such as 200ms, 1.5s or 2m of at least 1ms' });
+    expect(accepts(dur, 'soon')).toHaveProperty('refused');
+    const mode = opt.oneOf(['a', ''] as const, { default: 'a', description: '' });
+    expect(accepts(mode, ' a ')).toEqual({ value: 'a' });
+    expect(accepts(mode, 'b')).toEqual({ refused: 'one of a, ""' });
+    const stages = opt.list({ default: [], choices: ['x', 'y'], description: '' });
+    expect(accepts(stages, ['x', ' y, x ', ''])).toEqual({ value: ['x', 'y', 'x'] });
+    expect(accepts(opt.list({ default: [], description: '' }), [1, 'a'])).toEqual({ value: ['1', 'a'] });
+    expect(accepts(stages, 'x,z')).toEqual({ refused: 'a comma-separated list of x, y' });
+    expect(accepts(stages, [null])).toHaveProperty('refused');
+    const size = opt.bytes({ default: 0, min: 1, description: '' });
+    expect(accepts(size, ' 1.5 KiB ')).toEqual({ value: 1536 });
+    expect(accepts(size, 2048)).toEqual({ value: 2048 });
+    for (const bad of ['10XB', '1constructor', '-1', 0, 1.5, '99999999999GiB'])
+      expect(accepts(size, bad)).toEqual({ refused: 'a size such as 10MiB, 512KiB or a number of bytes' });
+  });
+});
+
 describe('pd-router CLI', () => {
   it('exits 2 with a clear message for a bad flag', async () => {
     const r = await runCli(['sim', '--max-num-seqs', 'lots']);

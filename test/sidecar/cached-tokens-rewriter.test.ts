@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SseCachedTokensRewriter, rewriteJsonBody, sidecarConfig, startSidecar } from '../../src/sidecar/index.js';
+import { mayHoldUsage } from '../../src/sidecar/cached-tokens-rewriter.js';
 import { simConfig, startSimulator } from '../../src/sim/index.js';
 import { postJson, sseJson } from '../helpers.js';
 
@@ -78,6 +79,22 @@ describe('SSE cached_tokens rewriter', () => {
     expect(runRewriter(Buffer.from('data: {"usage":{"prompt_tokens":1}}'), [10], 2)).toBe(
       'data: {"usage":{"prompt_tokens":1,"prompt_tokens_details":{"cached_tokens":2}}}',
     );
+  });
+
+  it('passes events whose usage is null byte for byte, and still rewrites a usage object next to them', () => {
+    // 1.0 and \u00e9 would come out as 1 and é if these events were parsed and serialized again.
+    const nulls =
+      'data: {"usage":null,"x":1.0,"c":"\\u00e9 \\"usage\\" \\"usage\\":null"}\n\ndata: {"object":"usage","usage":null,"x":1.0}\n\n';
+    expect(runRewriter(Buffer.from(nulls), [], 5)).toBe(nulls);
+    const spaced = 'data: {"usage": null,"x":1.0}\n\ndata: {"usage": {"prompt_tokens":2},"y":1.0}\n\n';
+    expect(runRewriter(Buffer.from(nulls + spaced), [], 5)).toBe(
+      nulls +
+        'data: {"usage": null,"x":1.0}\n\ndata: {"usage":{"prompt_tokens":2,"prompt_tokens_details":{"cached_tokens":5}},"y":1}\n\n',
+    );
+    expect(mayHoldUsage(Buffer.from('{"usage":null}'))).toBe(false);
+    expect(mayHoldUsage(Buffer.from('{"a":1}'))).toBe(false);
+    for (const text of ['{"usage":{}}', '{"usage":nul', '{"usage"', '{"usage":null,"response":{"usage":{}}}'])
+      expect(mayHoldUsage(Buffer.from(text))).toBe(true);
   });
 
   it('never holds back a complete line', () => {

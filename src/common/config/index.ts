@@ -13,6 +13,7 @@ export {
   envName,
   programName,
   acceptedFlags,
+  parseYaml,
   type CommandDefinition,
   type OptionsSpec,
   type OptionValues,

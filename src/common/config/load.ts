@@ -4,7 +4,7 @@
  * values are rejected with a ConfigError that names the flag or key, the bad value and what is allowed.
  */
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
 import { OptionValueError, type OptionSpec } from './option-types.js';
 import { envName, flagName, kebab } from './names.js';
 import { resolveCompat, type CompatEntry, type CompatTable, type CompatWarning } from './compat.js';
@@ -247,6 +247,17 @@ function parseArgv<S extends OptionsSpec>(
     target.set(key ?? name, list);
   }
   return out;
+}
+
+let yamlParse: typeof import('yaml').parse | undefined;
+
+/**
+ * YAML (or JSON) text to a value, with the yaml package loaded on first use: most processes take flags only, and the
+ * sidecar (one per decode pod) would otherwise keep its ~5 MB for nothing.
+ */
+export function parseYaml(text: string): unknown {
+  yamlParse ??= (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse;
+  return yamlParse(text);
 }
 
 function readConfigDocument(text: string, origin: string): Record<string, unknown> {

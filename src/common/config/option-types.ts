@@ -1,10 +1,11 @@
 /**
  * Typed option definitions. Each option knows its default, its help text and how to turn a raw value (a string from the
- * command line or the environment, or a YAML/JSON value from a config file) into a typed value. Validation is done with
- * zod; a failure becomes an `expected ...` phrase that the loader turns into one error naming the flag, the bad value and
- * what is allowed.
+ * command line or the environment, or a YAML/JSON value from a config file) into a typed value. A refused value becomes
+ * an `expected ...` phrase that the loader turns into one error naming the flag, the bad value and what is allowed.
+ *
+ * Plain checks rather than a schema library: every component loads this module, and the sidecar (one per decode pod)
+ * would otherwise carry a validation library's ~10 MB of heap and code for the one parse it does at start.
  */
-import { z } from 'zod';
 import { parseDuration, formatDuration, DurationSyntaxError } from './duration.js';
 
 /** The kinds of option values. */
@@ -50,11 +51,15 @@ interface Common<T> {
   variadic?: boolean;
 }
 
+/** What a check returns for a value it refuses. */
+const REFUSED: unique symbol = Symbol('refused');
+type Check<T> = (raw: unknown) => T | typeof REFUSED;
+
 function make<T>(
   kind: OptionKind,
   common: Common<T>,
   placeholder: string,
-  schema: z.ZodType<T>,
+  check: Check<T>,
   expected: string,
   format: (value: T) => string,
 ): OptionSpec<T> {
@@ -69,24 +74,33 @@ function make<T>(
     variadic: common.variadic,
     placeholder,
     parse(raw: unknown): T {
-      const r = schema.safeParse(raw);
-      if (!r.success) throw new OptionValueError(expected);
-      return r.data;
+      const value = check(raw);
+      if (value === REFUSED) throw new OptionValueError(expected);
+      return value;
     },
     formatDefault: () => format(common.default),
   };
 }
 
-const intFromString = z
-  .string()
-  .trim()
-  .regex(/^[-+]?\d+$/)
-  .transform(Number);
-const numberFromString = z
-  .string()
-  .trim()
-  .regex(/^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$/)
-  .transform(Number);
+/** A finite number (NaN and the infinities are refused, as a YAML `.nan` or `.inf` would be). */
+function isFiniteNumber(raw: unknown): raw is number {
+  return typeof raw === 'number' && Number.isFinite(raw);
+}
+
+const INT_TEXT = /^[-+]?\d+$/;
+const NUMBER_TEXT = /^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$/;
+
+/** A number from a number or its decimal text (trimmed), or REFUSED. */
+function numberFrom(raw: unknown, text: RegExp): number | typeof REFUSED {
+  if (typeof raw === 'number') return raw;
+  if (typeof raw !== 'string') return REFUSED;
+  const trimmed = raw.trim();
+  return text.test(trimmed) ? Number(trimmed) : REFUSED;
+}
+
+function inRange(value: number, min?: number, max?: number): boolean {
+  return (min === undefined || value >= min) && (max === undefined || value <= max);
+}
 
 function rangePhrase(what: string, min?: number, max?: number): string {
   if (min !== undefined && max !== undefined) return `${what} between ${min} and ${max}`;
@@ -95,42 +109,34 @@ function rangePhrase(what: string, min?: number, max?: number): string {
   return what;
 }
 
-function bounded(zodNumber: z.ZodNumber, min?: number, max?: number): z.ZodNumber {
-  let out = zodNumber;
-  if (min !== undefined) out = out.min(min);
-  if (max !== undefined) out = out.max(max);
-  return out;
-}
-
 export function int(config: Common<number> & { min?: number; max?: number }): OptionSpec<number> {
-  const target = bounded(z.number().int(), config.min, config.max);
-  return make(
-    'int',
-    config,
-    '<int>',
-    z.union([z.number(), intFromString]).pipe(target),
-    rangePhrase('an integer', config.min, config.max),
-    String,
-  );
+  const check: Check<number> = (raw) => {
+    const value = numberFrom(raw, INT_TEXT);
+    return value !== REFUSED && Number.isSafeInteger(value) && inRange(value, config.min, config.max) ? value : REFUSED;
+  };
+  return make('int', config, '<int>', check, rangePhrase('an integer', config.min, config.max), String);
 }
 
 export function number(config: Common<number> & { min?: number; max?: number }): OptionSpec<number> {
-  const target = bounded(z.number(), config.min, config.max);
-  return make(
-    'number',
-    config,
-    '<number>',
-    z.union([z.number(), numberFromString]).pipe(target),
-    rangePhrase('a number', config.min, config.max),
-    String,
-  );
+  const check: Check<number> = (raw) => {
+    const value = numberFrom(raw, NUMBER_TEXT);
+    return value !== REFUSED && Number.isFinite(value) && inRange(value, config.min, config.max) ? value : REFUSED;
+  };
+  return make('number', config, '<number>', check, rangePhrase('a number', config.min, config.max), String);
 }
 
 export function string(config: Common<string> & { pattern?: RegExp; patternHint?: string }): OptionSpec<string> {
-  let target = z.string();
-  if (config.pattern) target = target.regex(config.pattern);
-  const schema = z.union([z.string(), z.number().transform(String)]).pipe(target);
-  return make('string', config, '<string>', schema, config.patternHint ?? 'a string', (value) =>
+  const pattern = config.pattern;
+  const check: Check<string> = (raw) => {
+    const value = typeof raw === 'string' ? raw : isFiniteNumber(raw) ? String(raw) : undefined;
+    if (value === undefined) return REFUSED;
+    if (pattern) {
+      pattern.lastIndex = 0;
+      if (!pattern.test(value)) return REFUSED;
+    }
+    return value;
+  };
+  return make('string', config, '<string>', check, config.patternHint ?? 'a string', (value) =>
     value === '' ? '""' : value,
   );
 }
@@ -140,60 +146,48 @@ const FALSE = new Set(['false', '0', 'f', 'no', 'off']);
 
 /** Booleans accept Go's `--flag=false` form and the usual spellings in files and env. */
 export function bool(common: Common<boolean>): OptionSpec<boolean> {
-  const schema = z.union([
-    z.boolean(),
-    z
-      .string()
-      .trim()
-      .toLowerCase()
-      .refine((text) => TRUE.has(text) || FALSE.has(text))
-      .transform((text) => TRUE.has(text)),
-  ]);
-  return make('bool', common, '', schema, 'true or false', String);
+  const check: Check<boolean> = (raw) => {
+    if (typeof raw === 'boolean') return raw;
+    if (typeof raw !== 'string') return REFUSED;
+    const text = raw.trim().toLowerCase();
+    return TRUE.has(text) ? true : FALSE.has(text) ? false : REFUSED;
+  };
+  return make('bool', common, '', check, 'true or false', String);
 }
 
 /** Durations in milliseconds; accepts Go syntax ("200ms", "1.5s", "2m") or a bare number of milliseconds. */
 export function duration(config: Common<number> & { min?: number; max?: number }): OptionSpec<number> {
-  const schema = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const check: Check<number> = (raw) => {
+    if (typeof raw !== 'string' && !isFiniteNumber(raw)) return REFUSED;
+    let ms: number;
     try {
-      const ms = parseDuration(value);
-      if ((config.min !== undefined && ms < config.min) || (config.max !== undefined && ms > config.max)) {
-        ctx.addIssue({ code: 'custom', message: 'out of range' });
-        return z.NEVER;
-      }
-      return ms;
+      ms = parseDuration(raw);
     } catch (e) {
-      if (e instanceof DurationSyntaxError) {
-        ctx.addIssue({ code: 'custom', message: e.message });
-        return z.NEVER;
-      }
+      if (e instanceof DurationSyntaxError) return REFUSED;
       throw e;
     }
-  });
+    return inRange(ms, config.min, config.max) ? ms : REFUSED;
+  };
   let expected = 'a duration such as 200ms, 1.5s or 2m';
   if (config.min !== undefined && config.max !== undefined)
     expected += ` between ${formatDuration(config.min)} and ${formatDuration(config.max)}`;
   else if (config.min !== undefined) expected += ` of at least ${formatDuration(config.min)}`;
-  return make('duration', config, '<duration>', schema, expected, formatDuration);
+  return make('duration', config, '<duration>', check, expected, formatDuration);
 }
 
 export function oneOf<const C extends readonly [string, ...string[]]>(
   choices: C,
   common: Common<C[number]>,
 ): OptionSpec<C[number]> {
-  const schema = z
-    .string()
-    .trim()
-    // eslint-disable-next-line no-restricted-syntax -- z.enum takes a mutable non-empty tuple; choices is that tuple, readonly
-    .pipe(z.enum(choices as unknown as [C[number], ...C[number][]]));
+  const allowed: ReadonlySet<string> = new Set(choices);
+  const check: Check<C[number]> = (raw) => {
+    if (typeof raw !== 'string') return REFUSED;
+    const text = raw.trim();
+    return allowed.has(text) ? text : REFUSED;
+  };
   const shownChoices = choices.map((text) => (text === '' ? '""' : text));
-  return make(
-    'enum',
-    common,
-    `<${shownChoices.join('|')}>`,
-    schema as z.ZodType<C[number]>,
-    `one of ${shownChoices.join(', ')}`,
-    (value) => (value === '' ? '""' : value),
+  return make('enum', common, `<${shownChoices.join('|')}>`, check, `one of ${shownChoices.join(', ')}`, (value) =>
+    value === '' ? '""' : value,
   );
 }
 
@@ -201,20 +195,28 @@ export function oneOf<const C extends readonly [string, ...string[]]>(
 export function list(
   config: Common<string[]> & { choices?: readonly string[]; itemHint?: string },
 ): OptionSpec<string[]> {
-  const item = config.choices ? z.enum(config.choices as [string, ...string[]]) : z.string().min(1);
-  const schema = z
-    .union([z.string(), z.array(z.union([z.string(), z.number().transform(String)]))])
-    .transform((value) =>
-      (Array.isArray(value) ? value : [value])
-        .flatMap((text) => text.split(','))
-        .map((text) => text.trim())
-        .filter((text) => text !== ''),
-    )
-    .pipe(z.array(item));
+  const allowed: ReadonlySet<string> | undefined = config.choices ? new Set(config.choices) : undefined;
+  const check: Check<string[]> = (raw) => {
+    let values: string[];
+    if (typeof raw === 'string') values = [raw];
+    else if (Array.isArray(raw)) {
+      values = [];
+      for (const item of raw as unknown[]) {
+        if (typeof item === 'string') values.push(item);
+        else if (isFiniteNumber(item)) values.push(String(item));
+        else return REFUSED;
+      }
+    } else return REFUSED;
+    const items = values
+      .flatMap((text) => text.split(','))
+      .map((text) => text.trim())
+      .filter((text) => text !== '');
+    return allowed && items.some((item) => !allowed.has(item)) ? REFUSED : items;
+  };
   const expected = config.choices
     ? `a comma-separated list of ${config.choices.join(', ')}`
     : (config.itemHint ?? 'a comma-separated list');
-  return make('list', config, '<list>', schema, expected, (items) => (items.length === 0 ? '[]' : items.join(',')));
+  return make('list', config, '<list>', check, expected, (items) => (items.length === 0 ? '[]' : items.join(',')));
 }
 
 const BYTE_UNITS: Record<string, number> = {
@@ -236,28 +238,18 @@ const BYTE_UNITS: Record<string, number> = {
 
 /** Byte sizes: "10MiB", "512KiB", "1MB", or a plain number of bytes. */
 export function bytes(config: Common<number> & { min?: number }): OptionSpec<number> {
-  const fromString = z
-    .string()
-    .trim()
-    .regex(/^\d+(\.\d+)?\s*[a-zA-Z]*$/)
-    .transform((text, ctx) => {
-      const m = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(text)!;
-      const unit = BYTE_UNITS[m[2].toLowerCase()];
-      if (unit === undefined) {
-        ctx.addIssue({ code: 'custom', message: 'unit' });
-        return z.NEVER;
-      }
-      return Math.round(Number(m[1]) * unit);
-    });
-  const target = bounded(z.number().int(), config.min ?? 0);
-  return make(
-    'bytes',
-    config,
-    '<bytes>',
-    z.union([z.number(), fromString]).pipe(target),
-    'a size such as 10MiB, 512KiB or a number of bytes',
-    formatBytes,
-  );
+  const check: Check<number> = (raw) => {
+    let value: number;
+    if (typeof raw === 'number') value = raw;
+    else if (typeof raw === 'string') {
+      const m = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(raw.trim());
+      const unit = m ? BYTE_UNITS[m[2].toLowerCase()] : undefined;
+      if (m === null || unit === undefined) return REFUSED;
+      value = Math.round(Number(m[1]) * unit);
+    } else return REFUSED;
+    return Number.isSafeInteger(value) && value >= (config.min ?? 0) ? value : REFUSED;
+  };
+  return make('bytes', config, '<bytes>', check, 'a size such as 10MiB, 512KiB or a number of bytes', formatBytes);
 }
 
 /** A byte count for --help: `64KiB`, `1MiB`. */
