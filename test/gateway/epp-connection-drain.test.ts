@@ -8,35 +8,13 @@
  */
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGatewayStack, type GatewayStack } from './fixtures.js';
+import { postCompletion, startGatewayStack, type GatewayStack } from './fixtures.js';
 import { waitFor } from '../helpers.js';
 
 const BURST = 4;
 
-function post(stack: GatewayStack, stream: boolean): Promise<{ status: number; text: string }> {
-  const u = new URL(stack.gateway.url);
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host: u.hostname,
-        port: u.port,
-        path: '/v1/completions',
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        timeout: 30_000,
-      },
-      (res) => {
-        let text = '';
-        res.on('data', (chunk: Buffer) => (text += chunk.toString()));
-        res.on('end', () => resolve({ status: res.statusCode!, text }));
-        res.on('error', reject);
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('no answer within 30 s')));
-    req.on('error', reject);
-    req.end(JSON.stringify({ model: 'food-review', prompt: 'hi', stream }));
-  });
-}
+const post = (stack: GatewayStack, stream: boolean) =>
+  postCompletion(stack.gateway.url, { model: 'food-review', prompt: 'hi', stream }).done;
 
 const drained = async (stack: GatewayStack) =>
   (await stack.epp!.metrics.connectionsDrained.get()).values.find(

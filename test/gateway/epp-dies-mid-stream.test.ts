@@ -3,11 +3,17 @@
  * gets every event, in order, and a normal end. Fail-closed: the client's response fails visibly at once (the chunked
  * body is never terminated), carrying no event past the failure and never looking complete.
  */
-import http from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { extProcServiceDefinition, type ProcessingRequest } from '../../src/common/envoy/ext-proc.js';
-import { startGatewayStack, startRecorder, type GatewayStack, type Recorder } from './fixtures.js';
+import {
+  postCompletion,
+  startGatewayStack,
+  startRecorder,
+  type ClientView,
+  type GatewayStack,
+  type Recorder,
+} from './fixtures.js';
 
 const EVENTS = 8;
 const FAIL_AT = 3;
@@ -68,13 +74,6 @@ async function startEppFailingMidResponse(destination: () => string): Promise<{ 
   return { address: `127.0.0.1:${port}`, close: () => server.forceShutdown() };
 }
 
-interface ClientView {
-  status: number;
-  text: string;
-  /** 'end' for a complete body, else the error that ended it. */
-  ending: string;
-}
-
 /** One streamed request; the endpoint sends its events one per write (a turn of the event loop apart). */
 function streamThrough(stack: GatewayStack): Promise<ClientView> {
   stack.decode.handler = (_req, res) => {
@@ -88,28 +87,7 @@ function streamThrough(stack: GatewayStack): Promise<ClientView> {
     };
     next();
   };
-  const u = new URL(stack.gateway.url);
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host: u.hostname,
-        port: u.port,
-        path: '/v1/completions',
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        timeout: 15_000,
-      },
-      (res) => {
-        let text = '';
-        res.on('data', (chunk: Buffer) => (text += chunk.toString()));
-        res.on('end', () => resolve({ status: res.statusCode!, text, ending: 'end' }));
-        res.on('error', (err) => resolve({ status: res.statusCode!, text, ending: err.message }));
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('no end within 15 s')));
-    req.on('error', reject);
-    req.end(JSON.stringify({ model: 'm', prompt: 'hi', stream: true }));
-  });
+  return postCompletion(stack.gateway.url, { model: 'm', prompt: 'hi', stream: true }, {}, 15_000).done;
 }
 
 let cleanup: Array<() => unknown> = [];
@@ -138,7 +116,11 @@ async function setUp(failureModeAllow: boolean): Promise<GatewayStack> {
 describe('the EPP fails mid-response, holding a chunk', () => {
   it('fail-open: the client gets every event in order and a normal end', async () => {
     const view = await streamThrough(await setUp(true));
-    expect(view).toEqual({ status: 200, text: ALL, ending: 'end' });
+    expect({ status: view.status, text: view.text, ending: view.ending }).toEqual({
+      status: 200,
+      text: ALL,
+      ending: 'end',
+    });
   });
 
   it('fail-closed: the response fails at once, with no event past the failure and no [DONE]', async () => {

@@ -4,12 +4,11 @@
  * once (the upstream request is reset, the client gets the 429); the gateway, standing in for Envoy, must too, not
  * when the upstream's answer eventually comes.
  */
-import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startEpp, type EppHandle } from '../../src/epp/index.js';
 import { gatewayConfig, startGateway, type GatewayHandle } from '../../src/gateway/index.js';
 import { loopbackEppConfig, seeded, spec } from '../epp/fixtures.js';
-import { startRecorder, type Recorder } from './fixtures.js';
+import { postCompletion, startRecorder, type Recorder } from './fixtures.js';
 
 const PRIORITIES: Record<string, number> = { sheddable: -1, critical: 10 };
 const CONFIG = `apiVersion: llm-d.ai/v1alpha1
@@ -24,36 +23,12 @@ flowControl:
   saturationDetector: {pluginRef: sat}
 `;
 
-interface Answer {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
-function post(gateway: GatewayHandle, objective: string): Promise<Answer> {
-  const u = new URL(gateway.url);
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host: u.hostname,
-        port: u.port,
-        path: '/v1/completions',
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-gateway-inference-objective': objective },
-        timeout: 30_000,
-      },
-      (res) => {
-        let body = '';
-        res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
-        res.on('error', reject);
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('no answer within 30 s')));
-    req.on('error', reject);
-    req.end(JSON.stringify({ model: 'food-review', prompt: `hello ${objective}` }));
-  });
-}
+const post = (gateway: GatewayHandle, objective: string) =>
+  postCompletion(
+    gateway.url,
+    { model: 'food-review', prompt: `hello ${objective}` },
+    { 'x-gateway-inference-objective': objective },
+  ).done;
 
 let cleanup: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
@@ -76,40 +51,13 @@ async function start(): Promise<{ upstream: Recorder; epp: EppHandle; gateway: G
   return { upstream, epp, gateway };
 }
 
-/** A streamed request whose response starts; resolves with its status, the text received and how it ended. */
-function stream(
-  gateway: GatewayHandle,
-  objective: string,
-): { started: Promise<void>; done: Promise<{ status: number; text: string; ending: string }> } {
-  const u = new URL(gateway.url);
-  let onStart!: () => void;
-  const started = new Promise<void>((resolve) => (onStart = resolve));
-  const done = new Promise<{ status: number; text: string; ending: string }>((resolve, reject) => {
-    const req = http.request(
-      {
-        host: u.hostname,
-        port: u.port,
-        path: '/v1/completions',
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-gateway-inference-objective': objective },
-        timeout: 30_000,
-      },
-      (res) => {
-        let text = '';
-        res.on('data', (chunk: Buffer) => {
-          text += chunk.toString();
-          onStart();
-        });
-        res.on('end', () => resolve({ status: res.statusCode!, text, ending: 'end' }));
-        res.on('error', (err) => resolve({ status: res.statusCode!, text, ending: err.message }));
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('no answer within 30 s')));
-    req.on('error', reject);
-    req.end(JSON.stringify({ model: 'food-review', prompt: `hello ${objective}`, stream: true }));
-  });
-  return { started, done };
-}
+/** A streamed request: `started` with its first bytes, `done` once it ends or is cut. */
+const stream = (gateway: GatewayHandle, objective: string) =>
+  postCompletion(
+    gateway.url,
+    { model: 'food-review', prompt: `hello ${objective}`, stream: true },
+    { 'x-gateway-inference-objective': objective },
+  );
 
 describe('the EPP evicts a request while it is upstream', () => {
   it('the client gets the 429 at once and the upstream request is reset; the critical request is served', async () => {
@@ -128,7 +76,7 @@ describe('the EPP evicts a request while it is upstream', () => {
     // The critical request waits at saturation: the EPP evicts the sheddable one and routes the critical one.
     const critical = post(gateway, 'critical');
     const evicted = await sheddable;
-    expect([evicted.status, evicted.headers['x-llm-d-request-dropped-reason'], evicted.body]).toEqual([
+    expect([evicted.status, evicted.headers['x-llm-d-request-dropped-reason'], evicted.text]).toEqual([
       429,
       'evicted',
       'request evicted by flow control',

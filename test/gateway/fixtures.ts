@@ -151,3 +151,52 @@ export async function startFailingEpp(): Promise<{ address: string; close(): Pro
   );
   return { address: `127.0.0.1:${port}`, close: () => new Promise((resolve) => server.tryShutdown(() => resolve())) };
 }
+
+/** How a client saw one exchange through the gateway: status, headers, body text, and 'end' or the error that cut it. */
+export interface ClientView {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  text: string;
+  ending: string;
+}
+
+/**
+ * POSTs a completion (`body`, JSON) to the gateway at `url`. `started` resolves with the first body bytes, `done` with
+ * the client's view once the response ends or is cut; the whole exchange is bounded by `boundMs`.
+ */
+export function postCompletion(
+  url: string,
+  body: Record<string, unknown>,
+  headers: Record<string, string> = {},
+  boundMs = 30_000,
+): { started: Promise<void>; done: Promise<ClientView> } {
+  const u = new URL(url);
+  let onStart!: () => void;
+  const started = new Promise<void>((resolve) => (onStart = resolve));
+  const done = new Promise<ClientView>((resolve, reject) => {
+    const req = http.request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path: '/v1/completions',
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        timeout: boundMs,
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => {
+          text += chunk.toString();
+          onStart();
+        });
+        const view = (ending: string) => ({ status: res.statusCode!, headers: res.headers, text, ending });
+        res.on('end', () => resolve(view('end')));
+        res.on('error', (err) => resolve(view(err.message)));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${boundMs} ms`)));
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+  return { started, done };
+}
