@@ -12,6 +12,7 @@
  */
 import autocannon from 'autocannon';
 import { nixlPrefillBody } from '../../src/sidecar/index.js';
+import { directPdRequests } from '../common/pd-client.js';
 
 export interface LoopTiming {
   durationS: number;
@@ -95,37 +96,14 @@ export async function closedLoop(
   };
   const requests =
     target.kind === 'direct'
-      ? [
-          {
-            method: 'POST',
-            path: '/v1/chat/completions',
-            headers: HEADERS,
-            body: prefillBody,
-            setupRequest: start,
-            onResponse: (status: number, text: string, ctx: Record<string, unknown>) => {
-              ctx.prefillStatus = status;
-              ctx.prefillText = text;
-              try {
-                ctx.kv = (JSON.parse(text) as { kv_transfer_params?: unknown }).kv_transfer_params;
-              } catch {
-                ctx.kv = null;
-              }
-            },
-          },
-          {
-            method: 'POST',
-            path: '/v1/chat/completions',
-            headers: HEADERS,
-            setupRequest: (req: Record<string, unknown>, ctx: Record<string, unknown>) => ({
-              ...req,
-              body: JSON.stringify({ ...body, kv_transfer_params: ctx.kv }),
-            }),
-            onResponse: (status: number, text: string, ctx: Record<string, unknown>) =>
-              ctx.prefillStatus === 200
-                ? finish(status, text, ctx)
-                : finish(ctx.prefillStatus as number, ctx.prefillText as string, ctx),
-          },
-        ]
+      ? directPdRequests({
+          path: '/v1/chat/completions',
+          headers: HEADERS,
+          prefillBody,
+          body,
+          onStart: (ctx) => start({}, ctx),
+          onEnd: finish,
+        })
       : [
           {
             method: 'POST',
@@ -145,7 +123,7 @@ export async function closedLoop(
     url,
     connections: concurrency,
     duration: timing.warmupMaxS + timing.durationS + (timing.drainMaxS ?? 35) + 5,
-    requests: requests as never,
+    requests: requests,
     timeout: 30,
   });
   let unfinished = 0;

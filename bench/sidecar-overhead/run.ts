@@ -41,6 +41,7 @@ import { fmt, hasTaskset, percentile, pinSelf, startComponent, table } from '../
 import { arg } from '../common/args.js';
 import { scrape, sumBy } from '../common/prometheus.js';
 import { nixlPrefillBody } from '../../src/sidecar/index.js';
+import { directPdRequests } from '../common/pd-client.js';
 
 const DURATION = Number(arg('duration', '10'));
 /** Closed loop: seconds before the measured window (connection setup, JIT) and after it (its operations finish). */
@@ -123,37 +124,16 @@ async function runMode(
   };
   const requests =
     mode === 'direct'
-      ? [
-          {
-            method: 'POST',
-            path: '/v1/chat/completions',
-            headers: HEADERS,
-            body: PREFILL_BODY,
-            setupRequest: (req: Record<string, unknown>, ctx: Record<string, unknown>) => {
-              ctx.t0 = now();
-              return req;
-            },
-            onResponse: (status: number, body: string, ctx: Record<string, unknown>) => {
-              ctx.prefillStatus = status;
-              try {
-                ctx.kv = (JSON.parse(body) as { kv_transfer_params?: unknown }).kv_transfer_params;
-              } catch {
-                ctx.kv = null;
-              }
-            },
+      ? directPdRequests({
+          path: '/v1/chat/completions',
+          headers: HEADERS,
+          prefillBody: PREFILL_BODY,
+          body: CLIENT_BODY,
+          onStart: (ctx) => {
+            ctx.t0 = now();
           },
-          {
-            method: 'POST',
-            path: '/v1/chat/completions',
-            headers: HEADERS,
-            setupRequest: (req: Record<string, unknown>, ctx: Record<string, unknown>) => ({
-              ...req,
-              body: JSON.stringify({ ...CLIENT_BODY, kv_transfer_params: ctx.kv }),
-            }),
-            onResponse: (status: number, _body: string, ctx: Record<string, unknown>) =>
-              finish(ctx.prefillStatus === 200 ? status : (ctx.prefillStatus as number), ctx),
-          },
-        ]
+          onEnd: (status, _text, ctx) => finish(status, ctx),
+        })
       : [
           {
             method: 'POST',
@@ -177,7 +157,7 @@ async function runMode(
     url,
     connections: concurrency,
     duration: WARMUP_MAX_S + DURATION + COOLDOWN_S,
-    requests: requests as never,
+    requests: requests,
     timeout: 30,
   });
   const openWindow = () => {
