@@ -277,3 +277,19 @@ export async function freePortRange(count: number): Promise<number> {
 export async function recordedRequests(url: string): Promise<Array<Record<string, any>>> {
   return ((await getJson(`${url}/admin/requests`)).body.requests ?? []) as Array<Record<string, any>>;
 }
+
+/**
+ * Sends `count` completions for `model` straight to a simulator at `url` and leaves them in flight (running or waiting
+ * in its queue) until the returned controller aborts them: how the interop tests give the EPPs a queue to scrape.
+ */
+export function holdCompletions(url: string, model: string, count: number): AbortController {
+  const controller = new AbortController();
+  for (let i = 0; i < count; i++)
+    fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model, prompt: `load ${i}`, max_tokens: 1 }),
+      signal: controller.signal,
+    }).catch(() => undefined);
+  return controller;
+}

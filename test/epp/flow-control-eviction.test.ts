@@ -76,6 +76,17 @@ const band = (): BandSettings => ({
   ordering: 'fcfs-ordering-policy',
 });
 
+/** A one-token request of flow `f` at `priority`. */
+const flowRequest = (id: string, priority: number) => ({
+  id,
+  fairnessId: 'f',
+  priority,
+  bytes: 1,
+  tokens: 1,
+  model: 'm',
+  targetModel: 'm',
+});
+
 function gateWith(options: Partial<FlowGateSettings>) {
   const clock = { t: 1_000 };
   const sat = { capacity: 2 };
@@ -116,7 +127,7 @@ function gateWith(options: Partial<FlowGateSettings>) {
   };
   /** A request that is tracked once dispatched; its eviction ends it at once (as the ext_proc stream does). */
   const send = (id: string, priority: number) => {
-    const req = { id, fairnessId: 'f', priority, bytes: 1, tokens: 1, model: 'm', targetModel: 'm' };
+    const req = flowRequest(id, priority);
     const start = () => {
       dispatched.push(id);
       untrack.set(
@@ -189,19 +200,10 @@ describe('eviction in the flow-control gate', () => {
     const g = gateWith({});
     // Victims that do not end when told to (their streams have not closed yet): confirmation waits.
     const lingering: Array<() => void> = [];
-    const req = (id: string, priority: number) => ({
-      id,
-      fairnessId: 'f',
-      priority,
-      bytes: 1,
-      tokens: 1,
-      model: 'm',
-      targetModel: 'm',
-    });
     for (const id of ['s1', 's2']) {
-      expect(g.gate.admit(req(id, -1), () => undefined)).toBeUndefined();
+      expect(g.gate.admit(flowRequest(id, -1), () => undefined)).toBeUndefined();
       g.clock.t += 1;
-      const untrack = g.gate.track(req(id, -1), () => {
+      const untrack = g.gate.track(flowRequest(id, -1), () => {
         g.evicted.push(id);
         lingering.push(() => {
           untrack();
@@ -210,7 +212,7 @@ describe('eviction in the flow-control gate', () => {
       });
     }
     g.sat.capacity = 1; // saturation 2: deficit 1 at credit 1 → one revocation
-    const high = (id: string) => g.gate.admit(req(id, 3), () => g.dispatched.push(id));
+    const high = (id: string) => g.gate.admit(flowRequest(id, 3), () => g.dispatched.push(id));
     expect(high('h1')).toBeDefined();
     expect(g.evicted).toEqual(['s2']);
     g.gate.pump();
@@ -230,21 +232,12 @@ describe('eviction in the flow-control gate', () => {
     const g = gateWith({
       eviction: { maxRevocationsPerDecision: 1, confirmationGraceMs: 0, confirmationTimeoutMs: 500 },
     });
-    const req = (id: string, priority: number) => ({
-      id,
-      fairnessId: 'f',
-      priority,
-      bytes: 1,
-      tokens: 1,
-      model: 'm',
-      targetModel: 'm',
-    });
     for (const id of ['s1', 's2']) {
-      g.gate.admit(req(id, -1), () => undefined);
+      g.gate.admit(flowRequest(id, -1), () => undefined);
       g.clock.t += 1;
-      g.gate.track(req(id, -1), () => g.evicted.push(id));
+      g.gate.track(flowRequest(id, -1), () => g.evicted.push(id));
     }
-    g.gate.admit(req('h', 1), () => undefined);
+    g.gate.admit(flowRequest('h', 1), () => undefined);
     expect(g.evicted).toEqual(['s2']);
     g.clock.t += 499;
     g.gate.pump();

@@ -56,7 +56,7 @@ import {
   setHeadersOf,
 } from '../epp/ext-proc-client.js';
 import { envoyStatusNumber } from '../../src/common/envoy/ext-proc.js';
-import { metricsText } from '../helpers.js';
+import { holdCompletions, metricsText } from '../helpers.js';
 import { startControlPlane, type ControlPlane } from './control-plane.js';
 import { GAIE_EPP_RULES, freePortOn, inferencePool } from './kube-fixtures.js';
 import { startUpstreamEpp, upstreamFile } from './llm-d.js';
@@ -186,16 +186,9 @@ function configFile(text: string): string {
 
 /** Sends `count` requests straight to the simulator: one runs (ten-minute TTFT), the rest wait in its queue. */
 function load(sim: SimulatorHandle, count: number): AbortController {
-  const c = new AbortController();
-  loads.push(c);
-  for (let i = 0; i < count; i++)
-    fetch(`${sim.url}/v1/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: MODEL, prompt: `load ${i}`, max_tokens: 1 }),
-      signal: c.signal,
-    }).catch(() => undefined);
-  return c;
+  const held = holdCompletions(sim.url, MODEL, count);
+  loads.push(held);
+  return held;
 }
 
 async function poll(what: string, cond: () => Promise<boolean>, detail?: () => Promise<string>): Promise<void> {
@@ -336,6 +329,16 @@ async function objectivesKnown(epps: Epp[]): Promise<void> {
     );
 }
 
+/** Two sheddable requests, a critical one and an unclassified one. */
+const MIX = ['sheddable', 'sheddable', 'critical', ''];
+
+/** `objectives`' requests to one EPP, one after the other. */
+async function requests(epp: Epp, objectives: string[]): Promise<Outcome[]> {
+  const outcomes: Outcome[] = [];
+  for (const objective of objectives) outcomes.push(await request(epp, objective));
+  return outcomes;
+}
+
 describeWith(req, 'admission plugins: pd-router and llm-d-router ebab687 on its sample configs, the same pool', () => {
   it(
     'probabilistic-admitter-epp-config.yaml: idle pool, everything admitted; saturation 0.4, every sheddable request refused with the same 500 and body, critical and unclassified ones routed',
@@ -347,26 +350,14 @@ describeWith(req, 'admission plugins: pd-router and llm-d-router ebab687 on its 
 
       // Idle: saturation 0, p = 0 (never refused).
       const idle: Record<string, Outcome[]> = {};
-      for (const e of epps)
-        idle[e.name] = [
-          await request(e, 'sheddable'),
-          await request(e, 'sheddable'),
-          await request(e, 'critical'),
-          await request(e, ''),
-        ];
+      for (const e of epps) idle[e.name] = await requests(e, MIX);
       for (const e of epps) expect(idle[e.name], e.name).toEqual(Array(4).fill({ routed: pod }));
 
       // Queue 2 of the threshold 5: saturation 0.4, p = min(0.4^5 × 300, 1) = 1.
       load(sim, 3);
       await scraped(epps, 2);
       const busy: Record<string, Outcome[]> = {};
-      for (const e of epps)
-        busy[e.name] = [
-          await request(e, 'sheddable'),
-          await request(e, 'sheddable'),
-          await request(e, 'critical'),
-          await request(e, ''),
-        ];
+      for (const e of epps) busy[e.name] = await requests(e, MIX);
       const [ours, theirs] = epps.map((epp) => busy[epp.name]);
       expect(ours).toEqual(theirs);
       expect(ours[0].rejected?.status).toBe(500);

@@ -17,7 +17,7 @@
 import { afterEach, expect, it } from 'vitest';
 import { ROUTING_HEADERS } from '../../src/common/pd-contract.js';
 import { simConfig, startSimulator, type SimulatorHandle } from '../../src/sim/index.js';
-import { metricsText } from '../helpers.js';
+import { holdCompletions, metricsText } from '../helpers.js';
 import type { KubeCluster } from './control-plane.js';
 import { decisionOf, runExtProc, type Decision, type ExtProcExchange } from './extproc-driver.js';
 import { eppPoolAccess, freePortOn } from './kube-fixtures.js';
@@ -243,19 +243,11 @@ async function waitQueues(
   }
 }
 
-/** Sends `n` requests straight to a simulator; they wait in its queue (one runs, with a ten-minute TTFT) until aborted. */
+/** Sends `count` requests straight to the simulator: one runs (ten-minute TTFT), the rest wait in its queue. */
 function load(sim: SimulatorHandle, count: number): AbortController {
-  const c = new AbortController();
-  loads.push(c);
-  for (let i = 0; i < count; i++) {
-    fetch(`${sim.url}/v1/completions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: MODEL, prompt: `load ${i}`, max_tokens: 1 }),
-      signal: c.signal,
-    }).catch(() => undefined);
-  }
-  return c;
+  const held = holdCompletions(sim.url, MODEL, count);
+  loads.push(held);
+  return held;
 }
 
 for (const release of UPSTREAM_RELEASES) {
