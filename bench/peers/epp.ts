@@ -223,6 +223,8 @@ async function startEppProc(mode: Mode, pool: Pool, configFile: string, opts: Ep
     `--config-file=${configFile}`,
     // /metrics without a bearer token for all three (the bench reads it); upstream's default requires one.
     '--metrics-endpoint-auth=false',
+    // Tracing off for all three (no collector here; the same work for every program).
+    '--tracing=false',
   ];
   const proc = isOurs(mode)
     ? startProc(
@@ -240,8 +242,7 @@ async function startEppProc(mode: Mode, pool: Pool, configFile: string, opts: Ep
     : startProc(
         `${modeLabel(mode)} epp (${pool.endpoints} pods)`,
         await upstreamBinary(mode, 'epp', opts.log),
-        // Tracing off (no collector here), as test/interop/llm-d.ts starts them.
-        [...common, '--tracing=false'],
+        common,
         { cpus, env: { KUBECONFIG: pool.kubeconfig, NAMESPACE: pool.namespace } },
       );
   try {
