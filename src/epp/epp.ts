@@ -255,8 +255,6 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
     const maxMessage = Math.max(optionValues.maxRequestBodySize, optionValues.maxResponseBodyBuffer) + 1024 * 1024;
     const server = new grpc.Server({
       'grpc.max_receive_message_length': maxMessage,
-      // pd-router serves no channelz service; tracking it costs clock reads and counters on every message.
-      'grpc.enable_channelz': 0,
     });
     const settings = {
       maxRequestBodyBytes: optionValues.maxRequestBodySize,
