@@ -228,6 +228,20 @@ describe('ext_proc codec: ProcessingResponse encoding', () => {
     );
   });
 
+  it('writes proto-loader`s bytes for streamed body chunks (their own fast path)', () => {
+    const chunk = fc.record(
+      { body: fc.uint8Array({ maxLength: 300 }).map((data) => Buffer.from(data)), end_of_stream: fc.boolean() },
+      { requiredKeys: [] },
+    );
+    fc.assert(
+      fc.property(fc.constantFrom('request_body', 'response_body'), chunk, (kind, streamed) => {
+        const response = { [kind]: { response: { body_mutation: { streamed_response: streamed } } } };
+        expect(ours.responseSerialize(response)).toStrictEqual(library.responseSerialize(response));
+      }),
+      RUNS,
+    );
+  });
+
   it('writes proto-loader`s bytes for what the EPP sends', () => {
     const sent: ProcessingResponse[] = [
       requestHeadersResponse(
