@@ -256,6 +256,14 @@ describe('ext_proc codec: ProcessingResponse encoding', () => {
       immediateResponse(new InferenceError('BadRequest', 'no model')),
       { request_trailers: {} },
       { response_trailers: {} },
+      // Larger than the codec's first buffer (64 KiB), and than the one it keeps (1 MiB).
+      { request_body: { response: { body_mutation: { body: Buffer.alloc(100_000, 98) } } } },
+      { immediate_response: { status: { code: 'OK' }, body: Buffer.alloc(1_500_000, 99), details: 'big' } },
+      {
+        request_headers: {
+          response: { header_mutation: { set_headers: [setHeader('x-small', 'after the big ones')] } },
+        },
+      },
     ];
     for (const response of sent)
       expect(ours.responseSerialize(response)).toStrictEqual(library.responseSerialize(response));

@@ -8,8 +8,10 @@
  *   names, bytes as Buffers sharing the message's memory, `request` naming the oneof member set). A message carrying
  *   `metadata_context`, `attributes` or HttpHeaders' deprecated `attributes` (Structs, rare on the request path) is
  *   handed to proto-loader's deserializer whole.
- * - Encoding writes the fields of pd-router's `ProcessingResponse` shape in field-number order, a field whenever it is
- *   neither undefined nor null (as protobuf.js does after fromObject), so the bytes are the library's.
+ * - Encoding writes the fields of pd-router's `ProcessingResponse` shape, a field whenever it is neither undefined nor
+ *   null (as protobuf.js does after fromObject), in the library's order, so the bytes are the library's. It writes
+ *   backwards in a reused buffer (BackWriter), so a message costs one pass and one allocation; a streamed body chunk,
+ *   the most frequent and largest response, is laid out directly.
  *
  * Enum numbers come from the loaded protos, not from a copy. `test/common/ext-proc-codec.test.ts` checks both
  * directions against proto-loader on generated messages.
@@ -27,9 +29,8 @@ import type {
   ProtoValue,
 } from './ext-proc.js';
 
-const { Reader, Writer } = protobuf;
+const { Reader } = protobuf;
 type ProtoReader = protobuf.Reader;
-type ProtoWriter = protobuf.Writer;
 
 const EMPTY = Buffer.alloc(0);
 
@@ -103,6 +104,8 @@ export class ExtProcCodec {
   private readonly appendActions: EnumTable;
   private readonly responseStatuses: EnumTable;
   private readonly bodySendModes: EnumTable;
+  /** Where responses are written (64 KiB to start; grown for a larger message up to 1 MiB and kept). */
+  private readonly scratch = new BackWriter(64 * 1024);
 
   constructor(
     definition: protoLoader.PackageDefinition,
@@ -225,101 +228,214 @@ export class ExtProcCodec {
   readonly encodeResponse = (response: ProcessingResponse): Buffer => {
     const body = streamedBodyOnly(response);
     if (body) return encodeStreamedBody(body);
-    const writer = Writer.create();
-    this.processingResponse(writer, response);
-    return writer.finish() as Buffer;
+    return this.scratch.encode((writer) => this.processingResponse(writer, response));
   };
 
-  private processingResponse(writer: ProtoWriter, message: ProcessingResponse): void {
-    if (message.request_headers != null)
-      this.commonResponseHolder(writer.uint32(tag(1, LENGTH_DELIMITED)).fork(), message.request_headers);
-    if (message.response_headers != null)
-      this.commonResponseHolder(writer.uint32(tag(2, LENGTH_DELIMITED)).fork(), message.response_headers);
-    if (message.request_body != null)
-      this.commonResponseHolder(writer.uint32(tag(3, LENGTH_DELIMITED)).fork(), message.request_body);
-    if (message.response_body != null)
-      this.commonResponseHolder(writer.uint32(tag(4, LENGTH_DELIMITED)).fork(), message.response_body);
-    if (message.request_trailers != null)
-      this.trailersResponse(writer.uint32(tag(5, LENGTH_DELIMITED)).fork(), message.request_trailers);
-    if (message.response_trailers != null)
-      this.trailersResponse(writer.uint32(tag(6, LENGTH_DELIMITED)).fork(), message.response_trailers);
-    if (message.immediate_response != null) {
-      const immediate = message.immediate_response;
-      writer.uint32(tag(7, LENGTH_DELIMITED)).fork();
-      if (immediate.status != null) {
-        writer.uint32(tag(1, LENGTH_DELIMITED)).fork();
-        if (immediate.status.code != null)
-          writer.uint32(tag(1, VARINT)).int32(enumNumber(this.statusCodes, immediate.status.code));
-        writer.ldelim();
+  // Every message is written backwards (see BackWriter): fields from the highest number down, repeated fields and map
+  // entries from the last one, so the bytes come out in protobuf.js' order.
+
+  private processingResponse(writer: BackWriter, message: ProcessingResponse): void {
+    if (message.dynamic_metadata != null) writer.message(8, () => struct(writer, message.dynamic_metadata!));
+    const immediate = message.immediate_response;
+    if (immediate != null)
+      writer.message(7, () => {
+        if (immediate.details != null) writer.string(5, immediate.details);
+        if (immediate.body != null) writer.bytes(3, immediate.body);
+        if (immediate.headers != null) writer.message(2, () => this.headerMutation(writer, immediate.headers!));
+        if (immediate.status != null)
+          writer.message(1, () => {
+            if (immediate.status.code != null) writer.enum(1, enumNumber(this.statusCodes, immediate.status.code));
+          });
+      });
+    if (message.response_trailers != null) this.trailersResponse(writer, 6, message.response_trailers);
+    if (message.request_trailers != null) this.trailersResponse(writer, 5, message.request_trailers);
+    if (message.response_body != null) this.commonResponseHolder(writer, 4, message.response_body);
+    if (message.request_body != null) this.commonResponseHolder(writer, 3, message.request_body);
+    if (message.response_headers != null) this.commonResponseHolder(writer, 2, message.response_headers);
+    if (message.request_headers != null) this.commonResponseHolder(writer, 1, message.request_headers);
+  }
+
+  /** HeadersResponse / BodyResponse as field `field`: `response` (1), a CommonResponse. */
+  private commonResponseHolder(
+    writer: BackWriter,
+    field: number,
+    holder: NonNullable<ProcessingResponse['request_headers']>,
+  ): void {
+    const common = holder.response;
+    writer.message(field, () => {
+      if (common == null) return;
+      writer.message(1, () => {
+        if (common.clear_route_cache != null) writer.bool(5, common.clear_route_cache);
+        const mutation = common.body_mutation as
+          | {
+              body?: Uint8Array | null;
+              clear_body?: boolean | null;
+              streamed_response?: { body?: Uint8Array | null; end_of_stream?: boolean | null } | null;
+            }
+          | undefined;
+        if (mutation != null)
+          writer.message(3, () => {
+            const streamed = mutation.streamed_response;
+            if (streamed != null)
+              writer.message(3, () => {
+                if (streamed.end_of_stream != null) writer.bool(2, streamed.end_of_stream);
+                if (streamed.body != null) writer.bytes(1, streamed.body);
+              });
+            if (mutation.clear_body != null) writer.bool(2, mutation.clear_body);
+            if (mutation.body != null) writer.bytes(1, mutation.body);
+          });
+        if (common.header_mutation != null)
+          writer.message(2, () => this.headerMutation(writer, common.header_mutation!));
+        if (common.status != null) writer.enum(1, enumNumber(this.responseStatuses, common.status));
+      });
+    });
+  }
+
+  /** TrailersResponse as field `field`: `header_mutation` (1). */
+  private trailersResponse(
+    writer: BackWriter,
+    field: number,
+    trailers: { header_mutation?: HeaderMutation | null },
+  ): void {
+    writer.message(field, () => {
+      if (trailers.header_mutation != null)
+        writer.message(1, () => this.headerMutation(writer, trailers.header_mutation!));
+    });
+  }
+
+  /** HeaderMutation's fields: `set_headers` (1), `remove_headers` (2). */
+  private headerMutation(writer: BackWriter, mutation: HeaderMutation): void {
+    const removals = mutation.remove_headers;
+    if (removals != null) for (let i = removals.length - 1; i >= 0; i--) writer.string(2, removals[i]);
+    const options = mutation.set_headers;
+    if (options != null)
+      for (let i = options.length - 1; i >= 0; i--) {
+        const option = options[i];
+        writer.message(1, () => this.headerValueOption(writer, option));
       }
-      if (immediate.headers != null)
-        this.headerMutation(writer.uint32(tag(2, LENGTH_DELIMITED)).fork(), immediate.headers);
-      if (immediate.body != null) writer.uint32(tag(3, LENGTH_DELIMITED)).bytes(immediate.body);
-      if (immediate.details != null) writer.uint32(tag(5, LENGTH_DELIMITED)).string(immediate.details);
-      writer.ldelim();
-    }
-    if (message.dynamic_metadata != null)
-      struct(writer.uint32(tag(8, LENGTH_DELIMITED)).fork(), message.dynamic_metadata);
   }
 
-  /** HeadersResponse / BodyResponse: `response` (1), a CommonResponse. Ends the forked message. */
-  private commonResponseHolder(writer: ProtoWriter, holder: NonNullable<ProcessingResponse['request_headers']>): void {
-    const c = holder.response;
-    if (c != null) {
-      writer.uint32(tag(1, LENGTH_DELIMITED)).fork();
-      if (c.status != null) writer.uint32(tag(1, VARINT)).int32(enumNumber(this.responseStatuses, c.status));
-      if (c.header_mutation != null)
-        this.headerMutation(writer.uint32(tag(2, LENGTH_DELIMITED)).fork(), c.header_mutation);
-      if (c.body_mutation != null) {
-        const b = c.body_mutation as { body?: Buffer | null; clear_body?: boolean | null; streamed_response?: never };
-        writer.uint32(tag(3, LENGTH_DELIMITED)).fork();
-        if (b.body != null) writer.uint32(tag(1, LENGTH_DELIMITED)).bytes(b.body);
-        if (b.clear_body != null) writer.uint32(tag(2, VARINT)).bool(b.clear_body);
-        const s = (
-          c.body_mutation as { streamed_response?: { body?: Uint8Array | null; end_of_stream?: boolean | null } }
-        ).streamed_response;
-        if (s != null) {
-          writer.uint32(tag(3, LENGTH_DELIMITED)).fork();
-          if (s.body != null) writer.uint32(tag(1, LENGTH_DELIMITED)).bytes(s.body);
-          if (s.end_of_stream != null) writer.uint32(tag(2, VARINT)).bool(s.end_of_stream);
-          writer.ldelim();
-        }
-        writer.ldelim();
+  /** HeaderValueOption's fields: `header` (1), `append` (2, a BoolValue), `append_action` (3). */
+  private headerValueOption(writer: BackWriter, option: HeaderValueOption): void {
+    if (option.append_action != null) writer.enum(3, enumNumber(this.appendActions, option.append_action));
+    const append = option.append;
+    if (append != null)
+      writer.message(2, () => {
+        if (append.value != null) writer.bool(1, append.value);
+      });
+    const header = option.header;
+    if (header != null)
+      writer.message(1, () => {
+        if (header.raw_value != null) writer.bytes(3, header.raw_value);
+        if (header.value != null) writer.string(2, header.value);
+        if (header.key != null) writer.string(1, header.key);
+      });
+  }
+}
+
+/** Raised when a message does not fit the scratch buffer: the encoding starts again in a larger one. */
+class Overflow extends Error {}
+const OVERFLOW = new Overflow('scratch buffer too small');
+
+/** Kept between messages up to this size; a larger message gets a buffer of its own. */
+const SCRATCH_KEEP_BYTES = 1024 * 1024;
+
+/**
+ * Writes a protobuf message from its end to its start in a reused scratch buffer, so each length prefix is written
+ * after its content, its exact size known: one pass, no intermediate objects, one allocation for the result.
+ */
+class BackWriter {
+  private buf: Buffer;
+  private pos: number;
+
+  constructor(size: number) {
+    this.buf = Buffer.allocUnsafe(size);
+    this.pos = size;
+  }
+
+  encode(write: (writer: BackWriter) => void): Buffer {
+    for (;;) {
+      this.pos = this.buf.length;
+      try {
+        write(this);
+        return Buffer.from(this.buf.subarray(this.pos));
+      } catch (err) {
+        if (err !== OVERFLOW) throw err;
+        const bigger = Buffer.allocUnsafe(this.buf.length * 2);
+        if (bigger.length <= SCRATCH_KEEP_BYTES) this.buf = bigger;
+        else return new BackWriter(bigger.length).encode(write);
       }
-      if (c.clear_route_cache != null) writer.uint32(tag(5, VARINT)).bool(c.clear_route_cache);
-      writer.ldelim();
     }
-    writer.ldelim();
   }
 
-  /** TrailersResponse: `header_mutation` (1). Ends the forked message. */
-  private trailersResponse(writer: ProtoWriter, trailers: { header_mutation?: HeaderMutation | null }): void {
-    if (trailers.header_mutation != null)
-      this.headerMutation(writer.uint32(tag(1, LENGTH_DELIMITED)).fork(), trailers.header_mutation);
-    writer.ldelim();
+  private room(bytes: number): void {
+    if (this.pos < bytes) throw OVERFLOW;
   }
 
-  /** HeaderMutation: `set_headers` (1), `remove_headers` (2). Ends the forked message. */
-  private headerMutation(writer: ProtoWriter, mutation: HeaderMutation): void {
-    if (mutation.set_headers != null)
-      for (const option of mutation.set_headers)
-        this.headerValueOption(writer.uint32(tag(1, LENGTH_DELIMITED)).fork(), option);
-    if (mutation.remove_headers != null)
-      for (const name of mutation.remove_headers) writer.uint32(tag(2, LENGTH_DELIMITED)).string(name);
-    writer.ldelim();
-  }
-
-  /** HeaderValueOption: `header` (1), `append` (2, a BoolValue), `append_action` (3). Ends the forked message. */
-  private headerValueOption(writer: ProtoWriter, option: HeaderValueOption): void {
-    if (option.header != null) headerValue(writer.uint32(tag(1, LENGTH_DELIMITED)).fork(), option.header);
-    if (option.append != null) {
-      writer.uint32(tag(2, LENGTH_DELIMITED)).fork();
-      if (option.append.value != null) writer.uint32(tag(1, VARINT)).bool(option.append.value);
-      writer.ldelim();
+  private varint(value: number): void {
+    let rest = value >>> 0;
+    const size = varintSize(rest);
+    this.room(size);
+    this.pos -= size;
+    let at = this.pos;
+    while (rest > 0x7f) {
+      this.buf[at++] = (rest & 0x7f) | 0x80;
+      rest >>>= 7;
     }
-    if (option.append_action != null)
-      writer.uint32(tag(3, VARINT)).int32(enumNumber(this.appendActions, option.append_action));
-    writer.ldelim();
+    this.buf[at] = rest;
+  }
+
+  /** A length-delimited field whose content `write` puts before the current position. */
+  message(field: number, write: () => void): void {
+    const end = this.pos;
+    write();
+    this.varint(end - this.pos);
+    this.varint(tag(field, LENGTH_DELIMITED));
+  }
+
+  bytes(field: number, data: Uint8Array): void {
+    this.room(data.length);
+    this.pos -= data.length;
+    this.buf.set(data, this.pos);
+    this.varint(data.length);
+    this.varint(tag(field, LENGTH_DELIMITED));
+  }
+
+  string(field: number, text: string): void {
+    const length = Buffer.byteLength(text, 'utf8');
+    this.room(length);
+    this.pos -= length;
+    this.buf.write(text, this.pos, length, 'utf8');
+    this.varint(length);
+    this.varint(tag(field, LENGTH_DELIMITED));
+  }
+
+  bool(field: number, value: boolean): void {
+    this.room(1);
+    this.buf[--this.pos] = value ? 1 : 0;
+    this.varint(tag(field, VARINT));
+  }
+
+  /** An enum (int32) field; a negative one takes ten bytes, as protobuf writes it. */
+  enum(field: number, value: number): void {
+    if (value < 0) {
+      this.room(10);
+      this.pos -= 10;
+      let low = value >>> 0;
+      for (let i = 0; i < 4; i++, low >>>= 7) this.buf[this.pos + i] = (low & 0x7f) | 0x80;
+      // Bits 28..63 of the sign-extended value: the low 4 bits of `low` are bits 28..31, the rest all ones.
+      this.buf[this.pos + 4] = (low & 0x0f) | 0xf0;
+      for (let i = 5; i < 9; i++) this.buf[this.pos + i] = 0xff;
+      this.buf[this.pos + 9] = 0x01;
+    } else this.varint(value);
+    this.varint(tag(field, VARINT));
+  }
+
+  double(field: number, value: number): void {
+    this.room(8);
+    this.pos -= 8;
+    this.buf.writeDoubleLE(value, this.pos);
+    this.varint(tag(field, FIXED64));
   }
 }
 
@@ -474,27 +590,21 @@ function httpTrailers(reader: ProtoReader, length: number): Record<string, unkno
 
 // ---- Response side: messages without enums ----
 
-/** HeaderValue: `key` (1), `value` (2), `raw_value` (3). Ends the forked message. */
-function headerValue(writer: ProtoWriter, header: HeaderValue): void {
-  if (header.key != null) writer.uint32(tag(1, LENGTH_DELIMITED)).string(header.key);
-  if (header.value != null) writer.uint32(tag(2, LENGTH_DELIMITED)).string(header.value);
-  if (header.raw_value != null) writer.uint32(tag(3, LENGTH_DELIMITED)).bytes(header.raw_value);
-  writer.ldelim();
+/** google.protobuf.Struct's field: `fields` (1), a map of Values (entries: key 1, value 2). */
+function struct(writer: BackWriter, message: ProtoStruct): void {
+  if (message.fields == null) return;
+  const keys = Object.keys(message.fields);
+  for (let i = keys.length - 1; i >= 0; i--) {
+    const key = keys[i];
+    writer.message(1, () => {
+      writer.message(2, () => value(writer, message.fields[key]));
+      writer.string(1, key);
+    });
+  }
 }
 
-/** google.protobuf.Struct: `fields` (1), a map of Values. Ends the forked message. */
-function struct(writer: ProtoWriter, message: ProtoStruct): void {
-  if (message.fields != null)
-    for (const key of Object.keys(message.fields)) {
-      writer.uint32(tag(1, LENGTH_DELIMITED)).fork().uint32(tag(1, LENGTH_DELIMITED)).string(key);
-      value(writer.uint32(tag(2, LENGTH_DELIMITED)).fork(), message.fields[key]);
-      writer.ldelim();
-    }
-  writer.ldelim();
-}
-
-/** google.protobuf.Value (a oneof `kind`). Ends the forked message. */
-function value(writer: ProtoWriter, message: ProtoValue): void {
+/** google.protobuf.Value's fields (a oneof `kind`). */
+function value(writer: BackWriter, message: ProtoValue): void {
   const any = message as {
     nullValue?: unknown;
     numberValue?: number;
@@ -503,15 +613,18 @@ function value(writer: ProtoWriter, message: ProtoValue): void {
     structValue?: ProtoStruct;
     listValue?: { values?: ProtoValue[] | null };
   };
-  if (any.nullValue != null) writer.uint32(tag(1, VARINT)).int32(0);
-  if (any.numberValue != null) writer.uint32(tag(2, FIXED64)).double(any.numberValue);
-  if (any.stringValue != null) writer.uint32(tag(3, LENGTH_DELIMITED)).string(any.stringValue);
-  if (any.boolValue != null) writer.uint32(tag(4, VARINT)).bool(any.boolValue);
-  if (any.structValue != null) struct(writer.uint32(tag(5, LENGTH_DELIMITED)).fork(), any.structValue);
-  if (any.listValue != null) {
-    writer.uint32(tag(6, LENGTH_DELIMITED)).fork();
-    for (const item of any.listValue.values ?? []) value(writer.uint32(tag(1, LENGTH_DELIMITED)).fork(), item);
-    writer.ldelim();
-  }
-  writer.ldelim();
+  const list = any.listValue;
+  if (list != null)
+    writer.message(6, () => {
+      const values = list.values ?? [];
+      for (let i = values.length - 1; i >= 0; i--) {
+        const item = values[i];
+        writer.message(1, () => value(writer, item));
+      }
+    });
+  if (any.structValue != null) writer.message(5, () => struct(writer, any.structValue!));
+  if (any.boolValue != null) writer.bool(4, any.boolValue);
+  if (any.stringValue != null) writer.string(3, any.stringValue);
+  if (any.numberValue != null) writer.double(2, any.numberValue);
+  if (any.nullValue != null) writer.enum(1, 0);
 }
