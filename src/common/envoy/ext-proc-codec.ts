@@ -235,18 +235,28 @@ export class ExtProcCodec {
   // entries from the last one, so the bytes come out in protobuf.js' order.
 
   private processingResponse(writer: BackWriter, message: ProcessingResponse): void {
-    if (message.dynamic_metadata != null) writer.message(8, () => struct(writer, message.dynamic_metadata!));
+    if (message.dynamic_metadata != null) {
+      const end = writer.mark();
+      struct(writer, message.dynamic_metadata);
+      writer.close(8, end);
+    }
     const immediate = message.immediate_response;
-    if (immediate != null)
-      writer.message(7, () => {
-        if (immediate.details != null) writer.string(5, immediate.details);
-        if (immediate.body != null) writer.bytes(3, immediate.body);
-        if (immediate.headers != null) writer.message(2, () => this.headerMutation(writer, immediate.headers!));
-        if (immediate.status != null)
-          writer.message(1, () => {
-            if (immediate.status.code != null) writer.enum(1, enumNumber(this.statusCodes, immediate.status.code));
-          });
-      });
+    if (immediate != null) {
+      const end = writer.mark();
+      if (immediate.details != null) writer.string(5, immediate.details);
+      if (immediate.body != null) writer.bytes(3, immediate.body);
+      if (immediate.headers != null) {
+        const headersEnd = writer.mark();
+        this.headerMutation(writer, immediate.headers);
+        writer.close(2, headersEnd);
+      }
+      if (immediate.status != null) {
+        const statusEnd = writer.mark();
+        if (immediate.status.code != null) writer.enum(1, enumNumber(this.statusCodes, immediate.status.code));
+        writer.close(1, statusEnd);
+      }
+      writer.close(7, end);
+    }
     if (message.response_trailers != null) this.trailersResponse(writer, 6, message.response_trailers);
     if (message.request_trailers != null) this.trailersResponse(writer, 5, message.request_trailers);
     if (message.response_body != null) this.commonResponseHolder(writer, 4, message.response_body);
@@ -261,34 +271,40 @@ export class ExtProcCodec {
     field: number,
     holder: NonNullable<ProcessingResponse['request_headers']>,
   ): void {
+    const end = writer.mark();
     const common = holder.response;
-    writer.message(field, () => {
-      if (common == null) return;
-      writer.message(1, () => {
-        if (common.clear_route_cache != null) writer.bool(5, common.clear_route_cache);
-        const mutation = common.body_mutation as
-          | {
-              body?: Uint8Array | null;
-              clear_body?: boolean | null;
-              streamed_response?: { body?: Uint8Array | null; end_of_stream?: boolean | null } | null;
-            }
-          | undefined;
-        if (mutation != null)
-          writer.message(3, () => {
-            const streamed = mutation.streamed_response;
-            if (streamed != null)
-              writer.message(3, () => {
-                if (streamed.end_of_stream != null) writer.bool(2, streamed.end_of_stream);
-                if (streamed.body != null) writer.bytes(1, streamed.body);
-              });
-            if (mutation.clear_body != null) writer.bool(2, mutation.clear_body);
-            if (mutation.body != null) writer.bytes(1, mutation.body);
-          });
-        if (common.header_mutation != null)
-          writer.message(2, () => this.headerMutation(writer, common.header_mutation!));
-        if (common.status != null) writer.enum(1, enumNumber(this.responseStatuses, common.status));
-      });
-    });
+    if (common != null) {
+      const commonEnd = writer.mark();
+      if (common.clear_route_cache != null) writer.bool(5, common.clear_route_cache);
+      const mutation = common.body_mutation as
+        | {
+            body?: Uint8Array | null;
+            clear_body?: boolean | null;
+            streamed_response?: { body?: Uint8Array | null; end_of_stream?: boolean | null } | null;
+          }
+        | undefined;
+      if (mutation != null) {
+        const mutationEnd = writer.mark();
+        const streamed = mutation.streamed_response;
+        if (streamed != null) {
+          const streamedEnd = writer.mark();
+          if (streamed.end_of_stream != null) writer.bool(2, streamed.end_of_stream);
+          if (streamed.body != null) writer.bytes(1, streamed.body);
+          writer.close(3, streamedEnd);
+        }
+        if (mutation.clear_body != null) writer.bool(2, mutation.clear_body);
+        if (mutation.body != null) writer.bytes(1, mutation.body);
+        writer.close(3, mutationEnd);
+      }
+      if (common.header_mutation != null) {
+        const headersEnd = writer.mark();
+        this.headerMutation(writer, common.header_mutation);
+        writer.close(2, headersEnd);
+      }
+      if (common.status != null) writer.enum(1, enumNumber(this.responseStatuses, common.status));
+      writer.close(1, commonEnd);
+    }
+    writer.close(field, end);
   }
 
   /** TrailersResponse as field `field`: `header_mutation` (1). */
@@ -297,10 +313,13 @@ export class ExtProcCodec {
     field: number,
     trailers: { header_mutation?: HeaderMutation | null },
   ): void {
-    writer.message(field, () => {
-      if (trailers.header_mutation != null)
-        writer.message(1, () => this.headerMutation(writer, trailers.header_mutation!));
-    });
+    const end = writer.mark();
+    if (trailers.header_mutation != null) {
+      const headersEnd = writer.mark();
+      this.headerMutation(writer, trailers.header_mutation);
+      writer.close(1, headersEnd);
+    }
+    writer.close(field, end);
   }
 
   /** HeaderMutation's fields: `set_headers` (1), `remove_headers` (2). */
@@ -310,8 +329,9 @@ export class ExtProcCodec {
     const options = mutation.set_headers;
     if (options != null)
       for (let i = options.length - 1; i >= 0; i--) {
-        const option = options[i];
-        writer.message(1, () => this.headerValueOption(writer, option));
+        const end = writer.mark();
+        this.headerValueOption(writer, options[i]);
+        writer.close(1, end);
       }
   }
 
@@ -319,17 +339,19 @@ export class ExtProcCodec {
   private headerValueOption(writer: BackWriter, option: HeaderValueOption): void {
     if (option.append_action != null) writer.enum(3, enumNumber(this.appendActions, option.append_action));
     const append = option.append;
-    if (append != null)
-      writer.message(2, () => {
-        if (append.value != null) writer.bool(1, append.value);
-      });
+    if (append != null) {
+      const end = writer.mark();
+      if (append.value != null) writer.bool(1, append.value);
+      writer.close(2, end);
+    }
     const header = option.header;
-    if (header != null)
-      writer.message(1, () => {
-        if (header.raw_value != null) writer.bytes(3, header.raw_value);
-        if (header.value != null) writer.string(2, header.value);
-        if (header.key != null) writer.string(1, header.key);
-      });
+    if (header != null) {
+      const end = writer.mark();
+      if (header.raw_value != null) writer.bytes(3, header.raw_value);
+      if (header.value != null) writer.string(2, header.value);
+      if (header.key != null) writer.string(1, header.key);
+      writer.close(1, end);
+    }
   }
 }
 
@@ -385,11 +407,14 @@ class BackWriter {
     this.buf[at] = rest;
   }
 
-  /** A length-delimited field whose content `write` puts before the current position. */
-  message(field: number, write: () => void): void {
-    const end = this.pos;
-    write();
-    this.varint(end - this.pos);
+  /** Where a length-delimited field's content ends: write the content, then `close` the field with the mark. */
+  mark(): number {
+    return this.pos;
+  }
+
+  /** Prefixes the content written since `mark` with its length and the field's tag. */
+  close(field: number, mark: number): void {
+    this.varint(mark - this.pos);
     this.varint(tag(field, LENGTH_DELIMITED));
   }
 
@@ -595,11 +620,12 @@ function struct(writer: BackWriter, message: ProtoStruct): void {
   if (message.fields == null) return;
   const keys = Object.keys(message.fields);
   for (let i = keys.length - 1; i >= 0; i--) {
-    const key = keys[i];
-    writer.message(1, () => {
-      writer.message(2, () => value(writer, message.fields[key]));
-      writer.string(1, key);
-    });
+    const entryEnd = writer.mark();
+    const valueEnd = writer.mark();
+    value(writer, message.fields[keys[i]]);
+    writer.close(2, valueEnd);
+    writer.string(1, keys[i]);
+    writer.close(1, entryEnd);
   }
 }
 
@@ -613,16 +639,21 @@ function value(writer: BackWriter, message: ProtoValue): void {
     structValue?: ProtoStruct;
     listValue?: { values?: ProtoValue[] | null };
   };
-  const list = any.listValue;
-  if (list != null)
-    writer.message(6, () => {
-      const values = list.values ?? [];
-      for (let i = values.length - 1; i >= 0; i--) {
-        const item = values[i];
-        writer.message(1, () => value(writer, item));
-      }
-    });
-  if (any.structValue != null) writer.message(5, () => struct(writer, any.structValue!));
+  if (any.listValue != null) {
+    const listEnd = writer.mark();
+    const values = any.listValue.values ?? [];
+    for (let i = values.length - 1; i >= 0; i--) {
+      const itemEnd = writer.mark();
+      value(writer, values[i]);
+      writer.close(1, itemEnd);
+    }
+    writer.close(6, listEnd);
+  }
+  if (any.structValue != null) {
+    const structEnd = writer.mark();
+    struct(writer, any.structValue);
+    writer.close(5, structEnd);
+  }
   if (any.boolValue != null) writer.bool(4, any.boolValue);
   if (any.stringValue != null) writer.string(3, any.stringValue);
   if (any.numberValue != null) writer.double(2, any.numberValue);
