@@ -27,6 +27,7 @@ import {
   ListWatch,
   loadKubeConfig,
   runInformer,
+  type KubeClientSettings,
   type KubeConnection,
   type KubeObject,
   type RunningInformer,
@@ -327,8 +328,7 @@ function createdAt(obj: KubeObject): number {
 }
 
 export interface InferenceCrdSettings extends PoolIdentity {
-  server?: string;
-  kubeconfig?: string;
+  kube: KubeClientSettings;
 }
 
 export function startInferenceCrdWatcher(
@@ -336,7 +336,7 @@ export function startInferenceCrdWatcher(
   logger: Logger,
   options: InferenceCrdWatcherOptions = {},
 ): InferenceCrdWatcher {
-  const kc = loadKubeConfig({ server: settings.server || undefined, kubeconfig: settings.kubeconfig || undefined });
+  const kc = loadKubeConfig(settings.kube);
   const watcher = new InferenceCrdWatcher(
     kc,
     { namespace: settings.namespace, name: settings.name, group: settings.group },
