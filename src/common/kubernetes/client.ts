@@ -2,8 +2,8 @@
  * The few Kubernetes API calls pd-router makes (list, get, create, replace, watch), as plain JSON over undici.
  *
  * - Every call has a deadline (the connection's requestTimeoutMs, or the caller's); a watch's headers have that
- *   deadline and the watch itself ends by `timeoutSeconds` on the server, with a client-side deadline 30 s later in
- *   case the connection died silently.
+ *   deadline, and the watch itself a lifetime: its `timeoutSeconds` (else the API server's own bound, WATCH_LIFETIME_MS)
+ *   plus 30 s, in case the connection died silently (TCP keep-alive, on in undici, notices that sooner).
  * - A response body, and a watch's event line, may be at most maxResponseBytes; a longer one fails the call (the
  *   informer retries with backoff) rather than growing the heap.
  * - A non-2xx answer throws KubeApiError: `code` is the HTTP status and `body` the API server's Status object as text,
@@ -64,6 +64,11 @@ export interface KubeList<T> {
 }
 
 const WATCH_GRACE_MS = 30_000;
+/**
+ * A watch without timeoutSeconds is ended by the API server within twice its --min-request-timeout (60 min by
+ * default); past that (and a grace) the connection is taken for dead and the watch ends with an error (it is resumed).
+ */
+export const WATCH_LIFETIME_MS = 60 * 60_000 + WATCH_GRACE_MS;
 
 function urlOf(server: string, apiPath: string, query: Query = {}): string {
   const url = new URL(server.replace(/\/+$/, '') + apiPath);
@@ -194,12 +199,12 @@ export class KubeClient {
       },
     };
     const timeoutSeconds = typeof query.timeoutSeconds === 'number' ? query.timeoutSeconds : undefined;
-    let lifetime: NodeJS.Timeout | undefined;
-    if (timeoutSeconds !== undefined)
-      lifetime = setTimeout(
-        () => finish(new Error(`watch ${collectionPath}: not ended by the server within timeoutSeconds + 30 s`)),
-        timeoutSeconds * 1000 + WATCH_GRACE_MS,
-      );
+    const lifetimeMs = timeoutSeconds !== undefined ? timeoutSeconds * 1000 + WATCH_GRACE_MS : WATCH_LIFETIME_MS;
+    const lifetime = setTimeout(
+      () => finish(new Error(`watch ${collectionPath}: not ended by the server within ${lifetimeMs} ms`)),
+      lifetimeMs,
+    );
+    lifetime.unref();
     const what = `watch ${collectionPath}`;
     let res: Dispatcher.ResponseData;
     try {

@@ -6,7 +6,7 @@
  *   its resourceVersion changed; objects gone since the last list as deleted), then watches from the list's
  *   resourceVersion with bookmarks. Resolves once the watch is accepted, or after a failure was reported through the
  *   `error` callbacks (then the informer is idle until start() is called again).
- * - A watch the server ends (its timeoutSeconds, 5 to 10 minutes as client-go picks) is resumed from the last
+ * - A watch the server ends (after its --min-request-timeout, 30 to 60 minutes by default) is resumed from the last
  *   resourceVersion seen, without a list. 410 Gone (the answer, or an ERROR event: the version was compacted) re-lists
  *   at once. Any other failure (a broken connection, an over-long line, a denied watch) is reported through the
  *   `error` callbacks; the next start() resumes from the last resourceVersion (after another ERROR event it lists).
@@ -19,7 +19,10 @@ type Verb = 'add' | 'update' | 'delete';
 export interface ListWatchOptions {
   labelSelector?: string;
   fieldSelector?: string;
-  /** Server-side watch timeout in seconds (default: random in [300, 600), as client-go's reflector). */
+  /**
+   * Server-side watch timeout in seconds (`timeoutSeconds`). Default: none, so the API server ends each watch after its
+   * own --min-request-timeout (30 to 60 minutes by default), as client-node's ListWatch let it.
+   */
   watchTimeoutSeconds?: () => number;
 }
 
@@ -115,7 +118,7 @@ export class ListWatch<T extends KubeObject = KubeObject> {
       this.replaceAll(Array.isArray(list.items) ? list.items : []);
       this.resourceVersion = list.metadata?.resourceVersion ?? '';
     }
-    const timeoutSeconds = this.options.watchTimeoutSeconds?.() ?? Math.floor(300 + Math.random() * 300);
+    const timeoutSeconds = this.options.watchTimeoutSeconds?.();
     const handle = await this.client.watch<T>(
       this.path,
       {

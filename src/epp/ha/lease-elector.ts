@@ -435,11 +435,7 @@ export class LeaseElector extends EventEmitter<LeaseElectorEvents> {
     void this.client
       .watch<k8s.V1Lease>(
         this.collectionPath,
-        {
-          fieldSelector: `metadata.name=${this.settings.name}`,
-          allowWatchBookmarks: false,
-          timeoutSeconds: Math.floor(300 + Math.random() * 300),
-        },
+        { fieldSelector: `metadata.name=${this.settings.name}`, allowWatchBookmarks: false },
         ({ type, object: obj }) => {
           sawEvent = true;
           if (this.stopped) return;
