@@ -94,8 +94,8 @@ async function readBounded(body: Dispatcher.ResponseData['body'], max: number, w
 
 export class KubeClient {
   private dispatcher?: Agent;
-  /** The client certificate the agent was made with (an exec plugin may hand out a new one). */
-  private agentCert?: string | Buffer;
+  /** The client certificate the agent was made with, as text (an exec plugin may hand out a new one). */
+  private agentCert?: string;
 
   constructor(readonly connection: KubeConnection) {}
 
@@ -106,7 +106,8 @@ export class KubeClient {
   private async prepare(): Promise<{ state: KubeAuthState; dispatcher: Agent }> {
     const state = await this.connection.auth.current();
     const cert = state.cert ?? this.connection.tls.cert;
-    if (!this.dispatcher || cert !== this.agentCert) {
+    const certText = cert === undefined ? undefined : cert.toString();
+    if (!this.dispatcher || certText !== this.agentCert) {
       const old = this.dispatcher;
       const { tls } = this.connection;
       this.dispatcher = new Agent({
@@ -120,7 +121,7 @@ export class KubeClient {
         bodyTimeout: 0,
         headersTimeout: 0,
       });
-      this.agentCert = cert;
+      this.agentCert = certText;
       void old?.close();
     }
     return { state, dispatcher: this.dispatcher };
@@ -288,7 +289,10 @@ export class KubeClient {
     return handle;
   }
 
+  /** Closes the connections; a later call opens new ones. */
   async close(): Promise<void> {
-    await this.dispatcher?.close();
+    const dispatcher = this.dispatcher;
+    this.dispatcher = undefined;
+    await dispatcher?.close();
   }
 }
