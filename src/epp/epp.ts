@@ -42,7 +42,7 @@ import { ConnectionKeepalive } from './extproc/connection-keepalive.js';
 import { watchHttp2Sessions } from './extproc/http2-sessions.js';
 import { healthClientConstructor, healthImplementation } from './health.js';
 import { EppMetrics } from './metrics.js';
-import type { EppConfig } from './options.js';
+import { kubeClientSettings, type EppConfig } from './options.js';
 import { IdentityProvider } from './tls-provider.js';
 import { startControlPlaneFeatures, type ControlPlaneFeatures } from './ha/index.js';
 
@@ -230,8 +230,7 @@ export async function startEpp(optionValues: EppConfig, opts: StartEppOptions = 
         namespace: optionValues.poolNamespace || 'default',
         name: optionValues.poolName,
         group: optionValues.poolGroup,
-        server: optionValues.kubeApiServer,
-        kubeconfig: optionValues.kubeconfig,
+        kube: kubeClientSettings(optionValues),
       };
       const watcher = startInferenceCrdWatcher(pool, logger, {
         random: opts.random,

@@ -4,6 +4,7 @@
  * pd-router's. Upstream flags pd-router has under another name, or lacks, are in upstream-flags.ts. The EndpointPickerConfig itself comes from --config-file / --config-text (not --config, which is the
  * file of these flags, as for every pd-router command).
  */
+import type { KubeClientSettings } from '../common/kubernetes/kubeconfig.js';
 import { METRICS_FAMILIES } from './metrics.js';
 import {
   opt,
@@ -91,7 +92,19 @@ export const eppOptions = {
   kubeconfig: opt.string({
     default: '',
     description:
-      'kubeconfig file when not running in a cluster (empty: in-cluster, else $KUBECONFIG, else ~/.kube/config).',
+      'kubeconfig file when not running in a cluster (empty: $KUBECONFIG, else in-cluster, else ~/.kube/config).',
+  }),
+  kubeApiTimeout: opt.duration({
+    default: 30_000,
+    min: 1,
+    description:
+      'pd-router: deadline of each Kubernetes API call (list, get, create, replace) and of a watch until the API server answers.',
+  }),
+  kubeMaxResponseSize: opt.bytes({
+    default: 64 * 1024 * 1024,
+    min: 1024,
+    description:
+      'pd-router: largest Kubernetes API answer (a list) and watch event read; a larger one fails the call, which is retried with backoff.',
   }),
   refreshMetricsInterval: opt.duration({
     default: 50,
@@ -290,6 +303,16 @@ export const eppOptions = {
 
 /** The EPP's options, parsed. */
 export type EppConfig = OptionValues<typeof eppOptions>;
+
+/** How the EPP's Kubernetes features (discovery, CRDs, leader election, /metrics auth) reach the API server. */
+export function kubeClientSettings(optionValues: EppConfig): KubeClientSettings {
+  return {
+    server: optionValues.kubeApiServer || undefined,
+    kubeconfig: optionValues.kubeconfig || undefined,
+    requestTimeoutMs: optionValues.kubeApiTimeout,
+    maxResponseBytes: optionValues.kubeMaxResponseSize,
+  };
+}
 
 /** `pd-router epp`: the command, its options and its start function. */
 export const eppCommand: CommandDefinition<typeof eppOptions> = {

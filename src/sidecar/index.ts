@@ -45,7 +45,12 @@ async function buildGuard(optionValues: SidecarConfig, logger: Logger): Promise<
   const guard = await InferencePoolAllowlist.create(
     optionValues.inferencePool,
     optionValues.poolGroup,
-    { server: optionValues.kubeApiServer || undefined, kubeconfig: optionValues.kubeconfig || undefined },
+    {
+      server: optionValues.kubeApiServer || undefined,
+      kubeconfig: optionValues.kubeconfig || undefined,
+      requestTimeoutMs: optionValues.kubeApiTimeout,
+      maxResponseBytes: optionValues.kubeMaxResponseSize,
+    },
     logger,
   );
   guard.start(optionValues.ssrfSyncTimeout);

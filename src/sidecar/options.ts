@@ -132,6 +132,18 @@ export const sidecarOptions = {
     hidden: true,
     description: 'Kubernetes API URL without credentials (kubectl proxy, tests).',
   }),
+  kubeApiTimeout: opt.duration({
+    default: 30_000,
+    min: 1,
+    description:
+      'pd-router: deadline of each Kubernetes API list (SSRF protection) and of a watch until the API server answers.',
+  }),
+  kubeMaxResponseSize: opt.bytes({
+    default: 64 * 1024 * 1024,
+    min: 1024,
+    description:
+      'pd-router: largest Kubernetes API answer (a list) and watch event read; a larger one fails the call, which is retried with backoff.',
+  }),
   enablePrefillerSampling: opt.bool({
     default: false,
     env: ['ENABLE_PREFILLER_SAMPLING'],

@@ -8,7 +8,7 @@
  */
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import type { Logger } from 'pino';
-import type { PodEndpoint, PoolWatcher } from '../common/kubernetes/index.js';
+import type { KubeClientSettings, PodEndpoint, PoolWatcher } from '../common/kubernetes/index.js';
 import { ConfigError, parseTarget, parseYaml } from '../common/index.js';
 
 export interface TargetGuard {
@@ -148,11 +148,11 @@ export class InferencePoolAllowlist implements TargetGuard {
     this.watcher.on('change', (eps) => this.rebuild(eps));
   }
 
-  /** The Kubernetes client is loaded only here: it costs ~80 MB of memory a sidecar without SSRF protection never needs. */
+  /** The Kubernetes access layer is loaded only here: a sidecar without SSRF protection never needs it. */
   static async create(
     pool: string,
     group: string,
-    kube: { server?: string; kubeconfig?: string },
+    kube: KubeClientSettings,
     logger: Logger,
   ): Promise<InferencePoolAllowlist> {
     const { PoolWatcher, loadKubeConfig } = await import('../common/kubernetes/index.js');

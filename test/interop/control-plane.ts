@@ -41,6 +41,32 @@ export interface ClusterInfo {
   caPem: string;
   /** Bearer token of the admin user (group system:masters). */
   adminToken: string;
+  /** A client certificate the API server accepts (--client-ca-file is the certificate itself): user interop-cert-admin, group system:masters. */
+  clientCert?: { cert: string; key: string };
+}
+
+/** A self-signed client certificate (CN = user, O = group) for --client-ca-file. */
+async function clientCertificate(user: string, group: string): Promise<{ cert: string; key: string }> {
+  const { generate } = await import('selfsigned');
+  const notAfter = new Date();
+  notAfter.setFullYear(notAfter.getFullYear() + 1);
+  const pems = await generate(
+    [
+      { name: 'commonName', value: user },
+      { name: 'organizationName', value: group },
+    ],
+    {
+      keyType: 'ec',
+      curve: 'P-256',
+      notAfterDate: notAfter,
+      extensions: [
+        { name: 'basicConstraints', cA: true },
+        { name: 'keyUsage', digitalSignature: true, keyCertSign: true },
+        { name: 'extKeyUsage', clientAuth: true },
+      ],
+    },
+  );
+  return { cert: pems.cert, key: pems.private };
 }
 
 export type CrdSet = 'gaie-v1.4.0' | 'gaie-v1.5.0' | 'gateway-api-v1.4.0';
@@ -628,6 +654,8 @@ export class ControlPlane extends KubeCluster {
       writeFileSync(path.join(dir, 'apiserver.crt'), tls.cert);
       writeFileSync(path.join(dir, 'apiserver.key'), tls.key, { mode: 0o600 });
       const adminToken = randomBytes(24).toString('hex');
+      const clientCert = await clientCertificate('interop-cert-admin', 'system:masters');
+      writeFileSync(path.join(dir, 'client-ca.crt'), clientCert.cert);
       writeFileSync(path.join(dir, 'tokens.csv'), `${adminToken},interop-admin,interop-admin,"system:masters"\n`, {
         mode: 0o600,
       });
@@ -645,6 +673,7 @@ export class ControlPlane extends KubeCluster {
         `--tls-cert-file=${path.join(dir, 'apiserver.crt')}`,
         `--tls-private-key-file=${path.join(dir, 'apiserver.key')}`,
         `--token-auth-file=${path.join(dir, 'tokens.csv')}`,
+        `--client-ca-file=${path.join(dir, 'client-ca.crt')}`,
         '--authorization-mode=RBAC',
         `--service-account-issuer=${issuer}`,
         `--service-account-key-file=${path.join(dir, 'sa.pub')}`,
@@ -663,7 +692,7 @@ export class ControlPlane extends KubeCluster {
         ...(opts.extraApiServerArgs ?? []),
       ];
       plane = new ControlPlane(
-        { server: `https://127.0.0.1:${apiPort}`, caPem: tls.cert, adminToken },
+        { server: `https://127.0.0.1:${apiPort}`, caPem: tls.cert, adminToken, clientCert },
         dir,
         etcd,
         etcdUrl,

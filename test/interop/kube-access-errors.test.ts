@@ -92,6 +92,8 @@ describeWith(req, 'missing RBAC and an unreachable API server: the components st
       KUBECONFIG: await cluster.serviceAccountKubeconfig(ns, 'epp'),
     });
     await untilFailures(epp, 3);
+    // The failures may come before the servers listen (the first attempt starts before them).
+    await epp.untilOutput(/epp listening/, T, 'listening');
     const f = failures(epp);
     expect(f[0]).toMatchObject({
       level: 'warn',
@@ -128,6 +130,7 @@ describeWith(req, 'missing RBAC and an unreachable API server: the components st
       KUBECONFIG: kubeconfig,
     });
     await untilFailures(epp, 2);
+    await epp.untilOutput(/epp listening/, T, 'listening');
     const [first] = failures(epp);
     expect(first).toMatchObject({
       level: 'warn',

@@ -2,3 +2,6 @@
 export * from './pool-watcher.js';
 export * from './informer.js';
 export * from './api-errors.js';
+export * from './client.js';
+export * from './kubeconfig.js';
+export * from './list-watch.js';

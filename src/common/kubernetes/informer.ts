@@ -1,10 +1,10 @@
 /**
- * Keeps a @kubernetes/client-node ListWatch running: ListWatch reports list/watch failures through its error callback
+ * Keeps a ListWatch (list-watch.ts) running: ListWatch reports list/watch failures through its error callback
  * (its start() resolves either way) and then stops, so a failed attempt schedules a restart with exponential backoff
  * (500 ms doubling to 30 s, reset by a successful list). Used by the PoolWatcher (pool and pods) and by the EPP's
  * InferenceModelRewrite / InferenceObjective watcher.
  */
-import type * as k8s from '@kubernetes/client-node';
+import type { ListWatch } from './list-watch.js';
 import type { Logger } from 'pino';
 
 export const INFORMER_RETRY_MIN_MS = 500;
@@ -35,7 +35,7 @@ export interface RunningInformer {
   cancel(): void;
 }
 
-/** The HTTP status of a list (ApiException `code`) or watch (`statusCode`) failure, when it has one. */
+/** The HTTP status of a list (KubeApiError `code`) or watch (`statusCode`) failure, when it has one. */
 export function kubeErrorStatus(err: unknown): number | undefined {
   const e = err as { code?: unknown; statusCode?: unknown } | undefined;
   if (typeof e?.code === 'number') return e.code;
@@ -43,8 +43,7 @@ export function kubeErrorStatus(err: unknown): number | undefined {
   return undefined;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- informers of pools, pods and the CRDs alike
-export function runInformer(informer: k8s.ListWatch<any>, run: InformerRun): RunningInformer {
+export function runInformer(informer: ListWatch, run: InformerRun): RunningInformer {
   let failed = false;
   let retryDelay = INFORMER_RETRY_MIN_MS;
   let timer: NodeJS.Timeout | undefined;

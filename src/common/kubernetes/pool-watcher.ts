@@ -1,6 +1,6 @@
 /**
- * Watches the pods behind an InferencePool (or a plain label selector) through the Kubernetes API, with
- * @kubernetes/client-node list+watch informers. Used by the EPP for endpoint discovery and by the sidecar for its SSRF
+ * Watches the pods behind an InferencePool (or a plain label selector) through the Kubernetes API, with list+watch
+ * informers (list-watch.ts). Used by the EPP for endpoint discovery and by the sidecar for its SSRF
  * allowlist.
  *
  * - Pool mode: the `inference.networking.k8s.io/v1` InferencePool named `poolName` (or the v1alpha2
@@ -15,10 +15,15 @@
  *   lacks or the address that could not be reached (api-errors.ts), without a stack trace.
  */
 import { EventEmitter } from 'node:events';
-import * as k8s from '@kubernetes/client-node';
+import type * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { runInformer, type RunningInformer } from './informer.js';
 import { describeKubeError, type KubeErrorDescription } from './api-errors.js';
+import { KubeClient, type KubeObject } from './client.js';
+import type { KubeConnection } from './kubeconfig.js';
+import { ListWatch } from './list-watch.js';
+
+export { loadKubeConfig, type KubeClientSettings, type KubeConnection } from './kubeconfig.js';
 
 export interface PodEndpoint {
   /** `<namespace>/<pod>` */
@@ -37,30 +42,6 @@ export interface PodEndpoint {
 export type PoolSource =
   | { kind: 'pool'; namespace: string; name: string; group?: string }
   | { kind: 'selector'; namespace: string; selector: string; ports: number[] };
-
-export interface KubeClientSettings {
-  /** API server URL; when set, used without credentials (tests, `kubectl proxy`). */
-  server?: string;
-  /** kubeconfig path; default: in-cluster config, else $KUBECONFIG / ~/.kube/config. */
-  kubeconfig?: string;
-}
-
-export function loadKubeConfig(settings: KubeClientSettings = {}): k8s.KubeConfig {
-  const kc = new k8s.KubeConfig();
-  if (settings.server) {
-    kc.loadFromOptions({
-      clusters: [{ name: 'c', server: settings.server, skipTLSVerify: true }],
-      users: [{ name: 'u' }],
-      contexts: [{ name: 'ctx', cluster: 'c', user: 'u' }],
-      currentContext: 'ctx',
-    });
-  } else if (settings.kubeconfig) {
-    kc.loadFromFile(settings.kubeconfig);
-  } else {
-    kc.loadFromDefault();
-  }
-  return kc;
-}
 
 interface PoolSpec {
   selector: Record<string, string>;
@@ -142,51 +123,31 @@ export interface PoolWatcherEvents {
  * listing of the pool (pool mode) and of its pods, or rejects after `timeoutMs`.
  */
 export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
-  private readonly watch: k8s.Watch;
-  private readonly core: k8s.CoreV1Api;
-  private readonly custom: k8s.CustomObjectsApi;
-  private poolInformer?: k8s.ListWatch<k8s.KubernetesObject>;
-  private podInformer?: k8s.ListWatch<k8s.V1Pod>;
+  private readonly client: KubeClient;
+  private poolInformer?: ListWatch;
+  private podInformer?: ListWatch<k8s.V1Pod & KubeObject>;
   private spec?: PoolSpec;
   private stopped = false;
   private syncedResolve!: () => void;
   private readonly syncedPromise: Promise<void>;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- informers of pools and of pods alike
-  private readonly running = new Map<k8s.ListWatch<any>, RunningInformer>();
+  private readonly running = new Map<ListWatch, RunningInformer>();
   /** Informers stopped on purpose (a selector change, the pool deleted, stop()): their aborted watch is no error. */
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- informers of pools and of pods alike
-  private readonly retired = new WeakSet<k8s.ListWatch<any>>();
+  private readonly retired = new WeakSet<ListWatch>();
   /** Errors seen (list or watch), for metrics. */
   errorCount = 0;
   /** The last list or watch failure, described (cleared by a successful sync); for readiness reports. */
   lastError?: KubeErrorDescription;
-  /** Errors thrown by our list functions (the rest of an informer's errors come from its watch). */
-  private readonly listErrors = new WeakSet<object>();
   private readonly server: string;
 
   constructor(
-    kc: k8s.KubeConfig,
+    connection: KubeConnection,
     readonly source: PoolSource,
     private readonly logger: Logger,
   ) {
     super();
-    this.watch = new k8s.Watch(kc);
-    this.core = kc.makeApiClient(k8s.CoreV1Api);
-    this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
+    this.client = new KubeClient(connection);
     this.syncedPromise = new Promise((resolve) => (this.syncedResolve = resolve));
-    this.server = kc.getCurrentCluster()?.server ?? '(no cluster in the kubeconfig)';
-  }
-
-  /** Marks what a list function throws, so the error handler knows the verb that failed. */
-  private tagList<T>(list: () => Promise<T>): () => Promise<T> {
-    return async () => {
-      try {
-        return await list();
-      } catch (e) {
-        if (e && typeof e === 'object') this.listErrors.add(e);
-        throw e;
-      }
-    };
+    this.server = connection.server;
   }
 
   /** Starts watching; never rejects (errors are retried). */
@@ -219,11 +180,11 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     for (const r of this.running.values()) r.cancel();
     this.running.clear();
     await Promise.all([this.retire(this.poolInformer), this.retire(this.podInformer)]);
+    await this.client.close();
   }
 
   /** Stops an informer for good: the abort of its watch is not reported, counted or retried. */
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- informers of pools and of pods alike
-  private retire(informer: k8s.ListWatch<any> | undefined): Promise<void> | undefined {
+  private retire(informer: ListWatch | undefined): Promise<void> | undefined {
     if (!informer) return undefined;
     this.retired.add(informer);
     this.running.get(informer)?.cancel();
@@ -240,12 +201,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
    * it means (the permission to grant, the address that did not answer), never as a stack trace.
    */
 
-  private runInformer(
-    what: { resource: string; group: string },
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- informers of pools and of pods alike
-    informer: k8s.ListWatch<any>,
-    onSynced: () => void,
-  ): void {
+  private runInformer(what: { resource: string; group: string }, informer: ListWatch, onSynced: () => void): void {
     // Each informer backs off on its own: the pool's and the pods' failures (both fail while the API server is down)
     // must not double one shared delay twice as fast.
     const running = runInformer(informer, {
@@ -253,7 +209,7 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
       logger: this.logger,
       retired: () => this.stopped || this.retired.has(informer),
       describe: (err) => {
-        const verb = err && typeof err === 'object' && this.listErrors.has(err) ? 'list' : 'watch';
+        const verb = informer.failedVerb;
         this.lastError = describeKubeError(err, {
           verb,
           ...what,
@@ -279,22 +235,11 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     const version = group === 'inference.networking.x-k8s.io' ? 'v1alpha2' : 'v1';
     const path = `/apis/${group}/${version}/namespaces/${src.namespace}/inferencepools`;
     const fieldSelector = `metadata.name=${src.name}`;
-    const list = this.tagList(
-      () =>
-        this.custom.listNamespacedCustomObject({
-          group,
-          version,
-          namespace: src.namespace,
-          plural: 'inferencepools',
-          fieldSelector,
-        }) as Promise<k8s.KubernetesListObject<k8s.KubernetesObject>>,
-    );
-    const informer = new k8s.ListWatch<k8s.KubernetesObject>(path, this.watch, list, false, undefined, fieldSelector);
+    const informer = new ListWatch(this.client, path, { fieldSelector });
     this.poolInformer = informer;
-    const apply = (obj: k8s.KubernetesObject) => {
+    const apply = (obj: KubeObject) => {
       if (obj.metadata?.name !== src.name) return;
-      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- checked field by field in poolSpecOf
-      const spec = poolSpecOf(obj as Record<string, any>);
+      const spec = poolSpecOf(obj);
       if (!spec) {
         this.logger.warn(
           { pool: `${src.namespace}/${src.name}` },
@@ -331,14 +276,9 @@ export class PoolWatcher extends EventEmitter<PoolWatcherEvents> {
     void this.retire(this.podInformer);
     const ns = this.source.namespace;
     const labelSelector = labelSelectorString(this.spec!.selector);
-    const list = this.tagList(() => this.core.listNamespacedPod({ namespace: ns, labelSelector }));
-    const informer = new k8s.ListWatch<k8s.V1Pod>(
-      `/api/v1/namespaces/${ns}/pods`,
-      this.watch,
-      list,
-      false,
+    const informer = new ListWatch<k8s.V1Pod & KubeObject>(this.client, `/api/v1/namespaces/${ns}/pods`, {
       labelSelector,
-    );
+    });
     this.podInformer = informer;
     const changed = () => {
       if (this.podInformer === informer) this.emitChange();

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { ConfigError } from '../../common/index.js';
 import type { EppMetrics } from '../metrics.js';
-import type { EppConfig } from '../options.js';
+import { kubeClientSettings, type EppConfig } from '../options.js';
 import type { EndpointStore } from './endpoint-store.js';
 import { EndpointsFileWatcher } from './endpoints-file.js';
 import { startKubernetesDiscovery } from './kubernetes-discovery.js';
@@ -75,7 +75,7 @@ export async function startDiscovery(
           ports: optionValues.endpointTargetPorts.map(Number),
         } as const);
     const watcher = startKubernetesDiscovery(
-      { source, server: optionValues.kubeApiServer, kubeconfig: optionValues.kubeconfig },
+      { source, kube: kubeClientSettings(optionValues) },
       (specs) => store.replaceAll(specs),
       logger,
     );

@@ -17,15 +17,19 @@
  * changed.
  */
 import { EventEmitter } from 'node:events';
-import * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import {
   describeKubeError,
   INFORMER_RETRY_MAX_MS,
   INFORMER_RETRY_MIN_MS,
+  KubeClient,
   kubeErrorStatus,
+  ListWatch,
   loadKubeConfig,
   runInformer,
+  type KubeClientSettings,
+  type KubeConnection,
+  type KubeObject,
   type RunningInformer,
 } from '../../common/kubernetes/index.js';
 import { ModelRewriteStore, parseModelRewrite, type RewriteDecision } from './model-rewrites.js';
@@ -77,12 +81,10 @@ interface KindState {
   status: 'discovering' | 'absent' | 'listing' | 'synced';
   /** The last denial (403), until a list or watch succeeds again. */
   forbidden?: string;
-  informer?: k8s.ListWatch<k8s.KubernetesObject>;
+  informer?: ListWatch;
   running?: RunningInformer;
   retry?: NodeJS.Timeout;
 }
-
-type Discovery = { resource(apiVersion: string, kind: string): Promise<k8s.V1APIResource | undefined> };
 
 export interface InferenceCrdWatcherOptions {
   /** Random source of weighted target choices (seeded in tests). */
@@ -98,27 +100,21 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
     { kind: 'InferenceModelRewrite', plural: 'inferencemodelrewrites', status: 'discovering' },
     { kind: 'InferenceObjective', plural: 'inferenceobjectives', status: 'discovering' },
   ];
-  private readonly watch: k8s.Watch;
   /** The API server's address, for logs. */
   private readonly server: string;
-  private readonly custom: k8s.CustomObjectsApi;
-  private readonly discovery: Discovery;
+  private readonly client: KubeClient;
   private readonly random: () => number;
   private stopped = false;
 
   constructor(
-    kc: k8s.KubeConfig,
+    connection: KubeConnection,
     readonly pool: PoolIdentity,
     private readonly logger: Logger,
     private readonly options: InferenceCrdWatcherOptions = {},
   ) {
     super();
-    this.server = kc.getCurrentCluster()?.server ?? '(no cluster in the kubeconfig)';
-    this.watch = new k8s.Watch(kc);
-    this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
-    // KubernetesObjectApi's discovery (GET /apis/<group>/<version>, readable by every user through system:discovery).
-    // eslint-disable-next-line no-restricted-syntax -- resource() is protected in KubernetesObjectApi's types; Discovery names that one method
-    this.discovery = k8s.KubernetesObjectApi.makeApiClient(kc) as unknown as Discovery;
+    this.server = connection.server;
+    this.client = new KubeClient(connection);
     this.random = options.random ?? Math.random;
   }
 
@@ -157,6 +153,16 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
         return kind.informer?.stop() ?? Promise.resolve();
       }),
     );
+    await this.client.close();
+  }
+
+  /**
+   * Whether the API server serves `kind` in `<group>/<version>` (discovery: GET /apis/<group>/<version>, readable by
+   * every user through system:discovery); a group not served at all throws 404.
+   */
+  private async serves(apiVersion: string, kind: string): Promise<boolean> {
+    const doc = await this.client.get<{ resources?: Array<{ name?: string; kind?: string }> }>(`/apis/${apiVersion}`);
+    return (doc.resources ?? []).some((resource) => resource.kind === kind && !resource.name?.includes('/'));
   }
 
   private setStatus(k: KindState, change: Partial<Pick<KindState, 'status' | 'forbidden'>>): void {
@@ -197,7 +203,7 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
     for (const group of INFERENCE_CRD_GROUPS) {
       let served: boolean;
       try {
-        served = (await this.discovery.resource(`${group}/${INFERENCE_CRD_VERSION}`, k.kind)) !== undefined;
+        served = await this.serves(`${group}/${INFERENCE_CRD_VERSION}`, k.kind);
       } catch (err) {
         const status = kubeErrorStatus(err);
         if (status === 404) continue; // the group is not served at all
@@ -239,18 +245,9 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
   private startInformer(k: KindState, group: string): void {
     const { namespace } = this.pool;
     const resource = this.resourceName(k, group);
-    const list = () =>
-      this.custom.listNamespacedCustomObject({
-        group,
-        version: INFERENCE_CRD_VERSION,
-        namespace,
-        plural: k.plural,
-      }) as Promise<k8s.KubernetesListObject<k8s.KubernetesObject>>;
-    const informer = new k8s.ListWatch<k8s.KubernetesObject>(
+    const informer = new ListWatch(
+      this.client,
       `/apis/${group}/${INFERENCE_CRD_VERSION}/namespaces/${namespace}/${k.plural}`,
-      this.watch,
-      list,
-      false,
     );
     k.informer = informer;
     informer.on('add', (object) => this.apply(k, object));
@@ -284,7 +281,7 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
     return ref.name === this.pool.name && (ref.group ?? DEFAULT_POOL_GROUP) === this.pool.group;
   }
 
-  private apply(k: KindState, obj: k8s.KubernetesObject): void {
+  private apply(k: KindState, obj: KubeObject): void {
     const name = obj.metadata?.name ?? '';
     const object = `${obj.metadata?.namespace ?? this.pool.namespace}/${name}`;
     const spec = (obj as { spec?: Record<string, unknown> }).spec;
@@ -315,7 +312,7 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
     this.emit('change', { kind: k.kind, object, outcome: 'applied' });
   }
 
-  private remove(k: KindState, obj: k8s.KubernetesObject, why: string): void {
+  private remove(k: KindState, obj: KubeObject, why: string): void {
     const name = obj.metadata?.name ?? '';
     const object = `${obj.metadata?.namespace ?? this.pool.namespace}/${name}`;
     const removed = k.kind === 'InferenceModelRewrite' ? this.rewrites.delete(name) : this.objectives.delete(name);
@@ -324,15 +321,14 @@ export class InferenceCrdWatcher extends EventEmitter<InferenceCrdWatcherEvents>
   }
 }
 
-function createdAt(obj: k8s.KubernetesObject): number {
-  const t = obj.metadata?.creationTimestamp;
+function createdAt(obj: KubeObject): number {
+  const t: unknown = obj.metadata?.creationTimestamp;
   const ms = t instanceof Date ? t.getTime() : typeof t === 'string' ? Date.parse(t) : NaN;
   return Number.isFinite(ms) ? ms : 0;
 }
 
 export interface InferenceCrdSettings extends PoolIdentity {
-  server?: string;
-  kubeconfig?: string;
+  kube: KubeClientSettings;
 }
 
 export function startInferenceCrdWatcher(
@@ -340,7 +336,7 @@ export function startInferenceCrdWatcher(
   logger: Logger,
   options: InferenceCrdWatcherOptions = {},
 ): InferenceCrdWatcher {
-  const kc = loadKubeConfig({ server: settings.server || undefined, kubeconfig: settings.kubeconfig || undefined });
+  const kc = loadKubeConfig(settings.kube);
   const watcher = new InferenceCrdWatcher(
     kc,
     { namespace: settings.namespace, name: settings.name, group: settings.group },

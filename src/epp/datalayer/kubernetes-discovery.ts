@@ -3,7 +3,13 @@
  * Only Ready pods count; each pod yields one endpoint per target port, named `<pod>-rank-<i>` as upstream.
  */
 import type { Logger } from 'pino';
-import { PoolWatcher, loadKubeConfig, type PodEndpoint, type PoolSource } from '../../common/kubernetes/index.js';
+import {
+  PoolWatcher,
+  loadKubeConfig,
+  type KubeClientSettings,
+  type PodEndpoint,
+  type PoolSource,
+} from '../../common/kubernetes/index.js';
 import type { EndpointSpec } from './endpoint-store.js';
 
 export function endpointSpecsFromPods(pods: readonly PodEndpoint[]): EndpointSpec[] {
@@ -27,9 +33,8 @@ export function endpointSpecsFromPods(pods: readonly PodEndpoint[]): EndpointSpe
 
 export interface KubernetesDiscoverySettings {
   source: PoolSource;
-  /** API server URL (tests, kubectl proxy); default: in-cluster or kubeconfig. */
-  server?: string;
-  kubeconfig?: string;
+  /** How to reach the API server (default: $KUBECONFIG, in-cluster, ~/.kube/config). */
+  kube: KubeClientSettings;
 }
 
 export function startKubernetesDiscovery(
@@ -37,11 +42,7 @@ export function startKubernetesDiscovery(
   onEndpoints: (specs: EndpointSpec[]) => void,
   logger: Logger,
 ): PoolWatcher {
-  const watcher = new PoolWatcher(
-    loadKubeConfig({ server: settings.server || undefined, kubeconfig: settings.kubeconfig || undefined }),
-    settings.source,
-    logger,
-  );
+  const watcher = new PoolWatcher(loadKubeConfig(settings.kube), settings.source, logger);
   watcher.on('change', (pods) => onEndpoints(endpointSpecsFromPods(pods)));
   watcher.start();
   return watcher;

@@ -7,7 +7,7 @@ import { Gauge, type Registry } from 'prom-client';
 import { ConfigError } from '../../common/index.js';
 import { loadKubeConfig } from '../../common/kubernetes/index.js';
 import { InferenceError } from '../framework/errors.js';
-import type { EppConfig } from '../options.js';
+import { kubeClientSettings, type EppConfig } from '../options.js';
 import { LeaseElector } from './lease-elector.js';
 import { MetricsAuthorizer } from './metrics-auth.js';
 
@@ -82,10 +82,7 @@ export function startControlPlaneFeatures(
   const authOn =
     optionValues.metricsEndpointAuth && (usesKubernetes(optionValues) || optionValues.metricsEndpointAuthAlways);
   if (optionValues.haEnableLeaderElection || authOn) {
-    const kc = loadKubeConfig({
-      server: optionValues.kubeApiServer || undefined,
-      kubeconfig: optionValues.kubeconfig || undefined,
-    });
+    const kc = loadKubeConfig(kubeClientSettings(optionValues));
     if (optionValues.haEnableLeaderElection) {
       elector = new LeaseElector(
         kc,

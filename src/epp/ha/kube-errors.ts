@@ -1,6 +1,4 @@
-import * as k8s from '@kubernetes/client-node';
-
-/** Reading @kubernetes/client-node failures: the HTTP status and the API server's message, for logs and decisions. */
+/** Reading Kubernetes API failures (KubeApiError): the HTTP status and the API server's message, for logs and decisions. */
 
 /** The HTTP status of a failed API call (ApiException.code), or undefined for a transport failure. */
 export function apiStatus(err: unknown): number | undefined {
@@ -23,23 +21,4 @@ export function apiMessage(err: unknown): string {
   }
   message ??= err instanceof Error ? err.message : String(err);
   return message.length > 500 ? `${message.slice(0, 500)}...` : message;
-}
-
-/**
- * Per-call options for client-node's generated APIs (whose middleware is its Observable form, as setHeaderOptions
- * builds it): the call is aborted after `timeoutMs`.
- */
-export function callTimeout(timeoutMs: number): k8s.ConfigurationOptions {
-  return {
-    middleware: [
-      {
-        pre: (ctx: k8s.RequestContext) => {
-          ctx.setSignal(AbortSignal.timeout(timeoutMs));
-          return new k8s.Observable(Promise.resolve(ctx));
-        },
-        post: (ctx: k8s.ResponseContext) => new k8s.Observable(Promise.resolve(ctx)),
-      },
-    ],
-    middlewareMergeStrategy: 'append',
-  };
 }

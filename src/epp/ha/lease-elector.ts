@@ -22,9 +22,10 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
-import * as k8s from '@kubernetes/client-node';
+import type * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { apiMessage, apiStatus, callTimeout } from './kube-errors.js';
+import { KubeClient, type KubeConnection, type WatchHandle } from '../../common/kubernetes/index.js';
+import { apiMessage, apiStatus } from './kube-errors.js';
 
 export interface LeaseElectorSettings {
   namespace: string;
@@ -62,15 +63,14 @@ export function defaultIdentity(): string {
   return `${hostname()}_${randomUUID()}`;
 }
 
-/** Go's metav1.MicroTime text: RFC 3339 with microseconds (the API server parses exactly that). */
-function microTime(): k8s.V1MicroTime {
-  return new k8s.V1MicroTime();
+/** Go's metav1.MicroTime text: RFC 3339 with microseconds, UTC (`2006-01-02T15:04:05.000000Z`), which the API server parses. */
+export function microTime(date = new Date()): string {
+  return date.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
 }
 
 export class LeaseElector extends EventEmitter<LeaseElectorEvents> {
   readonly identity: string;
-  private readonly api: k8s.CoordinationV1Api;
-  private readonly watcher: k8s.Watch;
+  private readonly client: KubeClient;
   private observed?: Observation;
   /** We hold the lease (as of our last successful write); isLeader() also checks the renew deadline. */
   private holding = false;
@@ -81,14 +81,15 @@ export class LeaseElector extends EventEmitter<LeaseElectorEvents> {
   private ticking?: Promise<void>;
   private tickAgain = false;
   private backoffMs: number;
-  private watchAbort?: AbortController;
+  private watchHandle?: WatchHandle;
   private watchTimer?: NodeJS.Timeout;
   private watchBackoffMs: number;
   private lastProblem?: string;
-  private readonly callOptions: unknown;
+  /** Deadline of each Lease read or write. */
+  private readonly callTimeoutMs: number;
 
   constructor(
-    kc: k8s.KubeConfig,
+    connection: KubeConnection,
     readonly settings: LeaseElectorSettings,
     private readonly logger: Logger,
     private readonly now: () => number = () => performance.now(),
@@ -97,16 +98,31 @@ export class LeaseElector extends EventEmitter<LeaseElectorEvents> {
     if (!(settings.renewDeadlineMs < settings.leaseDurationMs))
       throw new Error('the renew deadline must be shorter than the lease duration');
     this.identity = settings.identity ?? defaultIdentity();
-    this.api = kc.makeApiClient(k8s.CoordinationV1Api);
-    this.watcher = new k8s.Watch(kc);
+    this.client = new KubeClient(connection);
     // As controller-runtime: one hung call must not cost the lease (max(renewDeadline/2, 1s)).
-    this.callOptions = callTimeout(Math.max(settings.renewDeadlineMs / 2, 1000));
+    this.callTimeoutMs = Math.max(settings.renewDeadlineMs / 2, 1000);
     this.backoffMs = settings.retryPeriodMs;
     this.watchBackoffMs = settings.retryPeriodMs;
   }
 
   get lease(): string {
     return `${this.settings.namespace}/${this.settings.name}`;
+  }
+
+  private get collectionPath(): string {
+    return `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(this.settings.namespace)}/leases`;
+  }
+
+  private get objectPath(): string {
+    return `${this.collectionPath}/${encodeURIComponent(this.settings.name)}`;
+  }
+
+  private readLease(): Promise<k8s.V1Lease> {
+    return this.client.get<k8s.V1Lease>(this.objectPath, { timeoutMs: this.callTimeoutMs });
+  }
+
+  private replaceLease(body: k8s.V1Lease): Promise<k8s.V1Lease> {
+    return this.client.replace<k8s.V1Lease>(this.objectPath, body, { timeoutMs: this.callTimeoutMs });
   }
 
   /** True while we hold the lease and renewed it (the renew request sent) less than the renew deadline ago. */
@@ -153,28 +169,17 @@ export class LeaseElector extends EventEmitter<LeaseElectorEvents> {
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
         let o = this.observed;
-        if (!o || attempt > 0)
-          o = this.observe(
-            await this.api.readNamespacedLease(
-              { name: this.settings.name, namespace: this.settings.namespace },
-              this.callOptions as never,
-            ),
-          );
+        if (!o || attempt > 0) o = this.observe(await this.readLease());
         if (o.holder !== this.identity) return;
         const now = microTime();
-        const lease = await this.api.replaceNamespacedLease(
-          {
-            name: this.settings.name,
-            namespace: this.settings.namespace,
-            body: this.leaseObject(o.resourceVersion, {
-              holderIdentity: '',
-              leaseDurationSeconds: 1,
-              acquireTime: now,
-              renewTime: now,
-              leaseTransitions: o.transitions,
-            }),
-          },
-          this.callOptions as never,
+        const lease = await this.replaceLease(
+          this.leaseObject(o.resourceVersion, {
+            holderIdentity: '',
+            leaseDurationSeconds: 1,
+            acquireTime: now,
+            renewTime: now,
+            leaseTransitions: o.transitions,
+          }),
         );
         this.observe(lease);
         this.holding = false;
@@ -198,13 +203,14 @@ export class LeaseElector extends EventEmitter<LeaseElectorEvents> {
   async stop(): Promise<void> {
     this.halt();
     await this.ticking?.catch(() => undefined);
+    await this.client.close();
   }
 
   private halt(): void {
     this.stopped = true;
     clearTimeout(this.timer);
     clearTimeout(this.watchTimer);
-    this.watchAbort?.abort();
+    this.watchHandle?.abort();
   }
 
   /** Runs an attempt now (or right after the one under way). */
@@ -271,19 +277,14 @@ export class LeaseElector extends EventEmitter<LeaseElectorEvents> {
     if (this.isLeader() && this.observed?.holder === this.identity) {
       const o = this.observed;
       try {
-        const lease = await this.api.replaceNamespacedLease(
-          {
-            name,
-            namespace,
-            body: this.leaseObject(o.resourceVersion, {
-              holderIdentity: this.identity,
-              leaseDurationSeconds: durationSeconds,
-              acquireTime: o.acquireTime,
-              renewTime: microTime(),
-              leaseTransitions: o.transitions,
-            }),
-          },
-          this.callOptions as never,
+        const lease = await this.replaceLease(
+          this.leaseObject(o.resourceVersion, {
+            holderIdentity: this.identity,
+            leaseDurationSeconds: durationSeconds,
+            acquireTime: o.acquireTime,
+            renewTime: microTime(),
+            leaseTransitions: o.transitions,
+          }),
         );
         this.observe(lease);
         this.renewed(sentAt);
@@ -295,28 +296,26 @@ export class LeaseElector extends EventEmitter<LeaseElectorEvents> {
     }
     let lease: k8s.V1Lease;
     try {
-      lease = await this.api.readNamespacedLease({ name, namespace }, this.callOptions as never);
+      lease = await this.readLease();
     } catch (err) {
       if (apiStatus(err) !== 404) throw err;
       const now = microTime();
       try {
-        const created = await this.api.createNamespacedLease(
+        const created = await this.client.create<k8s.V1Lease>(
+          this.collectionPath,
           {
-            namespace,
-            body: {
-              apiVersion: 'coordination.k8s.io/v1',
-              kind: 'Lease',
-              metadata: { name, namespace },
-              spec: {
-                holderIdentity: this.identity,
-                leaseDurationSeconds: durationSeconds,
-                acquireTime: now,
-                renewTime: now,
-                leaseTransitions: 0,
-              },
+            apiVersion: 'coordination.k8s.io/v1',
+            kind: 'Lease',
+            metadata: { name, namespace },
+            spec: {
+              holderIdentity: this.identity,
+              leaseDurationSeconds: durationSeconds,
+              acquireTime: now,
+              renewTime: now,
+              leaseTransitions: 0,
             },
           },
-          this.callOptions as never,
+          { timeoutMs: this.callTimeoutMs },
         );
         this.observe(created);
         this.renewed(sentAt);
@@ -333,19 +332,14 @@ export class LeaseElector extends EventEmitter<LeaseElectorEvents> {
     }
     const mine = o.holder === this.identity;
     try {
-      const updated = await this.api.replaceNamespacedLease(
-        {
-          name,
-          namespace,
-          body: this.leaseObject(o.resourceVersion, {
-            holderIdentity: this.identity,
-            leaseDurationSeconds: durationSeconds,
-            acquireTime: mine ? o.acquireTime : microTime(),
-            renewTime: microTime(),
-            leaseTransitions: mine ? o.transitions : o.transitions + 1,
-          }),
-        },
-        this.callOptions as never,
+      const updated = await this.replaceLease(
+        this.leaseObject(o.resourceVersion, {
+          holderIdentity: this.identity,
+          leaseDurationSeconds: durationSeconds,
+          acquireTime: mine ? o.acquireTime : microTime(),
+          renewTime: microTime(),
+          leaseTransitions: mine ? o.transitions : o.transitions + 1,
+        }),
       );
       this.observe(updated);
       this.renewed(sentAt);
@@ -357,7 +351,7 @@ export class LeaseElector extends EventEmitter<LeaseElectorEvents> {
 
   private leaseObject(
     resourceVersion: string,
-    spec: Omit<k8s.V1LeaseSpec, 'acquireTime'> & { acquireTime?: unknown },
+    spec: Omit<k8s.V1LeaseSpec, 'acquireTime' | 'renewTime'> & { acquireTime?: unknown; renewTime?: unknown },
   ): k8s.V1Lease {
     return {
       apiVersion: 'coordination.k8s.io/v1',
@@ -425,7 +419,6 @@ export class LeaseElector extends EventEmitter<LeaseElectorEvents> {
   /** Watches the Lease so a release or a takeover is seen at once; restarted with backoff when it ends. */
   private startWatch(): void {
     if (this.stopped) return;
-    const path = `/apis/coordination.k8s.io/v1/namespaces/${this.settings.namespace}/leases`;
     let sawEvent = false;
     const restart = (err?: unknown) => {
       if (this.stopped) return;
@@ -439,11 +432,11 @@ export class LeaseElector extends EventEmitter<LeaseElectorEvents> {
       this.watchTimer = setTimeout(() => this.startWatch(), this.watchBackoffMs);
       this.watchBackoffMs = Math.min(MAX_BACKOFF_MS, this.watchBackoffMs * 2);
     };
-    this.watcher
-      .watch(
-        path,
+    void this.client
+      .watch<k8s.V1Lease>(
+        this.collectionPath,
         { fieldSelector: `metadata.name=${this.settings.name}`, allowWatchBookmarks: false },
-        (type: string, obj: k8s.V1Lease) => {
+        ({ type, object: obj }) => {
           sawEvent = true;
           if (this.stopped) return;
           if (type === 'DELETED') {
@@ -461,14 +454,11 @@ export class LeaseElector extends EventEmitter<LeaseElectorEvents> {
           if (o.holder === '' || o.holder === this.identity) this.kick();
           else if (!this.ticking) this.schedule(Math.min(this.settings.retryPeriodMs, o.durationMs + 1));
         },
-        (err: unknown) => restart(err),
+        (err) => restart(err),
       )
-      .then(
-        (ac) => {
-          if (this.stopped) ac.abort();
-          else this.watchAbort = ac;
-        },
-        (err: unknown) => restart(err),
-      );
+      .then((handle) => {
+        if (this.stopped) handle.abort();
+        else this.watchHandle = handle;
+      });
   }
 }

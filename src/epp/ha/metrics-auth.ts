@@ -14,9 +14,10 @@
  *   default values enables auth without granting the reviews, and upstream's EPP serves traffic there.
  */
 import { createHash } from 'node:crypto';
-import * as k8s from '@kubernetes/client-node';
+import type * as k8s from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { apiMessage, apiStatus, callTimeout } from './kube-errors.js';
+import { KubeClient, type KubeConnection } from '../../common/kubernetes/index.js';
+import { apiMessage, apiStatus } from './kube-errors.js';
 
 export interface MetricsAuthSettings {
   cacheTtlMs: number;
@@ -37,8 +38,7 @@ const MAX_BACKOFF_MS = 30_000;
 const PROBE_TOKEN = 'pd-router-metrics-auth-permission-probe';
 
 export class MetricsAuthorizer {
-  private readonly authn: k8s.AuthenticationV1Api;
-  private readonly authz: k8s.AuthorizationV1Api;
+  private readonly client: KubeClient;
   private readonly cache = new Map<string, { expires: number; outcome: AuthOutcome }>();
   private readonly pending = new Map<string, Promise<AuthOutcome>>();
   private permitted = false;
@@ -47,17 +47,26 @@ export class MetricsAuthorizer {
   private probing = false;
   private backoffMs = MIN_BACKOFF_MS;
   private stopped = false;
-  private readonly callOptions: unknown;
 
   constructor(
-    kc: k8s.KubeConfig,
+    connection: KubeConnection,
     private readonly settings: MetricsAuthSettings,
     private readonly logger: Logger,
     private readonly now: () => number = () => performance.now(),
   ) {
-    this.authn = kc.makeApiClient(k8s.AuthenticationV1Api);
-    this.authz = kc.makeApiClient(k8s.AuthorizationV1Api);
-    this.callOptions = callTimeout(settings.timeoutMs);
+    this.client = new KubeClient(connection);
+  }
+
+  private createTokenReview(body: k8s.V1TokenReview): Promise<k8s.V1TokenReview> {
+    return this.client.create('/apis/authentication.k8s.io/v1/tokenreviews', body, {
+      timeoutMs: this.settings.timeoutMs,
+    });
+  }
+
+  private createSubjectAccessReview(body: k8s.V1SubjectAccessReview): Promise<k8s.V1SubjectAccessReview> {
+    return this.client.create('/apis/authorization.k8s.io/v1/subjectaccessreviews', body, {
+      timeoutMs: this.settings.timeoutMs,
+    });
   }
 
   /** Both reviews may be created (the permission probe succeeded); false while a permission is missing. */
@@ -76,6 +85,7 @@ export class MetricsAuthorizer {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.probeTimer);
+    void this.client.close();
   }
 
   /** Decides a request by its Authorization header, method and path. */
@@ -113,10 +123,11 @@ export class MetricsAuthorizer {
   private async review(token: string, verb: string, path: string): Promise<AuthOutcome> {
     let user: k8s.V1UserInfo | undefined;
     try {
-      const tr = await this.authn.createTokenReview(
-        { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token } } },
-        this.callOptions as never,
-      );
+      const tr = await this.createTokenReview({
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenReview',
+        spec: { token },
+      });
       if (!tr.status?.authenticated) return { status: 401, message: 'Unauthorized' };
       user = tr.status.user ?? {};
     } catch (err) {
@@ -125,22 +136,17 @@ export class MetricsAuthorizer {
     }
     const name = user.username ?? '';
     try {
-      const sar = await this.authz.createSubjectAccessReview(
-        {
-          body: {
-            apiVersion: 'authorization.k8s.io/v1',
-            kind: 'SubjectAccessReview',
-            spec: {
-              user: user.username,
-              uid: user.uid,
-              groups: user.groups,
-              extra: user.extra,
-              nonResourceAttributes: { path, verb },
-            },
-          },
+      const sar = await this.createSubjectAccessReview({
+        apiVersion: 'authorization.k8s.io/v1',
+        kind: 'SubjectAccessReview',
+        spec: {
+          user: user.username,
+          uid: user.uid,
+          groups: user.groups,
+          extra: user.extra,
+          nonResourceAttributes: { path, verb },
         },
-        this.callOptions as never,
-      );
+      });
       if (!sar.status?.allowed) {
         this.logger.debug({ user: name, reason: sar.status?.reason }, 'metrics: authorization denied');
         return { status: 403, message: `Authorization denied for user ${name}`, user: name };
@@ -171,21 +177,17 @@ export class MetricsAuthorizer {
     this.probing = true;
     let resource = 'tokenreviews.authentication.k8s.io';
     try {
-      await this.authn.createTokenReview(
-        { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token: PROBE_TOKEN } } },
-        this.callOptions as never,
-      );
+      await this.createTokenReview({
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenReview',
+        spec: { token: PROBE_TOKEN },
+      });
       resource = 'subjectaccessreviews.authorization.k8s.io';
-      await this.authz.createSubjectAccessReview(
-        {
-          body: {
-            apiVersion: 'authorization.k8s.io/v1',
-            kind: 'SubjectAccessReview',
-            spec: { user: 'system:anonymous', nonResourceAttributes: { path: '/metrics', verb: 'get' } },
-          },
-        },
-        this.callOptions as never,
-      );
+      await this.createSubjectAccessReview({
+        apiVersion: 'authorization.k8s.io/v1',
+        kind: 'SubjectAccessReview',
+        spec: { user: 'system:anonymous', nonResourceAttributes: { path: '/metrics', verb: 'get' } },
+      });
       this.permitted = true;
       if (this.lastProblem) this.logger.info('metrics auth: TokenReview and SubjectAccessReview allowed again');
       this.lastProblem = undefined;
