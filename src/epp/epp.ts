@@ -20,7 +20,7 @@ import {
   startTracing,
   type TlsMaterial,
 } from '../common/index.js';
-import { extProcServingDefinition } from '../common/envoy/ext-proc.js';
+import { extProcServingDefinition } from '../common/envoy/ext-proc-codec.js';
 import { loadEndpointPickerConfig, type LoadedEndpointPickerConfig } from './config/loader.js';
 import { startDiscovery } from './datalayer/discovery.js';
 import {

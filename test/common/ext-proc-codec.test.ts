@@ -5,9 +5,9 @@
 import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { extProcServingDefinition } from '../../src/common/envoy/ext-proc-codec.js';
 import {
   extProcServiceDefinition,
-  extProcServingDefinition,
   type HeaderValueOption,
   type ProcessingRequest,
   type ProcessingResponse,

@@ -19,14 +19,16 @@
 import type * as grpc from '@grpc/grpc-js';
 import type * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs/minimal.js';
-import type {
-  HeaderMutation,
-  HeaderValue,
-  HeaderValueOption,
-  ProcessingRequest,
-  ProcessingResponse,
-  ProtoStruct,
-  ProtoValue,
+import {
+  extProcPackageDefinition,
+  extProcServiceDefinition,
+  type HeaderMutation,
+  type HeaderValue,
+  type HeaderValueOption,
+  type ProcessingRequest,
+  type ProcessingResponse,
+  type ProtoStruct,
+  type ProtoValue,
 } from './ext-proc.js';
 
 const { Reader } = protobuf;
@@ -658,4 +660,27 @@ function value(writer: BackWriter, message: ProtoValue): void {
   if (any.stringValue != null) writer.string(3, any.stringValue);
   if (any.numberValue != null) writer.double(2, any.numberValue);
   if (any.nullValue != null) writer.enum(1, 0);
+}
+
+let serving: grpc.ServiceDefinition | undefined;
+
+/**
+ * The service definition the EPP serves: `Process` reads requests and writes responses with this codec, the same bytes
+ * and objects as proto-loader's at a fraction of the CPU.
+ */
+export function extProcServingDefinition(): grpc.ServiceDefinition {
+  if (!serving) {
+    const service = extProcServiceDefinition();
+    const process = service.Process as grpc.MethodDefinition<unknown, unknown>;
+    const codec = new ExtProcCodec(extProcPackageDefinition(), process);
+    serving = {
+      ...service,
+      Process: {
+        ...process,
+        requestDeserialize: codec.decodeRequest,
+        responseSerialize: codec.encodeResponse as (value: unknown) => Buffer,
+      },
+    };
+  }
+  return serving;
 }

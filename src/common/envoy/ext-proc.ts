@@ -13,7 +13,6 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { ExtProcCodec } from './ext-proc-codec.js';
 
 const EXT_PROC_PROTO = 'envoy/service/ext_proc/v3/external_processor.proto';
 
@@ -85,27 +84,9 @@ export function extProcServiceDefinition(): grpc.ServiceDefinition {
   return load().service;
 }
 
-let serving: grpc.ServiceDefinition | undefined;
-
-/**
- * The service definition the EPP serves: `Process` reads requests and writes responses with pd-router's own codec
- * (ext-proc-codec.ts), the same bytes and objects as proto-loader's at a fraction of the CPU.
- */
-export function extProcServingDefinition(): grpc.ServiceDefinition {
-  if (!serving) {
-    const { definition, service } = load();
-    const process = service.Process as grpc.MethodDefinition<unknown, unknown>;
-    const codec = new ExtProcCodec(definition, process);
-    serving = {
-      ...service,
-      Process: {
-        ...process,
-        requestDeserialize: codec.decodeRequest,
-        responseSerialize: codec.encodeResponse as (value: unknown) => Buffer,
-      },
-    };
-  }
-  return serving;
+/** The loaded ext_proc protos (proto-loader's package definition: message and enum descriptors). */
+export function extProcPackageDefinition(): protoLoader.PackageDefinition {
+  return load().definition;
 }
 
 /** Client constructor: `new (extProcClientConstructor())(address, credentials)`, then `.Process()` for a duplex stream. */
