@@ -15,7 +15,7 @@ import {
 } from '../common/index.js';
 import { SidecarMetrics } from './metrics.js';
 import type { SidecarConfig } from './options.js';
-import { buildSidecarServer, type SidecarRank } from './server.js';
+import { SIDECAR_FASTIFY_OPTIONS, buildSidecarServer, type SidecarRank } from './server.js';
 import { InferencePoolAllowlist, StaticAllowlist, allowAll, type TargetGuard } from './ssrf-guard.js';
 import { UpstreamAgents } from './upstream.js';
 
@@ -112,7 +112,7 @@ export async function startSidecar(config: SidecarConfig, logger: Logger = silen
     }
     let metricsPort: number | undefined;
     if (config.metricsPort > 0) {
-      const m = Fastify(fastifyBaseOptions({ logger, bodyLimit: 1024 }));
+      const m = Fastify({ ...fastifyBaseOptions({ logger, bodyLimit: 1024 }), ...SIDECAR_FASTIFY_OPTIONS });
       m.get('/metrics', async (_req, reply) => {
         const { contentType, body } = await renderMetrics([metrics.registry]);
         return reply.header('content-type', contentType).send(body);
