@@ -4,8 +4,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
 import { isIP, type Socket } from 'node:net';
-import { LogController, type FastifyHttpOptions, type FastifyInstance } from 'fastify';
+import type { FastifyHttpOptions } from 'fastify';
 import type { Logger } from 'pino';
 import { REQUEST_ID_HEADER } from './pd-contract.js';
 
@@ -25,6 +26,8 @@ export function requestIdOf(req: IncomingMessage): string {
 
 /** Fastify options every server shares: the logger, request ids, body limit, no per-request info logging. */
 export function fastifyBaseOptions(settings: ServerBaseSettings): FastifyHttpOptions<Server> {
+  // Loaded here, not imported: a process that serves no fastify instance (the sidecar) does not load fastify.
+  const { LogController } = createRequire(import.meta.url)('fastify') as typeof import('fastify');
   return {
     loggerInstance: settings.logger,
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
@@ -74,10 +77,18 @@ class ConnectionTracker {
   }
 }
 
-const trackers = new WeakMap<FastifyInstance, ConnectionTracker>();
+/** A server to listen with and drain: a fastify instance, or one of ours on node:http (the sidecar's). */
+export interface ListeningApp {
+  readonly server: Server;
+  readonly log: { warn(details: object, message: string): void };
+  listen(options: { host: string; port: number }): PromiseLike<unknown>;
+  close(): PromiseLike<unknown>;
+}
+
+const trackers = new WeakMap<ListeningApp, ConnectionTracker>();
 
 /** Listens and returns the bound port (useful with port 0 in tests). */
-export async function listen(app: FastifyInstance, host: string, port: number): Promise<number> {
+export async function listen(app: ListeningApp, host: string, port: number): Promise<number> {
   if (!trackers.has(app)) trackers.set(app, new ConnectionTracker(app.server));
   await app.listen({ host, port });
   const addr = app.server.address();
@@ -86,7 +97,7 @@ export async function listen(app: FastifyInstance, host: string, port: number): 
 }
 
 /** Stops accepting, waits for in-flight requests up to the deadline, then closes what is left. */
-export async function closeWithDeadline(app: FastifyInstance, deadlineMs: number): Promise<void> {
+export async function closeWithDeadline(app: ListeningApp, deadlineMs: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<'deadline'>((resolve) => {
     timer = setTimeout(() => resolve('deadline'), deadlineMs);

@@ -1,6 +1,4 @@
 /** Decode-pod routing sidecar: `pd-router sidecar`. */
-import type { FastifyInstance } from 'fastify';
-import Fastify from 'fastify';
 import {
   closeWithDeadline,
   dialableHost,
@@ -9,6 +7,7 @@ import {
   listen,
   renderMetrics,
   serverTls,
+  type ListeningApp,
   silentLogger,
   startTracing,
   type Logger,
@@ -36,6 +35,18 @@ export interface SidecarHandle {
   metrics: SidecarMetrics;
   guard: TargetGuard;
   close(deadlineMs?: number): Promise<void>;
+}
+
+/**
+ * The metrics port's fastify instance without fastify's JSON-schema compilers: its one route has no schema, and the
+ * default compilers load ajv, ajv-formats, fast-uri and fast-json-stringify (~100 modules, ~5 MB). A schema added
+ * later fails loudly instead of going unchecked.
+ */
+const NO_SCHEMA_COMPILERS = {
+  schemaController: { compilersFactory: { buildValidator: noSchemaCompilers, buildSerializer: noSchemaCompilers } },
+};
+function noSchemaCompilers(): never {
+  throw new Error('the sidecar compiles no JSON schemas');
 }
 
 async function buildGuard(optionValues: SidecarConfig, logger: Logger): Promise<TargetGuard> {
@@ -75,7 +86,7 @@ export async function startSidecar(config: SidecarConfig, logger: Logger = silen
     tlsInsecureSkipVerify: config.tlsInsecureSkipVerify,
     maxConnsPerHost: config.maxIdleConnsPerHost,
   });
-  const apps: FastifyInstance[] = [];
+  const apps: ListeningApp[] = [];
   const ports: number[] = [];
   let stopTls: () => void = () => undefined;
   try {
@@ -83,7 +94,7 @@ export async function startSidecar(config: SidecarConfig, logger: Logger = silen
     if (config.secureProxy) {
       const t = await serverTls(config.certPath, logger, (tlsMaterial) => {
         for (const app of apps)
-          // eslint-disable-next-line no-restricted-syntax -- the serverFactory made an https server, which fastify's types call an http.Server
+          // eslint-disable-next-line no-restricted-syntax -- buildSidecarServer made an https server, typed as the http.Server it also is
           (app.server as unknown as import('node:tls').Server).setSecureContext({
             key: tlsMaterial.key,
             cert: tlsMaterial.cert,
@@ -117,7 +128,9 @@ export async function startSidecar(config: SidecarConfig, logger: Logger = silen
     }
     let metricsPort: number | undefined;
     if (config.metricsPort > 0) {
-      const m = Fastify(fastifyBaseOptions({ logger, bodyLimit: 1024 }));
+      // The separate metrics port (off by default) is still a fastify instance, loaded only when it is asked for.
+      const { default: Fastify } = await import('fastify');
+      const m = Fastify({ ...fastifyBaseOptions({ logger, bodyLimit: 1024 }), ...NO_SCHEMA_COMPILERS });
       m.get('/metrics', async (_req, reply) => {
         const { contentType, body } = await renderMetrics([metrics.registry]);
         return reply.header('content-type', contentType).send(body);

@@ -1,7 +1,7 @@
 /**
  * What one request carries through the sidecar's pipeline, and what a connector is. The path of an inference request:
  *
- *   server.ts        the HTTP surface: inference POSTs take the fast path to pd-handler.ts, the rest go to fastify
+ *   server.ts        the HTTP surface (node:http): inference POSTs go to pd-handler.ts, the rest to its own routes
  *   pd-handler.ts    reads the routing headers, checks the prefill target, reads the body, builds the PdContext
  *   encode-stage.ts  E/PD (--ec-connector): the encoder legs for the multimodal items, before the connector
  *   connectors/      one file per --kv-connector: the order and the bodies of the two legs

@@ -2,7 +2,7 @@
  * One inference request (a POST to one of the INFERENCE_PATHS): reads the routing headers, picks and checks the
  * prefill target, reads and cleans the body, and hands the request to the connector; without a prefill target the
  * request is served by the local decoder unchanged (passthrough.ts). Works on the raw Node objects: this is the hot
- * path, reached before fastify (server.ts).
+ * path, reached straight from the HTTP server (server.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomInt } from 'node:crypto';

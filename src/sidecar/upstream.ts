@@ -5,7 +5,7 @@
  * Deadlines are enforced per call by the callers, so the agents themselves have no header or body timeouts.
  */
 import { randomFillSync } from 'node:crypto';
-import { Agent } from 'undici';
+import { Agent } from './undici-agent.js';
 import type { IncomingHttpHeaders } from 'node:http';
 import { HOP_BY_HOP_HEADERS } from '../common/index.js';
 import { REQUEST_ID_HEADER, ROUTING_HEADER_SET } from '../common/pd-contract.js';

@@ -1,6 +1,6 @@
 /**
- * Inference POSTs bypass fastify's routing (the hot path); while the sidecar closes they must still get fastify's 503,
- * and a request already in flight must still finish.
+ * Inference POSTs take the hot path; while the sidecar closes they must still get the 503 every route gets (the one
+ * fastify gave, server.ts), and a request already in flight must still finish.
  */
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -7,8 +7,18 @@
  */
 import { TraceFlags } from '@opentelemetry/api';
 import type { Context } from '@opentelemetry/api';
-import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
+import type { ExportResult, ExportResultCode } from '@opentelemetry/core';
 import type { ReadableSpan, Span, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base';
+
+/**
+ * @opentelemetry/core's ExportResultCode values, here so that importing this module (every process that can trace,
+ * with tracing on or off) does not load @opentelemetry/core and its dependencies (~3 MB of memory); the exporters and
+ * the SDK, which need it, load only when tracing starts.
+ */
+// eslint-disable-next-line @typescript-eslint/no-unsafe-enum-assignment -- the enum's value, without its module
+const SUCCESS: ExportResultCode.SUCCESS = 0;
+// eslint-disable-next-line @typescript-eslint/no-unsafe-enum-assignment -- the enum's value, without its module
+const FAILED: ExportResultCode.FAILED = 1;
 
 /** Why spans were dropped: the queue was full, or their export failed (collector unreachable, refused, too slow). */
 export type DropReason = 'queue_full' | 'export_failed';
@@ -73,18 +83,18 @@ export class BoundedSpanProcessor implements SpanProcessor {
         if (settled) return;
         settled = true;
         clearTimeout(deadline);
-        if (result.code === ExportResultCode.SUCCESS) this.counters.exported(batch.length);
+        if (result.code === SUCCESS) this.counters.exported(batch.length);
         else this.counters.dropped('export_failed', batch.length);
         resolve();
       };
       const deadline = setTimeout(
-        () => finish({ code: ExportResultCode.FAILED, error: new Error('export timed out') }),
+        () => finish({ code: FAILED, error: new Error('export timed out') }),
         this.settings.exportTimeoutMs,
       ).unref();
       try {
         this.exporter.export(batch, finish);
       } catch (err) {
-        finish({ code: ExportResultCode.FAILED, error: err as Error });
+        finish({ code: FAILED, error: err as Error });
       }
     });
   }
