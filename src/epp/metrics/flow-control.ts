@@ -37,33 +37,33 @@ function register(registry: Registry, prefix: string, llmd: boolean): Set {
   return {
     duration: new Histogram({
       name: `${prefix}_flow_control_request_queue_duration_seconds`,
-      help: 'Distribution of total time requests spend in the Flow Control layer (from enqueue to final outcome).',
+      help: '[ALPHA] Distribution of total time requests spend in the Flow Control layer (from enqueue to final outcome).',
       labelNames: DURATION_LABELS,
       buckets: QUEUE_BUCKETS,
       registers: r,
     }),
     size: new Gauge({
       name: `${prefix}_flow_control_queue_size`,
-      help: 'Current number of requests actively held in the Flow Control queue.',
+      help: '[ALPHA] Current number of requests actively held in the Flow Control queue.',
       labelNames: FLOW_LABELS,
       registers: r,
     }),
     bytes: new Gauge({
       name: `${prefix}_flow_control_queue_bytes`,
-      help: 'Current total size in bytes of requests actively held in the Flow Control queue.',
+      help: '[ALPHA] Current total size in bytes of requests actively held in the Flow Control queue.',
       labelNames: FLOW_LABELS,
       registers: r,
     }),
     saturation: new Gauge({
       name: `${prefix}_flow_control_pool_saturation`,
-      help: 'Current saturation level of the inference pool (0.0 = empty, 1.0 = fully saturated).',
+      help: '[ALPHA] Current saturation level of the inference pool (0.0 = empty, 1.0 = fully saturated).',
       labelNames: ['inference_pool'],
       registers: r,
     }),
     total: llmd
       ? new Counter({
           name: `${prefix}_flow_control_requests_total`,
-          help: 'Total number of requests processed by the Flow Control layer.',
+          help: '[ALPHA] Total number of requests processed by the Flow Control layer.',
           labelNames: ['outcome', 'priority', 'inference_pool'],
           registers: r,
         })
