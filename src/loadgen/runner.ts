@@ -169,7 +169,8 @@ export async function runLoad(loadRunOptions: LoadRunOptions): Promise<RunResult
       }))
     : undefined;
 
-  const send = async (req: PlannedRequest): Promise<void> => {
+  /** `start`: when the run decided to send it (the closed loop's deadline check), else now. */
+  const send = async (req: PlannedRequest, start = performance.now()): Promise<void> => {
     inFlight++;
     const ac = new AbortController();
     const timer = setTimeout(
@@ -181,7 +182,6 @@ export async function runLoad(loadRunOptions: LoadRunOptions): Promise<RunResult
     );
     const onRunAbort = () => ac.abort(signal.reason);
     signal.addEventListener('abort', onRunAbort, { once: true });
-    const start = performance.now();
     const sample: RequestSample = {
       index: req.index,
       ok: false,
@@ -261,14 +261,15 @@ export async function runLoad(loadRunOptions: LoadRunOptions): Promise<RunResult
     }
   };
 
-  const budgetLeft = () => issued < maxRequests && !signal.aborted && performance.now() - t0 < wallBudgetMs;
+  const budgetLeftAt = (now: number) => issued < maxRequests && !signal.aborted && now - t0 < wallBudgetMs;
 
   try {
     if (arrival.kind === 'concurrency') {
       const worker = async () => {
-        while (budgetLeft()) {
-          const req = plan(issued++, performance.now() - t0);
-          await send(req);
+        // One clock reading decides and dates a request: none is dated past the deadline it was checked against.
+        for (let now = performance.now(); budgetLeftAt(now); now = performance.now()) {
+          const req = plan(issued++, now - t0);
+          await send(req, now);
         }
       };
       await Promise.all(Array.from({ length: Math.min(arrival.concurrency, maxRequests) }, worker));
