@@ -474,7 +474,12 @@ interface StreamedBodyOnly {
   endOfStream: boolean | null | undefined;
 }
 
-const keyCount = (value: object) => Object.keys(value).length;
+/** Whether `value` has at most `max` own enumerable keys, counted without building a key array (this runs per chunk). */
+function keysAtMost(value: object, max: number): boolean {
+  let count = 0;
+  for (const key in value) if (Object.hasOwn(value, key) && ++count > max) return false;
+  return true;
+}
 
 /** The chunk of a response that is exactly `{request_body|response_body: {response: {body_mutation: {streamed_response}}}}`. */
 function streamedBodyOnly(response: ProcessingResponse): StreamedBodyOnly | undefined {
@@ -483,9 +488,9 @@ function streamedBodyOnly(response: ProcessingResponse): StreamedBodyOnly | unde
   const mutation = common?.body_mutation;
   const streamed = (mutation as { streamed_response?: { body?: Uint8Array | null; end_of_stream?: boolean | null } })
     ?.streamed_response;
-  if (streamed == null || keyCount(response) !== 1 || keyCount(holder!) !== 1 || keyCount(common!) !== 1)
+  if (streamed == null || !keysAtMost(response, 1) || !keysAtMost(holder!, 1) || !keysAtMost(common!, 1))
     return undefined;
-  if (keyCount(mutation!) !== 1 || keyCount(streamed) > 2) return undefined;
+  if (!keysAtMost(mutation!, 1) || !keysAtMost(streamed, 2)) return undefined;
   return {
     field: response.request_body != null ? 3 : 4,
     body: streamed.body,
