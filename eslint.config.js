@@ -37,6 +37,18 @@ const explainedDoubleCasts = [
   },
 ];
 
+/**
+ * No getters or setters in object literals in product code: V8 gives every such literal its own hidden class (map),
+ * and maps live in the old generation, so a literal built per request keeps that request's objects alive through every
+ * young-generation collection until a full one. One in the EPP's decider input promoted ~0.7 MB per scavenge at a single
+ * request in flight (bench/results/epp-perf.md, third pass). Use a class (accessors on its prototype) or a plain field.
+ */
+const noLiteralAccessors = {
+  selector: 'ObjectExpression > Property[kind=/^(get|set)$/]',
+  message:
+    'a getter or setter in an object literal gives each object its own hidden class, kept in the old generation: use a class or a plain field (eslint.config.js says why).',
+};
+
 export default defineConfig(
   {
     ignores: [
@@ -82,6 +94,10 @@ export default defineConfig(
         { argsIgnorePattern: '^_', varsIgnorePattern: '^_', caughtErrors: 'none' },
       ],
     },
+  },
+  {
+    files: ['src/**/*.ts'],
+    rules: { 'no-restricted-syntax': [...explainedDoubleCasts, noLiteralAccessors] },
   },
   {
     // Tests read parsed JSON answers as `any` and assert on them: the assertion is the type check.

@@ -42,7 +42,7 @@ export async function runConcurrentLegs(ctx: PdContext, legs: ConcurrentLegs): P
         outcome.kind === 'http_error'
           ? `the prefiller answered ${outcome.status}: ${outcome.body.toString('utf8', 0, 200)}`
           : outcome.message;
-      ctx.logger.warn(
+      ctx.log.logger.warn(
         {
           prefiller: ctx.target.hostPort,
           kind: outcome.kind,

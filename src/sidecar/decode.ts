@@ -59,7 +59,7 @@ export async function relayDecode(ctx: RelayContext, leg: UpstreamLeg, step: Rel
     maxRewriteBody: ctx.config.maxRewriteBodySize,
     prefix: step.prefix,
     metrics: ctx.metrics,
-    logger: () => ctx.logger,
+    logger: () => ctx.log.logger,
     // Latency is an inference request's: passthrough answers (vLLM's /metrics, /v1/models) are not timed.
     onFirstClientByte: step.mode === 'passthrough' ? undefined : () => observeFirstByte(ctx, step.mode, leg),
   });

@@ -151,7 +151,7 @@ export function answerLegFailure(
         'BadGateway',
       );
   }
-  ctx.logger.warn({ err, stage, code, prefiller: ctx.target?.hostPort }, `${stage} leg failed`);
+  ctx.log.logger.warn({ err, stage, code, prefiller: ctx.target?.hostPort }, `${stage} leg failed`);
   return 'upstream_error';
 }
 
@@ -177,7 +177,7 @@ export function answerPrefillFailure(ctx: PdContext, failure: Exclude<PrefillOut
       headers['content-length'] = String(failure.body.length);
       res.writeHead(failure.status, headers);
       res.end(failure.body);
-      ctx.logger.warn(
+      ctx.log.logger.warn(
         { prefiller: ctx.target.hostPort, status: failure.status, attempts: failure.attempts },
         'prefill request failed',
       );
@@ -185,7 +185,7 @@ export function answerPrefillFailure(ctx: PdContext, failure: Exclude<PrefillOut
     }
     case 'connect_error':
       writeJsonError(res, 502, failure.message, 'BadGateway');
-      ctx.logger.warn(
+      ctx.log.logger.warn(
         { prefiller: ctx.target.hostPort, code: failure.code, detail: failure.detail, attempts: failure.attempts },
         'prefiller unreachable',
       );
@@ -193,11 +193,11 @@ export function answerPrefillFailure(ctx: PdContext, failure: Exclude<PrefillOut
     case 'timeout':
       ctx.metrics.timeouts.inc({ stage: 'prefill' });
       writeJsonError(res, 504, failure.message, 'GatewayTimeout');
-      ctx.logger.warn({ prefiller: ctx.target.hostPort, attempts: failure.attempts }, failure.message);
+      ctx.log.logger.warn({ prefiller: ctx.target.hostPort, attempts: failure.attempts }, failure.message);
       return 'timeout';
     case 'bad_response':
       writeJsonError(res, 502, failure.message, 'BadGateway');
-      ctx.logger.warn({ prefiller: ctx.target.hostPort }, failure.message);
+      ctx.log.logger.warn({ prefiller: ctx.target.hostPort }, failure.message);
       return 'upstream_error';
   }
 }
@@ -213,7 +213,7 @@ export function answerBootstrapFailure(
   }
   if (failure.timeout) ctx.metrics.timeouts.inc({ stage: 'mooncake_bootstrap' });
   writeJsonError(ctx.res, 502, failure.message, 'BadGateway');
-  ctx.logger.warn({ prefiller: ctx.target.hostPort, detail: failure.detail }, failure.message);
+  ctx.log.logger.warn({ prefiller: ctx.target.hostPort, detail: failure.detail }, failure.message);
   return 'upstream_error';
 }
 
@@ -237,7 +237,7 @@ export function answerChunkFailure(ctx: RelayContext, failure: ChunkFailure, str
     return outcome;
   }
   const status = failure.status;
-  ctx.logger.warn(
+  ctx.log.logger.warn(
     { status, kind: failure.kind, message: failure.kind === 'bad_answer' ? failure.message : undefined },
     'chunked decode: a chunk failed',
   );

@@ -61,7 +61,7 @@ export function prefillRequest(
     expect,
     onRetry: (reason, attempt) => {
       ctx.metrics.prefillRetries.inc({ connector: config.kvConnector, reason });
-      ctx.logger.info({ prefiller: ctx.target.hostPort, attempt, previous: reason }, 'retrying prefill request');
+      ctx.log.logger.info({ prefiller: ctx.target.hostPort, attempt, previous: reason }, 'retrying prefill request');
     },
     ...overrides,
   };

@@ -27,7 +27,7 @@ export async function serveLocalDecode(ctx: DecodeContext): Promise<Outcome> {
     const pull = p2pPeerParams(ctx.config, source);
     json = withKvParams(ctx.body, { [REMOTE_KV_SOURCE]: pull });
     bytes = JSON.stringify(json);
-    ctx.logger.info(
+    ctx.log.logger.info(
       { source: source.hostPort, kv_request_id: pull.kv_request_id, p2p_connector_port: pull.remote_port },
       'running P2P source protocol',
     );

@@ -100,9 +100,7 @@ function relayContext(rank: SidecarRank, tracked: Tracked, log: RequestLog): Rel
     signal: tracked.signal,
     config: rank.config,
     metrics: rank.metrics,
-    get logger() {
-      return log.logger;
-    },
+    log,
     timings: { start: tracked.start, prefillMs: 0, decodeTtfbMs: 0 },
   };
 }

@@ -43,7 +43,12 @@ export interface RelayContext {
   readonly signal: StopSignal;
   readonly config: SidecarConfig;
   readonly metrics: SidecarMetrics;
-  readonly logger: Logger;
+  /**
+   * The request's log; its `logger` (a child logger with the request id) is made on first use. A holder rather than a
+   * getter in the context literal: V8 gives every object literal with an accessor its own hidden class, kept in the
+   * old generation, which kept each request's context alive through scavenges until a full collection.
+   */
+  readonly log: { readonly logger: Logger };
   readonly timings: RequestTimings;
   /** The prefill target, named in failure logs; absent on paths without one. */
   readonly target?: Target;

@@ -226,9 +226,7 @@ async function servePd(
     selfHostPort: config.podIp && rank.port ? parseTarget(hostPort(config.podIp, rank.port))?.hostPort : undefined,
     config,
     metrics: rank.metrics,
-    get logger() {
-      return log.logger;
-    },
+    log,
     timings: { start: tracked.start, prefillMs: 0, decodeTtfbMs: 0 },
   };
   try {

@@ -34,7 +34,7 @@ export function afterPrefillFailure(ctx: PdContext, failure: PrefillFailure): Pr
         : failure.message;
   ctx.metrics.fallbacks.inc({ reason });
   ctx.metrics.modes.inc({ connector: ctx.config.kvConnector, mode: 'fallback_local' });
-  ctx.logger.warn(
+  ctx.log.logger.warn(
     { prefiller: ctx.target.hostPort, reason, detail },
     'prefill failed; serving the request with local prefill on the decode vLLM',
   );

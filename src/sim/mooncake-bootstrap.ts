@@ -42,6 +42,7 @@ export async function startMooncakeBootstrap(
   });
   return {
     port: (server.address() as { port: number }).port,
+    // eslint-disable-next-line no-restricted-syntax -- built once per policy/server, not per request
     get queries() {
       return queries;
     },

@@ -3,6 +3,7 @@
  * a byte bound on the body, so a slow or endless server costs at most one timeout and one buffer of `maxBytes`.
  */
 import { Agent, request } from 'undici';
+import { deadline } from '../../common/deadline.js';
 
 /** The TLS side of a model-server source (MetricsSourceSettings' fields). */
 export interface SourceTls {
@@ -43,24 +44,29 @@ export interface BoundedGet {
 
 /** The body of a 200 answer as UTF-8; throws on another status, past the deadline, or past `maxBytes`. */
 export async function boundedGetText(url: string, bounds: BoundedGet): Promise<string> {
-  const res = await request(url, {
-    dispatcher: bounds.agent,
-    signal: AbortSignal.timeout(bounds.timeoutMs),
-    headers: { accept: bounds.accept },
-  });
-  if (res.statusCode !== 200) {
-    await res.body.dump().catch(() => undefined);
-    throw new Error(`status ${res.statusCode}`);
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of res.body) {
-    size += (chunk as Buffer).length;
-    if (size > bounds.maxBytes) {
-      res.body.destroy();
-      throw new Error(`${bounds.what} response larger than ${bounds.maxBytes} bytes`);
+  const timeout = deadline(bounds.timeoutMs);
+  try {
+    const res = await request(url, {
+      dispatcher: bounds.agent,
+      signal: timeout.signal,
+      headers: { accept: bounds.accept },
+    });
+    if (res.statusCode !== 200) {
+      await res.body.dump().catch(() => undefined);
+      throw new Error(`status ${res.statusCode}`);
     }
-    chunks.push(chunk as Buffer);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of res.body) {
+      size += (chunk as Buffer).length;
+      if (size > bounds.maxBytes) {
+        res.body.destroy();
+        throw new Error(`${bounds.what} response larger than ${bounds.maxBytes} bytes`);
+      }
+      chunks.push(chunk as Buffer);
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  } finally {
+    timeout.clear();
   }
-  return Buffer.concat(chunks).toString('utf8');
 }

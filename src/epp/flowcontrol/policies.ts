@@ -248,6 +248,7 @@ export function programAwareFairness(
   };
   const norm = (value: number, min: number, max: number) => (max === min ? 0.5 : (value - min) / (max - min));
   return {
+    // eslint-disable-next-line no-restricted-syntax -- built once per policy/server, not per request
     get programs() {
       return programs.size;
     },

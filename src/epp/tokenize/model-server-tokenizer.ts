@@ -20,6 +20,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Agent, request as httpRequest } from 'undici';
+import { deadline } from '../../common/deadline.js';
 import { isObject, type JsonObject } from '../../common/json.js';
 import type { Endpoint, InferenceRequest } from '../framework/types.js';
 
@@ -205,45 +206,51 @@ export class ModelServerTokenizer {
   }
 
   private async post(base: string, path: string, body: unknown, timeoutMs: number): Promise<unknown> {
-    const signal = AbortSignal.timeout(timeoutMs);
-    let res;
+    const timeout = deadline(timeoutMs);
+    const signal = timeout.signal;
     try {
-      res = await httpRequest(base + path, {
-        method: 'POST',
-        dispatcher: this.agent,
-        signal,
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(body),
-      });
-    } catch (e) {
-      if (signal.aborted) throw new Failure('timeout', `${path}: no answer within ${timeoutMs}ms`);
-      throw new Failure('connection', `${path}: ${(e as Error).message}`);
-    }
-    try {
-      if (res.statusCode === 404 || res.statusCode === 405) {
-        await res.body.dump();
-        return 'not-found';
-      }
-      const chunks: Buffer[] = [];
-      let n = 0;
-      for await (const c of res.body) {
-        n += (c as Buffer).length;
-        if (n > MAX_ANSWER_BYTES) throw new Failure('invalid', `${path}: answer larger than ${MAX_ANSWER_BYTES} bytes`);
-        chunks.push(c as Buffer);
-      }
-      const text = Buffer.concat(chunks).toString('utf8');
-      if (res.statusCode < 200 || res.statusCode >= 300)
-        throw new Failure('status', `${path}: status ${res.statusCode}: ${text.slice(0, 200)}`);
+      let res;
       try {
-        return JSON.parse(text);
-      } catch {
-        throw new Failure('invalid', `${path}: answer is not JSON`);
+        res = await httpRequest(base + path, {
+          method: 'POST',
+          dispatcher: this.agent,
+          signal,
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+      } catch (e) {
+        if (signal.aborted) throw new Failure('timeout', `${path}: no answer within ${timeoutMs}ms`);
+        throw new Failure('connection', `${path}: ${(e as Error).message}`);
       }
-    } catch (e) {
-      res.body.destroy();
-      if (e instanceof Failure) throw e;
-      if (signal.aborted) throw new Failure('timeout', `${path}: answer not complete within ${timeoutMs}ms`);
-      throw new Failure('connection', `${path}: ${(e as Error).message}`);
+      try {
+        if (res.statusCode === 404 || res.statusCode === 405) {
+          await res.body.dump();
+          return 'not-found';
+        }
+        const chunks: Buffer[] = [];
+        let n = 0;
+        for await (const c of res.body) {
+          n += (c as Buffer).length;
+          if (n > MAX_ANSWER_BYTES)
+            throw new Failure('invalid', `${path}: answer larger than ${MAX_ANSWER_BYTES} bytes`);
+          chunks.push(c as Buffer);
+        }
+        const text = Buffer.concat(chunks).toString('utf8');
+        if (res.statusCode < 200 || res.statusCode >= 300)
+          throw new Failure('status', `${path}: status ${res.statusCode}: ${text.slice(0, 200)}`);
+        try {
+          return JSON.parse(text);
+        } catch {
+          throw new Failure('invalid', `${path}: answer is not JSON`);
+        }
+      } catch (e) {
+        res.body.destroy();
+        if (e instanceof Failure) throw e;
+        if (signal.aborted) throw new Failure('timeout', `${path}: answer not complete within ${timeoutMs}ms`);
+        throw new Failure('connection', `${path}: ${(e as Error).message}`);
+      }
+    } finally {
+      timeout.clear();
     }
   }
 
