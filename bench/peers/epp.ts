@@ -46,6 +46,8 @@ export interface EppOptions {
   pin: boolean;
   /** Node flags of pd-router's EPP (the Kustomize base's NODE_OPTIONS by default). */
   nodeArgs: string[];
+  /** Node flags of the pd-router-base mode. */
+  baseNodeArgs: string[];
   /** Extra Node flags per pool size (--cpu-prof and its directory). */
   profArgs?: (endpoints: number) => string[];
   loadClient: string;
@@ -231,7 +233,7 @@ async function startEppProc(mode: Mode, pool: Pool, configFile: string, opts: Ep
         `${modeLabel(mode)} epp (${pool.endpoints} pods)`,
         process.execPath,
         [
-          ...opts.nodeArgs,
+          ...(mode === 'pd-router-base' ? opts.baseNodeArgs : opts.nodeArgs),
           ...(opts.profArgs?.(pool.endpoints) ?? []),
           ourCli(mode),
           'epp',

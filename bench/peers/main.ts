@@ -100,6 +100,16 @@ const OPTIONS: Option[] = [
     help: "Node flags of pd-router's EPP (the Kustomize base's NODE_OPTIONS)",
   },
   {
+    name: 'base-sidecar-node-args',
+    def: '',
+    help: 'Node flags of the pd-router-base sidecar (default: --sidecar-node-args), to compare two settings of one build',
+  },
+  {
+    name: 'base-epp-node-args',
+    def: '',
+    help: 'Node flags of the pd-router-base EPP (default: --epp-node-args), to compare two settings of one build',
+  },
+  {
     name: 'pin',
     def: hasTaskset() ? 'true' : 'false',
     help: 'pin with taskset: component under test on CPU 1, the rest on CPU 0',
@@ -243,6 +253,10 @@ async function main(): Promise<void> {
     .map((value) => bool('streaming', value));
   const sidecarNodeArgs = o['sidecar-node-args'].split(' ').filter(Boolean);
   const eppNodeArgs = o['epp-node-args'].split(' ').filter(Boolean);
+  const baseSidecarNodeArgs = o['base-sidecar-node-args']
+    ? o['base-sidecar-node-args'].split(' ').filter(Boolean)
+    : sidecarNodeArgs;
+  const baseEppNodeArgs = o['base-epp-node-args'] ? o['base-epp-node-args'].split(' ').filter(Boolean) : eppNodeArgs;
   /** Per-run scratch (logs, profiles): the gitignored bench/results/tmp for the default --out, else beside the results. */
   const scratchParent = outDir === path.resolve('bench/results') ? path.resolve('bench/results/tmp') : outDir;
   const tmpDir = path.join(scratchParent, `peers-${new Date().toISOString().replace(/[:.]/g, '-')}`);
@@ -312,10 +326,11 @@ async function main(): Promise<void> {
         timing: { durationS: options.sidecarDuration, warmupS: options.sidecarWarmup, warmupMaxS: 15, cooldownS: 0.5 },
         pin,
         nodeArgs: [...sidecarNodeArgs, ...profArgs('sidecar')],
+        baseNodeArgs: [...baseSidecarNodeArgs, ...profArgs('sidecar')],
         log,
         deadline,
       });
-      record.sidecar = { ...r, loadAverage: l.stop(), nodeArgs: sidecarNodeArgs };
+      record.sidecar = { ...r, loadAverage: l.stop(), nodeArgs: sidecarNodeArgs, baseNodeArgs: baseSidecarNodeArgs };
     }
     if (only !== 'sidecar') {
       const loadClient = await loadClientBinary(log);
@@ -335,6 +350,7 @@ async function main(): Promise<void> {
         idleS: options.eppIdle,
         pin,
         nodeArgs: eppNodeArgs,
+        baseNodeArgs: baseEppNodeArgs,
         profArgs: (pods) => profArgs(`epp-${pods}pods`),
         loadClient,
         cluster,
@@ -342,7 +358,7 @@ async function main(): Promise<void> {
         deadline,
         stopGraceMs: cpuProf ? 40_000 : 10_000,
       });
-      record.epp = { ...r, loadAverage: l.stop(), nodeArgs: eppNodeArgs };
+      record.epp = { ...r, loadAverage: l.stop(), nodeArgs: eppNodeArgs, baseNodeArgs: baseEppNodeArgs };
     }
   } catch (e) {
     record.error = (e as Error).stack ?? String(e);

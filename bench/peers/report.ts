@@ -29,8 +29,8 @@ export interface PeersRecord {
   modes: Mode[];
   upstream: Record<string, { program: string; version: string; source: string }>;
   options: Record<string, unknown>;
-  sidecar?: SidecarResult & { loadAverage: LoadAverage; nodeArgs: string[] };
-  epp?: EppResult & { loadAverage: LoadAverage; nodeArgs: string[] };
+  sidecar?: SidecarResult & { loadAverage: LoadAverage; nodeArgs: string[]; baseNodeArgs?: string[] };
+  epp?: EppResult & { loadAverage: LoadAverage; nodeArgs: string[]; baseNodeArgs?: string[] };
   profiles?: Record<string, ProfileSummary[]>;
   /** Why the run failed, when it did (the figures gathered until then are kept). */
   error?: string;
@@ -46,6 +46,12 @@ const ms = (value: number | undefined) =>
         : value.toFixed(2);
 const mb = (bytes: number | undefined) => (bytes === undefined ? 'n/a' : `${(bytes / 1024 / 1024).toFixed(0)} MB`);
 /** value ÷ reference, when both are positive (a ratio of a negative added latency means nothing). */
+/** ", pd-router-base's with `...`" when the base mode ran with other Node flags. */
+function baseArgsNote(rec: PeersRecord, args: string[], base: string[] | undefined): string {
+  if (!rec.modes.includes('pd-router-base') || !base || base.join(' ') === args.join(' ')) return '';
+  return `, pd-router-base's with \`${base.join(' ')}\``;
+}
+
 export function ratio(value: number | undefined, ref: number | undefined): number | undefined {
   if (
     value === undefined ||
@@ -187,7 +193,7 @@ export function renderMarkdown(rec: PeersRecord): string {
     out.push('## Sidecar');
     out.push('');
     out.push(
-      `One zero-latency pd-router simulator (prefiller and decoder) on CPU 0; autocannon on CPU 0 sends a chat completion (200-word prompt, 16 output tokens) either directly as a P/D client would (prefill leg with max tokens 1 and do_remote_decode, then the decode leg with the returned kv_transfer_params) or through a sidecar with x-prefiller-host-port. Closed loop; ${s.rounds} round${s.rounds > 1 ? 's' : ''} alternating direct, ${rec.modes.map(modeLabel).join(', ')}, latencies pooled per mode; ${String(rec.options.sidecarDuration)} s measured per run once every connection has answered. Added = the sidecar's percentile − the direct client's (negative under saturation: the client then sends one request instead of two). pd-router's sidecar runs with \`${s.nodeArgs.join(' ')}\`; ${loadLine(s.loadAverage)}.${s.complete ? '' : ' **Stopped early by --time-limit.**'}`,
+      `One zero-latency pd-router simulator (prefiller and decoder) on CPU 0; autocannon on CPU 0 sends a chat completion (200-word prompt, 16 output tokens) either directly as a P/D client would (prefill leg with max tokens 1 and do_remote_decode, then the decode leg with the returned kv_transfer_params) or through a sidecar with x-prefiller-host-port. Closed loop; ${s.rounds} round${s.rounds > 1 ? 's' : ''} alternating direct, ${rec.modes.map(modeLabel).join(', ')}, latencies pooled per mode; ${String(rec.options.sidecarDuration)} s measured per run once every connection has answered. Added = the sidecar's percentile − the direct client's (negative under saturation: the client then sends one request instead of two). pd-router's sidecar runs with \`${s.nodeArgs.join(' ')}\`${baseArgsNote(rec, s.nodeArgs, s.baseNodeArgs)}; ${loadLine(s.loadAverage)}.${s.complete ? '' : ' **Stopped early by --time-limit.**'}`,
     );
     out.push('');
     const header = [
@@ -308,7 +314,7 @@ export function renderMarkdown(rec: PeersRecord): string {
         `Peak RSS with ${n} pods (VmHWM at the end): ${rec.modes.map((mode) => `${modeLabel(mode)} ${mb(rss[mode])}`).join(', ')}.`,
       );
     out.push('');
-    out.push(`pd-router's EPP runs with \`${e.nodeArgs.join(' ')}\`.`);
+    out.push(`pd-router's EPP runs with \`${e.nodeArgs.join(' ')}\`${baseArgsNote(rec, e.nodeArgs, e.baseNodeArgs)}.`);
     for (const u of e.unavailable) out.push(`\nNot measured: ${u.split('\n')[0]}`);
     out.push('');
   }

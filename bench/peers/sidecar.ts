@@ -25,6 +25,8 @@ export interface SidecarOptions {
   pin: boolean;
   /** Node flags of pd-router's sidecar (the Kustomize component's NODE_OPTIONS by default). */
   nodeArgs: string[];
+  /** Node flags of the pd-router-base mode. */
+  baseNodeArgs: string[];
   log: (line: string) => void;
   /** Stop before starting another run past this time (ms since the epoch). */
   deadline: number;
@@ -80,7 +82,7 @@ async function startSidecar(mode: Mode, simPort: number, opts: SidecarOptions): 
         process.execPath,
         // Upstream talks to the model server on localhost; so does pd-router by default.
         [
-          ...opts.nodeArgs,
+          ...(mode === 'pd-router-base' ? opts.baseNodeArgs : opts.nodeArgs),
           ourCli(mode),
           'sidecar',
           '--host',

@@ -218,6 +218,21 @@ export class RequestDirector {
     return { ctx, result, destination: primary.targets.map((endpoint) => endpoint.hostPort).join(',') };
   }
 
+  /**
+   * The request is routed: drops what only scheduling reads, so a stream held open for the whole response keeps its
+   * identity, headers, model and decision but not its prompt. The parsed body, the prompts, the tokenized prompt and
+   * the plugins' per-cycle state (block keys, match counts) go; no response-phase hook reads them. With 32 streams of
+   * ~8k-token prompts they were most of what each young-generation scavenge copied (bench/results/epp-perf.md, third
+   * pass).
+   */
+  settle(scheduled: ScheduledRequest): void {
+    const request: { prompts: InferenceRequest['prompts']; body?: InferenceRequest['body'] } = scheduled.ctx.request;
+    request.prompts = [];
+    request.body = undefined;
+    scheduled.ctx.request.tokenized = undefined;
+    scheduled.ctx.state.clear();
+  }
+
   /** Headers the ResponseReceived plugins add to the response; a plugin that throws adds none (logged). */
   responseHeaders(scheduled: ScheduledRequest): Array<[string, string]> {
     const out: Array<[string, string]> = [];

@@ -62,6 +62,9 @@ import type { RequestBufferBudget } from './request-buffer-budget.js';
 import { EppRequestTrace } from './request-trace.js';
 import { ResponseTracker } from './response-tracker.js';
 
+/** What a routed request's forwarded body is replaced with: the bytes were sent. */
+const EMPTY_BODY = Buffer.alloc(0);
+
 export interface StreamSettings {
   maxRequestBodyBytes: number;
   maxResponseBodyBytes: number;
@@ -436,6 +439,9 @@ export class ExtProcStream {
     for (const m of streamedBody('request_body', forwarded, endOfStream)) this.send(m);
     this.deps.metrics.requestProcessed((performance.now() - start) / 1000);
     this.trace?.scheduled(start, this.parsed!, scheduled);
+    // Sent: the stream may stay open for the whole response; keep none of the body and the prompt meanwhile.
+    this.parsed = { ...this.parsed!, body: EMPTY_BODY };
+    this.deps.director.settle(scheduled);
     const d = scheduled.ctx.decision;
     if (this.deps.logger.isLevelEnabled('debug')) {
       this.deps.logger.debug(
