@@ -176,8 +176,33 @@ describe('disagg-profile-handler behaviours', () => {
     expect(seen[0].decode!.endpoint.hostPort).toBe(r.destination);
     expect(seen[0].decode!.prefix).toEqual({ matchedBlocks: 0, totalBlocks: 1, blockSizeTokens: 64 });
     expect(seen[0].prefillCandidates.map((endpoint) => endpoint.id)).toEqual(['default/p0']);
+    expect(seen[0].prefixMatch?.('default/p0')).toEqual({ matchedBlocks: 0, totalBlocks: 1, blockSizeTokens: 64 });
     expect(seen[0].request.tokenCount).toBe(Math.ceil(Buffer.byteLength(LONG) / 4));
     expect(r.ctx.decision).toMatchObject({ type: 'prefill-decode', reason: 'spy' });
+  });
+
+  it('settle (the request is routed) drops the prompt, body and per-cycle state, keeps what the response phase reads, and the prefix index still learns the pick', () => {
+    const h = harness(PD_TEST_CONFIG(), pd());
+    const first = h.route(LONG, { headers: { 'x-session': 's1' } });
+    expect(first.ctx.decision).toMatchObject({ type: 'prefill-decode' });
+    expect(first.ctx.request.prompts.length).toBeGreaterThan(0);
+    expect(first.ctx.state.size).toBeGreaterThan(0);
+    h.director.settle(first);
+    expect(first.ctx.request.prompts).toEqual([]);
+    expect(first.ctx.request.body).toBeUndefined();
+    expect(first.ctx.state.size).toBe(0);
+    // What response-phase hooks, logs and traces read is still there.
+    expect(first.ctx.request.requestId).toBe('r1');
+    expect(first.ctx.request.model).toBe('m');
+    expect(first.ctx.request.headers['x-session']).toBe('s1');
+    expect(first.ctx.request.headers[PREFILLER_HOST_PORT]).toBeDefined();
+    expect(first.ctx.decision).toMatchObject({ type: 'prefill-decode' });
+    expect(() => h.director.complete(first)).not.toThrow();
+    expect(h.director.responseHeaders(first)).toEqual([]);
+    // The same prompt again: the decode pick now holds its block, so the decider finds it cached.
+    const second = h.route(LONG);
+    expect(second.destination).toBe(first.destination);
+    expect(second.ctx.decision).toMatchObject({ type: 'decode-only', reason: 'cached' });
   });
 
   it('onPrefillUnavailable: fail → 503 when prefill was chosen but no prefill endpoint is eligible', async () => {
