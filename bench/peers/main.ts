@@ -251,12 +251,11 @@ async function main(): Promise<void> {
     .split(',')
     .filter(Boolean)
     .map((value) => bool('streaming', value));
-  const sidecarNodeArgs = o['sidecar-node-args'].split(' ').filter(Boolean);
-  const eppNodeArgs = o['epp-node-args'].split(' ').filter(Boolean);
-  const baseSidecarNodeArgs = o['base-sidecar-node-args']
-    ? o['base-sidecar-node-args'].split(' ').filter(Boolean)
-    : sidecarNodeArgs;
-  const baseEppNodeArgs = o['base-epp-node-args'] ? o['base-epp-node-args'].split(' ').filter(Boolean) : eppNodeArgs;
+  const flags = (text: string) => text.split(' ').filter(Boolean);
+  const sidecarNodeArgs = flags(o['sidecar-node-args']);
+  const eppNodeArgs = flags(o['epp-node-args']);
+  const baseSidecarNodeArgs = o['base-sidecar-node-args'] ? flags(o['base-sidecar-node-args']) : sidecarNodeArgs;
+  const baseEppNodeArgs = o['base-epp-node-args'] ? flags(o['base-epp-node-args']) : eppNodeArgs;
   /** Per-run scratch (logs, profiles): the gitignored bench/results/tmp for the default --out, else beside the results. */
   const scratchParent = outDir === path.resolve('bench/results') ? path.resolve('bench/results/tmp') : outDir;
   const tmpDir = path.join(scratchParent, `peers-${new Date().toISOString().replace(/[:.]/g, '-')}`);

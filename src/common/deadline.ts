@@ -3,9 +3,10 @@
  *
  * `AbortSignal.timeout()` is not used on paths that run often (metrics scrapes, tokenizer calls): its timer cannot be
  * cleared and keeps a WeakRef to the signal until it fires. V8's young-generation collector treats WeakRef targets
- * as strong, so each signal, with the listeners the HTTP client put on it and what they reach (the request, its
- * response), survives every scavenge for the whole timeout and is promoted to the old generation. At 60 scrapes a
- * second that was ~0.7 MB promoted per scavenge, each scavenge 2–5 ms on a loaded core (bench/results/epp-perf.md).
+ * as strong, so each signal, with the listeners the HTTP client put on it and what they reach, survives every
+ * scavenge for the whole timeout and is promoted to the old generation. Measured on the EPP at one stream with 60
+ * scrapes a second: 702 → 671 KB promoted per scavenge (bench/results/epp-perf.md, third pass; most of the rest was
+ * another cause).
  * Here the timer is cleared when the call ends, so nothing of the call outlives it.
  */
 export interface Deadline {

@@ -226,6 +226,7 @@ export class RequestDirector {
    * pass).
    */
   settle(scheduled: ScheduledRequest): void {
+    // Read-only to plugins and deciders; the director, which made the request, may drop its parts.
     const request: { prompts: InferenceRequest['prompts']; body?: InferenceRequest['body'] } = scheduled.ctx.request;
     request.prompts = [];
     request.body = undefined;

@@ -15,7 +15,9 @@ import {
 } from '../../src/epp/index.js';
 import { RequestDirector } from '../../src/epp/director.js';
 import { silentLogger } from '../../src/common/index.js';
-import { harness, spec, storeWith } from './fixtures.js';
+import { encodeSessionToken } from '../../src/epp/plugins/scorer/session-affinity.js';
+import type { SchedulingContext } from '../../src/epp/framework/types.js';
+import { harness, seeded, spec, storeWith } from './fixtures.js';
 import { metricValue } from '../helpers.js';
 
 /** The upstream test's scheduler: role filters, prefix and load-aware scorers, nonCachedTokens=2. */
@@ -182,8 +184,39 @@ describe('disagg-profile-handler behaviours', () => {
   });
 
   it('settle (the request is routed) drops the prompt, body and per-cycle state, keeps what the response phase reads, and the prefix index still learns the pick', () => {
-    const h = harness(PD_TEST_CONFIG(), pd());
-    const first = h.route(LONG, { headers: { 'x-session': 's1' } });
+    // A ResponseReceived hook (session affinity: the decode pick's token) and a ResponseComplete spy run after settle.
+    const completed: Array<{ requestId: string; session: string | undefined; decision: string | undefined }> = [];
+    const spy: PluginDefinition = {
+      kind: 'scorer',
+      description: 'records what ResponseComplete sees',
+      params: z.object({}),
+      create: (ctx) => ({
+        type: ctx.type,
+        name: ctx.name,
+        score: (_cycle: unknown, endpoints: readonly unknown[]) => endpoints.map(() => 0),
+        responseComplete: (cycle: SchedulingContext) =>
+          completed.push({
+            requestId: cycle.request.requestId,
+            session: cycle.request.headers['x-session'],
+            decision: cycle.decision?.type,
+          }),
+      }),
+    };
+    const config = loadEndpointPickerConfig(PD_TEST_CONFIG('- type: session-affinity-scorer\n- type: complete-spy'), {
+      registry: { ...PLUGIN_REGISTRY, 'complete-spy': spy },
+      random: seeded(),
+    });
+    const h = { director: new RequestDirector(config, pd(), config.metrics, silentLogger()), n: 0 };
+    const route = (headers: Record<string, string> = {}) => {
+      const id = `r${++h.n}`;
+      const parsed = h.director.parse(
+        id,
+        { ':path': '/v1/completions', 'x-request-id': id, ...headers },
+        Buffer.from(JSON.stringify({ model: 'm', prompt: LONG })),
+      );
+      return h.director.schedule(parsed.request, undefined);
+    };
+    const first = route({ 'x-session': 's1' });
     expect(first.ctx.decision).toMatchObject({ type: 'prefill-decode' });
     expect(first.ctx.request.prompts.length).toBeGreaterThan(0);
     expect(first.ctx.state.size).toBeGreaterThan(0);
@@ -197,10 +230,12 @@ describe('disagg-profile-handler behaviours', () => {
     expect(first.ctx.request.headers['x-session']).toBe('s1');
     expect(first.ctx.request.headers[PREFILLER_HOST_PORT]).toBeDefined();
     expect(first.ctx.decision).toMatchObject({ type: 'prefill-decode' });
-    expect(() => h.director.complete(first)).not.toThrow();
-    expect(h.director.responseHeaders(first)).toEqual([]);
+    const decodeId = first.result.results.get(first.result.primaryProfile)!.targets[0].id;
+    expect(h.director.responseHeaders(first)).toEqual([['x-session-token', encodeSessionToken(decodeId)]]);
+    h.director.complete(first);
+    expect(completed).toEqual([{ requestId: 'r1', session: 's1', decision: 'prefill-decode' }]);
     // The same prompt again: the decode pick now holds its block, so the decider finds it cached.
-    const second = h.route(LONG);
+    const second = route();
     expect(second.destination).toBe(first.destination);
     expect(second.ctx.decision).toMatchObject({ type: 'decode-only', reason: 'cached' });
   });

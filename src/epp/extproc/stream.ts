@@ -440,7 +440,7 @@ export class ExtProcStream {
     this.deps.metrics.requestProcessed((performance.now() - start) / 1000);
     this.trace?.scheduled(start, this.parsed!, scheduled);
     // Sent: the stream may stay open for the whole response; keep none of the body and the prompt meanwhile.
-    this.parsed = { ...this.parsed!, body: EMPTY_BODY };
+    this.parsed!.body = EMPTY_BODY;
     this.deps.director.settle(scheduled);
     const d = scheduled.ctx.decision;
     if (this.deps.logger.isLevelEnabled('debug')) {
