@@ -35,9 +35,15 @@ import {
   type WorkloadProfile,
 } from '../../src/loadgen/index.js';
 import { fmt, table } from '../common/processes.js';
-import { arg } from '../common/args.js';
+import { arg, checkArgs } from '../common/args.js';
 import { samplesOf, scrape, sumBy } from '../common/prometheus.js';
 
+checkArgs(
+  `Usage: node dist/bench/decider-eval/run.js [--deciders always,prefix,cost] [--rates 1,2,3,4] [--seconds 60]
+       [--prefill 1] [--decode 2] [--profile 8b-h100] [--time-scale 0.5] [--non-cached-tokens 256]
+       [--seed 1] [--out bench/results]`,
+  ['deciders', 'rates', 'seconds', 'prefill', 'decode', 'profile', 'time-scale', 'non-cached-tokens', 'seed', 'out'],
+);
 const DECIDERS = arg('deciders', 'always,prefix,cost').split(',') as DeciderChoice[];
 const RATES = arg('rates', '1,2,3,4').split(',').map(Number);
 const SECONDS = Number(arg('seconds', '60'));

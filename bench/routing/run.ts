@@ -55,7 +55,7 @@ import {
 import { simConfig } from '../../src/sim/index.js';
 import { Rng, silentLogger } from '../../src/common/index.js';
 import { fmt, table } from '../common/processes.js';
-import { arg } from '../common/args.js';
+import { arg, checkArgs } from '../common/args.js';
 import { samplesOf, scrape } from '../common/prometheus.js';
 import { freePortOn } from '../../test/interop/kube-fixtures.js';
 import { stopAll } from '../peers/procs.js';
@@ -64,6 +64,25 @@ import { startUpstreamEpp, stopControlPlane, upstreamRoutingConfig } from './ups
 
 const ALL_ROUTERS = ['rr', 'approx', 'precise', 'precise-prefix', 'llmd-approx', 'llmd-precise', 'pd'] as const;
 type Router = (typeof ALL_ROUTERS)[number];
+checkArgs(
+  `Usage: node dist/bench/routing/run.js [--routers rr,approx,precise,precise-prefix,llmd-approx,llmd-precise,pd]
+       [--rates 4,8,16] [--seconds 40] [--pods 8] [--kv-cache-size <blocks per pod>]
+       [--groups 32] [--profile 8b-h100] [--time-scale 0.5] [--response-body-mode none|streamed] [--seed 1]
+       [--out bench/results]`,
+  [
+    'routers',
+    'rates',
+    'seconds',
+    'pods',
+    'groups',
+    'profile',
+    'time-scale',
+    'kv-cache-size',
+    'seed',
+    'out',
+    'response-body-mode',
+  ],
+);
 const ROUTERS = arg('routers', ALL_ROUTERS.join(',')).split(',') as Router[];
 for (const r of ROUTERS)
   if (!(ALL_ROUTERS as readonly string[]).includes(r))

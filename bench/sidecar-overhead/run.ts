@@ -38,11 +38,17 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { Pool } from 'undici';
 import { fmt, hasTaskset, percentile, pinSelf, startComponent, table } from '../common/processes.js';
-import { arg } from '../common/args.js';
+import { arg, checkArgs } from '../common/args.js';
 import { scrape, sumBy } from '../common/prometheus.js';
 import { nixlPrefillBody } from '../../src/sidecar/index.js';
 import { directPdRequests } from '../common/pd-client.js';
 
+checkArgs(
+  `Usage: node dist/bench/sidecar-overhead/run.js [--duration 10] [--repeats 3] [--concurrency 1,64,256]
+       [--open-rates 500,1000] [--open-connections 256] [--out bench/results] [--proxy sidecar|minimal]
+       [--sidecar-node-args "--max-old-space-size=96 --max-semi-space-size=8"] [--pin true|false]`,
+  ['duration', 'repeats', 'concurrency', 'out', 'open-rates', 'open-connections', 'sidecar-node-args', 'pin', 'proxy'],
+);
 const DURATION = Number(arg('duration', '10'));
 /** Closed loop: seconds before the measured window (connection setup, JIT) and after it (its operations finish). */
 const WARMUP_S = 1;
