@@ -32,3 +32,20 @@ export function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
 }
+
+/**
+ * A comma-separated list of positive numbers (`--name 1,64,256`); `none` is the empty list when `allowNone`. Anything
+ * else exits 2 with the reason: a zero or negative rate or level would otherwise run a loop that never ends.
+ */
+export function positiveNumbers(name: string, fallback: string, allowNone = false): number[] {
+  const text = arg(name, fallback);
+  if (allowNone && text === 'none') return [];
+  const values = text.split(',').map((part) => Number(part.trim()));
+  if (values.length === 0 || values.some((value) => !Number.isFinite(value) || value <= 0)) {
+    process.stderr.write(
+      `--${name} ${JSON.stringify(text)}: expected positive numbers separated by commas${allowNone ? ' or none' : ''}\n`,
+    );
+    process.exit(2);
+  }
+  return values;
+}

@@ -29,7 +29,7 @@
  * counted from its scheduled start (no coordinated omission). That is the sidecar's added latency at a given load.
  *
  * Usage: node dist/bench/sidecar-overhead/run.js [--duration 10] [--repeats 3] [--concurrency 1,64,256]
- *        [--open-rates 500,1000] [--open-connections 256] [--out bench/results] [--proxy sidecar|minimal]
+ *        [--open-rates 500,1000|none] [--open-connections 256] [--out bench/results] [--proxy sidecar|minimal]
  *        [--sidecar-node-args "--max-old-space-size=96 --max-semi-space-size=8"] [--pin true|false]
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -38,27 +38,28 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { Pool } from 'undici';
 import { fmt, hasTaskset, percentile, pinSelf, startComponent, table } from '../common/processes.js';
-import { arg, checkArgs } from '../common/args.js';
+import { arg, checkArgs, positiveNumbers } from '../common/args.js';
 import { scrape, sumBy } from '../common/prometheus.js';
 import { nixlPrefillBody } from '../../src/sidecar/index.js';
 import { directPdRequests } from '../common/pd-client.js';
 
 checkArgs(
   `Usage: node dist/bench/sidecar-overhead/run.js [--duration 10] [--repeats 3] [--concurrency 1,64,256]
-       [--open-rates 500,1000] [--open-connections 256] [--out bench/results] [--proxy sidecar|minimal]
+       [--open-rates 500,1000|none] [--open-connections 256] [--out bench/results] [--proxy sidecar|minimal]
        [--sidecar-node-args "--max-old-space-size=96 --max-semi-space-size=8"] [--pin true|false]`,
   ['duration', 'repeats', 'concurrency', 'out', 'open-rates', 'open-connections', 'sidecar-node-args', 'pin', 'proxy'],
 );
-const DURATION = Number(arg('duration', '10'));
+const [DURATION] = positiveNumbers('duration', '10');
 /** Closed loop: seconds before the measured window (connection setup, JIT) and after it (its operations finish). */
 const WARMUP_S = 1;
 const WARMUP_MAX_S = 15;
 const COOLDOWN_S = 1;
-const REPEATS = Number(arg('repeats', '3'));
-const LEVELS = arg('concurrency', '1,64,256').split(',').map(Number);
+const [REPEATS] = positiveNumbers('repeats', '3');
+const LEVELS = positiveNumbers('concurrency', '1,64,256');
 const OUT = arg('out', 'bench/results');
-const OPEN_RATES = arg('open-rates', '500,1000').split(',').filter(Boolean).map(Number);
-const OPEN_CONNECTIONS = Number(arg('open-connections', '256'));
+/** `--open-rates none`: closed loop only. */
+const OPEN_RATES = positiveNumbers('open-rates', '500,1000', true);
+const [OPEN_CONNECTIONS] = positiveNumbers('open-connections', '256');
 /**
  * Node flags for the sidecar process: the heap cap the Kustomize sidecar component sets through NODE_OPTIONS. Without
  * a cap V8 sizes its heap from the machine's memory and lets garbage accumulate (RSS ~300 MB here for a live set
@@ -471,7 +472,7 @@ async function main(): Promise<void> {
         ? `# Minimal proxy overhead, the reference for the sidecar (${new Date().toISOString()})`
         : `# Sidecar overhead (${new Date().toISOString()})`,
       '',
-      `Command: \`node dist/bench/sidecar-overhead/run.js --duration ${DURATION} --repeats ${REPEATS} --concurrency ${LEVELS.join(',')} --open-rates ${OPEN_RATES.join(',')}${PROXY === 'minimal' ? ' --proxy minimal' : ''}\`; ${PROXY === 'minimal' ? 'the "sidecar" columns are the minimal reference proxy (bench/sidecar-overhead/minimal-proxy.ts); ' : ''}closed loop: ${REPEATS} alternating runs per mode, latencies pooled, each run measured from the moment all its connections have answered once (connection setup not counted); zero-latency simulator, non-streamed chat completion, 200-word prompt, 16 output tokens; latency per P/D operation in ms; ${PIN ? 'simulator and autocannon pinned to CPU 0, sidecar to CPU 1' : 'no CPU pinning'}.`,
+      `Command: \`node dist/bench/sidecar-overhead/run.js --duration ${DURATION} --repeats ${REPEATS} --concurrency ${LEVELS.join(',')} --open-rates ${OPEN_RATES.join(',') || 'none'}${PROXY === 'minimal' ? ' --proxy minimal' : ''}\`; ${PROXY === 'minimal' ? 'the "sidecar" columns are the minimal reference proxy (bench/sidecar-overhead/minimal-proxy.ts); ' : ''}closed loop: ${REPEATS} alternating runs per mode, latencies pooled, each run measured from the moment all its connections have answered once (connection setup not counted); zero-latency simulator, non-streamed chat completion, 200-word prompt, 16 output tokens; latency per P/D operation in ms; ${PIN ? 'simulator and autocannon pinned to CPU 0, sidecar to CPU 1' : 'no CPU pinning'}.`,
       '',
       table(
         [

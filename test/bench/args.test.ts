@@ -39,3 +39,18 @@ describe.each(['sidecar-overhead', 'routing', 'decider-eval'])('bench/%s/run.js'
     expect(run.stdout).toBe('');
   });
 });
+
+describe('bench/sidecar-overhead/run.js numeric options', () => {
+  const script = path.join(ROOT, 'dist/bench/sidecar-overhead/run.js');
+
+  it.each([
+    ['--open-rates', '0'],
+    ['--concurrency', '1,-64'],
+    ['--duration', 'ten'],
+  ])('refuses %s %s with exit 2 before starting anything', async (option, value) => {
+    const run = await runProcess(process.execPath, [script, option, value]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain(`${option} ${JSON.stringify(value)}: expected positive numbers separated by commas`);
+    expect(run.stdout).toBe('');
+  });
+});
