@@ -27,18 +27,12 @@ import {
   type UpstreamMode,
 } from './build.js';
 import { runEppBench } from './epp.js';
+import { bool, number, numbers, parseOptions, type Option } from '../common/args.js';
 import { hasTaskset } from '../common/processes.js';
 import { stopAll, writeLogs } from './procs.js';
 import { summariseProfile, type ProfileSummary } from './profile.js';
 import { renderMarkdown, type LoadAverage, type PeersRecord } from './report.js';
 import { runSidecarBench } from './sidecar.js';
-
-interface Option {
-  name: string;
-  def: string;
-  smoke?: string;
-  help: string;
-}
 
 const OPTIONS: Option[] = [
   { name: 'only', def: 'all', help: 'all, sidecar or epp' },
@@ -150,50 +144,6 @@ function usage(): string {
   return lines.join('\n');
 }
 
-function parseArgs(argv: string[]): Record<string, string> {
-  const given: Record<string, string> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--help' || a === '-h') {
-      process.stdout.write(usage() + '\n');
-      process.exit(0);
-    }
-    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
-    const opt = m && OPTIONS.find((option) => option.name === m[1]);
-    if (!m || !opt) throw new Error(`unknown argument ${a}\n\n${usage()}`);
-    let v = m[2] as string | undefined;
-    if (v === undefined) {
-      const next = argv[i + 1] as string | undefined;
-      // Boolean options may stand alone (--smoke, --cpu-prof).
-      if ((opt.def === 'true' || opt.def === 'false') && (next === undefined || next.startsWith('--'))) v = 'true';
-      else if (next === undefined) throw new Error(`--${opt.name} needs a value`);
-      else v = argv[++i]!;
-    }
-    given[opt.name] = v;
-  }
-  const smoke = given.smoke === 'true';
-  const out: Record<string, string> = {};
-  for (const o of OPTIONS) out[o.name] = given[o.name] ?? (smoke && o.smoke !== undefined ? o.smoke : o.def);
-  return out;
-}
-
-const numbers = (name: string, value: string, min: number, max: number): number[] => {
-  const list = value.split(',').filter(Boolean).map(Number);
-  if (list.length === 0 || list.some((num) => !Number.isFinite(num) || num < min || num > max))
-    throw new Error(`--${name} must list numbers from ${min} to ${max}, not ${JSON.stringify(value)}`);
-  return list;
-};
-const number = (name: string, value: string, min: number, max: number): number => {
-  const [n, ...rest] = numbers(name, value, min, max);
-  if (rest.length > 0) throw new Error(`--${name} takes one number`);
-  return n;
-};
-const bool = (name: string, value: string): boolean => {
-  if (value !== 'true' && value !== 'false')
-    throw new Error(`--${name} must be true or false, not ${JSON.stringify(value)}`);
-  return value === 'true';
-};
-
 /** 1-minute load average every 5 s from now until stop(). */
 function loadSampler(): { stop(): LoadAverage } {
   const start = os.loadavg();
@@ -230,7 +180,7 @@ function profilesIn(dir: string): ProfileSummary[] {
 }
 
 async function main(): Promise<void> {
-  const o = parseArgs(process.argv.slice(2));
+  const o = parseOptions(process.argv.slice(2), OPTIONS, usage());
   const only = o.only;
   if (!['all', 'sidecar', 'epp'].includes(only)) throw new Error(`--only must be all, sidecar or epp, not ${only}`);
   const modes = o.modes.split(',').filter(Boolean) as Mode[];

@@ -38,7 +38,7 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { Pool } from 'undici';
 import { fmt, hasTaskset, percentile, pinSelf, startComponent, table } from '../common/processes.js';
-import { arg, checkArgs, positiveNumbers } from '../common/args.js';
+import { arg, checkArgs, number, numbers, orExit } from '../common/args.js';
 import { scrape, sumBy } from '../common/prometheus.js';
 import { nixlPrefillBody } from '../../src/sidecar/index.js';
 import { directPdRequests } from '../common/pd-client.js';
@@ -49,17 +49,19 @@ checkArgs(
        [--sidecar-node-args "--max-old-space-size=96 --max-semi-space-size=8"] [--pin true|false]`,
   ['duration', 'repeats', 'concurrency', 'out', 'open-rates', 'open-connections', 'sidecar-node-args', 'pin', 'proxy'],
 );
-const [DURATION] = positiveNumbers('duration', '10');
+const DURATION = orExit(() => number('duration', arg('duration', '10'), 0.1, 3600));
 /** Closed loop: seconds before the measured window (connection setup, JIT) and after it (its operations finish). */
 const WARMUP_S = 1;
 const WARMUP_MAX_S = 15;
 const COOLDOWN_S = 1;
-const [REPEATS] = positiveNumbers('repeats', '3');
-const LEVELS = positiveNumbers('concurrency', '1,64,256');
+const REPEATS = orExit(() => number('repeats', arg('repeats', '3'), 1, 100));
+const LEVELS = orExit(() => numbers('concurrency', arg('concurrency', '1,64,256'), 1, 4096));
 const OUT = arg('out', 'bench/results');
 /** `--open-rates none`: closed loop only. */
-const OPEN_RATES = positiveNumbers('open-rates', '500,1000', true);
-const [OPEN_CONNECTIONS] = positiveNumbers('open-connections', '256');
+const OPEN_RATES = orExit(() =>
+  arg('open-rates', '500,1000') === 'none' ? [] : numbers('open-rates', arg('open-rates', '500,1000'), 1, 100_000),
+);
+const OPEN_CONNECTIONS = orExit(() => number('open-connections', arg('open-connections', '256'), 1, 4096));
 /**
  * Node flags for the sidecar process: the heap cap the Kustomize sidecar component sets through NODE_OPTIONS. Without
  * a cap V8 sizes its heap from the machine's memory and lets garbage accumulate (RSS ~300 MB here for a live set
