@@ -24,7 +24,8 @@ export interface ChildComponent {
 /** Pins the current process to the given CPU list (taskset), if available. */
 export function pinSelf(cpus: string): boolean {
   if (!hasTaskset()) return false;
-  const r = spawnSync('taskset', ['-p', '-c', cpus, String(process.pid)], { stdio: 'ignore' });
+  // -a: every thread of this process (libuv's pool, V8's workers), not only the main one.
+  const r = spawnSync('taskset', ['-a', '-p', '-c', cpus, String(process.pid)], { stdio: 'ignore' });
   return r.status === 0;
 }
 

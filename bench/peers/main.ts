@@ -14,7 +14,6 @@
 import { mkdirSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import type { ClusterInfo } from '../../test/interop/control-plane.js';
 import {
   MODES,
@@ -28,7 +27,7 @@ import {
 } from './build.js';
 import { runEppBench } from './epp.js';
 import { bool, number, numbers, parseOptions, type Option } from '../common/args.js';
-import { hasTaskset } from '../common/processes.js';
+import { hasTaskset, pinSelf } from '../common/processes.js';
 import { stopAll, writeLogs } from './procs.js';
 import { summariseProfile, type ProfileSummary } from './profile.js';
 import { renderMarkdown, type LoadAverage, type PeersRecord } from './report.js';
@@ -167,11 +166,6 @@ function loadSampler(): { stop(): LoadAverage } {
   };
 }
 
-function pinSelf(): boolean {
-  // -a: every thread of this process (libuv's pool, V8's workers), not only the main one.
-  return spawnSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' }).status === 0;
-}
-
 function profilesIn(dir: string): ProfileSummary[] {
   if (!existsSync(dir)) return [];
   return readdirSync(dir)
@@ -234,7 +228,7 @@ async function main(): Promise<void> {
   const command = `npm run bench:peers${args.length ? ` -- ${args.join(' ')}` : ''}`;
   const started = new Date();
   const overall = loadSampler();
-  if (pin && !pinSelf()) log('[bench/peers] could not pin this process to CPU 0 (taskset -a -p failed); continuing');
+  if (pin && !pinSelf('0')) log('[bench/peers] could not pin this process to CPU 0 (taskset -a -p failed); continuing');
   const record: PeersRecord = {
     schema: 'pd-router/bench-peers/v1',
     startedAt: started.toISOString(),

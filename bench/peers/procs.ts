@@ -11,6 +11,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { hasTaskset } from '../common/processes.js';
 
@@ -171,6 +172,18 @@ export class Proc {
     await this.exited;
     clearTimeout(t);
   }
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:`port` (a program that logs nothing when it listens). */
+export function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
 }
 
 export function startProc(name: string, command: string, args: string[], opts: SpawnOptions = {}): Proc {

@@ -7,12 +7,11 @@
  * (direct, then each sidecar); each mode's latencies are pooled over the rounds, so a slow spell of the shared machine
  * falls on every mode. Added latency at a percentile = the sidecar's pooled percentile − the direct client's.
  */
-import net from 'node:net';
 import { freePortRange } from '../../test/helpers.js';
 import { CLI, percentile } from '../common/processes.js';
 import { isOurs, modeLabel, ourCli, upstreamBinary, type Mode } from './build.js';
 import { closedLoop, MODEL, type LoopResult, type LoopTiming } from './closed-loop.js';
-import { startProc, type Proc } from './procs.js';
+import { accepts, startProc, type Proc } from './procs.js';
 
 export interface SidecarOptions {
   modes: readonly Mode[];
@@ -60,17 +59,6 @@ export interface SidecarResult {
   peakRssBytes: Partial<Record<Mode, number>>;
   rounds: number;
   complete: boolean;
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1');
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 async function startSidecar(mode: Mode, simPort: number, opts: SidecarOptions): Promise<{ proc: Proc; url: string }> {
