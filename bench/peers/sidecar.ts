@@ -61,7 +61,12 @@ export interface SidecarResult {
   complete: boolean;
 }
 
-async function startSidecar(mode: Mode, simPort: number, opts: SidecarOptions): Promise<{ proc: Proc; url: string }> {
+/** A sidecar of `mode` in front of the simulator on `simPort`, on CPU 1, once it accepts connections. */
+export async function startSidecar(
+  mode: Mode,
+  simPort: number,
+  opts: Pick<SidecarOptions, 'pin' | 'nodeArgs' | 'baseNodeArgs' | 'log'>,
+): Promise<{ proc: Proc; url: string }> {
   const port = await freePortRange(1);
   const cpus = opts.pin ? '1' : undefined;
   const proc = isOurs(mode)
@@ -94,7 +99,8 @@ async function startSidecar(mode: Mode, simPort: number, opts: SidecarOptions): 
   return { proc, url: `http://127.0.0.1:${port}` };
 }
 
-function cell(runs: LoopResult[], durationS: number): SidecarCell {
+/** One program's runs of a cell, latencies pooled. */
+export function cell(runs: LoopResult[], durationS: number): SidecarCell {
   const latencies = runs.flatMap((run) => run.latencies).sort((left, right) => left - right);
   return {
     ops: latencies.length,
@@ -107,8 +113,9 @@ function cell(runs: LoopResult[], durationS: number): SidecarCell {
   };
 }
 
-export async function runSidecarBench(opts: SidecarOptions): Promise<SidecarResult> {
-  const sim = startProc(
+/** The zero-latency simulator both legs go to (prefiller and decoder), on CPU 0; wait for its URL with simulatorUrl(). */
+export function startSimulator(pin: boolean): Proc {
+  return startProc(
     'simulator',
     process.execPath,
     [
@@ -133,11 +140,20 @@ export async function runSidecarBench(opts: SidecarOptions): Promise<SidecarResu
       '--seed',
       '1',
     ],
-    { cpus: opts.pin ? '0' : undefined },
+    { cpus: pin ? '0' : undefined },
   );
+}
+
+/** The simulator's URL once it listens. */
+export async function simulatorUrl(sim: Proc): Promise<string> {
+  return (await sim.waitForOutput(/"url":"(http:[^"]+)".*simulator listening/, 60_000))[1];
+}
+
+export async function runSidecarBench(opts: SidecarOptions): Promise<SidecarResult> {
+  const sim = startSimulator(opts.pin);
   const sidecars = new Map<Mode, { proc: Proc; url: string }>();
   try {
-    const simUrl = (await sim.waitForOutput(/"url":"(http:[^"]+)".*simulator listening/, 60_000))[1];
+    const simUrl = await simulatorUrl(sim);
     const simPort = Number(new URL(simUrl).port);
     for (const mode of opts.modes) {
       const sc = await startSidecar(mode, simPort, opts);

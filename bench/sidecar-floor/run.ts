@@ -20,11 +20,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bool, number, orExit, parseOptions, type Option } from '../common/args.js';
-import { CLI, percentile, pinSelf, table } from '../common/processes.js';
-import { RELEASE_OF, UPSTREAM_PINS, upstreamBinary } from '../peers/build.js';
-import { closedLoop, MODEL, type LoopResult, type LoopTiming } from '../peers/closed-loop.js';
-import { accepts, startProc, stopAll, type Proc } from '../peers/procs.js';
-import { freePortRange } from '../../test/helpers.js';
+import { percentile, pinSelf, table } from '../common/processes.js';
+import { UPSTREAM_PINS, modeLabel } from '../peers/build.js';
+import { closedLoop, type LoopResult, type LoopTiming } from '../peers/closed-loop.js';
+import { startProc, stopAll, type Proc } from '../peers/procs.js';
+import { formatRatio } from '../peers/report.js';
+import { cell, simulatorUrl, startSidecar, startSimulator } from '../peers/sidecar.js';
 
 const OPTIONS: Option[] = [
   { name: 'rounds', def: '6', smoke: '1', help: 'rounds; each runs the direct client and every program once' },
@@ -101,52 +102,17 @@ async function main(): Promise<void> {
   if (pin && !pinSelf('0')) log('[bench/sidecar-floor] could not pin this process to CPU 0 (taskset -a -p failed)');
   log(`[bench/sidecar-floor] ${command}; load average ${loadStart.map((load) => load.toFixed(2)).join(' ')}`);
 
-  const sim = startProc(
-    'simulator',
-    process.execPath,
-    [CLI, 'sim', '--host', '127.0.0.1', '--port', '0', '--model', MODEL, '--max-num-seqs', '4096'].concat([
-      '--kv-cache-size',
-      '1000000',
-      '--max-model-len',
-      '100000',
-      '--record-requests',
-      '0',
-      '--seed',
-      '1',
-    ]),
-    { cpus: cpus('0') },
-  );
-  const simUrl = (await sim.waitForOutput(/"url":"(http:[^"]+)".*simulator listening/, 60_000))[1];
+  const sim = startSimulator(pin);
+  const simUrl = await simulatorUrl(sim);
   const simPort = new URL(simUrl).port;
 
+  // The two sidecars as bench/peers starts them (pd-router's with the Kustomize component's Node flags).
   const programs: Program[] = [];
-  const upstreamPort = await freePortRange(1);
-  const upstream = startProc(
-    'llm-d-router pd-sidecar',
-    await upstreamBinary('llm-d-router', 'sidecar', log),
-    // Upstream's sidecar takes no port 0 and no bind address: the port is chosen here, and it listens on every interface.
-    [`--port=${upstreamPort}`, `--model-server-port=${simPort}`, '--kv-connector=nixlv2', '--secure-proxy=false'],
-    { cpus: cpus('1') },
-  );
-  await upstream.waitUntil(`listening on port ${upstreamPort}`, () => accepts(upstreamPort), 60_000);
-  const upstreamPin = UPSTREAM_PINS['llm-d-router'];
-  programs.push({
-    key: 'llm-d-router',
-    label: `${upstreamPin.program} ${RELEASE_OF['llm-d-router']} pd-sidecar`,
-    proc: upstream,
-    url: `http://127.0.0.1:${upstreamPort}`,
-  });
-  const ours = startProc(
-    'pd-router sidecar',
-    process.execPath,
-    [...nodeArgs, CLI, 'sidecar', '--host', '127.0.0.1', '--port', '0', '--secure-proxy=false'].concat([
-      '--model-server-port',
-      simPort,
-    ]),
-    { cpus: cpus('1') },
-  );
-  const oursUrl = (await ours.waitForOutput(/"url":"(http:[^"]+)".*sidecar listening/, 60_000))[1];
-  programs.push({ key: 'pd-router', label: 'pd-router sidecar', proc: ours, url: oursUrl });
+  const sidecarOpts = { pin, nodeArgs, baseNodeArgs: nodeArgs, log };
+  for (const mode of ['llm-d-router', 'pd-router'] as const) {
+    const sidecar = await startSidecar(mode, Number(simPort), sidecarOpts);
+    programs.push({ key: mode, label: `${modeLabel(mode)} sidecar`, ...sidecar });
+  }
   const proxyScript = fileURLToPath(new URL('../sidecar-overhead/minimal-proxy.js', import.meta.url));
   for (const ref of REFERENCE_PROXIES) {
     const proc = startProc(
@@ -191,24 +157,21 @@ async function main(): Promise<void> {
     log(`[bench/sidecar-floor] round ${round + 1}/${rounds}: ${parts.join(', ')}`);
   }
 
-  const pooled = (list: LoopResult[]) => list.flatMap((run) => run.latencies).sort((left, right) => left - right);
-  const directAll = pooled(direct);
-  const directP50 = percentile(directAll, 50);
-  const directP99 = percentile(directAll, 99);
+  const directCell = cell(direct, duration);
   const results: ProgramResult[] = programs.map((program) => {
-    const all = pooled(runs.get(program.key)!);
-    const c = cpu.get(program.key)!;
+    const pooled = cell(runs.get(program.key)!, duration);
+    const used = cpu.get(program.key)!;
     return {
       key: program.key,
       label: program.label,
-      ops: all.length,
-      p50: percentile(all, 50),
-      p99: percentile(all, 99),
-      addedP50: percentile(all, 50) - directP50,
-      addedP99: percentile(all, 99) - directP99,
+      ops: pooled.ops,
+      p50: pooled.p50,
+      p99: pooled.p99,
+      addedP50: pooled.p50 - directCell.p50,
+      addedP99: pooled.p99 - directCell.p99,
       roundAddedP50: roundAdded.get(program.key)!,
-      cpuPerOpUs: (c.seconds / Math.max(1, c.ops)) * 1e6,
-      errors: runs.get(program.key)!.reduce((sum, run) => sum + run.errors, 0),
+      cpuPerOpUs: (used.seconds / Math.max(1, used.ops)) * 1e6,
+      errors: pooled.errors,
     };
   });
   const record = {
@@ -219,8 +182,8 @@ async function main(): Promise<void> {
     machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? '?', node: process.version, pinned: pin },
     loadAverage: { start: loadStart, end: os.loadavg() },
     options: { rounds, duration, connections, jitWarmup, nodeArgs },
-    upstream: upstreamPin,
-    direct: { ops: directAll.length, p50: directP50, p99: directP99 },
+    upstream: UPSTREAM_PINS['llm-d-router'],
+    direct: { ops: directCell.ops, p50: directCell.p50, p99: directCell.p99 },
     programs: results,
   };
   const outDir = o.out;
@@ -229,6 +192,13 @@ async function main(): Promise<void> {
   const md = render(record);
   writeFileSync(path.join(outDir, 'sidecar-floor.md'), md);
   process.stdout.write(md);
+}
+
+/** The middle value (the mean of the two middle ones for an even count). */
+function median(list: readonly number[]): number {
+  const sorted = [...list].sort((left, right) => left - right);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 function render(record: {
@@ -243,9 +213,6 @@ function render(record: {
   programs: ProgramResult[];
 }): string {
   const ref = record.programs.find((program) => program.key === 'llm-d-router')!;
-  const ratio = (value: number, reference: number) =>
-    value > 0 && reference > 0 ? `${(value / reference).toFixed(2)}×` : '–';
-  const median = (list: number[]) => [...list].sort((left, right) => left - right)[Math.floor(list.length / 2)];
   const ms = (value: number) => value.toFixed(3);
   const rows = record.programs.map((program) => [
     program.label,
@@ -255,7 +222,13 @@ function render(record: {
     program.cpuPerOpUs.toFixed(0),
     program === ref
       ? 'reference'
-      : `${ratio(program.addedP50, ref.addedP50)} / ${ratio(median(program.roundAddedP50), median(ref.roundAddedP50))} / ${ratio(program.cpuPerOpUs, ref.cpuPerOpUs)}`,
+      : [
+          [program.addedP50, ref.addedP50],
+          [median(program.roundAddedP50), median(ref.roundAddedP50)],
+          [program.cpuPerOpUs, ref.cpuPerOpUs],
+        ]
+          .map(([value, reference]) => formatRatio(value, reference))
+          .join(' / '),
     String(program.errors),
   ]);
   const load = (list: number[]) => list.map((value) => value.toFixed(2)).join(' / ');

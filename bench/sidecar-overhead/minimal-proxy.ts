@@ -12,6 +12,7 @@
  * The hand-written reader is the floor, not an HTTP implementation: it takes messages framed by Content-Length only
  * (what the benchmark's non-streamed requests and the simulator's non-streamed answers are) and answers 501 or drops
  * the connection on anything else (chunked bodies, a missing length, a header block over 64 KiB, a body over 16 MiB).
+ * Every leg, on every client, fails after 30 s without its whole answer (502 to the client).
  *
  * Usage: node dist/bench/sidecar-overhead/minimal-proxy.js --upstream host:port [--server http|raw] [--client undici|http|raw]
  * Prints {"url":"http://127.0.0.1:<port>","msg":"minimal proxy listening"} once it listens (port chosen by the OS).
@@ -20,33 +21,34 @@ import http, { createServer } from 'node:http';
 import net from 'node:net';
 import { Agent, type Dispatcher } from 'undici';
 import { nixlPrefillBody } from '../../src/sidecar/index.js';
+import { arg, checkArgs } from '../common/args.js';
 
 const USAGE =
   'usage: minimal-proxy --upstream host:port [--server http|raw] [--client undici|http|raw]\n' +
   '  --server  http: Node HTTP server (default); raw: TCP sockets, Content-Length framing only\n' +
   '  --client  undici: undici dispatch (default); http: http.request, keep-alive Agent; raw: TCP sockets\n';
 
-function option(name: string, fallback: string | undefined, allowed?: readonly string[]): string | undefined {
-  const at = process.argv.indexOf(`--${name}`);
-  const value = at >= 0 ? process.argv[at + 1] : fallback;
-  if (value !== undefined && allowed && !allowed.includes(value)) {
+checkArgs(USAGE, ['upstream', 'server', 'client']);
+
+/** `--name`'s value, one of `allowed`; anything else exits 2 with the usage. */
+function choice(name: string, fallback: string, allowed: readonly string[]): string {
+  const value = arg(name, fallback);
+  if (!allowed.includes(value)) {
     process.stderr.write(`minimal-proxy: --${name} must be one of ${allowed.join(', ')}, not ${value}\n${USAGE}`);
     process.exit(2);
   }
   return value;
 }
 
-if (process.argv.includes('--help')) {
-  process.stdout.write(USAGE);
-  process.exit(0);
-}
-const upstream = option('upstream', undefined);
-if (!upstream || !/^[^:]+:\d+$/.test(upstream)) {
-  process.stderr.write(USAGE);
+const upstream = arg('upstream', '');
+if (!/^[^:]+:\d+$/.test(upstream)) {
+  process.stderr.write(`minimal-proxy: --upstream host:port is required\n${USAGE}`);
   process.exit(2);
 }
-const SERVER = option('server', 'http', ['http', 'raw']);
-const CLIENT = option('client', 'undici', ['undici', 'http', 'raw']);
+const SERVER = choice('server', 'http', ['http', 'raw']);
+const CLIENT = choice('client', 'undici', ['undici', 'http', 'raw']);
+/** Longest a leg may wait for its whole answer (every client), and a kept-alive raw connection may sit idle. */
+const LEG_TIMEOUT_MS = 30_000;
 const [upstreamHost, upstreamPort] = [upstream.slice(0, upstream.lastIndexOf(':')), Number(upstream.split(':').pop())];
 const origin = `http://${upstream}`;
 
@@ -59,7 +61,13 @@ type Post = (path: string, body: Buffer) => Promise<Answer>;
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
 function undiciPost(): Post {
-  const agent = new Agent({ connections: 1024, pipelining: 1, keepAliveTimeout: 4_000 });
+  const agent = new Agent({
+    connections: 1024,
+    pipelining: 1,
+    keepAliveTimeout: 4_000,
+    headersTimeout: LEG_TIMEOUT_MS,
+    bodyTimeout: LEG_TIMEOUT_MS,
+  });
   return (path, body) =>
     new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
@@ -106,6 +114,7 @@ function httpPost(): Post {
         },
       );
       req.on('error', reject);
+      req.setTimeout(LEG_TIMEOUT_MS, () => req.destroy(new Error(`no answer within ${LEG_TIMEOUT_MS} ms`)));
       req.end(body);
     });
 }
@@ -139,6 +148,10 @@ function readMessages(
       if (end < 0) {
         if (buf.length > MAX_HEAD) refuse('header block over 64 KiB');
         else if (buf.length > 0) pending = buf;
+        return;
+      }
+      if (end > MAX_HEAD) {
+        refuse('header block over 64 KiB');
         return;
       }
       const head = buf.toString('latin1', 0, end);
@@ -188,12 +201,18 @@ function rawPost(): Post {
       conn.socket,
       (head, body) => {
         const waiting = conn.waiting;
+        if (!waiting) {
+          fail(new Error('upstream sent an answer nobody asked for'));
+          return;
+        }
         conn.waiting = undefined;
         idle.push(conn);
-        waiting?.resolve({ status: Number(head.slice(9, 12)), body });
+        waiting.resolve({ status: Number(head.slice(9, 12)), body });
       },
       (why) => fail(new Error(`upstream answer not readable by the raw client: ${why}`)),
     );
+    // A leg whose answer stalls fails; a kept-alive connection idle that long is closed.
+    conn.socket.setTimeout(LEG_TIMEOUT_MS, () => fail(new Error(`no answer within ${LEG_TIMEOUT_MS} ms`)));
     conn.socket.on('error', fail);
     conn.socket.on('close', () => fail(new Error('upstream closed the connection')));
     return conn;
@@ -239,13 +258,22 @@ function rawServer(): net.Server {
         ]),
       );
     };
-    // One request at a time per connection, as HTTP/1.1 clients without pipelining send them.
+    // One request at a time per connection, as HTTP/1.1 clients without pipelining send them: the socket is not read
+    // while one is in flight (what one chunk already held waits its turn), and answers go out in order.
     let chain = Promise.resolve();
+    let queued = 0;
+    const enqueue = (work: () => Promise<void> | void) => {
+      queued++;
+      socket.pause();
+      chain = chain.then(work).finally(() => {
+        if (--queued === 0) socket.resume();
+      });
+    };
     readMessages(
       socket,
       (head, body) => {
         const path = head.split(' ', 2)[1] ?? '/';
-        chain = chain.then(() =>
+        enqueue(() =>
           head.startsWith('POST ')
             ? pd(path, body).then(
                 (decode) => answer(decode.status, decode.body),
@@ -254,10 +282,11 @@ function rawServer(): net.Server {
             : answer(200, Buffer.alloc(0)),
         );
       },
-      (why) => {
-        answer(501, Buffer.from(`minimal proxy (--server raw): ${why}`));
-        socket.end();
-      },
+      (why) =>
+        enqueue(() => {
+          answer(501, Buffer.from(`minimal proxy (--server raw): ${why}`));
+          socket.end();
+        }),
     );
     socket.on('error', () => socket.destroy());
   });

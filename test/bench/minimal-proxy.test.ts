@@ -85,8 +85,75 @@ describe('bench minimal proxy', { timeout: 120_000 }, () => {
     expect(answer).toContain('chunked');
   });
 
-  it('refuses an unknown stack with exit 2 and its usage', async () => {
-    const bad = startCli(['--upstream', simHostPort, '--server', 'h2'], /never/, { script: PROXY });
-    await expect(bad).rejects.toThrow(/exited with 2[\s\S]*--server must be one of http, raw/);
+  /** A loopback upstream that answers every request with `answer` (and then closes, when `close`). */
+  async function fakeUpstream(
+    answer: string,
+    close: boolean,
+  ): Promise<{ hostPort: string; stop: () => Promise<void> }> {
+    const sockets = new Set<net.Socket>();
+    const server = net.createServer((socket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+      socket.once('data', () => (close ? socket.end(answer) : socket.write(answer)));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    return {
+      hostPort: `127.0.0.1:${port}`,
+      stop: () =>
+        new Promise<void>((resolve) => {
+          for (const socket of sockets) socket.destroy();
+          server.close(() => resolve());
+        }),
+    };
+  }
+
+  for (const [what, answer, close, message] of [
+    [
+      'a chunked answer',
+      'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n',
+      false,
+      /not readable by the raw client: a chunked body/,
+    ],
+    [
+      'an answer cut short',
+      'HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{"id"',
+      true,
+      /upstream closed the connection/,
+    ],
+  ] as const) {
+    it(`--client raw fails the leg on ${what}: the client gets 502 with the reason, nothing hangs`, async () => {
+      const upstream = await fakeUpstream(answer, close);
+      try {
+        const proxy = await startCli(
+          ['--upstream', upstream.hostPort, '--server', 'http', '--client', 'raw'],
+          /"url":"(http:[^"]+)".*minimal proxy listening/,
+          { script: PROXY },
+        );
+        proxies.push(proxy);
+        const res = await fetch(`${proxy.match[1]}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'x' }], max_tokens: 1 }),
+          signal: AbortSignal.timeout(20_000),
+        });
+        expect(res.status).toBe(502);
+        expect(await res.text()).toMatch(message);
+      } finally {
+        await upstream.stop();
+      }
+    });
+  }
+
+  it('refuses an unknown stack, a misspelt option or a missing value with exit 2 and its usage', async () => {
+    for (const [args, reason] of [
+      [['--upstream', simHostPort, '--server', 'h2'], /--server must be one of http, raw/],
+      [['--upstream', simHostPort, '--clinet', 'raw'], /unknown argument "--clinet"/],
+      [['--upstream', simHostPort, '--server'], /--server needs a value/],
+      [['--server', 'raw'], /--upstream host:port is required/],
+    ] as const) {
+      const bad = startCli([...args], /never/, { script: PROXY });
+      await expect(bad).rejects.toThrow(new RegExp(`exited with 2[\\s\\S]*${reason.source}`));
+    }
   });
 });
