@@ -3,9 +3,12 @@
  * requests were disaggregated; the latency split (prefill, decode time to first byte, true TTFT, the sidecar's own
  * overhead); retries, fallbacks, timeouts, SSRF denials and client aborts.
  */
-import { Counter, Gauge } from 'prom-client';
+import { Counter } from 'prom-client';
 import {
+  BoundCounter,
+  BoundGauge,
   BoundHistogram,
+  type GaugeChild,
   LATENCY_BUCKETS_SECONDS,
   OVERHEAD_BUCKETS_SECONDS,
   createRegistry,
@@ -19,10 +22,11 @@ export type Mode = 'disaggregated' | 'local' | 'fallback_local' | 'passthrough';
 /** The sidecar's metrics: requests by outcome, modes, the latency split, retries, fallbacks, timeouts, denials. */
 export class SidecarMetrics {
   readonly registry: Registry = createRegistry();
-  readonly requests: Counter<'path' | 'connector' | 'outcome'>;
-  readonly passthroughRequests: Counter<'outcome'>;
-  readonly modes: Counter<'connector' | 'mode'>;
-  // Observed on every request: the hot-path histogram (same exposition as prom-client's).
+  // Recorded on every request (the EPP's scrapes of vLLM's /metrics through the sidecar included): bound metrics,
+  // the same exposition as prom-client's without its per-call label hashing.
+  readonly requests: BoundCounter<'path' | 'connector' | 'outcome'>;
+  readonly passthroughRequests: BoundCounter<'outcome'>;
+  readonly modes: BoundCounter<'connector' | 'mode'>;
   readonly prefillDuration: BoundHistogram<'connector' | 'outcome'>;
   readonly decodeTtfb: BoundHistogram<'mode'>;
   readonly ttft: BoundHistogram<'mode'>;
@@ -32,24 +36,26 @@ export class SidecarMetrics {
   readonly timeouts: Counter<'stage'>;
   readonly ssrfDenied: Counter<never>;
   readonly clientAborts: Counter<'stage'>;
-  readonly inflight: Gauge<never>;
+  readonly inflight: BoundGauge<never>;
+  /** The inflight gauge's one series, as the request path moves it. */
+  readonly inflightSeries: GaugeChild;
   readonly rewriteSkipped: Counter<'reason'>;
 
   constructor() {
     const registers = [this.registry];
-    this.requests = new Counter({
+    this.requests = new BoundCounter({
       name: 'pd_router_sidecar_requests_total',
       help: 'Inference requests (the P/D routes) handled, by path, connector and outcome (success, client_error, upstream_error, timeout, aborted, denied).',
       labelNames: ['path', 'connector', 'outcome'],
       registers,
     });
-    this.passthroughRequests = new Counter({
+    this.passthroughRequests = new BoundCounter({
       name: 'pd_router_sidecar_passthrough_requests_total',
       help: "Requests relayed to the local vLLM unchanged (every other path: vLLM's /metrics, /v1/models, ...), by outcome; not in the request and latency metrics.",
       labelNames: ['outcome'],
       registers,
     });
-    this.modes = new Counter({
+    this.modes = new BoundCounter({
       name: 'pd_router_sidecar_pd_requests_total',
       help: 'Inference requests by how they were served: disaggregated, local (no prefill header), fallback_local (prefill failed, local prefill).',
       labelNames: ['connector', 'mode'],
@@ -112,11 +118,13 @@ export class SidecarMetrics {
       labelNames: ['stage'],
       registers,
     });
-    this.inflight = new Gauge({
+    this.inflight = new BoundGauge({
       name: 'pd_router_sidecar_inflight_requests',
       help: 'Inference requests in progress.',
+      labelNames: [],
       registers,
     });
+    this.inflightSeries = this.inflight.child({});
     this.rewriteSkipped = new Counter({
       name: 'pd_router_sidecar_cached_tokens_rewrite_skipped_total',
       help: 'Decode answers whose cached_tokens could not be rewritten (body over --max-rewrite-body-size, oversized SSE line).',

@@ -76,7 +76,7 @@ export function track(
     if (!res.writableFinished) signal.abort();
   });
   const inference = kind === 'inference';
-  if (inference) rank.metrics.inflight.inc();
+  if (inference) rank.metrics.inflightSeries.inc();
   let counted = false;
   const start = performance.now();
   return {
@@ -87,7 +87,7 @@ export function track(
       if (counted) return;
       counted = true;
       if (inference) {
-        rank.metrics.inflight.dec();
+        rank.metrics.inflightSeries.dec();
         rank.metrics.requests.inc({ path, connector, outcome });
       } else rank.metrics.passthroughRequests.inc({ outcome });
       if (log.debug) log.logger.debug({ path, outcome, ms: Math.round(performance.now() - start) }, 'request done');
