@@ -65,12 +65,8 @@ export function ratio(value: number | undefined, ref: number | undefined): numbe
   return value / ref;
 }
 const x = (times: number | undefined) => (times === undefined ? '–' : `${times.toFixed(2)}×`);
-/** `value` as a ratio to `ref` the way the tables print it (`1.23×`, or `–` when either is not positive). */
-export function formatRatio(value: number | undefined, ref: number | undefined): string {
-  return x(ratio(value, ref));
-}
-/** Ratios to the reference, `a / b / c`, each as `x` prints it. */
-const ratios = (...pairs: Array<[number | undefined, number | undefined]>) =>
+/** Ratios to the reference, `a / b / c`, each as `x` prints it (`1.23×`, or `–` when either is not positive). */
+export const ratios = (...pairs: Array<[number | undefined, number | undefined]>) =>
   pairs.map(([value, ref]) => x(ratio(value, ref))).join(' / ');
 
 function loadLine(load: LoadAverage): string {

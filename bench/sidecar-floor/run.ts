@@ -24,8 +24,8 @@ import { percentile, pinSelf, table } from '../common/processes.js';
 import { UPSTREAM_PINS, modeLabel } from '../peers/build.js';
 import { closedLoop, type LoopResult, type LoopTiming } from '../peers/closed-loop.js';
 import { startProc, stopAll, type Proc } from '../peers/procs.js';
-import { formatRatio } from '../peers/report.js';
-import { cell, simulatorUrl, startSidecar, startSimulator } from '../peers/sidecar.js';
+import { ratios } from '../peers/report.js';
+import { cell, simulatorUrl, startSidecar, startSimulator, type SidecarCell } from '../peers/sidecar.js';
 
 const OPTIONS: Option[] = [
   { name: 'rounds', def: '6', smoke: '1', help: 'rounds; each runs the direct client and every program once' },
@@ -63,18 +63,15 @@ interface Program {
   url: string;
 }
 
-interface ProgramResult {
+/** A program's runs pooled (bench/peers' cell, with the added latencies and CPU per operation filled in). */
+interface ProgramResult extends SidecarCell {
   key: string;
   label: string;
-  ops: number;
-  p50: number;
-  p99: number;
   addedP50: number;
   addedP99: number;
+  cpuPerOpUs: number;
   /** Per round: this program's p50 minus the direct client's in the same round. */
   roundAddedP50: number[];
-  cpuPerOpUs: number;
-  errors: number;
 }
 
 const REFERENCE_PROXIES = [
@@ -136,7 +133,6 @@ async function main(): Promise<void> {
   const cpu = new Map<string, { seconds: number; ops: number }>(
     programs.map((program) => [program.key, { seconds: 0, ops: 0 }]),
   );
-  const roundAdded = new Map<string, number[]>(programs.map((program) => [program.key, []]));
   for (let round = 0; round < rounds; round++) {
     const d = await closedLoop({ kind: 'direct' }, simUrl, false, connections, timing);
     direct.push(d);
@@ -150,7 +146,6 @@ async function main(): Promise<void> {
       c.ops += r.allOps;
       runs.get(p.key)!.push(r);
       const added = percentile(r.latencies, 50) - percentile(d.latencies, 50);
-      roundAdded.get(p.key)!.push(added);
       parts.push(`${p.key} +${added.toFixed(3)}${r.errors ? ` (${r.errors} errors)` : ''}`);
     }
     if (!sim.running) throw new Error(sim.describeExit());
@@ -159,19 +154,19 @@ async function main(): Promise<void> {
 
   const directCell = cell(direct, duration);
   const results: ProgramResult[] = programs.map((program) => {
-    const pooled = cell(runs.get(program.key)!, duration);
+    const programRuns = runs.get(program.key)!;
+    const pooled = cell(programRuns, duration);
     const used = cpu.get(program.key)!;
     return {
       key: program.key,
       label: program.label,
-      ops: pooled.ops,
-      p50: pooled.p50,
-      p99: pooled.p99,
+      ...pooled,
       addedP50: pooled.p50 - directCell.p50,
       addedP99: pooled.p99 - directCell.p99,
-      roundAddedP50: roundAdded.get(program.key)!,
       cpuPerOpUs: (used.seconds / Math.max(1, used.ops)) * 1e6,
-      errors: pooled.errors,
+      roundAddedP50: programRuns.map(
+        (run, round) => percentile(run.latencies, 50) - percentile(direct[round].latencies, 50),
+      ),
     };
   });
   const record = {
@@ -222,13 +217,11 @@ function render(record: {
     program.cpuPerOpUs.toFixed(0),
     program === ref
       ? 'reference'
-      : [
+      : ratios(
           [program.addedP50, ref.addedP50],
           [median(program.roundAddedP50), median(ref.roundAddedP50)],
           [program.cpuPerOpUs, ref.cpuPerOpUs],
-        ]
-          .map(([value, reference]) => formatRatio(value, reference))
-          .join(' / '),
+        ),
     String(program.errors),
   ]);
   const load = (list: number[]) => list.map((value) => value.toFixed(2)).join(' / ');

@@ -60,6 +60,11 @@ type Post = (path: string, body: Buffer) => Promise<Answer>;
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
+/** A body's chunks as one buffer (without a copy when it came in one). */
+function joined(chunks: Buffer[]): Buffer {
+  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+}
+
 function undiciPost(): Post {
   const agent = new Agent({
     connections: 1024,
@@ -81,7 +86,7 @@ function undiciPost(): Post {
           chunks.push(chunk);
         },
         onResponseEnd() {
-          resolve({ status, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks) });
+          resolve({ status, body: joined(chunks) });
         },
         onResponseError(_controller, err) {
           reject(err);
@@ -107,9 +112,7 @@ function httpPost(): Post {
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () =>
-            resolve({ status: res.statusCode ?? 0, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks) }),
-          );
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: joined(chunks) }));
           res.on('error', reject);
         },
       );
@@ -125,7 +128,8 @@ const CRLFCRLF = Buffer.from('\r\n\r\n');
 
 /**
  * Calls `onMessage` with each Content-Length-framed HTTP/1.1 message the socket brings (head as latin1 text without the
- * blank line, body). Anything it cannot frame that way ends the socket after `onUnframed` has had its say.
+ * blank line, body). On anything it cannot frame that way it calls `onUnframed` with the reason and reads no more (the
+ * caller answers and ends the socket, or fails its leg).
  */
 function readMessages(
   socket: net.Socket,
@@ -301,7 +305,7 @@ function httpServer(): http.Server {
     const parts: Buffer[] = [];
     req.on('data', (chunk: Buffer) => parts.push(chunk));
     req.on('end', () => {
-      pd(req.url ?? '/', parts.length === 1 ? parts[0] : Buffer.concat(parts)).then(
+      pd(req.url ?? '/', joined(parts)).then(
         (decode) => {
           res.writeHead(decode.status, { 'content-type': 'application/json', 'content-length': decode.body.length });
           res.end(decode.body);
